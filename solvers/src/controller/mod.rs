@@ -1,0 +1,162 @@
+//! Step-size controllers: given the scaled error of an attempted step, accept
+//! or reject it and propose the next step size.
+//!
+//! The loop ([`crate::integrate`]) owns nothing solver-specific: it hands the
+//! controller the RMS-scaled error norm (`≤ 1` is within tolerance) and the
+//! error order `k` of the solver's estimate (`embedded order + 1` for an RK
+//! pair), and multiplies the step by the factor it gets back.
+
+mod constant;
+mod pi;
+mod pid;
+
+pub use constant::ConstantController;
+pub use pi::PiController;
+pub use pid::PidController;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SolveError;
+
+/// The outcome of one step attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepDecision {
+    /// Whether the step is accepted.
+    pub accept: bool,
+    /// Factor by which to multiply the step size for the next attempt.
+    pub factor: f64,
+}
+
+/// A step-size controller.
+pub trait StepController {
+    /// Clears the error history (called at the start of every solve).
+    fn reset(&mut self);
+    /// Decides on a step with scaled error `err` (non-finite: the step blew
+    /// up) from an estimator of order `k`.
+    fn decide(&mut self, err: f64, k: f64) -> StepDecision;
+}
+
+/// The controller used by a solve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Controller {
+    /// Fixed steps of size `Options::dt0`; every step is accepted.
+    Constant,
+    /// Proportional–integral control (the default).
+    Pi(PiController),
+    /// Proportional–integral–derivative control.
+    Pid(PidController),
+}
+
+impl Default for Controller {
+    fn default() -> Self {
+        Controller::Pi(PiController::default())
+    }
+}
+
+impl From<PiController> for Controller {
+    fn from(c: PiController) -> Self {
+        Controller::Pi(c)
+    }
+}
+
+impl From<PidController> for Controller {
+    fn from(c: PidController) -> Self {
+        Controller::Pid(c)
+    }
+}
+
+impl From<ConstantController> for Controller {
+    fn from(_: ConstantController) -> Self {
+        Controller::Constant
+    }
+}
+
+impl Controller {
+    /// Whether this controller adapts the step (needs an error estimate).
+    pub fn is_adaptive(&self) -> bool {
+        !matches!(self, Controller::Constant)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), SolveError> {
+        match self {
+            Controller::Constant => Ok(()),
+            Controller::Pi(c) => c.validate(),
+            Controller::Pid(c) => c.validate(),
+        }
+    }
+}
+
+impl StepController for Controller {
+    fn reset(&mut self) {
+        match self {
+            Controller::Constant => {}
+            Controller::Pi(c) => c.reset(),
+            Controller::Pid(c) => c.reset(),
+        }
+    }
+
+    #[inline]
+    fn decide(&mut self, err: f64, k: f64) -> StepDecision {
+        match self {
+            Controller::Constant => ConstantController.decide(err, k),
+            Controller::Pi(c) => c.decide(err, k),
+            Controller::Pid(c) => c.decide(err, k),
+        }
+    }
+}
+
+pub(crate) fn check_factor(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), SolveError> {
+    if v.is_finite() && v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(SolveError::invalid(
+            format!("controller {name}"),
+            format!("{v} must be finite and in [{lo}, {hi}]"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_controllers_reject_nonfinite_and_shrink() {
+        for mut c in [
+            Controller::Pi(PiController::default()),
+            Controller::Pid(PidController::default()),
+        ] {
+            c.reset();
+            let d = c.decide(f64::NAN, 5.0);
+            assert!(!d.accept);
+            assert!(d.factor < 1.0 && d.factor > 0.0);
+            let d = c.decide(f64::INFINITY, 5.0);
+            assert!(!d.accept && d.factor < 1.0);
+            c.reset();
+            let d = c.decide(0.0, 5.0);
+            assert!(d.accept && d.factor > 1.0);
+        }
+    }
+
+    #[test]
+    fn constant_always_accepts_same_step() {
+        let mut c = Controller::Constant;
+        assert_eq!(
+            c.decide(1e9, 1.0),
+            StepDecision {
+                accept: true,
+                factor: 1.0
+            }
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_rejected() {
+        let mut pi = PiController::default();
+        pi.safety = 1.5;
+        assert!(Controller::Pi(pi).validate().is_err());
+        let mut pid = PidController::default();
+        pid.factor_min = f64::NAN;
+        assert!(Controller::Pid(pid).validate().is_err());
+    }
+}

@@ -1,0 +1,324 @@
+//! One generic explicit Runge–Kutta step for every [`ButcherTableau`], in the
+//! manner of diffrax's `AbstractERK`: the method is data, this file is the
+//! only place a stage is computed.
+//!
+//! Stages `k_i = f(t + c_i h, y + h Σ_{j<i} a_ij k_j)`, solution
+//! `y + h Σ b_i k_i`, error estimate `h Σ (b_i − b̂_i) k_i`. FSAL methods
+//! compute `k_s` at `y_{n+1}` and reuse it as the next step's `k_1`, so an
+//! attempted step costs `s − 1` drift evaluations, accepted or rejected.
+
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift};
+use crate::problem::Problem;
+use crate::solution::Stats;
+use crate::solver::{DenseTable, Fields, Solver, StepNoise};
+use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, VERN7};
+
+/// Workspace of an explicit RK solve.
+#[derive(Debug, Clone)]
+pub struct ErkCache {
+    n: usize,
+    /// Stages, `n` each: the step's stages then the interpolant's extra ones.
+    ks: Vec<f64>,
+    ytmp: Vec<f64>,
+    poly: Vec<f64>,
+    ncoef: usize,
+    k0_valid: bool,
+    extra_done: bool,
+}
+
+/// An explicit RK method defined by a tableau. Every built-in method
+/// (`Euler`, `Heun`, `Bs3`, `Dopri5`, `Tsit5`, `Vern7`) is one of these; a
+/// user tableau works the same way:
+///
+/// ```
+/// use sdeflow_solvers::{erk::ExplicitRk, tableau::TSIT5};
+/// let tsit5 = ExplicitRk::new(&TSIT5);
+/// assert_eq!(tsit5.tableau().order, 5);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ExplicitRk {
+    tableau: &'static ButcherTableau,
+}
+
+impl ExplicitRk {
+    /// A solver for `tableau`.
+    pub const fn new(tableau: &'static ButcherTableau) -> Self {
+        ExplicitRk { tableau }
+    }
+
+    /// The tableau.
+    pub fn tableau(&self) -> &'static ButcherTableau {
+        self.tableau
+    }
+}
+
+/// `out = y + h Σ_j coef_j k_j` over the first `coef.len()` stages.
+#[inline(always)]
+fn stage_input(y: &[f64], h: f64, coef: &[f64], ks: &[f64], n: usize, out: &mut [f64]) {
+    out.copy_from_slice(y);
+    for (j, &a) in coef.iter().enumerate() {
+        if a != 0.0 {
+            let ha = h * a;
+            let k = &ks[j * n..(j + 1) * n];
+            for (o, &kv) in out.iter_mut().zip(k) {
+                *o += ha * kv;
+            }
+        }
+    }
+}
+
+impl Solver for ExplicitRk {
+    type Cache = ErkCache;
+
+    fn name(&self) -> &'static str {
+        self.tableau.name
+    }
+
+    fn order(&self) -> f64 {
+        f64::from(self.tableau.order)
+    }
+
+    fn error_order(&self) -> Option<f64> {
+        self.tableau.embedded_order.map(|q| f64::from(q) + 1.0)
+    }
+
+    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+        if problem.is_sde() {
+            return Err(SolveError::Unsupported {
+                solver: self.tableau.name,
+                what: "SDEs (it integrates ODEs only)".into(),
+                alternatives: "the SDE solvers (EulerMaruyama, Milstein, Sriw1, ...)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn init(&self, n: usize, _m: usize) -> ErkCache {
+        let t = self.tableau;
+        let nk = t.stages() + t.dense.extra_c.len();
+        let ncoef = t.dense.coeffs.iter().map(|r| r.len()).max().unwrap_or(1);
+        let mut poly = vec![0.0; nk * ncoef];
+        for (i, row) in t.dense.coeffs.iter().enumerate() {
+            poly[i * ncoef..i * ncoef + row.len()].copy_from_slice(row);
+        }
+        ErkCache {
+            n,
+            ks: vec![0.0; nk * n],
+            ytmp: vec![0.0; n],
+            poly,
+            ncoef,
+            k0_valid: false,
+            extra_done: false,
+        }
+    }
+
+    fn start(&self, cache: &mut ErkCache, f0: &[f64]) {
+        cache.ks[..cache.n].copy_from_slice(f0);
+        cache.k0_valid = true;
+    }
+
+    #[inline]
+    fn step<F: Drift, G: Diffusion>(
+        &self,
+        cache: &mut ErkCache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        _noise: &StepNoise<'_>,
+        y_new: &mut [f64],
+        err: &mut [f64],
+        stats: &mut Stats,
+    ) {
+        let tab = self.tableau;
+        let n = cache.n;
+        let s = tab.stages();
+        let ErkCache {
+            ks,
+            ytmp,
+            k0_valid,
+            extra_done,
+            ..
+        } = cache;
+        *extra_done = false;
+        if !*k0_valid {
+            fields.f(t, y, &mut ks[..n], stats);
+            *k0_valid = true;
+        }
+        let last = if tab.fsal { s - 1 } else { s };
+        for i in 1..last {
+            stage_input(y, h, tab.a[i], ks, n, ytmp);
+            let (_, rest) = ks.split_at_mut(i * n);
+            fields.f(t + tab.c[i] * h, ytmp, &mut rest[..n], stats);
+        }
+        stage_input(y, h, &tab.b[..last], ks, n, y_new);
+        if tab.fsal {
+            let (_, rest) = ks.split_at_mut((s - 1) * n);
+            fields.f(t + h, y_new, &mut rest[..n], stats);
+        }
+        if let Some(be) = tab.b_err {
+            err.iter_mut().for_each(|e| *e = 0.0);
+            for (j, &w) in be.iter().enumerate() {
+                if w != 0.0 {
+                    let hw = h * w;
+                    let k = &ks[j * n..(j + 1) * n];
+                    for (e, &kv) in err.iter_mut().zip(k) {
+                        *e += hw * kv;
+                    }
+                }
+            }
+        }
+    }
+
+    fn accept(&self, cache: &mut ErkCache) {
+        if self.tableau.fsal {
+            let n = cache.n;
+            let s = self.tableau.stages();
+            cache.ks.copy_within((s - 1) * n..s * n, 0);
+        } else {
+            cache.k0_valid = false;
+        }
+    }
+
+    fn dense_table<'c>(&self, cache: &'c ErkCache) -> DenseTable<'c> {
+        DenseTable {
+            nk: self.tableau.stages() + self.tableau.dense.extra_c.len(),
+            ncoef: cache.ncoef,
+            poly: &cache.poly,
+        }
+    }
+
+    fn dense_stages<'c, F: Drift, G: Diffusion>(
+        &self,
+        cache: &'c mut ErkCache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        _y_new: &[f64],
+        stats: &mut Stats,
+    ) -> &'c [f64] {
+        let dense = &self.tableau.dense;
+        if !cache.extra_done && !dense.extra_c.is_empty() {
+            let n = cache.n;
+            let s = self.tableau.stages();
+            for (j, row) in dense.extra_a.iter().enumerate() {
+                let i = s + j;
+                stage_input(y, h, row, &cache.ks, n, &mut cache.ytmp);
+                let (_, rest) = cache.ks.split_at_mut(i * n);
+                fields.f(t + dense.extra_c[j] * h, &cache.ytmp, &mut rest[..n], stats);
+            }
+        }
+        cache.extra_done = true;
+        &cache.ks
+    }
+}
+
+macro_rules! rk_method {
+    ($(#[$doc:meta])* $name:ident, $tab:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl $name {
+            /// The tableau of this method.
+            pub fn tableau(&self) -> &'static ButcherTableau {
+                &$tab
+            }
+        }
+
+        impl Solver for $name {
+            type Cache = ErkCache;
+            fn name(&self) -> &'static str {
+                $tab.name
+            }
+            fn order(&self) -> f64 {
+                ExplicitRk::new(&$tab).order()
+            }
+            fn error_order(&self) -> Option<f64> {
+                ExplicitRk::new(&$tab).error_order()
+            }
+            fn check<F: Drift, G: Diffusion>(
+                &self,
+                problem: &Problem<F, G>,
+            ) -> Result<(), SolveError> {
+                ExplicitRk::new(&$tab).check(problem)
+            }
+            fn init(&self, n: usize, m: usize) -> ErkCache {
+                ExplicitRk::new(&$tab).init(n, m)
+            }
+            fn start(&self, cache: &mut ErkCache, f0: &[f64]) {
+                ExplicitRk::new(&$tab).start(cache, f0)
+            }
+            #[inline]
+            fn step<F: Drift, G: Diffusion>(
+                &self,
+                cache: &mut ErkCache,
+                fields: &Fields<'_, F, G>,
+                t: f64,
+                h: f64,
+                y: &[f64],
+                noise: &StepNoise<'_>,
+                y_new: &mut [f64],
+                err: &mut [f64],
+                stats: &mut Stats,
+            ) {
+                ExplicitRk::new(&$tab).step(cache, fields, t, h, y, noise, y_new, err, stats)
+            }
+            fn accept(&self, cache: &mut ErkCache) {
+                ExplicitRk::new(&$tab).accept(cache)
+            }
+            fn dense_table<'c>(&self, cache: &'c ErkCache) -> DenseTable<'c> {
+                ExplicitRk::new(&$tab).dense_table(cache)
+            }
+            fn dense_stages<'c, F: Drift, G: Diffusion>(
+                &self,
+                cache: &'c mut ErkCache,
+                fields: &Fields<'_, F, G>,
+                t: f64,
+                h: f64,
+                y: &[f64],
+                y_new: &[f64],
+                stats: &mut Stats,
+            ) -> &'c [f64] {
+                ExplicitRk::new(&$tab).dense_stages(cache, fields, t, h, y, y_new, stats)
+            }
+        }
+    };
+}
+
+rk_method!(
+    /// Forward Euler: order 1, fixed steps only (set `Options::dt0`).
+    Euler,
+    EULER
+);
+rk_method!(
+    /// Heun's method with an embedded Euler estimate, 2(1).
+    Heun,
+    HEUN
+);
+rk_method!(
+    /// Bogacki–Shampine 3(2), FSAL, cubic Hermite dense output. Good at loose
+    /// tolerances (rtol ≳ 1e-3).
+    Bs3,
+    BS3
+);
+rk_method!(
+    /// Dormand–Prince 5(4) ("DOPRI5", MATLAB's `ode45`), FSAL, 4th-order
+    /// dense output.
+    Dopri5,
+    DP5
+);
+rk_method!(
+    /// Tsitouras 5(4), FSAL, 4th-order dense output: the default non-stiff
+    /// solver for rtol in about 1e-3 .. 1e-8.
+    Tsit5,
+    TSIT5
+);
+rk_method!(
+    /// Verner's "most efficient" 7(6) with its 7th-order lazy interpolant:
+    /// for tight tolerances (rtol ≲ 1e-8).
+    Vern7,
+    VERN7
+);

@@ -1,0 +1,357 @@
+//! The integration loop: drives any [`Solver`] with any controller and save
+//! policy. It owns the step-size logic (initial step, clipping to `t1` and
+//! `dt_max`, underflow and step-budget checks), the error norm and the saving;
+//! it knows nothing about a particular method.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::controller::{StepController, StepDecision};
+use crate::dense::{DenseOutput, combine, poly_weights};
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift};
+use crate::initial_step::initial_step;
+use crate::norm::scaled_rms;
+use crate::options::{Options, SaveAt};
+use crate::problem::Problem;
+use crate::solution::{Solution, Stats, Status};
+use crate::solver::{Fields, Solver, StepNoise};
+
+/// A NaN with a payload no arithmetic produces: marks components a field
+/// did not write.
+const UNWRITTEN: u64 = 0x7ff8_dead_beef_0001;
+
+/// Evaluates a field once on a buffer of `len` entries pre-filled with a
+/// marker, turning an out-of-bounds panic or unwritten entries into a
+/// [`SolveError::DimensionMismatch`] and non-finite output into
+/// [`SolveError::NonFiniteDerivative`]. Used once per solve, before the loop.
+pub fn probe_field(
+    name: &'static str,
+    len: usize,
+    t: f64,
+    out: &mut [f64],
+    eval: impl FnOnce(&mut [f64]),
+) -> Result<(), SolveError> {
+    debug_assert_eq!(out.len(), len);
+    out.iter_mut().for_each(|v| *v = f64::from_bits(UNWRITTEN));
+    let res = catch_unwind(AssertUnwindSafe(|| eval(out)));
+    if res.is_err() {
+        return Err(SolveError::DimensionMismatch {
+            what: format!("{name} output"),
+            expected: len,
+            found: None,
+            hint: format!(
+                "the {name} panicked on a state of length {}; make y0 (and the noise type) \
+                 match the dimension the {name} uses",
+                len
+            ),
+        });
+    }
+    if let Some(first) = out.iter().position(|v| v.to_bits() == UNWRITTEN) {
+        let written = out.iter().filter(|v| v.to_bits() != UNWRITTEN).count();
+        return Err(SolveError::DimensionMismatch {
+            what: format!("{name} output"),
+            expected: len,
+            found: Some(written),
+            hint: format!(
+                "the {name} left component {first} unwritten; make y0 (and the noise type) \
+                 match the dimension the {name} writes"
+            ),
+        });
+    }
+    if let Some(component) = out.iter().position(|v| !v.is_finite()) {
+        return Err(SolveError::NonFiniteDerivative {
+            field: name,
+            t,
+            component,
+            step: 0,
+        });
+    }
+    Ok(())
+}
+
+/// What the loop has saved so far.
+struct Saved {
+    ts: Vec<f64>,
+    ys: Vec<f64>,
+    dense: Option<DenseOutput>,
+}
+
+impl Saved {
+    fn into_solution(
+        mut self,
+        n: usize,
+        t: f64,
+        y: &[f64],
+        stats: Stats,
+        status: Status,
+        name: &str,
+    ) -> Solution {
+        if self.ts.last() != Some(&t) {
+            self.ts.push(t);
+            self.ys.extend_from_slice(y);
+        }
+        Solution {
+            ts: self.ts,
+            ys: self.ys,
+            n,
+            stats,
+            status,
+            solver: name.to_string(),
+            dense: self.dense,
+        }
+    }
+}
+
+/// Solves `problem` with `solver` under `opts`.
+pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
+    problem: &Problem<F, G>,
+    solver: &S,
+    opts: &Options,
+) -> Result<Solution, SolveError> {
+    problem.validate()?;
+    let n = problem.dim();
+    let (t0, t1) = problem.tspan;
+    opts.validate(n, problem.tspan)?;
+    solver.check(problem)?;
+    let m = problem.noise.map_or(0, |nz| nz.brownian_dim(n));
+    let fields = Fields::new(problem);
+    let mut controller = opts.controller;
+    controller.reset();
+    let k_err = match (controller.is_adaptive(), solver.error_order()) {
+        (true, Some(k)) => Some(k),
+        (_, _) if opts.dt0.is_some() => None,
+        (false, _) => return Err(SolveError::NeedsStepSize {
+            solver: solver.name(),
+        }),
+        (true, None) => {
+            return Err(SolveError::NeedsStepSize {
+                solver: solver.name(),
+            });
+        }
+    };
+    let adaptive = k_err.is_some();
+    let dir = (t1 - t0).signum();
+
+    let mut stats = Stats::default();
+    let mut y = problem.y0.clone();
+    let mut f0 = vec![0.0; n];
+    probe_field("drift", n, t0, &mut f0, |out| {
+        problem.drift.drift(t0, &y, &problem.params, out)
+    })?;
+    stats.drift_evals += 1;
+
+    let mut cache = solver.init(n, m);
+    solver.start(&mut cache, &f0);
+
+    let h_abs = match opts.dt0 {
+        Some(dt) => dt.abs().min(opts.dt_max),
+        None => {
+            let mut scratch = vec![0.0; 2 * n];
+            initial_step(
+                &fields,
+                t0,
+                &y,
+                &f0,
+                t1,
+                solver.order(),
+                opts,
+                &mut scratch,
+                &mut stats,
+            )
+        }
+    };
+    let mut h = dir * h_abs;
+
+    let table = solver.dense_table(&cache);
+    let (nk, ncoef) = (table.nk, table.ncoef);
+    let poly = table.poly.to_vec();
+    let mut saved = Saved {
+        ts: Vec::new(),
+        ys: Vec::new(),
+        dense: match opts.save_at {
+            SaveAt::Dense => Some(DenseOutput::new(n, nk, ncoef, poly.clone())),
+            _ => None,
+        },
+    };
+    let save_times: &[f64] = match &opts.save_at {
+        SaveAt::Times(ts) => ts,
+        _ => &[],
+    };
+    let mut next_save = 0;
+    match opts.save_at {
+        SaveAt::Steps | SaveAt::Dense => {
+            saved.ts.push(t0);
+            saved.ys.extend_from_slice(&y);
+        }
+        SaveAt::Times(_) => {
+            while next_save < save_times.len() && save_times[next_save] == t0 {
+                saved.ts.push(t0);
+                saved.ys.extend_from_slice(&y);
+                next_save += 1;
+            }
+            saved.ts.reserve(save_times.len());
+            saved.ys.reserve(save_times.len() * n);
+        }
+        SaveAt::T1 => {}
+    }
+
+    let mut y_new = vec![0.0; n];
+    let mut err = vec![0.0; n];
+    let mut w = vec![0.0; nk];
+    let mut t = t0;
+    let mut attempts = 0usize;
+    let mut fixed_index = 0usize;
+    let span = (t1 - t0).abs();
+    let noise = StepNoise::NONE;
+
+    loop {
+        if attempts >= opts.max_steps {
+            let partial = saved.into_solution(n, t, &y, stats, Status::Incomplete, solver.name());
+            return Err(SolveError::MaxStepsReached {
+                t,
+                max_steps: opts.max_steps,
+                partial: Box::new(partial),
+            });
+        }
+        // the end of this step
+        let (t_next, last) = if adaptive {
+            let cand = t + h;
+            if (cand - t1) * dir >= -0.01 * h.abs() {
+                (t1, true)
+            } else {
+                (cand, false)
+            }
+        } else {
+            let cand = t0 + dir * (fixed_index + 1) as f64 * h_abs;
+            if (fixed_index + 1) as f64 * h_abs >= span * (1.0 - 1e-12) {
+                (t1, true)
+            } else {
+                (cand, false)
+            }
+        };
+        let h_step = t_next - t;
+        let floor = opts.dt_min.max(16.0 * f64::EPSILON * t.abs().max(1e-300));
+        if h_step.abs() < floor && !last || h_step == 0.0 {
+            let partial = saved.into_solution(n, t, &y, stats, Status::Incomplete, solver.name());
+            return Err(SolveError::StepSizeUnderflow {
+                t,
+                dt: h_step.abs(),
+                step: stats.accepted_steps,
+                partial: Box::new(partial),
+            });
+        }
+
+        solver.step(
+            &mut cache, &fields, t, h_step, &y, &noise, &mut y_new, &mut err, &mut stats,
+        );
+        attempts += 1;
+
+        let decision = match k_err {
+            Some(k) => {
+                let e = scaled_rms(&err, &y, &y_new, &opts.rtol, &opts.atol);
+                controller.decide(e, k)
+            }
+            None => StepDecision {
+                accept: true,
+                factor: 1.0,
+            },
+        };
+
+        if !decision.accept {
+            stats.rejected_steps += 1;
+            h = h_step * decision.factor;
+            if h.abs() < floor {
+                if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
+                    return Err(SolveError::NonFiniteDerivative {
+                        field: "drift",
+                        t,
+                        component,
+                        step: stats.accepted_steps,
+                    });
+                }
+                let partial =
+                    saved.into_solution(n, t, &y, stats, Status::Incomplete, solver.name());
+                return Err(SolveError::StepSizeUnderflow {
+                    t,
+                    dt: h.abs(),
+                    step: stats.accepted_steps,
+                    partial: Box::new(partial),
+                });
+            }
+            continue;
+        }
+
+        if !adaptive {
+            if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
+                return Err(SolveError::NonFiniteDerivative {
+                    field: "drift",
+                    t,
+                    component,
+                    step: stats.accepted_steps,
+                });
+            }
+        }
+
+        // save what this step covers
+        match opts.save_at {
+            SaveAt::T1 => {}
+            SaveAt::Steps => {
+                saved.ts.push(t_next);
+                saved.ys.extend_from_slice(&y_new);
+            }
+            SaveAt::Dense => {
+                let ks = solver.dense_stages(&mut cache, &fields, t, h_step, &y, &y_new, &mut stats);
+                if let Some(d) = saved.dense.as_mut() {
+                    d.push(t, h_step, &y, &ks[..nk * n]);
+                }
+                saved.ts.push(t_next);
+                saved.ys.extend_from_slice(&y_new);
+            }
+            SaveAt::Times(_) => {
+                while next_save < save_times.len() && (save_times[next_save] - t_next) * dir <= 0.0
+                {
+                    let ts = save_times[next_save];
+                    saved.ts.push(ts);
+                    if ts == t_next {
+                        saved.ys.extend_from_slice(&y_new);
+                    } else {
+                        let ks = solver.dense_stages(
+                            &mut cache, &fields, t, h_step, &y, &y_new, &mut stats,
+                        );
+                        poly_weights(&poly, ncoef, (ts - t) / h_step, &mut w);
+                        let start = saved.ys.len();
+                        saved.ys.resize(start + n, 0.0);
+                        combine(&y, h_step, &w, ks, &mut saved.ys[start..]);
+                    }
+                    next_save += 1;
+                }
+            }
+        }
+
+        solver.accept(&mut cache);
+        stats.accepted_steps += 1;
+        fixed_index += 1;
+        t = t_next;
+        std::mem::swap(&mut y, &mut y_new);
+        if last {
+            break;
+        }
+        if adaptive {
+            h = (h_step * decision.factor).clamp(-opts.dt_max, opts.dt_max);
+        }
+    }
+
+    if !matches!(opts.save_at, SaveAt::T1) {
+        // Steps/Dense saved t1 already; Times saves only what was asked for.
+        return Ok(Solution {
+            ts: saved.ts,
+            ys: saved.ys,
+            n,
+            stats,
+            status: Status::Success,
+            solver: solver.name().to_string(),
+            dense: saved.dense,
+        });
+    }
+    Ok(saved.into_solution(n, t, &y, stats, Status::Success, solver.name()))
+}

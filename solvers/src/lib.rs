@@ -1,0 +1,99 @@
+//! `sdeflow-solvers`: the core of sdeflow — vector-field traits, problems,
+//! options, Butcher tableaus, the generic explicit Runge–Kutta step, step-size
+//! controllers, the integration loop, dense output and the stiff backend
+//! (diffsol).
+//!
+//! Most users depend on the facade crate `sdeflow`, which re-exports all of
+//! this. The pieces are orthogonal: any [`Solver`] runs under any
+//! [`Controller`] and [`SaveAt`] policy; adding a solver does not touch the
+//! loop in [`integrate`].
+
+pub mod controller;
+pub mod dense;
+pub mod dual;
+pub mod erk;
+pub mod error;
+pub mod field;
+pub mod initial_step;
+pub mod integrate;
+pub mod noise;
+pub mod norm;
+pub mod options;
+pub mod problem;
+pub mod solution;
+pub mod solver;
+pub mod stiff;
+pub mod tableau;
+
+pub use controller::{Controller, PiController, PidController, StepController};
+pub use erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
+pub use error::SolveError;
+pub use field::{Diffusion, Drift, NoDiffusion, WithJacobian};
+pub use noise::{Interpretation, Noise};
+pub use options::{Options, SaveAt, Tolerance};
+pub use problem::Problem;
+pub use solution::{Solution, Stats, Status};
+pub use solver::Solver;
+pub use stiff::{Bdf, Esdirk34, JacobianSource, TrBdf2};
+
+/// Anything [`solve`] accepts: every [`Solver`] (through the generic loop)
+/// and the stiff solvers (through diffsol).
+pub trait Method {
+    /// Solves `problem` under `options`.
+    fn solve_problem<F: Drift, G: Diffusion>(
+        &self,
+        problem: &Problem<F, G>,
+        options: &Options,
+    ) -> Result<Solution, SolveError>;
+}
+
+impl<S: Solver> Method for S {
+    fn solve_problem<F: Drift, G: Diffusion>(
+        &self,
+        problem: &Problem<F, G>,
+        options: &Options,
+    ) -> Result<Solution, SolveError> {
+        integrate::integrate(problem, self, options)
+    }
+}
+
+/// Solves `problem` with `method`.
+///
+/// ```
+/// use sdeflow_solvers::prelude::*;
+/// let lv = Problem::ode(
+///     |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
+///         dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
+///         dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
+///     },
+///     vec![1.0, 1.0],
+///     (0.0, 10.0),
+/// )
+/// .params(vec![1.5, 1.0, 3.0, 1.0]);
+/// let sol = solve(&lv, Tsit5, Options::default().tol(1e-8))?;
+/// assert!((sol.last()[0] - 1.0263447675750893).abs() < 1e-6);
+/// println!("{} drift evaluations", sol.stats.drift_evals);
+/// # Ok::<(), SolveError>(())
+/// ```
+pub fn solve<F: Drift, G: Diffusion, M: Method>(
+    problem: &Problem<F, G>,
+    method: M,
+    options: impl AsRef<Options>,
+) -> Result<Solution, SolveError> {
+    method.solve_problem(problem, options.as_ref())
+}
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::controller::{Controller, PiController, PidController};
+    pub use crate::dual::Generic;
+    pub use crate::erk::{Bs3, Dopri5, Euler, Heun, Tsit5, Vern7};
+    pub use crate::error::SolveError;
+    pub use crate::field::{Diffusion, Drift};
+    pub use crate::noise::{Interpretation, Noise};
+    pub use crate::options::{Options, SaveAt};
+    pub use crate::problem::Problem;
+    pub use crate::solution::{Solution, Stats, Status};
+    pub use crate::stiff::{Bdf, Esdirk34, TrBdf2};
+    pub use crate::{Method, solve};
+}

@@ -1,0 +1,48 @@
+//! The scaled error norm of step-size control (HNW I eq. (4.11)):
+//! `sc_i = atol_i + rtol_i · max(|y_i|, |ŷ_i|)`,
+//! `err = sqrt((1/n) Σ (e_i / sc_i)²)`. A step is within tolerance iff
+//! `err ≤ 1`.
+
+use crate::options::Tolerance;
+
+/// RMS norm of `e` scaled by the tolerances at `y` and `y_new`; non-finite
+/// when any input is.
+#[inline]
+pub fn scaled_rms(e: &[f64], y: &[f64], y_new: &[f64], rtol: &Tolerance, atol: &Tolerance) -> f64 {
+    let n = e.len();
+    let mut acc = 0.0;
+    match (rtol, atol) {
+        (Tolerance::Scalar(r), Tolerance::Scalar(a)) => {
+            for i in 0..n {
+                let sc = a + r * y[i].abs().max(y_new[i].abs());
+                let q = e[i] / sc;
+                acc += q * q;
+            }
+        }
+        _ => {
+            for i in 0..n {
+                let sc = atol.get(i) + rtol.get(i) * y[i].abs().max(y_new[i].abs());
+                let q = e[i] / sc;
+                acc += q * q;
+            }
+        }
+    }
+    let r = (acc / n as f64).sqrt();
+    if y_new.iter().all(|v| v.is_finite()) {
+        r
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// RMS norm of `v / (atol + rtol |y|)` (used by the initial-step heuristic).
+pub fn weighted_rms(v: &[f64], y: &[f64], rtol: &Tolerance, atol: &Tolerance) -> f64 {
+    let n = v.len();
+    let acc: f64 = (0..n)
+        .map(|i| {
+            let q = v[i] / (atol.get(i) + rtol.get(i) * y[i].abs());
+            q * q
+        })
+        .sum();
+    (acc / n as f64).sqrt()
+}

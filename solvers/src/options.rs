@@ -1,0 +1,261 @@
+//! Solver options: tolerances, step bounds, step budget, save policy,
+//! controller and seed. Validated up front, with a reason for each rejection.
+
+use serde::{Deserialize, Serialize};
+
+use crate::controller::Controller;
+use crate::error::SolveError;
+
+/// A tolerance: one value for every component, or one per component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Tolerance {
+    /// The same tolerance for every component.
+    Scalar(f64),
+    /// One tolerance per component (length must equal the state dimension).
+    Vector(Vec<f64>),
+}
+
+impl Tolerance {
+    /// The tolerance of component `i`.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> f64 {
+        match self {
+            Tolerance::Scalar(v) => *v,
+            Tolerance::Vector(v) => v[i],
+        }
+    }
+
+    fn validate(&self, name: &str, n: usize) -> Result<(), SolveError> {
+        let check = |v: f64, what: String| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(SolveError::invalid(
+                    what,
+                    format!("{v} must be a finite number > 0 (e.g. 1e-6)"),
+                ))
+            }
+        };
+        match self {
+            Tolerance::Scalar(v) => check(*v, name.to_string()),
+            Tolerance::Vector(v) => {
+                if v.len() != n {
+                    return Err(SolveError::DimensionMismatch {
+                        what: name.to_string(),
+                        expected: n,
+                        found: Some(v.len()),
+                        hint: "give one tolerance per state component, or a scalar".into(),
+                    });
+                }
+                v.iter()
+                    .enumerate()
+                    .try_for_each(|(i, &x)| check(x, format!("{name}[{i}]")))
+            }
+        }
+    }
+}
+
+impl From<f64> for Tolerance {
+    fn from(v: f64) -> Self {
+        Tolerance::Scalar(v)
+    }
+}
+
+impl From<Vec<f64>> for Tolerance {
+    fn from(v: Vec<f64>) -> Self {
+        Tolerance::Vector(v)
+    }
+}
+
+impl From<&[f64]> for Tolerance {
+    fn from(v: &[f64]) -> Self {
+        Tolerance::Vector(v.to_vec())
+    }
+}
+
+/// Which states a solve keeps.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub enum SaveAt {
+    /// Only the final state `y(t1)` (the cheapest; no allocation per step).
+    T1,
+    /// The states at the given times (inside the span, in the direction of
+    /// integration), by the solver's interpolant.
+    Times(Vec<f64>),
+    /// The initial state and the state after every accepted step (the default).
+    #[default]
+    Steps,
+    /// Every step plus the interpolant's data, so that [`crate::Solution::at`]
+    /// evaluates the solution at any time in the span.
+    Dense,
+}
+
+/// Options of a solve. Build with the chained setters:
+///
+/// ```
+/// use sdeflow_solvers::{Options, SaveAt};
+/// let opts = Options::default().rtol(1e-8).atol(1e-10).save_at(SaveAt::T1);
+/// assert_eq!(opts.max_steps, 100_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Options {
+    /// Relative tolerance (default 1e-3).
+    pub rtol: Tolerance,
+    /// Absolute tolerance (default 1e-6).
+    pub atol: Tolerance,
+    /// Initial step size; for fixed-step solvers or [`Controller::Constant`]
+    /// the step size. `None`: chosen automatically (Hairer–Wanner).
+    pub dt0: Option<f64>,
+    /// Smallest allowed step magnitude (default 0: only the floating-point
+    /// limit `16 ε |t|`); a smaller proposal is a step-size underflow.
+    pub dt_min: f64,
+    /// Largest allowed step magnitude (default ∞).
+    pub dt_max: f64,
+    /// Budget of attempted (accepted + rejected) steps (default 100 000).
+    pub max_steps: usize,
+    /// Seed of the Brownian path of SDE solves (default 0).
+    pub seed: u64,
+    /// What to save.
+    pub save_at: SaveAt,
+    /// Step-size controller (default: PI).
+    pub controller: Controller,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rtol: Tolerance::Scalar(1e-3),
+            atol: Tolerance::Scalar(1e-6),
+            dt0: None,
+            dt_min: 0.0,
+            dt_max: f64::INFINITY,
+            max_steps: 100_000,
+            seed: 0,
+            save_at: SaveAt::Steps,
+            controller: Controller::default(),
+        }
+    }
+}
+
+impl AsRef<Options> for Options {
+    fn as_ref(&self) -> &Options {
+        self
+    }
+}
+
+impl Options {
+    /// Sets the relative tolerance (a scalar or a `Vec` per component).
+    pub fn rtol(mut self, rtol: impl Into<Tolerance>) -> Self {
+        self.rtol = rtol.into();
+        self
+    }
+    /// Sets the absolute tolerance (a scalar or a `Vec` per component).
+    pub fn atol(mut self, atol: impl Into<Tolerance>) -> Self {
+        self.atol = atol.into();
+        self
+    }
+    /// Sets both tolerances to the same scalar.
+    pub fn tol(self, tol: f64) -> Self {
+        self.rtol(tol).atol(tol)
+    }
+    /// Sets the initial (or fixed) step size.
+    pub fn dt0(mut self, dt0: f64) -> Self {
+        self.dt0 = Some(dt0);
+        self
+    }
+    /// Fixed steps of size `dt`: sets `dt0` and the constant controller.
+    pub fn fixed_step(mut self, dt: f64) -> Self {
+        self.dt0 = Some(dt);
+        self.controller = Controller::Constant;
+        self
+    }
+    /// Sets the smallest allowed step.
+    pub fn dt_min(mut self, dt_min: f64) -> Self {
+        self.dt_min = dt_min;
+        self
+    }
+    /// Sets the largest allowed step.
+    pub fn dt_max(mut self, dt_max: f64) -> Self {
+        self.dt_max = dt_max;
+        self
+    }
+    /// Sets the budget of attempted steps.
+    pub fn max_steps(mut self, max_steps: usize) -> Self {
+        self.max_steps = max_steps;
+        self
+    }
+    /// Sets the seed of the Brownian path.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sets what to save.
+    pub fn save_at(mut self, save_at: SaveAt) -> Self {
+        self.save_at = save_at;
+        self
+    }
+    /// Sets the step-size controller.
+    pub fn controller(mut self, controller: impl Into<Controller>) -> Self {
+        self.controller = controller.into();
+        self
+    }
+
+    /// Checks every option against a problem of dimension `n` on `tspan`.
+    pub fn validate(&self, n: usize, tspan: (f64, f64)) -> Result<(), SolveError> {
+        self.rtol.validate("rtol", n)?;
+        self.atol.validate("atol", n)?;
+        if let Some(dt0) = self.dt0 {
+            if !(dt0.is_finite() && dt0 != 0.0) {
+                return Err(SolveError::invalid(
+                    "dt0",
+                    format!("{dt0} must be finite and non-zero (its sign is ignored)"),
+                ));
+            }
+        }
+        if !(self.dt_min.is_finite() && self.dt_min >= 0.0) {
+            return Err(SolveError::invalid(
+                "dt_min",
+                format!("{} must be finite and >= 0", self.dt_min),
+            ));
+        }
+        if !(self.dt_max > 0.0) || self.dt_max.is_nan() {
+            return Err(SolveError::invalid(
+                "dt_max",
+                format!("{} must be > 0 (use f64::INFINITY for no bound)", self.dt_max),
+            ));
+        }
+        if self.dt_max < self.dt_min {
+            return Err(SolveError::invalid(
+                "dt_max",
+                format!("{} is smaller than dt_min = {}", self.dt_max, self.dt_min),
+            ));
+        }
+        if self.max_steps == 0 {
+            return Err(SolveError::invalid("max_steps", "0 allows no step; use >= 1"));
+        }
+        if let SaveAt::Times(times) = &self.save_at {
+            let (t0, t1) = tspan;
+            let dir = (t1 - t0).signum();
+            let (lo, hi) = if t0 < t1 { (t0, t1) } else { (t1, t0) };
+            for (i, &t) in times.iter().enumerate() {
+                if !t.is_finite() || t < lo || t > hi {
+                    return Err(SolveError::invalid(
+                        format!("save_at times[{i}]"),
+                        format!("{t} is outside the span ({t0}, {t1})"),
+                    ));
+                }
+                if i > 0 && (t - times[i - 1]) * dir < 0.0 {
+                    return Err(SolveError::invalid(
+                        format!("save_at times[{i}]"),
+                        format!(
+                            "{t} comes before times[{}] = {} in the direction of integration; \
+                             sort the times from t0 to t1",
+                            i - 1,
+                            times[i - 1]
+                        ),
+                    ));
+                }
+            }
+        }
+        self.controller.validate()
+    }
+}

@@ -1,0 +1,175 @@
+//! A differential equation to solve: fields, initial state, time span and
+//! parameters.
+
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift, NoDiffusion, WithJacobian};
+use crate::noise::{Interpretation, Noise};
+
+/// An ODE `y' = f(t, y, p)` or an SDE `dy = f(t, y, p) dt + g(t, y, p) dW`
+/// on the span `(t0, t1)`; `t1 < t0` integrates backwards in time.
+///
+/// ```
+/// use sdeflow_solvers::Problem;
+/// let lv = Problem::ode(
+///     |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
+///         dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
+///         dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
+///     },
+///     vec![1.0, 1.0],
+///     (0.0, 10.0),
+/// )
+/// .params(vec![1.5, 1.0, 3.0, 1.0]);
+/// assert_eq!(lv.dim(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Problem<F, G = NoDiffusion> {
+    /// The drift `f`.
+    pub drift: F,
+    /// The diffusion `g` ([`NoDiffusion`] for an ODE).
+    pub diffusion: G,
+    /// Noise structure; `None` for an ODE.
+    pub noise: Option<Noise>,
+    /// Interpretation of the stochastic integral (ignored for ODEs).
+    pub interpretation: Interpretation,
+    /// Initial state `y(t0)`.
+    pub y0: Vec<f64>,
+    /// Start and end of the time span.
+    pub tspan: (f64, f64),
+    /// Parameters `p` passed to the fields.
+    pub params: Vec<f64>,
+}
+
+impl<F: Drift> Problem<F, NoDiffusion> {
+    /// An ODE `y' = f(t, y, p)` with `y(t0) = y0`.
+    pub fn ode(drift: F, y0: impl Into<Vec<f64>>, tspan: (f64, f64)) -> Self {
+        Problem {
+            drift,
+            diffusion: NoDiffusion,
+            noise: None,
+            interpretation: Interpretation::Ito,
+            y0: y0.into(),
+            tspan,
+            params: Vec::new(),
+        }
+    }
+}
+
+impl<F: Drift, G: Diffusion> Problem<F, G> {
+    /// An SDE `dy = f dt + g dW` with the given noise structure (Itô unless
+    /// [`Problem::interpretation`] says otherwise).
+    pub fn sde(
+        drift: F,
+        diffusion: G,
+        noise: Noise,
+        y0: impl Into<Vec<f64>>,
+        tspan: (f64, f64),
+    ) -> Self {
+        Problem {
+            drift,
+            diffusion,
+            noise: Some(noise),
+            interpretation: Interpretation::Ito,
+            y0: y0.into(),
+            tspan,
+            params: Vec::new(),
+        }
+    }
+
+    /// Sets the parameters `p` passed to the fields.
+    pub fn params(mut self, params: impl Into<Vec<f64>>) -> Self {
+        self.params = params.into();
+        self
+    }
+
+    /// Sets the interpretation of the stochastic integral.
+    pub fn interpretation(mut self, interpretation: Interpretation) -> Self {
+        self.interpretation = interpretation;
+        self
+    }
+
+    /// Replaces the initial state.
+    pub fn y0(mut self, y0: impl Into<Vec<f64>>) -> Self {
+        self.y0 = y0.into();
+        self
+    }
+
+    /// Replaces the time span.
+    pub fn tspan(mut self, tspan: (f64, f64)) -> Self {
+        self.tspan = tspan;
+        self
+    }
+
+    /// Attaches an analytic Jacobian `|t, y, p, jac|` that fills the
+    /// `n × n` matrix `∂f/∂y` column-major (`jac[i + j * n] = ∂f_i/∂y_j`).
+    /// Stiff solvers use it instead of finite differences.
+    pub fn with_jacobian<J>(self, jacobian: J) -> Problem<WithJacobian<F, J>, G>
+    where
+        J: Fn(f64, &[f64], &[f64], &mut [f64]),
+    {
+        Problem {
+            drift: WithJacobian {
+                field: self.drift,
+                jacobian,
+            },
+            diffusion: self.diffusion,
+            noise: self.noise,
+            interpretation: self.interpretation,
+            y0: self.y0,
+            tspan: self.tspan,
+            params: self.params,
+        }
+    }
+
+    /// State dimension `n`.
+    pub fn dim(&self) -> usize {
+        self.y0.len()
+    }
+
+    /// Whether this is an SDE (has a noise structure).
+    pub fn is_sde(&self) -> bool {
+        self.noise.is_some()
+    }
+
+    /// Checks the initial state, parameters and span: every value finite,
+    /// `y0` non-empty, `t0 != t1`.
+    pub fn validate(&self) -> Result<(), SolveError> {
+        if self.y0.is_empty() {
+            return Err(SolveError::invalid(
+                "y0",
+                "the initial state is empty; give at least one component",
+            ));
+        }
+        if let Some(i) = self.y0.iter().position(|v| !v.is_finite()) {
+            return Err(SolveError::invalid(
+                format!("y0[{i}]"),
+                format!("{} is not finite; every initial value must be", self.y0[i]),
+            ));
+        }
+        if let Some(i) = self.params.iter().position(|v| !v.is_finite()) {
+            return Err(SolveError::invalid(
+                format!("params[{i}]"),
+                format!("{} is not finite; every parameter must be", self.params[i]),
+            ));
+        }
+        let (t0, t1) = self.tspan;
+        if !t0.is_finite() || !t1.is_finite() {
+            return Err(SolveError::invalid(
+                "tspan",
+                format!("({t0}, {t1}) is not finite; both ends must be finite numbers"),
+            ));
+        }
+        if t0 == t1 {
+            return Err(SolveError::invalid(
+                "tspan",
+                format!("({t0}, {t1}) is empty; give t1 != t0 (t1 < t0 integrates backwards)"),
+            ));
+        }
+        if let Some(Noise::General(0)) = self.noise {
+            return Err(SolveError::invalid(
+                "noise",
+                "General(0) has no Brownian motion; use an ODE or m >= 1",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! The `Solver` trait: one step of a method, and nothing about the loop.
+//!
+//! The integration loop ([`crate::integrate`]) drives any `Solver` with any
+//! controller and save policy; a solver only knows how to take one step from
+//! `(t, y)` of size `h`, estimate its error, and describe its interpolant.
+
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift};
+use crate::noise::Noise;
+use crate::problem::Problem;
+use crate::solution::Stats;
+
+/// The fields of a problem bound to its parameters, counting evaluations.
+#[derive(Debug)]
+pub struct Fields<'a, F, G> {
+    /// The drift.
+    pub drift: &'a F,
+    /// The diffusion.
+    pub diffusion: &'a G,
+    /// The parameters.
+    pub p: &'a [f64],
+    /// Noise structure (`None` for an ODE).
+    pub noise: Option<Noise>,
+}
+
+impl<'a, F: Drift, G: Diffusion> Fields<'a, F, G> {
+    /// Binds the fields of `problem`.
+    pub fn new(problem: &'a Problem<F, G>) -> Self {
+        Fields {
+            drift: &problem.drift,
+            diffusion: &problem.diffusion,
+            p: &problem.params,
+            noise: problem.noise,
+        }
+    }
+
+    /// Evaluates the drift and counts it.
+    #[inline(always)]
+    pub fn f(&self, t: f64, y: &[f64], dy: &mut [f64], stats: &mut Stats) {
+        stats.drift_evals += 1;
+        self.drift.drift(t, y, self.p, dy);
+    }
+
+    /// Evaluates the diffusion and counts it.
+    #[inline(always)]
+    pub fn g(&self, t: f64, y: &[f64], g: &mut [f64], stats: &mut Stats) {
+        stats.diffusion_evals += 1;
+        self.diffusion.diffusion(t, y, self.p, g);
+    }
+}
+
+/// The Brownian increments of one step (empty for ODE solves).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepNoise<'a> {
+    /// `W(t + h) − W(t)`, one entry per Brownian motion.
+    pub dw: &'a [f64],
+    /// Space–time Lévy area `H` over the step, where the solver asks for it.
+    pub levy_h: &'a [f64],
+}
+
+impl StepNoise<'static> {
+    /// No noise (ODE steps).
+    pub const NONE: StepNoise<'static> = StepNoise {
+        dw: &[],
+        levy_h: &[],
+    };
+}
+
+/// The weight polynomials of a solver's interpolant.
+#[derive(Debug, Clone, Copy)]
+pub struct DenseTable<'a> {
+    /// Number of vectors kept per step.
+    pub nk: usize,
+    /// Coefficients per polynomial.
+    pub ncoef: usize,
+    /// `nk × ncoef` coefficients, ascending powers of θ.
+    pub poly: &'a [f64],
+}
+
+/// One step of a numerical method.
+pub trait Solver {
+    /// Per-solve workspace (stage buffers and the like), allocated once by
+    /// [`Solver::init`] and reused by every step.
+    type Cache;
+
+    /// The method's name.
+    fn name(&self) -> &'static str;
+
+    /// Order of convergence (classical order for ODE methods, strong order
+    /// for SDE methods).
+    fn order(&self) -> f64;
+
+    /// Order `k` of the error estimate as used by the controller
+    /// (`embedded order + 1` for an RK pair), or `None` when the method has no
+    /// error estimate and needs fixed steps.
+    fn error_order(&self) -> Option<f64>;
+
+    /// Checks that this method can integrate `problem` (ODE vs SDE, noise
+    /// type, interpretation).
+    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError>;
+
+    /// Allocates the workspace for a state of dimension `n` and `m`
+    /// Brownian motions.
+    fn init(&self, n: usize, m: usize) -> Self::Cache;
+
+    /// Starts a solve at a state where the drift is `f0` (already evaluated
+    /// by the loop).
+    fn start(&self, cache: &mut Self::Cache, f0: &[f64]);
+
+    /// Takes one step of size `h` from `(t, y)` into `y_new`; writes the
+    /// local error estimate into `err` when the method has one.
+    fn step<F: Drift, G: Diffusion>(
+        &self,
+        cache: &mut Self::Cache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        noise: &StepNoise<'_>,
+        y_new: &mut [f64],
+        err: &mut [f64],
+        stats: &mut Stats,
+    );
+
+    /// Called when the last step is accepted (before the loop moves to
+    /// `y_new`), e.g. to carry an FSAL stage over.
+    fn accept(&self, cache: &mut Self::Cache);
+
+    /// The interpolant's weight polynomials.
+    fn dense_table<'c>(&self, cache: &'c Self::Cache) -> DenseTable<'c>;
+
+    /// The vectors the interpolant needs for the last step (before
+    /// [`Solver::accept`]), computing extra stages if the method needs them.
+    fn dense_stages<'c, F: Drift, G: Diffusion>(
+        &self,
+        cache: &'c mut Self::Cache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        y_new: &[f64],
+        stats: &mut Stats,
+    ) -> &'c [f64];
+}

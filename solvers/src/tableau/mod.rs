@@ -1,0 +1,187 @@
+//! Butcher tableaus of explicit Runge–Kutta methods, stored as data.
+//!
+//! One generic explicit RK step ([`crate::erk`]) serves every tableau here, the
+//! way diffrax's `AbstractERK` and OrdinaryDiffEq's tableau files do. Each
+//! tableau carries its continuous extension ("dense output") as polynomial
+//! weights: `y(t_n + θh) = y_n + h Σ_i b_i(θ) k_i` with
+//! `b_i(θ) = Σ_k coeffs[i][k] θ^k`. Methods whose interpolant needs more stages
+//! than the step (Verner's) list those stages in [`DenseTableau::extra_c`] /
+//! [`DenseTableau::extra_a`]; they are evaluated only for steps that are
+//! actually interpolated.
+//!
+//! Every tableau is checked by tests: row sums `c_i = Σ_j a_ij`, the
+//! rooted-tree order conditions of its stated order (and of its embedded
+//! method), FSAL where claimed, and `b_i(1) = b_i` for the interpolant.
+
+/// A continuous extension of an explicit RK method.
+#[derive(Debug, Clone, Copy)]
+pub struct DenseTableau {
+    /// Nodes of the extra stages needed by the interpolant (empty for most methods).
+    pub extra_c: &'static [f64],
+    /// Rows of the extra stages; row `j` has `s + j` entries (it may use all
+    /// step stages and the earlier extra stages).
+    pub extra_a: &'static [&'static [f64]],
+    /// Polynomial weights, one row per stage (step stages first, then extra
+    /// stages), ascending powers of θ: `b_i(θ) = Σ_k coeffs[i][k] θ^k`.
+    pub coeffs: &'static [&'static [f64]],
+    /// Order of the interpolant for generic θ.
+    pub order: u32,
+}
+
+/// An explicit Runge–Kutta method as data.
+#[derive(Debug, Clone, Copy)]
+pub struct ButcherTableau {
+    /// Human-readable name (e.g. `"Tsit5"`).
+    pub name: &'static str,
+    /// Nodes `c_i`, one per stage.
+    pub c: &'static [f64],
+    /// Strictly lower-triangular coefficients; row `i` has `i` entries.
+    pub a: &'static [&'static [f64]],
+    /// Weights of the propagated solution.
+    pub b: &'static [f64],
+    /// Error weights `b − b̂` of the embedded method, if there is one.
+    pub b_err: Option<&'static [f64]>,
+    /// Classical order of the propagated solution.
+    pub order: u32,
+    /// Order of the embedded solution, if there is one.
+    pub embedded_order: Option<u32>,
+    /// First-same-as-last: the last stage is `f(t_{n+1}, y_{n+1})` and is reused
+    /// as the first stage of the next step.
+    pub fsal: bool,
+    /// The method's own continuous extension.
+    pub dense: DenseTableau,
+}
+
+mod bs3;
+mod dp5;
+mod euler;
+mod heun;
+pub mod order_conditions;
+mod tsit5;
+mod vern7;
+
+pub use bs3::BS3;
+pub use dp5::DP5;
+pub use euler::EULER;
+pub use heun::HEUN;
+pub use tsit5::TSIT5;
+pub use vern7::VERN7;
+
+impl ButcherTableau {
+    /// Number of stages of the step.
+    pub fn stages(&self) -> usize {
+        self.c.len()
+    }
+
+    /// The step's coefficient rows as owned vectors (for the order-condition
+    /// checks).
+    pub fn a_rows(&self) -> Vec<Vec<f64>> {
+        self.a.iter().map(|r| r.to_vec()).collect()
+    }
+
+    /// Stages plus extra interpolation stages: rows and nodes.
+    pub fn dense_rows(&self) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let mut a = self.a_rows();
+        a.extend(self.dense.extra_a.iter().map(|r| r.to_vec()));
+        let mut c = self.c.to_vec();
+        c.extend_from_slice(self.dense.extra_c);
+        (a, c)
+    }
+
+    /// Weights `b_i(θ)` of the continuous extension (step and extra stages).
+    pub fn dense_weights(&self, theta: f64) -> Vec<f64> {
+        self.dense
+            .coeffs
+            .iter()
+            .map(|row| row.iter().rev().fold(0.0, |acc, &c| acc * theta + c))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order_conditions::{achieved_order, residual};
+    use super::*;
+
+    const ALL: [&ButcherTableau; 6] = [&EULER, &HEUN, &BS3, &DP5, &TSIT5, &VERN7];
+
+    #[test]
+    fn shapes_are_consistent() {
+        for t in ALL {
+            let s = t.stages();
+            assert_eq!(t.a.len(), s, "{}", t.name);
+            for (i, row) in t.a.iter().enumerate() {
+                assert_eq!(row.len(), i, "{} row {i}", t.name);
+            }
+            assert_eq!(t.b.len(), s, "{}", t.name);
+            if let Some(e) = t.b_err {
+                assert_eq!(e.len(), s, "{}", t.name);
+            }
+            assert_eq!(t.dense.extra_a.len(), t.dense.extra_c.len(), "{}", t.name);
+            for (j, row) in t.dense.extra_a.iter().enumerate() {
+                assert_eq!(row.len(), s + j, "{} extra row {j}", t.name);
+            }
+            assert_eq!(t.dense.coeffs.len(), s + t.dense.extra_c.len(), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn row_sums_equal_nodes() {
+        for t in ALL {
+            let (a, c) = t.dense_rows();
+            for (i, row) in a.iter().enumerate() {
+                let sum: f64 = row.iter().sum();
+                assert!((sum - c[i]).abs() < 1e-13, "{} row {i}: {sum} vs {}", t.name, c[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn fsal_methods_end_with_b() {
+        for t in ALL.iter().filter(|t| t.fsal) {
+            let s = t.stages();
+            assert_eq!(t.c[s - 1], 1.0, "{}", t.name);
+            for j in 0..s - 1 {
+                assert!((t.a[s - 1][j] - t.b[j]).abs() < 1e-15, "{}", t.name);
+            }
+            assert_eq!(t.b[s - 1], 0.0, "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn stated_orders_hold_and_are_sharp() {
+        for t in ALL {
+            let a = t.a_rows();
+            let p = t.order as usize;
+            let got = achieved_order(&a, t.c, t.b, 1.0, 8, 1e-12);
+            assert_eq!(got, p, "{}: b has order {got}, stated {p}", t.name);
+            if let (Some(e), Some(q)) = (t.b_err, t.embedded_order) {
+                let bhat: Vec<f64> = t.b.iter().zip(e).map(|(b, e)| b - e).collect();
+                let got = achieved_order(&a, t.c, &bhat, 1.0, 8, 1e-12);
+                assert_eq!(got, q as usize, "{}: b̂ has order {got}, stated {q}", t.name);
+            }
+        }
+    }
+
+    #[test]
+    fn interpolants_match_step_and_have_their_order() {
+        for t in ALL {
+            let w1 = t.dense_weights(1.0);
+            for (i, w) in w1.iter().enumerate() {
+                let b = t.b.get(i).copied().unwrap_or(0.0);
+                assert!((w - b).abs() < 1e-12, "{} b_{i}(1) = {w} vs {b}", t.name);
+            }
+            let w0 = t.dense_weights(0.0);
+            assert!(w0.iter().all(|w| w.abs() < 1e-15), "{}", t.name);
+            let (a, c) = t.dense_rows();
+            let q = t.dense.order as usize;
+            for theta in [0.3, 0.5, 0.8] {
+                let w = t.dense_weights(theta);
+                for k in 1..=q {
+                    let r = residual(&a, &c, &w, k, theta);
+                    assert!(r < 1e-12, "{} θ={theta} order {k}: residual {r:e}", t.name);
+                }
+            }
+        }
+    }
+}

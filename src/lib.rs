@@ -1,0 +1,46 @@
+//! # sdeflow
+//!
+//! Ordinary and stochastic differential equations in Rust: adaptive explicit
+//! Runge–Kutta solvers with dense output, stiff solvers through diffsol, and
+//! (in progress) SDE solvers over a Brownian tree, gradients through solvers
+//! and Monte Carlo ensembles.
+//!
+//! A problem is defined with closures and solved with one call:
+//!
+//! ```
+//! use sdeflow::prelude::*;
+//!
+//! let lv = Problem::ode(
+//!     |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
+//!         dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
+//!         dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
+//!     },
+//!     vec![1.0, 1.0],
+//!     (0.0, 10.0),
+//! )
+//! .params(vec![1.5, 1.0, 3.0, 1.0]);
+//! let sol = solve(&lv, Tsit5, Options::default().rtol(1e-6).atol(1e-6))?;
+//! println!("{:?} after {} drift evaluations", sol.last(), sol.stats.drift_evals);
+//! # Ok::<(), SolveError>(())
+//! ```
+//!
+//! See `docs/getting-started.md` and `docs/choosing-a-solver.md`.
+
+pub use sdeflow_solvers::{
+    Bdf, Bs3, Controller, Diffusion, Dopri5, Drift, Esdirk34, Euler, ExplicitRk, Heun,
+    Interpretation, JacobianSource, Method, NoDiffusion, Noise, Options, PiController,
+    PidController, Problem, SaveAt, Solution, SolveError, Solver, Stats, Status, StepController,
+    Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
+};
+
+/// The building blocks, for users who write their own solvers or tableaus.
+pub use sdeflow_solvers::{
+    controller, dense, dual, erk, field, initial_step, integrate, noise, norm, options, problem,
+    solution, solver, stiff, tableau,
+};
+
+/// Everything a typical program needs: `use sdeflow::prelude::*;`.
+pub mod prelude {
+    pub use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+    pub use sdeflow_solvers::prelude::*;
+}
