@@ -94,6 +94,7 @@ pub mod prelude {
     pub use crate::options::{Options, SaveAt};
     pub use crate::problem::Problem;
     pub use crate::solution::{Solution, Stats, Status};
+    pub use crate::solver::Solver;
     pub use crate::stiff::{Bdf, Esdirk34, TrBdf2};
     pub use crate::{Method, solve};
 }
