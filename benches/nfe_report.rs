@@ -1,2 +1,907 @@
-//! Placeholder (being written).
-fn main() {}
+//! Work, accuracy and speed report of sdeflow's ODE solvers, with diffsol as
+//! a reference implementation. Plain `fn main` (no criterion).
+//!
+//! Run with `cargo bench --bench nfe_report` (release build). It prints the
+//! tables below and writes them as CSV to `target/bench-report/nfe_report.csv`.
+//!
+//! # What is measured
+//!
+//! * **Explicit adaptive solvers** Heun, Bs3, Dopri5, Tsit5 and Vern7 on
+//!   Lotka–Volterra (α=1.5, β=1, γ=3, δ=1, y0=(1, 1), t ∈ [0, 10]) and on the
+//!   Arenstorf orbit (one period; the reference is the initial state), at
+//!   rtol = atol ∈ {1e-4, 1e-6, 1e-8}: drift evaluations (NFE), accepted and
+//!   rejected steps, max-abs error of y(t1) against the reference, and wall
+//!   time per solve.
+//! * **diffsol 0.18's explicit `tsit45`** on the same problems and
+//!   tolerances, with its NFE (rhs calls from the operator statistics), steps,
+//!   error and time, and the time ratio sdeflow-Tsit5 / diffsol-tsit45.
+//! * **Stiff solvers** Bdf, TrBdf2 and Esdirk34 on Van der Pol in Hairer's
+//!   scaled form (ε = 1e-6, i.e. μ = 1000, y0 = (2, 0), t ∈ [0, 2], reference
+//!   from the Bari/Hairer test set) at rtol = atol ∈ {1e-6, 1e-8}, with an
+//!   analytic Jacobian: NFE, Jacobian evaluations, steps, error, time; and
+//!   the same diffsol solvers called directly (no sdeflow wrapper), to show
+//!   the wrapper's overhead.
+//!
+//! # What the timings compare (kept fair on purpose)
+//!
+//! * sdeflow: one `solve(&problem, method, &options)` call with
+//!   `SaveAt::T1` (only the final state is stored, nothing per step). This
+//!   includes option validation, the initial drift probe, the initial-step
+//!   heuristic and the allocation of the workspace.
+//! * diffsol: creating the solver (`problem.tsit45()`, which evaluates the
+//!   initial derivative and runs diffsol's initial-step heuristic), then
+//!   `set_stop_time(t1)` and a loop of `step()` until `TstopReached`.
+//!   `solve()` is *not* used, because it stores every step. The
+//!   `OdeSolverProblem` is built once outside the timed region, like the
+//!   sdeflow `Problem`.
+//! * Both evaluate the very same right-hand-side function (statically
+//!   dispatched), at the same scalar rtol = atol.
+//! * The two libraries use different error norms and step-size controllers,
+//!   so their step counts differ: the ratio is the cost *at the same
+//!   tolerance*, not at the same accuracy. Compare the errors, and the time
+//!   per drift evaluation (`ns/NFE`), too.
+//!
+//! # Timing
+//!
+//! Each case is warmed up, then run in batches of about 2 ms until at least
+//! 0.3 s have elapsed (and at least 7 batches). The reported time is the
+//! median over batches of the time per solve; `±` is half the
+//! inter-quartile range of the batches, relative to the median. Tsit5 and
+//! tsit45 are timed in alternating batches, and their ratio is the median of
+//! the per-pair ratios, so that load from other processes affects both.
+//!
+//! Like criterion, the report runs every case only once (no timing loop, no
+//! CSV) when cargo does not pass `--bench`, e.g. under
+//! `cargo test --benches`. Other arguments are ignored.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use diffsol::{
+    DiffsolError, NalgebraLU, NalgebraMat, NalgebraVec, OdeBuilder, OdeEquations, OdeSolverMethod,
+    OdeSolverStopReason, Op, Vector,
+};
+use sdeflow::prelude::*;
+
+type DMat = NalgebraMat<f64>;
+type DVec = NalgebraVec<f64>;
+type Lu = NalgebraLU<f64>;
+
+/// Step budget of every solve (large enough for Heun at 1e-8 on Arenstorf).
+const MAX_STEPS: usize = 10_000_000;
+
+// ---------------------------------------------------------------------------
+// Test problems
+// ---------------------------------------------------------------------------
+
+/// A non-stiff test problem; its right-hand side is a plain function so that
+/// sdeflow and diffsol evaluate exactly the same code.
+trait Case {
+    const NAME: &'static str;
+    const T1: f64;
+    fn y0() -> Vec<f64>;
+    fn params() -> Vec<f64>;
+    fn reference() -> Vec<f64>;
+    fn rhs(y: &[f64], p: &[f64], dy: &mut [f64]);
+}
+
+/// Lotka–Volterra, α=1.5, β=1, γ=3, δ=1, y0=(1, 1) on [0, 10].
+struct LotkaVolterra;
+
+impl Case for LotkaVolterra {
+    const NAME: &'static str = "Lotka–Volterra";
+    const T1: f64 = 10.0;
+    fn y0() -> Vec<f64> {
+        vec![1.0, 1.0]
+    }
+    fn params() -> Vec<f64> {
+        vec![1.5, 1.0, 3.0, 1.0]
+    }
+    fn reference() -> Vec<f64> {
+        // mpmath Taylor reference (30 digits), as in tests/common.
+        vec![1.0263447675750893191, 0.90969107813604161755]
+    }
+    #[inline(always)]
+    fn rhs(y: &[f64], p: &[f64], dy: &mut [f64]) {
+        dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
+        dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
+    }
+}
+
+/// Arenstorf orbit period (Hairer–Nørsett–Wanner I, §II.0).
+const ARENSTORF_T: f64 = 17.0652165601579625588917206249;
+/// Arenstorf initial state.
+const ARENSTORF_Y0: [f64; 4] = [0.994, 0.0, 0.0, -2.00158510637908252240537862224];
+
+/// The Arenstorf orbit over one period; the exact solution returns to y0.
+struct Arenstorf;
+
+impl Case for Arenstorf {
+    const NAME: &'static str = "Arenstorf";
+    const T1: f64 = ARENSTORF_T;
+    fn y0() -> Vec<f64> {
+        ARENSTORF_Y0.to_vec()
+    }
+    fn params() -> Vec<f64> {
+        Vec::new()
+    }
+    fn reference() -> Vec<f64> {
+        ARENSTORF_Y0.to_vec()
+    }
+    #[inline(always)]
+    fn rhs(u: &[f64], _p: &[f64], du: &mut [f64]) {
+        let mu = 0.012277471;
+        let mup = 1.0 - mu;
+        let (x, y, vx, vy) = (u[0], u[1], u[2], u[3]);
+        let d1 = ((x + mu).powi(2) + y * y).powf(1.5);
+        let d2 = ((x - mup).powi(2) + y * y).powf(1.5);
+        du[0] = vx;
+        du[1] = vy;
+        du[2] = x + 2.0 * vy - mup * (x + mu) / d1 - mu * (x - mup) / d2;
+        du[3] = y - 2.0 * vx - mup * y / d1 - mu * y / d2;
+    }
+}
+
+/// The sdeflow problem of a [`Case`].
+fn sdeflow_problem<C: Case>() -> Problem<impl Drift> {
+    Problem::ode(
+        |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| C::rhs(y, p, dy),
+        C::y0(),
+        (0.0, C::T1),
+    )
+    .params(C::params())
+}
+
+/// Name of the Van der Pol case in the report.
+const VDP_NAME: &str = "Van der Pol μ=1000";
+/// Van der Pol stiffness parameter ε (μ = 1/√ε = 1000).
+const VDP_EPS: f64 = 1e-6;
+/// End of the Van der Pol span.
+const VDP_T1: f64 = 2.0;
+/// Van der Pol reference y(2) (Bari/Hairer test set "vdpol", RADAU at 1.1e-18).
+const VDP_REF: [f64; 2] = [1.706167732170483, -0.8928097010247975];
+
+/// Van der Pol, Hairer's scaled form: y1' = y2, y2' = ((1 − y1²) y2 − y1)/ε.
+#[inline(always)]
+fn vdp_rhs(y: &[f64], dy: &mut [f64]) {
+    dy[0] = y[1];
+    dy[1] = ((1.0 - y[0] * y[0]) * y[1] - y[0]) / VDP_EPS;
+}
+
+/// Its Jacobian, column-major: `jac[i + 2 j] = ∂f_i/∂y_j`.
+#[inline(always)]
+fn vdp_jacobian(y: &[f64], jac: &mut [f64]) {
+    jac[0] = 0.0;
+    jac[1] = (-2.0 * y[0] * y[1] - 1.0) / VDP_EPS;
+    jac[2] = 1.0;
+    jac[3] = (1.0 - y[0] * y[0]) / VDP_EPS;
+}
+
+/// The sdeflow Van der Pol problem, with its analytic Jacobian.
+fn vdp_problem() -> Problem<impl Drift> {
+    Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| vdp_rhs(y, dy),
+        vec![2.0, 0.0],
+        (0.0, VDP_T1),
+    )
+    .with_jacobian(|_t: f64, y: &[f64], _p: &[f64], jac: &mut [f64]| vdp_jacobian(y, jac))
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+// ---------------------------------------------------------------------------
+// Timing
+// ---------------------------------------------------------------------------
+
+/// How hard to time.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    /// One run per case, no timing loop (test mode).
+    quick: bool,
+    /// Minimum timed duration per case.
+    budget: Duration,
+    /// Target duration of one batch.
+    batch: Duration,
+    /// Minimum number of batches.
+    min_batches: usize,
+}
+
+/// Time per solve of one case.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Median over batches of the time per solve, in seconds.
+    median: f64,
+    /// Half the inter-quartile range of the batches, relative to the median.
+    spread: f64,
+    /// Number of timed solves.
+    runs: usize,
+}
+
+fn quartiles(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let x = p * (v.len() - 1) as f64;
+        let (i, f) = (x.floor() as usize, x - x.floor());
+        if i + 1 < v.len() {
+            v[i] * (1.0 - f) + v[i + 1] * f
+        } else {
+            v[i]
+        }
+    };
+    (q(0.25), q(0.5), q(0.75))
+}
+
+fn timing_of(per_run: &mut [f64], runs: usize) -> Timing {
+    let (q1, med, q3) = quartiles(per_run);
+    Timing {
+        median: med,
+        spread: 0.5 * (q3 - q1) / med,
+        runs,
+    }
+}
+
+/// Warms `f` up and returns the batch size that makes a batch last about
+/// `cfg.batch`.
+fn calibrate<R>(f: &mut impl FnMut() -> R, cfg: &Config) -> usize {
+    let start = Instant::now();
+    let mut n = 0usize;
+    while n < 3 || start.elapsed() < Duration::from_millis(20) {
+        black_box(f());
+        n += 1;
+    }
+    let est = start.elapsed().as_secs_f64() / n as f64;
+    ((cfg.batch.as_secs_f64() / est).round() as usize).clamp(1, 1_000_000)
+}
+
+fn run_batch<R>(f: &mut impl FnMut() -> R, k: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..k {
+        black_box(f());
+    }
+    start.elapsed().as_secs_f64() / k as f64
+}
+
+/// Whether to take another batch, after `batches` batches in `elapsed`.
+fn more(cfg: &Config, batches: usize, elapsed: Duration) -> bool {
+    // Slow cases (over ~0.1 s per solve) stop after 3 batches at 4× budget.
+    if elapsed >= 4 * cfg.budget {
+        return batches < 3;
+    }
+    elapsed < cfg.budget || batches < cfg.min_batches
+}
+
+/// Median time per call of `f`.
+fn measure<R>(mut f: impl FnMut() -> R, cfg: &Config) -> Timing {
+    if cfg.quick {
+        let start = Instant::now();
+        black_box(f());
+        return Timing {
+            median: start.elapsed().as_secs_f64(),
+            spread: f64::NAN,
+            runs: 1,
+        };
+    }
+    let k = calibrate(&mut f, cfg);
+    let start = Instant::now();
+    let mut per_run = Vec::new();
+    while more(cfg, per_run.len(), start.elapsed()) {
+        per_run.push(run_batch(&mut f, k));
+    }
+    let runs = k * per_run.len();
+    timing_of(&mut per_run, runs)
+}
+
+/// Times `a` and `b` in alternating batches; returns both timings and the
+/// median of the per-pair ratios time(a)/time(b).
+fn measure_pair<R1, R2>(
+    mut a: impl FnMut() -> R1,
+    mut b: impl FnMut() -> R2,
+    cfg: &Config,
+) -> (Timing, Timing, f64) {
+    if cfg.quick {
+        let ta = measure(&mut a, cfg);
+        let tb = measure(&mut b, cfg);
+        return (ta, tb, ta.median / tb.median);
+    }
+    let ka = calibrate(&mut a, cfg);
+    let kb = calibrate(&mut b, cfg);
+    let start = Instant::now();
+    let (mut va, mut vb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    // the pair's budget is twice that of a single case
+    let cfg2 = Config {
+        budget: 2 * cfg.budget,
+        ..*cfg
+    };
+    while more(&cfg2, ratios.len(), start.elapsed()) {
+        // alternate which goes first, so that neither profits from the order
+        let (ta, tb) = if ratios.len() % 2 == 0 {
+            let ta = run_batch(&mut a, ka);
+            (ta, run_batch(&mut b, kb))
+        } else {
+            let tb = run_batch(&mut b, kb);
+            (run_batch(&mut a, ka), tb)
+        };
+        va.push(ta);
+        vb.push(tb);
+        ratios.push(ta / tb);
+    }
+    let n = ratios.len();
+    let (_, ratio, _) = quartiles(&mut ratios);
+    (
+        timing_of(&mut va, ka * n),
+        timing_of(&mut vb, kb * n),
+        ratio,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Rows of the report
+// ---------------------------------------------------------------------------
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+struct Row {
+    section: &'static str,
+    problem: &'static str,
+    solver: &'static str,
+    implementation: &'static str,
+    tol: f64,
+    nfe: usize,
+    jac: Option<usize>,
+    accepted: usize,
+    rejected: usize,
+    err: f64,
+    time: Option<Timing>,
+    /// sdeflow time / diffsol time of the same method and case.
+    ratio: Option<f64>,
+    /// `ok`, or why the solve failed.
+    status: String,
+}
+
+impl Row {
+    fn failed(
+        section: &'static str,
+        problem: &'static str,
+        solver: &'static str,
+        implementation: &'static str,
+        tol: f64,
+        why: String,
+    ) -> Row {
+        Row {
+            section,
+            problem,
+            solver,
+            implementation,
+            tol,
+            nfe: 0,
+            jac: None,
+            accepted: 0,
+            rejected: 0,
+            err: f64::NAN,
+            time: None,
+            ratio: None,
+            status: why,
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+
+    fn time_str(&self) -> String {
+        self.time.map_or_else(|| "-".into(), |t| fmt_time(t.median))
+    }
+}
+
+fn fmt_time(secs: f64) -> String {
+    if secs < 1e-6 {
+        format!("{:.0} ns", secs * 1e9)
+    } else if secs < 1e-3 {
+        format!("{:.3} µs", secs * 1e6)
+    } else if secs < 1.0 {
+        format!("{:.3} ms", secs * 1e3)
+    } else {
+        format!("{secs:.3} s")
+    }
+}
+
+/// A problem to run sdeflow solvers on, with what the rows need to know.
+struct Bench<'a, F> {
+    section: &'static str,
+    name: &'static str,
+    problem: &'a Problem<F>,
+    reference: &'a [f64],
+    cfg: Config,
+}
+
+impl<F: Drift> Bench<'_, F> {
+    /// One solve with `method` at rtol = atol = `tol` (its work and error),
+    /// then its timing.
+    fn row<S: Method + Copy>(&self, method: S, solver: &'static str, tol: f64) -> Row {
+        let (section, problem) = (self.section, self.problem);
+        let opts = Options::default()
+            .tol(tol)
+            .save_at(SaveAt::T1)
+            .max_steps(MAX_STEPS);
+        let sol = match solve(problem, method, &opts) {
+            Ok(sol) => sol,
+            Err(e) => {
+                let why = format!("failed: {e}");
+                return Row::failed(section, self.name, solver, "sdeflow", tol, why);
+            }
+        };
+        let time = measure(|| solve(black_box(problem), method, &opts), &self.cfg);
+        Row {
+            section,
+            problem: self.name,
+            solver,
+            implementation: "sdeflow",
+            tol,
+            nfe: sol.stats.drift_evals,
+            jac: (section == "stiff").then_some(sol.stats.jacobian_evals),
+            accepted: sol.stats.accepted_steps,
+            rejected: sol.stats.rejected_steps,
+            err: max_abs_diff(sol.last(), self.reference),
+            time: Some(time),
+            ratio: None,
+            status: "ok".into(),
+        }
+    }
+}
+
+/// What a diffsol step loop returns.
+struct DiffsolOutcome {
+    y: Vec<f64>,
+    accepted: usize,
+    rejected: usize,
+}
+
+/// Steps `solver` to `t1` with `set_stop_time` and `step()` (no storage of
+/// intermediate steps).
+fn step_to_end<'a, Eqn, S>(mut solver: S, t1: f64) -> Result<DiffsolOutcome, DiffsolError>
+where
+    Eqn: OdeEquations + Op<T = f64, V = DVec> + 'a,
+    S: OdeSolverMethod<'a, Eqn>,
+{
+    solver.set_stop_time(t1)?;
+    let mut steps = 0usize;
+    loop {
+        match solver.step()? {
+            OdeSolverStopReason::InternalTimestep => {}
+            OdeSolverStopReason::TstopReached | OdeSolverStopReason::RootFound(..) => break,
+        }
+        steps += 1;
+        if steps >= MAX_STEPS {
+            return Err(DiffsolError::Other(format!("{MAX_STEPS} steps taken")));
+        }
+    }
+    let st = solver.get_statistics();
+    Ok(DiffsolOutcome {
+        y: solver.state().y.clone_as_vec(),
+        accepted: st.number_of_steps,
+        rejected: st.number_of_error_test_failures + st.number_of_nonlinear_solver_fails,
+    })
+}
+
+/// sdeflow Tsit5 and diffsol tsit45 on case `C` at `tol`, timed in
+/// alternating batches. Returns (Tsit5 row, tsit45 row).
+fn tsit5_vs_tsit45<C: Case>(tol: f64, cfg: &Config) -> (Row, Row) {
+    let problem = sdeflow_problem::<C>();
+    let reference = C::reference();
+    // Tsit5's work and error; its time comes from the pair below
+    let single = Bench {
+        section: "explicit",
+        name: C::NAME,
+        problem: &problem,
+        reference: &reference,
+        cfg: Config {
+            quick: true,
+            ..*cfg
+        },
+    };
+    let mut ours = single.row(Tsit5, "Tsit5", tol);
+    let theirs = match diffsol_tsit45::<C>(&problem, &mut ours, tol, cfg) {
+        Ok(row) => row,
+        Err(e) => {
+            let why = format!("failed: {e}");
+            Row::failed("explicit", C::NAME, "tsit45", "diffsol", tol, why)
+        }
+    };
+    if ours.ok() && !theirs.ok() {
+        // no pair: time Tsit5 alone
+        ours.time = Some(measure(
+            || {
+                let opts = Options::default().tol(tol).save_at(SaveAt::T1);
+                solve(black_box(&problem), Tsit5, opts.max_steps(MAX_STEPS))
+            },
+            cfg,
+        ));
+    }
+    (ours, theirs)
+}
+
+/// diffsol tsit45 on case `C`: its row, timed in pairs with sdeflow's Tsit5
+/// (whose row `ours` gets the paired time and the ratio).
+fn diffsol_tsit45<C: Case>(
+    problem: &Problem<impl Drift>,
+    ours: &mut Row,
+    tol: f64,
+    cfg: &Config,
+) -> Result<Row, DiffsolError> {
+    let y0 = C::y0();
+    let n = y0.len();
+    let dproblem = OdeBuilder::<DMat>::new()
+        .rtol(tol)
+        .atol([tol])
+        .p(C::params())
+        .rhs(|y: &[f64], p: &[f64], _t: f64, dy: &mut [f64]| C::rhs(y, p, dy))
+        .init(
+            move |_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(&y0),
+            n,
+        )
+        .build()?;
+    let run = || step_to_end(dproblem.tsit45()?, C::T1);
+    let before = dproblem.eqn.rhs().statistics();
+    let out = run()?;
+    let after = dproblem.eqn.rhs().statistics();
+    let mut row = Row {
+        section: "explicit",
+        problem: C::NAME,
+        solver: "tsit45",
+        implementation: "diffsol",
+        tol,
+        nfe: after.number_of_calls - before.number_of_calls,
+        jac: None,
+        accepted: out.accepted,
+        rejected: out.rejected,
+        err: max_abs_diff(&out.y, &C::reference()),
+        time: None,
+        ratio: None,
+        status: "ok".into(),
+    };
+    if ours.ok() {
+        let opts = Options::default()
+            .tol(tol)
+            .save_at(SaveAt::T1)
+            .max_steps(MAX_STEPS);
+        let (ta, tb, ratio) = measure_pair(
+            || solve(black_box(problem), Tsit5, &opts),
+            || run().map(|o| o.y),
+            cfg,
+        );
+        ours.time = Some(ta);
+        ours.ratio = Some(ratio);
+        row.time = Some(tb);
+    } else {
+        row.time = Some(measure(|| run().map(|o| o.y), cfg));
+    }
+    Ok(row)
+}
+
+/// The stiff solvers of sdeflow and of diffsol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StiffKind {
+    Bdf,
+    TrBdf2,
+    Esdirk34,
+}
+
+impl StiffKind {
+    fn name(self) -> &'static str {
+        match self {
+            StiffKind::Bdf => "Bdf",
+            StiffKind::TrBdf2 => "TrBdf2",
+            StiffKind::Esdirk34 => "Esdirk34",
+        }
+    }
+}
+
+/// diffsol's own solver on Van der Pol, called directly, with the options
+/// sdeflow's wrapper sets (so the two do the same work).
+fn diffsol_vdp(kind: StiffKind, tol: f64, cfg: &Config) -> Result<Row, DiffsolError> {
+    let mut dproblem = OdeBuilder::<DMat>::new()
+        .rtol(tol)
+        .atol([tol])
+        .rhs_implicit(
+            |y: &[f64], _p: &[f64], _t: f64, dy: &mut [f64]| vdp_rhs(y, dy),
+            |y: &[f64], _p: &[f64], _t: f64, v: &[f64], jv: &mut [f64]| {
+                let mut jac = [0.0; 4];
+                vdp_jacobian(y, &mut jac);
+                jv[0] = jac[0] * v[0] + jac[2] * v[1];
+                jv[1] = jac[1] * v[0] + jac[3] * v[1];
+            },
+        )
+        .init(
+            |_p: &[f64], _t: f64, y: &mut [f64]| {
+                y[0] = 2.0;
+                y[1] = 0.0;
+            },
+            2,
+        )
+        .build()?;
+    // as in solvers/src/stiff.rs
+    dproblem.ode_options.min_timestep = 16.0 * f64::EPSILON * VDP_T1;
+    dproblem.ode_options.max_nonlinear_solver_failures = usize::MAX / 2;
+    dproblem.ode_options.max_error_test_failures = 60;
+    let dproblem = dproblem;
+    let run = || match kind {
+        StiffKind::Bdf => step_to_end(dproblem.bdf::<Lu>()?, VDP_T1),
+        StiffKind::TrBdf2 => step_to_end(dproblem.tr_bdf2::<Lu>()?, VDP_T1),
+        StiffKind::Esdirk34 => step_to_end(dproblem.esdirk34::<Lu>()?, VDP_T1),
+    };
+    let before = dproblem.eqn.rhs().statistics();
+    let out = run()?;
+    let after = dproblem.eqn.rhs().statistics();
+    let time = measure(|| run().map(|o| o.y), cfg);
+    Ok(Row {
+        section: "stiff",
+        problem: VDP_NAME,
+        solver: kind.name(),
+        implementation: "diffsol",
+        tol,
+        nfe: after.number_of_calls - before.number_of_calls,
+        jac: Some(after.number_of_matrix_evals - before.number_of_matrix_evals),
+        accepted: out.accepted,
+        rejected: out.rejected,
+        err: max_abs_diff(&out.y, &VDP_REF),
+        time: Some(time),
+        ratio: None,
+        status: "ok".into(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The report
+// ---------------------------------------------------------------------------
+
+const TOLS: [f64; 3] = [1e-4, 1e-6, 1e-8];
+const STIFF_TOLS: [f64; 2] = [1e-6, 1e-8];
+
+/// Explicit rows of case `C`: every sdeflow solver, then diffsol tsit45.
+fn explicit_rows<C: Case>(cfg: &Config, rows: &mut Vec<Row>) {
+    let problem = sdeflow_problem::<C>();
+    let reference = C::reference();
+    let bench = Bench {
+        section: "explicit",
+        name: C::NAME,
+        problem: &problem,
+        reference: &reference,
+        cfg: *cfg,
+    };
+    let mut push = |row: Row| {
+        print_row(&row);
+        rows.push(row);
+    };
+    for tol in TOLS {
+        push(bench.row(Heun, "Heun", tol));
+        push(bench.row(Bs3, "Bs3", tol));
+        push(bench.row(Dopri5, "Dopri5", tol));
+        let (ours, theirs) = tsit5_vs_tsit45::<C>(tol, cfg);
+        push(ours);
+        push(bench.row(Vern7, "Vern7", tol));
+        push(theirs);
+    }
+}
+
+fn stiff_rows(cfg: &Config, rows: &mut Vec<Row>) {
+    let problem = vdp_problem();
+    let bench = Bench {
+        section: "stiff",
+        name: VDP_NAME,
+        problem: &problem,
+        reference: &VDP_REF,
+        cfg: *cfg,
+    };
+    for tol in STIFF_TOLS {
+        for kind in [StiffKind::Bdf, StiffKind::TrBdf2, StiffKind::Esdirk34] {
+            let name = kind.name();
+            let mut ours = match kind {
+                StiffKind::Bdf => bench.row(Bdf::default(), name, tol),
+                StiffKind::TrBdf2 => bench.row(TrBdf2::default(), name, tol),
+                StiffKind::Esdirk34 => bench.row(Esdirk34::default(), name, tol),
+            };
+            let theirs = diffsol_vdp(kind, tol, cfg).unwrap_or_else(|e| {
+                Row::failed(
+                    "stiff",
+                    VDP_NAME,
+                    name,
+                    "diffsol",
+                    tol,
+                    format!("failed: {e}"),
+                )
+            });
+            if let (Some(a), Some(b)) = (ours.time, theirs.time) {
+                ours.ratio = Some(a.median / b.median);
+            }
+            print_row(&ours);
+            print_row(&theirs);
+            rows.push(ours);
+            rows.push(theirs);
+        }
+    }
+}
+
+const HEADER: &str = "problem              solver    impl      rtol     NFE    Jac      acc     rej   max|err|   time/solve    ±      ns/NFE  sdeflow/diffsol";
+
+fn print_row(r: &Row) {
+    if !r.ok() {
+        println!(
+            "{:<20} {:<9} {:<8} {:>6.0e}  {}",
+            r.problem, r.solver, r.implementation, r.tol, r.status
+        );
+        return;
+    }
+    let jac = r.jac.map_or_else(|| "-".into(), |j| j.to_string());
+    let (spread, per_nfe) = match r.time {
+        Some(t) if t.spread.is_finite() => (
+            format!("{:.1}%", 100.0 * t.spread),
+            format!("{:.1}", t.median * 1e9 / r.nfe as f64),
+        ),
+        Some(t) => ("-".into(), format!("{:.1}", t.median * 1e9 / r.nfe as f64)),
+        None => ("-".into(), "-".into()),
+    };
+    let ratio = r.ratio.map_or_else(String::new, |x| format!("{x:.2}"));
+    println!(
+        "{:<20} {:<9} {:<8} {:>6.0e} {:>7} {:>6} {:>8} {:>7}   {:<9.2e} {:>12} {:>6} {:>9}  {:>6}",
+        r.problem,
+        r.solver,
+        r.implementation,
+        r.tol,
+        r.nfe,
+        jac,
+        r.accepted,
+        r.rejected,
+        r.err,
+        r.time_str(),
+        spread,
+        per_nfe,
+        ratio
+    );
+}
+
+/// `Tsit5 vs diffsol tsit45 on … : time ratio …` for one case.
+fn ratio_line(ours: &Row, theirs: &Row) -> Option<String> {
+    let (a, b, r) = (ours.time?, theirs.time?, ours.ratio?);
+    Some(format!(
+        "Tsit5 vs diffsol tsit45 on {} at rtol={:.0e}: time ratio {:.2} (sdeflow {}, diffsol {}; \
+         NFE {} vs {}; steps {}+{} vs {}+{} rejected; error {:.1e} vs {:.1e})",
+        ours.problem,
+        ours.tol,
+        r,
+        fmt_time(a.median),
+        fmt_time(b.median),
+        ours.nfe,
+        theirs.nfe,
+        ours.accepted,
+        ours.rejected,
+        theirs.accepted,
+        theirs.rejected,
+        ours.err,
+        theirs.err,
+    ))
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "section,problem,solver,implementation,rtol,atol,nfe,jacobian_evals,accepted_steps,\
+         rejected_steps,max_abs_error,time_median_us,time_rel_half_iqr,timed_runs,\
+         time_ratio_sdeflow_over_diffsol,status\n",
+    );
+    for r in rows {
+        let (t, sp, runs) = r.time.map_or((String::new(), String::new(), 0), |t| {
+            (
+                format!("{:.4}", t.median * 1e6),
+                format!("{:.4}", t.spread),
+                t.runs,
+            )
+        });
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{:e},{:e},{},{},{},{},{:e},{},{},{},{},\"{}\"",
+            r.section,
+            r.problem,
+            r.solver,
+            r.implementation,
+            r.tol,
+            r.tol,
+            r.nfe,
+            r.jac.map_or_else(String::new, |j| j.to_string()),
+            r.accepted,
+            r.rejected,
+            r.err,
+            t,
+            sp,
+            runs,
+            r.ratio.map_or_else(String::new, |x| format!("{x:.4}")),
+            r.status.replace('"', "'"),
+        );
+    }
+    s
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    let quick = !bench || args.iter().any(|a| a == "--test" || a == "--quick");
+    let cfg = Config {
+        quick,
+        budget: Duration::from_millis(300),
+        batch: Duration::from_millis(2),
+        min_batches: 7,
+    };
+    let started = Instant::now();
+    if quick {
+        println!(
+            "nfe_report: test mode (no `--bench`): every case runs once, times are single runs"
+        );
+    }
+
+    let mut rows = Vec::new();
+    println!();
+    println!(
+        "== Explicit adaptive solvers: rtol = atol, sdeflow with SaveAt::T1, diffsol tsit45 by \
+         set_stop_time + step(); time = median per solve =="
+    );
+    println!("{HEADER}");
+    explicit_rows::<LotkaVolterra>(&cfg, &mut rows);
+    explicit_rows::<Arenstorf>(&cfg, &mut rows);
+
+    println!();
+    println!(
+        "== Stiff solvers on Van der Pol (ε = 1e-6, μ = 1000, y0 = (2, 0), t ∈ [0, 2]), analytic \
+         Jacobian; rejected = error-test + Newton failures; last column: sdeflow/diffsol-direct \
+         time =="
+    );
+    println!("{HEADER}");
+    stiff_rows(&cfg, &mut rows);
+
+    println!();
+    println!("== sdeflow Tsit5 / diffsol tsit45 (same problem and tolerance; paired timing) ==");
+    let mut summary = None;
+    for ours in rows.iter().filter(|r| r.solver == "Tsit5") {
+        let theirs = rows
+            .iter()
+            .find(|r| r.solver == "tsit45" && r.problem == ours.problem && r.tol == ours.tol);
+        match theirs.and_then(|t| ratio_line(ours, t)) {
+            Some(line) => {
+                println!("{line}");
+                if ours.problem == LotkaVolterra::NAME && ours.tol == 1e-6 {
+                    summary = Some(line);
+                }
+            }
+            None => println!(
+                "Tsit5 vs diffsol tsit45 on {} at rtol={:.0e}: no ratio ({} / {})",
+                ours.problem,
+                ours.tol,
+                ours.status,
+                theirs.map_or("missing", |t| t.status.as_str())
+            ),
+        }
+    }
+
+    if !quick {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-report");
+        let path = dir.join("nfe_report.csv");
+        match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, csv(&rows))) {
+            Ok(()) => println!("\nCSV written to {}", path.display()),
+            Err(e) => eprintln!("\ncould not write {}: {e}", path.display()),
+        }
+    }
+    println!("report took {:.1} s", started.elapsed().as_secs_f64());
+    match summary {
+        Some(line) => println!("\nSUMMARY: {line}"),
+        None => println!("\nSUMMARY: no Tsit5/tsit45 ratio on Lotka–Volterra at rtol=1e-6"),
+    }
+    let failed = rows.iter().filter(|r| !r.ok()).count();
+    if failed > 0 {
+        println!("{failed} case(s) failed; see the status column");
+    }
+}

@@ -191,53 +191,56 @@ fn stiff_solve<F: Drift, G: Diffusion>(
         field.drift(t, y, p, dy);
     };
     let jac = move |y: &[f64], _p: &[f64], t: f64, v: &[f64], jv: &mut [f64]| {
+        // diffsol forms the Jacobian column by column at one (t, y): count one
+        // Jacobian evaluation per new point, and for the matrix / finite
+        // difference sources form the data once per point.
+        let fresh =
+            sh.valid.get() && sh.cache_t.get() == t && sh.cache_y.borrow().as_slice() == y;
+        if !fresh {
+            sh.valid.set(true);
+            sh.cache_t.set(t);
+            sh.cache_y.borrow_mut().copy_from_slice(y);
+            sh.jac_evals.set(sh.jac_evals.get() + 1);
+            let mut cv = sh.cache_v.borrow_mut();
+            match mode {
+                JacMode::Vector => {}
+                JacMode::Matrix => {
+                    field.jacobian(t, y, p, &mut cv);
+                }
+                JacMode::FiniteDifferences => {
+                    // keep f(t, y) in the first n entries
+                    sh.drift_evals.set(sh.drift_evals.get() + 1);
+                    field.drift(t, y, p, &mut cv[..n]);
+                }
+            }
+        }
+        let cv = sh.cache_v.borrow();
         match mode {
             JacMode::Vector => {
-                sh.jac_evals.set(sh.jac_evals.get() + 1);
                 field.jacobian_vector(t, y, p, v, jv);
             }
-            JacMode::Matrix | JacMode::FiniteDifferences => {
-                let fresh = sh.valid.get()
-                    && sh.cache_t.get() == t
-                    && sh.cache_y.borrow().as_slice() == y;
-                if !fresh {
-                    sh.cache_t.set(t);
-                    sh.cache_y.borrow_mut().copy_from_slice(y);
-                    let mut cv = sh.cache_v.borrow_mut();
-                    if mode == JacMode::Matrix {
-                        sh.jac_evals.set(sh.jac_evals.get() + 1);
-                        field.jacobian(t, y, p, &mut cv);
-                    } else {
-                        // keep f(t, y) in the first n entries
-                        sh.jac_evals.set(sh.jac_evals.get() + 1);
-                        sh.drift_evals.set(sh.drift_evals.get() + 1);
-                        field.drift(t, y, p, &mut cv[..n]);
-                    }
-                    sh.valid.set(true);
+            JacMode::Matrix => {
+                for (i, o) in jv.iter_mut().enumerate() {
+                    *o = (0..n).map(|j| cv[i + j * n] * v[j]).sum();
                 }
-                let cv = sh.cache_v.borrow();
-                if mode == JacMode::Matrix {
-                    for (i, o) in jv.iter_mut().enumerate() {
-                        *o = (0..n).map(|j| cv[i + j * n] * v[j]).sum();
-                    }
-                } else {
-                    let vmax = v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
-                    if vmax == 0.0 {
-                        jv.iter_mut().for_each(|o| *o = 0.0);
-                        return;
-                    }
-                    let ymax = y.iter().fold(1.0f64, |a, b| a.max(b.abs()));
-                    let eps = f64::EPSILON.sqrt() * ymax / vmax;
-                    let mut s = sh.scratch.borrow_mut();
-                    let (yp, fp) = s.split_at_mut(n);
-                    for i in 0..n {
-                        yp[i] = y[i] + eps * v[i];
-                    }
-                    sh.drift_evals.set(sh.drift_evals.get() + 1);
-                    field.drift(t, yp, p, fp);
-                    for i in 0..n {
-                        jv[i] = (fp[i] - cv[i]) / eps;
-                    }
+            }
+            JacMode::FiniteDifferences => {
+                let vmax = v.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+                if vmax == 0.0 {
+                    jv.iter_mut().for_each(|o| *o = 0.0);
+                    return;
+                }
+                let ymax = y.iter().fold(1.0f64, |a, b| a.max(b.abs()));
+                let eps = f64::EPSILON.sqrt() * ymax / vmax;
+                let mut s = sh.scratch.borrow_mut();
+                let (yp, fp) = s.split_at_mut(n);
+                for i in 0..n {
+                    yp[i] = y[i] + eps * v[i];
+                }
+                sh.drift_evals.set(sh.drift_evals.get() + 1);
+                field.drift(t, yp, p, fp);
+                for i in 0..n {
+                    jv[i] = (fp[i] - cv[i]) / eps;
                 }
             }
         }
