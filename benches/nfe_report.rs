@@ -472,11 +472,7 @@ where
 {
     solver.set_stop_time(t1)?;
     let mut steps = 0usize;
-    loop {
-        match solver.step()? {
-            OdeSolverStopReason::InternalTimestep => {}
-            OdeSolverStopReason::TstopReached | OdeSolverStopReason::RootFound(..) => break,
-        }
+    while let OdeSolverStopReason::InternalTimestep = solver.step()? {
         steps += 1;
         if steps >= MAX_STEPS {
             return Err(DiffsolError::Other(format!("{MAX_STEPS} steps taken")));
