@@ -1,0 +1,77 @@
+//! The adaptive loop does not allocate per step: with `SaveAt::T1` the number
+//! of heap allocations of a solve does not depend on the number of steps.
+//! (This file holds a single test, so no other test thread allocates while it
+//! counts.)
+
+// A counting global allocator has to implement the unsafe `GlobalAlloc`
+// trait; it only forwards to `System`.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sdeflow::prelude::*;
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let out = f();
+    (ALLOCS.load(Ordering::Relaxed) - before, out)
+}
+
+#[test]
+fn allocations_do_not_grow_with_steps() {
+    let lv = |t1: f64| {
+        Problem::ode(
+            |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
+                dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
+                dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
+            },
+            vec![1.0, 1.0],
+            (0.0, t1),
+        )
+        .params(vec![1.5, 1.0, 3.0, 1.0])
+    };
+    let (short_p, long_p) = (lv(10.0), lv(1000.0));
+    for (name, opts) in [
+        ("T1", Options::default().tol(1e-8).save_at(SaveAt::T1)),
+        ("Times", Options::default().tol(1e-8).save_at(SaveAt::Times(vec![5.0, 10.0]))),
+    ] {
+        let (a_short, s_short) = count(|| solve(&short_p, Tsit5, &opts).expect("short"));
+        let (a_long, s_long) = count(|| solve(&long_p, Tsit5, &opts).expect("long"));
+        let steps = (s_short.stats.steps(), s_long.stats.steps());
+        println!("{name}: allocations {a_short} ({} steps) vs {a_long} ({} steps)", steps.0, steps.1);
+        assert!(steps.1 > 50 * steps.0 / 2, "the long solve takes many more steps: {steps:?}");
+        assert_eq!(a_short, a_long, "{name}: allocations grew with the number of steps");
+    }
+    // the same for Vern7 (interpolation stages) and fixed-step Euler
+    let opts = Options::default().tol(1e-8).save_at(SaveAt::T1);
+    let (a, _) = count(|| solve(&short_p, Vern7, &opts).expect("vern7"));
+    let (b, _) = count(|| solve(&long_p, Vern7, &opts).expect("vern7"));
+    assert_eq!(a, b);
+    let opts = Options::default().fixed_step(1e-2).save_at(SaveAt::T1);
+    let (a, _) = count(|| solve(&short_p, Euler, &opts).expect("euler"));
+    let (b, _) = count(|| solve(&long_p, Euler, &opts).expect("euler"));
+    assert_eq!(a, b);
+}
