@@ -70,8 +70,9 @@ fn allocations_do_not_grow_with_steps() {
     let (a, _) = count(|| solve(&short_p, Vern7, &opts).expect("vern7"));
     let (b, _) = count(|| solve(&long_p, Vern7, &opts).expect("vern7"));
     assert_eq!(a, b);
-    let opts = Options::default().fixed_step(1e-2).save_at(SaveAt::T1);
-    let (a, _) = count(|| solve(&short_p, Euler, &opts).expect("euler"));
-    let (b, _) = count(|| solve(&long_p, Euler, &opts).expect("euler"));
+    let coarse = Options::default().fixed_step(1e-2).save_at(SaveAt::T1);
+    let fine = Options::default().fixed_step(1e-4).save_at(SaveAt::T1);
+    let (a, _) = count(|| solve(&short_p, Euler, &coarse).expect("euler"));
+    let (b, _) = count(|| solve(&short_p, Euler, &fine).expect("euler"));
     assert_eq!(a, b);
 }
