@@ -6,12 +6,23 @@ use common::lotka_volterra;
 use sdeflow::prelude::*;
 
 fn decay() -> Problem<impl Drift + Clone> {
-    Problem::ode(|_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0], vec![1.0], (0.0, 1.0))
+    Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+        vec![1.0],
+        (0.0, 1.0),
+    )
 }
 
 /// Runs the same check against an explicit and a stiff solver.
-fn both<F: Drift, G: Diffusion>(p: &Problem<F, G>, o: &Options, check: impl Fn(&SolveError) -> bool) {
-    for (name, r) in [("Tsit5", solve(p, Tsit5, o)), ("Bdf", solve(p, Bdf::default(), o))] {
+fn both<F: Drift, G: Diffusion>(
+    p: &Problem<F, G>,
+    o: &Options,
+    check: impl Fn(&SolveError) -> bool,
+) {
+    for (name, r) in [
+        ("Tsit5", solve(p, Tsit5, o)),
+        ("Bdf", solve(p, Bdf::default(), o)),
+    ] {
         match r {
             Ok(_) => panic!("{name}: expected an error"),
             Err(e) => {
@@ -30,13 +41,21 @@ fn invalid(what: &str) -> impl Fn(&SolveError) -> bool + '_ {
 #[test]
 fn non_finite_initial_state() {
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        both(&decay().y0(vec![bad]), &Options::default(), invalid("y0[0]"));
+        both(
+            &decay().y0(vec![bad]),
+            &Options::default(),
+            invalid("y0[0]"),
+        );
     }
 }
 
 #[test]
 fn non_finite_parameters() {
-    both(&lotka_volterra().params(vec![1.5, f64::NAN, 3.0, 1.0]), &Options::default(), invalid("params[1]"));
+    both(
+        &lotka_volterra().params(vec![1.5, f64::NAN, 3.0, 1.0]),
+        &Options::default(),
+        invalid("params[1]"),
+    );
 }
 
 #[test]
@@ -45,18 +64,40 @@ fn bad_tolerances() {
         both(&decay(), &Options::default().rtol(bad), invalid("rtol"));
         both(&decay(), &Options::default().atol(bad), invalid("atol"));
     }
-    both(&decay(), &Options::default().atol(vec![1e-6, 1e-6]), |e| {
-        matches!(e, SolveError::DimensionMismatch { what, expected: 1, found: Some(2), .. } if what == "atol")
-    });
-    both(&lotka_volterra(), &Options::default().rtol(vec![1e-6, -1.0]), invalid("rtol[1]"));
+    both(
+        &decay(),
+        &Options::default().atol(vec![1e-6, 1e-6]),
+        |e| matches!(e, SolveError::DimensionMismatch { what, expected: 1, found: Some(2), .. } if what == "atol"),
+    );
+    both(
+        &lotka_volterra(),
+        &Options::default().rtol(vec![1e-6, -1.0]),
+        invalid("rtol[1]"),
+    );
 }
 
 #[test]
 fn empty_or_non_finite_span() {
-    both(&decay().tspan((1.0, 1.0)), &Options::default(), invalid("tspan"));
-    both(&decay().tspan((0.0, f64::NAN)), &Options::default(), invalid("tspan"));
-    both(&decay().tspan((f64::NEG_INFINITY, 0.0)), &Options::default(), invalid("tspan"));
-    both(&decay().y0(Vec::<f64>::new()), &Options::default(), invalid("y0"));
+    both(
+        &decay().tspan((1.0, 1.0)),
+        &Options::default(),
+        invalid("tspan"),
+    );
+    both(
+        &decay().tspan((0.0, f64::NAN)),
+        &Options::default(),
+        invalid("tspan"),
+    );
+    both(
+        &decay().tspan((f64::NEG_INFINITY, 0.0)),
+        &Options::default(),
+        invalid("tspan"),
+    );
+    both(
+        &decay().y0(Vec::<f64>::new()),
+        &Options::default(),
+        invalid("y0"),
+    );
 }
 
 #[test]
@@ -64,11 +105,31 @@ fn bad_step_options() {
     both(&decay(), &Options::default().dt0(0.0), invalid("dt0"));
     both(&decay(), &Options::default().dt0(f64::NAN), invalid("dt0"));
     both(&decay(), &Options::default().dt_max(0.0), invalid("dt_max"));
-    both(&decay(), &Options::default().dt_min(-1.0), invalid("dt_min"));
-    both(&decay(), &Options::default().dt_min(1.0).dt_max(0.5), invalid("dt_max"));
-    both(&decay(), &Options::default().max_steps(0), invalid("max_steps"));
-    both(&decay(), &Options::default().save_at(SaveAt::Times(vec![0.5, 2.0])), invalid("save_at"));
-    both(&decay(), &Options::default().save_at(SaveAt::Times(vec![0.5, 0.2])), invalid("save_at"));
+    both(
+        &decay(),
+        &Options::default().dt_min(-1.0),
+        invalid("dt_min"),
+    );
+    both(
+        &decay(),
+        &Options::default().dt_min(1.0).dt_max(0.5),
+        invalid("dt_max"),
+    );
+    both(
+        &decay(),
+        &Options::default().max_steps(0),
+        invalid("max_steps"),
+    );
+    both(
+        &decay(),
+        &Options::default().save_at(SaveAt::Times(vec![0.5, 2.0])),
+        invalid("save_at"),
+    );
+    both(
+        &decay(),
+        &Options::default().save_at(SaveAt::Times(vec![0.5, 0.2])),
+        invalid("save_at"),
+    );
     let mut pi = PiController::default();
     pi.qmax = 0.5;
     let e = solve(&decay(), Tsit5, Options::default().controller(pi)).expect_err("qmax < 1");
@@ -80,26 +141,47 @@ fn dimension_mismatch_between_y0_and_field() {
     // the field writes two components, y0 has three
     let p = lotka_volterra().y0(vec![1.0, 1.0, 1.0]);
     both(&p, &Options::default(), |e| {
-        matches!(e, SolveError::DimensionMismatch { expected: 3, found: Some(2), .. })
+        matches!(
+            e,
+            SolveError::DimensionMismatch {
+                expected: 3,
+                found: Some(2),
+                ..
+            }
+        )
     });
     // the field reads/writes past y0's single component: caught, not a panic
     let p = lotka_volterra().y0(vec![1.0]);
     both(&p, &Options::default(), |e| {
-        matches!(e, SolveError::DimensionMismatch { expected: 1, found: None, .. })
+        matches!(
+            e,
+            SolveError::DimensionMismatch {
+                expected: 1,
+                found: None,
+                ..
+            }
+        )
     });
 }
 
 #[test]
 fn non_finite_derivative_at_start_and_during_solve() {
-    let nan_at_start =
-        Problem::ode(|_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = (y[0] - 2.0).sqrt(), vec![1.0], (0.0, 1.0));
-    both(&nan_at_start, &Options::default(), |e| {
-        matches!(e, SolveError::NonFiniteDerivative { t, .. } if *t == 0.0)
-    });
+    let nan_at_start = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = (y[0] - 2.0).sqrt(),
+        vec![1.0],
+        (0.0, 1.0),
+    );
+    both(
+        &nan_at_start,
+        &Options::default(),
+        |e| matches!(e, SolveError::NonFiniteDerivative { t, .. } if *t == 0.0),
+    );
     // y' = 1/(1 - t): non-finite at t = 1 inside the span (explicit loop:
     // reported at the time the step fails)
     let pole = Problem::ode(
-        |t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = if t >= 1.0 { f64::NAN } else { 1.0 / (1.0 - t) },
+        |t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| {
+            dy[0] = if t >= 1.0 { f64::NAN } else { 1.0 / (1.0 - t) }
+        },
         vec![0.0],
         (0.0, 2.0),
     );
@@ -111,16 +193,29 @@ fn non_finite_derivative_at_start_and_during_solve() {
     }
     // fixed steps: the first non-finite state is reported with its time
     let e = solve(&pole, Euler, Options::default().fixed_step(0.25)).expect_err("pole");
-    assert!(matches!(e, SolveError::NonFiniteDerivative { t, .. } if (t - 1.0).abs() < 1e-12), "{e:?}");
+    assert!(
+        matches!(e, SolveError::NonFiniteDerivative { t, .. } if (t - 1.0).abs() < 1e-12),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn step_size_underflow_returns_the_partial_solution() {
     // y' = y², y(0) = 1 blows up at t = 1
-    let blowup = Problem::ode(|_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = y[0] * y[0], vec![1.0], (0.0, 2.0));
+    let blowup = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = y[0] * y[0],
+        vec![1.0],
+        (0.0, 2.0),
+    );
     for (name, r) in [
-        ("Tsit5", solve(&blowup, Tsit5, Options::default().dt_min(1e-8))),
-        ("Bdf", solve(&blowup, Bdf::default(), Options::default().dt_min(1e-8))),
+        (
+            "Tsit5",
+            solve(&blowup, Tsit5, Options::default().dt_min(1e-8)),
+        ),
+        (
+            "Bdf",
+            solve(&blowup, Bdf::default(), Options::default().dt_min(1e-8)),
+        ),
     ] {
         let e = r.expect_err(name);
         match &e {
@@ -128,7 +223,10 @@ fn step_size_underflow_returns_the_partial_solution() {
                 assert!((t - 1.0).abs() < 1e-2, "{name}: t = {t}");
                 assert_eq!(partial.status, Status::Incomplete);
                 assert!(partial.t_last().is_some_and(|tl| tl < 1.0));
-                assert!(e.to_string().contains("Bdf"), "suggests a stiff solver: {e}");
+                assert!(
+                    e.to_string().contains("Bdf"),
+                    "suggests a stiff solver: {e}"
+                );
             }
             other => panic!("{name}: unexpected {other:?}"),
         }
@@ -138,11 +236,25 @@ fn step_size_underflow_returns_the_partial_solution() {
 #[test]
 fn max_steps_returns_the_partial_solution() {
     for (name, r) in [
-        ("Tsit5", solve(&lotka_volterra(), Tsit5, Options::default().max_steps(10))),
-        ("Bdf", solve(&lotka_volterra(), Bdf::default(), Options::default().max_steps(10))),
+        (
+            "Tsit5",
+            solve(&lotka_volterra(), Tsit5, Options::default().max_steps(10)),
+        ),
+        (
+            "Bdf",
+            solve(
+                &lotka_volterra(),
+                Bdf::default(),
+                Options::default().max_steps(10),
+            ),
+        ),
     ] {
         match r {
-            Err(SolveError::MaxStepsReached { t, max_steps: 10, partial }) => {
+            Err(SolveError::MaxStepsReached {
+                t,
+                max_steps: 10,
+                partial,
+            }) => {
                 assert!(t > 0.0 && t < 10.0, "{name}: {t}");
                 assert_eq!(partial.t_last(), Some(t));
                 assert!(partial.stats.steps() <= 10);
@@ -157,7 +269,12 @@ fn max_steps_returns_the_partial_solution() {
 fn fixed_step_solver_without_step_size() {
     let e = solve(&decay(), Euler, Options::default()).expect_err("Euler needs dt0");
     assert!(matches!(e, SolveError::NeedsStepSize { solver: "Euler" }));
-    let e = solve(&decay(), Tsit5, Options::default().controller(Controller::Constant)).expect_err("constant needs dt0");
+    let e = solve(
+        &decay(),
+        Tsit5,
+        Options::default().controller(Controller::Constant),
+    )
+    .expect_err("constant needs dt0");
     assert!(matches!(e, SolveError::NeedsStepSize { .. }));
 }
 
@@ -170,7 +287,9 @@ fn sde_given_to_an_ode_solver() {
         vec![1.0],
         (0.0, 1.0),
     );
-    both(&sde, &Options::default(), |e| matches!(e, SolveError::Unsupported { .. }));
+    both(&sde, &Options::default(), |e| {
+        matches!(e, SolveError::Unsupported { .. })
+    });
 }
 
 #[test]
@@ -179,6 +298,9 @@ fn interpolation_errors() {
     assert!(sol.at(1.5).is_err());
     assert!(sol.at(f64::NAN).is_err());
     let mut out = [0.0; 2];
-    assert!(matches!(sol.at_into(0.5, &mut out), Err(SolveError::DimensionMismatch { .. })));
+    assert!(matches!(
+        sol.at_into(0.5, &mut out),
+        Err(SolveError::DimensionMismatch { .. })
+    ));
     assert!(sol.at(0.5).is_ok());
 }

@@ -56,14 +56,28 @@ fn allocations_do_not_grow_with_steps() {
     let (short_p, long_p) = (lv(10.0), lv(1000.0));
     for (name, opts) in [
         ("T1", Options::default().tol(1e-8).save_at(SaveAt::T1)),
-        ("Times", Options::default().tol(1e-8).save_at(SaveAt::Times(vec![5.0, 10.0]))),
+        (
+            "Times",
+            Options::default()
+                .tol(1e-8)
+                .save_at(SaveAt::Times(vec![5.0, 10.0])),
+        ),
     ] {
         let (a_short, s_short) = count(|| solve(&short_p, Tsit5, &opts).expect("short"));
         let (a_long, s_long) = count(|| solve(&long_p, Tsit5, &opts).expect("long"));
         let steps = (s_short.stats.steps(), s_long.stats.steps());
-        println!("{name}: allocations {a_short} ({} steps) vs {a_long} ({} steps)", steps.0, steps.1);
-        assert!(steps.1 > 50 * steps.0 / 2, "the long solve takes many more steps: {steps:?}");
-        assert_eq!(a_short, a_long, "{name}: allocations grew with the number of steps");
+        println!(
+            "{name}: allocations {a_short} ({} steps) vs {a_long} ({} steps)",
+            steps.0, steps.1
+        );
+        assert!(
+            steps.1 > 50 * steps.0 / 2,
+            "the long solve takes many more steps: {steps:?}"
+        );
+        assert_eq!(
+            a_short, a_long,
+            "{name}: allocations grew with the number of steps"
+        );
     }
     // the same for Vern7 (interpolation stages) and fixed-step Euler
     let opts = Options::default().tol(1e-8).save_at(SaveAt::T1);

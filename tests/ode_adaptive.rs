@@ -8,18 +8,29 @@ use sdeflow::prelude::*;
 
 #[test]
 fn tsit5_returns_arenstorf_orbit_to_its_start() {
-    let sol = solve(&arenstorf(), Tsit5, Options::default().tol(1e-8).save_at(SaveAt::T1))
-        .expect("solve");
+    let sol = solve(
+        &arenstorf(),
+        Tsit5,
+        Options::default().tol(1e-8).save_at(SaveAt::T1),
+    )
+    .expect("solve");
     let y = sol.last();
     let pos = (y[0] - ARENSTORF_Y0[0]).hypot(y[1] - ARENSTORF_Y0[1]);
     let vel = (y[2] - ARENSTORF_Y0[2]).hypot(y[3] - ARENSTORF_Y0[3]);
-    println!("Arenstorf Tsit5 1e-8: |Δq| = {pos:e}, |Δv| = {vel:e}, {:?}", sol.stats);
+    println!(
+        "Arenstorf Tsit5 1e-8: |Δq| = {pos:e}, |Δv| = {vel:e}, {:?}",
+        sol.stats
+    );
     assert!(pos < 1e-5, "position error {pos:e}");
     // velocity is far more sensitive near the close approach at t = T
     assert!(vel < 1e-4, "velocity error {vel:e}");
     // Vern7 at a tight tolerance closes the full state within 1e-5
-    let sol = solve(&arenstorf(), Vern7, Options::default().tol(1e-10).save_at(SaveAt::T1))
-        .expect("solve");
+    let sol = solve(
+        &arenstorf(),
+        Vern7,
+        Options::default().tol(1e-10).save_at(SaveAt::T1),
+    )
+    .expect("solve");
     let err = max_abs_diff(sol.last(), &ARENSTORF_Y0);
     assert!(err < 1e-6, "Vern7 1e-10 state error {err:e}");
 }
@@ -54,18 +65,29 @@ fn error_is_proportional_to_tolerance() {
     // slope of log(err) vs log(tol) must lie in [0.8, 1.5].
     let tols = [1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10];
     for (name, errs) in [
-        ("Tsit5", tols.map(|tol| {
-            let sol = solve(&lotka_volterra(), Tsit5, Options::default().tol(tol)).expect("solve");
-            max_abs_diff(sol.last(), &LV_REF)
-        })),
-        ("Dopri5", tols.map(|tol| {
-            let sol = solve(&lotka_volterra(), Dopri5, Options::default().tol(tol)).expect("solve");
-            max_abs_diff(sol.last(), &LV_REF)
-        })),
+        (
+            "Tsit5",
+            tols.map(|tol| {
+                let sol =
+                    solve(&lotka_volterra(), Tsit5, Options::default().tol(tol)).expect("solve");
+                max_abs_diff(sol.last(), &LV_REF)
+            }),
+        ),
+        (
+            "Dopri5",
+            tols.map(|tol| {
+                let sol =
+                    solve(&lotka_volterra(), Dopri5, Options::default().tol(tol)).expect("solve");
+                max_abs_diff(sol.last(), &LV_REF)
+            }),
+        ),
     ] {
         let slope = fitted_slope(&tols, &errs);
         println!("{name}: error ~ tol^{slope:.2}: {errs:?}");
-        assert!((0.8..=1.5).contains(&slope), "{name}: slope {slope}, errors {errs:?}");
+        assert!(
+            (0.8..=1.5).contains(&slope),
+            "{name}: slope {slope}, errors {errs:?}"
+        );
     }
 }
 
@@ -73,31 +95,57 @@ fn error_is_proportional_to_tolerance() {
 fn fsal_nfe_accounting_matches_hairer() {
     // DP5/Tsit5: 1 (f0) + 1 (initial step) + 6 per attempted step
     for (sol, per) in [
-        (solve(&lotka_volterra(), Tsit5, Options::default().tol(1e-6)).expect("solve"), 6),
-        (solve(&lotka_volterra(), Dopri5, Options::default().tol(1e-6)).expect("solve"), 6),
-        (solve(&lotka_volterra(), Bs3, Options::default().tol(1e-6)).expect("solve"), 3),
+        (
+            solve(&lotka_volterra(), Tsit5, Options::default().tol(1e-6)).expect("solve"),
+            6,
+        ),
+        (
+            solve(&lotka_volterra(), Dopri5, Options::default().tol(1e-6)).expect("solve"),
+            6,
+        ),
+        (
+            solve(&lotka_volterra(), Bs3, Options::default().tol(1e-6)).expect("solve"),
+            3,
+        ),
     ] {
         let s = sol.stats;
         assert_eq!(s.drift_evals, 2 + per * s.steps(), "{}: {s:?}", sol.solver);
     }
     // with a user dt0 there is no initial-step evaluation
-    let sol = solve(&lotka_volterra(), Tsit5, Options::default().tol(1e-6).dt0(0.01))
-        .expect("solve");
+    let sol = solve(
+        &lotka_volterra(),
+        Tsit5,
+        Options::default().tol(1e-6).dt0(0.01),
+    )
+    .expect("solve");
     assert_eq!(sol.stats.drift_evals, 1 + 6 * sol.stats.steps());
     // Vern7 (10 stages, not FSAL): 9 new stages per attempt, plus k1 at each
     // new step after the first (a rejected step reuses its k1)
     let sol = solve(&lotka_volterra(), Vern7, Options::default().tol(1e-6)).expect("solve");
     let s = sol.stats;
-    assert_eq!(s.drift_evals, 2 + 9 * s.steps() + (s.accepted_steps - 1), "{s:?}");
+    assert_eq!(
+        s.drift_evals,
+        2 + 9 * s.steps() + (s.accepted_steps - 1),
+        "{s:?}"
+    );
 }
 
 #[test]
 fn save_policies_agree() {
     let times: Vec<f64> = (0..=20).map(|i| 0.5 * i as f64).collect();
     let opts = Options::default().tol(1e-9);
-    let at_times = solve(&lotka_volterra(), Tsit5, opts.clone().save_at(SaveAt::Times(times.clone())))
-        .expect("solve");
-    let dense = solve(&lotka_volterra(), Tsit5, opts.clone().save_at(SaveAt::Dense)).expect("solve");
+    let at_times = solve(
+        &lotka_volterra(),
+        Tsit5,
+        opts.clone().save_at(SaveAt::Times(times.clone())),
+    )
+    .expect("solve");
+    let dense = solve(
+        &lotka_volterra(),
+        Tsit5,
+        opts.clone().save_at(SaveAt::Dense),
+    )
+    .expect("solve");
     let steps = solve(&lotka_volterra(), Tsit5, opts.clone()).expect("solve");
     let t1 = solve(&lotka_volterra(), Tsit5, opts.save_at(SaveAt::T1)).expect("solve");
     assert_eq!(at_times.ts, times);
@@ -116,7 +164,9 @@ fn save_policies_agree() {
     let tight = solve(
         &lotka_volterra(),
         Vern7,
-        Options::default().tol(1e-12).save_at(SaveAt::Times(vec![3.3, 7.77])),
+        Options::default()
+            .tol(1e-12)
+            .save_at(SaveAt::Times(vec![3.3, 7.77])),
     )
     .expect("solve");
     for (i, t) in [3.3, 7.77].into_iter().enumerate() {
@@ -124,7 +174,10 @@ fn save_policies_agree() {
         assert!(e < 1e-7, "dense error {e:e} at {t}");
     }
     assert!(dense.at(10.5).is_err());
-    assert!(steps.at(1.0).is_err(), "no dense output without SaveAt::Dense");
+    assert!(
+        steps.at(1.0).is_err(),
+        "no dense output without SaveAt::Dense"
+    );
 }
 
 #[test]
@@ -140,7 +193,9 @@ fn vern7_dense_uses_extra_stages_only_when_asked() {
     let r = solve(
         &lotka_volterra(),
         Vern7,
-        Options::default().tol(1e-12).save_at(SaveAt::Times(vec![4.321])),
+        Options::default()
+            .tol(1e-12)
+            .save_at(SaveAt::Times(vec![4.321])),
     )
     .expect("solve");
     let e = max_abs_diff(&dense.at(4.321).expect("dense"), r.y(0));
@@ -149,12 +204,24 @@ fn vern7_dense_uses_extra_stages_only_when_asked() {
 
 #[test]
 fn backwards_integration_returns_to_the_start() {
-    let fwd = solve(&lotka_volterra(), Tsit5, Options::default().tol(1e-10).save_at(SaveAt::T1))
-        .expect("forward");
+    let fwd = solve(
+        &lotka_volterra(),
+        Tsit5,
+        Options::default().tol(1e-10).save_at(SaveAt::T1),
+    )
+    .expect("forward");
     let back = lotka_volterra().y0(fwd.last().to_vec()).tspan((10.0, 0.0));
-    for save in [SaveAt::T1, SaveAt::Dense, SaveAt::Times(vec![10.0, 5.0, 0.0])] {
-        let sol = solve(&back, Tsit5, Options::default().tol(1e-10).save_at(save.clone()))
-            .expect("backward");
+    for save in [
+        SaveAt::T1,
+        SaveAt::Dense,
+        SaveAt::Times(vec![10.0, 5.0, 0.0]),
+    ] {
+        let sol = solve(
+            &back,
+            Tsit5,
+            Options::default().tol(1e-10).save_at(save.clone()),
+        )
+        .expect("backward");
         assert_eq!(sol.t_last(), Some(0.0));
         let e = max_abs_diff(sol.last(), &[1.0, 1.0]);
         assert!(e < 1e-7, "{save:?}: {e:e}");
@@ -163,7 +230,9 @@ fn backwards_integration_returns_to_the_start() {
             let f5 = solve(
                 &lotka_volterra(),
                 Tsit5,
-                Options::default().tol(1e-10).save_at(SaveAt::Times(vec![5.0])),
+                Options::default()
+                    .tol(1e-10)
+                    .save_at(SaveAt::Times(vec![5.0])),
             )
             .expect("forward");
             assert!(max_abs_diff(&mid, f5.y(0)) < 1e-6);
@@ -180,8 +249,12 @@ fn all_controllers_reach_the_tolerance() {
         Controller::Pid(PidController::new(0.4, 0.3, 0.0)),
         Controller::Pid(PidController::new(1.0 / 18.0, 1.0 / 9.0, 1.0 / 18.0)),
     ] {
-        let sol = solve(&lotka_volterra(), Tsit5, Options::default().tol(1e-7).controller(c))
-            .expect("solve");
+        let sol = solve(
+            &lotka_volterra(),
+            Tsit5,
+            Options::default().tol(1e-7).controller(c),
+        )
+        .expect("solve");
         let e = max_abs_diff(sol.last(), &LV_REF);
         assert!(e < 1e-5, "{c:?}: {e:e}");
     }
@@ -189,8 +262,12 @@ fn all_controllers_reach_the_tolerance() {
 
 #[test]
 fn step_bounds_are_respected() {
-    let sol = solve(&lotka_volterra(), Tsit5, Options::default().tol(1e-4).dt_max(0.05))
-        .expect("solve");
+    let sol = solve(
+        &lotka_volterra(),
+        Tsit5,
+        Options::default().tol(1e-4).dt_max(0.05),
+    )
+    .expect("solve");
     for w in sol.ts.windows(2) {
         assert!(w[1] - w[0] <= 0.05 + 1e-15);
     }
@@ -204,7 +281,9 @@ fn per_component_tolerances_are_used() {
     let mixed = solve(
         &lotka_volterra(),
         Tsit5,
-        Options::default().rtol(vec![1e-9, 1e-3]).atol(vec![1e-9, 1e-3]),
+        Options::default()
+            .rtol(vec![1e-9, 1e-3])
+            .atol(vec![1e-9, 1e-3]),
     )
     .expect("solve");
     assert!(mixed.stats.drift_evals < tight.stats.drift_evals);

@@ -30,8 +30,12 @@ fn measured_order<S: Solver + Copy>(solver: S, steps: &[usize]) -> (f64, Vec<f64
     let mut errs = Vec::new();
     for &n in steps {
         let h = 2.0 / n as f64;
-        let sol = solve(&p, solver, Options::default().fixed_step(h).save_at(SaveAt::T1))
-            .expect("fixed-step solve");
+        let sol = solve(
+            &p,
+            solver,
+            Options::default().fixed_step(h).save_at(SaveAt::T1),
+        )
+        .expect("fixed-step solve");
         assert_eq!(sol.stats.accepted_steps, n);
         let e = common::max_abs_diff(sol.last(), &exact(2.0));
         hs.push(h);
@@ -42,7 +46,10 @@ fn measured_order<S: Solver + Copy>(solver: S, steps: &[usize]) -> (f64, Vec<f64
 
 fn check<S: Solver + Copy>(solver: S, order: f64, steps: &[usize]) {
     let (slope, errs) = measured_order(solver, steps);
-    println!("{}: slope {slope:.3} (theory {order}), errors {errs:?}", solver.name());
+    println!(
+        "{}: slope {slope:.3} (theory {order}), errors {errs:?}",
+        solver.name()
+    );
     assert!(
         (slope - order).abs() <= 0.2,
         "{}: measured order {slope:.3}, theory {order}; errors {errs:?}",
@@ -88,8 +95,14 @@ fn vern7_is_order_7() {
 fn dense_output_converges() {
     fn dense_err<S: Solver + Copy>(s: S, n: usize) -> f64 {
         let p = problem();
-        let sol = solve(&p, s, Options::default().fixed_step(2.0 / n as f64).save_at(SaveAt::Dense))
-            .expect("dense solve");
+        let sol = solve(
+            &p,
+            s,
+            Options::default()
+                .fixed_step(2.0 / n as f64)
+                .save_at(SaveAt::Dense),
+        )
+        .expect("dense solve");
         (1..200)
             .map(|i| {
                 let t = 2.0 * i as f64 / 200.0 + 1e-3;
@@ -99,14 +112,37 @@ fn dense_output_converges() {
             .fold(0.0, f64::max)
     }
     for (name, q, levels, errs) in [
-        ("Bs3", 3.0, [32, 64, 128], [32, 64, 128].map(|n| dense_err(Bs3, n))),
-        ("Dopri5", 4.0, [16, 32, 64], [16, 32, 64].map(|n| dense_err(Dopri5, n))),
-        ("Tsit5", 4.0, [16, 32, 64], [16, 32, 64].map(|n| dense_err(Tsit5, n))),
-        ("Vern7", 6.0, [8, 16, 32], [8, 16, 32].map(|n| dense_err(Vern7, n))),
+        (
+            "Bs3",
+            3.0,
+            [32, 64, 128],
+            [32, 64, 128].map(|n| dense_err(Bs3, n)),
+        ),
+        (
+            "Dopri5",
+            4.0,
+            [16, 32, 64],
+            [16, 32, 64].map(|n| dense_err(Dopri5, n)),
+        ),
+        (
+            "Tsit5",
+            4.0,
+            [16, 32, 64],
+            [16, 32, 64].map(|n| dense_err(Tsit5, n)),
+        ),
+        (
+            "Vern7",
+            6.0,
+            [8, 16, 32],
+            [8, 16, 32].map(|n| dense_err(Vern7, n)),
+        ),
     ] {
         let hs = levels.map(|n| 2.0 / n as f64);
         let slope = fitted_slope(&hs, &errs);
         println!("{name} dense: slope {slope:.2}, errors {errs:?}");
-        assert!(slope >= q - 0.2, "{name}: dense slope {slope} < {q} - 0.2 ({errs:?})");
+        assert!(
+            slope >= q - 0.2,
+            "{name}: dense slope {slope} < {q} - 0.2 ({errs:?})"
+        );
     }
 }

@@ -28,7 +28,10 @@ fn vdp_closure(t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
 }
 
 fn rel_err(y: &[f64], r: &[f64]) -> f64 {
-    y.iter().zip(r).map(|(a, b)| ((a - b) / b).abs()).fold(0.0, f64::max)
+    y.iter()
+        .zip(r)
+        .map(|(a, b)| ((a - b) / b).abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -44,13 +47,15 @@ fn bdf_matches_the_van_der_pol_reference() {
 #[test]
 fn jacobian_sources_agree() {
     let base = Problem::ode(vdp_closure, vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
-    let analytic = base.clone().with_jacobian(|_t, y: &[f64], p: &[f64], jac: &mut [f64]| {
-        // column-major 2x2
-        jac[0] = 0.0;
-        jac[1] = (-2.0 * y[0] * y[1] - 1.0) / p[0];
-        jac[2] = 1.0;
-        jac[3] = (1.0 - y[0] * y[0]) / p[0];
-    });
+    let analytic = base
+        .clone()
+        .with_jacobian(|_t, y: &[f64], p: &[f64], jac: &mut [f64]| {
+            // column-major 2x2
+            jac[0] = 0.0;
+            jac[1] = (-2.0 * y[0] * y[1] - 1.0) / p[0];
+            jac[2] = 1.0;
+            jac[3] = (1.0 - y[0] * y[0]) / p[0];
+        });
     let opts = Options::default().tol(1e-8);
     let fd = solve(&base, Bdf::default(), &opts).expect("finite differences");
     let an = solve(&analytic, Bdf::default(), &opts).expect("analytic");
@@ -68,8 +73,16 @@ fn jacobian_sources_agree() {
 fn one_step_stiff_solvers_solve_van_der_pol() {
     let p = Problem::ode(Generic(VanDerPol), vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
     for (name, sol, tol) in [
-        ("Esdirk34", solve(&p, Esdirk34::default(), Options::default().tol(1e-8)), 1e-5),
-        ("TrBdf2", solve(&p, TrBdf2::default(), Options::default().tol(1e-8)), 1e-4),
+        (
+            "Esdirk34",
+            solve(&p, Esdirk34::default(), Options::default().tol(1e-8)),
+            1e-5,
+        ),
+        (
+            "TrBdf2",
+            solve(&p, TrBdf2::default(), Options::default().tol(1e-8)),
+            1e-4,
+        ),
     ] {
         let sol = sol.expect(name);
         let e = rel_err(sol.last(), &VDP_REF);
@@ -93,15 +106,33 @@ impl GenericField for Robertson {
 fn robertson_conserves_mass() {
     let p = Problem::ode(Generic(Robertson), vec![1.0, 0.0, 0.0], (0.0, 1e5));
     for (name, sol) in [
-        ("Bdf", solve(&p, Bdf::default(), Options::default().rtol(1e-8).atol(1e-10))),
-        ("Esdirk34", solve(&p, Esdirk34::default(), Options::default().rtol(1e-8).atol(1e-10))),
+        (
+            "Bdf",
+            solve(
+                &p,
+                Bdf::default(),
+                Options::default().rtol(1e-8).atol(1e-10),
+            ),
+        ),
+        (
+            "Esdirk34",
+            solve(
+                &p,
+                Esdirk34::default(),
+                Options::default().rtol(1e-8).atol(1e-10),
+            ),
+        ),
     ] {
         let sol = sol.expect(name);
         let worst = sol
             .iter()
             .map(|(_, y)| (y.iter().sum::<f64>() - 1.0).abs())
             .fold(0.0, f64::max);
-        println!("Robertson {name}: max |Σy − 1| = {worst:e}, y(1e5) = {:?}, {:?}", sol.last(), sol.stats);
+        println!(
+            "Robertson {name}: max |Σy − 1| = {worst:e}, y(1e5) = {:?}, {:?}",
+            sol.last(),
+            sol.stats
+        );
         assert!(worst < 1e-8, "{name}: {worst:e}");
         // self-consistency against a much tighter BDF run (the probe's value)
         assert!((sol.last()[0] - 0.017865921143176814).abs() < 1e-6);
@@ -113,8 +144,12 @@ fn stiff_save_policies_and_dense_output() {
     let p = Problem::ode(Generic(VanDerPol), vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
     let opts = Options::default().tol(1e-8);
     let times = vec![0.0, 0.5, 1.0, 1.5, 2.0];
-    let at = solve(&p, Bdf::default(), opts.clone().save_at(SaveAt::Times(times.clone())))
-        .expect("times");
+    let at = solve(
+        &p,
+        Bdf::default(),
+        opts.clone().save_at(SaveAt::Times(times.clone())),
+    )
+    .expect("times");
     let dense = solve(&p, Bdf::default(), opts.clone().save_at(SaveAt::Dense)).expect("dense");
     let t1 = solve(&p, Bdf::default(), opts.save_at(SaveAt::T1)).expect("t1");
     assert_eq!(at.ts, times);

@@ -2,10 +2,10 @@
 //! step size"; DOPRI5's `HINIT`). Costs one drift evaluation besides `f0`.
 
 use crate::field::{Diffusion, Drift};
+use crate::norm::weighted_rms;
 use crate::options::Options;
 use crate::solution::Stats;
 use crate::solver::Fields;
-use crate::norm::weighted_rms;
 
 /// Proposes `|h0|` for a method of order `order` from `(t0, y0)` with
 /// `f0 = f(t0, y0)`, towards `t1`. `scratch` holds `2n` values.
@@ -25,7 +25,11 @@ pub fn initial_step<F: Drift, G: Diffusion>(
     let span = (t1 - t0).abs();
     let d0 = weighted_rms(y0, y0, &opts.rtol, &opts.atol);
     let d1 = weighted_rms(f0, y0, &opts.rtol, &opts.atol);
-    let mut h0 = if d0 < 1e-5 || d1 < 1e-5 { 1e-6 } else { 0.01 * d0 / d1 };
+    let mut h0 = if d0 < 1e-5 || d1 < 1e-5 {
+        1e-6
+    } else {
+        0.01 * d0 / d1
+    };
     h0 = h0.min(span).min(opts.dt_max);
     let (y1, f1) = scratch.split_at_mut(n);
     for i in 0..n {
@@ -45,5 +49,9 @@ pub fn initial_step<F: Drift, G: Diffusion>(
         (0.01 / dmax).powf(1.0 / order)
     };
     let h = (100.0 * h0).min(h1).min(span).min(opts.dt_max);
-    if h.is_finite() && h > 0.0 { h } else { 1e-6f64.min(span) }
+    if h.is_finite() && h > 0.0 {
+        h
+    } else {
+        1e-6f64.min(span)
+    }
 }

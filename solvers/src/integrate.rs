@@ -120,9 +120,11 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     let k_err = match (controller.is_adaptive(), solver.error_order()) {
         (true, Some(k)) => Some(k),
         (_, _) if opts.dt0.is_some() => None,
-        (false, _) => return Err(SolveError::NeedsStepSize {
-            solver: solver.name(),
-        }),
+        (false, _) => {
+            return Err(SolveError::NeedsStepSize {
+                solver: solver.name(),
+            });
+        }
         (true, None) => {
             return Err(SolveError::NeedsStepSize {
                 solver: solver.name(),
@@ -281,15 +283,13 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
             continue;
         }
 
-        if !adaptive {
-            if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
-                return Err(SolveError::NonFiniteDerivative {
-                    field: "drift",
-                    t,
-                    component,
-                    step: stats.accepted_steps,
-                });
-            }
+        if !adaptive && let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
+            return Err(SolveError::NonFiniteDerivative {
+                field: "drift",
+                t,
+                component,
+                step: stats.accepted_steps,
+            });
         }
 
         // save what this step covers
@@ -300,7 +300,8 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
                 saved.ys.extend_from_slice(&y_new);
             }
             SaveAt::Dense => {
-                let ks = solver.dense_stages(&mut cache, &fields, t, h_step, &y, &y_new, &mut stats);
+                let ks =
+                    solver.dense_stages(&mut cache, &fields, t, h_step, &y, &y_new, &mut stats);
                 if let Some(d) = saved.dense.as_mut() {
                     d.push(t, h_step, &y, &ks[..nk * n]);
                 }
@@ -315,9 +316,8 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
                     if ts == t_next {
                         saved.ys.extend_from_slice(&y_new);
                     } else {
-                        let ks = solver.dense_stages(
-                            &mut cache, &fields, t, h_step, &y, &y_new, &mut stats,
-                        );
+                        let ks = solver
+                            .dense_stages(&mut cache, &fields, t, h_step, &y, &y_new, &mut stats);
                         poly_weights(&poly, ncoef, (ts - t) / h_step, &mut w);
                         let start = saved.ys.len();
                         saved.ys.resize(start + n, 0.0);

@@ -203,13 +203,13 @@ impl Options {
     pub fn validate(&self, n: usize, tspan: (f64, f64)) -> Result<(), SolveError> {
         self.rtol.validate("rtol", n)?;
         self.atol.validate("atol", n)?;
-        if let Some(dt0) = self.dt0 {
-            if !(dt0.is_finite() && dt0 != 0.0) {
-                return Err(SolveError::invalid(
-                    "dt0",
-                    format!("{dt0} must be finite and non-zero (its sign is ignored)"),
-                ));
-            }
+        if let Some(dt0) = self.dt0
+            && !(dt0.is_finite() && dt0 != 0.0)
+        {
+            return Err(SolveError::invalid(
+                "dt0",
+                format!("{dt0} must be finite and non-zero (its sign is ignored)"),
+            ));
         }
         if !(self.dt_min.is_finite() && self.dt_min >= 0.0) {
             return Err(SolveError::invalid(
@@ -217,10 +217,13 @@ impl Options {
                 format!("{} must be finite and >= 0", self.dt_min),
             ));
         }
-        if !(self.dt_max > 0.0) || self.dt_max.is_nan() {
+        if self.dt_max.is_nan() || self.dt_max <= 0.0 {
             return Err(SolveError::invalid(
                 "dt_max",
-                format!("{} must be > 0 (use f64::INFINITY for no bound)", self.dt_max),
+                format!(
+                    "{} must be > 0 (use f64::INFINITY for no bound)",
+                    self.dt_max
+                ),
             ));
         }
         if self.dt_max < self.dt_min {
@@ -230,7 +233,10 @@ impl Options {
             ));
         }
         if self.max_steps == 0 {
-            return Err(SolveError::invalid("max_steps", "0 allows no step; use >= 1"));
+            return Err(SolveError::invalid(
+                "max_steps",
+                "0 allows no step; use >= 1",
+            ));
         }
         if let SaveAt::Times(times) = &self.save_at {
             let (t0, t1) = tspan;

@@ -111,7 +111,12 @@ impl Solution {
 
     /// Component `j` of every saved state.
     pub fn component(&self, j: usize) -> Vec<f64> {
-        self.ys.iter().skip(j).step_by(self.n.max(1)).copied().collect()
+        self.ys
+            .iter()
+            .skip(j)
+            .step_by(self.n.max(1))
+            .copied()
+            .collect()
     }
 
     /// The solution at time `t`, by the solver's own interpolant. Needs a

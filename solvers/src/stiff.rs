@@ -29,6 +29,7 @@ use diffsol::{
     OdeSolverState, OdeSolverStopReason, Op, Tableau, Vector,
 };
 
+use crate::Method;
 use crate::dense::{DenseOutput, HERMITE};
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
@@ -36,7 +37,6 @@ use crate::integrate::probe_field;
 use crate::options::{Options, SaveAt, Tolerance};
 use crate::problem::Problem;
 use crate::solution::{Solution, Stats, Status};
-use crate::Method;
 
 type M = NalgebraMat<f64>;
 type V = diffsol::NalgebraVec<f64>;
@@ -161,7 +161,9 @@ fn stiff_solve<F: Drift, G: Diffusion>(
     let p = &problem.params;
     let field = &problem.drift;
     let mut f0 = vec![0.0; n];
-    probe_field("drift", n, t0, &mut f0, |out| field.drift(t0, &problem.y0, p, out))?;
+    probe_field("drift", n, t0, &mut f0, |out| {
+        field.drift(t0, &problem.y0, p, out)
+    })?;
 
     // which Jacobian
     let mut probe_out = vec![0.0; n * n];
@@ -194,8 +196,7 @@ fn stiff_solve<F: Drift, G: Diffusion>(
         // diffsol forms the Jacobian column by column at one (t, y): count one
         // Jacobian evaluation per new point, and for the matrix / finite
         // difference sources form the data once per point.
-        let fresh =
-            sh.valid.get() && sh.cache_t.get() == t && sh.cache_y.borrow().as_slice() == y;
+        let fresh = sh.valid.get() && sh.cache_t.get() == t && sh.cache_y.borrow().as_slice() == y;
         if !fresh {
             sh.valid.set(true);
             sh.cache_t.set(t);
@@ -393,7 +394,9 @@ where
     let mut ks = vec![0.0; 3 * n];
     if dense.is_some() {
         shared.drift_evals.set(shared.drift_evals.get() + 1);
-        problem.drift.drift(t0, &y_prev, &problem.params, &mut f_prev);
+        problem
+            .drift
+            .drift(t0, &y_prev, &problem.params, &mut f_prev);
     }
     let partial = |ts: Vec<f64>, ys: Vec<f64>, t: f64, y: &[f64], stats: Stats, dense| {
         let mut ts = ts;
@@ -412,9 +415,7 @@ where
             dense,
         })
     };
-    solver
-        .set_stop_time(t1)
-        .map_err(|e| backend(name, t0, e))?;
+    solver.set_stop_time(t1).map_err(|e| backend(name, t0, e))?;
     loop {
         let stats = stats_of(&solver);
         if stats.steps() >= opts.max_steps {

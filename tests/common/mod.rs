@@ -46,7 +46,10 @@ pub fn arenstorf() -> Problem<impl Drift + Clone> {
 
 /// Max-norm distance.
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Least-squares slope of log(err) against log(h).

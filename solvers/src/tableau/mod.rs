@@ -121,7 +121,12 @@ mod tests {
             for (j, row) in t.dense.extra_a.iter().enumerate() {
                 assert_eq!(row.len(), s + j, "{} extra row {j}", t.name);
             }
-            assert_eq!(t.dense.coeffs.len(), s + t.dense.extra_c.len(), "{}", t.name);
+            assert_eq!(
+                t.dense.coeffs.len(),
+                s + t.dense.extra_c.len(),
+                "{}",
+                t.name
+            );
         }
     }
 
@@ -131,7 +136,12 @@ mod tests {
             let (a, c) = t.dense_rows();
             for (i, row) in a.iter().enumerate() {
                 let sum: f64 = row.iter().sum();
-                assert!((sum - c[i]).abs() < 1e-13, "{} row {i}: {sum} vs {}", t.name, c[i]);
+                assert!(
+                    (sum - c[i]).abs() < 1e-13,
+                    "{} row {i}: {sum} vs {}",
+                    t.name,
+                    c[i]
+                );
             }
         }
     }

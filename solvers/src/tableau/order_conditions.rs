@@ -62,7 +62,13 @@ pub fn trees_up_to(p: usize) -> Vec<Tree> {
     all
 }
 
-fn forests(all: &[Tree], remaining: usize, max_idx: usize, cur: &mut Vec<usize>, out: &mut Vec<Tree>) {
+fn forests(
+    all: &[Tree],
+    remaining: usize,
+    max_idx: usize,
+    cur: &mut Vec<usize>,
+    out: &mut Vec<Tree>,
+) {
     if remaining == 0 {
         let mut kids: Vec<Tree> = cur.iter().map(|&i| all[i].clone()).collect();
         kids.sort();
@@ -95,7 +101,14 @@ pub fn residual(a: &[Vec<f64>], c: &[f64], b: &[f64], order: usize, theta: f64) 
 }
 
 /// The largest `p ≤ max` such that all conditions up to order `p` hold to `tol`.
-pub fn achieved_order(a: &[Vec<f64>], c: &[f64], b: &[f64], theta: f64, max: usize, tol: f64) -> usize {
+pub fn achieved_order(
+    a: &[Vec<f64>],
+    c: &[f64],
+    b: &[f64],
+    theta: f64,
+    max: usize,
+    tol: f64,
+) -> usize {
     (1..=max)
         .take_while(|&q| residual(a, c, b, q, theta) <= tol)
         .last()
