@@ -123,8 +123,14 @@ impl DenseOutput {
         let i = idx.saturating_sub(1).min(m - 1);
         let h = self.hs[i];
         let theta = ((t - self.t0s[i]) / h).clamp(0.0, 1.0);
-        let mut w = [0.0; 32];
-        let w = &mut w[..self.nk];
+        let mut small = [0.0; 32];
+        let mut large = Vec::new();
+        let w: &mut [f64] = if self.nk <= small.len() {
+            &mut small[..self.nk]
+        } else {
+            large.resize(self.nk, 0.0);
+            &mut large
+        };
         poly_weights(&self.poly, self.ncoef, theta, w);
         let n = self.n;
         combine(
