@@ -374,9 +374,9 @@ fn van_der_pol_section(tour: &mut Tour) -> TourResult<()> {
     let generic =
         Problem::ode(Generic(VanDerPol), VDP_Y0.to_vec(), VDP_TSPAN).params(vec![VDP_EPS]);
     let sol = solve(&generic, Bdf::default(), Options::default().tol(tol))?;
-    report_van_der_pol(tour, "Bdf (dual JVP)", tol, &sol);
+    report_van_der_pol(tour, "Bdf (dual-number J)", tol, &sol);
     println!(
-        "{:<22} (Jacobian evals here are exact Jacobian–vector products by dual numbers)",
+        "{:<22} (exact Jacobians by dual numbers: each one is n = 2 Jacobian–vector products)",
         ""
     );
 
@@ -632,13 +632,13 @@ fn plot_van_der_pol(path: &Path, sol: &Solution) -> TourResult<()> {
 fn summary_section(tour: &Tour) {
     header("5. Summary");
     println!(
-        "{:<20} {:<18} {:>6} {:>7} {:>6} {:>5} {:>7} {:>10}  (measure)",
+        "{:<20} {:<20} {:>6} {:>7} {:>6} {:>5} {:>7} {:>10}  (measure)",
         "problem", "solver", "tol", "NFE", "steps", "rej", "J evals", "error"
     );
-    println!("{}", "-".repeat(100));
+    println!("{}", "-".repeat(102));
     for r in &tour.runs {
         println!(
-            "{:<20} {:<18} {:>6.0e} {:>7} {:>6} {:>5} {:>7} {:>10.3e}  ({})",
+            "{:<20} {:<20} {:>6.0e} {:>7} {:>6} {:>5} {:>7} {:>10.3e}  ({})",
             r.problem,
             r.solver,
             r.tol,

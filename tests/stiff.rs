@@ -159,6 +159,31 @@ fn stiff_save_policies_and_dense_output() {
         let e = max_abs_diff(&d, at.y(i));
         assert!(e < 1e-5, "t={t}: {e:e}");
     }
+    // between steps, dense output is as accurate as the solve: compare with
+    // a much tighter solve at many interior times (relative error 1e-5 at
+    // tolerance 1e-8, excluding the fast transients where y2 is ~1e3)
+    let grid: Vec<f64> = (1..200).map(|i| 0.01 * i as f64 + 0.003).collect();
+    let tight = solve(
+        &p,
+        Bdf::default(),
+        Options::default()
+            .tol(1e-12)
+            .save_at(SaveAt::Times(grid.clone())),
+    )
+    .expect("tight");
+    let mut worst: f64 = 0.0;
+    for (i, &t) in grid.iter().enumerate() {
+        let d = dense.at(t).expect("inside");
+        let r = tight.y(i);
+        if r[1].abs() < 10.0 {
+            let e = ((d[0] - r[0]) / r[0])
+                .abs()
+                .max(((d[1] - r[1]) / r[1]).abs());
+            worst = worst.max(e);
+        }
+    }
+    println!("VdP Bdf dense output: worst relative error {worst:e}");
+    assert!(worst < 1e-5, "dense output relative error {worst:e}");
 }
 
 #[test]

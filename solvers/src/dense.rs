@@ -19,6 +19,35 @@ pub const HERMITE: [[f64; 4]; 3] = [
     [0.0, 0.0, 3.0, -2.0],
 ];
 
+/// Lagrange weight polynomials for interpolation through samples at the
+/// nodes `0 = θ_0 < θ_1 < … < θ_m = 1` of a step, over the vectors
+/// `k_j = (y(θ_j) − y_n)/h`, `j = 1..m`: `y(θ) = y_n + h Σ_j L_j(θ) k_j`
+/// (exact because `Σ_j L_j ≡ 1`). Returns the `m × (m + 1)` table.
+pub fn lagrange_table(nodes: &[f64]) -> Vec<f64> {
+    let m = nodes.len() - 1;
+    let ncoef = m + 1;
+    let mut table = vec![0.0; m * ncoef];
+    for j in 1..=m {
+        // Π_{i≠j} (θ − θ_i) / (θ_j − θ_i), multiplied out in ascending powers
+        let mut poly = vec![0.0; ncoef];
+        poly[0] = 1.0;
+        let mut deg = 0;
+        for (i, &xi) in nodes.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let scale = 1.0 / (nodes[j] - xi);
+            for k in (0..=deg + 1).rev() {
+                let shifted = if k > 0 { poly[k - 1] } else { 0.0 };
+                poly[k] = (shifted - xi * poly[k]) * scale;
+            }
+            deg += 1;
+        }
+        table[(j - 1) * ncoef..j * ncoef].copy_from_slice(&poly);
+    }
+    table
+}
+
 /// Evaluates the weights `b_i(θ)` of a flat polynomial table
 /// (`poly[i * ncoef + k]`) into `w`.
 #[inline]
@@ -147,6 +176,25 @@ impl DenseOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lagrange_reproduces_quartics() {
+        let nodes = [0.0, 0.25, 0.5, 0.75, 1.0];
+        let table = lagrange_table(&nodes);
+        let y = |t: f64| 1.0 + t - 2.0 * t.powi(3) + 0.5 * t.powi(4);
+        let (t0, h) = (0.5, 2.0);
+        let ks: Vec<f64> = nodes[1..]
+            .iter()
+            .map(|&th| (y(t0 + th * h) - y(t0)) / h)
+            .collect();
+        let mut d = DenseOutput::new(1, 4, 5, table);
+        d.push(t0, h, &[y(t0)], &ks);
+        let mut out = [0.0];
+        for t in [0.5, 0.7, 1.1, 2.3, 2.5] {
+            d.eval(t, &mut out).unwrap();
+            assert!((out[0] - y(t)).abs() < 1e-12, "{t}: {} vs {}", out[0], y(t));
+        }
+    }
 
     #[test]
     fn hermite_reproduces_cubics() {

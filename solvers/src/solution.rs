@@ -14,8 +14,8 @@ pub struct Stats {
     pub drift_evals: usize,
     /// Evaluations of the diffusion `g`.
     pub diffusion_evals: usize,
-    /// Jacobian evaluations (full Jacobians, or Jacobian–vector products
-    /// for the stiff backend).
+    /// Jacobian evaluations: points at which a Jacobian was formed (by the
+    /// user's closure, dual numbers, or finite differences).
     pub jacobian_evals: usize,
     /// Accepted steps.
     pub accepted_steps: usize,

@@ -97,7 +97,8 @@ impl StepController for PiController {
             let mut factor = if err == 0.0 {
                 self.qmax
             } else {
-                (self.safety * err.powf(-beta1) * self.err_prev.powf(beta2))
+                // one exp instead of two powf: safety · err^−β1 · err_prev^β2
+                (self.safety * (beta2 * self.err_prev.ln() - beta1 * err.ln()).exp())
                     .clamp(self.qmin, self.qmax)
             };
             if self.last_rejected {
