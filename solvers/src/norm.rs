@@ -11,15 +11,15 @@ use crate::options::Tolerance;
 pub fn scaled_rms(e: &[f64], y: &[f64], y_new: &[f64], rtol: &Tolerance, atol: &Tolerance) -> f64 {
     let n = e.len();
     let mut acc = 0.0;
-    // a non-finite candidate poisons the sum (f64::max would hide a NaN)
-    let mut poison = 0.0;
+    // checked in the same pass: f64::max in the scale would hide a NaN
+    let mut finite = true;
     match (rtol, atol) {
         (Tolerance::Scalar(r), Tolerance::Scalar(a)) => {
             for i in 0..n {
                 let sc = a + r * y[i].abs().max(y_new[i].abs());
                 let q = e[i] / sc;
                 acc += q * q;
-                poison += y_new[i] - y_new[i];
+                finite &= y_new[i].is_finite();
             }
         }
         _ => {
@@ -27,12 +27,12 @@ pub fn scaled_rms(e: &[f64], y: &[f64], y_new: &[f64], rtol: &Tolerance, atol: &
                 let sc = atol.get(i) + rtol.get(i) * y[i].abs().max(y_new[i].abs());
                 let q = e[i] / sc;
                 acc += q * q;
-                poison += y_new[i] - y_new[i];
+                finite &= y_new[i].is_finite();
             }
         }
     }
     let r = (acc / n as f64).sqrt();
-    if poison == 0.0 { r } else { f64::INFINITY }
+    if finite { r } else { f64::INFINITY }
 }
 
 /// RMS norm of `v / (atol + rtol |y|)` (used by the initial-step heuristic).
