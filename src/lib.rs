@@ -35,8 +35,8 @@ pub use sdeflow_solvers::{
 
 /// The building blocks, for users who write their own solvers or tableaus.
 pub use sdeflow_solvers::{
-    controller, dense, dual, erk, field, initial_step, integrate, noise, norm, options, problem,
-    solution, solver, stiff, tableau,
+    brownian, controller, dense, dual, erk, field, initial_step, integrate, noise, norm, options,
+    problem, solution, solver, stiff, tableau,
 };
 
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.

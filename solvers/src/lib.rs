@@ -8,6 +8,7 @@
 //! [`Controller`] and [`SaveAt`] policy; adding a solver does not touch the
 //! loop in [`integrate`].
 
+pub mod brownian;
 pub mod controller;
 pub mod dense;
 pub mod dual;

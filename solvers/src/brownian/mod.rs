@@ -1,0 +1,74 @@
+//! Brownian motion for SDE solvers: a path that can be queried for the
+//! increment `W(t) − W(s)` (and the space–time Lévy area `H_{s,t}`) over any
+//! interval, in any order.
+//!
+//! - [`BrownianTree`]: a virtual Brownian tree — `W` is a pure function of
+//!   `(seed, t)`, so rejected adaptive steps and backward (adjoint) passes see
+//!   the same Brownian motion without storing it.
+//! - [`BrownianIncrements`]: the fast path for fixed steps, drawing each
+//!   increment directly from a sequential stream.
+
+pub mod rng;
+mod tree;
+
+pub use tree::BrownianTree;
+
+use rng::NormalStream;
+
+/// A Brownian path with `m` independent components.
+pub trait BrownianPath {
+    /// Number of independent components `m`.
+    fn dim(&self) -> usize;
+
+    /// Writes `W(t) − W(s)` into `dw` (length `m`).
+    fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]);
+
+    /// Writes `W(t) − W(s)` and the space–time Lévy area
+    /// `H_{s,t} = (1/(t−s)) ∫_s^t (W_{s,r} − (r−s)/(t−s) W_{s,t}) dr` of the
+    /// interval between `s` and `t` (each length `m`). `H ~ N(0, |t−s|/12)`
+    /// is independent of the increment.
+    fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]);
+}
+
+/// Fixed-step fast path: each call draws a fresh increment `N(0, t−s)` (and
+/// `H ~ N(0, (t−s)/12)`) from a sequential stream seeded by `seed`.
+///
+/// Only valid for consecutive, non-overlapping intervals visited once, as
+/// in a fixed-step solve; adaptive solves need a [`BrownianTree`].
+#[derive(Debug, Clone)]
+pub struct BrownianIncrements {
+    m: usize,
+    stream: NormalStream,
+}
+
+impl BrownianIncrements {
+    /// `m` independent components from `seed`.
+    pub fn new(m: usize, seed: u64) -> Self {
+        BrownianIncrements {
+            m,
+            stream: NormalStream::new(seed),
+        }
+    }
+}
+
+impl BrownianPath for BrownianIncrements {
+    fn dim(&self) -> usize {
+        self.m
+    }
+
+    #[inline]
+    fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
+        let sd = (t - s).abs().sqrt() * (t - s).signum();
+        for d in dw.iter_mut() {
+            *d = sd * self.stream.next_normal();
+        }
+    }
+
+    fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]) {
+        self.increment(s, t, dw);
+        let sd = ((t - s).abs() / 12.0).sqrt();
+        for v in h.iter_mut() {
+            *v = sd * self.stream.next_normal();
+        }
+    }
+}
