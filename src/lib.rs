@@ -27,10 +27,11 @@
 //! See `docs/getting-started.md` and `docs/choosing-a-solver.md`.
 
 pub use sdeflow_solvers::{
-    Bdf, Bs3, Controller, Diffusion, Dopri5, Drift, Esdirk34, Euler, ExplicitRk, Heun,
-    Interpretation, JacobianSource, Method, NoDiffusion, Noise, Options, PiController,
-    PidController, Problem, SaveAt, Solution, SolveError, Solver, Stats, Status, StepController,
-    Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
+    Bdf, BrownianSampling, Bs3, Controller, Diffusion, Dopri5, Drift, Esdirk34, Euler, EulerHeun,
+    EulerMaruyama, ExplicitRk, Heun, Interpretation, JacobianSource, Method, Milstein,
+    MilsteinDerivative, NoDiffusion, Noise, Options, PiController, PidController, Problem,
+    ReversibleHeun, SaveAt, Solution, SolveError, Solver, Sosri, Sra1, Sra3, Sriw1, Stats, Status,
+    StepController, Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
 };
 
 /// The building blocks, for users who write their own solvers or tableaus.

@@ -97,4 +97,9 @@ impl<F: GenericField> Diffusion for Generic<F> {
     fn diffusion(&self, t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
         self.0.eval(t, y, p, g)
     }
+
+    fn diffusion_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        self.directional(t, y, p, v, out, true);
+        true
+    }
 }

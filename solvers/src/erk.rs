@@ -94,7 +94,8 @@ impl Solver for ExplicitRk {
         Ok(())
     }
 
-    fn init(&self, n: usize, _m: usize) -> ErkCache {
+    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> ErkCache {
+        let n = problem.dim();
         let t = self.tableau;
         let nk = t.stages() + t.dense.extra_c.len();
         let ncoef = t.dense.coeffs.iter().map(|r| r.len()).max().unwrap_or(1);
@@ -245,8 +246,8 @@ macro_rules! rk_method {
             ) -> Result<(), SolveError> {
                 ExplicitRk::new(&$tab).check(problem)
             }
-            fn init(&self, n: usize, m: usize) -> ErkCache {
-                ExplicitRk::new(&$tab).init(n, m)
+            fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> ErkCache {
+                ExplicitRk::new(&$tab).init(problem)
             }
             fn start(&self, cache: &mut ErkCache, f0: &[f64]) {
                 ExplicitRk::new(&$tab).start(cache, f0)

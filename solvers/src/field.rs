@@ -52,6 +52,15 @@ where
 pub trait Diffusion {
     /// Writes `g(t, y, p)` into `g`.
     fn diffusion(&self, t: f64, y: &[f64], p: &[f64], g: &mut [f64]);
+
+    /// Writes the directional derivative `(∂g/∂y) v` (same shape as `g`)
+    /// into `out` and returns `true`, or returns `false` when this diffusion
+    /// cannot (the default). Fields written generically over the scalar
+    /// ([`crate::dual::Generic`]) compute it exactly; Milstein with exact
+    /// derivatives needs it.
+    fn diffusion_jvp(&self, _t: f64, _y: &[f64], _p: &[f64], _v: &[f64], _out: &mut [f64]) -> bool {
+        false
+    }
 }
 
 impl<G> Diffusion for G

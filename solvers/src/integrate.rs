@@ -5,13 +5,14 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::brownian::{BrownianIncrements, BrownianPath, BrownianTree};
 use crate::controller::{StepController, StepDecision};
 use crate::dense::{DenseOutput, combine, poly_weights};
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::initial_step::initial_step;
 use crate::norm::scaled_rms;
-use crate::options::{Options, SaveAt};
+use crate::options::{BrownianSampling, Options, SaveAt};
 use crate::problem::Problem;
 use crate::solution::{Solution, Stats, Status};
 use crate::solver::{Fields, Solver, StepNoise};
@@ -67,6 +68,29 @@ pub fn probe_field(
         });
     }
     Ok(())
+}
+
+/// The Brownian motion of an SDE solve.
+enum Path {
+    None,
+    Tree(BrownianTree),
+    Increments(BrownianIncrements),
+}
+
+impl Path {
+    #[inline]
+    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
+        let path: &mut dyn BrownianPath = match self {
+            Path::None => return,
+            Path::Tree(p) => p,
+            Path::Increments(p) => p,
+        };
+        if levy {
+            path.increment_with_levy_area(s, t, dw, h);
+        } else {
+            path.increment(s, t, dw);
+        }
+    }
 }
 
 /// What the loop has saved so far.
@@ -142,7 +166,35 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     })?;
     stats.drift_evals += 1;
 
-    let mut cache = solver.init(n, m);
+    // SDEs: check the diffusion's shape once, and set up the Brownian path
+    let needs_levy = solver.needs_levy_area();
+    let mut path = Path::None;
+    if let Some(noise) = problem.noise {
+        let mut g0 = vec![0.0; noise.diffusion_len(n)];
+        probe_field("diffusion", g0.len(), t0, &mut g0, |out| {
+            problem.diffusion.diffusion(t0, &y, &problem.params, out)
+        })?;
+        stats.diffusion_evals += 1;
+        path = match (opts.brownian, adaptive) {
+            (BrownianSampling::Increments, true) => {
+                return Err(SolveError::invalid(
+                    "brownian",
+                    "Increments sampling needs fixed steps (rejected adaptive steps must \
+                     re-query the same path); use BrownianSampling::Tree or Auto",
+                ));
+            }
+            (BrownianSampling::Increments, false) | (BrownianSampling::Auto, false) => {
+                Path::Increments(BrownianIncrements::new(m, opts.seed))
+            }
+            // always with the Lévy area, so that every solver sees the same
+            // path for the same seed
+            _ => Path::Tree(BrownianTree::new(problem.tspan, m, opts.seed)),
+        };
+    }
+    let mut dw = vec![0.0; m];
+    let mut levy_h = vec![0.0; if needs_levy { m } else { 0 }];
+
+    let mut cache = solver.init(problem);
     solver.start(&mut cache, &f0);
 
     let h_abs = match opts.dt0 {
@@ -204,7 +256,6 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     let mut attempts = 0usize;
     let mut fixed_index = 0usize;
     let span = (t1 - t0).abs();
-    let noise = StepNoise::NONE;
 
     loop {
         if attempts >= opts.max_steps {
@@ -243,6 +294,11 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
             });
         }
 
+        path.draw(t, t_next, needs_levy, &mut dw, &mut levy_h);
+        let noise = StepNoise {
+            dw: &dw,
+            levy_h: &levy_h,
+        };
         solver.step(
             &mut cache, &fields, t, h_step, &y, &noise, &mut y_new, &mut err, &mut stats,
         );

@@ -21,6 +21,7 @@ pub mod noise;
 pub mod norm;
 pub mod options;
 pub mod problem;
+pub mod sde;
 pub mod solution;
 pub mod solver;
 pub mod stiff;
@@ -31,8 +32,12 @@ pub use erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 pub use error::SolveError;
 pub use field::{Diffusion, Drift, NoDiffusion, WithJacobian};
 pub use noise::{Interpretation, Noise};
-pub use options::{Options, SaveAt, Tolerance};
+pub use options::{BrownianSampling, Options, SaveAt, Tolerance};
 pub use problem::Problem;
+pub use sde::{
+    EulerHeun, EulerMaruyama, Milstein, MilsteinDerivative, ReversibleHeun, Sosri, Sra1, Sra3,
+    Sriw1,
+};
 pub use solution::{Solution, Stats, Status};
 pub use solver::Solver;
 pub use stiff::{Bdf, Esdirk34, JacobianSource, TrBdf2};
@@ -92,8 +97,12 @@ pub mod prelude {
     pub use crate::error::SolveError;
     pub use crate::field::{Diffusion, Drift};
     pub use crate::noise::{Interpretation, Noise};
+    pub use crate::options::BrownianSampling;
     pub use crate::options::{Options, SaveAt};
     pub use crate::problem::Problem;
+    pub use crate::sde::{
+        EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
+    };
     pub use crate::solution::{Solution, Stats, Status};
     pub use crate::solver::Solver;
     pub use crate::stiff::{Bdf, Esdirk34, TrBdf2};

@@ -89,6 +89,20 @@ pub enum SaveAt {
     Dense,
 }
 
+/// How an SDE solve samples its Brownian motion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum BrownianSampling {
+    /// A Brownian tree for adaptive solves, direct increments for fixed steps.
+    #[default]
+    Auto,
+    /// Always a virtual Brownian tree: the path is a function of the seed
+    /// only, the same whatever steps are taken (use it to compare step
+    /// sizes on one path).
+    Tree,
+    /// Draw each step's increment directly (fixed steps only; the fastest).
+    Increments,
+}
+
 /// Options of a solve. Build with the chained setters:
 ///
 /// ```
@@ -118,6 +132,8 @@ pub struct Options {
     pub save_at: SaveAt,
     /// Step-size controller (default: PI).
     pub controller: Controller,
+    /// Brownian sampling of SDE solves (default: automatic).
+    pub brownian: BrownianSampling,
 }
 
 impl Default for Options {
@@ -132,6 +148,7 @@ impl Default for Options {
             seed: 0,
             save_at: SaveAt::Steps,
             controller: Controller::default(),
+            brownian: BrownianSampling::Auto,
         }
     }
 }
@@ -191,6 +208,11 @@ impl Options {
     /// Sets what to save.
     pub fn save_at(mut self, save_at: SaveAt) -> Self {
         self.save_at = save_at;
+        self
+    }
+    /// Sets how SDE solves sample the Brownian motion.
+    pub fn brownian(mut self, brownian: BrownianSampling) -> Self {
+        self.brownian = brownian;
         self
     }
     /// Sets the step-size controller.

@@ -99,9 +99,15 @@ pub trait Solver {
     /// type, interpretation).
     fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError>;
 
-    /// Allocates the workspace for a state of dimension `n` and `m`
-    /// Brownian motions.
-    fn init(&self, n: usize, m: usize) -> Self::Cache;
+    /// Allocates the workspace for `problem` (its dimension, noise
+    /// structure and interpretation).
+    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Self::Cache;
+
+    /// Whether the steps need the space–time Lévy area of each increment
+    /// (`StepNoise::levy_h`); the loop then draws it.
+    fn needs_levy_area(&self) -> bool {
+        false
+    }
 
     /// Starts a solve at a state where the drift is `f0` (already evaluated
     /// by the loop).

@@ -1,0 +1,94 @@
+//! Euler–Maruyama (Maruyama 1955; Kloeden & Platen, *Numerical Solution of
+//! SDEs*, 1992, §9.1): `y_{n+1} = y_n + f(t_n, y_n) h + g(t_n, y_n) ΔW`.
+//! Itô, any noise type, strong order 0.5 (1.0 for additive noise), weak
+//! order 1. Fixed steps. One drift and one diffusion evaluation per step.
+
+use super::{Support, add_noise};
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift};
+use crate::noise::Noise;
+use crate::problem::Problem;
+use crate::solution::Stats;
+use crate::solver::{Fields, Solver, StepNoise};
+
+/// Euler–Maruyama.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EulerMaruyama;
+
+/// Workspace of [`EulerMaruyama`].
+#[derive(Debug, Clone)]
+pub struct EmCache {
+    noise: Noise,
+    f: Vec<f64>,
+    g: Vec<f64>,
+    k: Vec<f64>,
+    f_valid: bool,
+}
+
+impl Solver for EulerMaruyama {
+    type Cache = EmCache;
+
+    fn name(&self) -> &'static str {
+        "EulerMaruyama"
+    }
+    fn order(&self) -> f64 {
+        0.5
+    }
+    fn error_order(&self) -> Option<f64> {
+        None
+    }
+    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+        Support {
+            name: self.name(),
+            scalar: true,
+            diagonal: true,
+            additive: true,
+            general: true,
+            ito: true,
+            stratonovich: false,
+        }
+        .check(problem)
+    }
+    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> EmCache {
+        let (n, noise) = (problem.dim(), problem.noise);
+        let noise = noise.unwrap_or(Noise::Diagonal);
+        EmCache {
+            noise,
+            f: vec![0.0; n],
+            g: vec![0.0; noise.diffusion_len(n)],
+            k: vec![0.0; n],
+            f_valid: false,
+        }
+    }
+    fn start(&self, cache: &mut EmCache, f0: &[f64]) {
+        cache.f.copy_from_slice(f0);
+        cache.f_valid = true;
+    }
+    #[inline]
+    fn step<F: Drift, G: Diffusion>(
+        &self,
+        cache: &mut EmCache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        noise: &StepNoise<'_>,
+        y_new: &mut [f64],
+        _err: &mut [f64],
+        stats: &mut Stats,
+    ) {
+        if !cache.f_valid {
+            fields.f(t, y, &mut cache.f, stats);
+            cache.f_valid = true;
+        }
+        fields.g(t, y, &mut cache.g, stats);
+        for i in 0..y.len() {
+            y_new[i] = y[i] + h * cache.f[i];
+        }
+        add_noise(cache.noise, &cache.g, noise.dw, 1.0, y_new);
+    }
+    fn accept(&self, cache: &mut EmCache) {
+        cache.f_valid = false;
+    }
+    super::linear_dense!(EmCache);
+}

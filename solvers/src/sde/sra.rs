@@ -1,0 +1,293 @@
+//! Rößler's SRA stochastic Runge–Kutta methods for additive noise
+//! (`g = g(t)`), strong order 1.5 (A. Rößler, SIAM J. Numer. Anal. 48
+//! (2010) 922–952; StochasticDiffEq.jl `tableaus.jl`). With additive noise
+//! Itô and Stratonovich coincide, so either interpretation is accepted.
+//! Coefficients from `../shared/reference/sde.md` §5, checked by tests
+//! against Rößler's order conditions — including `β2ᵀc1 = −1`, which the
+//! SRA3 of torchsde (`tableaus/sra3.py`, `β2 = (1, −1, 0)`) violates; the
+//! correct value is `β2 = (−1, 1, 0)`.
+//!
+//! `H0_i = y + h Σ A0_ij f_j + Σ B0_ij g_j I10/h`,
+//! `y⁺ = y + h Σ α_i f_i + Σ g(t + c1_i h) (β1_i ΔW + β2_i I10/h)`,
+//! error per component `δ |h (f_1 − f_2)| + |Σ β2_i g_i I10/h|`.
+
+use super::{Support, driver};
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift};
+use crate::noise::Noise;
+use crate::problem::Problem;
+use crate::solution::Stats;
+use crate::solver::{Fields, Solver, StepNoise};
+
+/// An SRA method as data.
+#[derive(Debug, Clone, Copy)]
+pub struct SraTableau {
+    /// Name.
+    pub name: &'static str,
+    /// Drift-stage nodes.
+    pub c0: &'static [f64],
+    /// Diffusion nodes.
+    pub c1: &'static [f64],
+    /// Drift coefficients (lower-triangular rows).
+    pub a0: &'static [&'static [f64]],
+    /// Diffusion coefficients of the stages (times `I10/h`).
+    pub b0: &'static [&'static [f64]],
+    /// Drift weights.
+    pub alpha: &'static [f64],
+    /// Weights of `ΔW`.
+    pub beta1: &'static [f64],
+    /// Weights of `I10/h`.
+    pub beta2: &'static [f64],
+    /// Weight of the drift part of the error estimate.
+    pub delta: f64,
+}
+
+/// SRA1: 2 stages; 2 drift and 2 diffusion evaluations per step.
+pub const SRA1: SraTableau = SraTableau {
+    name: "Sra1",
+    c0: &[0.0, 0.75],
+    c1: &[1.0, 0.0],
+    a0: &[&[], &[0.75]],
+    b0: &[&[], &[1.5]],
+    alpha: &[1.0 / 3.0, 2.0 / 3.0],
+    beta1: &[1.0, 0.0],
+    beta2: &[-1.0, 1.0],
+    delta: 1.0,
+};
+
+/// SRA3: 3 stages, weak order 3 for additive noise; 3 drift and 2
+/// diffusion evaluations per step.
+pub const SRA3: SraTableau = SraTableau {
+    name: "Sra3",
+    c0: &[0.0, 1.0, 0.5],
+    c1: &[1.0, 0.0, 0.0],
+    a0: &[&[], &[1.0], &[0.25, 0.25]],
+    b0: &[&[], &[0.0], &[1.0, 0.5]],
+    alpha: &[1.0 / 6.0, 1.0 / 6.0, 2.0 / 3.0],
+    beta1: &[1.0, 0.0, 0.0],
+    beta2: &[-1.0, 1.0, 0.0],
+    delta: 1.0,
+};
+
+/// Workspace of an SRA solve.
+#[derive(Debug, Clone)]
+pub struct SraCache {
+    noise: Noise,
+    n: usize,
+    h0: Vec<f64>,
+    fs: Vec<f64>,
+    gs: Vec<f64>,
+    /// Per Brownian component: I10/h.
+    chi: Vec<f64>,
+    /// For each stage, the earlier stage with the same diffusion node, if any.
+    g_alias: Vec<Option<usize>>,
+    f0_valid: bool,
+    k: Vec<f64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sra_step<F: Drift, G: Diffusion>(
+    tab: &SraTableau,
+    c: &mut SraCache,
+    fields: &Fields<'_, F, G>,
+    t: f64,
+    h: f64,
+    y: &[f64],
+    noise: &StepNoise<'_>,
+    y_new: &mut [f64],
+    err: &mut [f64],
+    stats: &mut Stats,
+) {
+    let n = c.n;
+    let s = tab.alpha.len();
+    for (j, ch) in c.chi.iter_mut().enumerate() {
+        *ch = 0.5 * noise.dw[j] + noise.levy_h[j];
+    }
+    // additive noise: g depends on t only (evaluated at y)
+    for i in 0..s {
+        match c.g_alias[i] {
+            Some(j) => c.gs.copy_within(j * n..(j + 1) * n, i * n),
+            None => fields.g(t + tab.c1[i] * h, y, &mut c.gs[i * n..(i + 1) * n], stats),
+        }
+    }
+    for i in 0..s {
+        if i == 0 && c.f0_valid {
+            continue;
+        }
+        for k in 0..n {
+            let d = driver(c.noise, k);
+            let (mut a, mut b) = (0.0, 0.0);
+            for j in 0..i {
+                a += tab.a0[i][j] * c.fs[j * n + k];
+                b += tab.b0[i][j] * c.gs[j * n + k];
+            }
+            c.h0[i * n + k] = y[k] + h * a + b * c.chi[d];
+        }
+        fields.f(
+            t + tab.c0[i] * h,
+            &c.h0[i * n..(i + 1) * n],
+            &mut c.fs[i * n..(i + 1) * n],
+            stats,
+        );
+    }
+    c.f0_valid = true;
+    for k in 0..n {
+        let d = driver(c.noise, k);
+        let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
+        for i in 0..s {
+            let g = c.gs[i * n + k];
+            drift += tab.alpha[i] * c.fs[i * n + k];
+            diff += tab.beta1[i] * g * noise.dw[d];
+            corr += tab.beta2[i] * g * c.chi[d];
+        }
+        y_new[k] = y[k] + h * drift + diff + corr;
+        err[k] = tab.delta * (h * (c.fs[k] - c.fs[n + k])).abs() + corr.abs();
+    }
+}
+
+macro_rules! sra_method {
+    ($(#[$doc:meta])* $name:ident, $tab:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl $name {
+            /// The tableau of this method.
+            pub fn tableau(&self) -> &'static SraTableau {
+                &$tab
+            }
+        }
+
+        impl Solver for $name {
+            type Cache = SraCache;
+
+            fn name(&self) -> &'static str {
+                $tab.name
+            }
+            fn order(&self) -> f64 {
+                1.5
+            }
+            fn error_order(&self) -> Option<f64> {
+                Some(2.0)
+            }
+            fn needs_levy_area(&self) -> bool {
+                true
+            }
+            fn check<F: Drift, G: Diffusion>(
+                &self,
+                problem: &Problem<F, G>,
+            ) -> Result<(), SolveError> {
+                Support {
+                    name: $tab.name,
+                    scalar: false,
+                    diagonal: false,
+                    additive: true,
+                    general: false,
+                    ito: true,
+                    stratonovich: true,
+                }
+                .check(problem)
+            }
+            fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> SraCache {
+                let n = problem.dim();
+                let noise = problem.noise.unwrap_or(Noise::Additive);
+                let s = $tab.alpha.len();
+                let c1 = $tab.c1;
+                SraCache {
+                    noise,
+                    n,
+                    h0: vec![0.0; s * n],
+                    fs: vec![0.0; s * n],
+                    gs: vec![0.0; s * n],
+                    chi: vec![0.0; noise.brownian_dim(n)],
+                    g_alias: (0..s).map(|i| (0..i).find(|&j| c1[j] == c1[i])).collect(),
+                    f0_valid: false,
+                    k: vec![0.0; n],
+                }
+            }
+            fn start(&self, _cache: &mut SraCache, _f0: &[f64]) {}
+            #[inline]
+            fn step<F: Drift, G: Diffusion>(
+                &self,
+                cache: &mut SraCache,
+                fields: &Fields<'_, F, G>,
+                t: f64,
+                h: f64,
+                y: &[f64],
+                noise: &StepNoise<'_>,
+                y_new: &mut [f64],
+                err: &mut [f64],
+                stats: &mut Stats,
+            ) {
+                sra_step(&$tab, cache, fields, t, h, y, noise, y_new, err, stats)
+            }
+            fn accept(&self, cache: &mut SraCache) {
+                cache.f0_valid = false;
+            }
+            super::linear_dense!(SraCache);
+        }
+    };
+}
+
+sra_method!(
+    /// SRA1 (Rößler 2010): additive noise, strong order 1.5, adaptive.
+    Sra1,
+    SRA1
+);
+sra_method!(
+    /// SRA3 (Rößler 2010): additive noise, strong order 1.5 (weak 3),
+    /// adaptive.
+    Sra3,
+    SRA3
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row_sum(r: &[f64]) -> f64 {
+        r.iter().sum()
+    }
+
+    /// Rößler's conditions for SRA (StochasticDiffEq `checkSRAOrder`).
+    #[test]
+    fn sra_tableaus_satisfy_the_order_conditions() {
+        for tab in [&SRA1, &SRA3] {
+            let s = tab.alpha.len();
+            let a0e: Vec<f64> = tab.a0.iter().map(|r| row_sum(r)).collect();
+            let b0e: Vec<f64> = tab.b0.iter().map(|r| row_sum(r)).collect();
+            let dot = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+            let e = vec![1.0; s];
+            let b0e2: Vec<f64> = b0e.iter().map(|x| x * x).collect();
+            let conds = [
+                dot(tab.alpha, &e) - 1.0,
+                dot(tab.beta1, &e) - 1.0,
+                dot(tab.beta2, &e),
+                dot(tab.alpha, &b0e) - 1.0,
+                dot(tab.alpha, &a0e) - 0.5,
+                dot(tab.alpha, &b0e2) - 1.5,
+                dot(tab.beta1, tab.c1) - 1.0,
+                dot(tab.beta2, tab.c1) + 1.0,
+            ];
+            for (k, c) in conds.iter().enumerate() {
+                assert!(
+                    c.abs() < 1e-14,
+                    "{} condition {k}: residual {c:e}",
+                    tab.name
+                );
+            }
+            for i in 0..s {
+                assert!((a0e[i] - tab.c0[i]).abs() < 1e-14, "{} c0[{i}]", tab.name);
+            }
+        }
+        // the torchsde SRA3 sign error is caught by the last condition
+        let wrong_beta2 = [1.0, -1.0, 0.0];
+        let r: f64 = wrong_beta2
+            .iter()
+            .zip(SRA3.c1)
+            .map(|(b, c)| b * c)
+            .sum::<f64>()
+            + 1.0;
+        assert!(r.abs() > 1.0);
+    }
+}

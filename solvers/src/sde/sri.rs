@@ -1,0 +1,442 @@
+//! Rößler's SRI stochastic Runge–Kutta methods for Itô SDEs with scalar or
+//! diagonal noise, strong order 1.5 (A. Rößler, "Runge–Kutta methods for the
+//! strong approximation of solutions of stochastic differential equations",
+//! SIAM J. Numer. Anal. 48 (2010) 922–952), with the "natural embedding"
+//! error estimate of Rackauckas & Nie ("Adaptive methods for stochastic
+//! differential equations via natural embeddings and rejection sampling
+//! with memory", DCDS-B 22 (2017) 2731–2761). Tableaus from
+//! `../shared/reference/sde.md` §4 (StochasticDiffEq.jl `tableaus.jl`,
+//! torchsde `srid1.py`), checked by tests against Rößler's order conditions.
+//!
+//! Stages (products with `g` component-wise):
+//! `H0_i = y + h Σ A0_ij f_j + Σ B0_ij g_j I10/h`,
+//! `H1_i = y + h Σ A1_ij f_j + √h Σ B1_ij g_j`,
+//! `y⁺ = y + h Σ α_i f_i + Σ g_i (β1_i ΔW + β2_i I11/√h + β3_i I10/h + β4_i I111/h)`,
+//! with `I11 = ½(ΔW² − h)`, `I10 = h(½ΔW + H)` (`H` the space–time Lévy
+//! area), `I111 = (ΔW³ − 3hΔW)/6`.
+//!
+//! Error estimate, per component: `δ |h (f_1 − f_2)| + |Σ g_i (β3_i I10/h +
+//! β4_i I111/h)|` — the drift part is the paper's alternating-sign sum over
+//! the first two drift stages (StochasticDiffEq sums them without signs);
+//! the noise part is exactly the order-1.5 correction over an order-1.0
+//! method.
+
+use super::{Support, driver};
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift};
+use crate::noise::Noise;
+use crate::problem::Problem;
+use crate::solution::Stats;
+use crate::solver::{Fields, Solver, StepNoise};
+
+/// An SRI method as data (lower-triangular rows: row `i` has `i` entries).
+#[derive(Debug, Clone, Copy)]
+pub struct SriTableau {
+    /// Name.
+    pub name: &'static str,
+    /// Drift-stage nodes.
+    pub c0: &'static [f64],
+    /// Diffusion-stage nodes.
+    pub c1: &'static [f64],
+    /// Drift coefficients of the drift stages.
+    pub a0: &'static [&'static [f64]],
+    /// Drift coefficients of the diffusion stages.
+    pub a1: &'static [&'static [f64]],
+    /// Diffusion coefficients of the drift stages (times `I10/h`).
+    pub b0: &'static [&'static [f64]],
+    /// Diffusion coefficients of the diffusion stages (times `√h`).
+    pub b1: &'static [&'static [f64]],
+    /// Drift weights.
+    pub alpha: &'static [f64],
+    /// Weights of `ΔW`.
+    pub beta1: &'static [f64],
+    /// Weights of `I11/√h`.
+    pub beta2: &'static [f64],
+    /// Weights of `I10/h`.
+    pub beta3: &'static [f64],
+    /// Weights of `I111/h`.
+    pub beta4: &'static [f64],
+    /// Weight `δ` of the drift part of the error estimate.
+    pub delta: f64,
+}
+
+/// SRIW1: 4 stages, strong order 1.5, weak order 2; 2 drift and 4
+/// diffusion evaluations per step.
+pub const SRIW1: SriTableau = SriTableau {
+    name: "Sriw1",
+    c0: &[0.0, 0.75, 0.0, 0.0],
+    c1: &[0.0, 0.25, 1.0, 0.25],
+    a0: &[&[], &[0.75], &[0.0, 0.0], &[0.0, 0.0, 0.0]],
+    a1: &[&[], &[0.25], &[1.0, 0.0], &[0.0, 0.0, 0.25]],
+    b0: &[&[], &[1.5], &[0.0, 0.0], &[0.0, 0.0, 0.0]],
+    b1: &[&[], &[0.5], &[-1.0, 0.0], &[-5.0, 3.0, 0.5]],
+    alpha: &[1.0 / 3.0, 2.0 / 3.0, 0.0, 0.0],
+    beta1: &[-1.0, 4.0 / 3.0, 2.0 / 3.0, 0.0],
+    beta2: &[-1.0, 4.0 / 3.0, -1.0 / 3.0, 0.0],
+    beta3: &[2.0, -4.0 / 3.0, -2.0 / 3.0, 0.0],
+    beta4: &[-2.0, 5.0 / 3.0, -2.0 / 3.0, 1.0],
+    delta: 1.0 / 6.0,
+};
+
+/// SOSRI (Rackauckas & Nie, "Stability-optimized high order methods and
+/// stiffness detection for pathwise stiff SDEs", 2018): 4 stages, strong
+/// order 1.5, a larger stability region; 4 drift and 4 diffusion
+/// evaluations per step.
+pub const SOSRI: SriTableau = SriTableau {
+    name: "Sosri",
+    c0: &[
+        0.0,
+        -0.04199224421316468,
+        0.7898405466170333,
+        3.7504010171562823,
+    ],
+    c1: &[
+        0.0,
+        0.26204282091330466,
+        0.05879875232001766,
+        0.758661169101175,
+    ],
+    a0: &[
+        &[],
+        &[-0.04199224421316468],
+        &[2.842612915017106, -2.0527723684000727],
+        &[4.338237071435815, -2.8895936137439793, 2.3017575594644466],
+    ],
+    a1: &[
+        &[],
+        &[0.26204282091330466],
+        &[0.20903646383505375, -0.1502377115150361],
+        &[0.05836595312746999, 0.6149440396332373, 0.08535117634046772],
+    ],
+    b0: &[
+        &[],
+        &[-0.21641093549612528],
+        &[1.5336352863679572, 0.26066223492647056],
+        &[
+            -1.0536037558179159,
+            1.7015284721089472,
+            -0.20725685784180017,
+        ],
+    ],
+    b1: &[
+        &[],
+        &[-0.5119011827621657],
+        &[2.67767339866713, -4.9395031322250995],
+        &[0.15580956238299215, 3.2361551006624674, -1.4223118283355949],
+    ],
+    alpha: &[
+        1.140099274172029,
+        -0.6401334255743456,
+        0.4736296532772559,
+        0.026404498125060714,
+    ],
+    beta1: &[
+        -1.8453464565104432,
+        2.688764531100726,
+        -0.2523866501071323,
+        0.40896857551684956,
+    ],
+    beta2: &[
+        0.4969658141589478,
+        -0.5771202869753592,
+        -0.12919702470322217,
+        0.2093514975196336,
+    ],
+    beta3: &[
+        2.8453464565104425,
+        -2.688764531100725,
+        0.2523866501071322,
+        -0.40896857551684945,
+    ],
+    beta4: &[
+        0.11522663875443433,
+        -0.57877086147738,
+        0.2857851028163886,
+        0.17775911990655704,
+    ],
+    delta: 1.0,
+};
+
+/// Workspace of an SRI solve.
+#[derive(Debug, Clone)]
+pub struct SriCache {
+    noise: Noise,
+    n: usize,
+    h0: Vec<f64>,
+    h1: Vec<f64>,
+    fs: Vec<f64>,
+    gs: Vec<f64>,
+    /// Per Brownian component: ΔW, I11/√h, I10/h, I111/h.
+    chi: Vec<f64>,
+    /// Stage `i` of `H0` (resp. `H1`) is `y` at the same node as stage 0.
+    same_f: Vec<bool>,
+    same_g: Vec<bool>,
+    first_valid: bool,
+    k: Vec<f64>,
+}
+
+fn row_is_zero(r: &[f64]) -> bool {
+    r.iter().all(|&x| x == 0.0)
+}
+
+/// One SRI step of `tab` (shared by [`Sriw1`] and [`Sosri`]).
+#[allow(clippy::too_many_arguments)]
+fn sri_step<F: Drift, G: Diffusion>(
+    tab: &SriTableau,
+    c: &mut SriCache,
+    fields: &Fields<'_, F, G>,
+    t: f64,
+    h: f64,
+    y: &[f64],
+    noise: &StepNoise<'_>,
+    y_new: &mut [f64],
+    err: &mut [f64],
+    stats: &mut Stats,
+) {
+    let n = c.n;
+    let s = tab.alpha.len();
+    let m = noise.dw.len();
+    let sqh = h.abs().sqrt();
+    for j in 0..m {
+        let dw = noise.dw[j];
+        c.chi[4 * j] = dw;
+        c.chi[4 * j + 1] = 0.5 * (dw * dw - h) / sqh;
+        c.chi[4 * j + 2] = 0.5 * dw + noise.levy_h[j];
+        c.chi[4 * j + 3] = (dw * dw * dw - 3.0 * h * dw) / (6.0 * h);
+    }
+    for i in 0..s {
+        // stage inputs
+        for k in 0..n {
+            let d = driver(c.noise, k);
+            let (mut a0, mut b0, mut a1, mut b1) = (0.0, 0.0, 0.0, 0.0);
+            for j in 0..i {
+                let (fj, gj) = (c.fs[j * n + k], c.gs[j * n + k]);
+                a0 += tab.a0[i][j] * fj;
+                b0 += tab.b0[i][j] * gj;
+                a1 += tab.a1[i][j] * fj;
+                b1 += tab.b1[i][j] * gj;
+            }
+            c.h0[i * n + k] = y[k] + h * a0 + b0 * c.chi[4 * d + 2];
+            c.h1[i * n + k] = y[k] + h * a1 + sqh * b1;
+        }
+        let (f_i, g_i) = (i * n..(i + 1) * n, i * n..(i + 1) * n);
+        if i == 0 {
+            if !c.first_valid {
+                fields.f(t + tab.c0[0] * h, &c.h0[..n], &mut c.fs[..n], stats);
+                fields.g(t + tab.c1[0] * h, &c.h1[..n], &mut c.gs[..n], stats);
+                c.first_valid = true;
+            }
+            continue;
+        }
+        if c.same_f[i] {
+            c.fs.copy_within(0..n, i * n);
+        } else {
+            fields.f(t + tab.c0[i] * h, &c.h0[f_i.clone()], &mut c.fs[f_i], stats);
+        }
+        if c.same_g[i] {
+            c.gs.copy_within(0..n, i * n);
+        } else {
+            fields.g(t + tab.c1[i] * h, &c.h1[g_i.clone()], &mut c.gs[g_i], stats);
+        }
+    }
+    for k in 0..n {
+        let d = driver(c.noise, k);
+        let ch = &c.chi[4 * d..4 * d + 4];
+        let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
+        for i in 0..s {
+            let (f, g) = (c.fs[i * n + k], c.gs[i * n + k]);
+            drift += tab.alpha[i] * f;
+            diff += g * (tab.beta1[i] * ch[0] + tab.beta2[i] * ch[1]);
+            corr += g * (tab.beta3[i] * ch[2] + tab.beta4[i] * ch[3]);
+        }
+        y_new[k] = y[k] + h * drift + diff + corr;
+        let e_drift = h * (c.fs[k] - c.fs[n + k]);
+        err[k] = tab.delta * e_drift.abs() + corr.abs();
+    }
+}
+
+macro_rules! sri_method {
+    ($(#[$doc:meta])* $name:ident, $tab:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl $name {
+            /// The tableau of this method.
+            pub fn tableau(&self) -> &'static SriTableau {
+                &$tab
+            }
+        }
+
+        impl Solver for $name {
+            type Cache = SriCache;
+
+            fn name(&self) -> &'static str {
+                $tab.name
+            }
+            fn order(&self) -> f64 {
+                1.5
+            }
+            fn error_order(&self) -> Option<f64> {
+                Some(1.5)
+            }
+            fn needs_levy_area(&self) -> bool {
+                true
+            }
+            fn check<F: Drift, G: Diffusion>(
+                &self,
+                problem: &Problem<F, G>,
+            ) -> Result<(), SolveError> {
+                Support {
+                    name: $tab.name,
+                    scalar: true,
+                    diagonal: true,
+                    additive: true,
+                    general: false,
+                    ito: true,
+                    stratonovich: false,
+                }
+                .check(problem)
+            }
+            fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> SriCache {
+                let n = problem.dim();
+                let noise = problem.noise.unwrap_or(Noise::Diagonal);
+                let s = $tab.alpha.len();
+                let m = noise.brownian_dim(n);
+                let same = |a: &[&[f64]], b: &[&[f64]], c: &[f64], i: usize| {
+                    row_is_zero(a[i]) && row_is_zero(b[i]) && c[i] == c[0]
+                };
+                SriCache {
+                    noise,
+                    n,
+                    h0: vec![0.0; s * n],
+                    h1: vec![0.0; s * n],
+                    fs: vec![0.0; s * n],
+                    gs: vec![0.0; s * n],
+                    chi: vec![0.0; 4 * m],
+                    same_f: (0..s).map(|i| same($tab.a0, $tab.b0, $tab.c0, i)).collect(),
+                    same_g: (0..s).map(|i| same($tab.a1, $tab.b1, $tab.c1, i)).collect(),
+                    first_valid: false,
+                    k: vec![0.0; n],
+                }
+            }
+            fn start(&self, _cache: &mut SriCache, _f0: &[f64]) {}
+            #[inline]
+            fn step<F: Drift, G: Diffusion>(
+                &self,
+                cache: &mut SriCache,
+                fields: &Fields<'_, F, G>,
+                t: f64,
+                h: f64,
+                y: &[f64],
+                noise: &StepNoise<'_>,
+                y_new: &mut [f64],
+                err: &mut [f64],
+                stats: &mut Stats,
+            ) {
+                sri_step(&$tab, cache, fields, t, h, y, noise, y_new, err, stats)
+            }
+            fn accept(&self, cache: &mut SriCache) {
+                cache.first_valid = false;
+            }
+            super::linear_dense!(SriCache);
+        }
+    };
+}
+
+sri_method!(
+    /// SRIW1 (Rößler 2010): Itô, scalar/diagonal noise, strong order 1.5,
+    /// adaptive with the natural-embedding error estimate.
+    Sriw1,
+    SRIW1
+);
+sri_method!(
+    /// SOSRI (Rackauckas & Nie 2018): stability-optimised SRI, Itô,
+    /// scalar/diagonal noise, strong order 1.5, adaptive.
+    Sosri,
+    SOSRI
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mat(rows: &[&[f64]], s: usize) -> Vec<Vec<f64>> {
+        (0..s)
+            .map(|i| {
+                (0..s)
+                    .map(|j| rows[i].get(j).copied().unwrap_or(0.0))
+                    .collect()
+            })
+            .collect()
+    }
+    fn mv(a: &[Vec<f64>], v: &[f64]) -> Vec<f64> {
+        a.iter()
+            .map(|r| r.iter().zip(v).map(|(x, y)| x * y).sum())
+            .collect()
+    }
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+    fn sq(v: &[f64]) -> Vec<f64> {
+        v.iter().map(|x| x * x).collect()
+    }
+
+    /// Rößler's order conditions for strong order 1.5 (as in
+    /// StochasticDiffEq's `checkSRIOrder`; `../shared/reference/checks/check_sde_tableaux.py`).
+    #[test]
+    fn sri_tableaus_satisfy_the_order_conditions() {
+        for tab in [&SRIW1, &SOSRI] {
+            let s = tab.alpha.len();
+            let (a0, a1, b0, b1) = (
+                mat(tab.a0, s),
+                mat(tab.a1, s),
+                mat(tab.b0, s),
+                mat(tab.b1, s),
+            );
+            let e = vec![1.0; s];
+            let (b0e, b1e, a0e, a1e) = (mv(&b0, &e), mv(&b1, &e), mv(&a0, &e), mv(&a1, &e));
+            let b1b1e = mv(&b1, &b1e);
+            let a1b0e = mv(&a1, &b0e);
+            let (al, be1, be2, be3, be4) = (tab.alpha, tab.beta1, tab.beta2, tab.beta3, tab.beta4);
+            let conds = [
+                dot(al, &e) - 1.0,
+                dot(be1, &e) - 1.0,
+                dot(be2, &e),
+                dot(be3, &e),
+                dot(be4, &e),
+                dot(be1, &b1e),
+                dot(be2, &b1e) - 1.0,
+                dot(be3, &b1e),
+                dot(be4, &b1e),
+                dot(al, &a0e) - 0.5,
+                dot(al, &b0e) - 1.0,
+                dot(al, &sq(&b0e)) - 1.5,
+                dot(be1, &a1e) - 1.0,
+                dot(be2, &a1e),
+                dot(be3, &a1e) + 1.0,
+                dot(be4, &a1e),
+                dot(be1, &sq(&b1e)) - 1.0,
+                dot(be2, &sq(&b1e)),
+                dot(be3, &sq(&b1e)) + 1.0,
+                dot(be4, &sq(&b1e)) - 2.0,
+                dot(be1, &b1b1e),
+                dot(be2, &b1b1e),
+                dot(be3, &b1b1e),
+                dot(be4, &b1b1e) - 1.0,
+                0.5 * dot(be1, &a1b0e) + dot(be3, &a1b0e) / 3.0,
+            ];
+            for (k, c) in conds.iter().enumerate() {
+                assert!(
+                    c.abs() < 1e-13,
+                    "{} condition {k}: residual {c:e}",
+                    tab.name
+                );
+            }
+            for i in 0..s {
+                assert!((a0e[i] - tab.c0[i]).abs() < 1e-13, "{} c0[{i}]", tab.name);
+                assert!((a1e[i] - tab.c1[i]).abs() < 1e-13, "{} c1[{i}]", tab.name);
+            }
+        }
+    }
+}
