@@ -73,7 +73,7 @@ pub fn probe_field(
 /// The Brownian motion of an SDE solve.
 enum Path {
     None,
-    Tree(BrownianTree),
+    Tree(Box<BrownianTree>),
     Increments(BrownianIncrements),
 }
 
@@ -82,7 +82,7 @@ impl Path {
     fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
         let path: &mut dyn BrownianPath = match self {
             Path::None => return,
-            Path::Tree(p) => p,
+            Path::Tree(p) => p.as_mut(),
             Path::Increments(p) => p,
         };
         if levy {
@@ -188,7 +188,7 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
             }
             // always with the Lévy area, so that every solver sees the same
             // path for the same seed
-            _ => Path::Tree(BrownianTree::new(problem.tspan, m, opts.seed)),
+            _ => Path::Tree(Box::new(BrownianTree::new(problem.tspan, m, opts.seed))),
         };
     }
     let mut dw = vec![0.0; m];
