@@ -11,7 +11,7 @@ use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Fields, Solver, StepNoise};
+use crate::solver::{DenseTable, Fields, Solver, StepNoise, delegate_solver};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, VERN7};
 
 /// Workspace of an explicit RK solve.
@@ -216,110 +216,55 @@ impl Solver for ExplicitRk {
     }
 }
 
-macro_rules! rk_method {
-    ($(#[$doc:meta])* $name:ident, $tab:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct $name;
-
-        impl $name {
-            /// The tableau of this method.
-            pub fn tableau(&self) -> &'static ButcherTableau {
-                &$tab
-            }
-        }
-
-        impl Solver for $name {
-            type Cache = ErkCache;
-            fn name(&self) -> &'static str {
-                $tab.name
-            }
-            fn order(&self) -> f64 {
-                ExplicitRk::new(&$tab).order()
-            }
-            fn error_order(&self) -> Option<f64> {
-                ExplicitRk::new(&$tab).error_order()
-            }
-            fn check<F: Drift, G: Diffusion>(
-                &self,
-                problem: &Problem<F, G>,
-            ) -> Result<(), SolveError> {
-                ExplicitRk::new(&$tab).check(problem)
-            }
-            fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> ErkCache {
-                ExplicitRk::new(&$tab).init(problem)
-            }
-            fn start(&self, cache: &mut ErkCache, f0: &[f64]) {
-                ExplicitRk::new(&$tab).start(cache, f0)
-            }
-            #[inline]
-            fn step<F: Drift, G: Diffusion>(
-                &self,
-                cache: &mut ErkCache,
-                fields: &Fields<'_, F, G>,
-                t: f64,
-                h: f64,
-                y: &[f64],
-                noise: &StepNoise<'_>,
-                y_new: &mut [f64],
-                err: &mut [f64],
-                stats: &mut Stats,
-            ) {
-                ExplicitRk::new(&$tab).step(cache, fields, t, h, y, noise, y_new, err, stats)
-            }
-            fn accept(&self, cache: &mut ErkCache) {
-                ExplicitRk::new(&$tab).accept(cache)
-            }
-            fn dense_table<'c>(&self, cache: &'c ErkCache) -> DenseTable<'c> {
-                ExplicitRk::new(&$tab).dense_table(cache)
-            }
-            fn dense_stages<'c, F: Drift, G: Diffusion>(
-                &self,
-                cache: &'c mut ErkCache,
-                fields: &Fields<'_, F, G>,
-                t: f64,
-                h: f64,
-                y: &[f64],
-                y_new: &[f64],
-                stats: &mut Stats,
-            ) -> &'c [f64] {
-                ExplicitRk::new(&$tab).dense_stages(cache, fields, t, h, y, y_new, stats)
-            }
-        }
-    };
-}
-
-rk_method!(
+delegate_solver!(
     /// Forward Euler: order 1, fixed steps only (set `Options::dt0`).
     Euler,
-    EULER
+    ExplicitRk::new(&EULER),
+    ErkCache,
+    EULER,
+    ButcherTableau
 );
-rk_method!(
+delegate_solver!(
     /// Heun's method with an embedded Euler estimate, 2(1).
     Heun,
-    HEUN
+    ExplicitRk::new(&HEUN),
+    ErkCache,
+    HEUN,
+    ButcherTableau
 );
-rk_method!(
+delegate_solver!(
     /// Bogacki–Shampine 3(2), FSAL, cubic Hermite dense output. Good at loose
     /// tolerances (rtol ≳ 1e-3).
     Bs3,
-    BS3
+    ExplicitRk::new(&BS3),
+    ErkCache,
+    BS3,
+    ButcherTableau
 );
-rk_method!(
+delegate_solver!(
     /// Dormand–Prince 5(4) ("DOPRI5", MATLAB's `ode45`), FSAL, 4th-order
     /// dense output.
     Dopri5,
-    DP5
+    ExplicitRk::new(&DP5),
+    ErkCache,
+    DP5,
+    ButcherTableau
 );
-rk_method!(
+delegate_solver!(
     /// Tsitouras 5(4), FSAL, 4th-order dense output: the default non-stiff
     /// solver for rtol in about 1e-3 .. 1e-8.
     Tsit5,
-    TSIT5
+    ExplicitRk::new(&TSIT5),
+    ErkCache,
+    TSIT5,
+    ButcherTableau
 );
-rk_method!(
+delegate_solver!(
     /// Verner's "most efficient" 7(6) with its 7th-order lazy interpolant:
     /// for tight tolerances (rtol ≲ 1e-8).
     Vern7,
-    VERN7
+    ExplicitRk::new(&VERN7),
+    ErkCache,
+    VERN7,
+    ButcherTableau
 );

@@ -148,3 +148,87 @@ pub trait Solver {
         stats: &mut Stats,
     ) -> &'c [f64];
 }
+
+/// Defines a unit struct `$name` that is the solver `$inner` (an expression
+/// of a type implementing [`Solver`] with cache `$cache`, usually a
+/// tableau-driven solver such as [`crate::erk::ExplicitRk`]): every method
+/// delegates. `$name::tableau()` returns `$tab`.
+macro_rules! delegate_solver {
+    ($(#[$doc:meta])* $name:ident, $inner:expr, $cache:ty, $tab:expr, $tabty:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl $name {
+            /// The tableau of this method.
+            pub fn tableau(&self) -> &'static $tabty {
+                &$tab
+            }
+        }
+
+        impl $crate::solver::Solver for $name {
+            type Cache = $cache;
+            fn name(&self) -> &'static str {
+                $inner.name()
+            }
+            fn order(&self) -> f64 {
+                $inner.order()
+            }
+            fn error_order(&self) -> Option<f64> {
+                $inner.error_order()
+            }
+            fn needs_levy_area(&self) -> bool {
+                $inner.needs_levy_area()
+            }
+            fn check<F: $crate::field::Drift, G: $crate::field::Diffusion>(
+                &self,
+                problem: &$crate::problem::Problem<F, G>,
+            ) -> Result<(), $crate::error::SolveError> {
+                $inner.check(problem)
+            }
+            fn init<F: $crate::field::Drift, G: $crate::field::Diffusion>(
+                &self,
+                problem: &$crate::problem::Problem<F, G>,
+            ) -> $cache {
+                $inner.init(problem)
+            }
+            fn start(&self, cache: &mut $cache, f0: &[f64]) {
+                $inner.start(cache, f0)
+            }
+            #[inline]
+            fn step<F: $crate::field::Drift, G: $crate::field::Diffusion>(
+                &self,
+                cache: &mut $cache,
+                fields: &$crate::solver::Fields<'_, F, G>,
+                t: f64,
+                h: f64,
+                y: &[f64],
+                noise: &$crate::solver::StepNoise<'_>,
+                y_new: &mut [f64],
+                err: &mut [f64],
+                stats: &mut $crate::solution::Stats,
+            ) {
+                $inner.step(cache, fields, t, h, y, noise, y_new, err, stats)
+            }
+            fn accept(&self, cache: &mut $cache) {
+                $inner.accept(cache)
+            }
+            fn dense_table<'c>(&self, cache: &'c $cache) -> $crate::solver::DenseTable<'c> {
+                $inner.dense_table(cache)
+            }
+            fn dense_stages<'c, F: $crate::field::Drift, G: $crate::field::Diffusion>(
+                &self,
+                cache: &'c mut $cache,
+                fields: &$crate::solver::Fields<'_, F, G>,
+                t: f64,
+                h: f64,
+                y: &[f64],
+                y_new: &[f64],
+                stats: &mut $crate::solution::Stats,
+            ) -> &'c [f64] {
+                $inner.dense_stages(cache, fields, t, h, y, y_new, stats)
+            }
+        }
+    };
+}
+pub(crate) use delegate_solver;

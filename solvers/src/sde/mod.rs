@@ -22,8 +22,8 @@ pub use euler_heun::EulerHeun;
 pub use euler_maruyama::EulerMaruyama;
 pub use milstein::{Milstein, MilsteinDerivative};
 pub use reversible_heun::{ReversibleHeun, ReversibleHeunCache};
-pub use sra::{SRA1, SRA3, Sra1, Sra3, SraTableau};
-pub use sri::{SOSRI, SRIW1, Sosri, SriTableau, Sriw1};
+pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau};
+pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, Sriw1};
 
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};

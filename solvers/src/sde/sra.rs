@@ -17,7 +17,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepNoise};
+use crate::solver::{Fields, Solver, StepNoise, delegate_solver};
 
 /// An SRA method as data.
 #[derive(Debug, Clone, Copy)]
@@ -145,100 +145,118 @@ fn sra_step<F: Drift, G: Diffusion>(
     }
 }
 
-macro_rules! sra_method {
-    ($(#[$doc:meta])* $name:ident, $tab:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct $name;
-
-        impl $name {
-            /// The tableau of this method.
-            pub fn tableau(&self) -> &'static SraTableau {
-                &$tab
-            }
-        }
-
-        impl Solver for $name {
-            type Cache = SraCache;
-
-            fn name(&self) -> &'static str {
-                $tab.name
-            }
-            fn order(&self) -> f64 {
-                1.5
-            }
-            fn error_order(&self) -> Option<f64> {
-                Some(2.0)
-            }
-            fn needs_levy_area(&self) -> bool {
-                true
-            }
-            fn check<F: Drift, G: Diffusion>(
-                &self,
-                problem: &Problem<F, G>,
-            ) -> Result<(), SolveError> {
-                Support {
-                    name: $tab.name,
-                    scalar: false,
-                    diagonal: false,
-                    additive: true,
-                    general: false,
-                    ito: true,
-                    stratonovich: true,
-                }
-                .check(problem)
-            }
-            fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> SraCache {
-                let n = problem.dim();
-                let noise = problem.noise.unwrap_or(Noise::Additive);
-                let s = $tab.alpha.len();
-                let c1 = $tab.c1;
-                SraCache {
-                    noise,
-                    n,
-                    h0: vec![0.0; s * n],
-                    fs: vec![0.0; s * n],
-                    gs: vec![0.0; s * n],
-                    chi: vec![0.0; noise.brownian_dim(n)],
-                    g_alias: (0..s).map(|i| (0..i).find(|&j| c1[j] == c1[i])).collect(),
-                    f0_valid: false,
-                    k: vec![0.0; n],
-                }
-            }
-            fn start(&self, _cache: &mut SraCache, _f0: &[f64]) {}
-            #[inline]
-            fn step<F: Drift, G: Diffusion>(
-                &self,
-                cache: &mut SraCache,
-                fields: &Fields<'_, F, G>,
-                t: f64,
-                h: f64,
-                y: &[f64],
-                noise: &StepNoise<'_>,
-                y_new: &mut [f64],
-                err: &mut [f64],
-                stats: &mut Stats,
-            ) {
-                sra_step(&$tab, cache, fields, t, h, y, noise, y_new, err, stats)
-            }
-            fn accept(&self, cache: &mut SraCache) {
-                cache.f0_valid = false;
-            }
-            super::linear_dense!(SraCache);
-        }
-    };
+/// A SRA method given by its tableau; [`Sra1`] and [`Sra3`] are two.
+/// Custom tableaus work the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct Sra {
+    tableau: &'static SraTableau,
 }
 
-sra_method!(
+impl Sra {
+    /// A solver for `tableau`.
+    pub const fn new(tableau: &'static SraTableau) -> Self {
+        Sra { tableau }
+    }
+
+    /// The tableau.
+    pub fn tableau(&self) -> &'static SraTableau {
+        self.tableau
+    }
+}
+
+impl Solver for Sra {
+    type Cache = SraCache;
+
+    fn name(&self) -> &'static str {
+        self.tableau.name
+    }
+    fn order(&self) -> f64 {
+        1.5
+    }
+    fn error_order(&self) -> Option<f64> {
+        Some(2.0)
+    }
+    fn needs_levy_area(&self) -> bool {
+        true
+    }
+    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+        Support {
+            name: self.tableau.name,
+            scalar: false,
+            diagonal: false,
+            additive: true,
+            general: false,
+            ito: true,
+            stratonovich: true,
+        }
+        .check(problem)
+    }
+    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> SraCache {
+        let n = problem.dim();
+        let noise = problem.noise.unwrap_or(Noise::Additive);
+        let s = self.tableau.alpha.len();
+        let c1 = self.tableau.c1;
+        SraCache {
+            noise,
+            n,
+            h0: vec![0.0; s * n],
+            fs: vec![0.0; s * n],
+            gs: vec![0.0; s * n],
+            chi: vec![0.0; noise.brownian_dim(n)],
+            g_alias: (0..s).map(|i| (0..i).find(|&j| c1[j] == c1[i])).collect(),
+            f0_valid: false,
+            k: vec![0.0; n],
+        }
+    }
+    fn start(&self, _cache: &mut SraCache, _f0: &[f64]) {}
+    #[inline]
+    fn step<F: Drift, G: Diffusion>(
+        &self,
+        cache: &mut SraCache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        noise: &StepNoise<'_>,
+        y_new: &mut [f64],
+        err: &mut [f64],
+        stats: &mut Stats,
+    ) {
+        sra_step(
+            self.tableau,
+            cache,
+            fields,
+            t,
+            h,
+            y,
+            noise,
+            y_new,
+            err,
+            stats,
+        )
+    }
+    fn accept(&self, cache: &mut SraCache) {
+        cache.f0_valid = false;
+    }
+    super::linear_dense!(SraCache);
+}
+
+delegate_solver!(
     /// SRA1 (Rößler 2010): additive noise, strong order 1.5, adaptive.
     Sra1,
-    SRA1
+    Sra::new(&SRA1),
+    SraCache,
+    SRA1,
+    SraTableau
 );
-sra_method!(
+delegate_solver!(
     /// SRA3 (Rößler 2010): additive noise, strong order 1.5 (weak 3),
     /// adaptive.
     Sra3,
-    SRA3
+    Sra::new(&SRA3),
+    SraCache,
+    SRA3,
+    SraTableau
 );
 
 #[cfg(test)]

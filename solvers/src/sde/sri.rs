@@ -27,7 +27,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepNoise};
+use crate::solver::{Fields, Solver, StepNoise, delegate_solver};
 
 /// An SRI method as data (lower-triangular rows: row `i` has `i` entries).
 #[derive(Debug, Clone, Copy)]
@@ -255,106 +255,128 @@ fn sri_step<F: Drift, G: Diffusion>(
     }
 }
 
-macro_rules! sri_method {
-    ($(#[$doc:meta])* $name:ident, $tab:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct $name;
-
-        impl $name {
-            /// The tableau of this method.
-            pub fn tableau(&self) -> &'static SriTableau {
-                &$tab
-            }
-        }
-
-        impl Solver for $name {
-            type Cache = SriCache;
-
-            fn name(&self) -> &'static str {
-                $tab.name
-            }
-            fn order(&self) -> f64 {
-                1.5
-            }
-            fn error_order(&self) -> Option<f64> {
-                Some(1.5)
-            }
-            fn needs_levy_area(&self) -> bool {
-                true
-            }
-            fn check<F: Drift, G: Diffusion>(
-                &self,
-                problem: &Problem<F, G>,
-            ) -> Result<(), SolveError> {
-                Support {
-                    name: $tab.name,
-                    scalar: true,
-                    diagonal: true,
-                    additive: true,
-                    general: false,
-                    ito: true,
-                    stratonovich: false,
-                }
-                .check(problem)
-            }
-            fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> SriCache {
-                let n = problem.dim();
-                let noise = problem.noise.unwrap_or(Noise::Diagonal);
-                let s = $tab.alpha.len();
-                let m = noise.brownian_dim(n);
-                let same = |a: &[&[f64]], b: &[&[f64]], c: &[f64], i: usize| {
-                    row_is_zero(a[i]) && row_is_zero(b[i]) && c[i] == c[0]
-                };
-                SriCache {
-                    noise,
-                    n,
-                    h0: vec![0.0; s * n],
-                    h1: vec![0.0; s * n],
-                    fs: vec![0.0; s * n],
-                    gs: vec![0.0; s * n],
-                    chi: vec![0.0; 4 * m],
-                    same_f: (0..s).map(|i| same($tab.a0, $tab.b0, $tab.c0, i)).collect(),
-                    same_g: (0..s).map(|i| same($tab.a1, $tab.b1, $tab.c1, i)).collect(),
-                    first_valid: false,
-                    k: vec![0.0; n],
-                }
-            }
-            fn start(&self, _cache: &mut SriCache, _f0: &[f64]) {}
-            #[inline]
-            fn step<F: Drift, G: Diffusion>(
-                &self,
-                cache: &mut SriCache,
-                fields: &Fields<'_, F, G>,
-                t: f64,
-                h: f64,
-                y: &[f64],
-                noise: &StepNoise<'_>,
-                y_new: &mut [f64],
-                err: &mut [f64],
-                stats: &mut Stats,
-            ) {
-                sri_step(&$tab, cache, fields, t, h, y, noise, y_new, err, stats)
-            }
-            fn accept(&self, cache: &mut SriCache) {
-                cache.first_valid = false;
-            }
-            super::linear_dense!(SriCache);
-        }
-    };
+/// A SRI method given by its tableau; [`Sriw1`] and [`Sosri`] are two.
+/// Custom tableaus work the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct Sri {
+    tableau: &'static SriTableau,
 }
 
-sri_method!(
+impl Sri {
+    /// A solver for `tableau`.
+    pub const fn new(tableau: &'static SriTableau) -> Self {
+        Sri { tableau }
+    }
+
+    /// The tableau.
+    pub fn tableau(&self) -> &'static SriTableau {
+        self.tableau
+    }
+}
+
+impl Solver for Sri {
+    type Cache = SriCache;
+
+    fn name(&self) -> &'static str {
+        self.tableau.name
+    }
+    fn order(&self) -> f64 {
+        1.5
+    }
+    fn error_order(&self) -> Option<f64> {
+        Some(1.5)
+    }
+    fn needs_levy_area(&self) -> bool {
+        true
+    }
+    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+        Support {
+            name: self.tableau.name,
+            scalar: true,
+            diagonal: true,
+            additive: true,
+            general: false,
+            ito: true,
+            stratonovich: false,
+        }
+        .check(problem)
+    }
+    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> SriCache {
+        let n = problem.dim();
+        let noise = problem.noise.unwrap_or(Noise::Diagonal);
+        let s = self.tableau.alpha.len();
+        let m = noise.brownian_dim(n);
+        let same = |a: &[&[f64]], b: &[&[f64]], c: &[f64], i: usize| {
+            row_is_zero(a[i]) && row_is_zero(b[i]) && c[i] == c[0]
+        };
+        SriCache {
+            noise,
+            n,
+            h0: vec![0.0; s * n],
+            h1: vec![0.0; s * n],
+            fs: vec![0.0; s * n],
+            gs: vec![0.0; s * n],
+            chi: vec![0.0; 4 * m],
+            same_f: (0..s)
+                .map(|i| same(self.tableau.a0, self.tableau.b0, self.tableau.c0, i))
+                .collect(),
+            same_g: (0..s)
+                .map(|i| same(self.tableau.a1, self.tableau.b1, self.tableau.c1, i))
+                .collect(),
+            first_valid: false,
+            k: vec![0.0; n],
+        }
+    }
+    fn start(&self, _cache: &mut SriCache, _f0: &[f64]) {}
+    #[inline]
+    fn step<F: Drift, G: Diffusion>(
+        &self,
+        cache: &mut SriCache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        noise: &StepNoise<'_>,
+        y_new: &mut [f64],
+        err: &mut [f64],
+        stats: &mut Stats,
+    ) {
+        sri_step(
+            self.tableau,
+            cache,
+            fields,
+            t,
+            h,
+            y,
+            noise,
+            y_new,
+            err,
+            stats,
+        )
+    }
+    fn accept(&self, cache: &mut SriCache) {
+        cache.first_valid = false;
+    }
+    super::linear_dense!(SriCache);
+}
+
+delegate_solver!(
     /// SRIW1 (Rößler 2010): Itô, scalar/diagonal noise, strong order 1.5,
     /// adaptive with the natural-embedding error estimate.
     Sriw1,
-    SRIW1
+    Sri::new(&SRIW1),
+    SriCache,
+    SRIW1,
+    SriTableau
 );
-sri_method!(
+delegate_solver!(
     /// SOSRI (Rackauckas & Nie 2018): stability-optimised SRI, Itô,
     /// scalar/diagonal noise, strong order 1.5, adaptive.
     Sosri,
-    SOSRI
+    Sri::new(&SOSRI),
+    SriCache,
+    SOSRI,
+    SriTableau
 );
 
 #[cfg(test)]
