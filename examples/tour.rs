@@ -15,10 +15,16 @@
 //!    `Bdf` and an exact dual-number Jacobian;
 //! 4. **output**: CSV files and SVG plots under `target/tour/` (located from
 //!    `CARGO_MANIFEST_DIR`, so the tour runs from any directory);
-//! 5. **summary** of every run.
+//! 5. **stochastic differential equations**: geometric Brownian motion with
+//!    fixed-step `EulerMaruyama` and adaptive `Sriw1` on one Brownian path
+//!    against the exact solution on that path, an Ornstein–Uhlenbeck process
+//!    with `Sra1`, and a strong-convergence study (`EulerMaruyama`,
+//!    `Milstein`, `Sriw1`) with fitted orders; writes its own CSV and SVG
+//!    files into `target/tour/`;
+//! 6. **summary** of every run.
 //!
-//! Later sections (SDEs, gradients, ensembles) plug in as further functions
-//! called from [`main`], each pushing its rows into the same [`Tour`].
+//! Later sections (gradients, ensembles) plug in as further functions called
+//! from [`main`], each pushing its rows into the same [`Tour`].
 
 use std::error::Error;
 use std::fs::{self, File};
@@ -26,6 +32,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use sdeflow::brownian::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
 
 /// The result type of every section.
@@ -67,8 +74,9 @@ struct Run {
     problem: &'static str,
     /// Solver name (with a variant note where useful).
     solver: String,
-    /// rtol = atol of the solve.
-    tol: f64,
+    /// rtol = atol of the solve (`None` for fixed steps; the step size is
+    /// then part of [`Run::solver`]).
+    tol: Option<f64>,
     /// Work statistics of the solve.
     stats: Stats,
     /// The error figure of the run.
@@ -96,7 +104,8 @@ fn main() -> TourResult<()> {
     lotka_volterra_section(&mut tour)?;
     arenstorf_section(&mut tour)?;
     van_der_pol_section(&mut tour)?;
-    let written = output_section(&tour)?;
+    let mut written = output_section(&tour)?;
+    written.extend(sde_section(&mut tour)?);
     summary_section(&tour);
     println!();
     println!("Files written:");
@@ -206,7 +215,7 @@ fn lotka_volterra_section(tour: &mut Tour) -> TourResult<()> {
             tour.runs.push(Run {
                 problem: "Lotka–Volterra",
                 solver: name.to_string(),
-                tol,
+                tol: Some(tol),
                 stats: sol.stats,
                 error,
                 measure: "|y(10)-ref|inf",
@@ -285,7 +294,7 @@ fn arenstorf_section(tour: &mut Tour) -> TourResult<()> {
         tour.runs.push(Run {
             problem: "Arenstorf",
             solver: name.to_string(),
-            tol,
+            tol: Some(tol),
             stats: sol.stats,
             error: dpos.max(dvel),
             measure: "|y(T)-y(0)|inf",
@@ -359,7 +368,7 @@ fn report_van_der_pol(tour: &mut Tour, label: &str, tol: f64, sol: &Solution) {
     tour.runs.push(Run {
         problem: "Van der Pol μ=1000",
         solver: label.to_string(),
-        tol,
+        tol: Some(tol),
         stats: sol.stats,
         error: worst,
         measure: "max rel. error",
@@ -446,13 +455,19 @@ fn padded_range(values: impl IntoIterator<Item = f64>, pad: f64) -> std::ops::Ra
     (lo - d)..(hi + d)
 }
 
-/// Section 4: writes the CSV files and SVG plots into `target/tour/`.
-fn output_section(tour: &Tour) -> TourResult<Vec<PathBuf>> {
-    header("4. Output (CSV and SVG)");
+/// The output directory `target/tour/` of the workspace (created if needed).
+fn tour_dir() -> TourResult<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join("tour");
     fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Section 4: writes the CSV files and SVG plots into `target/tour/`.
+fn output_section(tour: &Tour) -> TourResult<Vec<PathBuf>> {
+    header("4. Output (CSV and SVG)");
+    let dir = tour_dir()?;
     let mut written = Vec::new();
 
     if let Some(sol) = &tour.lotka_volterra {
@@ -625,24 +640,622 @@ fn plot_van_der_pol(path: &Path, sol: &Solution) -> TourResult<()> {
 }
 
 // ---------------------------------------------------------------------------
-// 5. Summary
+// 5. Stochastic differential equations
 // ---------------------------------------------------------------------------
 
-/// Section 5: one line per run.
-fn summary_section(tour: &Tour) {
-    header("5. Summary");
+/// GBM drift coefficient `a` in dX = aX dt + bX dW.
+const GBM_A: f64 = 1.0;
+/// GBM diffusion coefficient `b`.
+const GBM_B: f64 = 0.5;
+/// GBM initial value.
+const GBM_X0: f64 = 1.0;
+/// GBM end time (the span is `[0, GBM_T]`).
+const GBM_T: f64 = 1.0;
+/// Seed of the Brownian path of the single GBM solves.
+const GBM_SEED: u64 = 2026;
+/// Step of the fixed-step Euler–Maruyama GBM solve.
+const GBM_H: f64 = 1e-3;
+/// Tolerance (rtol = atol) of the adaptive SDE solves.
+const SDE_TOL: f64 = 1e-3;
+
+/// Ornstein–Uhlenbeck parameters (θ, μ, σ) of dX = θ(μ − X) dt + σ dW.
+const OU_PARAMS: [f64; 3] = [2.0, 1.0, 0.5];
+/// Ornstein–Uhlenbeck initial value.
+const OU_X0: f64 = 0.0;
+/// Ornstein–Uhlenbeck end time (ten relaxation times 1/θ).
+const OU_T: f64 = 5.0;
+/// Seed of the Ornstein–Uhlenbeck Brownian path.
+const OU_SEED: u64 = 7;
+/// Step of the fixed-step Euler–Maruyama Ornstein–Uhlenbeck solve.
+const OU_H: f64 = 1e-2;
+/// The reference Ornstein–Uhlenbeck solve takes this many steps per
+/// Euler–Maruyama step (so that it passes through the same grid).
+const OU_REF_REFINE: f64 = 128.0;
+
+/// Number of Brownian paths of the strong-convergence study.
+const STRONG_PATHS: u64 = 100;
+/// The study's step sizes are `2^-k` for these `k`.
+const STRONG_LEVELS: [i32; 6] = [3, 4, 5, 6, 7, 8];
+
+/// Geometric Brownian motion dX = aX dt + bX dW (Itô, scalar noise), with
+/// `p = (a, b)`.
+fn gbm_problem() -> Problem<impl Drift, impl Diffusion> {
+    Problem::sde(
+        |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| dy[0] = p[0] * y[0],
+        |_t: f64, y: &[f64], p: &[f64], g: &mut [f64]| g[0] = p[1] * y[0],
+        Noise::Scalar,
+        vec![GBM_X0],
+        (0.0, GBM_T),
+    )
+    .params(vec![GBM_A, GBM_B])
+}
+
+/// The exact GBM solution X_t = X0 exp((a − b²/2) t + b W_t) on the Brownian
+/// path of `seed`, at each of `times`. The tree is the one every solve with
+/// [`BrownianSampling::Tree`] (or an adaptive solve) builds over the span of
+/// the problem, so this is the path those solves see.
+fn gbm_exact(seed: u64, times: &[f64]) -> Vec<f64> {
+    let mut tree = BrownianTree::new((0.0, GBM_T), 1, seed);
+    let mut w = [0.0];
+    times
+        .iter()
+        .map(|&t| {
+            tree.increment(0.0, t, &mut w);
+            GBM_X0 * ((GBM_A - 0.5 * GBM_B * GBM_B) * t + GBM_B * w[0]).exp()
+        })
+        .collect()
+}
+
+/// The Ornstein–Uhlenbeck process dX = θ(μ − X) dt + σ dW, additive noise,
+/// with `p = (θ, μ, σ)`.
+fn ou_problem() -> Problem<impl Drift, impl Diffusion> {
+    Problem::sde(
+        |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| dy[0] = p[0] * (p[1] - y[0]),
+        |_t: f64, _y: &[f64], p: &[f64], g: &mut [f64]| g[0] = p[2],
+        Noise::Additive,
+        vec![OU_X0],
+        (0.0, OU_T),
+    )
+    .params(OU_PARAMS.to_vec())
+}
+
+/// Prints the work of one SDE solve: drift and diffusion evaluations apart.
+fn print_sde_work(label: &str, stats: &Stats) {
     println!(
-        "{:<20} {:<20} {:>6} {:>7} {:>6} {:>5} {:>7} {:>10}  (measure)",
-        "problem", "solver", "tol", "NFE", "steps", "rej", "J evals", "error"
+        "{label:<24} drift evals {:>6}   diffusion evals {:>6}   accepted {:>5}   rejected {:>4}",
+        stats.drift_evals, stats.diffusion_evals, stats.accepted_steps, stats.rejected_steps
     );
-    println!("{}", "-".repeat(102));
-    for r in &tour.runs {
+}
+
+/// Least-squares slope of `ln err` against `ln h`.
+fn fitted_slope(hs: &[f64], errs: &[f64]) -> f64 {
+    let xs: Vec<f64> = hs.iter().map(|h| h.ln()).collect();
+    let ys: Vec<f64> = errs.iter().map(|e| e.ln()).collect();
+    let n = xs.len() as f64;
+    let mx = xs.iter().sum::<f64>() / n;
+    let my = ys.iter().sum::<f64>() / n;
+    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    sxy / sxx
+}
+
+/// One path of a fixed-step and an adaptive solve of the same SDE, sampled
+/// on the fixed-step grid, with a reference on that grid.
+#[derive(Debug)]
+struct SdePaths {
+    /// The fixed-step grid (the Euler–Maruyama step times).
+    ts: Vec<f64>,
+    /// The exact or reference solution at `ts`.
+    reference: Vec<f64>,
+    /// Euler–Maruyama at `ts`.
+    em: Vec<f64>,
+    /// The adaptive solution, interpolated (linearly) at `ts`.
+    adaptive: Vec<f64>,
+    /// The adaptive solver's own steps `(t, X)`.
+    adaptive_steps: Vec<(f64, f64)>,
+}
+
+/// Mean strong error `E|X_N − X(T)|` of fixed-step GBM solves over
+/// [`STRONG_PATHS`] seeds at each step size, and the work of one solve at the
+/// finest step (the same for every path).
+fn gbm_strong_errors<S: Solver + Copy>(
+    solver: S,
+    hs: &[f64],
+    exact: &[f64],
+) -> TourResult<(Vec<f64>, Stats)> {
+    let problem = gbm_problem();
+    let mut errors = Vec::with_capacity(hs.len());
+    let mut finest = Stats::default();
+    for &h in hs {
+        let mut sum = 0.0;
+        for (seed, x_exact) in (0..STRONG_PATHS).zip(exact) {
+            let opts = Options::default()
+                .fixed_step(h)
+                .seed(seed)
+                .brownian(BrownianSampling::Tree)
+                .save_at(SaveAt::T1);
+            let sol = solve(&problem, solver, &opts)?;
+            sum += (sol.last()[0] - x_exact).abs();
+            finest = sol.stats;
+        }
+        errors.push(sum / STRONG_PATHS as f64);
+    }
+    Ok((errors, finest))
+}
+
+/// Section 5: GBM on one path (exact vs EulerMaruyama vs adaptive Sriw1),
+/// Ornstein–Uhlenbeck with Sra1, and a strong-convergence study. Writes
+/// `gbm_paths`, `ou_paths` and `sde_strong_order` (CSV and SVG).
+fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
+    header("5. Stochastic differential equations (Itô)");
+    let dir = tour_dir()?;
+    let mut written = Vec::new();
+
+    // (a) geometric Brownian motion on one Brownian path
+    println!(
+        "(a) GBM dX = aX dt + bX dW, a = {GBM_A}, b = {GBM_B}, X0 = {GBM_X0}, t ∈ [0, {GBM_T}], \
+         scalar noise, seed {GBM_SEED}"
+    );
+    println!("    exact on the path: X_t = X0 exp((a − b²/2) t + b W_t), W from the Brownian tree");
+    let gbm = gbm_problem();
+    // BrownianSampling::Tree: the fixed-step solve queries the same Brownian
+    // tree as the adaptive one (the default, Auto, would draw the increments
+    // of a fixed-step solve directly: a different path for the same seed).
+    let em = solve(
+        &gbm,
+        EulerMaruyama,
+        Options::default()
+            .fixed_step(GBM_H)
+            .seed(GBM_SEED)
+            .brownian(BrownianSampling::Tree),
+    )?;
+    let sri = solve(
+        &gbm,
+        Sriw1,
+        Options::default()
+            .tol(SDE_TOL)
+            .seed(GBM_SEED)
+            .save_at(SaveAt::Dense),
+    )?;
+    let exact_grid = gbm_exact(GBM_SEED, &em.ts);
+    let x_exact = exact_grid.last().copied().unwrap_or(f64::NAN);
+    let em_error = (em.last()[0] - x_exact).abs();
+    let sri_error = (sri.last()[0] - x_exact).abs();
+    let sri_exact_at_steps = gbm_exact(GBM_SEED, &sri.ts);
+    let sri_max_step_error = sri
+        .iter()
+        .zip(&sri_exact_at_steps)
+        .map(|((_, y), x)| (y[0] - x).abs())
+        .fold(0.0, f64::max);
+    let em_max_error = em
+        .iter()
+        .zip(&exact_grid)
+        .map(|((_, y), x)| (y[0] - x).abs())
+        .fold(0.0, f64::max);
+    println!("    exact X(1) = {x_exact:.10}");
+    print_sde_work(&format!("EulerMaruyama h={GBM_H:.0e}"), &em.stats);
+    println!(
+        "{:<24} X(1) = {:.10}   |X(1) − exact| = {em_error:.3e}   max over steps = {em_max_error:.3e}",
+        "",
+        em.last()[0]
+    );
+    print_sde_work(&format!("Sriw1 tol={SDE_TOL:.0e}"), &sri.stats);
+    println!(
+        "{:<24} X(1) = {:.10}   |X(1) − exact| = {sri_error:.3e}   max over steps = \
+         {sri_max_step_error:.3e}",
+        "",
+        sri.last()[0]
+    );
+    tour.runs.push(Run {
+        problem: "GBM (one path)",
+        solver: format!("EulerMaruyama h={GBM_H:.0e}"),
+        tol: None,
+        stats: em.stats,
+        error: em_error,
+        measure: "|X(1)-exact|",
+    });
+    tour.runs.push(Run {
+        problem: "GBM (one path)",
+        solver: "Sriw1".to_string(),
+        tol: Some(SDE_TOL),
+        stats: sri.stats,
+        error: sri_error,
+        measure: "|X(1)-exact|",
+    });
+    let gbm_paths = SdePaths {
+        adaptive: sample(&sri, &em.ts)?.iter().map(|y| y[0]).collect(),
+        adaptive_steps: sri.iter().map(|(t, y)| (t, y[0])).collect(),
+        em: em.component(0),
+        reference: exact_grid,
+        ts: em.ts,
+    };
+
+    // (b) Ornstein–Uhlenbeck, additive noise
+    let [theta, mu, sigma] = OU_PARAMS;
+    println!();
+    println!(
+        "(b) Ornstein–Uhlenbeck dX = θ(μ − X) dt + σ dW, θ = {theta}, μ = {mu}, σ = {sigma}, \
+         X0 = {OU_X0}, t ∈ [0, {OU_T}], additive noise, seed {OU_SEED}"
+    );
+    let ou = ou_problem();
+    let ou_em = solve(
+        &ou,
+        EulerMaruyama,
+        Options::default()
+            .fixed_step(OU_H)
+            .seed(OU_SEED)
+            .brownian(BrownianSampling::Tree),
+    )?;
+    let ou_sra = solve(
+        &ou,
+        Sra1,
+        Options::default()
+            .tol(SDE_TOL)
+            .seed(OU_SEED)
+            .save_at(SaveAt::Dense),
+    )?;
+    // No closed form on a given path: the reference is Sra3 with 128 fixed
+    // steps per Euler–Maruyama step on the same Brownian tree.
+    let ou_ref = solve(
+        &ou,
+        Sra3,
+        Options::default()
+            .fixed_step(OU_H / OU_REF_REFINE)
+            .seed(OU_SEED)
+            .brownian(BrownianSampling::Tree)
+            .save_at(SaveAt::Times(ou_em.ts.clone())),
+    )?;
+    let x_ref = ou_ref.last()[0];
+    let ou_em_error = (ou_em.last()[0] - x_ref).abs();
+    let ou_sra_error = (ou_sra.last()[0] - x_ref).abs();
+    println!(
+        "    reference X(5) = {x_ref:.10} (Sra3, h = {:.2e}, same path); stationary law \
+         N(μ, σ²/(2θ)) = N({mu}, {:.4}²)",
+        OU_H / OU_REF_REFINE,
+        sigma / (2.0 * theta).sqrt()
+    );
+    print_sde_work(&format!("EulerMaruyama h={OU_H:.0e}"), &ou_em.stats);
+    println!(
+        "{:<24} X(5) = {:.10}   |X(5) − ref| = {ou_em_error:.3e}",
+        "",
+        ou_em.last()[0]
+    );
+    print_sde_work(&format!("Sra1 tol={SDE_TOL:.0e}"), &ou_sra.stats);
+    println!(
+        "{:<24} X(5) = {:.10}   |X(5) − ref| = {ou_sra_error:.3e}",
+        "",
+        ou_sra.last()[0]
+    );
+    tour.runs.push(Run {
+        problem: "Ornstein–Uhlenbeck",
+        solver: format!("EulerMaruyama h={OU_H:.0e}"),
+        tol: None,
+        stats: ou_em.stats,
+        error: ou_em_error,
+        measure: "|X(5)-ref|",
+    });
+    tour.runs.push(Run {
+        problem: "Ornstein–Uhlenbeck",
+        solver: "Sra1".to_string(),
+        tol: Some(SDE_TOL),
+        stats: ou_sra.stats,
+        error: ou_sra_error,
+        measure: "|X(5)-ref|",
+    });
+    let ou_paths = SdePaths {
+        adaptive: sample(&ou_sra, &ou_em.ts)?.iter().map(|y| y[0]).collect(),
+        adaptive_steps: ou_sra.iter().map(|(t, y)| (t, y[0])).collect(),
+        em: ou_em.component(0),
+        reference: ou_ref.component(0),
+        ts: ou_em.ts,
+    };
+
+    // (c) strong convergence on GBM
+    println!();
+    println!(
+        "(c) strong convergence on GBM: mean |X_N − X(1)| over {STRONG_PATHS} paths, \
+         h = 2^-{}..2^-{}, each path the same at every h",
+        STRONG_LEVELS[0],
+        STRONG_LEVELS[STRONG_LEVELS.len() - 1]
+    );
+    let hs: Vec<f64> = STRONG_LEVELS.iter().map(|&k| 2f64.powi(-k)).collect();
+    let exact_t: Vec<f64> = (0..STRONG_PATHS)
+        .map(|seed| gbm_exact(seed, &[GBM_T])[0])
+        .collect();
+    let (em_errs, em_stats) = gbm_strong_errors(EulerMaruyama, &hs, &exact_t)?;
+    let (mil_errs, mil_stats) = gbm_strong_errors(Milstein::derivative_free(), &hs, &exact_t)?;
+    let (sri_errs, sri_stats) = gbm_strong_errors(Sriw1, &hs, &exact_t)?;
+    let studies = [
+        ("EulerMaruyama", 0.5, em_errs, em_stats),
+        ("Milstein", 1.0, mil_errs, mil_stats),
+        ("Sriw1", 1.5, sri_errs, sri_stats),
+    ];
+    println!(
+        "    {:>9} {:>14} {:>14} {:>14}",
+        "h", studies[0].0, studies[1].0, studies[2].0
+    );
+    for (i, &k) in STRONG_LEVELS.iter().enumerate() {
         println!(
-            "{:<20} {:<20} {:>6.0e} {:>7} {:>6} {:>5} {:>7} {:>10.3e}  ({})",
+            "    {:>9} {:>14.4e} {:>14.4e} {:>14.4e}",
+            format!("2^-{k}"),
+            studies[0].2[i],
+            studies[1].2[i],
+            studies[2].2[i]
+        );
+    }
+    let finest = STRONG_LEVELS[STRONG_LEVELS.len() - 1];
+    for (name, order, errs, stats) in &studies {
+        let slope = fitted_slope(&hs, errs);
+        println!(
+            "    {name:<14} fitted strong order {slope:.3} (theory {order}); at h = 2^-{finest}: \
+             {} drift + {} diffusion evals per path",
+            stats.drift_evals, stats.diffusion_evals
+        );
+        tour.runs.push(Run {
+            problem: "GBM (100 paths)",
+            solver: format!("{name} h=2^-{finest}"),
+            tol: None,
+            stats: *stats,
+            error: errs.last().copied().unwrap_or(f64::NAN),
+            measure: "mean |X_N-X(1)|",
+        });
+    }
+
+    // CSV and SVG
+    for (name, paths, adaptive, reference, title) in [
+        ("gbm_paths", &gbm_paths, "sriw1", "exact", "GBM, one path"),
+        (
+            "ou_paths",
+            &ou_paths,
+            "sra1",
+            "reference",
+            "Ornstein–Uhlenbeck, one path",
+        ),
+    ] {
+        let csv = dir.join(format!("{name}.csv"));
+        let rows: Vec<[f64; 3]> = (0..paths.ts.len())
+            .map(|i| [paths.reference[i], paths.em[i], paths.adaptive[i]])
+            .collect();
+        write_csv(
+            &csv,
+            &["t", reference, "euler_maruyama", adaptive],
+            paths.ts.iter().copied().zip(rows.iter().map(|r| &r[..])),
+        )?;
+        written.push(csv);
+        let svg = dir.join(format!("{name}.svg"));
+        let adaptive_label = if name == "gbm_paths" {
+            format!("Sriw1 tol={SDE_TOL:.0e} (steps)")
+        } else {
+            format!("Sra1 tol={SDE_TOL:.0e} (steps)")
+        };
+        let em_label = if name == "gbm_paths" {
+            format!("EulerMaruyama h={GBM_H:.0e}")
+        } else {
+            format!("EulerMaruyama h={OU_H:.0e}")
+        };
+        plot_sde_paths(&svg, title, paths, reference, &em_label, &adaptive_label)?;
+        written.push(svg);
+    }
+    let csv = dir.join("sde_strong_order.csv");
+    let rows: Vec<[f64; 3]> = (0..hs.len())
+        .map(|i| [studies[0].2[i], studies[1].2[i], studies[2].2[i]])
+        .collect();
+    write_csv(
+        &csv,
+        &["h", "euler_maruyama", "milstein", "sriw1"],
+        hs.iter().copied().zip(rows.iter().map(|r| &r[..])),
+    )?;
+    written.push(csv);
+    let svg = dir.join("sde_strong_order.svg");
+    let lines: Vec<(&str, f64, &[f64])> = studies
+        .iter()
+        .map(|(name, order, errs, _)| (*name, *order, errs.as_slice()))
+        .collect();
+    plot_strong_order(&svg, &hs, &lines)?;
+    written.push(svg);
+    println!();
+    println!("{} files in {}", written.len(), dir.display());
+    Ok(written)
+}
+
+/// One-path SDE plot: the reference, Euler–Maruyama and the adaptive
+/// solution (a line through its steps, one dot per step) on the left, the
+/// pointwise errors against the reference on the right.
+fn plot_sde_paths(
+    path: &Path,
+    title: &str,
+    paths: &SdePaths,
+    reference: &str,
+    em_label: &str,
+    adaptive_label: &str,
+) -> TourResult<()> {
+    let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(650);
+    let (t0, t1) = (
+        paths.ts.first().copied().unwrap_or(0.0),
+        paths.ts.last().copied().unwrap_or(1.0),
+    );
+
+    // Head room above the path for the legend.
+    let yr = padded_range(
+        paths
+            .reference
+            .iter()
+            .chain(&paths.em)
+            .chain(&paths.adaptive)
+            .copied(),
+        0.05,
+    );
+    let yr = yr.start..yr.end + 0.25 * (yr.end - yr.start);
+    let mut chart = ChartBuilder::on(&left)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(t0..t1, yr)?;
+    chart.configure_mesh().x_desc("t").y_desc("X").draw()?;
+    let series = [
+        (reference, &paths.reference, BLACK),
+        (em_label, &paths.em, BLUE),
+    ];
+    for (label, ys, color) in series {
+        chart
+            .draw_series(LineSeries::new(
+                paths.ts.iter().copied().zip(ys.iter().copied()),
+                color.stroke_width(if color == BLACK { 2 } else { 1 }),
+            ))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .draw_series(LineSeries::new(
+            paths.adaptive_steps.iter().copied(),
+            RED.stroke_width(1),
+        ))?
+        .label(adaptive_label)
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    chart.draw_series(
+        paths
+            .adaptive_steps
+            .iter()
+            .map(|&p| Circle::new(p, 2, RED.filled())),
+    )?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+
+    let em_err: Vec<(f64, f64)> = paths
+        .ts
+        .iter()
+        .zip(paths.em.iter().zip(&paths.reference))
+        .map(|(&t, (y, r))| (t, (y - r).abs()))
+        .collect();
+    // The adaptive solution's error at the grid times (linear interpolation
+    // between its steps: the interpolation error dominates between steps).
+    let ad_err: Vec<(f64, f64)> = paths
+        .ts
+        .iter()
+        .zip(paths.adaptive.iter().zip(&paths.reference))
+        .map(|(&t, (y, r))| (t, (y - r).abs()))
+        .collect();
+    let er = padded_range(em_err.iter().chain(&ad_err).map(|p| p.1), 0.05);
+    let er = 0.0..er.end + 0.2 * (er.end - er.start);
+    let mut errors = ChartBuilder::on(&right)
+        .caption(format!("|X − {reference}|"), ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(t0..t1, er)?;
+    errors.configure_mesh().x_desc("t").draw()?;
+    for (label, pts, color) in [
+        ("EulerMaruyama", &em_err, BLUE),
+        ("adaptive, interpolated", &ad_err, RED),
+    ] {
+        errors
+            .draw_series(LineSeries::new(pts.iter().copied(), color))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    errors
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Log–log plot of the strong errors against the step size: one line per
+/// solver `(name, theoretical order, errors)`, each with a dashed reference
+/// line of its theoretical slope through its error at the finest step.
+fn plot_strong_order(path: &Path, hs: &[f64], lines: &[(&str, f64, &[f64])]) -> TourResult<()> {
+    let root = SVGBackend::new(path, (750, 550)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (h_min, h_max) = hs.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &h| {
+        (lo.min(h), hi.max(h))
+    });
+    let (e_min, e_max) = lines
+        .iter()
+        .flat_map(|l| l.2.iter().copied())
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), e| {
+            (lo.min(e), hi.max(e))
+        });
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Strong error on GBM (mean |X_N − X(1)| over 100 paths)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (h_min / 1.3..h_max * 1.3).log_scale(),
+            (e_min / 3.0..e_max * 3.0).log_scale(),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("h")
+        .y_desc("strong error")
+        .x_label_formatter(&|h| format!("{h:.0e}"))
+        .y_label_formatter(&|e| format!("{e:.0e}"))
+        .draw()?;
+    let colors = [BLUE, RED, GREEN];
+    for (&(name, order, errs), color) in lines.iter().zip(colors) {
+        let pts: Vec<(f64, f64)> = hs.iter().copied().zip(errs.iter().copied()).collect();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
+            .label(format!("{name} (theory {order})"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        // reference slope through the finest point
+        if let Some(&(h_ref, e_ref)) = pts.iter().min_by(|a, b| a.0.total_cmp(&b.0)) {
+            chart.draw_series(DashedLineSeries::new(
+                hs.iter().map(|&h| (h, e_ref * (h / h_ref).powf(order))),
+                6,
+                4,
+                color.mix(0.6).stroke_width(1),
+            ))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// 6. Summary
+// ---------------------------------------------------------------------------
+
+/// Section 6: one line per run (`f` = drift, `g` = diffusion evaluations;
+/// a tolerance of `-` marks a fixed-step run).
+fn summary_section(tour: &Tour) {
+    header("6. Summary");
+    println!(
+        "{:<20} {:<22} {:>6} {:>7} {:>7} {:>6} {:>5} {:>7} {:>10}  (measure)",
+        "problem", "solver", "tol", "NFE f", "NFE g", "steps", "rej", "J evals", "error"
+    );
+    println!("{}", "-".repeat(114));
+    for r in &tour.runs {
+        let tol = r
+            .tol
+            .map_or_else(|| "-".to_string(), |t| format!("{t:.0e}"));
+        println!(
+            "{:<20} {:<22} {:>6} {:>7} {:>7} {:>6} {:>5} {:>7} {:>10.3e}  ({})",
             r.problem,
             r.solver,
-            r.tol,
+            tol,
             r.stats.drift_evals,
+            r.stats.diffusion_evals,
             r.stats.accepted_steps,
             r.stats.rejected_steps,
             r.stats.jacobian_evals,

@@ -40,8 +40,12 @@ pub use sdeflow_solvers::{
     problem, solution, solver, stiff, tableau,
 };
 
+pub mod ensemble;
+pub mod statistics;
+
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.
 pub mod prelude {
+    pub use crate::ensemble::{Ensemble, OnFailure};
     pub use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
     pub use sdeflow_solvers::prelude::*;
 }

@@ -260,8 +260,9 @@ delegate_solver!(
     ButcherTableau
 );
 delegate_solver!(
-    /// Verner's "most efficient" 7(6) with its 7th-order lazy interpolant:
-    /// for tight tolerances (rtol ≲ 1e-8).
+    /// Verner's "most efficient" 7(6) with its lazy interpolant (6 extra
+    /// stages, only on interpolated steps; it satisfies the order conditions
+    /// to order 6): for tight tolerances (rtol ≲ 1e-8).
     Vern7,
     ExplicitRk::new(&VERN7),
     ErkCache,

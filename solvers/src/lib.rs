@@ -27,7 +27,7 @@ pub mod solver;
 pub mod stiff;
 pub mod tableau;
 
-pub use controller::{Controller, PiController, PidController, StepController};
+pub use controller::{ConstantController, Controller, PiController, PidController, StepController};
 pub use erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 pub use error::SolveError;
 pub use field::{Diffusion, Drift, NoDiffusion, WithJacobian};

@@ -67,6 +67,18 @@ impl From<Vec<f64>> for Tolerance {
     }
 }
 
+impl<const N: usize> From<[f64; N]> for Tolerance {
+    fn from(v: [f64; N]) -> Self {
+        Tolerance::Vector(v.to_vec())
+    }
+}
+
+impl<const N: usize> From<&[f64; N]> for Tolerance {
+    fn from(v: &[f64; N]) -> Self {
+        Tolerance::Vector(v.to_vec())
+    }
+}
+
 impl From<&[f64]> for Tolerance {
     fn from(v: &[f64]) -> Self {
         Tolerance::Vector(v.to_vec())

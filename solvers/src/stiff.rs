@@ -2,7 +2,8 @@
 //! <https://github.com/martinjrobins/diffsol>): variable-order BDF (NDF
 //! variant, orders 1–5; Shampine & Reichelt, "The MATLAB ODE suite", SIAM J.
 //! Sci. Comput. 18 (1997)), TR-BDF2 (Hosea & Shampine, Appl. Numer. Math. 20
-//! (1996)) and ESDIRK3(4) (Kennedy & Carpenter, NASA TM-2016-219173).
+//! (1996)) and ESDIRK3(4) (Jørgensen, Kristensen & Thomsen, "A family of ESDIRK
+//! integration methods", arXiv:1803.01613, 2018, as in diffsol's tableau).
 //!
 //! They run behind the same [`crate::solve`] call and return the same
 //! [`Solution`] and [`Stats`] as the explicit methods. The Jacobian comes,

@@ -54,6 +54,19 @@ impl PiController {
         }
     }
 
+    /// Sets the safety factor.
+    pub fn with_safety(mut self, safety: f64) -> Self {
+        self.safety = safety;
+        self
+    }
+
+    /// Sets the smallest and largest step factors.
+    pub fn with_limits(mut self, qmin: f64, qmax: f64) -> Self {
+        self.qmin = qmin;
+        self.qmax = qmax;
+        self
+    }
+
     /// The I controller `h_new = h · safety · err^{−1/k}` (no memory).
     pub fn integral() -> Self {
         PiController {

@@ -62,6 +62,19 @@ impl PidController {
         }
     }
 
+    /// Sets the safety factor.
+    pub fn with_safety(mut self, safety: f64) -> Self {
+        self.safety = safety;
+        self
+    }
+
+    /// Sets the smallest and largest step factors.
+    pub fn with_limits(mut self, factor_min: f64, factor_max: f64) -> Self {
+        self.factor_min = factor_min;
+        self.factor_max = factor_max;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), SolveError> {
         check_factor("pcoeff", self.pcoeff, -10.0, 10.0)?;
         check_factor("icoeff", self.icoeff, 1e-6, 10.0)?;
