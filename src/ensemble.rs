@@ -458,10 +458,10 @@ where
             |m: &mut Moments, _i, sol| m.push(phi(sol.last())),
             |a, b| a.merge(&b),
         )?;
-        if acc.value.count == 0 {
-            if let Some((f, _)) = acc.failures.first() {
-                return Err(EnsembleError::AllFailed { first: f.clone() });
-            }
+        if acc.value.count == 0
+            && let Some((f, _)) = acc.failures.first()
+        {
+            return Err(EnsembleError::AllFailed { first: f.clone() });
         }
         Ok(acc.value.estimate(level))
     }
