@@ -1,2 +1,1334 @@
-//! Placeholder (being written).
-fn main() {}
+//! Speed, accuracy and stability report of sdeflow's SDE solvers. Plain
+//! `fn main` (no criterion).
+//!
+//! Run with `cargo bench --bench sde_report` (release build, about a minute
+//! on two cores). It prints the tables below and writes them as CSV to
+//! `target/bench-report/sde_report_{em,work_precision,stability}.csv`.
+//!
+//! # (a) Euler–Maruyama against a hand-written loop
+//!
+//! Geometric Brownian motion in Itô form, `dX = a X dt + b X dW`, `a = 1`,
+//! `b = 0.5`, `X0 = 1`, scalar noise, 1000 fixed steps of `h = 1e-3` over
+//! `[0, 1]`, only `X_T` kept. sdeflow is one
+//! `solve(&p, EulerMaruyama, Options::default().fixed_step(1e-3).seed(s).save_at(SaveAt::T1))`
+//! (the default `BrownianSampling::Auto` draws increments from a sequential
+//! `NormalStream`); the hand loop is `X += h·aX; X += (√h·z)·bX` with `z`
+//! from the same `NormalStream::new(s)`: the same arithmetic on the same
+//! random numbers. Before timing, both are checked to agree on `X_T` (to
+//! 1e-12 relative), and a second hand loop that steps on sdeflow's time
+//! grid (`h_k = t_{k+1} − t_k`, `t_k = k·h`, one `√h_k` per step) is
+//! checked to be bit-identical to sdeflow. Every solve uses the next seed.
+//! Time per path-step is the median over batches of ~2 ms; the two main
+//! variants are timed in alternating batches and their ratio is the median
+//! of the per-pair ratios, so that load from other processes affects both.
+//! The summary line is
+//! `EM vs hand-written loop: ratio R (sdeflow a ns/step, hand b ns/step)`
+//! (goal: `R ≤ 1.3`). Rows for the grid-exact hand loop and for EM on a
+//! Brownian tree show what the time grid and the tree cost.
+//!
+//! # (b) Work–precision
+//!
+//! Strong error `E|X_N − X(T)|`, the mean over 200 Brownian paths (seeds
+//! `0..200`) of the distance of the solver's `X_T` to the exact solution on
+//! the same path, against the work: drift plus diffusion evaluations per
+//! path (`Stats::field_evals`, including the loop's two initial probes and,
+//! for adaptive runs, the evaluations of rejected steps). Every solve uses
+//! `BrownianSampling::Tree`, so for a given seed every step size (and every
+//! adaptive step sequence) sees the same path, and `W_T` for the exact
+//! solution is read from `BrownianTree::new((0, 1), 1, seed)` — the tree the
+//! loop builds. `±` is the standard error of the mean over the paths.
+//!
+//! * GBM, Itô (`X_T = X0 exp((a − b²/2) T + b W_T)`): EulerMaruyama,
+//!   Milstein (derivative-free), Sriw1, Sosri;
+//! * the same GBM read as Stratonovich (`X_T = X0 exp(a T + b W_T)`):
+//!   EulerHeun, Milstein (derivative-free), ReversibleHeun;
+//! * additive noise `dX = (β/√(1+t) − X/(2(1+t))) dt + αβ/√(1+t) dW`,
+//!   `X_T = X0/√(1+T) + β(T + αW_T)/√(1+T)`, `α = 0.5`, `β = 0.8`, `X0 = 1`:
+//!   Sra1, Sra3, EulerMaruyama.
+//!
+//! Fixed steps `h = 2^-3 … 2^-9`; the adaptive solvers (Sriw1, Sosri, Sra1,
+//! Sra3, ReversibleHeun) also at rtol = atol ∈ {1e-2, …, 1e-5}. The slope
+//! table fits `log err = p log h + c` by least squares (the measured strong
+//! order `p`) over all seven step sizes and over the finest four, and, for
+//! adaptive runs, `log err = q log(evals) + c` (efficiency: `q ≈ −p` for a
+//! method of order `p` at fixed steps).
+//!
+//! # (c) Mean-square stability
+//!
+//! Linear test equation `dX = λX dt + μX dW` (Itô, scalar noise), which is
+//! mean-square stable iff `2λ + μ² < 0`; the Stratonovich solvers get the
+//! same dynamics as `dX = (λ − μ²/2) X dt + μX ∘ dW`. For each `(λ, μ)` and
+//! fixed-step solver the table gives the largest step `h` for which the
+//! scheme is mean-square stable (`E[X_n²] → 0`), by a scan of a log grid
+//! (4 points per decade, `1e-4 … 10`) up to the first unstable point, then
+//! bisection in `log h`. Three columns:
+//!
+//! * `analytic`: closed forms, `E[X_{n+1}²] = ρ(h) E[X_n²]` with
+//!   `ρ = (1 + λh)² + μ²h` (EulerMaruyama),
+//!   `(1 + λh)² + μ²h + μ⁴h²/2` (EulerHeun, and exact-derivative Milstein),
+//!   `(1 + λh)² + μ²h + μ²(μ + λ√h)² h²/2` (the derivative-free Milstein
+//!   used here); ReversibleHeun is never mean-square stable: on this
+//!   equation its step is `(y, ŷ) ↦ A (y, ŷ)` with
+//!   `A = [[1 + c, c²/2], [2, c − 1]]`, `c = λ_S h + μΔW`, `det A = −1`, so
+//!   `E‖(y_n, ŷ_n)‖² ≥ 2` for all `n` (its parasitic mode grows like
+//!   `(1 + |λ_S| h)^n` even without noise).
+//! * `2nd moment`: the exact mean-square amplification of the solver's own
+//!   step. Each scheme is linear in `X` with coefficients polynomial (degree
+//!   ≤ 3) in the step's normals `(ΔW/√h, H/√(h/12))`, so `E[R²]` (for
+//!   ReversibleHeun the spectral radius of the 3×3 map
+//!   `E[XXᵀ] ↦ E[A XXᵀ Aᵀ]` on `(y, ŷ)`) is computed exactly by
+//!   Gauss–Hermite quadrature over the normals, evaluating the step through
+//!   the public `Solver` trait — no Monte Carlo noise. It reproduces the
+//!   analytic column where one exists.
+//! * `MC N=200`: the direct Monte Carlo criterion: `E[X_N²] < E[X_0²] = 1`
+//!   at `N = 200` steps, estimated over 2000 paths
+//!   (`BrownianSampling::Increments`); a solve that overflows (sdeflow
+//!   returns `NonFiniteDerivative`) counts as unstable. `X_N²` is a product
+//!   of 200 i.i.d. factors, heavy-tailed, so its sample mean is dominated by
+//!   paths that 2000 samples rarely contain: near the true limit the estimate
+//!   is far below `E[X_N²]`, and this column over-estimates the stable step,
+//!   by a factor that grows with `μ²/|λ|`. It is the naive measurement, shown
+//!   as a warning; trust the other two.
+//!
+//! # Test mode
+//!
+//! Like criterion, the report runs a tiny version (a few paths, single timing
+//! runs, no CSV) when cargo does not pass `--bench`, e.g. under
+//! `cargo test --benches`, or with `--test` or `--quick`. Other arguments
+//! are ignored.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nalgebra::{DMatrix, Matrix3};
+use sdeflow::brownian::rng::NormalStream;
+use sdeflow::brownian::{BrownianPath, BrownianTree};
+use sdeflow::prelude::*;
+use sdeflow::solver::{Fields, StepNoise};
+
+// ---------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------
+
+/// How hard to work.
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    /// Test mode: a few paths, single timing runs.
+    quick: bool,
+    /// Minimum timed duration per timing case.
+    budget: Duration,
+    /// Target duration of one timing batch.
+    batch: Duration,
+    /// Minimum number of timing batches.
+    min_batches: usize,
+    /// Brownian paths per strong-error estimate.
+    paths: usize,
+    /// Paths of the Monte Carlo stability estimate.
+    mc_paths: usize,
+    /// Steps of the Monte Carlo stability estimate.
+    mc_steps: usize,
+    /// Bisection steps of the Monte Carlo stability search.
+    mc_bisect: usize,
+}
+
+// ---------------------------------------------------------------------------
+// Problems
+// ---------------------------------------------------------------------------
+
+/// GBM drift coefficient `a`.
+const A: f64 = 1.0;
+/// GBM diffusion coefficient `b`.
+const B: f64 = 0.5;
+/// Initial state of every problem.
+const X0: f64 = 1.0;
+/// End of the span `[0, T]`.
+const T: f64 = 1.0;
+/// Additive-noise problem: `α`.
+const ALPHA: f64 = 0.5;
+/// Additive-noise problem: `β`.
+const BETA: f64 = 0.8;
+
+/// `dX = aX dt + bX dW` (scalar noise, Itô unless re-interpreted).
+fn gbm(a: f64, b: f64) -> Problem<impl Drift + Sync, impl Diffusion + Sync> {
+    Problem::sde(
+        move |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = a * y[0],
+        move |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = b * y[0],
+        Noise::Scalar,
+        vec![X0],
+        (0.0, T),
+    )
+}
+
+/// `dX = (β/√(1+t) − X/(2(1+t))) dt + αβ/√(1+t) dW` (additive noise).
+fn additive() -> Problem<impl Drift + Sync, impl Diffusion + Sync> {
+    Problem::sde(
+        |t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| {
+            dy[0] = BETA / (1.0 + t).sqrt() - y[0] / (2.0 * (1.0 + t));
+        },
+        |t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = ALPHA * BETA / (1.0 + t).sqrt(),
+        Noise::Additive,
+        vec![X0],
+        (0.0, T),
+    )
+}
+
+/// `W_T` of the path a `BrownianSampling::Tree` solve with this seed sees.
+fn w_end(seed: u64) -> f64 {
+    let mut tree = BrownianTree::new((0.0, T), 1, seed);
+    let mut w = [0.0];
+    tree.increment(0.0, T, &mut w);
+    w[0]
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------
+
+/// `f(0), …, f(n−1)` computed on all available cores (in order).
+fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(n.max(1));
+    if threads <= 1 {
+        return (0..n).map(f).collect();
+    }
+    let chunk = n.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                s.spawn(move || {
+                    (k * chunk..((k + 1) * chunk).min(n))
+                        .map(f)
+                        .collect::<Vec<T>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker thread panicked"))
+            .collect::<Vec<T>>()
+    })
+}
+
+/// Least-squares slope of `log y` against `log x`.
+fn fitted_slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let lx: Vec<f64> = xs.iter().map(|x| x.ln()).collect();
+    let ly: Vec<f64> = ys.iter().map(|y| y.ln()).collect();
+    let n = lx.len() as f64;
+    let (mx, my) = (lx.iter().sum::<f64>() / n, ly.iter().sum::<f64>() / n);
+    let sxy: f64 = lx.iter().zip(&ly).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = lx.iter().map(|x| (x - mx).powi(2)).sum();
+    sxy / sxx
+}
+
+fn fmt_opt(x: Option<f64>, prec: usize) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{v:.prec$}"))
+}
+
+fn write_csv(name: &str, content: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-report");
+    let path = dir.join(name);
+    match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, content)) {
+        Ok(()) => println!("CSV written to {}", path.display()),
+        Err(e) => eprintln!("could not write {}: {e}", path.display()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// (a) Timing: Euler–Maruyama against a hand-written loop
+// ---------------------------------------------------------------------------
+
+/// Step size of the timed EM solves.
+const EM_H: f64 = 1e-3;
+/// Steps of the timed EM solves.
+const EM_STEPS: usize = 1000;
+
+/// Time per call of one case.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Median over batches of the time per call, in seconds.
+    median: f64,
+    /// Half the inter-quartile range of the batches, relative to the median.
+    spread: f64,
+    /// Number of timed calls.
+    runs: usize,
+}
+
+fn quartiles(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let x = p * (v.len() - 1) as f64;
+        let (i, f) = (x.floor() as usize, x - x.floor());
+        if i + 1 < v.len() {
+            v[i] * (1.0 - f) + v[i + 1] * f
+        } else {
+            v[i]
+        }
+    };
+    (q(0.25), q(0.5), q(0.75))
+}
+
+fn timing_of(per_run: &mut [f64], runs: usize) -> Timing {
+    let (q1, med, q3) = quartiles(per_run);
+    Timing {
+        median: med,
+        spread: 0.5 * (q3 - q1) / med,
+        runs,
+    }
+}
+
+/// Warms `f` up; returns the batch size that makes a batch last `cfg.batch`.
+fn calibrate<R>(f: &mut impl FnMut() -> R, cfg: &Config) -> usize {
+    let start = Instant::now();
+    let mut n = 0usize;
+    while n < 3 || start.elapsed() < Duration::from_millis(20) {
+        black_box(f());
+        n += 1;
+    }
+    let est = start.elapsed().as_secs_f64() / n as f64;
+    ((cfg.batch.as_secs_f64() / est).round() as usize).clamp(1, 1_000_000)
+}
+
+fn run_batch<R>(f: &mut impl FnMut() -> R, k: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..k {
+        black_box(f());
+    }
+    start.elapsed().as_secs_f64() / k as f64
+}
+
+/// Median time per call of `f`.
+fn measure<R>(mut f: impl FnMut() -> R, cfg: &Config) -> Timing {
+    if cfg.quick {
+        let start = Instant::now();
+        black_box(f());
+        return Timing {
+            median: start.elapsed().as_secs_f64(),
+            spread: f64::NAN,
+            runs: 1,
+        };
+    }
+    let k = calibrate(&mut f, cfg);
+    let start = Instant::now();
+    let mut per_run = Vec::new();
+    while start.elapsed() < cfg.budget || per_run.len() < cfg.min_batches {
+        per_run.push(run_batch(&mut f, k));
+    }
+    let runs = k * per_run.len();
+    timing_of(&mut per_run, runs)
+}
+
+/// Times `a` and `b` in alternating batches (twice the budget); returns
+/// both timings and the median of the per-pair ratios time(a)/time(b).
+fn measure_pair<R1, R2>(
+    mut a: impl FnMut() -> R1,
+    mut b: impl FnMut() -> R2,
+    cfg: &Config,
+) -> (Timing, Timing, f64) {
+    if cfg.quick {
+        let ta = measure(&mut a, cfg);
+        let tb = measure(&mut b, cfg);
+        return (ta, tb, ta.median / tb.median);
+    }
+    let (ka, kb) = (calibrate(&mut a, cfg), calibrate(&mut b, cfg));
+    let start = Instant::now();
+    let (mut va, mut vb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    while start.elapsed() < 2 * cfg.budget || ratios.len() < cfg.min_batches {
+        // alternate which goes first, so that neither profits from the order
+        let (ta, tb) = if ratios.len() % 2 == 0 {
+            let ta = run_batch(&mut a, ka);
+            (ta, run_batch(&mut b, kb))
+        } else {
+            let tb = run_batch(&mut b, kb);
+            (run_batch(&mut a, ka), tb)
+        };
+        va.push(ta);
+        vb.push(tb);
+        ratios.push(ta / tb);
+    }
+    let n = ratios.len();
+    let (_, ratio, _) = quartiles(&mut ratios);
+    (
+        timing_of(&mut va, ka * n),
+        timing_of(&mut vb, kb * n),
+        ratio,
+    )
+}
+
+/// Euler–Maruyama for `dX = aX dt + bX dW` by hand: constant `h`, `√h`
+/// computed once, normals from sdeflow's fixed-step stream, in the operation
+/// order of sdeflow's step (`y + h·f`, then `+ (1·ΔW)·g`).
+#[inline(never)]
+fn hand_em(a: f64, b: f64, x0: f64, h: f64, steps: usize, seed: u64) -> f64 {
+    let mut normals = NormalStream::new(seed);
+    let sqrt_h = h.sqrt();
+    let mut x = x0;
+    for _ in 0..steps {
+        let f = a * x;
+        let g = b * x;
+        let dw = sqrt_h * normals.next_normal();
+        x += h * f;
+        x += dw * g;
+    }
+    x
+}
+
+/// The same scheme on sdeflow's fixed-step time grid: `t_k = t0 + k·h`
+/// (the last step ends exactly at `t1`), step `t_{k+1} − t_k`, increment
+/// `√(t_{k+1} − t_k) · z`. Bit-identical to sdeflow's solve.
+#[inline(never)]
+fn hand_em_grid(a: f64, b: f64, x0: f64, t1: f64, h: f64, seed: u64) -> f64 {
+    let mut normals = NormalStream::new(seed);
+    let (t0, span) = (0.0, t1);
+    let (mut x, mut t, mut k) = (x0, t0, 0usize);
+    loop {
+        let last = (k + 1) as f64 * h >= span * (1.0 - 1e-12);
+        let t_next = if last { t1 } else { t0 + (k + 1) as f64 * h };
+        let hk = t_next - t;
+        let dw = hk.abs().sqrt() * hk.signum() * normals.next_normal();
+        let f = a * x;
+        let g = b * x;
+        x += hk * f;
+        x += dw * g;
+        t = t_next;
+        k += 1;
+        if last {
+            return x;
+        }
+    }
+}
+
+/// One sdeflow EM solve of `p` (fixed `EM_H`); returns `X_T`.
+#[inline(never)]
+fn sdeflow_em<F: Drift, G: Diffusion>(
+    p: &Problem<F, G>,
+    sampling: BrownianSampling,
+    seed: u64,
+) -> f64 {
+    let sol = solve(
+        p,
+        EulerMaruyama,
+        Options::default()
+            .fixed_step(EM_H)
+            .seed(seed)
+            .brownian(sampling)
+            .save_at(SaveAt::T1),
+    )
+    .expect("EulerMaruyama solves GBM");
+    sol.last()[0]
+}
+
+/// Result of part (a).
+struct EmReport {
+    /// `(label, timing per solve)` of every variant.
+    rows: Vec<(&'static str, Timing)>,
+    /// Paired ratio sdeflow / hand loop.
+    ratio: f64,
+    /// The summary line.
+    summary: String,
+}
+
+fn em_vs_hand(cfg: &Config) -> EmReport {
+    let (a, b) = black_box((A, B));
+    let p = gbm(a, b);
+    // correctness first: same scheme, same normals
+    let (mut worst, mut worst_grid) = (0.0f64, 0.0f64);
+    for seed in 0..16u64 {
+        let ours = sdeflow_em(&p, BrownianSampling::Auto, seed);
+        let hand = hand_em(a, b, X0, EM_H, EM_STEPS, seed);
+        let grid = hand_em_grid(a, b, X0, T, EM_H, seed);
+        let rel = (ours - hand).abs() / hand.abs();
+        assert!(
+            ours.is_finite() && rel <= 1e-12,
+            "sdeflow EM and the hand-written loop disagree for seed {seed}: X_T = {ours:e} vs \
+             {hand:e} (relative difference {rel:e} > 1e-12); they no longer compute the same \
+             scheme on the same normals, so the timings are not comparable"
+        );
+        worst = worst.max(rel);
+        worst_grid = worst_grid.max((ours - grid).abs() / grid.abs());
+    }
+    println!(
+        "check: sdeflow EM vs hand loop: X_T agree to {worst:.1e} (relative, 16 seeds); vs the \
+         hand loop on sdeflow's time grid: {}",
+        if worst_grid == 0.0 {
+            "bit-identical".to_string()
+        } else {
+            format!("max relative difference {worst_grid:.1e} (expected bit-identical)")
+        }
+    );
+
+    let mut seed_a = 0u64;
+    let mut seed_b = 0u64;
+    let (ours, hand, ratio) = measure_pair(
+        || {
+            seed_a = seed_a.wrapping_add(1);
+            sdeflow_em(black_box(&p), BrownianSampling::Auto, seed_a)
+        },
+        || {
+            seed_b = seed_b.wrapping_add(1);
+            let (a, b) = black_box((a, b));
+            hand_em(a, b, X0, EM_H, EM_STEPS, seed_b)
+        },
+        cfg,
+    );
+    let mut seed = 0u64;
+    let grid = measure(
+        || {
+            seed = seed.wrapping_add(1);
+            let (a, b) = black_box((a, b));
+            hand_em_grid(a, b, X0, T, EM_H, seed)
+        },
+        cfg,
+    );
+    let mut seed = 0u64;
+    let tree = measure(
+        || {
+            seed = seed.wrapping_add(1);
+            sdeflow_em(black_box(&p), BrownianSampling::Tree, seed)
+        },
+        cfg,
+    );
+    let per_step = |t: Timing| t.median * 1e9 / EM_STEPS as f64;
+    let summary = format!(
+        "EM vs hand-written loop: ratio {ratio:.2} (sdeflow {:.2} ns/step, hand {:.2} ns/step)",
+        per_step(ours),
+        per_step(hand)
+    );
+    EmReport {
+        rows: vec![
+            ("hand loop (NormalStream, constant h)", hand),
+            ("hand loop on sdeflow's time grid", grid),
+            ("sdeflow EulerMaruyama (Auto: increments)", ours),
+            ("sdeflow EulerMaruyama (Brownian tree)", tree),
+        ],
+        ratio,
+        summary,
+    }
+}
+
+fn print_em(r: &EmReport) {
+    println!(
+        "{:<44} {:>10} {:>8} {:>10}",
+        "variant", "ns/step", "±", "runs"
+    );
+    for (label, t) in &r.rows {
+        let spread = if t.spread.is_finite() {
+            format!("{:.1}%", 100.0 * t.spread)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{label:<44} {:>10.2} {spread:>8} {:>10}",
+            t.median * 1e9 / EM_STEPS as f64,
+            t.runs
+        );
+    }
+    println!("{}", r.summary);
+    if r.ratio > 1.3 {
+        println!("(above the 1.3 goal)");
+    }
+}
+
+fn em_csv(r: &EmReport) -> String {
+    let mut s = String::from("variant,ns_per_step,rel_half_iqr,timed_solves,steps_per_solve\n");
+    for (label, t) in &r.rows {
+        let _ = writeln!(
+            s,
+            "\"{label}\",{:.4},{:.4},{},{EM_STEPS}",
+            t.median * 1e9 / EM_STEPS as f64,
+            t.spread,
+            t.runs
+        );
+    }
+    let _ = writeln!(s, "\"ratio sdeflow/hand (paired)\",{:.4},,,", r.ratio);
+    s
+}
+
+// ---------------------------------------------------------------------------
+// (b) Work–precision
+// ---------------------------------------------------------------------------
+
+/// Step sizes `2^-k` of the fixed-step runs.
+const FIXED_EXPONENTS: [i32; 7] = [3, 4, 5, 6, 7, 8, 9];
+/// Tolerances of the adaptive runs.
+const TOLS: [f64; 4] = [1e-2, 1e-3, 1e-4, 1e-5];
+
+/// Fixed step `2^-k` or adaptive at a tolerance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Fixed(i32),
+    Adaptive(f64),
+}
+
+impl Mode {
+    fn label(self) -> String {
+        match self {
+            Mode::Fixed(k) => format!("h=2^-{k}"),
+            Mode::Adaptive(tol) => format!("tol={tol:.0e}"),
+        }
+    }
+}
+
+/// One line of the work–precision table (means over the paths).
+#[derive(Debug, Clone)]
+struct WpRow {
+    problem: &'static str,
+    solver: &'static str,
+    mode: Mode,
+    evals: f64,
+    drift: f64,
+    diffusion: f64,
+    accepted: f64,
+    rejected: f64,
+    err: f64,
+    err_se: f64,
+    paths: usize,
+    failures: usize,
+}
+
+/// Runs `solver` on every path with `opts` (seed set per path) and
+/// averages the error against `exact[seed]` and the work.
+fn wp_row<F, G, S>(
+    problem: (&'static str, &Problem<F, G>),
+    solver: (&'static str, S),
+    mode: Mode,
+    exact: &[f64],
+) -> WpRow
+where
+    F: Drift + Sync,
+    G: Diffusion + Sync,
+    S: Solver + Copy + Sync,
+{
+    let opts = match mode {
+        Mode::Fixed(k) => Options::default().fixed_step(2f64.powi(-k)),
+        Mode::Adaptive(tol) => Options::default().tol(tol),
+    }
+    .brownian(BrownianSampling::Tree)
+    .save_at(SaveAt::T1);
+    let (name, p) = problem;
+    let results = par_map(exact.len(), |i| {
+        let sol = solve(p, solver.1, opts.clone().seed(i as u64)).ok()?;
+        Some(((sol.last()[0] - exact[i]).abs(), sol.stats))
+    });
+    let ok: Vec<_> = results.iter().flatten().collect();
+    let n = ok.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&Stats) -> usize| ok.iter().map(|(_, s)| f(s) as f64).sum::<f64>() / n;
+    let err = ok.iter().map(|(e, _)| e).sum::<f64>() / n;
+    let var = ok.iter().map(|(e, _)| (e - err).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    WpRow {
+        problem: name,
+        solver: solver.0,
+        mode,
+        evals: mean(&|s: &Stats| s.field_evals()),
+        drift: mean(&|s: &Stats| s.drift_evals),
+        diffusion: mean(&|s: &Stats| s.diffusion_evals),
+        accepted: mean(&|s: &Stats| s.accepted_steps),
+        rejected: mean(&|s: &Stats| s.rejected_steps),
+        err: if ok.is_empty() { f64::NAN } else { err },
+        err_se: (var / n).sqrt(),
+        paths: exact.len(),
+        failures: results.len() - ok.len(),
+    }
+}
+
+const WP_HEADER: &str = "problem         solver          mode        evals/path   acc/path  rej/path   strong err    ± s.e.   failed";
+
+fn print_wp(r: &WpRow) {
+    println!(
+        "{:<15} {:<15} {:<10} {:>11.1} {:>10.1} {:>9.1}   {:>10.3e} {:>9.1e}   {}",
+        r.problem,
+        r.solver,
+        r.mode.label(),
+        r.evals,
+        r.accepted,
+        r.rejected,
+        r.err,
+        r.err_se,
+        if r.failures > 0 {
+            format!("{}/{}", r.failures, r.paths)
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// Fixed-step rows (and adaptive ones if `adaptive`) of one solver.
+fn wp_solver<F, G, S>(
+    rows: &mut Vec<WpRow>,
+    problem: (&'static str, &Problem<F, G>),
+    solver: (&'static str, S),
+    adaptive: bool,
+    exact: &[f64],
+) where
+    F: Drift + Sync,
+    G: Diffusion + Sync,
+    S: Solver + Copy + Sync,
+{
+    let modes = FIXED_EXPONENTS
+        .iter()
+        .map(|&k| Mode::Fixed(k))
+        .chain(TOLS.iter().filter(|_| adaptive).map(|&t| Mode::Adaptive(t)));
+    for mode in modes {
+        let row = wp_row(problem, solver, mode, exact);
+        print_wp(&row);
+        rows.push(row);
+    }
+}
+
+/// Fitted slopes of one (problem, solver).
+struct Slopes {
+    problem: &'static str,
+    solver: &'static str,
+    theory: f64,
+    all: f64,
+    fine: f64,
+    adaptive: Option<f64>,
+}
+
+fn slopes(rows: &[WpRow], problem: &'static str, solver: &'static str, theory: f64) -> Slopes {
+    let mine = || {
+        rows.iter()
+            .filter(move |r| r.problem == problem && r.solver == solver && r.err > 0.0)
+    };
+    let fixed: Vec<(f64, f64)> = mine()
+        .filter_map(|r| match r.mode {
+            Mode::Fixed(k) => Some((2f64.powi(-k), r.err)),
+            Mode::Adaptive(_) => None,
+        })
+        .collect();
+    let fit = |pts: &[(f64, f64)]| {
+        let (x, y): (Vec<f64>, Vec<f64>) = pts.iter().copied().unzip();
+        fitted_slope(&x, &y)
+    };
+    let adaptive: Vec<(f64, f64)> = mine()
+        .filter(|r| matches!(r.mode, Mode::Adaptive(_)))
+        .map(|r| (r.evals, r.err))
+        .collect();
+    Slopes {
+        problem,
+        solver,
+        theory,
+        all: fit(&fixed),
+        fine: fit(&fixed[fixed.len().saturating_sub(4)..]),
+        adaptive: (adaptive.len() >= 2).then(|| fit(&adaptive)),
+    }
+}
+
+fn work_precision(cfg: &Config) -> (Vec<WpRow>, Vec<Slopes>) {
+    let ws: Vec<f64> = (0..cfg.paths as u64).map(w_end).collect();
+    let ex_ito: Vec<f64> = ws
+        .iter()
+        .map(|w| X0 * ((A - 0.5 * B * B) * T + B * w).exp())
+        .collect();
+    let ex_strat: Vec<f64> = ws.iter().map(|w| X0 * (A * T + B * w).exp()).collect();
+    let ex_add: Vec<f64> = ws
+        .iter()
+        .map(|w| X0 / (1.0 + T).sqrt() + BETA * (T + ALPHA * w) / (1.0 + T).sqrt())
+        .collect();
+    let ito = gbm(A, B);
+    let strat = gbm(A, B).interpretation(Interpretation::Stratonovich);
+    let add = additive();
+    let (gi, gs, ad) = (
+        ("GBM Itô", &ito),
+        ("GBM Strat.", &strat),
+        ("additive", &add),
+    );
+
+    let mut rows = Vec::new();
+    println!("{WP_HEADER}");
+    let r = &mut rows;
+    wp_solver(r, gi, ("EulerMaruyama", EulerMaruyama), false, &ex_ito);
+    wp_solver(
+        r,
+        gi,
+        ("Milstein", Milstein::derivative_free()),
+        false,
+        &ex_ito,
+    );
+    wp_solver(r, gi, ("Sriw1", Sriw1), true, &ex_ito);
+    wp_solver(r, gi, ("Sosri", Sosri), true, &ex_ito);
+    wp_solver(r, gs, ("EulerHeun", EulerHeun), false, &ex_strat);
+    wp_solver(
+        r,
+        gs,
+        ("Milstein", Milstein::derivative_free()),
+        false,
+        &ex_strat,
+    );
+    wp_solver(r, gs, ("ReversibleHeun", ReversibleHeun), true, &ex_strat);
+    wp_solver(r, ad, ("Sra1", Sra1), true, &ex_add);
+    wp_solver(r, ad, ("Sra3", Sra3), true, &ex_add);
+    wp_solver(r, ad, ("EulerMaruyama", EulerMaruyama), false, &ex_add);
+
+    // theory: strong orders of the SDE module's table (scalar noise is
+    // commutative; EM and reversible Heun reach 1.0 on additive noise)
+    let theory = [
+        ("GBM Itô", "EulerMaruyama", 0.5),
+        ("GBM Itô", "Milstein", 1.0),
+        ("GBM Itô", "Sriw1", 1.5),
+        ("GBM Itô", "Sosri", 1.5),
+        ("GBM Strat.", "EulerHeun", 1.0),
+        ("GBM Strat.", "Milstein", 1.0),
+        ("GBM Strat.", "ReversibleHeun", 0.5),
+        ("additive", "Sra1", 1.5),
+        ("additive", "Sra3", 1.5),
+        ("additive", "EulerMaruyama", 1.0),
+    ];
+    let s = theory
+        .iter()
+        .map(|&(p, sv, th)| slopes(&rows, p, sv, th))
+        .collect();
+    (rows, s)
+}
+
+fn print_slopes(slopes: &[Slopes]) {
+    println!(
+        "{:<15} {:<15} {:>7} {:>12} {:>14} {:>22}",
+        "problem", "solver", "theory", "slope (all)", "slope (fine 4)", "adaptive: err ∝ evals^q"
+    );
+    for s in slopes {
+        println!(
+            "{:<15} {:<15} {:>7.1} {:>12.2} {:>14.2} {:>22}",
+            s.problem,
+            s.solver,
+            s.theory,
+            s.all,
+            s.fine,
+            fmt_opt(s.adaptive, 2)
+        );
+    }
+}
+
+fn wp_csv(rows: &[WpRow], slopes: &[Slopes]) -> String {
+    let mut s = String::from(
+        "problem,solver,mode,h_or_tol,field_evals_mean,drift_evals_mean,diffusion_evals_mean,\
+         accepted_mean,rejected_mean,strong_error_mean,strong_error_se,paths,failures,\
+         fitted_strong_order_all,fitted_strong_order_fine4,adaptive_err_vs_evals_slope\n",
+    );
+    for r in rows {
+        let (mode, x) = match r.mode {
+            Mode::Fixed(k) => ("fixed", 2f64.powi(-k)),
+            Mode::Adaptive(tol) => ("adaptive", tol),
+        };
+        let sl = slopes
+            .iter()
+            .find(|s| s.problem == r.problem && s.solver == r.solver);
+        let _ = writeln!(
+            s,
+            "{},{},{mode},{x:e},{:.2},{:.2},{:.2},{:.2},{:.2},{:e},{:e},{},{},{},{},{}",
+            r.problem,
+            r.solver,
+            r.evals,
+            r.drift,
+            r.diffusion,
+            r.accepted,
+            r.rejected,
+            r.err,
+            r.err_se,
+            r.paths,
+            r.failures,
+            fmt_opt(sl.map(|s| s.all), 4),
+            fmt_opt(sl.map(|s| s.fine), 4),
+            fmt_opt(sl.and_then(|s| s.adaptive), 4),
+        );
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// (c) Mean-square stability
+// ---------------------------------------------------------------------------
+
+/// `(λ, μ)` of the linear test equations.
+const LAMBDA_MU: [(f64, f64); 4] = [(-1.0, 1.0), (-4.0, 2.0), (-10.0, 3.0), (-50.0, 5.0)];
+/// Range of the step-size search.
+const H_LO: f64 = 1e-4;
+const H_HI: f64 = 10.0;
+/// Grid points per decade of the scan.
+const PER_DECADE: usize = 4;
+
+/// The largest mean-square stable step found by a search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Limit {
+    /// Unstable at the smallest step tried.
+    Below(f64),
+    /// Stable (at least) up to this step.
+    At(f64),
+    /// Stable at every step of the grid.
+    Above(f64),
+}
+
+impl Limit {
+    fn label(self) -> String {
+        match self {
+            Limit::Below(h) => format!("none (<{h:.0e})"),
+            Limit::At(h) => format!("{h:.5}"),
+            Limit::Above(h) => format!(">= {h}"),
+        }
+    }
+    fn value(self) -> Option<f64> {
+        match self {
+            Limit::At(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+/// Scans `h = H_LO · 10^(k/PER_DECADE)` up to the first unstable `h`, then
+/// bisects (in `log h`, `bisect` times) between it and the last stable one.
+fn largest_stable(mut stable: impl FnMut(f64) -> bool, bisect: usize) -> Limit {
+    let k_max = (PER_DECADE as f64 * (H_HI / H_LO).log10()).round() as i32;
+    let grid = |k: i32| H_LO * 10f64.powf(k as f64 / PER_DECADE as f64);
+    let Some(k) = (0..=k_max).find(|&k| !stable(grid(k))) else {
+        return Limit::Above(H_HI);
+    };
+    if k == 0 {
+        return Limit::Below(H_LO);
+    }
+    let (mut lo, mut hi) = (grid(k - 1).ln(), grid(k).ln());
+    for _ in 0..bisect {
+        let mid = 0.5 * (lo + hi);
+        if stable(mid.exp()) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Limit::At(lo.exp())
+}
+
+/// `dX = l X dt + μ X dW` on `[0, t1]` (scalar noise).
+fn linear(
+    l: f64,
+    mu: f64,
+    t1: f64,
+    strat: bool,
+) -> Problem<impl Drift + Sync, impl Diffusion + Sync> {
+    let p = Problem::sde(
+        move |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = l * y[0],
+        move |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = mu * y[0],
+        Noise::Scalar,
+        vec![1.0],
+        (0.0, t1),
+    );
+    if strat {
+        p.interpretation(Interpretation::Stratonovich)
+    } else {
+        p
+    }
+}
+
+/// Drift coefficient giving the Itô dynamics `(λ, μ)` in the solver's
+/// interpretation.
+fn drift_coefficient(lambda: f64, mu: f64, strat: bool) -> f64 {
+    if strat {
+        lambda - 0.5 * mu * mu
+    } else {
+        lambda
+    }
+}
+
+/// Monte Carlo: is `E[X_N²] < 1` at `N = cfg.mc_steps` steps of size `h`
+/// over `cfg.mc_paths` paths? An overflowing solve counts as unstable.
+fn mc_stable<S: Solver + Copy + Sync>(
+    solver: S,
+    lambda: f64,
+    mu: f64,
+    strat: bool,
+    h: f64,
+    cfg: &Config,
+) -> bool {
+    let p = linear(
+        drift_coefficient(lambda, mu, strat),
+        mu,
+        cfg.mc_steps as f64 * h,
+        strat,
+    );
+    let opts = Options::default()
+        .fixed_step(h)
+        .brownian(BrownianSampling::Increments)
+        .save_at(SaveAt::T1)
+        .max_steps(10 * cfg.mc_steps);
+    let squares = par_map(cfg.mc_paths, |i| {
+        solve(&p, solver, opts.clone().seed(i as u64))
+            .map_or(f64::INFINITY, |sol| sol.last()[0].powi(2))
+    });
+    let mean = squares.iter().sum::<f64>() / squares.len() as f64;
+    mean < 1.0
+}
+
+/// Probabilists' Gauss–Hermite rule with `n` nodes (weights sum to 1):
+/// exact for `E[p(Z)]`, `Z ~ N(0, 1)`, `p` of degree `≤ 2n − 1`
+/// (Golub–Welsch).
+fn gauss_hermite(n: usize) -> Vec<(f64, f64)> {
+    let mut jacobi = DMatrix::<f64>::zeros(n, n);
+    for k in 1..n {
+        let b = (k as f64).sqrt();
+        jacobi[(k, k - 1)] = b;
+        jacobi[(k - 1, k)] = b;
+    }
+    let eig = jacobi.symmetric_eigen();
+    let mut rule: Vec<(f64, f64)> = (0..n)
+        .map(|i| (eig.eigenvalues[i], eig.eigenvectors[(0, i)].powi(2)))
+        .collect();
+    rule.sort_by(|a, b| a.0.total_cmp(&b.0));
+    rule
+}
+
+/// One step of `solver` of size `h` from `y` (with `ŷ = y_hat` for
+/// solvers that carry one, i.e. `problem.y0`), with `ΔW = √h z1` and Lévy
+/// area `H = √(h/12) z2`. Returns `(y_new, ŷ_new)` (`ŷ_new` is `None`
+/// for one-step solvers).
+fn one_step<F: Drift, G: Diffusion, S: Solver>(
+    solver: &S,
+    p: &Problem<F, G>,
+    h: f64,
+    y: f64,
+    (z1, z2): (f64, f64),
+    y_hat: impl Fn(&S::Cache) -> Option<f64>,
+) -> (f64, Option<f64>) {
+    let fields = Fields::new(p);
+    let mut cache = solver.init(p);
+    let mut stats = Stats::default();
+    let mut f0 = [0.0];
+    p.drift.drift(0.0, &p.y0, &p.params, &mut f0);
+    solver.start(&mut cache, &f0);
+    let dw = [h.sqrt() * z1];
+    let levy = [(h / 12.0).sqrt() * z2];
+    let noise = StepNoise {
+        dw: &dw,
+        levy_h: if solver.needs_levy_area() { &levy } else { &[] },
+    };
+    let (mut y_new, mut err) = ([0.0], [0.0]);
+    solver.step(
+        &mut cache,
+        &fields,
+        0.0,
+        h,
+        &[y],
+        &noise,
+        &mut y_new,
+        &mut err,
+        &mut stats,
+    );
+    solver.accept(&mut cache);
+    (y_new[0], y_hat(&cache))
+}
+
+/// Exact mean-square amplification of a one-step solver on
+/// `dX = l X dt + μ X dW`: `E[R²]` with `X_{n+1} = R X_n`.
+fn ms_factor<S: Solver>(
+    solver: &S,
+    l: f64,
+    mu: f64,
+    strat: bool,
+    h: f64,
+    rule: &[(f64, f64)],
+) -> f64 {
+    let p = linear(l, mu, h, strat);
+    let z2s: &[(f64, f64)] = if solver.needs_levy_area() {
+        rule
+    } else {
+        &[(0.0, 1.0)]
+    };
+    let mut m = 0.0;
+    for &(z1, w1) in rule {
+        for &(z2, w2) in z2s {
+            let (r, _) = one_step(solver, &p, h, 1.0, (z1, z2), |_| None);
+            m += w1 * w2 * r * r;
+        }
+    }
+    m
+}
+
+/// Spectral radius of reversible Heun's second-moment map on `(y, ŷ)`:
+/// `S ↦ E[A S Aᵀ]` on symmetric 2×2 `S`, with the transfer matrix `A` of
+/// one step read column by column from the solver's step.
+fn reversible_heun_radius(l: f64, mu: f64, h: f64, rule: &[(f64, f64)]) -> f64 {
+    let p0 = linear(l, mu, h, true).y0(vec![0.0]);
+    let p1 = linear(l, mu, h, true);
+    let y_hat = |c: &<ReversibleHeun as Solver>::Cache| Some(c.y_hat()[0]);
+    let mut m = Matrix3::<f64>::zeros();
+    let basis = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+    for &(z, w) in rule {
+        // columns: (y, ŷ) = (1, 0) and (0, 1)
+        let (a00, a10) = one_step(&ReversibleHeun, &p0, h, 1.0, (z, 0.0), y_hat);
+        let (a01, a11) = one_step(&ReversibleHeun, &p1, h, 0.0, (z, 0.0), y_hat);
+        let a = [
+            [a00, a01],
+            [
+                a10.expect("ŷ of reversible Heun"),
+                a11.expect("ŷ of reversible Heun"),
+            ],
+        ];
+        for (col, s) in basis.iter().enumerate() {
+            // S = [[s11, s12], [s12, s22]]
+            let sm = [[s[0], s[1]], [s[1], s[2]]];
+            let mut out = [[0.0; 2]; 2];
+            for i in 0..2 {
+                for j in 0..2 {
+                    for k in 0..2 {
+                        for q in 0..2 {
+                            out[i][j] += a[i][k] * sm[k][q] * a[j][q];
+                        }
+                    }
+                }
+            }
+            m[(0, col)] += w * out[0][0];
+            m[(1, col)] += w * out[0][1];
+            m[(2, col)] += w * out[1][1];
+        }
+    }
+    m.complex_eigenvalues()
+        .iter()
+        .map(|c| c.norm())
+        .fold(0.0, f64::max)
+}
+
+/// Closed-form mean-square amplification, where there is one.
+fn analytic_factor(solver: &str, lambda: f64, mu: f64, h: f64) -> Option<f64> {
+    let base = (1.0 + lambda * h).powi(2) + mu * mu * h;
+    match solver {
+        "EulerMaruyama" => Some(base),
+        "EulerHeun" => Some(base + 0.5 * mu.powi(4) * h * h),
+        "Milstein" => Some(base + 0.5 * (mu * (mu + lambda * h.sqrt()) * h).powi(2)),
+        "ReversibleHeun" => Some(f64::INFINITY),
+        _ => None,
+    }
+}
+
+/// One line of the stability table.
+#[derive(Debug, Clone)]
+struct StabRow {
+    lambda: f64,
+    mu: f64,
+    solver: &'static str,
+    form: &'static str,
+    analytic: Option<Limit>,
+    exact: Limit,
+    mc: Limit,
+}
+
+fn stab_row<S: Solver + Copy + Sync>(
+    solver: (&'static str, S),
+    (lambda, mu): (f64, f64),
+    strat: bool,
+    rule: &[(f64, f64)],
+    cfg: &Config,
+) -> StabRow {
+    let (name, s) = solver;
+    let l = drift_coefficient(lambda, mu, strat);
+    let analytic = analytic_factor(name, lambda, mu, 1.0).map(|_| {
+        largest_stable(
+            |h| analytic_factor(name, lambda, mu, h).is_some_and(|r| r < 1.0),
+            50,
+        )
+    });
+    let exact = largest_stable(
+        |h| {
+            let rho = if name == "ReversibleHeun" {
+                reversible_heun_radius(l, mu, h, rule)
+            } else {
+                ms_factor(&s, l, mu, strat, h, rule)
+            };
+            rho < 1.0
+        },
+        50,
+    );
+    let mc = largest_stable(|h| mc_stable(s, lambda, mu, strat, h, cfg), cfg.mc_bisect);
+    StabRow {
+        lambda,
+        mu,
+        solver: name,
+        form: if strat { "Strat." } else { "Itô" },
+        analytic,
+        exact,
+        mc,
+    }
+}
+
+fn print_stab(r: &StabRow) {
+    let ratio = match (r.mc.value(), r.exact.value()) {
+        (Some(a), Some(b)) => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    println!(
+        "{:>6} {:>4}   {:<15} {:<6} {:>14} {:>14} {:>14} {:>10}",
+        r.lambda,
+        r.mu,
+        r.solver,
+        r.form,
+        r.analytic.map_or_else(|| "-".into(), |l| l.label()),
+        r.exact.label(),
+        r.mc.label(),
+        ratio
+    );
+}
+
+fn stability(cfg: &Config) -> Vec<StabRow> {
+    let rule = gauss_hermite(16);
+    // the rule integrates polynomials of degree ≤ 31 exactly
+    let moment = |k: i32| rule.iter().map(|(z, w)| w * z.powi(k)).sum::<f64>();
+    let (m0, m4, m8) = (moment(0), moment(4), moment(8));
+    assert!(
+        (m0 - 1.0).abs() < 1e-12 && (m4 - 3.0).abs() < 1e-11 && (m8 - 105.0).abs() < 1e-9,
+        "Gauss–Hermite rule is wrong: E[1] = {m0}, E[Z^4] = {m4}, E[Z^8] = {m8}"
+    );
+    println!(
+        "{:>6} {:>4}   {:<15} {:<6} {:>14} {:>14} {:>14} {:>10}",
+        "λ", "μ", "solver", "form", "analytic", "2nd moment", "MC N=200", "MC/exact"
+    );
+    let mut rows = Vec::new();
+    for &lm in &LAMBDA_MU {
+        let mut push = |row: StabRow| {
+            print_stab(&row);
+            rows.push(row);
+        };
+        push(stab_row(
+            ("EulerMaruyama", EulerMaruyama),
+            lm,
+            false,
+            &rule,
+            cfg,
+        ));
+        push(stab_row(
+            ("Milstein", Milstein::derivative_free()),
+            lm,
+            false,
+            &rule,
+            cfg,
+        ));
+        push(stab_row(("Sriw1", Sriw1), lm, false, &rule, cfg));
+        push(stab_row(("Sosri", Sosri), lm, false, &rule, cfg));
+        push(stab_row(("EulerHeun", EulerHeun), lm, true, &rule, cfg));
+        push(stab_row(
+            ("ReversibleHeun", ReversibleHeun),
+            lm,
+            true,
+            &rule,
+            cfg,
+        ));
+    }
+    rows
+}
+
+fn stab_csv(rows: &[StabRow], cfg: &Config) -> String {
+    let mut s = String::from(
+        "lambda,mu,solver,interpretation,h_max_analytic,h_max_exact_second_moment,\
+         h_max_monte_carlo,mc_paths,mc_steps,status_analytic,status_exact,status_mc\n",
+    );
+    let val = |l: Option<Limit>| {
+        l.and_then(Limit::value)
+            .map_or_else(String::new, |v| format!("{v:e}"))
+    };
+    let status = |l: Option<Limit>| {
+        l.map_or_else(
+            || "n/a".into(),
+            |l| match l {
+                Limit::Below(h) => format!("unstable at {h:e}"),
+                Limit::At(_) => "found".into(),
+                Limit::Above(h) => format!("stable up to {h:e}"),
+            },
+        )
+    };
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.lambda,
+            r.mu,
+            r.solver,
+            if r.form == "Itô" {
+                "Ito"
+            } else {
+                "Stratonovich"
+            },
+            val(r.analytic),
+            val(Some(r.exact)),
+            val(Some(r.mc)),
+            cfg.mc_paths,
+            cfg.mc_steps,
+            status(r.analytic),
+            status(Some(r.exact)),
+            status(Some(r.mc)),
+        );
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// The report
+// ---------------------------------------------------------------------------
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    let quick = !bench || args.iter().any(|a| a == "--test" || a == "--quick");
+    let cfg = Config {
+        quick,
+        budget: Duration::from_millis(500),
+        batch: Duration::from_millis(2),
+        min_batches: 9,
+        paths: if quick { 4 } else { 200 },
+        mc_paths: if quick { 20 } else { 2000 },
+        mc_steps: 200,
+        mc_bisect: if quick { 2 } else { 8 },
+    };
+    let started = Instant::now();
+    if quick {
+        println!(
+            "sde_report: test mode (no `--bench`): a few paths, single timing runs, no CSV; the \
+             numbers are not meaningful"
+        );
+    }
+
+    println!();
+    println!(
+        "== (a) Euler–Maruyama on GBM (a=1, b=0.5, X0=1), 1000 fixed steps of 1e-3, scalar \
+         noise; time per path-step (median over batches) =="
+    );
+    let em = em_vs_hand(&cfg);
+    print_em(&em);
+
+    println!();
+    println!(
+        "== (b) Work–precision: strong error E|X_N − X(T)| over {} Brownian-tree paths vs drift + \
+         diffusion evaluations per path ==",
+        cfg.paths
+    );
+    let t = Instant::now();
+    let (wp, sl) = work_precision(&cfg);
+    println!();
+    println!(
+        "-- fitted strong orders (least squares of log err on log h; adaptive: on log evals) --"
+    );
+    print_slopes(&sl);
+    println!("(work–precision took {:.1} s)", t.elapsed().as_secs_f64());
+
+    println!();
+    println!(
+        "== (c) Mean-square stability on dX = λX dt + μX dW: largest stable step h (Stratonovich \
+         solvers get drift λ − μ²/2); MC: E[X_N²] < 1 over {} paths of {} steps ==",
+        cfg.mc_paths, cfg.mc_steps
+    );
+    let t = Instant::now();
+    let stab = stability(&cfg);
+    println!("(stability took {:.1} s)", t.elapsed().as_secs_f64());
+
+    if !quick {
+        println!();
+        write_csv("sde_report_em.csv", &em_csv(&em));
+        write_csv("sde_report_work_precision.csv", &wp_csv(&wp, &sl));
+        write_csv("sde_report_stability.csv", &stab_csv(&stab, &cfg));
+    }
+    println!("report took {:.1} s", started.elapsed().as_secs_f64());
+    println!("\nSUMMARY: {}", em.summary);
+    let failed: usize = wp.iter().map(|r| r.failures).sum();
+    if failed > 0 {
+        println!("{failed} solve(s) of the work–precision runs failed; see the `failed` column");
+    }
+}

@@ -897,8 +897,21 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
         error: sri_error,
         measure: "|X(1)-exact|",
     });
+    // Dense output of an SDE solve is linear between steps: at times between
+    // steps it misses the Brownian wiggles the steps skipped over.
+    let sri_on_grid: Vec<f64> = sample(&sri, &em.ts)?.iter().map(|y| y[0]).collect();
+    let sri_interp_error = sri_on_grid
+        .iter()
+        .zip(&exact_grid)
+        .map(|(y, x)| (y - x).abs())
+        .fold(0.0, f64::max);
+    println!(
+        "{:<24} its dense output (linear between steps) on the EM grid: max error = \
+         {sri_interp_error:.3e}",
+        ""
+    );
     let gbm_paths = SdePaths {
-        adaptive: sample(&sri, &em.ts)?.iter().map(|y| y[0]).collect(),
+        adaptive: sri_on_grid,
         adaptive_steps: sri.iter().map(|(t, y)| (t, y[0])).collect(),
         reference_at_steps: sri_exact_at_steps,
         em: em.component(0),
@@ -1019,10 +1032,13 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
     let finest = STRONG_LEVELS[STRONG_LEVELS.len() - 1];
     for (name, order, errs, stats) in &studies {
         let slope = fitted_slope(&hs, errs);
+        // the coarsest steps may be outside the asymptotic regime
+        let fine = hs.len().saturating_sub(4);
+        let slope_fine = fitted_slope(&hs[fine..], &errs[fine..]);
         println!(
-            "    {name:<14} fitted strong order {slope:.3} (theory {order}); at h = 2^-{finest}: \
-             {} drift + {} diffusion evals per path",
-            stats.drift_evals, stats.diffusion_evals
+            "    {name:<14} fitted strong order {slope:.3} (2^-{}..2^-{finest}: {slope_fine:.3}; \
+             theory {order}); at h = 2^-{finest}: {} drift + {} diffusion evals per path",
+            STRONG_LEVELS[fine], stats.drift_evals, stats.diffusion_evals
         );
         tour.runs.push(Run {
             problem: "GBM (100 paths)",
@@ -1035,38 +1051,50 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
     }
 
     // CSV and SVG
-    for (name, paths, adaptive, reference, title) in [
-        ("gbm_paths", &gbm_paths, "sriw1", "exact", "GBM, one path"),
+    let mu_label = format!("μ = {mu}");
+    let plots = [
+        (
+            "gbm_paths",
+            &gbm_paths,
+            "GBM, one path",
+            ["exact", "euler_maruyama", "sriw1"],
+            format!("EulerMaruyama h={GBM_H:.0e}"),
+            format!("Sriw1 tol={SDE_TOL:.0e} (steps)"),
+            None,
+        ),
         (
             "ou_paths",
             &ou_paths,
-            "sra1",
-            "reference",
             "Ornstein–Uhlenbeck, one path",
+            ["reference", "euler_maruyama", "sra1"],
+            format!("EulerMaruyama h={OU_H:.0e}"),
+            format!("Sra1 tol={SDE_TOL:.0e} (steps)"),
+            Some((mu, mu_label.as_str())),
         ),
-    ] {
+    ];
+    for (name, paths, title, [reference, em_col, adaptive_col], em_label, adaptive_label, level) in
+        plots
+    {
         let csv = dir.join(format!("{name}.csv"));
         let rows: Vec<[f64; 3]> = (0..paths.ts.len())
             .map(|i| [paths.reference[i], paths.em[i], paths.adaptive[i]])
             .collect();
         write_csv(
             &csv,
-            &["t", reference, "euler_maruyama", adaptive],
+            &["t", reference, em_col, adaptive_col],
             paths.ts.iter().copied().zip(rows.iter().map(|r| &r[..])),
         )?;
         written.push(csv);
         let svg = dir.join(format!("{name}.svg"));
-        let adaptive_label = if name == "gbm_paths" {
-            format!("Sriw1 tol={SDE_TOL:.0e} (steps)")
-        } else {
-            format!("Sra1 tol={SDE_TOL:.0e} (steps)")
-        };
-        let em_label = if name == "gbm_paths" {
-            format!("EulerMaruyama h={GBM_H:.0e}")
-        } else {
-            format!("EulerMaruyama h={OU_H:.0e}")
-        };
-        plot_sde_paths(&svg, title, paths, reference, &em_label, &adaptive_label)?;
+        plot_sde_paths(
+            &svg,
+            title,
+            paths,
+            reference,
+            &em_label,
+            &adaptive_label,
+            level,
+        )?;
         written.push(svg);
     }
     let csv = dir.join("sde_strong_order.csv");
@@ -1091,9 +1119,10 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// One-path SDE plot: the reference, Euler–Maruyama and the adaptive
-/// solution (a line through its steps, one dot per step) on the left, the
-/// pointwise errors against the reference on the right.
+/// One-path SDE plot: the reference, Euler–Maruyama, the adaptive solution
+/// (a line through its steps, one dot per step) and an optional dashed
+/// horizontal `level` on the left; the errors against the reference at each
+/// solver's steps on the right.
 fn plot_sde_paths(
     path: &Path,
     title: &str,
@@ -1101,6 +1130,7 @@ fn plot_sde_paths(
     reference: &str,
     em_label: &str,
     adaptive_label: &str,
+    level: Option<(f64, &str)>,
 ) -> TourResult<()> {
     let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -1154,6 +1184,17 @@ fn plot_sde_paths(
             .iter()
             .map(|&p| Circle::new(p, 2, RED.filled())),
     )?;
+    if let Some((y, label)) = level {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(t0, y), (t1, y)],
+                8,
+                6,
+                BLACK.mix(0.5).stroke_width(1),
+            ))?
+            .label(label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], BLACK.mix(0.5)));
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -1253,7 +1294,7 @@ fn plot_strong_order(path: &Path, hs: &[f64], lines: &[(&str, f64, &[f64])]) -> 
         .y_label_formatter(&|e| format!("{e:.0e}"))
         .light_line_style(TRANSPARENT)
         .draw()?;
-    let colors = [BLUE, RED, GREEN];
+    let colors = [BLUE, RED, RGBColor(0, 150, 0)];
     for (&(name, order, errs), color) in lines.iter().zip(colors) {
         let pts: Vec<(f64, f64)> = hs.iter().copied().zip(errs.iter().copied()).collect();
         chart
@@ -1263,12 +1304,15 @@ fn plot_strong_order(path: &Path, hs: &[f64], lines: &[(&str, f64, &[f64])]) -> 
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         // reference slope through the finest point
         if let Some(&(h_ref, e_ref)) = pts.iter().min_by(|a, b| a.0.total_cmp(&b.0)) {
-            chart.draw_series(DashedLineSeries::new(
-                hs.iter().map(|&h| (h, e_ref * (h / h_ref).powf(order))),
-                6,
-                4,
-                color.mix(0.6).stroke_width(1),
-            ))?;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    hs.iter().map(|&h| (h, e_ref * (h / h_ref).powf(order))),
+                    6,
+                    4,
+                    color.mix(0.6).stroke_width(1),
+                ))?
+                .label(format!("slope {order} (dashed)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], color.mix(0.6)));
         }
     }
     chart

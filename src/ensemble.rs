@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use sdeflow_solvers::brownian::rng::derive;
 use sdeflow_solvers::{
@@ -68,8 +69,10 @@ pub enum EnsembleError {
         index: usize,
         /// Its seed.
         seed: u64,
-        /// The solver's error.
-        error: SolveError,
+        /// What went wrong.
+        message: String,
+        /// The solver's error (when the trajectory ran in this process).
+        error: Option<SolveError>,
     },
     /// Every trajectory failed.
     AllFailed {
@@ -85,9 +88,12 @@ pub enum EnsembleError {
 impl fmt::Display for EnsembleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EnsembleError::Trajectory { index, seed, error } => {
-                write!(f, "trajectory {index} (seed {seed}) failed: {error}")
-            }
+            EnsembleError::Trajectory {
+                index,
+                seed,
+                message,
+                ..
+            } => write!(f, "trajectory {index} (seed {seed}) failed: {message}"),
             EnsembleError::AllFailed { first } => write!(
                 f,
                 "every trajectory failed; the first, {} (seed {}): {}",
@@ -106,10 +112,10 @@ type ProblemMap<'p, F, G> = dyn Fn(usize, u64, &Problem<F, G>) -> Problem<F, G> 
 
 /// `N` trajectories of a problem.
 pub struct Ensemble<'p, F, G, M> {
-    problem: &'p Problem<F, G>,
+    pub(crate) problem: &'p Problem<F, G>,
     method: M,
     options: Options,
-    trajectories: usize,
+    pub(crate) trajectories: usize,
     seed: u64,
     parallelism: Parallelism,
     on_failure: OnFailure,
@@ -128,20 +134,176 @@ pub struct EnsembleRun<T> {
     pub stats: Stats,
 }
 
-/// What one chunk accumulates.
-struct Acc<A> {
-    value: A,
-    failures: Vec<(Failure, SolveError)>,
-    stats: Stats,
+/// What one chunk (or the whole ensemble) accumulates.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ChunkOut<A> {
+    pub(crate) value: A,
+    pub(crate) failures: Vec<Failure>,
+    pub(crate) stats: Stats,
+    /// The solver errors of the failures (local runs only).
+    #[serde(skip)]
+    pub(crate) errors: Vec<SolveError>,
 }
 
-fn add_stats(a: &mut Stats, b: &Stats) {
+/// A reduction of trajectories: fold each solution into a chunk's
+/// accumulator, merge accumulators in chunk order.
+pub(crate) trait Reducer: Sync {
+    type Acc: Send;
+    fn init(&self) -> Self::Acc;
+    fn fold(&self, acc: &mut Self::Acc, i: usize, sol: &Solution);
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc);
+}
+
+/// Keeps `output(i, sol)` per trajectory.
+struct Collect<O>(O);
+
+impl<T: Send, O: Fn(usize, &Solution) -> T + Sync> Reducer for Collect<O> {
+    type Acc = Vec<(usize, T)>;
+    fn init(&self) -> Self::Acc {
+        Vec::new()
+    }
+    fn fold(&self, acc: &mut Self::Acc, i: usize, sol: &Solution) {
+        acc.push((i, (self.0)(i, sol)));
+    }
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        acc.extend(other);
+    }
+}
+
+/// Moments (and optionally all values) of every state at every save time.
+pub(crate) struct StateStatistics {
+    pub(crate) keep_values: bool,
+}
+
+/// The accumulator of [`StateStatistics`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct StateAcc {
+    ts: Vec<f64>,
+    moments: Vec<Moments>,
+    values: Vec<Vec<f64>>,
+}
+
+impl Reducer for StateStatistics {
+    type Acc = StateAcc;
+    fn init(&self) -> StateAcc {
+        StateAcc::default()
+    }
+    fn fold(&self, st: &mut StateAcc, _i: usize, sol: &Solution) {
+        if st.ts.is_empty() {
+            st.ts = sol.ts.clone();
+            st.moments = vec![Moments::default(); sol.ys.len()];
+            if self.keep_values {
+                st.values = vec![Vec::new(); sol.ys.len()];
+            }
+        }
+        if sol.ys.len() != st.moments.len() {
+            return;
+        }
+        for (k, &v) in sol.ys.iter().enumerate() {
+            st.moments[k].push(v);
+            if self.keep_values {
+                st.values[k].push(v);
+            }
+        }
+    }
+    fn merge(&self, a: &mut StateAcc, b: StateAcc) {
+        if a.ts.is_empty() {
+            *a = b;
+            return;
+        }
+        if b.moments.len() != a.moments.len() {
+            return;
+        }
+        for (x, y) in a.moments.iter_mut().zip(&b.moments) {
+            x.merge(y);
+        }
+        for (x, y) in a.values.iter_mut().zip(b.values) {
+            x.extend(y);
+        }
+    }
+}
+
+/// Moments of `φ(X_T)`.
+pub(crate) struct Expectation<P>(pub(crate) P);
+
+impl<P: Fn(&[f64]) -> f64 + Sync> Reducer for Expectation<P> {
+    type Acc = Moments;
+    fn init(&self) -> Moments {
+        Moments::default()
+    }
+    fn fold(&self, m: &mut Moments, _i: usize, sol: &Solution) {
+        m.push((self.0)(sol.last()));
+    }
+    fn merge(&self, a: &mut Moments, b: Moments) {
+        a.merge(&b);
+    }
+}
+
+pub(crate) fn add_stats(a: &mut Stats, b: &Stats) {
     a.drift_evals += b.drift_evals;
     a.diffusion_evals += b.diffusion_evals;
     a.jacobian_evals += b.jacobian_evals;
     a.accepted_steps += b.accepted_steps;
     a.rejected_steps += b.rejected_steps;
     a.nonlinear_iterations += b.nonlinear_iterations;
+}
+
+/// Merges chunk outputs in the order given.
+pub(crate) fn combine<R: Reducer>(r: &R, chunks: Vec<ChunkOut<R::Acc>>) -> ChunkOut<R::Acc> {
+    let mut total = ChunkOut {
+        value: r.init(),
+        failures: Vec::new(),
+        stats: Stats::default(),
+        errors: Vec::new(),
+    };
+    for chunk in chunks {
+        r.merge(&mut total.value, chunk.value);
+        total.failures.extend(chunk.failures);
+        total.errors.extend(chunk.errors);
+        add_stats(&mut total.stats, &chunk.stats);
+    }
+    total
+}
+
+/// Turns the accumulated moments (and values) into the summary.
+pub(crate) fn finish_statistics(
+    total: ChunkOut<StateAcc>,
+    n: usize,
+    trajectories: usize,
+    taus: &[f64],
+) -> Result<EnsembleSummary, EnsembleError> {
+    let StateAcc {
+        ts,
+        moments,
+        values,
+    } = total.value;
+    if ts.is_empty() {
+        return Err(match total.failures.first() {
+            Some(f) => EnsembleError::AllFailed { first: f.clone() },
+            None => EnsembleError::Invalid("no trajectory ran".into()),
+        });
+    }
+    let succeeded = moments.first().map_or(0, |m| m.count as usize);
+    let times = ts
+        .iter()
+        .enumerate()
+        .map(|(j, &t)| TimeStatistics {
+            t,
+            moments: moments[j * n..(j + 1) * n].to_vec(),
+            quantiles: taus
+                .iter()
+                .map(|&tau| (0..n).map(|i| quantile(&values[j * n + i], tau)).collect())
+                .collect(),
+        })
+        .collect();
+    Ok(EnsembleSummary {
+        trajectories,
+        succeeded,
+        failures: total.failures,
+        taus: taus.to_vec(),
+        times,
+        stats: total.stats,
+    })
 }
 
 impl<'p, F, G, M> Ensemble<'p, F, G, M>
@@ -232,74 +394,91 @@ where
         }
     }
 
-    /// The deterministic chunked map-reduce all results go through.
-    fn reduce<A: Send>(
+    /// Number of chunks of the deterministic reduction.
+    pub(crate) fn chunks(&self) -> usize {
+        self.trajectories.div_ceil(CHUNK)
+    }
+
+    /// Runs the trajectories of chunk `c` (unless `stop` is set) and folds
+    /// them in index order.
+    pub(crate) fn run_chunk<R: Reducer>(
         &self,
-        init: impl Fn() -> A + Sync,
-        fold: impl Fn(&mut A, usize, &Solution) + Sync,
-        merge: impl Fn(&mut A, A),
-    ) -> Result<Acc<A>, EnsembleError> {
+        r: &R,
+        c: usize,
+        stop: &AtomicBool,
+        bar: &ProgressBar,
+    ) -> ChunkOut<R::Acc> {
+        let mut out = ChunkOut {
+            value: r.init(),
+            failures: Vec::new(),
+            stats: Stats::default(),
+            errors: Vec::new(),
+        };
+        let end = ((c + 1) * CHUNK).min(self.trajectories);
+        for i in c * CHUNK..end {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.solve_trajectory(i) {
+                Ok(sol) => {
+                    add_stats(&mut out.stats, &sol.stats);
+                    r.fold(&mut out.value, i, &sol);
+                }
+                Err(e) => {
+                    if let Some(p) = e.partial() {
+                        add_stats(&mut out.stats, &p.stats);
+                    }
+                    if self.on_failure == OnFailure::Abort {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    out.failures.push(Failure {
+                        index: i,
+                        seed: self.trajectory_seed(i),
+                        message: e.to_string(),
+                    });
+                    out.errors.push(e);
+                }
+            }
+        }
+        bar.inc((end - c * CHUNK) as u64);
+        out
+    }
+
+    /// A progress bar for `len` trajectories, shown as configured.
+    pub(crate) fn progress_bar(&self, len: usize) -> ProgressBar {
+        let show = self
+            .progress
+            .unwrap_or(self.trajectories >= 10_000 && std::io::stderr().is_terminal());
+        if !show {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} trajectories, eta {eta}")
+        {
+            bar.set_style(style);
+        }
+        bar
+    }
+
+    /// Runs chunks `range` on this process (serially or on the pool), in
+    /// chunk order.
+    pub(crate) fn run_chunks<R: Reducer>(
+        &self,
+        r: &R,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<ChunkOut<R::Acc>>, EnsembleError> {
         if self.trajectories == 0 {
             return Err(EnsembleError::Invalid(
                 "an ensemble needs at least one trajectory".into(),
             ));
         }
-        let n_chunks = self.trajectories.div_ceil(CHUNK);
         let stop = AtomicBool::new(false);
-        let show = self
-            .progress
-            .unwrap_or(self.trajectories >= 10_000 && std::io::stderr().is_terminal());
-        let bar = if show {
-            let bar = ProgressBar::with_draw_target(
-                Some(self.trajectories as u64),
-                ProgressDrawTarget::stderr(),
-            );
-            if let Ok(style) =
-                ProgressStyle::with_template("{bar:40} {pos}/{len} trajectories, eta {eta}")
-            {
-                bar.set_style(style);
-            }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let run_chunk = |c: usize| -> Acc<A> {
-            let mut acc = Acc {
-                value: init(),
-                failures: Vec::new(),
-                stats: Stats::default(),
-            };
-            let end = ((c + 1) * CHUNK).min(self.trajectories);
-            for i in c * CHUNK..end {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                match self.solve_trajectory(i) {
-                    Ok(sol) => {
-                        add_stats(&mut acc.stats, &sol.stats);
-                        fold(&mut acc.value, i, &sol);
-                    }
-                    Err(e) => {
-                        if let Some(p) = e.partial() {
-                            add_stats(&mut acc.stats, &p.stats);
-                        }
-                        if self.on_failure == OnFailure::Abort {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        let f = Failure {
-                            index: i,
-                            seed: self.trajectory_seed(i),
-                            message: e.to_string(),
-                        };
-                        acc.failures.push((f, e));
-                    }
-                }
-            }
-            bar.inc((end - c * CHUNK) as u64);
-            acc
-        };
-        let chunks: Vec<Acc<A>> = match self.parallelism {
-            Parallelism::Serial => (0..n_chunks).map(run_chunk).collect(),
+        let len = (range.end * CHUNK).min(self.trajectories)
+            - (range.start * CHUNK).min(self.trajectories);
+        let bar = self.progress_bar(len);
+        let out = match self.parallelism {
+            Parallelism::Serial => range.map(|c| self.run_chunk(r, c, &stop, &bar)).collect(),
             Parallelism::Threads(threads) => {
                 let mut builder = rayon::ThreadPoolBuilder::new();
                 if let Some(t) = threads {
@@ -308,56 +487,43 @@ where
                 let pool = builder
                     .build()
                     .map_err(|e| EnsembleError::Invalid(format!("thread pool: {e}")))?;
-                pool.install(|| (0..n_chunks).into_par_iter().map(run_chunk).collect())
+                pool.install(|| {
+                    range
+                        .into_par_iter()
+                        .map(|c| self.run_chunk(r, c, &stop, &bar))
+                        .collect()
+                })
             }
         };
         bar.finish_and_clear();
-        let mut total = Acc {
-            value: init(),
-            failures: Vec::new(),
-            stats: Stats::default(),
-        };
-        for chunk in chunks {
-            merge(&mut total.value, chunk.value);
-            total.failures.extend(chunk.failures);
-            add_stats(&mut total.stats, &chunk.stats);
-        }
+        Ok(out)
+    }
+
+    /// The abort policy applied to a finished reduction.
+    pub(crate) fn check_abort<A>(&self, total: &ChunkOut<A>) -> Result<(), EnsembleError> {
         if self.on_failure == OnFailure::Abort
-            && let Some((f, e)) = total.failures.first()
+            && let Some(f) = total.failures.first()
         {
             return Err(EnsembleError::Trajectory {
                 index: f.index,
                 seed: f.seed,
-                error: e.clone(),
+                message: f.message.clone(),
+                error: total.errors.first().cloned(),
             });
         }
+        Ok(())
+    }
+
+    /// The whole ensemble on this process.
+    fn reduce<R: Reducer>(&self, r: &R) -> Result<ChunkOut<R::Acc>, EnsembleError> {
+        let chunks = self.run_chunks(r, 0..self.chunks())?;
+        let total = combine(r, chunks);
+        self.check_abort(&total)?;
         Ok(total)
     }
 
-    /// Runs every trajectory and keeps `output(i, &solution)` of each (for
-    /// example only `X_T`), in index order.
-    pub fn run<T: Send>(
-        &self,
-        output: impl Fn(usize, &Solution) -> T + Sync,
-    ) -> Result<EnsembleRun<T>, EnsembleError> {
-        let acc = self.reduce(
-            Vec::new,
-            |v: &mut Vec<(usize, T)>, i, sol| v.push((i, output(i, sol))),
-            |a, b| a.extend(b),
-        )?;
-        Ok(EnsembleRun {
-            outputs: acc.value,
-            failures: acc.failures.into_iter().map(|(f, _)| f).collect(),
-            stats: acc.stats,
-        })
-    }
-
-    /// Statistics of the state at every save time: streaming moments
-    /// (memory independent of `N`) and, if `taus` is not empty, the
-    /// empirical quantiles `taus` (which keep the `N` values of each
-    /// component at each save time). Needs the same save times for every
-    /// trajectory: `SaveAt::T1`, `SaveAt::Times`, or fixed steps.
-    pub fn statistics(&self, taus: &[f64]) -> Result<EnsembleSummary, EnsembleError> {
+    /// Checks the settings of [`Ensemble::statistics`].
+    pub(crate) fn check_statistics(&self, taus: &[f64]) -> Result<(), EnsembleError> {
         if let Some(bad) = taus.iter().find(|t| !(0.0..=1.0).contains(*t)) {
             return Err(EnsembleError::Invalid(format!(
                 "quantile level {bad} is outside [0, 1]"
@@ -372,77 +538,35 @@ where
                     .into(),
             ));
         }
-        let keep = !taus.is_empty();
-        // (times, moments per (time, component), values per (time, component))
-        type St = (Vec<f64>, Vec<Moments>, Vec<Vec<f64>>);
-        let acc = self.reduce(
-            || -> St { (Vec::new(), Vec::new(), Vec::new()) },
-            |st: &mut St, _i, sol| {
-                if st.0.is_empty() {
-                    st.0 = sol.ts.clone();
-                    st.1 = vec![Moments::default(); sol.ys.len()];
-                    if keep {
-                        st.2 = vec![Vec::new(); sol.ys.len()];
-                    }
-                }
-                if sol.ys.len() != st.1.len() {
-                    return;
-                }
-                for (k, &v) in sol.ys.iter().enumerate() {
-                    st.1[k].push(v);
-                    if keep {
-                        st.2[k].push(v);
-                    }
-                }
-            },
-            |a: &mut St, b: St| {
-                if a.0.is_empty() {
-                    *a = b;
-                    return;
-                }
-                if b.1.len() != a.1.len() {
-                    return;
-                }
-                for (x, y) in a.1.iter_mut().zip(&b.1) {
-                    x.merge(y);
-                }
-                if keep {
-                    for (x, y) in a.2.iter_mut().zip(b.2) {
-                        x.extend(y);
-                    }
-                }
-            },
-        )?;
-        let failures: Vec<Failure> = acc.failures.into_iter().map(|(f, _)| f).collect();
-        let (ts, moments, values) = acc.value;
-        if ts.is_empty() {
-            return Err(match failures.first() {
-                Some(f) => EnsembleError::AllFailed { first: f.clone() },
-                None => EnsembleError::Invalid("no trajectory ran".into()),
-            });
-        }
-        let n = self.problem.dim();
-        let succeeded = moments.first().map_or(0, |m| m.count as usize);
-        let times = ts
-            .iter()
-            .enumerate()
-            .map(|(j, &t)| TimeStatistics {
-                t,
-                moments: moments[j * n..(j + 1) * n].to_vec(),
-                quantiles: taus
-                    .iter()
-                    .map(|&tau| (0..n).map(|i| quantile(&values[j * n + i], tau)).collect())
-                    .collect(),
-            })
-            .collect();
-        Ok(EnsembleSummary {
-            trajectories: self.trajectories,
-            succeeded,
-            failures,
-            taus: taus.to_vec(),
-            times,
-            stats: acc.stats,
+        Ok(())
+    }
+
+    /// Runs every trajectory and keeps `output(i, &solution)` of each (for
+    /// example only `X_T`), in index order.
+    pub fn run<T: Send>(
+        &self,
+        output: impl Fn(usize, &Solution) -> T + Sync,
+    ) -> Result<EnsembleRun<T>, EnsembleError> {
+        let total = self.reduce(&Collect(output))?;
+        Ok(EnsembleRun {
+            outputs: total.value,
+            failures: total.failures,
+            stats: total.stats,
         })
+    }
+
+    /// Statistics of the state at every save time: streaming moments
+    /// (memory independent of `N`) and, if `taus` is not empty, the
+    /// empirical quantiles `taus` (which keep the `N` values of each
+    /// component at each save time). Needs the same save times for every
+    /// trajectory: `SaveAt::T1`, `SaveAt::Times`, or fixed steps.
+    pub fn statistics(&self, taus: &[f64]) -> Result<EnsembleSummary, EnsembleError> {
+        self.check_statistics(taus)?;
+        let r = StateStatistics {
+            keep_values: !taus.is_empty(),
+        };
+        let total = self.reduce(&r)?;
+        finish_statistics(total, self.problem.dim(), self.trajectories, taus)
     }
 
     /// Estimates `E[φ(X_T)]` (X_T the last saved state) with a confidence
@@ -453,16 +577,12 @@ where
         phi: impl Fn(&[f64]) -> f64 + Sync,
         level: f64,
     ) -> Result<Estimate, EnsembleError> {
-        let acc = self.reduce(
-            Moments::default,
-            |m: &mut Moments, _i, sol| m.push(phi(sol.last())),
-            |a, b| a.merge(&b),
-        )?;
-        if acc.value.count == 0
-            && let Some((f, _)) = acc.failures.first()
+        let total = self.reduce(&Expectation(phi))?;
+        if total.value.count == 0
+            && let Some(f) = total.failures.first()
         {
             return Err(EnsembleError::AllFailed { first: f.clone() });
         }
-        Ok(acc.value.estimate(level))
+        Ok(total.value.estimate(level))
     }
 }

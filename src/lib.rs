@@ -41,6 +41,10 @@ pub use sdeflow_solvers::{
 };
 
 pub mod ensemble;
+#[cfg(feature = "mpi")]
+pub mod ensemble_mpi;
+#[cfg(feature = "mpi")]
+pub use mpi;
 pub mod statistics;
 
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.
