@@ -1,9 +1,11 @@
 //! # sdeflow
 //!
 //! Ordinary and stochastic differential equations in Rust: adaptive explicit
-//! Runge–Kutta solvers with dense output, stiff solvers through diffsol, and
-//! (in progress) SDE solvers over a Brownian tree, gradients through solvers
-//! and Monte Carlo ensembles.
+//! Runge–Kutta solvers with dense output, stiff solvers through diffsol, SDE
+//! solvers (Euler–Maruyama, Milstein, SRI/SRA stochastic Runge–Kutta,
+//! reversible Heun) over a Brownian tree, and Monte Carlo ensembles that are
+//! bit-reproducible on any number of threads or MPI ranks. Gradients through
+//! solvers are in progress.
 //!
 //! A problem is defined with closures and solved with one call:
 //!
@@ -24,7 +26,8 @@
 //! # Ok::<(), SolveError>(())
 //! ```
 //!
-//! See `docs/getting-started.md` and `docs/choosing-a-solver.md`.
+//! See `docs/getting-started.md`, `docs/choosing-a-solver.md`, `docs/sde.md`
+//! and `docs/ensembles.md`.
 
 pub use sdeflow_solvers::{
     Bdf, BrownianSampling, Bs3, Controller, Diffusion, Dopri5, Drift, Esdirk34, Euler, EulerHeun,
