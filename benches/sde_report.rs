@@ -1009,10 +1009,12 @@ fn gauss_hermite(n: usize) -> Vec<(f64, f64)> {
     rule
 }
 
-/// One step of `solver` of size `h` from `y` (with `ŷ = y_hat` for
-/// solvers that carry one, i.e. `problem.y0`), with `ΔW = √h z1` and Lévy
-/// area `H = √(h/12) z2`. Returns `(y_new, ŷ_new)` (`ŷ_new` is `None`
-/// for one-step solvers).
+/// One step of `solver` of size `h` from `y`, with `ΔW = √h z1` and Lévy
+/// area `H = √(h/12) z2`, driven through the `Solver` trait as the loop
+/// drives it. A solver that carries an auxiliary state `ŷ` (reversible
+/// Heun) starts from `ŷ = problem.y0`; `y_hat` reads `ŷ` after the step
+/// from the cache. Returns `(y_new, ŷ_new)` (`ŷ_new` is `None` for
+/// one-step solvers).
 fn one_step<F: Drift, G: Diffusion, S: Solver>(
     solver: &S,
     p: &Problem<F, G>,
@@ -1024,9 +1026,11 @@ fn one_step<F: Drift, G: Diffusion, S: Solver>(
     let fields = Fields::new(p);
     let mut cache = solver.init(p);
     let mut stats = Stats::default();
-    let mut f0 = [0.0];
+    // the loop starts a solve with f and g evaluated at y0 (= ŷ0)
+    let (mut f0, mut g0) = ([0.0], [0.0]);
     p.drift.drift(0.0, &p.y0, &p.params, &mut f0);
-    solver.start(&mut cache, &f0);
+    p.diffusion.diffusion(0.0, &p.y0, &p.params, &mut g0);
+    solver.start(&mut cache, &f0, &g0);
     let dw = [h.sqrt() * z1];
     let levy = [(h / 12.0).sqrt() * z2];
     let noise = StepNoise {

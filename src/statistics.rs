@@ -242,14 +242,14 @@ mod tests {
         xs.iter().for_each(|&x| all.push(x));
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
-        assert!((all.mean - mean).abs() < 1e-9);
+        assert!((all.mean - mean).abs() < 1e-14 * mean.abs());
         assert!((all.variance() - var).abs() < 1e-9 * var);
         let (mut a, mut b) = (Moments::default(), Moments::default());
         xs[..400].iter().for_each(|&x| a.push(x));
         xs[400..].iter().for_each(|&x| b.push(x));
         a.merge(&b);
         assert_eq!(a.count, 1000);
-        assert!((a.mean - mean).abs() < 1e-9);
+        assert!((a.mean - mean).abs() < 1e-14 * mean.abs());
         assert!((a.variance() - var).abs() < 1e-9 * var);
     }
 

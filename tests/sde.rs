@@ -54,9 +54,10 @@ fn reversible_heun_reverses_to_round_off() {
     let n_steps = 1000;
     let h = 1.0 / n_steps as f64;
     let mut y = p.y0.clone();
-    let mut f0 = vec![0.0; 2];
+    let (mut f0, mut g0) = (vec![0.0; 2], vec![0.0; 4]);
     p.drift.drift(0.0, &y, &[], &mut f0);
-    solver.start(&mut cache, &f0);
+    p.diffusion.diffusion(0.0, &y, &[], &mut g0);
+    solver.start(&mut cache, &f0, &g0);
     let (mut y_new, mut err, mut dw) = (vec![0.0; 2], vec![0.0; 2], vec![0.0; 2]);
     for k in 0..n_steps {
         let t = k as f64 * h;
@@ -251,13 +252,15 @@ fn same_seed_same_path_other_seed_other_path() {
 #[test]
 fn stats_count_drift_and_diffusion_separately() {
     let sol = solve(&gbm(), EulerMaruyama, Options::default().fixed_step(0.01)).expect("em");
-    // probe: 1 drift + 1 diffusion; then 1 + 1 per step, the first drift reused
+    // 1 drift + 1 diffusion per step; the first step reuses the loop's
+    // initial evaluations (which check the fields' shapes)
     assert_eq!(sol.stats.drift_evals, 100);
-    assert_eq!(sol.stats.diffusion_evals, 101);
+    assert_eq!(sol.stats.diffusion_evals, 100);
     let sol = solve(&gbm(), Sriw1, Options::default().fixed_step(0.01)).expect("sriw1");
-    // SRIW1: 2 drift + 4 diffusion stages per step, plus the probes
-    assert_eq!(sol.stats.drift_evals, 1 + 2 * 100);
-    assert_eq!(sol.stats.diffusion_evals, 1 + 4 * 100);
+    // SRIW1: 2 drift + 4 diffusion stages per step (stage 0 of the first
+    // step is the initial evaluation)
+    assert_eq!(sol.stats.drift_evals, 2 * 100);
+    assert_eq!(sol.stats.diffusion_evals, 4 * 100);
 }
 
 #[test]

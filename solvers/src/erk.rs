@@ -114,7 +114,7 @@ impl Solver for ExplicitRk {
         }
     }
 
-    fn start(&self, cache: &mut ErkCache, f0: &[f64]) {
+    fn start(&self, cache: &mut ErkCache, f0: &[f64], _g0: &[f64]) {
         cache.ks[..cache.n].copy_from_slice(f0);
         cache.k0_valid = true;
     }

@@ -28,9 +28,11 @@ pub enum SolveError {
         /// What to check.
         hint: String,
     },
-    /// A vector field returned NaN or an infinite value.
+    /// A vector field returned NaN or an infinite value, or the solution
+    /// became non-finite.
     NonFiniteDerivative {
-        /// Which field (`"drift"`, `"diffusion"`, `"jacobian"`).
+        /// Which field (`"drift"`, `"diffusion"`), or `"solution"` when the
+        /// state itself became non-finite during a step.
         field: &'static str,
         /// Time of the evaluation.
         t: f64,
@@ -131,6 +133,17 @@ impl fmt::Display for SolveError {
                 ),
             },
             SolveError::NonFiniteDerivative {
+                field: "solution",
+                t,
+                component,
+                step,
+            } => write!(
+                f,
+                "the solution became non-finite in component {component} in the step from \
+                 t={t} (after {step} accepted steps): it blows up, or the step is too large \
+                 for stability; try an adaptive solver, a smaller step, or a shorter span"
+            ),
+            SolveError::NonFiniteDerivative {
                 field,
                 t,
                 component,
@@ -164,7 +177,8 @@ impl fmt::Display for SolveError {
             SolveError::NeedsStepSize { solver } => write!(
                 f,
                 "{solver} has no error estimate, so it cannot choose its steps: set \
-                 Options::dt0 (fixed step), or use an adaptive solver such as Tsit5"
+                 Options::fixed_step(h) (or dt0), or use an adaptive solver (Tsit5 for \
+                 ODEs; Sriw1, Sosri, Sra1 or ReversibleHeun for SDEs)"
             ),
             SolveError::Interpolation { reason } => write!(f, "cannot interpolate: {reason}"),
             SolveError::Backend { solver, t, message } => {

@@ -169,8 +169,9 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     // SDEs: check the diffusion's shape once, and set up the Brownian path
     let needs_levy = solver.needs_levy_area();
     let mut path = Path::None;
+    let mut g0 = Vec::new();
     if let Some(noise) = problem.noise {
-        let mut g0 = vec![0.0; noise.diffusion_len(n)];
+        g0 = vec![0.0; noise.diffusion_len(n)];
         probe_field("diffusion", g0.len(), t0, &mut g0, |out| {
             problem.diffusion.diffusion(t0, &y, &problem.params, out)
         })?;
@@ -195,7 +196,7 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     let mut levy_h = vec![0.0; if needs_levy { m } else { 0 }];
 
     let mut cache = solver.init(problem);
-    solver.start(&mut cache, &f0);
+    solver.start(&mut cache, &f0, &g0);
 
     let h_abs = match opts.dt0 {
         Some(dt) => dt.abs().min(opts.dt_max),
@@ -321,7 +322,7 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
             if h.abs() < floor {
                 if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
                     return Err(SolveError::NonFiniteDerivative {
-                        field: "drift",
+                        field: "solution",
                         t,
                         component,
                         step: stats.accepted_steps,
@@ -341,7 +342,7 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
 
         if !adaptive && let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
             return Err(SolveError::NonFiniteDerivative {
-                field: "drift",
+                field: "solution",
                 t,
                 component,
                 step: stats.accepted_steps,

@@ -9,7 +9,10 @@ pub enum Noise {
     /// same `dW`.
     Scalar,
     /// `m = n` independent Brownian motions, component `i` driven by `W_i`
-    /// only; `g` has `n` entries (the diagonal).
+    /// only; `g` has `n` entries (the diagonal). The higher-order solvers
+    /// (Milstein, SRI) also assume `g_i` depends on `y_i` (and `t`) only —
+    /// not on other components; otherwise they still converge, but only at
+    /// about order 0.5: use `General(n)` with Euler–Maruyama / Euler–Heun.
     Diagonal,
     /// Like `Diagonal`, with `g` independent of `y` (it may depend on `t`).
     /// Solvers for additive noise (SRA) exploit this.

@@ -104,7 +104,10 @@ pub enum SaveAt {
 /// How an SDE solve samples its Brownian motion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum BrownianSampling {
-    /// A Brownian tree for adaptive solves, direct increments for fixed steps.
+    /// A Brownian tree for adaptive solves, direct increments for fixed
+    /// steps. With increments the path of a seed depends on the step size
+    /// and on whether the solver draws Lévy areas (SRI/SRA do): use `Tree`
+    /// to compare solvers or step sizes on one path.
     #[default]
     Auto,
     /// Always a virtual Brownian tree: the path is a function of the seed

@@ -109,9 +109,9 @@ pub trait Solver {
         false
     }
 
-    /// Starts a solve at a state where the drift is `f0` (already evaluated
-    /// by the loop).
-    fn start(&self, cache: &mut Self::Cache, f0: &[f64]);
+    /// Starts a solve at a state where the drift is `f0` and the diffusion
+    /// `g0` (empty for ODEs), both already evaluated by the loop.
+    fn start(&self, cache: &mut Self::Cache, f0: &[f64], g0: &[f64]);
 
     /// Takes one step of size `h` from `(t, y)` into `y_new`; writes the
     /// local error estimate into `err` when the method has one.
@@ -192,8 +192,8 @@ macro_rules! delegate_solver {
             ) -> $cache {
                 $inner.init(problem)
             }
-            fn start(&self, cache: &mut $cache, f0: &[f64]) {
-                $inner.start(cache, f0)
+            fn start(&self, cache: &mut $cache, f0: &[f64], g0: &[f64]) {
+                $inner.start(cache, f0, g0)
             }
             #[inline]
             fn step<F: $crate::field::Drift, G: $crate::field::Diffusion>(

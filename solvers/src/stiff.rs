@@ -441,7 +441,7 @@ where
         let y = state.y;
         if let Some(component) = (0..n).position(|i| !y[i].is_finite()) {
             return Err(SolveError::NonFiniteDerivative {
-                field: "drift",
+                field: "solution",
                 t: t_prev,
                 component,
                 step: stats.accepted_steps,

@@ -67,8 +67,9 @@ impl Solver for EulerHeun {
             f_valid: false,
         }
     }
-    fn start(&self, cache: &mut EulerHeunCache, f0: &[f64]) {
+    fn start(&self, cache: &mut EulerHeunCache, f0: &[f64], g0: &[f64]) {
         cache.f.copy_from_slice(f0);
+        cache.g.copy_from_slice(g0);
         cache.f_valid = true;
     }
     #[inline]
@@ -84,11 +85,12 @@ impl Solver for EulerHeun {
         _err: &mut [f64],
         stats: &mut Stats,
     ) {
+        // f and g at (t, y): valid after the start and after a rejection
         if !cache.f_valid {
             fields.f(t, y, &mut cache.f, stats);
+            fields.g(t, y, &mut cache.g, stats);
             cache.f_valid = true;
         }
-        fields.g(t, y, &mut cache.g, stats);
         cache.y_bar.copy_from_slice(y);
         add_noise(cache.noise, &cache.g, noise.dw, 1.0, &mut cache.y_bar);
         fields.g(t, &cache.y_bar, &mut cache.g_bar, stats);

@@ -60,8 +60,9 @@ impl Solver for EulerMaruyama {
             f_valid: false,
         }
     }
-    fn start(&self, cache: &mut EmCache, f0: &[f64]) {
+    fn start(&self, cache: &mut EmCache, f0: &[f64], g0: &[f64]) {
         cache.f.copy_from_slice(f0);
+        cache.g.copy_from_slice(g0);
         cache.f_valid = true;
     }
     #[inline]
@@ -77,11 +78,12 @@ impl Solver for EulerMaruyama {
         _err: &mut [f64],
         stats: &mut Stats,
     ) {
+        // f and g at (t, y): valid after the start and after a rejection
         if !cache.f_valid {
             fields.f(t, y, &mut cache.f, stats);
+            fields.g(t, y, &mut cache.g, stats);
             cache.f_valid = true;
         }
-        fields.g(t, y, &mut cache.g, stats);
         for i in 0..y.len() {
             y_new[i] = y[i] + h * cache.f[i];
         }

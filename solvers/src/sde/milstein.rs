@@ -129,8 +129,9 @@ impl Solver for Milstein {
             f_valid: false,
         }
     }
-    fn start(&self, cache: &mut MilsteinCache, f0: &[f64]) {
+    fn start(&self, cache: &mut MilsteinCache, f0: &[f64], g0: &[f64]) {
         cache.f.copy_from_slice(f0);
+        cache.g.copy_from_slice(g0);
         cache.f_valid = true;
     }
     #[inline]
@@ -147,11 +148,12 @@ impl Solver for Milstein {
         stats: &mut Stats,
     ) {
         let n = y.len();
+        // f and g at (t, y): valid after the start and after a rejection
         if !cache.f_valid {
             fields.f(t, y, &mut cache.f, stats);
+            fields.g(t, y, &mut cache.g, stats);
             cache.f_valid = true;
         }
-        fields.g(t, y, &mut cache.g, stats);
         let sqh = h.abs().sqrt();
         match self.derivative {
             MilsteinDerivative::Exact => {

@@ -6,10 +6,13 @@
 //! |---|---|---|---|---|
 //! | [`EulerMaruyama`] | Itô | any | 0.5 (1.0 additive) | no |
 //! | [`EulerHeun`] | Stratonovich | any | 0.5 (1.0 commutative) | no |
-//! | [`Milstein`] | Itô or Stratonovich (the problem's) | scalar, diagonal | 1.0 | no |
-//! | [`Sriw1`], [`Sosri`] | Itô | scalar, diagonal | 1.5 | yes |
+//! | [`Milstein`] | Itô or Stratonovich (the problem's) | scalar, diagonal, additive | 1.0 | no |
+//! | [`Sriw1`], [`Sosri`] | Itô | scalar, diagonal, additive | 1.5 | yes |
 //! | [`Sra1`], [`Sra3`] | either (additive noise) | additive | 1.5 | yes |
 //! | [`ReversibleHeun`] | Stratonovich | any | 0.5 (1.0 additive) | yes |
+//!
+//! Diagonal noise means `g_i` depends on `y_i` (and `t`) only; the order of
+//! Milstein and SRI relies on it (see [`Noise::Diagonal`]).
 
 mod euler_heun;
 mod euler_maruyama;
@@ -92,7 +95,7 @@ impl Support {
                 what: "integration backwards in time (SDE solves run forward; the \
                        stochastic adjoints replay the path backwards themselves)"
                     .into(),
-                alternatives: "none: give tspan with t1 > t0".into(),
+                alternatives: "(none — give tspan with t1 > t0)".into(),
             });
         }
         let Some(noise) = problem.noise else {

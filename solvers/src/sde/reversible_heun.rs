@@ -122,9 +122,11 @@ impl Solver for ReversibleHeun {
             k: vec![0.0; n],
         }
     }
-    fn start(&self, cache: &mut ReversibleHeunCache, f0: &[f64]) {
-        // ŷ_0 = y_0 (set by init), μ_0 = f(t0, y0)
+    fn start(&self, cache: &mut ReversibleHeunCache, f0: &[f64], g0: &[f64]) {
+        // ŷ_0 = y_0 (set by init), μ_0 = f(t0, y0), σ_0 = g(t0, y0)
         cache.mu.copy_from_slice(f0);
+        cache.sigma.copy_from_slice(g0);
+        cache.initialised = true;
     }
     #[inline]
     fn step<F: Drift, G: Diffusion>(

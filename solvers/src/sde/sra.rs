@@ -208,7 +208,14 @@ impl Solver for Sra {
             k: vec![0.0; n],
         }
     }
-    fn start(&self, _cache: &mut SraCache, _f0: &[f64]) {}
+    fn start(&self, cache: &mut SraCache, f0: &[f64], _g0: &[f64]) {
+        // drift stage 0 is (t0, y0) for every SRA tableau
+        if self.tableau.c0[0] == 0.0 {
+            let n = cache.n;
+            cache.fs[..n].copy_from_slice(f0);
+            cache.f0_valid = true;
+        }
+    }
     #[inline]
     fn step<F: Drift, G: Diffusion>(
         &self,

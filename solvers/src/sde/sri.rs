@@ -327,7 +327,15 @@ impl Solver for Sri {
             k: vec![0.0; n],
         }
     }
-    fn start(&self, _cache: &mut SriCache, _f0: &[f64]) {}
+    fn start(&self, cache: &mut SriCache, f0: &[f64], g0: &[f64]) {
+        // stage 0 is (t0, y0) for every SRI tableau (row 0 is empty, c = 0)
+        if self.tableau.c0[0] == 0.0 && self.tableau.c1[0] == 0.0 {
+            let n = cache.n;
+            cache.fs[..n].copy_from_slice(f0);
+            cache.gs[..n].copy_from_slice(&g0[..n]);
+            cache.first_valid = true;
+        }
+    }
     #[inline]
     fn step<F: Drift, G: Diffusion>(
         &self,
