@@ -21,10 +21,13 @@
 //!    with `Sra1`, and a strong-convergence study (`EulerMaruyama`,
 //!    `Milstein`, `Sriw1`) with fitted orders; writes its own CSV and SVG
 //!    files into `target/tour/`;
-//! 6. **summary** of every run.
+//! 6. **a Monte Carlo ensemble** of 10^5 GBM paths: mean and 5–95 % band
+//!    against the exact lognormal ones (plot and CSV), and the statistics on
+//!    one and on two threads compared bit for bit;
+//! 7. **summary** of every run.
 //!
-//! Later sections (gradients, ensembles) plug in as further functions called
-//! from [`main`], each pushing its rows into the same [`Tour`].
+//! Later sections (gradients) plug in as further functions called from
+//! [`main`], each pushing its rows into the same [`Tour`].
 
 use std::error::Error;
 use std::fs::{self, File};
@@ -33,7 +36,9 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 use sdeflow::brownian::{BrownianPath, BrownianTree};
+use sdeflow::ensemble::Ensemble;
 use sdeflow::prelude::*;
+use statrs::distribution::{ContinuousCDF, Normal};
 
 /// The result type of every section.
 type TourResult<T> = Result<T, Box<dyn Error>>;
@@ -106,6 +111,7 @@ fn main() -> TourResult<()> {
     van_der_pol_section(&mut tour)?;
     let mut written = output_section(&tour)?;
     written.extend(sde_section(&mut tour)?);
+    written.extend(ensemble_section()?);
     summary_section(&tour);
     println!();
     println!("Files written:");
@@ -1332,7 +1338,7 @@ fn plot_strong_order(path: &Path, hs: &[f64], lines: &[(&str, f64, &[f64])]) -> 
 /// Section 6: one line per run (`f` = drift, `g` = diffusion evaluations;
 /// a tolerance of `-` marks a fixed-step run).
 fn summary_section(tour: &Tour) {
-    header("6. Summary");
+    header("7. Summary");
     println!(
         "{:<20} {:<22} {:>6} {:>7} {:>7} {:>6} {:>5} {:>7} {:>10}  (measure)",
         "problem", "solver", "tol", "NFE f", "NFE g", "steps", "rej", "J evals", "error"
@@ -1356,4 +1362,144 @@ fn summary_section(tour: &Tour) {
             r.measure
         );
     }
+}
+
+/// Paths in the ensemble section.
+const ENSEMBLE_PATHS: usize = 100_000;
+
+/// 6. A Monte Carlo ensemble of 10^5 GBM paths: mean and 5–95 % band
+/// against the exact lognormal ones, and the same statistics, to the bit, on
+/// one and on two threads.
+fn ensemble_section() -> TourResult<Vec<PathBuf>> {
+    header("6. Monte Carlo ensemble: 10^5 GBM paths");
+    let gbm = gbm_problem();
+    let times: Vec<f64> = (0..=20).map(|i| i as f64 * GBM_T / 20.0).collect();
+    let opts = Options::default()
+        .fixed_step(0.01)
+        .save_at(SaveAt::Times(times.clone()));
+    let taus = [0.05, 0.5, 0.95];
+    let run = |threads: usize| -> TourResult<(sdeflow::statistics::EnsembleSummary, f64)> {
+        let start = std::time::Instant::now();
+        let s = Ensemble::new(&gbm, Sriw1, opts.clone(), ENSEMBLE_PATHS)
+            .seed(GBM_SEED)
+            .threads(threads)
+            .statistics(&taus)?;
+        Ok((s, start.elapsed().as_secs_f64()))
+    };
+    let (two, t2) = run(2)?;
+    let (one, t1) = run(1)?;
+    println!(
+        "Sriw1, h = 0.01, {} paths: {:.2} s on 2 threads, {:.2} s on 1 thread; {} failed",
+        ENSEMBLE_PATHS,
+        t2,
+        t1,
+        two.failures.len()
+    );
+    println!(
+        "1 thread and 2 threads give bit-identical statistics: {}",
+        if one == two { "yes" } else { "NO" }
+    );
+    if one != two {
+        return Err("the ensemble statistics depend on the thread count".into());
+    }
+    let z = Normal::standard();
+    println!("      t   mean ± s.e.        exact mean   5 %     (exact)    95 %    (exact)");
+    let mut worst_mean_z: f64 = 0.0;
+    for ts in two.times.iter().step_by(5) {
+        let t = ts.t;
+        let exact_mean = GBM_X0 * (GBM_A * t).exp();
+        let q = |tau: f64| {
+            GBM_X0
+                * ((GBM_A - 0.5 * GBM_B * GBM_B) * t + GBM_B * t.sqrt() * z.inverse_cdf(tau)).exp()
+        };
+        println!(
+            "   {:4.2}   {:.4} ± {:.4}   {:.4}     {:.4}  ({:.4})   {:.4}  ({:.4})",
+            t,
+            ts.mean(0),
+            ts.std_error(0),
+            exact_mean,
+            ts.quantiles[0][0],
+            q(0.05),
+            ts.quantiles[2][0],
+            q(0.95)
+        );
+    }
+    for ts in two.times.iter().skip(1) {
+        let exact_mean = GBM_X0 * (GBM_A * ts.t).exp();
+        worst_mean_z = worst_mean_z.max((ts.mean(0) - exact_mean).abs() / ts.std_error(0));
+    }
+    println!("largest |mean − exact| over the save times: {worst_mean_z:.2} standard errors");
+    let dir = tour_dir()?;
+    let csv = dir.join("ensemble_gbm.csv");
+    two.write_csv(&csv)?;
+    let svg = dir.join("ensemble_gbm.svg");
+    plot_ensemble(&svg, &two)?;
+    Ok(vec![csv, svg])
+}
+
+/// Mean and 5–95 % band of the ensemble against the exact ones.
+fn plot_ensemble(path: &Path, s: &sdeflow::statistics::EnsembleSummary) -> TourResult<()> {
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let z = Normal::standard();
+    let exact_q = |t: f64, tau: f64| {
+        GBM_X0 * ((GBM_A - 0.5 * GBM_B * GBM_B) * t + GBM_B * t.sqrt() * z.inverse_cdf(tau)).exp()
+    };
+    let ymax = s
+        .times
+        .iter()
+        .map(|ts| ts.quantiles[2][0])
+        .fold(0.0, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "GBM ensemble, 10^5 paths: mean and 5–95 % band",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..GBM_T, 0.0..ymax)?;
+    chart.configure_mesh().x_desc("t").y_desc("X").draw()?;
+    let band: Vec<(f64, f64)> = s
+        .times
+        .iter()
+        .map(|ts| (ts.t, ts.quantiles[2][0]))
+        .chain(s.times.iter().rev().map(|ts| (ts.t, ts.quantiles[0][0])))
+        .collect();
+    chart
+        .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.2).filled())))?
+        .label("ensemble 5–95 %")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], BLUE.mix(0.2).filled()));
+    chart
+        .draw_series(LineSeries::new(
+            s.times.iter().map(|ts| (ts.t, ts.mean(0))),
+            BLUE.stroke_width(2),
+        ))?
+        .label("ensemble mean")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    let fine: Vec<f64> = (0..=100).map(|i| i as f64 * GBM_T / 100.0).collect();
+    chart
+        .draw_series(LineSeries::new(
+            fine.iter().map(|&t| (t, GBM_X0 * (GBM_A * t).exp())),
+            RED.stroke_width(1),
+        ))?
+        .label("exact mean")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    for tau in [0.05, 0.95] {
+        chart.draw_series(DashedLineSeries::new(
+            fine.iter().map(|&t| (t, exact_q(t, tau))),
+            6,
+            4,
+            RED.stroke_width(1),
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
