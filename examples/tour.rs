@@ -1367,9 +1367,9 @@ fn summary_section(tour: &Tour) {
 /// Paths in the ensemble section.
 const ENSEMBLE_PATHS: usize = 100_000;
 
-/// 6. A Monte Carlo ensemble of 10^5 GBM paths: mean and 5–95 % band
-/// against the exact lognormal ones, and the same statistics, to the bit, on
-/// one and on two threads.
+/// Section 6: a Monte Carlo ensemble of 10^5 GBM paths — mean and 5–95 %
+/// band against the exact lognormal ones, and the same statistics, to the
+/// bit, on one and on two threads.
 fn ensemble_section() -> TourResult<Vec<PathBuf>> {
     header("6. Monte Carlo ensemble: 10^5 GBM paths");
     let gbm = gbm_problem();

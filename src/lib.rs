@@ -40,7 +40,7 @@ pub use sdeflow_solvers::{
 /// The building blocks, for users who write their own solvers or tableaus.
 pub use sdeflow_solvers::{
     brownian, controller, dense, dual, erk, field, initial_step, integrate, noise, norm, options,
-    problem, solution, solver, stiff, tableau,
+    problem, sde, solution, solver, stiff, tableau,
 };
 
 pub mod ensemble;

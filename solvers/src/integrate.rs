@@ -80,15 +80,26 @@ enum Path {
 impl Path {
     #[inline]
     fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
-        let path: &mut dyn BrownianPath = match self {
-            Path::None => return,
-            Path::Tree(p) => p.as_mut(),
-            Path::Increments(p) => p,
-        };
-        if levy {
-            path.increment_with_levy_area(s, t, dw, h);
-        } else {
-            path.increment(s, t, dw);
+        #[inline(always)]
+        fn from<P: BrownianPath>(
+            p: &mut P,
+            s: f64,
+            t: f64,
+            levy: bool,
+            dw: &mut [f64],
+            h: &mut [f64],
+        ) {
+            if levy {
+                p.increment_with_levy_area(s, t, dw, h);
+            } else {
+                p.increment(s, t, dw);
+            }
+        }
+        // static dispatch: this runs once per step
+        match self {
+            Path::None => {}
+            Path::Tree(p) => from(p.as_mut(), s, t, levy, dw, h),
+            Path::Increments(p) => from(p, s, t, levy, dw, h),
         }
     }
 }
@@ -257,6 +268,18 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     let mut attempts = 0usize;
     let mut fixed_index = 0usize;
     let span = (t1 - t0).abs();
+    // fixed steps: the number of steps, decided once (the last one ends at t1)
+    let fixed_steps = {
+        let reach = |k: usize| k as f64 * h_abs >= span * (1.0 - 1e-12);
+        let mut k = ((span / h_abs).ceil() as usize).max(1);
+        while k > 1 && reach(k - 1) {
+            k -= 1;
+        }
+        while !reach(k) {
+            k += 1;
+        }
+        k
+    };
 
     loop {
         if attempts >= opts.max_steps {
@@ -275,17 +298,18 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
             } else {
                 (cand, false)
             }
+        } else if fixed_index + 1 == fixed_steps {
+            (t1, true)
         } else {
-            let cand = t0 + dir * (fixed_index + 1) as f64 * h_abs;
-            if (fixed_index + 1) as f64 * h_abs >= span * (1.0 - 1e-12) {
-                (t1, true)
-            } else {
-                (cand, false)
-            }
+            (t0 + dir * (fixed_index + 1) as f64 * h_abs, false)
         };
         let h_step = t_next - t;
-        let floor = opts.dt_min.max(16.0 * f64::EPSILON * t.abs().max(1e-300));
-        if h_step.abs() < floor && !last || h_step == 0.0 {
+        let floor = if adaptive {
+            opts.dt_min.max(16.0 * f64::EPSILON * t.abs().max(1e-300))
+        } else {
+            0.0
+        };
+        if adaptive && (h_step.abs() < floor && !last || h_step == 0.0) {
             let partial = saved.into_solution(n, t, &y, stats, Status::Incomplete, solver.name());
             return Err(SolveError::StepSizeUnderflow {
                 t,

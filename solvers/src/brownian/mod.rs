@@ -39,6 +39,9 @@ pub trait BrownianPath {
 pub struct BrownianIncrements {
     m: usize,
     stream: NormalStream,
+    /// The last interval length and its signed square root (fixed steps
+    /// repeat it).
+    last: (f64, f64),
 }
 
 impl BrownianIncrements {
@@ -47,6 +50,7 @@ impl BrownianIncrements {
         BrownianIncrements {
             m,
             stream: NormalStream::new(seed),
+            last: (0.0, 0.0),
         }
     }
 }
@@ -58,7 +62,11 @@ impl BrownianPath for BrownianIncrements {
 
     #[inline]
     fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
-        let sd = (t - s).abs().sqrt() * (t - s).signum();
+        let h = t - s;
+        if h != self.last.0 {
+            self.last = (h, h.abs().sqrt() * h.signum());
+        }
+        let sd = self.last.1;
         for d in dw.iter_mut() {
             *d = sd * self.stream.next_normal();
         }
