@@ -56,3 +56,18 @@ pub mod prelude {
     pub use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
     pub use sdeflow_solvers::prelude::*;
 }
+
+/// The guides' code blocks are compiled and run as doc tests.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../docs/getting-started.md")]
+    struct GettingStarted;
+    #[doc = include_str!("../docs/choosing-a-solver.md")]
+    struct ChoosingASolver;
+    #[doc = include_str!("../docs/sde.md")]
+    struct Sde;
+    #[doc = include_str!("../docs/ensembles.md")]
+    struct Ensembles;
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+}

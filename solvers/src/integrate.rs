@@ -271,14 +271,20 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     // fixed steps: the number of steps, decided once (the last one ends at t1)
     let fixed_steps = {
         let reach = |k: usize| k as f64 * h_abs >= span * (1.0 - 1e-12);
-        let mut k = ((span / h_abs).ceil() as usize).max(1);
-        while k > 1 && reach(k - 1) {
-            k -= 1;
+        let estimate = span / h_abs;
+        if adaptive || !(estimate < 1e15) {
+            // adaptive, or more steps than any budget allows (max_steps stops it)
+            usize::MAX
+        } else {
+            let mut k = (estimate.ceil() as usize).max(1);
+            while k > 1 && reach(k - 1) {
+                k -= 1;
+            }
+            while !reach(k) {
+                k += 1;
+            }
+            k
         }
-        while !reach(k) {
-            k += 1;
-        }
-        k
     };
 
     loop {

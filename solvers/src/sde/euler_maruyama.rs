@@ -78,18 +78,21 @@ impl Solver for EulerMaruyama {
         _err: &mut [f64],
         stats: &mut Stats,
     ) {
-        // f and g at (t, y): valid after the start and after a rejection
-        if !cache.f_valid {
-            fields.f(t, y, &mut cache.f, stats);
+        // f(t, y) goes straight into y_new (one buffer fewer on the
+        // step's dependency chain); at the start the loop's f0 and g0 serve
+        if cache.f_valid {
+            y_new.copy_from_slice(&cache.f);
+        } else {
+            fields.f(t, y, y_new, stats);
             fields.g(t, y, &mut cache.g, stats);
-            cache.f_valid = true;
         }
-        for i in 0..y.len() {
-            y_new[i] = y[i] + h * cache.f[i];
+        for (yn, &yi) in y_new.iter_mut().zip(y) {
+            *yn = yi + h * *yn;
         }
         add_noise(cache.noise, &cache.g, noise.dw, 1.0, y_new);
     }
     fn accept(&self, cache: &mut EmCache) {
+        // EM never rejects (no error estimate): f and g are redone next step
         cache.f_valid = false;
     }
     super::linear_dense!(EmCache);
