@@ -272,7 +272,7 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     let fixed_steps = {
         let reach = |k: usize| k as f64 * h_abs >= span * (1.0 - 1e-12);
         let estimate = span / h_abs;
-        if adaptive || !(estimate < 1e15) {
+        if adaptive || estimate.is_nan() || estimate >= 1e15 {
             // adaptive, or more steps than any budget allows (max_steps stops it)
             usize::MAX
         } else {
