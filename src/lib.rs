@@ -37,6 +37,9 @@ pub use sdeflow_solvers::{
     StepController, Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
 };
 
+pub use sdeflow_adjoint::{Adjoint, GradError, Gradient, Loss, grad};
+pub use sdeflow_solvers::{DriftVjp, FiniteDifferenceVjp, WithVjp};
+
 /// The building blocks, for users who write their own solvers or tableaus.
 pub use sdeflow_solvers::{
     brownian, controller, dense, dual, erk, field, initial_step, integrate, noise, norm, options,
@@ -53,6 +56,7 @@ pub mod statistics;
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.
 pub mod prelude {
     pub use crate::ensemble::{Ensemble, OnFailure};
+    pub use sdeflow_adjoint::{Adjoint, Gradient, Loss, grad};
     pub use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
     pub use sdeflow_solvers::prelude::*;
 }

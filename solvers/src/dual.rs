@@ -26,7 +26,7 @@
 
 pub use num_dual::{Dual64, DualNum};
 
-use crate::field::{Diffusion, Drift};
+use crate::field::{Diffusion, Drift, DriftVjp};
 
 /// A vector field written generically over the scalar type `D`, so that it
 /// can be evaluated on `f64` and on forward-mode dual numbers.
@@ -101,5 +101,27 @@ impl<F: GenericField> Diffusion for Generic<F> {
     fn diffusion_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
         self.directional(t, y, p, v, out, true);
         true
+    }
+}
+
+impl<F: GenericField> DriftVjp for Generic<F> {
+    /// Exact: one forward-mode dual evaluation per state and per parameter
+    /// component (columns of the Jacobians), contracted with `v`.
+    fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+        let n = y.len();
+        let mut col = vec![0.0; n];
+        let mut e = vec![0.0; n.max(p.len())];
+        for j in 0..n {
+            e[j] = 1.0;
+            self.directional(t, y, p, &e[..n], &mut col, true);
+            e[j] = 0.0;
+            oy[j] += col.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
+        }
+        for j in 0..p.len() {
+            e[j] = 1.0;
+            self.directional(t, y, p, &e[..p.len()], &mut col, false);
+            e[j] = 0.0;
+            op[j] += col.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
+        }
     }
 }

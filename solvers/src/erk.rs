@@ -269,3 +269,184 @@ delegate_solver!(
     VERN7,
     ButcherTableau
 );
+
+/// Methods that are an explicit Runge–Kutta tableau (every ERK solver):
+/// what the discrete adjoint needs to reverse their steps.
+pub trait RungeKutta {
+    /// The method as a tableau-driven solver.
+    fn rk(&self) -> ExplicitRk;
+}
+
+impl RungeKutta for ExplicitRk {
+    fn rk(&self) -> ExplicitRk {
+        *self
+    }
+}
+
+macro_rules! runge_kutta {
+    ($($name:ident => $tab:expr),*) => {
+        $(impl RungeKutta for $name {
+            fn rk(&self) -> ExplicitRk {
+                ExplicitRk::new(&$tab)
+            }
+        })*
+    };
+}
+runge_kutta!(Euler => EULER, Heun => HEUN, Bs3 => BS3, Dopri5 => DP5, Tsit5 => TSIT5, Vern7 => VERN7);
+
+/// The cotangent `bar = ∂L/∂y(t_n + θh)` of a value interpolated inside a
+/// step (a save time that is not a step end).
+#[derive(Debug, Clone, Copy)]
+pub struct InterpCotangent<'a> {
+    /// Position in the step, in (0, 1).
+    pub theta: f64,
+    /// The cotangent.
+    pub bar: &'a [f64],
+}
+
+/// Workspace of [`ExplicitRk::step_vjp`].
+#[derive(Debug, Clone)]
+pub struct ErkVjpCache {
+    n: usize,
+    /// Stage inputs and derivatives (step stages, then interpolation stages).
+    inputs: Vec<f64>,
+    ks: Vec<f64>,
+    kappa: Vec<f64>,
+    lam: Vec<f64>,
+    big: Vec<f64>,
+    weights: Vec<f64>,
+}
+
+impl ExplicitRk {
+    /// Workspace for reversing steps of a state of dimension `n`.
+    pub fn vjp_cache(&self, n: usize) -> ErkVjpCache {
+        let s_all = self.tableau.stages() + self.tableau.dense.extra_c.len();
+        ErkVjpCache {
+            n,
+            inputs: vec![0.0; s_all * n],
+            ks: vec![0.0; s_all * n],
+            kappa: vec![0.0; s_all * n],
+            lam: vec![0.0; n],
+            big: vec![0.0; n],
+            weights: vec![0.0; s_all],
+        }
+    }
+
+    /// The discrete adjoint of one step (Hager 2000; Sandu 2006): the step
+    /// from `(t, y)` of size `h` is recomputed, then reversed stage by stage.
+    /// On entry `lambda = ∂L/∂y_{n+1}`; on exit `lambda = ∂L/∂y_n`, with the
+    /// cotangents `interp` of values interpolated inside the step included.
+    /// `∂L/∂p` is added to `p_bar`. The step size is a constant (the
+    /// controller is not differentiated). Returns the number of VJPs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_vjp<F: crate::field::DriftVjp>(
+        &self,
+        c: &mut ErkVjpCache,
+        field: &F,
+        p: &[f64],
+        t: f64,
+        h: f64,
+        y: &[f64],
+        lambda: &mut [f64],
+        interp: &[InterpCotangent<'_>],
+        p_bar: &mut [f64],
+        stats: &mut Stats,
+    ) -> usize {
+        let tab = self.tableau;
+        let n = c.n;
+        let s = tab.stages();
+        let s_all = if interp.is_empty() {
+            s
+        } else {
+            s + tab.dense.extra_c.len()
+        };
+        let row = |i: usize| -> &'static [f64] {
+            if i < s {
+                tab.a[i]
+            } else {
+                tab.dense.extra_a[i - s]
+            }
+        };
+        let node = |i: usize| {
+            if i < s {
+                tab.c[i]
+            } else {
+                tab.dense.extra_c[i - s]
+            }
+        };
+        // forward: stage inputs and derivatives
+        for i in 0..s_all {
+            let (done, rest) = c.ks.split_at_mut(i * n);
+            stage_input(y, h, row(i), done, n, &mut c.inputs[i * n..(i + 1) * n]);
+            stats.drift_evals += 1;
+            field.drift(
+                t + node(i) * h,
+                &c.inputs[i * n..(i + 1) * n],
+                p,
+                &mut rest[..n],
+            );
+        }
+        // cotangents of the stage derivatives from the outputs
+        c.kappa[..s_all * n].iter_mut().for_each(|v| *v = 0.0);
+        c.lam.copy_from_slice(lambda);
+        for i in 0..s {
+            let hb = h * tab.b[i];
+            if hb != 0.0 {
+                for k in 0..n {
+                    c.kappa[i * n + k] += hb * lambda[k];
+                }
+            }
+        }
+        for ic in interp {
+            let w = &mut c.weights[..s_all];
+            for (i, wi) in w.iter_mut().enumerate() {
+                *wi = tab.dense.coeffs[i]
+                    .iter()
+                    .rev()
+                    .fold(0.0, |acc, &q| acc * ic.theta + q);
+            }
+            for i in 0..s_all {
+                let hw = h * w[i];
+                if hw != 0.0 {
+                    for k in 0..n {
+                        c.kappa[i * n + k] += hw * ic.bar[k];
+                    }
+                }
+            }
+            for k in 0..n {
+                c.lam[k] += ic.bar[k];
+            }
+        }
+        // reverse through the stages
+        let mut vjps = 0;
+        let big_lambda = &mut c.big;
+        for i in (0..s_all).rev() {
+            let kap = &c.kappa[i * n..(i + 1) * n];
+            if kap.iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            big_lambda.iter_mut().for_each(|v| *v = 0.0);
+            field.drift_vjp(
+                t + node(i) * h,
+                &c.inputs[i * n..(i + 1) * n],
+                p,
+                kap,
+                big_lambda,
+                p_bar,
+            );
+            vjps += 1;
+            for k in 0..n {
+                c.lam[k] += big_lambda[k];
+            }
+            for (j, &a) in row(i).iter().enumerate() {
+                if a != 0.0 {
+                    for k in 0..n {
+                        c.kappa[j * n + k] += h * a * big_lambda[k];
+                    }
+                }
+            }
+        }
+        lambda.copy_from_slice(&c.lam);
+        vjps
+    }
+}

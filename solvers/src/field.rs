@@ -109,3 +109,95 @@ where
         true
     }
 }
+
+/// Vector–Jacobian products of a drift: what gradients through solvers
+/// need. Implemented by fields written generically over the scalar
+/// ([`crate::dual::Generic`], exact, by forward-mode duals), by closures with
+/// a hand-written VJP ([`WithVjp`]), and — approximately, only when asked —
+/// by [`FiniteDifferenceVjp`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no vector–Jacobian product, so gradients cannot flow through it",
+    note = "write the field generically over the scalar and wrap it in `Generic` (exact, by dual numbers), \
+            attach a hand-written VJP with `Problem::with_vjp`, implement `DriftVjp`, \
+            or opt into approximate `FiniteDifferenceVjp`"
+)]
+pub trait DriftVjp: Drift {
+    /// Adds `vᵀ ∂f/∂y` to `out_y` and `vᵀ ∂f/∂p` to `out_p` at `(t, y, p)`.
+    fn drift_vjp(
+        &self,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        v: &[f64],
+        out_y: &mut [f64],
+        out_p: &mut [f64],
+    );
+}
+
+/// A drift with a hand-written VJP closure
+/// `|t, y, p, v, out_y, out_p|` that adds `vᵀ∂f/∂y` to `out_y` and `vᵀ∂f/∂p`
+/// to `out_p`. Built by [`crate::Problem::with_vjp`].
+#[derive(Debug, Clone, Copy)]
+pub struct WithVjp<F, V> {
+    /// The drift.
+    pub field: F,
+    /// The VJP closure.
+    pub vjp: V,
+}
+
+impl<F: Drift, V> Drift for WithVjp<F, V> {
+    #[inline(always)]
+    fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
+        self.field.drift(t, y, p, dy)
+    }
+}
+
+impl<F, V> DriftVjp for WithVjp<F, V>
+where
+    F: Drift,
+    V: Fn(f64, &[f64], &[f64], &[f64], &mut [f64], &mut [f64]),
+{
+    fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+        (self.vjp)(t, y, p, v, oy, op)
+    }
+}
+
+/// Opt-in, approximate VJPs by central finite differences (`2(n + n_p)`
+/// drift evaluations per product, relative step `ε^{1/3}`). Gradients through
+/// it are approximations, labelled as such: prefer [`crate::dual::Generic`].
+#[derive(Debug, Clone, Copy)]
+pub struct FiniteDifferenceVjp<F>(pub F);
+
+impl<F: Drift> Drift for FiniteDifferenceVjp<F> {
+    #[inline(always)]
+    fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
+        self.0.drift(t, y, p, dy)
+    }
+}
+
+impl<F: Drift> DriftVjp for FiniteDifferenceVjp<F> {
+    fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+        let n = y.len();
+        let (mut yp, mut pp) = (y.to_vec(), p.to_vec());
+        let (mut fp, mut fm) = (vec![0.0; n], vec![0.0; n]);
+        let eps = f64::EPSILON.cbrt();
+        for j in 0..n {
+            let h = eps * y[j].abs().max(1.0);
+            yp[j] = y[j] + h;
+            self.0.drift(t, &yp, p, &mut fp);
+            yp[j] = y[j] - h;
+            self.0.drift(t, &yp, p, &mut fm);
+            yp[j] = y[j];
+            oy[j] += (0..n).map(|i| v[i] * (fp[i] - fm[i])).sum::<f64>() / (2.0 * h);
+        }
+        for j in 0..p.len() {
+            let h = eps * p[j].abs().max(1.0);
+            pp[j] = p[j] + h;
+            self.0.drift(t, y, &pp, &mut fp);
+            pp[j] = p[j] - h;
+            self.0.drift(t, y, &pp, &mut fm);
+            pp[j] = p[j];
+            op[j] += (0..n).map(|i| v[i] * (fp[i] - fm[i])).sum::<f64>() / (2.0 * h);
+        }
+    }
+}

@@ -30,7 +30,9 @@ pub mod tableau;
 pub use controller::{ConstantController, Controller, PiController, PidController, StepController};
 pub use erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 pub use error::SolveError;
-pub use field::{Diffusion, Drift, NoDiffusion, WithJacobian};
+pub use field::{
+    Diffusion, Drift, DriftVjp, FiniteDifferenceVjp, NoDiffusion, WithJacobian, WithVjp,
+};
 pub use noise::{Interpretation, Noise};
 pub use options::{BrownianSampling, Options, SaveAt, Tolerance};
 pub use problem::Problem;

@@ -2,7 +2,7 @@
 //! parameters.
 
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift, NoDiffusion, WithJacobian};
+use crate::field::{Diffusion, Drift, NoDiffusion, WithJacobian, WithVjp};
 use crate::noise::{Interpretation, Noise};
 
 /// An ODE `y' = f(t, y, p)` or an SDE `dy = f(t, y, p) dt + g(t, y, p) dW`
@@ -110,6 +110,27 @@ impl<F: Drift, G: Diffusion> Problem<F, G> {
             drift: WithJacobian {
                 field: self.drift,
                 jacobian,
+            },
+            diffusion: self.diffusion,
+            noise: self.noise,
+            interpretation: self.interpretation,
+            y0: self.y0,
+            tspan: self.tspan,
+            params: self.params,
+        }
+    }
+
+    /// Attaches a hand-written vector–Jacobian product
+    /// `|t, y, p, v, out_y, out_p|` that adds `vᵀ∂f/∂y` to `out_y` and
+    /// `vᵀ∂f/∂p` to `out_p`, so that gradients can flow through the drift.
+    pub fn with_vjp<V>(self, vjp: V) -> Problem<WithVjp<F, V>, G>
+    where
+        V: Fn(f64, &[f64], &[f64], &[f64], &mut [f64], &mut [f64]),
+    {
+        Problem {
+            drift: WithVjp {
+                field: self.drift,
+                vjp,
             },
             diffusion: self.diffusion,
             noise: self.noise,
