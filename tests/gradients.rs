@@ -225,3 +225,61 @@ fn hand_written_and_finite_difference_vjps() {
         b.dp[0]
     );
 }
+
+#[test]
+fn checkpointing_bounds_memory_and_keeps_the_gradient() {
+    // Lotka–Volterra on [0, T] with fixed steps: 400, 4000 and 40 000 steps.
+    // With a budget of 16 states per level the backward pass never holds
+    // more than 16·(levels + 1) states (levels = ⌈log_16(steps)⌉), and the
+    // gradient equals the one with every state stored.
+    let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
+        g[0] = 1.0;
+        g[1] = -0.5;
+        ys[0] - 0.5 * ys[1]
+    };
+    for steps in [400usize, 4000, 40_000] {
+        let t1 = 4.0;
+        let prob = Problem::ode(Generic(Lv), Y0.to_vec(), (0.0, t1)).params(P.to_vec());
+        let opts = Options::default()
+            .fixed_step(t1 / steps as f64)
+            .save_at(SaveAt::T1)
+            .max_steps(1_000_000);
+        let small = grad(
+            &prob,
+            Tsit5,
+            &opts,
+            &l,
+            Adjoint::Discrete { checkpoints: 16 },
+        )
+        .expect("16");
+        let all = grad(
+            &prob,
+            Tsit5,
+            &opts,
+            &l,
+            Adjoint::Discrete {
+                checkpoints: 1_000_000,
+            },
+        )
+        .expect("store all");
+        let levels = (steps as f64).log(16.0).ceil() as usize;
+        println!(
+            "{steps} steps: peak stored states {} with budget 16 (bound {}), {} storing all; backward drift evals {} vs {}",
+            small.peak_stored_states,
+            16 * (levels + 1),
+            all.peak_stored_states,
+            small.backward_drift_evals,
+            all.backward_drift_evals
+        );
+        assert!(small.peak_stored_states <= 16 * (levels + 1));
+        assert!(all.peak_stored_states >= steps);
+        for (a, b) in small
+            .dp
+            .iter()
+            .chain(&small.dy0)
+            .zip(all.dp.iter().chain(&all.dy0))
+        {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+}

@@ -1,13 +1,18 @@
-//! The discrete adjoint of explicit Runge–Kutta solves: a forward solve that
-//! keeps its accepted steps, then the steps reversed one by one with
-//! [`ExplicitRk::step_vjp`](sdeflow_solvers::erk::ExplicitRk::step_vjp).
-//! Saved values inside a step (interpolated) send their cotangents through
-//! the method's interpolant.
+//! The discrete adjoint of explicit Runge–Kutta solves: the forward solve
+//! records its accepted step times and at most `checkpoints` states; the
+//! backward sweep reverses the steps one by one with
+//! [`ExplicitRk::step_vjp`](sdeflow_solvers::erk::ExplicitRk::step_vjp),
+//! recomputing the states it needs from the checkpoints — recursively, with
+//! the same budget per level (Griewank 1992; diffrax's
+//! `RecursiveCheckpointAdjoint`), so stored states stay within
+//! `budget · (levels + 1)` while the number of steps grows. Saved values
+//! inside a step (interpolated) send their cotangents through the method's
+//! interpolant.
 
-use sdeflow_solvers::erk::{InterpCotangent, RungeKutta};
-use sdeflow_solvers::{
-    DriftVjp, NoDiffusion, Options, Problem, SaveAt, Solution, Solver, Stats, solve,
-};
+use sdeflow_solvers::erk::{ErkVjpCache, ExplicitRk, InterpCotangent, RungeKutta};
+use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
+use sdeflow_solvers::solver::{Fields, StepNoise};
+use sdeflow_solvers::{DriftVjp, NoDiffusion, Options, Problem, Solver, Stats};
 
 use crate::loss::Loss;
 use crate::{GradError, Gradient};
@@ -22,12 +27,178 @@ struct Located {
     save: usize,
 }
 
-/// The discrete adjoint (see [`crate::grad`]).
+/// Records the accepted step times and, online, at most `budget`
+/// checkpoint states at indices that are multiples of a stride doubled
+/// whenever the budget fills (so the unknown number of steps needs no
+/// second pass).
+struct Recorder {
+    ts: Vec<f64>,
+    stride: usize,
+    budget: usize,
+    ckpts: Vec<(usize, Vec<f64>)>,
+}
+
+impl StepObserver for Recorder {
+    fn accepted(&mut self, m: usize, t: f64, t_next: f64, y: &[f64], y_next: &[f64]) {
+        if m == 0 {
+            self.ts.push(t);
+            self.ckpts.push((0, y.to_vec()));
+        }
+        self.ts.push(t_next);
+        if (m + 1).is_multiple_of(self.stride) {
+            self.ckpts.push((m + 1, y_next.to_vec()));
+            if self.ckpts.len() > self.budget {
+                self.stride *= 2;
+                let stride = self.stride;
+                self.ckpts.retain(|(i, _)| i.is_multiple_of(stride));
+            }
+        }
+    }
+}
+
+/// Re-runs accepted steps from a stored state with the recorded step sizes.
+struct Advancer<'a, F, S: Solver> {
+    problem: &'a Problem<F, NoDiffusion>,
+    solver: &'a S,
+    cache: S::Cache,
+    ts: &'a [f64],
+    f0: Vec<f64>,
+    y: Vec<f64>,
+    y_new: Vec<f64>,
+    err: Vec<f64>,
+    stats: Stats,
+}
+
+impl<F: DriftVjp, S: Solver> Advancer<'_, F, S> {
+    /// Steps `from..to` starting from `y_from` (the state at `ts[from]`),
+    /// handing the state after each step (index `m + 1`) to `keep`.
+    fn run(&mut self, from: usize, to: usize, y_from: &[f64], mut keep: impl FnMut(usize, &[f64])) {
+        let fields = Fields::new(self.problem);
+        self.y.copy_from_slice(y_from);
+        fields.f(self.ts[from], &self.y, &mut self.f0, &mut self.stats);
+        self.solver.start(&mut self.cache, &self.f0, &[]);
+        for m in from..to {
+            let (t, h) = (self.ts[m], self.ts[m + 1] - self.ts[m]);
+            self.solver.step(
+                &mut self.cache,
+                &fields,
+                t,
+                h,
+                &self.y,
+                &StepNoise::NONE,
+                &mut self.y_new,
+                &mut self.err,
+                &mut self.stats,
+            );
+            self.solver.accept(&mut self.cache);
+            std::mem::swap(&mut self.y, &mut self.y_new);
+            keep(m + 1, &self.y);
+        }
+    }
+}
+
+/// Everything the backward sweep carries.
+struct Backward<'a, F, S: Solver> {
+    adv: Advancer<'a, F, S>,
+    rk: ExplicitRk,
+    vjp_cache: ErkVjpCache,
+    budget: usize,
+    lambda: Vec<f64>,
+    dp: Vec<f64>,
+    vjps: usize,
+    stored: usize,
+    peak: usize,
+    /// Cotangents by step: (step, theta, save index), sorted by step descending.
+    located: Vec<Located>,
+    next: usize,
+    gy: &'a [f64],
+}
+
+impl<F: DriftVjp, S: Solver> Backward<'_, F, S> {
+    /// Reverses one step `m` from the state `y_m`.
+    fn reverse_step(&mut self, m: usize, y_m: &[f64]) {
+        let n = y_m.len();
+        let mut interp: Vec<InterpCotangent<'_>> = Vec::new();
+        while self.next < self.located.len() && self.located[self.next].step == Some(m) {
+            let l = &self.located[self.next];
+            let bar = &self.gy[l.save * n..(l.save + 1) * n];
+            if l.theta >= 1.0 {
+                for k in 0..n {
+                    self.lambda[k] += bar[k];
+                }
+            } else {
+                interp.push(InterpCotangent {
+                    theta: l.theta,
+                    bar,
+                });
+            }
+            self.next += 1;
+        }
+        let (t, h) = (self.adv.ts[m], self.adv.ts[m + 1] - self.adv.ts[m]);
+        self.vjps += self.rk.step_vjp(
+            &mut self.vjp_cache,
+            &self.adv.problem.drift,
+            &self.adv.problem.params,
+            t,
+            h,
+            y_m,
+            &mut self.lambda,
+            &interp,
+            &mut self.dp,
+            &mut self.adv.stats,
+        );
+    }
+
+    fn hold(&mut self, k: usize) {
+        self.stored += k;
+        self.peak = self.peak.max(self.stored);
+    }
+
+    /// Reverses steps `a..b` given the state at `a`, recursively: at most
+    /// `budget` states are stored per level (Griewank-style recursive
+    /// checkpointing; `O(log_budget(len))` levels).
+    fn reverse_range(&mut self, a: usize, b: usize, y_a: &[f64]) {
+        let len = b - a;
+        if len == 0 {
+            return;
+        }
+        if len <= self.budget {
+            let mut states: Vec<Vec<f64>> = Vec::with_capacity(len);
+            states.push(y_a.to_vec());
+            self.adv.run(a, b - 1, y_a, |_, y| states.push(y.to_vec()));
+            self.hold(len);
+            for m in (a..b).rev() {
+                self.reverse_step(m, &states[m - a]);
+            }
+            self.stored -= len;
+            return;
+        }
+        let chunk = len.div_ceil(self.budget);
+        let mut starts: Vec<(usize, Vec<f64>)> = vec![(a, y_a.to_vec())];
+        let last_start = a + chunk * ((len - 1) / chunk);
+        self.adv.run(a, last_start, y_a, |m, y| {
+            if (m - a).is_multiple_of(chunk) {
+                starts.push((m, y.to_vec()));
+            }
+        });
+        let held = starts.len();
+        self.hold(held);
+        for (s, y_s) in starts.iter().rev() {
+            let e = (s + chunk).min(b);
+            self.reverse_range(*s, e, y_s);
+        }
+        self.stored -= held;
+    }
+}
+
+/// The discrete adjoint (see [`crate::grad`]), with at most `checkpoints`
+/// states stored at the top level and per level of recomputation.
 pub fn discrete_adjoint<F, S, L>(
     problem: &Problem<F, NoDiffusion>,
     solver: &S,
     options: &Options,
     loss: &L,
+    checkpoints: usize,
 ) -> Result<Gradient, GradError>
 where
     F: DriftVjp,
@@ -35,27 +206,17 @@ where
     L: Loss + ?Sized,
 {
     let n = problem.dim();
-    // forward: every accepted step with the interpolation data
-    let dense_opts = options.clone().save_at(SaveAt::Dense);
-    let steps: Solution = solve(problem, RkSolver(solver), &dense_opts)?;
-    let dense = steps
-        .dense
-        .as_ref()
-        .ok_or_else(|| GradError::Loss("internal: no dense output".into()))?;
-    // what the user asked to save
-    let (ts, ys): (Vec<f64>, Vec<f64>) = match &options.save_at {
-        SaveAt::Steps | SaveAt::Dense => (steps.ts.clone(), steps.ys.clone()),
-        SaveAt::T1 => (vec![steps.ts[steps.len() - 1]], steps.last().to_vec()),
-        SaveAt::Times(times) => {
-            let mut ys = vec![0.0; times.len() * n];
-            for (i, &t) in times.iter().enumerate() {
-                dense.eval(t, &mut ys[i * n..(i + 1) * n])?;
-            }
-            (times.clone(), ys)
-        }
+    let budget = checkpoints.max(2);
+    // forward: the solve the user asked for, recording step times and checkpoints
+    let mut rec = Recorder {
+        ts: Vec::new(),
+        stride: 1,
+        budget,
+        ckpts: Vec::new(),
     };
-    let mut gy = vec![0.0; ys.len()];
-    let value = loss.eval(&ts, &ys, &mut gy);
+    let sol = integrate_observed(problem, solver, options, &mut rec)?;
+    let mut gy = vec![0.0; sol.ys.len()];
+    let value = loss.eval(&sol.ts, &sol.ys, &mut gy);
     if !value.is_finite() || gy.iter().any(|g| !g.is_finite()) {
         return Err(GradError::Loss(format!(
             "the loss or its gradient is not finite (L = {value})"
@@ -63,10 +224,11 @@ where
     }
     // locate every saved value in the step sequence
     let t0 = problem.tspan.0;
-    let step_ts = &steps.ts;
+    let step_ts = &rec.ts;
     let m_steps = step_ts.len() - 1;
     let dir = (problem.tspan.1 - t0).signum();
-    let mut located: Vec<Located> = ts
+    let mut located: Vec<Located> = sol
+        .ts
         .iter()
         .enumerate()
         .map(|(save, &t)| {
@@ -77,7 +239,6 @@ where
                     save,
                 };
             }
-            // first step whose end is at or beyond t
             let m = step_ts[1..]
                 .partition_point(|&e| (e - t) * dir < 0.0)
                 .min(m_steps - 1);
@@ -97,81 +258,58 @@ where
     located.sort_by_key(|l| std::cmp::Reverse(l.step.map_or(0, |m| m + 1)));
 
     let rk = solver.rk();
-    let mut cache = rk.vjp_cache(n);
-    let mut lambda = vec![0.0; n];
-    let mut dp = vec![0.0; problem.params.len()];
-    let mut stats = Stats::default();
-    let mut vjps = 0;
-    let mut next = 0;
-    let mut interp: Vec<InterpCotangent<'_>> = Vec::new();
-    for m in (0..m_steps).rev() {
-        interp.clear();
-        while next < located.len() && located[next].step == Some(m) {
-            let l = &located[next];
-            let bar = &gy[l.save * n..(l.save + 1) * n];
-            if l.theta >= 1.0 {
-                for k in 0..n {
-                    lambda[k] += bar[k];
-                }
-            } else {
-                interp.push(InterpCotangent {
-                    theta: l.theta,
-                    bar,
-                });
-            }
-            next += 1;
-        }
-        let (t, h) = (step_ts[m], step_ts[m + 1] - step_ts[m]);
-        vjps += rk.step_vjp(
-            &mut cache,
-            &problem.drift,
-            &problem.params,
-            t,
-            h,
-            steps.y(m),
-            &mut lambda,
-            &interp,
-            &mut dp,
-            &mut stats,
-        );
-    }
-    for l in &located[next..] {
-        let bar = &gy[l.save * n..(l.save + 1) * n];
-        for k in 0..n {
-            lambda[k] += bar[k];
-        }
-    }
-    let solution = Solution {
-        ts,
-        ys,
-        n,
-        stats: steps.stats,
-        status: steps.status,
-        solver: steps.solver.clone(),
-        dense: match options.save_at {
-            SaveAt::Dense => steps.dense.clone(),
-            _ => None,
+    let ckpts = std::mem::take(&mut rec.ckpts);
+    let mut bw = Backward {
+        adv: Advancer {
+            problem,
+            solver,
+            cache: solver.init(problem),
+            ts: step_ts,
+            f0: vec![0.0; n],
+            y: vec![0.0; n],
+            y_new: vec![0.0; n],
+            err: vec![0.0; n],
+            stats: Stats::default(),
         },
+        vjp_cache: rk.vjp_cache(n),
+        rk,
+        budget,
+        lambda: vec![0.0; n],
+        dp: vec![0.0; problem.params.len()],
+        vjps: 0,
+        stored: ckpts.len(),
+        peak: ckpts.len(),
+        located,
+        next: 0,
+        gy: &gy,
     };
+    // segments between the top-level checkpoints, last first
+    for (k, (start, y_s)) in ckpts.iter().enumerate().rev() {
+        let end = ckpts.get(k + 1).map_or(m_steps, |c| c.0);
+        bw.reverse_range(*start, end, y_s);
+    }
+    let Backward {
+        adv,
+        mut lambda,
+        dp,
+        vjps,
+        peak,
+        located,
+        next,
+        ..
+    } = bw;
+    for l in &located[next..] {
+        for k in 0..n {
+            lambda[k] += gy[l.save * n + k];
+        }
+    }
     Ok(Gradient {
         loss: value,
         dp,
         dy0: lambda,
-        solution,
+        solution: sol,
         vjps,
-        backward_drift_evals: stats.drift_evals,
+        backward_drift_evals: adv.stats.drift_evals,
+        peak_stored_states: peak,
     })
-}
-
-/// The forward solver, as the loop sees it.
-struct RkSolver<'a, S>(&'a S);
-
-impl<S: Solver> sdeflow_solvers::Method for RkSolver<'_, S> {
-    fn solve_problem<F: sdeflow_solvers::Drift, G: sdeflow_solvers::Diffusion>(
-        &self,
-        problem: &Problem<F, G>,
-        options: &Options,
-    ) -> Result<Solution, sdeflow_solvers::SolveError> {
-        sdeflow_solvers::integrate::integrate(problem, self.0, options)
-    }
 }

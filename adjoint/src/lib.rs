@@ -23,11 +23,10 @@ use sdeflow_solvers::{DriftVjp, NoDiffusion, Options, Problem, Solution, SolveEr
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adjoint {
     /// Reverse-mode through the discrete steps (exact gradient of the
-    /// computed solution). `checkpoints` is the intended budget of stored
-    /// states; this first version still keeps every accepted state (memory
-    /// `O(steps · n)`) — the checkpointed reversal is not yet implemented.
+    /// computed solution), with recursive checkpointing: at most
+    /// `checkpoints` states are stored per level of recomputation.
     Discrete {
-        /// Budget of stored states (not yet enforced).
+        /// States stored per level (at least 2).
         checkpoints: usize,
     },
 }
@@ -45,8 +44,11 @@ pub struct Gradient {
     pub solution: Solution,
     /// Vector–Jacobian products of the drift in the backward pass.
     pub vjps: usize,
-    /// Drift evaluations of the backward pass (stage recomputation).
+    /// Drift evaluations of the backward pass (state and stage
+    /// recomputation).
     pub backward_drift_evals: usize,
+    /// Largest number of states held at once by the backward pass.
+    pub peak_stored_states: usize,
 }
 
 /// Why a gradient could not be computed.
@@ -111,6 +113,8 @@ where
     L: Loss + ?Sized,
 {
     match adjoint {
-        Adjoint::Discrete { .. } => discrete_adjoint(problem, &solver, options.as_ref(), loss),
+        Adjoint::Discrete { checkpoints } => {
+            discrete_adjoint(problem, &solver, options.as_ref(), loss, checkpoints)
+        }
     }
 }

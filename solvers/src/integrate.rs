@@ -137,11 +137,37 @@ impl Saved {
     }
 }
 
+/// Sees every accepted step of a solve (for example, an adjoint recording
+/// its step times and checkpoints). Called after the step is saved.
+pub trait StepObserver {
+    /// Step `index` went from `(t, y)` to `(t_next, y_next)`.
+    fn accepted(&mut self, index: usize, t: f64, t_next: f64, y: &[f64], y_next: &[f64]);
+}
+
+/// Observes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl StepObserver for NoObserver {
+    #[inline(always)]
+    fn accepted(&mut self, _: usize, _: f64, _: f64, _: &[f64], _: &[f64]) {}
+}
+
 /// Solves `problem` with `solver` under `opts`.
 pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
     problem: &Problem<F, G>,
     solver: &S,
     opts: &Options,
+) -> Result<Solution, SolveError> {
+    integrate_observed(problem, solver, opts, &mut NoObserver)
+}
+
+/// [`integrate`], reporting every accepted step to `observer`.
+pub fn integrate_observed<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
+    problem: &Problem<F, G>,
+    solver: &S,
+    opts: &Options,
+    observer: &mut O,
 ) -> Result<Solution, SolveError> {
     problem.validate()?;
     let n = problem.dim();
@@ -415,6 +441,7 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
             }
         }
 
+        observer.accepted(stats.accepted_steps, t, t_next, &y, &y_new);
         solver.accept(&mut cache);
         stats.accepted_steps += 1;
         fixed_index += 1;
