@@ -49,6 +49,7 @@ pub use sdeflow_solvers::{
 pub mod ensemble;
 #[cfg(feature = "mpi")]
 pub mod ensemble_mpi;
+pub mod nn;
 #[cfg(feature = "mpi")]
 pub use mpi;
 pub mod statistics;
