@@ -381,3 +381,45 @@ fn neural_ode_gradient_matches_fd_and_forward_duals() {
         }
     }
 }
+
+#[test]
+fn continuous_adjoints_converge_as_tolerances_tighten() {
+    // reference: the discrete adjoint of Vern7 at rtol 1e-13 (its own error
+    // is far below the continuous adjoints' at the tolerances tested)
+    let prob = Problem::ode(Generic(Lv), Y0.to_vec(), (0.0, 4.0)).params(P.to_vec());
+    let at = |tol: f64| {
+        Options::default()
+            .tol(tol)
+            .save_at(SaveAt::Times(data_times()))
+    };
+    let reference = grad(
+        &prob,
+        Vern7,
+        at(1e-13),
+        &loss,
+        Adjoint::Discrete { checkpoints: 64 },
+    )
+    .expect("reference");
+    let ref_all: Vec<f64> = reference.dp.iter().chain(&reference.dy0).copied().collect();
+    let scale = ref_all.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (name, adjoint) in [
+        ("Backsolve", Adjoint::Backsolve),
+        ("Interpolating", Adjoint::Interpolating),
+    ] {
+        let mut errs = Vec::new();
+        for tol in [1e-4, 1e-6, 1e-8] {
+            let g = grad(&prob, Tsit5, at(tol), &loss, adjoint).expect(name);
+            let e =
+                g.dp.iter()
+                    .chain(&g.dy0)
+                    .zip(&ref_all)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max)
+                    / scale;
+            errs.push(e);
+        }
+        println!("{name}: relative gradient error at tol 1e-4, 1e-6, 1e-8: {errs:?}");
+        assert!(errs[0] > errs[1] && errs[1] > errs[2], "{name}: {errs:?}");
+        assert!(errs[2] < 1e-5, "{name}: {errs:?}");
+    }
+}
