@@ -73,6 +73,8 @@ mod guides {
     struct Sde;
     #[doc = include_str!("../docs/ensembles.md")]
     struct Ensembles;
+    #[doc = include_str!("../docs/gradients.md")]
+    struct Gradients;
     #[doc = include_str!("../README.md")]
     struct Readme;
 }
