@@ -13,9 +13,11 @@
 mod continuous;
 mod discrete;
 mod loss;
+mod reversible;
 
 pub use discrete::discrete_adjoint;
 pub use loss::Loss;
+pub use reversible::grad_sde;
 
 use std::fmt;
 
@@ -40,6 +42,10 @@ pub enum Adjoint {
     /// Continuous adjoint reading the state from the forward dense output:
     /// stable, memory O(steps); converges as tolerances tighten.
     Interpolating,
+    /// Reversible Heun's exact adjoint ([`grad_sde`]): earlier states are
+    /// reconstructed by the algebraic reverse step, so memory does not grow
+    /// with the number of steps.
+    Reversible,
 }
 
 /// A gradient and the work it took.
@@ -69,6 +75,9 @@ pub enum GradError {
     Solve(SolveError),
     /// The loss returned a non-finite value or gradient.
     Loss(String),
+    /// This combination of problem, solver, save policy and adjoint is not
+    /// supported (yet); the message says what is.
+    Unsupported(String),
 }
 
 impl fmt::Display for GradError {
@@ -76,6 +85,7 @@ impl fmt::Display for GradError {
         match self {
             GradError::Solve(e) => write!(f, "forward solve failed: {e}"),
             GradError::Loss(why) => write!(f, "loss: {why}"),
+            GradError::Unsupported(why) => write!(f, "unsupported: {why}"),
         }
     }
 }
@@ -135,5 +145,8 @@ where
         Adjoint::Interpolating => {
             continuous_adjoint(problem, &solver, opts, loss, StateSource::Interpolating)
         }
+        Adjoint::Reversible => Err(GradError::Unsupported(
+            "Adjoint::Reversible is reversible Heun's adjoint for SDEs: use grad_sde".into(),
+        )),
     }
 }

@@ -26,7 +26,7 @@
 
 pub use num_dual::{Dual64, DualNum};
 
-use crate::field::{Diffusion, Drift, DriftVjp};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 
 /// A vector field written generically over the scalar type `D`, so that it
 /// can be evaluated on `f64` and on forward-mode dual numbers.
@@ -108,8 +108,16 @@ impl<F: GenericField> DriftVjp for Generic<F> {
     /// Exact: one forward-mode dual evaluation per state and per parameter
     /// component (columns of the Jacobians), contracted with `v`.
     fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+        self.vjp_any(t, y, p, v, oy, op)
+    }
+}
+
+impl<F: GenericField> Generic<F> {
+    /// `vᵀ J` for an output of length `out_len` (forward mode, one dual
+    /// evaluation per input component).
+    fn vjp_any(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
         let n = y.len();
-        let mut col = vec![0.0; n];
+        let mut col = vec![0.0; v.len()];
         let mut e = vec![0.0; n.max(p.len())];
         for j in 0..n {
             e[j] = 1.0;
@@ -123,5 +131,19 @@ impl<F: GenericField> DriftVjp for Generic<F> {
             e[j] = 0.0;
             op[j] += col.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
         }
+    }
+}
+
+impl<F: GenericField> DiffusionVjp for Generic<F> {
+    fn diffusion_vjp(
+        &self,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        v: &[f64],
+        oy: &mut [f64],
+        op: &mut [f64],
+    ) {
+        self.vjp_any(t, y, p, v, oy, op)
     }
 }

@@ -201,3 +201,22 @@ impl<F: Drift> DriftVjp for FiniteDifferenceVjp<F> {
         }
     }
 }
+
+/// Vector–Jacobian products of a diffusion, for gradients through SDE
+/// solves. `v` has the shape of `g` (`n` entries, or `n × m`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no vector–Jacobian product, so gradients cannot flow through it",
+    note = "write the diffusion generically over the scalar and wrap it in `Generic`, or implement `DiffusionVjp`"
+)]
+pub trait DiffusionVjp: Diffusion {
+    /// Adds `vᵀ ∂g/∂y` to `out_y` and `vᵀ ∂g/∂p` to `out_p` at `(t, y, p)`.
+    fn diffusion_vjp(
+        &self,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        v: &[f64],
+        out_y: &mut [f64],
+        out_p: &mut [f64],
+    );
+}

@@ -31,7 +31,8 @@ pub use controller::{ConstantController, Controller, PiController, PidController
 pub use erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 pub use error::SolveError;
 pub use field::{
-    Diffusion, Drift, DriftVjp, FiniteDifferenceVjp, NoDiffusion, WithJacobian, WithVjp,
+    Diffusion, DiffusionVjp, Drift, DriftVjp, FiniteDifferenceVjp, NoDiffusion, WithJacobian,
+    WithVjp,
 };
 pub use noise::{Interpretation, Noise};
 pub use options::{BrownianSampling, Options, SaveAt, Tolerance};

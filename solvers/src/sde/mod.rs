@@ -24,7 +24,7 @@ mod sri;
 pub use euler_heun::EulerHeun;
 pub use euler_maruyama::EulerMaruyama;
 pub use milstein::{Milstein, MilsteinDerivative};
-pub use reversible_heun::{ReversibleHeun, ReversibleHeunCache};
+pub use reversible_heun::{ReversibleHeun, ReversibleHeunCache, ReversibleHeunVjp};
 pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau};
 pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, Sriw1};
 
