@@ -14,6 +14,7 @@ mod continuous;
 mod discrete;
 mod loss;
 mod reversible;
+mod stochastic;
 
 pub use discrete::discrete_adjoint;
 pub use loss::Loss;
@@ -46,6 +47,11 @@ pub enum Adjoint {
     /// reconstructed by the algebraic reverse step, so memory does not grow
     /// with the number of steps.
     Reversible,
+    /// The stochastic adjoint of Li et al. 2020 ([`grad_sde`]): the
+    /// augmented adjoint SDE solved backwards on the replayed Brownian tree;
+    /// memory independent of the number of steps; converges to the pathwise
+    /// gradient as the steps shrink.
+    Stochastic,
 }
 
 /// A gradient and the work it took.
@@ -145,8 +151,8 @@ where
         Adjoint::Interpolating => {
             continuous_adjoint(problem, &solver, opts, loss, StateSource::Interpolating)
         }
-        Adjoint::Reversible => Err(GradError::Unsupported(
-            "Adjoint::Reversible is reversible Heun's adjoint for SDEs: use grad_sde".into(),
+        Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(
+            "Adjoint::Reversible and Adjoint::Stochastic are for SDEs: use grad_sde".into(),
         )),
     }
 }

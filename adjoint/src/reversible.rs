@@ -31,10 +31,12 @@ impl StepObserver for StepTimes {
     }
 }
 
-/// `(L, dL/dp, dL/dy0)` of a loss on a reversible Heun solve of an SDE with
-/// [`Adjoint::Reversible`] (memory independent of the number of steps) or
-/// [`Adjoint::Discrete`] (stored states). The loss may use `SaveAt::T1` or
-/// `SaveAt::Steps`; the Brownian path is always the tree of `options.seed`.
+/// `(L, dL/dp, dL/dy0)` of a loss on a reversible Heun solve of a
+/// Stratonovich SDE with [`Adjoint::Reversible`] (exact, memory independent
+/// of the number of steps), [`Adjoint::Discrete`] (exact, stored states) or
+/// [`Adjoint::Stochastic`] (Li et al. 2020; converges as the steps shrink;
+/// loss on `SaveAt::T1`). The loss may use `SaveAt::T1` or `SaveAt::Steps`;
+/// the Brownian path is always the tree of `options.seed`.
 pub fn grad_sde<F, G, L>(
     problem: &Problem<F, G>,
     solver: ReversibleHeun,
@@ -54,6 +56,9 @@ where
         ));
     }
     let store = match adjoint {
+        Adjoint::Stochastic => {
+            return crate::stochastic::stochastic_adjoint(problem, options.as_ref(), loss);
+        }
         Adjoint::Reversible => false,
         Adjoint::Discrete { .. } => true,
         other => {

@@ -71,13 +71,14 @@ pub fn probe_field(
 }
 
 /// The Brownian motion of an SDE solve.
-enum Path {
+enum Path<'p> {
     None,
     Tree(Box<BrownianTree>),
     Increments(BrownianIncrements),
+    Given(&'p mut dyn BrownianPath),
 }
 
-impl Path {
+impl Path<'_> {
     #[inline]
     fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
         #[inline(always)]
@@ -100,6 +101,13 @@ impl Path {
             Path::None => {}
             Path::Tree(p) => from(p.as_mut(), s, t, levy, dw, h),
             Path::Increments(p) => from(p, s, t, levy, dw, h),
+            Path::Given(p) => {
+                if levy {
+                    p.increment_with_levy_area(s, t, dw, h);
+                } else {
+                    p.increment(s, t, dw);
+                }
+            }
         }
     }
 }
@@ -169,6 +177,19 @@ pub fn integrate_observed<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
     opts: &Options,
     observer: &mut O,
 ) -> Result<Solution, SolveError> {
+    integrate_on_path(problem, solver, opts, observer, None)
+}
+
+/// [`integrate_observed`] driving an SDE with a given Brownian path
+/// (`None`: the path `opts` asks for). The stochastic adjoint uses it to
+/// replay the forward path backwards in time.
+pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
+    problem: &Problem<F, G>,
+    solver: &S,
+    opts: &Options,
+    observer: &mut O,
+    given: Option<&mut dyn BrownianPath>,
+) -> Result<Solution, SolveError> {
     problem.validate()?;
     let n = problem.dim();
     let (t0, t1) = problem.tspan;
@@ -213,15 +234,16 @@ pub fn integrate_observed<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
             problem.diffusion.diffusion(t0, &y, &problem.params, out)
         })?;
         stats.diffusion_evals += 1;
-        path = match (opts.brownian, adaptive) {
-            (BrownianSampling::Increments, true) => {
+        path = match (opts.brownian, adaptive, given) {
+            (_, _, Some(p)) => Path::Given(p),
+            (BrownianSampling::Increments, true, None) => {
                 return Err(SolveError::invalid(
                     "brownian",
                     "Increments sampling needs fixed steps (rejected adaptive steps must \
                      re-query the same path); use BrownianSampling::Tree or Auto",
                 ));
             }
-            (BrownianSampling::Increments, false) | (BrownianSampling::Auto, false) => {
+            (BrownianSampling::Increments, false, None) | (BrownianSampling::Auto, false, None) => {
                 Path::Increments(BrownianIncrements::new(m, opts.seed))
             }
             // always with the Lévy area, so that every solver sees the same

@@ -80,3 +80,33 @@ impl BrownianPath for BrownianIncrements {
         }
     }
 }
+
+/// The time reversal of a path: `W̃(τ) = W(t_end − τ) − W(t_end)`, a
+/// Brownian motion in `τ` built from the same path — what a backward
+/// (adjoint) solve in reversed time `τ = t_end − t` must be driven by.
+#[derive(Debug)]
+pub struct ReversedPath<'a, P> {
+    /// The forward path.
+    pub path: &'a mut P,
+    /// The end of the forward span.
+    pub t_end: f64,
+}
+
+impl<P: BrownianPath> BrownianPath for ReversedPath<'_, P> {
+    fn dim(&self) -> usize {
+        self.path.dim()
+    }
+
+    fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
+        // W̃(t) − W̃(s) = W(t_end − t) − W(t_end − s)
+        self.path.increment(self.t_end - s, self.t_end - t, dw);
+    }
+
+    fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]) {
+        // the increment flips; the space–time Lévy area of the interval does
+        // not (substituting r = t_end − u in its definition gives H back —
+        // cf. diffrax PR #599)
+        self.path
+            .increment_with_levy_area(self.t_end - s, self.t_end - t, dw, h);
+    }
+}
