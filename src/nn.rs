@@ -12,7 +12,7 @@ use std::cell::RefCell;
 
 use sdeflow_solvers::brownian::rng::NormalStream;
 use sdeflow_solvers::dual::{DualNum, GenericField};
-use sdeflow_solvers::{Diffusion, Drift, DriftVjp};
+use sdeflow_solvers::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 
 /// Activation of the hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +255,76 @@ impl Diffusion for Mlp {
 impl DriftVjp for Mlp {
     fn drift_vjp(&self, _t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
         self.vjp(y, p, v, oy, op)
+    }
+}
+
+impl DiffusionVjp for Mlp {
+    fn diffusion_vjp(
+        &self,
+        _t: f64,
+        y: &[f64],
+        p: &[f64],
+        v: &[f64],
+        oy: &mut [f64],
+        op: &mut [f64],
+    ) {
+        self.vjp(y, p, v, oy, op)
+    }
+}
+
+/// A field that reads its parameters from `p[offset..offset + len]` of the
+/// problem's parameter vector — so a drift and a diffusion (two networks)
+/// can share one flat vector, as a neural SDE needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offset<F> {
+    /// The field.
+    pub field: F,
+    /// Where its parameters start.
+    pub offset: usize,
+    /// How many it has.
+    pub len: usize,
+}
+
+impl<F> Offset<F> {
+    fn slice<'a>(&self, p: &'a [f64]) -> &'a [f64] {
+        &p[self.offset..self.offset + self.len]
+    }
+}
+
+impl<F: Drift> Drift for Offset<F> {
+    #[inline]
+    fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
+        self.field.drift(t, y, self.slice(p), dy)
+    }
+}
+
+impl<F: DriftVjp> DriftVjp for Offset<F> {
+    fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+        let r = self.offset..self.offset + self.len;
+        self.field.drift_vjp(t, y, &p[r.clone()], v, oy, &mut op[r]);
+    }
+}
+
+impl<F: Diffusion> Diffusion for Offset<F> {
+    #[inline]
+    fn diffusion(&self, t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
+        self.field.diffusion(t, y, self.slice(p), g)
+    }
+}
+
+impl<F: DiffusionVjp> DiffusionVjp for Offset<F> {
+    fn diffusion_vjp(
+        &self,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        v: &[f64],
+        oy: &mut [f64],
+        op: &mut [f64],
+    ) {
+        let r = self.offset..self.offset + self.len;
+        self.field
+            .diffusion_vjp(t, y, &p[r.clone()], v, oy, &mut op[r]);
     }
 }
 
