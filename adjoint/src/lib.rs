@@ -14,11 +14,13 @@ mod continuous;
 mod discrete;
 mod loss;
 mod reversible;
+mod sde_discrete;
 mod stochastic;
 
 pub use discrete::discrete_adjoint;
 pub use loss::Loss;
 pub use reversible::grad_sde;
+pub use sde_discrete::grad_sde_discrete;
 
 use std::fmt;
 

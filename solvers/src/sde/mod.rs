@@ -20,6 +20,7 @@ mod milstein;
 mod reversible_heun;
 mod sra;
 mod sri;
+mod vjp;
 
 pub use euler_heun::EulerHeun;
 pub use euler_maruyama::EulerMaruyama;
@@ -27,6 +28,7 @@ pub use milstein::{Milstein, MilsteinDerivative};
 pub use reversible_heun::{ReversibleHeun, ReversibleHeunCache, ReversibleHeunVjp};
 pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau};
 pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, Sriw1};
+pub use vjp::{SdeStepVjp, SdeVjpWork};
 
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
