@@ -276,7 +276,9 @@ fn stiff_solve<F: Drift, G: Diffusion>(
     } else {
         16.0 * f64::EPSILON * scale
     };
-    dprob.ode_options.max_nonlinear_solver_failures = usize::MAX / 2;
+    // diffsol counts Newton failures over the whole solve; bound them by the
+    // step budget (an unbounded count can spin forever on a NaN step size)
+    dprob.ode_options.max_nonlinear_solver_failures = opts.max_steps.max(50);
     dprob.ode_options.max_error_test_failures = 60;
 
     let ctx = Ctx {
@@ -437,7 +439,13 @@ where
             Err(e) => return Err(backend(name, t_prev, e)),
         };
         let state = solver.state();
-        let t = state.t;
+        // diffsol lands on the stop time as t + (t_stop − t), which can miss
+        // it by an ulp: report t1 itself
+        let t = if matches!(reason, OdeSolverStopReason::TstopReached) {
+            t1
+        } else {
+            state.t
+        };
         let y = state.y;
         if let Some(component) = (0..n).position(|i| !y[i].is_finite()) {
             return Err(SolveError::NonFiniteDerivative {
@@ -489,7 +497,7 @@ where
             }
         }
         let state = solver.state();
-        t_prev = state.t;
+        t_prev = if done { t1 } else { state.t };
         for i in 0..n {
             y_prev[i] = state.y[i];
         }
