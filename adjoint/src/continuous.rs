@@ -60,13 +60,7 @@ where
         }),
         StateSource::Backsolve => None,
     };
-    let mut gy = vec![0.0; sol.ys.len()];
-    let value = loss.eval(&sol.ts, &sol.ys, &mut gy);
-    if !value.is_finite() || gy.iter().any(|g| !g.is_finite()) {
-        return Err(GradError::Loss(format!(
-            "the loss or its gradient is not finite (L = {value})"
-        )));
-    }
+    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     // the state at t1 (for backsolve)
     let y1 = match &dense_sol {
         Some(d) => d.last().to_vec(),

@@ -215,13 +215,7 @@ where
         ckpts: Vec::new(),
     };
     let sol = integrate_observed(problem, solver, options, &mut rec)?;
-    let mut gy = vec![0.0; sol.ys.len()];
-    let value = loss.eval(&sol.ts, &sol.ys, &mut gy);
-    if !value.is_finite() || gy.iter().any(|g| !g.is_finite()) {
-        return Err(GradError::Loss(format!(
-            "the loss or its gradient is not finite (L = {value})"
-        )));
-    }
+    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     // locate every saved value in the step sequence
     let t0 = problem.tspan.0;
     let step_ts = &rec.ts;

@@ -74,13 +74,7 @@ where
     let m = noise.brownian_dim(n);
     let mut rec = StepTimes(Vec::new());
     let sol = integrate_observed(problem, &solver, &opts, &mut rec)?;
-    let mut gy = vec![0.0; sol.ys.len()];
-    let value = loss.eval(&sol.ts, &sol.ys, &mut gy);
-    if !value.is_finite() || gy.iter().any(|g| !g.is_finite()) {
-        return Err(GradError::Loss(format!(
-            "the loss or its gradient is not finite (L = {value})"
-        )));
-    }
+    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let ts = &rec.0;
     let steps = ts.len() - 1;
     // replay the forward pass (bit-identical) to reach the final carried state

@@ -61,13 +61,7 @@ where
         ys: Vec::new(),
     };
     let sol = integrate_observed(problem, &solver, &opts, &mut tape)?;
-    let mut gy = vec![0.0; sol.ys.len()];
-    let value = loss.eval(&sol.ts, &sol.ys, &mut gy);
-    if !value.is_finite() || gy.iter().any(|g| !g.is_finite()) {
-        return Err(GradError::Loss(format!(
-            "the loss or its gradient is not finite (L = {value})"
-        )));
-    }
+    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let steps = tape.ys.len();
     let saved_at = |k: usize| -> Option<usize> {
         match opts.save_at {

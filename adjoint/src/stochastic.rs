@@ -51,13 +51,7 @@ where
     let np = problem.params.len();
     let m = noise.brownian_dim(n);
     let sol = solve(problem, ReversibleHeun, &opts)?;
-    let mut gy = vec![0.0; sol.ys.len()];
-    let value = loss.eval(&sol.ts, &sol.ys, &mut gy);
-    if !value.is_finite() || gy.iter().any(|g| !g.is_finite()) {
-        return Err(GradError::Loss(format!(
-            "the loss or its gradient is not finite (L = {value})"
-        )));
-    }
+    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let big = 2 * n + np;
     let mut u0 = vec![0.0; big];
     u0[..n].copy_from_slice(sol.last());
