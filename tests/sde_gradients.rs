@@ -368,6 +368,21 @@ fn discrete_adjoint_of_every_sde_solver_matches_finite_differences() {
         .save_at(SaveAt::Steps);
     fd_check("EulerMaruyama", &ito, EulerMaruyama, &opts);
     fd_check("EulerHeun", &strat, EulerHeun, &opts);
+    fd_check("Milstein (Itô)", &ito, Milstein::derivative_free(), &opts);
+    fd_check(
+        "Milstein (Stratonovich)",
+        &strat,
+        Milstein::derivative_free(),
+        &opts,
+    );
+    let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
+        g.iter_mut().for_each(|v| *v = 1.0);
+        ys.iter().sum::<f64>()
+    };
+    assert!(matches!(
+        grad_sde_discrete(&ito, Milstein::exact(), &opts, &l),
+        Err(sdeflow::GradError::Unsupported(_))
+    ));
     fd_check("Sriw1", &ito, Sriw1, &opts);
     fd_check("Sosri", &ito, Sosri, &opts);
     // additive noise: g depends on t and p only

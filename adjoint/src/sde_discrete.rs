@@ -1,5 +1,5 @@
 //! The discrete adjoint of SDE solves with Euler–Maruyama, Euler–Heun,
-//! SRIW1, SOSRI, SRA1 and SRA3: the exact gradient of the computed solution
+//! derivative-free Milstein, SRIW1, SOSRI, SRA1 and SRA3: the exact gradient of the computed solution
 //! on its Brownian path (a Brownian tree, replayed backwards from the seed),
 //! each step reversed with the solver's
 //! [`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp) from the stored states
@@ -54,6 +54,13 @@ where
     let noise = problem
         .noise
         .ok_or_else(|| GradError::Unsupported("grad_sde_discrete needs an SDE".into()))?;
+    if !solver.has_step_vjp() {
+        return Err(GradError::Unsupported(format!(
+            "{} with exact derivatives has no step VJP (it would need second derivatives \
+             of the diffusion); use Milstein::derivative_free()",
+            solver.name()
+        )));
+    }
     let n = problem.dim();
     let m = noise.brownian_dim(n);
     let mut tape = Tape {
@@ -74,7 +81,7 @@ where
         y_bar.copy_from_slice(&gy[i * n..(i + 1) * n]);
     }
     let mut dp = vec![0.0; problem.params.len()];
-    let mut work = solver.vjp_workspace(n, noise);
+    let mut work = solver.vjp_workspace(n, noise, problem.interpretation);
     let mut tree = BrownianTree::new(problem.tspan, m, opts.seed);
     let (mut dw, mut lh) = (vec![0.0; m], vec![0.0; m]);
     let levy = solver.needs_levy_area();

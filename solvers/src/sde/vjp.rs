@@ -3,17 +3,23 @@
 //! computed solution on a fixed Brownian path). Each reverses the step from
 //! the stored state `y_n`, recomputing its stages.
 
-use super::{EulerHeun, EulerMaruyama, Sra, Sri, add_noise, driver};
+use super::{EulerHeun, EulerMaruyama, Milstein, MilsteinDerivative, Sra, Sri, add_noise, driver};
 use crate::field::{DiffusionVjp, DriftVjp};
-use crate::noise::Noise;
+use crate::noise::{Interpretation, Noise};
 use crate::solver::StepNoise;
 
 /// One step's VJP: on entry `y_bar = ∂L/∂y_{n+1}`, on exit `∂L/∂y_n`;
 /// `∂L/∂p` is added to `p_bar`.
 pub trait SdeStepVjp {
-    /// Workspace for a state of dimension `n` under `noise` (Itô or
-    /// Stratonovich as the solver integrates).
-    fn vjp_workspace(&self, n: usize, noise: Noise) -> SdeVjpWork;
+    /// Workspace for a state of dimension `n` under `noise`, for a problem
+    /// in `interpretation`.
+    fn vjp_workspace(&self, n: usize, noise: Noise, interpretation: Interpretation) -> SdeVjpWork;
+
+    /// Whether this configuration has a step VJP (Milstein with exact
+    /// derivatives would need second derivatives of `g`: it has none).
+    fn has_step_vjp(&self) -> bool {
+        true
+    }
 
     /// Reverses the step from `(t, y)` of size `h` with the increments of
     /// `noise`.
@@ -44,10 +50,11 @@ pub struct SdeVjpWork {
     vg: Vec<f64>,
     g: Vec<f64>,
     stages: Vec<f64>,
+    ito: bool,
 }
 
 impl SdeVjpWork {
-    fn new(n: usize, noise: Noise, stage_vectors: usize) -> Self {
+    fn new(n: usize, noise: Noise, stage_vectors: usize, interpretation: Interpretation) -> Self {
         SdeVjpWork {
             noise,
             n,
@@ -57,6 +64,7 @@ impl SdeVjpWork {
             vg: vec![0.0; noise.diffusion_len(n)],
             g: vec![0.0; noise.diffusion_len(n)],
             stages: vec![0.0; stage_vectors * n],
+            ito: interpretation == Interpretation::Ito,
         }
     }
 
@@ -80,8 +88,8 @@ impl SdeVjpWork {
 }
 
 impl SdeStepVjp for EulerMaruyama {
-    fn vjp_workspace(&self, n: usize, noise: Noise) -> SdeVjpWork {
-        SdeVjpWork::new(n, noise, 0)
+    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
+        SdeVjpWork::new(n, noise, 0, interp)
     }
 
     /// `y' = y + h f(t, y) + G(t, y) ΔW`.
@@ -112,8 +120,8 @@ impl SdeStepVjp for EulerMaruyama {
 }
 
 impl SdeStepVjp for EulerHeun {
-    fn vjp_workspace(&self, n: usize, noise: Noise) -> SdeVjpWork {
-        SdeVjpWork::new(n, noise, 1)
+    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
+        SdeVjpWork::new(n, noise, 1, interp)
     }
 
     /// `ȳ = y + G(y) ΔW`, `y' = y + h f(y) + ½(G(y) + G(ȳ)) ΔW`.
@@ -159,9 +167,9 @@ impl SdeStepVjp for EulerHeun {
 }
 
 impl SdeStepVjp for Sri {
-    fn vjp_workspace(&self, n: usize, noise: Noise) -> SdeVjpWork {
+    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
         // H0, H1, f, g per stage and their cotangents F̄, Ḡ
-        SdeVjpWork::new(n, noise, 6 * self.tableau().alpha.len())
+        SdeVjpWork::new(n, noise, 6 * self.tableau().alpha.len(), interp)
     }
 
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
@@ -274,8 +282,8 @@ impl SdeStepVjp for Sri {
 }
 
 impl SdeStepVjp for Sra {
-    fn vjp_workspace(&self, n: usize, noise: Noise) -> SdeVjpWork {
-        SdeVjpWork::new(n, noise, 4 * self.tableau().alpha.len())
+    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
+        SdeVjpWork::new(n, noise, 4 * self.tableau().alpha.len(), interp)
     }
 
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
@@ -362,11 +370,96 @@ impl SdeStepVjp for Sra {
     }
 }
 
+impl SdeStepVjp for Milstein {
+    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
+        // ȳ (or ȳ±), g at them, and the cotangents c±
+        SdeVjpWork::new(n, noise, 5, interp)
+    }
+
+    fn has_step_vjp(&self) -> bool {
+        self.derivative == MilsteinDerivative::DerivativeFree
+    }
+
+    /// The derivative-free Milstein step: Itô
+    /// `y'_i = y_i + h f_i + g_i D_i + ½(D_i² − h)/√h (g_i(ȳ) − g_i(y))` with
+    /// `ȳ = y + h f + √h g`; Stratonovich
+    /// `y'_i = y_i + h f_i + g_i D_i + D_i²/(4√h) (g_i(y + √h g) − g_i(y − √h g))`.
+    fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SdeVjpWork,
+        drift: &F,
+        diffusion: &G,
+        p: &[f64],
+        t: f64,
+        h: f64,
+        noise: &StepNoise<'_>,
+        y: &[f64],
+        y_bar: &mut [f64],
+        p_bar: &mut [f64],
+    ) {
+        let n = w.n;
+        let sqh = h.abs().sqrt();
+        let (pt_a, rest) = w.stages.split_at_mut(n);
+        let (pt_b, rest) = rest.split_at_mut(n);
+        let (c_a, rest) = rest.split_at_mut(n);
+        let (c_b, f) = rest.split_at_mut(n);
+        let f = &mut f[..n];
+        diffusion.diffusion(t, y, p, &mut w.g);
+        w.b.copy_from_slice(y_bar);
+        let big_y = &w.b;
+        c_a.iter_mut().for_each(|v| *v = 0.0);
+        c_b.iter_mut().for_each(|v| *v = 0.0);
+        if w.ito {
+            drift.drift(t, y, p, f);
+            for i in 0..n {
+                pt_a[i] = y[i] + h * f[i] + sqh * w.g[i];
+            }
+            // cotangent of g(ȳ): Y ∘ Q
+            for i in 0..n {
+                let d = noise.dw[driver(w.noise, i)];
+                w.vg[i] = big_y[i] * 0.5 * (d * d - h) / sqh;
+            }
+            diffusion.diffusion_vjp(t, pt_a, p, &w.vg, c_a, p_bar);
+            // everything at y
+            for i in 0..n {
+                w.a[i] = h * (big_y[i] + c_a[i]);
+                let d = noise.dw[driver(w.noise, i)];
+                w.vg[i] = big_y[i] * d - big_y[i] * 0.5 * (d * d - h) / sqh + sqh * c_a[i];
+                y_bar[i] += c_a[i];
+            }
+            drift.drift_vjp(t, y, p, &w.a, y_bar, p_bar);
+            diffusion.diffusion_vjp(t, y, p, &w.vg, y_bar, p_bar);
+        } else {
+            for i in 0..n {
+                pt_a[i] = y[i] + sqh * w.g[i];
+                pt_b[i] = y[i] - sqh * w.g[i];
+            }
+            for i in 0..n {
+                let d = noise.dw[driver(w.noise, i)];
+                w.vg[i] = big_y[i] * d * d / (4.0 * sqh);
+            }
+            diffusion.diffusion_vjp(t, pt_a, p, &w.vg, c_a, p_bar);
+            for v in w.vg.iter_mut() {
+                *v = -*v;
+            }
+            diffusion.diffusion_vjp(t, pt_b, p, &w.vg, c_b, p_bar);
+            for i in 0..n {
+                w.a[i] = h * big_y[i];
+                let d = noise.dw[driver(w.noise, i)];
+                w.vg[i] = big_y[i] * d + sqh * (c_a[i] - c_b[i]);
+                y_bar[i] += c_a[i] + c_b[i];
+            }
+            drift.drift_vjp(t, y, p, &w.a, y_bar, p_bar);
+            diffusion.diffusion_vjp(t, y, p, &w.vg, y_bar, p_bar);
+        }
+    }
+}
+
 macro_rules! delegate_vjp {
     ($($name:ident => $inner:expr),*) => {
         $(impl SdeStepVjp for super::$name {
-            fn vjp_workspace(&self, n: usize, noise: Noise) -> SdeVjpWork {
-                $inner.vjp_workspace(n, noise)
+            fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
+                $inner.vjp_workspace(n, noise, interp)
             }
             fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
                 &self,
