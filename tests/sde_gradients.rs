@@ -174,6 +174,12 @@ fn reversible_adjoint_memory_does_not_grow() {
             ys[0]
         };
         let rev = grad_sde(&prob, ReversibleHeun, &opts, &l, Adjoint::Reversible).expect("rev");
+        let sto =
+            grad_sde(&prob, ReversibleHeun, &opts, &l, Adjoint::Stochastic).expect("stochastic");
+        assert_eq!(
+            sto.peak_stored_states, 1,
+            "the stochastic adjoint keeps no states"
+        );
         let dis = grad_sde(
             &prob,
             ReversibleHeun,
