@@ -73,6 +73,9 @@ impl<F: DriftVjp, S: Solver> Advancer<'_, F, S> {
     /// Steps `from..to` starting from `y_from` (the state at `ts[from]`),
     /// handing the state after each step (index `m + 1`) to `keep`.
     fn run(&mut self, from: usize, to: usize, y_from: &[f64], mut keep: impl FnMut(usize, &[f64])) {
+        if from >= to {
+            return;
+        }
         let fields = Fields::new(self.problem);
         self.y.copy_from_slice(y_from);
         fields.f(self.ts[from], &self.y, &mut self.f0, &mut self.stats);

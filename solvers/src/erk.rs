@@ -355,8 +355,14 @@ impl ExplicitRk {
         let tab = self.tableau;
         let n = c.n;
         let s = tab.stages();
+        // without interpolated values, a last stage with b = 0 (the FSAL
+        // stage) feeds nothing: neither computed nor reversed
         let s_all = if interp.is_empty() {
-            s
+            if tab.fsal && tab.b[s - 1] == 0.0 {
+                s - 1
+            } else {
+                s
+            }
         } else {
             s + tab.dense.extra_c.len()
         };
@@ -389,7 +395,7 @@ impl ExplicitRk {
         // cotangents of the stage derivatives from the outputs
         c.kappa[..s_all * n].iter_mut().for_each(|v| *v = 0.0);
         c.lam.copy_from_slice(lambda);
-        for i in 0..s {
+        for i in 0..s.min(s_all) {
             let hb = h * tab.b[i];
             if hb != 0.0 {
                 for k in 0..n {
