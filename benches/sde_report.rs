@@ -137,6 +137,10 @@ use sdeflow::solver::{Fields, StepNoise};
 // Configuration
 // ---------------------------------------------------------------------------
 
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{Timer, Timing};
+
 /// How hard to work.
 #[derive(Debug, Clone, Copy)]
 struct Config {
@@ -266,122 +270,36 @@ fn write_csv(name: &str, content: &str) {
 // (a) Timing: Euler–Maruyama against a hand-written loop
 // ---------------------------------------------------------------------------
 
+impl Config {
+    /// The timing part of the configuration.
+    fn timer(&self) -> Timer {
+        Timer {
+            quick: self.quick,
+            budget: self.budget,
+            batch: self.batch,
+            min_batches: self.min_batches,
+        }
+    }
+}
+
+/// [`timing::measure`] under this report's configuration.
+fn measure<R>(f: impl FnMut() -> R, cfg: &Config) -> Timing {
+    timing::measure(f, &cfg.timer())
+}
+
+/// [`timing::measure_pair`] under this report's configuration.
+fn measure_pair<R1, R2>(
+    a: impl FnMut() -> R1,
+    b: impl FnMut() -> R2,
+    cfg: &Config,
+) -> (Timing, Timing, f64) {
+    timing::measure_pair(a, b, &cfg.timer())
+}
+
 /// Step size of the timed EM solves.
 const EM_H: f64 = 1e-3;
 /// Steps of the timed EM solves.
 const EM_STEPS: usize = 1000;
-
-/// Time per call of one case.
-#[derive(Debug, Clone, Copy)]
-struct Timing {
-    /// Median over batches of the time per call, in seconds.
-    median: f64,
-    /// Half the inter-quartile range of the batches, relative to the median.
-    spread: f64,
-    /// Number of timed calls.
-    runs: usize,
-}
-
-fn quartiles(v: &mut [f64]) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| {
-        let x = p * (v.len() - 1) as f64;
-        let (i, f) = (x.floor() as usize, x - x.floor());
-        if i + 1 < v.len() {
-            v[i] * (1.0 - f) + v[i + 1] * f
-        } else {
-            v[i]
-        }
-    };
-    (q(0.25), q(0.5), q(0.75))
-}
-
-fn timing_of(per_run: &mut [f64], runs: usize) -> Timing {
-    let (q1, med, q3) = quartiles(per_run);
-    Timing {
-        median: med,
-        spread: 0.5 * (q3 - q1) / med,
-        runs,
-    }
-}
-
-/// Warms `f` up; returns the batch size that makes a batch last `cfg.batch`.
-fn calibrate<R>(f: &mut impl FnMut() -> R, cfg: &Config) -> usize {
-    let start = Instant::now();
-    let mut n = 0usize;
-    while n < 3 || start.elapsed() < Duration::from_millis(20) {
-        black_box(f());
-        n += 1;
-    }
-    let est = start.elapsed().as_secs_f64() / n as f64;
-    ((cfg.batch.as_secs_f64() / est).round() as usize).clamp(1, 1_000_000)
-}
-
-fn run_batch<R>(f: &mut impl FnMut() -> R, k: usize) -> f64 {
-    let start = Instant::now();
-    for _ in 0..k {
-        black_box(f());
-    }
-    start.elapsed().as_secs_f64() / k as f64
-}
-
-/// Median time per call of `f`.
-fn measure<R>(mut f: impl FnMut() -> R, cfg: &Config) -> Timing {
-    if cfg.quick {
-        let start = Instant::now();
-        black_box(f());
-        return Timing {
-            median: start.elapsed().as_secs_f64(),
-            spread: f64::NAN,
-            runs: 1,
-        };
-    }
-    let k = calibrate(&mut f, cfg);
-    let start = Instant::now();
-    let mut per_run = Vec::new();
-    while start.elapsed() < cfg.budget || per_run.len() < cfg.min_batches {
-        per_run.push(run_batch(&mut f, k));
-    }
-    let runs = k * per_run.len();
-    timing_of(&mut per_run, runs)
-}
-
-/// Times `a` and `b` in alternating batches (twice the budget); returns
-/// both timings and the median of the per-pair ratios time(a)/time(b).
-fn measure_pair<R1, R2>(
-    mut a: impl FnMut() -> R1,
-    mut b: impl FnMut() -> R2,
-    cfg: &Config,
-) -> (Timing, Timing, f64) {
-    if cfg.quick {
-        let ta = measure(&mut a, cfg);
-        let tb = measure(&mut b, cfg);
-        return (ta, tb, ta.median / tb.median);
-    }
-    let (ka, kb) = (calibrate(&mut a, cfg), calibrate(&mut b, cfg));
-    let start = Instant::now();
-    let (mut va, mut vb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    while start.elapsed() < 2 * cfg.budget || ratios.len() < cfg.min_batches {
-        // alternate which goes first, so that neither profits from the order
-        let (ta, tb) = if ratios.len() % 2 == 0 {
-            let ta = run_batch(&mut a, ka);
-            (ta, run_batch(&mut b, kb))
-        } else {
-            let tb = run_batch(&mut b, kb);
-            (run_batch(&mut a, ka), tb)
-        };
-        va.push(ta);
-        vb.push(tb);
-        ratios.push(ta / tb);
-    }
-    let n = ratios.len();
-    let (_, ratio, _) = quartiles(&mut ratios);
-    (
-        timing_of(&mut va, ka * n),
-        timing_of(&mut vb, kb * n),
-        ratio,
-    )
-}
 
 /// Euler–Maruyama for `dX = aX dt + bX dW` by hand: constant `h`, `√h`
 /// computed once, normals from sdeflow's fixed-step stream, in the operation
