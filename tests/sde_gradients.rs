@@ -311,7 +311,10 @@ fn stochastic_adjoint_with_general_noise_approaches_the_exact_discrete_gradient(
         diffs.push(d);
     }
     println!("general noise: |stochastic − reversible| at h = 1e-2, 1e-3, 1e-4: {diffs:?}");
-    assert!(diffs[2] < diffs[0] && diffs[2] < 1e-2, "{diffs:?}");
+    // measured 1.5e-5, 5.4e-7, 1.4e-6: the finest level is at the noise
+    // floor of the comparison, so require an improvement over h = 1e-2 and
+    // agreement to 1e-4
+    assert!(diffs[2] < diffs[0] && diffs[2] < 1e-4, "{diffs:?}");
 }
 
 /// Central differences of a fixed-step SDE solve on one Brownian path.

@@ -17,9 +17,47 @@
 
 use std::cell::RefCell;
 
+use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
 use sdeflow_solvers::{
-    DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt, Solution, Solver, solve,
+    DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt, Solution, SolveError, Solver, solve,
 };
+
+/// Keeps the state after the last accepted step.
+struct LastState(Vec<f64>);
+
+impl StepObserver for LastState {
+    fn accepted(&mut self, _m: usize, _t: f64, _t_next: f64, _y: &[f64], y_next: &[f64]) {
+        self.0.copy_from_slice(y_next);
+    }
+}
+
+/// The values `save_at` asks for, read from a dense solution.
+fn saved_view(dense: &Solution, save_at: &SaveAt) -> Result<Solution, SolveError> {
+    let n = dense.n;
+    let (ts, ys) = match save_at {
+        SaveAt::Steps | SaveAt::Dense => (dense.ts.clone(), dense.ys.clone()),
+        SaveAt::T1 => (vec![dense.ts[dense.len() - 1]], dense.last().to_vec()),
+        SaveAt::Times(times) => {
+            let mut ys = vec![0.0; times.len() * n];
+            for (i, &t) in times.iter().enumerate() {
+                dense.at_into(t, &mut ys[i * n..(i + 1) * n])?;
+            }
+            (times.clone(), ys)
+        }
+    };
+    Ok(Solution {
+        ts,
+        ys,
+        n,
+        stats: dense.stats,
+        status: dense.status,
+        solver: dense.solver.clone(),
+        dense: match save_at {
+            SaveAt::Dense => dense.dense.clone(),
+            _ => None,
+        },
+    })
+}
 
 use crate::loss::Loss;
 use crate::{GradError, Gradient};
@@ -49,31 +87,27 @@ where
     let n = problem.dim();
     let np = problem.params.len();
     let (t0, t1) = problem.tspan;
-    // the forward solve the user asked for (dense if the backward pass
-    // interpolates)
-    let sol = solve(problem, *solver, options)?;
-    let dense_sol: Option<Solution> = match source {
-        StateSource::Interpolating => Some(if let SaveAt::Dense = options.save_at {
-            sol.clone()
-        } else {
-            solve(problem, *solver, options.clone().save_at(SaveAt::Dense))?
-        }),
-        StateSource::Backsolve => None,
+    // one forward solve: dense when the backward pass interpolates (the
+    // user's saved values are read from it), else as asked, with the final
+    // state recorded on the way
+    let mut last = LastState(problem.y0.clone());
+    let (sol, dense_sol) = match source {
+        StateSource::Interpolating => {
+            let dense = integrate_observed(
+                problem,
+                solver,
+                &options.clone().save_at(SaveAt::Dense),
+                &mut last,
+            )?;
+            (saved_view(&dense, &options.save_at)?, Some(dense))
+        }
+        StateSource::Backsolve => (
+            integrate_observed(problem, solver, options, &mut last)?,
+            None,
+        ),
     };
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
-    // the state at t1 (for backsolve)
-    let y1 = match &dense_sol {
-        Some(d) => d.last().to_vec(),
-        None => {
-            if sol.t_last() == Some(t1) {
-                sol.last().to_vec()
-            } else {
-                solve(problem, *solver, options.clone().save_at(SaveAt::T1))?
-                    .last()
-                    .to_vec()
-            }
-        }
-    };
+    let y1 = last.0;
     // backward segments: between save times, from t1 down to t0
     let mut marks: Vec<f64> = sol.ts.clone();
     marks.push(t1);

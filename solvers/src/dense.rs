@@ -3,21 +3,14 @@
 //! On a step from `t_n` of size `h` the solution is
 //! `y(t_n + θh) = y_n + h Σ_i b_i(θ) k_i`, with stage-like vectors `k_i` kept
 //! per step and weights `b_i(θ) = Σ_k P[i][k] θ^k` shared by all steps (they
-//! belong to the method). Explicit RK methods keep their stages; methods
-//! without their own interpolant keep `f(t_n, y_n)`, `f(t_{n+1}, y_{n+1})` and
-//! `(y_{n+1} − y_n)/h`, read by the cubic Hermite weights [`HERMITE`].
+//! belong to the method). Explicit RK methods keep their stages; the SDE
+//! solvers keep `(y_{n+1} − y_n)/h` (linear interpolation); the stiff
+//! backend keeps samples of diffsol's interpolant inside the step, read by
+//! Lagrange weights ([`lagrange_table`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::SolveError;
-
-/// Cubic Hermite weights over `k = [f_n, f_{n+1}, (y_{n+1} − y_n)/h]`:
-/// `y(θ) = y_n + h[θ(θ−1)² f_n + θ²(θ−1) f_{n+1} + (3θ² − 2θ³) Δ]`.
-pub const HERMITE: [[f64; 4]; 3] = [
-    [0.0, 1.0, -2.0, 1.0],
-    [0.0, 0.0, -1.0, 1.0],
-    [0.0, 0.0, 3.0, -2.0],
-];
 
 /// Lagrange weight polynomials for interpolation through samples at the
 /// nodes `0 = θ_0 < θ_1 < … < θ_m = 1` of a step, over the vectors
@@ -197,20 +190,12 @@ mod tests {
     }
 
     #[test]
-    fn hermite_reproduces_cubics() {
-        // y = t^3 on [1, 3]: f = 3t^2
-        let (t0, h) = (1.0, 2.0);
-        let y = |t: f64| t * t * t;
-        let f = |t: f64| 3.0 * t * t;
-        let poly: Vec<f64> = HERMITE.iter().flatten().copied().collect();
-        let mut d = DenseOutput::new(1, 3, 4, poly);
-        let ks = [f(t0), f(t0 + h), (y(t0 + h) - y(t0)) / h];
-        d.push(t0, h, &[y(t0)], &ks);
+    fn evaluation_outside_the_span_is_an_error() {
+        let mut d = DenseOutput::new(1, 1, 2, vec![0.0, 1.0]);
+        d.push(1.0, 2.0, &[0.0], &[1.0]);
         let mut out = [0.0];
-        for t in [1.0, 1.3, 2.0, 2.9, 3.0] {
-            d.eval(t, &mut out).unwrap();
-            assert!((out[0] - y(t)).abs() < 1e-12, "{t}: {} vs {}", out[0], y(t));
-        }
+        d.eval(2.0, &mut out).unwrap();
+        assert!((out[0] - 1.0).abs() < 1e-15);
         assert!(d.eval(3.5, &mut out).is_err());
         assert!(d.eval(f64::NAN, &mut out).is_err());
     }

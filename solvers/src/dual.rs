@@ -41,23 +41,55 @@ pub trait GenericField {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Generic<F>(pub F);
 
+/// Which input a dual evaluation differentiates along.
+#[derive(Clone, Copy)]
+enum Seed<'a> {
+    /// The state, along `v`.
+    State(&'a [f64]),
+    /// The parameters, along `v`.
+    Params(&'a [f64]),
+    /// State component `j`.
+    StateAxis(usize),
+    /// Parameter `j`.
+    ParamAxis(usize),
+}
+
+/// Per-thread dual buffers, so that Jacobian products allocate nothing
+/// after the first call on a thread.
+#[derive(Default)]
+struct DualScratch {
+    y: Vec<Dual64>,
+    p: Vec<Dual64>,
+    out: Vec<Dual64>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<DualScratch> = std::cell::RefCell::new(DualScratch::default());
+}
+
+/// Runs `f` with this thread's scratch (a fresh one if a field evaluated
+/// inside `f` is itself differentiated).
+fn with_scratch<R>(f: impl FnOnce(&mut DualScratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut DualScratch::default()),
+    })
+}
+
 impl<F: GenericField> Generic<F> {
-    /// `(∂f/∂y) v` by one dual evaluation: seed `y + ε v`.
-    fn directional(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64], wrt_y: bool) {
-        let n = y.len();
-        let yd: Vec<Dual64> = if wrt_y {
-            y.iter().zip(v).map(|(&a, &b)| Dual64::new(a, b)).collect()
-        } else {
-            y.iter().map(|&a| Dual64::from(a)).collect()
-        };
-        let pd: Vec<Dual64> = if wrt_y {
-            p.iter().map(|&a| Dual64::from(a)).collect()
-        } else {
-            p.iter().zip(v).map(|(&a, &b)| Dual64::new(a, b)).collect()
-        };
-        let mut od = vec![Dual64::from(0.0); out.len().max(n)];
-        self.0.eval(Dual64::from(t), &yd, &pd, &mut od[..out.len()]);
-        for (o, d) in out.iter_mut().zip(&od) {
+    /// One dual evaluation along `seed`: writes the derivative part into
+    /// `out` (the field's output length).
+    fn directional_in(
+        &self,
+        s: &mut DualScratch,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        seed: Seed<'_>,
+        out: &mut [f64],
+    ) {
+        self.eval_seeded(s, t, y, p, seed, out.len());
+        for (o, d) in out.iter_mut().zip(&s.out) {
             *o = d.eps;
         }
     }
@@ -65,7 +97,58 @@ impl<F: GenericField> Generic<F> {
     /// `(∂f/∂p) v` (parameter direction `v`, length of `p`) by one dual
     /// evaluation.
     pub fn param_jacobian_vector(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
-        self.directional(t, y, p, v, out, false)
+        with_scratch(|s| self.directional_in(s, t, y, p, Seed::Params(v), out))
+    }
+
+    /// Evaluates along `seed` into the scratch's output buffer (of length
+    /// `len`).
+    fn eval_seeded(
+        &self,
+        s: &mut DualScratch,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        seed: Seed<'_>,
+        len: usize,
+    ) {
+        s.y.clear();
+        s.y.extend(y.iter().enumerate().map(|(i, &a)| {
+            let eps = match seed {
+                Seed::State(v) => v[i],
+                Seed::StateAxis(j) if j == i => 1.0,
+                _ => 0.0,
+            };
+            Dual64::new(a, eps)
+        }));
+        s.p.clear();
+        s.p.extend(p.iter().enumerate().map(|(i, &a)| {
+            let eps = match seed {
+                Seed::Params(v) => v[i],
+                Seed::ParamAxis(j) if j == i => 1.0,
+                _ => 0.0,
+            };
+            Dual64::new(a, eps)
+        }));
+        s.out.clear();
+        s.out.resize(len, Dual64::from(0.0));
+        self.0.eval(Dual64::from(t), &s.y, &s.p, &mut s.out);
+    }
+
+    /// Adds `vᵀ ∂f/∂y` to `oy` and `vᵀ ∂f/∂p` to `op` for an output of the
+    /// length of `v`: one dual evaluation per state and per parameter
+    /// component (columns of the Jacobians), each contracted with `v`.
+    fn vjp_any(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+        let dot = |s: &DualScratch| s.out.iter().zip(v).map(|(d, w)| d.eps * w).sum::<f64>();
+        with_scratch(|s| {
+            for (j, o) in oy.iter_mut().enumerate().take(y.len()) {
+                self.eval_seeded(s, t, y, p, Seed::StateAxis(j), v.len());
+                *o += dot(s);
+            }
+            for (j, o) in op.iter_mut().enumerate().take(p.len()) {
+                self.eval_seeded(s, t, y, p, Seed::ParamAxis(j), v.len());
+                *o += dot(s);
+            }
+        })
     }
 }
 
@@ -77,17 +160,16 @@ impl<F: GenericField> Drift for Generic<F> {
 
     fn jacobian(&self, t: f64, y: &[f64], p: &[f64], jac: &mut [f64]) -> bool {
         let n = y.len();
-        let mut e = vec![0.0; n];
-        for j in 0..n {
-            e[j] = 1.0;
-            self.directional(t, y, p, &e, &mut jac[j * n..(j + 1) * n], true);
-            e[j] = 0.0;
-        }
+        with_scratch(|s| {
+            for j in 0..n {
+                self.directional_in(s, t, y, p, Seed::StateAxis(j), &mut jac[j * n..(j + 1) * n]);
+            }
+        });
         true
     }
 
     fn jacobian_vector(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
-        self.directional(t, y, p, v, out, true);
+        with_scratch(|s| self.directional_in(s, t, y, p, Seed::State(v), out));
         true
     }
 }
@@ -99,7 +181,7 @@ impl<F: GenericField> Diffusion for Generic<F> {
     }
 
     fn diffusion_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
-        self.directional(t, y, p, v, out, true);
+        with_scratch(|s| self.directional_in(s, t, y, p, Seed::State(v), out));
         true
     }
 }
@@ -109,28 +191,6 @@ impl<F: GenericField> DriftVjp for Generic<F> {
     /// component (columns of the Jacobians), contracted with `v`.
     fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
         self.vjp_any(t, y, p, v, oy, op)
-    }
-}
-
-impl<F: GenericField> Generic<F> {
-    /// `vᵀ J` for an output of length `out_len` (forward mode, one dual
-    /// evaluation per input component).
-    fn vjp_any(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        let n = y.len();
-        let mut col = vec![0.0; v.len()];
-        let mut e = vec![0.0; n.max(p.len())];
-        for j in 0..n {
-            e[j] = 1.0;
-            self.directional(t, y, p, &e[..n], &mut col, true);
-            e[j] = 0.0;
-            oy[j] += col.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
-        }
-        for j in 0..p.len() {
-            e[j] = 1.0;
-            self.directional(t, y, p, &e[..p.len()], &mut col, false);
-            e[j] = 0.0;
-            op[j] += col.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
-        }
     }
 }
 

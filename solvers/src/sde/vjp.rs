@@ -50,6 +50,8 @@ pub struct SdeVjpWork {
     vg: Vec<f64>,
     g: Vec<f64>,
     stages: Vec<f64>,
+    /// Per Brownian component: the iterated-integral factors of the step.
+    chi: Vec<f64>,
     ito: bool,
 }
 
@@ -64,6 +66,7 @@ impl SdeVjpWork {
             vg: vec![0.0; noise.diffusion_len(n)],
             g: vec![0.0; noise.diffusion_len(n)],
             stages: vec![0.0; stage_vectors * n],
+            chi: vec![0.0; 4 * noise.brownian_dim(n)],
             ito: interpretation == Interpretation::Ito,
         }
     }
@@ -189,7 +192,7 @@ impl SdeStepVjp for Sri {
         let (n, s) = (w.n, tab.alpha.len());
         let sqh = h.abs().sqrt();
         let m = noise.dw.len();
-        let mut chi = vec![0.0; 4 * m];
+        let chi = &mut w.chi;
         for j in 0..m {
             let dw = noise.dw[j];
             chi[4 * j] = dw;
@@ -202,6 +205,7 @@ impl SdeStepVjp for Sri {
         let (fs, rest) = rest.split_at_mut(s * n);
         let (gs, rest) = rest.split_at_mut(s * n);
         let (fb, gb) = rest.split_at_mut(s * n);
+        let chi = &w.chi;
         // forward: stages
         for i in 0..s {
             for k in 0..n {
@@ -283,7 +287,8 @@ impl SdeStepVjp for Sri {
 
 impl SdeStepVjp for Sra {
     fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
-        SdeVjpWork::new(n, noise, 4 * self.tableau().alpha.len(), interp)
+        // H0, f, g per stage and the cotangents of f and g
+        SdeVjpWork::new(n, noise, 5 * self.tableau().alpha.len(), interp)
     }
 
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
@@ -301,12 +306,14 @@ impl SdeStepVjp for Sra {
     ) {
         let tab = self.tableau();
         let (n, s) = (w.n, tab.alpha.len());
-        let chi: Vec<f64> = (0..noise.dw.len())
-            .map(|j| 0.5 * noise.dw[j] + noise.levy_h[j])
-            .collect();
+        for (j, c) in w.chi.iter_mut().take(noise.dw.len()).enumerate() {
+            *c = 0.5 * noise.dw[j] + noise.levy_h[j];
+        }
+        let chi = &w.chi;
         let (h0, rest) = w.stages.split_at_mut(s * n);
         let (fs, rest) = rest.split_at_mut(s * n);
-        let (gs, fb) = rest.split_at_mut(s * n);
+        let (gs, rest) = rest.split_at_mut(s * n);
+        let (fb, gbar) = rest.split_at_mut(s * n);
         for i in 0..s {
             diffusion.diffusion(t + tab.c1[i] * h, y, p, &mut gs[i * n..(i + 1) * n]);
         }
@@ -328,7 +335,6 @@ impl SdeStepVjp for Sra {
             );
         }
         // cotangents of g_i (at y): from the output and from the stages
-        let mut gbar = vec![0.0; s * n];
         for i in 0..s {
             for k in 0..n {
                 let d = driver(w.noise, k);
