@@ -5,8 +5,10 @@
 //! (`out × in`, row-major) and then the biases. Hidden layers apply the
 //! activation, the last layer is linear. [`Mlp`] is a [`Drift`] /
 //! [`Diffusion`] with an exact [`DriftVjp`] (one forward and one backward
-//! pass), and also a [`GenericField`], so forward-mode dual numbers can
-//! check it.
+//! pass; with the activation tape of [`DriftVjp::drift_taped`], which the
+//! discrete adjoint records while it recomputes a step's stages, the
+//! backward pass only), and also a [`GenericField`], so forward-mode dual
+//! numbers can check it.
 
 use std::cell::RefCell;
 
@@ -41,21 +43,21 @@ impl Activation {
         }
     }
 
+    /// `σ'(z)` from the activation's output `a = σ(z)` (what the tape keeps):
+    /// `1 − a²` (tanh), `[a > 0]` (relu), `1 − e^{−a}` (softplus, since
+    /// `e^a = 1 + e^z`).
     #[inline]
-    fn df(self, x: f64) -> f64 {
+    fn df_from_output(self, a: f64) -> f64 {
         match self {
-            Activation::Tanh => {
-                let t = x.tanh();
-                1.0 - t * t
-            }
+            Activation::Tanh => 1.0 - a * a,
             Activation::Relu => {
-                if x > 0.0 {
+                if a > 0.0 {
                     1.0
                 } else {
                     0.0
                 }
             }
-            Activation::Softplus => 1.0 / (1.0 + (-x).exp()),
+            Activation::Softplus => -(-a).exp_m1(),
         }
     }
 
@@ -123,18 +125,21 @@ impl Mlp {
         p
     }
 
-    fn scratch_len(&self) -> usize {
-        // pre-activations and activations of every layer
-        2 * self.sizes.iter().sum::<usize>()
+    /// Length of the activation tape: the input, every hidden activation
+    /// and the output.
+    fn tape_len(&self) -> usize {
+        self.sizes.iter().sum()
     }
 
-    /// Forward pass into `out`, keeping pre-activations `z` and activations
-    /// `a` of every layer in `buf` (layer-major offsets).
-    fn forward_into(&self, x: &[f64], p: &[f64], out: &mut [f64], buf: &mut [f64]) {
-        let total: usize = self.sizes.iter().sum();
-        let (zs, acts) = buf.split_at_mut(total);
+    /// Widest layer (the backward pass's two work vectors).
+    fn width(&self) -> usize {
+        self.sizes.iter().max().copied().unwrap_or(0)
+    }
+
+    /// Forward pass into `out`, keeping the activations of every layer
+    /// (input first, layer-major) in `acts` (length [`Mlp::tape_len`]).
+    fn forward_into(&self, x: &[f64], p: &[f64], out: &mut [f64], acts: &mut [f64]) {
         acts[..x.len()].copy_from_slice(x);
-        zs[..x.len()].copy_from_slice(x);
         let (mut off_in, mut off_p) = (0, 0);
         let layers = self.sizes.len() - 1;
         for l in 0..layers {
@@ -144,14 +149,12 @@ impl Mlp {
                 &p[off_p..off_p + ni * no],
                 &p[off_p + ni * no..off_p + ni * no + no],
             );
+            let (inputs, outputs) = acts.split_at_mut(off_out);
+            let a_in = &inputs[off_in..];
             for o in 0..no {
-                let mut z = b[o];
                 let row = &w[o * ni..(o + 1) * ni];
-                for i in 0..ni {
-                    z += row[i] * acts[off_in + i];
-                }
-                zs[off_out + o] = z;
-                acts[off_out + o] = if l + 1 == layers {
+                let z = b[o] + row.iter().zip(a_in).map(|(w, a)| w * a).sum::<f64>();
+                outputs[o] = if l + 1 == layers {
                     z
                 } else {
                     self.activation.f(z)
@@ -163,11 +166,66 @@ impl Mlp {
         out.copy_from_slice(&acts[off_in..off_in + self.output_dim()]);
     }
 
+    /// Backward pass from the activations `acts` of a forward pass: adds
+    /// `vᵀ ∂MLP/∂x` to `out_x` and `vᵀ ∂MLP/∂p` to `out_p`. `work` holds
+    /// two vectors of the widest layer.
+    fn backward(
+        &self,
+        p: &[f64],
+        acts: &[f64],
+        v: &[f64],
+        out_x: &mut [f64],
+        out_p: &mut [f64],
+        work: &mut [f64],
+    ) {
+        let (delta, prev) = work.split_at_mut(self.width());
+        let out_dim = self.output_dim();
+        let layers = self.sizes.len() - 1;
+        let mut off_out: usize = self.tape_len() - out_dim;
+        let mut off_p = self.num_params();
+        delta[..out_dim].copy_from_slice(v);
+        for l in (0..layers).rev() {
+            let (ni, no) = (self.sizes[l], self.sizes[l + 1]);
+            let off_in = off_out - ni;
+            off_p -= ni * no + no;
+            let w = &p[off_p..off_p + ni * no];
+            let a_in = &acts[off_in..off_in + ni];
+            {
+                let (gw, gb) = out_p[off_p..off_p + ni * no + no].split_at_mut(ni * no);
+                for o in 0..no {
+                    let d = delta[o];
+                    gb[o] += d;
+                    for (g, a) in gw[o * ni..(o + 1) * ni].iter_mut().zip(a_in) {
+                        *g += d * a;
+                    }
+                }
+            }
+            // δ_prev = Wᵀ δ ⊙ σ'(z_prev) (no σ' for the input layer)
+            prev[..ni].iter_mut().for_each(|s| *s = 0.0);
+            for o in 0..no {
+                let d = delta[o];
+                for (s, w) in prev[..ni].iter_mut().zip(&w[o * ni..(o + 1) * ni]) {
+                    *s += w * d;
+                }
+            }
+            if l > 0 {
+                for (s, &a) in prev[..ni].iter_mut().zip(a_in) {
+                    *s *= self.activation.df_from_output(a);
+                }
+            }
+            delta[..ni].copy_from_slice(&prev[..ni]);
+            off_out = off_in;
+        }
+        for (o, d) in out_x.iter_mut().zip(&delta[..self.input_dim()]) {
+            *o += d;
+        }
+    }
+
     /// `MLP(x; p)` into `out`.
     pub fn forward(&self, x: &[f64], p: &[f64], out: &mut [f64]) {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            let need = self.scratch_len();
+            let need = self.tape_len();
             if s.len() < need {
                 s.resize(need, 0.0);
             }
@@ -180,61 +238,43 @@ impl Mlp {
     pub fn vjp(&self, x: &[f64], p: &[f64], v: &[f64], out_x: &mut [f64], out_p: &mut [f64]) {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            let total: usize = self.sizes.iter().sum();
-            let need = self.scratch_len() + 2 * self.sizes.iter().max().copied().unwrap_or(0);
+            let tape = self.tape_len();
+            let need = tape + self.output_dim() + 2 * self.width();
             if s.len() < need {
                 s.resize(need, 0.0);
             }
-            let (buf, deltas) = s.split_at_mut(self.scratch_len());
-            let width = self.sizes.iter().max().copied().unwrap_or(0);
-            let (delta, prev) = deltas.split_at_mut(width);
-            // forward, keeping z and a
-            let out_dim = self.output_dim();
-            {
-                let o = &mut prev[..out_dim];
-                self.forward_into(x, p, o, buf);
-            }
-            let (zs, acts) = buf.split_at(total);
-            // backward
-            let layers = self.sizes.len() - 1;
-            let mut off_out: usize = self.sizes.iter().sum::<usize>() - out_dim;
-            let mut off_p = self.num_params();
-            delta[..out_dim].copy_from_slice(v);
-            for l in (0..layers).rev() {
-                let (ni, no) = (self.sizes[l], self.sizes[l + 1]);
-                let off_in = off_out - ni;
-                off_p -= ni * no + no;
-                let w = &p[off_p..off_p + ni * no];
-                {
-                    let (gw, gb) = out_p[off_p..off_p + ni * no + no].split_at_mut(ni * no);
-                    for o in 0..no {
-                        let d = delta[o];
-                        gb[o] += d;
-                        let row = &mut gw[o * ni..(o + 1) * ni];
-                        for i in 0..ni {
-                            row[i] += d * acts[off_in + i];
-                        }
-                    }
-                }
-                // δ_prev = Wᵀ δ ⊙ σ'(z_prev) (no σ' for the input layer)
-                for i in 0..ni {
-                    let mut s = 0.0;
-                    for o in 0..no {
-                        s += w[o * ni + i] * delta[o];
-                    }
-                    prev[i] = if l == 0 {
-                        s
-                    } else {
-                        s * self.activation.df(zs[off_in + i])
-                    };
-                }
-                delta[..ni].copy_from_slice(&prev[..ni]);
-                off_out = off_in;
-            }
-            for i in 0..x.len() {
-                out_x[i] += delta[i];
-            }
+            let (acts, work) = s[..need].split_at_mut(tape);
+            // the forward's output is also in the tape: `sink` only receives it
+            let (sink, work) = work.split_at_mut(self.output_dim());
+            self.forward_into(x, p, sink, acts);
+            self.backward(p, acts, v, out_x, out_p, work);
         })
+    }
+
+    /// [`Mlp::vjp`] from the activation tape a [`Mlp::forward_taped`] at the
+    /// same `x` wrote (the backward pass only).
+    pub fn vjp_taped(
+        &self,
+        p: &[f64],
+        tape: &[f64],
+        v: &[f64],
+        out_x: &mut [f64],
+        out_p: &mut [f64],
+    ) {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let need = 2 * self.width();
+            if s.len() < need {
+                s.resize(need, 0.0);
+            }
+            self.backward(p, tape, v, out_x, out_p, &mut s[..need]);
+        })
+    }
+
+    /// [`Mlp::forward`], keeping the activations in `tape` (length: the sum
+    /// of the layer widths) for [`Mlp::vjp_taped`].
+    pub fn forward_taped(&self, x: &[f64], p: &[f64], out: &mut [f64], tape: &mut [f64]) {
+        self.forward_into(x, p, out, tape)
     }
 }
 
@@ -255,6 +295,29 @@ impl Diffusion for Mlp {
 impl DriftVjp for Mlp {
     fn drift_vjp(&self, _t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
         self.vjp(y, p, v, oy, op)
+    }
+
+    /// The activations of every layer.
+    fn tape_len(&self, _n: usize, _n_params: usize) -> usize {
+        Mlp::tape_len(self)
+    }
+
+    fn drift_taped(&self, _t: f64, y: &[f64], p: &[f64], dy: &mut [f64], tape: &mut [f64]) {
+        self.forward_taped(y, p, dy, tape)
+    }
+
+    /// The backward pass only.
+    fn drift_vjp_taped(
+        &self,
+        _t: f64,
+        _y: &[f64],
+        p: &[f64],
+        tape: &[f64],
+        v: &[f64],
+        oy: &mut [f64],
+        op: &mut [f64],
+    ) {
+        self.vjp_taped(p, tape, v, oy, op)
     }
 }
 
@@ -302,6 +365,29 @@ impl<F: DriftVjp> DriftVjp for Offset<F> {
     fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
         let r = self.offset..self.offset + self.len;
         self.field.drift_vjp(t, y, &p[r.clone()], v, oy, &mut op[r]);
+    }
+
+    fn tape_len(&self, n: usize, _n_params: usize) -> usize {
+        self.field.tape_len(n, self.len)
+    }
+
+    fn drift_taped(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64], tape: &mut [f64]) {
+        self.field.drift_taped(t, y, self.slice(p), dy, tape)
+    }
+
+    fn drift_vjp_taped(
+        &self,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        tape: &[f64],
+        v: &[f64],
+        oy: &mut [f64],
+        op: &mut [f64],
+    ) {
+        let r = self.offset..self.offset + self.len;
+        self.field
+            .drift_vjp_taped(t, y, &p[r.clone()], tape, v, oy, &mut op[r]);
     }
 }
 
@@ -377,6 +463,17 @@ mod tests {
                     "{act:?}: {a} vs {b}"
                 );
             }
+            // the taped VJP (backward pass from a recorded forward) is the same
+            let mut tape = vec![0.0; DriftVjp::tape_len(&mlp, 3, p.len())];
+            let mut f0 = [0.0; 3];
+            mlp.drift_taped(0.0, &x, &p, &mut f0, &mut tape);
+            let (mut tx, mut tp) = (vec![0.0; 3], vec![0.0; p.len()]);
+            mlp.drift_vjp_taped(0.0, &x, &p, &tape, &v, &mut tx, &mut tp);
+            assert_eq!(
+                (tx, tp),
+                (gx.clone(), gp.clone()),
+                "{act:?}: taped VJP differs"
+            );
             let (mut f1, mut f2) = ([0.0; 3], [0.0; 3]);
             mlp.forward(&x, &p, &mut f1);
             Generic(mlp.clone()).drift(0.0, &x, &p, &mut f2);

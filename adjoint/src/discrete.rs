@@ -268,7 +268,7 @@ where
             err: vec![0.0; n],
             stats: Stats::default(),
         },
-        vjp_cache: rk.vjp_cache(n),
+        vjp_cache: rk.vjp_cache(n, problem.drift.tape_len(n, problem.params.len())),
         rk,
         budget,
         lambda: vec![0.0; n],

@@ -315,14 +315,22 @@ pub struct ErkVjpCache {
     lam: Vec<f64>,
     big: Vec<f64>,
     weights: Vec<f64>,
+    /// The drift's tapes ([`crate::field::DriftVjp::drift_taped`]), one per
+    /// stage.
+    tapes: Vec<f64>,
+    tape_len: usize,
 }
 
 impl ExplicitRk {
-    /// Workspace for reversing steps of a state of dimension `n`.
-    pub fn vjp_cache(&self, n: usize) -> ErkVjpCache {
+    /// Workspace for reversing steps of a state of dimension `n` with a
+    /// drift whose tape has `tape_len` entries
+    /// ([`crate::field::DriftVjp::tape_len`]).
+    pub fn vjp_cache(&self, n: usize, tape_len: usize) -> ErkVjpCache {
         let s_all = self.tableau.stages() + self.tableau.dense.extra_c.len();
         ErkVjpCache {
             n,
+            tapes: vec![0.0; s_all * tape_len],
+            tape_len,
             inputs: vec![0.0; s_all * n],
             ks: vec![0.0; s_all * n],
             kappa: vec![0.0; s_all * n],
@@ -353,7 +361,7 @@ impl ExplicitRk {
         stats: &mut Stats,
     ) -> usize {
         let tab = self.tableau;
-        let n = c.n;
+        let (n, tl) = (c.n, c.tape_len);
         let s = tab.stages();
         // without interpolated values, a last stage with b = 0 (the FSAL
         // stage) feeds nothing: neither computed nor reversed
@@ -385,11 +393,12 @@ impl ExplicitRk {
             let (done, rest) = c.ks.split_at_mut(i * n);
             stage_input(y, h, row(i), done, n, &mut c.inputs[i * n..(i + 1) * n]);
             stats.drift_evals += 1;
-            field.drift(
+            field.drift_taped(
                 t + node(i) * h,
                 &c.inputs[i * n..(i + 1) * n],
                 p,
                 &mut rest[..n],
+                &mut c.tapes[i * tl..(i + 1) * tl],
             );
         }
         // cotangents of the stage derivatives from the outputs
@@ -432,10 +441,11 @@ impl ExplicitRk {
                 continue;
             }
             big_lambda.iter_mut().for_each(|v| *v = 0.0);
-            field.drift_vjp(
+            field.drift_vjp_taped(
                 t + node(i) * h,
                 &c.inputs[i * n..(i + 1) * n],
                 p,
+                &c.tapes[i * tl..(i + 1) * tl],
                 kap,
                 big_lambda,
                 p_bar,

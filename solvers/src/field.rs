@@ -132,6 +132,38 @@ pub trait DriftVjp: Drift {
         out_y: &mut [f64],
         out_p: &mut [f64],
     );
+
+    /// Length of the tape [`DriftVjp::drift_taped`] writes for a state of
+    /// length `n` and `n_params` parameters: intermediate values of an
+    /// evaluation that a VJP at the same point can reuse instead of
+    /// recomputing them (a network's activations, say). `0` (the default):
+    /// no tape.
+    fn tape_len(&self, _n: usize, _n_params: usize) -> usize {
+        0
+    }
+
+    /// Evaluates the drift as [`Drift::drift`] does, also writing the tape
+    /// (of [`DriftVjp::tape_len`] entries) for a later
+    /// [`DriftVjp::drift_vjp_taped`] at the same point.
+    fn drift_taped(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64], _tape: &mut [f64]) {
+        self.drift(t, y, p, dy)
+    }
+
+    /// [`DriftVjp::drift_vjp`] at a point where [`DriftVjp::drift_taped`]
+    /// wrote `tape`; the result must be the same.
+    #[allow(clippy::too_many_arguments)]
+    fn drift_vjp_taped(
+        &self,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        _tape: &[f64],
+        v: &[f64],
+        out_y: &mut [f64],
+        out_p: &mut [f64],
+    ) {
+        self.drift_vjp(t, y, p, v, out_y, out_p)
+    }
 }
 
 /// A drift with a hand-written VJP closure
