@@ -37,7 +37,10 @@ pub use sdeflow_solvers::{
     StepController, Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
 };
 
-pub use sdeflow_adjoint::{Adjoint, GradError, Gradient, Loss, grad, grad_sde, grad_sde_discrete};
+pub use sdeflow_adjoint::{
+    Adjoint, GradError, Gradient, Loss, grad, grad_sde, grad_sde_discrete,
+    grad_sde_discrete_checkpointed,
+};
 pub use sdeflow_solvers::{DiffusionVjp, DriftVjp, FiniteDifferenceVjp, WithVjp};
 
 /// The building blocks, for users who write their own solvers or tableaus.
@@ -57,7 +60,9 @@ pub mod statistics;
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.
 pub mod prelude {
     pub use crate::ensemble::{Ensemble, OnFailure};
-    pub use sdeflow_adjoint::{Adjoint, Gradient, Loss, grad, grad_sde, grad_sde_discrete};
+    pub use sdeflow_adjoint::{
+        Adjoint, Gradient, Loss, grad, grad_sde, grad_sde_discrete, grad_sde_discrete_checkpointed,
+    };
     pub use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
     pub use sdeflow_solvers::prelude::*;
 }

@@ -10,10 +10,11 @@
 //! interpolant.
 
 use sdeflow_solvers::erk::{ErkVjpCache, ExplicitRk, InterpCotangent, RungeKutta};
-use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
+use sdeflow_solvers::integrate::integrate_observed;
 use sdeflow_solvers::solver::{Fields, StepNoise};
 use sdeflow_solvers::{DriftVjp, NoDiffusion, Options, Problem, Solver, Stats};
 
+use crate::checkpoint::{Checkpointing, Recorder, Replay};
 use crate::loss::Loss;
 use crate::{GradError, Gradient};
 
@@ -25,35 +26,6 @@ struct Located {
     theta: f64,
     /// Index of the saved value.
     save: usize,
-}
-
-/// Records the accepted step times and, online, at most `budget`
-/// checkpoint states at indices that are multiples of a stride doubled
-/// whenever the budget fills (so the unknown number of steps needs no
-/// second pass).
-struct Recorder {
-    ts: Vec<f64>,
-    stride: usize,
-    budget: usize,
-    ckpts: Vec<(usize, Vec<f64>)>,
-}
-
-impl StepObserver for Recorder {
-    fn accepted(&mut self, m: usize, t: f64, t_next: f64, y: &[f64], y_next: &[f64]) {
-        if m == 0 {
-            self.ts.push(t);
-            self.ckpts.push((0, y.to_vec()));
-        }
-        self.ts.push(t_next);
-        if (m + 1).is_multiple_of(self.stride) {
-            self.ckpts.push((m + 1, y_next.to_vec()));
-            if self.ckpts.len() > self.budget {
-                self.stride *= 2;
-                let stride = self.stride;
-                self.ckpts.retain(|(i, _)| i.is_multiple_of(stride));
-            }
-        }
-    }
 }
 
 /// Re-runs accepted steps from a stored state with the recorded step sizes.
@@ -72,7 +44,7 @@ struct Advancer<'a, F, S: Solver> {
 impl<F: DriftVjp, S: Solver> Advancer<'_, F, S> {
     /// Steps `from..to` starting from `y_from` (the state at `ts[from]`),
     /// handing the state after each step (index `m + 1`) to `keep`.
-    fn run(&mut self, from: usize, to: usize, y_from: &[f64], mut keep: impl FnMut(usize, &[f64])) {
+    fn run(&mut self, from: usize, to: usize, y_from: &[f64], keep: &mut dyn FnMut(usize, &[f64])) {
         if from >= to {
             return;
         }
@@ -105,12 +77,9 @@ struct Backward<'a, F, S: Solver> {
     adv: Advancer<'a, F, S>,
     rk: ExplicitRk,
     vjp_cache: ErkVjpCache,
-    budget: usize,
     lambda: Vec<f64>,
     dp: Vec<f64>,
     vjps: usize,
-    stored: usize,
-    peak: usize,
     /// Cotangents by step: (step, theta, save index), sorted by step descending.
     located: Vec<Located>,
     next: usize,
@@ -151,46 +120,19 @@ impl<F: DriftVjp, S: Solver> Backward<'_, F, S> {
             &mut self.adv.stats,
         );
     }
+}
 
-    fn hold(&mut self, k: usize) {
-        self.stored += k;
-        self.peak = self.peak.max(self.stored);
+impl<F: DriftVjp, S: Solver> Replay for Backward<'_, F, S> {
+    fn record_len(&self) -> usize {
+        self.lambda.len()
     }
 
-    /// Reverses steps `a..b` given the state at `a`, recursively: at most
-    /// `budget` states are stored per level (Griewank-style recursive
-    /// checkpointing; `O(log_budget(len))` levels).
-    fn reverse_range(&mut self, a: usize, b: usize, y_a: &[f64]) {
-        let len = b - a;
-        if len == 0 {
-            return;
-        }
-        if len <= self.budget {
-            let mut states: Vec<Vec<f64>> = Vec::with_capacity(len);
-            states.push(y_a.to_vec());
-            self.adv.run(a, b - 1, y_a, |_, y| states.push(y.to_vec()));
-            self.hold(len);
-            for m in (a..b).rev() {
-                self.reverse_step(m, &states[m - a]);
-            }
-            self.stored -= len;
-            return;
-        }
-        let chunk = len.div_ceil(self.budget);
-        let mut starts: Vec<(usize, Vec<f64>)> = vec![(a, y_a.to_vec())];
-        let last_start = a + chunk * ((len - 1) / chunk);
-        self.adv.run(a, last_start, y_a, |m, y| {
-            if (m - a).is_multiple_of(chunk) {
-                starts.push((m, y.to_vec()));
-            }
-        });
-        let held = starts.len();
-        self.hold(held);
-        for (s, y_s) in starts.iter().rev() {
-            let e = (s + chunk).min(b);
-            self.reverse_range(*s, e, y_s);
-        }
-        self.stored -= held;
+    fn run(&mut self, from: usize, to: usize, rec: &[f64], keep: &mut dyn FnMut(usize, &[f64])) {
+        self.adv.run(from, to, rec, keep)
+    }
+
+    fn reverse(&mut self, m: usize, rec: &[f64]) {
+        self.reverse_step(m, rec)
     }
 }
 
@@ -211,12 +153,7 @@ where
     let n = problem.dim();
     let budget = checkpoints.max(2);
     // forward: the solve the user asked for, recording step times and checkpoints
-    let mut rec = Recorder {
-        ts: Vec::new(),
-        stride: 1,
-        budget,
-        ckpts: Vec::new(),
-    };
+    let mut rec = Recorder::new(budget, 0, false);
     let sol = integrate_observed(problem, solver, options, &mut rec)?;
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     // locate every saved value in the step sequence
@@ -255,7 +192,7 @@ where
     located.sort_by_key(|l| std::cmp::Reverse(l.step.map_or(0, |m| m + 1)));
 
     let rk = solver.rk();
-    let ckpts = std::mem::take(&mut rec.ckpts);
+    let records = std::mem::take(&mut rec.records);
     let mut bw = Backward {
         adv: Advancer {
             problem,
@@ -270,27 +207,19 @@ where
         },
         vjp_cache: rk.vjp_cache(n, problem.drift.tape_len(n, problem.params.len())),
         rk,
-        budget,
         lambda: vec![0.0; n],
         dp: vec![0.0; problem.params.len()],
         vjps: 0,
-        stored: ckpts.len(),
-        peak: ckpts.len(),
         located,
         next: 0,
         gy: &gy,
     };
-    // segments between the top-level checkpoints, last first
-    for (k, (start, y_s)) in ckpts.iter().enumerate().rev() {
-        let end = ckpts.get(k + 1).map_or(m_steps, |c| c.0);
-        bw.reverse_range(*start, end, y_s);
-    }
+    let peak = Checkpointing::reverse_all(&mut bw, budget, &records, m_steps);
     let Backward {
         adv,
         mut lambda,
         dp,
         vjps,
-        peak,
         located,
         next,
         ..

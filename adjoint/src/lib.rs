@@ -10,6 +10,7 @@
 //! for ODEs. Stochastic and reversible adjoints and the SDE solvers' step
 //! VJPs are still to come.
 
+mod checkpoint;
 mod continuous;
 mod discrete;
 mod loss;
@@ -20,7 +21,7 @@ mod stochastic;
 pub use discrete::discrete_adjoint;
 pub use loss::Loss;
 pub use reversible::grad_sde;
-pub use sde_discrete::grad_sde_discrete;
+pub use sde_discrete::{grad_sde_discrete, grad_sde_discrete_checkpointed};
 
 use std::fmt;
 

@@ -1,43 +1,174 @@
 //! The discrete adjoint of SDE solves with Euler–Maruyama, Euler–Heun,
-//! derivative-free Milstein, SRIW1, SOSRI, SRA1 and SRA3: the exact gradient of the computed solution
-//! on its Brownian path (a Brownian tree, replayed backwards from the seed),
-//! each step reversed with the solver's
-//! [`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp) from the stored states
-//! (memory O(steps)); step sizes are constants.
+//! Milstein, SRIW1, SOSRI, SRA1 and SRA3: the exact gradient of the
+//! computed solution on its Brownian path (a Brownian tree, replayed from
+//! the seed), each step reversed with the solver's
+//! [`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp); step sizes are
+//! constants. The forward pass keeps at most `checkpoints` records (state
+//! and the step's increments) and the backward sweep recomputes the rest
+//! by recursive checkpointing ([`crate::checkpoint`]), re-querying the tree
+//! for recomputed steps; with a budget of at least the number of steps
+//! nothing is recomputed and the tree is not queried again.
 
 use sdeflow_solvers::brownian::{BrownianPath, BrownianTree};
-use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
-use sdeflow_solvers::sde::SdeStepVjp;
-use sdeflow_solvers::solver::StepNoise;
-use sdeflow_solvers::{BrownianSampling, DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver};
+use sdeflow_solvers::integrate::integrate_observed;
+use sdeflow_solvers::sde::{SdeStepVjp, SdeVjpWork};
+use sdeflow_solvers::solver::{Fields, StepNoise};
+use sdeflow_solvers::{
+    BrownianSampling, DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats,
+};
 
+use crate::checkpoint::{Checkpointing, Recorder, Replay};
 use crate::loss::Loss;
 use crate::{GradError, Gradient};
 
-/// Records step times and states.
-struct Tape {
-    ts: Vec<f64>,
-    ys: Vec<Vec<f64>>,
+/// Recomputes and reverses SDE steps; a record is `y ‖ ΔW ‖ H` (`H`, the
+/// space–time Lévy area, only for solvers that use it).
+struct SdeReplay<'a, F, G, S: Solver> {
+    problem: &'a Problem<F, G>,
+    solver: &'a S,
+    cache: S::Cache,
+    ts: &'a [f64],
+    tree: BrownianTree,
+    n: usize,
+    m: usize,
+    levy: bool,
+    f0: Vec<f64>,
+    g0: Vec<f64>,
+    y_new: Vec<f64>,
+    err: Vec<f64>,
+    rec: Vec<f64>,
+    stats: Stats,
+    work: SdeVjpWork,
+    y_bar: Vec<f64>,
+    dp: Vec<f64>,
+    gy: &'a [f64],
+    /// Whether every step's end state is saved (`SaveAt::Steps`) or only
+    /// the last (`SaveAt::T1`).
+    save_steps: bool,
 }
 
-impl StepObserver for Tape {
-    fn accepted(&mut self, m: usize, t: f64, t_next: f64, y: &[f64], _y_next: &[f64]) {
-        if m == 0 {
-            self.ts.push(t);
+impl<F: DriftVjp, G: DiffusionVjp, S: Solver + SdeStepVjp> SdeReplay<'_, F, G, S> {
+    /// The step's increments as stored in a record.
+    fn noise<'r>(&self, rec: &'r [f64]) -> StepNoise<'r> {
+        let (n, m) = (self.n, self.m);
+        StepNoise {
+            dw: &rec[n..n + m],
+            levy_h: if self.levy {
+                &rec[n + m..n + 2 * m]
+            } else {
+                &[]
+            },
         }
-        self.ts.push(t_next);
-        self.ys.push(y.to_vec());
+    }
+}
+
+impl<F: DriftVjp, G: DiffusionVjp, S: Solver + SdeStepVjp> Replay for SdeReplay<'_, F, G, S> {
+    fn record_len(&self) -> usize {
+        self.rec.len()
+    }
+
+    fn run(&mut self, from: usize, to: usize, rec: &[f64], keep: &mut dyn FnMut(usize, &[f64])) {
+        if from >= to {
+            return;
+        }
+        let (n, m) = (self.n, self.m);
+        let steps = self.ts.len() - 1;
+        let fields = Fields::new(self.problem);
+        self.rec.copy_from_slice(rec);
+        fields.f(self.ts[from], &rec[..n], &mut self.f0, &mut self.stats);
+        fields.g(self.ts[from], &rec[..n], &mut self.g0, &mut self.stats);
+        self.solver.start(&mut self.cache, &self.f0, &self.g0);
+        for k in from..to {
+            let (t, h) = (self.ts[k], self.ts[k + 1] - self.ts[k]);
+            {
+                let (y, noise) = self.rec.split_at(n);
+                let noise = StepNoise {
+                    dw: &noise[..m],
+                    levy_h: if self.levy { &noise[m..2 * m] } else { &[] },
+                };
+                self.solver.step(
+                    &mut self.cache,
+                    &fields,
+                    t,
+                    h,
+                    y,
+                    &noise,
+                    &mut self.y_new,
+                    &mut self.err,
+                    &mut self.stats,
+                );
+            }
+            self.solver.accept(&mut self.cache);
+            let (y, noise) = self.rec.split_at_mut(n);
+            y.copy_from_slice(&self.y_new);
+            if k + 1 < steps {
+                let (dw, lh) = noise.split_at_mut(m);
+                let (t1, t2) = (self.ts[k + 1], self.ts[k + 2]);
+                if self.levy {
+                    self.tree.increment_with_levy_area(t1, t2, dw, lh);
+                } else {
+                    self.tree.increment(t1, t2, dw);
+                }
+            }
+            keep(k + 1, &self.rec);
+        }
+    }
+
+    fn reverse(&mut self, k: usize, rec: &[f64]) {
+        let n = self.n;
+        let (t, h) = (self.ts[k], self.ts[k + 1] - self.ts[k]);
+        let noise = self.noise(rec);
+        self.solver.sde_step_vjp(
+            &mut self.work,
+            &self.problem.drift,
+            &self.problem.diffusion,
+            &self.problem.params,
+            t,
+            h,
+            &noise,
+            &rec[..n],
+            &mut self.y_bar,
+            &mut self.dp,
+        );
+        if self.save_steps {
+            for j in 0..n {
+                self.y_bar[j] += self.gy[k * n + j];
+            }
+        }
     }
 }
 
 /// `(L, dL/dp, dL/dy0)` by the discrete adjoint of an SDE solve with
-/// `solver` (Euler–Maruyama, Euler–Heun, SRIW1, SOSRI, SRA1, SRA3). The
-/// loss may use `SaveAt::T1` or `SaveAt::Steps`.
+/// `solver` (Euler–Maruyama, Euler–Heun, Milstein, SRIW1, SOSRI, SRA1,
+/// SRA3), storing every step's record (memory `O(steps)`, no
+/// recomputation). The loss may use `SaveAt::T1` or `SaveAt::Steps`. For
+/// bounded memory use [`grad_sde_discrete_checkpointed`].
 pub fn grad_sde_discrete<F, G, S, L>(
     problem: &Problem<F, G>,
     solver: S,
     options: impl AsRef<Options>,
     loss: &L,
+) -> Result<Gradient, GradError>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    S: Solver + SdeStepVjp,
+    L: Loss + ?Sized,
+{
+    grad_sde_discrete_checkpointed(problem, solver, options, loss, usize::MAX)
+}
+
+/// [`grad_sde_discrete`] with recursive checkpointing: at most
+/// `checkpoints` records (at least 2) are held per level of
+/// recomputation, so memory grows like `checkpoints · log(steps)`; the
+/// price is recomputing steps (and re-querying the Brownian tree for them).
+/// The gradient is the same.
+pub fn grad_sde_discrete_checkpointed<F, G, S, L>(
+    problem: &Problem<F, G>,
+    solver: S,
+    options: impl AsRef<Options>,
+    loss: &L,
+    checkpoints: usize,
 ) -> Result<Gradient, GradError>
 where
     F: DriftVjp,
@@ -63,60 +194,46 @@ where
     }
     let n = problem.dim();
     let m = noise.brownian_dim(n);
-    let mut tape = Tape {
-        ts: Vec::new(),
-        ys: Vec::new(),
-    };
-    let sol = integrate_observed(problem, &solver, &opts, &mut tape)?;
-    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
-    let steps = tape.ys.len();
-    let saved_at = |k: usize| -> Option<usize> {
-        match opts.save_at {
-            SaveAt::Steps => Some(k),
-            _ => (k == steps).then_some(0),
-        }
-    };
-    let mut y_bar = vec![0.0; n];
-    if let Some(i) = saved_at(steps) {
-        y_bar.copy_from_slice(&gy[i * n..(i + 1) * n]);
-    }
-    let mut dp = vec![0.0; problem.params.len()];
-    let mut work = solver.vjp_workspace(n, noise, problem.interpretation);
-    let mut tree = BrownianTree::new(problem.tspan, m, opts.seed);
-    let (mut dw, mut lh) = (vec![0.0; m], vec![0.0; m]);
     let levy = solver.needs_levy_area();
-    for k in (0..steps).rev() {
-        let (t, t_next) = (tape.ts[k], tape.ts[k + 1]);
-        tree.increment_with_levy_area(t, t_next, &mut dw, &mut lh);
-        let noise_k = StepNoise {
-            dw: &dw,
-            levy_h: if levy { &lh } else { &[] },
-        };
-        solver.sde_step_vjp(
-            &mut work,
-            &problem.drift,
-            &problem.diffusion,
-            &problem.params,
-            t,
-            t_next - t,
-            &noise_k,
-            &tape.ys[k],
-            &mut y_bar,
-            &mut dp,
-        );
-        if let Some(i) = saved_at(k) {
-            for j in 0..n {
-                y_bar[j] += gy[i * n + j];
-            }
-        }
-    }
+    let budget = checkpoints.max(2);
+    let mut recorder = Recorder::new(budget, if levy { 2 * m } else { m }, levy);
+    let sol = integrate_observed(problem, &solver, &opts, &mut recorder)?;
+    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
+    let steps = recorder.ts.len() - 1;
+    let save_steps = matches!(opts.save_at, SaveAt::Steps);
+    let mut y_bar = vec![0.0; n];
+    let last = if save_steps { steps } else { 0 };
+    y_bar.copy_from_slice(&gy[last * n..(last + 1) * n]);
+    let records = std::mem::take(&mut recorder.records);
+    let mut replay = SdeReplay {
+        problem,
+        solver: &solver,
+        cache: solver.init(problem),
+        ts: &recorder.ts,
+        tree: BrownianTree::new(problem.tspan, m, opts.seed),
+        n,
+        m,
+        levy,
+        f0: vec![0.0; n],
+        g0: vec![0.0; noise.diffusion_len(n)],
+        y_new: vec![0.0; n],
+        err: vec![0.0; n],
+        rec: vec![0.0; n + if levy { 2 * m } else { m }],
+        stats: Stats::default(),
+        work: solver.vjp_workspace(n, noise, problem.interpretation),
+        y_bar,
+        dp: vec![0.0; problem.params.len()],
+        gy: &gy,
+        save_steps,
+    };
+    let peak = Checkpointing::reverse_all(&mut replay, budget, &records, steps);
     Ok(Gradient {
         loss: value,
-        dp,
-        dy0: y_bar,
+        dp: replay.dp,
+        dy0: replay.y_bar,
+        backward_drift_evals: replay.stats.drift_evals,
         solution: sol,
         vjps: 0,
-        backward_drift_evals: 0,
-        peak_stored_states: steps,
+        peak_stored_states: peak,
     })
 }

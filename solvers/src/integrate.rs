@@ -150,6 +150,12 @@ impl Saved {
 pub trait StepObserver {
     /// Step `index` went from `(t, y)` to `(t_next, y_next)`.
     fn accepted(&mut self, index: usize, t: f64, t_next: f64, y: &[f64], y_next: &[f64]);
+
+    /// The Brownian increments of the step about to be reported to
+    /// [`StepObserver::accepted`] (SDE solves only; empty `levy_h` unless the
+    /// solver uses the Lévy area). Ignored by default.
+    #[inline(always)]
+    fn accepted_noise(&mut self, _noise: &StepNoise<'_>) {}
 }
 
 /// Observes nothing.
@@ -463,6 +469,12 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
             }
         }
 
+        if !dw.is_empty() {
+            observer.accepted_noise(&StepNoise {
+                dw: &dw,
+                levy_h: &levy_h,
+            });
+        }
         observer.accepted(stats.accepted_steps, t, t_next, &y, &y_new);
         solver.accept(&mut cache);
         stats.accepted_steps += 1;
