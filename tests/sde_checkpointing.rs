@@ -94,18 +94,13 @@ fn problem() -> Problem<Generic<Drift2>, Generic<Diff2>> {
 
 #[test]
 fn euler_maruyama_checkpointed_equals_store_all() {
-    compare(
-        "Euler–Maruyama",
-        &problem(),
-        EulerMaruyama,
-        SaveAt::Steps,
-    );
+    compare("Euler–Maruyama", &problem(), EulerMaruyama, SaveAt::Steps);
 }
 
 #[test]
 fn sriw1_checkpointed_equals_store_all() {
     // SRIW1 reads the Lévy area: the records carry it
-    compare("SRIW1", &problem(), Sriw1::default(), SaveAt::T1);
+    compare("SRIW1", &problem(), Sriw1, SaveAt::T1);
 }
 
 #[test]
