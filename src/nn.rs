@@ -76,6 +76,26 @@ impl Activation {
     }
 }
 
+/// `Σ_k a[k·stride] b[k]` over `b`'s length, with four independent
+/// partial sums (a single running sum would make every product wait for
+/// the previous addition).
+#[inline]
+fn dot(a: &[f64], b: &[f64], stride: usize) -> f64 {
+    let mut acc = [0.0; 4];
+    let chunks = b.len() / 4;
+    for c in 0..chunks {
+        for (j, s) in acc.iter_mut().enumerate() {
+            let k = 4 * c + j;
+            *s += a[k * stride] * b[k];
+        }
+    }
+    let mut tail = 0.0;
+    for k in 4 * chunks..b.len() {
+        tail += a[k * stride] * b[k];
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 /// A dense network `sizes[0] → sizes[1] → … → sizes[L]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
@@ -153,7 +173,7 @@ impl Mlp {
             let a_in = &inputs[off_in..];
             for o in 0..no {
                 let row = &w[o * ni..(o + 1) * ni];
-                let z = b[o] + row.iter().zip(a_in).map(|(w, a)| w * a).sum::<f64>();
+                let z = b[o] + dot(row, a_in, 1);
                 outputs[o] = if l + 1 == layers {
                     z
                 } else {
@@ -201,12 +221,9 @@ impl Mlp {
                 }
             }
             // δ_prev = Wᵀ δ ⊙ σ'(z_prev) (no σ' for the input layer)
-            prev[..ni].iter_mut().for_each(|s| *s = 0.0);
-            for o in 0..no {
-                let d = delta[o];
-                for (s, w) in prev[..ni].iter_mut().zip(&w[o * ni..(o + 1) * ni]) {
-                    *s += w * d;
-                }
+            for (i, s) in prev[..ni].iter_mut().enumerate() {
+                // column i of W: stride ni
+                *s = dot(&w[i..], &delta[..no], ni);
             }
             if l > 0 {
                 for (s, &a) in prev[..ni].iter_mut().zip(a_in) {

@@ -19,15 +19,42 @@ use sdeflow_solvers::{
 use crate::loss::Loss;
 use crate::{Adjoint, GradError, Gradient};
 
-/// Records the accepted step times.
-struct StepTimes(Vec<f64>);
+/// Records the accepted step times and the last carried `ŷ`; with `store`,
+/// every step's `ŷ` and increments (the discrete adjoint's records).
+struct Tape {
+    ts: Vec<f64>,
+    y_hat: Vec<f64>,
+    store: bool,
+    /// `ŷ_0, …, ŷ_N` (flat, `store` only).
+    y_hats: Vec<f64>,
+    /// `ΔW_0, …, ΔW_{N−1}` (flat, `store` only).
+    dws: Vec<f64>,
+}
 
-impl StepObserver for StepTimes {
-    fn accepted(&mut self, m: usize, t: f64, t_next: f64, _y: &[f64], _y_next: &[f64]) {
-        if m == 0 {
-            self.0.push(t);
+impl StepObserver for Tape {
+    fn accepted_noise(&mut self, noise: &StepNoise<'_>) {
+        if self.store {
+            self.dws.extend_from_slice(noise.dw);
         }
-        self.0.push(t_next);
+    }
+
+    fn accepted(&mut self, m: usize, t: f64, t_next: f64, y: &[f64], _y_next: &[f64]) {
+        if m == 0 {
+            self.ts.push(t);
+            if self.store {
+                // ŷ_0 = y_0
+                self.y_hats.extend_from_slice(y);
+            }
+        }
+        self.ts.push(t_next);
+    }
+
+    fn accepted_carried(&mut self, y_hat: &[f64]) {
+        self.y_hat.clear();
+        self.y_hat.extend_from_slice(y_hat);
+        if self.store {
+            self.y_hats.extend_from_slice(y_hat);
+        }
     }
 }
 
@@ -72,49 +99,28 @@ where
         .ok_or_else(|| GradError::Unsupported("grad_sde needs an SDE; use grad for ODEs".into()))?;
     let n = problem.dim();
     let m = noise.brownian_dim(n);
-    let mut rec = StepTimes(Vec::new());
-    let sol = integrate_observed(problem, &solver, &opts, &mut rec)?;
+    let mut tape = Tape {
+        ts: Vec::new(),
+        y_hat: Vec::new(),
+        store,
+        y_hats: Vec::new(),
+        dws: Vec::new(),
+    };
+    let sol = integrate_observed(problem, &solver, &opts, &mut tape)?;
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
-    let ts = &rec.0;
+    let ts = &tape.ts;
     let steps = ts.len() - 1;
-    // replay the forward pass (bit-identical) to reach the final carried state
     let fields = Fields::new(problem);
     let mut stats = Stats::default();
+    // the reversible adjoint walks back from the final carried state (the
+    // discrete one reads the recorded states and increments)
     let mut cache = solver.init(problem);
-    let (mut f0, mut g0) = (vec![0.0; n], vec![0.0; noise.diffusion_len(n)]);
-    fields.f(ts[0], &problem.y0, &mut f0, &mut stats);
-    fields.g(ts[0], &problem.y0, &mut g0, &mut stats);
-    solver.start(&mut cache, &f0, &g0);
     let mut tree = BrownianTree::new(problem.tspan, m, opts.seed);
-    let (mut y, mut y_new, mut err, mut dw) =
-        (problem.y0.clone(), vec![0.0; n], vec![0.0; n], vec![0.0; m]);
-    let mut stored: Vec<Vec<f64>> = Vec::new();
-    if store {
-        stored.push(cache.y_hat().to_vec());
+    if !store {
+        let t_last = ts[steps - 1] + (ts[steps] - ts[steps - 1]);
+        solver.restore(&mut cache, &fields, t_last, &tape.y_hat, &mut stats);
     }
-    for k in 0..steps {
-        tree.increment(ts[k], ts[k + 1], &mut dw);
-        let noise_k = StepNoise {
-            dw: &dw,
-            levy_h: &[],
-        };
-        solver.step(
-            &mut cache,
-            &fields,
-            ts[k],
-            ts[k + 1] - ts[k],
-            &y,
-            &noise_k,
-            &mut y_new,
-            &mut err,
-            &mut stats,
-        );
-        solver.accept(&mut cache);
-        std::mem::swap(&mut y, &mut y_new);
-        if store {
-            stored.push(cache.y_hat().to_vec());
-        }
-    }
+    let (mut y, mut y_new, mut dw) = (sol.last().to_vec(), vec![0.0; n], vec![0.0; m]);
     // backward
     let saved_at = |k: usize| -> Option<usize> {
         match opts.save_at {
@@ -129,19 +135,18 @@ where
         y_bar.copy_from_slice(&gy[i * n..(i + 1) * n]);
     }
     let mut ws = ReversibleHeunVjp::new(n, noise);
-    let (mut yh_next, mut yh_prev) = (vec![0.0; n], vec![0.0; n]);
+    let mut yh_next = vec![0.0; n];
     let mut vjps = 0;
     for k in (0..steps).rev() {
         let (t, h) = (ts[k], ts[k + 1] - ts[k]);
-        tree.increment(t, ts[k + 1], &mut dw);
         if store {
-            yh_next.copy_from_slice(&stored[k + 1]);
-            yh_prev.copy_from_slice(&stored[k]);
+            dw.copy_from_slice(&tape.dws[k * m..(k + 1) * m]);
+            yh_next.copy_from_slice(&tape.y_hats[(k + 1) * n..(k + 2) * n]);
         } else {
+            tree.increment(t, ts[k + 1], &mut dw);
             yh_next.copy_from_slice(cache.y_hat());
             solver.reverse_step(&mut cache, &fields, t, h, &dw, &y, &mut y_new, &mut stats);
             std::mem::swap(&mut y, &mut y_new);
-            yh_prev.copy_from_slice(cache.y_hat());
         }
         solver.step_vjp(
             &mut ws,
@@ -151,19 +156,30 @@ where
             t,
             h,
             &dw,
-            &yh_prev,
             &yh_next,
             &mut y_bar,
             &mut yh_bar,
             &mut dp,
         );
-        vjps += 4;
+        vjps += 2;
         if let Some(i) = saved_at(k) {
             for j in 0..n {
                 y_bar[j] += gy[i * n + j];
             }
         }
     }
+    // the deferred VJPs at ŷ_0 = y_0
+    solver.finish_vjp(
+        &mut ws,
+        &problem.drift,
+        &problem.diffusion,
+        &problem.params,
+        ts[0],
+        &problem.y0,
+        &mut yh_bar,
+        &mut dp,
+    );
+    vjps += 2;
     // ŷ_0 = y_0
     let dy0: Vec<f64> = y_bar.iter().zip(&yh_bar).map(|(a, b)| a + b).collect();
     Ok(Gradient {
@@ -173,6 +189,6 @@ where
         solution: sol,
         vjps,
         backward_drift_evals: stats.drift_evals,
-        peak_stored_states: if store { stored.len() } else { 2 },
+        peak_stored_states: if store { steps + 1 } else { 2 },
     })
 }

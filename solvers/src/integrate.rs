@@ -156,6 +156,11 @@ pub trait StepObserver {
     /// solver uses the Lévy area). Ignored by default.
     #[inline(always)]
     fn accepted_noise(&mut self, _noise: &StepNoise<'_>) {}
+
+    /// The method's carried state ([`Solver::carried_state`]) after the
+    /// step just reported to [`StepObserver::accepted`]. Ignored by default.
+    #[inline(always)]
+    fn accepted_carried(&mut self, _carried: &[f64]) {}
 }
 
 /// Observes nothing.
@@ -477,6 +482,7 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
         }
         observer.accepted(stats.accepted_steps, t, t_next, &y, &y_new);
         solver.accept(&mut cache);
+        observer.accepted_carried(solver.carried_state(&cache));
         stats.accepted_steps += 1;
         fixed_index += 1;
         t = t_next;

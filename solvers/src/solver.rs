@@ -132,6 +132,13 @@ pub trait Solver {
     /// `y_new`), e.g. to carry an FSAL stage over.
     fn accept(&self, cache: &mut Self::Cache);
 
+    /// State the method carries from step to step besides `y` that an
+    /// adjoint needs to reverse it (reversible Heun's `ŷ`), after
+    /// [`Solver::accept`]; empty for most methods (the default).
+    fn carried_state<'c>(&self, _cache: &'c Self::Cache) -> &'c [f64] {
+        &[]
+    }
+
     /// The interpolant's weight polynomials.
     fn dense_table<'c>(&self, cache: &'c Self::Cache) -> DenseTable<'c>;
 

@@ -55,6 +55,24 @@ impl ReversibleHeunCache {
 }
 
 impl ReversibleHeun {
+    /// Sets the carried state to `ŷ` at time `t` (`μ`, `σ` evaluated there),
+    /// as the forward pass held it after the step ending at `t` — so that
+    /// [`ReversibleHeun::reverse_step`] can start from a recorded final
+    /// `ŷ` ([`Solver::carried_state`]) without re-running the solve.
+    pub fn restore<F: Drift, G: Diffusion>(
+        &self,
+        cache: &mut ReversibleHeunCache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        y_hat: &[f64],
+        stats: &mut Stats,
+    ) {
+        cache.y_hat.copy_from_slice(y_hat);
+        fields.f(t, &cache.y_hat, &mut cache.mu, stats);
+        fields.g(t, &cache.y_hat, &mut cache.sigma, stats);
+        cache.initialised = true;
+    }
+
     /// Undoes one step: from the state at `t_n + h` held in `cache` (as
     /// left by an accepted step) and `y_next = y_{n+1}`, recovers
     /// `y_n` into `y_out` and the carried state at `t_n` into `cache`.
@@ -90,7 +108,10 @@ impl ReversibleHeun {
     }
 }
 
-/// Workspace of [`ReversibleHeun::step_vjp`].
+/// Workspace of [`ReversibleHeun::step_vjp`]; it also carries the
+/// cotangents of `f` and `g` at the start `ŷ_n` of the last reversed step,
+/// deferred so that they are merged with the next (earlier) step's
+/// cotangents at the same point: one drift and one diffusion VJP per step.
 #[derive(Debug, Clone)]
 pub struct ReversibleHeunVjp {
     noise: Noise,
@@ -98,34 +119,44 @@ pub struct ReversibleHeunVjp {
     v_f: Vec<f64>,
     v_g: Vec<f64>,
     acc: Vec<f64>,
+    pend_f: Vec<f64>,
+    pend_g: Vec<f64>,
+    pending: bool,
 }
 
 impl ReversibleHeunVjp {
     /// Workspace for a state of dimension `n` under `noise`.
     pub fn new(n: usize, noise: Noise) -> Self {
+        let len = noise.diffusion_len(n);
         ReversibleHeunVjp {
             noise,
             h_tot: vec![0.0; n],
             v_f: vec![0.0; n],
-            v_g: vec![0.0; noise.diffusion_len(n)],
+            v_g: vec![0.0; len],
             acc: vec![0.0; n],
+            pend_f: vec![0.0; n],
+            pend_g: vec![0.0; len],
+            pending: false,
         }
     }
 
     /// `v_g = v ⊗ ΔW` in the shape of `g` (the cotangent of `g` from a
     /// cotangent `v` of `g ΔW`).
     fn outer(&mut self, v: &[f64], dw: &[f64], scale: f64) {
-        let n = v.len();
-        match self.noise {
-            Noise::Scalar => (0..n).for_each(|i| self.v_g[i] = scale * v[i] * dw[0]),
-            Noise::Diagonal | Noise::Additive => {
-                (0..n).for_each(|i| self.v_g[i] = scale * v[i] * dw[i])
-            }
-            Noise::General(m) => {
-                for j in 0..m {
-                    for i in 0..n {
-                        self.v_g[i + j * n] = scale * v[i] * dw[j];
-                    }
+        outer_into(self.noise, v, dw, scale, &mut self.v_g);
+    }
+}
+
+/// `out = scale · v ⊗ ΔW` in the shape of `g`.
+fn outer_into(noise: Noise, v: &[f64], dw: &[f64], scale: f64, out: &mut [f64]) {
+    let n = v.len();
+    match noise {
+        Noise::Scalar => (0..n).for_each(|i| out[i] = scale * v[i] * dw[0]),
+        Noise::Diagonal | Noise::Additive => (0..n).for_each(|i| out[i] = scale * v[i] * dw[i]),
+        Noise::General(m) => {
+            for j in 0..m {
+                for i in 0..n {
+                    out[i + j * n] = scale * v[i] * dw[j];
                 }
             }
         }
@@ -136,9 +167,13 @@ impl ReversibleHeun {
     /// The vector–Jacobian product of one forward step
     /// `(y_n, ŷ_n) → (y_{n+1}, ŷ_{n+1})` with increment `dw` (Kidger et al.
     /// 2021, §3): on entry `y_bar`, `y_hat_bar` are the cotangents of
-    /// `y_{n+1}`, `ŷ_{n+1}`; on exit those of `y_n`, `ŷ_n`; `∂L/∂p` is added
-    /// to `p_bar`. Needs only `ŷ_n` and `ŷ_{n+1}` (the step is linear in `y`).
-    /// Two drift and two diffusion VJPs.
+    /// `y_{n+1}`, `ŷ_{n+1}`; on exit those of `y_n`, `ŷ_n`, except for the
+    /// part that flows through `f(ŷ_n)` and `g(ŷ_n)`: those cotangents are
+    /// kept in `ws` and merged into the VJPs at the same point of the next
+    /// (earlier) step — call [`ReversibleHeun::finish_vjp`] after the
+    /// earliest step. `∂L/∂p` is added to `p_bar`. Needs only `ŷ_n` and
+    /// `ŷ_{n+1}` (the step is linear in `y`). One drift and one diffusion
+    /// VJP per step.
     #[allow(clippy::too_many_arguments)]
     pub fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
@@ -149,37 +184,61 @@ impl ReversibleHeun {
         t: f64,
         h: f64,
         dw: &[f64],
-        y_hat: &[f64],
         y_hat_next: &[f64],
         y_bar: &mut [f64],
         y_hat_bar: &mut [f64],
         p_bar: &mut [f64],
     ) {
         let n = y_bar.len();
-        // ŷ_{n+1} also feeds y_{n+1} through f and g at ŷ_{n+1}
+        // ŷ_{n+1} also feeds y_{n+1} through f and g at ŷ_{n+1}, as it fed
+        // the following step (the deferred cotangents)
         ws.h_tot.copy_from_slice(y_hat_bar);
         for i in 0..n {
             ws.v_f[i] = 0.5 * h * y_bar[i];
         }
-        drift.drift_vjp(t + h, y_hat_next, p, &ws.v_f, &mut ws.h_tot, p_bar);
         ws.outer(y_bar, dw, 0.5);
+        if ws.pending {
+            for (v, q) in ws.v_f.iter_mut().zip(&ws.pend_f) {
+                *v += q;
+            }
+            for (v, q) in ws.v_g.iter_mut().zip(&ws.pend_g) {
+                *v += q;
+            }
+        }
+        drift.drift_vjp(t + h, y_hat_next, p, &ws.v_f, &mut ws.h_tot, p_bar);
         diffusion.diffusion_vjp(t + h, y_hat_next, p, &ws.v_g, &mut ws.h_tot, p_bar);
-        // back to (y_n, ŷ_n)
-        ws.acc.iter_mut().for_each(|v| *v = 0.0);
+        // back to (y_n, ŷ_n): the cotangents of f(ŷ_n) and g(ŷ_n) wait
         for i in 0..n {
-            ws.v_f[i] = h * ws.h_tot[i] + 0.5 * h * y_bar[i];
+            ws.pend_f[i] = h * ws.h_tot[i] + 0.5 * h * y_bar[i];
             ws.acc[i] = 0.5 * y_bar[i] + ws.h_tot[i];
         }
-        let acc = std::mem::take(&mut ws.acc);
-        ws.outer(&acc, dw, 1.0);
-        ws.acc = acc;
+        outer_into(ws.noise, &ws.acc, dw, 1.0, &mut ws.pend_g);
+        ws.pending = true;
         for i in 0..n {
             y_hat_bar[i] = -ws.h_tot[i];
-        }
-        drift.drift_vjp(t, y_hat, p, &ws.v_f, y_hat_bar, p_bar);
-        diffusion.diffusion_vjp(t, y_hat, p, &ws.v_g, y_hat_bar, p_bar);
-        for i in 0..n {
             y_bar[i] += 2.0 * ws.h_tot[i];
+        }
+    }
+
+    /// Flushes the cotangents [`ReversibleHeun::step_vjp`] deferred at the
+    /// start `ŷ_0` (time `t0`) of the earliest reversed step into
+    /// `y_hat_bar` and `p_bar`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        ws: &mut ReversibleHeunVjp,
+        drift: &F,
+        diffusion: &G,
+        p: &[f64],
+        t0: f64,
+        y_hat0: &[f64],
+        y_hat_bar: &mut [f64],
+        p_bar: &mut [f64],
+    ) {
+        if ws.pending {
+            drift.drift_vjp(t0, y_hat0, p, &ws.pend_f, y_hat_bar, p_bar);
+            diffusion.diffusion_vjp(t0, y_hat0, p, &ws.pend_g, y_hat_bar, p_bar);
+            ws.pending = false;
         }
     }
 }
@@ -267,6 +326,10 @@ impl Solver for ReversibleHeun {
         std::mem::swap(&mut c.y_hat, &mut c.y_hat_new);
         std::mem::swap(&mut c.mu, &mut c.mu_new);
         std::mem::swap(&mut c.sigma, &mut c.sigma_new);
+    }
+    /// `ŷ`.
+    fn carried_state<'c>(&self, c: &'c ReversibleHeunCache) -> &'c [f64] {
+        &c.y_hat
     }
     super::linear_dense!(ReversibleHeunCache);
 }
