@@ -1,5 +1,5 @@
 //! The discrete adjoint of SDE solves with Euler–Maruyama, Euler–Heun,
-//! derivative-free Milstein, SRIW1, SOSRI, SRA1 and SRA3: the exact gradient of the computed solution
+//! Milstein (derivative-free, or exact given `DiffusionVjp::milstein_term_vjp`), SRIW1, SOSRI, SRA1 and SRA3: the exact gradient of the computed solution
 //! on its Brownian path (a Brownian tree, replayed backwards from the seed),
 //! each step reversed with the solver's
 //! [`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp) from the stored states
@@ -54,13 +54,14 @@ where
     let noise = problem
         .noise
         .ok_or_else(|| GradError::Unsupported("grad_sde_discrete needs an SDE".into()))?;
-    if !solver.has_step_vjp() {
-        return Err(GradError::Unsupported(format!(
-            "{} with exact derivatives has no step VJP (it would need second derivatives \
-             of the diffusion); use Milstein::derivative_free()",
-            solver.name()
-        )));
-    }
+    solver
+        .check_step_vjp(
+            &problem.diffusion,
+            problem.tspan.0,
+            &problem.y0,
+            &problem.params,
+        )
+        .map_err(GradError::Unsupported)?;
     let n = problem.dim();
     let m = noise.brownian_dim(n);
     let mut tape = Tape {
