@@ -413,6 +413,10 @@ impl<F: Diffusion> Diffusion for Offset<F> {
     fn diffusion(&self, t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
         self.field.diffusion(t, y, self.slice(p), g)
     }
+
+    fn diffusion_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        self.field.diffusion_jvp(t, y, self.slice(p), v, out)
+    }
 }
 
 impl<F: DiffusionVjp> DiffusionVjp for Offset<F> {
@@ -428,6 +432,20 @@ impl<F: DiffusionVjp> DiffusionVjp for Offset<F> {
         let r = self.offset..self.offset + self.len;
         self.field
             .diffusion_vjp(t, y, &p[r.clone()], v, oy, &mut op[r]);
+    }
+
+    fn milstein_term_vjp(
+        &self,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        w: &[f64],
+        oy: &mut [f64],
+        op: &mut [f64],
+    ) -> bool {
+        let r = self.offset..self.offset + self.len;
+        self.field
+            .milstein_term_vjp(t, y, &p[r.clone()], w, oy, &mut op[r])
     }
 }
 

@@ -111,4 +111,10 @@ fn milstein_checkpointed_equals_store_all() {
         Milstein::derivative_free(),
         SaveAt::Steps,
     );
+    compare(
+        "Milstein (exact derivatives)",
+        &problem(),
+        Milstein::exact(),
+        SaveAt::Steps,
+    );
 }

@@ -317,8 +317,9 @@ fn stochastic_adjoint_with_general_noise_approaches_the_exact_discrete_gradient(
     assert!(diffs[2] < diffs[0] && diffs[2] < 1e-4, "{diffs:?}");
 }
 
-/// Central differences of a fixed-step SDE solve on one Brownian path.
-fn fd_check<F, G, S>(label: &str, prob: &Problem<F, G>, solver: S, opts: &Options)
+/// Central differences of a fixed-step SDE solve on one Brownian path;
+/// returns the largest relative error of the discrete adjoint.
+fn fd_check<F, G, S>(label: &str, prob: &Problem<F, G>, solver: S, opts: &Options) -> f64
 where
     F: DriftVjp + Clone,
     G: DiffusionVjp + Clone,
@@ -342,6 +343,7 @@ where
     };
     let (p0, y0) = (prob.params.clone(), prob.y0.clone());
     let all: Vec<f64> = g.dp.iter().chain(&g.dy0).copied().collect();
+    let mut worst = 0.0f64;
     for (j, &adj) in all.iter().enumerate() {
         let h = 1e-6;
         let fd = if j < p0.len() {
@@ -356,15 +358,17 @@ where
             (loss_at(&p0, &a) - loss_at(&p0, &b)) / (2.0 * h)
         };
         let rel = (adj - fd).abs() / fd.abs().max(1e-3);
+        worst = worst.max(rel);
         assert!(
             rel < 1e-6,
             "{label} θ{j}: adjoint {adj} vs FD {fd} (rel {rel:e})"
         );
     }
     println!(
-        "{label}: discrete adjoint matches central FD for all {} components",
+        "{label}: discrete adjoint matches central FD for all {} components (max rel {worst:.1e})",
         all.len()
     );
+    worst
 }
 
 #[test]
@@ -384,14 +388,13 @@ fn discrete_adjoint_of_every_sde_solver_matches_finite_differences() {
         Milstein::derivative_free(),
         &opts,
     );
-    let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
-        g.iter_mut().for_each(|v| *v = 1.0);
-        ys.iter().sum::<f64>()
-    };
-    assert!(matches!(
-        grad_sde_discrete(&ito, Milstein::exact(), &opts, &l),
-        Err(sdeflow::GradError::Unsupported(_))
-    ));
+    fd_check("Milstein exact (Itô)", &ito, Milstein::exact(), &opts);
+    fd_check(
+        "Milstein exact (Stratonovich)",
+        &strat,
+        Milstein::exact(),
+        &opts,
+    );
     fd_check("Sriw1", &ito, Sriw1, &opts);
     fd_check("Sosri", &ito, Sosri, &opts);
     // additive noise: g depends on t and p only
@@ -604,4 +607,203 @@ fn sde_discrete_adjoint_agrees_with_forward_mode_duals() {
             g.dp[dir]
         );
     }
+}
+
+/// A diffusion with nonzero second derivatives in `y` and `p`, coupling the
+/// components (so `(∂g/∂y) g` has off-diagonal contributions).
+#[derive(Clone, Copy)]
+struct CurvedDiff;
+impl GenericField for CurvedDiff {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
+        g[0] = p[2] * y[0].sin() + p[3] * y[0] * y[0] + p[3] * y[1] * 0.5;
+        g[1] = p[3] * y[1].sin() + p[2] * y[1] * y[1] * y[0];
+    }
+}
+
+#[test]
+fn discrete_adjoint_of_exact_milstein_matches_finite_differences() {
+    let opts = Options::default()
+        .fixed_step(0.02)
+        .seed(17)
+        .save_at(SaveAt::Steps);
+    let mut worst = 0.0f64;
+    for (label, noise, interp) in [
+        ("Itô, diagonal", Noise::Diagonal, Interpretation::Ito),
+        (
+            "Stratonovich, diagonal",
+            Noise::Diagonal,
+            Interpretation::Stratonovich,
+        ),
+        ("Itô, scalar", Noise::Scalar, Interpretation::Ito),
+        (
+            "Stratonovich, scalar",
+            Noise::Scalar,
+            Interpretation::Stratonovich,
+        ),
+    ] {
+        let prob = Problem::sde(
+            Generic(Drift2),
+            Generic(CurvedDiff),
+            noise,
+            Y0.to_vec(),
+            (0.0, 1.0),
+        )
+        .params(vec![1.2, 0.8, 0.5, -0.4])
+        .interpretation(interp);
+        let e = fd_check(
+            &format!("Milstein::exact() {label}"),
+            &prob,
+            Milstein::exact(),
+            &opts,
+        );
+        worst = worst.max(e);
+    }
+    // one state, g = p1 sin y + p2 y² (the example of the docs)
+    #[derive(Clone, Copy)]
+    struct Drift1;
+    impl GenericField for Drift1 {
+        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], f: &mut [D]) {
+            f[0] = p[0] * y[0] - y[0] * y[0] * y[0] * 0.2;
+        }
+    }
+    #[derive(Clone, Copy)]
+    struct Diff1;
+    impl GenericField for Diff1 {
+        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
+            g[0] = p[1] * y[0].sin() + p[2] * y[0] * y[0];
+        }
+    }
+    for interp in [Interpretation::Ito, Interpretation::Stratonovich] {
+        let prob = Problem::sde(
+            Generic(Drift1),
+            Generic(Diff1),
+            Noise::Scalar,
+            vec![0.6],
+            (0.0, 1.0),
+        )
+        .params(vec![0.3, 0.4, 0.25])
+        .interpretation(interp);
+        let e = fd_check(
+            &format!("Milstein::exact() one state, {interp:?}"),
+            &prob,
+            Milstein::exact(),
+            &opts,
+        );
+        worst = worst.max(e);
+    }
+    // a neural diffusion behind `Offset` (the drift and diffusion share one
+    // parameter vector): `Offset` forwards the JVP and the Milstein VJP
+    use sdeflow::nn::{Activation, Mlp, Offset};
+    let net = Mlp::new(&[2, 5, 2], Activation::Tanh);
+    let k = net.num_params();
+    let mut params = P.to_vec();
+    params.extend(net.init_params(3, 0.4));
+    let neural = Problem::sde(
+        Offset {
+            field: Generic(Drift2),
+            offset: 0,
+            len: 4,
+        },
+        Offset {
+            field: Generic(net),
+            offset: 4,
+            len: k,
+        },
+        Noise::Diagonal,
+        Y0.to_vec(),
+        (0.0, 1.0),
+    )
+    .params(params);
+    let e = fd_check(
+        "Milstein::exact() neural diffusion",
+        &neural,
+        Milstein::exact(),
+        &opts.clone().save_at(SaveAt::T1),
+    );
+    worst = worst.max(e);
+    println!("Milstein::exact(): max relative error vs central FD {worst:.1e}");
+}
+
+#[test]
+fn exact_milstein_without_second_derivatives_is_unsupported() {
+    // GBM-like diffusion g_i = p2 y_i with a hand-written JVP and VJP but
+    // no `milstein_term_vjp`: it solves with Milstein::exact(), and its
+    // discrete adjoint says what to do instead of panicking
+    #[derive(Clone, Copy)]
+    struct HandWritten;
+    impl sdeflow::Diffusion for HandWritten {
+        fn diffusion(&self, _t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
+            for i in 0..y.len() {
+                g[i] = p[2] * y[i];
+            }
+        }
+        fn diffusion_jvp(
+            &self,
+            _t: f64,
+            _y: &[f64],
+            p: &[f64],
+            v: &[f64],
+            out: &mut [f64],
+        ) -> bool {
+            for i in 0..v.len() {
+                out[i] = p[2] * v[i];
+            }
+            true
+        }
+    }
+    impl DiffusionVjp for HandWritten {
+        fn diffusion_vjp(
+            &self,
+            _t: f64,
+            y: &[f64],
+            p: &[f64],
+            v: &[f64],
+            oy: &mut [f64],
+            op: &mut [f64],
+        ) {
+            for i in 0..y.len() {
+                oy[i] += p[2] * v[i];
+                op[2] += y[i] * v[i];
+            }
+        }
+    }
+    let prob = Problem::sde(
+        Generic(Drift2),
+        HandWritten,
+        Noise::Diagonal,
+        Y0.to_vec(),
+        (0.0, 1.0),
+    )
+    .params(P.to_vec());
+    let opts = Options::default()
+        .fixed_step(0.02)
+        .seed(21)
+        .save_at(SaveAt::T1);
+    solve(&prob, Milstein::exact(), &opts).expect("the forward solve needs only the JVP");
+    let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
+        g.iter_mut().for_each(|v| *v = 1.0);
+        ys.iter().sum::<f64>()
+    };
+    match grad_sde_discrete(&prob, Milstein::exact(), &opts, &l) {
+        Err(sdeflow::GradError::Unsupported(msg)) => {
+            println!("{msg}");
+            for hint in [
+                "Milstein::exact()",
+                "second derivatives",
+                "Generic",
+                "milstein_term_vjp",
+                "Milstein::derivative_free()",
+            ] {
+                assert!(msg.contains(hint), "{hint:?} missing from: {msg}");
+            }
+        }
+        other => panic!("expected GradError::Unsupported, got {other:?}"),
+    }
+    // the derivative-free Milstein needs first derivatives only
+    fd_check(
+        "Milstein::derivative_free() hand-written VJP",
+        &prob,
+        Milstein::derivative_free(),
+        &opts,
+    );
 }

@@ -1,7 +1,8 @@
 //! The discrete adjoint of SDE solves with Euler–Maruyama, Euler–Heun,
-//! Milstein, SRIW1, SOSRI, SRA1 and SRA3: the exact gradient of the
-//! computed solution on its Brownian path (a Brownian tree, replayed from
-//! the seed), each step reversed with the solver's
+//! Milstein (derivative-free, or exact given
+//! `DiffusionVjp::milstein_term_vjp`), SRIW1, SOSRI, SRA1 and SRA3: the
+//! exact gradient of the computed solution on its Brownian path (a Brownian
+//! tree, replayed from the seed), each step reversed with the solver's
 //! [`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp); step sizes are
 //! constants. The forward pass keeps at most `checkpoints` records (state
 //! and the step's increments) and the backward sweep recomputes the rest
@@ -185,13 +186,14 @@ where
     let noise = problem
         .noise
         .ok_or_else(|| GradError::Unsupported("grad_sde_discrete needs an SDE".into()))?;
-    if !solver.has_step_vjp() {
-        return Err(GradError::Unsupported(format!(
-            "{} with exact derivatives has no step VJP (it would need second derivatives \
-             of the diffusion); use Milstein::derivative_free()",
-            solver.name()
-        )));
-    }
+    solver
+        .check_step_vjp(
+            &problem.diffusion,
+            problem.tspan.0,
+            &problem.y0,
+            &problem.params,
+        )
+        .map_err(GradError::Unsupported)?;
     let n = problem.dim();
     let m = noise.brownian_dim(n);
     let levy = solver.needs_levy_area();

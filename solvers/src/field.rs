@@ -251,4 +251,25 @@ pub trait DiffusionVjp: Diffusion {
         out_y: &mut [f64],
         out_p: &mut [f64],
     );
+
+    /// The VJP of Milstein's correction term: for a diffusion with `n`
+    /// entries (scalar, diagonal or additive noise) and the map
+    /// `(y, p) ↦ Lg = (∂g/∂y)(t, y, p) · g(t, y, p)` (which involves second
+    /// derivatives of `g`), adds `wᵀ ∂(Lg)/∂y` to `out_y` and
+    /// `wᵀ ∂(Lg)/∂p` to `out_p` (`w` has `n` entries) and returns `true`;
+    /// returns `false`, touching nothing, when this diffusion cannot (the
+    /// default). The discrete adjoint of `Milstein::exact()` needs it;
+    /// fields written generically over the scalar
+    /// ([`crate::dual::Generic`]) compute it exactly with hyper-dual numbers.
+    fn milstein_term_vjp(
+        &self,
+        _t: f64,
+        _y: &[f64],
+        _p: &[f64],
+        _w: &[f64],
+        _out_y: &mut [f64],
+        _out_p: &mut [f64],
+    ) -> bool {
+        false
+    }
 }

@@ -1,7 +1,10 @@
 //! Vector–Jacobian products of one step of the SDE solvers — what the
 //! discrete adjoint of an SDE solve reverses (the exact gradient of the
 //! computed solution on a fixed Brownian path). Each reverses the step from
-//! the stored state `y_n`, recomputing its stages.
+//! the stored state `y_n`, recomputing its stages. Milstein with exact
+//! derivatives needs the diffusion's second derivatives, through
+//! [`DiffusionVjp::milstein_term_vjp`]; [`SdeStepVjp::check_step_vjp`] says
+//! up front whether a diffusion has it.
 
 use super::{EulerHeun, EulerMaruyama, Milstein, MilsteinDerivative, Sra, Sri, add_noise, driver};
 use crate::field::{DiffusionVjp, DriftVjp};
@@ -15,10 +18,19 @@ pub trait SdeStepVjp {
     /// in `interpretation`.
     fn vjp_workspace(&self, n: usize, noise: Noise, interpretation: Interpretation) -> SdeVjpWork;
 
-    /// Whether this configuration has a step VJP (Milstein with exact
-    /// derivatives would need second derivatives of `g`: it has none).
-    fn has_step_vjp(&self) -> bool {
-        true
+    /// Whether this configuration has a step VJP for `diffusion`, probed at
+    /// `(t, y, p)`: `Ok(())`, or `Err` with what is missing and what to do
+    /// instead. Every solver has one except Milstein with exact
+    /// derivatives on a diffusion without
+    /// [`DiffusionVjp::milstein_term_vjp`] (the default).
+    fn check_step_vjp<G: DiffusionVjp>(
+        &self,
+        _diffusion: &G,
+        _t: f64,
+        _y: &[f64],
+        _p: &[f64],
+    ) -> Result<(), String> {
+        Ok(())
     }
 
     /// Reverses the step from `(t, y)` of size `h` with the increments of
@@ -378,15 +390,49 @@ impl SdeStepVjp for Sra {
 
 impl SdeStepVjp for Milstein {
     fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
-        // ȳ (or ȳ±), g at them, and the cotangents c±
-        SdeVjpWork::new(n, noise, 5, interp)
+        // derivative-free: ȳ (or ȳ±), g at them, and the cotangents c±;
+        // exact: nothing beyond the common vectors
+        let stages = match self.derivative {
+            MilsteinDerivative::DerivativeFree => 5,
+            MilsteinDerivative::Exact => 0,
+        };
+        SdeVjpWork::new(n, noise, stages, interp)
     }
 
-    fn has_step_vjp(&self) -> bool {
-        self.derivative == MilsteinDerivative::DerivativeFree
+    /// Exact derivatives need [`DiffusionVjp::milstein_term_vjp`]: probed
+    /// once with `w = 0` (which adds nothing).
+    fn check_step_vjp<G: DiffusionVjp>(
+        &self,
+        diffusion: &G,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+    ) -> Result<(), String> {
+        if self.derivative == MilsteinDerivative::DerivativeFree {
+            return Ok(());
+        }
+        let (w, mut oy, mut op) = (vec![0.0; y.len()], vec![0.0; y.len()], vec![0.0; p.len()]);
+        if diffusion.milstein_term_vjp(t, y, p, &w, &mut oy, &mut op) {
+            Ok(())
+        } else {
+            Err(
+                "Milstein::exact() has no step VJP for this diffusion: reversing its \
+                 correction (∂g/∂y) g needs second derivatives of g, which the diffusion \
+                 does not provide. Write it generically over the scalar and wrap it in \
+                 Generic (exact, by hyper-dual numbers), implement \
+                 DiffusionVjp::milstein_term_vjp, or use Milstein::derivative_free()"
+                    .into(),
+            )
+        }
     }
 
-    /// The derivative-free Milstein step: Itô
+    /// Exact derivatives: `y'_i = y_i + h f_i + g_i D_i + ½ (Lg)_i c_i` with
+    /// `Lg = (∂g/∂y) g` and `c_i = D_i² − h` (Itô) or `D_i²`
+    /// (Stratonovich), reversed with `Y = ∂L/∂y'` as the drift's VJP with
+    /// `h Y`, the diffusion's with `Y ⊗ ΔW` and
+    /// [`DiffusionVjp::milstein_term_vjp`] with `w_i = ½ Y_i c_i`.
+    ///
+    /// Derivative-free: Itô
     /// `y'_i = y_i + h f_i + g_i D_i + ½(D_i² − h)/√h (g_i(ȳ) − g_i(y))` with
     /// `ȳ = y + h f + √h g`; Stratonovich
     /// `y'_i = y_i + h f_i + g_i D_i + D_i²/(4√h) (g_i(y + √h g) − g_i(y − √h g))`.
@@ -404,6 +450,27 @@ impl SdeStepVjp for Milstein {
         p_bar: &mut [f64],
     ) {
         let n = w.n;
+        if self.derivative == MilsteinDerivative::Exact {
+            w.b.copy_from_slice(y_bar); // Y = ∂L/∂y'
+            for i in 0..n {
+                let d = noise.dw[driver(w.noise, i)];
+                let c = if w.ito { d * d - h } else { d * d };
+                w.a[i] = h * w.b[i];
+                w.c[i] = 0.5 * w.b[i] * c;
+            }
+            drift.drift_vjp(t, y, p, &w.a, y_bar, p_bar);
+            let b = std::mem::take(&mut w.b);
+            w.outer(&b, noise.dw, 1.0);
+            w.b = b;
+            diffusion.diffusion_vjp(t, y, p, &w.vg, y_bar, p_bar);
+            let done = diffusion.milstein_term_vjp(t, y, p, &w.c, y_bar, p_bar);
+            assert!(
+                done,
+                "Milstein::exact(): the diffusion's milstein_term_vjp declined at t = {t} \
+                 after accepting the check (check_step_vjp) at the start"
+            );
+            return;
+        }
         let sqh = h.abs().sqrt();
         let (pt_a, rest) = w.stages.split_at_mut(n);
         let (pt_b, rest) = rest.split_at_mut(n);
