@@ -4,9 +4,12 @@
 //! time, their ratio (goal: ≤ 3), and the gradient error against central
 //! finite differences of the same solver (fixed steps, so that FD sees the
 //! same discrete map); the interpolating and backsolve adjoints' times and
-//! differences; and a neural SDE (2-16-2 MLP drift and diffusion, reversible
-//! Heun) with the reversible, discrete and stochastic adjoints. Without
-//! `--bench` a tiny version runs once.
+//! differences; the same network on t ∈ [0, 30] with the discrete adjoint
+//! storing every state and with budgets of 32 and 8 (recomputation); and a
+//! neural SDE (2-16-2 MLP drift and diffusion, reversible Heun) with the
+//! reversible, discrete and stochastic adjoints, plus Euler–Heun's discrete
+//! adjoint storing everything and with a budget of 16. Without `--bench` a
+//! tiny version runs once.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -98,6 +101,7 @@ fn main() {
             t / fwd
         );
     }
+    long_horizon(budget, &mlp, &params);
     sde_section(budget);
 
     // accuracy against central finite differences of the same fixed-step map
@@ -128,6 +132,51 @@ fn main() {
         worst = worst.max((gf.dp[j] - fd).abs() / fd.abs().max(1e-6));
     }
     println!("worst relative difference to central FD (fixed h = 0.02): {worst:.1e}");
+}
+
+/// The same network on a long horizon (t ∈ [0, 30]), loss on the state at
+/// t = 30: enough steps that a checkpoint budget of 32 recomputes states.
+fn long_horizon(budget: f64, mlp: &Mlp, params: &[f64]) {
+    let problem = Problem::ode(mlp.clone(), vec![0.5, -0.3], (0.0, 30.0)).params(params.to_vec());
+    let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
+        g[0] = 1.0;
+        g[1] = 1.0;
+        ys[0] + ys[1]
+    };
+    let opts = Options::default().tol(1e-6).save_at(SaveAt::T1);
+    let fwd = time(budget, || {
+        black_box(solve(&problem, Tsit5, &opts).expect("solve"));
+    });
+    println!();
+    let steps = solve(&problem, Tsit5, &opts)
+        .expect("solve")
+        .stats
+        .accepted_steps;
+    println!("same network on t in [0, 30] ({steps} steps), loss at t = 30");
+    println!("forward solve          : {:10.2} µs", fwd * 1e6);
+    for (name, checkpoints) in [
+        ("store all", usize::MAX),
+        ("budget 32", 32),
+        ("budget 8", 8),
+    ] {
+        let mut peak = 0;
+        let t = time(budget, || {
+            let g = grad(
+                &problem,
+                Tsit5,
+                &opts,
+                &loss,
+                Adjoint::Discrete { checkpoints },
+            )
+            .expect("grad");
+            peak = g.peak_stored_states;
+        });
+        println!(
+            "discrete, {name:<10}   : {:10.2} µs  ratio {:.2}; peak stored states {peak}",
+            t * 1e6,
+            t / fwd
+        );
+    }
 }
 
 /// The neural SDE: forward time and each SDE adjoint's time and accuracy.
@@ -200,6 +249,25 @@ fn sde_section(budget: f64) {
             "{name:<14} adjoint   : {:10.2} µs  ratio {:.2}; max rel. difference to discrete {diff:.1e}",
             t * 1e6,
             t / fwd
+        );
+    }
+    // the discrete adjoint of another Stratonovich solver (Euler–Heun),
+    // storing every step and with a budget of 16 records
+    let fwd_eh = time(budget, || {
+        black_box(solve(&problem, EulerHeun, &opts).expect("solve"));
+    });
+    println!("Euler–Heun forward     : {:10.2} µs", fwd_eh * 1e6);
+    for (name, checkpoints) in [("store all", usize::MAX), ("budget 16", 16)] {
+        let mut peak = 0;
+        let t = time(budget, || {
+            let g = grad_sde_discrete_checkpointed(&problem, EulerHeun, &opts, &loss, checkpoints)
+                .expect("grad");
+            peak = g.peak_stored_states;
+        });
+        println!(
+            "Euler–Heun discrete, {name:<9}: {:10.2} µs  ratio {:.2}; peak records {peak}",
+            t * 1e6,
+            t / fwd_eh
         );
     }
     // the exact gradient against central finite differences on the same path
