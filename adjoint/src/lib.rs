@@ -1,14 +1,17 @@
 //! `sdeflow-adjoint`: gradients through the solvers of `sdeflow-solvers`.
 //!
 //! [`grad`] returns the loss, `dL/dp` and `dL/dy0` of a loss on the saved
-//! states of a solve. Implemented so far: [`Adjoint::Discrete`] for every
-//! explicit Runge–Kutta solver — the exact derivative of the computed
-//! discrete solution (Hager 2000; Sandu 2006), with the accepted step sizes
-//! of the forward pass treated as constants (as diffrax does: the controller
-//! is not differentiated) — and the continuous adjoints
-//! [`Adjoint::Backsolve`] and [`Adjoint::Interpolating`] (Chen et al. 2018)
-//! for ODEs. Stochastic and reversible adjoints and the SDE solvers' step
-//! VJPs are still to come.
+//! states of an ODE solve: [`Adjoint::Discrete`] for every explicit
+//! Runge–Kutta solver — the exact derivative of the computed discrete
+//! solution (Hager 2000; Sandu 2006), with the accepted step sizes of the
+//! forward pass treated as constants (as diffrax does: the controller is not
+//! differentiated) and recursive checkpointing — and the continuous
+//! adjoints [`Adjoint::Backsolve`] and [`Adjoint::Interpolating`] (Chen et
+//! al. 2018). For SDEs, [`grad_sde`] offers reversible Heun's exact
+//! [`Adjoint::Reversible`] (Kidger et al. 2021), its discrete adjoint and
+//! the stochastic adjoint [`Adjoint::Stochastic`] (Li et al. 2020);
+//! [`grad_sde_discrete`] and [`grad_sde_discrete_checkpointed`] the discrete
+//! adjoint of the other SDE solvers on the same Brownian path.
 
 mod checkpoint;
 mod continuous;
