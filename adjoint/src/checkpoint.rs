@@ -32,12 +32,16 @@ pub(crate) trait Replay {
 
 /// Records the accepted step times and, online, at most `budget` records
 /// (state and, for SDEs, the step's Brownian increments) at step indices
-/// that are multiples of a stride.
+/// that are multiples of a stride, in one flat buffer (no allocation per
+/// step beyond the buffer's amortised growth).
 pub(crate) struct Recorder {
     /// Accepted step times `t_0, …, t_steps`.
     pub ts: Vec<f64>,
-    /// The kept records, by step index.
-    pub records: Vec<(usize, Vec<f64>)>,
+    /// Step indices of the kept records, ascending.
+    pub index: Vec<usize>,
+    /// The kept records, flat, in the order of `index`.
+    pub flat: Vec<f64>,
+    record_len: usize,
     stride: usize,
     budget: usize,
     noise: Vec<f64>,
@@ -45,18 +49,38 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder keeping at most `budget` records; with `noise_len > 0`
-    /// the records carry the step's increments (`noise_len` entries: `ΔW`,
-    /// followed by the space–time Lévy area when `with_levy`).
-    pub fn new(budget: usize, noise_len: usize, with_levy: bool) -> Self {
+    /// A recorder keeping at most `budget` records of a state of length `n`;
+    /// with `noise_len > 0` the records carry the step's increments
+    /// (`noise_len` entries: `ΔW`, followed by the space–time Lévy area when
+    /// `with_levy`).
+    pub fn new(budget: usize, n: usize, noise_len: usize, with_levy: bool) -> Self {
         Recorder {
             ts: Vec::new(),
-            records: Vec::new(),
+            index: Vec::new(),
+            flat: Vec::new(),
+            record_len: n + noise_len,
             stride: 1,
             budget,
             noise: vec![0.0; noise_len],
             with_levy,
         }
+    }
+
+    /// Keeps only the records at multiples of the (doubled) stride,
+    /// compacting the flat buffer in place.
+    fn thin(&mut self) {
+        self.stride *= 2;
+        let rl = self.record_len;
+        let mut kept = 0;
+        for k in 0..self.index.len() {
+            if self.index[k].is_multiple_of(self.stride) {
+                self.index[kept] = self.index[k];
+                self.flat.copy_within(k * rl..(k + 1) * rl, kept * rl);
+                kept += 1;
+            }
+        }
+        self.index.truncate(kept);
+        self.flat.truncate(kept * rl);
     }
 }
 
@@ -81,14 +105,11 @@ impl StepObserver for Recorder {
         }
         self.ts.push(t_next);
         if m.is_multiple_of(self.stride) {
-            let mut rec = Vec::with_capacity(y.len() + self.noise.len());
-            rec.extend_from_slice(y);
-            rec.extend_from_slice(&self.noise);
-            self.records.push((m, rec));
-            if self.records.len() > self.budget {
-                self.stride *= 2;
-                let stride = self.stride;
-                self.records.retain(|(i, _)| i.is_multiple_of(stride));
+            self.index.push(m);
+            self.flat.extend_from_slice(y);
+            self.flat.extend_from_slice(&self.noise);
+            if self.index.len() > self.budget {
+                self.thin();
             }
         }
     }
@@ -103,22 +124,24 @@ pub(crate) struct Checkpointing {
 }
 
 impl Checkpointing {
-    /// Reverses all `steps` steps from the forward pass's records (sorted
-    /// by step index, the first one at step 0).
+    /// Reverses all `steps` steps from the forward pass's records (their
+    /// step indices ascending, the first 0, and the records flat).
     pub fn reverse_all<R: Replay>(
         replay: &mut R,
         budget: usize,
-        records: &[(usize, Vec<f64>)],
+        index: &[usize],
+        flat: &[f64],
         steps: usize,
     ) -> usize {
+        let rl = replay.record_len();
         let mut c = Checkpointing {
             budget,
-            stored: records.len(),
-            peak: records.len(),
+            stored: index.len(),
+            peak: index.len(),
         };
-        for (k, (start, rec)) in records.iter().enumerate().rev() {
-            let end = records.get(k + 1).map_or(steps, |r| r.0);
-            c.reverse_range(replay, *start, end, rec);
+        for (k, &start) in index.iter().enumerate().rev() {
+            let end = index.get(k + 1).copied().unwrap_or(steps);
+            c.reverse_range(replay, start, end, &flat[k * rl..(k + 1) * rl]);
         }
         c.peak
     }

@@ -153,7 +153,7 @@ where
     let n = problem.dim();
     let budget = checkpoints.max(2);
     // forward: the solve the user asked for, recording step times and checkpoints
-    let mut rec = Recorder::new(budget, 0, false);
+    let mut rec = Recorder::new(budget, n, 0, false);
     let sol = integrate_observed(problem, solver, options, &mut rec)?;
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     // locate every saved value in the step sequence
@@ -192,7 +192,6 @@ where
     located.sort_by_key(|l| std::cmp::Reverse(l.step.map_or(0, |m| m + 1)));
 
     let rk = solver.rk();
-    let records = std::mem::take(&mut rec.records);
     let mut bw = Backward {
         adv: Advancer {
             problem,
@@ -214,7 +213,7 @@ where
         next: 0,
         gy: &gy,
     };
-    let peak = Checkpointing::reverse_all(&mut bw, budget, &records, m_steps);
+    let peak = Checkpointing::reverse_all(&mut bw, budget, &rec.index, &rec.flat, m_steps);
     let Backward {
         adv,
         mut lambda,

@@ -36,7 +36,10 @@ use sdeflow_solvers::{DriftVjp, NoDiffusion, Options, Problem, Solution, SolveEr
 pub enum Adjoint {
     /// Reverse-mode through the discrete steps (exact gradient of the
     /// computed solution), with recursive checkpointing: at most
-    /// `checkpoints` states are stored per level of recomputation.
+    /// `checkpoints` states are stored per level of recomputation. (With
+    /// [`grad_sde`] and reversible Heun every step is stored; bounded
+    /// memory there is [`Adjoint::Reversible`]. Other SDE solvers:
+    /// [`grad_sde_discrete_checkpointed`].)
     Discrete {
         /// States stored per level (at least 2).
         checkpoints: usize,

@@ -5,8 +5,10 @@
 //! the forward step — the exact gradient of the computed solution with
 //! memory independent of the number of steps (only the accepted step times,
 //! one number per step, are kept). [`Adjoint::Discrete`] does the same
-//! backpropagation from stored states (for comparison). The Brownian motion
-//! is a Brownian tree (forced), replayed backwards from the seed.
+//! backpropagation from the states `ŷ_n` and increments `ΔW_n` the forward
+//! pass recorded (memory O(steps), whatever its `checkpoints`; faster: no
+//! reverse steps, no tree queries). The Brownian motion is a Brownian tree
+//! (forced); the reversible adjoint replays it backwards from the seed.
 
 use sdeflow_solvers::brownian::{BrownianPath, BrownianTree};
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
@@ -189,6 +191,6 @@ where
         solution: sol,
         vjps,
         backward_drift_evals: stats.drift_evals,
-        peak_stored_states: if store { steps + 1 } else { 2 },
+        peak_stored_states: if store { tape.y_hats.len() / n } else { 2 },
     })
 }

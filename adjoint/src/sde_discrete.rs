@@ -186,6 +186,14 @@ where
     let noise = problem
         .noise
         .ok_or_else(|| GradError::Unsupported("grad_sde_discrete needs an SDE".into()))?;
+    let n = problem.dim();
+    let m = noise.brownian_dim(n);
+    let levy = solver.needs_levy_area();
+    let budget = checkpoints.max(2);
+    let mut recorder = Recorder::new(budget, n, if levy { 2 * m } else { m }, levy);
+    // the forward solve first: it validates the problem (dimensions, noise
+    // type for this solver) before the step VJP is probed
+    let sol = integrate_observed(problem, &solver, &opts, &mut recorder)?;
     solver
         .check_step_vjp(
             &problem.diffusion,
@@ -194,19 +202,12 @@ where
             &problem.params,
         )
         .map_err(GradError::Unsupported)?;
-    let n = problem.dim();
-    let m = noise.brownian_dim(n);
-    let levy = solver.needs_levy_area();
-    let budget = checkpoints.max(2);
-    let mut recorder = Recorder::new(budget, if levy { 2 * m } else { m }, levy);
-    let sol = integrate_observed(problem, &solver, &opts, &mut recorder)?;
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let steps = recorder.ts.len() - 1;
     let save_steps = matches!(opts.save_at, SaveAt::Steps);
     let mut y_bar = vec![0.0; n];
     let last = if save_steps { steps } else { 0 };
     y_bar.copy_from_slice(&gy[last * n..(last + 1) * n]);
-    let records = std::mem::take(&mut recorder.records);
     let mut replay = SdeReplay {
         problem,
         solver: &solver,
@@ -228,7 +229,8 @@ where
         gy: &gy,
         save_steps,
     };
-    let peak = Checkpointing::reverse_all(&mut replay, budget, &records, steps);
+    let peak =
+        Checkpointing::reverse_all(&mut replay, budget, &recorder.index, &recorder.flat, steps);
     Ok(Gradient {
         loss: value,
         dp: replay.dp,

@@ -259,8 +259,10 @@ impl<F: GenericField> DiffusionVjp for Generic<F> {
         self.vjp_any(t, y, p, v, oy, op)
     }
 
-    /// Exact, for a diffusion with `n` entries (returns `false` for general
-    /// noise): per state and per parameter component one dual and one
+    /// Exact, for a diffusion with `n` entries (returns `false` when `w` is
+    /// not of the state's length; a general-noise diffusion, which writes
+    /// `n × m` entries, must not be asked — Milstein refuses general noise
+    /// before it gets here): per state and per parameter component one dual and one
     /// hyper-dual evaluation, `2(n + n_p)` in all; no allocation after the
     /// first call on a thread.
     fn milstein_term_vjp(

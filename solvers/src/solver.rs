@@ -220,6 +220,9 @@ macro_rules! delegate_solver {
             fn accept(&self, cache: &mut $cache) {
                 $inner.accept(cache)
             }
+            fn carried_state<'c>(&self, cache: &'c $cache) -> &'c [f64] {
+                $inner.carried_state(cache)
+            }
             fn dense_table<'c>(&self, cache: &'c $cache) -> $crate::solver::DenseTable<'c> {
                 $inner.dense_table(cache)
             }

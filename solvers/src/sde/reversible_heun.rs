@@ -112,6 +112,8 @@ impl ReversibleHeun {
 /// cotangents of `f` and `g` at the start `ŷ_n` of the last reversed step,
 /// deferred so that they are merged with the next (earlier) step's
 /// cotangents at the same point: one drift and one diffusion VJP per step.
+/// [`ReversibleHeun::finish_vjp`] flushes them; a workspace is ready for
+/// another backward pass after it (or after [`ReversibleHeunVjp::reset`]).
 #[derive(Debug, Clone)]
 pub struct ReversibleHeunVjp {
     noise: Noise,
@@ -138,6 +140,12 @@ impl ReversibleHeunVjp {
             pend_g: vec![0.0; len],
             pending: false,
         }
+    }
+
+    /// Drops deferred cotangents (a backward pass abandoned before
+    /// [`ReversibleHeun::finish_vjp`]).
+    pub fn reset(&mut self) {
+        self.pending = false;
     }
 
     /// `v_g = v ⊗ ΔW` in the shape of `g` (the cotangent of `g` from a
