@@ -26,14 +26,23 @@
 //! (goal: `R ≤ 1.3`). Rows for the grid-exact hand loop and for EM on a
 //! Brownian tree show what the time grid and the tree cost.
 //!
-//! Where the time goes (perf and a decomposition outside the repository, on
-//! a 2-core VM): Box–Muller (`ln`, `sqrt`, `sin_cos`) is most of the hand
-//! loop; sdeflow adds the dynamic dispatch of `Path::draw` (`&mut dyn
-//! BrownianPath`, about 2.5 ns/step), its fixed-step bookkeeping (the
-//! float-compare "last step?" test and grid arithmetic, about 3 ns/step; an
-//! integer step count gives bit-identical results), and the generic step
-//! (state, drift and diffusion through heap buffers, spills around the libm
-//! calls). A solve's fixed cost (validation, probes, allocation) is about
+//! Where the time goes (perf, callgrind and experiments outside the
+//! repository, on a 2-core AMD EPYC VM): Box–Muller (`ln`, `sqrt`,
+//! `sin_cos`) is most of the hand loop, which runs as fast as the normals
+//! alone; around the libm calls there is room for only a few more
+//! instructions per step, so every instruction sdeflow adds costs time
+//! (about a quarter of a cycle each). Fixed-step solves therefore run in a
+//! loop of their own: the step count is known up front (no clipping, no
+//! controller), two steps per iteration let the state buffers trade places
+//! without a swap, and with one Brownian motion the increment buffer is a
+//! one-element array that the compiler keeps in a register from the draw to
+//! the step. `√(t_{k+1} − t_k)` is computed every step: caching it
+//! mispredicted, as the rounding of the grid makes consecutive steps differ
+//! in their last bits. Euler–Maruyama updates the state in one pass. What
+//! remains is the generic step itself (state, drift and diffusion in heap
+//! buffers, the user's closures with their bounds checks, evaluation
+//! counting), the per-step finiteness check and spills around the libm
+//! calls. A solve's fixed cost (validation, probes, allocation) is about
 //! 0.3 µs, i.e. 0.3 ns/step here.
 //!
 //! # (b) Work–precision

@@ -1,12 +1,14 @@
 //! The integration loop: drives any [`Solver`] with any controller and save
 //! policy. It owns the step-size logic (initial step, clipping to `t1` and
 //! `dt_max`, underflow and step-budget checks), the error norm and the saving;
-//! it knows nothing about a particular method.
+//! it knows nothing about a particular method. Fixed-step solves run in a
+//! loop of their own (the step count is known up front and every step is
+//! accepted), which does the same steps with less bookkeeping per step.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::brownian::{BrownianIncrements, BrownianPath, BrownianTree};
-use crate::controller::{StepController, StepDecision};
+use crate::controller::StepController;
 use crate::dense::{DenseOutput, combine, poly_weights};
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
@@ -78,29 +80,21 @@ enum Path<'p> {
     Given(&'p mut dyn BrownianPath),
 }
 
-impl Path<'_> {
+/// Where a solve's Brownian increments come from.
+trait Draw {
+    /// Writes the increment over `[s, t]` into `dw`, and its space–time
+    /// Lévy area into `h` when `levy`.
+    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]);
+}
+
+impl Draw for Path<'_> {
     #[inline]
     fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
-        #[inline(always)]
-        fn from<P: BrownianPath>(
-            p: &mut P,
-            s: f64,
-            t: f64,
-            levy: bool,
-            dw: &mut [f64],
-            h: &mut [f64],
-        ) {
-            if levy {
-                p.increment_with_levy_area(s, t, dw, h);
-            } else {
-                p.increment(s, t, dw);
-            }
-        }
         // static dispatch: this runs once per step
         match self {
             Path::None => {}
-            Path::Tree(p) => from(p.as_mut(), s, t, levy, dw, h),
-            Path::Increments(p) => from(p, s, t, levy, dw, h),
+            Path::Tree(p) => draw_from(p.as_mut(), s, t, levy, dw, h),
+            Path::Increments(p) => draw_from(p, s, t, levy, dw, h),
             Path::Given(p) => {
                 if levy {
                     p.increment_with_levy_area(s, t, dw, h);
@@ -109,6 +103,13 @@ impl Path<'_> {
                 }
             }
         }
+    }
+}
+
+impl Draw for BrownianIncrements {
+    #[inline(always)]
+    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
+        draw_from(self, s, t, levy, dw, h);
     }
 }
 
@@ -142,6 +143,156 @@ impl Saved {
             solver: name.to_string(),
             dense: self.dense,
         }
+    }
+}
+
+/// [`SaveAt`] without its times: what to do after each step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SaveKind {
+    T1,
+    Steps,
+    Dense,
+    Times,
+}
+
+/// The save policy of a solve and what it has saved so far; both loops
+/// hand it every accepted step.
+struct Saver<'o> {
+    saved: Saved,
+    save_at: SaveKind,
+    /// The requested times of `SaveAt::Times` (empty otherwise).
+    save_times: &'o [f64],
+    /// The next requested time not yet saved.
+    next_save: usize,
+    /// The interpolant's weight polynomials, and a buffer for their values.
+    poly: Vec<f64>,
+    ncoef: usize,
+    nk: usize,
+    w: Vec<f64>,
+    n: usize,
+    dir: f64,
+}
+
+impl Saver<'_> {
+    /// Saves what the accepted step from `(t, y)` to `(t + h, y_new)` covers.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn accepted<F: Drift, G: Diffusion, S: Solver>(
+        &mut self,
+        solver: &S,
+        cache: &mut S::Cache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        t_next: f64,
+        y: &[f64],
+        y_new: &[f64],
+        stats: &mut Stats,
+    ) {
+        if self.save_at != SaveKind::T1 {
+            self.save(solver, cache, fields, t, h, t_next, y, y_new, stats);
+        }
+    }
+
+    /// [`Saver::accepted`] for every policy (out of line; nothing to do
+    /// for `SaveAt::T1`).
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn save<F: Drift, G: Diffusion, S: Solver>(
+        &mut self,
+        solver: &S,
+        cache: &mut S::Cache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        t_next: f64,
+        y: &[f64],
+        y_new: &[f64],
+        stats: &mut Stats,
+    ) {
+        match self.save_at {
+            SaveKind::T1 => {}
+            SaveKind::Steps => {
+                self.saved.ts.push(t_next);
+                self.saved.ys.extend_from_slice(y_new);
+            }
+            SaveKind::Dense => self.dense(solver, cache, fields, t, h, t_next, y, y_new, stats),
+            SaveKind::Times => self.times(solver, cache, fields, t, h, t_next, y, y_new, stats),
+        }
+    }
+
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn dense<F: Drift, G: Diffusion, S: Solver>(
+        &mut self,
+        solver: &S,
+        cache: &mut S::Cache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        t_next: f64,
+        y: &[f64],
+        y_new: &[f64],
+        stats: &mut Stats,
+    ) {
+        let n = self.n;
+        let ks = solver.dense_stages(cache, fields, t, h, y, y_new, stats);
+        if let Some(d) = self.saved.dense.as_mut() {
+            d.push(t, h, y, &ks[..self.nk * n]);
+        }
+        self.saved.ts.push(t_next);
+        self.saved.ys.extend_from_slice(y_new);
+    }
+
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn times<F: Drift, G: Diffusion, S: Solver>(
+        &mut self,
+        solver: &S,
+        cache: &mut S::Cache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        t_next: f64,
+        y: &[f64],
+        y_new: &[f64],
+        stats: &mut Stats,
+    ) {
+        let n = self.n;
+        while self.next_save < self.save_times.len()
+            && (self.save_times[self.next_save] - t_next) * self.dir <= 0.0
+        {
+            let ts = self.save_times[self.next_save];
+            self.saved.ts.push(ts);
+            if ts == t_next {
+                self.saved.ys.extend_from_slice(y_new);
+            } else {
+                let ks = solver.dense_stages(cache, fields, t, h, y, y_new, stats);
+                poly_weights(&self.poly, self.ncoef, (ts - t) / h, &mut self.w);
+                let start = self.saved.ys.len();
+                self.saved.ys.resize(start + n, 0.0);
+                combine(y, h, &self.w, ks, &mut self.saved.ys[start..]);
+            }
+            self.next_save += 1;
+        }
+    }
+
+    /// The solution of a solve that ended at `(t, y)`.
+    fn finish(self, t: f64, y: &[f64], stats: Stats, status: Status, name: &str) -> Solution {
+        let n = self.n;
+        if status == Status::Success && self.save_at != SaveKind::T1 {
+            // Steps/Dense saved t1 already; Times saves only what was asked for.
+            return Solution {
+                ts: self.saved.ts,
+                ys: self.saved.ys,
+                n,
+                stats,
+                status,
+                solver: name.to_string(),
+                dense: self.saved.dense,
+            };
+        }
+        self.saved.into_solution(n, t, y, stats, status, name)
     }
 }
 
@@ -228,7 +379,7 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
     let dir = (t1 - t0).signum();
 
     let mut stats = Stats::default();
-    let mut y = problem.y0.clone();
+    let y = problem.y0.clone();
     let mut f0 = vec![0.0; n];
     probe_field("drift", n, t0, &mut f0, |out| {
         problem.drift.drift(t0, &y, &problem.params, out)
@@ -262,8 +413,7 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
             _ => Path::Tree(Box::new(BrownianTree::new(problem.tspan, m, opts.seed))),
         };
     }
-    let mut dw = vec![0.0; m];
-    let mut levy_h = vec![0.0; if needs_levy { m } else { 0 }];
+    let levy_h = vec![0.0; if needs_levy { m } else { 0 }];
 
     let mut cache = solver.init(problem);
     solver.start(&mut cache, &f0, &g0);
@@ -290,65 +440,107 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
     let table = solver.dense_table(&cache);
     let (nk, ncoef) = (table.nk, table.ncoef);
     let poly = table.poly.to_vec();
-    let mut saved = Saved {
-        ts: Vec::new(),
-        ys: Vec::new(),
-        dense: match opts.save_at {
-            SaveAt::Dense => Some(DenseOutput::new(n, nk, ncoef, poly.clone())),
-            _ => None,
+    let mut saver = Saver {
+        saved: Saved {
+            ts: Vec::new(),
+            ys: Vec::new(),
+            dense: match opts.save_at {
+                SaveAt::Dense => Some(DenseOutput::new(n, nk, ncoef, poly.clone())),
+                _ => None,
+            },
         },
+        save_at: match opts.save_at {
+            SaveAt::T1 => SaveKind::T1,
+            SaveAt::Steps => SaveKind::Steps,
+            SaveAt::Dense => SaveKind::Dense,
+            SaveAt::Times(_) => SaveKind::Times,
+        },
+        save_times: match &opts.save_at {
+            SaveAt::Times(ts) => ts,
+            _ => &[],
+        },
+        next_save: 0,
+        poly,
+        ncoef,
+        nk,
+        w: vec![0.0; nk],
+        n,
+        dir,
     };
-    let save_times: &[f64] = match &opts.save_at {
-        SaveAt::Times(ts) => ts,
-        _ => &[],
-    };
-    let mut next_save = 0;
     match opts.save_at {
         SaveAt::Steps | SaveAt::Dense => {
-            saved.ts.push(t0);
-            saved.ys.extend_from_slice(&y);
+            saver.saved.ts.push(t0);
+            saver.saved.ys.extend_from_slice(&y);
         }
         SaveAt::Times(_) => {
-            while next_save < save_times.len() && save_times[next_save] == t0 {
-                saved.ts.push(t0);
-                saved.ys.extend_from_slice(&y);
-                next_save += 1;
+            let save_times = saver.save_times;
+            while saver.next_save < save_times.len() && save_times[saver.next_save] == t0 {
+                saver.saved.ts.push(t0);
+                saver.saved.ys.extend_from_slice(&y);
+                saver.next_save += 1;
             }
-            saved.ts.reserve(save_times.len());
-            saved.ys.reserve(save_times.len() * n);
+            saver.saved.ts.reserve(save_times.len());
+            saver.saved.ys.reserve(save_times.len() * n);
         }
         SaveAt::T1 => {}
     }
 
-    let mut y_new = vec![0.0; n];
-    let mut err = vec![0.0; n];
-    let mut w = vec![0.0; nk];
-    let mut t = t0;
-    let mut attempts = 0usize;
-    let mut fixed_index = 0usize;
-    let span = (t1 - t0).abs();
-    // fixed steps: the number of steps, decided once (the last one ends at t1)
-    let fixed_steps = {
-        let reach = |k: usize| k as f64 * h_abs >= span * (1.0 - 1e-12);
-        let estimate = span / h_abs;
-        if adaptive || estimate.is_nan() || estimate >= 1e15 {
-            // adaptive, or more steps than any budget allows (max_steps stops it)
-            usize::MAX
-        } else {
-            let mut k = (estimate.ceil() as usize).max(1);
-            while k > 1 && reach(k - 1) {
-                k -= 1;
-            }
-            while !reach(k) {
-                k += 1;
-            }
-            k
-        }
+    let state = State {
+        t: t0,
+        y,
+        y_new: vec![0.0; n],
+        err: vec![0.0; n],
+        levy_h,
+        cache,
+        stats,
     };
 
+    let Some(k_err) = k_err else {
+        let grid = FixedGrid {
+            t0,
+            t1,
+            dir,
+            h: h_abs,
+            steps: fixed_step_count(t1 - t0, h_abs),
+            max_steps: opts.max_steps,
+        };
+        // With one Brownian motion on the sequential path of a fixed-step
+        // solve, the increment buffer is a one-element array: its length is
+        // known at compile time, so the draw and the step's read of the
+        // increment collapse to one value kept in a register. Every other
+        // path (and dimension) goes through the enum dispatch.
+        return match path {
+            Path::Increments(p) if m == 1 => fixed_loop(
+                solver, &fields, state, saver, observer, &grid, p, needs_levy, [0.0; 1],
+            ),
+            other => fixed_loop(
+                solver,
+                &fields,
+                state,
+                saver,
+                observer,
+                &grid,
+                other,
+                needs_levy,
+                vec![0.0; m],
+            ),
+        };
+    };
+
+    let State {
+        mut t,
+        mut y,
+        mut y_new,
+        mut err,
+        mut levy_h,
+        mut cache,
+        mut stats,
+    } = state;
+    let mut dw = vec![0.0; m];
+    let mut attempts = 0usize;
     loop {
         if attempts >= opts.max_steps {
-            let partial = saved.into_solution(n, t, &y, stats, Status::Incomplete, solver.name());
+            let partial = saver.finish(t, &y, stats, Status::Incomplete, solver.name());
             return Err(SolveError::MaxStepsReached {
                 t,
                 max_steps: opts.max_steps,
@@ -356,26 +548,18 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
             });
         }
         // the end of this step
-        let (t_next, last) = if adaptive {
+        let (t_next, last) = {
             let cand = t + h;
             if (cand - t1) * dir >= -0.01 * h.abs() {
                 (t1, true)
             } else {
                 (cand, false)
             }
-        } else if fixed_index + 1 == fixed_steps {
-            (t1, true)
-        } else {
-            (t0 + dir * (fixed_index + 1) as f64 * h_abs, false)
         };
         let h_step = t_next - t;
-        let floor = if adaptive {
-            opts.dt_min.max(16.0 * f64::EPSILON * t.abs().max(1e-300))
-        } else {
-            0.0
-        };
-        if adaptive && (h_step.abs() < floor && !last || h_step == 0.0) {
-            let partial = saved.into_solution(n, t, &y, stats, Status::Incomplete, solver.name());
+        let floor = opts.dt_min.max(16.0 * f64::EPSILON * t.abs().max(1e-300));
+        if h_step.abs() < floor && !last || h_step == 0.0 {
+            let partial = saver.finish(t, &y, stats, Status::Incomplete, solver.name());
             return Err(SolveError::StepSizeUnderflow {
                 t,
                 dt: h_step.abs(),
@@ -394,16 +578,8 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
         );
         attempts += 1;
 
-        let decision = match k_err {
-            Some(k) => {
-                let e = scaled_rms(&err, &y, &y_new, &opts.rtol, &opts.atol);
-                controller.decide(e, k)
-            }
-            None => StepDecision {
-                accept: true,
-                factor: 1.0,
-            },
-        };
+        let e = scaled_rms(&err, &y, &y_new, &opts.rtol, &opts.atol);
+        let decision = controller.decide(e, k_err);
 
         if !decision.accept {
             stats.rejected_steps += 1;
@@ -417,8 +593,7 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
                         step: stats.accepted_steps,
                     });
                 }
-                let partial =
-                    saved.into_solution(n, t, &y, stats, Status::Incomplete, solver.name());
+                let partial = saver.finish(t, &y, stats, Status::Incomplete, solver.name());
                 return Err(SolveError::StepSizeUnderflow {
                     t,
                     dt: h.abs(),
@@ -429,51 +604,9 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
             continue;
         }
 
-        if !adaptive && let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
-            return Err(SolveError::NonFiniteDerivative {
-                field: "solution",
-                t,
-                component,
-                step: stats.accepted_steps,
-            });
-        }
-
-        // save what this step covers
-        match opts.save_at {
-            SaveAt::T1 => {}
-            SaveAt::Steps => {
-                saved.ts.push(t_next);
-                saved.ys.extend_from_slice(&y_new);
-            }
-            SaveAt::Dense => {
-                let ks =
-                    solver.dense_stages(&mut cache, &fields, t, h_step, &y, &y_new, &mut stats);
-                if let Some(d) = saved.dense.as_mut() {
-                    d.push(t, h_step, &y, &ks[..nk * n]);
-                }
-                saved.ts.push(t_next);
-                saved.ys.extend_from_slice(&y_new);
-            }
-            SaveAt::Times(_) => {
-                while next_save < save_times.len() && (save_times[next_save] - t_next) * dir <= 0.0
-                {
-                    let ts = save_times[next_save];
-                    saved.ts.push(ts);
-                    if ts == t_next {
-                        saved.ys.extend_from_slice(&y_new);
-                    } else {
-                        let ks = solver
-                            .dense_stages(&mut cache, &fields, t, h_step, &y, &y_new, &mut stats);
-                        poly_weights(&poly, ncoef, (ts - t) / h_step, &mut w);
-                        let start = saved.ys.len();
-                        saved.ys.resize(start + n, 0.0);
-                        combine(&y, h_step, &w, ks, &mut saved.ys[start..]);
-                    }
-                    next_save += 1;
-                }
-            }
-        }
-
+        saver.accepted(
+            solver, &mut cache, &fields, t, h_step, t_next, &y, &y_new, &mut stats,
+        );
         if !dw.is_empty() {
             observer.accepted_noise(&StepNoise {
                 dw: &dw,
@@ -484,28 +617,189 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
         solver.accept(&mut cache);
         observer.accepted_carried(solver.carried_state(&cache));
         stats.accepted_steps += 1;
-        fixed_index += 1;
         t = t_next;
         std::mem::swap(&mut y, &mut y_new);
         if last {
             break;
         }
-        if adaptive {
-            h = (h_step * decision.factor).clamp(-opts.dt_max, opts.dt_max);
-        }
+        h = (h_step * decision.factor).clamp(-opts.dt_max, opts.dt_max);
     }
+    Ok(saver.finish(t, &y, stats, Status::Success, solver.name()))
+}
 
-    if !matches!(opts.save_at, SaveAt::T1) {
-        // Steps/Dense saved t1 already; Times saves only what was asked for.
-        return Ok(Solution {
-            ts: saved.ts,
-            ys: saved.ys,
-            n,
-            stats,
-            status: Status::Success,
-            solver: solver.name().to_string(),
-            dense: saved.dense,
+/// Draws the increment over `[s, t]` (with the Lévy area when `levy`).
+#[inline(always)]
+fn draw_from<P: BrownianPath>(
+    p: &mut P,
+    s: f64,
+    t: f64,
+    levy: bool,
+    dw: &mut [f64],
+    h: &mut [f64],
+) {
+    if levy {
+        p.increment_with_levy_area(s, t, dw, h);
+    } else {
+        p.increment(s, t, dw);
+    }
+}
+
+/// Whether every entry of `v` is finite.
+#[inline(always)]
+fn all_finite(v: &[f64]) -> bool {
+    v.iter().all(|x| x.is_finite())
+}
+
+/// The state of a solve as the loops carry it (the step's output `y_new`,
+/// the error estimate `err` and the Lévy areas are buffers).
+struct State<C> {
+    t: f64,
+    y: Vec<f64>,
+    y_new: Vec<f64>,
+    err: Vec<f64>,
+    levy_h: Vec<f64>,
+    cache: C,
+    stats: Stats,
+}
+
+/// The grid of a fixed-step solve: step `k` ends at `t0 + dir·(k+1)·h`, the
+/// last one exactly at `t1`.
+struct FixedGrid {
+    t0: f64,
+    t1: f64,
+    dir: f64,
+    h: f64,
+    /// Number of steps (`usize::MAX`: more than any step budget).
+    steps: usize,
+    max_steps: usize,
+}
+
+/// Number of fixed steps of size `h > 0` that cover `span` (the last one
+/// ends at `t1`; a remainder below `1e-12` of the span is not a step).
+fn fixed_step_count(span: f64, h: f64) -> usize {
+    let span = span.abs();
+    let reach = |k: usize| k as f64 * h >= span * (1.0 - 1e-12);
+    let estimate = span / h;
+    if estimate.is_nan() || estimate >= 1e15 {
+        // more steps than any budget allows (max_steps stops it)
+        return usize::MAX;
+    }
+    let mut k = (estimate.ceil() as usize).max(1);
+    while k > 1 && reach(k - 1) {
+        k -= 1;
+    }
+    while !reach(k) {
+        k += 1;
+    }
+    k
+}
+
+/// The loop of a fixed-step solve. Every step is accepted and the step
+/// count is known up front, so the per-step bookkeeping of the adaptive
+/// loop (clipping to `t1`, the controller, the underflow and budget tests)
+/// is done once, and the state lives in locals of this function; the steps, their increments (drawn from `path` into `dw`), the checks,
+/// the saves and the observer calls are those of the adaptive loop's
+/// bookkeeping for fixed steps, in the same order, so results are
+/// bit-identical. Steps go two at a time, so that `y` and `y_new` trade
+/// places without a swap.
+#[inline(never)]
+fn fixed_loop<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
+    solver: &S,
+    fields: &Fields<'_, F, G>,
+    state: State<S::Cache>,
+    mut saver: Saver<'_>,
+    observer: &mut O,
+    grid: &FixedGrid,
+    path: impl Draw,
+    levy: bool,
+    mut dw: impl AsMut<[f64]> + AsRef<[f64]>,
+) -> Result<Solution, SolveError> {
+    let mut path = path;
+    let State {
+        mut t,
+        mut y,
+        mut y_new,
+        mut err,
+        mut levy_h,
+        mut cache,
+        mut stats,
+    } = state;
+    let &FixedGrid {
+        t0,
+        t1,
+        dir,
+        h,
+        steps,
+        max_steps,
+    } = grid;
+    let first = stats.accepted_steps;
+    let todo = steps.min(max_steps);
+    let save = saver.save_at != SaveKind::T1;
+    // `dir·(k+1)·h` as `(k+1)·(dir·h)`: the same product, as `dir = ±1`
+    let dh = dir * h;
+    // `k + 1` as a float, counted exactly (steps < 2^53)
+    let mut next = 0.0;
+    // step `k` from (t, y) into y_new
+    macro_rules! one_step {
+        ($k:expr, $y:ident, $y_new:ident) => {{
+            let k = $k;
+            next += 1.0;
+            let t_next = if k + 1 == steps { t1 } else { t0 + next * dh };
+            let h_step = t_next - t;
+            path.draw(t, t_next, levy, dw.as_mut(), &mut levy_h);
+            let noise = StepNoise {
+                dw: dw.as_ref(),
+                levy_h: &levy_h,
+            };
+            solver.step(
+                &mut cache,
+                fields,
+                t,
+                h_step,
+                &$y,
+                &noise,
+                &mut $y_new,
+                &mut err,
+                &mut stats,
+            );
+            if !all_finite(&$y_new) {
+                return Err(SolveError::NonFiniteDerivative {
+                    field: "solution",
+                    t,
+                    component: $y_new.iter().position(|v| !v.is_finite()).unwrap_or(0),
+                    step: first + k,
+                });
+            }
+            if save {
+                saver.save(
+                    solver, &mut cache, fields, t, h_step, t_next, &$y, &$y_new, &mut stats,
+                );
+            }
+            observer.accepted_noise(&noise);
+            observer.accepted(first + k, t, t_next, &$y, &$y_new);
+            solver.accept(&mut cache);
+            observer.accepted_carried(solver.carried_state(&cache));
+            t = t_next;
+        }};
+    }
+    let mut k = 0;
+    while k + 1 < todo {
+        one_step!(k, y, y_new);
+        one_step!(k + 1, y_new, y);
+        k += 2;
+    }
+    if k < todo {
+        one_step!(k, y, y_new);
+        std::mem::swap(&mut y, &mut y_new);
+    }
+    stats.accepted_steps = first + todo;
+    if todo < steps {
+        let partial = saver.finish(t, &y, stats, Status::Incomplete, solver.name());
+        return Err(SolveError::MaxStepsReached {
+            t,
+            max_steps,
+            partial: Box::new(partial),
         });
     }
-    Ok(saved.into_solution(n, t, &y, stats, Status::Success, solver.name()))
+    Ok(saver.finish(t, &y, stats, Status::Success, solver.name()))
 }

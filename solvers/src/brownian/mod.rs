@@ -39,9 +39,6 @@ pub trait BrownianPath {
 pub struct BrownianIncrements {
     m: usize,
     stream: NormalStream,
-    /// The last interval length and its signed square root (fixed steps
-    /// repeat it).
-    last: (f64, f64),
 }
 
 impl BrownianIncrements {
@@ -50,7 +47,6 @@ impl BrownianIncrements {
         BrownianIncrements {
             m,
             stream: NormalStream::new(seed),
-            last: (0.0, 0.0),
         }
     }
 }
@@ -62,16 +58,17 @@ impl BrownianPath for BrownianIncrements {
 
     #[inline]
     fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
+        // the signed square root of the step (`√|h|·sign h`), computed
+        // every step: cheaper than caching it, as rounding makes fixed
+        // steps differ in their last bits and the cache test unpredictable
         let h = t - s;
-        if h != self.last.0 {
-            self.last = (h, h.abs().sqrt() * h.signum());
-        }
-        let sd = self.last.1;
+        let sd = h.abs().sqrt().copysign(h);
         for d in dw.iter_mut() {
             *d = sd * self.stream.next_normal();
         }
     }
 
+    #[inline]
     fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]) {
         self.increment(s, t, dw);
         let sd = ((t - s).abs() / 12.0).sqrt();

@@ -3,7 +3,7 @@
 //! Itô, any noise type, strong order 0.5 (1.0 for additive noise), weak
 //! order 1. Fixed steps. One drift and one diffusion evaluation per step.
 
-use super::{Support, add_noise};
+use super::{Support, euler_update};
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
@@ -65,7 +65,9 @@ impl Solver for EulerMaruyama {
         cache.g.copy_from_slice(g0);
         cache.f_valid = true;
     }
-    #[inline]
+    // always inlined, so that the loop's increment reaches the update in a
+    // register
+    #[inline(always)]
     fn step<F: Drift, G: Diffusion>(
         &self,
         cache: &mut EmCache,
@@ -86,10 +88,7 @@ impl Solver for EulerMaruyama {
             fields.f(t, y, y_new, stats);
             fields.g(t, y, &mut cache.g, stats);
         }
-        for (yn, &yi) in y_new.iter_mut().zip(y) {
-            *yn = yi + h * *yn;
-        }
-        add_noise(cache.noise, &cache.g, noise.dw, 1.0, y_new);
+        euler_update(cache.noise, y, h, &cache.g, noise.dw, y_new);
     }
     fn accept(&self, cache: &mut EmCache) {
         // EM never rejects (no error estimate): f and g are redone next step
