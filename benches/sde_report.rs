@@ -115,7 +115,7 @@
 //! * `MC N=200`: the direct Monte Carlo criterion: `E[X_N²] < E[X_0²] = 1`
 //!   at `N = 200` steps, estimated over 2000 paths
 //!   (`BrownianSampling::Increments`); a solve that overflows (sdeflow
-//!   returns `NonFiniteDerivative`) counts as unstable. `X_N²` is a product
+//!   returns `NonFiniteState`) counts as unstable. `X_N²` is a product
 //!   of 200 i.i.d. factors, heavy-tailed, so its sample mean is dominated by
 //!   paths that 2000 samples rarely contain: near the true limit the estimate
 //!   is far below `E[X_N²]`, and this column over-estimates the stable step,

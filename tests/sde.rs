@@ -348,12 +348,14 @@ fn bad_sde_inputs_are_errors() {
     expect_err(&blowup, Sriw1, o().dt_min(1e-6), |e| {
         matches!(
             e,
-            SolveError::StepSizeUnderflow { .. } | SolveError::NonFiniteDerivative { .. }
+            SolveError::StepSizeUnderflow { .. }
+                | SolveError::NonFiniteDerivative { .. }
+                | SolveError::NonFiniteState { .. }
         )
     });
     // fixed steps through the blow-up: a non-finite state is reported
     expect_err(&blowup, EulerMaruyama, o().fixed_step(0.05), |e| {
-        matches!(e, SolveError::NonFiniteDerivative { .. })
+        matches!(e, SolveError::NonFiniteState { .. })
     });
 }
 

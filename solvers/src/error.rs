@@ -28,13 +28,22 @@ pub enum SolveError {
         /// What to check.
         hint: String,
     },
-    /// A vector field returned NaN or an infinite value, or the solution
-    /// became non-finite.
+    /// A vector field returned NaN or an infinite value.
     NonFiniteDerivative {
-        /// Which field (`"drift"`, `"diffusion"`), or `"solution"` when the
-        /// state itself became non-finite during a step.
+        /// Which field: `"drift"` or `"diffusion"`.
         field: &'static str,
         /// Time of the evaluation.
+        t: f64,
+        /// Index of the first non-finite component.
+        component: usize,
+        /// Number of accepted steps before the failure.
+        step: usize,
+    },
+    /// The state became NaN or infinite during a step (the fields were
+    /// finite where evaluated): the solution blows up, or the step is too
+    /// large for stability.
+    NonFiniteState {
+        /// Start of the step that produced the non-finite state.
         t: f64,
         /// Index of the first non-finite component.
         component: usize,
@@ -132,12 +141,7 @@ impl fmt::Display for SolveError {
                      indexed past them; {hint}"
                 ),
             },
-            SolveError::NonFiniteDerivative {
-                field: "solution",
-                t,
-                component,
-                step,
-            } => write!(
+            SolveError::NonFiniteState { t, component, step } => write!(
                 f,
                 "the solution became non-finite in component {component} in the step from \
                  t={t} (after {step} accepted steps): it blows up, or the step is too large \

@@ -586,8 +586,7 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
             h = h_step * decision.factor;
             if h.abs() < floor {
                 if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
-                    return Err(SolveError::NonFiniteDerivative {
-                        field: "solution",
+                    return Err(SolveError::NonFiniteState {
                         t,
                         component,
                         step: stats.accepted_steps,
@@ -763,8 +762,7 @@ fn fixed_loop<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
                 &mut stats,
             );
             if !all_finite(&$y_new) {
-                return Err(SolveError::NonFiniteDerivative {
-                    field: "solution",
+                return Err(SolveError::NonFiniteState {
                     t,
                     component: $y_new.iter().position(|v| !v.is_finite()).unwrap_or(0),
                     step: first + k,

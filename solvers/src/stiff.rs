@@ -448,8 +448,7 @@ where
         };
         let y = state.y;
         if let Some(component) = (0..n).position(|i| !y[i].is_finite()) {
-            return Err(SolveError::NonFiniteDerivative {
-                field: "solution",
+            return Err(SolveError::NonFiniteState {
                 t: t_prev,
                 component,
                 step: stats.accepted_steps,
