@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 use sdeflow_solvers::brownian::rng::NormalStream;
 use sdeflow_solvers::dual::{DualNum, GenericField};
-use sdeflow_solvers::{Diffusion, DiffusionVjp, Drift, DriftVjp};
+use sdeflow_solvers::{Diffusion, DiffusionVjp, Drift, DriftVjp, SolveError};
 
 /// Activation of the hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +238,48 @@ impl Mlp {
         }
     }
 
+    /// Whether this network maps a state of length `n` to an output of
+    /// `len` entries with `n_params` parameters; the error says what to fix.
+    pub fn check_shape(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
+        let (input, output, want) = (self.input_dim(), self.output_dim(), self.num_params());
+        let mismatch = |what: &str, expected: usize, found: usize, hint: String| {
+            Err(SolveError::DimensionMismatch {
+                what: what.into(),
+                expected,
+                found: Some(found),
+                hint,
+            })
+        };
+        if input != n {
+            return mismatch(
+                "network input",
+                input,
+                n,
+                format!("the network takes {input} inputs but the state has {n} components"),
+            );
+        }
+        if output != len {
+            return mismatch(
+                "network output",
+                len,
+                output,
+                format!("the network writes {output} outputs but the field needs {len}"),
+            );
+        }
+        if n_params != want {
+            return mismatch(
+                "parameters",
+                want,
+                n_params,
+                format!(
+                    "the network has {want} parameters but the problem gives {n_params}; \
+                     use .params(mlp.init_params(seed, scale))"
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// `MLP(x; p)` into `out`.
     pub fn forward(&self, x: &[f64], p: &[f64], out: &mut [f64]) {
         SCRATCH.with(|s| {
@@ -300,12 +342,20 @@ impl Drift for Mlp {
     fn drift(&self, _t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         self.forward(y, p, dy)
     }
+
+    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
+        self.check_shape(n, n_params, n)
+    }
 }
 
 impl Diffusion for Mlp {
     #[inline]
     fn diffusion(&self, _t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
         self.forward(y, p, g)
+    }
+
+    fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
+        self.check_shape(n, n_params, len)
     }
 }
 
@@ -369,12 +419,35 @@ impl<F> Offset<F> {
     fn slice<'a>(&self, p: &'a [f64]) -> &'a [f64] {
         &p[self.offset..self.offset + self.len]
     }
+
+    /// Whether `p[offset..offset + len]` exists in `n_params` parameters.
+    fn check_range(&self, n_params: usize) -> Result<(), SolveError> {
+        let end = self.offset + self.len;
+        if end > n_params {
+            return Err(SolveError::DimensionMismatch {
+                what: "parameters".into(),
+                expected: end,
+                found: Some(n_params),
+                hint: format!(
+                    "an Offset field reads p[{}..{end}], but the problem has {n_params} \
+                     parameters; give .params(...) with at least {end}",
+                    self.offset
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl<F: Drift> Drift for Offset<F> {
     #[inline]
     fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         self.field.drift(t, y, self.slice(p), dy)
+    }
+
+    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
+        self.check_range(n_params)?;
+        self.field.check_dims(n, self.len)
     }
 }
 
@@ -414,6 +487,11 @@ impl<F: Diffusion> Diffusion for Offset<F> {
         self.field.diffusion(t, y, self.slice(p), g)
     }
 
+    fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
+        self.check_range(n_params)?;
+        self.field.check_dims(n, self.len, len)
+    }
+
     fn diffusion_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
         self.field.diffusion_jvp(t, y, self.slice(p), v, out)
     }
@@ -450,6 +528,10 @@ impl<F: DiffusionVjp> DiffusionVjp for Offset<F> {
 }
 
 impl GenericField for Mlp {
+    fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
+        self.check_shape(n, n_params, len)
+    }
+
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], out: &mut [D]) {
         let mut a: Vec<D> = y.to_vec();
         let mut off_p = 0;

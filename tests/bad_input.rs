@@ -306,3 +306,62 @@ fn interpolation_errors() {
     ));
     assert!(sol.at(0.5).is_ok());
 }
+
+#[test]
+fn network_shape_mismatches_name_what_to_fix() {
+    use sdeflow::nn::{Activation, Mlp, Offset};
+    let mlp = Mlp::new(&[2, 8, 2], Activation::Tanh);
+    let params = mlp.init_params(1, 0.5);
+    let check = |e: SolveError, what: &str, hint: &str| match e {
+        SolveError::DimensionMismatch {
+            what: w, hint: h, ..
+        } => {
+            assert_eq!(w, what);
+            assert!(h.contains(hint), "{h}");
+        }
+        other => panic!("expected DimensionMismatch on {what}, got {other:?}"),
+    };
+    // too few parameters: named as such, not as a panic in the field
+    let short = Problem::ode(mlp.clone(), vec![0.1, 0.2], (0.0, 1.0))
+        .params(params[..params.len() - 1].to_vec());
+    let e = solve(&short, Tsit5, Options::default()).expect_err("short params");
+    check(e, "parameters", "init_params");
+    // the stiff path checks too
+    let e = solve(&short, Bdf::default(), Options::default()).expect_err("short params, Bdf");
+    check(e, "parameters", "init_params");
+    // a state of the wrong length
+    let wide = Problem::ode(mlp.clone(), vec![0.1, 0.2, 0.3], (0.0, 1.0)).params(params.clone());
+    let e = solve(&wide, Tsit5, Options::default()).expect_err("wide state");
+    check(e, "network input", "3 components");
+    // an Offset reading past the parameter vector
+    let sde = Problem::sde(
+        Offset {
+            field: mlp.clone(),
+            offset: 0,
+            len: params.len(),
+        },
+        Offset {
+            field: mlp.clone(),
+            offset: params.len(),
+            len: params.len(),
+        },
+        Noise::Diagonal,
+        vec![0.1, 0.2],
+        (0.0, 1.0),
+    )
+    .params(params.clone());
+    let e = solve(&sde, EulerMaruyama, Options::default().fixed_step(0.1)).expect_err("offset");
+    check(e, "parameters", "at least");
+    // a diffusion network whose output does not fit general noise (2 × 2)
+    let general = Problem::sde(
+        mlp.clone(),
+        mlp.clone(),
+        Noise::General(2),
+        vec![0.1, 0.2],
+        (0.0, 1.0),
+    )
+    .params(params);
+    let e =
+        solve(&general, EulerMaruyama, Options::default().fixed_step(0.1)).expect_err("general");
+    check(e, "network output", "needs 4");
+}

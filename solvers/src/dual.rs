@@ -32,6 +32,7 @@
 use num_dual::HyperDual64;
 pub use num_dual::{Dual64, DualNum};
 
+use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 
 /// A vector field written generically over the scalar type `D`, so that it
@@ -39,6 +40,14 @@ use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 pub trait GenericField {
     /// Writes the field at `(t, y)` with parameters `p` into `out`.
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, y: &[D], p: &[D], out: &mut [D]);
+
+    /// Checks, before any evaluation, that this field fits a state of
+    /// length `n`, `n_params` parameters and an output of `len` entries
+    /// ([`Drift::check_dims`], [`Diffusion::check_dims`]). The default
+    /// accepts anything.
+    fn check_dims(&self, _n: usize, _n_params: usize, _len: usize) -> Result<(), SolveError> {
+        Ok(())
+    }
 }
 
 /// Wraps a [`GenericField`] into a [`Drift`] / [`Diffusion`] with exact
@@ -210,6 +219,10 @@ impl<F: GenericField> Drift for Generic<F> {
         self.0.eval(t, y, p, dy)
     }
 
+    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
+        self.0.check_dims(n, n_params, n)
+    }
+
     fn jacobian(&self, t: f64, y: &[f64], p: &[f64], jac: &mut [f64]) -> bool {
         let n = y.len();
         with_scratch(|s| {
@@ -230,6 +243,10 @@ impl<F: GenericField> Diffusion for Generic<F> {
     #[inline]
     fn diffusion(&self, t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
         self.0.eval(t, y, p, g)
+    }
+
+    fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
+        self.0.check_dims(n, n_params, len)
     }
 
     fn diffusion_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {

@@ -4,6 +4,8 @@
 //! receive the parameters `p` explicitly, so gradients have a target. Any
 //! closure `Fn(f64, &[f64], &[f64], &mut [f64])` is a field.
 
+use crate::error::SolveError;
+
 /// The drift (right-hand side) `dy = f(t, y, p)` of an ODE or SDE.
 ///
 /// Closures implement this trait, so a problem is usually written as
@@ -34,6 +36,14 @@ pub trait Drift {
     ) -> bool {
         false
     }
+
+    /// Checks, before any evaluation, that this drift fits a state of
+    /// length `n` and `n_params` parameters. The default accepts anything
+    /// (the first evaluation is probed instead); fields that know their
+    /// shapes (a network) say what does not fit.
+    fn check_dims(&self, _n: usize, _n_params: usize) -> Result<(), SolveError> {
+        Ok(())
+    }
 }
 
 impl<F> Drift for F
@@ -60,6 +70,13 @@ pub trait Diffusion {
     /// derivatives needs it.
     fn diffusion_jvp(&self, _t: f64, _y: &[f64], _p: &[f64], _v: &[f64], _out: &mut [f64]) -> bool {
         false
+    }
+
+    /// Checks, before any evaluation, that this diffusion fits a state of
+    /// length `n`, `n_params` parameters and an output of `len` entries (the
+    /// noise type's shape). The default accepts anything.
+    fn check_dims(&self, _n: usize, _n_params: usize, _len: usize) -> Result<(), SolveError> {
+        Ok(())
     }
 }
 
@@ -102,6 +119,10 @@ where
     #[inline(always)]
     fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         self.field.drift(t, y, p, dy)
+    }
+
+    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
+        self.field.check_dims(n, n_params)
     }
 
     fn jacobian(&self, t: f64, y: &[f64], p: &[f64], jac: &mut [f64]) -> bool {
@@ -182,6 +203,10 @@ impl<F: Drift, V> Drift for WithVjp<F, V> {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         self.field.drift(t, y, p, dy)
     }
+
+    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
+        self.field.check_dims(n, n_params)
+    }
 }
 
 impl<F, V> DriftVjp for WithVjp<F, V>
@@ -204,6 +229,10 @@ impl<F: Drift> Drift for FiniteDifferenceVjp<F> {
     #[inline(always)]
     fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         self.0.drift(t, y, p, dy)
+    }
+
+    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
+        self.0.check_dims(n, n_params)
     }
 }
 

@@ -381,6 +381,7 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
     let mut stats = Stats::default();
     let y = problem.y0.clone();
     let mut f0 = vec![0.0; n];
+    problem.drift.check_dims(n, problem.params.len())?;
     probe_field("drift", n, t0, &mut f0, |out| {
         problem.drift.drift(t0, &y, &problem.params, out)
     })?;
@@ -392,6 +393,9 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
     let mut g0 = Vec::new();
     if let Some(noise) = problem.noise {
         g0 = vec![0.0; noise.diffusion_len(n)];
+        problem
+            .diffusion
+            .check_dims(n, problem.params.len(), g0.len())?;
         probe_field("diffusion", g0.len(), t0, &mut g0, |out| {
             problem.diffusion.diffusion(t0, &y, &problem.params, out)
         })?;

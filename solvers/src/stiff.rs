@@ -167,6 +167,7 @@ fn stiff_solve<F: Drift, G: Diffusion>(
     let p = &problem.params;
     let field = &problem.drift;
     let mut f0 = vec![0.0; n];
+    field.check_dims(n, p.len())?;
     probe_field("drift", n, t0, &mut f0, |out| {
         field.drift(t0, &problem.y0, p, out)
     })?;
