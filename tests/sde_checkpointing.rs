@@ -6,23 +6,8 @@
 use sdeflow::prelude::*;
 use sdeflow::{DiffusionVjp, DriftVjp};
 
-/// A nonlinear Itô SDE with diagonal noise and three parameters.
-#[derive(Clone, Copy)]
-struct Drift2;
-impl GenericField for Drift2 {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = p[0] * y[1] - y[0] * y[0] * y[0] * 0.1;
-        dy[1] = -p[1] * y[0] + (y[1] * 0.5).sin();
-    }
-}
-#[derive(Clone, Copy)]
-struct Diff2;
-impl GenericField for Diff2 {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
-        g[0] = p[2] * (D::from(1.0) + y[0] * y[0]).sqrt();
-        g[1] = p[2] * y[1].cos();
-    }
-}
+mod common;
+use common::{Diff2, Drift2};
 
 /// `Σ_i Σ_k y_k(t_i)²` over the saved states (every step with
 /// `SaveAt::Steps`, so cotangents enter inside recomputed segments too).
@@ -89,7 +74,7 @@ fn problem() -> Problem<Generic<Drift2>, Generic<Diff2>> {
         vec![0.4, -0.2],
         (0.0, 1.0),
     )
-    .params(vec![1.2, 0.8, 0.3])
+    .params(vec![1.2, 0.8, 0.3, 0.2])
 }
 
 #[test]

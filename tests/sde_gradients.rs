@@ -9,23 +9,8 @@ use sdeflow::brownian::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
 use sdeflow::{DiffusionVjp, DriftVjp};
 
-/// A nonlinear Stratonovich SDE with diagonal noise and four parameters.
-#[derive(Clone, Copy)]
-struct Drift2;
-impl GenericField for Drift2 {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = p[0] * y[1] - y[0] * y[0] * y[0] * 0.1;
-        dy[1] = -p[1] * y[0] + (y[1] * 0.5).sin();
-    }
-}
-#[derive(Clone, Copy)]
-struct Diff2;
-impl GenericField for Diff2 {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
-        g[0] = p[2] * (D::from(1.0) + y[0] * y[0]).sqrt();
-        g[1] = p[3] * y[1].cos();
-    }
-}
+mod common;
+use common::{Diff2, Drift2};
 
 fn problem(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {
     Problem::sde(

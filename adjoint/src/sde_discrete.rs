@@ -48,18 +48,11 @@ struct SdeReplay<'a, F, G, S: Solver> {
     save_steps: bool,
 }
 
-impl<F: DriftVjp, G: DiffusionVjp, S: Solver + SdeStepVjp> SdeReplay<'_, F, G, S> {
-    /// The step's increments as stored in a record.
-    fn noise<'r>(&self, rec: &'r [f64]) -> StepNoise<'r> {
-        let (n, m) = (self.n, self.m);
-        StepNoise {
-            dw: &rec[n..n + m],
-            levy_h: if self.levy {
-                &rec[n + m..n + 2 * m]
-            } else {
-                &[]
-            },
-        }
+/// The increments stored in the noise part of a record (`ΔW ‖ H`).
+fn record_noise(noise: &[f64], m: usize, levy: bool) -> StepNoise<'_> {
+    StepNoise {
+        dw: &noise[..m],
+        levy_h: if levy { &noise[m..2 * m] } else { &[] },
     }
 }
 
@@ -83,10 +76,7 @@ impl<F: DriftVjp, G: DiffusionVjp, S: Solver + SdeStepVjp> Replay for SdeReplay<
             let (t, h) = (self.ts[k], self.ts[k + 1] - self.ts[k]);
             {
                 let (y, noise) = self.rec.split_at(n);
-                let noise = StepNoise {
-                    dw: &noise[..m],
-                    levy_h: if self.levy { &noise[m..2 * m] } else { &[] },
-                };
+                let noise = record_noise(noise, m, self.levy);
                 self.solver.step(
                     &mut self.cache,
                     &fields,
@@ -118,7 +108,7 @@ impl<F: DriftVjp, G: DiffusionVjp, S: Solver + SdeStepVjp> Replay for SdeReplay<
     fn reverse(&mut self, k: usize, rec: &[f64]) {
         let n = self.n;
         let (t, h) = (self.ts[k], self.ts[k + 1] - self.ts[k]);
-        let noise = self.noise(rec);
+        let noise = record_noise(&rec[n..], self.m, self.levy);
         self.solver.sde_step_vjp(
             &mut self.work,
             &self.problem.drift,

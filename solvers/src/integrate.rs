@@ -303,7 +303,7 @@ pub trait StepObserver {
     fn accepted(&mut self, index: usize, t: f64, t_next: f64, y: &[f64], y_next: &[f64]);
 
     /// The Brownian increments of the step about to be reported to
-    /// [`StepObserver::accepted`] (SDE solves only; empty `levy_h` unless the
+    /// [`StepObserver::accepted`] (empty for ODEs; empty `levy_h` unless the
     /// solver uses the Lévy area). Ignored by default.
     #[inline(always)]
     fn accepted_noise(&mut self, _noise: &StepNoise<'_>) {}
@@ -610,12 +610,10 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
         saver.accepted(
             solver, &mut cache, &fields, t, h_step, t_next, &y, &y_new, &mut stats,
         );
-        if !dw.is_empty() {
-            observer.accepted_noise(&StepNoise {
-                dw: &dw,
-                levy_h: &levy_h,
-            });
-        }
+        observer.accepted_noise(&StepNoise {
+            dw: &dw,
+            levy_h: &levy_h,
+        });
         observer.accepted(stats.accepted_steps, t, t_next, &y, &y_new);
         solver.accept(&mut cache);
         observer.accepted_carried(solver.carried_state(&cache));

@@ -63,3 +63,23 @@ pub fn fitted_slope(hs: &[f64], errs: &[f64]) -> f64 {
     let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
     sxy / sxx
 }
+
+/// The drift of a nonlinear two-state SDE with diagonal noise (parameters
+/// `p[0]`, `p[1]`; the diffusion [`Diff2`] uses `p[2]`, `p[3]`).
+#[derive(Clone, Copy)]
+pub struct Drift2;
+impl GenericField for Drift2 {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
+        dy[0] = p[0] * y[1] - y[0] * y[0] * y[0] * 0.1;
+        dy[1] = -p[1] * y[0] + (y[1] * 0.5).sin();
+    }
+}
+/// Its diffusion.
+#[derive(Clone, Copy)]
+pub struct Diff2;
+impl GenericField for Diff2 {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
+        g[0] = p[2] * (D::from(1.0) + y[0] * y[0]).sqrt();
+        g[1] = p[3] * y[1].cos();
+    }
+}
