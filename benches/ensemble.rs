@@ -33,7 +33,8 @@ fn main() {
         Noise::Scalar,
         vec![1.0],
         (0.0, 1.0),
-    );
+    )
+    .driver(Increments);
     let opts = Options::default()
         .fixed_step(1.0 / steps as f64)
         .save_at(SaveAt::T1);

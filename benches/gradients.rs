@@ -206,7 +206,6 @@ fn sde_section(budget: f64) {
     let opts = Options::default()
         .fixed_step(0.01)
         .seed(3)
-        .brownian(BrownianSampling::Tree)
         .save_at(SaveAt::T1);
     let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
         g[0] = 2.0 * ys[0];

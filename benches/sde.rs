@@ -7,8 +7,8 @@
 //!
 //! * `em_gbm_1000_steps/sdeflow`: one complete
 //!   `solve(&p, EulerMaruyama, Options::default().fixed_step(1e-3).seed(s).save_at(SaveAt::T1))`
-//!   (1000 steps; the default `BrownianSampling::Auto` draws the increments
-//!   from a sequential `NormalStream`, no Brownian tree). It includes the
+//!   (1000 steps; the problem is driven by `Increments`, which draws the
+//!   increments from a sequential `NormalStream`, no Brownian tree). It includes the
 //!   option validation, the probes of both fields and the workspace
 //!   allocation of the solve.
 //! * `em_gbm_1000_steps/hand_loop`: the same scheme written as a plain Rust
@@ -20,7 +20,7 @@
 //!   `t_{k+1} − t_k` on the grid `t_k = k·h`, which rounds differently from
 //!   `h`), and panics otherwise.
 //! * `sriw1_gbm_adaptive_1e-3`: one adaptive SRIW1 solve of the same GBM at
-//!   rtol = atol = 1e-3 on a virtual Brownian tree (`BrownianSampling::Tree`),
+//!   rtol = atol = 1e-3 on a virtual Brownian tree (the default driver),
 //!   for reference (its step and evaluation counts are printed first).
 //!
 //! Every iteration uses the next seed (the same sequence for both EM
@@ -86,7 +86,7 @@ fn hand_em(a: f64, b: f64, x0: f64, h: f64, steps: usize, seed: u64) -> f64 {
 
 /// One sdeflow EM solve; returns `X_T`.
 #[inline(never)]
-fn sdeflow_em<F: Drift, G: Diffusion>(p: &Problem<F, G>, seed: u64) -> f64 {
+fn sdeflow_em<F: Drift, G: Diffusion, D: Driver>(p: &Problem<F, G, D>, seed: u64) -> f64 {
     let sol = solve(
         p,
         EulerMaruyama,
@@ -100,7 +100,7 @@ fn sdeflow_em<F: Drift, G: Diffusion>(p: &Problem<F, G>, seed: u64) -> f64 {
 }
 
 /// Panics unless sdeflow and the hand loop agree on `X_T` for a few seeds.
-fn check_same_result<F: Drift, G: Diffusion>(p: &Problem<F, G>) {
+fn check_same_result<F: Drift, G: Diffusion, D: Driver>(p: &Problem<F, G, D>) {
     let mut worst = 0.0f64;
     let mut identical = 0;
     let seeds = 0..8u64;
@@ -148,7 +148,10 @@ fn ns_per_step(samples: &Samples) -> Option<f64> {
 }
 
 fn sde_benches(c: &mut Criterion) {
-    let p = gbm(black_box(A), black_box(B));
+    // EM on the fastest driver (fresh i.i.d. increments); the adaptive Sriw1
+    // solve below on the default virtual tree
+    let p_tree = gbm(black_box(A), black_box(B));
+    let p = gbm(black_box(A), black_box(B)).driver(Increments);
     check_same_result(&p);
 
     let mut group = c.benchmark_group("sde");
@@ -188,14 +191,8 @@ fn sde_benches(c: &mut Criterion) {
         })
     });
 
-    let adaptive = |seed: u64| {
-        Options::default()
-            .tol(1e-3)
-            .brownian(BrownianSampling::Tree)
-            .seed(seed)
-            .save_at(SaveAt::T1)
-    };
-    let sol = solve(&p, Sriw1, adaptive(0)).expect("Sriw1 solves GBM");
+    let adaptive = |seed: u64| Options::default().tol(1e-3).seed(seed).save_at(SaveAt::T1);
+    let sol = solve(&p_tree, Sriw1, adaptive(0)).expect("Sriw1 solves GBM");
     println!(
         "Sriw1 adaptive at tol 1e-3, seed 0: {} accepted + {} rejected steps, {} drift + {} \
          diffusion evaluations",
@@ -209,7 +206,7 @@ fn sde_benches(c: &mut Criterion) {
     group.bench_function("sriw1_gbm_adaptive_1e-3", |bench| {
         bench.iter(|| {
             seed = seed.wrapping_add(1);
-            solve(black_box(&p), Sriw1, adaptive(seed)).expect("Sriw1 solves GBM")
+            solve(black_box(&p_tree), Sriw1, adaptive(seed)).expect("Sriw1 solves GBM")
         })
     });
     group.finish();

@@ -11,7 +11,7 @@
 //! `b = 0.5`, `X0 = 1`, scalar noise, 1000 fixed steps of `h = 1e-3` over
 //! `[0, 1]`, only `X_T` kept. sdeflow is one
 //! `solve(&p, EulerMaruyama, Options::default().fixed_step(1e-3).seed(s).save_at(SaveAt::T1))`
-//! (the default `BrownianSampling::Auto` draws increments from a sequential
+//! on a problem driven by `Increments` (fresh increments from a sequential
 //! `NormalStream`); the hand loop is `X += h·aX; X += (√h·z)·bX` with `z`
 //! from the same `NormalStream::new(s)`: the same arithmetic on the same
 //! random numbers. Before timing, both are checked to agree on `X_T` (to
@@ -52,7 +52,7 @@
 //! the same path, against the work: drift plus diffusion evaluations per
 //! path (`Stats::field_evals`, including the loop's two initial probes and,
 //! for adaptive runs, the evaluations of rejected steps). Every solve uses
-//! `BrownianSampling::Tree`, so for a given seed every step size (and every
+//! the default driver (`VirtualTree`), so for a given seed every step size (and every
 //! adaptive step sequence) sees the same path, and `W_T` for the exact
 //! solution is read from `BrownianTree::new((0, 1), 1, seed)` — the tree the
 //! loop builds. `±` is the standard error of the mean over the paths.
@@ -114,7 +114,7 @@
 //!   analytic column where one exists.
 //! * `MC N=200`: the direct Monte Carlo criterion: `E[X_N²] < E[X_0²] = 1`
 //!   at `N = 200` steps, estimated over 2000 paths
-//!   (`BrownianSampling::Increments`); a solve that overflows (sdeflow
+//!   (driver `Increments`); a solve that overflows (sdeflow
 //!   returns `NonFiniteState`) counts as unstable. `X_N²` is a product
 //!   of 200 i.i.d. factors, heavy-tailed, so its sample mean is dominated by
 //!   paths that 2000 samples rarely contain: near the true limit the estimate
@@ -212,7 +212,7 @@ fn additive() -> Problem<impl Drift + Sync, impl Diffusion + Sync> {
     )
 }
 
-/// `W_T` of the path a `BrownianSampling::Tree` solve with this seed sees.
+/// `W_T` of the path a `VirtualTree`-driven solve with this seed sees.
 fn w_end(seed: u64) -> f64 {
     let mut tree = BrownianTree::new((0.0, T), 1, seed);
     let mut w = [0.0];
@@ -355,18 +355,13 @@ fn hand_em_grid(a: f64, b: f64, x0: f64, t1: f64, h: f64, seed: u64) -> f64 {
 
 /// One sdeflow EM solve of `p` (fixed `EM_H`); returns `X_T`.
 #[inline(never)]
-fn sdeflow_em<F: Drift, G: Diffusion>(
-    p: &Problem<F, G>,
-    sampling: BrownianSampling,
-    seed: u64,
-) -> f64 {
+fn sdeflow_em<F: Drift, G: Diffusion, D: Driver>(p: &Problem<F, G, D>, seed: u64) -> f64 {
     let sol = solve(
         p,
         EulerMaruyama,
         Options::default()
             .fixed_step(EM_H)
             .seed(seed)
-            .brownian(sampling)
             .save_at(SaveAt::T1),
     )
     .expect("EulerMaruyama solves GBM");
@@ -385,11 +380,12 @@ struct EmReport {
 
 fn em_vs_hand(cfg: &Config) -> EmReport {
     let (a, b) = black_box((A, B));
-    let p = gbm(a, b);
+    let p_tree = gbm(a, b);
+    let p = gbm(a, b).driver(Increments);
     // correctness first: same scheme, same normals
     let (mut worst, mut worst_grid) = (0.0f64, 0.0f64);
     for seed in 0..16u64 {
-        let ours = sdeflow_em(&p, BrownianSampling::Auto, seed);
+        let ours = sdeflow_em(&p, seed);
         let hand = hand_em(a, b, X0, EM_H, EM_STEPS, seed);
         let grid = hand_em_grid(a, b, X0, T, EM_H, seed);
         let rel = (ours - hand).abs() / hand.abs();
@@ -417,7 +413,7 @@ fn em_vs_hand(cfg: &Config) -> EmReport {
     let (ours, hand, ratio) = measure_pair(
         || {
             seed_a = seed_a.wrapping_add(1);
-            sdeflow_em(black_box(&p), BrownianSampling::Auto, seed_a)
+            sdeflow_em(black_box(&p), seed_a)
         },
         || {
             seed_b = seed_b.wrapping_add(1);
@@ -439,7 +435,7 @@ fn em_vs_hand(cfg: &Config) -> EmReport {
     let tree = measure(
         || {
             seed = seed.wrapping_add(1);
-            sdeflow_em(black_box(&p), BrownianSampling::Tree, seed)
+            sdeflow_em(black_box(&p_tree), seed)
         },
         cfg,
     );
@@ -558,7 +554,6 @@ where
         Mode::Fixed(k) => Options::default().fixed_step(2f64.powi(-k)),
         Mode::Adaptive(tol) => Options::default().tol(tol),
     }
-    .brownian(BrownianSampling::Tree)
     .save_at(SaveAt::T1);
     let (name, p) = problem;
     let results = par_map(exact.len(), |i| {
@@ -904,10 +899,10 @@ fn mc_stable<S: Solver + Copy + Sync>(
         mu,
         cfg.mc_steps as f64 * h,
         strat,
-    );
+    )
+    .driver(Increments);
     let opts = Options::default()
         .fixed_step(h)
-        .brownian(BrownianSampling::Increments)
         .save_at(SaveAt::T1)
         .max_steps(10 * cfg.mc_steps);
     let squares = par_map(cfg.mc_paths, |i| {

@@ -23,7 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Noise::Scalar,
         vec![1.0],
         (0.0, 1.0),
-    );
+    )
+    .driver(Increments);
     let opts = Options::default()
         .fixed_step(0.01)
         .save_at(SaveAt::Times(vec![0.5, 1.0]));

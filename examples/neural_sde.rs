@@ -86,12 +86,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // forward: the batch and its moments
         let paths: Vec<Vec<f64>> = (0..PATHS)
             .map(|s| {
-                solve(
-                    &problem,
-                    ReversibleHeun,
-                    opts.clone().seed(s).brownian(BrownianSampling::Tree),
-                )
-                .map(|sol| save_idx.iter().map(|&i| sol.y(i)[0]).collect())
+                solve(&problem, ReversibleHeun, opts.clone().seed(s))
+                    .map(|sol| save_idx.iter().map(|&i| sol.y(i)[0]).collect())
             })
             .collect::<Result<_, _>>()?;
         let m = PATHS as f64;

@@ -697,8 +697,8 @@ fn gbm_problem() -> Problem<impl Drift, impl Diffusion> {
 }
 
 /// The exact GBM solution X_t = X0 exp((a − b²/2) t + b W_t) on the Brownian
-/// path of `seed`, at each of `times`. The tree is the one every solve with
-/// [`BrownianSampling::Tree`] (or an adaptive solve) builds over the span of
+/// path of `seed`, at each of `times`. The tree is the one every solve of a
+/// problem with the default driver (`VirtualTree`) builds over the span of
 /// the problem, so this is the path those solves see.
 fn gbm_exact(seed: u64, times: &[f64]) -> Vec<f64> {
     let mut tree = BrownianTree::new((0.0, GBM_T), 1, seed);
@@ -822,7 +822,6 @@ fn gbm_strong_errors<S: Solver + Copy>(
             let opts = Options::default()
                 .fixed_step(h)
                 .seed(seed)
-                .brownian(BrownianSampling::Tree)
                 .save_at(SaveAt::T1);
             let sol = solve(&problem, solver, &opts)?;
             sum += (sol.last()[0] - x_exact).abs();
@@ -848,16 +847,13 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
     );
     println!("    exact on the path: X_t = X0 exp((a − b²/2) t + b W_t), W from the Brownian tree");
     let gbm = gbm_problem();
-    // BrownianSampling::Tree: the fixed-step solve queries the same Brownian
-    // tree as the adaptive one (the default, Auto, would draw the increments
-    // of a fixed-step solve directly: a different path for the same seed).
+    // The default driver (VirtualTree): the fixed-step solve queries the same
+    // Brownian tree as the adaptive one (`.driver(Increments)` would draw the
+    // increments of a fixed-step solve directly: a different path).
     let em = solve(
         &gbm,
         EulerMaruyama,
-        Options::default()
-            .fixed_step(GBM_H)
-            .seed(GBM_SEED)
-            .brownian(BrownianSampling::Tree),
+        Options::default().fixed_step(GBM_H).seed(GBM_SEED),
     )?;
     let sri = solve(
         &gbm,
@@ -937,10 +933,7 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
     let ou_em = solve(
         &ou,
         EulerMaruyama,
-        Options::default()
-            .fixed_step(OU_H)
-            .seed(OU_SEED)
-            .brownian(BrownianSampling::Tree),
+        Options::default().fixed_step(OU_H).seed(OU_SEED),
     )?;
     let ou_sra = solve(
         &ou,
@@ -1373,7 +1366,8 @@ const ENSEMBLE_PATHS: usize = 100_000;
 /// bit, on one and on two threads.
 fn ensemble_section() -> TourResult<Vec<PathBuf>> {
     header("6. Monte Carlo ensemble: 10^5 GBM paths");
-    let gbm = gbm_problem();
+    // fixed steps, only the law matters: fresh i.i.d. increments are fastest
+    let gbm = gbm_problem().driver(Increments);
     let times: Vec<f64> = (0..=20).map(|i| i as f64 * GBM_T / 20.0).collect();
     let opts = Options::default()
         .fixed_step(0.01)

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use sdeflow_solvers::brownian::rng::derive;
+use sdeflow_solvers::brownian::{Driver, VirtualTree};
 use sdeflow_solvers::{
     Diffusion, Drift, Method, Options, Problem, SaveAt, Solution, SolveError, Stats,
 };
@@ -108,11 +109,12 @@ impl fmt::Display for EnsembleError {
 impl std::error::Error for EnsembleError {}
 
 /// Per-trajectory problem map: `(index, seed, base problem) → problem`.
-type ProblemMap<'p, F, G> = dyn Fn(usize, u64, &Problem<F, G>) -> Problem<F, G> + Sync + 'p;
+type ProblemMap<'p, F, G, D> =
+    dyn Fn(usize, u64, &Problem<F, G, D>) -> Problem<F, G, D> + Sync + 'p;
 
 /// `N` trajectories of a problem.
-pub struct Ensemble<'p, F, G, M> {
-    pub(crate) problem: &'p Problem<F, G>,
+pub struct Ensemble<'p, F, G, M, D = VirtualTree> {
+    pub(crate) problem: &'p Problem<F, G, D>,
     method: M,
     options: Options,
     pub(crate) trajectories: usize,
@@ -120,7 +122,7 @@ pub struct Ensemble<'p, F, G, M> {
     parallelism: Parallelism,
     on_failure: OnFailure,
     progress: Option<bool>,
-    map: Option<Box<ProblemMap<'p, F, G>>>,
+    map: Option<Box<ProblemMap<'p, F, G, D>>>,
 }
 
 /// The per-trajectory outputs of [`Ensemble::run`].
@@ -306,16 +308,17 @@ pub(crate) fn finish_statistics(
     })
 }
 
-impl<'p, F, G, M> Ensemble<'p, F, G, M>
+impl<'p, F, G, M, D> Ensemble<'p, F, G, M, D>
 where
     F: Drift + Sync,
     G: Diffusion + Sync,
+    D: Driver,
     M: Method + Sync,
 {
     /// `trajectories` solves of `problem` with `method` under `options`
     /// (whose seed is replaced per trajectory).
     pub fn new(
-        problem: &'p Problem<F, G>,
+        problem: &'p Problem<F, G, D>,
         method: M,
         options: Options,
         trajectories: usize,
@@ -369,7 +372,7 @@ where
     /// conditions drawn from `seed_i`).
     pub fn map_problem(
         mut self,
-        map: impl Fn(usize, u64, &Problem<F, G>) -> Problem<F, G> + Sync + 'p,
+        map: impl Fn(usize, u64, &Problem<F, G, D>) -> Problem<F, G, D> + Sync + 'p,
     ) -> Self {
         self.map = Some(Box::new(map));
         self

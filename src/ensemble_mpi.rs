@@ -73,10 +73,11 @@ fn codec(e: serde_json::Error) -> EnsembleError {
     EnsembleError::Invalid(format!("MPI message encoding: {e}"))
 }
 
-impl<F, G, M> Ensemble<'_, F, G, M>
+impl<F, G, M, D> Ensemble<'_, F, G, M, D>
 where
     F: Drift + Sync,
     G: Diffusion + Sync,
+    D: sdeflow_solvers::Driver,
     M: Method + Sync,
 {
     /// Runs this rank's share of the chunks and merges every rank's chunks

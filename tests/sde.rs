@@ -100,7 +100,6 @@ fn reversible_heun_reverses_to_round_off() {
         Options::default()
             .fixed_step(h)
             .seed(99)
-            .brownian(BrownianSampling::Tree)
             .save_at(SaveAt::T1),
     )
     .expect("solve");
@@ -202,7 +201,6 @@ fn adaptive_sriw1_needs_less_work_than_euler_maruyama() {
             Options::default()
                 .fixed_step(1.0 / steps)
                 .seed(seed)
-                .brownian(BrownianSampling::Tree)
                 .save_at(SaveAt::T1)
         },
         paths,
@@ -233,13 +231,7 @@ fn same_seed_same_path_other_seed_other_path() {
     }
     // every solver sees the same Brownian path for the same seed: EM and
     // SRIW1 converge to the same X_T
-    let fine = |s: f64| {
-        Options::default()
-            .fixed_step(s)
-            .seed(8)
-            .brownian(BrownianSampling::Tree)
-            .save_at(SaveAt::T1)
-    };
+    let fine = |s: f64| Options::default().fixed_step(s).seed(8).save_at(SaveAt::T1);
     let em = solve(&gbm(), EulerMaruyama, fine(1e-5)).expect("em").last()[0];
     let sri = solve(&gbm(), Sriw1, fine(1e-2)).expect("sri").last()[0];
     assert!(
@@ -278,8 +270,8 @@ fn dense_output_of_an_sde_interpolates_linearly() {
 
 // ---- bad input ----------------------------------------------------------
 
-fn expect_err<F: Drift, G: Diffusion, S: Solver + Copy>(
-    p: &Problem<F, G>,
+fn expect_err<F: Drift, G: Diffusion, D: Driver, S: Solver + Copy>(
+    p: &Problem<F, G, D>,
     s: S,
     o: Options,
     check: impl Fn(&SolveError) -> bool,
@@ -324,12 +316,7 @@ fn bad_sde_inputs_are_errors() {
         matches!(e, SolveError::NeedsStepSize { .. })
     });
     // direct increments cannot serve an adaptive solve
-    expect_err(
-        &gbm(),
-        Sriw1,
-        o().brownian(BrownianSampling::Increments),
-        invalid("brownian"),
-    );
+    expect_err(&gbm().driver(Increments), Sriw1, o(), invalid("driver"));
     // max steps, with the partial solution
     expect_err(
         &gbm(),

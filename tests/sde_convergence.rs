@@ -95,7 +95,6 @@ fn strong_errors<F: Drift, G: Diffusion, S: Solver + Copy>(
                     let opts = Options::default()
                         .fixed_step(h)
                         .seed(seed)
-                        .brownian(BrownianSampling::Tree)
                         .save_at(SaveAt::T1);
                     let sol = solve(p, solver, &opts).expect("solve");
                     common::max_abs_diff(sol.last(), &exact(seed))
@@ -252,7 +251,6 @@ fn sra_strong_order_three_halves() {
         let opts = Options::default()
             .fixed_step(T / 8192.0)
             .seed(seed)
-            .brownian(BrownianSampling::Tree)
             .save_at(SaveAt::T1);
         let sol = if by_sra3 {
             solve(&p, Sra3, &opts)

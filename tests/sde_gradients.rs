@@ -66,12 +66,7 @@ fn reversible_equals_discrete_and_finite_differences() {
     }
     // central differences of the same discrete solver on the same path
     let loss_at = |p: &[f64], y0: &[f64]| {
-        let sol = solve(
-            &problem(p, y0),
-            ReversibleHeun,
-            opts.clone().brownian(BrownianSampling::Tree),
-        )
-        .expect("solve");
+        let sol = solve(&problem(p, y0), ReversibleHeun, opts.clone()).expect("solve");
         let mut g = vec![0.0; sol.ys.len()];
         loss(&sol.ts, &sol.ys, &mut g)
     };
@@ -320,7 +315,7 @@ where
         v
     };
     let g = grad_sde_discrete(prob, solver, opts, &l).expect(label);
-    let tree_opts = opts.clone().brownian(BrownianSampling::Tree);
+    let tree_opts = opts.clone();
     let loss_at = |p: &[f64], y0: &[f64]| {
         let pr = prob.clone().params(p.to_vec()).y0(y0.to_vec());
         let sol = solve(&pr, solver, &tree_opts).expect("solve");
@@ -491,12 +486,7 @@ where
     z0.extend((0..n).map(|k| if dir >= np && k == dir - np { 1.0 } else { 0.0 }));
     let prob =
         Problem::sde(aug_f, aug_g, Noise::General(noise_m), z0, (0.0, 1.0)).params(p.to_vec());
-    let sol = solve(
-        &prob,
-        EulerMaruyama,
-        opts.clone().brownian(BrownianSampling::Tree),
-    )
-    .expect("forward mode");
+    let sol = solve(&prob, EulerMaruyama, opts.clone()).expect("forward mode");
     // L = Σ_k y_k(T)²
     let z = sol.last();
     (0..n).map(|k| 2.0 * z[k] * z[n + k]).sum()

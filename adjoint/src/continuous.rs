@@ -56,6 +56,7 @@ fn saved_view(dense: &Solution, save_at: &SaveAt) -> Result<Solution, SolveError
             SaveAt::Dense => dense.dense.clone(),
             _ => None,
         },
+        brownian: None,
     })
 }
 

@@ -10,13 +10,11 @@
 //! reverse steps, no tree queries). The Brownian motion is a Brownian tree
 //! (forced); the reversible adjoint replays it backwards from the seed.
 
-use sdeflow_solvers::brownian::{BrownianPath, BrownianTree};
+use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
 use sdeflow_solvers::sde::{ReversibleHeun, ReversibleHeunVjp};
 use sdeflow_solvers::solver::{Fields, StepNoise};
-use sdeflow_solvers::{
-    BrownianSampling, DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats,
-};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats};
 
 use crate::loss::Loss;
 use crate::{Adjoint, GradError, Gradient};
@@ -65,9 +63,11 @@ impl StepObserver for Tape {
 /// of the number of steps), [`Adjoint::Discrete`] (exact, stored states) or
 /// [`Adjoint::Stochastic`] (Li et al. 2020; converges as the steps shrink;
 /// loss on `SaveAt::T1`). The loss may use `SaveAt::T1` or `SaveAt::Steps`;
-/// the Brownian path is always the tree of `options.seed`.
-pub fn grad_sde<F, G, L>(
-    problem: &Problem<F, G>,
+/// the Brownian path is the one `solve` sees: the problem's driver with
+/// `options.seed` (the reversible and stochastic adjoints re-query it
+/// backwards, so they refuse drivers that cannot, such as `Increments`).
+pub fn grad_sde<F, G, D, L>(
+    problem: &Problem<F, G, D>,
     solver: ReversibleHeun,
     options: impl AsRef<Options>,
     loss: &L,
@@ -76,9 +76,10 @@ pub fn grad_sde<F, G, L>(
 where
     F: DriftVjp,
     G: DiffusionVjp,
+    D: Driver,
     L: Loss + ?Sized,
 {
-    let opts = options.as_ref().clone().brownian(BrownianSampling::Tree);
+    let opts = options.as_ref();
     if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
         return Err(GradError::Unsupported(
             "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
@@ -87,6 +88,14 @@ where
     let store = match adjoint {
         Adjoint::Stochastic => {
             return crate::stochastic::stochastic_adjoint(problem, options.as_ref(), loss);
+        }
+        Adjoint::Reversible if !problem.driver.requery() => {
+            return Err(GradError::Unsupported(format!(
+                "Adjoint::Reversible walks the Brownian path backwards, which the {} driver \
+                 cannot re-query; drive the problem with VirtualTree (the default) or \
+                 FixedGrid, or use Adjoint::Discrete",
+                problem.driver.name()
+            )));
         }
         Adjoint::Reversible => false,
         Adjoint::Discrete { .. } => true,
@@ -108,7 +117,7 @@ where
         y_hats: Vec::new(),
         dws: Vec::new(),
     };
-    let sol = integrate_observed(problem, &solver, &opts, &mut tape)?;
+    let sol = integrate_observed(problem, &solver, opts, &mut tape)?;
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let ts = &tape.ts;
     let steps = ts.len() - 1;
@@ -117,7 +126,11 @@ where
     // the reversible adjoint walks back from the final carried state (the
     // discrete one reads the recorded states and increments)
     let mut cache = solver.init(problem);
-    let mut tree = BrownianTree::new(problem.tspan, m, opts.seed);
+    let mut path = if store {
+        None
+    } else {
+        Some(sol.brownian_path()?)
+    };
     if !store {
         let t_last = ts[steps - 1] + (ts[steps] - ts[steps - 1]);
         solver.restore(&mut cache, &fields, t_last, &tape.y_hat, &mut stats);
@@ -144,8 +157,8 @@ where
         if store {
             dw.copy_from_slice(&tape.dws[k * m..(k + 1) * m]);
             yh_next.copy_from_slice(&tape.y_hats[(k + 1) * n..(k + 2) * n]);
-        } else {
-            tree.increment(t, ts[k + 1], &mut dw);
+        } else if let Some(path) = path.as_mut() {
+            path.increment(t, ts[k + 1], &mut dw);
             yh_next.copy_from_slice(cache.y_hat());
             solver.reverse_step(&mut cache, &fields, t, h, &dw, &y, &mut y_new, &mut stats);
             std::mem::swap(&mut y, &mut y_new);

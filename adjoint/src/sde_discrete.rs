@@ -10,13 +10,11 @@
 //! for recomputed steps; with a budget of at least the number of steps
 //! nothing is recomputed and the tree is not queried again.
 
-use sdeflow_solvers::brownian::{BrownianPath, BrownianTree};
+use sdeflow_solvers::brownian::{Driver, DynPath};
 use sdeflow_solvers::integrate::integrate_observed;
 use sdeflow_solvers::sde::{SdeStepVjp, SdeVjpWork};
 use sdeflow_solvers::solver::{Fields, StepNoise};
-use sdeflow_solvers::{
-    BrownianSampling, DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats,
-};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats};
 
 use crate::checkpoint::{Checkpointing, Recorder, Replay};
 use crate::loss::Loss;
@@ -24,12 +22,14 @@ use crate::{GradError, Gradient};
 
 /// Recomputes and reverses SDE steps; a record is `y ‖ ΔW ‖ H` (`H`, the
 /// space–time Lévy area, only for solvers that use it).
-struct SdeReplay<'a, F, G, S: Solver> {
-    problem: &'a Problem<F, G>,
+struct SdeReplay<'a, F, G, D, S: Solver> {
+    problem: &'a Problem<F, G, D>,
     solver: &'a S,
     cache: S::Cache,
     ts: &'a [f64],
-    tree: BrownianTree,
+    /// The forward solve's path, re-queried for the steps between
+    /// checkpoints (`None` when every step is stored: nothing is recomputed).
+    path: Option<Box<dyn DynPath>>,
     n: usize,
     m: usize,
     levy: bool,
@@ -56,7 +56,9 @@ fn record_noise(noise: &[f64], m: usize, levy: bool) -> StepNoise<'_> {
     }
 }
 
-impl<F: DriftVjp, G: DiffusionVjp, S: Solver + SdeStepVjp> Replay for SdeReplay<'_, F, G, S> {
+impl<F: DriftVjp, G: DiffusionVjp, D: Driver, S: Solver + SdeStepVjp> Replay
+    for SdeReplay<'_, F, G, D, S>
+{
     fn record_len(&self) -> usize {
         self.rec.len()
     }
@@ -92,13 +94,15 @@ impl<F: DriftVjp, G: DiffusionVjp, S: Solver + SdeStepVjp> Replay for SdeReplay<
             self.solver.accept(&mut self.cache);
             let (y, noise) = self.rec.split_at_mut(n);
             y.copy_from_slice(&self.y_new);
-            if k + 1 < steps {
+            if k + 1 < steps
+                && let Some(path) = self.path.as_mut()
+            {
                 let (dw, lh) = noise.split_at_mut(m);
                 let (t1, t2) = (self.ts[k + 1], self.ts[k + 2]);
                 if self.levy {
-                    self.tree.increment_with_levy_area(t1, t2, dw, lh);
+                    path.increment_with_levy_area(t1, t2, dw, lh);
                 } else {
-                    self.tree.increment(t1, t2, dw);
+                    path.increment(t1, t2, dw);
                 }
             }
             keep(k + 1, &self.rec);
@@ -134,8 +138,8 @@ impl<F: DriftVjp, G: DiffusionVjp, S: Solver + SdeStepVjp> Replay for SdeReplay<
 /// SRA3), storing every step's record (memory `O(steps)`, no
 /// recomputation). The loss may use `SaveAt::T1` or `SaveAt::Steps`. For
 /// bounded memory use [`grad_sde_discrete_checkpointed`].
-pub fn grad_sde_discrete<F, G, S, L>(
-    problem: &Problem<F, G>,
+pub fn grad_sde_discrete<F, G, D, S, L>(
+    problem: &Problem<F, G, D>,
     solver: S,
     options: impl AsRef<Options>,
     loss: &L,
@@ -143,6 +147,7 @@ pub fn grad_sde_discrete<F, G, S, L>(
 where
     F: DriftVjp,
     G: DiffusionVjp,
+    D: Driver,
     S: Solver + SdeStepVjp,
     L: Loss + ?Sized,
 {
@@ -154,8 +159,8 @@ where
 /// recomputation, so memory grows like `checkpoints · log(steps)`; the
 /// price is recomputing steps (and re-querying the Brownian tree for them).
 /// The gradient is the same.
-pub fn grad_sde_discrete_checkpointed<F, G, S, L>(
-    problem: &Problem<F, G>,
+pub fn grad_sde_discrete_checkpointed<F, G, D, S, L>(
+    problem: &Problem<F, G, D>,
     solver: S,
     options: impl AsRef<Options>,
     loss: &L,
@@ -164,10 +169,11 @@ pub fn grad_sde_discrete_checkpointed<F, G, S, L>(
 where
     F: DriftVjp,
     G: DiffusionVjp,
+    D: Driver,
     S: Solver + SdeStepVjp,
     L: Loss + ?Sized,
 {
-    let opts = options.as_ref().clone().brownian(BrownianSampling::Tree);
+    let opts = options.as_ref();
     if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
         return Err(GradError::Unsupported(
             "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
@@ -183,7 +189,7 @@ where
     let mut recorder = Recorder::new(budget, n, if levy { 2 * m } else { m }, levy);
     // the forward solve first: it validates the problem (dimensions, noise
     // type for this solver) before the step VJP is probed
-    let sol = integrate_observed(problem, &solver, &opts, &mut recorder)?;
+    let sol = integrate_observed(problem, &solver, opts, &mut recorder)?;
     solver
         .check_step_vjp(
             &problem.diffusion,
@@ -194,6 +200,19 @@ where
         .map_err(GradError::Unsupported)?;
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let steps = recorder.ts.len() - 1;
+    // steps between checkpoints are recomputed on the forward solve's path
+    let path = match (recorder.index.len() < steps, sol.brownian_path()) {
+        (_, Ok(path)) => Some(path),
+        (false, Err(_)) => None,
+        (true, Err(_)) => {
+            return Err(GradError::Unsupported(format!(
+                "the discrete adjoint with {budget} checkpoints recomputes steps between \
+                 them on the forward path, which the {} driver does not keep; store every \
+                 step (grad_sde_discrete) or drive the problem with VirtualTree or FixedGrid",
+                problem.driver.name()
+            )));
+        }
+    };
     let save_steps = matches!(opts.save_at, SaveAt::Steps);
     let mut y_bar = vec![0.0; n];
     let last = if save_steps { steps } else { 0 };
@@ -203,7 +222,7 @@ where
         solver: &solver,
         cache: solver.init(problem),
         ts: &recorder.ts,
-        tree: BrownianTree::new(problem.tspan, m, opts.seed),
+        path,
         n,
         m,
         levy,

@@ -3,7 +3,7 @@
 //! SDEs, diagonal, scalar or general noise.
 //!
 //! In reversed time `τ = t1 − t`, driven by the reversed path
-//! `W̃(τ) = W(t1 − τ) − W(t1)` of the same Brownian tree, the augmented
+//! `W̃(τ) = W(t1 − τ) − W(t1)` of the forward solve's own path, the augmented
 //! state `u = [z, a, a_p]` solves the Stratonovich SDE
 //! `dz = −f dτ + g ∘ dW̃`, `da = a ∂f/∂y dτ − a ∂g/∂y ∘ dW̃`,
 //! `da_p = a ∂f/∂p dτ − a ∂g/∂p ∘ dW̃`,
@@ -15,29 +15,37 @@
 
 use std::cell::RefCell;
 
-use sdeflow_solvers::brownian::{BrownianTree, ReversedPath};
+use sdeflow_solvers::brownian::{Driver, ReversedPath};
 use sdeflow_solvers::integrate::{NoObserver, integrate_on_path};
 use sdeflow_solvers::sde::ReversibleHeun;
 use sdeflow_solvers::{
-    BrownianSampling, DiffusionVjp, DriftVjp, Interpretation, Noise, Options, Problem, SaveAt,
-    solve,
+    DiffusionVjp, DriftVjp, Interpretation, Noise, Options, Problem, SaveAt, solve,
 };
 
 use crate::loss::Loss;
 use crate::{GradError, Gradient};
 
 /// The stochastic adjoint (see [`crate::grad_sde`]).
-pub(crate) fn stochastic_adjoint<F, G, L>(
-    problem: &Problem<F, G>,
+pub(crate) fn stochastic_adjoint<F, G, D, L>(
+    problem: &Problem<F, G, D>,
     options: &Options,
     loss: &L,
 ) -> Result<Gradient, GradError>
 where
     F: DriftVjp,
     G: DiffusionVjp,
+    D: Driver,
     L: Loss + ?Sized,
 {
-    let opts = options.clone().brownian(BrownianSampling::Tree);
+    let opts = options;
+    if !problem.driver.requery() {
+        return Err(GradError::Unsupported(format!(
+            "the stochastic adjoint walks the Brownian path backwards, which the {} driver \
+             cannot re-query; drive the problem with VirtualTree (the default) or FixedGrid, \
+             or use Adjoint::Discrete",
+            problem.driver.name()
+        )));
+    }
     if !matches!(opts.save_at, SaveAt::T1) {
         return Err(GradError::Unsupported(
             "the stochastic adjoint takes a loss on SaveAt::T1".into(),
@@ -50,7 +58,8 @@ where
     let n = problem.dim();
     let np = problem.params.len();
     let m = noise.brownian_dim(n);
-    let sol = solve(problem, ReversibleHeun, &opts)?;
+    let sol = solve(problem, ReversibleHeun, opts)?;
+    let mut path = sol.brownian_path()?;
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let big = 2 * n + np;
     let mut u0 = vec![0.0; big];
@@ -124,9 +133,8 @@ where
         (0.0, t1 - t0),
     )
     .interpretation(Interpretation::Stratonovich);
-    let mut tree = BrownianTree::new(problem.tspan, m, opts.seed);
     let mut reversed = ReversedPath {
-        path: &mut tree,
+        path: path.as_mut(),
         t_end: t1,
     };
     let back_opts = Options {

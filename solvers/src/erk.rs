@@ -7,6 +7,7 @@
 //! compute `k_s` at `y_{n+1}` and reuse it as the next step's `k_1`, so an
 //! attempted step costs `s − 1` drift evaluations, accepted or rejected.
 
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::problem::Problem;
@@ -83,7 +84,10 @@ impl Solver for ExplicitRk {
         self.tableau.embedded_order.map(|q| f64::from(q) + 1.0)
     }
 
-    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError> {
         if problem.is_sde() {
             return Err(SolveError::Unsupported {
                 solver: self.tableau.name,
@@ -94,7 +98,7 @@ impl Solver for ExplicitRk {
         Ok(())
     }
 
-    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> ErkCache {
+    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> ErkCache {
         let n = problem.dim();
         let t = self.tableau;
         let nk = t.stages() + t.dense.extra_c.len();

@@ -7,16 +7,16 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::brownian::{BrownianIncrements, BrownianPath, BrownianTree};
+use crate::brownian::{BrownianPath, Driver};
 use crate::controller::StepController;
 use crate::dense::{DenseOutput, combine, poly_weights};
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::initial_step::initial_step;
 use crate::norm::scaled_rms;
-use crate::options::{BrownianSampling, Options, SaveAt};
+use crate::options::{Options, SaveAt};
 use crate::problem::Problem;
-use crate::solution::{Solution, Stats, Status};
+use crate::solution::{KeptPath, Solution, Stats, Status};
 use crate::solver::{Fields, Solver, StepNoise};
 
 /// A NaN with a payload no arithmetic produces: marks components a field
@@ -72,11 +72,11 @@ pub fn probe_field(
     Ok(())
 }
 
-/// The Brownian motion of an SDE solve.
-enum Path<'p> {
+/// The Brownian motion of an SDE solve: built from the problem's driver, or
+/// given (the stochastic adjoint replays the forward path backwards).
+enum Path<'p, P> {
     None,
-    Tree(Box<BrownianTree>),
-    Increments(BrownianIncrements),
+    Own(P),
     Given(&'p mut dyn BrownianPath),
 }
 
@@ -87,14 +87,13 @@ trait Draw {
     fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]);
 }
 
-impl Draw for Path<'_> {
+impl<P: BrownianPath> Draw for Path<'_, P> {
     #[inline]
     fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
-        // static dispatch: this runs once per step
+        // static dispatch for the driver's own path: this runs once per step
         match self {
             Path::None => {}
-            Path::Tree(p) => draw_from(p.as_mut(), s, t, levy, dw, h),
-            Path::Increments(p) => draw_from(p, s, t, levy, dw, h),
+            Path::Own(p) => draw_from(p, s, t, levy, dw, h),
             Path::Given(p) => {
                 if levy {
                     p.increment_with_levy_area(s, t, dw, h);
@@ -106,10 +105,24 @@ impl Draw for Path<'_> {
     }
 }
 
-impl Draw for BrownianIncrements {
+impl<P: BrownianPath> Path<'_, P> {
+    /// What the solution keeps of this path.
+    fn keep<D: Driver<Path = P>>(&self, driver: &D, t0: f64) -> Option<KeptPath> {
+        match self {
+            Path::Own(p) => driver.keep(p).map(|path| KeptPath { path, t0 }),
+            _ => None,
+        }
+    }
+}
+
+/// A path owned by a fixed-step loop that runs on it directly (no enum
+/// dispatch), handed back when the loop ends.
+struct Owned<P>(P);
+
+impl<P: BrownianPath> Draw for Owned<P> {
     #[inline(always)]
     fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
-        draw_from(self, s, t, levy, dw, h);
+        draw_from(&mut self.0, s, t, levy, dw, h);
     }
 }
 
@@ -142,6 +155,7 @@ impl Saved {
             status,
             solver: name.to_string(),
             dense: self.dense,
+            brownian: None,
         }
     }
 }
@@ -290,6 +304,7 @@ impl Saver<'_> {
                 status,
                 solver: name.to_string(),
                 dense: self.saved.dense,
+                brownian: None,
             };
         }
         self.saved.into_solution(n, t, y, stats, status, name)
@@ -324,8 +339,8 @@ impl StepObserver for NoObserver {
 }
 
 /// Solves `problem` with `solver` under `opts`.
-pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
-    problem: &Problem<F, G>,
+pub fn integrate<F: Drift, G: Diffusion, D: Driver, S: Solver>(
+    problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
 ) -> Result<Solution, SolveError> {
@@ -333,8 +348,8 @@ pub fn integrate<F: Drift, G: Diffusion, S: Solver>(
 }
 
 /// [`integrate`], reporting every accepted step to `observer`.
-pub fn integrate_observed<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
-    problem: &Problem<F, G>,
+pub fn integrate_observed<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepObserver>(
+    problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
     observer: &mut O,
@@ -343,10 +358,10 @@ pub fn integrate_observed<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
 }
 
 /// [`integrate_observed`] driving an SDE with a given Brownian path
-/// (`None`: the path `opts` asks for). The stochastic adjoint uses it to
-/// replay the forward path backwards in time.
-pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
-    problem: &Problem<F, G>,
+/// (`None`: the path the problem's driver builds for the options' seed). The
+/// stochastic adjoint uses it to replay the forward path backwards in time.
+pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepObserver>(
+    problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
     observer: &mut O,
@@ -400,21 +415,20 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
             problem.diffusion.diffusion(t0, &y, &problem.params, out)
         })?;
         stats.diffusion_evals += 1;
-        path = match (opts.brownian, adaptive, given) {
-            (_, _, Some(p)) => Path::Given(p),
-            (BrownianSampling::Increments, true, None) => {
+        path = match given {
+            Some(p) => Path::Given(p),
+            None if adaptive && !problem.driver.requery() => {
                 return Err(SolveError::invalid(
-                    "brownian",
-                    "Increments sampling needs fixed steps (rejected adaptive steps must \
-                     re-query the same path); use BrownianSampling::Tree or Auto",
+                    "driver",
+                    format!(
+                        "the {} driver draws each increment once, in order, but adaptive \
+                         steps re-query the path after a rejection; drive the problem with \
+                         VirtualTree (the default) or give fixed steps",
+                        problem.driver.name()
+                    ),
                 ));
             }
-            (BrownianSampling::Increments, false, None) | (BrownianSampling::Auto, false, None) => {
-                Path::Increments(BrownianIncrements::new(m, opts.seed))
-            }
-            // always with the Lévy area, so that every solver sees the same
-            // path for the same seed
-            _ => Path::Tree(Box::new(BrownianTree::new(problem.tspan, m, opts.seed))),
+            None => Path::Own(problem.driver.path(problem.tspan, m, opts.seed)?),
         };
     }
     let levy_h = vec![0.0; if needs_levy { m } else { 0 }];
@@ -514,17 +528,40 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
         // increment collapse to one value kept in a register. Every other
         // path (and dimension) goes through the enum dispatch.
         return match path {
-            Path::Increments(p) if m == 1 => fixed_loop(
-                solver, &fields, state, saver, observer, &grid, p, needs_levy, [0.0; 1],
-            ),
-            other => fixed_loop(
+            Path::Own(p) => {
+                let mut own = Owned(p);
+                let sol = if m == 1 {
+                    fixed_loop(
+                        solver, &fields, state, saver, observer, &grid, &mut own, needs_levy,
+                        [0.0; 1],
+                    )
+                } else {
+                    fixed_loop(
+                        solver,
+                        &fields,
+                        state,
+                        saver,
+                        observer,
+                        &grid,
+                        &mut own,
+                        needs_levy,
+                        vec![0.0; m],
+                    )
+                };
+                let kept = Path::Own(own.0).keep(&problem.driver, t0);
+                sol.map(|s| Solution {
+                    brownian: kept,
+                    ..s
+                })
+            }
+            mut other => fixed_loop(
                 solver,
                 &fields,
                 state,
                 saver,
                 observer,
                 &grid,
-                other,
+                &mut other,
                 needs_levy,
                 vec![0.0; m],
             ),
@@ -625,7 +662,11 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
         }
         h = (h_step * decision.factor).clamp(-opts.dt_max, opts.dt_max);
     }
-    Ok(saver.finish(t, &y, stats, Status::Success, solver.name()))
+    let sol = saver.finish(t, &y, stats, Status::Success, solver.name());
+    Ok(Solution {
+        brownian: path.keep(&problem.driver, t0),
+        ..sol
+    })
 }
 
 /// Draws the increment over `[s, t]` (with the Lévy area when `levy`).
@@ -711,11 +752,10 @@ fn fixed_loop<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
     mut saver: Saver<'_>,
     observer: &mut O,
     grid: &FixedGrid,
-    path: impl Draw,
+    path: &mut impl Draw,
     levy: bool,
     mut dw: impl AsMut<[f64]> + AsRef<[f64]>,
 ) -> Result<Solution, SolveError> {
-    let mut path = path;
     let State {
         mut t,
         mut y,

@@ -27,6 +27,7 @@ pub mod solver;
 pub mod stiff;
 pub mod tableau;
 
+pub use brownian::Driver;
 pub use controller::{ConstantController, Controller, PiController, PidController, StepController};
 pub use erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 pub use error::SolveError;
@@ -35,7 +36,7 @@ pub use field::{
     WithVjp,
 };
 pub use noise::{Interpretation, Noise};
-pub use options::{BrownianSampling, Options, SaveAt, Tolerance};
+pub use options::{Options, SaveAt, Tolerance};
 pub use problem::Problem;
 pub use sde::{
     EulerHeun, EulerMaruyama, Milstein, MilsteinDerivative, ReversibleHeun, Sosri, Sra1, Sra3,
@@ -49,17 +50,17 @@ pub use stiff::{Bdf, Esdirk34, JacobianSource, TrBdf2};
 /// and the stiff solvers (through diffsol).
 pub trait Method {
     /// Solves `problem` under `options`.
-    fn solve_problem<F: Drift, G: Diffusion>(
+    fn solve_problem<F: Drift, G: Diffusion, D: Driver>(
         &self,
-        problem: &Problem<F, G>,
+        problem: &Problem<F, G, D>,
         options: &Options,
     ) -> Result<Solution, SolveError>;
 }
 
 impl<S: Solver> Method for S {
-    fn solve_problem<F: Drift, G: Diffusion>(
+    fn solve_problem<F: Drift, G: Diffusion, D: Driver>(
         &self,
-        problem: &Problem<F, G>,
+        problem: &Problem<F, G, D>,
         options: &Options,
     ) -> Result<Solution, SolveError> {
         integrate::integrate(problem, self, options)
@@ -84,8 +85,8 @@ impl<S: Solver> Method for S {
 /// println!("{} drift evaluations", sol.stats.drift_evals);
 /// # Ok::<(), SolveError>(())
 /// ```
-pub fn solve<F: Drift, G: Diffusion, M: Method>(
-    problem: &Problem<F, G>,
+pub fn solve<F: Drift, G: Diffusion, D: Driver, M: Method>(
+    problem: &Problem<F, G, D>,
     method: M,
     options: impl AsRef<Options>,
 ) -> Result<Solution, SolveError> {
@@ -94,13 +95,13 @@ pub fn solve<F: Drift, G: Diffusion, M: Method>(
 
 /// The names most programs need.
 pub mod prelude {
+    pub use crate::brownian::{Driver, FixedGrid, Increments, SampledPath, VirtualTree};
     pub use crate::controller::{Controller, PiController, PidController};
     pub use crate::dual::Generic;
     pub use crate::erk::{Bs3, Dopri5, Euler, Heun, Tsit5, Vern7};
     pub use crate::error::SolveError;
     pub use crate::field::{Diffusion, Drift};
     pub use crate::noise::{Interpretation, Noise};
-    pub use crate::options::BrownianSampling;
     pub use crate::options::{Options, SaveAt};
     pub use crate::problem::Problem;
     pub use crate::sde::{

@@ -101,23 +101,6 @@ pub enum SaveAt {
     Dense,
 }
 
-/// How an SDE solve samples its Brownian motion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum BrownianSampling {
-    /// A Brownian tree for adaptive solves, direct increments for fixed
-    /// steps. With increments the path of a seed depends on the step size
-    /// and on whether the solver draws Lévy areas (SRI/SRA do): use `Tree`
-    /// to compare solvers or step sizes on one path.
-    #[default]
-    Auto,
-    /// Always a virtual Brownian tree: the path is a function of the seed
-    /// only, the same whatever steps are taken (use it to compare step
-    /// sizes on one path).
-    Tree,
-    /// Draw each step's increment directly (fixed steps only; the fastest).
-    Increments,
-}
-
 /// Options of a solve. Build with the chained setters:
 ///
 /// ```
@@ -141,14 +124,13 @@ pub struct Options {
     pub dt_max: f64,
     /// Budget of attempted (accepted + rejected) steps (default 100 000).
     pub max_steps: usize,
-    /// Seed of the Brownian path of SDE solves (default 0).
+    /// Seed of the Brownian path of SDE solves (default 0): with the
+    /// problem's driver ([`crate::Problem::driver`]) it fixes the path.
     pub seed: u64,
     /// What to save.
     pub save_at: SaveAt,
     /// Step-size controller (default: PI).
     pub controller: Controller,
-    /// Brownian sampling of SDE solves (default: automatic).
-    pub brownian: BrownianSampling,
 }
 
 impl Default for Options {
@@ -163,7 +145,6 @@ impl Default for Options {
             seed: 0,
             save_at: SaveAt::Steps,
             controller: Controller::default(),
-            brownian: BrownianSampling::Auto,
         }
     }
 }
@@ -223,11 +204,6 @@ impl Options {
     /// Sets what to save.
     pub fn save_at(mut self, save_at: SaveAt) -> Self {
         self.save_at = save_at;
-        self
-    }
-    /// Sets how SDE solves sample the Brownian motion.
-    pub fn brownian(mut self, brownian: BrownianSampling) -> Self {
-        self.brownian = brownian;
         self
     }
     /// Sets the step-size controller.

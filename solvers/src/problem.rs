@@ -1,6 +1,7 @@
 //! A differential equation to solve: fields, initial state, time span and
 //! parameters.
 
+use crate::brownian::{Driver, VirtualTree};
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift, NoDiffusion, WithJacobian, WithVjp};
 use crate::noise::{Interpretation, Noise};
@@ -22,7 +23,7 @@ use crate::noise::{Interpretation, Noise};
 /// assert_eq!(lv.dim(), 2);
 /// ```
 #[derive(Debug, Clone)]
-pub struct Problem<F, G = NoDiffusion> {
+pub struct Problem<F, G = NoDiffusion, D = VirtualTree> {
     /// The drift `f`.
     pub drift: F,
     /// The diffusion `g` ([`NoDiffusion`] for an ODE).
@@ -37,6 +38,11 @@ pub struct Problem<F, G = NoDiffusion> {
     pub tspan: (f64, f64),
     /// Parameters `p` passed to the fields.
     pub params: Vec<f64>,
+    /// What drives the noise of an SDE ([`VirtualTree`] unless
+    /// [`Problem::driver`] says otherwise; unused by ODEs). `solve`, `grad`
+    /// and ensembles build the path of a solve from it and the options'
+    /// seed, so they all see the same path.
+    pub driver: D,
 }
 
 impl<F: Drift> Problem<F, NoDiffusion> {
@@ -50,6 +56,7 @@ impl<F: Drift> Problem<F, NoDiffusion> {
             y0: y0.into(),
             tspan,
             params: Vec::new(),
+            driver: VirtualTree,
         }
     }
 }
@@ -72,6 +79,25 @@ impl<F: Drift, G: Diffusion> Problem<F, G> {
             y0: y0.into(),
             tspan,
             params: Vec::new(),
+            driver: VirtualTree,
+        }
+    }
+}
+
+impl<F: Drift, G: Diffusion, D: Driver> Problem<F, G, D> {
+    /// Drives the noise with `driver` instead of the default
+    /// [`VirtualTree`], e.g. [`crate::brownian::Increments`] for the fastest
+    /// fixed-step solves, or a [`crate::brownian::SampledPath`] you recorded.
+    pub fn driver<D2: Driver>(self, driver: D2) -> Problem<F, G, D2> {
+        Problem {
+            drift: self.drift,
+            diffusion: self.diffusion,
+            noise: self.noise,
+            interpretation: self.interpretation,
+            y0: self.y0,
+            tspan: self.tspan,
+            params: self.params,
+            driver,
         }
     }
 
@@ -102,7 +128,7 @@ impl<F: Drift, G: Diffusion> Problem<F, G> {
     /// Attaches an analytic Jacobian `|t, y, p, jac|` that fills the
     /// `n × n` matrix `∂f/∂y` column-major (`jac[i + j * n] = ∂f_i/∂y_j`).
     /// Stiff solvers use it instead of finite differences.
-    pub fn with_jacobian<J>(self, jacobian: J) -> Problem<WithJacobian<F, J>, G>
+    pub fn with_jacobian<J>(self, jacobian: J) -> Problem<WithJacobian<F, J>, G, D>
     where
         J: Fn(f64, &[f64], &[f64], &mut [f64]),
     {
@@ -117,13 +143,14 @@ impl<F: Drift, G: Diffusion> Problem<F, G> {
             y0: self.y0,
             tspan: self.tspan,
             params: self.params,
+            driver: self.driver,
         }
     }
 
     /// Attaches a hand-written vector–Jacobian product
     /// `|t, y, p, v, out_y, out_p|` that adds `vᵀ∂f/∂y` to `out_y` and
     /// `vᵀ∂f/∂p` to `out_p`, so that gradients can flow through the drift.
-    pub fn with_vjp<V>(self, vjp: V) -> Problem<WithVjp<F, V>, G>
+    pub fn with_vjp<V>(self, vjp: V) -> Problem<WithVjp<F, V>, G, D>
     where
         V: Fn(f64, &[f64], &[f64], &[f64], &mut [f64], &mut [f64]),
     {
@@ -138,6 +165,7 @@ impl<F: Drift, G: Diffusion> Problem<F, G> {
             y0: self.y0,
             tspan: self.tspan,
             params: self.params,
+            driver: self.driver,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::brownian::DynPath;
 use crate::dense::DenseOutput;
 use crate::error::SolveError;
 
@@ -72,9 +73,96 @@ pub struct Solution {
     pub solver: String,
     /// Interpolation data (with [`crate::SaveAt::Dense`]).
     pub dense: Option<DenseOutput>,
+    /// The Brownian path an SDE solve was driven by, as its driver keeps it
+    /// (`None` for ODEs, for drivers that cannot re-query their path such as
+    /// [`crate::brownian::Increments`], and after deserialisation). Read it
+    /// with [`Solution::brownian_at_saved`] and
+    /// [`Solution::brownian_increment`].
+    #[serde(skip)]
+    pub brownian: Option<KeptPath>,
+}
+
+/// The Brownian path of a solve, kept by its [`Solution`].
+#[derive(Debug)]
+pub struct KeptPath {
+    /// The path.
+    pub path: Box<dyn DynPath>,
+    /// Where the solve started (`W(t0)` is the origin of
+    /// [`Solution::brownian_at_saved`]).
+    pub t0: f64,
+}
+
+impl Clone for KeptPath {
+    fn clone(&self) -> Self {
+        KeptPath {
+            path: self.path.clone_box(),
+            t0: self.t0,
+        }
+    }
 }
 
 impl Solution {
+    /// A copy of the Brownian path this solve was driven by, to query at
+    /// will; see [`Solution::brownian`].
+    pub fn brownian_path(&self) -> Result<Box<dyn DynPath>, SolveError> {
+        match &self.brownian {
+            Some(p) => Ok(p.path.clone_box()),
+            None => Err(SolveError::invalid(
+                "brownian",
+                "this solution keeps no Brownian path: it is an ODE solve, or its driver \
+                 (Increments) draws each increment once; drive the problem with VirtualTree \
+                 or FixedGrid to keep the path",
+            )),
+        }
+    }
+
+    /// `W(t) − W(t0)` at every saved time, `m` values per time (time-major):
+    /// the Brownian motion of the trajectory, aligned with [`Solution::ys`].
+    pub fn brownian_at_saved(&self) -> Result<Vec<f64>, SolveError> {
+        let mut path = self.brownian_path()?;
+        let m = path.dim();
+        let t0 = self.brownian.as_ref().map_or(0.0, |p| p.t0);
+        let mut w = vec![0.0; self.ts.len() * m];
+        for (k, &t) in self.ts.iter().enumerate() {
+            if t != t0 {
+                path.increment(t0, t, &mut w[k * m..(k + 1) * m]);
+            }
+        }
+        Ok(w)
+    }
+
+    /// The Brownian increment `W(t) − W(s)` of this solve's path (`m`
+    /// values) into `dw`, and its space–time Lévy area into `h` when given.
+    pub fn brownian_increment(
+        &self,
+        s: f64,
+        t: f64,
+        dw: &mut [f64],
+        h: Option<&mut [f64]>,
+    ) -> Result<(), SolveError> {
+        let mut path = self.brownian_path()?;
+        let m = path.dim();
+        if dw.len() != m || h.as_ref().is_some_and(|h| h.len() != m) {
+            return Err(SolveError::DimensionMismatch {
+                what: "Brownian increment buffer".into(),
+                expected: m,
+                found: Some(dw.len()),
+                hint: "give one entry per Brownian motion".into(),
+            });
+        }
+        if !(s.is_finite() && t.is_finite()) {
+            return Err(SolveError::invalid(
+                "brownian_increment",
+                format!("[{s}, {t}] is not finite"),
+            ));
+        }
+        match h {
+            Some(h) => path.increment_with_levy_area(s, t, dw, h),
+            None => path.increment(s, t, dw),
+        }
+        Ok(())
+    }
+
     /// Number of saved states.
     pub fn len(&self) -> usize {
         self.ts.len()

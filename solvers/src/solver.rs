@@ -4,6 +4,7 @@
 //! controller and save policy; a solver only knows how to take one step from
 //! `(t, y)` of size `h`, estimate its error, and describe its interpolant.
 
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
@@ -25,7 +26,7 @@ pub struct Fields<'a, F, G> {
 
 impl<'a, F: Drift, G: Diffusion> Fields<'a, F, G> {
     /// Binds the fields of `problem`.
-    pub fn new(problem: &'a Problem<F, G>) -> Self {
+    pub fn new<D: Driver>(problem: &'a Problem<F, G, D>) -> Self {
         Fields {
             drift: &problem.drift,
             diffusion: &problem.diffusion,
@@ -97,11 +98,14 @@ pub trait Solver {
 
     /// Checks that this method can integrate `problem` (ODE vs SDE, noise
     /// type, interpretation).
-    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError>;
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError>;
 
     /// Allocates the workspace for `problem` (its dimension, noise
     /// structure and interpretation).
-    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Self::Cache;
+    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> Self::Cache;
 
     /// Whether the steps need the space–time Lévy area of each increment
     /// (`StepNoise::levy_h`); the loop then draws it.
@@ -187,15 +191,15 @@ macro_rules! delegate_solver {
             fn needs_levy_area(&self) -> bool {
                 $inner.needs_levy_area()
             }
-            fn check<F: $crate::field::Drift, G: $crate::field::Diffusion>(
+            fn check<F: $crate::field::Drift, G: $crate::field::Diffusion, D: $crate::brownian::Driver>(
                 &self,
-                problem: &$crate::problem::Problem<F, G>,
+                problem: &$crate::problem::Problem<F, G, D>,
             ) -> Result<(), $crate::error::SolveError> {
                 $inner.check(problem)
             }
-            fn init<F: $crate::field::Drift, G: $crate::field::Diffusion>(
+            fn init<F: $crate::field::Drift, G: $crate::field::Diffusion, D: $crate::brownian::Driver>(
                 &self,
-                problem: &$crate::problem::Problem<F, G>,
+                problem: &$crate::problem::Problem<F, G, D>,
             ) -> $cache {
                 $inner.init(problem)
             }

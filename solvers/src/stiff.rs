@@ -32,6 +32,7 @@ use diffsol::{
 };
 
 use crate::Method;
+use crate::brownian::Driver;
 use crate::dense::{DenseOutput, lagrange_table};
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
@@ -85,9 +86,9 @@ macro_rules! stiff_method {
         }
 
         impl Method for $name {
-            fn solve_problem<F: Drift, G: Diffusion>(
+            fn solve_problem<F: Drift, G: Diffusion, D: Driver>(
                 &self,
-                problem: &Problem<F, G>,
+                problem: &Problem<F, G, D>,
                 options: &Options,
             ) -> Result<Solution, SolveError> {
                 stiff_solve(problem, options, $kind, self.jacobian)
@@ -146,8 +147,8 @@ struct Shared {
     valid: Cell<bool>,
 }
 
-fn stiff_solve<F: Drift, G: Diffusion>(
-    problem: &Problem<F, G>,
+fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
+    problem: &Problem<F, G, D>,
     opts: &Options,
     kind: Kind,
     source: JacobianSource,
@@ -323,8 +324,8 @@ fn stiff_solve<F: Drift, G: Diffusion>(
     }
 }
 
-struct Ctx<'a, F, G> {
-    problem: &'a Problem<F, G>,
+struct Ctx<'a, F, G, D> {
+    problem: &'a Problem<F, G, D>,
     opts: &'a Options,
     n: usize,
     name: &'static str,
@@ -339,7 +340,7 @@ fn backend(solver: &'static str, t: f64, e: DiffsolError) -> SolveError {
     }
 }
 
-fn drive<'a, Eqn, S, F, G>(mut solver: S, ctx: &Ctx<'_, F, G>) -> Result<Solution, SolveError>
+fn drive<'a, Eqn, S, F, G, D>(mut solver: S, ctx: &Ctx<'_, F, G, D>) -> Result<Solution, SolveError>
 where
     Eqn: OdeEquations + Op<T = f64, V = V> + 'a,
     S: OdeSolverMethod<'a, Eqn>,
@@ -414,6 +415,7 @@ where
             status: Status::Incomplete,
             solver: name.to_string(),
             dense,
+            brownian: None,
         })
     };
     solver.set_stop_time(t1).map_err(|e| backend(name, t0, e))?;
@@ -517,5 +519,6 @@ where
         status: Status::Success,
         solver: name.to_string(),
         dense,
+        brownian: None,
     })
 }

@@ -8,9 +8,13 @@
 //! - [`BrownianIncrements`]: the fast path for fixed steps, drawing each
 //!   increment directly from a sequential stream.
 
+mod driver;
 pub mod rng;
 mod tree;
 
+pub use driver::{
+    Driver, DynPath, FixedGrid, Increments, PiecewiseLinearPath, SampledPath, VirtualTree,
+};
 pub use tree::BrownianTree;
 
 use rng::NormalStream;
@@ -82,14 +86,14 @@ impl BrownianPath for BrownianIncrements {
 /// Brownian motion in `τ` built from the same path — what a backward
 /// (adjoint) solve in reversed time `τ = t_end − t` must be driven by.
 #[derive(Debug)]
-pub struct ReversedPath<'a, P> {
+pub struct ReversedPath<'a, P: ?Sized> {
     /// The forward path.
     pub path: &'a mut P,
     /// The end of the forward span.
     pub t_end: f64,
 }
 
-impl<P: BrownianPath> BrownianPath for ReversedPath<'_, P> {
+impl<P: BrownianPath + ?Sized> BrownianPath for ReversedPath<'_, P> {
     fn dim(&self) -> usize {
         self.path.dim()
     }

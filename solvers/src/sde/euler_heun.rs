@@ -6,6 +6,7 @@
 //! steps; one drift and two diffusion evaluations per step.
 
 use super::{Support, add_noise};
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
@@ -41,7 +42,10 @@ impl Solver for EulerHeun {
     fn error_order(&self) -> Option<f64> {
         None
     }
-    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError> {
         Support {
             name: self.name(),
             scalar: true,
@@ -53,7 +57,10 @@ impl Solver for EulerHeun {
         }
         .check(problem)
     }
-    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> EulerHeunCache {
+    fn init<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> EulerHeunCache {
         let (n, noise) = (problem.dim(), problem.noise);
         let noise = noise.unwrap_or(Noise::Diagonal);
         let len = noise.diffusion_len(n);

@@ -4,6 +4,7 @@
 //! order 1. Fixed steps. One drift and one diffusion evaluation per step.
 
 use super::{Support, euler_update};
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
@@ -37,7 +38,10 @@ impl Solver for EulerMaruyama {
     fn error_order(&self) -> Option<f64> {
         None
     }
-    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError> {
         Support {
             name: self.name(),
             scalar: true,
@@ -49,7 +53,7 @@ impl Solver for EulerMaruyama {
         }
         .check(problem)
     }
-    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> EmCache {
+    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> EmCache {
         let (n, noise) = (problem.dim(), problem.noise);
         let noise = noise.unwrap_or(Noise::Diagonal);
         EmCache {

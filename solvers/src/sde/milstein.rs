@@ -17,6 +17,7 @@
 //! JVP with exact derivatives. Fixed steps.
 
 use super::{Support, add_noise, driver};
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::{Interpretation, Noise};
@@ -84,7 +85,10 @@ impl Solver for Milstein {
     fn error_order(&self) -> Option<f64> {
         None
     }
-    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError> {
         Support {
             name: self.name(),
             scalar: true,
@@ -116,7 +120,7 @@ impl Solver for Milstein {
         }
         Ok(())
     }
-    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> MilsteinCache {
+    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> MilsteinCache {
         let (n, noise) = (problem.dim(), problem.noise);
         MilsteinCache {
             noise: noise.unwrap_or(Noise::Diagonal),

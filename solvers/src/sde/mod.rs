@@ -30,6 +30,7 @@ pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau};
 pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, Sriw1};
 pub use vjp::{SdeStepVjp, SdeVjpWork};
 
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::{Interpretation, Noise};
@@ -124,9 +125,9 @@ const NOISE_ALTERNATIVES: &str = "EulerMaruyama (Itô) and EulerHeun or Reversib
                                   (Stratonovich) support every noise type";
 
 impl Support {
-    pub(crate) fn check<F: Drift, G: Diffusion>(
+    pub(crate) fn check<F: Drift, G: Diffusion, D: Driver>(
         &self,
-        problem: &Problem<F, G>,
+        problem: &Problem<F, G, D>,
     ) -> Result<(), SolveError> {
         if problem.tspan.1 < problem.tspan.0 {
             return Err(SolveError::Unsupported {

@@ -22,6 +22,7 @@
 //! non-stiff neural SDEs, not for stiff or strongly dissipative problems.
 
 use super::{Support, add_noise};
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
@@ -263,7 +264,10 @@ impl Solver for ReversibleHeun {
     fn error_order(&self) -> Option<f64> {
         Some(1.0)
     }
-    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError> {
         Support {
             name: self.name(),
             scalar: true,
@@ -275,7 +279,10 @@ impl Solver for ReversibleHeun {
         }
         .check(problem)
     }
-    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> ReversibleHeunCache {
+    fn init<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> ReversibleHeunCache {
         let n = problem.dim();
         let noise = problem.noise.unwrap_or(Noise::Diagonal);
         let len = noise.diffusion_len(n);

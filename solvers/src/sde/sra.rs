@@ -12,6 +12,7 @@
 //! error per component `δ |h (f_1 − f_2)| + |Σ β2_i g_i I10/h|`.
 
 use super::{Support, driver};
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
@@ -179,7 +180,10 @@ impl Solver for Sra {
     fn needs_levy_area(&self) -> bool {
         true
     }
-    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError> {
         Support {
             name: self.tableau.name,
             scalar: false,
@@ -191,7 +195,7 @@ impl Solver for Sra {
         }
         .check(problem)
     }
-    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> SraCache {
+    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SraCache {
         let n = problem.dim();
         let noise = problem.noise.unwrap_or(Noise::Additive);
         let s = self.tableau.alpha.len();

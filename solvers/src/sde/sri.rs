@@ -22,6 +22,7 @@
 //! method.
 
 use super::{Support, driver};
+use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
@@ -289,7 +290,10 @@ impl Solver for Sri {
     fn needs_levy_area(&self) -> bool {
         true
     }
-    fn check<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> Result<(), SolveError> {
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError> {
         Support {
             name: self.tableau.name,
             scalar: true,
@@ -301,7 +305,7 @@ impl Solver for Sri {
         }
         .check(problem)
     }
-    fn init<F: Drift, G: Diffusion>(&self, problem: &Problem<F, G>) -> SriCache {
+    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SriCache {
         let n = problem.dim();
         let noise = problem.noise.unwrap_or(Noise::Diagonal);
         let s = self.tableau.alpha.len();

@@ -1,0 +1,407 @@
+//! Noise drivers owned by the problem: `solve` and the gradients see the
+//! same path for the same problem and seed, with fixed or adaptive steps and
+//! with every driver; the solution keeps the path it was driven by; drivers
+//! that cannot re-query their path are refused, up front and by name, where
+//! re-querying is needed; sampled paths drive solves exactly.
+
+use proptest::prelude::*;
+use sdeflow::brownian::{BrownianPath, BrownianTree, PiecewiseLinearPath};
+use sdeflow::prelude::*;
+
+mod common;
+use common::{Diff2, Drift2};
+
+fn problem(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {
+    Problem::sde(
+        Generic(Drift2),
+        Generic(Diff2),
+        Noise::Diagonal,
+        y0.to_vec(),
+        (0.0, 1.0),
+    )
+    .params(p.to_vec())
+}
+
+fn loss(ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
+    let mut l = 0.0;
+    for (i, &t) in ts.iter().enumerate() {
+        for k in 0..2 {
+            let d = ys[2 * i + k] - 0.3 * t;
+            l += d * d;
+            g[2 * i + k] = 2.0 * d;
+        }
+    }
+    l
+}
+
+const P: [f64; 4] = [1.2, 0.8, 0.3, 0.2];
+const Y0: [f64; 2] = [0.4, -0.2];
+
+/// Central differences of the loss of `solve` calls (the same options and
+/// seed, so the same path when `solve` and `grad` agree on it), against the
+/// adjoint's `(dp, dy0)`, to a relative `tol`.
+fn check_against_solve<D: Driver>(
+    with_driver: impl Fn(
+        Problem<Generic<Drift2>, Generic<Diff2>>,
+    ) -> Problem<Generic<Drift2>, Generic<Diff2>, D>,
+    solver: impl Solver + Copy,
+    opts: &Options,
+    grad: &Gradient,
+    tol: f64,
+) {
+    let loss_at = |p: &[f64], y0: &[f64]| {
+        let sol = solve(&with_driver(problem(p, y0)), solver, opts).expect("solve");
+        let mut g = vec![0.0; sol.ys.len()];
+        loss(&sol.ts, &sol.ys, &mut g)
+    };
+    let adj: Vec<f64> = grad.dp.iter().chain(&grad.dy0).copied().collect();
+    let (np, h) = (P.len(), 1e-6);
+    for (j, &a) in adj.iter().enumerate() {
+        let (mut pp, mut pm, mut yp, mut ym) = (P.to_vec(), P.to_vec(), Y0.to_vec(), Y0.to_vec());
+        if j < np {
+            pp[j] += h;
+            pm[j] -= h;
+        } else {
+            yp[j - np] += h;
+            ym[j - np] -= h;
+        }
+        let fd = (loss_at(&pp, &yp) - loss_at(&pm, &ym)) / (2.0 * h);
+        assert!(
+            (a - fd).abs() <= tol * fd.abs().max(1e-2),
+            "component {j}: adjoint {a} vs central FD of solve {fd}"
+        );
+    }
+    // and the loss the gradient reports is the loss of that very solve
+    let l = loss_at(&P, &Y0);
+    assert_eq!(grad.loss, l, "grad's loss {} vs solve's {l}", grad.loss);
+}
+
+/// With the default driver, the discrete adjoint of a fixed-step solve is
+/// the gradient of exactly the loss `solve` computes for that seed (v1 forced
+/// a tree in `grad` while fixed-step `solve` drew direct increments: two
+/// different paths for one seed).
+#[test]
+fn grad_differentiates_the_loss_solve_computes_default_driver() {
+    for (solver_name, seed) in [("EulerMaruyama", 3u64), ("Sriw1", 4)] {
+        let opts = Options::default().fixed_step(0.02).seed(seed);
+        let p = problem(&P, &Y0);
+        let g = match solver_name {
+            "EulerMaruyama" => grad_sde_discrete(&p, EulerMaruyama, &opts, &loss),
+            _ => grad_sde_discrete(&p, Sriw1, &opts, &loss),
+        }
+        .expect("gradient");
+        match solver_name {
+            "EulerMaruyama" => check_against_solve(|p| p, EulerMaruyama, &opts, &g, 1e-6),
+            _ => check_against_solve(|p| p, Sriw1, &opts, &g, 1e-6),
+        }
+    }
+    // an adaptive solve: the same tree, so the same accepted steps and the
+    // same loss to the bit (finite differences of an adaptive solve jump
+    // where the accepted step sequence changes, so only the loss is
+    // compared here)
+    let opts = Options::default().tol(1e-3).seed(9);
+    let p = problem(&P, &Y0);
+    let g = grad_sde_discrete(&p, Sriw1, &opts, &loss).expect("gradient");
+    let sol = solve(&p, Sriw1, &opts).expect("solve");
+    let mut gy = vec![0.0; sol.ys.len()];
+    assert_eq!(g.loss, loss(&sol.ts, &sol.ys, &mut gy));
+    assert_eq!(g.solution.ts, sol.ts);
+}
+
+/// Every driver: the gradient and `solve` see one path.
+#[test]
+fn grad_differentiates_the_loss_solve_computes_every_driver() {
+    let opts = Options::default().fixed_step(0.02).seed(11);
+    // direct increments: the discrete adjoint records them
+    let p = problem(&P, &Y0).driver(Increments);
+    let g = grad_sde_discrete(&p, EulerMaruyama, &opts, &loss).expect("increments");
+    check_against_solve(|p| p.driver(Increments), EulerMaruyama, &opts, &g, 1e-6);
+    // a fixed grid: also the checkpointed adjoint (it re-queries the path)
+    let grid = FixedGrid::new(0.02);
+    let p = problem(&P, &Y0).driver(grid);
+    let g = grad_sde_discrete_checkpointed(&p, EulerMaruyama, &opts, &loss, 4).expect("grid");
+    check_against_solve(|p| p.driver(grid), EulerMaruyama, &opts, &g, 1e-6);
+    // reversible Heun's reversible adjoint walks the grid path backwards
+    let strat = |p: Problem<Generic<Drift2>, Generic<Diff2>>| {
+        p.interpretation(Interpretation::Stratonovich).driver(grid)
+    };
+    let g = grad_sde(
+        &strat(problem(&P, &Y0)),
+        ReversibleHeun,
+        &opts,
+        &loss,
+        Adjoint::Reversible,
+    )
+    .expect("reversible on a grid");
+    check_against_solve(strat, ReversibleHeun, &opts, &g, 1e-6);
+}
+
+/// Drivers that draw each increment once are refused, by name, where the
+/// path must be re-queried; nothing is solved first.
+#[test]
+fn drivers_that_cannot_requery_are_refused_up_front() {
+    let opts = Options::default().fixed_step(0.02).seed(1);
+    let strat = problem(&P, &Y0)
+        .interpretation(Interpretation::Stratonovich)
+        .driver(Increments);
+    for adjoint in [Adjoint::Reversible, Adjoint::Stochastic] {
+        let e = grad_sde(
+            &strat,
+            ReversibleHeun,
+            opts.clone().save_at(SaveAt::T1),
+            &loss,
+            adjoint,
+        )
+        .expect_err("cannot walk Increments backwards");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("Increments") && msg.contains("VirtualTree"),
+            "{adjoint:?}: {msg}"
+        );
+    }
+    let e = grad_sde_discrete_checkpointed(
+        &problem(&P, &Y0).driver(Increments),
+        EulerMaruyama,
+        &opts,
+        &loss,
+        4,
+    )
+    .expect_err("checkpointing recomputes steps on the path");
+    assert!(e.to_string().contains("Increments"), "{e}");
+    // adaptive steps re-query after a rejection
+    let e = solve(
+        &problem(&P, &Y0).driver(Increments),
+        Sriw1,
+        Options::default().tol(1e-3),
+    )
+    .expect_err("adaptive on increments");
+    assert!(
+        matches!(&e, SolveError::InvalidInput { what, .. } if what == "driver"),
+        "{e}"
+    );
+}
+
+/// The solution keeps its path: `W` at the saved times is the tree's, and
+/// the increments it reports are the ones the solve integrated (an EM
+/// solve on additive noise is `y + h f + ΔW`, so the path can be read off
+/// the states).
+#[test]
+fn solution_keeps_the_path_it_was_driven_by() {
+    let ou = Problem::sde(
+        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
+        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 1.0,
+        Noise::Additive,
+        vec![0.0],
+        (0.0, 1.0),
+    );
+    for adaptive in [false, true] {
+        let opts = if adaptive {
+            Options::default().tol(1e-3).seed(5)
+        } else {
+            Options::default().fixed_step(0.05).seed(5)
+        };
+        // zero drift, unit additive noise: y(t) = W(t) exactly, with any solver
+        let sol = solve(&ou, Sra1, &opts).expect("solve");
+        let w = sol.brownian_at_saved().expect("kept path");
+        let mut tree = BrownianTree::new((0.0, 1.0), 1, 5);
+        for (k, &t) in sol.ts.iter().enumerate() {
+            let mut wt = [0.0];
+            if t > 0.0 {
+                tree.increment(0.0, t, &mut wt);
+            }
+            assert!(
+                (w[k] - wt[0]).abs() <= 1e-14,
+                "W({t}): kept {} vs tree {}",
+                w[k],
+                wt[0]
+            );
+            assert!(
+                (sol.ys[k] - w[k]).abs() <= 1e-12,
+                "y({t}) = {} but W({t}) = {}",
+                sol.ys[k],
+                w[k]
+            );
+        }
+        let (mut dw, mut h) = ([0.0], [0.0]);
+        sol.brownian_increment(0.25, 0.75, &mut dw, Some(&mut h))
+            .expect("increment");
+        let mut wt = [0.0];
+        tree.increment(0.25, 0.75, &mut wt);
+        assert_eq!(dw[0], wt[0]);
+        // wrong buffer length: typed error, no panic
+        assert!(matches!(
+            sol.brownian_increment(0.0, 1.0, &mut [0.0; 2], None),
+            Err(SolveError::DimensionMismatch { .. })
+        ));
+    }
+    // direct increments keep nothing, and say what to do instead
+    let sol = solve(
+        &ou.clone().driver(Increments),
+        EulerMaruyama,
+        Options::default().fixed_step(0.1),
+    )
+    .expect("solve");
+    let e = sol.brownian_at_saved().expect_err("nothing kept");
+    assert!(e.to_string().contains("VirtualTree"), "{e}");
+    // an ODE keeps no path either
+    let ode = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+        vec![1.0],
+        (0.0, 1.0),
+    );
+    assert!(
+        solve(&ode, Tsit5, Options::default())
+            .expect("ode")
+            .brownian
+            .is_none()
+    );
+}
+
+/// A sampled path drives EM exactly: with zero drift and unit additive
+/// noise the solution is the path itself at the step ends, including steps
+/// that do not fall on the samples (the path is linear between samples).
+#[test]
+fn sampled_path_drives_a_solve() {
+    let ts = vec![0.0, 0.3, 0.5, 1.0];
+    let w = vec![1.0, 1.6, 0.9, 2.0]; // W(0) = 1: anchored at the first sample
+    let driver = SampledPath::new(ts, w, 1).expect("valid samples");
+    let p = Problem::sde(
+        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
+        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 1.0,
+        Noise::Additive,
+        vec![0.0],
+        (0.0, 1.0),
+    )
+    .driver(driver.clone());
+    let sol = solve(&p, EulerMaruyama, Options::default().fixed_step(0.1)).expect("solve");
+    let linear = |t: f64| -> f64 {
+        if t <= 0.3 {
+            0.6 * t / 0.3
+        } else if t <= 0.5 {
+            0.6 - 0.7 * (t - 0.3) / 0.2
+        } else {
+            -0.1 + 1.1 * (t - 0.5) / 0.5
+        }
+    };
+    for (k, &t) in sol.ts.iter().enumerate() {
+        assert!(
+            (sol.ys[k] - linear(t)).abs() < 1e-12,
+            "y({t}) = {} vs path {}",
+            sol.ys[k],
+            linear(t)
+        );
+    }
+    // the sampled path must cover the span and have the problem's dimension
+    let short = p.clone().tspan((0.0, 2.0));
+    assert!(matches!(
+        solve(&short, EulerMaruyama, Options::default().fixed_step(0.1)),
+        Err(SolveError::InvalidInput { .. })
+    ));
+    let diag = Problem::sde(
+        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy.fill(0.0),
+        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g.fill(1.0),
+        Noise::Diagonal,
+        vec![0.0, 0.0],
+        (0.0, 1.0),
+    )
+    .driver(driver);
+    assert!(matches!(
+        solve(&diag, EulerMaruyama, Options::default().fixed_step(0.1)),
+        Err(SolveError::DimensionMismatch { .. })
+    ));
+    // bad samples: typed errors
+    assert!(SampledPath::new(vec![0.0], vec![0.0], 1).is_err());
+    assert!(SampledPath::new(vec![0.0, 0.0], vec![0.0, 1.0], 1).is_err());
+    assert!(SampledPath::new(vec![0.0, 1.0], vec![0.0, f64::NAN], 1).is_err());
+    assert!(SampledPath::new(vec![0.0, 1.0], vec![0.0], 1).is_err());
+    assert!(matches!(
+        solve(
+            &Problem::sde(
+                |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
+                |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 1.0,
+                Noise::Additive,
+                vec![0.0],
+                (0.0, 1.0),
+            )
+            .driver(FixedGrid::new(0.0)),
+            EulerMaruyama,
+            Options::default().fixed_step(0.1)
+        ),
+        Err(SolveError::InvalidInput { .. })
+    ));
+}
+
+/// The fixed grid's path: fixed-step solves on the grid and adaptive ones
+/// see one Brownian motion, and its increments have variance `h`.
+#[test]
+fn fixed_grid_is_one_path_for_fixed_and_adaptive_solves() {
+    let grid = FixedGrid::new(1.0 / 64.0);
+    let p = Problem::sde(
+        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
+        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 1.0,
+        Noise::Additive,
+        vec![0.0],
+        (0.0, 1.0),
+    )
+    .driver(grid);
+    let fixed = solve(
+        &p,
+        EulerMaruyama,
+        Options::default().fixed_step(1.0 / 64.0).seed(2),
+    )
+    .expect("fixed");
+    let adaptive = solve(&p, Sra1, Options::default().tol(1e-4).seed(2)).expect("adaptive");
+    assert!((fixed.last()[0] - adaptive.last()[0]).abs() < 1e-12);
+    // W(1) over seeds: mean 0, variance 1 (2000 seeds: the sample variance
+    // has standard error sqrt(2/2000) ≈ 0.032; 5 standard errors)
+    let n = 2000;
+    let w1: Vec<f64> = (0..n)
+        .map(|s| {
+            solve(
+                &p,
+                EulerMaruyama,
+                Options::default().fixed_step(1.0 / 64.0).seed(s),
+            )
+            .expect("solve")
+            .last()[0]
+        })
+        .collect();
+    let mean = w1.iter().sum::<f64>() / n as f64;
+    let var = w1.iter().map(|w| (w - mean) * (w - mean)).sum::<f64>() / (n - 1) as f64;
+    assert!(mean.abs() < 5.0 / (n as f64).sqrt(), "mean {mean}");
+    assert!(
+        (var - 1.0).abs() < 5.0 * (2.0 / n as f64).sqrt(),
+        "variance {var}"
+    );
+}
+
+proptest! {
+    /// A piecewise-linear path answers any interval, in any order, additively
+    /// (`W(s,u) = W(s,t) + W(t,u)`), and re-queries give the same values.
+    #[test]
+    fn piecewise_linear_path_is_consistent(
+        ws in proptest::collection::vec(-3.0f64..3.0, 6),
+        qs in proptest::collection::vec((0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0), 1..20),
+    ) {
+        let ts = vec![0.0, 0.1, 0.35, 0.5, 0.8, 1.0];
+        let mut path = PiecewiseLinearPath::new(ts, ws, 1).expect("valid");
+        for (a, b, c) in qs {
+            let mut v = [a, b, c];
+            v.sort_by(f64::total_cmp);
+            let [s, t, u] = v;
+            let (mut st, mut tu, mut su, mut again) = ([0.0], [0.0], [0.0], [0.0]);
+            path.increment(t, u, &mut tu);
+            path.increment(s, u, &mut su);
+            path.increment(s, t, &mut st);
+            path.increment(t, u, &mut again);
+            prop_assert!((su[0] - st[0] - tu[0]).abs() < 1e-12);
+            prop_assert_eq!(again[0], tu[0]);
+            // the space–time Lévy area is a property of the interval
+            let (mut d1, mut h1, mut d2, mut h2) = ([0.0], [0.0], [0.0], [0.0]);
+            path.increment_with_levy_area(s, u, &mut d1, &mut h1);
+            path.increment_with_levy_area(u, s, &mut d2, &mut h2);
+            prop_assert!((d1[0] + d2[0]).abs() < 1e-15 && (h1[0] - h2[0]).abs() < 1e-15);
+            prop_assert!(h1[0].is_finite());
+        }
+    }
+}
