@@ -221,7 +221,7 @@ fn sde_section(budget: f64) {
         2 * k
     );
     println!("forward solve          : {:10.2} µs", fwd * 1e6);
-    let exact = grad_sde(
+    let exact = grad(
         &problem,
         ReversibleHeun,
         &opts,
@@ -236,7 +236,7 @@ fn sde_section(budget: f64) {
     ] {
         let mut diff = 0.0f64;
         let t = time(budget, || {
-            let g = grad_sde(&problem, ReversibleHeun, &opts, &loss, adj).expect("grad");
+            let g = grad(&problem, ReversibleHeun, &opts, &loss, adj).expect("grad");
             diff =
                 g.dp.iter()
                     .zip(&exact.dp)
@@ -259,8 +259,14 @@ fn sde_section(budget: f64) {
     for (name, checkpoints) in [("store all", usize::MAX), ("budget 16", 16)] {
         let mut peak = 0;
         let t = time(budget, || {
-            let g = grad_sde_discrete_checkpointed(&problem, EulerHeun, &opts, &loss, checkpoints)
-                .expect("grad");
+            let g = grad(
+                &problem,
+                EulerHeun,
+                &opts,
+                &loss,
+                Adjoint::Discrete { checkpoints },
+            )
+            .expect("grad");
             peak = g.peak_stored_states;
         });
         println!(

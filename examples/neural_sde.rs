@@ -6,7 +6,7 @@
 //! closed form. Model: `dX = f_φ(X) dt + g_ψ(X) ∘ dW` with two small MLPs
 //! (1-16-1, tanh) sharing one parameter vector. Loss: squared errors of the
 //! batch mean and variance at 5 times, over 64 Brownian paths. Gradients:
-//! reversible Heun's exact adjoint (`grad_sde`, `Adjoint::Reversible`, memory
+//! reversible Heun's exact adjoint (`grad`, `Adjoint::Reversible`, memory
 //! independent of the number of steps), per path with the batch-moment
 //! cotangents, summed. Adam (written out) on the parameters.
 
@@ -118,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 v
             };
-            let gr = grad_sde(
+            let gr = grad(
                 &problem,
                 ReversibleHeun,
                 opts.clone().seed(s),

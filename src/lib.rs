@@ -38,10 +38,7 @@ pub use sdeflow_solvers::{
     Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
 };
 
-pub use sdeflow_adjoint::{
-    Adjoint, GradError, Gradient, Loss, grad, grad_sde, grad_sde_discrete,
-    grad_sde_discrete_checkpointed,
-};
+pub use sdeflow_adjoint::{Adjoint, Differentiable, GradError, Gradient, Loss, grad};
 pub use sdeflow_solvers::{DiffusionVjp, DriftVjp, FiniteDifferenceVjp, WithVjp};
 
 /// The building blocks, for users who write their own solvers or tableaus.
@@ -61,9 +58,7 @@ pub mod statistics;
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.
 pub mod prelude {
     pub use crate::ensemble::{Ensemble, OnFailure};
-    pub use sdeflow_adjoint::{
-        Adjoint, Gradient, Loss, grad, grad_sde, grad_sde_discrete, grad_sde_discrete_checkpointed,
-    };
+    pub use sdeflow_adjoint::{Adjoint, Differentiable, Gradient, Loss, grad};
     pub use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
     pub use sdeflow_solvers::prelude::*;
 }

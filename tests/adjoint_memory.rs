@@ -111,7 +111,7 @@ fn adjoint_memory_per_step() {
     let sde = &sde;
     let sde_grad = |adjoint: Adjoint| {
         move |steps: usize| {
-            peak_bytes(|| grad_sde(sde, ReversibleHeun, opts(steps), &loss, adjoint).expect("grad"))
+            peak_bytes(|| grad(sde, ReversibleHeun, opts(steps), &loss, adjoint).expect("grad"))
         }
     };
     let rev = per_step(sde_grad(Adjoint::Reversible));
@@ -120,12 +120,20 @@ fn adjoint_memory_per_step() {
     let ito = sde.clone().interpretation(Interpretation::Ito);
     let em_ckpt = per_step(|steps| {
         peak_bytes(|| {
-            grad_sde_discrete_checkpointed(&ito, EulerMaruyama, opts(steps), &loss, 16)
-                .expect("grad")
+            grad(
+                &ito,
+                EulerMaruyama,
+                opts(steps),
+                &loss,
+                Adjoint::Discrete { checkpoints: 16 },
+            )
+            .expect("grad")
         })
     });
     let em_all = per_step(|steps| {
-        peak_bytes(|| grad_sde_discrete(&ito, EulerMaruyama, opts(steps), &loss).expect("grad"))
+        peak_bytes(|| {
+            grad(&ito, EulerMaruyama, opts(steps), &loss, Adjoint::STORE_ALL).expect("grad")
+        })
     });
     let ode = Problem::ode(Generic(Drift), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2, 0.3]);
     let ode = &ode;

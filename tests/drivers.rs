@@ -86,8 +86,8 @@ fn grad_differentiates_the_loss_solve_computes_default_driver() {
         let opts = Options::default().fixed_step(0.02).seed(seed);
         let p = problem(&P, &Y0);
         let g = match solver_name {
-            "EulerMaruyama" => grad_sde_discrete(&p, EulerMaruyama, &opts, &loss),
-            _ => grad_sde_discrete(&p, Sriw1, &opts, &loss),
+            "EulerMaruyama" => grad(&p, EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL),
+            _ => grad(&p, Sriw1, &opts, &loss, Adjoint::STORE_ALL),
         }
         .expect("gradient");
         match solver_name {
@@ -101,7 +101,7 @@ fn grad_differentiates_the_loss_solve_computes_default_driver() {
     // compared here)
     let opts = Options::default().tol(1e-3).seed(9);
     let p = problem(&P, &Y0);
-    let g = grad_sde_discrete(&p, Sriw1, &opts, &loss).expect("gradient");
+    let g = grad(&p, Sriw1, &opts, &loss, Adjoint::STORE_ALL).expect("gradient");
     let sol = solve(&p, Sriw1, &opts).expect("solve");
     let mut gy = vec![0.0; sol.ys.len()];
     assert_eq!(g.loss, loss(&sol.ts, &sol.ys, &mut gy));
@@ -114,18 +114,25 @@ fn grad_differentiates_the_loss_solve_computes_every_driver() {
     let opts = Options::default().fixed_step(0.02).seed(11);
     // direct increments: the discrete adjoint records them
     let p = problem(&P, &Y0).driver(Increments);
-    let g = grad_sde_discrete(&p, EulerMaruyama, &opts, &loss).expect("increments");
+    let g = grad(&p, EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL).expect("increments");
     check_against_solve(|p| p.driver(Increments), EulerMaruyama, &opts, &g, 1e-6);
     // a fixed grid: also the checkpointed adjoint (it re-queries the path)
     let grid = FixedGrid::new(0.02);
     let p = problem(&P, &Y0).driver(grid);
-    let g = grad_sde_discrete_checkpointed(&p, EulerMaruyama, &opts, &loss, 4).expect("grid");
+    let g = grad(
+        &p,
+        EulerMaruyama,
+        &opts,
+        &loss,
+        Adjoint::Discrete { checkpoints: 4 },
+    )
+    .expect("grid");
     check_against_solve(|p| p.driver(grid), EulerMaruyama, &opts, &g, 1e-6);
     // reversible Heun's reversible adjoint walks the grid path backwards
     let strat = |p: Problem<Generic<Drift2>, Generic<Diff2>>| {
         p.interpretation(Interpretation::Stratonovich).driver(grid)
     };
-    let g = grad_sde(
+    let g = grad(
         &strat(problem(&P, &Y0)),
         ReversibleHeun,
         &opts,
@@ -145,7 +152,7 @@ fn drivers_that_cannot_requery_are_refused_up_front() {
         .interpretation(Interpretation::Stratonovich)
         .driver(Increments);
     for adjoint in [Adjoint::Reversible, Adjoint::Stochastic] {
-        let e = grad_sde(
+        let e = grad(
             &strat,
             ReversibleHeun,
             opts.clone().save_at(SaveAt::T1),
@@ -159,12 +166,12 @@ fn drivers_that_cannot_requery_are_refused_up_front() {
             "{adjoint:?}: {msg}"
         );
     }
-    let e = grad_sde_discrete_checkpointed(
+    let e = grad(
         &problem(&P, &Y0).driver(Increments),
         EulerMaruyama,
         &opts,
         &loss,
-        4,
+        Adjoint::Discrete { checkpoints: 4 },
     )
     .expect_err("checkpointing recomputes steps on the path");
     assert!(e.to_string().contains("Increments"), "{e}");

@@ -24,7 +24,7 @@ fn compare<F, G, S>(label: &str, prob: &Problem<F, G>, solver: S, save_at: SaveA
 where
     F: DriftVjp,
     G: DiffusionVjp,
-    S: Solver + sdeflow::sde::SdeStepVjp + Copy,
+    S: Solver + Differentiable<F, G, VirtualTree> + Copy,
 {
     let budget = 8;
     for steps in [50usize, 400, 4000] {
@@ -33,9 +33,17 @@ where
             .seed(11)
             .save_at(save_at.clone())
             .max_steps(1_000_000);
-        let all = grad_sde_discrete(prob, solver, &opts, &loss).expect(label);
-        let small =
-            grad_sde_discrete_checkpointed(prob, solver, &opts, &loss, budget).expect(label);
+        let all = grad(prob, solver, &opts, &loss, Adjoint::STORE_ALL).expect(label);
+        let small = grad(
+            prob,
+            solver,
+            &opts,
+            &loss,
+            Adjoint::Discrete {
+                checkpoints: budget,
+            },
+        )
+        .expect(label);
         let levels = (steps as f64).log(budget as f64).ceil() as usize;
         println!(
             "{label}, {steps} steps: peak records {} with budget {budget} (bound {}), {} storing all; \

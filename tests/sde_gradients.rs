@@ -43,9 +43,8 @@ const Y0: [f64; 2] = [0.4, -0.2];
 fn reversible_equals_discrete_and_finite_differences() {
     let opts = Options::default().fixed_step(0.01).seed(5);
     let prob = problem(&P, &Y0);
-    let rev =
-        grad_sde(&prob, ReversibleHeun, &opts, &loss, Adjoint::Reversible).expect("reversible");
-    let dis = grad_sde(
+    let rev = grad(&prob, ReversibleHeun, &opts, &loss, Adjoint::Reversible).expect("reversible");
+    let dis = grad(
         &prob,
         ReversibleHeun,
         &opts,
@@ -116,7 +115,7 @@ fn gbm_pathwise_gradient() {
         g[0] = 1.0;
         ys[0]
     };
-    let g = grad_sde(
+    let g = grad(
         &prob,
         ReversibleHeun,
         Options::default()
@@ -153,14 +152,13 @@ fn reversible_adjoint_memory_does_not_grow() {
             g[0] = 1.0;
             ys[0]
         };
-        let rev = grad_sde(&prob, ReversibleHeun, &opts, &l, Adjoint::Reversible).expect("rev");
-        let sto =
-            grad_sde(&prob, ReversibleHeun, &opts, &l, Adjoint::Stochastic).expect("stochastic");
+        let rev = grad(&prob, ReversibleHeun, &opts, &l, Adjoint::Reversible).expect("rev");
+        let sto = grad(&prob, ReversibleHeun, &opts, &l, Adjoint::Stochastic).expect("stochastic");
         assert_eq!(
             sto.peak_stored_states, 1,
             "the stochastic adjoint keeps no states"
         );
-        let dis = grad_sde(
+        let dis = grad(
             &prob,
             ReversibleHeun,
             &opts,
@@ -229,8 +227,7 @@ fn stochastic_adjoint_converges_to_the_pathwise_gradient() {
             .fixed_step(h)
             .seed(seed)
             .save_at(SaveAt::T1);
-        let g =
-            grad_sde(&prob, ReversibleHeun, &opts, &l, Adjoint::Stochastic).expect("stochastic");
+        let g = grad(&prob, ReversibleHeun, &opts, &l, Adjoint::Stochastic).expect("stochastic");
         let got: Vec<f64> = g.dp.iter().chain(&g.dy0).copied().collect();
         let e = got
             .iter()
@@ -279,10 +276,8 @@ fn stochastic_adjoint_with_general_noise_approaches_the_exact_discrete_gradient(
             .fixed_step(h)
             .seed(12)
             .save_at(SaveAt::T1);
-        let s =
-            grad_sde(&prob, ReversibleHeun, &opts, &l, Adjoint::Stochastic).expect("stochastic");
-        let r =
-            grad_sde(&prob, ReversibleHeun, &opts, &l, Adjoint::Reversible).expect("reversible");
+        let s = grad(&prob, ReversibleHeun, &opts, &l, Adjoint::Stochastic).expect("stochastic");
+        let r = grad(&prob, ReversibleHeun, &opts, &l, Adjoint::Reversible).expect("reversible");
         let d =
             s.dp.iter()
                 .chain(&s.dy0)
@@ -304,7 +299,7 @@ fn fd_check<F, G, S>(label: &str, prob: &Problem<F, G>, solver: S, opts: &Option
 where
     F: DriftVjp + Clone,
     G: DiffusionVjp + Clone,
-    S: Solver + sdeflow::sde::SdeStepVjp + Copy,
+    S: Solver + Differentiable<F, G, VirtualTree> + Copy,
 {
     let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
         let mut v = 0.0;
@@ -314,7 +309,7 @@ where
         }
         v
     };
-    let g = grad_sde_discrete(prob, solver, opts, &l).expect(label);
+    let g = grad(prob, solver, opts, &l, Adjoint::STORE_ALL).expect(label);
     let tree_opts = opts.clone();
     let loss_at = |p: &[f64], y0: &[f64]| {
         let pr = prob.clone().params(p.to_vec()).y0(y0.to_vec());
@@ -522,7 +517,7 @@ fn sde_discrete_adjoint_agrees_with_forward_mode_duals() {
         (0.0, 1.0),
     )
     .params(vec![0.6, 0.5]);
-    let g = grad_sde_discrete(&gbm, EulerMaruyama, &opts, &l).expect("gbm");
+    let g = grad(&gbm, EulerMaruyama, &opts, &l, Adjoint::STORE_ALL).expect("gbm");
     let all: Vec<f64> = g.dp.iter().chain(&g.dy0).copied().collect();
     for (dir, &adj) in all.iter().enumerate() {
         let fwd = em_forward_mode(Lin(0), Lin(1), 1, true, &[0.6, 0.5], &[1.3], dir, &opts);
@@ -533,7 +528,7 @@ fn sde_discrete_adjoint_agrees_with_forward_mode_duals() {
     }
     // the nonlinear two-state SDE with diagonal noise
     let ito = problem(&P, &Y0).interpretation(Interpretation::Ito);
-    let g = grad_sde_discrete(&ito, EulerMaruyama, &opts, &l).expect("nonlinear");
+    let g = grad(&ito, EulerMaruyama, &opts, &l, Adjoint::STORE_ALL).expect("nonlinear");
     let all: Vec<f64> = g.dp.iter().chain(&g.dy0).copied().collect();
     for (dir, &adj) in all.iter().enumerate() {
         let fwd = em_forward_mode(Drift2, Diff2, 2, true, &P, &Y0, dir, &opts);
@@ -565,7 +560,7 @@ fn sde_discrete_adjoint_agrees_with_forward_mode_duals() {
         (0.0, 1.0),
     )
     .params(params.clone());
-    let g = grad_sde_discrete(&neural, EulerMaruyama, &opts, &l).expect("neural");
+    let g = grad(&neural, EulerMaruyama, &opts, &l, Adjoint::STORE_ALL).expect("neural");
     for dir in (0..params.len()).step_by(9) {
         let fwd = em_forward_mode(
             Split(net.clone(), k, false),
@@ -760,7 +755,7 @@ fn exact_milstein_without_second_derivatives_is_unsupported() {
         g.iter_mut().for_each(|v| *v = 1.0);
         ys.iter().sum::<f64>()
     };
-    match grad_sde_discrete(&prob, Milstein::exact(), &opts, &l) {
+    match grad(&prob, Milstein::exact(), &opts, &l, Adjoint::STORE_ALL) {
         Err(sdeflow::GradError::Unsupported(msg)) => {
             println!("{msg}");
             for hint in [
@@ -811,10 +806,31 @@ fn exact_milstein_with_general_noise_is_an_error_not_a_panic() {
         g.iter_mut().for_each(|v| *v = 1.0);
         ys.iter().sum::<f64>()
     };
-    match grad_sde_discrete(&prob, Milstein::exact(), &opts, &l) {
+    match grad(&prob, Milstein::exact(), &opts, &l, Adjoint::STORE_ALL) {
         Err(sdeflow::GradError::Solve(SolveError::Unsupported { alternatives, .. })) => {
             assert!(alternatives.contains("EulerHeun"), "{alternatives}");
         }
         other => panic!("expected the solver's unsupported-noise error, got {other:?}"),
+    }
+}
+
+/// An adjoint the solver does not offer is refused by name before any work
+/// (v1 had four entry points and found some misfits after the forward
+/// solve).
+#[test]
+fn adjoints_a_solver_does_not_offer_are_refused() {
+    let prob = problem(&P, &Y0);
+    let opts = Options::default().fixed_step(0.01);
+    for adjoint in [
+        Adjoint::Reversible,
+        Adjoint::Stochastic,
+        Adjoint::Backsolve,
+        Adjoint::Interpolating,
+    ] {
+        let e = grad(&prob, EulerHeun, &opts, &loss, adjoint).expect_err("not offered");
+        assert!(
+            matches!(e, sdeflow::GradError::Unsupported(_)) && e.to_string().contains("EulerHeun"),
+            "{adjoint:?}: {e}"
+        );
     }
 }

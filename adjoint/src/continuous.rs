@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 
+use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
 use sdeflow_solvers::{
     DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt, Solution, SolveError, Solver, solve,
@@ -73,8 +74,8 @@ pub(crate) enum StateSource {
 }
 
 /// The continuous adjoint with `source` (see [`crate::grad`]).
-pub(crate) fn continuous_adjoint<F, S, L>(
-    problem: &Problem<F, NoDiffusion>,
+pub(crate) fn continuous_adjoint<F, D, S, L>(
+    problem: &Problem<F, NoDiffusion, D>,
     solver: &S,
     options: &Options,
     loss: &L,
@@ -82,6 +83,7 @@ pub(crate) fn continuous_adjoint<F, S, L>(
 ) -> Result<Gradient, GradError>
 where
     F: DriftVjp,
+    D: Driver,
     S: Solver + Copy + Method,
     L: Loss + ?Sized,
 {

@@ -9,6 +9,7 @@
 //! inside a step (interpolated) send their cotangents through the method's
 //! interpolant.
 
+use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::erk::{ErkVjpCache, ExplicitRk, InterpCotangent, RungeKutta};
 use sdeflow_solvers::integrate::integrate_observed;
 use sdeflow_solvers::solver::{Fields, StepNoise};
@@ -29,8 +30,8 @@ struct Located {
 }
 
 /// Re-runs accepted steps from a stored state with the recorded step sizes.
-struct Advancer<'a, F, S: Solver> {
-    problem: &'a Problem<F, NoDiffusion>,
+struct Advancer<'a, F, D, S: Solver> {
+    problem: &'a Problem<F, NoDiffusion, D>,
     solver: &'a S,
     cache: S::Cache,
     ts: &'a [f64],
@@ -41,7 +42,7 @@ struct Advancer<'a, F, S: Solver> {
     stats: Stats,
 }
 
-impl<F: DriftVjp, S: Solver> Advancer<'_, F, S> {
+impl<F: DriftVjp, D: Driver, S: Solver> Advancer<'_, F, D, S> {
     /// Steps `from..to` starting from `y_from` (the state at `ts[from]`),
     /// handing the state after each step (index `m + 1`) to `keep`.
     fn run(&mut self, from: usize, to: usize, y_from: &[f64], keep: &mut dyn FnMut(usize, &[f64])) {
@@ -73,8 +74,8 @@ impl<F: DriftVjp, S: Solver> Advancer<'_, F, S> {
 }
 
 /// Everything the backward sweep carries.
-struct Backward<'a, F, S: Solver> {
-    adv: Advancer<'a, F, S>,
+struct Backward<'a, F, D, S: Solver> {
+    adv: Advancer<'a, F, D, S>,
     rk: ExplicitRk,
     vjp_cache: ErkVjpCache,
     lambda: Vec<f64>,
@@ -86,7 +87,7 @@ struct Backward<'a, F, S: Solver> {
     gy: &'a [f64],
 }
 
-impl<F: DriftVjp, S: Solver> Backward<'_, F, S> {
+impl<F: DriftVjp, D: Driver, S: Solver> Backward<'_, F, D, S> {
     /// Reverses one step `m` from the state `y_m`.
     fn reverse_step(&mut self, m: usize, y_m: &[f64]) {
         let n = y_m.len();
@@ -122,7 +123,7 @@ impl<F: DriftVjp, S: Solver> Backward<'_, F, S> {
     }
 }
 
-impl<F: DriftVjp, S: Solver> Replay for Backward<'_, F, S> {
+impl<F: DriftVjp, D: Driver, S: Solver> Replay for Backward<'_, F, D, S> {
     fn record_len(&self) -> usize {
         self.lambda.len()
     }
@@ -138,8 +139,8 @@ impl<F: DriftVjp, S: Solver> Replay for Backward<'_, F, S> {
 
 /// The discrete adjoint (see [`crate::grad`]), with at most `checkpoints`
 /// states stored at the top level and per level of recomputation.
-pub fn discrete_adjoint<F, S, L>(
-    problem: &Problem<F, NoDiffusion>,
+pub fn discrete_adjoint<F, D, S, L>(
+    problem: &Problem<F, NoDiffusion, D>,
     solver: &S,
     options: &Options,
     loss: &L,
@@ -147,6 +148,7 @@ pub fn discrete_adjoint<F, S, L>(
 ) -> Result<Gradient, GradError>
 where
     F: DriftVjp,
+    D: Driver,
     S: Solver + RungeKutta,
     L: Loss + ?Sized,
 {

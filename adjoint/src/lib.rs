@@ -1,47 +1,49 @@
 //! `sdeflow-adjoint`: gradients through the solvers of `sdeflow-solvers`.
 //!
-//! [`grad`] returns the loss, `dL/dp` and `dL/dy0` of a loss on the saved
-//! states of an ODE solve: [`Adjoint::Discrete`] for every explicit
-//! Runge–Kutta solver — the exact derivative of the computed discrete
-//! solution (Hager 2000; Sandu 2006), with the accepted step sizes of the
-//! forward pass treated as constants (as diffrax does: the controller is not
-//! differentiated) and recursive checkpointing — and the continuous
-//! adjoints [`Adjoint::Backsolve`] and [`Adjoint::Interpolating`] (Chen et
-//! al. 2018). For SDEs, [`grad_sde`] offers reversible Heun's exact
-//! [`Adjoint::Reversible`] (Kidger et al. 2021), its discrete adjoint and
-//! the stochastic adjoint [`Adjoint::Stochastic`] (Li et al. 2020);
-//! [`grad_sde_discrete`] and [`grad_sde_discrete_checkpointed`] the discrete
-//! adjoint of the other SDE solvers on the same Brownian path.
+//! One entry point, [`grad`], returns the loss, `dL/dp` and `dL/dy0` of a
+//! loss on the saved states of an ODE or SDE solve; the [`Adjoint`] value
+//! picks the strategy and the [`Differentiable`] bound says, at compile
+//! time, which solvers differentiate which problems:
+//!
+//! - [`Adjoint::Discrete`]: the exact derivative of the computed discrete
+//!   solution (Hager 2000; Sandu 2006), with the accepted step sizes of the
+//!   forward pass treated as constants (as diffrax does: the controller is
+//!   not differentiated) and recursive checkpointing — every explicit
+//!   Runge–Kutta solver, and every SDE solver on the forward solve's own
+//!   Brownian path;
+//! - [`Adjoint::Backsolve`], [`Adjoint::Interpolating`]: continuous adjoints
+//!   of ODEs (Chen et al. 2018);
+//! - [`Adjoint::Reversible`]: reversible Heun's exact adjoint (Kidger et al.
+//!   2021), and [`Adjoint::Stochastic`], the stochastic adjoint (Li et al.
+//!   2020), for Stratonovich SDEs solved with `ReversibleHeun`.
 
 mod checkpoint;
 mod continuous;
+mod differentiable;
 mod discrete;
 mod loss;
 mod reversible;
 mod sde_discrete;
 mod stochastic;
 
-pub use discrete::discrete_adjoint;
+pub use differentiable::Differentiable;
 pub use loss::Loss;
-pub use reversible::grad_sde;
-pub use sde_discrete::{grad_sde_discrete, grad_sde_discrete_checkpointed};
 
 use std::fmt;
 
-use sdeflow_solvers::erk::RungeKutta;
-use sdeflow_solvers::{DriftVjp, NoDiffusion, Options, Problem, Solution, SolveError, Solver};
+use sdeflow_solvers::{Options, Problem, Solution, SolveError};
 
 /// How gradients are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adjoint {
     /// Reverse-mode through the discrete steps (exact gradient of the
     /// computed solution), with recursive checkpointing: at most
-    /// `checkpoints` states are stored per level of recomputation. (With
-    /// [`grad_sde`] and reversible Heun every step is stored; bounded
-    /// memory there is [`Adjoint::Reversible`]. Other SDE solvers:
-    /// [`grad_sde_discrete_checkpointed`].)
+    /// `checkpoints` states are stored per level of recomputation;
+    /// `usize::MAX` ([`Adjoint::STORE_ALL`]) stores every step and
+    /// recomputes nothing. (With reversible Heun every step is stored;
+    /// bounded memory there is [`Adjoint::Reversible`].)
     Discrete {
-        /// States stored per level (at least 2).
+        /// States stored per level (at least 2; `usize::MAX`: all).
         checkpoints: usize,
     },
     /// Continuous adjoint, integrating the state backwards with the adjoint
@@ -52,15 +54,23 @@ pub enum Adjoint {
     /// Continuous adjoint reading the state from the forward dense output:
     /// stable, memory O(steps); converges as tolerances tighten.
     Interpolating,
-    /// Reversible Heun's exact adjoint ([`grad_sde`]): earlier states are
+    /// Reversible Heun's exact adjoint: earlier states are
     /// reconstructed by the algebraic reverse step, so memory does not grow
     /// with the number of steps.
     Reversible,
-    /// The stochastic adjoint of Li et al. 2020 ([`grad_sde`]): the
-    /// augmented adjoint SDE solved backwards on the replayed Brownian tree;
+    /// The stochastic adjoint of Li et al. 2020 (with `ReversibleHeun`): the
+    /// augmented adjoint SDE solved backwards on the forward solve's path;
     /// memory independent of the number of steps; converges to the pathwise
     /// gradient as the steps shrink.
     Stochastic,
+}
+
+impl Adjoint {
+    /// The discrete adjoint storing every step (no recomputation; memory
+    /// `O(steps)`).
+    pub const STORE_ALL: Adjoint = Adjoint::Discrete {
+        checkpoints: usize::MAX,
+    };
 }
 
 /// A gradient and the work it took.
@@ -113,7 +123,11 @@ impl From<SolveError> for GradError {
     }
 }
 
-/// `(L, dL/dp, dL/dy0)` of `loss` on the solution of `problem`.
+/// `(L, dL/dp, dL/dy0)` of `loss` on the solution of `problem` (an ODE or
+/// an SDE) with `solver`, by `adjoint`. For SDEs the path is the one
+/// [`sdeflow_solvers::solve`] sees for the same problem and seed. Which
+/// solver differentiates which problem by which adjoint is in
+/// [`Differentiable`]; other pairings do not compile.
 ///
 /// ```
 /// use sdeflow_adjoint::{Adjoint, grad};
@@ -136,32 +150,16 @@ impl From<SolveError> for GradError {
 /// assert!((g.dp[0] + 2.0 * (-0.5f64).exp()).abs() < 1e-8);
 /// assert!((g.dy0[0] - (-0.5f64).exp()).abs() < 1e-8);
 /// ```
-pub fn grad<F, S, L>(
-    problem: &Problem<F, NoDiffusion>,
+pub fn grad<F, G, D, S, L>(
+    problem: &Problem<F, G, D>,
     solver: S,
     options: impl AsRef<Options>,
     loss: &L,
     adjoint: Adjoint,
 ) -> Result<Gradient, GradError>
 where
-    F: DriftVjp,
-    S: Solver + RungeKutta + Copy,
+    S: Differentiable<F, G, D>,
     L: Loss + ?Sized,
 {
-    use continuous::{StateSource, continuous_adjoint};
-    let opts = options.as_ref();
-    match adjoint {
-        Adjoint::Discrete { checkpoints } => {
-            discrete_adjoint(problem, &solver, opts, loss, checkpoints)
-        }
-        Adjoint::Backsolve => {
-            continuous_adjoint(problem, &solver, opts, loss, StateSource::Backsolve)
-        }
-        Adjoint::Interpolating => {
-            continuous_adjoint(problem, &solver, opts, loss, StateSource::Interpolating)
-        }
-        Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(
-            "Adjoint::Reversible and Adjoint::Stochastic are for SDEs: use grad_sde".into(),
-        )),
-    }
+    solver.gradient(problem, options.as_ref(), loss, adjoint)
 }

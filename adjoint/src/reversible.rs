@@ -66,10 +66,10 @@ impl StepObserver for Tape {
 /// the Brownian path is the one `solve` sees: the problem's driver with
 /// `options.seed` (the reversible and stochastic adjoints re-query it
 /// backwards, so they refuse drivers that cannot, such as `Increments`).
-pub fn grad_sde<F, G, D, L>(
+pub(crate) fn reversible_heun_gradient<F, G, D, L>(
     problem: &Problem<F, G, D>,
     solver: ReversibleHeun,
-    options: impl AsRef<Options>,
+    options: &Options,
     loss: &L,
     adjoint: Adjoint,
 ) -> Result<Gradient, GradError>
@@ -79,7 +79,7 @@ where
     D: Driver,
     L: Loss + ?Sized,
 {
-    let opts = options.as_ref();
+    let opts = options;
     if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
         return Err(GradError::Unsupported(
             "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
@@ -87,7 +87,7 @@ where
     }
     let store = match adjoint {
         Adjoint::Stochastic => {
-            return crate::stochastic::stochastic_adjoint(problem, options.as_ref(), loss);
+            return crate::stochastic::stochastic_adjoint(problem, options, loss);
         }
         Adjoint::Reversible if !problem.driver.requery() => {
             return Err(GradError::Unsupported(format!(
@@ -101,13 +101,14 @@ where
         Adjoint::Discrete { .. } => true,
         other => {
             return Err(GradError::Unsupported(format!(
-                "{other:?} for SDEs; use Adjoint::Reversible or Adjoint::Discrete with ReversibleHeun"
+                "{other:?} with ReversibleHeun: use Adjoint::Reversible, Adjoint::Discrete or \
+                 Adjoint::Stochastic"
             )));
         }
     };
     let noise = problem
         .noise
-        .ok_or_else(|| GradError::Unsupported("grad_sde needs an SDE; use grad for ODEs".into()))?;
+        .ok_or_else(|| GradError::Unsupported("ReversibleHeun needs an SDE".into()))?;
     let n = problem.dim();
     let m = noise.brownian_dim(n);
     let mut tape = Tape {

@@ -135,14 +135,17 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver, S: Solver + SdeStepVjp> Replay
 
 /// `(L, dL/dp, dL/dy0)` by the discrete adjoint of an SDE solve with
 /// `solver` (Euler–Maruyama, Euler–Heun, Milstein, SRIW1, SOSRI, SRA1,
-/// SRA3), storing every step's record (memory `O(steps)`, no
-/// recomputation). The loss may use `SaveAt::T1` or `SaveAt::Steps`. For
-/// bounded memory use [`grad_sde_discrete_checkpointed`].
-pub fn grad_sde_discrete<F, G, D, S, L>(
+/// SRA3) with recursive checkpointing: at most `budget` records (at least
+/// 2; `usize::MAX` stores every step and recomputes nothing) are held per
+/// level of recomputation, so memory grows like `budget · log(steps)`; the
+/// price is recomputing steps on the forward solve's path. The gradient is
+/// the same. The loss may use `SaveAt::T1` or `SaveAt::Steps`.
+pub(crate) fn sde_discrete_adjoint<F, G, D, S, L>(
     problem: &Problem<F, G, D>,
     solver: S,
-    options: impl AsRef<Options>,
+    options: &Options,
     loss: &L,
+    budget: usize,
 ) -> Result<Gradient, GradError>
 where
     F: DriftVjp,
@@ -151,29 +154,7 @@ where
     S: Solver + SdeStepVjp,
     L: Loss + ?Sized,
 {
-    grad_sde_discrete_checkpointed(problem, solver, options, loss, usize::MAX)
-}
-
-/// [`grad_sde_discrete`] with recursive checkpointing: at most
-/// `checkpoints` records (at least 2) are held per level of
-/// recomputation, so memory grows like `checkpoints · log(steps)`; the
-/// price is recomputing steps (and re-querying the Brownian tree for them).
-/// The gradient is the same.
-pub fn grad_sde_discrete_checkpointed<F, G, D, S, L>(
-    problem: &Problem<F, G, D>,
-    solver: S,
-    options: impl AsRef<Options>,
-    loss: &L,
-    checkpoints: usize,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    G: DiffusionVjp,
-    D: Driver,
-    S: Solver + SdeStepVjp,
-    L: Loss + ?Sized,
-{
-    let opts = options.as_ref();
+    let opts = options;
     if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
         return Err(GradError::Unsupported(
             "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
@@ -181,11 +162,19 @@ where
     }
     let noise = problem
         .noise
-        .ok_or_else(|| GradError::Unsupported("grad_sde_discrete needs an SDE".into()))?;
+        .ok_or_else(|| GradError::Unsupported("the SDE discrete adjoint needs an SDE".into()))?;
     let n = problem.dim();
     let m = noise.brownian_dim(n);
     let levy = solver.needs_levy_area();
-    let budget = checkpoints.max(2);
+    if budget != usize::MAX && !problem.driver.requery() {
+        return Err(GradError::Unsupported(format!(
+            "the discrete adjoint with {budget} checkpoints recomputes steps between them on \
+             the forward path, which the {} driver cannot re-query; store every step \
+             (Adjoint::Discrete {{ checkpoints: usize::MAX }}) or drive the problem with \
+             VirtualTree or FixedGrid",
+            problem.driver.name()
+        )));
+    }
     let mut recorder = Recorder::new(budget, n, if levy { 2 * m } else { m }, levy);
     // the forward solve first: it validates the problem (dimensions, noise
     // type for this solver) before the step VJP is probed
@@ -201,17 +190,10 @@ where
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let steps = recorder.ts.len() - 1;
     // steps between checkpoints are recomputed on the forward solve's path
-    let path = match (recorder.index.len() < steps, sol.brownian_path()) {
-        (_, Ok(path)) => Some(path),
-        (false, Err(_)) => None,
-        (true, Err(_)) => {
-            return Err(GradError::Unsupported(format!(
-                "the discrete adjoint with {budget} checkpoints recomputes steps between \
-                 them on the forward path, which the {} driver does not keep; store every \
-                 step (grad_sde_discrete) or drive the problem with VirtualTree or FixedGrid",
-                problem.driver.name()
-            )));
-        }
+    let path = if recorder.index.len() < steps {
+        Some(sol.brownian_path()?)
+    } else {
+        None
     };
     let save_steps = matches!(opts.save_at, SaveAt::Steps);
     let mut y_bar = vec![0.0; n];

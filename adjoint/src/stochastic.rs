@@ -25,7 +25,7 @@ use sdeflow_solvers::{
 use crate::loss::Loss;
 use crate::{GradError, Gradient};
 
-/// The stochastic adjoint (see [`crate::grad_sde`]).
+/// The stochastic adjoint (see [`crate::Adjoint::Stochastic`]).
 pub(crate) fn stochastic_adjoint<F, G, D, L>(
     problem: &Problem<F, G, D>,
     options: &Options,

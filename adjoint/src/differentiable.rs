@@ -1,0 +1,198 @@
+//! Which solvers gradients flow through, for which problems, by which
+//! adjoints: the bounds of the one public [`crate::grad`].
+//!
+//! A solver implements [`Differentiable<F, G, D>`] for the problems it can
+//! differentiate (drift `F`, diffusion `G`, noise driver `D`): the explicit
+//! Runge–Kutta methods for ODEs (`G = NoDiffusion`) with drifts that have a
+//! VJP, the SDE solvers for SDEs whose drift and diffusion have VJPs. A
+//! pairing without an implementation — Tsit5 on an SDE, EulerMaruyama on an
+//! ODE, a field without a VJP, a stiff solver (not yet differentiable) —
+//! does not compile. An adjoint a solver does not offer (e.g.
+//! `Adjoint::Reversible` with Euler–Maruyama) is a [`GradError::Unsupported`]
+//! returned before any work is done.
+
+use sdeflow_solvers::brownian::Driver;
+use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
+use sdeflow_solvers::sde::{
+    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
+};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, NoDiffusion, Options, Problem, Solver};
+
+use crate::loss::Loss;
+use crate::{Adjoint, GradError, Gradient};
+
+/// A solver that gradients flow through, for problems with drift `F`,
+/// diffusion `G` and driver `D`. [`crate::grad`] calls it; implement it to
+/// make a solver of your own differentiable.
+///
+/// An SDE differentiated through Euler–Maruyama:
+///
+/// ```
+/// use sdeflow_adjoint::{Adjoint, grad};
+/// use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+/// use sdeflow_solvers::{EulerMaruyama, Noise, Options, Problem, SaveAt};
+///
+/// struct Lin;
+/// impl GenericField for Lin {
+///     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], o: &mut [D]) {
+///         o[0] = p[0] * y[0];
+///     }
+/// }
+/// let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+///     .params(vec![0.3]);
+/// let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
+/// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
+/// let g = grad(&sde, EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL).unwrap();
+/// assert!(g.dp[0].is_finite());
+/// ```
+///
+/// The same SDE with an ODE solver does not compile (`Tsit5` is
+/// `Differentiable` for ODEs only):
+///
+/// ```compile_fail
+/// use sdeflow_adjoint::{Adjoint, grad};
+/// use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+/// use sdeflow_solvers::{Noise, Options, Problem, SaveAt, Tsit5};
+///
+/// struct Lin;
+/// impl GenericField for Lin {
+///     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], o: &mut [D]) {
+///         o[0] = p[0] * y[0];
+///     }
+/// }
+/// let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+///     .params(vec![0.3]);
+/// let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
+/// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
+/// let g = grad(&sde, Tsit5, &opts, &loss, Adjoint::STORE_ALL);
+/// ```
+pub trait Differentiable<F, G, D>: Solver {
+    /// `(L, dL/dp, dL/dy0)` of `loss` on the solve of `problem` with this
+    /// solver, by `adjoint`.
+    fn gradient<L: Loss + ?Sized>(
+        &self,
+        problem: &Problem<F, G, D>,
+        options: &Options,
+        loss: &L,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError>;
+}
+
+/// The store-every-step budget of the discrete adjoint.
+pub(crate) fn budget(checkpoints: usize) -> usize {
+    if checkpoints == usize::MAX {
+        usize::MAX
+    } else {
+        checkpoints.max(2)
+    }
+}
+
+/// The ODE adjoints of an explicit Runge–Kutta solver.
+fn erk_gradient<F, D, S, L>(
+    solver: &S,
+    problem: &Problem<F, NoDiffusion, D>,
+    opts: &Options,
+    loss: &L,
+    adjoint: Adjoint,
+) -> Result<Gradient, GradError>
+where
+    F: DriftVjp,
+    D: Driver,
+    S: Solver + sdeflow_solvers::erk::RungeKutta + sdeflow_solvers::Method + Copy,
+    L: Loss + ?Sized,
+{
+    use crate::continuous::{StateSource, continuous_adjoint};
+    match adjoint {
+        Adjoint::Discrete { checkpoints } => {
+            crate::discrete::discrete_adjoint(problem, solver, opts, loss, budget(checkpoints))
+        }
+        Adjoint::Backsolve => {
+            continuous_adjoint(problem, solver, opts, loss, StateSource::Backsolve)
+        }
+        Adjoint::Interpolating => {
+            continuous_adjoint(problem, solver, opts, loss, StateSource::Interpolating)
+        }
+        Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(format!(
+            "{adjoint:?} is an SDE adjoint; for ODEs use Adjoint::Discrete, Backsolve or \
+             Interpolating"
+        ))),
+    }
+}
+
+macro_rules! differentiable_erk {
+    ($($name:ty),*) => {$(
+        impl<F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D> for $name {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<F, NoDiffusion, D>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                erk_gradient(self, problem, options, loss, adjoint)
+            }
+        }
+    )*};
+}
+differentiable_erk!(Euler, Heun, Bs3, Dopri5, Tsit5, Vern7, ExplicitRk);
+
+/// The discrete adjoint of an SDE solver with a step VJP.
+fn sde_gradient<F, G, D, S, L>(
+    solver: &S,
+    problem: &Problem<F, G, D>,
+    opts: &Options,
+    loss: &L,
+    adjoint: Adjoint,
+) -> Result<Gradient, GradError>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    D: Driver,
+    S: Solver + SdeStepVjp + Copy,
+    L: Loss + ?Sized,
+{
+    match adjoint {
+        Adjoint::Discrete { checkpoints } => crate::sde_discrete::sde_discrete_adjoint(
+            problem,
+            *solver,
+            opts,
+            loss,
+            budget(checkpoints),
+        ),
+        other => Err(GradError::Unsupported(format!(
+            "{other:?} with {}: its gradient is the discrete adjoint \
+             (Adjoint::Discrete {{ checkpoints }}); Adjoint::Reversible and \
+             Adjoint::Stochastic run with ReversibleHeun",
+            solver.name()
+        ))),
+    }
+}
+
+macro_rules! differentiable_sde {
+    ($($name:ty),*) => {$(
+        impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for $name {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<F, G, D>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                sde_gradient(self, problem, options, loss, adjoint)
+            }
+        }
+    )*};
+}
+differentiable_sde!(EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
+
+impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for ReversibleHeun {
+    fn gradient<L: Loss + ?Sized>(
+        &self,
+        problem: &Problem<F, G, D>,
+        options: &Options,
+        loss: &L,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
+        crate::reversible::reversible_heun_gradient(problem, *self, options, loss, adjoint)
+    }
+}
