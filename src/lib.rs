@@ -44,7 +44,7 @@ pub use sdeflow_solvers::{DiffusionVjp, DriftVjp, FiniteDifferenceVjp, WithVjp};
 /// The building blocks, for users who write their own solvers or tableaus.
 pub use sdeflow_solvers::{
     brownian, controller, dense, dual, erk, field, initial_step, integrate, noise, norm, options,
-    problem, sde, solution, solver, stiff, tableau,
+    problem, sde, solution, solver, step_vjp, stiff, tableau,
 };
 
 pub mod ensemble;

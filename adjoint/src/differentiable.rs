@@ -16,6 +16,7 @@ use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
 };
+use sdeflow_solvers::step_vjp::OdeStepVjp;
 use sdeflow_solvers::{DiffusionVjp, DriftVjp, NoDiffusion, Options, Problem, Solver};
 
 use crate::loss::Loss;
@@ -98,7 +99,7 @@ fn erk_gradient<F, D, S, L>(
 where
     F: DriftVjp,
     D: Driver,
-    S: Solver + sdeflow_solvers::erk::RungeKutta + sdeflow_solvers::Method + Copy,
+    S: OdeStepVjp + sdeflow_solvers::Method + Copy,
     L: Loss + ?Sized,
 {
     use crate::continuous::{StateSource, continuous_adjoint};

@@ -1,7 +1,7 @@
 //! The discrete adjoint of explicit Runge–Kutta solves: the forward solve
 //! records its accepted step times and at most `checkpoints` states; the
 //! backward sweep reverses the steps one by one with
-//! [`ExplicitRk::step_vjp`](sdeflow_solvers::erk::ExplicitRk::step_vjp),
+//! [`OdeStepVjp::step_vjp`](sdeflow_solvers::step_vjp::OdeStepVjp::step_vjp),
 //! recomputing the states it needs from the checkpoints — recursively, with
 //! the same budget per level (Griewank 1992; diffrax's
 //! `RecursiveCheckpointAdjoint`), so stored states stay within
@@ -10,9 +10,9 @@
 //! interpolant.
 
 use sdeflow_solvers::brownian::Driver;
-use sdeflow_solvers::erk::{ErkVjpCache, ExplicitRk, InterpCotangent, RungeKutta};
 use sdeflow_solvers::integrate::integrate_observed;
 use sdeflow_solvers::solver::{Fields, StepNoise};
+use sdeflow_solvers::step_vjp::{InterpCotangent, OdeStepVjp, StepAt, StepBars};
 use sdeflow_solvers::{DriftVjp, NoDiffusion, Options, Problem, Solver, Stats};
 
 use crate::checkpoint::{Checkpointing, Recorder, Replay};
@@ -74,10 +74,9 @@ impl<F: DriftVjp, D: Driver, S: Solver> Advancer<'_, F, D, S> {
 }
 
 /// Everything the backward sweep carries.
-struct Backward<'a, F, D, S: Solver> {
+struct Backward<'a, F, D, S: OdeStepVjp> {
     adv: Advancer<'a, F, D, S>,
-    rk: ExplicitRk,
-    vjp_cache: ErkVjpCache,
+    vjp_cache: S::VjpCache,
     lambda: Vec<f64>,
     dp: Vec<f64>,
     vjps: usize,
@@ -87,7 +86,7 @@ struct Backward<'a, F, D, S: Solver> {
     gy: &'a [f64],
 }
 
-impl<F: DriftVjp, D: Driver, S: Solver> Backward<'_, F, D, S> {
+impl<F: DriftVjp, D: Driver, S: OdeStepVjp> Backward<'_, F, D, S> {
     /// Reverses one step `m` from the state `y_m`.
     fn reverse_step(&mut self, m: usize, y_m: &[f64]) {
         let n = y_m.len();
@@ -108,22 +107,23 @@ impl<F: DriftVjp, D: Driver, S: Solver> Backward<'_, F, D, S> {
             self.next += 1;
         }
         let (t, h) = (self.adv.ts[m], self.adv.ts[m + 1] - self.adv.ts[m]);
-        self.vjps += self.rk.step_vjp(
+        self.vjps += self.adv.solver.step_vjp(
             &mut self.vjp_cache,
             &self.adv.problem.drift,
             &self.adv.problem.params,
-            t,
-            h,
-            y_m,
-            &mut self.lambda,
-            &interp,
-            &mut self.dp,
+            StepAt { t, h, y: y_m },
+            StepBars {
+                y: &mut self.lambda,
+                err: None,
+                interp: &interp,
+                p: &mut self.dp,
+            },
             &mut self.adv.stats,
         );
     }
 }
 
-impl<F: DriftVjp, D: Driver, S: Solver> Replay for Backward<'_, F, D, S> {
+impl<F: DriftVjp, D: Driver, S: OdeStepVjp> Replay for Backward<'_, F, D, S> {
     fn record_len(&self) -> usize {
         self.lambda.len()
     }
@@ -149,7 +149,7 @@ pub fn discrete_adjoint<F, D, S, L>(
 where
     F: DriftVjp,
     D: Driver,
-    S: Solver + RungeKutta,
+    S: OdeStepVjp,
     L: Loss + ?Sized,
 {
     let n = problem.dim();
@@ -193,7 +193,6 @@ where
         .collect();
     located.sort_by_key(|l| std::cmp::Reverse(l.step.map_or(0, |m| m + 1)));
 
-    let rk = solver.rk();
     let mut bw = Backward {
         adv: Advancer {
             problem,
@@ -206,8 +205,7 @@ where
             err: vec![0.0; n],
             stats: Stats::default(),
         },
-        vjp_cache: rk.vjp_cache(n, problem.drift.tape_len(n, problem.params.len())),
-        rk,
+        vjp_cache: solver.vjp_cache(&problem.drift, n, problem.params.len()),
         lambda: vec![0.0; n],
         dp: vec![0.0; problem.params.len()],
         vjps: 0,

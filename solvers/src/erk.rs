@@ -13,6 +13,7 @@ use crate::field::{Diffusion, Drift};
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{DenseTable, Fields, Solver, StepNoise, delegate_solver};
+use crate::step_vjp::{OdeStepVjp, StepAt, StepBars};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, VERN7};
 
 /// Workspace of an explicit RK solve.
@@ -274,41 +275,7 @@ delegate_solver!(
     ButcherTableau
 );
 
-/// Methods that are an explicit Runge–Kutta tableau (every ERK solver):
-/// what the discrete adjoint needs to reverse their steps.
-pub trait RungeKutta {
-    /// The method as a tableau-driven solver.
-    fn rk(&self) -> ExplicitRk;
-}
-
-impl RungeKutta for ExplicitRk {
-    fn rk(&self) -> ExplicitRk {
-        *self
-    }
-}
-
-macro_rules! runge_kutta {
-    ($($name:ident => $tab:expr),*) => {
-        $(impl RungeKutta for $name {
-            fn rk(&self) -> ExplicitRk {
-                ExplicitRk::new(&$tab)
-            }
-        })*
-    };
-}
-runge_kutta!(Euler => EULER, Heun => HEUN, Bs3 => BS3, Dopri5 => DP5, Tsit5 => TSIT5, Vern7 => VERN7);
-
-/// The cotangent `bar = ∂L/∂y(t_n + θh)` of a value interpolated inside a
-/// step (a save time that is not a step end).
-#[derive(Debug, Clone, Copy)]
-pub struct InterpCotangent<'a> {
-    /// Position in the step, in (0, 1).
-    pub theta: f64,
-    /// The cotangent.
-    pub bar: &'a [f64],
-}
-
-/// Workspace of [`ExplicitRk::step_vjp`].
+/// Workspace of the step VJP of [`ExplicitRk`].
 #[derive(Debug, Clone)]
 pub struct ErkVjpCache {
     n: usize,
@@ -325,11 +292,16 @@ pub struct ErkVjpCache {
     tape_len: usize,
 }
 
-impl ExplicitRk {
-    /// Workspace for reversing steps of a state of dimension `n` with a
-    /// drift whose tape has `tape_len` entries
-    /// ([`crate::field::DriftVjp::tape_len`]).
-    pub fn vjp_cache(&self, n: usize, tape_len: usize) -> ErkVjpCache {
+impl OdeStepVjp for ExplicitRk {
+    type VjpCache = ErkVjpCache;
+
+    fn vjp_cache<F: crate::field::DriftVjp>(
+        &self,
+        drift: &F,
+        n: usize,
+        n_params: usize,
+    ) -> ErkVjpCache {
+        let tape_len = drift.tape_len(n, n_params);
         let s_all = self.tableau.stages() + self.tableau.dense.extra_c.len();
         ErkVjpCache {
             n,
@@ -344,33 +316,81 @@ impl ExplicitRk {
         }
     }
 
+    fn step_vjp<F: crate::field::DriftVjp>(
+        &self,
+        cache: &mut ErkVjpCache,
+        drift: &F,
+        p: &[f64],
+        at: StepAt<'_>,
+        bars: StepBars<'_, '_>,
+        stats: &mut Stats,
+    ) -> usize {
+        self.erk_step_vjp(cache, drift, p, at, bars, stats)
+    }
+}
+
+/// The step VJP of every tableau-driven method is the generic one.
+macro_rules! erk_step_vjp {
+    ($($name:ident => $tab:expr),*) => {$(
+        impl OdeStepVjp for $name {
+            type VjpCache = ErkVjpCache;
+            fn vjp_cache<F: crate::field::DriftVjp>(
+                &self,
+                drift: &F,
+                n: usize,
+                n_params: usize,
+            ) -> ErkVjpCache {
+                ExplicitRk::new(&$tab).vjp_cache(drift, n, n_params)
+            }
+            fn step_vjp<F: crate::field::DriftVjp>(
+                &self,
+                cache: &mut ErkVjpCache,
+                drift: &F,
+                p: &[f64],
+                at: StepAt<'_>,
+                bars: StepBars<'_, '_>,
+                stats: &mut Stats,
+            ) -> usize {
+                ExplicitRk::new(&$tab).erk_step_vjp(cache, drift, p, at, bars, stats)
+            }
+        }
+    )*};
+}
+erk_step_vjp!(Euler => EULER, Heun => HEUN, Bs3 => BS3, Dopri5 => DP5, Tsit5 => TSIT5, Vern7 => VERN7);
+
+impl ExplicitRk {
     /// The discrete adjoint of one step (Hager 2000; Sandu 2006): the step
     /// from `(t, y)` of size `h` is recomputed, then reversed stage by stage.
-    /// On entry `lambda = ∂L/∂y_{n+1}`; on exit `lambda = ∂L/∂y_n`, with the
-    /// cotangents `interp` of values interpolated inside the step included.
-    /// `∂L/∂p` is added to `p_bar`. The step size is a constant (the
-    /// controller is not differentiated). Returns the number of VJPs.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step_vjp<F: crate::field::DriftVjp>(
+    /// On entry `bars.y = ∂L/∂y_{n+1}`; on exit `bars.y = ∂L/∂y_n`, with the
+    /// cotangents of the error estimate (`err = h Σ (b_i − b̂_i) k_i`) and of
+    /// values interpolated inside the step included. `∂L/∂p` is added to
+    /// `bars.p`. The step size is a constant (the controller is not
+    /// differentiated). Returns the number of VJPs.
+    fn erk_step_vjp<F: crate::field::DriftVjp>(
         &self,
         c: &mut ErkVjpCache,
         field: &F,
         p: &[f64],
-        t: f64,
-        h: f64,
-        y: &[f64],
-        lambda: &mut [f64],
-        interp: &[InterpCotangent<'_>],
-        p_bar: &mut [f64],
+        at: StepAt<'_>,
+        bars: StepBars<'_, '_>,
         stats: &mut Stats,
     ) -> usize {
+        let StepAt { t, h, y } = at;
+        let StepBars {
+            y: lambda,
+            err: err_bar,
+            interp,
+            p: p_bar,
+        } = bars;
         let tab = self.tableau;
         let (n, tl) = (c.n, c.tape_len);
         let s = tab.stages();
         // without interpolated values, a last stage with b = 0 (the FSAL
         // stage) feeds nothing: neither computed nor reversed
+        let err_weights = err_bar.and(tab.b_err);
         let s_all = if interp.is_empty() {
-            if tab.fsal && tab.b[s - 1] == 0.0 {
+            let last_weight = err_weights.map_or(0.0, |e| e[s - 1]);
+            if tab.fsal && tab.b[s - 1] == 0.0 && last_weight == 0.0 {
                 s - 1
             } else {
                 s
@@ -413,6 +433,16 @@ impl ExplicitRk {
             if hb != 0.0 {
                 for k in 0..n {
                     c.kappa[i * n + k] += hb * lambda[k];
+                }
+            }
+        }
+        if let (Some(e), Some(eb)) = (err_weights, err_bar) {
+            for i in 0..s.min(s_all) {
+                let he = h * e[i];
+                if he != 0.0 {
+                    for k in 0..n {
+                        c.kappa[i * n + k] += he * eb[k];
+                    }
                 }
             }
         }

@@ -24,6 +24,7 @@ pub mod problem;
 pub mod sde;
 pub mod solution;
 pub mod solver;
+pub mod step_vjp;
 pub mod stiff;
 pub mod tableau;
 
