@@ -32,9 +32,9 @@
 pub use sdeflow_solvers::{
     Bdf, BrownianSampling, Bs3, Controller, Diffusion, Dopri5, Drift, Esdirk34, Euler, EulerHeun,
     EulerMaruyama, ExplicitRk, Heun, Interpretation, JacobianSource, Method, Milstein,
-    MilsteinDerivative, NoDiffusion, Noise, Options, PiController, PidController, Problem,
-    ReversibleHeun, SaveAt, Solution, SolveError, Solver, Sosri, Sra1, Sra3, Sriw1, Stats, Status,
-    StepController, Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
+    MilsteinDerivative, NewtonOptions, NoDiffusion, Noise, Options, PiController, PidController,
+    Problem, ReversibleHeun, SaveAt, Solution, SolveError, Solver, Sosri, Sra1, Sra3, Sriw1, Stats,
+    Status, StepController, Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
 };
 
 pub use sdeflow_adjoint::{
