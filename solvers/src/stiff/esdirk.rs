@@ -172,6 +172,35 @@ const HERMITE: [[f64; 4]; 3] = [
     [0.0, 0.0, 3.0, -2.0],
 ];
 
+/// The stage predictor of stage `i`: `k(c_i) ≈ w k_{j1} + (1 − w) k_{j2}`,
+/// the line through the two earlier stages whose nodes are nearest `c_i`
+/// (`k_0` alone for the first implicit stage).
+fn predictor_weights(c: &[f64], i: usize) -> (usize, usize, f64) {
+    if i < 2 {
+        return (0, 0, 1.0);
+    }
+    let mut order: [usize; 2] = [0, 1];
+    let dist = |j: usize| (c[j] - c[i]).abs();
+    if dist(1) < dist(0) {
+        order = [1, 0];
+    }
+    for j in 2..i {
+        if dist(j) < dist(order[0]) {
+            order = [j, order[0]];
+        } else if dist(j) < dist(order[1]) {
+            order[1] = j;
+        }
+    }
+    let [j1, j2] = order;
+    let span = c[j1] - c[j2];
+    if span == 0.0 {
+        return (j1, j1, 1.0);
+    }
+    // linear through (c_{j1}, k_{j1}), (c_{j2}, k_{j2})
+    let w1 = (c[i] - c[j2]) / span;
+    (j1, j2, w1)
+}
+
 impl Esdirk {
     /// The dense-output table over the stages (`s × 4`).
     fn dense_poly(&self) -> Vec<f64> {
@@ -222,10 +251,12 @@ impl Esdirk {
                     }
                 }
             }
-            // predictor: the previous stage's derivative
-            let prev = &c.ks[(i - 1) * n..i * n];
+            // predictor: k at c_i by the line through the two earlier
+            // stages with the nearest nodes (the first stage's k for i = 1)
+            let (j1, j2, w1) = predictor_weights(tab.c, i);
+            let (k1, k2) = (&c.ks[j1 * n..(j1 + 1) * n], &c.ks[j2 * n..(j2 + 1) * n]);
             for k in 0..n {
-                c.z[k] = c.psi[k] + hg * prev[k];
+                c.z[k] = c.psi[k] + hg * (w1 * k1[k] + (1.0 - w1) * k2[k]);
             }
             let ti = t + tab.c[i] * h;
             let mut eta = c.eta.max(f64::EPSILON).powf(0.8);
