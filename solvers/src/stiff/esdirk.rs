@@ -105,7 +105,7 @@ impl Esdirk {
             jacobian: JacobianSource::Auto,
             newton: NewtonOptions {
                 rtol: 1e-8,
-                atol: 1e-8,
+                atol: 1e-12,
                 kappa: 0.01,
                 max_iters: 10,
                 reuse_rate: 0.2,
@@ -873,5 +873,48 @@ impl Esdirk {
         }
         lambda.copy_from_slice(&c.lam);
         Ok(vjps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stiff::{ESDIRK34, TRBDF2};
+
+    #[test]
+    fn const_defaults_match_newton_defaults() {
+        assert_eq!(Esdirk::new(&ESDIRK34).newton, NewtonOptions::default());
+    }
+
+    #[test]
+    fn dense_weights_are_hermite_and_reach_the_step_end() {
+        for tab in [&ESDIRK34, &TRBDF2] {
+            let poly = Esdirk::new(tab).dense_poly();
+            let s = tab.stages();
+            // at θ = 1 the weights are b (y_{n+1} = y_n + h Σ b_i k_i)
+            for i in 0..s {
+                let w1: f64 = poly[i * 4..(i + 1) * 4].iter().sum();
+                assert!((w1 - tab.b[i]).abs() < 1e-15, "{} stage {i}", tab.name);
+                assert_eq!(poly[i * 4], 0.0);
+            }
+            // the derivative at θ = 0 is k_0 and at θ = 1 is k_{s−1}
+            for i in 0..s {
+                let d0 = poly[i * 4 + 1];
+                let d1 = poly[i * 4 + 1] + 2.0 * poly[i * 4 + 2] + 3.0 * poly[i * 4 + 3];
+                assert!((d0 - if i == 0 { 1.0 } else { 0.0 }).abs() < 1e-15);
+                assert!((d1 - if i == s - 1 { 1.0 } else { 0.0 }).abs() < 1e-14);
+            }
+        }
+    }
+
+    #[test]
+    fn predictor_uses_the_nearest_stages() {
+        // Esdirk34: c = [0, 0.87, 0.47, 1]
+        assert_eq!(predictor_weights(ESDIRK34.c, 1), (0, 0, 1.0));
+        let (j1, j2, w) = predictor_weights(ESDIRK34.c, 2);
+        assert_eq!((j1, j2), (1, 0));
+        assert!((w * ESDIRK34.c[1] - ESDIRK34.c[2]).abs() < 1e-15);
+        let (j1, j2, _) = predictor_weights(ESDIRK34.c, 3);
+        assert_eq!((j1, j2), (1, 2));
     }
 }

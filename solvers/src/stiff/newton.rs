@@ -36,15 +36,20 @@ use crate::stiff::JacobianSource;
 ///
 /// The iteration's norm is scaled by `rtol` and `atol`. The solver does not
 /// see the solve's [`crate::Options`] (the [`crate::Solver`] trait does not
-/// hand them over), so set these to the solve's tolerances (or tighter) with
-/// [`NewtonOptions::tolerances`]; the defaults (`1e-8`, `1e-8`) converge the
-/// stages well below any solve tolerance `≥ 1e-10`, at the price of an
-/// iteration or two per stage at loose tolerances.
+/// hand them over), so set these to the solve's tolerances with
+/// [`NewtonOptions::tolerances`] (or `Esdirk34::default().tolerances(..)`).
+/// The defaults (`rtol = 1e-8`, `atol = 1e-12`) converge the stages below
+/// the error of any solve with `rtol ≥ 1e-8`, at the price of up to twice
+/// the Newton iterations at loose tolerances (measured on Robertson, HIRES
+/// and Van der Pol at rtol 1e-4). A Newton tolerance much looser than the
+/// solve's lets the iteration error into the error estimate and costs steps
+/// (Robertson at rtol 1e-8, atol 1e-10 with Newton `atol = 1e-8`: 2114
+/// steps instead of 663).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NewtonOptions {
     /// Relative tolerance of the iteration's norm (default `1e-8`).
     pub rtol: f64,
-    /// Absolute tolerance of the iteration's norm (default `1e-8`).
+    /// Absolute tolerance of the iteration's norm (default `1e-12`).
     pub atol: f64,
     /// `κ`: the iteration stops when its estimated error is below `κ` in the
     /// scaled norm (default `0.01`, OrdinaryDiffEq's `NLNewton` κ).
@@ -66,7 +71,7 @@ impl Default for NewtonOptions {
     fn default() -> Self {
         NewtonOptions {
             rtol: 1e-8,
-            atol: 1e-8,
+            atol: 1e-12,
             kappa: 0.01,
             max_iters: 10,
             reuse_rate: 0.2,
