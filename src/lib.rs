@@ -1,7 +1,8 @@
 //! # sdeflow
 //!
 //! Ordinary and stochastic differential equations in Rust: adaptive explicit
-//! Runge–Kutta solvers with dense output, stiff solvers through diffsol, SDE
+//! Runge–Kutta solvers with dense output, stiff solvers (native ESDIRK
+//! methods; BDF through diffsol), SDE
 //! solvers (Euler–Maruyama, Milstein, SRI/SRA stochastic Runge–Kutta,
 //! reversible Heun) over a Brownian tree, and Monte Carlo ensembles that are
 //! bit-reproducible on any number of threads or MPI ranks. Gradients through
