@@ -351,14 +351,11 @@ fn stats_line(s: &Stats) -> String {
 
 #[test]
 fn native_esdirk_solve_robertson_and_hires() {
-    let rober = Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5))
-        .params(ROBER_P.to_vec());
+    let rober =
+        Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5)).params(ROBER_P.to_vec());
     let hires = Problem::ode(Generic(Hires), HIRES_Y0.to_vec(), (0.0, HIRES_T1));
     let (rtol, atol) = (1e-8, 1e-10);
-    let opts = Options::default()
-        .rtol(rtol)
-        .atol(atol)
-        .save_at(SaveAt::T1);
+    let opts = Options::default().rtol(rtol).atol(atol).save_at(SaveAt::T1);
     // HIRES's components are 1e-4 .. 1e-2 at the end: atol below them
     let hopts = opts.clone();
     // achieved relative error (max over components), and the bound asserted
@@ -434,7 +431,10 @@ fn native_jacobian_sources_agree() {
     .expect("forced FD");
     for (name, s) in [("fd", &fd), ("analytic", &an), ("forced fd", &forced)] {
         let e = rel_err(s.last(), &VDP_REF);
-        println!("VdP Esdirk34 {name}: rel err {e:e}, {}", stats_line(&s.stats));
+        println!(
+            "VdP Esdirk34 {name}: rel err {e:e}, {}",
+            stats_line(&s.stats)
+        );
         assert!(e < 1e-5, "{name}: {e:e}");
     }
     // besides the Newton iterations, the drift is evaluated for the probe
@@ -458,12 +458,18 @@ fn newton_failure_is_a_typed_error() {
     };
     let p = Problem::ode(f, vec![1.0], (0.0, 1.0));
     for (name, r) in [
-        ("Esdirk34", solve(&p, Esdirk34::default(), Options::default())),
+        (
+            "Esdirk34",
+            solve(&p, Esdirk34::default(), Options::default()),
+        ),
         ("TrBdf2", solve(&p, TrBdf2::default(), Options::default())),
     ] {
         match r {
             Err(SolveError::StepSizeUnderflow { t, partial, .. }) => {
-                println!("{name}: underflow at t = {t}, {}", stats_line(&partial.stats));
+                println!(
+                    "{name}: underflow at t = {t}, {}",
+                    stats_line(&partial.stats)
+                );
                 assert!(t > 0.45 && t <= 0.5, "{name}: t = {t}");
                 assert!(partial.stats.nonlinear_failures > 0);
                 assert!(partial.last()[0] < 1.5 && partial.last()[0].is_finite());
@@ -515,8 +521,12 @@ fn native_esdirk_dense_output_observers_and_dt_max() {
         ("TrBdf2", Esdirk::new(&TRBDF2)),
     ] {
         let solver = solver.newton(NewtonOptions::default().tolerances(1e-8, 1e-8));
-        let sol = solve(&p, solver, Options::default().tol(1e-8).save_at(SaveAt::Dense))
-            .expect(name);
+        let sol = solve(
+            &p,
+            solver,
+            Options::default().tol(1e-8).save_at(SaveAt::Dense),
+        )
+        .expect(name);
         let at_ends = sol
             .iter()
             .map(|(t, y)| max_abs_diff(y, &exact(t)))
@@ -532,7 +542,10 @@ fn native_esdirk_dense_output_observers_and_dt_max() {
              {at_ends:.2e} ({} steps)",
             sol.stats.accepted_steps
         );
-        assert!(between <= 2.0 * at_ends, "{name}: {between:e} vs {at_ends:e}");
+        assert!(
+            between <= 2.0 * at_ends,
+            "{name}: {between:e} vs {at_ends:e}"
+        );
     }
     // Van der Pol: the dense output against a tight solve, away from the
     // jumps (where |y2| > 10). The error is the solution's own at the steps
@@ -582,7 +595,10 @@ fn native_esdirk_dense_output_observers_and_dt_max() {
             }
         }
         println!("VdP {name} dense output: worst relative error {worst:e}");
-        assert!(worst < bound, "{name}: dense output relative error {worst:e}");
+        assert!(
+            worst < bound,
+            "{name}: dense output relative error {worst:e}"
+        );
     }
     // an observer sees every accepted step; dt_max bounds them
     let mut count = Count::default();
@@ -657,7 +673,9 @@ fn check_step_vjp<F: DriftVjp>(
         solver
     };
     vjp_solver
-        .step_vjp(&mut c, field, p, t, h, y, &mut lam, ebar, &mut pbar, &mut stats)
+        .step_vjp(
+            &mut c, field, p, t, h, y, &mut lam, ebar, &mut pbar, &mut stats,
+        )
         .expect("step vjp");
     let mut worst: f64 = 0.0;
     let mut scale: f64 = 0.0;

@@ -278,7 +278,7 @@ impl Esdirk {
                 }
                 if it > 0 {
                     let theta = nd / nd_prev;
-                    if !(theta < 0.99) {
+                    if theta.is_nan() || theta >= 0.99 {
                         return Err(());
                     }
                     theta_max = theta_max.max(theta);
