@@ -20,7 +20,14 @@
 //!   from the Bari/Hairer test set) at rtol = atol ∈ {1e-6, 1e-8}, with an
 //!   analytic Jacobian: NFE, Jacobian evaluations, steps, error, time; and
 //!   the same diffsol solvers called directly (no sdeflow wrapper), to show
-//!   the wrapper's overhead.
+//!   the wrapper's overhead (Bdf) or the native implementation's cost
+//!   (TrBdf2, Esdirk34 run natively in sdeflow's loop).
+//! * **Native ESDIRK vs diffsol** Esdirk34 and TrBdf2 (native, in the
+//!   generic loop) against diffsol's `esdirk34` and `tr_bdf2` called
+//!   directly, on Robertson to t = 1e5 and HIRES (Bari test set), at
+//!   rtol ∈ {1e-6, 1e-8}, atol = rtol/100, analytic Jacobians: NFE,
+//!   Jacobians, LU factorisations, steps, max relative error against the
+//!   reference, time, and the paired time ratio native/diffsol.
 //!
 //! # What the timings compare (kept fair on purpose)
 //!
@@ -212,11 +219,17 @@ struct Row {
     solver: &'static str,
     implementation: &'static str,
     tol: f64,
+    /// Absolute tolerance when it differs from `tol`.
+    atol: Option<f64>,
     nfe: usize,
     jac: Option<usize>,
+    /// LU factorisations (stiff solvers).
+    lu: Option<usize>,
     accepted: usize,
     rejected: usize,
     err: f64,
+    /// Whether `err` is the max absolute error or the max relative error.
+    relative: bool,
     time: Option<Timing>,
     /// sdeflow time / diffsol time of the same method and case.
     ratio: Option<f64>,
@@ -239,11 +252,14 @@ impl Row {
             solver,
             implementation,
             tol,
+            atol: None,
             nfe: 0,
             jac: None,
+            lu: None,
             accepted: 0,
             rejected: 0,
             err: f64::NAN,
+            relative: false,
             time: None,
             ratio: None,
             status: why,
@@ -303,11 +319,14 @@ impl<F: Drift> Bench<'_, F> {
             solver,
             implementation: "sdeflow",
             tol,
+            atol: None,
             nfe: sol.stats.drift_evals,
             jac: (section == "stiff").then_some(sol.stats.jacobian_evals),
+            lu: (section == "stiff").then_some(sol.stats.lu_factorizations),
             accepted: sol.stats.accepted_steps,
             rejected: sol.stats.rejected_steps,
             err: max_abs_diff(sol.last(), self.reference),
+            relative: false,
             time: Some(time),
             ratio: None,
             status: "ok".into(),
@@ -320,6 +339,8 @@ struct DiffsolOutcome {
     y: Vec<f64>,
     accepted: usize,
     rejected: usize,
+    /// Linear solver setups (LU factorisations).
+    lu: usize,
 }
 
 /// Steps `solver` to `t1` with `set_stop_time` and `step()` (no storage of
@@ -342,6 +363,7 @@ where
         y: solver.state().y.clone_as_vec(),
         accepted: st.number_of_steps,
         rejected: st.number_of_error_test_failures + st.number_of_nonlinear_solver_fails,
+        lu: st.number_of_linear_solver_setups,
     })
 }
 
@@ -410,11 +432,14 @@ fn diffsol_tsit45<C: Case>(
         solver: "tsit45",
         implementation: "diffsol",
         tol,
+        atol: None,
         nfe: after.number_of_calls - before.number_of_calls,
         jac: None,
+        lu: None,
         accepted: out.accepted,
         rejected: out.rejected,
         err: max_abs_diff(&out.y, &C::reference()),
+        relative: false,
         time: None,
         ratio: None,
         status: "ok".into(),
@@ -499,11 +524,14 @@ fn diffsol_vdp(kind: StiffKind, tol: f64, cfg: &Config) -> Result<Row, DiffsolEr
         solver: kind.name(),
         implementation: "diffsol",
         tol,
+        atol: None,
         nfe: after.number_of_calls - before.number_of_calls,
         jac: Some(after.number_of_matrix_evals - before.number_of_matrix_evals),
+        lu: Some(out.lu),
         accepted: out.accepted,
         rejected: out.rejected,
         err: max_abs_diff(&out.y, &VDP_REF),
+        relative: false,
         time: Some(time),
         ratio: None,
         status: "ok".into(),
@@ -557,8 +585,11 @@ fn stiff_rows(cfg: &Config, rows: &mut Vec<Row>) {
             let name = kind.name();
             let mut ours = match kind {
                 StiffKind::Bdf => bench.row(Bdf::default(), name, tol),
-                StiffKind::TrBdf2 => bench.row(TrBdf2::default(), name, tol),
-                StiffKind::Esdirk34 => bench.row(Esdirk34::default(), name, tol),
+                // native: Newton measured in the solve's tolerances
+                StiffKind::TrBdf2 => bench.row(TrBdf2::default().tolerances(tol, tol), name, tol),
+                StiffKind::Esdirk34 => {
+                    bench.row(Esdirk34::default().tolerances(tol, tol), name, tol)
+                }
             };
             let theirs = diffsol_vdp(kind, tol, cfg).unwrap_or_else(|e| {
                 Row::failed(
@@ -581,7 +612,271 @@ fn stiff_rows(cfg: &Config, rows: &mut Vec<Row>) {
     }
 }
 
-const HEADER: &str = "problem              solver    impl      rtol     NFE    Jac      acc     rej   max|err|   time/solve    ±      ns/NFE  sdeflow/diffsol";
+// ---------------------------------------------------------------------------
+// Native ESDIRK vs diffsol on Robertson and HIRES
+// ---------------------------------------------------------------------------
+
+/// A stiff case with an analytic Jacobian and a reference end state.
+trait StiffCase {
+    const NAME: &'static str;
+    const T1: f64;
+    fn y0() -> Vec<f64>;
+    fn reference() -> Vec<f64>;
+    fn rhs(y: &[f64], dy: &mut [f64]);
+    /// Column-major `∂f/∂y`.
+    fn jacobian(y: &[f64], jac: &mut [f64]);
+}
+
+/// Robertson's kinetics (Bari test set `rober`) to t = 1e5.
+struct Robertson;
+
+impl StiffCase for Robertson {
+    const NAME: &'static str = "Robertson t=1e5";
+    const T1: f64 = 1e5;
+    fn y0() -> Vec<f64> {
+        vec![1.0, 0.0, 0.0]
+    }
+    fn reference() -> Vec<f64> {
+        // diffsol BDF at rtol 1e-13, atol 1e-18 (as in tests/stiff.rs)
+        vec![
+            1.78659211422263833e-2,
+            7.27475146848882968e-8,
+            9.82134006110270019e-1,
+        ]
+    }
+    #[inline(always)]
+    fn rhs(y: &[f64], dy: &mut [f64]) {
+        dy[0] = -0.04 * y[0] + 1e4 * y[1] * y[2];
+        dy[1] = 0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] * y[1];
+        dy[2] = 3e7 * y[1] * y[1];
+    }
+    #[inline(always)]
+    fn jacobian(y: &[f64], j: &mut [f64]) {
+        j[0] = -0.04;
+        j[1] = 0.04;
+        j[2] = 0.0;
+        j[3] = 1e4 * y[2];
+        j[4] = -1e4 * y[2] - 6e7 * y[1];
+        j[5] = 6e7 * y[1];
+        j[6] = 1e4 * y[1];
+        j[7] = -1e4 * y[1];
+        j[8] = 0.0;
+    }
+}
+
+/// HIRES (Bari test set `hires`) on [0, 321.8122].
+struct Hires;
+
+impl StiffCase for Hires {
+    const NAME: &'static str = "HIRES";
+    const T1: f64 = 321.8122;
+    fn y0() -> Vec<f64> {
+        vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057]
+    }
+    fn reference() -> Vec<f64> {
+        // the test set's `hiressol` (RADAU5 at 1.1e-18)
+        vec![
+            0.7371312573325668e-3,
+            0.1442485726316185e-3,
+            0.5888729740967575e-4,
+            0.1175651343283149e-2,
+            0.2386356198831331e-2,
+            0.6238968252742796e-2,
+            0.2849998395185769e-2,
+            0.2850001604814231e-2,
+        ]
+    }
+    #[inline(always)]
+    fn rhs(y: &[f64], f: &mut [f64]) {
+        f[0] = -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007;
+        f[1] = 1.71 * y[0] - 8.75 * y[1];
+        f[2] = -10.03 * y[2] + 0.43 * y[3] + 0.035 * y[4];
+        f[3] = 8.32 * y[1] + 1.71 * y[2] - 1.12 * y[3];
+        f[4] = -1.745 * y[4] + 0.43 * y[5] + 0.43 * y[6];
+        f[5] = -280.0 * y[5] * y[7] + 0.69 * y[3] + 1.71 * y[4] - 0.43 * y[5] + 0.69 * y[6];
+        f[6] = 280.0 * y[5] * y[7] - 1.81 * y[6];
+        f[7] = -280.0 * y[5] * y[7] + 1.81 * y[6];
+    }
+    fn jacobian(y: &[f64], jac: &mut [f64]) {
+        jac.iter_mut().for_each(|v| *v = 0.0);
+        let mut set = |i: usize, j: usize, v: f64| jac[i + 8 * j] = v;
+        set(0, 0, -1.71);
+        set(0, 1, 0.43);
+        set(0, 2, 8.32);
+        set(1, 0, 1.71);
+        set(1, 1, -8.75);
+        set(2, 2, -10.03);
+        set(2, 3, 0.43);
+        set(2, 4, 0.035);
+        set(3, 1, 8.32);
+        set(3, 2, 1.71);
+        set(3, 3, -1.12);
+        set(4, 4, -1.745);
+        set(4, 5, 0.43);
+        set(4, 6, 0.43);
+        set(5, 3, 0.69);
+        set(5, 4, 1.71);
+        set(5, 5, -0.43 - 280.0 * y[7]);
+        set(5, 6, 0.69);
+        set(5, 7, -280.0 * y[5]);
+        set(6, 5, 280.0 * y[7]);
+        set(6, 6, -1.81);
+        set(6, 7, 280.0 * y[5]);
+        set(7, 5, -280.0 * y[7]);
+        set(7, 6, 1.81);
+        set(7, 7, -280.0 * y[5]);
+    }
+}
+
+/// Max relative error against the reference.
+fn max_rel_diff(a: &[f64], r: &[f64]) -> f64 {
+    a.iter()
+        .zip(r)
+        .map(|(x, y)| ((x - y) / y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Native Esdirk34 / TrBdf2 and diffsol's esdirk34 / tr_bdf2 (called
+/// directly) on case `C` at rtol = `tol`, atol = `tol`/100, both with the
+/// analytic Jacobian; the native solvers measure Newton convergence in the
+/// same tolerances. Returns (native row, diffsol row).
+fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (Row, Row) {
+    let (rtol, atol) = (tol, tol * 1e-2);
+    let n = C::y0().len();
+    let problem = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| C::rhs(y, dy),
+        C::y0(),
+        (0.0, C::T1),
+    )
+    .with_jacobian(|_t: f64, y: &[f64], _p: &[f64], jac: &mut [f64]| C::jacobian(y, jac));
+    let opts = Options::default()
+        .rtol(rtol)
+        .atol(atol)
+        .save_at(SaveAt::T1)
+        .max_steps(MAX_STEPS);
+    let name = kind.name();
+    let reference = C::reference();
+    let native = |problem: &Problem<_>| match kind {
+        StiffKind::TrBdf2 => solve(problem, TrBdf2::default().tolerances(rtol, atol), &opts),
+        _ => solve(problem, Esdirk34::default().tolerances(rtol, atol), &opts),
+    };
+    let mut ours = match native(&problem) {
+        Ok(sol) => Row {
+            section: "stiff-ref",
+            problem: C::NAME,
+            solver: name,
+            implementation: "native",
+            tol: rtol,
+            atol: Some(atol),
+            nfe: sol.stats.drift_evals,
+            jac: Some(sol.stats.jacobian_evals),
+            lu: Some(sol.stats.lu_factorizations),
+            accepted: sol.stats.accepted_steps,
+            rejected: sol.stats.rejected_steps,
+            err: max_rel_diff(sol.last(), &reference),
+            relative: true,
+            time: None,
+            ratio: None,
+            status: "ok".into(),
+        },
+        Err(e) => Row::failed(
+            "stiff-ref",
+            C::NAME,
+            name,
+            "native",
+            rtol,
+            format!("failed: {e}"),
+        ),
+    };
+    let theirs = (|| -> Result<Row, DiffsolError> {
+        let y0 = C::y0();
+        let mut dproblem = OdeBuilder::<DMat>::new()
+            .rtol(rtol)
+            .atol(vec![atol; n])
+            .rhs_implicit(
+                |y: &[f64], _p: &[f64], _t: f64, dy: &mut [f64]| C::rhs(y, dy),
+                move |y: &[f64], _p: &[f64], _t: f64, v: &[f64], jv: &mut [f64]| {
+                    let mut jac = [0.0; 64];
+                    C::jacobian(y, &mut jac[..n * n]);
+                    for i in 0..n {
+                        jv[i] = (0..n).map(|j| jac[i + n * j] * v[j]).sum();
+                    }
+                },
+            )
+            .init(
+                move |_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(&y0),
+                n,
+            )
+            .build()?;
+        dproblem.ode_options.min_timestep = 16.0 * f64::EPSILON * C::T1;
+        dproblem.ode_options.max_nonlinear_solver_failures = usize::MAX / 2;
+        dproblem.ode_options.max_error_test_failures = 60;
+        let dproblem = dproblem;
+        let run = || match kind {
+            StiffKind::TrBdf2 => step_to_end(dproblem.tr_bdf2::<Lu>()?, C::T1),
+            _ => step_to_end(dproblem.esdirk34::<Lu>()?, C::T1),
+        };
+        let before = dproblem.eqn.rhs().statistics();
+        let out = run()?;
+        let after = dproblem.eqn.rhs().statistics();
+        let (ta, tb, ratio) =
+            measure_pair(|| native(black_box(&problem)), || run().map(|o| o.y), cfg);
+        if ours.ok() {
+            ours.time = Some(ta);
+            ours.ratio = Some(ratio);
+        }
+        Ok(Row {
+            section: "stiff-ref",
+            problem: C::NAME,
+            solver: name,
+            implementation: "diffsol",
+            tol: rtol,
+            atol: Some(atol),
+            nfe: after.number_of_calls - before.number_of_calls,
+            jac: Some(after.number_of_matrix_evals - before.number_of_matrix_evals),
+            lu: Some(out.lu),
+            accepted: out.accepted,
+            rejected: out.rejected,
+            err: max_rel_diff(&out.y, &reference),
+            relative: true,
+            time: Some(tb),
+            ratio: None,
+            status: "ok".into(),
+        })
+    })()
+    .unwrap_or_else(|e| {
+        Row::failed(
+            "stiff-ref",
+            C::NAME,
+            name,
+            "diffsol",
+            rtol,
+            format!("failed: {e}"),
+        )
+    });
+    if ours.ok() && ours.time.is_none() {
+        ours.time = Some(measure(|| native(black_box(&problem)), cfg));
+    }
+    (ours, theirs)
+}
+
+fn esdirk_rows(cfg: &Config, rows: &mut Vec<Row>) {
+    for tol in [1e-6, 1e-8] {
+        for kind in [StiffKind::Esdirk34, StiffKind::TrBdf2] {
+            for (ours, theirs) in [
+                esdirk_vs_diffsol::<Robertson>(kind, tol, cfg),
+                esdirk_vs_diffsol::<Hires>(kind, tol, cfg),
+            ] {
+                print_row(&ours);
+                print_row(&theirs);
+                rows.push(ours);
+                rows.push(theirs);
+            }
+        }
+    }
+}
+
+const HEADER: &str = "problem              solver    impl      rtol     NFE    Jac    LU      acc     rej   max|err|   time/solve    ±      ns/NFE  sdeflow/diffsol";
 
 fn print_row(r: &Row) {
     if !r.ok() {
@@ -592,6 +887,8 @@ fn print_row(r: &Row) {
         return;
     }
     let jac = r.jac.map_or_else(|| "-".into(), |j| j.to_string());
+    let lu = r.lu.map_or_else(|| "-".into(), |j| j.to_string());
+    let err = format!("{:.2e}{}", r.err, if r.relative { "r" } else { "" });
     let (spread, per_nfe) = match r.time {
         Some(t) if t.spread.is_finite() => (
             format!("{:.1}%", 100.0 * t.spread),
@@ -602,16 +899,17 @@ fn print_row(r: &Row) {
     };
     let ratio = r.ratio.map_or_else(String::new, |x| format!("{x:.2}"));
     println!(
-        "{:<20} {:<9} {:<8} {:>6.0e} {:>7} {:>6} {:>8} {:>7}   {:<9.2e} {:>12} {:>6} {:>9}  {:>6}",
+        "{:<20} {:<9} {:<8} {:>6.0e} {:>7} {:>6} {:>5} {:>8} {:>7}   {:<10} {:>11} {:>6} {:>9}  {:>6}",
         r.problem,
         r.solver,
         r.implementation,
         r.tol,
         r.nfe,
         jac,
+        lu,
         r.accepted,
         r.rejected,
-        r.err,
+        err,
         r.time_str(),
         spread,
         per_nfe,
@@ -643,8 +941,8 @@ fn ratio_line(ours: &Row, theirs: &Row) -> Option<String> {
 
 fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
-        "section,problem,solver,implementation,rtol,atol,nfe,jacobian_evals,accepted_steps,\
-         rejected_steps,max_abs_error,time_median_us,time_rel_half_iqr,timed_runs,\
+        "section,problem,solver,implementation,rtol,atol,nfe,jacobian_evals,lu_factorizations,\
+         accepted_steps,rejected_steps,max_error,error_kind,time_median_us,time_rel_half_iqr,timed_runs,\
          time_ratio_sdeflow_over_diffsol,status\n",
     );
     for r in rows {
@@ -657,18 +955,20 @@ fn csv(rows: &[Row]) -> String {
         });
         let _ = writeln!(
             s,
-            "{},{},{},{},{:e},{:e},{},{},{},{},{:e},{},{},{},{},\"{}\"",
+            "{},{},{},{},{:e},{:e},{},{},{},{},{},{:e},{},{},{},{},{},\"{}\"",
             r.section,
             r.problem,
             r.solver,
             r.implementation,
             r.tol,
-            r.tol,
+            r.atol.unwrap_or(r.tol),
             r.nfe,
             r.jac.map_or_else(String::new, |j| j.to_string()),
+            r.lu.map_or_else(String::new, |j| j.to_string()),
             r.accepted,
             r.rejected,
             r.err,
+            if r.relative { "max_rel" } else { "max_abs" },
             t,
             sp,
             runs,
@@ -715,6 +1015,15 @@ fn main() {
     );
     println!("{HEADER}");
     stiff_rows(&cfg, &mut rows);
+
+    println!();
+    println!(
+        "== Native Esdirk34 / TrBdf2 (generic loop) vs diffsol's esdirk34 / tr_bdf2 called \
+         directly, on Robertson (t = 1e5) and HIRES, rtol = tol, atol = tol/100, analytic \
+         Jacobians; max|err| is relative (r); last column: native/diffsol time (paired) =="
+    );
+    println!("{HEADER}");
+    esdirk_rows(&cfg, &mut rows);
 
     println!();
     println!("== sdeflow Tsit5 / diffsol tsit45 (same problem and tolerance; paired timing) ==");

@@ -248,6 +248,8 @@ pub(crate) fn add_stats(a: &mut Stats, b: &Stats) {
     a.accepted_steps += b.accepted_steps;
     a.rejected_steps += b.rejected_steps;
     a.nonlinear_iterations += b.nonlinear_iterations;
+    a.nonlinear_failures += b.nonlinear_failures;
+    a.lu_factorizations += b.lu_factorizations;
 }
 
 /// Merges chunk outputs in the order given.

@@ -1,7 +1,8 @@
 //! # sdeflow
 //!
 //! Ordinary and stochastic differential equations in Rust: adaptive explicit
-//! Runge–Kutta solvers with dense output, stiff solvers through diffsol, SDE
+//! Runge–Kutta solvers with dense output, stiff solvers (native ESDIRK
+//! methods; BDF through diffsol), SDE
 //! solvers (Euler–Maruyama, Milstein, SRI/SRA stochastic Runge–Kutta,
 //! reversible Heun) over a Brownian tree, and Monte Carlo ensembles that are
 //! bit-reproducible on any number of threads or MPI ranks. Gradients through
@@ -33,9 +34,9 @@ pub use sdeflow_solvers::brownian::{Driver, FixedGrid, Increments, SampledPath, 
 pub use sdeflow_solvers::{
     Bdf, Bs3, Controller, Diffusion, Dopri5, Drift, Esdirk34, Euler, EulerHeun, EulerMaruyama,
     ExplicitRk, Heun, Interpretation, JacobianSource, Method, Milstein, MilsteinDerivative,
-    NoDiffusion, Noise, Options, PiController, PidController, Problem, ReversibleHeun, SaveAt,
-    Solution, SolveError, Solver, Sosri, Sra1, Sra3, Sriw1, Stats, Status, StepController,
-    Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
+    NewtonOptions, NoDiffusion, Noise, Options, PiController, PidController, Problem,
+    ReversibleHeun, SaveAt, Solution, SolveError, Solver, Sosri, Sra1, Sra3, Sriw1, Stats, Status,
+    StepController, Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
 };
 
 pub use sdeflow_adjoint::{Adjoint, Differentiable, GradError, Gradient, Loss, grad};

@@ -1,5 +1,8 @@
 //! The adaptive loop does not allocate per step: with `SaveAt::T1` the number
-//! of heap allocations of a solve does not depend on the number of steps.
+//! of heap allocations of a solve does not depend on the number of steps —
+//! for the explicit solvers and for the native stiff solvers (Newton
+//! iterations, Jacobians by finite differences or dual numbers, LU
+//! factorisations).
 //! (This file holds a single test, so no other test thread allocates while it
 //! counts.)
 
@@ -89,4 +92,71 @@ fn allocations_do_not_grow_with_steps() {
     let (a, _) = count(|| solve(&short_p, Euler, &coarse).expect("euler"));
     let (b, _) = count(|| solve(&short_p, Euler, &fine).expect("euler"));
     assert_eq!(a, b);
+
+    // the native stiff solvers: a stiff forced problem, ten times longer,
+    // with the Jacobian by finite differences (a closure) and by dual numbers
+    let stiff = |t1: f64| {
+        Problem::ode(
+            |t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| {
+                dy[0] = -50.0 * (y[0] - t.cos()) + y[1];
+                dy[1] = -1e3 * (y[1] - y[0] * y[0]);
+            },
+            vec![1.0, 1.0],
+            (0.0, t1),
+        )
+    };
+    struct Stiff;
+    impl GenericField for Stiff {
+        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, y: &[D], _p: &[D], dy: &mut [D]) {
+            dy[0] = D::from(-50.0) * (y[0] - t.cos()) + y[1];
+            dy[1] = D::from(-1e3) * (y[1] - y[0] * y[0]);
+        }
+    }
+    let dual = |t1: f64| Problem::ode(Generic(Stiff), vec![1.0, 1.0], (0.0, t1));
+    let opts = Options::default().tol(1e-8).save_at(SaveAt::T1);
+    // first dual evaluation on this thread allocates its scratch once
+    solve(&dual(1.0), Esdirk34::default(), &opts).expect("warm-up");
+    for (name, short, long) in [
+        (
+            "Esdirk34 FD",
+            count(|| solve(&stiff(10.0), Esdirk34::default(), &opts)),
+            count(|| solve(&stiff(100.0), Esdirk34::default(), &opts)),
+        ),
+        (
+            "TrBdf2 FD",
+            count(|| solve(&stiff(10.0), TrBdf2::default(), &opts)),
+            count(|| solve(&stiff(100.0), TrBdf2::default(), &opts)),
+        ),
+        (
+            "Esdirk34 duals",
+            count(|| solve(&dual(10.0), Esdirk34::default(), &opts)),
+            count(|| solve(&dual(100.0), Esdirk34::default(), &opts)),
+        ),
+        (
+            "TrBdf2 duals",
+            count(|| solve(&dual(10.0), TrBdf2::default(), &opts)),
+            count(|| solve(&dual(100.0), TrBdf2::default(), &opts)),
+        ),
+    ] {
+        let (a_short, s_short) = (short.0, short.1.expect("short"));
+        let (a_long, s_long) = (long.0, long.1.expect("long"));
+        let st = (s_short.stats, s_long.stats);
+        println!(
+            "{name}: allocations {a_short} ({} steps, {} Jacobians, {} LU) vs {a_long} ({} steps, \
+             {} Jacobians, {} LU)",
+            st.0.steps(),
+            st.0.jacobian_evals,
+            st.0.lu_factorizations,
+            st.1.steps(),
+            st.1.jacobian_evals,
+            st.1.lu_factorizations
+        );
+        assert!(st.1.steps() > 5 * st.0.steps(), "{name}: {st:?}");
+        assert!(st.1.jacobian_evals > st.0.jacobian_evals, "{name}");
+        assert!(st.1.lu_factorizations > st.0.lu_factorizations, "{name}");
+        assert_eq!(
+            a_short, a_long,
+            "{name}: allocations grew with the number of steps"
+        );
+    }
 }

@@ -4,10 +4,11 @@
 //! A solver implements [`Differentiable<F, G, D>`] for the problems it can
 //! differentiate (drift `F`, diffusion `G`, noise driver `D`): the explicit
 //! Runge–Kutta methods for ODEs (`G = NoDiffusion`) with drifts that have a
-//! VJP, the SDE solvers for SDEs whose drift and diffusion have VJPs. A
+//! VJP, the native implicit methods `Esdirk34` and `TrBdf2` for ODEs too,
+//! the SDE solvers for SDEs whose drift and diffusion have VJPs. A
 //! pairing without an implementation — Tsit5 on an SDE, EulerMaruyama on an
-//! ODE, a field without a VJP, a stiff solver (not yet differentiable) —
-//! does not compile. An adjoint a solver does not offer (e.g.
+//! ODE, a field without a VJP, `Bdf` (still on diffsol's engine, not yet
+//! differentiable) — does not compile. An adjoint a solver does not offer (e.g.
 //! `Adjoint::Reversible` with Euler–Maruyama) is a [`GradError::Unsupported`]
 //! returned before any work is done.
 
@@ -17,7 +18,8 @@ use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
 };
 use sdeflow_solvers::step_vjp::OdeStepVjp;
-use sdeflow_solvers::{DiffusionVjp, DriftVjp, NoDiffusion, Options, Problem, Solver};
+use sdeflow_solvers::stiff::{Esdirk34, TrBdf2};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, NoDiffusion, Options, Problem, SaveAt, Solver};
 
 use crate::loss::Loss;
 use crate::{Adjoint, GradError, Gradient};
@@ -88,7 +90,7 @@ pub(crate) fn budget(checkpoints: usize) -> usize {
     }
 }
 
-/// The ODE adjoints of an explicit Runge–Kutta solver.
+/// The ODE adjoints of a one-step solver with a step VJP.
 fn erk_gradient<F, D, S, L>(
     solver: &S,
     problem: &Problem<F, NoDiffusion, D>,
@@ -136,6 +138,37 @@ macro_rules! differentiable_erk {
     )*};
 }
 differentiable_erk!(Euler, Heun, Bs3, Dopri5, Tsit5, Vern7, ExplicitRk);
+
+/// The implicit (stiff) one-step methods: the same ODE adjoints; the
+/// discrete one reverses each step by the implicit-function theorem (one
+/// transposed linear solve per implicit stage), for losses on step ends
+/// (their dense output is not differentiated).
+macro_rules! differentiable_implicit {
+    ($($name:ty),*) => {$(
+        impl<F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D> for $name {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<F, NoDiffusion, D>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                if matches!(adjoint, Adjoint::Discrete { .. })
+                    && !matches!(options.save_at, SaveAt::T1 | SaveAt::Steps)
+                {
+                    return Err(GradError::Unsupported(format!(
+                        "the discrete adjoint of {} differentiates step ends only (its dense \
+                         output is not differentiated): use SaveAt::Steps or SaveAt::T1, or \
+                         Adjoint::Interpolating",
+                        self.name()
+                    )));
+                }
+                erk_gradient(self, problem, options, loss, adjoint)
+            }
+        }
+    )*};
+}
+differentiable_implicit!(Esdirk34, TrBdf2);
 
 /// The discrete adjoint of an SDE solver with a step VJP.
 fn sde_gradient<F, G, D, S, L>(

@@ -77,6 +77,8 @@ impl<F: DriftVjp, D: Driver, S: Solver> Advancer<'_, F, D, S> {
 struct Backward<'a, F, D, S: OdeStepVjp> {
     adv: Advancer<'a, F, D, S>,
     vjp_cache: S::VjpCache,
+    /// The first step that could not be reversed (the rest are skipped).
+    error: Option<sdeflow_solvers::SolveError>,
     lambda: Vec<f64>,
     dp: Vec<f64>,
     vjps: usize,
@@ -107,7 +109,10 @@ impl<F: DriftVjp, D: Driver, S: OdeStepVjp> Backward<'_, F, D, S> {
             self.next += 1;
         }
         let (t, h) = (self.adv.ts[m], self.adv.ts[m + 1] - self.adv.ts[m]);
-        self.vjps += self.adv.solver.step_vjp(
+        if self.error.is_some() {
+            return;
+        }
+        match self.adv.solver.step_vjp(
             &mut self.vjp_cache,
             &self.adv.problem.drift,
             &self.adv.problem.params,
@@ -119,7 +124,10 @@ impl<F: DriftVjp, D: Driver, S: OdeStepVjp> Backward<'_, F, D, S> {
                 p: &mut self.dp,
             },
             &mut self.adv.stats,
-        );
+        ) {
+            Ok(v) => self.vjps += v,
+            Err(e) => self.error = Some(e),
+        }
     }
 }
 
@@ -206,6 +214,7 @@ where
             stats: Stats::default(),
         },
         vjp_cache: solver.vjp_cache(&problem.drift, n, problem.params.len()),
+        error: None,
         lambda: vec![0.0; n],
         dp: vec![0.0; problem.params.len()],
         vjps: 0,
@@ -221,8 +230,12 @@ where
         vjps,
         located,
         next,
+        error,
         ..
     } = bw;
+    if let Some(e) = error {
+        return Err(GradError::Solve(e));
+    }
     for l in &located[next..] {
         for k in 0..n {
             lambda[k] += gy[l.save * n + k];

@@ -324,8 +324,8 @@ impl OdeStepVjp for ExplicitRk {
         at: StepAt<'_>,
         bars: StepBars<'_, '_>,
         stats: &mut Stats,
-    ) -> usize {
-        self.erk_step_vjp(cache, drift, p, at, bars, stats)
+    ) -> Result<usize, SolveError> {
+        Ok(self.erk_step_vjp(cache, drift, p, at, bars, stats))
     }
 }
 
@@ -350,8 +350,8 @@ macro_rules! erk_step_vjp {
                 at: StepAt<'_>,
                 bars: StepBars<'_, '_>,
                 stats: &mut Stats,
-            ) -> usize {
-                ExplicitRk::new(&$tab).erk_step_vjp(cache, drift, p, at, bars, stats)
+            ) -> Result<usize, SolveError> {
+                Ok(ExplicitRk::new(&$tab).erk_step_vjp(cache, drift, p, at, bars, stats))
             }
         }
     )*};

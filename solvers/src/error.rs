@@ -91,6 +91,19 @@ pub enum SolveError {
         /// What went wrong.
         reason: String,
     },
+    /// The Newton iteration of an implicit step could not be solved where
+    /// it must be (the stages recomputed by a step VJP; forward steps
+    /// instead reject the step and shrink it).
+    NonlinearSolve {
+        /// The solver's name.
+        solver: &'static str,
+        /// Start of the step.
+        t: f64,
+        /// Size of the step.
+        h: f64,
+        /// What failed.
+        reason: String,
+    },
     /// The stiff backend (diffsol) reported an error.
     Backend {
         /// The solver's name.
@@ -185,6 +198,17 @@ impl fmt::Display for SolveError {
                  ODEs; Sriw1, Sosri, Sra1 or ReversibleHeun for SDEs)"
             ),
             SolveError::Interpolation { reason } => write!(f, "cannot interpolate: {reason}"),
+            SolveError::NonlinearSolve {
+                solver,
+                t,
+                h,
+                reason,
+            } => write!(
+                f,
+                "{solver}: the implicit stages of the step from t={t} of size h={h:e} could \
+                 not be solved ({reason}); check the field for singularities there, or use \
+                 smaller steps"
+            ),
             SolveError::Backend { solver, t, message } => {
                 write!(f, "{solver} failed at t={t}: {message}")
             }

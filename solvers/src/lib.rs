@@ -1,7 +1,7 @@
 //! `sdeflow-solvers`: the core of sdeflow — vector-field traits, problems,
 //! options, Butcher tableaus, the generic explicit Runge–Kutta step, step-size
-//! controllers, the integration loop, dense output and the stiff backend
-//! (diffsol).
+//! controllers, the integration loop, dense output and the stiff solvers
+//! (native ESDIRK methods; BDF through diffsol).
 //!
 //! Most users depend on the facade crate `sdeflow`, which re-exports all of
 //! this. The pieces are orthogonal: any [`Solver`] runs under any
@@ -45,10 +45,11 @@ pub use sde::{
 };
 pub use solution::{Solution, Stats, Status};
 pub use solver::Solver;
-pub use stiff::{Bdf, Esdirk34, JacobianSource, TrBdf2};
+pub use stiff::{Bdf, Esdirk34, JacobianSource, NewtonOptions, TrBdf2};
 
 /// Anything [`solve`] accepts: every [`Solver`] (through the generic loop)
-/// and the stiff solvers (through diffsol).
+/// and the solvers that run inside diffsol ([`Bdf`] and the diffsol
+/// references in [`stiff::diffsol_backend`]).
 pub trait Method {
     /// Solves `problem` under `options`.
     fn solve_problem<F: Drift, G: Diffusion, D: Driver>(

@@ -24,6 +24,15 @@ pub struct Stats {
     pub rejected_steps: usize,
     /// Nonlinear (Newton) iterations of implicit solvers.
     pub nonlinear_iterations: usize,
+    /// Nonlinear (Newton) solves of implicit solvers that failed to
+    /// converge (each one rejects its step, or retries it with a fresh
+    /// Jacobian).
+    #[serde(default)]
+    pub nonlinear_failures: usize,
+    /// LU factorisations of the iteration matrix `I − hγJ` (implicit
+    /// solvers; diffsol's "linear solver setups" for `Bdf`).
+    #[serde(default)]
+    pub lu_factorizations: usize,
 }
 
 impl Stats {

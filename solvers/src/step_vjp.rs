@@ -10,6 +10,7 @@
 //! (`sdeflow-adjoint`) drives any [`OdeStepVjp`] solver through this one
 //! method, with recursive checkpointing.
 
+use crate::error::SolveError;
 use crate::field::DriftVjp;
 use crate::solution::Stats;
 use crate::solver::Solver;
@@ -60,7 +61,8 @@ pub trait OdeStepVjp: Solver {
 
     /// Reverses the step from `at` (recomputing what it needs), mapping the
     /// output cotangents in `bars` to the input ones. Returns the number of
-    /// drift VJPs taken.
+    /// drift VJPs taken, or why the step could not be reversed (an implicit
+    /// method whose recomputed stage equations do not converge).
     fn step_vjp<F: DriftVjp>(
         &self,
         cache: &mut Self::VjpCache,
@@ -69,5 +71,5 @@ pub trait OdeStepVjp: Solver {
         at: StepAt<'_>,
         bars: StepBars<'_, '_>,
         stats: &mut Stats,
-    ) -> usize;
+    ) -> Result<usize, SolveError>;
 }

@@ -1,12 +1,17 @@
-//! Stiff ODE solvers backed by diffsol (M. Robinson, `diffsol`,
-//! <https://github.com/martinjrobins/diffsol>): variable-order BDF (NDF
-//! variant, orders 1–5; Shampine & Reichelt, "The MATLAB ODE suite", SIAM J.
-//! Sci. Comput. 18 (1997)), TR-BDF2 (Hosea & Shampine, Appl. Numer. Math. 20
-//! (1996)) and ESDIRK3(4) (Jørgensen, Kristensen & Thomsen, "A family of ESDIRK
-//! integration methods", arXiv:1803.01613, 2018, as in diffsol's tableau).
+//! Stiff ODE solvers run inside diffsol (M. Robinson, `diffsol`,
+//! <https://github.com/martinjrobins/diffsol>), in diffsol's own drive loop:
+//! variable-order BDF (NDF variant, orders 1–5; Shampine & Reichelt, "The
+//! MATLAB ODE suite", SIAM J. Sci. Comput. 18 (1997)) as [`Bdf`], and —
+//! as references for the native [`crate::Esdirk34`] and [`crate::TrBdf2`],
+//! which run in the generic loop — diffsol's own TR-BDF2 (Hosea & Shampine,
+//! Appl. Numer. Math. 20 (1996)) and ESDIRK3(4) (Jørgensen, Kristensen &
+//! Thomsen, arXiv:1803.01613, 2018) as [`DiffsolTrBdf2`] and
+//! [`DiffsolEsdirk34`].
 //!
 //! They run behind the same [`crate::solve`] call and return the same
-//! [`Solution`] and [`Stats`] as the explicit methods. The Jacobian comes,
+//! [`Solution`] and [`Stats`] as the explicit methods (but no
+//! [`crate::integrate::StepObserver`] sees their steps, and they have no
+//! step VJP). The Jacobian comes,
 //! in this order of preference, from
 //! 1. a field written generically over the scalar ([`crate::dual::Generic`]):
 //!    exact Jacobian–vector products by forward-mode duals;
@@ -31,6 +36,7 @@ use diffsol::{
     OdeSolverState, OdeSolverStopReason, Op, Tableau, Vector,
 };
 
+use super::JacobianSource;
 use crate::Method;
 use crate::brownian::Driver;
 use crate::dense::{DenseOutput, lagrange_table};
@@ -48,17 +54,6 @@ type LS = NalgebraLU<f64>;
 /// Where the dense output samples diffsol's interpolant in each step; the
 /// solution between them is the quartic through these samples.
 const DENSE_NODES: [f64; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
-
-/// How a stiff solver obtains the Jacobian `∂f/∂y`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum JacobianSource {
-    /// Exact if the field provides it (dual numbers or a user closure),
-    /// else finite differences.
-    #[default]
-    Auto,
-    /// Forward finite differences even when the field provides a Jacobian.
-    FiniteDifferences,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -105,16 +100,15 @@ stiff_method!(
     Kind::Bdf
 );
 stiff_method!(
-    /// TR-BDF2, a one-step L-stable second-order method: robust, cheap per
-    /// step, for loose tolerances. Backed by diffsol.
-    TrBdf2,
+    /// diffsol's TR-BDF2, in diffsol's drive loop: the reference the native
+    /// [`crate::TrBdf2`] is compared with (tests, benches).
+    DiffsolTrBdf2,
     Kind::TrBdf2
 );
 stiff_method!(
-    /// ESDIRK 3(4), an L-stable one-step method of order 3 with an order-4
-    /// estimate: for moderately tight tolerances, and problems where BDF's
-    /// restarts after events hurt. Backed by diffsol.
-    Esdirk34,
+    /// diffsol's ESDIRK3(4), in diffsol's drive loop: the reference the
+    /// native [`crate::Esdirk34`] is compared with (tests, benches).
+    DiffsolEsdirk34,
     Kind::Esdirk34
 );
 
@@ -122,8 +116,8 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Bdf => "Bdf",
-            Kind::TrBdf2 => "TrBdf2",
-            Kind::Esdirk34 => "Esdirk34",
+            Kind::TrBdf2 => "DiffsolTrBdf2",
+            Kind::Esdirk34 => "DiffsolEsdirk34",
         }
     }
 }
@@ -365,6 +359,8 @@ where
             accepted_steps: st.number_of_steps,
             rejected_steps: st.number_of_error_test_failures + st.number_of_nonlinear_solver_fails,
             nonlinear_iterations: st.number_of_nonlinear_solver_iterations,
+            nonlinear_failures: st.number_of_nonlinear_solver_fails,
+            lu_factorizations: st.number_of_linear_solver_setups,
         }
     };
     let mut ts = Vec::new();

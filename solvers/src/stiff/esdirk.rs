@@ -1,0 +1,924 @@
+//! One generic ESDIRK step for every [`EsdirkTableau`], run by the one
+//! integration loop like the explicit methods ([`crate::erk`]), and its
+//! vector–Jacobian product.
+//!
+//! # The step
+//!
+//! From `(t, y)` with step `h` (Hairer & Wanner, *Solving ODEs II*, §IV.6
+//! and §IV.8; Kennedy & Carpenter, NASA/TM-2016-219173, for ESDIRKs):
+//!
+//! * `k_0 = f(t, y)`: the explicit first stage, carried over from the last
+//!   stage of the previous step (FSAL; both tables are stiffly accurate);
+//! * for `i = 1..s`: `Y_i = ψ_i + hγ f(t + c_i h, Y_i)` with
+//!   `ψ_i = y + h Σ_{j<i} a_ij k_j`, solved by simplified Newton
+//!   ([`super::newton`]) from the predictor `ψ_i + hγ k_{i−1}`, and
+//!   `k_i = (Y_i − ψ_i)/(hγ)` (no extra evaluation: this is `f(Y_i)` up to
+//!   the Newton tolerance, and does not amplify the Newton error by the
+//!   stiffness the way `f(Y_i)` would);
+//! * `y_{n+1} = Y_{s−1}` (stiffly accurate: `b` is the last row of `A`);
+//! * the error estimate `err = W⁻¹ h Σ_i (b_i − b̂_i) k_i`, `W = I − hγJ`:
+//!   both embedded solutions here have a stability function that grows like
+//!   `|z|` as `z → −∞`, so the raw difference is `O(h)` on stiff components
+//!   and would force tiny steps; multiplying by `W⁻¹` (the factorised
+//!   Newton matrix, no extra cost) is the filter of Shampine (1984) used by
+//!   Hairer & Wanner's RADAU5 (HW II §IV.8, eq. (8.20)), by Hosea & Shampine
+//!   for TR-BDF2 and by diffsol. [`Esdirk::filter_error`] turns it off.
+//!
+//! The Jacobian `J` comes from [`crate::Drift::jacobian`] when the field has
+//! one ([`crate::dual::Generic`] fields, [`crate::Problem::with_jacobian`]),
+//! else from forward differences ([`JacobianSource::FiniteDifferences`]
+//! forces them), into a matrix in the cache. It is reused across steps as in
+//! RADAU5 and OrdinaryDiffEq: it is formed at a step's start only when there
+//! is none yet, when the previous step's Newton iterations contracted slowly
+//! (worst rate above [`NewtonOptions::reuse_rate`]), or when the previous
+//! attempt was rejected (error test or Newton failure) and the Jacobian is
+//! not already from this step's start. `W` is refactorised when `J` changes
+//! or the step changed by more than [`NewtonOptions::refactor_ratio`].
+//!
+//! When a stage's Newton iteration fails with an old Jacobian, the Jacobian
+//! is re-formed at the step's start and the step tried again at once; when
+//! it fails with a fresh one, the step is reported as failed: `y_new = y`
+//! and every entry of `err` is [`NEWTON_FAILURE_ERROR`] (finite, so the
+//! loop's scaled norm is huge or `+∞` but never NaN), which the loop's
+//! controller rejects with its smallest step factor — repeated failures end
+//! in a [`crate::SolveError::StepSizeUnderflow`]. Each failed Newton solve
+//! counts in [`Stats::nonlinear_failures`].
+//!
+//! Dense output is the cubic Hermite interpolant through `(y_n, f_n)` and
+//! `(y_{n+1}, f_{n+1})` (both are stages: `k_0` and `k_{s−1}`), written as
+//! weights of the stages using `(y_{n+1} − y_n)/h = Σ b_i k_i`.
+//!
+//! # The step VJP
+//!
+//! [`Esdirk::step_vjp`] differentiates the step by the implicit-function
+//! theorem, treating each converged stage as the exact solution of its stage
+//! equation. It solves the stages again to full convergence (Newton with an
+//! exact Jacobian at every iterate), so it is the VJP of the *converged*
+//! step [`Esdirk::converged_step`], which the forward step matches up to the
+//! Newton tolerance. Backwards over the stages, with `κ_i = ∂L/∂k_i`
+//! accumulated from the outputs and the later stages, each implicit stage
+//! costs one transposed solve `(I − hγ J(Y_i))ᵀ μ_i = κ_i` with the exact
+//! Jacobian at the stage value and one VJP `μ_iᵀ[∂f/∂y, ∂f/∂p]` (Hager 2000
+//! for the explicit analogue; Sandu 2006 for the implicit one).
+
+use crate::brownian::Driver;
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift, DriftVjp};
+use crate::problem::Problem;
+use crate::solution::Stats;
+use crate::solver::{DenseTable, Fields, Solver, StepNoise};
+use crate::stiff::JacobianSource;
+use crate::stiff::newton::{IterationMatrix, JacobianCache, NewtonOptions, newton_norm};
+use crate::stiff::tableau::EsdirkTableau;
+
+/// The value every entry of `err` takes when a step's Newton iteration
+/// failed: finite (no NaN reaches the error norm) and so large that any
+/// tolerance rejects the step.
+pub const NEWTON_FAILURE_ERROR: f64 = 1e100;
+
+/// An ESDIRK method defined by a tableau ([`crate::stiff::ESDIRK34`],
+/// [`crate::stiff::TRBDF2`], or a user's), with its Jacobian source and
+/// Newton settings. [`crate::Esdirk34`] and [`crate::TrBdf2`] are this with
+/// their tables.
+///
+/// ```
+/// use sdeflow_solvers::stiff::{Esdirk, ESDIRK34};
+/// let solver = Esdirk::new(&ESDIRK34).filter_error(false);
+/// assert_eq!(solver.tableau().order, 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Esdirk {
+    tableau: &'static EsdirkTableau,
+    /// Where the Jacobian comes from.
+    pub jacobian: JacobianSource,
+    /// The Newton iteration's settings.
+    pub newton: NewtonOptions,
+    /// Whether the error estimate is filtered by `W⁻¹` (default `true`).
+    pub filter: bool,
+}
+
+impl Esdirk {
+    /// A solver for `tableau`, with the defaults: Jacobian from the field
+    /// when it has one, default Newton settings, filtered error estimate.
+    pub const fn new(tableau: &'static EsdirkTableau) -> Self {
+        Esdirk {
+            tableau,
+            jacobian: JacobianSource::Auto,
+            newton: NewtonOptions {
+                rtol: 1e-8,
+                atol: 1e-12,
+                kappa: 0.01,
+                max_iters: 10,
+                reuse_rate: 0.2,
+                refactor_ratio: 0.2,
+            },
+            filter: true,
+        }
+    }
+
+    /// The tableau.
+    pub fn tableau(&self) -> &'static EsdirkTableau {
+        self.tableau
+    }
+
+    /// Sets the Jacobian source.
+    pub fn jacobian(mut self, source: JacobianSource) -> Self {
+        self.jacobian = source;
+        self
+    }
+
+    /// Sets the Newton settings.
+    pub fn newton(mut self, newton: NewtonOptions) -> Self {
+        self.newton = newton;
+        self
+    }
+
+    /// Turns the `W⁻¹` filter of the error estimate on or off.
+    pub fn filter_error(mut self, on: bool) -> Self {
+        self.filter = on;
+        self
+    }
+}
+
+/// Workspace of an ESDIRK solve.
+#[derive(Debug, Clone)]
+pub struct EsdirkCache {
+    n: usize,
+    /// Stage derivatives `k_i`, `n` each.
+    ks: Vec<f64>,
+    psi: Vec<f64>,
+    z: Vec<f64>,
+    fz: Vec<f64>,
+    delta: Vec<f64>,
+    jac: JacobianCache,
+    w: IterationMatrix,
+    /// Dense-output weight polynomials (`s × 4`).
+    poly: Vec<f64>,
+    /// Whether `ks[0]` holds `f(t, y)` of the coming step.
+    k0_valid: bool,
+    /// A step was attempted and not yet accepted (so the next call is a
+    /// retry after a rejection).
+    pending: bool,
+    /// The last step's Newton iterations contracted slowly.
+    slow: bool,
+    /// `η = θ/(1 − θ)` of the last stage solved.
+    eta: f64,
+}
+
+/// Cubic Hermite weights of `(f_n, f_{n+1}, (y_{n+1} − y_n)/h)`, ascending
+/// powers of θ.
+const HERMITE: [[f64; 4]; 3] = [
+    [0.0, 1.0, -2.0, 1.0],
+    [0.0, 0.0, -1.0, 1.0],
+    [0.0, 0.0, 3.0, -2.0],
+];
+
+/// The stage predictor of stage `i`: `k(c_i) ≈ w k_{j1} + (1 − w) k_{j2}`,
+/// the line through the two earlier stages whose nodes are nearest `c_i`
+/// (`k_0` alone for the first implicit stage).
+fn predictor_weights(c: &[f64], i: usize) -> (usize, usize, f64) {
+    if i < 2 {
+        return (0, 0, 1.0);
+    }
+    let mut order: [usize; 2] = [0, 1];
+    let dist = |j: usize| (c[j] - c[i]).abs();
+    if dist(1) < dist(0) {
+        order = [1, 0];
+    }
+    for j in 2..i {
+        if dist(j) < dist(order[0]) {
+            order = [j, order[0]];
+        } else if dist(j) < dist(order[1]) {
+            order[1] = j;
+        }
+    }
+    let [j1, j2] = order;
+    let span = c[j1] - c[j2];
+    if span == 0.0 {
+        return (j1, j1, 1.0);
+    }
+    // linear through (c_{j1}, k_{j1}), (c_{j2}, k_{j2})
+    let w1 = (c[i] - c[j2]) / span;
+    (j1, j2, w1)
+}
+
+impl Esdirk {
+    /// The dense-output table over the stages (`s × 4`).
+    fn dense_poly(&self) -> Vec<f64> {
+        let tab = self.tableau;
+        let s = tab.stages();
+        let mut poly = vec![0.0; s * 4];
+        for i in 0..s {
+            for k in 0..4 {
+                let mut v = tab.b[i] * HERMITE[2][k];
+                if i == 0 {
+                    v += HERMITE[0][k];
+                }
+                if i == s - 1 {
+                    v += HERMITE[1][k];
+                }
+                poly[i * 4 + k] = v;
+            }
+        }
+        poly
+    }
+
+    /// Solves the implicit stages of the step from `(t, y)` of size `h`
+    /// with the factorised `W` in the cache. Returns the worst contraction
+    /// rate, or `Err` when a stage's iteration failed.
+    fn solve_stages<F: Drift, G: Diffusion>(
+        &self,
+        c: &mut EsdirkCache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        stats: &mut Stats,
+    ) -> Result<f64, ()> {
+        let tab = self.tableau;
+        let opts = &self.newton;
+        let n = c.n;
+        let s = tab.stages();
+        let hg = h * tab.gamma;
+        let mut theta_max: f64 = 0.0;
+        for i in 1..s {
+            let row = tab.a[i - 1];
+            c.psi.copy_from_slice(y);
+            for (j, &a) in row[..i].iter().enumerate() {
+                if a != 0.0 {
+                    let ha = h * a;
+                    for (p, &k) in c.psi.iter_mut().zip(&c.ks[j * n..(j + 1) * n]) {
+                        *p += ha * k;
+                    }
+                }
+            }
+            // predictor: k at c_i by the line through the two earlier
+            // stages with the nearest nodes (the first stage's k for i = 1)
+            let (j1, j2, w1) = predictor_weights(tab.c, i);
+            let (k1, k2) = (&c.ks[j1 * n..(j1 + 1) * n], &c.ks[j2 * n..(j2 + 1) * n]);
+            for k in 0..n {
+                c.z[k] = c.psi[k] + hg * (w1 * k1[k] + (1.0 - w1) * k2[k]);
+            }
+            let ti = t + tab.c[i] * h;
+            let mut eta = c.eta.max(f64::EPSILON).powf(0.8);
+            let mut nd_prev = 0.0;
+            let mut converged = false;
+            for it in 0..opts.max_iters {
+                fields.f(ti, &c.z, &mut c.fz, stats);
+                stats.nonlinear_iterations += 1;
+                for k in 0..n {
+                    c.delta[k] = c.psi[k] + hg * c.fz[k] - c.z[k];
+                }
+                c.w.solve(&mut c.delta);
+                let nd = newton_norm(&c.delta, &c.z, opts);
+                if !nd.is_finite() {
+                    return Err(());
+                }
+                for k in 0..n {
+                    c.z[k] += c.delta[k];
+                }
+                if it > 0 {
+                    let theta = nd / nd_prev;
+                    if theta.is_nan() || theta >= 0.99 {
+                        return Err(());
+                    }
+                    theta_max = theta_max.max(theta);
+                    eta = theta / (1.0 - theta);
+                    // the error predicted after the remaining iterations
+                    let left = (opts.max_iters - 1 - it) as i32;
+                    if eta * nd * theta.powi(left) > opts.kappa && left > 0 {
+                        return Err(());
+                    }
+                }
+                if eta * nd <= opts.kappa {
+                    converged = true;
+                    break;
+                }
+                nd_prev = nd;
+            }
+            if !converged {
+                return Err(());
+            }
+            c.eta = eta;
+            let ki = &mut c.ks[i * n..(i + 1) * n];
+            for k in 0..n {
+                ki[k] = (c.z[k] - c.psi[k]) / hg;
+            }
+        }
+        Ok(theta_max)
+    }
+}
+
+impl Solver for Esdirk {
+    type Cache = EsdirkCache;
+
+    fn name(&self) -> &'static str {
+        self.tableau.name
+    }
+
+    fn order(&self) -> f64 {
+        f64::from(self.tableau.order)
+    }
+
+    fn error_order(&self) -> Option<f64> {
+        Some(self.tableau.error_order())
+    }
+
+    fn check<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Result<(), SolveError> {
+        if problem.is_sde() {
+            return Err(SolveError::Unsupported {
+                solver: self.tableau.name,
+                what: "SDEs (it integrates ODEs only)".into(),
+                alternatives: "the SDE solvers (EulerMaruyama, Milstein, Sriw1, ...)".into(),
+            });
+        }
+        let o = &self.newton;
+        let fine = |v: f64| v.is_finite() && v >= 0.0;
+        if !(fine(o.rtol) && fine(o.atol) && o.rtol + o.atol > 0.0) {
+            return Err(SolveError::invalid(
+                "newton tolerances",
+                format!(
+                    "rtol = {}, atol = {} must be finite, >= 0 and not both 0",
+                    o.rtol, o.atol
+                ),
+            ));
+        }
+        if !(o.kappa.is_finite() && o.kappa > 0.0) || o.max_iters == 0 {
+            return Err(SolveError::invalid(
+                "newton",
+                format!(
+                    "kappa = {} must be finite and > 0, max_iters = {} at least 1",
+                    o.kappa, o.max_iters
+                ),
+            ));
+        }
+        if !(fine(o.reuse_rate) && fine(o.refactor_ratio)) {
+            return Err(SolveError::invalid(
+                "newton",
+                format!(
+                    "reuse_rate = {} and refactor_ratio = {} must be finite and >= 0",
+                    o.reuse_rate, o.refactor_ratio
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> EsdirkCache {
+        let n = problem.dim();
+        let s = self.tableau.stages();
+        EsdirkCache {
+            n,
+            ks: vec![0.0; s * n],
+            psi: vec![0.0; n],
+            z: vec![0.0; n],
+            fz: vec![0.0; n],
+            delta: vec![0.0; n],
+            jac: JacobianCache::new(n),
+            w: IterationMatrix::new(n),
+            poly: self.dense_poly(),
+            k0_valid: false,
+            pending: false,
+            slow: false,
+            eta: 1.0,
+        }
+    }
+
+    fn start(&self, cache: &mut EsdirkCache, f0: &[f64], _g0: &[f64]) {
+        cache.ks[..cache.n].copy_from_slice(f0);
+        cache.k0_valid = true;
+        cache.jac.valid = false;
+        cache.jac.fresh = false;
+        cache.w.invalidate();
+        cache.pending = false;
+        cache.slow = false;
+        cache.eta = 1.0;
+    }
+
+    fn step<F: Drift, G: Diffusion>(
+        &self,
+        c: &mut EsdirkCache,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        h: f64,
+        y: &[f64],
+        _noise: &StepNoise<'_>,
+        y_new: &mut [f64],
+        err: &mut [f64],
+        stats: &mut Stats,
+    ) {
+        let tab = self.tableau;
+        let n = c.n;
+        let s = tab.stages();
+        let hg = h * tab.gamma;
+        let retry = c.pending;
+        c.pending = true;
+        if !c.k0_valid {
+            fields.f(t, y, &mut c.ks[..n], stats);
+            c.k0_valid = true;
+        }
+        let mut need_jac = !c.jac.valid || (!c.jac.fresh && (retry || c.slow));
+        let outcome = loop {
+            if need_jac {
+                c.jac.evaluate(
+                    fields.drift,
+                    fields.p,
+                    self.jacobian,
+                    t,
+                    y,
+                    &mut c.ks[..n],
+                    stats,
+                );
+                c.w.invalidate();
+            }
+            let stale = !c.w.valid() || (hg / c.w.hg - 1.0).abs() > self.newton.refactor_ratio;
+            if stale {
+                stats.lu_factorizations += 1;
+                if !c.w.factor(&c.jac.jac, hg) {
+                    stats.nonlinear_failures += 1;
+                    if c.jac.fresh {
+                        break None;
+                    }
+                    need_jac = true;
+                    continue;
+                }
+            }
+            match self.solve_stages(c, fields, t, h, y, stats) {
+                Ok(theta) => break Some(theta),
+                Err(()) => {
+                    stats.nonlinear_failures += 1;
+                    c.eta = 1.0;
+                    if c.jac.fresh {
+                        break None;
+                    }
+                    need_jac = true;
+                }
+            }
+        };
+        let Some(theta) = outcome else {
+            y_new.copy_from_slice(y);
+            err.iter_mut().for_each(|e| *e = NEWTON_FAILURE_ERROR);
+            return;
+        };
+        c.slow = theta > self.newton.reuse_rate;
+        y_new.copy_from_slice(&c.z);
+        err.iter_mut().for_each(|e| *e = 0.0);
+        for (j, &d) in tab.d.iter().enumerate() {
+            if d != 0.0 {
+                let hd = h * d;
+                for (e, &k) in err.iter_mut().zip(&c.ks[j * n..(j + 1) * n]) {
+                    *e += hd * k;
+                }
+            }
+        }
+        if self.filter {
+            c.w.solve(err);
+        }
+        debug_assert_eq!(s * n, c.ks.len());
+    }
+
+    fn accept(&self, c: &mut EsdirkCache) {
+        let n = c.n;
+        let s = self.tableau.stages();
+        c.ks.copy_within((s - 1) * n..s * n, 0);
+        c.k0_valid = true;
+        c.jac.fresh = false;
+        c.pending = false;
+    }
+
+    fn dense_table<'c>(&self, c: &'c EsdirkCache) -> DenseTable<'c> {
+        DenseTable {
+            nk: self.tableau.stages(),
+            ncoef: 4,
+            poly: &c.poly,
+        }
+    }
+
+    fn dense_stages<'c, F: Drift, G: Diffusion>(
+        &self,
+        c: &'c mut EsdirkCache,
+        _fields: &Fields<'_, F, G>,
+        _t: f64,
+        _h: f64,
+        _y: &[f64],
+        _y_new: &[f64],
+        _stats: &mut Stats,
+    ) -> &'c [f64] {
+        &c.ks
+    }
+}
+
+/// Workspace of [`Esdirk::step_vjp`] and [`Esdirk::converged_step`].
+#[derive(Debug, Clone)]
+pub struct EsdirkVjpCache {
+    n: usize,
+    /// Stage derivatives `k_i = f(t + c_i h, Y_i)` and values `Y_i`.
+    ks: Vec<f64>,
+    ys: Vec<f64>,
+    psi: Vec<f64>,
+    z: Vec<f64>,
+    fz: Vec<f64>,
+    delta: Vec<f64>,
+    jac: Vec<f64>,
+    w: IterationMatrix,
+    kappa: Vec<f64>,
+    lam: Vec<f64>,
+    big: Vec<f64>,
+    e_tilde: Vec<f64>,
+    unit: Vec<f64>,
+    p_scratch: Vec<f64>,
+}
+
+/// Most Newton iterations of a stage solved to full convergence.
+const CONVERGE_ITERS: usize = 50;
+
+/// The exact Jacobian `∂f/∂y` at `(t, y)` into `jac`: the field's own
+/// ([`Drift::jacobian`]) when it has one, else assembled row by row from `n`
+/// VJPs with the unit vectors (`e_rᵀ ∂f/∂y` is row `r`; `unit`, `row` and
+/// `p_scratch` are scratch).
+#[allow(clippy::too_many_arguments)]
+fn exact_jacobian<F: DriftVjp>(
+    field: &F,
+    p: &[f64],
+    t: f64,
+    y: &[f64],
+    jac: &mut [f64],
+    unit: &mut [f64],
+    row: &mut [f64],
+    p_scratch: &mut [f64],
+    stats: &mut Stats,
+) {
+    let n = y.len();
+    stats.jacobian_evals += 1;
+    if field.jacobian(t, y, p, jac) {
+        return;
+    }
+    unit.iter_mut().for_each(|v| *v = 0.0);
+    for r in 0..n {
+        unit[r] = 1.0;
+        row.iter_mut().for_each(|v| *v = 0.0);
+        field.drift_vjp(t, y, p, unit, row, p_scratch);
+        unit[r] = 0.0;
+        for j in 0..n {
+            jac[r + j * n] = row[j];
+        }
+    }
+}
+
+impl Esdirk {
+    /// Workspace for differentiating steps of a state of dimension `n` with
+    /// `n_params` parameters.
+    pub fn vjp_cache(&self, n: usize, n_params: usize) -> EsdirkVjpCache {
+        let s = self.tableau.stages();
+        EsdirkVjpCache {
+            n,
+            ks: vec![0.0; s * n],
+            ys: vec![0.0; s * n],
+            psi: vec![0.0; n],
+            z: vec![0.0; n],
+            fz: vec![0.0; n],
+            delta: vec![0.0; n],
+            jac: vec![0.0; n * n],
+            w: IterationMatrix::new(n),
+            kappa: vec![0.0; s * n],
+            lam: vec![0.0; n],
+            big: vec![0.0; n],
+            e_tilde: vec![0.0; n],
+            unit: vec![0.0; n],
+            p_scratch: vec![0.0; n_params],
+        }
+    }
+
+    /// Solves every stage of the step from `(t, y)` of size `h` to full
+    /// convergence (Newton with the exact Jacobian at each iterate), leaving
+    /// `Y_i` and `k_i = f(t + c_i h, Y_i)` in the cache.
+    fn converge<F: DriftVjp>(
+        &self,
+        c: &mut EsdirkVjpCache,
+        field: &F,
+        p: &[f64],
+        t: f64,
+        h: f64,
+        y: &[f64],
+        stats: &mut Stats,
+    ) -> Result<(), SolveError> {
+        let tab = self.tableau;
+        let n = c.n;
+        let s = tab.stages();
+        let hg = h * tab.gamma;
+        let fail = |i: usize, why: &str| SolveError::NonlinearSolve {
+            solver: tab.name,
+            t,
+            h,
+            reason: format!("stage {i}: {why}"),
+        };
+        stats.drift_evals += 1;
+        field.drift(t, y, p, &mut c.ks[..n]);
+        c.ys[..n].copy_from_slice(y);
+        for i in 1..s {
+            let row = tab.a[i - 1];
+            c.psi.copy_from_slice(y);
+            for (j, &a) in row[..i].iter().enumerate() {
+                if a != 0.0 {
+                    let ha = h * a;
+                    for (q, &k) in c.psi.iter_mut().zip(&c.ks[j * n..(j + 1) * n]) {
+                        *q += ha * k;
+                    }
+                }
+            }
+            for k in 0..n {
+                c.z[k] = c.psi[k] + hg * c.ks[(i - 1) * n + k];
+            }
+            let ti = t + tab.c[i] * h;
+            let mut nd_prev = f64::INFINITY;
+            let mut done = false;
+            for _ in 0..CONVERGE_ITERS {
+                stats.drift_evals += 1;
+                field.drift(ti, &c.z, p, &mut c.fz);
+                stats.nonlinear_iterations += 1;
+                exact_jacobian(
+                    field,
+                    p,
+                    ti,
+                    &c.z,
+                    &mut c.jac,
+                    &mut c.unit,
+                    &mut c.big,
+                    &mut c.p_scratch,
+                    stats,
+                );
+                stats.lu_factorizations += 1;
+                if !c.w.factor(&c.jac, hg) {
+                    return Err(fail(i, "singular iteration matrix"));
+                }
+                let mut nd: f64 = 0.0;
+                for k in 0..n {
+                    c.delta[k] = c.psi[k] + hg * c.fz[k] - c.z[k];
+                }
+                c.w.solve(&mut c.delta);
+                for k in 0..n {
+                    let scale = c.psi[k].abs() + (hg * c.fz[k]).abs() + c.z[k].abs() + 1e-300;
+                    nd = nd.max(c.delta[k].abs() / scale);
+                    c.z[k] += c.delta[k];
+                }
+                if !nd.is_finite() {
+                    return Err(fail(i, "non-finite iterate"));
+                }
+                // converged to round-off, or stagnating there
+                if nd <= 1e-15 || (nd <= 1e-10 && nd >= 0.5 * nd_prev) {
+                    done = true;
+                    break;
+                }
+                nd_prev = nd;
+            }
+            if !done {
+                return Err(fail(
+                    i,
+                    &format!("no convergence in {CONVERGE_ITERS} Newton iterations"),
+                ));
+            }
+            c.ys[i * n..(i + 1) * n].copy_from_slice(&c.z);
+            stats.drift_evals += 1;
+            field.drift(ti, &c.z, p, &mut c.ks[i * n..(i + 1) * n]);
+        }
+        Ok(())
+    }
+
+    /// The step that [`Esdirk::step_vjp`] differentiates: the stages solved
+    /// to full convergence, `y_new = y + h Σ b_i k_i` and
+    /// `err = M⁻¹ h Σ (b_i − b̂_i) k_i` with `M = I − hγ J(t, y)` (the exact
+    /// Jacobian at the step's start; `M = I` without the filter). It agrees
+    /// with the forward step ([`Solver::step`]) up to the Newton tolerance
+    /// (and, for `err`, the forward step's possibly older Jacobian in `M`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn converged_step<F: DriftVjp>(
+        &self,
+        c: &mut EsdirkVjpCache,
+        field: &F,
+        p: &[f64],
+        t: f64,
+        h: f64,
+        y: &[f64],
+        y_new: &mut [f64],
+        err: &mut [f64],
+        stats: &mut Stats,
+    ) -> Result<(), SolveError> {
+        let tab = self.tableau;
+        let n = c.n;
+        self.converge(c, field, p, t, h, y, stats)?;
+        y_new.copy_from_slice(y);
+        err.iter_mut().for_each(|e| *e = 0.0);
+        for i in 0..tab.stages() {
+            let k = &c.ks[i * n..(i + 1) * n];
+            let (hb, hd) = (h * tab.b[i], h * tab.d[i]);
+            for q in 0..n {
+                y_new[q] += hb * k[q];
+                err[q] += hd * k[q];
+            }
+        }
+        if self.filter {
+            exact_jacobian(
+                field,
+                p,
+                t,
+                y,
+                &mut c.jac,
+                &mut c.unit,
+                &mut c.big,
+                &mut c.p_scratch,
+                stats,
+            );
+            stats.lu_factorizations += 1;
+            if !c.w.factor(&c.jac, h * tab.gamma) {
+                return Err(SolveError::NonlinearSolve {
+                    solver: tab.name,
+                    t,
+                    h,
+                    reason: "singular error filter I − hγJ(t, y)".into(),
+                });
+            }
+            c.w.solve(err);
+        }
+        Ok(())
+    }
+
+    /// The discrete adjoint of one step by the implicit-function theorem.
+    ///
+    /// On entry `lambda = ∂L/∂y_{n+1}` and `err_bar = ∂L/∂err` (the
+    /// cotangent of the error estimate, e.g. from a regularizer; zeros when
+    /// unused); on exit `lambda = ∂L/∂y_n`, and `∂L/∂p` is added to `p_bar`.
+    /// The step is recomputed from `(t, y)` with its stages solved to full
+    /// convergence, so this is the exact VJP of [`Esdirk::converged_step`]
+    /// (each stage treated as the exact solution of its stage equation). The
+    /// step size is a constant (the controller is not differentiated), and
+    /// so is the filter matrix `M = I − hγJ(t, y)` of `err` (its dependence
+    /// on `y` and `p` would need second derivatives of `f`).
+    ///
+    /// Per implicit stage: one Jacobian at the stage value — the field's
+    /// own ([`Drift::jacobian`]) or, when it has none, assembled from `n`
+    /// VJPs with unit vectors — one LU factorisation, one transposed solve
+    /// `(I − hγJ(Y_i))ᵀ μ_i = κ_i` and one VJP `μ_iᵀ [∂f/∂y, ∂f/∂p]`; the
+    /// recomputation adds the Newton iterations (an exact Jacobian and a
+    /// factorisation each). Returns the number of VJPs with cotangents
+    /// (not counting those that assemble Jacobians).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_vjp<F: DriftVjp>(
+        &self,
+        c: &mut EsdirkVjpCache,
+        field: &F,
+        p: &[f64],
+        t: f64,
+        h: f64,
+        y: &[f64],
+        lambda: &mut [f64],
+        err_bar: &[f64],
+        p_bar: &mut [f64],
+        stats: &mut Stats,
+    ) -> Result<usize, SolveError> {
+        let tab = self.tableau;
+        let n = c.n;
+        let s = tab.stages();
+        let hg = h * tab.gamma;
+        self.converge(c, field, p, t, h, y, stats)?;
+        // ẽ = M⁻ᵀ ē: the cotangent of the unfiltered estimate
+        let has_e = err_bar.iter().any(|&v| v != 0.0);
+        if has_e {
+            c.e_tilde.copy_from_slice(err_bar);
+            if self.filter {
+                exact_jacobian(
+                    field,
+                    p,
+                    t,
+                    y,
+                    &mut c.jac,
+                    &mut c.unit,
+                    &mut c.big,
+                    &mut c.p_scratch,
+                    stats,
+                );
+                stats.lu_factorizations += 1;
+                if !c.w.factor(&c.jac, hg) {
+                    return Err(SolveError::NonlinearSolve {
+                        solver: tab.name,
+                        t,
+                        h,
+                        reason: "singular error filter I − hγJ(t, y)".into(),
+                    });
+                }
+                c.w.solve_transposed(&mut c.e_tilde);
+            }
+        }
+        // cotangents of the stage derivatives from the outputs
+        for i in 0..s {
+            let (hb, hd) = (h * tab.b[i], h * tab.d[i]);
+            let kap = &mut c.kappa[i * n..(i + 1) * n];
+            for q in 0..n {
+                kap[q] = hb * lambda[q] + if has_e { hd * c.e_tilde[q] } else { 0.0 };
+            }
+        }
+        c.lam.copy_from_slice(lambda);
+        let mut vjps = 0;
+        for i in (0..s).rev() {
+            if c.kappa[i * n..(i + 1) * n].iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            let ti = t + tab.c[i] * h;
+            // μ_i: κ_i itself for the explicit stage, else the transposed solve
+            c.delta.copy_from_slice(&c.kappa[i * n..(i + 1) * n]);
+            if i > 0 {
+                exact_jacobian(
+                    field,
+                    p,
+                    ti,
+                    &c.ys[i * n..(i + 1) * n],
+                    &mut c.jac,
+                    &mut c.unit,
+                    &mut c.big,
+                    &mut c.p_scratch,
+                    stats,
+                );
+                stats.lu_factorizations += 1;
+                if !c.w.factor(&c.jac, hg) {
+                    return Err(SolveError::NonlinearSolve {
+                        solver: tab.name,
+                        t,
+                        h,
+                        reason: format!("stage {i}: singular I − hγJ(Y_i)"),
+                    });
+                }
+                c.w.solve_transposed(&mut c.delta);
+            }
+            c.big.iter_mut().for_each(|v| *v = 0.0);
+            field.drift_vjp(
+                ti,
+                &c.ys[i * n..(i + 1) * n],
+                p,
+                &c.delta,
+                &mut c.big,
+                p_bar,
+            );
+            vjps += 1;
+            for q in 0..n {
+                c.lam[q] += c.big[q];
+            }
+            if i > 0 {
+                for (j, &a) in tab.a[i - 1][..i].iter().enumerate() {
+                    if a != 0.0 {
+                        let ha = h * a;
+                        for q in 0..n {
+                            c.kappa[j * n + q] += ha * c.big[q];
+                        }
+                    }
+                }
+            }
+        }
+        lambda.copy_from_slice(&c.lam);
+        Ok(vjps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stiff::{ESDIRK34, TRBDF2};
+
+    #[test]
+    fn const_defaults_match_newton_defaults() {
+        assert_eq!(Esdirk::new(&ESDIRK34).newton, NewtonOptions::default());
+    }
+
+    #[test]
+    fn dense_weights_are_hermite_and_reach_the_step_end() {
+        for tab in [&ESDIRK34, &TRBDF2] {
+            let poly = Esdirk::new(tab).dense_poly();
+            let s = tab.stages();
+            // at θ = 1 the weights are b (y_{n+1} = y_n + h Σ b_i k_i)
+            for i in 0..s {
+                let w1: f64 = poly[i * 4..(i + 1) * 4].iter().sum();
+                assert!((w1 - tab.b[i]).abs() < 1e-15, "{} stage {i}", tab.name);
+                assert_eq!(poly[i * 4], 0.0);
+            }
+            // the derivative at θ = 0 is k_0 and at θ = 1 is k_{s−1}
+            for i in 0..s {
+                let d0 = poly[i * 4 + 1];
+                let d1 = poly[i * 4 + 1] + 2.0 * poly[i * 4 + 2] + 3.0 * poly[i * 4 + 3];
+                assert!((d0 - if i == 0 { 1.0 } else { 0.0 }).abs() < 1e-15);
+                assert!((d1 - if i == s - 1 { 1.0 } else { 0.0 }).abs() < 1e-14);
+            }
+        }
+    }
+
+    #[test]
+    fn predictor_uses_the_nearest_stages() {
+        // Esdirk34: c = [0, 0.87, 0.47, 1]
+        assert_eq!(predictor_weights(ESDIRK34.c, 1), (0, 0, 1.0));
+        let (j1, j2, w) = predictor_weights(ESDIRK34.c, 2);
+        assert_eq!((j1, j2), (1, 0));
+        assert!((w * ESDIRK34.c[1] - ESDIRK34.c[2]).abs() < 1e-15);
+        let (j1, j2, _) = predictor_weights(ESDIRK34.c, 3);
+        assert_eq!((j1, j2), (1, 2));
+    }
+}

@@ -1,0 +1,264 @@
+//! Stiff ODE solvers.
+//!
+//! * [`Esdirk34`] and [`TrBdf2`] are native: one generic ESDIRK step
+//!   ([`esdirk`]) driven by a coefficient table ([`tableau`]: ESDIRK3(4) of
+//!   Jørgensen, Kristensen & Thomsen, arXiv:1803.01613 (2018), as diffsol
+//!   writes it; TR-BDF2 of Bank et al. (1985) with the error estimate of
+//!   Hosea & Shampine, Appl. Numer. Math. 20 (1996)), with simplified Newton
+//!   on `W = I − hγJ` ([`newton`]; Hairer & Wanner, *Solving ODEs II*,
+//!   §IV.8). They implement [`crate::Solver`], so they run in the one
+//!   integration loop ([`crate::integrate`]) with its controllers, save
+//!   policies, dense output, `dt_max` and step observers, allocate nothing
+//!   per step, and have a step VJP ([`Esdirk::step_vjp`], by the
+//!   implicit-function theorem).
+//! * [`Bdf`] (variable-order BDF/NDF) still runs inside diffsol
+//!   ([`diffsol_backend`]), with diffsol's own step-size control; so do
+//!   [`DiffsolTrBdf2`] and [`DiffsolEsdirk34`], diffsol's versions of the two
+//!   native methods, kept as references for tests and benches.
+//!
+//! The Newton iteration measures convergence in a norm scaled by its own
+//! tolerances ([`NewtonOptions::rtol`], [`NewtonOptions::atol`]), because a
+//! [`crate::Solver`] does not see the solve's [`crate::Options`]: set them to
+//! the solve's with `Esdirk34::default().tolerances(rtol, atol)`.
+
+pub mod diffsol_backend;
+pub mod esdirk;
+pub mod newton;
+pub mod tableau;
+
+pub use diffsol_backend::{Bdf, DiffsolEsdirk34, DiffsolTrBdf2};
+pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache, NEWTON_FAILURE_ERROR};
+pub use newton::NewtonOptions;
+pub use tableau::{ESDIRK34, EsdirkTableau, TRBDF2};
+
+use crate::brownian::Driver;
+use crate::error::SolveError;
+use crate::field::DriftVjp;
+use crate::field::{Diffusion, Drift};
+use crate::problem::Problem;
+use crate::solution::Stats;
+use crate::solver::{DenseTable, Fields, Solver, StepNoise};
+use crate::step_vjp::{OdeStepVjp, StepAt, StepBars};
+
+/// How a stiff solver obtains the Jacobian `∂f/∂y`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JacobianSource {
+    /// Exact if the field provides it (dual numbers or a user closure),
+    /// else finite differences.
+    #[default]
+    Auto,
+    /// Forward finite differences even when the field provides a Jacobian.
+    FiniteDifferences,
+}
+
+macro_rules! native_esdirk {
+    ($(#[$doc:meta])* $name:ident, $tab:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub struct $name {
+            /// Where the Jacobian comes from.
+            pub jacobian: JacobianSource,
+            /// The Newton iteration's settings.
+            pub newton: NewtonOptions,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    jacobian: JacobianSource::Auto,
+                    newton: NewtonOptions::default(),
+                }
+            }
+        }
+
+        impl $name {
+            /// Forces finite-difference Jacobians.
+            pub fn finite_differences() -> Self {
+                $name {
+                    jacobian: JacobianSource::FiniteDifferences,
+                    ..Self::default()
+                }
+            }
+
+            /// Measures Newton convergence with these tolerances (pass the
+            /// solve's `rtol` and `atol`; see [`NewtonOptions`]).
+            pub fn tolerances(mut self, rtol: f64, atol: f64) -> Self {
+                self.newton = self.newton.tolerances(rtol, atol);
+                self
+            }
+
+            /// Sets the Newton settings.
+            pub fn newton(mut self, newton: NewtonOptions) -> Self {
+                self.newton = newton;
+                self
+            }
+
+            /// The method as the generic ESDIRK solver (for its step VJP).
+            pub fn esdirk(&self) -> Esdirk {
+                Esdirk::new(&$tab)
+                    .jacobian(self.jacobian)
+                    .newton(self.newton)
+            }
+
+            /// The coefficient table.
+            pub fn tableau(&self) -> &'static EsdirkTableau {
+                &$tab
+            }
+        }
+
+        impl Solver for $name {
+            type Cache = EsdirkCache;
+            fn name(&self) -> &'static str {
+                $tab.name
+            }
+            fn order(&self) -> f64 {
+                self.esdirk().order()
+            }
+            fn error_order(&self) -> Option<f64> {
+                self.esdirk().error_order()
+            }
+            fn check<F: Drift, G: Diffusion, D: Driver>(
+                &self,
+                problem: &Problem<F, G, D>,
+            ) -> Result<(), SolveError> {
+                self.esdirk().check(problem)
+            }
+            fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> EsdirkCache {
+                self.esdirk().init(problem)
+            }
+            fn start(&self, cache: &mut EsdirkCache, f0: &[f64], g0: &[f64]) {
+                self.esdirk().start(cache, f0, g0)
+            }
+            #[inline]
+            fn step<F: Drift, G: Diffusion>(
+                &self,
+                cache: &mut EsdirkCache,
+                fields: &Fields<'_, F, G>,
+                t: f64,
+                h: f64,
+                y: &[f64],
+                noise: &StepNoise<'_>,
+                y_new: &mut [f64],
+                err: &mut [f64],
+                stats: &mut Stats,
+            ) {
+                self.esdirk()
+                    .step(cache, fields, t, h, y, noise, y_new, err, stats)
+            }
+            fn accept(&self, cache: &mut EsdirkCache) {
+                self.esdirk().accept(cache)
+            }
+            fn dense_table<'c>(&self, cache: &'c EsdirkCache) -> DenseTable<'c> {
+                self.esdirk().dense_table(cache)
+            }
+            fn dense_stages<'c, F: Drift, G: Diffusion>(
+                &self,
+                cache: &'c mut EsdirkCache,
+                fields: &Fields<'_, F, G>,
+                t: f64,
+                h: f64,
+                y: &[f64],
+                y_new: &[f64],
+                stats: &mut Stats,
+            ) -> &'c [f64] {
+                self.esdirk()
+                    .dense_stages(cache, fields, t, h, y, y_new, stats)
+            }
+        }
+
+        impl OdeStepVjp for $name {
+            type VjpCache = EsdirkStepVjpCache;
+            fn vjp_cache<F: DriftVjp>(
+                &self,
+                drift: &F,
+                n: usize,
+                n_params: usize,
+            ) -> EsdirkStepVjpCache {
+                OdeStepVjp::vjp_cache(&self.esdirk(), drift, n, n_params)
+            }
+            fn step_vjp<F: DriftVjp>(
+                &self,
+                cache: &mut EsdirkStepVjpCache,
+                drift: &F,
+                p: &[f64],
+                at: StepAt<'_>,
+                bars: StepBars<'_, '_>,
+                stats: &mut Stats,
+            ) -> Result<usize, SolveError> {
+                OdeStepVjp::step_vjp(&self.esdirk(), cache, drift, p, at, bars, stats)
+            }
+        }
+    };
+}
+
+/// Workspace of the ESDIRK step VJP through the protocol: the method's own,
+/// and a zero error cotangent for steps that have none.
+#[derive(Debug, Clone)]
+pub struct EsdirkStepVjpCache {
+    inner: EsdirkVjpCache,
+    zeros: Vec<f64>,
+}
+
+impl OdeStepVjp for Esdirk {
+    type VjpCache = EsdirkStepVjpCache;
+
+    fn vjp_cache<F: DriftVjp>(&self, _drift: &F, n: usize, n_params: usize) -> Self::VjpCache {
+        EsdirkStepVjpCache {
+            inner: Esdirk::vjp_cache(self, n, n_params),
+            zeros: vec![0.0; n],
+        }
+    }
+
+    fn step_vjp<F: DriftVjp>(
+        &self,
+        cache: &mut Self::VjpCache,
+        drift: &F,
+        p: &[f64],
+        at: StepAt<'_>,
+        bars: StepBars<'_, '_>,
+        stats: &mut Stats,
+    ) -> Result<usize, SolveError> {
+        if !bars.interp.is_empty() {
+            return Err(SolveError::Unsupported {
+                solver: self.tableau().name,
+                what: "gradients of values interpolated inside a step (its dense output is \
+                       not differentiated)"
+                    .into(),
+                alternatives: "save at step ends: SaveAt::Steps or SaveAt::T1".into(),
+            });
+        }
+        let err_bar = bars.err.unwrap_or(&cache.zeros);
+        Esdirk::step_vjp(
+            self,
+            &mut cache.inner,
+            drift,
+            p,
+            at.t,
+            at.h,
+            at.y,
+            bars.y,
+            err_bar,
+            bars.p,
+            stats,
+        )
+    }
+}
+
+native_esdirk!(
+    /// ESDIRK3(4) (Jørgensen, Kristensen & Thomsen 2018): an L-stable,
+    /// stiffly accurate one-step method of order 3 with an order-4 error
+    /// estimate, 4 stages (3 implicit, FSAL). For moderately tight
+    /// tolerances, and problems where BDF's restarts hurt. Native: runs in
+    /// the generic loop, with a step VJP ([`Esdirk::step_vjp`]).
+    Esdirk34,
+    ESDIRK34
+);
+native_esdirk!(
+    /// TR-BDF2 (Bank et al. 1985; Hosea & Shampine 1996): an L-stable,
+    /// stiffly accurate one-step method of order 2 with a third-order error
+    /// estimate, 3 stages (2 implicit, FSAL): robust and cheap per step, for
+    /// loose tolerances. Native: runs in the generic loop, with a step VJP
+    /// ([`Esdirk::step_vjp`]).
+    TrBdf2,
+    TRBDF2
+);
