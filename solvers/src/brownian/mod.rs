@@ -8,6 +8,8 @@
 //! - [`BrownianIncrements`]: the fast path for fixed steps, drawing each
 //!   increment directly from a sequential stream.
 
+#[cfg(test)]
+mod dd;
 pub mod rng;
 mod tree;
 

@@ -325,3 +325,167 @@ impl BrownianPath for BrownianTree {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::dd::Dd;
+    use super::*;
+
+    /// The tree's definition evaluated in double-double: origin-anchored
+    /// `W(τ)` and `H̄(τ)` by the descent and the leaf bridge, with the node
+    /// boundaries and the normals of the tree. Subtracting two such values
+    /// keeps ~30 digits, so it is an exact reference for a tiny interval.
+    fn reference_point(
+        seed: u64,
+        span: f64,
+        depth: usize,
+        levy: bool,
+        m: usize,
+        tau: f64,
+    ) -> (Vec<Dd>, Vec<Dd>) {
+        let d = Dd::new;
+        let half = d(0.5);
+        let mut noise = vec![0.0; 2 * m];
+        normals(derive(seed, 0), &mut noise);
+        let sp = d(span);
+        let mut wa = vec![d(0.0); m];
+        let mut wb: Vec<Dd> = (0..m).map(|i| sp.sqrt() * d(noise[i])).collect();
+        let mut hba = vec![d(0.0); m];
+        let mut hbab: Vec<Dd> = (0..m)
+            .map(|i| {
+                if levy {
+                    sp * (sp / d(12.0)).sqrt() * d(noise[m + i])
+                } else {
+                    d(0.0)
+                }
+            })
+            .collect();
+        let (mut lo, mut hi, mut id) = (0.0f64, span, 1u64);
+        for _ in 0..depth {
+            let mid = lo + 0.5 * (hi - lo);
+            let t = d(hi) - d(lo);
+            let left = tau <= mid;
+            normals(derive(seed, id), &mut noise);
+            for i in 0..m {
+                let wab = wb[i] - wa[i];
+                let (w_am, hb_am, hb_mb) = if levy {
+                    let z = d(0.25) * t.sqrt() * d(noise[i]);
+                    let nn = (t / d(12.0)).sqrt() * d(noise[m + i]);
+                    let q = d(0.25) * t;
+                    (
+                        half * wab + d(1.5) / t * hbab[i] + z,
+                        hbab[i] / d(8.0) - q * z + q * nn,
+                        hbab[i] / d(8.0) - q * z - q * nn,
+                    )
+                } else {
+                    (half * wab + half * t.sqrt() * d(noise[i]), d(0.0), d(0.0))
+                };
+                let wm = wa[i] + w_am;
+                if left {
+                    wb[i] = wm;
+                    hbab[i] = hb_am;
+                } else {
+                    hba[i] = hba[i] + hb_am + half * (d(mid) * wa[i] - d(lo) * wm);
+                    wa[i] = wm;
+                    hbab[i] = hb_mb;
+                }
+            }
+            if left {
+                hi = mid;
+                id *= 2;
+            } else {
+                lo = mid;
+                id = 2 * id + 1;
+            }
+        }
+        normals(derive(derive(seed, id), LEAF), &mut noise);
+        let t = d(hi) - d(lo);
+        let l = d(tau) - d(lo);
+        let rho = d(hi) - d(tau);
+        let (mut w, mut hb) = (vec![d(0.0); m], vec![d(0.0); m]);
+        for i in 0..m {
+            let wab = wb[i] - wa[i];
+            let (x1, x2) = (d(noise[i]), d(noise[m + i]));
+            let (w_at, hb_at) = if levy {
+                let hab = hbab[i] / t;
+                let dd = (l * l * l + rho * rho * rho).sqrt();
+                let slr = (l * rho).sqrt();
+                let w_at = l / t * wab + d(6.0) * l * rho / (t * t) * hab + slr * dd / (t * t) * x1;
+                let h_at = (l / t) * (l / t) * hab - l * l * slr / (d(2.0) * t * dd) * x1
+                    + rho * slr / (d(2.0) * d(3.0).sqrt() * dd) * x2;
+                (w_at, l * h_at)
+            } else {
+                (l / t * wab + (l * rho / t).sqrt() * x1, d(0.0))
+            };
+            w[i] = wa[i] + w_at;
+            hb[i] = hba[i] + hb_at + half * (d(tau) * wa[i] - d(lo) * w[i]);
+        }
+        (w, hb)
+    }
+
+    /// Worst errors of `(W_{s,t}, H_{s,t})` over intervals of length
+    /// `frac · span`, in units of their standard deviations
+    /// (`√len`, `√(len/12)`).
+    fn worst_errors(tspan: (f64, f64), frac: f64, levy: bool) -> (f64, f64) {
+        let m = 2;
+        let span = tspan.1 - tspan.0;
+        let (mut ew, mut eh) = (0.0f64, 0.0f64);
+        let mut u = crate::brownian::rng::NormalStream::new(99);
+        for seed in 0..40u64 {
+            let mut tree = BrownianTree::new(tspan, m, seed);
+            if !levy {
+                tree = tree.without_levy_area();
+            }
+            // random positions, and intervals straddling dyadic points,
+            // where the origin-anchored difference is worst
+            let mut starts: Vec<f64> = (0..6)
+                .map(|_| {
+                    let x = 0.5 + 0.2 * u.next_normal();
+                    x.clamp(0.01, 0.98)
+                })
+                .collect();
+            starts.extend([0.5, 0.25, 0.75, 0.625].map(|c| c - 0.3 * frac));
+            for x in starts {
+                let s = tspan.0 + x * span;
+                let t = s + frac * span;
+                let (ts, tt) = (s - tspan.0, t - tspan.0);
+                let len = tt - ts;
+                let (mut dw, mut h) = (vec![0.0; m], vec![0.0; m]);
+                tree.increment_with_levy_area(s, t, &mut dw, &mut h);
+                let (w0, h0) = reference_point(seed, span, tree.depth(), levy, m, ts);
+                let (w1, h1) = reference_point(seed, span, tree.depth(), levy, m, tt);
+                for i in 0..m {
+                    let rw = (w1[i] - w0[i]).to_f64();
+                    let rhb =
+                        h1[i] - h0[i] - Dd::new(0.5) * (Dd::new(tt) * w0[i] - Dd::new(ts) * w1[i]);
+                    let rh = (rhb / (Dd::new(tt) - Dd::new(ts))).to_f64();
+                    ew = ew.max((dw[i] - rw).abs() / len.sqrt());
+                    if levy {
+                        eh = eh.max((h[i] - rh).abs() / (len / 12.0).sqrt());
+                    }
+                }
+            }
+        }
+        (ew, eh)
+    }
+
+    #[test]
+    fn tiny_intervals_keep_their_digits() {
+        // all rows are printed before any assertion
+        let mut rows = Vec::new();
+        for tspan in [(0.0, 1.0), (-2.0, 3.0)] {
+            for frac in [1e-6, 1e-8, 1e-10, 1e-12] {
+                let (ew, eh) = worst_errors(tspan, frac, true);
+                let (ew0, _) = worst_errors(tspan, frac, false);
+                println!(
+                    "span {tspan:?}, interval {frac:e} of it: worst error of W {ew:.1e} sd, of H {eh:.1e} sd (without Lévy area: W {ew0:.1e} sd)"
+                );
+                rows.push((ew, eh, ew0));
+            }
+        }
+        for (ew, eh, ew0) in rows {
+            assert!(ew < 1e-9 && ew0 < 1e-9, "W error {ew:e} / {ew0:e} sd");
+            assert!(eh < 1e-6, "H error {eh:e} sd");
+        }
+    }
+}
