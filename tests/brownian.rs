@@ -175,3 +175,67 @@ fn fixed_step_increments_have_the_right_variance() {
         "{v}"
     );
 }
+
+/// One query on a fresh tree: the reference for a query made after others.
+fn fresh(seed: u64, tspan: (f64, f64), m: usize, s: f64, t: f64) -> (Vec<f64>, Vec<f64>) {
+    let mut tree = BrownianTree::new(tspan, m, seed);
+    let (mut dw, mut h) = (vec![0.0; m], vec![0.0; m]);
+    tree.increment_with_levy_area(s, t, &mut dw, &mut h);
+    (dw, h)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// The tree caches points, their partial sums and its last descent: an
+    /// answer must not depend on what was asked before. Endpoints come from
+    /// a small pool (so they repeat, as in stepping, rejections and
+    /// backward passes), with neighbours closer than a leaf.
+    #[test]
+    fn tree_answers_do_not_depend_on_the_query_history(
+        seed in any::<u64>(),
+        pool in prop::collection::vec(0.0..1.0f64, 6),
+        queries in prop::collection::vec((0usize..8, 0usize..8), 1..25),
+    ) {
+        let tspan = (-1.0, 2.0);
+        let mut pts: Vec<f64> = pool.iter().map(|x| -1.0 + 3.0 * x).collect();
+        pts.push(pts[0] + 1e-13); // in the same leaf as pts[0] or the next
+        pts.push(0.5); // a dyadic point of the tree
+        let mut tree = BrownianTree::new(tspan, 2, seed);
+        let (mut dw, mut h) = ([0.0; 2], [0.0; 2]);
+        for (a, b) in queries {
+            let (s, t) = (pts[a], pts[b]);
+            tree.increment_with_levy_area(s, t, &mut dw, &mut h);
+            let (rw, rh) = fresh(seed, tspan, 2, s, t);
+            prop_assert_eq!(&dw[..], &rw[..], "W over [{}, {}]", s, t);
+            prop_assert_eq!(&h[..], &rh[..], "H over [{}, {}]", s, t);
+        }
+    }
+
+    /// Chen's relation at every scale, down to intervals of 1e-12 of the
+    /// span around a dyadic point (where the origin-anchored formula failed):
+    /// for s < t < u, with H̄ = (length) · H,
+    /// H̄_{s,u} = H̄_{s,t} + H̄_{t,u} + ½((u − t) W_{s,t} − (t − s) W_{t,u}),
+    /// to 1e-12 of the standard deviation of H̄_{s,u}.
+    #[test]
+    fn levy_area_chains_at_every_scale(
+        seed in any::<u64>(),
+        a in 1e-3..1.0f64,
+        b in 1e-3..1.0f64,
+        scale in prop::sample::select(vec![1e-1, 1e-4, 1e-8, 1e-10, 1e-12]),
+    ) {
+        let t = 0.5;
+        let (s, u) = (t - a * scale, t + b * scale);
+        let mut tree = BrownianTree::new((0.0, 1.0), 1, seed);
+        let (mut w1, mut h1, mut w2, mut h2, mut w, mut h) =
+            ([0.0], [0.0], [0.0], [0.0], [0.0], [0.0]);
+        tree.increment_with_levy_area(s, t, &mut w1, &mut h1);
+        tree.increment_with_levy_area(t, u, &mut w2, &mut h2);
+        tree.increment_with_levy_area(s, u, &mut w, &mut h);
+        let lhs = (u - s) * h[0];
+        let rhs = (t - s) * h1[0] + (u - t) * h2[0] + 0.5 * ((u - t) * w1[0] - (t - s) * w2[0]);
+        let sd = (u - s) * ((u - s) / 12.0).sqrt();
+        prop_assert!((lhs - rhs).abs() <= 1e-12 * sd, "{} vs {} (sd {})", lhs, rhs, sd);
+        prop_assert!((w[0] - w1[0] - w2[0]).abs() <= 1e-14 * (u - s).sqrt());
+    }
+}

@@ -8,9 +8,12 @@
 //! - [`BrownianIncrements`]: the fast path for fixed steps, drawing each
 //!   increment directly from a sequential stream.
 
+mod bridge;
 #[cfg(test)]
 mod dd;
 pub mod rng;
+#[cfg(test)]
+mod timing;
 mod tree;
 
 pub use tree::BrownianTree;
