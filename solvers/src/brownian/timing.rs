@@ -1,7 +1,7 @@
 //! Release-mode timings of the Brownian paths (printed, never asserted):
 //! `cargo test -p sdeflow-solvers --release --lib brownian::timing -- --ignored --nocapture`.
 
-use super::{BrownianPath, BrownianTree};
+use super::{BrownianInterval, BrownianPath, BrownianTree};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -73,9 +73,51 @@ fn brownian_timing() {
                 let t = BrownianTree::new((0.0, 1.0), 1, 3);
                 if levy { t } else { t.without_levy_area() }
             };
+            let interval = || {
+                let t = BrownianInterval::new((0.0, 1.0), 1, 3);
+                if levy { t } else { t.without_levy_area() }
+            };
             let (f, b) = best_of(reps, tree, n, levy);
+            let (fi, bi) = best_of(reps, interval, n, levy);
+            let mut p = interval();
+            sequential_ns(&mut p, n, levy);
+            let queries = n + n / 5;
             println!(
-                "{n} steps, Lévy area {levy}: tree {f:.0} ns/query forward (with rejections), {b:.0} backward"
+                "{n} steps, Lévy area {levy}: tree {f:.0} ns/query forward (every fifth step rejected), {b:.0} backward; \
+                 interval {fi:.0} / {bi:.0} ns/query, {:.2} draws/query, {:.2} nodes/query",
+                p.draws() as f64 / (queries + n) as f64,
+                p.node_count() as f64 / queries as f64,
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "scaling report"]
+fn interval_scaling() {
+    for n in [1_000usize, 10_000, 100_000, 1_000_000] {
+        for cache in [256usize, 4096] {
+            let mut p = BrownianInterval::new((0.0, 1.0), 1, 3).with_cache_size(cache);
+            let dt = 1.0 / n as f64;
+            let mut dw = [0.0];
+            let ts: Vec<f64> = (0..=n).map(|k| k as f64 * dt).collect();
+            let start = Instant::now();
+            for k in 0..n {
+                p.increment(ts[k], ts[k + 1], &mut dw);
+            }
+            let ns = start.elapsed().as_nanos() as f64 / n as f64;
+            let (d0, n0) = (p.draws(), p.node_count());
+            let start = Instant::now();
+            for k in (0..n).rev() {
+                p.increment(ts[k + 1], ts[k], &mut dw);
+            }
+            assert_eq!(p.node_count(), n0);
+            let nb = start.elapsed().as_nanos() as f64 / n as f64;
+            println!(
+                "n {n}, cache {cache}: {:.2} nodes/step, {:.2} draws/step forward, {:.2} backward; {ns:.0} / {nb:.0} ns",
+                p.node_count() as f64 / n as f64,
+                d0 as f64 / n as f64,
+                (p.draws() - d0) as f64 / n as f64
             );
         }
     }
