@@ -155,8 +155,9 @@ impl BrownianInterval {
             mru: NONE,
             lru: NONE,
             last: 0,
-            stack: Vec::new(),
-            chain: Vec::new(),
+            // deeper than a balanced tree gets in practice: no growth in use
+            stack: Vec::with_capacity(64),
+            chain: Vec::with_capacity(64),
             acc: vec![0.0; 2 * m],
             parent_vals: vec![0.0; 2 * m],
             noise: vec![0.0; 2 * m],
@@ -461,9 +462,10 @@ impl BrownianInterval {
         let m = self.m;
         let sign = if s <= t { 1.0 } else { -1.0 };
         let (a, b) = if s <= t { (s, t) } else { (t, s) };
-        let (a, b) = (a.clamp(self.t0, self.t1), b.clamp(self.t0, self.t1));
-        // NaN times (and empty intervals) are answered with zeros
-        if a.partial_cmp(&b) != Some(std::cmp::Ordering::Less) {
+        // NaN times (and empty intervals) are answered with zeros; max/min
+        // rather than clamp, which panics on a NaN span
+        let (a, b) = (a.max(self.t0).min(self.t1), b.max(self.t0).min(self.t1));
+        if s.is_nan() || t.is_nan() || a.partial_cmp(&b) != Some(std::cmp::Ordering::Less) {
             dw.fill(0.0);
             if let Some(h) = h {
                 h.fill(0.0);
