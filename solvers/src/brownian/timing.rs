@@ -84,7 +84,7 @@ fn brownian_timing() {
             let queries = n + n / 5;
             println!(
                 "{n} steps, Lévy area {levy}: tree {f:.0} ns/query forward (every fifth step rejected), {b:.0} backward; \
-                 interval {fi:.0} / {bi:.0} ns/query, {:.2} draws/query, {:.2} nodes/query",
+                 interval {fi:.0} / {bi:.0} ns/query, {:.2} draws of normals per query (both passes), {:.2} nodes per forward query",
                 p.draws() as f64 / (queries + n) as f64,
                 p.node_count() as f64 / queries as f64,
             );
