@@ -128,6 +128,32 @@ fn grad_differentiates_the_loss_solve_computes_every_driver() {
     )
     .expect("grid");
     check_against_solve(|p| p.driver(grid), EulerMaruyama, &opts, &g, 1e-6);
+    // the cached Brownian interval: the checkpointed adjoint re-queries the
+    // path the forward solve kept (queried at the same points, so the same
+    // values), and reversible Heun's adjoint walks it backwards
+    let p = problem(&P, &Y0).driver(CachedInterval);
+    let g = grad(
+        &p,
+        EulerMaruyama,
+        &opts,
+        &loss,
+        Adjoint::Discrete { checkpoints: 4 },
+    )
+    .expect("interval");
+    check_against_solve(|p| p.driver(CachedInterval), EulerMaruyama, &opts, &g, 1e-6);
+    let strat_interval = |p: Problem<Generic<Drift2>, Generic<Diff2>>| {
+        p.interpretation(Interpretation::Stratonovich)
+            .driver(CachedInterval)
+    };
+    let g = grad(
+        &strat_interval(problem(&P, &Y0)),
+        ReversibleHeun,
+        &opts,
+        &loss,
+        Adjoint::Reversible,
+    )
+    .expect("reversible on an interval");
+    check_against_solve(strat_interval, ReversibleHeun, &opts, &g, 1e-6);
     // reversible Heun's reversible adjoint walks the grid path backwards
     let strat = |p: Problem<Generic<Drift2>, Generic<Diff2>>| {
         p.interpretation(Interpretation::Stratonovich).driver(grid)

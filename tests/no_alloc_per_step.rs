@@ -159,4 +159,32 @@ fn allocations_do_not_grow_with_steps() {
             "{name}: allocations grew with the number of steps"
         );
     }
+    // Brownian paths: a tree query never allocates; a Brownian interval
+    // allocates only to grow its arenas for new points — a second pass over
+    // the same intervals (backwards, as an adjoint) allocates nothing
+    use sdeflow::brownian::{BrownianInterval, BrownianPath, BrownianTree};
+    let n = 5_000;
+    let ts: Vec<f64> = (0..=n).map(|k| k as f64 / n as f64).collect();
+    let (mut dw, mut h) = ([0.0; 2], [0.0; 2]);
+    let mut tree = BrownianTree::new((0.0, 1.0), 2, 1);
+    let (a, _) = count(|| {
+        for k in 0..n {
+            tree.increment_with_levy_area(ts[k], ts[k + 1], &mut dw, &mut h);
+        }
+    });
+    assert_eq!(a, 0, "tree queries allocated");
+    let mut w = BrownianInterval::new((0.0, 1.0), 2, 1);
+    let (a, _) = count(|| {
+        for k in 0..n {
+            w.increment_with_levy_area(ts[k], ts[k + 1], &mut dw, &mut h);
+        }
+    });
+    println!("Brownian interval: {a} allocations for {n} new steps");
+    assert!(a < 200, "arena growth should be amortised: {a}");
+    let (a, _) = count(|| {
+        for k in (0..n).rev() {
+            w.increment_with_levy_area(ts[k + 1], ts[k], &mut dw, &mut h);
+        }
+    });
+    assert_eq!(a, 0, "re-queries of a Brownian interval allocated");
 }

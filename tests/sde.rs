@@ -2,7 +2,8 @@
 //! (the law of X_T against the exact lognormal), work against fixed-step
 //! Euler–Maruyama, reproducibility, and every bad input.
 
-use sdeflow::brownian::{BrownianPath, BrownianTree};
+use sdeflow::brownian::{BrownianInterval, BrownianPath, BrownianTree};
+use sdeflow::integrate::{NoObserver, integrate_on_path};
 use sdeflow::prelude::*;
 use sdeflow::solver::{Fields, StepNoise};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -179,6 +180,40 @@ fn strong_error_and_work<S: Solver + Copy>(
         w += sol.stats.field_evals() as f64;
     }
     (e / paths as f64, w / paths as f64)
+}
+
+/// An adaptive SRIW1 solve of GBM driven by a Brownian interval (given to
+/// the integration loop as the path): rejected steps re-query shorter
+/// intervals of it, and the answer is close to the exact solution on the
+/// same path, `X_1 = exp((a − b²/2) + b W(1))` with `W(1)` read from the
+/// interval after the solve. The interval's whole-span increment is the
+/// tree's for the same seed, so the tree-driven solve has the same exact
+/// solution: both strong errors are printed.
+#[test]
+fn adaptive_sriw1_on_a_brownian_interval() {
+    let paths = 100;
+    let opts = |seed| Options::default().tol(1e-4).seed(seed).save_at(SaveAt::T1);
+    let (mut err, mut err_tree, mut rejected, mut steps) = (0.0, 0.0, 0, 0);
+    for seed in 0..paths {
+        let mut w = BrownianInterval::new((0.0, 1.0), 1, seed);
+        let sol = integrate_on_path(&gbm(), &Sriw1, &opts(seed), &mut NoObserver, Some(&mut w))
+            .expect("solve on the interval");
+        rejected += sol.stats.rejected_steps;
+        steps += sol.stats.accepted_steps;
+        let mut w1 = [0.0];
+        w.increment(0.0, 1.0, &mut w1);
+        let exact = ((A - 0.5 * B * B) + B * w1[0]).exp();
+        assert!((exact - exact_gbm(seed)).abs() < 1e-12 * exact);
+        err += (sol.last()[0] - exact).abs();
+        let tree = solve(&gbm(), Sriw1, opts(seed)).expect("solve on the tree");
+        err_tree += (tree.last()[0] - exact).abs();
+    }
+    let (err, err_tree) = (err / paths as f64, err_tree / paths as f64);
+    println!(
+        "adaptive Sriw1 tol 1e-4 on a Brownian interval: mean strong error {err:e} ({steps} steps, {rejected} rejected); on the tree {err_tree:e}"
+    );
+    assert!(rejected > 0, "the test must exercise rejections");
+    assert!(err <= 1e-3, "strong error {err:e}");
 }
 
 #[test]

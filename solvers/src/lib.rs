@@ -97,7 +97,9 @@ pub fn solve<F: Drift, G: Diffusion, D: Driver, M: Method>(
 
 /// The names most programs need.
 pub mod prelude {
-    pub use crate::brownian::{Driver, FixedGrid, Increments, SampledPath, VirtualTree};
+    pub use crate::brownian::{
+        CachedInterval, Driver, FixedGrid, Increments, SampledPath, VirtualTree,
+    };
     pub use crate::controller::{Controller, PiController, PidController};
     pub use crate::dual::Generic;
     pub use crate::erk::{Bs3, Dopri5, Euler, Heun, Tsit5, Vern7};

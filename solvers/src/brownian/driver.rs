@@ -13,6 +13,7 @@
 //! | driver | path | re-query (adaptive steps, backward adjoints) | cost per step |
 //! |---|---|---|---|
 //! | [`VirtualTree`] (default) | pure function of `(seed, t)`: the same path at every step size | yes | `O(log(span/tol))` |
+//! | [`CachedInterval`] | a Brownian interval: splits at the query points, LRU-cached; deterministic for a seed and query sequence | yes | `O(1)` amortised |
 //! | [`Increments`] | fresh i.i.d. increments, drawn in order | no: fixed steps, discrete adjoint only | `O(1)`, fastest |
 //! | [`FixedGrid`] | W sampled on a grid `t0 + k·dt` up front, piecewise linear between | yes | `O(1)` (memory `O(span/dt)`) |
 //! | [`SampledPath`] | a path you give: W at your times, piecewise linear between | yes | `O(log samples)` |
@@ -20,7 +21,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{BrownianIncrements, BrownianPath, BrownianTree};
+use super::{BrownianIncrements, BrownianInterval, BrownianPath, BrownianTree};
 use crate::brownian::rng::NormalStream;
 use crate::error::SolveError;
 
@@ -85,6 +86,34 @@ impl Driver for VirtualTree {
     }
 
     fn keep(&self, path: &BrownianTree) -> Option<Box<dyn DynPath>> {
+        Some(Box::new(path.clone()))
+    }
+}
+
+/// The cached Brownian interval ([`BrownianInterval`]; Kidger et al. 2021,
+/// torchsde's `BrownianInterval`): the path is split at the query points,
+/// so sequential queries cost `O(1)` amortised (about 0.15–0.3 µs against
+/// the tree's ~2 µs), rejected steps and backward passes re-query it
+/// consistently, and the solution keeps it. Unlike [`VirtualTree`] the
+/// realised path depends on where it was queried (another step size gives
+/// another Brownian motion), though it is deterministic for a seed and a
+/// query sequence — so `solve` and `grad` with the same problem and options
+/// still see the same path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CachedInterval;
+
+impl Driver for CachedInterval {
+    type Path = BrownianInterval;
+
+    fn name(&self) -> &'static str {
+        "CachedInterval"
+    }
+
+    fn path(&self, tspan: (f64, f64), m: usize, seed: u64) -> Result<BrownianInterval, SolveError> {
+        Ok(BrownianInterval::new(tspan, m, seed))
+    }
+
+    fn keep(&self, path: &BrownianInterval) -> Option<Box<dyn DynPath>> {
         Some(Box::new(path.clone()))
     }
 }

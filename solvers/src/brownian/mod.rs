@@ -5,16 +5,28 @@
 //! - [`BrownianTree`]: a virtual Brownian tree — `W` is a pure function of
 //!   `(seed, t)`, so rejected adaptive steps and backward (adjoint) passes see
 //!   the same Brownian motion without storing it.
+//! - [`BrownianInterval`]: a cached Brownian interval — a tree of intervals
+//!   split at the queried times, O(1) per sequential query whatever the
+//!   number of steps, exact, consistent under re-queries in any order; its
+//!   path depends on the query points.
 //! - [`BrownianIncrements`]: the fast path for fixed steps, drawing each
 //!   increment directly from a sequential stream.
 
+mod bridge;
+#[cfg(test)]
+mod dd;
 mod driver;
+mod interval;
 pub mod rng;
+#[cfg(test)]
+mod timing;
 mod tree;
 
 pub use driver::{
-    Driver, DynPath, FixedGrid, Increments, PiecewiseLinearPath, SampledPath, VirtualTree,
+    CachedInterval, Driver, DynPath, FixedGrid, Increments, PiecewiseLinearPath, SampledPath,
+    VirtualTree,
 };
+pub use interval::BrownianInterval;
 pub use tree::BrownianTree;
 
 use rng::NormalStream;
