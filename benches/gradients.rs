@@ -8,8 +8,11 @@
 //! storing every state and with budgets of 32 and 8 (recomputation); and a
 //! neural SDE (2-16-2 MLP drift and diffusion, reversible Heun) with the
 //! reversible, discrete and stochastic adjoints, plus Euler–Heun's discrete
-//! adjoint storing everything and with a budget of 16. Without `--bench` a
-//! tiny version runs once.
+//! adjoint storing everything and with a budget of 16; and the stiff
+//! Robertson problem (rate constants as parameters, t ∈ [0, 1e5], loss on
+//! y(t1)) through the native `Esdirk34` and `TrBdf2` with the discrete
+//! adjoint (implicit-function theorem), gradient/forward time ratio. Without
+//! `--bench` a tiny version runs once.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -103,6 +106,7 @@ fn main() {
     }
     long_horizon(budget, &mlp, &params);
     sde_section(budget);
+    stiff_section(budget);
 
     // accuracy against central finite differences of the same fixed-step map
     let fixed = Options::default()
@@ -132,6 +136,66 @@ fn main() {
         worst = worst.max((gf.dp[j] - fd).abs() / fd.abs().max(1e-6));
     }
     println!("worst relative difference to central FD (fixed h = 0.02): {worst:.1e}");
+}
+
+/// Robertson with the rate constants as parameters (exact Jacobians and
+/// VJPs by dual numbers).
+#[derive(Clone, Copy)]
+struct RobertsonP;
+impl GenericField for RobertsonP {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
+        dy[0] = -p[0] * y[0] + p[2] * y[1] * y[2];
+        dy[1] = p[0] * y[0] - p[2] * y[1] * y[2] - p[1] * y[1] * y[1];
+        dy[2] = p[1] * y[1] * y[1];
+    }
+}
+
+/// Gradients through the native stiff solvers: Robertson on [0, 1e5],
+/// rtol 1e-8, atol 1e-12, loss on y(1e5), discrete adjoint (budget 32).
+fn stiff_section(budget: f64) {
+    println!("\n--- stiff: Robertson (k1..k3), t in [0, 1e5], rtol 1e-8, atol 1e-12 ---");
+    let p = Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5))
+        .params(vec![0.04, 3e7, 1e4]);
+    let opts = Options::default()
+        .rtol(1e-8)
+        .atol(1e-12)
+        .max_steps(1_000_000)
+        .save_at(SaveAt::T1);
+    let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
+        let w = [1.0, 1e4, 0.5];
+        g.copy_from_slice(&w);
+        ys.iter().zip(&w).map(|(y, w)| y * w).sum::<f64>()
+    };
+    fn row<S: Differentiable<Generic<RobertsonP>, NoDiffusion, VirtualTree> + Method + Copy>(
+        name: &str,
+        solver: S,
+        p: &Problem<Generic<RobertsonP>>,
+        opts: &Options,
+        loss: &dyn Loss,
+        budget: f64,
+    ) {
+        let sol = solve(p, solver, opts).expect("forward");
+        let fwd = time(budget, || {
+            black_box(solve(p, solver, opts).expect("forward"));
+        });
+        let adjoint = Adjoint::Discrete { checkpoints: 32 };
+        let g = grad(p, solver, opts, loss, adjoint).expect("gradient");
+        let bwd = time(budget, || {
+            black_box(grad(p, solver, opts, loss, adjoint).expect("gradient"));
+        });
+        println!(
+            "{name:<9} {} steps, forward {:.2} ms, gradient {:.2} ms, ratio {:.2}; dL/dk = {:.6e} {:.6e} {:.6e}",
+            sol.stats.accepted_steps,
+            fwd * 1e3,
+            bwd * 1e3,
+            bwd / fwd,
+            g.dp[0],
+            g.dp[1],
+            g.dp[2]
+        );
+    }
+    row("Esdirk34", Esdirk34::default(), &p, &opts, &loss, budget);
+    row("TrBdf2", TrBdf2::default(), &p, &opts, &loss, budget);
 }
 
 /// The same network on a long horizon (t ∈ [0, 30]), loss on the state at

@@ -2,11 +2,12 @@
 //!
 //! Ordinary and stochastic differential equations in Rust: adaptive explicit
 //! Runge–Kutta solvers with dense output, stiff solvers (native ESDIRK
-//! methods; BDF through diffsol), SDE
-//! solvers (Euler–Maruyama, Milstein, SRI/SRA stochastic Runge–Kutta,
-//! reversible Heun) over a Brownian tree, and Monte Carlo ensembles that are
-//! bit-reproducible on any number of threads or MPI ranks. Gradients through
-//! solvers are in progress.
+//! methods; BDF through diffsol), SDE solvers (Euler–Maruyama, Milstein,
+//! SRI/SRA stochastic Runge–Kutta, reversible Heun) driven by the problem's
+//! noise driver (a virtual Brownian tree by default), gradients through the
+//! solvers with one [`grad`] (discrete, continuous, reversible and
+//! stochastic adjoints), and Monte Carlo ensembles that are bit-reproducible
+//! on any number of threads or MPI ranks.
 //!
 //! A problem is defined with closures and solved with one call:
 //!

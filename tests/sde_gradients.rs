@@ -10,7 +10,7 @@ use sdeflow::prelude::*;
 use sdeflow::{DiffusionVjp, DriftVjp};
 
 mod common;
-use common::{Diff2, Drift2};
+use common::{Diff2, Drift2, tracking_loss as loss};
 
 fn problem(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {
     Problem::sde(
@@ -22,18 +22,6 @@ fn problem(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {
     )
     .params(p.to_vec())
     .interpretation(Interpretation::Stratonovich)
-}
-
-fn loss(ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
-    let mut l = 0.0;
-    for (i, &t) in ts.iter().enumerate() {
-        for k in 0..2 {
-            let d = ys[2 * i + k] - 0.3 * t;
-            l += d * d;
-            g[2 * i + k] = 2.0 * d;
-        }
-    }
-    l
 }
 
 const P: [f64; 4] = [1.2, 0.8, 0.3, 0.2];

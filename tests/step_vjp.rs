@@ -126,11 +126,13 @@ fn check<S: Solver + OdeStepVjp>(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
-    /// Central differences with step 1e-6 on O(1) quantities leave ~1e-9 of
-    /// truncation and round-off: 1e-7 relative is a strict bound that a
-    /// missing or wrong term (e.g. dropping the error cotangent) fails by
-    /// orders of magnitude.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Central differences with step 1e-6 leave round-off of about
+    /// ε·Σ|coefficients|·|cotangents|/1e-6 — up to ~5e-7 for Vern7, whose
+    /// stage coefficients reach ~1e2, with error cotangents up to 50 — and
+    /// ~1e-9 of truncation: 1e-6 relative is a bound that a missing or
+    /// wrong term (e.g. dropping the error cotangent) fails by orders of
+    /// magnitude.
     #[test]
     fn erk_step_vjp_matches_finite_differences(
         y in proptest::collection::vec(-1.5f64..1.5, 2),
@@ -148,7 +150,7 @@ proptest! {
             ("Tsit5", check(Tsit5, one_step, t, h, &y, &p, &yb, &eb)),
             ("Vern7", check(Vern7, one_step, t, h, &y, &p, &yb, &eb)),
         ] {
-            prop_assert!(err < 1e-7, "{name}: VJP vs FD relative error {err:e}");
+            prop_assert!(err < 1e-6, "{name}: VJP vs FD relative error {err:e}");
         }
         // the implicit methods, on their step with the stages converged to
         // round-off (the VJP is that of the converged step); their error
@@ -156,12 +158,16 @@ proptest! {
         // constant, so the err cotangent is checked in tests/stiff.rs with
         // the filter off, and is zero here
         let zero = [0.0; 2];
+        // steps short enough for Newton to converge from the predictor on
+        // this nonlinear drift (at h ≈ 0.25 a stage equation can have no
+        // solution Newton reaches; the step and its VJP then both fail)
+        let h = 0.2 * h;
         let implicit = |s: &Esdirk, t: f64, h: f64, y: &[f64], p: &[f64]| converged_step(s, t, h, y, p);
         for (name, err) in [
             ("Esdirk34", check(Esdirk34::default().esdirk(), implicit, t, h, &y, &p, &yb, &zero)),
             ("TrBdf2", check(TrBdf2::default().esdirk(), implicit, t, h, &y, &p, &yb, &zero)),
         ] {
-            prop_assert!(err < 1e-7, "{name}: VJP vs FD relative error {err:e}");
+            prop_assert!(err < 1e-6, "{name}: VJP vs FD relative error {err:e}");
         }
     }
 }

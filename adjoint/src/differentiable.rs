@@ -122,8 +122,11 @@ where
     }
 }
 
-macro_rules! differentiable_erk {
-    ($($name:ty),*) => {$(
+/// Implements [`Differentiable`] for each solver type by one gradient
+/// function, for ODEs (`ode`: diffusion `NoDiffusion`) or SDEs (`sde`:
+/// diffusions with a VJP).
+macro_rules! differentiable {
+    (ode, $via:ident: $($name:ty),*) => {$(
         impl<F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D> for $name {
             fn gradient<L: Loss + ?Sized>(
                 &self,
@@ -132,43 +135,55 @@ macro_rules! differentiable_erk {
                 loss: &L,
                 adjoint: Adjoint,
             ) -> Result<Gradient, GradError> {
-                erk_gradient(self, problem, options, loss, adjoint)
+                $via(self, problem, options, loss, adjoint)
+            }
+        }
+    )*};
+    (sde, $via:ident: $($name:ty),*) => {$(
+        impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for $name {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<F, G, D>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                $via(self, problem, options, loss, adjoint)
             }
         }
     )*};
 }
-differentiable_erk!(Euler, Heun, Bs3, Dopri5, Tsit5, Vern7, ExplicitRk);
+differentiable!(ode, erk_gradient: Euler, Heun, Bs3, Dopri5, Tsit5, Vern7, ExplicitRk);
 
 /// The implicit (stiff) one-step methods: the same ODE adjoints; the
 /// discrete one reverses each step by the implicit-function theorem (one
 /// transposed linear solve per implicit stage), for losses on step ends
 /// (their dense output is not differentiated).
-macro_rules! differentiable_implicit {
-    ($($name:ty),*) => {$(
-        impl<F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D> for $name {
-            fn gradient<L: Loss + ?Sized>(
-                &self,
-                problem: &Problem<F, NoDiffusion, D>,
-                options: &Options,
-                loss: &L,
-                adjoint: Adjoint,
-            ) -> Result<Gradient, GradError> {
-                if matches!(adjoint, Adjoint::Discrete { .. })
-                    && !matches!(options.save_at, SaveAt::T1 | SaveAt::Steps)
-                {
-                    return Err(GradError::Unsupported(format!(
-                        "the discrete adjoint of {} differentiates step ends only (its dense \
-                         output is not differentiated): use SaveAt::Steps or SaveAt::T1, or \
-                         Adjoint::Interpolating",
-                        self.name()
-                    )));
-                }
-                erk_gradient(self, problem, options, loss, adjoint)
-            }
-        }
-    )*};
+fn implicit_gradient<F, D, S, L>(
+    solver: &S,
+    problem: &Problem<F, NoDiffusion, D>,
+    options: &Options,
+    loss: &L,
+    adjoint: Adjoint,
+) -> Result<Gradient, GradError>
+where
+    F: DriftVjp,
+    D: Driver,
+    S: OdeStepVjp + sdeflow_solvers::Method + Copy,
+    L: Loss + ?Sized,
+{
+    if matches!(adjoint, Adjoint::Discrete { .. })
+        && !matches!(options.save_at, SaveAt::T1 | SaveAt::Steps)
+    {
+        return Err(GradError::Unsupported(format!(
+            "the discrete adjoint of {} differentiates step ends only (its dense output is not \
+             differentiated): use SaveAt::Steps or SaveAt::T1, or Adjoint::Interpolating",
+            solver.name()
+        )));
+    }
+    erk_gradient(solver, problem, options, loss, adjoint)
 }
-differentiable_implicit!(Esdirk34, TrBdf2);
+differentiable!(ode, implicit_gradient: Esdirk34, TrBdf2);
 
 /// The discrete adjoint of an SDE solver with a step VJP.
 fn sde_gradient<F, G, D, S, L>(
@@ -202,31 +217,22 @@ where
     }
 }
 
-macro_rules! differentiable_sde {
-    ($($name:ty),*) => {$(
-        impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for $name {
-            fn gradient<L: Loss + ?Sized>(
-                &self,
-                problem: &Problem<F, G, D>,
-                options: &Options,
-                loss: &L,
-                adjoint: Adjoint,
-            ) -> Result<Gradient, GradError> {
-                sde_gradient(self, problem, options, loss, adjoint)
-            }
-        }
-    )*};
-}
-differentiable_sde!(EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
+differentiable!(sde, sde_gradient: EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
 
-impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for ReversibleHeun {
-    fn gradient<L: Loss + ?Sized>(
-        &self,
-        problem: &Problem<F, G, D>,
-        options: &Options,
-        loss: &L,
-        adjoint: Adjoint,
-    ) -> Result<Gradient, GradError> {
-        crate::reversible::reversible_heun_gradient(problem, *self, options, loss, adjoint)
-    }
+/// Reversible Heun: its reversible, discrete and stochastic adjoints.
+fn reversible_gradient<F, G, D, L>(
+    solver: &ReversibleHeun,
+    problem: &Problem<F, G, D>,
+    options: &Options,
+    loss: &L,
+    adjoint: Adjoint,
+) -> Result<Gradient, GradError>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    D: Driver,
+    L: Loss + ?Sized,
+{
+    crate::reversible::reversible_heun_gradient(problem, *solver, options, loss, adjoint)
 }
+differentiable!(sde, reversible_gradient: ReversibleHeun);

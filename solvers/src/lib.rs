@@ -104,7 +104,7 @@ pub mod prelude {
     pub use crate::dual::Generic;
     pub use crate::erk::{Bs3, Dopri5, Euler, Heun, Tsit5, Vern7};
     pub use crate::error::SolveError;
-    pub use crate::field::{Diffusion, Drift};
+    pub use crate::field::{Diffusion, Drift, NoDiffusion};
     pub use crate::noise::{Interpretation, Noise};
     pub use crate::options::{Options, SaveAt};
     pub use crate::problem::Problem;

@@ -83,3 +83,17 @@ impl GenericField for Diff2 {
         g[1] = p[3] * y[1].cos();
     }
 }
+
+/// `Σ_i Σ_k (y_k(t_i) − 0.3 t_i)²` over the saved states of a two-state
+/// solve, with its gradient: the loss of the SDE gradient tests.
+pub fn tracking_loss(ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
+    let mut l = 0.0;
+    for (i, &t) in ts.iter().enumerate() {
+        for k in 0..2 {
+            let d = ys[2 * i + k] - 0.3 * t;
+            l += d * d;
+            g[2 * i + k] = 2.0 * d;
+        }
+    }
+    l
+}
