@@ -426,3 +426,44 @@ proptest! {
         }
     }
 }
+
+/// Observers see every attempted step with its size, error norm and
+/// verdict: as many reports as accepted plus rejected steps, rejected ones
+/// with a norm above 1 and accepted ones at or below it (the PI controller's
+/// rule), sizes that add up to the span over the accepted steps.
+#[test]
+fn observers_see_every_attempted_step() {
+    use sdeflow::integrate::{StepObserver, StepReport, integrate_observed};
+    #[derive(Default)]
+    struct Reports(Vec<StepReport>);
+    impl StepObserver for Reports {
+        fn accepted(&mut self, _: usize, _: f64, _: f64, _: &[f64], _: &[f64]) {}
+        fn attempted(&mut self, report: &StepReport) {
+            self.0.push(*report);
+        }
+    }
+    let p = problem(&P, &Y0);
+    for (opts, adaptive) in [
+        (Options::default().tol(1e-4).seed(3), true),
+        (Options::default().fixed_step(0.05).seed(3), false),
+    ] {
+        let mut seen = Reports::default();
+        let sol = integrate_observed(&p, &Sriw1, &opts, &mut seen).expect("solve");
+        let r = &seen.0;
+        assert_eq!(r.len(), sol.stats.accepted_steps + sol.stats.rejected_steps);
+        let accepted: Vec<&StepReport> = r.iter().filter(|s| s.accepted).collect();
+        assert_eq!(accepted.len(), sol.stats.accepted_steps);
+        let span: f64 = accepted.iter().map(|s| s.h).sum();
+        assert!((span - 1.0).abs() < 1e-12, "accepted steps cover {span}");
+        for s in r {
+            match (adaptive, s.err_norm) {
+                (true, Some(e)) => assert_eq!(s.accepted, e <= 1.0, "{s:?}"),
+                (false, None) => assert!(s.accepted),
+                _ => panic!("unexpected report {s:?}"),
+            }
+        }
+        if adaptive {
+            assert!(sol.stats.rejected_steps > 0, "expected some rejections");
+        }
+    }
+}

@@ -311,8 +311,24 @@ impl Saver<'_> {
     }
 }
 
+/// One attempted step, as the loop saw it: what progress displays,
+/// statistics and (later) solver-heuristic regularizers observe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Start of the step.
+    pub t: f64,
+    /// Step size (signed).
+    pub h: f64,
+    /// The scaled RMS norm of the error estimate that the controller judged
+    /// (`None` for fixed steps, which have no controller decision).
+    pub err_norm: Option<f64>,
+    /// Whether the step was accepted.
+    pub accepted: bool,
+}
+
 /// Sees every accepted step of a solve (for example, an adjoint recording
-/// its step times and checkpoints). Called after the step is saved.
+/// its step times and checkpoints), and every attempted step's
+/// [`StepReport`]. Called after the step is saved.
 pub trait StepObserver {
     /// Step `index` went from `(t, y)` to `(t_next, y_next)`.
     fn accepted(&mut self, index: usize, t: f64, t_next: f64, y: &[f64], y_next: &[f64]);
@@ -327,6 +343,12 @@ pub trait StepObserver {
     /// step just reported to [`StepObserver::accepted`]. Ignored by default.
     #[inline(always)]
     fn accepted_carried(&mut self, _carried: &[f64]) {}
+
+    /// Every attempted step, accepted or rejected, before the loop moves on
+    /// (for an accepted step: before [`StepObserver::accepted`]). Ignored by
+    /// default.
+    #[inline(always)]
+    fn attempted(&mut self, _report: &StepReport) {}
 }
 
 /// Observes nothing.
@@ -621,6 +643,12 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
 
         let e = scaled_rms(&err, &y, &y_new, &opts.rtol, &opts.atol);
         let decision = controller.decide(e, k_err);
+        observer.attempted(&StepReport {
+            t,
+            h: h_step,
+            err_norm: Some(e),
+            accepted: decision.accept,
+        });
 
         if !decision.accept {
             stats.rejected_steps += 1;
@@ -815,6 +843,12 @@ fn fixed_loop<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
                     solver, &mut cache, fields, t, h_step, t_next, &$y, &$y_new, &mut stats,
                 );
             }
+            observer.attempted(&StepReport {
+                t,
+                h: h_step,
+                err_norm: None,
+                accepted: true,
+            });
             observer.accepted_noise(&noise);
             observer.accepted(first + k, t, t_next, &$y, &$y_new);
             solver.accept(&mut cache);
