@@ -77,7 +77,7 @@ impl<F, G, M, D> Ensemble<'_, F, G, M, D>
 where
     F: Drift + Sync,
     G: Diffusion + Sync,
-    D: sdeflow_solvers::Driver,
+    D: sdeflow_solvers::brownian::Driver,
     M: Method + Sync,
 {
     /// Runs this rank's share of the chunks and merges every rank's chunks

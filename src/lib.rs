@@ -31,9 +31,6 @@
 //! See `docs/getting-started.md`, `docs/choosing-a-solver.md`, `docs/sde.md`
 //! and `docs/ensembles.md`.
 
-pub use sdeflow_solvers::brownian::{
-    CachedInterval, Driver, FixedGrid, Increments, SampledPath, VirtualTree,
-};
 pub use sdeflow_solvers::{
     Bdf, Bs3, Controller, Diffusion, Dopri5, Drift, Esdirk34, Euler, EulerHeun, EulerMaruyama,
     ExplicitRk, Heun, Interpretation, JacobianSource, Method, Milstein, MilsteinDerivative,

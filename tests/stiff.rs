@@ -818,3 +818,31 @@ fn esdirk_step_vjp_without_a_jacobian_assembles_it_from_vjps() {
         );
     }
 }
+
+/// A fixed-step implicit solve whose stage equation has no solution cannot
+/// shrink its step: a typed error, not a frozen state reported as success.
+/// (`y' = 1/(1 − y)`, `y(0) = 0`: the first implicit stage of size `h`
+/// solves `Y(1 − Y) = hγ + …`, with no real root once `hγ > 1/4`.)
+#[test]
+fn fixed_step_newton_failure_is_an_error() {
+    let p = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 1.0 / (1.0 - y[0]),
+        vec![0.0],
+        (0.0, 20.0),
+    );
+    for (name, r) in [
+        (
+            "Esdirk34",
+            solve(&p, Esdirk34::default(), Options::default().fixed_step(10.0)),
+        ),
+        (
+            "TrBdf2",
+            solve(&p, TrBdf2::default(), Options::default().fixed_step(10.0)),
+        ),
+    ] {
+        assert!(
+            matches!(r, Err(SolveError::NonlinearSolve { .. })),
+            "{name}: {r:?}"
+        );
+    }
+}

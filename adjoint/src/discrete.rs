@@ -1,4 +1,5 @@
-//! The discrete adjoint of explicit Runge–Kutta solves: the forward solve
+//! The discrete adjoint of ODE solves (explicit Runge–Kutta, native ESDIRK:
+//! any [`OdeStepVjp`](sdeflow_solvers::step_vjp::OdeStepVjp) solver): the forward solve
 //! records its accepted step times and at most `checkpoints` states; the
 //! backward sweep reverses the steps one by one with
 //! [`OdeStepVjp::step_vjp`](sdeflow_solvers::step_vjp::OdeStepVjp::step_vjp),
@@ -40,6 +41,9 @@ struct Advancer<'a, F, D, S: Solver> {
     y_new: Vec<f64>,
     err: Vec<f64>,
     stats: Stats,
+    /// A recomputed step that could not be taken (an implicit method whose
+    /// stages did not converge on replay).
+    failed: Option<sdeflow_solvers::SolveError>,
 }
 
 impl<F: DriftVjp, D: Driver, S: Solver> Advancer<'_, F, D, S> {
@@ -66,6 +70,19 @@ impl<F: DriftVjp, D: Driver, S: Solver> Advancer<'_, F, D, S> {
                 &mut self.err,
                 &mut self.stats,
             );
+            if S::CAN_FAIL
+                && self.err.first() == Some(&sdeflow_solvers::solver::STEP_FAILED)
+                && self.failed.is_none()
+            {
+                self.failed = Some(sdeflow_solvers::SolveError::NonlinearSolve {
+                    solver: self.solver.name(),
+                    t,
+                    h,
+                    reason: "recomputing the step from a checkpoint, the stage equations did \
+                             not converge; use a larger checkpoint budget"
+                        .into(),
+                });
+            }
             self.solver.accept(&mut self.cache);
             std::mem::swap(&mut self.y, &mut self.y_new);
             keep(m + 1, &self.y);
@@ -212,6 +229,7 @@ where
             y_new: vec![0.0; n],
             err: vec![0.0; n],
             stats: Stats::default(),
+            failed: None,
         },
         vjp_cache: solver.vjp_cache(&problem.drift, n, problem.params.len()),
         error: None,
@@ -233,7 +251,7 @@ where
         error,
         ..
     } = bw;
-    if let Some(e) = error {
+    if let Some(e) = error.or(adv.failed) {
         return Err(GradError::Solve(e));
     }
     for l in &located[next..] {

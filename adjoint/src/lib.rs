@@ -9,8 +9,9 @@
 //!   solution (Hager 2000; Sandu 2006), with the accepted step sizes of the
 //!   forward pass treated as constants (as diffrax does: the controller is
 //!   not differentiated) and recursive checkpointing — every explicit
-//!   Runge–Kutta solver, and every SDE solver on the forward solve's own
-//!   Brownian path;
+//!   Runge–Kutta solver, the native implicit `Esdirk34`/`TrBdf2` (the step
+//!   with its stages converged, by the implicit-function theorem), and every
+//!   SDE solver on the forward solve's own Brownian path;
 //! - [`Adjoint::Backsolve`], [`Adjoint::Interpolating`]: continuous adjoints
 //!   of ODEs (Chen et al. 2018);
 //! - [`Adjoint::Reversible`]: reversible Heun's exact adjoint (Kidger et al.

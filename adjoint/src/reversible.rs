@@ -7,8 +7,9 @@
 //! one number per step, are kept). [`Adjoint::Discrete`] does the same
 //! backpropagation from the states `ŷ_n` and increments `ΔW_n` the forward
 //! pass recorded (memory O(steps), whatever its `checkpoints`; faster: no
-//! reverse steps, no tree queries). The Brownian motion is a Brownian tree
-//! (forced); the reversible adjoint replays it backwards from the seed.
+//! reverse steps, no path queries). The Brownian motion is the problem's
+//! driver's, as `solve` sees it; the reversible adjoint walks the path the
+//! forward solve kept backwards.
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
@@ -93,7 +94,7 @@ where
             return Err(GradError::Unsupported(format!(
                 "Adjoint::Reversible walks the Brownian path backwards, which the {} driver \
                  cannot re-query; drive the problem with VirtualTree (the default) or \
-                 FixedGrid, or use Adjoint::Discrete",
+                 CachedInterval, or use Adjoint::Discrete",
                 problem.driver.name()
             )));
         }

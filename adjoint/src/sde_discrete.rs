@@ -1,14 +1,15 @@
 //! The discrete adjoint of SDE solves with Euler–Maruyama, Euler–Heun,
 //! Milstein (derivative-free, or exact given
 //! `DiffusionVjp::milstein_term_vjp`), SRIW1, SOSRI, SRA1 and SRA3: the
-//! exact gradient of the computed solution on its Brownian path (a Brownian
-//! tree, replayed from the seed), each step reversed with the solver's
+//! exact gradient of the computed solution on its Brownian path (the path
+//! the forward solve kept, from the problem's driver), each step reversed
+//! with the solver's
 //! [`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp); step sizes are
 //! constants. The forward pass keeps at most `checkpoints` records (state
 //! and the step's increments) and the backward sweep recomputes the rest
-//! by recursive checkpointing ([`crate::checkpoint`]), re-querying the tree
-//! for recomputed steps; with a budget of at least the number of steps
-//! nothing is recomputed and the tree is not queried again.
+//! by recursive checkpointing ([`crate::checkpoint`]), re-querying the kept
+//! path for recomputed steps; with a budget of at least the number of steps
+//! nothing is recomputed and the path is not queried again.
 
 use sdeflow_solvers::brownian::{Driver, DynPath};
 use sdeflow_solvers::integrate::integrate_observed;
@@ -171,7 +172,7 @@ where
             "the discrete adjoint with {budget} checkpoints recomputes steps between them on \
              the forward path, which the {} driver cannot re-query; store every step \
              (Adjoint::Discrete {{ checkpoints: usize::MAX }}) or drive the problem with \
-             VirtualTree or FixedGrid",
+             VirtualTree or CachedInterval",
             problem.driver.name()
         )));
     }

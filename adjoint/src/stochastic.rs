@@ -41,7 +41,7 @@ where
     if !problem.driver.requery() {
         return Err(GradError::Unsupported(format!(
             "the stochastic adjoint walks the Brownian path backwards, which the {} driver \
-             cannot re-query; drive the problem with VirtualTree (the default) or FixedGrid, \
+             cannot re-query; drive the problem with VirtualTree (the default) or CachedInterval, \
              or use Adjoint::Discrete",
             problem.driver.name()
         )));

@@ -109,7 +109,7 @@ impl<P: BrownianPath> Path<'_, P> {
     /// What the solution keeps of this path.
     fn keep<D: Driver<Path = P>>(&self, driver: &D, t0: f64) -> Option<KeptPath> {
         match self {
-            Path::Own(p) => driver.keep(p).map(|path| KeptPath { path, t0 }),
+            Path::Own(p) => driver.keep(p).map(|path| KeptPath::new(path, t0)),
             _ => None,
         }
     }
@@ -831,6 +831,16 @@ fn fixed_loop<F: Drift, G: Diffusion, S: Solver, O: StepObserver>(
                 &mut err,
                 &mut stats,
             );
+            if S::CAN_FAIL && err.first() == Some(&crate::solver::STEP_FAILED) {
+                return Err(SolveError::NonlinearSolve {
+                    solver: solver.name(),
+                    t,
+                    h: h_step,
+                    reason: "the stage equations did not converge, and a fixed-step solve \
+                             cannot shrink the step"
+                        .into(),
+                });
+            }
             if !all_finite(&$y_new) {
                 return Err(SolveError::NonFiniteState {
                     t,

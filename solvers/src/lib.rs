@@ -28,7 +28,7 @@ pub mod step_vjp;
 pub mod stiff;
 pub mod tableau;
 
-pub use brownian::Driver;
+use brownian::Driver;
 pub use controller::{ConstantController, Controller, PiController, PidController, StepController};
 pub use erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 pub use error::SolveError;

@@ -1,6 +1,8 @@
 //! The result of a solve: saved times and states, work statistics, status and
 //! (optionally) dense output.
 
+use std::sync::{Mutex, MutexGuard};
+
 use serde::{Deserialize, Serialize};
 
 use crate::brownian::DynPath;
@@ -84,43 +86,64 @@ pub struct Solution {
     pub dense: Option<DenseOutput>,
     /// The Brownian path an SDE solve was driven by, as its driver keeps it
     /// (`None` for ODEs, for drivers that cannot re-query their path such as
-    /// [`crate::brownian::Increments`], and after deserialisation). Read it
+    /// [`crate::brownian::Increments`], for the partial solution of a failed
+    /// solve, for solves on a path given to
+    /// [`crate::integrate::integrate_on_path`], and after deserialisation). Read it
     /// with [`Solution::brownian_at_saved`] and
     /// [`Solution::brownian_increment`].
     #[serde(skip)]
     pub brownian: Option<KeptPath>,
 }
 
-/// The Brownian path of a solve, kept by its [`Solution`].
+/// The Brownian path of a solve, kept by its [`Solution`]. Queries go to
+/// this one path object, in place (a path that splits at query points, such
+/// as the cached interval, stays consistent across calls).
 #[derive(Debug)]
 pub struct KeptPath {
-    /// The path.
-    pub path: Box<dyn DynPath>,
+    path: Mutex<Box<dyn DynPath>>,
     /// Where the solve started (`W(t0)` is the origin of
     /// [`Solution::brownian_at_saved`]).
     pub t0: f64,
 }
 
+impl KeptPath {
+    /// Keeps `path` of a solve that started at `t0`.
+    pub fn new(path: Box<dyn DynPath>, t0: f64) -> Self {
+        KeptPath {
+            path: Mutex::new(path),
+            t0,
+        }
+    }
+
+    /// The path, locked for queries.
+    fn lock(&self) -> MutexGuard<'_, Box<dyn DynPath>> {
+        self.path.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Clone for KeptPath {
     fn clone(&self) -> Self {
-        KeptPath {
-            path: self.path.clone_box(),
-            t0: self.t0,
-        }
+        KeptPath::new(self.lock().clone_box(), self.t0)
     }
 }
 
 impl Solution {
     /// A copy of the Brownian path this solve was driven by, to query at
-    /// will; see [`Solution::brownian`].
+    /// will (for the cached interval, points not yet queried are split in
+    /// the copy only); see [`Solution::brownian`].
     pub fn brownian_path(&self) -> Result<Box<dyn DynPath>, SolveError> {
+        self.kept().map(|p| p.lock().clone_box())
+    }
+
+    /// The kept path, or why there is none.
+    fn kept(&self) -> Result<&KeptPath, SolveError> {
         match &self.brownian {
-            Some(p) => Ok(p.path.clone_box()),
+            Some(p) => Ok(p),
             None => Err(SolveError::invalid(
                 "brownian",
                 "this solution keeps no Brownian path: it is an ODE solve, or its driver \
                  (Increments) draws each increment once; drive the problem with VirtualTree \
-                 or FixedGrid to keep the path",
+                 or CachedInterval to keep the path",
             )),
         }
     }
@@ -128,9 +151,9 @@ impl Solution {
     /// `W(t) − W(t0)` at every saved time, `m` values per time (time-major):
     /// the Brownian motion of the trajectory, aligned with [`Solution::ys`].
     pub fn brownian_at_saved(&self) -> Result<Vec<f64>, SolveError> {
-        let mut path = self.brownian_path()?;
+        let kept = self.kept()?;
+        let (mut path, t0) = (kept.lock(), kept.t0);
         let m = path.dim();
-        let t0 = self.brownian.as_ref().map_or(0.0, |p| p.t0);
         let mut w = vec![0.0; self.ts.len() * m];
         for (k, &t) in self.ts.iter().enumerate() {
             if t != t0 {
@@ -149,7 +172,7 @@ impl Solution {
         dw: &mut [f64],
         h: Option<&mut [f64]>,
     ) -> Result<(), SolveError> {
-        let mut path = self.brownian_path()?;
+        let mut path = self.kept()?.lock();
         let m = path.dim();
         if dw.len() != m || h.as_ref().is_some_and(|h| h.len() != m) {
             return Err(SolveError::DimensionMismatch {

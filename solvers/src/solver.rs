@@ -78,8 +78,20 @@ pub struct DenseTable<'a> {
     pub poly: &'a [f64],
 }
 
+/// The error-estimate value with which a step says it could not be taken
+/// (an implicit method whose stage equations did not converge): every entry
+/// of `err` is set to it and `y_new` to `y`. The adaptive loop rejects such
+/// a step and shrinks `h`; the fixed-step loop, which cannot, ends the solve
+/// with [`SolveError::NonlinearSolve`] (solvers with
+/// [`Solver::CAN_FAIL`] only).
+pub const STEP_FAILED: f64 = 1e100;
+
 /// One step of a numerical method.
 pub trait Solver {
+    /// Whether a step can fail and say so with [`STEP_FAILED`] (implicit
+    /// methods); the fixed-step loop and the adjoints' replays check for it.
+    const CAN_FAIL: bool = false;
+
     /// Per-solve workspace (stage buffers and the like), allocated once by
     /// [`Solver::init`] and reused by every step.
     type Cache;

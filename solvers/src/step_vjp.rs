@@ -6,7 +6,10 @@
 //! `ȳ_new` (and `ē`, the cotangent of the error estimate — what error-based
 //! regularizers differentiate — and those of values interpolated inside the
 //! step) and returns `ȳ`, adding `p̄`. The step size is a constant: the
-//! controller is not differentiated (as in diffrax). The discrete adjoint
+//! controller is not differentiated (as in diffrax). Implicit methods
+//! differentiate the step with converged stages (implicit-function
+//! theorem); the native ESDIRK methods hold their error filter
+//! `(I − hγJ(y))⁻¹` constant in the error cotangent. The discrete adjoint
 //! (`sdeflow-adjoint`) drives any [`OdeStepVjp`] solver through this one
 //! method, with recursive checkpointing.
 

@@ -58,10 +58,8 @@ pub trait Driver: fmt::Debug + Clone + Send + Sync {
     /// answered, or one that overlaps it, consistently — what rejected
     /// adaptive steps and the continuous adjoints (which walk the path
     /// backwards) need. `false` for drivers that draw each increment once, in
-    /// order ([`Increments`]).
-    fn requery(&self) -> bool {
-        true
-    }
+    /// order ([`Increments`]); a driver of your own must say which it is.
+    fn requery(&self) -> bool;
 
     /// The path as kept by the solution (`None`: it cannot be re-queried,
     /// so keeping it would be of no use).
@@ -83,6 +81,10 @@ impl Driver for VirtualTree {
 
     fn path(&self, tspan: (f64, f64), m: usize, seed: u64) -> Result<BrownianTree, SolveError> {
         Ok(BrownianTree::new(tspan, m, seed))
+    }
+
+    fn requery(&self) -> bool {
+        true
     }
 
     fn keep(&self, path: &BrownianTree) -> Option<Box<dyn DynPath>> {
@@ -111,6 +113,10 @@ impl Driver for CachedInterval {
 
     fn path(&self, tspan: (f64, f64), m: usize, seed: u64) -> Result<BrownianInterval, SolveError> {
         Ok(BrownianInterval::new(tspan, m, seed))
+    }
+
+    fn requery(&self) -> bool {
+        true
     }
 
     fn keep(&self, path: &BrownianInterval) -> Option<Box<dyn DynPath>> {
@@ -284,8 +290,20 @@ impl PiecewiseLinearPath {
     /// `∫_lo^hi W_j(u) du` (trapezoidal over the cells: exact for the
     /// piecewise-linear path).
     fn integral(&mut self, lo: f64, hi: f64, j: usize) -> f64 {
-        let last = self.ts.len() - 2;
+        // outside the samples the path is flat (held at its end values)
+        let (first, end) = self.span();
         let mut sum = 0.0;
+        if lo < first {
+            sum += (hi.min(first) - lo) * self.value(first, j);
+        }
+        if hi > end {
+            sum += (hi - lo.max(end)) * self.value(end, j);
+        }
+        let (lo, hi) = (lo.max(first), hi.min(end));
+        if lo >= hi {
+            return sum;
+        }
+        let last = self.ts.len() - 2;
         let (mut a, mut wa) = (lo, self.value(lo, j));
         let mut k = self.locate(lo);
         while a < hi {
@@ -304,7 +322,8 @@ impl PiecewiseLinearPath {
 
 /// A path you supply, as samples of `W` at your times (e.g. a recorded
 /// driving signal, or a path from another program), linear in between; see
-/// [`PiecewiseLinearPath`]. Its span must cover the problem's.
+/// [`PiecewiseLinearPath`]. Its span must cover the problem's. It ignores
+/// the seed: every trajectory of an ensemble sees this same path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampledPath {
     path: PiecewiseLinearPath,
@@ -351,6 +370,10 @@ impl Driver for SampledPath {
         Ok(self.path.clone())
     }
 
+    fn requery(&self) -> bool {
+        true
+    }
+
     fn keep(&self, path: &Self::Path) -> Option<Box<dyn DynPath>> {
         Some(Box::new(path.clone()))
     }
@@ -361,7 +384,9 @@ impl Driver for SampledPath {
 /// fast per step as [`Increments`] for a fixed-step solve on the same grid,
 /// and re-queryable (adaptive steps, backward adjoints, `Solution` queries)
 /// at the price of `O(span/dt)` memory. Off-grid queries see the linear
-/// interpolant, so use it with steps on the grid.
+/// interpolant, not a Brownian bridge, so use it with fixed steps on the
+/// grid: adaptive steps between grid points see increments of too little
+/// variance (use [`VirtualTree`] or [`CachedInterval`] for those).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FixedGrid {
     /// The grid spacing.
@@ -390,13 +415,14 @@ impl Driver for FixedGrid {
             (tspan.1, tspan.0)
         };
         let cells = (hi - lo) / dt;
-        let ok = dt.is_finite() && dt > 0.0 && cells.is_finite() && cells <= 1e8;
+        let values = cells * m.max(1) as f64;
+        let ok = dt.is_finite() && dt > 0.0 && cells.is_finite() && values <= 1e8;
         if !ok {
             return Err(SolveError::invalid(
                 "driver",
                 format!(
-                    "FixedGrid dt = {} gives {cells} cells over ({lo}, {hi}); give 0 < dt with \
-                     at most 1e8 cells",
+                    "FixedGrid dt = {} gives {cells} cells of {m} values over ({lo}, {hi}); \
+                     give 0 < dt with at most 1e8 values in all",
                     self.dt
                 ),
             ));
@@ -415,6 +441,10 @@ impl Driver for FixedGrid {
             ts.push(t);
         }
         PiecewiseLinearPath::new(ts, w, m)
+    }
+
+    fn requery(&self) -> bool {
+        true
     }
 
     fn keep(&self, path: &Self::Path) -> Option<Box<dyn DynPath>> {

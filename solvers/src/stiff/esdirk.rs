@@ -74,7 +74,7 @@ use crate::stiff::tableau::EsdirkTableau;
 /// The value every entry of `err` takes when a step's Newton iteration
 /// failed: finite (no NaN reaches the error norm) and so large that any
 /// tolerance rejects the step.
-pub const NEWTON_FAILURE_ERROR: f64 = 1e100;
+pub const NEWTON_FAILURE_ERROR: f64 = crate::solver::STEP_FAILED;
 
 /// An ESDIRK method defined by a tableau ([`crate::stiff::ESDIRK34`],
 /// [`crate::stiff::TRBDF2`], or a user's), with its Jacobian source and
@@ -311,6 +311,7 @@ impl Esdirk {
 
 impl Solver for Esdirk {
     type Cache = EsdirkCache;
+    const CAN_FAIL: bool = true;
 
     fn name(&self) -> &'static str {
         self.tableau.name

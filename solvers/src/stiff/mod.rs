@@ -21,10 +21,10 @@
 //! [`crate::Solver`] does not see the solve's [`crate::Options`]: set them to
 //! the solve's with `Esdirk34::default().tolerances(rtol, atol)`.
 
-pub mod diffsol_backend;
-pub mod esdirk;
-pub mod newton;
-pub mod tableau;
+mod diffsol_backend;
+mod esdirk;
+mod newton;
+mod tableau;
 
 pub use diffsol_backend::{Bdf, DiffsolEsdirk34, DiffsolTrBdf2};
 pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache, NEWTON_FAILURE_ERROR};
@@ -108,6 +108,7 @@ macro_rules! native_esdirk {
 
         impl Solver for $name {
             type Cache = EsdirkCache;
+            const CAN_FAIL: bool = true;
             fn name(&self) -> &'static str {
                 $tab.name
             }
