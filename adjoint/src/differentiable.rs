@@ -22,6 +22,7 @@ use sdeflow_solvers::stiff::{Esdirk34, TrBdf2};
 use sdeflow_solvers::{DiffusionVjp, DriftVjp, NoDiffusion, Options, Problem, SaveAt, Solver};
 
 use crate::loss::Loss;
+use crate::reversible::reversible_heun_gradient;
 use crate::{Adjoint, GradError, Gradient};
 
 /// A solver that gradients flow through, for problems with drift `F`,
@@ -219,20 +220,5 @@ where
 
 differentiable!(sde, sde_gradient: EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
 
-/// Reversible Heun: its reversible, discrete and stochastic adjoints.
-fn reversible_gradient<F, G, D, L>(
-    solver: &ReversibleHeun,
-    problem: &Problem<F, G, D>,
-    options: &Options,
-    loss: &L,
-    adjoint: Adjoint,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    G: DiffusionVjp,
-    D: Driver,
-    L: Loss + ?Sized,
-{
-    crate::reversible::reversible_heun_gradient(problem, *solver, options, loss, adjoint)
-}
-differentiable!(sde, reversible_gradient: ReversibleHeun);
+// Reversible Heun: its reversible, discrete and stochastic adjoints.
+differentiable!(sde, reversible_heun_gradient: ReversibleHeun);

@@ -68,8 +68,8 @@ impl StepObserver for Tape {
 /// `options.seed` (the reversible and stochastic adjoints re-query it
 /// backwards, so they refuse drivers that cannot, such as `Increments`).
 pub(crate) fn reversible_heun_gradient<F, G, D, L>(
+    solver: &ReversibleHeun,
     problem: &Problem<F, G, D>,
-    solver: ReversibleHeun,
     options: &Options,
     loss: &L,
     adjoint: Adjoint,
@@ -119,7 +119,7 @@ where
         y_hats: Vec::new(),
         dws: Vec::new(),
     };
-    let sol = integrate_observed(problem, &solver, opts, &mut tape)?;
+    let sol = integrate_observed(problem, solver, opts, &mut tape)?;
     let (value, gy) = crate::loss::evaluate(loss, &sol)?;
     let ts = &tape.ts;
     let steps = ts.len() - 1;
