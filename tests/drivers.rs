@@ -352,39 +352,45 @@ fn sampled_path_drives_a_solve() {
     ));
 }
 
-/// The fixed grid's path: fixed-step solves on the grid and adaptive ones
-/// see one Brownian motion, and its increments have variance `h`.
+/// The fixed grid's path drives a fixed-step solve on its grid exactly: a
+/// nonlinear EM solve equals the EM recursion computed by hand from the
+/// kept path's increments, and `W(1)` over seeds has the law of Brownian
+/// motion.
 #[test]
-fn fixed_grid_is_one_path_for_fixed_and_adaptive_solves() {
-    let grid = FixedGrid::new(1.0 / 64.0);
+fn fixed_grid_drives_fixed_steps_on_its_grid() {
+    let h = 1.0 / 64.0;
     let p = Problem::sde(
-        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
-        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 1.0,
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0] * y[0] * y[0],
+        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.5,
         Noise::Additive,
-        vec![0.0],
+        vec![1.0],
         (0.0, 1.0),
     )
-    .driver(grid);
-    let fixed = solve(
-        &p,
-        EulerMaruyama,
-        Options::default().fixed_step(1.0 / 64.0).seed(2),
-    )
-    .expect("fixed");
-    let adaptive = solve(&p, Sra1, Options::default().tol(1e-4).seed(2)).expect("adaptive");
-    assert!((fixed.last()[0] - adaptive.last()[0]).abs() < 1e-12);
-    // W(1) over seeds: mean 0, variance 1 (2000 seeds: the sample variance
-    // has standard error sqrt(2/2000) ≈ 0.032; 5 standard errors)
+    .driver(FixedGrid::new(h));
+    let sol = solve(&p, EulerMaruyama, Options::default().fixed_step(h).seed(2)).expect("fixed");
+    let w = sol.brownian_at_saved().expect("kept path");
+    assert_eq!(sol.ts.len(), 65);
+    let mut y = 1.0;
+    for k in 0..64 {
+        y = y + h * (-y * y * y) + 0.5 * (w[k + 1] - w[k]);
+        assert!(
+            (sol.ys[k + 1] - y).abs() < 1e-12,
+            "step {k}: {} vs {y}",
+            sol.ys[k + 1]
+        );
+    }
+    // the same seed, the same path; W(1) over seeds: mean 0, variance 1
+    // (2000 seeds: the sample variance has standard error sqrt(2/2000) ≈
+    // 0.032; 5 standard errors)
+    let again = solve(&p, EulerMaruyama, Options::default().fixed_step(h).seed(2)).expect("again");
+    assert_eq!(again.ys, sol.ys);
     let n = 2000;
     let w1: Vec<f64> = (0..n)
         .map(|s| {
-            solve(
-                &p,
-                EulerMaruyama,
-                Options::default().fixed_step(1.0 / 64.0).seed(s),
-            )
-            .expect("solve")
-            .last()[0]
+            let sol =
+                solve(&p, EulerMaruyama, Options::default().fixed_step(h).seed(s)).expect("solve");
+            let w = sol.brownian_at_saved().expect("kept path");
+            w[w.len() - 1]
         })
         .collect();
     let mean = w1.iter().sum::<f64>() / n as f64;
