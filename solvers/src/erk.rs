@@ -13,7 +13,7 @@ use crate::field::{Diffusion, Drift};
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{DenseTable, Fields, Solver, StepNoise, delegate_solver};
-use crate::step_vjp::{OdeStepVjp, StepAt, StepBars};
+use crate::step_vjp::{OdeStepVjp, StepAt, StepBars, delegate_ode_step_vjp};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, VERN7};
 
 /// Workspace of an explicit RK solve.
@@ -329,34 +329,13 @@ impl OdeStepVjp for ExplicitRk {
     }
 }
 
-/// The step VJP of every tableau-driven method is the generic one.
-macro_rules! erk_step_vjp {
-    ($($name:ident => $tab:expr),*) => {$(
-        impl OdeStepVjp for $name {
-            type VjpCache = ErkVjpCache;
-            fn vjp_cache<F: crate::field::DriftVjp>(
-                &self,
-                drift: &F,
-                n: usize,
-                n_params: usize,
-            ) -> ErkVjpCache {
-                ExplicitRk::new(&$tab).vjp_cache(drift, n, n_params)
-            }
-            fn step_vjp<F: crate::field::DriftVjp>(
-                &self,
-                cache: &mut ErkVjpCache,
-                drift: &F,
-                p: &[f64],
-                at: StepAt<'_>,
-                bars: StepBars<'_, '_>,
-                stats: &mut Stats,
-            ) -> Result<usize, SolveError> {
-                Ok(ExplicitRk::new(&$tab).erk_step_vjp(cache, drift, p, at, bars, stats))
-            }
-        }
-    )*};
-}
-erk_step_vjp!(Euler => EULER, Heun => HEUN, Bs3 => BS3, Dopri5 => DP5, Tsit5 => TSIT5, Vern7 => VERN7);
+// the step VJP of every tableau-driven method is the generic one
+delegate_ode_step_vjp!(Euler, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Heun, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Bs3, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Dopri5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Tsit5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Vern7, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
 
 impl ExplicitRk {
     /// The discrete adjoint of one step (Hager 2000; Sandu 2006): the step

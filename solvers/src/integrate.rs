@@ -7,7 +7,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::brownian::{BrownianPath, Driver};
+use crate::brownian::{BrownianPath, Driver, DynPath};
 use crate::controller::StepController;
 use crate::dense::{DenseOutput, combine, poly_weights};
 use crate::error::SolveError;
@@ -105,11 +105,12 @@ impl<P: BrownianPath> Draw for Path<'_, P> {
     }
 }
 
-impl<P: BrownianPath> Path<'_, P> {
-    /// What the solution keeps of this path.
-    fn keep<D: Driver<Path = P>>(&self, driver: &D, t0: f64) -> Option<KeptPath> {
+impl<P: DynPath + 'static> Path<'_, P> {
+    /// What the solution keeps of this path: the path itself, moved, when
+    /// the driver can re-query it (a given path stays with its owner).
+    fn keep<D: Driver<Path = P>>(self, driver: &D, t0: f64) -> Option<KeptPath> {
         match self {
-            Path::Own(p) => driver.keep(p).map(|path| KeptPath::new(path, t0)),
+            Path::Own(p) if driver.requery() => Some(KeptPath::new(Box::new(p), t0)),
             _ => None,
         }
     }

@@ -76,3 +76,36 @@ pub trait OdeStepVjp: Solver {
         stats: &mut Stats,
     ) -> Result<usize, SolveError>;
 }
+
+/// Implements [`OdeStepVjp`] for `$name` by delegating to the solver
+/// `$inner` (an expression of the method's solver, with `$s` bound to
+/// `self`) whose workspace is `$cache`.
+macro_rules! delegate_ode_step_vjp {
+    ($name:ty, $cache:ty, |$s:ident| $inner:expr) => {
+        impl $crate::step_vjp::OdeStepVjp for $name {
+            type VjpCache = $cache;
+            fn vjp_cache<F: $crate::field::DriftVjp>(
+                &self,
+                drift: &F,
+                n: usize,
+                n_params: usize,
+            ) -> $cache {
+                let $s = self;
+                $crate::step_vjp::OdeStepVjp::vjp_cache(&$inner, drift, n, n_params)
+            }
+            fn step_vjp<F: $crate::field::DriftVjp>(
+                &self,
+                cache: &mut $cache,
+                drift: &F,
+                p: &[f64],
+                at: $crate::step_vjp::StepAt<'_>,
+                bars: $crate::step_vjp::StepBars<'_, '_>,
+                stats: &mut $crate::solution::Stats,
+            ) -> Result<usize, $crate::error::SolveError> {
+                let $s = self;
+                $crate::step_vjp::OdeStepVjp::step_vjp(&$inner, cache, drift, p, at, bars, stats)
+            }
+        }
+    };
+}
+pub(crate) use delegate_ode_step_vjp;

@@ -44,7 +44,9 @@ impl<T: BrownianPath + Clone + fmt::Debug + Send + Sync + 'static> DynPath for T
 /// not change (they only see increments).
 pub trait Driver: fmt::Debug + Clone + Send + Sync {
     /// The path of one solve.
-    type Path: BrownianPath + Send;
+    /// The path of one solve (kept by the solution, when it can be
+    /// re-queried).
+    type Path: DynPath + 'static;
 
     /// The driver's name, for error messages.
     fn name(&self) -> &'static str;
@@ -60,10 +62,6 @@ pub trait Driver: fmt::Debug + Clone + Send + Sync {
     /// backwards) need. `false` for drivers that draw each increment once, in
     /// order ([`Increments`]); a driver of your own must say which it is.
     fn requery(&self) -> bool;
-
-    /// The path as kept by the solution (`None`: it cannot be re-queried,
-    /// so keeping it would be of no use).
-    fn keep(&self, path: &Self::Path) -> Option<Box<dyn DynPath>>;
 }
 
 /// The virtual Brownian tree ([`BrownianTree`]): `W` is a pure function of
@@ -85,10 +83,6 @@ impl Driver for VirtualTree {
 
     fn requery(&self) -> bool {
         true
-    }
-
-    fn keep(&self, path: &BrownianTree) -> Option<Box<dyn DynPath>> {
-        Some(Box::new(path.clone()))
     }
 }
 
@@ -118,10 +112,6 @@ impl Driver for CachedInterval {
     fn requery(&self) -> bool {
         true
     }
-
-    fn keep(&self, path: &BrownianInterval) -> Option<Box<dyn DynPath>> {
-        Some(Box::new(path.clone()))
-    }
 }
 
 /// Fresh i.i.d. increments `ΔW ~ N(0, h)` drawn in order from a fast stream:
@@ -145,10 +135,6 @@ impl Driver for Increments {
 
     fn requery(&self) -> bool {
         false
-    }
-
-    fn keep(&self, _: &BrownianIncrements) -> Option<Box<dyn DynPath>> {
-        None
     }
 }
 
@@ -373,10 +359,6 @@ impl Driver for SampledPath {
     fn requery(&self) -> bool {
         true
     }
-
-    fn keep(&self, path: &Self::Path) -> Option<Box<dyn DynPath>> {
-        Some(Box::new(path.clone()))
-    }
 }
 
 /// Brownian motion sampled once on the grid `t0 + k·dt` (the last cell ends
@@ -445,9 +427,5 @@ impl Driver for FixedGrid {
 
     fn requery(&self) -> bool {
         true
-    }
-
-    fn keep(&self, path: &Self::Path) -> Option<Box<dyn DynPath>> {
-        Some(Box::new(path.clone()))
     }
 }

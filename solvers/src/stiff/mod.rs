@@ -38,7 +38,7 @@ use crate::field::{Diffusion, Drift};
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{DenseTable, Fields, Solver, StepNoise};
-use crate::step_vjp::{OdeStepVjp, StepAt, StepBars};
+use crate::step_vjp::{OdeStepVjp, StepAt, StepBars, delegate_ode_step_vjp};
 
 /// How a stiff solver obtains the Jacobian `∂f/∂y`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,47 +167,15 @@ macro_rules! native_esdirk {
             }
         }
 
-        impl OdeStepVjp for $name {
-            type VjpCache = EsdirkStepVjpCache;
-            fn vjp_cache<F: DriftVjp>(
-                &self,
-                drift: &F,
-                n: usize,
-                n_params: usize,
-            ) -> EsdirkStepVjpCache {
-                OdeStepVjp::vjp_cache(&self.esdirk(), drift, n, n_params)
-            }
-            fn step_vjp<F: DriftVjp>(
-                &self,
-                cache: &mut EsdirkStepVjpCache,
-                drift: &F,
-                p: &[f64],
-                at: StepAt<'_>,
-                bars: StepBars<'_, '_>,
-                stats: &mut Stats,
-            ) -> Result<usize, SolveError> {
-                OdeStepVjp::step_vjp(&self.esdirk(), cache, drift, p, at, bars, stats)
-            }
-        }
+        delegate_ode_step_vjp!($name, EsdirkVjpCache, |s| s.esdirk());
     };
 }
 
-/// Workspace of the ESDIRK step VJP through the protocol: the method's own,
-/// and a zero error cotangent for steps that have none.
-#[derive(Debug, Clone)]
-pub struct EsdirkStepVjpCache {
-    inner: EsdirkVjpCache,
-    zeros: Vec<f64>,
-}
-
 impl OdeStepVjp for Esdirk {
-    type VjpCache = EsdirkStepVjpCache;
+    type VjpCache = EsdirkVjpCache;
 
     fn vjp_cache<F: DriftVjp>(&self, _drift: &F, n: usize, n_params: usize) -> Self::VjpCache {
-        EsdirkStepVjpCache {
-            inner: Esdirk::vjp_cache(self, n, n_params),
-            zeros: vec![0.0; n],
-        }
+        Esdirk::vjp_cache(self, n, n_params)
     }
 
     fn step_vjp<F: DriftVjp>(
@@ -228,19 +196,8 @@ impl OdeStepVjp for Esdirk {
                 alternatives: "save at step ends: SaveAt::Steps or SaveAt::T1".into(),
             });
         }
-        let err_bar = bars.err.unwrap_or(&cache.zeros);
         Esdirk::step_vjp(
-            self,
-            &mut cache.inner,
-            drift,
-            p,
-            at.t,
-            at.h,
-            at.y,
-            bars.y,
-            err_bar,
-            bars.p,
-            stats,
+            self, cache, drift, p, at.t, at.h, at.y, bars.y, bars.err, bars.p, stats,
         )
     }
 }

@@ -67,16 +67,21 @@ pub struct NewtonOptions {
     pub refactor_ratio: f64,
 }
 
+impl NewtonOptions {
+    /// The defaults (also usable in `const` contexts).
+    pub const DEFAULT: NewtonOptions = NewtonOptions {
+        rtol: 1e-8,
+        atol: 1e-12,
+        kappa: 0.01,
+        max_iters: 10,
+        reuse_rate: 0.2,
+        refactor_ratio: 0.2,
+    };
+}
+
 impl Default for NewtonOptions {
     fn default() -> Self {
-        NewtonOptions {
-            rtol: 1e-8,
-            atol: 1e-12,
-            kappa: 0.01,
-            max_iters: 10,
-            reuse_rate: 0.2,
-            refactor_ratio: 0.2,
-        }
+        NewtonOptions::DEFAULT
     }
 }
 
