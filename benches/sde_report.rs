@@ -140,7 +140,7 @@ use nalgebra::{DMatrix, Matrix3};
 use sdeflow::brownian::rng::NormalStream;
 use sdeflow::brownian::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
-use sdeflow::solver::{Fields, StepNoise};
+use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -960,15 +960,15 @@ fn one_step<F: Drift, G: Diffusion, S: Solver>(
         levy_h: if solver.needs_levy_area() { &levy } else { &[] },
     };
     let (mut y_new, mut err) = ([0.0], [0.0]);
-    solver.step(
+    let _ = solver.step(
         &mut cache,
         &fields,
-        0.0,
-        h,
-        &[y],
+        StepAt { t: 0.0, h, y: &[y] },
         &noise,
-        &mut y_new,
-        &mut err,
+        StepOut {
+            y_new: &mut y_new,
+            err: &mut err,
+        },
         &mut stats,
     );
     solver.accept(&mut cache);

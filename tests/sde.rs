@@ -5,7 +5,7 @@
 use sdeflow::brownian::{BrownianInterval, BrownianPath, BrownianTree};
 use sdeflow::integrate::{NoObserver, integrate_on_path};
 use sdeflow::prelude::*;
-use sdeflow::solver::{Fields, StepNoise};
+use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 const A: f64 = 1.0;
@@ -67,8 +67,16 @@ fn reversible_heun_reverses_to_round_off() {
             dw: &dw,
             levy_h: &[],
         };
-        solver.step(
-            &mut cache, &fields, t, h, &y, &noise, &mut y_new, &mut err, &mut stats,
+        let _ = solver.step(
+            &mut cache,
+            &fields,
+            StepAt { t, h, y: &y },
+            &noise,
+            StepOut {
+                y_new: &mut y_new,
+                err: &mut err,
+            },
+            &mut stats,
         );
         solver.accept(&mut cache);
         std::mem::swap(&mut y, &mut y_new);
@@ -77,7 +85,8 @@ fn reversible_heun_reverses_to_round_off() {
     for k in (0..n_steps).rev() {
         let t = k as f64 * h;
         tree.increment(t, t + h, &mut dw);
-        solver.reverse_step(&mut cache, &fields, t, h, &dw, &y, &mut y_new, &mut stats);
+        let step = StepAt { t, h, y: &y };
+        solver.reverse_step(&mut cache, &fields, step, &dw, &mut y_new, &mut stats);
         std::mem::swap(&mut y, &mut y_new);
     }
     let e = y

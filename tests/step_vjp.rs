@@ -7,8 +7,8 @@
 
 use proptest::prelude::*;
 use sdeflow::prelude::*;
-use sdeflow::solver::{Fields, StepNoise};
-use sdeflow::step_vjp::{OdeStepVjp, StepAt, StepBars};
+use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut, StepStatus};
+use sdeflow::step_vjp::{OdeStepVjp, StepBars};
 use sdeflow::stiff::Esdirk;
 
 /// A nonlinear two-state drift with three parameters, exact VJPs by duals.
@@ -35,17 +35,18 @@ fn one_step<S: Solver>(solver: &S, t: f64, h: f64, y: &[f64], p: &[f64]) -> (Vec
     fields.f(t, y, &mut f0, &mut stats);
     solver.start(&mut cache, &f0, &[]);
     let (mut y_new, mut err) = (vec![0.0; 2], vec![0.0; 2]);
-    solver.step(
+    let status = solver.step(
         &mut cache,
         &fields,
-        t,
-        h,
-        y,
+        StepAt { t, h, y },
         &StepNoise::NONE,
-        &mut y_new,
-        &mut err,
+        StepOut {
+            y_new: &mut y_new,
+            err: &mut err,
+        },
         &mut stats,
     );
+    assert_eq!(status, StepStatus::Taken);
     (y_new, err)
 }
 
@@ -61,11 +62,11 @@ fn converged_step(solver: &Esdirk, t: f64, h: f64, y: &[f64], p: &[f64]) -> (Vec
             &mut c,
             &prob.drift,
             p,
-            t,
-            h,
-            y,
-            &mut y_new,
-            &mut err,
+            StepAt { t, h, y },
+            StepOut {
+                y_new: &mut y_new,
+                err: &mut err,
+            },
             &mut Stats::default(),
         )
         .expect("converged step");
@@ -73,7 +74,6 @@ fn converged_step(solver: &Esdirk, t: f64, h: f64, y: &[f64], p: &[f64]) -> (Vec
 }
 
 /// The largest relative difference between the VJP and central FD.
-#[allow(clippy::too_many_arguments)]
 fn check<S: Solver + OdeStepVjp>(
     solver: S,
     step: impl Fn(&S, f64, f64, &[f64], &[f64]) -> (Vec<f64>, Vec<f64>),

@@ -10,6 +10,8 @@ mod common;
 use common::{fitted_slope, max_abs_diff};
 use sdeflow::integrate::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
+use sdeflow::solver::{StepAt, StepOut};
+use sdeflow::step_vjp::StepBars;
 use sdeflow::stiff::{DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2};
 use sdeflow::{Drift, DriftVjp};
 
@@ -637,8 +639,7 @@ fn check_step_vjp<F: DriftVjp>(
     p: &[f64],
     (t, h): (f64, f64),
     y: &[f64],
-    ybar: &[f64],
-    ebar: &[f64],
+    (ybar, ebar): (&[f64], &[f64]),
     frozen_filter: Option<&[f64]>,
 ) {
     let n = y.len();
@@ -651,7 +652,17 @@ fn check_step_vjp<F: DriftVjp>(
         let mut err = vec![0.0; n];
         let mut st = Stats::default();
         solver
-            .converged_step(c, field, p, t, h, y, &mut yn, &mut err, &mut st)
+            .converged_step(
+                c,
+                field,
+                p,
+                StepAt { t, h, y },
+                StepOut {
+                    y_new: &mut yn,
+                    err: &mut err,
+                },
+                &mut st,
+            )
             .expect("converged step");
         if let Some(m) = frozen_filter {
             let mm = nalgebra::DMatrix::from_column_slice(n, n, m);
@@ -676,12 +687,13 @@ fn check_step_vjp<F: DriftVjp>(
             &mut c,
             field,
             p,
-            t,
-            h,
-            y,
-            &mut lam,
-            Some(ebar),
-            &mut pbar,
+            StepAt { t, h, y },
+            StepBars {
+                y: &mut lam,
+                err: Some(ebar),
+                interp: &[],
+                p: &mut pbar,
+            },
             &mut stats,
         )
         .expect("step vjp");
@@ -755,8 +767,7 @@ fn esdirk_step_vjp_matches_finite_differences() {
                     &lin_p,
                     (0.0, h),
                     &lin_y,
-                    &ybar,
-                    &ebar,
+                    (&ybar, &ebar),
                     filter.then_some(&lin_m[..]),
                 );
             }
@@ -780,8 +791,7 @@ fn esdirk_step_vjp_matches_finite_differences() {
                     &ROBER_P,
                     (0.0, h),
                     &rob_y,
-                    &ybar,
-                    &ebar,
+                    (&ybar, &ebar),
                     filter.then_some(&rob_m[..]),
                 );
             }
@@ -820,8 +830,7 @@ fn esdirk_step_vjp_without_a_jacobian_assembles_it_from_vjps() {
             &p.params,
             (0.1, 0.05),
             &[1.0, 2.0],
-            &[0.7, -1.1],
-            &[20.0, 5.0],
+            (&[0.7, -1.1], &[20.0, 5.0]),
             None,
         );
     }

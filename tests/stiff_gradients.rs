@@ -62,7 +62,6 @@ fn weighted(w: &'static [f64]) -> impl Fn(&[f64], &[f64], &mut [f64]) -> f64 {
 }
 
 /// Relative error of `grad`'s dL/dp against central FD of tight solves.
-#[allow(clippy::too_many_arguments)]
 fn check<S, T, F>(
     label: &str,
     solver: S,
@@ -71,8 +70,7 @@ fn check<S, T, F>(
     problem: impl Fn(&[f64]) -> Problem<Generic<F>>,
     p: &[f64],
     w: &'static [f64],
-    opts: Options,
-    tight_opts: Options,
+    (opts, tight_opts): (Options, Options),
 ) -> f64
 where
     F: GenericField,
@@ -144,8 +142,7 @@ fn robertson_gradients_through_esdirk34_and_trbdf2_match_finite_differences() {
             problem,
             &ROBER_P,
             &[1.0, 1e4, 0.5],
-            opts.clone(),
-            tight_opts.clone(),
+            (opts.clone(), tight_opts.clone()),
         );
         assert!(
             e < 1e-5,
@@ -159,8 +156,7 @@ fn robertson_gradients_through_esdirk34_and_trbdf2_match_finite_differences() {
             problem,
             &ROBER_P,
             &[1.0, 1e4, 0.5],
-            opts,
-            tight_opts,
+            (opts, tight_opts),
         );
         assert!(e < 1e-5, "Robertson T={t1:e} TrBdf2: relative error {e:e}");
     }
@@ -179,14 +175,16 @@ fn hires_gradients_through_esdirk34_match_finite_differences() {
         hires,
         &HIRES_P,
         &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-        Options::default()
-            .rtol(1e-12)
-            .atol(1e-14)
-            .max_steps(1_000_000),
-        Options::default()
-            .rtol(1e-12)
-            .atol(1e-14)
-            .max_steps(1_000_000),
+        (
+            Options::default()
+                .rtol(1e-12)
+                .atol(1e-14)
+                .max_steps(1_000_000),
+            Options::default()
+                .rtol(1e-12)
+                .atol(1e-14)
+                .max_steps(1_000_000),
+        ),
     );
     assert!(e < 1e-5, "HIRES Esdirk34: relative error {e:e}");
     // an independent method: the explicit Vern7's discrete adjoint on the

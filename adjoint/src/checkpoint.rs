@@ -2,192 +2,293 @@
 //! `RecursiveCheckpointAdjoint`), shared by the ODE and SDE discrete
 //! adjoints.
 //!
-//! A *record* is what reversing one step needs besides the recorded step
-//! times: the state at the step's start, plus whatever the method takes from
-//! outside (an SDE step's Brownian increments). The forward solve keeps at
-//! most `budget` records ([`Recorder`], stride doubled whenever the budget
-//! fills, so the unknown number of steps needs no second pass). The
-//! backward sweep reverses a segment by recomputing its records from the
-//! segment's first one — all of them when the segment fits in the budget,
-//! otherwise `budget` evenly spaced ones, recursing into each piece — so at
-//! most `budget` records are held per level and `O(log_budget(steps))`
-//! levels exist.
+//! The forward solve is a [`Run`]. It keeps at most `budget` snapshots
+//! ([`Snapshot`]: the state, the solver's workspace — FSAL stage, cached
+//! Jacobian, … — and the controller's state) at step indices that are
+//! multiples of a stride, doubled whenever the budget fills, so the unknown
+//! number of steps needs no second pass. Nothing is stored per step: a
+//! snapshot restored into a replay run regenerates exactly the same steps
+//! (sizes, rejections and all), so memory is bounded by the budget, step
+//! times included.
+//!
+//! The backward sweep reverses the segment between consecutive snapshots:
+//! a segment of at most `budget` steps is replayed once, recording each
+//! step's *record* (`t, t_next, y` and, for SDEs, the step's increments) in
+//! one reusable buffer, and reversed last to first; a longer one is
+//! replayed taking `budget` evenly spaced snapshots, recursing into each
+//! piece — `O(log_budget(steps))` levels of at most `budget` snapshots.
+//! Every replayed segment must end where the forward solve went; a replay
+//! that does not is an error, never a silently wrong gradient.
+//!
+//! With an unbounded budget ([`usize::MAX`]) the forward solve stores every
+//! step's record and nothing is replayed (the path is not queried again).
 
-use sdeflow_solvers::integrate::StepObserver;
+use sdeflow_solvers::integrate::{AnyControl, Run, Snapshot, StepObserver};
 use sdeflow_solvers::solver::StepNoise;
+use sdeflow_solvers::{Diffusion, Drift, Solution, SolveError, Solver};
 
-/// What recursive checkpointing drives: recomputation forwards and the
-/// reversal of one step, over the accepted steps of a forward solve.
-pub(crate) trait Replay {
-    /// Length of a record.
-    fn record_len(&self) -> usize;
+use crate::GradError;
 
-    /// Runs steps `from..to` from `rec` (the record of step `from`), handing
-    /// the record of each following step (`from + 1 ..= to`) to `keep`.
-    fn run(&mut self, from: usize, to: usize, rec: &[f64], keep: &mut dyn FnMut(usize, &[f64]));
-
-    /// Reverses step `m` from its record.
+/// Reverses one step from its record `[t, t_next, y, noise]`.
+pub(crate) trait ReverseStep {
+    /// Reverses step `m`.
     fn reverse(&mut self, m: usize, rec: &[f64]);
 }
 
-/// Records the accepted step times and, online, at most `budget` records
-/// (state and, for SDEs, the step's Brownian increments) at step indices
-/// that are multiples of a stride, in one flat buffer (no allocation per
-/// step beyond the buffer's amortised growth).
-pub(crate) struct Recorder {
-    /// Accepted step times `t_0, …, t_steps`.
-    pub ts: Vec<f64>,
-    /// Step indices of the kept records, ascending.
-    pub index: Vec<usize>,
-    /// The kept records, flat, in the order of `index`.
+/// The record of a step: `t`, `t_next`, the state at `t`, the increments.
+pub(crate) struct Record<'r> {
+    /// Start of the step.
+    pub t: f64,
+    /// Step size.
+    pub h: f64,
+    /// State at `t`.
+    pub y: &'r [f64],
+    /// The increments (`ΔW ‖ H`; empty for ODEs).
+    pub noise: &'r [f64],
+}
+
+impl<'r> Record<'r> {
+    /// Reads a record of a state of length `n`.
+    pub fn read(rec: &'r [f64], n: usize) -> Self {
+        Record {
+            t: rec[0],
+            h: rec[1] - rec[0],
+            y: &rec[2..2 + n],
+            noise: &rec[2 + n..],
+        }
+    }
+}
+
+/// Appends every accepted step's record to a flat buffer.
+pub(crate) struct Records {
     pub flat: Vec<f64>,
-    record_len: usize,
-    stride: usize,
-    budget: usize,
     noise: Vec<f64>,
     with_levy: bool,
 }
 
-impl Recorder {
-    /// A recorder keeping at most `budget` records of a state of length `n`;
-    /// with `noise_len > 0` the records carry the step's increments
-    /// (`noise_len` entries: `ΔW`, followed by the space–time Lévy area when
-    /// `with_levy`).
-    pub fn new(budget: usize, n: usize, noise_len: usize, with_levy: bool) -> Self {
-        Recorder {
-            ts: Vec::new(),
-            index: Vec::new(),
+impl Records {
+    /// Records with `noise_len` increments per step (`ΔW`, then the Lévy
+    /// area when `with_levy`).
+    fn new(noise_len: usize, with_levy: bool) -> Self {
+        Records {
             flat: Vec::new(),
-            record_len: n + noise_len,
-            stride: 1,
-            budget,
             noise: vec![0.0; noise_len],
             with_levy,
         }
     }
-
-    /// Keeps only the records at multiples of the (doubled) stride,
-    /// compacting the flat buffer in place.
-    fn thin(&mut self) {
-        self.stride *= 2;
-        let rl = self.record_len;
-        let mut kept = 0;
-        for k in 0..self.index.len() {
-            if self.index[k].is_multiple_of(self.stride) {
-                self.index[kept] = self.index[k];
-                self.flat.copy_within(k * rl..(k + 1) * rl, kept * rl);
-                kept += 1;
-            }
-        }
-        self.index.truncate(kept);
-        self.flat.truncate(kept * rl);
-    }
 }
 
-/// Copies a step's increments into `out` (`ΔW`, then the Lévy area when
-/// asked for and available).
-pub(crate) fn copy_noise(noise: &StepNoise<'_>, with_levy: bool, out: &mut [f64]) {
-    let m = noise.dw.len().min(out.len());
-    out[..m].copy_from_slice(&noise.dw[..m]);
-    if with_levy && !noise.levy_h.is_empty() {
-        out[m..m + noise.levy_h.len()].copy_from_slice(noise.levy_h);
-    }
-}
-
-impl StepObserver for Recorder {
+impl StepObserver for Records {
     fn accepted_noise(&mut self, noise: &StepNoise<'_>) {
-        copy_noise(noise, self.with_levy, &mut self.noise);
+        let m = noise.dw.len().min(self.noise.len());
+        self.noise[..m].copy_from_slice(&noise.dw[..m]);
+        if self.with_levy && !noise.levy_h.is_empty() {
+            self.noise[m..m + noise.levy_h.len()].copy_from_slice(noise.levy_h);
+        }
     }
 
-    fn accepted(&mut self, m: usize, t: f64, t_next: f64, y: &[f64], _y_next: &[f64]) {
-        if m == 0 {
-            self.ts.push(t);
-        }
-        self.ts.push(t_next);
-        if m.is_multiple_of(self.stride) {
-            self.index.push(m);
-            self.flat.extend_from_slice(y);
-            self.flat.extend_from_slice(&self.noise);
-            if self.index.len() > self.budget {
-                self.thin();
-            }
-        }
+    fn accepted(&mut self, _m: usize, t: f64, t_next: f64, y: &[f64], _y_next: &[f64]) {
+        self.flat.push(t);
+        self.flat.push(t_next);
+        self.flat.extend_from_slice(y);
+        self.flat.extend_from_slice(&self.noise);
     }
 }
 
-/// The backward sweep's bookkeeping: the budget and the records held.
-pub(crate) struct Checkpointing {
+/// The snapshot type of a run of `S`.
+pub(crate) type Snap<S> = Snapshot<<S as Solver>::Cache, AnyControl>;
+
+/// What the forward pass kept.
+pub(crate) struct Forward<S: Solver> {
+    /// The solve the user asked for.
+    pub solution: Solution,
+    /// Number of accepted steps.
+    pub steps: usize,
+    /// Snapshots at ascending step indices, the first at step 0 (empty when
+    /// every record is stored).
+    snaps: Vec<Snap<S>>,
+    /// Every step's record (budget `usize::MAX` only).
+    records: Option<Vec<f64>>,
+    /// Length of a record.
+    record_len: usize,
+    /// Whether records carry the Lévy area.
+    with_levy: bool,
+    /// Where the solve ended.
+    t_end: f64,
+}
+
+/// Runs `run` to `t1`, keeping at most `budget` snapshots (every step's
+/// record when `budget == usize::MAX`); the records carry `noise_len`
+/// increments per step.
+pub(crate) fn forward<F: Drift, G: Diffusion, S: Solver, P>(
+    mut run: Run<'_, '_, F, G, S, P>,
     budget: usize,
-    stored: usize,
-    /// Largest number of records held at once.
-    pub peak: usize,
+    noise_len: usize,
+    with_levy: bool,
+) -> Result<Forward<S>, SolveError>
+where
+    P: sdeflow_solvers::brownian::DynPath + 'static,
+{
+    let n = run.y().len();
+    let record_len = 2 + n + noise_len;
+    let mut records = Records::new(noise_len, with_levy);
+    let mut snaps: Vec<Snap<S>> = Vec::new();
+    let mut stride = 1usize;
+    let store_all = budget == usize::MAX;
+    loop {
+        let m = run.accepted();
+        if !store_all && m.is_multiple_of(stride) {
+            snaps.push(run.snapshot());
+            if snaps.len() > budget {
+                stride *= 2;
+                snaps.retain(|s| s.step().is_multiple_of(stride));
+            }
+        }
+        let a = if store_all {
+            run.step(&mut records)?
+        } else {
+            run.step(&mut sdeflow_solvers::integrate::NoObserver)?
+        };
+        if a.last {
+            break;
+        }
+    }
+    let (steps, t_end) = (run.accepted(), run.t());
+    Ok(Forward {
+        with_levy,
+        t_end,
+        solution: run.finish(),
+        steps,
+        snaps,
+        records: store_all.then_some(records.flat),
+        record_len,
+    })
 }
 
-impl Checkpointing {
-    /// Reverses all `steps` steps from the forward pass's records (their
-    /// step indices ascending, the first 0, and the records flat).
-    pub fn reverse_all<R: Replay>(
-        replay: &mut R,
-        budget: usize,
-        index: &[usize],
-        flat: &[f64],
-        steps: usize,
-    ) -> usize {
-        let rl = replay.record_len();
-        let mut c = Checkpointing {
-            budget,
-            stored: index.len(),
-            peak: index.len(),
-        };
-        for (k, &start) in index.iter().enumerate().rev() {
-            let end = index.get(k + 1).copied().unwrap_or(steps);
-            c.reverse_range(replay, start, end, &flat[k * rl..(k + 1) * rl]);
-        }
-        c.peak
-    }
+/// The backward sweep's state: the replay run, the records buffer, and the
+/// count of snapshots and records held.
+struct Sweep<'r, 'a, 'p, F, G, S: Solver, P> {
+    run: &'r mut Run<'a, 'p, F, G, S, P>,
+    budget: usize,
+    records: Records,
+    record_len: usize,
+    held: usize,
+    peak: usize,
+}
 
+impl<F: Drift, G: Diffusion, S: Solver, P> Sweep<'_, '_, '_, F, G, S, P>
+where
+    P: sdeflow_solvers::brownian::DynPath + 'static,
+{
     fn hold(&mut self, k: usize) {
-        self.stored += k;
-        self.peak = self.peak.max(self.stored);
+        self.held += k;
+        self.peak = self.peak.max(self.held);
     }
 
-    /// Reverses steps `a..b` given the record of step `a`.
-    fn reverse_range<R: Replay>(&mut self, replay: &mut R, a: usize, b: usize, rec_a: &[f64]) {
-        let len = b.saturating_sub(a);
+    /// Checks that the replay reached step `b` at `t_b`.
+    fn check_end(&self, a: usize, b: usize, t_b: f64) -> Result<(), GradError> {
+        if self.run.accepted() == b && self.run.t() == t_b {
+            return Ok(());
+        }
+        Err(GradError::Unsupported(format!(
+            "replaying steps {a}..{b} from a checkpoint ended at step {} and t = {} instead of \
+             t = {t_b}: the solver's steps are not reproducible from its snapshot; use \
+             Adjoint::STORE_ALL (and please report this)",
+            self.run.accepted(),
+            self.run.t()
+        )))
+    }
+
+    /// Reverses steps `a..b` (`b` ending at `t_b`) from the snapshot of
+    /// step `a`.
+    fn reverse_range<R: ReverseStep>(
+        &mut self,
+        rev: &mut R,
+        snap: &Snap<S>,
+        b: usize,
+        t_b: f64,
+    ) -> Result<(), GradError> {
+        let a = snap.step();
+        let len = b - a;
         if len == 0 {
-            return;
+            return Ok(());
         }
-        let rl = replay.record_len();
-        if len == 1 {
-            replay.reverse(a, rec_a);
-            return;
-        }
+        self.run.restore(snap);
         if len <= self.budget {
-            // recompute every record of the segment, then reverse
-            let mut recs = Vec::with_capacity(len * rl);
-            recs.extend_from_slice(rec_a);
-            replay.run(a, b - 1, rec_a, &mut |_, r| recs.extend_from_slice(r));
-            self.hold(len);
-            for m in (a..b).rev() {
-                replay.reverse(m, &recs[(m - a) * rl..(m - a + 1) * rl]);
+            // replay the segment once, recording every step, then reverse
+            self.records.flat.clear();
+            for _ in a..b {
+                self.run.step(&mut self.records)?;
             }
-            self.stored -= len;
-            return;
+            self.check_end(a, b, t_b)?;
+            self.hold(len);
+            let rl = self.record_len;
+            for m in (a..b).rev() {
+                let k = m - a;
+                rev.reverse(m, &self.records.flat[k * rl..(k + 1) * rl]);
+            }
+            self.held -= len;
+            return Ok(());
         }
         let chunk = len.div_ceil(self.budget);
-        let mut starts: Vec<(usize, Vec<f64>)> = vec![(a, rec_a.to_vec())];
+        let mut starts = vec![snap.clone()];
         let last_start = a + chunk * ((len - 1) / chunk);
-        replay.run(a, last_start, rec_a, &mut |m, r| {
-            if (m - a).is_multiple_of(chunk) {
-                starts.push((m, r.to_vec()));
+        while self.run.accepted() < last_start {
+            self.run.step(&mut sdeflow_solvers::integrate::NoObserver)?;
+            if (self.run.accepted() - a).is_multiple_of(chunk) {
+                starts.push(self.run.snapshot());
             }
-        });
+        }
         let held = starts.len();
         self.hold(held);
-        for (s, rec) in starts.iter().rev() {
-            let e = (s + chunk).min(b);
-            self.reverse_range(replay, *s, e, rec);
+        let mut end = (b, t_b);
+        for s in starts.iter().rev() {
+            self.reverse_range(rev, s, end.0, end.1)?;
+            end = (s.step(), s.t());
         }
-        self.stored -= held;
+        self.held -= held;
+        Ok(())
     }
+}
+
+/// Reverses every step of `fwd` with `rev`, replaying on `replay` (a run
+/// of the same problem, solver and options on the forward path; `None`
+/// when every record is stored). Returns the largest number of snapshots
+/// and records held at once.
+pub(crate) fn reverse_all<F: Drift, G: Diffusion, S: Solver, P, R: ReverseStep>(
+    fwd: &Forward<S>,
+    replay: Option<&mut Run<'_, '_, F, G, S, P>>,
+    budget: usize,
+    rev: &mut R,
+) -> Result<usize, GradError>
+where
+    P: sdeflow_solvers::brownian::DynPath + 'static,
+{
+    let rl = fwd.record_len;
+    if let Some(flat) = &fwd.records {
+        for m in (0..fwd.steps).rev() {
+            rev.reverse(m, &flat[m * rl..(m + 1) * rl]);
+        }
+        return Ok(fwd.steps);
+    }
+    let Some(run) = replay else {
+        return Err(GradError::Unsupported(
+            "checkpointed replay needs a replay run".into(),
+        ));
+    };
+    let noise_len = rl - 2 - run.y().len();
+    let mut sweep = Sweep {
+        run,
+        budget: budget.max(2),
+        records: Records::new(noise_len, fwd.with_levy),
+        record_len: rl,
+        held: fwd.snaps.len(),
+        peak: fwd.snaps.len(),
+    };
+    let mut end = (fwd.steps, fwd.t_end);
+    for snap in fwd.snaps.iter().rev() {
+        sweep.reverse_range(rev, snap, end.0, end.1)?;
+        end = (snap.step(), snap.t());
+    }
+    Ok(sweep.peak)
 }

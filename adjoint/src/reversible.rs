@@ -14,7 +14,7 @@
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
 use sdeflow_solvers::sde::{ReversibleHeun, ReversibleHeunVjp};
-use sdeflow_solvers::solver::{Fields, StepNoise};
+use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
 use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats};
 
 use crate::loss::Loss;
@@ -162,20 +162,16 @@ where
         } else if let Some(path) = path.as_mut() {
             path.increment(t, ts[k + 1], &mut dw);
             yh_next.copy_from_slice(cache.y_hat());
-            solver.reverse_step(&mut cache, &fields, t, h, &dw, &y, &mut y_new, &mut stats);
+            let step = StepAt { t, h, y: &y };
+            solver.reverse_step(&mut cache, &fields, step, &dw, &mut y_new, &mut stats);
             std::mem::swap(&mut y, &mut y_new);
         }
         solver.step_vjp(
             &mut ws,
-            &problem.drift,
-            &problem.diffusion,
-            &problem.params,
-            t,
-            h,
+            &fields,
+            StepAt { t, h, y: &yh_next },
             &dw,
-            &yh_next,
-            &mut y_bar,
-            &mut yh_bar,
+            (&mut y_bar, &mut yh_bar),
             &mut dp,
         );
         vjps += 2;
@@ -186,16 +182,7 @@ where
         }
     }
     // the deferred VJPs at ŷ_0 = y_0
-    solver.finish_vjp(
-        &mut ws,
-        &problem.drift,
-        &problem.diffusion,
-        &problem.params,
-        ts[0],
-        &problem.y0,
-        &mut yh_bar,
-        &mut dp,
-    );
+    solver.finish_vjp(&mut ws, &fields, ts[0], &problem.y0, &mut yh_bar, &mut dp);
     vjps += 2;
     // ŷ_0 = y_0
     let dy0: Vec<f64> = y_bar.iter().zip(&yh_bar).map(|(a, b)| a + b).collect();

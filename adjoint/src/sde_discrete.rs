@@ -11,35 +11,24 @@
 //! path for recomputed steps; with a budget of at least the number of steps
 //! nothing is recomputed and the path is not queried again.
 
-use sdeflow_solvers::brownian::{Driver, DynPath};
-use sdeflow_solvers::integrate::integrate_observed;
+use sdeflow_solvers::brownian::{BrownianPath, Driver};
+use sdeflow_solvers::integrate::Run;
 use sdeflow_solvers::sde::{SdeStepVjp, SdeVjpWork};
-use sdeflow_solvers::solver::{Fields, StepNoise};
-use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats};
+use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver};
 
-use crate::checkpoint::{Checkpointing, Recorder, Replay};
+use crate::checkpoint::{Record, ReverseStep, forward, reverse_all};
 use crate::loss::Loss;
 use crate::{GradError, Gradient};
 
-/// Recomputes and reverses SDE steps; a record is `y ‖ ΔW ‖ H` (`H`, the
-/// space–time Lévy area, only for solvers that use it).
-struct SdeReplay<'a, F, G, D, S: Solver> {
+/// Reverses SDE steps from their records (`ΔW ‖ H` the increments, `H`,
+/// the space–time Lévy area, only for solvers that use it).
+struct SdeReverse<'a, F, G, D, S> {
     problem: &'a Problem<F, G, D>,
     solver: &'a S,
-    cache: S::Cache,
-    ts: &'a [f64],
-    /// The forward solve's path, re-queried for the steps between
-    /// checkpoints (`None` when every step is stored: nothing is recomputed).
-    path: Option<Box<dyn DynPath>>,
     n: usize,
     m: usize,
     levy: bool,
-    f0: Vec<f64>,
-    g0: Vec<f64>,
-    y_new: Vec<f64>,
-    err: Vec<f64>,
-    rec: Vec<f64>,
-    stats: Stats,
     work: SdeVjpWork,
     y_bar: Vec<f64>,
     dp: Vec<f64>,
@@ -49,80 +38,22 @@ struct SdeReplay<'a, F, G, D, S: Solver> {
     save_steps: bool,
 }
 
-/// The increments stored in the noise part of a record (`ΔW ‖ H`).
-fn record_noise(noise: &[f64], m: usize, levy: bool) -> StepNoise<'_> {
-    StepNoise {
-        dw: &noise[..m],
-        levy_h: if levy { &noise[m..2 * m] } else { &[] },
-    }
-}
-
-impl<F: DriftVjp, G: DiffusionVjp, D: Driver, S: Solver + SdeStepVjp> Replay
-    for SdeReplay<'_, F, G, D, S>
+impl<F: DriftVjp, G: DiffusionVjp, D: Driver, S: SdeStepVjp> ReverseStep
+    for SdeReverse<'_, F, G, D, S>
 {
-    fn record_len(&self) -> usize {
-        self.rec.len()
-    }
-
-    fn run(&mut self, from: usize, to: usize, rec: &[f64], keep: &mut dyn FnMut(usize, &[f64])) {
-        if from >= to {
-            return;
-        }
-        let (n, m) = (self.n, self.m);
-        let steps = self.ts.len() - 1;
-        let fields = Fields::new(self.problem);
-        self.rec.copy_from_slice(rec);
-        fields.f(self.ts[from], &rec[..n], &mut self.f0, &mut self.stats);
-        fields.g(self.ts[from], &rec[..n], &mut self.g0, &mut self.stats);
-        self.solver.start(&mut self.cache, &self.f0, &self.g0);
-        for k in from..to {
-            let (t, h) = (self.ts[k], self.ts[k + 1] - self.ts[k]);
-            {
-                let (y, noise) = self.rec.split_at(n);
-                let noise = record_noise(noise, m, self.levy);
-                self.solver.step(
-                    &mut self.cache,
-                    &fields,
-                    t,
-                    h,
-                    y,
-                    &noise,
-                    &mut self.y_new,
-                    &mut self.err,
-                    &mut self.stats,
-                );
-            }
-            self.solver.accept(&mut self.cache);
-            let (y, noise) = self.rec.split_at_mut(n);
-            y.copy_from_slice(&self.y_new);
-            if k + 1 < steps
-                && let Some(path) = self.path.as_mut()
-            {
-                let (dw, lh) = noise.split_at_mut(m);
-                let (t1, t2) = (self.ts[k + 1], self.ts[k + 2]);
-                if self.levy {
-                    path.increment_with_levy_area(t1, t2, dw, lh);
-                } else {
-                    path.increment(t1, t2, dw);
-                }
-            }
-            keep(k + 1, &self.rec);
-        }
-    }
-
     fn reverse(&mut self, k: usize, rec: &[f64]) {
         let n = self.n;
-        let (t, h) = (self.ts[k], self.ts[k + 1] - self.ts[k]);
-        let noise = record_noise(&rec[n..], self.m, self.levy);
+        let Record { t, h, y, noise } = Record::read(rec, n);
+        let m = self.m;
+        let noise = StepNoise {
+            dw: &noise[..m],
+            levy_h: if self.levy { &noise[m..2 * m] } else { &[] },
+        };
         self.solver.sde_step_vjp(
             &mut self.work,
-            &self.problem.drift,
-            &self.problem.diffusion,
-            &self.problem.params,
-            t,
-            h,
+            &Fields::new(self.problem),
+            StepAt { t, h, y },
             &noise,
-            &rec[..n],
             &mut self.y_bar,
             &mut self.dp,
         );
@@ -176,10 +107,11 @@ where
             problem.driver.name()
         )));
     }
-    let mut recorder = Recorder::new(budget, n, if levy { 2 * m } else { m }, levy);
     // the forward solve first: it validates the problem (dimensions, noise
     // type for this solver) before the step VJP is probed
-    let sol = integrate_observed(problem, &solver, opts, &mut recorder)?;
+    let noise_len = if levy { 2 * m } else { m };
+    let run = Run::new(problem, &solver, opts, None, true)?;
+    let fwd = forward(run, budget, noise_len, levy)?;
     solver
         .check_step_vjp(
             &problem.diffusion,
@@ -188,47 +120,45 @@ where
             &problem.params,
         )
         .map_err(GradError::Unsupported)?;
-    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
-    let steps = recorder.ts.len() - 1;
-    // steps between checkpoints are recomputed on the forward solve's path
-    let path = if recorder.index.len() < steps {
-        Some(sol.brownian_path()?)
-    } else {
+    let (value, gy) = crate::loss::evaluate(loss, &fwd.solution)?;
+    let steps = fwd.steps;
+    // steps between checkpoints are replayed on the forward solve's path
+    let mut path = if budget == usize::MAX {
         None
+    } else {
+        Some(fwd.solution.brownian_path()?)
+    };
+    let mut replay = match path.as_deref_mut() {
+        Some(p) => {
+            let p: &mut dyn BrownianPath = p;
+            Some(Run::new(problem, &solver, opts, Some(p), false)?)
+        }
+        None => None,
     };
     let save_steps = matches!(opts.save_at, SaveAt::Steps);
     let mut y_bar = vec![0.0; n];
     let last = if save_steps { steps } else { 0 };
     y_bar.copy_from_slice(&gy[last * n..(last + 1) * n]);
-    let mut replay = SdeReplay {
+    let mut rev = SdeReverse {
         problem,
         solver: &solver,
-        cache: solver.init(problem),
-        ts: &recorder.ts,
-        path,
         n,
         m,
         levy,
-        f0: vec![0.0; n],
-        g0: vec![0.0; noise.diffusion_len(n)],
-        y_new: vec![0.0; n],
-        err: vec![0.0; n],
-        rec: vec![0.0; n + if levy { 2 * m } else { m }],
-        stats: Stats::default(),
         work: solver.vjp_workspace(n, noise, problem.interpretation),
         y_bar,
         dp: vec![0.0; problem.params.len()],
         gy: &gy,
         save_steps,
     };
-    let peak =
-        Checkpointing::reverse_all(&mut replay, budget, &recorder.index, &recorder.flat, steps);
+    let peak = reverse_all(&fwd, replay.as_mut(), budget, &mut rev)?;
+    let backward_drift_evals = replay.as_ref().map_or(0, |r| r.stats().drift_evals);
     Ok(Gradient {
         loss: value,
-        dp: replay.dp,
-        dy0: replay.y_bar,
-        backward_drift_evals: replay.stats.drift_evals,
-        solution: sol,
+        dp: rev.dp,
+        dy0: rev.y_bar,
+        backward_drift_evals,
+        solution: fwd.solution,
         vjps: 0,
         peak_stored_states: peak,
     })

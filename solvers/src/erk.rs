@@ -12,8 +12,10 @@ use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Fields, Solver, StepNoise, delegate_solver};
-use crate::step_vjp::{OdeStepVjp, StepAt, StepBars, delegate_ode_step_vjp};
+use crate::solver::{
+    DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver,
+};
+use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, VERN7};
 
 /// Workspace of an explicit RK solve.
@@ -129,14 +131,13 @@ impl Solver for ExplicitRk {
         &self,
         cache: &mut ErkCache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         _noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    ) {
+    ) -> StepStatus {
+        let StepAt { t, h, y } = at;
+        let StepOut { y_new, err } = out;
         let tab = self.tableau;
         let n = cache.n;
         let s = tab.stages();
@@ -175,6 +176,7 @@ impl Solver for ExplicitRk {
                 }
             }
         }
+        StepStatus::Taken
     }
 
     fn accept(&self, cache: &mut ErkCache) {

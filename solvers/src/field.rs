@@ -172,7 +172,6 @@ pub trait DriftVjp: Drift {
 
     /// [`DriftVjp::drift_vjp`] at a point where [`DriftVjp::drift_taped`]
     /// wrote `tape`; the result must be the same.
-    #[allow(clippy::too_many_arguments)]
     fn drift_vjp_taped(
         &self,
         t: f64,

@@ -5,24 +5,28 @@ use crate::field::{Diffusion, Drift};
 use crate::norm::weighted_rms;
 use crate::options::Options;
 use crate::solution::Stats;
-use crate::solver::Fields;
+use crate::solver::{Fields, StepAt};
 
-/// Proposes `|h0|` for a method of order `order` from `(t0, y0)` with
-/// `f0 = f(t0, y0)`, towards `t1`. `scratch` holds `2n` values.
+/// Proposes `|h0|` for a method of order `order` from `(t0, y0) = (at.t,
+/// at.y)` with `f0 = f(t0, y0)`, over the span `at.h = t1 − t0`. `scratch`
+/// holds `2n` values.
 pub fn initial_step<F: Drift, G: Diffusion>(
     fields: &Fields<'_, F, G>,
-    t0: f64,
-    y0: &[f64],
+    at: StepAt<'_>,
     f0: &[f64],
-    t1: f64,
     order: f64,
     opts: &Options,
     scratch: &mut [f64],
     stats: &mut Stats,
 ) -> f64 {
+    let StepAt {
+        t: t0,
+        h: span,
+        y: y0,
+    } = at;
     let n = y0.len();
-    let dir = (t1 - t0).signum();
-    let span = (t1 - t0).abs();
+    let dir = span.signum();
+    let span = span.abs();
     let d0 = weighted_rms(y0, y0, &opts.rtol, &opts.atol);
     let d1 = weighted_rms(f0, y0, &opts.rtol, &opts.atol);
     let mut h0 = if d0 < 1e-5 || d1 < 1e-5 {

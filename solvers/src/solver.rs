@@ -78,23 +78,44 @@ pub struct DenseTable<'a> {
     pub poly: &'a [f64],
 }
 
-/// The error-estimate value with which a step says it could not be taken
-/// (an implicit method whose stage equations did not converge): every entry
-/// of `err` is set to it and `y_new` to `y`. The adaptive loop rejects such
-/// a step and shrinks `h`; the fixed-step loop, which cannot, ends the solve
-/// with [`SolveError::NonlinearSolve`] (solvers with
-/// [`Solver::CAN_FAIL`] only).
-pub const STEP_FAILED: f64 = 1e100;
+/// Where a step starts: time, size and state.
+#[derive(Debug, Clone, Copy)]
+pub struct StepAt<'a> {
+    /// Start time.
+    pub t: f64,
+    /// Step size (signed).
+    pub h: f64,
+    /// State at `t`.
+    pub y: &'a [f64],
+}
+
+/// Where a step writes its results.
+#[derive(Debug)]
+pub struct StepOut<'a> {
+    /// The state at `t + h`.
+    pub y_new: &'a mut [f64],
+    /// The local error estimate (left as it is by methods without one).
+    pub err: &'a mut [f64],
+}
+
+/// Whether a step could be taken.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    /// `y_new` and `err` hold the step's result.
+    Taken,
+    /// The step could not be taken (an implicit method whose stage
+    /// equations did not converge); `y_new` and `err` are meaningless. The
+    /// adaptive loop rejects it and shrinks `h`; a fixed-step solve, which
+    /// cannot, ends with [`SolveError::NonlinearSolve`].
+    Failed,
+}
 
 /// One step of a numerical method.
 pub trait Solver {
-    /// Whether a step can fail and say so with [`STEP_FAILED`] (implicit
-    /// methods); the fixed-step loop and the adjoints' replays check for it.
-    const CAN_FAIL: bool = false;
-
     /// Per-solve workspace (stage buffers and the like), allocated once by
     /// [`Solver::init`] and reused by every step.
-    type Cache;
+    type Cache: Clone;
 
     /// The method's name.
     fn name(&self) -> &'static str;
@@ -129,20 +150,18 @@ pub trait Solver {
     /// `g0` (empty for ODEs), both already evaluated by the loop.
     fn start(&self, cache: &mut Self::Cache, f0: &[f64], g0: &[f64]);
 
-    /// Takes one step of size `h` from `(t, y)` into `y_new`; writes the
-    /// local error estimate into `err` when the method has one.
+    /// Takes one step of size `at.h` from `(at.t, at.y)` into `out.y_new`;
+    /// writes the local error estimate into `out.err` when the method has
+    /// one.
     fn step<F: Drift, G: Diffusion>(
         &self,
         cache: &mut Self::Cache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    );
+    ) -> StepStatus;
 
     /// Called when the last step is accepted (before the loop moves to
     /// `y_new`), e.g. to carry an FSAL stage over.
@@ -223,15 +242,12 @@ macro_rules! delegate_solver {
                 &self,
                 cache: &mut $cache,
                 fields: &$crate::solver::Fields<'_, F, G>,
-                t: f64,
-                h: f64,
-                y: &[f64],
+                at: $crate::solver::StepAt<'_>,
                 noise: &$crate::solver::StepNoise<'_>,
-                y_new: &mut [f64],
-                err: &mut [f64],
+                out: $crate::solver::StepOut<'_>,
                 stats: &mut $crate::solution::Stats,
-            ) {
-                $inner.step(cache, fields, t, h, y, noise, y_new, err, stats)
+            ) -> $crate::solver::StepStatus {
+                $inner.step(cache, fields, at, noise, out, stats)
             }
             fn accept(&self, cache: &mut $cache) {
                 $inner.accept(cache)

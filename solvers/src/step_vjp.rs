@@ -16,7 +16,7 @@
 use crate::error::SolveError;
 use crate::field::DriftVjp;
 use crate::solution::Stats;
-use crate::solver::Solver;
+use crate::solver::{Solver, StepAt};
 
 /// The cotangent `bar = ∂L/∂y(t_n + θh)` of a value interpolated inside a
 /// step (a save time that is not a step end).
@@ -26,17 +26,6 @@ pub struct InterpCotangent<'a> {
     pub theta: f64,
     /// The cotangent.
     pub bar: &'a [f64],
-}
-
-/// Where a step started: time, size and state.
-#[derive(Debug, Clone, Copy)]
-pub struct StepAt<'a> {
-    /// Start time.
-    pub t: f64,
-    /// Step size (signed).
-    pub h: f64,
-    /// State at `t`.
-    pub y: &'a [f64],
 }
 
 /// The cotangents of one step's outputs, and where its input cotangents go.
@@ -98,7 +87,7 @@ macro_rules! delegate_ode_step_vjp {
                 cache: &mut $cache,
                 drift: &F,
                 p: &[f64],
-                at: $crate::step_vjp::StepAt<'_>,
+                at: $crate::solver::StepAt<'_>,
                 bars: $crate::step_vjp::StepBars<'_, '_>,
                 stats: &mut $crate::solution::Stats,
             ) -> Result<usize, $crate::error::SolveError> {

@@ -12,7 +12,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepNoise};
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
 
 /// Euler–Heun.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,14 +84,13 @@ impl Solver for EulerHeun {
         &self,
         cache: &mut EulerHeunCache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        _err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    ) {
+    ) -> StepStatus {
+        let StepAt { t, h, y } = at;
+        let StepOut { y_new, .. } = out;
         // f and g at (t, y): valid after the start and after a rejection
         if !cache.f_valid {
             fields.f(t, y, &mut cache.f, stats);
@@ -106,6 +105,7 @@ impl Solver for EulerHeun {
         }
         add_noise(cache.noise, &cache.g, noise.dw, 0.5, y_new);
         add_noise(cache.noise, &cache.g_bar, noise.dw, 0.5, y_new);
+        StepStatus::Taken
     }
     fn accept(&self, cache: &mut EulerHeunCache) {
         cache.f_valid = false;

@@ -10,7 +10,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepNoise};
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
 
 /// Euler–Maruyama.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,14 +76,13 @@ impl Solver for EulerMaruyama {
         &self,
         cache: &mut EmCache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        _err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    ) {
+    ) -> StepStatus {
+        let StepAt { t, h, y } = at;
+        let StepOut { y_new, .. } = out;
         // f(t, y) goes straight into y_new (one buffer fewer on the
         // step's dependency chain); at the start the loop's f0 and g0 serve
         if cache.f_valid {
@@ -93,6 +92,7 @@ impl Solver for EulerMaruyama {
             fields.g(t, y, &mut cache.g, stats);
         }
         euler_update(cache.noise, y, h, &cache.g, noise.dw, y_new);
+        StepStatus::Taken
     }
     fn accept(&self, cache: &mut EmCache) {
         // EM never rejects (no error estimate): f and g are redone next step

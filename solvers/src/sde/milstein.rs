@@ -23,7 +23,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::{Interpretation, Noise};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepNoise};
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
 
 /// How Milstein obtains `(∂g/∂y) g`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -143,14 +143,13 @@ impl Solver for Milstein {
         &self,
         cache: &mut MilsteinCache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        _err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    ) {
+    ) -> StepStatus {
+        let StepAt { t, h, y } = at;
+        let StepOut { y_new, .. } = out;
         let n = y.len();
         // f and g at (t, y): valid after the start and after a rejection
         if !cache.f_valid {
@@ -202,6 +201,7 @@ impl Solver for Milstein {
             y_new[i] = y[i] + h * cache.f[i] + 0.5 * cache.lg[i] * corr;
         }
         add_noise(noise_kind, &cache.g, dw, 1.0, y_new);
+        StepStatus::Taken
     }
     fn accept(&self, cache: &mut MilsteinCache) {
         cache.f_valid = false;

@@ -28,7 +28,7 @@ use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepNoise};
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
 
 /// Reversible Heun.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,22 +74,25 @@ impl ReversibleHeun {
         cache.initialised = true;
     }
 
-    /// Undoes one step: from the state at `t_n + h` held in `cache` (as
-    /// left by an accepted step) and `y_next = y_{n+1}`, recovers
+    /// Undoes the step from `t_n = step.t` of size `h = step.h`: from the
+    /// state at `t_n + h` held in `cache` (as left by an accepted step) and
+    /// `step.y = y_{n+1}` (the step's *end* state), recovers
     /// `y_n` into `y_out` and the carried state at `t_n` into `cache`.
     /// `dw` must be the increment the forward step used.
-    #[allow(clippy::too_many_arguments)]
     pub fn reverse_step<F: Drift, G: Diffusion>(
         &self,
         cache: &mut ReversibleHeunCache,
         fields: &Fields<'_, F, G>,
-        t_n: f64,
-        h: f64,
+        step: StepAt<'_>,
         dw: &[f64],
-        y_next: &[f64],
         y_out: &mut [f64],
         stats: &mut Stats,
     ) {
+        let StepAt {
+            t: t_n,
+            h,
+            y: y_next,
+        } = step;
         let n = y_next.len();
         let c = cache;
         for i in 0..n {
@@ -174,8 +177,9 @@ fn outer_into(noise: Noise, v: &[f64], dw: &[f64], scale: f64, out: &mut [f64]) 
 
 impl ReversibleHeun {
     /// The vector–Jacobian product of one forward step
-    /// `(y_n, ŷ_n) → (y_{n+1}, ŷ_{n+1})` with increment `dw` (Kidger et al.
-    /// 2021, §3): on entry `y_bar`, `y_hat_bar` are the cotangents of
+    /// `(y_n, ŷ_n) → (y_{n+1}, ŷ_{n+1})` from `step.t` of size `step.h`, with
+    /// `step.y = ŷ_{n+1}` and increment `dw` (Kidger et al. 2021, §3): on
+    /// entry `y_bar`, `y_hat_bar` are the cotangents of
     /// `y_{n+1}`, `ŷ_{n+1}`; on exit those of `y_n`, `ŷ_n`, except for the
     /// part that flows through `f(ŷ_n)` and `g(ŷ_n)`: those cotangents are
     /// kept in `ws` and merged into the VJPs at the same point of the next
@@ -183,21 +187,21 @@ impl ReversibleHeun {
     /// earliest step. `∂L/∂p` is added to `p_bar`. Needs only `ŷ_n` and
     /// `ŷ_{n+1}` (the step is linear in `y`). One drift and one diffusion
     /// VJP per step.
-    #[allow(clippy::too_many_arguments)]
     pub fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         ws: &mut ReversibleHeunVjp,
-        drift: &F,
-        diffusion: &G,
-        p: &[f64],
-        t: f64,
-        h: f64,
+        fields: &Fields<'_, F, G>,
+        step: StepAt<'_>,
         dw: &[f64],
-        y_hat_next: &[f64],
-        y_bar: &mut [f64],
-        y_hat_bar: &mut [f64],
+        (y_bar, y_hat_bar): (&mut [f64], &mut [f64]),
         p_bar: &mut [f64],
     ) {
+        let StepAt {
+            t,
+            h,
+            y: y_hat_next,
+        } = step;
+        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         let n = y_bar.len();
         // ŷ_{n+1} also feeds y_{n+1} through f and g at ŷ_{n+1}, as it fed
         // the following step (the deferred cotangents)
@@ -232,18 +236,16 @@ impl ReversibleHeun {
     /// Flushes the cotangents [`ReversibleHeun::step_vjp`] deferred at the
     /// start `ŷ_0` (time `t0`) of the earliest reversed step into
     /// `y_hat_bar` and `p_bar`.
-    #[allow(clippy::too_many_arguments)]
     pub fn finish_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         ws: &mut ReversibleHeunVjp,
-        drift: &F,
-        diffusion: &G,
-        p: &[f64],
+        fields: &Fields<'_, F, G>,
         t0: f64,
         y_hat0: &[f64],
         y_hat_bar: &mut [f64],
         p_bar: &mut [f64],
     ) {
+        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         if ws.pending {
             drift.drift_vjp(t0, y_hat0, p, &ws.pend_f, y_hat_bar, p_bar);
             diffusion.diffusion_vjp(t0, y_hat0, p, &ws.pend_g, y_hat_bar, p_bar);
@@ -309,14 +311,13 @@ impl Solver for ReversibleHeun {
         &self,
         c: &mut ReversibleHeunCache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    ) {
+    ) -> StepStatus {
+        let StepAt { t, h, y } = at;
+        let StepOut { y_new, err } = out;
         let n = y.len();
         if !c.initialised {
             fields.g(t, &c.y_hat, &mut c.sigma, stats);
@@ -336,6 +337,7 @@ impl Solver for ReversibleHeun {
         add_noise(c.noise, &c.sigma_new, noise.dw, 0.5, y_new);
         add_noise(c.noise, &c.sigma_new, noise.dw, 0.5, err);
         add_noise(c.noise, &c.sigma, noise.dw, -0.5, err);
+        StepStatus::Taken
     }
     fn accept(&self, c: &mut ReversibleHeunCache) {
         std::mem::swap(&mut c.y_hat, &mut c.y_hat_new);

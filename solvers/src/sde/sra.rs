@@ -18,7 +18,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepNoise, delegate_solver};
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver};
 
 /// An SRA method as data.
 #[derive(Debug, Clone, Copy)]
@@ -86,19 +86,17 @@ pub struct SraCache {
     k: Vec<f64>,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn sra_step<F: Drift, G: Diffusion>(
     tab: &SraTableau,
     c: &mut SraCache,
     fields: &Fields<'_, F, G>,
-    t: f64,
-    h: f64,
-    y: &[f64],
+    at: StepAt<'_>,
     noise: &StepNoise<'_>,
-    y_new: &mut [f64],
-    err: &mut [f64],
+    out: StepOut<'_>,
     stats: &mut Stats,
-) {
+) -> StepStatus {
+    let StepAt { t, h, y } = at;
+    let StepOut { y_new, err } = out;
     let n = c.n;
     let s = tab.alpha.len();
     for (j, ch) in c.chi.iter_mut().enumerate() {
@@ -144,6 +142,7 @@ fn sra_step<F: Drift, G: Diffusion>(
         y_new[k] = y[k] + h * drift + diff + corr;
         err[k] = tab.delta * (h * (c.fs[k] - c.fs[n + k])).abs() + corr.abs();
     }
+    StepStatus::Taken
 }
 
 /// A SRA method given by its tableau; [`Sra1`] and [`Sra3`] are two.
@@ -225,26 +224,12 @@ impl Solver for Sra {
         &self,
         cache: &mut SraCache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    ) {
-        sra_step(
-            self.tableau,
-            cache,
-            fields,
-            t,
-            h,
-            y,
-            noise,
-            y_new,
-            err,
-            stats,
-        )
+    ) -> StepStatus {
+        sra_step(self.tableau, cache, fields, at, noise, out, stats)
     }
     fn accept(&self, cache: &mut SraCache) {
         cache.f0_valid = false;

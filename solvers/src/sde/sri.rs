@@ -28,7 +28,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepNoise, delegate_solver};
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver};
 
 /// An SRI method as data (lower-triangular rows: row `i` has `i` entries).
 #[derive(Debug, Clone, Copy)]
@@ -181,19 +181,17 @@ fn row_is_zero(r: &[f64]) -> bool {
 }
 
 /// One SRI step of `tab` (shared by [`Sriw1`] and [`Sosri`]).
-#[allow(clippy::too_many_arguments)]
 fn sri_step<F: Drift, G: Diffusion>(
     tab: &SriTableau,
     c: &mut SriCache,
     fields: &Fields<'_, F, G>,
-    t: f64,
-    h: f64,
-    y: &[f64],
+    at: StepAt<'_>,
     noise: &StepNoise<'_>,
-    y_new: &mut [f64],
-    err: &mut [f64],
+    out: StepOut<'_>,
     stats: &mut Stats,
-) {
+) -> StepStatus {
+    let StepAt { t, h, y } = at;
+    let StepOut { y_new, err } = out;
     let n = c.n;
     let s = tab.alpha.len();
     let m = noise.dw.len();
@@ -254,6 +252,7 @@ fn sri_step<F: Drift, G: Diffusion>(
         let e_drift = h * (c.fs[k] - c.fs[n + k]);
         err[k] = tab.delta * e_drift.abs() + corr.abs();
     }
+    StepStatus::Taken
 }
 
 /// A SRI method given by its tableau; [`Sriw1`] and [`Sosri`] are two.
@@ -345,26 +344,12 @@ impl Solver for Sri {
         &self,
         cache: &mut SriCache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    ) {
-        sri_step(
-            self.tableau,
-            cache,
-            fields,
-            t,
-            h,
-            y,
-            noise,
-            y_new,
-            err,
-            stats,
-        )
+    ) -> StepStatus {
+        sri_step(self.tableau, cache, fields, at, noise, out, stats)
     }
     fn accept(&self, cache: &mut SriCache) {
         cache.first_valid = false;

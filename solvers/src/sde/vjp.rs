@@ -9,7 +9,7 @@
 use super::{EulerHeun, EulerMaruyama, Milstein, MilsteinDerivative, Sra, Sri, add_noise, driver};
 use crate::field::{DiffusionVjp, DriftVjp};
 use crate::noise::{Interpretation, Noise};
-use crate::solver::StepNoise;
+use crate::solver::{Fields, StepAt, StepNoise};
 
 /// One step's VJP: on entry `y_bar = ∂L/∂y_{n+1}`, on exit `∂L/∂y_n`;
 /// `∂L/∂p` is added to `p_bar`.
@@ -33,19 +33,14 @@ pub trait SdeStepVjp {
         Ok(())
     }
 
-    /// Reverses the step from `(t, y)` of size `h` with the increments of
-    /// `noise`.
-    #[allow(clippy::too_many_arguments)]
+    /// Reverses the step from `(at.t, at.y)` of size `at.h` with the
+    /// increments of `noise`.
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut SdeVjpWork,
-        drift: &F,
-        diffusion: &G,
-        p: &[f64],
-        t: f64,
-        h: f64,
+        fields: &Fields<'_, F, G>,
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y: &[f64],
         y_bar: &mut [f64],
         p_bar: &mut [f64],
     );
@@ -111,16 +106,14 @@ impl SdeStepVjp for EulerMaruyama {
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut SdeVjpWork,
-        drift: &F,
-        diffusion: &G,
-        p: &[f64],
-        t: f64,
-        h: f64,
+        fields: &Fields<'_, F, G>,
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y: &[f64],
         y_bar: &mut [f64],
         p_bar: &mut [f64],
     ) {
+        let StepAt { t, h, y } = at;
+        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         let n = w.n;
         w.a.copy_from_slice(y_bar);
         for i in 0..n {
@@ -143,16 +136,14 @@ impl SdeStepVjp for EulerHeun {
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut SdeVjpWork,
-        drift: &F,
-        diffusion: &G,
-        p: &[f64],
-        t: f64,
-        h: f64,
+        fields: &Fields<'_, F, G>,
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y: &[f64],
         y_bar: &mut [f64],
         p_bar: &mut [f64],
     ) {
+        let StepAt { t, h, y } = at;
+        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         let n = w.n;
         // recompute ȳ
         diffusion.diffusion(t, y, p, &mut w.g);
@@ -190,16 +181,14 @@ impl SdeStepVjp for Sri {
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut SdeVjpWork,
-        drift: &F,
-        diffusion: &G,
-        p: &[f64],
-        t: f64,
-        h: f64,
+        fields: &Fields<'_, F, G>,
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y: &[f64],
         y_bar: &mut [f64],
         p_bar: &mut [f64],
     ) {
+        let StepAt { t, h, y } = at;
+        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         let tab = self.tableau();
         let (n, s) = (w.n, tab.alpha.len());
         let sqh = h.abs().sqrt();
@@ -306,16 +295,14 @@ impl SdeStepVjp for Sra {
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut SdeVjpWork,
-        drift: &F,
-        diffusion: &G,
-        p: &[f64],
-        t: f64,
-        h: f64,
+        fields: &Fields<'_, F, G>,
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y: &[f64],
         y_bar: &mut [f64],
         p_bar: &mut [f64],
     ) {
+        let StepAt { t, h, y } = at;
+        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         let tab = self.tableau();
         let (n, s) = (w.n, tab.alpha.len());
         for (j, c) in w.chi.iter_mut().take(noise.dw.len()).enumerate() {
@@ -439,16 +426,14 @@ impl SdeStepVjp for Milstein {
     fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut SdeVjpWork,
-        drift: &F,
-        diffusion: &G,
-        p: &[f64],
-        t: f64,
-        h: f64,
+        fields: &Fields<'_, F, G>,
+        at: StepAt<'_>,
         noise: &StepNoise<'_>,
-        y: &[f64],
         y_bar: &mut [f64],
         p_bar: &mut [f64],
     ) {
+        let StepAt { t, h, y } = at;
+        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         let n = w.n;
         if self.derivative == MilsteinDerivative::Exact {
             w.b.copy_from_slice(y_bar); // Y = ∂L/∂y'
@@ -537,17 +522,13 @@ macro_rules! delegate_vjp {
             fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
                 &self,
                 w: &mut SdeVjpWork,
-                drift: &F,
-                diffusion: &G,
-                p: &[f64],
-                t: f64,
-                h: f64,
+                fields: &Fields<'_, F, G>,
+                at: StepAt<'_>,
                 noise: &StepNoise<'_>,
-                y: &[f64],
                 y_bar: &mut [f64],
                 p_bar: &mut [f64],
             ) {
-                $inner.sde_step_vjp(w, drift, diffusion, p, t, h, noise, y, y_bar, p_bar)
+                $inner.sde_step_vjp(w, fields, at, noise, y_bar, p_bar)
             }
         })*
     };

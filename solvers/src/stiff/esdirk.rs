@@ -37,11 +37,11 @@
 //!
 //! When a stage's Newton iteration fails with an old Jacobian, the Jacobian
 //! is re-formed at the step's start and the step tried again at once; when
-//! it fails with a fresh one, the step is reported as failed: `y_new = y`
-//! and every entry of `err` is [`NEWTON_FAILURE_ERROR`] (finite, so the
-//! loop's scaled norm is huge or `+∞` but never NaN), which the loop's
-//! controller rejects with its smallest step factor — repeated failures end
-//! in a [`crate::SolveError::StepSizeUnderflow`]. Each failed Newton solve
+//! it fails with a fresh one, the step returns
+//! [`StepStatus::Failed`](crate::solver::StepStatus::Failed), which the
+//! adaptive loop rejects with its controller's smallest step factor —
+//! repeated failures end in a [`crate::SolveError::StepSizeUnderflow`] — and
+//! a fixed-step solve reports as [`crate::SolveError::NonlinearSolve`]. Each failed Newton solve
 //! counts in [`Stats::nonlinear_failures`].
 //!
 //! Dense output is the cubic Hermite interpolant through `(y_n, f_n)` and
@@ -66,15 +66,11 @@ use crate::error::SolveError;
 use crate::field::{Diffusion, Drift, DriftVjp};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Fields, Solver, StepNoise};
+use crate::solver::{DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::step_vjp::StepBars;
 use crate::stiff::JacobianSource;
 use crate::stiff::newton::{IterationMatrix, JacobianCache, NewtonOptions, newton_norm};
 use crate::stiff::tableau::EsdirkTableau;
-
-/// The value every entry of `err` takes when a step's Newton iteration
-/// failed: finite (no NaN reaches the error norm) and so large that any
-/// tolerance rejects the step.
-pub const NEWTON_FAILURE_ERROR: f64 = crate::solver::STEP_FAILED;
 
 /// An ESDIRK method defined by a tableau ([`crate::stiff::ESDIRK34`],
 /// [`crate::stiff::TRBDF2`], or a user's), with its Jacobian source and
@@ -303,7 +299,6 @@ impl Esdirk {
 
 impl Solver for Esdirk {
     type Cache = EsdirkCache;
-    const CAN_FAIL: bool = true;
 
     fn name(&self) -> &'static str {
         self.tableau.name
@@ -393,14 +388,13 @@ impl Solver for Esdirk {
         &self,
         c: &mut EsdirkCache,
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         _noise: &StepNoise<'_>,
-        y_new: &mut [f64],
-        err: &mut [f64],
+        out: StepOut<'_>,
         stats: &mut Stats,
-    ) {
+    ) -> StepStatus {
+        let StepAt { t, h, y } = at;
+        let StepOut { y_new, err } = out;
         let tab = self.tableau;
         let n = c.n;
         let s = tab.stages();
@@ -446,9 +440,7 @@ impl Solver for Esdirk {
             }
         };
         let Some(theta) = outcome else {
-            y_new.copy_from_slice(y);
-            err.iter_mut().for_each(|e| *e = NEWTON_FAILURE_ERROR);
-            return;
+            return StepStatus::Failed;
         };
         c.slow = theta > self.newton.reuse_rate;
         y_new.copy_from_slice(&c.z);
@@ -465,6 +457,7 @@ impl Solver for Esdirk {
             c.w.solve(err);
         }
         debug_assert_eq!(s * n, c.ks.len());
+        StepStatus::Taken
     }
 
     fn accept(&self, c: &mut EsdirkCache) {
@@ -508,49 +501,57 @@ pub struct EsdirkVjpCache {
     z: Vec<f64>,
     fz: Vec<f64>,
     delta: Vec<f64>,
-    jac: Vec<f64>,
-    w: IterationMatrix,
+    /// Exact Jacobians and the factorised `I − hγJ`.
+    jw: ExactJacobian,
     kappa: Vec<f64>,
     lam: Vec<f64>,
-    big: Vec<f64>,
     e_tilde: Vec<f64>,
-    unit: Vec<f64>,
-    p_scratch: Vec<f64>,
 }
 
 /// Most Newton iterations of a stage solved to full convergence.
 const CONVERGE_ITERS: usize = 50;
 
-/// The exact Jacobian `∂f/∂y` at `(t, y)` into `jac`: the field's own
-/// ([`Drift::jacobian`]) when it has one, else assembled row by row from `n`
-/// VJPs with the unit vectors (`e_rᵀ ∂f/∂y` is row `r`; `unit`, `row` and
-/// `p_scratch` are scratch).
-#[allow(clippy::too_many_arguments)]
-fn exact_jacobian<F: DriftVjp>(
-    field: &F,
-    p: &[f64],
-    t: f64,
-    y: &[f64],
-    jac: &mut [f64],
-    unit: &mut [f64],
-    row: &mut [f64],
-    p_scratch: &mut [f64],
-    stats: &mut Stats,
-) {
-    let n = y.len();
-    stats.jacobian_evals += 1;
-    if field.jacobian(t, y, p, jac) {
-        return;
-    }
-    unit.iter_mut().for_each(|v| *v = 0.0);
-    for r in 0..n {
-        unit[r] = 1.0;
-        row.iter_mut().for_each(|v| *v = 0.0);
-        field.drift_vjp(t, y, p, unit, row, p_scratch);
-        unit[r] = 0.0;
-        for j in 0..n {
-            jac[r + j * n] = row[j];
+/// The exact Jacobian `∂f/∂y` of a step's VJP and the factorisation of
+/// `I − hγJ`, with the scratch that assembles `J` from VJPs.
+#[derive(Debug, Clone)]
+struct ExactJacobian {
+    jac: Vec<f64>,
+    w: IterationMatrix,
+    /// Scratch of length `n` (a Jacobian row, or any stage's VJP).
+    row: Vec<f64>,
+    unit: Vec<f64>,
+    p_scratch: Vec<f64>,
+}
+
+impl ExactJacobian {
+    /// Evaluates the exact Jacobian at `(t, y)` — the field's own
+    /// ([`Drift::jacobian`]) when it has one, else assembled row by row from
+    /// `n` VJPs with the unit vectors (`e_rᵀ ∂f/∂y` is row `r`) — and
+    /// factorises `I − hg·J`; `false` when that matrix is singular.
+    fn factor_at<F: DriftVjp>(
+        &mut self,
+        field: &F,
+        p: &[f64],
+        (t, y): (f64, &[f64]),
+        hg: f64,
+        stats: &mut Stats,
+    ) -> bool {
+        let n = y.len();
+        stats.jacobian_evals += 1;
+        if !field.jacobian(t, y, p, &mut self.jac) {
+            self.unit.iter_mut().for_each(|v| *v = 0.0);
+            for r in 0..n {
+                self.unit[r] = 1.0;
+                self.row.iter_mut().for_each(|v| *v = 0.0);
+                field.drift_vjp(t, y, p, &self.unit, &mut self.row, &mut self.p_scratch);
+                self.unit[r] = 0.0;
+                for j in 0..n {
+                    self.jac[r + j * n] = self.row[j];
+                }
+            }
         }
+        stats.lu_factorizations += 1;
+        self.w.factor(&self.jac, hg)
     }
 }
 
@@ -567,14 +568,16 @@ impl Esdirk {
             z: vec![0.0; n],
             fz: vec![0.0; n],
             delta: vec![0.0; n],
-            jac: vec![0.0; n * n],
-            w: IterationMatrix::new(n),
+            jw: ExactJacobian {
+                jac: vec![0.0; n * n],
+                w: IterationMatrix::new(n),
+                row: vec![0.0; n],
+                unit: vec![0.0; n],
+                p_scratch: vec![0.0; n_params],
+            },
             kappa: vec![0.0; s * n],
             lam: vec![0.0; n],
-            big: vec![0.0; n],
             e_tilde: vec![0.0; n],
-            unit: vec![0.0; n],
-            p_scratch: vec![0.0; n_params],
         }
     }
 
@@ -625,26 +628,14 @@ impl Esdirk {
                 stats.drift_evals += 1;
                 field.drift(ti, &c.z, p, &mut c.fz);
                 stats.nonlinear_iterations += 1;
-                exact_jacobian(
-                    field,
-                    p,
-                    ti,
-                    &c.z,
-                    &mut c.jac,
-                    &mut c.unit,
-                    &mut c.big,
-                    &mut c.p_scratch,
-                    stats,
-                );
-                stats.lu_factorizations += 1;
-                if !c.w.factor(&c.jac, hg) {
+                if !c.jw.factor_at(field, p, (ti, &c.z), hg, stats) {
                     return Err(fail(i, "singular iteration matrix"));
                 }
                 let mut nd: f64 = 0.0;
                 for k in 0..n {
                     c.delta[k] = c.psi[k] + hg * c.fz[k] - c.z[k];
                 }
-                c.w.solve(&mut c.delta);
+                c.jw.w.solve(&mut c.delta);
                 for k in 0..n {
                     let scale = c.psi[k].abs() + (hg * c.fz[k]).abs() + c.z[k].abs() + 1e-300;
                     nd = nd.max(c.delta[k].abs() / scale);
@@ -679,19 +670,17 @@ impl Esdirk {
     /// Jacobian at the step's start; `M = I` without the filter). It agrees
     /// with the forward step ([`Solver::step`]) up to the Newton tolerance
     /// (and, for `err`, the forward step's possibly older Jacobian in `M`).
-    #[allow(clippy::too_many_arguments)]
     pub fn converged_step<F: DriftVjp>(
         &self,
         c: &mut EsdirkVjpCache,
         field: &F,
         p: &[f64],
-        t: f64,
-        h: f64,
-        y: &[f64],
-        y_new: &mut [f64],
-        err: &mut [f64],
+        at: StepAt<'_>,
+        out: StepOut<'_>,
         stats: &mut Stats,
     ) -> Result<(), SolveError> {
+        let StepAt { t, h, y } = at;
+        let StepOut { y_new, err } = out;
         let tab = self.tableau;
         let n = c.n;
         self.converge(c, field, p, t, h, y, stats)?;
@@ -706,19 +695,7 @@ impl Esdirk {
             }
         }
         if self.filter {
-            exact_jacobian(
-                field,
-                p,
-                t,
-                y,
-                &mut c.jac,
-                &mut c.unit,
-                &mut c.big,
-                &mut c.p_scratch,
-                stats,
-            );
-            stats.lu_factorizations += 1;
-            if !c.w.factor(&c.jac, h * tab.gamma) {
+            if !c.jw.factor_at(field, p, (t, y), h * tab.gamma, stats) {
                 return Err(SolveError::NonlinearSolve {
                     solver: tab.name,
                     t,
@@ -726,17 +703,19 @@ impl Esdirk {
                     reason: "singular error filter I − hγJ(t, y)".into(),
                 });
             }
-            c.w.solve(err);
+            c.jw.w.solve(err);
         }
         Ok(())
     }
 
     /// The discrete adjoint of one step by the implicit-function theorem.
     ///
-    /// On entry `lambda = ∂L/∂y_{n+1}` and `err_bar = ∂L/∂err` (the
+    /// On entry `bars.y = ∂L/∂y_{n+1}` and `bars.err = ∂L/∂err` (the
     /// cotangent of the error estimate, e.g. from a regularizer; `None` when
-    /// unused); on exit `lambda = ∂L/∂y_n`, and `∂L/∂p` is added to `p_bar`.
-    /// The step is recomputed from `(t, y)` with its stages solved to full
+    /// unused); on exit `bars.y = ∂L/∂y_n`, and `∂L/∂p` is added to
+    /// `bars.p` (`bars.interp` is not read: the
+    /// [`OdeStepVjp`](crate::step_vjp::OdeStepVjp) impl refuses
+    /// interpolated cotangents). The step is recomputed from `at` with its stages solved to full
     /// convergence, so this is the exact VJP of [`Esdirk::converged_step`]
     /// (each stage treated as the exact solution of its stage equation). The
     /// step size is a constant (the controller is not differentiated), and
@@ -750,20 +729,22 @@ impl Esdirk {
     /// recomputation adds the Newton iterations (an exact Jacobian and a
     /// factorisation each). Returns the number of VJPs with cotangents
     /// (not counting those that assemble Jacobians).
-    #[allow(clippy::too_many_arguments)]
     pub fn step_vjp<F: DriftVjp>(
         &self,
         c: &mut EsdirkVjpCache,
         field: &F,
         p: &[f64],
-        t: f64,
-        h: f64,
-        y: &[f64],
-        lambda: &mut [f64],
-        err_bar: Option<&[f64]>,
-        p_bar: &mut [f64],
+        at: StepAt<'_>,
+        bars: StepBars<'_, '_>,
         stats: &mut Stats,
     ) -> Result<usize, SolveError> {
+        let StepAt { t, h, y } = at;
+        let StepBars {
+            y: lambda,
+            err: err_bar,
+            p: p_bar,
+            ..
+        } = bars;
         let tab = self.tableau;
         let n = c.n;
         let s = tab.stages();
@@ -775,19 +756,7 @@ impl Esdirk {
         if let Some(err_bar) = err_bar {
             c.e_tilde.copy_from_slice(err_bar);
             if self.filter {
-                exact_jacobian(
-                    field,
-                    p,
-                    t,
-                    y,
-                    &mut c.jac,
-                    &mut c.unit,
-                    &mut c.big,
-                    &mut c.p_scratch,
-                    stats,
-                );
-                stats.lu_factorizations += 1;
-                if !c.w.factor(&c.jac, hg) {
+                if !c.jw.factor_at(field, p, (t, y), hg, stats) {
                     return Err(SolveError::NonlinearSolve {
                         solver: tab.name,
                         t,
@@ -795,7 +764,7 @@ impl Esdirk {
                         reason: "singular error filter I − hγJ(t, y)".into(),
                     });
                 }
-                c.w.solve_transposed(&mut c.e_tilde);
+                c.jw.w.solve_transposed(&mut c.e_tilde);
             }
         }
         // cotangents of the stage derivatives from the outputs
@@ -816,19 +785,10 @@ impl Esdirk {
             // μ_i: κ_i itself for the explicit stage, else the transposed solve
             c.delta.copy_from_slice(&c.kappa[i * n..(i + 1) * n]);
             if i > 0 {
-                exact_jacobian(
-                    field,
-                    p,
-                    ti,
-                    &c.ys[i * n..(i + 1) * n],
-                    &mut c.jac,
-                    &mut c.unit,
-                    &mut c.big,
-                    &mut c.p_scratch,
-                    stats,
-                );
-                stats.lu_factorizations += 1;
-                if !c.w.factor(&c.jac, hg) {
+                if !c
+                    .jw
+                    .factor_at(field, p, (ti, &c.ys[i * n..(i + 1) * n]), hg, stats)
+                {
                     return Err(SolveError::NonlinearSolve {
                         solver: tab.name,
                         t,
@@ -836,27 +796,27 @@ impl Esdirk {
                         reason: format!("stage {i}: singular I − hγJ(Y_i)"),
                     });
                 }
-                c.w.solve_transposed(&mut c.delta);
+                c.jw.w.solve_transposed(&mut c.delta);
             }
-            c.big.iter_mut().for_each(|v| *v = 0.0);
+            c.jw.row.iter_mut().for_each(|v| *v = 0.0);
             field.drift_vjp(
                 ti,
                 &c.ys[i * n..(i + 1) * n],
                 p,
                 &c.delta,
-                &mut c.big,
+                &mut c.jw.row,
                 p_bar,
             );
             vjps += 1;
             for q in 0..n {
-                c.lam[q] += c.big[q];
+                c.lam[q] += c.jw.row[q];
             }
             if i > 0 {
                 for (j, &a) in tab.a[i - 1][..i].iter().enumerate() {
                     if a != 0.0 {
                         let ha = h * a;
                         for q in 0..n {
-                            c.kappa[j * n + q] += ha * c.big[q];
+                            c.kappa[j * n + q] += ha * c.jw.row[q];
                         }
                     }
                 }

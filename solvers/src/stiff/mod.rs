@@ -27,7 +27,7 @@ mod newton;
 mod tableau;
 
 pub use diffsol_backend::{Bdf, DiffsolEsdirk34, DiffsolTrBdf2};
-pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache, NEWTON_FAILURE_ERROR};
+pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache};
 pub use newton::NewtonOptions;
 pub use tableau::{ESDIRK34, EsdirkTableau, TRBDF2};
 
@@ -37,8 +37,8 @@ use crate::field::DriftVjp;
 use crate::field::{Diffusion, Drift};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Fields, Solver, StepNoise};
-use crate::step_vjp::{OdeStepVjp, StepAt, StepBars, delegate_ode_step_vjp};
+use crate::solver::{DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
 
 /// How a stiff solver obtains the Jacobian `∂f/∂y`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,7 +108,6 @@ macro_rules! native_esdirk {
 
         impl Solver for $name {
             type Cache = EsdirkCache;
-            const CAN_FAIL: bool = true;
             fn name(&self) -> &'static str {
                 $tab.name
             }
@@ -135,16 +134,12 @@ macro_rules! native_esdirk {
                 &self,
                 cache: &mut EsdirkCache,
                 fields: &Fields<'_, F, G>,
-                t: f64,
-                h: f64,
-                y: &[f64],
+                at: StepAt<'_>,
                 noise: &StepNoise<'_>,
-                y_new: &mut [f64],
-                err: &mut [f64],
+                out: StepOut<'_>,
                 stats: &mut Stats,
-            ) {
-                self.esdirk()
-                    .step(cache, fields, t, h, y, noise, y_new, err, stats)
+            ) -> StepStatus {
+                self.esdirk().step(cache, fields, at, noise, out, stats)
             }
             fn accept(&self, cache: &mut EsdirkCache) {
                 self.esdirk().accept(cache)
@@ -196,9 +191,7 @@ impl OdeStepVjp for Esdirk {
                 alternatives: "save at step ends: SaveAt::Steps or SaveAt::T1".into(),
             });
         }
-        Esdirk::step_vjp(
-            self, cache, drift, p, at.t, at.h, at.y, bars.y, bars.err, bars.p, stats,
-        )
+        Esdirk::step_vjp(self, cache, drift, p, at, bars, stats)
     }
 }
 

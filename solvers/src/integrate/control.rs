@@ -1,0 +1,216 @@
+//! Where the next step ends: a fixed grid, or an error-controlled step
+//! size ([`crate::controller`]). The loop asks a [`Control`] for the end of
+//! each attempt and, for adaptive control, hands it the attempt's scaled
+//! error norm; everything else in the loop is the same for both.
+
+use crate::controller::{Controller, StepController};
+
+/// Chooses the steps of a solve (fixed grid or adaptive); cloned into the
+/// adjoints' checkpoints so a replay regenerates the same steps.
+pub trait Control: Clone {
+    /// Whether attempts are judged by their error estimate (else every
+    /// attempt is accepted, and one that fails or leaves the state
+    /// non-finite ends the solve).
+    fn adaptive(&self) -> bool;
+
+    /// The end of the next attempt from `t`, and whether it ends the solve;
+    /// `Err(dt)` when the step would underflow (too small to advance `t`).
+    fn propose(&mut self, t: f64) -> Result<(f64, bool), f64>;
+
+    /// Judges the attempt just proposed from its scaled error norm `err`
+    /// (called only when [`Control::adaptive`]): whether it is accepted, or `Err(dt)` when it
+    /// is rejected and the next step would underflow.
+    fn judge(&mut self, err: f64) -> Result<bool, f64>;
+}
+
+/// Fixed steps of size `h`: step `k` ends at `t0 + dir·(k+1)·h`, the last
+/// one exactly at `t1`; every attempt is accepted.
+#[derive(Debug, Clone)]
+pub struct FixedSteps {
+    t0: f64,
+    t1: f64,
+    dh: f64,
+    /// Number of steps (`usize::MAX`: more than any step budget).
+    steps: usize,
+    /// Steps proposed so far.
+    k: usize,
+    /// `k` as a float, counted exactly (steps < 2^53).
+    next: f64,
+}
+
+impl FixedSteps {
+    /// Steps of size `h > 0` from `t0` to `t1`.
+    pub fn new(t0: f64, t1: f64, h: f64) -> Self {
+        FixedSteps {
+            t0,
+            t1,
+            dh: (t1 - t0).signum() * h,
+            steps: fixed_step_count(t1 - t0, h),
+            k: 0,
+            next: 0.0,
+        }
+    }
+}
+
+impl Control for FixedSteps {
+    #[inline(always)]
+    fn adaptive(&self) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    fn propose(&mut self, _t: f64) -> Result<(f64, bool), f64> {
+        self.k += 1;
+        self.next += 1.0;
+        let last = self.k == self.steps;
+        // `dir·(k+1)·h` as `(k+1)·(dir·h)`: the same product, as `dir = ±1`
+        Ok((
+            if last {
+                self.t1
+            } else {
+                self.t0 + self.next * self.dh
+            },
+            last,
+        ))
+    }
+
+    #[inline(always)]
+    fn judge(&mut self, _err: f64) -> Result<bool, f64> {
+        Ok(true)
+    }
+}
+
+/// Number of fixed steps of size `h > 0` that cover `span` (the last one
+/// ends at `t1`; a remainder below `1e-12` of the span is not a step).
+fn fixed_step_count(span: f64, h: f64) -> usize {
+    let span = span.abs();
+    let reach = |k: usize| k as f64 * h >= span * (1.0 - 1e-12);
+    let estimate = span / h;
+    if estimate.is_nan() || estimate >= 1e15 {
+        // more steps than any budget allows (max_steps stops it)
+        return usize::MAX;
+    }
+    let mut k = (estimate.ceil() as usize).max(1);
+    while k > 1 && reach(k - 1) {
+        k -= 1;
+    }
+    while !reach(k) {
+        k += 1;
+    }
+    k
+}
+
+/// Error-controlled steps: the controller accepts or rejects each attempt
+/// and scales the step; steps are clipped to `dt_max` and to `t1` (a step
+/// that would leave less than 1% of itself before `t1` goes to `t1`).
+#[derive(Debug, Clone)]
+pub struct Adaptive {
+    controller: Controller,
+    /// Order of the solver's error estimate.
+    k_err: f64,
+    /// The next step size to try (signed).
+    h: f64,
+    /// The attempt being judged: its size, and the step-size floor at its
+    /// start.
+    h_step: f64,
+    floor: f64,
+    t1: f64,
+    dt_min: f64,
+    dt_max: f64,
+}
+
+impl Adaptive {
+    /// Control by `controller` (reset here) of an estimator of order
+    /// `k_err`, starting with the signed step `h0`.
+    pub fn new(
+        mut controller: Controller,
+        k_err: f64,
+        h0: f64,
+        t1: f64,
+        dt_min: f64,
+        dt_max: f64,
+    ) -> Self {
+        controller.reset();
+        Adaptive {
+            controller,
+            k_err,
+            h: h0,
+            h_step: h0,
+            floor: 0.0,
+            t1,
+            dt_min,
+            dt_max,
+        }
+    }
+}
+
+impl Control for Adaptive {
+    #[inline(always)]
+    fn adaptive(&self) -> bool {
+        true
+    }
+
+    #[inline]
+    fn propose(&mut self, t: f64) -> Result<(f64, bool), f64> {
+        let h = self.h;
+        let cand = t + h;
+        let (t_next, last) = if (cand - self.t1) * h.signum() >= -0.01 * h.abs() {
+            (self.t1, true)
+        } else {
+            (cand, false)
+        };
+        self.h_step = t_next - t;
+        self.floor = self.dt_min.max(16.0 * f64::EPSILON * t.abs().max(1e-300));
+        if self.h_step.abs() < self.floor && !last || self.h_step == 0.0 {
+            return Err(self.h_step.abs());
+        }
+        Ok((t_next, last))
+    }
+
+    #[inline]
+    fn judge(&mut self, err: f64) -> Result<bool, f64> {
+        let decision = self.controller.decide(err, self.k_err);
+        if decision.accept {
+            self.h = (self.h_step * decision.factor).clamp(-self.dt_max, self.dt_max);
+            return Ok(true);
+        }
+        self.h = self.h_step * decision.factor;
+        if self.h.abs() < self.floor {
+            return Err(self.h.abs());
+        }
+        Ok(false)
+    }
+}
+
+/// Either control, chosen at run time (what the adjoints' replays use; a
+/// plain solve runs the two monomorphised).
+#[derive(Debug, Clone)]
+pub enum AnyControl {
+    /// Fixed steps.
+    Fixed(FixedSteps),
+    /// Error-controlled steps.
+    Adaptive(Adaptive),
+}
+
+impl Control for AnyControl {
+    #[inline]
+    fn adaptive(&self) -> bool {
+        matches!(self, AnyControl::Adaptive(_))
+    }
+
+    #[inline]
+    fn propose(&mut self, t: f64) -> Result<(f64, bool), f64> {
+        match self {
+            AnyControl::Fixed(c) => c.propose(t),
+            AnyControl::Adaptive(c) => c.propose(t),
+        }
+    }
+
+    #[inline]
+    fn judge(&mut self, err: f64) -> Result<bool, f64> {
+        match self {
+            AnyControl::Fixed(c) => c.judge(err),
+            AnyControl::Adaptive(c) => c.judge(err),
+        }
+    }
+}

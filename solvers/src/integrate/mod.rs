@@ -1,0 +1,638 @@
+//! The integration loop: drives any [`Solver`] with any step control and
+//! save policy. One step body ([`stepper`]) serves fixed and adaptive steps
+//! (a [`Control`] says where each attempt ends and judges it), plain solves,
+//! the adjoints' forward passes ([`Run`]) and their replays from a
+//! [`Snapshot`]. The loop owns the initial step, the error norm, the
+//! step-budget and underflow checks and the saving ([`saver`]); it knows
+//! nothing about a particular method.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+mod control;
+mod saver;
+mod stepper;
+
+pub use control::{Adaptive, AnyControl, Control, FixedSteps};
+pub use stepper::{Accepted, Snapshot};
+
+use crate::brownian::{BrownianPath, Driver, DynPath};
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift};
+use crate::initial_step::initial_step;
+use crate::options::Options;
+use crate::problem::Problem;
+use crate::solution::{KeptPath, Solution, Stats, Status};
+use crate::solver::{Fields, Solver, StepAt, StepNoise};
+use saver::{Saver, Span};
+use stepper::{Stepper, Stop};
+
+/// A NaN with a payload no arithmetic produces: marks components a field
+/// did not write.
+const UNWRITTEN: u64 = 0x7ff8_dead_beef_0001;
+
+/// Evaluates a field once on a buffer of `len` entries pre-filled with a
+/// marker, turning an out-of-bounds panic or unwritten entries into a
+/// [`SolveError::DimensionMismatch`] and non-finite output into
+/// [`SolveError::NonFiniteDerivative`]. Used once per solve, before the loop.
+pub fn probe_field(
+    name: &'static str,
+    len: usize,
+    t: f64,
+    out: &mut [f64],
+    eval: impl FnOnce(&mut [f64]),
+) -> Result<(), SolveError> {
+    debug_assert_eq!(out.len(), len);
+    out.iter_mut().for_each(|v| *v = f64::from_bits(UNWRITTEN));
+    let res = catch_unwind(AssertUnwindSafe(|| eval(out)));
+    if res.is_err() {
+        return Err(SolveError::DimensionMismatch {
+            what: format!("{name} output"),
+            expected: len,
+            found: None,
+            hint: format!(
+                "the {name} panicked on a state of length {}; make y0 (and the noise type) \
+                 match the dimension the {name} uses",
+                len
+            ),
+        });
+    }
+    if let Some(first) = out.iter().position(|v| v.to_bits() == UNWRITTEN) {
+        let written = out.iter().filter(|v| v.to_bits() != UNWRITTEN).count();
+        return Err(SolveError::DimensionMismatch {
+            what: format!("{name} output"),
+            expected: len,
+            found: Some(written),
+            hint: format!(
+                "the {name} left component {first} unwritten; make y0 (and the noise type) \
+                 match the dimension the {name} writes"
+            ),
+        });
+    }
+    if let Some(component) = out.iter().position(|v| !v.is_finite()) {
+        return Err(SolveError::NonFiniteDerivative {
+            field: name,
+            t,
+            component,
+            step: 0,
+        });
+    }
+    Ok(())
+}
+
+/// The Brownian motion of an SDE solve: built from the problem's driver, or
+/// given (the stochastic adjoint replays the forward path backwards; the
+/// discrete adjoints replay it forwards).
+enum Path<'p, P> {
+    None,
+    Own(P),
+    Given(&'p mut dyn BrownianPath),
+}
+
+/// Where a solve's Brownian increments come from.
+pub(crate) trait Draw {
+    /// Writes the increment over `[s, t]` into `dw`, and its space–time
+    /// Lévy area into `h` when `levy`.
+    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]);
+}
+
+impl<P: BrownianPath> Draw for Path<'_, P> {
+    #[inline]
+    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
+        // static dispatch for the driver's own path: this runs once per step
+        match self {
+            Path::None => {}
+            Path::Own(p) => draw_from(p, s, t, levy, dw, h),
+            Path::Given(p) => {
+                if levy {
+                    p.increment_with_levy_area(s, t, dw, h);
+                } else {
+                    p.increment(s, t, dw);
+                }
+            }
+        }
+    }
+}
+
+impl<P: DynPath + 'static> Path<'_, P> {
+    /// What the solution keeps of this path: the path itself, moved, when
+    /// the driver can re-query it (a given path stays with its owner).
+    fn keep(self, requery: bool, t0: f64) -> Option<KeptPath> {
+        match self {
+            Path::Own(p) if requery => Some(KeptPath::new(Box::new(p), t0)),
+            _ => None,
+        }
+    }
+}
+
+/// A path owned by a fixed-step loop that runs on it directly (no enum
+/// dispatch), handed back when the loop ends.
+struct Owned<P>(P);
+
+impl<P: BrownianPath> Draw for Owned<P> {
+    #[inline(always)]
+    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
+        draw_from(&mut self.0, s, t, levy, dw, h);
+    }
+}
+
+/// One attempted step, as the loop saw it: what progress displays,
+/// statistics and (later) solver-heuristic regularizers observe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Start of the step.
+    pub t: f64,
+    /// Step size (signed).
+    pub h: f64,
+    /// The scaled RMS norm of the error estimate that the controller judged
+    /// (`None` for fixed steps, which have no controller decision).
+    pub err_norm: Option<f64>,
+    /// Whether the step was accepted.
+    pub accepted: bool,
+}
+
+/// Sees every accepted step of a solve (for example, an adjoint recording
+/// its step times and checkpoints), and every attempted step's
+/// [`StepReport`]. Called after the step is saved.
+pub trait StepObserver {
+    /// Step `index` went from `(t, y)` to `(t_next, y_next)`.
+    fn accepted(&mut self, index: usize, t: f64, t_next: f64, y: &[f64], y_next: &[f64]);
+
+    /// The Brownian increments of the step about to be reported to
+    /// [`StepObserver::accepted`] (empty for ODEs; empty `levy_h` unless the
+    /// solver uses the Lévy area). Ignored by default.
+    #[inline(always)]
+    fn accepted_noise(&mut self, _noise: &StepNoise<'_>) {}
+
+    /// The method's carried state ([`Solver::carried_state`]) after the
+    /// step just reported to [`StepObserver::accepted`]. Ignored by default.
+    #[inline(always)]
+    fn accepted_carried(&mut self, _carried: &[f64]) {}
+
+    /// Every attempted step, accepted or rejected, before the loop moves on
+    /// (for an accepted step: before [`StepObserver::accepted`]). Ignored by
+    /// default.
+    #[inline(always)]
+    fn attempted(&mut self, _report: &StepReport) {}
+}
+
+/// Observes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl StepObserver for NoObserver {
+    #[inline(always)]
+    fn accepted(&mut self, _: usize, _: f64, _: f64, _: &[f64], _: &[f64]) {}
+}
+
+/// Solves `problem` with `solver` under `opts`.
+pub fn integrate<F: Drift, G: Diffusion, D: Driver, S: Solver>(
+    problem: &Problem<F, G, D>,
+    solver: &S,
+    opts: &Options,
+) -> Result<Solution, SolveError> {
+    integrate_observed(problem, solver, opts, &mut NoObserver)
+}
+
+/// [`integrate`], reporting every accepted step to `observer`.
+pub fn integrate_observed<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepObserver>(
+    problem: &Problem<F, G, D>,
+    solver: &S,
+    opts: &Options,
+    observer: &mut O,
+) -> Result<Solution, SolveError> {
+    integrate_on_path(problem, solver, opts, observer, None)
+}
+
+/// [`integrate_observed`] driving an SDE with a given Brownian path
+/// (`None`: the path the problem's driver builds for the options' seed). The
+/// stochastic adjoint uses it to replay the forward path backwards in time.
+pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepObserver>(
+    problem: &Problem<F, G, D>,
+    solver: &S,
+    opts: &Options,
+    observer: &mut O,
+    given: Option<&mut dyn BrownianPath>,
+) -> Result<Solution, SolveError> {
+    let Setup {
+        stepper,
+        control,
+        saver,
+        path,
+        m,
+    } = setup(problem, solver, opts, given)?;
+    let t0 = problem.tspan.0;
+    match (control, path) {
+        // With one Brownian motion on the driver's own path of a fixed-step
+        // solve, the increment buffer is a one-element array: its length is
+        // known at compile time, so the draw and the step's read of the
+        // increment collapse to one value kept in a register.
+        (AnyControl::Fixed(c), Path::Own(p)) => {
+            let mut own = Owned(p);
+            let sol = if m == 1 {
+                drive(stepper.with(c, [0.0; 1]), &mut own, saver, observer)
+            } else {
+                drive(stepper.with(c, vec![0.0; m]), &mut own, saver, observer)
+            };
+            let kept = Path::Own(own.0).keep(problem.driver.requery(), t0);
+            sol.map(|s| Solution {
+                brownian: kept,
+                ..s
+            })
+        }
+        (AnyControl::Fixed(c), mut path) => {
+            drive(stepper.with(c, vec![0.0; m]), &mut path, saver, observer)
+        }
+        (AnyControl::Adaptive(c), mut path) => {
+            let sol = drive(stepper.with(c, vec![0.0; m]), &mut path, saver, observer);
+            sol.map(|s| Solution {
+                brownian: path.keep(problem.driver.requery(), t0),
+                ..s
+            })
+        }
+    }
+}
+
+/// A solve set up and not yet stepped.
+struct Setup<'a, 'p, F, G, S: Solver, P> {
+    stepper: Stepper<'a, F, G, S, ()>,
+    control: AnyControl,
+    saver: Saver<'a>,
+    path: Path<'p, P>,
+    /// Number of Brownian motions.
+    m: usize,
+}
+
+/// Validates `problem`, `solver` and `opts` against each other, checks the
+/// fields' shapes at `t0`, builds the Brownian path and the control, and
+/// allocates every buffer of the solve.
+fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
+    problem: &'a Problem<F, G, D>,
+    solver: &'a S,
+    opts: &'a Options,
+    given: Option<&'p mut dyn BrownianPath>,
+) -> Result<Setup<'a, 'p, F, G, S, D::Path>, SolveError> {
+    problem.validate()?;
+    let n = problem.dim();
+    let (t0, t1) = problem.tspan;
+    opts.validate(n, problem.tspan)?;
+    solver.check(problem)?;
+    let m = problem.noise.map_or(0, |nz| nz.brownian_dim(n));
+    let fields = Fields::new(problem);
+    let k_err = match (opts.controller.is_adaptive(), solver.error_order()) {
+        (true, Some(k)) => Some(k),
+        (_, _) if opts.dt0.is_some() => None,
+        _ => {
+            return Err(SolveError::NeedsStepSize {
+                solver: solver.name(),
+            });
+        }
+    };
+    let adaptive = k_err.is_some();
+    let dir = (t1 - t0).signum();
+
+    let mut stats = Stats::default();
+    let y = problem.y0.clone();
+    let mut f0 = vec![0.0; n];
+    problem.drift.check_dims(n, problem.params.len())?;
+    probe_field("drift", n, t0, &mut f0, |out| {
+        problem.drift.drift(t0, &y, &problem.params, out)
+    })?;
+    stats.drift_evals += 1;
+
+    // SDEs: check the diffusion's shape once, and set up the Brownian path
+    let levy = solver.needs_levy_area();
+    let mut path = Path::None;
+    let mut g0 = Vec::new();
+    if let Some(noise) = problem.noise {
+        g0 = vec![0.0; noise.diffusion_len(n)];
+        problem
+            .diffusion
+            .check_dims(n, problem.params.len(), g0.len())?;
+        probe_field("diffusion", g0.len(), t0, &mut g0, |out| {
+            problem.diffusion.diffusion(t0, &y, &problem.params, out)
+        })?;
+        stats.diffusion_evals += 1;
+        path = match given {
+            Some(p) => Path::Given(p),
+            None if adaptive && !problem.driver.requery() => {
+                return Err(SolveError::invalid(
+                    "driver",
+                    format!(
+                        "the {} driver draws each increment once, in order, but adaptive \
+                         steps re-query the path after a rejection; drive the problem with \
+                         VirtualTree (the default) or give fixed steps",
+                        problem.driver.name()
+                    ),
+                ));
+            }
+            None => Path::Own(problem.driver.path(problem.tspan, m, opts.seed)?),
+        };
+    }
+
+    let mut cache = solver.init(problem);
+    solver.start(&mut cache, &f0, &g0);
+
+    let control = match (k_err, opts.dt0) {
+        (None, dt) => {
+            let h = dt.map_or(0.0, |dt| dt.abs().min(opts.dt_max));
+            AnyControl::Fixed(FixedSteps::new(t0, t1, h))
+        }
+        (Some(k), dt0) => {
+            let h_abs = match dt0 {
+                Some(dt) => dt.abs().min(opts.dt_max),
+                None => {
+                    let mut scratch = vec![0.0; 2 * n];
+                    initial_step(
+                        &fields,
+                        StepAt {
+                            t: t0,
+                            h: t1 - t0,
+                            y: &y,
+                        },
+                        &f0,
+                        solver.order(),
+                        opts,
+                        &mut scratch,
+                        &mut stats,
+                    )
+                }
+            };
+            AnyControl::Adaptive(Adaptive::new(
+                opts.controller,
+                k,
+                dir * h_abs,
+                t1,
+                opts.dt_min,
+                opts.dt_max,
+            ))
+        }
+    };
+    let saver = Saver::new(opts, n, t0, &y, solver.dense_table(&cache), dir);
+    Ok(Setup {
+        stepper: Stepper {
+            solver,
+            fields,
+            cache,
+            control: (),
+            opts,
+            levy,
+            t: t0,
+            y,
+            y_new: vec![0.0; n],
+            err: vec![0.0; n],
+            dw: Vec::new(),
+            levy_h: vec![0.0; if levy { m } else { 0 }],
+            stats,
+            accepted: 0,
+            attempts: 0,
+        },
+        control,
+        saver,
+        path,
+        m,
+    })
+}
+
+impl<'a, F, G, S: Solver> Stepper<'a, F, G, S, ()> {
+    /// This stepper with its control and increment buffer.
+    fn with<C, W>(self, control: C, dw: W) -> Stepper<'a, F, G, S, C, W> {
+        Stepper {
+            solver: self.solver,
+            fields: self.fields,
+            cache: self.cache,
+            control,
+            opts: self.opts,
+            levy: self.levy,
+            t: self.t,
+            y: self.y,
+            y_new: self.y_new,
+            err: self.err,
+            dw,
+            levy_h: self.levy_h,
+            stats: self.stats,
+            accepted: self.accepted,
+            attempts: self.attempts,
+        }
+    }
+}
+
+impl<F: Drift, G: Diffusion, S: Solver, C: Control, W: AsMut<[f64]> + AsRef<[f64]>>
+    Stepper<'_, F, G, S, C, W>
+{
+    /// Takes the next accepted step, saving what it covers.
+    #[inline(always)]
+    fn step_and_save<P: Draw + ?Sized, O: StepObserver>(
+        &mut self,
+        path: &mut P,
+        saver: &mut Saver<'_>,
+        observer: &mut O,
+    ) -> Result<Accepted, Stop> {
+        let a = self.advance(path, observer)?;
+        saver.accepted(
+            self.solver,
+            &mut self.cache,
+            &self.fields,
+            Span {
+                t: a.t,
+                h: a.t_next - a.t,
+                t_next: a.t_next,
+                y: &self.y,
+                y_new: &self.y_new,
+            },
+            &mut self.stats,
+        );
+        self.commit(&a, observer);
+        Ok(a)
+    }
+
+    /// The error a stop is, with the solution up to `(t, y)`.
+    fn stopped(self, stop: Stop, saver: Saver<'_>) -> SolveError {
+        self.stopped_ref(stop, saver)
+    }
+
+    /// [`Stepper::stopped`] without consuming the stepper.
+    fn stopped_ref(&self, stop: Stop, saver: Saver<'_>) -> SolveError {
+        let name = self.solver.name();
+        let (t, step) = (self.t, self.accepted);
+        let partial = |saver: Saver<'_>, stats| {
+            Box::new(saver.finish(t, &self.y, stats, Status::Incomplete, name))
+        };
+        match stop {
+            Stop::MaxSteps => SolveError::MaxStepsReached {
+                t,
+                max_steps: self.opts.max_steps,
+                partial: partial(saver, self.stats),
+            },
+            Stop::Underflow { dt } => SolveError::StepSizeUnderflow {
+                t,
+                dt,
+                step,
+                partial: partial(saver, self.stats),
+            },
+            Stop::NonFinite { component } => SolveError::NonFiniteState { t, component, step },
+            Stop::NonlinearSolve { h } => SolveError::NonlinearSolve {
+                solver: name,
+                t,
+                h,
+                reason: "the stage equations did not converge, and a fixed-step solve cannot \
+                         shrink the step"
+                    .into(),
+            },
+        }
+    }
+}
+
+/// Runs `stepper` to `t1` (or to a stop), saving and observing each step.
+#[inline(never)]
+fn drive<F: Drift, G: Diffusion, S: Solver, C: Control, W, P: Draw + ?Sized, O: StepObserver>(
+    mut stepper: Stepper<'_, F, G, S, C, W>,
+    path: &mut P,
+    mut saver: Saver<'_>,
+    observer: &mut O,
+) -> Result<Solution, SolveError>
+where
+    W: AsMut<[f64]> + AsRef<[f64]>,
+{
+    loop {
+        match stepper.step_and_save(path, &mut saver, observer) {
+            Ok(a) if a.last => break,
+            Ok(_) => {}
+            Err(stop) => return Err(stepper.stopped(stop, saver)),
+        }
+    }
+    let name = stepper.solver.name();
+    Ok(saver.finish(stepper.t, &stepper.y, stepper.stats, Status::Success, name))
+}
+
+/// Draws the increment over `[s, t]` (with the Lévy area when `levy`).
+#[inline(always)]
+fn draw_from<P: BrownianPath>(
+    p: &mut P,
+    s: f64,
+    t: f64,
+    levy: bool,
+    dw: &mut [f64],
+    h: &mut [f64],
+) {
+    if levy {
+        p.increment_with_levy_area(s, t, dw, h);
+    } else {
+        p.increment(s, t, dw);
+    }
+}
+
+/// A solve taken one accepted step at a time: what the discrete adjoints
+/// drive. Its forward pass is the solve the user asked for (same steps,
+/// saves and path as [`integrate_observed`]); a [`Run::snapshot`] taken
+/// between steps and later [`Run::restore`]d (into this run or another
+/// built for the same problem, solver and options) regenerates exactly the
+/// same steps, so an adjoint stores snapshots at a budget instead of every
+/// step time.
+pub struct Run<'a, 'p, F, G, S: Solver, P> {
+    stepper: Stepper<'a, F, G, S, AnyControl>,
+    saver: Saver<'a>,
+    /// Whether accepted steps are saved (a replay saves nothing).
+    save: bool,
+    path: Path<'p, P>,
+    /// Whether the solution keeps the path (the driver can re-query it).
+    keep: bool,
+    t0: f64,
+}
+
+impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p, F, G, S, P> {
+    /// Sets up the solve of `problem` by `solver` under `opts` (validating
+    /// all three, as [`integrate`] does), on `given` (a replay's path) or
+    /// else the path the problem's driver builds; a run with `save ==
+    /// false` saves nothing.
+    pub fn new<D: Driver<Path = P>>(
+        problem: &'a Problem<F, G, D>,
+        solver: &'a S,
+        opts: &'a Options,
+        given: Option<&'p mut dyn BrownianPath>,
+        save: bool,
+    ) -> Result<Self, SolveError> {
+        let Setup {
+            stepper,
+            control,
+            saver,
+            path,
+            m,
+        } = setup(problem, solver, opts, given)?;
+        Ok(Run {
+            stepper: stepper.with(control, vec![0.0; m]),
+            saver,
+            save,
+            path,
+            keep: problem.driver.requery(),
+            t0: problem.tspan.0,
+        })
+    }
+
+    /// Takes the next accepted step (retrying rejected attempts), reporting
+    /// attempts and the accepted step to `observer`.
+    pub fn step<O: StepObserver>(&mut self, observer: &mut O) -> Result<Accepted, SolveError> {
+        let res = if self.save {
+            self.stepper
+                .step_and_save(&mut self.path, &mut self.saver, observer)
+        } else {
+            self.stepper
+                .advance(&mut self.path, observer)
+                .inspect(|a| self.stepper.commit(a, observer))
+        };
+        res.map_err(|stop| {
+            let empty = self.saver.emptied();
+            let saver = std::mem::replace(&mut self.saver, empty);
+            self.stepper.stopped_ref(stop, saver)
+        })
+    }
+
+    /// Time of the current state.
+    pub fn t(&self) -> f64 {
+        self.stepper.t
+    }
+
+    /// The current state.
+    pub fn y(&self) -> &[f64] {
+        &self.stepper.y
+    }
+
+    /// Number of steps accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.stepper.accepted
+    }
+
+    /// Evaluation counts so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stepper.stats
+    }
+
+    /// What a replay needs to take the next steps again.
+    pub fn snapshot(&self) -> Snapshot<S::Cache, AnyControl> {
+        self.stepper.snapshot()
+    }
+
+    /// Returns to `snap` (taken from a run of the same problem, solver and
+    /// options); allocates nothing.
+    pub fn restore(&mut self, snap: &Snapshot<S::Cache, AnyControl>) {
+        self.stepper.restore(snap)
+    }
+
+    /// The solution of a run that reached `t1`, keeping its path when the
+    /// driver can re-query it.
+    pub fn finish(self) -> Solution {
+        let Run {
+            stepper,
+            saver,
+            path,
+            keep,
+            t0,
+            ..
+        } = self;
+        let name = stepper.solver.name();
+        let sol = saver.finish(stepper.t, &stepper.y, stepper.stats, Status::Success, name);
+        Solution {
+            brownian: path.keep(keep, t0),
+            ..sol
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The one step body of every solve: draw the increments, take the step,
+//! judge it, retry on rejection, and report the attempt. A plain solve, the
+//! adjoints' forward passes and their replays from a checkpoint all run it;
+//! a [`Snapshot`] holds everything a replay needs to regenerate the same
+//! steps (state, the solver's carried workspace, the controller's state).
+
+use super::control::Control;
+use super::{Draw, StepObserver, StepReport};
+use crate::field::{Diffusion, Drift};
+use crate::norm::scaled_rms;
+use crate::options::Options;
+use crate::solution::Stats;
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+
+/// Why the loop stopped before `t1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Stop {
+    /// The step budget (`Options::max_steps`) is spent.
+    MaxSteps,
+    /// The step size fell below the floor.
+    Underflow { dt: f64 },
+    /// A fixed step left a non-finite state, or an adaptive step that
+    /// underflowed did.
+    NonFinite { component: usize },
+    /// A fixed step's stage equations did not converge.
+    NonlinearSolve { h: f64 },
+}
+
+/// An accepted step, before the loop moves on to its end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accepted {
+    /// Start of the step.
+    pub t: f64,
+    /// End of the step.
+    pub t_next: f64,
+    /// Whether it ends the solve.
+    pub last: bool,
+}
+
+/// Everything a replay needs to take the same steps again from here.
+#[derive(Debug, Clone)]
+pub struct Snapshot<K, C> {
+    t: f64,
+    y: Vec<f64>,
+    cache: K,
+    control: C,
+    accepted: usize,
+    attempts: usize,
+}
+
+impl<K, C> Snapshot<K, C> {
+    /// The time of the snapshot.
+    pub fn t(&self) -> f64 {
+        self.t
+    }
+
+    /// The state at [`Snapshot::t`].
+    pub fn y(&self) -> &[f64] {
+        &self.y
+    }
+
+    /// Number of steps accepted before it.
+    pub fn step(&self) -> usize {
+        self.accepted
+    }
+}
+
+/// The state of a solve between steps, and its buffers.
+pub(crate) struct Stepper<'a, F, G, S: Solver, C, W = Vec<f64>> {
+    pub solver: &'a S,
+    pub fields: Fields<'a, F, G>,
+    pub cache: S::Cache,
+    pub control: C,
+    pub opts: &'a Options,
+    pub levy: bool,
+    pub t: f64,
+    pub y: Vec<f64>,
+    pub y_new: Vec<f64>,
+    pub err: Vec<f64>,
+    pub dw: W,
+    pub levy_h: Vec<f64>,
+    pub stats: Stats,
+    /// Steps accepted so far.
+    pub accepted: usize,
+    /// Steps attempted so far (accepted or not).
+    pub attempts: usize,
+}
+
+impl<F: Drift, G: Diffusion, S: Solver, C: Control, W: AsMut<[f64]> + AsRef<[f64]>>
+    Stepper<'_, F, G, S, C, W>
+{
+    /// Attempts steps from `(t, y)` until one is accepted (its result in
+    /// `y_new`, the loop not yet moved on: see [`Stepper::commit`]),
+    /// reporting every attempt to `observer`.
+    #[inline(always)]
+    pub fn advance<P: Draw + ?Sized, O: StepObserver>(
+        &mut self,
+        path: &mut P,
+        observer: &mut O,
+    ) -> Result<Accepted, Stop> {
+        let adaptive = self.control.adaptive();
+        loop {
+            if self.attempts >= self.opts.max_steps {
+                return Err(Stop::MaxSteps);
+            }
+            let t = self.t;
+            let (t_next, last) = self
+                .control
+                .propose(t)
+                .map_err(|dt| Stop::Underflow { dt })?;
+            let h = t_next - t;
+            path.draw(t, t_next, self.levy, self.dw.as_mut(), &mut self.levy_h);
+            let status = self.solver.step(
+                &mut self.cache,
+                &self.fields,
+                StepAt { t, h, y: &self.y },
+                &StepNoise {
+                    dw: self.dw.as_ref(),
+                    levy_h: &self.levy_h,
+                },
+                StepOut {
+                    y_new: &mut self.y_new,
+                    err: &mut self.err,
+                },
+                &mut self.stats,
+            );
+            self.attempts += 1;
+            if !adaptive {
+                if status == StepStatus::Failed {
+                    return Err(Stop::NonlinearSolve { h });
+                }
+                if let Some(component) = self.y_new.iter().position(|v| !v.is_finite()) {
+                    return Err(Stop::NonFinite { component });
+                }
+                observer.attempted(&StepReport {
+                    t,
+                    h,
+                    err_norm: None,
+                    accepted: true,
+                });
+                return Ok(Accepted { t, t_next, last });
+            }
+            let e = match status {
+                StepStatus::Taken => scaled_rms(
+                    &self.err,
+                    &self.y,
+                    &self.y_new,
+                    &self.opts.rtol,
+                    &self.opts.atol,
+                ),
+                StepStatus::Failed => f64::INFINITY,
+            };
+            let verdict = self.control.judge(e);
+            observer.attempted(&StepReport {
+                t,
+                h,
+                err_norm: Some(e),
+                accepted: verdict == Ok(true),
+            });
+            match verdict {
+                Ok(true) => return Ok(Accepted { t, t_next, last }),
+                Ok(false) => self.stats.rejected_steps += 1,
+                Err(dt) => {
+                    self.stats.rejected_steps += 1;
+                    if status == StepStatus::Taken
+                        && let Some(component) = self.y_new.iter().position(|v| !v.is_finite())
+                    {
+                        return Err(Stop::NonFinite { component });
+                    }
+                    return Err(Stop::Underflow { dt });
+                }
+            }
+        }
+    }
+
+    /// Moves the loop to the end of the accepted step `a` (after the saves),
+    /// telling `observer`.
+    #[inline(always)]
+    pub fn commit<O: StepObserver>(&mut self, a: &Accepted, observer: &mut O) {
+        observer.accepted_noise(&StepNoise {
+            dw: self.dw.as_ref(),
+            levy_h: &self.levy_h,
+        });
+        observer.accepted(self.accepted, a.t, a.t_next, &self.y, &self.y_new);
+        self.solver.accept(&mut self.cache);
+        observer.accepted_carried(self.solver.carried_state(&self.cache));
+        self.accepted += 1;
+        self.stats.accepted_steps += 1;
+        self.t = a.t_next;
+        std::mem::swap(&mut self.y, &mut self.y_new);
+    }
+
+    /// What a replay needs to take the next steps again.
+    pub fn snapshot(&self) -> Snapshot<S::Cache, C> {
+        Snapshot {
+            t: self.t,
+            y: self.y.clone(),
+            cache: self.cache.clone(),
+            control: self.control.clone(),
+            accepted: self.accepted,
+            attempts: self.attempts,
+        }
+    }
+
+    /// Returns to `snap` (no allocation: buffers are overwritten).
+    pub fn restore(&mut self, snap: &Snapshot<S::Cache, C>) {
+        self.t = snap.t;
+        self.y.copy_from_slice(&snap.y);
+        self.cache.clone_from(&snap.cache);
+        self.control.clone_from(&snap.control);
+        self.accepted = snap.accepted;
+        self.attempts = snap.attempts;
+    }
+}
