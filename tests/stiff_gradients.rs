@@ -18,7 +18,7 @@
 //! the FD differences).
 
 use sdeflow::prelude::*;
-use sdeflow::{NewtonOptions, NoDiffusion};
+use sdeflow::{Bdf, NewtonOptions, NoDiffusion};
 
 /// Robertson with the rate constants as parameters.
 #[derive(Clone, Copy)]
@@ -61,11 +61,13 @@ fn weighted(w: &'static [f64]) -> impl Fn(&[f64], &[f64], &mut [f64]) -> f64 {
     }
 }
 
-/// Relative error of `grad`'s dL/dp against central FD of tight solves.
+/// Relative error of `grad`'s dL/dp (by `adjoint`) against central FD of
+/// tight solves.
 #[allow(clippy::too_many_arguments)]
 fn check<S, T, F>(
     label: &str,
     solver: S,
+    adjoint: Adjoint,
     tight: T,
     fd_step: f64,
     problem: impl Fn(&[f64]) -> Problem<Generic<F>>,
@@ -81,14 +83,8 @@ where
 {
     let loss = weighted(w);
     let opts = opts.save_at(SaveAt::T1);
-    let g = grad(
-        &problem(p),
-        solver,
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 64 },
-    )
-    .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let g = grad(&problem(p), solver, &opts, &loss, adjoint)
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
     let fwd = solve(&problem(p), solver, &opts).expect("forward");
     let tight_opts = tight_opts.save_at(SaveAt::T1);
     let l_at = |q: &[f64]| {
@@ -117,6 +113,8 @@ where
     worst
 }
 
+const DISCRETE: Adjoint = Adjoint::Discrete { checkpoints: 64 };
+
 fn newton(rtol: f64, atol: f64) -> NewtonOptions {
     NewtonOptions::default().tolerances(rtol, atol)
 }
@@ -139,6 +137,7 @@ fn robertson_gradients_through_esdirk34_and_trbdf2_match_finite_differences() {
         let e = check(
             &format!("Robertson T={t1:e} Esdirk34"),
             Esdirk34::default().newton(newton(1e-12, 1e-16)),
+            DISCRETE,
             Esdirk34::default().newton(newton(1e-14, 1e-18)),
             1e-4,
             problem,
@@ -154,6 +153,7 @@ fn robertson_gradients_through_esdirk34_and_trbdf2_match_finite_differences() {
         let e = check(
             &format!("Robertson T={t1:e} TrBdf2"),
             TrBdf2::default().newton(newton(1e-12, 1e-16)),
+            DISCRETE,
             Esdirk34::default().newton(newton(1e-14, 1e-18)),
             1e-4,
             problem,
@@ -174,6 +174,7 @@ fn hires_gradients_through_esdirk34_match_finite_differences() {
     let e = check(
         "HIRES Esdirk34",
         Esdirk34::default().newton(newton(1e-12, 1e-14)),
+        DISCRETE,
         Esdirk34::default().newton(newton(1e-14, 1e-16)),
         1e-6,
         hires,
@@ -234,4 +235,59 @@ fn stiff_discrete_adjoint_wants_step_ends() {
     )
     .expect_err("interpolated values");
     assert!(e.to_string().contains("SaveAt::Steps"), "{e}");
+}
+
+#[test]
+fn robertson_gradients_through_bdf_match_finite_differences() {
+    let rober = |p: &[f64]| {
+        Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1.0)).params(p.to_vec())
+    };
+    for t1 in [1e2, 1e5] {
+        let problem = |p: &[f64]| rober(p).tspan((0.0, t1));
+        let e = check(
+            &format!("Robertson T={t1:e} Bdf"),
+            Bdf::default(),
+            Adjoint::Interpolating,
+            Esdirk34::default().newton(newton(1e-14, 1e-18)),
+            1e-4,
+            problem,
+            &ROBER_P,
+            &[1.0, 1e4, 0.5],
+            Options::default()
+                .rtol(1e-10)
+                .atol(1e-14)
+                .max_steps(1_000_000),
+            Options::default()
+                .rtol(1e-12)
+                .atol(1e-16)
+                .max_steps(1_000_000),
+        );
+        assert!(e < 1e-5, "Robertson T={t1:e} Bdf: relative error {e:e}");
+    }
+}
+
+#[test]
+fn hires_gradients_through_bdf_match_finite_differences() {
+    let hires = |p: &[f64]| {
+        Problem::ode(Generic(HiresP), HIRES_Y0.to_vec(), (0.0, 321.8122)).params(p.to_vec())
+    };
+    let e = check(
+        "HIRES Bdf",
+        Bdf::default(),
+        Adjoint::Interpolating,
+        Esdirk34::default().newton(newton(1e-14, 1e-16)),
+        1e-6,
+        hires,
+        &HIRES_P,
+        &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        Options::default()
+            .rtol(1e-12)
+            .atol(1e-14)
+            .max_steps(1_000_000),
+        Options::default()
+            .rtol(1e-12)
+            .atol(1e-14)
+            .max_steps(1_000_000),
+    );
+    assert!(e < 1e-5, "HIRES Bdf: relative error {e:e}");
 }
