@@ -83,8 +83,8 @@ where
 {
     let loss = weighted(w);
     let opts = opts.save_at(SaveAt::T1);
-    let g = grad(&problem(p), solver, &opts, &loss, adjoint)
-        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let g =
+        grad(&problem(p), solver, &opts, &loss, adjoint).unwrap_or_else(|e| panic!("{label}: {e}"));
     let fwd = solve(&problem(p), solver, &opts).expect("forward");
     let tight_opts = tight_opts.save_at(SaveAt::T1);
     let l_at = |q: &[f64]| {

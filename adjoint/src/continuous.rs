@@ -20,8 +20,8 @@ use std::cell::{Cell, RefCell};
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
 use sdeflow_solvers::{
-    Controller, Drift, DriftVjp, Esdirk34, Method, NoDiffusion, Options, Problem, SaveAt,
-    Solution, SolveError, Solver, Tolerance, solve,
+    Controller, Drift, DriftVjp, Esdirk34, Method, NoDiffusion, Options, Problem, SaveAt, Solution,
+    SolveError, Solver, Tolerance, solve,
 };
 
 /// Keeps the state after the last accepted step.
