@@ -18,7 +18,9 @@
 //! the FD differences).
 
 use sdeflow::prelude::*;
-use sdeflow::{Bdf, NewtonOptions, NoDiffusion};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sdeflow::{Bdf, GradError, NewtonOptions, NoDiffusion};
 
 /// Robertson with the rate constants as parameters.
 #[derive(Clone, Copy)]
@@ -290,4 +292,48 @@ fn hires_gradients_through_bdf_match_finite_differences() {
             .max_steps(1_000_000),
     );
     assert!(e < 1e-5, "HIRES Bdf: relative error {e:e}");
+}
+
+/// Robertson counting its drift evaluations (VJPs and Jacobians included:
+/// every one evaluates the field).
+#[derive(Clone, Copy)]
+struct CountedRobertson<'a>(&'a AtomicUsize);
+impl GenericField for CountedRobertson<'_> {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, y: &[D], p: &[D], dy: &mut [D]) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        RobertsonP.eval(t, y, p, dy);
+    }
+}
+
+/// `Bdf` takes the interpolating adjoint only; every other adjoint is
+/// refused with a typed error naming what to use, before any evaluation of
+/// the field.
+#[test]
+fn bdf_refuses_other_adjoints_before_any_work() {
+    let evals = AtomicUsize::new(0);
+    let p = Problem::ode(
+        Generic(CountedRobertson(&evals)),
+        vec![1.0, 0.0, 0.0],
+        (0.0, 1.0),
+    )
+    .params(ROBER_P.to_vec());
+    let loss = weighted(&[1.0, 1.0, 1.0]);
+    let opts = Options::default().save_at(SaveAt::T1);
+    for (adjoint, hint) in [
+        (Adjoint::Discrete { checkpoints: 8 }, "use Esdirk34"),
+        (Adjoint::STORE_ALL, "use Esdirk34"),
+        (Adjoint::Backsolve, "Adjoint::Interpolating"),
+        (Adjoint::Reversible, "Adjoint::Interpolating"),
+        (Adjoint::Stochastic, "Adjoint::Interpolating"),
+    ] {
+        let e = grad(&p, Bdf::default(), &opts, &loss, adjoint).expect_err("refused");
+        assert!(matches!(e, GradError::Unsupported(_)), "{adjoint:?}: {e}");
+        assert!(e.to_string().contains(hint), "{adjoint:?}: {e}");
+        println!("{adjoint:?}: {e}");
+    }
+    assert_eq!(evals.load(Ordering::Relaxed), 0, "work before the refusal");
+    // and the one it takes runs
+    let g = grad(&p, Bdf::default(), &opts, &loss, Adjoint::Interpolating).expect("interpolating");
+    assert!(g.dp.iter().all(|v| v.is_finite()));
+    assert!(evals.load(Ordering::Relaxed) > 0);
 }

@@ -79,7 +79,7 @@ enum Backward {
     /// `y(t1)`, integrated backwards with the adjoint.
     Backsolve(Vec<f64>),
     /// The forward dense solution, read at every backward evaluation.
-    Interpolating(Solution),
+    Interpolating(Box<Solution>),
 }
 
 /// Work buffers of [`AdjointRhs`].
@@ -200,7 +200,7 @@ where
             )?;
             (
                 saved_view(&dense, &options.save_at)?,
-                Backward::Interpolating(dense),
+                Backward::Interpolating(Box::new(dense)),
             )
         }
         StateSource::Backsolve => (
@@ -274,7 +274,7 @@ where
         sol,
         value,
         &gy,
-        Backward::Interpolating(dense),
+        Backward::Interpolating(Box::new(dense)),
         backward,
         &opts,
     )
@@ -310,7 +310,7 @@ where
     // augmented state: [y (backsolve only), a, a_p]
     let (off, y1, dense) = match &state {
         Backward::Backsolve(y1) => (n, y1.as_slice(), None),
-        Backward::Interpolating(d) => (0, &[][..], Some(d)),
+        Backward::Interpolating(d) => (0, &[][..], Some(&**d)),
     };
     let mut u = vec![0.0; off + n + np];
     u[..off].copy_from_slice(y1);
@@ -359,4 +359,79 @@ where
             None => 1,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdeflow_solvers::Tsit5;
+    use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+
+    struct LotkaVolterra;
+    impl GenericField for LotkaVolterra {
+        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
+            dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
+            dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
+        }
+    }
+
+    /// The interpolating adjoint system is linear in `u`, so column `j` of
+    /// its assembled Jacobian is the right-hand side at the unit vector
+    /// `e_j`: `[−row j of ∂f/∂y, −row j of ∂f/∂p]` for `j < n`, zero for the
+    /// `a_p` columns.
+    #[test]
+    fn assembled_jacobian_is_the_linear_adjoint_system() {
+        let problem = Problem::ode(Generic(LotkaVolterra), vec![1.0, 1.0], (0.0, 2.0))
+            .params(vec![1.5, 1.0, 3.0, 1.0]);
+        let dense = solve(
+            &problem,
+            Tsit5,
+            Options::default().tol(1e-8).save_at(SaveAt::Dense),
+        )
+        .expect("forward");
+        let (n, np) = (2, 4);
+        let m = n + np;
+        let rhs = AdjointRhs {
+            field: &problem.drift,
+            params: &problem.params,
+            n,
+            off: 0,
+            dense: Some(&dense),
+            scratch: RefCell::new(Scratch {
+                y: vec![0.0; n],
+                ay: vec![0.0; n],
+                ap: vec![0.0; np],
+                unit: vec![0.0; n],
+            }),
+            vjps: Cell::new(0),
+        };
+        let rhs = &rhs;
+        let t = 1.3;
+        let u: Vec<f64> = (0..m).map(|i| 0.3 + 0.7 * i as f64).collect();
+        let mut jac = vec![f64::NAN; m * m];
+        assert!(rhs.jacobian(t, &u, &[], &mut jac));
+        assert_eq!(rhs.vjps.get(), n);
+        let mut e = vec![0.0; m];
+        let mut col = vec![0.0; m];
+        for j in 0..m {
+            e.iter_mut().for_each(|v| *v = 0.0);
+            e[j] = 1.0;
+            rhs.drift(t, &e, &[], &mut col);
+            for i in 0..m {
+                let (a, b) = (jac[j * m + i], col[i]);
+                assert!(
+                    (a - b).abs() <= 1e-14 * b.abs().max(1.0),
+                    "J[{i},{j}] {a} vs {b}"
+                );
+            }
+            if j >= n {
+                assert!(col.iter().all(|&v| v == 0.0));
+            }
+        }
+        // ∂(du_n+l)/∂a_0 = −∂f_0/∂p_l: f_0 = p0 y0 − p1 y0 y1
+        let mut y = vec![0.0; n];
+        dense.at_into(t, &mut y).expect("inside the span");
+        assert!((jac[n] + y[0]).abs() < 1e-14);
+        assert!((jac[n + 1] - y[0] * y[1]).abs() < 1e-14);
+    }
 }

@@ -215,8 +215,8 @@ where
         }
         Adjoint::Discrete { .. } => Err(GradError::Unsupported(
             "Adjoint::Discrete with Bdf: diffsol runs Bdf's steps internally (variable order, \
-             its own history), so they cannot be replayed backwards; use Adjoint::Interpolating \
-             with Bdf, or Esdirk34 (or TrBdf2) for a discrete adjoint"
+             its own history), so they cannot be replayed backwards; use Esdirk34 (or TrBdf2) \
+             for a discrete adjoint, or Adjoint::Interpolating with Bdf"
                 .into(),
         )),
         Adjoint::Backsolve => Err(GradError::Unsupported(
