@@ -18,7 +18,10 @@
 //! `cargo bench --bench gradients -- stiff`.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+#[path = "common/timing.rs"]
+mod timing;
 
 use sdeflow::nn::{Activation, Mlp};
 use sdeflow::prelude::*;
@@ -197,9 +200,6 @@ fn stiff_section(budget: f64) {
         budget: f64,
     ) {
         let sol = solve(p, solver, opts).expect("forward");
-        let fwd = time(budget, || {
-            black_box(solve(p, solver, opts).expect("forward"));
-        });
         // report a failed gradient instead of ending the bench (TrBdf2's
         // discrete adjoint with default Newton options fails here: a step
         // recomputed from a checkpoint does not converge)
@@ -210,15 +210,31 @@ fn stiff_section(budget: f64) {
                 return;
             }
         };
-        let bwd = time(budget, || {
-            black_box(grad(p, solver, opts, loss, adjoint).expect("gradient"));
-        });
+        // gradient and forward in alternating batches: the ratio is the
+        // median of per-pair ratios, robust to background load
+        let cfg = timing::Timer {
+            quick: budget < 0.1,
+            budget: Duration::from_secs_f64(budget),
+            batch: Duration::from_millis(20),
+            min_batches: 7,
+        };
+        let (bwd, fwd, ratio) = timing::measure_pair(
+            || grad(p, solver, opts, loss, adjoint).expect("gradient"),
+            || solve(p, solver, opts).expect("forward"),
+            &cfg,
+        );
+        let spread = bwd.spread.max(fwd.spread);
+        let spread = if spread.is_finite() {
+            format!(" (±{:.0}%)", 100.0 * spread)
+        } else {
+            String::new()
+        };
         println!(
-            "{name:<24} {} steps, forward {:.2} ms, gradient {:.2} ms, ratio {:.2}; dL/dk = {:.6e} {:.6e} {:.6e}",
+            "{name:<24} {} steps, forward {:.2} ms, gradient {:.2} ms{spread}, ratio {:.2}; dL/dk = {:.6e} {:.6e} {:.6e}",
             sol.stats.accepted_steps,
-            fwd * 1e3,
-            bwd * 1e3,
-            bwd / fwd,
+            fwd.median * 1e3,
+            bwd.median * 1e3,
+            ratio,
             g.dp[0],
             g.dp[1],
             g.dp[2]
