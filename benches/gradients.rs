@@ -11,11 +11,17 @@
 //! adjoint storing everything and with a budget of 16; and the stiff
 //! Robertson problem (rate constants as parameters, t ∈ [0, 1e5], loss on
 //! y(t1)) through the native `Esdirk34` and `TrBdf2` with the discrete
-//! adjoint (implicit-function theorem), gradient/forward time ratio. Without
-//! `--bench` a tiny version runs once.
+//! adjoint (implicit-function theorem) and through `Bdf` with the
+//! interpolating adjoint (stiff backward solve), gradient/forward time ratio
+//! and evaluation counts. Without `--bench` a tiny version runs once;
+//! arguments (`mlp`, `long`, `sde`, `stiff`, `fd`) pick sections, e.g.
+//! `cargo bench --bench gradients -- stiff`.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+#[path = "common/timing.rs"]
+mod timing;
 
 use sdeflow::nn::{Activation, Mlp};
 use sdeflow::prelude::*;
@@ -36,6 +42,13 @@ fn time(budget: f64, mut f: impl FnMut()) -> f64 {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let budget = if full { 1.0 } else { 0.01 };
+    // `cargo bench --bench gradients -- stiff`: only the sections named by
+    // an argument (`mlp`, `long`, `sde`, `stiff`, `fd`); all without one
+    let sections: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let mlp = Mlp::new(&[2, 50, 2], Activation::Tanh);
     let params = mlp.init_params(7, 1.0);
     let times: Vec<f64> = (1..=10).map(|i| 0.1 * i as f64).collect();
@@ -54,88 +67,97 @@ fn main() {
     let adaptive = Options::default()
         .tol(1e-6)
         .save_at(SaveAt::Times(times.clone()));
-    let fwd = time(budget, || {
-        black_box(solve(&problem, Tsit5, &adaptive).expect("solve"));
-    });
-    let mut g = None;
-    let bwd = time(budget, || {
-        g = Some(
-            grad(
-                &problem,
-                Tsit5,
-                &adaptive,
-                &loss,
-                Adjoint::Discrete { checkpoints: 32 },
-            )
-            .expect("grad"),
-        );
-    });
-    let g = g.expect("gradient");
-    println!(
-        "MLP 2-50-2 neural ODE ({} parameters), Tsit5 rtol 1e-6: {} steps",
-        params.len(),
-        g.solution.stats.accepted_steps
-    );
-    println!("forward solve          : {:10.2} µs", fwd * 1e6);
-    println!(
-        "discrete-adjoint grad  : {:10.2} µs  ({} VJPs)",
-        bwd * 1e6,
-        g.vjps
-    );
-    println!("gradient / forward time: {:.2} (goal <= 3)", bwd / fwd);
-    for (name, adj) in [
-        ("interpolating", Adjoint::Interpolating),
-        ("backsolve", Adjoint::Backsolve),
-    ] {
-        let mut diff = 0.0f64;
-        let t = time(budget, || {
-            let gc = grad(&problem, Tsit5, &adaptive, &loss, adj).expect("grad");
-            diff = gc
-                .dp
-                .iter()
-                .zip(&g.dp)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max)
-                / g.dp.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if run("mlp") {
+        let fwd = time(budget, || {
+            black_box(solve(&problem, Tsit5, &adaptive).expect("solve"));
         });
+        let mut g = None;
+        let bwd = time(budget, || {
+            g = Some(
+                grad(
+                    &problem,
+                    Tsit5,
+                    &adaptive,
+                    &loss,
+                    Adjoint::Discrete { checkpoints: 32 },
+                )
+                .expect("grad"),
+            );
+        });
+        let g = g.expect("gradient");
         println!(
-            "{name:<14} adjoint  : {:10.2} µs  ratio {:.2}; max rel. difference to discrete {diff:.1e}",
-            t * 1e6,
-            t / fwd
+            "MLP 2-50-2 neural ODE ({} parameters), Tsit5 rtol 1e-6: {} steps",
+            params.len(),
+            g.solution.stats.accepted_steps
         );
+        println!("forward solve          : {:10.2} µs", fwd * 1e6);
+        println!(
+            "discrete-adjoint grad  : {:10.2} µs  ({} VJPs)",
+            bwd * 1e6,
+            g.vjps
+        );
+        println!("gradient / forward time: {:.2} (goal <= 3)", bwd / fwd);
+        for (name, adj) in [
+            ("interpolating", Adjoint::Interpolating),
+            ("backsolve", Adjoint::Backsolve),
+        ] {
+            let mut diff = 0.0f64;
+            let t = time(budget, || {
+                let gc = grad(&problem, Tsit5, &adaptive, &loss, adj).expect("grad");
+                diff = gc
+                    .dp
+                    .iter()
+                    .zip(&g.dp)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max)
+                    / g.dp.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            });
+            println!(
+                "{name:<14} adjoint  : {:10.2} µs  ratio {:.2}; max rel. difference to discrete {diff:.1e}",
+                t * 1e6,
+                t / fwd
+            );
+        }
     }
-    long_horizon(budget, &mlp, &params);
-    sde_section(budget);
-    stiff_section(budget);
-
-    // accuracy against central finite differences of the same fixed-step map
-    let fixed = Options::default()
-        .fixed_step(0.02)
-        .save_at(SaveAt::Times(times));
-    let gf = grad(
-        &problem,
-        Tsit5,
-        &fixed,
-        &loss,
-        Adjoint::Discrete { checkpoints: 32 },
-    )
-    .expect("grad");
-    let loss_at = |p: &[f64]| {
-        let prob = Problem::ode(mlp.clone(), vec![0.5, -0.3], (0.0, 1.0)).params(p.to_vec());
-        let sol = solve(&prob, Tsit5, &fixed).expect("solve");
-        let mut gy = vec![0.0; sol.ys.len()];
-        loss(&sol.ts, &sol.ys, &mut gy)
-    };
-    let mut worst: f64 = 0.0;
-    for j in (0..params.len()).step_by(if full { 1 } else { 37 }) {
-        let h = 1e-6 * params[j].abs().max(1.0);
-        let (mut a, mut b) = (params.clone(), params.clone());
-        a[j] += h;
-        b[j] -= h;
-        let fd = (loss_at(&a) - loss_at(&b)) / (2.0 * h);
-        worst = worst.max((gf.dp[j] - fd).abs() / fd.abs().max(1e-6));
+    if run("long") {
+        long_horizon(budget, &mlp, &params);
     }
-    println!("worst relative difference to central FD (fixed h = 0.02): {worst:.1e}");
+    if run("sde") {
+        sde_section(budget);
+    }
+    if run("stiff") {
+        stiff_section(budget);
+    }
+    if run("fd") {
+        // accuracy against central finite differences of the same fixed-step map
+        let fixed = Options::default()
+            .fixed_step(0.02)
+            .save_at(SaveAt::Times(times));
+        let gf = grad(
+            &problem,
+            Tsit5,
+            &fixed,
+            &loss,
+            Adjoint::Discrete { checkpoints: 32 },
+        )
+        .expect("grad");
+        let loss_at = |p: &[f64]| {
+            let prob = Problem::ode(mlp.clone(), vec![0.5, -0.3], (0.0, 1.0)).params(p.to_vec());
+            let sol = solve(&prob, Tsit5, &fixed).expect("solve");
+            let mut gy = vec![0.0; sol.ys.len()];
+            loss(&sol.ts, &sol.ys, &mut gy)
+        };
+        let mut worst: f64 = 0.0;
+        for j in (0..params.len()).step_by(if full { 1 } else { 37 }) {
+            let h = 1e-6 * params[j].abs().max(1.0);
+            let (mut a, mut b) = (params.clone(), params.clone());
+            a[j] += h;
+            b[j] -= h;
+            let fd = (loss_at(&a) - loss_at(&b)) / (2.0 * h);
+            worst = worst.max((gf.dp[j] - fd).abs() / fd.abs().max(1e-6));
+        }
+        println!("worst relative difference to central FD (fixed h = 0.02): {worst:.1e}");
+    }
 }
 
 /// Robertson with the rate constants as parameters (exact Jacobians and
@@ -150,8 +172,10 @@ impl GenericField for RobertsonP {
     }
 }
 
-/// Gradients through the native stiff solvers: Robertson on [0, 1e5],
-/// rtol 1e-8, atol 1e-12, loss on y(1e5), discrete adjoint (budget 32).
+/// Gradients through the stiff solvers: Robertson on [0, 1e5], rtol 1e-8,
+/// atol 1e-12, loss on y(1e5): the native `Esdirk34` and `TrBdf2` by the
+/// discrete adjoint (budget 32), `Bdf` by the interpolating adjoint (its
+/// backward solve native `Esdirk34`); time ratio and evaluation counts.
 fn stiff_section(budget: f64) {
     println!("\n--- stiff: Robertson (k1..k3), t in [0, 1e5], rtol 1e-8, atol 1e-12 ---");
     let p = Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5))
@@ -169,33 +193,85 @@ fn stiff_section(budget: f64) {
     fn row<S: Differentiable<Generic<RobertsonP>, NoDiffusion, VirtualTree> + Method + Copy>(
         name: &str,
         solver: S,
+        adjoint: Adjoint,
         p: &Problem<Generic<RobertsonP>>,
         opts: &Options,
         loss: &dyn Loss,
         budget: f64,
     ) {
         let sol = solve(p, solver, opts).expect("forward");
-        let fwd = time(budget, || {
-            black_box(solve(p, solver, opts).expect("forward"));
-        });
-        let adjoint = Adjoint::Discrete { checkpoints: 32 };
-        let g = grad(p, solver, opts, loss, adjoint).expect("gradient");
-        let bwd = time(budget, || {
-            black_box(grad(p, solver, opts, loss, adjoint).expect("gradient"));
-        });
+        // report a failed gradient instead of ending the bench (TrBdf2's
+        // discrete adjoint with default Newton options fails here: a step
+        // recomputed from a checkpoint does not converge)
+        let g = match grad(p, solver, opts, loss, adjoint) {
+            Ok(g) => g,
+            Err(e) => {
+                println!("{name:<24} gradient failed: {e}");
+                return;
+            }
+        };
+        // gradient and forward in alternating batches: the ratio is the
+        // median of per-pair ratios, robust to background load
+        let cfg = timing::Timer {
+            quick: budget < 0.1,
+            budget: Duration::from_secs_f64(budget),
+            batch: Duration::from_millis(20),
+            min_batches: 7,
+        };
+        let (bwd, fwd, ratio) = timing::measure_pair(
+            || grad(p, solver, opts, loss, adjoint).expect("gradient"),
+            || solve(p, solver, opts).expect("forward"),
+            &cfg,
+        );
+        let spread = bwd.spread.max(fwd.spread);
+        let spread = if spread.is_finite() {
+            format!(" (±{:.0}%)", 100.0 * spread)
+        } else {
+            String::new()
+        };
         println!(
-            "{name:<9} {} steps, forward {:.2} ms, gradient {:.2} ms, ratio {:.2}; dL/dk = {:.6e} {:.6e} {:.6e}",
+            "{name:<24} {} steps, forward {:.2} ms, gradient {:.2} ms{spread}, ratio {:.2}; dL/dk = {:.6e} {:.6e} {:.6e}",
             sol.stats.accepted_steps,
-            fwd * 1e3,
-            bwd * 1e3,
-            bwd / fwd,
+            fwd.median * 1e3,
+            bwd.median * 1e3,
+            ratio,
             g.dp[0],
             g.dp[1],
             g.dp[2]
         );
+        println!(
+            "{:<24} forward {} drift evals, {} Jacobians; backward {} drift evals, {} VJPs",
+            "", sol.stats.drift_evals, sol.stats.jacobian_evals, g.backward_drift_evals, g.vjps
+        );
     }
-    row("Esdirk34", Esdirk34::default(), &p, &opts, &loss, budget);
-    row("TrBdf2", TrBdf2::default(), &p, &opts, &loss, budget);
+    let discrete = Adjoint::Discrete { checkpoints: 32 };
+    row(
+        "Esdirk34 discrete",
+        Esdirk34::default(),
+        discrete,
+        &p,
+        &opts,
+        &loss,
+        budget,
+    );
+    row(
+        "TrBdf2 discrete",
+        TrBdf2::default(),
+        discrete,
+        &p,
+        &opts,
+        &loss,
+        budget,
+    );
+    row(
+        "Bdf interpolating",
+        Bdf::default(),
+        Adjoint::Interpolating,
+        &p,
+        &opts,
+        &loss,
+        budget,
+    );
 }
 
 /// The same network on a long horizon (t ∈ [0, 30]), loss on the state at

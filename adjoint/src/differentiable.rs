@@ -5,12 +5,13 @@
 //! differentiate (drift `F`, diffusion `G`, noise driver `D`): the explicit
 //! Runge–Kutta methods for ODEs (`G = NoDiffusion`) with drifts that have a
 //! VJP, the native implicit methods `Esdirk34` and `TrBdf2` for ODEs too,
-//! the SDE solvers for SDEs whose drift and diffusion have VJPs. A
-//! pairing without an implementation — Tsit5 on an SDE, EulerMaruyama on an
-//! ODE, a field without a VJP, `Bdf` (still on diffsol's engine, not yet
-//! differentiable) — does not compile. An adjoint a solver does not offer (e.g.
-//! `Adjoint::Reversible` with Euler–Maruyama) is a [`GradError::Unsupported`]
-//! returned before any work is done.
+//! `Bdf` (in diffsol's engine) for ODEs by the interpolating adjoint with a
+//! stiff backward solve, the SDE solvers for SDEs whose drift and diffusion
+//! have VJPs. A pairing without an implementation — Tsit5 on an SDE,
+//! EulerMaruyama on an ODE, a field without a VJP — does not compile. An
+//! adjoint a solver does not offer (e.g. `Adjoint::Reversible` with
+//! Euler–Maruyama, `Adjoint::Discrete` with `Bdf`) is a
+//! [`GradError::Unsupported`] returned before any work is done.
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
@@ -18,8 +19,10 @@ use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
 };
 use sdeflow_solvers::step_vjp::OdeStepVjp;
-use sdeflow_solvers::stiff::{Esdirk34, TrBdf2};
-use sdeflow_solvers::{DiffusionVjp, DriftVjp, NoDiffusion, Options, Problem, SaveAt, Solver};
+use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
+use sdeflow_solvers::{
+    DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt, Solver,
+};
 
 use crate::loss::Loss;
 use crate::reversible::reversible_heun_gradient;
@@ -27,7 +30,8 @@ use crate::{Adjoint, GradError, Gradient};
 
 /// A solver that gradients flow through, for problems with drift `F`,
 /// diffusion `G` and driver `D`. [`crate::grad`] calls it; implement it to
-/// make a solver of your own differentiable.
+/// make a solver of your own differentiable. Any [`Method`] can be: a
+/// [`Solver`] run in the generic loop, or one with its own engine (`Bdf`).
 ///
 /// An SDE differentiated through Euler–Maruyama:
 ///
@@ -70,7 +74,7 @@ use crate::{Adjoint, GradError, Gradient};
 /// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
 /// let g = grad(&sde, Tsit5, &opts, &loss, Adjoint::STORE_ALL);
 /// ```
-pub trait Differentiable<F, G, D>: Solver {
+pub trait Differentiable<F, G, D>: Method {
     /// `(L, dL/dp, dL/dy0)` of `loss` on the solve of `problem` with this
     /// solver, by `adjoint`.
     fn gradient<L: Loss + ?Sized>(
@@ -185,6 +189,48 @@ where
     erk_gradient(solver, problem, options, loss, adjoint)
 }
 differentiable!(ode, implicit_gradient: Esdirk34, TrBdf2);
+
+/// `Bdf` (variable-order BDF/NDF in diffsol's engine): the interpolating
+/// adjoint only, its backward solve stiff (native `Esdirk34` on the adjoint
+/// system with its exact Jacobian; see `continuous`). The discrete adjoint
+/// would replay diffsol's internal steps (variable order, its own history
+/// and Newton iterations), which are not replayable from outside; backsolve
+/// integrates `y` backwards, which blows up on the contracting flows `Bdf`
+/// is for. Both are refused before any work.
+fn bdf_gradient<F, D, L>(
+    solver: &Bdf,
+    problem: &Problem<F, NoDiffusion, D>,
+    options: &Options,
+    loss: &L,
+    adjoint: Adjoint,
+) -> Result<Gradient, GradError>
+where
+    F: DriftVjp,
+    D: Driver,
+    L: Loss + ?Sized,
+{
+    match adjoint {
+        Adjoint::Interpolating => {
+            crate::continuous::stiff_interpolating_adjoint(problem, solver, options, loss)
+        }
+        Adjoint::Discrete { .. } => Err(GradError::Unsupported(
+            "Adjoint::Discrete with Bdf: diffsol runs Bdf's steps internally (variable order, \
+             its own history), so they cannot be replayed backwards; use Esdirk34 (or TrBdf2) \
+             for a discrete adjoint, or Adjoint::Interpolating with Bdf"
+                .into(),
+        )),
+        Adjoint::Backsolve => Err(GradError::Unsupported(
+            "Adjoint::Backsolve with Bdf: integrating the state backwards is unstable on the \
+             stiff, contracting flows Bdf is for; use Adjoint::Interpolating (memory O(steps)), \
+             or Esdirk34 with Adjoint::Discrete { checkpoints } for bounded memory"
+                .into(),
+        )),
+        Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(format!(
+            "{adjoint:?} is an SDE adjoint; with Bdf use Adjoint::Interpolating"
+        ))),
+    }
+}
+differentiable!(ode, bdf_gradient: Bdf);
 
 /// The discrete adjoint of an SDE solver with a step VJP.
 fn sde_gradient<F, G, D, S, L>(
