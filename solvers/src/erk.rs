@@ -231,15 +231,10 @@ impl<T: Tableau> Solver for ExplicitRk<T> {
             let n = cache.n;
             let s = self.tableau.stages();
             for j in 0..dense.extra_c().len() {
-                let (i, row) = (s + j, dense.extra_a(j));
+                let (i, row, cj) = (s + j, dense.extra_a(j), dense.extra_c()[j]);
                 stage_input(y, h, row, &cache.ks, n, &mut cache.ytmp);
                 let (_, rest) = cache.ks.split_at_mut(i * n);
-                fields.f(
-                    t + dense.extra_c()[j] * h,
-                    &cache.ytmp,
-                    &mut rest[..n],
-                    stats,
-                );
+                fields.f(t + cj * h, &cache.ytmp, &mut rest[..n], stats);
             }
         }
         cache.extra_done = true;
