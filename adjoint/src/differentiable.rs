@@ -20,6 +20,7 @@ use sdeflow_solvers::sde::{
 };
 use sdeflow_solvers::step_vjp::OdeStepVjp;
 use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
+use sdeflow_solvers::tableau::Tableau;
 use sdeflow_solvers::{
     DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt, Solver,
 };
@@ -158,7 +159,24 @@ macro_rules! differentiable {
         }
     )*};
 }
-differentiable!(ode, erk_gradient: Euler, Heun, Bs3, Dopri5, Tsit5, Vern7, ExplicitRk);
+differentiable!(ode, erk_gradient: Euler, Heun, Bs3, Dopri5, Tsit5, Vern7);
+
+/// Any tableau held by a `Copy` handle: `ExplicitRk<&'static ButcherTableau>`
+/// (the built-ins' storage) and `ExplicitRk<&OwnedTableau>` (a tableau built
+/// at run time).
+impl<T: Tableau + Copy, F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D>
+    for ExplicitRk<T>
+{
+    fn gradient<L: Loss + ?Sized>(
+        &self,
+        problem: &Problem<F, NoDiffusion, D>,
+        options: &Options,
+        loss: &L,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
+        erk_gradient(self, problem, options, loss, adjoint)
+    }
+}
 
 /// The implicit (stiff) one-step methods: the same ODE adjoints; the
 /// discrete one reverses each step by the implicit-function theorem (one

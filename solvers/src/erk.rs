@@ -6,6 +6,14 @@
 //! `y + h Σ b_i k_i`, error estimate `h Σ (b_i − b̂_i) k_i`. FSAL methods
 //! compute `k_s` at `y_{n+1}` and reuse it as the next step's `k_1`, so an
 //! attempted step costs `s − 1` drift evaluations, accepted or rejected.
+//!
+//! [`ExplicitRk<T>`] is generic over the tableau's storage `T`
+//! ([`Tableau`]): `&'static ButcherTableau` by default (the built-ins,
+//! constant data), or a borrowed [`crate::tableau::OwnedTableau`] built and
+//! validated at run time. The step is monomorphised per storage, so the
+//! built-ins pay nothing for the choice. `ExplicitRk<&OwnedTableau>` is
+//! `Copy`, solves, interpolates and is differentiated by `grad` like any
+//! built-in.
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
@@ -16,7 +24,7 @@ use crate::solver::{
     DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver,
 };
 use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
-use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, VERN7};
+use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, Tableau, VERN7};
 
 /// Workspace of an explicit RK solve.
 #[derive(Debug, Clone)]
@@ -31,29 +39,41 @@ pub struct ErkCache {
     extra_done: bool,
 }
 
-/// An explicit RK method defined by a tableau. Every built-in method
-/// (`Euler`, `Heun`, `Bs3`, `Dopri5`, `Tsit5`, `Vern7`) is one of these; a
-/// user tableau works the same way:
+/// An explicit RK method defined by a tableau `T` (any [`Tableau`]: a
+/// `&'static ButcherTableau`, the default, or a `&OwnedTableau` built at run
+/// time). Every built-in method (`Euler`, `Heun`, `Bs3`, `Dopri5`, `Tsit5`,
+/// `Vern7`) is one of these; a user tableau works the same way:
 ///
 /// ```
 /// use sdeflow_solvers::{erk::ExplicitRk, tableau::TSIT5};
 /// let tsit5 = ExplicitRk::new(&TSIT5);
 /// assert_eq!(tsit5.tableau().order, 5);
 /// ```
+///
+/// A tableau built at run time (see [`crate::tableau::OwnedTableau`]):
+///
+/// ```
+/// use sdeflow_solvers::erk::ExplicitRk;
+/// use sdeflow_solvers::tableau::{OwnedTableau, Tableau, TSIT5};
+/// let owned = OwnedTableau::try_from(&TSIT5)?;
+/// let rk = ExplicitRk::new(&owned);
+/// assert_eq!(rk.tableau().order(), 5);
+/// # Ok::<(), sdeflow_solvers::SolveError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
-pub struct ExplicitRk {
-    tableau: &'static ButcherTableau,
+pub struct ExplicitRk<T = &'static ButcherTableau> {
+    tableau: T,
 }
 
-impl ExplicitRk {
+impl<T: Tableau> ExplicitRk<T> {
     /// A solver for `tableau`.
-    pub const fn new(tableau: &'static ButcherTableau) -> Self {
+    pub const fn new(tableau: T) -> Self {
         ExplicitRk { tableau }
     }
 
     /// The tableau.
-    pub fn tableau(&self) -> &'static ButcherTableau {
-        self.tableau
+    pub fn tableau(&self) -> &T {
+        &self.tableau
     }
 }
 
@@ -72,19 +92,19 @@ fn stage_input(y: &[f64], h: f64, coef: &[f64], ks: &[f64], n: usize, out: &mut 
     }
 }
 
-impl Solver for ExplicitRk {
+impl<T: Tableau> Solver for ExplicitRk<T> {
     type Cache = ErkCache;
 
     fn name(&self) -> &'static str {
-        self.tableau.name
+        self.tableau.name()
     }
 
     fn order(&self) -> f64 {
-        f64::from(self.tableau.order)
+        f64::from(self.tableau.order())
     }
 
     fn error_order(&self) -> Option<f64> {
-        self.tableau.embedded_order.map(|q| f64::from(q) + 1.0)
+        self.tableau.embedded_order().map(|q| f64::from(q) + 1.0)
     }
 
     fn check<F: Drift, G: Diffusion, D: Driver>(
@@ -93,7 +113,7 @@ impl Solver for ExplicitRk {
     ) -> Result<(), SolveError> {
         if problem.is_sde() {
             return Err(SolveError::Unsupported {
-                solver: self.tableau.name,
+                solver: self.tableau.name(),
                 what: "SDEs (it integrates ODEs only)".into(),
                 alternatives: "the SDE solvers (EulerMaruyama, Milstein, Sriw1, ...)".into(),
             });
@@ -103,11 +123,12 @@ impl Solver for ExplicitRk {
 
     fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> ErkCache {
         let n = problem.dim();
-        let t = self.tableau;
-        let nk = t.stages() + t.dense.extra_c.len();
-        let ncoef = t.dense.coeffs.iter().map(|r| r.len()).max().unwrap_or(1);
+        let t = &self.tableau;
+        let nk = t.stages() + t.extra_c().len();
+        let ncoef = (0..nk).map(|i| t.dense_coeffs(i).len()).max().unwrap_or(1);
         let mut poly = vec![0.0; nk * ncoef];
-        for (i, row) in t.dense.coeffs.iter().enumerate() {
+        for i in 0..nk {
+            let row = t.dense_coeffs(i);
             poly[i * ncoef..i * ncoef + row.len()].copy_from_slice(row);
         }
         ErkCache {
@@ -138,7 +159,7 @@ impl Solver for ExplicitRk {
     ) -> StepStatus {
         let StepAt { t, h, y } = at;
         let StepOut { y_new, err } = out;
-        let tab = self.tableau;
+        let tab = &self.tableau;
         let n = cache.n;
         let s = tab.stages();
         let ErkCache {
@@ -153,18 +174,18 @@ impl Solver for ExplicitRk {
             fields.f(t, y, &mut ks[..n], stats);
             *k0_valid = true;
         }
-        let last = if tab.fsal { s - 1 } else { s };
+        let last = if tab.fsal() { s - 1 } else { s };
         for i in 1..last {
-            stage_input(y, h, tab.a[i], ks, n, ytmp);
+            stage_input(y, h, tab.a(i), ks, n, ytmp);
             let (_, rest) = ks.split_at_mut(i * n);
-            fields.f(t + tab.c[i] * h, ytmp, &mut rest[..n], stats);
+            fields.f(t + tab.c()[i] * h, ytmp, &mut rest[..n], stats);
         }
-        stage_input(y, h, &tab.b[..last], ks, n, y_new);
-        if tab.fsal {
+        stage_input(y, h, &tab.b()[..last], ks, n, y_new);
+        if tab.fsal() {
             let (_, rest) = ks.split_at_mut((s - 1) * n);
             fields.f(t + h, y_new, &mut rest[..n], stats);
         }
-        if let Some(be) = tab.b_err {
+        if let Some(be) = tab.b_err() {
             err.iter_mut().for_each(|e| *e = 0.0);
             for (j, &w) in be.iter().enumerate() {
                 if w != 0.0 {
@@ -180,7 +201,7 @@ impl Solver for ExplicitRk {
     }
 
     fn accept(&self, cache: &mut ErkCache) {
-        if self.tableau.fsal {
+        if self.tableau.fsal() {
             let n = cache.n;
             let s = self.tableau.stages();
             cache.ks.copy_within((s - 1) * n..s * n, 0);
@@ -191,7 +212,7 @@ impl Solver for ExplicitRk {
 
     fn dense_table<'c>(&self, cache: &'c ErkCache) -> DenseTable<'c> {
         DenseTable {
-            nk: self.tableau.stages() + self.tableau.dense.extra_c.len(),
+            nk: self.tableau.stages() + self.tableau.extra_c().len(),
             ncoef: cache.ncoef,
             poly: &cache.poly,
         }
@@ -207,15 +228,15 @@ impl Solver for ExplicitRk {
         _y_new: &[f64],
         stats: &mut Stats,
     ) -> &'c [f64] {
-        let dense = &self.tableau.dense;
-        if !cache.extra_done && !dense.extra_c.is_empty() {
+        let dense = &self.tableau;
+        if !cache.extra_done && !dense.extra_c().is_empty() {
             let n = cache.n;
             let s = self.tableau.stages();
-            for (j, row) in dense.extra_a.iter().enumerate() {
-                let i = s + j;
+            for j in 0..dense.extra_c().len() {
+                let (i, row, cj) = (s + j, dense.extra_a(j), dense.extra_c()[j]);
                 stage_input(y, h, row, &cache.ks, n, &mut cache.ytmp);
                 let (_, rest) = cache.ks.split_at_mut(i * n);
-                fields.f(t + dense.extra_c[j] * h, &cache.ytmp, &mut rest[..n], stats);
+                fields.f(t + cj * h, &cache.ytmp, &mut rest[..n], stats);
             }
         }
         cache.extra_done = true;
@@ -294,7 +315,7 @@ pub struct ErkVjpCache {
     tape_len: usize,
 }
 
-impl OdeStepVjp for ExplicitRk {
+impl<T: Tableau> OdeStepVjp for ExplicitRk<T> {
     type VjpCache = ErkVjpCache;
 
     fn vjp_cache<F: crate::field::DriftVjp>(
@@ -304,7 +325,7 @@ impl OdeStepVjp for ExplicitRk {
         n_params: usize,
     ) -> ErkVjpCache {
         let tape_len = drift.tape_len(n, n_params);
-        let s_all = self.tableau.stages() + self.tableau.dense.extra_c.len();
+        let s_all = self.tableau.stages() + self.tableau.extra_c().len();
         ErkVjpCache {
             n,
             tapes: vec![0.0; s_all * tape_len],
@@ -339,7 +360,7 @@ delegate_ode_step_vjp!(Dopri5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
 delegate_ode_step_vjp!(Tsit5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
 delegate_ode_step_vjp!(Vern7, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
 
-impl ExplicitRk {
+impl<T: Tableau> ExplicitRk<T> {
     /// The discrete adjoint of one step (Hager 2000; Sandu 2006): the step
     /// from `(t, y)` of size `h` is recomputed, then reversed stage by stage.
     /// On entry `bars.y = ∂L/∂y_{n+1}`; on exit `bars.y = ∂L/∂y_n`, with the
@@ -363,34 +384,30 @@ impl ExplicitRk {
             interp,
             p: p_bar,
         } = bars;
-        let tab = self.tableau;
+        let tab = &self.tableau;
         let (n, tl) = (c.n, c.tape_len);
         let s = tab.stages();
         // without interpolated values, a last stage with b = 0 (the FSAL
         // stage) feeds nothing: neither computed nor reversed
-        let err_weights = err_bar.and(tab.b_err);
+        let err_weights = err_bar.and(tab.b_err());
         let s_all = if interp.is_empty() {
             let last_weight = err_weights.map_or(0.0, |e| e[s - 1]);
-            if tab.fsal && tab.b[s - 1] == 0.0 && last_weight == 0.0 {
+            if tab.fsal() && tab.b()[s - 1] == 0.0 && last_weight == 0.0 {
                 s - 1
             } else {
                 s
             }
         } else {
-            s + tab.dense.extra_c.len()
+            s + tab.extra_c().len()
         };
-        let row = |i: usize| -> &'static [f64] {
-            if i < s {
-                tab.a[i]
-            } else {
-                tab.dense.extra_a[i - s]
-            }
+        let row = |i: usize| {
+            if i < s { tab.a(i) } else { tab.extra_a(i - s) }
         };
         let node = |i: usize| {
             if i < s {
-                tab.c[i]
+                tab.c()[i]
             } else {
-                tab.dense.extra_c[i - s]
+                tab.extra_c()[i - s]
             }
         };
         // forward: stage inputs and derivatives
@@ -410,7 +427,7 @@ impl ExplicitRk {
         c.kappa[..s_all * n].iter_mut().for_each(|v| *v = 0.0);
         c.lam.copy_from_slice(lambda);
         for i in 0..s.min(s_all) {
-            let hb = h * tab.b[i];
+            let hb = h * tab.b()[i];
             if hb != 0.0 {
                 for k in 0..n {
                     c.kappa[i * n + k] += hb * lambda[k];
@@ -430,7 +447,8 @@ impl ExplicitRk {
         for ic in interp {
             let w = &mut c.weights[..s_all];
             for (i, wi) in w.iter_mut().enumerate() {
-                *wi = tab.dense.coeffs[i]
+                *wi = tab
+                    .dense_coeffs(i)
                     .iter()
                     .rev()
                     .fold(0.0, |acc, &q| acc * ic.theta + q);

@@ -12,6 +12,40 @@
 //! Every tableau is checked by tests: row sums `c_i = Σ_j a_ij`, the
 //! rooted-tree order conditions of its stated order (and of its embedded
 //! method), FSAL where claimed, and `b_i(1) = b_i` for the interpolant.
+//!
+//! # Built-in and run-time tableaus
+//!
+//! The built-in methods are [`ButcherTableau`] constants (`&'static` data,
+//! no allocation). A tableau known only at run time (read from a file,
+//! computed) is an [`OwnedTableau`]: built from `Vec`s with
+//! [`OwnedTableau::builder`], validated when built (shapes, finite entries,
+//! row sums, `Σ b_i = 1`, the claimed orders of the method, its embedded
+//! estimate and its interpolant) and refused with
+//! [`crate::SolveError::InvalidInput`] otherwise — it never panics on bad
+//! data. A run-time tableau without an interpolant gets the cubic Hermite one
+//! (see [`TableauBuilder::build`]).
+//!
+//! [`crate::erk::ExplicitRk`] runs any [`Tableau`]: `ExplicitRk<&'static
+//! ButcherTableau>` (the default type, what the built-ins use) or
+//! `ExplicitRk<&OwnedTableau>` (a borrowed run-time tableau, which keeps the
+//! solver `Copy` so that `grad` differentiates it like a built-in). The step
+//! is monomorphised per storage, so the built-ins' hot loop reads the same
+//! `&'static` slices as before.
+//!
+//! ```
+//! use sdeflow_solvers::erk::ExplicitRk;
+//! use sdeflow_solvers::tableau::{OwnedTableau, Tableau};
+//! use sdeflow_solvers::{Options, Problem, SaveAt, solve};
+//!
+//! // the midpoint rule, built at run time
+//! let rk2 = OwnedTableau::builder("Midpoint", vec![0.0, 0.5], vec![vec![], vec![0.5]], vec![0.0, 1.0], 2)
+//!     .build()?;
+//! assert_eq!(rk2.order(), 2);
+//! let decay = Problem::ode(|_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0], vec![1.0], (0.0, 1.0));
+//! let sol = solve(&decay, ExplicitRk::new(&rk2), Options::default().fixed_step(0.01).save_at(SaveAt::T1))?;
+//! assert!((sol.last()[0] - (-1.0f64).exp()).abs() < 1e-5);
+//! # Ok::<(), sdeflow_solvers::SolveError>(())
+//! ```
 
 /// A continuous extension of an explicit RK method.
 #[derive(Debug, Clone, Copy)]
@@ -57,15 +91,173 @@ mod dp5;
 mod euler;
 mod heun;
 pub mod order_conditions;
+mod owned;
 mod tsit5;
+mod validate;
 mod vern7;
 
 pub use bs3::BS3;
 pub use dp5::DP5;
 pub use euler::EULER;
 pub use heun::HEUN;
+pub use owned::{OwnedTableau, TableauBuilder};
 pub use tsit5::TSIT5;
 pub use vern7::VERN7;
+
+mod sealed {
+    /// Keeps [`super::Tableau`] implemented by this crate's storages only, so
+    /// that every tableau a step reads has passed the shape checks.
+    pub trait Sealed {}
+    impl Sealed for super::ButcherTableau {}
+    impl Sealed for super::OwnedTableau {}
+    impl<T: Sealed + ?Sized> Sealed for &T {}
+}
+
+/// Read access to an explicit RK tableau, whatever its storage: what
+/// [`crate::erk::ExplicitRk`] needs from a method. Implemented by
+/// [`ButcherTableau`] (static data), [`OwnedTableau`] (run-time data) and
+/// references to either; sealed.
+///
+/// Row `i` of `a` has `i` entries; extra interpolation stage `j` has
+/// `stages() + j`; the interpolant has one weight polynomial per stage (step
+/// stages, then extra stages).
+pub trait Tableau: sealed::Sealed {
+    /// Human-readable name (the solver's [`crate::Solver::name`]).
+    fn name(&self) -> &'static str;
+    /// Number of stages of the step.
+    #[inline]
+    fn stages(&self) -> usize {
+        self.c().len()
+    }
+    /// Nodes `c_i`, one per stage.
+    fn c(&self) -> &[f64];
+    /// Row `i` of the strictly lower-triangular coefficients (`i` entries).
+    fn a(&self, i: usize) -> &[f64];
+    /// Weights of the propagated solution.
+    fn b(&self) -> &[f64];
+    /// Error weights `b − b̂` of the embedded method, if there is one.
+    fn b_err(&self) -> Option<&[f64]>;
+    /// Classical order of the propagated solution.
+    fn order(&self) -> u32;
+    /// Order of the embedded solution, if there is one.
+    fn embedded_order(&self) -> Option<u32>;
+    /// First-same-as-last: the last stage is `f(t_{n+1}, y_{n+1})`.
+    fn fsal(&self) -> bool;
+    /// Nodes of the interpolant's extra stages (often empty).
+    fn extra_c(&self) -> &[f64];
+    /// Row `j` of the extra stages (`stages() + j` entries).
+    fn extra_a(&self, j: usize) -> &[f64];
+    /// Weight polynomial `i` of the interpolant, ascending powers of θ.
+    fn dense_coeffs(&self, i: usize) -> &[f64];
+    /// Order of the interpolant for generic θ.
+    fn dense_order(&self) -> u32;
+}
+
+impl Tableau for ButcherTableau {
+    #[inline]
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    #[inline]
+    fn c(&self) -> &[f64] {
+        self.c
+    }
+    #[inline]
+    fn a(&self, i: usize) -> &[f64] {
+        self.a[i]
+    }
+    #[inline]
+    fn b(&self) -> &[f64] {
+        self.b
+    }
+    #[inline]
+    fn b_err(&self) -> Option<&[f64]> {
+        self.b_err
+    }
+    #[inline]
+    fn order(&self) -> u32 {
+        self.order
+    }
+    #[inline]
+    fn embedded_order(&self) -> Option<u32> {
+        self.embedded_order
+    }
+    #[inline]
+    fn fsal(&self) -> bool {
+        self.fsal
+    }
+    #[inline]
+    fn extra_c(&self) -> &[f64] {
+        self.dense.extra_c
+    }
+    #[inline]
+    fn extra_a(&self, j: usize) -> &[f64] {
+        self.dense.extra_a[j]
+    }
+    #[inline]
+    fn dense_coeffs(&self, i: usize) -> &[f64] {
+        self.dense.coeffs[i]
+    }
+    #[inline]
+    fn dense_order(&self) -> u32 {
+        self.dense.order
+    }
+}
+
+impl<T: Tableau + ?Sized> Tableau for &T {
+    #[inline]
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    #[inline]
+    fn stages(&self) -> usize {
+        (**self).stages()
+    }
+    #[inline]
+    fn c(&self) -> &[f64] {
+        (**self).c()
+    }
+    #[inline]
+    fn a(&self, i: usize) -> &[f64] {
+        (**self).a(i)
+    }
+    #[inline]
+    fn b(&self) -> &[f64] {
+        (**self).b()
+    }
+    #[inline]
+    fn b_err(&self) -> Option<&[f64]> {
+        (**self).b_err()
+    }
+    #[inline]
+    fn order(&self) -> u32 {
+        (**self).order()
+    }
+    #[inline]
+    fn embedded_order(&self) -> Option<u32> {
+        (**self).embedded_order()
+    }
+    #[inline]
+    fn fsal(&self) -> bool {
+        (**self).fsal()
+    }
+    #[inline]
+    fn extra_c(&self) -> &[f64] {
+        (**self).extra_c()
+    }
+    #[inline]
+    fn extra_a(&self, j: usize) -> &[f64] {
+        (**self).extra_a(j)
+    }
+    #[inline]
+    fn dense_coeffs(&self, i: usize) -> &[f64] {
+        (**self).dense_coeffs(i)
+    }
+    #[inline]
+    fn dense_order(&self) -> u32 {
+        (**self).dense_order()
+    }
+}
 
 impl ButcherTableau {
     /// Number of stages of the step.
@@ -95,6 +287,36 @@ impl ButcherTableau {
             .iter()
             .map(|row| row.iter().rev().fold(0.0, |acc, &c| acc * theta + c))
             .collect()
+    }
+
+    /// Checks this tableau as [`TableauBuilder::build`] checks a run-time
+    /// one (shapes, finite entries, row sums, `Σ b_i = 1`, the stated orders
+    /// of the method, its embedded estimate and its interpolant, FSAL), to
+    /// [`TableauBuilder::DEFAULT_TOLERANCE`]; for tableau constants of your
+    /// own. Every built-in passes.
+    ///
+    /// ```
+    /// use sdeflow_solvers::tableau::VERN7;
+    /// assert!(VERN7.validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::SolveError> {
+        validate::validate(
+            &validate::Parts {
+                name: self.name,
+                c: self.c,
+                a: self.a.to_vec(),
+                b: self.b,
+                b_err: self.b_err,
+                order: self.order,
+                embedded_order: self.embedded_order,
+                fsal: self.fsal,
+                extra_c: self.dense.extra_c,
+                extra_a: self.dense.extra_a.to_vec(),
+                coeffs: self.dense.coeffs.to_vec(),
+                dense_order: self.dense.order,
+            },
+            TableauBuilder::DEFAULT_TOLERANCE,
+        )
     }
 }
 
