@@ -24,7 +24,7 @@ use crate::problem::Problem;
 use crate::solution::{KeptPath, Solution, Stats, Status};
 use crate::solver::{Fields, Solver, StepAt, StepNoise};
 use saver::{Saver, Span};
-use stepper::{Stepper, Stop};
+use stepper::{Cursor, Stepper, Stop};
 
 /// A NaN with a payload no arithmetic produces: marks components a field
 /// did not write.
@@ -215,23 +215,24 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
 ) -> Result<Solution, SolveError> {
     let Setup {
         stepper,
-        control,
+        cursor,
         saver,
         path,
         m,
     } = setup(problem, solver, opts, given)?;
     let t0 = problem.tspan.0;
-    match (control, path) {
+    match (cursor.control.clone(), path) {
         // With one Brownian motion on the driver's own path of a fixed-step
         // solve, the increment buffer is a one-element array: its length is
         // known at compile time, so the draw and the step's read of the
         // increment collapse to one value kept in a register.
         (AnyControl::Fixed(c), Path::Own(p)) => {
             let mut own = Owned(p);
+            let cur = cursor.with(c);
             let sol = if m == 1 {
-                drive(stepper.with(c, [0.0; 1]), &mut own, saver, observer)
+                drive(stepper.with([0.0; 1]), cur, &mut own, saver, observer)
             } else {
-                drive(stepper.with(c, vec![0.0; m]), &mut own, saver, observer)
+                drive(stepper.with(vec![0.0; m]), cur, &mut own, saver, observer)
             };
             let kept = Path::Own(own.0).keep(problem.driver.requery(), t0);
             sol.map(|s| Solution {
@@ -239,11 +240,21 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
                 ..s
             })
         }
-        (AnyControl::Fixed(c), mut path) => {
-            drive(stepper.with(c, vec![0.0; m]), &mut path, saver, observer)
-        }
+        (AnyControl::Fixed(c), mut path) => drive(
+            stepper.with(vec![0.0; m]),
+            cursor.with(c),
+            &mut path,
+            saver,
+            observer,
+        ),
         (AnyControl::Adaptive(c), mut path) => {
-            let sol = drive(stepper.with(c, vec![0.0; m]), &mut path, saver, observer);
+            let sol = drive(
+                stepper.with(vec![0.0; m]),
+                cursor.with(c),
+                &mut path,
+                saver,
+                observer,
+            );
             sol.map(|s| Solution {
                 brownian: path.keep(problem.driver.requery(), t0),
                 ..s
@@ -255,7 +266,7 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
 /// A solve set up and not yet stepped.
 struct Setup<'a, 'p, F, G, S: Solver, P> {
     stepper: Stepper<'a, F, G, S, ()>,
-    control: AnyControl,
+    cursor: Cursor<AnyControl>,
     saver: Saver<'a>,
     path: Path<'p, P>,
     /// Number of Brownian motions.
@@ -373,20 +384,21 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
             solver,
             fields,
             cache,
-            control: (),
             opts,
             levy,
-            t: t0,
             y,
             y_new: vec![0.0; n],
             err: vec![0.0; n],
-            dw: Vec::new(),
+            dw: (),
             levy_h: vec![0.0; if levy { m } else { 0 }],
             stats,
+        },
+        cursor: Cursor {
+            t: t0,
+            control,
             accepted: 0,
             attempts: 0,
         },
-        control,
         saver,
         path,
         m,
@@ -394,40 +406,46 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
 }
 
 impl<'a, F, G, S: Solver> Stepper<'a, F, G, S, ()> {
-    /// This stepper with its control and increment buffer.
-    fn with<C, W>(self, control: C, dw: W) -> Stepper<'a, F, G, S, C, W> {
+    /// This stepper with its increment buffer.
+    fn with<W>(self, dw: W) -> Stepper<'a, F, G, S, W> {
         Stepper {
             solver: self.solver,
             fields: self.fields,
             cache: self.cache,
-            control,
             opts: self.opts,
             levy: self.levy,
-            t: self.t,
             y: self.y,
             y_new: self.y_new,
             err: self.err,
             dw,
             levy_h: self.levy_h,
             stats: self.stats,
+        }
+    }
+}
+
+impl<A> Cursor<A> {
+    /// This cursor with the control `control`.
+    fn with<C>(self, control: C) -> Cursor<C> {
+        Cursor {
+            t: self.t,
+            control,
             accepted: self.accepted,
             attempts: self.attempts,
         }
     }
 }
 
-impl<F: Drift, G: Diffusion, S: Solver, C: Control, W: AsMut<[f64]> + AsRef<[f64]>>
-    Stepper<'_, F, G, S, C, W>
-{
+impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, F, G, S, W> {
     /// Takes the next accepted step, saving what it covers.
     #[inline(always)]
-    fn step_and_save<P: Draw + ?Sized, O: StepObserver>(
+    fn step_and_save<C: Control, P: Draw + ?Sized, O: StepObserver>(
         &mut self,
+        cur: &mut Cursor<C>,
         path: &mut P,
-        saver: &mut Saver<'_>,
-        observer: &mut O,
+        (saver, observer): (&mut Saver<'_>, &mut O),
     ) -> Result<Accepted, Stop> {
-        let a = self.advance(path, observer)?;
+        let a = self.advance(cur, path, observer)?;
         saver.accepted(
             self.solver,
             &mut self.cache,
@@ -441,51 +459,53 @@ impl<F: Drift, G: Diffusion, S: Solver, C: Control, W: AsMut<[f64]> + AsRef<[f64
             },
             &mut self.stats,
         );
-        self.commit(&a, observer);
+        self.commit(cur, &a, observer);
         Ok(a)
-    }
-
-    /// The error a stop is, with the solution up to `(t, y)`.
-    fn stopped(self, stop: Stop, saver: Saver<'_>) -> SolveError {
-        self.stopped_ref(stop, saver)
-    }
-
-    /// [`Stepper::stopped`] without consuming the stepper.
-    fn stopped_ref(&self, stop: Stop, saver: Saver<'_>) -> SolveError {
-        let name = self.solver.name();
-        let (t, step) = (self.t, self.accepted);
-        let partial = |saver: Saver<'_>, stats| {
-            Box::new(saver.finish(t, &self.y, stats, Status::Incomplete, name))
-        };
-        match stop {
-            Stop::MaxSteps => SolveError::MaxStepsReached {
-                t,
-                max_steps: self.opts.max_steps,
-                partial: partial(saver, self.stats),
-            },
-            Stop::Underflow { dt } => SolveError::StepSizeUnderflow {
-                t,
-                dt,
-                step,
-                partial: partial(saver, self.stats),
-            },
-            Stop::NonFinite { component } => SolveError::NonFiniteState { t, component, step },
-            Stop::NonlinearSolve { h } => SolveError::NonlinearSolve {
-                solver: name,
-                t,
-                h,
-                reason: "the stage equations did not converge, and a fixed-step solve cannot \
-                         shrink the step"
-                    .into(),
-            },
-        }
     }
 }
 
-/// Runs `stepper` to `t1` (or to a stop), saving and observing each step.
+/// The error a stop is at step `step`, time `t` and state `y`, with the
+/// solution up to there (a free function of values, so that no loop's
+/// state has its address taken on the way out: the loops keep it in
+/// registers).
+#[inline(never)]
+fn stopped(
+    (name, max_steps, stats): (&'static str, usize, Stats),
+    (t, step, y): (f64, usize, &[f64]),
+    stop: Stop,
+    saver: Saver<'_>,
+) -> SolveError {
+    let partial = |saver: Saver<'_>| Box::new(saver.finish(t, y, stats, Status::Incomplete, name));
+    match stop {
+        Stop::MaxSteps => SolveError::MaxStepsReached {
+            t,
+            max_steps,
+            partial: partial(saver),
+        },
+        Stop::Underflow { dt } => SolveError::StepSizeUnderflow {
+            t,
+            dt,
+            step,
+            partial: partial(saver),
+        },
+        Stop::NonFinite { component } => SolveError::NonFiniteState { t, component, step },
+        Stop::NonlinearSolve { h } => SolveError::NonlinearSolve {
+            solver: name,
+            t,
+            h,
+            reason: "the stage equations did not converge, and a fixed-step solve cannot \
+                     shrink the step"
+                .into(),
+        },
+    }
+}
+
+/// Runs `stepper` from `cur` to `t1` (or to a stop), saving and observing
+/// each step.
 #[inline(never)]
 fn drive<F: Drift, G: Diffusion, S: Solver, C: Control, W, P: Draw + ?Sized, O: StepObserver>(
-    mut stepper: Stepper<'_, F, G, S, C, W>,
+    mut stepper: Stepper<'_, F, G, S, W>,
+    mut cur: Cursor<C>,
     path: &mut P,
     mut saver: Saver<'_>,
     observer: &mut O,
@@ -494,14 +514,22 @@ where
     W: AsMut<[f64]> + AsRef<[f64]>,
 {
     loop {
-        match stepper.step_and_save(path, &mut saver, observer) {
+        match stepper.step_and_save(&mut cur, path, (&mut saver, observer)) {
             Ok(a) if a.last => break,
             Ok(_) => {}
-            Err(stop) => return Err(stepper.stopped(stop, saver)),
+            Err(stop) => {
+                let what = (stepper.solver.name(), stepper.opts.max_steps, stepper.stats);
+                return Err(stopped(
+                    what,
+                    (cur.t, cur.accepted, &stepper.y),
+                    stop,
+                    saver,
+                ));
+            }
         }
     }
     let name = stepper.solver.name();
-    Ok(saver.finish(stepper.t, &stepper.y, stepper.stats, Status::Success, name))
+    Ok(saver.finish(cur.t, &stepper.y, stepper.stats, Status::Success, name))
 }
 
 /// Draws the increment over `[s, t]` (with the Lévy area when `levy`).
@@ -529,7 +557,8 @@ fn draw_from<P: BrownianPath>(
 /// same steps, so an adjoint stores snapshots at a budget instead of every
 /// step time.
 pub struct Run<'a, 'p, F, G, S: Solver, P> {
-    stepper: Stepper<'a, F, G, S, AnyControl>,
+    stepper: Stepper<'a, F, G, S>,
+    cur: Cursor<AnyControl>,
     saver: Saver<'a>,
     /// Whether accepted steps are saved (a replay saves nothing).
     save: bool,
@@ -553,13 +582,14 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
     ) -> Result<Self, SolveError> {
         let Setup {
             stepper,
-            control,
+            cursor,
             saver,
             path,
             m,
         } = setup(problem, solver, opts, given)?;
         Ok(Run {
-            stepper: stepper.with(control, vec![0.0; m]),
+            stepper: stepper.with(vec![0.0; m]),
+            cur: cursor,
             saver,
             save,
             path,
@@ -571,24 +601,27 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
     /// Takes the next accepted step (retrying rejected attempts), reporting
     /// attempts and the accepted step to `observer`.
     pub fn step<O: StepObserver>(&mut self, observer: &mut O) -> Result<Accepted, SolveError> {
+        let (stepper, cur) = (&mut self.stepper, &mut self.cur);
         let res = if self.save {
-            self.stepper
-                .step_and_save(&mut self.path, &mut self.saver, observer)
+            stepper.step_and_save(cur, &mut self.path, (&mut self.saver, observer))
         } else {
-            self.stepper
-                .advance(&mut self.path, observer)
-                .inspect(|a| self.stepper.commit(a, observer))
+            stepper
+                .advance(cur, &mut self.path, observer)
+                .inspect(|a| stepper.commit(cur, a, observer))
         };
         res.map_err(|stop| {
             let empty = self.saver.emptied();
             let saver = std::mem::replace(&mut self.saver, empty);
-            self.stepper.stopped_ref(stop, saver)
+            let cur = &self.cur;
+            let st = &self.stepper;
+            let what = (st.solver.name(), st.opts.max_steps, st.stats);
+            stopped(what, (cur.t, cur.accepted, &st.y), stop, saver)
         })
     }
 
     /// Time of the current state.
     pub fn t(&self) -> f64 {
-        self.stepper.t
+        self.cur.t
     }
 
     /// The current state.
@@ -598,7 +631,7 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
 
     /// Number of steps accepted so far.
     pub fn accepted(&self) -> usize {
-        self.stepper.accepted
+        self.cur.accepted
     }
 
     /// Evaluation counts so far.
@@ -608,13 +641,13 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
 
     /// What a replay needs to take the next steps again.
     pub fn snapshot(&self) -> Snapshot<S::Cache, AnyControl> {
-        self.stepper.snapshot()
+        self.stepper.snapshot(&self.cur)
     }
 
     /// Returns to `snap` (taken from a run of the same problem, solver and
     /// options); allocates nothing.
     pub fn restore(&mut self, snap: &Snapshot<S::Cache, AnyControl>) {
-        self.stepper.restore(snap)
+        self.stepper.restore(&mut self.cur, snap)
     }
 
     /// The solution of a run that reached `t1`, keeping its path when the
@@ -622,6 +655,7 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
     pub fn finish(self) -> Solution {
         let Run {
             stepper,
+            cur,
             saver,
             path,
             keep,
@@ -629,7 +663,7 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
             ..
         } = self;
         let name = stepper.solver.name();
-        let sol = saver.finish(stepper.t, &stepper.y, stepper.stats, Status::Success, name);
+        let sol = saver.finish(cur.t, &stepper.y, stepper.stats, Status::Success, name);
         Solution {
             brownian: path.keep(keep, t0),
             ..sol

@@ -65,46 +65,52 @@ impl<K, C> Snapshot<K, C> {
     }
 }
 
-/// The state of a solve between steps, and its buffers.
-pub(crate) struct Stepper<'a, F, G, S: Solver, C, W = Vec<f64>> {
-    pub solver: &'a S,
-    pub fields: Fields<'a, F, G>,
-    pub cache: S::Cache,
-    pub control: C,
-    pub opts: &'a Options,
-    pub levy: bool,
+/// Where a solve is: time, step counts and the control's state —
+/// what changes from step to step. Kept apart from the [`Stepper`] so the
+/// loop holds it in locals (registers) rather than behind a pointer.
+pub(crate) struct Cursor<C> {
     pub t: f64,
-    pub y: Vec<f64>,
-    pub y_new: Vec<f64>,
-    pub err: Vec<f64>,
-    pub dw: W,
-    pub levy_h: Vec<f64>,
-    pub stats: Stats,
+    pub control: C,
     /// Steps accepted so far.
     pub accepted: usize,
     /// Steps attempted so far (accepted or not).
     pub attempts: usize,
 }
 
-impl<F: Drift, G: Diffusion, S: Solver, C: Control, W: AsMut<[f64]> + AsRef<[f64]>>
-    Stepper<'_, F, G, S, C, W>
-{
+/// The fixed parts of a solve and its buffers.
+pub(crate) struct Stepper<'a, F, G, S: Solver, W = Vec<f64>> {
+    pub solver: &'a S,
+    pub fields: Fields<'a, F, G>,
+    pub cache: S::Cache,
+    pub opts: &'a Options,
+    pub levy: bool,
+    /// The state at the cursor's time, and the last step's result.
+    pub y: Vec<f64>,
+    pub y_new: Vec<f64>,
+    pub err: Vec<f64>,
+    pub dw: W,
+    pub levy_h: Vec<f64>,
+    pub stats: Stats,
+}
+
+impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, F, G, S, W> {
     /// Attempts steps from `(t, y)` until one is accepted (its result in
     /// `y_new`, the loop not yet moved on: see [`Stepper::commit`]),
     /// reporting every attempt to `observer`.
     #[inline(always)]
-    pub fn advance<P: Draw + ?Sized, O: StepObserver>(
+    pub fn advance<C: Control, P: Draw + ?Sized, O: StepObserver>(
         &mut self,
+        cur: &mut Cursor<C>,
         path: &mut P,
         observer: &mut O,
     ) -> Result<Accepted, Stop> {
-        let adaptive = self.control.adaptive();
+        let adaptive = cur.control.adaptive();
         loop {
-            if self.attempts >= self.opts.max_steps {
+            if cur.attempts >= self.opts.max_steps {
                 return Err(Stop::MaxSteps);
             }
-            let t = self.t;
-            let (t_next, last) = self
+            let t = cur.t;
+            let (t_next, last) = cur
                 .control
                 .propose(t)
                 .map_err(|dt| Stop::Underflow { dt })?;
@@ -124,7 +130,7 @@ impl<F: Drift, G: Diffusion, S: Solver, C: Control, W: AsMut<[f64]> + AsRef<[f64
                 },
                 &mut self.stats,
             );
-            self.attempts += 1;
+            cur.attempts += 1;
             if !adaptive {
                 if status == StepStatus::Failed {
                     return Err(Stop::NonlinearSolve { h });
@@ -150,7 +156,7 @@ impl<F: Drift, G: Diffusion, S: Solver, C: Control, W: AsMut<[f64]> + AsRef<[f64
                 ),
                 StepStatus::Failed => f64::INFINITY,
             };
-            let verdict = self.control.judge(e);
+            let verdict = cur.control.judge(e);
             observer.attempted(&StepReport {
                 t,
                 h,
@@ -176,39 +182,44 @@ impl<F: Drift, G: Diffusion, S: Solver, C: Control, W: AsMut<[f64]> + AsRef<[f64
     /// Moves the loop to the end of the accepted step `a` (after the saves),
     /// telling `observer`.
     #[inline(always)]
-    pub fn commit<O: StepObserver>(&mut self, a: &Accepted, observer: &mut O) {
+    pub fn commit<C, O: StepObserver>(
+        &mut self,
+        cur: &mut Cursor<C>,
+        a: &Accepted,
+        observer: &mut O,
+    ) {
         observer.accepted_noise(&StepNoise {
             dw: self.dw.as_ref(),
             levy_h: &self.levy_h,
         });
-        observer.accepted(self.accepted, a.t, a.t_next, &self.y, &self.y_new);
+        observer.accepted(cur.accepted, a.t, a.t_next, &self.y, &self.y_new);
         self.solver.accept(&mut self.cache);
         observer.accepted_carried(self.solver.carried_state(&self.cache));
-        self.accepted += 1;
+        cur.accepted += 1;
         self.stats.accepted_steps += 1;
-        self.t = a.t_next;
+        cur.t = a.t_next;
         std::mem::swap(&mut self.y, &mut self.y_new);
     }
 
-    /// What a replay needs to take the next steps again.
-    pub fn snapshot(&self) -> Snapshot<S::Cache, C> {
+    /// What a replay needs to take the next steps again from `cur`.
+    pub fn snapshot<C: Clone>(&self, cur: &Cursor<C>) -> Snapshot<S::Cache, C> {
         Snapshot {
-            t: self.t,
+            t: cur.t,
             y: self.y.clone(),
             cache: self.cache.clone(),
-            control: self.control.clone(),
-            accepted: self.accepted,
-            attempts: self.attempts,
+            control: cur.control.clone(),
+            accepted: cur.accepted,
+            attempts: cur.attempts,
         }
     }
 
     /// Returns to `snap` (no allocation: buffers are overwritten).
-    pub fn restore(&mut self, snap: &Snapshot<S::Cache, C>) {
-        self.t = snap.t;
+    pub fn restore<C: Clone>(&mut self, cur: &mut Cursor<C>, snap: &Snapshot<S::Cache, C>) {
+        cur.t = snap.t;
         self.y.copy_from_slice(&snap.y);
         self.cache.clone_from(&snap.cache);
-        self.control.clone_from(&snap.control);
-        self.accepted = snap.accepted;
-        self.attempts = snap.attempts;
+        cur.control.clone_from(&snap.control);
+        cur.accepted = snap.accepted;
+        cur.attempts = snap.attempts;
     }
 }
