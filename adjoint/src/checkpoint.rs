@@ -12,13 +12,16 @@
 //! times included.
 //!
 //! The backward sweep reverses the segment between consecutive snapshots:
-//! a segment of at most `budget` steps is replayed once, recording each
+//! a segment of at most `budget` steps is replayed once up to its last
+//! step's start (that step ends at the next snapshot), recording each
 //! step's *record* (`t, t_next, y` and, for SDEs, the step's increments) in
-//! one reusable buffer, and reversed last to first; a longer one is
-//! replayed taking `budget` evenly spaced snapshots, recursing into each
-//! piece — `O(log_budget(steps))` levels of at most `budget` snapshots.
-//! Every replayed segment must end where the forward solve went; a replay
-//! that does not is an error, never a silently wrong gradient.
+//! one reusable buffer, and reversed last to first — a one-step segment is
+//! not replayed at all; a longer one is replayed taking `budget` evenly
+//! spaced snapshots, recursing into each piece — `O(log_budget(steps))`
+//! levels of at most `budget` snapshots. Every replay must reach the start
+//! of the segment's last step exactly where the forward solve did (each
+//! snapshot knows it); one that does not is an error, never a silently
+//! wrong gradient.
 //!
 //! With an unbounded budget ([`usize::MAX`]) the forward solve stores every
 //! step's record and nothing is replayed (the path is not queried again).
@@ -78,6 +81,17 @@ impl Records {
     }
 }
 
+impl Records {
+    /// Appends the record of the step from `(t, y)` to `t_next` with the
+    /// increments held in `self.noise`.
+    fn push(&mut self, t: f64, t_next: f64, y: &[f64]) {
+        self.flat.push(t);
+        self.flat.push(t_next);
+        self.flat.extend_from_slice(y);
+        self.flat.extend_from_slice(&self.noise);
+    }
+}
+
 impl StepObserver for Records {
     fn accepted_noise(&mut self, noise: &StepNoise<'_>) {
         let m = noise.dw.len().min(self.noise.len());
@@ -88,10 +102,7 @@ impl StepObserver for Records {
     }
 
     fn accepted(&mut self, _m: usize, t: f64, t_next: f64, y: &[f64], _y_next: &[f64]) {
-        self.flat.push(t);
-        self.flat.push(t_next);
-        self.flat.extend_from_slice(y);
-        self.flat.extend_from_slice(&self.noise);
+        self.push(t, t_next, y);
     }
 }
 
@@ -113,8 +124,8 @@ pub(crate) struct Forward<S: Solver> {
     record_len: usize,
     /// Whether records carry the Lévy area.
     with_levy: bool,
-    /// Where the solve ended.
-    t_end: f64,
+    /// Where the solve ended, and where its last step started.
+    end: (f64, f64),
 }
 
 /// Runs `run` to `t1`, keeping at most `budget` snapshots (every step's
@@ -153,10 +164,10 @@ where
             break;
         }
     }
-    let (steps, t_end) = (run.accepted(), run.t());
+    let (steps, end) = (run.accepted(), (run.t(), run.t_prev()));
     Ok(Forward {
         with_levy,
-        t_end,
+        end,
         solution: run.finish(),
         steps,
         snaps,
@@ -185,28 +196,28 @@ where
         self.peak = self.peak.max(self.held);
     }
 
-    /// Checks that the replay reached step `b` at `t_b`.
-    fn check_end(&self, a: usize, b: usize, t_b: f64) -> Result<(), GradError> {
-        if self.run.accepted() == b && self.run.t() == t_b {
+    /// Checks that the replay reached step `m` at `t_m`.
+    fn check_at(&self, a: usize, m: usize, t_m: f64) -> Result<(), GradError> {
+        if self.run.accepted() == m && self.run.t() == t_m {
             return Ok(());
         }
         Err(GradError::Unsupported(format!(
-            "replaying steps {a}..{b} from a checkpoint ended at step {} and t = {} instead of \
-             t = {t_b}: the solver's steps are not reproducible from its snapshot; use \
+            "replaying steps {a}..{m} from a checkpoint ended at step {} and t = {} instead of \
+             t = {t_m}: the solver's steps are not reproducible from its snapshot; use \
              Adjoint::STORE_ALL (and please report this)",
             self.run.accepted(),
             self.run.t()
         )))
     }
 
-    /// Reverses steps `a..b` (`b` ending at `t_b`) from the snapshot of
-    /// step `a`.
+    /// Reverses steps `a..b` from the snapshot of step `a`; step `b − 1`
+    /// went from `t_prev_b` to `t_b`.
     fn reverse_range<R: ReverseStep>(
         &mut self,
         rev: &mut R,
         snap: &Snap<S>,
         b: usize,
-        t_b: f64,
+        (t_b, t_prev_b): (f64, f64),
     ) -> Result<(), GradError> {
         let a = snap.step();
         let len = b - a;
@@ -215,12 +226,17 @@ where
         }
         self.run.restore(snap);
         if len <= self.budget {
-            // replay the segment once, recording every step, then reverse
+            // replay the segment up to its last step's start (the last
+            // step itself is known: it ends at t_b), recording every step,
+            // then reverse
             self.records.flat.clear();
-            for _ in a..b {
+            for _ in a..b - 1 {
                 self.run.step(&mut self.records)?;
             }
-            self.check_end(a, b, t_b)?;
+            self.check_at(a, b - 1, t_prev_b)?;
+            let t = self.run.t();
+            self.run.increments(t, t_b, &mut self.records.noise);
+            self.records.push(t, t_b, self.run.y());
             self.hold(len);
             let rl = self.record_len;
             for m in (a..b).rev() {
@@ -241,10 +257,10 @@ where
         }
         let held = starts.len();
         self.hold(held);
-        let mut end = (b, t_b);
+        let mut end = (b, (t_b, t_prev_b));
         for s in starts.iter().rev() {
             self.reverse_range(rev, s, end.0, end.1)?;
-            end = (s.step(), s.t());
+            end = (s.step(), (s.t(), s.t_prev()));
         }
         self.held -= held;
         Ok(())
@@ -285,10 +301,10 @@ where
         held: fwd.snaps.len(),
         peak: fwd.snaps.len(),
     };
-    let mut end = (fwd.steps, fwd.t_end);
+    let mut end = (fwd.steps, fwd.end);
     for snap in fwd.snaps.iter().rev() {
         sweep.reverse_range(rev, snap, end.0, end.1)?;
-        end = (snap.step(), snap.t());
+        end = (snap.step(), (snap.t(), snap.t_prev()));
     }
     Ok(sweep.peak)
 }

@@ -395,6 +395,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
         },
         cursor: Cursor {
             t: t0,
+            t_prev: t0,
             control,
             accepted: 0,
             attempts: 0,
@@ -429,6 +430,7 @@ impl<A> Cursor<A> {
     fn with<C>(self, control: C) -> Cursor<C> {
         Cursor {
             t: self.t,
+            t_prev: self.t_prev,
             control,
             accepted: self.accepted,
             attempts: self.attempts,
@@ -622,6 +624,22 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
     /// Time of the current state.
     pub fn t(&self) -> f64 {
         self.cur.t
+    }
+
+    /// Start of the last accepted step (`t0` before the first).
+    pub fn t_prev(&self) -> f64 {
+        self.cur.t_prev
+    }
+
+    /// Writes the increments of the run's path over `[s, t]` into `out`:
+    /// `ΔW`, then the space–time Lévy area when the solver uses it (nothing
+    /// for an ODE). What a step over `[s, t]` would draw.
+    pub fn increments(&mut self, s: f64, t: f64, out: &mut [f64]) {
+        let levy = self.stepper.levy;
+        let m = self.stepper.dw.len();
+        let (dw, h) = out.split_at_mut(m.min(out.len()));
+        let h_len = if levy { m.min(h.len()) } else { 0 };
+        self.path.draw(s, t, levy, dw, &mut h[..h_len]);
     }
 
     /// The current state.

@@ -41,6 +41,7 @@ pub struct Accepted {
 #[derive(Debug, Clone)]
 pub struct Snapshot<K, C> {
     t: f64,
+    t_prev: f64,
     y: Vec<f64>,
     cache: K,
     control: C,
@@ -52,6 +53,11 @@ impl<K, C> Snapshot<K, C> {
     /// The time of the snapshot.
     pub fn t(&self) -> f64 {
         self.t
+    }
+
+    /// Start of the step that ended at [`Snapshot::t`] (`t0` at the start).
+    pub fn t_prev(&self) -> f64 {
+        self.t_prev
     }
 
     /// The state at [`Snapshot::t`].
@@ -70,6 +76,8 @@ impl<K, C> Snapshot<K, C> {
 /// loop holds it in locals (registers) rather than behind a pointer.
 pub(crate) struct Cursor<C> {
     pub t: f64,
+    /// Start of the last accepted step (`t0` before the first).
+    pub t_prev: f64,
     pub control: C,
     /// Steps accepted so far.
     pub accepted: usize,
@@ -197,6 +205,7 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
         observer.accepted_carried(self.solver.carried_state(&self.cache));
         cur.accepted += 1;
         self.stats.accepted_steps += 1;
+        cur.t_prev = a.t;
         cur.t = a.t_next;
         std::mem::swap(&mut self.y, &mut self.y_new);
     }
@@ -205,6 +214,7 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
     pub fn snapshot<C: Clone>(&self, cur: &Cursor<C>) -> Snapshot<S::Cache, C> {
         Snapshot {
             t: cur.t,
+            t_prev: cur.t_prev,
             y: self.y.clone(),
             cache: self.cache.clone(),
             control: cur.control.clone(),
@@ -216,6 +226,7 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
     /// Returns to `snap` (no allocation: buffers are overwritten).
     pub fn restore<C: Clone>(&mut self, cur: &mut Cursor<C>, snap: &Snapshot<S::Cache, C>) {
         cur.t = snap.t;
+        cur.t_prev = snap.t_prev;
         self.y.copy_from_slice(&snap.y);
         self.cache.clone_from(&snap.cache);
         cur.control.clone_from(&snap.control);
