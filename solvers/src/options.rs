@@ -131,6 +131,13 @@ pub struct Options {
     pub save_at: SaveAt,
     /// Step-size controller (default: PI).
     pub controller: Controller,
+    /// Times inside the span that must be step ends (default none), in the
+    /// direction of integration (diffrax's `step_ts`): adaptive steps are
+    /// clipped to land on them; with the constant controller and no `dt0`
+    /// they are the fixed grid itself (`t0`, these times, `t1`), e.g. a
+    /// sampler's time grid.
+    #[serde(default)]
+    pub step_to: Vec<f64>,
 }
 
 impl Default for Options {
@@ -145,6 +152,7 @@ impl Default for Options {
             seed: 0,
             save_at: SaveAt::Steps,
             controller: Controller::default(),
+            step_to: Vec::new(),
         }
     }
 }
@@ -204,6 +212,21 @@ impl Options {
     /// Sets what to save.
     pub fn save_at(mut self, save_at: SaveAt) -> Self {
         self.save_at = save_at;
+        self
+    }
+    /// Makes every time of `times` (inside the span, in the direction of
+    /// integration) a step end: see [`Options::step_to`].
+    pub fn step_to(mut self, times: Vec<f64>) -> Self {
+        self.step_to = times;
+        self
+    }
+    /// Fixed steps on the grid `t0, times…, t1` (non-uniform steps, e.g. a
+    /// sampler's schedule): sets `step_to` and the constant controller, and
+    /// clears `dt0`.
+    pub fn grid(mut self, times: Vec<f64>) -> Self {
+        self.step_to = times;
+        self.dt0 = None;
+        self.controller = Controller::Constant;
         self
     }
     /// Sets the step-size controller.
@@ -275,6 +298,33 @@ impl Options {
                 }
             }
         }
+        self.validate_step_to(tspan)?;
         self.controller.validate()
+    }
+
+    /// Checks [`Options::step_to`]: finite, strictly inside the span,
+    /// strictly monotone towards `t1`, and not combined with a fixed `dt0`.
+    fn validate_step_to(&self, (t0, t1): (f64, f64)) -> Result<(), SolveError> {
+        let dir = (t1 - t0).signum();
+        for (i, &t) in self.step_to.iter().enumerate() {
+            let prev = if i == 0 { t0 } else { self.step_to[i - 1] };
+            if !(t.is_finite() && (t - prev) * dir > 0.0 && (t1 - t) * dir > 0.0) {
+                return Err(SolveError::invalid(
+                    format!("step_to[{i}]"),
+                    format!(
+                        "{t} must be finite, strictly inside the span ({t0}, {t1}) and strictly \
+                         after the time before it ({prev}) in the direction of integration"
+                    ),
+                ));
+            }
+        }
+        if !self.step_to.is_empty() && !self.controller.is_adaptive() && self.dt0.is_some() {
+            return Err(SolveError::invalid(
+                "step_to",
+                "fixed steps take either a step size (dt0) or step times, not both: use \
+                 Options::grid(times) for a non-uniform grid, or an adaptive controller",
+            ));
+        }
+        Ok(())
     }
 }

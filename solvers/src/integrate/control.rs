@@ -3,6 +3,8 @@
 //! each attempt and, for adaptive control, hands it the attempt's scaled
 //! error norm; everything else in the loop is the same for both.
 
+use std::sync::Arc;
+
 use crate::controller::{Controller, StepController};
 
 /// Chooses the steps of a solve (fixed grid or adaptive); cloned into the
@@ -80,6 +82,46 @@ impl Control for FixedSteps {
     }
 }
 
+/// Fixed steps on a given grid: step `k` ends at `grid[k]`, the last grid
+/// point being `t1`; every attempt is accepted.
+#[derive(Debug, Clone)]
+pub struct GridSteps {
+    grid: Arc<[f64]>,
+    /// Steps proposed so far.
+    k: usize,
+}
+
+impl GridSteps {
+    /// Steps through `times` (strictly monotone towards `t1`) and then to
+    /// `t1`.
+    pub fn new(times: &[f64], t1: f64) -> Self {
+        let grid: Vec<f64> = times.iter().copied().chain(std::iter::once(t1)).collect();
+        GridSteps {
+            grid: grid.into(),
+            k: 0,
+        }
+    }
+}
+
+impl Control for GridSteps {
+    #[inline(always)]
+    fn adaptive(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn propose(&mut self, _t: f64) -> Result<(f64, bool), f64> {
+        let t_next = self.grid[self.k.min(self.grid.len() - 1)];
+        self.k += 1;
+        Ok((t_next, self.k >= self.grid.len()))
+    }
+
+    #[inline(always)]
+    fn judge(&mut self, _err: f64) -> Result<bool, f64> {
+        Ok(true)
+    }
+}
+
 /// Number of fixed steps of size `h > 0` that cover `span` (the last one
 /// ends at `t1`; a remainder below `1e-12` of the span is not a step).
 fn fixed_step_count(span: f64, h: f64) -> usize {
@@ -101,10 +143,16 @@ fn fixed_step_count(span: f64, h: f64) -> usize {
 }
 
 /// Error-controlled steps: the controller accepts or rejects each attempt
-/// and scales the step; steps are clipped to `dt_max` and to `t1` (a step
-/// that would leave less than 1% of itself before `t1` goes to `t1`).
+/// and scales the step; steps are clipped to `dt_max`, to the given stop
+/// times and to `t1` (a step that would leave less than 1% of itself before
+/// a stop or `t1` goes to it).
 #[derive(Debug, Clone)]
 pub struct Adaptive {
+    /// Times that must be step ends, and the next one not yet passed.
+    stops: Arc<[f64]>,
+    next_stop: usize,
+    /// Whether the attempt being judged was cut short to land on a stop.
+    clipped: bool,
     controller: Controller,
     /// Order of the solver's error estimate.
     k_err: f64,
@@ -132,6 +180,9 @@ impl Adaptive {
     ) -> Self {
         controller.reset();
         Adaptive {
+            stops: Arc::from(&[][..]),
+            next_stop: 0,
+            clipped: false,
             controller,
             k_err,
             h: h0,
@@ -153,12 +204,18 @@ impl Control for Adaptive {
     #[inline]
     fn propose(&mut self, t: f64) -> Result<(f64, bool), f64> {
         let h = self.h;
+        let dir = h.signum();
         let cand = t + h;
-        let (t_next, last) = if (cand - self.t1) * h.signum() >= -0.01 * h.abs() {
-            (self.t1, true)
-        } else {
-            (cand, false)
+        while self.next_stop < self.stops.len() && (self.stops[self.next_stop] - t) * dir <= 0.0 {
+            self.next_stop += 1;
+        }
+        let reaches = |end: f64| (cand - end) * dir >= -0.01 * h.abs();
+        let (t_next, last) = match self.stops.get(self.next_stop) {
+            Some(&stop) if reaches(stop) => (stop, false),
+            _ if reaches(self.t1) => (self.t1, true),
+            _ => (cand, false),
         };
+        self.clipped = t_next == self.stops.get(self.next_stop).copied().unwrap_or(f64::NAN);
         self.h_step = t_next - t;
         self.floor = self.dt_min.max(16.0 * f64::EPSILON * t.abs().max(1e-300));
         if self.h_step.abs() < self.floor && !last || self.h_step == 0.0 {
@@ -171,7 +228,14 @@ impl Control for Adaptive {
     fn judge(&mut self, err: f64) -> Result<bool, f64> {
         let decision = self.controller.decide(err, self.k_err);
         if decision.accept {
-            self.h = (self.h_step * decision.factor).clamp(-self.dt_max, self.dt_max);
+            let mut h = self.h_step * decision.factor;
+            if self.clipped && h.abs() < self.h.abs() {
+                // a step cut short to land on a stop says little about the
+                // step size: resume from the one proposed before the cut
+                // (as OrdinaryDiffEq does after a tstop)
+                h = self.h;
+            }
+            self.h = h.clamp(-self.dt_max, self.dt_max);
             return Ok(true);
         }
         self.h = self.h_step * decision.factor;
@@ -182,12 +246,24 @@ impl Control for Adaptive {
     }
 }
 
-/// Either control, chosen at run time (what the adjoints' replays use; a
-/// plain solve runs the two monomorphised).
+impl Adaptive {
+    /// These controls, also landing on every time of `stops` (strictly
+    /// inside the span, monotone towards `t1`).
+    pub fn stopping_at(mut self, stops: &[f64]) -> Self {
+        self.stops = stops.into();
+        self.next_stop = 0;
+        self
+    }
+}
+
+/// Any control, chosen at run time (what the adjoints' replays use; a
+/// plain solve runs each monomorphised).
 #[derive(Debug, Clone)]
 pub enum AnyControl {
     /// Fixed steps.
     Fixed(FixedSteps),
+    /// Fixed steps on a given grid.
+    Grid(GridSteps),
     /// Error-controlled steps.
     Adaptive(Adaptive),
 }
@@ -202,6 +278,7 @@ impl Control for AnyControl {
     fn propose(&mut self, t: f64) -> Result<(f64, bool), f64> {
         match self {
             AnyControl::Fixed(c) => c.propose(t),
+            AnyControl::Grid(c) => c.propose(t),
             AnyControl::Adaptive(c) => c.propose(t),
         }
     }
@@ -210,6 +287,7 @@ impl Control for AnyControl {
     fn judge(&mut self, err: f64) -> Result<bool, f64> {
         match self {
             AnyControl::Fixed(c) => c.judge(err),
+            AnyControl::Grid(c) => c.judge(err),
             AnyControl::Adaptive(c) => c.judge(err),
         }
     }

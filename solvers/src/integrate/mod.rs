@@ -12,7 +12,7 @@ mod control;
 mod saver;
 mod stepper;
 
-pub use control::{Adaptive, AnyControl, Control, FixedSteps};
+pub use control::{Adaptive, AnyControl, Control, FixedSteps, GridSteps};
 pub use stepper::{Accepted, Snapshot};
 
 use crate::brownian::{BrownianPath, Driver, DynPath};
@@ -247,6 +247,13 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
             saver,
             observer,
         ),
+        (AnyControl::Grid(c), mut path) => drive(
+            stepper.with(vec![0.0; m]),
+            cursor.with(c),
+            &mut path,
+            saver,
+            observer,
+        ),
         (AnyControl::Adaptive(c), mut path) => {
             let sol = drive(
                 stepper.with(vec![0.0; m]),
@@ -289,9 +296,10 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
     solver.check(problem)?;
     let m = problem.noise.map_or(0, |nz| nz.brownian_dim(n));
     let fields = Fields::new(problem);
+    let grid = !opts.controller.is_adaptive() && !opts.step_to.is_empty();
     let k_err = match (opts.controller.is_adaptive(), solver.error_order()) {
         (true, Some(k)) => Some(k),
-        (_, _) if opts.dt0.is_some() => None,
+        (_, _) if opts.dt0.is_some() || grid => None,
         _ => {
             return Err(SolveError::NeedsStepSize {
                 solver: solver.name(),
@@ -344,6 +352,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
     solver.start(&mut cache, &f0, &g0);
 
     let control = match (k_err, opts.dt0) {
+        (None, _) if grid => AnyControl::Grid(GridSteps::new(&opts.step_to, t1)),
         (None, dt) => {
             let h = dt.map_or(0.0, |dt| dt.abs().min(opts.dt_max));
             AnyControl::Fixed(FixedSteps::new(t0, t1, h))
@@ -368,14 +377,17 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
                     )
                 }
             };
-            AnyControl::Adaptive(Adaptive::new(
-                opts.controller,
-                k,
-                dir * h_abs,
-                t1,
-                opts.dt_min,
-                opts.dt_max,
-            ))
+            AnyControl::Adaptive(
+                Adaptive::new(
+                    opts.controller,
+                    k,
+                    dir * h_abs,
+                    t1,
+                    opts.dt_min,
+                    opts.dt_max,
+                )
+                .stopping_at(&opts.step_to),
+            )
         }
     };
     let saver = Saver::new(opts, n, t0, &y, solver.dense_table(&cache), dir);
