@@ -460,19 +460,21 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
         (saver, observer): (&mut Saver<'_>, &mut O),
     ) -> Result<Accepted, Stop> {
         let a = self.advance(cur, path, observer)?;
-        saver.accepted(
-            self.solver,
-            &mut self.cache,
-            &self.fields,
-            Span {
-                t: a.t,
-                h: a.t_next - a.t,
-                t_next: a.t_next,
-                y: &self.y,
-                y_new: &self.y_new,
-            },
-            &mut self.stats,
-        );
+        if saver.saves() {
+            saver.save(
+                self.solver,
+                &mut self.cache,
+                &self.fields,
+                Span {
+                    t: a.t,
+                    h: a.t_next - a.t,
+                    t_next: a.t_next,
+                    y: &self.y,
+                    y_new: &self.y_new,
+                },
+                &mut self.stats,
+            );
+        }
         self.commit(cur, &a, observer);
         Ok(a)
     }
@@ -518,8 +520,8 @@ fn stopped(
 /// each step.
 #[inline(never)]
 fn drive<F: Drift, G: Diffusion, S: Solver, C: Control, W, P: Draw + ?Sized, O: StepObserver>(
-    mut stepper: Stepper<'_, F, G, S, W>,
-    mut cur: Cursor<C>,
+    stepper: Stepper<'_, F, G, S, W>,
+    cur: Cursor<C>,
     path: &mut P,
     mut saver: Saver<'_>,
     observer: &mut O,
@@ -527,6 +529,50 @@ fn drive<F: Drift, G: Diffusion, S: Solver, C: Control, W, P: Draw + ?Sized, O: 
 where
     W: AsMut<[f64]> + AsRef<[f64]>,
 {
+    // a by-value argument this large arrives behind a pointer to the
+    // caller's copy; rebuilt field by field, the stepper and the cursor are
+    // locals of this function, which the compiler splits into registers
+    // where their fields' addresses do not escape
+    let Stepper {
+        solver,
+        fields,
+        cache,
+        opts,
+        levy,
+        y,
+        y_new,
+        err,
+        dw,
+        levy_h,
+        stats,
+    } = stepper;
+    let mut stepper = Stepper {
+        solver,
+        fields,
+        cache,
+        opts,
+        levy,
+        y,
+        y_new,
+        err,
+        dw,
+        levy_h,
+        stats,
+    };
+    let Cursor {
+        t,
+        t_prev,
+        control,
+        accepted,
+        attempts,
+    } = cur;
+    let mut cur = Cursor {
+        t,
+        t_prev,
+        control,
+        accepted,
+        attempts,
+    };
     loop {
         match stepper.step_and_save(&mut cur, path, (&mut saver, observer)) {
             Ok(a) if a.last => break,

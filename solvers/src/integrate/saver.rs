@@ -162,23 +162,15 @@ impl Saver<'_> {
         }
     }
 
-    /// Saves what the accepted step from `(t, y)` to `(t + h, y_new)` covers.
+    /// Whether accepted steps save anything (not for `SaveAt::T1`): the
+    /// loop asks before it gathers a [`Span`] for [`Saver::save`].
     #[inline(always)]
-    pub fn accepted<F: Drift, G: Diffusion, S: Solver>(
-        &mut self,
-        solver: &S,
-        cache: &mut S::Cache,
-        fields: &Fields<'_, F, G>,
-        span: Span<'_>,
-        stats: &mut Stats,
-    ) {
-        if self.save_at != SaveKind::T1 {
-            self.save(solver, cache, fields, span, stats);
-        }
+    pub fn saves(&self) -> bool {
+        self.save_at != SaveKind::T1
     }
 
-    /// [`Saver::accepted`] for every policy (out of line; nothing to do
-    /// for `SaveAt::T1`).
+    /// Saves what the accepted step from `(t, y)` to `(t + h, y_new)`
+    /// covers (out of line; nothing to do for `SaveAt::T1`).
     #[inline(never)]
     pub fn save<F: Drift, G: Diffusion, S: Solver>(
         &mut self,
