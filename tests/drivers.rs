@@ -474,12 +474,25 @@ proptest! {
 #[test]
 fn observers_see_every_attempted_step() {
     use sdeflow::integrate::{StepObserver, StepReport, integrate_observed};
-    #[derive(Default)]
-    struct Reports(Vec<StepReport>);
+    /// What a report says, kept past the call (its vectors are borrowed).
+    #[derive(Debug)]
+    struct Seen {
+        h: f64,
+        err_norm: Option<f64>,
+        accepted: bool,
+        has_err: bool,
+    }
+    struct Reports(Vec<Seen>);
     impl StepObserver for Reports {
         fn accepted(&mut self, _: usize, _: f64, _: f64, _: &[f64], _: &[f64]) {}
-        fn attempted(&mut self, report: &StepReport) {
-            self.0.push(*report);
+        fn attempted(&mut self, report: &StepReport<'_>) {
+            assert_eq!(report.y.len(), report.y_new.len());
+            self.0.push(Seen {
+                h: report.h,
+                err_norm: report.err_norm,
+                accepted: report.accepted,
+                has_err: report.err.is_some_and(|e| e.len() == report.y.len()),
+            });
         }
     }
     let p = problem(&P, &Y0);
@@ -487,18 +500,21 @@ fn observers_see_every_attempted_step() {
         (Options::default().tol(1e-4).seed(3), true),
         (Options::default().fixed_step(0.05).seed(3), false),
     ] {
-        let mut seen = Reports::default();
+        let mut seen = Reports(Vec::new());
         let sol = integrate_observed(&p, &Sriw1, &opts, &mut seen).expect("solve");
         let r = &seen.0;
         assert_eq!(r.len(), sol.stats.accepted_steps + sol.stats.rejected_steps);
-        let accepted: Vec<&StepReport> = r.iter().filter(|s| s.accepted).collect();
+        let accepted: Vec<&Seen> = r.iter().filter(|s| s.accepted).collect();
         assert_eq!(accepted.len(), sol.stats.accepted_steps);
         let span: f64 = accepted.iter().map(|s| s.h).sum();
         assert!((span - 1.0).abs() < 1e-12, "accepted steps cover {span}");
         for s in r {
             match (adaptive, s.err_norm) {
-                (true, Some(e)) => assert_eq!(s.accepted, e <= 1.0, "{s:?}"),
-                (false, None) => assert!(s.accepted),
+                (true, Some(e)) => {
+                    assert_eq!(s.accepted, e <= 1.0, "{s:?}");
+                    assert!(s.has_err, "{s:?}");
+                }
+                (false, None) => assert!(s.accepted && !s.has_err, "{s:?}"),
                 _ => panic!("unexpected report {s:?}"),
             }
         }

@@ -138,13 +138,22 @@ impl<P: BrownianPath> Draw for Owned<P> {
 /// One attempted step, as the loop saw it: what progress displays,
 /// statistics and (later) solver-heuristic regularizers observe.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StepReport {
+pub struct StepReport<'a> {
     /// Start of the step.
     pub t: f64,
     /// Step size (signed).
     pub h: f64,
+    /// The state at `t`.
+    pub y: &'a [f64],
+    /// The attempt's result at `t + h` (meaningless for a step that
+    /// failed: see `err`).
+    pub y_new: &'a [f64],
+    /// The local error estimate the controller judged (`None` for fixed
+    /// steps, and for an attempt that could not be taken).
+    pub err: Option<&'a [f64]>,
     /// The scaled RMS norm of the error estimate that the controller judged
-    /// (`None` for fixed steps, which have no controller decision).
+    /// (`None` for fixed steps, which have no controller decision; `+∞` for
+    /// an attempt that could not be taken).
     pub err_norm: Option<f64>,
     /// Whether the step was accepted.
     pub accepted: bool,
@@ -172,7 +181,7 @@ pub trait StepObserver {
     /// (for an accepted step: before [`StepObserver::accepted`]). Ignored by
     /// default.
     #[inline(always)]
-    fn attempted(&mut self, _report: &StepReport) {}
+    fn attempted(&mut self, _report: &StepReport<'_>) {}
 }
 
 /// Observes nothing.

@@ -149,6 +149,9 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
                 observer.attempted(&StepReport {
                     t,
                     h,
+                    y: &self.y,
+                    y_new: &self.y_new,
+                    err: None,
                     err_norm: None,
                     accepted: true,
                 });
@@ -168,6 +171,9 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
             observer.attempted(&StepReport {
                 t,
                 h,
+                y: &self.y,
+                y_new: &self.y_new,
+                err: (status == StepStatus::Taken).then_some(&self.err[..]),
                 err_norm: Some(e),
                 accepted: verdict == Ok(true),
             });
