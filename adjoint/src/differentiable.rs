@@ -21,9 +21,7 @@ use sdeflow_solvers::sde::{
 use sdeflow_solvers::step_vjp::OdeStepVjp;
 use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
 use sdeflow_solvers::tableau::Tableau;
-use sdeflow_solvers::{
-    DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt, Solver,
-};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt};
 
 use crate::loss::Loss;
 use crate::reversible::reversible_heun_gradient;
@@ -32,7 +30,10 @@ use crate::{Adjoint, GradError, Gradient};
 /// A solver that gradients flow through, for problems with drift `F`,
 /// diffusion `G` and driver `D`. [`crate::grad`] calls it; implement it to
 /// make a solver of your own differentiable. Any [`Method`] can be: a
-/// [`Solver`] run in the generic loop, or one with its own engine (`Bdf`).
+/// [`Solver`](sdeflow_solvers::Solver) run in the generic loop, or one with
+/// its own engine (`Bdf`). An SDE solver of your own that implements the
+/// step-VJP protocol ([`SdeStepVjp`]) implements it in one line, with
+/// [`crate::sde_discrete_gradient`] (`tests/extension_sde.rs`).
 ///
 /// An SDE differentiated through Euler–Maruyama:
 ///
@@ -250,11 +251,13 @@ where
 }
 differentiable!(ode, bdf_gradient: Bdf);
 
-/// The discrete adjoint of an SDE solver with a step VJP.
+/// The built-in SDE solvers: the discrete adjoint through their step VJP
+/// (what an SDE solver of your own gets the same way: see
+/// [`crate::sde_discrete_gradient`]).
 fn sde_gradient<F, G, D, S, L>(
     solver: &S,
     problem: &Problem<F, G, D>,
-    opts: &Options,
+    options: &Options,
     loss: &L,
     adjoint: Adjoint,
 ) -> Result<Gradient, GradError>
@@ -262,24 +265,10 @@ where
     F: DriftVjp,
     G: DiffusionVjp,
     D: Driver,
-    S: Solver + SdeStepVjp + Copy,
+    S: SdeStepVjp,
     L: Loss + ?Sized,
 {
-    match adjoint {
-        Adjoint::Discrete { checkpoints } => crate::sde_discrete::sde_discrete_adjoint(
-            problem,
-            *solver,
-            opts,
-            loss,
-            budget(checkpoints),
-        ),
-        other => Err(GradError::Unsupported(format!(
-            "{other:?} with {}: its gradient is the discrete adjoint \
-             (Adjoint::Discrete {{ checkpoints }}); Adjoint::Reversible and \
-             Adjoint::Stochastic run with ReversibleHeun",
-            solver.name()
-        ))),
-    }
+    crate::sde_discrete_gradient(problem, solver, options, loss, adjoint)
 }
 
 differentiable!(sde, sde_gradient: EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);

@@ -1,62 +1,162 @@
-//! The discrete adjoint of SDE solves with Euler–Maruyama, Euler–Heun,
-//! Milstein (derivative-free, or exact given
-//! `DiffusionVjp::milstein_term_vjp`), SRIW1, SOSRI, SRA1 and SRA3: the
-//! exact gradient of the computed solution on its Brownian path (the path
-//! the forward solve kept, from the problem's driver), each step reversed
-//! with the solver's
-//! [`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp); step sizes are
-//! constants. The forward pass keeps at most `checkpoints` records (state
-//! and the step's increments) and the backward sweep recomputes the rest
-//! by recursive checkpointing ([`crate::checkpoint`]), re-querying the kept
+//! The discrete adjoint of SDE solves: the exact gradient of the computed
+//! solution on its Brownian path (the path the forward solve kept, from the
+//! problem's driver), each step reversed with the solver's
+//! [`SdeStepVjp`] — any solver that implements it: Euler–Maruyama,
+//! Euler–Heun, Milstein (derivative-free, or exact given
+//! `DiffusionVjp::milstein_term_vjp`), SRIW1, SOSRI, SRA1, SRA3, reversible
+//! Heun, or one of yours ([`sde_discrete_gradient`]). Step sizes and
+//! increments are constants.
+//!
+//! The forward pass keeps at most `checkpoints` records (state and the
+//! step's increments) and the backward sweep recomputes the rest by
+//! recursive checkpointing ([`crate::checkpoint`]), re-querying the kept
 //! path for recomputed steps; with a budget of at least the number of steps
-//! nothing is recomputed and the path is not queried again.
+//! nothing is recomputed and the path is not queried again. A solver that
+//! carries state from step to step ([`Solver::carried_state`]: reversible
+//! Heun) has every step recorded with its carried state, whatever the
+//! budget (the checkpointing records hold `t, h, y` and the increments
+//! only), and the carried cotangent flows from step to step and, at the
+//! start, through [`SdeStepVjp::start_vjp`].
 
 use sdeflow_solvers::brownian::{BrownianPath, Driver};
-use sdeflow_solvers::integrate::Run;
-use sdeflow_solvers::sde::{SdeStepVjp, SdeVjpWork};
+use sdeflow_solvers::integrate::{Run, StepObserver};
+use sdeflow_solvers::sde::{SdeStepBars, SdeStepVjp};
 use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
-use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver};
+use sdeflow_solvers::{
+    DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solution, SolveError, Solver, Stats,
+};
 
-use crate::checkpoint::{Record, ReverseStep, forward, reverse_all};
+use crate::checkpoint::{Forward, Record, ReverseStep, forward, reverse_all};
+use crate::differentiable::budget;
 use crate::loss::Loss;
-use crate::{GradError, Gradient};
+use crate::{Adjoint, GradError, Gradient};
+
+/// `(L, dL/dp, dL/dy0)` of `loss` on the solve of `problem` with `solver`
+/// by `adjoint`, which must be [`Adjoint::Discrete`]: the SDE discrete
+/// adjoint through the solver's step VJP ([`SdeStepVjp`]). What
+/// [`crate::grad`] runs for the built-in SDE solvers (reversible Heun
+/// offers more adjoints), and what the [`crate::Differentiable`] impl of
+/// an SDE solver of your own calls:
+///
+/// ```ignore
+/// impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for MySolver {
+///     fn gradient<L: Loss + ?Sized>(
+///         &self,
+///         problem: &Problem<F, G, D>,
+///         options: &Options,
+///         loss: &L,
+///         adjoint: Adjoint,
+///     ) -> Result<Gradient, GradError> {
+///         sdeflow_adjoint::sde_discrete_gradient(problem, self, options, loss, adjoint)
+///     }
+/// }
+/// ```
+///
+/// (`tests/extension_sde.rs` writes a whole drift-implicit Euler–Maruyama
+/// this way.) Called directly, with a built-in solver:
+///
+/// ```
+/// use sdeflow_adjoint::{Adjoint, sde_discrete_gradient};
+/// use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+/// use sdeflow_solvers::{EulerMaruyama, Noise, Options, Problem, SaveAt};
+///
+/// struct Lin;
+/// impl GenericField for Lin {
+///     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], o: &mut [D]) {
+///         o[0] = p[0] * y[0];
+///     }
+/// }
+/// let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+///     .params(vec![0.3]);
+/// let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
+/// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
+/// let g = sde_discrete_gradient(&sde, &EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL)
+///     .unwrap();
+/// // y(1) = Π (1 + 0.3 h + 0.3 ΔW): dL/dy0 = y(1)
+/// assert!((g.dy0[0] - g.loss).abs() < 1e-12);
+/// // other adjoints are refused before any work
+/// assert!(sde_discrete_gradient(&sde, &EulerMaruyama, &opts, &loss, Adjoint::Backsolve).is_err());
+/// ```
+///
+/// The loss may use `SaveAt::T1` or `SaveAt::Steps`; `checkpoints` bounds
+/// the records held per level of recomputation (see [`Adjoint::Discrete`]),
+/// except for solvers with carried state, which record every step.
+pub fn sde_discrete_gradient<F, G, D, S, L>(
+    problem: &Problem<F, G, D>,
+    solver: &S,
+    options: &Options,
+    loss: &L,
+    adjoint: Adjoint,
+) -> Result<Gradient, GradError>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    D: Driver,
+    S: SdeStepVjp,
+    L: Loss + ?Sized,
+{
+    match adjoint {
+        Adjoint::Discrete { checkpoints } => {
+            sde_discrete_adjoint(problem, solver, options, loss, budget(checkpoints))
+        }
+        other => Err(GradError::Unsupported(format!(
+            "{other:?} with {}: its gradient is the discrete adjoint \
+             (Adjoint::Discrete {{ checkpoints }}); Adjoint::Reversible and \
+             Adjoint::Stochastic run with ReversibleHeun",
+            solver.name()
+        ))),
+    }
+}
 
 /// Reverses SDE steps from their records (`ΔW ‖ H` the increments, `H`,
 /// the space–time Lévy area, only for solvers that use it).
-struct SdeReverse<'a, F, G, D, S> {
-    problem: &'a Problem<F, G, D>,
+struct SdeReverse<'a, F, G, S: SdeStepVjp> {
+    fields: Fields<'a, F, G>,
     solver: &'a S,
-    n: usize,
     m: usize,
     levy: bool,
-    work: SdeVjpWork,
+    work: S::VjpWork,
     y_bar: Vec<f64>,
+    /// The cotangent of the carried state (empty for most solvers).
+    c_bar: Vec<f64>,
     dp: Vec<f64>,
     gy: &'a [f64],
     /// Whether every step's end state is saved (`SaveAt::Steps`) or only
     /// the last (`SaveAt::T1`).
     save_steps: bool,
+    stats: Stats,
+    vjps: usize,
+    /// The first step that could not be reversed (the rest are skipped).
+    error: Option<SolveError>,
 }
 
-impl<F: DriftVjp, G: DiffusionVjp, D: Driver, S: SdeStepVjp> ReverseStep
-    for SdeReverse<'_, F, G, D, S>
-{
-    fn reverse(&mut self, k: usize, rec: &[f64]) {
-        let n = self.n;
+impl<F: DriftVjp, G: DiffusionVjp, S: SdeStepVjp> SdeReverse<'_, F, G, S> {
+    /// Reverses step `k` from its record, taken from the carried state
+    /// `carried`, then takes in the cotangent of the state saved at its
+    /// start.
+    fn reverse_from(&mut self, k: usize, rec: &[f64], carried: &[f64]) {
+        if self.error.is_some() {
+            return;
+        }
+        let n = self.y_bar.len();
         let Record { t, h, y, noise } = Record::read(rec, n);
         let m = self.m;
         let noise = StepNoise {
             dw: &noise[..m],
             levy_h: if self.levy { &noise[m..2 * m] } else { &[] },
         };
-        self.solver.sde_step_vjp(
-            &mut self.work,
-            &Fields::new(self.problem),
-            StepAt { t, h, y },
-            &noise,
-            &mut self.y_bar,
-            &mut self.dp,
-        );
+        let bars = SdeStepBars {
+            y: &mut self.y_bar,
+            carried: &mut self.c_bar,
+            err: None,
+            p: &mut self.dp,
+        };
+        let at = StepAt { t, h, y };
+        let (work, stats) = (&mut self.work, &mut self.stats);
+        match (self.solver).step_vjp(work, &self.fields, at, carried, &noise, bars, stats) {
+            Ok(v) => self.vjps += v,
+            Err(e) => self.error = Some(e),
+        }
         if self.save_steps {
             for j in 0..n {
                 self.y_bar[j] += self.gy[k * n + j];
@@ -65,16 +165,69 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver, S: SdeStepVjp> ReverseStep
     }
 }
 
+impl<F: DriftVjp, G: DiffusionVjp, S: SdeStepVjp> ReverseStep for SdeReverse<'_, F, G, S> {
+    fn reverse(&mut self, k: usize, rec: &[f64]) {
+        self.reverse_from(k, rec, &[]);
+    }
+}
+
+/// Records every accepted step `[t, t_next, y, increments]` and the carried
+/// states `c_0, c_1, …` (the first given).
+struct CarriedRecords {
+    flat: Vec<f64>,
+    carried: Vec<f64>,
+    noise: Vec<f64>,
+}
+
+impl StepObserver for CarriedRecords {
+    fn accepted_noise(&mut self, noise: &StepNoise<'_>) {
+        let m = noise.dw.len();
+        self.noise[..m].copy_from_slice(noise.dw);
+        let rest = self.noise.len() - m;
+        self.noise[m..].copy_from_slice(&noise.levy_h[..rest]);
+    }
+
+    fn accepted(&mut self, _m: usize, t: f64, t_next: f64, y: &[f64], _y_next: &[f64]) {
+        self.flat.extend_from_slice(&[t, t_next]);
+        self.flat.extend_from_slice(y);
+        self.flat.extend_from_slice(&self.noise);
+    }
+
+    fn accepted_carried(&mut self, carried: &[f64]) {
+        self.carried.extend_from_slice(carried);
+    }
+}
+
+/// The carried state `solver` starts `problem` from (as the loop's start
+/// makes it; empty for most solvers).
+fn start_carried<F, G, D, S>(problem: &Problem<F, G, D>, solver: &S) -> Vec<f64>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    D: Driver,
+    S: Solver,
+{
+    let mut cache = solver.init(problem);
+    let (fields, (t0, y0)) = (Fields::new(problem), (problem.tspan.0, &problem.y0));
+    let mut f0 = vec![0.0; y0.len()];
+    let mut g0 = vec![0.0; problem.noise.map_or(0, |nz| nz.diffusion_len(y0.len()))];
+    let mut stats = Stats::default();
+    fields.f(t0, y0, &mut f0, &mut stats);
+    fields.g(t0, y0, &mut g0, &mut stats);
+    solver.start(&mut cache, &f0, &g0);
+    solver.carried_state(&cache).to_vec()
+}
+
 /// `(L, dL/dp, dL/dy0)` by the discrete adjoint of an SDE solve with
-/// `solver` (Euler–Maruyama, Euler–Heun, Milstein, SRIW1, SOSRI, SRA1,
-/// SRA3) with recursive checkpointing: at most `budget` records (at least
-/// 2; `usize::MAX` stores every step and recomputes nothing) are held per
-/// level of recomputation, so memory grows like `budget · log(steps)`; the
-/// price is recomputing steps on the forward solve's path. The gradient is
-/// the same. The loss may use `SaveAt::T1` or `SaveAt::Steps`.
+/// `solver` with recursive checkpointing: at most `budget` records (at
+/// least 2; `usize::MAX` stores every step and recomputes nothing) are held
+/// per level of recomputation, so memory grows like `budget · log(steps)`;
+/// the price is recomputing steps on the forward solve's path. The gradient
+/// is the same. A solver with carried state records every step. The loss
+/// may use `SaveAt::T1` or `SaveAt::Steps`.
 pub(crate) fn sde_discrete_adjoint<F, G, D, S, L>(
     problem: &Problem<F, G, D>,
-    solver: S,
+    solver: &S,
     options: &Options,
     loss: &L,
     budget: usize,
@@ -83,7 +236,7 @@ where
     F: DriftVjp,
     G: DiffusionVjp,
     D: Driver,
-    S: Solver + SdeStepVjp,
+    S: SdeStepVjp,
     L: Loss + ?Sized,
 {
     let opts = options;
@@ -98,7 +251,13 @@ where
     let n = problem.dim();
     let m = noise.brownian_dim(n);
     let levy = solver.needs_levy_area();
-    if budget != usize::MAX && !problem.driver.requery() {
+    let noise_len = if levy { 2 * m } else { m };
+    // the forward run first: it validates the problem (dimensions, noise
+    // type for this solver) before anything else is evaluated
+    let mut run = Run::new(problem, solver, opts, None, true)?;
+    let carried = start_carried(problem, solver);
+    let c_len = carried.len();
+    if budget != usize::MAX && c_len == 0 && !problem.driver.requery() {
         return Err(GradError::Unsupported(format!(
             "the discrete adjoint with {budget} checkpoints recomputes steps between them on \
              the forward path, which the {} driver cannot re-query; store every step \
@@ -107,11 +266,18 @@ where
             problem.driver.name()
         )));
     }
-    // the forward solve first: it validates the problem (dimensions, noise
-    // type for this solver) before the step VJP is probed
-    let noise_len = if levy { 2 * m } else { m };
-    let run = Run::new(problem, &solver, opts, None, true)?;
-    let fwd = forward(run, budget, noise_len, levy)?;
+    let rl = 2 + n + noise_len;
+    let pass = if c_len == 0 {
+        Pass::Checkpointed(forward(run, budget, noise_len, levy)?)
+    } else {
+        let mut tape = CarriedRecords {
+            flat: Vec::new(),
+            noise: vec![0.0; noise_len],
+            carried,
+        };
+        while !run.step(&mut tape)?.last {}
+        Pass::Recorded(run.finish(), tape)
+    };
     solver
         .check_step_vjp(
             &problem.diffusion,
@@ -120,46 +286,85 @@ where
             &problem.params,
         )
         .map_err(GradError::Unsupported)?;
-    let (value, gy) = crate::loss::evaluate(loss, &fwd.solution)?;
-    let steps = fwd.steps;
-    // steps between checkpoints are replayed on the forward solve's path
-    let mut path = if budget == usize::MAX {
-        None
-    } else {
-        Some(fwd.solution.brownian_path()?)
+    let (solution, steps) = match &pass {
+        Pass::Checkpointed(fwd) => (&fwd.solution, fwd.steps),
+        Pass::Recorded(solution, tape) => (solution, tape.flat.len() / rl),
     };
-    let mut replay = match path.as_deref_mut() {
-        Some(p) => {
-            let p: &mut dyn BrownianPath = p;
-            Some(Run::new(problem, &solver, opts, Some(p), false)?)
-        }
-        None => None,
-    };
+    let (value, gy) = crate::loss::evaluate(loss, solution)?;
     let save_steps = matches!(opts.save_at, SaveAt::Steps);
-    let mut y_bar = vec![0.0; n];
     let last = if save_steps { steps } else { 0 };
-    y_bar.copy_from_slice(&gy[last * n..(last + 1) * n]);
     let mut rev = SdeReverse {
-        problem,
-        solver: &solver,
-        n,
+        fields: Fields::new(problem),
+        solver,
         m,
         levy,
-        work: solver.vjp_workspace(n, noise, problem.interpretation),
-        y_bar,
+        work: solver.vjp_workspace(problem),
+        y_bar: gy[last * n..(last + 1) * n].to_vec(),
+        c_bar: vec![0.0; c_len],
         dp: vec![0.0; problem.params.len()],
         gy: &gy,
         save_steps,
+        stats: Stats::default(),
+        vjps: 0,
+        error: None,
     };
-    let peak = reverse_all(&fwd, replay.as_mut(), budget, &mut rev)?;
-    let backward_drift_evals = replay.as_ref().map_or(0, |r| r.stats().drift_evals);
+    let (peak, backward_drift_evals) = match &pass {
+        Pass::Checkpointed(fwd) => {
+            // steps between checkpoints are replayed on the forward solve's
+            // path
+            let mut path = if budget == usize::MAX {
+                None
+            } else {
+                Some(fwd.solution.brownian_path()?)
+            };
+            let mut replay = match path.as_deref_mut() {
+                Some(p) => {
+                    let p: &mut dyn BrownianPath = p;
+                    Some(Run::new(problem, solver, opts, Some(p), false)?)
+                }
+                None => None,
+            };
+            let peak = reverse_all(fwd, replay.as_mut(), budget, &mut rev)?;
+            (peak, replay.as_ref().map_or(0, |r| r.stats().drift_evals))
+        }
+        Pass::Recorded(_, tape) => {
+            for k in (0..steps).rev() {
+                let c = &tape.carried[k * c_len..(k + 1) * c_len];
+                rev.reverse_from(k, &tape.flat[k * rl..(k + 1) * rl], c);
+            }
+            // the carried states c_0 … c_N
+            (steps + 1, 0)
+        }
+    };
+    if let Some(e) = rev.error {
+        return Err(GradError::Solve(e));
+    }
+    let bars = SdeStepBars {
+        y: &mut rev.y_bar,
+        carried: &mut rev.c_bar,
+        err: None,
+        p: &mut rev.dp,
+    };
+    let (t0, y0) = (problem.tspan.0, &problem.y0);
+    rev.vjps += solver.start_vjp(&mut rev.work, &rev.fields, t0, y0, bars, &mut rev.stats)?;
     Ok(Gradient {
         loss: value,
         dp: rev.dp,
         dy0: rev.y_bar,
         backward_drift_evals,
-        solution: fwd.solution,
-        vjps: 0,
+        solution: match pass {
+            Pass::Checkpointed(fwd) => fwd.solution,
+            Pass::Recorded(solution, _) => solution,
+        },
+        vjps: rev.vjps,
         peak_stored_states: peak,
     })
+}
+
+/// The forward pass of the discrete adjoint.
+enum Pass<S: Solver> {
+    /// Snapshots at a budget (or every record).
+    Checkpointed(Forward<S>),
+    /// The solution and every step's record with its carried state.
+    Recorded(Solution, CarriedRecords),
 }

@@ -5,10 +5,11 @@
 //! Any noise type, strong order 0.5 (1.0 for commutative noise). Fixed
 //! steps; one drift and two diffusion evaluations per step.
 
-use super::{Support, add_noise};
+use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, refuse_err_cotangent, sde_step_vjp};
+use super::{AtStart, Integrates, Noises, add_noise, check_support};
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
@@ -21,13 +22,16 @@ pub struct EulerHeun;
 /// Workspace of [`EulerHeun`].
 #[derive(Debug, Clone)]
 pub struct EulerHeunCache {
-    noise: Noise,
-    f: Vec<f64>,
-    g: Vec<f64>,
+    s: AtStart,
     g_bar: Vec<f64>,
     y_bar: Vec<f64>,
-    k: Vec<f64>,
-    f_valid: bool,
+}
+
+/// The predictor `ȳ = y + G(y) ΔW` into `out`.
+#[inline]
+fn predictor(noise: Noise, y: &[f64], g: &[f64], dw: &[f64], out: &mut [f64]) {
+    out.copy_from_slice(y);
+    add_noise(noise, g, dw, 1.0, out);
 }
 
 impl Solver for EulerHeun {
@@ -46,38 +50,21 @@ impl Solver for EulerHeun {
         &self,
         problem: &Problem<F, G, D>,
     ) -> Result<(), SolveError> {
-        Support {
-            name: self.name(),
-            scalar: true,
-            diagonal: true,
-            additive: true,
-            general: true,
-            ito: false,
-            stratonovich: true,
-        }
-        .check(problem)
+        check_support(self.name(), Noises::ALL, Integrates::Stratonovich, problem)
     }
     fn init<F: Drift, G: Diffusion, D: Driver>(
         &self,
         problem: &Problem<F, G, D>,
     ) -> EulerHeunCache {
-        let (n, noise) = (problem.dim(), problem.noise);
-        let noise = noise.unwrap_or(Noise::Diagonal);
-        let len = noise.diffusion_len(n);
+        let s = AtStart::new(problem);
         EulerHeunCache {
-            noise,
-            f: vec![0.0; n],
-            g: vec![0.0; len],
-            g_bar: vec![0.0; len],
-            y_bar: vec![0.0; n],
-            k: vec![0.0; n],
-            f_valid: false,
+            g_bar: vec![0.0; s.g.len()],
+            y_bar: vec![0.0; s.f.len()],
+            s,
         }
     }
     fn start(&self, cache: &mut EulerHeunCache, f0: &[f64], g0: &[f64]) {
-        cache.f.copy_from_slice(f0);
-        cache.g.copy_from_slice(g0);
-        cache.f_valid = true;
+        cache.s.start(f0, g0);
     }
     #[inline]
     fn step<F: Drift, G: Diffusion>(
@@ -91,24 +78,64 @@ impl Solver for EulerHeun {
     ) -> StepStatus {
         let StepAt { t, h, y } = at;
         let StepOut { y_new, .. } = out;
-        // f and g at (t, y): valid after the start and after a rejection
-        if !cache.f_valid {
-            fields.f(t, y, &mut cache.f, stats);
-            fields.g(t, y, &mut cache.g, stats);
-            cache.f_valid = true;
-        }
-        cache.y_bar.copy_from_slice(y);
-        add_noise(cache.noise, &cache.g, noise.dw, 1.0, &mut cache.y_bar);
+        let (c, dw) = (&mut cache.s, noise.dw);
+        c.ensure(fields, t, y, stats);
+        predictor(c.noise, y, &c.g, dw, &mut cache.y_bar);
         fields.g(t, &cache.y_bar, &mut cache.g_bar, stats);
         for i in 0..y.len() {
-            y_new[i] = y[i] + h * cache.f[i];
+            y_new[i] = y[i] + h * c.f[i];
         }
-        add_noise(cache.noise, &cache.g, noise.dw, 0.5, y_new);
-        add_noise(cache.noise, &cache.g_bar, noise.dw, 0.5, y_new);
+        add_noise(c.noise, &c.g, dw, 0.5, y_new);
+        add_noise(c.noise, &cache.g_bar, dw, 0.5, y_new);
         StepStatus::Taken
     }
     fn accept(&self, cache: &mut EulerHeunCache) {
-        cache.f_valid = false;
+        cache.s.valid = false;
     }
-    super::linear_dense!(EulerHeunCache);
+    super::linear_dense!(EulerHeunCache, s.k);
 }
+
+impl EulerHeun {
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SdeVjpWork {
+        SdeVjpWork::new(p, 1)
+    }
+
+    /// `ȳ = y + G(y) ΔW`, `y' = y + h f(y) + ½(G(y) + G(ȳ)) ΔW`: `ȳ`
+    /// recomputed (one diffusion evaluation), then the diffusion's VJP at
+    /// `ȳ` with `½ ȳ' ⊗ ΔW` gives the cotangent `c` of `ȳ`, and everything
+    /// at `y` follows: identity, `f` with `h ȳ'`, `G` with
+    /// `(½ ȳ' + c) ⊗ ΔW`.
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SdeVjpWork,
+        a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        refuse_err_cotangent(self.name(), a.bars.err)?;
+        let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
+        let (p, dw, n) = (fields.p, a.noise.dw, w.n);
+        fields.g(t, y, &mut w.g, a.stats);
+        let y_pred = &mut w.stages[..n];
+        predictor(w.noise, y, &w.g, dw, y_pred);
+        w.a.copy_from_slice(bars.y); // ∂L/∂y'
+        w.c.fill(0.0);
+        super::noise_outer(w.noise, &w.a, dw, 0.5, &mut w.vg);
+        fields
+            .diffusion
+            .diffusion_vjp(t, y_pred, p, &w.vg, &mut w.c, bars.p);
+        for i in 0..n {
+            w.b[i] = h * w.a[i];
+        }
+        fields.drift.drift_vjp(t, y, p, &w.b, bars.y, bars.p);
+        for i in 0..n {
+            w.b[i] = 0.5 * w.a[i] + w.c[i];
+            bars.y[i] += w.c[i];
+        }
+        super::noise_outer(w.noise, &w.b, dw, 1.0, &mut w.vg);
+        fields
+            .diffusion
+            .diffusion_vjp(t, y, p, &w.vg, bars.y, bars.p);
+        Ok(1)
+    }
+}
+
+sde_step_vjp!(EulerHeun, SdeVjpWork, |s| s);

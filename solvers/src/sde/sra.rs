@@ -10,11 +10,17 @@
 //! `H0_i = y + h Σ A0_ij f_j + Σ B0_ij g_j I10/h`,
 //! `y⁺ = y + h Σ α_i f_i + Σ g(t + c1_i h) (β1_i ΔW + β2_i I10/h)`,
 //! error per component `δ |h (f_1 − f_2)| + |Σ β2_i g_i I10/h|`.
+//!
+//! The step VJP ([`SdeStepVjp`](crate::sde::SdeStepVjp)) recomputes the
+//! step with this step itself, then reverses the stages; diffusion stages
+//! at the same node share one VJP. The error estimate's absolute values
+//! are differentiated as `sign(x)`.
 
-use super::{Support, driver};
+use super::vjp::{VjpArgs, VjpOut, abs_slope, sde_step_vjp};
+use super::{Integrates, Noises, check_support, driver};
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
@@ -131,18 +137,26 @@ fn sra_step<F: Drift, G: Diffusion>(
     }
     c.f0_valid = true;
     for k in 0..n {
-        let d = driver(c.noise, k);
-        let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
-        for i in 0..s {
-            let g = c.gs[i * n + k];
-            drift += tab.alpha[i] * c.fs[i * n + k];
-            diff += tab.beta1[i] * g * noise.dw[d];
-            corr += tab.beta2[i] * g * c.chi[d];
-        }
+        let (drift, diff, corr) = sra_sums(tab, c, noise.dw, k);
         y_new[k] = y[k] + h * drift + diff + corr;
         err[k] = tab.delta * (h * (c.fs[k] - c.fs[n + k])).abs() + corr.abs();
     }
     StepStatus::Taken
+}
+
+/// The stage sums of component `k` once the stages are in `c`:
+/// `(Σ α_i f_i, Σ β1_i g_i ΔW, Σ β2_i g_i I10/h)`.
+#[inline(always)]
+fn sra_sums(tab: &SraTableau, c: &SraCache, dw: &[f64], k: usize) -> (f64, f64, f64) {
+    let (n, d) = (c.n, driver(c.noise, k));
+    let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
+    for i in 0..tab.alpha.len() {
+        let g = c.gs[i * n + k];
+        drift += tab.alpha[i] * c.fs[i * n + k];
+        diff += tab.beta1[i] * g * dw[d];
+        corr += tab.beta2[i] * g * c.chi[d];
+    }
+    (drift, diff, corr)
 }
 
 /// A SRA method given by its tableau; [`Sra1`] and [`Sra3`] are two.
@@ -183,16 +197,12 @@ impl Solver for Sra {
         &self,
         problem: &Problem<F, G, D>,
     ) -> Result<(), SolveError> {
-        Support {
-            name: self.tableau.name,
-            scalar: false,
-            diagonal: false,
-            additive: true,
-            general: false,
-            ito: true,
-            stratonovich: true,
-        }
-        .check(problem)
+        check_support(
+            self.tableau.name,
+            Noises::ADDITIVE,
+            Integrates::Either,
+            problem,
+        )
     }
     fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SraCache {
         let n = problem.dim();
@@ -236,6 +246,111 @@ impl Solver for Sra {
     }
     super::linear_dense!(SraCache);
 }
+
+/// Workspace of the step VJP of an SRA method: the forward step's own
+/// workspace (the step is recomputed by the step itself) and the
+/// cotangents of the stages.
+#[derive(Debug, Clone)]
+pub struct SraVjpWork {
+    step: SraCache,
+    /// Cotangents of `f_i` and `g_i`, stage by stage.
+    fb: Vec<f64>,
+    gb: Vec<f64>,
+    /// Cotangent of `H0_i`.
+    la: Vec<f64>,
+    y_new: Vec<f64>,
+    err: Vec<f64>,
+}
+
+impl Sra {
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SraVjpWork {
+        let step = self.init(p);
+        let (n, s) = (step.n, self.tableau.alpha.len());
+        SraVjpWork {
+            step,
+            fb: vec![0.0; s * n],
+            gb: vec![0.0; s * n],
+            la: vec![0.0; n],
+            y_new: vec![0.0; n],
+            err: vec![0.0; n],
+        }
+    }
+
+    /// The step recomputed, the cotangents of `f_i`, `g_i` from `y⁺` (and
+    /// the error estimate), the drift stages reversed last to first, then
+    /// the diffusion (at `y`: additive noise) once per distinct node.
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SraVjpWork,
+        a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        let (StepAt { t, h, y }, fields, bars, dw) = (a.at, a.fields, a.bars, a.noise.dw);
+        let tab = self.tableau;
+        let out = StepOut {
+            y_new: &mut w.y_new,
+            err: &mut w.err,
+        };
+        let _ = sra_step(tab, &mut w.step, fields, a.at, a.noise, out, a.stats);
+        w.step.f0_valid = false;
+        let (c, fb, gb) = (&w.step, &mut w.fb, &mut w.gb);
+        let (n, s) = (c.n, tab.alpha.len());
+        for k in 0..n {
+            let d = driver(c.noise, k);
+            for i in 0..s {
+                fb[i * n + k] = h * tab.alpha[i] * bars.y[k];
+                gb[i * n + k] = bars.y[k] * (tab.beta1[i] * dw[d] + tab.beta2[i] * c.chi[d]);
+            }
+        }
+        // err_k = δ |h (f_0 − f_1)_k| + |corr_k|
+        if let Some(e) = bars.err {
+            for k in 0..n {
+                let sd = tab.delta * h * abs_slope(h * (c.fs[k] - c.fs[n + k])) * e[k];
+                fb[k] += sd;
+                fb[n + k] -= sd;
+                let sc = abs_slope(sra_sums(tab, c, dw, k).2) * e[k];
+                let i10 = c.chi[driver(c.noise, k)];
+                for i in 0..s {
+                    gb[i * n + k] += sc * tab.beta2[i] * i10;
+                }
+            }
+        }
+        let la = &mut w.la;
+        for i in (0..s).rev() {
+            let r = i * n..(i + 1) * n;
+            la.fill(0.0);
+            let ti = t + tab.c0[i] * h;
+            fields
+                .drift
+                .drift_vjp(ti, &c.h0[r.clone()], fields.p, &fb[r], la, bars.p);
+            for k in 0..n {
+                let i10 = c.chi[driver(c.noise, k)];
+                for j in 0..i {
+                    fb[j * n + k] += h * tab.a0[i][j] * la[k];
+                    gb[j * n + k] += tab.b0[i][j] * i10 * la[k];
+                }
+                bars.y[k] += la[k];
+            }
+        }
+        for i in (0..s).rev() {
+            let r = i * n..(i + 1) * n;
+            match c.g_alias[i] {
+                // the same g: its cotangent joins the earlier stage's
+                Some(j) => (0..n).for_each(|k| gb[j * n + k] += gb[i * n + k]),
+                None => {
+                    let ti = t + tab.c1[i] * h;
+                    fields
+                        .diffusion
+                        .diffusion_vjp(ti, y, fields.p, &gb[r], bars.y, bars.p);
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+sde_step_vjp!(Sra, SraVjpWork, |s| s);
+sde_step_vjp!(Sra1, SraVjpWork, |s| Sra::new(s.tableau()));
+sde_step_vjp!(Sra3, SraVjpWork, |s| Sra::new(s.tableau()));
 
 delegate_solver!(
     /// SRA1 (Rößler 2010): additive noise, strong order 1.5, adaptive.

@@ -20,11 +20,17 @@
 //! the first two drift stages (StochasticDiffEq sums them without signs);
 //! the noise part is exactly the order-1.5 correction over an order-1.0
 //! method.
+//!
+//! The step VJP ([`SdeStepVjp`](crate::sde::SdeStepVjp)) recomputes the step with this step
+//! itself, then reverses the stages; stages that repeat stage 0 (SRIW1's
+//! last two drift stages) take no VJP of their own. The error estimate's
+//! absolute values are differentiated as `sign(x)`.
 
-use super::{Support, driver};
+use super::vjp::{VjpArgs, VjpOut, abs_slope, sde_step_vjp};
+use super::{Integrates, Noises, check_support, driver};
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
@@ -176,6 +182,16 @@ pub struct SriCache {
     k: Vec<f64>,
 }
 
+impl SriCache {
+    /// `ΔW, I11/√h, I10/h, I111/h` of the Brownian component driving
+    /// state component `k`.
+    #[inline(always)]
+    fn chi_of(&self, k: usize) -> &[f64] {
+        let d = driver(self.noise, k);
+        &self.chi[4 * d..4 * d + 4]
+    }
+}
+
 fn row_is_zero(r: &[f64]) -> bool {
     r.iter().all(|&x| x == 0.0)
 }
@@ -239,20 +255,28 @@ fn sri_step<F: Drift, G: Diffusion>(
         }
     }
     for k in 0..n {
-        let d = driver(c.noise, k);
-        let ch = &c.chi[4 * d..4 * d + 4];
-        let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
-        for i in 0..s {
-            let (f, g) = (c.fs[i * n + k], c.gs[i * n + k]);
-            drift += tab.alpha[i] * f;
-            diff += g * (tab.beta1[i] * ch[0] + tab.beta2[i] * ch[1]);
-            corr += g * (tab.beta3[i] * ch[2] + tab.beta4[i] * ch[3]);
-        }
+        let (drift, diff, corr) = sri_sums(tab, c, k);
         y_new[k] = y[k] + h * drift + diff + corr;
         let e_drift = h * (c.fs[k] - c.fs[n + k]);
         err[k] = tab.delta * e_drift.abs() + corr.abs();
     }
     StepStatus::Taken
+}
+
+/// The stage sums of component `k` once the stages are in `c`:
+/// `(Σ α_i f_i, Σ g_i (β1_i ΔW + β2_i I11/√h), Σ g_i (β3_i I10/h + β4_i I111/h))`.
+#[inline(always)]
+fn sri_sums(tab: &SriTableau, c: &SriCache, k: usize) -> (f64, f64, f64) {
+    let n = c.n;
+    let ch = c.chi_of(k);
+    let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
+    for i in 0..tab.alpha.len() {
+        let (f, g) = (c.fs[i * n + k], c.gs[i * n + k]);
+        drift += tab.alpha[i] * f;
+        diff += g * (tab.beta1[i] * ch[0] + tab.beta2[i] * ch[1]);
+        corr += g * (tab.beta3[i] * ch[2] + tab.beta4[i] * ch[3]);
+    }
+    (drift, diff, corr)
 }
 
 /// A SRI method given by its tableau; [`Sriw1`] and [`Sosri`] are two.
@@ -293,16 +317,12 @@ impl Solver for Sri {
         &self,
         problem: &Problem<F, G, D>,
     ) -> Result<(), SolveError> {
-        Support {
-            name: self.tableau.name,
-            scalar: true,
-            diagonal: true,
-            additive: true,
-            general: false,
-            ito: true,
-            stratonovich: false,
-        }
-        .check(problem)
+        check_support(
+            self.tableau.name,
+            Noises::DIAGONAL,
+            Integrates::Ito,
+            problem,
+        )
     }
     fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SriCache {
         let n = problem.dim();
@@ -356,6 +376,120 @@ impl Solver for Sri {
     }
     super::linear_dense!(SriCache);
 }
+
+/// Workspace of the step VJP of an SRI method: the forward step's own
+/// workspace (the step is recomputed by the step itself) and the
+/// cotangents of the stages.
+#[derive(Debug, Clone)]
+pub struct SriVjpWork {
+    step: SriCache,
+    /// Cotangents of `f_i` and `g_i`, stage by stage.
+    fb: Vec<f64>,
+    gb: Vec<f64>,
+    /// Cotangents of `H0_i` and `H1_i`.
+    la0: Vec<f64>,
+    la1: Vec<f64>,
+    y_new: Vec<f64>,
+    err: Vec<f64>,
+}
+
+impl Sri {
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SriVjpWork {
+        let step = self.init(p);
+        let (n, s) = (step.n, self.tableau.alpha.len());
+        SriVjpWork {
+            step,
+            fb: vec![0.0; s * n],
+            gb: vec![0.0; s * n],
+            la0: vec![0.0; n],
+            la1: vec![0.0; n],
+            y_new: vec![0.0; n],
+            err: vec![0.0; n],
+        }
+    }
+
+    /// The step recomputed, the cotangents of `f_i`, `g_i` from `y⁺` (and
+    /// the error estimate), then the stages reversed last to first.
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SriVjpWork,
+        a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        let (StepAt { t, h, .. }, fields, bars) = (a.at, a.fields, a.bars);
+        let tab = self.tableau;
+        let out = StepOut {
+            y_new: &mut w.y_new,
+            err: &mut w.err,
+        };
+        let _ = sri_step(tab, &mut w.step, fields, a.at, a.noise, out, a.stats);
+        w.step.first_valid = false;
+        let (c, fb, gb) = (&w.step, &mut w.fb, &mut w.gb);
+        let (n, s, sqh) = (c.n, tab.alpha.len(), h.abs().sqrt());
+        for k in 0..n {
+            let ch = c.chi_of(k);
+            for i in 0..s {
+                fb[i * n + k] = h * tab.alpha[i] * bars.y[k];
+                gb[i * n + k] = bars.y[k]
+                    * (tab.beta1[i] * ch[0]
+                        + tab.beta2[i] * ch[1]
+                        + tab.beta3[i] * ch[2]
+                        + tab.beta4[i] * ch[3]);
+            }
+        }
+        // err_k = δ |h (f_0 − f_1)_k| + |corr_k|
+        if let Some(e) = bars.err {
+            for k in 0..n {
+                let ch = c.chi_of(k);
+                let sd = tab.delta * h * abs_slope(h * (c.fs[k] - c.fs[n + k])) * e[k];
+                fb[k] += sd;
+                fb[n + k] -= sd;
+                let sc = abs_slope(sri_sums(tab, c, k).2) * e[k];
+                for i in 0..s {
+                    gb[i * n + k] += sc * (tab.beta3[i] * ch[2] + tab.beta4[i] * ch[3]);
+                }
+            }
+        }
+        let (la0, la1) = (&mut w.la0, &mut w.la1);
+        let mut vjps = 0;
+        for i in (0..s).rev() {
+            let r = i * n..(i + 1) * n;
+            la0.fill(0.0);
+            la1.fill(0.0);
+            // a stage that repeats stage 0 passes its cotangent on to it
+            if i > 0 && c.same_f[i] {
+                (0..n).for_each(|k| fb[k] += fb[i * n + k]);
+            } else {
+                let ti = t + tab.c0[i] * h;
+                fields
+                    .drift
+                    .drift_vjp(ti, &c.h0[r.clone()], fields.p, &fb[r.clone()], la0, bars.p);
+                vjps += 1;
+            }
+            if i > 0 && c.same_g[i] {
+                (0..n).for_each(|k| gb[k] += gb[i * n + k]);
+            } else {
+                let ti = t + tab.c1[i] * h;
+                let (h1, gbi) = (&c.h1[r.clone()], &gb[r]);
+                fields
+                    .diffusion
+                    .diffusion_vjp(ti, h1, fields.p, gbi, la1, bars.p);
+            }
+            for k in 0..n {
+                let i10 = c.chi_of(k)[2];
+                for j in 0..i {
+                    fb[j * n + k] += h * (tab.a0[i][j] * la0[k] + tab.a1[i][j] * la1[k]);
+                    gb[j * n + k] += tab.b0[i][j] * i10 * la0[k] + sqh * tab.b1[i][j] * la1[k];
+                }
+                bars.y[k] += la0[k] + la1[k];
+            }
+        }
+        Ok(vjps)
+    }
+}
+
+sde_step_vjp!(Sri, SriVjpWork, |s| s);
+sde_step_vjp!(Sriw1, SriVjpWork, |s| Sri::new(s.tableau()));
+sde_step_vjp!(Sosri, SriVjpWork, |s| Sri::new(s.tableau()));
 
 delegate_solver!(
     /// SRIW1 (Rößler 2010): Itô, scalar/diagonal noise, strong order 1.5,
