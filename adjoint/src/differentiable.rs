@@ -16,7 +16,7 @@
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::sde::{
-    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
+    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
 };
 use sdeflow_solvers::step_vjp::OdeStepVjp;
 use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
@@ -32,7 +32,8 @@ use crate::{Adjoint, GradError, Gradient};
 /// make a solver of your own differentiable. Any [`Method`] can be: a
 /// [`Solver`](sdeflow_solvers::Solver) run in the generic loop, or one with
 /// its own engine (`Bdf`). An SDE solver of your own that implements the
-/// step-VJP protocol ([`SdeStepVjp`]) implements it in one line, with
+/// step-VJP protocol ([`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp))
+/// implements it in one line, with
 /// [`crate::sde_discrete_gradient`] (`tests/extension_sde.rs`).
 ///
 /// An SDE differentiated through Euler–Maruyama:
@@ -130,8 +131,9 @@ where
 }
 
 /// Implements [`Differentiable`] for each solver type by one gradient
-/// function, for ODEs (`ode`: diffusion `NoDiffusion`) or SDEs (`sde`:
-/// diffusions with a VJP).
+/// function, for ODEs (`ode`: diffusion `NoDiffusion`; the function takes
+/// the solver first) or SDEs (`sde`: diffusions with a VJP; the function
+/// takes `grad`'s arguments, problem first).
 macro_rules! differentiable {
     (ode, $via:ident: $($name:ty),*) => {$(
         impl<F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D> for $name {
@@ -146,7 +148,7 @@ macro_rules! differentiable {
             }
         }
     )*};
-    (sde, $via:ident: $($name:ty),*) => {$(
+    (sde, $via:path: $($name:ty),*) => {$(
         impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for $name {
             fn gradient<L: Loss + ?Sized>(
                 &self,
@@ -155,7 +157,7 @@ macro_rules! differentiable {
                 loss: &L,
                 adjoint: Adjoint,
             ) -> Result<Gradient, GradError> {
-                $via(self, problem, options, loss, adjoint)
+                $via(problem, self, options, loss, adjoint)
             }
         }
     )*};
@@ -251,27 +253,9 @@ where
 }
 differentiable!(ode, bdf_gradient: Bdf);
 
-/// The built-in SDE solvers: the discrete adjoint through their step VJP
-/// (what an SDE solver of your own gets the same way: see
-/// [`crate::sde_discrete_gradient`]).
-fn sde_gradient<F, G, D, S, L>(
-    solver: &S,
-    problem: &Problem<F, G, D>,
-    options: &Options,
-    loss: &L,
-    adjoint: Adjoint,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    G: DiffusionVjp,
-    D: Driver,
-    S: SdeStepVjp,
-    L: Loss + ?Sized,
-{
-    crate::sde_discrete_gradient(problem, solver, options, loss, adjoint)
-}
-
-differentiable!(sde, sde_gradient: EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
+// The built-in SDE solvers: the discrete adjoint through their step VJP,
+// as an SDE solver of your own gets it.
+differentiable!(sde, crate::sde_discrete_gradient: EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
 
 // Reversible Heun: its reversible, discrete and stochastic adjoints.
 differentiable!(sde, reversible_heun_gradient: ReversibleHeun);

@@ -20,7 +20,6 @@ use sdeflow_solvers::sde::{ReversibleHeun, SdeStepBars, SdeStepVjp};
 use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
 use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats};
 
-use crate::differentiable::budget;
 use crate::loss::Loss;
 use crate::{Adjoint, GradError, Gradient};
 
@@ -52,9 +51,13 @@ impl StepObserver for Tape {
 /// the Brownian path is the one `solve` sees: the problem's driver with
 /// `options.seed` (the reversible and stochastic adjoints re-query it
 /// backwards, so they refuse drivers that cannot, such as `Increments`).
+///
+/// The reversible adjoint walks back from the final state and carried
+/// state with [`ReversibleHeun::reverse_step`] while it reverses the
+/// cotangents with [`SdeStepVjp::step_vjp`].
 pub(crate) fn reversible_heun_gradient<F, G, D, L>(
-    solver: &ReversibleHeun,
     problem: &Problem<F, G, D>,
+    solver: &ReversibleHeun,
     options: &Options,
     loss: &L,
     adjoint: Adjoint,
@@ -65,49 +68,35 @@ where
     D: Driver,
     L: Loss + ?Sized,
 {
-    if !matches!(options.save_at, SaveAt::T1 | SaveAt::Steps) {
+    let opts = options;
+    if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
         return Err(GradError::Unsupported(
             "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
         ));
     }
     match adjoint {
-        Adjoint::Stochastic => crate::stochastic::stochastic_adjoint(problem, options, loss),
-        Adjoint::Reversible if !problem.driver.requery() => Err(GradError::Unsupported(format!(
-            "Adjoint::Reversible walks the Brownian path backwards, which the {} driver \
-             cannot re-query; drive the problem with VirtualTree (the default) or \
-             CachedInterval, or use Adjoint::Discrete",
-            problem.driver.name()
-        ))),
-        Adjoint::Reversible => reversible_adjoint(solver, problem, options, loss),
-        Adjoint::Discrete { checkpoints } => crate::sde_discrete::sde_discrete_adjoint(
-            problem,
-            solver,
-            options,
-            loss,
-            budget(checkpoints),
-        ),
-        other => Err(GradError::Unsupported(format!(
-            "{other:?} with ReversibleHeun: use Adjoint::Reversible, Adjoint::Discrete or \
-             Adjoint::Stochastic"
-        ))),
+        Adjoint::Stochastic => {
+            return crate::stochastic::stochastic_adjoint(problem, options, loss);
+        }
+        Adjoint::Discrete { .. } => {
+            return crate::sde_discrete_gradient(problem, solver, options, loss, adjoint);
+        }
+        Adjoint::Reversible if !problem.driver.requery() => {
+            return Err(GradError::Unsupported(format!(
+                "Adjoint::Reversible walks the Brownian path backwards, which the {} driver \
+                 cannot re-query; drive the problem with VirtualTree (the default) or \
+                 CachedInterval, or use Adjoint::Discrete",
+                problem.driver.name()
+            )));
+        }
+        Adjoint::Reversible => {}
+        other => {
+            return Err(GradError::Unsupported(format!(
+                "{other:?} with ReversibleHeun: use Adjoint::Reversible, Adjoint::Discrete or \
+                 Adjoint::Stochastic"
+            )));
+        }
     }
-}
-
-/// The reversible adjoint: the final state and carried state reversed step
-/// by step ([`ReversibleHeun::reverse_step`]) while the cotangents are
-/// (with [`SdeStepVjp::step_vjp`]).
-fn reversible_adjoint<F, G, D, L>(
-    solver: &ReversibleHeun,
-    problem: &Problem<F, G, D>,
-    opts: &Options,
-    loss: &L,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    G: DiffusionVjp,
-    D: Driver,
-    L: Loss + ?Sized,
-{
     let noise = problem
         .noise
         .ok_or_else(|| GradError::Unsupported("ReversibleHeun needs an SDE".into()))?;

@@ -38,7 +38,53 @@ use crate::{Adjoint, GradError, Gradient};
 /// offers more adjoints), and what the [`crate::Differentiable`] impl of
 /// an SDE solver of your own calls:
 ///
-/// ```ignore
+/// ```
+/// # use sdeflow_adjoint::{Adjoint, Differentiable, GradError, Gradient, Loss, grad};
+/// # use sdeflow_solvers::brownian::Driver;
+/// # use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+/// # use sdeflow_solvers::sde::{SdeStepBars, SdeStepVjp};
+/// # use sdeflow_solvers::solver::{DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+/// # use sdeflow_solvers::{
+/// #     Diffusion, DiffusionVjp, Drift, DriftVjp, EulerMaruyama, Noise, Options, Problem, SaveAt,
+/// #     SolveError, Stats,
+/// # };
+/// # /// Euler–Maruyama under another name: a solver of "your own".
+/// # #[derive(Clone, Copy)]
+/// # struct MySolver;
+/// # type C = <EulerMaruyama as Solver>::Cache;
+/// # impl Solver for MySolver {
+/// #     type Cache = C;
+/// #     fn name(&self) -> &'static str { "MySolver" }
+/// #     fn order(&self) -> f64 { 0.5 }
+/// #     fn error_order(&self) -> Option<f64> { None }
+/// #     fn check<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> Result<(), SolveError> {
+/// #         EulerMaruyama.check(p)
+/// #     }
+/// #     fn init<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> C { EulerMaruyama.init(p) }
+/// #     fn start(&self, c: &mut C, f0: &[f64], g0: &[f64]) { EulerMaruyama.start(c, f0, g0) }
+/// #     fn step<F: Drift, G: Diffusion>(&self, c: &mut C, fields: &Fields<'_, F, G>, at: StepAt<'_>,
+/// #         noise: &StepNoise<'_>, out: StepOut<'_>, stats: &mut Stats) -> StepStatus {
+/// #         EulerMaruyama.step(c, fields, at, noise, out, stats)
+/// #     }
+/// #     fn accept(&self, c: &mut C) { EulerMaruyama.accept(c) }
+/// #     fn dense_table<'c>(&self, c: &'c C) -> DenseTable<'c> { EulerMaruyama.dense_table(c) }
+/// #     fn dense_stages<'c, F: Drift, G: Diffusion>(&self, c: &'c mut C, fields: &Fields<'_, F, G>,
+/// #         t: f64, h: f64, y: &[f64], y_new: &[f64], stats: &mut Stats) -> &'c [f64] {
+/// #         EulerMaruyama.dense_stages(c, fields, t, h, y, y_new, stats)
+/// #     }
+/// # }
+/// # type W = <EulerMaruyama as SdeStepVjp>::VjpWork;
+/// # impl SdeStepVjp for MySolver {
+/// #     type VjpWork = W;
+/// #     fn vjp_workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> W {
+/// #         EulerMaruyama.vjp_workspace(p)
+/// #     }
+/// #     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(&self, w: &mut W, fields: &Fields<'_, F, G>,
+/// #         at: StepAt<'_>, carried: &[f64], noise: &StepNoise<'_>, bars: SdeStepBars<'_>,
+/// #         stats: &mut Stats) -> Result<usize, SolveError> {
+/// #         EulerMaruyama.step_vjp(w, fields, at, carried, noise, bars, stats)
+/// #     }
+/// # }
 /// impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for MySolver {
 ///     fn gradient<L: Loss + ?Sized>(
 ///         &self,
@@ -50,6 +96,20 @@ use crate::{Adjoint, GradError, Gradient};
 ///         sdeflow_adjoint::sde_discrete_gradient(problem, self, options, loss, adjoint)
 ///     }
 /// }
+/// # struct Lin;
+/// # impl GenericField for Lin {
+/// #     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], o: &mut [D]) {
+/// #         o[0] = p[0] * y[0];
+/// #     }
+/// # }
+/// # let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+/// #     .params(vec![0.3]);
+/// # let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
+/// # let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
+/// // `grad` now takes it, and gives what it gives for Euler–Maruyama
+/// let mine = grad(&sde, MySolver, &opts, &loss, Adjoint::STORE_ALL).unwrap();
+/// let em = grad(&sde, EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL).unwrap();
+/// assert_eq!(mine.dp, em.dp);
 /// ```
 ///
 /// (`tests/extension_sde.rs` writes a whole drift-implicit Euler–Maruyama
@@ -78,9 +138,12 @@ use crate::{Adjoint, GradError, Gradient};
 /// assert!(sde_discrete_gradient(&sde, &EulerMaruyama, &opts, &loss, Adjoint::Backsolve).is_err());
 /// ```
 ///
-/// The loss may use `SaveAt::T1` or `SaveAt::Steps`; `checkpoints` bounds
-/// the records held per level of recomputation (see [`Adjoint::Discrete`]),
-/// except for solvers with carried state, which record every step.
+/// The loss may use `SaveAt::T1` or `SaveAt::Steps`. At most `checkpoints`
+/// records (at least 2; `usize::MAX` stores every step and recomputes
+/// nothing) are held per level of recomputation, so memory grows like
+/// `checkpoints · log(steps)`; the price is recomputing steps on the
+/// forward solve's path, and the gradient is the same. A solver with
+/// carried state records every step.
 pub fn sde_discrete_gradient<F, G, D, S, L>(
     problem: &Problem<F, G, D>,
     solver: &S,
@@ -95,17 +158,103 @@ where
     S: SdeStepVjp,
     L: Loss + ?Sized,
 {
-    match adjoint {
-        Adjoint::Discrete { checkpoints } => {
-            sde_discrete_adjoint(problem, solver, options, loss, budget(checkpoints))
-        }
-        other => Err(GradError::Unsupported(format!(
-            "{other:?} with {}: its gradient is the discrete adjoint \
+    let Adjoint::Discrete { checkpoints } = adjoint else {
+        return Err(GradError::Unsupported(format!(
+            "{adjoint:?} with {}: its gradient is the discrete adjoint \
              (Adjoint::Discrete {{ checkpoints }}); Adjoint::Reversible and \
              Adjoint::Stochastic run with ReversibleHeun",
             solver.name()
-        ))),
+        )));
+    };
+    let (opts, budget) = (options, budget(checkpoints));
+    if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
+        return Err(GradError::Unsupported(
+            "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
+        ));
     }
+    let pass = forward_pass(problem, solver, opts, budget)?;
+    solver
+        .check_step_vjp(
+            &problem.diffusion,
+            problem.tspan.0,
+            &problem.y0,
+            &problem.params,
+        )
+        .map_err(GradError::Unsupported)?;
+    let (solution, steps) = match &pass {
+        Pass::Checkpointed(fwd) => (&fwd.solution, fwd.steps),
+        Pass::Recorded(solution, tape) => (solution, tape.steps()),
+    };
+    let (value, gy) = crate::loss::evaluate(loss, solution)?;
+    let (n, save_steps) = (problem.dim(), matches!(opts.save_at, SaveAt::Steps));
+    let last = if save_steps { steps } else { 0 };
+    let levy = solver.needs_levy_area();
+    let mut rev = SdeReverse {
+        fields: Fields::new(problem),
+        solver,
+        m: problem.noise.map_or(0, |nz| nz.brownian_dim(n)),
+        levy,
+        work: solver.vjp_workspace(problem),
+        y_bar: gy[last * n..(last + 1) * n].to_vec(),
+        c_bar: vec![0.0; pass.carried_len()],
+        dp: vec![0.0; problem.params.len()],
+        gy: &gy,
+        save_steps,
+        stats: Stats::default(),
+        vjps: 0,
+        error: None,
+    };
+    let (peak, backward_drift_evals) = match &pass {
+        Pass::Checkpointed(fwd) => {
+            // steps between checkpoints are replayed on the forward solve's
+            // path
+            let mut path = if budget == usize::MAX {
+                None
+            } else {
+                Some(fwd.solution.brownian_path()?)
+            };
+            let mut replay = match path.as_deref_mut() {
+                Some(p) => {
+                    let p: &mut dyn BrownianPath = p;
+                    Some(Run::new(problem, solver, opts, Some(p), false)?)
+                }
+                None => None,
+            };
+            let peak = reverse_all(fwd, replay.as_mut(), budget, &mut rev)?;
+            (peak, replay.as_ref().map_or(0, |r| r.stats().drift_evals))
+        }
+        Pass::Recorded(_, tape) => {
+            for k in (0..steps).rev() {
+                let (rec, carried) = tape.step(k);
+                rev.reverse_from(k, rec, carried);
+            }
+            // the carried states c_0 … c_N
+            (steps + 1, 0)
+        }
+    };
+    if let Some(e) = rev.error {
+        return Err(GradError::Solve(e));
+    }
+    let bars = SdeStepBars {
+        y: &mut rev.y_bar,
+        carried: &mut rev.c_bar,
+        err: None,
+        p: &mut rev.dp,
+    };
+    let (t0, y0) = (problem.tspan.0, &problem.y0);
+    rev.vjps += solver.start_vjp(&mut rev.work, &rev.fields, t0, y0, bars, &mut rev.stats)?;
+    Ok(Gradient {
+        loss: value,
+        dp: rev.dp,
+        dy0: rev.y_bar,
+        backward_drift_evals,
+        solution: match pass {
+            Pass::Checkpointed(fwd) => fwd.solution,
+            Pass::Recorded(solution, _) => solution,
+        },
+        vjps: rev.vjps,
+        peak_stored_states: peak,
+    })
 }
 
 /// Reverses SDE steps from their records (`ΔW ‖ H` the increments, `H`,
@@ -177,6 +326,21 @@ struct CarriedRecords {
     flat: Vec<f64>,
     carried: Vec<f64>,
     noise: Vec<f64>,
+    record_len: usize,
+}
+
+impl CarriedRecords {
+    /// Number of steps recorded.
+    fn steps(&self) -> usize {
+        self.flat.len() / self.record_len
+    }
+
+    /// The record of step `k` and the carried state it started from.
+    fn step(&self, k: usize) -> (&[f64], &[f64]) {
+        let (rl, cl) = (self.record_len, self.carried.len() / (self.steps() + 1));
+        let rec = &self.flat[k * rl..(k + 1) * rl];
+        (rec, &self.carried[k * cl..(k + 1) * cl])
+    }
 }
 
 impl StepObserver for CarriedRecords {
@@ -218,46 +382,59 @@ where
     solver.carried_state(&cache).to_vec()
 }
 
-/// `(L, dL/dp, dL/dy0)` by the discrete adjoint of an SDE solve with
-/// `solver` with recursive checkpointing: at most `budget` records (at
-/// least 2; `usize::MAX` stores every step and recomputes nothing) are held
-/// per level of recomputation, so memory grows like `budget · log(steps)`;
-/// the price is recomputing steps on the forward solve's path. The gradient
-/// is the same. A solver with carried state records every step. The loss
-/// may use `SaveAt::T1` or `SaveAt::Steps`.
-pub(crate) fn sde_discrete_adjoint<F, G, D, S, L>(
+/// The forward pass of the discrete adjoint.
+enum Pass<S: Solver> {
+    /// Snapshots at a budget (or every record).
+    Checkpointed(Forward<S>),
+    /// The solution and every step's record with its carried state.
+    Recorded(Solution, CarriedRecords),
+}
+
+impl<S: Solver> Pass<S> {
+    /// The length of the solver's carried state.
+    fn carried_len(&self) -> usize {
+        match self {
+            Pass::Checkpointed(_) => 0,
+            Pass::Recorded(_, tape) => tape.carried.len() / (tape.steps() + 1),
+        }
+    }
+}
+
+/// The solve the user asked for, keeping at most `budget` snapshots — or,
+/// for a solver with carried state, every step's record with it.
+fn forward_pass<F, G, D, S>(
     problem: &Problem<F, G, D>,
     solver: &S,
-    options: &Options,
-    loss: &L,
+    opts: &Options,
     budget: usize,
-) -> Result<Gradient, GradError>
+) -> Result<Pass<S>, GradError>
 where
     F: DriftVjp,
     G: DiffusionVjp,
     D: Driver,
-    S: SdeStepVjp,
-    L: Loss + ?Sized,
+    S: Solver,
 {
-    let opts = options;
-    if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
-        return Err(GradError::Unsupported(
-            "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
-        ));
-    }
     let noise = problem
         .noise
         .ok_or_else(|| GradError::Unsupported("the SDE discrete adjoint needs an SDE".into()))?;
-    let n = problem.dim();
-    let m = noise.brownian_dim(n);
+    let m = noise.brownian_dim(problem.dim());
     let levy = solver.needs_levy_area();
     let noise_len = if levy { 2 * m } else { m };
-    // the forward run first: it validates the problem (dimensions, noise
-    // type for this solver) before anything else is evaluated
+    // the run first: it validates the problem (dimensions, noise type for
+    // this solver) before anything else is evaluated
     let mut run = Run::new(problem, solver, opts, None, true)?;
     let carried = start_carried(problem, solver);
-    let c_len = carried.len();
-    if budget != usize::MAX && c_len == 0 && !problem.driver.requery() {
+    if !carried.is_empty() {
+        let mut tape = CarriedRecords {
+            flat: Vec::new(),
+            noise: vec![0.0; noise_len],
+            record_len: 2 + problem.dim() + noise_len,
+            carried,
+        };
+        while !run.step(&mut tape)?.last {}
+        return Ok(Pass::Recorded(run.finish(), tape));
+    }
+    if budget != usize::MAX && !problem.driver.requery() {
         return Err(GradError::Unsupported(format!(
             "the discrete adjoint with {budget} checkpoints recomputes steps between them on \
              the forward path, which the {} driver cannot re-query; store every step \
@@ -266,105 +443,5 @@ where
             problem.driver.name()
         )));
     }
-    let rl = 2 + n + noise_len;
-    let pass = if c_len == 0 {
-        Pass::Checkpointed(forward(run, budget, noise_len, levy)?)
-    } else {
-        let mut tape = CarriedRecords {
-            flat: Vec::new(),
-            noise: vec![0.0; noise_len],
-            carried,
-        };
-        while !run.step(&mut tape)?.last {}
-        Pass::Recorded(run.finish(), tape)
-    };
-    solver
-        .check_step_vjp(
-            &problem.diffusion,
-            problem.tspan.0,
-            &problem.y0,
-            &problem.params,
-        )
-        .map_err(GradError::Unsupported)?;
-    let (solution, steps) = match &pass {
-        Pass::Checkpointed(fwd) => (&fwd.solution, fwd.steps),
-        Pass::Recorded(solution, tape) => (solution, tape.flat.len() / rl),
-    };
-    let (value, gy) = crate::loss::evaluate(loss, solution)?;
-    let save_steps = matches!(opts.save_at, SaveAt::Steps);
-    let last = if save_steps { steps } else { 0 };
-    let mut rev = SdeReverse {
-        fields: Fields::new(problem),
-        solver,
-        m,
-        levy,
-        work: solver.vjp_workspace(problem),
-        y_bar: gy[last * n..(last + 1) * n].to_vec(),
-        c_bar: vec![0.0; c_len],
-        dp: vec![0.0; problem.params.len()],
-        gy: &gy,
-        save_steps,
-        stats: Stats::default(),
-        vjps: 0,
-        error: None,
-    };
-    let (peak, backward_drift_evals) = match &pass {
-        Pass::Checkpointed(fwd) => {
-            // steps between checkpoints are replayed on the forward solve's
-            // path
-            let mut path = if budget == usize::MAX {
-                None
-            } else {
-                Some(fwd.solution.brownian_path()?)
-            };
-            let mut replay = match path.as_deref_mut() {
-                Some(p) => {
-                    let p: &mut dyn BrownianPath = p;
-                    Some(Run::new(problem, solver, opts, Some(p), false)?)
-                }
-                None => None,
-            };
-            let peak = reverse_all(fwd, replay.as_mut(), budget, &mut rev)?;
-            (peak, replay.as_ref().map_or(0, |r| r.stats().drift_evals))
-        }
-        Pass::Recorded(_, tape) => {
-            for k in (0..steps).rev() {
-                let c = &tape.carried[k * c_len..(k + 1) * c_len];
-                rev.reverse_from(k, &tape.flat[k * rl..(k + 1) * rl], c);
-            }
-            // the carried states c_0 … c_N
-            (steps + 1, 0)
-        }
-    };
-    if let Some(e) = rev.error {
-        return Err(GradError::Solve(e));
-    }
-    let bars = SdeStepBars {
-        y: &mut rev.y_bar,
-        carried: &mut rev.c_bar,
-        err: None,
-        p: &mut rev.dp,
-    };
-    let (t0, y0) = (problem.tspan.0, &problem.y0);
-    rev.vjps += solver.start_vjp(&mut rev.work, &rev.fields, t0, y0, bars, &mut rev.stats)?;
-    Ok(Gradient {
-        loss: value,
-        dp: rev.dp,
-        dy0: rev.y_bar,
-        backward_drift_evals,
-        solution: match pass {
-            Pass::Checkpointed(fwd) => fwd.solution,
-            Pass::Recorded(solution, _) => solution,
-        },
-        vjps: rev.vjps,
-        peak_stored_states: peak,
-    })
-}
-
-/// The forward pass of the discrete adjoint.
-enum Pass<S: Solver> {
-    /// Snapshots at a budget (or every record).
-    Checkpointed(Forward<S>),
-    /// The solution and every step's record with its carried state.
-    Recorded(Solution, CarriedRecords),
+    Ok(Pass::Checkpointed(forward(run, budget, noise_len, levy)?))
 }

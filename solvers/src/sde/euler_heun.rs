@@ -6,26 +6,26 @@
 //! steps; one drift and two diffusion evaluations per step.
 
 use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, refuse_err_cotangent, sde_step_vjp};
-use super::{AtStart, Integrates, Noises, add_noise, check_support};
+use super::{Integrates, Noises, StartCache, StepArgs, add_noise, noise_outer, sde_solver};
 use crate::brownian::Driver;
-use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{StepAt, StepStatus};
 
 /// Euler–Heun.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EulerHeun;
 
-/// Workspace of [`EulerHeun`].
+/// Euler–Heun's buffers: the predictor `ȳ` and `g` there.
 #[derive(Debug, Clone)]
-pub struct EulerHeunCache {
-    s: AtStart,
-    g_bar: Vec<f64>,
+pub struct Predictor {
     y_bar: Vec<f64>,
+    g_bar: Vec<f64>,
 }
+
+/// Euler–Heun's workspace.
+type EhCache = StartCache<Predictor>;
 
 /// The predictor `ȳ = y + G(y) ΔW` into `out`.
 #[inline]
@@ -34,68 +34,37 @@ fn predictor(noise: Noise, y: &[f64], g: &[f64], dw: &[f64], out: &mut [f64]) {
     add_noise(noise, g, dw, 1.0, out);
 }
 
-impl Solver for EulerHeun {
-    type Cache = EulerHeunCache;
+sde_solver!(
+    EulerHeun, EhCache, |_s| "EulerHeun",
+    order: 0.5, error_order: None, levy: false,
+    takes: (Noises::ALL, Integrates::Stratonovich),
+);
 
-    fn name(&self) -> &'static str {
-        "EulerHeun"
+impl EulerHeun {
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> EhCache {
+        let (n, noise) = super::shape(p);
+        let own = Predictor {
+            y_bar: vec![0.0; n],
+            g_bar: vec![0.0; noise.diffusion_len(n)],
+        };
+        StartCache::new(p, own)
     }
-    fn order(&self) -> f64 {
-        0.5
-    }
-    fn error_order(&self) -> Option<f64> {
-        None
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        check_support(self.name(), Noises::ALL, Integrates::Stratonovich, problem)
-    }
-    fn init<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> EulerHeunCache {
-        let s = AtStart::new(problem);
-        EulerHeunCache {
-            g_bar: vec![0.0; s.g.len()],
-            y_bar: vec![0.0; s.f.len()],
-            s,
-        }
-    }
-    fn start(&self, cache: &mut EulerHeunCache, f0: &[f64], g0: &[f64]) {
-        cache.s.start(f0, g0);
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut EulerHeunCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, .. } = out;
-        let (c, dw) = (&mut cache.s, noise.dw);
-        c.ensure(fields, t, y, stats);
-        predictor(c.noise, y, &c.g, dw, &mut cache.y_bar);
-        fields.g(t, &cache.y_bar, &mut cache.g_bar, stats);
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut EhCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        let (StepAt { t, h, y }, y_new, dw) = (a.at, a.out.y_new, a.noise.dw);
+        c.ensure(a.fields, t, y, a.stats);
+        let Predictor { y_bar, g_bar } = &mut c.own;
+        predictor(c.noise, y, &c.g, dw, y_bar);
+        a.fields.g(t, y_bar, g_bar, a.stats);
         for i in 0..y.len() {
             y_new[i] = y[i] + h * c.f[i];
         }
         add_noise(c.noise, &c.g, dw, 0.5, y_new);
-        add_noise(c.noise, &cache.g_bar, dw, 0.5, y_new);
+        add_noise(c.noise, g_bar, dw, 0.5, y_new);
         StepStatus::Taken
     }
-    fn accept(&self, cache: &mut EulerHeunCache) {
-        cache.s.valid = false;
-    }
-    super::linear_dense!(EulerHeunCache, s.k);
-}
 
-impl EulerHeun {
     fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SdeVjpWork {
         SdeVjpWork::new(p, 1)
     }
@@ -110,7 +79,7 @@ impl EulerHeun {
         w: &mut SdeVjpWork,
         a: VjpArgs<'_, F, G>,
     ) -> VjpOut {
-        refuse_err_cotangent(self.name(), a.bars.err)?;
+        refuse_err_cotangent("EulerHeun", a.bars.err)?;
         let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
         let (p, dw, n) = (fields.p, a.noise.dw, w.n);
         fields.g(t, y, &mut w.g, a.stats);
@@ -118,7 +87,7 @@ impl EulerHeun {
         predictor(w.noise, y, &w.g, dw, y_pred);
         w.a.copy_from_slice(bars.y); // ∂L/∂y'
         w.c.fill(0.0);
-        super::noise_outer(w.noise, &w.a, dw, 0.5, &mut w.vg);
+        noise_outer(w.noise, &w.a, dw, 0.5, &mut w.vg);
         fields
             .diffusion
             .diffusion_vjp(t, y_pred, p, &w.vg, &mut w.c, bars.p);
@@ -130,7 +99,7 @@ impl EulerHeun {
             w.b[i] = 0.5 * w.a[i] + w.c[i];
             bars.y[i] += w.c[i];
         }
-        super::noise_outer(w.noise, &w.b, dw, 1.0, &mut w.vg);
+        noise_outer(w.noise, &w.b, dw, 1.0, &mut w.vg);
         fields
             .diffusion
             .diffusion_vjp(t, y, p, &w.vg, bars.y, bars.p);

@@ -17,14 +17,13 @@
 //! JVP with exact derivatives. Fixed steps.
 
 use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, sde_step_vjp};
-use super::{AtStart, Integrates, Noises, add_noise, check_support, driver};
+use super::{Integrates, Noises, StartCache, StepArgs, add_noise, driver, sde_solver};
 use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Interpretation;
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{StepAt, StepStatus};
 
 /// How Milstein obtains `(∂g/∂y) g`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,14 +60,20 @@ impl Milstein {
     }
 }
 
-/// Workspace of [`Milstein`].
+/// Milstein's buffers: `(∂g/∂y) g` (or its difference) and the support
+/// point of the difference.
 #[derive(Debug, Clone)]
-pub struct MilsteinCache {
-    s: AtStart,
+pub struct Correction {
     ito: bool,
     lg: Vec<f64>,
     y_bar: Vec<f64>,
 }
+
+/// Milstein's workspace.
+type MilCache = StartCache<Correction>;
+
+/// Where a diffusion is probed: `(t, y, p)`.
+type Probe<'a> = (f64, &'a [f64], &'a [f64]);
 
 /// The factor of `½ (Lg)_i` for an increment `d`: `d² − h` (Itô) or `d²`
 /// (Stratonovich).
@@ -87,85 +92,62 @@ fn support(y: &[f64], hf: Option<(f64, &[f64])>, s: f64, g: &[f64], out: &mut [f
     }
 }
 
-impl Solver for Milstein {
-    type Cache = MilsteinCache;
+sde_solver!(
+    Milstein, MilCache, |_s| "Milstein",
+    order: 1.0, error_order: None, levy: false,
+    takes: (Noises::DIAGONAL, Integrates::Either), then: check_derivative,
+);
 
-    fn name(&self) -> &'static str {
-        "Milstein"
-    }
-    fn order(&self) -> f64 {
-        1.0
-    }
-    fn error_order(&self) -> Option<f64> {
-        None
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
+impl Milstein {
+    /// With exact derivatives, the diffusion must have a JVP.
+    fn check_derivative<F: Drift, G: Diffusion, D: Driver>(
         &self,
         problem: &Problem<F, G, D>,
     ) -> Result<(), SolveError> {
-        check_support(self.name(), Noises::DIAGONAL, Integrates::Either, problem)?;
-        if self.derivative == MilsteinDerivative::Exact {
-            let n = problem.dim();
-            let mut out = vec![0.0; n];
-            let v = vec![0.0; n];
-            let (t0, _) = problem.tspan;
-            if !problem
-                .diffusion
-                .diffusion_jvp(t0, &problem.y0, &problem.params, &v, &mut out)
-            {
-                return Err(SolveError::Unsupported {
-                    solver: "Milstein::exact()",
-                    what: "a diffusion without a Jacobian–vector product (write it generically \
-                           over the scalar and wrap it in Generic, or implement \
-                           Diffusion::diffusion_jvp)"
-                        .into(),
-                    alternatives: "Milstein::derivative_free()".into(),
-                });
-            }
+        if self.derivative == MilsteinDerivative::DerivativeFree {
+            return Ok(());
         }
-        Ok(())
-    }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> MilsteinCache {
         let n = problem.dim();
-        MilsteinCache {
-            s: AtStart::new(problem),
-            ito: problem.interpretation == Interpretation::Ito,
+        let (v, mut out) = (vec![0.0; n], vec![0.0; n]);
+        let (t0, _) = problem.tspan;
+        let (y0, p) = (&problem.y0, &problem.params);
+        if problem.diffusion.diffusion_jvp(t0, y0, p, &v, &mut out) {
+            return Ok(());
+        }
+        Err(SolveError::Unsupported {
+            solver: "Milstein::exact()",
+            what: "a diffusion without a Jacobian–vector product (write it generically \
+                   over the scalar and wrap it in Generic, or implement \
+                   Diffusion::diffusion_jvp)"
+                .into(),
+            alternatives: "Milstein::derivative_free()".into(),
+        })
+    }
+
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> MilCache {
+        let n = p.dim();
+        let own = Correction {
+            ito: p.interpretation == Interpretation::Ito,
             lg: vec![0.0; n],
             y_bar: vec![0.0; n],
-        }
+        };
+        StartCache::new(p, own)
     }
-    fn start(&self, cache: &mut MilsteinCache, f0: &[f64], g0: &[f64]) {
-        cache.s.start(f0, g0);
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut MilsteinCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, .. } = out;
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut MilCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        let (StepAt { t, h, y }, y_new, fields, stats) = (a.at, a.out.y_new, a.fields, a.stats);
         let n = y.len();
-        let MilsteinCache {
-            s: c,
-            ito,
-            lg,
-            y_bar,
-        } = cache;
-        let ito = *ito;
         // f and g at (t, y): valid after the start and after a rejection
         c.ensure(fields, t, y, stats);
+        let Correction { ito, lg, y_bar } = &mut c.own;
         let sqh = h.abs().sqrt();
         match self.derivative {
             MilsteinDerivative::Exact => {
                 stats.jacobian_evals += 1;
                 fields.diffusion.diffusion_jvp(t, y, fields.p, &c.g, lg);
             }
-            MilsteinDerivative::DerivativeFree if ito => {
+            MilsteinDerivative::DerivativeFree if *ito => {
                 // one-sided difference at y + f h + g √h: its O(√h) error
                 // multiplies ΔW² − h, which has mean zero
                 support(y, Some((h, &c.f)), sqh, &c.g, y_bar);
@@ -188,18 +170,14 @@ impl Solver for Milstein {
                 }
             }
         }
-        let (noise_kind, dw) = (c.noise, noise.dw);
+        let (noise_kind, dw) = (c.noise, a.noise.dw);
         for i in 0..n {
-            let corr = correction(ito, dw[driver(noise_kind, i)], h);
+            let corr = correction(*ito, dw[driver(noise_kind, i)], h);
             y_new[i] = y[i] + h * c.f[i] + 0.5 * lg[i] * corr;
         }
         add_noise(noise_kind, &c.g, dw, 1.0, y_new);
         StepStatus::Taken
     }
-    fn accept(&self, cache: &mut MilsteinCache) {
-        cache.s.valid = false;
-    }
-    super::linear_dense!(MilsteinCache, s.k);
 }
 
 impl Milstein {
@@ -215,13 +193,12 @@ impl Milstein {
 
     /// Exact derivatives need [`DiffusionVjp::milstein_term_vjp`]: probed
     /// once with `w = 0` (which adds nothing).
-    fn check_step_vjp<G: DiffusionVjp>(
+    fn has_second_derivatives<G: DiffusionVjp>(
         &self,
         diffusion: &G,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
+        at: Probe<'_>,
     ) -> Result<(), String> {
+        let (t, y, p) = at;
         if self.derivative == MilsteinDerivative::DerivativeFree {
             return Ok(());
         }
@@ -255,7 +232,7 @@ impl Milstein {
         w: &mut SdeVjpWork,
         a: VjpArgs<'_, F, G>,
     ) -> VjpOut {
-        super::refuse_err_cotangent(self.name(), a.bars.err)?;
+        super::refuse_err_cotangent("Milstein", a.bars.err)?;
         let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
         let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         let (n, dw, kind) = (w.n, a.noise.dw, w.noise);
@@ -323,4 +300,4 @@ impl Milstein {
     }
 }
 
-sde_step_vjp!(Milstein, SdeVjpWork, |s| s, check_step_vjp);
+sde_step_vjp!(Milstein, SdeVjpWork, |s| s, check: has_second_derivatives);

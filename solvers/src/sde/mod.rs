@@ -28,7 +28,7 @@ pub use milstein::{Milstein, MilsteinDerivative};
 pub use reversible_heun::{ReversibleHeun, ReversibleHeunCache, ReversibleHeunVjp};
 pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau, SraVjpWork};
 pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, SriVjpWork, Sriw1};
-pub use vjp::{SdeStepBars, SdeStepVjp, SdeVjpWork, refuse_err_cotangent};
+pub use vjp::{SdeStepBars, SdeStepVjp, SdeVjpWork, StageVjpWork, refuse_err_cotangent};
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
@@ -36,7 +36,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::{Interpretation, Noise};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Fields};
+use crate::solver::{DenseTable, Fields, StepAt, StepNoise, StepOut};
 
 /// `out += scale · G dW` for the noise structure (`g` as the diffusion
 /// writes it: `n` entries, or `n × m` column-major for general noise).
@@ -122,6 +122,15 @@ pub(crate) fn euler_update(
     }
 }
 
+/// The dimension and noise type of the SDE `problem` (a solver's check has
+/// refused problems without noise before anything is allocated).
+#[inline]
+pub(crate) fn shape<F: Drift, G: Diffusion, D: Driver>(
+    problem: &Problem<F, G, D>,
+) -> (usize, Noise) {
+    (problem.dim(), problem.noise.unwrap_or(Noise::Diagonal))
+}
+
 /// Index of the Brownian component driving state component `i` under
 /// scalar / diagonal / additive noise.
 #[inline(always)]
@@ -129,38 +138,35 @@ pub(crate) fn driver(noise: Noise, i: usize) -> usize {
     if let Noise::Scalar = noise { 0 } else { i }
 }
 
-/// `f(t, y)` and `g(t, y)` at the start of a step of a method that
-/// evaluates both there (Euler–Maruyama, Euler–Heun, Milstein): the loop's
-/// `f0`, `g0` on the first step, evaluated by the step after that; and the
-/// vector `k` of linear dense output.
+/// The workspace of a method that evaluates `f(t, y)` and `g(t, y)` at the
+/// start of each step (Euler–Maruyama, Euler–Heun, Milstein): the loop's
+/// `f0`, `g0` on the first step, evaluated by the step after that; the
+/// vector of linear dense output; and the method's own buffers `own`.
 #[derive(Debug, Clone)]
-pub(crate) struct AtStart {
-    pub noise: Noise,
-    pub f: Vec<f64>,
-    pub g: Vec<f64>,
-    pub k: Vec<f64>,
+pub struct StartCache<X> {
+    pub(crate) noise: Noise,
+    pub(crate) f: Vec<f64>,
+    pub(crate) g: Vec<f64>,
+    pub(crate) k: Vec<f64>,
     /// `f` and `g` hold the values at the current step's start.
-    pub valid: bool,
+    pub(crate) valid: bool,
+    pub(crate) own: X,
 }
 
-impl AtStart {
-    pub(crate) fn new<F: Drift, G: Diffusion, D: Driver>(problem: &Problem<F, G, D>) -> Self {
-        let n = problem.dim();
-        let noise = problem.noise.unwrap_or(Noise::Diagonal);
-        AtStart {
+impl<X> StartCache<X> {
+    pub(crate) fn new<F: Drift, G: Diffusion, D: Driver>(
+        problem: &Problem<F, G, D>,
+        own: X,
+    ) -> Self {
+        let (n, noise) = shape(problem);
+        StartCache {
             noise,
             f: vec![0.0; n],
             g: vec![0.0; noise.diffusion_len(n)],
             k: vec![0.0; n],
             valid: false,
+            own,
         }
-    }
-
-    /// Takes the loop's `f0`, `g0`.
-    pub(crate) fn start(&mut self, f0: &[f64], g0: &[f64]) {
-        self.f.copy_from_slice(f0);
-        self.g.copy_from_slice(g0);
-        self.valid = true;
     }
 
     /// Evaluates `f` and `g` at `(t, y)` unless they are already there.
@@ -179,6 +185,145 @@ impl AtStart {
         }
     }
 }
+
+impl<X> SdeCache for StartCache<X> {
+    fn start(&mut self, f0: &[f64], g0: &[f64]) {
+        self.f.copy_from_slice(f0);
+        self.g.copy_from_slice(g0);
+        self.valid = true;
+    }
+    fn accept(&mut self) {
+        // no error estimate, no rejection: f and g are redone next step
+        self.valid = false;
+    }
+    fn dense(&mut self) -> &mut [f64] {
+        &mut self.k
+    }
+}
+
+/// The workspace of an SDE method as the shared [`Solver`](crate::solver::Solver) plumbing
+/// ([`sde_solver!`]) sees it.
+pub(crate) trait SdeCache {
+    /// Takes the loop's `f(t0, y0)` and `g(t0, y0)` at the start of a solve.
+    fn start(&mut self, f0: &[f64], g0: &[f64]);
+    /// The last step was accepted.
+    fn accept(&mut self);
+    /// The vector of linear dense output.
+    fn dense(&mut self) -> &mut [f64];
+    /// The carried state ([`Solver::carried_state`](crate::solver::Solver::carried_state); none by default).
+    fn carried(&self) -> &[f64] {
+        &[]
+    }
+}
+
+/// The arguments of [`Solver::step`](crate::solver::Solver::step), bundled for the SDE methods' steps.
+pub(crate) struct StepArgs<'a, F, G> {
+    pub fields: &'a Fields<'a, F, G>,
+    pub at: StepAt<'a>,
+    pub noise: &'a StepNoise<'a>,
+    pub out: StepOut<'a>,
+    pub stats: &'a mut Stats,
+}
+
+/// Implements [`Solver`](crate::solver::Solver) for the SDE method `$name` with workspace `$cache`
+/// (an [`SdeCache`]) from a header — its name (with `$s` bound to `self`),
+/// strong order, error order (`None`: fixed steps), whether it needs the
+/// Lévy area, the noise types and interpretations it takes (checked by
+/// [`check_support`], then by the method's `$check(problem)` if given) —
+/// and two inherent functions of the method: `new_cache(problem)` and the
+/// step, `take(cache, StepArgs)`. Dense output is linear.
+macro_rules! sde_solver {
+    (
+        $name:ty, $cache:ty, |$s:ident| $n:expr,
+        order: $order:expr, error_order: $eo:expr, levy: $levy:expr,
+        takes: ($noises:expr, $integrates:expr) $(, then: $check:ident)? $(,)?
+    ) => {
+        impl crate::solver::Solver for $name {
+            type Cache = $cache;
+            fn name(&self) -> &'static str {
+                let $s = self;
+                $n
+            }
+            fn order(&self) -> f64 {
+                $order
+            }
+            fn error_order(&self) -> Option<f64> {
+                $eo
+            }
+            fn needs_levy_area(&self) -> bool {
+                $levy
+            }
+            fn check<
+                F: crate::field::Drift,
+                G: crate::field::Diffusion,
+                D: crate::brownian::Driver,
+            >(
+                &self,
+                problem: &crate::problem::Problem<F, G, D>,
+            ) -> Result<(), crate::error::SolveError> {
+                crate::sde::check_support(self.name(), $noises, $integrates, problem)?;
+                $(self.$check(problem)?;)?
+                Ok(())
+            }
+            fn init<
+                F: crate::field::Drift,
+                G: crate::field::Diffusion,
+                D: crate::brownian::Driver,
+            >(
+                &self,
+                problem: &crate::problem::Problem<F, G, D>,
+            ) -> $cache {
+                self.new_cache(problem)
+            }
+            fn start(&self, cache: &mut $cache, f0: &[f64], g0: &[f64]) {
+                crate::sde::SdeCache::start(cache, f0, g0)
+            }
+            #[inline(always)]
+            fn step<F: crate::field::Drift, G: crate::field::Diffusion>(
+                &self,
+                cache: &mut $cache,
+                fields: &crate::solver::Fields<'_, F, G>,
+                at: crate::solver::StepAt<'_>,
+                noise: &crate::solver::StepNoise<'_>,
+                out: crate::solver::StepOut<'_>,
+                stats: &mut crate::solution::Stats,
+            ) -> crate::solver::StepStatus {
+                let args = crate::sde::StepArgs {
+                    fields,
+                    at,
+                    noise,
+                    out,
+                    stats,
+                };
+                self.take(cache, args)
+            }
+            fn accept(&self, cache: &mut $cache) {
+                crate::sde::SdeCache::accept(cache)
+            }
+            fn carried_state<'c>(&self, cache: &'c $cache) -> &'c [f64] {
+                crate::sde::SdeCache::carried(cache)
+            }
+            fn dense_table<'c>(&self, _cache: &'c $cache) -> crate::solver::DenseTable<'c> {
+                crate::sde::linear_table()
+            }
+            fn dense_stages<'c, F: crate::field::Drift, G: crate::field::Diffusion>(
+                &self,
+                cache: &'c mut $cache,
+                _fields: &crate::solver::Fields<'_, F, G>,
+                _t: f64,
+                h: f64,
+                y: &[f64],
+                y_new: &[f64],
+                _stats: &mut crate::solution::Stats,
+            ) -> &'c [f64] {
+                let k = crate::sde::SdeCache::dense(cache);
+                crate::sde::linear_stage(h, y, y_new, k);
+                k
+            }
+        }
+    };
+}
+pub(crate) use sde_solver;
 
 /// Which noise types a solver takes.
 #[derive(Clone, Copy)]
@@ -307,30 +452,3 @@ pub(crate) fn linear_stage(h: f64, y: &[f64], y_new: &[f64], k: &mut [f64]) {
         k[i] = (y_new[i] - y[i]) / h;
     }
 }
-
-/// The linear dense-output methods of an SDE solver whose cache has a
-/// buffer of length `n` at `cache.$k` (`k` by default).
-macro_rules! linear_dense {
-    ($cache:ty) => {
-        crate::sde::linear_dense!($cache, k);
-    };
-    ($cache:ty, $($k:ident).+) => {
-        fn dense_table<'c>(&self, _cache: &'c $cache) -> crate::solver::DenseTable<'c> {
-            crate::sde::linear_table()
-        }
-        fn dense_stages<'c, F: crate::field::Drift, G: crate::field::Diffusion>(
-            &self,
-            cache: &'c mut $cache,
-            _fields: &crate::solver::Fields<'_, F, G>,
-            _t: f64,
-            h: f64,
-            y: &[f64],
-            y_new: &[f64],
-            _stats: &mut crate::solution::Stats,
-        ) -> &'c [f64] {
-            crate::sde::linear_stage(h, y, y_new, &mut cache.$($k).+);
-            &cache.$($k).+
-        }
-    };
-}
-pub(crate) use linear_dense;

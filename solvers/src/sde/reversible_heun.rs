@@ -30,14 +30,14 @@
 //! `h = 0.01` it grows without bound. Use it for its exact adjoint on
 //! non-stiff neural SDEs, not for stiff or strongly dissipative problems.
 
-use super::{Integrates, Noises, SdeStepBars, SdeStepVjp, add_noise, check_support, noise_outer};
+use super::vjp::{VjpArgs, VjpOut, sde_step_vjp};
+use super::{Integrates, Noises, SdeCache, StepArgs, add_noise, noise_outer, sde_solver};
 use crate::brownian::Driver;
-use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{Fields, StepAt, StepOut, StepStatus};
 
 /// Reversible Heun.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub struct ReversibleHeunCache {
     initialised: bool,
     k: Vec<f64>,
 }
+
+/// Short for [`ReversibleHeunCache`].
+type RhCache = ReversibleHeunCache;
 
 /// `(ŷ, μ, σ)`, the parts of a carried state.
 #[derive(Clone, Copy)]
@@ -149,34 +152,43 @@ impl ReversibleHeun {
     }
 }
 
-impl Solver for ReversibleHeun {
-    type Cache = ReversibleHeunCache;
+sde_solver!(
+    ReversibleHeun, ReversibleHeunCache, |_s| "ReversibleHeun",
+    order: 0.5, error_order: Some(1.0), levy: false,
+    takes: (Noises::ALL, Integrates::Stratonovich),
+);
 
-    fn name(&self) -> &'static str {
-        "ReversibleHeun"
+impl SdeCache for ReversibleHeunCache {
+    fn start(&mut self, f0: &[f64], g0: &[f64]) {
+        // ŷ_0 = y_0 (set by init), μ_0 = f(t0, y0), σ_0 = g(t0, y0)
+        let (_, mu, sigma) = carried_mut(self.n, &mut self.carried);
+        mu.copy_from_slice(f0);
+        sigma.copy_from_slice(g0);
+        self.initialised = true;
     }
-    fn order(&self) -> f64 {
-        0.5
+    fn accept(&mut self) {
+        std::mem::swap(&mut self.carried, &mut self.carried_new);
     }
-    fn error_order(&self) -> Option<f64> {
-        Some(1.0)
+    fn dense(&mut self) -> &mut [f64] {
+        &mut self.k
     }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
+    /// `(ŷ, μ, σ)`: `ŷ`, `f(t, ŷ)` and `g(t, ŷ)` (in the shape of the
+    /// diffusion), one after the other.
+    fn carried(&self) -> &[f64] {
+        &self.carried
+    }
+}
+
+impl ReversibleHeun {
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(
         &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        check_support(self.name(), Noises::ALL, Integrates::Stratonovich, problem)
-    }
-    fn init<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
+        p: &Problem<F, G, D>,
     ) -> ReversibleHeunCache {
-        let n = problem.dim();
-        let noise = problem.noise.unwrap_or(Noise::Diagonal);
+        let (n, noise) = super::shape(p);
         let len = 2 * n + noise.diffusion_len(n);
         let mut carried = vec![0.0; len];
         // ŷ_0 = y_0
-        carried[..n].copy_from_slice(&problem.y0);
+        carried[..n].copy_from_slice(&p.y0);
         ReversibleHeunCache {
             noise,
             n,
@@ -186,26 +198,11 @@ impl Solver for ReversibleHeun {
             k: vec![0.0; n],
         }
     }
-    fn start(&self, cache: &mut ReversibleHeunCache, f0: &[f64], g0: &[f64]) {
-        // ŷ_0 = y_0 (set by init), μ_0 = f(t0, y0), σ_0 = g(t0, y0)
-        let (_, mu, sigma) = carried_mut(cache.n, &mut cache.carried);
-        mu.copy_from_slice(f0);
-        sigma.copy_from_slice(g0);
-        cache.initialised = true;
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        c: &mut ReversibleHeunCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, err } = out;
-        let n = y.len();
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut RhCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        let (StepAt { t, h, y }, StepOut { y_new, err }) = (a.at, a.out);
+        let (fields, dw, stats, n) = (a.fields, a.noise.dw, a.stats, y.len());
         if !c.initialised {
             let (y_hat, mu, sigma) = carried_mut(n, &mut c.carried);
             fields.f(t, y_hat, mu, stats);
@@ -214,28 +211,19 @@ impl Solver for ReversibleHeun {
         }
         let now = Carried::of(n, &c.carried);
         let (y_hat, mu, sigma) = carried_mut(n, &mut c.carried_new);
-        y_hat_next(c.noise, h, 1.0, y, now, noise.dw, y_hat);
+        y_hat_next(c.noise, h, 1.0, y, now, dw, y_hat);
         fields.f(t + h, y_hat, mu, stats);
         fields.g(t + h, y_hat, sigma, stats);
         for i in 0..n {
             y_new[i] = y[i] + 0.5 * h * (now.mu[i] + mu[i]);
             err[i] = 0.5 * h * (mu[i] - now.mu[i]);
         }
-        add_noise(c.noise, now.sigma, noise.dw, 0.5, y_new);
-        add_noise(c.noise, sigma, noise.dw, 0.5, y_new);
-        add_noise(c.noise, sigma, noise.dw, 0.5, err);
-        add_noise(c.noise, now.sigma, noise.dw, -0.5, err);
+        add_noise(c.noise, now.sigma, dw, 0.5, y_new);
+        add_noise(c.noise, sigma, dw, 0.5, y_new);
+        add_noise(c.noise, sigma, dw, 0.5, err);
+        add_noise(c.noise, now.sigma, dw, -0.5, err);
         StepStatus::Taken
     }
-    fn accept(&self, c: &mut ReversibleHeunCache) {
-        std::mem::swap(&mut c.carried, &mut c.carried_new);
-    }
-    /// `(ŷ, μ, σ)`: `ŷ`, `f(t, ŷ)` and `g(t, ŷ)` (in the shape of the
-    /// diffusion), one after the other.
-    fn carried_state<'c>(&self, c: &'c ReversibleHeunCache) -> &'c [f64] {
-        &c.carried
-    }
-    super::linear_dense!(ReversibleHeunCache);
 }
 
 /// Workspace of reversible Heun's step VJP.
@@ -252,15 +240,12 @@ pub struct ReversibleHeunVjp {
     y_hat_bar: Vec<f64>,
 }
 
-impl SdeStepVjp for ReversibleHeun {
-    type VjpWork = ReversibleHeunVjp;
-
-    fn vjp_workspace<F: Drift, G: Diffusion, D: Driver>(
+impl ReversibleHeun {
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(
         &self,
-        problem: &Problem<F, G, D>,
+        p: &Problem<F, G, D>,
     ) -> ReversibleHeunVjp {
-        let n = problem.dim();
-        let noise = problem.noise.unwrap_or(Noise::Diagonal);
+        let (n, noise) = super::shape(p);
         ReversibleHeunVjp {
             noise,
             n,
@@ -278,23 +263,18 @@ impl SdeStepVjp for ReversibleHeun {
     /// then `ȳ = ȳ' + 2Ŷ`, `ŷ̄ = −Ŷ`, `μ̄ = hŶ + ½h(ȳ' − ē)`,
     /// `σ̄ = (Ŷ + ½(ȳ' − ē)) ⊗ ΔW`. One drift and one diffusion VJP, both
     /// at `ŷ'`; no evaluation (the step is linear in `y`, `μ` and `σ`).
-    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut ReversibleHeunVjp,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        carried: &[f64],
-        noise: &StepNoise<'_>,
-        bars: SdeStepBars<'_>,
-        _stats: &mut Stats,
-    ) -> Result<usize, SolveError> {
-        let (StepAt { t, h, y }, dw, n) = (at, noise.dw, w.n);
+        a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        let (StepAt { t, h, y }, fields, bars, dw, n) = (a.at, a.fields, a.bars, a.noise.dw, w.n);
         y_hat_next(
             w.noise,
             h,
             1.0,
             y,
-            Carried::of(n, carried),
+            Carried::of(n, a.carried),
             dw,
             &mut w.y_hat,
         );
@@ -334,15 +314,12 @@ impl SdeStepVjp for ReversibleHeun {
     }
 
     /// The VJP of `c_0 = (y_0, f(t0, y_0), g(t0, y_0))`.
-    fn start_vjp<F: DriftVjp, G: DiffusionVjp>(
+    fn vjp_start<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut ReversibleHeunVjp,
-        fields: &Fields<'_, F, G>,
-        t0: f64,
-        y0: &[f64],
-        bars: SdeStepBars<'_>,
-        _stats: &mut Stats,
-    ) -> Result<usize, SolveError> {
+        a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        let (StepAt { t: t0, y: y0, .. }, fields, bars) = (a.at, a.fields, a.bars);
         let (hat_bar, mu_bar, sigma_bar) = carried_mut(w.n, bars.carried);
         for i in 0..w.n {
             bars.y[i] += hat_bar[i];
@@ -355,3 +332,5 @@ impl SdeStepVjp for ReversibleHeun {
         Ok(1)
     }
 }
+
+sde_step_vjp!(ReversibleHeun, ReversibleHeunVjp, |s| s, start: vjp_start);

@@ -16,15 +16,13 @@
 //! at the same node share one VJP. The error estimate's absolute values
 //! are differentiated as `sign(x)`.
 
-use super::vjp::{VjpArgs, VjpOut, abs_slope, sde_step_vjp};
-use super::{Integrates, Noises, check_support, driver};
+use super::vjp::{StageVjpWork, VjpArgs, VjpOut, abs_slope, drift_err_bar, sde_step_vjp};
+use super::{Integrates, Noises, SdeCache, StepArgs, driver, sde_solver};
 use crate::brownian::Driver;
-use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver};
+use crate::solver::{StepAt, StepOut, StepStatus, delegate_solver};
 
 /// An SRA method as data.
 #[derive(Debug, Clone, Copy)]
@@ -88,21 +86,20 @@ pub struct SraCache {
     chi: Vec<f64>,
     /// For each stage, the earlier stage with the same diffusion node, if any.
     g_alias: Vec<Option<usize>>,
+    /// Drift stage 0 is `(t, y)`: the loop's `f0` serves at the start.
+    stage0_at_start: bool,
     f0_valid: bool,
     k: Vec<f64>,
 }
 
+#[inline]
 fn sra_step<F: Drift, G: Diffusion>(
     tab: &SraTableau,
     c: &mut SraCache,
-    fields: &Fields<'_, F, G>,
-    at: StepAt<'_>,
-    noise: &StepNoise<'_>,
-    out: StepOut<'_>,
-    stats: &mut Stats,
+    a: StepArgs<'_, F, G>,
 ) -> StepStatus {
-    let StepAt { t, h, y } = at;
-    let StepOut { y_new, err } = out;
+    let (StepAt { t, h, y }, StepOut { y_new, err }) = (a.at, a.out);
+    let (fields, noise, stats) = (a.fields, a.noise, a.stats);
     let n = c.n;
     let s = tab.alpha.len();
     for (j, ch) in c.chi.iter_mut().enumerate() {
@@ -178,37 +175,32 @@ impl Sra {
     }
 }
 
-impl Solver for Sra {
-    type Cache = SraCache;
+sde_solver!(
+    Sra, SraCache, |s| s.tableau.name,
+    order: 1.5, error_order: Some(2.0), levy: true,
+    takes: (Noises::ADDITIVE, Integrates::Either),
+);
 
-    fn name(&self) -> &'static str {
-        self.tableau.name
+impl SdeCache for SraCache {
+    fn start(&mut self, f0: &[f64], _g0: &[f64]) {
+        if self.stage0_at_start {
+            let n = self.n;
+            self.fs[..n].copy_from_slice(f0);
+            self.f0_valid = true;
+        }
     }
-    fn order(&self) -> f64 {
-        1.5
+    fn accept(&mut self) {
+        self.f0_valid = false;
     }
-    fn error_order(&self) -> Option<f64> {
-        Some(2.0)
+    fn dense(&mut self) -> &mut [f64] {
+        &mut self.k
     }
-    fn needs_levy_area(&self) -> bool {
-        true
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        check_support(
-            self.tableau.name,
-            Noises::ADDITIVE,
-            Integrates::Either,
-            problem,
-        )
-    }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SraCache {
-        let n = problem.dim();
-        let noise = problem.noise.unwrap_or(Noise::Additive);
-        let s = self.tableau.alpha.len();
-        let c1 = self.tableau.c1;
+}
+
+impl Sra {
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SraCache {
+        let (n, noise) = super::shape(problem);
+        let (s, c1) = (self.tableau.alpha.len(), self.tableau.c1);
         SraCache {
             noise,
             n,
@@ -217,81 +209,38 @@ impl Solver for Sra {
             gs: vec![0.0; s * n],
             chi: vec![0.0; noise.brownian_dim(n)],
             g_alias: (0..s).map(|i| (0..i).find(|&j| c1[j] == c1[i])).collect(),
+            // drift stage 0 is (t0, y0) for every SRA tableau
+            stage0_at_start: self.tableau.c0[0] == 0.0,
             f0_valid: false,
             k: vec![0.0; n],
         }
     }
-    fn start(&self, cache: &mut SraCache, f0: &[f64], _g0: &[f64]) {
-        // drift stage 0 is (t0, y0) for every SRA tableau
-        if self.tableau.c0[0] == 0.0 {
-            let n = cache.n;
-            cache.fs[..n].copy_from_slice(f0);
-            cache.f0_valid = true;
-        }
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut SraCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        sra_step(self.tableau, cache, fields, at, noise, out, stats)
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut SraCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        sra_step(self.tableau, c, a)
     }
-    fn accept(&self, cache: &mut SraCache) {
-        cache.f0_valid = false;
-    }
-    super::linear_dense!(SraCache);
 }
 
-/// Workspace of the step VJP of an SRA method: the forward step's own
-/// workspace (the step is recomputed by the step itself) and the
-/// cotangents of the stages.
-#[derive(Debug, Clone)]
-pub struct SraVjpWork {
-    step: SraCache,
-    /// Cotangents of `f_i` and `g_i`, stage by stage.
-    fb: Vec<f64>,
-    gb: Vec<f64>,
-    /// Cotangent of `H0_i`.
-    la: Vec<f64>,
-    y_new: Vec<f64>,
-    err: Vec<f64>,
-}
+/// Workspace of the step VJP of an SRA method.
+pub type SraVjpWork = StageVjpWork<SraCache>;
 
 impl Sra {
     fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SraVjpWork {
-        let step = self.init(p);
-        let (n, s) = (step.n, self.tableau.alpha.len());
-        SraVjpWork {
-            step,
-            fb: vec![0.0; s * n],
-            gb: vec![0.0; s * n],
-            la: vec![0.0; n],
-            y_new: vec![0.0; n],
-            err: vec![0.0; n],
-        }
+        StageVjpWork::new(self.new_cache(p), p.dim(), self.tableau.alpha.len())
     }
 
-    /// The step recomputed, the cotangents of `f_i`, `g_i` from `y⁺` (and
-    /// the error estimate), the drift stages reversed last to first, then
-    /// the diffusion (at `y`: additive noise) once per distinct node.
+    /// The step retaken, the cotangents of `f_i`, `g_i` from `y⁺` (and the
+    /// error estimate), the drift stages reversed last to first, then the
+    /// diffusion (at `y`: additive noise) once per distinct node.
     fn vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut SraVjpWork,
-        a: VjpArgs<'_, F, G>,
+        mut a: VjpArgs<'_, F, G>,
     ) -> VjpOut {
-        let (StepAt { t, h, y }, fields, bars, dw) = (a.at, a.fields, a.bars, a.noise.dw);
         let tab = self.tableau;
-        let out = StepOut {
-            y_new: &mut w.y_new,
-            err: &mut w.err,
-        };
-        let _ = sra_step(tab, &mut w.step, fields, a.at, a.noise, out, a.stats);
-        w.step.f0_valid = false;
+        w.retake(&mut a, |c, args| sra_step(tab, c, args));
+        let (StepAt { t, h, y }, fields, bars, dw) = (a.at, a.fields, a.bars, a.noise.dw);
         let (c, fb, gb) = (&w.step, &mut w.fb, &mut w.gb);
         let (n, s) = (c.n, tab.alpha.len());
         for k in 0..n {
@@ -303,10 +252,8 @@ impl Sra {
         }
         // err_k = δ |h (f_0 − f_1)_k| + |corr_k|
         if let Some(e) = bars.err {
+            drift_err_bar(tab.delta, h, &c.fs, e, fb);
             for k in 0..n {
-                let sd = tab.delta * h * abs_slope(h * (c.fs[k] - c.fs[n + k])) * e[k];
-                fb[k] += sd;
-                fb[n + k] -= sd;
                 let sc = abs_slope(sra_sums(tab, c, dw, k).2) * e[k];
                 let i10 = c.chi[driver(c.noise, k)];
                 for i in 0..s {
@@ -314,7 +261,7 @@ impl Sra {
                 }
             }
         }
-        let la = &mut w.la;
+        let la = &mut w.la0;
         for i in (0..s).rev() {
             let r = i * n..(i + 1) * n;
             la.fill(0.0);

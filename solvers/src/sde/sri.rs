@@ -26,15 +26,13 @@
 //! last two drift stages) take no VJP of their own. The error estimate's
 //! absolute values are differentiated as `sign(x)`.
 
-use super::vjp::{VjpArgs, VjpOut, abs_slope, sde_step_vjp};
-use super::{Integrates, Noises, check_support, driver};
+use super::vjp::{StageVjpWork, VjpArgs, VjpOut, abs_slope, drift_err_bar, sde_step_vjp};
+use super::{Integrates, Noises, SdeCache, StepArgs, driver, sde_solver};
 use crate::brownian::Driver;
-use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver};
+use crate::solver::{StepAt, StepOut, StepStatus, delegate_solver};
 
 /// An SRI method as data (lower-triangular rows: row `i` has `i` entries).
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +176,8 @@ pub struct SriCache {
     /// Stage `i` of `H0` (resp. `H1`) is `y` at the same node as stage 0.
     same_f: Vec<bool>,
     same_g: Vec<bool>,
+    /// Stage 0 is `(t, y)`: the loop's `f0`, `g0` serve at the start.
+    stage0_at_start: bool,
     first_valid: bool,
     k: Vec<f64>,
 }
@@ -196,18 +196,16 @@ fn row_is_zero(r: &[f64]) -> bool {
     r.iter().all(|&x| x == 0.0)
 }
 
-/// One SRI step of `tab` (shared by [`Sriw1`] and [`Sosri`]).
+/// One SRI step of `tab` (shared by [`Sriw1`] and [`Sosri`], and by the
+/// step VJP, which recomputes the stages with it).
+#[inline]
 fn sri_step<F: Drift, G: Diffusion>(
     tab: &SriTableau,
     c: &mut SriCache,
-    fields: &Fields<'_, F, G>,
-    at: StepAt<'_>,
-    noise: &StepNoise<'_>,
-    out: StepOut<'_>,
-    stats: &mut Stats,
+    a: StepArgs<'_, F, G>,
 ) -> StepStatus {
-    let StepAt { t, h, y } = at;
-    let StepOut { y_new, err } = out;
+    let (StepAt { t, h, y }, StepOut { y_new, err }) = (a.at, a.out);
+    let (fields, noise, stats) = (a.fields, a.noise, a.stats);
     let n = c.n;
     let s = tab.alpha.len();
     let m = noise.dw.len();
@@ -298,36 +296,34 @@ impl Sri {
     }
 }
 
-impl Solver for Sri {
-    type Cache = SriCache;
+sde_solver!(
+    Sri, SriCache, |s| s.tableau.name,
+    order: 1.5, error_order: Some(1.5), levy: true,
+    takes: (Noises::DIAGONAL, Integrates::Ito),
+);
 
-    fn name(&self) -> &'static str {
-        self.tableau.name
+impl SdeCache for SriCache {
+    fn start(&mut self, f0: &[f64], g0: &[f64]) {
+        if self.stage0_at_start {
+            let n = self.n;
+            self.fs[..n].copy_from_slice(f0);
+            self.gs[..n].copy_from_slice(&g0[..n]);
+            self.first_valid = true;
+        }
     }
-    fn order(&self) -> f64 {
-        1.5
+    fn accept(&mut self) {
+        self.first_valid = false;
     }
-    fn error_order(&self) -> Option<f64> {
-        Some(1.5)
+    fn dense(&mut self) -> &mut [f64] {
+        &mut self.k
     }
-    fn needs_levy_area(&self) -> bool {
-        true
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        check_support(
-            self.tableau.name,
-            Noises::DIAGONAL,
-            Integrates::Ito,
-            problem,
-        )
-    }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SriCache {
-        let n = problem.dim();
-        let noise = problem.noise.unwrap_or(Noise::Diagonal);
-        let s = self.tableau.alpha.len();
+}
+
+impl Sri {
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SriCache {
+        let tab = self.tableau;
+        let (n, noise) = super::shape(problem);
+        let s = tab.alpha.len();
         let m = noise.brownian_dim(n);
         let same = |a: &[&[f64]], b: &[&[f64]], c: &[f64], i: usize| {
             row_is_zero(a[i]) && row_is_zero(b[i]) && c[i] == c[0]
@@ -340,89 +336,39 @@ impl Solver for Sri {
             fs: vec![0.0; s * n],
             gs: vec![0.0; s * n],
             chi: vec![0.0; 4 * m],
-            same_f: (0..s)
-                .map(|i| same(self.tableau.a0, self.tableau.b0, self.tableau.c0, i))
-                .collect(),
-            same_g: (0..s)
-                .map(|i| same(self.tableau.a1, self.tableau.b1, self.tableau.c1, i))
-                .collect(),
+            same_f: (0..s).map(|i| same(tab.a0, tab.b0, tab.c0, i)).collect(),
+            same_g: (0..s).map(|i| same(tab.a1, tab.b1, tab.c1, i)).collect(),
+            // stage 0 is (t0, y0) for every SRI tableau (row 0 is empty, c = 0)
+            stage0_at_start: tab.c0[0] == 0.0 && tab.c1[0] == 0.0,
             first_valid: false,
             k: vec![0.0; n],
         }
     }
-    fn start(&self, cache: &mut SriCache, f0: &[f64], g0: &[f64]) {
-        // stage 0 is (t0, y0) for every SRI tableau (row 0 is empty, c = 0)
-        if self.tableau.c0[0] == 0.0 && self.tableau.c1[0] == 0.0 {
-            let n = cache.n;
-            cache.fs[..n].copy_from_slice(f0);
-            cache.gs[..n].copy_from_slice(&g0[..n]);
-            cache.first_valid = true;
-        }
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut SriCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        sri_step(self.tableau, cache, fields, at, noise, out, stats)
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut SriCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        sri_step(self.tableau, c, a)
     }
-    fn accept(&self, cache: &mut SriCache) {
-        cache.first_valid = false;
-    }
-    super::linear_dense!(SriCache);
 }
 
-/// Workspace of the step VJP of an SRI method: the forward step's own
-/// workspace (the step is recomputed by the step itself) and the
-/// cotangents of the stages.
-#[derive(Debug, Clone)]
-pub struct SriVjpWork {
-    step: SriCache,
-    /// Cotangents of `f_i` and `g_i`, stage by stage.
-    fb: Vec<f64>,
-    gb: Vec<f64>,
-    /// Cotangents of `H0_i` and `H1_i`.
-    la0: Vec<f64>,
-    la1: Vec<f64>,
-    y_new: Vec<f64>,
-    err: Vec<f64>,
-}
+/// Workspace of the step VJP of an SRI method.
+pub type SriVjpWork = StageVjpWork<SriCache>;
 
 impl Sri {
     fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SriVjpWork {
-        let step = self.init(p);
-        let (n, s) = (step.n, self.tableau.alpha.len());
-        SriVjpWork {
-            step,
-            fb: vec![0.0; s * n],
-            gb: vec![0.0; s * n],
-            la0: vec![0.0; n],
-            la1: vec![0.0; n],
-            y_new: vec![0.0; n],
-            err: vec![0.0; n],
-        }
+        StageVjpWork::new(self.new_cache(p), p.dim(), self.tableau.alpha.len())
     }
 
-    /// The step recomputed, the cotangents of `f_i`, `g_i` from `y⁺` (and
-    /// the error estimate), then the stages reversed last to first.
+    /// The step retaken, the cotangents of `f_i`, `g_i` from `y⁺` (and the
+    /// error estimate), then the stages reversed last to first.
     fn vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut SriVjpWork,
-        a: VjpArgs<'_, F, G>,
+        mut a: VjpArgs<'_, F, G>,
     ) -> VjpOut {
-        let (StepAt { t, h, .. }, fields, bars) = (a.at, a.fields, a.bars);
         let tab = self.tableau;
-        let out = StepOut {
-            y_new: &mut w.y_new,
-            err: &mut w.err,
-        };
-        let _ = sri_step(tab, &mut w.step, fields, a.at, a.noise, out, a.stats);
-        w.step.first_valid = false;
+        w.retake(&mut a, |c, args| sri_step(tab, c, args));
+        let (StepAt { t, h, .. }, fields, bars) = (a.at, a.fields, a.bars);
         let (c, fb, gb) = (&w.step, &mut w.fb, &mut w.gb);
         let (n, s, sqh) = (c.n, tab.alpha.len(), h.abs().sqrt());
         for k in 0..n {
@@ -438,11 +384,9 @@ impl Sri {
         }
         // err_k = δ |h (f_0 − f_1)_k| + |corr_k|
         if let Some(e) = bars.err {
+            drift_err_bar(tab.delta, h, &c.fs, e, fb);
             for k in 0..n {
                 let ch = c.chi_of(k);
-                let sd = tab.delta * h * abs_slope(h * (c.fs[k] - c.fs[n + k])) * e[k];
-                fb[k] += sd;
-                fb[n + k] -= sd;
                 let sc = abs_slope(sri_sums(tab, c, k).2) * e[k];
                 for i in 0..s {
                     gb[i * n + k] += sc * (tab.beta3[i] * ch[2] + tab.beta4[i] * ch[3]);

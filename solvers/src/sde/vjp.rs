@@ -31,7 +31,9 @@ use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::{Interpretation, Noise};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise};
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+
+use super::{SdeCache, StepArgs};
 
 /// The cotangents of one SDE step's outputs, and where its input
 /// cotangents go.
@@ -141,6 +143,7 @@ pub(crate) type VjpOut = Result<usize, SolveError>;
 pub(crate) struct VjpArgs<'a, F, G> {
     pub fields: &'a Fields<'a, F, G>,
     pub at: StepAt<'a>,
+    pub carried: &'a [f64],
     pub noise: &'a StepNoise<'a>,
     pub bars: SdeStepBars<'a>,
     pub stats: &'a mut Stats,
@@ -168,8 +171,7 @@ impl SdeVjpWork {
         problem: &Problem<F, G, D>,
         stage_vectors: usize,
     ) -> Self {
-        let n = problem.dim();
-        let noise = problem.noise.unwrap_or(Noise::Diagonal);
+        let (n, noise) = super::shape(problem);
         SdeVjpWork {
             noise,
             n,
@@ -181,6 +183,75 @@ impl SdeVjpWork {
             g: vec![0.0; noise.diffusion_len(n)],
             stages: vec![0.0; stage_vectors * n],
         }
+    }
+}
+
+/// Workspace of the step VJP of a stochastic Runge–Kutta method (SRI,
+/// SRA): the method's own step workspace `C` (the step is retaken by the
+/// method's step itself, so the stages are the forward ones to the bit) and
+/// the cotangents of the stages.
+#[derive(Debug, Clone)]
+pub struct StageVjpWork<C> {
+    pub(super) step: C,
+    /// Cotangents of the drift and diffusion values, stage by stage.
+    pub(super) fb: Vec<f64>,
+    pub(super) gb: Vec<f64>,
+    /// Cotangents of a stage's drift and diffusion arguments.
+    pub(super) la0: Vec<f64>,
+    pub(super) la1: Vec<f64>,
+    y_new: Vec<f64>,
+    err: Vec<f64>,
+}
+
+impl<C> StageVjpWork<C> {
+    /// The workspace for `s` stages of dimension `n` around `step`.
+    pub(super) fn new(step: C, n: usize, s: usize) -> Self {
+        StageVjpWork {
+            step,
+            fb: vec![0.0; s * n],
+            gb: vec![0.0; s * n],
+            la0: vec![0.0; n],
+            la1: vec![0.0; n],
+            y_new: vec![0.0; n],
+            err: vec![0.0; n],
+        }
+    }
+
+    /// Retakes the step of `a` with `take`, the method's step, keeping its
+    /// stages in `self.step` (left ready for another step).
+    pub(super) fn retake<F: Drift, G: Diffusion>(
+        &mut self,
+        a: &mut VjpArgs<'_, F, G>,
+        take: impl FnOnce(&mut C, StepArgs<'_, F, G>) -> StepStatus,
+    ) where
+        C: SdeCache,
+    {
+        let out = StepOut {
+            y_new: &mut self.y_new,
+            err: &mut self.err,
+        };
+        let (fields, at, noise, stats) = (a.fields, a.at, a.noise, &mut *a.stats);
+        let args = StepArgs {
+            fields,
+            at,
+            noise,
+            out,
+            stats,
+        };
+        let _ = take(&mut self.step, args);
+        self.step.accept();
+    }
+}
+
+/// Adds the cotangent of the drift part `δ |h (f_0 − f_1)|` of an SRI or
+/// SRA error estimate (`e` its cotangent, `fs` the stages' drifts) to the
+/// cotangents `fb` of the first two drift stages.
+pub(super) fn drift_err_bar(delta: f64, h: f64, fs: &[f64], e: &[f64], fb: &mut [f64]) {
+    let n = e.len();
+    for k in 0..n {
+        let sd = delta * h * abs_slope(h * (fs[k] - fs[n + k])) * e[k];
+        fb[k] += sd;
+        fb[n + k] -= sd;
     }
 }
 
@@ -197,11 +268,15 @@ pub(crate) fn abs_slope(x: f64) -> f64 {
 }
 
 /// Implements [`SdeStepVjp`] for `$name` with workspace `$work`, by the
-/// inherent `workspace(problem)` and `vjp(work, VjpArgs)` (and, given,
-/// `check_step_vjp`) of `$inner`, an expression of the method's solver with
-/// `$s` bound to `self`.
+/// inherent `workspace(problem)` and `vjp(work, VjpArgs)` of `$inner`, an
+/// expression of the method's solver with `$s` bound to `self`; given,
+/// `check_step_vjp` by its `$check(diffusion, (t, y, p))` and `start_vjp`
+/// by its `$start(work, VjpArgs)` (with `at = (t0, 0, y0)`).
 macro_rules! sde_step_vjp {
-    ($name:ty, $work:ty, |$s:ident| $inner:expr $(, $check:ident)?) => {
+    (
+        $name:ty, $work:ty, |$s:ident| $inner:expr
+        $(, check: $check:ident)? $(, start: $start:ident)? $(,)?
+    ) => {
         impl $crate::sde::SdeStepVjp for $name {
             type VjpWork = $work;
             fn vjp_workspace<
@@ -215,7 +290,7 @@ macro_rules! sde_step_vjp {
                 let $s = self;
                 $inner.workspace(problem)
             }
-            $(fn $check<G: $crate::field::DiffusionVjp>(
+            $(fn check_step_vjp<G: $crate::field::DiffusionVjp>(
                 &self,
                 diffusion: &G,
                 t: f64,
@@ -223,14 +298,14 @@ macro_rules! sde_step_vjp {
                 p: &[f64],
             ) -> Result<(), String> {
                 let $s = self;
-                $inner.$check(diffusion, t, y, p)
+                $inner.$check(diffusion, (t, y, p))
             })?
             fn step_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
                 &self,
                 work: &mut $work,
                 fields: &$crate::solver::Fields<'_, F, G>,
                 at: $crate::solver::StepAt<'_>,
-                _carried: &[f64],
+                carried: &[f64],
                 noise: &$crate::solver::StepNoise<'_>,
                 bars: $crate::sde::SdeStepBars<'_>,
                 stats: &mut $crate::solution::Stats,
@@ -239,12 +314,33 @@ macro_rules! sde_step_vjp {
                 let args = $crate::sde::vjp::VjpArgs {
                     fields,
                     at,
+                    carried,
                     noise,
                     bars,
                     stats,
                 };
                 $inner.vjp(work, args)
             }
+            $(fn start_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
+                &self,
+                work: &mut $work,
+                fields: &$crate::solver::Fields<'_, F, G>,
+                t0: f64,
+                y0: &[f64],
+                bars: $crate::sde::SdeStepBars<'_>,
+                stats: &mut $crate::solution::Stats,
+            ) -> Result<usize, $crate::error::SolveError> {
+                let $s = self;
+                let args = $crate::sde::vjp::VjpArgs {
+                    fields,
+                    at: $crate::solver::StepAt { t: t0, h: 0.0, y: y0 },
+                    carried: &[],
+                    noise: &$crate::solver::StepNoise::NONE,
+                    bars,
+                    stats,
+                };
+                $inner.$start(work, args)
+            })?
         }
     };
 }
