@@ -13,6 +13,13 @@
 //!
 //! Diagonal noise means `g_i` depends on `y_i` (and `t`) only; the order of
 //! Milstein and SRI relies on it (see [`Noise::Diagonal`]).
+//!
+//! Every solver here has a step VJP ([`SdeStepVjp`], the protocol of the
+//! SDE discrete adjoint); a solver of your own that implements [`Solver`]
+//! and [`SdeStepVjp`] runs in the same loop and gets the same gradients
+//! (`tests/extension_sde.rs`).
+//!
+//! [`Solver`]: crate::solver::Solver
 
 mod euler_heun;
 mod euler_maruyama;

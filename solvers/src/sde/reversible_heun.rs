@@ -108,7 +108,7 @@ impl ReversibleHeunCache {
 }
 
 impl ReversibleHeun {
-    /// Sets the carried state `(ŷ, μ, σ)` ([`Solver::carried_state`], as
+    /// Sets the carried state `(ŷ, μ, σ)` ([`Solver::carried_state`](crate::solver::Solver::carried_state), as
     /// recorded after an accepted step): so that
     /// [`ReversibleHeun::reverse_step`] can start from a solve's final
     /// carried state without re-running it, or a step from any state.
