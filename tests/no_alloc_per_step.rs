@@ -2,7 +2,8 @@
 //! of heap allocations of a solve does not depend on the number of steps —
 //! for the explicit solvers and for the native stiff solvers (Newton
 //! iterations, Jacobians by finite differences or dual numbers, LU
-//! factorisations).
+//! factorisations) — and the SDE step VJPs (the backward step of every SDE
+//! solver's discrete adjoint) allocate nothing once their workspace exists.
 //! (This file holds a single test, so no other test thread allocates while it
 //! counts.)
 
@@ -187,4 +188,88 @@ fn allocations_do_not_grow_with_steps() {
         }
     });
     assert_eq!(a, 0, "re-queries of a Brownian interval allocated");
+
+    // SDE step VJPs: nothing per step once the workspace exists
+    for (name, a) in [
+        (
+            "EulerMaruyama",
+            sde_vjp_allocs(EulerMaruyama, Interpretation::Ito),
+        ),
+        (
+            "EulerHeun",
+            sde_vjp_allocs(EulerHeun, Interpretation::Stratonovich),
+        ),
+        (
+            "Milstein",
+            sde_vjp_allocs(Milstein::default(), Interpretation::Ito),
+        ),
+        (
+            "Milstein::exact()",
+            sde_vjp_allocs(Milstein::exact(), Interpretation::Stratonovich),
+        ),
+        ("Sriw1", sde_vjp_allocs(Sriw1, Interpretation::Ito)),
+        ("Sosri", sde_vjp_allocs(Sosri, Interpretation::Ito)),
+        ("Sra1", sde_vjp_allocs(Sra1, Interpretation::Ito)),
+        ("Sra3", sde_vjp_allocs(Sra3, Interpretation::Ito)),
+        (
+            "ReversibleHeun",
+            sde_vjp_allocs(ReversibleHeun, Interpretation::Stratonovich),
+        ),
+    ] {
+        assert_eq!(a, 0, "{name}: its step VJP allocated");
+    }
+}
+
+/// Allocations of 1000 step VJPs of `solver` (after one to warm up the dual
+/// numbers' scratch) on a diagonal-noise SDE (additive for SRA), with an
+/// error cotangent where the method has an error estimate.
+fn sde_vjp_allocs<S: sdeflow::sde::SdeStepVjp>(solver: S, interp: Interpretation) -> usize {
+    use sdeflow::sde::SdeStepBars;
+    use sdeflow::solver::{Fields, StepAt, StepNoise};
+    #[derive(Clone, Copy)]
+    struct F;
+    impl GenericField for F {
+        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, y: &[D], p: &[D], o: &mut [D]) {
+            o[0] = p[0] * y[0].sin() + t;
+            o[1] = p[1] * y[1] * y[1];
+        }
+    }
+    let name = solver.name();
+    let noise = if name.starts_with("Sra") {
+        Noise::Additive
+    } else {
+        Noise::Diagonal
+    };
+    let prob = Problem::sde(Generic(F), Generic(F), noise, vec![0.3, 0.5], (0.0, 1.0))
+        .params(vec![0.7, 0.2])
+        .interpretation(interp);
+    let fields = Fields::new(&prob);
+    let mut work = solver.vjp_workspace(&prob);
+    let carried = solver.carried_state(&solver.init(&prob)).to_vec();
+    let (mut yb, mut cb, mut pb) = (vec![1.0; 2], vec![0.5; carried.len()], vec![0.0; 2]);
+    let has_err = solver.error_order().is_some();
+    let (eb, dw, levy) = ([0.3, -0.2], [0.1, -0.05], [0.01, 0.02]);
+    let mut stats = Stats::default();
+    let mut vjp = || {
+        let bars = SdeStepBars {
+            y: &mut yb,
+            carried: &mut cb,
+            err: has_err.then_some(&eb[..]),
+            p: &mut pb,
+        };
+        let at = StepAt {
+            t: 0.1,
+            h: 0.01,
+            y: &[0.3, 0.5],
+        };
+        let noise = StepNoise {
+            dw: &dw,
+            levy_h: &levy,
+        };
+        solver
+            .step_vjp(&mut work, &fields, at, &carried, &noise, bars, &mut stats)
+            .expect("step VJP");
+    };
+    vjp();
+    count(|| (0..1000).for_each(|_| vjp())).0
 }

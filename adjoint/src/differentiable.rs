@@ -16,14 +16,12 @@
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::sde::{
-    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
+    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
 };
 use sdeflow_solvers::step_vjp::OdeStepVjp;
 use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
 use sdeflow_solvers::tableau::Tableau;
-use sdeflow_solvers::{
-    DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt, Solver,
-};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt};
 
 use crate::loss::Loss;
 use crate::reversible::reversible_heun_gradient;
@@ -32,7 +30,11 @@ use crate::{Adjoint, GradError, Gradient};
 /// A solver that gradients flow through, for problems with drift `F`,
 /// diffusion `G` and driver `D`. [`crate::grad`] calls it; implement it to
 /// make a solver of your own differentiable. Any [`Method`] can be: a
-/// [`Solver`] run in the generic loop, or one with its own engine (`Bdf`).
+/// [`Solver`](sdeflow_solvers::Solver) run in the generic loop, or one with
+/// its own engine (`Bdf`). An SDE solver of your own that implements the
+/// step-VJP protocol ([`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp))
+/// implements it in one line, with
+/// [`crate::sde_discrete_gradient`] (`tests/extension_sde.rs`).
 ///
 /// An SDE differentiated through Euler–Maruyama:
 ///
@@ -129,8 +131,9 @@ where
 }
 
 /// Implements [`Differentiable`] for each solver type by one gradient
-/// function, for ODEs (`ode`: diffusion `NoDiffusion`) or SDEs (`sde`:
-/// diffusions with a VJP).
+/// function, for ODEs (`ode`: diffusion `NoDiffusion`; the function takes
+/// the solver first) or SDEs (`sde`: diffusions with a VJP; the function
+/// takes `grad`'s arguments, problem first).
 macro_rules! differentiable {
     (ode, $via:ident: $($name:ty),*) => {$(
         impl<F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D> for $name {
@@ -145,7 +148,7 @@ macro_rules! differentiable {
             }
         }
     )*};
-    (sde, $via:ident: $($name:ty),*) => {$(
+    (sde, $via:path: $($name:ty),*) => {$(
         impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for $name {
             fn gradient<L: Loss + ?Sized>(
                 &self,
@@ -154,7 +157,7 @@ macro_rules! differentiable {
                 loss: &L,
                 adjoint: Adjoint,
             ) -> Result<Gradient, GradError> {
-                $via(self, problem, options, loss, adjoint)
+                $via(problem, self, options, loss, adjoint)
             }
         }
     )*};
@@ -250,39 +253,9 @@ where
 }
 differentiable!(ode, bdf_gradient: Bdf);
 
-/// The discrete adjoint of an SDE solver with a step VJP.
-fn sde_gradient<F, G, D, S, L>(
-    solver: &S,
-    problem: &Problem<F, G, D>,
-    opts: &Options,
-    loss: &L,
-    adjoint: Adjoint,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    G: DiffusionVjp,
-    D: Driver,
-    S: Solver + SdeStepVjp + Copy,
-    L: Loss + ?Sized,
-{
-    match adjoint {
-        Adjoint::Discrete { checkpoints } => crate::sde_discrete::sde_discrete_adjoint(
-            problem,
-            *solver,
-            opts,
-            loss,
-            budget(checkpoints),
-        ),
-        other => Err(GradError::Unsupported(format!(
-            "{other:?} with {}: its gradient is the discrete adjoint \
-             (Adjoint::Discrete {{ checkpoints }}); Adjoint::Reversible and \
-             Adjoint::Stochastic run with ReversibleHeun",
-            solver.name()
-        ))),
-    }
-}
-
-differentiable!(sde, sde_gradient: EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
+// The built-in SDE solvers: the discrete adjoint through their step VJP,
+// as an SDE solver of your own gets it.
+differentiable!(sde, crate::sde_discrete_gradient: EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
 
 // Reversible Heun: its reversible, discrete and stochastic adjoints.
 differentiable!(sde, reversible_heun_gradient: ReversibleHeun);

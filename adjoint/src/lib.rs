@@ -29,6 +29,7 @@ mod stochastic;
 
 pub use differentiable::Differentiable;
 pub use loss::Loss;
+pub use sde_discrete::sde_discrete_gradient;
 
 use std::fmt;
 
@@ -41,8 +42,9 @@ pub enum Adjoint {
     /// computed solution), with recursive checkpointing: at most
     /// `checkpoints` states are stored per level of recomputation;
     /// `usize::MAX` ([`Adjoint::STORE_ALL`]) stores every step and
-    /// recomputes nothing. (With reversible Heun every step is stored;
-    /// bounded memory there is [`Adjoint::Reversible`].)
+    /// recomputes nothing. (With a solver that carries state between steps,
+    /// such as reversible Heun, every step is stored; bounded memory there
+    /// is [`Adjoint::Reversible`].)
     Discrete {
         /// States stored per level (at least 2; `usize::MAX`: all).
         checkpoints: usize,

@@ -5,110 +5,106 @@
 //! Any noise type, strong order 0.5 (1.0 for commutative noise). Fixed
 //! steps; one drift and two diffusion evaluations per step.
 
-use super::{Support, add_noise};
+use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, refuse_err_cotangent, sde_step_vjp};
+use super::{Integrates, Noises, StartCache, StepArgs, add_noise, noise_outer, sde_solver};
 use crate::brownian::Driver;
-use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{StepAt, StepStatus};
 
 /// Euler–Heun.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EulerHeun;
 
-/// Workspace of [`EulerHeun`].
+/// Euler–Heun's buffers: the predictor `ȳ` and `g` there.
 #[derive(Debug, Clone)]
-pub struct EulerHeunCache {
-    noise: Noise,
-    f: Vec<f64>,
-    g: Vec<f64>,
-    g_bar: Vec<f64>,
+pub struct Predictor {
     y_bar: Vec<f64>,
-    k: Vec<f64>,
-    f_valid: bool,
+    g_bar: Vec<f64>,
 }
 
-impl Solver for EulerHeun {
-    type Cache = EulerHeunCache;
+/// Euler–Heun's workspace.
+type EhCache = StartCache<Predictor>;
 
-    fn name(&self) -> &'static str {
-        "EulerHeun"
-    }
-    fn order(&self) -> f64 {
-        0.5
-    }
-    fn error_order(&self) -> Option<f64> {
-        None
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        Support {
-            name: self.name(),
-            scalar: true,
-            diagonal: true,
-            additive: true,
-            general: true,
-            ito: false,
-            stratonovich: true,
-        }
-        .check(problem)
-    }
-    fn init<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> EulerHeunCache {
-        let (n, noise) = (problem.dim(), problem.noise);
-        let noise = noise.unwrap_or(Noise::Diagonal);
-        let len = noise.diffusion_len(n);
-        EulerHeunCache {
-            noise,
-            f: vec![0.0; n],
-            g: vec![0.0; len],
-            g_bar: vec![0.0; len],
+/// The predictor `ȳ = y + G(y) ΔW` into `out`.
+#[inline]
+fn predictor(noise: Noise, y: &[f64], g: &[f64], dw: &[f64], out: &mut [f64]) {
+    out.copy_from_slice(y);
+    add_noise(noise, g, dw, 1.0, out);
+}
+
+sde_solver!(
+    EulerHeun, EhCache, |_s| "EulerHeun",
+    order: 0.5, error_order: None, levy: false,
+    takes: (Noises::ALL, Integrates::Stratonovich),
+);
+
+impl EulerHeun {
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> EhCache {
+        let (n, noise) = super::shape(p);
+        let own = Predictor {
             y_bar: vec![0.0; n],
-            k: vec![0.0; n],
-            f_valid: false,
-        }
+            g_bar: vec![0.0; noise.diffusion_len(n)],
+        };
+        StartCache::new(p, own)
     }
-    fn start(&self, cache: &mut EulerHeunCache, f0: &[f64], g0: &[f64]) {
-        cache.f.copy_from_slice(f0);
-        cache.g.copy_from_slice(g0);
-        cache.f_valid = true;
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut EulerHeunCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, .. } = out;
-        // f and g at (t, y): valid after the start and after a rejection
-        if !cache.f_valid {
-            fields.f(t, y, &mut cache.f, stats);
-            fields.g(t, y, &mut cache.g, stats);
-            cache.f_valid = true;
-        }
-        cache.y_bar.copy_from_slice(y);
-        add_noise(cache.noise, &cache.g, noise.dw, 1.0, &mut cache.y_bar);
-        fields.g(t, &cache.y_bar, &mut cache.g_bar, stats);
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut EhCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        let (StepAt { t, h, y }, y_new, dw) = (a.at, a.out.y_new, a.noise.dw);
+        c.ensure(a.fields, t, y, a.stats);
+        let Predictor { y_bar, g_bar } = &mut c.own;
+        predictor(c.noise, y, &c.g, dw, y_bar);
+        a.fields.g(t, y_bar, g_bar, a.stats);
         for i in 0..y.len() {
-            y_new[i] = y[i] + h * cache.f[i];
+            y_new[i] = y[i] + h * c.f[i];
         }
-        add_noise(cache.noise, &cache.g, noise.dw, 0.5, y_new);
-        add_noise(cache.noise, &cache.g_bar, noise.dw, 0.5, y_new);
+        add_noise(c.noise, &c.g, dw, 0.5, y_new);
+        add_noise(c.noise, g_bar, dw, 0.5, y_new);
         StepStatus::Taken
     }
-    fn accept(&self, cache: &mut EulerHeunCache) {
-        cache.f_valid = false;
+
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SdeVjpWork {
+        SdeVjpWork::new(p, 1)
     }
-    super::linear_dense!(EulerHeunCache);
+
+    /// `ȳ = y + G(y) ΔW`, `y' = y + h f(y) + ½(G(y) + G(ȳ)) ΔW`: `ȳ`
+    /// recomputed (one diffusion evaluation), then the diffusion's VJP at
+    /// `ȳ` with `½ ȳ' ⊗ ΔW` gives the cotangent `c` of `ȳ`, and everything
+    /// at `y` follows: identity, `f` with `h ȳ'`, `G` with
+    /// `(½ ȳ' + c) ⊗ ΔW`.
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SdeVjpWork,
+        a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        refuse_err_cotangent("EulerHeun", a.bars.err)?;
+        let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
+        let (p, dw, n) = (fields.p, a.noise.dw, w.n);
+        fields.g(t, y, &mut w.g, a.stats);
+        let y_pred = &mut w.stages[..n];
+        predictor(w.noise, y, &w.g, dw, y_pred);
+        w.a.copy_from_slice(bars.y); // ∂L/∂y'
+        w.c.fill(0.0);
+        noise_outer(w.noise, &w.a, dw, 0.5, &mut w.vg);
+        fields
+            .diffusion
+            .diffusion_vjp(t, y_pred, p, &w.vg, &mut w.c, bars.p);
+        for i in 0..n {
+            w.b[i] = h * w.a[i];
+        }
+        fields.drift.drift_vjp(t, y, p, &w.b, bars.y, bars.p);
+        for i in 0..n {
+            w.b[i] = 0.5 * w.a[i] + w.c[i];
+            bars.y[i] += w.c[i];
+        }
+        noise_outer(w.noise, &w.b, dw, 1.0, &mut w.vg);
+        fields
+            .diffusion
+            .diffusion_vjp(t, y, p, &w.vg, bars.y, bars.p);
+        Ok(1)
+    }
 }
+
+sde_step_vjp!(EulerHeun, SdeVjpWork, |s| s);

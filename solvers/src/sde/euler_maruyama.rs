@@ -3,100 +3,71 @@
 //! Itô, any noise type, strong order 0.5 (1.0 for additive noise), weak
 //! order 1. Fixed steps. One drift and one diffusion evaluation per step.
 
-use super::{Support, euler_update};
+use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, refuse_err_cotangent, sde_step_vjp};
+use super::{Integrates, Noises, StartCache, StepArgs, euler_update, sde_solver};
 use crate::brownian::Driver;
-use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
-use crate::noise::Noise;
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{StepAt, StepStatus};
+
+/// Euler–Maruyama's workspace.
+type EmCache = StartCache<()>;
 
 /// Euler–Maruyama.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EulerMaruyama;
 
-/// Workspace of [`EulerMaruyama`].
-#[derive(Debug, Clone)]
-pub struct EmCache {
-    noise: Noise,
-    f: Vec<f64>,
-    g: Vec<f64>,
-    k: Vec<f64>,
-    f_valid: bool,
-}
+sde_solver!(
+    EulerMaruyama, EmCache, |_s| "EulerMaruyama",
+    order: 0.5, error_order: None, levy: false,
+    takes: (Noises::ALL, Integrates::Ito),
+);
 
-impl Solver for EulerMaruyama {
-    type Cache = EmCache;
+impl EulerMaruyama {
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> EmCache {
+        StartCache::new(p, ())
+    }
 
-    fn name(&self) -> &'static str {
-        "EulerMaruyama"
-    }
-    fn order(&self) -> f64 {
-        0.5
-    }
-    fn error_order(&self) -> Option<f64> {
-        None
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        Support {
-            name: self.name(),
-            scalar: true,
-            diagonal: true,
-            additive: true,
-            general: true,
-            ito: true,
-            stratonovich: false,
-        }
-        .check(problem)
-    }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> EmCache {
-        let (n, noise) = (problem.dim(), problem.noise);
-        let noise = noise.unwrap_or(Noise::Diagonal);
-        EmCache {
-            noise,
-            f: vec![0.0; n],
-            g: vec![0.0; noise.diffusion_len(n)],
-            k: vec![0.0; n],
-            f_valid: false,
-        }
-    }
-    fn start(&self, cache: &mut EmCache, f0: &[f64], g0: &[f64]) {
-        cache.f.copy_from_slice(f0);
-        cache.g.copy_from_slice(g0);
-        cache.f_valid = true;
-    }
     // always inlined, so that the loop's increment reaches the update in a
     // register
     #[inline(always)]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut EmCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, .. } = out;
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut EmCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        let (StepAt { t, h, y }, y_new) = (a.at, a.out.y_new);
         // f(t, y) goes straight into y_new (one buffer fewer on the
         // step's dependency chain); at the start the loop's f0 and g0 serve
-        if cache.f_valid {
-            y_new.copy_from_slice(&cache.f);
+        if c.valid {
+            y_new.copy_from_slice(&c.f);
         } else {
-            fields.f(t, y, y_new, stats);
-            fields.g(t, y, &mut cache.g, stats);
+            a.fields.f(t, y, y_new, a.stats);
+            a.fields.g(t, y, &mut c.g, a.stats);
         }
-        euler_update(cache.noise, y, h, &cache.g, noise.dw, y_new);
+        euler_update(c.noise, y, h, &c.g, a.noise.dw, y_new);
         StepStatus::Taken
     }
-    fn accept(&self, cache: &mut EmCache) {
-        // EM never rejects (no error estimate): f and g are redone next step
-        cache.f_valid = false;
+
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SdeVjpWork {
+        SdeVjpWork::new(p, 0)
     }
-    super::linear_dense!(EmCache);
+
+    /// `y' = y + h f(t, y) + G(t, y) ΔW`: the drift's VJP with `h ȳ'`, the
+    /// diffusion's with `ȳ' ⊗ ΔW`.
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SdeVjpWork,
+        a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        refuse_err_cotangent("EulerMaruyama", a.bars.err)?;
+        let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
+        for i in 0..w.n {
+            w.b[i] = h * bars.y[i];
+        }
+        super::noise_outer(w.noise, bars.y, a.noise.dw, 1.0, &mut w.vg);
+        fields.drift.drift_vjp(t, y, fields.p, &w.b, bars.y, bars.p);
+        fields
+            .diffusion
+            .diffusion_vjp(t, y, fields.p, &w.vg, bars.y, bars.p);
+        Ok(1)
+    }
 }
+
+sde_step_vjp!(EulerMaruyama, SdeVjpWork, |s| s);

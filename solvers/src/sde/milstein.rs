@@ -16,14 +16,14 @@
 //! (Stratonovich) diffusion evaluations per step, or one diffusion and one
 //! JVP with exact derivatives. Fixed steps.
 
-use super::{Support, add_noise, driver};
+use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, sde_step_vjp};
+use super::{Integrates, Noises, StartCache, StepArgs, add_noise, driver, sde_solver};
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
-use crate::noise::{Interpretation, Noise};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
+use crate::noise::Interpretation;
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{StepAt, StepStatus};
 
 /// How Milstein obtains `(∂g/∂y) g`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,151 +60,244 @@ impl Milstein {
     }
 }
 
-/// Workspace of [`Milstein`].
+/// Milstein's buffers: `(∂g/∂y) g` (or its difference) and the support
+/// point of the difference.
 #[derive(Debug, Clone)]
-pub struct MilsteinCache {
-    noise: Noise,
+pub struct Correction {
     ito: bool,
-    f: Vec<f64>,
-    g: Vec<f64>,
     lg: Vec<f64>,
     y_bar: Vec<f64>,
-    k: Vec<f64>,
-    f_valid: bool,
 }
 
-impl Solver for Milstein {
-    type Cache = MilsteinCache;
+/// Milstein's workspace.
+type MilCache = StartCache<Correction>;
 
-    fn name(&self) -> &'static str {
-        "Milstein"
+/// Where a diffusion is probed: `(t, y, p)`.
+type Probe<'a> = (f64, &'a [f64], &'a [f64]);
+
+/// The factor of `½ (Lg)_i` for an increment `d`: `d² − h` (Itô) or `d²`
+/// (Stratonovich).
+#[inline(always)]
+fn correction(ito: bool, d: f64, h: f64) -> f64 {
+    if ito { d * d - h } else { d * d }
+}
+
+/// A support point of the derivative-free difference:
+/// `y + h f + s g` (Itô, `hf = Some((h, f))`) or `y + s g`.
+#[inline]
+fn support(y: &[f64], hf: Option<(f64, &[f64])>, s: f64, g: &[f64], out: &mut [f64]) {
+    match hf {
+        Some((h, f)) => (0..y.len()).for_each(|i| out[i] = y[i] + h * f[i] + s * g[i]),
+        None => (0..y.len()).for_each(|i| out[i] = y[i] + s * g[i]),
     }
-    fn order(&self) -> f64 {
-        1.0
-    }
-    fn error_order(&self) -> Option<f64> {
-        None
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
+}
+
+sde_solver!(
+    Milstein, MilCache, |_s| "Milstein",
+    order: 1.0, error_order: None, levy: false,
+    takes: (Noises::DIAGONAL, Integrates::Either), then: check_derivative,
+);
+
+impl Milstein {
+    /// With exact derivatives, the diffusion must have a JVP.
+    fn check_derivative<F: Drift, G: Diffusion, D: Driver>(
         &self,
         problem: &Problem<F, G, D>,
     ) -> Result<(), SolveError> {
-        Support {
-            name: self.name(),
-            scalar: true,
-            diagonal: true,
-            additive: true,
-            general: false,
-            ito: true,
-            stratonovich: true,
+        if self.derivative == MilsteinDerivative::DerivativeFree {
+            return Ok(());
         }
-        .check(problem)?;
-        if self.derivative == MilsteinDerivative::Exact {
-            let n = problem.dim();
-            let mut out = vec![0.0; n];
-            let v = vec![0.0; n];
-            let (t0, _) = problem.tspan;
-            if !problem
-                .diffusion
-                .diffusion_jvp(t0, &problem.y0, &problem.params, &v, &mut out)
-            {
-                return Err(SolveError::Unsupported {
-                    solver: "Milstein::exact()",
-                    what: "a diffusion without a Jacobian–vector product (write it generically \
-                           over the scalar and wrap it in Generic, or implement \
-                           Diffusion::diffusion_jvp)"
-                        .into(),
-                    alternatives: "Milstein::derivative_free()".into(),
-                });
-            }
+        let n = problem.dim();
+        let (v, mut out) = (vec![0.0; n], vec![0.0; n]);
+        let (t0, _) = problem.tspan;
+        let (y0, p) = (&problem.y0, &problem.params);
+        if problem.diffusion.diffusion_jvp(t0, y0, p, &v, &mut out) {
+            return Ok(());
         }
-        Ok(())
+        Err(SolveError::Unsupported {
+            solver: "Milstein::exact()",
+            what: "a diffusion without a Jacobian–vector product (write it generically \
+                   over the scalar and wrap it in Generic, or implement \
+                   Diffusion::diffusion_jvp)"
+                .into(),
+            alternatives: "Milstein::derivative_free()".into(),
+        })
     }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> MilsteinCache {
-        let (n, noise) = (problem.dim(), problem.noise);
-        MilsteinCache {
-            noise: noise.unwrap_or(Noise::Diagonal),
-            ito: problem.interpretation == Interpretation::Ito,
-            f: vec![0.0; n],
-            g: vec![0.0; n],
+
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> MilCache {
+        let n = p.dim();
+        let own = Correction {
+            ito: p.interpretation == Interpretation::Ito,
             lg: vec![0.0; n],
             y_bar: vec![0.0; n],
-            k: vec![0.0; n],
-            f_valid: false,
-        }
+        };
+        StartCache::new(p, own)
     }
-    fn start(&self, cache: &mut MilsteinCache, f0: &[f64], g0: &[f64]) {
-        cache.f.copy_from_slice(f0);
-        cache.g.copy_from_slice(g0);
-        cache.f_valid = true;
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut MilsteinCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, .. } = out;
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut MilCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        let (StepAt { t, h, y }, y_new, fields, stats) = (a.at, a.out.y_new, a.fields, a.stats);
         let n = y.len();
         // f and g at (t, y): valid after the start and after a rejection
-        if !cache.f_valid {
-            fields.f(t, y, &mut cache.f, stats);
-            fields.g(t, y, &mut cache.g, stats);
-            cache.f_valid = true;
-        }
+        c.ensure(fields, t, y, stats);
+        let Correction { ito, lg, y_bar } = &mut c.own;
         let sqh = h.abs().sqrt();
         match self.derivative {
             MilsteinDerivative::Exact => {
                 stats.jacobian_evals += 1;
-                fields
-                    .diffusion
-                    .diffusion_jvp(t, y, fields.p, &cache.g, &mut cache.lg);
+                fields.diffusion.diffusion_jvp(t, y, fields.p, &c.g, lg);
             }
-            MilsteinDerivative::DerivativeFree if cache.ito => {
+            MilsteinDerivative::DerivativeFree if *ito => {
                 // one-sided difference at y + f h + g √h: its O(√h) error
                 // multiplies ΔW² − h, which has mean zero
+                support(y, Some((h, &c.f)), sqh, &c.g, y_bar);
+                fields.g(t, y_bar, lg, stats);
                 for i in 0..n {
-                    cache.y_bar[i] = y[i] + h * cache.f[i] + sqh * cache.g[i];
-                }
-                fields.g(t, &cache.y_bar, &mut cache.lg, stats);
-                for i in 0..n {
-                    cache.lg[i] = (cache.lg[i] - cache.g[i]) / sqh;
+                    lg[i] = (lg[i] - c.g[i]) / sqh;
                 }
             }
             MilsteinDerivative::DerivativeFree => {
                 // Stratonovich multiplies by ΔW² (mean h): a one-sided
                 // difference would leave an O(√h) bias, so use the central
                 // difference (g(y + g√h) − g(y − g√h)) / (2√h), one more g
+                // (evaluated into k, free until the dense output)
+                support(y, None, sqh, &c.g, y_bar);
+                fields.g(t, y_bar, lg, stats);
+                support(y, None, -sqh, &c.g, y_bar);
+                fields.g(t, y_bar, &mut c.k, stats);
                 for i in 0..n {
-                    cache.y_bar[i] = y[i] + sqh * cache.g[i];
-                }
-                fields.g(t, &cache.y_bar, &mut cache.lg, stats);
-                for i in 0..n {
-                    cache.y_bar[i] = y[i] - sqh * cache.g[i];
-                }
-                fields.g(t, &cache.y_bar, &mut cache.k, stats);
-                for i in 0..n {
-                    cache.lg[i] = (cache.lg[i] - cache.k[i]) / (2.0 * sqh);
+                    lg[i] = (lg[i] - c.k[i]) / (2.0 * sqh);
                 }
             }
         }
-        let ito = cache.ito;
-        let (noise_kind, dw) = (cache.noise, noise.dw);
+        let (noise_kind, dw) = (c.noise, a.noise.dw);
         for i in 0..n {
-            let d = dw[driver(noise_kind, i)];
-            let corr = if ito { d * d - h } else { d * d };
-            y_new[i] = y[i] + h * cache.f[i] + 0.5 * cache.lg[i] * corr;
+            let corr = correction(*ito, dw[driver(noise_kind, i)], h);
+            y_new[i] = y[i] + h * c.f[i] + 0.5 * lg[i] * corr;
         }
-        add_noise(noise_kind, &cache.g, dw, 1.0, y_new);
+        add_noise(noise_kind, &c.g, dw, 1.0, y_new);
         StepStatus::Taken
     }
-    fn accept(&self, cache: &mut MilsteinCache) {
-        cache.f_valid = false;
-    }
-    super::linear_dense!(MilsteinCache);
 }
+
+impl Milstein {
+    /// Derivative-free: the support points and `g` at them, and their
+    /// cotangents; exact: nothing beyond the common vectors.
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SdeVjpWork {
+        let stages = match self.derivative {
+            MilsteinDerivative::DerivativeFree => 5,
+            MilsteinDerivative::Exact => 0,
+        };
+        SdeVjpWork::new(p, stages)
+    }
+
+    /// Exact derivatives need [`DiffusionVjp::milstein_term_vjp`]: probed
+    /// once with `w = 0` (which adds nothing).
+    fn has_second_derivatives<G: DiffusionVjp>(
+        &self,
+        diffusion: &G,
+        at: Probe<'_>,
+    ) -> Result<(), String> {
+        let (t, y, p) = at;
+        if self.derivative == MilsteinDerivative::DerivativeFree {
+            return Ok(());
+        }
+        let (w, mut oy, mut op) = (vec![0.0; y.len()], vec![0.0; y.len()], vec![0.0; p.len()]);
+        if diffusion.milstein_term_vjp(t, y, p, &w, &mut oy, &mut op) {
+            Ok(())
+        } else {
+            Err(
+                "Milstein::exact() has no step VJP for this diffusion: reversing its \
+                 correction (∂g/∂y) g needs second derivatives of g, which the diffusion \
+                 does not provide. Write it generically over the scalar and wrap it in \
+                 Generic (exact, by hyper-dual numbers), implement \
+                 DiffusionVjp::milstein_term_vjp, or use Milstein::derivative_free()"
+                    .into(),
+            )
+        }
+    }
+
+    /// Exact derivatives: `y'_i = y_i + h f_i + g_i D_i + ½ (Lg)_i c_i` with
+    /// `Lg = (∂g/∂y) g` and `c_i = D_i² − h` (Itô) or `D_i²`
+    /// (Stratonovich), reversed with `Y = ∂L/∂y'` as the drift's VJP with
+    /// `h Y`, the diffusion's with `Y ⊗ ΔW` and
+    /// [`DiffusionVjp::milstein_term_vjp`] with `w_i = ½ Y_i c_i`.
+    ///
+    /// Derivative-free: Itô
+    /// `y'_i = y_i + h f_i + g_i D_i + ½(D_i² − h)/√h (g_i(ȳ) − g_i(y))` with
+    /// `ȳ = y + h f + √h g`; Stratonovich
+    /// `y'_i = y_i + h f_i + g_i D_i + D_i²/(4√h) (g_i(y + √h g) − g_i(y − √h g))`.
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SdeVjpWork,
+        a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        super::refuse_err_cotangent("Milstein", a.bars.err)?;
+        let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
+        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
+        let (n, dw, kind) = (w.n, a.noise.dw, w.noise);
+        w.b.copy_from_slice(bars.y); // Y = ∂L/∂y'
+        let big_y = &w.b;
+        if self.derivative == MilsteinDerivative::Exact {
+            for i in 0..n {
+                w.a[i] = h * big_y[i];
+                w.c[i] = 0.5 * big_y[i] * correction(w.ito, dw[driver(kind, i)], h);
+            }
+            drift.drift_vjp(t, y, p, &w.a, bars.y, bars.p);
+            super::noise_outer(kind, big_y, dw, 1.0, &mut w.vg);
+            diffusion.diffusion_vjp(t, y, p, &w.vg, bars.y, bars.p);
+            let done = diffusion.milstein_term_vjp(t, y, p, &w.c, bars.y, bars.p);
+            assert!(
+                done,
+                "Milstein::exact(): the diffusion's milstein_term_vjp declined at t = {t} \
+                 after accepting the check (check_step_vjp) at the start"
+            );
+            return Ok(1);
+        }
+        let sqh = h.abs().sqrt();
+        let (pt_a, rest) = w.stages.split_at_mut(n);
+        let (pt_b, rest) = rest.split_at_mut(n);
+        let (c_a, rest) = rest.split_at_mut(n);
+        let (c_b, f) = rest.split_at_mut(n);
+        let f = &mut f[..n];
+        fields.g(t, y, &mut w.g, a.stats);
+        c_a.fill(0.0);
+        c_b.fill(0.0);
+        if w.ito {
+            fields.f(t, y, f, a.stats);
+            support(y, Some((h, &*f)), sqh, &w.g, pt_a);
+            // cotangent of g(ȳ): Y ∘ Q
+            for i in 0..n {
+                w.vg[i] = big_y[i] * 0.5 * correction(true, dw[driver(kind, i)], h) / sqh;
+            }
+            diffusion.diffusion_vjp(t, pt_a, p, &w.vg, c_a, bars.p);
+            // everything at y
+            for i in 0..n {
+                let d = dw[driver(kind, i)];
+                w.a[i] = h * (big_y[i] + c_a[i]);
+                w.vg[i] = big_y[i] * d - big_y[i] * 0.5 * (d * d - h) / sqh + sqh * c_a[i];
+                bars.y[i] += c_a[i];
+            }
+        } else {
+            support(y, None, sqh, &w.g, pt_a);
+            support(y, None, -sqh, &w.g, pt_b);
+            for i in 0..n {
+                let d = dw[driver(kind, i)];
+                w.vg[i] = big_y[i] * d * d / (4.0 * sqh);
+            }
+            diffusion.diffusion_vjp(t, pt_a, p, &w.vg, c_a, bars.p);
+            w.vg.iter_mut().for_each(|v| *v = -*v);
+            diffusion.diffusion_vjp(t, pt_b, p, &w.vg, c_b, bars.p);
+            for i in 0..n {
+                w.a[i] = h * big_y[i];
+                w.vg[i] = big_y[i] * dw[driver(kind, i)] + sqh * (c_a[i] - c_b[i]);
+                bars.y[i] += c_a[i] + c_b[i];
+            }
+        }
+        drift.drift_vjp(t, y, p, &w.a, bars.y, bars.p);
+        diffusion.diffusion_vjp(t, y, p, &w.vg, bars.y, bars.p);
+        Ok(1)
+    }
+}
+
+sde_step_vjp!(Milstein, SdeVjpWork, |s| s, check: has_second_derivatives);

@@ -13,6 +13,13 @@
 //!
 //! Diagonal noise means `g_i` depends on `y_i` (and `t`) only; the order of
 //! Milstein and SRI relies on it (see [`Noise::Diagonal`]).
+//!
+//! Every solver here has a step VJP ([`SdeStepVjp`], the protocol of the
+//! SDE discrete adjoint); a solver of your own that implements [`Solver`]
+//! and [`SdeStepVjp`] runs in the same loop and gets the same gradients
+//! (`tests/extension_sde.rs`).
+//!
+//! [`Solver`]: crate::solver::Solver
 
 mod euler_heun;
 mod euler_maruyama;
@@ -26,16 +33,17 @@ pub use euler_heun::EulerHeun;
 pub use euler_maruyama::EulerMaruyama;
 pub use milstein::{Milstein, MilsteinDerivative};
 pub use reversible_heun::{ReversibleHeun, ReversibleHeunCache, ReversibleHeunVjp};
-pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau};
-pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, Sriw1};
-pub use vjp::{SdeStepVjp, SdeVjpWork};
+pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau, SraVjpWork};
+pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, SriVjpWork, Sriw1};
+pub use vjp::{SdeStepBars, SdeStepVjp, SdeVjpWork, StageVjpWork, refuse_err_cotangent};
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::{Interpretation, Noise};
 use crate::problem::Problem;
-use crate::solver::DenseTable;
+use crate::solution::Stats;
+use crate::solver::{DenseTable, Fields, StepAt, StepNoise, StepOut};
 
 /// `out += scale · G dW` for the noise structure (`g` as the diffusion
 /// writes it: `n` entries, or `n × m` column-major for general noise).
@@ -60,6 +68,24 @@ pub fn add_noise(noise: Noise, g: &[f64], dw: &[f64], scale: f64, out: &mut [f64
                 let col = &g[j * n..(j + 1) * n];
                 for i in 0..n {
                     out[i] += s * col[i];
+                }
+            }
+        }
+    }
+}
+
+/// `out = scale · v ⊗ ΔW` in the shape of `g`: the cotangent of `g` from a
+/// cotangent `v` of `scale · G dW` (the transpose of [`add_noise`] in `g`).
+#[inline]
+pub(crate) fn noise_outer(noise: Noise, v: &[f64], dw: &[f64], scale: f64, out: &mut [f64]) {
+    let n = v.len();
+    match noise {
+        Noise::Scalar => (0..n).for_each(|i| out[i] = scale * v[i] * dw[0]),
+        Noise::Diagonal | Noise::Additive => (0..n).for_each(|i| out[i] = scale * v[i] * dw[i]),
+        Noise::General(m) => {
+            for j in 0..m {
+                for i in 0..n {
+                    out[i + j * n] = scale * v[i] * dw[j];
                 }
             }
         }
@@ -103,6 +129,15 @@ pub(crate) fn euler_update(
     }
 }
 
+/// The dimension and noise type of the SDE `problem` (a solver's check has
+/// refused problems without noise before anything is allocated).
+#[inline]
+pub(crate) fn shape<F: Drift, G: Diffusion, D: Driver>(
+    problem: &Problem<F, G, D>,
+) -> (usize, Noise) {
+    (problem.dim(), problem.noise.unwrap_or(Noise::Diagonal))
+}
+
 /// Index of the Brownian component driving state component `i` under
 /// scalar / diagonal / additive noise.
 #[inline(always)]
@@ -110,82 +145,299 @@ pub(crate) fn driver(noise: Noise, i: usize) -> usize {
     if let Noise::Scalar = noise { 0 } else { i }
 }
 
-/// What an SDE solver can integrate.
-pub(crate) struct Support {
-    pub name: &'static str,
-    pub scalar: bool,
-    pub diagonal: bool,
-    pub additive: bool,
-    pub general: bool,
-    pub ito: bool,
-    pub stratonovich: bool,
+/// The workspace of a method that evaluates `f(t, y)` and `g(t, y)` at the
+/// start of each step (Euler–Maruyama, Euler–Heun, Milstein): the loop's
+/// `f0`, `g0` on the first step, evaluated by the step after that; the
+/// vector of linear dense output; and the method's own buffers `own`.
+#[derive(Debug, Clone)]
+pub struct StartCache<X> {
+    pub(crate) noise: Noise,
+    pub(crate) f: Vec<f64>,
+    pub(crate) g: Vec<f64>,
+    pub(crate) k: Vec<f64>,
+    /// `f` and `g` hold the values at the current step's start.
+    pub(crate) valid: bool,
+    pub(crate) own: X,
+}
+
+impl<X> StartCache<X> {
+    pub(crate) fn new<F: Drift, G: Diffusion, D: Driver>(
+        problem: &Problem<F, G, D>,
+        own: X,
+    ) -> Self {
+        let (n, noise) = shape(problem);
+        StartCache {
+            noise,
+            f: vec![0.0; n],
+            g: vec![0.0; noise.diffusion_len(n)],
+            k: vec![0.0; n],
+            valid: false,
+            own,
+        }
+    }
+
+    /// Evaluates `f` and `g` at `(t, y)` unless they are already there.
+    #[inline(always)]
+    pub(crate) fn ensure<F: Drift, G: Diffusion>(
+        &mut self,
+        fields: &Fields<'_, F, G>,
+        t: f64,
+        y: &[f64],
+        stats: &mut Stats,
+    ) {
+        if !self.valid {
+            fields.f(t, y, &mut self.f, stats);
+            fields.g(t, y, &mut self.g, stats);
+            self.valid = true;
+        }
+    }
+}
+
+impl<X> SdeCache for StartCache<X> {
+    fn start(&mut self, f0: &[f64], g0: &[f64]) {
+        self.f.copy_from_slice(f0);
+        self.g.copy_from_slice(g0);
+        self.valid = true;
+    }
+    fn accept(&mut self) {
+        // no error estimate, no rejection: f and g are redone next step
+        self.valid = false;
+    }
+    fn dense(&mut self) -> &mut [f64] {
+        &mut self.k
+    }
+}
+
+/// The workspace of an SDE method as the shared [`Solver`](crate::solver::Solver) plumbing
+/// ([`sde_solver!`]) sees it.
+pub(crate) trait SdeCache {
+    /// Takes the loop's `f(t0, y0)` and `g(t0, y0)` at the start of a solve.
+    fn start(&mut self, f0: &[f64], g0: &[f64]);
+    /// The last step was accepted.
+    fn accept(&mut self);
+    /// The vector of linear dense output.
+    fn dense(&mut self) -> &mut [f64];
+    /// The carried state ([`Solver::carried_state`](crate::solver::Solver::carried_state); none by default).
+    fn carried(&self) -> &[f64] {
+        &[]
+    }
+}
+
+/// The arguments of [`Solver::step`](crate::solver::Solver::step), bundled for the SDE methods' steps.
+pub(crate) struct StepArgs<'a, F, G> {
+    pub fields: &'a Fields<'a, F, G>,
+    pub at: StepAt<'a>,
+    pub noise: &'a StepNoise<'a>,
+    pub out: StepOut<'a>,
+    pub stats: &'a mut Stats,
+}
+
+/// Implements [`Solver`](crate::solver::Solver) for the SDE method `$name` with workspace `$cache`
+/// (an [`SdeCache`]) from a header — its name (with `$s` bound to `self`),
+/// strong order, error order (`None`: fixed steps), whether it needs the
+/// Lévy area, the noise types and interpretations it takes (checked by
+/// [`check_support`], then by the method's `$check(problem)` if given) —
+/// and two inherent functions of the method: `new_cache(problem)` and the
+/// step, `take(cache, StepArgs)`. Dense output is linear.
+macro_rules! sde_solver {
+    (
+        $name:ty, $cache:ty, |$s:ident| $n:expr,
+        order: $order:expr, error_order: $eo:expr, levy: $levy:expr,
+        takes: ($noises:expr, $integrates:expr) $(, then: $check:ident)? $(,)?
+    ) => {
+        impl crate::solver::Solver for $name {
+            type Cache = $cache;
+            fn name(&self) -> &'static str {
+                let $s = self;
+                $n
+            }
+            fn order(&self) -> f64 {
+                $order
+            }
+            fn error_order(&self) -> Option<f64> {
+                $eo
+            }
+            fn needs_levy_area(&self) -> bool {
+                $levy
+            }
+            fn check<
+                F: crate::field::Drift,
+                G: crate::field::Diffusion,
+                D: crate::brownian::Driver,
+            >(
+                &self,
+                problem: &crate::problem::Problem<F, G, D>,
+            ) -> Result<(), crate::error::SolveError> {
+                crate::sde::check_support(self.name(), $noises, $integrates, problem)?;
+                $(self.$check(problem)?;)?
+                Ok(())
+            }
+            fn init<
+                F: crate::field::Drift,
+                G: crate::field::Diffusion,
+                D: crate::brownian::Driver,
+            >(
+                &self,
+                problem: &crate::problem::Problem<F, G, D>,
+            ) -> $cache {
+                self.new_cache(problem)
+            }
+            fn start(&self, cache: &mut $cache, f0: &[f64], g0: &[f64]) {
+                crate::sde::SdeCache::start(cache, f0, g0)
+            }
+            #[inline(always)]
+            fn step<F: crate::field::Drift, G: crate::field::Diffusion>(
+                &self,
+                cache: &mut $cache,
+                fields: &crate::solver::Fields<'_, F, G>,
+                at: crate::solver::StepAt<'_>,
+                noise: &crate::solver::StepNoise<'_>,
+                out: crate::solver::StepOut<'_>,
+                stats: &mut crate::solution::Stats,
+            ) -> crate::solver::StepStatus {
+                let args = crate::sde::StepArgs {
+                    fields,
+                    at,
+                    noise,
+                    out,
+                    stats,
+                };
+                self.take(cache, args)
+            }
+            fn accept(&self, cache: &mut $cache) {
+                crate::sde::SdeCache::accept(cache)
+            }
+            fn carried_state<'c>(&self, cache: &'c $cache) -> &'c [f64] {
+                crate::sde::SdeCache::carried(cache)
+            }
+            fn dense_table<'c>(&self, _cache: &'c $cache) -> crate::solver::DenseTable<'c> {
+                crate::sde::linear_table()
+            }
+            fn dense_stages<'c, F: crate::field::Drift, G: crate::field::Diffusion>(
+                &self,
+                cache: &'c mut $cache,
+                _fields: &crate::solver::Fields<'_, F, G>,
+                _t: f64,
+                h: f64,
+                y: &[f64],
+                y_new: &[f64],
+                _stats: &mut crate::solution::Stats,
+            ) -> &'c [f64] {
+                let k = crate::sde::SdeCache::dense(cache);
+                crate::sde::linear_stage(h, y, y_new, k);
+                k
+            }
+        }
+    };
+}
+pub(crate) use sde_solver;
+
+/// Which noise types a solver takes.
+#[derive(Clone, Copy)]
+pub(crate) struct Noises {
+    scalar: bool,
+    diagonal: bool,
+    additive: bool,
+    general: bool,
+}
+
+impl Noises {
+    /// Every noise type.
+    pub(crate) const ALL: Noises = Noises {
+        scalar: true,
+        diagonal: true,
+        additive: true,
+        general: true,
+    };
+    /// Scalar, diagonal and additive noise (not general).
+    pub(crate) const DIAGONAL: Noises = Noises {
+        general: false,
+        ..Noises::ALL
+    };
+    /// Additive noise only.
+    pub(crate) const ADDITIVE: Noises = Noises {
+        scalar: false,
+        diagonal: false,
+        additive: true,
+        general: false,
+    };
+}
+
+/// Which interpretations a solver integrates (additive noise is accepted
+/// under either: they coincide).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Integrates {
+    Ito,
+    Stratonovich,
+    /// The problem's, whichever it is.
+    Either,
 }
 
 const NOISE_ALTERNATIVES: &str = "EulerMaruyama (Itô) and EulerHeun or ReversibleHeun \
                                   (Stratonovich) support every noise type";
 
-impl Support {
-    pub(crate) fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        if problem.tspan.1 < problem.tspan.0 {
-            return Err(SolveError::Unsupported {
-                solver: self.name,
-                what: "integration backwards in time (SDE solves run forward; the \
-                       stochastic adjoints replay the path backwards themselves)"
-                    .into(),
-                alternatives: "(none — give tspan with t1 > t0)".into(),
-            });
-        }
-        let Some(noise) = problem.noise else {
-            return Err(SolveError::Unsupported {
-                solver: self.name,
-                what: "ODEs (it integrates SDEs; the problem has no diffusion)".into(),
-                alternatives: "Tsit5, Vern7, Dopri5, Bdf".into(),
-            });
-        };
-        let ok = match noise {
-            Noise::Scalar => self.scalar,
-            Noise::Diagonal => self.diagonal,
-            Noise::Additive => self.additive,
-            Noise::General(_) => self.general,
-        };
-        if !ok {
-            let alternatives = match noise {
-                Noise::Scalar | Noise::Diagonal => {
-                    "Sriw1, Sosri, Milstein, EulerMaruyama (Itô); Milstein, EulerHeun, \
-                     ReversibleHeun (Stratonovich)"
-                }
-                Noise::Additive => "Sra1, Sra3 (strong order 1.5), EulerMaruyama",
-                Noise::General(_) => NOISE_ALTERNATIVES,
-            };
-            return Err(SolveError::Unsupported {
-                solver: self.name,
-                what: format!("{noise:?} noise"),
-                alternatives: alternatives.into(),
-            });
-        }
-        // additive noise: Itô and Stratonovich coincide
-        let additive = matches!(noise, Noise::Additive);
-        let interp_ok = additive
-            || match problem.interpretation {
-                Interpretation::Ito => self.ito,
-                Interpretation::Stratonovich => self.stratonovich,
-            };
-        if !interp_ok {
-            let alternatives = match problem.interpretation {
-                Interpretation::Ito => "EulerMaruyama, Milstein, Sriw1, Sosri",
-                Interpretation::Stratonovich => "EulerHeun, Milstein, ReversibleHeun",
-            };
-            return Err(SolveError::Unsupported {
-                solver: self.name,
-                what: format!("{:?} SDEs", problem.interpretation),
-                alternatives: alternatives.into(),
-            });
-        }
-        Ok(())
+/// Checks that the solver `name`, which takes `noises` in `integrates`,
+/// can integrate `problem`.
+pub(crate) fn check_support<F: Drift, G: Diffusion, D: Driver>(
+    name: &'static str,
+    noises: Noises,
+    integrates: Integrates,
+    problem: &Problem<F, G, D>,
+) -> Result<(), SolveError> {
+    if problem.tspan.1 < problem.tspan.0 {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "integration backwards in time (SDE solves run forward; the \
+                   stochastic adjoints replay the path backwards themselves)"
+                .into(),
+            alternatives: "(none — give tspan with t1 > t0)".into(),
+        });
     }
+    let Some(noise) = problem.noise else {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "ODEs (it integrates SDEs; the problem has no diffusion)".into(),
+            alternatives: "Tsit5, Vern7, Dopri5, Bdf".into(),
+        });
+    };
+    let ok = match noise {
+        Noise::Scalar => noises.scalar,
+        Noise::Diagonal => noises.diagonal,
+        Noise::Additive => noises.additive,
+        Noise::General(_) => noises.general,
+    };
+    if !ok {
+        let alternatives = match noise {
+            Noise::Scalar | Noise::Diagonal => {
+                "Sriw1, Sosri, Milstein, EulerMaruyama (Itô); Milstein, EulerHeun, \
+                 ReversibleHeun (Stratonovich)"
+            }
+            Noise::Additive => "Sra1, Sra3 (strong order 1.5), EulerMaruyama",
+            Noise::General(_) => NOISE_ALTERNATIVES,
+        };
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: format!("{noise:?} noise"),
+            alternatives: alternatives.into(),
+        });
+    }
+    let interp_ok = matches!(noise, Noise::Additive)
+        || match problem.interpretation {
+            Interpretation::Ito => integrates != Integrates::Stratonovich,
+            Interpretation::Stratonovich => integrates != Integrates::Ito,
+        };
+    if !interp_ok {
+        let alternatives = match problem.interpretation {
+            Interpretation::Ito => "EulerMaruyama, Milstein, Sriw1, Sosri",
+            Interpretation::Stratonovich => "EulerHeun, Milstein, ReversibleHeun",
+        };
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: format!("{:?} SDEs", problem.interpretation),
+            alternatives: alternatives.into(),
+        });
+    }
+    Ok(())
 }
 
 /// Linear interpolation between accepted steps: the dense output of the SDE
@@ -207,27 +459,3 @@ pub(crate) fn linear_stage(h: f64, y: &[f64], y_new: &[f64], k: &mut [f64]) {
         k[i] = (y_new[i] - y[i]) / h;
     }
 }
-
-/// The linear dense-output methods of an SDE solver whose cache has a
-/// buffer `k` of length `n`.
-macro_rules! linear_dense {
-    ($cache:ty) => {
-        fn dense_table<'c>(&self, _cache: &'c $cache) -> crate::solver::DenseTable<'c> {
-            crate::sde::linear_table()
-        }
-        fn dense_stages<'c, F: crate::field::Drift, G: crate::field::Diffusion>(
-            &self,
-            cache: &'c mut $cache,
-            _fields: &crate::solver::Fields<'_, F, G>,
-            _t: f64,
-            h: f64,
-            y: &[f64],
-            y_new: &[f64],
-            _stats: &mut crate::solution::Stats,
-        ) -> &'c [f64] {
-            crate::sde::linear_stage(h, y, y_new, &mut cache.k);
-            &cache.k
-        }
-    };
-}
-pub(crate) use linear_dense;

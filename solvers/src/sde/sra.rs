@@ -10,15 +10,19 @@
 //! `H0_i = y + h Σ A0_ij f_j + Σ B0_ij g_j I10/h`,
 //! `y⁺ = y + h Σ α_i f_i + Σ g(t + c1_i h) (β1_i ΔW + β2_i I10/h)`,
 //! error per component `δ |h (f_1 − f_2)| + |Σ β2_i g_i I10/h|`.
+//!
+//! The step VJP ([`SdeStepVjp`](crate::sde::SdeStepVjp)) recomputes the
+//! step with this step itself, then reverses the stages; diffusion stages
+//! at the same node share one VJP. The error estimate's absolute values
+//! are differentiated as `sign(x)`.
 
-use super::{Support, driver};
+use super::vjp::{StageVjpWork, VjpArgs, VjpOut, abs_slope, drift_err_bar, sde_step_vjp};
+use super::{Integrates, Noises, SdeCache, StepArgs, driver, sde_solver};
 use crate::brownian::Driver;
-use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver};
+use crate::solver::{StepAt, StepOut, StepStatus, delegate_solver};
 
 /// An SRA method as data.
 #[derive(Debug, Clone, Copy)]
@@ -82,21 +86,20 @@ pub struct SraCache {
     chi: Vec<f64>,
     /// For each stage, the earlier stage with the same diffusion node, if any.
     g_alias: Vec<Option<usize>>,
+    /// Drift stage 0 is `(t, y)`: the loop's `f0` serves at the start.
+    stage0_at_start: bool,
     f0_valid: bool,
     k: Vec<f64>,
 }
 
+#[inline]
 fn sra_step<F: Drift, G: Diffusion>(
     tab: &SraTableau,
     c: &mut SraCache,
-    fields: &Fields<'_, F, G>,
-    at: StepAt<'_>,
-    noise: &StepNoise<'_>,
-    out: StepOut<'_>,
-    stats: &mut Stats,
+    a: StepArgs<'_, F, G>,
 ) -> StepStatus {
-    let StepAt { t, h, y } = at;
-    let StepOut { y_new, err } = out;
+    let (StepAt { t, h, y }, StepOut { y_new, err }) = (a.at, a.out);
+    let (fields, noise, stats) = (a.fields, a.noise, a.stats);
     let n = c.n;
     let s = tab.alpha.len();
     for (j, ch) in c.chi.iter_mut().enumerate() {
@@ -131,18 +134,26 @@ fn sra_step<F: Drift, G: Diffusion>(
     }
     c.f0_valid = true;
     for k in 0..n {
-        let d = driver(c.noise, k);
-        let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
-        for i in 0..s {
-            let g = c.gs[i * n + k];
-            drift += tab.alpha[i] * c.fs[i * n + k];
-            diff += tab.beta1[i] * g * noise.dw[d];
-            corr += tab.beta2[i] * g * c.chi[d];
-        }
+        let (drift, diff, corr) = sra_sums(tab, c, noise.dw, k);
         y_new[k] = y[k] + h * drift + diff + corr;
         err[k] = tab.delta * (h * (c.fs[k] - c.fs[n + k])).abs() + corr.abs();
     }
     StepStatus::Taken
+}
+
+/// The stage sums of component `k` once the stages are in `c`:
+/// `(Σ α_i f_i, Σ β1_i g_i ΔW, Σ β2_i g_i I10/h)`.
+#[inline(always)]
+fn sra_sums(tab: &SraTableau, c: &SraCache, dw: &[f64], k: usize) -> (f64, f64, f64) {
+    let (n, d) = (c.n, driver(c.noise, k));
+    let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
+    for i in 0..tab.alpha.len() {
+        let g = c.gs[i * n + k];
+        drift += tab.alpha[i] * c.fs[i * n + k];
+        diff += tab.beta1[i] * g * dw[d];
+        corr += tab.beta2[i] * g * c.chi[d];
+    }
+    (drift, diff, corr)
 }
 
 /// A SRA method given by its tableau; [`Sra1`] and [`Sra3`] are two.
@@ -164,41 +175,32 @@ impl Sra {
     }
 }
 
-impl Solver for Sra {
-    type Cache = SraCache;
+sde_solver!(
+    Sra, SraCache, |s| s.tableau.name,
+    order: 1.5, error_order: Some(2.0), levy: true,
+    takes: (Noises::ADDITIVE, Integrates::Either),
+);
 
-    fn name(&self) -> &'static str {
-        self.tableau.name
-    }
-    fn order(&self) -> f64 {
-        1.5
-    }
-    fn error_order(&self) -> Option<f64> {
-        Some(2.0)
-    }
-    fn needs_levy_area(&self) -> bool {
-        true
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        Support {
-            name: self.tableau.name,
-            scalar: false,
-            diagonal: false,
-            additive: true,
-            general: false,
-            ito: true,
-            stratonovich: true,
+impl SdeCache for SraCache {
+    fn start(&mut self, f0: &[f64], _g0: &[f64]) {
+        if self.stage0_at_start {
+            let n = self.n;
+            self.fs[..n].copy_from_slice(f0);
+            self.f0_valid = true;
         }
-        .check(problem)
     }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SraCache {
-        let n = problem.dim();
-        let noise = problem.noise.unwrap_or(Noise::Additive);
-        let s = self.tableau.alpha.len();
-        let c1 = self.tableau.c1;
+    fn accept(&mut self) {
+        self.f0_valid = false;
+    }
+    fn dense(&mut self) -> &mut [f64] {
+        &mut self.k
+    }
+}
+
+impl Sra {
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SraCache {
+        let (n, noise) = super::shape(problem);
+        let (s, c1) = (self.tableau.alpha.len(), self.tableau.c1);
         SraCache {
             noise,
             n,
@@ -207,35 +209,95 @@ impl Solver for Sra {
             gs: vec![0.0; s * n],
             chi: vec![0.0; noise.brownian_dim(n)],
             g_alias: (0..s).map(|i| (0..i).find(|&j| c1[j] == c1[i])).collect(),
+            // drift stage 0 is (t0, y0) for every SRA tableau
+            stage0_at_start: self.tableau.c0[0] == 0.0,
             f0_valid: false,
             k: vec![0.0; n],
         }
     }
-    fn start(&self, cache: &mut SraCache, f0: &[f64], _g0: &[f64]) {
-        // drift stage 0 is (t0, y0) for every SRA tableau
-        if self.tableau.c0[0] == 0.0 {
-            let n = cache.n;
-            cache.fs[..n].copy_from_slice(f0);
-            cache.f0_valid = true;
-        }
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut SraCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        sra_step(self.tableau, cache, fields, at, noise, out, stats)
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut SraCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        sra_step(self.tableau, c, a)
     }
-    fn accept(&self, cache: &mut SraCache) {
-        cache.f0_valid = false;
-    }
-    super::linear_dense!(SraCache);
 }
+
+/// Workspace of the step VJP of an SRA method.
+pub type SraVjpWork = StageVjpWork<SraCache>;
+
+impl Sra {
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SraVjpWork {
+        StageVjpWork::new(self.new_cache(p), p.dim(), self.tableau.alpha.len())
+    }
+
+    /// The step retaken, the cotangents of `f_i`, `g_i` from `y⁺` (and the
+    /// error estimate), the drift stages reversed last to first, then the
+    /// diffusion (at `y`: additive noise) once per distinct node.
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SraVjpWork,
+        mut a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        let tab = self.tableau;
+        w.retake(&mut a, |c, args| sra_step(tab, c, args));
+        let (StepAt { t, h, y }, fields, bars, dw) = (a.at, a.fields, a.bars, a.noise.dw);
+        let (c, fb, gb) = (&w.step, &mut w.fb, &mut w.gb);
+        let (n, s) = (c.n, tab.alpha.len());
+        for k in 0..n {
+            let d = driver(c.noise, k);
+            for i in 0..s {
+                fb[i * n + k] = h * tab.alpha[i] * bars.y[k];
+                gb[i * n + k] = bars.y[k] * (tab.beta1[i] * dw[d] + tab.beta2[i] * c.chi[d]);
+            }
+        }
+        // err_k = δ |h (f_0 − f_1)_k| + |corr_k|
+        if let Some(e) = bars.err {
+            drift_err_bar(tab.delta, h, &c.fs, e, fb);
+            for k in 0..n {
+                let sc = abs_slope(sra_sums(tab, c, dw, k).2) * e[k];
+                let i10 = c.chi[driver(c.noise, k)];
+                for i in 0..s {
+                    gb[i * n + k] += sc * tab.beta2[i] * i10;
+                }
+            }
+        }
+        let la = &mut w.la0;
+        for i in (0..s).rev() {
+            let r = i * n..(i + 1) * n;
+            la.fill(0.0);
+            let ti = t + tab.c0[i] * h;
+            fields
+                .drift
+                .drift_vjp(ti, &c.h0[r.clone()], fields.p, &fb[r], la, bars.p);
+            for k in 0..n {
+                let i10 = c.chi[driver(c.noise, k)];
+                for j in 0..i {
+                    fb[j * n + k] += h * tab.a0[i][j] * la[k];
+                    gb[j * n + k] += tab.b0[i][j] * i10 * la[k];
+                }
+                bars.y[k] += la[k];
+            }
+        }
+        for i in (0..s).rev() {
+            let r = i * n..(i + 1) * n;
+            match c.g_alias[i] {
+                // the same g: its cotangent joins the earlier stage's
+                Some(j) => (0..n).for_each(|k| gb[j * n + k] += gb[i * n + k]),
+                None => {
+                    let ti = t + tab.c1[i] * h;
+                    fields
+                        .diffusion
+                        .diffusion_vjp(ti, y, fields.p, &gb[r], bars.y, bars.p);
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+sde_step_vjp!(Sra, SraVjpWork, |s| s);
+sde_step_vjp!(Sra1, SraVjpWork, |s| Sra::new(s.tableau()));
+sde_step_vjp!(Sra3, SraVjpWork, |s| Sra::new(s.tableau()));
 
 delegate_solver!(
     /// SRA1 (Rößler 2010): additive noise, strong order 1.5, adaptive.

@@ -20,15 +20,19 @@
 //! the first two drift stages (StochasticDiffEq sums them without signs);
 //! the noise part is exactly the order-1.5 correction over an order-1.0
 //! method.
+//!
+//! The step VJP ([`SdeStepVjp`](crate::sde::SdeStepVjp)) recomputes the step with this step
+//! itself, then reverses the stages; stages that repeat stage 0 (SRIW1's
+//! last two drift stages) take no VJP of their own. The error estimate's
+//! absolute values are differentiated as `sign(x)`.
 
-use super::{Support, driver};
+use super::vjp::{StageVjpWork, VjpArgs, VjpOut, abs_slope, drift_err_bar, sde_step_vjp};
+use super::{Integrates, Noises, SdeCache, StepArgs, driver, sde_solver};
 use crate::brownian::Driver;
-use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver};
+use crate::solver::{StepAt, StepOut, StepStatus, delegate_solver};
 
 /// An SRI method as data (lower-triangular rows: row `i` has `i` entries).
 #[derive(Debug, Clone, Copy)]
@@ -172,26 +176,36 @@ pub struct SriCache {
     /// Stage `i` of `H0` (resp. `H1`) is `y` at the same node as stage 0.
     same_f: Vec<bool>,
     same_g: Vec<bool>,
+    /// Stage 0 is `(t, y)`: the loop's `f0`, `g0` serve at the start.
+    stage0_at_start: bool,
     first_valid: bool,
     k: Vec<f64>,
+}
+
+impl SriCache {
+    /// `ΔW, I11/√h, I10/h, I111/h` of the Brownian component driving
+    /// state component `k`.
+    #[inline(always)]
+    fn chi_of(&self, k: usize) -> &[f64] {
+        let d = driver(self.noise, k);
+        &self.chi[4 * d..4 * d + 4]
+    }
 }
 
 fn row_is_zero(r: &[f64]) -> bool {
     r.iter().all(|&x| x == 0.0)
 }
 
-/// One SRI step of `tab` (shared by [`Sriw1`] and [`Sosri`]).
+/// One SRI step of `tab` (shared by [`Sriw1`] and [`Sosri`], and by the
+/// step VJP, which recomputes the stages with it).
+#[inline]
 fn sri_step<F: Drift, G: Diffusion>(
     tab: &SriTableau,
     c: &mut SriCache,
-    fields: &Fields<'_, F, G>,
-    at: StepAt<'_>,
-    noise: &StepNoise<'_>,
-    out: StepOut<'_>,
-    stats: &mut Stats,
+    a: StepArgs<'_, F, G>,
 ) -> StepStatus {
-    let StepAt { t, h, y } = at;
-    let StepOut { y_new, err } = out;
+    let (StepAt { t, h, y }, StepOut { y_new, err }) = (a.at, a.out);
+    let (fields, noise, stats) = (a.fields, a.noise, a.stats);
     let n = c.n;
     let s = tab.alpha.len();
     let m = noise.dw.len();
@@ -239,20 +253,28 @@ fn sri_step<F: Drift, G: Diffusion>(
         }
     }
     for k in 0..n {
-        let d = driver(c.noise, k);
-        let ch = &c.chi[4 * d..4 * d + 4];
-        let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
-        for i in 0..s {
-            let (f, g) = (c.fs[i * n + k], c.gs[i * n + k]);
-            drift += tab.alpha[i] * f;
-            diff += g * (tab.beta1[i] * ch[0] + tab.beta2[i] * ch[1]);
-            corr += g * (tab.beta3[i] * ch[2] + tab.beta4[i] * ch[3]);
-        }
+        let (drift, diff, corr) = sri_sums(tab, c, k);
         y_new[k] = y[k] + h * drift + diff + corr;
         let e_drift = h * (c.fs[k] - c.fs[n + k]);
         err[k] = tab.delta * e_drift.abs() + corr.abs();
     }
     StepStatus::Taken
+}
+
+/// The stage sums of component `k` once the stages are in `c`:
+/// `(Σ α_i f_i, Σ g_i (β1_i ΔW + β2_i I11/√h), Σ g_i (β3_i I10/h + β4_i I111/h))`.
+#[inline(always)]
+fn sri_sums(tab: &SriTableau, c: &SriCache, k: usize) -> (f64, f64, f64) {
+    let n = c.n;
+    let ch = c.chi_of(k);
+    let (mut drift, mut diff, mut corr) = (0.0, 0.0, 0.0);
+    for i in 0..tab.alpha.len() {
+        let (f, g) = (c.fs[i * n + k], c.gs[i * n + k]);
+        drift += tab.alpha[i] * f;
+        diff += g * (tab.beta1[i] * ch[0] + tab.beta2[i] * ch[1]);
+        corr += g * (tab.beta3[i] * ch[2] + tab.beta4[i] * ch[3]);
+    }
+    (drift, diff, corr)
 }
 
 /// A SRI method given by its tableau; [`Sriw1`] and [`Sosri`] are two.
@@ -274,40 +296,34 @@ impl Sri {
     }
 }
 
-impl Solver for Sri {
-    type Cache = SriCache;
+sde_solver!(
+    Sri, SriCache, |s| s.tableau.name,
+    order: 1.5, error_order: Some(1.5), levy: true,
+    takes: (Noises::DIAGONAL, Integrates::Ito),
+);
 
-    fn name(&self) -> &'static str {
-        self.tableau.name
-    }
-    fn order(&self) -> f64 {
-        1.5
-    }
-    fn error_order(&self) -> Option<f64> {
-        Some(1.5)
-    }
-    fn needs_levy_area(&self) -> bool {
-        true
-    }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
-        Support {
-            name: self.tableau.name,
-            scalar: true,
-            diagonal: true,
-            additive: true,
-            general: false,
-            ito: true,
-            stratonovich: false,
+impl SdeCache for SriCache {
+    fn start(&mut self, f0: &[f64], g0: &[f64]) {
+        if self.stage0_at_start {
+            let n = self.n;
+            self.fs[..n].copy_from_slice(f0);
+            self.gs[..n].copy_from_slice(&g0[..n]);
+            self.first_valid = true;
         }
-        .check(problem)
     }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SriCache {
-        let n = problem.dim();
-        let noise = problem.noise.unwrap_or(Noise::Diagonal);
-        let s = self.tableau.alpha.len();
+    fn accept(&mut self) {
+        self.first_valid = false;
+    }
+    fn dense(&mut self) -> &mut [f64] {
+        &mut self.k
+    }
+}
+
+impl Sri {
+    fn new_cache<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> SriCache {
+        let tab = self.tableau;
+        let (n, noise) = super::shape(problem);
+        let s = tab.alpha.len();
         let m = noise.brownian_dim(n);
         let same = |a: &[&[f64]], b: &[&[f64]], c: &[f64], i: usize| {
             row_is_zero(a[i]) && row_is_zero(b[i]) && c[i] == c[0]
@@ -320,42 +336,104 @@ impl Solver for Sri {
             fs: vec![0.0; s * n],
             gs: vec![0.0; s * n],
             chi: vec![0.0; 4 * m],
-            same_f: (0..s)
-                .map(|i| same(self.tableau.a0, self.tableau.b0, self.tableau.c0, i))
-                .collect(),
-            same_g: (0..s)
-                .map(|i| same(self.tableau.a1, self.tableau.b1, self.tableau.c1, i))
-                .collect(),
+            same_f: (0..s).map(|i| same(tab.a0, tab.b0, tab.c0, i)).collect(),
+            same_g: (0..s).map(|i| same(tab.a1, tab.b1, tab.c1, i)).collect(),
+            // stage 0 is (t0, y0) for every SRI tableau (row 0 is empty, c = 0)
+            stage0_at_start: tab.c0[0] == 0.0 && tab.c1[0] == 0.0,
             first_valid: false,
             k: vec![0.0; n],
         }
     }
-    fn start(&self, cache: &mut SriCache, f0: &[f64], g0: &[f64]) {
-        // stage 0 is (t0, y0) for every SRI tableau (row 0 is empty, c = 0)
-        if self.tableau.c0[0] == 0.0 && self.tableau.c1[0] == 0.0 {
-            let n = cache.n;
-            cache.fs[..n].copy_from_slice(f0);
-            cache.gs[..n].copy_from_slice(&g0[..n]);
-            cache.first_valid = true;
-        }
-    }
+
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
-        &self,
-        cache: &mut SriCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        sri_step(self.tableau, cache, fields, at, noise, out, stats)
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut SriCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        sri_step(self.tableau, c, a)
     }
-    fn accept(&self, cache: &mut SriCache) {
-        cache.first_valid = false;
-    }
-    super::linear_dense!(SriCache);
 }
+
+/// Workspace of the step VJP of an SRI method.
+pub type SriVjpWork = StageVjpWork<SriCache>;
+
+impl Sri {
+    fn workspace<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> SriVjpWork {
+        StageVjpWork::new(self.new_cache(p), p.dim(), self.tableau.alpha.len())
+    }
+
+    /// The step retaken, the cotangents of `f_i`, `g_i` from `y⁺` (and the
+    /// error estimate), then the stages reversed last to first.
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SriVjpWork,
+        mut a: VjpArgs<'_, F, G>,
+    ) -> VjpOut {
+        let tab = self.tableau;
+        w.retake(&mut a, |c, args| sri_step(tab, c, args));
+        let (StepAt { t, h, .. }, fields, bars) = (a.at, a.fields, a.bars);
+        let (c, fb, gb) = (&w.step, &mut w.fb, &mut w.gb);
+        let (n, s, sqh) = (c.n, tab.alpha.len(), h.abs().sqrt());
+        for k in 0..n {
+            let ch = c.chi_of(k);
+            for i in 0..s {
+                fb[i * n + k] = h * tab.alpha[i] * bars.y[k];
+                gb[i * n + k] = bars.y[k]
+                    * (tab.beta1[i] * ch[0]
+                        + tab.beta2[i] * ch[1]
+                        + tab.beta3[i] * ch[2]
+                        + tab.beta4[i] * ch[3]);
+            }
+        }
+        // err_k = δ |h (f_0 − f_1)_k| + |corr_k|
+        if let Some(e) = bars.err {
+            drift_err_bar(tab.delta, h, &c.fs, e, fb);
+            for k in 0..n {
+                let ch = c.chi_of(k);
+                let sc = abs_slope(sri_sums(tab, c, k).2) * e[k];
+                for i in 0..s {
+                    gb[i * n + k] += sc * (tab.beta3[i] * ch[2] + tab.beta4[i] * ch[3]);
+                }
+            }
+        }
+        let (la0, la1) = (&mut w.la0, &mut w.la1);
+        let mut vjps = 0;
+        for i in (0..s).rev() {
+            let r = i * n..(i + 1) * n;
+            la0.fill(0.0);
+            la1.fill(0.0);
+            // a stage that repeats stage 0 passes its cotangent on to it
+            if i > 0 && c.same_f[i] {
+                (0..n).for_each(|k| fb[k] += fb[i * n + k]);
+            } else {
+                let ti = t + tab.c0[i] * h;
+                fields
+                    .drift
+                    .drift_vjp(ti, &c.h0[r.clone()], fields.p, &fb[r.clone()], la0, bars.p);
+                vjps += 1;
+            }
+            if i > 0 && c.same_g[i] {
+                (0..n).for_each(|k| gb[k] += gb[i * n + k]);
+            } else {
+                let ti = t + tab.c1[i] * h;
+                let (h1, gbi) = (&c.h1[r.clone()], &gb[r]);
+                fields
+                    .diffusion
+                    .diffusion_vjp(ti, h1, fields.p, gbi, la1, bars.p);
+            }
+            for k in 0..n {
+                let i10 = c.chi_of(k)[2];
+                for j in 0..i {
+                    fb[j * n + k] += h * (tab.a0[i][j] * la0[k] + tab.a1[i][j] * la1[k]);
+                    gb[j * n + k] += tab.b0[i][j] * i10 * la0[k] + sqh * tab.b1[i][j] * la1[k];
+                }
+                bars.y[k] += la0[k] + la1[k];
+            }
+        }
+        Ok(vjps)
+    }
+}
+
+sde_step_vjp!(Sri, SriVjpWork, |s| s);
+sde_step_vjp!(Sriw1, SriVjpWork, |s| Sri::new(s.tableau()));
+sde_step_vjp!(Sosri, SriVjpWork, |s| Sri::new(s.tableau()));
 
 delegate_solver!(
     /// SRIW1 (Rößler 2010): Itô, scalar/diagonal noise, strong order 1.5,

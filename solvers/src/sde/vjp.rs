@@ -1,26 +1,75 @@
-//! Vector–Jacobian products of one step of the SDE solvers — what the
-//! discrete adjoint of an SDE solve reverses (the exact gradient of the
-//! computed solution on a fixed Brownian path). Each reverses the step from
-//! the stored state `y_n`, recomputing its stages. Milstein with exact
-//! derivatives needs the diffusion's second derivatives, through
-//! [`DiffusionVjp::milstein_term_vjp`]; [`SdeStepVjp::check_step_vjp`] says
-//! up front whether a diffusion has it.
+//! The step-VJP protocol of the SDE solvers (`../shared/DESIGN.md`, seam
+//! 2): what the discrete adjoint of an SDE solve needs from a method to
+//! reverse its steps — the exact gradient of the computed solution on its
+//! Brownian path — whatever the method, the built-in ones and yours alike.
+//!
+//! A step maps `(t, h, y, c, ΔW)` to `(y_new, err, c_new)`, where `c` is
+//! the state the method carries from step to step
+//! ([`Solver::carried_state`]: reversible Heun's `(ŷ, f(ŷ), g(ŷ))`; empty
+//! for most methods). Its VJP, [`SdeStepVjp::step_vjp`], takes the
+//! cotangents `(ȳ_new, ē, c̄_new)` in [`SdeStepBars`] and returns
+//! `(ȳ, c̄)` in place, adding `p̄` — the same bundle as the ODE protocol
+//! ([`crate::step_vjp::StepBars`]) with the carried cotangent in place of
+//! interpolated values (SDE losses are on step ends). The step size and the
+//! increments are constants: the controller is not differentiated (as in
+//! diffrax), and the path is the forward solve's. A method without an error
+//! estimate refuses an error cotangent with a typed error
+//! ([`refuse_err_cotangent`]); the error estimates of SRI and SRA hold
+//! absolute values, differentiated as `sign(x)` (0 at 0).
+//!
+//! The methods here reverse each step from its start, recomputing the
+//! stages they need: SRI and SRA with their forward step itself (the same
+//! code, so the same stages to the bit), Euler–Maruyama, Euler–Heun and
+//! Milstein from the few values they need. Milstein with exact derivatives
+//! needs the diffusion's second derivatives, through
+//! [`DiffusionVjp::milstein_term_vjp`]; [`SdeStepVjp::check_step_vjp`]
+//! says up front whether a diffusion has it.
 
-use super::{EulerHeun, EulerMaruyama, Milstein, MilsteinDerivative, Sra, Sri, add_noise, driver};
-use crate::field::{DiffusionVjp, DriftVjp};
+use crate::brownian::Driver;
+use crate::error::SolveError;
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::{Interpretation, Noise};
-use crate::solver::{Fields, StepAt, StepNoise};
+use crate::problem::Problem;
+use crate::solution::Stats;
+use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
 
-/// One step's VJP: on entry `y_bar = ∂L/∂y_{n+1}`, on exit `∂L/∂y_n`;
-/// `∂L/∂p` is added to `p_bar`.
-pub trait SdeStepVjp {
-    /// Workspace for a state of dimension `n` under `noise`, for a problem
-    /// in `interpretation`.
-    fn vjp_workspace(&self, n: usize, noise: Noise, interpretation: Interpretation) -> SdeVjpWork;
+use super::{SdeCache, StepArgs};
+
+/// The cotangents of one SDE step's outputs, and where its input
+/// cotangents go.
+#[derive(Debug)]
+pub struct SdeStepBars<'a> {
+    /// In: `∂L/∂y_new`; out: `∂L/∂y` (the step's start).
+    pub y: &'a mut [f64],
+    /// In: `∂L/∂c_new`, the cotangent of the carried state after the step;
+    /// out: `∂L/∂c`, that of the carried state it started from (the
+    /// length of [`Solver::carried_state`]: empty for most methods).
+    pub carried: &'a mut [f64],
+    /// `∂L/∂err`, the cotangent of the error estimate (`None`: zero). A
+    /// method without an error estimate refuses `Some`.
+    pub err: Option<&'a [f64]>,
+    /// `∂L/∂p` is added here.
+    pub p: &'a mut [f64],
+}
+
+/// An SDE solver whose steps can be reversed: the one protocol the SDE
+/// discrete adjoint drives (`sdeflow_adjoint::sde_discrete_gradient`).
+/// Implement it for a solver of your own to differentiate through it
+/// (`tests/extension_sde.rs` does, for a drift-implicit Euler–Maruyama).
+pub trait SdeStepVjp: Solver {
+    /// Workspace of [`SdeStepVjp::step_vjp`], allocated once per gradient.
+    type VjpWork;
+
+    /// Allocates the workspace for `problem` (its dimension, noise type and
+    /// interpretation).
+    fn vjp_workspace<F: Drift, G: Diffusion, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Self::VjpWork;
 
     /// Whether this configuration has a step VJP for `diffusion`, probed at
     /// `(t, y, p)`: `Ok(())`, or `Err` with what is missing and what to do
-    /// instead. Every solver has one except Milstein with exact
+    /// instead. Every built-in solver has one except Milstein with exact
     /// derivatives on a diffusion without
     /// [`DiffusionVjp::milstein_term_vjp`] (the default).
     fn check_step_vjp<G: DiffusionVjp>(
@@ -33,509 +82,266 @@ pub trait SdeStepVjp {
         Ok(())
     }
 
-    /// Reverses the step from `(at.t, at.y)` of size `at.h` with the
-    /// increments of `noise`.
-    fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
+    /// Reverses the step from `(at.t, at.y)` of size `at.h`, taken from the
+    /// carried state `carried` with the increments `noise`, mapping the
+    /// output cotangents in `bars` to the input ones (recomputing what it
+    /// needs; evaluations are counted in `stats`). Returns the number of
+    /// drift VJPs taken, or why the step could not be reversed (an error
+    /// cotangent for a method without an error estimate; an implicit step
+    /// whose recomputed equations do not converge).
+    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
-        w: &mut SdeVjpWork,
+        work: &mut Self::VjpWork,
         fields: &Fields<'_, F, G>,
         at: StepAt<'_>,
+        carried: &[f64],
         noise: &StepNoise<'_>,
-        y_bar: &mut [f64],
-        p_bar: &mut [f64],
-    );
+        bars: SdeStepBars<'_>,
+        stats: &mut Stats,
+    ) -> Result<usize, SolveError>;
+
+    /// The VJP of the map from the initial state `y0` (at `t0`) to the
+    /// carried state [`Solver::start`] makes of it: adds
+    /// `c̄ᵀ ∂c/∂y0` to `bars.y` and `c̄ᵀ ∂c/∂p` to `bars.p`, where
+    /// `c̄ = bars.carried` (`bars.err` is not read). Returns the number of
+    /// drift VJPs. The default does nothing: right for methods that carry
+    /// nothing; a method with carried state must implement it.
+    fn start_vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        _work: &mut Self::VjpWork,
+        _fields: &Fields<'_, F, G>,
+        _t0: f64,
+        _y0: &[f64],
+        _bars: SdeStepBars<'_>,
+        _stats: &mut Stats,
+    ) -> Result<usize, SolveError> {
+        Ok(0)
+    }
 }
 
-/// Workspace of [`SdeStepVjp`].
+/// `Err` for an error cotangent given to the method `solver`, which has no
+/// error estimate (`Ok` for `None`): what a [`SdeStepVjp::step_vjp`] of
+/// such a method returns.
+pub fn refuse_err_cotangent(solver: &'static str, err: Option<&[f64]>) -> Result<(), SolveError> {
+    match err {
+        None => Ok(()),
+        Some(_) => Err(SolveError::Unsupported {
+            solver,
+            what: "a cotangent of the error estimate (it has no error estimate)".into(),
+            alternatives: "Sriw1, Sosri, Sra1, Sra3, ReversibleHeun (their step VJPs take \
+                           one)"
+                .into(),
+        }),
+    }
+}
+
+/// What a built-in method's step VJP returns (see [`SdeStepVjp::step_vjp`]).
+pub(crate) type VjpOut = Result<usize, SolveError>;
+
+/// The arguments of [`SdeStepVjp::step_vjp`], bundled for the built-in
+/// methods' implementations.
+pub(crate) struct VjpArgs<'a, F, G> {
+    pub fields: &'a Fields<'a, F, G>,
+    pub at: StepAt<'a>,
+    pub carried: &'a [f64],
+    pub noise: &'a StepNoise<'a>,
+    pub bars: SdeStepBars<'a>,
+    pub stats: &'a mut Stats,
+}
+
+/// Workspace of the step VJPs of Euler–Maruyama, Euler–Heun and Milstein.
 #[derive(Debug, Clone)]
 pub struct SdeVjpWork {
-    noise: Noise,
-    n: usize,
-    a: Vec<f64>,
-    b: Vec<f64>,
-    c: Vec<f64>,
-    vg: Vec<f64>,
-    g: Vec<f64>,
-    stages: Vec<f64>,
-    /// Per Brownian component: the iterated-integral factors of the step.
-    chi: Vec<f64>,
-    ito: bool,
+    pub(super) noise: Noise,
+    pub(super) n: usize,
+    pub(super) ito: bool,
+    pub(super) a: Vec<f64>,
+    pub(super) b: Vec<f64>,
+    pub(super) c: Vec<f64>,
+    /// A cotangent in the shape of `g`.
+    pub(super) vg: Vec<f64>,
+    /// `g` at the step's start.
+    pub(super) g: Vec<f64>,
+    /// `stage_vectors` more vectors of length `n`.
+    pub(super) stages: Vec<f64>,
 }
 
 impl SdeVjpWork {
-    fn new(n: usize, noise: Noise, stage_vectors: usize, interpretation: Interpretation) -> Self {
+    pub(super) fn new<F: Drift, G: Diffusion, D: Driver>(
+        problem: &Problem<F, G, D>,
+        stage_vectors: usize,
+    ) -> Self {
+        let (n, noise) = super::shape(problem);
         SdeVjpWork {
             noise,
             n,
+            ito: problem.interpretation == Interpretation::Ito,
             a: vec![0.0; n],
             b: vec![0.0; n],
             c: vec![0.0; n],
             vg: vec![0.0; noise.diffusion_len(n)],
             g: vec![0.0; noise.diffusion_len(n)],
             stages: vec![0.0; stage_vectors * n],
-            chi: vec![0.0; 4 * noise.brownian_dim(n)],
-            ito: interpretation == Interpretation::Ito,
-        }
-    }
-
-    /// `vg = scale · v ⊗ ΔW` in the shape of `g`.
-    fn outer(&mut self, v: &[f64], dw: &[f64], scale: f64) {
-        let n = self.n;
-        match self.noise {
-            Noise::Scalar => (0..n).for_each(|i| self.vg[i] = scale * v[i] * dw[0]),
-            Noise::Diagonal | Noise::Additive => {
-                (0..n).for_each(|i| self.vg[i] = scale * v[i] * dw[i])
-            }
-            Noise::General(m) => {
-                for j in 0..m {
-                    for i in 0..n {
-                        self.vg[i + j * n] = scale * v[i] * dw[j];
-                    }
-                }
-            }
         }
     }
 }
 
-impl SdeStepVjp for EulerMaruyama {
-    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
-        SdeVjpWork::new(n, noise, 0, interp)
-    }
-
-    /// `y' = y + h f(t, y) + G(t, y) ΔW`.
-    fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
-        &self,
-        w: &mut SdeVjpWork,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        y_bar: &mut [f64],
-        p_bar: &mut [f64],
-    ) {
-        let StepAt { t, h, y } = at;
-        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
-        let n = w.n;
-        w.a.copy_from_slice(y_bar);
-        for i in 0..n {
-            w.b[i] = h * w.a[i];
-        }
-        drift.drift_vjp(t, y, p, &w.b, y_bar, p_bar);
-        let a = std::mem::take(&mut w.a);
-        w.outer(&a, noise.dw, 1.0);
-        w.a = a;
-        diffusion.diffusion_vjp(t, y, p, &w.vg, y_bar, p_bar);
-    }
+/// Workspace of the step VJP of a stochastic Runge–Kutta method (SRI,
+/// SRA): the method's own step workspace `C` (the step is retaken by the
+/// method's step itself, so the stages are the forward ones to the bit) and
+/// the cotangents of the stages.
+#[derive(Debug, Clone)]
+pub struct StageVjpWork<C> {
+    pub(super) step: C,
+    /// Cotangents of the drift and diffusion values, stage by stage.
+    pub(super) fb: Vec<f64>,
+    pub(super) gb: Vec<f64>,
+    /// Cotangents of a stage's drift and diffusion arguments.
+    pub(super) la0: Vec<f64>,
+    pub(super) la1: Vec<f64>,
+    y_new: Vec<f64>,
+    err: Vec<f64>,
 }
 
-impl SdeStepVjp for EulerHeun {
-    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
-        SdeVjpWork::new(n, noise, 1, interp)
-    }
-
-    /// `ȳ = y + G(y) ΔW`, `y' = y + h f(y) + ½(G(y) + G(ȳ)) ΔW`.
-    fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
-        &self,
-        w: &mut SdeVjpWork,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        y_bar: &mut [f64],
-        p_bar: &mut [f64],
-    ) {
-        let StepAt { t, h, y } = at;
-        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
-        let n = w.n;
-        // recompute ȳ
-        diffusion.diffusion(t, y, p, &mut w.g);
-        w.stages[..n].copy_from_slice(y);
-        add_noise(w.noise, &w.g, noise.dw, 1.0, &mut w.stages[..n]);
-        w.a.copy_from_slice(y_bar); // ∂L/∂y'
-        // through G(ȳ): cotangent c of ȳ
-        w.c.iter_mut().for_each(|v| *v = 0.0);
-        let a = std::mem::take(&mut w.a);
-        w.outer(&a, noise.dw, 0.5);
-        diffusion.diffusion_vjp(t, &w.stages[..n], p, &w.vg, &mut w.c, p_bar);
-        // everything at y: identity, f, G (from y' directly and through ȳ)
-        for i in 0..n {
-            w.b[i] = h * a[i];
-        }
-        drift.drift_vjp(t, y, p, &w.b, y_bar, p_bar);
-        for i in 0..n {
-            w.b[i] = 0.5 * a[i] + w.c[i];
-            y_bar[i] += w.c[i];
-        }
-        let b = std::mem::take(&mut w.b);
-        w.outer(&b, noise.dw, 1.0);
-        w.b = b;
-        diffusion.diffusion_vjp(t, y, p, &w.vg, y_bar, p_bar);
-        w.a = a;
-    }
-}
-
-impl SdeStepVjp for Sri {
-    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
-        // H0, H1, f, g per stage and their cotangents F̄, Ḡ
-        SdeVjpWork::new(n, noise, 6 * self.tableau().alpha.len(), interp)
-    }
-
-    fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
-        &self,
-        w: &mut SdeVjpWork,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        y_bar: &mut [f64],
-        p_bar: &mut [f64],
-    ) {
-        let StepAt { t, h, y } = at;
-        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
-        let tab = self.tableau();
-        let (n, s) = (w.n, tab.alpha.len());
-        let sqh = h.abs().sqrt();
-        let m = noise.dw.len();
-        let chi = &mut w.chi;
-        for j in 0..m {
-            let dw = noise.dw[j];
-            chi[4 * j] = dw;
-            chi[4 * j + 1] = 0.5 * (dw * dw - h) / sqh;
-            chi[4 * j + 2] = 0.5 * dw + noise.levy_h[j];
-            chi[4 * j + 3] = (dw * dw * dw - 3.0 * h * dw) / (6.0 * h);
-        }
-        let (h0, rest) = w.stages.split_at_mut(s * n);
-        let (h1, rest) = rest.split_at_mut(s * n);
-        let (fs, rest) = rest.split_at_mut(s * n);
-        let (gs, rest) = rest.split_at_mut(s * n);
-        let (fb, gb) = rest.split_at_mut(s * n);
-        let chi = &w.chi;
-        // forward: stages
-        for i in 0..s {
-            for k in 0..n {
-                let d = driver(w.noise, k);
-                let (mut a0, mut b0, mut a1, mut b1) = (0.0, 0.0, 0.0, 0.0);
-                for j in 0..i {
-                    a0 += tab.a0[i][j] * fs[j * n + k];
-                    b0 += tab.b0[i][j] * gs[j * n + k];
-                    a1 += tab.a1[i][j] * fs[j * n + k];
-                    b1 += tab.b1[i][j] * gs[j * n + k];
-                }
-                h0[i * n + k] = y[k] + h * a0 + b0 * chi[4 * d + 2];
-                h1[i * n + k] = y[k] + h * a1 + sqh * b1;
-            }
-            drift.drift(
-                t + tab.c0[i] * h,
-                &h0[i * n..(i + 1) * n],
-                p,
-                &mut fs[i * n..(i + 1) * n],
-            );
-            diffusion.diffusion(
-                t + tab.c1[i] * h,
-                &h1[i * n..(i + 1) * n],
-                p,
-                &mut gs[i * n..(i + 1) * n],
-            );
-        }
-        // cotangents of f_i and g_i from the output
-        for i in 0..s {
-            for k in 0..n {
-                let d = driver(w.noise, k);
-                let ch = &chi[4 * d..4 * d + 4];
-                fb[i * n + k] = h * tab.alpha[i] * y_bar[k];
-                gb[i * n + k] = y_bar[k]
-                    * (tab.beta1[i] * ch[0]
-                        + tab.beta2[i] * ch[1]
-                        + tab.beta3[i] * ch[2]
-                        + tab.beta4[i] * ch[3]);
-            }
-        }
-        // reverse through the stages
-        for i in (0..s).rev() {
-            w.a.iter_mut().for_each(|v| *v = 0.0);
-            w.b.iter_mut().for_each(|v| *v = 0.0);
-            drift.drift_vjp(
-                t + tab.c0[i] * h,
-                &h0[i * n..(i + 1) * n],
-                p,
-                &fb[i * n..(i + 1) * n],
-                &mut w.a,
-                p_bar,
-            );
-            diffusion.diffusion_vjp(
-                t + tab.c1[i] * h,
-                &h1[i * n..(i + 1) * n],
-                p,
-                &gb[i * n..(i + 1) * n],
-                &mut w.b,
-                p_bar,
-            );
-            // Λ0 = w.a (of H0_i), Λ1 = w.b (of H1_i)
-            for j in 0..i {
-                for k in 0..n {
-                    let d = driver(w.noise, k);
-                    fb[j * n + k] += h * (tab.a0[i][j] * w.a[k] + tab.a1[i][j] * w.b[k]);
-                    gb[j * n + k] +=
-                        tab.b0[i][j] * chi[4 * d + 2] * w.a[k] + sqh * tab.b1[i][j] * w.b[k];
-                }
-            }
-            for k in 0..n {
-                w.c[k] = w.a[k] + w.b[k];
-            }
-            for k in 0..n {
-                y_bar[k] += w.c[k];
-            }
+impl<C> StageVjpWork<C> {
+    /// The workspace for `s` stages of dimension `n` around `step`.
+    pub(super) fn new(step: C, n: usize, s: usize) -> Self {
+        StageVjpWork {
+            step,
+            fb: vec![0.0; s * n],
+            gb: vec![0.0; s * n],
+            la0: vec![0.0; n],
+            la1: vec![0.0; n],
+            y_new: vec![0.0; n],
+            err: vec![0.0; n],
         }
     }
-}
 
-impl SdeStepVjp for Sra {
-    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
-        // H0, f, g per stage and the cotangents of f and g
-        SdeVjpWork::new(n, noise, 5 * self.tableau().alpha.len(), interp)
-    }
-
-    fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
-        &self,
-        w: &mut SdeVjpWork,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        y_bar: &mut [f64],
-        p_bar: &mut [f64],
-    ) {
-        let StepAt { t, h, y } = at;
-        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
-        let tab = self.tableau();
-        let (n, s) = (w.n, tab.alpha.len());
-        for (j, c) in w.chi.iter_mut().take(noise.dw.len()).enumerate() {
-            *c = 0.5 * noise.dw[j] + noise.levy_h[j];
-        }
-        let chi = &w.chi;
-        let (h0, rest) = w.stages.split_at_mut(s * n);
-        let (fs, rest) = rest.split_at_mut(s * n);
-        let (gs, rest) = rest.split_at_mut(s * n);
-        let (fb, gbar) = rest.split_at_mut(s * n);
-        for i in 0..s {
-            diffusion.diffusion(t + tab.c1[i] * h, y, p, &mut gs[i * n..(i + 1) * n]);
-        }
-        for i in 0..s {
-            for k in 0..n {
-                let d = driver(w.noise, k);
-                let (mut a, mut b) = (0.0, 0.0);
-                for j in 0..i {
-                    a += tab.a0[i][j] * fs[j * n + k];
-                    b += tab.b0[i][j] * gs[j * n + k];
-                }
-                h0[i * n + k] = y[k] + h * a + b * chi[d];
-            }
-            drift.drift(
-                t + tab.c0[i] * h,
-                &h0[i * n..(i + 1) * n],
-                p,
-                &mut fs[i * n..(i + 1) * n],
-            );
-        }
-        // cotangents of g_i (at y): from the output and from the stages
-        for i in 0..s {
-            for k in 0..n {
-                let d = driver(w.noise, k);
-                fb[i * n + k] = h * tab.alpha[i] * y_bar[k];
-                gbar[i * n + k] = y_bar[k] * (tab.beta1[i] * noise.dw[d] + tab.beta2[i] * chi[d]);
-            }
-        }
-        for i in (0..s).rev() {
-            w.a.iter_mut().for_each(|v| *v = 0.0);
-            drift.drift_vjp(
-                t + tab.c0[i] * h,
-                &h0[i * n..(i + 1) * n],
-                p,
-                &fb[i * n..(i + 1) * n],
-                &mut w.a,
-                p_bar,
-            );
-            for j in 0..i {
-                for k in 0..n {
-                    let d = driver(w.noise, k);
-                    fb[j * n + k] += h * tab.a0[i][j] * w.a[k];
-                    gbar[j * n + k] += tab.b0[i][j] * chi[d] * w.a[k];
-                }
-            }
-            for k in 0..n {
-                y_bar[k] += w.a[k];
-            }
-        }
-        for i in 0..s {
-            diffusion.diffusion_vjp(
-                t + tab.c1[i] * h,
-                y,
-                p,
-                &gbar[i * n..(i + 1) * n],
-                y_bar,
-                p_bar,
-            );
-        }
-    }
-}
-
-impl SdeStepVjp for Milstein {
-    fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
-        // derivative-free: ȳ (or ȳ±), g at them, and the cotangents c±;
-        // exact: nothing beyond the common vectors
-        let stages = match self.derivative {
-            MilsteinDerivative::DerivativeFree => 5,
-            MilsteinDerivative::Exact => 0,
+    /// Retakes the step of `a` with `take`, the method's step, keeping its
+    /// stages in `self.step` (left ready for another step).
+    pub(super) fn retake<F: Drift, G: Diffusion>(
+        &mut self,
+        a: &mut VjpArgs<'_, F, G>,
+        take: impl FnOnce(&mut C, StepArgs<'_, F, G>) -> StepStatus,
+    ) where
+        C: SdeCache,
+    {
+        let out = StepOut {
+            y_new: &mut self.y_new,
+            err: &mut self.err,
         };
-        SdeVjpWork::new(n, noise, stages, interp)
-    }
-
-    /// Exact derivatives need [`DiffusionVjp::milstein_term_vjp`]: probed
-    /// once with `w = 0` (which adds nothing).
-    fn check_step_vjp<G: DiffusionVjp>(
-        &self,
-        diffusion: &G,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-    ) -> Result<(), String> {
-        if self.derivative == MilsteinDerivative::DerivativeFree {
-            return Ok(());
-        }
-        let (w, mut oy, mut op) = (vec![0.0; y.len()], vec![0.0; y.len()], vec![0.0; p.len()]);
-        if diffusion.milstein_term_vjp(t, y, p, &w, &mut oy, &mut op) {
-            Ok(())
-        } else {
-            Err(
-                "Milstein::exact() has no step VJP for this diffusion: reversing its \
-                 correction (∂g/∂y) g needs second derivatives of g, which the diffusion \
-                 does not provide. Write it generically over the scalar and wrap it in \
-                 Generic (exact, by hyper-dual numbers), implement \
-                 DiffusionVjp::milstein_term_vjp, or use Milstein::derivative_free()"
-                    .into(),
-            )
-        }
-    }
-
-    /// Exact derivatives: `y'_i = y_i + h f_i + g_i D_i + ½ (Lg)_i c_i` with
-    /// `Lg = (∂g/∂y) g` and `c_i = D_i² − h` (Itô) or `D_i²`
-    /// (Stratonovich), reversed with `Y = ∂L/∂y'` as the drift's VJP with
-    /// `h Y`, the diffusion's with `Y ⊗ ΔW` and
-    /// [`DiffusionVjp::milstein_term_vjp`] with `w_i = ½ Y_i c_i`.
-    ///
-    /// Derivative-free: Itô
-    /// `y'_i = y_i + h f_i + g_i D_i + ½(D_i² − h)/√h (g_i(ȳ) − g_i(y))` with
-    /// `ȳ = y + h f + √h g`; Stratonovich
-    /// `y'_i = y_i + h f_i + g_i D_i + D_i²/(4√h) (g_i(y + √h g) − g_i(y − √h g))`.
-    fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
-        &self,
-        w: &mut SdeVjpWork,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        y_bar: &mut [f64],
-        p_bar: &mut [f64],
-    ) {
-        let StepAt { t, h, y } = at;
-        let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
-        let n = w.n;
-        if self.derivative == MilsteinDerivative::Exact {
-            w.b.copy_from_slice(y_bar); // Y = ∂L/∂y'
-            for i in 0..n {
-                let d = noise.dw[driver(w.noise, i)];
-                let c = if w.ito { d * d - h } else { d * d };
-                w.a[i] = h * w.b[i];
-                w.c[i] = 0.5 * w.b[i] * c;
-            }
-            drift.drift_vjp(t, y, p, &w.a, y_bar, p_bar);
-            let b = std::mem::take(&mut w.b);
-            w.outer(&b, noise.dw, 1.0);
-            w.b = b;
-            diffusion.diffusion_vjp(t, y, p, &w.vg, y_bar, p_bar);
-            let done = diffusion.milstein_term_vjp(t, y, p, &w.c, y_bar, p_bar);
-            assert!(
-                done,
-                "Milstein::exact(): the diffusion's milstein_term_vjp declined at t = {t} \
-                 after accepting the check (check_step_vjp) at the start"
-            );
-            return;
-        }
-        let sqh = h.abs().sqrt();
-        let (pt_a, rest) = w.stages.split_at_mut(n);
-        let (pt_b, rest) = rest.split_at_mut(n);
-        let (c_a, rest) = rest.split_at_mut(n);
-        let (c_b, f) = rest.split_at_mut(n);
-        let f = &mut f[..n];
-        diffusion.diffusion(t, y, p, &mut w.g);
-        w.b.copy_from_slice(y_bar);
-        let big_y = &w.b;
-        c_a.iter_mut().for_each(|v| *v = 0.0);
-        c_b.iter_mut().for_each(|v| *v = 0.0);
-        if w.ito {
-            drift.drift(t, y, p, f);
-            for i in 0..n {
-                pt_a[i] = y[i] + h * f[i] + sqh * w.g[i];
-            }
-            // cotangent of g(ȳ): Y ∘ Q
-            for i in 0..n {
-                let d = noise.dw[driver(w.noise, i)];
-                w.vg[i] = big_y[i] * 0.5 * (d * d - h) / sqh;
-            }
-            diffusion.diffusion_vjp(t, pt_a, p, &w.vg, c_a, p_bar);
-            // everything at y
-            for i in 0..n {
-                w.a[i] = h * (big_y[i] + c_a[i]);
-                let d = noise.dw[driver(w.noise, i)];
-                w.vg[i] = big_y[i] * d - big_y[i] * 0.5 * (d * d - h) / sqh + sqh * c_a[i];
-                y_bar[i] += c_a[i];
-            }
-            drift.drift_vjp(t, y, p, &w.a, y_bar, p_bar);
-            diffusion.diffusion_vjp(t, y, p, &w.vg, y_bar, p_bar);
-        } else {
-            for i in 0..n {
-                pt_a[i] = y[i] + sqh * w.g[i];
-                pt_b[i] = y[i] - sqh * w.g[i];
-            }
-            for i in 0..n {
-                let d = noise.dw[driver(w.noise, i)];
-                w.vg[i] = big_y[i] * d * d / (4.0 * sqh);
-            }
-            diffusion.diffusion_vjp(t, pt_a, p, &w.vg, c_a, p_bar);
-            for v in w.vg.iter_mut() {
-                *v = -*v;
-            }
-            diffusion.diffusion_vjp(t, pt_b, p, &w.vg, c_b, p_bar);
-            for i in 0..n {
-                w.a[i] = h * big_y[i];
-                let d = noise.dw[driver(w.noise, i)];
-                w.vg[i] = big_y[i] * d + sqh * (c_a[i] - c_b[i]);
-                y_bar[i] += c_a[i] + c_b[i];
-            }
-            drift.drift_vjp(t, y, p, &w.a, y_bar, p_bar);
-            diffusion.diffusion_vjp(t, y, p, &w.vg, y_bar, p_bar);
-        }
+        let (fields, at, noise, stats) = (a.fields, a.at, a.noise, &mut *a.stats);
+        let args = StepArgs {
+            fields,
+            at,
+            noise,
+            out,
+            stats,
+        };
+        let _ = take(&mut self.step, args);
+        self.step.accept();
     }
 }
 
-macro_rules! delegate_vjp {
-    ($($name:ident => $inner:expr),*) => {
-        $(impl SdeStepVjp for super::$name {
-            fn vjp_workspace(&self, n: usize, noise: Noise, interp: Interpretation) -> SdeVjpWork {
-                $inner.vjp_workspace(n, noise, interp)
-            }
-            fn sde_step_vjp<F: DriftVjp, G: DiffusionVjp>(
+/// Adds the cotangent of the drift part `δ |h (f_0 − f_1)|` of an SRI or
+/// SRA error estimate (`e` its cotangent, `fs` the stages' drifts) to the
+/// cotangents `fb` of the first two drift stages.
+pub(super) fn drift_err_bar(delta: f64, h: f64, fs: &[f64], e: &[f64], fb: &mut [f64]) {
+    let n = e.len();
+    for k in 0..n {
+        let sd = delta * h * abs_slope(h * (fs[k] - fs[n + k])) * e[k];
+        fb[k] += sd;
+        fb[n + k] -= sd;
+    }
+}
+
+/// `sign(x)` as the derivative of `|x|` (0 at 0).
+#[inline]
+pub(crate) fn abs_slope(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// Implements [`SdeStepVjp`] for `$name` with workspace `$work`, by the
+/// inherent `workspace(problem)` and `vjp(work, VjpArgs)` of `$inner`, an
+/// expression of the method's solver with `$s` bound to `self`; given,
+/// `check_step_vjp` by its `$check(diffusion, (t, y, p))` and `start_vjp`
+/// by its `$start(work, VjpArgs)` (with `at = (t0, 0, y0)`).
+macro_rules! sde_step_vjp {
+    (
+        $name:ty, $work:ty, |$s:ident| $inner:expr
+        $(, check: $check:ident)? $(, start: $start:ident)? $(,)?
+    ) => {
+        impl $crate::sde::SdeStepVjp for $name {
+            type VjpWork = $work;
+            fn vjp_workspace<
+                F: $crate::field::Drift,
+                G: $crate::field::Diffusion,
+                D: $crate::brownian::Driver,
+            >(
                 &self,
-                w: &mut SdeVjpWork,
-                fields: &Fields<'_, F, G>,
-                at: StepAt<'_>,
-                noise: &StepNoise<'_>,
-                y_bar: &mut [f64],
-                p_bar: &mut [f64],
-            ) {
-                $inner.sde_step_vjp(w, fields, at, noise, y_bar, p_bar)
+                problem: &$crate::problem::Problem<F, G, D>,
+            ) -> $work {
+                let $s = self;
+                $inner.workspace(problem)
             }
-        })*
+            $(fn check_step_vjp<G: $crate::field::DiffusionVjp>(
+                &self,
+                diffusion: &G,
+                t: f64,
+                y: &[f64],
+                p: &[f64],
+            ) -> Result<(), String> {
+                let $s = self;
+                $inner.$check(diffusion, (t, y, p))
+            })?
+            fn step_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
+                &self,
+                work: &mut $work,
+                fields: &$crate::solver::Fields<'_, F, G>,
+                at: $crate::solver::StepAt<'_>,
+                carried: &[f64],
+                noise: &$crate::solver::StepNoise<'_>,
+                bars: $crate::sde::SdeStepBars<'_>,
+                stats: &mut $crate::solution::Stats,
+            ) -> Result<usize, $crate::error::SolveError> {
+                let $s = self;
+                let args = $crate::sde::vjp::VjpArgs {
+                    fields,
+                    at,
+                    carried,
+                    noise,
+                    bars,
+                    stats,
+                };
+                $inner.vjp(work, args)
+            }
+            $(fn start_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
+                &self,
+                work: &mut $work,
+                fields: &$crate::solver::Fields<'_, F, G>,
+                t0: f64,
+                y0: &[f64],
+                bars: $crate::sde::SdeStepBars<'_>,
+                stats: &mut $crate::solution::Stats,
+            ) -> Result<usize, $crate::error::SolveError> {
+                let $s = self;
+                let args = $crate::sde::vjp::VjpArgs {
+                    fields,
+                    at: $crate::solver::StepAt { t: t0, h: 0.0, y: y0 },
+                    carried: &[],
+                    noise: &$crate::solver::StepNoise::NONE,
+                    bars,
+                    stats,
+                };
+                $inner.$start(work, args)
+            })?
+        }
     };
 }
-delegate_vjp!(
-    Sriw1 => Sri::new(&super::SRIW1),
-    Sosri => Sri::new(&super::SOSRI),
-    Sra1 => Sra::new(&super::SRA1),
-    Sra3 => Sra::new(&super::SRA3)
-);
+pub(crate) use sde_step_vjp;
