@@ -39,7 +39,9 @@ pub use sdeflow_solvers::{
     StepController, Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
 };
 
-pub use sdeflow_adjoint::{Adjoint, Differentiable, GradError, Gradient, Loss, grad};
+pub use sdeflow_adjoint::{
+    Adjoint, Differentiable, GradError, Gradient, Loss, grad, sde_discrete_gradient,
+};
 pub use sdeflow_solvers::{DiffusionVjp, DriftVjp, FiniteDifferenceVjp, WithVjp};
 
 /// The building blocks, for users who write their own solvers or tableaus.
