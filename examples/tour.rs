@@ -409,6 +409,13 @@ fn svg_canvas(path: &Path, size: (u32, u32)) -> TourResult<DrawingArea<SVGBacken
     Ok(root)
 }
 
+/// A chart over the coordinate specifications `X` × `Y` on an SVG canvas.
+type Chart<'a, 'b, X, Y> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
 /// A chart on `area` over `x` × `y` with the tour's caption font, margin
 /// and label areas (`y_labels` pixels wide for the y axis).
 fn new_chart<'a, 'b, X: AsRangedCoord, Y: AsRangedCoord>(
@@ -417,7 +424,7 @@ fn new_chart<'a, 'b, X: AsRangedCoord, Y: AsRangedCoord>(
     y_labels: u32,
     x: X,
     y: Y,
-) -> TourResult<ChartContext<'a, SVGBackend<'b>, Cartesian2d<X::CoordDescType, Y::CoordDescType>>> {
+) -> TourResult<Chart<'a, 'b, X, Y>> {
     Ok(ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 20))
         .margin(12)

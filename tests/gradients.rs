@@ -200,24 +200,10 @@ fn checkpointing_bounds_memory_and_keeps_the_gradient() {
             .fixed_step(t1 / steps as f64)
             .save_at(SaveAt::T1)
             .max_steps(1_000_000);
-        let small = grad(
-            &prob,
-            Tsit5,
-            &opts,
-            &l,
-            Adjoint::Discrete { checkpoints: 16 },
-        )
-        .expect("16");
-        let all = grad(
-            &prob,
-            Tsit5,
-            &opts,
-            &l,
-            Adjoint::Discrete {
-                checkpoints: 1_000_000,
-            },
-        )
-        .expect("store all");
+        // a budget of 16, and every state stored
+        let [small, all] = [16, 1_000_000].map(|checkpoints| {
+            grad(&prob, Tsit5, &opts, &l, Adjoint::Discrete { checkpoints }).expect("grad")
+        });
         let levels = (steps as f64).log(16.0).ceil() as usize;
         println!(
             "{steps} steps: peak stored states {} with budget 16 (bound {}), {} storing all; backward drift evals {} vs {}",
@@ -324,7 +310,7 @@ fn neural_ode_gradient_matches_fd_and_forward_duals() {
         );
         if dir < np {
             let h = 1e-6 * params[dir].abs().max(1.0);
-            let fd = central_difference(&loss_at, &params, dir, h);
+            let fd = central_difference(loss_at, &params, dir, h);
             assert!(
                 (adj - fd).abs() <= 1e-6 * fd.abs().max(1e-3),
                 "θ{dir}: {adj} vs FD {fd}"

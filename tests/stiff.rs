@@ -9,7 +9,8 @@
 mod common;
 use common::{
     HIRES_P, HIRES_REF, ROBER_1E5, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0, fitted_slope,
-    hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift, van_der_pol_jacobian,
+    hires, max_abs_diff, robertson, small_sde, van_der_pol, van_der_pol_drift,
+    van_der_pol_jacobian,
 };
 use sdeflow::integrate::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
@@ -411,15 +412,8 @@ fn newton_failure_is_a_typed_error() {
         }
     }
     // an SDE is refused, not solved
-    let sde = Problem::sde(
-        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
-        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.1,
-        Noise::Diagonal,
-        vec![1.0],
-        (0.0, 1.0),
-    );
     assert!(matches!(
-        solve(&sde, Esdirk34::default(), Options::default()),
+        solve(&small_sde(), Esdirk34::default(), Options::default()),
         Err(SolveError::Unsupported { .. })
     ));
 }

@@ -29,7 +29,9 @@
 //! 1e2), so the 1e-5 assertion discriminates.
 
 mod common;
-use common::{HIRES_P, ROBER_P, RobertsonP, central_difference, hires, loss_of_solve, robertson};
+use common::{
+    HIRES_P, HiresP, ROBER_P, RobertsonP, central_difference, hires, loss_of_solve, robertson,
+};
 use sdeflow::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -115,7 +117,7 @@ fn robertson_case(t1: f64) -> Case<impl Fn(&[f64]) -> Problem<Generic<RobertsonP
 
 /// HIRES, loss `Σ y_i`, differentiated at rtol 1e-12, atol 1e-14 against
 /// Esdirk34 at the same tolerances with a tighter Newton iteration.
-fn hires_case() -> Case<fn(&[f64]) -> Problem<Generic<common::HiresP>>> {
+fn hires_case() -> Case<impl Fn(&[f64]) -> Problem<Generic<HiresP>>> {
     let opts = Options::default()
         .rtol(1e-12)
         .atol(1e-14)
@@ -162,28 +164,20 @@ fn hires_gradients_through_esdirk34_match_finite_differences() {
     assert!(e < 1e-5, "HIRES Esdirk34: relative error {e:e}");
     // an independent method: the explicit Vern7's discrete adjoint on the
     // same problem (non-stiff enough for it at this tolerance)
-    let loss = weighted(&[1.0; 8]);
-    let opts = Options::default()
-        .rtol(1e-11)
-        .atol(1e-13)
-        .max_steps(10_000_000)
-        .save_at(SaveAt::T1);
-    let stiff = grad(
-        &hires(&HIRES_P),
-        solver,
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 64 },
-    )
-    .expect("Esdirk34");
-    let explicit = grad(
-        &hires(&HIRES_P),
-        Vern7,
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 64 },
-    )
-    .expect("Vern7");
+    fn discrete<S: Differentiable<Generic<HiresP>, NoDiffusion, VirtualTree> + Method>(
+        name: &str,
+        solver: S,
+    ) -> Gradient {
+        let opts = Options::default()
+            .rtol(1e-11)
+            .atol(1e-13)
+            .max_steps(10_000_000)
+            .save_at(SaveAt::T1);
+        let loss = weighted(&[1.0; 8]);
+        let adjoint = Adjoint::Discrete { checkpoints: 64 };
+        grad(&hires(&HIRES_P), solver, &opts, &loss, adjoint).expect(name)
+    }
+    let (stiff, explicit) = (discrete("Esdirk34", solver), discrete("Vern7", Vern7));
     for (a, b) in stiff.dp.iter().zip(&explicit.dp) {
         assert!((a - b).abs() <= 1e-6 * b.abs(), "Esdirk34 {a} vs Vern7 {b}");
     }

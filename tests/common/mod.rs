@@ -175,6 +175,18 @@ pub fn van_der_pol_jacobian(_t: f64, y: &[f64], p: &[f64], jac: &mut [f64]) {
     jac[3] = (1.0 - y[0] * y[0]) / eps; // ∂f2/∂y2
 }
 
+/// The SDE dX = −X dt + 0.1 dW (diagonal noise), X(0) = 1 on [0, 1]: what
+/// an ODE solver must refuse.
+pub fn small_sde() -> Problem<impl Drift, impl Diffusion> {
+    Problem::sde(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.1,
+        Noise::Diagonal,
+        vec![1.0],
+        (0.0, 1.0),
+    )
+}
+
 /// Max-norm distance.
 pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
@@ -213,6 +225,24 @@ impl GenericField for Diff2 {
         g[0] = p[2] * (D::from(1.0) + y[0] * y[0]).sqrt();
         g[1] = p[3] * y[1].cos();
     }
+}
+
+/// The parameters of [`Drift2`] and [`Diff2`] in the SDE gradient tests.
+pub const SDE2_P: [f64; 4] = [1.2, 0.8, 0.3, 0.2];
+/// The initial state of the SDE gradient tests.
+pub const SDE2_Y0: [f64; 2] = [0.4, -0.2];
+
+/// The two-state Itô SDE of [`Drift2`] and [`Diff2`] with diagonal noise on
+/// [0, 1], from `y0` with parameters `p`.
+pub fn sde2(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {
+    Problem::sde(
+        Generic(Drift2),
+        Generic(Diff2),
+        Noise::Diagonal,
+        y0.to_vec(),
+        (0.0, 1.0),
+    )
+    .params(p.to_vec())
 }
 
 /// `Σ_i Σ_k (y_k(t_i) − 0.3 t_i)²` over the saved states of a two-state
