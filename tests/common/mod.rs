@@ -43,21 +43,25 @@ pub const ARENSTORF_T: f64 = 17.0652165601579625588917206249;
 /// Arenstorf initial state.
 pub const ARENSTORF_Y0: [f64; 4] = [0.994, 0.0, 0.0, -2.00158510637908252240537862224];
 
-/// The Arenstorf orbit (restricted three-body problem, HNW I §II.0) over one
-/// period; the state is (x, y, vx, vy).
+/// The right-hand side of the Arenstorf orbit (restricted three-body
+/// problem, HNW I §II.0); the state is (x, y, vx, vy).
+#[inline(always)]
+pub fn arenstorf_rhs(u: &[f64], du: &mut [f64]) {
+    let mu = ARENSTORF_MU;
+    let mup = 1.0 - mu;
+    let (x, y, vx, vy) = (u[0], u[1], u[2], u[3]);
+    let d1 = ((x + mu).powi(2) + y * y).powf(1.5);
+    let d2 = ((x - mup).powi(2) + y * y).powf(1.5);
+    du[0] = vx;
+    du[1] = vy;
+    du[2] = x + 2.0 * vy - mup * (x + mu) / d1 - mu * (x - mup) / d2;
+    du[3] = y - 2.0 * vx - mup * y / d1 - mu * y / d2;
+}
+
+/// The Arenstorf orbit over one period.
 pub fn arenstorf() -> Problem<impl Drift + Clone> {
     Problem::ode(
-        |_t: f64, u: &[f64], _p: &[f64], du: &mut [f64]| {
-            let mu = ARENSTORF_MU;
-            let mup = 1.0 - mu;
-            let (x, y, vx, vy) = (u[0], u[1], u[2], u[3]);
-            let d1 = ((x + mu).powi(2) + y * y).powf(1.5);
-            let d2 = ((x - mup).powi(2) + y * y).powf(1.5);
-            du[0] = vx;
-            du[1] = vy;
-            du[2] = x + 2.0 * vy - mup * (x + mu) / d1 - mu * (x - mup) / d2;
-            du[3] = y - 2.0 * vx - mup * y / d1 - mu * y / d2;
-        },
+        |_t: f64, u: &[f64], _p: &[f64], du: &mut [f64]| arenstorf_rhs(u, du),
         ARENSTORF_Y0.to_vec(),
         (0.0, ARENSTORF_T),
     )
