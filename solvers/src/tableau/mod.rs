@@ -62,6 +62,22 @@ pub struct DenseTableau {
     pub order: u32,
 }
 
+impl DenseTableau {
+    /// An interpolant on the step's own stages (no extra stages): the
+    /// weight polynomials `coeffs` and their order.
+    pub(crate) const fn without_extra_stages(
+        coeffs: &'static [&'static [f64]],
+        order: u32,
+    ) -> Self {
+        DenseTableau {
+            extra_c: &[],
+            extra_a: &[],
+            coeffs,
+            order,
+        }
+    }
+}
+
 /// An explicit Runge–Kutta method as data.
 #[derive(Debug, Clone, Copy)]
 pub struct ButcherTableau {
@@ -153,110 +169,122 @@ pub trait Tableau: sealed::Sealed {
     fn dense_order(&self) -> u32;
 }
 
-impl Tableau for ButcherTableau {
-    #[inline]
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    #[inline]
-    fn c(&self) -> &[f64] {
-        self.c
-    }
-    #[inline]
-    fn a(&self, i: usize) -> &[f64] {
-        self.a[i]
-    }
-    #[inline]
-    fn b(&self) -> &[f64] {
-        self.b
-    }
-    #[inline]
-    fn b_err(&self) -> Option<&[f64]> {
-        self.b_err
-    }
-    #[inline]
-    fn order(&self) -> u32 {
-        self.order
-    }
-    #[inline]
-    fn embedded_order(&self) -> Option<u32> {
-        self.embedded_order
-    }
-    #[inline]
-    fn fsal(&self) -> bool {
-        self.fsal
-    }
-    #[inline]
-    fn extra_c(&self) -> &[f64] {
-        self.dense.extra_c
-    }
-    #[inline]
-    fn extra_a(&self, j: usize) -> &[f64] {
-        self.dense.extra_a[j]
-    }
-    #[inline]
-    fn dense_coeffs(&self, i: usize) -> &[f64] {
-        self.dense.coeffs[i]
-    }
-    #[inline]
-    fn dense_order(&self) -> u32 {
-        self.dense.order
-    }
+/// Implements [`Tableau`] for the storage `$ty` (generic over `$gen`): each
+/// method answers with the expression given for it, in which `$t` is
+/// `self` (and `$i`, `$j`, `$k` the row index of `a`, `extra_a` and
+/// `dense_coeffs`).
+macro_rules! impl_tableau {
+    (
+        impl[$($gen:tt)*] for $ty:ty, |$t:ident|
+        name: $name:expr,
+        c: $c:expr,
+        a[$i:ident]: $a:expr,
+        b: $b:expr,
+        b_err: $b_err:expr,
+        order: $order:expr,
+        embedded_order: $embedded_order:expr,
+        fsal: $fsal:expr,
+        extra_c: $extra_c:expr,
+        extra_a[$j:ident]: $extra_a:expr,
+        dense_coeffs[$k:ident]: $dense_coeffs:expr,
+        dense_order: $dense_order:expr $(,)?
+    ) => {
+        impl<$($gen)*> Tableau for $ty {
+            #[inline]
+            fn name(&self) -> &'static str {
+                let $t = self;
+                $name
+            }
+            #[inline]
+            fn c(&self) -> &[f64] {
+                let $t = self;
+                $c
+            }
+            #[inline]
+            fn a(&self, $i: usize) -> &[f64] {
+                let $t = self;
+                $a
+            }
+            #[inline]
+            fn b(&self) -> &[f64] {
+                let $t = self;
+                $b
+            }
+            #[inline]
+            fn b_err(&self) -> Option<&[f64]> {
+                let $t = self;
+                $b_err
+            }
+            #[inline]
+            fn order(&self) -> u32 {
+                let $t = self;
+                $order
+            }
+            #[inline]
+            fn embedded_order(&self) -> Option<u32> {
+                let $t = self;
+                $embedded_order
+            }
+            #[inline]
+            fn fsal(&self) -> bool {
+                let $t = self;
+                $fsal
+            }
+            #[inline]
+            fn extra_c(&self) -> &[f64] {
+                let $t = self;
+                $extra_c
+            }
+            #[inline]
+            fn extra_a(&self, $j: usize) -> &[f64] {
+                let $t = self;
+                $extra_a
+            }
+            #[inline]
+            fn dense_coeffs(&self, $k: usize) -> &[f64] {
+                let $t = self;
+                $dense_coeffs
+            }
+            #[inline]
+            fn dense_order(&self) -> u32 {
+                let $t = self;
+                $dense_order
+            }
+        }
+    };
+}
+use impl_tableau;
+
+impl_tableau! {
+    impl[] for ButcherTableau, |t|
+    name: t.name,
+    c: t.c,
+    a[i]: t.a[i],
+    b: t.b,
+    b_err: t.b_err,
+    order: t.order,
+    embedded_order: t.embedded_order,
+    fsal: t.fsal,
+    extra_c: t.dense.extra_c,
+    extra_a[j]: t.dense.extra_a[j],
+    dense_coeffs[i]: t.dense.coeffs[i],
+    dense_order: t.dense.order,
 }
 
-impl<T: Tableau + ?Sized> Tableau for &T {
-    #[inline]
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-    #[inline]
-    fn stages(&self) -> usize {
-        (**self).stages()
-    }
-    #[inline]
-    fn c(&self) -> &[f64] {
-        (**self).c()
-    }
-    #[inline]
-    fn a(&self, i: usize) -> &[f64] {
-        (**self).a(i)
-    }
-    #[inline]
-    fn b(&self) -> &[f64] {
-        (**self).b()
-    }
-    #[inline]
-    fn b_err(&self) -> Option<&[f64]> {
-        (**self).b_err()
-    }
-    #[inline]
-    fn order(&self) -> u32 {
-        (**self).order()
-    }
-    #[inline]
-    fn embedded_order(&self) -> Option<u32> {
-        (**self).embedded_order()
-    }
-    #[inline]
-    fn fsal(&self) -> bool {
-        (**self).fsal()
-    }
-    #[inline]
-    fn extra_c(&self) -> &[f64] {
-        (**self).extra_c()
-    }
-    #[inline]
-    fn extra_a(&self, j: usize) -> &[f64] {
-        (**self).extra_a(j)
-    }
-    #[inline]
-    fn dense_coeffs(&self, i: usize) -> &[f64] {
-        (**self).dense_coeffs(i)
-    }
-    #[inline]
-    fn dense_order(&self) -> u32 {
-        (**self).dense_order()
-    }
+impl_tableau! {
+    impl[T: Tableau + ?Sized] for &T, |t|
+    name: (**t).name(),
+    c: (**t).c(),
+    a[i]: (**t).a(i),
+    b: (**t).b(),
+    b_err: (**t).b_err(),
+    order: (**t).order(),
+    embedded_order: (**t).embedded_order(),
+    fsal: (**t).fsal(),
+    extra_c: (**t).extra_c(),
+    extra_a[j]: (**t).extra_a(j),
+    dense_coeffs[i]: (**t).dense_coeffs(i),
+    dense_order: (**t).dense_order(),
 }
 
 impl ButcherTableau {
