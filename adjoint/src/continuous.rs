@@ -138,6 +138,33 @@ struct AdjointRhs<'a, F> {
     vjps: Cell<usize>,
 }
 
+impl<'a, F> AdjointRhs<'a, F> {
+    /// The backward system of `field` with parameters `params`, a state of
+    /// dimension `n` of which `off` leading entries are in `u`, and the
+    /// forward dense solution if interpolating.
+    fn new(
+        field: &'a F,
+        params: &'a [f64],
+        (n, off): (usize, usize),
+        dense: Option<&'a Solution>,
+    ) -> Self {
+        AdjointRhs {
+            field,
+            params,
+            n,
+            off,
+            dense,
+            scratch: RefCell::new(Scratch {
+                y: vec![0.0; n],
+                ay: vec![0.0; n],
+                ap: vec![0.0; params.len()],
+                unit: vec![0.0; n],
+            }),
+            vjps: Cell::new(0),
+        }
+    }
+}
+
 impl<F: DriftVjp> Drift for &AdjointRhs<'_, F> {
     fn drift(&self, t: f64, u: &[f64], _p: &[f64], du: &mut [f64]) {
         let (n, off) = (self.n, self.off);
@@ -345,20 +372,7 @@ where
     };
     let mut u = vec![0.0; off + n + np];
     u[..off].copy_from_slice(y1);
-    let rhs = AdjointRhs {
-        field: &problem.drift,
-        params: &problem.params,
-        n,
-        off,
-        dense,
-        scratch: RefCell::new(Scratch {
-            y: vec![0.0; n],
-            ay: vec![0.0; n],
-            ap: vec![0.0; np],
-            unit: vec![0.0; n],
-        }),
-        vjps: Cell::new(0),
-    };
+    let rhs = AdjointRhs::new(&problem.drift, &problem.params, (n, off), dense);
     let mut backward_evals = 0;
     let add_jump = |u: &mut [f64], t: f64| {
         for (i, &ts) in sol.ts.iter().enumerate() {
@@ -422,20 +436,7 @@ mod tests {
         .expect("forward");
         let (n, np) = (2, 4);
         let m = n + np;
-        let rhs = AdjointRhs {
-            field: &problem.drift,
-            params: &problem.params,
-            n,
-            off: 0,
-            dense: Some(&dense),
-            scratch: RefCell::new(Scratch {
-                y: vec![0.0; n],
-                ay: vec![0.0; n],
-                ap: vec![0.0; np],
-                unit: vec![0.0; n],
-            }),
-            vjps: Cell::new(0),
-        };
+        let rhs = AdjointRhs::new(&problem.drift, &problem.params, (n, 0), Some(&dense));
         let rhs = &rhs;
         let t = 1.3;
         let u: Vec<f64> = (0..m).map(|i| 0.3 + 0.7 * i as f64).collect();
