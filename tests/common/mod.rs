@@ -291,3 +291,19 @@ pub fn loss_of_solve<F: Drift, G: Diffusion, D: Driver>(
     let mut g = vec![0.0; sol.ys.len()];
     loss.eval(&sol.ts, &sol.ys, &mut g)
 }
+
+/// The solution of `problem` by `method` at rtol = atol = `tol`, saved at
+/// `save_at` (a solve that must succeed).
+pub fn solve_tol<F: Drift, G: Diffusion, D: Driver>(
+    problem: &Problem<F, G, D>,
+    method: impl Method,
+    tol: f64,
+    save_at: SaveAt,
+) -> Solution {
+    solve(
+        problem,
+        method,
+        Options::default().tol(tol).save_at(save_at),
+    )
+    .expect("solve")
+}
