@@ -19,9 +19,12 @@ use sdeflow::ensemble::Ensemble;
 use sdeflow::prelude::*;
 use sdeflow::statistics::Moments;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "common/em.rs"]
 mod em;
-use em::{A, B, gbm};
+use common::gbm;
+use em::{A, B};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -40,9 +40,12 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use sdeflow::prelude::*;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "common/em.rs"]
 mod em;
-use em::{A, B, H, STEPS, X0, em_difference, gbm, hand_em, sdeflow_em};
+use common::gbm;
+use em::{A, B, H, STEPS, X0, em_difference, hand_em, sdeflow_em};
 
 /// Samples per benchmark.
 const SAMPLE_SIZE: usize = 30;

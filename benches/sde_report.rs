@@ -146,11 +146,14 @@ use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
 // Configuration
 // ---------------------------------------------------------------------------
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "common/em.rs"]
 mod em;
 #[path = "common/timing.rs"]
 mod timing;
-use em::{A, B, H as EM_H, STEPS as EM_STEPS, T, X0, em_difference, gbm, hand_em, sdeflow_em};
+use common::gbm;
+use em::{A, B, H as EM_H, STEPS as EM_STEPS, T, X0, em_difference, hand_em, sdeflow_em};
 use timing::{Timer, Timing};
 
 /// How hard to work.

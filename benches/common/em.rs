@@ -1,6 +1,6 @@
-//! Euler–Maruyama on geometric Brownian motion, by sdeflow and by a
-//! hand-written loop on the same normals: what the `sde` and `sde_report`
-//! benches time against each other.
+//! Euler–Maruyama on geometric Brownian motion (`tests/common::gbm`), by
+//! sdeflow and by a hand-written loop on the same normals: what the `sde`
+//! and `sde_report` benches time against each other.
 #![allow(dead_code)]
 
 use sdeflow::brownian::rng::NormalStream;
@@ -10,27 +10,14 @@ use sdeflow::prelude::*;
 pub const A: f64 = 1.0;
 /// GBM diffusion coefficient `b`.
 pub const B: f64 = 0.5;
-/// Initial state.
+/// Initial state (that of `tests/common::gbm`).
 pub const X0: f64 = 1.0;
-/// End of the span `[0, T]`.
+/// End of the span `[0, T]` (that of `tests/common::gbm`).
 pub const T: f64 = 1.0;
 /// Step size of the timed fixed-step solves.
 pub const H: f64 = 1e-3;
 /// Number of steps over `[0, T]`.
 pub const STEPS: usize = 1000;
-
-/// `dX = aX dt + bX dW` (scalar noise, Itô unless re-interpreted) from
-/// [`X0`] on `[0, T]`; `a`, `b` are runtime values (passed through
-/// `black_box` by the caller) so that neither side constant-folds them.
-pub fn gbm(a: f64, b: f64) -> Problem<impl Drift + Sync, impl Diffusion + Sync> {
-    Problem::sde(
-        move |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = a * y[0],
-        move |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = b * y[0],
-        Noise::Scalar,
-        vec![X0],
-        (0.0, T),
-    )
-}
 
 /// Euler–Maruyama for `dX = aX dt + bX dW` by hand: constant `h`, `√h`
 /// computed once, the normals of sdeflow's fixed-step sampling

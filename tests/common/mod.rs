@@ -179,6 +179,19 @@ pub fn van_der_pol_jacobian(_t: f64, y: &[f64], p: &[f64], jac: &mut [f64]) {
     jac[3] = (1.0 - y[0] * y[0]) / eps; // ∂f2/∂y2
 }
 
+/// Geometric Brownian motion dX = aX dt + bX dW (scalar noise, Itô unless
+/// re-interpreted) from 1 on [0, 1]; `a`, `b` are runtime values (a bench
+/// passes them through `black_box` so that nothing constant-folds them).
+pub fn gbm(a: f64, b: f64) -> Problem<impl Drift + Clone + Sync, impl Diffusion + Clone + Sync> {
+    Problem::sde(
+        move |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = a * y[0],
+        move |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = b * y[0],
+        Noise::Scalar,
+        vec![1.0],
+        (0.0, 1.0),
+    )
+}
+
 /// The SDE dX = −X dt + 0.1 dW (diagonal noise), X(0) = 1 on [0, 1]: what
 /// an ODE solver must refuse.
 pub fn small_sde() -> Problem<impl Drift, impl Diffusion> {
@@ -189,6 +202,24 @@ pub fn small_sde() -> Problem<impl Drift, impl Diffusion> {
         vec![1.0],
         (0.0, 1.0),
     )
+}
+
+/// The linear ring `dy_i = −p0 y_i + p1 y_{(i+1) mod n}`, of any dimension,
+/// generic over the scalar: the drift of the memory measurements.
+#[derive(Clone, Copy)]
+pub struct Ring;
+impl GenericField for Ring {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
+        for i in 0..y.len() {
+            dy[i] = -p[0] * y[i] + p[1] * y[(i + 1) % y.len()];
+        }
+    }
+}
+
+/// `L = Σ ys` over every saved state, with its gradient (all ones).
+pub fn sum_loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
+    g.iter_mut().for_each(|v| *v = 1.0);
+    ys.iter().sum()
 }
 
 /// Max-norm distance.
