@@ -29,6 +29,9 @@ use common::{ROBER_P, RobertsonP, central_difference, loss_of_solve};
 use sdeflow::nn::{Activation, Mlp};
 use sdeflow::prelude::*;
 
+/// The discrete adjoint with a budget of 32 stored states.
+const DISCRETE: Adjoint = Adjoint::Discrete { checkpoints: 32 };
+
 /// Median time per call of `f` over batches filling about `budget` seconds.
 fn time(budget: f64, mut f: impl FnMut()) -> f64 {
     let mut samples = Vec::new();
@@ -154,16 +157,7 @@ fn main() {
         });
         let mut g = None;
         let bwd = time(budget, || {
-            g = Some(
-                grad(
-                    &problem,
-                    Tsit5,
-                    &adaptive,
-                    &loss,
-                    Adjoint::Discrete { checkpoints: 32 },
-                )
-                .expect("grad"),
-            );
+            g = Some(grad(&problem, Tsit5, &adaptive, &loss, DISCRETE).expect("grad"));
         });
         let g = g.expect("gradient");
         println!(
@@ -200,14 +194,7 @@ fn main() {
         let fixed = Options::default()
             .fixed_step(0.02)
             .save_at(SaveAt::Times(times));
-        let gf = grad(
-            &problem,
-            Tsit5,
-            &fixed,
-            &loss,
-            Adjoint::Discrete { checkpoints: 32 },
-        )
-        .expect("grad");
+        let gf = grad(&problem, Tsit5, &fixed, &loss, DISCRETE).expect("grad");
         let loss_at =
             |p: &[f64]| loss_of_solve(&problem.clone().params(p.to_vec()), Tsit5, &fixed, &loss);
         let stride = if full { 1 } else { 37 };
@@ -240,9 +227,8 @@ fn stiff_section(budget: f64) {
         loss: &loss,
         budget,
     };
-    let discrete = Adjoint::Discrete { checkpoints: 32 };
-    rows.row("Esdirk34 discrete", Esdirk34::default(), discrete);
-    rows.row("TrBdf2 discrete", TrBdf2::default(), discrete);
+    rows.row("Esdirk34 discrete", Esdirk34::default(), DISCRETE);
+    rows.row("TrBdf2 discrete", TrBdf2::default(), DISCRETE);
     rows.row("Bdf interpolating", Bdf::default(), Adjoint::Interpolating);
 }
 
@@ -388,17 +374,12 @@ fn sde_section(budget: f64) {
         2 * k
     );
     println!("forward solve          : {:10.2} µs", fwd * 1e6);
-    let exact = grad(
-        &problem,
-        ReversibleHeun,
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 0 },
-    )
-    .expect("discrete");
+    // the exact gradient: the discrete adjoint storing every step
+    let discrete = Adjoint::Discrete { checkpoints: 0 };
+    let exact = grad(&problem, ReversibleHeun, &opts, &loss, discrete).expect("discrete");
     let adjoints = [
         ("reversible", Adjoint::Reversible),
-        ("discrete", Adjoint::Discrete { checkpoints: 0 }),
+        ("discrete", discrete),
         ("stochastic", Adjoint::Stochastic),
     ];
     compare_adjoints(budget, fwd, &exact.dp, &adjoints, 3, |adjoint| {

@@ -13,6 +13,9 @@ use common::{
 use sdeflow::FiniteDifferenceVjp;
 use sdeflow::prelude::*;
 
+/// The discrete adjoint with a budget of 8 stored states.
+const DISCRETE: Adjoint = Adjoint::Discrete { checkpoints: 8 };
+
 /// y' = −p y, generic over the scalar: the linear ODE whose gradient is
 /// known in closed form.
 #[derive(Clone, Copy)]
@@ -97,40 +100,10 @@ fn decay_gradient_is_analytic_for_every_solver() {
     };
     let opts = Options::default().tol(1e-11).save_at(SaveAt::T1);
     for (name, g) in [
-        (
-            "Tsit5",
-            grad(
-                &prob,
-                Tsit5,
-                &opts,
-                &l,
-                Adjoint::Discrete { checkpoints: 8 },
-            ),
-        ),
-        (
-            "Dopri5",
-            grad(
-                &prob,
-                Dopri5,
-                &opts,
-                &l,
-                Adjoint::Discrete { checkpoints: 8 },
-            ),
-        ),
-        (
-            "Vern7",
-            grad(
-                &prob,
-                Vern7,
-                &opts,
-                &l,
-                Adjoint::Discrete { checkpoints: 8 },
-            ),
-        ),
-        (
-            "Bs3",
-            grad(&prob, Bs3, &opts, &l, Adjoint::Discrete { checkpoints: 8 }),
-        ),
+        ("Tsit5", grad(&prob, Tsit5, &opts, &l, DISCRETE)),
+        ("Dopri5", grad(&prob, Dopri5, &opts, &l, DISCRETE)),
+        ("Vern7", grad(&prob, Vern7, &opts, &l, DISCRETE)),
+        ("Bs3", grad(&prob, Bs3, &opts, &l, DISCRETE)),
     ] {
         let g = g.expect(name);
         assert!(
@@ -164,15 +137,8 @@ fn hand_written_and_finite_difference_vjps() {
         ys[0]
     };
     let opts = Options::default().tol(1e-10).save_at(SaveAt::T1);
-    let a = grad(
-        &prob,
-        Tsit5,
-        &opts,
-        &l,
-        Adjoint::Discrete { checkpoints: 8 },
-    )
-    .expect("vjp");
-    let b = grad(&fdp, Tsit5, &opts, &l, Adjoint::Discrete { checkpoints: 8 }).expect("fd");
+    let a = grad(&prob, Tsit5, &opts, &l, DISCRETE).expect("vjp");
+    let b = grad(&fdp, Tsit5, &opts, &l, DISCRETE).expect("fd");
     let exact = -2.0 * (-0.7f64).exp();
     assert!((a.dp[0] - exact).abs() < 1e-8);
     assert!(
