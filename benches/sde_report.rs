@@ -429,11 +429,11 @@ enum Mode {
     Adaptive(f64),
 }
 
-impl Mode {
-    fn label(self) -> String {
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Mode::Fixed(k) => format!("h=2^-{k}"),
-            Mode::Adaptive(tol) => format!("tol={tol:.0e}"),
+            Mode::Fixed(k) => write!(f, "h=2^-{k}"),
+            Mode::Adaptive(tol) => write!(f, "tol={tol:.0e}"),
         }
     }
 }
@@ -506,7 +506,7 @@ fn print_wp(r: &WpRow) {
         "{:<15} {:<15} {:<10} {:>11.1} {:>10.1} {:>9.1}   {:>10.3e} {:>9.1e}   {}",
         r.problem,
         r.solver,
-        r.mode.label(),
+        r.mode.to_string(),
         r.evals,
         r.accepted,
         r.rejected,
