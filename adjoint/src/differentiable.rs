@@ -25,7 +25,7 @@ use sdeflow_solvers::{
     DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt, Solver,
 };
 
-use crate::continuous::{StateSource, continuous_adjoint};
+use crate::continuous::StateSource;
 use crate::loss::Loss;
 use crate::reversible::reversible_heun_gradient;
 use crate::{Adjoint, GradError, Gradient};
@@ -100,10 +100,10 @@ pub(crate) fn budget(checkpoints: usize) -> usize {
 /// A gradient to compute: the problem, the options of its solve and the
 /// loss. The solvers' [`Differentiable`] implementations call its method for
 /// their family, with the adjoint asked for.
-struct Request<'a, F, G, D, L: ?Sized> {
-    problem: &'a Problem<F, G, D>,
-    options: &'a Options,
-    loss: &'a L,
+pub(crate) struct Request<'a, F, G, D, L: ?Sized> {
+    pub(crate) problem: &'a Problem<F, G, D>,
+    pub(crate) options: &'a Options,
+    pub(crate) loss: &'a L,
 }
 
 impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L> {
@@ -132,7 +132,7 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
                 )));
             }
         };
-        continuous_adjoint(problem, solver, options, loss, source)
+        self.continuous(solver, source)
     }
 
     /// The implicit (stiff) one-step methods: the same ODE adjoints; the
@@ -165,12 +165,7 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
     /// is for. Both are refused before any work.
     fn bdf(&self, solver: &Bdf, adjoint: Adjoint) -> Result<Gradient, GradError> {
         match adjoint {
-            Adjoint::Interpolating => crate::continuous::stiff_interpolating_adjoint(
-                self.problem,
-                solver,
-                self.options,
-                self.loss,
-            ),
+            Adjoint::Interpolating => self.stiff_interpolating(solver),
             Adjoint::Discrete { .. } => Err(GradError::Unsupported(
                 "Adjoint::Discrete with Bdf: diffsol runs Bdf's steps internally (variable order, \
                  its own history), so they cannot be replayed backwards; use Esdirk34 (or TrBdf2) \
