@@ -170,84 +170,73 @@ pub trait Tableau: sealed::Sealed {
 }
 
 /// Implements [`Tableau`] for the storage `$ty` (generic over `$gen`): each
-/// method answers with the expression given for it, in which `$t` is
+/// method (the scalars first, then the slices) answers with the expression
+/// given for it, in which `$s` is
 /// `self` (and `$i`, `$j`, `$k` the row index of `a`, `extra_a` and
 /// `dense_coeffs`).
 macro_rules! impl_tableau {
     (
-        impl[$($gen:tt)*] for $ty:ty, |$t:ident|
+        impl[$($gen:tt)*] for $ty:ty, |$s:tt|
         name: $name:expr,
+        order: $order:expr,
+        embedded_order: $embedded_order:expr,
+        fsal: $fsal:expr,
+        dense_order: $dense_order:expr,
         c: $c:expr,
         a[$i:ident]: $a:expr,
         b: $b:expr,
         b_err: $b_err:expr,
-        order: $order:expr,
-        embedded_order: $embedded_order:expr,
-        fsal: $fsal:expr,
         extra_c: $extra_c:expr,
         extra_a[$j:ident]: $extra_a:expr,
-        dense_coeffs[$k:ident]: $dense_coeffs:expr,
-        dense_order: $dense_order:expr $(,)?
+        dense_coeffs[$k:ident]: $dense_coeffs:expr $(,)?
     ) => {
         impl<$($gen)*> Tableau for $ty {
             #[inline]
-            fn name(&self) -> &'static str {
-                let $t = self;
+            fn name(&$s) -> &'static str {
                 $name
             }
             #[inline]
-            fn c(&self) -> &[f64] {
-                let $t = self;
+            fn c(&$s) -> &[f64] {
                 $c
             }
             #[inline]
-            fn a(&self, $i: usize) -> &[f64] {
-                let $t = self;
+            fn a(&$s, $i: usize) -> &[f64] {
                 $a
             }
             #[inline]
-            fn b(&self) -> &[f64] {
-                let $t = self;
+            fn b(&$s) -> &[f64] {
                 $b
             }
             #[inline]
-            fn b_err(&self) -> Option<&[f64]> {
-                let $t = self;
+            fn b_err(&$s) -> Option<&[f64]> {
                 $b_err
             }
             #[inline]
-            fn order(&self) -> u32 {
-                let $t = self;
+            fn order(&$s) -> u32 {
                 $order
             }
             #[inline]
-            fn embedded_order(&self) -> Option<u32> {
-                let $t = self;
+            fn embedded_order(&$s) -> Option<u32> {
                 $embedded_order
             }
             #[inline]
-            fn fsal(&self) -> bool {
-                let $t = self;
+            fn fsal(&$s) -> bool {
                 $fsal
             }
             #[inline]
-            fn extra_c(&self) -> &[f64] {
-                let $t = self;
+            fn extra_c(&$s) -> &[f64] {
                 $extra_c
             }
             #[inline]
-            fn extra_a(&self, $j: usize) -> &[f64] {
-                let $t = self;
+            fn extra_a(&$s, $j: usize) -> &[f64] {
                 $extra_a
             }
             #[inline]
-            fn dense_coeffs(&self, $k: usize) -> &[f64] {
-                let $t = self;
+            fn dense_coeffs(&$s, $k: usize) -> &[f64] {
                 $dense_coeffs
             }
             #[inline]
-            fn dense_order(&self) -> u32 {
-                let $t = self;
+            fn dense_order(&$s) -> u32 {
                 $dense_order
             }
         }
@@ -256,35 +245,35 @@ macro_rules! impl_tableau {
 use impl_tableau;
 
 impl_tableau! {
-    impl[] for ButcherTableau, |t|
-    name: t.name,
-    c: t.c,
-    a[i]: t.a[i],
-    b: t.b,
-    b_err: t.b_err,
-    order: t.order,
-    embedded_order: t.embedded_order,
-    fsal: t.fsal,
-    extra_c: t.dense.extra_c,
-    extra_a[j]: t.dense.extra_a[j],
-    dense_coeffs[i]: t.dense.coeffs[i],
-    dense_order: t.dense.order,
+    impl[] for ButcherTableau, |self|
+    name: self.name,
+    order: self.order,
+    embedded_order: self.embedded_order,
+    fsal: self.fsal,
+    dense_order: self.dense.order,
+    c: self.c,
+    a[i]: self.a[i],
+    b: self.b,
+    b_err: self.b_err,
+    extra_c: self.dense.extra_c,
+    extra_a[j]: self.dense.extra_a[j],
+    dense_coeffs[i]: self.dense.coeffs[i],
 }
 
 impl_tableau! {
-    impl[T: Tableau + ?Sized] for &T, |t|
-    name: (**t).name(),
-    c: (**t).c(),
-    a[i]: (**t).a(i),
-    b: (**t).b(),
-    b_err: (**t).b_err(),
-    order: (**t).order(),
-    embedded_order: (**t).embedded_order(),
-    fsal: (**t).fsal(),
-    extra_c: (**t).extra_c(),
-    extra_a[j]: (**t).extra_a(j),
-    dense_coeffs[i]: (**t).dense_coeffs(i),
-    dense_order: (**t).dense_order(),
+    impl[T: Tableau + ?Sized] for &T, |self|
+    name: (**self).name(),
+    order: (**self).order(),
+    embedded_order: (**self).embedded_order(),
+    fsal: (**self).fsal(),
+    dense_order: (**self).dense_order(),
+    c: (**self).c(),
+    a[i]: (**self).a(i),
+    b: (**self).b(),
+    b_err: (**self).b_err(),
+    extra_c: (**self).extra_c(),
+    extra_a[j]: (**self).extra_a(j),
+    dense_coeffs[i]: (**self).dense_coeffs(i),
 }
 
 impl ButcherTableau {

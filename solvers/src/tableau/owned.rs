@@ -282,19 +282,19 @@ impl TryFrom<&ButcherTableau> for OwnedTableau {
 }
 
 impl_tableau! {
-    impl[] for OwnedTableau, |t|
-    name: t.name,
-    c: &t.c,
-    a[i]: &t.a[i],
-    b: &t.b,
-    b_err: t.b_err.as_deref(),
-    order: t.order,
-    embedded_order: t.embedded_order,
-    fsal: t.fsal,
-    extra_c: &t.extra_c,
-    extra_a[j]: &t.extra_a[j],
-    dense_coeffs[i]: &t.coeffs[i],
-    dense_order: t.dense_order,
+    impl[] for OwnedTableau, |self|
+    name: self.name,
+    order: self.order,
+    embedded_order: self.embedded_order,
+    fsal: self.fsal,
+    dense_order: self.dense_order,
+    c: &self.c,
+    a[i]: &self.a[i],
+    b: &self.b,
+    b_err: self.b_err.as_deref(),
+    extra_c: &self.extra_c,
+    extra_a[j]: &self.extra_a[j],
+    dense_coeffs[i]: &self.coeffs[i],
 }
 
 #[cfg(test)]
