@@ -15,6 +15,8 @@ use sdeflow::prelude::*;
 
 /// The discrete adjoint with a budget of 8 stored states.
 const DISCRETE: Adjoint = Adjoint::Discrete { checkpoints: 8 };
+/// The discrete adjoint with a budget of 4 (recomputing most steps).
+const DISCRETE_SMALL: Adjoint = Adjoint::Discrete { checkpoints: 4 };
 
 /// y' = −p y, generic over the scalar: the linear ODE whose gradient is
 /// known in closed form.
@@ -252,14 +254,7 @@ fn neural_ode_gradient_matches_fd_and_forward_duals() {
         v
     };
     let prob = Problem::ode(mlp.clone(), y0.to_vec(), (0.0, t1)).params(params.clone());
-    let g = grad(
-        &prob,
-        Tsit5,
-        &opts,
-        &l,
-        Adjoint::Discrete { checkpoints: 4 },
-    )
-    .expect("grad");
+    let g = grad(&prob, Tsit5, &opts, &l, DISCRETE_SMALL).expect("grad");
     let loss_at = |p: &[f64]| {
         let prob = Problem::ode(mlp.clone(), y0.to_vec(), (0.0, t1)).params(p.to_vec());
         loss_of_solve(&prob, Tsit5, &opts, &l)
@@ -340,14 +335,7 @@ fn linear_ode_discrete_adjoint_matches_fd_and_forward_duals() {
         ys[0] + ys[1] * ys[1]
     };
     let prob = |p: f64, y0: f64| Problem::ode(Generic(Decay), vec![y0], (0.0, 1.0)).params(vec![p]);
-    let g = grad(
-        &prob(0.7, 2.0),
-        Tsit5,
-        &opts,
-        &l,
-        Adjoint::Discrete { checkpoints: 4 },
-    )
-    .expect("grad");
+    let g = grad(&prob(0.7, 2.0), Tsit5, &opts, &l, DISCRETE_SMALL).expect("grad");
     let loss_at = |p: f64, y0: f64| {
         let sol = solve(&prob(p, y0), Tsit5, &opts).expect("solve");
         let mut gy = vec![0.0; 2];
