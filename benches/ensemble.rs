@@ -19,6 +19,13 @@ use sdeflow::ensemble::Ensemble;
 use sdeflow::prelude::*;
 use sdeflow::statistics::Moments;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "common/em.rs"]
+mod em;
+use common::gbm;
+use em::{A, B};
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
@@ -27,14 +34,7 @@ fn main() {
     } else {
         (200, 100)
     };
-    let gbm = Problem::sde(
-        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = y[0],
-        |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.5 * y[0],
-        Noise::Scalar,
-        vec![1.0],
-        (0.0, 1.0),
-    )
-    .driver(Increments);
+    let gbm = gbm(A, B).driver(Increments);
     let opts = Options::default()
         .fixed_step(1.0 / steps as f64)
         .save_at(SaveAt::T1);

@@ -20,11 +20,17 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "common/timing.rs"]
 mod timing;
 
+use common::{ROBER_P, RobertsonP, central_difference, loss_of_solve};
 use sdeflow::nn::{Activation, Mlp};
 use sdeflow::prelude::*;
+
+/// The discrete adjoint with a budget of 32 stored states.
+const DISCRETE: Adjoint = Adjoint::Discrete { checkpoints: 32 };
 
 /// Median time per call of `f` over batches filling about `budget` seconds.
 fn time(budget: f64, mut f: impl FnMut()) -> f64 {
@@ -37,6 +43,84 @@ fn time(budget: f64, mut f: impl FnMut()) -> f64 {
     }
     samples.sort_by(|a, b| a.total_cmp(b));
     samples[samples.len() / 2]
+}
+
+/// `max |a − b| / max |b|`.
+fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+        / b.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+/// Times the gradient `grad_by(adjoint)` of each `(name, adjoint)` and
+/// prints it against the forward time `fwd` and, as the largest relative
+/// difference of `dL/dp`, against the discrete adjoint's `discrete`; `pad`
+/// spaces follow "adjoint" in the label.
+fn compare_adjoints(
+    budget: f64,
+    fwd: f64,
+    discrete: &[f64],
+    adjoints: &[(&str, Adjoint)],
+    pad: usize,
+    grad_by: impl Fn(Adjoint) -> Gradient,
+) {
+    for &(name, adjoint) in adjoints {
+        let mut diff = 0.0f64;
+        let t = time(budget, || {
+            diff = max_rel_diff(&grad_by(adjoint).dp, discrete);
+        });
+        println!(
+            "{name:<14} adjoint{:pad$}: {:10.2} µs  ratio {:.2}; max rel. difference to discrete {diff:.1e}",
+            "",
+            t * 1e6,
+            t / fwd
+        );
+    }
+}
+
+/// Times the discrete adjoint `grad_by(adjoint)` at each checkpoint budget
+/// `(name, checkpoints)` and prints, after `label(name)`, its time, its
+/// ratio to the forward time `fwd` and its peak of stored `states`.
+fn compare_budgets(
+    budget: f64,
+    fwd: f64,
+    budgets: &[(&str, usize)],
+    (label, states): (impl Fn(&str) -> String, &str),
+    grad_by: impl Fn(Adjoint) -> Gradient,
+) {
+    for &(name, checkpoints) in budgets {
+        let mut peak = 0;
+        let t = time(budget, || {
+            peak = grad_by(Adjoint::Discrete { checkpoints }).peak_stored_states;
+        });
+        println!(
+            "{}: {:10.2} µs  ratio {:.2}; peak {states} {peak}",
+            label(name),
+            t * 1e6,
+            t / fwd
+        );
+    }
+}
+
+/// The largest relative difference of `dp` to central differences of
+/// `loss_at` at `params` (step `1e-6 max(|p_j|, 1)`), over every `stride`-th
+/// parameter, the differences' magnitudes floored at `floor`.
+fn worst_fd_difference(
+    loss_at: impl Fn(&[f64]) -> f64,
+    params: &[f64],
+    dp: &[f64],
+    stride: usize,
+    floor: f64,
+) -> f64 {
+    let mut worst: f64 = 0.0;
+    for j in (0..params.len()).step_by(stride) {
+        let h = 1e-6 * params[j].abs().max(1.0);
+        let fd = central_difference(&loss_at, params, j, h);
+        worst = worst.max((dp[j] - fd).abs() / fd.abs().max(floor));
+    }
+    worst
 }
 
 fn main() {
@@ -73,16 +157,7 @@ fn main() {
         });
         let mut g = None;
         let bwd = time(budget, || {
-            g = Some(
-                grad(
-                    &problem,
-                    Tsit5,
-                    &adaptive,
-                    &loss,
-                    Adjoint::Discrete { checkpoints: 32 },
-                )
-                .expect("grad"),
-            );
+            g = Some(grad(&problem, Tsit5, &adaptive, &loss, DISCRETE).expect("grad"));
         });
         let g = g.expect("gradient");
         println!(
@@ -97,27 +172,13 @@ fn main() {
             g.vjps
         );
         println!("gradient / forward time: {:.2} (goal <= 3)", bwd / fwd);
-        for (name, adj) in [
+        let adjoints = [
             ("interpolating", Adjoint::Interpolating),
             ("backsolve", Adjoint::Backsolve),
-        ] {
-            let mut diff = 0.0f64;
-            let t = time(budget, || {
-                let gc = grad(&problem, Tsit5, &adaptive, &loss, adj).expect("grad");
-                diff = gc
-                    .dp
-                    .iter()
-                    .zip(&g.dp)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f64::max)
-                    / g.dp.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            });
-            println!(
-                "{name:<14} adjoint  : {:10.2} µs  ratio {:.2}; max rel. difference to discrete {diff:.1e}",
-                t * 1e6,
-                t / fwd
-            );
-        }
+        ];
+        compare_adjoints(budget, fwd, &g.dp, &adjoints, 2, |adjoint| {
+            grad(&problem, Tsit5, &adaptive, &loss, adjoint).expect("grad")
+        });
     }
     if run("long") {
         long_horizon(budget, &mlp, &params);
@@ -133,42 +194,12 @@ fn main() {
         let fixed = Options::default()
             .fixed_step(0.02)
             .save_at(SaveAt::Times(times));
-        let gf = grad(
-            &problem,
-            Tsit5,
-            &fixed,
-            &loss,
-            Adjoint::Discrete { checkpoints: 32 },
-        )
-        .expect("grad");
-        let loss_at = |p: &[f64]| {
-            let prob = Problem::ode(mlp.clone(), vec![0.5, -0.3], (0.0, 1.0)).params(p.to_vec());
-            let sol = solve(&prob, Tsit5, &fixed).expect("solve");
-            let mut gy = vec![0.0; sol.ys.len()];
-            loss(&sol.ts, &sol.ys, &mut gy)
-        };
-        let mut worst: f64 = 0.0;
-        for j in (0..params.len()).step_by(if full { 1 } else { 37 }) {
-            let h = 1e-6 * params[j].abs().max(1.0);
-            let (mut a, mut b) = (params.clone(), params.clone());
-            a[j] += h;
-            b[j] -= h;
-            let fd = (loss_at(&a) - loss_at(&b)) / (2.0 * h);
-            worst = worst.max((gf.dp[j] - fd).abs() / fd.abs().max(1e-6));
-        }
+        let gf = grad(&problem, Tsit5, &fixed, &loss, DISCRETE).expect("grad");
+        let loss_at =
+            |p: &[f64]| loss_of_solve(&problem.clone().params(p.to_vec()), Tsit5, &fixed, &loss);
+        let stride = if full { 1 } else { 37 };
+        let worst = worst_fd_difference(loss_at, &params, &gf.dp, stride, 1e-6);
         println!("worst relative difference to central FD (fixed h = 0.02): {worst:.1e}");
-    }
-}
-
-/// Robertson with the rate constants as parameters (exact Jacobians and
-/// VJPs by dual numbers).
-#[derive(Clone, Copy)]
-struct RobertsonP;
-impl GenericField for RobertsonP {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = -p[0] * y[0] + p[2] * y[1] * y[2];
-        dy[1] = p[0] * y[0] - p[2] * y[1] * y[2] - p[1] * y[1] * y[1];
-        dy[2] = p[1] * y[1] * y[1];
     }
 }
 
@@ -178,8 +209,8 @@ impl GenericField for RobertsonP {
 /// backward solve native `Esdirk34`); time ratio and evaluation counts.
 fn stiff_section(budget: f64) {
     println!("\n--- stiff: Robertson (k1..k3), t in [0, 1e5], rtol 1e-8, atol 1e-12 ---");
-    let p = Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5))
-        .params(vec![0.04, 3e7, 1e4]);
+    let p =
+        Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5)).params(ROBER_P.to_vec());
     let opts = Options::default()
         .rtol(1e-8)
         .atol(1e-12)
@@ -190,15 +221,41 @@ fn stiff_section(budget: f64) {
         g.copy_from_slice(&w);
         ys.iter().zip(&w).map(|(y, w)| y * w).sum::<f64>()
     };
+    let rows = StiffRows {
+        p: &p,
+        opts: &opts,
+        loss: &loss,
+        budget,
+    };
+    rows.row("Esdirk34 discrete", Esdirk34::default(), DISCRETE);
+    rows.row("TrBdf2 discrete", TrBdf2::default(), DISCRETE);
+    rows.row("Bdf interpolating", Bdf::default(), Adjoint::Interpolating);
+}
+
+/// The rows of the stiff section: Robertson's problem, options and loss,
+/// and the timing budget.
+struct StiffRows<'a> {
+    p: &'a Problem<Generic<RobertsonP>>,
+    opts: &'a Options,
+    loss: &'a dyn Loss,
+    budget: f64,
+}
+
+impl StiffRows<'_> {
+    /// The forward solve by `solver` and the gradient by `adjoint`: their
+    /// work, times and ratio, and `dL/dk`, labelled `name`.
     fn row<S: Differentiable<Generic<RobertsonP>, NoDiffusion, VirtualTree> + Method + Copy>(
+        &self,
         name: &str,
         solver: S,
         adjoint: Adjoint,
-        p: &Problem<Generic<RobertsonP>>,
-        opts: &Options,
-        loss: &dyn Loss,
-        budget: f64,
     ) {
+        let StiffRows {
+            p,
+            opts,
+            loss,
+            budget,
+        } = *self;
         let sol = solve(p, solver, opts).expect("forward");
         // report a failed gradient instead of ending the bench (TrBdf2's
         // discrete adjoint with default Newton options fails here: a step
@@ -244,34 +301,6 @@ fn stiff_section(budget: f64) {
             "", sol.stats.drift_evals, sol.stats.jacobian_evals, g.backward_drift_evals, g.vjps
         );
     }
-    let discrete = Adjoint::Discrete { checkpoints: 32 };
-    row(
-        "Esdirk34 discrete",
-        Esdirk34::default(),
-        discrete,
-        &p,
-        &opts,
-        &loss,
-        budget,
-    );
-    row(
-        "TrBdf2 discrete",
-        TrBdf2::default(),
-        discrete,
-        &p,
-        &opts,
-        &loss,
-        budget,
-    );
-    row(
-        "Bdf interpolating",
-        Bdf::default(),
-        Adjoint::Interpolating,
-        &p,
-        &opts,
-        &loss,
-        budget,
-    );
 }
 
 /// The same network on a long horizon (t ∈ [0, 30]), loss on the state at
@@ -294,29 +323,15 @@ fn long_horizon(budget: f64, mlp: &Mlp, params: &[f64]) {
         .accepted_steps;
     println!("same network on t in [0, 30] ({steps} steps), loss at t = 30");
     println!("forward solve          : {:10.2} µs", fwd * 1e6);
-    for (name, checkpoints) in [
+    let budgets = [
         ("store all", usize::MAX),
         ("budget 32", 32),
         ("budget 8", 8),
-    ] {
-        let mut peak = 0;
-        let t = time(budget, || {
-            let g = grad(
-                &problem,
-                Tsit5,
-                &opts,
-                &loss,
-                Adjoint::Discrete { checkpoints },
-            )
-            .expect("grad");
-            peak = g.peak_stored_states;
-        });
-        println!(
-            "discrete, {name:<10}   : {:10.2} µs  ratio {:.2}; peak stored states {peak}",
-            t * 1e6,
-            t / fwd
-        );
-    }
+    ];
+    let label = |name: &str| format!("discrete, {name:<10}   ");
+    compare_budgets(budget, fwd, &budgets, (label, "stored states"), |adjoint| {
+        grad(&problem, Tsit5, &opts, &loss, adjoint).expect("grad")
+    });
 }
 
 /// The neural SDE: forward time and each SDE adjoint's time and accuracy.
@@ -324,19 +339,17 @@ fn sde_section(budget: f64) {
     use sdeflow::nn::Offset;
     let net = Mlp::new(&[2, 16, 2], Activation::Tanh);
     let k = net.num_params();
+    // drift and diffusion: the same network on two halves of the parameters
+    let [drift, diffusion] = [0, k].map(|offset| Offset {
+        field: net.clone(),
+        offset,
+        len: k,
+    });
     let mut params = net.init_params(3, 0.5);
     params.extend(net.init_params(4, 0.3));
     let problem = Problem::sde(
-        Offset {
-            field: net.clone(),
-            offset: 0,
-            len: k,
-        },
-        Offset {
-            field: net.clone(),
-            offset: k,
-            len: k,
-        },
+        drift,
+        diffusion,
         Noise::Diagonal,
         vec![0.2, -0.1],
         (0.0, 1.0),
@@ -361,74 +374,34 @@ fn sde_section(budget: f64) {
         2 * k
     );
     println!("forward solve          : {:10.2} µs", fwd * 1e6);
-    let exact = grad(
-        &problem,
-        ReversibleHeun,
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 0 },
-    )
-    .expect("discrete");
-    for (name, adj) in [
+    // the exact gradient: the discrete adjoint storing every step
+    let discrete = Adjoint::Discrete { checkpoints: 0 };
+    let exact = grad(&problem, ReversibleHeun, &opts, &loss, discrete).expect("discrete");
+    let adjoints = [
         ("reversible", Adjoint::Reversible),
-        ("discrete", Adjoint::Discrete { checkpoints: 0 }),
+        ("discrete", discrete),
         ("stochastic", Adjoint::Stochastic),
-    ] {
-        let mut diff = 0.0f64;
-        let t = time(budget, || {
-            let g = grad(&problem, ReversibleHeun, &opts, &loss, adj).expect("grad");
-            diff =
-                g.dp.iter()
-                    .zip(&exact.dp)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f64::max)
-                    / exact.dp.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        });
-        println!(
-            "{name:<14} adjoint   : {:10.2} µs  ratio {:.2}; max rel. difference to discrete {diff:.1e}",
-            t * 1e6,
-            t / fwd
-        );
-    }
+    ];
+    compare_adjoints(budget, fwd, &exact.dp, &adjoints, 3, |adjoint| {
+        grad(&problem, ReversibleHeun, &opts, &loss, adjoint).expect("grad")
+    });
     // the discrete adjoint of another Stratonovich solver (Euler–Heun),
     // storing every step and with a budget of 16 records
     let fwd_eh = time(budget, || {
         black_box(solve(&problem, EulerHeun, &opts).expect("solve"));
     });
     println!("Euler–Heun forward     : {:10.2} µs", fwd_eh * 1e6);
-    for (name, checkpoints) in [("store all", usize::MAX), ("budget 16", 16)] {
-        let mut peak = 0;
-        let t = time(budget, || {
-            let g = grad(
-                &problem,
-                EulerHeun,
-                &opts,
-                &loss,
-                Adjoint::Discrete { checkpoints },
-            )
-            .expect("grad");
-            peak = g.peak_stored_states;
-        });
-        println!(
-            "Euler–Heun discrete, {name:<9}: {:10.2} µs  ratio {:.2}; peak records {peak}",
-            t * 1e6,
-            t / fwd_eh
-        );
-    }
+    let budgets = [("store all", usize::MAX), ("budget 16", 16)];
+    let label = |name: &str| format!("Euler–Heun discrete, {name:<9}");
+    compare_budgets(budget, fwd_eh, &budgets, (label, "records"), |adjoint| {
+        grad(&problem, EulerHeun, &opts, &loss, adjoint).expect("grad")
+    });
     // the exact gradient against central finite differences on the same path
     let loss_at = |p: &[f64]| {
         let sol = solve(&problem.clone().params(p.to_vec()), ReversibleHeun, &opts).expect("solve");
         let mut g = vec![0.0; 2];
         loss(&sol.ts, &sol.ys, &mut g)
     };
-    let mut worst: f64 = 0.0;
-    for j in (0..params.len()).step_by(7) {
-        let h = 1e-6 * params[j].abs().max(1.0);
-        let (mut a, mut b) = (params.clone(), params.clone());
-        a[j] += h;
-        b[j] -= h;
-        let fd = (loss_at(&a) - loss_at(&b)) / (2.0 * h);
-        worst = worst.max((exact.dp[j] - fd).abs() / fd.abs().max(1e-4));
-    }
+    let worst = worst_fd_difference(loss_at, &params, &exact.dp, 7, 1e-4);
     println!("worst relative difference of the exact gradient to central FD: {worst:.1e}");
 }

@@ -67,11 +67,19 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use diffsol::op::OpStatistics;
 use diffsol::{
     DiffsolError, NalgebraLU, NalgebraMat, NalgebraVec, OdeBuilder, OdeEquations, OdeSolverMethod,
     OdeSolverStopReason, Op, Vector,
 };
 use sdeflow::prelude::*;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{
+    ARENSTORF_T, ARENSTORF_Y0, HIRES_REF, HIRES_T1, HIRES_Y0, LV_PARAMS, LV_REF, LV_TSPAN, LV_Y0,
+    ROBER_1E5, VDP_EPS, VDP_REF, arenstorf_rhs, max_abs_diff,
+};
 
 type DMat = NalgebraMat<f64>;
 type DVec = NalgebraVec<f64>;
@@ -89,9 +97,10 @@ const MAX_STEPS: usize = 10_000_000;
 trait Case {
     const NAME: &'static str;
     const T1: f64;
-    fn y0() -> Vec<f64>;
-    fn params() -> Vec<f64>;
-    fn reference() -> Vec<f64>;
+    const Y0: &'static [f64];
+    const PARAMS: &'static [f64];
+    /// The reference `y(T1)`.
+    const REFERENCE: &'static [f64];
     fn rhs(y: &[f64], p: &[f64], dy: &mut [f64]);
 }
 
@@ -100,17 +109,10 @@ struct LotkaVolterra;
 
 impl Case for LotkaVolterra {
     const NAME: &'static str = "Lotka–Volterra";
-    const T1: f64 = 10.0;
-    fn y0() -> Vec<f64> {
-        vec![1.0, 1.0]
-    }
-    fn params() -> Vec<f64> {
-        vec![1.5, 1.0, 3.0, 1.0]
-    }
-    fn reference() -> Vec<f64> {
-        // mpmath Taylor reference (30 digits), as in tests/common.
-        vec![1.0263447675750893191, 0.90969107813604161755]
-    }
+    const T1: f64 = LV_TSPAN.1;
+    const Y0: &'static [f64] = &LV_Y0;
+    const PARAMS: &'static [f64] = &LV_PARAMS;
+    const REFERENCE: &'static [f64] = &LV_REF;
     #[inline(always)]
     fn rhs(y: &[f64], p: &[f64], dy: &mut [f64]) {
         dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
@@ -118,37 +120,18 @@ impl Case for LotkaVolterra {
     }
 }
 
-/// Arenstorf orbit period (Hairer–Nørsett–Wanner I, §II.0).
-const ARENSTORF_T: f64 = 17.0652165601579625588917206249;
-/// Arenstorf initial state.
-const ARENSTORF_Y0: [f64; 4] = [0.994, 0.0, 0.0, -2.00158510637908252240537862224];
-
 /// The Arenstorf orbit over one period; the exact solution returns to y0.
 struct Arenstorf;
 
 impl Case for Arenstorf {
     const NAME: &'static str = "Arenstorf";
     const T1: f64 = ARENSTORF_T;
-    fn y0() -> Vec<f64> {
-        ARENSTORF_Y0.to_vec()
-    }
-    fn params() -> Vec<f64> {
-        Vec::new()
-    }
-    fn reference() -> Vec<f64> {
-        ARENSTORF_Y0.to_vec()
-    }
+    const Y0: &'static [f64] = &ARENSTORF_Y0;
+    const PARAMS: &'static [f64] = &[];
+    const REFERENCE: &'static [f64] = &ARENSTORF_Y0;
     #[inline(always)]
     fn rhs(u: &[f64], _p: &[f64], du: &mut [f64]) {
-        let mu = 0.012277471;
-        let mup = 1.0 - mu;
-        let (x, y, vx, vy) = (u[0], u[1], u[2], u[3]);
-        let d1 = ((x + mu).powi(2) + y * y).powf(1.5);
-        let d2 = ((x - mup).powi(2) + y * y).powf(1.5);
-        du[0] = vx;
-        du[1] = vy;
-        du[2] = x + 2.0 * vy - mup * (x + mu) / d1 - mu * (x - mup) / d2;
-        du[3] = y - 2.0 * vx - mup * y / d1 - mu * y / d2;
+        arenstorf_rhs(u, du)
     }
 }
 
@@ -156,20 +139,16 @@ impl Case for Arenstorf {
 fn sdeflow_problem<C: Case>() -> Problem<impl Drift> {
     Problem::ode(
         |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| C::rhs(y, p, dy),
-        C::y0(),
+        C::Y0.to_vec(),
         (0.0, C::T1),
     )
-    .params(C::params())
+    .params(C::PARAMS.to_vec())
 }
 
 /// Name of the Van der Pol case in the report.
 const VDP_NAME: &str = "Van der Pol μ=1000";
-/// Van der Pol stiffness parameter ε (μ = 1/√ε = 1000).
-const VDP_EPS: f64 = 1e-6;
 /// End of the Van der Pol span.
 const VDP_T1: f64 = 2.0;
-/// Van der Pol reference y(2) (Bari/Hairer test set "vdpol", RADAU at 1.1e-18).
-const VDP_REF: [f64; 2] = [1.706167732170483, -0.8928097010247975];
 
 /// Van der Pol, Hairer's scaled form: y1' = y2, y2' = ((1 − y1²) y2 − y1)/ε.
 #[inline(always)]
@@ -195,13 +174,6 @@ fn vdp_problem() -> Problem<impl Drift> {
         (0.0, VDP_T1),
     )
     .with_jacobian(|_t: f64, y: &[f64], _p: &[f64], jac: &mut [f64]| vdp_jacobian(y, jac))
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 #[path = "common/timing.rs"]
@@ -238,13 +210,14 @@ struct Row {
 }
 
 impl Row {
-    fn failed(
+    /// The row of `solver` (by `implementation`) on `problem` at `tol`,
+    /// before anything is measured.
+    fn new(
         section: &'static str,
         problem: &'static str,
         solver: &'static str,
         implementation: &'static str,
         tol: f64,
-        why: String,
     ) -> Row {
         Row {
             section,
@@ -262,7 +235,54 @@ impl Row {
             relative: false,
             time: None,
             ratio: None,
+            status: "ok".into(),
+        }
+    }
+
+    /// The row of a solve that failed, and why.
+    fn failed(
+        section: &'static str,
+        problem: &'static str,
+        solver: &'static str,
+        implementation: &'static str,
+        tol: f64,
+        why: String,
+    ) -> Row {
+        Row {
             status: why,
+            ..Row::new(section, problem, solver, implementation, tol)
+        }
+    }
+
+    /// With the work of an sdeflow solve (Jacobians and LU factorisations
+    /// counted if `stiff`).
+    fn with_stats(self, s: &Stats, stiff: bool) -> Row {
+        Row {
+            nfe: s.drift_evals,
+            jac: stiff.then_some(s.jacobian_evals),
+            lu: stiff.then_some(s.lu_factorizations),
+            accepted: s.accepted_steps,
+            rejected: s.rejected_steps,
+            ..self
+        }
+    }
+
+    /// With the work of a diffsol solve: the right-hand side's calls (and,
+    /// if `stiff`, its Jacobian evaluations) between `before` and `after`,
+    /// and the steps (and LU factorisations) of `out`.
+    fn with_diffsol(
+        self,
+        (before, after): (&OpStatistics, &OpStatistics),
+        out: &DiffsolOutcome,
+        stiff: bool,
+    ) -> Row {
+        Row {
+            nfe: after.number_of_calls - before.number_of_calls,
+            jac: stiff.then(|| after.number_of_matrix_evals - before.number_of_matrix_evals),
+            lu: stiff.then_some(out.lu),
+            accepted: out.accepted,
+            rejected: out.rejected,
+            ..self
         }
     }
 
@@ -314,23 +334,11 @@ impl<F: Drift> Bench<'_, F> {
         };
         let time = measure(|| solve(black_box(problem), method, &opts), &self.cfg);
         Row {
-            section,
-            problem: self.name,
-            solver,
-            implementation: "sdeflow",
-            tol,
-            atol: None,
-            nfe: sol.stats.drift_evals,
-            jac: (section == "stiff").then_some(sol.stats.jacobian_evals),
-            lu: (section == "stiff").then_some(sol.stats.lu_factorizations),
-            accepted: sol.stats.accepted_steps,
-            rejected: sol.stats.rejected_steps,
             err: max_abs_diff(sol.last(), self.reference),
-            relative: false,
             time: Some(time),
-            ratio: None,
-            status: "ok".into(),
+            ..Row::new(section, self.name, solver, "sdeflow", tol)
         }
+        .with_stats(&sol.stats, section == "stiff")
     }
 }
 
@@ -367,24 +375,20 @@ where
     })
 }
 
-/// sdeflow Tsit5 and diffsol tsit45 on case `C` at `tol`, timed in
-/// alternating batches. Returns (Tsit5 row, tsit45 row).
-fn tsit5_vs_tsit45<C: Case>(tol: f64, cfg: &Config) -> (Row, Row) {
-    let problem = sdeflow_problem::<C>();
-    let reference = C::reference();
+/// sdeflow Tsit5 and diffsol tsit45 on case `C` (the problem of `bench`)
+/// at `tol`, timed in alternating batches. Returns (Tsit5 row, tsit45 row).
+fn tsit5_vs_tsit45<C: Case, F: Drift>(bench: &Bench<'_, F>, tol: f64) -> (Row, Row) {
+    let cfg = &bench.cfg;
     // Tsit5's work and error; its time comes from the pair below
     let single = Bench {
-        section: "explicit",
-        name: C::NAME,
-        problem: &problem,
-        reference: &reference,
         cfg: Config {
             quick: true,
             ..*cfg
         },
+        ..*bench
     };
     let mut ours = single.row(Tsit5, "Tsit5", tol);
-    let theirs = match diffsol_tsit45::<C>(&problem, &mut ours, tol, cfg) {
+    let theirs = match diffsol_tsit45::<C>(bench.problem, &mut ours, tol, cfg) {
         Ok(row) => row,
         Err(e) => {
             let why = format!("failed: {e}");
@@ -397,7 +401,10 @@ fn tsit5_vs_tsit45<C: Case>(tol: f64, cfg: &Config) -> (Row, Row) {
             .tol(tol)
             .save_at(SaveAt::T1)
             .max_steps(MAX_STEPS);
-        ours.time = Some(measure(|| solve(black_box(&problem), Tsit5, &opts), cfg));
+        ours.time = Some(measure(
+            || solve(black_box(bench.problem), Tsit5, &opts),
+            cfg,
+        ));
     }
     (ours, theirs)
 }
@@ -410,12 +417,12 @@ fn diffsol_tsit45<C: Case>(
     tol: f64,
     cfg: &Config,
 ) -> Result<Row, DiffsolError> {
-    let y0 = C::y0();
+    let y0 = C::Y0.to_vec();
     let n = y0.len();
     let dproblem = OdeBuilder::<DMat>::new()
         .rtol(tol)
         .atol([tol])
-        .p(C::params())
+        .p(C::PARAMS.to_vec())
         .rhs(|y: &[f64], p: &[f64], _t: f64, dy: &mut [f64]| C::rhs(y, p, dy))
         .init(
             move |_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(&y0),
@@ -427,23 +434,10 @@ fn diffsol_tsit45<C: Case>(
     let out = run()?;
     let after = dproblem.eqn.rhs().statistics();
     let mut row = Row {
-        section: "explicit",
-        problem: C::NAME,
-        solver: "tsit45",
-        implementation: "diffsol",
-        tol,
-        atol: None,
-        nfe: after.number_of_calls - before.number_of_calls,
-        jac: None,
-        lu: None,
-        accepted: out.accepted,
-        rejected: out.rejected,
-        err: max_abs_diff(&out.y, &C::reference()),
-        relative: false,
-        time: None,
-        ratio: None,
-        status: "ok".into(),
-    };
+        err: max_abs_diff(&out.y, C::REFERENCE),
+        ..Row::new("explicit", C::NAME, "tsit45", "diffsol", tol)
+    }
+    .with_diffsol((&before, &after), &out, false);
     if ours.ok() {
         let opts = Options::default()
             .tol(tol)
@@ -519,23 +513,11 @@ fn diffsol_vdp(kind: StiffKind, tol: f64, cfg: &Config) -> Result<Row, DiffsolEr
     let after = dproblem.eqn.rhs().statistics();
     let time = measure(|| run().map(|o| o.y), cfg);
     Ok(Row {
-        section: "stiff",
-        problem: VDP_NAME,
-        solver: kind.name(),
-        implementation: "diffsol",
-        tol,
-        atol: None,
-        nfe: after.number_of_calls - before.number_of_calls,
-        jac: Some(after.number_of_matrix_evals - before.number_of_matrix_evals),
-        lu: Some(out.lu),
-        accepted: out.accepted,
-        rejected: out.rejected,
         err: max_abs_diff(&out.y, &VDP_REF),
-        relative: false,
         time: Some(time),
-        ratio: None,
-        status: "ok".into(),
-    })
+        ..Row::new("stiff", VDP_NAME, kind.name(), "diffsol", tol)
+    }
+    .with_diffsol((&before, &after), &out, true))
 }
 
 // ---------------------------------------------------------------------------
@@ -548,12 +530,11 @@ const STIFF_TOLS: [f64; 2] = [1e-6, 1e-8];
 /// Explicit rows of case `C`: every sdeflow solver, then diffsol tsit45.
 fn explicit_rows<C: Case>(cfg: &Config, rows: &mut Vec<Row>) {
     let problem = sdeflow_problem::<C>();
-    let reference = C::reference();
     let bench = Bench {
         section: "explicit",
         name: C::NAME,
         problem: &problem,
-        reference: &reference,
+        reference: C::REFERENCE,
         cfg: *cfg,
     };
     let mut push = |row: Row| {
@@ -564,7 +545,7 @@ fn explicit_rows<C: Case>(cfg: &Config, rows: &mut Vec<Row>) {
         push(bench.row(Heun, "Heun", tol));
         push(bench.row(Bs3, "Bs3", tol));
         push(bench.row(Dopri5, "Dopri5", tol));
-        let (ours, theirs) = tsit5_vs_tsit45::<C>(tol, cfg);
+        let (ours, theirs) = tsit5_vs_tsit45::<C, _>(&bench, tol);
         push(ours);
         push(bench.row(Vern7, "Vern7", tol));
         push(theirs);
@@ -620,8 +601,9 @@ fn stiff_rows(cfg: &Config, rows: &mut Vec<Row>) {
 trait StiffCase {
     const NAME: &'static str;
     const T1: f64;
-    fn y0() -> Vec<f64>;
-    fn reference() -> Vec<f64>;
+    const Y0: &'static [f64];
+    /// The reference `y(T1)`.
+    const REFERENCE: &'static [f64];
     fn rhs(y: &[f64], dy: &mut [f64]);
     /// Column-major `∂f/∂y`.
     fn jacobian(y: &[f64], jac: &mut [f64]);
@@ -633,17 +615,8 @@ struct Robertson;
 impl StiffCase for Robertson {
     const NAME: &'static str = "Robertson t=1e5";
     const T1: f64 = 1e5;
-    fn y0() -> Vec<f64> {
-        vec![1.0, 0.0, 0.0]
-    }
-    fn reference() -> Vec<f64> {
-        // diffsol BDF at rtol 1e-13, atol 1e-18 (as in tests/stiff.rs)
-        vec![
-            1.78659211422263833e-2,
-            7.27475146848882968e-8,
-            9.82134006110270019e-1,
-        ]
-    }
+    const Y0: &'static [f64] = &[1.0, 0.0, 0.0];
+    const REFERENCE: &'static [f64] = &ROBER_1E5;
     #[inline(always)]
     fn rhs(y: &[f64], dy: &mut [f64]) {
         dy[0] = -0.04 * y[0] + 1e4 * y[1] * y[2];
@@ -669,23 +642,9 @@ struct Hires;
 
 impl StiffCase for Hires {
     const NAME: &'static str = "HIRES";
-    const T1: f64 = 321.8122;
-    fn y0() -> Vec<f64> {
-        vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057]
-    }
-    fn reference() -> Vec<f64> {
-        // the test set's `hiressol` (RADAU5 at 1.1e-18)
-        vec![
-            0.7371312573325668e-3,
-            0.1442485726316185e-3,
-            0.5888729740967575e-4,
-            0.1175651343283149e-2,
-            0.2386356198831331e-2,
-            0.6238968252742796e-2,
-            0.2849998395185769e-2,
-            0.2850001604814231e-2,
-        ]
-    }
+    const T1: f64 = HIRES_T1;
+    const Y0: &'static [f64] = &HIRES_Y0;
+    const REFERENCE: &'static [f64] = &HIRES_REF;
     #[inline(always)]
     fn rhs(y: &[f64], f: &mut [f64]) {
         f[0] = -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007;
@@ -698,33 +657,29 @@ impl StiffCase for Hires {
         f[7] = -280.0 * y[5] * y[7] + 1.81 * y[6];
     }
     fn jacobian(y: &[f64], jac: &mut [f64]) {
+        // row i: its nonzero entries (j, ∂f_i/∂y_j)
+        let rows: [&[(usize, f64)]; 8] = [
+            &[(0, -1.71), (1, 0.43), (2, 8.32)],
+            &[(0, 1.71), (1, -8.75)],
+            &[(2, -10.03), (3, 0.43), (4, 0.035)],
+            &[(1, 8.32), (2, 1.71), (3, -1.12)],
+            &[(4, -1.745), (5, 0.43), (6, 0.43)],
+            &[
+                (3, 0.69),
+                (4, 1.71),
+                (5, -0.43 - 280.0 * y[7]),
+                (6, 0.69),
+                (7, -280.0 * y[5]),
+            ],
+            &[(5, 280.0 * y[7]), (6, -1.81), (7, 280.0 * y[5])],
+            &[(5, -280.0 * y[7]), (6, 1.81), (7, -280.0 * y[5])],
+        ];
         jac.iter_mut().for_each(|v| *v = 0.0);
-        let mut set = |i: usize, j: usize, v: f64| jac[i + 8 * j] = v;
-        set(0, 0, -1.71);
-        set(0, 1, 0.43);
-        set(0, 2, 8.32);
-        set(1, 0, 1.71);
-        set(1, 1, -8.75);
-        set(2, 2, -10.03);
-        set(2, 3, 0.43);
-        set(2, 4, 0.035);
-        set(3, 1, 8.32);
-        set(3, 2, 1.71);
-        set(3, 3, -1.12);
-        set(4, 4, -1.745);
-        set(4, 5, 0.43);
-        set(4, 6, 0.43);
-        set(5, 3, 0.69);
-        set(5, 4, 1.71);
-        set(5, 5, -0.43 - 280.0 * y[7]);
-        set(5, 6, 0.69);
-        set(5, 7, -280.0 * y[5]);
-        set(6, 5, 280.0 * y[7]);
-        set(6, 6, -1.81);
-        set(6, 7, 280.0 * y[5]);
-        set(7, 5, -280.0 * y[7]);
-        set(7, 6, 1.81);
-        set(7, 7, -280.0 * y[5]);
+        for (i, row) in rows.iter().enumerate() {
+            for &(j, v) in *row {
+                jac[i + 8 * j] = v;
+            }
+        }
     }
 }
 
@@ -742,10 +697,10 @@ fn max_rel_diff(a: &[f64], r: &[f64]) -> f64 {
 /// same tolerances. Returns (native row, diffsol row).
 fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (Row, Row) {
     let (rtol, atol) = (tol, tol * 1e-2);
-    let n = C::y0().len();
+    let n = C::Y0.len();
     let problem = Problem::ode(
         |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| C::rhs(y, dy),
-        C::y0(),
+        C::Y0.to_vec(),
         (0.0, C::T1),
     )
     .with_jacobian(|_t: f64, y: &[f64], _p: &[f64], jac: &mut [f64]| C::jacobian(y, jac));
@@ -755,30 +710,18 @@ fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (
         .save_at(SaveAt::T1)
         .max_steps(MAX_STEPS);
     let name = kind.name();
-    let reference = C::reference();
     let native = |problem: &Problem<_>| match kind {
         StiffKind::TrBdf2 => solve(problem, TrBdf2::default().tolerances(rtol, atol), &opts),
         _ => solve(problem, Esdirk34::default().tolerances(rtol, atol), &opts),
     };
     let mut ours = match native(&problem) {
         Ok(sol) => Row {
-            section: "stiff-ref",
-            problem: C::NAME,
-            solver: name,
-            implementation: "native",
-            tol: rtol,
             atol: Some(atol),
-            nfe: sol.stats.drift_evals,
-            jac: Some(sol.stats.jacobian_evals),
-            lu: Some(sol.stats.lu_factorizations),
-            accepted: sol.stats.accepted_steps,
-            rejected: sol.stats.rejected_steps,
-            err: max_rel_diff(sol.last(), &reference),
+            err: max_rel_diff(sol.last(), C::REFERENCE),
             relative: true,
-            time: None,
-            ratio: None,
-            status: "ok".into(),
-        },
+            ..Row::new("stiff-ref", C::NAME, name, "native", rtol)
+        }
+        .with_stats(&sol.stats, true),
         Err(e) => Row::failed(
             "stiff-ref",
             C::NAME,
@@ -789,7 +732,7 @@ fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (
         ),
     };
     let theirs = (|| -> Result<Row, DiffsolError> {
-        let y0 = C::y0();
+        let y0 = C::Y0.to_vec();
         let mut dproblem = OdeBuilder::<DMat>::new()
             .rtol(rtol)
             .atol(vec![atol; n])
@@ -826,23 +769,13 @@ fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (
             ours.ratio = Some(ratio);
         }
         Ok(Row {
-            section: "stiff-ref",
-            problem: C::NAME,
-            solver: name,
-            implementation: "diffsol",
-            tol: rtol,
             atol: Some(atol),
-            nfe: after.number_of_calls - before.number_of_calls,
-            jac: Some(after.number_of_matrix_evals - before.number_of_matrix_evals),
-            lu: Some(out.lu),
-            accepted: out.accepted,
-            rejected: out.rejected,
-            err: max_rel_diff(&out.y, &reference),
+            err: max_rel_diff(&out.y, C::REFERENCE),
             relative: true,
             time: Some(tb),
-            ratio: None,
-            status: "ok".into(),
-        })
+            ..Row::new("stiff-ref", C::NAME, name, "diffsol", rtol)
+        }
+        .with_diffsol((&before, &after), &out, true))
     })()
     .unwrap_or_else(|e| {
         Row::failed(
@@ -981,15 +914,8 @@ fn csv(rows: &[Row]) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let bench = args.iter().any(|a| a == "--bench");
-    let quick = !bench || args.iter().any(|a| a == "--test" || a == "--quick");
-    let cfg = Config {
-        quick,
-        budget: Duration::from_millis(300),
-        batch: Duration::from_millis(2),
-        min_batches: 7,
-    };
+    let cfg = Config::from_args(Duration::from_millis(300), 7);
+    let quick = cfg.quick;
     let started = Instant::now();
     if quick {
         println!(

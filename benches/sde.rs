@@ -36,68 +36,19 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sdeflow::brownian::rng::NormalStream;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use sdeflow::prelude::*;
 
-/// GBM drift coefficient `a`.
-const A: f64 = 1.0;
-/// GBM diffusion coefficient `b`.
-const B: f64 = 0.5;
-/// Initial state.
-const X0: f64 = 1.0;
-/// Step size of the fixed-step benches.
-const H: f64 = 1e-3;
-/// Number of steps over `[0, 1]`.
-const STEPS: usize = 1000;
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "common/em.rs"]
+mod em;
+use common::gbm;
+use em::{A, B, H, STEPS, X0, em_difference, hand_em, sdeflow_em};
+
 /// Samples per benchmark.
 const SAMPLE_SIZE: usize = 30;
-
-/// Itô GBM with scalar noise; `a`, `b` are runtime values (passed through
-/// `black_box` by the caller) so that neither side constant-folds them.
-fn gbm(a: f64, b: f64) -> Problem<impl Drift, impl Diffusion> {
-    Problem::sde(
-        move |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = a * y[0],
-        move |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = b * y[0],
-        Noise::Scalar,
-        vec![X0],
-        (0.0, 1.0),
-    )
-}
-
-/// Euler–Maruyama for `dX = aX dt + bX dW` by hand, with the normals of
-/// sdeflow's fixed-step sampling (`BrownianIncrements` draws `√h · z` from
-/// `NormalStream::new(seed)`), in the operation order of sdeflow's step
-/// (`y + h·f`, then `+ (1·ΔW)·g`).
-#[inline(never)]
-fn hand_em(a: f64, b: f64, x0: f64, h: f64, steps: usize, seed: u64) -> f64 {
-    let mut normals = NormalStream::new(seed);
-    let sqrt_h = h.sqrt();
-    let mut x = x0;
-    for _ in 0..steps {
-        let f = a * x;
-        let g = b * x;
-        let dw = sqrt_h * normals.next_normal();
-        x += h * f;
-        x += dw * g;
-    }
-    x
-}
-
-/// One sdeflow EM solve; returns `X_T`.
-#[inline(never)]
-fn sdeflow_em<F: Drift, G: Diffusion, D: Driver>(p: &Problem<F, G, D>, seed: u64) -> f64 {
-    let sol = solve(
-        p,
-        EulerMaruyama,
-        Options::default()
-            .fixed_step(H)
-            .seed(seed)
-            .save_at(SaveAt::T1),
-    )
-    .expect("EulerMaruyama solves GBM");
-    sol.last()[0]
-}
 
 /// Panics unless sdeflow and the hand loop agree on `X_T` for a few seeds.
 fn check_same_result<F: Drift, G: Diffusion, D: Driver>(p: &Problem<F, G, D>) {
@@ -107,14 +58,7 @@ fn check_same_result<F: Drift, G: Diffusion, D: Driver>(p: &Problem<F, G, D>) {
     for seed in seeds.clone() {
         let ours = sdeflow_em(p, seed);
         let hand = hand_em(A, B, X0, H, STEPS, seed);
-        let rel = (ours - hand).abs() / hand.abs();
-        assert!(
-            ours.is_finite() && rel <= 1e-12,
-            "sdeflow EM and the hand-written loop disagree for seed {seed}: X_T = {ours:e} vs \
-             {hand:e} (relative difference {rel:e} > 1e-12); they no longer compute the same \
-             scheme on the same normals, so the timings are not comparable"
-        );
-        worst = worst.max(rel);
+        worst = worst.max(em_difference(ours, hand, seed));
         identical += usize::from(ours.to_bits() == hand.to_bits());
     }
     println!(
@@ -147,6 +91,30 @@ fn ns_per_step(samples: &Samples) -> Option<f64> {
     })
 }
 
+/// Benchmarks `em` (one EM solve of `STEPS` steps for a seed) as `name`,
+/// with the next seed (0, 1, 2, …) at every call; returns criterion's calls.
+fn bench_em(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut em: impl FnMut(u64) -> f64,
+) -> Samples {
+    let mut samples: Samples = Vec::new();
+    let mut seed = 0u64;
+    group.bench_function(name, |bench| {
+        bench.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(em(seed));
+                seed = seed.wrapping_add(1);
+            }
+            let elapsed = start.elapsed();
+            samples.push((iters, elapsed));
+            elapsed
+        })
+    });
+    samples
+}
+
 fn sde_benches(c: &mut Criterion) {
     // EM on the fastest driver (fresh i.i.d. increments); the adaptive Sriw1
     // solve below on the default virtual tree
@@ -161,34 +129,12 @@ fn sde_benches(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
 
     group.throughput(Throughput::Elements(STEPS as u64));
-    let mut ours: Samples = Vec::new();
-    let mut seed = 0u64;
-    group.bench_function("em_gbm_1000_steps/sdeflow", |bench| {
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                black_box(sdeflow_em(black_box(&p), seed));
-                seed = seed.wrapping_add(1);
-            }
-            let elapsed = start.elapsed();
-            ours.push((iters, elapsed));
-            elapsed
-        })
+    let ours = bench_em(&mut group, "em_gbm_1000_steps/sdeflow", |seed| {
+        sdeflow_em(black_box(&p), seed)
     });
-    let mut hand: Samples = Vec::new();
-    let mut seed = 0u64;
-    group.bench_function("em_gbm_1000_steps/hand_loop", |bench| {
-        bench.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let (a, b) = black_box((A, B));
-                black_box(hand_em(a, b, X0, H, STEPS, seed));
-                seed = seed.wrapping_add(1);
-            }
-            let elapsed = start.elapsed();
-            hand.push((iters, elapsed));
-            elapsed
-        })
+    let hand = bench_em(&mut group, "em_gbm_1000_steps/hand_loop", |seed| {
+        let (a, b) = black_box((A, B));
+        hand_em(a, b, X0, H, STEPS, seed)
     });
 
     let adaptive = |seed: u64| Options::default().tol(1e-3).seed(seed).save_at(SaveAt::T1);

@@ -146,21 +146,21 @@ use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
 // Configuration
 // ---------------------------------------------------------------------------
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "common/em.rs"]
+mod em;
 #[path = "common/timing.rs"]
 mod timing;
+use common::gbm;
+use em::{A, B, H as EM_H, STEPS as EM_STEPS, T, X0, em_difference, hand_em, sdeflow_em};
 use timing::{Timer, Timing};
 
 /// How hard to work.
 #[derive(Debug, Clone, Copy)]
 struct Config {
-    /// Test mode: a few paths, single timing runs.
-    quick: bool,
-    /// Minimum timed duration per timing case.
-    budget: Duration,
-    /// Target duration of one timing batch.
-    batch: Duration,
-    /// Minimum number of timing batches.
-    min_batches: usize,
+    /// How to time (in test mode: a few paths, single timing runs).
+    timer: Timer,
     /// Brownian paths per strong-error estimate.
     paths: usize,
     /// Paths of the Monte Carlo stability estimate.
@@ -175,29 +175,10 @@ struct Config {
 // Problems
 // ---------------------------------------------------------------------------
 
-/// GBM drift coefficient `a`.
-const A: f64 = 1.0;
-/// GBM diffusion coefficient `b`.
-const B: f64 = 0.5;
-/// Initial state of every problem.
-const X0: f64 = 1.0;
-/// End of the span `[0, T]`.
-const T: f64 = 1.0;
 /// Additive-noise problem: `α`.
 const ALPHA: f64 = 0.5;
 /// Additive-noise problem: `β`.
 const BETA: f64 = 0.8;
-
-/// `dX = aX dt + bX dW` (scalar noise, Itô unless re-interpreted).
-fn gbm(a: f64, b: f64) -> Problem<impl Drift + Sync, impl Diffusion + Sync> {
-    Problem::sde(
-        move |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = a * y[0],
-        move |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = b * y[0],
-        Noise::Scalar,
-        vec![X0],
-        (0.0, T),
-    )
-}
 
 /// `dX = (β/√(1+t) − X/(2(1+t))) dt + αβ/√(1+t) dW` (additive noise).
 fn additive() -> Problem<impl Drift + Sync, impl Diffusion + Sync> {
@@ -279,21 +260,9 @@ fn write_csv(name: &str, content: &str) {
 // (a) Timing: Euler–Maruyama against a hand-written loop
 // ---------------------------------------------------------------------------
 
-impl Config {
-    /// The timing part of the configuration.
-    fn timer(&self) -> Timer {
-        Timer {
-            quick: self.quick,
-            budget: self.budget,
-            batch: self.batch,
-            min_batches: self.min_batches,
-        }
-    }
-}
-
 /// [`timing::measure`] under this report's configuration.
 fn measure<R>(f: impl FnMut() -> R, cfg: &Config) -> Timing {
-    timing::measure(f, &cfg.timer())
+    timing::measure(f, &cfg.timer)
 }
 
 /// [`timing::measure_pair`] under this report's configuration.
@@ -302,30 +271,7 @@ fn measure_pair<R1, R2>(
     b: impl FnMut() -> R2,
     cfg: &Config,
 ) -> (Timing, Timing, f64) {
-    timing::measure_pair(a, b, &cfg.timer())
-}
-
-/// Step size of the timed EM solves.
-const EM_H: f64 = 1e-3;
-/// Steps of the timed EM solves.
-const EM_STEPS: usize = 1000;
-
-/// Euler–Maruyama for `dX = aX dt + bX dW` by hand: constant `h`, `√h`
-/// computed once, normals from sdeflow's fixed-step stream, in the operation
-/// order of sdeflow's step (`y + h·f`, then `+ (1·ΔW)·g`).
-#[inline(never)]
-fn hand_em(a: f64, b: f64, x0: f64, h: f64, steps: usize, seed: u64) -> f64 {
-    let mut normals = NormalStream::new(seed);
-    let sqrt_h = h.sqrt();
-    let mut x = x0;
-    for _ in 0..steps {
-        let f = a * x;
-        let g = b * x;
-        let dw = sqrt_h * normals.next_normal();
-        x += h * f;
-        x += dw * g;
-    }
-    x
+    timing::measure_pair(a, b, &cfg.timer)
 }
 
 /// The same scheme on sdeflow's fixed-step time grid: `t_k = t0 + k·h`
@@ -353,19 +299,13 @@ fn hand_em_grid(a: f64, b: f64, x0: f64, t1: f64, h: f64, seed: u64) -> f64 {
     }
 }
 
-/// One sdeflow EM solve of `p` (fixed `EM_H`); returns `X_T`.
-#[inline(never)]
-fn sdeflow_em<F: Drift, G: Diffusion, D: Driver>(p: &Problem<F, G, D>, seed: u64) -> f64 {
-    let sol = solve(
-        p,
-        EulerMaruyama,
-        Options::default()
-            .fixed_step(EM_H)
-            .seed(seed)
-            .save_at(SaveAt::T1),
-    )
-    .expect("EulerMaruyama solves GBM");
-    sol.last()[0]
+/// `f` on the seeds 1, 2, 3, … in turn, one per call.
+fn next_seed<R>(mut f: impl FnMut(u64) -> R) -> impl FnMut() -> R {
+    let mut seed = 0u64;
+    move || {
+        seed = seed.wrapping_add(1);
+        f(seed)
+    }
 }
 
 /// Result of part (a).
@@ -388,14 +328,7 @@ fn em_vs_hand(cfg: &Config) -> EmReport {
         let ours = sdeflow_em(&p, seed);
         let hand = hand_em(a, b, X0, EM_H, EM_STEPS, seed);
         let grid = hand_em_grid(a, b, X0, T, EM_H, seed);
-        let rel = (ours - hand).abs() / hand.abs();
-        assert!(
-            ours.is_finite() && rel <= 1e-12,
-            "sdeflow EM and the hand-written loop disagree for seed {seed}: X_T = {ours:e} vs \
-             {hand:e} (relative difference {rel:e} > 1e-12); they no longer compute the same \
-             scheme on the same normals, so the timings are not comparable"
-        );
-        worst = worst.max(rel);
+        worst = worst.max(em_difference(ours, hand, seed));
         worst_grid = worst_grid.max((ours - grid).abs() / grid.abs());
     }
     println!(
@@ -408,37 +341,22 @@ fn em_vs_hand(cfg: &Config) -> EmReport {
         }
     );
 
-    let mut seed_a = 0u64;
-    let mut seed_b = 0u64;
     let (ours, hand, ratio) = measure_pair(
-        || {
-            seed_a = seed_a.wrapping_add(1);
-            sdeflow_em(black_box(&p), seed_a)
-        },
-        || {
-            seed_b = seed_b.wrapping_add(1);
+        next_seed(|seed| sdeflow_em(black_box(&p), seed)),
+        next_seed(|seed| {
             let (a, b) = black_box((a, b));
-            hand_em(a, b, X0, EM_H, EM_STEPS, seed_b)
-        },
+            hand_em(a, b, X0, EM_H, EM_STEPS, seed)
+        }),
         cfg,
     );
-    let mut seed = 0u64;
     let grid = measure(
-        || {
-            seed = seed.wrapping_add(1);
+        next_seed(|seed| {
             let (a, b) = black_box((a, b));
             hand_em_grid(a, b, X0, T, EM_H, seed)
-        },
+        }),
         cfg,
     );
-    let mut seed = 0u64;
-    let tree = measure(
-        || {
-            seed = seed.wrapping_add(1);
-            sdeflow_em(black_box(&p_tree), seed)
-        },
-        cfg,
-    );
+    let tree = measure(next_seed(|seed| sdeflow_em(black_box(&p_tree), seed)), cfg);
     let per_step = |t: Timing| t.median * 1e9 / EM_STEPS as f64;
     let summary = format!(
         "EM vs hand-written loop: ratio {ratio:.2} (sdeflow {:.2} ns/step, hand {:.2} ns/step)",
@@ -511,11 +429,11 @@ enum Mode {
     Adaptive(f64),
 }
 
-impl Mode {
-    fn label(self) -> String {
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Mode::Fixed(k) => format!("h=2^-{k}"),
-            Mode::Adaptive(tol) => format!("tol={tol:.0e}"),
+            Mode::Fixed(k) => write!(f, "h=2^-{k}"),
+            Mode::Adaptive(tol) => write!(f, "tol={tol:.0e}"),
         }
     }
 }
@@ -588,7 +506,7 @@ fn print_wp(r: &WpRow) {
         "{:<15} {:<15} {:<10} {:>11.1} {:>10.1} {:>9.1}   {:>10.3e} {:>9.1e}   {}",
         r.problem,
         r.solver,
-        r.mode.label(),
+        r.mode.to_string(),
         r.evals,
         r.accepted,
         r.rejected,
@@ -602,26 +520,55 @@ fn print_wp(r: &WpRow) {
     );
 }
 
-/// Fixed-step rows (and adaptive ones if `adaptive`) of one solver.
-fn wp_solver<F, G, S>(
-    rows: &mut Vec<WpRow>,
-    problem: (&'static str, &Problem<F, G>),
-    solver: (&'static str, S),
-    adaptive: bool,
-    exact: &[f64],
-) where
-    F: Drift + Sync,
-    G: Diffusion + Sync,
-    S: Solver + Copy + Sync,
-{
-    let modes = FIXED_EXPONENTS
-        .iter()
-        .map(|&k| Mode::Fixed(k))
-        .chain(TOLS.iter().filter(|_| adaptive).map(|&t| Mode::Adaptive(t)));
-    for mode in modes {
-        let row = wp_row(problem, solver, mode, exact);
-        print_wp(&row);
-        rows.push(row);
+/// The work–precision table: its rows, and `(problem, solver, theoretical
+/// strong order)` of each solver run.
+#[derive(Default)]
+struct WpTable {
+    rows: Vec<WpRow>,
+    theory: Vec<(&'static str, &'static str, f64)>,
+}
+
+impl WpTable {
+    /// Runs on `problem`, whose exact `X(T)` on each path is in `exact`.
+    fn on<'a, F, G>(
+        &'a mut self,
+        problem: (&'static str, &'a Problem<F, G>),
+        exact: &'a [f64],
+    ) -> WpRuns<'a, F, G> {
+        WpRuns {
+            table: self,
+            problem,
+            exact,
+        }
+    }
+}
+
+/// The work–precision runs on one problem.
+struct WpRuns<'a, F, G> {
+    table: &'a mut WpTable,
+    problem: (&'static str, &'a Problem<F, G>),
+    exact: &'a [f64],
+}
+
+impl<F: Drift + Sync, G: Diffusion + Sync> WpRuns<'_, F, G> {
+    /// Fixed-step rows (and adaptive ones if `adaptive`) of one solver of
+    /// strong order `order`.
+    fn solver<S: Solver + Copy + Sync>(
+        &mut self,
+        solver: (&'static str, S),
+        adaptive: bool,
+        order: f64,
+    ) {
+        self.table.theory.push((self.problem.0, solver.0, order));
+        let modes = FIXED_EXPONENTS
+            .iter()
+            .map(|&k| Mode::Fixed(k))
+            .chain(TOLS.iter().filter(|_| adaptive).map(|&t| Mode::Adaptive(t)));
+        for mode in modes {
+            let row = wp_row(self.problem, solver, mode, self.exact);
+            print_wp(&row);
+            self.table.rows.push(row);
+        }
     }
 }
 
@@ -684,46 +631,25 @@ fn work_precision(cfg: &Config) -> (Vec<WpRow>, Vec<Slopes>) {
         ("additive", &add),
     );
 
-    let mut rows = Vec::new();
+    let mut table = WpTable::default();
     println!("{WP_HEADER}");
-    let r = &mut rows;
-    wp_solver(r, gi, ("EulerMaruyama", EulerMaruyama), false, &ex_ito);
-    wp_solver(
-        r,
-        gi,
-        ("Milstein", Milstein::derivative_free()),
-        false,
-        &ex_ito,
-    );
-    wp_solver(r, gi, ("Sriw1", Sriw1), true, &ex_ito);
-    wp_solver(r, gi, ("Sosri", Sosri), true, &ex_ito);
-    wp_solver(r, gs, ("EulerHeun", EulerHeun), false, &ex_strat);
-    wp_solver(
-        r,
-        gs,
-        ("Milstein", Milstein::derivative_free()),
-        false,
-        &ex_strat,
-    );
-    wp_solver(r, gs, ("ReversibleHeun", ReversibleHeun), true, &ex_strat);
-    wp_solver(r, ad, ("Sra1", Sra1), true, &ex_add);
-    wp_solver(r, ad, ("Sra3", Sra3), true, &ex_add);
-    wp_solver(r, ad, ("EulerMaruyama", EulerMaruyama), false, &ex_add);
-
     // theory: strong orders of the SDE module's table (scalar noise is
     // commutative; EM and reversible Heun reach 1.0 on additive noise)
-    let theory = [
-        ("GBM Itô", "EulerMaruyama", 0.5),
-        ("GBM Itô", "Milstein", 1.0),
-        ("GBM Itô", "Sriw1", 1.5),
-        ("GBM Itô", "Sosri", 1.5),
-        ("GBM Strat.", "EulerHeun", 1.0),
-        ("GBM Strat.", "Milstein", 1.0),
-        ("GBM Strat.", "ReversibleHeun", 0.5),
-        ("additive", "Sra1", 1.5),
-        ("additive", "Sra3", 1.5),
-        ("additive", "EulerMaruyama", 1.0),
-    ];
+    let milstein = ("Milstein", Milstein::derivative_free());
+    let mut runs = table.on(gi, &ex_ito);
+    runs.solver(("EulerMaruyama", EulerMaruyama), false, 0.5);
+    runs.solver(milstein, false, 1.0);
+    runs.solver(("Sriw1", Sriw1), true, 1.5);
+    runs.solver(("Sosri", Sosri), true, 1.5);
+    let mut runs = table.on(gs, &ex_strat);
+    runs.solver(("EulerHeun", EulerHeun), false, 1.0);
+    runs.solver(milstein, false, 1.0);
+    runs.solver(("ReversibleHeun", ReversibleHeun), true, 0.5);
+    let mut runs = table.on(ad, &ex_add);
+    runs.solver(("Sra1", Sra1), true, 1.5);
+    runs.solver(("Sra3", Sra3), true, 1.5);
+    runs.solver(("EulerMaruyama", EulerMaruyama), false, 1.0);
+    let WpTable { rows, theory } = table;
     let s = theory
         .iter()
         .map(|&(p, sv, th)| slopes(&rows, p, sv, th))
@@ -1237,14 +1163,10 @@ fn stab_csv(rows: &[StabRow], cfg: &Config) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let bench = args.iter().any(|a| a == "--bench");
-    let quick = !bench || args.iter().any(|a| a == "--test" || a == "--quick");
+    let timer = Timer::from_args(Duration::from_millis(500), 9);
+    let quick = timer.quick;
     let cfg = Config {
-        quick,
-        budget: Duration::from_millis(500),
-        batch: Duration::from_millis(2),
-        min_batches: 9,
+        timer,
         paths: if quick { 4 } else { 200 },
         mc_paths: if quick { 20 } else { 2000 },
         mc_steps: 200,

@@ -5,61 +5,26 @@
 //! Synthetic data: the solution with α=1.5, β=1, γ=3, δ=1 at 20 times in
 //! (0, 10], with 1 % multiplicative noise. The fit starts 20–25 % off, takes
 //! gradients with the discrete adjoint of Tsit5 (`grad`), and runs Adam
-//! (Kingma & Ba 2015, written out below) on log-parameters. Exits with
-//! status 1 if a parameter ends more than 2 % from the truth.
+//! (Kingma & Ba 2015, written out in `common/adam.rs`) on log-parameters.
+//! Exits with status 1 if a parameter ends more than 2 % from the truth.
 
 use sdeflow::brownian::rng::NormalStream;
 use sdeflow::prelude::*;
 
-/// Lotka–Volterra, generic over the scalar so its VJP is exact.
-#[derive(Clone, Copy)]
-struct LotkaVolterra;
-
-impl GenericField for LotkaVolterra {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
-        dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
-    }
-}
-
-/// Adam with the usual defaults.
-struct Adam {
-    lr: f64,
-    m: Vec<f64>,
-    v: Vec<f64>,
-    t: i32,
-}
-
-impl Adam {
-    fn new(n: usize, lr: f64) -> Self {
-        Adam {
-            lr,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-            t: 0,
-        }
-    }
-
-    fn step(&mut self, x: &mut [f64], g: &[f64]) {
-        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
-        self.t += 1;
-        for i in 0..x.len() {
-            self.m[i] = b1 * self.m[i] + (1.0 - b1) * g[i];
-            self.v[i] = b2 * self.v[i] + (1.0 - b2) * g[i] * g[i];
-            let mh = self.m[i] / (1.0 - b1.powi(self.t));
-            let vh = self.v[i] / (1.0 - b2.powi(self.t));
-            x[i] -= self.lr * mh / (vh.sqrt() + eps);
-        }
-    }
-}
+#[path = "common/adam.rs"]
+mod adam;
+#[path = "../tests/common/mod.rs"]
+mod problems;
+use adam::Adam;
+use problems::{LV_PARAMS, LV_TSPAN, LV_Y0, LotkaVolterra};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let truth = [1.5, 1.0, 3.0, 1.0];
+    let truth = LV_PARAMS;
     let times: Vec<f64> = (1..=20).map(|i| 0.5 * i as f64).collect();
     let opts = Options::default()
         .tol(1e-8)
         .save_at(SaveAt::Times(times.clone()));
-    let problem = Problem::ode(Generic(LotkaVolterra), vec![1.0, 1.0], (0.0, 10.0));
+    let problem = Problem::ode(Generic(LotkaVolterra), LV_Y0.to_vec(), LV_TSPAN);
 
     // synthetic observations with 1 % noise
     let clean = solve(&problem.clone().params(truth.to_vec()), Tsit5, &opts)?;

@@ -8,7 +8,8 @@
 //! batch mean and variance at 5 times, over 64 Brownian paths. Gradients:
 //! reversible Heun's exact adjoint (`grad`, `Adjoint::Reversible`, memory
 //! independent of the number of steps), per path with the batch-moment
-//! cotangents, summed. Adam (written out) on the parameters.
+//! cotangents, summed. Adam (written out in `common/adam.rs`) on the
+//! parameters.
 
 use sdeflow::nn::{Activation, Mlp, Offset};
 use sdeflow::prelude::*;
@@ -19,32 +20,22 @@ const SIGMA: f64 = 0.5;
 const PATHS: u64 = 64;
 const TIMES: [f64; 5] = [0.2, 0.4, 0.6, 0.8, 1.0];
 
-/// Adam with the usual defaults.
-struct Adam {
-    lr: f64,
-    m: Vec<f64>,
-    v: Vec<f64>,
-    t: i32,
-}
-
-impl Adam {
-    fn step(&mut self, x: &mut [f64], g: &[f64]) {
-        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
-        self.t += 1;
-        for i in 0..x.len() {
-            self.m[i] = b1 * self.m[i] + (1.0 - b1) * g[i];
-            self.v[i] = b2 * self.v[i] + (1.0 - b2) * g[i] * g[i];
-            let mh = self.m[i] / (1.0 - b1.powi(self.t));
-            let vh = self.v[i] / (1.0 - b2.powi(self.t));
-            x[i] -= self.lr * mh / (vh.sqrt() + eps);
-        }
-    }
-}
+#[path = "common/adam.rs"]
+mod adam;
+use adam::Adam;
 
 /// Exact mean and variance of the target at `t`.
 fn target(t: f64) -> (f64, f64) {
     let mean = MU * (1.0 - (-THETA * t).exp());
     let var = SIGMA * SIGMA * (1.0 - (-2.0 * THETA * t).exp()) / (2.0 * THETA);
+    (mean, var)
+}
+
+/// Sample mean and (unbiased) variance of `X` at save time `j` over paths.
+fn moments(paths: &[Vec<f64>], j: usize) -> (f64, f64) {
+    let n = paths.len() as f64;
+    let mean = paths.iter().map(|p| p[j]).sum::<f64>() / n;
+    let var = paths.iter().map(|p| (p[j] - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (mean, var)
 }
 
@@ -65,38 +56,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     params.extend(net.init_params(2, 0.5));
     let opts = Options::default().fixed_step(0.02).save_at(SaveAt::Steps);
     let save_idx: Vec<usize> = TIMES.iter().map(|t| (t / 0.02).round() as usize).collect();
-    let mut adam = Adam {
-        lr: 0.02,
-        m: vec![0.0; 2 * k],
-        v: vec![0.0; 2 * k],
-        t: 0,
-    };
-    let mut first = None;
-    let mut last = 0.0;
-    for it in 0..300 {
-        let problem = Problem::sde(
+    let mut adam = Adam::new(2 * k, 0.02);
+    // the model with parameters `params`
+    let model = |params: Vec<f64>| {
+        Problem::sde(
             drift.clone(),
             diffusion.clone(),
             Noise::Diagonal,
             vec![0.0],
             (0.0, 1.0),
         )
-        .params(params.clone())
-        .interpretation(Interpretation::Stratonovich);
-        // forward: the batch and its moments
-        let paths: Vec<Vec<f64>> = (0..PATHS)
+        .params(params)
+        .interpretation(Interpretation::Stratonovich)
+    };
+    // X at the save times on the paths of `seeds`
+    let paths_of = |problem: &Problem<_, _>, seeds: std::ops::Range<u64>| {
+        seeds
             .map(|s| {
-                solve(&problem, ReversibleHeun, opts.clone().seed(s))
+                solve(problem, ReversibleHeun, opts.clone().seed(s))
                     .map(|sol| save_idx.iter().map(|&i| sol.y(i)[0]).collect())
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<Vec<f64>>, _>>()
+    };
+    let mut first = None;
+    let mut last = 0.0;
+    for it in 0..300 {
+        let problem = model(params.clone());
+        // forward: the batch and its moments
+        let paths = paths_of(&problem, 0..PATHS)?;
         let m = PATHS as f64;
         let mut loss = 0.0;
         // ∂L/∂x_{s,k} for each path s and time k
         let mut cot = vec![vec![0.0; TIMES.len()]; PATHS as usize];
         for (j, &t) in TIMES.iter().enumerate() {
-            let mean = paths.iter().map(|p| p[j]).sum::<f64>() / m;
-            let var = paths.iter().map(|p| (p[j] - mean).powi(2)).sum::<f64>() / (m - 1.0);
+            let (mean, var) = moments(&paths, j);
             let (tm, tv) = target(t);
             loss += (mean - tm).powi(2) + (var - tv).powi(2);
             for (s, p) in paths.iter().enumerate() {
@@ -140,20 +133,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         f / last
     );
     // the fitted model on 2000 fresh paths
-    let problem = Problem::sde(drift, diffusion, Noise::Diagonal, vec![0.0], (0.0, 1.0))
-        .params(params)
-        .interpretation(Interpretation::Stratonovich);
-    let fresh: Vec<Vec<f64>> = (10_000..12_000u64)
-        .map(|s| {
-            solve(&problem, ReversibleHeun, opts.clone().seed(s))
-                .map(|sol| save_idx.iter().map(|&i| sol.y(i)[0]).collect())
-        })
-        .collect::<Result<_, _>>()?;
+    let fresh = paths_of(&model(params), 10_000..12_000)?;
     println!("   t   mean (fitted / target)   variance (fitted / target), 2000 fresh paths");
     for (j, &t) in TIMES.iter().enumerate() {
-        let n = fresh.len() as f64;
-        let mean = fresh.iter().map(|p| p[j]).sum::<f64>() / n;
-        let var = fresh.iter().map(|p| (p[j] - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let (mean, var) = moments(&fresh, j);
         let (tm, tv) = target(t);
         println!("  {t:.1}   {mean:.4} / {tm:.4}          {var:.4} / {tv:.4}");
     }

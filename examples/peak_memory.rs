@@ -12,23 +12,11 @@
 
 use sdeflow::prelude::*;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{Ring, sum_loss as loss};
+
 const N: usize = 32;
-
-#[derive(Clone, Copy)]
-struct Linear;
-
-impl GenericField for Linear {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        for i in 0..y.len() {
-            dy[i] = -p[0] * y[i] + p[1] * y[(i + 1) % y.len()];
-        }
-    }
-}
-
-fn loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
-    g.iter_mut().for_each(|v| *v = 1.0);
-    ys.iter().sum()
-}
 
 /// Peak resident set size in kB, if the platform reports it.
 fn peak_rss_kb() -> Option<u64> {
@@ -45,7 +33,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let budget: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let problem = Problem::ode(Generic(Linear), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2]);
+    let problem = Problem::ode(Generic(Ring), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2]);
     let opts = Options::default()
         .fixed_step(1.0 / steps as f64)
         .max_steps(steps + 1)

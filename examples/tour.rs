@@ -34,43 +34,30 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::prelude::*;
 use sdeflow::brownian::{BrownianPath, BrownianTree};
 use sdeflow::ensemble::Ensemble;
 use sdeflow::prelude::*;
 use statrs::distribution::{ContinuousCDF, Normal};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{
+    ARENSTORF_MU, ARENSTORF_T, ARENSTORF_Y0, LV_PARAMS, LV_REF, LV_TSPAN, LV_Y0, LotkaVolterra,
+    VDP_EPS, VDP_REF, VDP_TSPAN, VDP_Y0, arenstorf, fitted_slope, lotka_volterra, max_abs_diff,
+    van_der_pol, van_der_pol_drift, van_der_pol_jacobian,
+};
+
 /// The result type of every section.
 type TourResult<T> = Result<T, Box<dyn Error>>;
 
-/// Lotka–Volterra parameters (α, β, γ, δ).
-const LV_PARAMS: [f64; 4] = [1.5, 1.0, 3.0, 1.0];
-/// Lotka–Volterra initial state (x, y).
-const LV_Y0: [f64; 2] = [1.0, 1.0];
-/// Lotka–Volterra time span.
-const LV_TSPAN: (f64, f64) = (0.0, 10.0);
-/// mpmath Taylor reference (30 digits) of Lotka–Volterra at t = 10.
-const LV_REF: [f64; 2] = [1.0263447675750893191, 0.90969107813604161755];
 /// Number of points of the uniform Lotka–Volterra output grid.
 const LV_GRID: usize = 400;
 
-/// Mass ratio μ of the Arenstorf orbit (Earth–Moon).
-const ARENSTORF_MU: f64 = 0.012277471;
-/// Period of the Arenstorf orbit.
-const ARENSTORF_T: f64 = 17.0652165601579625588917206249;
-/// Initial state (x, y, vx, vy) of the Arenstorf orbit.
-const ARENSTORF_Y0: [f64; 4] = [0.994, 0.0, 0.0, -2.00158510637908252240537862224];
 /// Number of points of the uniform Arenstorf output grid.
 const ARENSTORF_GRID: usize = 2000;
-
-/// ε = 1/μ² of the scaled Van der Pol oscillator with μ = 1000.
-const VDP_EPS: f64 = 1e-6;
-/// Van der Pol initial state (y1, y2).
-const VDP_Y0: [f64; 2] = [2.0, 0.0];
-/// Van der Pol time span.
-const VDP_TSPAN: (f64, f64) = (0.0, 2.0);
-/// Reference y(2) of VDPOL from the Bari/Hairer test set for IVP solvers.
-const VDP_REF: [f64; 2] = [1.706167732170483, -0.8928097010247975];
 
 /// One solve, as it appears in the summary table.
 #[derive(Debug, Clone)]
@@ -103,6 +90,28 @@ struct Tour {
     van_der_pol: Option<Solution>,
 }
 
+impl Tour {
+    /// Records one row of the summary table: `error` (what `measure` says)
+    /// of the solve of `problem` by `solver` at `tol` (`None`: fixed steps).
+    fn record(
+        &mut self,
+        problem: &'static str,
+        solver: impl Into<String>,
+        tol: Option<f64>,
+        stats: Stats,
+        (error, measure): (f64, &'static str),
+    ) {
+        self.runs.push(Run {
+            problem,
+            solver: solver.into(),
+            tol,
+            stats,
+            error,
+            measure,
+        });
+    }
+}
+
 /// Runs every section in turn.
 fn main() -> TourResult<()> {
     let mut tour = Tour::default();
@@ -127,14 +136,6 @@ fn header(title: &str) {
     println!();
     println!("{title}");
     println!("{}", "=".repeat(title.chars().count()));
-}
-
-/// Max-norm distance between two vectors.
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 /// `n` equally spaced times from `t0` to `t1`, both included.
@@ -167,22 +168,23 @@ fn print_work(label: &str, stats: &Stats) {
     );
 }
 
+/// A dense solve of `problem` by `solver` at rtol = atol = `tol`, for the
+/// output grids and plots of section 4.
+fn dense_solve<F: Drift>(
+    problem: &Problem<F>,
+    solver: impl Method,
+    tol: f64,
+) -> TourResult<Solution> {
+    Ok(solve(
+        problem,
+        solver,
+        Options::default().tol(tol).save_at(SaveAt::Dense),
+    )?)
+}
+
 // ---------------------------------------------------------------------------
 // 1. Lotka–Volterra
 // ---------------------------------------------------------------------------
-
-/// The Lotka–Volterra predator–prey model x' = αx − βxy, y' = −γy + δxy.
-fn lotka_volterra_problem() -> Problem<impl Drift> {
-    Problem::ode(
-        |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
-            dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
-            dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
-        },
-        LV_Y0.to_vec(),
-        LV_TSPAN,
-    )
-    .params(LV_PARAMS.to_vec())
-}
 
 /// The conserved quantity V = δx − γ ln x + βy − α ln y of Lotka–Volterra.
 fn lv_invariant(y: &[f64]) -> f64 {
@@ -193,7 +195,7 @@ fn lv_invariant(y: &[f64]) -> f64 {
 /// Section 1: Lotka–Volterra with Tsit5 and Vern7 at two tolerances.
 fn lotka_volterra_section(tour: &mut Tour) -> TourResult<()> {
     header("1. Lotka–Volterra (α=1.5, β=1, γ=3, δ=1, y0=(1,1), t ∈ [0,10])");
-    let problem = lotka_volterra_problem();
+    let problem = lotka_volterra();
     let v0 = lv_invariant(&LV_Y0);
     println!("reference y(10) = {LV_REF:?}, V(0) = {v0}");
     for tol in [1e-6, 1e-8] {
@@ -219,22 +221,11 @@ fn lotka_volterra_section(tour: &mut Tour) -> TourResult<()> {
                  max over steps |V(t) − V(0)| = {drift_max:.3e}",
                 ""
             );
-            tour.runs.push(Run {
-                problem: "Lotka–Volterra",
-                solver: name.to_string(),
-                tol: Some(tol),
-                stats: sol.stats,
-                error,
-                measure: "|y(10)-ref|inf",
-            });
+            let measure = (error, "|y(10)-ref|inf");
+            tour.record("Lotka–Volterra", name, Some(tol), sol.stats, measure);
         }
     }
-    // A dense solve for the uniform output grid of section 4.
-    let dense = solve(
-        &problem,
-        Tsit5,
-        Options::default().tol(1e-8).save_at(SaveAt::Dense),
-    )?;
+    let dense = dense_solve(&problem, Tsit5, 1e-8)?;
     let grid = uniform_grid(LV_TSPAN.0, LV_TSPAN.1, LV_GRID);
     let drift_grid = sample(&dense, &grid)?
         .iter()
@@ -253,30 +244,10 @@ fn lotka_volterra_section(tour: &mut Tour) -> TourResult<()> {
 // 2. Arenstorf orbit
 // ---------------------------------------------------------------------------
 
-/// The Arenstorf orbit (restricted three-body problem, HNW I §II.0) over one
-/// period; the state is (x, y, vx, vy).
-fn arenstorf_problem() -> Problem<impl Drift> {
-    Problem::ode(
-        |_t: f64, u: &[f64], _p: &[f64], du: &mut [f64]| {
-            let mu = ARENSTORF_MU;
-            let mup = 1.0 - mu;
-            let (x, y, vx, vy) = (u[0], u[1], u[2], u[3]);
-            let d1 = ((x + mu).powi(2) + y * y).powf(1.5);
-            let d2 = ((x - mup).powi(2) + y * y).powf(1.5);
-            du[0] = vx;
-            du[1] = vy;
-            du[2] = x + 2.0 * vy - mup * (x + mu) / d1 - mu * (x - mup) / d2;
-            du[3] = y - 2.0 * vx - mup * y / d1 - mu * y / d2;
-        },
-        ARENSTORF_Y0.to_vec(),
-        (0.0, ARENSTORF_T),
-    )
-}
-
 /// Section 2: the Arenstorf orbit with Tsit5 (1e-8) and Vern7 (1e-10).
 fn arenstorf_section(tour: &mut Tour) -> TourResult<()> {
     header("2. Arenstorf orbit (one period, T = 17.0652165601579625…)");
-    let problem = arenstorf_problem();
+    let problem = arenstorf();
     let runs = [
         (
             "Tsit5",
@@ -298,50 +269,16 @@ fn arenstorf_section(tour: &mut Tour) -> TourResult<()> {
             "{:<22} |pos(T) − pos(0)|∞ = {dpos:.3e}   |vel(T) − vel(0)|∞ = {dvel:.3e}",
             ""
         );
-        tour.runs.push(Run {
-            problem: "Arenstorf",
-            solver: name.to_string(),
-            tol: Some(tol),
-            stats: sol.stats,
-            error: dpos.max(dvel),
-            measure: "|y(T)-y(0)|inf",
-        });
+        let measure = (dpos.max(dvel), "|y(T)-y(0)|inf");
+        tour.record("Arenstorf", name, Some(tol), sol.stats, measure);
     }
-    // A dense solve for the orbit plot and the CSV of section 4.
-    let dense = solve(
-        &problem,
-        Vern7,
-        Options::default().tol(1e-10).save_at(SaveAt::Dense),
-    )?;
-    tour.arenstorf = Some(dense);
+    tour.arenstorf = Some(dense_solve(&problem, Vern7, 1e-10)?);
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // 3. Van der Pol, μ = 1000
 // ---------------------------------------------------------------------------
-
-/// Van der Pol in Hairer's scaled form (test set VDPOL):
-/// y1' = y2, y2' = ((1 − y1²) y2 − y1)/ε with ε = `p[0]`. Written generically
-/// over the scalar so that [`Generic`] differentiates it exactly.
-#[derive(Debug, Clone, Copy)]
-struct VanDerPol;
-
-impl GenericField for VanDerPol {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = y[1];
-        dy[1] = ((D::from(1.0) - y[0] * y[0]) * y[1] - y[0]) / p[0];
-    }
-}
-
-/// The analytic Jacobian of [`VanDerPol`], column-major.
-fn van_der_pol_jacobian(_t: f64, y: &[f64], p: &[f64], jac: &mut [f64]) {
-    let eps = p[0];
-    jac[0] = 0.0; // ∂f1/∂y1
-    jac[1] = (-2.0 * y[0] * y[1] - 1.0) / eps; // ∂f2/∂y1
-    jac[2] = 1.0; // ∂f1/∂y2
-    jac[3] = (1.0 - y[0] * y[0]) / eps; // ∂f2/∂y2
-}
 
 /// Component-wise relative error |y_i − ref_i| / |ref_i|.
 fn relative_errors(y: &[f64], reference: &[f64]) -> Vec<f64> {
@@ -372,14 +309,8 @@ fn report_van_der_pol(tour: &mut Tour, label: &str, tol: f64, sol: &Solution) {
         rel[0],
         rel[1]
     );
-    tour.runs.push(Run {
-        problem: "Van der Pol μ=1000",
-        solver: label.to_string(),
-        tol: Some(tol),
-        stats: sol.stats,
-        error: worst,
-        measure: "max rel. error",
-    });
+    let measure = (worst, "max rel. error");
+    tour.record("Van der Pol μ=1000", label, Some(tol), sol.stats, measure);
 }
 
 /// Section 3: stiff Van der Pol (μ = 1000) with Bdf and exact Jacobians.
@@ -387,9 +318,7 @@ fn van_der_pol_section(tour: &mut Tour) -> TourResult<()> {
     header("3. Van der Pol, μ = 1000 (VDPOL, ε = 1e-6, y0 = (2, 0), t ∈ [0, 2])");
     println!("reference y(2) = {VDP_REF:?} (Bari/Hairer test set)");
     let tol = 1e-8;
-    let generic =
-        Problem::ode(Generic(VanDerPol), VDP_Y0.to_vec(), VDP_TSPAN).params(vec![VDP_EPS]);
-    let sol = solve(&generic, Bdf::default(), Options::default().tol(tol))?;
+    let sol = solve(&van_der_pol(), Bdf::default(), Options::default().tol(tol))?;
     report_van_der_pol(tour, "Bdf (dual-number J)", tol, &sol);
     println!(
         "{:<22} (exact Jacobians by dual numbers: each one is n = 2 Jacobian–vector products)",
@@ -397,16 +326,9 @@ fn van_der_pol_section(tour: &mut Tour) -> TourResult<()> {
     );
 
     // The same problem with a hand-written Jacobian, as a cross-check.
-    let analytic = Problem::ode(
-        |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
-            dy[0] = y[1];
-            dy[1] = ((1.0 - y[0] * y[0]) * y[1] - y[0]) / p[0];
-        },
-        VDP_Y0.to_vec(),
-        VDP_TSPAN,
-    )
-    .params(vec![VDP_EPS])
-    .with_jacobian(van_der_pol_jacobian);
+    let analytic = Problem::ode(van_der_pol_drift, VDP_Y0.to_vec(), VDP_TSPAN)
+        .params(vec![VDP_EPS])
+        .with_jacobian(van_der_pol_jacobian);
     let sol_analytic = solve(&analytic, Bdf::default(), Options::default().tol(tol))?;
     report_van_der_pol(tour, "Bdf (analytic J)", tol, &sol_analytic);
 
@@ -462,6 +384,15 @@ fn padded_range(values: impl IntoIterator<Item = f64>, pad: f64) -> std::ops::Ra
     (lo - d)..(hi + d)
 }
 
+/// The smallest and the largest of some positive values (for log scales).
+fn positive_extent(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    values
+        .into_iter()
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
 /// The output directory `target/tour/` of the workspace (created if needed).
 fn tour_dir() -> TourResult<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -469,6 +400,59 @@ fn tour_dir() -> TourResult<PathBuf> {
         .join("tour");
     fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// An SVG canvas of `size` pixels writing to `path`, filled white.
+fn svg_canvas(path: &Path, size: (u32, u32)) -> TourResult<DrawingArea<SVGBackend<'_>, Shift>> {
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    Ok(root)
+}
+
+/// A chart over the coordinate specifications `X` × `Y` on an SVG canvas.
+type Chart<'a, 'b, X, Y> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// A chart on `area` over `x` × `y` with the tour's caption font, margin
+/// and label areas (`y_labels` pixels wide for the y axis).
+fn new_chart<'a, 'b, X: AsRangedCoord, Y: AsRangedCoord>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    y_labels: u32,
+    x: X,
+    y: Y,
+) -> TourResult<Chart<'a, 'b, X, Y>> {
+    Ok(ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(x, y)?)
+}
+
+/// Draws the legend of `chart` at `position`, on a translucent white box.
+fn legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    position: SeriesLabelPosition,
+) -> TourResult<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// A legend key: a line `len` pixels long in `style`.
+fn line_key<S: Into<ShapeStyle> + Copy>(
+    style: S,
+    len: i32,
+) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + len, y)], style)
 }
 
 /// Section 4: writes the CSV files and SVG plots into `target/tour/`.
@@ -520,19 +504,14 @@ fn output_section(tour: &Tour) -> TourResult<Vec<PathBuf>> {
 /// Lotka–Volterra plot: x(t), y(t) on the left, the phase portrait on the
 /// right.
 fn plot_lotka_volterra(path: &Path, ts: &[f64], states: &[Vec<f64>]) -> TourResult<()> {
-    let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
-    root.fill(&WHITE)?;
+    let root = svg_canvas(path, (1100, 450))?;
     let (left, right) = root.split_horizontally(650);
 
     // Head room above the peaks for the legend.
     let yr = padded_range(states.iter().flat_map(|s| s.iter().copied()), 0.05);
     let yr = yr.start..yr.end + 0.2 * (yr.end - yr.start);
-    let mut chart = ChartBuilder::on(&left)
-        .caption("Lotka–Volterra: populations", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(LV_TSPAN.0..LV_TSPAN.1, yr)?;
+    let populations = "Lotka–Volterra: populations";
+    let mut chart = new_chart(&left, populations, 50, LV_TSPAN.0..LV_TSPAN.1, yr)?;
     chart
         .configure_mesh()
         .x_desc("t")
@@ -545,23 +524,13 @@ fn plot_lotka_volterra(path: &Path, ts: &[f64], states: &[Vec<f64>]) -> TourResu
                 color.stroke_width(2),
             ))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(line_key(color, 20));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
 
     let xr = padded_range(states.iter().map(|s| s[0]), 0.05);
     let pr = padded_range(states.iter().map(|s| s[1]), 0.05);
-    let mut phase = ChartBuilder::on(&right)
-        .caption("phase portrait", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(xr, pr)?;
+    let mut phase = new_chart(&right, "phase portrait", 50, xr, pr)?;
     phase.configure_mesh().x_desc("x").y_desc("y").draw()?;
     phase.draw_series(LineSeries::new(
         states.iter().map(|s| (s[0], s[1])),
@@ -578,16 +547,10 @@ fn plot_lotka_volterra(path: &Path, ts: &[f64], states: &[Vec<f64>]) -> TourResu
 
 /// Arenstorf plot: the orbit in the x–y plane, with the Earth and the Moon.
 fn plot_arenstorf(path: &Path, states: &[Vec<f64>]) -> TourResult<()> {
-    let root = SVGBackend::new(path, (700, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
+    let root = svg_canvas(path, (700, 600))?;
     let xr = padded_range(states.iter().map(|s| s[0]), 0.05);
     let yr = padded_range(states.iter().map(|s| s[1]), 0.05);
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Arenstorf orbit (one period)", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(xr, yr)?;
+    let mut chart = new_chart(&root, "Arenstorf orbit (one period)", 50, xr, yr)?;
     chart.configure_mesh().x_desc("x").y_desc("y").draw()?;
     chart
         .draw_series(LineSeries::new(
@@ -595,44 +558,31 @@ fn plot_arenstorf(path: &Path, states: &[Vec<f64>]) -> TourResult<()> {
             BLUE.stroke_width(2),
         ))?
         .label("satellite")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    chart
-        .draw_series(std::iter::once(Circle::new(
-            (-ARENSTORF_MU, 0.0),
-            7,
-            GREEN.filled(),
-        )))?
-        .label("Earth")
-        .legend(|(x, y)| Circle::new((x + 10, y), 5, GREEN.filled()));
-    chart
-        .draw_series(std::iter::once(Circle::new(
-            (1.0 - ARENSTORF_MU, 0.0),
-            4,
-            BLACK.filled(),
-        )))?
-        .label("Moon")
-        .legend(|(x, y)| Circle::new((x + 10, y), 4, BLACK.filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+        .legend(line_key(BLUE, 20));
+    for (name, x, radius, key_radius, color) in [
+        ("Earth", -ARENSTORF_MU, 7, 5, GREEN),
+        ("Moon", 1.0 - ARENSTORF_MU, 4, 4, BLACK),
+    ] {
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (x, 0.0),
+                radius,
+                color.filled(),
+            )))?
+            .label(name)
+            .legend(move |(x, y)| Circle::new((x + 10, y), key_radius, color.filled()));
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
 
 /// Van der Pol plot: y1(t) at the solver steps (line plus one dot per step).
 fn plot_van_der_pol(path: &Path, sol: &Solution) -> TourResult<()> {
-    let root = SVGBackend::new(path, (900, 450)).into_drawing_area();
-    root.fill(&WHITE)?;
+    let root = svg_canvas(path, (900, 450))?;
     let yr = padded_range(sol.component(0), 0.08);
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Van der Pol, μ = 1000 (Bdf steps)", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(VDP_TSPAN.0..VDP_TSPAN.1, yr)?;
+    let caption = "Van der Pol, μ = 1000 (Bdf steps)";
+    let mut chart = new_chart(&root, caption, 50, VDP_TSPAN.0..VDP_TSPAN.1, yr)?;
     chart.configure_mesh().x_desc("t").y_desc("y1").draw()?;
     chart.draw_series(LineSeries::new(
         sol.iter().map(|(t, y)| (t, y[0])),
@@ -775,16 +725,33 @@ fn max_error_at_steps(sol: &Solution, reference: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Least-squares slope of `ln err` against `ln h`.
-fn fitted_slope(hs: &[f64], errs: &[f64]) -> f64 {
-    let xs: Vec<f64> = hs.iter().map(|h| h.ln()).collect();
-    let ys: Vec<f64> = errs.iter().map(|e| e.ln()).collect();
-    let n = xs.len() as f64;
-    let mx = xs.iter().sum::<f64>() / n;
-    let my = ys.iter().sum::<f64>() / n;
-    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    sxy / sxx
+/// One SDE on one Brownian path, solved by fixed-step Euler–Maruyama and by
+/// an adaptive solver: what section 5 (a) and (b) print, record and plot.
+#[derive(Debug)]
+struct OnePath {
+    /// Its name in the summary table.
+    problem: &'static str,
+    /// Stem of its CSV and SVG files.
+    file: &'static str,
+    /// Title of its plot.
+    title: &'static str,
+    /// The value at the end of the span, as printed (`X(1)`).
+    end: &'static str,
+    /// What the reference is (`exact`, `reference`): its CSV column and
+    /// plot label.
+    reference: &'static str,
+    /// Its short form in the printed errors (`exact`, `ref`).
+    reference_short: &'static str,
+    /// What the summary table's error measures.
+    measure: &'static str,
+    /// Printed after the reference value at the end.
+    note: String,
+    /// The Euler–Maruyama step.
+    h: f64,
+    /// The seed of the Brownian path.
+    seed: u64,
+    /// A dashed horizontal line `(y, label)` on the plot.
+    level: Option<(f64, String)>,
 }
 
 /// One path of a fixed-step and an adaptive solve of the same SDE, sampled
@@ -803,6 +770,79 @@ struct SdePaths {
     adaptive_steps: Vec<(f64, f64)>,
     /// The exact or reference solution at the adaptive solver's steps.
     reference_at_steps: Vec<f64>,
+    /// Legend label of the Euler–Maruyama path.
+    em_label: String,
+    /// Legend label of the adaptive path.
+    adaptive_label: String,
+    /// CSV column of the adaptive path (the solver's name in lower case).
+    adaptive_column: String,
+}
+
+/// Solves `problem` on the path of `spec.seed` by Euler–Maruyama with step
+/// `spec.h` and by the adaptive `solver` (named `name`) at [`SDE_TOL`],
+/// prints both against `reference` (the exact or reference solution at the
+/// given times on that path), records both runs, and returns the paths.
+fn one_path<F: Drift, G: Diffusion, S: Solver + Copy>(
+    tour: &mut Tour,
+    spec: &OnePath,
+    problem: &Problem<F, G>,
+    (name, solver): (&'static str, S),
+    reference: impl Fn(&[f64]) -> Vec<f64>,
+) -> TourResult<SdePaths> {
+    let OnePath { end, h, seed, .. } = *spec;
+    // The default driver (VirtualTree): the fixed-step solve queries the same
+    // Brownian tree as the adaptive one (`.driver(Increments)` would draw the
+    // increments of a fixed-step solve directly: a different path).
+    let em = solve(
+        problem,
+        EulerMaruyama,
+        Options::default().fixed_step(h).seed(seed),
+    )?;
+    let adaptive = solve(
+        problem,
+        solver,
+        Options::default()
+            .tol(SDE_TOL)
+            .seed(seed)
+            .save_at(SaveAt::Dense),
+    )?;
+    let ref_grid = reference(&em.ts);
+    let ref_steps = reference(&adaptive.ts);
+    let x_ref = ref_grid.last().copied().unwrap_or(f64::NAN);
+    println!("    {} {end} = {x_ref:.10}{}", spec.reference, spec.note);
+    let em_label = format!("EulerMaruyama h={h:.0e}");
+    let adaptive_label = format!("{name} tol={SDE_TOL:.0e}");
+    for (label, sol, at_steps, tol) in [
+        (&em_label, &em, &ref_grid, None),
+        (&adaptive_label, &adaptive, &ref_steps, Some(SDE_TOL)),
+    ] {
+        let error = (sol.last()[0] - x_ref).abs();
+        let max_error = max_error_at_steps(sol, at_steps);
+        print_sde_work(label, &sol.stats);
+        println!(
+            "{:<24} {end} = {:.10}   |{end} − {}| = {error:.3e}   max over steps = {max_error:.3e}",
+            "",
+            sol.last()[0],
+            spec.reference_short
+        );
+        let solver = if tol.is_some() {
+            name.to_string()
+        } else {
+            em_label.clone()
+        };
+        tour.record(spec.problem, solver, tol, sol.stats, (error, spec.measure));
+    }
+    Ok(SdePaths {
+        adaptive: sample(&adaptive, &em.ts)?.iter().map(|y| y[0]).collect(),
+        adaptive_steps: adaptive.iter().map(|(t, y)| (t, y[0])).collect(),
+        reference_at_steps: ref_steps,
+        em: em.component(0),
+        reference: ref_grid,
+        ts: em.ts,
+        adaptive_label: format!("{adaptive_label} (steps)"),
+        adaptive_column: name.to_lowercase(),
+        em_label,
+    })
 }
 
 /// Mean strong error `E|X_N − X(T)|` of fixed-step GBM solves over
@@ -846,81 +886,30 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
          scalar noise, seed {GBM_SEED}"
     );
     println!("    exact on the path: X_t = X0 exp((a − b²/2) t + b W_t), W from the Brownian tree");
-    let gbm = gbm_problem();
-    // The default driver (VirtualTree): the fixed-step solve queries the same
-    // Brownian tree as the adaptive one (`.driver(Increments)` would draw the
-    // increments of a fixed-step solve directly: a different path).
-    let em = solve(
-        &gbm,
-        EulerMaruyama,
-        Options::default().fixed_step(GBM_H).seed(GBM_SEED),
-    )?;
-    let sri = solve(
-        &gbm,
-        Sriw1,
-        Options::default()
-            .tol(SDE_TOL)
-            .seed(GBM_SEED)
-            .save_at(SaveAt::Dense),
-    )?;
-    let exact_grid = gbm_exact(GBM_SEED, &em.ts);
-    let x_exact = exact_grid.last().copied().unwrap_or(f64::NAN);
-    let em_error = (em.last()[0] - x_exact).abs();
-    let sri_error = (sri.last()[0] - x_exact).abs();
-    let sri_exact_at_steps = gbm_exact(GBM_SEED, &sri.ts);
-    let sri_max_step_error = max_error_at_steps(&sri, &sri_exact_at_steps);
-    let em_max_error = max_error_at_steps(&em, &exact_grid);
-    println!("    exact X(1) = {x_exact:.10}");
-    print_sde_work(&format!("EulerMaruyama h={GBM_H:.0e}"), &em.stats);
-    println!(
-        "{:<24} X(1) = {:.10}   |X(1) − exact| = {em_error:.3e}   max over steps = {em_max_error:.3e}",
-        "",
-        em.last()[0]
-    );
-    print_sde_work(&format!("Sriw1 tol={SDE_TOL:.0e}"), &sri.stats);
-    println!(
-        "{:<24} X(1) = {:.10}   |X(1) − exact| = {sri_error:.3e}   max over steps = \
-         {sri_max_step_error:.3e}",
-        "",
-        sri.last()[0]
-    );
-    tour.runs.push(Run {
+    let gbm = OnePath {
         problem: "GBM (one path)",
-        solver: format!("EulerMaruyama h={GBM_H:.0e}"),
-        tol: None,
-        stats: em.stats,
-        error: em_error,
+        file: "gbm_paths",
+        title: "GBM, one path",
+        end: "X(1)",
+        reference: "exact",
+        reference_short: "exact",
         measure: "|X(1)-exact|",
-    });
-    tour.runs.push(Run {
-        problem: "GBM (one path)",
-        solver: "Sriw1".to_string(),
-        tol: Some(SDE_TOL),
-        stats: sri.stats,
-        error: sri_error,
-        measure: "|X(1)-exact|",
-    });
+        note: String::new(),
+        h: GBM_H,
+        seed: GBM_SEED,
+        level: None,
+    };
+    let gbm_paths = one_path(tour, &gbm, &gbm_problem(), ("Sriw1", Sriw1), |ts| {
+        gbm_exact(GBM_SEED, ts)
+    })?;
     // Dense output of an SDE solve is linear between steps: at times between
     // steps it misses the Brownian wiggles the steps skipped over.
-    let sri_on_grid: Vec<f64> = sample(&sri, &em.ts)?.iter().map(|y| y[0]).collect();
-    let sri_interp_error = sri_on_grid
-        .iter()
-        .zip(&exact_grid)
-        .map(|(y, x)| (y - x).abs())
-        .fold(0.0, f64::max);
+    let sri_interp_error = max_abs_diff(&gbm_paths.adaptive, &gbm_paths.reference);
     println!(
         "{:<24} its dense output (linear between steps) on the EM grid: max error = \
          {sri_interp_error:.3e}",
         ""
     );
-    let gbm_paths = SdePaths {
-        adaptive: sri_on_grid,
-        adaptive_steps: sri.iter().map(|(t, y)| (t, y[0])).collect(),
-        reference_at_steps: sri_exact_at_steps,
-        em: em.component(0),
-        reference: exact_grid,
-        ts: em.ts,
-    };
 
     // (b) Ornstein–Uhlenbeck, additive noise
     let [theta, mu, sigma] = OU_PARAMS;
@@ -929,72 +918,28 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
         "(b) Ornstein–Uhlenbeck dX = θ(μ − X) dt + σ dW, θ = {theta}, μ = {mu}, σ = {sigma}, \
          X0 = {OU_X0}, t ∈ [0, {OU_T}], additive noise, seed {OU_SEED}"
     );
-    let ou = ou_problem();
-    let ou_em = solve(
-        &ou,
-        EulerMaruyama,
-        Options::default().fixed_step(OU_H).seed(OU_SEED),
-    )?;
-    let ou_sra = solve(
-        &ou,
-        Sra1,
-        Options::default()
-            .tol(SDE_TOL)
-            .seed(OU_SEED)
-            .save_at(SaveAt::Dense),
-    )?;
     // The reference: the exact transition over substeps of 1e-4 on the
     // same Brownian tree (see `ou_reference`), on the grid and at the steps.
-    let ou_ref_grid = ou_reference(OU_SEED, &ou_em.ts);
-    let ou_ref_steps = ou_reference(OU_SEED, &ou_sra.ts);
-    let x_ref = ou_ref_grid.last().copied().unwrap_or(f64::NAN);
-    let ou_em_error = (ou_em.last()[0] - x_ref).abs();
-    let ou_sra_error = (ou_sra.last()[0] - x_ref).abs();
-    let ou_em_max_error = max_error_at_steps(&ou_em, &ou_ref_grid);
-    let ou_sra_max_error = max_error_at_steps(&ou_sra, &ou_ref_steps);
-    println!(
-        "    reference X(5) = {x_ref:.10} (exact transition over substeps ≤ {OU_REF_H:.0e} on \
-         the same path); stationary law N(μ, σ²/(2θ)) = N({mu}, {:.4}²)",
-        sigma / (2.0 * theta).sqrt()
-    );
-    print_sde_work(&format!("EulerMaruyama h={OU_H:.0e}"), &ou_em.stats);
-    println!(
-        "{:<24} X(5) = {:.10}   |X(5) − ref| = {ou_em_error:.3e}   max over steps = \
-         {ou_em_max_error:.3e}",
-        "",
-        ou_em.last()[0]
-    );
-    print_sde_work(&format!("Sra1 tol={SDE_TOL:.0e}"), &ou_sra.stats);
-    println!(
-        "{:<24} X(5) = {:.10}   |X(5) − ref| = {ou_sra_error:.3e}   max over steps = \
-         {ou_sra_max_error:.3e}",
-        "",
-        ou_sra.last()[0]
-    );
-    tour.runs.push(Run {
+    let ou = OnePath {
         problem: "Ornstein–Uhlenbeck",
-        solver: format!("EulerMaruyama h={OU_H:.0e}"),
-        tol: None,
-        stats: ou_em.stats,
-        error: ou_em_error,
+        file: "ou_paths",
+        title: "Ornstein–Uhlenbeck, one path",
+        end: "X(5)",
+        reference: "reference",
+        reference_short: "ref",
         measure: "|X(5)-ref|",
-    });
-    tour.runs.push(Run {
-        problem: "Ornstein–Uhlenbeck",
-        solver: "Sra1".to_string(),
-        tol: Some(SDE_TOL),
-        stats: ou_sra.stats,
-        error: ou_sra_error,
-        measure: "|X(5)-ref|",
-    });
-    let ou_paths = SdePaths {
-        adaptive: sample(&ou_sra, &ou_em.ts)?.iter().map(|y| y[0]).collect(),
-        adaptive_steps: ou_sra.iter().map(|(t, y)| (t, y[0])).collect(),
-        reference_at_steps: ou_ref_steps,
-        em: ou_em.component(0),
-        reference: ou_ref_grid,
-        ts: ou_em.ts,
+        note: format!(
+            " (exact transition over substeps ≤ {OU_REF_H:.0e} on the same path); stationary \
+             law N(μ, σ²/(2θ)) = N({mu}, {:.4}²)",
+            sigma / (2.0 * theta).sqrt()
+        ),
+        h: OU_H,
+        seed: OU_SEED,
+        level: Some((mu, format!("μ = {mu}"))),
     };
+    let ou_paths = one_path(tour, &ou, &ou_problem(), ("Sra1", Sra1), |ts| {
+        ou_reference(OU_SEED, ts)
+    })?;
 
     // (c) strong convergence on GBM
     println!();
@@ -1040,61 +985,31 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
              theory {order}); at h = 2^-{finest}: {} drift + {} diffusion evals per path",
             STRONG_LEVELS[fine], stats.drift_evals, stats.diffusion_evals
         );
-        tour.runs.push(Run {
-            problem: "GBM (100 paths)",
-            solver: format!("{name} h=2^-{finest}"),
-            tol: None,
-            stats: *stats,
-            error: errs.last().copied().unwrap_or(f64::NAN),
-            measure: "mean |X_N-X(1)|",
-        });
+        let measure = (errs.last().copied().unwrap_or(f64::NAN), "mean |X_N-X(1)|");
+        let solver = format!("{name} h=2^-{finest}");
+        tour.record("GBM (100 paths)", solver, None, *stats, measure);
     }
 
     // CSV and SVG
-    let mu_label = format!("μ = {mu}");
-    let plots = [
-        (
-            "gbm_paths",
-            &gbm_paths,
-            "GBM, one path",
-            ["exact", "euler_maruyama", "sriw1"],
-            format!("EulerMaruyama h={GBM_H:.0e}"),
-            format!("Sriw1 tol={SDE_TOL:.0e} (steps)"),
-            None,
-        ),
-        (
-            "ou_paths",
-            &ou_paths,
-            "Ornstein–Uhlenbeck, one path",
-            ["reference", "euler_maruyama", "sra1"],
-            format!("EulerMaruyama h={OU_H:.0e}"),
-            format!("Sra1 tol={SDE_TOL:.0e} (steps)"),
-            Some((mu, mu_label.as_str())),
-        ),
-    ];
-    for (name, paths, title, [reference, em_col, adaptive_col], em_label, adaptive_label, level) in
-        plots
-    {
-        let csv = dir.join(format!("{name}.csv"));
+    for (spec, paths) in [(&gbm, &gbm_paths), (&ou, &ou_paths)] {
+        let csv = dir.join(format!("{}.csv", spec.file));
         let rows: Vec<[f64; 3]> = (0..paths.ts.len())
             .map(|i| [paths.reference[i], paths.em[i], paths.adaptive[i]])
             .collect();
+        let columns = [
+            "t",
+            spec.reference,
+            "euler_maruyama",
+            &paths.adaptive_column,
+        ];
         write_csv(
             &csv,
-            &["t", reference, em_col, adaptive_col],
+            &columns,
             paths.ts.iter().copied().zip(rows.iter().map(|r| &r[..])),
         )?;
         written.push(csv);
-        let svg = dir.join(format!("{name}.svg"));
-        plot_sde_paths(
-            &svg,
-            title,
-            paths,
-            reference,
-            &em_label,
-            &adaptive_label,
-            level,
-        )?;
+        let svg = dir.join(format!("{}.svg", spec.file));
+        plot_sde_paths(&svg, spec, paths)?;
         written.push(svg);
     }
     let csv = dir.join("sde_strong_order.csv");
@@ -1119,21 +1034,24 @@ fn sde_section(tour: &mut Tour) -> TourResult<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// Points `(t, |y − r|)` of the errors at each step, without the exact
+/// zeros (at `t0`; they are off the log scale).
+fn step_errors(steps: impl Iterator<Item = (f64, f64)>, reference: &[f64]) -> Vec<(f64, f64)> {
+    steps
+        .zip(reference)
+        .map(|((t, y), r)| (t, (y - r).abs()))
+        .filter(|p| p.1 > 0.0)
+        .collect()
+}
+
 /// One-path SDE plot: the reference, Euler–Maruyama, the adaptive solution
 /// (a line through its steps, one dot per step) and an optional dashed
 /// horizontal `level` on the left; the errors against the reference at each
 /// solver's steps on the right.
-fn plot_sde_paths(
-    path: &Path,
-    title: &str,
-    paths: &SdePaths,
-    reference: &str,
-    em_label: &str,
-    adaptive_label: &str,
-    level: Option<(f64, &str)>,
-) -> TourResult<()> {
-    let root = SVGBackend::new(path, (1100, 450)).into_drawing_area();
-    root.fill(&WHITE)?;
+fn plot_sde_paths(path: &Path, spec: &OnePath, paths: &SdePaths) -> TourResult<()> {
+    let (reference, em_label, adaptive_label) =
+        (spec.reference, &paths.em_label, &paths.adaptive_label);
+    let root = svg_canvas(path, (1100, 450))?;
     let (left, right) = root.split_horizontally(650);
     let (t0, t1) = (
         paths.ts.first().copied().unwrap_or(0.0),
@@ -1151,16 +1069,11 @@ fn plot_sde_paths(
         0.05,
     );
     let yr = yr.start..yr.end + 0.25 * (yr.end - yr.start);
-    let mut chart = ChartBuilder::on(&left)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(t0..t1, yr)?;
+    let mut chart = new_chart(&left, spec.title, 50, t0..t1, yr)?;
     chart.configure_mesh().x_desc("t").y_desc("X").draw()?;
     let series = [
         (reference, &paths.reference, BLACK),
-        (em_label, &paths.em, BLUE),
+        (em_label.as_str(), &paths.em, BLUE),
     ];
     for (label, ys, color) in series {
         chart
@@ -1169,7 +1082,7 @@ fn plot_sde_paths(
                 color.stroke_width(if color == BLACK { 2 } else { 1 }),
             ))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(line_key(color, 20));
     }
     chart
         .draw_series(LineSeries::new(
@@ -1177,84 +1090,56 @@ fn plot_sde_paths(
             RED.stroke_width(1),
         ))?
         .label(adaptive_label)
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        .legend(line_key(RED, 20));
     chart.draw_series(
         paths
             .adaptive_steps
             .iter()
             .map(|&p| Circle::new(p, 2, RED.filled())),
     )?;
-    if let Some((y, label)) = level {
+    if let Some((y, label)) = &spec.level {
         chart
             .draw_series(DashedLineSeries::new(
-                [(t0, y), (t1, y)],
+                [(t0, *y), (t1, *y)],
                 8,
                 6,
                 BLACK.mix(0.5).stroke_width(1),
             ))?
             .label(label)
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], BLACK.mix(0.5)));
+            .legend(line_key(BLACK.mix(0.5), 8));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
 
     // Errors at each solver's own steps (zero at t0 is left out of the log
     // scale); the linear interpolant between adaptive steps is not compared.
-    let em_err: Vec<(f64, f64)> = paths
-        .ts
-        .iter()
-        .zip(paths.em.iter().zip(&paths.reference))
-        .map(|(&t, (y, r))| (t, (y - r).abs()))
-        .filter(|p| p.1 > 0.0)
-        .collect();
-    let ad_err: Vec<(f64, f64)> = paths
-        .adaptive_steps
-        .iter()
-        .zip(&paths.reference_at_steps)
-        .map(|(&(t, y), r)| (t, (y - r).abs()))
-        .filter(|p| p.1 > 0.0)
-        .collect();
-    let (lo, hi) = em_err
-        .iter()
-        .chain(&ad_err)
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
-            (lo.min(p.1), hi.max(p.1))
-        });
+    let em_steps = paths.ts.iter().copied().zip(paths.em.iter().copied());
+    let em_err = step_errors(em_steps, &paths.reference);
+    let ad_steps = paths.adaptive_steps.iter().copied();
+    let ad_err = step_errors(ad_steps, &paths.reference_at_steps);
+    let (lo, hi) = positive_extent(em_err.iter().chain(&ad_err).map(|p| p.1));
     let (lo, hi) = if lo < hi { (lo, hi) } else { (1e-8, 1.0) };
-    let mut errors = ChartBuilder::on(&right)
-        .caption(
-            format!("|X − {reference}| at each solver's steps"),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(t0..t1, (lo / 2.0..hi * 30.0).log_scale())?;
+    let caption = format!("|X − {reference}| at each solver's steps");
+    let mut errors = new_chart(
+        &right,
+        &caption,
+        60,
+        t0..t1,
+        (lo / 2.0..hi * 30.0).log_scale(),
+    )?;
     errors
         .configure_mesh()
         .x_desc("t")
         .y_label_formatter(&|e| format!("{e:.0e}"))
         .light_line_style(TRANSPARENT)
         .draw()?;
-    errors
-        .draw_series(LineSeries::new(em_err.iter().copied(), BLUE))?
-        .label(em_label)
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    errors
-        .draw_series(LineSeries::new(ad_err.iter().copied(), RED))?
-        .label(adaptive_label)
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    for (label, err, color) in [(em_label, &em_err, BLUE), (adaptive_label, &ad_err, RED)] {
+        errors
+            .draw_series(LineSeries::new(err.iter().copied(), color))?
+            .label(label)
+            .legend(line_key(color, 20));
+    }
     errors.draw_series(ad_err.iter().map(|&p| Circle::new(p, 2, RED.filled())))?;
-    errors
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut errors, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
 }
@@ -1263,29 +1148,16 @@ fn plot_sde_paths(
 /// solver `(name, theoretical order, errors)`, each with a dashed reference
 /// line of its theoretical slope through its error at the finest step.
 fn plot_strong_order(path: &Path, hs: &[f64], lines: &[(&str, f64, &[f64])]) -> TourResult<()> {
-    let root = SVGBackend::new(path, (750, 550)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (h_min, h_max) = hs.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &h| {
-        (lo.min(h), hi.max(h))
-    });
-    let (e_min, e_max) = lines
-        .iter()
-        .flat_map(|l| l.2.iter().copied())
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), e| {
-            (lo.min(e), hi.max(e))
-        });
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Strong error on GBM (mean |X_N − X(1)| over 100 paths)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(
-            (h_min / 1.3..h_max * 1.3).log_scale().base(2.0),
-            (e_min / 3.0..e_max * 3.0).log_scale(),
-        )?;
+    let root = svg_canvas(path, (750, 550))?;
+    let (h_min, h_max) = positive_extent(hs.iter().copied());
+    let (e_min, e_max) = positive_extent(lines.iter().flat_map(|l| l.2.iter().copied()));
+    let mut chart = new_chart(
+        &root,
+        "Strong error on GBM (mean |X_N − X(1)| over 100 paths)",
+        70,
+        (h_min / 1.3..h_max * 1.3).log_scale().base(2.0),
+        (e_min / 3.0..e_max * 3.0).log_scale(),
+    )?;
     chart
         .configure_mesh()
         .x_desc("h")
@@ -1300,7 +1172,7 @@ fn plot_strong_order(path: &Path, hs: &[f64], lines: &[(&str, f64, &[f64])]) -> 
         chart
             .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
             .label(format!("{name} (theory {order})"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(line_key(color, 20));
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         // reference slope through the finest point
         if let Some(&(h_ref, e_ref)) = pts.iter().min_by(|a, b| a.0.total_cmp(&b.0)) {
@@ -1312,15 +1184,10 @@ fn plot_strong_order(path: &Path, hs: &[f64], lines: &[(&str, f64, &[f64])]) -> 
                     color.mix(0.6).stroke_width(1),
                 ))?
                 .label(format!("slope {order} (dashed)"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], color.mix(0.6)));
+                .legend(line_key(color.mix(0.6), 8));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
@@ -1397,31 +1264,24 @@ fn ensemble_section() -> TourResult<Vec<PathBuf>> {
     if one != two {
         return Err("the ensemble statistics depend on the thread count".into());
     }
-    let z = Normal::standard();
     println!("      t   mean ± s.e.        exact mean   5 %     (exact)    95 %    (exact)");
-    let mut worst_mean_z: f64 = 0.0;
     for ts in two.times.iter().step_by(5) {
         let t = ts.t;
-        let exact_mean = GBM_X0 * (GBM_A * t).exp();
-        let q = |tau: f64| {
-            GBM_X0
-                * ((GBM_A - 0.5 * GBM_B * GBM_B) * t + GBM_B * t.sqrt() * z.inverse_cdf(tau)).exp()
-        };
         println!(
             "   {:4.2}   {:.4} ± {:.4}   {:.4}     {:.4}  ({:.4})   {:.4}  ({:.4})",
             t,
             ts.mean(0),
             ts.std_error(0),
-            exact_mean,
+            gbm_mean(t),
             ts.quantiles[0][0],
-            q(0.05),
+            gbm_quantile(t, 0.05),
             ts.quantiles[2][0],
-            q(0.95)
+            gbm_quantile(t, 0.95)
         );
     }
+    let mut worst_mean_z: f64 = 0.0;
     for ts in two.times.iter().skip(1) {
-        let exact_mean = GBM_X0 * (GBM_A * ts.t).exp();
-        worst_mean_z = worst_mean_z.max((ts.mean(0) - exact_mean).abs() / ts.std_error(0));
+        worst_mean_z = worst_mean_z.max((ts.mean(0) - gbm_mean(ts.t)).abs() / ts.std_error(0));
     }
     println!("largest |mean − exact| over the save times: {worst_mean_z:.2} standard errors");
     let dir = tour_dir()?;
@@ -1432,29 +1292,28 @@ fn ensemble_section() -> TourResult<Vec<PathBuf>> {
     Ok(vec![csv, svg])
 }
 
+/// The exact mean `X0 e^{at}` of GBM at `t`.
+fn gbm_mean(t: f64) -> f64 {
+    GBM_X0 * (GBM_A * t).exp()
+}
+
+/// The exact `tau`-quantile of GBM at `t` (a lognormal law).
+fn gbm_quantile(t: f64, tau: f64) -> f64 {
+    let z = Normal::standard().inverse_cdf(tau);
+    GBM_X0 * ((GBM_A - 0.5 * GBM_B * GBM_B) * t + GBM_B * t.sqrt() * z).exp()
+}
+
 /// Mean and 5–95 % band of the ensemble against the exact ones.
 fn plot_ensemble(path: &Path, s: &sdeflow::statistics::EnsembleSummary) -> TourResult<()> {
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let z = Normal::standard();
-    let exact_q = |t: f64, tau: f64| {
-        GBM_X0 * ((GBM_A - 0.5 * GBM_B * GBM_B) * t + GBM_B * t.sqrt() * z.inverse_cdf(tau)).exp()
-    };
+    let root = svg_canvas(path, (900, 500))?;
     let ymax = s
         .times
         .iter()
         .map(|ts| ts.quantiles[2][0])
         .fold(0.0, f64::max)
         * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "GBM ensemble, 10^5 paths: mean and 5–95 % band",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..GBM_T, 0.0..ymax)?;
+    let caption = "GBM ensemble, 10^5 paths: mean and 5–95 % band";
+    let mut chart = new_chart(&root, caption, 50, 0.0..GBM_T, 0.0..ymax)?;
     chart.configure_mesh().x_desc("t").y_desc("X").draw()?;
     let band: Vec<(f64, f64)> = s
         .times
@@ -1472,42 +1331,26 @@ fn plot_ensemble(path: &Path, s: &sdeflow::statistics::EnsembleSummary) -> TourR
             BLUE.stroke_width(2),
         ))?
         .label("ensemble mean")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+        .legend(line_key(BLUE.stroke_width(2), 20));
     let fine: Vec<f64> = (0..=100).map(|i| i as f64 * GBM_T / 100.0).collect();
     chart
         .draw_series(LineSeries::new(
-            fine.iter().map(|&t| (t, GBM_X0 * (GBM_A * t).exp())),
+            fine.iter().map(|&t| (t, gbm_mean(t))),
             RED.stroke_width(1),
         ))?
         .label("exact mean")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        .legend(line_key(RED, 20));
     for tau in [0.05, 0.95] {
         chart.draw_series(DashedLineSeries::new(
-            fine.iter().map(|&t| (t, exact_q(t, tau))),
+            fine.iter().map(|&t| (t, gbm_quantile(t, tau))),
             6,
             4,
             RED.stroke_width(1),
         ))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present()?;
     Ok(())
-}
-
-/// Lotka–Volterra generic over the scalar, for exact VJPs.
-#[derive(Clone, Copy)]
-struct LvGeneric;
-
-impl GenericField for LvGeneric {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
-        dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
-    }
 }
 
 /// Section 7: gradients of a data misfit through the Lotka–Volterra solve.
@@ -1515,7 +1358,7 @@ fn gradient_section() -> TourResult<()> {
     header("7. Gradients through the solver");
     let times: Vec<f64> = (1..=10).map(|i| i as f64).collect();
     let opts = Options::default().tol(1e-8).save_at(SaveAt::Times(times));
-    let base = Problem::ode(Generic(LvGeneric), LV_Y0.to_vec(), LV_TSPAN);
+    let base = Problem::ode(Generic(LotkaVolterra), LV_Y0.to_vec(), LV_TSPAN);
     let loss = |ts: &[f64], ys: &[f64], g: &mut [f64]| {
         let mut l = 0.0;
         for (i, &t) in ts.iter().enumerate() {

@@ -20,6 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sdeflow::prelude::*;
 
+mod common;
+use common::{Ring, sum_loss as loss};
+
 struct Measuring;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -61,16 +64,8 @@ fn peak_bytes<T>(f: impl FnOnce() -> T) -> usize {
 
 const N: usize = 32;
 
-/// A 32-dimensional linear Stratonovich SDE with diagonal noise.
-#[derive(Clone, Copy)]
-struct Drift;
-impl GenericField for Drift {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        for i in 0..y.len() {
-            dy[i] = -p[0] * y[i] + p[1] * y[(i + 1) % y.len()];
-        }
-    }
-}
+/// The diffusion of a 32-dimensional linear Stratonovich SDE with diagonal
+/// noise (its drift: [`Ring`]).
 #[derive(Clone, Copy)]
 struct Diff;
 impl GenericField for Diff {
@@ -79,11 +74,6 @@ impl GenericField for Diff {
             g[i] = p[2] * y[i];
         }
     }
-}
-
-fn loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
-    g.iter_mut().for_each(|v| *v = 1.0);
-    ys.iter().sum()
 }
 
 /// Bytes per extra step between `small` and `10 · small` steps.
@@ -103,7 +93,7 @@ fn per_step(run: impl Fn(usize) -> usize) -> f64 {
 fn adjoint_memory_per_step() {
     let state = (N * 8) as f64;
     let sde = Problem::sde(
-        Generic(Drift),
+        Generic(Ring),
         Generic(Diff),
         Noise::Diagonal,
         vec![0.1; N],
@@ -144,7 +134,7 @@ fn adjoint_memory_per_step() {
             grad(&ito, EulerMaruyama, opts(steps), &loss, Adjoint::STORE_ALL).expect("grad")
         })
     });
-    let ode = Problem::ode(Generic(Drift), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2, 0.3]);
+    let ode = Problem::ode(Generic(Ring), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2, 0.3]);
     let ode = &ode;
     let ode_grad = |checkpoints: usize| {
         move |steps: usize| {

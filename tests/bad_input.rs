@@ -2,7 +2,7 @@
 //! and for the stiff backend.
 
 mod common;
-use common::lotka_volterra;
+use common::{lotka_volterra, small_sde};
 use sdeflow::prelude::*;
 
 fn decay() -> Problem<impl Drift + Clone> {
@@ -282,14 +282,7 @@ fn fixed_step_solver_without_step_size() {
 
 #[test]
 fn sde_given_to_an_ode_solver() {
-    let sde = Problem::sde(
-        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
-        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.1,
-        Noise::Diagonal,
-        vec![1.0],
-        (0.0, 1.0),
-    );
-    both(&sde, &Options::default(), |e| {
+    both(&small_sde(), &Options::default(), |e| {
         matches!(e, SolveError::Unsupported { .. })
     });
 }

@@ -80,6 +80,39 @@ fn moments(xs: &[f64]) -> (f64, f64) {
 
 const PATHS: u64 = 20_000;
 
+/// `K` samples per path on the paths of the seeds `0..PATHS`, as `K`
+/// columns of `PATHS` values.
+fn per_path<const K: usize>(sample: impl Fn(u64) -> [f64; K]) -> [Vec<f64>; K] {
+    let mut columns: [Vec<f64>; K] = std::array::from_fn(|_| Vec::with_capacity(PATHS as usize));
+    for seed in 0..PATHS {
+        for (column, x) in columns.iter_mut().zip(sample(seed)) {
+            column.push(x);
+        }
+    }
+    columns
+}
+
+/// Asserts that each named pair of samples has a correlation (by `corr`)
+/// below 5 standard errors (`1/√N`).
+fn assert_uncorrelated(
+    pairs: &[(&str, &Vec<f64>, &Vec<f64>)],
+    corr: impl Fn(&[f64], &[f64]) -> f64,
+) {
+    let bound = 5.0 / (PATHS as f64).sqrt();
+    for &(name, a, b) in pairs {
+        let c = corr(a, b);
+        assert!(c.abs() < bound, "corr({name}) = {c}");
+    }
+}
+
+/// Asserts that the sample variance of `xs` is `var` to 5 standard errors
+/// (`sqrt(2/N)` relative).
+fn assert_variance(name: &str, xs: &[f64], var: f64) {
+    let (_, v) = moments(xs);
+    let se = (2.0 / PATHS as f64).sqrt();
+    assert!((v / var - 1.0).abs() < 5.0 * se, "{name}: var {v} vs {var}");
+}
+
 #[test]
 fn increments_have_the_brownian_law() {
     // Var W(s,t) = t − s; Cov(W(0,a), W(0,b)) = min(a, b). With N = 2e4
@@ -119,19 +152,15 @@ fn bridge_and_levy_area_moments() {
     // Brownian bridge: W(0.5) = ½W(1) + N(0, 1/4), so the regression of W(0.5)
     // on W(1) has slope 1/2 and residual variance 1/4. H_{0,1} ~ N(0, 1/12),
     // independent of W(1); on a sub-interval Var H_{s,t} = (t−s)/12.
-    let n = PATHS as usize;
-    let (mut w1, mut wh, mut h, mut hs) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    for seed in 0..PATHS {
-        let i = seed as usize;
+    let [w1, wh, h, hs] = per_path(|seed| {
         let mut tree = BrownianTree::new((0.0, 1.0), 1, seed);
         let (mut a, mut b) = ([0.0], [0.0]);
         tree.increment_with_levy_area(0.0, 1.0, &mut a, &mut b);
-        w1[i] = a[0];
-        h[i] = b[0];
-        wh[i] = inc(&mut tree, 0.0, 0.5)[0];
+        let (w1, h) = (a[0], b[0]);
+        let wh = inc(&mut tree, 0.0, 0.5)[0];
         tree.increment_with_levy_area(0.21, 0.37, &mut a, &mut b);
-        hs[i] = b[0];
-    }
+        [w1, wh, h, b[0]]
+    });
     let se = (2.0 / PATHS as f64).sqrt();
     let slope =
         w1.iter().zip(&wh).map(|(a, b)| a * b).sum::<f64>() / w1.iter().map(|a| a * a).sum::<f64>();
@@ -167,41 +196,34 @@ fn tiny_tree_intervals_have_the_brownian_law() {
     // midpoint (where origin-anchored values cancel worst; each spans about
     // a thousand leaves): Var ΔW = len, Var H = len/12, uncorrelated within
     // and across the intervals. N = 2e4; 5 standard errors.
-    let n = PATHS as usize;
     let (l1, l2) = (0.4e-9, 0.6e-9);
     let (s, t, u) = (0.5 - l1, 0.5, 0.5 + l2);
-    let (mut w1, mut h1, mut w2, mut h2) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    for seed in 0..PATHS {
-        let i = seed as usize;
+    let [w1, h1, w2, h2] = per_path(|seed| {
         let mut tree = BrownianTree::new((0.0, 1.0), 1, seed);
         let (a, b) = wh(&mut tree, s, t);
-        (w1[i], h1[i]) = (a[0], b[0]);
-        let (a, b) = wh(&mut tree, t, u);
-        (w2[i], h2[i]) = (a[0], b[0]);
-    }
-    let se = (2.0 / PATHS as f64).sqrt();
+        let (c, d) = wh(&mut tree, t, u);
+        [a[0], b[0], c[0], d[0]]
+    });
     for (name, xs, var) in [
         ("W1", &w1, t - s),
         ("H1", &h1, (t - s) / 12.0),
         ("W2", &w2, u - t),
         ("H2", &h2, (u - t) / 12.0),
     ] {
-        let (_, v) = moments(xs);
-        assert!((v / var - 1.0).abs() < 5.0 * se, "{name}: var {v} vs {var}");
+        assert_variance(name, xs, var);
     }
-    let bound = 5.0 / (PATHS as f64).sqrt();
-    for (name, a, b) in [
+    // uncentred: the means are 0
+    let corr = |a: &[f64], b: &[f64]| {
+        let (_, va) = moments(a);
+        let (_, vb) = moments(b);
+        a.iter().zip(b.iter()).map(|(x, y)| x * y).sum::<f64>() / PATHS as f64 / (va * vb).sqrt()
+    };
+    let pairs = [
         ("W1, H1", &w1, &h1),
         ("W1, W2", &w1, &w2),
         ("H1, H2", &h1, &h2),
-    ] {
-        let (_, va) = moments(a);
-        let (_, vb) = moments(b);
-        let c = a.iter().zip(b.iter()).map(|(x, y)| x * y).sum::<f64>()
-            / PATHS as f64
-            / (va * vb).sqrt();
-        assert!(c.abs() < bound, "corr({name}) = {c}");
-    }
+    ];
+    assert_uncorrelated(&pairs, corr);
 }
 
 #[test]
@@ -221,12 +243,25 @@ fn fixed_step_increments_have_the_right_variance() {
     );
 }
 
+/// The inputs of a query-order test: a seed, `pool` points in `[0, 1)`,
+/// and 1 to `max_queries − 1` queries `(i, j)` between them and the `extra`
+/// points the test adds to the pool.
+fn query_sequences(
+    pool: usize,
+    extra: usize,
+    max_queries: usize,
+) -> impl Strategy<Value = (u64, Vec<f64>, Vec<(usize, usize)>)> {
+    let n = pool + extra;
+    (
+        any::<u64>(),
+        prop::collection::vec(0.0..1.0f64, pool),
+        prop::collection::vec((0..n, 0..n), 1..max_queries),
+    )
+}
+
 /// One query on a fresh tree: the reference for a query made after others.
 fn fresh(seed: u64, tspan: (f64, f64), m: usize, s: f64, t: f64) -> (Vec<f64>, Vec<f64>) {
-    let mut tree = BrownianTree::new(tspan, m, seed);
-    let (mut dw, mut h) = (vec![0.0; m], vec![0.0; m]);
-    tree.increment_with_levy_area(s, t, &mut dw, &mut h);
-    (dw, h)
+    wh(&mut BrownianTree::new(tspan, m, seed), s, t)
 }
 
 proptest! {
@@ -238,9 +273,7 @@ proptest! {
     /// backward passes), with neighbours closer than a leaf.
     #[test]
     fn tree_answers_do_not_depend_on_the_query_history(
-        seed in any::<u64>(),
-        pool in prop::collection::vec(0.0..1.0f64, 6),
-        queries in prop::collection::vec((0usize..8, 0usize..8), 1..25),
+        (seed, pool, queries) in query_sequences(6, 2, 25),
     ) {
         let tspan = (-1.0, 2.0);
         let mut pts: Vec<f64> = pool.iter().map(|x| -1.0 + 3.0 * x).collect();
@@ -303,9 +336,7 @@ proptest! {
     /// and the Lévy area chains, to round-off.
     #[test]
     fn interval_is_consistent_under_any_query_order(
-        seed in any::<u64>(),
-        pool in prop::collection::vec(0.0..1.0f64, 7),
-        queries in prop::collection::vec((0usize..9, 0usize..9), 1..40),
+        (seed, pool, queries) in query_sequences(7, 2, 40),
         t0 in -3.0..3.0f64,
         len in 0.01..10.0f64,
     ) {
@@ -364,29 +395,21 @@ fn interval_increments_have_the_brownian_law() {
     // then the whole span. Var ΔW = h, Var H = h/12, steps and (W, H)
     // uncorrelated; N = 2e4 paths: the standard error of a variance estimate
     // is 1% of it, of a correlation 0.7%; bounds are 5 standard errors.
-    let n = PATHS as usize;
-    let (mut w3, mut h3, mut w7, mut h7, mut w1) = (
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-    );
-    for seed in 0..PATHS {
-        let i = seed as usize;
+    let [w3, h3, w7, h7, w1] = per_path(|seed| {
         let mut p = BrownianInterval::new((0.0, 1.0), 1, seed);
+        let mut x = [0.0; 5];
         for k in 0..10 {
             let (w, h) = wh(&mut p, 0.1 * k as f64, 0.1 * (k + 1) as f64);
             if k == 3 {
-                (w3[i], h3[i]) = (w[0], h[0]);
+                (x[0], x[1]) = (w[0], h[0]);
             }
             if k == 7 {
-                (w7[i], h7[i]) = (w[0], h[0]);
+                (x[2], x[3]) = (w[0], h[0]);
             }
         }
-        w1[i] = wh(&mut p, 0.0, 1.0).0[0];
-    }
-    let se = (2.0 / PATHS as f64).sqrt();
+        x[4] = wh(&mut p, 0.0, 1.0).0[0];
+        x
+    });
     let corr = |a: &[f64], b: &[f64]| {
         let (ma, va) = moments(a);
         let (mb, vb) = moments(b);
@@ -404,23 +427,20 @@ fn interval_increments_have_the_brownian_law() {
         ("H step 7", &h7, 0.1 / 12.0),
         ("W(1)", &w1, 1.0),
     ] {
-        let (m, v) = moments(xs);
+        let (m, _) = moments(xs);
         assert!(
             m.abs() < 5.0 * (var / PATHS as f64).sqrt(),
             "{name}: mean {m}"
         );
-        assert!((v / var - 1.0).abs() < 5.0 * se, "{name}: var {v} vs {var}");
+        assert_variance(name, xs, var);
     }
-    let bound = 5.0 / (PATHS as f64).sqrt();
-    for (name, a, b) in [
+    let pairs = [
         ("W3, H3", &w3, &h3),
         ("W3, W7", &w3, &w7),
         ("H3, H7", &h3, &h7),
         ("W3, H7", &w3, &h7),
-    ] {
-        let c = corr(a, b);
-        assert!(c.abs() < bound, "corr({name}) = {c}");
-    }
+    ];
+    assert_uncorrelated(&pairs, corr);
 }
 
 /// Least-squares coefficients of `y` on the columns `xs` (no intercept),
@@ -467,26 +487,16 @@ fn interval_bridges_have_the_conditional_law() {
     // midpoint (balancing) splits: the law must not change. N = 2e4; the
     // coefficients are within 5 standard errors, the residual variances
     // within 5 standard errors (1% of them each).
-    let n = PATHS as usize;
     let r: f64 = 0.37;
-    let (mut w, mut h, mut wr, mut w2, mut wr2) = (
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-    );
-    for seed in 0..PATHS {
-        let i = seed as usize;
+    let [w, h, wr, w2, wr2] = per_path(|seed| {
         let mut p = BrownianInterval::new((0.0, 1.0), 1, seed);
         let (a, b) = wh(&mut p, 0.0, 1.0);
-        (w[i], h[i]) = (a[0], b[0]);
-        wr[i] = wh(&mut p, 0.0, r).0[0];
+        let wr = wh(&mut p, 0.0, r).0[0];
         let mut q = BrownianInterval::new((0.0, 1.0), 1, seed ^ 0x5555);
-        w2[i] = wh(&mut q, 0.0, 1.0).0[0];
+        let w2 = wh(&mut q, 0.0, 1.0).0[0];
         wh(&mut q, 0.3, 0.32);
-        wr2[i] = wh(&mut q, 0.0, r).0[0];
-    }
+        [a[0], b[0], wr, w2, wh(&mut q, 0.0, r).0[0]]
+    });
     let nf = PATHS as f64;
     let se_var = (2.0 / nf).sqrt();
     let (beta, v) = regress(&wr, &[&w, &h]);

@@ -9,21 +9,10 @@ use sdeflow::brownian::{BrownianPath, BrownianTree, PiecewiseLinearPath};
 use sdeflow::prelude::*;
 
 mod common;
-use common::{Diff2, Drift2, tracking_loss as loss};
-
-fn problem(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {
-    Problem::sde(
-        Generic(Drift2),
-        Generic(Diff2),
-        Noise::Diagonal,
-        y0.to_vec(),
-        (0.0, 1.0),
-    )
-    .params(p.to_vec())
-}
-
-const P: [f64; 4] = [1.2, 0.8, 0.3, 0.2];
-const Y0: [f64; 2] = [0.4, -0.2];
+use common::{
+    Diff2, Drift2, SDE2_P as P, SDE2_Y0 as Y0, central_difference, loss_of_solve, sde2 as problem,
+    tracking_loss as loss,
+};
 
 /// Central differences of the loss of `solve` calls (the same options and
 /// seed, so the same path when `solve` and `grad` agree on it), against the
@@ -37,23 +26,14 @@ fn check_against_solve<D: Driver>(
     grad: &Gradient,
     tol: f64,
 ) {
-    let loss_at = |p: &[f64], y0: &[f64]| {
-        let sol = solve(&with_driver(problem(p, y0)), solver, opts).expect("solve");
-        let mut g = vec![0.0; sol.ys.len()];
-        loss(&sol.ts, &sol.ys, &mut g)
-    };
+    let loss_at =
+        |p: &[f64], y0: &[f64]| loss_of_solve(&with_driver(problem(p, y0)), solver, opts, &loss);
+    // central differences in (p, y0)
+    let np = P.len();
+    let x: Vec<f64> = P.iter().chain(&Y0).copied().collect();
     let adj: Vec<f64> = grad.dp.iter().chain(&grad.dy0).copied().collect();
-    let (np, h) = (P.len(), 1e-6);
     for (j, &a) in adj.iter().enumerate() {
-        let (mut pp, mut pm, mut yp, mut ym) = (P.to_vec(), P.to_vec(), Y0.to_vec(), Y0.to_vec());
-        if j < np {
-            pp[j] += h;
-            pm[j] -= h;
-        } else {
-            yp[j - np] += h;
-            ym[j - np] -= h;
-        }
-        let fd = (loss_at(&pp, &yp) - loss_at(&pm, &ym)) / (2.0 * h);
+        let fd = central_difference(|x| loss_at(&x[..np], &x[np..]), &x, j, 1e-6);
         assert!(
             (a - fd).abs() <= tol * fd.abs().max(1e-2),
             "component {j}: adjoint {a} vs central FD of solve {fd}"
@@ -64,25 +44,35 @@ fn check_against_solve<D: Driver>(
     assert_eq!(grad.loss, l, "grad's loss {} vs solve's {l}", grad.loss);
 }
 
+/// `grad` by `solver` and `adjoint` of the problem `with_driver` makes,
+/// against [`check_against_solve`] to 1e-6 (`what` names the case).
+fn grad_matches_solve<D: Driver, S>(
+    with_driver: impl Fn(
+        Problem<Generic<Drift2>, Generic<Diff2>>,
+    ) -> Problem<Generic<Drift2>, Generic<Diff2>, D>,
+    (solver, adjoint): (S, Adjoint),
+    opts: &Options,
+    what: &str,
+) where
+    S: Solver + Differentiable<Generic<Drift2>, Generic<Diff2>, D> + Copy,
+{
+    let g = grad(&with_driver(problem(&P, &Y0)), solver, opts, &loss, adjoint).expect(what);
+    check_against_solve(with_driver, solver, opts, &g, 1e-6);
+}
+
 /// With the default driver, the discrete adjoint of a fixed-step solve is
 /// the gradient of exactly the loss `solve` computes for that seed (v1 forced
 /// a tree in `grad` while fixed-step `solve` drew direct increments: two
 /// different paths for one seed).
 #[test]
 fn grad_differentiates_the_loss_solve_computes_default_driver() {
-    for (solver_name, seed) in [("EulerMaruyama", 3u64), ("Sriw1", 4)] {
-        let opts = Options::default().fixed_step(0.02).seed(seed);
-        let p = problem(&P, &Y0);
-        let g = match solver_name {
-            "EulerMaruyama" => grad(&p, EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL),
-            _ => grad(&p, Sriw1, &opts, &loss, Adjoint::STORE_ALL),
-        }
-        .expect("gradient");
-        match solver_name {
-            "EulerMaruyama" => check_against_solve(|p| p, EulerMaruyama, &opts, &g, 1e-6),
-            _ => check_against_solve(|p| p, Sriw1, &opts, &g, 1e-6),
-        }
-    }
+    let opts = |seed| Options::default().fixed_step(0.02).seed(seed);
+    let (em, sri) = (
+        (EulerMaruyama, Adjoint::STORE_ALL),
+        (Sriw1, Adjoint::STORE_ALL),
+    );
+    grad_matches_solve(|p| p, em, &opts(3), "gradient");
+    grad_matches_solve(|p| p, sri, &opts(4), "gradient");
     // an adaptive solve: the same tree, so the same accepted steps and the
     // same loss to the bit (finite differences of an adaptive solve jump
     // where the accepted step sequence changes, so only the loss is
@@ -101,60 +91,27 @@ fn grad_differentiates_the_loss_solve_computes_default_driver() {
 fn grad_differentiates_the_loss_solve_computes_every_driver() {
     let opts = Options::default().fixed_step(0.02).seed(11);
     // direct increments: the discrete adjoint records them
-    let p = problem(&P, &Y0).driver(Increments);
-    let g = grad(&p, EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL).expect("increments");
-    check_against_solve(|p| p.driver(Increments), EulerMaruyama, &opts, &g, 1e-6);
+    let em = (EulerMaruyama, Adjoint::STORE_ALL);
+    grad_matches_solve(|p| p.driver(Increments), em, &opts, "increments");
     // a fixed grid: also the checkpointed adjoint (it re-queries the path)
     let grid = FixedGrid::new(0.02);
-    let p = problem(&P, &Y0).driver(grid);
-    let g = grad(
-        &p,
-        EulerMaruyama,
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 4 },
-    )
-    .expect("grid");
-    check_against_solve(|p| p.driver(grid), EulerMaruyama, &opts, &g, 1e-6);
+    let em = (EulerMaruyama, Adjoint::Discrete { checkpoints: 4 });
+    grad_matches_solve(|p| p.driver(grid), em, &opts, "grid");
     // the cached Brownian interval: the checkpointed adjoint re-queries the
     // path the forward solve kept (queried at the same points, so the same
     // values), and reversible Heun's adjoint walks it backwards
-    let p = problem(&P, &Y0).driver(CachedInterval);
-    let g = grad(
-        &p,
-        EulerMaruyama,
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 4 },
-    )
-    .expect("interval");
-    check_against_solve(|p| p.driver(CachedInterval), EulerMaruyama, &opts, &g, 1e-6);
+    grad_matches_solve(|p| p.driver(CachedInterval), em, &opts, "interval");
     let strat_interval = |p: Problem<Generic<Drift2>, Generic<Diff2>>| {
         p.interpretation(Interpretation::Stratonovich)
             .driver(CachedInterval)
     };
-    let g = grad(
-        &strat_interval(problem(&P, &Y0)),
-        ReversibleHeun,
-        &opts,
-        &loss,
-        Adjoint::Reversible,
-    )
-    .expect("reversible on an interval");
-    check_against_solve(strat_interval, ReversibleHeun, &opts, &g, 1e-6);
+    let rev = (ReversibleHeun, Adjoint::Reversible);
+    grad_matches_solve(strat_interval, rev, &opts, "reversible on an interval");
     // reversible Heun's reversible adjoint walks the grid path backwards
     let strat = |p: Problem<Generic<Drift2>, Generic<Diff2>>| {
         p.interpretation(Interpretation::Stratonovich).driver(grid)
     };
-    let g = grad(
-        &strat(problem(&P, &Y0)),
-        ReversibleHeun,
-        &opts,
-        &loss,
-        Adjoint::Reversible,
-    )
-    .expect("reversible on a grid");
-    check_against_solve(strat, ReversibleHeun, &opts, &g, 1e-6);
+    grad_matches_solve(strat, rev, &opts, "reversible on a grid");
 }
 
 /// Drivers that draw each increment once are refused, by name, where the
@@ -202,19 +159,25 @@ fn drivers_that_cannot_requery_are_refused_up_front() {
     );
 }
 
+/// dX = dW (zero drift, unit additive noise), X(0) = 0 on [0, 1]: with
+/// any solver the solution is the path.
+fn brownian_motion() -> Problem<impl Drift + Clone, impl Diffusion + Clone> {
+    Problem::sde(
+        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
+        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 1.0,
+        Noise::Additive,
+        vec![0.0],
+        (0.0, 1.0),
+    )
+}
+
 /// The solution keeps its path: `W` at the saved times is the tree's, and
 /// the increments it reports are the ones the solve integrated (an EM
 /// solve on additive noise is `y + h f + ΔW`, so the path can be read off
 /// the states).
 #[test]
 fn solution_keeps_the_path_it_was_driven_by() {
-    let ou = Problem::sde(
-        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
-        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 1.0,
-        Noise::Additive,
-        vec![0.0],
-        (0.0, 1.0),
-    );
+    let ou = brownian_motion();
     for adaptive in [false, true] {
         let opts = if adaptive {
             Options::default().tol(1e-3).seed(5)
@@ -286,14 +249,7 @@ fn sampled_path_drives_a_solve() {
     let ts = vec![0.0, 0.3, 0.5, 1.0];
     let w = vec![1.0, 1.6, 0.9, 2.0]; // W(0) = 1: anchored at the first sample
     let driver = SampledPath::new(ts, w, 1).expect("valid samples");
-    let p = Problem::sde(
-        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
-        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 1.0,
-        Noise::Additive,
-        vec![0.0],
-        (0.0, 1.0),
-    )
-    .driver(driver.clone());
+    let p = brownian_motion().driver(driver.clone());
     let sol = solve(&p, EulerMaruyama, Options::default().fixed_step(0.1)).expect("solve");
     let linear = |t: f64| -> f64 {
         if t <= 0.3 {

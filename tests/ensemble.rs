@@ -7,17 +7,14 @@ use sdeflow::prelude::*;
 use sdeflow::statistics::EnsembleSummary;
 use statrs::distribution::{Continuous, ContinuousCDF, LogNormal};
 
+mod common;
+
 const A: f64 = 1.0;
 const B: f64 = 0.5;
 
+/// GBM with `a = A`, `b = B` from 1 on [0, 1].
 fn gbm() -> Problem<impl Drift + Clone + Sync, impl Diffusion + Clone + Sync> {
-    Problem::sde(
-        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = A * y[0],
-        |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = B * y[0],
-        Noise::Scalar,
-        vec![1.0],
-        (0.0, 1.0),
-    )
+    common::gbm(A, B)
 }
 
 fn opts() -> Options {

@@ -5,21 +5,28 @@
 //! for explicit RK that is exactly the forward-mode derivative of the
 //! discrete solution).
 
+mod common;
+use common::{
+    LV_PARAMS as P, LV_Y0 as Y0, LotkaVolterra as Lv, assert_converges, central_difference,
+    loss_of_solve,
+};
 use sdeflow::FiniteDifferenceVjp;
 use sdeflow::prelude::*;
 
-/// Lotka–Volterra, generic over the scalar.
+/// The discrete adjoint with a budget of 8 stored states.
+const DISCRETE: Adjoint = Adjoint::Discrete { checkpoints: 8 };
+/// The discrete adjoint with a budget of 4 (recomputing most steps).
+const DISCRETE_SMALL: Adjoint = Adjoint::Discrete { checkpoints: 4 };
+
+/// y' = −p y, generic over the scalar: the linear ODE whose gradient is
+/// known in closed form.
 #[derive(Clone, Copy)]
-struct Lv;
-impl GenericField for Lv {
+struct Decay;
+impl GenericField for Decay {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
-        dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
+        dy[0] = -p[0] * y[0];
     }
 }
-
-const P: [f64; 4] = [1.5, 1.0, 3.0, 1.0];
-const Y0: [f64; 2] = [1.0, 1.0];
 
 fn data_times() -> Vec<f64> {
     // step ends (multiples of h = 0.01) and interior points of steps
@@ -48,37 +55,7 @@ fn opts() -> Options {
 
 fn loss_of(p: &[f64], y0: &[f64]) -> f64 {
     let prob = Problem::ode(Generic(Lv), y0.to_vec(), (0.0, 4.0)).params(p.to_vec());
-    let sol = solve(&prob, Tsit5, opts()).expect("solve");
-    let mut g = vec![0.0; sol.ys.len()];
-    loss(&sol.ts, &sol.ys, &mut g)
-}
-
-/// Forward sensitivities: state [y, s] with s' = J_y s + ∂f/∂θ_dir (θ = p, y0),
-/// the Jacobian products by dual numbers seeded along (s, e_dir).
-fn forward_sensitivity(dir: usize) -> (Vec<f64>, Vec<f64>) {
-    // z = [y (2), s (2)]; direction dir < 4: parameter p_dir; 4..6: y0[dir-4]
-    let f = move |_t: f64, z: &[f64], p: &[f64], dz: &mut [f64]| {
-        use sdeflow::dual::Dual64;
-        let y: Vec<Dual64> = (0..2).map(|k| Dual64::new(z[k], z[2 + k])).collect();
-        let pd: Vec<Dual64> = (0..4)
-            .map(|j| Dual64::new(p[j], if j == dir { 1.0 } else { 0.0 }))
-            .collect();
-        let mut out = [Dual64::from(0.0); 2];
-        Lv.eval(Dual64::from(0.0), &y, &pd, &mut out);
-        for k in 0..2 {
-            dz[k] = out[k].re;
-            dz[2 + k] = out[k].eps;
-        }
-    };
-    let mut z0 = vec![Y0[0], Y0[1], 0.0, 0.0];
-    if dir >= 4 {
-        z0[2 + (dir - 4)] = 1.0;
-    }
-    let prob = Problem::ode(f, z0, (0.0, 4.0)).params(P.to_vec());
-    let sol = solve(&prob, Tsit5, opts()).expect("sensitivity solve");
-    let ys: Vec<f64> = sol.ys.chunks(4).flat_map(|z| [z[0], z[1]]).collect();
-    let ss: Vec<f64> = sol.ys.chunks(4).flat_map(|z| [z[2], z[3]]).collect();
-    (ys, ss)
+    loss_of_solve(&prob, Tsit5, &opts(), &loss)
 }
 
 #[test]
@@ -98,21 +75,12 @@ fn discrete_adjoint_matches_finite_differences_and_forward_duals() {
         // central finite differences of the same fixed-step discrete solver
         let h = 1e-6;
         let fd = if j < 4 {
-            let (mut a, mut b) = (P, P);
-            a[j] += h;
-            b[j] -= h;
-            (loss_of(&a, &Y0) - loss_of(&b, &Y0)) / (2.0 * h)
+            central_difference(|a| loss_of(a, &Y0), &P, j, h)
         } else {
-            let (mut a, mut b) = (Y0, Y0);
-            a[j - 4] += h;
-            b[j - 4] -= h;
-            (loss_of(&P, &a) - loss_of(&P, &b)) / (2.0 * h)
+            central_difference(|a| loss_of(&P, a), &Y0, j - 4, h)
         };
         // forward mode: dL/dθ = Σ ∂L/∂y(t_k) · s(t_k)
-        let (ys, ss) = forward_sensitivity(j);
-        let mut gy = vec![0.0; ys.len()];
-        loss(&data_times(), &ys, &mut gy);
-        let fwd: f64 = gy.iter().zip(&ss).map(|(a, b)| a * b).sum();
+        let fwd = forward_mode(&Lv, &P, &Y0, 4.0, j, &opts(), &loss);
         let rel_fd = (adj - fd).abs() / fd.abs().max(1e-12);
         let rel_fwd = (adj - fwd).abs() / fwd.abs().max(1e-12);
         println!(
@@ -125,13 +93,6 @@ fn discrete_adjoint_matches_finite_differences_and_forward_duals() {
 
 #[test]
 fn decay_gradient_is_analytic_for_every_solver() {
-    #[derive(Clone, Copy)]
-    struct Decay;
-    impl GenericField for Decay {
-        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-            dy[0] = -p[0] * y[0];
-        }
-    }
     // L = y(1)² with y = y0 e^{-p t}: dL/dp = -2 y(1)², dL/dy0 = 2 y(1) e^{-p}
     let prob = Problem::ode(Generic(Decay), vec![2.0], (0.0, 1.0)).params(vec![0.7]);
     let y1 = 2.0 * (-0.7f64).exp();
@@ -141,40 +102,10 @@ fn decay_gradient_is_analytic_for_every_solver() {
     };
     let opts = Options::default().tol(1e-11).save_at(SaveAt::T1);
     for (name, g) in [
-        (
-            "Tsit5",
-            grad(
-                &prob,
-                Tsit5,
-                &opts,
-                &l,
-                Adjoint::Discrete { checkpoints: 8 },
-            ),
-        ),
-        (
-            "Dopri5",
-            grad(
-                &prob,
-                Dopri5,
-                &opts,
-                &l,
-                Adjoint::Discrete { checkpoints: 8 },
-            ),
-        ),
-        (
-            "Vern7",
-            grad(
-                &prob,
-                Vern7,
-                &opts,
-                &l,
-                Adjoint::Discrete { checkpoints: 8 },
-            ),
-        ),
-        (
-            "Bs3",
-            grad(&prob, Bs3, &opts, &l, Adjoint::Discrete { checkpoints: 8 }),
-        ),
+        ("Tsit5", grad(&prob, Tsit5, &opts, &l, DISCRETE)),
+        ("Dopri5", grad(&prob, Dopri5, &opts, &l, DISCRETE)),
+        ("Vern7", grad(&prob, Vern7, &opts, &l, DISCRETE)),
+        ("Bs3", grad(&prob, Bs3, &opts, &l, DISCRETE)),
     ] {
         let g = g.expect(name);
         assert!(
@@ -208,15 +139,8 @@ fn hand_written_and_finite_difference_vjps() {
         ys[0]
     };
     let opts = Options::default().tol(1e-10).save_at(SaveAt::T1);
-    let a = grad(
-        &prob,
-        Tsit5,
-        &opts,
-        &l,
-        Adjoint::Discrete { checkpoints: 8 },
-    )
-    .expect("vjp");
-    let b = grad(&fdp, Tsit5, &opts, &l, Adjoint::Discrete { checkpoints: 8 }).expect("fd");
+    let a = grad(&prob, Tsit5, &opts, &l, DISCRETE).expect("vjp");
+    let b = grad(&fdp, Tsit5, &opts, &l, DISCRETE).expect("fd");
     let exact = -2.0 * (-0.7f64).exp();
     assert!((a.dp[0] - exact).abs() < 1e-8);
     assert!(
@@ -244,24 +168,10 @@ fn checkpointing_bounds_memory_and_keeps_the_gradient() {
             .fixed_step(t1 / steps as f64)
             .save_at(SaveAt::T1)
             .max_steps(1_000_000);
-        let small = grad(
-            &prob,
-            Tsit5,
-            &opts,
-            &l,
-            Adjoint::Discrete { checkpoints: 16 },
-        )
-        .expect("16");
-        let all = grad(
-            &prob,
-            Tsit5,
-            &opts,
-            &l,
-            Adjoint::Discrete {
-                checkpoints: 1_000_000,
-            },
-        )
-        .expect("store all");
+        // a budget of 16, and every state stored
+        let [small, all] = [16, 1_000_000].map(|checkpoints| {
+            grad(&prob, Tsit5, &opts, &l, Adjoint::Discrete { checkpoints }).expect("grad")
+        });
         let levels = (steps as f64).log(16.0).ceil() as usize;
         println!(
             "{steps} steps: peak stored states {} with budget 16 (bound {}), {} storing all; backward drift evals {} vs {}",
@@ -344,19 +254,10 @@ fn neural_ode_gradient_matches_fd_and_forward_duals() {
         v
     };
     let prob = Problem::ode(mlp.clone(), y0.to_vec(), (0.0, t1)).params(params.clone());
-    let g = grad(
-        &prob,
-        Tsit5,
-        &opts,
-        &l,
-        Adjoint::Discrete { checkpoints: 4 },
-    )
-    .expect("grad");
+    let g = grad(&prob, Tsit5, &opts, &l, DISCRETE_SMALL).expect("grad");
     let loss_at = |p: &[f64]| {
         let prob = Problem::ode(mlp.clone(), y0.to_vec(), (0.0, t1)).params(p.to_vec());
-        let sol = solve(&prob, Tsit5, &opts).expect("solve");
-        let mut gy = vec![0.0; sol.ys.len()];
-        l(&sol.ts, &sol.ys, &mut gy)
+        loss_of_solve(&prob, Tsit5, &opts, &l)
     };
     // every 5th parameter and both initial-state components
     let np = params.len();
@@ -370,10 +271,7 @@ fn neural_ode_gradient_matches_fd_and_forward_duals() {
         );
         if dir < np {
             let h = 1e-6 * params[dir].abs().max(1.0);
-            let (mut a, mut b) = (params.clone(), params.clone());
-            a[dir] += h;
-            b[dir] -= h;
-            let fd = (loss_at(&a) - loss_at(&b)) / (2.0 * h);
+            let fd = central_difference(loss_at, &params, dir, h);
             assert!(
                 (adj - fd).abs() <= 1e-6 * fd.abs().max(1e-3),
                 "θ{dir}: {adj} vs FD {fd}"
@@ -419,8 +317,7 @@ fn continuous_adjoints_converge_as_tolerances_tighten() {
             errs.push(e);
         }
         println!("{name}: relative gradient error at tol 1e-4, 1e-6, 1e-8: {errs:?}");
-        assert!(errs[0] > errs[1] && errs[1] > errs[2], "{name}: {errs:?}");
-        assert!(errs[2] < 1e-5, "{name}: {errs:?}");
+        assert_converges(name, &errs, 1e-5);
     }
 }
 
@@ -429,13 +326,6 @@ fn linear_ode_discrete_adjoint_matches_fd_and_forward_duals() {
     // y' = -p y (a linear ODE with the analytic gradient checked in
     // `decay_gradient_is_analytic_for_every_solver`): here the discrete
     // gradient against FD of the same fixed-step solver and forward duals
-    #[derive(Clone, Copy)]
-    struct Decay;
-    impl GenericField for Decay {
-        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-            dy[0] = -p[0] * y[0];
-        }
-    }
     let opts = Options::default()
         .fixed_step(0.05)
         .save_at(SaveAt::Times(vec![0.33, 1.0]));
@@ -445,14 +335,7 @@ fn linear_ode_discrete_adjoint_matches_fd_and_forward_duals() {
         ys[0] + ys[1] * ys[1]
     };
     let prob = |p: f64, y0: f64| Problem::ode(Generic(Decay), vec![y0], (0.0, 1.0)).params(vec![p]);
-    let g = grad(
-        &prob(0.7, 2.0),
-        Tsit5,
-        &opts,
-        &l,
-        Adjoint::Discrete { checkpoints: 4 },
-    )
-    .expect("grad");
+    let g = grad(&prob(0.7, 2.0), Tsit5, &opts, &l, DISCRETE_SMALL).expect("grad");
     let loss_at = |p: f64, y0: f64| {
         let sol = solve(&prob(p, y0), Tsit5, &opts).expect("solve");
         let mut gy = vec![0.0; 2];

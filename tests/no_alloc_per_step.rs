@@ -44,6 +44,16 @@ fn count<T>(f: impl FnOnce() -> T) -> (usize, T) {
     (ALLOCS.load(Ordering::Relaxed) - before, out)
 }
 
+/// The allocations and the result of solving `problem(10)` and then
+/// `problem(100)` by `solver` (the problems are built inside the count).
+fn short_and_long<F: Drift, S: Method + Copy>(
+    problem: impl Fn(f64) -> Problem<F>,
+    solver: S,
+    opts: &Options,
+) -> [(usize, Result<Solution, SolveError>); 2] {
+    [10.0, 100.0].map(|t1| count(|| solve(&problem(t1), solver, opts)))
+}
+
 #[test]
 fn allocations_do_not_grow_with_steps() {
     let lv = |t1: f64| {
@@ -117,26 +127,19 @@ fn allocations_do_not_grow_with_steps() {
     let opts = Options::default().tol(1e-8).save_at(SaveAt::T1);
     // first dual evaluation on this thread allocates its scratch once
     solve(&dual(1.0), Esdirk34::default(), &opts).expect("warm-up");
-    for (name, short, long) in [
+    for (name, [short, long]) in [
         (
             "Esdirk34 FD",
-            count(|| solve(&stiff(10.0), Esdirk34::default(), &opts)),
-            count(|| solve(&stiff(100.0), Esdirk34::default(), &opts)),
+            short_and_long(stiff, Esdirk34::default(), &opts),
         ),
-        (
-            "TrBdf2 FD",
-            count(|| solve(&stiff(10.0), TrBdf2::default(), &opts)),
-            count(|| solve(&stiff(100.0), TrBdf2::default(), &opts)),
-        ),
+        ("TrBdf2 FD", short_and_long(stiff, TrBdf2::default(), &opts)),
         (
             "Esdirk34 duals",
-            count(|| solve(&dual(10.0), Esdirk34::default(), &opts)),
-            count(|| solve(&dual(100.0), Esdirk34::default(), &opts)),
+            short_and_long(dual, Esdirk34::default(), &opts),
         ),
         (
             "TrBdf2 duals",
-            count(|| solve(&dual(10.0), TrBdf2::default(), &opts)),
-            count(|| solve(&dual(100.0), TrBdf2::default(), &opts)),
+            short_and_long(dual, TrBdf2::default(), &opts),
         ),
     ] {
         let (a_short, s_short) = (short.0, short.1.expect("short"));

@@ -8,12 +8,7 @@ use sdeflow::prelude::*;
 
 #[test]
 fn tsit5_returns_arenstorf_orbit_to_its_start() {
-    let sol = solve(
-        &arenstorf(),
-        Tsit5,
-        Options::default().tol(1e-8).save_at(SaveAt::T1),
-    )
-    .expect("solve");
+    let sol = solve_tol(&arenstorf(), Tsit5, 1e-8, SaveAt::T1);
     let y = sol.last();
     let pos = (y[0] - ARENSTORF_Y0[0]).hypot(y[1] - ARENSTORF_Y0[1]);
     let vel = (y[2] - ARENSTORF_Y0[2]).hypot(y[3] - ARENSTORF_Y0[3]);
@@ -25,12 +20,7 @@ fn tsit5_returns_arenstorf_orbit_to_its_start() {
     // velocity is far more sensitive near the close approach at t = T
     assert!(vel < 1e-4, "velocity error {vel:e}");
     // Vern7 at a tight tolerance closes the full state within 1e-5
-    let sol = solve(
-        &arenstorf(),
-        Vern7,
-        Options::default().tol(1e-10).save_at(SaveAt::T1),
-    )
-    .expect("solve");
+    let sol = solve_tol(&arenstorf(), Vern7, 1e-10, SaveAt::T1);
     let err = max_abs_diff(sol.last(), &ARENSTORF_Y0);
     assert!(err < 1e-6, "Vern7 1e-10 state error {err:e}");
 }
@@ -161,14 +151,12 @@ fn save_policies_agree() {
     // saving at times costs no extra evaluation for Tsit5
     assert_eq!(at_times.stats, steps.stats);
     // dense output matches a tight solve between steps
-    let tight = solve(
+    let tight = solve_tol(
         &lotka_volterra(),
         Vern7,
-        Options::default()
-            .tol(1e-12)
-            .save_at(SaveAt::Times(vec![3.3, 7.77])),
-    )
-    .expect("solve");
+        1e-12,
+        SaveAt::Times(vec![3.3, 7.77]),
+    );
     for (i, t) in [3.3, 7.77].into_iter().enumerate() {
         let e = max_abs_diff(&dense.at(t).expect("dense"), tight.y(i));
         assert!(e < 1e-7, "dense error {e:e} at {t}");
@@ -190,51 +178,27 @@ fn vern7_dense_uses_extra_stages_only_when_asked() {
         dense.stats.drift_evals,
         plain.stats.drift_evals + 6 * plain.stats.accepted_steps
     );
-    let r = solve(
-        &lotka_volterra(),
-        Vern7,
-        Options::default()
-            .tol(1e-12)
-            .save_at(SaveAt::Times(vec![4.321])),
-    )
-    .expect("solve");
+    let r = solve_tol(&lotka_volterra(), Vern7, 1e-12, SaveAt::Times(vec![4.321]));
     let e = max_abs_diff(&dense.at(4.321).expect("dense"), r.y(0));
     assert!(e < 1e-6, "Vern7 dense error {e:e}");
 }
 
 #[test]
 fn backwards_integration_returns_to_the_start() {
-    let fwd = solve(
-        &lotka_volterra(),
-        Tsit5,
-        Options::default().tol(1e-10).save_at(SaveAt::T1),
-    )
-    .expect("forward");
+    let fwd = solve_tol(&lotka_volterra(), Tsit5, 1e-10, SaveAt::T1);
     let back = lotka_volterra().y0(fwd.last().to_vec()).tspan((10.0, 0.0));
     for save in [
         SaveAt::T1,
         SaveAt::Dense,
         SaveAt::Times(vec![10.0, 5.0, 0.0]),
     ] {
-        let sol = solve(
-            &back,
-            Tsit5,
-            Options::default().tol(1e-10).save_at(save.clone()),
-        )
-        .expect("backward");
+        let sol = solve_tol(&back, Tsit5, 1e-10, save.clone());
         assert_eq!(sol.t_last(), Some(0.0));
         let e = max_abs_diff(sol.last(), &[1.0, 1.0]);
         assert!(e < 1e-7, "{save:?}: {e:e}");
         if let SaveAt::Dense = save {
             let mid = sol.at(5.0).expect("dense backwards");
-            let f5 = solve(
-                &lotka_volterra(),
-                Tsit5,
-                Options::default()
-                    .tol(1e-10)
-                    .save_at(SaveAt::Times(vec![5.0])),
-            )
-            .expect("forward");
+            let f5 = solve_tol(&lotka_volterra(), Tsit5, 1e-10, SaveAt::Times(vec![5.0]));
             assert!(max_abs_diff(&mid, f5.y(0)) < 1e-6);
         }
     }

@@ -57,34 +57,23 @@ fn check<S: Solver + Copy>(solver: S, order: f64, steps: &[usize]) {
     );
 }
 
-#[test]
-fn euler_is_order_1() {
-    check(Euler, 1.0, &[256, 512, 1024, 2048, 4096]);
+/// One test per method: `name: solver, classical order, step counts;`.
+macro_rules! order_tests {
+    ($($name:ident: $solver:expr, $order:expr, $steps:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            check($solver, $order, &$steps);
+        }
+    )*};
 }
 
-#[test]
-fn heun_is_order_2() {
-    check(Heun, 2.0, &[64, 128, 256, 512, 1024]);
-}
-
-#[test]
-fn bs3_is_order_3() {
-    check(Bs3, 3.0, &[32, 64, 128, 256, 512]);
-}
-
-#[test]
-fn dopri5_is_order_5() {
-    check(Dopri5, 5.0, &[16, 24, 32, 48, 64]);
-}
-
-#[test]
-fn tsit5_is_order_5() {
-    check(Tsit5, 5.0, &[16, 24, 32, 48, 64]);
-}
-
-#[test]
-fn vern7_is_order_7() {
-    check(Vern7, 7.0, &[8, 10, 12, 16, 20]);
+order_tests! {
+    euler_is_order_1: Euler, 1.0, [256, 512, 1024, 2048, 4096];
+    heun_is_order_2: Heun, 2.0, [64, 128, 256, 512, 1024];
+    bs3_is_order_3: Bs3, 3.0, [32, 64, 128, 256, 512];
+    dopri5_is_order_5: Dopri5, 5.0, [16, 24, 32, 48, 64];
+    tsit5_is_order_5: Tsit5, 5.0, [16, 24, 32, 48, 64];
+    vern7_is_order_7: Vern7, 7.0, [8, 10, 12, 16, 20];
 }
 
 /// The dense output of each method converges at (at least) its stated
@@ -111,32 +100,11 @@ fn dense_output_converges() {
             })
             .fold(0.0, f64::max)
     }
-    for (name, q, levels, errs) in [
-        (
-            "Bs3",
-            3.0,
-            [32, 64, 128],
-            [32, 64, 128].map(|n| dense_err(Bs3, n)),
-        ),
-        (
-            "Dopri5",
-            4.0,
-            [16, 32, 64],
-            [16, 32, 64].map(|n| dense_err(Dopri5, n)),
-        ),
-        (
-            "Tsit5",
-            4.0,
-            [16, 32, 64],
-            [16, 32, 64].map(|n| dense_err(Tsit5, n)),
-        ),
-        (
-            "Vern7",
-            6.0,
-            [8, 16, 32],
-            [8, 16, 32].map(|n| dense_err(Vern7, n)),
-        ),
-    ] {
+    /// The slope of the dense errors of `s` at the step counts `levels` is
+    /// at least the interpolant order `q` minus 0.2.
+    fn check_dense<S: Solver + Copy>(s: S, q: f64, levels: [usize; 3]) {
+        let name = s.name();
+        let errs = levels.map(|n| dense_err(s, n));
         let hs = levels.map(|n| 2.0 / n as f64);
         let slope = fitted_slope(&hs, &errs);
         println!("{name} dense: slope {slope:.2}, errors {errs:?}");
@@ -145,4 +113,8 @@ fn dense_output_converges() {
             "{name}: dense slope {slope} < {q} - 0.2 ({errs:?})"
         );
     }
+    check_dense(Bs3, 3.0, [32, 64, 128]);
+    check_dense(Dopri5, 4.0, [16, 32, 64]);
+    check_dense(Tsit5, 4.0, [16, 32, 64]);
+    check_dense(Vern7, 6.0, [8, 16, 32]);
 }

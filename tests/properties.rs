@@ -14,13 +14,21 @@ fn finite() -> impl Strategy<Value = f64> {
     prop_oneof![-1e3..1e3f64, -1e-3..1e-3f64, Just(0.0)]
 }
 
+/// A state of 2 and parameters of 4 finite values: the inputs of the
+/// fields below.
+fn state_and_params() -> impl Strategy<Value = (Vec<f64>, Vec<f64>)> {
+    (
+        prop::collection::vec(finite(), 2),
+        prop::collection::vec(finite(), 4),
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn no_panic_on_any_finite_input(
-        y0 in prop::collection::vec(finite(), 2),
-        p in prop::collection::vec(finite(), 4),
+        (y0, p) in state_and_params(),
         t0 in -10.0..10.0f64,
         len in prop_oneof![-5.0..-1e-6f64, 1e-6..5.0f64],
         rtol in prop_oneof![1e-12..1e-1f64, any::<f64>()],
@@ -82,8 +90,7 @@ proptest! {
     /// for every SDE solver.
     #[test]
     fn sde_solvers_never_panic(
-        y0 in prop::collection::vec(finite(), 2),
-        p in prop::collection::vec(finite(), 4),
+        (y0, p) in state_and_params(),
         len in 1e-6..3.0f64,
         tol in prop_oneof![1e-8..1e-1f64, any::<f64>()],
         seed in any::<u64>(),

@@ -7,7 +7,11 @@
 //! the ESDIRK step VJP against finite differences.
 
 mod common;
-use common::{fitted_slope, max_abs_diff};
+use common::{
+    HIRES_P, HIRES_REF, ROBER_1E5, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0, fitted_slope,
+    hires, max_abs_diff, robertson, small_sde, van_der_pol, van_der_pol_drift,
+    van_der_pol_jacobian,
+};
 use sdeflow::integrate::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
 use sdeflow::solver::{StepAt, StepOut};
@@ -15,25 +19,13 @@ use sdeflow::step_vjp::StepBars;
 use sdeflow::stiff::{DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2};
 use sdeflow::{Drift, DriftVjp};
 
-/// Van der Pol, μ = 1000, in the scaled form of the Bari / Hairer test set
-/// (`vdpol`): y1' = y2, y2' = ((1 − y1²) y2 − y1)/ε, ε = 1/μ² = 1e-6,
-/// y(0) = (2, 0), t ∈ [0, 2]. Written generically over the scalar so the
-/// Jacobian is exact (dual numbers).
-struct VanDerPol;
-impl GenericField for VanDerPol {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = y[1];
-        dy[1] = ((D::from(1.0) - y[0] * y[0]) * y[1] - y[0]) / p[0];
-    }
-}
-
-/// Reference y(2) of the test set (RADAU5 at 1.1e-18).
-const VDP_REF: [f64; 2] = [1.706167732170483, -0.8928097010247975];
-
-fn vdp_closure(t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
-    let _ = t;
-    dy[0] = y[1];
-    dy[1] = ((1.0 - y[0] * y[0]) * y[1] - y[0]) / p[0];
+/// Van der Pol as a plain drift (Jacobians by finite differences), and with
+/// its analytic Jacobian.
+fn van_der_pol_without_and_with_jacobian()
+-> (Problem<impl Drift + Clone>, Problem<impl Drift + Clone>) {
+    let base = Problem::ode(van_der_pol_drift, VDP_Y0.to_vec(), VDP_TSPAN).params(vec![1e-6]);
+    let analytic = base.clone().with_jacobian(van_der_pol_jacobian);
+    (base, analytic)
 }
 
 fn rel_err(y: &[f64], r: &[f64]) -> f64 {
@@ -45,7 +37,7 @@ fn rel_err(y: &[f64], r: &[f64]) -> f64 {
 
 #[test]
 fn bdf_matches_the_van_der_pol_reference() {
-    let p = Problem::ode(Generic(VanDerPol), vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
+    let p = van_der_pol();
     let sol = solve(&p, Bdf::default(), Options::default().tol(1e-8)).expect("bdf");
     let e = rel_err(sol.last(), &VDP_REF);
     println!("VdP Bdf (duals): rel err {e:e}, {:?}", sol.stats);
@@ -55,16 +47,7 @@ fn bdf_matches_the_van_der_pol_reference() {
 
 #[test]
 fn jacobian_sources_agree() {
-    let base = Problem::ode(vdp_closure, vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
-    let analytic = base
-        .clone()
-        .with_jacobian(|_t, y: &[f64], p: &[f64], jac: &mut [f64]| {
-            // column-major 2x2
-            jac[0] = 0.0;
-            jac[1] = (-2.0 * y[0] * y[1] - 1.0) / p[0];
-            jac[2] = 1.0;
-            jac[3] = (1.0 - y[0] * y[0]) / p[0];
-        });
+    let (base, analytic) = van_der_pol_without_and_with_jacobian();
     let opts = Options::default().tol(1e-8);
     let fd = solve(&base, Bdf::default(), &opts).expect("finite differences");
     let an = solve(&analytic, Bdf::default(), &opts).expect("analytic");
@@ -80,7 +63,7 @@ fn jacobian_sources_agree() {
 
 #[test]
 fn one_step_stiff_solvers_solve_van_der_pol() {
-    let p = Problem::ode(Generic(VanDerPol), vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
+    let p = van_der_pol();
     for (name, sol, tol) in [
         (
             "Esdirk34",
@@ -100,20 +83,10 @@ fn one_step_stiff_solvers_solve_van_der_pol() {
     }
 }
 
-/// Robertson's chemical kinetics to t = 1e5: y1 + y2 + y3 = 1 is conserved.
-struct Robertson;
-impl GenericField for Robertson {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], _p: &[D], dy: &mut [D]) {
-        let (k1, k2, k3) = (D::from(0.04), D::from(3e7), D::from(1e4));
-        dy[0] = -k1 * y[0] + k3 * y[1] * y[2];
-        dy[1] = k1 * y[0] - k3 * y[1] * y[2] - k2 * y[1] * y[1];
-        dy[2] = k2 * y[1] * y[1];
-    }
-}
-
 #[test]
 fn robertson_conserves_mass() {
-    let p = Problem::ode(Generic(Robertson), vec![1.0, 0.0, 0.0], (0.0, 1e5));
+    // y1 + y2 + y3 = 1 is conserved
+    let p = robertson(&ROBER_P, 1e5);
     for (name, sol) in [
         (
             "Bdf",
@@ -148,9 +121,49 @@ fn robertson_conserves_mass() {
     }
 }
 
+/// Van der Pol solved tightly (Bdf at tol 1e-12) at interior times: the
+/// reference for dense output between steps.
+struct VdpDenseCheck {
+    grid: Vec<f64>,
+    tight: Solution,
+}
+
+impl VdpDenseCheck {
+    fn new() -> Self {
+        let grid: Vec<f64> = (1..200).map(|i| 0.01 * i as f64 + 0.003).collect();
+        let tight = solve(
+            &van_der_pol(),
+            Bdf::default(),
+            Options::default()
+                .tol(1e-12)
+                .save_at(SaveAt::Times(grid.clone())),
+        )
+        .expect("tight");
+        VdpDenseCheck { grid, tight }
+    }
+
+    /// The worst relative error (over both components) of the dense output
+    /// of `dense` on the grid, away from the fast transients (where
+    /// |y2| ≥ 10).
+    fn worst(&self, dense: &Solution) -> f64 {
+        let mut worst: f64 = 0.0;
+        for (i, &t) in self.grid.iter().enumerate() {
+            let d = dense.at(t).expect("inside");
+            let r = self.tight.y(i);
+            if r[1].abs() < 10.0 {
+                let e = ((d[0] - r[0]) / r[0])
+                    .abs()
+                    .max(((d[1] - r[1]) / r[1]).abs());
+                worst = worst.max(e);
+            }
+        }
+        worst
+    }
+}
+
 #[test]
 fn stiff_save_policies_and_dense_output() {
-    let p = Problem::ode(Generic(VanDerPol), vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
+    let p = van_der_pol();
     let opts = Options::default().tol(1e-8);
     let times = vec![0.0, 0.5, 1.0, 1.5, 2.0];
     let at = solve(
@@ -171,26 +184,7 @@ fn stiff_save_policies_and_dense_output() {
     // between steps, dense output is as accurate as the solve: compare with
     // a much tighter solve at many interior times (relative error 1e-5 at
     // tolerance 1e-8, excluding the fast transients where y2 is ~1e3)
-    let grid: Vec<f64> = (1..200).map(|i| 0.01 * i as f64 + 0.003).collect();
-    let tight = solve(
-        &p,
-        Bdf::default(),
-        Options::default()
-            .tol(1e-12)
-            .save_at(SaveAt::Times(grid.clone())),
-    )
-    .expect("tight");
-    let mut worst: f64 = 0.0;
-    for (i, &t) in grid.iter().enumerate() {
-        let d = dense.at(t).expect("inside");
-        let r = tight.y(i);
-        if r[1].abs() < 10.0 {
-            let e = ((d[0] - r[0]) / r[0])
-                .abs()
-                .max(((d[1] - r[1]) / r[1]).abs());
-            worst = worst.max(e);
-        }
-    }
+    let worst = VdpDenseCheck::new().worst(&dense);
     println!("VdP Bdf dense output: worst relative error {worst:e}");
     assert!(worst < 1e-5, "dense output relative error {worst:e}");
 }
@@ -286,58 +280,6 @@ fn native_esdirk_orders_with_fixed_steps() {
     }
 }
 
-/// Robertson's kinetics (Bari test set `rober`), rates as parameters.
-struct RobertsonP;
-impl GenericField for RobertsonP {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = -p[0] * y[0] + p[2] * y[1] * y[2];
-        dy[1] = p[0] * y[0] - p[2] * y[1] * y[2] - p[1] * y[1] * y[1];
-        dy[2] = p[1] * y[1] * y[1];
-    }
-}
-const ROBER_P: [f64; 3] = [0.04, 3e7, 1e4];
-
-/// Robertson at t = 1e5: diffsol's BDF at rtol = 1e-13, atol = 1e-18; the
-/// native Esdirk34 at the same tolerances agrees to 8e-11 (relative, every
-/// component), BDF at rtol = 1e-12 to 5e-11. (test_problems.md holds no
-/// value at 1e5; the test set's is at 1e11.)
-const ROBER_1E5: [f64; 3] = [
-    1.78659211422263833e-2,
-    7.27475146848882968e-8,
-    9.82134006110270019e-1,
-];
-
-/// HIRES (Bari test set `hires`, Schäfer 1975; Hairer & Wanner II §IV.10).
-struct Hires;
-impl GenericField for Hires {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], _p: &[D], f: &mut [D]) {
-        let c = |v: f64| D::from(v);
-        f[0] = c(-1.71) * y[0] + c(0.43) * y[1] + c(8.32) * y[2] + c(0.0007);
-        f[1] = c(1.71) * y[0] - c(8.75) * y[1];
-        f[2] = c(-10.03) * y[2] + c(0.43) * y[3] + c(0.035) * y[4];
-        f[3] = c(8.32) * y[1] + c(1.71) * y[2] - c(1.12) * y[3];
-        f[4] = c(-1.745) * y[4] + c(0.43) * y[5] + c(0.43) * y[6];
-        f[5] = c(-280.0) * y[5] * y[7] + c(0.69) * y[3] + c(1.71) * y[4] - c(0.43) * y[5]
-            + c(0.69) * y[6];
-        f[6] = c(280.0) * y[5] * y[7] - c(1.81) * y[6];
-        f[7] = c(-280.0) * y[5] * y[7] + c(1.81) * y[6];
-    }
-}
-const HIRES_T1: f64 = 321.8122;
-const HIRES_Y0: [f64; 8] = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057];
-/// The test set's reference y(321.8122) (RADAU5 at rtol = atol = 1.1e-18 on
-/// a Cray C90, `hiressol` of the Bari test set).
-const HIRES_REF: [f64; 8] = [
-    0.7371312573325668e-3,
-    0.1442485726316185e-3,
-    0.5888729740967575e-4,
-    0.1175651343283149e-2,
-    0.2386356198831331e-2,
-    0.6238968252742796e-2,
-    0.2849998395185769e-2,
-    0.2850001604814231e-2,
-];
-
 fn stats_line(s: &Stats) -> String {
     format!(
         "NFE {:>6}  Jac {:>3}  LU {:>4}  steps {:>5}+{:<3}  Newton it {:>6} fail {:>3}",
@@ -353,9 +295,8 @@ fn stats_line(s: &Stats) -> String {
 
 #[test]
 fn native_esdirk_solve_robertson_and_hires() {
-    let rober =
-        Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5)).params(ROBER_P.to_vec());
-    let hires = Problem::ode(Generic(Hires), HIRES_Y0.to_vec(), (0.0, HIRES_T1));
+    let rober = robertson(&ROBER_P, 1e5);
+    let hires = hires(&HIRES_P);
     let (rtol, atol) = (1e-8, 1e-10);
     // (HIRES's components are 1e-4 .. 1e-2 at the end: atol is below them)
     let opts = Options::default().rtol(rtol).atol(atol).save_at(SaveAt::T1);
@@ -408,15 +349,7 @@ fn native_esdirk_solve_robertson_and_hires() {
 
 #[test]
 fn native_jacobian_sources_agree() {
-    let base = Problem::ode(vdp_closure, vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
-    let analytic = base
-        .clone()
-        .with_jacobian(|_t, y: &[f64], p: &[f64], jac: &mut [f64]| {
-            jac[0] = 0.0;
-            jac[1] = (-2.0 * y[0] * y[1] - 1.0) / p[0];
-            jac[2] = 1.0;
-            jac[3] = (1.0 - y[0] * y[0]) / p[0];
-        });
+    let (base, analytic) = van_der_pol_without_and_with_jacobian();
     let opts = Options::default().tol(1e-8).save_at(SaveAt::T1);
     let s = Esdirk34::default().tolerances(1e-8, 1e-8);
     let fd = solve(&base, s, &opts).expect("finite differences");
@@ -479,15 +412,8 @@ fn newton_failure_is_a_typed_error() {
         }
     }
     // an SDE is refused, not solved
-    let sde = Problem::sde(
-        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
-        |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.1,
-        Noise::Diagonal,
-        vec![1.0],
-        (0.0, 1.0),
-    );
     assert!(matches!(
-        solve(&sde, Esdirk34::default(), Options::default()),
+        solve(&small_sde(), Esdirk34::default(), Options::default()),
         Err(SolveError::Unsupported { .. })
     ));
 }
@@ -553,16 +479,8 @@ fn native_esdirk_dense_output_observers_and_dt_max() {
     // (the problem above shows the interpolant adds none): it peaks before
     // the jump at t ≈ 0.8, 3.6e-5 for Esdirk34 and 2.2e-4 for TrBdf2 at
     // rtol 1e-8 (Bdf: 6e-6).
-    let p = Problem::ode(Generic(VanDerPol), vec![2.0, 0.0], (0.0, 2.0)).params(vec![1e-6]);
-    let grid: Vec<f64> = (1..200).map(|i| 0.01 * i as f64 + 0.003).collect();
-    let tight = solve(
-        &p,
-        Bdf::default(),
-        Options::default()
-            .tol(1e-12)
-            .save_at(SaveAt::Times(grid.clone())),
-    )
-    .expect("tight");
+    let p = van_der_pol();
+    let check = VdpDenseCheck::new();
     for (name, dense, bound) in [
         (
             "Esdirk34",
@@ -583,18 +501,7 @@ fn native_esdirk_dense_output_observers_and_dt_max() {
             1e-3,
         ),
     ] {
-        let dense = dense.expect(name);
-        let mut worst: f64 = 0.0;
-        for (i, &t) in grid.iter().enumerate() {
-            let d = dense.at(t).expect("inside");
-            let r = tight.y(i);
-            if r[1].abs() < 10.0 {
-                let e = ((d[0] - r[0]) / r[0])
-                    .abs()
-                    .max(((d[1] - r[1]) / r[1]).abs());
-                worst = worst.max(e);
-            }
-        }
+        let worst = check.worst(&dense.expect(name));
         println!("VdP {name} dense output: worst relative error {worst:e}");
         assert!(
             worst < bound,
@@ -724,6 +631,45 @@ fn check_step_vjp<F: DriftVjp>(
     println!("{name}: worst relative difference VJP vs central FD {worst:.2e}");
 }
 
+/// [`check_step_vjp`] of `solver` on `field` with parameters `p`, from `y`
+/// over a step `h`, for the cotangents `ybar` on the new state, `ebar` on
+/// the error estimate, and both; with `filter`, the filter matrix
+/// `M = I − hγ J(t, y)` frozen at the unperturbed point.
+fn check_step_vjp_bars<F: DriftVjp>(
+    name: &str,
+    (solver, filter): (Esdirk, bool),
+    (field, p): (&F, &[f64]),
+    (h, y): (f64, &[f64]),
+    (ybar, ebar): ([f64; 3], [f64; 3]),
+) {
+    let n = y.len();
+    let mut jac = vec![0.0; n * n];
+    assert!(field.jacobian(0.0, y, p, &mut jac));
+    let mut m = vec![0.0; n * n];
+    for k in 0..n * n {
+        m[k] = -h * solver.tableau().gamma * jac[k];
+    }
+    for i in 0..n {
+        m[i * n + i] += 1.0;
+    }
+    for (what, ybar, ebar) in [
+        ("y", ybar, [0.0; 3]),
+        ("err", [0.0; 3], ebar),
+        ("both", ybar, ebar),
+    ] {
+        check_step_vjp(
+            &format!("{name} {what}"),
+            solver,
+            field,
+            p,
+            (0.0, h),
+            y,
+            (&ybar, &ebar),
+            filter.then_some(&m[..]),
+        );
+    }
+}
+
 #[test]
 fn esdirk_step_vjp_matches_finite_differences() {
     let lin_p = [1.3, 0.4, 60.0, 2.0];
@@ -731,70 +677,28 @@ fn esdirk_step_vjp_matches_finite_differences() {
     let rob_y = [0.97, 3.1e-5, 0.03];
     for tab in [&ESDIRK34, &TRBDF2] {
         for filter in [false, true] {
-            let solver = Esdirk::new(tab).filter_error(false);
+            let solver = (Esdirk::new(tab).filter_error(false), filter);
             let tag = format!("{} filter={filter}", tab.name);
-            // the filter matrix M = I − hγ J(t, y) at the unperturbed point
-            let frozen = |field: &dyn Fn(&[f64], &mut [f64]), h: f64| -> Vec<f64> {
-                let n = 3;
-                let mut jac = vec![0.0; n * n];
-                field(&[], &mut jac);
-                let mut m = vec![0.0; n * n];
-                for k in 0..n * n {
-                    m[k] = -h * tab.gamma * jac[k];
-                }
-                for i in 0..n {
-                    m[i * n + i] += 1.0;
-                }
-                m
-            };
             // linear, exact Jacobian by duals
-            let h = 0.05;
-            let lin_m = frozen(
-                &|_, jac| {
-                    assert!(Generic(Linear).jacobian(0.0, &lin_y, &lin_p, jac));
-                },
-                h,
+            let (ybar, ebar) = ([1.0, -2.0, 0.5], [300.0, 100.0, -200.0]);
+            let linear = (&Generic(Linear), &lin_p[..]);
+            check_step_vjp_bars(
+                &format!("{tag} linear"),
+                solver,
+                linear,
+                (0.05, &lin_y),
+                (ybar, ebar),
             );
-            for (what, ybar, ebar) in [
-                ("y", [1.0, -2.0, 0.5], [0.0; 3]),
-                ("err", [0.0; 3], [300.0, 100.0, -200.0]),
-                ("both", [1.0, -2.0, 0.5], [300.0, 100.0, -200.0]),
-            ] {
-                check_step_vjp(
-                    &format!("{tag} linear {what}"),
-                    solver,
-                    &Generic(Linear),
-                    &lin_p,
-                    (0.0, h),
-                    &lin_y,
-                    (&ybar, &ebar),
-                    filter.then_some(&lin_m[..]),
-                );
-            }
             // Robertson in its stiff regime (hγ‖J‖ ≈ 10)
-            let h = 0.01;
-            let rob_m = frozen(
-                &|_, jac| {
-                    assert!(Generic(RobertsonP).jacobian(0.0, &rob_y, &ROBER_P, jac));
-                },
-                h,
+            let (ybar, ebar) = ([1.0, 1e3, -0.5], [1e4, 1e7, -1e4]);
+            let rober = (&Generic(RobertsonP), &ROBER_P[..]);
+            check_step_vjp_bars(
+                &format!("{tag} Robertson"),
+                solver,
+                rober,
+                (0.01, &rob_y),
+                (ybar, ebar),
             );
-            for (what, ybar, ebar) in [
-                ("y", [1.0, 1e3, -0.5], [0.0; 3]),
-                ("err", [0.0; 3], [1e4, 1e7, -1e4]),
-                ("both", [1.0, 1e3, -0.5], [1e4, 1e7, -1e4]),
-            ] {
-                check_step_vjp(
-                    &format!("{tag} Robertson {what}"),
-                    solver,
-                    &Generic(RobertsonP),
-                    &ROBER_P,
-                    (0.0, h),
-                    &rob_y,
-                    (&ybar, &ebar),
-                    filter.then_some(&rob_m[..]),
-                );
-            }
         }
     }
 }

@@ -28,43 +28,14 @@
 //! (the FD's own error); at rtol 1e-6 the Robertson error is 2.6e-5 (T =
 //! 1e2), so the 1e-5 assertion discriminates.
 
+mod common;
+use common::{
+    HIRES_P, HiresP, ROBER_P, RobertsonP, central_difference, hires, loss_of_solve, robertson,
+};
 use sdeflow::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sdeflow::{Bdf, GradError, NewtonOptions, NoDiffusion};
-
-/// Robertson with the rate constants as parameters.
-#[derive(Clone, Copy)]
-struct RobertsonP;
-impl GenericField for RobertsonP {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = -p[0] * y[0] + p[2] * y[1] * y[2];
-        dy[1] = p[0] * y[0] - p[2] * y[1] * y[2] - p[1] * y[1] * y[1];
-        dy[2] = p[1] * y[1] * y[1];
-    }
-}
-const ROBER_P: [f64; 3] = [0.04, 3e7, 1e4];
-
-/// HIRES (Bari test set `hires`) with four of its rate constants as
-/// parameters: p = (1.71, 0.43, 8.32, 280).
-#[derive(Clone, Copy)]
-struct HiresP;
-impl GenericField for HiresP {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], f: &mut [D]) {
-        let c = |v: f64| D::from(v);
-        let (a, b, k, r) = (p[0], p[1], p[2], p[3]);
-        f[0] = -a * y[0] + b * y[1] + k * y[2] + c(0.0007);
-        f[1] = a * y[0] - c(8.75) * y[1];
-        f[2] = c(-10.03) * y[2] + b * y[3] + c(0.035) * y[4];
-        f[3] = k * y[1] + a * y[2] - c(1.12) * y[3];
-        f[4] = c(-1.745) * y[4] + b * y[5] + b * y[6];
-        f[5] = -r * y[5] * y[7] + c(0.69) * y[3] + a * y[4] - b * y[5] + c(0.69) * y[6];
-        f[6] = r * y[5] * y[7] - c(1.81) * y[6];
-        f[7] = -r * y[5] * y[7] + c(1.81) * y[6];
-    }
-}
-const HIRES_P: [f64; 4] = [1.71, 0.43, 8.32, 280.0];
-const HIRES_Y0: [f64; 8] = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057];
 
 /// `L = Σ w_i y_i(T)`.
 fn weighted(w: &'static [f64]) -> impl Fn(&[f64], &[f64], &mut [f64]) -> f64 {
@@ -74,53 +45,94 @@ fn weighted(w: &'static [f64]) -> impl Fn(&[f64], &[f64], &mut [f64]) -> f64 {
     }
 }
 
-/// Relative error of `grad`'s dL/dp (by `adjoint`) against central FD of
-/// tight solves.
-fn check<S, T, F>(
-    label: &str,
-    (solver, adjoint): (S, Adjoint),
-    tight: T,
-    fd_step: f64,
-    problem: impl Fn(&[f64]) -> Problem<Generic<F>>,
-    p: &[f64],
+/// A gradient check: the problem at parameters `p`, the loss weights `w`,
+/// the relative finite-difference step, the options of the differentiated
+/// solves and of the tight reference solves (both saving at `T1`), and the
+/// tight reference solver.
+struct Case<P> {
+    /// Names the problem in the messages.
+    name: String,
+    problem: P,
+    p: &'static [f64],
     w: &'static [f64],
-    (opts, tight_opts): (Options, Options),
-) -> f64
-where
-    F: GenericField,
-    S: Differentiable<Generic<F>, NoDiffusion, VirtualTree> + Method + Copy,
-    T: Method + Copy,
-{
-    let loss = weighted(w);
-    let opts = opts.save_at(SaveAt::T1);
-    let g =
-        grad(&problem(p), solver, &opts, &loss, adjoint).unwrap_or_else(|e| panic!("{label}: {e}"));
-    let fwd = solve(&problem(p), solver, &opts).expect("forward");
-    let tight_opts = tight_opts.save_at(SaveAt::T1);
-    let l_at = |q: &[f64]| {
-        let sol = solve(&problem(q), tight, &tight_opts).expect("tight solve");
-        let mut gy = vec![0.0; sol.ys.len()];
-        loss(&sol.ts, &sol.ys, &mut gy)
-    };
-    let mut worst = 0.0f64;
-    for j in 0..p.len() {
-        let step = fd_step * p[j];
-        let (mut pp, mut pm) = (p.to_vec(), p.to_vec());
-        pp[j] += step;
-        pm[j] -= step;
-        let fd = (l_at(&pp) - l_at(&pm)) / (2.0 * step);
-        let rel = (g.dp[j] - fd).abs() / fd.abs();
+    fd_step: f64,
+    opts: Options,
+    tight_opts: Options,
+    tight: Esdirk34,
+}
+
+impl<F: GenericField, P: Fn(&[f64]) -> Problem<Generic<F>>> Case<P> {
+    /// Relative error of `grad`'s dL/dp by `solver` (labelled `solver_name`)
+    /// and `adjoint` against central FD of tight solves.
+    fn check<S>(&self, solver_name: &str, solver: S, adjoint: Adjoint) -> f64
+    where
+        S: Differentiable<Generic<F>, NoDiffusion, VirtualTree> + Method + Copy,
+    {
+        let label = format!("{} {solver_name}", self.name);
+        let (problem, p) = (&self.problem, self.p);
+        let loss = weighted(self.w);
+        let g = grad(&problem(p), solver, &self.opts, &loss, adjoint)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let fwd = solve(&problem(p), solver, &self.opts).expect("forward");
+        let l_at = |q: &[f64]| loss_of_solve(&problem(q), self.tight, &self.tight_opts, &loss);
+        let mut worst = 0.0f64;
+        for j in 0..p.len() {
+            let fd = central_difference(l_at, p, j, self.fd_step * p[j]);
+            let rel = (g.dp[j] - fd).abs() / fd.abs();
+            println!(
+                "{label}: dL/dp[{j}] adjoint {:.10e} FD {fd:.10e} rel {rel:.1e}",
+                g.dp[j]
+            );
+            worst = worst.max(rel);
+        }
         println!(
-            "{label}: dL/dp[{j}] adjoint {:.10e} FD {fd:.10e} rel {rel:.1e}",
-            g.dp[j]
+            "{label}: {} steps, forward {} drift evals; backward {} drift evals, {} VJPs",
+            fwd.stats.accepted_steps, fwd.stats.drift_evals, g.backward_drift_evals, g.vjps
         );
-        worst = worst.max(rel);
+        worst
     }
-    println!(
-        "{label}: {} steps, forward {} drift evals; backward {} drift evals, {} VJPs",
-        fwd.stats.accepted_steps, fwd.stats.drift_evals, g.backward_drift_evals, g.vjps
-    );
-    worst
+}
+
+/// Robertson on [0, t1], loss `y1 + 1e4 y2 + 0.5 y3`, differentiated at
+/// rtol 1e-10, atol 1e-14 against Esdirk34 at rtol 1e-12, atol 1e-16.
+fn robertson_case(t1: f64) -> Case<impl Fn(&[f64]) -> Problem<Generic<RobertsonP>>> {
+    let tolerances = |rtol, atol| {
+        Options::default()
+            .rtol(rtol)
+            .atol(atol)
+            .max_steps(1_000_000)
+            .save_at(SaveAt::T1)
+    };
+    Case {
+        name: format!("Robertson T={t1:e}"),
+        problem: move |p: &[f64]| robertson(p, t1),
+        p: &ROBER_P,
+        w: &[1.0, 1e4, 0.5],
+        fd_step: 1e-4,
+        opts: tolerances(1e-10, 1e-14),
+        tight_opts: tolerances(1e-12, 1e-16),
+        tight: Esdirk34::default().newton(newton(1e-14, 1e-18)),
+    }
+}
+
+/// HIRES, loss `Σ y_i`, differentiated at rtol 1e-12, atol 1e-14 against
+/// Esdirk34 at the same tolerances with a tighter Newton iteration.
+fn hires_case() -> Case<impl Fn(&[f64]) -> Problem<Generic<HiresP>>> {
+    let opts = Options::default()
+        .rtol(1e-12)
+        .atol(1e-14)
+        .max_steps(1_000_000)
+        .save_at(SaveAt::T1);
+    Case {
+        name: "HIRES".into(),
+        problem: hires,
+        p: &HIRES_P,
+        w: &[1.0; 8],
+        fd_step: 1e-6,
+        opts: opts.clone(),
+        tight_opts: opts,
+        tight: Esdirk34::default().newton(newton(1e-14, 1e-16)),
+    }
 }
 
 const DISCRETE: Adjoint = Adjoint::Discrete { checkpoints: 64 };
@@ -131,96 +143,41 @@ fn newton(rtol: f64, atol: f64) -> NewtonOptions {
 
 #[test]
 fn robertson_gradients_through_esdirk34_and_trbdf2_match_finite_differences() {
-    let rober = |p: &[f64]| {
-        Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1.0)).params(p.to_vec())
-    };
     for t1 in [1e2, 1e5] {
-        let problem = |p: &[f64]| rober(p).tspan((0.0, t1));
-        let opts = Options::default()
-            .rtol(1e-10)
-            .atol(1e-14)
-            .max_steps(1_000_000);
-        let tight_opts = Options::default()
-            .rtol(1e-12)
-            .atol(1e-16)
-            .max_steps(1_000_000);
-        let e = check(
-            &format!("Robertson T={t1:e} Esdirk34"),
-            (Esdirk34::default().newton(newton(1e-12, 1e-16)), DISCRETE),
-            Esdirk34::default().newton(newton(1e-14, 1e-18)),
-            1e-4,
-            problem,
-            &ROBER_P,
-            &[1.0, 1e4, 0.5],
-            (opts.clone(), tight_opts.clone()),
-        );
+        let case = robertson_case(t1);
+        let solver = Esdirk34::default().newton(newton(1e-12, 1e-16));
+        let e = case.check("Esdirk34", solver, DISCRETE);
         assert!(
             e < 1e-5,
             "Robertson T={t1:e} Esdirk34: relative error {e:e}"
         );
-        let e = check(
-            &format!("Robertson T={t1:e} TrBdf2"),
-            (TrBdf2::default().newton(newton(1e-12, 1e-16)), DISCRETE),
-            Esdirk34::default().newton(newton(1e-14, 1e-18)),
-            1e-4,
-            problem,
-            &ROBER_P,
-            &[1.0, 1e4, 0.5],
-            (opts, tight_opts),
-        );
+        let solver = TrBdf2::default().newton(newton(1e-12, 1e-16));
+        let e = case.check("TrBdf2", solver, DISCRETE);
         assert!(e < 1e-5, "Robertson T={t1:e} TrBdf2: relative error {e:e}");
     }
 }
 
 #[test]
 fn hires_gradients_through_esdirk34_match_finite_differences() {
-    let hires = |p: &[f64]| {
-        Problem::ode(Generic(HiresP), HIRES_Y0.to_vec(), (0.0, 321.8122)).params(p.to_vec())
-    };
-    let e = check(
-        "HIRES Esdirk34",
-        (Esdirk34::default().newton(newton(1e-12, 1e-14)), DISCRETE),
-        Esdirk34::default().newton(newton(1e-14, 1e-16)),
-        1e-6,
-        hires,
-        &HIRES_P,
-        &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-        (
-            Options::default()
-                .rtol(1e-12)
-                .atol(1e-14)
-                .max_steps(1_000_000),
-            Options::default()
-                .rtol(1e-12)
-                .atol(1e-14)
-                .max_steps(1_000_000),
-        ),
-    );
+    let solver = Esdirk34::default().newton(newton(1e-12, 1e-14));
+    let e = hires_case().check("Esdirk34", solver, DISCRETE);
     assert!(e < 1e-5, "HIRES Esdirk34: relative error {e:e}");
     // an independent method: the explicit Vern7's discrete adjoint on the
     // same problem (non-stiff enough for it at this tolerance)
-    let loss = weighted(&[1.0; 8]);
-    let opts = Options::default()
-        .rtol(1e-11)
-        .atol(1e-13)
-        .max_steps(10_000_000)
-        .save_at(SaveAt::T1);
-    let stiff = grad(
-        &hires(&HIRES_P),
-        Esdirk34::default().newton(newton(1e-12, 1e-14)),
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 64 },
-    )
-    .expect("Esdirk34");
-    let explicit = grad(
-        &hires(&HIRES_P),
-        Vern7,
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 64 },
-    )
-    .expect("Vern7");
+    fn discrete<S: Differentiable<Generic<HiresP>, NoDiffusion, VirtualTree> + Method>(
+        name: &str,
+        solver: S,
+    ) -> Gradient {
+        let opts = Options::default()
+            .rtol(1e-11)
+            .atol(1e-13)
+            .max_steps(10_000_000)
+            .save_at(SaveAt::T1);
+        let loss = weighted(&[1.0; 8]);
+        let adjoint = Adjoint::Discrete { checkpoints: 64 };
+        grad(&hires(&HIRES_P), solver, &opts, &loss, adjoint).expect(name)
+    }
+    let (stiff, explicit) = (discrete("Esdirk34", solver), discrete("Vern7", Vern7));
     for (a, b) in stiff.dp.iter().zip(&explicit.dp) {
         assert!((a - b).abs() <= 1e-6 * b.abs(), "Esdirk34 {a} vs Vern7 {b}");
     }
@@ -230,8 +187,7 @@ fn hires_gradients_through_esdirk34_match_finite_differences() {
 /// values before any work.
 #[test]
 fn stiff_discrete_adjoint_wants_step_ends() {
-    let p =
-        Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1.0)).params(ROBER_P.to_vec());
+    let p = robertson(&ROBER_P, 1.0);
     let loss = weighted(&[1.0, 1.0, 1.0]);
     let e = grad(
         &p,
@@ -246,58 +202,15 @@ fn stiff_discrete_adjoint_wants_step_ends() {
 
 #[test]
 fn robertson_gradients_through_bdf_match_finite_differences() {
-    let rober = |p: &[f64]| {
-        Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1.0)).params(p.to_vec())
-    };
     for t1 in [1e2, 1e5] {
-        let problem = |p: &[f64]| rober(p).tspan((0.0, t1));
-        let e = check(
-            &format!("Robertson T={t1:e} Bdf"),
-            (Bdf::default(), Adjoint::Interpolating),
-            Esdirk34::default().newton(newton(1e-14, 1e-18)),
-            1e-4,
-            problem,
-            &ROBER_P,
-            &[1.0, 1e4, 0.5],
-            (
-                Options::default()
-                    .rtol(1e-10)
-                    .atol(1e-14)
-                    .max_steps(1_000_000),
-                Options::default()
-                    .rtol(1e-12)
-                    .atol(1e-16)
-                    .max_steps(1_000_000),
-            ),
-        );
+        let e = robertson_case(t1).check("Bdf", Bdf::default(), Adjoint::Interpolating);
         assert!(e < 1e-5, "Robertson T={t1:e} Bdf: relative error {e:e}");
     }
 }
 
 #[test]
 fn hires_gradients_through_bdf_match_finite_differences() {
-    let hires = |p: &[f64]| {
-        Problem::ode(Generic(HiresP), HIRES_Y0.to_vec(), (0.0, 321.8122)).params(p.to_vec())
-    };
-    let e = check(
-        "HIRES Bdf",
-        (Bdf::default(), Adjoint::Interpolating),
-        Esdirk34::default().newton(newton(1e-14, 1e-16)),
-        1e-6,
-        hires,
-        &HIRES_P,
-        &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-        (
-            Options::default()
-                .rtol(1e-12)
-                .atol(1e-14)
-                .max_steps(1_000_000),
-            Options::default()
-                .rtol(1e-12)
-                .atol(1e-14)
-                .max_steps(1_000_000),
-        ),
-    );
+    let e = hires_case().check("Bdf", Bdf::default(), Adjoint::Interpolating);
     assert!(e < 1e-5, "HIRES Bdf: relative error {e:e}");
 }
 

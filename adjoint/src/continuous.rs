@@ -18,7 +18,7 @@
 //! # Stiff problems: `Bdf`
 //!
 //! `Bdf` runs inside diffsol, whose steps cannot be replayed, so its
-//! gradient is the interpolating adjoint ([`stiff_interpolating_adjoint`]),
+//! gradient is the interpolating adjoint ([`Request::stiff_interpolating`]),
 //! with the backward solve made stiff as in CVODES (Hindmarsh et al.,
 //! "SUNDIALS: Suite of nonlinear and differential/algebraic equation
 //! solvers", ACM TOMS 31 (2005); Serban & Hindmarsh, "CVODES: the
@@ -93,6 +93,7 @@ fn saved_view(dense: &Solution, save_at: &SaveAt) -> Result<Solution, SolveError
     })
 }
 
+use crate::differentiable::Request;
 use crate::loss::Loss;
 use crate::{GradError, Gradient};
 
@@ -136,6 +137,33 @@ struct AdjointRhs<'a, F> {
     dense: Option<&'a Solution>,
     scratch: RefCell<Scratch>,
     vjps: Cell<usize>,
+}
+
+impl<'a, F> AdjointRhs<'a, F> {
+    /// The backward system of `field` with parameters `params`, a state of
+    /// dimension `n` of which `off` leading entries are in `u`, and the
+    /// forward dense solution if interpolating.
+    fn new(
+        field: &'a F,
+        params: &'a [f64],
+        (n, off): (usize, usize),
+        dense: Option<&'a Solution>,
+    ) -> Self {
+        AdjointRhs {
+            field,
+            params,
+            n,
+            off,
+            dense,
+            scratch: RefCell::new(Scratch {
+                y: vec![0.0; n],
+                ay: vec![0.0; n],
+                ap: vec![0.0; params.len()],
+                unit: vec![0.0; n],
+            }),
+            vjps: Cell::new(0),
+        }
+    }
 }
 
 impl<F: DriftVjp> Drift for &AdjointRhs<'_, F> {
@@ -201,61 +229,6 @@ impl<F: DriftVjp> Drift for &AdjointRhs<'_, F> {
     }
 }
 
-/// The continuous adjoint with `source` (see [`crate::grad`]), the forward
-/// and the backward solve both with `solver` (an explicit or native
-/// one-step method, run in the generic loop).
-pub(crate) fn continuous_adjoint<F, D, S, L>(
-    problem: &Problem<F, NoDiffusion, D>,
-    solver: &S,
-    options: &Options,
-    loss: &L,
-    source: StateSource,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    D: Driver,
-    S: Solver + Copy + Method,
-    L: Loss + ?Sized,
-{
-    // one forward solve: dense when the backward pass interpolates (the
-    // user's saved values are read from it), else as asked, with the final
-    // state recorded on the way
-    let mut last = LastState(problem.y0.clone());
-    let (sol, state) = match source {
-        StateSource::Interpolating => {
-            let dense = integrate_observed(
-                problem,
-                solver,
-                &options.clone().save_at(SaveAt::Dense),
-                &mut last,
-            )?;
-            (
-                saved_view(&dense, &options.save_at)?,
-                Backward::Interpolating(Box::new(dense)),
-            )
-        }
-        StateSource::Backsolve => (
-            integrate_observed(problem, solver, options, &mut last)?,
-            Backward::Backsolve(last.0),
-        ),
-    };
-    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
-    let opts = Options {
-        save_at: SaveAt::T1,
-        dt0: None,
-        ..options.clone()
-    };
-    let opts = match &opts.rtol {
-        Tolerance::Vector(_) => opts.rtol(options.rtol.get(0)),
-        _ => opts,
-    };
-    let opts = match &opts.atol {
-        Tolerance::Vector(_) => opts.atol(options.atol.get(0)),
-        _ => opts,
-    };
-    backward_pass(problem, sol, value, &gy, state, *solver, &opts)
-}
-
 /// The smallest entry of a tolerance (the value itself for a scalar).
 fn smallest(tol: &Tolerance) -> f64 {
     match tol {
@@ -264,51 +237,94 @@ fn smallest(tol: &Tolerance) -> f64 {
     }
 }
 
-/// The interpolating adjoint of a solver that runs outside the generic loop
-/// (`Bdf`, in diffsol's engine), with a stiff backward solve: the forward
-/// solve with `solver` and `SaveAt::Dense` (the user's saved values are
-/// read from its dense output), then `[a, a_p]` backwards by the native
-/// `Esdirk34` (L-stable, so the adjoint's fast modes — stiff backwards in
-/// time exactly as the forward ones are forwards — cost no tiny steps), with
-/// the exact Jacobian of the adjoint system assembled from `n` VJPs. The
-/// backward solve runs at the user's `rtol` and `atol` (their smallest
-/// entries, as `Bdf` applies a vector `rtol`), which also set its Newton
-/// tolerances, with the default adaptive controller (`Bdf` uses diffsol's
-/// own) and the user's `dt_min`, `dt_max` and `max_steps`.
-pub(crate) fn stiff_interpolating_adjoint<F, D, M, L>(
-    problem: &Problem<F, NoDiffusion, D>,
-    solver: &M,
-    options: &Options,
-    loss: &L,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    D: Driver,
-    M: Method + Copy,
-    L: Loss + ?Sized,
-{
-    let dense = solve(problem, *solver, options.clone().save_at(SaveAt::Dense))?;
-    let sol = saved_view(&dense, &options.save_at)?;
-    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
-    let (rtol, atol) = (smallest(&options.rtol), smallest(&options.atol));
-    let opts = Options {
-        save_at: SaveAt::T1,
-        dt0: None,
-        controller: Controller::default(),
-        ..options.clone()
+impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L> {
+    /// The continuous adjoint with `source` (see [`crate::grad`]), the forward
+    /// and the backward solve both with `solver` (an explicit or native
+    /// one-step method, run in the generic loop).
+    pub(crate) fn continuous<S: Solver + Copy + Method>(
+        &self,
+        solver: &S,
+        source: StateSource,
+    ) -> Result<Gradient, GradError> {
+        let (problem, options, loss) = (self.problem, self.options, self.loss);
+        // one forward solve: dense when the backward pass interpolates (the
+        // user's saved values are read from it), else as asked, with the final
+        // state recorded on the way
+        let mut last = LastState(problem.y0.clone());
+        let (sol, state) = match source {
+            StateSource::Interpolating => {
+                let dense = integrate_observed(
+                    problem,
+                    solver,
+                    &options.clone().save_at(SaveAt::Dense),
+                    &mut last,
+                )?;
+                (
+                    saved_view(&dense, &options.save_at)?,
+                    Backward::Interpolating(Box::new(dense)),
+                )
+            }
+            StateSource::Backsolve => (
+                integrate_observed(problem, solver, options, &mut last)?,
+                Backward::Backsolve(last.0),
+            ),
+        };
+        let (value, gy) = crate::loss::evaluate(loss, &sol)?;
+        let opts = Options {
+            save_at: SaveAt::T1,
+            dt0: None,
+            ..options.clone()
+        };
+        let opts = match &opts.rtol {
+            Tolerance::Vector(_) => opts.rtol(options.rtol.get(0)),
+            _ => opts,
+        };
+        let opts = match &opts.atol {
+            Tolerance::Vector(_) => opts.atol(options.atol.get(0)),
+            _ => opts,
+        };
+        backward_pass(problem, sol, value, &gy, state, *solver, &opts)
     }
-    .rtol(rtol)
-    .atol(atol);
-    let backward = Esdirk34::default().tolerances(rtol, atol);
-    backward_pass(
-        problem,
-        sol,
-        value,
-        &gy,
-        Backward::Interpolating(Box::new(dense)),
-        backward,
-        &opts,
-    )
+
+    /// The interpolating adjoint of a solver that runs outside the generic loop
+    /// (`Bdf`, in diffsol's engine), with a stiff backward solve: the forward
+    /// solve with `solver` and `SaveAt::Dense` (the user's saved values are
+    /// read from its dense output), then `[a, a_p]` backwards by the native
+    /// `Esdirk34` (L-stable, so the adjoint's fast modes — stiff backwards in
+    /// time exactly as the forward ones are forwards — cost no tiny steps), with
+    /// the exact Jacobian of the adjoint system assembled from `n` VJPs. The
+    /// backward solve runs at the user's `rtol` and `atol` (their smallest
+    /// entries, as `Bdf` applies a vector `rtol`), which also set its Newton
+    /// tolerances, with the default adaptive controller (`Bdf` uses diffsol's
+    /// own) and the user's `dt_min`, `dt_max` and `max_steps`.
+    pub(crate) fn stiff_interpolating<M: Method + Copy>(
+        &self,
+        solver: &M,
+    ) -> Result<Gradient, GradError> {
+        let (problem, options, loss) = (self.problem, self.options, self.loss);
+        let dense = solve(problem, *solver, options.clone().save_at(SaveAt::Dense))?;
+        let sol = saved_view(&dense, &options.save_at)?;
+        let (value, gy) = crate::loss::evaluate(loss, &sol)?;
+        let (rtol, atol) = (smallest(&options.rtol), smallest(&options.atol));
+        let opts = Options {
+            save_at: SaveAt::T1,
+            dt0: None,
+            controller: Controller::default(),
+            ..options.clone()
+        }
+        .rtol(rtol)
+        .atol(atol);
+        let backward = Esdirk34::default().tolerances(rtol, atol);
+        backward_pass(
+            problem,
+            sol,
+            value,
+            &gy,
+            Backward::Interpolating(Box::new(dense)),
+            backward,
+            &opts,
+        )
+    }
 }
 
 /// Integrates the adjoint system backwards from `t1` to `t0` with `solver`
@@ -345,20 +361,7 @@ where
     };
     let mut u = vec![0.0; off + n + np];
     u[..off].copy_from_slice(y1);
-    let rhs = AdjointRhs {
-        field: &problem.drift,
-        params: &problem.params,
-        n,
-        off,
-        dense,
-        scratch: RefCell::new(Scratch {
-            y: vec![0.0; n],
-            ay: vec![0.0; n],
-            ap: vec![0.0; np],
-            unit: vec![0.0; n],
-        }),
-        vjps: Cell::new(0),
-    };
+    let rhs = AdjointRhs::new(&problem.drift, &problem.params, (n, off), dense);
     let mut backward_evals = 0;
     let add_jump = |u: &mut [f64], t: f64| {
         for (i, &ts) in sol.ts.iter().enumerate() {
@@ -422,20 +425,7 @@ mod tests {
         .expect("forward");
         let (n, np) = (2, 4);
         let m = n + np;
-        let rhs = AdjointRhs {
-            field: &problem.drift,
-            params: &problem.params,
-            n,
-            off: 0,
-            dense: Some(&dense),
-            scratch: RefCell::new(Scratch {
-                y: vec![0.0; n],
-                ay: vec![0.0; n],
-                ap: vec![0.0; np],
-                unit: vec![0.0; n],
-            }),
-            vjps: Cell::new(0),
-        };
+        let rhs = AdjointRhs::new(&problem.drift, &problem.params, (n, 0), Some(&dense));
         let rhs = &rhs;
         let t = 1.3;
         let u: Vec<f64> = (0..m).map(|i| 0.3 + 0.7 * i as f64).collect();

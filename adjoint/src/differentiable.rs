@@ -16,13 +16,14 @@
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::sde::{
-    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
+    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
 };
 use sdeflow_solvers::step_vjp::OdeStepVjp;
 use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
 use sdeflow_solvers::tableau::Tableau;
 use sdeflow_solvers::{DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt};
 
+use crate::continuous::StateSource;
 use crate::loss::Loss;
 use crate::reversible::reversible_heun_gradient;
 use crate::{Adjoint, GradError, Gradient};
@@ -98,164 +99,144 @@ pub(crate) fn budget(checkpoints: usize) -> usize {
     }
 }
 
-/// The ODE adjoints of a one-step solver with a step VJP.
-fn erk_gradient<F, D, S, L>(
-    solver: &S,
-    problem: &Problem<F, NoDiffusion, D>,
-    opts: &Options,
-    loss: &L,
-    adjoint: Adjoint,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    D: Driver,
-    S: OdeStepVjp + sdeflow_solvers::Method + Copy,
-    L: Loss + ?Sized,
-{
-    use crate::continuous::{StateSource, continuous_adjoint};
-    match adjoint {
-        Adjoint::Discrete { checkpoints } => {
-            crate::discrete::discrete_adjoint(problem, solver, opts, loss, budget(checkpoints))
-        }
-        Adjoint::Backsolve => {
-            continuous_adjoint(problem, solver, opts, loss, StateSource::Backsolve)
-        }
-        Adjoint::Interpolating => {
-            continuous_adjoint(problem, solver, opts, loss, StateSource::Interpolating)
-        }
-        Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(format!(
-            "{adjoint:?} is an SDE adjoint; for ODEs use Adjoint::Discrete, Backsolve or \
-             Interpolating"
-        ))),
-    }
+/// A gradient to compute: the problem, the options of its solve and the
+/// loss. The solvers' [`Differentiable`] implementations call its method for
+/// their family, with the adjoint asked for.
+pub(crate) struct Request<'a, F, G, D, L: ?Sized> {
+    pub(crate) problem: &'a Problem<F, G, D>,
+    pub(crate) options: &'a Options,
+    pub(crate) loss: &'a L,
 }
 
-/// Implements [`Differentiable`] for each solver type by one gradient
-/// function, for ODEs (`ode`: diffusion `NoDiffusion`; the function takes
-/// the solver first) or SDEs (`sde`: diffusions with a VJP; the function
-/// takes `grad`'s arguments, problem first).
-macro_rules! differentiable {
-    (ode, $via:ident: $($name:ty),*) => {$(
-        impl<F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D> for $name {
-            fn gradient<L: Loss + ?Sized>(
-                &self,
-                problem: &Problem<F, NoDiffusion, D>,
-                options: &Options,
-                loss: &L,
-                adjoint: Adjoint,
-            ) -> Result<Gradient, GradError> {
-                $via(self, problem, options, loss, adjoint)
-            }
-        }
-    )*};
-    (sde, $via:path: $($name:ty),*) => {$(
-        impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for $name {
-            fn gradient<L: Loss + ?Sized>(
-                &self,
-                problem: &Problem<F, G, D>,
-                options: &Options,
-                loss: &L,
-                adjoint: Adjoint,
-            ) -> Result<Gradient, GradError> {
-                $via(problem, self, options, loss, adjoint)
-            }
-        }
-    )*};
-}
-differentiable!(ode, erk_gradient: Euler, Heun, Bs3, Dopri5, Tsit5, Vern7);
-
-/// Any tableau held by a `Copy` handle: `ExplicitRk<&'static ButcherTableau>`
-/// (the built-ins' storage) and `ExplicitRk<&OwnedTableau>` (a tableau built
-/// at run time).
-impl<T: Tableau + Copy, F: DriftVjp, D: Driver> Differentiable<F, NoDiffusion, D>
-    for ExplicitRk<T>
-{
-    fn gradient<L: Loss + ?Sized>(
+impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L> {
+    /// The ODE adjoints of a one-step solver with a step VJP.
+    fn one_step<S: OdeStepVjp + Method + Copy>(
         &self,
-        problem: &Problem<F, NoDiffusion, D>,
-        options: &Options,
-        loss: &L,
+        solver: &S,
         adjoint: Adjoint,
     ) -> Result<Gradient, GradError> {
-        erk_gradient(self, problem, options, loss, adjoint)
+        let Request {
+            problem,
+            options,
+            loss,
+        } = *self;
+        let source = match adjoint {
+            Adjoint::Discrete { checkpoints } => {
+                let budget = budget(checkpoints);
+                return crate::discrete::discrete_adjoint(problem, solver, options, loss, budget);
+            }
+            Adjoint::Backsolve => StateSource::Backsolve,
+            Adjoint::Interpolating => StateSource::Interpolating,
+            Adjoint::Reversible | Adjoint::Stochastic => {
+                return Err(GradError::Unsupported(format!(
+                    "{adjoint:?} is an SDE adjoint; for ODEs use Adjoint::Discrete, Backsolve or \
+                     Interpolating"
+                )));
+            }
+        };
+        self.continuous(solver, source)
     }
-}
 
-/// The implicit (stiff) one-step methods: the same ODE adjoints; the
-/// discrete one reverses each step by the implicit-function theorem (one
-/// transposed linear solve per implicit stage), for losses on step ends
-/// (their dense output is not differentiated).
-fn implicit_gradient<F, D, S, L>(
-    solver: &S,
-    problem: &Problem<F, NoDiffusion, D>,
-    options: &Options,
-    loss: &L,
-    adjoint: Adjoint,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    D: Driver,
-    S: OdeStepVjp + sdeflow_solvers::Method + Copy,
-    L: Loss + ?Sized,
-{
-    if matches!(adjoint, Adjoint::Discrete { .. })
-        && !matches!(options.save_at, SaveAt::T1 | SaveAt::Steps)
-    {
-        return Err(GradError::Unsupported(format!(
-            "the discrete adjoint of {} differentiates step ends only (its dense output is not \
-             differentiated): use SaveAt::Steps or SaveAt::T1, or Adjoint::Interpolating",
-            solver.name()
-        )));
-    }
-    erk_gradient(solver, problem, options, loss, adjoint)
-}
-differentiable!(ode, implicit_gradient: Esdirk34, TrBdf2);
-
-/// `Bdf` (variable-order BDF/NDF in diffsol's engine): the interpolating
-/// adjoint only, its backward solve stiff (native `Esdirk34` on the adjoint
-/// system with its exact Jacobian; see `continuous`). The discrete adjoint
-/// would replay diffsol's internal steps (variable order, its own history
-/// and Newton iterations), which are not replayable from outside; backsolve
-/// integrates `y` backwards, which blows up on the contracting flows `Bdf`
-/// is for. Both are refused before any work.
-fn bdf_gradient<F, D, L>(
-    solver: &Bdf,
-    problem: &Problem<F, NoDiffusion, D>,
-    options: &Options,
-    loss: &L,
-    adjoint: Adjoint,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    D: Driver,
-    L: Loss + ?Sized,
-{
-    match adjoint {
-        Adjoint::Interpolating => {
-            crate::continuous::stiff_interpolating_adjoint(problem, solver, options, loss)
+    /// The implicit (stiff) one-step methods: the same ODE adjoints; the
+    /// discrete one reverses each step by the implicit-function theorem (one
+    /// transposed linear solve per implicit stage), for losses on step ends
+    /// (their dense output is not differentiated).
+    fn implicit<S: OdeStepVjp + Method + Copy>(
+        &self,
+        solver: &S,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
+        if matches!(adjoint, Adjoint::Discrete { .. })
+            && !matches!(self.options.save_at, SaveAt::T1 | SaveAt::Steps)
+        {
+            return Err(GradError::Unsupported(format!(
+                "the discrete adjoint of {} differentiates step ends only (its dense output is not \
+                 differentiated): use SaveAt::Steps or SaveAt::T1, or Adjoint::Interpolating",
+                solver.name()
+            )));
         }
-        Adjoint::Discrete { .. } => Err(GradError::Unsupported(
-            "Adjoint::Discrete with Bdf: diffsol runs Bdf's steps internally (variable order, \
-             its own history), so they cannot be replayed backwards; use Esdirk34 (or TrBdf2) \
-             for a discrete adjoint, or Adjoint::Interpolating with Bdf"
-                .into(),
-        )),
-        Adjoint::Backsolve => Err(GradError::Unsupported(
-            "Adjoint::Backsolve with Bdf: integrating the state backwards is unstable on the \
-             stiff, contracting flows Bdf is for; use Adjoint::Interpolating (memory O(steps)), \
-             or Esdirk34 with Adjoint::Discrete { checkpoints } for bounded memory"
-                .into(),
-        )),
-        Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(format!(
-            "{adjoint:?} is an SDE adjoint; with Bdf use Adjoint::Interpolating"
-        ))),
+        self.one_step(solver, adjoint)
+    }
+
+    /// `Bdf` (variable-order BDF/NDF in diffsol's engine): the interpolating
+    /// adjoint only, its backward solve stiff (native `Esdirk34` on the adjoint
+    /// system with its exact Jacobian; see `continuous`). The discrete adjoint
+    /// would replay diffsol's internal steps (variable order, its own history
+    /// and Newton iterations), which are not replayable from outside; backsolve
+    /// integrates `y` backwards, which blows up on the contracting flows `Bdf`
+    /// is for. Both are refused before any work.
+    fn bdf(&self, solver: &Bdf, adjoint: Adjoint) -> Result<Gradient, GradError> {
+        match adjoint {
+            Adjoint::Interpolating => self.stiff_interpolating(solver),
+            Adjoint::Discrete { .. } => Err(GradError::Unsupported(
+                "Adjoint::Discrete with Bdf: diffsol runs Bdf's steps internally (variable order, \
+                 its own history), so they cannot be replayed backwards; use Esdirk34 (or TrBdf2) \
+                 for a discrete adjoint, or Adjoint::Interpolating with Bdf"
+                    .into(),
+            )),
+            Adjoint::Backsolve => Err(GradError::Unsupported(
+                "Adjoint::Backsolve with Bdf: integrating the state backwards is unstable on the \
+                 stiff, contracting flows Bdf is for; use Adjoint::Interpolating (memory O(steps)), \
+                 or Esdirk34 with Adjoint::Discrete { checkpoints } for bounded memory"
+                    .into(),
+            )),
+            Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(format!(
+                "{adjoint:?} is an SDE adjoint; with Bdf use Adjoint::Interpolating"
+            ))),
+        }
     }
 }
-differentiable!(ode, bdf_gradient: Bdf);
 
-// The built-in SDE solvers: the discrete adjoint through their step VJP,
-// as an SDE solver of your own gets it.
-differentiable!(sde, crate::sde_discrete_gradient: EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3);
+impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G, D, L> {
+    /// The discrete adjoint of an SDE solver with a step VJP (what a
+    /// solver of your own gets through [`crate::sde_discrete_gradient`]).
+    fn sde<S: SdeStepVjp>(&self, solver: &S, adjoint: Adjoint) -> Result<Gradient, GradError> {
+        crate::sde_discrete_gradient(self.problem, solver, self.options, self.loss, adjoint)
+    }
 
-// Reversible Heun: its reversible, discrete and stochastic adjoints.
-differentiable!(sde, reversible_heun_gradient: ReversibleHeun);
+    /// Reversible Heun: its reversible, discrete and stochastic adjoints.
+    fn reversible_heun(
+        &self,
+        solver: &ReversibleHeun,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
+        reversible_heun_gradient(self.problem, solver, self.options, self.loss, adjoint)
+    }
+}
+
+/// Implements [`Differentiable`] (`Differentiable<F, $g, D>`) for each
+/// solver type `$name`, generic over `$gen` besides the drift `F: DriftVjp`
+/// and the driver `D`, by the [`Request`] method `$via`.
+macro_rules! differentiable {
+    (impl[$($gen:tt)*] Differentiable<F, $g:ty, D> for => $via:ident) => {};
+    (
+        impl[$($gen:tt)*] Differentiable<F, $g:ty, D>
+        for $name:ty $(, $rest:ty)* => $via:ident
+    ) => {
+        impl<F: DriftVjp, D: Driver, $($gen)*> Differentiable<F, $g, D> for $name {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<F, $g, D>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                Request { problem, options, loss }.$via(self, adjoint)
+            }
+        }
+        differentiable!(impl[$($gen)*] Differentiable<F, $g, D> for $($rest),* => $via);
+    };
+}
+
+differentiable!(impl[] Differentiable<F, NoDiffusion, D> for Euler, Heun, Bs3, Dopri5, Tsit5, Vern7 => one_step);
+// Any tableau held by a `Copy` handle: `ExplicitRk<&'static ButcherTableau>`
+// (the built-ins' storage) and `ExplicitRk<&OwnedTableau>` (a tableau built
+// at run time).
+differentiable!(impl[T: Tableau + Copy] Differentiable<F, NoDiffusion, D> for ExplicitRk<T> => one_step);
+differentiable!(impl[] Differentiable<F, NoDiffusion, D> for Esdirk34, TrBdf2 => implicit);
+differentiable!(impl[] Differentiable<F, NoDiffusion, D> for Bdf => bdf);
+differentiable!(
+    impl[G: DiffusionVjp] Differentiable<F, G, D>
+    for EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3 => sde
+);
+differentiable!(impl[G: DiffusionVjp] Differentiable<F, G, D> for ReversibleHeun => reversible_heun);

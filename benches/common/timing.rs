@@ -20,6 +20,25 @@ pub struct Timer {
     pub min_batches: usize,
 }
 
+impl Timer {
+    /// The timer of a report bench run with this process's arguments: test
+    /// mode (one run per case) unless `cargo bench` passed `--bench` (`cargo
+    /// test --benches` passes nothing) and neither `--test` nor `--quick` was
+    /// given; batches of 2 ms, at least `budget` per case and `min_batches`
+    /// batches.
+    pub fn from_args(budget: Duration, min_batches: usize) -> Timer {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let bench = args.iter().any(|a| a == "--bench");
+        let quick = !bench || args.iter().any(|a| a == "--test" || a == "--quick");
+        Timer {
+            quick,
+            budget,
+            batch: Duration::from_millis(2),
+            min_batches,
+        }
+    }
+}
+
 /// Time per solve of one case.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {

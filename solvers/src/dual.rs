@@ -69,6 +69,27 @@ enum Seed<'a> {
     ParamAxis(usize),
 }
 
+impl Seed<'_> {
+    /// The derivative part this seed gives to component `i` of the state
+    /// (`of_state`) or of the parameters.
+    #[inline]
+    fn eps(self, i: usize, of_state: bool) -> f64 {
+        match (self, of_state) {
+            (Seed::State(v), true) | (Seed::Params(v), false) => v[i],
+            (Seed::StateAxis(j), true) | (Seed::ParamAxis(j), false) if j == i => 1.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Where a field is evaluated: time, state and parameters.
+#[derive(Clone, Copy)]
+struct Point<'a> {
+    t: f64,
+    y: &'a [f64],
+    p: &'a [f64],
+}
+
 /// Per-thread dual buffers, so that Jacobian products allocate nothing
 /// after the first call on a thread.
 #[derive(Default)]
@@ -95,18 +116,10 @@ fn with_scratch<R>(f: impl FnOnce(&mut DualScratch) -> R) -> R {
 }
 
 impl<F: GenericField> Generic<F> {
-    /// One dual evaluation along `seed`: writes the derivative part into
-    /// `out` (the field's output length).
-    fn directional_in(
-        &self,
-        s: &mut DualScratch,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-        seed: Seed<'_>,
-        out: &mut [f64],
-    ) {
-        self.eval_seeded(s, t, y, p, seed, out.len());
+    /// One dual evaluation at `at` along `seed`: writes the derivative part
+    /// into `out` (the field's output length).
+    fn directional_in(&self, s: &mut DualScratch, at: Point<'_>, seed: Seed<'_>, out: &mut [f64]) {
+        self.eval_seeded(s, at, seed, out.len());
         for (o, d) in out.iter_mut().zip(&s.out) {
             *o = d.eps;
         }
@@ -115,41 +128,27 @@ impl<F: GenericField> Generic<F> {
     /// `(∂f/∂p) v` (parameter direction `v`, length of `p`) by one dual
     /// evaluation.
     pub fn param_jacobian_vector(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) {
-        with_scratch(|s| self.directional_in(s, t, y, p, Seed::Params(v), out))
+        with_scratch(|s| self.directional_in(s, Point { t, y, p }, Seed::Params(v), out))
     }
 
-    /// Evaluates along `seed` into the scratch's output buffer (of length
-    /// `len`).
-    fn eval_seeded(
-        &self,
-        s: &mut DualScratch,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-        seed: Seed<'_>,
-        len: usize,
-    ) {
+    /// Evaluates at `at` along `seed` into the scratch's output buffer (of
+    /// length `len`).
+    fn eval_seeded(&self, s: &mut DualScratch, at: Point<'_>, seed: Seed<'_>, len: usize) {
         s.y.clear();
-        s.y.extend(y.iter().enumerate().map(|(i, &a)| {
-            let eps = match seed {
-                Seed::State(v) => v[i],
-                Seed::StateAxis(j) if j == i => 1.0,
-                _ => 0.0,
-            };
-            Dual64::new(a, eps)
-        }));
+        s.y.extend(
+            at.y.iter()
+                .enumerate()
+                .map(|(i, &a)| Dual64::new(a, seed.eps(i, true))),
+        );
         s.p.clear();
-        s.p.extend(p.iter().enumerate().map(|(i, &a)| {
-            let eps = match seed {
-                Seed::Params(v) => v[i],
-                Seed::ParamAxis(j) if j == i => 1.0,
-                _ => 0.0,
-            };
-            Dual64::new(a, eps)
-        }));
+        s.p.extend(
+            at.p.iter()
+                .enumerate()
+                .map(|(i, &a)| Dual64::new(a, seed.eps(i, false))),
+        );
         s.out.clear();
         s.out.resize(len, Dual64::from(0.0));
-        self.0.eval(Dual64::from(t), &s.y, &s.p, &mut s.out);
+        self.0.eval(Dual64::from(at.t), &s.y, &s.p, &mut s.out);
     }
 
     /// `wᵀ ∂(Lg)/∂e` for `Lg = (∂g/∂y) g` and the input axis `e` (a state
@@ -162,36 +161,29 @@ impl<F: GenericField> Generic<F> {
     fn milstein_term_axis(
         &self,
         s: &mut DualScratch,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
+        at: Point<'_>,
         axis: Seed<'_>,
         w: &[f64],
     ) -> f64 {
-        let n = y.len();
-        self.eval_seeded(s, t, y, p, axis, n);
+        let n = at.y.len();
+        self.eval_seeded(s, at, axis, n);
         s.hy.clear();
-        s.hy.extend(y.iter().zip(&s.out).enumerate().map(|(i, (&a, gd))| {
-            let e2 = if matches!(axis, Seed::StateAxis(j) if j == i) {
-                1.0
-            } else {
-                0.0
-            };
-            HyperDual64::new(a, gd.re, e2, gd.eps)
-        }));
+        s.hy.extend(
+            at.y.iter()
+                .zip(&s.out)
+                .enumerate()
+                .map(|(i, (&a, gd))| HyperDual64::new(a, gd.re, axis.eps(i, true), gd.eps)),
+        );
         s.hp.clear();
-        s.hp.extend(p.iter().enumerate().map(|(i, &a)| {
-            let e2 = if matches!(axis, Seed::ParamAxis(j) if j == i) {
-                1.0
-            } else {
-                0.0
-            };
-            HyperDual64::new(a, 0.0, e2, 0.0)
-        }));
+        s.hp.extend(
+            at.p.iter()
+                .enumerate()
+                .map(|(i, &a)| HyperDual64::new(a, 0.0, axis.eps(i, false), 0.0)),
+        );
         s.hout.clear();
         s.hout.resize(n, HyperDual64::from_re(0.0));
         self.0
-            .eval(HyperDual64::from_re(t), &s.hy, &s.hp, &mut s.hout);
+            .eval(HyperDual64::from_re(at.t), &s.hy, &s.hp, &mut s.hout);
         s.hout.iter().zip(w).map(|(d, wi)| d.eps1eps2 * wi).sum()
     }
 
@@ -199,14 +191,15 @@ impl<F: GenericField> Generic<F> {
     /// length of `v`: one dual evaluation per state and per parameter
     /// component (columns of the Jacobians), each contracted with `v`.
     fn vjp_any(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+        let at = Point { t, y, p };
         let dot = |s: &DualScratch| s.out.iter().zip(v).map(|(d, w)| d.eps * w).sum::<f64>();
         with_scratch(|s| {
             for (j, o) in oy.iter_mut().enumerate().take(y.len()) {
-                self.eval_seeded(s, t, y, p, Seed::StateAxis(j), v.len());
+                self.eval_seeded(s, at, Seed::StateAxis(j), v.len());
                 *o += dot(s);
             }
             for (j, o) in op.iter_mut().enumerate().take(p.len()) {
-                self.eval_seeded(s, t, y, p, Seed::ParamAxis(j), v.len());
+                self.eval_seeded(s, at, Seed::ParamAxis(j), v.len());
                 *o += dot(s);
             }
         })
@@ -227,14 +220,15 @@ impl<F: GenericField> Drift for Generic<F> {
         let n = y.len();
         with_scratch(|s| {
             for j in 0..n {
-                self.directional_in(s, t, y, p, Seed::StateAxis(j), &mut jac[j * n..(j + 1) * n]);
+                let column = &mut jac[j * n..(j + 1) * n];
+                self.directional_in(s, Point { t, y, p }, Seed::StateAxis(j), column);
             }
         });
         true
     }
 
     fn jacobian_vector(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
-        with_scratch(|s| self.directional_in(s, t, y, p, Seed::State(v), out));
+        with_scratch(|s| self.directional_in(s, Point { t, y, p }, Seed::State(v), out));
         true
     }
 }
@@ -250,7 +244,7 @@ impl<F: GenericField> Diffusion for Generic<F> {
     }
 
     fn diffusion_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
-        with_scratch(|s| self.directional_in(s, t, y, p, Seed::State(v), out));
+        with_scratch(|s| self.directional_in(s, Point { t, y, p }, Seed::State(v), out));
         true
     }
 }
@@ -294,12 +288,13 @@ impl<F: GenericField> DiffusionVjp for Generic<F> {
         if w.len() != y.len() {
             return false;
         }
+        let at = Point { t, y, p };
         with_scratch(|s| {
             for (j, o) in oy.iter_mut().enumerate().take(y.len()) {
-                *o += self.milstein_term_axis(s, t, y, p, Seed::StateAxis(j), w);
+                *o += self.milstein_term_axis(s, at, Seed::StateAxis(j), w);
             }
             for (j, o) in op.iter_mut().enumerate().take(p.len()) {
-                *o += self.milstein_term_axis(s, t, y, p, Seed::ParamAxis(j), w);
+                *o += self.milstein_term_axis(s, at, Seed::ParamAxis(j), w);
             }
         });
         true
@@ -337,21 +332,17 @@ mod tests {
         assert!(g.milstein_term_vjp(t, &y, &p, &w, &mut oy, &mut op));
         // it adds to what the outputs held
         let got = [oy[0] - 0.25, oy[1] + 0.5, op[0] - 1.0, op[1] - 2.0];
-        let wl = |y: &[f64], p: &[f64]| -> f64 {
+        // wᵀ Lg at (y, p) with x_k moved by d, x = (y, p)
+        let wl = |k: usize, d: f64| -> f64 {
+            let mut x = [y[0], y[1], p[0], p[1]];
+            x[k] += d;
+            let (y, p) = x.split_at(2);
             lg(&g, t, y, p).iter().zip(&w).map(|(a, b)| a * b).sum()
         };
         let h = 1e-5;
         let mut worst = 0.0f64;
         for (k, &adj) in got.iter().enumerate() {
-            let (mut ya, mut yb, mut pa, mut pb) = (y, y, p, p);
-            if k < 2 {
-                ya[k] += h;
-                yb[k] -= h;
-            } else {
-                pa[k - 2] += h;
-                pb[k - 2] -= h;
-            }
-            let fd = (wl(&ya, &pa) - wl(&yb, &pb)) / (2.0 * h);
+            let fd = (wl(k, h) - wl(k, -h)) / (2.0 * h);
             let rel = (adj - fd).abs() / fd.abs().max(1e-3);
             worst = worst.max(rel);
             assert!(rel < 1e-7, "component {k}: {adj} vs FD {fd} (rel {rel:e})");

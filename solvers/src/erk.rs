@@ -77,9 +77,11 @@ impl<T: Tableau> ExplicitRk<T> {
     }
 }
 
-/// `out = y + h Σ_j coef_j k_j` over the first `coef.len()` stages.
+/// `out = y + h Σ_j coef_j k_j` over the first `coef.len()` stages (`n`
+/// entries each in `ks`), skipping zero coefficients: the input of an RK
+/// stage (of its explicit part, for a diagonally implicit method).
 #[inline(always)]
-fn stage_input(y: &[f64], h: f64, coef: &[f64], ks: &[f64], n: usize, out: &mut [f64]) {
+pub(crate) fn stage_input(y: &[f64], h: f64, coef: &[f64], ks: &[f64], n: usize, out: &mut [f64]) {
     out.copy_from_slice(y);
     for (j, &a) in coef.iter().enumerate() {
         if a != 0.0 {
@@ -111,14 +113,7 @@ impl<T: Tableau> Solver for ExplicitRk<T> {
         &self,
         problem: &Problem<F, G, D>,
     ) -> Result<(), SolveError> {
-        if problem.is_sde() {
-            return Err(SolveError::Unsupported {
-                solver: self.tableau.name(),
-                what: "SDEs (it integrates ODEs only)".into(),
-                alternatives: "the SDE solvers (EulerMaruyama, Milstein, Sriw1, ...)".into(),
-            });
-        }
-        Ok(())
+        problem.ode_only(self.tableau.name())
     }
 
     fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> ErkCache {
@@ -339,28 +334,6 @@ impl<T: Tableau> OdeStepVjp for ExplicitRk<T> {
         }
     }
 
-    fn step_vjp<F: crate::field::DriftVjp>(
-        &self,
-        cache: &mut ErkVjpCache,
-        drift: &F,
-        p: &[f64],
-        at: StepAt<'_>,
-        bars: StepBars<'_, '_>,
-        stats: &mut Stats,
-    ) -> Result<usize, SolveError> {
-        Ok(self.erk_step_vjp(cache, drift, p, at, bars, stats))
-    }
-}
-
-// the step VJP of every tableau-driven method is the generic one
-delegate_ode_step_vjp!(Euler, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Heun, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Bs3, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Dopri5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Tsit5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Vern7, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-
-impl<T: Tableau> ExplicitRk<T> {
     /// The discrete adjoint of one step (Hager 2000; Sandu 2006): the step
     /// from `(t, y)` of size `h` is recomputed, then reversed stage by stage.
     /// On entry `bars.y = ∂L/∂y_{n+1}`; on exit `bars.y = ∂L/∂y_n`, with the
@@ -368,7 +341,7 @@ impl<T: Tableau> ExplicitRk<T> {
     /// values interpolated inside the step included. `∂L/∂p` is added to
     /// `bars.p`. The step size is a constant (the controller is not
     /// differentiated). Returns the number of VJPs.
-    fn erk_step_vjp<F: crate::field::DriftVjp>(
+    fn step_vjp<F: crate::field::DriftVjp>(
         &self,
         c: &mut ErkVjpCache,
         field: &F,
@@ -376,7 +349,7 @@ impl<T: Tableau> ExplicitRk<T> {
         at: StepAt<'_>,
         bars: StepBars<'_, '_>,
         stats: &mut Stats,
-    ) -> usize {
+    ) -> Result<usize, SolveError> {
         let StepAt { t, h, y } = at;
         let StepBars {
             y: lambda,
@@ -496,6 +469,14 @@ impl<T: Tableau> ExplicitRk<T> {
             }
         }
         lambda.copy_from_slice(&c.lam);
-        vjps
+        Ok(vjps)
     }
 }
+
+// the step VJP of every tableau-driven method is the generic one
+delegate_ode_step_vjp!(Euler, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Heun, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Bs3, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Dopri5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Tsit5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+delegate_ode_step_vjp!(Vern7, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));

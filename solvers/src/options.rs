@@ -101,6 +101,25 @@ pub enum SaveAt {
     Dense,
 }
 
+/// Builder methods that set one field each: `field: Type;` defines
+/// `pub fn field(mut self, field: Type) -> Self`, `name => field: Type;`
+/// the same method under another name. Doc comments are kept.
+macro_rules! setters {
+    () => {};
+    ($(#[$doc:meta])* $name:ident => $field:ident: $ty:ty; $($rest:tt)*) => {
+        $(#[$doc])*
+        pub fn $name(mut self, $field: $ty) -> Self {
+            self.$field = $field;
+            self
+        }
+        $crate::options::setters! { $($rest)* }
+    };
+    ($(#[$doc:meta])* $field:ident: $ty:ty; $($rest:tt)*) => {
+        $crate::options::setters! { $(#[$doc])* $field => $field: $ty; $($rest)* }
+    };
+}
+pub(crate) use setters;
+
 /// Options of a solve. Build with the chained setters:
 ///
 /// ```
@@ -189,30 +208,17 @@ impl Options {
         self.controller = Controller::Constant;
         self
     }
-    /// Sets the smallest allowed step.
-    pub fn dt_min(mut self, dt_min: f64) -> Self {
-        self.dt_min = dt_min;
-        self
-    }
-    /// Sets the largest allowed step.
-    pub fn dt_max(mut self, dt_max: f64) -> Self {
-        self.dt_max = dt_max;
-        self
-    }
-    /// Sets the budget of attempted steps.
-    pub fn max_steps(mut self, max_steps: usize) -> Self {
-        self.max_steps = max_steps;
-        self
-    }
-    /// Sets the seed of the Brownian path.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// Sets what to save.
-    pub fn save_at(mut self, save_at: SaveAt) -> Self {
-        self.save_at = save_at;
-        self
+    setters! {
+        /// Sets the smallest allowed step.
+        dt_min: f64;
+        /// Sets the largest allowed step.
+        dt_max: f64;
+        /// Sets the budget of attempted steps.
+        max_steps: usize;
+        /// Sets the seed of the Brownian path.
+        seed: u64;
+        /// Sets what to save.
+        save_at: SaveAt;
     }
     /// Makes every time of `times` (inside the span, in the direction of
     /// integration) a step end: see [`Options::step_to`].

@@ -89,15 +89,25 @@ impl<F: Drift, G: Diffusion, D: Driver> Problem<F, G, D> {
     /// [`VirtualTree`], e.g. [`crate::brownian::Increments`] for the fastest
     /// fixed-step solves, or a [`crate::brownian::SampledPath`] you recorded.
     pub fn driver<D2: Driver>(self, driver: D2) -> Problem<F, G, D2> {
+        self.rebuild(|drift| drift, |_| driver)
+    }
+
+    /// The same problem with the drift `drift(self.drift)` and the driver
+    /// `driver(self.driver)`.
+    fn rebuild<F2, D2>(
+        self,
+        drift: impl FnOnce(F) -> F2,
+        driver: impl FnOnce(D) -> D2,
+    ) -> Problem<F2, G, D2> {
         Problem {
-            drift: self.drift,
+            drift: drift(self.drift),
             diffusion: self.diffusion,
             noise: self.noise,
             interpretation: self.interpretation,
             y0: self.y0,
             tspan: self.tspan,
             params: self.params,
-            driver,
+            driver: driver(self.driver),
         }
     }
 
@@ -132,19 +142,7 @@ impl<F: Drift, G: Diffusion, D: Driver> Problem<F, G, D> {
     where
         J: Fn(f64, &[f64], &[f64], &mut [f64]),
     {
-        Problem {
-            drift: WithJacobian {
-                field: self.drift,
-                jacobian,
-            },
-            diffusion: self.diffusion,
-            noise: self.noise,
-            interpretation: self.interpretation,
-            y0: self.y0,
-            tspan: self.tspan,
-            params: self.params,
-            driver: self.driver,
-        }
+        self.rebuild(|field| WithJacobian { field, jacobian }, |driver| driver)
     }
 
     /// Attaches a hand-written vector–Jacobian product
@@ -154,19 +152,7 @@ impl<F: Drift, G: Diffusion, D: Driver> Problem<F, G, D> {
     where
         V: Fn(f64, &[f64], &[f64], &[f64], &mut [f64], &mut [f64]),
     {
-        Problem {
-            drift: WithVjp {
-                field: self.drift,
-                vjp,
-            },
-            diffusion: self.diffusion,
-            noise: self.noise,
-            interpretation: self.interpretation,
-            y0: self.y0,
-            tspan: self.tspan,
-            params: self.params,
-            driver: self.driver,
-        }
+        self.rebuild(|field| WithVjp { field, vjp }, |driver| driver)
     }
 
     /// State dimension `n`.
@@ -177,6 +163,18 @@ impl<F: Drift, G: Diffusion, D: Driver> Problem<F, G, D> {
     /// Whether this is an SDE (has a noise structure).
     pub fn is_sde(&self) -> bool {
         self.noise.is_some()
+    }
+
+    /// Refuses an SDE for `solver`, which integrates ODEs only.
+    pub(crate) fn ode_only(&self, solver: &'static str) -> Result<(), SolveError> {
+        if self.is_sde() {
+            return Err(SolveError::Unsupported {
+                solver,
+                what: "SDEs (it integrates ODEs only)".into(),
+                alternatives: "the SDE solvers (EulerMaruyama, Milstein, Sriw1, ...)".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Checks the initial state, parameters and span: every value finite,

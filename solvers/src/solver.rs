@@ -206,59 +206,74 @@ macro_rules! delegate_solver {
             pub fn tableau(&self) -> &'static $tabty {
                 &$tab
             }
+
+            /// The solver this method is.
+            #[inline(always)]
+            fn inner(&self) -> impl $crate::solver::Solver<Cache = $cache> {
+                $inner
+            }
         }
 
+        $crate::solver::delegate_solver_impl!($name, $cache, inner);
+    };
+}
+pub(crate) use delegate_solver;
+
+/// Implements [`Solver`] for `$name` by delegating every method to the
+/// solver (with cache `$cache`) that its method `$inner()` returns.
+macro_rules! delegate_solver_impl {
+    ($name:ty, $cache:ty, $inner:ident) => {
         impl $crate::solver::Solver for $name {
             type Cache = $cache;
             fn name(&self) -> &'static str {
-                $inner.name()
+                self.$inner().name()
             }
             fn order(&self) -> f64 {
-                $inner.order()
+                self.$inner().order()
             }
             fn error_order(&self) -> Option<f64> {
-                $inner.error_order()
+                self.$inner().error_order()
             }
             fn needs_levy_area(&self) -> bool {
-                $inner.needs_levy_area()
+                self.$inner().needs_levy_area()
             }
-            fn check<F: $crate::field::Drift, G: $crate::field::Diffusion, D: $crate::brownian::Driver>(
+            fn check<F: $crate::Drift, G: $crate::Diffusion, D: $crate::prelude::Driver>(
                 &self,
-                problem: &$crate::problem::Problem<F, G, D>,
-            ) -> Result<(), $crate::error::SolveError> {
-                $inner.check(problem)
+                problem: &$crate::Problem<F, G, D>,
+            ) -> Result<(), $crate::SolveError> {
+                self.$inner().check(problem)
             }
-            fn init<F: $crate::field::Drift, G: $crate::field::Diffusion, D: $crate::brownian::Driver>(
+            fn init<F: $crate::Drift, G: $crate::Diffusion, D: $crate::prelude::Driver>(
                 &self,
-                problem: &$crate::problem::Problem<F, G, D>,
+                problem: &$crate::Problem<F, G, D>,
             ) -> $cache {
-                $inner.init(problem)
+                self.$inner().init(problem)
             }
             fn start(&self, cache: &mut $cache, f0: &[f64], g0: &[f64]) {
-                $inner.start(cache, f0, g0)
+                self.$inner().start(cache, f0, g0)
             }
             #[inline]
-            fn step<F: $crate::field::Drift, G: $crate::field::Diffusion>(
+            fn step<F: $crate::Drift, G: $crate::Diffusion>(
                 &self,
                 cache: &mut $cache,
                 fields: &$crate::solver::Fields<'_, F, G>,
                 at: $crate::solver::StepAt<'_>,
                 noise: &$crate::solver::StepNoise<'_>,
                 out: $crate::solver::StepOut<'_>,
-                stats: &mut $crate::solution::Stats,
+                stats: &mut $crate::Stats,
             ) -> $crate::solver::StepStatus {
-                $inner.step(cache, fields, at, noise, out, stats)
+                self.$inner().step(cache, fields, at, noise, out, stats)
             }
             fn accept(&self, cache: &mut $cache) {
-                $inner.accept(cache)
+                self.$inner().accept(cache)
             }
             fn carried_state<'c>(&self, cache: &'c $cache) -> &'c [f64] {
-                $inner.carried_state(cache)
+                self.$inner().carried_state(cache)
             }
             fn dense_table<'c>(&self, cache: &'c $cache) -> $crate::solver::DenseTable<'c> {
-                $inner.dense_table(cache)
+                self.$inner().dense_table(cache)
             }
-            fn dense_stages<'c, F: $crate::field::Drift, G: $crate::field::Diffusion>(
+            fn dense_stages<'c, F: $crate::Drift, G: $crate::Diffusion>(
                 &self,
                 cache: &'c mut $cache,
                 fields: &$crate::solver::Fields<'_, F, G>,
@@ -266,11 +281,12 @@ macro_rules! delegate_solver {
                 h: f64,
                 y: &[f64],
                 y_new: &[f64],
-                stats: &mut $crate::solution::Stats,
+                stats: &mut $crate::Stats,
             ) -> &'c [f64] {
-                $inner.dense_stages(cache, fields, t, h, y, y_new, stats)
+                self.$inner()
+                    .dense_stages(cache, fields, t, h, y, y_new, stats)
             }
         }
     };
 }
-pub(crate) use delegate_solver;
+pub(crate) use delegate_solver_impl;

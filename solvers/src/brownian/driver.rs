@@ -64,79 +64,68 @@ pub trait Driver: fmt::Debug + Clone + Send + Sync {
     fn requery(&self) -> bool;
 }
 
-/// The virtual Brownian tree ([`BrownianTree`]): `W` is a pure function of
-/// `(seed, t)`, so every step size, any query order, rejected steps and
-/// backward passes see the same path. The default driver.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct VirtualTree;
+/// Defines the unit struct `$name` (with its doc), a driver whose paths
+/// are `$path`, built by `$new` from `($tspan, $m, $seed)`, that can be
+/// re-queried or not (`requery`).
+macro_rules! simple_driver {
+    (
+        $(#[$doc:meta])*
+        $name:ident -> $path:ident, |$tspan:pat_param, $m:ident, $seed:ident| $new:expr,
+        requery: $requery:expr
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name;
 
-impl Driver for VirtualTree {
-    type Path = BrownianTree;
+        impl Driver for $name {
+            type Path = $path;
 
-    fn name(&self) -> &'static str {
-        "VirtualTree"
-    }
+            fn name(&self) -> &'static str {
+                stringify!($name)
+            }
 
-    fn path(&self, tspan: (f64, f64), m: usize, seed: u64) -> Result<BrownianTree, SolveError> {
-        Ok(BrownianTree::new(tspan, m, seed))
-    }
+            fn path(&self, $tspan: (f64, f64), $m: usize, $seed: u64) -> Result<$path, SolveError> {
+                Ok($new)
+            }
 
-    fn requery(&self) -> bool {
-        true
-    }
+            fn requery(&self) -> bool {
+                $requery
+            }
+        }
+    };
 }
 
-/// The cached Brownian interval ([`BrownianInterval`]; Kidger et al. 2021,
-/// torchsde's `BrownianInterval`): the path is split at the query points,
-/// so sequential queries cost `O(1)` amortised (about 0.15–0.3 µs against
-/// the tree's ~2 µs), rejected steps and backward passes re-query it
-/// consistently, and the solution keeps it. Unlike [`VirtualTree`] the
-/// realised path depends on where it was queried (another step size gives
-/// another Brownian motion), though it is deterministic for a seed and a
-/// query sequence — so `solve` and `grad` with the same problem and options
-/// still see the same path.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CachedInterval;
+simple_driver!(
+    /// The virtual Brownian tree ([`BrownianTree`]): `W` is a pure function of
+    /// `(seed, t)`, so every step size, any query order, rejected steps and
+    /// backward passes see the same path. The default driver.
+    VirtualTree -> BrownianTree, |tspan, m, seed| BrownianTree::new(tspan, m, seed),
+    requery: true
+);
 
-impl Driver for CachedInterval {
-    type Path = BrownianInterval;
+simple_driver!(
+    /// The cached Brownian interval ([`BrownianInterval`]; Kidger et al. 2021,
+    /// torchsde's `BrownianInterval`): the path is split at the query points,
+    /// so sequential queries cost `O(1)` amortised (about 0.15–0.3 µs against
+    /// the tree's ~2 µs), rejected steps and backward passes re-query it
+    /// consistently, and the solution keeps it. Unlike [`VirtualTree`] the
+    /// realised path depends on where it was queried (another step size gives
+    /// another Brownian motion), though it is deterministic for a seed and a
+    /// query sequence — so `solve` and `grad` with the same problem and options
+    /// still see the same path.
+    CachedInterval -> BrownianInterval, |tspan, m, seed| BrownianInterval::new(tspan, m, seed),
+    requery: true
+);
 
-    fn name(&self) -> &'static str {
-        "CachedInterval"
-    }
-
-    fn path(&self, tspan: (f64, f64), m: usize, seed: u64) -> Result<BrownianInterval, SolveError> {
-        Ok(BrownianInterval::new(tspan, m, seed))
-    }
-
-    fn requery(&self) -> bool {
-        true
-    }
-}
-
-/// Fresh i.i.d. increments `ΔW ~ N(0, h)` drawn in order from a fast stream:
-/// the fastest driver for fixed-step solves. The path depends on the step
-/// size (halving `dt` gives another Brownian motion) and cannot be
-/// re-queried, so adaptive solves and the continuous adjoints refuse it with
-/// a typed error; the discrete adjoint records the increments it needs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Increments;
-
-impl Driver for Increments {
-    type Path = BrownianIncrements;
-
-    fn name(&self) -> &'static str {
-        "Increments"
-    }
-
-    fn path(&self, _: (f64, f64), m: usize, seed: u64) -> Result<BrownianIncrements, SolveError> {
-        Ok(BrownianIncrements::new(m, seed))
-    }
-
-    fn requery(&self) -> bool {
-        false
-    }
-}
+simple_driver!(
+    /// Fresh i.i.d. increments `ΔW ~ N(0, h)` drawn in order from a fast stream:
+    /// the fastest driver for fixed-step solves. The path depends on the step
+    /// size (halving `dt` gives another Brownian motion) and cannot be
+    /// re-queried, so adaptive solves and the continuous adjoints refuse it with
+    /// a typed error; the discrete adjoint records the increments it needs.
+    Increments -> BrownianIncrements, |_, m, seed| BrownianIncrements::new(m, seed),
+    requery: false
+);
 
 /// A path through given samples: `W` at times `ts` (and the space–time Lévy
 /// area inside each cell, zero for a piecewise-linear path), linear in

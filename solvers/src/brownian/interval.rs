@@ -5,8 +5,8 @@
 //! Foster's (DPhil thesis 2020, Thm 6.1.4; `../shared/reference/sde.md`
 //! §8(b)), in [`super::bridge`]. See [`BrownianInterval`].
 
-use super::BrownianPath;
 use super::bridge::{FRAC_1_SQRT_12, Split, chen};
+use super::path_by_query;
 use super::rng::{derive, normals};
 
 /// No node / no slot.
@@ -485,17 +485,4 @@ impl BrownianInterval {
     }
 }
 
-impl BrownianPath for BrownianInterval {
-    fn dim(&self) -> usize {
-        self.m
-    }
-
-    fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
-        self.query(s, t, dw, None);
-    }
-
-    fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]) {
-        // H is a property of the interval, whatever the direction of travel
-        self.query(s, t, dw, Some(h));
-    }
-}
+path_by_query!(BrownianInterval);

@@ -46,6 +46,29 @@ pub trait BrownianPath {
     fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]);
 }
 
+/// Implements [`BrownianPath`] for a path type `$ty` with a field `m` (its
+/// dimension) and a method `query(s, t, dw, h)` answering both the
+/// increment (`h = None`) and the increment with its Lévy area.
+macro_rules! path_by_query {
+    ($ty:ty) => {
+        impl $crate::brownian::BrownianPath for $ty {
+            fn dim(&self) -> usize {
+                self.m
+            }
+
+            fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
+                self.query(s, t, dw, None);
+            }
+
+            fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]) {
+                // H is a property of the interval, whatever the direction of travel
+                self.query(s, t, dw, Some(h));
+            }
+        }
+    };
+}
+use path_by_query;
+
 /// Fixed-step fast path: each call draws a fresh increment `N(0, t−s)` (and
 /// `H ~ N(0, (t−s)/12)`) from a sequential stream seeded by `seed`.
 ///

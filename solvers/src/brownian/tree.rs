@@ -30,8 +30,8 @@
 //! turns). The three most recently queried times are cached with their
 //! prefix/suffix sums, so a sequential query computes one new point.
 
-use super::BrownianPath;
 use super::bridge::{Split, chen, midpoint};
+use super::path_by_query;
 use super::rng::{derive, normals};
 
 /// Tag of the final (leaf) bridge key.
@@ -565,23 +565,11 @@ impl BrownianTree {
     }
 }
 
-impl BrownianPath for BrownianTree {
-    fn dim(&self) -> usize {
-        self.m
-    }
-
-    fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
-        self.query(s, t, dw, None);
-    }
-
-    fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]) {
-        // H is a property of the interval, whatever the direction of travel
-        self.query(s, t, dw, Some(h));
-    }
-}
+path_by_query!(BrownianTree);
 
 #[cfg(test)]
 mod tests {
+    use super::super::BrownianPath;
     use super::super::dd::Dd;
     use super::*;
 

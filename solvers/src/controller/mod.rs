@@ -105,6 +105,65 @@ impl StepController for Controller {
     }
 }
 
+/// The step decision of the PI and PID controllers, whose state is
+/// `last_rejected`: a non-finite `err` (the step blew up) is rejected with
+/// the factor `min`; an `err ≤ 1` is accepted with `raw(true)` clamped to
+/// `[min, max]`, and not above 1 right after a rejection; a larger one is
+/// rejected with `raw(false)` clamped to `[min, safety]`. The caller updates
+/// its error history on acceptance.
+#[inline]
+fn limited_decision(
+    last_rejected: &mut bool,
+    err: f64,
+    (min, max, safety): (f64, f64, f64),
+    raw: impl FnOnce(bool) -> f64,
+) -> StepDecision {
+    if !err.is_finite() {
+        *last_rejected = true;
+        return StepDecision {
+            accept: false,
+            factor: min,
+        };
+    }
+    if err <= 1.0 {
+        let mut factor = raw(true).clamp(min, max);
+        if *last_rejected {
+            factor = factor.min(1.0);
+        }
+        *last_rejected = false;
+        StepDecision {
+            accept: true,
+            factor,
+        }
+    } else {
+        *last_rejected = true;
+        StepDecision {
+            accept: false,
+            factor: raw(false).clamp(min, safety),
+        }
+    }
+}
+
+/// The builder methods `with_safety` and `with_limits` of a controller whose
+/// step-factor limits are the fields `$min` and `$max`.
+macro_rules! safety_and_limits {
+    ($min:ident, $max:ident) => {
+        /// Sets the safety factor.
+        pub fn with_safety(mut self, safety: f64) -> Self {
+            self.safety = safety;
+            self
+        }
+
+        /// Sets the smallest and largest step factors.
+        pub fn with_limits(mut self, $min: f64, $max: f64) -> Self {
+            self.$min = $min;
+            self.$max = $max;
+            self
+        }
+    };
+}
+use safety_and_limits;
+
 pub(crate) fn check_factor(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), SolveError> {
     if v.is_finite() && v >= lo && v <= hi {
         Ok(())

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{StepController, StepDecision, check_factor};
+use super::{StepController, StepDecision, check_factor, limited_decision, safety_and_limits};
 use crate::error::SolveError;
 
 /// A PI controller.
@@ -54,18 +54,7 @@ impl PiController {
         }
     }
 
-    /// Sets the safety factor.
-    pub fn with_safety(mut self, safety: f64) -> Self {
-        self.safety = safety;
-        self
-    }
-
-    /// Sets the smallest and largest step factors.
-    pub fn with_limits(mut self, qmin: f64, qmax: f64) -> Self {
-        self.qmin = qmin;
-        self.qmax = qmax;
-        self
-    }
+    safety_and_limits!(qmin, qmax);
 
     /// The I controller `h_new = h · safety · err^{−1/k}` (no memory).
     pub fn integral() -> Self {
@@ -97,39 +86,24 @@ impl StepController for PiController {
 
     #[inline]
     fn decide(&mut self, err: f64, k: f64) -> StepDecision {
-        if !err.is_finite() {
-            self.last_rejected = true;
-            return StepDecision {
-                accept: false,
-                factor: self.qmin,
-            };
-        }
         let beta1 = self.beta1.unwrap_or(0.7 / k);
         let beta2 = self.beta2.unwrap_or(0.4 / k);
-        if err <= 1.0 {
-            let mut factor = if err == 0.0 {
-                self.qmax
+        let (safety, qmax, err_prev) = (self.safety, self.qmax, self.err_prev);
+        let limits = (self.qmin, qmax, safety);
+        let decision = limited_decision(&mut self.last_rejected, err, limits, |accept| {
+            if !accept {
+                safety * err.powf(-beta1)
+            } else if err == 0.0 {
+                qmax
             } else {
                 // one exp instead of two powf: safety · err^−β1 · err_prev^β2
-                (self.safety * (beta2 * self.err_prev.ln() - beta1 * err.ln()).exp())
-                    .clamp(self.qmin, self.qmax)
-            };
-            if self.last_rejected {
-                factor = factor.min(1.0);
+                safety * (beta2 * err_prev.ln() - beta1 * err.ln()).exp()
             }
+        });
+        if decision.accept {
             self.err_prev = err.max(1e-4);
-            self.last_rejected = false;
-            StepDecision {
-                accept: true,
-                factor,
-            }
-        } else {
-            self.last_rejected = true;
-            StepDecision {
-                accept: false,
-                factor: (self.safety * err.powf(-beta1)).clamp(self.qmin, self.safety),
-            }
         }
+        decision
     }
 }
 

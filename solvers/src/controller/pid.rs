@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{StepController, StepDecision, check_factor};
+use super::{StepController, StepDecision, check_factor, limited_decision, safety_and_limits};
 use crate::error::SolveError;
 
 /// A PID controller.
@@ -62,18 +62,7 @@ impl PidController {
         }
     }
 
-    /// Sets the safety factor.
-    pub fn with_safety(mut self, safety: f64) -> Self {
-        self.safety = safety;
-        self
-    }
-
-    /// Sets the smallest and largest step factors.
-    pub fn with_limits(mut self, factor_min: f64, factor_max: f64) -> Self {
-        self.factor_min = factor_min;
-        self.factor_max = factor_max;
-        self
-    }
+    safety_and_limits!(factor_min, factor_max);
 
     pub(crate) fn validate(&self) -> Result<(), SolveError> {
         check_factor("pcoeff", self.pcoeff, -10.0, 10.0)?;
@@ -93,13 +82,6 @@ impl StepController for PidController {
 
     #[inline]
     fn decide(&mut self, err: f64, k: f64) -> StepDecision {
-        if !err.is_finite() {
-            self.last_rejected = true;
-            return StepDecision {
-                accept: false,
-                factor: self.factor_min,
-            };
-        }
         let (p, i, d) = (self.pcoeff, self.icoeff, self.dcoeff);
         let beta1 = (p + i + d) / k;
         let beta2 = -(p + 2.0 * d) / k;
@@ -109,23 +91,11 @@ impl StepController for PidController {
             * inv.powf(beta1)
             * self.inv_prev[0].powf(beta2)
             * self.inv_prev[1].powf(beta3);
-        if err <= 1.0 {
-            let mut factor = raw.clamp(self.factor_min, self.factor_max);
-            if self.last_rejected {
-                factor = factor.min(1.0);
-            }
+        let limits = (self.factor_min, self.factor_max, self.safety);
+        let decision = limited_decision(&mut self.last_rejected, err, limits, |_| raw);
+        if decision.accept {
             self.inv_prev = [inv.min(1e4), self.inv_prev[0]];
-            self.last_rejected = false;
-            StepDecision {
-                accept: true,
-                factor,
-            }
-        } else {
-            self.last_rejected = true;
-            StepDecision {
-                accept: false,
-                factor: raw.clamp(self.factor_min, self.safety),
-            }
         }
+        decision
     }
 }

@@ -149,13 +149,7 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
 ) -> Result<Solution, SolveError> {
     let name = kind.name();
     problem.validate()?;
-    if problem.is_sde() {
-        return Err(SolveError::Unsupported {
-            solver: name,
-            what: "SDEs (it integrates ODEs only)".into(),
-            alternatives: "the SDE solvers (EulerMaruyama, Milstein, Sriw1, ...)".into(),
-        });
-    }
+    problem.ode_only(name)?;
     let n = problem.dim();
     let (t0, t1) = problem.tspan;
     opts.validate(n, problem.tspan)?;

@@ -62,8 +62,10 @@
 //! for the explicit analogue; Sandu 2006 for the implicit one).
 
 use crate::brownian::Driver;
+use crate::erk::stage_input;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift, DriftVjp};
+use crate::options::setters;
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
@@ -110,22 +112,13 @@ impl Esdirk {
         self.tableau
     }
 
-    /// Sets the Jacobian source.
-    pub fn jacobian(mut self, source: JacobianSource) -> Self {
-        self.jacobian = source;
-        self
-    }
-
-    /// Sets the Newton settings.
-    pub fn newton(mut self, newton: NewtonOptions) -> Self {
-        self.newton = newton;
-        self
-    }
-
-    /// Turns the `W⁻¹` filter of the error estimate on or off.
-    pub fn filter_error(mut self, on: bool) -> Self {
-        self.filter = on;
-        self
+    setters! {
+        /// Sets the Jacobian source.
+        jacobian: JacobianSource;
+        /// Sets the Newton settings.
+        newton: NewtonOptions;
+        /// Turns the `W⁻¹` filter of the error estimate on or off.
+        filter_error => filter: bool;
     }
 }
 
@@ -231,15 +224,7 @@ impl Esdirk {
         let mut theta_max: f64 = 0.0;
         for i in 1..s {
             let row = tab.a[i - 1];
-            c.psi.copy_from_slice(y);
-            for (j, &a) in row[..i].iter().enumerate() {
-                if a != 0.0 {
-                    let ha = h * a;
-                    for (p, &k) in c.psi.iter_mut().zip(&c.ks[j * n..(j + 1) * n]) {
-                        *p += ha * k;
-                    }
-                }
-            }
+            stage_input(y, h, &row[..i], &c.ks, n, &mut c.psi);
             // predictor: k at c_i by the line through the two earlier
             // stages with the nearest nodes (the first stage's k for i = 1)
             let (j1, j2, w1) = predictor_weights(tab.c, i);
@@ -316,13 +301,7 @@ impl Solver for Esdirk {
         &self,
         problem: &Problem<F, G, D>,
     ) -> Result<(), SolveError> {
-        if problem.is_sde() {
-            return Err(SolveError::Unsupported {
-                solver: self.tableau.name,
-                what: "SDEs (it integrates ODEs only)".into(),
-                alternatives: "the SDE solvers (EulerMaruyama, Milstein, Sriw1, ...)".into(),
-            });
-        }
+        problem.ode_only(self.tableau.name)?;
         let o = &self.newton;
         let fine = |v: f64| v.is_finite() && v >= 0.0;
         if !(fine(o.rtol) && fine(o.atol) && o.rtol + o.atol > 0.0) {
@@ -609,15 +588,7 @@ impl Esdirk {
         c.ys[..n].copy_from_slice(y);
         for i in 1..s {
             let row = tab.a[i - 1];
-            c.psi.copy_from_slice(y);
-            for (j, &a) in row[..i].iter().enumerate() {
-                if a != 0.0 {
-                    let ha = h * a;
-                    for (q, &k) in c.psi.iter_mut().zip(&c.ks[j * n..(j + 1) * n]) {
-                        *q += ha * k;
-                    }
-                }
-            }
+            stage_input(y, h, &row[..i], &c.ks, n, &mut c.psi);
             for k in 0..n {
                 c.z[k] = c.psi[k] + hg * c.ks[(i - 1) * n + k];
             }

@@ -31,13 +31,10 @@ pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache};
 pub use newton::NewtonOptions;
 pub use tableau::{ESDIRK34, EsdirkTableau, TRBDF2};
 
-use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::DriftVjp;
-use crate::field::{Diffusion, Drift};
-use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{StepAt, delegate_solver_impl};
 use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
 
 /// How a stiff solver obtains the Jacobian `∂f/∂y`.
@@ -106,61 +103,7 @@ macro_rules! native_esdirk {
             }
         }
 
-        impl Solver for $name {
-            type Cache = EsdirkCache;
-            fn name(&self) -> &'static str {
-                $tab.name
-            }
-            fn order(&self) -> f64 {
-                self.esdirk().order()
-            }
-            fn error_order(&self) -> Option<f64> {
-                self.esdirk().error_order()
-            }
-            fn check<F: Drift, G: Diffusion, D: Driver>(
-                &self,
-                problem: &Problem<F, G, D>,
-            ) -> Result<(), SolveError> {
-                self.esdirk().check(problem)
-            }
-            fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> EsdirkCache {
-                self.esdirk().init(problem)
-            }
-            fn start(&self, cache: &mut EsdirkCache, f0: &[f64], g0: &[f64]) {
-                self.esdirk().start(cache, f0, g0)
-            }
-            #[inline]
-            fn step<F: Drift, G: Diffusion>(
-                &self,
-                cache: &mut EsdirkCache,
-                fields: &Fields<'_, F, G>,
-                at: StepAt<'_>,
-                noise: &StepNoise<'_>,
-                out: StepOut<'_>,
-                stats: &mut Stats,
-            ) -> StepStatus {
-                self.esdirk().step(cache, fields, at, noise, out, stats)
-            }
-            fn accept(&self, cache: &mut EsdirkCache) {
-                self.esdirk().accept(cache)
-            }
-            fn dense_table<'c>(&self, cache: &'c EsdirkCache) -> DenseTable<'c> {
-                self.esdirk().dense_table(cache)
-            }
-            fn dense_stages<'c, F: Drift, G: Diffusion>(
-                &self,
-                cache: &'c mut EsdirkCache,
-                fields: &Fields<'_, F, G>,
-                t: f64,
-                h: f64,
-                y: &[f64],
-                y_new: &[f64],
-                stats: &mut Stats,
-            ) -> &'c [f64] {
-                self.esdirk()
-                    .dense_stages(cache, fields, t, h, y, y_new, stats)
-            }
-        }
+        delegate_solver_impl!($name, EsdirkCache, esdirk);
 
         delegate_ode_step_vjp!($name, EsdirkVjpCache, |s| s.esdirk());
     };

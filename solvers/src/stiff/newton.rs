@@ -29,6 +29,7 @@
 //! latter for the step VJP), work on the same storage.
 
 use crate::field::Drift;
+use crate::options::setters;
 use crate::solution::Stats;
 use crate::stiff::JacobianSource;
 
@@ -93,16 +94,11 @@ impl NewtonOptions {
         self
     }
 
-    /// Sets `κ`.
-    pub fn kappa(mut self, kappa: f64) -> Self {
-        self.kappa = kappa;
-        self
-    }
-
-    /// Sets the most iterations per stage.
-    pub fn max_iters(mut self, max_iters: usize) -> Self {
-        self.max_iters = max_iters;
-        self
+    setters! {
+        /// Sets `κ`.
+        kappa: f64;
+        /// Sets the most iterations per stage.
+        max_iters: usize;
     }
 }
 

@@ -63,6 +63,14 @@ impl EsdirkTableau {
 
 const G34: f64 = 0.435_866_521_508_459;
 
+/// The weights of ESDIRK3(4), also its last stage's row (stiffly accurate).
+const B34: &[f64] = &[
+    0.102_399_400_619_911,
+    -0.376_878_452_255_556_1,
+    0.838_612_530_127_186_1,
+    G34,
+];
+
 /// ESDIRK3(4) (Jørgensen, Kristensen & Thomsen 2018), diffsol's coefficients.
 pub const ESDIRK34: EsdirkTableau = EsdirkTableau {
     name: "Esdirk34",
@@ -72,19 +80,9 @@ pub const ESDIRK34: EsdirkTableau = EsdirkTableau {
     a: &[
         &[G34, G34],
         &[0.140_737_774_724_706_2, -0.108_365_551_381_320_8, G34],
-        &[
-            0.102_399_400_619_911,
-            -0.376_878_452_255_556_1,
-            0.838_612_530_127_186_1,
-            G34,
-        ],
+        B34,
     ],
-    b: &[
-        0.102_399_400_619_911,
-        -0.376_878_452_255_556_1,
-        0.838_612_530_127_186_1,
-        G34,
-    ],
+    b: B34,
     c: &[0.0, 0.871_733_043_016_918, 0.468_238_744_851_844_4, 1.0],
     d: &[
         -0.054_625_497_240_413_94,

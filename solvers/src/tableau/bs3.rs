@@ -23,15 +23,13 @@ pub const BS3: ButcherTableau = ButcherTableau {
     order: 3,
     embedded_order: Some(2),
     fsal: true,
-    dense: DenseTableau {
-        extra_c: &[],
-        extra_a: &[],
-        coeffs: &[
+    dense: DenseTableau::without_extra_stages(
+        &[
             &[0.0, 1.0, -4.0 / 3.0, 5.0 / 9.0],
             &[0.0, 0.0, 1.0, -2.0 / 3.0],
             &[0.0, 0.0, 4.0 / 3.0, -8.0 / 9.0],
             &[0.0, 0.0, -1.0, 1.0],
         ],
-        order: 3,
-    },
+        3,
+    ),
 };

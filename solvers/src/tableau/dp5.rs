@@ -89,12 +89,10 @@ pub const DP5: ButcherTableau = ButcherTableau {
     order: 5,
     embedded_order: Some(4),
     fsal: true,
-    dense: DenseTableau {
-        extra_c: &[],
-        extra_a: &[],
-        coeffs: &[
+    dense: DenseTableau::without_extra_stages(
+        &[
             &DENSE[0], &DENSE[1], &DENSE[2], &DENSE[3], &DENSE[4], &DENSE[5], &DENSE[6],
         ],
-        order: 4,
-    },
+        4,
+    ),
 };

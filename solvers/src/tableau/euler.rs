@@ -12,11 +12,9 @@ pub const EULER: ButcherTableau = ButcherTableau {
     order: 1,
     embedded_order: None,
     fsal: false,
-    dense: DenseTableau {
-        extra_c: &[],
-        extra_a: &[],
+    dense: DenseTableau::without_extra_stages(
         // linear interpolation
-        coeffs: &[&[0.0, 1.0]],
-        order: 1,
-    },
+        &[&[0.0, 1.0]],
+        1,
+    ),
 };

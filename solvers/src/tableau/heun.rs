@@ -16,10 +16,5 @@ pub const HEUN: ButcherTableau = ButcherTableau {
     order: 2,
     embedded_order: Some(1),
     fsal: false,
-    dense: DenseTableau {
-        extra_c: &[],
-        extra_a: &[],
-        coeffs: &[&[0.0, 1.0, -0.5], &[0.0, 0.0, 0.5]],
-        order: 2,
-    },
+    dense: DenseTableau::without_extra_stages(&[&[0.0, 1.0, -0.5], &[0.0, 0.0, 0.5]], 2),
 };

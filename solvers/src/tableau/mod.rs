@@ -62,6 +62,22 @@ pub struct DenseTableau {
     pub order: u32,
 }
 
+impl DenseTableau {
+    /// An interpolant on the step's own stages (no extra stages): the
+    /// weight polynomials `coeffs` and their order.
+    pub(crate) const fn without_extra_stages(
+        coeffs: &'static [&'static [f64]],
+        order: u32,
+    ) -> Self {
+        DenseTableau {
+            extra_c: &[],
+            extra_a: &[],
+            coeffs,
+            order,
+        }
+    }
+}
+
 /// An explicit Runge–Kutta method as data.
 #[derive(Debug, Clone, Copy)]
 pub struct ButcherTableau {
@@ -153,110 +169,111 @@ pub trait Tableau: sealed::Sealed {
     fn dense_order(&self) -> u32;
 }
 
-impl Tableau for ButcherTableau {
-    #[inline]
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    #[inline]
-    fn c(&self) -> &[f64] {
-        self.c
-    }
-    #[inline]
-    fn a(&self, i: usize) -> &[f64] {
-        self.a[i]
-    }
-    #[inline]
-    fn b(&self) -> &[f64] {
-        self.b
-    }
-    #[inline]
-    fn b_err(&self) -> Option<&[f64]> {
-        self.b_err
-    }
-    #[inline]
-    fn order(&self) -> u32 {
-        self.order
-    }
-    #[inline]
-    fn embedded_order(&self) -> Option<u32> {
-        self.embedded_order
-    }
-    #[inline]
-    fn fsal(&self) -> bool {
-        self.fsal
-    }
-    #[inline]
-    fn extra_c(&self) -> &[f64] {
-        self.dense.extra_c
-    }
-    #[inline]
-    fn extra_a(&self, j: usize) -> &[f64] {
-        self.dense.extra_a[j]
-    }
-    #[inline]
-    fn dense_coeffs(&self, i: usize) -> &[f64] {
-        self.dense.coeffs[i]
-    }
-    #[inline]
-    fn dense_order(&self) -> u32 {
-        self.dense.order
-    }
+/// Implements [`Tableau`] for the storage `$ty` (generic over `$gen`): each
+/// method (the scalars first, then the slices) answers with the expression
+/// given for it, in which `$s` is
+/// `self` (and `$i`, `$j`, `$k` the row index of `a`, `extra_a` and
+/// `dense_coeffs`).
+macro_rules! impl_tableau {
+    (
+        impl[$($gen:tt)*] for $ty:ty, |$s:tt|
+        name: $name:expr,
+        order: $order:expr,
+        embedded_order: $embedded_order:expr,
+        fsal: $fsal:expr,
+        dense_order: $dense_order:expr,
+        c: $c:expr,
+        a[$i:ident]: $a:expr,
+        b: $b:expr,
+        b_err: $b_err:expr,
+        extra_c: $extra_c:expr,
+        extra_a[$j:ident]: $extra_a:expr,
+        dense_coeffs[$k:ident]: $dense_coeffs:expr $(,)?
+    ) => {
+        impl<$($gen)*> Tableau for $ty {
+            #[inline]
+            fn name(&$s) -> &'static str {
+                $name
+            }
+            #[inline]
+            fn c(&$s) -> &[f64] {
+                $c
+            }
+            #[inline]
+            fn a(&$s, $i: usize) -> &[f64] {
+                $a
+            }
+            #[inline]
+            fn b(&$s) -> &[f64] {
+                $b
+            }
+            #[inline]
+            fn b_err(&$s) -> Option<&[f64]> {
+                $b_err
+            }
+            #[inline]
+            fn order(&$s) -> u32 {
+                $order
+            }
+            #[inline]
+            fn embedded_order(&$s) -> Option<u32> {
+                $embedded_order
+            }
+            #[inline]
+            fn fsal(&$s) -> bool {
+                $fsal
+            }
+            #[inline]
+            fn extra_c(&$s) -> &[f64] {
+                $extra_c
+            }
+            #[inline]
+            fn extra_a(&$s, $j: usize) -> &[f64] {
+                $extra_a
+            }
+            #[inline]
+            fn dense_coeffs(&$s, $k: usize) -> &[f64] {
+                $dense_coeffs
+            }
+            #[inline]
+            fn dense_order(&$s) -> u32 {
+                $dense_order
+            }
+        }
+    };
+}
+use impl_tableau;
+
+impl_tableau! {
+    impl[] for ButcherTableau, |self|
+    name: self.name,
+    order: self.order,
+    embedded_order: self.embedded_order,
+    fsal: self.fsal,
+    dense_order: self.dense.order,
+    c: self.c,
+    a[i]: self.a[i],
+    b: self.b,
+    b_err: self.b_err,
+    extra_c: self.dense.extra_c,
+    extra_a[j]: self.dense.extra_a[j],
+    dense_coeffs[i]: self.dense.coeffs[i],
 }
 
-impl<T: Tableau + ?Sized> Tableau for &T {
-    #[inline]
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
-    #[inline]
-    fn stages(&self) -> usize {
-        (**self).stages()
-    }
-    #[inline]
-    fn c(&self) -> &[f64] {
-        (**self).c()
-    }
-    #[inline]
-    fn a(&self, i: usize) -> &[f64] {
-        (**self).a(i)
-    }
-    #[inline]
-    fn b(&self) -> &[f64] {
-        (**self).b()
-    }
-    #[inline]
-    fn b_err(&self) -> Option<&[f64]> {
-        (**self).b_err()
-    }
-    #[inline]
-    fn order(&self) -> u32 {
-        (**self).order()
-    }
-    #[inline]
-    fn embedded_order(&self) -> Option<u32> {
-        (**self).embedded_order()
-    }
-    #[inline]
-    fn fsal(&self) -> bool {
-        (**self).fsal()
-    }
-    #[inline]
-    fn extra_c(&self) -> &[f64] {
-        (**self).extra_c()
-    }
-    #[inline]
-    fn extra_a(&self, j: usize) -> &[f64] {
-        (**self).extra_a(j)
-    }
-    #[inline]
-    fn dense_coeffs(&self, i: usize) -> &[f64] {
-        (**self).dense_coeffs(i)
-    }
-    #[inline]
-    fn dense_order(&self) -> u32 {
-        (**self).dense_order()
-    }
+impl_tableau! {
+    impl[T: Tableau + ?Sized] for &T, |self|
+    name: (**self).name(),
+    order: (**self).order(),
+    embedded_order: (**self).embedded_order(),
+    fsal: (**self).fsal(),
+    dense_order: (**self).dense_order(),
+    c: (**self).c(),
+    a[i]: (**self).a(i),
+    b: (**self).b(),
+    b_err: (**self).b_err(),
+    extra_c: (**self).extra_c(),
+    extra_a[j]: (**self).extra_a(j),
+    dense_coeffs[i]: (**self).dense_coeffs(i),
 }
 
 impl ButcherTableau {

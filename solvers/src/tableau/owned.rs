@@ -1,7 +1,7 @@
 //! Tableaus built at run time: owned data, validated once when built.
 
 use super::validate::{Parts, validate};
-use super::{ButcherTableau, Tableau};
+use super::{ButcherTableau, Tableau, impl_tableau};
 use crate::error::SolveError;
 
 /// An explicit RK tableau built at run time (from `Vec`s read from a file or
@@ -281,55 +281,20 @@ impl TryFrom<&ButcherTableau> for OwnedTableau {
     }
 }
 
-impl Tableau for OwnedTableau {
-    #[inline]
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    #[inline]
-    fn c(&self) -> &[f64] {
-        &self.c
-    }
-    #[inline]
-    fn a(&self, i: usize) -> &[f64] {
-        &self.a[i]
-    }
-    #[inline]
-    fn b(&self) -> &[f64] {
-        &self.b
-    }
-    #[inline]
-    fn b_err(&self) -> Option<&[f64]> {
-        self.b_err.as_deref()
-    }
-    #[inline]
-    fn order(&self) -> u32 {
-        self.order
-    }
-    #[inline]
-    fn embedded_order(&self) -> Option<u32> {
-        self.embedded_order
-    }
-    #[inline]
-    fn fsal(&self) -> bool {
-        self.fsal
-    }
-    #[inline]
-    fn extra_c(&self) -> &[f64] {
-        &self.extra_c
-    }
-    #[inline]
-    fn extra_a(&self, j: usize) -> &[f64] {
-        &self.extra_a[j]
-    }
-    #[inline]
-    fn dense_coeffs(&self, i: usize) -> &[f64] {
-        &self.coeffs[i]
-    }
-    #[inline]
-    fn dense_order(&self) -> u32 {
-        self.dense_order
-    }
+impl_tableau! {
+    impl[] for OwnedTableau, |self|
+    name: self.name,
+    order: self.order,
+    embedded_order: self.embedded_order,
+    fsal: self.fsal,
+    dense_order: self.dense_order,
+    c: &self.c,
+    a[i]: &self.a[i],
+    b: &self.b,
+    b_err: self.b_err.as_deref(),
+    extra_c: &self.extra_c,
+    extra_a[j]: &self.extra_a[j],
+    dense_coeffs[i]: &self.coeffs[i],
 }
 
 #[cfg(test)]
@@ -409,6 +374,18 @@ mod tests {
         assert_eq!(euler.dense_order(), 1);
     }
 
+    /// The midpoint rule `c = (0, c1)`, `a = ((), (a10))`, `b = (b0, 1)` of
+    /// the stated order: with (0.5, 0.5, 0.0, 2), a valid tableau.
+    fn midpoint(c1: f64, a10: f64, b0: f64, order: u32) -> TableauBuilder {
+        OwnedTableau::builder(
+            "x",
+            vec![0.0, c1],
+            vec![vec![], vec![a10]],
+            vec![b0, 1.0],
+            order,
+        )
+    }
+
     #[test]
     fn malformed_tableaus_are_typed_errors() {
         let cases: Vec<(TableauBuilder, &str)> = vec![
@@ -434,56 +411,11 @@ mod tests {
                 OwnedTableau::builder("x", vec![0.0, 0.5], vec![vec![], vec![0.5]], vec![1.0], 2),
                 "b",
             ),
-            (
-                OwnedTableau::builder(
-                    "x",
-                    vec![0.0, 0.6],
-                    vec![vec![], vec![0.5]],
-                    vec![0.0, 1.0],
-                    2,
-                ),
-                "c[1]",
-            ),
-            (
-                OwnedTableau::builder(
-                    "x",
-                    vec![0.0, 0.5],
-                    vec![vec![], vec![f64::NAN]],
-                    vec![0.0, 1.0],
-                    2,
-                ),
-                "finite",
-            ),
-            (
-                OwnedTableau::builder(
-                    "x",
-                    vec![0.0, 0.5],
-                    vec![vec![], vec![0.5]],
-                    vec![0.1, 1.0],
-                    2,
-                ),
-                "sums to",
-            ),
-            (
-                OwnedTableau::builder(
-                    "x",
-                    vec![0.0, 0.5],
-                    vec![vec![], vec![0.5]],
-                    vec![0.0, 1.0],
-                    3,
-                ),
-                "order-3",
-            ),
-            (
-                OwnedTableau::builder(
-                    "x",
-                    vec![0.0, 0.5],
-                    vec![vec![], vec![0.5]],
-                    vec![0.0, 1.0],
-                    0,
-                ),
-                "order",
-            ),
+            (midpoint(0.6, 0.5, 0.0, 2), "c[1]"),
+            (midpoint(0.5, f64::NAN, 0.0, 2), "finite"),
+            (midpoint(0.5, 0.5, 0.1, 2), "sums to"),
+            (midpoint(0.5, 0.5, 0.0, 3), "order-3"),
+            (midpoint(0.5, 0.5, 0.0, 0), "order"),
             (
                 rk4(false).embedded(vec![1.0, 0.0, 0.0, 0.0], 2),
                 "embedded order",

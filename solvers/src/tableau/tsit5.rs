@@ -84,10 +84,8 @@ pub const TSIT5: ButcherTableau = ButcherTableau {
     order: 5,
     embedded_order: Some(4),
     fsal: true,
-    dense: DenseTableau {
-        extra_c: &[],
-        extra_a: &[],
-        coeffs: &[
+    dense: DenseTableau::without_extra_stages(
+        &[
             &[
                 0.0,
                 1.0,
@@ -126,6 +124,6 @@ pub const TSIT5: ButcherTableau = ButcherTableau {
             ],
             &[0.0, 0.0, 1.5, -4.0, 2.5],
         ],
-        order: 4,
-    },
+        4,
+    ),
 };

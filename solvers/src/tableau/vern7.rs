@@ -42,6 +42,21 @@
 
 use super::{ButcherTableau, DenseTableau};
 
+/// The weights `b` of the propagated solution; also the row of the first
+/// extra stage, `f(t_n + h, y_{n+1})`.
+const B: &[f64] = &[
+    0.04715561848627222,
+    0.0,
+    0.0,
+    0.25750564298434153,
+    0.2621665397741262,
+    0.15216092656738558,
+    0.49399691700324844,
+    -0.29430311714032503,
+    0.0813174723249511,
+    0.0,
+];
+
 /// Verner's 7(6) "most efficient" pair (`Vern7`), with the 16-stage
 /// continuous extension used by OrdinaryDiffEq.jl.
 pub const VERN7: ButcherTableau = ButcherTableau {
@@ -115,18 +130,7 @@ pub const VERN7: ButcherTableau = ButcherTableau {
             0.0,
         ],
     ],
-    b: &[
-        0.04715561848627222,
-        0.0,
-        0.0,
-        0.25750564298434153,
-        0.2621665397741262,
-        0.15216092656738558,
-        0.49399691700324844,
-        -0.29430311714032503,
-        0.0813174723249511,
-        0.0,
-    ],
+    b: B,
     // `b − b̂`. OrdinaryDiffEq's `btilde` already has this sign (its
     // `btilde8 = b8` because `b̂_8 = 0`), so the values are taken unchanged.
     b_err: Some(&[
@@ -149,18 +153,7 @@ pub const VERN7: ButcherTableau = ButcherTableau {
         // Stage 11 is f(t_n + h, y_{n+1}) (its row is `b`); stages 12–16 use
         // stages 1, 4–9 and the earlier extra stages. Stage 10 is never used.
         extra_a: &[
-            &[
-                0.04715561848627222,
-                0.0,
-                0.0,
-                0.25750564298434153,
-                0.2621665397741262,
-                0.15216092656738558,
-                0.49399691700324844,
-                -0.29430311714032503,
-                0.0813174723249511,
-                0.0,
-            ],
+            B,
             &[
                 0.0523222769159969,
                 0.0,
