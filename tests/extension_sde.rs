@@ -423,16 +423,7 @@ impl GenericField for Diff2 {
 fn grad_matches_finite_differences_of_solve() {
     let p0 = [1.5, 2.0, 0.4, 0.3];
     let y0 = [0.8, -0.5];
-    let problem = |p: &[f64], y0: &[f64]| {
-        Problem::sde(
-            Generic(Drift2),
-            Generic(Diff2),
-            Noise::Diagonal,
-            y0.to_vec(),
-            (0.0, 1.0),
-        )
-        .params(p.to_vec())
-    };
+    let problem = |p: &[f64], y0: &[f64]| common::diagonal_sde(Drift2, Diff2, p, y0);
     let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
         let mut v = 0.0;
         for (i, y) in ys.iter().enumerate() {

@@ -13,15 +13,7 @@ mod common;
 use common::{Diff2, Drift2, tracking_loss as loss};
 
 fn problem(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {
-    Problem::sde(
-        Generic(Drift2),
-        Generic(Diff2),
-        Noise::Diagonal,
-        y0.to_vec(),
-        (0.0, 1.0),
-    )
-    .params(p.to_vec())
-    .interpretation(Interpretation::Stratonovich)
+    common::sde2(p, y0).interpretation(Interpretation::Stratonovich)
 }
 
 const P: [f64; 4] = [1.2, 0.8, 0.3, 0.2];

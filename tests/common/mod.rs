@@ -270,9 +270,20 @@ pub const SDE2_Y0: [f64; 2] = [0.4, -0.2];
 /// The two-state Itô SDE of [`Drift2`] and [`Diff2`] with diagonal noise on
 /// [0, 1], from `y0` with parameters `p`.
 pub fn sde2(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {
+    diagonal_sde(Drift2, Diff2, p, y0)
+}
+
+/// The Itô SDE with drift `f` and diagonal diffusion `g` (both written over
+/// the scalar) on [0, 1], from `y0` with parameters `p`.
+pub fn diagonal_sde<F: GenericField, G: GenericField>(
+    f: F,
+    g: G,
+    p: &[f64],
+    y0: &[f64],
+) -> Problem<Generic<F>, Generic<G>> {
     Problem::sde(
-        Generic(Drift2),
-        Generic(Diff2),
+        Generic(f),
+        Generic(g),
         Noise::Diagonal,
         y0.to_vec(),
         (0.0, 1.0),

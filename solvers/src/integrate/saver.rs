@@ -180,27 +180,6 @@ impl Saver<'_> {
         span: Span<'_>,
         stats: &mut Stats,
     ) {
-        match self.save_at {
-            SaveKind::T1 => {}
-            SaveKind::Steps => {
-                let Span { t_next, y_new, .. } = span;
-                self.saved.ts.push(t_next);
-                self.saved.ys.extend_from_slice(y_new);
-            }
-            SaveKind::Dense => self.dense(solver, cache, fields, span, stats),
-            SaveKind::Times => self.times(solver, cache, fields, span, stats),
-        }
-    }
-
-    #[inline(never)]
-    fn dense<F: Drift, G: Diffusion, S: Solver>(
-        &mut self,
-        solver: &S,
-        cache: &mut S::Cache,
-        fields: &Fields<'_, F, G>,
-        span: Span<'_>,
-        stats: &mut Stats,
-    ) {
         let n = self.n;
         let Span {
             t,
@@ -209,47 +188,38 @@ impl Saver<'_> {
             y,
             y_new,
         } = span;
-        let ks = solver.dense_stages(cache, fields, t, h, y, y_new, stats);
-        if let Some(d) = self.saved.dense.as_mut() {
-            d.push(t, h, y, &ks[..self.nk * n]);
+        match self.save_at {
+            SaveKind::T1 => return,
+            SaveKind::Steps => {}
+            SaveKind::Dense => {
+                let ks = solver.dense_stages(cache, fields, t, h, y, y_new, stats);
+                if let Some(d) = self.saved.dense.as_mut() {
+                    d.push(t, h, y, &ks[..self.nk * n]);
+                }
+            }
+            SaveKind::Times => {
+                while self.next_save < self.save_times.len()
+                    && (self.save_times[self.next_save] - t_next) * self.dir <= 0.0
+                {
+                    let ts = self.save_times[self.next_save];
+                    self.saved.ts.push(ts);
+                    if ts == t_next {
+                        self.saved.ys.extend_from_slice(y_new);
+                    } else {
+                        let ks = solver.dense_stages(cache, fields, t, h, y, y_new, stats);
+                        poly_weights(&self.poly, self.ncoef, (ts - t) / h, &mut self.w);
+                        let start = self.saved.ys.len();
+                        self.saved.ys.resize(start + n, 0.0);
+                        combine(y, h, &self.w, ks, &mut self.saved.ys[start..]);
+                    }
+                    self.next_save += 1;
+                }
+                return;
+            }
         }
+        // Steps and Dense save every step end
         self.saved.ts.push(t_next);
         self.saved.ys.extend_from_slice(y_new);
-    }
-
-    #[inline(never)]
-    fn times<F: Drift, G: Diffusion, S: Solver>(
-        &mut self,
-        solver: &S,
-        cache: &mut S::Cache,
-        fields: &Fields<'_, F, G>,
-        span: Span<'_>,
-        stats: &mut Stats,
-    ) {
-        let n = self.n;
-        let Span {
-            t,
-            h,
-            t_next,
-            y,
-            y_new,
-        } = span;
-        while self.next_save < self.save_times.len()
-            && (self.save_times[self.next_save] - t_next) * self.dir <= 0.0
-        {
-            let ts = self.save_times[self.next_save];
-            self.saved.ts.push(ts);
-            if ts == t_next {
-                self.saved.ys.extend_from_slice(y_new);
-            } else {
-                let ks = solver.dense_stages(cache, fields, t, h, y, y_new, stats);
-                poly_weights(&self.poly, self.ncoef, (ts - t) / h, &mut self.w);
-                let start = self.saved.ys.len();
-                self.saved.ys.resize(start + n, 0.0);
-                combine(y, h, &self.w, ks, &mut self.saved.ys[start..]);
-            }
-            self.next_save += 1;
-        }
     }
 
     /// The solution of a solve that ended at `(t, y)`.
