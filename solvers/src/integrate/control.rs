@@ -12,17 +12,24 @@ use crate::controller::{Controller, StepController};
 pub trait Control: Clone {
     /// Whether attempts are judged by their error estimate (else every
     /// attempt is accepted, and one that fails or leaves the state
-    /// non-finite ends the solve).
-    fn adaptive(&self) -> bool;
+    /// non-finite ends the solve). Fixed steps by default.
+    #[inline(always)]
+    fn adaptive(&self) -> bool {
+        false
+    }
 
     /// The end of the next attempt from `t`, and whether it ends the solve;
     /// `Err(dt)` when the step would underflow (too small to advance `t`).
     fn propose(&mut self, t: f64) -> Result<(f64, bool), f64>;
 
     /// Judges the attempt just proposed from its scaled error norm `err`
-    /// (called only when [`Control::adaptive`]): whether it is accepted, or `Err(dt)` when it
-    /// is rejected and the next step would underflow.
-    fn judge(&mut self, err: f64) -> Result<bool, f64>;
+    /// (called only when [`Control::adaptive`]): whether it is accepted, or
+    /// `Err(dt)` when it is rejected and the next step would underflow.
+    /// Accepts every attempt by default.
+    #[inline(always)]
+    fn judge(&mut self, _err: f64) -> Result<bool, f64> {
+        Ok(true)
+    }
 }
 
 /// Fixed steps of size `h`: step `k` ends at `t0 + dir·(k+1)·h`, the last
@@ -56,11 +63,6 @@ impl FixedSteps {
 
 impl Control for FixedSteps {
     #[inline(always)]
-    fn adaptive(&self) -> bool {
-        false
-    }
-
-    #[inline(always)]
     fn propose(&mut self, _t: f64) -> Result<(f64, bool), f64> {
         self.k += 1;
         self.next += 1.0;
@@ -74,11 +76,6 @@ impl Control for FixedSteps {
             },
             last,
         ))
-    }
-
-    #[inline(always)]
-    fn judge(&mut self, _err: f64) -> Result<bool, f64> {
-        Ok(true)
     }
 }
 
@@ -104,21 +101,11 @@ impl GridSteps {
 }
 
 impl Control for GridSteps {
-    #[inline(always)]
-    fn adaptive(&self) -> bool {
-        false
-    }
-
     #[inline]
     fn propose(&mut self, _t: f64) -> Result<(f64, bool), f64> {
         let t_next = self.grid[self.k.min(self.grid.len() - 1)];
         self.k += 1;
         Ok((t_next, self.k >= self.grid.len()))
-    }
-
-    #[inline(always)]
-    fn judge(&mut self, _err: f64) -> Result<bool, f64> {
-        Ok(true)
     }
 }
 

@@ -430,6 +430,15 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
 impl<'a, F, G, S: Solver> Stepper<'a, F, G, S, ()> {
     /// This stepper with its increment buffer.
     fn with<W>(self, dw: W) -> Stepper<'a, F, G, S, W> {
+        self.map_dw(|()| dw)
+    }
+}
+
+impl<'a, F, G, S: Solver, W> Stepper<'a, F, G, S, W> {
+    /// This stepper, moved field by field, with its increment buffer mapped
+    /// by `f`.
+    #[inline(always)]
+    fn map_dw<W2>(self, f: impl FnOnce(W) -> W2) -> Stepper<'a, F, G, S, W2> {
         Stepper {
             solver: self.solver,
             fields: self.fields,
@@ -439,7 +448,7 @@ impl<'a, F, G, S: Solver> Stepper<'a, F, G, S, ()> {
             y: self.y,
             y_new: self.y_new,
             err: self.err,
-            dw,
+            dw: f(self.dw),
             levy_h: self.levy_h,
             stats: self.stats,
         }
@@ -542,32 +551,7 @@ where
     // caller's copy; rebuilt field by field, the stepper and the cursor are
     // locals of this function, which the compiler splits into registers
     // where their fields' addresses do not escape
-    let Stepper {
-        solver,
-        fields,
-        cache,
-        opts,
-        levy,
-        y,
-        y_new,
-        err,
-        dw,
-        levy_h,
-        stats,
-    } = stepper;
-    let mut stepper = Stepper {
-        solver,
-        fields,
-        cache,
-        opts,
-        levy,
-        y,
-        y_new,
-        err,
-        dw,
-        levy_h,
-        stats,
-    };
+    let mut stepper = stepper.map_dw(|dw| dw);
     let Cursor {
         t,
         t_prev,
