@@ -244,7 +244,7 @@ struct StiffRows<'a> {
 impl StiffRows<'_> {
     /// The forward solve by `solver` and the gradient by `adjoint`: their
     /// work, times and ratio, and `dL/dk`, labelled `name`.
-    fn row<S: Differentiable<Generic<RobertsonP>, NoDiffusion, VirtualTree> + Method + Copy>(
+    fn row<S: Differentiable<Generic<RobertsonP>, NoDiffusion, VirtualTree> + Copy>(
         &self,
         name: &str,
         solver: S,

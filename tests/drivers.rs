@@ -21,7 +21,7 @@ fn check_against_solve<D: Driver>(
     with_driver: impl Fn(
         Problem<Generic<Drift2>, Generic<Diff2>>,
     ) -> Problem<Generic<Drift2>, Generic<Diff2>, D>,
-    solver: impl Solver + Copy,
+    solver: impl Method<Problem<Generic<Drift2>, Generic<Diff2>, D>> + Copy,
     opts: &Options,
     grad: &Gradient,
     tol: f64,
@@ -54,7 +54,9 @@ fn grad_matches_solve<D: Driver, S>(
     opts: &Options,
     what: &str,
 ) where
-    S: Solver + Differentiable<Generic<Drift2>, Generic<Diff2>, D> + Copy,
+    S: Solver<Problem<Generic<Drift2>, Generic<Diff2>, D>>
+        + Differentiable<Generic<Drift2>, Generic<Diff2>, D>
+        + Copy,
 {
     let g = grad(&with_driver(problem(&P, &Y0)), solver, opts, &loss, adjoint).expect(what);
     check_against_solve(with_driver, solver, opts, &g, 1e-6);

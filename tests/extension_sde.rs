@@ -18,10 +18,10 @@
 //! mean, identical ensembles on 1 and 2 threads, and `dL/dp`, `dL/dy0`
 //! against central finite differences of `solve` at the same seed.
 
-use sdeflow::brownian::Driver;
+use sdeflow::brownian::{Driver, VirtualTree};
 use sdeflow::prelude::*;
 use sdeflow::sde::{SdeStepBars, SdeStepVjp, refuse_err_cotangent};
-use sdeflow::solver::{DenseTable, Fields, StepAt, StepNoise, StepOut, StepStatus};
+use sdeflow::solver::{DenseTable, Fields, Increment, StepAt, StepNoise, StepOut, StepStatus};
 use sdeflow::{DiffusionVjp, DriftVjp, GradError};
 
 mod common;
@@ -91,8 +91,9 @@ fn fixed_point(
     false
 }
 
-impl Solver for DriftImplicitEm {
+impl<F: Drift, G: Diffusion, D: Driver> Solver<SdeProblem<F, G, D>> for DriftImplicitEm {
     type Cache = Cache;
+    const INCREMENT: Increment = Increment::Dw;
 
     fn name(&self) -> &'static str {
         "DriftImplicitEm"
@@ -103,10 +104,7 @@ impl Solver for DriftImplicitEm {
     fn error_order(&self) -> Option<f64> {
         None
     }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
+    fn check(&self, problem: &SdeProblem<F, G, D>) -> Result<(), SolveError> {
         let unsupported = |what: String| SolveError::Unsupported {
             solver: "DriftImplicitEm",
             what,
@@ -122,7 +120,7 @@ impl Solver for DriftImplicitEm {
             Some(_) => Ok(()),
         }
     }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> Cache {
+    fn init(&self, problem: &SdeProblem<F, G, D>) -> Cache {
         let n = problem.dim();
         let v = || vec![0.0; n];
         Cache {
@@ -141,7 +139,7 @@ impl Solver for DriftImplicitEm {
         c.g.copy_from_slice(g0);
         c.valid = true;
     }
-    fn step<F: Drift, G: Diffusion>(
+    fn step(
         &self,
         c: &mut Cache,
         fields: &Fields<'_, F, G>,
@@ -182,7 +180,7 @@ impl Solver for DriftImplicitEm {
             poly: &[0.0, 1.0],
         }
     }
-    fn dense_stages<'c, F: Drift, G: Diffusion>(
+    fn dense_stages<'c>(
         &self,
         c: &'c mut Cache,
         _fields: &Fields<'_, F, G>,
@@ -241,7 +239,7 @@ impl SdeStepVjp for DriftImplicitEm {
         bars: SdeStepBars<'_>,
         stats: &mut Stats,
     ) -> Result<usize, SolveError> {
-        refuse_err_cotangent(self.name(), bars.err)?;
+        refuse_err_cotangent("DriftImplicitEm", bars.err)?;
         let StepAt { t, h, y } = at;
         let (th, p, n) = (self.theta, fields.p, y.len());
         let fail = |what: &str| SolveError::NonlinearSolve {
@@ -254,10 +252,14 @@ impl SdeStepVjp for DriftImplicitEm {
             y_new: &mut w.y_new,
             err: &mut w.tmp,
         };
-        if self.step(&mut w.step, fields, at, noise, out, stats) == StepStatus::Failed {
+        // the forward step (the same for any driver: name one)
+        type P<F, G> = SdeProblem<F, G, VirtualTree>;
+        if Solver::<P<F, G>>::step(self, &mut w.step, fields, at, noise, out, stats)
+            == StepStatus::Failed
+        {
             return Err(fail("step's"));
         }
-        self.accept(&mut w.step);
+        Solver::<P<F, G>>::accept(self, &mut w.step);
         let z = &w.y_new;
         w.rhs.copy_from_slice(bars.y);
         w.lambda.copy_from_slice(bars.y);

@@ -46,7 +46,7 @@ fn count<T>(f: impl FnOnce() -> T) -> (usize, T) {
 
 /// The allocations and the result of solving `problem(10)` and then
 /// `problem(100)` by `solver` (the problems are built inside the count).
-fn short_and_long<F: Drift, S: Method + Copy>(
+fn short_and_long<F: Drift, S: Method<Problem<F>> + Copy>(
     problem: impl Fn(f64) -> Problem<F>,
     solver: S,
     opts: &Options,
@@ -223,20 +223,27 @@ fn allocations_do_not_grow_with_steps() {
     }
 }
 
+/// The drift and diffusion of [`sde_vjp_allocs`].
+#[derive(Clone, Copy)]
+struct VjpField;
+
+impl GenericField for VjpField {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, y: &[D], p: &[D], o: &mut [D]) {
+        o[0] = p[0] * y[0].sin() + t;
+        o[1] = p[1] * y[1] * y[1];
+    }
+}
+
 /// Allocations of 1000 step VJPs of `solver` (after one to warm up the dual
 /// numbers' scratch) on a diagonal-noise SDE (additive for SRA), with an
 /// error cotangent where the method has an error estimate.
-fn sde_vjp_allocs<S: sdeflow::sde::SdeStepVjp>(solver: S, interp: Interpretation) -> usize {
+fn sde_vjp_allocs<S>(solver: S, interp: Interpretation) -> usize
+where
+    S: sdeflow::sde::SdeStepVjp + Solver<Problem<Generic<VjpField>, Generic<VjpField>>>,
+{
+    use VjpField as F;
     use sdeflow::sde::SdeStepBars;
     use sdeflow::solver::{Fields, StepAt, StepNoise};
-    #[derive(Clone, Copy)]
-    struct F;
-    impl GenericField for F {
-        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, y: &[D], p: &[D], o: &mut [D]) {
-            o[0] = p[0] * y[0].sin() + t;
-            o[1] = p[1] * y[1] * y[1];
-        }
-    }
     let name = solver.name();
     let noise = if name.starts_with("Sra") {
         Noise::Additive

@@ -24,7 +24,7 @@ fn compare<F, G, S>(label: &str, prob: &Problem<F, G>, solver: S, save_at: SaveA
 where
     F: DriftVjp,
     G: DiffusionVjp,
-    S: Solver + Differentiable<F, G, VirtualTree> + Copy,
+    S: Solver<Problem<F, G>> + Differentiable<F, G, VirtualTree> + Copy,
 {
     let budget = 8;
     for steps in [50usize, 400, 4000] {

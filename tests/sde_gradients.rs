@@ -279,7 +279,7 @@ fn fd_check<F, G, S>(label: &str, prob: &Problem<F, G>, solver: S, opts: &Option
 where
     F: DriftVjp + Clone,
     G: DiffusionVjp + Clone,
-    S: Solver + Differentiable<F, G, VirtualTree> + Copy,
+    S: Solver<Problem<F, G>> + Differentiable<F, G, VirtualTree> + Copy,
 {
     let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
         let mut v = 0.0;

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use sdeflow::prelude::*;
 use sdeflow::sde::{SdeStepBars, SdeStepVjp};
-use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut, StepStatus};
+use sdeflow::solver::{Fields, Increment, StepAt, StepNoise, StepOut, StepStatus};
 
 /// A nonlinear, time-dependent two-state drift (parameters `p[0]`, `p[1]`).
 #[derive(Clone, Copy)]
@@ -108,11 +108,11 @@ impl Case {
 
 /// Sets the carried state in a solver's cache (nothing for methods that
 /// carry none).
-type SetCarried<S> = fn(&S, &mut <S as Solver>::Cache, &[f64]);
+type SetCarried<S> = fn(&S, &mut <S as Solver<Prob>>::Cache, &[f64]);
 
 /// `(y_new, err, c_new)` of one step of `solver` from `(t, y, c)` with
 /// parameters `p`.
-fn one_step<S: SdeStepVjp>(
+fn one_step<S: SdeStepVjp + Solver<Prob>>(
     solver: &S,
     set: SetCarried<S>,
     prob: &Prob,
@@ -151,7 +151,7 @@ fn one_step<S: SdeStepVjp>(
 /// The largest relative difference between the step VJP of `solver` and
 /// central differences of its step, for `noise` in `interp`, with an error
 /// cotangent when `with_err`.
-fn check<S: SdeStepVjp>(
+fn check<S: SdeStepVjp + Solver<Prob>>(
     solver: S,
     set: SetCarried<S>,
     (noise, interp): (Noise, Interpretation),
@@ -162,7 +162,7 @@ fn check<S: SdeStepVjp>(
     let (dw, levy_h) = (case.dw(noise), case.levy_h(noise));
     let step_noise = StepNoise {
         dw: &dw,
-        levy_h: if solver.needs_levy_area() {
+        levy_h: if S::INCREMENT == Increment::DwLevyArea {
             &levy_h
         } else {
             &[]
@@ -230,7 +230,7 @@ fn check<S: SdeStepVjp>(
 }
 
 /// Whether `solver` refuses an error cotangent with a typed error.
-fn refuses_err<S: SdeStepVjp>(solver: S, noise: Noise, case: &Case) -> bool {
+fn refuses_err<S: SdeStepVjp + Solver<Prob>>(solver: S, noise: Noise, case: &Case) -> bool {
     let prob = problem(noise, Interpretation::Ito, &case.y, &case.p);
     let dw = case.dw(noise);
     let (mut y_bar, mut p_bar) = (case.yb.clone(), vec![0.0; 4]);
@@ -258,7 +258,7 @@ fn refuses_err<S: SdeStepVjp>(solver: S, noise: Noise, case: &Case) -> bool {
     matches!(r, Err(SolveError::Unsupported { what, .. }) if what.contains("error estimate"))
 }
 
-fn nothing<S: Solver>(_: &S, _: &mut S::Cache, _: &[f64]) {}
+fn nothing<S: Solver<Prob>>(_: &S, _: &mut S::Cache, _: &[f64]) {}
 
 fn case() -> impl Strategy<Value = Case> {
     use proptest::collection::vec;

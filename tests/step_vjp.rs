@@ -26,7 +26,13 @@ fn problem(y0: &[f64], p: &[f64]) -> Problem<Generic<Nonlinear>> {
 }
 
 /// `(y_new, err)` of one step of `solver` from `(t, y)` of size `h`.
-fn one_step<S: Solver>(solver: &S, t: f64, h: f64, y: &[f64], p: &[f64]) -> (Vec<f64>, Vec<f64>) {
+fn one_step<S: Solver<Problem<Generic<Nonlinear>>>>(
+    solver: &S,
+    t: f64,
+    h: f64,
+    y: &[f64],
+    p: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
     let prob = problem(y, p);
     let fields = Fields::new(&prob);
     let mut cache = solver.init(&prob);
@@ -74,7 +80,7 @@ fn converged_step(solver: &Esdirk, t: f64, h: f64, y: &[f64], p: &[f64]) -> (Vec
 }
 
 /// The largest relative difference between the VJP and central FD.
-fn check<S: Solver + OdeStepVjp>(
+fn check<S: Solver<Problem<Generic<Nonlinear>>> + OdeStepVjp>(
     solver: S,
     step: impl Fn(&S, f64, f64, &[f64], &[f64]) -> (Vec<f64>, Vec<f64>),
     t: f64,

@@ -27,8 +27,9 @@
 //! step's record and nothing is replayed (the path is not queried again).
 
 use sdeflow_solvers::integrate::{AnyControl, Run, Snapshot, StepObserver};
+use sdeflow_solvers::solver::Family;
 use sdeflow_solvers::solver::StepNoise;
-use sdeflow_solvers::{Diffusion, Drift, Solution, SolveError, Solver};
+use sdeflow_solvers::{Solution, SolveError, Solver};
 
 use crate::GradError;
 
@@ -107,17 +108,17 @@ impl StepObserver for Records {
 }
 
 /// The snapshot type of a run of `S`.
-pub(crate) type Snap<S> = Snapshot<<S as Solver>::Cache, AnyControl>;
+pub(crate) type Snap<Pb, S> = Snapshot<<S as Solver<Pb>>::Cache, AnyControl>;
 
 /// What the forward pass kept.
-pub(crate) struct Forward<S: Solver> {
+pub(crate) struct Forward<Pb: Family, S: Solver<Pb>> {
     /// The solve the user asked for.
     pub solution: Solution,
     /// Number of accepted steps.
     pub steps: usize,
     /// Snapshots at ascending step indices, the first at step 0 (empty when
     /// every record is stored).
-    snaps: Vec<Snap<S>>,
+    snaps: Vec<Snap<Pb, S>>,
     /// Every step's record (budget `usize::MAX` only).
     records: Option<Vec<f64>>,
     /// Length of a record.
@@ -131,19 +132,19 @@ pub(crate) struct Forward<S: Solver> {
 /// Runs `run` to `t1`, keeping at most `budget` snapshots (every step's
 /// record when `budget == usize::MAX`); the records carry `noise_len`
 /// increments per step.
-pub(crate) fn forward<F: Drift, G: Diffusion, S: Solver, P>(
-    mut run: Run<'_, '_, F, G, S, P>,
+pub(crate) fn forward<Pb: Family, S: Solver<Pb>, P>(
+    mut run: Run<'_, '_, Pb, S, P>,
     budget: usize,
     noise_len: usize,
     with_levy: bool,
-) -> Result<Forward<S>, SolveError>
+) -> Result<Forward<Pb, S>, SolveError>
 where
     P: sdeflow_solvers::brownian::DynPath + 'static,
 {
     let n = run.y().len();
     let record_len = 2 + n + noise_len;
     let mut records = Records::new(noise_len, with_levy);
-    let mut snaps: Vec<Snap<S>> = Vec::new();
+    let mut snaps: Vec<Snap<Pb, S>> = Vec::new();
     let mut stride = 1usize;
     let store_all = budget == usize::MAX;
     loop {
@@ -178,8 +179,8 @@ where
 
 /// The backward sweep's state: the replay run, the records buffer, and the
 /// count of snapshots and records held.
-struct Sweep<'r, 'a, 'p, F, G, S: Solver, P> {
-    run: &'r mut Run<'a, 'p, F, G, S, P>,
+struct Sweep<'r, 'a, 'p, Pb: Family, S: Solver<Pb>, P> {
+    run: &'r mut Run<'a, 'p, Pb, S, P>,
     budget: usize,
     records: Records,
     record_len: usize,
@@ -187,7 +188,7 @@ struct Sweep<'r, 'a, 'p, F, G, S: Solver, P> {
     peak: usize,
 }
 
-impl<F: Drift, G: Diffusion, S: Solver, P> Sweep<'_, '_, '_, F, G, S, P>
+impl<Pb: Family, S: Solver<Pb>, P> Sweep<'_, '_, '_, Pb, S, P>
 where
     P: sdeflow_solvers::brownian::DynPath + 'static,
 {
@@ -215,7 +216,7 @@ where
     fn reverse_range<R: ReverseStep>(
         &mut self,
         rev: &mut R,
-        snap: &Snap<S>,
+        snap: &Snap<Pb, S>,
         b: usize,
         (t_b, t_prev_b): (f64, f64),
     ) -> Result<(), GradError> {
@@ -271,9 +272,9 @@ where
 /// of the same problem, solver and options on the forward path; `None`
 /// when every record is stored). Returns the largest number of snapshots
 /// and records held at once.
-pub(crate) fn reverse_all<F: Drift, G: Diffusion, S: Solver, P, R: ReverseStep>(
-    fwd: &Forward<S>,
-    replay: Option<&mut Run<'_, '_, F, G, S, P>>,
+pub(crate) fn reverse_all<Pb: Family, S: Solver<Pb>, P, R: ReverseStep>(
+    fwd: &Forward<Pb, S>,
+    replay: Option<&mut Run<'_, '_, Pb, S, P>>,
     budget: usize,
     rev: &mut R,
 ) -> Result<usize, GradError>

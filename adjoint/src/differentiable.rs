@@ -18,12 +18,13 @@ use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
 };
+use sdeflow_solvers::solver::{OdeProblem, Solver};
 use sdeflow_solvers::step_vjp::OdeStepVjp;
 use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
 use sdeflow_solvers::tableau::Tableau;
 use sdeflow_solvers::{DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt};
 
-use crate::continuous::StateSource;
+use crate::continuous::{BackwardMethod, StateSource};
 use crate::loss::Loss;
 use crate::reversible::reversible_heun_gradient;
 use crate::{Adjoint, GradError, Gradient};
@@ -78,7 +79,7 @@ use crate::{Adjoint, GradError, Gradient};
 /// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
 /// let g = grad(&sde, Tsit5, &opts, &loss, Adjoint::STORE_ALL);
 /// ```
-pub trait Differentiable<F, G, D>: Method {
+pub trait Differentiable<F, G, D>: Method<Problem<F, G, D>> {
     /// `(L, dL/dp, dL/dy0)` of `loss` on the solve of `problem` with this
     /// solver, by `adjoint`.
     fn gradient<L: Loss + ?Sized>(
@@ -110,7 +111,7 @@ pub(crate) struct Request<'a, F, G, D, L: ?Sized> {
 
 impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L> {
     /// The ODE adjoints of a one-step solver with a step VJP.
-    fn one_step<S: OdeStepVjp + Method + Copy>(
+    fn one_step<S: OdeStepVjp + Solver<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
         &self,
         solver: &S,
         adjoint: Adjoint,
@@ -141,7 +142,7 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
     /// discrete one reverses each step by the implicit-function theorem (one
     /// transposed linear solve per implicit stage), for losses on step ends
     /// (their dense output is not differentiated).
-    fn implicit<S: OdeStepVjp + Method + Copy>(
+    fn implicit<S: OdeStepVjp + Solver<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
         &self,
         solver: &S,
         adjoint: Adjoint,
@@ -190,7 +191,11 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
 impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G, D, L> {
     /// The discrete adjoint of an SDE solver with a step VJP (what a
     /// solver of your own gets through [`crate::sde_discrete_gradient`]).
-    fn sde<S: SdeStepVjp>(&self, solver: &S, adjoint: Adjoint) -> Result<Gradient, GradError> {
+    fn sde<S: SdeStepVjp + Solver<Problem<F, G, D>>>(
+        &self,
+        solver: &S,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
         crate::sde_discrete_gradient(self.problem, solver, self.options, self.loss, adjoint)
     }
 

@@ -10,7 +10,7 @@
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::Run;
-use sdeflow_solvers::solver::StepAt;
+use sdeflow_solvers::solver::{OdeProblem, Solver, StepAt};
 use sdeflow_solvers::step_vjp::{InterpCotangent, OdeStepVjp, StepBars};
 use sdeflow_solvers::{DriftVjp, NoDiffusion, Options, Problem, SolveError, Stats};
 
@@ -95,7 +95,7 @@ pub fn discrete_adjoint<F, D, S, L>(
 where
     F: DriftVjp,
     D: Driver,
-    S: OdeStepVjp,
+    S: OdeStepVjp + Solver<OdeProblem<F, D>>,
     L: Loss + ?Sized,
 {
     let n = problem.dim();

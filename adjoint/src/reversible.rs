@@ -150,7 +150,7 @@ where
                 levy_h: &[],
             },
         );
-        let c = solver.carried_state(&cache);
+        let c = Solver::<Problem<F, G, D>>::carried_state(solver, &cache);
         vjps += solver.step_vjp(&mut work, &fields, at, c, &noise, bars, &mut vjp_stats)?;
         if let Some(i) = saved_at(k) {
             for j in 0..n {

@@ -21,7 +21,7 @@
 use sdeflow_solvers::brownian::{BrownianPath, Driver};
 use sdeflow_solvers::integrate::{Run, StepObserver};
 use sdeflow_solvers::sde::{SdeStepBars, SdeStepVjp};
-use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
+use sdeflow_solvers::solver::{Family, Fields, Increment, StepAt, StepNoise};
 use sdeflow_solvers::{
     DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solution, SolveError, Solver, Stats,
 };
@@ -43,7 +43,9 @@ use crate::{Adjoint, GradError, Gradient};
 /// # use sdeflow_solvers::brownian::Driver;
 /// # use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
 /// # use sdeflow_solvers::sde::{SdeStepBars, SdeStepVjp};
-/// # use sdeflow_solvers::solver::{DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+/// # use sdeflow_solvers::solver::{
+/// #     DenseTable, Fields, Increment, Solver, StepAt, StepNoise, StepOut, StepStatus,
+/// # };
 /// # use sdeflow_solvers::{
 /// #     Diffusion, DiffusionVjp, Drift, DriftVjp, EulerMaruyama, Noise, Options, Problem, SaveAt,
 /// #     SolveError, Stats,
@@ -51,26 +53,31 @@ use crate::{Adjoint, GradError, Gradient};
 /// # /// Euler–Maruyama under another name: a solver of "your own".
 /// # #[derive(Clone, Copy)]
 /// # struct MySolver;
-/// # type C = <EulerMaruyama as Solver>::Cache;
-/// # impl Solver for MySolver {
+/// # type P<F, G, D> = Problem<F, G, D>;
+/// # type Rhs = fn(f64, &[f64], &[f64], &mut [f64]);
+/// # type C = <EulerMaruyama as Solver<P<Rhs, Rhs, sdeflow_solvers::brownian::VirtualTree>>>::Cache;
+/// # impl<F: Drift, G: Diffusion, D: Driver> Solver<P<F, G, D>> for MySolver {
 /// #     type Cache = C;
+/// #     const INCREMENT: Increment = Increment::Dw;
 /// #     fn name(&self) -> &'static str { "MySolver" }
 /// #     fn order(&self) -> f64 { 0.5 }
 /// #     fn error_order(&self) -> Option<f64> { None }
-/// #     fn check<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> Result<(), SolveError> {
-/// #         EulerMaruyama.check(p)
+/// #     fn check(&self, p: &P<F, G, D>) -> Result<(), SolveError> { EulerMaruyama.check(p) }
+/// #     fn init(&self, p: &P<F, G, D>) -> C { EulerMaruyama.init(p) }
+/// #     fn start(&self, c: &mut C, f0: &[f64], g0: &[f64]) {
+/// #         Solver::<P<F, G, D>>::start(&EulerMaruyama, c, f0, g0)
 /// #     }
-/// #     fn init<F: Drift, G: Diffusion, D: Driver>(&self, p: &Problem<F, G, D>) -> C { EulerMaruyama.init(p) }
-/// #     fn start(&self, c: &mut C, f0: &[f64], g0: &[f64]) { EulerMaruyama.start(c, f0, g0) }
-/// #     fn step<F: Drift, G: Diffusion>(&self, c: &mut C, fields: &Fields<'_, F, G>, at: StepAt<'_>,
+/// #     fn step(&self, c: &mut C, fields: &Fields<'_, F, G>, at: StepAt<'_>,
 /// #         noise: &StepNoise<'_>, out: StepOut<'_>, stats: &mut Stats) -> StepStatus {
-/// #         EulerMaruyama.step(c, fields, at, noise, out, stats)
+/// #         Solver::<P<F, G, D>>::step(&EulerMaruyama, c, fields, at, noise, out, stats)
 /// #     }
-/// #     fn accept(&self, c: &mut C) { EulerMaruyama.accept(c) }
-/// #     fn dense_table<'c>(&self, c: &'c C) -> DenseTable<'c> { EulerMaruyama.dense_table(c) }
-/// #     fn dense_stages<'c, F: Drift, G: Diffusion>(&self, c: &'c mut C, fields: &Fields<'_, F, G>,
+/// #     fn accept(&self, c: &mut C) { Solver::<P<F, G, D>>::accept(&EulerMaruyama, c) }
+/// #     fn dense_table<'c>(&self, c: &'c C) -> DenseTable<'c> {
+/// #         Solver::<P<F, G, D>>::dense_table(&EulerMaruyama, c)
+/// #     }
+/// #     fn dense_stages<'c>(&self, c: &'c mut C, fields: &Fields<'_, F, G>,
 /// #         t: f64, h: f64, y: &[f64], y_new: &[f64], stats: &mut Stats) -> &'c [f64] {
-/// #         EulerMaruyama.dense_stages(c, fields, t, h, y, y_new, stats)
+/// #         Solver::<P<F, G, D>>::dense_stages(&EulerMaruyama, c, fields, t, h, y, y_new, stats)
 /// #     }
 /// # }
 /// # type W = <EulerMaruyama as SdeStepVjp>::VjpWork;
@@ -155,7 +162,7 @@ where
     F: DriftVjp,
     G: DiffusionVjp,
     D: Driver,
-    S: SdeStepVjp,
+    S: SdeStepVjp + Solver<Problem<F, G, D>>,
     L: Loss + ?Sized,
 {
     let Adjoint::Discrete { checkpoints } = adjoint else {
@@ -188,7 +195,7 @@ where
     let (value, gy) = crate::loss::evaluate(loss, solution)?;
     let (n, save_steps) = (problem.dim(), matches!(opts.save_at, SaveAt::Steps));
     let last = if save_steps { steps } else { 0 };
-    let levy = solver.needs_levy_area();
+    let levy = S::INCREMENT == Increment::DwLevyArea;
     let mut rev = SdeReverse {
         fields: Fields::new(problem),
         solver,
@@ -369,7 +376,7 @@ where
     F: DriftVjp,
     G: DiffusionVjp,
     D: Driver,
-    S: Solver,
+    S: Solver<Problem<F, G, D>>,
 {
     let mut cache = solver.init(problem);
     let (fields, (t0, y0)) = (Fields::new(problem), (problem.tspan.0, &problem.y0));
@@ -383,14 +390,14 @@ where
 }
 
 /// The forward pass of the discrete adjoint.
-enum Pass<S: Solver> {
+enum Pass<Pb: Family, S: Solver<Pb>> {
     /// Snapshots at a budget (or every record).
-    Checkpointed(Forward<S>),
+    Checkpointed(Forward<Pb, S>),
     /// The solution and every step's record with its carried state.
     Recorded(Solution, CarriedRecords),
 }
 
-impl<S: Solver> Pass<S> {
+impl<Pb: Family, S: Solver<Pb>> Pass<Pb, S> {
     /// The length of the solver's carried state.
     fn carried_len(&self) -> usize {
         match self {
@@ -407,18 +414,18 @@ fn forward_pass<F, G, D, S>(
     solver: &S,
     opts: &Options,
     budget: usize,
-) -> Result<Pass<S>, GradError>
+) -> Result<Pass<Problem<F, G, D>, S>, GradError>
 where
     F: DriftVjp,
     G: DiffusionVjp,
     D: Driver,
-    S: Solver,
+    S: Solver<Problem<F, G, D>>,
 {
     let noise = problem
         .noise
         .ok_or_else(|| GradError::Unsupported("the SDE discrete adjoint needs an SDE".into()))?;
     let m = noise.brownian_dim(problem.dim());
-    let levy = solver.needs_levy_area();
+    let levy = S::INCREMENT == Increment::DwLevyArea;
     let noise_len = if levy { 2 * m } else { m };
     // the run first: it validates the problem (dimensions, noise type for
     // this solver) before anything else is evaluated

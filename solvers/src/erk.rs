@@ -17,11 +17,11 @@
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
-use crate::problem::Problem;
+use crate::field::{Drift, NoDiffusion};
 use crate::solution::Stats;
 use crate::solver::{
-    DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver,
+    DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
+    delegate_solver,
 };
 use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, Tableau, VERN7};
@@ -94,8 +94,9 @@ pub(crate) fn stage_input(y: &[f64], h: f64, coef: &[f64], ks: &[f64], n: usize,
     }
 }
 
-impl<T: Tableau> Solver for ExplicitRk<T> {
+impl<T: Tableau, F: Drift, D: Driver> Solver<OdeProblem<F, D>> for ExplicitRk<T> {
     type Cache = ErkCache;
+    const INCREMENT: Increment = Increment::None;
 
     fn name(&self) -> &'static str {
         self.tableau.name()
@@ -109,14 +110,11 @@ impl<T: Tableau> Solver for ExplicitRk<T> {
         self.tableau.embedded_order().map(|q| f64::from(q) + 1.0)
     }
 
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
+    fn check(&self, problem: &OdeProblem<F, D>) -> Result<(), SolveError> {
         problem.ode_only(self.tableau.name())
     }
 
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> ErkCache {
+    fn init(&self, problem: &OdeProblem<F, D>) -> ErkCache {
         let n = problem.dim();
         let t = &self.tableau;
         let nk = t.stages() + t.extra_c().len();
@@ -143,10 +141,10 @@ impl<T: Tableau> Solver for ExplicitRk<T> {
     }
 
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
+    fn step(
         &self,
         cache: &mut ErkCache,
-        fields: &Fields<'_, F, G>,
+        fields: &Fields<'_, F, NoDiffusion>,
         at: StepAt<'_>,
         _noise: &StepNoise<'_>,
         out: StepOut<'_>,
@@ -213,10 +211,10 @@ impl<T: Tableau> Solver for ExplicitRk<T> {
         }
     }
 
-    fn dense_stages<'c, F: Drift, G: Diffusion>(
+    fn dense_stages<'c>(
         &self,
         cache: &'c mut ErkCache,
-        fields: &Fields<'_, F, G>,
+        fields: &Fields<'_, F, NoDiffusion>,
         t: f64,
         h: f64,
         y: &[f64],
@@ -243,6 +241,7 @@ delegate_solver!(
     /// Forward Euler: order 1, fixed steps only (set `Options::dt0`).
     Euler,
     ExplicitRk::new(&EULER),
+    ExplicitRk,
     ErkCache,
     EULER,
     ButcherTableau
@@ -251,6 +250,7 @@ delegate_solver!(
     /// Heun's method with an embedded Euler estimate, 2(1).
     Heun,
     ExplicitRk::new(&HEUN),
+    ExplicitRk,
     ErkCache,
     HEUN,
     ButcherTableau
@@ -260,6 +260,7 @@ delegate_solver!(
     /// tolerances (rtol ≳ 1e-3).
     Bs3,
     ExplicitRk::new(&BS3),
+    ExplicitRk,
     ErkCache,
     BS3,
     ButcherTableau
@@ -269,6 +270,7 @@ delegate_solver!(
     /// dense output.
     Dopri5,
     ExplicitRk::new(&DP5),
+    ExplicitRk,
     ErkCache,
     DP5,
     ButcherTableau
@@ -278,6 +280,7 @@ delegate_solver!(
     /// solver for rtol in about 1e-3 .. 1e-8.
     Tsit5,
     ExplicitRk::new(&TSIT5),
+    ExplicitRk,
     ErkCache,
     TSIT5,
     ButcherTableau
@@ -288,6 +291,7 @@ delegate_solver!(
     /// to order 6): for tight tolerances (rtol ≲ 1e-8).
     Vern7,
     ExplicitRk::new(&VERN7),
+    ExplicitRk,
     ErkCache,
     VERN7,
     ButcherTableau

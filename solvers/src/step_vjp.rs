@@ -16,7 +16,7 @@
 use crate::error::SolveError;
 use crate::field::DriftVjp;
 use crate::solution::Stats;
-use crate::solver::{Solver, StepAt};
+use crate::solver::StepAt;
 
 /// The cotangent `bar = ∂L/∂y(t_n + θh)` of a value interpolated inside a
 /// step (a save time that is not a step end).
@@ -43,7 +43,7 @@ pub struct StepBars<'a, 'b> {
 
 /// An ODE solver whose steps can be reversed: the one protocol the discrete
 /// adjoint drives.
-pub trait OdeStepVjp: Solver {
+pub trait OdeStepVjp {
     /// Workspace of [`OdeStepVjp::step_vjp`], allocated once per gradient.
     type VjpCache;
 

@@ -22,10 +22,14 @@ impl GenericField for LotkaVolterra {
     }
 }
 
+/// A drift as a plain function: a nameable drift type, for helpers generic
+/// over the solvers of one problem type (`S: Solver<Problem<Rhs>>`).
+pub type Rhs = fn(f64, &[f64], &[f64], &mut [f64]);
+
 /// Lotka–Volterra, α=1.5, β=1, γ=3, δ=1, (1, 1) on [0, 10], as a plain
 /// closure (no Jacobian, no VJP).
-pub fn lotka_volterra() -> Problem<impl Drift + Clone> {
-    Problem::ode(
+pub fn lotka_volterra() -> Problem<Rhs> {
+    Problem::<Rhs>::ode(
         |t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| LotkaVolterra.eval(t, y, p, dy),
         LV_Y0.to_vec(),
         LV_TSPAN,
@@ -325,7 +329,7 @@ pub fn assert_converges(what: &str, errs: &[f64], bound: f64) {
 /// `options` (a solve that must succeed).
 pub fn loss_of_solve<F: Drift, G: Diffusion, D: Driver>(
     problem: &Problem<F, G, D>,
-    method: impl Method,
+    method: impl Method<Problem<F, G, D>>,
     options: &Options,
     loss: &dyn Loss,
 ) -> f64 {
@@ -338,7 +342,7 @@ pub fn loss_of_solve<F: Drift, G: Diffusion, D: Driver>(
 /// `save_at` (a solve that must succeed).
 pub fn solve_tol<F: Drift, G: Diffusion, D: Driver>(
     problem: &Problem<F, G, D>,
-    method: impl Method,
+    method: impl Method<Problem<F, G, D>>,
     tol: f64,
     save_at: SaveAt,
 ) -> Solution {

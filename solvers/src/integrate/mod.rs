@@ -22,7 +22,7 @@ use crate::initial_step::initial_step;
 use crate::options::Options;
 use crate::problem::Problem;
 use crate::solution::{KeptPath, Solution, Stats, Status};
-use crate::solver::{Fields, Solver, StepAt, StepNoise};
+use crate::solver::{Family, Fields, Increment, Solver, StepAt, StepNoise};
 use saver::{Saver, Span};
 use stepper::{Cursor, Stepper, Stop};
 
@@ -194,7 +194,7 @@ impl StepObserver for NoObserver {
 }
 
 /// Solves `problem` with `solver` under `opts`.
-pub fn integrate<F: Drift, G: Diffusion, D: Driver, S: Solver>(
+pub fn integrate<F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>(
     problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
@@ -203,7 +203,13 @@ pub fn integrate<F: Drift, G: Diffusion, D: Driver, S: Solver>(
 }
 
 /// [`integrate`], reporting every accepted step to `observer`.
-pub fn integrate_observed<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepObserver>(
+pub fn integrate_observed<
+    F: Drift,
+    G: Diffusion,
+    D: Driver,
+    S: Solver<Problem<F, G, D>>,
+    O: StepObserver,
+>(
     problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
@@ -215,7 +221,13 @@ pub fn integrate_observed<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepO
 /// [`integrate_observed`] driving an SDE with a given Brownian path
 /// (`None`: the path the problem's driver builds for the options' seed). The
 /// stochastic adjoint uses it to replay the forward path backwards in time.
-pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepObserver>(
+pub fn integrate_on_path<
+    F: Drift,
+    G: Diffusion,
+    D: Driver,
+    S: Solver<Problem<F, G, D>>,
+    O: StepObserver,
+>(
     problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
@@ -280,8 +292,8 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
 }
 
 /// A solve set up and not yet stepped.
-struct Setup<'a, 'p, F, G, S: Solver, P> {
-    stepper: Stepper<'a, F, G, S, ()>,
+struct Setup<'a, 'p, Pb: Family, S: Solver<Pb>, P> {
+    stepper: Stepper<'a, Pb, S, ()>,
     cursor: Cursor<AnyControl>,
     saver: Saver<'a>,
     path: Path<'p, P>,
@@ -289,15 +301,18 @@ struct Setup<'a, 'p, F, G, S: Solver, P> {
     m: usize,
 }
 
+/// The setup of a solve of a `Problem<F, G, D>` by `S`.
+type SetupOf<'a, 'p, F, G, D, S> = Setup<'a, 'p, Problem<F, G, D>, S, <D as Driver>::Path>;
+
 /// Validates `problem`, `solver` and `opts` against each other, checks the
 /// fields' shapes at `t0`, builds the Brownian path and the control, and
 /// allocates every buffer of the solve.
-fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
+fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>(
     problem: &'a Problem<F, G, D>,
     solver: &'a S,
     opts: &'a Options,
     given: Option<&'p mut dyn BrownianPath>,
-) -> Result<Setup<'a, 'p, F, G, S, D::Path>, SolveError> {
+) -> Result<SetupOf<'a, 'p, F, G, D, S>, SolveError> {
     problem.validate()?;
     let n = problem.dim();
     let (t0, t1) = problem.tspan;
@@ -328,7 +343,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
     stats.drift_evals += 1;
 
     // SDEs: check the diffusion's shape once, and set up the Brownian path
-    let levy = solver.needs_levy_area();
+    let levy = S::INCREMENT == Increment::DwLevyArea;
     let mut path = Path::None;
     let mut g0 = Vec::new();
     if let Some(noise) = problem.noise {
@@ -427,18 +442,18 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
     })
 }
 
-impl<'a, F, G, S: Solver> Stepper<'a, F, G, S, ()> {
+impl<'a, Pb: Family, S: Solver<Pb>> Stepper<'a, Pb, S, ()> {
     /// This stepper with its increment buffer.
-    fn with<W>(self, dw: W) -> Stepper<'a, F, G, S, W> {
+    fn with<W>(self, dw: W) -> Stepper<'a, Pb, S, W> {
         self.map_dw(|()| dw)
     }
 }
 
-impl<'a, F, G, S: Solver, W> Stepper<'a, F, G, S, W> {
+impl<'a, Pb: Family, S: Solver<Pb>, W> Stepper<'a, Pb, S, W> {
     /// This stepper, moved field by field, with its increment buffer mapped
     /// by `f`.
     #[inline(always)]
-    fn map_dw<W2>(self, f: impl FnOnce(W) -> W2) -> Stepper<'a, F, G, S, W2> {
+    fn map_dw<W2>(self, f: impl FnOnce(W) -> W2) -> Stepper<'a, Pb, S, W2> {
         Stepper {
             solver: self.solver,
             fields: self.fields,
@@ -468,7 +483,7 @@ impl<A> Cursor<A> {
     }
 }
 
-impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, F, G, S, W> {
+impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, S, W> {
     /// Takes the next accepted step, saving what it covers.
     #[inline(always)]
     fn step_and_save<C: Control, P: Draw + ?Sized, O: StepObserver>(
@@ -537,8 +552,8 @@ fn stopped(
 /// Runs `stepper` from `cur` to `t1` (or to a stop), saving and observing
 /// each step.
 #[inline(never)]
-fn drive<F: Drift, G: Diffusion, S: Solver, C: Control, W, P: Draw + ?Sized, O: StepObserver>(
-    stepper: Stepper<'_, F, G, S, W>,
+fn drive<Pb: Family, S: Solver<Pb>, C: Control, W, P: Draw + ?Sized, O: StepObserver>(
+    stepper: Stepper<'_, Pb, S, W>,
     cur: Cursor<C>,
     path: &mut P,
     mut saver: Saver<'_>,
@@ -609,8 +624,8 @@ fn draw_from<P: BrownianPath>(
 /// built for the same problem, solver and options) regenerates exactly the
 /// same steps, so an adjoint stores snapshots at a budget instead of every
 /// step time.
-pub struct Run<'a, 'p, F, G, S: Solver, P> {
-    stepper: Stepper<'a, F, G, S>,
+pub struct Run<'a, 'p, Pb: Family, S: Solver<Pb>, P> {
+    stepper: Stepper<'a, Pb, S>,
     cur: Cursor<AnyControl>,
     saver: Saver<'a>,
     /// Whether accepted steps are saved (a replay saves nothing).
@@ -621,12 +636,19 @@ pub struct Run<'a, 'p, F, G, S: Solver, P> {
     t0: f64,
 }
 
-impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p, F, G, S, P> {
+impl<'a, 'p, F, G, D, S, P> Run<'a, 'p, Problem<F, G, D>, S, P>
+where
+    F: Drift,
+    G: Diffusion,
+    D: Driver<Path = P>,
+    S: Solver<Problem<F, G, D>>,
+    P: DynPath + 'static,
+{
     /// Sets up the solve of `problem` by `solver` under `opts` (validating
     /// all three, as [`integrate`] does), on `given` (a replay's path) or
     /// else the path the problem's driver builds; a run with `save ==
     /// false` saves nothing.
-    pub fn new<D: Driver<Path = P>>(
+    pub fn new(
         problem: &'a Problem<F, G, D>,
         solver: &'a S,
         opts: &'a Options,
@@ -650,7 +672,9 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
             t0: problem.tspan.0,
         })
     }
+}
 
+impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S, P> {
     /// Takes the next accepted step (retrying rejected attempts), reporting
     /// attempts and the accepted step to `observer`.
     pub fn step<O: StepObserver>(&mut self, observer: &mut O) -> Result<Accepted, SolveError> {

@@ -6,11 +6,10 @@
 
 use super::control::Control;
 use super::{Draw, StepObserver, StepReport};
-use crate::field::{Diffusion, Drift};
 use crate::norm::scaled_rms;
 use crate::options::Options;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{Family, FieldsOf, Solver, StepAt, StepNoise, StepOut, StepStatus};
 
 /// Why the loop stopped before `t1`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,9 +85,9 @@ pub(crate) struct Cursor<C> {
 }
 
 /// The fixed parts of a solve and its buffers.
-pub(crate) struct Stepper<'a, F, G, S: Solver, W = Vec<f64>> {
+pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>> {
     pub solver: &'a S,
-    pub fields: Fields<'a, F, G>,
+    pub fields: FieldsOf<'a, Pb>,
     pub cache: S::Cache,
     pub opts: &'a Options,
     pub levy: bool,
@@ -101,7 +100,7 @@ pub(crate) struct Stepper<'a, F, G, S: Solver, W = Vec<f64>> {
     pub stats: Stats,
 }
 
-impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, F, G, S, W> {
+impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, S, W> {
     /// Attempts steps from `(t, y)` until one is accepted (its result in
     /// `y_new`, the loop not yet moved on: see [`Stepper::commit`]),
     /// reporting every attempt to `observer`.

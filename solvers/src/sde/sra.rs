@@ -303,6 +303,7 @@ delegate_solver!(
     /// SRA1 (Rößler 2010): additive noise, strong order 1.5, adaptive.
     Sra1,
     Sra::new(&SRA1),
+    Sra,
     SraCache,
     SRA1,
     SraTableau
@@ -312,6 +313,7 @@ delegate_solver!(
     /// adaptive.
     Sra3,
     Sra::new(&SRA3),
+    Sra,
     SraCache,
     SRA3,
     SraTableau

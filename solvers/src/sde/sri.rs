@@ -440,6 +440,7 @@ delegate_solver!(
     /// adaptive with the natural-embedding error estimate.
     Sriw1,
     Sri::new(&SRIW1),
+    Sri,
     SriCache,
     SRIW1,
     SriTableau
@@ -449,6 +450,7 @@ delegate_solver!(
     /// scalar/diagonal noise, strong order 1.5, adaptive.
     Sosri,
     Sri::new(&SOSRI),
+    Sri,
     SriCache,
     SOSRI,
     SriTableau

@@ -5,7 +5,7 @@
 //!
 //! A step maps `(t, h, y, c, ΔW)` to `(y_new, err, c_new)`, where `c` is
 //! the state the method carries from step to step
-//! ([`Solver::carried_state`]: reversible Heun's `(ŷ, f(ŷ), g(ŷ))`; empty
+//! ([`Solver::carried_state`](crate::solver::Solver::carried_state): reversible Heun's `(ŷ, f(ŷ), g(ŷ))`; empty
 //! for most methods). Its VJP, [`SdeStepVjp::step_vjp`], takes the
 //! cotangents `(ȳ_new, ē, c̄_new)` in [`SdeStepBars`] and returns
 //! `(ȳ, c̄)` in place, adding `p̄` — the same bundle as the ODE protocol
@@ -31,7 +31,7 @@ use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::{Interpretation, Noise};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{Fields, StepAt, StepNoise, StepOut, StepStatus};
 
 use super::{SdeCache, StepArgs};
 
@@ -43,7 +43,7 @@ pub struct SdeStepBars<'a> {
     pub y: &'a mut [f64],
     /// In: `∂L/∂c_new`, the cotangent of the carried state after the step;
     /// out: `∂L/∂c`, that of the carried state it started from (the
-    /// length of [`Solver::carried_state`]: empty for most methods).
+    /// length of [`Solver::carried_state`](crate::solver::Solver::carried_state): empty for most methods).
     pub carried: &'a mut [f64],
     /// `∂L/∂err`, the cotangent of the error estimate (`None`: zero). A
     /// method without an error estimate refuses `Some`.
@@ -56,7 +56,7 @@ pub struct SdeStepBars<'a> {
 /// discrete adjoint drives (`sdeflow_adjoint::sde_discrete_gradient`).
 /// Implement it for a solver of your own to differentiate through it
 /// (`tests/extension_sde.rs` does, for a drift-implicit Euler–Maruyama).
-pub trait SdeStepVjp: Solver {
+pub trait SdeStepVjp {
     /// Workspace of [`SdeStepVjp::step_vjp`], allocated once per gradient.
     type VjpWork;
 
@@ -101,7 +101,7 @@ pub trait SdeStepVjp: Solver {
     ) -> Result<usize, SolveError>;
 
     /// The VJP of the map from the initial state `y0` (at `t0`) to the
-    /// carried state [`Solver::start`] makes of it: adds
+    /// carried state [`Solver::start`](crate::solver::Solver::start) makes of it: adds
     /// `c̄ᵀ ∂c/∂y0` to `bars.y` and `c̄ᵀ ∂c/∂p` to `bars.p`, where
     /// `c̄ = bars.carried` (`bars.err` is not read). Returns the number of
     /// drift VJPs. The default does nothing: right for methods that carry

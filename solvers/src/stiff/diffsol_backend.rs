@@ -46,6 +46,7 @@ use crate::integrate::probe_field;
 use crate::options::{Options, SaveAt, Tolerance};
 use crate::problem::Problem;
 use crate::solution::{Solution, Stats, Status};
+use crate::solver::OdeProblem;
 
 type M = NalgebraMat<f64>;
 type V = diffsol::NalgebraVec<f64>;
@@ -80,10 +81,10 @@ macro_rules! stiff_method {
             }
         }
 
-        impl Method for $name {
-            fn solve_problem<F: Drift, G: Diffusion, D: Driver>(
+        impl<F: Drift, D: Driver> Method<OdeProblem<F, D>> for $name {
+            fn solve_problem(
                 &self,
-                problem: &Problem<F, G, D>,
+                problem: &OdeProblem<F, D>,
                 options: &Options,
             ) -> Result<Solution, SolveError> {
                 stiff_solve(problem, options, $kind, self.jacobian)

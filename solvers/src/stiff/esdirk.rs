@@ -64,11 +64,12 @@
 use crate::brownian::Driver;
 use crate::erk::stage_input;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift, DriftVjp};
+use crate::field::{Diffusion, Drift, DriftVjp, NoDiffusion};
 use crate::options::setters;
-use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{
+    DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
+};
 use crate::step_vjp::StepBars;
 use crate::stiff::JacobianSource;
 use crate::stiff::newton::{IterationMatrix, JacobianCache, NewtonOptions, newton_norm};
@@ -282,8 +283,9 @@ impl Esdirk {
     }
 }
 
-impl Solver for Esdirk {
+impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
     type Cache = EsdirkCache;
+    const INCREMENT: Increment = Increment::None;
 
     fn name(&self) -> &'static str {
         self.tableau.name
@@ -297,10 +299,7 @@ impl Solver for Esdirk {
         Some(self.tableau.error_order())
     }
 
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
+    fn check(&self, problem: &OdeProblem<F, D>) -> Result<(), SolveError> {
         problem.ode_only(self.tableau.name)?;
         let o = &self.newton;
         let fine = |v: f64| v.is_finite() && v >= 0.0;
@@ -334,7 +333,7 @@ impl Solver for Esdirk {
         Ok(())
     }
 
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> EsdirkCache {
+    fn init(&self, problem: &OdeProblem<F, D>) -> EsdirkCache {
         let n = problem.dim();
         let s = self.tableau.stages();
         EsdirkCache {
@@ -363,10 +362,10 @@ impl Solver for Esdirk {
         cache.eta = 1.0;
     }
 
-    fn step<F: Drift, G: Diffusion>(
+    fn step(
         &self,
         c: &mut EsdirkCache,
-        fields: &Fields<'_, F, G>,
+        fields: &Fields<'_, F, NoDiffusion>,
         at: StepAt<'_>,
         _noise: &StepNoise<'_>,
         out: StepOut<'_>,
@@ -455,10 +454,10 @@ impl Solver for Esdirk {
         }
     }
 
-    fn dense_stages<'c, F: Drift, G: Diffusion>(
+    fn dense_stages<'c>(
         &self,
         c: &'c mut EsdirkCache,
-        _fields: &Fields<'_, F, G>,
+        _fields: &Fields<'_, F, NoDiffusion>,
         _t: f64,
         _h: f64,
         _y: &[f64],

@@ -103,7 +103,7 @@ macro_rules! native_esdirk {
             }
         }
 
-        delegate_solver_impl!($name, EsdirkCache, esdirk);
+        delegate_solver_impl!($name, Esdirk, EsdirkCache, esdirk);
 
         delegate_ode_step_vjp!($name, EsdirkVjpCache, |s| s.esdirk());
     };
