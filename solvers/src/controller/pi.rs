@@ -64,7 +64,10 @@ impl PiController {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), SolveError> {
+}
+
+impl StepController for PiController {
+    fn validate(&self) -> Result<(), SolveError> {
         check_factor("safety", self.safety, 1e-3, 1.0)?;
         check_factor("qmin", self.qmin, 1e-6, 1.0)?;
         check_factor("qmax", self.qmax, 1.0, 1e6)?;
@@ -76,9 +79,7 @@ impl PiController {
         }
         Ok(())
     }
-}
 
-impl StepController for PiController {
     fn reset(&mut self) {
         self.err_prev = 1e-4;
         self.last_rejected = false;
