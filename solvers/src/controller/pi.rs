@@ -13,6 +13,7 @@ use crate::error::SolveError;
 
 /// A PI controller.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PiController {
     /// Exponent on the current error; `None`: `0.7 / k`.
     pub beta1: Option<f64>,

@@ -17,6 +17,7 @@ use crate::error::SolveError;
 
 /// A PID controller.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PidController {
     /// Proportional coefficient (default 0.2).
     pub pcoeff: f64,
