@@ -127,10 +127,7 @@ fn the_users_controller_sets_every_step() {
     let mut seen = Attempts(Vec::new());
     let sol = integrate_observed(&p, &Tsit5, &opts, &mut seen).expect("solve");
     let a = &seen.0;
-    assert_eq!(
-        a.len(),
-        sol.stats.accepted_steps + sol.stats.rejected_steps
-    );
+    assert_eq!(a.len(), sol.stats.accepted_steps + sol.stats.rejected_steps);
     // Tsit5's error estimate has order k = 5 (embedded order 4, plus one)
     let k = 5.0;
     let mut after_reject = false;
@@ -233,7 +230,12 @@ fn checkpointed_gradients_replay_the_users_controller() {
         few.backward_drift_evals > all.backward_drift_evals,
         "the checkpointed gradient replays steps"
     );
-    for (a, b) in all.dp.iter().zip(&few.dp).chain(all.dy0.iter().zip(&few.dy0)) {
+    for (a, b) in all
+        .dp
+        .iter()
+        .zip(&few.dp)
+        .chain(all.dy0.iter().zip(&few.dy0))
+    {
         // the same steps, the same arithmetic: equal to rounding
         assert!((a - b).abs() <= 1e-12 * a.abs(), "{a} vs {b}");
     }
@@ -273,8 +275,16 @@ fn sde_gradients_replay_the_users_controller() {
     let all = g(Adjoint::STORE_ALL);
     let few = g(Adjoint::Discrete { checkpoints: 3 });
     assert!(all.solution.stats.accepted_steps > 9);
-    assert!(all.solution.stats.rejected_steps > 0, "no rejection replayed");
-    for (a, b) in all.dp.iter().zip(&few.dp).chain(all.dy0.iter().zip(&few.dy0)) {
+    assert!(
+        all.solution.stats.rejected_steps > 0,
+        "no rejection replayed"
+    );
+    for (a, b) in all
+        .dp
+        .iter()
+        .zip(&few.dp)
+        .chain(all.dy0.iter().zip(&few.dy0))
+    {
         assert!((a - b).abs() <= 1e-12 * a.abs().max(1e-3), "{a} vs {b}");
     }
 }
@@ -297,7 +307,11 @@ fn invalid_custom_controllers_are_typed_errors() {
         }
     }
     let p = wobble(&P);
-    match solve(&p, Tsit5, Options::default().controller(Controller::custom(Broken))) {
+    match solve(
+        &p,
+        Tsit5,
+        Options::default().controller(Controller::custom(Broken)),
+    ) {
         Err(SolveError::InvalidInput { what, reason }) => {
             assert_eq!(what, "step controller");
             assert!(reason.contains("not finite and > 0"), "{reason}");

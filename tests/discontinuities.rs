@@ -85,7 +85,11 @@ fn declared_discontinuities_cost_no_rejections() {
             );
         }
         // the steps end just before the jump and start just after it
-        let i = jump.ts.iter().position(|&t| t == below).expect("a step ends at 1⁻");
+        let i = jump
+            .ts
+            .iter()
+            .position(|&t| t == below)
+            .expect("a step ends at 1⁻");
         assert!(jump.ts[i + 1] > 1.0);
         // the solution meets the tolerance (local errors ≤ tol, damped by
         // the decay) with at most the start-up's rejection
@@ -143,7 +147,11 @@ fn reversed_spans_restart_below_the_time() {
     )
     .expect("backwards");
     let above = 1f64.next_up();
-    let i = sol.ts.iter().position(|&t| t == above).expect("a step ends at 1⁺");
+    let i = sol
+        .ts
+        .iter()
+        .position(|&t| t == above)
+        .expect("a step ends at 1⁺");
     assert!(sol.ts[i + 1] < 1.0);
     // backwards the decay grows errors by up to e^3 ≈ 20
     assert!((sol.last()[0] - 1.0).abs() < 1e-8, "{}", sol.last()[0]);
@@ -162,10 +170,21 @@ fn gradients_through_a_discontinuity() {
         .discontinuities(vec![1.0]);
     let p = switch(true, &P);
     let all = grad(&p, Tsit5, &opts, &last, Adjoint::STORE_ALL).expect("all");
-    let few = grad(&p, Tsit5, &opts, &last, Adjoint::Discrete { checkpoints: 3 })
-        .expect("checkpointed");
+    let few = grad(
+        &p,
+        Tsit5,
+        &opts,
+        &last,
+        Adjoint::Discrete { checkpoints: 3 },
+    )
+    .expect("checkpointed");
     assert!(all.solution.stats.accepted_steps > 20);
-    for (a, b) in all.dp.iter().zip(&few.dp).chain(all.dy0.iter().zip(&few.dy0)) {
+    for (a, b) in all
+        .dp
+        .iter()
+        .zip(&few.dp)
+        .chain(all.dy0.iter().zip(&few.dy0))
+    {
         assert!((a - b).abs() <= 1e-12 * a.abs(), "{a} vs {b}");
     }
     let (k, a) = (P[0], P[1]);
@@ -174,11 +193,7 @@ fn gradients_through_a_discontinuity() {
         -a / (k * k) - 3.0 * e3 + a / (k * k) * e2 + 2.0 * a / k * e2,
         (1.0 - e2) / k,
     ];
-    let at = |q: &[f64]| {
-        solve(&switch(true, q), Tsit5, &opts)
-            .expect("solve")
-            .last()[0]
-    };
+    let at = |q: &[f64]| solve(&switch(true, q), Tsit5, &opts).expect("solve").last()[0];
     for j in 0..2 {
         let fd = central_difference(at, &P, j, 1e-5);
         // FD of tolerance-1e-10 solves: noise ~1e-10/1e-5
@@ -243,7 +258,11 @@ fn sde_gradients_through_a_discontinuity() {
         .discontinuities(vec![1.0]);
     let q = half(&p);
     let sol = solve(&q, Sriw1, &opts).expect("solve");
-    let i = sol.ts.iter().position(|&t| t == 1f64.next_down()).expect("a step ends at 1⁻");
+    let i = sol
+        .ts
+        .iter()
+        .position(|&t| t == 1f64.next_down())
+        .expect("a step ends at 1⁻");
     assert!(sol.ts[i + 1] > 1.0);
     assert!(sol.stats.rejected_steps > 0, "no rejection replayed");
     let opts = opts.save_at(SaveAt::T1);
@@ -251,7 +270,12 @@ fn sde_gradients_through_a_discontinuity() {
     let all = g(Adjoint::STORE_ALL);
     let few = g(Adjoint::Discrete { checkpoints: 3 });
     assert_eq!(all.loss, few.loss);
-    for (a, b) in all.dp.iter().zip(&few.dp).chain(all.dy0.iter().zip(&few.dy0)) {
+    for (a, b) in all
+        .dp
+        .iter()
+        .zip(&few.dp)
+        .chain(all.dy0.iter().zip(&few.dy0))
+    {
         assert!((a - b).abs() <= 1e-12 * a.abs().max(1e-3), "{a} vs {b}");
     }
     // (central differences of adaptive SDE solves are no reference: a
@@ -283,7 +307,9 @@ fn bad_discontinuities_are_typed_errors() {
     }
     // fixed steps cannot restart: the constant controller, or a solver
     // without an error estimate
-    let fixed = Options::default().fixed_step(0.1).discontinuities(vec![1.0]);
+    let fixed = Options::default()
+        .fixed_step(0.1)
+        .discontinuities(vec![1.0]);
     let euler = Options::default().dt0(0.1).discontinuities(vec![1.0]);
     for (why, r) in [
         ("constant", solve(&p, Tsit5, &fixed)),
@@ -305,8 +331,11 @@ fn bad_discontinuities_are_typed_errors() {
         Err(SolveError::Unsupported { .. })
     ));
     assert!(matches!(
-        solve(&p, Bdf::default(), Options::default().discontinuities(vec![1.0])),
+        solve(
+            &p,
+            Bdf::default(),
+            Options::default().discontinuities(vec![1.0])
+        ),
         Err(SolveError::Unsupported { .. })
     ));
 }
-

@@ -64,7 +64,6 @@ impl PiController {
             ..Default::default()
         }
     }
-
 }
 
 impl StepController for PiController {

@@ -64,7 +64,6 @@ impl PidController {
     }
 
     safety_and_limits!(factor_min, factor_max);
-
 }
 
 impl StepController for PidController {

@@ -259,7 +259,11 @@ impl Clone for Adaptive {
 /// The float next to `t` towards `dir`.
 #[inline]
 fn step_float(t: f64, dir: f64) -> f64 {
-    if dir > 0.0 { t.next_up() } else { t.next_down() }
+    if dir > 0.0 {
+        t.next_up()
+    } else {
+        t.next_down()
+    }
 }
 
 /// The first of `times` from `*next` on whose `end` is after `t` (in the
@@ -338,7 +342,7 @@ impl Control for Adaptive {
         }
         w.h = w.h_step * decision.factor;
         // (NaN: a custom controller's invalid factor)
-        if !(w.h.abs() >= w.floor) {
+        if w.h.abs() < w.floor || w.h.is_nan() {
             return Err(w.h.abs());
         }
         Ok(false)
