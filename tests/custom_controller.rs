@@ -9,7 +9,7 @@ use sdeflow::integrate::{StepObserver, StepReport, integrate_observed};
 use sdeflow::prelude::*;
 
 mod common;
-use common::{central_difference, gbm};
+use common::{central_difference, gbm, last_entry_loss};
 
 /// The I controller `h ← h · clamp(safety · err^{−1/k}, qmin, qmax)`, no
 /// growth right after a rejection: its own safety factor and limits, and
@@ -94,13 +94,6 @@ fn wobble_exact(p: &[f64]) -> f64 {
 }
 
 const P: [f64; 2] = [0.3, 0.8];
-
-fn last(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
-    g.iter_mut().for_each(|v| *v = 0.0);
-    let k = ys.len() - 1;
-    g[k] = 1.0;
-    ys[k]
-}
 
 /// Every attempt's start, size, error norm and verdict.
 struct Attempts(Vec<(f64, f64, f64, bool)>);
@@ -212,14 +205,21 @@ fn checkpointed_gradients_replay_the_users_controller() {
         .tol(1e-10)
         .save_at(SaveAt::T1)
         .controller(Controller::custom(Cautious::new(0.5)));
-    let all = grad(&wobble(&P), Tsit5, &opts, &last, Adjoint::STORE_ALL).expect("all");
+    let all = grad(
+        &wobble(&P),
+        Tsit5,
+        &opts,
+        &last_entry_loss,
+        Adjoint::STORE_ALL,
+    )
+    .expect("all");
     let steps = all.solution.stats.accepted_steps;
     let budget = 4;
     let few = grad(
         &wobble(&P),
         Tsit5,
         &opts,
-        &last,
+        &last_entry_loss,
         Adjoint::Discrete {
             checkpoints: budget,
         },
@@ -230,35 +230,17 @@ fn checkpointed_gradients_replay_the_users_controller() {
         few.backward_drift_evals > all.backward_drift_evals,
         "the checkpointed gradient replays steps"
     );
-    for (a, b) in all
-        .dp
-        .iter()
-        .zip(&few.dp)
-        .chain(all.dy0.iter().zip(&few.dy0))
-    {
-        // the same steps, the same arithmetic: equal to rounding
-        assert!((a - b).abs() <= 1e-12 * a.abs(), "{a} vs {b}");
-    }
+    // the same steps, the same arithmetic: equal to rounding
+    common::assert_gradients_agree(&all, &few, 1e-12, 0.0);
     let at = |p: &[f64]| solve(&wobble(p), Tsit5, &opts).expect("solve").last()[0];
-    for j in 0..2 {
-        let fd = central_difference(at, &P, j, 1e-5);
-        // FD of tolerance-1e-10 solves: ~1e-10 / 1e-5 noise, relative 1e-6
-        assert!(
-            (few.dp[j] - fd).abs() < 1e-6 * fd.abs(),
-            "dp[{j}]: {} vs FD {fd}",
-            few.dp[j]
-        );
-    }
+    let fd: Vec<f64> = (0..2)
+        .map(|j| central_difference(at, &P, j, 1e-5))
+        .collect();
+    // FD of tolerance-1e-10 solves: ~1e-10 / 1e-5 noise, relative 1e-6
+    common::assert_close("dp vs FD", &few.dp, &fd, 1e-6);
     let y = wobble_exact(&P);
     let exact = [-10.0 * y, (1.0 - 10f64.cos()) * y];
-    for j in 0..2 {
-        assert!(
-            (few.dp[j] - exact[j]).abs() < 1e-7 * exact[j].abs(),
-            "dp[{j}]: {} vs exact {}",
-            few.dp[j],
-            exact[j]
-        );
-    }
+    common::assert_close("dp vs exact", &few.dp, &exact, 1e-7);
 }
 
 /// The SDE discrete adjoint replays the user's controller too (rejected
@@ -279,14 +261,7 @@ fn sde_gradients_replay_the_users_controller() {
         all.solution.stats.rejected_steps > 0,
         "no rejection replayed"
     );
-    for (a, b) in all
-        .dp
-        .iter()
-        .zip(&few.dp)
-        .chain(all.dy0.iter().zip(&few.dy0))
-    {
-        assert!((a - b).abs() <= 1e-12 * a.abs().max(1e-3), "{a} vs {b}");
-    }
+    common::assert_gradients_agree(&all, &few, 1e-12, 1e-3);
 }
 
 /// A factor that is not finite and positive, and parameters the

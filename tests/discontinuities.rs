@@ -9,7 +9,7 @@
 use sdeflow::prelude::*;
 
 mod common;
-use common::central_difference;
+use common::{central_difference, last_entry_loss};
 
 /// `y' = -p0 y + p1 [t on the right of 1]`: the drift jumps by `p1` at
 /// `t = 1`, which belongs to the right piece (`t >= 1`) or the left one
@@ -41,13 +41,6 @@ fn switch(one_is_right: bool, p: &[f64]) -> Problem<Generic<Switch>> {
 fn exact(p: &[f64]) -> f64 {
     let (k, a) = (p[0], p[1]);
     a / k + ((-k).exp() - a / k) * (-2.0 * k).exp()
-}
-
-fn last(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
-    g.iter_mut().for_each(|v| *v = 0.0);
-    let k = ys.len() - 1;
-    g[k] = 1.0;
-    ys[k]
 }
 
 /// With the discontinuity declared, Tsit5 meets the tolerance with
@@ -169,24 +162,17 @@ fn gradients_through_a_discontinuity() {
         .save_at(SaveAt::T1)
         .discontinuities(vec![1.0]);
     let p = switch(true, &P);
-    let all = grad(&p, Tsit5, &opts, &last, Adjoint::STORE_ALL).expect("all");
+    let all = grad(&p, Tsit5, &opts, &last_entry_loss, Adjoint::STORE_ALL).expect("all");
     let few = grad(
         &p,
         Tsit5,
         &opts,
-        &last,
+        &last_entry_loss,
         Adjoint::Discrete { checkpoints: 3 },
     )
     .expect("checkpointed");
     assert!(all.solution.stats.accepted_steps > 20);
-    for (a, b) in all
-        .dp
-        .iter()
-        .zip(&few.dp)
-        .chain(all.dy0.iter().zip(&few.dy0))
-    {
-        assert!((a - b).abs() <= 1e-12 * a.abs(), "{a} vs {b}");
-    }
+    common::assert_gradients_agree(&all, &few, 1e-12, 0.0);
     let (k, a) = (P[0], P[1]);
     let (e2, e3) = ((-2.0 * k).exp(), (-3.0 * k).exp());
     let exact_dp = [
@@ -194,21 +180,12 @@ fn gradients_through_a_discontinuity() {
         (1.0 - e2) / k,
     ];
     let at = |q: &[f64]| solve(&switch(true, q), Tsit5, &opts).expect("solve").last()[0];
-    for j in 0..2 {
-        let fd = central_difference(at, &P, j, 1e-5);
-        // FD of tolerance-1e-10 solves: noise ~1e-10/1e-5
-        assert!(
-            (few.dp[j] - fd).abs() < 1e-6 * fd.abs(),
-            "dp[{j}]: {} vs FD {fd}",
-            few.dp[j]
-        );
-        assert!(
-            (few.dp[j] - exact_dp[j]).abs() < 1e-7 * exact_dp[j].abs(),
-            "dp[{j}]: {} vs exact {}",
-            few.dp[j],
-            exact_dp[j]
-        );
-    }
+    let fd: Vec<f64> = (0..2)
+        .map(|j| central_difference(at, &P, j, 1e-5))
+        .collect();
+    // FD of tolerance-1e-10 solves: noise ~1e-10/1e-5
+    common::assert_close("dp vs FD", &few.dp, &fd, 1e-6);
+    common::assert_close("dp vs exact", &few.dp, &exact_dp, 1e-7);
     assert!((few.dy0[0] - e3).abs() < 1e-8, "{} vs {e3}", few.dy0[0]);
     // the continuous adjoints integrate the adjoint system, which jumps
     // where the drift does, backwards from saved time to saved time, each
@@ -220,15 +197,8 @@ fn gradients_through_a_discontinuity() {
         .step_to(vec![0.25, 2.75])
         .discontinuities(vec![0.5, 1.0, 2.0]);
     for adjoint in [Adjoint::Backsolve, Adjoint::Interpolating] {
-        let g = grad(&p, Tsit5, &opts, &last, adjoint).expect("continuous");
-        for j in 0..2 {
-            assert!(
-                (g.dp[j] - exact_dp[j]).abs() < 1e-6 * exact_dp[j].abs(),
-                "{adjoint:?} dp[{j}]: {} vs exact {}",
-                g.dp[j],
-                exact_dp[j]
-            );
-        }
+        let g = grad(&p, Tsit5, &opts, &last_entry_loss, adjoint).expect("continuous");
+        common::assert_close(&format!("{adjoint:?}"), &g.dp, &exact_dp, 1e-6);
     }
 }
 
@@ -237,17 +207,13 @@ fn gradients_through_a_discontinuity() {
 /// the Brownian path) exactly.
 #[test]
 fn sde_gradients_through_a_discontinuity() {
-    #[derive(Clone, Copy)]
-    struct Noisy;
-    impl GenericField for Noisy {
-        fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
-            for k in 0..y.len() {
-                g[k] = p[2] * y[k];
-            }
-        }
-    }
     let half = |p: &[f64]| {
-        let mut q = common::diagonal_sde(Switch { one_is_right: true }, Noisy, p, &[1.0, 0.5]);
+        let mut q = common::diagonal_sde(
+            Switch { one_is_right: true },
+            common::Proportional,
+            p,
+            &[1.0, 0.5],
+        );
         q.tspan = (0.0, 2.0);
         q
     };
@@ -270,14 +236,7 @@ fn sde_gradients_through_a_discontinuity() {
     let all = g(Adjoint::STORE_ALL);
     let few = g(Adjoint::Discrete { checkpoints: 3 });
     assert_eq!(all.loss, few.loss);
-    for (a, b) in all
-        .dp
-        .iter()
-        .zip(&few.dp)
-        .chain(all.dy0.iter().zip(&few.dy0))
-    {
-        assert!((a - b).abs() <= 1e-12 * a.abs().max(1e-3), "{a} vs {b}");
-    }
+    common::assert_gradients_agree(&all, &few, 1e-12, 1e-3);
     // (central differences of adaptive SDE solves are no reference: a
     // perturbation of 1e-6 in p changes which steps are rejected, which
     // moves the loss by more than the gradient does)
