@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sdeflow::prelude::*;
 
 mod common;
-use common::{Ring, sum_loss as loss};
+use common::{Proportional, Ring, sum_loss as loss};
 
 struct Measuring;
 
@@ -64,18 +64,6 @@ fn peak_bytes<T>(f: impl FnOnce() -> T) -> usize {
 
 const N: usize = 32;
 
-/// The diffusion of a 32-dimensional linear Stratonovich SDE with diagonal
-/// noise (its drift: [`Ring`]).
-#[derive(Clone, Copy)]
-struct Diff;
-impl GenericField for Diff {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
-        for i in 0..y.len() {
-            g[i] = p[2] * y[i];
-        }
-    }
-}
-
 /// Bytes per extra step between `small` and `10 · small` steps.
 fn per_step_from(small: usize, run: impl Fn(usize) -> usize) -> f64 {
     // warm up thread-local scratch buffers first
@@ -94,7 +82,7 @@ fn adjoint_memory_per_step() {
     let state = (N * 8) as f64;
     let sde = Problem::sde(
         Generic(Ring),
-        Generic(Diff),
+        Generic(Proportional),
         Noise::Diagonal,
         vec![0.1; N],
         (0.0, 1.0),

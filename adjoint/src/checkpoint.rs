@@ -261,7 +261,7 @@ where
         let mut end = (b, (t_b, t_prev_b));
         for s in starts.iter().rev() {
             self.reverse_range(rev, s, end.0, end.1)?;
-            end = (s.step(), (s.t(), s.t_prev()));
+            end = (s.step(), (s.t_end(), s.t_prev()));
         }
         self.held -= held;
         Ok(())
@@ -305,7 +305,7 @@ where
     let mut end = (fwd.steps, fwd.end);
     for snap in fwd.snaps.iter().rev() {
         sweep.reverse_range(rev, snap, end.0, end.1)?;
-        end = (snap.step(), (snap.t(), snap.t_prev()));
+        end = (snap.step(), (snap.t_end(), snap.t_prev()));
     }
     Ok(sweep.peak)
 }
