@@ -226,8 +226,8 @@ fn allocations_do_not_grow_with_steps() {
 /// Allocations of 1000 step VJPs of `solver` (after one to warm up the dual
 /// numbers' scratch) on a diagonal-noise SDE (additive for SRA), with an
 /// error cotangent where the method has an error estimate.
-fn sde_vjp_allocs<S: sdeflow::sde::SdeStepVjp>(solver: S, interp: Interpretation) -> usize {
-    use sdeflow::sde::SdeStepBars;
+fn sde_vjp_allocs<S: sdeflow::step_vjp::StepVjp>(solver: S, interp: Interpretation) -> usize {
+    use sdeflow::step_vjp::StepBars;
     use sdeflow::solver::{Fields, StepAt, StepNoise};
     #[derive(Clone, Copy)]
     struct F;
@@ -254,10 +254,11 @@ fn sde_vjp_allocs<S: sdeflow::sde::SdeStepVjp>(solver: S, interp: Interpretation
     let (eb, dw, levy) = ([0.3, -0.2], [0.1, -0.05], [0.01, 0.02]);
     let mut stats = Stats::default();
     let mut vjp = || {
-        let bars = SdeStepBars {
+        let bars = StepBars {
             y: &mut yb,
             carried: &mut cb,
             err: has_err.then_some(&eb[..]),
+            interp: &[],
             p: &mut pb,
         };
         let at = StepAt {

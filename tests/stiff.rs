@@ -14,8 +14,8 @@ use common::{
 };
 use sdeflow::integrate::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
-use sdeflow::solver::{StepAt, StepOut};
-use sdeflow::step_vjp::StepBars;
+use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
+use sdeflow::step_vjp::{StepBars, StepVjp};
 use sdeflow::stiff::{DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2};
 use sdeflow::{Drift, DriftVjp};
 
@@ -589,14 +589,22 @@ fn check_step_vjp<F: DriftVjp>(
     } else {
         solver
     };
+    let fields = Fields {
+        drift: field,
+        diffusion: &NoDiffusion,
+        p,
+        noise: None,
+    };
     vjp_solver
         .step_vjp(
             &mut c,
-            field,
-            p,
+            &fields,
             StepAt { t, h, y },
+            &[],
+            &StepNoise::NONE,
             StepBars {
                 y: &mut lam,
+                carried: &mut [],
                 err: Some(ebar),
                 interp: &[],
                 p: &mut pbar,
