@@ -20,8 +20,8 @@
 
 use sdeflow::brownian::Driver;
 use sdeflow::prelude::*;
-use sdeflow::step_vjp::{StepBars, StepVjp, refuse_err_cotangent, refuse_interp_cotangents};
 use sdeflow::solver::{DenseTable, Fields, StepAt, StepNoise, StepOut, StepStatus};
+use sdeflow::step_vjp::{StepBars, StepVjp, refuse_err_cotangent, refuse_interp_cotangents};
 use sdeflow::{DiffusionVjp, DriftVjp, GradError};
 
 mod common;

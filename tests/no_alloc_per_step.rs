@@ -227,8 +227,8 @@ fn allocations_do_not_grow_with_steps() {
 /// numbers' scratch) on a diagonal-noise SDE (additive for SRA), with an
 /// error cotangent where the method has an error estimate.
 fn sde_vjp_allocs<S: sdeflow::step_vjp::StepVjp>(solver: S, interp: Interpretation) -> usize {
-    use sdeflow::step_vjp::StepBars;
     use sdeflow::solver::{Fields, StepAt, StepNoise};
+    use sdeflow::step_vjp::StepBars;
     #[derive(Clone, Copy)]
     struct F;
     impl GenericField for F {

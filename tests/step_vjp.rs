@@ -140,6 +140,9 @@ struct Output {
 /// interpolated at the positions `thetas`.
 type StepMap<S, F, G> = fn(&S, &Problem<F, G>, &Input, &[f64]) -> Output;
 
+/// The problems a step is differentiated on, as functions of `(y0, p)`.
+type MakeProblem<'a, F, G> = &'a dyn Fn(&[f64], &[f64]) -> Problem<F, G>;
+
 /// The step of `solver` as the integration loop takes it (its cache
 /// started from `f(t, y)`, `g(t, y)` and then given the carried state by
 /// `set`), and its dense output at `thetas`.
@@ -170,7 +173,14 @@ fn taken<S: Solver, F: DriftVjp, G: DiffusionVjp>(
         y_new: &mut y_new,
         err: &mut err,
     };
-    let status = solver.step(&mut cache, &fields, StepAt { t, h, y }, &noise, out, &mut stats);
+    let status = solver.step(
+        &mut cache,
+        &fields,
+        StepAt { t, h, y },
+        &noise,
+        out,
+        &mut stats,
+    );
     assert_eq!(status, StepStatus::Taken);
     let mut interp = vec![0.0; thetas.len() * n];
     if !thetas.is_empty() {
@@ -247,7 +257,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 fn check<S: StepVjp, F: DriftVjp, G: DiffusionVjp>(
     solver: &S,
     step: StepMap<S, F, G>,
-    make: &dyn Fn(&[f64], &[f64]) -> Problem<F, G>,
+    make: MakeProblem<'_, F, G>,
     inp: &Input,
     bars: &Bars,
 ) -> f64 {
@@ -276,7 +286,15 @@ fn check<S: StepVjp, F: DriftVjp, G: DiffusionVjp>(
     let mut work = solver.vjp_workspace(&prob);
     let fields = Fields::new(&prob);
     solver
-        .step_vjp(&mut work, &fields, at, &inp.carried, &noise, out, &mut Stats::default())
+        .step_vjp(
+            &mut work,
+            &fields,
+            at,
+            &inp.carried,
+            &noise,
+            out,
+            &mut Stats::default(),
+        )
         .unwrap_or_else(|e| panic!("{}: step VJP: {e}", solver.name()));
     let thetas: Vec<f64> = bars.interp.iter().map(|(theta, _)| *theta).collect();
     let loss = |x: &Input| {
@@ -383,7 +401,7 @@ impl OdeCase {
 /// implicit ones on their converged step.
 fn ode_results(case: &OdeCase) -> Vec<(String, f64)> {
     let mut out = Vec::new();
-    let make: &dyn Fn(&[f64], &[f64]) -> Ode = &ode;
+    let make: MakeProblem<'_, _, _> = &ode;
     let inp = case.input(1.0);
     let mut erk = |name: &str, err: f64, interp: f64| {
         out.push((format!("{name} (ȳ, ē)"), err));
@@ -425,9 +443,8 @@ fn ode_results(case: &OdeCase) -> Vec<(String, f64)> {
         ));
     }
     // the solver types users hold delegate to the generic ESDIRK step VJP
-    let wrapped = |s: &Esdirk34, prob: &Ode, inp: &Input, th: &[f64]| {
-        converged(&s.esdirk(), prob, inp, th)
-    };
+    let wrapped =
+        |s: &Esdirk34, prob: &Ode, inp: &Input, th: &[f64]| converged(&s.esdirk(), prob, inp, th);
     out.push((
         "Esdirk34, the solver type (ȳ)".into(),
         check(
@@ -475,18 +492,20 @@ fn sde_case() -> impl Strategy<Value = SdeCase> {
             vec(-1.0f64..1.0, 8),
         ),
     )
-        .prop_map(|((t, h), (y, p), (z, levy, carried), (yb, eb, cb))| SdeCase {
-            t,
-            h,
-            y,
-            p,
-            z,
-            levy,
-            carried,
-            yb,
-            eb,
-            cb,
-        })
+        .prop_map(
+            |((t, h), (y, p), (z, levy, carried), (yb, eb, cb))| SdeCase {
+                t,
+                h,
+                y,
+                p,
+                z,
+                levy,
+                carried,
+                yb,
+                eb,
+                cb,
+            },
+        )
 }
 
 impl SdeCase {
@@ -702,16 +721,31 @@ fn cotangents_a_method_does_not_take_are_refused() {
     let inp = case.input(Noise::Diagonal, false, 0);
     // no error estimate: an error cotangent is refused
     for (name, r) in [
-        ("EulerMaruyama", refusal(&EulerMaruyama, &prob, &inp, (err_only, &sde_err))),
-        ("EulerHeun", refusal(&EulerHeun, &prob, &inp, (err_only, &sde_err))),
-        ("Milstein", refusal(&Milstein::default(), &prob, &inp, (err_only, &sde_err))),
+        (
+            "EulerMaruyama",
+            refusal(&EulerMaruyama, &prob, &inp, (err_only, &sde_err)),
+        ),
+        (
+            "EulerHeun",
+            refusal(&EulerHeun, &prob, &inp, (err_only, &sde_err)),
+        ),
+        (
+            "Milstein",
+            refusal(&Milstein::default(), &prob, &inp, (err_only, &sde_err)),
+        ),
     ] {
         assert_eq!(r, (true, true), "{name}: error cotangent");
     }
     // dense output not differentiated: interpolated cotangents are refused
     for (name, r) in [
-        ("EulerMaruyama", refusal(&EulerMaruyama, &prob, &inp, (interp_only, &sde_interp))),
-        ("Sriw1", refusal(&Sriw1, &prob, &inp, (interp_only, &sde_interp))),
+        (
+            "EulerMaruyama",
+            refusal(&EulerMaruyama, &prob, &inp, (interp_only, &sde_interp)),
+        ),
+        (
+            "Sriw1",
+            refusal(&Sriw1, &prob, &inp, (interp_only, &sde_interp)),
+        ),
     ] {
         assert_eq!(r, (true, true), "{name}: interpolated cotangent");
     }
@@ -727,12 +761,29 @@ fn cotangents_a_method_does_not_take_are_refused() {
     };
     let prob = ode(&o.y, &o.p);
     let inp = o.input(1.0);
-    let (err, interp) = ((err_only, &o.bars(true, false)), (interp_only, &o.bars(false, true)));
-    assert_eq!(refusal(&Euler, &prob, &inp, err), (true, true), "Euler: error cotangent");
+    let (err, interp) = (
+        (err_only, &o.bars(true, false)),
+        (interp_only, &o.bars(false, true)),
+    );
+    assert_eq!(
+        refusal(&Euler, &prob, &inp, err),
+        (true, true),
+        "Euler: error cotangent"
+    );
     for tab in [&ESDIRK34, &TRBDF2] {
         let s = Esdirk::new(tab);
-        assert_eq!(refusal(&s, &prob, &inp, interp), (true, true), "{}: interpolated", tab.name);
-        assert_eq!(refusal(&s, &prob, &inp, err), (false, false), "{}: error", tab.name);
+        assert_eq!(
+            refusal(&s, &prob, &inp, interp),
+            (true, true),
+            "{}: interpolated",
+            tab.name
+        );
+        assert_eq!(
+            refusal(&s, &prob, &inp, err),
+            (false, false),
+            "{}: error",
+            tab.name
+        );
     }
     // what the explicit methods with an embedded pair take
     for (name, r) in [

@@ -18,12 +18,12 @@
 use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
+use crate::field::{DiffusionVjp, DriftVjp};
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{
     DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver,
 };
-use crate::field::{DiffusionVjp, DriftVjp};
 use crate::step_vjp::{
     Probe, StepBars, StepVjp, VjpNeeds, default_check, delegate_step_vjp, refuse_err_cotangent,
 };

@@ -6,13 +6,13 @@
 //! steps; one drift and two diffusion evaluations per step.
 
 use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, sde_step_vjp};
-use crate::step_vjp::refuse_err_cotangent;
 use super::{Integrates, Noises, StartCache, StepArgs, add_noise, noise_outer, sde_solver};
 use crate::brownian::Driver;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solver::{StepAt, StepStatus};
+use crate::step_vjp::refuse_err_cotangent;
 
 /// Euler–Heun.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -4,12 +4,12 @@
 //! order 1. Fixed steps. One drift and one diffusion evaluation per step.
 
 use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, sde_step_vjp};
-use crate::step_vjp::refuse_err_cotangent;
 use super::{Integrates, Noises, StartCache, StepArgs, euler_update, sde_solver};
 use crate::brownian::Driver;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::problem::Problem;
 use crate::solver::{StepAt, StepStatus};
+use crate::step_vjp::refuse_err_cotangent;
 
 /// Euler–Maruyama's workspace.
 type EmCache = StartCache<()>;

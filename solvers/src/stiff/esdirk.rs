@@ -678,7 +678,6 @@ impl Esdirk {
         }
         Ok(())
     }
-
 }
 
 impl StepVjp for Esdirk {
