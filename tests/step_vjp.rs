@@ -117,6 +117,25 @@ struct Input {
     carried: Vec<f64>,
 }
 
+impl Input {
+    /// Where the step starts.
+    fn at(&self) -> StepAt<'_> {
+        StepAt {
+            t: self.t,
+            h: self.h,
+            y: &self.y,
+        }
+    }
+
+    /// The step's increments.
+    fn noise(&self) -> StepNoise<'_> {
+        StepNoise {
+            dw: &self.dw,
+            levy_h: &self.levy_h,
+        }
+    }
+}
+
 /// The cotangents of a step's outputs.
 #[derive(Debug, Clone)]
 struct Bars {
@@ -125,6 +144,15 @@ struct Bars {
     carried: Vec<f64>,
     /// `(θ, ∂L/∂y(t + θh))` of interpolated values.
     interp: Vec<(f64, Vec<f64>)>,
+}
+
+impl Bars {
+    /// The interpolated cotangents as the protocol takes them.
+    fn interp(&self) -> Vec<InterpCotangent<'_>> {
+        (self.interp.iter())
+            .map(|(theta, bar)| InterpCotangent { theta: *theta, bar })
+            .collect()
+    }
 }
 
 /// A step's outputs: `y_new`, `err`, `c_new`, and the values interpolated
@@ -165,22 +193,12 @@ fn taken<S: Solver, F: DriftVjp, G: DiffusionVjp>(
     solver.start(&mut cache, &f0, &g0);
     set(solver, &mut cache);
     let (mut y_new, mut err) = (vec![0.0; n], vec![0.0; n]);
-    let noise = StepNoise {
-        dw: &inp.dw,
-        levy_h: &inp.levy_h,
-    };
     let out = StepOut {
         y_new: &mut y_new,
         err: &mut err,
     };
-    let status = solver.step(
-        &mut cache,
-        &fields,
-        StepAt { t, h, y },
-        &noise,
-        out,
-        &mut stats,
-    );
+    let (at, noise) = (inp.at(), inp.noise());
+    let status = solver.step(&mut cache, &fields, at, &noise, out, &mut stats);
     assert_eq!(status, StepStatus::Taken);
     let mut interp = vec![0.0; thetas.len() * n];
     if !thetas.is_empty() {
@@ -227,15 +245,11 @@ fn converged(s: &Esdirk, prob: &Ode, inp: &Input, thetas: &[f64]) -> Output {
     let n = inp.y.len();
     let mut c = s.vjp_cache(n, inp.p.len());
     let (mut y_new, mut err) = (vec![0.0; n], vec![0.0; n]);
-    let at = StepAt {
-        t: inp.t,
-        h: inp.h,
-        y: &inp.y,
-    };
     let out = StepOut {
         y_new: &mut y_new,
         err: &mut err,
     };
+    let at = inp.at();
     s.converged_step(&mut c, &prob.drift, &inp.p, at, out, &mut Stats::default())
         .expect("converged step");
     Output {
@@ -263,19 +277,9 @@ fn check<S: StepVjp, F: DriftVjp, G: DiffusionVjp>(
 ) -> f64 {
     let (ny, np, nc) = (inp.y.len(), inp.p.len(), inp.carried.len());
     let prob = make(&inp.y, &inp.p);
-    let interp: Vec<InterpCotangent<'_>> = (bars.interp.iter())
-        .map(|(theta, bar)| InterpCotangent { theta: *theta, bar })
-        .collect();
+    let interp = bars.interp();
     let (mut y_bar, mut c_bar, mut p_bar) = (bars.y.clone(), bars.carried.clone(), vec![0.0; np]);
-    let noise = StepNoise {
-        dw: &inp.dw,
-        levy_h: &inp.levy_h,
-    };
-    let at = StepAt {
-        t: inp.t,
-        h: inp.h,
-        y: &inp.y,
-    };
+    let (at, noise) = (inp.at(), inp.noise());
     let out = StepBars {
         y: &mut y_bar,
         carried: &mut c_bar,
@@ -686,23 +690,14 @@ fn cotangents_a_method_does_not_take_are_refused() {
         let up_front = solver
             .check_step_vjp(&prob.diffusion, (inp.t, &inp.y, &inp.p), needs)
             .is_err();
-        let interp: Vec<InterpCotangent<'_>> = (bars.interp.iter())
-            .map(|(theta, bar)| InterpCotangent { theta: *theta, bar })
-            .collect();
+        let interp = bars.interp();
         let (mut yb, mut pb) = (bars.y.clone(), vec![0.0; inp.p.len()]);
         let r = solver.step_vjp(
             &mut solver.vjp_workspace(prob),
             &Fields::new(prob),
-            StepAt {
-                t: inp.t,
-                h: inp.h,
-                y: &inp.y,
-            },
+            inp.at(),
             &[],
-            &StepNoise {
-                dw: &inp.dw,
-                levy_h: &[],
-            },
+            &inp.noise(),
             StepBars {
                 y: &mut yb,
                 carried: &mut [],
