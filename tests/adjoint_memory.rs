@@ -2,10 +2,12 @@
 //! allocator tracks the peak of live heap bytes during a gradient call, for
 //! 500 and 5000 steps (5000 and 50000 for the checkpointed discrete
 //! adjoints) of a 32-dimensional problem (a state is 256 bytes).
-//! The checkpointed discrete adjoints store nothing per step (their
-//! snapshots restart a replay that regenerates the step sequence, so not
-//! even step times are kept: the peak grows only with the levels of
-//! recomputation, logarithmically); the reversible and stochastic adjoints
+//! The checkpointed discrete adjoint stores nothing per step, for every
+//! solver — reversible Heun too, whose carried state `(ŷ, f(ŷ), g(ŷ))` is
+//! in its snapshots and records (the snapshots restart a replay that
+//! regenerates the step sequence, so not even step times are kept: the
+//! peak grows only with the levels of recomputation, logarithmically);
+//! the reversible and stochastic adjoints
 //! grow by far less than one state per step (the reversible one keeps the
 //! accepted step times, 8 bytes a step), while storing every step grows by
 //! at least a state per step. (This file holds a single test, so no other
@@ -103,7 +105,8 @@ fn adjoint_memory_per_step() {
     };
     let rev = per_step(sde_grad(Adjoint::Reversible));
     let sto = per_step(sde_grad(Adjoint::Stochastic));
-    let dis = per_step(sde_grad(Adjoint::Discrete { checkpoints: 0 }));
+    let dis = per_step_from(5000, sde_grad(Adjoint::Discrete { checkpoints: 16 }));
+    let dis_all = per_step(sde_grad(Adjoint::STORE_ALL));
     let ito = sde.clone().interpretation(Interpretation::Ito);
     let em_ckpt = per_step_from(5000, |steps| {
         peak_bytes(|| {
@@ -142,12 +145,14 @@ fn adjoint_memory_per_step() {
     let ode_all = per_step(ode_grad(usize::MAX));
     println!(
         "bytes per extra step (a state is {state} bytes): reversible {rev:.1}, stochastic {sto:.1}, \
-         reversible-Heun discrete {dis:.1}; Euler–Maruyama discrete budget 16 {em_ckpt:.1}, \
-         store all {em_all:.1}; Tsit5 discrete budget 16 {ode_ckpt:.1}, store all {ode_all:.1}"
+         reversible-Heun discrete budget 16 {dis:.1}, store all {dis_all:.1}; Euler–Maruyama \
+         discrete budget 16 {em_ckpt:.1}, store all {em_all:.1}; Tsit5 discrete budget 16 \
+         {ode_ckpt:.1}, store all {ode_all:.1}"
     );
     // nothing per step: less than a byte a step (step times alone would be
     // 8 bytes, up to twice that while a vector grows)
     for (name, b) in [
+        ("reversible-Heun discrete budget 16", dis),
         ("Euler–Maruyama budget 16", em_ckpt),
         ("Tsit5 budget 16", ode_ckpt),
     ] {
@@ -159,7 +164,7 @@ fn adjoint_memory_per_step() {
     }
     // storing everything: at least a state per step
     for (name, b) in [
-        ("reversible-Heun discrete", dis),
+        ("reversible-Heun discrete store all", dis_all),
         ("Euler–Maruyama store all", em_all),
         ("Tsit5 store all", ode_all),
     ] {

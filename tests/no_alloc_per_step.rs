@@ -265,11 +265,11 @@ impl GenericField for VjpField {
 /// error cotangent where the method has an error estimate.
 fn sde_vjp_allocs<S>(solver: S, interp: Interpretation) -> usize
 where
-    S: sdeflow::sde::SdeStepVjp + Solver<Problem<Generic<VjpField>, Generic<VjpField>>>,
+    S: sdeflow::step_vjp::StepVjp<Problem<Generic<VjpField>, Generic<VjpField>>>,
 {
     use VjpField as F;
-    use sdeflow::sde::SdeStepBars;
     use sdeflow::solver::{Fields, StepAt, StepNoise};
+    use sdeflow::step_vjp::StepBars;
     let name = solver.name();
     let noise = if name.starts_with("Sra") {
         Noise::Additive
@@ -287,10 +287,11 @@ where
     let (eb, dw, levy) = ([0.3, -0.2], [0.1, -0.05], [0.01, 0.02]);
     let mut stats = Stats::default();
     let mut vjp = || {
-        let bars = SdeStepBars {
+        let bars = StepBars {
             y: &mut yb,
             carried: &mut cb,
             err: has_err.then_some(&eb[..]),
+            interp: &[],
             p: &mut pb,
         };
         let at = StepAt {

@@ -13,8 +13,8 @@ use common::{
 };
 use sdeflow::integrate::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
-use sdeflow::solver::{StepAt, StepOut};
-use sdeflow::step_vjp::StepBars;
+use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
+use sdeflow::step_vjp::{StepBars, StepVjp};
 use sdeflow::stiff::{DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2};
 use sdeflow::{Drift, DriftVjp};
 
@@ -583,21 +583,29 @@ fn check_step_vjp<F: DriftVjp>(
     } else {
         solver
     };
-    vjp_solver
-        .step_vjp(
-            &mut c,
-            field,
-            p,
-            StepAt { t, h, y },
-            StepBars {
-                y: &mut lam,
-                err: Some(ebar),
-                interp: &[],
-                p: &mut pbar,
-            },
-            &mut stats,
-        )
-        .expect("step vjp");
+    let fields = Fields {
+        drift: field,
+        diffusion: &NoDiffusion,
+        p,
+        noise: None,
+    };
+    StepVjp::<Problem<F>>::step_vjp(
+        &vjp_solver,
+        &mut c,
+        &fields,
+        StepAt { t, h, y },
+        &[],
+        &StepNoise::NONE,
+        StepBars {
+            y: &mut lam,
+            carried: &mut [],
+            err: Some(ebar),
+            interp: &[],
+            p: &mut pbar,
+        },
+        &mut stats,
+    )
+    .expect("step vjp");
     let mut worst: f64 = 0.0;
     let mut scale: f64 = 0.0;
     for j in 0..n + p.len() {

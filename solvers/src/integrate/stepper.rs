@@ -79,6 +79,12 @@ impl<K, C> Snapshot<K, C> {
     pub fn step(&self) -> usize {
         self.accepted
     }
+
+    /// The solver's workspace at [`Snapshot::t`] (after the last accepted
+    /// step): where its carried state ([`Solver::carried_state`]) is read.
+    pub fn cache(&self) -> &K {
+        &self.cache
+    }
 }
 
 /// Where a solve is: time, step counts and the control's state —
