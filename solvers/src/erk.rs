@@ -497,22 +497,11 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
     }
 }
 
-// the step VJP of every tableau-driven method is the generic one
-delegate_step_vjp!(Euler, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(
-    s.tableau()
-));
-delegate_step_vjp!(Heun, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(
-    s.tableau()
-));
-delegate_step_vjp!(Bs3, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(
-    s.tableau()
-));
-delegate_step_vjp!(Dopri5, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(
-    s.tableau()
-));
-delegate_step_vjp!(Tsit5, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(
-    s.tableau()
-));
-delegate_step_vjp!(Vern7, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(
-    s.tableau()
-));
+/// The step VJP of each tableau-driven method `$name`: the generic one.
+macro_rules! erk_step_vjps {
+    ($($name:ident),*) => {$(
+        delegate_step_vjp!($name, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+    )*};
+}
+
+erk_step_vjps!(Euler, Heun, Bs3, Dopri5, Tsit5, Vern7);
