@@ -351,13 +351,7 @@ where
             bw.y_bar[k] += gy[j * n + k];
         }
     }
-    let bars = StepBars {
-        y: &mut bw.y_bar,
-        carried: &mut bw.c_bar,
-        err: None,
-        interp: &[],
-        p: &mut bw.dp,
-    };
+    let bars = StepBars::states(&mut bw.y_bar, &mut bw.c_bar, &mut bw.dp);
     let (t0, y0) = (problem.tspan.0, &problem.y0);
     bw.vjps += solver.start_vjp(&mut bw.work, &bw.fields, t0, y0, bars, &mut bw.stats)?;
     let backward_drift_evals = replay.as_ref().map_or(0, |r| r.stats().drift_evals);

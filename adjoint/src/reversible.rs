@@ -138,13 +138,7 @@ where
         let end = StepAt { t, h, y: &y };
         solver.reverse_step(&mut cache, &fields, end, &dw, &mut y_prev, &mut stats);
         std::mem::swap(&mut y, &mut y_prev);
-        let bars = StepBars {
-            y: &mut y_bar,
-            carried: &mut c_bar,
-            err: None,
-            interp: &[],
-            p: &mut dp,
-        };
+        let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
         let (at, noise) = (
             StepAt { t, h, y: &y },
             StepNoise {
@@ -169,13 +163,7 @@ where
             }
         }
     }
-    let bars = StepBars {
-        y: &mut y_bar,
-        carried: &mut c_bar,
-        err: None,
-        interp: &[],
-        p: &mut dp,
-    };
+    let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
     let (t0, y0) = (problem.tspan.0, &problem.y0);
     vjps += StepVjp::<Problem<F, G, D>>::start_vjp(
         solver,

@@ -24,9 +24,7 @@ use crate::solver::{
     DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
     delegate_solver,
 };
-use crate::step_vjp::{
-    Probe, StepBars, StepVjp, VjpNeeds, default_check, delegate_step_vjp, refuse_err_cotangent,
-};
+use crate::step_vjp::{StepBars, StepVjp, delegate_step_vjp, refuse_err_cotangent};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, Tableau, VERN7};
 
 /// Workspace of an explicit RK solve.
@@ -319,6 +317,7 @@ pub struct ErkVjpCache {
 
 impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for ExplicitRk<T> {
     type VjpWork = ErkVjpCache;
+    const DIFFERENTIATES_DENSE: bool = true;
 
     fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
         &self,
@@ -338,18 +337,6 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
             big: vec![0.0; n],
             weights: vec![0.0; s_all],
         }
-    }
-
-    /// Interpolated values are differentiated (through the tableau's dense
-    /// output); error cotangents where the tableau has an embedded pair.
-    fn check_step_vjp<G: DiffusionVjp>(
-        &self,
-        _diffusion: &G,
-        _at: Probe<'_>,
-        needs: VjpNeeds,
-    ) -> Result<(), String> {
-        let has_err = self.tableau.b_err().is_some();
-        default_check(self.tableau.name(), has_err, true, needs)
     }
 
     /// The discrete adjoint of one step (Hager 2000; Sandu 2006): the step

@@ -68,6 +68,20 @@ pub struct StepBars<'a, 'b> {
     pub p: &'a mut [f64],
 }
 
+impl<'a> StepBars<'a, 'static> {
+    /// The cotangents of the new and the carried state only (no error
+    /// estimate, no interpolated values): what a loss on step ends gives.
+    pub fn states(y: &'a mut [f64], carried: &'a mut [f64], p: &'a mut [f64]) -> Self {
+        StepBars {
+            y,
+            carried,
+            err: None,
+            interp: &[],
+            p,
+        }
+    }
+}
+
 /// Which cotangents a caller will pass to [`StepVjp::step_vjp`] besides
 /// those of the new state and the carried state: what
 /// [`StepVjp::check_step_vjp`] checks up front.
@@ -91,6 +105,11 @@ pub trait StepVjp<P: Family>: Solver<P> {
     /// Workspace of [`StepVjp::step_vjp`], allocated once per gradient.
     type VjpWork;
 
+    /// Whether the step VJP takes cotangents of values interpolated inside
+    /// the step (its dense output is differentiated); the default check
+    /// refuses them otherwise.
+    const DIFFERENTIATES_DENSE: bool = false;
+
     /// Allocates the workspace for `problem` (its dimension, parameters,
     /// noise type and interpretation, the drift's tape length).
     fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
@@ -110,7 +129,8 @@ pub trait StepVjp<P: Family>: Solver<P> {
         _at: Probe<'_>,
         needs: VjpNeeds,
     ) -> Result<(), String> {
-        default_check(self.name(), self.error_order().is_some(), false, needs)
+        let has_err = self.error_order().is_some();
+        default_check(self.name(), has_err, Self::DIFFERENTIATES_DENSE, needs)
     }
 
     /// Reverses the step from `(at.t, at.y)` of size `at.h`, taken from the
@@ -221,6 +241,8 @@ macro_rules! delegate_step_vjp {
             $name: $crate::solver::Solver<P>,
         {
             type VjpWork = $work;
+            const DIFFERENTIATES_DENSE: bool =
+                <$inner_ty as $crate::step_vjp::StepVjp<P>>::DIFFERENTIATES_DENSE;
             fn vjp_workspace<
                 F: $crate::field::DriftVjp,
                 G: $crate::field::DiffusionVjp,
