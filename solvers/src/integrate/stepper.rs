@@ -165,19 +165,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                 if let Some(component) = self.y_new.iter().position(|v| !v.is_finite()) {
                     return Err(Stop::NonFinite { component });
                 }
-                observer.attempted(&StepReport {
-                    t,
-                    h,
-                    y: &self.y,
-                    y_new: &self.y_new,
-                    err: None,
-                    err_norm: None,
-                    noise: StepNoise {
-                        dw: self.dw.as_ref(),
-                        levy_h: &self.levy_h,
-                    },
-                    accepted: true,
-                });
+                observer.attempted(&self.report((t, h), None, true));
                 return Ok(Accepted { t, t_next, last });
             }
             let e = match status {
@@ -191,19 +179,8 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                 StepStatus::Failed => f64::INFINITY,
             };
             let verdict = cur.control.judge(e);
-            observer.attempted(&StepReport {
-                t,
-                h,
-                y: &self.y,
-                y_new: &self.y_new,
-                err: (status == StepStatus::Taken).then_some(&self.err[..]),
-                err_norm: Some(e),
-                noise: StepNoise {
-                    dw: self.dw.as_ref(),
-                    levy_h: &self.levy_h,
-                },
-                accepted: verdict == Ok(true),
-            });
+            let judged = Some((status == StepStatus::Taken, e));
+            observer.attempted(&self.report((t, h), judged, verdict == Ok(true)));
             match verdict {
                 Ok(true) => return Ok(Accepted { t, t_next, last }),
                 Ok(false) => self.stats.rejected_steps += 1,
@@ -220,6 +197,31 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                     return Err(Stop::Underflow { dt });
                 }
             }
+        }
+    }
+
+    /// The report of the attempt from `t` of size `h` just taken;
+    /// `judged`: whether the step was taken and its error norm, for an
+    /// attempt the controller judged (`None` for a fixed step).
+    #[inline(always)]
+    fn report(
+        &self,
+        (t, h): (f64, f64),
+        judged: Option<(bool, f64)>,
+        accepted: bool,
+    ) -> StepReport<'_> {
+        StepReport {
+            t,
+            h,
+            y: &self.y,
+            y_new: &self.y_new,
+            err: judged.and_then(|(taken, _)| taken.then_some(&self.err[..])),
+            err_norm: judged.map(|(_, e)| e),
+            noise: StepNoise {
+                dw: self.dw.as_ref(),
+                levy_h: &self.levy_h,
+            },
+            accepted,
         }
     }
 
