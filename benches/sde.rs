@@ -13,7 +13,7 @@
 //!   allocation of the solve.
 //! * `em_gbm_1000_steps/hand_loop`: the same scheme written as a plain Rust
 //!   loop, `X += h·aX; X += (√h·z)·bX`, drawing `z` from the very same
-//!   generator (`sdeflow::brownian::rng::NormalStream::new(seed)`), so both
+//!   generator (`sdeflow::noise::NormalStream::new(seed)`), so both
 //!   do the same arithmetic on the same random numbers. Before timing, the
 //!   bench checks that the two agree on `X_T` for a few seeds (to 1e-12
 //!   relative; they differ only because sdeflow computes each step as

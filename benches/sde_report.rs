@@ -137,8 +137,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nalgebra::{DMatrix, Matrix3};
-use sdeflow::brownian::rng::NormalStream;
-use sdeflow::brownian::{BrownianPath, BrownianTree};
+use sdeflow::noise::NormalStream;
+use sdeflow::noise::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
 use sdeflow::solver::{Fields, Increment, StepAt, StepNoise, StepOut};
 

@@ -8,7 +8,7 @@
 //! (Kingma & Ba 2015, written out in `common/adam.rs`) on log-parameters.
 //! Exits with status 1 if a parameter ends more than 2 % from the truth.
 
-use sdeflow::brownian::rng::NormalStream;
+use sdeflow::noise::NormalStream;
 use sdeflow::prelude::*;
 
 #[path = "common/adam.rs"]

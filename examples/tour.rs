@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::prelude::*;
-use sdeflow::brownian::{BrownianPath, BrownianTree};
 use sdeflow::ensemble::Ensemble;
+use sdeflow::noise::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
 use statrs::distribution::{ContinuousCDF, Normal};
 

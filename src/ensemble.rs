@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 use sdeflow_solvers::brownian::rng::derive;
 use sdeflow_solvers::brownian::{Driver, VirtualTree};
 use sdeflow_solvers::{
-    Diffusion, Drift, Method, Options, Problem, SaveAt, Solution, SolveError, Stats,
+    Method, error::SolveError, field::Diffusion, field::Drift, options::Options, options::SaveAt,
+    problem::Problem, solution::Solution, solution::Stats,
 };
 
 use crate::statistics::{EnsembleSummary, Estimate, Failure, Moments, TimeStatistics, quantile};

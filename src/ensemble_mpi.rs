@@ -15,7 +15,7 @@ use mpi::traits::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use sdeflow_solvers::{Diffusion, Drift, Method, Problem};
+use sdeflow_solvers::{Method, field::Diffusion, field::Drift, problem::Problem};
 
 use crate::ensemble::{
     ChunkOut, Ensemble, EnsembleError, Expectation, Reducer, StateStatistics, combine,

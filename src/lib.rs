@@ -31,39 +31,165 @@
 //! See `docs/getting-started.md`, `docs/choosing-a-solver.md`, `docs/sde.md`
 //! and `docs/ensembles.md`.
 
-pub use sdeflow_solvers::{
-    Bdf, Bs3, Controller, Diffusion, Dopri5, Drift, Esdirk34, Euler, EulerHeun, EulerMaruyama,
-    ExplicitRk, Heun, Interpretation, JacobianSource, Method, Milstein, MilsteinDerivative,
-    NewtonOptions, NoDiffusion, Noise, Options, PiController, PidController, Problem,
-    ReversibleHeun, SaveAt, Solution, SolveError, Solver, Sosri, Sra1, Sra3, Sriw1, Stats, Status,
-    StepController, Tolerance, TrBdf2, Tsit5, Vern7, WithJacobian, solve,
-};
+// The public surface: every item at exactly one path (the prelude aside),
+// grouped by family. The implementation crates `sdeflow-solvers` and
+// `sdeflow-adjoint` are laid out by file; this crate is laid out by what a
+// user reaches for.
 
-pub use sdeflow_adjoint::{
-    Adjoint, Differentiable, GradError, Gradient, Loss, discrete_gradient, grad,
-};
-pub use sdeflow_solvers::{DiffusionVjp, DriftVjp, FiniteDifferenceVjp, WithVjp};
+pub use sdeflow_adjoint::grad;
+pub use sdeflow_solvers::error::SolveError;
+pub use sdeflow_solvers::options::{Options, SaveAt, Tolerance};
+pub use sdeflow_solvers::problem::Problem;
+pub use sdeflow_solvers::solution::{Solution, Stats, Status};
+pub use sdeflow_solvers::solver::{OdeProblem, SdeProblem};
+pub use sdeflow_solvers::{Method, solve};
 
-/// The building blocks, for users who write their own solvers or tableaus.
-pub use sdeflow_solvers::{
-    brownian, controller, dense, dual, erk, field, initial_step, integrate, noise, norm, options,
-    problem, sde, solution, solver, step_vjp, stiff, tableau,
-};
+/// Vector fields: the drift and diffusion traits, their Jacobian and VJP
+/// forms, and the dual numbers that derive them.
+///
+/// A closure `|t, y, p, dy|` is a [`Drift`](field::Drift); a closure
+/// `|t, y, p, g|` is a [`Diffusion`](field::Diffusion). Fields generic over
+/// the scalar ([`GenericField`](field::GenericField), wrapped in
+/// [`Generic`](field::Generic)) get exact Jacobians and VJPs from dual
+/// numbers.
+pub mod field {
+    pub use sdeflow_solvers::dual::{Dual64, DualNum, Generic, GenericField};
+    pub use sdeflow_solvers::field::{
+        Diffusion, DiffusionVjp, Drift, DriftVjp, FiniteDifferenceVjp, NoDiffusion, WithJacobian,
+        WithVjp,
+    };
+}
+
+/// Explicit Runge–Kutta methods for non-stiff ODEs, and the Butcher tableaus
+/// they are built from (built in, or assembled at run time).
+pub mod ode {
+    pub use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
+
+    /// Butcher tableaus: the built-in ones, tableaus assembled at run time
+    /// ([`OwnedTableau`](tableau::OwnedTableau)) and the order conditions
+    /// they are validated against.
+    pub mod tableau {
+        pub use sdeflow_solvers::tableau::order_conditions;
+        pub use sdeflow_solvers::tableau::{
+            BS3, ButcherTableau, DP5, DenseTableau, EULER, HEUN, OwnedTableau, TSIT5, Tableau,
+            TableauBuilder, VERN7,
+        };
+    }
+}
+
+/// Stiff ODE solvers: variable-order BDF, the native ESDIRK methods
+/// (ESDIRK3(4), TR-BDF2) and diffsol's ESDIRK engines as references; Newton
+/// settings and Jacobian sources.
+pub mod stiff {
+    pub use sdeflow_solvers::stiff::{
+        Bdf, DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, Esdirk34, EsdirkTableau,
+        JacobianSource, NewtonOptions, TRBDF2, TrBdf2,
+    };
+}
+
+/// SDE solvers: Euler–Maruyama, Milstein, Euler–Heun, reversible Heun and
+/// the stochastic Runge–Kutta families SRI (SRIW1, SOSRI) and SRA (SRA1,
+/// SRA3) with their tableaus.
+pub mod sde {
+    pub use sdeflow_solvers::sde::{
+        EulerHeun, EulerMaruyama, Milstein, MilsteinDerivative, ReversibleHeun, SOSRI, SRA1, SRA3,
+        SRIW1, Sosri, Sra, Sra1, Sra3, SraTableau, Sri, SriTableau, Sriw1,
+    };
+}
+
+/// Noise: its structure ([`Noise`](noise::Noise), the Itô/Stratonovich
+/// [`Interpretation`](noise::Interpretation)) and the drivers a problem owns
+/// (virtual Brownian tree, cached Brownian interval, i.i.d. increments, a
+/// fixed grid, a sampled path), with the paths they build.
+pub mod noise {
+    pub use sdeflow_solvers::brownian::rng::NormalStream;
+    pub use sdeflow_solvers::brownian::{
+        BrownianIncrements, BrownianInterval, BrownianPath, BrownianTree, CachedInterval, Driver,
+        DynPath, FixedGrid, Increments, PiecewiseLinearPath, ReversedPath, SampledPath,
+        VirtualTree,
+    };
+    pub use sdeflow_solvers::noise::{Interpretation, Noise};
+    pub use sdeflow_solvers::solution::KeptPath;
+}
+
+/// Step-size control: the controllers (constant, PI, PID, your own), the
+/// first-step heuristic and the error norms.
+pub mod control {
+    pub use sdeflow_solvers::controller::{
+        ConstantController, Controller, CustomController, PiController, PidController,
+        StepController, StepDecision,
+    };
+    pub use sdeflow_solvers::initial_step::initial_step;
+    pub use sdeflow_solvers::norm::{scaled_rms, weighted_rms};
+}
+
+/// Watching a solve: every attempted step is reported to a
+/// [`StepObserver`](observe::StepObserver).
+pub mod observe {
+    pub use sdeflow_solvers::integrate::{
+        NoObserver, StepObserver, StepReport, integrate_observed,
+    };
+}
+
+/// Gradients: the adjoint strategies [`grad`] runs, the loss
+/// trait, the solver–problem pairings that can be differentiated, and the
+/// discrete adjoint on a solution already computed.
+pub mod adjoint {
+    pub use sdeflow_adjoint::{
+        Adjoint, Differentiable, GradError, Gradient, Loss, discrete_gradient,
+    };
+}
+
+/// Writing your own solver: the [`Solver`](solver::Solver) and
+/// [`StepVjp`](solver::StepVjp) traits, the problem families they are
+/// implemented for, the step's inputs and outputs, and dense-output helpers.
+/// `tests/extension.rs` and `tests/extension_sde.rs` show both traits
+/// implemented outside the crate.
+pub mod solver {
+    pub use sdeflow_solvers::dense::{DenseOutput, combine, lagrange_table, poly_weights};
+    pub use sdeflow_solvers::solver::{
+        DenseTable, Family, Fields, FieldsOf, Increment, Solver, StepAt, StepNoise, StepOut,
+        StepStatus,
+    };
+    pub use sdeflow_solvers::step_vjp::{
+        InterpCotangent, Probe, StepBars, StepVjp, VjpNeeds, default_check, refuse_err_cotangent,
+        refuse_interp_cotangents,
+    };
+}
 
 pub mod ensemble;
 #[cfg(feature = "mpi")]
 pub mod ensemble_mpi;
 pub mod nn;
+/// The MPI bindings the `mpi` feature builds on (re-exported so that a
+/// program needs no second dependency to set up ranks).
 #[cfg(feature = "mpi")]
 pub use mpi;
 pub mod statistics;
 
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.
+///
+/// The one place an item has a second path: each name here is also at its
+/// family module (or the crate root).
 pub mod prelude {
+    pub use crate::adjoint::{Adjoint, Differentiable, Gradient, Loss};
+    pub use crate::control::{Controller, PiController, PidController};
     pub use crate::ensemble::{Ensemble, OnFailure};
-    pub use sdeflow_adjoint::{Adjoint, Differentiable, Gradient, Loss, grad};
-    pub use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
-    pub use sdeflow_solvers::prelude::*;
+    pub use crate::field::{Diffusion, Drift, DualNum, Generic, GenericField, NoDiffusion};
+    pub use crate::noise::{
+        CachedInterval, Driver, FixedGrid, Increments, Interpretation, Noise, SampledPath,
+        VirtualTree,
+    };
+    pub use crate::ode::{Bs3, Dopri5, Euler, Heun, Tsit5, Vern7};
+    pub use crate::sde::{
+        EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
+    };
+    pub use crate::solver::Solver;
+    pub use crate::stiff::{Bdf, Esdirk34, TrBdf2};
+    pub use crate::{
+        Method, OdeProblem, Options, Problem, SaveAt, SdeProblem, Solution, SolveError, Stats,
+        Status, grad, solve,
+    };
 }
 
 /// The guides' code blocks are compiled and run as doc tests.

@@ -14,7 +14,9 @@ use std::cell::RefCell;
 
 use sdeflow_solvers::brownian::rng::NormalStream;
 use sdeflow_solvers::dual::{DualNum, GenericField};
-use sdeflow_solvers::{Diffusion, DiffusionVjp, Drift, DriftVjp, SolveError};
+use sdeflow_solvers::{
+    error::SolveError, field::Diffusion, field::DiffusionVjp, field::Drift, field::DriftVjp,
+};
 
 /// Activation of the hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

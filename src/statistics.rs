@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 use statrs::statistics::{Data, OrderStatistics};
 
-use sdeflow_solvers::Stats;
+use sdeflow_solvers::solution::Stats;
 
 /// Streaming count, mean and sum of squared deviations of a sample
 /// (Welford 1962); memory does not grow with the sample.

@@ -3,7 +3,7 @@
 //! 5-standard-error bounds).
 
 use proptest::prelude::*;
-use sdeflow::brownian::{BrownianIncrements, BrownianInterval, BrownianPath, BrownianTree};
+use sdeflow::noise::{BrownianIncrements, BrownianInterval, BrownianPath, BrownianTree};
 use std::collections::HashMap;
 
 fn inc(tree: &mut BrownianTree, s: f64, t: f64) -> Vec<f64> {

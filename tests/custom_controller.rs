@@ -4,8 +4,8 @@
 //! — exactly as the built-in ones do; its invalid output and options
 //! holding it are refused with typed errors.
 
-use sdeflow::controller::{StepController, StepDecision};
-use sdeflow::integrate::{StepObserver, StepReport, integrate_observed};
+use sdeflow::control::{StepController, StepDecision};
+use sdeflow::observe::{StepObserver, StepReport, integrate_observed};
 use sdeflow::prelude::*;
 
 mod common;

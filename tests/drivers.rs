@@ -5,7 +5,7 @@
 //! re-querying is needed; sampled paths drive solves exactly.
 
 use proptest::prelude::*;
-use sdeflow::brownian::{BrownianPath, BrownianTree, PiecewiseLinearPath};
+use sdeflow::noise::{BrownianPath, BrownianTree, PiecewiseLinearPath};
 use sdeflow::prelude::*;
 
 mod common;
@@ -431,7 +431,7 @@ proptest! {
 /// rule), sizes that add up to the span over the accepted steps.
 #[test]
 fn observers_see_every_attempted_step() {
-    use sdeflow::integrate::{StepObserver, StepReport, integrate_observed};
+    use sdeflow::observe::{StepObserver, StepReport, integrate_observed};
     /// What a report says, kept past the call (its vectors are borrowed).
     #[derive(Debug)]
     struct Seen {
@@ -489,7 +489,7 @@ fn observers_see_every_attempted_step() {
 /// adaptive; an ODE's reports carry none.
 #[test]
 fn reports_carry_the_steps_noise() {
-    use sdeflow::integrate::{StepObserver, StepReport, integrate_observed};
+    use sdeflow::observe::{StepObserver, StepReport, integrate_observed};
     /// The sum of the accepted increments, and the lengths seen.
     struct Sum {
         dw: Vec<f64>,

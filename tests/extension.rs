@@ -8,9 +8,9 @@
 
 mod common;
 use common::{fitted_slope, max_abs_diff};
-use sdeflow::ExplicitRk;
+use sdeflow::ode::ExplicitRk;
+use sdeflow::ode::tableau::{OwnedTableau, TSIT5, Tableau, TableauBuilder};
 use sdeflow::prelude::*;
-use sdeflow::tableau::{OwnedTableau, TSIT5, Tableau, TableauBuilder};
 
 /// Kutta's 3/8 rule (1901), four stages, order 4, no embedded method.
 const KUTTA_38: &str = "

@@ -11,18 +11,19 @@
 //! `Ensemble` run it) and the step-VJP protocol [`StepVjp`] (by the
 //! implicit-function theorem, the transposed equation solved by the same
 //! fixed-point iteration), and gets `grad` from
-//! `sdeflow_adjoint::discrete_gradient` in a one-line
+//! `sdeflow::adjoint::discrete_gradient` in a one-line
 //! [`Differentiable`] impl. Checked here: strong order 0.5 on GBM (slope of
 //! the mean strong error over six step sizes, on one Brownian path per
 //! seed at every step size), the ensemble mean of `X_T` against GBM's exact
 //! mean, identical ensembles on 1 and 2 threads, and `dL/dp`, `dL/dy0`
 //! against central finite differences of `solve` at the same seed.
 
-use sdeflow::brownian::{Driver, VirtualTree};
+use sdeflow::adjoint::GradError;
+use sdeflow::field::{DiffusionVjp, DriftVjp};
+use sdeflow::noise::{Driver, VirtualTree};
 use sdeflow::prelude::*;
 use sdeflow::solver::{DenseTable, Fields, Increment, StepAt, StepNoise, StepOut, StepStatus};
-use sdeflow::step_vjp::{StepBars, StepVjp, refuse_err_cotangent, refuse_interp_cotangents};
-use sdeflow::{DiffusionVjp, DriftVjp, GradError};
+use sdeflow::solver::{StepBars, StepVjp, refuse_err_cotangent, refuse_interp_cotangents};
 
 mod common;
 use common::fitted_slope;
@@ -314,7 +315,7 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for DriftI
         loss: &L,
         adjoint: Adjoint,
     ) -> Result<Gradient, GradError> {
-        sdeflow_adjoint::discrete_gradient(problem, self, options, loss, adjoint)
+        sdeflow::adjoint::discrete_gradient(problem, self, options, loss, adjoint)
     }
 }
 

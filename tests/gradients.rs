@@ -10,7 +10,7 @@ use common::{
     LV_PARAMS as P, LV_Y0 as Y0, LotkaVolterra as Lv, assert_converges, central_difference,
     loss_of_solve,
 };
-use sdeflow::FiniteDifferenceVjp;
+use sdeflow::field::FiniteDifferenceVjp;
 use sdeflow::prelude::*;
 
 /// The discrete adjoint with a budget of 8 stored states.
@@ -205,7 +205,7 @@ fn forward_mode<F: GenericField + Clone>(
     opts: &Options,
     l: &dyn Loss,
 ) -> f64 {
-    use sdeflow::dual::Dual64;
+    use sdeflow::field::Dual64;
     let n = y0.len();
     let np = p.len();
     let f = field.clone();

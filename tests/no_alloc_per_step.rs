@@ -72,15 +72,15 @@ fn allocations_do_not_grow_with_steps() {
     /// A user's controller (the I controller), boxed by `Controller::custom`.
     #[derive(Debug, Clone, PartialEq)]
     struct Mine;
-    impl sdeflow::StepController for Mine {
+    impl sdeflow::control::StepController for Mine {
         fn reset(&mut self) {}
-        fn decide(&mut self, err: f64, k: f64) -> sdeflow::controller::StepDecision {
+        fn decide(&mut self, err: f64, k: f64) -> sdeflow::control::StepDecision {
             let factor = if err.is_finite() {
                 (0.9 * err.max(1e-10).powf(-1.0 / k)).clamp(0.2, 5.0)
             } else {
                 0.2
             };
-            sdeflow::controller::StepDecision {
+            sdeflow::control::StepDecision {
                 accept: err <= 1.0,
                 factor,
             }
@@ -192,7 +192,7 @@ fn allocations_do_not_grow_with_steps() {
     // Brownian paths: a tree query never allocates; a Brownian interval
     // allocates only to grow its arenas for new points — a second pass over
     // the same intervals (backwards, as an adjoint) allocates nothing
-    use sdeflow::brownian::{BrownianInterval, BrownianPath, BrownianTree};
+    use sdeflow::noise::{BrownianInterval, BrownianPath, BrownianTree};
     let n = 5_000;
     let ts: Vec<f64> = (0..=n).map(|k| k as f64 / n as f64).collect();
     let (mut dw, mut h) = ([0.0; 2], [0.0; 2]);
@@ -265,11 +265,11 @@ impl GenericField for VjpField {
 /// error cotangent where the method has an error estimate.
 fn sde_vjp_allocs<S>(solver: S, interp: Interpretation) -> usize
 where
-    S: sdeflow::step_vjp::StepVjp<Problem<Generic<VjpField>, Generic<VjpField>>>,
+    S: sdeflow::solver::StepVjp<Problem<Generic<VjpField>, Generic<VjpField>>>,
 {
     use VjpField as F;
+    use sdeflow::solver::StepBars;
     use sdeflow::solver::{Fields, StepAt, StepNoise};
-    use sdeflow::step_vjp::StepBars;
     let name = solver.name();
     let noise = if name.starts_with("Sra") {
         Noise::Additive

@@ -2,10 +2,11 @@
 //! (the law of X_T against the exact lognormal), work against fixed-step
 //! Euler–Maruyama, reproducibility, and every bad input.
 
-use sdeflow::brownian::{BrownianInterval, BrownianPath, BrownianTree};
-use sdeflow::integrate::{NoObserver, integrate_on_path};
+use sdeflow::noise::{BrownianInterval, BrownianPath, BrownianTree};
+use sdeflow::observe::NoObserver;
 use sdeflow::prelude::*;
 use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
+use sdeflow_solvers::integrate::integrate_on_path;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 const A: f64 = 1.0;

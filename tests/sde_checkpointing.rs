@@ -3,8 +3,8 @@
 //! the gradient equals the one that stores every step (same Brownian tree,
 //! recomputed steps re-query it).
 
+use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::prelude::*;
-use sdeflow::{DiffusionVjp, DriftVjp};
 
 mod common;
 use common::{Diff2, Drift2};

@@ -7,7 +7,7 @@
 
 mod common;
 use common::fitted_slope;
-use sdeflow::brownian::{BrownianPath, BrownianTree};
+use sdeflow::noise::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
 
 const T: f64 = 1.0;

@@ -5,9 +5,9 @@
 //! is recovered, and the reversible adjoint's memory does not grow with the
 //! number of steps.
 
-use sdeflow::brownian::{BrownianPath, BrownianTree};
+use sdeflow::field::{DiffusionVjp, DriftVjp};
+use sdeflow::noise::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
-use sdeflow::{DiffusionVjp, DriftVjp};
 
 mod common;
 use common::{Diff2, Drift2, tracking_loss as loss};
@@ -276,6 +276,46 @@ fn stochastic_adjoint_with_general_noise_approaches_the_exact_discrete_gradient(
     assert!(diffs[2] < diffs[0] && diffs[2] < 1e-4, "{diffs:?}");
 }
 
+#[test]
+fn stochastic_adjoint_runs_backward_on_the_reversed_grid() {
+    // A span that does not start at 0 and a non-uniform grid (quadratic in
+    // t): the backward solve runs in τ = t1 − t over (0, t1 − t0), so the
+    // forward grid must be mapped there (it was passed unmapped, outside
+    // the backward span: an invalid-option error). On the reversed grid the
+    // stochastic adjoint approaches reversible Heun's exact discrete
+    // gradient on the same path: require 1e-3 relative (steps ≤ 2e-3,
+    // first-order agreement; measured below).
+    let (t0, t1) = (1.0, 2.0);
+    let grid: Vec<f64> = (1..500)
+        .map(|k| t0 + (k as f64 / 500.0).powi(2) * (t1 - t0))
+        .collect();
+    let prob = Problem::sde(
+        Generic(Drift2),
+        Generic(Diff2),
+        Noise::Diagonal,
+        Y0.to_vec(),
+        (t0, t1),
+    )
+    .params(P.to_vec())
+    .interpretation(Interpretation::Stratonovich);
+    let opts = Options::default().grid(grid).seed(3).save_at(SaveAt::T1);
+    let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
+        g[0] = 1.0;
+        g[1] = 2.0 * ys[1];
+        ys[0] + ys[1] * ys[1]
+    };
+    let s = grad(&prob, ReversibleHeun, &opts, &l, Adjoint::Stochastic).expect("stochastic");
+    let r = grad(&prob, ReversibleHeun, &opts, &l, Adjoint::Reversible).expect("reversible");
+    let d =
+        s.dp.iter()
+            .chain(&s.dy0)
+            .zip(r.dp.iter().chain(&r.dy0))
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+            .fold(0.0, f64::max);
+    println!("reversed grid: |stochastic − reversible| = {d:e}");
+    assert!(d < 1e-3, "{d:e}");
+}
+
 /// Central differences of a fixed-step SDE solve on one Brownian path;
 /// returns the largest relative error of the discrete adjoint.
 fn fd_check<F, G, S>(label: &str, prob: &Problem<F, G>, solver: S, opts: &Options) -> f64
@@ -424,7 +464,7 @@ where
     F: GenericField + Clone,
     G: GenericField + Clone,
 {
-    use sdeflow::dual::Dual64;
+    use sdeflow::field::Dual64;
     let n = y0.len();
     let np = p.len();
     let seed = |z: &[f64]| -> Vec<Dual64> { (0..n).map(|k| Dual64::new(z[k], z[n + k])).collect() };
@@ -685,7 +725,7 @@ fn exact_milstein_without_second_derivatives_is_unsupported() {
     // discrete adjoint says what to do instead of panicking
     #[derive(Clone, Copy)]
     struct HandWritten;
-    impl sdeflow::Diffusion for HandWritten {
+    impl sdeflow::field::Diffusion for HandWritten {
         fn diffusion(&self, _t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
             for i in 0..y.len() {
                 g[i] = p[2] * y[i];
@@ -739,7 +779,7 @@ fn exact_milstein_without_second_derivatives_is_unsupported() {
         ys.iter().sum::<f64>()
     };
     match grad(&prob, Milstein::exact(), &opts, &l, Adjoint::STORE_ALL) {
-        Err(sdeflow::GradError::Unsupported(msg)) => {
+        Err(sdeflow::adjoint::GradError::Unsupported(msg)) => {
             println!("{msg}");
             for hint in [
                 "Milstein::exact()",
@@ -790,7 +830,9 @@ fn exact_milstein_with_general_noise_is_an_error_not_a_panic() {
         ys.iter().sum::<f64>()
     };
     match grad(&prob, Milstein::exact(), &opts, &l, Adjoint::STORE_ALL) {
-        Err(sdeflow::GradError::Solve(SolveError::Unsupported { alternatives, .. })) => {
+        Err(sdeflow::adjoint::GradError::Solve(SolveError::Unsupported {
+            alternatives, ..
+        })) => {
             assert!(alternatives.contains("EulerHeun"), "{alternatives}");
         }
         other => panic!("expected the solver's unsupported-noise error, got {other:?}"),
@@ -812,7 +854,8 @@ fn adjoints_a_solver_does_not_offer_are_refused() {
     ] {
         let e = grad(&prob, EulerHeun, &opts, &loss, adjoint).expect_err("not offered");
         assert!(
-            matches!(e, sdeflow::GradError::Unsupported(_)) && e.to_string().contains("EulerHeun"),
+            matches!(e, sdeflow::adjoint::GradError::Unsupported(_))
+                && e.to_string().contains("EulerHeun"),
             "{adjoint:?}: {e}"
         );
     }

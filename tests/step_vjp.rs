@@ -1,4 +1,4 @@
-//! The one step-VJP protocol (`sdeflow::step_vjp::StepVjp`) checked against
+//! The one step-VJP protocol (`sdeflow::solver::StepVjp`) checked against
 //! finite differences of each method's own step, for every solver that has
 //! one: the explicit Runge–Kutta methods (`Euler`, `Heun`, `Bs3`, `Dopri5`,
 //! `Tsit5`, `Vern7`, and a tableau built at run time), the native implicit
@@ -23,13 +23,14 @@
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use sdeflow::dense::{combine, poly_weights};
+use sdeflow::field::{DiffusionVjp, DriftVjp};
+use sdeflow::ode::ExplicitRk;
+use sdeflow::ode::tableau::{OwnedTableau, TSIT5};
 use sdeflow::prelude::*;
 use sdeflow::solver::{Fields, Increment, StepAt, StepNoise, StepOut, StepStatus};
-use sdeflow::step_vjp::{InterpCotangent, StepBars, StepVjp, VjpNeeds};
+use sdeflow::solver::{InterpCotangent, StepBars, StepVjp, VjpNeeds};
+use sdeflow::solver::{combine, poly_weights};
 use sdeflow::stiff::{ESDIRK34, Esdirk, TRBDF2};
-use sdeflow::tableau::{OwnedTableau, TSIT5};
-use sdeflow::{DiffusionVjp, DriftVjp, ExplicitRk};
 
 /// A nonlinear two-state ODE drift with three parameters.
 #[derive(Clone, Copy)]

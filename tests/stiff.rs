@@ -11,12 +11,12 @@ use common::{
     HIRES_P, HIRES_REF, ROBER_1E5, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0, fitted_slope,
     hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift, van_der_pol_jacobian,
 };
-use sdeflow::integrate::{StepObserver, integrate_observed};
+use sdeflow::field::DriftVjp;
+use sdeflow::observe::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
 use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
-use sdeflow::step_vjp::{StepBars, StepVjp};
+use sdeflow::solver::{StepBars, StepVjp};
 use sdeflow::stiff::{DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2};
-use sdeflow::{Drift, DriftVjp};
 
 /// Van der Pol as a plain drift (Jacobians by finite differences), and with
 /// its analytic Jacobian.
@@ -356,7 +356,7 @@ fn native_jacobian_sources_agree() {
     let forced = solve(
         &analytic,
         Esdirk34 {
-            jacobian: sdeflow::JacobianSource::FiniteDifferences,
+            jacobian: sdeflow::stiff::JacobianSource::FiniteDifferences,
             ..s
         },
         &opts,
@@ -548,7 +548,7 @@ fn check_step_vjp<F: DriftVjp>(
     let mut stats = Stats::default();
     // the converged step; with `frozen_filter` (the matrix M of the filter-on
     // solver, column-major), err = M⁻¹ ê with ê from the filter-off solver
-    let loss = |c: &mut sdeflow::stiff::EsdirkVjpCache, y: &[f64], p: &[f64]| -> f64 {
+    let loss = |c: &mut sdeflow_solvers::stiff::EsdirkVjpCache, y: &[f64], p: &[f64]| -> f64 {
         let mut yn = vec![0.0; n];
         let mut err = vec![0.0; n];
         let mut st = Stats::default();

@@ -35,7 +35,8 @@ use common::{
 use sdeflow::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sdeflow::{Bdf, GradError, NewtonOptions, NoDiffusion};
+use sdeflow::adjoint::GradError;
+use sdeflow::stiff::NewtonOptions;
 
 /// `L = Σ w_i y_i(T)`.
 fn weighted(w: &'static [f64]) -> impl Fn(&[f64], &[f64], &mut [f64]) -> f64 {

@@ -29,7 +29,7 @@
 use sdeflow_solvers::integrate::{AnyControl, Run, Snapshot, StepObserver};
 use sdeflow_solvers::solver::Family;
 use sdeflow_solvers::solver::StepNoise;
-use sdeflow_solvers::{Solution, SolveError, Solver};
+use sdeflow_solvers::{error::SolveError, solution::Solution, solver::Solver};
 
 use crate::GradError;
 

@@ -52,8 +52,9 @@ use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
 use sdeflow_solvers::solver::OdeProblem;
 use sdeflow_solvers::{
-    Controller, Drift, DriftVjp, Esdirk34, Method, NoDiffusion, Options, Problem, SaveAt, Solution,
-    SolveError, Solver, Tolerance, solve,
+    Method, controller::Controller, error::SolveError, field::Drift, field::DriftVjp,
+    field::NoDiffusion, options::Options, options::SaveAt, options::Tolerance, problem::Problem,
+    solution::Solution, solve, solver::Solver, stiff::Esdirk34,
 };
 
 /// Keeps the state after the last accepted step.
@@ -428,8 +429,8 @@ fn segment_options(opts: &Options, (ta, tb): (f64, f64)) -> Options {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sdeflow_solvers::Tsit5;
     use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+    use sdeflow_solvers::erk::Tsit5;
 
     struct LotkaVolterra;
     impl GenericField for LotkaVolterra {

@@ -22,7 +22,10 @@ use sdeflow_solvers::solver::OdeProblem;
 use sdeflow_solvers::step_vjp::StepVjp;
 use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
 use sdeflow_solvers::tableau::Tableau;
-use sdeflow_solvers::{DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem};
+use sdeflow_solvers::{
+    Method, field::DiffusionVjp, field::DriftVjp, field::NoDiffusion, options::Options,
+    problem::Problem,
+};
 
 use crate::continuous::{BackwardMethod, StateSource};
 use crate::loss::Loss;
@@ -32,7 +35,7 @@ use crate::{Adjoint, GradError, Gradient};
 /// A solver that gradients flow through, for problems with drift `F`,
 /// diffusion `G` and driver `D`. [`crate::grad`] calls it; implement it to
 /// make a solver of your own differentiable. Any [`Method`] can be: a
-/// [`Solver`](sdeflow_solvers::Solver) run in the generic loop, or one with
+/// [`Solver`](sdeflow_solvers::solver::Solver) run in the generic loop, or one with
 /// its own engine (`Bdf`). A solver of your own that implements the
 /// step-VJP protocol ([`StepVjp`](sdeflow_solvers::step_vjp::StepVjp))
 /// implements it in one line, with [`crate::discrete_gradient`]
@@ -43,7 +46,10 @@ use crate::{Adjoint, GradError, Gradient};
 /// ```
 /// use sdeflow_adjoint::{Adjoint, grad};
 /// use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
-/// use sdeflow_solvers::{EulerMaruyama, Noise, Options, Problem, SaveAt};
+/// use sdeflow_solvers::sde::EulerMaruyama;
+/// use sdeflow_solvers::noise::Noise;
+/// use sdeflow_solvers::options::{Options, SaveAt};
+/// use sdeflow_solvers::problem::Problem;
 ///
 /// struct Lin;
 /// impl GenericField for Lin {
@@ -65,7 +71,10 @@ use crate::{Adjoint, GradError, Gradient};
 /// ```compile_fail
 /// use sdeflow_adjoint::{Adjoint, grad};
 /// use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
-/// use sdeflow_solvers::{Noise, Options, Problem, SaveAt, Tsit5};
+/// use sdeflow_solvers::noise::Noise;
+/// use sdeflow_solvers::options::{Options, SaveAt};
+/// use sdeflow_solvers::problem::Problem;
+/// use sdeflow_solvers::erk::Tsit5;
 ///
 /// struct Lin;
 /// impl GenericField for Lin {

@@ -27,7 +27,10 @@ use sdeflow_solvers::brownian::{BrownianPath, Driver};
 use sdeflow_solvers::integrate::Run;
 use sdeflow_solvers::solver::{Family, Fields, FieldsOf, Increment, StepAt, StepNoise};
 use sdeflow_solvers::step_vjp::{InterpCotangent, StepBars, StepVjp, VjpNeeds};
-use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, SolveError, Stats};
+use sdeflow_solvers::{
+    error::SolveError, field::DiffusionVjp, field::DriftVjp, options::Options, options::SaveAt,
+    problem::Problem, solution::Stats,
+};
 
 use crate::checkpoint::{Record, ReverseStep, forward, reverse_all};
 use crate::loss::Loss;
@@ -143,10 +146,13 @@ where
 /// # use sdeflow_solvers::solver::{
 /// #     DenseTable, Fields, Increment, Solver, StepAt, StepNoise, StepOut, StepStatus,
 /// # };
-/// # use sdeflow_solvers::{
-/// #     Diffusion, DiffusionVjp, Drift, DriftVjp, EulerMaruyama, Noise, Options, Problem, SaveAt,
-/// #     SolveError, Stats,
-/// # };
+/// # use sdeflow_solvers::error::SolveError;
+/// # use sdeflow_solvers::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
+/// # use sdeflow_solvers::noise::Noise;
+/// # use sdeflow_solvers::options::{Options, SaveAt};
+/// # use sdeflow_solvers::problem::Problem;
+/// # use sdeflow_solvers::sde::EulerMaruyama;
+/// # use sdeflow_solvers::solution::Stats;
 /// # /// Euler–Maruyama under another name: a solver of "your own".
 /// # #[derive(Clone, Copy)]
 /// # struct MySolver;
@@ -222,7 +228,11 @@ where
 /// ```
 /// use sdeflow_adjoint::{Adjoint, discrete_gradient};
 /// use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
-/// use sdeflow_solvers::{EulerMaruyama, Noise, Options, Problem, SaveAt, Tsit5};
+/// use sdeflow_solvers::sde::EulerMaruyama;
+/// use sdeflow_solvers::noise::Noise;
+/// use sdeflow_solvers::options::{Options, SaveAt};
+/// use sdeflow_solvers::problem::Problem;
+/// use sdeflow_solvers::erk::Tsit5;
 ///
 /// struct Lin;
 /// impl GenericField for Lin {

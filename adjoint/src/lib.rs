@@ -34,7 +34,7 @@ pub use loss::Loss;
 
 use std::fmt;
 
-use sdeflow_solvers::{Options, Problem, Solution, SolveError};
+use sdeflow_solvers::{error::SolveError, options::Options, problem::Problem, solution::Solution};
 
 /// How gradients are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +139,9 @@ impl From<SolveError> for GradError {
 /// ```
 /// use sdeflow_adjoint::{Adjoint, grad};
 /// use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
-/// use sdeflow_solvers::{Options, Problem, SaveAt, Tsit5};
+/// use sdeflow_solvers::options::{Options, SaveAt};
+/// use sdeflow_solvers::problem::Problem;
+/// use sdeflow_solvers::erk::Tsit5;
 ///
 /// struct Decay;
 /// impl GenericField for Decay {

@@ -1,6 +1,6 @@
 //! Losses on the saved states of a solve.
 
-use sdeflow_solvers::Solution;
+use sdeflow_solvers::solution::Solution;
 
 use crate::GradError;
 

@@ -19,7 +19,10 @@ use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
 use sdeflow_solvers::sde::ReversibleHeun;
 use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
 use sdeflow_solvers::step_vjp::{StepBars, StepVjp};
-use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats};
+use sdeflow_solvers::{
+    field::DiffusionVjp, field::DriftVjp, options::Options, options::SaveAt, problem::Problem,
+    solution::Stats, solver::Solver,
+};
 
 use crate::loss::Loss;
 use crate::{Adjoint, GradError, Gradient};

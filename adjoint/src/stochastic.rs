@@ -19,7 +19,8 @@ use sdeflow_solvers::brownian::{Driver, ReversedPath};
 use sdeflow_solvers::integrate::{NoObserver, integrate_on_path};
 use sdeflow_solvers::sde::ReversibleHeun;
 use sdeflow_solvers::{
-    DiffusionVjp, DriftVjp, Interpretation, Noise, Options, Problem, SaveAt, solve,
+    field::DiffusionVjp, field::DriftVjp, noise::Interpretation, noise::Noise, options::Options,
+    options::SaveAt, problem::Problem, solve,
 };
 
 use crate::loss::Loss;
@@ -137,8 +138,20 @@ where
         path: path.as_mut(),
         t_end: t1,
     };
+    // The backward solve runs in reversed time τ = t1 − t: the forward
+    // solve's step and discontinuity times, mapped there, in increasing τ.
+    let reverse = |times: &[f64]| -> Vec<f64> {
+        times
+            .iter()
+            .rev()
+            .map(|&t| t1 - t)
+            .filter(|&tau| tau > 0.0 && tau < t1 - t0)
+            .collect()
+    };
     let back_opts = Options {
         save_at: SaveAt::T1,
+        step_to: reverse(&opts.step_to),
+        discontinuities: reverse(&opts.discontinuities),
         ..opts.clone()
     };
     let b = integrate_on_path(

@@ -3,7 +3,7 @@
 //! and `sde_report` benches time against each other.
 #![allow(dead_code)]
 
-use sdeflow::brownian::rng::NormalStream;
+use sdeflow::noise::NormalStream;
 use sdeflow::prelude::*;
 
 /// GBM drift coefficient `a`.

@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
-//! use sdeflow_solvers::Drift;
+//! use sdeflow_solvers::field::Drift;
 //!
 //! struct VanDerPol;
 //! impl GenericField for VanDerPol {

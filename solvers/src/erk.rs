@@ -46,7 +46,8 @@ pub struct ErkCache {
 /// `Vern7`) is one of these; a user tableau works the same way:
 ///
 /// ```
-/// use sdeflow_solvers::{erk::ExplicitRk, tableau::TSIT5};
+/// use sdeflow_solvers::erk::ExplicitRk;
+/// use sdeflow_solvers::tableau::TSIT5;
 /// let tsit5 = ExplicitRk::new(&TSIT5);
 /// assert_eq!(tsit5.tableau().order, 5);
 /// ```
@@ -59,7 +60,7 @@ pub struct ErkCache {
 /// let owned = OwnedTableau::try_from(&TSIT5)?;
 /// let rk = ExplicitRk::new(&owned);
 /// assert_eq!(rk.tableau().order(), 5);
-/// # Ok::<(), sdeflow_solvers::SolveError>(())
+/// # Ok::<(), sdeflow_solvers::error::SolveError>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ExplicitRk<T = &'static ButcherTableau> {

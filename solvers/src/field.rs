@@ -57,7 +57,7 @@ where
 }
 
 /// The diffusion `g(t, y, p)` of an SDE. Its shape depends on the
-/// [`crate::Noise`] type: `n` entries for scalar, diagonal and additive noise,
+/// [`crate::noise::Noise`] type: `n` entries for scalar, diagonal and additive noise,
 /// `n × m` (column-major) for general noise.
 pub trait Diffusion {
     /// Writes `g(t, y, p)` into `g`.
@@ -110,7 +110,7 @@ impl DiffusionVjp for NoDiffusion {
 
 /// A drift paired with a user-written Jacobian closure
 /// `|t, y, p, jac| ...` that fills the `n × n` column-major Jacobian.
-/// Built by [`crate::Problem::with_jacobian`].
+/// Built by [`crate::problem::Problem::with_jacobian`].
 #[derive(Debug, Clone, Copy)]
 pub struct WithJacobian<F, J> {
     /// The drift.
@@ -196,7 +196,7 @@ pub trait DriftVjp: Drift {
 
 /// A drift with a hand-written VJP closure
 /// `|t, y, p, v, out_y, out_p|` that adds `vᵀ∂f/∂y` to `out_y` and `vᵀ∂f/∂p`
-/// to `out_p`. Built by [`crate::Problem::with_vjp`].
+/// to `out_p`. Built by [`crate::problem::Problem::with_vjp`].
 #[derive(Debug, Clone, Copy)]
 pub struct WithVjp<F, V> {
     /// The drift.

@@ -3,10 +3,12 @@
 //! controllers, the integration loop, dense output and the stiff solvers
 //! (native ESDIRK methods; BDF through diffsol).
 //!
-//! Most users depend on the facade crate `sdeflow`, which re-exports all of
-//! this. The pieces are orthogonal: any [`Solver`] runs under any
-//! [`Controller`] and [`SaveAt`] policy; adding a solver does not touch the
-//! loop in [`integrate`].
+//! This crate is laid out by implementation file, each item at one path
+//! (its module; the [`prelude`] aside). Most users depend on the facade
+//! crate `sdeflow`, which re-exports what a program needs grouped by family.
+//! The pieces are orthogonal: any [`Solver`] runs under any
+//! [`Controller`](controller::Controller) and [`SaveAt`](options::SaveAt)
+//! policy; adding a solver does not touch the loop in [`integrate`].
 
 pub mod brownian;
 pub mod controller;
@@ -29,28 +31,18 @@ pub mod stiff;
 pub mod tableau;
 
 use brownian::Driver;
-pub use controller::{ConstantController, Controller, PiController, PidController, StepController};
-pub use erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
-pub use error::SolveError;
-pub use field::{
-    Diffusion, DiffusionVjp, Drift, DriftVjp, FiniteDifferenceVjp, NoDiffusion, WithJacobian,
-    WithVjp,
-};
-pub use noise::{Interpretation, Noise};
-pub use options::{Options, SaveAt, Tolerance};
-pub use problem::Problem;
-pub use sde::{
-    EulerHeun, EulerMaruyama, Milstein, MilsteinDerivative, ReversibleHeun, Sosri, Sra1, Sra3,
-    Sriw1,
-};
-pub use solution::{Solution, Stats, Status};
-pub use solver::Solver;
-pub use stiff::{Bdf, Esdirk34, JacobianSource, NewtonOptions, TrBdf2};
+use error::SolveError;
+use field::{Diffusion, Drift};
+use options::Options;
+use problem::Problem;
+use solution::Solution;
+use solver::Solver;
 
 /// Anything [`solve`] accepts for problems of type `P`: every
 /// [`Solver<P>`] (through the generic loop) and the solvers that run inside
-/// diffsol ([`Bdf`] and the diffsol references in
-/// [`stiff::diffsol_backend`], for ODE problems).
+/// diffsol ([`Bdf`](stiff::Bdf) and the diffsol references
+/// [`DiffsolEsdirk34`](stiff::DiffsolEsdirk34) and
+/// [`DiffsolTrBdf2`](stiff::DiffsolTrBdf2), for ODE problems).
 ///
 /// The stiff solvers take ODEs only; an SDE does not compile:
 ///

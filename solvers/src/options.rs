@@ -96,7 +96,7 @@ pub enum SaveAt {
     /// The initial state and the state after every accepted step (the default).
     #[default]
     Steps,
-    /// Every step plus the interpolant's data, so that [`crate::Solution::at`]
+    /// Every step plus the interpolant's data, so that [`crate::solution::Solution::at`]
     /// evaluates the solution at any time in the span.
     Dense,
 }
@@ -123,7 +123,7 @@ pub(crate) use setters;
 /// Options of a solve. Build with the chained setters:
 ///
 /// ```
-/// use sdeflow_solvers::{Options, SaveAt};
+/// use sdeflow_solvers::options::{Options, SaveAt};
 /// let opts = Options::default().rtol(1e-8).atol(1e-10).save_at(SaveAt::T1);
 /// assert_eq!(opts.max_steps, 100_000);
 /// ```
@@ -144,7 +144,7 @@ pub struct Options {
     /// Budget of attempted (accepted + rejected) steps (default 100 000).
     pub max_steps: usize,
     /// Seed of the Brownian path of SDE solves (default 0): with the
-    /// problem's driver ([`crate::Problem::driver`]) it fixes the path.
+    /// problem's driver ([`crate::problem::Problem::driver`]) it fixes the path.
     pub seed: u64,
     /// What to save.
     pub save_at: SaveAt,

@@ -10,7 +10,7 @@ use crate::noise::{Interpretation, Noise};
 /// on the span `(t0, t1)`; `t1 < t0` integrates backwards in time.
 ///
 /// ```
-/// use sdeflow_solvers::Problem;
+/// use sdeflow_solvers::problem::Problem;
 /// let lv = Problem::ode(
 ///     |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
 ///         dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];

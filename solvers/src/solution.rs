@@ -82,7 +82,7 @@ pub struct Solution {
     pub status: Status,
     /// Name of the solver that produced it.
     pub solver: String,
-    /// Interpolation data (with [`crate::SaveAt::Dense`]).
+    /// Interpolation data (with [`crate::options::SaveAt::Dense`]).
     pub dense: Option<DenseOutput>,
     /// The Brownian path an SDE solve was driven by, as its driver keeps it
     /// (`None` for ODEs, for drivers that cannot re-query their path such as
@@ -240,7 +240,7 @@ impl Solution {
     }
 
     /// The solution at time `t`, by the solver's own interpolant. Needs a
-    /// solve with [`crate::SaveAt::Dense`].
+    /// solve with [`crate::options::SaveAt::Dense`].
     pub fn at(&self, t: f64) -> Result<Vec<f64>, SolveError> {
         let mut out = vec![0.0; self.n];
         self.at_into(t, &mut out)?;

@@ -308,7 +308,7 @@ macro_rules! delegate_solver_impl {
             fn error_order(&self) -> Option<f64> {
                 self.$inner().error_order()
             }
-            fn check(&self, problem: &P) -> Result<(), $crate::SolveError> {
+            fn check(&self, problem: &P) -> Result<(), $crate::error::SolveError> {
                 self.$inner().check(problem)
             }
             fn init(&self, problem: &P) -> $cache {
@@ -325,7 +325,7 @@ macro_rules! delegate_solver_impl {
                 at: $crate::solver::StepAt<'_>,
                 noise: &$crate::solver::StepNoise<'_>,
                 out: $crate::solver::StepOut<'_>,
-                stats: &mut $crate::Stats,
+                stats: &mut $crate::solution::Stats,
             ) -> $crate::solver::StepStatus {
                 self.$inner().step(cache, fields, at, noise, out, stats)
             }
@@ -346,7 +346,7 @@ macro_rules! delegate_solver_impl {
                 h: f64,
                 y: &[f64],
                 y_new: &[f64],
-                stats: &mut $crate::Stats,
+                stats: &mut $crate::solution::Stats,
             ) -> &'c [f64] {
                 self.$inner()
                     .dense_stages(cache, fields, t, h, y, y_new, stats)

@@ -26,7 +26,7 @@ use crate::brownian::rng::NormalStream;
 use crate::error::SolveError;
 
 /// A Brownian path that can be cloned behind a pointer: what a
-/// [`crate::Solution`] keeps of the path it was driven by.
+/// [`crate::solution::Solution`] keeps of the path it was driven by.
 pub trait DynPath: BrownianPath + fmt::Debug + Send + Sync {
     /// A boxed copy of this path (same values at every query).
     fn clone_box(&self) -> Box<dyn DynPath>;

@@ -1,5 +1,5 @@
 //! A user's own step-size controller, boxed so that [`Controller`] (and
-//! with it [`crate::Options`]) stays one cloneable, comparable type that
+//! with it [`crate::options::Options`]) stays one cloneable, comparable type that
 //! ensembles share between threads.
 //!
 //! The box is made once per solve (when the loop takes the options'

@@ -38,7 +38,7 @@ pub trait Control: Clone {
     /// After an accepted attempt that ended just before a discontinuity of
     /// the fields: `Some((end, start))`, the attempt's end and the time just
     /// after the discontinuity where the next step starts, with the method
-    /// restarted there ([`crate::Options::discontinuities`]). `None` (the
+    /// restarted there ([`crate::options::Options::discontinuities`]). `None` (the
     /// default) otherwise. Meaningful from the acceptance until the next
     /// [`Control::propose`].
     #[inline(always)]

@@ -1,9 +1,9 @@
 //! The integration loop: drives any [`Solver`] with any step control and
-//! save policy. One step body ([`stepper`]) serves fixed and adaptive steps
+//! save policy. One step body (`stepper.rs`) serves fixed and adaptive steps
 //! (a [`Control`] says where each attempt ends and judges it), plain solves,
 //! the adjoints' forward passes ([`Run`]) and their replays from a
 //! [`Snapshot`]. The loop owns the initial step, the error norm, the
-//! step-budget and underflow checks and the saving ([`saver`]); it knows
+//! step-budget and underflow checks and the saving (`saver.rs`); it knows
 //! nothing about a particular method.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -272,13 +272,19 @@ pub fn integrate_on_path<
             saver,
             observer,
         ),
-        (AnyControl::Grid(c), mut path) => drive(
-            stepper.with(vec![0.0; m]),
-            cursor.with(c),
-            &mut path,
-            saver,
-            observer,
-        ),
+        (AnyControl::Grid(c), mut path) => {
+            let sol = drive(
+                stepper.with(vec![0.0; m]),
+                cursor.with(c),
+                &mut path,
+                saver,
+                observer,
+            );
+            sol.map(|s| Solution {
+                brownian: path.keep(problem.driver.requery(), t0),
+                ..s
+            })
+        }
         (AnyControl::Adaptive(c), mut path) => {
             let sol = drive(
                 stepper.with(vec![0.0; m]),

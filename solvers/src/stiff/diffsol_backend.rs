@@ -2,7 +2,7 @@
 //! <https://github.com/martinjrobins/diffsol>), in diffsol's own drive loop:
 //! variable-order BDF (NDF variant, orders 1–5; Shampine & Reichelt, "The
 //! MATLAB ODE suite", SIAM J. Sci. Comput. 18 (1997)) as [`Bdf`], and —
-//! as references for the native [`crate::Esdirk34`] and [`crate::TrBdf2`],
+//! as references for the native [`crate::stiff::Esdirk34`] and [`crate::stiff::TrBdf2`],
 //! which run in the generic loop — diffsol's own TR-BDF2 (Hosea & Shampine,
 //! Appl. Numer. Math. 20 (1996)) and ESDIRK3(4) (Jørgensen, Kristensen &
 //! Thomsen, arXiv:1803.01613, 2018) as [`DiffsolTrBdf2`] and
@@ -15,7 +15,7 @@
 //! in this order of preference, from
 //! 1. a field written generically over the scalar ([`crate::dual::Generic`]):
 //!    exact Jacobian–vector products by forward-mode duals;
-//! 2. a user closure ([`crate::Problem::with_jacobian`]): the full matrix,
+//! 2. a user closure ([`crate::problem::Problem::with_jacobian`]): the full matrix,
 //!    evaluated once per state and reused for each column diffsol asks for;
 //! 3. forward finite differences (`n + 1` drift evaluations per Jacobian,
 //!    step `√ε · max(|y|∞, 1)`), always, with [`JacobianSource::FiniteDifferences`].
@@ -102,13 +102,13 @@ stiff_method!(
 );
 stiff_method!(
     /// diffsol's TR-BDF2, in diffsol's drive loop: the reference the native
-    /// [`crate::TrBdf2`] is compared with (tests, benches).
+    /// [`crate::stiff::TrBdf2`] is compared with (tests, benches).
     DiffsolTrBdf2,
     Kind::TrBdf2
 );
 stiff_method!(
     /// diffsol's ESDIRK3(4), in diffsol's drive loop: the reference the
-    /// native [`crate::Esdirk34`] is compared with (tests, benches).
+    /// native [`crate::stiff::Esdirk34`] is compared with (tests, benches).
     DiffsolEsdirk34,
     Kind::Esdirk34
 );

@@ -24,8 +24,8 @@
 //!   Hairer & Wanner's RADAU5 (HW II §IV.8, eq. (8.20)), by Hosea & Shampine
 //!   for TR-BDF2 and by diffsol. [`Esdirk::filter_error`] turns it off.
 //!
-//! The Jacobian `J` comes from [`crate::Drift::jacobian`] when the field has
-//! one ([`crate::dual::Generic`] fields, [`crate::Problem::with_jacobian`]),
+//! The Jacobian `J` comes from [`crate::field::Drift::jacobian`] when the field has
+//! one ([`crate::dual::Generic`] fields, [`crate::problem::Problem::with_jacobian`]),
 //! else from forward differences ([`JacobianSource::FiniteDifferences`]
 //! forces them), into a matrix in the cache. It is reused across steps as in
 //! RADAU5 and OrdinaryDiffEq: it is formed at a step's start only when there
@@ -40,8 +40,8 @@
 //! it fails with a fresh one, the step returns
 //! [`StepStatus::Failed`](crate::solver::StepStatus::Failed), which the
 //! adaptive loop rejects with its controller's smallest step factor —
-//! repeated failures end in a [`crate::SolveError::StepSizeUnderflow`] — and
-//! a fixed-step solve reports as [`crate::SolveError::NonlinearSolve`]. Each failed Newton solve
+//! repeated failures end in a [`crate::error::SolveError::StepSizeUnderflow`] — and
+//! a fixed-step solve reports as [`crate::error::SolveError::NonlinearSolve`]. Each failed Newton solve
 //! counts in [`Stats::nonlinear_failures`].
 //!
 //! Dense output is the cubic Hermite interpolant through `(y_n, f_n)` and
@@ -78,7 +78,7 @@ use crate::stiff::tableau::EsdirkTableau;
 
 /// An ESDIRK method defined by a tableau ([`crate::stiff::ESDIRK34`],
 /// [`crate::stiff::TRBDF2`], or a user's), with its Jacobian source and
-/// Newton settings. [`crate::Esdirk34`] and [`crate::TrBdf2`] are this with
+/// Newton settings. [`crate::stiff::Esdirk34`] and [`crate::stiff::TrBdf2`] are this with
 /// their tables.
 ///
 /// ```

@@ -1,24 +1,24 @@
 //! Stiff ODE solvers.
 //!
 //! * [`Esdirk34`] and [`TrBdf2`] are native: one generic ESDIRK step
-//!   ([`esdirk`]) driven by a coefficient table ([`tableau`]: ESDIRK3(4) of
+//!   (`esdirk.rs`) driven by a coefficient table (`tableau.rs`: ESDIRK3(4) of
 //!   Jørgensen, Kristensen & Thomsen, arXiv:1803.01613 (2018), as diffsol
 //!   writes it; TR-BDF2 of Bank et al. (1985) with the error estimate of
 //!   Hosea & Shampine, Appl. Numer. Math. 20 (1996)), with simplified Newton
-//!   on `W = I − hγJ` ([`newton`]; Hairer & Wanner, *Solving ODEs II*,
-//!   §IV.8). They implement [`crate::Solver`], so they run in the one
+//!   on `W = I − hγJ` (`newton.rs`; Hairer & Wanner, *Solving ODEs II*,
+//!   §IV.8). They implement [`crate::solver::Solver`], so they run in the one
 //!   integration loop ([`crate::integrate`]) with its controllers, save
 //!   policies, dense output, `dt_max` and step observers, allocate nothing
 //!   per step, and have a step VJP ([`crate::step_vjp::StepVjp`], by the
 //!   implicit-function theorem).
 //! * [`Bdf`] (variable-order BDF/NDF) still runs inside diffsol
-//!   ([`diffsol_backend`]), with diffsol's own step-size control; so do
+//!   (`diffsol_backend.rs`), with diffsol's own step-size control; so do
 //!   [`DiffsolTrBdf2`] and [`DiffsolEsdirk34`], diffsol's versions of the two
 //!   native methods, kept as references for tests and benches.
 //!
 //! The Newton iteration measures convergence in a norm scaled by its own
 //! tolerances ([`NewtonOptions::rtol`], [`NewtonOptions::atol`]), because a
-//! [`crate::Solver`] does not see the solve's [`crate::Options`]: set them to
+//! [`crate::solver::Solver`] does not see the solve's [`crate::options::Options`]: set them to
 //! the solve's with `Esdirk34::default().tolerances(rtol, atol)`.
 
 mod diffsol_backend;

@@ -36,7 +36,7 @@ use crate::stiff::JacobianSource;
 /// Settings of the Newton iteration of the implicit stages.
 ///
 /// The iteration's norm is scaled by `rtol` and `atol`. The solver does not
-/// see the solve's [`crate::Options`] (the [`crate::Solver`] trait does not
+/// see the solve's [`crate::options::Options`] (the [`crate::solver::Solver`] trait does not
 /// hand them over), so set these to the solve's tolerances with
 /// [`NewtonOptions::tolerances`] (or `Esdirk34::default().tolerances(..)`).
 /// The defaults (`rtol = 1e-8`, `atol = 1e-12`) converge the stages below

@@ -21,7 +21,7 @@
 //! [`OwnedTableau::builder`], validated when built (shapes, finite entries,
 //! row sums, `Σ b_i = 1`, the claimed orders of the method, its embedded
 //! estimate and its interpolant) and refused with
-//! [`crate::SolveError::InvalidInput`] otherwise — it never panics on bad
+//! [`crate::error::SolveError::InvalidInput`] otherwise — it never panics on bad
 //! data. A run-time tableau without an interpolant gets the cubic Hermite one
 //! (see [`TableauBuilder::build`]).
 //!
@@ -35,7 +35,9 @@
 //! ```
 //! use sdeflow_solvers::erk::ExplicitRk;
 //! use sdeflow_solvers::tableau::{OwnedTableau, Tableau};
-//! use sdeflow_solvers::{Options, Problem, SaveAt, solve};
+//! use sdeflow_solvers::options::{Options, SaveAt};
+//! use sdeflow_solvers::problem::Problem;
+//! use sdeflow_solvers::solve;
 //!
 //! // the midpoint rule, built at run time
 //! let rk2 = OwnedTableau::builder("Midpoint", vec![0.0, 0.5], vec![vec![], vec![0.5]], vec![0.0, 1.0], 2)
@@ -44,7 +46,7 @@
 //! let decay = Problem::ode(|_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0], vec![1.0], (0.0, 1.0));
 //! let sol = solve(&decay, ExplicitRk::new(&rk2), Options::default().fixed_step(0.01).save_at(SaveAt::T1))?;
 //! assert!((sol.last()[0] - (-1.0f64).exp()).abs() < 1e-5);
-//! # Ok::<(), sdeflow_solvers::SolveError>(())
+//! # Ok::<(), sdeflow_solvers::error::SolveError>(())
 //! ```
 
 /// A continuous extension of an explicit RK method.
@@ -138,7 +140,7 @@ mod sealed {
 /// `stages() + j`; the interpolant has one weight polynomial per stage (step
 /// stages, then extra stages).
 pub trait Tableau: sealed::Sealed {
-    /// Human-readable name (the solver's [`crate::Solver::name`]).
+    /// Human-readable name (the solver's [`crate::solver::Solver::name`]).
     fn name(&self) -> &'static str;
     /// Number of stages of the step.
     #[inline]
@@ -316,7 +318,7 @@ impl ButcherTableau {
     /// use sdeflow_solvers::tableau::VERN7;
     /// assert!(VERN7.validate().is_ok());
     /// ```
-    pub fn validate(&self) -> Result<(), crate::SolveError> {
+    pub fn validate(&self) -> Result<(), crate::error::SolveError> {
         validate::validate(
             &validate::Parts {
                 name: self.name,

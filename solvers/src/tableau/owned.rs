@@ -29,7 +29,7 @@ use crate::error::SolveError;
 /// let rk = ExplicitRk::new(&tab);
 /// assert_eq!(rk.tableau().stages(), 4);
 /// assert_eq!(rk.tableau().dense_order(), 3);
-/// # Ok::<(), sdeflow_solvers::SolveError>(())
+/// # Ok::<(), sdeflow_solvers::error::SolveError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnedTableau {
@@ -67,7 +67,7 @@ impl OwnedTableau {
     /// Starts a tableau with nodes `c` (one per stage), rows `a` (row `i`
     /// has `i` entries), weights `b` and the classical `order` of `b`.
     /// `name` is a `&'static str` (a literal) because it becomes the
-    /// solver's [`crate::Solver::name`].
+    /// solver's [`crate::solver::Solver::name`].
     pub fn builder(
         name: &'static str,
         c: Vec<f64>,
