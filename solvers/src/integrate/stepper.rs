@@ -91,8 +91,8 @@ pub(crate) struct Stepper<'a, F, G, S: Solver, W = Vec<f64>> {
     pub fields: Fields<'a, F, G>,
     pub cache: S::Cache,
     pub opts: &'a Options,
-    pub levy: bool,
-    /// The state at the cursor's time, and the last step's result.
+    /// The state at the cursor's time, and the last step's result (between
+    /// the two steps of a pair, the other way round: see [`StateIn`]).
     pub y: Vec<f64>,
     pub y_new: Vec<f64>,
     pub err: Vec<f64>,
@@ -101,18 +101,46 @@ pub(crate) struct Stepper<'a, F, G, S: Solver, W = Vec<f64>> {
     pub stats: Stats,
 }
 
+/// Which of a stepper's two state buffers holds the state a step starts
+/// from; the step writes its result into the other. A loop that swaps the
+/// buffers after each step ([`Stepper::swap_states`]) starts every step
+/// from `y`; fixed steps go in pairs, the first from `y` into `y_new` and
+/// the second back, so that the buffers never trade places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StateIn {
+    Y,
+    YNew,
+}
+
+impl StateIn {
+    /// The state and the buffer for the step's result, out of `y` and
+    /// `y_new`.
+    #[inline(always)]
+    pub fn split<'b>(self, y: &'b mut [f64], y_new: &'b mut [f64]) -> (&'b [f64], &'b mut [f64]) {
+        match self {
+            StateIn::Y => (y, y_new),
+            StateIn::YNew => (y_new, y),
+        }
+    }
+}
+
 impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, F, G, S, W> {
-    /// Attempts steps from `(t, y)` until one is accepted (its result in
-    /// `y_new`, the loop not yet moved on: see [`Stepper::commit`]),
-    /// reporting every attempt to `observer`.
+    /// Attempts steps from `(t, y)` (the state in the buffer `from`) until
+    /// one is accepted (its result in the other buffer, the loop not yet
+    /// moved on: see [`Stepper::commit`]), reporting every attempt to
+    /// `observer`.
     #[inline(always)]
     pub fn advance<C: Control, P: Draw + ?Sized, O: StepObserver>(
         &mut self,
         cur: &mut Cursor<C>,
         path: &mut P,
         observer: &mut O,
+        from: StateIn,
     ) -> Result<Accepted, Stop> {
         let adaptive = cur.control.adaptive();
+        let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
+        // one length for both (fewer bounds checks and registers)
+        let y_new = &mut y_new[..y.len()];
         loop {
             if cur.attempts >= self.opts.max_steps {
                 return Err(Stop::MaxSteps);
@@ -123,17 +151,19 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
                 .propose(t)
                 .map_err(|dt| Stop::Underflow { dt })?;
             let h = t_next - t;
-            path.draw(t, t_next, self.levy, self.dw.as_mut(), &mut self.levy_h);
+            // the solver's constant for a concrete solver: no test per step
+            let levy = self.solver.needs_levy_area();
+            path.draw(t, t_next, levy, self.dw.as_mut(), &mut self.levy_h);
             let status = self.solver.step(
                 &mut self.cache,
                 &self.fields,
-                StepAt { t, h, y: &self.y },
+                StepAt { t, h, y },
                 &StepNoise {
                     dw: self.dw.as_ref(),
                     levy_h: &self.levy_h,
                 },
                 StepOut {
-                    y_new: &mut self.y_new,
+                    y_new: &mut *y_new,
                     err: &mut self.err,
                 },
                 &mut self.stats,
@@ -143,14 +173,14 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
                 if status == StepStatus::Failed {
                     return Err(Stop::NonlinearSolve { h });
                 }
-                if let Some(component) = self.y_new.iter().position(|v| !v.is_finite()) {
+                if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
                     return Err(Stop::NonFinite { component });
                 }
                 observer.attempted(&StepReport {
                     t,
                     h,
-                    y: &self.y,
-                    y_new: &self.y_new,
+                    y,
+                    y_new,
                     err: None,
                     err_norm: None,
                     accepted: true,
@@ -158,21 +188,17 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
                 return Ok(Accepted { t, t_next, last });
             }
             let e = match status {
-                StepStatus::Taken => scaled_rms(
-                    &self.err,
-                    &self.y,
-                    &self.y_new,
-                    &self.opts.rtol,
-                    &self.opts.atol,
-                ),
+                StepStatus::Taken => {
+                    scaled_rms(&self.err, y, y_new, &self.opts.rtol, &self.opts.atol)
+                }
                 StepStatus::Failed => f64::INFINITY,
             };
             let verdict = cur.control.judge(e);
             observer.attempted(&StepReport {
                 t,
                 h,
-                y: &self.y,
-                y_new: &self.y_new,
+                y,
+                y_new,
                 err: (status == StepStatus::Taken).then_some(&self.err[..]),
                 err_norm: Some(e),
                 accepted: verdict == Ok(true),
@@ -183,7 +209,7 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
                 Err(dt) => {
                     self.stats.rejected_steps += 1;
                     if status == StepStatus::Taken
-                        && let Some(component) = self.y_new.iter().position(|v| !v.is_finite())
+                        && let Some(component) = y_new.iter().position(|v| !v.is_finite())
                     {
                         return Err(Stop::NonFinite { component });
                     }
@@ -193,26 +219,34 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
         }
     }
 
-    /// Moves the loop to the end of the accepted step `a` (after the saves),
-    /// telling `observer`.
+    /// Moves the loop to the end of the accepted step `a` taken from the
+    /// buffer `from` (after the saves), telling `observer`. The step's
+    /// result stays in the other buffer.
     #[inline(always)]
     pub fn commit<C, O: StepObserver>(
         &mut self,
         cur: &mut Cursor<C>,
         a: &Accepted,
         observer: &mut O,
+        from: StateIn,
     ) {
         observer.accepted_noise(&StepNoise {
             dw: self.dw.as_ref(),
             levy_h: &self.levy_h,
         });
-        observer.accepted(cur.accepted, a.t, a.t_next, &self.y, &self.y_new);
+        let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
+        observer.accepted(cur.accepted, a.t, a.t_next, y, y_new);
         self.solver.accept(&mut self.cache);
         observer.accepted_carried(self.solver.carried_state(&self.cache));
         cur.accepted += 1;
         self.stats.accepted_steps += 1;
         cur.t_prev = a.t;
         cur.t = a.t_next;
+    }
+
+    /// Makes the last step's result (in `y_new`) the state.
+    #[inline(always)]
+    pub fn swap_states(&mut self) {
         std::mem::swap(&mut self.y, &mut self.y_new);
     }
 
