@@ -319,7 +319,7 @@ struct Bench<'a, F> {
 impl<F: Drift> Bench<'_, F> {
     /// One solve with `method` at rtol = atol = `tol` (its work and error),
     /// then its timing.
-    fn row<S: Method + Copy>(&self, method: S, solver: &'static str, tol: f64) -> Row {
+    fn row<S: Method<Problem<F>> + Copy>(&self, method: S, solver: &'static str, tol: f64) -> Row {
         let (section, problem) = (self.section, self.problem);
         let opts = Options::default()
             .tol(tol)

@@ -140,7 +140,7 @@ use nalgebra::{DMatrix, Matrix3};
 use sdeflow::brownian::rng::NormalStream;
 use sdeflow::brownian::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
-use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
+use sdeflow::solver::{Fields, Increment, StepAt, StepNoise, StepOut};
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -466,7 +466,7 @@ fn wp_row<F, G, S>(
 where
     F: Drift + Sync,
     G: Diffusion + Sync,
-    S: Solver + Copy + Sync,
+    S: Solver<Problem<F, G>> + Copy + Sync,
 {
     let opts = match mode {
         Mode::Fixed(k) => Options::default().fixed_step(2f64.powi(-k)),
@@ -553,7 +553,7 @@ struct WpRuns<'a, F, G> {
 impl<F: Drift + Sync, G: Diffusion + Sync> WpRuns<'_, F, G> {
     /// Fixed-step rows (and adaptive ones if `adaptive`) of one solver of
     /// strong order `order`.
-    fn solver<S: Solver + Copy + Sync>(
+    fn solver<S: Solver<Problem<F, G>> + Copy + Sync>(
         &mut self,
         solver: (&'static str, S),
         adaptive: bool,
@@ -779,20 +779,32 @@ fn largest_stable(mut stable: impl FnMut(f64) -> bool, bisect: usize) -> Limit {
     Limit::At(lo.exp())
 }
 
+/// The field `y ↦ c y` (scalar), as drift and as diffusion: a nameable
+/// type, for the helpers generic over the solvers of [`Lin`].
+#[derive(Debug, Clone, Copy)]
+struct Scale(f64);
+
+impl Drift for Scale {
+    fn drift(&self, _t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]) {
+        dy[0] = self.0 * y[0];
+    }
+}
+
+impl Diffusion for Scale {
+    fn diffusion(&self, _t: f64, y: &[f64], _p: &[f64], g: &mut [f64]) {
+        g[0] = self.0 * y[0];
+    }
+}
+
+/// The linear test SDEs' type.
+type Lin = Problem<Scale, Scale>;
+
+/// [`Lin`] driven by fresh increments (the Monte Carlo runs).
+type LinIncrements = Problem<Scale, Scale, Increments>;
+
 /// `dX = l X dt + μ X dW` on `[0, t1]` (scalar noise).
-fn linear(
-    l: f64,
-    mu: f64,
-    t1: f64,
-    strat: bool,
-) -> Problem<impl Drift + Sync, impl Diffusion + Sync> {
-    let p = Problem::sde(
-        move |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = l * y[0],
-        move |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = mu * y[0],
-        Noise::Scalar,
-        vec![1.0],
-        (0.0, t1),
-    );
+fn linear(l: f64, mu: f64, t1: f64, strat: bool) -> Lin {
+    let p = Problem::sde(Scale(l), Scale(mu), Noise::Scalar, vec![1.0], (0.0, t1));
     if strat {
         p.interpretation(Interpretation::Stratonovich)
     } else {
@@ -812,7 +824,7 @@ fn drift_coefficient(lambda: f64, mu: f64, strat: bool) -> f64 {
 
 /// Monte Carlo: is `E[X_N²] < 1` at `N = cfg.mc_steps` steps of size `h`
 /// over `cfg.mc_paths` paths? An overflowing solve counts as unstable.
-fn mc_stable<S: Solver + Copy + Sync>(
+fn mc_stable<S: Solver<LinIncrements> + Copy + Sync>(
     solver: S,
     lambda: f64,
     mu: f64,
@@ -863,7 +875,7 @@ fn gauss_hermite(n: usize) -> Vec<(f64, f64)> {
 /// Heun) starts from `ŷ = problem.y0`; `y_hat` reads `ŷ` after the step
 /// from the cache. Returns `(y_new, ŷ_new)` (`ŷ_new` is `None` for
 /// one-step solvers).
-fn one_step<F: Drift, G: Diffusion, S: Solver>(
+fn one_step<F: Drift, G: Diffusion, S: Solver<Problem<F, G>>>(
     solver: &S,
     p: &Problem<F, G>,
     h: f64,
@@ -883,7 +895,11 @@ fn one_step<F: Drift, G: Diffusion, S: Solver>(
     let levy = [(h / 12.0).sqrt() * z2];
     let noise = StepNoise {
         dw: &dw,
-        levy_h: if solver.needs_levy_area() { &levy } else { &[] },
+        levy_h: if S::INCREMENT == Increment::DwLevyArea {
+            &levy
+        } else {
+            &[]
+        },
     };
     let (mut y_new, mut err) = ([0.0], [0.0]);
     let _ = solver.step(
@@ -903,7 +919,7 @@ fn one_step<F: Drift, G: Diffusion, S: Solver>(
 
 /// Exact mean-square amplification of a one-step solver on
 /// `dX = l X dt + μ X dW`: `E[R²]` with `X_{n+1} = R X_n`.
-fn ms_factor<S: Solver>(
+fn ms_factor<S: Solver<Lin>>(
     solver: &S,
     l: f64,
     mu: f64,
@@ -912,7 +928,7 @@ fn ms_factor<S: Solver>(
     rule: &[(f64, f64)],
 ) -> f64 {
     let p = linear(l, mu, h, strat);
-    let z2s: &[(f64, f64)] = if solver.needs_levy_area() {
+    let z2s: &[(f64, f64)] = if S::INCREMENT == Increment::DwLevyArea {
         rule
     } else {
         &[(0.0, 1.0)]
@@ -933,7 +949,7 @@ fn ms_factor<S: Solver>(
 fn reversible_heun_radius(l: f64, mu: f64, h: f64, rule: &[(f64, f64)]) -> f64 {
     let p0 = linear(l, mu, h, true).y0(vec![0.0]);
     let p1 = linear(l, mu, h, true);
-    let y_hat = |c: &<ReversibleHeun as Solver>::Cache| Some(c.y_hat()[0]);
+    let y_hat = |c: &<ReversibleHeun as Solver<Lin>>::Cache| Some(c.y_hat()[0]);
     let mut m = Matrix3::<f64>::zeros();
     let basis = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
     for &(z, w) in rule {
@@ -995,7 +1011,7 @@ struct StabRow {
     mc: Limit,
 }
 
-fn stab_row<S: Solver + Copy + Sync>(
+fn stab_row<S: Solver<Lin> + Solver<LinIncrements> + Copy + Sync>(
     solver: (&'static str, S),
     (lambda, mu): (f64, f64),
     strat: bool,

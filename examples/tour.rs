@@ -172,7 +172,7 @@ fn print_work(label: &str, stats: &Stats) {
 /// output grids and plots of section 4.
 fn dense_solve<F: Drift>(
     problem: &Problem<F>,
-    solver: impl Method,
+    solver: impl Method<Problem<F>>,
     tol: f64,
 ) -> TourResult<Solution> {
     Ok(solve(
@@ -635,8 +635,12 @@ const STRONG_LEVELS: [i32; 6] = [3, 4, 5, 6, 7, 8];
 
 /// Geometric Brownian motion dX = aX dt + bX dW (Itô, scalar noise), with
 /// `p = (a, b)`.
-fn gbm_problem() -> Problem<impl Drift, impl Diffusion> {
-    Problem::sde(
+/// A field as a plain function: a nameable type, for the helpers generic
+/// over the solvers of [`gbm_problem`].
+type Rhs = fn(f64, &[f64], &[f64], &mut [f64]);
+
+fn gbm_problem() -> Problem<Rhs, Rhs> {
+    Problem::<Rhs, Rhs>::sde(
         |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| dy[0] = p[0] * y[0],
         |_t: f64, y: &[f64], p: &[f64], g: &mut [f64]| g[0] = p[1] * y[0],
         Noise::Scalar,
@@ -782,7 +786,7 @@ struct SdePaths {
 /// `spec.h` and by the adaptive `solver` (named `name`) at [`SDE_TOL`],
 /// prints both against `reference` (the exact or reference solution at the
 /// given times on that path), records both runs, and returns the paths.
-fn one_path<F: Drift, G: Diffusion, S: Solver + Copy>(
+fn one_path<F: Drift, G: Diffusion, S: Solver<Problem<F, G>> + Copy>(
     tour: &mut Tour,
     spec: &OnePath,
     problem: &Problem<F, G>,
@@ -848,7 +852,7 @@ fn one_path<F: Drift, G: Diffusion, S: Solver + Copy>(
 /// Mean strong error `E|X_N − X(T)|` of fixed-step GBM solves over
 /// [`STRONG_PATHS`] seeds at each step size, and the work of one solve at the
 /// finest step (the same for every path).
-fn gbm_strong_errors<S: Solver + Copy>(
+fn gbm_strong_errors<S: Solver<Problem<Rhs, Rhs>> + Copy>(
     solver: S,
     hs: &[f64],
     exact: &[f64],

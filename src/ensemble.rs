@@ -315,7 +315,7 @@ where
     F: Drift + Sync,
     G: Diffusion + Sync,
     D: Driver,
-    M: Method + Sync,
+    M: Method<Problem<F, G, D>> + Sync,
 {
     /// `trajectories` solves of `problem` with `method` under `options`
     /// (whose seed is replaced per trajectory).

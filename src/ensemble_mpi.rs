@@ -15,7 +15,7 @@ use mpi::traits::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use sdeflow_solvers::{Diffusion, Drift, Method};
+use sdeflow_solvers::{Diffusion, Drift, Method, Problem};
 
 use crate::ensemble::{
     ChunkOut, Ensemble, EnsembleError, Expectation, Reducer, StateStatistics, combine,
@@ -78,7 +78,7 @@ where
     F: Drift + Sync,
     G: Diffusion + Sync,
     D: sdeflow_solvers::brownian::Driver,
-    M: Method + Sync,
+    M: Method<Problem<F, G, D>> + Sync,
 {
     /// Runs this rank's share of the chunks and merges every rank's chunks
     /// at rank 0, in chunk order; the outcome (or error) reaches every rank.

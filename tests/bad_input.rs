@@ -2,7 +2,7 @@
 //! and for the stiff backend.
 
 mod common;
-use common::{lotka_volterra, small_sde};
+use common::lotka_volterra;
 use sdeflow::prelude::*;
 
 fn decay() -> Problem<impl Drift + Clone> {
@@ -14,11 +14,7 @@ fn decay() -> Problem<impl Drift + Clone> {
 }
 
 /// Runs the same check against an explicit and a stiff solver.
-fn both<F: Drift, G: Diffusion>(
-    p: &Problem<F, G>,
-    o: &Options,
-    check: impl Fn(&SolveError) -> bool,
-) {
+fn both<F: Drift>(p: &Problem<F>, o: &Options, check: impl Fn(&SolveError) -> bool) {
     for (name, r) in [
         ("Tsit5", solve(p, Tsit5, o)),
         ("Bdf", solve(p, Bdf::default(), o)),
@@ -280,9 +276,19 @@ fn fixed_step_solver_without_step_size() {
     assert!(matches!(e, SolveError::NeedsStepSize { .. }));
 }
 
+/// An SDE given to an ODE solver does not compile (doc tests on `Solver`
+/// and `Method`); a problem whose diffusion is `NoDiffusion` but that
+/// declares noise is caught at run time.
 #[test]
 fn sde_given_to_an_ode_solver() {
-    both(&small_sde(), &Options::default(), |e| {
+    let p = Problem::sde(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+        NoDiffusion,
+        Noise::Diagonal,
+        vec![1.0],
+        (0.0, 1.0),
+    );
+    both(&p, &Options::default(), |e| {
         matches!(e, SolveError::Unsupported { .. })
     });
 }

@@ -8,20 +8,20 @@
 //! Itô, scalar/diagonal/additive noise, strong order 0.5 (1.0 for additive
 //! noise), weak order 1; the implicit equation solved by fixed-point
 //! iteration to round-off. It implements [`Solver`] (so `solve` and
-//! `Ensemble` run it) and the SDE step-VJP protocol [`SdeStepVjp`] (by the
+//! `Ensemble` run it) and the step-VJP protocol [`StepVjp`] (by the
 //! implicit-function theorem, the transposed equation solved by the same
 //! fixed-point iteration), and gets `grad` from
-//! `sdeflow_adjoint::sde_discrete_gradient` in a one-line
+//! `sdeflow_adjoint::discrete_gradient` in a one-line
 //! [`Differentiable`] impl. Checked here: strong order 0.5 on GBM (slope of
 //! the mean strong error over six step sizes, on one Brownian path per
 //! seed at every step size), the ensemble mean of `X_T` against GBM's exact
 //! mean, identical ensembles on 1 and 2 threads, and `dL/dp`, `dL/dy0`
 //! against central finite differences of `solve` at the same seed.
 
-use sdeflow::brownian::Driver;
+use sdeflow::brownian::{Driver, VirtualTree};
 use sdeflow::prelude::*;
-use sdeflow::sde::{SdeStepBars, SdeStepVjp, refuse_err_cotangent};
-use sdeflow::solver::{DenseTable, Fields, StepAt, StepNoise, StepOut, StepStatus};
+use sdeflow::solver::{DenseTable, Fields, Increment, StepAt, StepNoise, StepOut, StepStatus};
+use sdeflow::step_vjp::{StepBars, StepVjp, refuse_err_cotangent, refuse_interp_cotangents};
 use sdeflow::{DiffusionVjp, DriftVjp, GradError};
 
 mod common;
@@ -91,8 +91,9 @@ fn fixed_point(
     false
 }
 
-impl Solver for DriftImplicitEm {
+impl<F: Drift, G: Diffusion, D: Driver> Solver<SdeProblem<F, G, D>> for DriftImplicitEm {
     type Cache = Cache;
+    const INCREMENT: Increment = Increment::Dw;
 
     fn name(&self) -> &'static str {
         "DriftImplicitEm"
@@ -103,10 +104,7 @@ impl Solver for DriftImplicitEm {
     fn error_order(&self) -> Option<f64> {
         None
     }
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
+    fn check(&self, problem: &SdeProblem<F, G, D>) -> Result<(), SolveError> {
         let unsupported = |what: String| SolveError::Unsupported {
             solver: "DriftImplicitEm",
             what,
@@ -122,7 +120,7 @@ impl Solver for DriftImplicitEm {
             Some(_) => Ok(()),
         }
     }
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> Cache {
+    fn init(&self, problem: &SdeProblem<F, G, D>) -> Cache {
         let n = problem.dim();
         let v = || vec![0.0; n];
         Cache {
@@ -141,7 +139,7 @@ impl Solver for DriftImplicitEm {
         c.g.copy_from_slice(g0);
         c.valid = true;
     }
-    fn step<F: Drift, G: Diffusion>(
+    fn step(
         &self,
         c: &mut Cache,
         fields: &Fields<'_, F, G>,
@@ -182,7 +180,7 @@ impl Solver for DriftImplicitEm {
             poly: &[0.0, 1.0],
         }
     }
-    fn dense_stages<'c, F: Drift, G: Diffusion>(
+    fn dense_stages<'c>(
         &self,
         c: &'c mut Cache,
         _fields: &Fields<'_, F, G>,
@@ -211,10 +209,13 @@ struct Work {
     p_scratch: Vec<f64>,
 }
 
-impl SdeStepVjp for DriftImplicitEm {
+impl<Fx: Drift, Gx: Diffusion, Dx: Driver> StepVjp<SdeProblem<Fx, Gx, Dx>> for DriftImplicitEm {
     type VjpWork = Work;
 
-    fn vjp_workspace<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> Work {
+    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Work {
         let n = problem.dim();
         Work {
             step: self.init(problem),
@@ -238,10 +239,11 @@ impl SdeStepVjp for DriftImplicitEm {
         at: StepAt<'_>,
         _carried: &[f64],
         noise: &StepNoise<'_>,
-        bars: SdeStepBars<'_>,
+        bars: StepBars<'_, '_>,
         stats: &mut Stats,
     ) -> Result<usize, SolveError> {
-        refuse_err_cotangent(self.name(), bars.err)?;
+        refuse_err_cotangent("DriftImplicitEm", bars.err)?;
+        refuse_interp_cotangents("DriftImplicitEm", bars.interp)?;
         let StepAt { t, h, y } = at;
         let (th, p, n) = (self.theta, fields.p, y.len());
         let fail = |what: &str| SolveError::NonlinearSolve {
@@ -254,10 +256,14 @@ impl SdeStepVjp for DriftImplicitEm {
             y_new: &mut w.y_new,
             err: &mut w.tmp,
         };
-        if self.step(&mut w.step, fields, at, noise, out, stats) == StepStatus::Failed {
+        // the forward step (the same for any driver: name one)
+        type P<F, G> = SdeProblem<F, G, VirtualTree>;
+        if Solver::<P<F, G>>::step(self, &mut w.step, fields, at, noise, out, stats)
+            == StepStatus::Failed
+        {
             return Err(fail("step's"));
         }
-        self.accept(&mut w.step);
+        Solver::<P<F, G>>::accept(self, &mut w.step);
         let z = &w.y_new;
         w.rhs.copy_from_slice(bars.y);
         w.lambda.copy_from_slice(bars.y);
@@ -308,7 +314,7 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for DriftI
         loss: &L,
         adjoint: Adjoint,
     ) -> Result<Gradient, GradError> {
-        sdeflow_adjoint::sde_discrete_gradient(problem, self, options, loss, adjoint)
+        sdeflow_adjoint::discrete_gradient(problem, self, options, loss, adjoint)
     }
 }
 

@@ -27,7 +27,7 @@ fn tsit5_returns_arenstorf_orbit_to_its_start() {
 
 #[test]
 fn every_adaptive_method_meets_its_tolerance_on_lotka_volterra() {
-    fn run<S: Solver + Copy>(s: S, tol: f64) -> (f64, Stats) {
+    fn run<S: Solver<Problem<Rhs>> + Copy>(s: S, tol: f64) -> (f64, Stats) {
         let sol = solve(&lotka_volterra(), s, Options::default().tol(tol)).expect("solve");
         (max_abs_diff(sol.last(), &LV_REF), sol.stats)
     }
@@ -216,7 +216,7 @@ fn all_controllers_reach_the_tolerance() {
         let sol = solve(
             &lotka_volterra(),
             Tsit5,
-            Options::default().tol(1e-7).controller(c),
+            Options::default().tol(1e-7).controller(c.clone()),
         )
         .expect("solve");
         let e = max_abs_diff(sol.last(), &LV_REF);

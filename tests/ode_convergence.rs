@@ -3,13 +3,13 @@
 //! log(h), asserted within 0.2 of the classical order.
 
 mod common;
-use common::fitted_slope;
+use common::{Rhs, fitted_slope};
 use sdeflow::prelude::*;
 
 /// y' = y cos t, y(0) = 1  ⇒  y = exp(sin t), on [0, 2]; plus a rotating
 /// component z' = (−w, v) so that the test is a system.
-fn problem() -> Problem<impl Drift + Clone> {
-    Problem::ode(
+fn problem() -> Problem<Rhs> {
+    Problem::<Rhs>::ode(
         |t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| {
             dy[0] = y[0] * t.cos();
             dy[1] = -y[2];
@@ -24,7 +24,7 @@ fn exact(t: f64) -> [f64; 3] {
     [t.sin().exp(), t.cos(), t.sin()]
 }
 
-fn measured_order<S: Solver + Copy>(solver: S, steps: &[usize]) -> (f64, Vec<f64>) {
+fn measured_order<S: Solver<Problem<Rhs>> + Copy>(solver: S, steps: &[usize]) -> (f64, Vec<f64>) {
     let p = problem();
     let mut hs = Vec::new();
     let mut errs = Vec::new();
@@ -44,7 +44,7 @@ fn measured_order<S: Solver + Copy>(solver: S, steps: &[usize]) -> (f64, Vec<f64
     (fitted_slope(&hs, &errs), errs)
 }
 
-fn check<S: Solver + Copy>(solver: S, order: f64, steps: &[usize]) {
+fn check<S: Solver<Problem<Rhs>> + Copy>(solver: S, order: f64, steps: &[usize]) {
     let (slope, errs) = measured_order(solver, steps);
     println!(
         "{}: slope {slope:.3} (theory {order}), errors {errs:?}",
@@ -82,7 +82,7 @@ order_tests! {
 /// the interpolant order minus 0.2.
 #[test]
 fn dense_output_converges() {
-    fn dense_err<S: Solver + Copy>(s: S, n: usize) -> f64 {
+    fn dense_err<S: Solver<Problem<Rhs>> + Copy>(s: S, n: usize) -> f64 {
         let p = problem();
         let sol = solve(
             &p,
@@ -102,7 +102,7 @@ fn dense_output_converges() {
     }
     /// The slope of the dense errors of `s` at the step counts `levels` is
     /// at least the interpolant order `q` minus 0.2.
-    fn check_dense<S: Solver + Copy>(s: S, q: f64, levels: [usize; 3]) {
+    fn check_dense<S: Solver<Problem<Rhs>> + Copy>(s: S, q: f64, levels: [usize; 3]) {
         let name = s.name();
         let errs = levels.map(|n| dense_err(s, n));
         let hs = levels.map(|n| 2.0 / n as f64);

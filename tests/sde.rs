@@ -11,8 +11,14 @@ use statrs::distribution::{ContinuousCDF, Normal};
 const A: f64 = 1.0;
 const B: f64 = 0.5;
 
-fn gbm() -> Problem<impl Drift + Clone, impl Diffusion + Clone> {
-    Problem::sde(
+/// A field as a plain function (a nameable type).
+type Rhs = fn(f64, &[f64], &[f64], &mut [f64]);
+
+/// The problem type of the SDEs here.
+type Sde = Problem<Rhs, Rhs>;
+
+fn gbm() -> Sde {
+    Sde::sde(
         |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = A * y[0],
         |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = B * y[0],
         Noise::Scalar,
@@ -31,7 +37,7 @@ fn exact_gbm(seed: u64) -> f64 {
 #[test]
 fn reversible_heun_reverses_to_round_off() {
     // a nonlinear Stratonovich SDE with general (2 x 2) noise
-    let p = Problem::sde(
+    let p = Sde::sde(
         |t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| {
             dy[0] = -y[1] + 0.1 * t.sin();
             dy[1] = y[0] - 0.3 * y[1].powi(3);
@@ -58,7 +64,7 @@ fn reversible_heun_reverses_to_round_off() {
     let (mut f0, mut g0) = (vec![0.0; 2], vec![0.0; 4]);
     p.drift.drift(0.0, &y, &[], &mut f0);
     p.diffusion.diffusion(0.0, &y, &[], &mut g0);
-    solver.start(&mut cache, &f0, &g0);
+    Solver::<Sde>::start(&solver, &mut cache, &f0, &g0);
     let (mut y_new, mut err, mut dw) = (vec![0.0; 2], vec![0.0; 2], vec![0.0; 2]);
     for k in 0..n_steps {
         let t = k as f64 * h;
@@ -67,7 +73,8 @@ fn reversible_heun_reverses_to_round_off() {
             dw: &dw,
             levy_h: &[],
         };
-        let _ = solver.step(
+        let _ = Solver::<Sde>::step(
+            &solver,
             &mut cache,
             &fields,
             StepAt { t, h, y: &y },
@@ -78,7 +85,7 @@ fn reversible_heun_reverses_to_round_off() {
             },
             &mut stats,
         );
-        solver.accept(&mut cache);
+        Solver::<Sde>::accept(&solver, &mut cache);
         std::mem::swap(&mut y, &mut y_new);
     }
     let forward_end = y.clone();
@@ -177,7 +184,7 @@ fn adaptive_sriw1_is_unbiased() {
 }
 
 /// Mean pathwise error over `paths` seeds and mean drift+diffusion evaluations.
-fn strong_error_and_work<S: Solver + Copy>(
+fn strong_error_and_work<S: Solver<Sde> + Copy>(
     s: S,
     opts: impl Fn(u64) -> Options,
     paths: u64,
@@ -314,7 +321,7 @@ fn dense_output_of_an_sde_interpolates_linearly() {
 
 // ---- bad input ----------------------------------------------------------
 
-fn expect_err<F: Drift, G: Diffusion, D: Driver, S: Solver + Copy>(
+fn expect_err<F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>> + Copy>(
     p: &Problem<F, G, D>,
     s: S,
     o: Options,

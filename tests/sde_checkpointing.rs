@@ -24,7 +24,7 @@ fn compare<F, G, S>(label: &str, prob: &Problem<F, G>, solver: S, save_at: SaveA
 where
     F: DriftVjp,
     G: DiffusionVjp,
-    S: Solver + Differentiable<F, G, VirtualTree> + Copy,
+    S: Solver<Problem<F, G>> + Differentiable<F, G, VirtualTree> + Copy,
 {
     let budget = 8;
     for steps in [50usize, 400, 4000] {
@@ -88,6 +88,14 @@ fn problem() -> Problem<Generic<Drift2>, Generic<Diff2>> {
 #[test]
 fn euler_maruyama_checkpointed_equals_store_all() {
     compare("Euler–Maruyama", &problem(), EulerMaruyama, SaveAt::Steps);
+}
+
+#[test]
+fn reversible_heun_checkpointed_equals_store_all() {
+    // its carried state (ŷ, f(ŷ), g(ŷ)) is in the snapshots and records:
+    // replays regenerate it, and its cotangent flows through every step
+    let strat = problem().interpretation(Interpretation::Stratonovich);
+    compare("ReversibleHeun", &strat, ReversibleHeun, SaveAt::Steps);
 }
 
 #[test]

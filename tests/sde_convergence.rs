@@ -79,7 +79,7 @@ fn additive() -> (
 }
 
 /// Mean strong error over `paths` seeds at each number of steps.
-fn strong_errors<F: Drift, G: Diffusion, S: Solver + Copy>(
+fn strong_errors<F: Drift, G: Diffusion, S: Solver<Problem<F, G>> + Copy>(
     p: &Problem<F, G>,
     exact: &impl Fn(u64) -> Vec<f64>,
     solver: S,
@@ -106,7 +106,7 @@ fn strong_errors<F: Drift, G: Diffusion, S: Solver + Copy>(
     (hs, errs)
 }
 
-fn check_strong<F: Drift, G: Diffusion, S: Solver + Copy>(
+fn check_strong<F: Drift, G: Diffusion, S: Solver<Problem<F, G>> + Copy>(
     label: &str,
     p: &Problem<F, G>,
     exact: &impl Fn(u64) -> Vec<f64>,

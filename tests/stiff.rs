@@ -9,13 +9,12 @@
 mod common;
 use common::{
     HIRES_P, HIRES_REF, ROBER_1E5, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0, fitted_slope,
-    hires, max_abs_diff, robertson, small_sde, van_der_pol, van_der_pol_drift,
-    van_der_pol_jacobian,
+    hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift, van_der_pol_jacobian,
 };
 use sdeflow::integrate::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
-use sdeflow::solver::{StepAt, StepOut};
-use sdeflow::step_vjp::StepBars;
+use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
+use sdeflow::step_vjp::{StepBars, StepVjp};
 use sdeflow::stiff::{DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2};
 use sdeflow::{Drift, DriftVjp};
 
@@ -411,11 +410,6 @@ fn newton_failure_is_a_typed_error() {
             other => panic!("{name}: expected a step-size underflow, got {other:?}"),
         }
     }
-    // an SDE is refused, not solved
-    assert!(matches!(
-        solve(&small_sde(), Esdirk34::default(), Options::default()),
-        Err(SolveError::Unsupported { .. })
-    ));
 }
 
 #[derive(Default)]
@@ -589,21 +583,29 @@ fn check_step_vjp<F: DriftVjp>(
     } else {
         solver
     };
-    vjp_solver
-        .step_vjp(
-            &mut c,
-            field,
-            p,
-            StepAt { t, h, y },
-            StepBars {
-                y: &mut lam,
-                err: Some(ebar),
-                interp: &[],
-                p: &mut pbar,
-            },
-            &mut stats,
-        )
-        .expect("step vjp");
+    let fields = Fields {
+        drift: field,
+        diffusion: &NoDiffusion,
+        p,
+        noise: None,
+    };
+    StepVjp::<Problem<F>>::step_vjp(
+        &vjp_solver,
+        &mut c,
+        &fields,
+        StepAt { t, h, y },
+        &[],
+        &StepNoise::NONE,
+        StepBars {
+            y: &mut lam,
+            carried: &mut [],
+            err: Some(ebar),
+            interp: &[],
+            p: &mut pbar,
+        },
+        &mut stats,
+    )
+    .expect("step vjp");
     let mut worst: f64 = 0.0;
     let mut scale: f64 = 0.0;
     for j in 0..n + p.len() {

@@ -66,7 +66,7 @@ impl<F: GenericField, P: Fn(&[f64]) -> Problem<Generic<F>>> Case<P> {
     /// and `adjoint` against central FD of tight solves.
     fn check<S>(&self, solver_name: &str, solver: S, adjoint: Adjoint) -> f64
     where
-        S: Differentiable<Generic<F>, NoDiffusion, VirtualTree> + Method + Copy,
+        S: Differentiable<Generic<F>, NoDiffusion, VirtualTree> + Copy,
     {
         let label = format!("{} {solver_name}", self.name);
         let (problem, p) = (&self.problem, self.p);
@@ -164,7 +164,7 @@ fn hires_gradients_through_esdirk34_match_finite_differences() {
     assert!(e < 1e-5, "HIRES Esdirk34: relative error {e:e}");
     // an independent method: the explicit Vern7's discrete adjoint on the
     // same problem (non-stiff enough for it at this tolerance)
-    fn discrete<S: Differentiable<Generic<HiresP>, NoDiffusion, VirtualTree> + Method>(
+    fn discrete<S: Differentiable<Generic<HiresP>, NoDiffusion, VirtualTree>>(
         name: &str,
         solver: S,
     ) -> Gradient {

@@ -50,6 +50,7 @@ use std::cell::{Cell, RefCell};
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
+use sdeflow_solvers::solver::OdeProblem;
 use sdeflow_solvers::{
     Controller, Drift, DriftVjp, Esdirk34, Method, NoDiffusion, Options, Problem, SaveAt, Solution,
     SolveError, Solver, Tolerance, solve,
@@ -128,7 +129,7 @@ struct Scratch {
 /// Jacobian, `[[−(∂f/∂y)ᵀ, 0], [−(∂f/∂p)ᵀ, 0]]`, is assembled from `n`
 /// VJPs with unit vectors ([`Drift::jacobian`]), for a stiff backward solve.
 /// (Implemented on the reference: each segment's problem borrows it.)
-struct AdjointRhs<'a, F> {
+pub(crate) struct AdjointRhs<'a, F> {
     field: &'a F,
     params: &'a [f64],
     n: usize,
@@ -138,6 +139,15 @@ struct AdjointRhs<'a, F> {
     scratch: RefCell<Scratch>,
     vjps: Cell<usize>,
 }
+
+/// A method that integrates the continuous adjoints' backward system (as
+/// every ODE method does, for any drift).
+pub(crate) trait BackwardMethod<F>:
+    for<'r> Method<OdeProblem<&'r AdjointRhs<'r, F>>>
+{
+}
+
+impl<F, M: for<'r> Method<OdeProblem<&'r AdjointRhs<'r, F>>>> BackwardMethod<F> for M {}
 
 impl<'a, F> AdjointRhs<'a, F> {
     /// The backward system of `field` with parameters `params`, a state of
@@ -241,7 +251,7 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
     /// The continuous adjoint with `source` (see [`crate::grad`]), the forward
     /// and the backward solve both with `solver` (an explicit or native
     /// one-step method, run in the generic loop).
-    pub(crate) fn continuous<S: Solver + Copy + Method>(
+    pub(crate) fn continuous<S: Solver<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
         &self,
         solver: &S,
         source: StateSource,
@@ -297,7 +307,7 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
     /// entries, as `Bdf` applies a vector `rtol`), which also set its Newton
     /// tolerances, with the default adaptive controller (`Bdf` uses diffsol's
     /// own) and the user's `dt_min`, `dt_max` and `max_steps`.
-    pub(crate) fn stiff_interpolating<M: Method + Copy>(
+    pub(crate) fn stiff_interpolating<M: Method<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
         &self,
         solver: &M,
     ) -> Result<Gradient, GradError> {
@@ -342,7 +352,7 @@ fn backward_pass<F, D, M>(
 where
     F: DriftVjp,
     D: Driver,
-    M: Method + Copy,
+    M: BackwardMethod<F> + Copy,
 {
     let n = problem.dim();
     let np = problem.params.len();
@@ -376,7 +386,7 @@ where
         let (ta, tb) = (w[0], w[1]);
         add_jump(&mut u, ta);
         let back = Problem::ode(&rhs, u.clone(), (ta, tb));
-        let b = solve(&back, solver, opts)?;
+        let b = solve(&back, solver, segment_options(opts, (ta, tb)))?;
         backward_evals += b.stats.drift_evals;
         u.copy_from_slice(b.last());
     }
@@ -393,6 +403,26 @@ where
             None => 1,
         },
     })
+}
+
+/// `opts` for the backward segment from `ta` to `tb`: of the forward
+/// solve's step times and discontinuities (the adjoint system's drift jumps
+/// where the forward one does), those strictly inside it, in its direction.
+fn segment_options(opts: &Options, (ta, tb): (f64, f64)) -> Options {
+    let (lo, hi) = (ta.min(tb), ta.max(tb));
+    let inside = |times: &[f64]| -> Vec<f64> {
+        times
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&t| t > lo && t < hi)
+            .collect()
+    };
+    Options {
+        step_to: inside(&opts.step_to),
+        discontinuities: inside(&opts.discontinuities),
+        ..opts.clone()
+    }
 }
 
 #[cfg(test)]

@@ -17,13 +17,14 @@
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
+use crate::field::{DiffusionVjp, Drift, DriftVjp, NoDiffusion};
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{
-    DenseTable, Fields, Solver, StepAt, StepNoise, StepOut, StepStatus, delegate_solver,
+    DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
+    delegate_solver,
 };
-use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
+use crate::step_vjp::{StepBars, StepVjp, delegate_step_vjp, refuse_err_cotangent};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, Tableau, VERN7};
 
 /// Workspace of an explicit RK solve.
@@ -94,8 +95,9 @@ pub(crate) fn stage_input(y: &[f64], h: f64, coef: &[f64], ks: &[f64], n: usize,
     }
 }
 
-impl<T: Tableau> Solver for ExplicitRk<T> {
+impl<T: Tableau, F: Drift, D: Driver> Solver<OdeProblem<F, D>> for ExplicitRk<T> {
     type Cache = ErkCache;
+    const INCREMENT: Increment = Increment::None;
 
     fn name(&self) -> &'static str {
         self.tableau.name()
@@ -109,14 +111,11 @@ impl<T: Tableau> Solver for ExplicitRk<T> {
         self.tableau.embedded_order().map(|q| f64::from(q) + 1.0)
     }
 
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError> {
+    fn check(&self, problem: &OdeProblem<F, D>) -> Result<(), SolveError> {
         problem.ode_only(self.tableau.name())
     }
 
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> ErkCache {
+    fn init(&self, problem: &OdeProblem<F, D>) -> ErkCache {
         let n = problem.dim();
         let t = &self.tableau;
         let nk = t.stages() + t.extra_c().len();
@@ -143,10 +142,10 @@ impl<T: Tableau> Solver for ExplicitRk<T> {
     }
 
     #[inline]
-    fn step<F: Drift, G: Diffusion>(
+    fn step(
         &self,
         cache: &mut ErkCache,
-        fields: &Fields<'_, F, G>,
+        fields: &Fields<'_, F, NoDiffusion>,
         at: StepAt<'_>,
         _noise: &StepNoise<'_>,
         out: StepOut<'_>,
@@ -213,10 +212,10 @@ impl<T: Tableau> Solver for ExplicitRk<T> {
         }
     }
 
-    fn dense_stages<'c, F: Drift, G: Diffusion>(
+    fn dense_stages<'c>(
         &self,
         cache: &'c mut ErkCache,
-        fields: &Fields<'_, F, G>,
+        fields: &Fields<'_, F, NoDiffusion>,
         t: f64,
         h: f64,
         y: &[f64],
@@ -243,6 +242,7 @@ delegate_solver!(
     /// Forward Euler: order 1, fixed steps only (set `Options::dt0`).
     Euler,
     ExplicitRk::new(&EULER),
+    ExplicitRk,
     ErkCache,
     EULER,
     ButcherTableau
@@ -251,6 +251,7 @@ delegate_solver!(
     /// Heun's method with an embedded Euler estimate, 2(1).
     Heun,
     ExplicitRk::new(&HEUN),
+    ExplicitRk,
     ErkCache,
     HEUN,
     ButcherTableau
@@ -260,6 +261,7 @@ delegate_solver!(
     /// tolerances (rtol ≳ 1e-3).
     Bs3,
     ExplicitRk::new(&BS3),
+    ExplicitRk,
     ErkCache,
     BS3,
     ButcherTableau
@@ -269,6 +271,7 @@ delegate_solver!(
     /// dense output.
     Dopri5,
     ExplicitRk::new(&DP5),
+    ExplicitRk,
     ErkCache,
     DP5,
     ButcherTableau
@@ -278,6 +281,7 @@ delegate_solver!(
     /// solver for rtol in about 1e-3 .. 1e-8.
     Tsit5,
     ExplicitRk::new(&TSIT5),
+    ExplicitRk,
     ErkCache,
     TSIT5,
     ButcherTableau
@@ -288,6 +292,7 @@ delegate_solver!(
     /// to order 6): for tight tolerances (rtol ≲ 1e-8).
     Vern7,
     ExplicitRk::new(&VERN7),
+    ExplicitRk,
     ErkCache,
     VERN7,
     ButcherTableau
@@ -310,16 +315,16 @@ pub struct ErkVjpCache {
     tape_len: usize,
 }
 
-impl<T: Tableau> OdeStepVjp for ExplicitRk<T> {
-    type VjpCache = ErkVjpCache;
+impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for ExplicitRk<T> {
+    type VjpWork = ErkVjpCache;
+    const DIFFERENTIATES_DENSE: bool = true;
 
-    fn vjp_cache<F: crate::field::DriftVjp>(
+    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
         &self,
-        drift: &F,
-        n: usize,
-        n_params: usize,
+        problem: &Problem<F, G, D>,
     ) -> ErkVjpCache {
-        let tape_len = drift.tape_len(n, n_params);
+        let n = problem.dim();
+        let tape_len = problem.drift.tape_len(n, problem.params.len());
         let s_all = self.tableau.stages() + self.tableau.extra_c().len();
         ErkVjpCache {
             n,
@@ -339,25 +344,31 @@ impl<T: Tableau> OdeStepVjp for ExplicitRk<T> {
     /// On entry `bars.y = ∂L/∂y_{n+1}`; on exit `bars.y = ∂L/∂y_n`, with the
     /// cotangents of the error estimate (`err = h Σ (b_i − b̂_i) k_i`) and of
     /// values interpolated inside the step included. `∂L/∂p` is added to
-    /// `bars.p`. The step size is a constant (the controller is not
-    /// differentiated). Returns the number of VJPs.
-    fn step_vjp<F: crate::field::DriftVjp>(
+    /// `bars.p`. No carried state, no noise. The step size is a constant
+    /// (the controller is not differentiated). Returns the number of VJPs.
+    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         c: &mut ErkVjpCache,
-        field: &F,
-        p: &[f64],
+        fields: &Fields<'_, F, G>,
         at: StepAt<'_>,
+        _carried: &[f64],
+        _noise: &StepNoise<'_>,
         bars: StepBars<'_, '_>,
         stats: &mut Stats,
     ) -> Result<usize, SolveError> {
+        let tab = &self.tableau;
+        if tab.b_err().is_none() {
+            refuse_err_cotangent(tab.name(), bars.err)?;
+        }
+        let (field, p) = (fields.drift, fields.p);
         let StepAt { t, h, y } = at;
         let StepBars {
             y: lambda,
             err: err_bar,
             interp,
             p: p_bar,
+            ..
         } = bars;
-        let tab = &self.tableau;
         let (n, tl) = (c.n, c.tape_len);
         let s = tab.stages();
         // without interpolated values, a last stage with b = 0 (the FSAL
@@ -473,10 +484,11 @@ impl<T: Tableau> OdeStepVjp for ExplicitRk<T> {
     }
 }
 
-// the step VJP of every tableau-driven method is the generic one
-delegate_ode_step_vjp!(Euler, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Heun, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Bs3, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Dopri5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Tsit5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Vern7, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+/// The step VJP of each tableau-driven method `$name`: the generic one.
+macro_rules! erk_step_vjps {
+    ($($name:ident),*) => {$(
+        delegate_step_vjp!($name, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+    )*};
+}
+
+erk_step_vjps!(Euler, Heun, Bs3, Dopri5, Tsit5, Vern7);

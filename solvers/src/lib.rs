@@ -47,20 +47,45 @@ pub use solution::{Solution, Stats, Status};
 pub use solver::Solver;
 pub use stiff::{Bdf, Esdirk34, JacobianSource, NewtonOptions, TrBdf2};
 
-/// Anything [`solve`] accepts: every [`Solver`] (through the generic loop)
-/// and the solvers that run inside diffsol ([`Bdf`] and the diffsol
-/// references in [`stiff::diffsol_backend`]).
-pub trait Method {
+/// Anything [`solve`] accepts for problems of type `P`: every
+/// [`Solver<P>`] (through the generic loop) and the solvers that run inside
+/// diffsol ([`Bdf`] and the diffsol references in
+/// [`stiff::diffsol_backend`], for ODE problems).
+///
+/// The stiff solvers take ODEs only; an SDE does not compile:
+///
+/// ```compile_fail
+/// use sdeflow_solvers::prelude::*;
+/// let sde = Problem::sde(
+///     |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+///     |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.1,
+///     Noise::Diagonal,
+///     vec![1.0],
+///     (0.0, 1.0),
+/// );
+/// let _ = solve(&sde, Bdf::default(), Options::default());
+/// ```
+///
+/// ```compile_fail
+/// use sdeflow_solvers::prelude::*;
+/// let sde = Problem::sde(
+///     |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+///     |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.1,
+///     Noise::Diagonal,
+///     vec![1.0],
+///     (0.0, 1.0),
+/// );
+/// let _ = solve(&sde, Esdirk34::default(), Options::default());
+/// ```
+pub trait Method<P> {
     /// Solves `problem` under `options`.
-    fn solve_problem<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-        options: &Options,
-    ) -> Result<Solution, SolveError>;
+    fn solve_problem(&self, problem: &P, options: &Options) -> Result<Solution, SolveError>;
 }
 
-impl<S: Solver> Method for S {
-    fn solve_problem<F: Drift, G: Diffusion, D: Driver>(
+impl<F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>> Method<Problem<F, G, D>>
+    for S
+{
+    fn solve_problem(
         &self,
         problem: &Problem<F, G, D>,
         options: &Options,
@@ -87,8 +112,8 @@ impl<S: Solver> Method for S {
 /// println!("{} drift evaluations", sol.stats.drift_evals);
 /// # Ok::<(), SolveError>(())
 /// ```
-pub fn solve<F: Drift, G: Diffusion, D: Driver, M: Method>(
-    problem: &Problem<F, G, D>,
+pub fn solve<P, M: Method<P>>(
+    problem: &P,
     method: M,
     options: impl AsRef<Options>,
 ) -> Result<Solution, SolveError> {
@@ -112,7 +137,7 @@ pub mod prelude {
         EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
     };
     pub use crate::solution::{Solution, Stats, Status};
-    pub use crate::solver::Solver;
+    pub use crate::solver::{OdeProblem, SdeProblem, Solver};
     pub use crate::stiff::{Bdf, Esdirk34, TrBdf2};
     pub use crate::{Method, solve};
 }

@@ -3,13 +3,70 @@
 //! The integration loop ([`crate::integrate`]) drives any `Solver` with any
 //! controller and save policy; a solver only knows how to take one step from
 //! `(t, y)` of size `h`, estimate its error, and describe its interpolant.
+//!
+//! A solver states at compile time which problems it integrates
+//! (`../shared/DESIGN.md`, seam 1): it implements [`Solver<P>`] for the
+//! problem types `P` it can take, with bounds for the capabilities it
+//! requires of their fields and driver. The explicit Runge–Kutta and ESDIRK
+//! methods implement it for ODE problems only ([`OdeProblem`], whose
+//! diffusion is [`NoDiffusion`]), so asking Tsit5 to solve an SDE does not
+//! compile; the SDE methods implement it for every [`SdeProblem`]. What
+//! only run time knows (a noise structure or interpretation a method does
+//! not take) is refused by [`Solver::check`] with a typed error before any
+//! work is done.
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift};
+use crate::field::{Diffusion, Drift, NoDiffusion};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solution::Stats;
+
+/// A problem type as a solver sees it: its drift, diffusion and noise
+/// driver types. Implemented by [`Problem`] for every combination; the
+/// families are named by [`OdeProblem`] and [`SdeProblem`], and the
+/// families still to come (a semilinear drift `L y + N(t, y)`, a diffusion
+/// model's probability-flow drift) are problems whose drift type carries
+/// the extra structure their solvers bound on.
+pub trait Family {
+    /// The drift's type.
+    type Drift: Drift;
+    /// The diffusion's type ([`NoDiffusion`] for an ODE).
+    type Diffusion: Diffusion;
+    /// The noise driver's type (unused by an ODE).
+    type Driver: Driver;
+}
+
+impl<F: Drift, G: Diffusion, D: Driver> Family for Problem<F, G, D> {
+    type Drift = F;
+    type Diffusion = G;
+    type Driver = D;
+}
+
+/// The ODE family: `y' = f(t, y, p)`, a problem without diffusion (what
+/// [`Problem::ode`] builds). The ODE methods implement [`Solver`] for it
+/// alone.
+pub type OdeProblem<F, D = crate::brownian::VirtualTree> = Problem<F, NoDiffusion, D>;
+
+/// The SDE family: `dy = f dt + g dW` driven by `D` (what [`Problem::sde`]
+/// builds). The SDE methods implement [`Solver`] for it.
+pub type SdeProblem<F, G, D = crate::brownian::VirtualTree> = Problem<F, G, D>;
+
+/// The fields of the problem type `P`, bound to its parameters.
+pub type FieldsOf<'a, P> = Fields<'a, <P as Family>::Drift, <P as Family>::Diffusion>;
+
+/// Which increments of the driving noise a method's steps read, declared by
+/// the method ([`Solver::INCREMENT`]); the loop draws exactly these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Increment {
+    /// None: an ODE method.
+    None,
+    /// `ΔW` over each step.
+    Dw,
+    /// `ΔW` and the space–time Lévy area `H` over each step (the SRI
+    /// methods).
+    DwLevyArea,
+}
 
 /// The fields of a problem bound to its parameters, counting evaluations.
 #[derive(Debug)]
@@ -51,7 +108,7 @@ impl<'a, F: Drift, G: Diffusion> Fields<'a, F, G> {
 }
 
 /// The Brownian increments of one step (empty for ODE solves).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepNoise<'a> {
     /// `W(t + h) − W(t)`, one entry per Brownian motion.
     pub dw: &'a [f64],
@@ -111,8 +168,23 @@ pub enum StepStatus {
     Failed,
 }
 
-/// One step of a numerical method.
-pub trait Solver {
+/// One step of a numerical method, for the problems of type `P` (see the
+/// module docs: a method implements it for the families it integrates).
+///
+/// An ODE method does not take an SDE:
+///
+/// ```compile_fail
+/// use sdeflow_solvers::prelude::*;
+/// let sde = Problem::sde(
+///     |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+///     |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.1,
+///     Noise::Diagonal,
+///     vec![1.0],
+///     (0.0, 1.0),
+/// );
+/// let _ = solve(&sde, Tsit5, Options::default());
+/// ```
+pub trait Solver<P: Family> {
     /// Per-solve workspace (stage buffers and the like), allocated once by
     /// [`Solver::init`] and reused by every step.
     type Cache: Clone;
@@ -129,22 +201,17 @@ pub trait Solver {
     /// error estimate and needs fixed steps.
     fn error_order(&self) -> Option<f64>;
 
-    /// Checks that this method can integrate `problem` (ODE vs SDE, noise
-    /// type, interpretation).
-    fn check<F: Drift, G: Diffusion, D: Driver>(
-        &self,
-        problem: &Problem<F, G, D>,
-    ) -> Result<(), SolveError>;
+    /// The increments the steps read (`StepNoise::levy_h` is drawn only
+    /// for [`Increment::DwLevyArea`]).
+    const INCREMENT: Increment;
+
+    /// Checks what only run time knows about `problem`: its noise
+    /// structure and interpretation, the method's own settings.
+    fn check(&self, problem: &P) -> Result<(), SolveError>;
 
     /// Allocates the workspace for `problem` (its dimension, noise
     /// structure and interpretation).
-    fn init<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> Self::Cache;
-
-    /// Whether the steps need the space–time Lévy area of each increment
-    /// (`StepNoise::levy_h`); the loop then draws it.
-    fn needs_levy_area(&self) -> bool {
-        false
-    }
+    fn init(&self, problem: &P) -> Self::Cache;
 
     /// Starts a solve at a state where the drift is `f0` and the diffusion
     /// `g0` (empty for ODEs), both already evaluated by the loop.
@@ -153,10 +220,10 @@ pub trait Solver {
     /// Takes one step of size `at.h` from `(at.t, at.y)` into `out.y_new`;
     /// writes the local error estimate into `out.err` when the method has
     /// one.
-    fn step<F: Drift, G: Diffusion>(
+    fn step(
         &self,
         cache: &mut Self::Cache,
-        fields: &Fields<'_, F, G>,
+        fields: &FieldsOf<'_, P>,
         at: StepAt<'_>,
         noise: &StepNoise<'_>,
         out: StepOut<'_>,
@@ -179,10 +246,10 @@ pub trait Solver {
 
     /// The vectors the interpolant needs for the last step (before
     /// [`Solver::accept`]), computing extra stages if the method needs them.
-    fn dense_stages<'c, F: Drift, G: Diffusion>(
+    fn dense_stages<'c>(
         &self,
         cache: &'c mut Self::Cache,
-        fields: &Fields<'_, F, G>,
+        fields: &FieldsOf<'_, P>,
         t: f64,
         h: f64,
         y: &[f64],
@@ -192,11 +259,12 @@ pub trait Solver {
 }
 
 /// Defines a unit struct `$name` that is the solver `$inner` (an expression
-/// of a type implementing [`Solver`] with cache `$cache`, usually a
+/// of type `$inner_ty`, a solver with cache `$cache`, usually a
 /// tableau-driven solver such as [`crate::erk::ExplicitRk`]): every method
-/// delegates. `$name::tableau()` returns `$tab`.
+/// delegates, for every problem type the inner solver takes.
+/// `$name::tableau()` returns `$tab`.
 macro_rules! delegate_solver {
-    ($(#[$doc:meta])* $name:ident, $inner:expr, $cache:ty, $tab:expr, $tabty:ty) => {
+    ($(#[$doc:meta])* $name:ident, $inner:expr, $inner_ty:ty, $cache:ty, $tab:expr, $tabty:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct $name;
@@ -209,22 +277,28 @@ macro_rules! delegate_solver {
 
             /// The solver this method is.
             #[inline(always)]
-            fn inner(&self) -> impl $crate::solver::Solver<Cache = $cache> {
+            fn inner(&self) -> $inner_ty {
                 $inner
             }
         }
 
-        $crate::solver::delegate_solver_impl!($name, $cache, inner);
+        $crate::solver::delegate_solver_impl!($name, $inner_ty, $cache, inner);
     };
 }
 pub(crate) use delegate_solver;
 
-/// Implements [`Solver`] for `$name` by delegating every method to the
-/// solver (with cache `$cache`) that its method `$inner()` returns.
+/// Implements [`Solver`] for `$name`, for every problem type that the
+/// solver `$inner_ty` (with cache `$cache`) takes, by delegating every
+/// method to the solver that `$name`'s method `$inner()` returns.
 macro_rules! delegate_solver_impl {
-    ($name:ty, $cache:ty, $inner:ident) => {
-        impl $crate::solver::Solver for $name {
+    ($name:ty, $inner_ty:ty, $cache:ty, $inner:ident) => {
+        impl<P: $crate::solver::Family> $crate::solver::Solver<P> for $name
+        where
+            $inner_ty: $crate::solver::Solver<P, Cache = $cache>,
+        {
             type Cache = $cache;
+            const INCREMENT: $crate::solver::Increment =
+                <$inner_ty as $crate::solver::Solver<P>>::INCREMENT;
             fn name(&self) -> &'static str {
                 self.$inner().name()
             }
@@ -234,29 +308,20 @@ macro_rules! delegate_solver_impl {
             fn error_order(&self) -> Option<f64> {
                 self.$inner().error_order()
             }
-            fn needs_levy_area(&self) -> bool {
-                self.$inner().needs_levy_area()
-            }
-            fn check<F: $crate::Drift, G: $crate::Diffusion, D: $crate::prelude::Driver>(
-                &self,
-                problem: &$crate::Problem<F, G, D>,
-            ) -> Result<(), $crate::SolveError> {
+            fn check(&self, problem: &P) -> Result<(), $crate::SolveError> {
                 self.$inner().check(problem)
             }
-            fn init<F: $crate::Drift, G: $crate::Diffusion, D: $crate::prelude::Driver>(
-                &self,
-                problem: &$crate::Problem<F, G, D>,
-            ) -> $cache {
+            fn init(&self, problem: &P) -> $cache {
                 self.$inner().init(problem)
             }
             fn start(&self, cache: &mut $cache, f0: &[f64], g0: &[f64]) {
                 self.$inner().start(cache, f0, g0)
             }
             #[inline]
-            fn step<F: $crate::Drift, G: $crate::Diffusion>(
+            fn step(
                 &self,
                 cache: &mut $cache,
-                fields: &$crate::solver::Fields<'_, F, G>,
+                fields: &$crate::solver::FieldsOf<'_, P>,
                 at: $crate::solver::StepAt<'_>,
                 noise: &$crate::solver::StepNoise<'_>,
                 out: $crate::solver::StepOut<'_>,
@@ -265,18 +330,18 @@ macro_rules! delegate_solver_impl {
                 self.$inner().step(cache, fields, at, noise, out, stats)
             }
             fn accept(&self, cache: &mut $cache) {
-                self.$inner().accept(cache)
+                $crate::solver::Solver::<P>::accept(&self.$inner(), cache)
             }
             fn carried_state<'c>(&self, cache: &'c $cache) -> &'c [f64] {
-                self.$inner().carried_state(cache)
+                $crate::solver::Solver::<P>::carried_state(&self.$inner(), cache)
             }
             fn dense_table<'c>(&self, cache: &'c $cache) -> $crate::solver::DenseTable<'c> {
-                self.$inner().dense_table(cache)
+                $crate::solver::Solver::<P>::dense_table(&self.$inner(), cache)
             }
-            fn dense_stages<'c, F: $crate::Drift, G: $crate::Diffusion>(
+            fn dense_stages<'c>(
                 &self,
                 cache: &'c mut $cache,
-                fields: &$crate::solver::Fields<'_, F, G>,
+                fields: &$crate::solver::FieldsOf<'_, P>,
                 t: f64,
                 h: f64,
                 y: &[f64],

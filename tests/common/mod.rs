@@ -22,10 +22,14 @@ impl GenericField for LotkaVolterra {
     }
 }
 
+/// A drift as a plain function: a nameable drift type, for helpers generic
+/// over the solvers of one problem type (`S: Solver<Problem<Rhs>>`).
+pub type Rhs = fn(f64, &[f64], &[f64], &mut [f64]);
+
 /// Lotka–Volterra, α=1.5, β=1, γ=3, δ=1, (1, 1) on [0, 10], as a plain
 /// closure (no Jacobian, no VJP).
-pub fn lotka_volterra() -> Problem<impl Drift + Clone> {
-    Problem::ode(
+pub fn lotka_volterra() -> Problem<Rhs> {
+    Problem::<Rhs>::ode(
         |t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| LotkaVolterra.eval(t, y, p, dy),
         LV_Y0.to_vec(),
         LV_TSPAN,
@@ -216,6 +220,18 @@ impl GenericField for Ring {
     }
 }
 
+/// The diagonal diffusion `g_i = p2 y_i` (noise proportional to the state,
+/// after a drift with parameters `p0`, `p1` such as [`Ring`]).
+#[derive(Clone, Copy)]
+pub struct Proportional;
+impl GenericField for Proportional {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
+        for i in 0..y.len() {
+            g[i] = p[2] * y[i];
+        }
+    }
+}
+
 /// `L = Σ ys` over every saved state, with its gradient (all ones).
 pub fn sum_loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
     g.iter_mut().for_each(|v| *v = 1.0);
@@ -305,6 +321,33 @@ pub fn tracking_loss(ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
     l
 }
 
+/// The last entry of the saved values (the last component of the last
+/// state) as a loss.
+pub fn last_entry_loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
+    g.iter_mut().for_each(|v| *v = 0.0);
+    let k = ys.len() - 1;
+    g[k] = 1.0;
+    ys[k]
+}
+
+/// Asserts that the gradients `a` and `b` (`dp` and `dy0`) agree to `rel`
+/// relative, entries below `floor` in size to `rel · floor`.
+pub fn assert_gradients_agree(a: &Gradient, b: &Gradient, rel: f64, floor: f64) {
+    let pairs = a.dp.iter().zip(&b.dp).chain(a.dy0.iter().zip(&b.dy0));
+    for (x, y) in pairs {
+        assert!((x - y).abs() <= rel * x.abs().max(floor), "{x} vs {y}");
+    }
+}
+
+/// Asserts `|got[j] − want[j]| < rel · |want[j]|` for every `j` (`what`
+/// names the comparison).
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rel: f64) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (j, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() < rel * w.abs(), "{what} [{j}]: {g} vs {w}");
+    }
+}
+
 /// The central difference `(f(x + h e_j) − f(x − h e_j)) / 2h` of `f` at
 /// `x` along axis `j`.
 pub fn central_difference(f: impl Fn(&[f64]) -> f64, x: &[f64], j: usize, h: f64) -> f64 {
@@ -325,7 +368,7 @@ pub fn assert_converges(what: &str, errs: &[f64], bound: f64) {
 /// `options` (a solve that must succeed).
 pub fn loss_of_solve<F: Drift, G: Diffusion, D: Driver>(
     problem: &Problem<F, G, D>,
-    method: impl Method,
+    method: impl Method<Problem<F, G, D>>,
     options: &Options,
     loss: &dyn Loss,
 ) -> f64 {
@@ -338,7 +381,7 @@ pub fn loss_of_solve<F: Drift, G: Diffusion, D: Driver>(
 /// `save_at` (a solve that must succeed).
 pub fn solve_tol<F: Drift, G: Diffusion, D: Driver>(
     problem: &Problem<F, G, D>,
-    method: impl Method,
+    method: impl Method<Problem<F, G, D>>,
     tol: f64,
     save_at: SaveAt,
 ) -> Solution {

@@ -22,7 +22,7 @@ use crate::initial_step::initial_step;
 use crate::options::Options;
 use crate::problem::Problem;
 use crate::solution::{KeptPath, Solution, Stats, Status};
-use crate::solver::{Fields, Solver, StepAt, StepNoise};
+use crate::solver::{Family, Fields, Increment, Solver, StepAt, StepNoise};
 use saver::{Saver, Span};
 use stepper::{Cursor, StateIn, Stepper, Stop};
 
@@ -155,6 +155,10 @@ pub struct StepReport<'a> {
     /// (`None` for fixed steps, which have no controller decision; `+∞` for
     /// an attempt that could not be taken).
     pub err_norm: Option<f64>,
+    /// The attempt's Brownian increment `W(t + h) − W(t)` (one entry per
+    /// Brownian motion) and, where the solver draws it, its space–time Lévy
+    /// area; both empty for ODEs (`levy_h` also for solvers without it).
+    pub noise: StepNoise<'a>,
     /// Whether the step was accepted.
     pub accepted: bool,
 }
@@ -194,7 +198,7 @@ impl StepObserver for NoObserver {
 }
 
 /// Solves `problem` with `solver` under `opts`.
-pub fn integrate<F: Drift, G: Diffusion, D: Driver, S: Solver>(
+pub fn integrate<F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>(
     problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
@@ -203,7 +207,13 @@ pub fn integrate<F: Drift, G: Diffusion, D: Driver, S: Solver>(
 }
 
 /// [`integrate`], reporting every accepted step to `observer`.
-pub fn integrate_observed<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepObserver>(
+pub fn integrate_observed<
+    F: Drift,
+    G: Diffusion,
+    D: Driver,
+    S: Solver<Problem<F, G, D>>,
+    O: StepObserver,
+>(
     problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
@@ -215,7 +225,13 @@ pub fn integrate_observed<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepO
 /// [`integrate_observed`] driving an SDE with a given Brownian path
 /// (`None`: the path the problem's driver builds for the options' seed). The
 /// stochastic adjoint uses it to replay the forward path backwards in time.
-pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepObserver>(
+pub fn integrate_on_path<
+    F: Drift,
+    G: Diffusion,
+    D: Driver,
+    S: Solver<Problem<F, G, D>>,
+    O: StepObserver,
+>(
     problem: &Problem<F, G, D>,
     solver: &S,
     opts: &Options,
@@ -230,17 +246,30 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
         m,
     } = setup(problem, solver, opts, given)?;
     let t0 = problem.tspan.0;
+    // `drive` under the control `c` on `path`, with an increment buffer of
+    // `m` entries (a macro: each control is another type)
+    macro_rules! drive_on {
+        ($c:expr, $path:expr) => {
+            drive(
+                stepper.with(vec![0.0; m]),
+                cursor.with($c),
+                $path,
+                saver,
+                observer,
+            )
+        };
+    }
     match (cursor.control.clone(), path) {
         // With one Brownian motion on the driver's own path of a fixed-step
         // solve, the increment buffer is a one-element array: its length is
         // known at compile time, so the draw and the step's read of the
         // increment collapse to one value kept in a register.
         (AnyControl::Fixed(c), Path::Own(p)) => {
-            let cur = cursor.with(c);
             let (sol, own) = if m == 1 {
+                let cur = cursor.with(c);
                 drive(stepper.with([0.0; 1]), cur, Owned(p), saver, observer)
             } else {
-                drive(stepper.with(vec![0.0; m]), cur, Owned(p), saver, observer)
+                drive_on!(c, Owned(p))
             };
             let kept = Path::Own(own.0).keep(problem.driver.requery(), t0);
             sol.map(|s| Solution {
@@ -248,34 +277,10 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
                 ..s
             })
         }
-        (AnyControl::Fixed(c), path) => {
-            drive(
-                stepper.with(vec![0.0; m]),
-                cursor.with(c),
-                path,
-                saver,
-                observer,
-            )
-            .0
-        }
-        (AnyControl::Grid(c), path) => {
-            drive(
-                stepper.with(vec![0.0; m]),
-                cursor.with(c),
-                path,
-                saver,
-                observer,
-            )
-            .0
-        }
+        (AnyControl::Fixed(c), path) => drive_on!(c, path).0,
+        (AnyControl::Grid(c), path) => drive_on!(c, path).0,
         (AnyControl::Adaptive(c), path) => {
-            let (sol, path) = drive(
-                stepper.with(vec![0.0; m]),
-                cursor.with(c),
-                path,
-                saver,
-                observer,
-            );
+            let (sol, path) = drive_on!(c, path);
             sol.map(|s| Solution {
                 brownian: path.keep(problem.driver.requery(), t0),
                 ..s
@@ -285,8 +290,8 @@ pub fn integrate_on_path<F: Drift, G: Diffusion, D: Driver, S: Solver, O: StepOb
 }
 
 /// A solve set up and not yet stepped.
-struct Setup<'a, 'p, F, G, S: Solver, P> {
-    stepper: Stepper<'a, F, G, S, ()>,
+struct Setup<'a, 'p, Pb: Family, S: Solver<Pb>, P> {
+    stepper: Stepper<'a, Pb, S, ()>,
     cursor: Cursor<AnyControl>,
     saver: Saver<'a>,
     path: Path<'p, P>,
@@ -294,15 +299,18 @@ struct Setup<'a, 'p, F, G, S: Solver, P> {
     m: usize,
 }
 
+/// The setup of a solve of a `Problem<F, G, D>` by `S`.
+type SetupOf<'a, 'p, F, G, D, S> = Setup<'a, 'p, Problem<F, G, D>, S, <D as Driver>::Path>;
+
 /// Validates `problem`, `solver` and `opts` against each other, checks the
 /// fields' shapes at `t0`, builds the Brownian path and the control, and
 /// allocates every buffer of the solve.
-fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
+fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>(
     problem: &'a Problem<F, G, D>,
     solver: &'a S,
     opts: &'a Options,
     given: Option<&'p mut dyn BrownianPath>,
-) -> Result<Setup<'a, 'p, F, G, S, D::Path>, SolveError> {
+) -> Result<SetupOf<'a, 'p, F, G, D, S>, SolveError> {
     problem.validate()?;
     let n = problem.dim();
     let (t0, t1) = problem.tspan;
@@ -333,7 +341,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
     stats.drift_evals += 1;
 
     // SDEs: check the diffusion's shape once, and set up the Brownian path
-    let levy = solver.needs_levy_area();
+    let levy = S::INCREMENT == Increment::DwLevyArea;
     let mut path = Path::None;
     let mut g0 = Vec::new();
     if let Some(noise) = problem.noise {
@@ -364,6 +372,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
 
     let mut cache = solver.init(problem);
     solver.start(&mut cache, &f0, &g0);
+    let restart = restart_buffer(solver, &cache, opts, adaptive, n + g0.len())?;
 
     let control = match (k_err, opts.dt0) {
         (None, _) if grid => AnyControl::Grid(GridSteps::new(&opts.step_to, t1)),
@@ -393,14 +402,15 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
             };
             AnyControl::Adaptive(
                 Adaptive::new(
-                    opts.controller,
+                    opts.controller.clone(),
                     k,
                     dir * h_abs,
                     t1,
                     opts.dt_min,
                     opts.dt_max,
                 )
-                .stopping_at(&opts.step_to),
+                .stopping_at(&opts.step_to)
+                .restarting_at(&opts.discontinuities),
             )
         }
     };
@@ -416,6 +426,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
             err: vec![0.0; n],
             dw: (),
             levy_h: vec![0.0; if levy { m } else { 0 }],
+            restart,
             stats,
         },
         cursor: Cursor {
@@ -431,18 +442,51 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver>(
     })
 }
 
-impl<'a, F, G, S: Solver> Stepper<'a, F, G, S, ()> {
+/// The buffer where the method restarts after each of the options'
+/// discontinuities (`len` entries: the drift, then the diffusion; empty
+/// without discontinuities), or why it cannot: fixed steps, or a solver
+/// that carries a state across steps which a restart would lose.
+fn restart_buffer<Pb: Family, S: Solver<Pb>>(
+    solver: &S,
+    cache: &S::Cache,
+    opts: &Options,
+    adaptive: bool,
+    len: usize,
+) -> Result<Vec<f64>, SolveError> {
+    if opts.discontinuities.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !adaptive {
+        return Err(Options::fixed_discontinuities());
+    }
+    if !solver.carried_state(cache).is_empty() {
+        return Err(SolveError::Unsupported {
+            solver: solver.name(),
+            what: "restarting after discontinuities (Options::discontinuities), as it \
+                   carries a second state from step to step that a restart would discard"
+                .into(),
+            alternatives: "the other adaptive solvers (Sriw1, Sosri, Sra1, Sra3 for SDEs; any \
+                           ODE solver with an error estimate); or keep this one with \
+                           Options::step_to(times), which lands on the times without \
+                           restarting"
+                .into(),
+        });
+    }
+    Ok(vec![0.0; len])
+}
+
+impl<'a, Pb: Family, S: Solver<Pb>> Stepper<'a, Pb, S, ()> {
     /// This stepper with its increment buffer.
-    fn with<W>(self, dw: W) -> Stepper<'a, F, G, S, W> {
+    fn with<W>(self, dw: W) -> Stepper<'a, Pb, S, W> {
         self.map_dw(|()| dw)
     }
 }
 
-impl<'a, F, G, S: Solver, W> Stepper<'a, F, G, S, W> {
+impl<'a, Pb: Family, S: Solver<Pb>, W> Stepper<'a, Pb, S, W> {
     /// This stepper, moved field by field, with its increment buffer mapped
     /// by `f`.
     #[inline(always)]
-    fn map_dw<W2>(self, f: impl FnOnce(W) -> W2) -> Stepper<'a, F, G, S, W2> {
+    fn map_dw<W2>(self, f: impl FnOnce(W) -> W2) -> Stepper<'a, Pb, S, W2> {
         Stepper {
             solver: self.solver,
             fields: self.fields,
@@ -453,6 +497,7 @@ impl<'a, F, G, S: Solver, W> Stepper<'a, F, G, S, W> {
             err: self.err,
             dw: f(self.dw),
             levy_h: self.levy_h,
+            restart: self.restart,
             stats: self.stats,
         }
     }
@@ -471,7 +516,7 @@ impl<A> Cursor<A> {
     }
 }
 
-impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, F, G, S, W> {
+impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, S, W> {
     /// Takes the next accepted step from the state in the buffer `from`,
     /// saving what it covers into `saver` (`None` when nothing is saved:
     /// asked once, not at every step); its result stays in the other buffer.
@@ -530,6 +575,14 @@ fn stopped(
             partial: partial(saver),
         },
         Stop::NonFinite { component } => SolveError::NonFiniteState { t, component, step },
+        Stop::Controller => SolveError::invalid(
+            "step controller",
+            format!(
+                "at t={t} (after {step} accepted steps) the controller returned a step factor \
+                 that is not finite and > 0; StepController::decide must return a factor in \
+                 (0, ∞)"
+            ),
+        ),
         Stop::NonlinearSolve { h } => SolveError::NonlinearSolve {
             solver: name,
             t,
@@ -544,8 +597,8 @@ fn stopped(
 /// Runs `stepper` from `cur` to `t1` (or to a stop) on `path`, saving and
 /// observing each step; hands the path back.
 #[inline(never)]
-fn drive<F: Drift, G: Diffusion, S: Solver, C: Control, W, P: Draw, O: StepObserver>(
-    stepper: Stepper<'_, F, G, S, W>,
+fn drive<Pb: Family, S: Solver<Pb>, C: Control, W, P: Draw, O: StepObserver>(
+    stepper: Stepper<'_, Pb, S, W>,
     cur: Cursor<C>,
     path: P,
     mut saver: Saver<'_>,
@@ -640,8 +693,8 @@ fn draw_from<P: BrownianPath>(
 /// built for the same problem, solver and options) regenerates exactly the
 /// same steps, so an adjoint stores snapshots at a budget instead of every
 /// step time.
-pub struct Run<'a, 'p, F, G, S: Solver, P> {
-    stepper: Stepper<'a, F, G, S>,
+pub struct Run<'a, 'p, Pb: Family, S: Solver<Pb>, P> {
+    stepper: Stepper<'a, Pb, S>,
     cur: Cursor<AnyControl>,
     saver: Saver<'a>,
     /// Whether accepted steps are saved (a replay saves nothing).
@@ -652,12 +705,19 @@ pub struct Run<'a, 'p, F, G, S: Solver, P> {
     t0: f64,
 }
 
-impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p, F, G, S, P> {
+impl<'a, 'p, F, G, D, S, P> Run<'a, 'p, Problem<F, G, D>, S, P>
+where
+    F: Drift,
+    G: Diffusion,
+    D: Driver<Path = P>,
+    S: Solver<Problem<F, G, D>>,
+    P: DynPath + 'static,
+{
     /// Sets up the solve of `problem` by `solver` under `opts` (validating
     /// all three, as [`integrate`] does), on `given` (a replay's path) or
     /// else the path the problem's driver builds; a run with `save ==
     /// false` saves nothing.
-    pub fn new<D: Driver<Path = P>>(
+    pub fn new(
         problem: &'a Problem<F, G, D>,
         solver: &'a S,
         opts: &'a Options,
@@ -681,7 +741,9 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
             t0: problem.tspan.0,
         })
     }
+}
 
+impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S, P> {
     /// Takes the next accepted step (retrying rejected attempts), reporting
     /// attempts and the accepted step to `observer`.
     pub fn step<O: StepObserver>(&mut self, observer: &mut O) -> Result<Accepted, SolveError> {
@@ -714,7 +776,7 @@ impl<'a, 'p, F: Drift, G: Diffusion, S: Solver, P: DynPath + 'static> Run<'a, 'p
     /// `ΔW`, then the space–time Lévy area when the solver uses it (nothing
     /// for an ODE). What a step over `[s, t]` would draw.
     pub fn increments(&mut self, s: f64, t: f64, out: &mut [f64]) {
-        let levy = self.stepper.solver.needs_levy_area();
+        let levy = S::INCREMENT == Increment::DwLevyArea;
         let m = self.stepper.dw.len();
         let (dw, h) = out.split_at_mut(m.min(out.len()));
         let h_len = if levy { m.min(h.len()) } else { 0 };

@@ -2,11 +2,10 @@
 //! the loop hands it every accepted step.
 
 use crate::dense::{DenseOutput, combine, poly_weights};
-use crate::field::{Diffusion, Drift};
 use crate::options::{Options, SaveAt};
 use crate::solution::{Solution, Stats, Status};
 use crate::solver::DenseTable;
-use crate::solver::{Fields, Solver};
+use crate::solver::{Family, FieldsOf, Solver};
 
 /// An accepted step from `(t, y)` to `(t_next, y_new)`, `h = t_next − t`.
 #[derive(Debug, Clone, Copy)]
@@ -172,11 +171,11 @@ impl Saver<'_> {
     /// Saves what the accepted step from `(t, y)` to `(t + h, y_new)`
     /// covers (out of line; nothing to do for `SaveAt::T1`).
     #[inline(never)]
-    pub fn save<F: Drift, G: Diffusion, S: Solver>(
+    pub fn save<Pb: Family, S: Solver<Pb>>(
         &mut self,
         solver: &S,
         cache: &mut S::Cache,
-        fields: &Fields<'_, F, G>,
+        fields: &FieldsOf<'_, Pb>,
         span: Span<'_>,
         stats: &mut Stats,
     ) {

@@ -6,11 +6,10 @@
 
 use super::control::Control;
 use super::{Draw, StepObserver, StepReport};
-use crate::field::{Diffusion, Drift};
 use crate::norm::scaled_rms;
 use crate::options::Options;
 use crate::solution::Stats;
-use crate::solver::{Fields, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{Family, FieldsOf, Increment, Solver, StepAt, StepNoise, StepOut, StepStatus};
 
 /// Why the loop stopped before `t1`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +23,8 @@ pub(crate) enum Stop {
     NonFinite { component: usize },
     /// A fixed step's stage equations did not converge.
     NonlinearSolve { h: f64 },
+    /// The controller gave a step factor that is not finite and `> 0`.
+    Controller,
 }
 
 /// An accepted step, before the loop moves on to its end.
@@ -41,6 +42,8 @@ pub struct Accepted {
 #[derive(Debug, Clone)]
 pub struct Snapshot<K, C> {
     t: f64,
+    /// End of the step that led here (before `t` after a discontinuity).
+    t_end: f64,
     t_prev: f64,
     y: Vec<f64>,
     cache: K,
@@ -55,7 +58,14 @@ impl<K, C> Snapshot<K, C> {
         self.t
     }
 
-    /// Start of the step that ended at [`Snapshot::t`] (`t0` at the start).
+    /// End of the step that led to the snapshot: [`Snapshot::t`], except
+    /// after a step that ended just before a discontinuity of the fields
+    /// (the next step starts just after it).
+    pub fn t_end(&self) -> f64 {
+        self.t_end
+    }
+
+    /// Start of the step that led to the snapshot (`t0` at the start).
     pub fn t_prev(&self) -> f64 {
         self.t_prev
     }
@@ -68,6 +78,12 @@ impl<K, C> Snapshot<K, C> {
     /// Number of steps accepted before it.
     pub fn step(&self) -> usize {
         self.accepted
+    }
+
+    /// The solver's workspace at [`Snapshot::t`] (after the last accepted
+    /// step): where its carried state ([`Solver::carried_state`]) is read.
+    pub fn cache(&self) -> &K {
+        &self.cache
     }
 }
 
@@ -86,9 +102,9 @@ pub(crate) struct Cursor<C> {
 }
 
 /// The fixed parts of a solve and its buffers.
-pub(crate) struct Stepper<'a, F, G, S: Solver, W = Vec<f64>> {
+pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>> {
     pub solver: &'a S,
-    pub fields: Fields<'a, F, G>,
+    pub fields: FieldsOf<'a, Pb>,
     pub cache: S::Cache,
     pub opts: &'a Options,
     /// The state at the cursor's time, and the last step's result (between
@@ -98,6 +114,9 @@ pub(crate) struct Stepper<'a, F, G, S: Solver, W = Vec<f64>> {
     pub err: Vec<f64>,
     pub dw: W,
     pub levy_h: Vec<f64>,
+    /// The drift, then the diffusion, where the method restarts after a
+    /// discontinuity (empty without discontinuities).
+    pub restart: Vec<f64>,
     pub stats: Stats,
 }
 
@@ -122,9 +141,27 @@ impl StateIn {
             StateIn::YNew => (y_new, y),
         }
     }
+
+    /// [`StateIn::split`] to read: the state and the step's result.
+    #[inline(always)]
+    pub fn pick<'b>(self, y: &'b [f64], y_new: &'b [f64]) -> (&'b [f64], &'b [f64]) {
+        match self {
+            StateIn::Y => (y, y_new),
+            StateIn::YNew => (y_new, y),
+        }
+    }
+
+    /// The buffer holding the state after a step from this one.
+    #[inline(always)]
+    pub fn other(self) -> StateIn {
+        match self {
+            StateIn::Y => StateIn::YNew,
+            StateIn::YNew => StateIn::Y,
+        }
+    }
 }
 
-impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, F, G, S, W> {
+impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, S, W> {
     /// Attempts steps from `(t, y)` (the state in the buffer `from`) until
     /// one is accepted (its result in the other buffer, the loop not yet
     /// moved on: see [`Stepper::commit`]), reporting every attempt to
@@ -138,10 +175,15 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
         from: StateIn,
     ) -> Result<Accepted, Stop> {
         let adaptive = cur.control.adaptive();
-        let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
-        // one length for both (fewer bounds checks and registers)
-        let y_new = &mut y_new[..y.len()];
+        // the solver's constant for a concrete solver: no test per step
+        let levy = S::INCREMENT == Increment::DwLevyArea;
         loop {
+            // split afresh for each attempt (the report in between reads
+            // the stepper), first in the body: split after the draw, the
+            // fixed-step loop spills more (3 instructions per step)
+            let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
+            // one length for both (fewer bounds checks and registers)
+            let y_new = &mut y_new[..y.len()];
             if cur.attempts >= self.opts.max_steps {
                 return Err(Stop::MaxSteps);
             }
@@ -151,8 +193,6 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
                 .propose(t)
                 .map_err(|dt| Stop::Underflow { dt })?;
             let h = t_next - t;
-            // the solver's constant for a concrete solver: no test per step
-            let levy = self.solver.needs_levy_area();
             path.draw(t, t_next, levy, self.dw.as_mut(), &mut self.levy_h);
             let status = self.solver.step(
                 &mut self.cache,
@@ -176,15 +216,7 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
                 if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
                     return Err(Stop::NonFinite { component });
                 }
-                observer.attempted(&StepReport {
-                    t,
-                    h,
-                    y,
-                    y_new,
-                    err: None,
-                    err_norm: None,
-                    accepted: true,
-                });
+                observer.attempted(&self.report(from, (t, h), None, true));
                 return Ok(Accepted { t, t_next, last });
             }
             let e = match status {
@@ -194,20 +226,17 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
                 StepStatus::Failed => f64::INFINITY,
             };
             let verdict = cur.control.judge(e);
-            observer.attempted(&StepReport {
-                t,
-                h,
-                y,
-                y_new,
-                err: (status == StepStatus::Taken).then_some(&self.err[..]),
-                err_norm: Some(e),
-                accepted: verdict == Ok(true),
-            });
+            let judged = Some((status == StepStatus::Taken, e));
+            observer.attempted(&self.report(from, (t, h), judged, verdict == Ok(true)));
             match verdict {
                 Ok(true) => return Ok(Accepted { t, t_next, last }),
                 Ok(false) => self.stats.rejected_steps += 1,
                 Err(dt) => {
                     self.stats.rejected_steps += 1;
+                    if dt.is_nan() {
+                        return Err(Stop::Controller);
+                    }
+                    let y_new = from.pick(&self.y, &self.y_new).1;
                     if status == StepStatus::Taken
                         && let Some(component) = y_new.iter().position(|v| !v.is_finite())
                     {
@@ -219,11 +248,41 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
         }
     }
 
-    /// Moves the loop to the end of the accepted step `a` taken from the
-    /// buffer `from` (after the saves), telling `observer`. The step's
-    /// result stays in the other buffer.
+    /// The report of the attempt from `t` of size `h` just taken from the
+    /// state in the buffer `from`; `judged`: whether the step was taken and
+    /// its error norm, for an attempt the controller judged (`None` for a
+    /// fixed step).
     #[inline(always)]
-    pub fn commit<C, O: StepObserver>(
+    fn report(
+        &self,
+        from: StateIn,
+        (t, h): (f64, f64),
+        judged: Option<(bool, f64)>,
+        accepted: bool,
+    ) -> StepReport<'_> {
+        let (y, y_new) = from.pick(&self.y, &self.y_new);
+        StepReport {
+            t,
+            h,
+            y,
+            y_new,
+            err: judged.and_then(|(taken, _)| taken.then_some(&self.err[..])),
+            err_norm: judged.map(|(_, e)| e),
+            noise: StepNoise {
+                dw: self.dw.as_ref(),
+                levy_h: &self.levy_h,
+            },
+            accepted,
+        }
+    }
+
+    /// Moves the loop to the end of the accepted step `a` taken from the
+    /// buffer `from` (after the saves), telling `observer` — or, after a
+    /// step that ended just before a discontinuity, to just after it,
+    /// restarting the method there. The step's result stays in the other
+    /// buffer.
+    #[inline(always)]
+    pub fn commit<C: Control, O: StepObserver>(
         &mut self,
         cur: &mut Cursor<C>,
         a: &Accepted,
@@ -234,7 +293,7 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
             dw: self.dw.as_ref(),
             levy_h: &self.levy_h,
         });
-        let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
+        let (y, y_new) = from.pick(&self.y, &self.y_new);
         observer.accepted(cur.accepted, a.t, a.t_next, y, y_new);
         self.solver.accept(&mut self.cache);
         observer.accepted_carried(self.solver.carried_state(&self.cache));
@@ -242,6 +301,11 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
         self.stats.accepted_steps += 1;
         cur.t_prev = a.t;
         cur.t = a.t_next;
+        if let Some((_, start)) = cur.control.discontinuity() {
+            // the state is the step's result, in the buffer other than `from`
+            self.restart(start, from.other());
+            cur.t = start;
+        }
     }
 
     /// Makes the last step's result (in `y_new`) the state.
@@ -250,10 +314,28 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
         std::mem::swap(&mut self.y, &mut self.y_new);
     }
 
+    /// Restarts the method at `(t, y)`, `y` the state in the buffer `at`,
+    /// just after a discontinuity: the drift (and diffusion) evaluated
+    /// afresh there replace whatever the method carried over from the step
+    /// before (an FSAL stage, a cached Jacobian), as at the start of a
+    /// solve.
+    #[cold]
+    #[inline(never)]
+    fn restart(&mut self, t: f64, at: StateIn) {
+        let y = at.pick(&self.y, &self.y_new).0;
+        let (f, g) = self.restart.split_at_mut(y.len());
+        self.fields.f(t, y, f, &mut self.stats);
+        if self.fields.noise.is_some() {
+            self.fields.g(t, y, g, &mut self.stats);
+        }
+        self.solver.start(&mut self.cache, f, g);
+    }
+
     /// What a replay needs to take the next steps again from `cur`.
-    pub fn snapshot<C: Clone>(&self, cur: &Cursor<C>) -> Snapshot<S::Cache, C> {
+    pub fn snapshot<C: Control>(&self, cur: &Cursor<C>) -> Snapshot<S::Cache, C> {
         Snapshot {
             t: cur.t,
+            t_end: cur.control.discontinuity().map_or(cur.t, |(end, _)| end),
             t_prev: cur.t_prev,
             y: self.y.clone(),
             cache: self.cache.clone(),
@@ -264,7 +346,7 @@ impl<F: Drift, G: Diffusion, S: Solver, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<
     }
 
     /// Returns to `snap` (no allocation: buffers are overwritten).
-    pub fn restore<C: Clone>(&mut self, cur: &mut Cursor<C>, snap: &Snapshot<S::Cache, C>) {
+    pub fn restore<C: Control>(&mut self, cur: &mut Cursor<C>, snap: &Snapshot<S::Cache, C>) {
         cur.t = snap.t;
         cur.t_prev = snap.t_prev;
         self.y.copy_from_slice(&snap.y);

@@ -14,12 +14,13 @@
 //! Diagonal noise means `g_i` depends on `y_i` (and `t`) only; the order of
 //! Milstein and SRI relies on it (see [`Noise::Diagonal`]).
 //!
-//! Every solver here has a step VJP ([`SdeStepVjp`], the protocol of the
-//! SDE discrete adjoint); a solver of your own that implements [`Solver`]
-//! and [`SdeStepVjp`] runs in the same loop and gets the same gradients
+//! Every solver here has a step VJP ([`StepVjp`], the protocol of the
+//! one discrete adjoint); a solver of your own that implements [`Solver`]
+//! and [`StepVjp`] runs in the same loop and gets the same gradients
 //! (`tests/extension_sde.rs`).
 //!
 //! [`Solver`]: crate::solver::Solver
+//! [`StepVjp`]: crate::step_vjp::StepVjp
 
 mod euler_heun;
 mod euler_maruyama;
@@ -35,7 +36,7 @@ pub use milstein::{Milstein, MilsteinDerivative};
 pub use reversible_heun::{ReversibleHeun, ReversibleHeunCache, ReversibleHeunVjp};
 pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau, SraVjpWork};
 pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, SriVjpWork, Sriw1};
-pub use vjp::{SdeStepBars, SdeStepVjp, SdeVjpWork, StageVjpWork, refuse_err_cotangent};
+pub use vjp::{SdeVjpWork, StageVjpWork};
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
@@ -245,8 +246,15 @@ macro_rules! sde_solver {
         order: $order:expr, error_order: $eo:expr, levy: $levy:expr,
         takes: ($noises:expr, $integrates:expr) $(, then: $check:ident)? $(,)?
     ) => {
-        impl crate::solver::Solver for $name {
+        impl<F: crate::field::Drift, G: crate::field::Diffusion, D: crate::brownian::Driver>
+            crate::solver::Solver<crate::solver::SdeProblem<F, G, D>> for $name
+        {
             type Cache = $cache;
+            const INCREMENT: crate::solver::Increment = if $levy {
+                crate::solver::Increment::DwLevyArea
+            } else {
+                crate::solver::Increment::Dw
+            };
             fn name(&self) -> &'static str {
                 let $s = self;
                 $n
@@ -257,36 +265,26 @@ macro_rules! sde_solver {
             fn error_order(&self) -> Option<f64> {
                 $eo
             }
-            fn needs_levy_area(&self) -> bool {
-                $levy
-            }
-            fn check<
-                F: crate::field::Drift,
-                G: crate::field::Diffusion,
-                D: crate::brownian::Driver,
-            >(
+            fn check(
                 &self,
-                problem: &crate::problem::Problem<F, G, D>,
+                problem: &crate::solver::SdeProblem<F, G, D>,
             ) -> Result<(), crate::error::SolveError> {
-                crate::sde::check_support(self.name(), $noises, $integrates, problem)?;
+                let name = {
+                    let $s = self;
+                    $n
+                };
+                crate::sde::check_support(name, $noises, $integrates, problem)?;
                 $(self.$check(problem)?;)?
                 Ok(())
             }
-            fn init<
-                F: crate::field::Drift,
-                G: crate::field::Diffusion,
-                D: crate::brownian::Driver,
-            >(
-                &self,
-                problem: &crate::problem::Problem<F, G, D>,
-            ) -> $cache {
+            fn init(&self, problem: &crate::solver::SdeProblem<F, G, D>) -> $cache {
                 self.new_cache(problem)
             }
             fn start(&self, cache: &mut $cache, f0: &[f64], g0: &[f64]) {
                 crate::sde::SdeCache::start(cache, f0, g0)
             }
             #[inline(always)]
-            fn step<F: crate::field::Drift, G: crate::field::Diffusion>(
+            fn step(
                 &self,
                 cache: &mut $cache,
                 fields: &crate::solver::Fields<'_, F, G>,
@@ -313,7 +311,7 @@ macro_rules! sde_solver {
             fn dense_table<'c>(&self, _cache: &'c $cache) -> crate::solver::DenseTable<'c> {
                 crate::sde::linear_table()
             }
-            fn dense_stages<'c, F: crate::field::Drift, G: crate::field::Diffusion>(
+            fn dense_stages<'c>(
                 &self,
                 cache: &'c mut $cache,
                 _fields: &crate::solver::Fields<'_, F, G>,

@@ -22,7 +22,7 @@
 //!
 //! Differences from the explicit loop, by diffsol's design: the step-size
 //! controller is diffsol's own (the `controller` and `dt_max` options are not
-//! used); `rtol` is a scalar in diffsol, so a per-component `rtol` is applied
+//! used, and `discontinuities` are refused); `rtol` is a scalar in diffsol, so a per-component `rtol` is applied
 //! as its smallest entry (at least as strict as asked); dense output is the
 //! quartic through samples of diffsol's own interpolant at θ = ¼, ½, ¾ and
 //! the step ends (no extra drift evaluation). `SaveAt::Times` uses diffsol's
@@ -46,6 +46,7 @@ use crate::integrate::probe_field;
 use crate::options::{Options, SaveAt, Tolerance};
 use crate::problem::Problem;
 use crate::solution::{Solution, Stats, Status};
+use crate::solver::OdeProblem;
 
 type M = NalgebraMat<f64>;
 type V = diffsol::NalgebraVec<f64>;
@@ -80,10 +81,10 @@ macro_rules! stiff_method {
             }
         }
 
-        impl Method for $name {
-            fn solve_problem<F: Drift, G: Diffusion, D: Driver>(
+        impl<F: Drift, D: Driver> Method<OdeProblem<F, D>> for $name {
+            fn solve_problem(
                 &self,
-                problem: &Problem<F, G, D>,
+                problem: &OdeProblem<F, D>,
                 options: &Options,
             ) -> Result<Solution, SolveError> {
                 stiff_solve(problem, options, $kind, self.jacobian)
@@ -153,6 +154,17 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
     let n = problem.dim();
     let (t0, t1) = problem.tspan;
     opts.validate(n, problem.tspan)?;
+    if !opts.discontinuities.is_empty() {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "restarting after discontinuities (Options::discontinuities) inside diffsol's \
+                   engine"
+                .into(),
+            alternatives: "Esdirk34 or TrBdf2 (stiff, in sdeflow's own loop), or solving the \
+                           pieces between the discontinuities one after the other"
+                .into(),
+        });
+    }
     let p = &problem.params;
     let field = &problem.drift;
     let mut f0 = vec![0.0; n];

@@ -9,7 +9,7 @@
 //!   §IV.8). They implement [`crate::Solver`], so they run in the one
 //!   integration loop ([`crate::integrate`]) with its controllers, save
 //!   policies, dense output, `dt_max` and step observers, allocate nothing
-//!   per step, and have a step VJP ([`Esdirk::step_vjp`], by the
+//!   per step, and have a step VJP ([`crate::step_vjp::StepVjp`], by the
 //!   implicit-function theorem).
 //! * [`Bdf`] (variable-order BDF/NDF) still runs inside diffsol
 //!   ([`diffsol_backend`]), with diffsol's own step-size control; so do
@@ -31,11 +31,8 @@ pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache};
 pub use newton::NewtonOptions;
 pub use tableau::{ESDIRK34, EsdirkTableau, TRBDF2};
 
-use crate::error::SolveError;
-use crate::field::DriftVjp;
-use crate::solution::Stats;
-use crate::solver::{StepAt, delegate_solver_impl};
-use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
+use crate::solver::delegate_solver_impl;
+use crate::step_vjp::delegate_step_vjp;
 
 /// How a stiff solver obtains the Jacobian `∂f/∂y`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,39 +100,10 @@ macro_rules! native_esdirk {
             }
         }
 
-        delegate_solver_impl!($name, EsdirkCache, esdirk);
+        delegate_solver_impl!($name, Esdirk, EsdirkCache, esdirk);
 
-        delegate_ode_step_vjp!($name, EsdirkVjpCache, |s| s.esdirk());
+        delegate_step_vjp!($name, Esdirk, EsdirkVjpCache, |s| s.esdirk());
     };
-}
-
-impl OdeStepVjp for Esdirk {
-    type VjpCache = EsdirkVjpCache;
-
-    fn vjp_cache<F: DriftVjp>(&self, _drift: &F, n: usize, n_params: usize) -> Self::VjpCache {
-        Esdirk::vjp_cache(self, n, n_params)
-    }
-
-    fn step_vjp<F: DriftVjp>(
-        &self,
-        cache: &mut Self::VjpCache,
-        drift: &F,
-        p: &[f64],
-        at: StepAt<'_>,
-        bars: StepBars<'_, '_>,
-        stats: &mut Stats,
-    ) -> Result<usize, SolveError> {
-        if !bars.interp.is_empty() {
-            return Err(SolveError::Unsupported {
-                solver: self.tableau().name,
-                what: "gradients of values interpolated inside a step (its dense output is \
-                       not differentiated)"
-                    .into(),
-                alternatives: "save at step ends: SaveAt::Steps or SaveAt::T1".into(),
-            });
-        }
-        Esdirk::step_vjp(self, cache, drift, p, at, bars, stats)
-    }
 }
 
 native_esdirk!(
@@ -143,7 +111,7 @@ native_esdirk!(
     /// stiffly accurate one-step method of order 3 with an order-4 error
     /// estimate, 4 stages (3 implicit, FSAL). For moderately tight
     /// tolerances, and problems where BDF's restarts hurt. Native: runs in
-    /// the generic loop, with a step VJP ([`Esdirk::step_vjp`]).
+    /// the generic loop, with a step VJP ([`crate::step_vjp::StepVjp`]).
     Esdirk34,
     ESDIRK34
 );
@@ -152,7 +120,7 @@ native_esdirk!(
     /// stiffly accurate one-step method of order 2 with a third-order error
     /// estimate, 3 stages (2 implicit, FSAL): robust and cheap per step, for
     /// loose tolerances. Native: runs in the generic loop, with a step VJP
-    /// ([`Esdirk::step_vjp`]).
+    /// ([`crate::step_vjp::StepVjp`]).
     TrBdf2,
     TRBDF2
 );
