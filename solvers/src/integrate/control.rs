@@ -54,11 +54,12 @@ pub struct FixedSteps {
     t0: f64,
     t1: f64,
     dh: f64,
-    /// Number of steps (`usize::MAX`: more than any step budget).
-    steps: usize,
-    /// Steps proposed so far.
-    k: usize,
-    /// `k` as a float, counted exactly (steps < 2^53).
+    /// Number of steps, as a float: exact, as counts below `1e15` are; a
+    /// count past any step budget is `usize::MAX as f64`, which `next`
+    /// never reaches (it stops growing at 2^53).
+    steps: f64,
+    /// Steps proposed so far, counted exactly as a float (one counter
+    /// for both the test of the last step and the grid point).
     next: f64,
 }
 
@@ -69,8 +70,7 @@ impl FixedSteps {
             t0,
             t1,
             dh: (t1 - t0).signum() * h,
-            steps: fixed_step_count(t1 - t0, h),
-            k: 0,
+            steps: fixed_step_count(t1 - t0, h) as f64,
             next: 0.0,
         }
     }
@@ -79,9 +79,8 @@ impl FixedSteps {
 impl Control for FixedSteps {
     #[inline(always)]
     fn propose(&mut self, _t: f64) -> Result<(f64, bool), f64> {
-        self.k += 1;
         self.next += 1.0;
-        let last = self.k == self.steps;
+        let last = self.next == self.steps;
         // `dir·(k+1)·h` as `(k+1)·(dir·h)`: the same product, as `dir = ±1`
         Ok((
             if last {

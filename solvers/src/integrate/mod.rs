@@ -24,7 +24,7 @@ use crate::problem::Problem;
 use crate::solution::{KeptPath, Solution, Stats, Status};
 use crate::solver::{Family, Fields, Increment, Solver, StepAt, StepNoise};
 use saver::{Saver, Span};
-use stepper::{Cursor, Stepper, Stop};
+use stepper::{Cursor, StateIn, Stepper, Stop};
 
 /// A NaN with a payload no arithmetic produces: marks components a field
 /// did not write.
@@ -246,58 +246,47 @@ pub fn integrate_on_path<
         m,
     } = setup(problem, solver, opts, given)?;
     let t0 = problem.tspan.0;
+    // `drive` under the control `c` on `path`, with an increment buffer of
+    // `m` entries (a macro: each control is another type)
+    macro_rules! drive_on {
+        ($c:expr, $path:expr) => {
+            drive(
+                stepper.with(vec![0.0; m]),
+                cursor.with($c),
+                $path,
+                saver,
+                observer,
+            )
+        };
+    }
+    // the solution of a drive, with the path it ran on if the driver can
+    // re-query it (what the adjoints replay)
+    macro_rules! kept {
+        ($driven:expr) => {{
+            let (sol, path) = $driven;
+            sol.map(|s| Solution {
+                brownian: path.keep(problem.driver.requery(), t0),
+                ..s
+            })
+        }};
+    }
     match (cursor.control.clone(), path) {
         // With one Brownian motion on the driver's own path of a fixed-step
         // solve, the increment buffer is a one-element array: its length is
         // known at compile time, so the draw and the step's read of the
         // increment collapse to one value kept in a register.
-        (AnyControl::Fixed(c), Path::Own(p)) => {
-            let mut own = Owned(p);
-            let cur = cursor.with(c);
-            let sol = if m == 1 {
-                drive(stepper.with([0.0; 1]), cur, &mut own, saver, observer)
+        (AnyControl::Fixed(c), Path::Own(p)) => kept!({
+            let (sol, own) = if m == 1 {
+                let cur = cursor.with(c);
+                drive(stepper.with([0.0; 1]), cur, Owned(p), saver, observer)
             } else {
-                drive(stepper.with(vec![0.0; m]), cur, &mut own, saver, observer)
+                drive_on!(c, Owned(p))
             };
-            let kept = Path::Own(own.0).keep(problem.driver.requery(), t0);
-            sol.map(|s| Solution {
-                brownian: kept,
-                ..s
-            })
-        }
-        (AnyControl::Fixed(c), mut path) => drive(
-            stepper.with(vec![0.0; m]),
-            cursor.with(c),
-            &mut path,
-            saver,
-            observer,
-        ),
-        (AnyControl::Grid(c), mut path) => {
-            let sol = drive(
-                stepper.with(vec![0.0; m]),
-                cursor.with(c),
-                &mut path,
-                saver,
-                observer,
-            );
-            sol.map(|s| Solution {
-                brownian: path.keep(problem.driver.requery(), t0),
-                ..s
-            })
-        }
-        (AnyControl::Adaptive(c), mut path) => {
-            let sol = drive(
-                stepper.with(vec![0.0; m]),
-                cursor.with(c),
-                &mut path,
-                saver,
-                observer,
-            );
-            sol.map(|s| Solution {
-                brownian: path.keep(problem.driver.requery(), t0),
-                ..s
-            })
-        }
+            (sol, Path::Own(own.0))
+        }),
+        (AnyControl::Fixed(c), path) => kept!(drive_on!(c, path)),
+        (AnyControl::Grid(c), path) => kept!(drive_on!(c, path)),
+        (AnyControl::Adaptive(c), path) => kept!(drive_on!(c, path)),
     }
 }
 
@@ -433,7 +422,6 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             fields,
             cache,
             opts,
-            levy,
             y,
             y_new: vec![0.0; n],
             err: vec![0.0; n],
@@ -505,7 +493,6 @@ impl<'a, Pb: Family, S: Solver<Pb>, W> Stepper<'a, Pb, S, W> {
             fields: self.fields,
             cache: self.cache,
             opts: self.opts,
-            levy: self.levy,
             y: self.y,
             y_new: self.y_new,
             err: self.err,
@@ -531,16 +518,20 @@ impl<A> Cursor<A> {
 }
 
 impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, S, W> {
-    /// Takes the next accepted step, saving what it covers.
+    /// Takes the next accepted step from the state in the buffer `from`,
+    /// saving what it covers into `saver` (`None` when nothing is saved:
+    /// asked once, not at every step); its result stays in the other buffer.
     #[inline(always)]
     fn step_and_save<C: Control, P: Draw + ?Sized, O: StepObserver>(
         &mut self,
         cur: &mut Cursor<C>,
         path: &mut P,
-        (saver, observer): (&mut Saver<'_>, &mut O),
+        (saver, observer): (Option<&mut Saver<'_>>, &mut O),
+        from: StateIn,
     ) -> Result<Accepted, Stop> {
-        let a = self.advance(cur, path, observer)?;
-        if saver.saves() {
+        let a = self.advance(cur, path, observer, from)?;
+        if let Some(saver) = saver {
+            let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
             saver.save(
                 self.solver,
                 &mut self.cache,
@@ -549,13 +540,13 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                     t: a.t,
                     h: a.t_next - a.t,
                     t_next: a.t_next,
-                    y: &self.y,
-                    y_new: &self.y_new,
+                    y,
+                    y_new,
                 },
                 &mut self.stats,
             );
         }
-        self.commit(cur, &a, observer);
+        self.commit(cur, &a, observer, from);
         Ok(a)
     }
 }
@@ -604,24 +595,26 @@ fn stopped(
     }
 }
 
-/// Runs `stepper` from `cur` to `t1` (or to a stop), saving and observing
-/// each step.
+/// Runs `stepper` from `cur` to `t1` (or to a stop) on `path`, saving and
+/// observing each step; hands the path back.
 #[inline(never)]
-fn drive<Pb: Family, S: Solver<Pb>, C: Control, W, P: Draw + ?Sized, O: StepObserver>(
+fn drive<Pb: Family, S: Solver<Pb>, C: Control, W, P: Draw, O: StepObserver>(
     stepper: Stepper<'_, Pb, S, W>,
     cur: Cursor<C>,
-    path: &mut P,
+    path: P,
     mut saver: Saver<'_>,
     observer: &mut O,
-) -> Result<Solution, SolveError>
+) -> (Result<Solution, SolveError>, P)
 where
     W: AsMut<[f64]> + AsRef<[f64]>,
 {
     // a by-value argument this large arrives behind a pointer to the
     // caller's copy; rebuilt field by field, the stepper and the cursor are
     // locals of this function, which the compiler splits into registers
-    // where their fields' addresses do not escape
+    // where their fields' addresses do not escape (and the path, moved
+    // here, keeps its generator's state in this frame)
     let mut stepper = stepper.map_dw(|dw| dw);
+    let mut path = path;
     let Cursor {
         t,
         t_prev,
@@ -636,23 +629,45 @@ where
         accepted,
         attempts,
     };
-    loop {
-        match stepper.step_and_save(&mut cur, path, (&mut saver, observer)) {
-            Ok(a) if a.last => break,
+    // Fixed steps go in pairs, the first from `y` into `y_new` and the
+    // second back, so that the buffers never trade places; an adaptive
+    // step (with its retries, a larger body) goes alone, and they swap.
+    // Both are a constant for a concrete control, and the same step body.
+    let pairs = !cur.control.adaptive();
+    // asked once: whether accepted steps save anything
+    let saves = saver.saves();
+    let end = loop {
+        let io = (saves.then_some(&mut saver), &mut *observer);
+        match stepper.step_and_save(&mut cur, &mut path, io, StateIn::Y) {
+            Ok(a) if a.last || !pairs => {
+                stepper.swap_states();
+                if a.last {
+                    break Ok(());
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(stop) => break Err(stop),
+        }
+        let io = (saves.then_some(&mut saver), &mut *observer);
+        match stepper.step_and_save(&mut cur, &mut path, io, StateIn::YNew) {
+            Ok(a) if a.last => break Ok(()),
             Ok(_) => {}
             Err(stop) => {
-                let what = (stepper.solver.name(), stepper.opts.max_steps, stepper.stats);
-                return Err(stopped(
-                    what,
-                    (cur.t, cur.accepted, &stepper.y),
-                    stop,
-                    saver,
-                ));
+                // the state the step started from, in `y` as a stop expects
+                stepper.swap_states();
+                break Err(stop);
             }
         }
+    };
+    if let Err(stop) = end {
+        let what = (stepper.solver.name(), stepper.opts.max_steps, stepper.stats);
+        let err = stopped(what, (cur.t, cur.accepted, &stepper.y), stop, saver);
+        return (Err(err), path);
     }
     let name = stepper.solver.name();
-    Ok(saver.finish(cur.t, &stepper.y, stepper.stats, Status::Success, name))
+    let sol = saver.finish(cur.t, &stepper.y, stepper.stats, Status::Success, name);
+    (Ok(sol), path)
 }
 
 /// Draws the increment over `[s, t]` (with the Lévy area when `levy`).
@@ -734,13 +749,10 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
     /// attempts and the accepted step to `observer`.
     pub fn step<O: StepObserver>(&mut self, observer: &mut O) -> Result<Accepted, SolveError> {
         let (stepper, cur) = (&mut self.stepper, &mut self.cur);
-        let res = if self.save {
-            stepper.step_and_save(cur, &mut self.path, (&mut self.saver, observer))
-        } else {
-            stepper
-                .advance(cur, &mut self.path, observer)
-                .inspect(|a| stepper.commit(cur, a, observer))
-        };
+        let saver = (self.save && self.saver.saves()).then_some(&mut self.saver);
+        let res = stepper
+            .step_and_save(cur, &mut self.path, (saver, observer), StateIn::Y)
+            .inspect(|_| stepper.swap_states());
         res.map_err(|stop| {
             let empty = self.saver.emptied();
             let saver = std::mem::replace(&mut self.saver, empty);
@@ -765,7 +777,7 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
     /// `ΔW`, then the space–time Lévy area when the solver uses it (nothing
     /// for an ODE). What a step over `[s, t]` would draw.
     pub fn increments(&mut self, s: f64, t: f64, out: &mut [f64]) {
-        let levy = self.stepper.levy;
+        let levy = S::INCREMENT == Increment::DwLevyArea;
         let m = self.stepper.dw.len();
         let (dw, h) = out.split_at_mut(m.min(out.len()));
         let h_len = if levy { m.min(h.len()) } else { 0 };

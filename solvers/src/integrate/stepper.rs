@@ -9,7 +9,7 @@ use super::{Draw, StepObserver, StepReport};
 use crate::norm::scaled_rms;
 use crate::options::Options;
 use crate::solution::Stats;
-use crate::solver::{Family, FieldsOf, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{Family, FieldsOf, Increment, Solver, StepAt, StepNoise, StepOut, StepStatus};
 
 /// Why the loop stopped before `t1`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,8 +107,8 @@ pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>> {
     pub fields: FieldsOf<'a, Pb>,
     pub cache: S::Cache,
     pub opts: &'a Options,
-    pub levy: bool,
-    /// The state at the cursor's time, and the last step's result.
+    /// The state at the cursor's time, and the last step's result (between
+    /// the two steps of a pair, the other way round: see [`StateIn`]).
     pub y: Vec<f64>,
     pub y_new: Vec<f64>,
     pub err: Vec<f64>,
@@ -120,19 +120,70 @@ pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>> {
     pub stats: Stats,
 }
 
+/// Which of a stepper's two state buffers holds the state a step starts
+/// from; the step writes its result into the other. A loop that swaps the
+/// buffers after each step ([`Stepper::swap_states`]) starts every step
+/// from `y`; fixed steps go in pairs, the first from `y` into `y_new` and
+/// the second back, so that the buffers never trade places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StateIn {
+    Y,
+    YNew,
+}
+
+impl StateIn {
+    /// The state and the buffer for the step's result, out of `y` and
+    /// `y_new`.
+    #[inline(always)]
+    pub fn split<'b>(self, y: &'b mut [f64], y_new: &'b mut [f64]) -> (&'b [f64], &'b mut [f64]) {
+        match self {
+            StateIn::Y => (y, y_new),
+            StateIn::YNew => (y_new, y),
+        }
+    }
+
+    /// [`StateIn::split`] to read: the state and the step's result.
+    #[inline(always)]
+    pub fn pick<'b>(self, y: &'b [f64], y_new: &'b [f64]) -> (&'b [f64], &'b [f64]) {
+        match self {
+            StateIn::Y => (y, y_new),
+            StateIn::YNew => (y_new, y),
+        }
+    }
+
+    /// The buffer holding the state after a step from this one.
+    #[inline(always)]
+    pub fn other(self) -> StateIn {
+        match self {
+            StateIn::Y => StateIn::YNew,
+            StateIn::YNew => StateIn::Y,
+        }
+    }
+}
+
 impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, S, W> {
-    /// Attempts steps from `(t, y)` until one is accepted (its result in
-    /// `y_new`, the loop not yet moved on: see [`Stepper::commit`]),
-    /// reporting every attempt to `observer`.
+    /// Attempts steps from `(t, y)` (the state in the buffer `from`) until
+    /// one is accepted (its result in the other buffer, the loop not yet
+    /// moved on: see [`Stepper::commit`]), reporting every attempt to
+    /// `observer`.
     #[inline(always)]
     pub fn advance<C: Control, P: Draw + ?Sized, O: StepObserver>(
         &mut self,
         cur: &mut Cursor<C>,
         path: &mut P,
         observer: &mut O,
+        from: StateIn,
     ) -> Result<Accepted, Stop> {
         let adaptive = cur.control.adaptive();
+        // the solver's constant for a concrete solver: no test per step
+        let levy = S::INCREMENT == Increment::DwLevyArea;
         loop {
+            // split afresh for each attempt (the report in between reads
+            // the stepper), first in the body: split after the draw, the
+            // fixed-step loop spills more (3 instructions per step)
+            let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
+            // one length for both (fewer bounds checks and registers)
+            let y_new = &mut y_new[..y.len()];
             if cur.attempts >= self.opts.max_steps {
                 return Err(Stop::MaxSteps);
             }
@@ -142,17 +193,17 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                 .propose(t)
                 .map_err(|dt| Stop::Underflow { dt })?;
             let h = t_next - t;
-            path.draw(t, t_next, self.levy, self.dw.as_mut(), &mut self.levy_h);
+            path.draw(t, t_next, levy, self.dw.as_mut(), &mut self.levy_h);
             let status = self.solver.step(
                 &mut self.cache,
                 &self.fields,
-                StepAt { t, h, y: &self.y },
+                StepAt { t, h, y },
                 &StepNoise {
                     dw: self.dw.as_ref(),
                     levy_h: &self.levy_h,
                 },
                 StepOut {
-                    y_new: &mut self.y_new,
+                    y_new: &mut *y_new,
                     err: &mut self.err,
                 },
                 &mut self.stats,
@@ -162,25 +213,21 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                 if status == StepStatus::Failed {
                     return Err(Stop::NonlinearSolve { h });
                 }
-                if let Some(component) = self.y_new.iter().position(|v| !v.is_finite()) {
+                if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
                     return Err(Stop::NonFinite { component });
                 }
-                observer.attempted(&self.report((t, h), None, true));
+                observer.attempted(&self.report(from, (t, h), None, true));
                 return Ok(Accepted { t, t_next, last });
             }
             let e = match status {
-                StepStatus::Taken => scaled_rms(
-                    &self.err,
-                    &self.y,
-                    &self.y_new,
-                    &self.opts.rtol,
-                    &self.opts.atol,
-                ),
+                StepStatus::Taken => {
+                    scaled_rms(&self.err, y, y_new, &self.opts.rtol, &self.opts.atol)
+                }
                 StepStatus::Failed => f64::INFINITY,
             };
             let verdict = cur.control.judge(e);
             let judged = Some((status == StepStatus::Taken, e));
-            observer.attempted(&self.report((t, h), judged, verdict == Ok(true)));
+            observer.attempted(&self.report(from, (t, h), judged, verdict == Ok(true)));
             match verdict {
                 Ok(true) => return Ok(Accepted { t, t_next, last }),
                 Ok(false) => self.stats.rejected_steps += 1,
@@ -189,8 +236,9 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                     if dt.is_nan() {
                         return Err(Stop::Controller);
                     }
+                    let y_new = from.pick(&self.y, &self.y_new).1;
                     if status == StepStatus::Taken
-                        && let Some(component) = self.y_new.iter().position(|v| !v.is_finite())
+                        && let Some(component) = y_new.iter().position(|v| !v.is_finite())
                     {
                         return Err(Stop::NonFinite { component });
                     }
@@ -200,21 +248,24 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         }
     }
 
-    /// The report of the attempt from `t` of size `h` just taken;
-    /// `judged`: whether the step was taken and its error norm, for an
-    /// attempt the controller judged (`None` for a fixed step).
+    /// The report of the attempt from `t` of size `h` just taken from the
+    /// state in the buffer `from`; `judged`: whether the step was taken and
+    /// its error norm, for an attempt the controller judged (`None` for a
+    /// fixed step).
     #[inline(always)]
     fn report(
         &self,
+        from: StateIn,
         (t, h): (f64, f64),
         judged: Option<(bool, f64)>,
         accepted: bool,
     ) -> StepReport<'_> {
+        let (y, y_new) = from.pick(&self.y, &self.y_new);
         StepReport {
             t,
             h,
-            y: &self.y,
-            y_new: &self.y_new,
+            y,
+            y_new,
             err: judged.and_then(|(taken, _)| taken.then_some(&self.err[..])),
             err_norm: judged.map(|(_, e)| e),
             noise: StepNoise {
@@ -225,45 +276,57 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         }
     }
 
-    /// Moves the loop to the end of the accepted step `a` (after the saves),
-    /// telling `observer` — or, after a step that ended just before a
-    /// discontinuity, to just after it, restarting the method there.
+    /// Moves the loop to the end of the accepted step `a` taken from the
+    /// buffer `from` (after the saves), telling `observer` — or, after a
+    /// step that ended just before a discontinuity, to just after it,
+    /// restarting the method there. The step's result stays in the other
+    /// buffer.
     #[inline(always)]
     pub fn commit<C: Control, O: StepObserver>(
         &mut self,
         cur: &mut Cursor<C>,
         a: &Accepted,
         observer: &mut O,
+        from: StateIn,
     ) {
         observer.accepted_noise(&StepNoise {
             dw: self.dw.as_ref(),
             levy_h: &self.levy_h,
         });
-        observer.accepted(cur.accepted, a.t, a.t_next, &self.y, &self.y_new);
+        let (y, y_new) = from.pick(&self.y, &self.y_new);
+        observer.accepted(cur.accepted, a.t, a.t_next, y, y_new);
         self.solver.accept(&mut self.cache);
         observer.accepted_carried(self.solver.carried_state(&self.cache));
         cur.accepted += 1;
         self.stats.accepted_steps += 1;
         cur.t_prev = a.t;
         cur.t = a.t_next;
-        std::mem::swap(&mut self.y, &mut self.y_new);
         if let Some((_, start)) = cur.control.discontinuity() {
-            self.restart(start);
+            // the state is the step's result, in the buffer other than `from`
+            self.restart(start, from.other());
             cur.t = start;
         }
     }
 
-    /// Restarts the method at `(t, y)`, just after a discontinuity: the
-    /// drift (and diffusion) evaluated afresh there replace whatever the
-    /// method carried over from the step before (an FSAL stage, a cached
-    /// Jacobian), as at the start of a solve.
+    /// Makes the last step's result (in `y_new`) the state.
+    #[inline(always)]
+    pub fn swap_states(&mut self) {
+        std::mem::swap(&mut self.y, &mut self.y_new);
+    }
+
+    /// Restarts the method at `(t, y)`, `y` the state in the buffer `at`,
+    /// just after a discontinuity: the drift (and diffusion) evaluated
+    /// afresh there replace whatever the method carried over from the step
+    /// before (an FSAL stage, a cached Jacobian), as at the start of a
+    /// solve.
     #[cold]
     #[inline(never)]
-    fn restart(&mut self, t: f64) {
-        let (f, g) = self.restart.split_at_mut(self.y.len());
-        self.fields.f(t, &self.y, f, &mut self.stats);
+    fn restart(&mut self, t: f64, at: StateIn) {
+        let y = at.pick(&self.y, &self.y_new).0;
+        let (f, g) = self.restart.split_at_mut(y.len());
+        self.fields.f(t, y, f, &mut self.stats);
         if self.fields.noise.is_some() {
-            self.fields.g(t, &self.y, g, &mut self.stats);
+            self.fields.g(t, y, g, &mut self.stats);
         }
         self.solver.start(&mut self.cache, f, g);
     }
