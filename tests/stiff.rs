@@ -8,14 +8,17 @@
 
 mod common;
 use common::{
-    HIRES_P, HIRES_REF, ROBER_1E5, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0, fitted_slope,
-    hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift, van_der_pol_jacobian,
+    HIRES_P, HIRES_REF, ROBER_1E5, ROBER_1E11, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0,
+    fitted_slope, hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift,
+    van_der_pol_jacobian,
 };
 use sdeflow::integrate::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
 use sdeflow::solver::{StepAt, StepOut};
 use sdeflow::step_vjp::StepBars;
-use sdeflow::stiff::{DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2};
+use sdeflow::stiff::{
+    DiffsolBdf, DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2,
+};
 use sdeflow::{Drift, DriftVjp};
 
 /// Van der Pol as a plain drift (Jacobians by finite differences), and with
@@ -759,5 +762,82 @@ fn fixed_step_newton_failure_is_an_error() {
             matches!(r, Err(SolveError::NonlinearSolve { .. })),
             "{name}: {r:?}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Native BDF against the references, with diffsol's BDF beside it
+// ---------------------------------------------------------------------------
+
+/// Solves `problem` with the native `Bdf` and with `DiffsolBdf` under
+/// `opts`, prints both lines, and returns the relative errors (max over the
+/// components) against `reference` and the native solve's stats.
+fn bdf_vs_diffsol<F: Drift>(
+    label: &str,
+    problem: &Problem<F>,
+    reference: &[f64],
+    opts: &Options,
+) -> (f64, f64, Stats) {
+    let ours = solve(problem, Bdf::default(), opts).expect("native Bdf");
+    let theirs = solve(problem, DiffsolBdf::default(), opts).expect("DiffsolBdf");
+    let (e_ours, e_theirs) = (rel_err(ours.last(), reference), rel_err(theirs.last(), reference));
+    println!("{label:<26} native : rel err {e_ours:.2e}  {}", stats_line(&ours.stats));
+    println!("{label:<26} diffsol: rel err {e_theirs:.2e}  {}", stats_line(&theirs.stats));
+    (e_ours, e_theirs, ours.stats)
+}
+
+#[test]
+fn native_bdf_solves_the_reference_problems() {
+    // (problem, rtol, atol, bound on the native relative error). The bounds
+    // are about 10× the error measured (the run prints it), and at most
+    // twice diffsol's BDF's error at the same tolerances or the tolerance
+    // scale itself; each problem is also required to cost no more than
+    // twice diffsol's drift evaluations.
+    let rober = robertson(&ROBER_P, 1e5);
+    let rober_long = robertson(&ROBER_P, 1e11);
+    let hires = hires(&HIRES_P);
+    let vdp = van_der_pol();
+    for rtol in [1e-6, 1e-8] {
+        let atol = rtol * 1e-2;
+        let opts = Options::default().rtol(rtol).atol(atol).save_at(SaveAt::T1);
+        let tag = format!("rtol {rtol:.0e}");
+        let cases: [(&str, (f64, f64, Stats), f64); 3] = [
+            (
+                "Robertson t=1e5",
+                bdf_vs_diffsol(&format!("Robertson 1e5 {tag}"), &rober, &ROBER_1E5, &opts),
+                1e3 * rtol,
+            ),
+            (
+                "HIRES",
+                bdf_vs_diffsol(&format!("HIRES {tag}"), &hires, &HIRES_REF, &opts),
+                1e3 * rtol,
+            ),
+            (
+                "Van der Pol",
+                bdf_vs_diffsol(
+                    &format!("VdP mu=1e3 {tag}"),
+                    &vdp,
+                    &VDP_REF,
+                    &Options::default().tol(rtol).save_at(SaveAt::T1),
+                ),
+                1e3 * rtol,
+            ),
+        ];
+        for (name, (e_ours, e_theirs, stats), bound) in cases {
+            assert!(e_ours < bound, "{name} {tag}: native error {e_ours:e} (diffsol {e_theirs:e})");
+            assert!(stats.jacobian_evals > 0 && stats.lu_factorizations > 0);
+        }
+        // Robertson to 1e11: y2 ~ 1e-13 at the end, so atol must be far
+        // below it for a relative error to mean anything (dt_min: the
+        // diffsol wrapper's default floor scales with t1, far above the
+        // first steps' 1e-13)
+        let long = Options::default()
+            .rtol(rtol)
+            .atol(1e-20)
+            .dt_min(1e-30)
+            .save_at(SaveAt::T1);
+        let (e, e_d, _) =
+            bdf_vs_diffsol(&format!("Robertson 1e11 {tag}"), &rober_long, &ROBER_1E11, &long);
+        assert!(e < 1e3 * rtol, "Robertson 1e11 {tag}: {e:e} (diffsol {e_d:e})");
     }
 }

@@ -19,6 +19,7 @@ use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift, NoDiffusion};
 use crate::noise::Noise;
+use crate::options::Tolerance;
 use crate::problem::Problem;
 use crate::solution::Stats;
 
@@ -213,6 +214,13 @@ pub trait Solver<P: Family> {
     /// structure and interpretation).
     fn init(&self, problem: &P) -> Self::Cache;
 
+    /// Hands the solve's tolerances to the workspace, once per solve,
+    /// before [`Solver::start`]. A method whose own decisions are measured
+    /// in the error norm keeps them: [`crate::Bdf`] compares the error
+    /// estimates of its neighbouring orders to choose the next one, and
+    /// measures its Newton iteration against them. Ignored by default.
+    fn tolerances(&self, _cache: &mut Self::Cache, _rtol: &Tolerance, _atol: &Tolerance) {}
+
     /// Starts a solve at a state where the drift is `f0` and the diffusion
     /// `g0` (empty for ODEs), both already evaluated by the loop.
     fn start(&self, cache: &mut Self::Cache, f0: &[f64], g0: &[f64]);
@@ -229,6 +237,20 @@ pub trait Solver<P: Family> {
         out: StepOut<'_>,
         stats: &mut Stats,
     ) -> StepStatus;
+
+    /// The order `k` of the error estimate of the attempt just made (after
+    /// [`Solver::step`], before [`Solver::accept`]), which the adaptive
+    /// control hands its controller to judge that attempt, as it would
+    /// [`Solver::error_order`]. [`Solver::error_order`] by default; a
+    /// variable-order method (multistep, which chooses its order in
+    /// [`Solver::accept`]) returns the order of the estimate it just wrote,
+    /// e.g. [`crate::Bdf`] its current order plus one. The step size stays
+    /// the loop's: such a method rescales its history to whatever step it
+    /// is given.
+    #[inline(always)]
+    fn step_error_order(&self, _cache: &Self::Cache) -> Option<f64> {
+        self.error_order()
+    }
 
     /// Called when the last step is accepted (before the loop moves to
     /// `y_new`), e.g. to carry an FSAL stage over.
@@ -314,6 +336,14 @@ macro_rules! delegate_solver_impl {
             fn init(&self, problem: &P) -> $cache {
                 self.$inner().init(problem)
             }
+            fn tolerances(
+                &self,
+                cache: &mut $cache,
+                rtol: &$crate::options::Tolerance,
+                atol: &$crate::options::Tolerance,
+            ) {
+                $crate::solver::Solver::<P>::tolerances(&self.$inner(), cache, rtol, atol)
+            }
             fn start(&self, cache: &mut $cache, f0: &[f64], g0: &[f64]) {
                 self.$inner().start(cache, f0, g0)
             }
@@ -328,6 +358,10 @@ macro_rules! delegate_solver_impl {
                 stats: &mut $crate::Stats,
             ) -> $crate::solver::StepStatus {
                 self.$inner().step(cache, fields, at, noise, out, stats)
+            }
+            #[inline(always)]
+            fn step_error_order(&self, cache: &$cache) -> Option<f64> {
+                $crate::solver::Solver::<P>::step_error_order(&self.$inner(), cache)
             }
             fn accept(&self, cache: &mut $cache) {
                 $crate::solver::Solver::<P>::accept(&self.$inner(), cache)

@@ -373,6 +373,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
     }
 
     let mut cache = solver.init(problem);
+    solver.tolerances(&mut cache, &opts.rtol, &opts.atol);
     solver.start(&mut cache, &f0, &g0);
 
     let control = match (k_err, opts.dt0) {

@@ -166,7 +166,8 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                 ),
                 StepStatus::Failed => f64::INFINITY,
             };
-            let verdict = cur.control.judge(e);
+            let k_err = self.solver.step_error_order(&self.cache);
+            let verdict = cur.control.judge(e, k_err);
             observer.attempted(&StepReport {
                 t,
                 h,

@@ -94,10 +94,10 @@ macro_rules! stiff_method {
 }
 
 stiff_method!(
-    /// Variable-order (1–5) BDF/NDF with a dense LU: the first choice for
-    /// stiff problems (Van der Pol with large μ, Robertson, chemical
-    /// kinetics). Backed by diffsol.
-    Bdf,
+    /// diffsol's variable-order (1–5) BDF/NDF with a dense LU, in diffsol's
+    /// drive loop (its own step-size and order control): the reference the
+    /// native [`crate::Bdf`] is compared with (tests, benches).
+    DiffsolBdf,
     Kind::Bdf
 );
 stiff_method!(
@@ -116,7 +116,7 @@ stiff_method!(
 impl Kind {
     fn name(self) -> &'static str {
         match self {
-            Kind::Bdf => "Bdf",
+            Kind::Bdf => "DiffsolBdf",
             Kind::TrBdf2 => "DiffsolTrBdf2",
             Kind::Esdirk34 => "DiffsolEsdirk34",
         }

@@ -21,12 +21,14 @@
 //! [`crate::Solver`] does not see the solve's [`crate::Options`]: set them to
 //! the solve's with `Esdirk34::default().tolerances(rtol, atol)`.
 
+mod bdf;
 mod diffsol_backend;
 mod esdirk;
 mod newton;
 mod tableau;
 
-pub use diffsol_backend::{Bdf, DiffsolEsdirk34, DiffsolTrBdf2};
+pub use bdf::{BDF_MAX_ORDER, Bdf, BdfCache};
+pub use diffsol_backend::{DiffsolBdf, DiffsolEsdirk34, DiffsolTrBdf2};
 pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache};
 pub use newton::NewtonOptions;
 pub use tableau::{ESDIRK34, EsdirkTableau, TRBDF2};
