@@ -1,8 +1,8 @@
 //! # sdeflow
 //!
 //! Ordinary and stochastic differential equations in Rust: adaptive explicit
-//! Runge–Kutta solvers with dense output, stiff solvers (native ESDIRK
-//! methods; BDF through diffsol), SDE solvers (Euler–Maruyama, Milstein,
+//! Runge–Kutta solvers with dense output, stiff solvers (native
+//! variable-order BDF/NDF and ESDIRK methods), SDE solvers (Euler–Maruyama, Milstein,
 //! SRI/SRA stochastic Runge–Kutta, reversible Heun) driven by the problem's
 //! noise driver (a virtual Brownian tree by default), gradients through the
 //! solvers with one [`grad`] (discrete, continuous, reversible and

@@ -787,9 +787,18 @@ fn bdf_vs_diffsol<F: Drift>(
 ) -> (f64, f64, Stats) {
     let ours = solve(problem, Bdf::default(), opts).expect("native Bdf");
     let theirs = solve(problem, DiffsolBdf::default(), opts).expect("DiffsolBdf");
-    let (e_ours, e_theirs) = (rel_err(ours.last(), reference), rel_err(theirs.last(), reference));
-    println!("{label:<26} native : rel err {e_ours:.2e}  {}", stats_line(&ours.stats));
-    println!("{label:<26} diffsol: rel err {e_theirs:.2e}  {}", stats_line(&theirs.stats));
+    let (e_ours, e_theirs) = (
+        rel_err(ours.last(), reference),
+        rel_err(theirs.last(), reference),
+    );
+    println!(
+        "{label:<26} native : rel err {e_ours:.2e}  {}",
+        stats_line(&ours.stats)
+    );
+    println!(
+        "{label:<26} diffsol: rel err {e_theirs:.2e}  {}",
+        stats_line(&theirs.stats)
+    );
     (e_ours, e_theirs, ours.stats)
 }
 
@@ -831,7 +840,10 @@ fn native_bdf_solves_the_reference_problems() {
             ),
         ];
         for (name, (e_ours, e_theirs, stats), bound) in cases {
-            assert!(e_ours < bound, "{name} {tag}: native error {e_ours:e} (diffsol {e_theirs:e})");
+            assert!(
+                e_ours < bound,
+                "{name} {tag}: native error {e_ours:e} (diffsol {e_theirs:e})"
+            );
             assert!(stats.jacobian_evals > 0 && stats.lu_factorizations > 0);
         }
         // Robertson to 1e11: y2 ~ 1e-13 at the end, so atol must be far
@@ -843,9 +855,16 @@ fn native_bdf_solves_the_reference_problems() {
             .atol(1e-20)
             .dt_min(1e-30)
             .save_at(SaveAt::T1);
-        let (e, e_d, _) =
-            bdf_vs_diffsol(&format!("Robertson 1e11 {tag}"), &rober_long, &ROBER_1E11, &long);
-        assert!(e < 1e3 * rtol, "Robertson 1e11 {tag}: {e:e} (diffsol {e_d:e})");
+        let (e, e_d, _) = bdf_vs_diffsol(
+            &format!("Robertson 1e11 {tag}"),
+            &rober_long,
+            &ROBER_1E11,
+            &long,
+        );
+        assert!(
+            e < 1e3 * rtol,
+            "Robertson 1e11 {tag}: {e:e} (diffsol {e_d:e})"
+        );
     }
 }
 
@@ -940,7 +959,10 @@ fn native_bdf_fixed_steps_converge() {
             let sol = solve(
                 &p,
                 Bdf::default().max_order(max_order),
-                Options::default().tol(1e-12).fixed_step(h).save_at(SaveAt::T1),
+                Options::default()
+                    .tol(1e-12)
+                    .fixed_step(h)
+                    .save_at(SaveAt::T1),
             )
             .expect("fixed steps");
             hs.push(h);
@@ -948,7 +970,10 @@ fn native_bdf_fixed_steps_converge() {
         }
         let slope = fitted_slope(&hs, &errs);
         println!("Bdf max order {max_order}, fixed steps: errors {errs:?}: order {slope:.2}");
-        assert!((slope - order).abs() <= 0.3, "max order {max_order}: {slope}");
+        assert!(
+            (slope - order).abs() <= 0.3,
+            "max order {max_order}: {slope}"
+        );
     }
     // a bad max_order is a typed error
     let e = solve(&p, Bdf::default().max_order(6), Options::default()).expect_err("max order 6");
@@ -961,7 +986,10 @@ fn native_bdf_replays_from_a_snapshot_bit_for_bit() {
     // history, order and Jacobian) and need the same steps again
     use sdeflow::integrate::Run;
     let p = robertson(&ROBER_P, 1e3);
-    let opts = Options::default().rtol(1e-6).atol(1e-10).save_at(SaveAt::T1);
+    let opts = Options::default()
+        .rtol(1e-6)
+        .atol(1e-10)
+        .save_at(SaveAt::T1);
     let solver = Bdf::default();
     let mut run = Run::new(&p, &solver, &opts, None, false).expect("run");
     let mut snaps = Vec::new();
@@ -981,8 +1009,14 @@ fn native_bdf_replays_from_a_snapshot_bit_for_bit() {
     for (at, snap) in &snaps {
         replay.restore(snap);
         for (t, y) in &path[*at..(*at + 20).min(path.len())] {
-            replay.step(&mut sdeflow::integrate::NoObserver).expect("replayed step");
-            assert_eq!((replay.t(), replay.y()), (*t, &y[..]), "replay from step {at}");
+            replay
+                .step(&mut sdeflow::integrate::NoObserver)
+                .expect("replayed step");
+            assert_eq!(
+                (replay.t(), replay.y()),
+                (*t, &y[..]),
+                "replay from step {at}"
+            );
         }
     }
 }

@@ -3,7 +3,8 @@
 //! on y(T) at T = 1e2 and 1e5) and HIRES (four rate constants, loss on
 //! y(321.8122)): the native `Esdirk34` and `TrBdf2` by the discrete adjoint
 //! (each implicit step reversed by the implicit-function theorem, one
-//! transposed linear solve per implicit stage), and `Bdf` (diffsol) by the
+//! transposed linear solve per implicit stage), and `Bdf` (native, no step
+//! VJP) by the
 //! interpolating adjoint with a stiff backward solve (native `Esdirk34` on
 //! the adjoint system), the only adjoint it takes (the others are refused
 //! before any work: a test).

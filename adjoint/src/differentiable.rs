@@ -5,7 +5,7 @@
 //! differentiate (drift `F`, diffusion `G`, noise driver `D`): the explicit
 //! Runge–Kutta methods for ODEs (`G = NoDiffusion`) with drifts that have a
 //! VJP, the native implicit methods `Esdirk34` and `TrBdf2` for ODEs too,
-//! `Bdf` (in diffsol's engine) for ODEs by the interpolating adjoint with a
+//! `Bdf` (multistep, no step VJP) for ODEs by the interpolating adjoint with a
 //! stiff backward solve, the SDE solvers for SDEs whose drift and diffusion
 //! have VJPs. A pairing without an implementation — Tsit5 on an SDE,
 //! EulerMaruyama on an ODE, a field without a VJP — does not compile. An
@@ -159,20 +159,22 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
         self.one_step(solver, adjoint)
     }
 
-    /// `Bdf` (variable-order BDF/NDF in diffsol's engine): the interpolating
-    /// adjoint only, its backward solve stiff (native `Esdirk34` on the adjoint
-    /// system with its exact Jacobian; see `continuous`). The discrete adjoint
-    /// would replay diffsol's internal steps (variable order, its own history
-    /// and Newton iterations), which are not replayable from outside; backsolve
+    /// `Bdf` (variable-order BDF/NDF): the interpolating adjoint only, its
+    /// backward solve stiff (native `Esdirk34` on the adjoint system with its
+    /// exact Jacobian; see `continuous`). A discrete adjoint would have to
+    /// carry the multistep history (the differences, the order and step they
+    /// are at) backwards through every step, which `Bdf` does not implement
+    /// (it has no step VJP); backsolve
     /// integrates `y` backwards, which blows up on the contracting flows `Bdf`
     /// is for. Both are refused before any work.
     fn bdf(&self, solver: &Bdf, adjoint: Adjoint) -> Result<Gradient, GradError> {
         match adjoint {
             Adjoint::Interpolating => self.stiff_interpolating(solver),
             Adjoint::Discrete { .. } => Err(GradError::Unsupported(
-                "Adjoint::Discrete with Bdf: diffsol runs Bdf's steps internally (variable order, \
-                 its own history), so they cannot be replayed backwards; use Esdirk34 (or TrBdf2) \
-                 for a discrete adjoint, or Adjoint::Interpolating with Bdf"
+                "Adjoint::Discrete with Bdf: Bdf has no step VJP (each step depends on its \
+                 multistep history of variable order), so its steps cannot be reversed one by \
+                 one; use Esdirk34 (or TrBdf2) for a discrete adjoint, or Adjoint::Interpolating \
+                 with Bdf"
                     .into(),
             )),
             Adjoint::Backsolve => Err(GradError::Unsupported(

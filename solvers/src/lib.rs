@@ -1,7 +1,7 @@
 //! `sdeflow-solvers`: the core of sdeflow — vector-field traits, problems,
 //! options, Butcher tableaus, the generic explicit Runge–Kutta step, step-size
 //! controllers, the integration loop, dense output and the stiff solvers
-//! (native ESDIRK methods; BDF through diffsol).
+//! (native BDF/NDF and ESDIRK methods; diffsol's versions as references).
 //!
 //! Most users depend on the facade crate `sdeflow`, which re-exports all of
 //! this. The pieces are orthogonal: any [`Solver`] runs under any
@@ -49,8 +49,8 @@ pub use stiff::{Bdf, Esdirk34, JacobianSource, NewtonOptions, TrBdf2};
 
 /// Anything [`solve`] accepts for problems of type `P`: every
 /// [`Solver<P>`] (through the generic loop) and the solvers that run inside
-/// diffsol ([`Bdf`] and the diffsol references in
-/// [`stiff::diffsol_backend`], for ODE problems).
+/// diffsol (the references [`stiff::DiffsolBdf`], [`stiff::DiffsolTrBdf2`]
+/// and [`stiff::DiffsolEsdirk34`], for ODE problems).
 ///
 /// The stiff solvers take ODEs only; an SDE does not compile:
 ///

@@ -126,7 +126,6 @@ const NDF_KAPPA: [f64; K1] = [0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0];
 ///
 /// ```
 /// use sdeflow_solvers::prelude::*;
-/// use sdeflow_solvers::Bdf;
 /// // y' = -1000 (y - cos t): stiff, smooth
 /// let p = Problem::ode(
 ///     |t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -1e3 * (y[0] - t.cos()),
@@ -317,7 +316,8 @@ impl Bdf {
         let y = &c.diff[..n];
         // the step factor an estimate C_j D_col allows at order j
         let factor = |j: usize, col: usize| {
-            let e = c.coef.error[j] * weighted_rms(&c.diff[col * n..(col + 1) * n], y, &c.rtol, &c.atol);
+            let e = c.coef.error[j]
+                * weighted_rms(&c.diff[col * n..(col + 1) * n], y, &c.rtol, &c.atol);
             e.powf(-1.0 / (j + 1) as f64)
         };
         let mut best = (k, factor(k, k + 1));
@@ -457,7 +457,11 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
         }
         let ha = h * alpha;
         let (pred, psi, rtol, atol) = (&c.pred, &c.psi, &c.rtol, &c.atol);
-        let eq = Implicit { t: t + h, c: ha, psi };
+        let eq = Implicit {
+            t: t + h,
+            c: ha,
+            psi,
+        };
         let solved = c.newton.solve_step(
             (fields.drift, fields.p, self.jacobian),
             (t, y, ha),
@@ -575,7 +579,12 @@ mod tests {
             rescale(&mut diff, 1, k, r);
             let want = differences(cubic, t, r * h, k);
             for j in 0..=k {
-                assert!((diff[j] - want[j]).abs() < 1e-13, "r={r} D{j}: {} vs {}", diff[j], want[j]);
+                assert!(
+                    (diff[j] - want[j]).abs() < 1e-13,
+                    "r={r} D{j}: {} vs {}",
+                    diff[j],
+                    want[j]
+                );
             }
         }
         let quartic = |t: f64| 2.0 * t.powi(4) - t;
@@ -596,10 +605,12 @@ mod tests {
         let nk = 5;
         let d = differences(q, t1, h, nk);
         let poly = Bdf::dense_poly(nk);
-        for theta in [0.0, 0.2, 0.5, 0.77, 1.0] {
+        for theta in [0.0f64, 0.2, 0.5, 0.77, 1.0] {
             let mut y = q(t1 - h);
             for j in 1..=nk {
-                let b: f64 = (0..=nk).map(|c| poly[(j - 1) * (nk + 1) + c] * theta.powi(c as i32)).sum();
+                let b: f64 = (0..=nk)
+                    .map(|c| poly[(j - 1) * (nk + 1) + c] * theta.powi(c as i32))
+                    .sum();
                 y += b * d[j];
             }
             let want = q(t1 - h + theta * h);

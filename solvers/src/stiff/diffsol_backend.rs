@@ -1,12 +1,12 @@
-//! Stiff ODE solvers run inside diffsol (M. Robinson, `diffsol`,
-//! <https://github.com/martinjrobins/diffsol>), in diffsol's own drive loop:
+//! diffsol's stiff ODE solvers (M. Robinson, `diffsol`,
+//! <https://github.com/martinjrobins/diffsol>), in diffsol's own drive loop,
+//! kept as references for the native [`crate::Bdf`], [`crate::Esdirk34`]
+//! and [`crate::TrBdf2`], which run in the generic loop: diffsol's
 //! variable-order BDF (NDF variant, orders 1–5; Shampine & Reichelt, "The
-//! MATLAB ODE suite", SIAM J. Sci. Comput. 18 (1997)) as [`Bdf`], and —
-//! as references for the native [`crate::Esdirk34`] and [`crate::TrBdf2`],
-//! which run in the generic loop — diffsol's own TR-BDF2 (Hosea & Shampine,
-//! Appl. Numer. Math. 20 (1996)) and ESDIRK3(4) (Jørgensen, Kristensen &
-//! Thomsen, arXiv:1803.01613, 2018) as [`DiffsolTrBdf2`] and
-//! [`DiffsolEsdirk34`].
+//! MATLAB ODE suite", SIAM J. Sci. Comput. 18 (1997)) as [`DiffsolBdf`],
+//! its TR-BDF2 (Hosea & Shampine, Appl. Numer. Math. 20 (1996)) and
+//! ESDIRK3(4) (Jørgensen, Kristensen & Thomsen, arXiv:1803.01613, 2018) as
+//! [`DiffsolTrBdf2`] and [`DiffsolEsdirk34`].
 //!
 //! They run behind the same [`crate::solve`] call and return the same
 //! [`Solution`] and [`Stats`] as the explicit methods (but no
