@@ -217,8 +217,10 @@ impl Coefficients {
 pub struct BdfCache {
     n: usize,
     coef: Coefficients,
-    /// The backward differences `D_0 … D_{K+2}` at spacing `h`, `n` each.
+    /// The backward differences `D_0 … D_{K+2}` at spacing `h`, `n` each,
+    /// and scratch for rescaling them.
     diff: Vec<f64>,
+    tmp: Vec<f64>,
     /// The current order.
     order: usize,
     /// The step the differences are at (NaN before the first step, when
@@ -247,37 +249,59 @@ pub struct BdfCache {
     failed: bool,
 }
 
+/// `1/i` for `i = 0..=K` (`0` unused).
+const INV: [f64; K1] = [0.0, 1.0, 0.5, 1.0 / 3.0, 0.25, 0.2];
+
 /// The matrix `R(k, r)` of Byrne & Hindmarsh §3.2 (`(k+1) × (k+1)` of a
 /// `K1 × K1` array): `R_{0j} = 1`, `R_{ij} = R_{i−1,j} (i − 1 − r j)/i`.
-fn r_matrix(k: usize, r: f64) -> [[f64; K1]; K1] {
+const fn r_matrix(k: usize, r: f64) -> [[f64; K1]; K1] {
     let mut m = [[0.0; K1]; K1];
-    for j in 0..=k {
+    let mut j = 0;
+    while j <= k {
         m[0][j] = 1.0;
-        for i in 1..=k {
-            m[i][j] = m[i - 1][j] * ((i - 1) as f64 - r * j as f64) / i as f64;
+        let rj = r * j as f64;
+        let mut i = 1;
+        while i <= k {
+            m[i][j] = m[i - 1][j] * ((i - 1) as f64 - rj) * INV[i];
+            i += 1;
         }
+        j += 1;
     }
     m
 }
 
+/// `U(k) = R(k, 1)` for every order `k` (upper triangular).
+const U: [[[f64; K1]; K1]; K1] = {
+    let mut u = [[[0.0; K1]; K1]; K1];
+    let mut k = 0;
+    while k < K1 {
+        u[k] = r_matrix(k, 1.0);
+        k += 1;
+    }
+    u
+};
+
 /// Re-expresses the differences of an order-`k` history at the step
 /// `r h` instead of `h`: columns `0..=k` (the interpolating polynomial) by
-/// `D ← D R(k, r) R(k, 1)`, column `k + 1` by `r^{k+1}`.
-fn rescale(diff: &mut [f64], n: usize, k: usize, r: f64) {
-    let (rm, u) = (r_matrix(k, r), r_matrix(k, 1.0));
-    let mut ru = [[0.0; K1]; K1];
-    for i in 0..=k {
-        for j in 0..=k {
-            ru[i][j] = (0..=k).map(|l| rm[i][l] * u[l][j]).sum();
-        }
-    }
-    let mut row = [0.0; K1];
-    for q in 0..n {
-        for (i, v) in row[..=k].iter_mut().enumerate() {
-            *v = diff[i * n + q];
-        }
-        for j in 0..=k {
-            diff[j * n + q] = (0..=k).map(|i| row[i] * ru[i][j]).sum();
+/// `D ← D R(k, r) U(k)` (column 0, `y_n`, is unchanged), column `k + 1` by
+/// `r^{k+1}`. `tmp` holds `(k + 1) n` values.
+fn rescale(diff: &mut [f64], tmp: &mut [f64], n: usize, k: usize, r: f64) {
+    let (rm, u) = (r_matrix(k, r), &U[k]);
+    let m = (k + 1) * n;
+    tmp[n..m].copy_from_slice(&diff[n..m]);
+    for j in 1..=k {
+        let out = &mut diff[j * n..(j + 1) * n];
+        out.fill(0.0);
+        // column j of R U (U is upper triangular; row 0 of R is all ones,
+        // and D_0 enters no column but the first: (R U)_{0j} = Σ_l U_{lj} = 0)
+        for i in 1..=k {
+            // (R_{i0} = 0 for i ≥ 1)
+            let w: f64 = (1..=j).map(|l| rm[i][l] * u[l][j]).sum();
+            if w != 0.0 {
+                for (o, &t) in out.iter_mut().zip(&tmp[i * n..(i + 1) * n]) {
+                    *o += w * t;
+                }
+            }
         }
     }
     let top = r.powi(k as i32 + 1);
@@ -310,26 +334,27 @@ impl Bdf {
     }
 
     /// After `k + 1` steps at order `k`: moves to the order among `k − 1`,
-    /// `k`, `k + 1` whose estimate allows the largest step.
+    /// `k`, `k + 1` whose estimate allows the largest step, i.e. whose
+    /// `E_j^{−1/(j+1)}` is largest (compared as `ln E_j / (j + 1)`, smallest
+    /// wins: one logarithm per order instead of a power).
     fn choose_order(&self, c: &mut BdfCache) {
         let (n, k) = (c.n, c.order);
         let y = &c.diff[..n];
-        // the step factor an estimate C_j D_col allows at order j
-        let factor = |j: usize, col: usize| {
-            let e = c.coef.error[j]
-                * weighted_rms(&c.diff[col * n..(col + 1) * n], y, &c.rtol, &c.atol);
-            e.powf(-1.0 / (j + 1) as f64)
+        // ln of the scaled norm of the estimate C_j D_col at order j, over j + 1
+        let score = |j: usize, col: usize| {
+            let col = &c.diff[col * n..(col + 1) * n];
+            (c.coef.error[j] * weighted_rms(col, y, &c.rtol, &c.atol)).ln() / (j + 1) as f64
         };
-        let mut best = (k, factor(k, k + 1));
+        let mut best = (k, score(k, k + 1));
         if k > 1 {
-            let down = factor(k - 1, k);
-            if down > best.1 {
+            let down = score(k - 1, k);
+            if down < best.1 {
                 best = (k - 1, down);
             }
         }
         if k < self.max_order {
-            let up = factor(k + 1, k + 2);
-            if up > best.1 {
+            let up = score(k + 1, k + 2);
+            if up < best.1 {
                 best = (k + 1, up);
             }
         }
@@ -383,6 +408,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
             n,
             coef: Coefficients::new(self.ndf),
             diff: vec![0.0; (BDF_MAX_ORDER + 3) * n],
+            tmp: vec![0.0; K1 * n],
             order: 1,
             h: f64::NAN,
             steps_at_order: 0,
@@ -440,7 +466,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
             c.diff[n..2 * n].iter_mut().for_each(|v| *v *= h);
             c.h = h;
         } else if h != c.h {
-            rescale(&mut c.diff, n, c.order, h / c.h);
+            rescale(&mut c.diff, &mut c.tmp, n, c.order, h / c.h);
             c.h = h;
         }
         let k = c.order;
@@ -576,7 +602,7 @@ mod tests {
             let k = 3;
             let mut diff = vec![0.0; K1 + 2];
             diff[..=k].copy_from_slice(&differences(cubic, t, h, k));
-            rescale(&mut diff, 1, k, r);
+            rescale(&mut diff, &mut [0.0; K1], 1, k, r);
             let want = differences(cubic, t, r * h, k);
             for j in 0..=k {
                 assert!(
@@ -590,7 +616,7 @@ mod tests {
         let quartic = |t: f64| 2.0 * t.powi(4) - t;
         let mut diff = vec![0.0; K1 + 2];
         diff[..=4].copy_from_slice(&differences(quartic, 1.0, 0.2, 4));
-        rescale(&mut diff, 1, 3, 0.5);
+        rescale(&mut diff, &mut [0.0; K1], 1, 3, 0.5);
         let want = differences(quartic, 1.0, 0.1, 4)[4];
         assert!((diff[4] - want).abs() < 1e-14 * want.abs().max(1.0));
     }
