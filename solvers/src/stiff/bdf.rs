@@ -217,10 +217,8 @@ impl Coefficients {
 pub struct BdfCache {
     n: usize,
     coef: Coefficients,
-    /// The backward differences `D_0 … D_{K+2}` at spacing `h`, `n` each,
-    /// and scratch for rescaling them.
+    /// The backward differences `D_0 … D_{K+2}` at spacing `h`, `n` each.
     diff: Vec<f64>,
-    tmp: Vec<f64>,
     /// The current order.
     order: usize,
     /// The step the differences are at (NaN before the first step, when
@@ -271,7 +269,7 @@ const fn r_matrix(k: usize, r: f64) -> [[f64; K1]; K1] {
 }
 
 /// `U(k) = R(k, 1)` for every order `k` (upper triangular).
-const U: [[[f64; K1]; K1]; K1] = {
+static U: [[[f64; K1]; K1]; K1] = {
     let mut u = [[[0.0; K1]; K1]; K1];
     let mut k = 0;
     while k < K1 {
@@ -284,28 +282,49 @@ const U: [[[f64; K1]; K1]; K1] = {
 /// Re-expresses the differences of an order-`k` history at the step
 /// `r h` instead of `h`: columns `0..=k` (the interpolating polynomial) by
 /// `D ← D R(k, r) U(k)` (column 0, `y_n`, is unchanged), column `k + 1` by
-/// `r^{k+1}`. `tmp` holds `(k + 1) n` values.
-fn rescale(diff: &mut [f64], tmp: &mut [f64], n: usize, k: usize, r: f64) {
-    let (rm, u) = (r_matrix(k, r), &U[k]);
-    let m = (k + 1) * n;
-    tmp[n..m].copy_from_slice(&diff[n..m]);
-    for j in 1..=k {
-        let out = &mut diff[j * n..(j + 1) * n];
-        out.fill(0.0);
-        // column j of R U (U is upper triangular; row 0 of R is all ones,
-        // and D_0 enters no column but the first: (R U)_{0j} = Σ_l U_{lj} = 0)
-        for i in 1..=k {
-            // (R_{i0} = 0 for i ≥ 1)
-            let w: f64 = (1..=j).map(|l| rm[i][l] * u[l][j]).sum();
-            if w != 0.0 {
-                for (o, &t) in out.iter_mut().zip(&tmp[i * n..(i + 1) * n]) {
-                    *o += w * t;
-                }
+/// `r^{k+1}`.
+fn rescale(diff: &mut [f64], n: usize, k: usize, r: f64) {
+    // one instance per order, so that the small loops over the order unroll
+    match k {
+        1 => rescale_order::<1>(diff, n, r),
+        2 => rescale_order::<2>(diff, n, r),
+        3 => rescale_order::<3>(diff, n, r),
+        4 => rescale_order::<4>(diff, n, r),
+        _ => rescale_order::<5>(diff, n, r),
+    }
+}
+
+/// [`rescale`] at order `K`.
+#[inline(always)]
+fn rescale_order<const K: usize>(diff: &mut [f64], n: usize, r: f64) {
+    let (rm, u) = (r_matrix(K, r), &U[K]);
+    // w[i][j] = (R U)_{ij} for i, j ≥ 1 (U is upper triangular, R_{i0} = 0
+    // for i ≥ 1, and (R U)_{0j} = Σ_l U_{lj} = 0 for j ≥ 1: D_0 stays)
+    let mut w = [[0.0; K1]; K1];
+    for i in 1..=K {
+        for j in 1..=K {
+            let mut acc = 0.0;
+            for l in 1..=j {
+                acc += rm[i][l] * u[l][j];
             }
+            w[i][j] = acc;
         }
     }
-    let top = r.powi(k as i32 + 1);
-    diff[(k + 1) * n..(k + 2) * n]
+    for q in 0..n {
+        let mut row = [0.0; K1];
+        for (i, v) in row.iter_mut().enumerate().take(K + 1).skip(1) {
+            *v = diff[i * n + q];
+        }
+        for j in 1..=K {
+            let mut acc = 0.0;
+            for i in 1..=K {
+                acc += row[i] * w[i][j];
+            }
+            diff[j * n + q] = acc;
+        }
+    }
+    let top = r.powi(K as i32 + 1);
+    diff[(K + 1) * n..(K + 2) * n]
         .iter_mut()
         .for_each(|v| *v *= top);
 }
@@ -408,7 +427,6 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
             n,
             coef: Coefficients::new(self.ndf),
             diff: vec![0.0; (BDF_MAX_ORDER + 3) * n],
-            tmp: vec![0.0; K1 * n],
             order: 1,
             h: f64::NAN,
             steps_at_order: 0,
@@ -466,7 +484,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
             c.diff[n..2 * n].iter_mut().for_each(|v| *v *= h);
             c.h = h;
         } else if h != c.h {
-            rescale(&mut c.diff, &mut c.tmp, n, c.order, h / c.h);
+            rescale(&mut c.diff, n, c.order, h / c.h);
             c.h = h;
         }
         let k = c.order;
@@ -602,7 +620,7 @@ mod tests {
             let k = 3;
             let mut diff = vec![0.0; K1 + 2];
             diff[..=k].copy_from_slice(&differences(cubic, t, h, k));
-            rescale(&mut diff, &mut [0.0; K1], 1, k, r);
+            rescale(&mut diff, 1, k, r);
             let want = differences(cubic, t, r * h, k);
             for j in 0..=k {
                 assert!(
@@ -616,7 +634,7 @@ mod tests {
         let quartic = |t: f64| 2.0 * t.powi(4) - t;
         let mut diff = vec![0.0; K1 + 2];
         diff[..=4].copy_from_slice(&differences(quartic, 1.0, 0.2, 4));
-        rescale(&mut diff, &mut [0.0; K1], 1, 3, 0.5);
+        rescale(&mut diff, 1, 3, 0.5);
         let want = differences(quartic, 1.0, 0.1, 4)[4];
         assert!((diff[4] - want).abs() < 1e-14 * want.abs().max(1.0));
     }
