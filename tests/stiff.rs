@@ -777,14 +777,10 @@ fn fixed_step_newton_failure_is_an_error() {
 // ---------------------------------------------------------------------------
 
 /// Solves `problem` with the native `Bdf` and with `DiffsolBdf` under
-/// `opts`, prints both lines, and returns the relative errors (max over the
-/// components) against `reference` and the native solve's stats.
-fn bdf_vs_diffsol<F: Drift>(
-    label: &str,
-    problem: &Problem<F>,
-    reference: &[f64],
-    opts: &Options,
-) -> (f64, f64, Stats) {
+/// `opts`, prints both lines, and checks the native solve against the
+/// reference and against diffsol's BDF (see
+/// [`native_bdf_solves_the_reference_problems`] for the bounds).
+fn bdf_vs_diffsol<F: Drift>(label: &str, problem: &Problem<F>, reference: &[f64], opts: &Options) {
     let ours = solve(problem, Bdf::default(), opts).expect("native Bdf");
     let theirs = solve(problem, DiffsolBdf::default(), opts).expect("DiffsolBdf");
     let (e_ours, e_theirs) = (
@@ -799,16 +795,41 @@ fn bdf_vs_diffsol<F: Drift>(
         "{label:<26} diffsol: rel err {e_theirs:.2e}  {}",
         stats_line(&theirs.stats)
     );
-    (e_ours, e_theirs, ours.stats)
+    let rtol = opts.rtol.get(0);
+    let (s, d) = (&ours.stats, &theirs.stats);
+    assert!(e_ours < 1e3 * rtol, "{label}: native error {e_ours:e}");
+    assert!(
+        e_ours <= 2.0 * e_theirs,
+        "{label}: native error {e_ours:e} vs diffsol's {e_theirs:e}"
+    );
+    assert!(
+        s.drift_evals as f64 <= 1.5 * d.drift_evals as f64,
+        "{label}: NFE {} vs diffsol's {}",
+        s.drift_evals,
+        d.drift_evals
+    );
+    assert!(
+        s.lu_factorizations <= 3 * d.lu_factorizations,
+        "{label}: LU {} vs diffsol's {}",
+        s.lu_factorizations,
+        d.lu_factorizations
+    );
+    assert!(s.jacobian_evals > 0 && s.nonlinear_iterations > 0);
 }
 
 #[test]
 fn native_bdf_solves_the_reference_problems() {
-    // (problem, rtol, atol, bound on the native relative error). The bounds
-    // are about 10× the error measured (the run prints it), and at most
-    // twice diffsol's BDF's error at the same tolerances or the tolerance
-    // scale itself; each problem is also required to cost no more than
-    // twice diffsol's drift evaluations.
+    // Robertson (to 1e5 and 1e11), HIRES and Van der Pol μ = 1e3 at rtol
+    // 1e-6 and 1e-8 (atol = rtol/100; rtol = atol for Van der Pol, as its
+    // reference is used elsewhere), each against its reference and against
+    // diffsol's BDF at the same tolerances. Asserted: the native relative
+    // error (max over the components) below 1e3·rtol (measured: at most
+    // 1.2e2·rtol, HIRES at 1e-6, whose components are 1e-4…1e-2 against
+    // atol 1e-8) and at most twice diffsol's (measured 0.17–0.8 of it); its
+    // drift evaluations at most 1.5× diffsol's (measured 0.72–1.12×) and
+    // its LU factorisations at most 3× (measured 0.99–2.2×: the loop's PI
+    // controller changes the step a little at every step, where diffsol's
+    // holds it until it can double it).
     let rober = robertson(&ROBER_P, 1e5);
     let rober_long = robertson(&ROBER_P, 1e11);
     let hires = hires(&HIRES_P);
@@ -817,35 +838,10 @@ fn native_bdf_solves_the_reference_problems() {
         let atol = rtol * 1e-2;
         let opts = Options::default().rtol(rtol).atol(atol).save_at(SaveAt::T1);
         let tag = format!("rtol {rtol:.0e}");
-        let cases: [(&str, (f64, f64, Stats), f64); 3] = [
-            (
-                "Robertson t=1e5",
-                bdf_vs_diffsol(&format!("Robertson 1e5 {tag}"), &rober, &ROBER_1E5, &opts),
-                1e3 * rtol,
-            ),
-            (
-                "HIRES",
-                bdf_vs_diffsol(&format!("HIRES {tag}"), &hires, &HIRES_REF, &opts),
-                1e3 * rtol,
-            ),
-            (
-                "Van der Pol",
-                bdf_vs_diffsol(
-                    &format!("VdP mu=1e3 {tag}"),
-                    &vdp,
-                    &VDP_REF,
-                    &Options::default().tol(rtol).save_at(SaveAt::T1),
-                ),
-                1e3 * rtol,
-            ),
-        ];
-        for (name, (e_ours, e_theirs, stats), bound) in cases {
-            assert!(
-                e_ours < bound,
-                "{name} {tag}: native error {e_ours:e} (diffsol {e_theirs:e})"
-            );
-            assert!(stats.jacobian_evals > 0 && stats.lu_factorizations > 0);
-        }
+        bdf_vs_diffsol(&format!("Robertson 1e5 {tag}"), &rober, &ROBER_1E5, &opts);
+        bdf_vs_diffsol(&format!("HIRES {tag}"), &hires, &HIRES_REF, &opts);
+        let vdp_opts = Options::default().tol(rtol).save_at(SaveAt::T1);
+        bdf_vs_diffsol(&format!("VdP mu=1e3 {tag}"), &vdp, &VDP_REF, &vdp_opts);
         // Robertson to 1e11: y2 ~ 1e-13 at the end, so atol must be far
         // below it for a relative error to mean anything (dt_min: the
         // diffsol wrapper's default floor scales with t1, far above the
@@ -855,15 +851,11 @@ fn native_bdf_solves_the_reference_problems() {
             .atol(1e-20)
             .dt_min(1e-30)
             .save_at(SaveAt::T1);
-        let (e, e_d, _) = bdf_vs_diffsol(
+        bdf_vs_diffsol(
             &format!("Robertson 1e11 {tag}"),
             &rober_long,
             &ROBER_1E11,
             &long,
-        );
-        assert!(
-            e < 1e3 * rtol,
-            "Robertson 1e11 {tag}: {e:e} (diffsol {e_d:e})"
         );
     }
 }
