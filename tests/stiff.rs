@@ -10,7 +10,7 @@
 mod common;
 use common::{
     HIRES_P, HIRES_REF, ROBER_1E5, ROBER_1E11, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0,
-    fitted_slope, hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift,
+    VanDerPol, fitted_slope, hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift,
     van_der_pol_jacobian,
 };
 use sdeflow::integrate::{StepObserver, integrate_observed};
@@ -431,54 +431,89 @@ impl StepObserver for Count {
     }
 }
 
-#[test]
-fn native_esdirk_dense_output_observers_and_dt_max() {
-    // a smooth problem with an exact solution: between the steps the cubic
-    // Hermite dense output is as accurate as the steps themselves
+/// `y0' = −50 (y0 − cos t)`, `y1' = cos(t) y1` from (1, 1): a stiff-ish,
+/// smooth problem with an exact solution.
+fn forced_decay() -> (Problem<impl Drift + Clone>, impl Fn(f64) -> [f64; 2]) {
     let f = |t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| {
         dy[0] = -50.0 * (y[0] - t.cos());
         dy[1] = t.cos() * y[1];
     };
-    // y0 = cos t + C e^{-50t} with the particular solution of y' = -50(y - cos t)
+    // the particular solution of y' = -50(y - cos t), plus the decaying mode
     let yp = |t: f64| (2500.0 * t.cos() + 50.0 * t.sin()) / 2501.0;
-    let exact = |t: f64| [yp(t) + (1.0 - yp(0.0)) * (-50.0 * t).exp(), t.sin().exp()];
-    let p = Problem::ode(f, vec![1.0, 1.0], (0.0, 3.0));
+    let exact = move |t: f64| [yp(t) + (1.0 - yp(0.0)) * (-50.0 * t).exp(), t.sin().exp()];
+    (Problem::ode(f, vec![1.0, 1.0], (0.0, 3.0)), exact)
+}
+
+/// On [`forced_decay`] at tol 1e-8, the dense output of `solver` between
+/// the steps (599 interior times) is as accurate as the steps themselves
+/// (bound: twice the worst error at the steps); returns the solution.
+fn dense_is_as_accurate_as_the_steps<F: Drift, S: Method<Problem<F>>>(
+    name: &str,
+    (p, exact): (&Problem<F>, &dyn Fn(f64) -> [f64; 2]),
+    solver: S,
+) -> Solution {
+    let sol = solve(
+        p,
+        solver,
+        Options::default().tol(1e-8).save_at(SaveAt::Dense),
+    )
+    .expect(name);
+    let at_ends = sol
+        .iter()
+        .map(|(t, y)| max_abs_diff(y, &exact(t)))
+        .fold(0.0, f64::max);
+    let between = (1..600)
+        .map(|i| {
+            let t = 0.005 * i as f64 + 0.0007;
+            max_abs_diff(&sol.at(t).expect("inside"), &exact(t))
+        })
+        .fold(0.0, f64::max);
+    println!(
+        "{name} dense output: worst error between steps {between:.2e}, at the steps \
+         {at_ends:.2e} ({} steps)",
+        sol.stats.accepted_steps
+    );
+    assert!(
+        between <= 2.0 * at_ends,
+        "{name}: {between:e} vs {at_ends:e}"
+    );
+    sol
+}
+
+/// An observer sees every accepted step of `solver` on Van der Pol at tol
+/// 1e-6, and `dt_max = 0.01` bounds them.
+fn observers_see_every_step_within_dt_max<S: Solver<OdeProblem<Generic<VanDerPol>>>>(solver: &S) {
+    let mut count = Count::default();
+    let sol = integrate_observed(
+        &van_der_pol(),
+        solver,
+        &Options::default().tol(1e-6).dt_max(0.01),
+        &mut count,
+    )
+    .expect("observed");
+    assert_eq!(count.steps, sol.stats.accepted_steps);
+    assert_eq!(count.t_last, 2.0);
+    assert!(sol.ts.windows(2).all(|w| w[1] - w[0] <= 0.01 + 1e-15));
+    assert!(sol.stats.accepted_steps >= 200);
+}
+
+#[test]
+fn native_esdirk_dense_output_observers_and_dt_max() {
+    // a smooth problem with an exact solution: between the steps the cubic
+    // Hermite dense output is as accurate as the steps themselves
     for (name, solver) in [
         ("Esdirk34", Esdirk::new(&ESDIRK34)),
         ("TrBdf2", Esdirk::new(&TRBDF2)),
     ] {
         let solver = solver.newton(NewtonOptions::default().tolerances(1e-8, 1e-8));
-        let sol = solve(
-            &p,
-            solver,
-            Options::default().tol(1e-8).save_at(SaveAt::Dense),
-        )
-        .expect(name);
-        let at_ends = sol
-            .iter()
-            .map(|(t, y)| max_abs_diff(y, &exact(t)))
-            .fold(0.0, f64::max);
-        let between = (1..600)
-            .map(|i| {
-                let t = 0.005 * i as f64 + 0.0007;
-                max_abs_diff(&sol.at(t).expect("inside"), &exact(t))
-            })
-            .fold(0.0, f64::max);
-        println!(
-            "{name} dense output: worst error between steps {between:.2e}, at the steps \
-             {at_ends:.2e} ({} steps)",
-            sol.stats.accepted_steps
-        );
-        assert!(
-            between <= 2.0 * at_ends,
-            "{name}: {between:e} vs {at_ends:e}"
-        );
+        let (p, exact) = forced_decay();
+        dense_is_as_accurate_as_the_steps(name, (&p, &exact), solver);
     }
     // Van der Pol: the dense output against a tight solve, away from the
     // jumps (where |y2| > 10). The error is the solution's own at the steps
     // (the problem above shows the interpolant adds none): it peaks before
     // the jump at t ≈ 0.8, 3.6e-5 for Esdirk34 and 2.2e-4 for TrBdf2 at
-    // rtol 1e-8 (Bdf: 6e-6).
+    // rtol 1e-8 (Bdf: 4.2e-6).
     let p = van_der_pol();
     let check = VdpDenseCheck::new();
     for (name, dense, bound) in [
@@ -508,19 +543,7 @@ fn native_esdirk_dense_output_observers_and_dt_max() {
             "{name}: dense output relative error {worst:e}"
         );
     }
-    // an observer sees every accepted step; dt_max bounds them
-    let mut count = Count::default();
-    let sol = integrate_observed(
-        &p,
-        &Esdirk34::default(),
-        &Options::default().tol(1e-6).dt_max(0.01),
-        &mut count,
-    )
-    .expect("observed");
-    assert_eq!(count.steps, sol.stats.accepted_steps);
-    assert_eq!(count.t_last, 2.0);
-    assert!(sol.ts.windows(2).all(|w| w[1] - w[0] <= 0.01 + 1e-15));
-    assert!(sol.stats.accepted_steps >= 200);
+    observers_see_every_step_within_dt_max(&Esdirk34::default());
 }
 
 // ---------------------------------------------------------------------------
@@ -860,47 +883,12 @@ fn native_bdf_solves_the_reference_problems() {
     }
 }
 
-/// `y0' = −50 (y0 − cos t)`, `y1' = cos(t) y1` from (1, 1): a stiff-ish,
-/// smooth problem with an exact solution.
-fn forced_decay() -> (Problem<impl Drift + Clone>, impl Fn(f64) -> [f64; 2]) {
-    let f = |t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| {
-        dy[0] = -50.0 * (y[0] - t.cos());
-        dy[1] = t.cos() * y[1];
-    };
-    // the particular solution of y' = -50(y - cos t), plus the decaying mode
-    let yp = |t: f64| (2500.0 * t.cos() + 50.0 * t.sin()) / 2501.0;
-    let exact = move |t: f64| [yp(t) + (1.0 - yp(0.0)) * (-50.0 * t).exp(), t.sin().exp()];
-    (Problem::ode(f, vec![1.0, 1.0], (0.0, 3.0)), exact)
-}
-
 #[test]
 fn native_bdf_dense_output_observers_and_dt_max() {
     // the dense output is BDF's own interpolant (the polynomial through
-    // the last k + 1 solution values): between the steps it is as accurate
-    // as the steps themselves (bound: twice the worst error at the steps)
+    // the last k + 1 solution values)
     let (p, exact) = forced_decay();
-    let sol = solve(
-        &p,
-        Bdf::default(),
-        Options::default().tol(1e-8).save_at(SaveAt::Dense),
-    )
-    .expect("dense");
-    let at_ends = sol
-        .iter()
-        .map(|(t, y)| max_abs_diff(y, &exact(t)))
-        .fold(0.0, f64::max);
-    let between = (1..600)
-        .map(|i| {
-            let t = 0.005 * i as f64 + 0.0007;
-            max_abs_diff(&sol.at(t).expect("inside"), &exact(t))
-        })
-        .fold(0.0, f64::max);
-    println!(
-        "Bdf dense output: worst error between steps {between:.2e}, at the steps {at_ends:.2e} \
-         ({} steps)",
-        sol.stats.accepted_steps
-    );
-    assert!(between <= 2.0 * at_ends, "{between:e} vs {at_ends:e}");
+    let sol = dense_is_as_accurate_as_the_steps("Bdf", (&p, &exact), Bdf::default());
     // and it passes through the saved steps (to rounding: y_n + h·(D_1/h)
     // at the last step's end)
     for (t, y) in sol.iter() {
@@ -919,19 +907,7 @@ fn native_bdf_dense_output_observers_and_dt_max() {
     let worst = VdpDenseCheck::new().worst(&dense);
     println!("VdP Bdf dense output: worst relative error {worst:e}");
     assert!(worst < 1e-5, "{worst:e}");
-    // an observer sees every accepted step; dt_max bounds them
-    let mut count = Count::default();
-    let sol = integrate_observed(
-        &vdp,
-        &Bdf::default(),
-        &Options::default().tol(1e-6).dt_max(0.01),
-        &mut count,
-    )
-    .expect("observed");
-    assert_eq!(count.steps, sol.stats.accepted_steps);
-    assert_eq!(count.t_last, 2.0);
-    assert!(sol.ts.windows(2).all(|w| w[1] - w[0] <= 0.01 + 1e-15));
-    assert!(sol.stats.accepted_steps >= 200);
+    observers_see_every_step_within_dt_max(&Bdf::default());
 }
 
 #[test]
