@@ -60,8 +60,18 @@ fn jacobian_sources_agree() {
         println!("VdP Bdf {name}: rel err {e:e}, {:?}", s.stats);
         assert!(e < 1e-5, "{name}: {e:e}");
     }
-    // finite differences cost drift evaluations, an analytic Jacobian does not
+    // finite differences cost drift evaluations, an analytic Jacobian does
+    // not: besides the Newton iterations, the drift is evaluated for the
+    // probe and the initial-step heuristic, and n + 1 = 3 times per
+    // Jacobian by finite differences
     assert!(fd.stats.drift_evals > an.stats.drift_evals);
+    assert_eq!(an.stats.drift_evals, an.stats.nonlinear_iterations + 2);
+    for s in [&fd, &forced] {
+        assert_eq!(
+            s.stats.drift_evals,
+            s.stats.nonlinear_iterations + 2 + 3 * s.stats.jacobian_evals
+        );
+    }
 }
 
 #[test]
