@@ -40,7 +40,7 @@ pub use sdeflow_solvers::{
 };
 
 pub use sdeflow_adjoint::{
-    Adjoint, Differentiable, GradError, Gradient, Loss, grad, sde_discrete_gradient,
+    Adjoint, Differentiable, GradError, Gradient, Loss, discrete_gradient, grad,
 };
 pub use sdeflow_solvers::{DiffusionVjp, DriftVjp, FiniteDifferenceVjp, WithVjp};
 

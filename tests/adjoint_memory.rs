@@ -2,10 +2,12 @@
 //! allocator tracks the peak of live heap bytes during a gradient call, for
 //! 500 and 5000 steps (5000 and 50000 for the checkpointed discrete
 //! adjoints) of a 32-dimensional problem (a state is 256 bytes).
-//! The checkpointed discrete adjoints store nothing per step (their
-//! snapshots restart a replay that regenerates the step sequence, so not
-//! even step times are kept: the peak grows only with the levels of
-//! recomputation, logarithmically); the reversible and stochastic adjoints
+//! The checkpointed discrete adjoint stores nothing per step, for every
+//! solver — reversible Heun too, whose carried state `(ŷ, f(ŷ), g(ŷ))` is
+//! in its snapshots and records (the snapshots restart a replay that
+//! regenerates the step sequence, so not even step times are kept: the
+//! peak grows only with the levels of recomputation, logarithmically);
+//! the reversible and stochastic adjoints
 //! grow by far less than one state per step (the reversible one keeps the
 //! accepted step times, 8 bytes a step), while storing every step grows by
 //! at least a state per step. (This file holds a single test, so no other
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sdeflow::prelude::*;
 
 mod common;
-use common::{Ring, sum_loss as loss};
+use common::{Proportional, Ring, sum_loss as loss};
 
 struct Measuring;
 
@@ -64,18 +66,6 @@ fn peak_bytes<T>(f: impl FnOnce() -> T) -> usize {
 
 const N: usize = 32;
 
-/// The diffusion of a 32-dimensional linear Stratonovich SDE with diagonal
-/// noise (its drift: [`Ring`]).
-#[derive(Clone, Copy)]
-struct Diff;
-impl GenericField for Diff {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
-        for i in 0..y.len() {
-            g[i] = p[2] * y[i];
-        }
-    }
-}
-
 /// Bytes per extra step between `small` and `10 · small` steps.
 fn per_step_from(small: usize, run: impl Fn(usize) -> usize) -> f64 {
     // warm up thread-local scratch buffers first
@@ -94,7 +84,7 @@ fn adjoint_memory_per_step() {
     let state = (N * 8) as f64;
     let sde = Problem::sde(
         Generic(Ring),
-        Generic(Diff),
+        Generic(Proportional),
         Noise::Diagonal,
         vec![0.1; N],
         (0.0, 1.0),
@@ -115,7 +105,8 @@ fn adjoint_memory_per_step() {
     };
     let rev = per_step(sde_grad(Adjoint::Reversible));
     let sto = per_step(sde_grad(Adjoint::Stochastic));
-    let dis = per_step(sde_grad(Adjoint::Discrete { checkpoints: 0 }));
+    let dis = per_step_from(5000, sde_grad(Adjoint::Discrete { checkpoints: 16 }));
+    let dis_all = per_step(sde_grad(Adjoint::STORE_ALL));
     let ito = sde.clone().interpretation(Interpretation::Ito);
     let em_ckpt = per_step_from(5000, |steps| {
         peak_bytes(|| {
@@ -154,12 +145,14 @@ fn adjoint_memory_per_step() {
     let ode_all = per_step(ode_grad(usize::MAX));
     println!(
         "bytes per extra step (a state is {state} bytes): reversible {rev:.1}, stochastic {sto:.1}, \
-         reversible-Heun discrete {dis:.1}; Euler–Maruyama discrete budget 16 {em_ckpt:.1}, \
-         store all {em_all:.1}; Tsit5 discrete budget 16 {ode_ckpt:.1}, store all {ode_all:.1}"
+         reversible-Heun discrete budget 16 {dis:.1}, store all {dis_all:.1}; Euler–Maruyama \
+         discrete budget 16 {em_ckpt:.1}, store all {em_all:.1}; Tsit5 discrete budget 16 \
+         {ode_ckpt:.1}, store all {ode_all:.1}"
     );
     // nothing per step: less than a byte a step (step times alone would be
     // 8 bytes, up to twice that while a vector grows)
     for (name, b) in [
+        ("reversible-Heun discrete budget 16", dis),
         ("Euler–Maruyama budget 16", em_ckpt),
         ("Tsit5 budget 16", ode_ckpt),
     ] {
@@ -171,7 +164,7 @@ fn adjoint_memory_per_step() {
     }
     // storing everything: at least a state per step
     for (name, b) in [
-        ("reversible-Heun discrete", dis),
+        ("reversible-Heun discrete store all", dis_all),
         ("Euler–Maruyama store all", em_all),
         ("Tsit5 store all", ode_all),
     ] {

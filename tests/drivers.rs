@@ -481,3 +481,68 @@ fn observers_see_every_attempted_step() {
         }
     }
 }
+
+/// Each attempt's report carries its Brownian increment (and Lévy area
+/// where the solver draws it): over the accepted steps the increments add
+/// up to `W(t1) − W(t0)` of the solution's path, for one Brownian motion
+/// (the fixed-step loop's one-element buffer) and for two, fixed or
+/// adaptive; an ODE's reports carry none.
+#[test]
+fn reports_carry_the_steps_noise() {
+    use sdeflow::integrate::{StepObserver, StepReport, integrate_observed};
+    /// The sum of the accepted increments, and the lengths seen.
+    struct Sum {
+        dw: Vec<f64>,
+        levy_len: Option<usize>,
+    }
+    impl StepObserver for Sum {
+        fn accepted(&mut self, _: usize, _: f64, _: f64, _: &[f64], _: &[f64]) {}
+        fn attempted(&mut self, r: &StepReport<'_>) {
+            assert_eq!(r.noise.dw.len(), self.dw.len());
+            self.levy_len = Some(r.noise.levy_h.len());
+            if r.accepted {
+                for (s, d) in self.dw.iter_mut().zip(r.noise.dw) {
+                    *s += d;
+                }
+            }
+        }
+    }
+    /// Checks the sum against the path of `sol`, on `[0, 1]`.
+    fn check(sum: &Sum, sol: &Solution, levy: usize) {
+        let mut w = vec![0.0; sum.dw.len()];
+        sol.brownian_increment(0.0, 1.0, &mut w, None)
+            .expect("the path is kept");
+        for (s, w) in sum.dw.iter().zip(&w) {
+            // the tree's increments over adjacent steps add up to its
+            // increment over the span, to rounding
+            assert!((s - w).abs() < 1e-12, "sum {s} vs W(1) - W(0) = {w}");
+        }
+        assert_eq!(sum.levy_len, Some(levy));
+    }
+    let two = problem(&P, &Y0);
+    let one = common::gbm(1.0, 0.5);
+    let fixed = Options::default().fixed_step(0.01).seed(4);
+    let adaptive = Options::default().tol(1e-3).seed(4);
+    let new = |m: usize| Sum {
+        dw: vec![0.0; m],
+        levy_len: None,
+    };
+    let mut s = new(2);
+    let sol = integrate_observed(&two, &EulerMaruyama, &fixed, &mut s).expect("EM, m = 2");
+    check(&s, &sol, 0);
+    let mut s = new(2);
+    let sol = integrate_observed(&two, &Sriw1, &adaptive, &mut s).expect("SRIW1, m = 2");
+    assert!(sol.stats.rejected_steps > 0);
+    check(&s, &sol, 2);
+    let mut s = new(1);
+    let sol = integrate_observed(&one, &Sriw1, &fixed, &mut s).expect("SRIW1, m = 1");
+    check(&s, &sol, 1);
+    let ode = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+        vec![1.0],
+        (0.0, 1.0),
+    );
+    let mut s = new(0);
+    integrate_observed(&ode, &Tsit5, &Options::default(), &mut s).expect("ODE");
+    assert_eq!(s.levy_len, Some(0));
+}

@@ -8,10 +8,10 @@
 //! Itô, scalar/diagonal/additive noise, strong order 0.5 (1.0 for additive
 //! noise), weak order 1; the implicit equation solved by fixed-point
 //! iteration to round-off. It implements [`Solver`] (so `solve` and
-//! `Ensemble` run it) and the SDE step-VJP protocol [`SdeStepVjp`] (by the
+//! `Ensemble` run it) and the step-VJP protocol [`StepVjp`] (by the
 //! implicit-function theorem, the transposed equation solved by the same
 //! fixed-point iteration), and gets `grad` from
-//! `sdeflow_adjoint::sde_discrete_gradient` in a one-line
+//! `sdeflow_adjoint::discrete_gradient` in a one-line
 //! [`Differentiable`] impl. Checked here: strong order 0.5 on GBM (slope of
 //! the mean strong error over six step sizes, on one Brownian path per
 //! seed at every step size), the ensemble mean of `X_T` against GBM's exact
@@ -20,8 +20,8 @@
 
 use sdeflow::brownian::{Driver, VirtualTree};
 use sdeflow::prelude::*;
-use sdeflow::sde::{SdeStepBars, SdeStepVjp, refuse_err_cotangent};
 use sdeflow::solver::{DenseTable, Fields, Increment, StepAt, StepNoise, StepOut, StepStatus};
+use sdeflow::step_vjp::{StepBars, StepVjp, refuse_err_cotangent, refuse_interp_cotangents};
 use sdeflow::{DiffusionVjp, DriftVjp, GradError};
 
 mod common;
@@ -209,10 +209,13 @@ struct Work {
     p_scratch: Vec<f64>,
 }
 
-impl SdeStepVjp for DriftImplicitEm {
+impl<Fx: Drift, Gx: Diffusion, Dx: Driver> StepVjp<SdeProblem<Fx, Gx, Dx>> for DriftImplicitEm {
     type VjpWork = Work;
 
-    fn vjp_workspace<F: Drift, G: Diffusion, D: Driver>(&self, problem: &Problem<F, G, D>) -> Work {
+    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> Work {
         let n = problem.dim();
         Work {
             step: self.init(problem),
@@ -236,10 +239,11 @@ impl SdeStepVjp for DriftImplicitEm {
         at: StepAt<'_>,
         _carried: &[f64],
         noise: &StepNoise<'_>,
-        bars: SdeStepBars<'_>,
+        bars: StepBars<'_, '_>,
         stats: &mut Stats,
     ) -> Result<usize, SolveError> {
         refuse_err_cotangent("DriftImplicitEm", bars.err)?;
+        refuse_interp_cotangents("DriftImplicitEm", bars.interp)?;
         let StepAt { t, h, y } = at;
         let (th, p, n) = (self.theta, fields.p, y.len());
         let fail = |what: &str| SolveError::NonlinearSolve {
@@ -310,7 +314,7 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for DriftI
         loss: &L,
         adjoint: Adjoint,
     ) -> Result<Gradient, GradError> {
-        sdeflow_adjoint::sde_discrete_gradient(problem, self, options, loss, adjoint)
+        sdeflow_adjoint::discrete_gradient(problem, self, options, loss, adjoint)
     }
 }
 

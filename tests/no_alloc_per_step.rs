@@ -1,6 +1,7 @@
 //! The adaptive loop does not allocate per step: with `SaveAt::T1` the number
 //! of heap allocations of a solve does not depend on the number of steps —
-//! for the explicit solvers and for the native stiff solvers (Newton
+//! for the explicit solvers (also under a user's controller and with
+//! restarts at discontinuities) and for the native stiff solvers (Newton
 //! iterations, Jacobians by finite differences or dual numbers, LU
 //! factorisations, BDF's history rescaling and order changes) — and the SDE step VJPs (the backward step of every SDE
 //! solver's discrete adjoint) allocate nothing once their workspace exists.
@@ -68,6 +69,23 @@ fn allocations_do_not_grow_with_steps() {
         .params(vec![1.5, 1.0, 3.0, 1.0])
     };
     let (short_p, long_p) = (lv(10.0), lv(1000.0));
+    /// A user's controller (the I controller), boxed by `Controller::custom`.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Mine;
+    impl sdeflow::StepController for Mine {
+        fn reset(&mut self) {}
+        fn decide(&mut self, err: f64, k: f64) -> sdeflow::controller::StepDecision {
+            let factor = if err.is_finite() {
+                (0.9 * err.max(1e-10).powf(-1.0 / k)).clamp(0.2, 5.0)
+            } else {
+                0.2
+            };
+            sdeflow::controller::StepDecision {
+                accept: err <= 1.0,
+                factor,
+            }
+        }
+    }
     for (name, opts) in [
         ("T1", Options::default().tol(1e-8).save_at(SaveAt::T1)),
         (
@@ -75,6 +93,14 @@ fn allocations_do_not_grow_with_steps() {
             Options::default()
                 .tol(1e-8)
                 .save_at(SaveAt::Times(vec![5.0, 10.0])),
+        ),
+        (
+            "custom controller, discontinuities",
+            Options::default()
+                .tol(1e-8)
+                .save_at(SaveAt::T1)
+                .controller(Controller::custom(Mine))
+                .discontinuities(vec![2.5, 5.0]),
         ),
     ] {
         let (a_short, s_short) = count(|| solve(&short_p, Tsit5, &opts).expect("short"));
@@ -241,11 +267,11 @@ impl GenericField for VjpField {
 /// error cotangent where the method has an error estimate.
 fn sde_vjp_allocs<S>(solver: S, interp: Interpretation) -> usize
 where
-    S: sdeflow::sde::SdeStepVjp + Solver<Problem<Generic<VjpField>, Generic<VjpField>>>,
+    S: sdeflow::step_vjp::StepVjp<Problem<Generic<VjpField>, Generic<VjpField>>>,
 {
     use VjpField as F;
-    use sdeflow::sde::SdeStepBars;
     use sdeflow::solver::{Fields, StepAt, StepNoise};
+    use sdeflow::step_vjp::StepBars;
     let name = solver.name();
     let noise = if name.starts_with("Sra") {
         Noise::Additive
@@ -263,10 +289,11 @@ where
     let (eb, dw, levy) = ([0.3, -0.2], [0.1, -0.05], [0.01, 0.02]);
     let mut stats = Stats::default();
     let mut vjp = || {
-        let bars = SdeStepBars {
+        let bars = StepBars {
             y: &mut yb,
             carried: &mut cb,
             err: has_err.then_some(&eb[..]),
+            interp: &[],
             p: &mut pb,
         };
         let at = StepAt {

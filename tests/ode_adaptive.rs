@@ -216,7 +216,7 @@ fn all_controllers_reach_the_tolerance() {
         let sol = solve(
             &lotka_volterra(),
             Tsit5,
-            Options::default().tol(1e-7).controller(c),
+            Options::default().tol(1e-7).controller(c.clone()),
         )
         .expect("solve");
         let e = max_abs_diff(sol.last(), &LV_REF);

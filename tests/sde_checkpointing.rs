@@ -91,6 +91,14 @@ fn euler_maruyama_checkpointed_equals_store_all() {
 }
 
 #[test]
+fn reversible_heun_checkpointed_equals_store_all() {
+    // its carried state (ŷ, f(ŷ), g(ŷ)) is in the snapshots and records:
+    // replays regenerate it, and its cotangent flows through every step
+    let strat = problem().interpretation(Interpretation::Stratonovich);
+    compare("ReversibleHeun", &strat, ReversibleHeun, SaveAt::Steps);
+}
+
+#[test]
 fn sriw1_checkpointed_equals_store_all() {
     // SRIW1 reads the Lévy area: the records carry it
     compare("SRIW1", &problem(), Sriw1, SaveAt::T1);

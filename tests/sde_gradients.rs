@@ -151,8 +151,11 @@ fn reversible_adjoint_memory_does_not_grow() {
             rev.peak_stored_states, dis.peak_stored_states
         );
         // (the reversible adjoint's memory is measured with an allocator in
-        // tests/adjoint_memory.rs; the discrete one counts its records)
-        assert_eq!(dis.peak_stored_states, steps + 1);
+        // tests/adjoint_memory.rs; the discrete one counts its snapshots
+        // and records, which hold the carried state: within the budget of
+        // 2 (checkpoints 0 is raised to 2) per level of recomputation)
+        let levels = (steps as f64).log2().ceil() as usize;
+        assert!(dis.peak_stored_states <= 2 * (levels + 1), "{steps}");
         let d = (rev.dp[0] - dis.dp[0]).abs();
         assert!(d <= 1e-9 * dis.dp[0].abs().max(1e-3), "{steps}: {d:e}");
     }

@@ -6,6 +6,9 @@
 
 use sdeflow::prelude::*;
 
+mod common;
+use common::last_entry_loss;
+
 /// `y' = -p0 y`, exact `y0 e^{-p0 t}`.
 #[derive(Clone, Copy)]
 struct Decay;
@@ -17,13 +20,6 @@ impl GenericField for Decay {
 
 fn decay() -> Problem<Generic<Decay>> {
     Problem::ode(Generic(Decay), vec![1.0], (0.0, 1.0)).params(vec![1.3])
-}
-
-fn last(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
-    g.iter_mut().for_each(|v| *v = 0.0);
-    let k = ys.len() - 1;
-    g[k] = 1.0;
-    ys[k]
 }
 
 #[test]
@@ -86,7 +82,7 @@ fn a_given_grid_is_stepped_exactly() {
             &decay(),
             Euler,
             opts.clone().save_at(SaveAt::T1),
-            &last,
+            &last_entry_loss,
             Adjoint::Discrete { checkpoints },
         )
         .expect("grad on a grid");
@@ -114,7 +110,7 @@ fn adaptive_gradient_with_stops_matches_finite_differences() {
         &decay(),
         Tsit5,
         &opts,
-        &last,
+        &last_entry_loss,
         Adjoint::Discrete { checkpoints: 3 },
     )
     .expect("grad");

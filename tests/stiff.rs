@@ -15,8 +15,8 @@ use common::{
 };
 use sdeflow::integrate::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
-use sdeflow::solver::{StepAt, StepOut};
-use sdeflow::step_vjp::StepBars;
+use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
+use sdeflow::step_vjp::{StepBars, StepVjp};
 use sdeflow::stiff::{
     DiffsolBdf, DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2,
 };
@@ -622,21 +622,29 @@ fn check_step_vjp<F: DriftVjp>(
     } else {
         solver
     };
-    vjp_solver
-        .step_vjp(
-            &mut c,
-            field,
-            p,
-            StepAt { t, h, y },
-            StepBars {
-                y: &mut lam,
-                err: Some(ebar),
-                interp: &[],
-                p: &mut pbar,
-            },
-            &mut stats,
-        )
-        .expect("step vjp");
+    let fields = Fields {
+        drift: field,
+        diffusion: &NoDiffusion,
+        p,
+        noise: None,
+    };
+    StepVjp::<Problem<F>>::step_vjp(
+        &vjp_solver,
+        &mut c,
+        &fields,
+        StepAt { t, h, y },
+        &[],
+        &StepNoise::NONE,
+        StepBars {
+            y: &mut lam,
+            carried: &mut [],
+            err: Some(ebar),
+            interp: &[],
+            p: &mut pbar,
+        },
+        &mut stats,
+    )
+    .expect("step vjp");
     let mut worst: f64 = 0.0;
     let mut scale: f64 = 0.0;
     for j in 0..n + p.len() {
@@ -918,6 +926,41 @@ fn native_bdf_dense_output_observers_and_dt_max() {
     println!("VdP Bdf dense output: worst relative error {worst:e}");
     assert!(worst < 1e-5, "{worst:e}");
     observers_see_every_step_within_dt_max(&Bdf::default());
+}
+
+/// Stop times (`Options::step_to`) are step ends of both BDFs, which
+/// meet the tolerance there: the native one clips its steps to them in the
+/// loop (its history rescaled to the clipped step), diffsol's sets each as
+/// its stop time in turn.
+#[test]
+fn bdfs_land_on_stop_times() {
+    let (p, exact) = forced_decay();
+    let stops = vec![0.37, 1.0, 2.5];
+    let opts = Options::default()
+        .tol(1e-8)
+        .step_to(stops.clone())
+        .save_at(SaveAt::Steps);
+    for (name, sol) in [
+        ("Bdf", solve(&p, Bdf::default(), &opts).expect("Bdf")),
+        (
+            "DiffsolBdf",
+            solve(&p, DiffsolBdf::default(), &opts).expect("DiffsolBdf"),
+        ),
+    ] {
+        for &s in &stops {
+            let i = sol
+                .ts
+                .iter()
+                .position(|&t| t == s)
+                .unwrap_or_else(|| panic!("{name}: no step ends at {s}"));
+            // the global error bound of the reference problems, 1e3·tol
+            // (`native_bdf_solves_the_reference_problems`)
+            let e = max_abs_diff(sol.y(i), &exact(s));
+            println!("{name}: error at the stop {s}: {e:.1e}");
+            assert!(e < 1e-5, "{name} at {s}: {e:e}");
+        }
+        assert_eq!(sol.ts.last(), Some(&3.0), "{name}");
+    }
 }
 
 #[test]

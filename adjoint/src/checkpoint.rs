@@ -1,27 +1,27 @@
-//! Recursive checkpointing for discrete adjoints (Griewank 1992; diffrax's
-//! `RecursiveCheckpointAdjoint`), shared by the ODE and SDE discrete
-//! adjoints.
+//! Recursive checkpointing for the discrete adjoint (Griewank 1992;
+//! diffrax's `RecursiveCheckpointAdjoint`), for ODE and SDE solves alike.
 //!
 //! The forward solve is a [`Run`]. It keeps at most `budget` snapshots
 //! ([`Snapshot`]: the state, the solver's workspace — FSAL stage, cached
-//! Jacobian, … — and the controller's state) at step indices that are
-//! multiples of a stride, doubled whenever the budget fills, so the unknown
-//! number of steps needs no second pass. Nothing is stored per step: a
-//! snapshot restored into a replay run regenerates exactly the same steps
-//! (sizes, rejections and all), so memory is bounded by the budget, step
-//! times included.
+//! Jacobian, the carried state of a method that has one, such as
+//! reversible Heun's `(ŷ, f(ŷ), g(ŷ))` — and the controller's state) at
+//! step indices that are multiples of a stride, doubled whenever the
+//! budget fills, so the unknown number of steps needs no second pass.
+//! Nothing is stored per step: a snapshot restored into a replay run
+//! regenerates exactly the same steps (sizes, rejections, carried states
+//! and all), so memory is bounded by the budget, step times included.
 //!
 //! The backward sweep reverses the segment between consecutive snapshots:
 //! a segment of at most `budget` steps is replayed once up to its last
 //! step's start (that step ends at the next snapshot), recording each
-//! step's *record* (`t, t_next, y` and, for SDEs, the step's increments) in
-//! one reusable buffer, and reversed last to first — a one-step segment is
-//! not replayed at all; a longer one is replayed taking `budget` evenly
-//! spaced snapshots, recursing into each piece — `O(log_budget(steps))`
-//! levels of at most `budget` snapshots. Every replay must reach the start
-//! of the segment's last step exactly where the forward solve did (each
-//! snapshot knows it); one that does not is an error, never a silently
-//! wrong gradient.
+//! step's *record* (`t, t_next, y`, for SDEs the step's increments, and
+//! the carried state the step started from) in one reusable buffer, and
+//! reversed last to first — a one-step segment is not replayed at all; a
+//! longer one is replayed taking `budget` evenly spaced snapshots,
+//! recursing into each piece — `O(log_budget(steps))` levels of at most
+//! `budget` snapshots. Every replay must reach the start of the segment's
+//! last step exactly where the forward solve did (each snapshot knows it);
+//! one that does not is an error, never a silently wrong gradient.
 //!
 //! With an unbounded budget ([`usize::MAX`]) the forward solve stores every
 //! step's record and nothing is replayed (the path is not queried again).
@@ -33,13 +33,14 @@ use sdeflow_solvers::{Solution, SolveError, Solver};
 
 use crate::GradError;
 
-/// Reverses one step from its record `[t, t_next, y, noise]`.
+/// Reverses one step from its record `[t, t_next, y, noise, carried]`.
 pub(crate) trait ReverseStep {
     /// Reverses step `m`.
     fn reverse(&mut self, m: usize, rec: &[f64]);
 }
 
-/// The record of a step: `t`, `t_next`, the state at `t`, the increments.
+/// The record of a step: `t`, `t_next`, the state at `t`, the increments,
+/// the carried state at `t`.
 pub(crate) struct Record<'r> {
     /// Start of the step.
     pub t: f64,
@@ -49,16 +50,21 @@ pub(crate) struct Record<'r> {
     pub y: &'r [f64],
     /// The increments (`ΔW ‖ H`; empty for ODEs).
     pub noise: &'r [f64],
+    /// The carried state at `t` (empty for most methods).
+    pub carried: &'r [f64],
 }
 
 impl<'r> Record<'r> {
-    /// Reads a record of a state of length `n`.
-    pub fn read(rec: &'r [f64], n: usize) -> Self {
+    /// Reads a record of a state of length `n` with `noise_len`
+    /// increments.
+    pub fn read(rec: &'r [f64], n: usize, noise_len: usize) -> Self {
+        let (noise, carried) = rec[2 + n..].split_at(noise_len);
         Record {
             t: rec[0],
             h: rec[1] - rec[0],
             y: &rec[2..2 + n],
-            noise: &rec[2 + n..],
+            noise,
+            carried,
         }
     }
 }
@@ -68,28 +74,32 @@ pub(crate) struct Records {
     pub flat: Vec<f64>,
     noise: Vec<f64>,
     with_levy: bool,
+    /// The carried state the next step starts from.
+    carried: Vec<f64>,
 }
 
 impl Records {
     /// Records with `noise_len` increments per step (`ΔW`, then the Lévy
-    /// area when `with_levy`).
-    fn new(noise_len: usize, with_levy: bool) -> Self {
+    /// area when `with_levy`), the first step starting from the carried
+    /// state `carried`.
+    fn new(noise_len: usize, with_levy: bool, carried: &[f64]) -> Self {
         Records {
             flat: Vec::new(),
             noise: vec![0.0; noise_len],
             with_levy,
+            carried: carried.to_vec(),
         }
     }
-}
 
-impl Records {
     /// Appends the record of the step from `(t, y)` to `t_next` with the
-    /// increments held in `self.noise`.
+    /// increments held in `self.noise` and the carried state in
+    /// `self.carried`.
     fn push(&mut self, t: f64, t_next: f64, y: &[f64]) {
         self.flat.push(t);
         self.flat.push(t_next);
         self.flat.extend_from_slice(y);
         self.flat.extend_from_slice(&self.noise);
+        self.flat.extend_from_slice(&self.carried);
     }
 }
 
@@ -104,6 +114,10 @@ impl StepObserver for Records {
 
     fn accepted(&mut self, _m: usize, t: f64, t_next: f64, y: &[f64], _y_next: &[f64]) {
         self.push(t, t_next, y);
+    }
+
+    fn accepted_carried(&mut self, carried: &[f64]) {
+        self.carried.copy_from_slice(carried);
     }
 }
 
@@ -123,27 +137,31 @@ pub(crate) struct Forward<Pb: Family, S: Solver<Pb>> {
     records: Option<Vec<f64>>,
     /// Length of a record.
     record_len: usize,
+    /// Increments per record (`ΔW ‖ H`).
+    noise_len: usize,
     /// Whether records carry the Lévy area.
     with_levy: bool,
     /// Where the solve ended, and where its last step started.
     end: (f64, f64),
 }
 
-/// Runs `run` to `t1`, keeping at most `budget` snapshots (every step's
-/// record when `budget == usize::MAX`); the records carry `noise_len`
-/// increments per step.
+/// Runs `run` (of `solver`) to `t1`, keeping at most `budget` snapshots
+/// (every step's record when `budget == usize::MAX`); the records carry
+/// `noise_len` increments per step (the Lévy area too when `with_levy`)
+/// and the solver's carried state.
 pub(crate) fn forward<Pb: Family, S: Solver<Pb>, P>(
     mut run: Run<'_, '_, Pb, S, P>,
+    solver: &S,
     budget: usize,
-    noise_len: usize,
-    with_levy: bool,
+    (noise_len, with_levy): (usize, bool),
 ) -> Result<Forward<Pb, S>, SolveError>
 where
     P: sdeflow_solvers::brownian::DynPath + 'static,
 {
     let n = run.y().len();
-    let record_len = 2 + n + noise_len;
-    let mut records = Records::new(noise_len, with_levy);
+    let c0 = solver.carried_state(run.snapshot().cache()).to_vec();
+    let record_len = 2 + n + noise_len + c0.len();
+    let mut records = Records::new(noise_len, with_levy, &c0);
     let mut snaps: Vec<Snap<Pb, S>> = Vec::new();
     let mut stride = 1usize;
     let store_all = budget == usize::MAX;
@@ -174,6 +192,7 @@ where
         snaps,
         records: store_all.then_some(records.flat),
         record_len,
+        noise_len,
     })
 }
 
@@ -181,6 +200,7 @@ where
 /// count of snapshots and records held.
 struct Sweep<'r, 'a, 'p, Pb: Family, S: Solver<Pb>, P> {
     run: &'r mut Run<'a, 'p, Pb, S, P>,
+    solver: &'r S,
     budget: usize,
     records: Records,
     record_len: usize,
@@ -227,6 +247,9 @@ where
         }
         self.run.restore(snap);
         if len <= self.budget {
+            self.records
+                .carried
+                .copy_from_slice(self.solver.carried_state(snap.cache()));
             // replay the segment up to its last step's start (the last
             // step itself is known: it ends at t_b), recording every step,
             // then reverse
@@ -261,7 +284,7 @@ where
         let mut end = (b, (t_b, t_prev_b));
         for s in starts.iter().rev() {
             self.reverse_range(rev, s, end.0, end.1)?;
-            end = (s.step(), (s.t(), s.t_prev()));
+            end = (s.step(), (s.t_end(), s.t_prev()));
         }
         self.held -= held;
         Ok(())
@@ -269,11 +292,12 @@ where
 }
 
 /// Reverses every step of `fwd` with `rev`, replaying on `replay` (a run
-/// of the same problem, solver and options on the forward path; `None`
+/// of the same problem, `solver` and options on the forward path; `None`
 /// when every record is stored). Returns the largest number of snapshots
 /// and records held at once.
 pub(crate) fn reverse_all<Pb: Family, S: Solver<Pb>, P, R: ReverseStep>(
     fwd: &Forward<Pb, S>,
+    solver: &S,
     replay: Option<&mut Run<'_, '_, Pb, S, P>>,
     budget: usize,
     rev: &mut R,
@@ -293,11 +317,12 @@ where
             "checkpointed replay needs a replay run".into(),
         ));
     };
-    let noise_len = rl - 2 - run.y().len();
+    let c_len = rl - 2 - run.y().len() - fwd.noise_len;
     let mut sweep = Sweep {
         run,
+        solver,
         budget: budget.max(2),
-        records: Records::new(noise_len, fwd.with_levy),
+        records: Records::new(fwd.noise_len, fwd.with_levy, &vec![0.0; c_len]),
         record_len: rl,
         held: fwd.snaps.len(),
         peak: fwd.snaps.len(),
@@ -305,7 +330,7 @@ where
     let mut end = (fwd.steps, fwd.end);
     for snap in fwd.snaps.iter().rev() {
         sweep.reverse_range(rev, snap, end.0, end.1)?;
-        end = (snap.step(), (snap.t(), snap.t_prev()));
+        end = (snap.step(), (snap.t_end(), snap.t_prev()));
     }
     Ok(sweep.peak)
 }

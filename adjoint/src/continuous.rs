@@ -391,7 +391,7 @@ where
         let (ta, tb) = (w[0], w[1]);
         add_jump(&mut u, ta);
         let back = Problem::ode(&rhs, u.clone(), (ta, tb));
-        let b = solve(&back, solver, opts)?;
+        let b = solve(&back, solver, segment_options(opts, (ta, tb)))?;
         backward_evals += b.stats.drift_evals;
         u.copy_from_slice(b.last());
     }
@@ -408,6 +408,26 @@ where
             None => 1,
         },
     })
+}
+
+/// `opts` for the backward segment from `ta` to `tb`: of the forward
+/// solve's step times and discontinuities (the adjoint system's drift jumps
+/// where the forward one does), those strictly inside it, in its direction.
+fn segment_options(opts: &Options, (ta, tb): (f64, f64)) -> Options {
+    let (lo, hi) = (ta.min(tb), ta.max(tb));
+    let inside = |times: &[f64]| -> Vec<f64> {
+        times
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&t| t > lo && t < hi)
+            .collect()
+    };
+    Options {
+        step_to: inside(&opts.step_to),
+        discontinuities: inside(&opts.discontinuities),
+        ..opts.clone()
+    }
 }
 
 #[cfg(test)]

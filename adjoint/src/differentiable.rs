@@ -16,13 +16,13 @@
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::sde::{
-    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, SdeStepVjp, Sosri, Sra1, Sra3, Sriw1,
+    EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
 };
-use sdeflow_solvers::solver::{OdeProblem, Solver};
-use sdeflow_solvers::step_vjp::OdeStepVjp;
+use sdeflow_solvers::solver::OdeProblem;
+use sdeflow_solvers::step_vjp::StepVjp;
 use sdeflow_solvers::stiff::{Bdf, Esdirk34, TrBdf2};
 use sdeflow_solvers::tableau::Tableau;
-use sdeflow_solvers::{DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem, SaveAt};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, Method, NoDiffusion, Options, Problem};
 
 use crate::continuous::{BackwardMethod, StateSource};
 use crate::loss::Loss;
@@ -33,10 +33,10 @@ use crate::{Adjoint, GradError, Gradient};
 /// diffusion `G` and driver `D`. [`crate::grad`] calls it; implement it to
 /// make a solver of your own differentiable. Any [`Method`] can be: a
 /// [`Solver`](sdeflow_solvers::Solver) run in the generic loop, or one with
-/// its own engine (`Bdf`). An SDE solver of your own that implements the
-/// step-VJP protocol ([`SdeStepVjp`](sdeflow_solvers::sde::SdeStepVjp))
-/// implements it in one line, with
-/// [`crate::sde_discrete_gradient`] (`tests/extension_sde.rs`).
+/// its own engine (`Bdf`). A solver of your own that implements the
+/// step-VJP protocol ([`StepVjp`](sdeflow_solvers::step_vjp::StepVjp))
+/// implements it in one line, with [`crate::discrete_gradient`]
+/// (`tests/extension_sde.rs`).
 ///
 /// An SDE differentiated through Euler–Maruyama:
 ///
@@ -91,15 +91,6 @@ pub trait Differentiable<F, G, D>: Method<Problem<F, G, D>> {
     ) -> Result<Gradient, GradError>;
 }
 
-/// The store-every-step budget of the discrete adjoint.
-pub(crate) fn budget(checkpoints: usize) -> usize {
-    if checkpoints == usize::MAX {
-        usize::MAX
-    } else {
-        checkpoints.max(2)
-    }
-}
-
 /// A gradient to compute: the problem, the options of its solve and the
 /// loss. The solvers' [`Differentiable`] implementations call its method for
 /// their family, with the adjoint asked for.
@@ -110,8 +101,11 @@ pub(crate) struct Request<'a, F, G, D, L: ?Sized> {
 }
 
 impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L> {
-    /// The ODE adjoints of a one-step solver with a step VJP.
-    fn one_step<S: OdeStepVjp + Solver<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
+    /// The ODE adjoints of a one-step solver with a step VJP (explicit
+    /// Runge–Kutta; the native implicit methods, whose discrete adjoint
+    /// reverses each step by the implicit-function theorem, one transposed
+    /// linear solve per implicit stage, for losses on step ends).
+    fn one_step<S: StepVjp<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
         &self,
         solver: &S,
         adjoint: Adjoint,
@@ -122,9 +116,8 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
             loss,
         } = *self;
         let source = match adjoint {
-            Adjoint::Discrete { checkpoints } => {
-                let budget = budget(checkpoints);
-                return crate::discrete::discrete_adjoint(problem, solver, options, loss, budget);
+            Adjoint::Discrete { .. } => {
+                return crate::discrete_gradient(problem, solver, options, loss, adjoint);
             }
             Adjoint::Backsolve => StateSource::Backsolve,
             Adjoint::Interpolating => StateSource::Interpolating,
@@ -136,27 +129,6 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
             }
         };
         self.continuous(solver, source)
-    }
-
-    /// The implicit (stiff) one-step methods: the same ODE adjoints; the
-    /// discrete one reverses each step by the implicit-function theorem (one
-    /// transposed linear solve per implicit stage), for losses on step ends
-    /// (their dense output is not differentiated).
-    fn implicit<S: OdeStepVjp + Solver<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
-        &self,
-        solver: &S,
-        adjoint: Adjoint,
-    ) -> Result<Gradient, GradError> {
-        if matches!(adjoint, Adjoint::Discrete { .. })
-            && !matches!(self.options.save_at, SaveAt::T1 | SaveAt::Steps)
-        {
-            return Err(GradError::Unsupported(format!(
-                "the discrete adjoint of {} differentiates step ends only (its dense output is not \
-                 differentiated): use SaveAt::Steps or SaveAt::T1, or Adjoint::Interpolating",
-                solver.name()
-            )));
-        }
-        self.one_step(solver, adjoint)
     }
 
     /// `Bdf` (variable-order BDF/NDF): the interpolating adjoint only, its
@@ -192,13 +164,13 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
 
 impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G, D, L> {
     /// The discrete adjoint of an SDE solver with a step VJP (what a
-    /// solver of your own gets through [`crate::sde_discrete_gradient`]).
-    fn sde<S: SdeStepVjp + Solver<Problem<F, G, D>>>(
+    /// solver of your own gets through [`crate::discrete_gradient`]).
+    fn sde<S: StepVjp<Problem<F, G, D>>>(
         &self,
         solver: &S,
         adjoint: Adjoint,
     ) -> Result<Gradient, GradError> {
-        crate::sde_discrete_gradient(self.problem, solver, self.options, self.loss, adjoint)
+        crate::discrete_gradient(self.problem, solver, self.options, self.loss, adjoint)
     }
 
     /// Reversible Heun: its reversible, discrete and stochastic adjoints.
@@ -240,7 +212,7 @@ differentiable!(impl[] Differentiable<F, NoDiffusion, D> for Euler, Heun, Bs3, D
 // (the built-ins' storage) and `ExplicitRk<&OwnedTableau>` (a tableau built
 // at run time).
 differentiable!(impl[T: Tableau + Copy] Differentiable<F, NoDiffusion, D> for ExplicitRk<T> => one_step);
-differentiable!(impl[] Differentiable<F, NoDiffusion, D> for Esdirk34, TrBdf2 => implicit);
+differentiable!(impl[] Differentiable<F, NoDiffusion, D> for Esdirk34, TrBdf2 => one_step);
 differentiable!(impl[] Differentiable<F, NoDiffusion, D> for Bdf => bdf);
 differentiable!(
     impl[G: DiffusionVjp] Differentiable<F, G, D>

@@ -1,32 +1,59 @@
-//! The discrete adjoint of ODE solves (explicit Runge–Kutta, native ESDIRK:
-//! any [`OdeStepVjp`] solver): the forward solve keeps at most
-//! `checkpoints` snapshots; the backward sweep reverses the steps one by one
-//! with [`OdeStepVjp::step_vjp`], regenerating the steps it needs from the
+//! The discrete adjoint (Hager 2000; Sandu 2006): the exact gradient of the
+//! computed solution — of an ODE, or of an SDE on its Brownian path (the
+//! path the forward solve kept, from the problem's driver) — for any solver
+//! with the step-VJP protocol ([`StepVjp`]): every explicit Runge–Kutta
+//! method, the native `Esdirk34`/`TrBdf2`, Euler–Maruyama, Euler–Heun,
+//! Milstein (derivative-free, or exact given
+//! `DiffusionVjp::milstein_term_vjp`), SRIW1, SOSRI, SRA1, SRA3, reversible
+//! Heun, or one of yours ([`discrete_gradient`]). Step sizes and increments
+//! are constants (the controller is not differentiated, as in diffrax).
+//!
+//! The forward pass keeps at most `checkpoints` snapshots (state, the
+//! solver's workspace with its carried state, the controller's state) and
+//! the backward sweep reverses the steps one by one with
+//! [`StepVjp::step_vjp`], regenerating the steps it needs from the
 //! snapshots — recursively, with the same budget per level (Griewank 1992;
 //! diffrax's `RecursiveCheckpointAdjoint`; see [`crate::checkpoint`]), so
 //! memory stays within `budget · (levels + 1)` snapshots while the number
-//! of steps grows, step times included. Saved values inside a step
-//! (interpolated) send their cotangents through the method's interpolant.
+//! of steps grows, step times and carried states included. Replays of an
+//! SDE re-query the kept path; with a budget of at least the number of
+//! steps nothing is recomputed and the path is not queried again. The
+//! carried cotangent flows from step to step and, at the start, through
+//! [`StepVjp::start_vjp`]. Saved values inside a step (interpolated, ODE
+//! losses on dense save times) send their cotangents through the method's
+//! interpolant.
 
-use sdeflow_solvers::brownian::Driver;
+use sdeflow_solvers::brownian::{BrownianPath, Driver};
 use sdeflow_solvers::integrate::Run;
-use sdeflow_solvers::solver::{OdeProblem, Solver, StepAt};
-use sdeflow_solvers::step_vjp::{InterpCotangent, OdeStepVjp, StepBars};
-use sdeflow_solvers::{DriftVjp, NoDiffusion, Options, Problem, SolveError, Stats};
+use sdeflow_solvers::solver::{Family, Fields, FieldsOf, Increment, StepAt, StepNoise};
+use sdeflow_solvers::step_vjp::{InterpCotangent, StepBars, StepVjp, VjpNeeds};
+use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, SolveError, Stats};
 
 use crate::checkpoint::{Record, ReverseStep, forward, reverse_all};
 use crate::loss::Loss;
-use crate::{GradError, Gradient};
+use crate::{Adjoint, GradError, Gradient};
+
+/// The snapshot budget of `checkpoints`: at least 2, and `usize::MAX`
+/// (store every step) as it is.
+fn budget(checkpoints: usize) -> usize {
+    if checkpoints == usize::MAX {
+        usize::MAX
+    } else {
+        checkpoints.max(2)
+    }
+}
 
 /// Everything the backward sweep carries.
-struct Backward<'a, F, D, S: OdeStepVjp> {
-    problem: &'a Problem<F, NoDiffusion, D>,
+struct Backward<'a, Pb: Family, S: StepVjp<Pb>> {
+    fields: FieldsOf<'a, Pb>,
     solver: &'a S,
-    vjp_cache: S::VjpCache,
+    work: S::VjpWork,
     stats: Stats,
     /// The first step that could not be reversed (the rest are skipped).
     error: Option<SolveError>,
-    lambda: Vec<f64>,
+    /// `∂L/∂y` and `∂L/∂c` at the start of the step last reversed.
+    y_bar: Vec<f64>,
+    c_bar: Vec<f64>,
     dp: Vec<f64>,
     vjps: usize,
     /// The saved times and their cotangents.
@@ -34,26 +61,45 @@ struct Backward<'a, F, D, S: OdeStepVjp> {
     gy: &'a [f64],
     /// Saved values not yet located in a step: `save_ts[..unlocated]`.
     unlocated: usize,
+    /// The cotangents of the values saved inside the step being reversed.
+    interp: Vec<InterpCotangent<'a>>,
     dir: f64,
+    /// Brownian motions per increment (0 for an ODE), and whether the
+    /// records carry the Lévy area after `ΔW`.
+    m: usize,
+    levy: bool,
 }
 
-impl<F: DriftVjp, D: Driver, S: OdeStepVjp> ReverseStep for Backward<'_, F, D, S> {
+impl<F, G, D, S> ReverseStep for Backward<'_, Problem<F, G, D>, S>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    D: Driver,
+    S: StepVjp<Problem<F, G, D>>,
+{
     /// Reverses step `m` from its record, first taking in the cotangents of
     /// the values saved inside it or at its end.
     fn reverse(&mut self, _m: usize, rec: &[f64]) {
-        let n = self.lambda.len();
-        let Record { t, h, y, .. } = Record::read(rec, n);
+        let (n, m) = (self.y_bar.len(), self.m);
+        let noise_len = if self.levy { 2 * m } else { m };
+        let Record {
+            t,
+            h,
+            y,
+            noise,
+            carried,
+        } = Record::read(rec, n, noise_len);
         let t_next = rec[1];
-        let mut interp: Vec<InterpCotangent<'_>> = Vec::new();
+        self.interp.clear();
         while self.unlocated > 0 && (self.save_ts[self.unlocated - 1] - t) * self.dir > 0.0 {
             let j = self.unlocated - 1;
             let bar = &self.gy[j * n..(j + 1) * n];
             if self.save_ts[j] == t_next {
                 for k in 0..n {
-                    self.lambda[k] += bar[k];
+                    self.y_bar[k] += bar[k];
                 }
             } else {
-                interp.push(InterpCotangent {
+                self.interp.push(InterpCotangent {
                     theta: (self.save_ts[j] - t) / h,
                     bar,
                 });
@@ -63,85 +109,257 @@ impl<F: DriftVjp, D: Driver, S: OdeStepVjp> ReverseStep for Backward<'_, F, D, S
         if self.error.is_some() {
             return;
         }
-        match self.solver.step_vjp(
-            &mut self.vjp_cache,
-            &self.problem.drift,
-            &self.problem.params,
-            StepAt { t, h, y },
-            StepBars {
-                y: &mut self.lambda,
-                err: None,
-                interp: &interp,
-                p: &mut self.dp,
-            },
-            &mut self.stats,
-        ) {
+        let noise = StepNoise {
+            dw: &noise[..m],
+            levy_h: if self.levy { &noise[m..] } else { &[] },
+        };
+        let bars = StepBars {
+            y: &mut self.y_bar,
+            carried: &mut self.c_bar,
+            err: None,
+            interp: &self.interp,
+            p: &mut self.dp,
+        };
+        let (at, work, stats) = (StepAt { t, h, y }, &mut self.work, &mut self.stats);
+        match (self.solver).step_vjp(work, &self.fields, at, carried, &noise, bars, stats) {
             Ok(v) => self.vjps += v,
             Err(e) => self.error = Some(e),
         }
     }
 }
 
-/// The discrete adjoint (see [`crate::grad`]), with at most `checkpoints`
-/// snapshots stored at the top level and per level of recomputation
-/// (`usize::MAX`: every step stored, nothing recomputed).
-pub fn discrete_adjoint<F, D, S, L>(
-    problem: &Problem<F, NoDiffusion, D>,
+/// `(L, dL/dp, dL/dy0)` of `loss` on the solve of `problem` (an ODE or an
+/// SDE) with `solver` by `adjoint`, which must be [`Adjoint::Discrete`]:
+/// the discrete adjoint through the solver's step VJP ([`StepVjp`]). What
+/// [`crate::grad`] runs for `Adjoint::Discrete` with every built-in solver
+/// that has one, and what the [`crate::Differentiable`] impl of a solver of
+/// your own calls:
+///
+/// ```
+/// # use sdeflow_adjoint::{Adjoint, Differentiable, GradError, Gradient, Loss, grad};
+/// # use sdeflow_solvers::brownian::Driver;
+/// # use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+/// # use sdeflow_solvers::step_vjp::{StepBars, StepVjp};
+/// # use sdeflow_solvers::solver::{
+/// #     DenseTable, Fields, Increment, Solver, StepAt, StepNoise, StepOut, StepStatus,
+/// # };
+/// # use sdeflow_solvers::{
+/// #     Diffusion, DiffusionVjp, Drift, DriftVjp, EulerMaruyama, Noise, Options, Problem, SaveAt,
+/// #     SolveError, Stats,
+/// # };
+/// # /// Euler–Maruyama under another name: a solver of "your own".
+/// # #[derive(Clone, Copy)]
+/// # struct MySolver;
+/// # type Rhs = fn(f64, &[f64], &[f64], &mut [f64]);
+/// # type C = <EulerMaruyama as Solver<Problem<Rhs, Rhs>>>::Cache;
+/// # impl<Fx: Drift, Gx: Diffusion, Dx: Driver> Solver<Problem<Fx, Gx, Dx>> for MySolver {
+/// #     type Cache = C;
+/// #     const INCREMENT: Increment = Increment::Dw;
+/// #     fn name(&self) -> &'static str { "MySolver" }
+/// #     fn order(&self) -> f64 { 0.5 }
+/// #     fn error_order(&self) -> Option<f64> { None }
+/// #     fn check(&self, p: &Problem<Fx, Gx, Dx>) -> Result<(), SolveError> { EulerMaruyama.check(p) }
+/// #     fn init(&self, p: &Problem<Fx, Gx, Dx>) -> C { EulerMaruyama.init(p) }
+/// #     fn start(&self, c: &mut C, f0: &[f64], g0: &[f64]) {
+/// #         Solver::<Problem<Fx, Gx, Dx>>::start(&EulerMaruyama, c, f0, g0)
+/// #     }
+/// #     fn step(&self, c: &mut C, fields: &Fields<'_, Fx, Gx>, at: StepAt<'_>,
+/// #         noise: &StepNoise<'_>, out: StepOut<'_>, stats: &mut Stats) -> StepStatus {
+/// #         Solver::<Problem<Fx, Gx, Dx>>::step(&EulerMaruyama, c, fields, at, noise, out, stats)
+/// #     }
+/// #     fn accept(&self, c: &mut C) { Solver::<Problem<Fx, Gx, Dx>>::accept(&EulerMaruyama, c) }
+/// #     fn dense_table<'c>(&self, c: &'c C) -> DenseTable<'c> {
+/// #         Solver::<Problem<Fx, Gx, Dx>>::dense_table(&EulerMaruyama, c)
+/// #     }
+/// #     fn dense_stages<'c>(&self, c: &'c mut C, fields: &Fields<'_, Fx, Gx>,
+/// #         t: f64, h: f64, y: &[f64], y_new: &[f64], stats: &mut Stats) -> &'c [f64] {
+/// #         Solver::<Problem<Fx, Gx, Dx>>::dense_stages(&EulerMaruyama, c, fields, t, h, y, y_new, stats)
+/// #     }
+/// # }
+/// # type W = <EulerMaruyama as StepVjp<Problem<Rhs, Rhs>>>::VjpWork;
+/// # impl<Fx: Drift, Gx: Diffusion, Dx: Driver> StepVjp<Problem<Fx, Gx, Dx>> for MySolver {
+/// #     type VjpWork = W;
+/// #     fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(&self, p: &Problem<F, G, D>) -> W {
+/// #         StepVjp::<Problem<F, G, D>>::vjp_workspace(&EulerMaruyama, p)
+/// #     }
+/// #     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(&self, w: &mut W, fields: &Fields<'_, F, G>,
+/// #         at: StepAt<'_>, carried: &[f64], noise: &StepNoise<'_>, bars: StepBars<'_, '_>,
+/// #         stats: &mut Stats) -> Result<usize, SolveError> {
+/// #         StepVjp::<Problem<F, G>>::step_vjp(&EulerMaruyama, w, fields, at, carried, noise, bars, stats)
+/// #     }
+/// # }
+/// impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for MySolver {
+///     fn gradient<L: Loss + ?Sized>(
+///         &self,
+///         problem: &Problem<F, G, D>,
+///         options: &Options,
+///         loss: &L,
+///         adjoint: Adjoint,
+///     ) -> Result<Gradient, GradError> {
+///         sdeflow_adjoint::discrete_gradient(problem, self, options, loss, adjoint)
+///     }
+/// }
+/// # struct Lin;
+/// # impl GenericField for Lin {
+/// #     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], o: &mut [D]) {
+/// #         o[0] = p[0] * y[0];
+/// #     }
+/// # }
+/// # let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+/// #     .params(vec![0.3]);
+/// # let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
+/// # let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
+/// // `grad` now takes it, and gives what it gives for Euler–Maruyama
+/// let mine = grad(&sde, MySolver, &opts, &loss, Adjoint::STORE_ALL).unwrap();
+/// let em = grad(&sde, EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL).unwrap();
+/// assert_eq!(mine.dp, em.dp);
+/// ```
+///
+/// (`tests/extension_sde.rs` writes a whole drift-implicit Euler–Maruyama
+/// this way.) Called directly, with built-in solvers, on an SDE and on an
+/// ODE:
+///
+/// ```
+/// use sdeflow_adjoint::{Adjoint, discrete_gradient};
+/// use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
+/// use sdeflow_solvers::{EulerMaruyama, Noise, Options, Problem, SaveAt, Tsit5};
+///
+/// struct Lin;
+/// impl GenericField for Lin {
+///     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], o: &mut [D]) {
+///         o[0] = p[0] * y[0];
+///     }
+/// }
+/// let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+///     .params(vec![0.3]);
+/// let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
+/// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
+/// let g = discrete_gradient(&sde, &EulerMaruyama, &opts, &loss, Adjoint::STORE_ALL)
+///     .unwrap();
+/// // y(1) = Π (1 + 0.3 h + 0.3 ΔW): dL/dy0 = y(1)
+/// assert!((g.dy0[0] - g.loss).abs() < 1e-12);
+/// // other adjoints are refused before any work
+/// assert!(discrete_gradient(&sde, &EulerMaruyama, &opts, &loss, Adjoint::Backsolve).is_err());
+///
+/// // y' = 0.3 y: y(1) = e^0.3 y0, so dL/dy0 = e^0.3, whatever the budget
+/// let ode = Problem::ode(Generic(Lin), vec![1.0], (0.0, 1.0)).params(vec![0.3]);
+/// let opts = Options::default().tol(1e-10).save_at(SaveAt::T1);
+/// let g = discrete_gradient(&ode, &Tsit5, &opts, &loss, Adjoint::Discrete { checkpoints: 4 })
+///     .unwrap();
+/// assert!((g.dy0[0] - 0.3f64.exp()).abs() < 1e-8);
+/// ```
+///
+/// The loss may use any save policy with a solver whose step VJP
+/// differentiates its dense output (the explicit Runge–Kutta methods);
+/// other solvers — the implicit and the SDE ones — take losses on
+/// `SaveAt::T1` or `SaveAt::Steps` (checked up front, with
+/// [`StepVjp::check_step_vjp`]). At most `checkpoints` snapshots (at least
+/// 2; `usize::MAX` stores every step and recomputes nothing) are held per
+/// level of recomputation, so memory grows like
+/// `checkpoints · log(steps)`, for solvers with carried state too; the
+/// price is recomputing steps (on the forward solve's path, for SDEs), and
+/// the gradient is the same. An SDE whose driver cannot re-query its path
+/// (`Increments`) needs `usize::MAX`.
+pub fn discrete_gradient<F, G, D, S, L>(
+    problem: &Problem<F, G, D>,
     solver: &S,
     options: &Options,
     loss: &L,
-    checkpoints: usize,
+    adjoint: Adjoint,
 ) -> Result<Gradient, GradError>
 where
     F: DriftVjp,
+    G: DiffusionVjp,
     D: Driver,
-    S: OdeStepVjp + Solver<OdeProblem<F, D>>,
+    S: StepVjp<Problem<F, G, D>>,
     L: Loss + ?Sized,
 {
+    let Adjoint::Discrete { checkpoints } = adjoint else {
+        return Err(GradError::Unsupported(format!(
+            "{adjoint:?} with {}: this is the discrete adjoint (Adjoint::Discrete \
+             {{ checkpoints }}); grad offers Adjoint::Backsolve and Adjoint::Interpolating with \
+             the ODE solvers, Adjoint::Reversible and Adjoint::Stochastic with ReversibleHeun",
+            solver.name()
+        )));
+    };
+    let (opts, budget) = (options, budget(checkpoints));
     let n = problem.dim();
-    let budget = checkpoints.max(2);
-    // forward: the solve the user asked for, keeping snapshots
-    let run = Run::new(problem, solver, options, None, true)?;
-    let fwd = forward(run, budget, 0, false)?;
+    // the run first: it validates the problem (dimensions, noise type for
+    // this solver) before anything else is evaluated
+    let run = Run::new(problem, solver, opts, None, true)?;
+    let needs = VjpNeeds {
+        err: false,
+        interp: !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps),
+    };
+    let probe = (problem.tspan.0, &problem.y0[..], &problem.params[..]);
+    solver
+        .check_step_vjp(&problem.diffusion, probe, needs)
+        .map_err(GradError::Unsupported)?;
+    let m = problem.noise.map_or(0, |nz| nz.brownian_dim(n));
+    let levy = m > 0 && S::INCREMENT == Increment::DwLevyArea;
+    if m > 0 && budget != usize::MAX && !problem.driver.requery() {
+        return Err(GradError::Unsupported(format!(
+            "the discrete adjoint with {budget} checkpoints recomputes steps between them on \
+             the forward path, which the {} driver cannot re-query; store every step \
+             (Adjoint::Discrete {{ checkpoints: usize::MAX }}) or drive the problem with \
+             VirtualTree or CachedInterval",
+            problem.driver.name()
+        )));
+    }
+    let fwd = forward(run, solver, budget, (if levy { 2 * m } else { m }, levy))?;
     let sol = &fwd.solution;
     let (value, gy) = crate::loss::evaluate(loss, sol)?;
+    // steps between checkpoints are replayed (for an SDE, on the forward
+    // solve's path)
+    let mut path = if budget == usize::MAX || m == 0 {
+        None
+    } else {
+        Some(sol.brownian_path()?)
+    };
     let mut replay = if budget == usize::MAX {
         None
     } else {
-        Some(Run::new(problem, solver, options, None, false)?)
+        let given = path.as_deref_mut().map(|p| -> &mut dyn BrownianPath { p });
+        Some(Run::new(problem, solver, opts, given, false)?)
     };
+    let c_len = solver.carried_state(&solver.init(problem)).len();
     let mut bw = Backward {
-        problem,
+        fields: Fields::new(problem),
         solver,
-        vjp_cache: solver.vjp_cache(&problem.drift, n, problem.params.len()),
+        work: solver.vjp_workspace(problem),
         stats: Stats::default(),
         error: None,
-        lambda: vec![0.0; n],
+        y_bar: vec![0.0; n],
+        c_bar: vec![0.0; c_len],
         dp: vec![0.0; problem.params.len()],
         vjps: 0,
         save_ts: &sol.ts,
         gy: &gy,
         unlocated: sol.ts.len(),
+        interp: Vec::new(),
         dir: (problem.tspan.1 - problem.tspan.0).signum(),
+        m,
+        levy,
     };
-    let peak = reverse_all(&fwd, replay.as_mut(), budget, &mut bw)?;
+    let peak = reverse_all(&fwd, solver, replay.as_mut(), budget, &mut bw)?;
     if let Some(e) = bw.error {
         return Err(GradError::Solve(e));
     }
-    // values saved at t0
-    let mut lambda = bw.lambda;
+    // values saved at t0, then the carried state's start
     for j in 0..bw.unlocated {
         for k in 0..n {
-            lambda[k] += gy[j * n + k];
+            bw.y_bar[k] += gy[j * n + k];
         }
     }
-    let backward_drift_evals =
-        bw.stats.drift_evals + replay.as_ref().map_or(0, |r| r.stats().drift_evals);
-    let (dp, vjps) = (bw.dp, bw.vjps);
+    let bars = StepBars::states(&mut bw.y_bar, &mut bw.c_bar, &mut bw.dp);
+    let (t0, y0) = (problem.tspan.0, &problem.y0);
+    bw.vjps += solver.start_vjp(&mut bw.work, &bw.fields, t0, y0, bars, &mut bw.stats)?;
+    let backward_drift_evals = replay.as_ref().map_or(0, |r| r.stats().drift_evals);
+    let (dp, dy0, vjps) = (bw.dp, bw.y_bar, bw.vjps);
     Ok(Gradient {
         loss: value,
         dp,
-        dy0: lambda,
+        dy0,
         solution: fwd.solution,
         vjps,
         backward_drift_evals,

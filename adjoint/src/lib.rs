@@ -8,10 +8,12 @@
 //! - [`Adjoint::Discrete`]: the exact derivative of the computed discrete
 //!   solution (Hager 2000; Sandu 2006), with the accepted step sizes of the
 //!   forward pass treated as constants (as diffrax does: the controller is
-//!   not differentiated) and recursive checkpointing — every explicit
-//!   Runge–Kutta solver, the native implicit `Esdirk34`/`TrBdf2` (the step
-//!   with its stages converged, by the implicit-function theorem), and every
-//!   SDE solver on the forward solve's own Brownian path;
+//!   not differentiated) and recursive checkpointing, one adjoint over the
+//!   one step-VJP protocol (`sdeflow_solvers::step_vjp::StepVjp`) — every
+//!   explicit Runge–Kutta solver, the native implicit `Esdirk34`/`TrBdf2`
+//!   (the step with its stages converged, by the implicit-function
+//!   theorem), and every SDE solver on the forward solve's own Brownian
+//!   path ([`discrete_gradient`]);
 //! - [`Adjoint::Backsolve`], [`Adjoint::Interpolating`]: continuous adjoints
 //!   of ODEs (Chen et al. 2018);
 //! - [`Adjoint::Reversible`]: reversible Heun's exact adjoint (Kidger et al.
@@ -24,12 +26,11 @@ mod differentiable;
 mod discrete;
 mod loss;
 mod reversible;
-mod sde_discrete;
 mod stochastic;
 
 pub use differentiable::Differentiable;
+pub use discrete::discrete_gradient;
 pub use loss::Loss;
-pub use sde_discrete::sde_discrete_gradient;
 
 use std::fmt;
 
@@ -42,9 +43,9 @@ pub enum Adjoint {
     /// computed solution), with recursive checkpointing: at most
     /// `checkpoints` states are stored per level of recomputation;
     /// `usize::MAX` ([`Adjoint::STORE_ALL`]) stores every step and
-    /// recomputes nothing. (With a solver that carries state between steps,
-    /// such as reversible Heun, every step is stored; bounded memory there
-    /// is [`Adjoint::Reversible`].)
+    /// recomputes nothing. Snapshots hold the solver's carried state (such
+    /// as reversible Heun's), so memory is bounded by the budget for every
+    /// solver.
     Discrete {
         /// States stored per level (at least 2; `usize::MAX`: all).
         checkpoints: usize,
@@ -89,8 +90,11 @@ pub struct Gradient {
     pub solution: Solution,
     /// Vector–Jacobian products of the drift in the backward pass.
     pub vjps: usize,
-    /// Drift evaluations of the backward pass (state and stage
-    /// recomputation).
+    /// Drift evaluations of the backward pass spent recomputing states:
+    /// replays of steps between checkpoints (discrete adjoint; none when
+    /// every step is stored), reverse steps (reversible), the backward
+    /// solve (continuous, stochastic). Evaluations inside step VJPs are
+    /// not counted (their work is `vjps`).
     pub backward_drift_evals: usize,
     /// Largest number of states held at once by the backward pass.
     pub peak_stored_states: usize,

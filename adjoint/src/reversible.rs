@@ -4,20 +4,21 @@
 //! with the solver's algebraic reverse step while it backpropagates through
 //! the forward step — the exact gradient of the computed solution with
 //! memory independent of the number of steps (only the accepted step times,
-//! one number per step, are kept). Both reverse each step with the one SDE
-//! step-VJP protocol ([`SdeStepVjp`], with reversible Heun's carried state
+//! one number per step, are kept). Both reverse each step with the one
+//! step-VJP protocol ([`StepVjp`], with reversible Heun's carried state
 //! `(ŷ, f(ŷ), g(ŷ))` and its cotangent): [`Adjoint::Discrete`] is the
-//! generic SDE discrete adjoint ([`crate::sde_discrete`]), from the states,
-//! carried states and increments the forward pass recorded (memory
-//! O(steps), whatever its `checkpoints`; faster: no reverse steps, no path
+//! one discrete adjoint ([`crate::discrete_gradient`]), replaying steps
+//! from checkpoints that hold the carried state (memory bounded by its
+//! `checkpoints`; with every step stored, faster: no reverse steps, no path
 //! queries). The Brownian motion is the problem's driver's, as `solve` sees
 //! it; the reversible adjoint walks the path the forward solve kept
 //! backwards.
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
-use sdeflow_solvers::sde::{ReversibleHeun, SdeStepBars, SdeStepVjp};
+use sdeflow_solvers::sde::ReversibleHeun;
 use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
+use sdeflow_solvers::step_vjp::{StepBars, StepVjp};
 use sdeflow_solvers::{DiffusionVjp, DriftVjp, Options, Problem, SaveAt, Solver, Stats};
 
 use crate::loss::Loss;
@@ -54,7 +55,7 @@ impl StepObserver for Tape {
 ///
 /// The reversible adjoint walks back from the final state and carried
 /// state with [`ReversibleHeun::reverse_step`] while it reverses the
-/// cotangents with [`SdeStepVjp::step_vjp`].
+/// cotangents with [`StepVjp::step_vjp`].
 pub(crate) fn reversible_heun_gradient<F, G, D, L>(
     problem: &Problem<F, G, D>,
     solver: &ReversibleHeun,
@@ -79,7 +80,7 @@ where
             return crate::stochastic::stochastic_adjoint(problem, options, loss);
         }
         Adjoint::Discrete { .. } => {
-            return crate::sde_discrete_gradient(problem, solver, options, loss, adjoint);
+            return crate::discrete_gradient(problem, solver, options, loss, adjoint);
         }
         Adjoint::Reversible if !problem.driver.requery() => {
             return Err(GradError::Unsupported(format!(
@@ -129,7 +130,7 @@ where
     if let Some(i) = saved_at(steps) {
         y_bar.copy_from_slice(&gy[i * n..(i + 1) * n]);
     }
-    let mut work = solver.vjp_workspace(problem);
+    let mut work = StepVjp::<Problem<F, G, D>>::vjp_workspace(solver, problem);
     let mut vjps = 0;
     for k in (0..steps).rev() {
         let (t, h) = (ts[k], ts[k + 1] - ts[k]);
@@ -137,12 +138,7 @@ where
         let end = StepAt { t, h, y: &y };
         solver.reverse_step(&mut cache, &fields, end, &dw, &mut y_prev, &mut stats);
         std::mem::swap(&mut y, &mut y_prev);
-        let bars = SdeStepBars {
-            y: &mut y_bar,
-            carried: &mut c_bar,
-            err: None,
-            p: &mut dp,
-        };
+        let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
         let (at, noise) = (
             StepAt { t, h, y: &y },
             StepNoise {
@@ -151,21 +147,33 @@ where
             },
         );
         let c = Solver::<Problem<F, G, D>>::carried_state(solver, &cache);
-        vjps += solver.step_vjp(&mut work, &fields, at, c, &noise, bars, &mut vjp_stats)?;
+        vjps += StepVjp::<Problem<F, G, D>>::step_vjp(
+            solver,
+            &mut work,
+            &fields,
+            at,
+            c,
+            &noise,
+            bars,
+            &mut vjp_stats,
+        )?;
         if let Some(i) = saved_at(k) {
             for j in 0..n {
                 y_bar[j] += gy[i * n + j];
             }
         }
     }
-    let bars = SdeStepBars {
-        y: &mut y_bar,
-        carried: &mut c_bar,
-        err: None,
-        p: &mut dp,
-    };
+    let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
     let (t0, y0) = (problem.tspan.0, &problem.y0);
-    vjps += solver.start_vjp(&mut work, &fields, t0, y0, bars, &mut vjp_stats)?;
+    vjps += StepVjp::<Problem<F, G, D>>::start_vjp(
+        solver,
+        &mut work,
+        &fields,
+        t0,
+        y0,
+        bars,
+        &mut vjp_stats,
+    )?;
     Ok(Gradient {
         loss: value,
         dp,

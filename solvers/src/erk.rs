@@ -17,13 +17,14 @@
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Drift, NoDiffusion};
+use crate::field::{DiffusionVjp, Drift, DriftVjp, NoDiffusion};
+use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{
     DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
     delegate_solver,
 };
-use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
+use crate::step_vjp::{StepBars, StepVjp, delegate_step_vjp, refuse_err_cotangent};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, Tableau, VERN7};
 
 /// Workspace of an explicit RK solve.
@@ -314,16 +315,16 @@ pub struct ErkVjpCache {
     tape_len: usize,
 }
 
-impl<T: Tableau> OdeStepVjp for ExplicitRk<T> {
-    type VjpCache = ErkVjpCache;
+impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for ExplicitRk<T> {
+    type VjpWork = ErkVjpCache;
+    const DIFFERENTIATES_DENSE: bool = true;
 
-    fn vjp_cache<F: crate::field::DriftVjp>(
+    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
         &self,
-        drift: &F,
-        n: usize,
-        n_params: usize,
+        problem: &Problem<F, G, D>,
     ) -> ErkVjpCache {
-        let tape_len = drift.tape_len(n, n_params);
+        let n = problem.dim();
+        let tape_len = problem.drift.tape_len(n, problem.params.len());
         let s_all = self.tableau.stages() + self.tableau.extra_c().len();
         ErkVjpCache {
             n,
@@ -343,25 +344,31 @@ impl<T: Tableau> OdeStepVjp for ExplicitRk<T> {
     /// On entry `bars.y = ∂L/∂y_{n+1}`; on exit `bars.y = ∂L/∂y_n`, with the
     /// cotangents of the error estimate (`err = h Σ (b_i − b̂_i) k_i`) and of
     /// values interpolated inside the step included. `∂L/∂p` is added to
-    /// `bars.p`. The step size is a constant (the controller is not
-    /// differentiated). Returns the number of VJPs.
-    fn step_vjp<F: crate::field::DriftVjp>(
+    /// `bars.p`. No carried state, no noise. The step size is a constant
+    /// (the controller is not differentiated). Returns the number of VJPs.
+    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         c: &mut ErkVjpCache,
-        field: &F,
-        p: &[f64],
+        fields: &Fields<'_, F, G>,
         at: StepAt<'_>,
+        _carried: &[f64],
+        _noise: &StepNoise<'_>,
         bars: StepBars<'_, '_>,
         stats: &mut Stats,
     ) -> Result<usize, SolveError> {
+        let tab = &self.tableau;
+        if tab.b_err().is_none() {
+            refuse_err_cotangent(tab.name(), bars.err)?;
+        }
+        let (field, p) = (fields.drift, fields.p);
         let StepAt { t, h, y } = at;
         let StepBars {
             y: lambda,
             err: err_bar,
             interp,
             p: p_bar,
+            ..
         } = bars;
-        let tab = &self.tableau;
         let (n, tl) = (c.n, c.tape_len);
         let s = tab.stages();
         // without interpolated values, a last stage with b = 0 (the FSAL
@@ -477,10 +484,11 @@ impl<T: Tableau> OdeStepVjp for ExplicitRk<T> {
     }
 }
 
-// the step VJP of every tableau-driven method is the generic one
-delegate_ode_step_vjp!(Euler, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Heun, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Bs3, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Dopri5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Tsit5, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
-delegate_ode_step_vjp!(Vern7, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+/// The step VJP of each tableau-driven method `$name`: the generic one.
+macro_rules! erk_step_vjps {
+    ($($name:ident),*) => {$(
+        delegate_step_vjp!($name, ExplicitRk, ErkVjpCache, |s| ExplicitRk::new(s.tableau()));
+    )*};
+}
+
+erk_step_vjps!(Euler, Heun, Bs3, Dopri5, Tsit5, Vern7);

@@ -100,6 +100,14 @@ impl Diffusion for NoDiffusion {
     }
 }
 
+/// An ODE has no diffusion, so nothing to differentiate: the VJP adds
+/// nothing. What lets ODE solvers take the one step-VJP protocol
+/// ([`crate::step_vjp::StepVjp`]), whose fields carry a diffusion.
+impl DiffusionVjp for NoDiffusion {
+    fn diffusion_vjp(&self, _: f64, _: &[f64], _: &[f64], _: &[f64], _: &mut [f64], _: &mut [f64]) {
+    }
+}
+
 /// A drift paired with a user-written Jacobian closure
 /// `|t, y, p, jac| ...` that fills the `n × n` column-major Jacobian.
 /// Built by [`crate::Problem::with_jacobian`].

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::controller::Controller;
+use crate::controller::{Controller, StepController};
 use crate::error::SolveError;
 
 /// A tolerance: one value for every component, or one per component.
@@ -148,7 +148,8 @@ pub struct Options {
     pub seed: u64,
     /// What to save.
     pub save_at: SaveAt,
-    /// Step-size controller (default: PI).
+    /// Step-size controller (default: PI; a user's own through
+    /// [`Controller::custom`]).
     pub controller: Controller,
     /// Times inside the span that must be step ends (default none), in the
     /// direction of integration (diffrax's `step_ts`): adaptive steps are
@@ -157,6 +158,22 @@ pub struct Options {
     /// sampler's time grid.
     #[serde(default)]
     pub step_to: Vec<f64>,
+    /// Times inside the span at which the drift or the diffusion jumps
+    /// (is discontinuous in `t`), in the direction of integration (default
+    /// none; DifferentialEquations.jl's `d_discontinuities`, diffrax's
+    /// `jump_ts`). Adaptive steps end at the last float before each such
+    /// time `τ`, and the next step starts at the first float after it with
+    /// the method restarted there: first-same-as-last stages and other
+    /// values carried from the step before are dropped, the drift (and
+    /// diffusion) are evaluated afresh at `τ⁺`, and the controller keeps its
+    /// history. The fields are never evaluated at `τ` itself, so it does
+    /// not matter which side `τ` belongs to in them (`t < τ` or `t <= τ`);
+    /// the two-ulp gap around `τ` is not integrated (an SDE's Brownian
+    /// increment over it is dropped). Needs adaptive steps; solvers that
+    /// carry a second state across steps (`ReversibleHeun`) cannot restart
+    /// and refuse it.
+    #[serde(default)]
+    pub discontinuities: Vec<f64>,
 }
 
 impl Default for Options {
@@ -172,6 +189,7 @@ impl Default for Options {
             save_at: SaveAt::Steps,
             controller: Controller::default(),
             step_to: Vec::new(),
+            discontinuities: Vec::new(),
         }
     }
 }
@@ -235,7 +253,15 @@ impl Options {
         self.controller = Controller::Constant;
         self
     }
-    /// Sets the step-size controller.
+    /// Makes the steps stop just before and restart just after every time
+    /// of `times` (inside the span, in the direction of integration), where
+    /// the fields jump: see [`Options::discontinuities`].
+    pub fn discontinuities(mut self, times: Vec<f64>) -> Self {
+        self.discontinuities = times;
+        self
+    }
+    /// Sets the step-size controller: a built-in one, or a user's own
+    /// through [`Controller::custom`].
     pub fn controller(mut self, controller: impl Into<Controller>) -> Self {
         self.controller = controller.into();
         self
@@ -304,26 +330,7 @@ impl Options {
                 }
             }
         }
-        self.validate_step_to(tspan)?;
-        self.controller.validate()
-    }
-
-    /// Checks [`Options::step_to`]: finite, strictly inside the span,
-    /// strictly monotone towards `t1`, and not combined with a fixed `dt0`.
-    fn validate_step_to(&self, (t0, t1): (f64, f64)) -> Result<(), SolveError> {
-        let dir = (t1 - t0).signum();
-        for (i, &t) in self.step_to.iter().enumerate() {
-            let prev = if i == 0 { t0 } else { self.step_to[i - 1] };
-            if !(t.is_finite() && (t - prev) * dir > 0.0 && (t1 - t) * dir > 0.0) {
-                return Err(SolveError::invalid(
-                    format!("step_to[{i}]"),
-                    format!(
-                        "{t} must be finite, strictly inside the span ({t0}, {t1}) and strictly \
-                         after the time before it ({prev}) in the direction of integration"
-                    ),
-                ));
-            }
-        }
+        step_times("step_to", &self.step_to, tspan)?;
         if !self.step_to.is_empty() && !self.controller.is_adaptive() && self.dt0.is_some() {
             return Err(SolveError::invalid(
                 "step_to",
@@ -331,6 +338,39 @@ impl Options {
                  Options::grid(times) for a non-uniform grid, or an adaptive controller",
             ));
         }
-        Ok(())
+        step_times("discontinuities", &self.discontinuities, tspan)?;
+        if !self.discontinuities.is_empty() && !self.controller.is_adaptive() {
+            return Err(Self::fixed_discontinuities());
+        }
+        self.controller.validate()
     }
+
+    /// The error of discontinuities given to fixed steps.
+    pub(crate) fn fixed_discontinuities() -> SolveError {
+        SolveError::invalid(
+            "discontinuities",
+            "fixed steps cannot stop and restart at discontinuities: use an adaptive \
+             controller (and a solver with an error estimate), or put the times into the \
+             fixed grid (Options::grid)",
+        )
+    }
+}
+
+/// Checks the step times `times` of the option `name`: finite, strictly
+/// inside the span `(t0, t1)`, strictly monotone towards `t1`.
+fn step_times(name: &str, times: &[f64], (t0, t1): (f64, f64)) -> Result<(), SolveError> {
+    let dir = (t1 - t0).signum();
+    for (i, &t) in times.iter().enumerate() {
+        let prev = if i == 0 { t0 } else { times[i - 1] };
+        if !(t.is_finite() && (t - prev) * dir > 0.0 && (t1 - t) * dir > 0.0) {
+            return Err(SolveError::invalid(
+                format!("{name}[{i}]"),
+                format!(
+                    "{t} must be finite, strictly inside the span ({t0}, {t1}) and strictly \
+                     after the time before it ({prev}) in the direction of integration"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -109,7 +109,7 @@ impl<'a, F: Drift, G: Diffusion> Fields<'a, F, G> {
 }
 
 /// The Brownian increments of one step (empty for ODE solves).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepNoise<'a> {
     /// `W(t + h) − W(t)`, one entry per Brownian motion.
     pub dw: &'a [f64],

@@ -1,22 +1,42 @@
-//! The step-VJP protocol of ODE solvers (`../shared/DESIGN.md`, seam 2):
-//! what one discrete adjoint needs from a method to reverse its steps,
-//! whatever the method (explicit Runge–Kutta, implicit ESDIRK, …).
+//! The step-VJP protocol (`../shared/DESIGN.md`, seam 2): what the one
+//! discrete adjoint (`sdeflow-adjoint`) needs from a method to reverse its
+//! steps, whatever the method and the problem family — explicit
+//! Runge–Kutta, the implicit ESDIRK methods, the SDE methods, and yours.
 //!
-//! A step maps `(t, h, y)` to `(y_new, err)`; its VJP takes the cotangents
-//! `ȳ_new` (and `ē`, the cotangent of the error estimate — what error-based
-//! regularizers differentiate — and those of values interpolated inside the
-//! step) and returns `ȳ`, adding `p̄`. The step size is a constant: the
-//! controller is not differentiated (as in diffrax). Implicit methods
-//! differentiate the step with converged stages (implicit-function
-//! theorem); the native ESDIRK methods hold their error filter
-//! `(I − hγJ(y))⁻¹` constant in the error cotangent. The discrete adjoint
-//! (`sdeflow-adjoint`) drives any [`OdeStepVjp`] solver through this one
-//! method, with recursive checkpointing.
+//! A step maps `(t, h, y, c, ΔW) → (y_new, err, c_new)`, where `c` is the
+//! state the method carries from step to step ([`Solver::carried_state`]:
+//! reversible Heun's `(ŷ, f(ŷ), g(ŷ))`; empty for most methods) and `ΔW`
+//! the step's Brownian increments (empty for ODEs). Its VJP,
+//! [`StepVjp::step_vjp`], takes the cotangents `(ȳ_new, ē, c̄_new)` — and
+//! those of values interpolated inside the step, which ODE losses on dense
+//! save times need — in [`StepBars`], and returns `(ȳ, c̄)` in place,
+//! adding `p̄`. The err cotangent is what error-based regularizers
+//! differentiate; the carried cotangent is what makes methods with carried
+//! state exact. [`StepVjp::start_vjp`] is the VJP of the map from `y0` to
+//! the initial carried state, and [`StepVjp::check_step_vjp`] says up
+//! front whether a configuration can take the cotangents asked for.
+//!
+//! The step size and the increments are constants: the controller is not
+//! differentiated (as in diffrax), and the path is the forward solve's.
+//! Implicit methods differentiate the step with converged stages
+//! (implicit-function theorem); the native ESDIRK methods hold their error
+//! filter `(I − hγJ(y))⁻¹` constant in the error cotangent. A method
+//! without an error estimate refuses an error cotangent
+//! ([`refuse_err_cotangent`]); one whose dense output is not differentiated
+//! refuses interpolated cotangents ([`refuse_interp_cotangents`]).
+//!
+//! References: Hager, "Runge–Kutta methods in optimal control and the
+//! transformed adjoint system", Numer. Math. 87 (2000); Sandu, "On the
+//! properties of Runge–Kutta discrete adjoints", ICCS 2006; Kidger et al.,
+//! "Efficient and accurate gradients for neural SDEs", NeurIPS 2021
+//! (reversible Heun's carried state); diffrax's `AbstractSolver.step`.
 
+use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::DriftVjp;
+use crate::field::{DiffusionVjp, DriftVjp};
+use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::StepAt;
+use crate::solver::{Family, Fields, Solver, StepAt, StepNoise};
 
 /// The cotangent `bar = ∂L/∂y(t_n + θh)` of a value interpolated inside a
 /// step (a save time that is not a step end).
@@ -33,68 +53,246 @@ pub struct InterpCotangent<'a> {
 pub struct StepBars<'a, 'b> {
     /// In: `∂L/∂y_new`; out: `∂L/∂y` (the step's start).
     pub y: &'a mut [f64],
-    /// `∂L/∂err`, the cotangent of the error estimate (`None`: zero).
+    /// In: `∂L/∂c_new`, the cotangent of the carried state after the step;
+    /// out: `∂L/∂c`, that of the carried state it started from (the
+    /// length of [`Solver::carried_state`]: empty for most methods).
+    pub carried: &'a mut [f64],
+    /// `∂L/∂err`, the cotangent of the error estimate (`None`: zero). A
+    /// method without an error estimate refuses `Some`.
     pub err: Option<&'a [f64]>,
-    /// Cotangents of values interpolated inside the step.
+    /// Cotangents of values interpolated inside the step (empty for losses
+    /// on step ends). A method whose dense output is not differentiated
+    /// refuses any.
     pub interp: &'a [InterpCotangent<'b>],
     /// `∂L/∂p` is added here.
     pub p: &'a mut [f64],
 }
 
-/// An ODE solver whose steps can be reversed: the one protocol the discrete
-/// adjoint drives.
-pub trait OdeStepVjp {
-    /// Workspace of [`OdeStepVjp::step_vjp`], allocated once per gradient.
-    type VjpCache;
+impl<'a> StepBars<'a, 'static> {
+    /// The cotangents of the new and the carried state only (no error
+    /// estimate, no interpolated values): what a loss on step ends gives.
+    pub fn states(y: &'a mut [f64], carried: &'a mut [f64], p: &'a mut [f64]) -> Self {
+        StepBars {
+            y,
+            carried,
+            err: None,
+            interp: &[],
+            p,
+        }
+    }
+}
 
-    /// Allocates the workspace for a state of dimension `n` and the drift
-    /// `drift` with `n_params` parameters.
-    fn vjp_cache<F: DriftVjp>(&self, drift: &F, n: usize, n_params: usize) -> Self::VjpCache;
+/// Which cotangents a caller will pass to [`StepVjp::step_vjp`] besides
+/// those of the new state and the carried state: what
+/// [`StepVjp::check_step_vjp`] checks up front.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VjpNeeds {
+    /// Cotangents of the error estimate.
+    pub err: bool,
+    /// Cotangents of values interpolated inside steps.
+    pub interp: bool,
+}
 
-    /// Reverses the step from `at` (recomputing what it needs), mapping the
-    /// output cotangents in `bars` to the input ones. Returns the number of
-    /// drift VJPs taken, or why the step could not be reversed (an implicit
-    /// method whose recomputed stage equations do not converge).
-    fn step_vjp<F: DriftVjp>(
+/// Where a step-VJP capability is probed: `(t, y, p)`.
+pub type Probe<'a> = (f64, &'a [f64], &'a [f64]);
+
+/// A solver whose steps can be reversed: the one protocol the discrete
+/// adjoint drives, for ODE and SDE solvers alike (an ODE problem's
+/// diffusion is [`crate::NoDiffusion`] and its increments are empty).
+/// Implement it for a solver of your own to differentiate through it
+/// (`tests/extension_sde.rs` does, for a drift-implicit Euler–Maruyama).
+pub trait StepVjp<P: Family>: Solver<P> {
+    /// Workspace of [`StepVjp::step_vjp`], allocated once per gradient.
+    type VjpWork;
+
+    /// Whether the step VJP takes cotangents of values interpolated inside
+    /// the step (its dense output is differentiated); the default check
+    /// refuses them otherwise.
+    const DIFFERENTIATES_DENSE: bool = false;
+
+    /// Allocates the workspace for `problem` (its dimension, parameters,
+    /// noise type and interpretation, the drift's tape length).
+    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
         &self,
-        cache: &mut Self::VjpCache,
-        drift: &F,
-        p: &[f64],
+        problem: &Problem<F, G, D>,
+    ) -> Self::VjpWork;
+
+    /// Whether this configuration has a step VJP for `diffusion` taking the
+    /// cotangents `needs`, probed at `at = (t, y, p)`: `Ok(())`, or `Err`
+    /// with what is missing and what to do instead. The default refuses
+    /// error cotangents when the method has no error estimate
+    /// ([`Solver::error_order`] is `None`) and interpolated cotangents
+    /// always (a method that differentiates its dense output says so).
+    fn check_step_vjp<G: DiffusionVjp>(
+        &self,
+        _diffusion: &G,
+        _at: Probe<'_>,
+        needs: VjpNeeds,
+    ) -> Result<(), String> {
+        let has_err = self.error_order().is_some();
+        default_check(self.name(), has_err, Self::DIFFERENTIATES_DENSE, needs)
+    }
+
+    /// Reverses the step from `(at.t, at.y)` of size `at.h`, taken from the
+    /// carried state `carried` with the increments `noise`, mapping the
+    /// output cotangents in `bars` to the input ones (recomputing what it
+    /// needs; evaluations are counted in `stats`). Returns the number of
+    /// drift VJPs taken, or why the step could not be reversed (a
+    /// cotangent the method does not take; an implicit step whose
+    /// recomputed equations do not converge).
+    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        work: &mut Self::VjpWork,
+        fields: &Fields<'_, F, G>,
         at: StepAt<'_>,
+        carried: &[f64],
+        noise: &StepNoise<'_>,
         bars: StepBars<'_, '_>,
         stats: &mut Stats,
     ) -> Result<usize, SolveError>;
+
+    /// The VJP of the map from the initial state `y0` (at `t0`) to the
+    /// carried state [`Solver::start`] makes of it: adds
+    /// `c̄ᵀ ∂c/∂y0` to `bars.y` and `c̄ᵀ ∂c/∂p` to `bars.p`, where
+    /// `c̄ = bars.carried` (`bars.err` and `bars.interp` are not read).
+    /// Returns the number of drift VJPs. The default does nothing: right
+    /// for methods that carry nothing; a method with carried state must
+    /// implement it.
+    fn start_vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        _work: &mut Self::VjpWork,
+        _fields: &Fields<'_, F, G>,
+        _t0: f64,
+        _y0: &[f64],
+        _bars: StepBars<'_, '_>,
+        _stats: &mut Stats,
+    ) -> Result<usize, SolveError> {
+        Ok(0)
+    }
 }
 
-/// Implements [`OdeStepVjp`] for `$name` by delegating to the solver
-/// `$inner` (an expression of the method's solver, with `$s` bound to
-/// `self`) whose workspace is `$cache`.
-macro_rules! delegate_ode_step_vjp {
-    ($name:ty, $cache:ty, |$s:ident| $inner:expr) => {
-        impl $crate::step_vjp::OdeStepVjp for $name {
-            type VjpCache = $cache;
-            fn vjp_cache<F: $crate::field::DriftVjp>(
+/// The check of a method named `solver` that has an error estimate when
+/// `has_err` and differentiates its dense output when `interpolates`:
+/// what [`StepVjp::check_step_vjp`] does by default (with `interpolates`
+/// false).
+pub fn default_check(
+    solver: &str,
+    has_err: bool,
+    interpolates: bool,
+    needs: VjpNeeds,
+) -> Result<(), String> {
+    if needs.err && !has_err {
+        return Err(format!(
+            "{solver} has no error estimate, so its step VJP takes no error cotangent; use a \
+             method with one (e.g. Tsit5, Sriw1, ReversibleHeun)"
+        ));
+    }
+    if needs.interp && !interpolates {
+        return Err(format!(
+            "the discrete adjoint of {solver} differentiates step ends only (its dense output \
+             is not differentiated): use SaveAt::Steps or SaveAt::T1"
+        ));
+    }
+    Ok(())
+}
+
+/// `Err` for an error cotangent given to the method `solver`, which has no
+/// error estimate (`Ok` for `None`): what a [`StepVjp::step_vjp`] of such a
+/// method returns.
+pub fn refuse_err_cotangent(solver: &'static str, err: Option<&[f64]>) -> Result<(), SolveError> {
+    match err {
+        None => Ok(()),
+        Some(_) => Err(SolveError::Unsupported {
+            solver,
+            what: "a cotangent of the error estimate (it has no error estimate)".into(),
+            alternatives: "Tsit5, Dopri5, Esdirk34, Sriw1, Sosri, Sra1, Sra3, ReversibleHeun \
+                           (their step VJPs take one)"
+                .into(),
+        }),
+    }
+}
+
+/// `Err` for cotangents of interpolated values given to the method
+/// `solver`, whose dense output is not differentiated (`Ok` for none).
+pub fn refuse_interp_cotangents(
+    solver: &'static str,
+    interp: &[InterpCotangent<'_>],
+) -> Result<(), SolveError> {
+    if interp.is_empty() {
+        return Ok(());
+    }
+    Err(SolveError::Unsupported {
+        solver,
+        what: "gradients of values interpolated inside a step (its dense output is not \
+               differentiated)"
+            .into(),
+        alternatives: "save at step ends: SaveAt::Steps or SaveAt::T1".into(),
+    })
+}
+
+/// Implements [`StepVjp`] for `$name` by delegating to the solver `$inner`
+/// (an expression of the method's solver, with `$s` bound to `self`) whose
+/// workspace is `$work`.
+macro_rules! delegate_step_vjp {
+    ($name:ty, $inner_ty:ty, $work:ty, |$s:ident| $inner:expr) => {
+        impl<P: $crate::solver::Family> $crate::step_vjp::StepVjp<P> for $name
+        where
+            $inner_ty: $crate::step_vjp::StepVjp<P, VjpWork = $work>,
+            $name: $crate::solver::Solver<P>,
+        {
+            type VjpWork = $work;
+            const DIFFERENTIATES_DENSE: bool =
+                <$inner_ty as $crate::step_vjp::StepVjp<P>>::DIFFERENTIATES_DENSE;
+            fn vjp_workspace<
+                F: $crate::field::DriftVjp,
+                G: $crate::field::DiffusionVjp,
+                D: $crate::brownian::Driver,
+            >(
                 &self,
-                drift: &F,
-                n: usize,
-                n_params: usize,
-            ) -> $cache {
+                problem: &$crate::problem::Problem<F, G, D>,
+            ) -> $work {
                 let $s = self;
-                $crate::step_vjp::OdeStepVjp::vjp_cache(&$inner, drift, n, n_params)
+                $crate::step_vjp::StepVjp::<P>::vjp_workspace(&$inner, problem)
             }
-            fn step_vjp<F: $crate::field::DriftVjp>(
+            fn check_step_vjp<G: $crate::field::DiffusionVjp>(
                 &self,
-                cache: &mut $cache,
-                drift: &F,
-                p: &[f64],
+                diffusion: &G,
+                at: $crate::step_vjp::Probe<'_>,
+                needs: $crate::step_vjp::VjpNeeds,
+            ) -> Result<(), String> {
+                let $s = self;
+                $crate::step_vjp::StepVjp::<P>::check_step_vjp(&$inner, diffusion, at, needs)
+            }
+            fn step_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
+                &self,
+                work: &mut $work,
+                fields: &$crate::solver::Fields<'_, F, G>,
                 at: $crate::solver::StepAt<'_>,
+                carried: &[f64],
+                noise: &$crate::solver::StepNoise<'_>,
                 bars: $crate::step_vjp::StepBars<'_, '_>,
                 stats: &mut $crate::solution::Stats,
             ) -> Result<usize, $crate::error::SolveError> {
                 let $s = self;
-                $crate::step_vjp::OdeStepVjp::step_vjp(&$inner, cache, drift, p, at, bars, stats)
+                $crate::step_vjp::StepVjp::<P>::step_vjp(
+                    &$inner, work, fields, at, carried, noise, bars, stats,
+                )
+            }
+            fn start_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
+                &self,
+                work: &mut $work,
+                fields: &$crate::solver::Fields<'_, F, G>,
+                t0: f64,
+                y0: &[f64],
+                bars: $crate::step_vjp::StepBars<'_, '_>,
+                stats: &mut $crate::solution::Stats,
+            ) -> Result<usize, $crate::error::SolveError> {
+                let $s = self;
+                $crate::step_vjp::StepVjp::<P>::start_vjp(
+                    &$inner, work, fields, t0, y0, bars, stats,
+                )
             }
         }
     };
 }
-pub(crate) use delegate_ode_step_vjp;
+pub(crate) use delegate_step_vjp;

@@ -228,6 +228,18 @@ impl GenericField for Ring {
     }
 }
 
+/// The diagonal diffusion `g_i = p2 y_i` (noise proportional to the state,
+/// after a drift with parameters `p0`, `p1` such as [`Ring`]).
+#[derive(Clone, Copy)]
+pub struct Proportional;
+impl GenericField for Proportional {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
+        for i in 0..y.len() {
+            g[i] = p[2] * y[i];
+        }
+    }
+}
+
 /// `L = Σ ys` over every saved state, with its gradient (all ones).
 pub fn sum_loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
     g.iter_mut().for_each(|v| *v = 1.0);
@@ -315,6 +327,33 @@ pub fn tracking_loss(ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
         }
     }
     l
+}
+
+/// The last entry of the saved values (the last component of the last
+/// state) as a loss.
+pub fn last_entry_loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
+    g.iter_mut().for_each(|v| *v = 0.0);
+    let k = ys.len() - 1;
+    g[k] = 1.0;
+    ys[k]
+}
+
+/// Asserts that the gradients `a` and `b` (`dp` and `dy0`) agree to `rel`
+/// relative, entries below `floor` in size to `rel · floor`.
+pub fn assert_gradients_agree(a: &Gradient, b: &Gradient, rel: f64, floor: f64) {
+    let pairs = a.dp.iter().zip(&b.dp).chain(a.dy0.iter().zip(&b.dy0));
+    for (x, y) in pairs {
+        assert!((x - y).abs() <= rel * x.abs().max(floor), "{x} vs {y}");
+    }
+}
+
+/// Asserts `|got[j] − want[j]| < rel · |want[j]|` for every `j` (`what`
+/// names the comparison).
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], rel: f64) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (j, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() < rel * w.abs(), "{what} [{j}]: {g} vs {w}");
+    }
 }
 
 /// The central difference `(f(x + h e_j) − f(x − h e_j)) / 2h` of `f` at

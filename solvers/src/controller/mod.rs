@@ -5,12 +5,21 @@
 //! controller the RMS-scaled error norm (`≤ 1` is within tolerance) and the
 //! error order `k` of the solver's estimate (`embedded order + 1` for an RK
 //! pair), and multiplies the step by the factor it gets back.
+//!
+//! The set is open: besides the built-in constant, PI and PID controllers,
+//! any type implementing [`StepController`] can drive a solve through
+//! [`Controller::custom`]. Landing on given times (`Options::step_to`) and
+//! restarting after discontinuities (`Options::discontinuities`) are done
+//! by the loop around whichever controller is used
+//! ([`crate::integrate::Adaptive`]).
 
 mod constant;
+mod custom;
 mod pi;
 mod pid;
 
 pub use constant::ConstantController;
+pub use custom::CustomController;
 pub use pi::PiController;
 pub use pid::PidController;
 
@@ -27,17 +36,49 @@ pub struct StepDecision {
     pub factor: f64,
 }
 
-/// A step-size controller.
+/// A step-size controller: after every attempted step, accept or reject it
+/// and scale the step size.
+///
+/// Implement it to control steps your own way and pass the controller to a
+/// solve with [`Controller::custom`]:
+///
+/// ```
+/// use sdeflow_solvers::controller::{Controller, StepController, StepDecision};
+/// use sdeflow_solvers::prelude::*;
+///
+/// /// The I controller `h ← h · clamp(0.8 · err^{−1/k}, 0.5, 2)`.
+/// #[derive(Debug, Clone, PartialEq)]
+/// struct Cautious;
+/// impl StepController for Cautious {
+///     fn reset(&mut self) {}
+///     fn decide(&mut self, err: f64, k: f64) -> StepDecision {
+///         let factor = if err.is_finite() { (0.8 * err.powf(-1.0 / k)).clamp(0.5, 2.0) } else { 0.5 };
+///         StepDecision { accept: err <= 1.0, factor }
+///     }
+/// }
+///
+/// let decay = Problem::ode(|_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+///                          vec![1.0], (0.0, 1.0));
+/// let sol = solve(&decay, Tsit5, Options::default().tol(1e-8).controller(Controller::custom(Cautious)))?;
+/// assert!((sol.last()[0] - (-1.0f64).exp()).abs() < 1e-7);
+/// # Ok::<(), SolveError>(())
+/// ```
 pub trait StepController {
     /// Clears the error history (called at the start of every solve).
     fn reset(&mut self);
-    /// Decides on a step with scaled error `err` (non-finite: the step blew
-    /// up) from an estimator of order `k`.
+    /// Decides on a step with scaled error `err` (`≤ 1` is within
+    /// tolerance; non-finite: the step blew up) from an estimator of order
+    /// `k`. The factor must be finite and `> 0`.
     fn decide(&mut self, err: f64, k: f64) -> StepDecision;
+    /// Checks the controller's parameters before a solve (a typed error
+    /// saying which one and why); accepts everything by default.
+    fn validate(&self) -> Result<(), SolveError> {
+        Ok(())
+    }
 }
 
 /// The controller used by a solve.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum Controller {
     /// Fixed steps of size `Options::dt0`; every step is accepted.
     Constant,
@@ -45,6 +86,31 @@ pub enum Controller {
     Pi(PiController),
     /// Proportional–integral–derivative control.
     Pid(PidController),
+    /// A user's controller ([`Controller::custom`]); adaptive, like PI and
+    /// PID. Options holding one cannot be serialized (an error saying so),
+    /// and are never produced by deserializing.
+    #[serde(skip_deserializing, serialize_with = "custom::refuse")]
+    Custom(CustomController),
+}
+
+impl Clone for Controller {
+    fn clone(&self) -> Self {
+        match self {
+            Controller::Constant => Controller::Constant,
+            Controller::Pi(c) => Controller::Pi(*c),
+            Controller::Pid(c) => Controller::Pid(*c),
+            Controller::Custom(c) => Controller::Custom(c.clone()),
+        }
+    }
+
+    /// In place for a custom controller of the same type (no new box).
+    fn clone_from(&mut self, source: &Self) {
+        if let (Controller::Custom(a), Controller::Custom(b)) = (&mut *self, source) {
+            a.clone_from(b);
+        } else {
+            *self = source.clone();
+        }
+    }
 }
 
 impl Default for Controller {
@@ -71,18 +137,25 @@ impl From<ConstantController> for Controller {
     }
 }
 
+impl From<CustomController> for Controller {
+    fn from(c: CustomController) -> Self {
+        Controller::Custom(c)
+    }
+}
+
 impl Controller {
+    /// The user's controller `controller`, boxed (see [`CustomController`]
+    /// for what its `Clone` and `decide` must do).
+    pub fn custom<C>(controller: C) -> Self
+    where
+        C: StepController + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        Controller::Custom(CustomController::new(controller))
+    }
+
     /// Whether this controller adapts the step (needs an error estimate).
     pub fn is_adaptive(&self) -> bool {
         !matches!(self, Controller::Constant)
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), SolveError> {
-        match self {
-            Controller::Constant => Ok(()),
-            Controller::Pi(c) => c.validate(),
-            Controller::Pid(c) => c.validate(),
-        }
     }
 }
 
@@ -92,6 +165,7 @@ impl StepController for Controller {
             Controller::Constant => {}
             Controller::Pi(c) => c.reset(),
             Controller::Pid(c) => c.reset(),
+            Controller::Custom(c) => c.reset(),
         }
     }
 
@@ -101,6 +175,16 @@ impl StepController for Controller {
             Controller::Constant => ConstantController.decide(err, k),
             Controller::Pi(c) => c.decide(err, k),
             Controller::Pid(c) => c.decide(err, k),
+            Controller::Custom(c) => c.decide(err, k),
+        }
+    }
+
+    fn validate(&self) -> Result<(), SolveError> {
+        match self {
+            Controller::Constant => Ok(()),
+            Controller::Pi(c) => c.validate(),
+            Controller::Pid(c) => c.validate(),
+            Controller::Custom(c) => c.validate(),
         }
     }
 }

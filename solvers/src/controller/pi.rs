@@ -13,6 +13,7 @@ use crate::error::SolveError;
 
 /// A PI controller.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PiController {
     /// Exponent on the current error; `None`: `0.7 / k`.
     pub beta1: Option<f64>,
@@ -63,8 +64,10 @@ impl PiController {
             ..Default::default()
         }
     }
+}
 
-    pub(crate) fn validate(&self) -> Result<(), SolveError> {
+impl StepController for PiController {
+    fn validate(&self) -> Result<(), SolveError> {
         check_factor("safety", self.safety, 1e-3, 1.0)?;
         check_factor("qmin", self.qmin, 1e-6, 1.0)?;
         check_factor("qmax", self.qmax, 1.0, 1e6)?;
@@ -76,9 +79,7 @@ impl PiController {
         }
         Ok(())
     }
-}
 
-impl StepController for PiController {
     fn reset(&mut self) {
         self.err_prev = 1e-4;
         self.last_rejected = false;

@@ -17,6 +17,7 @@ use crate::error::SolveError;
 
 /// A PID controller.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PidController {
     /// Proportional coefficient (default 0.2).
     pub pcoeff: f64,
@@ -63,8 +64,10 @@ impl PidController {
     }
 
     safety_and_limits!(factor_min, factor_max);
+}
 
-    pub(crate) fn validate(&self) -> Result<(), SolveError> {
+impl StepController for PidController {
+    fn validate(&self) -> Result<(), SolveError> {
         check_factor("pcoeff", self.pcoeff, -10.0, 10.0)?;
         check_factor("icoeff", self.icoeff, 1e-6, 10.0)?;
         check_factor("dcoeff", self.dcoeff, -10.0, 10.0)?;
@@ -72,9 +75,7 @@ impl PidController {
         check_factor("factor_min", self.factor_min, 1e-6, 1.0)?;
         check_factor("factor_max", self.factor_max, 1.0, 1e6)
     }
-}
 
-impl StepController for PidController {
     fn reset(&mut self) {
         self.inv_prev = [1.0, 1.0];
         self.last_rejected = false;

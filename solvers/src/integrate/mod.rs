@@ -155,6 +155,10 @@ pub struct StepReport<'a> {
     /// (`None` for fixed steps, which have no controller decision; `+∞` for
     /// an attempt that could not be taken).
     pub err_norm: Option<f64>,
+    /// The attempt's Brownian increment `W(t + h) − W(t)` (one entry per
+    /// Brownian motion) and, where the solver draws it, its space–time Lévy
+    /// area; both empty for ODEs (`levy_h` also for solvers without it).
+    pub noise: StepNoise<'a>,
     /// Whether the step was accepted.
     pub accepted: bool,
 }
@@ -375,6 +379,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
     let mut cache = solver.init(problem);
     solver.tolerances(&mut cache, &opts.rtol, &opts.atol);
     solver.start(&mut cache, &f0, &g0);
+    let restart = restart_buffer(solver, &cache, opts, adaptive, n + g0.len())?;
 
     let control = match (k_err, opts.dt0) {
         (None, _) if grid => AnyControl::Grid(GridSteps::new(&opts.step_to, t1)),
@@ -404,14 +409,15 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             };
             AnyControl::Adaptive(
                 Adaptive::new(
-                    opts.controller,
+                    opts.controller.clone(),
                     k,
                     dir * h_abs,
                     t1,
                     opts.dt_min,
                     opts.dt_max,
                 )
-                .stopping_at(&opts.step_to),
+                .stopping_at(&opts.step_to)
+                .restarting_at(&opts.discontinuities),
             )
         }
     };
@@ -428,6 +434,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             err: vec![0.0; n],
             dw: (),
             levy_h: vec![0.0; if levy { m } else { 0 }],
+            restart,
             stats,
         },
         cursor: Cursor {
@@ -441,6 +448,39 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
         path,
         m,
     })
+}
+
+/// The buffer where the method restarts after each of the options'
+/// discontinuities (`len` entries: the drift, then the diffusion; empty
+/// without discontinuities), or why it cannot: fixed steps, or a solver
+/// that carries a state across steps which a restart would lose.
+fn restart_buffer<Pb: Family, S: Solver<Pb>>(
+    solver: &S,
+    cache: &S::Cache,
+    opts: &Options,
+    adaptive: bool,
+    len: usize,
+) -> Result<Vec<f64>, SolveError> {
+    if opts.discontinuities.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !adaptive {
+        return Err(Options::fixed_discontinuities());
+    }
+    if !solver.carried_state(cache).is_empty() {
+        return Err(SolveError::Unsupported {
+            solver: solver.name(),
+            what: "restarting after discontinuities (Options::discontinuities), as it \
+                   carries a second state from step to step that a restart would discard"
+                .into(),
+            alternatives: "the other adaptive solvers (Sriw1, Sosri, Sra1, Sra3 for SDEs; any \
+                           ODE solver with an error estimate); or keep this one with \
+                           Options::step_to(times), which lands on the times without \
+                           restarting"
+                .into(),
+        });
+    }
+    Ok(vec![0.0; len])
 }
 
 impl<'a, Pb: Family, S: Solver<Pb>> Stepper<'a, Pb, S, ()> {
@@ -466,6 +506,7 @@ impl<'a, Pb: Family, S: Solver<Pb>, W> Stepper<'a, Pb, S, W> {
             err: self.err,
             dw: f(self.dw),
             levy_h: self.levy_h,
+            restart: self.restart,
             stats: self.stats,
         }
     }
@@ -539,6 +580,14 @@ fn stopped(
             partial: partial(saver),
         },
         Stop::NonFinite { component } => SolveError::NonFiniteState { t, component, step },
+        Stop::Controller => SolveError::invalid(
+            "step controller",
+            format!(
+                "at t={t} (after {step} accepted steps) the controller returned a step factor \
+                 that is not finite and > 0; StepController::decide must return a factor in \
+                 (0, ∞)"
+            ),
+        ),
         Stop::NonlinearSolve { h } => SolveError::NonlinearSolve {
             solver: name,
             t,

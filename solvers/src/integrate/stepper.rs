@@ -23,6 +23,8 @@ pub(crate) enum Stop {
     NonFinite { component: usize },
     /// A fixed step's stage equations did not converge.
     NonlinearSolve { h: f64 },
+    /// The controller gave a step factor that is not finite and `> 0`.
+    Controller,
 }
 
 /// An accepted step, before the loop moves on to its end.
@@ -40,6 +42,8 @@ pub struct Accepted {
 #[derive(Debug, Clone)]
 pub struct Snapshot<K, C> {
     t: f64,
+    /// End of the step that led here (before `t` after a discontinuity).
+    t_end: f64,
     t_prev: f64,
     y: Vec<f64>,
     cache: K,
@@ -54,7 +58,14 @@ impl<K, C> Snapshot<K, C> {
         self.t
     }
 
-    /// Start of the step that ended at [`Snapshot::t`] (`t0` at the start).
+    /// End of the step that led to the snapshot: [`Snapshot::t`], except
+    /// after a step that ended just before a discontinuity of the fields
+    /// (the next step starts just after it).
+    pub fn t_end(&self) -> f64 {
+        self.t_end
+    }
+
+    /// Start of the step that led to the snapshot (`t0` at the start).
     pub fn t_prev(&self) -> f64 {
         self.t_prev
     }
@@ -67,6 +78,12 @@ impl<K, C> Snapshot<K, C> {
     /// Number of steps accepted before it.
     pub fn step(&self) -> usize {
         self.accepted
+    }
+
+    /// The solver's workspace at [`Snapshot::t`] (after the last accepted
+    /// step): where its carried state ([`Solver::carried_state`]) is read.
+    pub fn cache(&self) -> &K {
+        &self.cache
     }
 }
 
@@ -97,6 +114,9 @@ pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>> {
     pub err: Vec<f64>,
     pub dw: W,
     pub levy_h: Vec<f64>,
+    /// The drift, then the diffusion, where the method restarts after a
+    /// discontinuity (empty without discontinuities).
+    pub restart: Vec<f64>,
     pub stats: Stats,
 }
 
@@ -145,15 +165,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                 if let Some(component) = self.y_new.iter().position(|v| !v.is_finite()) {
                     return Err(Stop::NonFinite { component });
                 }
-                observer.attempted(&StepReport {
-                    t,
-                    h,
-                    y: &self.y,
-                    y_new: &self.y_new,
-                    err: None,
-                    err_norm: None,
-                    accepted: true,
-                });
+                observer.attempted(&self.report((t, h), None, true));
                 return Ok(Accepted { t, t_next, last });
             }
             let e = match status {
@@ -168,20 +180,16 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
             };
             let k_err = self.solver.step_error_order(&self.cache);
             let verdict = cur.control.judge(e, k_err);
-            observer.attempted(&StepReport {
-                t,
-                h,
-                y: &self.y,
-                y_new: &self.y_new,
-                err: (status == StepStatus::Taken).then_some(&self.err[..]),
-                err_norm: Some(e),
-                accepted: verdict == Ok(true),
-            });
+            let judged = Some((status == StepStatus::Taken, e));
+            observer.attempted(&self.report((t, h), judged, verdict == Ok(true)));
             match verdict {
                 Ok(true) => return Ok(Accepted { t, t_next, last }),
                 Ok(false) => self.stats.rejected_steps += 1,
                 Err(dt) => {
                     self.stats.rejected_steps += 1;
+                    if dt.is_nan() {
+                        return Err(Stop::Controller);
+                    }
                     if status == StepStatus::Taken
                         && let Some(component) = self.y_new.iter().position(|v| !v.is_finite())
                     {
@@ -193,10 +201,36 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         }
     }
 
-    /// Moves the loop to the end of the accepted step `a` (after the saves),
-    /// telling `observer`.
+    /// The report of the attempt from `t` of size `h` just taken;
+    /// `judged`: whether the step was taken and its error norm, for an
+    /// attempt the controller judged (`None` for a fixed step).
     #[inline(always)]
-    pub fn commit<C, O: StepObserver>(
+    fn report(
+        &self,
+        (t, h): (f64, f64),
+        judged: Option<(bool, f64)>,
+        accepted: bool,
+    ) -> StepReport<'_> {
+        StepReport {
+            t,
+            h,
+            y: &self.y,
+            y_new: &self.y_new,
+            err: judged.and_then(|(taken, _)| taken.then_some(&self.err[..])),
+            err_norm: judged.map(|(_, e)| e),
+            noise: StepNoise {
+                dw: self.dw.as_ref(),
+                levy_h: &self.levy_h,
+            },
+            accepted,
+        }
+    }
+
+    /// Moves the loop to the end of the accepted step `a` (after the saves),
+    /// telling `observer` — or, after a step that ended just before a
+    /// discontinuity, to just after it, restarting the method there.
+    #[inline(always)]
+    pub fn commit<C: Control, O: StepObserver>(
         &mut self,
         cur: &mut Cursor<C>,
         a: &Accepted,
@@ -214,12 +248,32 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         cur.t_prev = a.t;
         cur.t = a.t_next;
         std::mem::swap(&mut self.y, &mut self.y_new);
+        if let Some((_, start)) = cur.control.discontinuity() {
+            self.restart(start);
+            cur.t = start;
+        }
+    }
+
+    /// Restarts the method at `(t, y)`, just after a discontinuity: the
+    /// drift (and diffusion) evaluated afresh there replace whatever the
+    /// method carried over from the step before (an FSAL stage, a cached
+    /// Jacobian), as at the start of a solve.
+    #[cold]
+    #[inline(never)]
+    fn restart(&mut self, t: f64) {
+        let (f, g) = self.restart.split_at_mut(self.y.len());
+        self.fields.f(t, &self.y, f, &mut self.stats);
+        if self.fields.noise.is_some() {
+            self.fields.g(t, &self.y, g, &mut self.stats);
+        }
+        self.solver.start(&mut self.cache, f, g);
     }
 
     /// What a replay needs to take the next steps again from `cur`.
-    pub fn snapshot<C: Clone>(&self, cur: &Cursor<C>) -> Snapshot<S::Cache, C> {
+    pub fn snapshot<C: Control>(&self, cur: &Cursor<C>) -> Snapshot<S::Cache, C> {
         Snapshot {
             t: cur.t,
+            t_end: cur.control.discontinuity().map_or(cur.t, |(end, _)| end),
             t_prev: cur.t_prev,
             y: self.y.clone(),
             cache: self.cache.clone(),
@@ -230,7 +284,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
     }
 
     /// Returns to `snap` (no allocation: buffers are overwritten).
-    pub fn restore<C: Clone>(&mut self, cur: &mut Cursor<C>, snap: &Snapshot<S::Cache, C>) {
+    pub fn restore<C: Control>(&mut self, cur: &mut Cursor<C>, snap: &Snapshot<S::Cache, C>) {
         cur.t = snap.t;
         cur.t_prev = snap.t_prev;
         self.y.copy_from_slice(&snap.y);

@@ -5,13 +5,14 @@
 //! Any noise type, strong order 0.5 (1.0 for commutative noise). Fixed
 //! steps; one drift and two diffusion evaluations per step.
 
-use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, refuse_err_cotangent, sde_step_vjp};
+use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, sde_step_vjp};
 use super::{Integrates, Noises, StartCache, StepArgs, add_noise, noise_outer, sde_solver};
 use crate::brownian::Driver;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::solver::{StepAt, StepStatus};
+use crate::step_vjp::refuse_err_cotangent;
 
 /// Euler–Heun.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,12 +3,13 @@
 //! Itô, any noise type, strong order 0.5 (1.0 for additive noise), weak
 //! order 1. Fixed steps. One drift and one diffusion evaluation per step.
 
-use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, refuse_err_cotangent, sde_step_vjp};
+use super::vjp::{SdeVjpWork, VjpArgs, VjpOut, sde_step_vjp};
 use super::{Integrates, Noises, StartCache, StepArgs, euler_update, sde_solver};
 use crate::brownian::Driver;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::problem::Problem;
 use crate::solver::{StepAt, StepStatus};
+use crate::step_vjp::refuse_err_cotangent;
 
 /// Euler–Maruyama's workspace.
 type EmCache = StartCache<()>;

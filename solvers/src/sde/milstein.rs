@@ -24,6 +24,7 @@ use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Interpretation;
 use crate::problem::Problem;
 use crate::solver::{StepAt, StepStatus};
+use crate::step_vjp::Probe;
 
 /// How Milstein obtains `(∂g/∂y) g`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,9 +72,6 @@ pub struct Correction {
 
 /// Milstein's workspace.
 type MilCache = StartCache<Correction>;
-
-/// Where a diffusion is probed: `(t, y, p)`.
-type Probe<'a> = (f64, &'a [f64], &'a [f64]);
 
 /// The factor of `½ (Lg)_i` for an increment `d`: `d² − h` (Itô) or `d²`
 /// (Stratonovich).
@@ -232,7 +230,7 @@ impl Milstein {
         w: &mut SdeVjpWork,
         a: VjpArgs<'_, F, G>,
     ) -> VjpOut {
-        super::refuse_err_cotangent("Milstein", a.bars.err)?;
+        crate::step_vjp::refuse_err_cotangent("Milstein", a.bars.err)?;
         let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
         let (drift, diffusion, p) = (fields.drift, fields.diffusion, fields.p);
         let (n, dw, kind) = (w.n, a.noise.dw, w.noise);

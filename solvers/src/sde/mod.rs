@@ -14,12 +14,13 @@
 //! Diagonal noise means `g_i` depends on `y_i` (and `t`) only; the order of
 //! Milstein and SRI relies on it (see [`Noise::Diagonal`]).
 //!
-//! Every solver here has a step VJP ([`SdeStepVjp`], the protocol of the
-//! SDE discrete adjoint); a solver of your own that implements [`Solver`]
-//! and [`SdeStepVjp`] runs in the same loop and gets the same gradients
+//! Every solver here has a step VJP ([`StepVjp`], the protocol of the
+//! one discrete adjoint); a solver of your own that implements [`Solver`]
+//! and [`StepVjp`] runs in the same loop and gets the same gradients
 //! (`tests/extension_sde.rs`).
 //!
 //! [`Solver`]: crate::solver::Solver
+//! [`StepVjp`]: crate::step_vjp::StepVjp
 
 mod euler_heun;
 mod euler_maruyama;
@@ -35,7 +36,7 @@ pub use milstein::{Milstein, MilsteinDerivative};
 pub use reversible_heun::{ReversibleHeun, ReversibleHeunCache, ReversibleHeunVjp};
 pub use sra::{SRA1, SRA3, Sra, Sra1, Sra3, SraCache, SraTableau, SraVjpWork};
 pub use sri::{SOSRI, SRIW1, Sosri, Sri, SriCache, SriTableau, SriVjpWork, Sriw1};
-pub use vjp::{SdeStepBars, SdeStepVjp, SdeVjpWork, StageVjpWork, refuse_err_cotangent};
+pub use vjp::{SdeVjpWork, StageVjpWork};
 
 use crate::brownian::Driver;
 use crate::error::SolveError;

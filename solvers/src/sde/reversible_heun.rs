@@ -15,11 +15,11 @@
 //!
 //! Its carried state ([`Solver::carried_state`]) is `c_n = (ŷ_n, μ_n, σ_n)`,
 //! so the step is the map `(y_n, c_n) → (y_{n+1}, c_{n+1})` and its VJP
-//! ([`SdeStepVjp`](crate::sde::SdeStepVjp), with the carried cotangent
+//! ([`StepVjp`](crate::step_vjp::StepVjp), with the carried cotangent
 //! `c̄`) takes one drift and one diffusion VJP, both at `ŷ_{n+1}`: the
 //! cotangents of `μ_n = f(ŷ_n)` and `σ_n = g(ŷ_n)` stay in `c̄_n` and reach
 //! `f` and `g` at `ŷ_n` through the previous step's VJP (or, at the first
-//! step, [`SdeStepVjp::start_vjp`](crate::sde::SdeStepVjp::start_vjp), the
+//! step, [`StepVjp::start_vjp`](crate::step_vjp::StepVjp::start_vjp), the
 //! VJP of `c_0 = (y_0, f(y_0), g(y_0))`).
 //!
 //! Stability: the price of reversibility. The step map has determinant −1,

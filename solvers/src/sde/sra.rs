@@ -11,7 +11,7 @@
 //! `y⁺ = y + h Σ α_i f_i + Σ g(t + c1_i h) (β1_i ΔW + β2_i I10/h)`,
 //! error per component `δ |h (f_1 − f_2)| + |Σ β2_i g_i I10/h|`.
 //!
-//! The step VJP ([`SdeStepVjp`](crate::sde::SdeStepVjp)) recomputes the
+//! The step VJP ([`StepVjp`](crate::step_vjp::StepVjp)) recomputes the
 //! step with this step itself, then reverses the stages; diffusion stages
 //! at the same node share one VJP. The error estimate's absolute values
 //! are differentiated as `sign(x)`.

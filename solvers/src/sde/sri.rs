@@ -21,7 +21,7 @@
 //! the noise part is exactly the order-1.5 correction over an order-1.0
 //! method.
 //!
-//! The step VJP ([`SdeStepVjp`](crate::sde::SdeStepVjp)) recomputes the step with this step
+//! The step VJP ([`StepVjp`](crate::step_vjp::StepVjp)) recomputes the step with this step
 //! itself, then reverses the stages; stages that repeat stage 0 (SRIW1's
 //! last two drift stages) take no VJP of their own. The error estimate's
 //! absolute values are differentiated as `sign(x)`.

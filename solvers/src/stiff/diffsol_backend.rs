@@ -22,7 +22,8 @@
 //!
 //! Differences from the explicit loop, by diffsol's design: the step-size
 //! controller is diffsol's own (the `controller` and `dt_max` options are not
-//! used); `rtol` is a scalar in diffsol, so a per-component `rtol` is applied
+//! used, and `discontinuities` are refused; `step_to` times are set as its
+//! stop time one after the other); `rtol` is a scalar in diffsol, so a per-component `rtol` is applied
 //! as its smallest entry (at least as strict as asked); dense output is the
 //! quartic through samples of diffsol's own interpolant at θ = ¼, ½, ¾ and
 //! the step ends (no extra drift evaluation). `SaveAt::Times` uses diffsol's
@@ -154,6 +155,17 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
     let n = problem.dim();
     let (t0, t1) = problem.tspan;
     opts.validate(n, problem.tspan)?;
+    if !opts.discontinuities.is_empty() {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "restarting after discontinuities (Options::discontinuities) inside diffsol's \
+                   engine"
+                .into(),
+            alternatives: "Esdirk34 or TrBdf2 (stiff, in sdeflow's own loop), or solving the \
+                           pieces between the discontinuities one after the other"
+                .into(),
+        });
+    }
     let p = &problem.params;
     let field = &problem.drift;
     let mut f0 = vec![0.0; n];
@@ -409,7 +421,12 @@ where
             brownian: None,
         })
     };
-    solver.set_stop_time(t1).map_err(|e| backend(name, t0, e))?;
+    // the stop times, then t1, each diffsol's stop time in turn
+    let stops: Vec<f64> = opts.step_to.iter().copied().chain([t1]).collect();
+    let mut next_stop = 0;
+    solver
+        .set_stop_time(stops[0])
+        .map_err(|e| backend(name, t0, e))?;
     loop {
         let stats = stats_of(&solver);
         if stats.steps() >= opts.max_steps {
@@ -434,12 +451,9 @@ where
         };
         let state = solver.state();
         // diffsol lands on the stop time as t + (t_stop − t), which can miss
-        // it by an ulp: report t1 itself
-        let t = if matches!(reason, OdeSolverStopReason::TstopReached) {
-            t1
-        } else {
-            state.t
-        };
+        // it by an ulp: report the stop time itself
+        let stopped = matches!(reason, OdeSolverStopReason::TstopReached);
+        let t = if stopped { stops[next_stop] } else { state.t };
         let y = state.y;
         if let Some(component) = (0..n).position(|i| !y[i].is_finite()) {
             return Err(SolveError::NonFiniteState {
@@ -448,7 +462,7 @@ where
                 step: stats.accepted_steps,
             });
         }
-        let done = matches!(reason, OdeSolverStopReason::TstopReached) || t == t1;
+        let done = t == t1;
         match opts.save_at {
             SaveAt::T1 => {}
             SaveAt::Steps => {
@@ -490,12 +504,18 @@ where
             }
         }
         let state = solver.state();
-        t_prev = if done { t1 } else { state.t };
+        t_prev = t;
         for i in 0..n {
             y_prev[i] = state.y[i];
         }
         if done {
             break;
+        }
+        if stopped {
+            next_stop += 1;
+            solver
+                .set_stop_time(stops[next_stop])
+                .map_err(|e| backend(name, t, e))?;
         }
     }
     if matches!(opts.save_at, SaveAt::T1) {

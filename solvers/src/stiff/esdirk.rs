@@ -50,7 +50,7 @@
 //!
 //! # The step VJP
 //!
-//! [`Esdirk::step_vjp`] differentiates the step by the implicit-function
+//! Its [`StepVjp::step_vjp`] differentiates the step by the implicit-function
 //! theorem, treating each converged stage as the exact solution of its stage
 //! equation. It solves the stages again to full convergence (Newton with an
 //! exact Jacobian at every iterate), so it is the VJP of the *converged*
@@ -64,13 +64,14 @@
 use crate::brownian::Driver;
 use crate::erk::stage_input;
 use crate::error::SolveError;
-use crate::field::{Diffusion, Drift, DriftVjp, NoDiffusion};
+use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp, NoDiffusion};
 use crate::options::setters;
+use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{
     DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
 };
-use crate::step_vjp::StepBars;
+use crate::step_vjp::{StepBars, StepVjp, refuse_interp_cotangents};
 use crate::stiff::JacobianSource;
 use crate::stiff::newton::{Implicit, IterationMatrix, Newton, NewtonOptions, newton_norm};
 use crate::stiff::tableau::EsdirkTableau;
@@ -358,7 +359,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
     }
 }
 
-/// Workspace of [`Esdirk::step_vjp`] and [`Esdirk::converged_step`].
+/// Workspace of [`StepVjp::step_vjp`] and [`Esdirk::converged_step`].
 #[derive(Debug, Clone)]
 pub struct EsdirkVjpCache {
     n: usize,
@@ -524,7 +525,7 @@ impl Esdirk {
         Ok(())
     }
 
-    /// The step that [`Esdirk::step_vjp`] differentiates: the stages solved
+    /// The step that [`StepVjp::step_vjp`] differentiates: the stages solved
     /// to full convergence, `y_new = y + h Σ b_i k_i` and
     /// `err = M⁻¹ h Σ (b_i − b̂_i) k_i` with `M = I − hγ J(t, y)` (the exact
     /// Jacobian at the step's start; `M = I` without the filter). It agrees
@@ -567,15 +568,26 @@ impl Esdirk {
         }
         Ok(())
     }
+}
+
+impl<Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Esdirk {
+    type VjpWork = EsdirkVjpCache;
+
+    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> EsdirkVjpCache {
+        self.vjp_cache(problem.dim(), problem.params.len())
+    }
 
     /// The discrete adjoint of one step by the implicit-function theorem.
     ///
     /// On entry `bars.y = ∂L/∂y_{n+1}` and `bars.err = ∂L/∂err` (the
     /// cotangent of the error estimate, e.g. from a regularizer; `None` when
     /// unused); on exit `bars.y = ∂L/∂y_n`, and `∂L/∂p` is added to
-    /// `bars.p` (`bars.interp` is not read: the
-    /// [`OdeStepVjp`](crate::step_vjp::OdeStepVjp) impl refuses
-    /// interpolated cotangents). The step is recomputed from `at` with its stages solved to full
+    /// `bars.p`; interpolated cotangents are refused (the dense output is
+    /// not differentiated), and there is no carried state or noise. The
+    /// step is recomputed from `at` with its stages solved to full
     /// convergence, so this is the exact VJP of [`Esdirk::converged_step`]
     /// (each stage treated as the exact solution of its stage equation). The
     /// step size is a constant (the controller is not differentiated), and
@@ -589,15 +601,18 @@ impl Esdirk {
     /// recomputation adds the Newton iterations (an exact Jacobian and a
     /// factorisation each). Returns the number of VJPs with cotangents
     /// (not counting those that assemble Jacobians).
-    pub fn step_vjp<F: DriftVjp>(
+    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         c: &mut EsdirkVjpCache,
-        field: &F,
-        p: &[f64],
+        fields: &Fields<'_, F, G>,
         at: StepAt<'_>,
+        _carried: &[f64],
+        _noise: &StepNoise<'_>,
         bars: StepBars<'_, '_>,
         stats: &mut Stats,
     ) -> Result<usize, SolveError> {
+        refuse_interp_cotangents(self.tableau.name, bars.interp)?;
+        let (field, p) = (fields.drift, fields.p);
         let StepAt { t, h, y } = at;
         let StepBars {
             y: lambda,

@@ -18,7 +18,7 @@
 //!   writes it; TR-BDF2 of Bank et al. (1985) with the error estimate of
 //!   Hosea & Shampine, Appl. Numer. Math. 20 (1996)), with simplified Newton
 //!   on `W = I − hγJ` ([`newton`]; Hairer & Wanner, *Solving ODEs II*,
-//!   §IV.8). They have a step VJP ([`Esdirk::step_vjp`], by the
+//!   §IV.8). They have a step VJP ([`crate::step_vjp::StepVjp`], by the
 //!   implicit-function theorem).
 //! * [`DiffsolBdf`], [`DiffsolTrBdf2`] and [`DiffsolEsdirk34`]: diffsol's
 //!   versions of the three native methods, run in diffsol's own drive loop
@@ -41,11 +41,8 @@ pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache};
 pub use newton::NewtonOptions;
 pub use tableau::{ESDIRK34, EsdirkTableau, TRBDF2};
 
-use crate::error::SolveError;
-use crate::field::DriftVjp;
-use crate::solution::Stats;
-use crate::solver::{StepAt, delegate_solver_impl};
-use crate::step_vjp::{OdeStepVjp, StepBars, delegate_ode_step_vjp};
+use crate::solver::delegate_solver_impl;
+use crate::step_vjp::delegate_step_vjp;
 
 /// How a stiff solver obtains the Jacobian `∂f/∂y`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -115,37 +112,8 @@ macro_rules! native_esdirk {
 
         delegate_solver_impl!($name, Esdirk, EsdirkCache, esdirk);
 
-        delegate_ode_step_vjp!($name, EsdirkVjpCache, |s| s.esdirk());
+        delegate_step_vjp!($name, Esdirk, EsdirkVjpCache, |s| s.esdirk());
     };
-}
-
-impl OdeStepVjp for Esdirk {
-    type VjpCache = EsdirkVjpCache;
-
-    fn vjp_cache<F: DriftVjp>(&self, _drift: &F, n: usize, n_params: usize) -> Self::VjpCache {
-        Esdirk::vjp_cache(self, n, n_params)
-    }
-
-    fn step_vjp<F: DriftVjp>(
-        &self,
-        cache: &mut Self::VjpCache,
-        drift: &F,
-        p: &[f64],
-        at: StepAt<'_>,
-        bars: StepBars<'_, '_>,
-        stats: &mut Stats,
-    ) -> Result<usize, SolveError> {
-        if !bars.interp.is_empty() {
-            return Err(SolveError::Unsupported {
-                solver: self.tableau().name,
-                what: "gradients of values interpolated inside a step (its dense output is \
-                       not differentiated)"
-                    .into(),
-                alternatives: "save at step ends: SaveAt::Steps or SaveAt::T1".into(),
-            });
-        }
-        Esdirk::step_vjp(self, cache, drift, p, at, bars, stats)
-    }
 }
 
 native_esdirk!(
@@ -153,7 +121,7 @@ native_esdirk!(
     /// stiffly accurate one-step method of order 3 with an order-4 error
     /// estimate, 4 stages (3 implicit, FSAL). For moderately tight
     /// tolerances, and problems where BDF's restarts hurt. Native: runs in
-    /// the generic loop, with a step VJP ([`Esdirk::step_vjp`]).
+    /// the generic loop, with a step VJP ([`crate::step_vjp::StepVjp`]).
     Esdirk34,
     ESDIRK34
 );
@@ -162,7 +130,7 @@ native_esdirk!(
     /// stiffly accurate one-step method of order 2 with a third-order error
     /// estimate, 3 stages (2 implicit, FSAL): robust and cheap per step, for
     /// loose tolerances. Native: runs in the generic loop, with a step VJP
-    /// ([`Esdirk::step_vjp`]).
+    /// ([`crate::step_vjp::StepVjp`]).
     TrBdf2,
     TRBDF2
 );
