@@ -131,32 +131,32 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
         self.continuous(solver, source)
     }
 
-    /// `Bdf` (variable-order BDF/NDF): the interpolating adjoint only, its
-    /// backward solve stiff (native `Esdirk34` on the adjoint system with its
-    /// exact Jacobian; see `continuous`). A discrete adjoint would have to
-    /// carry the multistep history (the differences, the order and step they
-    /// are at) backwards through every step, which `Bdf` does not implement
-    /// (it has no step VJP); backsolve
-    /// integrates `y` backwards, which blows up on the contracting flows `Bdf`
-    /// is for. Both are refused before any work.
+    /// `Bdf` (variable-order BDF/NDF): the discrete adjoint (its history
+    /// as carried state, each step reversed by the implicit-function
+    /// theorem), or the interpolating one with a stiff backward solve
+    /// (native `Esdirk34` on the adjoint system with its exact Jacobian;
+    /// see `continuous`). Backsolve integrates `y` backwards, which blows
+    /// up on the contracting flows `Bdf` is for: refused before any work.
     fn bdf(&self, solver: &Bdf, adjoint: Adjoint) -> Result<Gradient, GradError> {
         match adjoint {
             Adjoint::Interpolating => self.stiff_interpolating(solver),
-            Adjoint::Discrete { .. } => Err(GradError::Unsupported(
-                "Adjoint::Discrete with Bdf: Bdf has no step VJP (each step depends on its \
-                 multistep history of variable order), so its steps cannot be reversed one by \
-                 one; use Esdirk34 (or TrBdf2) for a discrete adjoint, or Adjoint::Interpolating \
-                 with Bdf"
-                    .into(),
-            )),
+            Adjoint::Discrete { .. } => {
+                let Request {
+                    problem,
+                    options,
+                    loss,
+                } = *self;
+                crate::discrete_gradient(problem, solver, options, loss, adjoint)
+            }
             Adjoint::Backsolve => Err(GradError::Unsupported(
                 "Adjoint::Backsolve with Bdf: integrating the state backwards is unstable on the \
-                 stiff, contracting flows Bdf is for; use Adjoint::Interpolating (memory O(steps)), \
-                 or Esdirk34 with Adjoint::Discrete { checkpoints } for bounded memory"
+                 stiff, contracting flows Bdf is for; use Adjoint::Discrete { checkpoints } \
+                 (bounded memory) or Adjoint::Interpolating"
                     .into(),
             )),
             Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(format!(
-                "{adjoint:?} is an SDE adjoint; with Bdf use Adjoint::Interpolating"
+                "{adjoint:?} is an SDE adjoint; with Bdf use Adjoint::Discrete or \
+                 Adjoint::Interpolating"
             ))),
         }
     }

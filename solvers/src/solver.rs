@@ -206,6 +206,17 @@ pub trait Solver<P: Family> {
     /// for [`Increment::DwLevyArea`]).
     const INCREMENT: Increment;
 
+    /// Whether a method that carries state ([`Solver::carried_state`]) may
+    /// be restarted by [`Solver::start`] after each discontinuity of the
+    /// fields ([`crate::Options::discontinuities`]), its carried state made
+    /// afresh from the state and fields there, as at the start of a solve
+    /// (the discrete adjoint then takes [`crate::step_vjp::StepVjp::start_vjp`]
+    /// there too). `false` by default: such a solve is refused, as the
+    /// restart would discard what the method carries (reversible Heun's
+    /// `ŷ`). Methods without carried state always restart; [`crate::Bdf`],
+    /// whose carried state is its history, says `true`.
+    const RESTARTS_CARRIED_STATE: bool = false;
+
     /// Checks what only run time knows about `problem`: its noise
     /// structure and interpretation, the method's own settings.
     fn check(&self, problem: &P) -> Result<(), SolveError>;
@@ -321,6 +332,8 @@ macro_rules! delegate_solver_impl {
             type Cache = $cache;
             const INCREMENT: $crate::solver::Increment =
                 <$inner_ty as $crate::solver::Solver<P>>::INCREMENT;
+            const RESTARTS_CARRIED_STATE: bool =
+                <$inner_ty as $crate::solver::Solver<P>>::RESTARTS_CARRIED_STATE;
             fn name(&self) -> &'static str {
                 self.$inner().name()
             }

@@ -177,7 +177,9 @@ pub trait StepObserver {
     fn accepted_noise(&mut self, _noise: &StepNoise<'_>) {}
 
     /// The method's carried state ([`Solver::carried_state`]) after the
-    /// step just reported to [`StepObserver::accepted`]. Ignored by default.
+    /// step just reported to [`StepObserver::accepted`]: the one the next
+    /// step starts from (after a discontinuity, the restarted method's).
+    /// Ignored by default.
     #[inline(always)]
     fn accepted_carried(&mut self, _carried: &[f64]) {}
 
@@ -467,7 +469,7 @@ fn restart_buffer<Pb: Family, S: Solver<Pb>>(
     if !adaptive {
         return Err(Options::fixed_discontinuities());
     }
-    if !solver.carried_state(cache).is_empty() {
+    if !S::RESTARTS_CARRIED_STATE && !solver.carried_state(cache).is_empty() {
         return Err(SolveError::Unsupported {
             solver: solver.name(),
             what: "restarting after discontinuities (Options::discontinuities), as it \

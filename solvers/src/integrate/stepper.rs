@@ -242,7 +242,6 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         });
         observer.accepted(cur.accepted, a.t, a.t_next, &self.y, &self.y_new);
         self.solver.accept(&mut self.cache);
-        observer.accepted_carried(self.solver.carried_state(&self.cache));
         cur.accepted += 1;
         self.stats.accepted_steps += 1;
         cur.t_prev = a.t;
@@ -252,6 +251,8 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
             self.restart(start);
             cur.t = start;
         }
+        // what the next step starts from (after a restart, the fresh one)
+        observer.accepted_carried(self.solver.carried_state(&self.cache));
     }
 
     /// Restarts the method at `(t, y)`, just after a discontinuity: the

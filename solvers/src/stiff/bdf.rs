@@ -70,27 +70,40 @@
 //! the vectors `D_j^{n+1}/h`: it interpolates `y_n` and `y_{n+1}` exactly
 //! and costs no evaluation.
 //!
-//! # A discrete adjoint
+//! # The step VJP (a discrete adjoint)
 //!
-//! Not implemented: [`Bdf`]'s gradients go through the interpolating
-//! adjoint. A discrete adjoint would carry the whole history through each
-//! step (the differences `D_0..D_k` and the order and step size they are
-//! at, i.e. [`Solver::carried_state`] would be the history), differentiate
-//! the rescaling (linear in `D`) and the difference update (linear in `D`
-//! and `d`), and solve one transposed system `Wᵀ μ = …` per step with the
-//! exact Jacobian at the converged `y_{n+1}`, treating the order sequence
-//! and the step sizes as constants.
+//! The history is the method's carried state ([`Solver::carried_state`]:
+//! `D_1 … D_{K+2}`, then the order `k` and the step `h` they are at, `0`
+//! before the first step, when `D_1 = f(t0, y0)`), so the one discrete
+//! adjoint reverses `Bdf`'s steps as any other method's
+//! ([`StepVjp::step_vjp`]): with the order and the step sizes constants (the
+//! controller and the order choice are not differentiated), a step is
+//! linear in the history but for its Newton solve. Backwards: the
+//! difference update (`D'_j = D̃_j + D'_{j+1}`, `D'_{k+1} = d`, `D'_{k+2} =
+//! d − D̃_{k+1}`), the error `C_k d` and `d = z − y⁰`; the implicit equation
+//! `z = ψ + hα_k f(t + h, z)` by the implicit-function theorem — one
+//! transposed solve `(I − hα_k J(z))ᵀ μ = z̄` with the exact Jacobian at `z`
+//! solved to round-off ([`super::exact`]), and one VJP for `∂f/∂p`; then `ψ`
+//! and `y⁰`, and the rescaling (the transpose of `R U`, and `r^{k+1}`).
+//! The start's VJP ([`StepVjp::start_vjp`]) takes `D_1 = f(t0, y0)` back to
+//! `y0` and `p`; a restart after a discontinuity is a start too
+//! ([`Solver::RESTARTS_CARRIED_STATE`]). The dense output is not
+//! differentiated (losses on step ends: `SaveAt::Steps`, `SaveAt::T1`, or
+//! `step_to` the loss times).
 
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::field::{Drift, NoDiffusion};
+use crate::field::{DiffusionVjp, Drift, DriftVjp, NoDiffusion};
 use crate::norm::weighted_rms;
 use crate::options::{Tolerance, setters};
+use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{
     DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
 };
+use crate::step_vjp::{StepBars, StepVjp, refuse_interp_cotangents};
 use crate::stiff::JacobianSource;
+use crate::stiff::exact::ExactJacobian;
 use crate::stiff::newton::{Implicit, Newton, NewtonOptions};
 
 /// The highest order of [`Bdf`].
@@ -219,7 +232,9 @@ impl Coefficients {
 pub struct BdfCache {
     n: usize,
     coef: Coefficients,
-    /// The backward differences `D_0 … D_{K+2}` at spacing `h`, `n` each.
+    /// The backward differences `D_0 … D_{K+2}` at spacing `h`, `n` each,
+    /// then the order and `h` (`0` before the first step) as floats: from
+    /// `D_1` on, the carried state ([`Solver::carried_state`]).
     diff: Vec<f64>,
     /// The current order.
     order: usize,
@@ -296,15 +311,15 @@ fn rescale(diff: &mut [f64], n: usize, k: usize, r: f64) {
     }
 }
 
-/// [`rescale`] at order `K`.
+/// `w[i][j] = (R(k, r) U(k))_{ij}` for `i, j = 1..=k`, the rescaling of
+/// the differences `D_1 … D_k` (`U` is upper triangular, `R_{i0} = 0` for
+/// `i ≥ 1`, and `(R U)_{0j} = Σ_l U_{lj} = 0` for `j ≥ 1`: `D_0` stays).
 #[inline(always)]
-fn rescale_order<const K: usize>(diff: &mut [f64], n: usize, r: f64) {
-    let (rm, u) = (r_matrix(K, r), &U[K]);
-    // w[i][j] = (R U)_{ij} for i, j ≥ 1 (U is upper triangular, R_{i0} = 0
-    // for i ≥ 1, and (R U)_{0j} = Σ_l U_{lj} = 0 for j ≥ 1: D_0 stays)
+fn rescale_weights(k: usize, r: f64) -> [[f64; K1]; K1] {
+    let (rm, u) = (r_matrix(k, r), &U[k]);
     let mut w = [[0.0; K1]; K1];
-    for i in 1..=K {
-        for j in 1..=K {
+    for i in 1..=k {
+        for j in 1..=k {
             let mut acc = 0.0;
             for l in 1..=j {
                 acc += rm[i][l] * u[l][j];
@@ -312,6 +327,34 @@ fn rescale_order<const K: usize>(diff: &mut [f64], n: usize, r: f64) {
             w[i][j] = acc;
         }
     }
+    w
+}
+
+/// The transpose of [`rescale`]: maps the cotangents of the rescaled
+/// differences (`bar`, columns `1..=k + 1` read) to those of the
+/// differences before (`D̄_i = Σ_j w_ij D̃̄_j`, `D̄_{k+1} = r^{k+1}
+/// D̃̄_{k+1}`), in place.
+fn rescale_transposed(bar: &mut [f64], n: usize, k: usize, r: f64) {
+    let w = rescale_weights(k, r);
+    for q in 0..n {
+        let mut row = [0.0; K1];
+        for (j, v) in row.iter_mut().enumerate().take(k + 1).skip(1) {
+            *v = bar[j * n + q];
+        }
+        for (i, wi) in w.iter().enumerate().take(k + 1).skip(1) {
+            bar[i * n + q] = (1..=k).map(|j| wi[j] * row[j]).sum();
+        }
+    }
+    let top = r.powi(k as i32 + 1);
+    bar[(k + 1) * n..(k + 2) * n]
+        .iter_mut()
+        .for_each(|v| *v *= top);
+}
+
+/// [`rescale`] at order `K`.
+#[inline(always)]
+fn rescale_order<const K: usize>(diff: &mut [f64], n: usize, r: f64) {
+    let w = rescale_weights(K, r);
     for q in 0..n {
         let mut row = [0.0; K1];
         for (i, v) in row.iter_mut().enumerate().take(K + 1).skip(1) {
@@ -386,9 +429,22 @@ impl Bdf {
     }
 }
 
+impl BdfCache {
+    /// Writes the order and the step (`0` before the first) after the
+    /// differences, where [`Solver::carried_state`] ends.
+    fn mirror(&mut self) {
+        let at = (BDF_MAX_ORDER + 3) * self.n;
+        self.diff[at] = self.order as f64;
+        self.diff[at + 1] = if self.h.is_nan() { 0.0 } else { self.h };
+    }
+}
+
 impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
     type Cache = BdfCache;
     const INCREMENT: Increment = Increment::None;
+    /// A restart is a start: order 1 from the state and drift after the
+    /// discontinuity, the history before it dropped.
+    const RESTARTS_CARRIED_STATE: bool = true;
 
     fn name(&self) -> &'static str {
         "Bdf"
@@ -428,7 +484,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
         BdfCache {
             n,
             coef: Coefficients::new(self.ndf),
-            diff: vec![0.0; (BDF_MAX_ORDER + 3) * n],
+            diff: vec![0.0; (BDF_MAX_ORDER + 3) * n + 2],
             order: 1,
             h: f64::NAN,
             steps_at_order: 0,
@@ -457,6 +513,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
         c.diff[n..2 * n].copy_from_slice(f0);
         c.order = 1;
         c.h = f64::NAN;
+        c.mirror();
         c.steps_at_order = 0;
         c.newton.reset();
         c.pending = false;
@@ -557,6 +614,12 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
         if c.steps_at_order > k {
             self.choose_order(c);
         }
+        c.mirror();
+    }
+
+    /// The history from `D_1` on, then the order and the step it is at.
+    fn carried_state<'c>(&self, c: &'c BdfCache) -> &'c [f64] {
+        &c.diff[c.n..]
     }
 
     fn dense_table<'c>(&self, c: &'c BdfCache) -> DenseTable<'c> {
@@ -590,6 +653,213 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
         }
         c.ks[k * n..].iter_mut().for_each(|v| *v = 0.0);
         &c.ks
+    }
+}
+
+/// Workspace of [`Bdf`]'s step VJP ([`StepVjp::step_vjp`]).
+#[derive(Debug, Clone)]
+pub struct BdfVjpCache {
+    n: usize,
+    coef: Coefficients,
+    /// The differences `D̃_0 … D̃_{K+2}` at the step's spacing, and the
+    /// cotangents of the history.
+    tilde: Vec<f64>,
+    bar: Vec<f64>,
+    /// The prediction (then its cotangent), `ψ`, the converged `z`, and
+    /// scratch.
+    pred: Vec<f64>,
+    psi: Vec<f64>,
+    z: Vec<f64>,
+    fz: Vec<f64>,
+    delta: Vec<f64>,
+    jw: ExactJacobian,
+}
+
+impl<Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Bdf {
+    type VjpWork = BdfVjpCache;
+
+    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(
+        &self,
+        problem: &Problem<F, G, D>,
+    ) -> BdfVjpCache {
+        let n = problem.dim();
+        let cols = (BDF_MAX_ORDER + 3) * n;
+        BdfVjpCache {
+            n,
+            coef: Coefficients::new(self.ndf),
+            tilde: vec![0.0; cols],
+            bar: vec![0.0; cols],
+            pred: vec![0.0; n],
+            psi: vec![0.0; n],
+            z: vec![0.0; n],
+            fz: vec![0.0; n],
+            delta: vec![0.0; n],
+            jw: ExactJacobian::new(n, problem.params.len()),
+        }
+    }
+
+    /// Reverses the step from `(at.t, at.y)` of size `at.h` taken from the
+    /// history `carried` (see the module doc, "The step VJP"): on entry
+    /// `bars.y = ∂L/∂y_{n+1}`, `bars.carried` the cotangent of the history
+    /// after the step and `bars.err` that of the error estimate; on exit
+    /// `bars.y = ∂L/∂y_n`, `bars.carried` that of the history before it,
+    /// and `∂L/∂p` is added to `bars.p`. The step's equation is solved
+    /// again to round-off (an exact Jacobian and a factorisation per
+    /// Newton iteration, and one more at the solution for the transposed
+    /// solve). Returns the number of VJPs with cotangents (1; those that
+    /// assemble Jacobians are not counted).
+    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        c: &mut BdfVjpCache,
+        fields: &Fields<'_, F, G>,
+        at: StepAt<'_>,
+        carried: &[f64],
+        _noise: &StepNoise<'_>,
+        bars: StepBars<'_, '_>,
+        stats: &mut Stats,
+    ) -> Result<usize, SolveError> {
+        refuse_interp_cotangents("Bdf", bars.interp)?;
+        let (field, p) = (fields.drift, fields.p);
+        let StepAt { t, h, y } = at;
+        let n = c.n;
+        let hist = (BDF_MAX_ORDER + 2) * n;
+        let fail = |reason: String| SolveError::NonlinearSolve {
+            solver: "Bdf",
+            t,
+            h,
+            reason,
+        };
+        let (k, h_prev) = match carried {
+            [.., k, h_prev] if carried.len() == hist + 2 => (*k as usize, *h_prev),
+            _ => {
+                return Err(SolveError::invalid(
+                    "Bdf step VJP carried state",
+                    format!(
+                        "{} entries where Bdf carries {} (its history for n = {n})",
+                        carried.len(),
+                        hist + 2
+                    ),
+                ));
+            }
+        };
+        if !(1..=self.max_order).contains(&k) {
+            return Err(SolveError::invalid(
+                "Bdf step VJP carried state",
+                format!("order {k} outside 1..={}", self.max_order),
+            ));
+        }
+        // the step, again: the history at spacing h, the prediction and ψ
+        let r = h / h_prev;
+        c.tilde[..n].copy_from_slice(y);
+        c.tilde[n..].copy_from_slice(&carried[..hist]);
+        if h_prev == 0.0 {
+            c.tilde[n..2 * n].iter_mut().for_each(|v| *v *= h);
+        } else if h != h_prev {
+            rescale(&mut c.tilde, n, k, r);
+        }
+        let (alpha, gamma) = (c.coef.alpha[k], c.coef.gamma);
+        for q in 0..n {
+            let (mut pred, mut sum) = (c.tilde[q], 0.0);
+            for j in 1..=k {
+                let dj = c.tilde[j * n + q];
+                pred += dj;
+                sum += gamma[j] * dj;
+            }
+            c.pred[q] = pred;
+            c.psi[q] = pred - alpha * sum;
+        }
+        let ha = h * alpha;
+        c.z.copy_from_slice(&c.pred);
+        c.jw.converge(
+            (field, p),
+            (t + h, ha),
+            &c.psi,
+            (&mut c.z, &mut c.fz, &mut c.delta),
+            stats,
+        )
+        .map_err(fail)?;
+        let StepBars {
+            y: y_bar,
+            carried: c_bar,
+            err: err_bar,
+            p: p_bar,
+            ..
+        } = bars;
+        // the difference update D'_j = D̃_j + D'_{j+1} (j = 1..k),
+        // D'_{k+1} = d, D'_{k+2} = d − D̃_{k+1}; columns above unchanged
+        c.bar[..n].iter_mut().for_each(|v| *v = 0.0);
+        c.bar[n..].copy_from_slice(&c_bar[..hist]);
+        for j in 1..=k {
+            for q in 0..n {
+                c.bar[(j + 1) * n + q] += c.bar[j * n + q];
+            }
+        }
+        let ck = c.coef.error[k];
+        for q in 0..n {
+            let top = c.bar[(k + 2) * n + q];
+            // d̄ from D'_{k+1}, D'_{k+2} and err = C_k d
+            let d_bar = c.bar[(k + 1) * n + q] + top + err_bar.map_or(0.0, |e| ck * e[q]);
+            c.bar[(k + 1) * n + q] = -top;
+            c.bar[(k + 2) * n + q] = 0.0;
+            // d = z − y⁰, y_new = z
+            c.delta[q] = y_bar[q] + d_bar;
+            c.pred[q] = -d_bar;
+        }
+        // z = ψ + hα f(t + h, z): μ = (I − hα J(z))⁻ᵀ z̄ is ψ̄, and
+        // p̄ += hα (∂f/∂p)ᵀ μ
+        if !c.jw.factor_at(field, p, (t + h, &c.z), ha, stats) {
+            return Err(fail("singular I − hαJ(z) at the solution".into()));
+        }
+        c.jw.w.solve_transposed(&mut c.delta);
+        for q in 0..n {
+            c.fz[q] = ha * c.delta[q];
+        }
+        c.jw.row.iter_mut().for_each(|v| *v = 0.0);
+        field.drift_vjp(t + h, &c.z, p, &c.fz, &mut c.jw.row, p_bar);
+        // ψ = y⁰ − α Σ γ_j D̃_j, y⁰ = Σ_{j≤k} D̃_j, D̃_0 = y
+        for q in 0..n {
+            let mu = c.delta[q];
+            let pred_bar = c.pred[q] + mu;
+            for j in 1..=k {
+                c.bar[j * n + q] += pred_bar - alpha * gamma[j] * mu;
+            }
+            y_bar[q] = pred_bar;
+        }
+        // the rescaling (or, at the first step, D̃_1 = h f(t0, y0))
+        if h_prev == 0.0 {
+            c.bar[n..2 * n].iter_mut().for_each(|v| *v *= h);
+        } else if h != h_prev {
+            rescale_transposed(&mut c.bar, n, k, r);
+        }
+        c_bar[..hist].copy_from_slice(&c.bar[n..]);
+        c_bar[hist..].iter_mut().for_each(|v| *v = 0.0);
+        Ok(1)
+    }
+
+    /// The start's history is `D_1 = f(t0, y0)` (the rest zeros): adds
+    /// `D̄_1ᵀ ∂f/∂y` to `bars.y` and `D̄_1ᵀ ∂f/∂p` to `bars.p`.
+    fn start_vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        c: &mut BdfVjpCache,
+        fields: &Fields<'_, F, G>,
+        t0: f64,
+        y0: &[f64],
+        bars: StepBars<'_, '_>,
+        _stats: &mut Stats,
+    ) -> Result<usize, SolveError> {
+        let n = c.n;
+        let f_bar = &bars.carried[..n];
+        if f_bar.iter().all(|&v| v == 0.0) {
+            return Ok(0);
+        }
+        c.jw.row.iter_mut().for_each(|v| *v = 0.0);
+        fields
+            .drift
+            .drift_vjp(t0, y0, fields.p, f_bar, &mut c.jw.row, bars.p);
+        for (yb, r) in bars.y.iter_mut().zip(&c.jw.row) {
+            *yb += r;
+        }
+        Ok(1)
     }
 }
 

@@ -73,7 +73,8 @@ use crate::solver::{
 };
 use crate::step_vjp::{StepBars, StepVjp, refuse_interp_cotangents};
 use crate::stiff::JacobianSource;
-use crate::stiff::newton::{Implicit, IterationMatrix, Newton, NewtonOptions, newton_norm};
+use crate::stiff::exact::ExactJacobian;
+use crate::stiff::newton::{Implicit, Newton, NewtonOptions, newton_norm};
 use crate::stiff::tableau::EsdirkTableau;
 
 /// An ESDIRK method defined by a tableau ([`crate::stiff::ESDIRK34`],
@@ -377,53 +378,6 @@ pub struct EsdirkVjpCache {
     e_tilde: Vec<f64>,
 }
 
-/// Most Newton iterations of a stage solved to full convergence.
-const CONVERGE_ITERS: usize = 50;
-
-/// The exact Jacobian `∂f/∂y` of a step's VJP and the factorisation of
-/// `I − hγJ`, with the scratch that assembles `J` from VJPs.
-#[derive(Debug, Clone)]
-struct ExactJacobian {
-    jac: Vec<f64>,
-    w: IterationMatrix,
-    /// Scratch of length `n` (a Jacobian row, or any stage's VJP).
-    row: Vec<f64>,
-    unit: Vec<f64>,
-    p_scratch: Vec<f64>,
-}
-
-impl ExactJacobian {
-    /// Evaluates the exact Jacobian at `(t, y)` — the field's own
-    /// ([`Drift::jacobian`]) when it has one, else assembled row by row from
-    /// `n` VJPs with the unit vectors (`e_rᵀ ∂f/∂y` is row `r`) — and
-    /// factorises `I − hg·J`; `false` when that matrix is singular.
-    fn factor_at<F: DriftVjp>(
-        &mut self,
-        field: &F,
-        p: &[f64],
-        (t, y): (f64, &[f64]),
-        hg: f64,
-        stats: &mut Stats,
-    ) -> bool {
-        let n = y.len();
-        stats.jacobian_evals += 1;
-        if !field.jacobian(t, y, p, &mut self.jac) {
-            self.unit.iter_mut().for_each(|v| *v = 0.0);
-            for r in 0..n {
-                self.unit[r] = 1.0;
-                self.row.iter_mut().for_each(|v| *v = 0.0);
-                field.drift_vjp(t, y, p, &self.unit, &mut self.row, &mut self.p_scratch);
-                self.unit[r] = 0.0;
-                for j in 0..n {
-                    self.jac[r + j * n] = self.row[j];
-                }
-            }
-        }
-        stats.lu_factorizations += 1;
-        self.w.factor(&self.jac, hg)
-    }
-}
-
 impl Esdirk {
     /// Workspace for differentiating steps of a state of dimension `n` with
     /// `n_params` parameters.
@@ -437,13 +391,7 @@ impl Esdirk {
             z: vec![0.0; n],
             fz: vec![0.0; n],
             delta: vec![0.0; n],
-            jw: ExactJacobian {
-                jac: vec![0.0; n * n],
-                w: IterationMatrix::new(n),
-                row: vec![0.0; n],
-                unit: vec![0.0; n],
-                p_scratch: vec![0.0; n_params],
-            },
+            jw: ExactJacobian::new(n, n_params),
             kappa: vec![0.0; s * n],
             lam: vec![0.0; n],
             e_tilde: vec![0.0; n],
@@ -483,41 +431,14 @@ impl Esdirk {
                 c.z[k] = c.psi[k] + hg * c.ks[(i - 1) * n + k];
             }
             let ti = t + tab.c[i] * h;
-            let mut nd_prev = f64::INFINITY;
-            let mut done = false;
-            for _ in 0..CONVERGE_ITERS {
-                stats.drift_evals += 1;
-                field.drift(ti, &c.z, p, &mut c.fz);
-                stats.nonlinear_iterations += 1;
-                if !c.jw.factor_at(field, p, (ti, &c.z), hg, stats) {
-                    return Err(fail(i, "singular iteration matrix"));
-                }
-                let mut nd: f64 = 0.0;
-                for k in 0..n {
-                    c.delta[k] = c.psi[k] + hg * c.fz[k] - c.z[k];
-                }
-                c.jw.w.solve(&mut c.delta);
-                for k in 0..n {
-                    let scale = c.psi[k].abs() + (hg * c.fz[k]).abs() + c.z[k].abs() + 1e-300;
-                    nd = nd.max(c.delta[k].abs() / scale);
-                    c.z[k] += c.delta[k];
-                }
-                if !nd.is_finite() {
-                    return Err(fail(i, "non-finite iterate"));
-                }
-                // converged to round-off, or stagnating there
-                if nd <= 1e-15 || (nd <= 1e-10 && nd >= 0.5 * nd_prev) {
-                    done = true;
-                    break;
-                }
-                nd_prev = nd;
-            }
-            if !done {
-                return Err(fail(
-                    i,
-                    &format!("no convergence in {CONVERGE_ITERS} Newton iterations"),
-                ));
-            }
+            c.jw.converge(
+                (field, p),
+                (ti, hg),
+                &c.psi,
+                (&mut c.z, &mut c.fz, &mut c.delta),
+                stats,
+            )
+            .map_err(|why| fail(i, &why))?;
             c.ys[i * n..(i + 1) * n].copy_from_slice(&c.z);
             stats.drift_evals += 1;
             field.drift(ti, &c.z, p, &mut c.ks[i * n..(i + 1) * n]);

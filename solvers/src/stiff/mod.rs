@@ -32,10 +32,11 @@
 mod bdf;
 mod diffsol_backend;
 mod esdirk;
+mod exact;
 mod newton;
 mod tableau;
 
-pub use bdf::{BDF_MAX_ORDER, Bdf, BdfCache};
+pub use bdf::{BDF_MAX_ORDER, Bdf, BdfCache, BdfVjpCache};
 pub use diffsol_backend::{DiffsolBdf, DiffsolEsdirk34, DiffsolTrBdf2};
 pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache};
 pub use newton::NewtonOptions;
