@@ -17,9 +17,9 @@
 //!
 //! # Stiff problems: `Bdf`
 //!
-//! `Bdf` (variable-order BDF/NDF, in the generic loop) has no step VJP — a
-//! discrete adjoint would carry its whole multistep history through every
-//! step — so its gradient is the interpolating adjoint
+//! `Bdf` (variable-order BDF/NDF, in the generic loop) has a discrete
+//! adjoint (its history as carried state); its continuous gradient is the
+//! interpolating adjoint
 //! ([`Request::stiff_interpolating`]),
 //! with the backward solve made stiff as in CVODES (Hindmarsh et al.,
 //! "SUNDIALS: Suite of nonlinear and differential/algebraic equation

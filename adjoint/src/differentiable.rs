@@ -5,12 +5,12 @@
 //! differentiate (drift `F`, diffusion `G`, noise driver `D`): the explicit
 //! Runge–Kutta methods for ODEs (`G = NoDiffusion`) with drifts that have a
 //! VJP, the native implicit methods `Esdirk34` and `TrBdf2` for ODEs too,
-//! `Bdf` (multistep, no step VJP) for ODEs by the interpolating adjoint with a
-//! stiff backward solve, the SDE solvers for SDEs whose drift and diffusion
+//! `Bdf` (multistep, its history carried) for ODEs by the discrete adjoint or
+//! the interpolating adjoint with a stiff backward solve, the SDE solvers for SDEs whose drift and diffusion
 //! have VJPs. A pairing without an implementation — Tsit5 on an SDE,
 //! EulerMaruyama on an ODE, a field without a VJP — does not compile. An
 //! adjoint a solver does not offer (e.g. `Adjoint::Reversible` with
-//! Euler–Maruyama, `Adjoint::Discrete` with `Bdf`) is a
+//! Euler–Maruyama, `Adjoint::Backsolve` with `Bdf`) is a
 //! [`GradError::Unsupported`] returned before any work is done.
 
 use sdeflow_solvers::brownian::Driver;

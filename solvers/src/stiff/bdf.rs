@@ -129,8 +129,11 @@ const NDF_KAPPA: [f64; K1] = [0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0];
 /// per step (one Newton solve, usually one or two iterations) and accurate
 /// at tight tolerances. Runs in the one integration loop with its
 /// controllers, save policies, `dt_max`, stop times and step observers,
-/// and allocates nothing per step. The method, its step-size and order
-/// control, dense output and sources are described in `stiff/bdf.rs`.
+/// and allocates nothing per step; restarts at order 1 after each of the
+/// options' discontinuities; has a step VJP (its history carried), so the
+/// discrete adjoint differentiates it. The method, its step-size and order
+/// control, dense output, step VJP and sources are described in
+/// `stiff/bdf.rs`.
 ///
 /// Its Newton iteration and its order choice are measured in the solve's
 /// own tolerances (handed over through [`Solver::tolerances`]), so

@@ -11,7 +11,9 @@
 //!   reports the order of each attempt's error estimate to the controller
 //!   ([`crate::Solver::step_error_order`]). Its Newton iteration and order
 //!   choice are measured in the solve's tolerances
-//!   ([`crate::Solver::tolerances`]).
+//!   ([`crate::Solver::tolerances`]). Its history is its carried state, so
+//!   it has a step VJP too ([`crate::step_vjp::StepVjp`]) and restarts at
+//!   order 1 after discontinuities.
 //! * [`Esdirk34`] and [`TrBdf2`]: one generic ESDIRK step
 //!   ([`esdirk`]) driven by a coefficient table ([`tableau`]: ESDIRK3(4) of
 //!   Jørgensen, Kristensen & Thomsen, arXiv:1803.01613 (2018), as diffsol
