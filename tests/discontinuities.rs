@@ -44,6 +44,17 @@ fn exact(p: &[f64]) -> f64 {
     a / k + ((-k).exp() - a / k) * (-2.0 * k).exp()
 }
 
+/// `dy(3)/dp` and `dy(3)/dy0 = e^{−3k}` of [`exact`].
+fn exact_gradient(p: &[f64]) -> ([f64; 2], f64) {
+    let (k, a) = (p[0], p[1]);
+    let (e2, e3) = ((-2.0 * k).exp(), (-3.0 * k).exp());
+    let dp = [
+        -a / (k * k) - 3.0 * e3 + a / (k * k) * e2 + 2.0 * a / k * e2,
+        (1.0 - e2) / k,
+    ];
+    (dp, e3)
+}
+
 /// With the discontinuity declared, Tsit5 meets the tolerance with
 /// (almost) no rejected step, on either convention for `t = 1`; without it
 /// the controller locates the jump by trial and error. Landing just before
@@ -212,12 +223,7 @@ fn gradients_through_a_discontinuity() {
     .expect("checkpointed");
     assert!(all.solution.stats.accepted_steps > 20);
     common::assert_gradients_agree(&all, &few, 1e-12, 0.0);
-    let (k, a) = (P[0], P[1]);
-    let (e2, e3) = ((-2.0 * k).exp(), (-3.0 * k).exp());
-    let exact_dp = [
-        -a / (k * k) - 3.0 * e3 + a / (k * k) * e2 + 2.0 * a / k * e2,
-        (1.0 - e2) / k,
-    ];
+    let (exact_dp, e3) = exact_gradient(&P);
     let at = |q: &[f64]| solve(&switch(true, q), Tsit5, &opts).expect("solve").last()[0];
     let fd: Vec<f64> = (0..2)
         .map(|j| central_difference(at, &P, j, 1e-5))
@@ -271,12 +277,7 @@ fn bdf_gradients_through_a_discontinuity() {
     .expect("checkpointed");
     assert!(all.solution.stats.accepted_steps > 50);
     common::assert_gradients_agree(&all, &few, 1e-12, 0.0);
-    let (k, a) = (P[0], P[1]);
-    let (e2, e3) = ((-2.0 * k).exp(), (-3.0 * k).exp());
-    let exact_dp = [
-        -a / (k * k) - 3.0 * e3 + a / (k * k) * e2 + 2.0 * a / k * e2,
-        (1.0 - e2) / k,
-    ];
+    let (exact_dp, e3) = exact_gradient(&P);
     let interp = grad(
         &p,
         Bdf::default(),

@@ -214,6 +214,24 @@ struct Coefficients {
 }
 
 impl Coefficients {
+    /// The prediction `y⁰ = Σ_{j≤k} D_j` of an order-`k` step from the
+    /// differences `diff` (at the step's spacing, `n = pred.len()` each),
+    /// and `ψ = y⁰ − α_k Σ_{j=1}^{k} γ_j D_j`.
+    fn predict(&self, diff: &[f64], k: usize, pred: &mut [f64], psi: &mut [f64]) {
+        let n = pred.len();
+        let (alpha, gamma) = (self.alpha[k], &self.gamma);
+        for q in 0..n {
+            let (mut y0, mut sum) = (diff[q], 0.0);
+            for j in 1..=k {
+                let dj = diff[j * n + q];
+                y0 += dj;
+                sum += gamma[j] * dj;
+            }
+            pred[q] = y0;
+            psi[q] = y0 - alpha * sum;
+        }
+    }
+
     fn new(ndf: bool) -> Self {
         let mut c = Coefficients {
             gamma: [0.0; K1],
@@ -550,18 +568,8 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
             c.h = h;
         }
         let k = c.order;
-        let (alpha, gamma) = (c.coef.alpha[k], &c.coef.gamma);
-        for q in 0..n {
-            let (mut pred, mut sum) = (c.diff[q], 0.0);
-            for j in 1..=k {
-                let dj = c.diff[j * n + q];
-                pred += dj;
-                sum += gamma[j] * dj;
-            }
-            c.pred[q] = pred;
-            c.psi[q] = pred - alpha * sum;
-        }
-        let ha = h * alpha;
+        c.coef.predict(&c.diff, k, &mut c.pred, &mut c.psi);
+        let ha = h * c.coef.alpha[k];
         let (pred, psi, rtol, atol) = (&c.pred, &c.psi, &c.rtol, &c.atol);
         let eq = Implicit {
             t: t + h,
@@ -760,17 +768,8 @@ impl<Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Bdf {
         } else if h != h_prev {
             rescale(&mut c.tilde, n, k, r);
         }
+        c.coef.predict(&c.tilde, k, &mut c.pred, &mut c.psi);
         let (alpha, gamma) = (c.coef.alpha[k], c.coef.gamma);
-        for q in 0..n {
-            let (mut pred, mut sum) = (c.tilde[q], 0.0);
-            for j in 1..=k {
-                let dj = c.tilde[j * n + q];
-                pred += dj;
-                sum += gamma[j] * dj;
-            }
-            c.pred[q] = pred;
-            c.psi[q] = pred - alpha * sum;
-        }
         let ha = h * alpha;
         c.z.copy_from_slice(&c.pred);
         c.jw.converge(
