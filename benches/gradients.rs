@@ -12,8 +12,9 @@
 //! everything and with a budget of 16; and the stiff
 //! Robertson problem (rate constants as parameters, t ∈ [0, 1e5], loss on
 //! y(t1)) through the native `Esdirk34` and `TrBdf2` with the discrete
-//! adjoint (implicit-function theorem) and through `Bdf` with the
-//! interpolating adjoint (stiff backward solve), gradient/forward time ratio
+//! adjoint (implicit-function theorem) and through `Bdf` with the discrete
+//! adjoint (its history carried) and the interpolating adjoint (stiff
+//! backward solve), gradient/forward time ratio
 //! and evaluation counts. Without `--bench` a tiny version runs once;
 //! arguments (`mlp`, `long`, `sde`, `stiff`, `fd`) pick sections, e.g.
 //! `cargo bench --bench gradients -- stiff`.
@@ -205,9 +206,10 @@ fn main() {
 }
 
 /// Gradients through the stiff solvers: Robertson on [0, 1e5], rtol 1e-8,
-/// atol 1e-12, loss on y(1e5): the native `Esdirk34` and `TrBdf2` by the
-/// discrete adjoint (budget 32), `Bdf` by the interpolating adjoint (its
-/// backward solve native `Esdirk34`); time ratio and evaluation counts.
+/// atol 1e-12, loss on y(1e5): the native `Esdirk34`, `TrBdf2` and `Bdf`
+/// by the discrete adjoint (budget 32), `Bdf` also by the interpolating
+/// adjoint (its backward solve native `Esdirk34`); time ratio and
+/// evaluation counts.
 fn stiff_section(budget: f64) {
     println!("\n--- stiff: Robertson (k1..k3), t in [0, 1e5], rtol 1e-8, atol 1e-12 ---");
     let p =
@@ -230,6 +232,7 @@ fn stiff_section(budget: f64) {
     };
     rows.row("Esdirk34 discrete", Esdirk34::default(), DISCRETE);
     rows.row("TrBdf2 discrete", TrBdf2::default(), DISCRETE);
+    rows.row("Bdf discrete", Bdf::default(), DISCRETE);
     rows.row("Bdf interpolating", Bdf::default(), Adjoint::Interpolating);
 }
 

@@ -20,11 +20,11 @@
 //!   from the Bari/Hairer test set) at rtol = atol ∈ {1e-6, 1e-8}, with an
 //!   analytic Jacobian: NFE, Jacobian evaluations, steps, error, time; and
 //!   the same diffsol solvers called directly (no sdeflow wrapper), to show
-//!   the wrapper's overhead (Bdf) or the native implementation's cost
-//!   (TrBdf2, Esdirk34 run natively in sdeflow's loop).
-//! * **Native ESDIRK vs diffsol** Esdirk34 and TrBdf2 (native, in the
-//!   generic loop) against diffsol's `esdirk34` and `tr_bdf2` called
-//!   directly, on Robertson to t = 1e5 and HIRES (Bari test set), at
+//!   the native implementations' cost (all three run natively in sdeflow's
+//!   loop).
+//! * **Native stiff solvers vs diffsol** Bdf, Esdirk34 and TrBdf2 (native,
+//!   in the generic loop) against diffsol's `bdf`, `esdirk34` and `tr_bdf2`
+//!   called directly, on Robertson to t = 1e5 and HIRES (Bari test set), at
 //!   rtol ∈ {1e-6, 1e-8}, atol = rtol/100, analytic Jacobians: NFE,
 //!   Jacobians, LU factorisations, steps, max relative error against the
 //!   reference, time, and the paired time ratio native/diffsol.
@@ -565,6 +565,7 @@ fn stiff_rows(cfg: &Config, rows: &mut Vec<Row>) {
         for kind in [StiffKind::Bdf, StiffKind::TrBdf2, StiffKind::Esdirk34] {
             let name = kind.name();
             let mut ours = match kind {
+                // native: Newton and order choice in the solve's tolerances
                 StiffKind::Bdf => bench.row(Bdf::default(), name, tol),
                 // native: Newton measured in the solve's tolerances
                 StiffKind::TrBdf2 => bench.row(TrBdf2::default().tolerances(tol, tol), name, tol),
@@ -594,7 +595,7 @@ fn stiff_rows(cfg: &Config, rows: &mut Vec<Row>) {
 }
 
 // ---------------------------------------------------------------------------
-// Native ESDIRK vs diffsol on Robertson and HIRES
+// Native stiff solvers vs diffsol on Robertson and HIRES
 // ---------------------------------------------------------------------------
 
 /// A stiff case with an analytic Jacobian and a reference end state.
@@ -691,11 +692,11 @@ fn max_rel_diff(a: &[f64], r: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Native Esdirk34 / TrBdf2 and diffsol's esdirk34 / tr_bdf2 (called
-/// directly) on case `C` at rtol = `tol`, atol = `tol`/100, both with the
-/// analytic Jacobian; the native solvers measure Newton convergence in the
-/// same tolerances. Returns (native row, diffsol row).
-fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (Row, Row) {
+/// Native Bdf / Esdirk34 / TrBdf2 and diffsol's bdf / esdirk34 / tr_bdf2
+/// (called directly) on case `C` at rtol = `tol`, atol = `tol`/100, both
+/// with the analytic Jacobian; the native solvers measure Newton
+/// convergence in the same tolerances. Returns (native row, diffsol row).
+fn native_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (Row, Row) {
     let (rtol, atol) = (tol, tol * 1e-2);
     let n = C::Y0.len();
     let problem = Problem::ode(
@@ -711,8 +712,9 @@ fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (
         .max_steps(MAX_STEPS);
     let name = kind.name();
     let native = |problem: &Problem<_>| match kind {
+        StiffKind::Bdf => solve(problem, Bdf::default(), &opts),
         StiffKind::TrBdf2 => solve(problem, TrBdf2::default().tolerances(rtol, atol), &opts),
-        _ => solve(problem, Esdirk34::default().tolerances(rtol, atol), &opts),
+        StiffKind::Esdirk34 => solve(problem, Esdirk34::default().tolerances(rtol, atol), &opts),
     };
     let mut ours = match native(&problem) {
         Ok(sol) => Row {
@@ -756,8 +758,9 @@ fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (
         dproblem.ode_options.max_error_test_failures = 60;
         let dproblem = dproblem;
         let run = || match kind {
+            StiffKind::Bdf => step_to_end(dproblem.bdf::<Lu>()?, C::T1),
             StiffKind::TrBdf2 => step_to_end(dproblem.tr_bdf2::<Lu>()?, C::T1),
-            _ => step_to_end(dproblem.esdirk34::<Lu>()?, C::T1),
+            StiffKind::Esdirk34 => step_to_end(dproblem.esdirk34::<Lu>()?, C::T1),
         };
         let before = dproblem.eqn.rhs().statistics();
         let out = run()?;
@@ -793,12 +796,12 @@ fn esdirk_vs_diffsol<C: StiffCase>(kind: StiffKind, tol: f64, cfg: &Config) -> (
     (ours, theirs)
 }
 
-fn esdirk_rows(cfg: &Config, rows: &mut Vec<Row>) {
+fn native_stiff_rows(cfg: &Config, rows: &mut Vec<Row>) {
     for tol in [1e-6, 1e-8] {
-        for kind in [StiffKind::Esdirk34, StiffKind::TrBdf2] {
+        for kind in [StiffKind::Bdf, StiffKind::Esdirk34, StiffKind::TrBdf2] {
             for (ours, theirs) in [
-                esdirk_vs_diffsol::<Robertson>(kind, tol, cfg),
-                esdirk_vs_diffsol::<Hires>(kind, tol, cfg),
+                native_vs_diffsol::<Robertson>(kind, tol, cfg),
+                native_vs_diffsol::<Hires>(kind, tol, cfg),
             ] {
                 print_row(&ours);
                 print_row(&theirs);
@@ -944,12 +947,12 @@ fn main() {
 
     println!();
     println!(
-        "== Native Esdirk34 / TrBdf2 (generic loop) vs diffsol's esdirk34 / tr_bdf2 called \
-         directly, on Robertson (t = 1e5) and HIRES, rtol = tol, atol = tol/100, analytic \
+        "== Native Bdf / Esdirk34 / TrBdf2 (generic loop) vs diffsol's bdf / esdirk34 / tr_bdf2 \
+         called directly, on Robertson (t = 1e5) and HIRES, rtol = tol, atol = tol/100, analytic \
          Jacobians; max|err| is relative (r); last column: native/diffsol time (paired) =="
     );
     println!("{HEADER}");
-    esdirk_rows(&cfg, &mut rows);
+    native_stiff_rows(&cfg, &mut rows);
 
     println!();
     println!("== sdeflow Tsit5 / diffsol tsit45 (same problem and tolerance; paired timing) ==");

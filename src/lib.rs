@@ -1,8 +1,8 @@
 //! # sdeflow
 //!
 //! Ordinary and stochastic differential equations in Rust: adaptive explicit
-//! Runge–Kutta solvers with dense output, stiff solvers (native ESDIRK
-//! methods; BDF through diffsol), SDE solvers (Euler–Maruyama, Milstein,
+//! Runge–Kutta solvers with dense output, stiff solvers (native
+//! variable-order BDF/NDF and ESDIRK methods), SDE solvers (Euler–Maruyama, Milstein,
 //! SRI/SRA stochastic Runge–Kutta, reversible Heun) driven by the problem's
 //! noise driver (a virtual Brownian tree by default), gradients through the
 //! solvers with one [`grad`] (discrete, continuous, reversible and
@@ -77,12 +77,13 @@ pub mod ode {
     }
 }
 
-/// Stiff ODE solvers: variable-order BDF, the native ESDIRK methods
-/// (ESDIRK3(4), TR-BDF2) and diffsol's ESDIRK engines as references; Newton
-/// settings and Jacobian sources.
+/// Stiff ODE solvers, all in the one loop and all differentiable:
+/// variable-order BDF/NDF and the ESDIRK methods (ESDIRK3(4), TR-BDF2);
+/// diffsol's versions of the three as references; Newton settings and
+/// Jacobian sources.
 pub mod stiff {
     pub use sdeflow_solvers::stiff::{
-        Bdf, DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, Esdirk34, EsdirkTableau,
+        Bdf, DiffsolBdf, DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, Esdirk34, EsdirkTableau,
         JacobianSource, NewtonOptions, TRBDF2, TrBdf2,
     };
 }

@@ -3,7 +3,7 @@
 //! for the explicit solvers (also under a user's controller and with
 //! restarts at discontinuities) and for the native stiff solvers (Newton
 //! iterations, Jacobians by finite differences or dual numbers, LU
-//! factorisations) — and the SDE step VJPs (the backward step of every SDE
+//! factorisations, BDF's history rescaling and order changes) — and the SDE step VJPs (the backward step of every SDE
 //! solver's discrete adjoint) allocate nothing once their workspace exists.
 //! (This file holds a single test, so no other test thread allocates while it
 //! counts.)
@@ -167,6 +167,8 @@ fn allocations_do_not_grow_with_steps() {
             "TrBdf2 duals",
             short_and_long(dual, TrBdf2::default(), &opts),
         ),
+        ("Bdf FD", short_and_long(stiff, Bdf::default(), &opts)),
+        ("Bdf duals", short_and_long(dual, Bdf::default(), &opts)),
     ] {
         let (a_short, s_short) = (short.0, short.1.expect("short"));
         let (a_long, s_long) = (long.0, long.1.expect("long"));

@@ -17,8 +17,10 @@
 //!
 //! # Stiff problems: `Bdf`
 //!
-//! `Bdf` runs inside diffsol, whose steps cannot be replayed, so its
-//! gradient is the interpolating adjoint ([`Request::stiff_interpolating`]),
+//! `Bdf` (variable-order BDF/NDF, in the generic loop) has a discrete
+//! adjoint (its history as carried state); its continuous gradient is the
+//! interpolating adjoint
+//! ([`Request::stiff_interpolating`]),
 //! with the backward solve made stiff as in CVODES (Hindmarsh et al.,
 //! "SUNDIALS: Suite of nonlinear and differential/algebraic equation
 //! solvers", ACM TOMS 31 (2005); Serban & Hindmarsh, "CVODES: the
@@ -26,9 +28,10 @@
 //! adjoint ODE of a stiff problem is stiff too — backwards in time, with the
 //! eigenvalues of `−(∂f/∂y)ᵀ` — so an explicit backward solve would need
 //! steps on the fastest time scale. The forward pass is one `Bdf` solve with
-//! `SaveAt::Dense`: its dense output is, per step, the quartic through
-//! diffsol's own BDF interpolant at θ = 0, ¼, ½, ¾, 1 (no extra drift
-//! evaluation), accurate to the order of the step's local error, so the
+//! `SaveAt::Dense`: its dense output is BDF's own interpolant, per step the
+//! polynomial through the last `k + 1` solution values that its history
+//! represents (no extra drift evaluation), accurate to the order of the
+//! step's local error, so the
 //! interpolated `y(t)` adds an error of the order of the forward tolerance
 //! to the gradient. The backward pass solves `[a, a_p]` from `t1` to `t0`
 //! with the native `Esdirk34` (L-stable, one-step: it restarts at every
@@ -297,17 +300,19 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
         backward_pass(problem, sol, value, &gy, state, *solver, &opts)
     }
 
-    /// The interpolating adjoint of a solver that runs outside the generic loop
-    /// (`Bdf`, in diffsol's engine), with a stiff backward solve: the forward
+    /// The interpolating adjoint of a solver without a step VJP (`Bdf`,
+    /// whose steps depend on its multistep history), with a stiff backward
+    /// solve: the forward
     /// solve with `solver` and `SaveAt::Dense` (the user's saved values are
     /// read from its dense output), then `[a, a_p]` backwards by the native
     /// `Esdirk34` (L-stable, so the adjoint's fast modes — stiff backwards in
     /// time exactly as the forward ones are forwards — cost no tiny steps), with
     /// the exact Jacobian of the adjoint system assembled from `n` VJPs. The
     /// backward solve runs at the user's `rtol` and `atol` (their smallest
-    /// entries, as `Bdf` applies a vector `rtol`), which also set its Newton
-    /// tolerances, with the default adaptive controller (`Bdf` uses diffsol's
-    /// own) and the user's `dt_min`, `dt_max` and `max_steps`.
+    /// entries: `Esdirk34`'s Newton tolerances are scalars), which also set
+    /// its Newton tolerances, with the default adaptive controller (the
+    /// backward solve adapts its steps whatever controller the forward one
+    /// used) and the user's `dt_min`, `dt_max` and `max_steps`.
     pub(crate) fn stiff_interpolating<M: Method<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
         &self,
         solver: &M,

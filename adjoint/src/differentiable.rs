@@ -5,12 +5,12 @@
 //! differentiate (drift `F`, diffusion `G`, noise driver `D`): the explicit
 //! Runge–Kutta methods for ODEs (`G = NoDiffusion`) with drifts that have a
 //! VJP, the native implicit methods `Esdirk34` and `TrBdf2` for ODEs too,
-//! `Bdf` (in diffsol's engine) for ODEs by the interpolating adjoint with a
-//! stiff backward solve, the SDE solvers for SDEs whose drift and diffusion
+//! `Bdf` (multistep, its history carried) for ODEs by the discrete adjoint or
+//! the interpolating adjoint with a stiff backward solve, the SDE solvers for SDEs whose drift and diffusion
 //! have VJPs. A pairing without an implementation — Tsit5 on an SDE,
 //! EulerMaruyama on an ODE, a field without a VJP — does not compile. An
 //! adjoint a solver does not offer (e.g. `Adjoint::Reversible` with
-//! Euler–Maruyama, `Adjoint::Discrete` with `Bdf`) is a
+//! Euler–Maruyama, `Adjoint::Backsolve` with `Bdf`) is a
 //! [`GradError::Unsupported`] returned before any work is done.
 
 use sdeflow_solvers::brownian::Driver;
@@ -140,30 +140,32 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
         self.continuous(solver, source)
     }
 
-    /// `Bdf` (variable-order BDF/NDF in diffsol's engine): the interpolating
-    /// adjoint only, its backward solve stiff (native `Esdirk34` on the adjoint
-    /// system with its exact Jacobian; see `continuous`). The discrete adjoint
-    /// would replay diffsol's internal steps (variable order, its own history
-    /// and Newton iterations), which are not replayable from outside; backsolve
-    /// integrates `y` backwards, which blows up on the contracting flows `Bdf`
-    /// is for. Both are refused before any work.
+    /// `Bdf` (variable-order BDF/NDF): the discrete adjoint (its history
+    /// as carried state, each step reversed by the implicit-function
+    /// theorem), or the interpolating one with a stiff backward solve
+    /// (native `Esdirk34` on the adjoint system with its exact Jacobian;
+    /// see `continuous`). Backsolve integrates `y` backwards, which blows
+    /// up on the contracting flows `Bdf` is for: refused before any work.
     fn bdf(&self, solver: &Bdf, adjoint: Adjoint) -> Result<Gradient, GradError> {
         match adjoint {
             Adjoint::Interpolating => self.stiff_interpolating(solver),
-            Adjoint::Discrete { .. } => Err(GradError::Unsupported(
-                "Adjoint::Discrete with Bdf: diffsol runs Bdf's steps internally (variable order, \
-                 its own history), so they cannot be replayed backwards; use Esdirk34 (or TrBdf2) \
-                 for a discrete adjoint, or Adjoint::Interpolating with Bdf"
-                    .into(),
-            )),
+            Adjoint::Discrete { .. } => {
+                let Request {
+                    problem,
+                    options,
+                    loss,
+                } = *self;
+                crate::discrete_gradient(problem, solver, options, loss, adjoint)
+            }
             Adjoint::Backsolve => Err(GradError::Unsupported(
                 "Adjoint::Backsolve with Bdf: integrating the state backwards is unstable on the \
-                 stiff, contracting flows Bdf is for; use Adjoint::Interpolating (memory O(steps)), \
-                 or Esdirk34 with Adjoint::Discrete { checkpoints } for bounded memory"
+                 stiff, contracting flows Bdf is for; use Adjoint::Discrete { checkpoints } \
+                 (bounded memory) or Adjoint::Interpolating"
                     .into(),
             )),
             Adjoint::Reversible | Adjoint::Stochastic => Err(GradError::Unsupported(format!(
-                "{adjoint:?} is an SDE adjoint; with Bdf use Adjoint::Interpolating"
+                "{adjoint:?} is an SDE adjoint; with Bdf use Adjoint::Discrete or \
+                 Adjoint::Interpolating"
             ))),
         }
     }

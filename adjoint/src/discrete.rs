@@ -71,6 +71,10 @@ struct Backward<'a, Pb: Family, S: StepVjp<Pb>> {
     /// records carry the Lévy area after `ΔW`.
     m: usize,
     levy: bool,
+    /// Where the method restarted, its carried state made afresh
+    /// ([`sdeflow_solvers::solver::Solver::RESTARTS_CARRIED_STATE`]): the first
+    /// float after each discontinuity (empty when it carries nothing).
+    restarts: Vec<f64>,
 }
 
 impl<F, G, D, S> ReverseStep for Backward<'_, Problem<F, G, D>, S>
@@ -127,6 +131,17 @@ where
         match (self.solver).step_vjp(work, &self.fields, at, carried, &noise, bars, stats) {
             Ok(v) => self.vjps += v,
             Err(e) => self.error = Some(e),
+        }
+        if self.error.is_none() && self.restarts.contains(&t) {
+            // the step started from a restart: its carried state was made
+            // from (t, y), not carried over from the step before
+            let bars = StepBars::states(&mut self.y_bar, &mut self.c_bar, &mut self.dp);
+            let work = &mut self.work;
+            match (self.solver).start_vjp(work, &self.fields, t, y, bars, &mut self.stats) {
+                Ok(v) => self.vjps += v,
+                Err(e) => self.error = Some(e),
+            }
+            self.c_bar.iter_mut().for_each(|v| *v = 0.0);
         }
     }
 }
@@ -333,6 +348,19 @@ where
         Some(Run::new(problem, solver, opts, given, false)?)
     };
     let c_len = solver.carried_state(&solver.init(problem)).len();
+    let dir = (problem.tspan.1 - problem.tspan.0).signum();
+    let restarts = if c_len == 0 {
+        Vec::new()
+    } else {
+        let after = |tau: f64| {
+            if dir > 0.0 {
+                tau.next_up()
+            } else {
+                tau.next_down()
+            }
+        };
+        opts.discontinuities.iter().map(|&tau| after(tau)).collect()
+    };
     let mut bw = Backward {
         fields: Fields::new(problem),
         solver,
@@ -347,9 +375,10 @@ where
         gy: &gy,
         unlocated: sol.ts.len(),
         interp: Vec::new(),
-        dir: (problem.tspan.1 - problem.tspan.0).signum(),
+        dir,
         m,
         levy,
+        restarts,
     };
     let peak = reverse_all(&fwd, solver, replay.as_mut(), budget, &mut bw)?;
     if let Some(e) = bw.error {

@@ -4,9 +4,10 @@
 //! `y(t_n + θh) = y_n + h Σ_i b_i(θ) k_i`, with stage-like vectors `k_i` kept
 //! per step and weights `b_i(θ) = Σ_k P[i][k] θ^k` shared by all steps (they
 //! belong to the method). Explicit RK methods keep their stages; the SDE
-//! solvers keep `(y_{n+1} − y_n)/h` (linear interpolation); the stiff
-//! backend keeps samples of diffsol's interpolant inside the step, read by
-//! Lagrange weights ([`lagrange_table`]).
+//! solvers keep `(y_{n+1} − y_n)/h` (linear interpolation); `Bdf` keeps the
+//! backward differences of its history (its own interpolating polynomial);
+//! the diffsol references keep samples of diffsol's interpolant inside the
+//! step, read by Lagrange weights ([`lagrange_table`]).
 
 use serde::{Deserialize, Serialize};
 

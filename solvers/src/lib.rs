@@ -1,7 +1,7 @@
 //! `sdeflow-solvers`: the core of sdeflow — vector-field traits, problems,
 //! options, Butcher tableaus, the generic explicit Runge–Kutta step, step-size
 //! controllers, the integration loop, dense output and the stiff solvers
-//! (native ESDIRK methods; BDF through diffsol).
+//! (native BDF/NDF and ESDIRK methods; diffsol's versions as references).
 //!
 //! This crate is laid out by implementation file, each item at one path
 //! (its module; the [`prelude`] aside). Most users depend on the facade
@@ -40,9 +40,8 @@ use solver::Solver;
 
 /// Anything [`solve`] accepts for problems of type `P`: every
 /// [`Solver<P>`] (through the generic loop) and the solvers that run inside
-/// diffsol ([`Bdf`](stiff::Bdf) and the diffsol references
-/// [`DiffsolEsdirk34`](stiff::DiffsolEsdirk34) and
-/// [`DiffsolTrBdf2`](stiff::DiffsolTrBdf2), for ODE problems).
+/// diffsol (the references [`stiff::DiffsolBdf`], [`stiff::DiffsolTrBdf2`]
+/// and [`stiff::DiffsolEsdirk34`], for ODE problems).
 ///
 /// The stiff solvers take ODEs only; an SDE does not compile:
 ///

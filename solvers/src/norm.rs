@@ -35,14 +35,24 @@ pub fn scaled_rms(e: &[f64], y: &[f64], y_new: &[f64], rtol: &Tolerance, atol: &
     if finite { r } else { f64::INFINITY }
 }
 
-/// RMS norm of `v / (atol + rtol |y|)` (used by the initial-step heuristic).
+/// RMS norm of `v / (atol + rtol |y|)` (used by the initial-step heuristic,
+/// and by `Bdf`'s Newton iteration and order choice).
 pub fn weighted_rms(v: &[f64], y: &[f64], rtol: &Tolerance, atol: &Tolerance) -> f64 {
-    let n = v.len();
-    let acc: f64 = (0..n)
-        .map(|i| {
-            let q = v[i] / (atol.get(i) + rtol.get(i) * y[i].abs());
-            q * q
-        })
-        .sum();
-    (acc / n as f64).sqrt()
+    // Σ (v_i / (atol_i + rtol_i |y_i|))² with the tolerances of component i
+    #[inline(always)]
+    fn sum_sq(v: &[f64], y: &[f64], tol: impl Fn(usize) -> (f64, f64)) -> f64 {
+        (0..v.len())
+            .map(|i| {
+                let (r, a) = tol(i);
+                let q = v[i] / (a + r * y[i].abs());
+                q * q
+            })
+            .sum()
+    }
+    let acc = match (rtol, atol) {
+        // the common case without a match per component (same arithmetic)
+        (Tolerance::Scalar(r), Tolerance::Scalar(a)) => sum_sq(v, y, |_| (*r, *a)),
+        _ => sum_sq(v, y, |i| (rtol.get(i), atol.get(i))),
+    };
+    (acc / v.len() as f64).sqrt()
 }

@@ -32,7 +32,8 @@ pub struct Stats {
     #[serde(default)]
     pub nonlinear_failures: usize,
     /// LU factorisations of the iteration matrix `I − hγJ` (implicit
-    /// solvers; diffsol's "linear solver setups" for `Bdf`).
+    /// solvers; diffsol's "linear solver setups" for the diffsol
+    /// references).
     #[serde(default)]
     pub lu_factorizations: usize,
 }

@@ -19,6 +19,7 @@ use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, Drift, NoDiffusion};
 use crate::noise::Noise;
+use crate::options::Tolerance;
 use crate::problem::Problem;
 use crate::solution::Stats;
 
@@ -205,6 +206,17 @@ pub trait Solver<P: Family> {
     /// for [`Increment::DwLevyArea`]).
     const INCREMENT: Increment;
 
+    /// Whether a method that carries state ([`Solver::carried_state`]) may
+    /// be restarted by [`Solver::start`] after each discontinuity of the
+    /// fields ([`crate::options::Options::discontinuities`]), its carried state made
+    /// afresh from the state and fields there, as at the start of a solve
+    /// (the discrete adjoint then takes [`crate::step_vjp::StepVjp::start_vjp`]
+    /// there too). `false` by default: such a solve is refused, as the
+    /// restart would discard what the method carries (reversible Heun's
+    /// `ŷ`). Methods without carried state always restart; [`crate::stiff::Bdf`],
+    /// whose carried state is its history, says `true`.
+    const RESTARTS_CARRIED_STATE: bool = false;
+
     /// Checks what only run time knows about `problem`: its noise
     /// structure and interpretation, the method's own settings.
     fn check(&self, problem: &P) -> Result<(), SolveError>;
@@ -212,6 +224,13 @@ pub trait Solver<P: Family> {
     /// Allocates the workspace for `problem` (its dimension, noise
     /// structure and interpretation).
     fn init(&self, problem: &P) -> Self::Cache;
+
+    /// Hands the solve's tolerances to the workspace, once per solve,
+    /// before [`Solver::start`]. A method whose own decisions are measured
+    /// in the error norm keeps them: [`crate::stiff::Bdf`] compares the error
+    /// estimates of its neighbouring orders to choose the next one, and
+    /// measures its Newton iteration against them. Ignored by default.
+    fn tolerances(&self, _cache: &mut Self::Cache, _rtol: &Tolerance, _atol: &Tolerance) {}
 
     /// Starts a solve at a state where the drift is `f0` and the diffusion
     /// `g0` (empty for ODEs), both already evaluated by the loop.
@@ -229,6 +248,20 @@ pub trait Solver<P: Family> {
         out: StepOut<'_>,
         stats: &mut Stats,
     ) -> StepStatus;
+
+    /// The order `k` of the error estimate of the attempt just made (after
+    /// [`Solver::step`], before [`Solver::accept`]), which the adaptive
+    /// control hands its controller to judge that attempt, as it would
+    /// [`Solver::error_order`]. [`Solver::error_order`] by default; a
+    /// variable-order method (multistep, which chooses its order in
+    /// [`Solver::accept`]) returns the order of the estimate it just wrote,
+    /// e.g. [`crate::stiff::Bdf`] its current order plus one. The step size stays
+    /// the loop's: such a method rescales its history to whatever step it
+    /// is given.
+    #[inline(always)]
+    fn step_error_order(&self, _cache: &Self::Cache) -> Option<f64> {
+        self.error_order()
+    }
 
     /// Called when the last step is accepted (before the loop moves to
     /// `y_new`), e.g. to carry an FSAL stage over.
@@ -299,6 +332,8 @@ macro_rules! delegate_solver_impl {
             type Cache = $cache;
             const INCREMENT: $crate::solver::Increment =
                 <$inner_ty as $crate::solver::Solver<P>>::INCREMENT;
+            const RESTARTS_CARRIED_STATE: bool =
+                <$inner_ty as $crate::solver::Solver<P>>::RESTARTS_CARRIED_STATE;
             fn name(&self) -> &'static str {
                 self.$inner().name()
             }
@@ -314,6 +349,14 @@ macro_rules! delegate_solver_impl {
             fn init(&self, problem: &P) -> $cache {
                 self.$inner().init(problem)
             }
+            fn tolerances(
+                &self,
+                cache: &mut $cache,
+                rtol: &$crate::options::Tolerance,
+                atol: &$crate::options::Tolerance,
+            ) {
+                $crate::solver::Solver::<P>::tolerances(&self.$inner(), cache, rtol, atol)
+            }
             fn start(&self, cache: &mut $cache, f0: &[f64], g0: &[f64]) {
                 self.$inner().start(cache, f0, g0)
             }
@@ -328,6 +371,10 @@ macro_rules! delegate_solver_impl {
                 stats: &mut $crate::solution::Stats,
             ) -> $crate::solver::StepStatus {
                 self.$inner().step(cache, fields, at, noise, out, stats)
+            }
+            #[inline(always)]
+            fn step_error_order(&self, cache: &$cache) -> Option<f64> {
+                $crate::solver::Solver::<P>::step_error_order(&self.$inner(), cache)
             }
             fn accept(&self, cache: &mut $cache) {
                 $crate::solver::Solver::<P>::accept(&self.$inner(), cache)

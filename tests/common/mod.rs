@@ -95,6 +95,14 @@ pub const ROBER_1E5: [f64; 3] = [
     9.82134006110270019e-1,
 ];
 
+/// Robertson at t = 1e11: the reference of the Bari test set for IVP
+/// solvers (`rober`, computed by RADAU5 at tight tolerances).
+pub const ROBER_1E11: [f64; 3] = [
+    0.2083340149701255e-7,
+    0.8333360770334713e-13,
+    0.9999999791665050,
+];
+
 /// Robertson from (1, 0, 0) on [0, t1] with the rate constants `p`.
 pub fn robertson(p: &[f64], t1: f64) -> Problem<Generic<RobertsonP>> {
     Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, t1)).params(p.to_vec())

@@ -26,12 +26,15 @@ pub trait Control: Clone {
     fn propose(&mut self, t: f64) -> Result<(f64, bool), f64>;
 
     /// Judges the attempt just proposed from its scaled error norm `err`
-    /// (called only when [`Control::adaptive`]): whether it is accepted, or
+    /// (called only when [`Control::adaptive`]) and the order `k_err` of the
+    /// estimate (the solver's
+    /// [`Solver::step_error_order`](crate::solver::Solver::step_error_order); `None`:
+    /// the order the control was built with): whether it is accepted, or
     /// `Err(dt)` when it is rejected and the next step would underflow
     /// (`Err(NaN)`: the controller gave a factor that is not finite and
     /// `> 0`). Accepts every attempt by default.
     #[inline(always)]
-    fn judge(&mut self, _err: f64) -> Result<bool, f64> {
+    fn judge(&mut self, _err: f64, _k_err: Option<f64>) -> Result<bool, f64> {
         Ok(true)
     }
 
@@ -166,7 +169,9 @@ struct Walk {
     next_jump: usize,
     /// How the attempt being judged was cut short.
     clip: Clip,
-    /// Order of the solver's error estimate.
+    /// Order of the solver's error estimate (the starting one of a
+    /// variable-order solver, which reports each attempt's to
+    /// [`Control::judge`]).
     k_err: f64,
     /// The next step size to try (signed).
     h: f64,
@@ -325,8 +330,10 @@ impl Control for Adaptive {
     }
 
     #[inline]
-    fn judge(&mut self, err: f64) -> Result<bool, f64> {
-        let decision = self.controller.decide(err, self.walk.k_err);
+    fn judge(&mut self, err: f64, k_err: Option<f64>) -> Result<bool, f64> {
+        let decision = self
+            .controller
+            .decide(err, k_err.unwrap_or(self.walk.k_err));
         let w = &mut self.walk;
         if decision.accept {
             let mut h = w.h_step * decision.factor;
@@ -403,11 +410,11 @@ impl Control for AnyControl {
     }
 
     #[inline]
-    fn judge(&mut self, err: f64) -> Result<bool, f64> {
+    fn judge(&mut self, err: f64, k_err: Option<f64>) -> Result<bool, f64> {
         match self {
-            AnyControl::Fixed(c) => c.judge(err),
-            AnyControl::Grid(c) => c.judge(err),
-            AnyControl::Adaptive(c) => c.judge(err),
+            AnyControl::Fixed(c) => c.judge(err, k_err),
+            AnyControl::Grid(c) => c.judge(err, k_err),
+            AnyControl::Adaptive(c) => c.judge(err, k_err),
         }
     }
 

@@ -177,7 +177,9 @@ pub trait StepObserver {
     fn accepted_noise(&mut self, _noise: &StepNoise<'_>) {}
 
     /// The method's carried state ([`Solver::carried_state`]) after the
-    /// step just reported to [`StepObserver::accepted`]. Ignored by default.
+    /// step just reported to [`StepObserver::accepted`]: the one the next
+    /// step starts from (after a discontinuity, the restarted method's).
+    /// Ignored by default.
     #[inline(always)]
     fn accepted_carried(&mut self, _carried: &[f64]) {}
 
@@ -372,6 +374,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
     }
 
     let mut cache = solver.init(problem);
+    solver.tolerances(&mut cache, &opts.rtol, &opts.atol);
     solver.start(&mut cache, &f0, &g0);
     let restart = restart_buffer(solver, &cache, opts, adaptive, n + g0.len())?;
 
@@ -460,7 +463,7 @@ fn restart_buffer<Pb: Family, S: Solver<Pb>>(
     if !adaptive {
         return Err(Options::fixed_discontinuities());
     }
-    if !solver.carried_state(cache).is_empty() {
+    if !S::RESTARTS_CARRIED_STATE && !solver.carried_state(cache).is_empty() {
         return Err(SolveError::Unsupported {
             solver: solver.name(),
             what: "restarting after discontinuities (Options::discontinuities), as it \

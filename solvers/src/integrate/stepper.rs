@@ -225,7 +225,8 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                 }
                 StepStatus::Failed => f64::INFINITY,
             };
-            let verdict = cur.control.judge(e);
+            let k_err = self.solver.step_error_order(&self.cache);
+            let verdict = cur.control.judge(e, k_err);
             let judged = Some((status == StepStatus::Taken, e));
             observer.attempted(&self.report(from, (t, h), judged, verdict == Ok(true)));
             match verdict {
@@ -296,7 +297,6 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         let (y, y_new) = from.pick(&self.y, &self.y_new);
         observer.accepted(cur.accepted, a.t, a.t_next, y, y_new);
         self.solver.accept(&mut self.cache);
-        observer.accepted_carried(self.solver.carried_state(&self.cache));
         cur.accepted += 1;
         self.stats.accepted_steps += 1;
         cur.t_prev = a.t;
@@ -306,6 +306,8 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
             self.restart(start, from.other());
             cur.t = start;
         }
+        // what the next step starts from (after a restart, the fresh one)
+        observer.accepted_carried(self.solver.carried_state(&self.cache));
     }
 
     /// Makes the last step's result (in `y_new`) the state.

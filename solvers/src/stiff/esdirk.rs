@@ -73,7 +73,8 @@ use crate::solver::{
 };
 use crate::step_vjp::{StepBars, StepVjp, refuse_interp_cotangents};
 use crate::stiff::JacobianSource;
-use crate::stiff::newton::{IterationMatrix, JacobianCache, NewtonOptions, newton_norm};
+use crate::stiff::exact::ExactJacobian;
+use crate::stiff::newton::{Implicit, Newton, NewtonOptions, newton_norm};
 use crate::stiff::tableau::EsdirkTableau;
 
 /// An ESDIRK method defined by a tableau ([`crate::stiff::ESDIRK34`],
@@ -131,21 +132,13 @@ pub struct EsdirkCache {
     /// Stage derivatives `k_i`, `n` each.
     ks: Vec<f64>,
     psi: Vec<f64>,
-    z: Vec<f64>,
-    fz: Vec<f64>,
-    delta: Vec<f64>,
-    jac: JacobianCache,
-    w: IterationMatrix,
+    /// The Newton iteration (iterate, Jacobian, factorised `W`).
+    newton: Newton,
     /// Dense-output weight polynomials (`s × 4`).
     poly: Vec<f64>,
-    /// Whether `ks[0]` holds `f(t, y)` of the coming step.
     /// A step was attempted and not yet accepted (so the next call is a
     /// retry after a rejection).
     pending: bool,
-    /// The last step's Newton iterations contracted slowly.
-    slow: bool,
-    /// `η = θ/(1 − θ)` of the last stage solved.
-    eta: f64,
 }
 
 /// Cubic Hermite weights of `(f_n, f_{n+1}, (y_{n+1} − y_n)/h)`, ascending
@@ -206,78 +199,45 @@ impl Esdirk {
         poly
     }
 
-    /// Solves the implicit stages of the step from `(t, y)` of size `h`
-    /// with the factorised `W` in the cache. Returns the worst contraction
-    /// rate, or `Err` when a stage's iteration failed.
+    /// Solves the implicit stages of the step `at` with the factorised `W`
+    /// of `nw`, into the stage derivatives `ks` (`k_0` given) with `psi` as
+    /// scratch. Returns the worst contraction rate, or `Err` when a stage's
+    /// iteration failed.
     fn solve_stages<F: Drift, G: Diffusion>(
         &self,
-        c: &mut EsdirkCache,
+        nw: &mut Newton,
+        (ks, psi): (&mut [f64], &mut [f64]),
         fields: &Fields<'_, F, G>,
-        t: f64,
-        h: f64,
-        y: &[f64],
+        at: StepAt<'_>,
         stats: &mut Stats,
     ) -> Result<f64, ()> {
+        let StepAt { t, h, y } = at;
         let tab = self.tableau;
         let opts = &self.newton;
-        let n = c.n;
+        let n = y.len();
         let s = tab.stages();
         let hg = h * tab.gamma;
         let mut theta_max: f64 = 0.0;
         for i in 1..s {
             let row = tab.a[i - 1];
-            stage_input(y, h, &row[..i], &c.ks, n, &mut c.psi);
+            stage_input(y, h, &row[..i], ks, n, psi);
             // predictor: k at c_i by the line through the two earlier
             // stages with the nearest nodes (the first stage's k for i = 1)
             let (j1, j2, w1) = predictor_weights(tab.c, i);
-            let (k1, k2) = (&c.ks[j1 * n..(j1 + 1) * n], &c.ks[j2 * n..(j2 + 1) * n]);
+            let (k1, k2) = (&ks[j1 * n..(j1 + 1) * n], &ks[j2 * n..(j2 + 1) * n]);
             for k in 0..n {
-                c.z[k] = c.psi[k] + hg * (w1 * k1[k] + (1.0 - w1) * k2[k]);
+                nw.z[k] = psi[k] + hg * (w1 * k1[k] + (1.0 - w1) * k2[k]);
             }
-            let ti = t + tab.c[i] * h;
-            let mut eta = c.eta.max(f64::EPSILON).powf(0.8);
-            let mut nd_prev = 0.0;
-            let mut converged = false;
-            for it in 0..opts.max_iters {
-                fields.f(ti, &c.z, &mut c.fz, stats);
-                stats.nonlinear_iterations += 1;
-                for k in 0..n {
-                    c.delta[k] = c.psi[k] + hg * c.fz[k] - c.z[k];
-                }
-                c.w.solve(&mut c.delta);
-                let nd = newton_norm(&c.delta, &c.z, opts);
-                if !nd.is_finite() {
-                    return Err(());
-                }
-                for k in 0..n {
-                    c.z[k] += c.delta[k];
-                }
-                if it > 0 {
-                    let theta = nd / nd_prev;
-                    if theta.is_nan() || theta >= 0.99 {
-                        return Err(());
-                    }
-                    theta_max = theta_max.max(theta);
-                    eta = theta / (1.0 - theta);
-                    // the error predicted after the remaining iterations
-                    let left = (opts.max_iters - 1 - it) as i32;
-                    if eta * nd * theta.powi(left) > opts.kappa && left > 0 {
-                        return Err(());
-                    }
-                }
-                if eta * nd <= opts.kappa {
-                    converged = true;
-                    break;
-                }
-                nd_prev = nd;
-            }
-            if !converged {
-                return Err(());
-            }
-            c.eta = eta;
-            let ki = &mut c.ks[i * n..(i + 1) * n];
+            let eq = Implicit {
+                t: t + tab.c[i] * h,
+                c: hg,
+                psi,
+            };
+            let theta = nw.iterate(fields, eq, opts, |d, z| newton_norm(d, z, opts), stats)?;
+            theta_max = theta_max.max(theta);
+            let ki = &mut ks[i * n..(i + 1) * n];
             for k in 0..n {
-                ki[k] = (c.z[k] - c.psi[k]) / hg;
+                ki[k] = (nw.z[k] - psi[k]) / hg;
             }
         }
         Ok(theta_max)
@@ -302,36 +262,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
 
     fn check(&self, problem: &OdeProblem<F, D>) -> Result<(), SolveError> {
         problem.ode_only(self.tableau.name)?;
-        let o = &self.newton;
-        let fine = |v: f64| v.is_finite() && v >= 0.0;
-        if !(fine(o.rtol) && fine(o.atol) && o.rtol + o.atol > 0.0) {
-            return Err(SolveError::invalid(
-                "newton tolerances",
-                format!(
-                    "rtol = {}, atol = {} must be finite, >= 0 and not both 0",
-                    o.rtol, o.atol
-                ),
-            ));
-        }
-        if !(o.kappa.is_finite() && o.kappa > 0.0) || o.max_iters == 0 {
-            return Err(SolveError::invalid(
-                "newton",
-                format!(
-                    "kappa = {} must be finite and > 0, max_iters = {} at least 1",
-                    o.kappa, o.max_iters
-                ),
-            ));
-        }
-        if !(fine(o.reuse_rate) && fine(o.refactor_ratio)) {
-            return Err(SolveError::invalid(
-                "newton",
-                format!(
-                    "reuse_rate = {} and refactor_ratio = {} must be finite and >= 0",
-                    o.reuse_rate, o.refactor_ratio
-                ),
-            ));
-        }
-        Ok(())
+        self.newton.check(true)
     }
 
     fn init(&self, problem: &OdeProblem<F, D>) -> EsdirkCache {
@@ -341,26 +272,16 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
             n,
             ks: vec![0.0; s * n],
             psi: vec![0.0; n],
-            z: vec![0.0; n],
-            fz: vec![0.0; n],
-            delta: vec![0.0; n],
-            jac: JacobianCache::new(n),
-            w: IterationMatrix::new(n),
+            newton: Newton::new(n),
             poly: self.dense_poly(),
             pending: false,
-            slow: false,
-            eta: 1.0,
         }
     }
 
     fn start(&self, cache: &mut EsdirkCache, f0: &[f64], _g0: &[f64]) {
         cache.ks[..cache.n].copy_from_slice(f0);
-        cache.jac.valid = false;
-        cache.jac.fresh = false;
-        cache.w.invalidate();
+        cache.newton.reset();
         cache.pending = false;
-        cache.slow = false;
-        cache.eta = 1.0;
     }
 
     fn step(
@@ -380,49 +301,19 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
         let hg = h * tab.gamma;
         let retry = c.pending;
         c.pending = true;
-        let mut need_jac = !c.jac.valid || (!c.jac.fresh && (retry || c.slow));
-        let outcome = loop {
-            if need_jac {
-                c.jac.evaluate(
-                    fields.drift,
-                    fields.p,
-                    self.jacobian,
-                    t,
-                    y,
-                    &mut c.ks[..n],
-                    stats,
-                );
-                c.w.invalidate();
-            }
-            let stale = !c.w.valid() || (hg / c.w.hg - 1.0).abs() > self.newton.refactor_ratio;
-            if stale {
-                stats.lu_factorizations += 1;
-                if !c.w.factor(&c.jac.jac, hg) {
-                    stats.nonlinear_failures += 1;
-                    if c.jac.fresh {
-                        break None;
-                    }
-                    need_jac = true;
-                    continue;
-                }
-            }
-            match self.solve_stages(c, fields, t, h, y, stats) {
-                Ok(theta) => break Some(theta),
-                Err(()) => {
-                    stats.nonlinear_failures += 1;
-                    c.eta = 1.0;
-                    if c.jac.fresh {
-                        break None;
-                    }
-                    need_jac = true;
-                }
-            }
-        };
-        let Some(theta) = outcome else {
+        let psi = &mut c.psi;
+        let solved = c.newton.solve_step(
+            (fields.drift, fields.p, self.jacobian),
+            (t, y, hg),
+            &self.newton,
+            retry,
+            (&mut c.ks, stats),
+            |nw, ks, stats| self.solve_stages(nw, (ks, &mut *psi), fields, at, stats),
+        );
+        if !solved {
             return StepStatus::Failed;
-        };
-        c.slow = theta > self.newton.reuse_rate;
-        y_new.copy_from_slice(&c.z);
+        }
+        y_new.copy_from_slice(&c.newton.z);
         err.iter_mut().for_each(|e| *e = 0.0);
         for (j, &d) in tab.d.iter().enumerate() {
             if d != 0.0 {
@@ -433,7 +324,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
             }
         }
         if self.filter {
-            c.w.solve(err);
+            c.newton.w.solve(err);
         }
         debug_assert_eq!(s * n, c.ks.len());
         StepStatus::Taken
@@ -443,7 +334,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
         let n = c.n;
         let s = self.tableau.stages();
         c.ks.copy_within((s - 1) * n..s * n, 0);
-        c.jac.fresh = false;
+        c.newton.jac.fresh = false;
         c.pending = false;
     }
 
@@ -487,53 +378,6 @@ pub struct EsdirkVjpCache {
     e_tilde: Vec<f64>,
 }
 
-/// Most Newton iterations of a stage solved to full convergence.
-const CONVERGE_ITERS: usize = 50;
-
-/// The exact Jacobian `∂f/∂y` of a step's VJP and the factorisation of
-/// `I − hγJ`, with the scratch that assembles `J` from VJPs.
-#[derive(Debug, Clone)]
-struct ExactJacobian {
-    jac: Vec<f64>,
-    w: IterationMatrix,
-    /// Scratch of length `n` (a Jacobian row, or any stage's VJP).
-    row: Vec<f64>,
-    unit: Vec<f64>,
-    p_scratch: Vec<f64>,
-}
-
-impl ExactJacobian {
-    /// Evaluates the exact Jacobian at `(t, y)` — the field's own
-    /// ([`Drift::jacobian`]) when it has one, else assembled row by row from
-    /// `n` VJPs with the unit vectors (`e_rᵀ ∂f/∂y` is row `r`) — and
-    /// factorises `I − hg·J`; `false` when that matrix is singular.
-    fn factor_at<F: DriftVjp>(
-        &mut self,
-        field: &F,
-        p: &[f64],
-        (t, y): (f64, &[f64]),
-        hg: f64,
-        stats: &mut Stats,
-    ) -> bool {
-        let n = y.len();
-        stats.jacobian_evals += 1;
-        if !field.jacobian(t, y, p, &mut self.jac) {
-            self.unit.iter_mut().for_each(|v| *v = 0.0);
-            for r in 0..n {
-                self.unit[r] = 1.0;
-                self.row.iter_mut().for_each(|v| *v = 0.0);
-                field.drift_vjp(t, y, p, &self.unit, &mut self.row, &mut self.p_scratch);
-                self.unit[r] = 0.0;
-                for j in 0..n {
-                    self.jac[r + j * n] = self.row[j];
-                }
-            }
-        }
-        stats.lu_factorizations += 1;
-        self.w.factor(&self.jac, hg)
-    }
-}
-
 impl Esdirk {
     /// Workspace for differentiating steps of a state of dimension `n` with
     /// `n_params` parameters.
@@ -547,13 +391,7 @@ impl Esdirk {
             z: vec![0.0; n],
             fz: vec![0.0; n],
             delta: vec![0.0; n],
-            jw: ExactJacobian {
-                jac: vec![0.0; n * n],
-                w: IterationMatrix::new(n),
-                row: vec![0.0; n],
-                unit: vec![0.0; n],
-                p_scratch: vec![0.0; n_params],
-            },
+            jw: ExactJacobian::new(n, n_params),
             kappa: vec![0.0; s * n],
             lam: vec![0.0; n],
             e_tilde: vec![0.0; n],
@@ -593,41 +431,14 @@ impl Esdirk {
                 c.z[k] = c.psi[k] + hg * c.ks[(i - 1) * n + k];
             }
             let ti = t + tab.c[i] * h;
-            let mut nd_prev = f64::INFINITY;
-            let mut done = false;
-            for _ in 0..CONVERGE_ITERS {
-                stats.drift_evals += 1;
-                field.drift(ti, &c.z, p, &mut c.fz);
-                stats.nonlinear_iterations += 1;
-                if !c.jw.factor_at(field, p, (ti, &c.z), hg, stats) {
-                    return Err(fail(i, "singular iteration matrix"));
-                }
-                let mut nd: f64 = 0.0;
-                for k in 0..n {
-                    c.delta[k] = c.psi[k] + hg * c.fz[k] - c.z[k];
-                }
-                c.jw.w.solve(&mut c.delta);
-                for k in 0..n {
-                    let scale = c.psi[k].abs() + (hg * c.fz[k]).abs() + c.z[k].abs() + 1e-300;
-                    nd = nd.max(c.delta[k].abs() / scale);
-                    c.z[k] += c.delta[k];
-                }
-                if !nd.is_finite() {
-                    return Err(fail(i, "non-finite iterate"));
-                }
-                // converged to round-off, or stagnating there
-                if nd <= 1e-15 || (nd <= 1e-10 && nd >= 0.5 * nd_prev) {
-                    done = true;
-                    break;
-                }
-                nd_prev = nd;
-            }
-            if !done {
-                return Err(fail(
-                    i,
-                    &format!("no convergence in {CONVERGE_ITERS} Newton iterations"),
-                ));
-            }
+            c.jw.converge(
+                (field, p),
+                (ti, hg),
+                &c.psi,
+                (&mut c.z, &mut c.fz, &mut c.delta),
+                stats,
+            )
+            .map_err(|why| fail(i, &why))?;
             c.ys[i * n..(i + 1) * n].copy_from_slice(&c.z);
             stats.drift_evals += 1;
             field.drift(ti, &c.z, p, &mut c.ks[i * n..(i + 1) * n]);

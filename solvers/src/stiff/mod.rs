@@ -1,32 +1,45 @@
-//! Stiff ODE solvers.
+//! Stiff ODE solvers, all native: they implement [`crate::solver::Solver`], so they
+//! run in the one integration loop ([`crate::integrate`]) with its
+//! controllers, save policies, dense output, `dt_max`, stop times and step
+//! observers, and allocate nothing per step.
 //!
-//! * [`Esdirk34`] and [`TrBdf2`] are native: one generic ESDIRK step
+//! * [`Bdf`]: variable-order (1–5) BDF/NDF (`bdf.rs`; Shampine & Reichelt,
+//!   "The MATLAB ODE suite", SIAM J. Sci. Comput. 18 (1997); Byrne &
+//!   Hindmarsh, ACM TOMS 1 (1975)), a multistep method: it keeps its history
+//!   as backward differences, rescales them to whatever step the loop's
+//!   controller gives it, chooses its order after each accepted step, and
+//!   reports the order of each attempt's error estimate to the controller
+//!   ([`crate::solver::Solver::step_error_order`]). Its Newton iteration and order
+//!   choice are measured in the solve's tolerances
+//!   ([`crate::solver::Solver::tolerances`]). Its history is its carried state, so
+//!   it has a step VJP too ([`crate::step_vjp::StepVjp`]) and restarts at
+//!   order 1 after discontinuities.
+//! * [`Esdirk34`] and [`TrBdf2`]: one generic ESDIRK step
 //!   (`esdirk.rs`) driven by a coefficient table (`tableau.rs`: ESDIRK3(4) of
 //!   Jørgensen, Kristensen & Thomsen, arXiv:1803.01613 (2018), as diffsol
 //!   writes it; TR-BDF2 of Bank et al. (1985) with the error estimate of
 //!   Hosea & Shampine, Appl. Numer. Math. 20 (1996)), with simplified Newton
 //!   on `W = I − hγJ` (`newton.rs`; Hairer & Wanner, *Solving ODEs II*,
-//!   §IV.8). They implement [`crate::solver::Solver`], so they run in the one
-//!   integration loop ([`crate::integrate`]) with its controllers, save
-//!   policies, dense output, `dt_max` and step observers, allocate nothing
-//!   per step, and have a step VJP ([`crate::step_vjp::StepVjp`], by the
+//!   §IV.8). They have a step VJP ([`crate::step_vjp::StepVjp`], by the
 //!   implicit-function theorem).
-//! * [`Bdf`] (variable-order BDF/NDF) still runs inside diffsol
-//!   (`diffsol_backend.rs`), with diffsol's own step-size control; so do
-//!   [`DiffsolTrBdf2`] and [`DiffsolEsdirk34`], diffsol's versions of the two
-//!   native methods, kept as references for tests and benches.
+//! * [`DiffsolBdf`], [`DiffsolTrBdf2`] and [`DiffsolEsdirk34`]: diffsol's
+//!   versions of the three native methods, run in diffsol's own drive loop
+//!   (`diffsol_backend.rs`), kept as references for tests and benches.
 //!
-//! The Newton iteration measures convergence in a norm scaled by its own
-//! tolerances ([`NewtonOptions::rtol`], [`NewtonOptions::atol`]), because a
-//! [`crate::solver::Solver`] does not see the solve's [`crate::options::Options`]: set them to
-//! the solve's with `Esdirk34::default().tolerances(rtol, atol)`.
+//! The ESDIRK methods' Newton iteration measures convergence in a norm
+//! scaled by its own tolerances ([`NewtonOptions::rtol`],
+//! [`NewtonOptions::atol`]): set them to the solve's with
+//! `Esdirk34::default().tolerances(rtol, atol)`. `Bdf` reads the solve's.
 
+mod bdf;
 mod diffsol_backend;
 mod esdirk;
+mod exact;
 mod newton;
 mod tableau;
 
-pub use diffsol_backend::{Bdf, DiffsolEsdirk34, DiffsolTrBdf2};
+pub use bdf::{BDF_MAX_ORDER, Bdf, BdfCache, BdfVjpCache};
+pub use diffsol_backend::{DiffsolBdf, DiffsolEsdirk34, DiffsolTrBdf2};
 pub use esdirk::{Esdirk, EsdirkCache, EsdirkVjpCache};
 pub use newton::NewtonOptions;
 pub use tableau::{ESDIRK34, EsdirkTableau, TRBDF2};

@@ -28,9 +28,11 @@
 //! are `#[doc(hidden)]`). The triangular solves, plain and transposed (the
 //! latter for the step VJP), work on the same storage.
 
-use crate::field::Drift;
+use crate::error::SolveError;
+use crate::field::{Diffusion, Drift};
 use crate::options::setters;
 use crate::solution::Stats;
+use crate::solver::Fields;
 use crate::stiff::JacobianSource;
 
 /// Settings of the Newton iteration of the implicit stages.
@@ -99,6 +101,207 @@ impl NewtonOptions {
         kappa: f64;
         /// Sets the most iterations per stage.
         max_iters: usize;
+    }
+}
+
+impl NewtonOptions {
+    /// Checks the settings (a solver's [`crate::solver::Solver::check`]); `tolerances`
+    /// says whether `rtol` and `atol` are read.
+    pub(crate) fn check(&self, tolerances: bool) -> Result<(), SolveError> {
+        let o = self;
+        let fine = |v: f64| v.is_finite() && v >= 0.0;
+        if tolerances && !(fine(o.rtol) && fine(o.atol) && o.rtol + o.atol > 0.0) {
+            return Err(SolveError::invalid(
+                "newton tolerances",
+                format!(
+                    "rtol = {}, atol = {} must be finite, >= 0 and not both 0",
+                    o.rtol, o.atol
+                ),
+            ));
+        }
+        if !(o.kappa.is_finite() && o.kappa > 0.0) || o.max_iters == 0 {
+            return Err(SolveError::invalid(
+                "newton",
+                format!(
+                    "kappa = {} must be finite and > 0, max_iters = {} at least 1",
+                    o.kappa, o.max_iters
+                ),
+            ));
+        }
+        if !(fine(o.reuse_rate) && fine(o.refactor_ratio)) {
+            return Err(SolveError::invalid(
+                "newton",
+                format!(
+                    "reuse_rate = {} and refactor_ratio = {} must be finite and >= 0",
+                    o.reuse_rate, o.refactor_ratio
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An implicit equation `z = ψ + c f(t, z)`: an ESDIRK stage (`c = hγ`) or
+/// a BDF step (`c = hα_k`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Implicit<'a> {
+    /// The time at which `f` is evaluated.
+    pub t: f64,
+    /// The coefficient of `f`.
+    pub c: f64,
+    /// The explicit part `ψ`.
+    pub psi: &'a [f64],
+}
+
+/// The simplified Newton iteration of a solve: the Jacobian it reuses, the
+/// factorised iteration matrix `W = I − cJ`, the iterate and its buffers, and
+/// what carries over from one equation to the next (the contraction estimate
+/// `η`, and whether the last step's iterations contracted slowly).
+#[derive(Debug, Clone)]
+pub(crate) struct Newton {
+    /// The iterate: the caller's initial guess in, the solution out.
+    pub(crate) z: Vec<f64>,
+    fz: Vec<f64>,
+    delta: Vec<f64>,
+    pub(crate) jac: JacobianCache,
+    pub(crate) w: IterationMatrix,
+    /// `η = θ/(1 − θ)` of the last equation solved.
+    eta: f64,
+    /// The last step's iterations contracted slowly (worst `θ` above
+    /// [`NewtonOptions::reuse_rate`]).
+    slow: bool,
+}
+
+impl Newton {
+    /// The iteration for states of dimension `n`.
+    pub(crate) fn new(n: usize) -> Self {
+        Newton {
+            z: vec![0.0; n],
+            fz: vec![0.0; n],
+            delta: vec![0.0; n],
+            jac: JacobianCache::new(n),
+            w: IterationMatrix::new(n),
+            eta: 1.0,
+            slow: false,
+        }
+    }
+
+    /// Forgets the Jacobian, the factorisation and the rates (a new solve).
+    pub(crate) fn reset(&mut self) {
+        self.jac.valid = false;
+        self.jac.fresh = false;
+        self.w.invalidate();
+        self.slow = false;
+        self.eta = 1.0;
+    }
+
+    /// Solves `eq` by simplified Newton with the factorised `W`, from the
+    /// iterate in [`Newton::z`], measuring increments with `norm(Δ, z)` (see
+    /// the module docs for the convergence test). Returns the worst
+    /// contraction rate, or `Err` when the iteration failed.
+    pub(crate) fn iterate<F: Drift, G: Diffusion>(
+        &mut self,
+        fields: &Fields<'_, F, G>,
+        eq: Implicit<'_>,
+        opts: &NewtonOptions,
+        norm: impl Fn(&[f64], &[f64]) -> f64,
+        stats: &mut Stats,
+    ) -> Result<f64, ()> {
+        let Implicit { t, c, psi } = eq;
+        let n = self.z.len();
+        let mut theta_max: f64 = 0.0;
+        let mut eta = self.eta.max(f64::EPSILON).powf(0.8);
+        let mut nd_prev = 0.0;
+        for it in 0..opts.max_iters {
+            fields.f(t, &self.z, &mut self.fz, stats);
+            stats.nonlinear_iterations += 1;
+            for k in 0..n {
+                self.delta[k] = psi[k] + c * self.fz[k] - self.z[k];
+            }
+            self.w.solve(&mut self.delta);
+            let nd = norm(&self.delta, &self.z);
+            if !nd.is_finite() {
+                return Err(());
+            }
+            for k in 0..n {
+                self.z[k] += self.delta[k];
+            }
+            if it > 0 {
+                let theta = nd / nd_prev;
+                if theta.is_nan() || theta >= 0.99 {
+                    return Err(());
+                }
+                theta_max = theta_max.max(theta);
+                eta = theta / (1.0 - theta);
+                // the error predicted after the remaining iterations
+                let left = (opts.max_iters - 1 - it) as i32;
+                if eta * nd * theta.powi(left) > opts.kappa && left > 0 {
+                    return Err(());
+                }
+            }
+            if eta * nd <= opts.kappa {
+                self.eta = eta;
+                return Ok(theta_max);
+            }
+            nd_prev = nd;
+        }
+        Err(())
+    }
+
+    /// Solves the implicit equations of a step from `(t, y)` whose
+    /// iteration matrix is `I − cJ`: forms `J` at `(t, y)` when there is none,
+    /// or when it is not from this step's start and either `refresh` (the
+    /// caller's reason, e.g. a retry after a failure) or the last step's
+    /// iterations contracted slowly; refactorises `W` when `J` changed or `c`
+    /// moved by more than [`NewtonOptions::refactor_ratio`] from the
+    /// factorised one; then runs `solve` (which calls [`Newton::iterate`]).
+    /// A failure with an old Jacobian re-forms it at `(t, y)` and tries
+    /// again; with a fresh one the step fails (`false`). Forward differences
+    /// also write `f(t, y)` into the first `n` entries of `f0`, which `solve`
+    /// receives back.
+    pub(crate) fn solve_step<F: Drift>(
+        &mut self,
+        (field, p, source): (&F, &[f64], JacobianSource),
+        (t, y, c): (f64, &[f64], f64),
+        opts: &NewtonOptions,
+        refresh: bool,
+        (f0, stats): (&mut [f64], &mut Stats),
+        mut solve: impl FnMut(&mut Newton, &mut [f64], &mut Stats) -> Result<f64, ()>,
+    ) -> bool {
+        let n = self.z.len();
+        let mut need_jac = !self.jac.valid || (!self.jac.fresh && (refresh || self.slow));
+        let theta = loop {
+            if need_jac {
+                self.jac
+                    .evaluate(field, p, source, t, y, &mut f0[..n], stats);
+                self.w.invalidate();
+            }
+            let stale = !self.w.valid() || (c / self.w.hg - 1.0).abs() > opts.refactor_ratio;
+            if stale {
+                stats.lu_factorizations += 1;
+                if !self.w.factor(&self.jac.jac, c) {
+                    stats.nonlinear_failures += 1;
+                    if self.jac.fresh {
+                        return false;
+                    }
+                    need_jac = true;
+                    continue;
+                }
+            }
+            match solve(self, f0, stats) {
+                Ok(theta) => break theta,
+                Err(()) => {
+                    stats.nonlinear_failures += 1;
+                    self.eta = 1.0;
+                    if self.jac.fresh {
+                        return false;
+                    }
+                    need_jac = true;
+                }
+            }
+        };
+        self.slow = theta > opts.reuse_rate;
+        true
     }
 }
 
