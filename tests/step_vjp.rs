@@ -2,7 +2,8 @@
 //! finite differences of each method's own step, for every solver that has
 //! one: the explicit Runge–Kutta methods (`Euler`, `Heun`, `Bs3`, `Dopri5`,
 //! `Tsit5`, `Vern7`, and a tableau built at run time), the native implicit
-//! `Esdirk34` and `TrBdf2`, and the SDE methods (Euler–Maruyama,
+//! `Esdirk34`, `TrBdf2` and `Bdf` (its history as the carried state), and
+//! the SDE methods (Euler–Maruyama,
 //! Euler–Heun, Milstein derivative-free and exact in Itô and Stratonovich,
 //! SRIW1, SOSRI, SRA1, SRA3, reversible Heun) under every noise type each
 //! takes. For random states, parameters, step sizes, increments (and Lévy
@@ -18,8 +19,12 @@
 //! (`Esdirk::converged_step`, the map their VJP differentiates); with the
 //! error filter on, the VJP holds the filter `(I − hγJ(y))⁻¹` constant, so
 //! their error cotangent is checked with the filter off here (and with the
-//! filter frozen in `tests/stiff.rs`). Methods refuse, up front and in the
-//! step VJP, the cotangents they do not take.
+//! filter frozen in `tests/stiff.rs`). `Bdf` is checked on its step solved
+//! to round-off (`Bdf::converged_step`) from a history of every order 1–5
+//! at a rescaled step, with the new-state, error and history cotangents;
+//! its order and the step its history is at are held (controller
+//! decisions). Methods refuse, up front and in the step VJP, the cotangents
+//! they do not take.
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -116,6 +121,10 @@ struct Input {
     levy_h: Vec<f64>,
     /// The carried state (empty for methods that carry none).
     carried: Vec<f64>,
+    /// How many trailing entries of `carried` are held constant (Bdf's
+    /// order and the step its history is at: decisions of the controller,
+    /// not differentiated, like every step size).
+    held: usize,
 }
 
 impl Input {
@@ -261,6 +270,35 @@ fn converged(s: &Esdirk, prob: &Ode, inp: &Input, thetas: &[f64]) -> Output {
     }
 }
 
+/// `Bdf`'s step from the input's history, its equation solved to
+/// round-off (`Bdf::converged_step`: the map its VJP differentiates).
+fn bdf(s: &Bdf, prob: &Ode, inp: &Input, thetas: &[f64]) -> Output {
+    assert!(thetas.is_empty(), "its dense output is not differentiated");
+    let n = inp.y.len();
+    let mut c = StepVjp::<Ode>::vjp_workspace(s, prob);
+    let (mut y_new, mut err) = (vec![0.0; n], vec![0.0; n]);
+    let mut carried = vec![0.0; inp.carried.len()];
+    let out = StepOut {
+        y_new: &mut y_new,
+        err: &mut err,
+    };
+    s.converged_step(
+        &mut c,
+        (&prob.drift, &inp.p),
+        inp.at(),
+        &inp.carried,
+        (out, &mut carried),
+        &mut Stats::default(),
+    )
+    .expect("converged step");
+    Output {
+        y_new,
+        err,
+        carried,
+        interp: vec![],
+    }
+}
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -268,7 +306,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// The largest relative difference `|VJP − FD| / max(|FD|, 1)` between
 /// the step VJP of `solver` at `inp` with the cotangents `bars` and central
 /// differences (step 1e-6) of its step `step` on the problems `make(y, p)`,
-/// over every component of `y`, `p` and `c`.
+/// over every component of `y`, `p` and `c` (but the held tail of `c`).
 fn check<S: StepVjp<Problem<F, G>>, F: DriftVjp, G: DiffusionVjp>(
     solver: &S,
     step: StepMap<S, F, G>,
@@ -276,7 +314,7 @@ fn check<S: StepVjp<Problem<F, G>>, F: DriftVjp, G: DiffusionVjp>(
     inp: &Input,
     bars: &Bars,
 ) -> f64 {
-    let (ny, np, nc) = (inp.y.len(), inp.p.len(), inp.carried.len());
+    let (ny, np, nc) = (inp.y.len(), inp.p.len(), inp.carried.len() - inp.held);
     let prob = make(&inp.y, &inp.p);
     let interp = bars.interp();
     let (mut y_bar, mut c_bar, mut p_bar) = (bars.y.clone(), bars.carried.clone(), vec![0.0; np]);
@@ -381,6 +419,7 @@ impl OdeCase {
             dw: vec![],
             levy_h: vec![],
             carried: vec![],
+            held: 0,
         }
     }
 
@@ -460,6 +499,38 @@ fn ode_results(case: &OdeCase) -> Vec<(String, f64)> {
             &case.bars(false, false),
         ),
     ));
+    // Bdf: its history as the carried state (D_1 … D_7 for n = 2, then the
+    // order and the step it is at, held), an order from 1 to 5 and a step
+    // ratio from 0.55 to 1.45 (the history is rescaled), made from the case
+    let k = 1 + (case.t * 1e3) as usize % 5;
+    let h_prev = inp.h / (0.5 + case.theta);
+    let mut inp = inp;
+    inp.carried = (0..14)
+        .map(|i| {
+            let j = i / 2 + 1;
+            if j > k + 2 {
+                0.0
+            } else {
+                h_prev.powi(j as i32) * (case.yb[i % 2] + 0.3 * case.ib[(i + j) % 2])
+            }
+        })
+        .chain([k as f64, h_prev])
+        .collect();
+    inp.held = 2;
+    let mut bars = case.bars(true, false);
+    bars.carried = (0..16)
+        .map(|i| {
+            if i < 14 {
+                (0.37 * i as f64 + case.theta).sin()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    out.push((
+        format!("Bdf order {k} (ȳ, ē, history)"),
+        check(&Bdf::default(), bdf, make, &inp, &bars),
+    ));
     out
 }
 
@@ -533,6 +604,7 @@ impl SdeCase {
             dw: scaled(&self.z),
             levy_h: if levy { scaled(&self.levy) } else { vec![] },
             carried,
+            held: 0,
         }
     }
 

@@ -686,6 +686,108 @@ pub struct BdfVjpCache {
     jw: ExactJacobian,
 }
 
+impl Bdf {
+    /// The step from `(at.t, at.y)` of size `at.h` taken from the history
+    /// `carried` (as [`Solver::carried_state`] gives it), with its equation
+    /// solved to round-off: the map the step VJP differentiates (the
+    /// loop's step stops Newton at the solve's tolerance). Writes `y_new`,
+    /// the error estimate and the history after the step (`carried_new`,
+    /// the order and step entries included; the order is not re-chosen).
+    ///
+    /// # Errors
+    /// A carried state of the wrong length or order, or an iteration that
+    /// does not converge.
+    pub fn converged_step<F: DriftVjp>(
+        &self,
+        c: &mut BdfVjpCache,
+        (field, p): (&F, &[f64]),
+        at: StepAt<'_>,
+        carried: &[f64],
+        (out, carried_new): (StepOut<'_>, &mut [f64]),
+        stats: &mut Stats,
+    ) -> Result<(), SolveError> {
+        let (k, _) = self.replay(c, (field, p), at, carried, stats)?;
+        let n = c.n;
+        let ck = c.coef.error[k];
+        // the difference update of [`Solver::accept`] on the replayed history
+        for q in 0..n {
+            let d = c.z[q] - c.pred[q];
+            out.y_new[q] = c.z[q];
+            out.err[q] = ck * d;
+            c.tilde[(k + 2) * n + q] = d - c.tilde[(k + 1) * n + q];
+            c.tilde[(k + 1) * n + q] = d;
+            for j in (0..=k).rev() {
+                c.tilde[j * n + q] += c.tilde[(j + 1) * n + q];
+            }
+        }
+        let hist = (BDF_MAX_ORDER + 2) * n;
+        carried_new[..hist].copy_from_slice(&c.tilde[n..]);
+        carried_new[hist] = k as f64;
+        carried_new[hist + 1] = at.h;
+        Ok(())
+    }
+
+    /// The step again from `carried`: the history at spacing `at.h` in
+    /// `c.tilde`, the prediction and `ψ`, and the solution `c.z` to
+    /// round-off. Returns the order and the step the history was at.
+    fn replay<F: DriftVjp>(
+        &self,
+        c: &mut BdfVjpCache,
+        (field, p): (&F, &[f64]),
+        at: StepAt<'_>,
+        carried: &[f64],
+        stats: &mut Stats,
+    ) -> Result<(usize, f64), SolveError> {
+        let StepAt { t, h, y } = at;
+        let n = c.n;
+        let hist = (BDF_MAX_ORDER + 2) * n;
+        let (k, h_prev) = match carried {
+            [.., k, h_prev] if carried.len() == hist + 2 => (*k as usize, *h_prev),
+            _ => {
+                return Err(SolveError::invalid(
+                    "Bdf step VJP carried state",
+                    format!(
+                        "{} entries where Bdf carries {} (its history for n = {n})",
+                        carried.len(),
+                        hist + 2
+                    ),
+                ));
+            }
+        };
+        if !(1..=self.max_order).contains(&k) {
+            return Err(SolveError::invalid(
+                "Bdf step VJP carried state",
+                format!("order {k} outside 1..={}", self.max_order),
+            ));
+        }
+        // the history at spacing h, the prediction and ψ
+        c.tilde[..n].copy_from_slice(y);
+        c.tilde[n..].copy_from_slice(&carried[..hist]);
+        if h_prev == 0.0 {
+            c.tilde[n..2 * n].iter_mut().for_each(|v| *v *= h);
+        } else if h != h_prev {
+            rescale(&mut c.tilde, n, k, h / h_prev);
+        }
+        c.coef.predict(&c.tilde, k, &mut c.pred, &mut c.psi);
+        let ha = h * c.coef.alpha[k];
+        c.z.copy_from_slice(&c.pred);
+        c.jw.converge(
+            (field, p),
+            (t + h, ha),
+            &c.psi,
+            (&mut c.z, &mut c.fz, &mut c.delta),
+            stats,
+        )
+        .map_err(|reason| SolveError::NonlinearSolve {
+            solver: "Bdf",
+            t,
+            h,
+            reason,
+        })?;
+        Ok((k, h_prev))
+    }
+}
+
 impl<Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Bdf {
     type VjpWork = BdfVjpCache;
 
@@ -731,55 +833,19 @@ impl<Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Bdf {
     ) -> Result<usize, SolveError> {
         refuse_interp_cotangents("Bdf", bars.interp)?;
         let (field, p) = (fields.drift, fields.p);
-        let StepAt { t, h, y } = at;
+        let StepAt { t, h, .. } = at;
         let n = c.n;
         let hist = (BDF_MAX_ORDER + 2) * n;
+        let (k, h_prev) = self.replay(c, (field, p), at, carried, stats)?;
+        let r = h / h_prev;
+        let (alpha, gamma) = (c.coef.alpha[k], c.coef.gamma);
+        let ha = h * alpha;
         let fail = |reason: String| SolveError::NonlinearSolve {
             solver: "Bdf",
             t,
             h,
             reason,
         };
-        let (k, h_prev) = match carried {
-            [.., k, h_prev] if carried.len() == hist + 2 => (*k as usize, *h_prev),
-            _ => {
-                return Err(SolveError::invalid(
-                    "Bdf step VJP carried state",
-                    format!(
-                        "{} entries where Bdf carries {} (its history for n = {n})",
-                        carried.len(),
-                        hist + 2
-                    ),
-                ));
-            }
-        };
-        if !(1..=self.max_order).contains(&k) {
-            return Err(SolveError::invalid(
-                "Bdf step VJP carried state",
-                format!("order {k} outside 1..={}", self.max_order),
-            ));
-        }
-        // the step, again: the history at spacing h, the prediction and ψ
-        let r = h / h_prev;
-        c.tilde[..n].copy_from_slice(y);
-        c.tilde[n..].copy_from_slice(&carried[..hist]);
-        if h_prev == 0.0 {
-            c.tilde[n..2 * n].iter_mut().for_each(|v| *v *= h);
-        } else if h != h_prev {
-            rescale(&mut c.tilde, n, k, r);
-        }
-        c.coef.predict(&c.tilde, k, &mut c.pred, &mut c.psi);
-        let (alpha, gamma) = (c.coef.alpha[k], c.coef.gamma);
-        let ha = h * alpha;
-        c.z.copy_from_slice(&c.pred);
-        c.jw.converge(
-            (field, p),
-            (t + h, ha),
-            &c.psi,
-            (&mut c.z, &mut c.fz, &mut c.delta),
-            stats,
-        )
-        .map_err(fail)?;
         let StepBars {
             y: y_bar,
             carried: c_bar,
