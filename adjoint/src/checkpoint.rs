@@ -26,9 +26,8 @@
 //! With an unbounded budget ([`usize::MAX`]) the forward solve stores every
 //! step's record and nothing is replayed (the path is not queried again).
 
-use sdeflow_solvers::integrate::{AnyControl, Run, Snapshot, StepObserver};
+use sdeflow_solvers::integrate::{AnyControl, Run, Snapshot, StepObserver, StepReport};
 use sdeflow_solvers::solver::Family;
-use sdeflow_solvers::solver::StepNoise;
 use sdeflow_solvers::{error::SolveError, solution::Solution, solver::Solver};
 
 use crate::GradError;
@@ -104,7 +103,12 @@ impl Records {
 }
 
 impl StepObserver for Records {
-    fn accepted_noise(&mut self, noise: &StepNoise<'_>) {
+    /// Keeps the increments of the step about to be reported accepted.
+    fn attempted(&mut self, report: &StepReport<'_>) {
+        if !report.accepted {
+            return;
+        }
+        let noise = &report.noise;
         let m = noise.dw.len().min(self.noise.len());
         self.noise[..m].copy_from_slice(&noise.dw[..m]);
         if self.with_levy && !noise.levy_h.is_empty() {

@@ -170,12 +170,6 @@ pub trait StepObserver {
     /// Step `index` went from `(t, y)` to `(t_next, y_next)`.
     fn accepted(&mut self, index: usize, t: f64, t_next: f64, y: &[f64], y_next: &[f64]);
 
-    /// The Brownian increments of the step about to be reported to
-    /// [`StepObserver::accepted`] (empty for ODEs; empty `levy_h` unless the
-    /// solver uses the Lévy area). Ignored by default.
-    #[inline(always)]
-    fn accepted_noise(&mut self, _noise: &StepNoise<'_>) {}
-
     /// The method's carried state ([`Solver::carried_state`]) after the
     /// step just reported to [`StepObserver::accepted`]: the one the next
     /// step starts from (after a discontinuity, the restarted method's).

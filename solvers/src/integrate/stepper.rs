@@ -290,10 +290,6 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         observer: &mut O,
         from: StateIn,
     ) {
-        observer.accepted_noise(&StepNoise {
-            dw: self.dw.as_ref(),
-            levy_h: &self.levy_h,
-        });
         let (y, y_new) = from.pick(&self.y, &self.y_new);
         observer.accepted(cur.accepted, a.t, a.t_next, y, y_new);
         self.solver.accept(&mut self.cache);
