@@ -1362,7 +1362,7 @@ fn gradient_section() -> TourResult<()> {
     header("7. Gradients through the solver");
     let times: Vec<f64> = (1..=10).map(|i| i as f64).collect();
     let opts = Options::default().tol(1e-8).save_at(SaveAt::Times(times));
-    let base = Problem::ode(Generic(LotkaVolterra), LV_Y0.to_vec(), LV_TSPAN);
+    let base = Problem::ode_field(Generic(LotkaVolterra), LV_Y0.to_vec(), LV_TSPAN);
     let loss = |ts: &[f64], ys: &[f64], g: &mut [f64]| {
         let mut l = 0.0;
         for (i, &t) in ts.iter().enumerate() {
