@@ -125,7 +125,8 @@ fn adjoint_memory_per_step() {
             grad(&ito, EulerMaruyama, opts(steps), &loss, Adjoint::STORE_ALL).expect("grad")
         })
     });
-    let ode = Problem::ode_field(Generic(Ring), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2, 0.3]);
+    let ode =
+        Problem::ode_field(Generic(Ring), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2, 0.3]);
     let ode = &ode;
     let ode_grad = |checkpoints: usize| {
         move |steps: usize| {

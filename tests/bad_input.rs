@@ -329,7 +329,8 @@ fn network_shape_mismatches_name_what_to_fix() {
     let e = solve(&short, Bdf::default(), Options::default()).expect_err("short params, Bdf");
     check(e, "parameters", "init_params");
     // a state of the wrong length
-    let wide = Problem::ode_field(mlp.clone(), vec![0.1, 0.2, 0.3], (0.0, 1.0)).params(params.clone());
+    let wide =
+        Problem::ode_field(mlp.clone(), vec![0.1, 0.2, 0.3], (0.0, 1.0)).params(params.clone());
     let e = solve(&wide, Tsit5, Options::default()).expect_err("wide state");
     check(e, "network input", "3 components");
     // an Offset reading past the parameter vector

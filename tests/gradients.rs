@@ -334,7 +334,8 @@ fn linear_ode_discrete_adjoint_matches_fd_and_forward_duals() {
         g[1] = 2.0 * ys[1];
         ys[0] + ys[1] * ys[1]
     };
-    let prob = |p: f64, y0: f64| Problem::ode_field(Generic(Decay), vec![y0], (0.0, 1.0)).params(vec![p]);
+    let prob =
+        |p: f64, y0: f64| Problem::ode_field(Generic(Decay), vec![y0], (0.0, 1.0)).params(vec![p]);
     let g = grad(&prob(0.7, 2.0), Tsit5, &opts, &l, DISCRETE_SMALL).expect("grad");
     let loss_at = |p: f64, y0: f64| {
         let sol = solve(&prob(p, y0), Tsit5, &opts).expect("solve");
