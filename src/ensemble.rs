@@ -295,6 +295,7 @@ pub(crate) fn finish_statistics(
         .map(|(j, &t)| TimeStatistics {
             t,
             moments: moments[j * n..(j + 1) * n].to_vec(),
+            taus: taus.to_vec(),
             quantiles: taus
                 .iter()
                 .map(|&tau| (0..n).map(|i| quantile(&values[j * n + i], tau)).collect())
