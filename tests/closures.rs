@@ -114,7 +114,7 @@ fn ode_gradient_through_generic_field_matches_the_exact_one() {
 fn gbm(
     y0: f64,
     p: &[f64],
-) -> Problem<impl Drift + sdeflow::field::DriftVjp, impl Diffusion + sdeflow::field::DiffusionVjp> {
+) -> Problem<impl sdeflow::field::DriftVjp, impl sdeflow::field::DiffusionVjp> {
     Problem::sde_field(
         generic_field!(|_t, y, p, dy| dy[0] = p[0] * y[0]),
         generic_field!(|_t, y, p, g| g[0] = p[1] * y[0] * (y[0] * y[0] * 0.1 + 1.0).sqrt()),
@@ -160,7 +160,7 @@ fn sde_gradient_through_generic_field_matches_central_differences() {
 }
 
 /// A two-component ODE saved at a few times, for the loss helpers.
-fn oscillator(x: &[f64]) -> Problem<impl Drift + sdeflow::field::DriftVjp> {
+fn oscillator(x: &[f64]) -> Problem<impl sdeflow::field::DriftVjp> {
     Problem::ode_field(
         generic_field!(|_t, y, p, dy| {
             dy[0] = y[1];

@@ -132,10 +132,9 @@ impl SquaredError {
     /// The entries of `ys` this loss compares with `data`, in the data's
     /// order, for `n` components per time.
     fn entries(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
-        let per = if self.component.is_some() { 1 } else { n };
         (0..self.data.len()).map(move |j| match self.component {
             Some(c) => j * n + c,
-            None => (j / per) * n + j % per,
+            None => j,
         })
     }
 }
@@ -252,7 +251,7 @@ loss_ops! {
 /// The number of components per saved time, or `None` when `ys` does not
 /// split evenly over `ts`.
 fn per_time(ts: &[f64], ys: &[f64]) -> Option<usize> {
-    (!ts.is_empty() && ys.len() % ts.len() == 0).then(|| ys.len() / ts.len())
+    (!ts.is_empty() && ys.len().is_multiple_of(ts.len())).then(|| ys.len() / ts.len())
 }
 
 /// Evaluates `loss` on the saved states of `sol`: the value and `∂L/∂ys`,
