@@ -14,6 +14,18 @@ fn central(f: &dyn Fn(&[f64]) -> f64, x: &[f64], k: usize, h: f64) -> f64 {
     (f(&xp) - f(&xm)) / (2.0 * h)
 }
 
+/// Asserts that the gradient `got` of `f` at `x` matches central
+/// differences with step 1e-5 to `rtol` (relative, floored at 1).
+fn assert_matches_fd(got: &[f64], f: &dyn Fn(&[f64]) -> f64, x: &[f64], rtol: f64) {
+    for (k, g) in got.iter().enumerate() {
+        let fd = central(f, x, k, 1e-5);
+        assert!(
+            (g - fd).abs() < rtol * fd.abs().max(1.0),
+            "input {k}: {g} vs FD {fd}"
+        );
+    }
+}
+
 #[test]
 fn ode_from_an_annotation_free_closure_solves() {
     // y' = -p y: y(1) = y0 e^{-p}
@@ -146,17 +158,9 @@ fn sde_gradient_through_generic_field_matches_central_differences() {
         sol.last()[0]
     };
     let x = [y0, p[0], p[1]];
-    let got = [g.dy0[0], g.dp[0], g.dp[1]];
-    for k in 0..3 {
-        // the discrete solution is a smooth function of x for the fixed
-        // path: h = 1e-5 gives truncation ≈ 1e-10 and rounding ≈ 1e-11
-        let fd = central(&value, &x, k, 1e-5);
-        assert!(
-            (got[k] - fd).abs() < 1e-7 * fd.abs().max(1.0),
-            "input {k}: {} vs FD {fd}",
-            got[k]
-        );
-    }
+    // the discrete solution is a smooth function of x for the fixed path:
+    // h = 1e-5 gives truncation ≈ 1e-10 and rounding ≈ 1e-11
+    assert_matches_fd(&[g.dy0[0], g.dp[0], g.dp[1]], &value, &x, 1e-7);
 }
 
 /// A two-component ODE saved at a few times, for the loss helpers.
@@ -191,17 +195,9 @@ fn loss_helpers_derive_their_gradient() {
         loss.eval(&sol.ts, &sol.ys, &mut gy)
     };
     assert!((value(&x) - g.loss).abs() < 1e-12 * g.loss.abs().max(1.0));
-    let got = [g.dy0[0], g.dy0[1], g.dp[0], g.dp[1]];
-    for k in 0..4 {
-        // tol 1e-11: the computed solution is smooth in x to ~1e-9 relative,
-        // so FD with h = 1e-5 agrees with the discrete adjoint to ~1e-6
-        let fd = central(&value, &x, k, 1e-5);
-        assert!(
-            (got[k] - fd).abs() < 1e-6 * fd.abs().max(1.0),
-            "input {k}: {} vs FD {fd}",
-            got[k]
-        );
-    }
+    // tol 1e-11: the computed solution is smooth in x to ~1e-9 relative,
+    // so FD with h = 1e-5 agrees with the discrete adjoint to ~1e-6
+    assert_matches_fd(&[g.dy0[0], g.dy0[1], g.dp[0], g.dp[1]], &value, &x, 1e-6);
 }
 
 #[test]
