@@ -138,7 +138,8 @@ fn main() {
     let mlp = Mlp::new(&[2, 50, 2], Activation::Tanh);
     let params = mlp.init_params(7, 1.0);
     let times: Vec<f64> = (1..=10).map(|i| 0.1 * i as f64).collect();
-    let problem = Problem::ode(mlp.clone(), vec![0.5, -0.3], (0.0, 1.0)).params(params.clone());
+    let problem =
+        Problem::ode_field(mlp.clone(), vec![0.5, -0.3], (0.0, 1.0)).params(params.clone());
     let loss = |ts: &[f64], ys: &[f64], g: &mut [f64]| {
         let mut v = 0.0;
         for i in 0..ts.len() {
@@ -212,8 +213,8 @@ fn main() {
 /// evaluation counts.
 fn stiff_section(budget: f64) {
     println!("\n--- stiff: Robertson (k1..k3), t in [0, 1e5], rtol 1e-8, atol 1e-12 ---");
-    let p =
-        Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5)).params(ROBER_P.to_vec());
+    let p = Problem::ode_field(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, 1e5))
+        .params(ROBER_P.to_vec());
     let opts = Options::default()
         .rtol(1e-8)
         .atol(1e-12)
@@ -310,7 +311,8 @@ impl StiffRows<'_> {
 /// The same network on a long horizon (t ∈ [0, 30]), loss on the state at
 /// t = 30: enough steps that a checkpoint budget of 32 recomputes states.
 fn long_horizon(budget: f64, mlp: &Mlp, params: &[f64]) {
-    let problem = Problem::ode(mlp.clone(), vec![0.5, -0.3], (0.0, 30.0)).params(params.to_vec());
+    let problem =
+        Problem::ode_field(mlp.clone(), vec![0.5, -0.3], (0.0, 30.0)).params(params.to_vec());
     let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
         g[0] = 1.0;
         g[1] = 1.0;
@@ -351,7 +353,7 @@ fn sde_section(budget: f64) {
     });
     let mut params = net.init_params(3, 0.5);
     params.extend(net.init_params(4, 0.3));
-    let problem = Problem::sde(
+    let problem = Problem::sde_field(
         drift,
         diffusion,
         Noise::Diagonal,

@@ -804,7 +804,7 @@ type LinIncrements = Problem<Scale, Scale, Increments>;
 
 /// `dX = l X dt + μ X dW` on `[0, t1]` (scalar noise).
 fn linear(l: f64, mu: f64, t1: f64, strat: bool) -> Lin {
-    let p = Problem::sde(Scale(l), Scale(mu), Noise::Scalar, vec![1.0], (0.0, t1));
+    let p = Problem::sde_field(Scale(l), Scale(mu), Noise::Scalar, vec![1.0], (0.0, t1));
     if strat {
         p.interpretation(Interpretation::Stratonovich)
     } else {

@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opts = Options::default()
         .tol(1e-8)
         .save_at(SaveAt::Times(times.clone()));
-    let problem = Problem::ode(Generic(LotkaVolterra), LV_Y0.to_vec(), LV_TSPAN);
+    let problem = Problem::ode_field(Generic(LotkaVolterra), LV_Y0.to_vec(), LV_TSPAN);
 
     // synthetic observations with 1 % noise
     let clean = solve(&problem.clone().params(truth.to_vec()), Tsit5, &opts)?;

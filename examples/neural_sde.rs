@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut adam = Adam::new(2 * k, 0.02);
     // the model with parameters `params`
     let model = |params: Vec<f64>| {
-        Problem::sde(
+        Problem::sde_field(
             drift.clone(),
             diffusion.clone(),
             Noise::Diagonal,

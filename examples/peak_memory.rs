@@ -33,7 +33,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let budget: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(32);
-    let problem = Problem::ode(Generic(Ring), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2]);
+    let problem =
+        Problem::ode_field(Generic(Ring), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2]);
     let opts = Options::default()
         .fixed_step(1.0 / steps as f64)
         .max_steps(steps + 1)

@@ -12,8 +12,8 @@
 //! use sdeflow::prelude::*;
 //! use sdeflow::ensemble::Ensemble;
 //! let gbm = Problem::sde(
-//!     |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = y[0],
-//!     |_t: f64, y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.5 * y[0],
+//!     |_t, y, _p, dy| dy[0] = y[0],
+//!     |_t, y, _p, g| g[0] = 0.5 * y[0],
 //!     Noise::Scalar, vec![1.0], (0.0, 1.0));
 //! let opts = Options::default().fixed_step(0.01).save_at(SaveAt::Times(vec![0.5, 1.0]));
 //! let summary = Ensemble::new(&gbm, EulerMaruyama, opts, 2000).seed(1).statistics(&[0.05, 0.95])?;
@@ -295,6 +295,7 @@ pub(crate) fn finish_statistics(
         .map(|(j, &t)| TimeStatistics {
             t,
             moments: moments[j * n..(j + 1) * n].to_vec(),
+            taus: taus.to_vec(),
             quantiles: taus
                 .iter()
                 .map(|&tau| (0..n).map(|i| quantile(&values[j * n + i], tau)).collect())

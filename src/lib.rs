@@ -15,7 +15,7 @@
 //! use sdeflow::prelude::*;
 //!
 //! let lv = Problem::ode(
-//!     |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
+//!     |_t, y, p, dy| {
 //!         dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
 //!         dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
 //!     },
@@ -28,8 +28,32 @@
 //! # Ok::<(), SolveError>(())
 //! ```
 //!
-//! See `docs/getting-started.md`, `docs/choosing-a-solver.md`, `docs/sde.md`
-//! and `docs/ensembles.md`.
+//! Gradients need fields written generically over the scalar, which
+//! [`field::generic_field!`] makes from closure syntax, and a loss such as
+//! [`adjoint::Terminal`]:
+//!
+//! ```
+//! use sdeflow::prelude::*;
+//!
+//! // dy = -p0 y dt + p1 y dW (geometric Brownian motion), L = y(1)
+//! let gbm = Problem::sde_field(
+//!     generic_field!(|_t, y, p, dy| dy[0] = -p[0] * y[0]),
+//!     generic_field!(|_t, y, p, g| g[0] = p[1] * y[0]),
+//!     Noise::Diagonal,
+//!     vec![1.0],
+//!     (0.0, 1.0),
+//! )
+//! .params(vec![0.5, 0.2]);
+//! let opts = Options::default().fixed_step(1e-3).seed(7).save_at(SaveAt::T1);
+//! let g = grad(&gbm, EulerMaruyama, &opts, &Terminal::new(0), Adjoint::STORE_ALL)?;
+//! // pathwise: dL/dp0 = -L (the drift's rate scales the log of y by -t)
+//! assert!((g.dp[0] + g.loss).abs() < 1e-2 * g.loss);
+//! # Ok::<(), sdeflow::adjoint::GradError>(())
+//! ```
+//!
+//! Guides: `docs/getting-started.md`, `docs/choosing-a-solver.md`,
+//! `docs/sde.md`, `docs/ensembles.md` and `docs/gradients.md` (what each
+//! adjoint differentiates, what it costs, and what it cannot do yet).
 
 // The public surface: every item at exactly one path (the prelude aside),
 // grouped by family. The implementation crates `sdeflow-solvers` and
@@ -58,6 +82,7 @@ pub mod field {
         Diffusion, DiffusionVjp, Drift, DriftVjp, FiniteDifferenceVjp, NoDiffusion, WithJacobian,
         WithVjp,
     };
+    pub use sdeflow_solvers::generic_field;
 }
 
 /// Explicit Runge–Kutta methods for non-stiff ODEs, and the Butcher tableaus
@@ -133,11 +158,14 @@ pub mod observe {
 }
 
 /// Gradients: the adjoint strategies [`grad`] runs, the loss
-/// trait, the solver–problem pairings that can be differentiated, and the
-/// discrete adjoint on a solution already computed.
+/// trait and loss helpers that derive their own gradient (terminal value,
+/// squared error against data, sums and weighted sums: `a + w * b`), the
+/// solver–problem pairings that can be differentiated, and the discrete
+/// adjoint on a solution already computed.
 pub mod adjoint {
     pub use sdeflow_adjoint::{
-        Adjoint, Differentiable, GradError, Gradient, Loss, discrete_gradient,
+        Adjoint, Differentiable, GradError, Gradient, Loss, Plus, SquaredError, Terminal, Weighted,
+        discrete_gradient,
     };
 }
 
@@ -173,10 +201,12 @@ pub mod statistics;
 /// The one place an item has a second path: each name here is also at its
 /// family module (or the crate root).
 pub mod prelude {
-    pub use crate::adjoint::{Adjoint, Differentiable, Gradient, Loss};
+    pub use crate::adjoint::{Adjoint, Differentiable, Gradient, Loss, SquaredError, Terminal};
     pub use crate::control::{Controller, PiController, PidController};
     pub use crate::ensemble::{Ensemble, OnFailure};
-    pub use crate::field::{Diffusion, Drift, DualNum, Generic, GenericField, NoDiffusion};
+    pub use crate::field::{
+        Diffusion, Drift, DualNum, Generic, GenericField, NoDiffusion, generic_field,
+    };
     pub use crate::noise::{
         CachedInterval, Driver, FixedGrid, Increments, Interpretation, Noise, SampledPath,
         VirtualTree,

@@ -140,12 +140,30 @@ pub struct TimeStatistics {
     pub t: f64,
     /// Moments per component.
     pub moments: Vec<Moments>,
+    /// The quantile levels requested (those of [`EnsembleSummary::taus`]).
+    pub taus: Vec<f64>,
     /// Requested quantiles per component: `quantiles[q][i]` is quantile
-    /// `taus[q]` of component `i`.
+    /// `taus[q]` of component `i`; [`TimeStatistics::quantile`] asks by
+    /// level instead.
     pub quantiles: Vec<Vec<f64>>,
 }
 
+/// The position of level `tau` among the requested `taus` (equal to
+/// within 1e-12, so that a level computed as `1.0 - 0.05` is found).
+fn level_index(taus: &[f64], tau: f64) -> Option<usize> {
+    taus.iter().position(|&t| (t - tau).abs() <= 1e-12)
+}
+
 impl TimeStatistics {
+    /// Quantile `tau` (a probability, e.g. `0.95`) of component `i`, or
+    /// `None` when `tau` was not among the levels given to
+    /// `Ensemble::statistics` (the values are not kept, so other levels
+    /// cannot be computed afterwards) or component `i` does not exist.
+    pub fn quantile(&self, tau: f64, i: usize) -> Option<f64> {
+        let q = level_index(&self.taus, tau)?;
+        self.quantiles.get(q)?.get(i).copied()
+    }
+
     /// Mean of component `i`.
     pub fn mean(&self, i: usize) -> f64 {
         self.moments[i].mean
@@ -190,6 +208,16 @@ pub struct EnsembleSummary {
 }
 
 impl EnsembleSummary {
+    /// Quantile `tau` (a probability) of component `i` at every save time,
+    /// as `(t, value)` pairs, or `None` when `tau` was not requested or
+    /// component `i` does not exist (see [`TimeStatistics::quantile`]).
+    pub fn quantile_path(&self, tau: f64, i: usize) -> Option<Vec<(f64, f64)>> {
+        self.times
+            .iter()
+            .map(|ts| ts.quantile(tau, i).map(|q| (ts.t, q)))
+            .collect()
+    }
+
     /// The summary as JSON.
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         serde_json::to_string_pretty(self)
@@ -251,6 +279,35 @@ mod tests {
         assert_eq!(a.count, 1000);
         assert!((a.mean - mean).abs() < 1e-14 * mean.abs());
         assert!((a.variance() - var).abs() < 1e-9 * var);
+    }
+
+    #[test]
+    fn quantiles_are_asked_by_level() {
+        let ts = TimeStatistics {
+            t: 1.0,
+            moments: vec![Moments::default(); 2],
+            taus: vec![0.05, 0.5, 0.95],
+            quantiles: vec![vec![1.0, 10.0], vec![2.0, 20.0], vec![3.0, 30.0]],
+        };
+        assert_eq!(ts.quantile(0.95, 1), Some(30.0));
+        assert_eq!(ts.quantile(1.0 - 0.05, 0), Some(3.0));
+        assert_eq!(ts.quantile(0.5, 0), Some(2.0));
+        // not requested, or no such component
+        assert_eq!(ts.quantile(0.25, 0), None);
+        assert_eq!(ts.quantile(0.5, 2), None);
+        let summary = EnsembleSummary {
+            trajectories: 3,
+            succeeded: 3,
+            failures: vec![],
+            taus: ts.taus.clone(),
+            times: vec![ts.clone(), TimeStatistics { t: 2.0, ..ts }],
+            stats: Stats::default(),
+        };
+        assert_eq!(
+            summary.quantile_path(0.05, 1),
+            Some(vec![(1.0, 10.0), (2.0, 10.0)])
+        );
+        assert_eq!(summary.quantile_path(0.9, 1), None);
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn per_step(run: impl Fn(usize) -> usize) -> f64 {
 #[test]
 fn adjoint_memory_per_step() {
     let state = (N * 8) as f64;
-    let sde = Problem::sde(
+    let sde = Problem::sde_field(
         Generic(Ring),
         Generic(Proportional),
         Noise::Diagonal,
@@ -125,7 +125,8 @@ fn adjoint_memory_per_step() {
             grad(&ito, EulerMaruyama, opts(steps), &loss, Adjoint::STORE_ALL).expect("grad")
         })
     });
-    let ode = Problem::ode(Generic(Ring), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2, 0.3]);
+    let ode =
+        Problem::ode_field(Generic(Ring), vec![0.1; N], (0.0, 1.0)).params(vec![0.5, 0.2, 0.3]);
     let ode = &ode;
     let ode_grad = |checkpoints: usize| {
         move |steps: usize| {

@@ -281,7 +281,7 @@ fn fixed_step_solver_without_step_size() {
 /// declares noise is caught at run time.
 #[test]
 fn sde_given_to_an_ode_solver() {
-    let p = Problem::sde(
+    let p = Problem::sde_field(
         |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
         NoDiffusion,
         Noise::Diagonal,
@@ -321,7 +321,7 @@ fn network_shape_mismatches_name_what_to_fix() {
         other => panic!("expected DimensionMismatch on {what}, got {other:?}"),
     };
     // too few parameters: named as such, not as a panic in the field
-    let short = Problem::ode(mlp.clone(), vec![0.1, 0.2], (0.0, 1.0))
+    let short = Problem::ode_field(mlp.clone(), vec![0.1, 0.2], (0.0, 1.0))
         .params(params[..params.len() - 1].to_vec());
     let e = solve(&short, Tsit5, Options::default()).expect_err("short params");
     check(e, "parameters", "init_params");
@@ -329,11 +329,12 @@ fn network_shape_mismatches_name_what_to_fix() {
     let e = solve(&short, Bdf::default(), Options::default()).expect_err("short params, Bdf");
     check(e, "parameters", "init_params");
     // a state of the wrong length
-    let wide = Problem::ode(mlp.clone(), vec![0.1, 0.2, 0.3], (0.0, 1.0)).params(params.clone());
+    let wide =
+        Problem::ode_field(mlp.clone(), vec![0.1, 0.2, 0.3], (0.0, 1.0)).params(params.clone());
     let e = solve(&wide, Tsit5, Options::default()).expect_err("wide state");
     check(e, "network input", "3 components");
     // an Offset reading past the parameter vector
-    let sde = Problem::sde(
+    let sde = Problem::sde_field(
         Offset {
             field: mlp.clone(),
             offset: 0,
@@ -352,7 +353,7 @@ fn network_shape_mismatches_name_what_to_fix() {
     let e = solve(&sde, EulerMaruyama, Options::default().fixed_step(0.1)).expect_err("offset");
     check(e, "parameters", "at least");
     // a diffusion network whose output does not fit general noise (2 × 2)
-    let general = Problem::sde(
+    let general = Problem::sde_field(
         mlp.clone(),
         mlp.clone(),
         Noise::General(2),

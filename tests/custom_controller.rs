@@ -85,7 +85,7 @@ impl GenericField for Wobble {
 }
 
 fn wobble(p: &[f64]) -> Problem<Generic<Wobble>> {
-    Problem::ode(Generic(Wobble), vec![1.0], (0.0, 10.0)).params(p.to_vec())
+    Problem::ode_field(Generic(Wobble), vec![1.0], (0.0, 10.0)).params(p.to_vec())
 }
 
 /// `y(10)` exactly: `exp(-10 p0 + p1 (1 - cos 10))`.

@@ -35,7 +35,7 @@ impl GenericField for Switch {
 const P: [f64; 2] = [1.0, 5.0];
 
 fn switch(one_is_right: bool, p: &[f64]) -> Problem<Generic<Switch>> {
-    Problem::ode(Generic(Switch { one_is_right }), vec![1.0], (0.0, 3.0)).params(p.to_vec())
+    Problem::ode_field(Generic(Switch { one_is_right }), vec![1.0], (0.0, 3.0)).params(p.to_vec())
 }
 
 /// `y(3)` from `y(0) = 1`: `a/k + (e^{-k} − a/k) e^{-2k}`.
@@ -181,7 +181,7 @@ fn the_restart_is_one_drift_evaluation_and_works_for_stiff_solvers() {
 #[test]
 fn reversed_spans_restart_below_the_time() {
     let y3 = exact(&P);
-    let back = Problem::ode(Generic(Switch { one_is_right: true }), vec![y3], (3.0, 0.0))
+    let back = Problem::ode_field(Generic(Switch { one_is_right: true }), vec![y3], (3.0, 0.0))
         .params(P.to_vec());
     let sol = solve(
         &back,

@@ -135,7 +135,7 @@ fn exact(t: f64) -> [f64; 2] {
 }
 
 fn problem_with(p: &[f64], y0: &[f64]) -> Problem<Generic<Growth>> {
-    Problem::ode(Generic(Growth), y0.to_vec(), (0.0, T1)).params(p.to_vec())
+    Problem::ode_field(Generic(Growth), y0.to_vec(), (0.0, T1)).params(p.to_vec())
 }
 
 fn problem() -> Problem<Generic<Growth>> {

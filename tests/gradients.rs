@@ -54,13 +54,13 @@ fn opts() -> Options {
 }
 
 fn loss_of(p: &[f64], y0: &[f64]) -> f64 {
-    let prob = Problem::ode(Generic(Lv), y0.to_vec(), (0.0, 4.0)).params(p.to_vec());
+    let prob = Problem::ode_field(Generic(Lv), y0.to_vec(), (0.0, 4.0)).params(p.to_vec());
     loss_of_solve(&prob, Tsit5, &opts(), &loss)
 }
 
 #[test]
 fn discrete_adjoint_matches_finite_differences_and_forward_duals() {
-    let prob = Problem::ode(Generic(Lv), Y0.to_vec(), (0.0, 4.0)).params(P.to_vec());
+    let prob = Problem::ode_field(Generic(Lv), Y0.to_vec(), (0.0, 4.0)).params(P.to_vec());
     let g = grad(
         &prob,
         Tsit5,
@@ -94,7 +94,7 @@ fn discrete_adjoint_matches_finite_differences_and_forward_duals() {
 #[test]
 fn decay_gradient_is_analytic_for_every_solver() {
     // L = y(1)² with y = y0 e^{-p t}: dL/dp = -2 y(1)², dL/dy0 = 2 y(1) e^{-p}
-    let prob = Problem::ode(Generic(Decay), vec![2.0], (0.0, 1.0)).params(vec![0.7]);
+    let prob = Problem::ode_field(Generic(Decay), vec![2.0], (0.0, 1.0)).params(vec![0.7]);
     let y1 = 2.0 * (-0.7f64).exp();
     let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
         g[0] = 2.0 * ys[0];
@@ -133,7 +133,7 @@ fn hand_written_and_finite_difference_vjps() {
                 op[0] += -y[0] * v[0];
             },
         );
-    let fdp = Problem::ode(FiniteDifferenceVjp(f), vec![2.0], (0.0, 1.0)).params(vec![0.7]);
+    let fdp = Problem::ode_field(FiniteDifferenceVjp(f), vec![2.0], (0.0, 1.0)).params(vec![0.7]);
     let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
         g[0] = 1.0;
         ys[0]
@@ -163,7 +163,7 @@ fn checkpointing_bounds_memory_and_keeps_the_gradient() {
     };
     for steps in [400usize, 4000, 40_000] {
         let t1 = 4.0;
-        let prob = Problem::ode(Generic(Lv), Y0.to_vec(), (0.0, t1)).params(P.to_vec());
+        let prob = Problem::ode_field(Generic(Lv), Y0.to_vec(), (0.0, t1)).params(P.to_vec());
         let opts = Options::default()
             .fixed_step(t1 / steps as f64)
             .save_at(SaveAt::T1)
@@ -253,10 +253,10 @@ fn neural_ode_gradient_matches_fd_and_forward_duals() {
         }
         v
     };
-    let prob = Problem::ode(mlp.clone(), y0.to_vec(), (0.0, t1)).params(params.clone());
+    let prob = Problem::ode_field(mlp.clone(), y0.to_vec(), (0.0, t1)).params(params.clone());
     let g = grad(&prob, Tsit5, &opts, &l, DISCRETE_SMALL).expect("grad");
     let loss_at = |p: &[f64]| {
-        let prob = Problem::ode(mlp.clone(), y0.to_vec(), (0.0, t1)).params(p.to_vec());
+        let prob = Problem::ode_field(mlp.clone(), y0.to_vec(), (0.0, t1)).params(p.to_vec());
         loss_of_solve(&prob, Tsit5, &opts, &l)
     };
     // every 5th parameter and both initial-state components
@@ -284,7 +284,7 @@ fn neural_ode_gradient_matches_fd_and_forward_duals() {
 fn continuous_adjoints_converge_as_tolerances_tighten() {
     // reference: the discrete adjoint of Vern7 at rtol 1e-13 (its own error
     // is far below the continuous adjoints' at the tolerances tested)
-    let prob = Problem::ode(Generic(Lv), Y0.to_vec(), (0.0, 4.0)).params(P.to_vec());
+    let prob = Problem::ode_field(Generic(Lv), Y0.to_vec(), (0.0, 4.0)).params(P.to_vec());
     let at = |tol: f64| {
         Options::default()
             .tol(tol)
@@ -334,7 +334,8 @@ fn linear_ode_discrete_adjoint_matches_fd_and_forward_duals() {
         g[1] = 2.0 * ys[1];
         ys[0] + ys[1] * ys[1]
     };
-    let prob = |p: f64, y0: f64| Problem::ode(Generic(Decay), vec![y0], (0.0, 1.0)).params(vec![p]);
+    let prob =
+        |p: f64, y0: f64| Problem::ode_field(Generic(Decay), vec![y0], (0.0, 1.0)).params(vec![p]);
     let g = grad(&prob(0.7, 2.0), Tsit5, &opts, &l, DISCRETE_SMALL).expect("grad");
     let loss_at = |p: f64, y0: f64| {
         let sol = solve(&prob(p, y0), Tsit5, &opts).expect("solve");

@@ -149,7 +149,7 @@ fn allocations_do_not_grow_with_steps() {
             dy[1] = D::from(-1e3) * (y[1] - y[0] * y[0]);
         }
     }
-    let dual = |t1: f64| Problem::ode(Generic(Stiff), vec![1.0, 1.0], (0.0, t1));
+    let dual = |t1: f64| Problem::ode_field(Generic(Stiff), vec![1.0, 1.0], (0.0, t1));
     let opts = Options::default().tol(1e-8).save_at(SaveAt::T1);
     // first dual evaluation on this thread allocates its scratch once
     solve(&dual(1.0), Esdirk34::default(), &opts).expect("warm-up");
@@ -278,7 +278,7 @@ where
     } else {
         Noise::Diagonal
     };
-    let prob = Problem::sde(Generic(F), Generic(F), noise, vec![0.3, 0.5], (0.0, 1.0))
+    let prob = Problem::sde_field(Generic(F), Generic(F), noise, vec![0.3, 0.5], (0.0, 1.0))
         .params(vec![0.7, 0.2])
         .interpretation(interp);
     let fields = Fields::new(&prob);

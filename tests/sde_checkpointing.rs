@@ -75,7 +75,7 @@ where
 }
 
 fn problem() -> Problem<Generic<Drift2>, Generic<Diff2>> {
-    Problem::sde(
+    Problem::sde_field(
         Generic(Drift2),
         Generic(Diff2),
         Noise::Diagonal,

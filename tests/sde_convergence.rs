@@ -171,7 +171,7 @@ impl GenericField for Lin {
 #[test]
 fn milstein_exact_derivative_and_stratonovich() {
     let (a, b) = (1.0, 0.8);
-    let p = Problem::sde(
+    let p = Problem::sde_field(
         Generic(Lin(a)),
         Generic(Lin(b)),
         Noise::Diagonal,

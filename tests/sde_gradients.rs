@@ -82,7 +82,7 @@ fn gbm_pathwise_gradient() {
         }
     }
     let (a, b, x0, seed) = (0.5, 0.4, 1.5, 9);
-    let prob = Problem::sde(
+    let prob = Problem::sde_field(
         Generic(Lin(0)),
         Generic(Lin(1)),
         Noise::Scalar,
@@ -176,7 +176,7 @@ fn stochastic_adjoint_converges_to_the_pathwise_gradient() {
     let params = [0.5, -0.3, 0.4, 0.6];
     let x0 = [1.5, 0.7];
     let seed = 4;
-    let prob = Problem::sde(
+    let prob = Problem::sde_field(
         Generic(D2(0)),
         Generic(D2(2)),
         Noise::Diagonal,
@@ -254,7 +254,7 @@ fn stochastic_adjoint_with_general_noise_approaches_the_exact_discrete_gradient(
             g[3] = p[3] * y[1].sin();
         }
     }
-    let prob = Problem::sde(
+    let prob = Problem::sde_field(
         Generic(Drift2),
         Generic(Gen),
         Noise::General(2),
@@ -296,7 +296,7 @@ fn stochastic_adjoint_runs_backward_on_the_reversed_grid() {
     let grid: Vec<f64> = (1..500)
         .map(|k| t0 + (k as f64 / 500.0).powi(2) * (t1 - t0))
         .collect();
-    let prob = Problem::sde(
+    let prob = Problem::sde_field(
         Generic(Drift2),
         Generic(Diff2),
         Noise::Diagonal,
@@ -405,7 +405,7 @@ fn discrete_adjoint_of_every_sde_solver_matches_finite_differences() {
             g[1] = p[3] + t * 0.0;
         }
     }
-    let additive = Problem::sde(
+    let additive = Problem::sde_field(
         Generic(Drift2),
         Generic(Add),
         Noise::Additive,
@@ -421,7 +421,7 @@ fn discrete_adjoint_of_every_sde_solver_matches_finite_differences() {
     let k = net.num_params();
     let mut params = net.init_params(5, 0.7);
     params.extend(net.init_params(6, 0.3));
-    let neural = Problem::sde(
+    let neural = Problem::sde_field(
         Offset {
             field: net.clone(),
             offset: 0,
@@ -532,7 +532,7 @@ fn sde_discrete_adjoint_agrees_with_forward_mode_duals() {
             out[0] = p[self.0] * y[0];
         }
     }
-    let gbm = Problem::sde(
+    let gbm = Problem::sde_field(
         Generic(Lin(0)),
         Generic(Lin(1)),
         Noise::Diagonal,
@@ -575,7 +575,7 @@ fn sde_discrete_adjoint_agrees_with_forward_mode_duals() {
     let k = net.num_params();
     let mut params = net.init_params(8, 0.7);
     params.extend(net.init_params(9, 0.3));
-    let neural = Problem::sde(
+    let neural = Problem::sde_field(
         Generic(Split(net.clone(), k, false)),
         Generic(Split(net.clone(), k, true)),
         Noise::Diagonal,
@@ -635,7 +635,7 @@ fn discrete_adjoint_of_exact_milstein_matches_finite_differences() {
             Interpretation::Stratonovich,
         ),
     ] {
-        let prob = Problem::sde(
+        let prob = Problem::sde_field(
             Generic(Drift2),
             Generic(CurvedDiff),
             noise,
@@ -668,7 +668,7 @@ fn discrete_adjoint_of_exact_milstein_matches_finite_differences() {
         }
     }
     for interp in [Interpretation::Ito, Interpretation::Stratonovich] {
-        let prob = Problem::sde(
+        let prob = Problem::sde_field(
             Generic(Drift1),
             Generic(Diff1),
             Noise::Scalar,
@@ -692,7 +692,7 @@ fn discrete_adjoint_of_exact_milstein_matches_finite_differences() {
     let k = net.num_params();
     let mut params = P.to_vec();
     params.extend(net.init_params(3, 0.4));
-    let neural = Problem::sde(
+    let neural = Problem::sde_field(
         Offset {
             field: Generic(Drift2),
             offset: 0,
@@ -761,7 +761,7 @@ fn exact_milstein_without_second_derivatives_is_unsupported() {
             }
         }
     }
-    let prob = Problem::sde(
+    let prob = Problem::sde_field(
         Generic(Drift2),
         HandWritten,
         Noise::Diagonal,
@@ -816,7 +816,7 @@ fn exact_milstein_with_general_noise_is_an_error_not_a_panic() {
             g[3] = p[3];
         }
     }
-    let prob = Problem::sde(
+    let prob = Problem::sde_field(
         Generic(Drift2),
         Generic(General),
         Noise::General(2),

@@ -19,7 +19,7 @@ impl GenericField for Decay {
 }
 
 fn decay() -> Problem<Generic<Decay>> {
-    Problem::ode(Generic(Decay), vec![1.0], (0.0, 1.0)).params(vec![1.3])
+    Problem::ode_field(Generic(Decay), vec![1.0], (0.0, 1.0)).params(vec![1.3])
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn bad_step_times_are_typed_errors() {
         }
     }
     // a reversed span steps to times in its own direction
-    let back = Problem::ode(Generic(Decay), vec![1.0], (1.0, 0.0)).params(vec![1.3]);
+    let back = Problem::ode_field(Generic(Decay), vec![1.0], (1.0, 0.0)).params(vec![1.3]);
     let sol = solve(&back, Euler, Options::default().grid(vec![0.7, 0.2])).expect("reversed");
     assert_eq!(sol.ts, vec![1.0, 0.7, 0.2, 0.0]);
 }

@@ -92,13 +92,13 @@ type Ode = Problem<Generic<OdeDrift>>;
 type Sde = Problem<Generic<SdeDrift>, Generic<SdeDiffusion>>;
 
 fn ode(y: &[f64], p: &[f64]) -> Ode {
-    Problem::ode(Generic(OdeDrift), y.to_vec(), (0.0, 1.0)).params(p.to_vec())
+    Problem::ode_field(Generic(OdeDrift), y.to_vec(), (0.0, 1.0)).params(p.to_vec())
 }
 
 /// The SDE of `noise` in `interp`, as a function of `(y0, p)`.
 fn sde(noise: Noise, interp: Interpretation) -> impl Fn(&[f64], &[f64]) -> Sde {
     move |y, p| {
-        Problem::sde(
+        Problem::sde_field(
             Generic(SdeDrift),
             Generic(SdeDiffusion(noise)),
             noise,

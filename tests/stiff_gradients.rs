@@ -326,7 +326,7 @@ impl GenericField for CountedRobertson<'_> {
 #[test]
 fn bdf_refuses_other_adjoints_before_any_work() {
     let evals = AtomicUsize::new(0);
-    let p = Problem::ode(
+    let p = Problem::ode_field(
         Generic(CountedRobertson(&evals)),
         vec![1.0, 0.0, 0.0],
         (0.0, 1.0),

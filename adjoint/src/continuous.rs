@@ -391,7 +391,7 @@ where
     for w in marks.windows(2) {
         let (ta, tb) = (w[0], w[1]);
         add_jump(&mut u, ta);
-        let back = Problem::ode(&rhs, u.clone(), (ta, tb));
+        let back = Problem::ode_field(&rhs, u.clone(), (ta, tb));
         let b = solve(&back, solver, segment_options(opts, (ta, tb)))?;
         backward_evals += b.stats.drift_evals;
         u.copy_from_slice(b.last());
@@ -451,7 +451,7 @@ mod tests {
     /// `a_p` columns.
     #[test]
     fn assembled_jacobian_is_the_linear_adjoint_system() {
-        let problem = Problem::ode(Generic(LotkaVolterra), vec![1.0, 1.0], (0.0, 2.0))
+        let problem = Problem::ode_field(Generic(LotkaVolterra), vec![1.0, 1.0], (0.0, 2.0))
             .params(vec![1.5, 1.0, 3.0, 1.0]);
         let dense = solve(
             &problem,

@@ -57,7 +57,7 @@ use crate::{Adjoint, GradError, Gradient};
 ///         o[0] = p[0] * y[0];
 ///     }
 /// }
-/// let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+/// let sde = Problem::sde_field(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
 ///     .params(vec![0.3]);
 /// let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
 /// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
@@ -82,7 +82,7 @@ use crate::{Adjoint, GradError, Gradient};
 ///         o[0] = p[0] * y[0];
 ///     }
 /// }
-/// let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+/// let sde = Problem::sde_field(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
 ///     .params(vec![0.3]);
 /// let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
 /// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };

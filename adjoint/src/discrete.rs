@@ -226,7 +226,7 @@ where
 /// #         o[0] = p[0] * y[0];
 /// #     }
 /// # }
-/// # let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+/// # let sde = Problem::sde_field(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
 /// #     .params(vec![0.3]);
 /// # let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
 /// # let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
@@ -255,7 +255,7 @@ where
 ///         o[0] = p[0] * y[0];
 ///     }
 /// }
-/// let sde = Problem::sde(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
+/// let sde = Problem::sde_field(Generic(Lin), Generic(Lin), Noise::Scalar, vec![1.0], (0.0, 1.0))
 ///     .params(vec![0.3]);
 /// let opts = Options::default().fixed_step(0.01).save_at(SaveAt::T1);
 /// let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| { g[0] = 1.0; ys[0] };
@@ -267,7 +267,7 @@ where
 /// assert!(discrete_gradient(&sde, &EulerMaruyama, &opts, &loss, Adjoint::Backsolve).is_err());
 ///
 /// // y' = 0.3 y: y(1) = e^0.3 y0, so dL/dy0 = e^0.3, whatever the budget
-/// let ode = Problem::ode(Generic(Lin), vec![1.0], (0.0, 1.0)).params(vec![0.3]);
+/// let ode = Problem::ode_field(Generic(Lin), vec![1.0], (0.0, 1.0)).params(vec![0.3]);
 /// let opts = Options::default().tol(1e-10).save_at(SaveAt::T1);
 /// let g = discrete_gradient(&ode, &Tsit5, &opts, &loss, Adjoint::Discrete { checkpoints: 4 })
 ///     .unwrap();

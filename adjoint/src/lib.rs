@@ -30,7 +30,7 @@ mod stochastic;
 
 pub use differentiable::Differentiable;
 pub use discrete::discrete_gradient;
-pub use loss::Loss;
+pub use loss::{Loss, Plus, SquaredError, Terminal, Weighted};
 
 use std::fmt;
 
@@ -149,7 +149,7 @@ impl From<SolveError> for GradError {
 ///         dy[0] = -p[0] * y[0];
 ///     }
 /// }
-/// let p = Problem::ode(Generic(Decay), vec![2.0], (0.0, 1.0)).params(vec![0.5]);
+/// let p = Problem::ode_field(Generic(Decay), vec![2.0], (0.0, 1.0)).params(vec![0.5]);
 /// let opts = Options::default().tol(1e-10).save_at(SaveAt::T1);
 /// // L = y(1) = 2 e^{-p}: dL/dp = -2 e^{-p}, dL/dy0 = e^{-p}
 /// let g = grad(&p, Tsit5, &opts, &|_ts: &[f64], ys: &[f64], gy: &mut [f64]| {

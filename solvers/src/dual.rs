@@ -301,6 +301,65 @@ impl<F: GenericField> DiffusionVjp for Generic<F> {
     }
 }
 
+/// A field written like a closure, generic over the scalar: expands to a
+/// [`Generic`] value whose [`GenericField::eval`] runs the body with the
+/// scalar type `D` (`f64` when solving, dual numbers when differentiating),
+/// so that it has exact Jacobians and VJPs and gradients flow through it.
+///
+/// ```
+/// use sdeflow_solvers::generic_field;
+/// use sdeflow_solvers::field::{Drift, DriftVjp};
+///
+/// // dy = p0 y0 (1 - y0): the body sees y, p as &[D] and writes dy: &mut [D]
+/// let logistic = generic_field!(|_t, y, p, dy| dy[0] = p[0] * y[0] * (-y[0] + 1.0));
+/// let (mut oy, mut op) = ([0.0], [0.0]);
+/// logistic.drift_vjp(0.0, &[0.25], &[2.0], &[1.0], &mut oy, &mut op);
+/// assert_eq!(oy[0], 2.0 * (1.0 - 2.0 * 0.25)); // ∂f/∂y = p (1 - 2y)
+/// assert_eq!(op[0], 0.25 * 0.75); //              ∂f/∂p = y (1 - y)
+///
+/// // values from outside are listed with their types (they must be `Copy`)
+/// let k = 3.0;
+/// let scaled = generic_field!([k: f64] |_t, y, _p, dy| dy[0] = y[0] * k);
+/// let mut dy = [0.0];
+/// scaled.drift(0.0, &[2.0], &[], &mut dy);
+/// assert_eq!(dy[0], 6.0);
+/// ```
+///
+/// The body is ordinary Rust over `D`: `D * f64`, `D + f64`, `D::from(1.0)`
+/// and the functions of [`DualNum`] (`sin`, `exp`, `powi`, ...) work; write
+/// a constant first as `D::from(c)` (`f64 - D` does not exist), or put it
+/// second (`-y[0] + 1.0`). A closure captures its environment; this field
+/// cannot, so the values it uses from outside are listed in brackets with
+/// their types (`[k: f64, w: [f64; 2]]`), or passed as parameters `p` (which
+/// gradients then cover).
+#[macro_export]
+macro_rules! generic_field {
+    ([$($c:ident : $ct:ty),* $(,)?] |$t:pat_param, $y:pat_param, $p:pat_param, $out:pat_param| $body:expr) => {{
+        #[derive(Debug, Clone, Copy)]
+        #[allow(non_camel_case_types)]
+        struct GenericClosure {
+            $($c: $ct,)*
+        }
+        impl $crate::dual::GenericField for GenericClosure {
+            #[allow(unused_variables, clippy::unused_unit)]
+            fn eval<D: $crate::dual::DualNum<Primitive = f64> + Copy>(
+                &self,
+                $t: D,
+                $y: &[D],
+                $p: &[D],
+                $out: &mut [D],
+            ) {
+                $(let $c: $ct = self.$c;)*
+                $body;
+            }
+        }
+        $crate::dual::Generic(GenericClosure { $($c,)* })
+    }};
+    (|$t:pat_param, $y:pat_param, $p:pat_param, $out:pat_param| $body:expr) => {
+        $crate::generic_field!([] |$t, $y, $p, $out| $body)
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,10 +9,16 @@ use crate::noise::{Interpretation, Noise};
 /// An ODE `y' = f(t, y, p)` or an SDE `dy = f(t, y, p) dt + g(t, y, p) dW`
 /// on the span `(t0, t1)`; `t1 < t0` integrates backwards in time.
 ///
+/// Closures need no type annotations: [`Problem::ode`] and [`Problem::sde`]
+/// take closures `|t, y, p, dy|`; fields that are not closures (a
+/// [`crate::dual::Generic`] field, a network, a field built by
+/// [`crate::generic_field!`]) go through [`Problem::ode_field`] and
+/// [`Problem::sde_field`].
+///
 /// ```
 /// use sdeflow_solvers::problem::Problem;
 /// let lv = Problem::ode(
-///     |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| {
+///     |_t, y, p, dy| {
 ///         dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
 ///         dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
 ///     },
@@ -46,8 +52,23 @@ pub struct Problem<F, G = NoDiffusion, D = VirtualTree> {
 }
 
 impl<F: Drift> Problem<F, NoDiffusion> {
-    /// An ODE `y' = f(t, y, p)` with `y(t0) = y0`.
-    pub fn ode(drift: F, y0: impl Into<Vec<f64>>, tspan: (f64, f64)) -> Self {
+    /// An ODE `y' = f(t, y, p)` with `y(t0) = y0`, its drift a closure
+    /// `|t, y, p, dy|` (no type annotations needed: `t: f64`, `y, p: &[f64]`,
+    /// `dy: &mut [f64]`). For a drift that is not a closure (a
+    /// [`crate::dual::Generic`] field, a network, [`crate::generic_field!`])
+    /// use [`Problem::ode_field`].
+    pub fn ode(drift: F, y0: impl Into<Vec<f64>>, tspan: (f64, f64)) -> Self
+    where
+        F: Fn(f64, &[f64], &[f64], &mut [f64]),
+    {
+        Self::ode_field(drift, y0, tspan)
+    }
+
+    /// An ODE `y' = f(t, y, p)` with `y(t0) = y0` and any [`Drift`]: a
+    /// [`crate::dual::Generic`] field, a network, a field built by
+    /// [`crate::generic_field!`], or a closure with its argument types
+    /// written out.
+    pub fn ode_field(drift: F, y0: impl Into<Vec<f64>>, tspan: (f64, f64)) -> Self {
         Problem {
             drift,
             diffusion: NoDiffusion,
@@ -63,8 +84,30 @@ impl<F: Drift> Problem<F, NoDiffusion> {
 
 impl<F: Drift, G: Diffusion> Problem<F, G> {
     /// An SDE `dy = f dt + g dW` with the given noise structure (Itô unless
-    /// [`Problem::interpretation`] says otherwise).
+    /// [`Problem::interpretation`] says otherwise), its drift `|t, y, p, dy|`
+    /// and diffusion `|t, y, p, g|` closures (no type annotations needed).
+    /// For fields that are not closures (a [`crate::dual::Generic`] field, a
+    /// network, [`crate::generic_field!`], as gradients need) use
+    /// [`Problem::sde_field`].
     pub fn sde(
+        drift: F,
+        diffusion: G,
+        noise: Noise,
+        y0: impl Into<Vec<f64>>,
+        tspan: (f64, f64),
+    ) -> Self
+    where
+        F: Fn(f64, &[f64], &[f64], &mut [f64]),
+        G: Fn(f64, &[f64], &[f64], &mut [f64]),
+    {
+        Self::sde_field(drift, diffusion, noise, y0, tspan)
+    }
+
+    /// An SDE `dy = f dt + g dW` with any [`Drift`] and [`Diffusion`]: fields
+    /// written generically over the scalar ([`crate::dual::Generic`],
+    /// [`crate::generic_field!`]), networks, closures with their argument
+    /// types written out, or a mix.
+    pub fn sde_field(
         drift: F,
         diffusion: G,
         noise: Noise,

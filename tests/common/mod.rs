@@ -105,7 +105,7 @@ pub const ROBER_1E11: [f64; 3] = [
 
 /// Robertson from (1, 0, 0) on [0, t1] with the rate constants `p`.
 pub fn robertson(p: &[f64], t1: f64) -> Problem<Generic<RobertsonP>> {
-    Problem::ode(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, t1)).params(p.to_vec())
+    Problem::ode_field(Generic(RobertsonP), vec![1.0, 0.0, 0.0], (0.0, t1)).params(p.to_vec())
 }
 
 /// HIRES (Bari test set `hires`, Schäfer 1975; Hairer & Wanner II §IV.10)
@@ -148,7 +148,7 @@ pub const HIRES_REF: [f64; 8] = [
 
 /// HIRES on [0, 321.8122] with the rate constants `p`.
 pub fn hires(p: &[f64]) -> Problem<Generic<HiresP>> {
-    Problem::ode(Generic(HiresP), HIRES_Y0.to_vec(), (0.0, HIRES_T1)).params(p.to_vec())
+    Problem::ode_field(Generic(HiresP), HIRES_Y0.to_vec(), (0.0, HIRES_T1)).params(p.to_vec())
 }
 
 /// Van der Pol in Hairer's scaled form (test set VDPOL):
@@ -174,7 +174,7 @@ pub const VDP_REF: [f64; 2] = [1.706167732170483, -0.8928097010247975];
 
 /// Van der Pol with μ = 1000, exact Jacobians by dual numbers.
 pub fn van_der_pol() -> Problem<Generic<VanDerPol>> {
-    Problem::ode(Generic(VanDerPol), VDP_Y0.to_vec(), VDP_TSPAN).params(vec![VDP_EPS])
+    Problem::ode_field(Generic(VanDerPol), VDP_Y0.to_vec(), VDP_TSPAN).params(vec![VDP_EPS])
 }
 
 /// [`VanDerPol`] as a plain drift function (no Jacobian).
@@ -305,7 +305,7 @@ pub fn diagonal_sde<F: GenericField, G: GenericField>(
     p: &[f64],
     y0: &[f64],
 ) -> Problem<Generic<F>, Generic<G>> {
-    Problem::sde(
+    Problem::sde_field(
         Generic(f),
         Generic(g),
         Noise::Diagonal,
