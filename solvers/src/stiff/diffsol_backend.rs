@@ -172,7 +172,8 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
     field.check_dims(n, p.len())?;
     probe_field("drift", n, t0, &mut f0, |out| {
         field.drift(t0, &problem.y0, p, out)
-    })?;
+    })
+    .map_err(|e| problem.diagnose_probe("drift", t0, e))?;
 
     // which Jacobian
     let mut probe_out = vec![0.0; n * n];
