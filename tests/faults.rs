@@ -376,3 +376,130 @@ fn backward_failure_is_reported_as_backward() {
         assert!(!e.to_string().contains("forward"), "{e}");
     }
 }
+
+#[test]
+fn oversized_dt0_is_clamped_to_the_span() {
+    // Robertson to 1e5 with a first step of 1e300, against the test set's
+    // reference: the same solve as with dt0 = the span, and as accurate as
+    // without dt0
+    let p = robertson(&ROBER_P, 1e5);
+    let opts = Options::default()
+        .rtol(1e-6)
+        .atol(1e-10)
+        .save_at(SaveAt::T1);
+    let run = |name: &str, dt0: Option<f64>| {
+        let o = match dt0 {
+            Some(h) => opts.clone().dt0(h),
+            None => opts.clone(),
+        };
+        let r = match name {
+            "Bdf" => solve(&p, Bdf::default(), &o),
+            "Esdirk34" => solve(&p, Esdirk34::default(), &o),
+            "DiffsolBdf" => solve(&p, sdeflow::stiff::DiffsolBdf::default(), &o),
+            _ => solve(&p, sdeflow::stiff::DiffsolEsdirk34::default(), &o),
+        };
+        r.unwrap_or_else(|e| panic!("{name}, dt0 = {dt0:?}: {e}"))
+            .last()
+            .to_vec()
+    };
+    for name in ["Bdf", "Esdirk34", "DiffsolBdf", "DiffsolEsdirk34"] {
+        let huge = run(name, Some(1e300));
+        assert_eq!(huge, run(name, Some(1e5)), "{name}");
+        // rtol 1e-6 over ~400 steps: 1e-4 relative to the reference on y1
+        // and y3 (y2 ~ 7e-8 is below atol's resolution, 1e-10 / 7e-8 ~ 1e-3)
+        for k in [0, 2] {
+            let rel = (huge[k] - ROBER_1E5[k]).abs() / ROBER_1E5[k];
+            assert!(rel < 1e-4, "{name}: y{k} off by {rel:e}");
+        }
+        println!("{name}: dt0 = 1e300 gives {huge:?}");
+    }
+    // fixed steps larger than the span: one step to t1
+    let d = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+        vec![1.0],
+        (0.0, 0.01),
+    );
+    let s = solve(&d, Euler, Options::default().fixed_step(1e300)).expect("one step");
+    assert_eq!(s.stats.accepted_steps, 1);
+    assert_eq!(s.last(), &[0.99]);
+}
+
+#[test]
+fn bdf_solves_robertson_to_1e11() {
+    // the step-size floor is relative to the current t (16 ulp of t), not to
+    // the span's end, so the late steps of 1e10 are fine
+    for t1 in [1e9, 1e11] {
+        let p = robertson(&ROBER_P, t1);
+        let opts = Options::default()
+            .rtol(1e-8)
+            .atol(1e-14)
+            .save_at(SaveAt::T1);
+        let s = solve(&p, Bdf::default(), opts).unwrap_or_else(|e| panic!("t1 = {t1:e}: {e}"));
+        let y = s.last();
+        assert!((y.iter().sum::<f64>() - 1.0).abs() < 1e-8, "{y:?}");
+        if t1 == 1e11 {
+            // rtol 1e-8 over ~1800 steps: 1e-5 relative on y1 (measured
+            // 4e-7), 1e-12 on y3 ~ 1; y2 ~ 8e-14 is only ~8 atol, so its
+            // relative error is bounded by ~1e-14 / 8e-14 per step: 1e-3
+            // (measured 4e-6)
+            for (k, bound) in [(0, 1e-5), (1, 1e-3), (2, 1e-12)] {
+                let rel = (y[k] - ROBER_1E11[k]).abs() / ROBER_1E11[k];
+                assert!(rel < bound, "y{k} off by {rel:e}: {y:?}");
+            }
+        }
+        println!("Robertson to {t1:e}: {y:?}, {:?}", s.stats);
+    }
+    // the underflow hint does not send a stiff solver's user to a stiff
+    // solver only
+    let blowup = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = y[0] * y[0],
+        vec![1.0],
+        (0.0, 2.0),
+    );
+    let e = solve(&blowup, Bdf::default(), Options::default().dt_min(1e-8)).expect_err("blows up");
+    let text = e.to_string();
+    assert!(
+        text.contains("with an explicit solver") && text.contains("blow-up"),
+        "{text}"
+    );
+}
+
+#[test]
+fn spans_of_one_ulp_return_cleanly() {
+    // y' = −y over one float: y = e^{−ulp}, within a few ulp of 1 − ulp
+    for (t0, t1) in [
+        (1.0, 1f64.next_up()),
+        (1.0, 1f64.next_down()),
+        (1e11, 1e11f64.next_up()),
+        (0.0, f64::MIN_POSITIVE),
+    ] {
+        let d = Problem::ode(
+            |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+            vec![1.0],
+            (t0, t1),
+        );
+        let exact = (-(t1 - t0)).exp();
+        for (name, r) in [
+            ("Bdf", solve(&d, Bdf::default(), Options::default())),
+            (
+                "Bdf dense",
+                solve(
+                    &d,
+                    Bdf::default(),
+                    Options::default().save_at(SaveAt::Dense),
+                ),
+            ),
+            ("Tsit5", solve(&d, Tsit5, Options::default())),
+            (
+                "Esdirk34",
+                solve(&d, Esdirk34::default(), Options::default()),
+            ),
+        ] {
+            let s = r.unwrap_or_else(|e| panic!("{name} on ({t0}, {t1}): {e}"));
+            assert_eq!(s.t_last(), Some(t1), "{name}");
+            // default rtol 1e-3 on a step of relative size ≤ 1.5e-5: the
+            // one-step error is far below 1e-9
+            assert!((s.last()[0] - exact).abs() < 1e-9, "{name}: {:?}", s.last());
+        }
+    }
+}

@@ -190,9 +190,11 @@ impl fmt::Display for SolveError {
             ),
             SolveError::StepSizeUnderflow { t, dt, step, .. } => write!(
                 f,
-                "step size underflow at t={t} (dt={dt:e}, after {step} accepted steps): the \
-                 problem may be stiff or singular there; try Bdf, TrBdf2 or Esdirk34, loosen \
-                 rtol/atol, or lower dt_min"
+                "step size underflow at t={t} (dt={dt:e}, below dt_min or 16 ulp of t, after \
+                 {step} accepted steps): the problem may be stiff there (with an explicit \
+                 solver, try Bdf, TrBdf2 or Esdirk34) or singular (a blow-up, or a \
+                 discontinuity: declare it in Options::discontinuities); loosen rtol/atol, \
+                 or lower dt_min"
             ),
             SolveError::MaxStepsReached { t, max_steps, .. } => write!(
                 f,

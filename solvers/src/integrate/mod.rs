@@ -380,15 +380,12 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
     solver.start(&mut cache, &f0, &g0);
     let restart = restart_buffer(solver, &cache, opts, adaptive, n + g0.len())?;
 
-    let control = match (k_err, opts.dt0) {
+    let control = match (k_err, opts.step_size(problem.tspan)) {
         (None, _) if grid => AnyControl::Grid(GridSteps::new(&opts.step_to, t1)),
-        (None, dt) => {
-            let h = dt.map_or(0.0, |dt| dt.abs().min(opts.dt_max));
-            AnyControl::Fixed(FixedSteps::new(t0, t1, h))
-        }
+        (None, h) => AnyControl::Fixed(FixedSteps::new(t0, t1, h.unwrap_or(0.0))),
         (Some(k), dt0) => {
             let h_abs = match dt0 {
-                Some(dt) => dt.abs().min(opts.dt_max),
+                Some(h) => h,
                 None => {
                     let mut scratch = vec![0.0; 2 * n];
                     initial_step(

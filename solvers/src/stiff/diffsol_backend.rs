@@ -295,8 +295,8 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
     match kind {
         Kind::Bdf => {
             let mut state = dprob.bdf_state::<LS>().map_err(|e| backend(name, t0, e))?;
-            if let Some(dt0) = opts.dt0 {
-                *state.as_mut().h = dir * dt0.abs();
+            if let Some(h) = opts.step_size(problem.tspan) {
+                *state.as_mut().h = dir * h;
             }
             let solver = dprob
                 .bdf_solver::<LS>(state)
@@ -312,8 +312,8 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
             let mut state = dprob
                 .rk_state_and_consistent::<LS>(&tableau)
                 .map_err(|e| backend(name, t0, e))?;
-            if let Some(dt0) = opts.dt0 {
-                *state.as_mut().h = dir * dt0.abs();
+            if let Some(h) = opts.step_size(problem.tspan) {
+                *state.as_mut().h = dir * h;
             }
             let solver = if kind == Kind::TrBdf2 {
                 dprob.tr_bdf2_solver::<LS>(state)
