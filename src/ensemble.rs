@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use sdeflow_solvers::brownian::rng::derive;
 use sdeflow_solvers::brownian::{Driver, VirtualTree};
 use sdeflow_solvers::{
-    Method, error::SolveError, field::Diffusion, field::Drift, options::Options, options::SaveAt,
-    problem::Problem, solution::Solution, solution::Stats,
+    Method, error::SolveError, error::catch_panic, field::Diffusion, field::Drift,
+    options::Options, options::SaveAt, problem::Problem, solution::Solution, solution::Stats,
 };
 
 use crate::statistics::{EnsembleSummary, Estimate, Failure, Moments, TimeStatistics, quantile};
@@ -62,8 +62,9 @@ pub enum Parallelism {
     Threads(Option<usize>),
 }
 
-/// Why an ensemble could not produce its result.
-#[derive(Debug, Clone)]
+/// Why an ensemble could not produce its result. Its `Debug` is its
+/// `Display` text (short, with the hint).
+#[derive(Clone)]
 pub enum EnsembleError {
     /// A trajectory failed under [`OnFailure::Abort`].
     Trajectory {
@@ -107,7 +108,20 @@ impl fmt::Display for EnsembleError {
     }
 }
 
-impl std::error::Error for EnsembleError {}
+impl fmt::Debug for EnsembleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::error::Error for EnsembleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EnsembleError::Trajectory { error: Some(e), .. } => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Per-trajectory problem map: `(index, seed, base problem) → problem`.
 type ProblemMap<'p, F, G, D> =
@@ -387,17 +401,22 @@ where
         derive(self.seed, i as u64)
     }
 
-    /// Solves trajectory `i`.
+    /// Solves trajectory `i`. A panic in the per-trajectory map or in the
+    /// problem's closures is caught and returned as
+    /// [`SolveError::Panicked`] naming which.
     pub fn solve_trajectory(&self, i: usize) -> Result<Solution, SolveError> {
         let seed = self.trajectory_seed(i);
         let mut opts = self.options.clone();
         opts.seed = seed;
+        let solve = |p: &Problem<F, G, D>| {
+            catch_panic("drift or diffusion", || self.method.solve_problem(p, &opts))
+        };
         match &self.map {
             Some(map) => {
-                let p = map(i, seed, self.problem);
-                self.method.solve_problem(&p, &opts)
+                let p = catch_panic("per-trajectory map", || Ok(map(i, seed, self.problem)))?;
+                solve(&p)
             }
-            None => self.method.solve_problem(self.problem, &opts),
+            None => solve(self.problem),
         }
     }
 
@@ -426,11 +445,17 @@ where
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            match self.solve_trajectory(i) {
-                Ok(sol) => {
-                    add_stats(&mut out.stats, &sol.stats);
+            // the reduction's closure (output, φ) runs here: its panic is
+            // this trajectory's failure too
+            let folded = self.solve_trajectory(i).and_then(|sol| {
+                add_stats(&mut out.stats, &sol.stats);
+                catch_panic("reduction (output or φ)", || {
                     r.fold(&mut out.value, i, &sol);
-                }
+                    Ok(())
+                })
+            });
+            match folded {
+                Ok(()) => {}
                 Err(e) => {
                     if let Some(p) = e.partial() {
                         add_stats(&mut out.stats, &p.stats);

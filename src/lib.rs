@@ -60,6 +60,8 @@
 // `sdeflow-adjoint` are laid out by file; this crate is laid out by what a
 // user reaches for.
 
+mod error;
+pub use error::Error;
 pub use sdeflow_adjoint::grad;
 pub use sdeflow_solvers::error::SolveError;
 pub use sdeflow_solvers::options::{Options, SaveAt, Tolerance};

@@ -39,9 +39,9 @@
 //! Jacobian `[[−(∂f/∂y)ᵀ, 0], [−(∂f/∂p)ᵀ, 0]]` at `y(t)`, which
 //! [`AdjointRhs`] assembles exactly from `n` VJPs with unit vectors (so the
 //! simplified Newton iteration converges in one or two iterations). The
-//! user's `rtol` and `atol` govern the backward solve (applied to `a` and
-//! `a_p` as to `y`; their smallest entries when per-component) and its
-//! Newton iteration. This is SciMLSensitivity's `InterpolatingAdjoint`
+//! user's `rtol` and `atol` govern the backward solve (per component, `a_k`
+//! as `y_k`, and their smallest entries for `a_p`) and its Newton iteration
+//! (their smallest entries). This is SciMLSensitivity's `InterpolatingAdjoint`
 //! (Rackauckas et al., "Universal differential equations for scientific
 //! machine learning", arXiv:2001.04385, 2020) with the stiff backward solve
 //! of CVODES (which integrates the backward problem by BDF and reads the
@@ -243,6 +243,27 @@ impl<F: DriftVjp> Drift for &AdjointRhs<'_, F> {
     }
 }
 
+/// The tolerance of the backward system `[y (off = n entries, backsolve
+/// only), a (n), a_p (np)]` from the user's `tol` on `y`: a scalar stays
+/// as it is; per-component tolerances apply to `y` and to `a` component by
+/// component (`a_k` is `∂L/∂y_k`, on the scale of the loss over `y_k`'s),
+/// and their smallest entry to `a_p`.
+fn augmented(tol: &Tolerance, (off, n, np): (usize, usize, usize)) -> Tolerance {
+    match tol {
+        Tolerance::Scalar(v) => Tolerance::Scalar(*v),
+        Tolerance::Vector(v) => {
+            let least = smallest(tol);
+            let mut out = Vec::with_capacity(off + n + np);
+            if off > 0 {
+                out.extend_from_slice(v);
+            }
+            out.extend_from_slice(v);
+            out.resize(off + n + np, least);
+            Tolerance::Vector(out)
+        }
+    }
+}
+
 /// The smallest entry of a tolerance (the value itself for a scalar).
 fn smallest(tol: &Tolerance) -> f64 {
     match tol {
@@ -284,18 +305,17 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
             ),
         };
         let (value, gy) = crate::loss::evaluate(loss, &sol)?;
+        let off = match source {
+            StateSource::Backsolve => problem.dim(),
+            StateSource::Interpolating => 0,
+        };
+        let layout = (off, problem.dim(), problem.params.len());
         let opts = Options {
             save_at: SaveAt::T1,
             dt0: None,
+            rtol: augmented(&options.rtol, layout),
+            atol: augmented(&options.atol, layout),
             ..options.clone()
-        };
-        let opts = match &opts.rtol {
-            Tolerance::Vector(_) => opts.rtol(options.rtol.get(0)),
-            _ => opts,
-        };
-        let opts = match &opts.atol {
-            Tolerance::Vector(_) => opts.atol(options.atol.get(0)),
-            _ => opts,
         };
         backward_pass(problem, sol, value, &gy, state, *solver, &opts)
     }
@@ -308,9 +328,9 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
     /// `Esdirk34` (L-stable, so the adjoint's fast modes — stiff backwards in
     /// time exactly as the forward ones are forwards — cost no tiny steps), with
     /// the exact Jacobian of the adjoint system assembled from `n` VJPs. The
-    /// backward solve runs at the user's `rtol` and `atol` (their smallest
-    /// entries: `Esdirk34`'s Newton tolerances are scalars), which also set
-    /// its Newton tolerances, with the default adaptive controller (the
+    /// backward solve runs at the user's `rtol` and `atol` (per component,
+    /// `a_k` as `y_k`, their smallest entries for `a_p`), whose smallest
+    /// entries also set its Newton tolerances (scalars in `Esdirk34`), with the default adaptive controller (the
     /// backward solve adapts its steps whatever controller the forward one
     /// used) and the user's `dt_min`, `dt_max` and `max_steps`.
     pub(crate) fn stiff_interpolating<M: Method<OdeProblem<F, D>> + BackwardMethod<F> + Copy>(
@@ -322,14 +342,15 @@ impl<F: DriftVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, NoDiffusion, D, L>
         let sol = saved_view(&dense, &options.save_at)?;
         let (value, gy) = crate::loss::evaluate(loss, &sol)?;
         let (rtol, atol) = (smallest(&options.rtol), smallest(&options.atol));
+        let layout = (0, problem.dim(), problem.params.len());
         let opts = Options {
             save_at: SaveAt::T1,
             dt0: None,
             controller: Controller::default(),
+            rtol: augmented(&options.rtol, layout),
+            atol: augmented(&options.atol, layout),
             ..options.clone()
-        }
-        .rtol(rtol)
-        .atol(atol);
+        };
         let backward = Esdirk34::default().tolerances(rtol, atol);
         backward_pass(
             problem,
@@ -392,11 +413,15 @@ where
         let (ta, tb) = (w[0], w[1]);
         add_jump(&mut u, ta);
         let back = Problem::ode_field(&rhs, u.clone(), (ta, tb));
-        let b = solve(&back, solver, segment_options(opts, (ta, tb)))?;
+        let b =
+            solve(&back, solver, segment_options(opts, (ta, tb))).map_err(GradError::Backward)?;
         backward_evals += b.stats.drift_evals;
         u.copy_from_slice(b.last());
     }
     add_jump(&mut u, t0);
+    if off > 0 {
+        check_reconstruction(&problem.y0, &u[..n], opts)?;
+    }
     Ok(Gradient {
         loss: value,
         dp: u[off + n..].to_vec(),
@@ -408,6 +433,33 @@ where
             Some(d) => d.len(),
             None => 1,
         },
+    })
+}
+
+/// Checks `Backsolve`'s reconstructed initial state `y_rec` against `y0`:
+/// the RMS over the components of `(y_rec − y0) / (atol + rtol·|y0|)`
+/// must not exceed [`crate::RECONSTRUCTION_LIMIT`], or the backward
+/// solve of the state was unstable and the gradient read along it is not
+/// to be trusted ([`GradError::Reconstruction`]).
+fn check_reconstruction(y0: &[f64], y_rec: &[f64], opts: &Options) -> Result<(), GradError> {
+    let n = y0.len();
+    let scaled = |k: usize| {
+        let w = opts.atol.get(k) + opts.rtol.get(k) * y0[k].abs();
+        ((y_rec[k] - y0[k]) / w).abs()
+    };
+    let norm = ((0..n).map(|k| scaled(k).powi(2)).sum::<f64>() / n as f64).sqrt();
+    if norm <= crate::RECONSTRUCTION_LIMIT {
+        return Ok(());
+    }
+    // (a NaN norm fails the test above and lands here too)
+    let component = (0..n)
+        .max_by(|&a, &b| scaled(a).total_cmp(&scaled(b)))
+        .unwrap_or(0);
+    Err(GradError::Reconstruction {
+        component,
+        reconstructed: y_rec[component],
+        y0: y0[component],
+        norm,
     })
 }
 

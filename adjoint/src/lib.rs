@@ -100,13 +100,41 @@ pub struct Gradient {
     pub peak_stored_states: usize,
 }
 
-/// Why a gradient could not be computed.
-#[derive(Debug, Clone)]
+/// Why a gradient could not be computed. Its `Debug` is its `Display`
+/// text (short, with the hint), as for [`SolveError`].
+#[derive(Clone)]
+#[non_exhaustive]
 pub enum GradError {
     /// The forward solve failed.
     Solve(SolveError),
+    /// A solve of the backward pass (the continuous adjoints' adjoint
+    /// system) failed.
+    Backward(SolveError),
     /// The loss returned a non-finite value or gradient.
     Loss(String),
+    /// A user closure panicked (the loss, or a field during the forward or
+    /// backward pass); the gradient was abandoned.
+    Panicked {
+        /// Which closure (`"loss"`, or `"drift or diffusion"`).
+        closure: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+    /// `Adjoint::Backsolve` integrated the state back to `t0` and did not
+    /// find `y0`: the backward solve of the state is unstable on this
+    /// problem (a contracting or chaotic flow), so its gradient is not
+    /// trustworthy.
+    Reconstruction {
+        /// The worst component of the reconstructed initial state.
+        component: usize,
+        /// Its reconstructed value.
+        reconstructed: f64,
+        /// Its true value `y0[component]`.
+        y0: f64,
+        /// The error norm (scaled by `atol + rtol·|y0|`, RMS over the
+        /// components) of the reconstruction.
+        norm: f64,
+    },
     /// This combination of problem, solver, save policy and adjoint is not
     /// supported (yet); the message says what is.
     Unsupported(String),
@@ -116,13 +144,52 @@ impl fmt::Display for GradError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GradError::Solve(e) => write!(f, "forward solve failed: {e}"),
+            GradError::Backward(e) => write!(f, "backward (adjoint) solve failed: {e}"),
             GradError::Loss(why) => write!(f, "loss: {why}"),
+            GradError::Panicked { closure, message } => write!(
+                f,
+                "the {closure} panicked: \"{message}\"; the gradient was abandoned"
+            ),
+            GradError::Reconstruction {
+                component,
+                reconstructed,
+                y0,
+                norm,
+            } => write!(
+                f,
+                "Backsolve reconstructed y0[{component}] = {reconstructed:e} instead of \
+                 {y0:e} (scaled error norm {norm:.3e} > {RECONSTRUCTION_LIMIT:e}): integrating \
+                 the state backwards is unstable on this problem, so the gradient would be \
+                 wrong; use Adjoint::Interpolating (reads the forward solution) or \
+                 Adjoint::Discrete (exact for the computed solution)"
+            ),
             GradError::Unsupported(why) => write!(f, "unsupported: {why}"),
         }
     }
 }
 
-impl std::error::Error for GradError {}
+impl fmt::Debug for GradError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// The largest scaled error norm (RMS over the components of
+/// `(y_rec − y0) / (atol + rtol·|y0|)`) accepted for `Backsolve`'s
+/// reconstruction of `y0`. A global error of a few hundred local
+/// tolerances is ordinary for a stable backward solve over many steps
+/// (each step adds up to one tolerance); beyond this the backward flow has
+/// amplified the error, and the gradient read along it is off by as much.
+pub const RECONSTRUCTION_LIMIT: f64 = 1e3;
+
+impl std::error::Error for GradError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GradError::Solve(e) | GradError::Backward(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl From<SolveError> for GradError {
     fn from(e: SolveError) -> Self {
@@ -130,11 +197,36 @@ impl From<SolveError> for GradError {
     }
 }
 
+/// A loss that records whether it is running, so that a panic caught at
+/// [`grad`] can be blamed on it (once per evaluation of the loss, never per
+/// step).
+struct Watched<'l, L: ?Sized> {
+    loss: &'l L,
+    running: std::cell::Cell<bool>,
+}
+
+impl<L: Loss + ?Sized> Loss for Watched<'_, L> {
+    fn eval(&self, ts: &[f64], ys: &[f64], grad: &mut [f64]) -> f64 {
+        self.running.set(true);
+        let value = self.loss.eval(ts, ys, grad);
+        self.running.set(false);
+        value
+    }
+
+    fn check(&self, ts: &[f64], n: usize) -> Result<(), String> {
+        self.running.set(true);
+        let fits = self.loss.check(ts, n);
+        self.running.set(false);
+        fits
+    }
+}
+
 /// `(L, dL/dp, dL/dy0)` of `loss` on the solution of `problem` (an ODE or
 /// an SDE) with `solver`, by `adjoint`. For SDEs the path is the one
 /// [`sdeflow_solvers::solve`] sees for the same problem and seed. Which
 /// solver differentiates which problem by which adjoint is in
-/// [`Differentiable`]; other pairings do not compile.
+/// [`Differentiable`]; other pairings do not compile. A panic in the loss
+/// or the fields is caught and returned as [`GradError::Panicked`].
 ///
 /// ```
 /// use sdeflow_adjoint::{Adjoint, grad};
@@ -170,5 +262,23 @@ where
     S: Differentiable<F, G, D>,
     L: Loss + ?Sized,
 {
-    solver.gradient(problem, options.as_ref(), loss, adjoint)
+    // a panic in the loss or a field becomes an error of this gradient
+    // (caught here, once, not per evaluation)
+    let watched = Watched {
+        loss,
+        running: std::cell::Cell::new(false),
+    };
+    let run = std::panic::AssertUnwindSafe(|| {
+        solver.gradient(problem, options.as_ref(), &watched, adjoint)
+    });
+    std::panic::catch_unwind(run).unwrap_or_else(|payload| {
+        Err(GradError::Panicked {
+            closure: if watched.running.get() {
+                "loss"
+            } else {
+                "drift or diffusion"
+            },
+            message: sdeflow_solvers::error::panic_message(&*payload),
+        })
+    })
 }

@@ -5,8 +5,12 @@ use std::fmt;
 use crate::solution::Solution;
 
 /// Why a solve failed. Every variant says where (time, step) when that is
-/// known, and its `Display` text suggests what to change.
-#[derive(Debug, Clone)]
+/// known, and its `Display` text suggests what to change. Its `Debug` is
+/// the `Display` text (with the variant's name and, for a failure in the
+/// middle of a solve, the size of the partial solution), so that
+/// `fn main() -> Result<(), SolveError>` prints a short message with its
+/// hint rather than the saved states.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum SolveError {
     /// A user-supplied value is invalid (NaN, infinite, out of range, ...).
@@ -104,6 +108,19 @@ pub enum SolveError {
         /// What failed.
         reason: String,
     },
+    /// A user closure (or code it called) panicked; the panic was caught and
+    /// the solve abandoned.
+    Panicked {
+        /// Which closure, as far as it is known (`"drift"`, `"diffusion"`,
+        /// `"per-trajectory map"`, `"output"`, or `"a field"` when the
+        /// panic came from inside the solve's loop).
+        closure: &'static str,
+        /// The time of the evaluation, when known (the shape check at
+        /// `t0`).
+        t: Option<f64>,
+        /// The panic's message.
+        message: String,
+    },
     /// The stiff backend (diffsol) reported an error.
     Backend {
         /// The solver's name.
@@ -173,9 +190,11 @@ impl fmt::Display for SolveError {
             ),
             SolveError::StepSizeUnderflow { t, dt, step, .. } => write!(
                 f,
-                "step size underflow at t={t} (dt={dt:e}, after {step} accepted steps): the \
-                 problem may be stiff or singular there; try Bdf, TrBdf2 or Esdirk34, loosen \
-                 rtol/atol, or lower dt_min"
+                "step size underflow at t={t} (dt={dt:e}, below dt_min or 16 ulp of t, after \
+                 {step} accepted steps): the problem may be stiff there (with an explicit \
+                 solver, try Bdf, TrBdf2 or Esdirk34) or singular (a blow-up, or a \
+                 discontinuity: declare it in Options::discontinuities); loosen rtol/atol, \
+                 or lower dt_min"
             ),
             SolveError::MaxStepsReached { t, max_steps, .. } => write!(
                 f,
@@ -212,8 +231,106 @@ impl fmt::Display for SolveError {
             SolveError::Backend { solver, t, message } => {
                 write!(f, "{solver} failed at t={t}: {message}")
             }
+            SolveError::Panicked {
+                closure,
+                t,
+                message,
+            } => {
+                write!(f, "the {closure} panicked")?;
+                if let Some(t) = t {
+                    write!(f, " at t={t}")?;
+                }
+                write!(
+                    f,
+                    ": \"{message}\"; the solve was abandoned. Fix the closure, or make it \
+                     write NaN instead of panicking (the solve then stops with a typed error \
+                     at the time it happens)"
+                )
+            }
         }
     }
+}
+
+impl fmt::Debug for SolveError {
+    /// The variant's name and the `Display` text; a partial solution is
+    /// summarised, not printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            SolveError::InvalidInput { .. } => "InvalidInput",
+            SolveError::DimensionMismatch { .. } => "DimensionMismatch",
+            SolveError::NonFiniteDerivative { .. } => "NonFiniteDerivative",
+            SolveError::NonFiniteState { .. } => "NonFiniteState",
+            SolveError::StepSizeUnderflow { .. } => "StepSizeUnderflow",
+            SolveError::MaxStepsReached { .. } => "MaxStepsReached",
+            SolveError::Unsupported { .. } => "Unsupported",
+            SolveError::NeedsStepSize { .. } => "NeedsStepSize",
+            SolveError::Interpolation { .. } => "Interpolation",
+            SolveError::NonlinearSolve { .. } => "NonlinearSolve",
+            SolveError::Backend { .. } => "Backend",
+            SolveError::Panicked { .. } => "Panicked",
+        };
+        write!(f, "{name}: {self}")?;
+        if let Some(p) = self.partial() {
+            write!(
+                f,
+                " [partial solution: {} saved states; SolveError::partial()]",
+                p.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The message of a caught panic's payload (`panic!` with a string literal
+/// or a formatted message; anything else is named as such).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// Runs `f`, turning a panic into [`SolveError::Panicked`] naming
+/// `closure`. Meant for entry points (once per solve, not per evaluation).
+pub fn catch_panic<R>(
+    closure: &'static str,
+    f: impl FnOnce() -> Result<R, SolveError>,
+) -> Result<R, SolveError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(SolveError::Panicked {
+            closure,
+            t: None,
+            message: panic_message(&*payload),
+        })
+    })
+}
+
+thread_local! {
+    /// Set while [`quietly`] runs on this thread.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, catching a panic, without the panic hook's report (for the
+/// panics a diagnosis provokes on purpose). The first call wraps the
+/// current hook in one that stays silent while a `quietly` runs on its
+/// thread and otherwise calls the hook it wraps.
+pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    static WRAP: std::sync::Once = std::sync::Once::new();
+    WRAP.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    out
 }
 
 impl std::error::Error for SolveError {}

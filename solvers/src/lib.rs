@@ -85,7 +85,8 @@ impl<F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>> Method<Prob
     }
 }
 
-/// Solves `problem` with `method`.
+/// Solves `problem` with `method`. A panic in the problem's closures is
+/// caught and returned as [`SolveError::Panicked`].
 ///
 /// ```
 /// use sdeflow_solvers::prelude::*;
@@ -108,7 +109,11 @@ pub fn solve<P, M: Method<P>>(
     method: M,
     options: impl AsRef<Options>,
 ) -> Result<Solution, SolveError> {
-    method.solve_problem(problem, options.as_ref())
+    // a panic in a user closure becomes an error of this solve (caught
+    // here, once, not per evaluation)
+    error::catch_panic("drift or diffusion", || {
+        method.solve_problem(problem, options.as_ref())
+    })
 }
 
 /// The names most programs need.

@@ -134,7 +134,9 @@ pub struct Options {
     /// Absolute tolerance (default 1e-6).
     pub atol: Tolerance,
     /// Initial step size; for fixed-step solvers or [`Controller::Constant`]
-    /// the step size. `None`: chosen automatically (Hairer–Wanner).
+    /// the step size. `None`: chosen automatically (Hairer–Wanner). A value
+    /// larger than the span (or `dt_max`) is clamped to it
+    /// ([`Options::step_size`]).
     pub dt0: Option<f64>,
     /// Smallest allowed step magnitude (default 0: only the floating-point
     /// limit `16 ε |t|`); a smaller proposal is a step-size underflow.
@@ -265,6 +267,15 @@ impl Options {
     pub fn controller(mut self, controller: impl Into<Controller>) -> Self {
         self.controller = controller.into();
         self
+    }
+
+    /// The size of the first (or every fixed) step: `|dt0|` bounded by
+    /// `dt_max` and by the length of `tspan`, so that an oversized `dt0`
+    /// means one step over the whole span, never a step past it (`None`
+    /// when `dt0` is not set).
+    pub fn step_size(&self, (t0, t1): (f64, f64)) -> Option<f64> {
+        self.dt0
+            .map(|dt| dt.abs().min(self.dt_max).min((t1 - t0).abs()))
     }
 
     /// Checks every option against a problem of dimension `n` on `tspan`.

@@ -220,6 +220,74 @@ impl<F: Drift, G: Diffusion, D: Driver> Problem<F, G, D> {
         Ok(())
     }
 
+    /// Says why the shape check of the drift (`which == "drift"`) or the
+    /// diffusion at `t0` panicked (`err`, the probe's
+    /// [`SolveError::DimensionMismatch`] with `found: None`; any other
+    /// error is returned as is), by evaluating it again, quietly, with more
+    /// room: if more parameters make it run, the parameter vector is too
+    /// short (the error gives the number it reads); if a longer state does,
+    /// the state is (`err`); else the panic is the closure's own
+    /// ([`SolveError::Panicked`] with its message). Runs only after a
+    /// failed probe.
+    pub fn diagnose_probe(&self, which: &'static str, t0: f64, err: SolveError) -> SolveError {
+        let SolveError::DimensionMismatch { found: None, .. } = err else {
+            return err;
+        };
+        /// Room added when retrying: parameters or state components.
+        const ROOM: usize = 4096;
+        let n = self.dim();
+        let np = self.params.len();
+        let out_len = |n: usize| match (which, self.noise) {
+            ("diffusion", Some(noise)) => noise.diffusion_len(n),
+            _ => n,
+        };
+        let runs = |n_state: usize, n_params: usize| {
+            let mut y = self.y0.clone();
+            y.resize(n_state, 0.0);
+            let mut p = self.params.clone();
+            p.resize(n_params, 0.0);
+            let mut out = vec![0.0; out_len(n_state)];
+            crate::error::quietly(|| {
+                if which == "diffusion" {
+                    self.diffusion.diffusion(t0, &y, &p, &mut out)
+                } else {
+                    self.drift.drift(t0, &y, &p, &mut out)
+                }
+            })
+        };
+        if runs(n, np + ROOM).is_ok() {
+            // the fewest parameters it runs with (a field that reads p[k]
+            // panics with k or fewer, so the search is over a monotone test)
+            let (mut lo, mut hi) = (np, np + ROOM);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if runs(n, mid).is_ok() {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            return SolveError::DimensionMismatch {
+                what: "parameters".into(),
+                expected: hi,
+                found: Some(np),
+                hint: format!(
+                    "the {which} reads {hi} parameters (p[{}]) but the problem has {np}; \
+                     give every parameter with Problem::params",
+                    hi - 1
+                ),
+            };
+        }
+        match runs(n + ROOM, np + ROOM) {
+            Ok(()) => err,
+            Err(payload) => SolveError::Panicked {
+                closure: which,
+                t: Some(t0),
+                message: crate::error::panic_message(&*payload),
+            },
+        }
+    }
+
     /// Checks the initial state, parameters and span: every value finite,
     /// `y0` non-empty, `t0 != t1`.
     pub fn validate(&self) -> Result<(), SolveError> {

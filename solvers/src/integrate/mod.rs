@@ -44,15 +44,15 @@ pub fn probe_field(
     debug_assert_eq!(out.len(), len);
     out.iter_mut().for_each(|v| *v = f64::from_bits(UNWRITTEN));
     let res = catch_unwind(AssertUnwindSafe(|| eval(out)));
-    if res.is_err() {
+    if let Err(payload) = res {
         return Err(SolveError::DimensionMismatch {
             what: format!("{name} output"),
             expected: len,
             found: None,
             hint: format!(
-                "the {name} panicked on a state of length {}; make y0 (and the noise type) \
-                 match the dimension the {name} uses",
-                len
+                "the {name} panicked on a state of length {len} (\"{}\"); make y0 (and the \
+                 noise type) match the dimension the {name} uses",
+                crate::error::panic_message(&*payload)
             ),
         });
     }
@@ -334,7 +334,8 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
     problem.drift.check_dims(n, problem.params.len())?;
     probe_field("drift", n, t0, &mut f0, |out| {
         problem.drift.drift(t0, &y, &problem.params, out)
-    })?;
+    })
+    .map_err(|e| problem.diagnose_probe("drift", t0, e))?;
     stats.drift_evals += 1;
 
     // SDEs: check the diffusion's shape once, and set up the Brownian path
@@ -348,7 +349,8 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             .check_dims(n, problem.params.len(), g0.len())?;
         probe_field("diffusion", g0.len(), t0, &mut g0, |out| {
             problem.diffusion.diffusion(t0, &y, &problem.params, out)
-        })?;
+        })
+        .map_err(|e| problem.diagnose_probe("diffusion", t0, e))?;
         stats.diffusion_evals += 1;
         path = match given {
             Some(p) => Path::Given(p),
@@ -372,15 +374,12 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
     solver.start(&mut cache, &f0, &g0);
     let restart = restart_buffer(solver, &cache, opts, adaptive, n + g0.len())?;
 
-    let control = match (k_err, opts.dt0) {
+    let control = match (k_err, opts.step_size(problem.tspan)) {
         (None, _) if grid => AnyControl::Grid(GridSteps::new(&opts.step_to, t1)),
-        (None, dt) => {
-            let h = dt.map_or(0.0, |dt| dt.abs().min(opts.dt_max));
-            AnyControl::Fixed(FixedSteps::new(t0, t1, h))
-        }
+        (None, h) => AnyControl::Fixed(FixedSteps::new(t0, t1, h.unwrap_or(0.0))),
         (Some(k), dt0) => {
             let h_abs = match dt0 {
-                Some(dt) => dt.abs().min(opts.dt_max),
+                Some(h) => h,
                 None => {
                     let mut scratch = vec![0.0; 2 * n];
                     initial_step(

@@ -172,7 +172,8 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
     field.check_dims(n, p.len())?;
     probe_field("drift", n, t0, &mut f0, |out| {
         field.drift(t0, &problem.y0, p, out)
-    })?;
+    })
+    .map_err(|e| problem.diagnose_probe("drift", t0, e))?;
 
     // which Jacobian
     let mut probe_out = vec![0.0; n * n];
@@ -294,8 +295,8 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
     match kind {
         Kind::Bdf => {
             let mut state = dprob.bdf_state::<LS>().map_err(|e| backend(name, t0, e))?;
-            if let Some(dt0) = opts.dt0 {
-                *state.as_mut().h = dir * dt0.abs();
+            if let Some(h) = opts.step_size(problem.tspan) {
+                *state.as_mut().h = dir * h;
             }
             let solver = dprob
                 .bdf_solver::<LS>(state)
@@ -311,8 +312,8 @@ fn stiff_solve<F: Drift, G: Diffusion, D: Driver>(
             let mut state = dprob
                 .rk_state_and_consistent::<LS>(&tableau)
                 .map_err(|e| backend(name, t0, e))?;
-            if let Some(dt0) = opts.dt0 {
-                *state.as_mut().h = dir * dt0.abs();
+            if let Some(h) = opts.step_size(problem.tspan) {
+                *state.as_mut().h = dir * h;
             }
             let solver = if kind == Kind::TrBdf2 {
                 dprob.tr_bdf2_solver::<LS>(state)
