@@ -14,6 +14,25 @@ fn panicked(e: &SolveError, closure: &str, text: &str) -> bool {
         if *c == closure && message.contains(text))
 }
 
+/// `problem` solved with defaults by an explicit, the native stiff and
+/// diffsol's stiff solver, named.
+fn by_three_solvers<F: Drift>(
+    problem: &Problem<F>,
+) -> [(&'static str, Result<Solution, SolveError>); 3] {
+    [
+        ("Tsit5", solve(problem, Tsit5, Options::default())),
+        ("Bdf", solve(problem, Bdf::default(), Options::default())),
+        (
+            "DiffsolBdf",
+            solve(
+                problem,
+                sdeflow::stiff::DiffsolBdf::default(),
+                Options::default(),
+            ),
+        ),
+    ]
+}
+
 #[test]
 fn panic_in_a_field_is_an_error_of_the_solve() {
     // mid-solve (after the shape check at t0): caught at `solve`
@@ -25,18 +44,7 @@ fn panic_in_a_field_is_an_error_of_the_solve() {
         vec![1.0],
         (0.0, 1.0),
     );
-    for (name, r) in [
-        ("Tsit5", solve(&late, Tsit5, Options::default())),
-        ("Bdf", solve(&late, Bdf::default(), Options::default())),
-        (
-            "DiffsolBdf",
-            solve(
-                &late,
-                sdeflow::stiff::DiffsolBdf::default(),
-                Options::default(),
-            ),
-        ),
-    ] {
+    for (name, r) in by_three_solvers(&late) {
         let e = r.expect_err(name);
         assert!(
             panicked(&e, "drift or diffusion", "drift refused"),
@@ -234,18 +242,7 @@ fn debug_of_errors_is_short_and_has_the_hint() {
 #[test]
 fn too_short_parameter_slice_is_a_parameter_error() {
     let short = lotka_volterra().params(vec![1.5, 1.0]);
-    for (name, r) in [
-        ("Tsit5", solve(&short, Tsit5, Options::default())),
-        ("Bdf", solve(&short, Bdf::default(), Options::default())),
-        (
-            "DiffsolBdf",
-            solve(
-                &short,
-                sdeflow::stiff::DiffsolBdf::default(),
-                Options::default(),
-            ),
-        ),
-    ] {
+    for (name, r) in by_three_solvers(&short) {
         let e = r.expect_err(name);
         println!("{name}: {e}");
         assert!(
