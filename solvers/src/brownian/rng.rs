@@ -194,15 +194,6 @@ mod tests {
     }
 
     #[test]
-    fn keyed_normals_do_not_depend_on_the_length_asked() {
-        let mut long = [0.0; 64];
-        let mut short = [0.0; 9];
-        normals(derive(3, 2), &mut long);
-        normals(derive(3, 2), &mut short);
-        assert_eq!(&long[..9], &short[..]);
-    }
-
-    #[test]
     fn increment_streams_are_reproducible_and_differ_by_seed() {
         let draw = |seed| {
             let mut r = IncrementRng::new(seed);
@@ -221,5 +212,9 @@ mod tests {
         assert_eq!(a, b);
         normals(derive(7, 4), &mut b);
         assert_ne!(a, b);
+        // out[k] does not depend on how many normals are asked after it
+        let mut long = [0.0; 64];
+        normals(derive(7, 3), &mut long);
+        assert_eq!(&long[..5], &a[..]);
     }
 }
