@@ -740,7 +740,11 @@ fn work_precision(cfg: &Config) -> (Vec<WpRow>, Vec<Slopes>) {
     let general = "general";
     let milstein = ("Milstein", Milstein::derivative_free());
     let mut runs = table.on(gi, &ex_ito);
-    runs.solver(("EulerMaruyama", EulerMaruyama), false, theory(0.5, general));
+    runs.solver(
+        ("EulerMaruyama", EulerMaruyama),
+        false,
+        theory(0.5, general),
+    );
     runs.solver(milstein, false, theory(1.0, general));
     runs.solver(("Sriw1", Sriw1), true, theory(1.5, general));
     runs.solver(("Sosri", Sosri), true, theory(1.5, general));

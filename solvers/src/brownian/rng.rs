@@ -170,14 +170,23 @@ mod tests {
         let kurt = xs.iter().map(|x| x.powi(4)).sum::<f64>() / nf;
         // standard errors: mean 1/sqrt(n), variance sqrt(2/n), E x^4 sqrt(96/n)
         assert!(mean.abs() < 5.0 / nf.sqrt(), "{what}: mean {mean}");
-        assert!((var - 1.0).abs() < 5.0 * (2.0 / nf).sqrt(), "{what}: var {var}");
-        assert!((kurt - 3.0).abs() < 5.0 * (96.0 / nf).sqrt(), "{what}: E x^4 {kurt}");
+        assert!(
+            (var - 1.0).abs() < 5.0 * (2.0 / nf).sqrt(),
+            "{what}: var {var}"
+        );
+        assert!(
+            (kurt - 3.0).abs() < 5.0 * (96.0 / nf).sqrt(),
+            "{what}: E x^4 {kurt}"
+        );
         // P(|x| > 2) = 0.0455003, P(|x| > 3.5) = 4.6525e-4 (the ziggurat's
         // base layer and tail sampler); binomial standard errors
         for (c, p) in [(2.0, 0.04550026), (3.5, 4.6525e-4)] {
             let frac = xs.iter().filter(|x| x.abs() > c).count() as f64 / nf;
             let se = (p * (1.0 - p) / nf).sqrt();
-            assert!((frac - p).abs() < 5.0 * se, "{what}: P(|x| > {c}) = {frac}, expected {p}");
+            assert!(
+                (frac - p).abs() < 5.0 * se,
+                "{what}: P(|x| > {c}) = {frac}, expected {p}"
+            );
         }
     }
 
