@@ -205,19 +205,23 @@ struct Watched<'l, L: ?Sized> {
     running: std::cell::Cell<bool>,
 }
 
+impl<L: ?Sized> Watched<'_, L> {
+    /// `f` of the loss, marked as running while it runs.
+    fn watch<R>(&self, f: impl FnOnce(&L) -> R) -> R {
+        self.running.set(true);
+        let out = f(self.loss);
+        self.running.set(false);
+        out
+    }
+}
+
 impl<L: Loss + ?Sized> Loss for Watched<'_, L> {
     fn eval(&self, ts: &[f64], ys: &[f64], grad: &mut [f64]) -> f64 {
-        self.running.set(true);
-        let value = self.loss.eval(ts, ys, grad);
-        self.running.set(false);
-        value
+        self.watch(|l| l.eval(ts, ys, grad))
     }
 
     fn check(&self, ts: &[f64], n: usize) -> Result<(), String> {
-        self.running.set(true);
-        let fits = self.loss.check(ts, n);
-        self.running.set(false);
-        fits
+        self.watch(|l| l.check(ts, n))
     }
 }
 
