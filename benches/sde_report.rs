@@ -149,7 +149,7 @@ use rand_distr::{Distribution, StandardNormal};
 use sdeflow::noise::NormalStream;
 use sdeflow::noise::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
-use sdeflow::solver::{Fields, Increment, StepAt, StepNoise, StepOut};
+use sdeflow::solver::{Fields, Increment, StepArgs, StepAt, StepNoise, StepOut};
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -1023,17 +1023,17 @@ fn one_step<F: Drift, G: Diffusion, S: Solver<Problem<F, G>>>(
         },
     };
     let (mut y_new, mut err) = ([0.0], [0.0]);
-    let _ = solver.step(
-        &mut cache,
-        &fields,
-        StepAt { t: 0.0, h, y: &[y] },
-        &noise,
-        StepOut {
+    let args = StepArgs {
+        fields: &fields,
+        at: StepAt { t: 0.0, h, y: &[y] },
+        noise: &noise,
+        out: StepOut {
             y_new: &mut y_new,
             err: &mut err,
         },
-        &mut stats,
-    );
+        stats: &mut stats,
+    };
+    let _ = solver.step(&mut cache, args);
     solver.accept(&mut cache);
     (y_new[0], y_hat(&cache))
 }

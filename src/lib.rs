@@ -179,12 +179,12 @@ pub mod adjoint {
 pub mod solver {
     pub use sdeflow_solvers::dense::{DenseOutput, combine, lagrange_table, poly_weights};
     pub use sdeflow_solvers::solver::{
-        DenseTable, Family, Fields, FieldsOf, Increment, Solver, StepAt, StepNoise, StepOut,
-        StepStatus,
+        DenseTable, Family, Fields, FieldsOf, Increment, Solver, StepArgs, StepArgsOf, StepAt,
+        StepNoise, StepOut, StepStatus, StepTaken, StepTakenOf,
     };
     pub use sdeflow_solvers::step_vjp::{
-        InterpCotangent, Probe, StepBars, StepVjp, VjpNeeds, default_check, refuse_err_cotangent,
-        refuse_interp_cotangents,
+        InterpCotangent, Probe, StepBars, StepVjp, VjpArgs, VjpNeeds, default_check,
+        refuse_err_cotangent, refuse_interp_cotangents,
     };
 }
 

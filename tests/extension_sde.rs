@@ -22,8 +22,8 @@ use sdeflow::adjoint::GradError;
 use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::noise::{Driver, VirtualTree};
 use sdeflow::prelude::*;
-use sdeflow::solver::{DenseTable, Fields, Increment, StepAt, StepNoise, StepOut, StepStatus};
-use sdeflow::solver::{StepBars, StepVjp, refuse_err_cotangent, refuse_interp_cotangents};
+use sdeflow::solver::{DenseTable, Increment, StepArgs, StepAt, StepOut, StepStatus, StepTaken};
+use sdeflow::solver::{StepVjp, VjpArgs, refuse_err_cotangent, refuse_interp_cotangents};
 
 mod common;
 use common::fitted_slope;
@@ -140,16 +140,14 @@ impl<F: Drift, G: Diffusion, D: Driver> Solver<SdeProblem<F, G, D>> for DriftImp
         c.g.copy_from_slice(g0);
         c.valid = true;
     }
-    fn step(
-        &self,
-        c: &mut Cache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
+    fn step(&self, c: &mut Cache, args: StepArgs<'_, F, G>) -> StepStatus {
+        let StepArgs {
+            fields,
+            at: StepAt { t, h, y },
+            noise,
+            out,
+            stats,
+        } = args;
         if !c.valid {
             fields.f(t, y, &mut c.f, stats);
             fields.g(t, y, &mut c.g, stats);
@@ -181,16 +179,8 @@ impl<F: Drift, G: Diffusion, D: Driver> Solver<SdeProblem<F, G, D>> for DriftImp
             poly: &[0.0, 1.0],
         }
     }
-    fn dense_stages<'c>(
-        &self,
-        c: &'c mut Cache,
-        _fields: &Fields<'_, F, G>,
-        _t: f64,
-        h: f64,
-        y: &[f64],
-        y_new: &[f64],
-        _stats: &mut Stats,
-    ) -> &'c [f64] {
+    fn dense_stages<'c>(&self, c: &'c mut Cache, step: StepTaken<'_, F, G>) -> &'c [f64] {
+        let (StepAt { h, y, .. }, y_new) = (step.at, step.y_new);
         for i in 0..y.len() {
             c.k[i] = (y_new[i] - y[i]) / h;
         }
@@ -236,16 +226,12 @@ impl<Fx: Drift, Gx: Diffusion, Dx: Driver> StepVjp<SdeProblem<Fx, Gx, Dx>> for D
     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut Work,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        _carried: &[f64],
-        noise: &StepNoise<'_>,
-        bars: StepBars<'_, '_>,
-        stats: &mut Stats,
+        mut args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
-        refuse_err_cotangent("DriftImplicitEm", bars.err)?;
-        refuse_interp_cotangents("DriftImplicitEm", bars.interp)?;
-        let StepAt { t, h, y } = at;
+        refuse_err_cotangent("DriftImplicitEm", args.bars.err)?;
+        refuse_interp_cotangents("DriftImplicitEm", args.bars.interp)?;
+        let StepAt { t, h, y } = args.at;
+        let fields = args.fields;
         let (th, p, n) = (self.theta, fields.p, y.len());
         let fail = |what: &str| SolveError::NonlinearSolve {
             solver: "DriftImplicitEm",
@@ -259,13 +245,11 @@ impl<Fx: Drift, Gx: Diffusion, Dx: Driver> StepVjp<SdeProblem<Fx, Gx, Dx>> for D
         };
         // the forward step (the same for any driver: name one)
         type P<F, G> = SdeProblem<F, G, VirtualTree>;
-        if Solver::<P<F, G>>::step(self, &mut w.step, fields, at, noise, out, stats)
-            == StepStatus::Failed
-        {
+        if Solver::<P<F, G>>::step(self, &mut w.step, args.forward(out)) == StepStatus::Failed {
             return Err(fail("step's"));
         }
         Solver::<P<F, G>>::accept(self, &mut w.step);
-        let z = &w.y_new;
+        let (bars, noise, z) = (args.bars, args.noise, &w.y_new);
         w.rhs.copy_from_slice(bars.y);
         w.lambda.copy_from_slice(bars.y);
         let mut vjps = 0;

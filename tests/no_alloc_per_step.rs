@@ -270,8 +270,8 @@ where
     S: sdeflow::solver::StepVjp<Problem<Generic<VjpField>, Generic<VjpField>>>,
 {
     use VjpField as F;
-    use sdeflow::solver::StepBars;
     use sdeflow::solver::{Fields, StepAt, StepNoise};
+    use sdeflow::solver::{StepBars, VjpArgs};
     let name = solver.name();
     let noise = if name.starts_with("Sra") {
         Noise::Additive
@@ -305,9 +305,15 @@ where
             dw: &dw,
             levy_h: &levy,
         };
-        solver
-            .step_vjp(&mut work, &fields, at, &carried, &noise, bars, &mut stats)
-            .expect("step VJP");
+        let args = VjpArgs {
+            fields: &fields,
+            at,
+            carried: &carried,
+            noise: &noise,
+            bars,
+            stats: &mut stats,
+        };
+        solver.step_vjp(&mut work, args).expect("step VJP");
     };
     vjp();
     count(|| (0..1000).for_each(|_| vjp())).0

@@ -5,7 +5,7 @@
 use sdeflow::noise::{BrownianInterval, BrownianPath, BrownianTree};
 use sdeflow::observe::NoObserver;
 use sdeflow::prelude::*;
-use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
+use sdeflow::solver::{Fields, StepArgs, StepAt, StepNoise, StepOut};
 use sdeflow_solvers::integrate::integrate_on_path;
 use statrs::distribution::{ContinuousCDF, Normal};
 
@@ -74,18 +74,17 @@ fn reversible_heun_reverses_to_round_off() {
             dw: &dw,
             levy_h: &[],
         };
-        let _ = Solver::<Sde>::step(
-            &solver,
-            &mut cache,
-            &fields,
-            StepAt { t, h, y: &y },
-            &noise,
-            StepOut {
+        let args = StepArgs {
+            fields: &fields,
+            at: StepAt { t, h, y: &y },
+            noise: &noise,
+            out: StepOut {
                 y_new: &mut y_new,
                 err: &mut err,
             },
-            &mut stats,
-        );
+            stats: &mut stats,
+        };
+        let _ = Solver::<Sde>::step(&solver, &mut cache, args);
         Solver::<Sde>::accept(&solver, &mut cache);
         std::mem::swap(&mut y, &mut y_new);
     }

@@ -32,8 +32,10 @@ use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::ode::ExplicitRk;
 use sdeflow::ode::tableau::{OwnedTableau, TSIT5};
 use sdeflow::prelude::*;
-use sdeflow::solver::{Fields, Increment, StepAt, StepNoise, StepOut, StepStatus};
-use sdeflow::solver::{InterpCotangent, StepBars, StepVjp, VjpNeeds};
+use sdeflow::solver::{
+    Fields, Increment, StepArgs, StepAt, StepNoise, StepOut, StepStatus, StepTaken,
+};
+use sdeflow::solver::{InterpCotangent, StepBars, StepVjp, VjpArgs, VjpNeeds};
 use sdeflow::solver::{combine, poly_weights};
 use sdeflow::stiff::{ESDIRK34, Esdirk, TRBDF2};
 
@@ -208,13 +210,27 @@ fn taken<S: Solver<Problem<F, G>>, F: DriftVjp, G: DiffusionVjp>(
         err: &mut err,
     };
     let (at, noise) = (inp.at(), inp.noise());
-    let status = solver.step(&mut cache, &fields, at, &noise, out, &mut stats);
+    let stats = &mut stats;
+    let status = solver.step(
+        &mut cache,
+        StepArgs {
+            fields: &fields,
+            at,
+            noise: &noise,
+            out,
+            stats,
+        },
+    );
     assert_eq!(status, StepStatus::Taken);
     let mut interp = vec![0.0; thetas.len() * n];
     if !thetas.is_empty() {
-        let ks = solver
-            .dense_stages(&mut cache, &fields, t, h, y, &y_new, &mut stats)
-            .to_vec();
+        let step = StepTaken {
+            fields: &fields,
+            at,
+            y_new: &y_new,
+            stats,
+        };
+        let ks = solver.dense_stages(&mut cache, step).to_vec();
         let table = solver.dense_table(&cache);
         let mut w = vec![0.0; table.nk];
         for (j, &theta) in thetas.iter().enumerate() {
@@ -328,16 +344,16 @@ fn check<S: StepVjp<Problem<F, G>>, F: DriftVjp, G: DiffusionVjp>(
     };
     let mut work = solver.vjp_workspace(&prob);
     let fields = Fields::new(&prob);
+    let args = VjpArgs {
+        fields: &fields,
+        at,
+        carried: &inp.carried,
+        noise: &noise,
+        bars: out,
+        stats: &mut Stats::default(),
+    };
     solver
-        .step_vjp(
-            &mut work,
-            &fields,
-            at,
-            &inp.carried,
-            &noise,
-            out,
-            &mut Stats::default(),
-        )
+        .step_vjp(&mut work, args)
         .unwrap_or_else(|e| panic!("{}: step VJP: {e}", solver.name()));
     let thetas: Vec<f64> = bars.interp.iter().map(|(theta, _)| *theta).collect();
     let loss = |x: &Input| {
@@ -765,21 +781,21 @@ fn cotangents_a_method_does_not_take_are_refused() {
             .is_err();
         let interp = bars.interp();
         let (mut yb, mut pb) = (bars.y.clone(), vec![0.0; inp.p.len()]);
-        let r = solver.step_vjp(
-            &mut solver.vjp_workspace(prob),
-            &Fields::new(prob),
-            inp.at(),
-            &[],
-            &inp.noise(),
-            StepBars {
+        let args = VjpArgs {
+            fields: &Fields::new(prob),
+            at: inp.at(),
+            carried: &[],
+            noise: &inp.noise(),
+            bars: StepBars {
                 y: &mut yb,
                 carried: &mut [],
                 err: bars.err.as_deref(),
                 interp: &interp,
                 p: &mut pb,
             },
-            &mut Stats::default(),
-        );
+            stats: &mut Stats::default(),
+        };
+        let r = solver.step_vjp(&mut solver.vjp_workspace(prob), args);
         (up_front, matches!(r, Err(SolveError::Unsupported { .. })))
     }
     let sde_err = case.bars(true, 0);

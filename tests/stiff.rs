@@ -17,7 +17,7 @@ use sdeflow::field::DriftVjp;
 use sdeflow::observe::{StepObserver, integrate_observed};
 use sdeflow::prelude::*;
 use sdeflow::solver::{Fields, StepAt, StepNoise, StepOut};
-use sdeflow::solver::{StepBars, StepVjp};
+use sdeflow::solver::{StepBars, StepVjp, VjpArgs};
 use sdeflow::stiff::{
     DiffsolBdf, DiffsolEsdirk34, DiffsolTrBdf2, ESDIRK34, Esdirk, NewtonOptions, TRBDF2,
 };
@@ -624,23 +624,21 @@ fn check_step_vjp<F: DriftVjp>(
         p,
         noise: None,
     };
-    StepVjp::<Problem<F>>::step_vjp(
-        &vjp_solver,
-        &mut c,
-        &fields,
-        StepAt { t, h, y },
-        &[],
-        &StepNoise::NONE,
-        StepBars {
+    let args = VjpArgs {
+        fields: &fields,
+        at: StepAt { t, h, y },
+        carried: &[],
+        noise: &StepNoise::NONE,
+        bars: StepBars {
             y: &mut lam,
             carried: &mut [],
             err: Some(ebar),
             interp: &[],
             p: &mut pbar,
         },
-        &mut stats,
-    )
-    .expect("step vjp");
+        stats: &mut stats,
+    };
+    StepVjp::<Problem<F>>::step_vjp(&vjp_solver, &mut c, args).expect("step vjp");
     let mut worst: f64 = 0.0;
     let mut scale: f64 = 0.0;
     for j in 0..n + p.len() {

@@ -26,7 +26,7 @@
 use sdeflow_solvers::brownian::{BrownianPath, Driver};
 use sdeflow_solvers::integrate::Run;
 use sdeflow_solvers::solver::{Family, Fields, FieldsOf, Increment, StepAt, StepNoise};
-use sdeflow_solvers::step_vjp::{InterpCotangent, StepBars, StepVjp, VjpNeeds};
+use sdeflow_solvers::step_vjp::{InterpCotangent, StepBars, StepVjp, VjpArgs, VjpNeeds};
 use sdeflow_solvers::{
     error::SolveError, field::DiffusionVjp, field::DriftVjp, options::Options, options::SaveAt,
     problem::Problem, solution::Stats,
@@ -127,8 +127,15 @@ where
             interp: &self.interp,
             p: &mut self.dp,
         };
-        let (at, work, stats) = (StepAt { t, h, y }, &mut self.work, &mut self.stats);
-        match (self.solver).step_vjp(work, &self.fields, at, carried, &noise, bars, stats) {
+        let args = VjpArgs {
+            fields: &self.fields,
+            at: StepAt { t, h, y },
+            carried,
+            noise: &noise,
+            bars,
+            stats: &mut self.stats,
+        };
+        match (self.solver).step_vjp(&mut self.work, args) {
             Ok(v) => self.vjps += v,
             Err(e) => self.error = Some(e),
         }
@@ -157,9 +164,9 @@ where
 /// # use sdeflow_adjoint::{Adjoint, Differentiable, GradError, Gradient, Loss, grad};
 /// # use sdeflow_solvers::brownian::Driver;
 /// # use sdeflow_solvers::dual::{DualNum, Generic, GenericField};
-/// # use sdeflow_solvers::step_vjp::{StepBars, StepVjp};
+/// # use sdeflow_solvers::step_vjp::{StepVjp, VjpArgs};
 /// # use sdeflow_solvers::solver::{
-/// #     DenseTable, Fields, Increment, Solver, StepAt, StepNoise, StepOut, StepStatus,
+/// #     DenseTable, Increment, Solver, StepArgs, StepStatus, StepTaken,
 /// # };
 /// # use sdeflow_solvers::error::SolveError;
 /// # use sdeflow_solvers::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
@@ -167,7 +174,6 @@ where
 /// # use sdeflow_solvers::options::{Options, SaveAt};
 /// # use sdeflow_solvers::problem::Problem;
 /// # use sdeflow_solvers::sde::EulerMaruyama;
-/// # use sdeflow_solvers::solution::Stats;
 /// # /// Euler–Maruyama under another name: a solver of "your own".
 /// # #[derive(Clone, Copy)]
 /// # struct MySolver;
@@ -184,17 +190,15 @@ where
 /// #     fn start(&self, c: &mut C, f0: &[f64], g0: &[f64]) {
 /// #         Solver::<Problem<Fx, Gx, Dx>>::start(&EulerMaruyama, c, f0, g0)
 /// #     }
-/// #     fn step(&self, c: &mut C, fields: &Fields<'_, Fx, Gx>, at: StepAt<'_>,
-/// #         noise: &StepNoise<'_>, out: StepOut<'_>, stats: &mut Stats) -> StepStatus {
-/// #         Solver::<Problem<Fx, Gx, Dx>>::step(&EulerMaruyama, c, fields, at, noise, out, stats)
+/// #     fn step(&self, c: &mut C, args: StepArgs<'_, Fx, Gx>) -> StepStatus {
+/// #         Solver::<Problem<Fx, Gx, Dx>>::step(&EulerMaruyama, c, args)
 /// #     }
 /// #     fn accept(&self, c: &mut C) { Solver::<Problem<Fx, Gx, Dx>>::accept(&EulerMaruyama, c) }
 /// #     fn dense_table<'c>(&self, c: &'c C) -> DenseTable<'c> {
 /// #         Solver::<Problem<Fx, Gx, Dx>>::dense_table(&EulerMaruyama, c)
 /// #     }
-/// #     fn dense_stages<'c>(&self, c: &'c mut C, fields: &Fields<'_, Fx, Gx>,
-/// #         t: f64, h: f64, y: &[f64], y_new: &[f64], stats: &mut Stats) -> &'c [f64] {
-/// #         Solver::<Problem<Fx, Gx, Dx>>::dense_stages(&EulerMaruyama, c, fields, t, h, y, y_new, stats)
+/// #     fn dense_stages<'c>(&self, c: &'c mut C, step: StepTaken<'_, Fx, Gx>) -> &'c [f64] {
+/// #         Solver::<Problem<Fx, Gx, Dx>>::dense_stages(&EulerMaruyama, c, step)
 /// #     }
 /// # }
 /// # type W = <EulerMaruyama as StepVjp<Problem<Rhs, Rhs>>>::VjpWork;
@@ -203,10 +207,9 @@ where
 /// #     fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, D: Driver>(&self, p: &Problem<F, G, D>) -> W {
 /// #         StepVjp::<Problem<F, G, D>>::vjp_workspace(&EulerMaruyama, p)
 /// #     }
-/// #     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(&self, w: &mut W, fields: &Fields<'_, F, G>,
-/// #         at: StepAt<'_>, carried: &[f64], noise: &StepNoise<'_>, bars: StepBars<'_, '_>,
-/// #         stats: &mut Stats) -> Result<usize, SolveError> {
-/// #         StepVjp::<Problem<F, G>>::step_vjp(&EulerMaruyama, w, fields, at, carried, noise, bars, stats)
+/// #     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(&self, w: &mut W, args: VjpArgs<'_, F, G>)
+/// #         -> Result<usize, SolveError> {
+/// #         StepVjp::<Problem<F, G>>::step_vjp(&EulerMaruyama, w, args)
 /// #     }
 /// # }
 /// impl<F: DriftVjp, G: DiffusionVjp, D: Driver> Differentiable<F, G, D> for MySolver {

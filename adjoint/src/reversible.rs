@@ -18,7 +18,7 @@ use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
 use sdeflow_solvers::sde::ReversibleHeun;
 use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
-use sdeflow_solvers::step_vjp::{StepBars, StepVjp};
+use sdeflow_solvers::step_vjp::{StepBars, StepVjp, VjpArgs};
 use sdeflow_solvers::{
     field::DiffusionVjp, field::DriftVjp, options::Options, options::SaveAt, problem::Problem,
     solution::Stats, solver::Solver,
@@ -150,16 +150,15 @@ where
             },
         );
         let c = Solver::<Problem<F, G, D>>::carried_state(solver, &cache);
-        vjps += StepVjp::<Problem<F, G, D>>::step_vjp(
-            solver,
-            &mut work,
-            &fields,
+        let args = VjpArgs {
+            fields: &fields,
             at,
-            c,
-            &noise,
+            carried: c,
+            noise: &noise,
             bars,
-            &mut vjp_stats,
-        )?;
+            stats: &mut vjp_stats,
+        };
+        vjps += StepVjp::<Problem<F, G, D>>::step_vjp(solver, &mut work, args)?;
         if let Some(i) = saved_at(k) {
             for j in 0..n {
                 y_bar[j] += gy[i * n + j];

@@ -19,12 +19,11 @@ use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{DiffusionVjp, Drift, DriftVjp, NoDiffusion};
 use crate::problem::Problem;
-use crate::solution::Stats;
 use crate::solver::{
-    DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
+    DenseTable, Increment, OdeProblem, Solver, StepArgs, StepAt, StepOut, StepStatus, StepTaken,
     delegate_solver,
 };
-use crate::step_vjp::{StepBars, StepVjp, delegate_step_vjp, refuse_err_cotangent};
+use crate::step_vjp::{StepBars, StepVjp, VjpArgs, delegate_step_vjp, refuse_err_cotangent};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, Tableau, VERN7};
 
 /// Workspace of an explicit RK solve.
@@ -143,17 +142,9 @@ impl<T: Tableau, F: Drift, D: Driver> Solver<OdeProblem<F, D>> for ExplicitRk<T>
     }
 
     #[inline]
-    fn step(
-        &self,
-        cache: &mut ErkCache,
-        fields: &Fields<'_, F, NoDiffusion>,
-        at: StepAt<'_>,
-        _noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, err } = out;
+    fn step(&self, cache: &mut ErkCache, args: StepArgs<'_, F, NoDiffusion>) -> StepStatus {
+        let (StepAt { t, h, y }, StepOut { y_new, err }) = (args.at, args.out);
+        let (fields, stats) = (args.fields, args.stats);
         let tab = &self.tableau;
         let n = cache.n;
         let s = tab.stages();
@@ -216,13 +207,9 @@ impl<T: Tableau, F: Drift, D: Driver> Solver<OdeProblem<F, D>> for ExplicitRk<T>
     fn dense_stages<'c>(
         &self,
         cache: &'c mut ErkCache,
-        fields: &Fields<'_, F, NoDiffusion>,
-        t: f64,
-        h: f64,
-        y: &[f64],
-        _y_new: &[f64],
-        stats: &mut Stats,
+        step: StepTaken<'_, F, NoDiffusion>,
     ) -> &'c [f64] {
+        let (StepAt { t, h, y }, fields, stats) = (step.at, step.fields, step.stats);
         let dense = &self.tableau;
         if !cache.extra_done && !dense.extra_c().is_empty() {
             let n = cache.n;
@@ -350,19 +337,14 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         c: &mut ErkVjpCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        _carried: &[f64],
-        _noise: &StepNoise<'_>,
-        bars: StepBars<'_, '_>,
-        stats: &mut Stats,
+        args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
-        let tab = &self.tableau;
+        let (tab, bars) = (&self.tableau, args.bars);
         if tab.b_err().is_none() {
             refuse_err_cotangent(tab.name(), bars.err)?;
         }
-        let (field, p) = (fields.drift, fields.p);
-        let StepAt { t, h, y } = at;
+        let (field, p) = (args.fields.drift, args.fields.p);
+        let (StepAt { t, h, y }, stats) = (args.at, args.stats);
         let StepBars {
             y: lambda,
             err: err_bar,

@@ -156,6 +156,45 @@ pub struct StepOut<'a> {
     pub err: &'a mut [f64],
 }
 
+/// The arguments of one step ([`Solver::step`]): the fields it evaluates,
+/// where it starts, the increments it reads, where it writes, and the
+/// counter of evaluations. `F` and `G` are the drift's and the diffusion's
+/// types ([`StepArgsOf`] names them for a problem type).
+#[derive(Debug)]
+pub struct StepArgs<'a, F, G> {
+    /// The fields, bound to the parameters.
+    pub fields: &'a Fields<'a, F, G>,
+    /// Where the step starts, and its size.
+    pub at: StepAt<'a>,
+    /// The step's Brownian increments ([`StepNoise::NONE`] for an ODE).
+    pub noise: &'a StepNoise<'a>,
+    /// Where the new state and the error estimate go.
+    pub out: StepOut<'a>,
+    /// Evaluations are counted here.
+    pub stats: &'a mut Stats,
+}
+
+/// The arguments of [`Solver::step`] for the problem type `P`.
+pub type StepArgsOf<'a, P> = StepArgs<'a, <P as Family>::Drift, <P as Family>::Diffusion>;
+
+/// A step just taken, as [`Solver::dense_stages`] reads it: the fields,
+/// where the step started (and its size), the state it reached, and the
+/// counter of evaluations (for extra stages).
+#[derive(Debug)]
+pub struct StepTaken<'a, F, G> {
+    /// The fields, bound to the parameters.
+    pub fields: &'a Fields<'a, F, G>,
+    /// Where the step started, and its size.
+    pub at: StepAt<'a>,
+    /// The state at `at.t + at.h`.
+    pub y_new: &'a [f64],
+    /// Evaluations are counted here.
+    pub stats: &'a mut Stats,
+}
+
+/// The step taken for [`Solver::dense_stages`], for the problem type `P`.
+pub type StepTakenOf<'a, P> = StepTaken<'a, <P as Family>::Drift, <P as Family>::Diffusion>;
+
 /// Whether a step could be taken.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,18 +275,10 @@ pub trait Solver<P: Family> {
     /// `g0` (empty for ODEs), both already evaluated by the loop.
     fn start(&self, cache: &mut Self::Cache, f0: &[f64], g0: &[f64]);
 
-    /// Takes one step of size `at.h` from `(at.t, at.y)` into `out.y_new`;
-    /// writes the local error estimate into `out.err` when the method has
-    /// one.
-    fn step(
-        &self,
-        cache: &mut Self::Cache,
-        fields: &FieldsOf<'_, P>,
-        at: StepAt<'_>,
-        noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus;
+    /// Takes one step of size `args.at.h` from `(args.at.t, args.at.y)`
+    /// with the increments `args.noise` into `args.out.y_new`; writes the
+    /// local error estimate into `args.out.err` when the method has one.
+    fn step(&self, cache: &mut Self::Cache, args: StepArgsOf<'_, P>) -> StepStatus;
 
     /// The order `k` of the error estimate of the attempt just made (after
     /// [`Solver::step`], before [`Solver::accept`]), which the adaptive
@@ -277,18 +308,9 @@ pub trait Solver<P: Family> {
     /// The interpolant's weight polynomials.
     fn dense_table<'c>(&self, cache: &'c Self::Cache) -> DenseTable<'c>;
 
-    /// The vectors the interpolant needs for the last step (before
+    /// The vectors the interpolant needs for the step just taken (before
     /// [`Solver::accept`]), computing extra stages if the method needs them.
-    fn dense_stages<'c>(
-        &self,
-        cache: &'c mut Self::Cache,
-        fields: &FieldsOf<'_, P>,
-        t: f64,
-        h: f64,
-        y: &[f64],
-        y_new: &[f64],
-        stats: &mut Stats,
-    ) -> &'c [f64];
+    fn dense_stages<'c>(&self, cache: &'c mut Self::Cache, step: StepTakenOf<'_, P>) -> &'c [f64];
 }
 
 /// Defines a unit struct `$name` that is the solver `$inner` (an expression
@@ -364,13 +386,9 @@ macro_rules! delegate_solver_impl {
             fn step(
                 &self,
                 cache: &mut $cache,
-                fields: &$crate::solver::FieldsOf<'_, P>,
-                at: $crate::solver::StepAt<'_>,
-                noise: &$crate::solver::StepNoise<'_>,
-                out: $crate::solver::StepOut<'_>,
-                stats: &mut $crate::solution::Stats,
+                args: $crate::solver::StepArgsOf<'_, P>,
             ) -> $crate::solver::StepStatus {
-                self.$inner().step(cache, fields, at, noise, out, stats)
+                self.$inner().step(cache, args)
             }
             #[inline(always)]
             fn step_error_order(&self, cache: &$cache) -> Option<f64> {
@@ -388,15 +406,9 @@ macro_rules! delegate_solver_impl {
             fn dense_stages<'c>(
                 &self,
                 cache: &'c mut $cache,
-                fields: &$crate::solver::FieldsOf<'_, P>,
-                t: f64,
-                h: f64,
-                y: &[f64],
-                y_new: &[f64],
-                stats: &mut $crate::solution::Stats,
+                step: $crate::solver::StepTakenOf<'_, P>,
             ) -> &'c [f64] {
-                self.$inner()
-                    .dense_stages(cache, fields, t, h, y, y_new, stats)
+                self.$inner().dense_stages(cache, step)
             }
         }
     };

@@ -36,7 +36,7 @@ use crate::error::SolveError;
 use crate::field::{DiffusionVjp, DriftVjp};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{Family, Fields, Solver, StepAt, StepNoise};
+use crate::solver::{Family, Fields, Solver, StepArgs, StepAt, StepNoise, StepOut};
 
 /// The cotangent `bar = ∂L/∂y(t_n + θh)` of a value interpolated inside a
 /// step (a save time that is not a step end).
@@ -78,6 +78,42 @@ impl<'a> StepBars<'a, 'static> {
             err: None,
             interp: &[],
             p,
+        }
+    }
+}
+
+/// The arguments of one step's VJP ([`StepVjp::step_vjp`]): the step as
+/// the forward solve took it (fields, start, carried state, increments),
+/// the cotangents to map, and the counter of evaluations.
+#[derive(Debug)]
+pub struct VjpArgs<'a, F, G> {
+    /// The fields, bound to the parameters.
+    pub fields: &'a Fields<'a, F, G>,
+    /// Where the step started, and its size.
+    pub at: StepAt<'a>,
+    /// The carried state the step started from ([`Solver::carried_state`]:
+    /// empty for most methods).
+    pub carried: &'a [f64],
+    /// The step's Brownian increments ([`StepNoise::NONE`] for an ODE).
+    pub noise: &'a StepNoise<'a>,
+    /// The cotangents of the step's outputs, mapped in place to those of
+    /// its inputs.
+    pub bars: StepBars<'a, 'a>,
+    /// Evaluations are counted here.
+    pub stats: &'a mut Stats,
+}
+
+impl<F, G> VjpArgs<'_, F, G> {
+    /// The arguments of the forward step these reverse, writing into
+    /// `out` and counting in `self.stats`: what a step VJP that recomputes
+    /// its step hands [`Solver::step`].
+    pub fn forward<'s>(&'s mut self, out: StepOut<'s>) -> StepArgs<'s, F, G> {
+        StepArgs {
+            fields: self.fields,
+            at: self.at,
+            noise: self.noise,
+            out,
+            stats: &mut *self.stats,
         }
     }
 }
@@ -133,22 +169,17 @@ pub trait StepVjp<P: Family>: Solver<P> {
         default_check(self.name(), has_err, Self::DIFFERENTIATES_DENSE, needs)
     }
 
-    /// Reverses the step from `(at.t, at.y)` of size `at.h`, taken from the
-    /// carried state `carried` with the increments `noise`, mapping the
-    /// output cotangents in `bars` to the input ones (recomputing what it
-    /// needs; evaluations are counted in `stats`). Returns the number of
-    /// drift VJPs taken, or why the step could not be reversed (a
-    /// cotangent the method does not take; an implicit step whose
-    /// recomputed equations do not converge).
+    /// Reverses the step from `(args.at.t, args.at.y)` of size `args.at.h`,
+    /// taken from the carried state `args.carried` with the increments
+    /// `args.noise`, mapping the output cotangents in `args.bars` to the
+    /// input ones (recomputing what it needs; evaluations are counted in
+    /// `args.stats`). Returns the number of drift VJPs taken, or why the
+    /// step could not be reversed (a cotangent the method does not take;
+    /// an implicit step whose recomputed equations do not converge).
     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         work: &mut Self::VjpWork,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        carried: &[f64],
-        noise: &StepNoise<'_>,
-        bars: StepBars<'_, '_>,
-        stats: &mut Stats,
+        args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError>;
 
     /// The VJP of the map from the initial state `y0` (at `t0`) to the
@@ -266,17 +297,10 @@ macro_rules! delegate_step_vjp {
             fn step_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
                 &self,
                 work: &mut $work,
-                fields: &$crate::solver::Fields<'_, F, G>,
-                at: $crate::solver::StepAt<'_>,
-                carried: &[f64],
-                noise: &$crate::solver::StepNoise<'_>,
-                bars: $crate::step_vjp::StepBars<'_, '_>,
-                stats: &mut $crate::solution::Stats,
+                args: $crate::step_vjp::VjpArgs<'_, F, G>,
             ) -> Result<usize, $crate::error::SolveError> {
                 let $s = self;
-                $crate::step_vjp::StepVjp::<P>::step_vjp(
-                    &$inner, work, fields, at, carried, noise, bars, stats,
-                )
+                $crate::step_vjp::StepVjp::<P>::step_vjp(&$inner, work, args)
             }
             fn start_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
                 &self,

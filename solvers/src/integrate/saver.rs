@@ -5,7 +5,7 @@ use crate::dense::{DenseOutput, combine, poly_weights};
 use crate::options::{Options, SaveAt};
 use crate::solution::{Solution, Stats, Status};
 use crate::solver::DenseTable;
-use crate::solver::{Family, FieldsOf, Solver};
+use crate::solver::{Family, FieldsOf, Solver, StepAt, StepTaken};
 
 /// An accepted step from `(t, y)` to `(t_next, y_new)`, `h = t_next − t`.
 #[derive(Debug, Clone, Copy)]
@@ -191,7 +191,13 @@ impl Saver<'_> {
             SaveKind::T1 => return,
             SaveKind::Steps => {}
             SaveKind::Dense => {
-                let ks = solver.dense_stages(cache, fields, t, h, y, y_new, stats);
+                let step = StepTaken {
+                    fields,
+                    at: StepAt { t, h, y },
+                    y_new,
+                    stats,
+                };
+                let ks = solver.dense_stages(cache, step);
                 if let Some(d) = self.saved.dense.as_mut() {
                     d.push(t, h, y, &ks[..self.nk * n]);
                 }
@@ -205,7 +211,13 @@ impl Saver<'_> {
                     if ts == t_next {
                         self.saved.ys.extend_from_slice(y_new);
                     } else {
-                        let ks = solver.dense_stages(cache, fields, t, h, y, y_new, stats);
+                        let step = StepTaken {
+                            fields,
+                            at: StepAt { t, h, y },
+                            y_new,
+                            stats: &mut *stats,
+                        };
+                        let ks = solver.dense_stages(cache, step);
                         poly_weights(&self.poly, self.ncoef, (ts - t) / h, &mut self.w);
                         let start = self.saved.ys.len();
                         self.saved.ys.resize(start + n, 0.0);

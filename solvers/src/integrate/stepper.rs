@@ -9,7 +9,9 @@ use super::{Draw, StepObserver, StepReport};
 use crate::norm::scaled_rms;
 use crate::options::Options;
 use crate::solution::Stats;
-use crate::solver::{Family, FieldsOf, Increment, Solver, StepAt, StepNoise, StepOut, StepStatus};
+use crate::solver::{
+    Family, FieldsOf, Increment, Solver, StepArgs, StepAt, StepNoise, StepOut, StepStatus,
+};
 
 /// Why the loop stopped before `t1`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,20 +196,20 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                 .map_err(|dt| Stop::Underflow { dt })?;
             let h = t_next - t;
             path.draw(t, t_next, levy, self.dw.as_mut(), &mut self.levy_h);
-            let status = self.solver.step(
-                &mut self.cache,
-                &self.fields,
-                StepAt { t, h, y },
-                &StepNoise {
+            let args = StepArgs {
+                fields: &self.fields,
+                at: StepAt { t, h, y },
+                noise: &StepNoise {
                     dw: self.dw.as_ref(),
                     levy_h: &self.levy_h,
                 },
-                StepOut {
+                out: StepOut {
                     y_new: &mut *y_new,
                     err: &mut self.err,
                 },
-                &mut self.stats,
-            );
+                stats: &mut self.stats,
+            };
+            let status = self.solver.step(&mut self.cache, args);
             cur.attempts += 1;
             if !adaptive {
                 if status == StepStatus::Failed {

@@ -44,7 +44,7 @@ use crate::field::{Diffusion, Drift};
 use crate::noise::{Interpretation, Noise};
 use crate::problem::Problem;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Fields, StepAt, StepNoise, StepOut};
+use crate::solver::{DenseTable, Fields};
 
 /// `out += scale · G dW` for the noise structure (`g` as the diffusion
 /// writes it: `n` entries, or `n × m` column-major for general noise).
@@ -224,14 +224,7 @@ pub(crate) trait SdeCache {
     }
 }
 
-/// The arguments of [`Solver::step`](crate::solver::Solver::step), bundled for the SDE methods' steps.
-pub(crate) struct StepArgs<'a, F, G> {
-    pub fields: &'a Fields<'a, F, G>,
-    pub at: StepAt<'a>,
-    pub noise: &'a StepNoise<'a>,
-    pub out: StepOut<'a>,
-    pub stats: &'a mut Stats,
-}
+pub(crate) use crate::solver::StepArgs;
 
 /// Implements [`Solver`](crate::solver::Solver) for the SDE method `$name` with workspace `$cache`
 /// (an [`SdeCache`]) from a header — its name (with `$s` bound to `self`),
@@ -287,19 +280,8 @@ macro_rules! sde_solver {
             fn step(
                 &self,
                 cache: &mut $cache,
-                fields: &crate::solver::Fields<'_, F, G>,
-                at: crate::solver::StepAt<'_>,
-                noise: &crate::solver::StepNoise<'_>,
-                out: crate::solver::StepOut<'_>,
-                stats: &mut crate::solution::Stats,
+                args: crate::solver::StepArgs<'_, F, G>,
             ) -> crate::solver::StepStatus {
-                let args = crate::sde::StepArgs {
-                    fields,
-                    at,
-                    noise,
-                    out,
-                    stats,
-                };
                 self.take(cache, args)
             }
             fn accept(&self, cache: &mut $cache) {
@@ -314,15 +296,10 @@ macro_rules! sde_solver {
             fn dense_stages<'c>(
                 &self,
                 cache: &'c mut $cache,
-                _fields: &crate::solver::Fields<'_, F, G>,
-                _t: f64,
-                h: f64,
-                y: &[f64],
-                y_new: &[f64],
-                _stats: &mut crate::solution::Stats,
+                step: crate::solver::StepTaken<'_, F, G>,
             ) -> &'c [f64] {
                 let k = crate::sde::SdeCache::dense(cache);
-                crate::sde::linear_stage(h, y, y_new, k);
+                crate::sde::linear_stage(step.at.h, step.at.y, step.y_new, k);
                 k
             }
         }

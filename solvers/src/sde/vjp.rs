@@ -23,9 +23,7 @@ use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::{Interpretation, Noise};
 use crate::problem::Problem;
-use crate::solution::Stats;
-use crate::solver::{Fields, StepAt, StepNoise, StepOut, StepStatus};
-use crate::step_vjp::StepBars;
+use crate::solver::{StepOut, StepStatus};
 
 use super::{SdeCache, StepArgs};
 
@@ -33,16 +31,7 @@ use super::{SdeCache, StepArgs};
 /// [`StepVjp::step_vjp`](crate::step_vjp::StepVjp::step_vjp)).
 pub(crate) type VjpOut = Result<usize, SolveError>;
 
-/// The arguments of [`StepVjp::step_vjp`](crate::step_vjp::StepVjp::step_vjp),
-/// bundled for the built-in methods' implementations.
-pub(crate) struct VjpArgs<'a, F, G> {
-    pub fields: &'a Fields<'a, F, G>,
-    pub at: StepAt<'a>,
-    pub carried: &'a [f64],
-    pub noise: &'a StepNoise<'a>,
-    pub bars: StepBars<'a, 'a>,
-    pub stats: &'a mut Stats,
-}
+pub(crate) use crate::step_vjp::VjpArgs;
 
 /// Workspace of the step VJPs of Euler–Maruyama, Euler–Heun and Milstein.
 #[derive(Debug, Clone)]
@@ -125,15 +114,7 @@ impl<C> StageVjpWork<C> {
             y_new: &mut self.y_new,
             err: &mut self.err,
         };
-        let (fields, at, noise, stats) = (a.fields, a.at, a.noise, &mut *a.stats);
-        let args = StepArgs {
-            fields,
-            at,
-            noise,
-            out,
-            stats,
-        };
-        let _ = take(&mut self.step, args);
+        let _ = take(&mut self.step, a.forward(out));
         self.step.accept();
     }
 }
@@ -205,24 +186,11 @@ macro_rules! sde_step_vjp {
             fn step_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
                 &self,
                 work: &mut $work,
-                fields: &$crate::solver::Fields<'_, F, G>,
-                at: $crate::solver::StepAt<'_>,
-                carried: &[f64],
-                noise: &$crate::solver::StepNoise<'_>,
-                bars: $crate::step_vjp::StepBars<'_, '_>,
-                stats: &mut $crate::solution::Stats,
+                args: $crate::step_vjp::VjpArgs<'_, F, G>,
             ) -> Result<usize, $crate::error::SolveError> {
                 let solver = $crate::solver::Solver::<$crate::solver::SdeProblem<Fx, Gx, Dx>>::name(self);
-                $crate::step_vjp::refuse_interp_cotangents(solver, bars.interp)?;
+                $crate::step_vjp::refuse_interp_cotangents(solver, args.bars.interp)?;
                 let $s = self;
-                let args = $crate::sde::vjp::VjpArgs {
-                    fields,
-                    at,
-                    carried,
-                    noise,
-                    bars,
-                    stats,
-                };
                 $inner.vjp(work, args)
             }
             $(fn start_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(

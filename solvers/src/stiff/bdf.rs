@@ -99,9 +99,10 @@ use crate::options::{Tolerance, setters};
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{
-    DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
+    DenseTable, Fields, Increment, OdeProblem, Solver, StepArgs, StepAt, StepOut, StepStatus,
+    StepTaken,
 };
-use crate::step_vjp::{StepBars, StepVjp, refuse_interp_cotangents};
+use crate::step_vjp::{StepBars, StepVjp, VjpArgs, refuse_interp_cotangents};
 use crate::stiff::JacobianSource;
 use crate::stiff::exact::ExactJacobian;
 use crate::stiff::newton::{Implicit, Newton, NewtonOptions};
@@ -541,17 +542,9 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
         c.failed = false;
     }
 
-    fn step(
-        &self,
-        c: &mut BdfCache,
-        fields: &Fields<'_, F, NoDiffusion>,
-        at: StepAt<'_>,
-        _noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, err } = out;
+    fn step(&self, c: &mut BdfCache, args: StepArgs<'_, F, NoDiffusion>) -> StepStatus {
+        let (StepAt { t, h, y }, StepOut { y_new, err }) = (args.at, args.out);
+        let (fields, stats) = (args.fields, args.stats);
         let n = c.n;
         let retry = c.pending;
         c.pending = true;
@@ -647,14 +640,9 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
     fn dense_stages<'c>(
         &self,
         c: &'c mut BdfCache,
-        _fields: &Fields<'_, F, NoDiffusion>,
-        _t: f64,
-        h: f64,
-        _y: &[f64],
-        _y_new: &[f64],
-        _stats: &mut Stats,
+        step: StepTaken<'_, F, NoDiffusion>,
     ) -> &'c [f64] {
-        let (n, k) = (c.n, c.order);
+        let (n, k, h) = (c.n, c.order, step.at.h);
         for q in 0..n {
             let mut acc = c.d[q];
             for j in (1..=k).rev() {
@@ -824,15 +812,11 @@ impl<Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Bdf {
     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         c: &mut BdfVjpCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        carried: &[f64],
-        _noise: &StepNoise<'_>,
-        bars: StepBars<'_, '_>,
-        stats: &mut Stats,
+        args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
+        let (at, carried, bars, stats) = (args.at, args.carried, args.bars, args.stats);
         refuse_interp_cotangents("Bdf", bars.interp)?;
-        let (field, p) = (fields.drift, fields.p);
+        let (field, p) = (args.fields.drift, args.fields.p);
         let StepAt { t, h, .. } = at;
         let n = c.n;
         let hist = (BDF_MAX_ORDER + 2) * n;

@@ -69,9 +69,10 @@ use crate::options::setters;
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{
-    DenseTable, Fields, Increment, OdeProblem, Solver, StepAt, StepNoise, StepOut, StepStatus,
+    DenseTable, Fields, Increment, OdeProblem, Solver, StepArgs, StepAt, StepOut, StepStatus,
+    StepTaken,
 };
-use crate::step_vjp::{StepBars, StepVjp, refuse_interp_cotangents};
+use crate::step_vjp::{StepBars, StepVjp, VjpArgs, refuse_interp_cotangents};
 use crate::stiff::JacobianSource;
 use crate::stiff::exact::ExactJacobian;
 use crate::stiff::newton::{Implicit, Newton, NewtonOptions, newton_norm};
@@ -284,17 +285,9 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
         cache.pending = false;
     }
 
-    fn step(
-        &self,
-        c: &mut EsdirkCache,
-        fields: &Fields<'_, F, NoDiffusion>,
-        at: StepAt<'_>,
-        _noise: &StepNoise<'_>,
-        out: StepOut<'_>,
-        stats: &mut Stats,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = at;
-        let StepOut { y_new, err } = out;
+    fn step(&self, c: &mut EsdirkCache, args: StepArgs<'_, F, NoDiffusion>) -> StepStatus {
+        let (at, StepOut { y_new, err }) = (args.at, args.out);
+        let (StepAt { t, h, y }, fields, stats) = (at, args.fields, args.stats);
         let tab = self.tableau;
         let n = c.n;
         let s = tab.stages();
@@ -346,15 +339,11 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
         }
     }
 
+    /// The stages of the step: an ESDIRK method needs no extra ones.
     fn dense_stages<'c>(
         &self,
         c: &'c mut EsdirkCache,
-        _fields: &Fields<'_, F, NoDiffusion>,
-        _t: f64,
-        _h: f64,
-        _y: &[f64],
-        _y_new: &[f64],
-        _stats: &mut Stats,
+        _: StepTaken<'_, F, NoDiffusion>,
     ) -> &'c [f64] {
         &c.ks
     }
@@ -525,16 +514,12 @@ impl<Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Esdirk {
     fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         c: &mut EsdirkVjpCache,
-        fields: &Fields<'_, F, G>,
-        at: StepAt<'_>,
-        _carried: &[f64],
-        _noise: &StepNoise<'_>,
-        bars: StepBars<'_, '_>,
-        stats: &mut Stats,
+        args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
+        let (bars, stats) = (args.bars, args.stats);
         refuse_interp_cotangents(self.tableau.name, bars.interp)?;
-        let (field, p) = (fields.drift, fields.p);
-        let StepAt { t, h, y } = at;
+        let (field, p) = (args.fields.drift, args.fields.p);
+        let StepAt { t, h, y } = args.at;
         let StepBars {
             y: lambda,
             err: err_bar,
