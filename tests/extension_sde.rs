@@ -173,11 +173,7 @@ impl<F: Drift, G: Diffusion, D: Driver> Solver<SdeProblem<F, G, D>> for DriftImp
         c.valid = false;
     }
     fn dense_table<'c>(&self, _c: &'c Cache) -> DenseTable<'c> {
-        DenseTable {
-            nk: 1,
-            ncoef: 2,
-            poly: &[0.0, 1.0],
-        }
+        DenseTable::new(2, &[0.0, 1.0])
     }
     fn dense_stages<'c>(&self, c: &'c mut Cache, step: StepTaken<'_, F, G>) -> &'c [f64] {
         let (StepAt { h, y, .. }, y_new) = (step.at, step.y_new);

@@ -143,8 +143,8 @@ where
             // the step started from a restart: its carried state was made
             // from (t, y), not carried over from the step before
             let bars = StepBars::states(&mut self.y_bar, &mut self.c_bar, &mut self.dp);
-            let work = &mut self.work;
-            match (self.solver).start_vjp(work, &self.fields, t, y, bars, &mut self.stats) {
+            let args = VjpArgs::start(&self.fields, (t, y), bars, &mut self.stats);
+            match (self.solver).start_vjp(&mut self.work, args) {
                 Ok(v) => self.vjps += v,
                 Err(e) => self.error = Some(e),
             }
@@ -395,7 +395,8 @@ where
     }
     let bars = StepBars::states(&mut bw.y_bar, &mut bw.c_bar, &mut bw.dp);
     let (t0, y0) = (problem.tspan.0, &problem.y0);
-    bw.vjps += solver.start_vjp(&mut bw.work, &bw.fields, t0, y0, bars, &mut bw.stats)?;
+    let args = VjpArgs::start(&bw.fields, (t0, y0), bars, &mut bw.stats);
+    bw.vjps += solver.start_vjp(&mut bw.work, args)?;
     let backward_drift_evals = replay.as_ref().map_or(0, |r| r.stats().drift_evals);
     let (dp, dy0, vjps) = (bw.dp, bw.y_bar, bw.vjps);
     Ok(Gradient {

@@ -167,15 +167,8 @@ where
     }
     let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
     let (t0, y0) = (problem.tspan.0, &problem.y0);
-    vjps += StepVjp::<Problem<F, G, D>>::start_vjp(
-        solver,
-        &mut work,
-        &fields,
-        t0,
-        y0,
-        bars,
-        &mut vjp_stats,
-    )?;
+    let args = VjpArgs::start(&fields, (t0, y0), bars, &mut vjp_stats);
+    vjps += StepVjp::<Problem<F, G, D>>::start_vjp(solver, &mut work, args)?;
     Ok(Gradient {
         loss: value,
         dp,

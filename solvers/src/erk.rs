@@ -197,11 +197,7 @@ impl<T: Tableau, F: Drift, D: Driver> Solver<OdeProblem<F, D>> for ExplicitRk<T>
     }
 
     fn dense_table<'c>(&self, cache: &'c ErkCache) -> DenseTable<'c> {
-        DenseTable {
-            nk: self.tableau.stages() + self.tableau.extra_c().len(),
-            ncoef: cache.ncoef,
-            poly: &cache.poly,
-        }
+        DenseTable::new(cache.ncoef, &cache.poly)
     }
 
     fn dense_stages<'c>(

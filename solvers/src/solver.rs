@@ -136,6 +136,20 @@ pub struct DenseTable<'a> {
     pub poly: &'a [f64],
 }
 
+impl<'a> DenseTable<'a> {
+    /// The table of the polynomials in `poly`, `ncoef` coefficients each
+    /// (`nk = poly.len() / ncoef`; `poly.len()` must be a multiple of
+    /// `ncoef`).
+    pub fn new(ncoef: usize, poly: &'a [f64]) -> Self {
+        debug_assert!(ncoef > 0 && poly.len().is_multiple_of(ncoef));
+        DenseTable {
+            nk: poly.len() / ncoef,
+            ncoef,
+            poly,
+        }
+    }
+}
+
 /// Where a step starts: time, size and state.
 #[derive(Debug, Clone, Copy)]
 pub struct StepAt<'a> {

@@ -103,7 +103,31 @@ pub struct VjpArgs<'a, F, G> {
     pub stats: &'a mut Stats,
 }
 
-impl<F, G> VjpArgs<'_, F, G> {
+impl<'a, F, G> VjpArgs<'a, F, G> {
+    /// The arguments of [`StepVjp::start_vjp`] at the start `(t0, y0)` of a
+    /// solve: a step of size 0 from `(t0, y0)` without carried state or
+    /// increments, with the cotangents `bars` (`bars.carried` that of the
+    /// carried state made at the start).
+    pub fn start(
+        fields: &'a Fields<'a, F, G>,
+        (t0, y0): (f64, &'a [f64]),
+        bars: StepBars<'a, 'a>,
+        stats: &'a mut Stats,
+    ) -> Self {
+        VjpArgs {
+            fields,
+            at: StepAt {
+                t: t0,
+                h: 0.0,
+                y: y0,
+            },
+            carried: &[],
+            noise: &StepNoise::NONE,
+            bars,
+            stats,
+        }
+    }
+
     /// The arguments of the forward step these reverse, writing into
     /// `out` and counting in `self.stats`: what a step VJP that recomputes
     /// its step hands [`Solver::step`].
@@ -183,20 +207,17 @@ pub trait StepVjp<P: Family>: Solver<P> {
     ) -> Result<usize, SolveError>;
 
     /// The VJP of the map from the initial state `y0` (at `t0`) to the
-    /// carried state [`Solver::start`] makes of it: adds
-    /// `c̄ᵀ ∂c/∂y0` to `bars.y` and `c̄ᵀ ∂c/∂p` to `bars.p`, where
-    /// `c̄ = bars.carried` (`bars.err` and `bars.interp` are not read).
-    /// Returns the number of drift VJPs. The default does nothing: right
-    /// for methods that carry nothing; a method with carried state must
-    /// implement it.
+    /// carried state [`Solver::start`] makes of it, with `args` as
+    /// [`VjpArgs::start`] makes them (`args.at = (t0, 0, y0)`): adds
+    /// `c̄ᵀ ∂c/∂y0` to `args.bars.y` and `c̄ᵀ ∂c/∂p` to `args.bars.p`, where
+    /// `c̄ = args.bars.carried` (`args.bars.err` and `args.bars.interp` are
+    /// not read). Returns the number of drift VJPs. The default does
+    /// nothing: right for methods that carry nothing; a method with carried
+    /// state must implement it.
     fn start_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         _work: &mut Self::VjpWork,
-        _fields: &Fields<'_, F, G>,
-        _t0: f64,
-        _y0: &[f64],
-        _bars: StepBars<'_, '_>,
-        _stats: &mut Stats,
+        _args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
         Ok(0)
     }
@@ -305,16 +326,10 @@ macro_rules! delegate_step_vjp {
             fn start_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
                 &self,
                 work: &mut $work,
-                fields: &$crate::solver::Fields<'_, F, G>,
-                t0: f64,
-                y0: &[f64],
-                bars: $crate::step_vjp::StepBars<'_, '_>,
-                stats: &mut $crate::solution::Stats,
+                args: $crate::step_vjp::VjpArgs<'_, F, G>,
             ) -> Result<usize, $crate::error::SolveError> {
                 let $s = self;
-                $crate::step_vjp::StepVjp::<P>::start_vjp(
-                    &$inner, work, fields, t0, y0, bars, stats,
-                )
+                $crate::step_vjp::StepVjp::<P>::start_vjp(&$inner, work, args)
             }
         }
     };

@@ -421,11 +421,7 @@ pub(crate) fn check_support<F: Drift, G: Diffusion, D: Driver>(
 pub(crate) const LINEAR: [f64; 2] = [0.0, 1.0];
 
 pub(crate) fn linear_table() -> DenseTable<'static> {
-    DenseTable {
-        nk: 1,
-        ncoef: 2,
-        poly: &LINEAR,
-    }
+    DenseTable::new(2, &LINEAR)
 }
 
 /// Writes `(y_new − y)/h` into `k` (the one vector linear interpolation keeps).

@@ -148,7 +148,7 @@ pub(crate) fn abs_slope(x: f64) -> f64 {
 /// `vjp(work, VjpArgs)` of `$inner`, an expression of the method's solver
 /// with `$s` bound to `self`; given, `check_step_vjp` adds its
 /// `$check(diffusion, (t, y, p))` to the default check, and `start_vjp` is
-/// its `$start(work, VjpArgs)` (with `at = (t0, 0, y0)`). Interpolated
+/// its `$start(work, VjpArgs)` (the arguments [`VjpArgs::start`] makes). Interpolated
 /// cotangents are refused (the dense output is linear and not
 /// differentiated).
 macro_rules! sde_step_vjp {
@@ -196,21 +196,9 @@ macro_rules! sde_step_vjp {
             $(fn start_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
                 &self,
                 work: &mut $work,
-                fields: &$crate::solver::Fields<'_, F, G>,
-                t0: f64,
-                y0: &[f64],
-                bars: $crate::step_vjp::StepBars<'_, '_>,
-                stats: &mut $crate::solution::Stats,
+                args: $crate::step_vjp::VjpArgs<'_, F, G>,
             ) -> Result<usize, $crate::error::SolveError> {
                 let $s = self;
-                let args = $crate::sde::vjp::VjpArgs {
-                    fields,
-                    at: $crate::solver::StepAt { t: t0, h: 0.0, y: y0 },
-                    carried: &[],
-                    noise: &$crate::solver::StepNoise::NONE,
-                    bars,
-                    stats,
-                };
                 $inner.$start(work, args)
             })?
         }

@@ -99,8 +99,7 @@ use crate::options::{Tolerance, setters};
 use crate::problem::Problem;
 use crate::solution::Stats;
 use crate::solver::{
-    DenseTable, Fields, Increment, OdeProblem, Solver, StepArgs, StepAt, StepOut, StepStatus,
-    StepTaken,
+    DenseTable, Increment, OdeProblem, Solver, StepArgs, StepAt, StepOut, StepStatus, StepTaken,
 };
 use crate::step_vjp::{StepBars, StepVjp, VjpArgs, refuse_interp_cotangents};
 use crate::stiff::JacobianSource;
@@ -627,11 +626,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Bdf {
     }
 
     fn dense_table<'c>(&self, c: &'c BdfCache) -> DenseTable<'c> {
-        DenseTable {
-            nk: self.max_order,
-            ncoef: self.max_order + 1,
-            poly: &c.poly,
-        }
+        DenseTable::new(self.max_order + 1, &c.poly)
     }
 
     /// The vectors `D_j^{n+1}/h` of the updated history (computed from the
@@ -893,12 +888,9 @@ impl<Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Bdf {
     fn start_vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         c: &mut BdfVjpCache,
-        fields: &Fields<'_, F, G>,
-        t0: f64,
-        y0: &[f64],
-        bars: StepBars<'_, '_>,
-        _stats: &mut Stats,
+        args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
+        let (StepAt { t: t0, y: y0, .. }, fields, bars) = (args.at, args.fields, args.bars);
         let n = c.n;
         let f_bar = &bars.carried[..n];
         if f_bar.iter().all(|&v| v == 0.0) {

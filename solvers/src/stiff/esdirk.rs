@@ -332,11 +332,7 @@ impl<F: Drift, D: Driver> Solver<OdeProblem<F, D>> for Esdirk {
     }
 
     fn dense_table<'c>(&self, c: &'c EsdirkCache) -> DenseTable<'c> {
-        DenseTable {
-            nk: self.tableau.stages(),
-            ncoef: 4,
-            poly: &c.poly,
-        }
+        DenseTable::new(4, &c.poly)
     }
 
     /// The stages of the step: an ESDIRK method needs no extra ones.
