@@ -38,33 +38,33 @@ pub enum Error {
     Ensemble(EnsembleError),
 }
 
+impl Error {
+    /// The error this one carries (what `Display`, `Debug` and `source`
+    /// show).
+    fn inner(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Error::Solve(e) => e,
+            Error::Grad(e) => e,
+            Error::Ensemble(e) => e,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Solve(e) => write!(f, "{e}"),
-            Error::Grad(e) => write!(f, "{e}"),
-            Error::Ensemble(e) => write!(f, "{e}"),
-        }
+        write!(f, "{}", self.inner())
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Solve(e) => write!(f, "{e:?}"),
-            Error::Grad(e) => write!(f, "{e:?}"),
-            Error::Ensemble(e) => write!(f, "{e:?}"),
-        }
+        write!(f, "{:?}", self.inner())
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Solve(e) => Some(e),
-            Error::Grad(e) => Some(e),
-            Error::Ensemble(e) => Some(e),
-        }
+        Some(self.inner())
     }
 }
 

@@ -29,7 +29,6 @@ use sdeflow_solvers::{
 
 use crate::continuous::{BackwardMethod, StateSource};
 use crate::loss::Loss;
-use crate::reversible::reversible_heun_gradient;
 use crate::{Adjoint, GradError, Gradient};
 
 /// A solver that gradients flow through, for problems with drift `F`,
@@ -180,15 +179,6 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G
         adjoint: Adjoint,
     ) -> Result<Gradient, GradError> {
         crate::discrete_gradient(self.problem, solver, self.options, self.loss, adjoint)
-    }
-
-    /// Reversible Heun: its reversible, discrete and stochastic adjoints.
-    fn reversible_heun(
-        &self,
-        solver: &ReversibleHeun,
-        adjoint: Adjoint,
-    ) -> Result<Gradient, GradError> {
-        reversible_heun_gradient(self.problem, solver, self.options, self.loss, adjoint)
     }
 }
 

@@ -20,10 +20,11 @@ use sdeflow_solvers::sde::ReversibleHeun;
 use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
 use sdeflow_solvers::step_vjp::{StepBars, StepVjp, VjpArgs};
 use sdeflow_solvers::{
-    field::DiffusionVjp, field::DriftVjp, options::Options, options::SaveAt, problem::Problem,
-    solution::Stats, solver::Solver,
+    field::DiffusionVjp, field::DriftVjp, options::SaveAt, problem::Problem, solution::Stats,
+    solver::Solver,
 };
 
+use crate::differentiable::Request;
 use crate::loss::Loss;
 use crate::{Adjoint, GradError, Gradient};
 
@@ -47,135 +48,129 @@ impl StepObserver for Tape {
     }
 }
 
-/// `(L, dL/dp, dL/dy0)` of a loss on a reversible Heun solve of a
-/// Stratonovich SDE with [`Adjoint::Reversible`] (exact, memory independent
-/// of the number of steps), [`Adjoint::Discrete`] (exact, stored states) or
-/// [`Adjoint::Stochastic`] (Li et al. 2020; converges as the steps shrink;
-/// loss on `SaveAt::T1`). The loss may use `SaveAt::T1` or `SaveAt::Steps`;
-/// the Brownian path is the one `solve` sees: the problem's driver with
-/// `options.seed` (the reversible and stochastic adjoints re-query it
-/// backwards, so they refuse drivers that cannot, such as `Increments`).
-///
-/// The reversible adjoint walks back from the final state and carried
-/// state with [`ReversibleHeun::reverse_step`] while it reverses the
-/// cotangents with [`StepVjp::step_vjp`].
-pub(crate) fn reversible_heun_gradient<F, G, D, L>(
-    problem: &Problem<F, G, D>,
-    solver: &ReversibleHeun,
-    options: &Options,
-    loss: &L,
-    adjoint: Adjoint,
-) -> Result<Gradient, GradError>
-where
-    F: DriftVjp,
-    G: DiffusionVjp,
-    D: Driver,
-    L: Loss + ?Sized,
-{
-    let opts = options;
-    if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
-        return Err(GradError::Unsupported(
-            "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
-        ));
-    }
-    match adjoint {
-        Adjoint::Stochastic => {
-            return crate::stochastic::stochastic_adjoint(problem, options, loss);
+impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G, D, L> {
+    /// `(L, dL/dp, dL/dy0)` of a loss on a reversible Heun solve of a
+    /// Stratonovich SDE with [`Adjoint::Reversible`] (exact, memory independent
+    /// of the number of steps), [`Adjoint::Discrete`] (exact, stored states) or
+    /// [`Adjoint::Stochastic`] (Li et al. 2020; converges as the steps shrink;
+    /// loss on `SaveAt::T1`). The loss may use `SaveAt::T1` or `SaveAt::Steps`;
+    /// the Brownian path is the one `solve` sees: the problem's driver with
+    /// `options.seed` (the reversible and stochastic adjoints re-query it
+    /// backwards, so they refuse drivers that cannot, such as `Increments`).
+    ///
+    /// The reversible adjoint walks back from the final state and carried
+    /// state with [`ReversibleHeun::reverse_step`] while it reverses the
+    /// cotangents with [`StepVjp::step_vjp`].
+    pub(crate) fn reversible_heun(
+        &self,
+        solver: &ReversibleHeun,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
+        let (problem, opts, loss) = (self.problem, self.options, self.loss);
+        if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
+            return Err(GradError::Unsupported(
+                "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
+            ));
         }
-        Adjoint::Discrete { .. } => {
-            return crate::discrete_gradient(problem, solver, options, loss, adjoint);
-        }
-        Adjoint::Reversible if !problem.driver.requery() => {
-            return Err(GradError::Unsupported(format!(
-                "Adjoint::Reversible walks the Brownian path backwards, which the {} driver \
-                 cannot re-query; drive the problem with VirtualTree (the default) or \
-                 CachedInterval, or use Adjoint::Discrete",
-                problem.driver.name()
-            )));
-        }
-        Adjoint::Reversible => {}
-        other => {
-            return Err(GradError::Unsupported(format!(
-                "{other:?} with ReversibleHeun: use Adjoint::Reversible, Adjoint::Discrete or \
-                 Adjoint::Stochastic"
-            )));
-        }
-    }
-    let noise = problem
-        .noise
-        .ok_or_else(|| GradError::Unsupported("ReversibleHeun needs an SDE".into()))?;
-    let n = problem.dim();
-    let m = noise.brownian_dim(n);
-    let mut tape = Tape {
-        ts: Vec::new(),
-        carried: Vec::new(),
-    };
-    let sol = integrate_observed(problem, solver, opts, &mut tape)?;
-    let (value, gy) = crate::loss::evaluate(loss, &sol)?;
-    let ts = &tape.ts;
-    let steps = ts.len() - 1;
-    let fields = Fields::new(problem);
-    let (mut stats, mut vjp_stats) = (Stats::default(), Stats::default());
-    // walk back from the final state and carried state
-    let mut cache = solver.init(problem);
-    solver.set_carried(&mut cache, &tape.carried);
-    let mut path = sol.brownian_path()?;
-    let (mut y, mut y_prev, mut dw) = (sol.last().to_vec(), vec![0.0; n], vec![0.0; m]);
-    let saved_at = |k: usize| -> Option<usize> {
-        match opts.save_at {
-            SaveAt::Steps => Some(k),
-            _ => (k == steps).then_some(0),
-        }
-    };
-    let mut y_bar = vec![0.0; n];
-    let mut c_bar = vec![0.0; tape.carried.len()];
-    let mut dp = vec![0.0; problem.params.len()];
-    if let Some(i) = saved_at(steps) {
-        y_bar.copy_from_slice(&gy[i * n..(i + 1) * n]);
-    }
-    let mut work = StepVjp::<Problem<F, G, D>>::vjp_workspace(solver, problem);
-    let mut vjps = 0;
-    for k in (0..steps).rev() {
-        let (t, h) = (ts[k], ts[k + 1] - ts[k]);
-        path.increment(t, ts[k + 1], &mut dw);
-        let end = StepAt { t, h, y: &y };
-        solver.reverse_step(&mut cache, &fields, end, &dw, &mut y_prev, &mut stats);
-        std::mem::swap(&mut y, &mut y_prev);
-        let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
-        let (at, noise) = (
-            StepAt { t, h, y: &y },
-            StepNoise {
-                dw: &dw,
-                levy_h: &[],
-            },
-        );
-        let c = Solver::<Problem<F, G, D>>::carried_state(solver, &cache);
-        let args = VjpArgs {
-            fields: &fields,
-            at,
-            carried: c,
-            noise: &noise,
-            bars,
-            stats: &mut vjp_stats,
-        };
-        vjps += StepVjp::<Problem<F, G, D>>::step_vjp(solver, &mut work, args)?;
-        if let Some(i) = saved_at(k) {
-            for j in 0..n {
-                y_bar[j] += gy[i * n + j];
+        match adjoint {
+            Adjoint::Stochastic => {
+                return self.stochastic();
+            }
+            Adjoint::Discrete { .. } => {
+                return crate::discrete_gradient(problem, solver, opts, loss, adjoint);
+            }
+            Adjoint::Reversible if !problem.driver.requery() => {
+                return Err(GradError::Unsupported(format!(
+                    "Adjoint::Reversible walks the Brownian path backwards, which the {} driver \
+                     cannot re-query; drive the problem with VirtualTree (the default) or \
+                     CachedInterval, or use Adjoint::Discrete",
+                    problem.driver.name()
+                )));
+            }
+            Adjoint::Reversible => {}
+            other => {
+                return Err(GradError::Unsupported(format!(
+                    "{other:?} with ReversibleHeun: use Adjoint::Reversible, Adjoint::Discrete or \
+                     Adjoint::Stochastic"
+                )));
             }
         }
+        let noise = problem
+            .noise
+            .ok_or_else(|| GradError::Unsupported("ReversibleHeun needs an SDE".into()))?;
+        let n = problem.dim();
+        let m = noise.brownian_dim(n);
+        let mut tape = Tape {
+            ts: Vec::new(),
+            carried: Vec::new(),
+        };
+        let sol = integrate_observed(problem, solver, opts, &mut tape)?;
+        let (value, gy) = crate::loss::evaluate(loss, &sol)?;
+        let ts = &tape.ts;
+        let steps = ts.len() - 1;
+        let fields = Fields::new(problem);
+        let (mut stats, mut vjp_stats) = (Stats::default(), Stats::default());
+        // walk back from the final state and carried state
+        let mut cache = solver.init(problem);
+        solver.set_carried(&mut cache, &tape.carried);
+        let mut path = sol.brownian_path()?;
+        let (mut y, mut y_prev, mut dw) = (sol.last().to_vec(), vec![0.0; n], vec![0.0; m]);
+        let saved_at = |k: usize| -> Option<usize> {
+            match opts.save_at {
+                SaveAt::Steps => Some(k),
+                _ => (k == steps).then_some(0),
+            }
+        };
+        let mut y_bar = vec![0.0; n];
+        let mut c_bar = vec![0.0; tape.carried.len()];
+        let mut dp = vec![0.0; problem.params.len()];
+        if let Some(i) = saved_at(steps) {
+            y_bar.copy_from_slice(&gy[i * n..(i + 1) * n]);
+        }
+        let mut work = StepVjp::<Problem<F, G, D>>::vjp_workspace(solver, problem);
+        let mut vjps = 0;
+        for k in (0..steps).rev() {
+            let (t, h) = (ts[k], ts[k + 1] - ts[k]);
+            path.increment(t, ts[k + 1], &mut dw);
+            let end = StepAt { t, h, y: &y };
+            solver.reverse_step(&mut cache, &fields, end, &dw, &mut y_prev, &mut stats);
+            std::mem::swap(&mut y, &mut y_prev);
+            let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
+            let (at, noise) = (
+                StepAt { t, h, y: &y },
+                StepNoise {
+                    dw: &dw,
+                    levy_h: &[],
+                },
+            );
+            let c = Solver::<Problem<F, G, D>>::carried_state(solver, &cache);
+            let args = VjpArgs {
+                fields: &fields,
+                at,
+                carried: c,
+                noise: &noise,
+                bars,
+                stats: &mut vjp_stats,
+            };
+            vjps += StepVjp::<Problem<F, G, D>>::step_vjp(solver, &mut work, args)?;
+            if let Some(i) = saved_at(k) {
+                for j in 0..n {
+                    y_bar[j] += gy[i * n + j];
+                }
+            }
+        }
+        let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
+        let (t0, y0) = (problem.tspan.0, &problem.y0);
+        let args = VjpArgs::start(&fields, (t0, y0), bars, &mut vjp_stats);
+        vjps += StepVjp::<Problem<F, G, D>>::start_vjp(solver, &mut work, args)?;
+        Ok(Gradient {
+            loss: value,
+            dp,
+            dy0: y_bar,
+            solution: sol,
+            vjps,
+            backward_drift_evals: stats.drift_evals,
+            peak_stored_states: 2,
+        })
     }
-    let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
-    let (t0, y0) = (problem.tspan.0, &problem.y0);
-    let args = VjpArgs::start(&fields, (t0, y0), bars, &mut vjp_stats);
-    vjps += StepVjp::<Problem<F, G, D>>::start_vjp(solver, &mut work, args)?;
-    Ok(Gradient {
-        loss: value,
-        dp,
-        dy0: y_bar,
-        solution: sol,
-        vjps,
-        backward_drift_evals: stats.drift_evals,
-        peak_stored_states: 2,
-    })
 }
