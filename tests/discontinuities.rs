@@ -201,6 +201,23 @@ fn reversed_spans_restart_below_the_time() {
     assert!(sol.stats.rejected_steps <= 2, "{:?}", sol.stats);
 }
 
+/// The discrete gradient of `last_entry_loss` through the jumps of
+/// `switch(true, P)` by `solver` with 3 checkpoints, checked against the one
+/// that stores every step (their replays restart where the forward solve
+/// did: equal to 1e-12), on a solve of more than `min_steps` steps.
+fn checkpointed_gradient<S>(solver: S, opts: &Options, min_steps: usize) -> Gradient
+where
+    S: Differentiable<Generic<Switch>, NoDiffusion, VirtualTree> + Copy,
+{
+    let p = switch(true, &P);
+    let all = grad(&p, solver, opts, &last_entry_loss, Adjoint::STORE_ALL).expect("all");
+    let few = Adjoint::Discrete { checkpoints: 3 };
+    let few = grad(&p, solver, opts, &last_entry_loss, few).expect("checkpointed");
+    assert!(all.solution.stats.accepted_steps > min_steps);
+    common::assert_gradients_agree(&all, &few, 1e-12, 0.0);
+    few
+}
+
 /// The discrete adjoint through the jump: checkpointed replays restart
 /// where the forward solve did (equal to storing every step), and the
 /// gradient agrees with central differences of `solve` and with the exact
@@ -211,18 +228,7 @@ fn gradients_through_a_discontinuity() {
         .tol(1e-10)
         .save_at(SaveAt::T1)
         .discontinuities(vec![1.0]);
-    let p = switch(true, &P);
-    let all = grad(&p, Tsit5, &opts, &last_entry_loss, Adjoint::STORE_ALL).expect("all");
-    let few = grad(
-        &p,
-        Tsit5,
-        &opts,
-        &last_entry_loss,
-        Adjoint::Discrete { checkpoints: 3 },
-    )
-    .expect("checkpointed");
-    assert!(all.solution.stats.accepted_steps > 20);
-    common::assert_gradients_agree(&all, &few, 1e-12, 0.0);
+    let few = checkpointed_gradient(Tsit5, &opts, 20);
     let (exact_dp, e3) = exact_gradient(&P);
     let at = |q: &[f64]| solve(&switch(true, q), Tsit5, &opts).expect("solve").last()[0];
     let fd: Vec<f64> = (0..2)
@@ -241,6 +247,7 @@ fn gradients_through_a_discontinuity() {
         .save_at(SaveAt::Times(vec![2.5, 3.0]))
         .step_to(vec![0.25, 2.75])
         .discontinuities(vec![0.5, 1.0, 2.0]);
+    let p = switch(true, &P);
     for adjoint in [Adjoint::Backsolve, Adjoint::Interpolating] {
         let g = grad(&p, Tsit5, &opts, &last_entry_loss, adjoint).expect("continuous");
         common::assert_close(&format!("{adjoint:?}"), &g.dp, &exact_dp, 1e-6);
@@ -258,25 +265,8 @@ fn bdf_gradients_through_a_discontinuity() {
         .tol(1e-10)
         .save_at(SaveAt::T1)
         .discontinuities(vec![1.0, 2.0]);
+    let few = checkpointed_gradient(Bdf::default(), &opts, 50);
     let p = switch(true, &P);
-    let all = grad(
-        &p,
-        Bdf::default(),
-        &opts,
-        &last_entry_loss,
-        Adjoint::STORE_ALL,
-    )
-    .expect("all");
-    let few = grad(
-        &p,
-        Bdf::default(),
-        &opts,
-        &last_entry_loss,
-        Adjoint::Discrete { checkpoints: 3 },
-    )
-    .expect("checkpointed");
-    assert!(all.solution.stats.accepted_steps > 50);
-    common::assert_gradients_agree(&all, &few, 1e-12, 0.0);
     let (exact_dp, e3) = exact_gradient(&P);
     let interp = grad(
         &p,

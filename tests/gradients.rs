@@ -183,14 +183,7 @@ fn checkpointing_bounds_memory_and_keeps_the_gradient() {
         );
         assert!(small.peak_stored_states <= 16 * (levels + 1));
         assert!(all.peak_stored_states >= steps);
-        for (a, b) in small
-            .dp
-            .iter()
-            .chain(&small.dy0)
-            .zip(all.dp.iter().chain(&all.dy0))
-        {
-            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
-        }
+        common::assert_gradients_agree(&all, &small, 1e-12, 1.0);
     }
 }
 

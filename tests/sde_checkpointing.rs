@@ -60,17 +60,8 @@ where
         assert_eq!(all.backward_drift_evals, 0, "{label}");
         assert!(small.backward_drift_evals > 0, "{label}");
         assert_eq!(small.loss, all.loss);
-        for (a, b) in small
-            .dp
-            .iter()
-            .chain(&small.dy0)
-            .zip(all.dp.iter().chain(&all.dy0))
-        {
-            assert!(
-                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
-                "{label}, {steps} steps: {a} vs {b}"
-            );
-        }
+        // (the case is named in the output above)
+        common::assert_gradients_agree(&all, &small, 1e-12, 1.0);
     }
 }
 

@@ -115,12 +115,7 @@ fn check_strong<F: Drift, G: Diffusion, S: Solver<Problem<F, G>> + Copy>(
     steps: &[usize],
 ) {
     let (hs, errs) = strong_errors(p, exact, solver, steps, 200);
-    let slope = fitted_slope(&hs, &errs);
-    println!("{label}: strong slope {slope:.3} (theory {order}); errors {errs:?}");
-    assert!(
-        (slope - order).abs() <= 0.2,
-        "{label}: measured strong order {slope:.3}, theory {order}; errors {errs:?}"
-    );
+    common::assert_order(label, &hs, &errs, order, 0.2);
 }
 
 /// Step counts over [0, 1]: fine enough for the asymptotic regime of each
@@ -262,26 +257,12 @@ fn sra_strong_order_three_halves() {
     let paths = 100u64;
     let by_sra3: Vec<Vec<f64>> = (0..paths).map(|s| reference(s, true)).collect();
     let by_sra1: Vec<Vec<f64>> = (0..paths).map(|s| reference(s, false)).collect();
-    let (hs, errs) = strong_errors(
-        &p,
-        &|s: u64| by_sra3[s as usize].clone(),
-        Sra1,
-        &HIGH_ORDER,
-        paths,
-    );
-    let slope = fitted_slope(&hs, &errs);
-    println!("Sra1 cubic drift: strong slope {slope:.3}; errors {errs:?}");
-    assert!((slope - 1.5).abs() <= 0.2, "Sra1: {slope}; {errs:?}");
-    let (hs, errs) = strong_errors(
-        &p,
-        &|s: u64| by_sra1[s as usize].clone(),
-        Sra3,
-        &HIGH_ORDER,
-        paths,
-    );
-    let slope = fitted_slope(&hs, &errs);
-    println!("Sra3 cubic drift: strong slope {slope:.3}; errors {errs:?}");
-    assert!((slope - 1.5).abs() <= 0.2, "Sra3: {slope}; {errs:?}");
+    let sra3_reference = |s: u64| by_sra3[s as usize].clone();
+    let sra1_reference = |s: u64| by_sra1[s as usize].clone();
+    let (hs, errs) = strong_errors(&p, &sra3_reference, Sra1, &HIGH_ORDER, paths);
+    common::assert_order("Sra1 cubic drift, strong", &hs, &errs, 1.5, 0.2);
+    let (hs, errs) = strong_errors(&p, &sra1_reference, Sra3, &HIGH_ORDER, paths);
+    common::assert_order("Sra3 cubic drift, strong", &hs, &errs, 1.5, 0.2);
 }
 
 #[test]

@@ -32,17 +32,7 @@ fn reversible_equals_discrete_and_finite_differences() {
         Adjoint::Discrete { checkpoints: 0 },
     )
     .expect("discrete");
-    for (a, b) in rev
-        .dp
-        .iter()
-        .chain(&rev.dy0)
-        .zip(dis.dp.iter().chain(&dis.dy0))
-    {
-        assert!(
-            (a - b).abs() <= 1e-10 * b.abs().max(1e-3),
-            "reversible {a} vs discrete {b}"
-        );
-    }
+    common::assert_gradients_agree(&dis, &rev, 1e-10, 1e-3);
     // central differences of the same discrete solver on the same path
     let loss_at = |p: &[f64], y0: &[f64]| {
         let sol = solve(&problem(p, y0), ReversibleHeun, opts.clone()).expect("solve");

@@ -10,7 +10,7 @@
 mod common;
 use common::{
     HIRES_P, HIRES_REF, ROBER_1E5, ROBER_1E11, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0,
-    VanDerPol, fitted_slope, hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift,
+    VanDerPol, assert_order, hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift,
     van_der_pol_jacobian,
 };
 use sdeflow::field::DriftVjp;
@@ -277,12 +277,7 @@ fn native_esdirk_orders_with_fixed_steps() {
             hs.push(h);
             errs.push(max_abs_diff(sol.last(), &exact));
         }
-        let slope = fitted_slope(&hs, &errs);
-        println!("{name}: errors {errs:?} at h = {hs:?}: order {slope:.3}");
-        assert!(
-            (slope - order).abs() <= 0.3,
-            "{name}: measured order {slope} vs {order}"
-        );
+        assert_order(name, &hs, &errs, order, 0.3);
     }
 }
 
@@ -983,12 +978,8 @@ fn native_bdf_fixed_steps_converge() {
             hs.push(h);
             errs.push(max_abs_diff(sol.last(), &want));
         }
-        let slope = fitted_slope(&hs, &errs);
-        println!("Bdf max order {max_order}, fixed steps: errors {errs:?}: order {slope:.2}");
-        assert!(
-            (slope - order).abs() <= 0.3,
-            "max order {max_order}: {slope}"
-        );
+        let what = format!("Bdf max order {max_order}, fixed steps");
+        assert_order(&what, &hs, &errs, order, 0.3);
     }
     // a bad max_order is a typed error
     let e = solve(&p, Bdf::default().max_order(6), Options::default()).expect_err("max order 6");

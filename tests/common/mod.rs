@@ -266,6 +266,19 @@ pub fn fitted_slope(hs: &[f64], errs: &[f64]) -> f64 {
     sxy / sxx
 }
 
+/// Fits the order of convergence to the errors `errs` at the steps `hs`,
+/// prints it (`what` names the case) and asserts it within `tol` of
+/// `order`; returns it.
+pub fn assert_order(what: &str, hs: &[f64], errs: &[f64], order: f64, tol: f64) -> f64 {
+    let slope = fitted_slope(hs, errs);
+    println!("{what}: order {slope:.3} (theory {order}); errors {errs:?} at h = {hs:?}");
+    assert!(
+        (slope - order).abs() <= tol,
+        "{what}: measured order {slope:.3}, theory {order}; errors {errs:?}"
+    );
+    slope
+}
+
 /// The drift of a nonlinear two-state SDE with diagonal noise (parameters
 /// `p[0]`, `p[1]`; the diffusion [`Diff2`] uses `p[2]`, `p[3]`).
 #[derive(Clone, Copy)]
@@ -344,6 +357,14 @@ pub fn assert_gradients_agree(a: &Gradient, b: &Gradient, rel: f64, floor: f64) 
     let pairs = a.dp.iter().zip(&b.dp).chain(a.dy0.iter().zip(&b.dy0));
     for (x, y) in pairs {
         assert!((x - y).abs() <= rel * x.abs().max(floor), "{x} vs {y}");
+    }
+}
+
+/// Asserts that the message of the error `e` says each of `words`.
+pub fn assert_says(e: &impl std::fmt::Display, words: &[&str]) {
+    let text = e.to_string();
+    for w in words {
+        assert!(text.contains(w), "no {w:?} in: {text}");
     }
 }
 
