@@ -6,7 +6,6 @@
 //! step-budget and underflow checks and the saving (`saver.rs`); it knows
 //! nothing about a particular method.
 
-use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 mod control;
@@ -547,22 +546,20 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
     ) -> Result<Accepted, Stop> {
         let a = self.advance(cur, path, observer, from)?;
         if let Some(saver) = saver {
-            Y::read(&self.y, &self.y_new, |y, y_new| {
-                let (y, y_new) = from.pick(y, y_new);
-                saver.save(
-                    self.solver,
-                    &mut self.cache,
-                    &self.fields,
-                    Span {
-                        t: a.t,
-                        h: a.t_next - a.t,
-                        t_next: a.t_next,
-                        y,
-                        y_new,
-                    },
-                    &mut self.stats,
-                );
-            });
+            let (y, y_new) = from.split(self.y.as_mut(), self.y_new.as_mut());
+            saver.save(
+                self.solver,
+                &mut self.cache,
+                &self.fields,
+                Span {
+                    t: a.t,
+                    h: a.t_next - a.t,
+                    t_next: a.t_next,
+                    y,
+                    y_new,
+                },
+                &mut self.stats,
+            );
         }
         self.commit(cur, &a, observer, from);
         Ok(a)
@@ -628,13 +625,7 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
     // locals of this function, which the compiler splits into registers
     // where their fields' addresses do not escape (and the path, moved
     // here, keeps its generator's state in this frame)
-    //
-    // Held without drop glue while the loop runs: the glue's call (on the
-    // unwinding path of a field that panics) would take the stepper's
-    // address, and a local whose address a call takes stays in memory
-    // whole. Taken apart after the loop, it is dropped field by field; a
-    // panic in the loop (caught by `solve`) leaks its buffers instead.
-    let mut stepper = ManuallyDrop::new(stepper.map(|dw| dw, |y| y));
+    let mut stepper = stepper.map(|dw| dw, |y| y);
     let mut path = path;
     let Cursor {
         t,
@@ -681,25 +672,15 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
             }
         }
     };
-    // taken apart field by field: dropping the stepper whole would pass its
-    // address to the drop glue, and keep every field of the loop in memory
-    let Stepper {
-        solver,
-        opts,
-        y,
-        y_new,
-        stats,
-        ..
-    } = ManuallyDrop::into_inner(stepper);
-    let name = solver.name();
-    let res = Y::read(&y, &y_new, |y, _| match end {
-        Err(stop) => {
-            let what = (name, opts.max_steps, stats);
-            Err(stopped(what, (cur.t, cur.accepted, y), stop, saver))
-        }
-        Ok(()) => Ok(saver.finish(cur.t, y, stats, Status::Success, name)),
-    });
-    (res, path)
+    if let Err(stop) = end {
+        let what = (stepper.solver.name(), stepper.opts.max_steps, stepper.stats);
+        let err = stopped(what, (cur.t, cur.accepted, stepper.y.as_ref()), stop, saver);
+        return (Err(err), path);
+    }
+    let name = stepper.solver.name();
+    let y = stepper.y.as_ref();
+    let sol = saver.finish(cur.t, y, stepper.stats, Status::Success, name);
+    (Ok(sol), path)
 }
 
 /// Draws the increment over `[s, t]` (with the Lévy area when `levy`).

@@ -103,28 +103,9 @@ pub(crate) struct Cursor<C> {
 
 /// A buffer of a solve's values: a `Vec`, or an array whose length is a
 /// constant of the monomorphised loop (one Brownian motion, a scalar state).
-pub(crate) trait Buf: AsRef<[f64]> + AsMut<[f64]> {
-    /// `f` of the values of `a` and `b`, read through copies when the
-    /// buffers are arrays: what the loop hands to code that is not inlined
-    /// (the saver, the solution), so that the loop's own arrays never have
-    /// their address taken and stay in registers.
-    fn read<R>(a: &Self, b: &Self, f: impl FnOnce(&[f64], &[f64]) -> R) -> R;
-}
+pub(crate) trait Buf: AsRef<[f64]> + AsMut<[f64]> {}
 
-impl Buf for Vec<f64> {
-    #[inline(always)]
-    fn read<R>(a: &Self, b: &Self, f: impl FnOnce(&[f64], &[f64]) -> R) -> R {
-        f(a, b)
-    }
-}
-
-impl<const N: usize> Buf for [f64; N] {
-    #[inline(always)]
-    fn read<R>(a: &Self, b: &Self, f: impl FnOnce(&[f64], &[f64]) -> R) -> R {
-        let (a, b) = (*a, *b);
-        f(&a, &b)
-    }
-}
+impl<B: AsRef<[f64]> + AsMut<[f64]>> Buf for B {}
 
 /// The fixed parts of a solve and its buffers: `W` holds the increment,
 /// `Y` the state and the step's result.
