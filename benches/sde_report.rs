@@ -33,23 +33,30 @@
 //! Brownian interval and `NormalStream` use now, and the ziggurat over
 //! Xoshiro256++ of `Increments` and the floor.
 //!
-//! Where the time goes (callgrind, on a 2-core AMD EPYC VM): with ziggurat
-//! normals the hand loop is a handful of multiply-adds around one
-//! Xoshiro256++ word and a table look-up per step, so every instruction
-//! sdeflow adds shows (about a quarter of a cycle each). Fixed-step solves
-//! therefore run in a
-//! loop of their own: the step count is known up front (no clipping, no
-//! controller), two steps per iteration let the state buffers trade places
-//! without a swap, and with one Brownian motion the increment buffer is a
-//! one-element array that the compiler keeps in a register from the draw to
-//! the step. `√(t_{k+1} − t_k)` is computed every step: caching it
-//! mispredicted, as the rounding of the grid makes consecutive steps differ
-//! in their last bits. Euler–Maruyama updates the state in one pass. What
-//! remains is the generic step itself (state, drift and diffusion in heap
-//! buffers, the user's closures with their bounds checks, evaluation
-//! counting), the per-step finiteness check and spills around the libm
-//! calls. A solve's fixed cost (validation, probes, allocation) is about
-//! 0.3 µs, i.e. 0.3 ns/step here.
+//! Where the time goes (callgrind instruction counts per path-step, this
+//! problem): the hand loop is 52 — a handful of multiply-adds around one
+//! Xoshiro256++ word and a ziggurat table look-up (about 30 of the 52) — so
+//! every instruction sdeflow adds shows. sdeflow's whole solve is 115
+//! (189 before the `Increments` draw was inlined and scalar states ran on
+//! arrays): fixed steps run the one loop specialised by generics (the step
+//! count known up front, no controller, two steps per iteration so that
+//! the state buffers trade places without a swap); with one Brownian
+//! motion the increment is a one-element array, and with a scalar state the
+//! state and the step's result are too, so their lengths are constants of
+//! the loop (no bounds checks, the loops over the state collapse); the
+//! `Increments` draw (the ziggurat over Xoshiro256++) is inlined into the
+//! loop, its generator state in registers. `√(t_{k+1} − t_k)` is computed
+//! every step: caching it mispredicted, as the rounding of the grid makes
+//! consecutive steps differ in their last bits (and keeping the grid
+//! `t_k = t0 + k·h` keeps the results bit-identical). What remains (about
+//! 80 instructions per step besides the normal) is the generic step itself
+//! (the noise-type dispatch, the first-step flag, evaluation counting),
+//! the per-step finiteness check and budget test, and spills: the
+//! ziggurat's rare rejections call `exp` and `ln`, and every float live
+//! across those calls is kept in memory, which also puts a store and a
+//! reload on the state's dependency chain from one step to the next. A
+//! solve's fixed cost (validation, probes, allocation) is about 5
+//! instructions per step here.
 //!
 //! # (b) Work–precision
 //!

@@ -95,7 +95,7 @@ impl BrownianPath for BrownianIncrements {
         self.m
     }
 
-    #[inline]
+    #[inline(always)]
     fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
         // the signed square root of the step (`√|h|·sign h`), computed
         // every step: cheaper than caching it, as rounding makes fixed

@@ -24,7 +24,7 @@ use crate::problem::Problem;
 use crate::solution::{KeptPath, Solution, Stats, Status};
 use crate::solver::{Family, Fields, Increment, Solver, StepAt, StepNoise};
 use saver::{Saver, Span};
-use stepper::{Cursor, StateIn, Stepper, Stop};
+use stepper::{Buf, Cursor, StateIn, Stepper, Stop};
 
 /// A NaN with a payload no arithmetic produces: marks components a field
 /// did not write.
@@ -266,17 +266,24 @@ pub fn integrate_on_path<
             })
         }};
     }
+    let n = stepper.y.len();
     match (cursor.control.clone(), path) {
         // With one Brownian motion on the driver's own path of a fixed-step
         // solve, the increment buffer is a one-element array: its length is
         // known at compile time, so the draw and the step's read of the
-        // increment collapse to one value kept in a register.
+        // increment collapse to one value kept in a register; so does a
+        // scalar state.
         (AnyControl::Fixed(c), Path::Own(p)) => kept!({
-            let (sol, own) = if m == 1 {
-                let cur = cursor.with(c);
-                drive(stepper.with([0.0; 1]), cur, Owned(p), saver, observer)
-            } else {
-                drive_on!(c, Owned(p))
+            let (sol, own) = match (m, n) {
+                (1, 1) => {
+                    let st = stepper.with_scalar_state([0.0; 1]);
+                    drive(st, cursor.with(c), Owned(p), saver, observer)
+                }
+                (1, _) => {
+                    let st = stepper.with([0.0; 1]);
+                    drive(st, cursor.with(c), Owned(p), saver, observer)
+                }
+                _ => drive_on!(c, Owned(p)),
             };
             (sol, Path::Own(own.0))
         }),
@@ -475,24 +482,36 @@ fn restart_buffer<Pb: Family, S: Solver<Pb>>(
 impl<'a, Pb: Family, S: Solver<Pb>> Stepper<'a, Pb, S, ()> {
     /// This stepper with its increment buffer.
     fn with<W>(self, dw: W) -> Stepper<'a, Pb, S, W> {
-        self.map_dw(|()| dw)
+        self.map(|()| dw, |y| y)
+    }
+
+    /// This stepper of a scalar state (`y.len() == 1`) with the increment
+    /// buffer `dw` and its state in one-element arrays: the length is a
+    /// constant of the loop, so the step's slices need no bounds checks and
+    /// its loops over the state collapse to one value kept in a register.
+    fn with_scalar_state<W>(self, dw: W) -> Stepper<'a, Pb, S, W, [f64; 1]> {
+        self.map(|()| dw, |y| [y[0]])
     }
 }
 
-impl<'a, Pb: Family, S: Solver<Pb>, W> Stepper<'a, Pb, S, W> {
+impl<'a, Pb: Family, S: Solver<Pb>, W, Y> Stepper<'a, Pb, S, W, Y> {
     /// This stepper, moved field by field, with its increment buffer mapped
-    /// by `f`.
+    /// by `fw` and its state buffers by `fy`.
     #[inline(always)]
-    fn map_dw<W2>(self, f: impl FnOnce(W) -> W2) -> Stepper<'a, Pb, S, W2> {
+    fn map<W2, Y2>(
+        self,
+        fw: impl FnOnce(W) -> W2,
+        mut fy: impl FnMut(Y) -> Y2,
+    ) -> Stepper<'a, Pb, S, W2, Y2> {
         Stepper {
             solver: self.solver,
             fields: self.fields,
             cache: self.cache,
             opts: self.opts,
-            y: self.y,
-            y_new: self.y_new,
+            y: fy(self.y),
+            y_new: fy(self.y_new),
             err: self.err,
-            dw: f(self.dw),
+            dw: fw(self.dw),
             levy_h: self.levy_h,
             restart: self.restart,
             stats: self.stats,
@@ -513,7 +532,7 @@ impl<A> Cursor<A> {
     }
 }
 
-impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, S, W> {
+impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
     /// Takes the next accepted step from the state in the buffer `from`,
     /// saving what it covers into `saver` (`None` when nothing is saved:
     /// asked once, not at every step); its result stays in the other buffer.
@@ -527,7 +546,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
     ) -> Result<Accepted, Stop> {
         let a = self.advance(cur, path, observer, from)?;
         if let Some(saver) = saver {
-            let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
+            let (y, y_new) = from.split(self.y.as_mut(), self.y_new.as_mut());
             saver.save(
                 self.solver,
                 &mut self.cache,
@@ -594,22 +613,19 @@ fn stopped(
 /// Runs `stepper` from `cur` to `t1` (or to a stop) on `path`, saving and
 /// observing each step; hands the path back.
 #[inline(never)]
-fn drive<Pb: Family, S: Solver<Pb>, C: Control, W, P: Draw, O: StepObserver>(
-    stepper: Stepper<'_, Pb, S, W>,
+fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: StepObserver>(
+    stepper: Stepper<'_, Pb, S, W, Y>,
     cur: Cursor<C>,
     path: P,
     mut saver: Saver<'_>,
     observer: &mut O,
-) -> (Result<Solution, SolveError>, P)
-where
-    W: AsMut<[f64]> + AsRef<[f64]>,
-{
+) -> (Result<Solution, SolveError>, P) {
     // a by-value argument this large arrives behind a pointer to the
     // caller's copy; rebuilt field by field, the stepper and the cursor are
     // locals of this function, which the compiler splits into registers
     // where their fields' addresses do not escape (and the path, moved
     // here, keeps its generator's state in this frame)
-    let mut stepper = stepper.map_dw(|dw| dw);
+    let mut stepper = stepper.map(|dw| dw, |y| y);
     let mut path = path;
     let Cursor {
         t,
@@ -658,11 +674,12 @@ where
     };
     if let Err(stop) = end {
         let what = (stepper.solver.name(), stepper.opts.max_steps, stepper.stats);
-        let err = stopped(what, (cur.t, cur.accepted, &stepper.y), stop, saver);
+        let err = stopped(what, (cur.t, cur.accepted, stepper.y.as_ref()), stop, saver);
         return (Err(err), path);
     }
     let name = stepper.solver.name();
-    let sol = saver.finish(cur.t, &stepper.y, stepper.stats, Status::Success, name);
+    let y = stepper.y.as_ref();
+    let sol = saver.finish(cur.t, y, stepper.stats, Status::Success, name);
     (Ok(sol), path)
 }
 

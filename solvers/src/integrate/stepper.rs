@@ -103,16 +103,23 @@ pub(crate) struct Cursor<C> {
     pub attempts: usize,
 }
 
-/// The fixed parts of a solve and its buffers.
-pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>> {
+/// A buffer of a solve's values: a `Vec`, or an array whose length is a
+/// constant of the monomorphised loop (one Brownian motion, a scalar state).
+pub(crate) trait Buf: AsRef<[f64]> + AsMut<[f64]> {}
+
+impl<B: AsRef<[f64]> + AsMut<[f64]>> Buf for B {}
+
+/// The fixed parts of a solve and its buffers: `W` holds the increment,
+/// `Y` the state and the step's result.
+pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>, Y = Vec<f64>> {
     pub solver: &'a S,
     pub fields: FieldsOf<'a, Pb>,
     pub cache: S::Cache,
     pub opts: &'a Options,
     /// The state at the cursor's time, and the last step's result (between
     /// the two steps of a pair, the other way round: see [`StateIn`]).
-    pub y: Vec<f64>,
-    pub y_new: Vec<f64>,
+    pub y: Y,
+    pub y_new: Y,
     pub err: Vec<f64>,
     pub dw: W,
     pub levy_h: Vec<f64>,
@@ -163,7 +170,7 @@ impl StateIn {
     }
 }
 
-impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, S, W> {
+impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
     /// Attempts steps from `(t, y)` (the state in the buffer `from`) until
     /// one is accepted (its result in the other buffer, the loop not yet
     /// moved on: see [`Stepper::commit`]), reporting every attempt to
@@ -183,7 +190,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
             // split afresh for each attempt (the report in between reads
             // the stepper), first in the body: split after the draw, the
             // fixed-step loop spills more (3 instructions per step)
-            let (y, y_new) = from.split(&mut self.y, &mut self.y_new);
+            let (y, y_new) = from.split(self.y.as_mut(), self.y_new.as_mut());
             // one length for both (fewer bounds checks and registers)
             let y_new = &mut y_new[..y.len()];
             if cur.attempts >= self.opts.max_steps {
@@ -239,7 +246,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
                     if dt.is_nan() {
                         return Err(Stop::Controller);
                     }
-                    let y_new = from.pick(&self.y, &self.y_new).1;
+                    let y_new = from.pick(self.y.as_ref(), self.y_new.as_ref()).1;
                     if status == StepStatus::Taken
                         && let Some(component) = y_new.iter().position(|v| !v.is_finite())
                     {
@@ -263,7 +270,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         judged: Option<(bool, f64)>,
         accepted: bool,
     ) -> StepReport<'_> {
-        let (y, y_new) = from.pick(&self.y, &self.y_new);
+        let (y, y_new) = from.pick(self.y.as_ref(), self.y_new.as_ref());
         StepReport {
             t,
             h,
@@ -292,7 +299,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
         observer: &mut O,
         from: StateIn,
     ) {
-        let (y, y_new) = from.pick(&self.y, &self.y_new);
+        let (y, y_new) = from.pick(self.y.as_ref(), self.y_new.as_ref());
         observer.accepted(cur.accepted, a.t, a.t_next, y, y_new);
         self.solver.accept(&mut self.cache);
         cur.accepted += 1;
@@ -322,7 +329,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
     #[cold]
     #[inline(never)]
     fn restart(&mut self, t: f64, at: StateIn) {
-        let y = at.pick(&self.y, &self.y_new).0;
+        let y = at.pick(self.y.as_ref(), self.y_new.as_ref()).0;
         let (f, g) = self.restart.split_at_mut(y.len());
         self.fields.f(t, y, f, &mut self.stats);
         if self.fields.noise.is_some() {
@@ -337,7 +344,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
             t: cur.t,
             t_end: cur.control.discontinuity().map_or(cur.t, |(end, _)| end),
             t_prev: cur.t_prev,
-            y: self.y.clone(),
+            y: self.y.as_ref().to_vec(),
             cache: self.cache.clone(),
             control: cur.control.clone(),
             accepted: cur.accepted,
@@ -349,7 +356,7 @@ impl<Pb: Family, S: Solver<Pb>, W: AsMut<[f64]> + AsRef<[f64]>> Stepper<'_, Pb, 
     pub fn restore<C: Control>(&mut self, cur: &mut Cursor<C>, snap: &Snapshot<S::Cache, C>) {
         cur.t = snap.t;
         cur.t_prev = snap.t_prev;
-        self.y.copy_from_slice(&snap.y);
+        self.y.as_mut().copy_from_slice(&snap.y);
         self.cache.clone_from(&snap.cache);
         cur.control.clone_from(&snap.control);
         cur.accepted = snap.accepted;
