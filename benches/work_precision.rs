@@ -308,7 +308,12 @@ fn print_series(all: &[Series]) {
     for s in all {
         for p in &s.points {
             let (t, sp) = p.time.map_or(("-".into(), "-".into()), |t| {
-                (fmt_time(t.median), format!("{:.1}%", 100.0 * t.spread))
+                let sp = if t.spread.is_finite() {
+                    format!("{:.1}%", 100.0 * t.spread)
+                } else {
+                    "-".into()
+                };
+                (fmt_time(t.median), sp)
             });
             println!(
                 "{:<16} {:<28} {:>6.0e} {:>8} {:>7} {:>6} {:>10.2e} {:>11} {:>6}",

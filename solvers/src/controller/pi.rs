@@ -140,7 +140,7 @@ impl PiController {
     /// The I controller `h_new = h · safety · err^{−1/k}` (no memory).
     pub fn integral() -> Self {
         PiController {
-            beta2: Some(0.0),
+            gains: (1.0, 0.0),
             ..Default::default()
         }
     }
@@ -220,6 +220,19 @@ mod tests {
             PiController::default().tuned_for(None),
             PiController::default()
         );
+    }
+
+    #[test]
+    fn integral_is_the_textbook_controller() {
+        let mut c = PiController::integral();
+        for err in [0.3, 0.01, 0.7] {
+            let f = c.decide(err, 5.0).factor;
+            let want = 0.9 * err.powf(-0.2);
+            assert!((f - want).abs() < 1e-12, "{f} vs {want}");
+        }
+        // a method's gains do not replace it
+        let i = PiController::integral();
+        assert_eq!(i.tuned_for(Some(PiGains::EXPLICIT_RK)), i);
     }
 
     #[test]
