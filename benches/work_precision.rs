@@ -23,7 +23,7 @@
 //!
 //! For one problem and tolerance, all methods are timed in rounds: a batch
 //! of about 2 ms of each per round, the first method rotating, until each
-//! had at least its budget (0.25 s) and at least 7 rounds; the time is the
+//! had at least its budget (0.5 s) and at least 7 rounds; the time is the
 //! median over rounds. sdeflow: one `solve` with `SaveAt::T1`; diffsol:
 //! building the solver (initial derivative and initial step) and `step()` to
 //! the stop time; both evaluate the same right-hand-side function.
@@ -524,7 +524,7 @@ fn neural_ode_line() -> String {
 }
 
 fn main() {
-    let cfg = Timer::from_args(Duration::from_millis(250), 7);
+    let cfg = Timer::from_args(Duration::from_millis(500), 7);
     let started = Instant::now();
     if cfg.quick {
         println!("work_precision: test mode (no `--bench`): every case runs once");
