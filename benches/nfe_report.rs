@@ -117,7 +117,7 @@ fn vdp_problem() -> Problem<impl Drift> {
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{Timer as Config, Timing, measure, measure_pair};
+use timing::{Timer as Config, Timing, csv_cells, measure, measure_pair};
 
 // Rows of the report
 // ---------------------------------------------------------------------------
@@ -776,13 +776,7 @@ fn csv(rows: &[Row]) -> String {
          time_ratio_sdeflow_over_diffsol,status\n",
     );
     for r in rows {
-        let (t, sp, runs) = r.time.map_or((String::new(), String::new(), 0), |t| {
-            (
-                format!("{:.4}", t.median * 1e6),
-                format!("{:.4}", t.spread),
-                t.runs,
-            )
-        });
+        let (t, sp, runs) = csv_cells(r.time);
         let _ = writeln!(
             s,
             "{},{},{},{},{:e},{:e},{},{},{},{},{},{:e},{},{},{},{},{},\"{}\"",

@@ -60,7 +60,7 @@ use common::max_abs_diff;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{Timer, Timing, measure_many};
+use timing::{Timer, Timing, csv_cells, measure_many};
 
 #[path = "common/explicit.rs"]
 mod explicit;
@@ -385,28 +385,22 @@ fn csv(all: &[Series]) -> String {
     );
     for se in all {
         for p in &se.points {
-            let (t, sp, runs) = p.time.map_or((String::new(), String::new(), 0), |t| {
-                (
-                    format!("{:.4}", t.median * 1e6),
-                    format!("{:.4}", t.spread),
-                    t.runs,
-                )
-            });
-            let _ = writeln!(
-                s,
-                "{},{},{:e},{:e},{},{},{},{:e},{},{},{}",
-                se.problem,
-                se.method,
-                p.tol,
-                p.tol,
-                p.nfe,
-                p.accepted,
-                p.rejected,
-                p.err,
+            let (t, sp, runs) = csv_cells(p.time);
+            let cells = [
+                se.problem.to_string(),
+                se.method.clone(),
+                format!("{:e}", p.tol),
+                format!("{:e}", p.tol),
+                p.nfe.to_string(),
+                p.accepted.to_string(),
+                p.rejected.to_string(),
+                format!("{:e}", p.err),
                 t,
                 sp,
-                runs
-            );
+                runs.to_string(),
+            ];
+            s.push_str(&cells.join(","));
+            s.push('\n');
         }
     }
     s

@@ -201,3 +201,15 @@ pub fn measure_many(fs: &mut [Box<dyn FnMut() + '_>], cfg: &Timer) -> Vec<Timing
         })
         .collect()
 }
+
+/// The CSV cells of an optional timing: median in µs, relative half IQR and
+/// the number of timed runs (empty cells and 0 when untimed).
+pub fn csv_cells(t: Option<Timing>) -> (String, String, usize) {
+    t.map_or((String::new(), String::new(), 0), |t| {
+        (
+            format!("{:.4}", t.median * 1e6),
+            format!("{:.4}", t.spread),
+            t.runs,
+        )
+    })
+}
