@@ -68,82 +68,21 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use diffsol::op::OpStatistics;
-use diffsol::{
-    DiffsolError, NalgebraLU, NalgebraMat, NalgebraVec, OdeBuilder, OdeEquations, OdeSolverMethod,
-    OdeSolverStopReason, Op, Vector,
-};
+use diffsol::{DiffsolError, NalgebraLU, OdeBuilder, OdeEquations, Op};
 use sdeflow::prelude::*;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::{
-    ARENSTORF_T, ARENSTORF_Y0, HIRES_REF, HIRES_T1, HIRES_Y0, LV_PARAMS, LV_REF, LV_TSPAN, LV_Y0,
-    ROBER_1E5, VDP_EPS, VDP_REF, arenstorf_rhs, max_abs_diff,
+use common::{HIRES_REF, HIRES_T1, HIRES_Y0, ROBER_1E5, VDP_EPS, VDP_REF, max_abs_diff};
+
+#[path = "common/explicit.rs"]
+mod explicit;
+use explicit::{
+    Arenstorf, Case, DMat, DiffsolOutcome, LotkaVolterra, MAX_STEPS, diffsol_case, sdeflow_problem,
+    step_to_end,
 };
 
-type DMat = NalgebraMat<f64>;
-type DVec = NalgebraVec<f64>;
 type Lu = NalgebraLU<f64>;
-
-/// Step budget of every solve (large enough for Heun at 1e-8 on Arenstorf).
-const MAX_STEPS: usize = 10_000_000;
-
-// ---------------------------------------------------------------------------
-// Test problems
-// ---------------------------------------------------------------------------
-
-/// A non-stiff test problem; its right-hand side is a plain function so that
-/// sdeflow and diffsol evaluate exactly the same code.
-trait Case {
-    const NAME: &'static str;
-    const T1: f64;
-    const Y0: &'static [f64];
-    const PARAMS: &'static [f64];
-    /// The reference `y(T1)`.
-    const REFERENCE: &'static [f64];
-    fn rhs(y: &[f64], p: &[f64], dy: &mut [f64]);
-}
-
-/// Lotka–Volterra, α=1.5, β=1, γ=3, δ=1, y0=(1, 1) on [0, 10].
-struct LotkaVolterra;
-
-impl Case for LotkaVolterra {
-    const NAME: &'static str = "Lotka–Volterra";
-    const T1: f64 = LV_TSPAN.1;
-    const Y0: &'static [f64] = &LV_Y0;
-    const PARAMS: &'static [f64] = &LV_PARAMS;
-    const REFERENCE: &'static [f64] = &LV_REF;
-    #[inline(always)]
-    fn rhs(y: &[f64], p: &[f64], dy: &mut [f64]) {
-        dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
-        dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
-    }
-}
-
-/// The Arenstorf orbit over one period; the exact solution returns to y0.
-struct Arenstorf;
-
-impl Case for Arenstorf {
-    const NAME: &'static str = "Arenstorf";
-    const T1: f64 = ARENSTORF_T;
-    const Y0: &'static [f64] = &ARENSTORF_Y0;
-    const PARAMS: &'static [f64] = &[];
-    const REFERENCE: &'static [f64] = &ARENSTORF_Y0;
-    #[inline(always)]
-    fn rhs(u: &[f64], _p: &[f64], du: &mut [f64]) {
-        arenstorf_rhs(u, du)
-    }
-}
-
-/// The sdeflow problem of a [`Case`].
-fn sdeflow_problem<C: Case>() -> Problem<impl Drift> {
-    Problem::ode(
-        |_t: f64, y: &[f64], p: &[f64], dy: &mut [f64]| C::rhs(y, p, dy),
-        C::Y0.to_vec(),
-        (0.0, C::T1),
-    )
-    .params(C::PARAMS.to_vec())
-}
 
 /// Name of the Van der Pol case in the report.
 const VDP_NAME: &str = "Van der Pol μ=1000";
@@ -178,7 +117,7 @@ fn vdp_problem() -> Problem<impl Drift> {
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{Timer as Config, Timing, measure, measure_pair};
+use timing::{Timer as Config, Timing, csv_cells, measure, measure_pair};
 
 // Rows of the report
 // ---------------------------------------------------------------------------
@@ -342,39 +281,6 @@ impl<F: Drift> Bench<'_, F> {
     }
 }
 
-/// What a diffsol step loop returns.
-struct DiffsolOutcome {
-    y: Vec<f64>,
-    accepted: usize,
-    rejected: usize,
-    /// Linear solver setups (LU factorisations).
-    lu: usize,
-}
-
-/// Steps `solver` to `t1` with `set_stop_time` and `step()` (no storage of
-/// intermediate steps).
-fn step_to_end<'a, Eqn, S>(mut solver: S, t1: f64) -> Result<DiffsolOutcome, DiffsolError>
-where
-    Eqn: OdeEquations + Op<T = f64, V = DVec> + 'a,
-    S: OdeSolverMethod<'a, Eqn>,
-{
-    solver.set_stop_time(t1)?;
-    let mut steps = 0usize;
-    while let OdeSolverStopReason::InternalTimestep = solver.step()? {
-        steps += 1;
-        if steps >= MAX_STEPS {
-            return Err(DiffsolError::Other(format!("{MAX_STEPS} steps taken")));
-        }
-    }
-    let st = solver.get_statistics();
-    Ok(DiffsolOutcome {
-        y: solver.state().y.clone_as_vec(),
-        accepted: st.number_of_steps,
-        rejected: st.number_of_error_test_failures + st.number_of_nonlinear_solver_fails,
-        lu: st.number_of_linear_solver_setups,
-    })
-}
-
 /// sdeflow Tsit5 and diffsol tsit45 on case `C` (the problem of `bench`)
 /// at `tol`, timed in alternating batches. Returns (Tsit5 row, tsit45 row).
 fn tsit5_vs_tsit45<C: Case, F: Drift>(bench: &Bench<'_, F>, tol: f64) -> (Row, Row) {
@@ -417,27 +323,15 @@ fn diffsol_tsit45<C: Case>(
     tol: f64,
     cfg: &Config,
 ) -> Result<Row, DiffsolError> {
-    let y0 = C::Y0.to_vec();
-    let n = y0.len();
-    let dproblem = OdeBuilder::<DMat>::new()
-        .rtol(tol)
-        .atol([tol])
-        .p(C::PARAMS.to_vec())
-        .rhs(|y: &[f64], p: &[f64], _t: f64, dy: &mut [f64]| C::rhs(y, p, dy))
-        .init(
-            move |_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(&y0),
-            n,
-        )
-        .build()?;
-    let run = || step_to_end(dproblem.tsit45()?, C::T1);
-    let before = dproblem.eqn.rhs().statistics();
+    let run = diffsol_case::<C>(tol)?;
     let out = run()?;
-    let after = dproblem.eqn.rhs().statistics();
     let mut row = Row {
         err: max_abs_diff(&out.y, C::REFERENCE),
+        nfe: out.nfe,
+        accepted: out.accepted,
+        rejected: out.rejected,
         ..Row::new("explicit", C::NAME, "tsit45", "diffsol", tol)
-    }
-    .with_diffsol((&before, &after), &out, false);
+    };
     if ours.ok() {
         let opts = Options::default()
             .tol(tol)
@@ -882,13 +776,7 @@ fn csv(rows: &[Row]) -> String {
          time_ratio_sdeflow_over_diffsol,status\n",
     );
     for r in rows {
-        let (t, sp, runs) = r.time.map_or((String::new(), String::new(), 0), |t| {
-            (
-                format!("{:.4}", t.median * 1e6),
-                format!("{:.4}", t.spread),
-                t.runs,
-            )
-        });
+        let (t, sp, runs) = csv_cells(r.time);
         let _ = writeln!(
             s,
             "{},{},{},{},{:e},{:e},{},{},{},{},{},{:e},{},{},{},{},{},\"{}\"",

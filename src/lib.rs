@@ -144,7 +144,7 @@ pub mod noise {
 /// first-step heuristic and the error norms.
 pub mod control {
     pub use sdeflow_solvers::controller::{
-        ConstantController, Controller, CustomController, PiController, PidController,
+        ConstantController, Controller, CustomController, PiController, PiGains, PidController,
         StepController, StepDecision,
     };
     pub use sdeflow_solvers::initial_step::initial_step;

@@ -157,3 +157,49 @@ fn bad_step_times_are_typed_errors() {
     let sol = solve(&back, Euler, Options::default().grid(vec![0.7, 0.2])).expect("reversed");
     assert_eq!(sol.ts, vec![1.0, 0.7, 0.2, 0.0]);
 }
+
+/// The default controller takes each method's recommended PI gains: the
+/// explicit pairs of order ≥ 5 step exactly as with `β1 = 1/k`,
+/// `β2 = 0.3/k`, safety 0.85 given by hand, Bs3 as with Gustafsson's
+/// `0.7/k`, `0.4/k`, safety 0.9; a controller given by hand is used as is.
+#[test]
+fn default_controller_takes_the_methods_pi_gains() {
+    use sdeflow::control::{PiController, PiGains};
+    let p = common::lotka_volterra();
+    let base = Options::default().tol(1e-7).save_at(SaveAt::T1);
+    let by_hand = |g: PiGains, k: f64| {
+        base.clone()
+            .controller(PiController::new(g.g1 / k, g.g2 / k).with_safety(g.safety))
+    };
+    let steps = |sol: Solution| (sol.stats.accepted_steps, sol.stats.rejected_steps);
+    let rk = PiGains::EXPLICIT_RK;
+    let run = |opts: &Options| -> [(usize, usize); 4] {
+        [
+            steps(solve(&p, Tsit5, opts).expect("Tsit5")),
+            steps(solve(&p, Dopri5, opts).expect("Dopri5")),
+            steps(solve(&p, Vern7, opts).expect("Vern7")),
+            steps(solve(&p, Bs3, opts).expect("Bs3")),
+        ]
+    };
+    let default = run(&base);
+    assert_eq!(
+        default[0],
+        steps(solve(&p, Tsit5, by_hand(rk, 5.0)).unwrap())
+    );
+    assert_eq!(
+        default[1],
+        steps(solve(&p, Dopri5, by_hand(rk, 5.0)).unwrap())
+    );
+    assert_eq!(
+        default[2],
+        steps(solve(&p, Vern7, by_hand(rk, 7.0)).unwrap())
+    );
+    let gus = PiGains::GUSTAFSSON;
+    assert_eq!(
+        default[3],
+        steps(solve(&p, Bs3, by_hand(gus, 3.0)).unwrap())
+    );
+    // Gustafsson's gains by hand are not overridden, and step differently
+    let tsit5_gus = steps(solve(&p, Tsit5, by_hand(gus, 5.0)).unwrap());
+    assert_ne!(default[0], tsit5_gus);
+}

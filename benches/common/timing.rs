@@ -168,3 +168,48 @@ pub fn measure_pair<R1, R2>(
 }
 
 // ---------------------------------------------------------------------------
+
+/// Times every closure of `fs` in rounds: each round runs one batch of
+/// each, starting with a different one each round (so that background load
+/// and cache state affect all alike). Returns their timings, in order.
+pub fn measure_many(fs: &mut [Box<dyn FnMut() + '_>], cfg: &Timer) -> Vec<Timing> {
+    if cfg.quick {
+        return fs.iter_mut().map(|f| measure(f, cfg)).collect();
+    }
+    let ks: Vec<usize> = fs.iter_mut().map(|f| calibrate(f, cfg)).collect();
+    let m = fs.len();
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); m];
+    // the round's budget grows with the number of closures
+    let cfg_m = Timer {
+        budget: cfg.budget * m as u32,
+        ..*cfg
+    };
+    let start = Instant::now();
+    let mut round = 0;
+    while more(&cfg_m, round, start.elapsed()) {
+        for j in 0..m {
+            let i = (round + j) % m;
+            per[i].push(run_batch(&mut fs[i], ks[i]));
+        }
+        round += 1;
+    }
+    per.iter_mut()
+        .zip(&ks)
+        .map(|(v, &k)| {
+            let n = v.len();
+            timing_of(v, k * n)
+        })
+        .collect()
+}
+
+/// The CSV cells of an optional timing: median in µs, relative half IQR and
+/// the number of timed runs (empty cells and 0 when untimed).
+pub fn csv_cells(t: Option<Timing>) -> (String, String, usize) {
+    t.map_or((String::new(), String::new(), 0), |t| {
+        (
+            format!("{:.4}", t.median * 1e6),
+            format!("{:.4}", t.spread),
+            t.runs,
+        )
+    })
+}

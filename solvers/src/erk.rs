@@ -111,6 +111,11 @@ impl<T: Tableau, F: Drift, D: Driver> Solver<OdeProblem<F, D>> for ExplicitRk<T>
         self.tableau.embedded_order().map(|q| f64::from(q) + 1.0)
     }
 
+    fn pi_gains(&self) -> Option<crate::controller::PiGains> {
+        // tuned on the pairs of order 5 and 7 (Bs3 does as well with the default)
+        (self.tableau.order() >= 5).then_some(crate::controller::PiGains::EXPLICIT_RK)
+    }
+
     fn check(&self, problem: &OdeProblem<F, D>) -> Result<(), SolveError> {
         problem.ode_only(self.tableau.name())
     }

@@ -255,6 +255,14 @@ pub trait Solver<P: Family> {
     /// error estimate and needs fixed steps.
     fn error_order(&self) -> Option<f64>;
 
+    /// The gains this method recommends for the default PI controller
+    /// (applied only when the solve's controller is the unchanged
+    /// [`crate::controller::PiController::default`]); `None` by default:
+    /// the controller's own.
+    fn pi_gains(&self) -> Option<crate::controller::PiGains> {
+        None
+    }
+
     /// The increments the steps read (`StepNoise::levy_h` is drawn only
     /// for [`Increment::DwLevyArea`]).
     const INCREMENT: Increment;
@@ -378,6 +386,9 @@ macro_rules! delegate_solver_impl {
             }
             fn error_order(&self) -> Option<f64> {
                 self.$inner().error_order()
+            }
+            fn pi_gains(&self) -> Option<$crate::controller::PiGains> {
+                self.$inner().pi_gains()
             }
             fn check(&self, problem: &P) -> Result<(), $crate::error::SolveError> {
                 self.$inner().check(problem)

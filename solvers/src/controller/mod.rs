@@ -20,7 +20,7 @@ mod pid;
 
 pub use constant::ConstantController;
 pub use custom::CustomController;
-pub use pi::PiController;
+pub use pi::{PiController, PiGains};
 pub use pid::PidController;
 
 use serde::{Deserialize, Serialize};
@@ -151,6 +151,16 @@ impl Controller {
         C: StepController + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static,
     {
         Controller::Custom(CustomController::new(controller))
+    }
+
+    /// This controller with a method's recommended PI `gains` when it is the
+    /// default PI controller ([`PiController::tuned_for`]); any other
+    /// controller as it is.
+    pub fn tuned_for(&self, gains: Option<PiGains>) -> Controller {
+        match self {
+            Controller::Pi(c) => Controller::Pi(c.tuned_for(gains)),
+            other => other.clone(),
+        }
     }
 
     /// Whether this controller adapts the step (needs an error estimate).

@@ -406,7 +406,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             };
             AnyControl::Adaptive(
                 Adaptive::new(
-                    opts.controller.clone(),
+                    opts.controller.tuned_for(solver.pi_gains()),
                     k,
                     dir * h_abs,
                     t1,
