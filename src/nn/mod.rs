@@ -12,6 +12,15 @@
 
 use std::cell::RefCell;
 
+mod batch;
+mod layer;
+mod offset;
+
+pub use batch::BatchedMlp;
+pub use offset::Offset;
+
+use layer::Shape;
+
 use sdeflow_solvers::brownian::rng::NormalStream;
 use sdeflow_solvers::dual::{DualNum, GenericField};
 use sdeflow_solvers::{
@@ -78,26 +87,6 @@ impl Activation {
     }
 }
 
-/// `Σ_k a[k·stride] b[k]` over `b`'s length, with four independent
-/// partial sums (a single running sum would make every product wait for
-/// the previous addition).
-#[inline]
-fn dot(a: &[f64], b: &[f64], stride: usize) -> f64 {
-    let mut acc = [0.0; 4];
-    let chunks = b.len() / 4;
-    for c in 0..chunks {
-        for (j, s) in acc.iter_mut().enumerate() {
-            let k = 4 * c + j;
-            *s += a[k * stride] * b[k];
-        }
-    }
-    let mut tail = 0.0;
-    for k in 4 * chunks..b.len() {
-        tail += a[k * stride] * b[k];
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
-}
-
 /// A dense network `sizes[0] → sizes[1] → … → sizes[L]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
@@ -106,8 +95,20 @@ pub struct Mlp {
 }
 
 thread_local! {
-    /// Per-thread scratch for activations (no allocation per evaluation).
+    /// Per-thread scratch for activations (no allocation per evaluation
+    /// once it has grown to the largest network and batch on the thread).
     static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` entries of this thread's scratch.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        f(&mut s[..len])
+    })
 }
 
 impl Mlp {
@@ -147,8 +148,8 @@ impl Mlp {
         p
     }
 
-    /// Length of the activation tape: the input, every hidden activation
-    /// and the output.
+    /// Length of the activation tape of one sample: the input, every
+    /// hidden activation and the output.
     fn tape_len(&self) -> usize {
         self.sizes.iter().sum()
     }
@@ -158,84 +159,80 @@ impl Mlp {
         self.sizes.iter().max().copied().unwrap_or(0)
     }
 
-    /// Forward pass into `out`, keeping the activations of every layer
-    /// (input first, layer-major) in `acts` (length [`Mlp::tape_len`]).
-    fn forward_into(&self, x: &[f64], p: &[f64], out: &mut [f64], acts: &mut [f64]) {
-        acts[..x.len()].copy_from_slice(x);
+    /// Forward pass of `batch` samples whose inputs (an `n × batch`
+    /// column-major matrix) are at the start of `acts`: writes every
+    /// layer's activations after them (layer-major, each a `width × batch`
+    /// matrix; `acts` has `batch` times [`Mlp::tape_len`] entries) and
+    /// copies the output into `out`. One matrix product per layer.
+    fn eval(&self, p: &[f64], out: &mut [f64], acts: &mut [f64], batch: usize) {
         let (mut off_in, mut off_p) = (0, 0);
         let layers = self.sizes.len() - 1;
         for l in 0..layers {
-            let (ni, no) = (self.sizes[l], self.sizes[l + 1]);
-            let off_out = off_in + ni;
-            let (w, b) = (
-                &p[off_p..off_p + ni * no],
-                &p[off_p + ni * no..off_p + ni * no + no],
-            );
+            let s = Shape {
+                ni: self.sizes[l],
+                no: self.sizes[l + 1],
+                batch,
+            };
+            let off_out = off_in + s.ni * batch;
+            let (w, b) = p[off_p..off_p + s.ni * s.no + s.no].split_at(s.ni * s.no);
             let (inputs, outputs) = acts.split_at_mut(off_out);
-            let a_in = &inputs[off_in..];
-            for o in 0..no {
-                let row = &w[o * ni..(o + 1) * ni];
-                let z = b[o] + dot(row, a_in, 1);
-                outputs[o] = if l + 1 == layers {
-                    z
-                } else {
-                    self.activation.f(z)
-                };
+            let z = &mut outputs[..s.no * batch];
+            for col in z.chunks_exact_mut(s.no) {
+                col.copy_from_slice(b);
+            }
+            layer::w_times(z, w, s, &inputs[off_in..]);
+            if l + 1 < layers {
+                z.iter_mut().for_each(|z| *z = self.activation.f(*z));
             }
             off_in = off_out;
-            off_p += ni * no + no;
+            off_p += s.ni * s.no + s.no;
         }
-        out.copy_from_slice(&acts[off_in..off_in + self.output_dim()]);
+        out.copy_from_slice(&acts[off_in..]);
     }
 
-    /// Backward pass from the activations `acts` of a forward pass: adds
-    /// `vᵀ ∂MLP/∂x` to `out_x` and `vᵀ ∂MLP/∂p` to `out_p`. `work` holds
-    /// two vectors of the widest layer.
+    /// Backward pass of `batch` samples from the activations `acts` of
+    /// [`Mlp::eval`]: adds `vᵀ ∂MLP/∂x` to `out_x` (`n × batch`) and
+    /// `vᵀ ∂MLP/∂p` (summed over the samples) to `out_p`. `work` holds
+    /// two `width × batch` matrices. Per layer: the weight gradient as a
+    /// rank-1 update (one sample) or a matrix product, and `Wᵀ δ`.
     fn backward(
         &self,
         p: &[f64],
         acts: &[f64],
         v: &[f64],
-        out_x: &mut [f64],
-        out_p: &mut [f64],
+        (out_x, out_p): (&mut [f64], &mut [f64]),
         work: &mut [f64],
+        batch: usize,
     ) {
-        let (delta, prev) = work.split_at_mut(self.width());
+        let (mut delta, mut prev) = work.split_at_mut(self.width() * batch);
         let out_dim = self.output_dim();
-        let layers = self.sizes.len() - 1;
-        let mut off_out: usize = self.tape_len() - out_dim;
+        let mut off_out = (self.tape_len() - out_dim) * batch;
         let mut off_p = self.num_params();
-        delta[..out_dim].copy_from_slice(v);
-        for l in (0..layers).rev() {
-            let (ni, no) = (self.sizes[l], self.sizes[l + 1]);
-            let off_in = off_out - ni;
-            off_p -= ni * no + no;
-            let w = &p[off_p..off_p + ni * no];
-            let a_in = &acts[off_in..off_in + ni];
-            {
-                let (gw, gb) = out_p[off_p..off_p + ni * no + no].split_at_mut(ni * no);
-                for o in 0..no {
-                    let d = delta[o];
-                    gb[o] += d;
-                    for (g, a) in gw[o * ni..(o + 1) * ni].iter_mut().zip(a_in) {
-                        *g += d * a;
-                    }
-                }
-            }
+        delta[..out_dim * batch].copy_from_slice(v);
+        for l in (0..self.sizes.len() - 1).rev() {
+            let s = Shape {
+                ni: self.sizes[l],
+                no: self.sizes[l + 1],
+                batch,
+            };
+            let off_in = off_out - s.ni * batch;
+            off_p -= s.ni * s.no + s.no;
+            let a_in = &acts[off_in..off_out];
+            let d = &delta[..s.no * batch];
+            let (gw, gb) = out_p[off_p..off_p + s.ni * s.no + s.no].split_at_mut(s.ni * s.no);
+            layer::add_grads(gw, gb, s, d, a_in);
             // δ_prev = Wᵀ δ ⊙ σ'(z_prev) (no σ' for the input layer)
-            for (i, s) in prev[..ni].iter_mut().enumerate() {
-                // column i of W: stride ni
-                *s = dot(&w[i..], &delta[..no], ni);
-            }
+            let g = &mut prev[..s.ni * batch];
+            layer::wt_times(g, &p[off_p..off_p + s.ni * s.no], s, d);
             if l > 0 {
-                for (s, &a) in prev[..ni].iter_mut().zip(a_in) {
-                    *s *= self.activation.df_from_output(a);
+                for (g, &a) in g.iter_mut().zip(a_in) {
+                    *g *= self.activation.df_from_output(a);
                 }
             }
-            delta[..ni].copy_from_slice(&prev[..ni]);
+            std::mem::swap(&mut delta, &mut prev);
             off_out = off_in;
         }
-        for (o, d) in out_x.iter_mut().zip(&delta[..self.input_dim()]) {
+        for (o, d) in out_x.iter_mut().zip(&delta[..]) {
             *o += d;
         }
     }
@@ -284,31 +281,32 @@ impl Mlp {
 
     /// `MLP(x; p)` into `out`.
     pub fn forward(&self, x: &[f64], p: &[f64], out: &mut [f64]) {
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let need = self.tape_len();
-            if s.len() < need {
-                s.resize(need, 0.0);
-            }
-            self.forward_into(x, p, out, &mut s[..need]);
-        })
+        with_scratch(self.tape_len(), |acts| self.forward_taped(x, p, out, acts))
     }
 
     /// Adds `vᵀ ∂MLP/∂x` to `out_x` and `vᵀ ∂MLP/∂p` to `out_p` (one forward
     /// and one backward pass).
     pub fn vjp(&self, x: &[f64], p: &[f64], v: &[f64], out_x: &mut [f64], out_p: &mut [f64]) {
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let tape = self.tape_len();
-            let need = tape + self.output_dim() + 2 * self.width();
-            if s.len() < need {
-                s.resize(need, 0.0);
-            }
-            let (acts, work) = s[..need].split_at_mut(tape);
+        self.vjp_of_batch(x, p, v, (out_x, out_p), 1)
+    }
+
+    /// [`Mlp::vjp`] of `batch` samples (shapes checked by the caller).
+    fn vjp_of_batch(
+        &self,
+        x: &[f64],
+        p: &[f64],
+        v: &[f64],
+        (out_x, out_p): (&mut [f64], &mut [f64]),
+        batch: usize,
+    ) {
+        let (tape, out) = (self.tape_len() * batch, self.output_dim() * batch);
+        with_scratch(tape + out + 2 * self.width() * batch, |s| {
+            let (acts, work) = s.split_at_mut(tape);
             // the forward's output is also in the tape: `sink` only receives it
-            let (sink, work) = work.split_at_mut(self.output_dim());
-            self.forward_into(x, p, sink, acts);
-            self.backward(p, acts, v, out_x, out_p, work);
+            let (sink, work) = work.split_at_mut(out);
+            acts[..x.len()].copy_from_slice(x);
+            self.eval(p, sink, acts, batch);
+            self.backward(p, acts, v, (out_x, out_p), work, batch);
         })
     }
 
@@ -322,20 +320,28 @@ impl Mlp {
         out_x: &mut [f64],
         out_p: &mut [f64],
     ) {
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let need = 2 * self.width();
-            if s.len() < need {
-                s.resize(need, 0.0);
-            }
-            self.backward(p, tape, v, out_x, out_p, &mut s[..need]);
+        self.vjp_taped_of_batch(p, tape, v, (out_x, out_p), 1)
+    }
+
+    /// [`Mlp::vjp_taped`] of `batch` samples.
+    fn vjp_taped_of_batch(
+        &self,
+        p: &[f64],
+        tape: &[f64],
+        v: &[f64],
+        (out_x, out_p): (&mut [f64], &mut [f64]),
+        batch: usize,
+    ) {
+        with_scratch(2 * self.width() * batch, |work| {
+            self.backward(p, tape, v, (out_x, out_p), work, batch)
         })
     }
 
     /// [`Mlp::forward`], keeping the activations in `tape` (length: the sum
     /// of the layer widths) for [`Mlp::vjp_taped`].
     pub fn forward_taped(&self, x: &[f64], p: &[f64], out: &mut [f64], tape: &mut [f64]) {
-        self.forward_into(x, p, out, tape)
+        tape[..x.len()].copy_from_slice(x);
+        self.eval(p, out, tape, 1)
     }
 }
 
@@ -404,131 +410,6 @@ impl DiffusionVjp for Mlp {
     }
 }
 
-/// A field that reads its parameters from `p[offset..offset + len]` of the
-/// problem's parameter vector — so a drift and a diffusion (two networks)
-/// can share one flat vector, as a neural SDE needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Offset<F> {
-    /// The field.
-    pub field: F,
-    /// Where its parameters start.
-    pub offset: usize,
-    /// How many it has.
-    pub len: usize,
-}
-
-impl<F> Offset<F> {
-    fn slice<'a>(&self, p: &'a [f64]) -> &'a [f64] {
-        &p[self.offset..self.offset + self.len]
-    }
-
-    /// Whether `p[offset..offset + len]` exists in `n_params` parameters.
-    fn check_range(&self, n_params: usize) -> Result<(), SolveError> {
-        let end = self.offset + self.len;
-        if end > n_params {
-            return Err(SolveError::DimensionMismatch {
-                what: "parameters".into(),
-                expected: end,
-                found: Some(n_params),
-                hint: format!(
-                    "an Offset field reads p[{}..{end}], but the problem has {n_params} \
-                     parameters; give .params(...) with at least {end}",
-                    self.offset
-                ),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl<F: Drift> Drift for Offset<F> {
-    #[inline]
-    fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
-        self.field.drift(t, y, self.slice(p), dy)
-    }
-
-    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
-        self.check_range(n_params)?;
-        self.field.check_dims(n, self.len)
-    }
-}
-
-impl<F: DriftVjp> DriftVjp for Offset<F> {
-    fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        let r = self.offset..self.offset + self.len;
-        self.field.drift_vjp(t, y, &p[r.clone()], v, oy, &mut op[r]);
-    }
-
-    fn tape_len(&self, n: usize, _n_params: usize) -> usize {
-        self.field.tape_len(n, self.len)
-    }
-
-    fn drift_taped(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64], tape: &mut [f64]) {
-        self.field.drift_taped(t, y, self.slice(p), dy, tape)
-    }
-
-    fn drift_vjp_taped(
-        &self,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-        tape: &[f64],
-        v: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) {
-        let r = self.offset..self.offset + self.len;
-        self.field
-            .drift_vjp_taped(t, y, &p[r.clone()], tape, v, oy, &mut op[r]);
-    }
-}
-
-impl<F: Diffusion> Diffusion for Offset<F> {
-    #[inline]
-    fn diffusion(&self, t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
-        self.field.diffusion(t, y, self.slice(p), g)
-    }
-
-    fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
-        self.check_range(n_params)?;
-        self.field.check_dims(n, self.len, len)
-    }
-
-    fn diffusion_jvp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], out: &mut [f64]) -> bool {
-        self.field.diffusion_jvp(t, y, self.slice(p), v, out)
-    }
-}
-
-impl<F: DiffusionVjp> DiffusionVjp for Offset<F> {
-    fn diffusion_vjp(
-        &self,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-        v: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) {
-        let r = self.offset..self.offset + self.len;
-        self.field
-            .diffusion_vjp(t, y, &p[r.clone()], v, oy, &mut op[r]);
-    }
-
-    fn milstein_term_vjp(
-        &self,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-        w: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) -> bool {
-        let r = self.offset..self.offset + self.len;
-        self.field
-            .milstein_term_vjp(t, y, &p[r.clone()], w, oy, &mut op[r])
-    }
-}
-
 impl GenericField for Mlp {
     fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
         self.check_shape(n, n_params, len)
@@ -563,6 +444,128 @@ impl GenericField for Mlp {
 mod tests {
     use super::*;
     use sdeflow_solvers::dual::Generic;
+
+    /// The scalar-loop network before the matrix-product form (one
+    /// explicit sum per output, same parameter layout): `(MLP(x), vᵀ∂/∂x,
+    /// vᵀ∂/∂p)`, the reference of the products.
+    fn reference(mlp: &Mlp, x: &[f64], p: &[f64], v: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let sizes = &mlp.sizes;
+        let mut acts = vec![x.to_vec()];
+        let mut off = 0;
+        for l in 0..sizes.len() - 1 {
+            let (ni, no) = (sizes[l], sizes[l + 1]);
+            let a = &acts[l];
+            let z: Vec<f64> = (0..no)
+                .map(|o| {
+                    p[off + ni * no + o] + (0..ni).map(|i| p[off + o * ni + i] * a[i]).sum::<f64>()
+                })
+                .collect();
+            let last = l + 2 == sizes.len();
+            acts.push(
+                z.iter()
+                    .map(|&z| if last { z } else { mlp.activation.f(z) })
+                    .collect(),
+            );
+            off += ni * no + no;
+        }
+        let mut gp = vec![0.0; p.len()];
+        let mut delta = v.to_vec();
+        for l in (0..sizes.len() - 1).rev() {
+            let (ni, no) = (sizes[l], sizes[l + 1]);
+            off -= ni * no + no;
+            for o in 0..no {
+                gp[off + ni * no + o] += delta[o];
+                for i in 0..ni {
+                    gp[off + o * ni + i] += delta[o] * acts[l][i];
+                }
+            }
+            delta = (0..ni)
+                .map(|i| {
+                    let s: f64 = (0..no).map(|o| p[off + o * ni + i] * delta[o]).sum();
+                    if l > 0 {
+                        s * mlp.activation.df_from_output(acts[l][i])
+                    } else {
+                        s
+                    }
+                })
+                .collect();
+        }
+        (acts.pop().unwrap_or_default(), delta, gp)
+    }
+
+    /// `max |a − b| ≤ tol · max |b|`.
+    fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        assert!(
+            worst <= tol * scale,
+            "{what}: max difference {worst:e} over scale {scale:e}"
+        );
+    }
+
+    #[test]
+    fn matrix_products_match_the_scalar_loops() {
+        let cases: [&[usize]; 3] = [&[2, 50, 2], &[3, 7, 5, 3], &[9, 4, 12, 6]];
+        for (k, sizes) in cases.iter().enumerate() {
+            for act in [Activation::Tanh, Activation::Softplus, Activation::Relu] {
+                let mlp = Mlp::new(sizes, act);
+                let p = mlp.init_params(k as u64 + 11, 1.0);
+                let mut bias_rng = NormalStream::new(5);
+                // non-zero biases, so that their gradients and sums count
+                let p: Vec<f64> = p.iter().map(|v| v + 0.1 * bias_rng.next_normal()).collect();
+                let x: Vec<f64> = (0..sizes[0]).map(|i| 0.3 - 0.17 * i as f64).collect();
+                let v: Vec<f64> = (0..mlp.output_dim())
+                    .map(|i| 0.9 - 0.4 * i as f64)
+                    .collect();
+                let (f_ref, gx_ref, gp_ref) = reference(&mlp, &x, &p, &v);
+                let mut f = vec![0.0; mlp.output_dim()];
+                mlp.forward(&x, &p, &mut f);
+                let (mut gx, mut gp) = (vec![0.0; x.len()], vec![0.0; p.len()]);
+                mlp.vjp(&x, &p, &v, &mut gx, &mut gp);
+                let what = format!("{sizes:?} {act:?}");
+                assert_close(&f, &f_ref, 1e-13, &format!("{what} forward"));
+                assert_close(&gx, &gx_ref, 1e-13, &format!("{what} vjp x"));
+                assert_close(&gp, &gp_ref, 1e-13, &format!("{what} vjp p"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_is_its_columns_evaluated_one_by_one() {
+        // [2, 50, 2]: every layer below nalgebra's gemm threshold (dot
+        // products); [7, 9, 6, 7] with 8 samples: every layer by gemm
+        for (sizes, batch) in [(&[2usize, 50, 2][..], 5usize), (&[7, 9, 6, 7][..], 8)] {
+            let mlp = Mlp::new(sizes, Activation::Tanh);
+            let p = mlp.init_params(2, 1.0);
+            let (n, m) = (mlp.input_dim(), mlp.output_dim());
+            let x: Vec<f64> = (0..n * batch).map(|i| (0.37 * i as f64).sin()).collect();
+            let v: Vec<f64> = (0..m * batch).map(|i| (0.23 * i as f64).cos()).collect();
+            let mut out = vec![0.0; m * batch];
+            mlp.forward_batch(&x, &p, &mut out).expect("shapes fit");
+            let (mut gx, mut gp) = (vec![0.0; n * batch], vec![0.0; p.len()]);
+            mlp.vjp_batch(&x, &p, &v, &mut gx, &mut gp)
+                .expect("shapes fit");
+            let (mut one, mut gx1, mut gp1) =
+                (vec![0.0; m], vec![0.0; n * batch], vec![0.0; p.len()]);
+            for b in 0..batch {
+                mlp.forward(&x[b * n..(b + 1) * n], &p, &mut one);
+                assert_close(&out[b * m..(b + 1) * m], &one, 1e-13, "batched forward");
+                let (xb, vb) = (&x[b * n..(b + 1) * n], &v[b * m..(b + 1) * m]);
+                mlp.vjp(xb, &p, vb, &mut gx1[b * n..(b + 1) * n], &mut gp1);
+            }
+            assert_close(&gx, &gx1, 1e-13, "batched vjp x");
+            assert_close(&gp, &gp1, 1e-13, "batched vjp p (summed over samples)");
+            // shapes that do not fit are errors, not panics
+            assert!(mlp.forward_batch(&x[1..], &p, &mut out).is_err());
+            assert!(mlp.forward_batch(&x, &p[1..], &mut out).is_err());
+            assert!(mlp.vjp_batch(&x, &p, &v[1..], &mut gx, &mut gp).is_err());
+        }
+    }
 
     #[test]
     fn analytic_vjp_matches_dual_numbers() {
