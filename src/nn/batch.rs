@@ -23,7 +23,7 @@ impl Mlp {
     /// input width), or what does not fit.
     fn batch_of(&self, len: usize) -> Result<usize, SolveError> {
         let n = self.input_dim();
-        if n == 0 || len % n != 0 || len == 0 {
+        if n == 0 || len == 0 || !len.is_multiple_of(n) {
             return Err(SolveError::DimensionMismatch {
                 what: "batched network input".into(),
                 expected: n.max(1) * (len / n.max(1)).max(1),
