@@ -263,7 +263,7 @@ fn mlp_section(budget: f64, (mlp, params): (&Mlp, &[f64]), times: &[f64], loss: 
         &cfg,
     );
     let sol = solve(&problem, Tsit5, adaptive).expect("solve");
-    let exact = solve(&problem, Vern7, &adaptive.clone().tol(1e-13)).expect("reference");
+    let exact = solve(&problem, Vern7, adaptive.clone().tol(1e-13)).expect("reference");
     println!(
         "MLP 2-50-2 neural ODE ({} parameters), rtol = atol = 1e-6, 10 save times",
         params.len()
@@ -343,7 +343,7 @@ fn batch_rows(budget: f64, b: usize, mlp: &Mlp, params: &[f64]) {
     let exact = solve(
         &batched,
         Vern7,
-        &Options::default().tol(1e-13).save_at(SaveAt::T1),
+        Options::default().tol(1e-13).save_at(SaveAt::T1),
     )
     .expect("reference");
     let cfg = pair_timer(budget);
