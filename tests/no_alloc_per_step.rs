@@ -3,8 +3,10 @@
 //! for the explicit solvers (also under a user's controller and with
 //! restarts at discontinuities) and for the native stiff solvers (Newton
 //! iterations, Jacobians by finite differences or dual numbers, LU
-//! factorisations, BDF's history rescaling and order changes) — and the SDE step VJPs (the backward step of every SDE
-//! solver's discrete adjoint) allocate nothing once their workspace exists.
+//! factorisations, BDF's history rescaling and order changes) and for
+//! neural fields (`nn::Mlp`, `nn::BatchedMlp`) — and the SDE step VJPs (the
+//! backward step of every SDE solver's discrete adjoint) allocate nothing
+//! once their workspace exists.
 //! (This file holds a single test, so no other test thread allocates while it
 //! counts.)
 
