@@ -14,9 +14,8 @@
 //! steps than it alone would take).
 
 use sdeflow_solvers::error::SolveError;
-use sdeflow_solvers::field::{Drift, DriftVjp};
 
-use super::{Mlp, with_scratch};
+use super::Mlp;
 
 impl Mlp {
     /// The number of samples in `len` entries of inputs (a multiple of the
@@ -71,10 +70,7 @@ impl Mlp {
         let batch = self.batch_of(x.len())?;
         Self::check_len("output", self.output_dim() * batch, out.len())?;
         self.check_shape(self.input_dim(), p.len(), self.output_dim())?;
-        with_scratch(self.tape_len() * batch, |acts| {
-            acts[..x.len()].copy_from_slice(x);
-            self.eval(p, out, acts, batch)
-        });
+        self.forward_of_batch(x, p, out, batch);
         Ok(())
     }
 
@@ -145,60 +141,24 @@ impl BatchedMlp {
     pub fn batch(&self) -> usize {
         self.batch
     }
-}
 
-impl Drift for BatchedMlp {
-    #[inline]
-    fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
-        let tape = self.mlp.tape_len() * self.batch;
-        with_scratch(tape, |acts| self.drift_taped(t, y, p, dy, acts))
-    }
-
-    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
+    /// Whether a state of `n` entries, `n_params` parameters and an output
+    /// of `len` entries fit `batch` samples of the network (a drift, or a
+    /// diagonal-noise diffusion: `len = n`); the error says what to fix.
+    pub fn check_batch(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
         let (width, b) = (self.mlp.input_dim(), self.batch);
-        if b == 0 || n != width * b {
+        if b == 0 || n != width * b || len != n {
             return Err(SolveError::DimensionMismatch {
                 what: "batched state".into(),
                 expected: width * b.max(1),
-                found: Some(n),
+                found: Some(if n != width * b { n } else { len }),
                 hint: format!(
-                    "a BatchedMlp of {b} samples of a network with {width} inputs needs a state \
-                     of {width} × {b} entries (the samples' initial states one after another) \
-                     and at least one sample"
+                    "a BatchedMlp of {b} samples of a network with {width} inputs maps a state \
+                     of {width} × {b} entries (the samples' states one after another) to as \
+                     many, and needs at least one sample"
                 ),
             });
         }
         self.mlp.check_shape(width, n_params, width)
-    }
-}
-
-impl DriftVjp for BatchedMlp {
-    fn drift_vjp(&self, _t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        self.mlp.vjp_of_batch(y, p, v, (oy, op), self.batch)
-    }
-
-    /// The activations of every layer, for every sample.
-    fn tape_len(&self, _n: usize, _n_params: usize) -> usize {
-        self.mlp.tape_len() * self.batch
-    }
-
-    fn drift_taped(&self, _t: f64, y: &[f64], p: &[f64], dy: &mut [f64], tape: &mut [f64]) {
-        tape[..y.len()].copy_from_slice(y);
-        self.mlp.eval(p, dy, tape, self.batch)
-    }
-
-    /// The backward pass only.
-    fn drift_vjp_taped(
-        &self,
-        _t: f64,
-        _y: &[f64],
-        p: &[f64],
-        tape: &[f64],
-        v: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) {
-        self.mlp
-            .vjp_taped_of_batch(p, tape, v, (oy, op), self.batch)
     }
 }

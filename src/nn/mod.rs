@@ -281,7 +281,7 @@ impl Mlp {
 
     /// `MLP(x; p)` into `out`.
     pub fn forward(&self, x: &[f64], p: &[f64], out: &mut [f64]) {
-        with_scratch(self.tape_len(), |acts| self.forward_taped(x, p, out, acts))
+        self.forward_of_batch(x, p, out, 1)
     }
 
     /// Adds `vᵀ ∂MLP/∂x` to `out_x` and `vᵀ ∂MLP/∂p` to `out_p` (one forward
@@ -340,75 +340,107 @@ impl Mlp {
     /// [`Mlp::forward`], keeping the activations in `tape` (length: the sum
     /// of the layer widths) for [`Mlp::vjp_taped`].
     pub fn forward_taped(&self, x: &[f64], p: &[f64], out: &mut [f64], tape: &mut [f64]) {
+        self.taped_of_batch(x, p, out, tape, 1)
+    }
+
+    /// [`Mlp::forward_taped`] of `batch` samples (the tape: every
+    /// sample's activations).
+    fn taped_of_batch(
+        &self,
+        x: &[f64],
+        p: &[f64],
+        out: &mut [f64],
+        tape: &mut [f64],
+        batch: usize,
+    ) {
         tape[..x.len()].copy_from_slice(x);
-        self.eval(p, out, tape, 1)
+        self.eval(p, out, tape, batch)
+    }
+
+    /// [`Mlp::forward`] of `batch` samples, the tape in the scratch.
+    fn forward_of_batch(&self, x: &[f64], p: &[f64], out: &mut [f64], batch: usize) {
+        with_scratch(self.tape_len() * batch, |tape| {
+            self.taped_of_batch(x, p, out, tape, batch)
+        })
     }
 }
 
-impl Drift for Mlp {
-    #[inline]
-    fn drift(&self, _t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
-        self.forward(y, p, dy)
-    }
-
-    fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
-        self.check_shape(n, n_params, n)
-    }
+/// A method of the VJP traits, `$name(&self, t, y, p, args…, out_y,
+/// out_p)` (its own arguments between the parameters and the outputs),
+/// with `$s` the field in `$body`: the one place their signature is
+/// spelled out for the network fields.
+macro_rules! vjp_fn {
+    ($name:ident, |$s:ident, $t:ident, $y:ident, $p:ident; $($arg:ident: $ty:ty),*; $oy:ident, $op:ident| $body:block) => {
+        fn $name(&self, $t: f64, $y: &[f64], $p: &[f64], $($arg: $ty,)* $oy: &mut [f64], $op: &mut [f64]) {
+            let $s = self;
+            $body
+        }
+    };
 }
 
-impl Diffusion for Mlp {
-    #[inline]
-    fn diffusion(&self, _t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
-        self.forward(y, p, g)
-    }
+/// The field traits of a network evaluated `batch` samples at a time —
+/// `$ty` with its network `$net` and sample count `$batch` (expressions of
+/// `$s`, the field) and its shape check `$check(n, n_params, len)`: the
+/// drift and the diffusion (the network's output), and their exact VJPs
+/// with the activations of every layer as the tape (the taped VJP is the
+/// backward pass only).
+macro_rules! network_field {
+    ($ty:ty, |$s:ident| ($net:expr, $batch:expr), $check:ident) => {
+        impl Drift for $ty {
+            #[inline]
+            fn drift(&self, _t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
+                let $s = self;
+                $net.forward_of_batch(y, p, dy, $batch)
+            }
 
-    fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
-        self.check_shape(n, n_params, len)
-    }
+            fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
+                self.$check(n, n_params, n)
+            }
+        }
+
+        impl Diffusion for $ty {
+            #[inline]
+            fn diffusion(&self, t: f64, y: &[f64], p: &[f64], g: &mut [f64]) {
+                self.drift(t, y, p, g)
+            }
+
+            fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
+                self.$check(n, n_params, len)
+            }
+        }
+
+        impl DriftVjp for $ty {
+            vjp_fn!(drift_vjp, |$s, _t, y, p; v: &[f64]; oy, op| {
+                $net.vjp_of_batch(y, p, v, (oy, op), $batch)
+            });
+
+            /// The activations of every layer (of every sample).
+            fn tape_len(&self, _n: usize, _n_params: usize) -> usize {
+                let $s = self;
+                $net.tape_len() * $batch
+            }
+
+            fn drift_taped(&self, _t: f64, y: &[f64], p: &[f64], dy: &mut [f64], tape: &mut [f64]) {
+                let $s = self;
+                $net.taped_of_batch(y, p, dy, tape, $batch)
+            }
+
+            // the backward pass only
+            vjp_fn!(drift_vjp_taped, |$s, _t, _y, p; tape: &[f64], v: &[f64]; oy, op| {
+                $net.vjp_taped_of_batch(p, tape, v, (oy, op), $batch)
+            });
+        }
+
+        impl DiffusionVjp for $ty {
+            vjp_fn!(diffusion_vjp, |$s, t, y, p; v: &[f64]; oy, op| {
+                $s.drift_vjp(t, y, p, v, oy, op)
+            });
+        }
+    };
 }
 
-impl DriftVjp for Mlp {
-    fn drift_vjp(&self, _t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        self.vjp(y, p, v, oy, op)
-    }
-
-    /// The activations of every layer.
-    fn tape_len(&self, _n: usize, _n_params: usize) -> usize {
-        Mlp::tape_len(self)
-    }
-
-    fn drift_taped(&self, _t: f64, y: &[f64], p: &[f64], dy: &mut [f64], tape: &mut [f64]) {
-        self.forward_taped(y, p, dy, tape)
-    }
-
-    /// The backward pass only.
-    fn drift_vjp_taped(
-        &self,
-        _t: f64,
-        _y: &[f64],
-        p: &[f64],
-        tape: &[f64],
-        v: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) {
-        self.vjp_taped(p, tape, v, oy, op)
-    }
-}
-
-impl DiffusionVjp for Mlp {
-    fn diffusion_vjp(
-        &self,
-        _t: f64,
-        y: &[f64],
-        p: &[f64],
-        v: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) {
-        self.vjp(y, p, v, oy, op)
-    }
-}
+network_field!(Mlp, |s| (s, 1), check_shape);
+network_field!(BatchedMlp, |s| (s.mlp(), s.batch()), check_batch);
 
 impl GenericField for Mlp {
     fn check_dims(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {

@@ -54,11 +54,21 @@ impl<F: Drift> Drift for Offset<F> {
     }
 }
 
+/// A VJP method of the wrapped field, called with `p` and `out_p`
+/// restricted to `[offset, offset + len)`: `$method(t, y, p, args…, oy,
+/// op)`, its own arguments `args` between `p` and the outputs.
+macro_rules! on_the_slice {
+    ($method:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        fn $method(&self, t: f64, y: &[f64], p: &[f64], $($arg: $ty,)* oy: &mut [f64], op: &mut [f64]) $(-> $ret)? {
+            let r = self.offset..self.offset + self.len;
+            self.field.$method(t, y, &p[r.clone()], $($arg,)* oy, &mut op[r])
+        }
+    };
+}
+
 impl<F: DriftVjp> DriftVjp for Offset<F> {
-    fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        let r = self.offset..self.offset + self.len;
-        self.field.drift_vjp(t, y, &p[r.clone()], v, oy, &mut op[r]);
-    }
+    on_the_slice!(drift_vjp(v: &[f64]));
+    on_the_slice!(drift_vjp_taped(tape: &[f64], v: &[f64]));
 
     fn tape_len(&self, n: usize, _n_params: usize) -> usize {
         self.field.tape_len(n, self.len)
@@ -66,21 +76,6 @@ impl<F: DriftVjp> DriftVjp for Offset<F> {
 
     fn drift_taped(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64], tape: &mut [f64]) {
         self.field.drift_taped(t, y, self.slice(p), dy, tape)
-    }
-
-    fn drift_vjp_taped(
-        &self,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-        tape: &[f64],
-        v: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) {
-        let r = self.offset..self.offset + self.len;
-        self.field
-            .drift_vjp_taped(t, y, &p[r.clone()], tape, v, oy, &mut op[r]);
     }
 }
 
@@ -101,31 +96,6 @@ impl<F: Diffusion> Diffusion for Offset<F> {
 }
 
 impl<F: DiffusionVjp> DiffusionVjp for Offset<F> {
-    fn diffusion_vjp(
-        &self,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-        v: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) {
-        let r = self.offset..self.offset + self.len;
-        self.field
-            .diffusion_vjp(t, y, &p[r.clone()], v, oy, &mut op[r]);
-    }
-
-    fn milstein_term_vjp(
-        &self,
-        t: f64,
-        y: &[f64],
-        p: &[f64],
-        w: &[f64],
-        oy: &mut [f64],
-        op: &mut [f64],
-    ) -> bool {
-        let r = self.offset..self.offset + self.len;
-        self.field
-            .milstein_term_vjp(t, y, &p[r.clone()], w, oy, &mut op[r])
-    }
+    on_the_slice!(diffusion_vjp(v: &[f64]));
+    on_the_slice!(milstein_term_vjp(w: &[f64]) -> bool);
 }
