@@ -187,7 +187,7 @@ impl Mlp {
             off_in = off_out;
             off_p += s.ni * s.no + s.no;
         }
-        out.copy_from_slice(&acts[off_in..]);
+        out.copy_from_slice(&acts[off_in..off_in + out.len()]);
     }
 
     /// Backward pass of `batch` samples from the activations `acts` of
