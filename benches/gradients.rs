@@ -1,7 +1,11 @@
 //! Gradient cost (plain `fn main`, `cargo bench --bench gradients`): an MLP
 //! neural ODE (2-50-2, tanh, Tsit5, rtol = atol = 1e-6, t ∈ [0, 1], loss on
-//! the state at 10 times): forward solve time, discrete-adjoint gradient
-//! time, their ratio (goal: ≤ 3), and the gradient error against central
+//! the state at 10 times): the forward solve against diffsol 0.18's
+//! `tsit45` on the same network in the same run (steps, NFE, error against
+//! a Vern7 solve at 1e-13, time per solve, per step and per evaluation;
+//! goal: forward ≤ diffsol), discrete-adjoint gradient time and its ratio
+//! to the forward (goal: ≤ 2.5; pairs timed in alternating batches), and
+//! the gradient error against central
 //! finite differences of the same solver (fixed steps, so that FD sees the
 //! same discrete map); the interpolating and backsolve adjoints' times and
 //! differences; the same network on t ∈ [0, 30] with the discrete adjoint
@@ -15,8 +19,10 @@
 //! adjoint (implicit-function theorem) and through `Bdf` with the discrete
 //! adjoint (its history carried) and the interpolating adjoint (stiff
 //! backward solve), gradient/forward time ratio
-//! and evaluation counts. Without `--bench` a tiny version runs once;
-//! arguments (`mlp`, `long`, `sde`, `stiff`, `fd`) pick sections, e.g.
+//! and evaluation counts; and (`batch`) 64 initial states of the 2-50-2 and
+//! of a 16-128-128-16 network, an `Ensemble` of 64 solves against one
+//! `BatchedMlp` solve. Without `--bench` a tiny version runs once;
+//! arguments (`mlp`, `batch`, `long`, `sde`, `stiff`, `fd`) pick sections, e.g.
 //! `cargo bench --bench gradients -- stiff`.
 
 use std::hint::black_box;
@@ -129,7 +135,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let budget = if full { 1.0 } else { 0.01 };
     // `cargo bench --bench gradients -- stiff`: only the sections named by
-    // an argument (`mlp`, `long`, `sde`, `stiff`, `fd`); all without one
+    // an argument (`mlp`, `batch`, `long`, `sde`, `stiff`, `fd`); all without one
     let sections: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -151,37 +157,11 @@ fn main() {
         }
         v
     };
-    let adaptive = Options::default()
-        .tol(1e-6)
-        .save_at(SaveAt::Times(times.clone()));
     if run("mlp") {
-        let fwd = time(budget, || {
-            black_box(solve(&problem, Tsit5, &adaptive).expect("solve"));
-        });
-        let mut g = None;
-        let bwd = time(budget, || {
-            g = Some(grad(&problem, Tsit5, &adaptive, &loss, DISCRETE).expect("grad"));
-        });
-        let g = g.expect("gradient");
-        println!(
-            "MLP 2-50-2 neural ODE ({} parameters), Tsit5 rtol 1e-6: {} steps",
-            params.len(),
-            g.solution.stats.accepted_steps
-        );
-        println!("forward solve          : {:10.2} µs", fwd * 1e6);
-        println!(
-            "discrete-adjoint grad  : {:10.2} µs  ({} VJPs)",
-            bwd * 1e6,
-            g.vjps
-        );
-        println!("gradient / forward time: {:.2} (goal <= 3)", bwd / fwd);
-        let adjoints = [
-            ("interpolating", Adjoint::Interpolating),
-            ("backsolve", Adjoint::Backsolve),
-        ];
-        compare_adjoints(budget, fwd, &g.dp, &adjoints, 2, |adjoint| {
-            grad(&problem, Tsit5, &adaptive, &loss, adjoint).expect("grad")
-        });
+        mlp_section(budget, (&mlp, &params), &times, &loss);
+    }
+    if run("batch") {
+        batch_section(budget, &mlp, &params);
     }
     if run("long") {
         long_horizon(budget, &mlp, &params);
@@ -203,6 +183,215 @@ fn main() {
         let stride = if full { 1 } else { 37 };
         let worst = worst_fd_difference(loss_at, &params, &gf.dp, stride, 1e-6);
         println!("worst relative difference to central FD (fixed h = 0.02): {worst:.1e}");
+    }
+}
+
+/// The timer of alternating batches for a section timed within `budget`
+/// seconds per case (one run per case in the quick mode).
+fn pair_timer(budget: f64) -> timing::Timer {
+    timing::Timer {
+        quick: budget < 0.1,
+        budget: Duration::from_secs_f64(budget),
+        batch: Duration::from_millis(20),
+        min_batches: 7,
+    }
+}
+
+/// `max |a − b|`.
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The neural ODE section: forward solve, discrete-adjoint gradient and
+/// their ratio; diffsol's `tsit45` on the same network in the same run,
+/// with work (steps, NFE), error and time per step and per evaluation of
+/// both; the interpolating and backsolve adjoints.
+fn mlp_section(budget: f64, (mlp, params): (&Mlp, &[f64]), times: &[f64], loss: &dyn Loss) {
+    use diffsol::{NalgebraMat, OdeBuilder, OdeSolverMethod, OdeSolverStopReason, Vector};
+    use std::cell::Cell;
+    let problem =
+        Problem::ode_field(mlp.clone(), vec![0.5, -0.3], (0.0, 1.0)).params(params.to_vec());
+    let adaptive = &Options::default()
+        .tol(1e-6)
+        .save_at(SaveAt::Times(times.to_vec()));
+    let cfg = pair_timer(budget);
+    let g = grad(&problem, Tsit5, adaptive, loss, DISCRETE).expect("grad");
+    let (bwd, fwd, ratio) = timing::measure_pair(
+        || grad(&problem, Tsit5, adaptive, loss, DISCRETE).expect("grad"),
+        || solve(&problem, Tsit5, adaptive).expect("solve"),
+        &cfg,
+    );
+    // diffsol on the same closure; the counter costs one add per evaluation
+    let evals = Cell::new(0usize);
+    let dproblem = OdeBuilder::<NalgebraMat<f64>>::new()
+        .rtol(1e-6)
+        .atol([1e-6])
+        .p(params.to_vec())
+        .rhs(|y: &[f64], p: &[f64], _t: f64, dy: &mut [f64]| {
+            evals.set(evals.get() + 1);
+            mlp.forward(y, p, dy)
+        })
+        .init(
+            |_p: &[f64], _t: f64, y: &mut [f64]| y.copy_from_slice(&[0.5, -0.3]),
+            2,
+        )
+        .build()
+        .expect("diffsol builds the neural ODE");
+    let dsolve = || {
+        let mut solver = dproblem.tsit45().expect("diffsol creates tsit45");
+        solver.set_stop_time(1.0).expect("t1 is ahead of t0");
+        let mut ys = Vec::with_capacity(2 * times.len());
+        let mut next = 0;
+        loop {
+            let reason = solver.step().expect("tsit45 steps the neural ODE");
+            let t = solver.state().t;
+            while next < times.len() && times[next] <= t {
+                let y = solver
+                    .interpolate(times[next])
+                    .expect("interpolates inside the step");
+                ys.extend(y.clone_as_vec());
+                next += 1;
+            }
+            if let OdeSolverStopReason::TstopReached = reason {
+                return (ys, solver.get_statistics().number_of_steps);
+            }
+        }
+    };
+    evals.set(0);
+    let (dys, dsteps) = dsolve();
+    let devals = evals.get();
+    let (fwd2, dfwd, fwd_ratio) = timing::measure_pair(
+        || solve(&problem, Tsit5, adaptive).expect("solve"),
+        dsolve,
+        &cfg,
+    );
+    let sol = solve(&problem, Tsit5, adaptive).expect("solve");
+    let exact = solve(&problem, Vern7, adaptive.clone().tol(1e-13)).expect("reference");
+    println!(
+        "MLP 2-50-2 neural ODE ({} parameters), rtol = atol = 1e-6, 10 save times",
+        params.len()
+    );
+    let row = |name: &str, t: f64, steps: usize, nfe: usize, err: f64| {
+        println!(
+            "{name:<22} : {:8.2} µs  {steps} steps, {nfe} RHS evaluations, {:.2} µs/step, \
+             {:.0} ns/evaluation; max error {err:.1e}",
+            t * 1e6,
+            t * 1e6 / steps as f64,
+            t * 1e9 / nfe as f64
+        );
+    };
+    let (steps, nfe) = (
+        sol.stats.accepted_steps + sol.stats.rejected_steps,
+        sol.stats.drift_evals,
+    );
+    row(
+        "sdeflow Tsit5 forward",
+        fwd2.median,
+        steps,
+        nfe,
+        max_abs_diff(&sol.ys, &exact.ys),
+    );
+    row(
+        "diffsol tsit45 forward",
+        dfwd.median,
+        dsteps,
+        devals,
+        max_abs_diff(&dys, &exact.ys),
+    );
+    println!("forward / diffsol time : {fwd_ratio:.2} (goal <= 1)");
+    println!("forward solve          : {:10.2} µs", fwd.median * 1e6);
+    println!(
+        "discrete-adjoint grad  : {:10.2} µs  ({} VJPs)",
+        bwd.median * 1e6,
+        g.vjps
+    );
+    println!("gradient / forward time: {ratio:.2} (goal <= 2.5)");
+    let adjoints = [
+        ("interpolating", Adjoint::Interpolating),
+        ("backsolve", Adjoint::Backsolve),
+    ];
+    compare_adjoints(budget, fwd.median, &g.dp, &adjoints, 2, |adjoint| {
+        grad(&problem, Tsit5, adaptive, loss, adjoint).expect("grad")
+    });
+}
+
+/// `B` copies of a neural ODE from different initial states: an
+/// `Ensemble` of `B` independent solves (one thread) against one solve of
+/// the `BatchedMlp` field (one matrix product per layer and evaluation,
+/// one step-size sequence for the batch), at rtol = atol = 1e-6 and with
+/// fixed steps, with their work and largest error; for the 2-50-2 network
+/// of the other sections (tanh-bound: its layers are too thin for a
+/// blocked product) and a 16-128-128-16 one (product-bound).
+fn batch_section(budget: f64, mlp: &Mlp, params: &[f64]) {
+    const B: usize = 64;
+    batch_rows(budget, B, mlp, params);
+    let wide = Mlp::new(&[16, 128, 128, 16], Activation::Tanh);
+    batch_rows(budget, B, &wide, &wide.init_params(5, 1.0));
+}
+
+/// The rows of [`batch_section`] for `b` samples of `mlp`.
+fn batch_rows(budget: f64, b: usize, mlp: &Mlp, params: &[f64]) {
+    use sdeflow::ensemble::Ensemble;
+    use sdeflow::nn::BatchedMlp;
+    let n = mlp.input_dim();
+    println!(
+        "\n--- {b} initial states of a {} neural ODE, t in [0, 1], one thread ---",
+        if n == 2 { "2-50-2" } else { "16-128-128-16" }
+    );
+    let starts: Vec<f64> = (0..n * b).map(|i| (0.7 * i as f64).sin()).collect();
+    let single =
+        Problem::ode_field(mlp.clone(), starts[..n].to_vec(), (0.0, 1.0)).params(params.to_vec());
+    let batched = Problem::ode_field(BatchedMlp::new(mlp.clone(), b), starts.clone(), (0.0, 1.0))
+        .params(params.to_vec());
+    let exact = solve(
+        &batched,
+        Vern7,
+        Options::default().tol(1e-13).save_at(SaveAt::T1),
+    )
+    .expect("reference");
+    let cfg = pair_timer(budget);
+    for (name, opts) in [
+        (
+            "rtol 1e-6",
+            Options::default().tol(1e-6).save_at(SaveAt::T1),
+        ),
+        (
+            "h = 0.05 ",
+            Options::default().fixed_step(0.05).save_at(SaveAt::T1),
+        ),
+    ] {
+        let ensemble = Ensemble::new(&single, Tsit5, opts.clone(), b)
+            .serial()
+            .map_problem(|i, _, p| p.clone().y0(starts[n * i..n * (i + 1)].to_vec()));
+        let run = || {
+            ensemble
+                .run(|_, sol| sol.last().to_vec())
+                .expect("ensemble")
+        };
+        let (t_ens, t_bat, ratio) = timing::measure_pair(
+            run,
+            || solve(&batched, Tsit5, &opts).expect("batched solve"),
+            &cfg,
+        );
+        let ens = run();
+        let ens_last: Vec<f64> = ens.outputs.iter().flat_map(|(_, y)| y.clone()).collect();
+        let bat = solve(&batched, Tsit5, &opts).expect("batched solve");
+        println!(
+            "{name}: {b} solves {:8.1} µs ({} steps, {} evaluations, max error {:.1e}); \
+             one batched solve {:8.1} µs ({} steps, {} batched evaluations, max error {:.1e}); \
+             time ratio {ratio:.2}",
+            t_ens.median * 1e6,
+            ens.stats.accepted_steps + ens.stats.rejected_steps,
+            ens.stats.drift_evals,
+            max_abs_diff(&ens_last, exact.last()),
+            t_bat.median * 1e6,
+            bat.stats.accepted_steps + bat.stats.rejected_steps,
+            bat.stats.drift_evals,
+            max_abs_diff(bat.last(), exact.last()),
+        );
     }
 }
 

@@ -353,3 +353,79 @@ fn linear_ode_discrete_adjoint_matches_fd_and_forward_duals() {
         g.dy0[0]
     );
 }
+
+#[test]
+fn a_batched_neural_ode_is_its_samples_solved_one_by_one() {
+    use sdeflow::nn::{Activation, BatchedMlp, Mlp};
+    // [2, 16, 2]: the thin layers' dot products; [7, 9, 7] with 6 samples:
+    // every layer and batch dimension above nalgebra's gemm threshold
+    for (sizes, b) in [(&[2usize, 16, 2][..], 4usize), (&[7, 9, 7][..], 6)] {
+        let mlp = Mlp::new(sizes, Activation::Tanh);
+        let n = mlp.input_dim();
+        let params = mlp.init_params(2, 1.0);
+        let starts: Vec<f64> = (0..n * b).map(|i| (0.9 * i as f64).cos()).collect();
+        let opts = Options::default()
+            .fixed_step(0.05)
+            .save_at(SaveAt::Times(vec![0.35, 1.0]));
+        // the loss of the batch: the sum of the samples' losses
+        let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
+            let mut v = 0.0;
+            for (k, (y, g)) in ys.iter().zip(g.iter_mut()).enumerate() {
+                let d = y - 0.01 * k as f64;
+                v += d * d;
+                *g = 2.0 * d;
+            }
+            v
+        };
+        let batched =
+            Problem::ode_field(BatchedMlp::new(mlp.clone(), b), starts.clone(), (0.0, 1.0))
+                .params(params.clone());
+        let sol = solve(&batched, Tsit5, &opts).expect("batched solve");
+        let g = grad(&batched, Tsit5, &opts, &l, DISCRETE_SMALL).expect("batched gradient");
+        let mut dp = vec![0.0; params.len()];
+        for s in 0..b {
+            let one =
+                Problem::ode_field(mlp.clone(), starts[s * n..(s + 1) * n].to_vec(), (0.0, 1.0))
+                    .params(params.clone());
+            let alone = solve(&one, Tsit5, &opts).expect("solve");
+            for (j, y) in alone.ys.chunks(n).enumerate() {
+                let at = &sol.ys[j * n * b + s * n..j * n * b + (s + 1) * n];
+                for (a, c) in at.iter().zip(y) {
+                    assert!(
+                        (a - c).abs() <= 1e-13 * c.abs().max(1.0),
+                        "{sizes:?} sample {s}: {a} vs {c}"
+                    );
+                }
+            }
+            // the sample's share of the loss: its entries at each save time
+            let ls = |ts: &[f64], ys: &[f64], gs: &mut [f64]| {
+                let mut v = 0.0;
+                for j in 0..ts.len() {
+                    for k in 0..n {
+                        let d = ys[j * n + k] - 0.01 * (j * n * b + s * n + k) as f64;
+                        v += d * d;
+                        gs[j * n + k] = 2.0 * d;
+                    }
+                }
+                v
+            };
+            let gs = grad(&one, Tsit5, &opts, &ls, DISCRETE_SMALL).expect("gradient");
+            for (d, x) in dp.iter_mut().zip(&gs.dp) {
+                *d += x;
+            }
+            for (a, c) in g.dy0[s * n..(s + 1) * n].iter().zip(&gs.dy0) {
+                assert!(
+                    (a - c).abs() <= 1e-11 * c.abs().max(1e-3),
+                    "{sizes:?} dy0 of {s}: {a} vs {c}"
+                );
+            }
+        }
+        let scale = dp.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, c) in g.dp.iter().zip(&dp) {
+            assert!(
+                (a - c).abs() <= 1e-11 * scale,
+                "{sizes:?} dp: {a} vs sum {c}"
+            );
+        }
+    }
+}

@@ -3,8 +3,10 @@
 //! for the explicit solvers (also under a user's controller and with
 //! restarts at discontinuities) and for the native stiff solvers (Newton
 //! iterations, Jacobians by finite differences or dual numbers, LU
-//! factorisations, BDF's history rescaling and order changes) — and the SDE step VJPs (the backward step of every SDE
-//! solver's discrete adjoint) allocate nothing once their workspace exists.
+//! factorisations, BDF's history rescaling and order changes) and for
+//! neural fields (`nn::Mlp`, `nn::BatchedMlp`) — and the SDE step VJPs (the
+//! backward step of every SDE solver's discrete adjoint) allocate nothing
+//! once their workspace exists.
 //! (This file holds a single test, so no other test thread allocates while it
 //! counts.)
 
@@ -129,6 +131,28 @@ fn allocations_do_not_grow_with_steps() {
     let (a, _) = count(|| solve(&short_p, Euler, &coarse).expect("euler"));
     let (b, _) = count(|| solve(&short_p, Euler, &fine).expect("euler"));
     assert_eq!(a, b);
+    // neural fields: a network and a batch of it (their scratch grows once
+    // per thread, in the warm-up solve)
+    {
+        use sdeflow::nn::{Activation, BatchedMlp, Mlp};
+        let mlp = Mlp::new(&[2, 16, 2], Activation::Tanh);
+        let p = mlp.init_params(1, 1.0);
+        let one = Problem::ode_field(mlp.clone(), vec![0.5, -0.3], (0.0, 1.0)).params(p.clone());
+        let batch =
+            Problem::ode_field(BatchedMlp::new(mlp, 8), vec![0.1; 16], (0.0, 1.0)).params(p);
+        let fine = Options::default().fixed_step(1e-3).save_at(SaveAt::T1);
+        let coarse = Options::default().fixed_step(1e-1).save_at(SaveAt::T1);
+        solve(&batch, Tsit5, &coarse).expect("warm-up");
+        let (a, _) = count(|| solve(&one, Tsit5, &coarse).expect("mlp"));
+        let (b, _) = count(|| solve(&one, Tsit5, &fine).expect("mlp"));
+        assert_eq!(a, b, "Mlp: allocations grew with the number of steps");
+        let (a, _) = count(|| solve(&batch, Tsit5, &coarse).expect("batch"));
+        let (b, _) = count(|| solve(&batch, Tsit5, &fine).expect("batch"));
+        assert_eq!(
+            a, b,
+            "BatchedMlp: allocations grew with the number of steps"
+        );
+    }
 
     // the native stiff solvers: a stiff forced problem, ten times longer,
     // with the Jacobian by finite differences (a closure) and by dual numbers
