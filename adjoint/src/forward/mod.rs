@@ -1,0 +1,237 @@
+//! Forward-mode sensitivities `dy/dp` (and `dy/dy0`) at the saved times,
+//! for problems with few parameters: the forward sensitivity system
+//! (Hairer, Nørsett & Wanner, *Solving ODEs I*, §I.14; for SDEs on the same
+//! Brownian path, Kunita 1990, *Stochastic flows and stochastic
+//! differential equations*, §4.6) solved by the same explicit method
+//! through the ordinary solve, its tangents evaluated with dual numbers.
+//!
+//! The step sequence is the plain solve's: the error norm sees the `y`
+//! block only (see [`sensitivity_options`]), so with an explicit method the
+//! result is the derivative of the computed solution with the steps held
+//! fixed (Walther 2007; see [`Explicit`]) — what the discrete adjoint of
+//! [`crate::grad`] computes in reverse. One solve gives every entry of
+//! `dy/dp` at every saved time, at the cost of `1 + K` field evaluations
+//! (`K` dual) per evaluation of the plain solve; the reverse mode costs one
+//! backward pass per scalar loss whatever the number of parameters.
+
+mod explicit;
+mod result;
+mod tangent;
+
+pub use explicit::Explicit;
+pub use result::Sensitivities;
+pub use tangent::{
+    Directions, TangentDiffusion, TangentDiffusionOf, TangentDrift, TangentDriftOf, Wrt,
+};
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use sdeflow_solvers::brownian::Driver;
+use sdeflow_solvers::error::{SolveError, panic_message};
+use sdeflow_solvers::field::{Diffusion, Drift};
+use sdeflow_solvers::options::{Options, Tolerance};
+use sdeflow_solvers::problem::Problem;
+use sdeflow_solvers::solver::Solver;
+
+/// The absolute tolerance given to the sensitivity components, so large
+/// that their errors weigh nothing in the step-size control.
+const IGNORED_ATOL: f64 = 1e300;
+
+/// The sensitivity problem of `problem` along `dirs`: the augmented state,
+/// fields and noise, the same parameters, span, interpretation and driver.
+pub type TangentProblem<'a, F, G, D> =
+    Problem<<F as TangentDrift>::Tangent<'a>, <G as TangentDiffusion>::Tangent<'a>, D>;
+
+/// The sensitivity problem of `problem` along `dirs` (see
+/// [`TangentProblem`]); solving it with an explicit method gives `[y, S_1,
+/// …, S_K]`.
+pub fn tangent_problem<'a, F: TangentDrift, G: TangentDiffusion, D: Driver>(
+    problem: &'a Problem<F, G, D>,
+    dirs: Directions,
+) -> TangentProblem<'a, F, G, D> {
+    let (diffusion, noise) = problem.diffusion.tangent(dirs, problem.noise);
+    Problem {
+        drift: problem.drift.tangent(dirs),
+        diffusion,
+        noise,
+        interpretation: problem.interpretation,
+        y0: dirs.initial_state(&problem.y0),
+        tspan: problem.tspan,
+        params: problem.params.clone(),
+        driver: problem.driver.clone(),
+    }
+}
+
+/// The options of the sensitivity solve for `options` (of a problem of
+/// dimension `dirs.n`): the same, with per-component tolerances that make
+/// the error norm of the augmented state that of `y` alone. The `y` block
+/// gets the user's tolerances scaled by `√(n / N)` (`N` the augmented
+/// dimension), which turns the root mean square over `N` components back
+/// into one over `n`; the sensitivity blocks get `atol = 1e300`, so that
+/// their errors add nothing. The first-step heuristic, which uses the same
+/// weighted norm, picks the same step too. The steps then agree with the
+/// plain solve's up to rounding in the last bits of the error norm.
+pub fn sensitivity_options(options: &Options, dirs: Directions) -> Options {
+    let (n, big) = (dirs.n, dirs.augmented_dim());
+    let scale = (n as f64 / big as f64).sqrt();
+    let spread = |tol: &Tolerance, rest: f64| {
+        Tolerance::Vector(
+            (0..big)
+                .map(|i| if i < n { scale * tol.get(i) } else { rest })
+                .collect(),
+        )
+    };
+    let mut out = options.clone();
+    out.rtol = spread(&options.rtol, 1.0);
+    out.atol = spread(&options.atol, IGNORED_ATOL);
+    out
+}
+
+/// Evaluates the `which` field (`"drift"` or `"diffusion"`, `len` entries)
+/// of `problem` once at `t0`, saying in the problem's own terms why it
+/// panics (a parameter vector or a state of the wrong length) or what is
+/// not finite.
+fn probe<F: Drift, G: Diffusion, D: Driver>(
+    problem: &Problem<F, G, D>,
+    which: &'static str,
+    len: usize,
+) -> Result<(), SolveError> {
+    let (t0, _) = problem.tspan;
+    let (y, p) = (&problem.y0, &problem.params);
+    let mut out = vec![0.0; len];
+    let run = AssertUnwindSafe(|| match which {
+        "drift" => problem.drift.drift(t0, y, p, &mut out),
+        _ => problem.diffusion.diffusion(t0, y, p, &mut out),
+    });
+    if let Err(payload) = catch_unwind(run) {
+        let err = SolveError::DimensionMismatch {
+            what: format!("{which} output"),
+            expected: len,
+            found: None,
+            hint: format!(
+                "the {which} panicked on a state of length {} (\"{}\"); make y0 (and the \
+                 noise type) match the dimension the {which} uses",
+                y.len(),
+                panic_message(&*payload)
+            ),
+        };
+        return Err(problem.diagnose_probe(which, t0, err));
+    }
+    if let Some(component) = out.iter().position(|v| !v.is_finite()) {
+        return Err(SolveError::NonFiniteDerivative {
+            field: which,
+            t: t0,
+            component,
+            step: 0,
+        });
+    }
+    Ok(())
+}
+
+/// Checks what [`sensitivities`] is asked before any work: the problem's
+/// values, the options (against the problem's own dimension), that there
+/// is something to differentiate, and the fields' shapes at `t0`.
+fn check<F: Drift, G: Diffusion, D: Driver>(
+    problem: &Problem<F, G, D>,
+    options: &Options,
+    wrt: Wrt,
+) -> Result<(), SolveError> {
+    problem.validate()?;
+    let n = problem.dim();
+    options.validate(n, problem.tspan)?;
+    if wrt == Wrt::Params && problem.params.is_empty() {
+        return Err(SolveError::InvalidInput {
+            what: "params".into(),
+            reason: "the problem has no parameters to differentiate: give them with \
+                     Problem::params, or ask for Wrt::Y0"
+                .into(),
+        });
+    }
+    let np = problem.params.len();
+    problem.drift.check_dims(n, np)?;
+    probe(problem, "drift", n)?;
+    if let Some(noise) = problem.noise {
+        let len = noise.diffusion_len(n);
+        problem.diffusion.check_dims(n, np, len)?;
+        probe(problem, "diffusion", len)?;
+    }
+    Ok(())
+}
+
+/// The solution of `problem` by the explicit `solver` at the times
+/// `options.save_at` asks for, with its forward sensitivities `dy/dp`
+/// and/or `dy/dy0` (`wrt`) there: the forward sensitivity system solved by
+/// the same method on the plain solve's steps (module docs). For an SDE
+/// the path is the one [`sdeflow_solvers::solve`] sees for the same
+/// problem and seed.
+///
+/// The fields must be written generically over the scalar
+/// ([`sdeflow_solvers::generic_field!`], or [`GenericField`] in a
+/// [`Generic`]); other fields, and implicit solvers, do not compile. Bad
+/// inputs (non-finite values, no parameters to differentiate, a field that
+/// reads more parameters than given, tolerances of the wrong length) are
+/// [`SolveError`]s returned before any work, as are solvers that cannot
+/// take the sensitivity system's noise (see [`Explicit`]); a panic in a
+/// field is returned as [`SolveError::Panicked`].
+///
+/// Use it for few parameters and many outputs (every `dy_i/dp_j` at every
+/// saved time from one solve costing `1 + K` evaluations per plain one);
+/// for one scalar loss of many parameters, [`crate::grad`] is cheaper.
+///
+/// [`GenericField`]: sdeflow_solvers::dual::GenericField
+/// [`Generic`]: sdeflow_solvers::dual::Generic
+///
+/// ```
+/// use sdeflow_adjoint::{Wrt, sensitivities};
+/// use sdeflow_solvers::erk::Tsit5;
+/// use sdeflow_solvers::generic_field;
+/// use sdeflow_solvers::options::{Options, SaveAt};
+/// use sdeflow_solvers::problem::Problem;
+///
+/// // y' = -p y: y(t) = y0 e^{-p t}, dy/dp = -t y, dy/dy0 = e^{-p t}
+/// let decay = generic_field!(|_t, y, p, dy| dy[0] = -p[0] * y[0]);
+/// let problem = Problem::ode_field(decay, vec![2.0], (0.0, 1.0)).params(vec![0.5]);
+/// let opts = Options::default().tol(1e-10).save_at(SaveAt::Times(vec![0.5, 1.0]));
+/// let sens = sensitivities(&problem, Tsit5, &opts, Wrt::ParamsAndY0)?;
+/// let y1 = 2.0 * (-0.5f64).exp();
+/// assert!((sens.y(1)[0] - y1).abs() < 1e-8);
+/// assert!((sens.dy_dp(1)[(0, 0)] + y1).abs() < 1e-8);
+/// assert!((sens.dy_dy0(1)[(0, 0)] - (-0.5f64).exp()).abs() < 1e-8);
+/// # Ok::<(), sdeflow_solvers::error::SolveError>(())
+/// ```
+///
+/// A closure that is not generic over the scalar does not compile:
+///
+/// ```compile_fail
+/// use sdeflow_adjoint::{Wrt, sensitivities};
+/// use sdeflow_solvers::erk::Tsit5;
+/// use sdeflow_solvers::options::Options;
+/// use sdeflow_solvers::problem::Problem;
+///
+/// let problem = Problem::ode(|_t, y, p, dy| dy[0] = -p[0] * y[0], vec![2.0], (0.0, 1.0))
+///     .params(vec![0.5]);
+/// let _ = sensitivities(&problem, Tsit5, Options::default(), Wrt::Params);
+/// ```
+pub fn sensitivities<'a, F, G, D, S>(
+    problem: &'a Problem<F, G, D>,
+    solver: S,
+    options: impl AsRef<Options>,
+    wrt: Wrt,
+) -> Result<Sensitivities, SolveError>
+where
+    F: TangentDrift,
+    G: TangentDiffusion,
+    D: Driver,
+    S: Explicit + Solver<TangentProblem<'a, F, G, D>>,
+{
+    let options = options.as_ref();
+    sdeflow_solvers::error::catch_panic("drift or diffusion", || {
+        check(problem, options, wrt)?
+        ;
+        let dirs = Directions::new(wrt, problem.dim(), problem.params.len());
+        let augmented = tangent_problem(problem, dirs);
+        let solution =
+            sdeflow_solvers::solve(&augmented, solver, sensitivity_options(options, dirs))?;
+        Ok(Sensitivities { solution, dirs })
+    })
+}
