@@ -226,8 +226,7 @@ where
 {
     let options = options.as_ref();
     sdeflow_solvers::error::catch_panic("drift or diffusion", || {
-        check(problem, options, wrt)?
-        ;
+        check(problem, options, wrt)?;
         let dirs = Directions::new(wrt, problem.dim(), problem.params.len());
         let augmented = tangent_problem(problem, dirs);
         let solution =

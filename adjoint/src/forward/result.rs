@@ -84,5 +84,4 @@ impl Sensitivities {
     pub fn stats(&self) -> &Stats {
         &self.solution.stats
     }
-
 }
