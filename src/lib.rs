@@ -173,7 +173,7 @@ pub mod adjoint {
     };
     pub use sdeflow_adjoint::{
         Directions, Explicit, Sensitivities, TangentDiffusion, TangentDiffusionOf, TangentDrift,
-        TangentDriftOf, TangentProblem, Wrt, sensitivity_options, tangent_problem,
+        TangentDriftOf, TangentProblem, Wrt, tangent_problem,
     };
 }
 

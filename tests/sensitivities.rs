@@ -72,6 +72,7 @@ where
     F: TangentDrift + DriftVjp,
     G: TangentDiffusion + DiffusionVjp,
     S: Explicit
+        + Solver<Problem<F, G>>
         + Solver<TangentProblem<'a, F, G, VirtualTree>>
         + Differentiable<F, G, VirtualTree>
         + Copy,
@@ -262,7 +263,7 @@ fn sde_solvers_match_grad_on_the_same_path() {
     let opts = Options::default()
         .fixed_step(0.01)
         .seed(11)
-        .save_at(SaveAt::Times(vec![0.25, 0.5, 1.0]));
+        .save_at(SaveAt::Steps);
     let gbm_p = gbm(&[0.3, 0.4], &[1.0]);
     agrees_with_grad("GBM, EulerMaruyama", &gbm_p, EulerMaruyama, &opts, 1e-9);
     agrees_with_grad(

@@ -33,7 +33,7 @@ pub use differentiable::Differentiable;
 pub use discrete::discrete_gradient;
 pub use forward::{
     Directions, Explicit, Sensitivities, TangentDiffusion, TangentDiffusionOf, TangentDrift,
-    TangentDriftOf, TangentProblem, Wrt, sensitivities, sensitivity_options, tangent_problem,
+    TangentDriftOf, TangentProblem, Wrt, sensitivities, tangent_problem,
 };
 pub use loss::{Loss, Plus, SquaredError, Terminal, Weighted};
 

@@ -5,11 +5,18 @@
 //! differential equations*, §4.6) solved by the same explicit method
 //! through the ordinary solve, its tangents evaluated with dual numbers.
 //!
-//! The step sequence is the plain solve's: the error norm sees the `y`
-//! block only (see [`sensitivity_options`]), so with an explicit method the
-//! result is the derivative of the computed solution with the steps held
-//! fixed (Walther 2007; see [`Explicit`]) — what the discrete adjoint of
-//! [`crate::grad`] computes in reverse. One solve gives every entry of
+//! The step sequence is the plain solve's, bit for bit: with adaptive steps
+//! the plain problem is solved first (saving nothing) and the sensitivity
+//! system is then solved on its accepted step ends as a fixed grid (the
+//! step from `t` to `t'` is `t' − t` in both, so the `y` block repeats the
+//! plain solve's arithmetic exactly). Steps chosen on the augmented state
+//! instead, even with its error norm restricted to `y`, would drift from
+//! the plain ones: the error estimate is a difference of nearly equal
+//! numbers, and one ulp in the first step changes it in the sixth digit.
+//! With an explicit method the result is then the derivative of the
+//! computed solution with the steps held fixed (Walther 2007; see
+//! [`Explicit`]) — what the discrete adjoint of [`crate::grad`] computes in
+//! reverse. One solve gives every entry of
 //! `dy/dp` at every saved time, at the cost of `1 + K` field evaluations
 //! (`K` dual) per evaluation of the plain solve; the reverse mode costs one
 //! backward pass per scalar loss whatever the number of parameters.
@@ -29,13 +36,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::error::{SolveError, panic_message};
 use sdeflow_solvers::field::{Diffusion, Drift};
-use sdeflow_solvers::options::{Options, Tolerance};
+use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
+use sdeflow_solvers::options::{Options, SaveAt, Tolerance};
 use sdeflow_solvers::problem::Problem;
 use sdeflow_solvers::solver::Solver;
-
-/// The absolute tolerance given to the sensitivity components, so large
-/// that their errors weigh nothing in the step-size control.
-const IGNORED_ATOL: f64 = 1e300;
 
 /// The sensitivity problem of `problem` along `dirs`: the augmented state,
 /// fields and noise, the same parameters, span, interpretation and driver.
@@ -62,28 +66,34 @@ pub fn tangent_problem<'a, F: TangentDrift, G: TangentDiffusion, D: Driver>(
     }
 }
 
-/// The options of the sensitivity solve for `options` (of a problem of
-/// dimension `dirs.n`): the same, with per-component tolerances that make
-/// the error norm of the augmented state that of `y` alone. The `y` block
-/// gets the user's tolerances scaled by `√(n / N)` (`N` the augmented
-/// dimension), which turns the root mean square over `N` components back
-/// into one over `n`; the sensitivity blocks get `atol = 1e300`, so that
-/// their errors add nothing. The first-step heuristic, which uses the same
-/// weighted norm, picks the same step too. The steps then agree with the
-/// plain solve's up to rounding in the last bits of the error norm.
-pub fn sensitivity_options(options: &Options, dirs: Directions) -> Options {
-    let (n, big) = (dirs.n, dirs.augmented_dim());
-    let scale = (n as f64 / big as f64).sqrt();
-    let spread = |tol: &Tolerance, rest: f64| {
-        Tolerance::Vector(
-            (0..big)
-                .map(|i| if i < n { scale * tol.get(i) } else { rest })
-                .collect(),
-        )
+/// Records the end of every accepted step.
+struct StepEnds(Vec<f64>);
+
+impl StepObserver for StepEnds {
+    fn accepted(&mut self, _: usize, _: f64, t_next: f64, _: &[f64], _: &[f64]) {
+        self.0.push(t_next);
+    }
+}
+
+/// The options of the sensitivity solve: `options` (fixed steps) or, when
+/// it chose its steps adaptively, the fixed grid of their ends `steps`
+/// (the end `t1` included); scalar tolerances, which fixed steps do not
+/// read (the user's may be per component of the plain state).
+fn on_steps(options: &Options, steps: Option<&[f64]>) -> Options {
+    let mut out = match steps {
+        None => options.clone(),
+        Some([interior @ .., _t1]) if !interior.is_empty() => {
+            options.clone().grid(interior.to_vec())
+        }
+        // a single step over the whole span
+        Some(_) => {
+            let mut one = options.clone().grid(Vec::new());
+            one.dt0 = Some(f64::INFINITY);
+            one
+        }
     };
-    let mut out = options.clone();
-    out.rtol = spread(&options.rtol, 1.0);
-    out.atol = spread(&options.atol, IGNORED_ATOL);
+    out.rtol = Tolerance::Scalar(1e-3);
+    out.atol = Tolerance::Scalar(1e-6);
     out
 }
 
@@ -222,15 +232,38 @@ where
     F: TangentDrift,
     G: TangentDiffusion,
     D: Driver,
-    S: Explicit + Solver<TangentProblem<'a, F, G, D>>,
+    S: Explicit + Solver<Problem<F, G, D>> + Solver<TangentProblem<'a, F, G, D>>,
 {
     let options = options.as_ref();
     sdeflow_solvers::error::catch_panic("drift or diffusion", || {
         check(problem, options, wrt)?;
+        let adaptive = options.controller.is_adaptive()
+            && Solver::<Problem<F, G, D>>::error_order(&solver).is_some();
+        let (steps, plain_stats) = if adaptive {
+            if !options.discontinuities.is_empty() {
+                return Err(SolveError::InvalidInput {
+                    what: "discontinuities".into(),
+                    reason: "forward sensitivities replay the plain solve's steps as a fixed \
+                             grid, which cannot restart at discontinuities; split the span at \
+                             them, or use grad"
+                        .into(),
+                });
+            }
+            let mut ends = StepEnds(Vec::new());
+            let plain = options.clone().save_at(SaveAt::T1);
+            let sol = integrate_observed(problem, &solver, &plain, &mut ends)?;
+            (Some(ends.0), Some(sol.stats))
+        } else {
+            (None, None)
+        };
         let dirs = Directions::new(wrt, problem.dim(), problem.params.len());
         let augmented = tangent_problem(problem, dirs);
         let solution =
-            sdeflow_solvers::solve(&augmented, solver, sensitivity_options(options, dirs))?;
-        Ok(Sensitivities { solution, dirs })
+            sdeflow_solvers::solve(&augmented, solver, on_steps(options, steps.as_deref()))?;
+        Ok(Sensitivities {
+            solution,
+            dirs,
+            plain_stats,
+        })
     })
 }

@@ -17,6 +17,7 @@ use super::tangent::Directions;
 pub struct Sensitivities {
     pub(super) solution: Solution,
     pub(super) dirs: Directions,
+    pub(super) plain_stats: Option<Stats>,
 }
 
 impl Sensitivities {
@@ -83,5 +84,11 @@ impl Sensitivities {
     /// on dual numbers per direction (likewise for the diffusion).
     pub fn stats(&self) -> &Stats {
         &self.solution.stats
+    }
+
+    /// Work of the plain solve that chose the steps (adaptive steps only;
+    /// `None` for fixed steps, which need none).
+    pub fn plain_stats(&self) -> Option<&Stats> {
+        self.plain_stats.as_ref()
     }
 }
