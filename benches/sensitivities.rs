@@ -28,14 +28,37 @@ fn loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
     ys[n - 2] + ys[n - 1]
 }
 
+/// The problem: Lotka–Volterra with its four parameters.
+type Lv = Problem<Generic<LotkaVolterra>>;
+
+// One function per case, never inlined, so that `valgrind --tool=callgrind`
+// counts each one's instructions (inclusive cost of `case_*`; in the run
+// without `--bench` each case runs once in the report and once or twice in
+// the timing: sensitivities 3 times, grad and solve twice).
+
+#[inline(never)]
+fn case_sensitivities(prob: &Lv, opts: &Options) -> Sensitivities {
+    sensitivities(prob, Tsit5, opts, Wrt::Params).expect("sensitivities")
+}
+
+#[inline(never)]
+fn case_grad(prob: &Lv, opts: &Options) -> Gradient {
+    grad(prob, Tsit5, opts, &loss, Adjoint::STORE_ALL).expect("grad")
+}
+
+#[inline(never)]
+fn case_solve(prob: &Lv, opts: &Options) -> Solution {
+    solve(prob, Tsit5, opts).expect("solve")
+}
+
 fn main() {
     let cfg = Timer::from_args(Duration::from_secs(3), 20);
     let prob = Problem::ode_field(Generic(LotkaVolterra), LV_Y0.to_vec(), LV_TSPAN)
         .params(LV_PARAMS.to_vec());
     let opts = Options::default().tol(1e-8).save_at(SaveAt::T1);
-    let run_sens = || sensitivities(&prob, Tsit5, &opts, Wrt::Params).expect("sensitivities");
-    let run_grad = || grad(&prob, Tsit5, &opts, &loss, Adjoint::STORE_ALL).expect("grad");
-    let run_solve = || solve(&prob, Tsit5, &opts).expect("solve");
+    let run_sens = || case_sensitivities(&prob, &opts);
+    let run_grad = || case_grad(&prob, &opts);
+    let run_solve = || case_solve(&prob, &opts);
 
     let (sens, g, sol) = (run_sens(), run_grad(), run_solve());
     let j = sens.dy_dp(0);
