@@ -138,20 +138,12 @@ fn several_saved_times_match_grad_entry_by_entry() {
                 ys[2 * k + i]
             };
             let g = grad(&prob, Vern7, &opts, &pick, Adjoint::STORE_ALL).expect("grad");
-            let row: Vec<f64> = (0..4).map(|j| sens.dy_dp(k)[(i, j)]).collect();
-            assert_close(
-                &format!("dy_{i}/dp at t = {}", times[k]),
-                &row,
-                &g.dp,
-                1e-12,
-            );
-            let row: Vec<f64> = (0..2).map(|j| sens.dy_dy0(k)[(i, j)]).collect();
-            assert_close(
-                &format!("dy_{i}/dy0 at t = {}", times[k]),
-                &row,
-                &g.dy0,
-                1e-12,
-            );
+            let pairs = [("p", sens.dy_dp(k), &g.dp), ("y0", sens.dy_dy0(k), &g.dy0)];
+            for (wrt, jac, reverse) in pairs {
+                let row: Vec<f64> = (0..jac.ncols()).map(|j| jac[(i, j)]).collect();
+                let what = format!("dy_{i}/d{wrt} at t = {}", times[k]);
+                assert_close(&what, &row, reverse, 1e-12);
+            }
         }
     }
 }
@@ -268,10 +260,8 @@ fn mixed(
 
 #[test]
 fn sde_solvers_match_grad_on_the_same_path() {
-    let opts = Options::default()
-        .fixed_step(0.01)
-        .seed(11)
-        .save_at(SaveAt::Steps);
+    // every step end saved (the default)
+    let opts = Options::default().fixed_step(0.01).seed(11);
     let gbm_p = gbm(&[0.3, 0.4], &[1.0]);
     agrees_with_grad("GBM, EulerMaruyama", &gbm_p, EulerMaruyama, &opts, 1e-12);
     agrees_with_grad(
@@ -282,6 +272,10 @@ fn sde_solvers_match_grad_on_the_same_path() {
         1e-12,
     );
     agrees_with_grad("GBM, Sriw1", &gbm_p, Sriw1, &opts, 1e-12);
+    // adaptive SDE steps: the plain solve's accepted steps, on its path
+    let adaptive = Options::default().tol(1e-3).seed(11);
+    let sens = agrees_with_grad("GBM, Sriw1 adaptive", &gbm_p, Sriw1, &adaptive, 1e-12);
+    assert!(sens.plain_stats().is_some_and(|s| s.rejected_steps > 0));
     let strat = gbm(&[0.3, 0.4], &[1.0]).interpretation(Interpretation::Stratonovich);
     agrees_with_grad("GBM, EulerHeun", &strat, EulerHeun, &opts, 1e-12);
     agrees_with_grad("GBM, ReversibleHeun", &strat, ReversibleHeun, &opts, 1e-12);
@@ -332,7 +326,7 @@ fn bad_inputs_are_typed_errors() {
     let none = Problem::ode_field(
         generic_field!(|_t, y, _p, dy| dy[0] = -y[0]),
         vec![1.0],
-        (0.0, 1.0),
+        (0.0, 1e-3),
     );
     let err = sensitivities(&none, Tsit5, &opts, Wrt::Params).expect_err("no parameters");
     assert!(
@@ -341,6 +335,8 @@ fn bad_inputs_are_typed_errors() {
     );
     // ... but the initial state can be
     let sens = sensitivities(&none, Tsit5, &opts, Wrt::Y0).expect("dy/dy0");
+    // (one adaptive step over the whole span)
+    assert_eq!(sens.plain_stats().map(|s| s.accepted_steps), Some(1));
     assert_eq!(sens.n_params(), 0);
     assert!((sens.dy_dy0(sens.len() - 1)[(0, 0)] - sens.y(sens.len() - 1)[0]).abs() < 1e-12);
     // a non-finite parameter

@@ -33,10 +33,11 @@ pub use tangent::{
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use sdeflow_solvers::brownian::BrownianPath;
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::error::{SolveError, panic_message};
 use sdeflow_solvers::field::{Diffusion, Drift};
-use sdeflow_solvers::integrate::{StepObserver, integrate_observed};
+use sdeflow_solvers::integrate::{NoObserver, StepObserver, integrate, integrate_on_path};
 use sdeflow_solvers::options::{Options, SaveAt, Tolerance};
 use sdeflow_solvers::problem::Problem;
 use sdeflow_solvers::solver::Solver;
@@ -77,20 +78,16 @@ impl StepObserver for StepEnds {
 
 /// The options of the sensitivity solve: `options` (fixed steps) or, when
 /// it chose its steps adaptively, the fixed grid of their ends `steps`
-/// (the end `t1` included); scalar tolerances, which fixed steps do not
-/// read (the user's may be per component of the plain state).
-fn on_steps(options: &Options, steps: Option<&[f64]>) -> Options {
+/// (the end `t1` included) over `tspan`; scalar tolerances, which fixed
+/// steps do not read (the user's may be per component of the plain state).
+fn on_steps(options: &Options, steps: Option<&[f64]>, (t0, t1): (f64, f64)) -> Options {
     let mut out = match steps {
         None => options.clone(),
         Some([interior @ .., _t1]) if !interior.is_empty() => {
             options.clone().grid(interior.to_vec())
         }
         // a single step over the whole span
-        Some(_) => {
-            let mut one = options.clone().grid(Vec::new());
-            one.dt0 = Some(f64::INFINITY);
-            one
-        }
+        Some(_) => options.clone().fixed_step((t1 - t0).abs()),
     };
     out.rtol = Tolerance::Scalar(1e-3);
     out.atol = Tolerance::Scalar(1e-6);
@@ -239,27 +236,54 @@ where
         check(problem, options, wrt)?;
         let adaptive = options.controller.is_adaptive()
             && Solver::<Problem<F, G, D>>::error_order(&solver).is_some();
-        let (steps, plain_stats) = if adaptive {
-            if !options.discontinuities.is_empty() {
-                return Err(SolveError::InvalidInput {
-                    what: "discontinuities".into(),
-                    reason: "forward sensitivities replay the plain solve's steps as a fixed \
-                             grid, which cannot restart at discontinuities; split the span at \
-                             them, or use grad"
-                        .into(),
-                });
-            }
-            let mut ends = StepEnds(Vec::new());
-            let plain = options.clone().save_at(SaveAt::T1);
-            let sol = integrate_observed(problem, &solver, &plain, &mut ends)?;
-            (Some(ends.0), Some(sol.stats))
-        } else {
-            (None, None)
-        };
         let dirs = Directions::new(wrt, problem.dim(), problem.params.len());
         let augmented = tangent_problem(problem, dirs);
-        let solution =
-            sdeflow_solvers::solve(&augmented, solver, on_steps(options, steps.as_deref()))?;
+        if !adaptive {
+            let fixed = on_steps(options, None, problem.tspan);
+            let solution = integrate(&augmented, &solver, &fixed)?;
+            return Ok(Sensitivities {
+                solution,
+                dirs,
+                plain_stats: None,
+            });
+        }
+        if !options.discontinuities.is_empty() {
+            return Err(SolveError::InvalidInput {
+                what: "discontinuities".into(),
+                reason: "forward sensitivities replay the plain solve's steps as a fixed \
+                         grid, which cannot restart at discontinuities; split the span at \
+                         them, or use grad"
+                    .into(),
+            });
+        }
+        // an SDE's two solves share one path object, which answers the
+        // grid's queries as it answered the adaptive ones
+        let mut path = match problem.noise {
+            Some(_) if !problem.driver.requery() => {
+                return Err(SolveError::InvalidInput {
+                    what: "driver".into(),
+                    reason: format!(
+                        "the {} driver draws each increment once, in order, but adaptive \
+                         steps re-query the path after a rejection; drive the problem with \
+                         VirtualTree (the default) or give fixed steps",
+                        problem.driver.name()
+                    ),
+                });
+            }
+            Some(noise) => {
+                let m = noise.brownian_dim(problem.dim());
+                Some(problem.driver.path(problem.tspan, m, options.seed)?)
+            }
+            None => None,
+        };
+        let mut ends = StepEnds(Vec::new());
+        let plain = options.clone().save_at(SaveAt::T1);
+        let given = path.as_mut().map(|p| p as &mut dyn BrownianPath);
+        let plain_stats =
+            Some(integrate_on_path(problem, &solver, &plain, &mut ends, given)?.stats);
+        let grid = on_steps(options, Some(&ends.0), problem.tspan);
+        let given = path.as_mut().map(|p| p as &mut dyn BrownianPath);
+        let solution = integrate_on_path(&augmented, &solver, &grid, &mut NoObserver, given)?;
         Ok(Sensitivities {
             solution,
             dirs,
