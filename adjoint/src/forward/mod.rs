@@ -13,6 +13,10 @@
 //! instead, even with its error norm restricted to `y`, would drift from
 //! the plain ones: the error estimate is a difference of nearly equal
 //! numbers, and one ulp in the first step changes it in the sixth digit.
+//! An SDE's two solves run on one path object built from the problem's
+//! driver and seed, which answers the grid's queries as it answered the
+//! adaptive solve's (drivers that cannot re-query, `Increments`, are
+//! refused with adaptive steps, as `solve` refuses them).
 //! With an explicit method the result is then the derivative of the
 //! computed solution with the steps held fixed (Walther 2007; see
 //! [`Explicit`]) — what the discrete adjoint of [`crate::grad`] computes in
