@@ -1,8 +1,9 @@
 //! Forward sensitivities do not allocate per step: with `SaveAt::T1` and
 //! fixed steps the heap allocations of `sensitivities` do not depend on the
 //! number of steps (the dual-number buffers of the sensitivity fields are
-//! allocated once); with adaptive steps only the list of the plain solve's
-//! step ends grows, by doubling (logarithmically in the number of steps).
+//! allocated once); with adaptive steps only the list
+//! of the plain solve's step ends grows, by doubling (logarithmically in the
+//! number of steps).
 //! (This file holds a single test, so no other test thread allocates while
 //! it counts.)
 
@@ -37,12 +38,18 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Allocations of `f` and its steps.
-fn count(f: impl FnOnce() -> Sensitivities) -> (usize, usize) {
-    let before = ALLOCS.load(Ordering::Relaxed);
-    let sens = f();
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
-    (allocs, sens.stats().accepted_steps)
+/// The fewest allocations of `f` over three runs, and its steps. The
+/// minimum, because the count also sees the odd allocation of another
+/// thread of the test harness (up to 4 here, at random, in a plain `solve`
+/// as well); those only add.
+fn count(f: impl Fn() -> Sensitivities) -> (usize, usize) {
+    let runs = [(); 3].map(|()| {
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let sens = f();
+        let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+        (allocs, sens.stats().accepted_steps)
+    });
+    (runs.iter().map(|r| r.0).min().unwrap_or(0), runs[0].1)
 }
 
 #[test]
@@ -76,6 +83,7 @@ fn allocations_do_not_grow_with_steps() {
     let [short, long] = [1.0, 10.0].map(|t1| {
         count(|| sensitivities(&gbm(t1), EulerMaruyama, &fixed, Wrt::Params).expect("sde"))
     });
+    assert!(long.1 >= 10 * short.1 - 1, "{short:?} {long:?}");
     assert_eq!(short.0, long.0, "EulerMaruyama: {short:?} vs {long:?}");
     // adaptive: the step ends of the plain solve are a Vec that doubles
     let adaptive = Options::default().tol(1e-8).save_at(SaveAt::T1);
