@@ -11,32 +11,10 @@
 // trait; it only forwards to `System`.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "common/counting.rs"]
+mod counting;
 
 use sdeflow::prelude::*;
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call unchanged to the system allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// The fewest allocations of `f` over three runs, and its steps. The
 /// minimum, because the count also sees the odd allocation of another
@@ -44,9 +22,7 @@ static GLOBAL: Counting = Counting;
 /// as well); those only add.
 fn count(f: impl Fn() -> Sensitivities) -> (usize, usize) {
     let runs = [(); 3].map(|()| {
-        let before = ALLOCS.load(Ordering::Relaxed);
-        let sens = f();
-        let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+        let (allocs, sens) = counting::count(&f);
         (allocs, sens.stats().accepted_steps)
     });
     (runs.iter().map(|r| r.0).min().unwrap_or(0), runs[0].1)
