@@ -113,6 +113,10 @@ fn explicit_rk_matches_grad_adaptive_and_fixed() {
         agrees_with_grad("Vern7", &prob, Vern7, opts, 1e-12);
         agrees_with_grad("Dopri5", &prob, Dopri5, opts, 1e-12);
     }
+    // backwards in time, adaptive
+    let back = lotka_volterra(&LV_PARAMS, &LV_Y0, 10.0).tspan((5.0, 0.0));
+    let opts = Options::default().tol(1e-8);
+    agrees_with_grad("Tsit5 backwards", &back, Tsit5, &opts, 1e-12);
 }
 
 #[test]

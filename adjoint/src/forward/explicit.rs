@@ -26,6 +26,20 @@ use sdeflow_solvers::tableau::Tableau;
 /// `Sriw1` and `Sosri` scalar noise only (they refuse general noise before
 /// any work); `Milstein::exact()` is refused (the sensitivity system's
 /// diffusion has no Jacobian–vector product).
+///
+/// An implicit solver does not compile:
+///
+/// ```compile_fail
+/// use sdeflow_adjoint::{Wrt, sensitivities};
+/// use sdeflow_solvers::generic_field;
+/// use sdeflow_solvers::options::Options;
+/// use sdeflow_solvers::problem::Problem;
+/// use sdeflow_solvers::stiff::Bdf;
+///
+/// let decay = generic_field!(|_t, y, p, dy| dy[0] = -p[0] * y[0]);
+/// let problem = Problem::ode_field(decay, vec![2.0], (0.0, 1.0)).params(vec![0.5]);
+/// let _ = sensitivities(&problem, Bdf::default(), Options::default(), Wrt::Params);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an explicit method, so forward sensitivities cannot run it",
     note = "use an explicit Runge–Kutta method (Tsit5, Vern7, Dopri5, ...) or an explicit SDE \
