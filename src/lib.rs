@@ -62,7 +62,7 @@
 
 mod error;
 pub use error::Error;
-pub use sdeflow_adjoint::grad;
+pub use sdeflow_adjoint::{grad, sensitivities};
 pub use sdeflow_solvers::error::SolveError;
 pub use sdeflow_solvers::options::{Options, SaveAt, Tolerance};
 pub use sdeflow_solvers::problem::Problem;
@@ -162,12 +162,18 @@ pub mod observe {
 /// Gradients: the adjoint strategies [`grad`] runs, the loss
 /// trait and loss helpers that derive their own gradient (terminal value,
 /// squared error against data, sums and weighted sums: `a + w * b`), the
-/// solver–problem pairings that can be differentiated, and the discrete
-/// adjoint on a solution already computed.
+/// solver–problem pairings that can be differentiated, the discrete
+/// adjoint on a solution already computed, and the forward sensitivities
+/// `dy/dp`, `dy/dy0` at the saved times that [`sensitivities`] computes
+/// (the sensitivity system, its fields and options, which solvers run it).
 pub mod adjoint {
     pub use sdeflow_adjoint::{
         Adjoint, Differentiable, GradError, Gradient, Loss, Plus, SquaredError, Terminal, Weighted,
         discrete_gradient,
+    };
+    pub use sdeflow_adjoint::{
+        Directions, Explicit, Sensitivities, TangentDiffusion, TangentDiffusionOf, TangentDrift,
+        TangentDriftOf, TangentProblem, Wrt, tangent_problem,
     };
 }
 
@@ -203,7 +209,9 @@ pub mod statistics;
 /// The one place an item has a second path: each name here is also at its
 /// family module (or the crate root).
 pub mod prelude {
-    pub use crate::adjoint::{Adjoint, Differentiable, Gradient, Loss, SquaredError, Terminal};
+    pub use crate::adjoint::{
+        Adjoint, Differentiable, Gradient, Loss, Sensitivities, SquaredError, Terminal, Wrt,
+    };
     pub use crate::control::{Controller, PiController, PidController};
     pub use crate::ensemble::{Ensemble, OnFailure};
     pub use crate::field::{
@@ -221,7 +229,7 @@ pub mod prelude {
     pub use crate::stiff::{Bdf, Esdirk34, TrBdf2};
     pub use crate::{
         Method, OdeProblem, Options, Problem, SaveAt, SdeProblem, Solution, SolveError, Stats,
-        Status, grad, solve,
+        Status, grad, sensitivities, solve,
     };
 }
 

@@ -24,12 +24,17 @@ mod checkpoint;
 mod continuous;
 mod differentiable;
 mod discrete;
+mod forward;
 mod loss;
 mod reversible;
 mod stochastic;
 
 pub use differentiable::Differentiable;
 pub use discrete::discrete_gradient;
+pub use forward::{
+    Directions, Explicit, Sensitivities, TangentDiffusion, TangentDiffusionOf, TangentDrift,
+    TangentDriftOf, TangentProblem, Wrt, sensitivities, tangent_problem,
+};
 pub use loss::{Loss, Plus, SquaredError, Terminal, Weighted};
 
 use std::fmt;
