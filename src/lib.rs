@@ -180,7 +180,7 @@ pub mod adjoint {
 /// Writing your own solver: the [`Solver`](solver::Solver) and
 /// [`StepVjp`](solver::StepVjp) traits, the problem families they are
 /// implemented for, the step's inputs and outputs, and dense-output helpers.
-/// `tests/extension.rs` and `tests/extension_sde.rs` show both traits
+/// `tests/suite/extension.rs` and `tests/suite/extension_sde.rs` show both traits
 /// implemented outside the crate.
 pub mod solver {
     pub use sdeflow_solvers::dense::{DenseOutput, combine, lagrange_table, poly_weights};

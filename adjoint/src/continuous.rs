@@ -46,7 +46,7 @@
 //! machine learning", arXiv:2001.04385, 2020) with the stiff backward solve
 //! of CVODES (which integrates the backward problem by BDF and reads the
 //! forward state from interpolated checkpoints). Measured against central
-//! finite differences in `tests/stiff_gradients.rs` (see
+//! finite differences in `tests/suite/stiff_gradients.rs` (see
 //! `docs/gradients.md`).
 
 use std::cell::{Cell, RefCell};

@@ -38,7 +38,7 @@ use crate::{Adjoint, GradError, Gradient};
 /// its own engine (`Bdf`). A solver of your own that implements the
 /// step-VJP protocol ([`StepVjp`](sdeflow_solvers::step_vjp::StepVjp))
 /// implements it in one line, with [`crate::discrete_gradient`]
-/// (`tests/extension_sde.rs`).
+/// (`tests/suite/extension_sde.rs`).
 ///
 /// An SDE differentiated through Euler–Maruyama:
 ///

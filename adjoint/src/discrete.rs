@@ -239,7 +239,7 @@ where
 /// assert_eq!(mine.dp, em.dp);
 /// ```
 ///
-/// (`tests/extension_sde.rs` writes a whole drift-implicit Euler–Maruyama
+/// (`tests/suite/extension_sde.rs` writes a whole drift-implicit Euler–Maruyama
 /// this way.) Called directly, with built-in solvers, on an SDE and on an
 /// ODE:
 ///

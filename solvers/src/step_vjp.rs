@@ -160,7 +160,7 @@ pub type Probe<'a> = (f64, &'a [f64], &'a [f64]);
 /// adjoint drives, for ODE and SDE solvers alike (an ODE problem's
 /// diffusion is [`crate::field::NoDiffusion`] and its increments are empty).
 /// Implement it for a solver of your own to differentiate through it
-/// (`tests/extension_sde.rs` does, for a drift-implicit Euler–Maruyama).
+/// (`tests/suite/extension_sde.rs` does, for a drift-implicit Euler–Maruyama).
 pub trait StepVjp<P: Family>: Solver<P> {
     /// Workspace of [`StepVjp::step_vjp`], allocated once per gradient.
     type VjpWork;

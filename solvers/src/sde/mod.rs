@@ -17,7 +17,7 @@
 //! Every solver here has a step VJP ([`StepVjp`], the protocol of the
 //! one discrete adjoint); a solver of your own that implements [`Solver`]
 //! and [`StepVjp`] runs in the same loop and gets the same gradients
-//! (`tests/extension_sde.rs`).
+//! (`tests/suite/extension_sde.rs`).
 //!
 //! [`Solver`]: crate::solver::Solver
 //! [`StepVjp`]: crate::step_vjp::StepVjp

@@ -8,7 +8,7 @@
 //! to rounding (1e-12 relative: measured ~1e-15); against finite
 //! differences to the FD error (1e-6: measured ≤ 2e-8).
 
-mod common;
+use crate::common;
 use common::{LV_PARAMS, LV_Y0, LotkaVolterra as Lv, sde2};
 use sdeflow::adjoint::{Differentiable, Explicit, TangentDiffusion, TangentDrift, TangentProblem};
 use sdeflow::field::{DiffusionVjp, DriftVjp};

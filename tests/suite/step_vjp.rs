@@ -19,7 +19,7 @@
 //! (`Esdirk::converged_step`, the map their VJP differentiates); with the
 //! error filter on, the VJP holds the filter `(I − hγJ(y))⁻¹` constant, so
 //! their error cotangent is checked with the filter off here (and with the
-//! filter frozen in `tests/stiff.rs`). `Bdf` is checked on its step solved
+//! filter frozen in `tests/suite/stiff.rs`). `Bdf` is checked on its step solved
 //! to round-off (`Bdf::converged_step`) from a history of every order 1–5
 //! at a rescaled step, with the new-state, error and history cotangents;
 //! its order and the step its history is at are held (controller

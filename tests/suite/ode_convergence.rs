@@ -2,7 +2,7 @@
 //! problem with an exact solution, least-squares slope of log(error) vs
 //! log(h), asserted within 0.2 of the classical order.
 
-mod common;
+use crate::common;
 use common::{Rhs, fitted_slope};
 use sdeflow::prelude::*;
 

@@ -7,7 +7,7 @@ use sdeflow::prelude::*;
 use sdeflow::statistics::EnsembleSummary;
 use statrs::distribution::{Continuous, ContinuousCDF, LogNormal};
 
-mod common;
+use crate::common;
 
 const A: f64 = 1.0;
 const B: f64 = 0.5;

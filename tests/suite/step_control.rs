@@ -6,7 +6,7 @@
 
 use sdeflow::prelude::*;
 
-mod common;
+use crate::common;
 use common::last_entry_loss;
 
 /// `y' = -p0 y`, exact `y0 e^{-p0 t}`.

@@ -5,7 +5,7 @@
 //! for explicit RK that is exactly the forward-mode derivative of the
 //! discrete solution).
 
-mod common;
+use crate::common;
 use common::{
     LV_PARAMS as P, LV_Y0 as Y0, LotkaVolterra as Lv, assert_converges, central_difference,
     loss_of_solve,

@@ -5,7 +5,7 @@
 //! log error vs log h, asserted within 0.2 of theory. Weak order: E[X_T]
 //! from independent samples.
 
-mod common;
+use crate::common;
 use common::fitted_slope;
 use sdeflow::noise::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;

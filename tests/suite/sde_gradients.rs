@@ -9,7 +9,7 @@ use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::noise::{BrownianPath, BrownianTree};
 use sdeflow::prelude::*;
 
-mod common;
+use crate::common;
 use common::{Diff2, Drift2, tracking_loss as loss};
 
 fn problem(p: &[f64], y0: &[f64]) -> Problem<Generic<Drift2>, Generic<Diff2>> {

@@ -31,7 +31,7 @@
 //! 1e-5 assertion discriminates. That the discrete one is the gradient of
 //! `Bdf`'s own steps is checked on a fixed grid against FD of those steps.
 
-mod common;
+use crate::common;
 use common::{
     HIRES_P, HiresP, ROBER_P, RobertsonP, central_difference, hires, loss_of_solve, robertson,
 };

@@ -6,7 +6,7 @@
 use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::prelude::*;
 
-mod common;
+use crate::common;
 use common::{Diff2, Drift2};
 
 /// `Σ_i Σ_k y_k(t_i)²` over the saved states (every step with

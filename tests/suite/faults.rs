@@ -3,7 +3,7 @@
 //! or trajectory; errors print short; bad parameters, step sizes and spans
 //! are named as such; a backward pass that fails or drifts says so.
 
-mod common;
+use crate::common;
 use common::*;
 use sdeflow::adjoint::GradError;
 use sdeflow::ensemble::EnsembleError;

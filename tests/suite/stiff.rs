@@ -7,7 +7,7 @@
 //! Newton failures, dense output and observers, BDF's fixed steps and
 //! snapshot replays, and the ESDIRK step VJP against finite differences.
 
-mod common;
+use crate::common;
 use common::{
     HIRES_P, HIRES_REF, ROBER_1E5, ROBER_1E11, ROBER_P, RobertsonP, VDP_REF, VDP_TSPAN, VDP_Y0,
     VanDerPol, assert_order, hires, max_abs_diff, robertson, van_der_pol, van_der_pol_drift,

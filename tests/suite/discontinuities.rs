@@ -9,7 +9,7 @@
 use sdeflow::prelude::*;
 use sdeflow::stiff::DiffsolBdf;
 
-mod common;
+use crate::common;
 use common::{central_difference, last_entry_loss};
 
 /// `y' = -p0 y + p1 [t on the right of 1]`: the drift jumps by `p1` at

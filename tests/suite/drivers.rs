@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use sdeflow::noise::{BrownianPath, BrownianTree, PiecewiseLinearPath};
 use sdeflow::prelude::*;
 
-mod common;
+use crate::common;
 use common::{
     Diff2, Drift2, SDE2_P as P, SDE2_Y0 as Y0, central_difference, loss_of_solve, sde2 as problem,
     tracking_loss as loss,

@@ -8,7 +8,7 @@ use sdeflow::control::{StepController, StepDecision};
 use sdeflow::observe::{StepObserver, StepReport, integrate_observed};
 use sdeflow::prelude::*;
 
-mod common;
+use crate::common;
 use common::{central_difference, gbm, last_entry_loss};
 
 /// The I controller `h ← h · clamp(safety · err^{−1/k}, qmin, qmax)`, no

@@ -1,7 +1,7 @@
 //! Every bad input gets a typed error (never a panic), for the explicit loop
 //! and for the stiff backend.
 
-mod common;
+use crate::common;
 use common::lotka_volterra;
 use sdeflow::prelude::*;
 

@@ -6,7 +6,7 @@
 //! (discrete adjoint) and checked against central finite differences of
 //! `solve`; malformed tableaus are typed errors.
 
-mod common;
+use crate::common;
 use common::{fitted_slope, max_abs_diff};
 use sdeflow::ode::ExplicitRk;
 use sdeflow::ode::tableau::{OwnedTableau, TSIT5, Tableau, TableauBuilder};

@@ -2,7 +2,7 @@
 //! tolerance proportionality, NFE accounting, save policies, backwards
 //! integration and the controllers.
 
-mod common;
+use crate::common;
 use common::*;
 use sdeflow::prelude::*;
 

@@ -25,7 +25,7 @@ use sdeflow::prelude::*;
 use sdeflow::solver::{DenseTable, Increment, StepArgs, StepAt, StepOut, StepStatus, StepTaken};
 use sdeflow::solver::{StepVjp, VjpArgs, refuse_err_cotangent, refuse_interp_cotangents};
 
-mod common;
+use crate::common;
 use common::fitted_slope;
 
 /// Drift-implicit Euler–Maruyama with weight `theta` on the new drift

@@ -1,0 +1,35 @@
+//! The integration tests, as one test binary (one link instead of one per
+//! file: most of a fresh `cargo test` is compiling and linking). Tests that
+//! install their own global allocator (`no_alloc_per_step`, `sensitivities_alloc`,
+//! `adjoint_memory`) stay separate binaries in `tests/`.
+//!
+//! Run one file's tests with `cargo test --test suite <file>::`, e.g.
+//! `cargo test --test suite faults::`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bad_input;
+mod brownian;
+mod closures;
+mod custom_controller;
+mod discontinuities;
+mod drivers;
+mod ensemble;
+mod extension;
+mod extension_sde;
+mod faults;
+mod gradients;
+mod ode_adaptive;
+mod ode_convergence;
+mod properties;
+mod sde;
+mod sde_checkpointing;
+mod sde_convergence;
+mod sde_gradients;
+mod sde_work;
+mod sensitivities;
+mod step_control;
+mod step_vjp;
+mod stiff;
+mod stiff_gradients;
