@@ -448,27 +448,31 @@ impl GenericField for Mlp {
     }
 
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], out: &mut [D]) {
-        let mut a: Vec<D> = y.to_vec();
+        // one buffer per call (two halves, read one and write the other per
+        // layer) instead of one vector per layer
+        let width = self.sizes.iter().copied().max().unwrap_or(0);
+        let mut buf = vec![D::from(0.0); 2 * width];
+        let (mut a, mut next) = buf.split_at_mut(width);
+        a[..y.len()].copy_from_slice(y);
         let mut off_p = 0;
         let layers = self.sizes.len() - 1;
         for l in 0..layers {
             let (ni, no) = (self.sizes[l], self.sizes[l + 1]);
-            let mut next = Vec::with_capacity(no);
             for o in 0..no {
                 let mut z = p[off_p + ni * no + o];
                 for i in 0..ni {
                     z += p[off_p + o * ni + i] * a[i];
                 }
-                next.push(if l + 1 == layers {
+                next[o] = if l + 1 == layers {
                     z
                 } else {
                     self.activation.generic(z)
-                });
+                };
             }
-            a = next;
+            std::mem::swap(&mut a, &mut next);
             off_p += ni * no + no;
         }
-        out.copy_from_slice(&a);
+        out.copy_from_slice(&a[..out.len()]);
     }
 }
 
