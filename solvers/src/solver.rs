@@ -255,10 +255,10 @@ pub trait Solver<P: Family> {
     /// error estimate and needs fixed steps.
     fn error_order(&self) -> Option<f64>;
 
-    /// The gains this method recommends for the default PI controller
-    /// (applied only when the solve's controller is the unchanged
-    /// [`crate::controller::PiController::default`]); `None` by default:
-    /// the controller's own.
+    /// The gains this method recommends for the PI controller (given to
+    /// the fields of [`crate::controller::PiController`] left unset, see
+    /// [`crate::controller::PiController::tuned_for`]); `None` by default:
+    /// Gustafsson's.
     fn pi_gains(&self) -> Option<crate::controller::PiGains> {
         None
     }

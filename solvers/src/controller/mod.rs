@@ -153,9 +153,9 @@ impl Controller {
         Controller::Custom(CustomController::new(controller))
     }
 
-    /// This controller with a method's recommended PI `gains` when it is the
-    /// default PI controller ([`PiController::tuned_for`]); any other
-    /// controller as it is.
+    /// This controller with a method's recommended PI `gains` in the fields
+    /// of a PI controller left unset ([`PiController::tuned_for`]); any
+    /// other controller as it is.
     pub fn tuned_for(&self, gains: Option<PiGains>) -> Controller {
         match self {
             Controller::Pi(c) => Controller::Pi(c.tuned_for(gains)),
@@ -241,10 +241,10 @@ fn limited_decision(
 /// The builder methods `with_safety` and `with_limits` of a controller whose
 /// step-factor limits are the fields `$min` and `$max`.
 macro_rules! safety_and_limits {
-    ($min:ident, $max:ident) => {
+    ($min:ident, $max:ident $(, $wrap:ident)?) => {
         /// Sets the safety factor.
         pub fn with_safety(mut self, safety: f64) -> Self {
-            self.safety = safety;
+            self.safety = $($wrap)?(safety);
             self
         }
 
@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn bad_parameters_are_rejected() {
         let mut pi = PiController::default();
-        pi.safety = 1.5;
+        pi.safety = Some(1.5);
         assert!(Controller::Pi(pi).validate().is_err());
         let mut pid = PidController::default();
         pid.factor_min = f64::NAN;

@@ -6,7 +6,7 @@
 //! with the default `β1 = 0.7/k`, `β2 = 0.4/k` (`k` the error order), no
 //! growth right after a rejected step, and `err_{n−1}` floored at 1e-4.
 //!
-//! A method may recommend other gains for the default controller
+//! A method may recommend other gains for the fields left unset
 //! ([`PiGains`], like OrdinaryDiffEq's per-method `beta1_default`,
 //! `beta2_default`): the explicit Runge–Kutta pairs use
 //! [`PiGains::EXPLICIT_RK`], `β1 = 1/k`, `β2 = 0.3/k`, safety 0.85, tuned on
@@ -19,8 +19,8 @@ use crate::error::SolveError;
 
 /// The gains a method recommends for the default PI controller:
 /// `β1 = g1/k`, `β2 = g2/k` and the safety factor (`qmin`, `qmax` stay
-/// 0.2 and 10). Applied by [`PiController::tuned_for`] only to an unchanged
-/// [`PiController::default`].
+/// 0.2 and 10). [`PiController::tuned_for`] gives them to the fields of a
+/// controller that are left unset (`beta1`, `beta2`, `safety` = `None`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PiGains {
     /// `β1 · k`.
@@ -61,22 +61,34 @@ impl PiGains {
 }
 
 /// A PI controller.
+///
+/// A field left `None` takes the value the method recommends
+/// ([`crate::solver::Solver::pi_gains`], handed over by the loop through
+/// [`PiController::tuned_for`]), or Gustafsson's ([`PiGains::GUSTAFSSON`])
+/// when the method recommends none; a field you set is used as given,
+/// whatever its value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PiController {
-    /// Exponent on the current error; `None`: `0.7 / k`.
+    /// Exponent on the current error; `None`: the method's `g1 / k`
+    /// (`0.7 / k` by default).
     pub beta1: Option<f64>,
-    /// Exponent on the previous error; `None`: `0.4 / k`.
+    /// Exponent on the previous error; `None`: the method's `g2 / k`
+    /// (`0.4 / k` by default).
     pub beta2: Option<f64>,
-    /// Safety factor (default 0.9).
-    pub safety: f64,
+    /// Safety factor; `None`: the method's (0.9 by default).
+    pub safety: Option<f64>,
     /// Smallest step factor (default 0.2).
     pub qmin: f64,
     /// Largest step factor (default 10).
     pub qmax: f64,
-    /// The gains used when `beta1`, `beta2` are `None`.
+    /// The gains this controller keeps whatever the method recommends
+    /// ([`PiController::integral`]'s `(1, 0)`), or `None`.
     #[serde(skip)]
-    gains: (f64, f64),
+    own_gains: Option<(f64, f64)>,
+    /// What unset fields take: the method's recommendation.
+    #[serde(skip)]
+    recommended: PiGains,
     #[serde(skip)]
     err_prev: f64,
     #[serde(skip)]
@@ -88,10 +100,11 @@ impl Default for PiController {
         PiController {
             beta1: None,
             beta2: None,
-            safety: 0.9,
+            safety: None,
             qmin: 0.2,
             qmax: 10.0,
-            gains: (PiGains::GUSTAFSSON.g1, PiGains::GUSTAFSSON.g2),
+            own_gains: None,
+            recommended: PiGains::GUSTAFSSON,
             err_prev: 1e-4,
             last_rejected: false,
         }
@@ -108,47 +121,39 @@ impl PiController {
         }
     }
 
-    safety_and_limits!(qmin, qmax);
+    safety_and_limits!(qmin, qmax, Some);
 
-    /// This controller with the method's recommended `gains` when it is the
-    /// unchanged [`PiController::default`] (exponents `None`, safety,
-    /// `qmin`, `qmax` at their defaults); otherwise (or with `None`) the
-    /// controller as configured. The loop calls it with
-    /// `Solver::pi_gains`, so a controller you configure is used as given.
+    /// This controller with the method's recommended `gains` for the
+    /// fields left unset (`beta1`, `beta2`, `safety` = `None`); with
+    /// `None`, Gustafsson's. The loop calls it with `Solver::pi_gains`, so
+    /// a field you set is used as given — also when you set it to the
+    /// default value.
     pub fn tuned_for(self, gains: Option<PiGains>) -> Self {
-        match gains {
-            Some(g) if self.is_untouched_default() => PiController {
-                safety: g.safety,
-                gains: (g.g1, g.g2),
-                ..self
-            },
-            _ => self,
+        PiController {
+            recommended: gains.unwrap_or(PiGains::GUSTAFSSON),
+            ..self
         }
     }
 
-    /// Whether the parameters are those of [`PiController::default`].
-    fn is_untouched_default(&self) -> bool {
-        let d = PiController::default();
-        self.beta1.is_none()
-            && self.beta2.is_none()
-            && self.safety == d.safety
-            && self.qmin == d.qmin
-            && self.qmax == d.qmax
-            && self.gains == d.gains
-    }
-
-    /// The I controller `h_new = h · safety · err^{−1/k}` (no memory).
+    /// The I controller `h_new = h · 0.9 · err^{−1/k}` (no memory), whatever
+    /// the method recommends.
     pub fn integral() -> Self {
         PiController {
-            gains: (1.0, 0.0),
+            own_gains: Some((1.0, 0.0)),
+            safety: Some(PiGains::GUSTAFSSON.safety),
             ..Default::default()
         }
+    }
+
+    /// The safety factor in use: the one set, or the method's.
+    fn safety_factor(&self) -> f64 {
+        self.safety.unwrap_or(self.recommended.safety)
     }
 }
 
 impl StepController for PiController {
     fn validate(&self) -> Result<(), SolveError> {
-        check_factor("safety", self.safety, 1e-3, 1.0)?;
+        check_factor("safety", self.safety_factor(), 1e-3, 1.0)?;
         check_factor("qmin", self.qmin, 1e-6, 1.0)?;
         check_factor("qmax", self.qmax, 1.0, 1e6)?;
         if let Some(b) = self.beta1 {
@@ -167,9 +172,12 @@ impl StepController for PiController {
 
     #[inline]
     fn decide(&mut self, err: f64, k: f64) -> StepDecision {
-        let beta1 = self.beta1.unwrap_or(self.gains.0 / k);
-        let beta2 = self.beta2.unwrap_or(self.gains.1 / k);
-        let (safety, qmax, err_prev) = (self.safety, self.qmax, self.err_prev);
+        let (g1, g2) = self
+            .own_gains
+            .unwrap_or((self.recommended.g1, self.recommended.g2));
+        let beta1 = self.beta1.unwrap_or(g1 / k);
+        let beta2 = self.beta2.unwrap_or(g2 / k);
+        let (safety, qmax, err_prev) = (self.safety_factor(), self.qmax, self.err_prev);
         let limits = (self.qmin, qmax, safety);
         let decision = limited_decision(&mut self.last_rejected, err, limits, |accept| {
             if !accept {
@@ -202,20 +210,31 @@ mod tests {
     }
 
     #[test]
-    fn method_gains_apply_only_to_the_unchanged_default() {
+    fn method_gains_fill_only_the_unset_fields() {
         let rk = Some(PiGains::EXPLICIT_RK);
         let tuned = PiController::default().tuned_for(rk);
-        assert_eq!(tuned.safety, 0.85);
+        assert_eq!(tuned.safety_factor(), 0.85);
         // β1 = 1/k: from err = 0.5 at k = 5 with no history (err_prev
         // 1e-4): 0.85 · 0.5^−0.2 · 1e-4^0.06
         let mut c = tuned;
         let f = c.decide(0.5, 5.0).factor;
         let want = 0.85 * 0.5f64.powf(-0.2) * 1e-4f64.powf(0.06);
         assert!((f - want).abs() < 1e-12, "{f} vs {want}");
-        let mine = PiController::default().with_safety(0.8);
-        assert_eq!(mine.tuned_for(rk), mine);
-        let mine = PiController::new(0.1, 0.05);
-        assert_eq!(mine.tuned_for(rk), mine);
+        // a safety set to the default value stays: only the gains are
+        // the method's
+        let mut mine = PiController::default().with_safety(0.9).tuned_for(rk);
+        let f = mine.decide(0.5, 5.0).factor;
+        let want = 0.9 * 0.5f64.powf(-0.2) * 1e-4f64.powf(0.06);
+        assert!((f - want).abs() < 1e-12, "{f} vs {want}");
+        // exponents set: the method's safety only
+        let mut mine = PiController::new(0.1, 0.05).tuned_for(rk);
+        let f = mine.decide(0.5, 5.0).factor;
+        let want = 0.85 * 0.5f64.powf(-0.1) * 1e-4f64.powf(0.05);
+        assert!((f - want).abs() < 1e-12, "{f} vs {want}");
+        // everything set: as given
+        let mine = PiController::new(0.1, 0.05).with_safety(0.8);
+        let (mut a, mut b) = (mine, mine.tuned_for(rk));
+        assert_eq!(a.decide(0.5, 5.0), b.decide(0.5, 5.0));
         assert_eq!(
             PiController::default().tuned_for(None),
             PiController::default()
@@ -231,8 +250,13 @@ mod tests {
             assert!((f - want).abs() < 1e-12, "{f} vs {want}");
         }
         // a method's gains do not replace it
-        let i = PiController::integral();
-        assert_eq!(i.tuned_for(Some(PiGains::EXPLICIT_RK)), i);
+        let (mut a, mut b) = (
+            PiController::integral(),
+            PiController::integral().tuned_for(Some(PiGains::EXPLICIT_RK)),
+        );
+        for err in [0.3, 0.01, 0.7] {
+            assert_eq!(a.decide(err, 5.0), b.decide(err, 5.0));
+        }
     }
 
     #[test]
