@@ -137,7 +137,8 @@ pub(crate) struct Forward<Pb: Family, S: Solver<Pb>> {
     /// Snapshots at ascending step indices, the first at step 0 (empty when
     /// every record is stored).
     snaps: Vec<Snap<Pb, S>>,
-    /// Every step's record (budget `usize::MAX` only).
+    /// Every step's record: with budget `usize::MAX`, or when the solve
+    /// took no more steps than the budget (then nothing is replayed).
     records: Option<Vec<f64>>,
     /// Length of a record.
     record_len: usize,
@@ -150,7 +151,9 @@ pub(crate) struct Forward<Pb: Family, S: Solver<Pb>> {
 }
 
 /// Runs `run` (of `solver`) to `t1`, keeping at most `budget` snapshots
-/// (every step's record when `budget == usize::MAX`); the records carry
+/// (every step's record when `budget == usize::MAX`, or when the solve
+/// takes at most `budget` steps: records are smaller than snapshots, and
+/// nothing needs replaying then); the records carry
 /// `noise_len` increments per step (the Lévy area too when `with_levy`)
 /// and the solver's carried state.
 pub(crate) fn forward<Pb: Family, S: Solver<Pb>, P>(
@@ -169,6 +172,8 @@ where
     let mut snaps: Vec<Snap<Pb, S>> = Vec::new();
     let mut stride = 1usize;
     let store_all = budget == usize::MAX;
+    // every step's record while they fit in the budget
+    let mut keep = true;
     loop {
         let m = run.accepted();
         if !store_all && m.is_multiple_of(stride) {
@@ -178,7 +183,11 @@ where
                 snaps.retain(|s| s.step().is_multiple_of(stride));
             }
         }
-        let a = if store_all {
+        if keep && !store_all && m >= budget {
+            keep = false;
+            records.flat = Vec::new();
+        }
+        let a = if keep {
             run.step(&mut records)?
         } else {
             run.step(&mut sdeflow_solvers::integrate::NoObserver)?
@@ -193,8 +202,8 @@ where
         end,
         solution: run.finish(),
         steps,
-        snaps,
-        records: store_all.then_some(records.flat),
+        snaps: if keep { Vec::new() } else { snaps },
+        records: keep.then_some(records.flat),
         record_len,
         noise_len,
     })
@@ -292,6 +301,14 @@ where
         }
         self.held -= held;
         Ok(())
+    }
+}
+
+impl<Pb: Family, S: Solver<Pb>> Forward<Pb, S> {
+    /// Whether reversing needs a replay run ([`reverse_all`]): not when
+    /// every step's record was kept.
+    pub fn needs_replay(&self) -> bool {
+        self.records.is_none()
     }
 }
 

@@ -338,13 +338,13 @@ where
     let sol = &fwd.solution;
     let (value, gy) = crate::loss::evaluate(loss, sol)?;
     // steps between checkpoints are replayed (for an SDE, on the forward
-    // solve's path)
-    let mut path = if budget == usize::MAX || m == 0 {
+    // solve's path), unless every step's record was kept
+    let mut path = if !fwd.needs_replay() || m == 0 {
         None
     } else {
         Some(sol.brownian_path()?)
     };
-    let mut replay = if budget == usize::MAX {
+    let mut replay = if !fwd.needs_replay() {
         None
     } else {
         let given = path.as_deref_mut().map(|p| -> &mut dyn BrownianPath { p });

@@ -112,7 +112,10 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
 }
 
 impl Mlp {
-    /// A network with layer widths `sizes` (input first, output last).
+    /// A network with layer widths `sizes` (input first, output last). A
+    /// network needs at least two nonzero widths: with fewer, or a zero
+    /// width, every solve and gradient that uses it returns a typed error
+    /// ([`Mlp::check_shape`]); nothing panics.
     pub fn new(sizes: &[usize], activation: Activation) -> Self {
         Mlp {
             sizes: sizes.to_vec(),
@@ -127,12 +130,12 @@ impl Mlp {
 
     /// Input width.
     pub fn input_dim(&self) -> usize {
-        self.sizes[0]
+        self.sizes.first().copied().unwrap_or(0)
     }
 
     /// Output width.
     pub fn output_dim(&self) -> usize {
-        self.sizes[self.sizes.len() - 1]
+        self.sizes.last().copied().unwrap_or(0)
     }
 
     /// Glorot-normal weights (std `sqrt(2/(in+out))`, times `scale`) and zero
@@ -240,6 +243,16 @@ impl Mlp {
     /// Whether this network maps a state of length `n` to an output of
     /// `len` entries with `n_params` parameters; the error says what to fix.
     pub fn check_shape(&self, n: usize, n_params: usize, len: usize) -> Result<(), SolveError> {
+        if self.sizes.len() < 2 || self.sizes.contains(&0) {
+            return Err(SolveError::InvalidInput {
+                what: "network".into(),
+                reason: format!(
+                    "layer widths {:?}: a network needs an input and an output width (at \
+                     least two sizes), all nonzero, e.g. Mlp::new(&[2, 32, 2], ..)",
+                    self.sizes
+                ),
+            });
+        }
         let (input, output, want) = (self.input_dim(), self.output_dim(), self.num_params());
         let mismatch = |what: &str, expected: usize, found: usize, hint: String| {
             Err(SolveError::DimensionMismatch {
@@ -601,6 +614,28 @@ mod tests {
             assert!(mlp.forward_batch(&x, &p[1..], &mut out).is_err());
             assert!(mlp.vjp_batch(&x, &p, &v[1..], &mut gx, &mut gp).is_err());
         }
+    }
+
+    #[test]
+    fn a_network_without_two_nonzero_widths_is_refused_not_a_panic() {
+        for sizes in [&[][..], &[3], &[2, 0, 2]] {
+            let mlp = Mlp::new(sizes, Activation::Tanh);
+            let (n, len) = (mlp.input_dim(), mlp.output_dim());
+            let e = mlp.check_shape(n, mlp.num_params(), len).unwrap_err();
+            assert!(
+                matches!(&e, SolveError::InvalidInput { what, .. } if what == "network"),
+                "{sizes:?}: {e}"
+            );
+        }
+        // and through a solve: a typed error, not a panic
+        let p = sdeflow_solvers::problem::Problem::ode_field(
+            Mlp::new(&[2], Activation::Tanh),
+            vec![0.5, -0.3],
+            (0.0, 1.0),
+        );
+        let e =
+            crate::solve(&p, sdeflow_solvers::erk::Tsit5, crate::Options::default()).unwrap_err();
+        assert!(e.to_string().contains("layer widths"), "{e}");
     }
 
     #[test]

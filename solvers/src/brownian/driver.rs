@@ -43,7 +43,6 @@ impl<T: BrownianPath + Clone + fmt::Debug + Send + Sync + 'static> DynPath for T
 /// Implement it to drive problems with your own path type; the solvers do
 /// not change (they only see increments).
 pub trait Driver: fmt::Debug + Clone + Send + Sync {
-    /// The path of one solve.
     /// The path of one solve (kept by the solution, when it can be
     /// re-queried).
     type Path: DynPath + 'static;
