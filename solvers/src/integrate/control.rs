@@ -365,6 +365,10 @@ impl Control for Adaptive {
 
 /// Any control, chosen at run time (what the adjoints' replays use; a
 /// plain solve runs each monomorphised).
+// The adaptive control (with its controller's settings) is the large
+// variant and the common one; boxing it would add an allocation to every
+// checkpoint snapshot and an indirection to every step.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum AnyControl {
     /// Fixed steps.
