@@ -10,10 +10,11 @@
 //! b_1 = φ_1 − 3φ_2 + 4φ_3,  b_2 = b_3 = 2φ_2 − 4φ_3,  b_4 = 4φ_3 − φ_2
 //! ```
 //!
-//! It meets the stiff order conditions 1–4 of Hochbruck & Ostermann (SIAM
-//! J. Numer. Anal. 43 (2005), Table 1) exactly and 5–9 in their weakened
-//! form, so its order stays near 4 where ETDRK4's drops (the measured
-//! orders are in `tests/suite/expint.rs`). Each stage starts from `y_n`.
+//! Hochbruck & Ostermann (SIAM J. Numer. Anal. 43 (2005)) show it meets
+//! the stiff order conditions up to order 4 in a weakened form (condition
+//! 5 holds because `ψ_{2,2} + ψ_{2,3} = 0` with `c_2 = c_3`), so its order
+//! stays near 4 in many stiff problems where ETDRK4's drops; the measured
+//! orders are in `tests/suite/expint.rs`. Each stage starts from `y_n`.
 
 use super::tableau::{Coef, ExpStage, ExpTableau, t};
 

@@ -52,6 +52,8 @@ pub struct PhiOps {
     /// Their derivatives in `λ` (diagonal `L`, when asked).
     dvals: Vec<f64>,
     derivatives: bool,
+    /// How many times the operators were computed.
+    computed: usize,
     scratch: Vec<f64>,
     dscratch: Vec<f64>,
 }
@@ -106,6 +108,7 @@ impl PhiOps {
                 Vec::new()
             },
             derivatives,
+            computed: 0,
             scratch: vec![0.0; (kmax + 2) * 4],
             dscratch: vec![0.0; (kmax + 2) * 4],
             terms,
@@ -133,6 +136,7 @@ impl PhiOps {
 
     fn compute(&mut self, h: f64) {
         self.h = h;
+        self.computed += 1;
         let (n, len) = (self.n, self.structure.len(self.n));
         self.vals.iter_mut().for_each(|v| *v = 0.0);
         match self.structure {
@@ -250,8 +254,38 @@ impl PhiOps {
         }
     }
 
+    /// How many times the operators have been computed (once per distinct
+    /// step size in a row).
+    pub fn computations(&self) -> usize {
+        self.computed
+    }
+
     /// Number of operators.
     pub fn count(&self) -> usize {
         self.terms.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expint::ETDRK4;
+
+    #[test]
+    fn operators_are_computed_once_per_step_size_and_match_closed_forms() {
+        let lam = vec![-5.0, -0.3, -2e3];
+        let mut ops = PhiOps::new(&ETDRK4, Structure::Diagonal, 3, lam.clone(), false);
+        ops.ensure(1.0);
+        ops.ensure(1.0);
+        assert_eq!(ops.computations(), 1);
+        // ETDRK4's f1 = [−4 − z + e^z (4 − 3z + z²)]/z³ (Kassam–Trefethen)
+        let b0 = ops.op(ops.index.b);
+        for (i, &z) in lam.iter().enumerate() {
+            let f1 = (-4.0 - z + z.exp() * (4.0 - 3.0 * z + z * z)) / (z * z * z);
+            assert!((b0[i] - f1).abs() < 1e-12 * f1.abs(), "{} vs {f1}", b0[i]);
+        }
+        ops.ensure(0.5);
+        ops.ensure(0.5);
+        assert_eq!(ops.computations(), 2);
     }
 }

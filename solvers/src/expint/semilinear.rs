@@ -136,8 +136,9 @@ macro_rules! param_linear {
             fn values<'a>(&'a self, n: usize, p: &[f64], s: &'a mut Vec<f64>) -> &'a [f64] {
                 s.clear();
                 s.resize($structure.len(n), f64::NAN);
-                self.0.eval(0.0, &[], p, s);
-                s
+                let none: &[f64] = &[];
+                self.0.eval(0.0, none, p, s.as_mut_slice());
+                s.as_slice()
             }
             fn known_len(&self) -> Option<usize> {
                 None
@@ -184,7 +185,7 @@ pub fn check_linear_values(
     let want = structure.len(n);
     let shape = match structure {
         Structure::Diagonal => format!("{n} diagonal entries"),
-        Structure::Dense => format!("an {n} × {n} matrix ({want} entries)"),
+        Structure::Dense => format!("a {n} × {n} matrix ({want} entries)"),
     };
     if let Some(found) = found
         && found != want
