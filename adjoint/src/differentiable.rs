@@ -15,7 +15,8 @@
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::expint::{
-    Etd1, Etdrk2, Etdrk4, Etdrk32, Krogstad, LawsonEuler, LinearPartVjp, Semilinear,
+    Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler, LinearPartVjp,
+    Semilinear,
 };
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::sde::{
@@ -244,4 +245,4 @@ macro_rules! differentiable_expint {
     )*};
 }
 
-differentiable_expint!(Etd1, LawsonEuler, Etdrk2, Etdrk32, Etdrk4, Krogstad);
+differentiable_expint!(Etd1, LawsonEuler, Etdrk2, Etdrk32, Etdrk4, Krogstad, HochbruckOstermann);

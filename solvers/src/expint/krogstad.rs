@@ -10,11 +10,12 @@
 //! b_1 = φ_1 − 3φ_2 + 4φ_3,  b_2 = b_3 = 2φ_2 − 4φ_3,  b_4 = 4φ_3 − φ_2
 //! ```
 //!
-//! Hochbruck & Ostermann (SIAM J. Numer. Anal. 43 (2005)) show it meets
-//! the stiff order conditions up to order 4 in a weakened form (condition
-//! 5 holds because `ψ_{2,2} + ψ_{2,3} = 0` with `c_2 = c_3`), so its order
-//! stays near 4 in many stiff problems where ETDRK4's drops; the measured
-//! orders are in `tests/suite/expint.rs`. Each stage starts from `y_n`.
+//! Classical order 4; stiff order 3 in general (Hochbruck & Ostermann,
+//! SIAM J. Numer. Anal. 43 (2005), §5: the order-3 condition 5 holds
+//! because `ψ_{2,2} + ψ_{2,3} = 0` with `c_2 = c_3`; the order-4 ones only
+//! in a weakened form), above ETDRK4's stiff order 2. For stiff order 4 use
+//! [`super::HochbruckOstermann`]. Measured orders: `tests/suite/expint.rs`.
+//! Each stage starts from `y_n`.
 
 use super::tableau::{Coef, ExpStage, ExpTableau, t};
 

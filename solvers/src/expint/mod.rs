@@ -13,7 +13,8 @@
 //! | [`Etdrk2`] (Cox–Matthews) | 2 | ETD1 embedded (order 2) | `etdrk2.rs` |
 //! | [`Etdrk32`] (Cox–Matthews ETD3RK + embedded order 2) | 3 | order 3 | `etdrk32.rs` |
 //! | [`Etdrk4`] (Cox–Matthews, Kassam–Trefethen form) | 4 (stiff: lower) | — | `etdrk4.rs` |
-//! | [`Krogstad`] | 4 (stiff order 4 in the weak sense) | — | `krogstad.rs` |
+//! | [`Krogstad`] | 4 (stiff order 3) | — | `krogstad.rs` |
+| [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4) | — | `hochbruck_ostermann.rs` |
 //!
 //! All are one generic step over a coefficient table ([`ExpRk`],
 //! `exprk.rs`), run in the one integration loop with fixed steps
@@ -56,6 +57,7 @@ mod etdrk2;
 mod etdrk32;
 mod etdrk4;
 mod exprk;
+mod hochbruck_ostermann;
 mod krogstad;
 mod lawson_euler;
 mod ops;
@@ -68,6 +70,7 @@ pub use etdrk2::ETDRK2;
 pub use etdrk4::ETDRK4;
 pub use etdrk32::ETDRK32;
 pub use exprk::{ExpCache, ExpRk, ExpVjpWork};
+pub use hochbruck_ostermann::HOCHBRUCK_OSTERMANN;
 pub use krogstad::KROGSTAD;
 pub use lawson_euler::LAWSON_EULER;
 pub use ops::PhiOps;
@@ -125,8 +128,14 @@ exp_method!(
     ETDRK4
 );
 exp_method!(
-    /// Krogstad's fourth-order method (stiff order 4 in the weak sense of
-    /// Hochbruck–Ostermann), fixed steps (`krogstad.rs`).
+    /// Krogstad's fourth-order method (stiff order 3), fixed steps
+    /// (`krogstad.rs`).
     Krogstad,
     KROGSTAD
+);
+exp_method!(
+    /// Hochbruck & Ostermann's five-stage method of stiff order 4, fixed
+    /// steps (`hochbruck_ostermann.rs`).
+    HochbruckOstermann,
+    HOCHBRUCK_OSTERMANN
 );

@@ -99,7 +99,7 @@ impl ExpTableau {
 mod tests {
     use super::*;
     use crate::expint::phi::phi;
-    use crate::expint::{ETD1, ETDRK2, ETDRK32, ETDRK4, KROGSTAD, LAWSON_EULER};
+    use crate::expint::{ETD1, ETDRK2, ETDRK32, ETDRK4, HOCHBRUCK_OSTERMANN, KROGSTAD, LAWSON_EULER};
 
     fn value(terms: &[Term], z: f64) -> f64 {
         terms.iter().map(|t| t.w * phi(t.k, t.scale * z)).sum()
@@ -112,7 +112,7 @@ mod tests {
     /// and `Σ b_j c_j²/2 = φ_3(z)` up to the method's order.
     #[test]
     fn tables_meet_their_order_conditions() {
-        for tab in [&ETD1, &LAWSON_EULER, &ETDRK2, &ETDRK32, &ETDRK4, &KROGSTAD] {
+        for tab in [&ETD1, &LAWSON_EULER, &ETDRK2, &ETDRK32, &ETDRK4, &KROGSTAD, &HOCHBRUCK_OSTERMANN] {
             let c: Vec<f64> = std::iter::once(0.0).chain(tab.stages.iter().map(|s| s.c)).collect();
             for &z in &[-30.0, -2.0, -0.1, 0.0, 0.7] {
                 // rows: U_i with y = 1 and N = 1 (a constant forcing) must
