@@ -14,7 +14,7 @@
 //! | [`Etdrk32`] (Cox–Matthews ETD3RK + embedded order 2) | 3 | order 3 | `etdrk32.rs` |
 //! | [`Etdrk4`] (Cox–Matthews, Kassam–Trefethen form) | 4 (stiff: lower) | — | `etdrk4.rs` |
 //! | [`Krogstad`] | 4 (stiff order 3) | — | `krogstad.rs` |
-| [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4) | — | `hochbruck_ostermann.rs` |
+//! | [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4) | — | `hochbruck_ostermann.rs` |
 //!
 //! All are one generic step over a coefficient table ([`ExpRk`],
 //! `exprk.rs`), run in the one integration loop with fixed steps
