@@ -257,8 +257,8 @@ impl<L: LinearPart, N: Drift, D: Driver> Solver<OdeProblem<Semilinear<L, N>, D>>
             f0.copy_from_slice(&cache.ns[..n]);
             linear_apply_add(cache.ops.structure(), cache.ops.linear(), y, f0);
             step.fields.f(t + h, step.y_new, f1, step.stats);
-            for k in 0..n {
-                dy[k] = (step.y_new[k] - y[k]) / h;
+            for ((d, &y1), &y0) in dy.iter_mut().zip(step.y_new).zip(y) {
+                *d = (y1 - y0) / h;
             }
             cache.dense_done = true;
         }

@@ -143,8 +143,7 @@ impl PhiOps {
             Structure::Diagonal => {
                 let m = self.kmax + 1;
                 self.dvals.iter_mut().for_each(|v| *v = 0.0);
-                for i in 0..n {
-                    let lam = self.lin[i];
+                for (i, &lam) in self.lin.iter().enumerate() {
                     for &c in &self.scales {
                         let z = c * h * lam;
                         phi_all(z, &mut self.scratch[..m]);
@@ -232,8 +231,8 @@ impl PhiOps {
     pub fn diagonal_lbar_add(&self, op: usize, f: f64, ybar: &[f64], v: &[f64], lbar: &mut [f64]) {
         let len = self.n;
         let d = &self.dvals[op * len..(op + 1) * len];
-        for i in 0..len {
-            lbar[i] += f * ybar[i] * v[i] * d[i];
+        for (((l, &yb), &x), &di) in lbar.iter_mut().zip(ybar).zip(v).zip(d) {
+            *l += f * yb * x * di;
         }
     }
 
