@@ -123,8 +123,8 @@ pub mod expint {
     pub use sdeflow_solvers::expint::phi::{phi, phi_all, phi_derivatives, phi_matrices};
     pub use sdeflow_solvers::expint::{
         Dense, Diagonal, ETD1, ETDRK2, ETDRK4, ETDRK32, Etd1, Etdrk2, Etdrk4, Etdrk32, ExpRk,
-        ExpTableau, HOCHBRUCK_OSTERMANN, HochbruckOstermann, KROGSTAD, Krogstad, LAWSON_EULER, LawsonEuler, LinearPart, LinearPartVjp,
-        ParamDense, ParamDiagonal, Semilinear, Structure,
+        ExpTableau, HOCHBRUCK_OSTERMANN, HochbruckOstermann, KROGSTAD, Krogstad, LAWSON_EULER,
+        LawsonEuler, LinearPart, LinearPartVjp, ParamDense, ParamDiagonal, Semilinear, Structure,
     };
 }
 

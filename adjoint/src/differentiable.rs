@@ -14,11 +14,11 @@
 //! [`GradError::Unsupported`] returned before any work is done.
 
 use sdeflow_solvers::brownian::Driver;
+use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
     Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler, LinearPartVjp,
     Semilinear,
 };
-use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
 };
@@ -245,4 +245,12 @@ macro_rules! differentiable_expint {
     )*};
 }
 
-differentiable_expint!(Etd1, LawsonEuler, Etdrk2, Etdrk32, Etdrk4, Krogstad, HochbruckOstermann);
+differentiable_expint!(
+    Etd1,
+    LawsonEuler,
+    Etdrk2,
+    Etdrk32,
+    Etdrk4,
+    Krogstad,
+    HochbruckOstermann
+);

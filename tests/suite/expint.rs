@@ -22,8 +22,8 @@ use crate::common;
 use common::{assert_order, assert_says, central_difference};
 use nalgebra::DMatrix;
 use sdeflow::expint::{
-    Dense, Diagonal, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler, ParamDense,
-    ParamDiagonal, Semilinear,
+    Dense, Diagonal, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler,
+    ParamDense, ParamDiagonal, Semilinear,
 };
 use sdeflow::prelude::*;
 
@@ -128,12 +128,24 @@ fn steps(h0: f64) -> Vec<f64> {
 fn orders_in_the_non_stiff_regime() {
     let hs = steps(0.1);
     assert_order("Etd1", &hs, &errors(&NONSTIFF, Etd1, &hs), 1.0, 0.15);
-    assert_order("LawsonEuler", &hs, &errors(&NONSTIFF, LawsonEuler, &hs), 1.0, 0.15);
+    assert_order(
+        "LawsonEuler",
+        &hs,
+        &errors(&NONSTIFF, LawsonEuler, &hs),
+        1.0,
+        0.15,
+    );
     assert_order("Etdrk2", &hs, &errors(&NONSTIFF, Etdrk2, &hs), 2.0, 0.2);
     assert_order("Etdrk32", &hs, &errors(&NONSTIFF, Etdrk32, &hs), 3.0, 0.25);
     let hs4 = steps(0.2);
     assert_order("Etdrk4", &hs4, &errors(&NONSTIFF, Etdrk4, &hs4), 4.0, 0.3);
-    assert_order("Krogstad", &hs4, &errors(&NONSTIFF, Krogstad, &hs4), 4.0, 0.3);
+    assert_order(
+        "Krogstad",
+        &hs4,
+        &errors(&NONSTIFF, Krogstad, &hs4),
+        4.0,
+        0.3,
+    );
     let ho = errors(&NONSTIFF, HochbruckOstermann, &hs4);
     assert_order("HochbruckOstermann", &hs4, &ho, 4.0, 0.3);
 }
@@ -144,7 +156,13 @@ fn orders_in_the_stiff_regime() {
     // explicit method's stability region at every step tried
     let hs = steps(0.1);
     assert_order("Etd1 (stiff)", &hs, &errors(&STIFF, Etd1, &hs), 1.0, 0.2);
-    assert_order("Etdrk2 (stiff)", &hs, &errors(&STIFF, Etdrk2, &hs), 2.0, 0.3);
+    assert_order(
+        "Etdrk2 (stiff)",
+        &hs,
+        &errors(&STIFF, Etdrk2, &hs),
+        2.0,
+        0.3,
+    );
     let hs4 = steps(0.2);
     let e4 = errors(&STIFF, Etdrk4, &hs4);
     let ek = errors(&STIFF, Krogstad, &hs4);
@@ -209,8 +227,13 @@ fn dense_l_matches_diagonal_l_and_a_rotated_dense_l_matches_tsit5() {
     let lam = [-1.0, -20.0, -300.0];
     let diag = manufactured(&lam);
     let dense_f = Semilinear::new(
-        Dense(DMatrix::from_diagonal(&nalgebra::DVector::from_row_slice(&lam))),
-        Generic(Manufactured { lam: lam.to_vec(), amp: vec![1.0; 3] }),
+        Dense(DMatrix::from_diagonal(&nalgebra::DVector::from_row_slice(
+            &lam,
+        ))),
+        Generic(Manufactured {
+            lam: lam.to_vec(),
+            amp: vec![1.0; 3],
+        }),
     );
     let dense = Problem::ode_field(dense_f, diag.y0.clone(), (0.0, 1.0));
     let opts = Options::default().fixed_step(0.05);
@@ -256,7 +279,12 @@ fn adaptive_etdrk32_follows_its_tolerance_with_few_evaluations() {
     let tsit = solve(&prob, Tsit5, Options::default().tol(1e-6)).expect("tsit5");
     println!("Tsit5 tol 1e-6: {} evaluations", tsit.stats.drift_evals);
     // Tsit5 is held to |hλ| ≲ 3.3 on λ = −1e4 for the whole span
-    assert!(tsit.stats.drift_evals > 10 * errs[1].1, "{} vs {}", tsit.stats.drift_evals, errs[1].1);
+    assert!(
+        tsit.stats.drift_evals > 10 * errs[1].1,
+        "{} vs {}",
+        tsit.stats.drift_evals,
+        errs[1].1
+    );
     // ETDRK2 with its embedded ETD1 runs adaptively too
     let sol = solve(&prob, Etdrk2, Options::default().tol(1e-6)).expect("etdrk2");
     assert!(common::max_abs_diff(sol.last(), &exact) < 1e-4);
@@ -334,37 +362,76 @@ fn gopts() -> Options {
 fn check_gradients<M>(name: &str, method: M)
 where
     M: Copy
-        + sdeflow::adjoint::Differentiable<Semilinear<ParamDiagonal<DiagL>, Generic<Forcing>>, NoDiffusion, VirtualTree>
-        + sdeflow::adjoint::Differentiable<Semilinear<ParamDense<DenseL>, Generic<Forcing>>, NoDiffusion, VirtualTree>,
+        + sdeflow::adjoint::Differentiable<
+            Semilinear<ParamDiagonal<DiagL>, Generic<Forcing>>,
+            NoDiffusion,
+            VirtualTree,
+        > + sdeflow::adjoint::Differentiable<
+            Semilinear<ParamDense<DenseL>, Generic<Forcing>>,
+            NoDiffusion,
+            VirtualTree,
+        >,
 {
     let diag = |p: &[f64], y0: &[f64]| {
-        Problem::ode_field(Semilinear::new(ParamDiagonal(DiagL), Generic(Forcing)), y0.to_vec(), (0.0, 1.0))
-            .params(p.to_vec())
+        Problem::ode_field(
+            Semilinear::new(ParamDiagonal(DiagL), Generic(Forcing)),
+            y0.to_vec(),
+            (0.0, 1.0),
+        )
+        .params(p.to_vec())
     };
     let dense = |p: &[f64], y0: &[f64]| {
-        Problem::ode_field(Semilinear::new(ParamDense(DenseL), Generic(Forcing)), y0.to_vec(), (0.0, 1.0))
-            .params(p.to_vec())
+        Problem::ode_field(
+            Semilinear::new(ParamDense(DenseL), Generic(Forcing)),
+            y0.to_vec(),
+            (0.0, 1.0),
+        )
+        .params(p.to_vec())
     };
     let check = |label: &str, g: sdeflow::adjoint::Gradient, f: &dyn Fn(&[f64], &[f64]) -> f64| {
         for j in 0..3 {
             let fd = central_difference(|a| f(a, &GY0), &GP, j, 1e-6);
             let tol = 1e-6 * fd.abs().max(1e-3);
-            assert!((g.dp[j] - fd).abs() < tol, "{name} {label} dp[{j}]: {} vs FD {fd}", g.dp[j]);
+            assert!(
+                (g.dp[j] - fd).abs() < tol,
+                "{name} {label} dp[{j}]: {} vs FD {fd}",
+                g.dp[j]
+            );
         }
         for j in 0..3 {
             let fd = central_difference(|a| f(&GP, a), &GY0, j, 1e-6);
             let tol = 1e-6 * fd.abs().max(1e-3);
-            assert!((g.dy0[j] - fd).abs() < tol, "{name} {label} dy0[{j}]: {} vs FD {fd}", g.dy0[j]);
+            assert!(
+                (g.dy0[j] - fd).abs() < tol,
+                "{name} {label} dy0[{j}]: {} vs FD {fd}",
+                g.dy0[j]
+            );
         }
         println!("{name} {label}: dp {:?}, dy0 {:?}", g.dp, g.dy0);
     };
-    let loss_diag = |p: &[f64], y0: &[f64]| common::loss_of_solve(&diag(p, y0), method, &gopts(), &weighted_loss);
-    let loss_dense = |p: &[f64], y0: &[f64]| common::loss_of_solve(&dense(p, y0), method, &gopts(), &weighted_loss);
-    let g = grad(&diag(&GP, &GY0), method, gopts(), &weighted_loss, Adjoint::Discrete { checkpoints: 4 })
-        .expect("grad diagonal");
+    let loss_diag = |p: &[f64], y0: &[f64]| {
+        common::loss_of_solve(&diag(p, y0), method, &gopts(), &weighted_loss)
+    };
+    let loss_dense = |p: &[f64], y0: &[f64]| {
+        common::loss_of_solve(&dense(p, y0), method, &gopts(), &weighted_loss)
+    };
+    let g = grad(
+        &diag(&GP, &GY0),
+        method,
+        gopts(),
+        &weighted_loss,
+        Adjoint::Discrete { checkpoints: 4 },
+    )
+    .expect("grad diagonal");
     check("diagonal L(p)", g, &loss_diag);
-    let g = grad(&dense(&GP, &GY0), method, gopts(), &weighted_loss, Adjoint::STORE_ALL)
-        .expect("grad dense");
+    let g = grad(
+        &dense(&GP, &GY0),
+        method,
+        gopts(),
+        &weighted_loss,
+        Adjoint::STORE_ALL,
+    )
+    .expect("grad dense");
     check("dense L(p)", g, &loss_dense);
 }
 
@@ -386,35 +453,74 @@ fn bad_linear_parts_are_typed_errors() {
     let n_of = |_t: f64, _y: &[f64], _p: &[f64], n: &mut [f64]| n.iter_mut().for_each(|v| *v = 0.0);
     let opts = Options::default().fixed_step(0.1);
     // L with 2 entries for a state of 3
-    let short = Problem::ode_field(Semilinear::new(Diagonal(vec![-1.0, -2.0]), n_of), vec![1.0; 3], (0.0, 1.0));
+    let short = Problem::ode_field(
+        Semilinear::new(Diagonal(vec![-1.0, -2.0]), n_of),
+        vec![1.0; 3],
+        (0.0, 1.0),
+    );
     let e = solve(&short, Etdrk4, &opts).expect_err("short L");
-    assert!(matches!(e, SolveError::DimensionMismatch { expected: 3, found: Some(2), .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            SolveError::DimensionMismatch {
+                expected: 3,
+                found: Some(2),
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_says(&e, &["linear part", "3 diagonal entries"]);
     // a generic solver on the same drift says the same
     let e = solve(&short, Tsit5, Options::default()).expect_err("short L, Tsit5");
     assert!(matches!(e, SolveError::DimensionMismatch { .. }), "{e}");
     // a dense L of the wrong size, and a non-square one
-    let wrong = Problem::ode_field(Semilinear::new(Dense(DMatrix::zeros(2, 2)), n_of), vec![1.0; 3], (0.0, 1.0));
+    let wrong = Problem::ode_field(
+        Semilinear::new(Dense(DMatrix::zeros(2, 2)), n_of),
+        vec![1.0; 3],
+        (0.0, 1.0),
+    );
     let e = solve(&wrong, Krogstad, &opts).expect_err("2×2 L");
     assert_says(&e, &["linear part", "3 × 3"]);
-    let rect = Problem::ode_field(Semilinear::new(Dense(DMatrix::zeros(3, 2)), n_of), vec![1.0; 3], (0.0, 1.0));
-    assert!(matches!(solve(&rect, Etd1, &opts), Err(SolveError::DimensionMismatch { .. })));
+    let rect = Problem::ode_field(
+        Semilinear::new(Dense(DMatrix::zeros(3, 2)), n_of),
+        vec![1.0; 3],
+        (0.0, 1.0),
+    );
+    assert!(matches!(
+        solve(&rect, Etd1, &opts),
+        Err(SolveError::DimensionMismatch { .. })
+    ));
     // non-finite entries
-    let nan = Problem::ode_field(Semilinear::new(Diagonal(vec![-1.0, f64::NAN]), n_of), vec![1.0; 2], (0.0, 1.0));
+    let nan = Problem::ode_field(
+        Semilinear::new(Diagonal(vec![-1.0, f64::NAN]), n_of),
+        vec![1.0; 2],
+        (0.0, 1.0),
+    );
     let e = solve(&nan, Etdrk2, &opts).expect_err("NaN in L");
     assert!(matches!(e, SolveError::InvalidInput { .. }), "{e}");
     assert_says(&e, &["L[1]", "finite"]);
     let mut m = DMatrix::zeros(2, 2);
     m[(0, 1)] = f64::INFINITY;
     let inf = Problem::ode_field(Semilinear::new(Dense(m), n_of), vec![1.0; 2], (0.0, 1.0));
-    assert_says(&solve(&inf, Etdrk4, &opts).expect_err("inf in L"), &["L[(0, 1)]"]);
+    assert_says(
+        &solve(&inf, Etdrk4, &opts).expect_err("inf in L"),
+        &["L[(0, 1)]"],
+    );
     // a parameter-dependent L that is not finite at the given parameters
-    let param = Problem::ode_field(Semilinear::new(ParamDiagonal(DiagL), n_of), vec![1.0; 2], (0.0, 1.0))
-        .params(vec![1e308, 0.0]);
+    let param = Problem::ode_field(
+        Semilinear::new(ParamDiagonal(DiagL), n_of),
+        vec![1.0; 2],
+        (0.0, 1.0),
+    )
+    .params(vec![1e308, 0.0]);
     let e = solve(&param, Etd1, &opts).expect_err("overflowing L");
     assert_says(&e, &["L[", "finite"]);
     // an exponential method without an error estimate needs fixed steps
     let ok = manufactured(&[-1.0]);
     let e = solve(&ok, Etdrk4, Options::default()).expect_err("no dt");
-    assert!(matches!(e, SolveError::NeedsStepSize { solver: "Etdrk4" }), "{e}");
+    assert!(
+        matches!(e, SolveError::NeedsStepSize { solver: "Etdrk4" }),
+        "{e}"
+    );
 }

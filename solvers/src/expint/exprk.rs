@@ -215,7 +215,11 @@ impl<L: LinearPart, N: Drift, D: Driver> Solver<OdeProblem<Semilinear<L, N>, D>>
     fn start(&self, _cache: &mut ExpCache, _f0: &[f64], _g0: &[f64]) {}
 
     #[inline]
-    fn step(&self, cache: &mut ExpCache, args: StepArgs<'_, Semilinear<L, N>, NoDiffusion>) -> StepStatus {
+    fn step(
+        &self,
+        cache: &mut ExpCache,
+        args: StepArgs<'_, Semilinear<L, N>, NoDiffusion>,
+    ) -> StepStatus {
         let (at, StepOut { y_new, err }) = (args.at, args.out);
         let (fields, stats) = (args.fields, args.stats);
         cache.ops.ensure(at.h);
@@ -324,12 +328,20 @@ impl<L: LinearPart, N: Drift, D: Driver> StepVjp<OdeProblem<Semilinear<L, N>, D>
         let ops = problem.drift.semilinear().map(|parts| {
             let mut lin = Vec::new();
             parts.linear_values(n, &problem.params, &mut lin);
-            PhiOps::new(self.tableau, parts.structure(), n, lin, parts.linear_depends_on_params())
+            PhiOps::new(
+                self.tableau,
+                parts.structure(),
+                n,
+                lin,
+                parts.linear_depends_on_params(),
+            )
         });
         let (len, nops) = ops
             .as_ref()
             .map_or((0, 0), |o| (o.structure().len(n), o.count()));
-        let dense = ops.as_ref().is_some_and(|o| o.structure() == Structure::Dense);
+        let dense = ops
+            .as_ref()
+            .is_some_and(|o| o.structure() == Structure::Dense);
         ExpVjpWork {
             n,
             us: vec![0.0; s * n],
@@ -339,7 +351,11 @@ impl<L: LinearPart, N: Drift, D: Driver> StepVjp<OdeProblem<Semilinear<L, N>, D>
             y_new: vec![0.0; n],
             scratch: vec![0.0; n],
             lbar: vec![0.0; len],
-            weights: if dense { vec![0.0; nops * len] } else { Vec::new() },
+            weights: if dense {
+                vec![0.0; nops * len]
+            } else {
+                Vec::new()
+            },
             ops,
         }
     }
@@ -451,10 +467,22 @@ impl<L: LinearPart, N: Drift, D: Driver> StepVjp<OdeProblem<Semilinear<L, N>, D>
             let i = i1 + 1;
             let (before, rest) = ubar.split_at_mut(i * n);
             let ubar_i = &mut rest[..n];
-            parts.nonlinear_vjp(t + st.c * h, &us[i * n..(i + 1) * n], p, &nu[i * n..(i + 1) * n], ubar_i, p_bar);
+            parts.nonlinear_vjp(
+                t + st.c * h,
+                &us[i * n..(i + 1) * n],
+                p,
+                &nu[i * n..(i + 1) * n],
+                ubar_i,
+                p_bar,
+            );
             vjps += 1;
             let b = st.base;
-            ops.apply_t_add(idx.stage_exp[i1], 1.0, ubar_i, &mut before[b * n..(b + 1) * n]);
+            ops.apply_t_add(
+                idx.stage_exp[i1],
+                1.0,
+                ubar_i,
+                &mut before[b * n..(b + 1) * n],
+            );
             if with_l {
                 lb.add(ops, idx.stage_exp[i1], 1.0, ubar_i, &us[b * n..(b + 1) * n]);
             }

@@ -21,7 +21,12 @@
 use super::tableau::{Coef, ExpStage, ExpTableau, t};
 
 /// `a_52 = a_53` as terms.
-const A52: [super::tableau::Term; 4] = [t(0.5, 2, 0.5), t(1.0, 3, -1.0), t(1.0, 2, 0.25), t(0.5, 3, -0.5)];
+const A52: [super::tableau::Term; 4] = [
+    t(0.5, 2, 0.5),
+    t(1.0, 3, -1.0),
+    t(1.0, 2, 0.25),
+    t(0.5, 3, -0.5),
+];
 
 /// The coefficients of Hochbruck & Ostermann's method.
 pub static HOCHBRUCK_OSTERMANN: ExpTableau = ExpTableau {

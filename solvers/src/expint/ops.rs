@@ -71,7 +71,13 @@ impl PhiOps {
         let mut terms: Vec<Vec<Term>> = Vec::new();
         let mut stage_exp = Vec::new();
         let mut stage_coefs = Vec::new();
-        let exp_of = |c: f64| vec![Term { scale: c, k: 0, w: 1.0 }];
+        let exp_of = |c: f64| {
+            vec![Term {
+                scale: c,
+                k: 0,
+                w: 1.0,
+            }]
+        };
         for st in tab.stages {
             stage_exp.push(terms.len());
             terms.push(exp_of(st.base_scale));

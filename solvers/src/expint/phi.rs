@@ -324,7 +324,12 @@ mod tests {
         let q = orthogonal(n);
         let mut worst: f64 = 0.0;
         for scale in [1e-8f64, 1e-3, 0.5, 3.0, 40.0, 1e3] {
-            let lam = [-1.0 * scale, -0.3 * scale, -0.05 * scale, 0.02 * scale.min(30.0)];
+            let lam = [
+                -1.0 * scale,
+                -0.3 * scale,
+                -0.05 * scale,
+                0.02 * scale.min(30.0),
+            ];
             let d = DMatrix::from_diagonal(&nalgebra::DVector::from_row_slice(&lam));
             let a = &q * d * q.transpose();
             let phis = phi_matrices(&a, 4);
@@ -333,7 +338,10 @@ mod tests {
                 let want = &q * DMatrix::from_diagonal(&diag) * q.transpose();
                 let rel = (pk - &want).norm() / want.norm();
                 worst = worst.max(rel);
-                assert!(rel < 1e-12, "φ_{k} at scale {scale}: relative error {rel:e}");
+                assert!(
+                    rel < 1e-12,
+                    "φ_{k} at scale {scale}: relative error {rel:e}"
+                );
             }
         }
         println!("dense φ via the augmented exponential: worst relative error {worst:e}");
@@ -342,7 +350,13 @@ mod tests {
     #[test]
     fn frechet_adjoint_matches_finite_differences() {
         let n = 3;
-        let x = DMatrix::from_fn(n, n, |i, j| if i == j { -2.0 - i as f64 } else { 0.3 * (i as f64 - j as f64) });
+        let x = DMatrix::from_fn(n, n, |i, j| {
+            if i == j {
+                -2.0 - i as f64
+            } else {
+                0.3 * (i as f64 - j as f64)
+            }
+        });
         let w = DMatrix::from_fn(n, n, |i, j| ((i * 3 + j) as f64).cos());
         let e = DMatrix::from_fn(n, n, |i, j| ((i + 2 * j) as f64).sin());
         for k in 0..4 {
@@ -352,7 +366,10 @@ mod tests {
             let fp = &phi_matrices(&(&x + &e * h), k)[k];
             let fm = &phi_matrices(&(&x - &e * h), k)[k];
             let rhs = w.dot(&((fp - fm) / (2.0 * h)));
-            assert!((lhs - rhs).abs() < 1e-8 * rhs.abs(), "k = {k}: {lhs} vs {rhs}");
+            assert!(
+                (lhs - rhs).abs() < 1e-8 * rhs.abs(),
+                "k = {k}: {lhs} vs {rhs}"
+            );
         }
     }
 }

@@ -455,7 +455,15 @@ impl<L: LinearPartVjp, N: DriftVjp> SemilinearParts for Semilinear<L, N> {
     fn nonlinear(&self, t: f64, y: &[f64], p: &[f64], out: &mut [f64]) {
         self.nonlinear.drift(t, y, p, out)
     }
-    fn nonlinear_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+    fn nonlinear_vjp(
+        &self,
+        t: f64,
+        y: &[f64],
+        p: &[f64],
+        v: &[f64],
+        oy: &mut [f64],
+        op: &mut [f64],
+    ) {
         self.nonlinear.drift_vjp(t, y, p, v, oy, op)
     }
 }

@@ -90,7 +90,11 @@ impl ExpTableau {
             see(&t(st.base_scale, 0, 1.0));
             st.coefs.iter().flat_map(|c| c.terms).for_each(&mut see);
         }
-        self.b.iter().chain(self.b_err).flat_map(|c| c.terms).for_each(&mut see);
+        self.b
+            .iter()
+            .chain(self.b_err)
+            .flat_map(|c| c.terms)
+            .for_each(&mut see);
         (scales, kmax)
     }
 }
@@ -99,7 +103,9 @@ impl ExpTableau {
 mod tests {
     use super::*;
     use crate::expint::phi::phi;
-    use crate::expint::{ETD1, ETDRK2, ETDRK32, ETDRK4, HOCHBRUCK_OSTERMANN, KROGSTAD, LAWSON_EULER};
+    use crate::expint::{
+        ETD1, ETDRK2, ETDRK4, ETDRK32, HOCHBRUCK_OSTERMANN, KROGSTAD, LAWSON_EULER,
+    };
 
     fn value(terms: &[Term], z: f64) -> f64 {
         terms.iter().map(|t| t.w * phi(t.k, t.scale * z)).sum()
@@ -112,8 +118,18 @@ mod tests {
     /// and `Σ b_j c_j²/2 = φ_3(z)` up to the method's order.
     #[test]
     fn tables_meet_their_order_conditions() {
-        for tab in [&ETD1, &LAWSON_EULER, &ETDRK2, &ETDRK32, &ETDRK4, &KROGSTAD, &HOCHBRUCK_OSTERMANN] {
-            let c: Vec<f64> = std::iter::once(0.0).chain(tab.stages.iter().map(|s| s.c)).collect();
+        for tab in [
+            &ETD1,
+            &LAWSON_EULER,
+            &ETDRK2,
+            &ETDRK32,
+            &ETDRK4,
+            &KROGSTAD,
+            &HOCHBRUCK_OSTERMANN,
+        ] {
+            let c: Vec<f64> = std::iter::once(0.0)
+                .chain(tab.stages.iter().map(|s| s.c))
+                .collect();
             for &z in &[-30.0, -2.0, -0.1, 0.0, 0.7] {
                 // rows: U_i with y = 1 and N = 1 (a constant forcing) must
                 // be e^{c z} + c φ_1(c z) z... i.e. the exact flow of y' = zy/h + 1
@@ -125,7 +141,12 @@ mod tests {
                     }
                     let exact = phi(0, st.c * z) + st.c * phi(1, st.c * z);
                     if tab.name != "LawsonEuler" {
-                        assert!((v - exact).abs() < 1e-13, "{} stage c = {}: {v} vs {exact}", tab.name, st.c);
+                        assert!(
+                            (v - exact).abs() < 1e-13,
+                            "{} stage c = {}: {v} vs {exact}",
+                            tab.name,
+                            st.c
+                        );
                     }
                     u.push(v);
                 }
@@ -134,17 +155,28 @@ mod tests {
                     assert!((sum_b - phi(1, z)).abs() < 1e-13, "{}: Σb", tab.name);
                 }
                 if tab.order >= 2 {
-                    let s: f64 = tab.b.iter().map(|cf| c[cf.stage] * value(cf.terms, z)).sum();
+                    let s: f64 = tab
+                        .b
+                        .iter()
+                        .map(|cf| c[cf.stage] * value(cf.terms, z))
+                        .sum();
                     assert!((s - phi(2, z)).abs() < 1e-13, "{}: Σbc", tab.name);
                 }
                 if tab.order >= 3 {
-                    let s: f64 =
-                        tab.b.iter().map(|cf| 0.5 * c[cf.stage].powi(2) * value(cf.terms, z)).sum();
+                    let s: f64 = tab
+                        .b
+                        .iter()
+                        .map(|cf| 0.5 * c[cf.stage].powi(2) * value(cf.terms, z))
+                        .sum();
                     assert!((s - phi(3, z)).abs() < 1e-13, "{}: Σbc²/2", tab.name);
                 }
                 if !tab.b_err.is_empty() {
                     let e: f64 = tab.b_err.iter().map(|cf| value(cf.terms, z)).sum();
-                    assert!(e.abs() < 1e-13, "{}: the error weights must sum to 0", tab.name);
+                    assert!(
+                        e.abs() < 1e-13,
+                        "{}: the error weights must sum to 0",
+                        tab.name
+                    );
                 }
             }
         }
