@@ -325,7 +325,7 @@ mod tests {
         let mut worst: f64 = 0.0;
         for scale in [1e-8f64, 1e-3, 0.5, 3.0, 40.0, 1e3] {
             let lam = [
-                -1.0 * scale,
+                -scale,
                 -0.3 * scale,
                 -0.05 * scale,
                 0.02 * scale.min(30.0),
