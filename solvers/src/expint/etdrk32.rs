@@ -15,7 +15,7 @@
 //! Rosenbrock pair: `L` stays the problem's linear part, so no Jacobian is
 //! needed.
 
-use super::tableau::{Coef, ExpStage, ExpTableau, t};
+use super::tableau::{Coef, ExpStage, ExpTableau, F1, F3, HALF_ETD1, t};
 
 /// The coefficients of ETDRK3(2).
 pub static ETDRK32: ExpTableau = ExpTableau {
@@ -23,15 +23,7 @@ pub static ETDRK32: ExpTableau = ExpTableau {
     order: 3,
     embedded_order: Some(2),
     stages: &[
-        ExpStage {
-            c: 0.5,
-            base: 0,
-            base_scale: 0.5,
-            coefs: &[Coef {
-                stage: 0,
-                terms: &[t(0.5, 1, 0.5)],
-            }],
-        },
+        HALF_ETD1,
         ExpStage {
             c: 1.0,
             base: 0,
@@ -51,7 +43,7 @@ pub static ETDRK32: ExpTableau = ExpTableau {
     b: &[
         Coef {
             stage: 0,
-            terms: &[t(1.0, 1, 1.0), t(1.0, 2, -3.0), t(1.0, 3, 4.0)],
+            terms: &F1,
         },
         Coef {
             stage: 1,
@@ -59,13 +51,13 @@ pub static ETDRK32: ExpTableau = ExpTableau {
         },
         Coef {
             stage: 2,
-            terms: &[t(1.0, 2, -1.0), t(1.0, 3, 4.0)],
+            terms: &F3,
         },
     ],
     b_err: &[
         Coef {
             stage: 0,
-            terms: &[t(1.0, 2, -1.0), t(1.0, 3, 4.0)],
+            terms: &F3,
         },
         Coef {
             stage: 1,
@@ -73,7 +65,7 @@ pub static ETDRK32: ExpTableau = ExpTableau {
         },
         Coef {
             stage: 2,
-            terms: &[t(1.0, 2, -1.0), t(1.0, 3, 4.0)],
+            terms: &F3,
         },
     ],
 };

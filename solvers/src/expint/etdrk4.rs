@@ -12,7 +12,7 @@
 //! stiff order can drop to 2–3 (Hochbruck & Ostermann, Acta Numerica 2010,
 //! §2.3): the third stage starts from `a` (its base in the tableau).
 
-use super::tableau::{Coef, ExpStage, ExpTableau, t};
+use super::tableau::{Coef, ExpStage, ExpTableau, F1, F3, HALF_ETD1, TWO_F2, t};
 
 /// The coefficients of ETDRK4.
 pub static ETDRK4: ExpTableau = ExpTableau {
@@ -20,15 +20,7 @@ pub static ETDRK4: ExpTableau = ExpTableau {
     order: 4,
     embedded_order: None,
     stages: &[
-        ExpStage {
-            c: 0.5,
-            base: 0,
-            base_scale: 0.5,
-            coefs: &[Coef {
-                stage: 0,
-                terms: &[t(0.5, 1, 0.5)],
-            }],
-        },
+        HALF_ETD1,
         ExpStage {
             c: 0.5,
             base: 0,
@@ -57,19 +49,19 @@ pub static ETDRK4: ExpTableau = ExpTableau {
     b: &[
         Coef {
             stage: 0,
-            terms: &[t(1.0, 1, 1.0), t(1.0, 2, -3.0), t(1.0, 3, 4.0)],
+            terms: &F1,
         },
         Coef {
             stage: 1,
-            terms: &[t(1.0, 2, 2.0), t(1.0, 3, -4.0)],
+            terms: &TWO_F2,
         },
         Coef {
             stage: 2,
-            terms: &[t(1.0, 2, 2.0), t(1.0, 3, -4.0)],
+            terms: &TWO_F2,
         },
         Coef {
             stage: 3,
-            terms: &[t(1.0, 2, -1.0), t(1.0, 3, 4.0)],
+            terms: &F3,
         },
     ],
     b_err: &[],

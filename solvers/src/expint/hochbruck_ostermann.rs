@@ -18,7 +18,7 @@
 //! ETDRK4 and Krogstad; the order in the stiff regime is the reason
 //! (measured in `tests/suite/expint.rs`).
 
-use super::tableau::{Coef, ExpStage, ExpTableau, t};
+use super::tableau::{Coef, ExpStage, ExpTableau, F1, F3, HALF_ETD1, KROGSTAD_STAGE_2, t};
 
 /// `a_52 = a_53` as terms.
 const A52: [super::tableau::Term; 4] = [
@@ -34,30 +34,8 @@ pub static HOCHBRUCK_OSTERMANN: ExpTableau = ExpTableau {
     order: 4,
     embedded_order: None,
     stages: &[
-        ExpStage {
-            c: 0.5,
-            base: 0,
-            base_scale: 0.5,
-            coefs: &[Coef {
-                stage: 0,
-                terms: &[t(0.5, 1, 0.5)],
-            }],
-        },
-        ExpStage {
-            c: 0.5,
-            base: 0,
-            base_scale: 0.5,
-            coefs: &[
-                Coef {
-                    stage: 0,
-                    terms: &[t(0.5, 1, 0.5), t(0.5, 2, -1.0)],
-                },
-                Coef {
-                    stage: 1,
-                    terms: &[t(0.5, 2, 1.0)],
-                },
-            ],
-        },
+        HALF_ETD1,
+        KROGSTAD_STAGE_2,
         ExpStage {
             c: 1.0,
             base: 0,
@@ -119,11 +97,11 @@ pub static HOCHBRUCK_OSTERMANN: ExpTableau = ExpTableau {
     b: &[
         Coef {
             stage: 0,
-            terms: &[t(1.0, 1, 1.0), t(1.0, 2, -3.0), t(1.0, 3, 4.0)],
+            terms: &F1,
         },
         Coef {
             stage: 3,
-            terms: &[t(1.0, 2, -1.0), t(1.0, 3, 4.0)],
+            terms: &F3,
         },
         Coef {
             stage: 4,

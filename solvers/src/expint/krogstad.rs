@@ -17,7 +17,7 @@
 //! [`super::HochbruckOstermann`]. Measured orders: `tests/suite/expint.rs`.
 //! Each stage starts from `y_n`.
 
-use super::tableau::{Coef, ExpStage, ExpTableau, t};
+use super::tableau::{Coef, ExpStage, ExpTableau, F1, F3, HALF_ETD1, KROGSTAD_STAGE_2, TWO_F2, t};
 
 /// The coefficients of Krogstad's method.
 pub static KROGSTAD: ExpTableau = ExpTableau {
@@ -25,30 +25,8 @@ pub static KROGSTAD: ExpTableau = ExpTableau {
     order: 4,
     embedded_order: None,
     stages: &[
-        ExpStage {
-            c: 0.5,
-            base: 0,
-            base_scale: 0.5,
-            coefs: &[Coef {
-                stage: 0,
-                terms: &[t(0.5, 1, 0.5)],
-            }],
-        },
-        ExpStage {
-            c: 0.5,
-            base: 0,
-            base_scale: 0.5,
-            coefs: &[
-                Coef {
-                    stage: 0,
-                    terms: &[t(0.5, 1, 0.5), t(0.5, 2, -1.0)],
-                },
-                Coef {
-                    stage: 1,
-                    terms: &[t(0.5, 2, 1.0)],
-                },
-            ],
-        },
+        HALF_ETD1,
+        KROGSTAD_STAGE_2,
         ExpStage {
             c: 1.0,
             base: 0,
@@ -68,19 +46,19 @@ pub static KROGSTAD: ExpTableau = ExpTableau {
     b: &[
         Coef {
             stage: 0,
-            terms: &[t(1.0, 1, 1.0), t(1.0, 2, -3.0), t(1.0, 3, 4.0)],
+            terms: &F1,
         },
         Coef {
             stage: 1,
-            terms: &[t(1.0, 2, 2.0), t(1.0, 3, -4.0)],
+            terms: &TWO_F2,
         },
         Coef {
             stage: 2,
-            terms: &[t(1.0, 2, 2.0), t(1.0, 3, -4.0)],
+            terms: &TWO_F2,
         },
         Coef {
             stage: 3,
-            terms: &[t(1.0, 2, -1.0), t(1.0, 3, 4.0)],
+            terms: &F3,
         },
     ],
     b_err: &[],

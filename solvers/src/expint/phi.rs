@@ -324,12 +324,7 @@ mod tests {
         let q = orthogonal(n);
         let mut worst: f64 = 0.0;
         for scale in [1e-8f64, 1e-3, 0.5, 3.0, 40.0, 1e3] {
-            let lam = [
-                -scale,
-                -0.3 * scale,
-                -0.05 * scale,
-                0.02 * scale.min(30.0),
-            ];
+            let lam = [-scale, -0.3 * scale, -0.05 * scale, 0.02 * scale.min(30.0)];
             let d = DMatrix::from_diagonal(&nalgebra::DVector::from_row_slice(&lam));
             let a = &q * d * q.transpose();
             let phis = phi_matrices(&a, 4);

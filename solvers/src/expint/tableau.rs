@@ -29,6 +29,45 @@ pub const fn t(scale: f64, k: usize, w: f64) -> Term {
     Term { scale, k, w }
 }
 
+/// `φ_1 − 3φ_2 + 4φ_3`: the weight of `N_n` in ETDRK3, ETDRK4, Krogstad's
+/// and Hochbruck–Ostermann's outputs (Kassam–Trefethen's `f_1`).
+pub const F1: [Term; 3] = [t(1.0, 1, 1.0), t(1.0, 2, -3.0), t(1.0, 3, 4.0)];
+/// `2φ_2 − 4φ_3` (`2 f_2`).
+pub const TWO_F2: [Term; 2] = [t(1.0, 2, 2.0), t(1.0, 3, -4.0)];
+/// `4φ_3 − φ_2` (`f_3`).
+pub const F3: [Term; 2] = [t(1.0, 2, -1.0), t(1.0, 3, 4.0)];
+
+/// The half step of exponential Euler from `y_n`:
+/// `U = e^{z/2} y_n + (h/2) φ_1(z/2) N_n` at `t_n + h/2` (the first stage
+/// of ETDRK3, ETDRK4, Krogstad's and Hochbruck–Ostermann's methods).
+pub const HALF_ETD1: ExpStage = ExpStage {
+    c: 0.5,
+    base: 0,
+    base_scale: 0.5,
+    coefs: &[Coef {
+        stage: 0,
+        terms: &[t(0.5, 1, 0.5)],
+    }],
+};
+
+/// Krogstad's second stage (also Hochbruck–Ostermann's):
+/// `e^{z/2} y_n + h[(½φ_1(z/2) − φ_2(z/2)) N_n + φ_2(z/2) N(U_1)]`.
+pub const KROGSTAD_STAGE_2: ExpStage = ExpStage {
+    c: 0.5,
+    base: 0,
+    base_scale: 0.5,
+    coefs: &[
+        Coef {
+            stage: 0,
+            terms: &[t(0.5, 1, 0.5), t(0.5, 2, -1.0)],
+        },
+        Coef {
+            stage: 1,
+            terms: &[t(0.5, 2, 1.0)],
+        },
+    ],
+};
+
 /// The coefficient `Σ terms` of `h N_stage` in a stage or the output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Coef {
