@@ -12,9 +12,9 @@
 //! | [`LawsonEuler`] | 1 | — | `lawson_euler.rs` |
 //! | [`Etdrk2`] (Cox–Matthews) | 2 | ETD1 embedded (order 2) | `etdrk2.rs` |
 //! | [`Etdrk32`] (Cox–Matthews ETD3RK + embedded order 2) | 3 | order 3 | `etdrk32.rs` |
-//! | [`Etdrk4`] (Cox–Matthews, Kassam–Trefethen form) | 4 (stiff: lower) | — | `etdrk4.rs` |
+//! | [`Etdrk4`] (Cox–Matthews, Kassam–Trefethen form) | 4 (stiff order 2) | — | `etdrk4.rs` |
 //! | [`Krogstad`] | 4 (stiff order 3) | — | `krogstad.rs` |
-//! | [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4) | — | `hochbruck_ostermann.rs` |
+//! | [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4 in theory; about 3 measured) | — | `hochbruck_ostermann.rs` |
 //!
 //! All are one generic step over a coefficient table ([`ExpRk`],
 //! `exprk.rs`), run in the one integration loop with fixed steps
