@@ -115,6 +115,19 @@ pub mod stiff {
     };
 }
 
+/// Exponential integrators for semilinear ODEs `y' = L(p) y + N(t, y, p)`:
+/// the [`expint::Semilinear`] drift and its linear parts, exponential
+/// Euler, Lawson–Euler, ETDRK2, the adaptive ETDRK3(2), ETDRK4,
+/// Krogstad's and Hochbruck–Ostermann's methods, their tables and the φ-functions.
+pub mod expint {
+    pub use sdeflow_solvers::expint::phi::{phi, phi_all, phi_derivatives, phi_matrices};
+    pub use sdeflow_solvers::expint::{
+        Dense, Diagonal, ETD1, ETDRK2, ETDRK4, ETDRK32, Etd1, Etdrk2, Etdrk4, Etdrk32, ExpRk,
+        ExpTableau, HOCHBRUCK_OSTERMANN, HochbruckOstermann, KROGSTAD, Krogstad, LAWSON_EULER,
+        LawsonEuler, LinearPart, LinearPartVjp, ParamDense, ParamDiagonal, Semilinear, Structure,
+    };
+}
+
 /// SDE solvers: Euler–Maruyama, Milstein, Euler–Heun, reversible Heun and
 /// the stochastic Runge–Kutta families SRI (SRIW1, SOSRI) and SRA (SRA1,
 /// SRA3) with their tableaus.

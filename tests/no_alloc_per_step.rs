@@ -127,6 +127,32 @@ fn allocations_do_not_grow_with_steps() {
         );
     }
 
+    // the exponential methods on a diagonal L: fixed steps (operators once)
+    // and adaptive steps (operators recomputed at every new step size)
+    {
+        use sdeflow::expint::{Diagonal, Etdrk4, Etdrk32, Semilinear};
+        let semi = |t1: f64| {
+            let n = |t: f64, y: &[f64], _p: &[f64], out: &mut [f64]| {
+                out[0] = t.cos() - y[1] * y[1];
+                out[1] = y[0];
+            };
+            Problem::ode_field(
+                Semilinear::new(Diagonal(vec![-1.0, -1e3]), n),
+                vec![1.0, 0.5],
+                (0.0, t1),
+            )
+        };
+        let coarse = Options::default().fixed_step(1e-1).save_at(SaveAt::T1);
+        let fine = Options::default().fixed_step(1e-3).save_at(SaveAt::T1);
+        let (a, _) = count(|| solve(&semi(1.0), Etdrk4, &coarse).expect("etdrk4"));
+        let (b, _) = count(|| solve(&semi(1.0), Etdrk4, &fine).expect("etdrk4"));
+        assert_eq!(a, b, "Etdrk4: allocations grew with the number of steps");
+        let [(a, _), (b, r)] = short_and_long(semi, Etdrk32, &opts);
+        let steps = r.expect("etdrk32").stats.accepted_steps;
+        assert!(steps > 100, "{steps}");
+        assert_eq!(a, b, "Etdrk32: allocations grew with the number of steps");
+    }
+
     // the native stiff solvers: a stiff forced problem, ten times longer,
     // with the Jacobian by finite differences (a closure) and by dual numbers
     let stiff = |t1: f64| {

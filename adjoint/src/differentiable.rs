@@ -15,6 +15,10 @@
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
+use sdeflow_solvers::expint::{
+    Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler, LinearPartVjp,
+    Semilinear,
+};
 use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
 };
@@ -218,3 +222,35 @@ differentiable!(
     for EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3 => sde
 );
 differentiable!(impl[G: DiffusionVjp] Differentiable<F, G, D> for ReversibleHeun => reversible_heun);
+
+/// Implements [`Differentiable`] for the exponential methods on semilinear
+/// ODEs (drift [`Semilinear`] with a linear part that has a parameter
+/// gradient and a nonlinearity with a VJP): the discrete adjoint through
+/// their step VJP, for losses on step ends.
+macro_rules! differentiable_expint {
+    ($($name:ty),*) => {$(
+        impl<Lp: LinearPartVjp, N: DriftVjp, D: Driver> Differentiable<Semilinear<Lp, N>, NoDiffusion, D>
+            for $name
+        {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<Semilinear<Lp, N>, NoDiffusion, D>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                crate::discrete_gradient(problem, self, options, loss, adjoint)
+            }
+        }
+    )*};
+}
+
+differentiable_expint!(
+    Etd1,
+    LawsonEuler,
+    Etdrk2,
+    Etdrk32,
+    Etdrk4,
+    Krogstad,
+    HochbruckOstermann
+);

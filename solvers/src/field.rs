@@ -192,6 +192,14 @@ pub trait DriftVjp: Drift {
     ) {
         self.drift_vjp(t, y, p, v, out_y, out_p)
     }
+
+    /// This drift's semilinear structure `L(p) y + N(t, y, p)`, when it has
+    /// one ([`crate::expint::Semilinear`] says so): what the step VJPs of
+    /// the exponential methods read, as the protocol hands them the drift
+    /// as a `DriftVjp`. `None` (the default) for every other drift.
+    fn semilinear(&self) -> Option<&dyn crate::expint::SemilinearParts> {
+        None
+    }
 }
 
 /// A drift with a hand-written VJP closure

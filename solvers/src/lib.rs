@@ -16,6 +16,7 @@ pub mod dense;
 pub mod dual;
 pub mod erk;
 pub mod error;
+pub mod expint;
 pub mod field;
 pub mod initial_step;
 pub mod integrate;

@@ -16,6 +16,7 @@ mod custom_controller;
 mod discontinuities;
 mod drivers;
 mod ensemble;
+mod expint;
 mod extension;
 mod extension_sde;
 mod faults;

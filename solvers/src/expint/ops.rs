@@ -1,0 +1,296 @@
+//! The coefficient operators of an exponential method for one step size:
+//! every `Σ w φ_k(c hL)` its stages and output use (see `tableau.rs`),
+//! computed when the step size changes and kept in the solver's cache, so a
+//! fixed-step solve computes them once.
+//!
+//! For a diagonal `L` each operator is a vector (scalar φ's element-wise,
+//! [`super::phi::phi_all`]) and applying it allocates nothing; for a dense
+//! `L` each is an `n × n` matrix from the augmented-matrix exponential
+//! ([`super::phi::phi_matrices`], which allocates when `h` changes). With
+//! `derivatives`, a diagonal `L`'s operators also keep their derivatives in
+//! `λ` (`Σ w c h φ_k'(c h λ)`), which the step VJPs use for a
+//! parameter-dependent `L`; a dense `L`'s parameter gradient goes through
+//! Fréchet derivatives instead ([`PhiOps::frechet_adjoint_add`]).
+
+use nalgebra::DMatrix;
+
+use super::phi::{phi_all, phi_derivatives, phi_frechet, phi_matrices};
+use super::semilinear::Structure;
+use super::tableau::{ExpTableau, Term};
+
+/// Where each operator of a tableau sits in [`PhiOps`].
+#[derive(Debug, Clone)]
+pub(crate) struct OpIndex {
+    /// Per stage `i ≥ 1` (at `i − 1`): the base's exponential.
+    pub(crate) stage_exp: Vec<usize>,
+    /// Per stage `i ≥ 1` (at `i − 1`): the first of its coefficients'.
+    pub(crate) stage_coefs: Vec<usize>,
+    /// `e^{hL}` of the output.
+    pub(crate) out_exp: usize,
+    /// The first of the output's coefficients.
+    pub(crate) b: usize,
+    /// The first of the error estimate's coefficients.
+    pub(crate) b_err: usize,
+}
+
+/// The operators of one tableau for one step size.
+#[derive(Debug, Clone)]
+pub struct PhiOps {
+    structure: Structure,
+    n: usize,
+    /// The values of `L` (diagonal or column-major dense).
+    lin: Vec<f64>,
+    /// The terms of each operator.
+    terms: Vec<Vec<Term>>,
+    pub(crate) index: OpIndex,
+    scales: Vec<f64>,
+    kmax: usize,
+    /// The step size the operators are for (NaN: none yet).
+    h: f64,
+    /// Operator values, `len` each.
+    vals: Vec<f64>,
+    /// Their derivatives in `λ` (diagonal `L`, when asked).
+    dvals: Vec<f64>,
+    derivatives: bool,
+    /// How many times the operators were computed.
+    computed: usize,
+    scratch: Vec<f64>,
+    dscratch: Vec<f64>,
+}
+
+impl PhiOps {
+    /// The operators of `tab` for the linear part `lin` of `structure` on
+    /// `n` components (`derivatives`: also keep those in `λ`).
+    pub fn new(
+        tab: &ExpTableau,
+        structure: Structure,
+        n: usize,
+        lin: Vec<f64>,
+        derivatives: bool,
+    ) -> Self {
+        let mut terms: Vec<Vec<Term>> = Vec::new();
+        let mut stage_exp = Vec::new();
+        let mut stage_coefs = Vec::new();
+        let exp_of = |c: f64| {
+            vec![Term {
+                scale: c,
+                k: 0,
+                w: 1.0,
+            }]
+        };
+        for st in tab.stages {
+            stage_exp.push(terms.len());
+            terms.push(exp_of(st.base_scale));
+            stage_coefs.push(terms.len());
+            terms.extend(st.coefs.iter().map(|c| c.terms.to_vec()));
+        }
+        let out_exp = terms.len();
+        terms.push(exp_of(1.0));
+        let b = terms.len();
+        terms.extend(tab.b.iter().map(|c| c.terms.to_vec()));
+        let b_err = terms.len();
+        terms.extend(tab.b_err.iter().map(|c| c.terms.to_vec()));
+        let (scales, kmax) = tab.scales_and_kmax();
+        let len = structure.len(n);
+        let nops = terms.len();
+        PhiOps {
+            structure,
+            n,
+            lin,
+            index: OpIndex {
+                stage_exp,
+                stage_coefs,
+                out_exp,
+                b,
+                b_err,
+            },
+            scales,
+            kmax,
+            h: f64::NAN,
+            vals: vec![0.0; nops * len],
+            dvals: if derivatives && structure == Structure::Diagonal {
+                vec![0.0; nops * len]
+            } else {
+                Vec::new()
+            },
+            derivatives,
+            computed: 0,
+            scratch: vec![0.0; (kmax + 2) * 4],
+            dscratch: vec![0.0; (kmax + 2) * 4],
+            terms,
+        }
+    }
+
+    /// The linear part's values.
+    pub fn linear(&self) -> &[f64] {
+        &self.lin
+    }
+
+    /// The linear part's structure.
+    pub fn structure(&self) -> Structure {
+        self.structure
+    }
+
+    /// Makes the operators those of the step size `h` (nothing to do when
+    /// they already are).
+    #[inline]
+    pub fn ensure(&mut self, h: f64) {
+        if h != self.h {
+            self.compute(h);
+        }
+    }
+
+    fn compute(&mut self, h: f64) {
+        self.h = h;
+        self.computed += 1;
+        let (n, len) = (self.n, self.structure.len(self.n));
+        self.vals.iter_mut().for_each(|v| *v = 0.0);
+        match self.structure {
+            Structure::Diagonal => {
+                let m = self.kmax + 1;
+                self.dvals.iter_mut().for_each(|v| *v = 0.0);
+                for (i, &lam) in self.lin.iter().enumerate() {
+                    for &c in &self.scales {
+                        let z = c * h * lam;
+                        phi_all(z, &mut self.scratch[..m]);
+                        if self.derivatives {
+                            let (d, s) = self.dscratch.split_at_mut(m);
+                            phi_derivatives(z, d, &mut s[..m + 1]);
+                        }
+                        for (o, terms) in self.terms.iter().enumerate() {
+                            for term in terms.iter().filter(|t| t.scale == c) {
+                                self.vals[o * len + i] += term.w * self.scratch[term.k];
+                                if self.derivatives {
+                                    self.dvals[o * len + i] +=
+                                        term.w * c * h * self.dscratch[term.k];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Structure::Dense => {
+                let l = DMatrix::from_column_slice(n, n, &self.lin);
+                for &c in &self.scales {
+                    let phis = phi_matrices(&(&l * (c * h)), self.kmax);
+                    for (o, terms) in self.terms.iter().enumerate() {
+                        for term in terms.iter().filter(|t| t.scale == c) {
+                            let dst = &mut self.vals[o * len..(o + 1) * len];
+                            for (d, &v) in dst.iter_mut().zip(phis[term.k].as_slice()) {
+                                *d += term.w * v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The values of operator `op`.
+    #[inline(always)]
+    fn op(&self, op: usize) -> &[f64] {
+        let len = self.structure.len(self.n);
+        &self.vals[op * len..(op + 1) * len]
+    }
+
+    /// `out += f · Op v`.
+    #[inline]
+    pub fn apply_add(&self, op: usize, f: f64, v: &[f64], out: &mut [f64]) {
+        let (n, a) = (self.n, self.op(op));
+        match self.structure {
+            Structure::Diagonal => {
+                for ((o, &d), &x) in out.iter_mut().zip(a).zip(v) {
+                    *o += f * d * x;
+                }
+            }
+            Structure::Dense => {
+                for (j, &x) in v.iter().enumerate() {
+                    let fx = f * x;
+                    if fx != 0.0 {
+                        for (o, &m) in out.iter_mut().zip(&a[j * n..(j + 1) * n]) {
+                            *o += m * fx;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out += f · Opᵀ v`.
+    #[inline]
+    pub fn apply_t_add(&self, op: usize, f: f64, v: &[f64], out: &mut [f64]) {
+        let (n, a) = (self.n, self.op(op));
+        match self.structure {
+            Structure::Diagonal => self.apply_add(op, f, v, out),
+            Structure::Dense => {
+                for (j, o) in out.iter_mut().enumerate() {
+                    let col = &a[j * n..(j + 1) * n];
+                    *o += f * col.iter().zip(v).map(|(m, x)| m * x).sum::<f64>();
+                }
+            }
+        }
+    }
+
+    /// For a diagonal `L`: `lbar_i += f · ȳ_i v_i ∂Op_i/∂λ_i`, the
+    /// cotangent of `λ` from `out = f · Op v` with output cotangent `ȳ`.
+    #[inline]
+    pub fn diagonal_lbar_add(&self, op: usize, f: f64, ybar: &[f64], v: &[f64], lbar: &mut [f64]) {
+        let len = self.n;
+        let d = &self.dvals[op * len..(op + 1) * len];
+        for (((l, &yb), &x), &di) in lbar.iter_mut().zip(ybar).zip(v).zip(d) {
+            *l += f * yb * x * di;
+        }
+    }
+
+    /// For a dense `L`: adds to `lbar` the cotangent of `L` from the weights
+    /// `w` (`Σ ȳ vᵀ` over the products `Op v` with output cotangents `ȳ`)
+    /// of operator `op`: `Σ_terms w_t c h Dφ_k(c h Lᵀ)[W]` (adjoint Fréchet
+    /// derivatives; allocates).
+    pub fn frechet_adjoint_add(&self, op: usize, w: &[f64], lbar: &mut [f64]) {
+        let n = self.n;
+        let wm = DMatrix::from_column_slice(n, n, w);
+        let lt = DMatrix::from_column_slice(n, n, &self.lin).transpose();
+        for term in &self.terms[op] {
+            let ch = term.scale * self.h;
+            let g = phi_frechet(&(&lt * ch), &wm, term.k);
+            for (l, &gv) in lbar.iter_mut().zip(g.as_slice()) {
+                *l += term.w * ch * gv;
+            }
+        }
+    }
+
+    /// How many times the operators have been computed (once per distinct
+    /// step size in a row).
+    pub fn computations(&self) -> usize {
+        self.computed
+    }
+
+    /// Number of operators.
+    pub fn count(&self) -> usize {
+        self.terms.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expint::ETDRK4;
+
+    #[test]
+    fn operators_are_computed_once_per_step_size_and_match_closed_forms() {
+        let lam = vec![-5.0, -0.3, -2e3];
+        let mut ops = PhiOps::new(&ETDRK4, Structure::Diagonal, 3, lam.clone(), false);
+        ops.ensure(1.0);
+        ops.ensure(1.0);
+        assert_eq!(ops.computations(), 1);
+        // ETDRK4's f1 = [−4 − z + e^z (4 − 3z + z²)]/z³ (Kassam–Trefethen)
+        let b0 = ops.op(ops.index.b);
+        for (i, &z) in lam.iter().enumerate() {
+            let f1 = (-4.0 - z + z.exp() * (4.0 - 3.0 * z + z * z)) / (z * z * z);
+            assert!((b0[i] - f1).abs() < 1e-12 * f1.abs(), "{} vs {f1}", b0[i]);
+        }
+        ops.ensure(0.5);
+        ops.ensure(0.5);
+        assert_eq!(ops.computations(), 2);
+    }
+}
