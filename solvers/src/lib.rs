@@ -17,6 +17,7 @@ pub mod dual;
 pub mod erk;
 pub mod error;
 pub mod field;
+pub mod fractional;
 pub mod initial_step;
 pub mod integrate;
 pub mod noise;

@@ -19,6 +19,7 @@ mod ensemble;
 mod extension;
 mod extension_sde;
 mod faults;
+mod fractional;
 mod gradients;
 mod ode_adaptive;
 mod ode_convergence;
