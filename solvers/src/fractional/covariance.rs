@@ -82,7 +82,7 @@ mod tests {
     fn riemann_liouville_covariance_matches_lims_closed_form() {
         for h in [0.1, 0.3, 0.5, 0.7, 0.9] {
             let g = gamma(h + 0.5);
-            for (s, t) in [(0.3, 1.0), (0.1, 2.0), (0.5, 1.0), (1e-3, 1.0)] {
+            for (s, t) in [(0.3f64, 1.0f64), (0.1, 2.0), (0.5, 1.0), (1e-3, 1.0)] {
                 // Lim (2001): s^{H+½} t^{H−½} ₂F₁(½−H, 1; H+3/2; s/t) / ((H+½) Γ(H+½)²)
                 let exact = s.powf(h + 0.5) * t.powf(h - 0.5) * hyp2f1_b1(0.5 - h, h + 1.5, s / t)
                     / ((h + 0.5) * g * g);
