@@ -89,14 +89,21 @@ mod tests {
                 let v = riemann_liouville_covariance(h, s, t);
                 assert!(
                     (v - exact).abs() < 1e-11 * exact.abs(),
-                    "H {h} ({s}, {t}): {v} vs {exact}"
+                    "H {h} ({s}, {t}): {v} vs {exact} (Lim)"
                 );
             }
-            // variance, and continuity as t → s (δ down to 1e-12)
+            // the variance; near the diagonal the covariance falls below it
+            // as δ^{2H} (Hölder continuity), and stays under the
+            // Cauchy–Schwarz bound
             let var = 1.0 / (2.0 * h * g * g);
             assert!((riemann_liouville_covariance(h, 1.0, 1.0) - var).abs() < 1e-14);
-            let near = riemann_liouville_covariance(h, 1.0, 1.0 + 1e-12);
-            assert!((near - var).abs() < 1e-6 * var, "H {h}: {near} vs {var}");
+            for delta in [1e-12, 1e-6, 1e-2] {
+                let near = riemann_liouville_covariance(h, 1.0, 1.0 + delta);
+                let bound = (var * riemann_liouville_covariance(h, 1.0 + delta, 1.0 + delta)).sqrt();
+                assert!(near <= bound * (1.0 + 1e-12) && near > 0.0, "H {h}, δ {delta}: {near} vs bound {bound}");
+                let drop = 1.0 - near / var;
+                assert!(drop < 2.0 * delta.powf(2.0 * h) + delta, "H {h} δ {delta}: drop {drop}");
+            }
         }
         // H = ½: Brownian motion, min(s, t)
         assert!((riemann_liouville_covariance(0.5, 0.3, 0.8) - 0.3).abs() < 1e-13);

@@ -93,9 +93,13 @@ fn ks_statistic(mut a: Vec<f64>, mut b: Vec<f64>) -> f64 {
     b.sort_by(f64::total_cmp);
     let (mut i, mut j, mut d) = (0, 0, 0.0f64);
     while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
+        // step past every copy of the next value in both samples (the
+        // running maximum has an atom at 0), then compare the two CDFs
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] == x {
             i += 1;
-        } else {
+        }
+        while j < b.len() && b[j] == x {
             j += 1;
         }
         d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
