@@ -47,7 +47,7 @@ fn driver() -> FractionalNoise {
         FbmType::MandelbrotVanNess,
         0.3,
         T,
-        &gamma_grid(4, T).expect("valid grid"),
+        &gamma_grid(4, 0.3, T).expect("valid grid"),
     )
     .expect("valid approximation");
     FractionalNoise::from_markov(&ma)

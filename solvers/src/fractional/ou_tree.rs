@@ -73,7 +73,7 @@ type Levels = Arc<[Split]>;
 /// ```
 /// use sdeflow_solvers::brownian::{BrownianPath, Driver};
 /// use sdeflow_solvers::fractional::{FbmType, FractionalNoise, MarkovApprox, gamma_grid};
-/// let ma = MarkovApprox::new(FbmType::MandelbrotVanNess, 0.3, 1.0, &gamma_grid(4, 1.0)?)?;
+/// let ma = MarkovApprox::new(FbmType::MandelbrotVanNess, 0.3, 1.0, &gamma_grid(4, 0.3, 1.0)?)?;
 /// let noise = FractionalNoise::from_markov(&ma);
 /// let mut path = noise.path((0.0, 1.0), 1, 42)?;
 /// let (mut dw, mut xi) = ([0.0], [0.0; 4]);

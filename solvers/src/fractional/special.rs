@@ -143,6 +143,12 @@ pub(crate) fn gamma_q_scaled<D: DualNum<Primitive = f64> + Copy>(a: D, x: f64) -
 /// to full relative precision, so integrable endpoint singularities
 /// (`x^a`, `ln x`) are handled.
 pub(crate) fn tanh_sinh(f: impl Fn(f64, f64) -> f64, tol: f64) -> f64 {
+    tanh_sinh_levels(f, tol, 12)
+}
+
+/// [`tanh_sinh`] with at most `levels` refinements (each doubles the
+/// `≈ 18` nodes of the first).
+pub(crate) fn tanh_sinh_levels(f: impl Fn(f64, f64) -> f64, tol: f64, levels: usize) -> f64 {
     use std::f64::consts::FRAC_PI_2;
     // u in [−U, U]: x ~ e^{−π sinh U}, below 1e-60
     const U: f64 = 4.5;
@@ -166,7 +172,7 @@ pub(crate) fn tanh_sinh(f: impl Fn(f64, f64) -> f64, tol: f64) -> f64 {
     let n = (U / h) as i64;
     let mut sum: f64 = (-n..=n).map(|k| node(k as f64 * h)).sum();
     let mut est = sum * h;
-    for _ in 0..12 {
+    for _ in 0..levels {
         h *= 0.5;
         let n = (U / h) as i64;
         let odd: f64 = (-n..=n)
