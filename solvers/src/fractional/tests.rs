@@ -275,30 +275,55 @@ fn the_quadratic_form_is_the_integrated_variance_of_the_approximation() {
 
 #[test]
 fn dweights_dhurst_matches_central_differences() {
-    // forward-mode duals through the incomplete gamma functions against
-    // central differences (step 1e-4: truncation ~1e-9 relative; b itself
-    // carries ~1e-11 of rounding from cancelling terms, which a step of
-    // 1e-5 would amplify to ~1e-6): agreement to 1e-6 relative of the
-    // largest entry
+    use super::markov::b_vector;
+    use num_dual::Dual64;
+    // db/dH by forward-mode duals through the incomplete gamma functions
+    // against central differences (step 1e-4: truncation ~1e-9 relative;
+    // b carries ~1e-11 of rounding from cancelling terms, which a smaller
+    // step would amplify), to 1e-7 relative; then dω/dH = A⁺ db/dH against
+    // central differences of the weights where A is well enough
+    // conditioned for the differences to mean something (cond < 1e7;
+    // otherwise A⁺ amplifies the differences' own error), to 1e-6 relative
+    // of the largest entry
+    let eps = 1e-4;
+    let mut compared = 0;
     for kind in [FbmType::MandelbrotVanNess, FbmType::RiemannLiouville] {
         for h in [0.1, 0.3, 0.7, 0.9] {
-            let gs = gamma_grid(5, h, 2.0).expect("valid");
-            let ma = MarkovApprox::new(kind, h, 2.0, &gs).expect("valid");
-            let dw = ma.dweights_dhurst();
-            let eps = 1e-4;
-            let up = MarkovApprox::new(kind, h + eps, 2.0, &gs).expect("valid");
-            let dn = MarkovApprox::new(kind, h - eps, 2.0, &gs).expect("valid");
-            let scale = dw.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            for k in 0..gs.len() {
-                let fd = (up.weights()[k] - dn.weights()[k]) / (2.0 * eps);
-                assert!(
-                    (dw[k] - fd).abs() < 1e-6 * scale,
-                    "{kind:?} H {h} k {k}: dual {} vs FD {fd}",
-                    dw[k]
-                );
+            for (k, t) in [(3, 1.0), (4, 2.0), (5, 2.0)] {
+                let gs = gamma_grid(k, h, t).expect("valid");
+                let db: Vec<f64> =
+                    b_vector(kind, Dual64::new(h, 1.0), t, &gs).iter().map(|v| v.eps).collect();
+                let up: Vec<f64> = b_vector(kind, h + eps, t, &gs);
+                let dn: Vec<f64> = b_vector(kind, h - eps, t, &gs);
+                for i in 0..k {
+                    let fd = (up[i] - dn[i]) / (2.0 * eps);
+                    assert!(
+                        (db[i] - fd).abs() < 1e-7 * fd.abs().max(1.0),
+                        "{kind:?} H {h} K {k}: db_{i}/dH dual {} vs FD {fd}",
+                        db[i]
+                    );
+                }
+                let ma = MarkovApprox::new(kind, h, t, &gs).expect("valid");
+                if ma.condition_number() > 1e7 {
+                    continue;
+                }
+                compared += 1;
+                let dw = ma.dweights_dhurst();
+                let wu = MarkovApprox::new(kind, h + eps, t, &gs).expect("valid");
+                let wd = MarkovApprox::new(kind, h - eps, t, &gs).expect("valid");
+                let scale = dw.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                for i in 0..k {
+                    let fd = (wu.weights()[i] - wd.weights()[i]) / (2.0 * eps);
+                    assert!(
+                        (dw[i] - fd).abs() < 1e-6 * scale,
+                        "{kind:?} H {h} K {k}: dω_{i}/dH {} vs FD {fd}",
+                        dw[i]
+                    );
+                }
             }
         }
     }
+    assert!(compared >= 12, "only {compared} well-conditioned cases compared");
 }
 
 #[test]
