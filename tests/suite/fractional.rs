@@ -67,14 +67,24 @@ fn euler_maruyama_on_the_fractional_path_converges_at_order_one() {
         let h = T / n as f64;
         let mut e2 = 0.0;
         for seed in 0..40u64 {
-            let sol = solve(&p, EulerMaruyama, Options::default().fixed_step(h).seed(seed))
-                .expect("solve");
+            let sol = solve(
+                &p,
+                EulerMaruyama,
+                Options::default().fixed_step(h).seed(seed),
+            )
+            .expect("solve");
             e2 += (sol.last()[0] - exact(seed)).powi(2);
         }
         hs.push(h);
         errs.push((e2 / 40.0).sqrt());
     }
-    common::assert_order("EulerMaruyama on FractionalNoise, strong", &hs, &errs, 1.0, 0.2);
+    common::assert_order(
+        "EulerMaruyama on FractionalNoise, strong",
+        &hs,
+        &errs,
+        1.0,
+        0.2,
+    );
 }
 
 #[test]

@@ -112,3 +112,35 @@ impl CholeskyFbm {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hurst_one_half_is_brownian_motion_for_both_types() {
+        // the factor of min(s, t) is the cumulative sum of √Δt: the path is
+        // Brownian motion built from the same normals
+        let ts = [0.1, 0.25, 0.7, 1.3];
+        let mut z = [0.0; 4];
+        normals(derive(5, TAG), &mut z);
+        let mut bm = [0.0; 4];
+        let (mut acc, mut prev) = (0.0, 0.0f64);
+        for (k, &t) in ts.iter().enumerate() {
+            acc += (t - prev).sqrt() * z[k];
+            prev = t;
+            bm[k] = acc;
+        }
+        for kind in [FbmType::MandelbrotVanNess, FbmType::RiemannLiouville] {
+            let mut ch = CholeskyFbm::new(kind, 0.5, &ts).expect("valid grid");
+            let mut out = [0.0; 4];
+            ch.sample(5, &mut out).expect("length matches");
+            for k in 0..4 {
+                assert!(
+                    (out[k] - bm[k]).abs() < 1e-12,
+                    "{kind:?}: {out:?} vs {bm:?}"
+                );
+            }
+        }
+    }
+}

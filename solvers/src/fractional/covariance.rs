@@ -99,10 +99,17 @@ mod tests {
             assert!((riemann_liouville_covariance(h, 1.0, 1.0) - var).abs() < 1e-14);
             for delta in [1e-12, 1e-6, 1e-2] {
                 let near = riemann_liouville_covariance(h, 1.0, 1.0 + delta);
-                let bound = (var * riemann_liouville_covariance(h, 1.0 + delta, 1.0 + delta)).sqrt();
-                assert!(near <= bound * (1.0 + 1e-12) && near > 0.0, "H {h}, δ {delta}: {near} vs bound {bound}");
+                let bound =
+                    (var * riemann_liouville_covariance(h, 1.0 + delta, 1.0 + delta)).sqrt();
+                assert!(
+                    near <= bound * (1.0 + 1e-12) && near > 0.0,
+                    "H {h}, δ {delta}: {near} vs bound {bound}"
+                );
                 let drop = 1.0 - near / var;
-                assert!(drop < 2.0 * delta.powf(2.0 * h) + delta, "H {h} δ {delta}: drop {drop}");
+                assert!(
+                    drop < 2.0 * delta.powf(2.0 * h) + delta,
+                    "H {h} δ {delta}: drop {drop}"
+                );
             }
         }
         // H = ½: Brownian motion, min(s, t)
@@ -111,7 +118,12 @@ mod tests {
 
     #[test]
     fn mvn_constant_matches_the_reference_values() {
-        for (h, v) in [(0.1, 3.52448), (0.3, 1.38338), (0.7, 0.99509), (0.9, 1.93026)] {
+        for (h, v) in [
+            (0.1, 3.52448),
+            (0.3, 1.38338),
+            (0.7, 0.99509),
+            (0.9, 1.93026),
+        ] {
             assert!((mvn_variance_constant(h) - v).abs() < 1e-5, "V_{h}");
             // the two forms of fbm.md agree
             let pi = std::f64::consts::PI;

@@ -226,3 +226,27 @@ impl DaviesHarte {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hurst_one_half_embeds_white_noise() {
+        // ρ(k) = δ_k0: every eigenvalue of the circulant is 1, so the
+        // increments are independent N(0, Δ)
+        let dh = DaviesHarte::new(0.5, 100, 0.01).expect("valid");
+        assert_eq!(dh.circulant_len(), 256);
+        let want = 0.1 / 256f64.sqrt();
+        assert!(dh.scale.iter().all(|s| (s - want).abs() < 1e-15 * want));
+        // the smallest power of two at least N, for any H tried here
+        for h in [0.1, 0.3, 0.7, 0.9] {
+            assert_eq!(
+                DaviesHarte::new(h, 1000, 1e-3)
+                    .expect("positive")
+                    .circulant_len(),
+                2048
+            );
+        }
+    }
+}

@@ -112,7 +112,10 @@ pub(crate) fn check_hurst(hurst: f64) -> Result<f64, FbmError> {
 /// Checks that `ts` is a finite, strictly increasing grid of positive times.
 pub(crate) fn check_times(ts: &[f64]) -> Result<(), FbmError> {
     if ts.is_empty() {
-        return Err(FbmError::invalid("time grid", "it is empty; give at least one time > 0"));
+        return Err(FbmError::invalid(
+            "time grid",
+            "it is empty; give at least one time > 0",
+        ));
     }
     let mut prev = 0.0;
     for (k, &t) in ts.iter().enumerate() {

@@ -14,9 +14,11 @@
 //! key. So the path is a deterministic function of `(seed, t)`: any query
 //! order — adaptive steps, rejected steps, an adjoint walking backwards —
 //! sees the same path, and the states of `[a, b]` and `[b, c]` compose
-//! exactly into that of `[a, c]`. Only inside one leaf (intervals shorter
-//! than the leaf) are two ends differenced, relative to the leaf, as in
-//! the Brownian tree.
+//! exactly (to round-off) into that of `[a, c]`. The bridges' law is exact
+//! up to the directions of relative variance below `1e-10` that
+//! `ou_bridge.rs` drops (covariances within `~1e-6` of their scale). Only
+//! inside one leaf (intervals shorter than the leaf) are two ends
+//! differenced, relative to the leaf, as in the Brownian tree.
 //!
 //! The mode values are `Y_k(t) = e^{−γ_k (t − t0)} Y_k(t0) + ξ_k(t0, t)`
 //! with `Y(t0)` drawn from the stationary law `1/(γ_i + γ_j)` for type I
@@ -192,7 +194,10 @@ impl Driver for FractionalNoise {
         if !(a.is_finite() && span.is_finite() && span > 0.0) {
             return Err(FbmError::invalid(
                 "fractional noise span",
-                format!("({}, {}); give a finite span of positive length", tspan.0, tspan.1),
+                format!(
+                    "({}, {}); give a finite span of positive length",
+                    tspan.0, tspan.1
+                ),
             )
             .into());
         }
@@ -253,7 +258,12 @@ impl OuTree {
         normals(derive(seed, 0), &mut z);
         let mut root = vec![0.0; m * d];
         for j in 0..m {
-            matvec(&sq, &z[j * d..(j + 1) * d], &mut root[j * d..(j + 1) * d], d);
+            matvec(
+                &sq,
+                &z[j * d..(j + 1) * d],
+                &mut root[j * d..(j + 1) * d],
+                d,
+            );
         }
         // the start: stationary for type I
         let mut y0 = vec![0.0; m * k];
@@ -363,7 +373,14 @@ impl OuTree {
         let d = self.d;
         for j in 0..self.m {
             let r = j * d..(j + 1) * d;
-            combine(&xa[r.clone()], la, &xb[r.clone()], lb, &self.gammas, &mut out[r]);
+            combine(
+                &xa[r.clone()],
+                la,
+                &xb[r.clone()],
+                lb,
+                &self.gammas,
+                &mut out[r],
+            );
         }
     }
 
@@ -514,7 +531,10 @@ impl OuTree {
             self.suffix(lo, mid, 2 * id, level + 1, a);
             std::mem::swap(&mut self.cur, &mut self.saved);
             self.prefix(mid, hi, 2 * id + 1, level + 1, b);
-            let (p0, p1) = (std::mem::take(&mut self.parts[0]), std::mem::take(&mut self.parts[1]));
+            let (p0, p1) = (
+                std::mem::take(&mut self.parts[0]),
+                std::mem::take(&mut self.parts[1]),
+            );
             let mut out = std::mem::take(&mut self.out);
             self.compose(&p0, mid - a, &p1, b - mid, &mut out);
             self.out = out;
@@ -532,7 +552,10 @@ impl OuTree {
         self.split_leaf(lo, hi, id, b);
         let (la, lab) = (a - lo, b - a);
         for j in 0..self.m {
-            let (pa, pb) = (&self.acc[j * d..(j + 1) * d], &self.left[j * d..(j + 1) * d]);
+            let (pa, pb) = (
+                &self.acc[j * d..(j + 1) * d],
+                &self.left[j * d..(j + 1) * d],
+            );
             let o = &mut self.out[j * d..(j + 1) * d];
             o[0] = pb[0] - pa[0];
             // Chen: H̄(lo,b) = H̄(lo,a) + H̄(a,b) + ½(lab ΔW(lo,a) − la ΔW(a,b))

@@ -220,7 +220,10 @@ mod tests {
             for x in [1e-6, 0.01, 0.3, 1.0, 1.9, 2.5, 5.0, 10.0, 40.0, 300.0] {
                 let p: f64 = gamma_p(a, x);
                 let p_ref = statrs::function::gamma::gamma_lr(a, x);
-                assert!((p - p_ref).abs() < 1e-13, "P({a}, {x}) = {p}, statrs {p_ref}");
+                assert!(
+                    (p - p_ref).abs() < 1e-13,
+                    "P({a}, {x}) = {p}, statrs {p_ref}"
+                );
                 if x < 30.0 {
                     let q: f64 = gamma_q_scaled(a, x);
                     let q_ref = statrs::function::gamma::gamma_ur(a, x) * x.exp();

@@ -29,7 +29,13 @@ fn second_moments(xs: &[f64], len: usize) -> Vec<f64> {
 /// `(C_ii C_jj + C_ij²)/n`. With a fixed seed the test is deterministic;
 /// 5σ makes a false failure of a correct sampler unlikely (≈ 6e-7 per
 /// entry) across the few hundred entries compared.
-fn assert_moments(c: &[f64], exact: &dyn Fn(usize, usize) -> f64, len: usize, n: usize, what: &str) {
+fn assert_moments(
+    c: &[f64],
+    exact: &dyn Fn(usize, usize) -> f64,
+    len: usize,
+    n: usize,
+    what: &str,
+) {
     let mut worst: f64 = 0.0;
     for i in 0..len {
         for j in 0..len {
@@ -141,7 +147,8 @@ fn davies_harte_and_cholesky_agree_in_distribution() {
             for (v, s) in sa.iter_mut().zip(stats(&p)) {
                 v.push(s);
             }
-            dh.sample(1_000_000 + i as u64, &mut p).expect("length matches");
+            dh.sample(1_000_000 + i as u64, &mut p)
+                .expect("length matches");
             for (v, s) in sb.iter_mut().zip(stats(&p)) {
                 v.push(s);
             }
@@ -164,19 +171,38 @@ fn samplers_refuse_bad_input() {
             CholeskyFbm::new(FbmType::MandelbrotVanNess, h, &ok),
             Err(FbmError::InvalidHurst { .. })
         ));
-        assert!(matches!(DaviesHarte::new(h, 8, 0.1), Err(FbmError::InvalidHurst { .. })));
+        assert!(matches!(
+            DaviesHarte::new(h, 8, 0.1),
+            Err(FbmError::InvalidHurst { .. })
+        ));
     }
-    for ts in [&[][..], &[0.0, 1.0], &[0.5, 0.5], &[1.0, 0.5], &[0.1, f64::NAN]] {
+    for ts in [
+        &[][..],
+        &[0.0, 1.0],
+        &[0.5, 0.5],
+        &[1.0, 0.5],
+        &[0.1, f64::NAN],
+    ] {
         let e = CholeskyFbm::new(FbmType::RiemannLiouville, 0.3, ts);
-        assert!(matches!(e, Err(FbmError::InvalidInput { .. })), "{ts:?}: {e:?}");
+        assert!(
+            matches!(e, Err(FbmError::InvalidInput { .. })),
+            "{ts:?}: {e:?}"
+        );
     }
     for (n, dt) in [(0, 0.1), (8, 0.0), (8, -1.0), (8, f64::NAN)] {
-        assert!(matches!(DaviesHarte::new(0.3, n, dt), Err(FbmError::InvalidInput { .. })));
+        assert!(matches!(
+            DaviesHarte::new(0.3, n, dt),
+            Err(FbmError::InvalidInput { .. })
+        ));
     }
     let mut ch = CholeskyFbm::new(FbmType::MandelbrotVanNess, 0.3, &ok).expect("valid");
     assert!(matches!(
         ch.sample(0, &mut [0.0; 3]),
-        Err(FbmError::DimensionMismatch { expected: 2, found: 3, .. })
+        Err(FbmError::DimensionMismatch {
+            expected: 2,
+            found: 3,
+            ..
+        })
     ));
     let mut dh = DaviesHarte::new(0.3, 8, 0.1).expect("valid");
     assert!(matches!(
@@ -264,11 +290,17 @@ fn the_quadratic_form_is_the_integrated_variance_of_the_approximation() {
                     quad += w[i] * w[j] * a;
                 }
             }
-            assert!((var_int - quad).abs() < 1e-10 * quad, "{kind:?} {h}: {var_int} vs {quad}");
+            assert!(
+                (var_int - quad).abs() < 1e-10 * quad,
+                "{kind:?} {h}: {var_int} vs {quad}"
+            );
             // and the error by quadrature of the error kernel agrees with the
             // quadratic form where the weights are moderate
             let (q, e) = (ma.quadratic_mean_square_error(), ma.mean_square_error());
-            assert!((q - e).abs() < 1e-5 * e, "{kind:?} {h}: quadratic form {q} vs quadrature {e}");
+            assert!(
+                (q - e).abs() < 1e-5 * e,
+                "{kind:?} {h}: quadratic form {q} vs quadrature {e}"
+            );
         }
     }
 }
@@ -291,8 +323,10 @@ fn dweights_dhurst_matches_central_differences() {
         for h in [0.1, 0.3, 0.7, 0.9] {
             for (k, t) in [(3, 1.0), (4, 2.0), (5, 2.0)] {
                 let gs = gamma_grid(k, h, t).expect("valid");
-                let db: Vec<f64> =
-                    b_vector(kind, Dual64::new(h, 1.0), t, &gs).iter().map(|v| v.eps).collect();
+                let db: Vec<f64> = b_vector(kind, Dual64::new(h, 1.0), t, &gs)
+                    .iter()
+                    .map(|v| v.eps)
+                    .collect();
                 let up: Vec<f64> = b_vector(kind, h + eps, t, &gs);
                 let dn: Vec<f64> = b_vector(kind, h - eps, t, &gs);
                 for i in 0..k {
@@ -323,7 +357,10 @@ fn dweights_dhurst_matches_central_differences() {
             }
         }
     }
-    assert!(compared >= 12, "only {compared} well-conditioned cases compared");
+    assert!(
+        compared >= 12,
+        "only {compared} well-conditioned cases compared"
+    );
 }
 
 #[test]
@@ -331,7 +368,9 @@ fn covariance_error_decreases_in_k() {
     // the relative mean-square error (by quadrature of the error kernel)
     // must fall with K on the default grid; the largest covariance error on
     // a grid is printed alongside
-    println!("MA-fBM on [0, 1]: relative mean-square error; max covariance error on a 24-point grid; rank kept");
+    println!(
+        "MA-fBM on [0, 1]: relative mean-square error; max covariance error on a 24-point grid; rank kept"
+    );
     for kind in [FbmType::MandelbrotVanNess, FbmType::RiemannLiouville] {
         for h in [0.1, 0.3, 0.7, 0.9] {
             let mut row = Vec::new();
@@ -370,7 +409,11 @@ fn hurst_one_half_reproduces_brownian_motion() {
         assert!(e < 1e-2, "{kind:?}: relative error {e}");
         let ma16 = MarkovApprox::new(kind, 0.5, 1.0, &gamma_grid(16, 0.5, 1.0).expect("valid"))
             .expect("valid");
-        assert!(ma16.relative_error() < 1e-3, "{kind:?}: {}", ma16.relative_error());
+        assert!(
+            ma16.relative_error() < 1e-3,
+            "{kind:?}: {}",
+            ma16.relative_error()
+        );
     }
     // the exact samplers at H = ½: covariance min(s, t) for both types
     assert!((fbm_covariance(0.5, 0.3, 0.8) - 0.3).abs() < 1e-15);
@@ -535,7 +578,13 @@ fn the_fbm_path_has_the_markov_approximations_covariance() {
             }
         }
         let c = second_moments(&xs, ts.len());
-        assert_moments(&c, &|i, j| ma.covariance(ts[i], ts[j]), ts.len(), n, &format!("B̂ {kind:?}"));
+        assert_moments(
+            &c,
+            &|i, j| ma.covariance(ts[i], ts[j]),
+            ts.len(),
+            n,
+            &format!("B̂ {kind:?}"),
+        );
     }
     // without weights the fBM value is a typed error
     let noise = FractionalNoise::new(&[1.0, 2.0], FbmType::RiemannLiouville).expect("valid");
