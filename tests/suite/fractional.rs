@@ -11,10 +11,11 @@ use crate::common;
 
 const T: f64 = 1.0;
 
-/// SciML's `prob_sde_additive`: dX = (β/√(1+t) − X/(2(1+t))) dt
-/// + αβ/√(1+t) dW, X_T = X0/√(1+T) + β(T + αW_T)/√(1+T), driven by a
-/// fractional-noise path; the exact solution reads `W_T` from the same
-/// path (`Driver::path` is a pure function of the seed).
+/// SciML's `prob_sde_additive`,
+/// `dX = (β/√(1+t) − X/(2(1+t))) dt + αβ/√(1+t) dW`, solved by
+/// `X_T = X0/√(1+T) + β(T + αW_T)/√(1+T)`, driven by a fractional-noise
+/// path; the exact solution reads `W_T` from the same path
+/// (`Driver::path` is a pure function of the seed).
 fn additive(
     noise: &FractionalNoise,
 ) -> (

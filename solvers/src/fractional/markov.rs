@@ -72,7 +72,8 @@ pub fn gamma_grid_by_r(k: usize, r: f64, offset: f64) -> Result<Vec<f64>, FbmErr
     if k == 0 {
         return Err(FbmError::invalid("number of OU modes", "K = 0; give K ≥ 1"));
     }
-    if !(r.is_finite() && r > 1.0) || !offset.is_finite() {
+    let valid = r.is_finite() && r > 1.0 && offset.is_finite();
+    if !valid {
         return Err(FbmError::invalid(
             "geometric rate grid",
             format!("r = {r}, offset = {offset}; give a finite r > 1 and a finite offset"),
