@@ -54,8 +54,8 @@ use super::covariance::FbmType;
 use super::error::FbmError;
 use super::markov::{MarkovApprox, check_rates, stationary_covariance};
 use super::ou_bridge::{Split, Workspace, combine, sigma};
+use crate::brownian::Driver;
 use crate::brownian::rng::{derive, normals};
-use crate::brownian::{BrownianPath, Driver};
 use crate::error::SolveError;
 
 /// Tag of a leaf's final bridge key.
@@ -384,111 +384,77 @@ impl OuTree {
         }
     }
 
-    /// `X(a, hi)` of the node in `cur` (`[lo, hi]`, `id`, `level`), into
-    /// `parts[0]`.
-    fn suffix(&mut self, mut lo: f64, hi0: f64, mut id: u64, level0: usize, a: f64) {
+    /// The part of the node in `cur` (`[lo, hi]`, `id`, at `level0`) on
+    /// one side of `p`: the suffix `X(p, hi)` into `parts[0]`
+    /// (`suffix = true`) or the prefix `X(lo, p)` into `parts[1]`. Descends
+    /// towards `p`, keeping the siblings on the wanted side, then composes
+    /// them bottom-up with the leaf's part.
+    fn part(&mut self, lo0: f64, hi0: f64, mut id: u64, level0: usize, p: f64, suffix: bool) {
         let md = self.m * self.d;
-        let mut hi = hi0;
+        let out = usize::from(!suffix);
+        let (mut lo, mut hi) = (lo0, hi0);
         let mut level = level0;
         let mut pushed = [false; 64];
-        if a <= lo {
-            self.parts[0].copy_from_slice(&self.cur);
+        if (suffix && p <= lo) || (!suffix && p >= hi) {
+            self.parts[out].copy_from_slice(&self.cur);
             return;
         }
         let acc_len;
         loop {
             if level == self.depth {
-                self.split_leaf(lo, hi, id, a);
-                self.acc.copy_from_slice(&self.right);
-                acc_len = hi - a;
+                self.split_leaf(lo, hi, id, p);
+                let (part, len) = if suffix {
+                    (&self.right, hi - p)
+                } else {
+                    (&self.left, p - lo)
+                };
+                self.acc.copy_from_slice(part);
+                acc_len = len;
                 break;
             }
             self.split_cur(level, id);
             let mid = lo + 0.5 * (hi - lo);
-            if a >= mid {
+            let go_right = if suffix { p >= mid } else { p > mid };
+            // keep the sibling on the wanted side of the way down
+            if suffix != go_right {
+                let sib = if suffix { &self.right } else { &self.left };
+                self.stack[level * md..(level + 1) * md].copy_from_slice(sib);
+                pushed[level] = true;
+            }
+            if go_right {
                 std::mem::swap(&mut self.cur, &mut self.right);
                 lo = mid;
                 id = 2 * id + 1;
             } else {
-                self.stack[level * md..(level + 1) * md].copy_from_slice(&self.right);
-                pushed[level] = true;
                 std::mem::swap(&mut self.cur, &mut self.left);
                 hi = mid;
                 id *= 2;
             }
             level += 1;
-            if a == lo {
+            if (suffix && p == lo) || (!suffix && p == hi) {
                 self.acc.copy_from_slice(&self.cur);
-                acc_len = hi - a;
+                acc_len = hi - lo;
                 break;
             }
         }
-        // climb: each kept sibling lies right after the accumulated part
+        // climb: each kept sibling lies right after (suffix) or right before
+        // (prefix) the accumulated part
         let mut len = acc_len;
         for lv in (level0..level).rev() {
             if pushed[lv] {
                 let sib_len = self.span / 2f64.powi(lv as i32 + 1);
-                let mut out = std::mem::take(&mut self.tmp);
+                let mut sum = std::mem::take(&mut self.tmp);
                 let sib = &self.stack[lv * md..(lv + 1) * md];
-                self.compose(&self.acc, len, sib, sib_len, &mut out);
-                self.tmp = std::mem::replace(&mut self.acc, out);
+                if suffix {
+                    self.compose(&self.acc, len, sib, sib_len, &mut sum);
+                } else {
+                    self.compose(sib, sib_len, &self.acc, len, &mut sum);
+                }
+                self.tmp = std::mem::replace(&mut self.acc, sum);
                 len += sib_len;
             }
         }
-        self.parts[0].copy_from_slice(&self.acc);
-    }
-
-    /// `X(lo, b)` of the node in `cur`, into `parts[1]`.
-    fn prefix(&mut self, lo0: f64, mut hi: f64, mut id: u64, level0: usize, b: f64) {
-        let md = self.m * self.d;
-        let mut lo = lo0;
-        let mut level = level0;
-        let mut pushed = [false; 64];
-        if b >= hi {
-            self.parts[1].copy_from_slice(&self.cur);
-            return;
-        }
-        let acc_len;
-        loop {
-            if level == self.depth {
-                self.split_leaf(lo, hi, id, b);
-                self.acc.copy_from_slice(&self.left);
-                acc_len = b - lo;
-                break;
-            }
-            self.split_cur(level, id);
-            let mid = lo + 0.5 * (hi - lo);
-            if b <= mid {
-                std::mem::swap(&mut self.cur, &mut self.left);
-                hi = mid;
-                id *= 2;
-            } else {
-                self.stack[level * md..(level + 1) * md].copy_from_slice(&self.left);
-                pushed[level] = true;
-                std::mem::swap(&mut self.cur, &mut self.right);
-                lo = mid;
-                id = 2 * id + 1;
-            }
-            level += 1;
-            if b == hi {
-                self.acc.copy_from_slice(&self.cur);
-                acc_len = b - lo;
-                break;
-            }
-        }
-        // climb: each kept sibling lies right before the accumulated part
-        let mut len = acc_len;
-        for lv in (level0..level).rev() {
-            if pushed[lv] {
-                let sib_len = self.span / 2f64.powi(lv as i32 + 1);
-                let mut out = std::mem::take(&mut self.tmp);
-                let sib = &self.stack[lv * md..(lv + 1) * md];
-                self.compose(sib, sib_len, &self.acc, len, &mut out);
-                self.tmp = std::mem::replace(&mut self.acc, out);
-                len += sib_len;
-            }
-        }
-        self.parts[1].copy_from_slice(&self.acc);
+        self.parts[out].copy_from_slice(&self.acc);
     }
 
     /// `X(a, b)` for `0 ≤ a ≤ b ≤ span` (tree coordinates) into `out`.
@@ -528,9 +494,9 @@ impl OuTree {
             self.split_cur(level, id);
             self.saved.copy_from_slice(&self.right);
             std::mem::swap(&mut self.cur, &mut self.left);
-            self.suffix(lo, mid, 2 * id, level + 1, a);
+            self.part(lo, mid, 2 * id, level + 1, a, true);
             std::mem::swap(&mut self.cur, &mut self.saved);
-            self.prefix(mid, hi, 2 * id + 1, level + 1, b);
+            self.part(mid, hi, 2 * id + 1, level + 1, b, false);
             let (p0, p1) = (
                 std::mem::take(&mut self.parts[0]),
                 std::mem::take(&mut self.parts[1]),
@@ -653,19 +619,7 @@ impl OuTree {
     }
 }
 
-impl BrownianPath for OuTree {
-    fn dim(&self) -> usize {
-        self.m
-    }
-
-    fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
-        self.query(s, t, dw, None);
-    }
-
-    fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]) {
-        self.query(s, t, dw, Some(h));
-    }
-}
+crate::brownian::path_by_query!(OuTree);
 
 /// `y = a x` for a row-major `n × n` matrix.
 fn matvec(a: &[f64], x: &[f64], y: &mut [f64], n: usize) {
