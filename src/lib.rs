@@ -153,6 +153,14 @@ pub mod noise {
     pub use sdeflow_solvers::solution::KeptPath;
 }
 
+/// Fractional Brownian motion: exact samplers on a grid (Cholesky,
+/// Davies–Harte), the Markov approximation by Ornstein–Uhlenbeck modes
+/// with its optimal weights, and the [`FractionalNoise`](fractional::FractionalNoise)
+/// driver serving the modes' exact convolutions.
+pub mod fractional {
+    pub use sdeflow_solvers::fractional::*;
+}
+
 /// Step-size control: the controllers (constant, PI, PID, your own), the
 /// first-step heuristic and the error norms.
 pub mod control {

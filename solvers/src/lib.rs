@@ -18,6 +18,7 @@ pub mod erk;
 pub mod error;
 pub mod expint;
 pub mod field;
+pub mod fractional;
 pub mod initial_step;
 pub mod integrate;
 pub mod noise;

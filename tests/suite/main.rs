@@ -20,6 +20,7 @@ mod expint;
 mod extension;
 mod extension_sde;
 mod faults;
+mod fractional;
 mod gradients;
 mod ode_adaptive;
 mod ode_convergence;

@@ -67,7 +67,7 @@ macro_rules! path_by_query {
         }
     };
 }
-use path_by_query;
+pub(crate) use path_by_query;
 
 /// Fixed-step fast path: each call draws a fresh increment `N(0, t−s)` (and
 /// `H ~ N(0, (t−s)/12)`) from a sequential stream seeded by `seed`.
