@@ -32,10 +32,7 @@ impl DiscreteVp {
         if betas.len() < 2 {
             return Err(SolveError::InvalidInput {
                 what: "DiscreteVp betas".into(),
-                reason: format!(
-                    "{} betas given; a schedule needs at least two",
-                    betas.len()
-                ),
+                reason: format!("{} betas given; a schedule needs at least two", betas.len()),
             });
         }
         let mut acc = 0.0;

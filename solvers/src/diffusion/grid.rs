@@ -114,7 +114,12 @@ impl TimeGrid {
         steps: usize,
     ) -> Result<Options, SolveError> {
         let ts = self.times(schedule, t_start, t_end, steps)?;
-        Ok(Options::default().grid(ts[1..steps].to_vec()))
+        Ok(if steps == 1 {
+            // no interior time: one fixed step over the span
+            Options::default().fixed_step(t_start - t_end)
+        } else {
+            Options::default().grid(ts[1..steps].to_vec())
+        })
     }
 
     fn check<S: NoiseSchedule + ?Sized>(

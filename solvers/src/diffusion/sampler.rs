@@ -199,7 +199,11 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
         c.index = 0;
     }
 
-    fn step(&self, c: &mut SamplerCache, args: StepArgsOf<'_, DiffusionOde<M, S, D>>) -> StepStatus {
+    fn step(
+        &self,
+        c: &mut SamplerCache,
+        args: StepArgsOf<'_, DiffusionOde<M, S, D>>,
+    ) -> StepStatus {
         let StepAt { t, h, y } = args.at;
         let (flow, p, stats) = (args.fields.drift, args.fields.p, args.stats);
         let want = self.prediction();
@@ -276,7 +280,11 @@ pub(crate) fn lin2(x_new: &mut [f64], a: f64, x: &[f64], b: f64, m: &[f64]) {
 pub(crate) fn ratios<S: NoiseSchedule + ?Sized>(sched: &S, s: f64, t: f64) -> (f64, f64, f64) {
     let (las, lat) = (sched.log_alpha(s), sched.log_alpha(t));
     let (ss, st) = (sched.sigma(s), sched.sigma(t));
-    ((lat - las).exp(), st / ss, sched.lambda(t) - sched.lambda(s))
+    (
+        (lat - las).exp(),
+        st / ss,
+        sched.lambda(t) - sched.lambda(s),
+    )
 }
 
 /// `φ1 = e^{−h} − 1`, `φ2 = φ1/h + 1`, `φ3 = φ2/h − ½` of the data-prediction

@@ -106,7 +106,13 @@ impl GaussianMixture {
 
     /// The exact noise prediction `ε*(x, t)` for a batch `x` of samples
     /// (`x.len()` a multiple of `d`, sample after sample) into `out`.
-    pub fn noise<S: NoiseSchedule + ?Sized>(&self, schedule: &S, t: f64, x: &[f64], out: &mut [f64]) {
+    pub fn noise<S: NoiseSchedule + ?Sized>(
+        &self,
+        schedule: &S,
+        t: f64,
+        x: &[f64],
+        out: &mut [f64],
+    ) {
         let (a, s) = (schedule.alpha(t), schedule.sigma(t));
         let s2 = s * s;
         let d = self.d;
@@ -120,7 +126,10 @@ impl GaussianMixture {
             for k in 0..kk {
                 let w = (self.log_component(k, a, s2, xj) - lmax).exp();
                 total += w;
-                let (mu, v) = (&self.means[k * d..(k + 1) * d], &self.vars[k * d..(k + 1) * d]);
+                let (mu, v) = (
+                    &self.means[k * d..(k + 1) * d],
+                    &self.vars[k * d..(k + 1) * d],
+                );
                 for i in 0..d {
                     oj[i] += w * (xj[i] - a * mu[i]) / (a * a * v[i] + s2);
                 }
@@ -131,7 +140,13 @@ impl GaussianMixture {
     }
 
     /// The exact data prediction `x0*(x, t) = (x − σ_t ε*)/α_t` for a batch.
-    pub fn data<S: NoiseSchedule + ?Sized>(&self, schedule: &S, t: f64, x: &[f64], out: &mut [f64]) {
+    pub fn data<S: NoiseSchedule + ?Sized>(
+        &self,
+        schedule: &S,
+        t: f64,
+        x: &[f64],
+        out: &mut [f64],
+    ) {
         self.noise(schedule, t, x, out);
         let (a, s) = (schedule.alpha(t), schedule.sigma(t));
         for (o, &xv) in out.iter_mut().zip(x) {
@@ -185,7 +200,13 @@ impl DiagonalGaussian {
 
     /// The exact noise prediction `σ_t (x − α_t μ)/(α_t² v + σ_t²)` for a
     /// batch `x` (a multiple of `d`).
-    pub fn noise<S: NoiseSchedule + ?Sized>(&self, schedule: &S, t: f64, x: &[f64], out: &mut [f64]) {
+    pub fn noise<S: NoiseSchedule + ?Sized>(
+        &self,
+        schedule: &S,
+        t: f64,
+        x: &[f64],
+        out: &mut [f64],
+    ) {
         let (a, s) = (schedule.alpha(t), schedule.sigma(t));
         let d = self.dim();
         for (j, (o, &xv)) in out.iter_mut().zip(x).enumerate() {
