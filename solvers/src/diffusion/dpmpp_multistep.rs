@@ -61,10 +61,14 @@ pub struct DpmSolverPP3M {
 }
 
 /// The order of step `index` of `steps` under dpm_solver's
-/// `lower_order_final` rule: `min(order, steps − index)` when `steps < 10`.
+/// `lower_order_final` rule: `min(order, steps − index)` when `steps < 10`,
+/// after the warm-up (the warm-up steps `index < order − 1` keep their
+/// order `index + 1`, as in dpm_solver's `sample`).
 fn final_order(order: usize, lower_order_final: Option<usize>, index: usize) -> usize {
     match lower_order_final {
-        Some(steps) if steps < 10 => order.min(steps.saturating_sub(index).max(1)),
+        Some(steps) if steps < 10 && index + 1 >= order => {
+            order.min(steps.saturating_sub(index).max(1))
+        }
         _ => order,
     }
 }
@@ -82,7 +86,8 @@ fn check_steps(name: &str, lower_order_final: Option<usize>) -> Result<(), Solve
 impl DpmSolverPP2M {
     /// Lowers the order of the last steps of a solve of `steps` steps as
     /// dpm_solver's `lower_order_final` does: when `steps < 10`, step `i`
-    /// (from 0) has order `min(2, steps − i)` (the last one ++1), which
+    /// (from 0) after the warm-up has order `min(2, steps − i)` (the last
+    /// one ++1), which
     /// steadies very short runs. `steps` must be the grid's step count.
     pub fn lower_order_final(mut self, steps: usize) -> Self {
         self.lower_order_final = Some(steps);
