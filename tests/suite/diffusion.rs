@@ -9,6 +9,9 @@ use sdeflow::diffusion::*;
 use sdeflow::ode::{Tsit5, Vern7};
 use sdeflow::prelude::*;
 
+/// A model behind a box, so helpers can name the problem type.
+type BoxedModel = Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>;
+
 const T: f64 = 1.0;
 const T_END: f64 = 1e-3;
 
@@ -230,34 +233,18 @@ fn grids_are_spaced_as_named_and_drive_the_loop() {
     }
 }
 
-/// A Gaussian in two coordinates, four samples in one state (8 entries).
-fn gaussian_problem(
-    param: Parametrisation,
-) -> (
-    DiagonalGaussian,
-    impl Fn(f64, &[f64], &[f64], &mut [f64]) + Clone,
-    Vec<f64>,
-) {
-    let s = VpLinear::default();
-    let g = DiagonalGaussian::new(vec![0.5, -1.0], vec![0.09, 2.0]).expect("valid");
-    let gm = g.clone();
-    let model = move |t: f64, x: &[f64], _p: &[f64], out: &mut [f64]| {
-        gm.noise(&s, t, x, out);
-        Parametrisation::Noise.convert(param, &s, t, x, out);
-    };
-    let x_t = vec![-2.0, 1.5, -0.5, -0.3, 1.0, 0.8, 2.5, -1.9];
-    (g, model, x_t)
-}
-
 /// Max error of `sampler` against the exact map at `steps` steps of `grid`,
 /// and the model evaluations.
 fn gaussian_error<X>(sampler: X, grid: TimeGrid, steps: usize) -> (f64, usize)
 where
-    X: Copy + Method<DiffusionOde<Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>, VpLinear>>,
+    X: Copy + Method<DiffusionOde<BoxedModel, VpLinear>>,
 {
+    // a Gaussian in two coordinates, four samples in one state (8 entries)
     let s = VpLinear::default();
-    let (g, model, x_t) = gaussian_problem(Parametrisation::Noise);
-    let boxed: Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])> = Box::new(model);
+    let g = DiagonalGaussian::new(vec![0.5, -1.0], vec![0.09, 2.0]).expect("valid");
+    let gm = g.clone();
+    let boxed: BoxedModel = Box::new(move |t, x, _p, out| gm.noise(&s, t, x, out));
+    let x_t = vec![-2.0, 1.5, -0.5, -0.3, 1.0, 0.8, 2.5, -1.9];
     let prob = Problem::ode_field(
         ProbabilityFlow::new(boxed, Parametrisation::Noise, s),
         x_t.clone(),
@@ -282,7 +269,7 @@ const LEVELS: [usize; 5] = [20, 40, 80, 160, 320];
 /// Fits the order over [`LEVELS`] and checks the evaluations per step.
 fn measured_order<X>(name: &str, sampler: X, grid: TimeGrid, per_step: usize) -> f64
 where
-    X: Copy + Method<DiffusionOde<Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>, VpLinear>>,
+    X: Copy + Method<DiffusionOde<BoxedModel, VpLinear>>,
 {
     let mut hs = Vec::new();
     let mut errs = Vec::new();
@@ -427,8 +414,6 @@ fn mixture_noise_prediction_is_minus_sigma_times_the_score() {
         }
     }
 }
-
-type BoxedModel = Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>;
 
 fn mixture_problem(x_t: Vec<f64>) -> DiffusionOde<BoxedModel, VpLinear> {
     let s = VpLinear::default();

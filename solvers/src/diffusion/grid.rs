@@ -89,7 +89,9 @@ impl TimeGrid {
         // the ends exactly (t(λ(t)) is t only to rounding)
         ts[0] = t_start;
         ts[steps] = t_end;
-        if let Some(i) = (1..=steps).find(|&i| !(ts[i] < ts[i - 1])) {
+        if let Some(i) =
+            (1..=steps).find(|&i| ts[i].partial_cmp(&ts[i - 1]) != Some(std::cmp::Ordering::Less))
+        {
             return Err(SolveError::InvalidInput {
                 what: "time grid".into(),
                 reason: format!(
@@ -151,7 +153,7 @@ impl TimeGrid {
         if !zero_end_ok {
             schedule.check_time("time grid t_end", t_end)?;
         }
-        if !(t_end < t_start) {
+        if t_end.partial_cmp(&t_start) != Some(std::cmp::Ordering::Less) {
             return Err(SolveError::InvalidInput {
                 what: "time grid".into(),
                 reason: format!(

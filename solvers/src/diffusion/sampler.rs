@@ -161,7 +161,7 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
         if !zero_ok {
             sched.check_time("tspan.1 (the data end)", t1)?;
         }
-        if !(t1 < t0) {
+        if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Less) {
             return Err(SolveError::InvalidInput {
                 what: "tspan".into(),
                 reason: format!(
