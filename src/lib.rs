@@ -138,6 +138,15 @@ pub mod sde {
     };
 }
 
+/// Diffusion-model samplers: the probability-flow ODE of a model under a
+/// noise schedule as a problem ([`DiffusionOde`](diffusion::DiffusionOde)),
+/// schedules, parametrisations, time grids, the samplers (DDIM/DPM-Solver,
+/// DPM-Solver++, EDM Heun, probability-flow Euler) and a closed-form
+/// Gaussian-mixture test bed.
+pub mod diffusion {
+    pub use sdeflow_solvers::diffusion::*;
+}
+
 /// Noise: its structure ([`Noise`](noise::Noise), the Itô/Stratonovich
 /// [`Interpretation`](noise::Interpretation)) and the drivers a problem owns
 /// (virtual Brownian tree, cached Brownian interval, i.i.d. increments, a

@@ -13,6 +13,7 @@
 pub mod brownian;
 pub mod controller;
 pub mod dense;
+pub mod diffusion;
 pub mod dual;
 pub mod erk;
 pub mod error;

@@ -13,6 +13,7 @@ mod bad_input;
 mod brownian;
 mod closures;
 mod custom_controller;
+mod diffusion;
 mod discontinuities;
 mod drivers;
 mod ensemble;

@@ -1,0 +1,35 @@
+//! DDIM with `η = 0` (Song, Meng, Ermon, "Denoising diffusion implicit
+//! models", ICLR 2021, Eq. 12), which is DPM-Solver-1 (Lu et al., NeurIPS
+//! 2022, Eq. 3.7) and DPM-Solver++1: the exponential-integrator step with
+//! the noise prediction frozen, `x_t = (α_t/α_s) x_s − σ_t (e^h − 1) ε̂(x_s, s)`,
+//! `h = λ_t − λ_s`. Order 1, one model evaluation per step.
+//! Reference: `../shared/reference/exponential.md` §4, `diffusion.md` §4.
+
+use super::model::{Model, Parametrisation};
+use super::sampler::{Advance, Sampler, lin2, ratios};
+use super::schedule::NoiseSchedule;
+
+/// DDIM (`η = 0`) = DPM-Solver-1: order 1, one model evaluation per step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ddim;
+
+/// DPM-Solver-1 is DDIM with `η = 0`.
+pub type DpmSolver1 = Ddim;
+
+impl Sampler for Ddim {
+    fn name(&self) -> &'static str {
+        "DDIM (DPM-Solver-1)"
+    }
+    fn order(&self) -> f64 {
+        1.0
+    }
+    fn prediction(&self) -> Parametrisation {
+        Parametrisation::Noise
+    }
+    fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
+        let sched = st.schedule();
+        let (ra, _, h) = ratios(sched, st.t, st.t_next);
+        let c = -sched.sigma(st.t_next) * h.exp_m1();
+        lin2(st.x_new, ra, st.x, c, st.m0);
+    }
+}

@@ -1,0 +1,49 @@
+//! Diffusion-model samplers: the probability-flow ODE of a diffusion model
+//! as a problem family ([`DiffusionOde`]), noise schedules, model
+//! parametrisations and their conversions, time grids, and the samplers as
+//! solvers of that family, driven by the same loop (fixed steps on a grid)
+//! with the same statistics as every other solver. Any ODE solver (Tsit5,
+//! Vern7) solves the same problem as a reference.
+//!
+//! Sources and formulas: `../shared/reference/diffusion.md` (schedules,
+//! parametrisations, grids, samplers, test bed) and `exponential.md` §4–5
+//! (DPM-Solver, DPM-Solver++, the Gaussian-mixture test). Each sampler's
+//! file cites its paper.
+//!
+//! - schedules: [`VpLinear`], [`VpCosine`], [`DiscreteVp`], [`Ve`], [`Edm`],
+//!   [`RectifiedFlow`] ([`NoiseSchedule`]);
+//! - models: closures in any [`Parametrisation`], [`ProbabilityFlow`],
+//!   [`probability_flow`];
+//! - grids: [`TimeGrid`];
+//! - samplers ([`Sampler`]): [`Ddim`] (= [`DpmSolver1`]), [`PfEuler`],
+//!   [`EdmHeun`], [`DpmSolver2`], [`DpmSolver3`], [`DpmSolverPP2S`],
+//!   [`DpmSolverPP2M`], [`DpmSolverPP3M`];
+//! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`].
+
+mod ddim;
+mod discrete;
+mod dpm_solver2;
+mod dpm_solver3;
+mod dpmpp_2s;
+mod dpmpp_multistep;
+mod edm_heun;
+mod grid;
+mod model;
+mod pf_euler;
+mod sampler;
+mod schedule;
+mod testbed;
+
+pub use ddim::{Ddim, DpmSolver1};
+pub use discrete::DiscreteVp;
+pub use dpm_solver2::DpmSolver2;
+pub use dpm_solver3::DpmSolver3;
+pub use dpmpp_2s::DpmSolverPP2S;
+pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
+pub use edm_heun::EdmHeun;
+pub use grid::TimeGrid;
+pub use model::{DiffusionOde, Model, Parametrisation, ProbabilityFlow, probability_flow};
+pub use pf_euler::PfEuler;
+pub use sampler::{Advance, History, Sampler, SamplerCache};
+pub use schedule::{Edm, NoiseSchedule, RectifiedFlow, Ve, VpCosine, VpLinear};
+pub use testbed::{DiagonalGaussian, GaussianMixture};

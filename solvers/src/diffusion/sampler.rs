@@ -1,0 +1,310 @@
+//! The diffusion samplers as [`Solver`]s of the probability-flow family
+//! [`DiffusionOde`]: a sampler states which prediction it needs, how many
+//! past model outputs it keeps and how it advances one step; this file is
+//! the one [`Solver`] implementation they share.
+//!
+//! The loop's first drift evaluation (the velocity at `(T, x_T)`) is turned
+//! into the sampler's first prediction without another model call, so a
+//! sampler with `k` model evaluations per step costs `k · steps` in
+//! `Stats::drift_evals` (model evaluations, the NFE of the literature).
+//! Multistep samplers keep their past outputs as carried state
+//! ([`Solver::carried_state`]), restarted (lower-order warm-up) by
+//! [`Solver::start`].
+
+use std::fmt::Debug;
+
+use super::model::{DiffusionOde, Model, Parametrisation, ProbabilityFlow};
+use super::schedule::NoiseSchedule;
+use crate::brownian::Driver;
+use crate::error::SolveError;
+use crate::solution::Stats;
+use crate::solver::{DenseTable, Increment, Solver, StepArgsOf, StepAt, StepStatus, StepTakenOf};
+
+/// The past model outputs a multistep sampler keeps, most recent first.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    outputs: &'a [f64],
+    lambdas: &'a [f64],
+    len: usize,
+    n: usize,
+}
+
+impl<'a> History<'a> {
+    /// How many past outputs there are (fewer than kept during warm-up).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none (the first step).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `k`-th most recent past output (`k = 0`: the previous step's)
+    /// and its `λ`.
+    pub fn get(&self, k: usize) -> (&'a [f64], f64) {
+        (&self.outputs[k * self.n..(k + 1) * self.n], self.lambdas[k])
+    }
+}
+
+/// One step of a sampler from `(t, x)` to `t_next`, as
+/// [`Sampler::advance`] sees it.
+#[derive(Debug)]
+pub struct Advance<'a, M, S> {
+    /// The model and schedule.
+    pub flow: &'a ProbabilityFlow<M, S>,
+    /// The problem's parameters (handed to the model).
+    pub p: &'a [f64],
+    /// Model evaluations are counted here.
+    pub stats: &'a mut Stats,
+    /// Where the step starts.
+    pub t: f64,
+    /// Where it ends (`t_next < t`).
+    pub t_next: f64,
+    /// The state at `t`.
+    pub x: &'a [f64],
+    /// The model's prediction at `(t, x)` in [`Sampler::prediction`].
+    pub m0: &'a [f64],
+    /// The past predictions (empty unless [`Sampler::history`] > 0).
+    pub history: History<'a>,
+    /// `Sampler::scratch() · n` entries of workspace.
+    pub scratch: &'a mut [f64],
+    /// Where the state at `t_next` goes.
+    pub x_new: &'a mut [f64],
+    /// Steps taken before this one since the (re)start.
+    pub index: usize,
+}
+
+impl<M: Model, S: NoiseSchedule> Advance<'_, M, S> {
+    /// The schedule.
+    pub fn schedule(&self) -> &S {
+        &self.flow.schedule
+    }
+}
+
+/// A diffusion sampler: every type implementing it is a [`Solver`] of the
+/// probability-flow family [`DiffusionOde`] (fixed steps on a grid,
+/// e.g. [`super::TimeGrid::options`]).
+pub trait Sampler: Copy + Debug {
+    /// The method's name.
+    fn name(&self) -> &'static str;
+    /// Its order of convergence.
+    fn order(&self) -> f64;
+    /// The prediction its steps start from ([`Advance::m0`]).
+    fn prediction(&self) -> Parametrisation;
+    /// How many past predictions it keeps ([`Advance::history`]).
+    fn history(&self) -> usize {
+        0
+    }
+    /// How many state-sized vectors of workspace its steps need.
+    fn scratch(&self) -> usize {
+        0
+    }
+    /// Whether it can step to a time where `σ = 0` (the data end of an
+    /// `α = 1` schedule, as EDM's Heun sampler does).
+    fn reaches_zero_noise(&self) -> bool {
+        false
+    }
+    /// Checks the sampler's own settings.
+    fn check_settings(&self) -> Result<(), SolveError> {
+        Ok(())
+    }
+    /// Takes one step: writes the state at `step.t_next` into `step.x_new`.
+    fn advance<M: Model, S: NoiseSchedule>(&self, step: Advance<'_, M, S>);
+}
+
+/// Workspace of a sampler's solve.
+#[derive(Debug, Clone)]
+pub struct SamplerCache {
+    n: usize,
+    /// The prediction at the current `(t, x)`.
+    m0: Vec<f64>,
+    /// `m0` holds the loop's velocity at the start, still to be converted.
+    m0_velocity: bool,
+    m0_valid: bool,
+    lambda0: f64,
+    scratch: Vec<f64>,
+    /// Past predictions, most recent first, and their `λ`s.
+    hist: Vec<f64>,
+    hist_lambda: Vec<f64>,
+    hist_len: usize,
+    index: usize,
+    lin: Vec<f64>,
+}
+
+impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S, D>> for X {
+    type Cache = SamplerCache;
+    const INCREMENT: Increment = Increment::None;
+    /// The history restarts with the lower-order warm-up.
+    const RESTARTS_CARRIED_STATE: bool = true;
+
+    fn name(&self) -> &'static str {
+        Sampler::name(self)
+    }
+
+    fn order(&self) -> f64 {
+        Sampler::order(self)
+    }
+
+    fn error_order(&self) -> Option<f64> {
+        None
+    }
+
+    fn check(&self, problem: &DiffusionOde<M, S, D>) -> Result<(), SolveError> {
+        let name = Sampler::name(self);
+        problem.ode_only(name)?;
+        self.check_settings()?;
+        let (t0, t1) = problem.tspan;
+        let sched = &problem.drift.schedule;
+        sched.check_time("tspan.0 (the noise end)", t0)?;
+        let zero_ok = self.reaches_zero_noise() && sched.sigma(t1) == 0.0;
+        if !zero_ok {
+            sched.check_time("tspan.1 (the data end)", t1)?;
+        }
+        if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Less) {
+            return Err(SolveError::InvalidInput {
+                what: "tspan".into(),
+                reason: format!(
+                    "{name} runs from noise to data, from a larger to a smaller time, but the \
+                     span is ({t0}, {t1})"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn init(&self, problem: &DiffusionOde<M, S, D>) -> SamplerCache {
+        let n = problem.dim();
+        let k = self.history();
+        SamplerCache {
+            n,
+            m0: vec![0.0; n],
+            m0_velocity: false,
+            m0_valid: false,
+            lambda0: 0.0,
+            scratch: vec![0.0; self.scratch() * n],
+            hist: vec![0.0; k * n],
+            hist_lambda: vec![0.0; k],
+            hist_len: 0,
+            index: 0,
+            lin: vec![0.0; n],
+        }
+    }
+
+    fn start(&self, c: &mut SamplerCache, f0: &[f64], _g0: &[f64]) {
+        c.m0.copy_from_slice(f0);
+        c.m0_velocity = true;
+        c.m0_valid = true;
+        c.hist_len = 0;
+        c.index = 0;
+    }
+
+    fn step(
+        &self,
+        c: &mut SamplerCache,
+        args: StepArgsOf<'_, DiffusionOde<M, S, D>>,
+    ) -> StepStatus {
+        let StepAt { t, h, y } = args.at;
+        let (flow, p, stats) = (args.fields.drift, args.fields.p, args.stats);
+        let want = self.prediction();
+        if c.m0_velocity {
+            Parametrisation::Velocity.convert(want, &flow.schedule, t, y, &mut c.m0);
+            c.m0_velocity = false;
+        } else if !c.m0_valid {
+            flow.predict_as(want, t, y, p, &mut c.m0, stats);
+        }
+        c.m0_valid = true;
+        c.lambda0 = flow.schedule.lambda(t);
+        self.advance(Advance {
+            flow,
+            p,
+            stats,
+            t,
+            t_next: t + h,
+            x: y,
+            m0: &c.m0,
+            history: History {
+                outputs: &c.hist,
+                lambdas: &c.hist_lambda,
+                len: c.hist_len,
+                n: c.n,
+            },
+            scratch: &mut c.scratch,
+            x_new: args.out.y_new,
+            index: c.index,
+        });
+        StepStatus::Taken
+    }
+
+    fn accept(&self, c: &mut SamplerCache) {
+        let (n, k) = (c.n, c.hist_lambda.len());
+        if k > 0 {
+            c.hist.copy_within(0..(k - 1) * n, n);
+            c.hist[..n].copy_from_slice(&c.m0);
+            c.hist_lambda.copy_within(0..k - 1, 1);
+            c.hist_lambda[0] = c.lambda0;
+            c.hist_len = (c.hist_len + 1).min(k);
+        }
+        c.index += 1;
+        c.m0_valid = false;
+    }
+
+    fn carried_state<'c>(&self, c: &'c SamplerCache) -> &'c [f64] {
+        &c.hist
+    }
+
+    fn dense_table<'c>(&self, _c: &'c SamplerCache) -> DenseTable<'c> {
+        crate::sde::linear_table()
+    }
+
+    fn dense_stages<'c>(
+        &self,
+        c: &'c mut SamplerCache,
+        step: StepTakenOf<'_, DiffusionOde<M, S, D>>,
+    ) -> &'c [f64] {
+        crate::sde::linear_stage(step.at.h, step.at.y, step.y_new, &mut c.lin);
+        &c.lin
+    }
+}
+
+/// `x_new = a x + b m`, elementwise.
+#[inline(always)]
+pub(crate) fn lin2(x_new: &mut [f64], a: f64, x: &[f64], b: f64, m: &[f64]) {
+    for ((o, &xv), &mv) in x_new.iter_mut().zip(x).zip(m) {
+        *o = a * xv + b * mv;
+    }
+}
+
+/// `α_t/α_s`, `σ_t/σ_s` and `h = λ_t − λ_s` of a step from `s` to `t`.
+#[inline]
+pub(crate) fn ratios<S: NoiseSchedule + ?Sized>(sched: &S, s: f64, t: f64) -> (f64, f64, f64) {
+    let (las, lat) = (sched.log_alpha(s), sched.log_alpha(t));
+    let (ss, st) = (sched.sigma(s), sched.sigma(t));
+    (
+        (lat - las).exp(),
+        st / ss,
+        sched.lambda(t) - sched.lambda(s),
+    )
+}
+
+/// `φ1 = e^{−h} − 1`, `φ2 = φ1/h + 1`, `φ3 = φ2/h − ½` of the data-prediction
+/// (DPM-Solver++) steps, by their Taylor series where the direct formulas
+/// lose digits (`|h| < 0.2`: terms to `h^13`, below `1e-16` relative).
+pub(crate) fn data_phis(h: f64) -> (f64, f64, f64) {
+    let phi1 = (-h).exp_m1();
+    if h.abs() >= 0.2 {
+        let phi2 = phi1 / h + 1.0;
+        return (phi1, phi2, phi2 / h - 0.5);
+    }
+    // φ2 = Σ_{k≥2} (−h)^k/(k! h), φ3 = Σ_{k≥3} (−h)^k/(k! h²)
+    let (mut phi2, mut phi3) = (0.0, 0.0);
+    let mut term = 0.5; // (−1)^k h^{k−2}/k! at k = 2
+    for k in 2..16 {
+        phi2 += term * h;
+        if k >= 3 {
+            phi3 += term;
+        }
+        term *= -h / (k + 1) as f64;
+    }
+    (phi1, phi2, phi3)
+}
