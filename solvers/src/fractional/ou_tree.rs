@@ -211,7 +211,7 @@ impl Driver for FractionalNoise {
 
 /// The path of a [`FractionalNoise`] driver: `m` Brownian motions with
 /// their Lévy areas and OU convolutions, a pure function of
-/// `(seed, t)`. A [`BrownianPath`] (increments and Lévy area), plus the
+/// `(seed, t)`. A [`crate::brownian::BrownianPath`] (increments and Lévy area), plus the
 /// convolutions, the modes and the fBM approximation.
 #[derive(Debug, Clone)]
 pub struct OuTree {
