@@ -302,15 +302,14 @@ pub struct ErkVjpCache {
     /// stage.
     tapes: Vec<f64>,
     tape_len: usize,
-    /// The first stage of the step reversed last (input, derivative, tape),
-    /// at time `first_t`, while `first_kept`: the backward sweep reverses
-    /// steps last to first, so for a first-same-as-last tableau it is the
-    /// last stage of the step reversed next, taken from here when its input
-    /// and time are the same to the bit (one drift evaluation saved per
-    /// step, the gradient unchanged).
+    /// For a first-same-as-last tableau, the first stage of the step
+    /// reversed last (input, derivative, tape) at time `first_t` (NaN
+    /// before the first step): a sweep reverses steps last to first, so it
+    /// is the last stage of the step reversed next, taken from here when
+    /// its input and time are the same to the bit (one drift evaluation
+    /// saved per step, the gradient unchanged).
     first: Vec<f64>,
     first_t: f64,
-    first_kept: bool,
 }
 
 impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for ExplicitRk<T> {
@@ -336,7 +335,6 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
             weights: vec![0.0; s_all],
             first: vec![0.0; 2 * n + tape_len],
             first_t: f64::NAN,
-            first_kept: false,
         }
     }
 
@@ -397,7 +395,7 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
             stage_input(y, h, row(i), done, n, input);
             let (ti, tape) = (t + node(i) * h, &mut c.tapes[i * tl..(i + 1) * tl]);
             let (kept_y, kept) = c.first.split_at(n);
-            if tab.fsal() && i == s - 1 && c.first_kept && ti == c.first_t && *input == *kept_y {
+            if tab.fsal() && i == s - 1 && ti == c.first_t && *input == *kept_y {
                 rest[..n].copy_from_slice(&kept[..n]);
                 tape.copy_from_slice(&kept[n..]);
                 continue;
@@ -406,11 +404,13 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
             field.drift_taped(ti, input, p, &mut rest[..n], tape);
         }
         // this step's first stage is the last of the step reversed next
-        let (first_y, first) = c.first.split_at_mut(n);
-        first_y.copy_from_slice(&c.inputs[..n]);
-        first[..n].copy_from_slice(&c.ks[..n]);
-        first[n..].copy_from_slice(&c.tapes[..tl]);
-        (c.first_t, c.first_kept) = (t, true);
+        if tab.fsal() {
+            let (first_y, first) = c.first.split_at_mut(n);
+            first_y.copy_from_slice(&c.inputs[..n]);
+            first[..n].copy_from_slice(&c.ks[..n]);
+            first[n..].copy_from_slice(&c.tapes[..tl]);
+            c.first_t = t;
+        }
         // cotangents of the stage derivatives from the outputs
         c.kappa[..s_all * n].iter_mut().for_each(|v| *v = 0.0);
         c.lam.copy_from_slice(lambda);

@@ -162,7 +162,11 @@ pub type Probe<'a> = (f64, &'a [f64], &'a [f64]);
 /// Implement it for a solver of your own to differentiate through it
 /// (`tests/suite/extension_sde.rs` does, for a drift-implicit Euler–Maruyama).
 pub trait StepVjp<P: Family>: Solver<P> {
-    /// Workspace of [`StepVjp::step_vjp`], allocated once per gradient.
+    /// Workspace of [`StepVjp::step_vjp`], allocated once per gradient:
+    /// one workspace serves one backward sweep of one problem (its fields
+    /// and parameters fixed), its steps reversed last to first, so a
+    /// method may keep in it what the step reversed last computed (the
+    /// explicit RK methods keep its first stage, their next step's last).
     type VjpWork;
 
     /// Whether the step VJP takes cotangents of values interpolated inside

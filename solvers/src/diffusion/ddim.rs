@@ -6,7 +6,7 @@
 //! Reference: `../shared/reference/exponential.md` §4, `diffusion.md` §4.
 
 use super::model::{Model, Parametrisation};
-use super::sampler::{Advance, Sampler, lin2, ratios};
+use super::sampler::{Advance, Form, Sampler, lin2};
 use super::schedule::NoiseSchedule;
 
 /// DDIM (`η = 0`) = DPM-Solver-1: order 1, one model evaluation per step.
@@ -28,8 +28,8 @@ impl Sampler for Ddim {
     }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
         let sched = st.schedule();
-        let (ra, _, h) = ratios(sched, st.t, st.t_next);
-        let c = -sched.sigma(st.t_next) * h.exp_m1();
-        lin2(st.x_new, ra, st.x, c, st.m0);
+        let h = sched.lambda(st.t_next) - sched.lambda(st.t);
+        let (r, c) = Form::Noise.first_order(sched, (st.t, st.t_next), h);
+        lin2(st.x_new, r, st.x, c, st.m0);
     }
 }

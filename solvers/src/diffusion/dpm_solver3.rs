@@ -8,7 +8,7 @@
 //! `../shared/reference/exponential.md` §4.
 
 use super::model::{Model, Parametrisation};
-use super::sampler::{Advance, Sampler, lin2, ratios};
+use super::sampler::{Advance, Form, Sampler, lin2};
 use super::schedule::NoiseSchedule;
 
 /// DPM-Solver-3 (singlestep, `r1 = ⅓, r2 = ⅔`): order 3, three
@@ -16,18 +16,9 @@ use super::schedule::NoiseSchedule;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DpmSolver3;
 
-/// `(e^z − 1)/z − 1`, by its series where the formula loses digits.
+/// `(e^z − 1)/z − 1 = z φ_2(z)` (accurate near `z = 0`).
 fn phi2_noise(z: f64) -> f64 {
-    if z.abs() >= 0.2 {
-        return z.exp_m1() / z - 1.0;
-    }
-    // Σ_{k≥2} z^{k−1}/k!
-    let (mut sum, mut term) = (0.0, 0.5 * z);
-    for k in 2..16 {
-        sum += term;
-        term *= z / (k + 1) as f64;
-    }
-    sum
+    z * crate::expint::phi::phi(2, z)
 }
 
 impl Sampler for DpmSolver3 {
@@ -58,7 +49,7 @@ impl Sampler for DpmSolver3 {
         } = st;
         let sched = &flow.schedule;
         let (r1, r2) = (1.0 / 3.0, 2.0 / 3.0);
-        let (ra, _, h) = ratios(sched, t, t_next);
+        let h = sched.lambda(t_next) - sched.lambda(t);
         let lam_s = sched.lambda(t);
         let (s1, s2) = (
             sched.t_of_lambda(lam_s + r1 * h),
@@ -67,25 +58,22 @@ impl Sampler for DpmSolver3 {
         let n = x.len();
         let (u, rest) = scratch.split_at_mut(n);
         let (d1, d2) = rest.split_at_mut(n);
-        // first stage
-        let (ra1, _, _) = ratios(sched, t, s1);
-        lin2(u, ra1, x, -sched.sigma(s1) * (r1 * h).exp_m1(), m0);
+        // first stage: DPM-Solver-1 to s1
+        let (ra1, c1) = Form::Noise.first_order(sched, (t, s1), r1 * h);
+        lin2(u, ra1, x, c1, m0);
         flow.predict_as(Parametrisation::Noise, s1, u, p, d1, stats);
         d1.iter_mut().zip(m0).for_each(|(d, &e)| *d -= e);
         // second stage
-        let (ra2, _, _) = ratios(sched, t, s2);
-        let sig2 = sched.sigma(s2);
-        let c0 = -sig2 * (r2 * h).exp_m1();
-        let c1 = -sig2 * (r2 / r1) * phi2_noise(r2 * h);
+        let (ra2, c0) = Form::Noise.first_order(sched, (t, s2), r2 * h);
+        let c1 = -sched.sigma(s2) * (r2 / r1) * phi2_noise(r2 * h);
         for i in 0..n {
             u[i] = ra2 * x[i] + c0 * m0[i] + c1 * d1[i];
         }
         flow.predict_as(Parametrisation::Noise, s2, u, p, &mut d2[..n], stats);
         d2.iter_mut().zip(m0).for_each(|(d, &e)| *d -= e);
         // the step
-        let sig_t = sched.sigma(t_next);
-        let c0 = -sig_t * h.exp_m1();
-        let c2 = -sig_t / r2 * phi2_noise(h);
+        let (ra, c0) = Form::Noise.first_order(sched, (t, t_next), h);
+        let c2 = -sched.sigma(t_next) / r2 * phi2_noise(h);
         for i in 0..n {
             x_new[i] = ra * x[i] + c0 * m0[i] + c2 * d2[i];
         }

@@ -288,23 +288,80 @@ pub(crate) fn ratios<S: NoiseSchedule + ?Sized>(sched: &S, s: f64, t: f64) -> (f
 }
 
 /// `φ1 = e^{−h} − 1`, `φ2 = φ1/h + 1`, `φ3 = φ2/h − ½` of the data-prediction
-/// (DPM-Solver++) steps, by their Taylor series where the direct formulas
-/// lose digits (`|h| < 0.2`: terms to `h^13`, below `1e-16` relative).
+/// (DPM-Solver++) steps: `−h φ_1(−h)`, `h φ_2(−h)`, `−h φ_3(−h)` in the
+/// exponential integrators' φ-functions ([`crate::expint::phi`], accurate
+/// near `h = 0` where the direct formulas lose digits).
 pub(crate) fn data_phis(h: f64) -> (f64, f64, f64) {
-    let phi1 = (-h).exp_m1();
-    if h.abs() >= 0.2 {
-        let phi2 = phi1 / h + 1.0;
-        return (phi1, phi2, phi2 / h - 0.5);
-    }
-    // φ2 = Σ_{k≥2} (−h)^k/(k! h), φ3 = Σ_{k≥3} (−h)^k/(k! h²)
-    let (mut phi2, mut phi3) = (0.0, 0.0);
-    let mut term = 0.5; // (−1)^k h^{k−2}/k! at k = 2
-    for k in 2..16 {
-        phi2 += term * h;
-        if k >= 3 {
-            phi3 += term;
+    let mut phi = [0.0; 4];
+    crate::expint::phi::phi_all(-h, &mut phi);
+    ((-h).exp_m1(), h * phi[2], -h * phi[3])
+}
+
+/// The two exponential-integrator forms of a step from `s` to `t` of the
+/// probability-flow ODE with a frozen prediction (Lu et al., DPM-Solver
+/// and DPM-Solver++; `../shared/reference/exponential.md` §4): the state
+/// ratio and the coefficient of the prediction in `x_t = r x_s + c m_s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// Noise prediction: `r = α_t/α_s`, `c = −σ_t (e^h − 1)`.
+    Noise,
+    /// Data prediction: `r = σ_t/σ_s`, `c = −α_t (e^{−h} − 1)`.
+    Data,
+}
+
+impl Form {
+    /// The prediction this form steps with.
+    pub(crate) fn parametrisation(self) -> Parametrisation {
+        match self {
+            Form::Noise => Parametrisation::Noise,
+            Form::Data => Parametrisation::Data,
         }
-        term *= -h / (k + 1) as f64;
     }
-    (phi1, phi2, phi3)
+
+    /// `(r, c)` of the first-order step from `s` to `t` over `h` in λ
+    /// (`h` given, so that a sub-step to `t(λ_s + r h)` uses `r h`).
+    pub(crate) fn first_order<S: NoiseSchedule + ?Sized>(
+        self,
+        sched: &S,
+        (s, t): (f64, f64),
+        h: f64,
+    ) -> (f64, f64) {
+        let (ra, rs, _) = ratios(sched, s, t);
+        match self {
+            Form::Noise => (ra, -sched.sigma(t) * h.exp_m1()),
+            Form::Data => (rs, -sched.alpha(t) * (-h).exp_m1()),
+        }
+    }
+
+    /// The singlestep second-order step (DPM-Solver-2 in the noise form,
+    /// DPM-Solver++(2S) in the data form) with the intermediate point at
+    /// `λ_s + r1 h`: `u = r_1 x + c_1 m_s`, then
+    /// `x_t = r x + c (m_s + (m(u) − m_s)/(2 r1))`.
+    pub(crate) fn singlestep2<M: Model, S: NoiseSchedule>(self, r1: f64, st: Advance<'_, M, S>) {
+        let Advance {
+            flow,
+            p,
+            stats,
+            t,
+            t_next,
+            x,
+            m0,
+            scratch,
+            x_new,
+            ..
+        } = st;
+        let sched = &flow.schedule;
+        let h = sched.lambda(t_next) - sched.lambda(t);
+        let s1 = sched.t_of_lambda(sched.lambda(t) + r1 * h);
+        let (r_1, c_1) = self.first_order(sched, (t, s1), r1 * h);
+        let n = x.len();
+        let (u, m1) = scratch.split_at_mut(n);
+        lin2(u, r_1, x, c_1, m0);
+        flow.predict_as(self.parametrisation(), s1, u, p, &mut m1[..n], stats);
+        let (r, c) = self.first_order(sched, (t, t_next), h);
+        let w = 1.0 / (2.0 * r1);
+        for i in 0..n {
+            x_new[i] = r * x[i] + c * (m0[i] + w * (m1[i] - m0[i]));
+        }
+    }
 }

@@ -12,7 +12,7 @@
 //! stiff order can drop to 2–3 (Hochbruck & Ostermann, Acta Numerica 2010,
 //! §2.3): the third stage starts from `a` (its base in the tableau).
 
-use super::tableau::{Coef, ExpStage, ExpTableau, F1, F3, HALF_ETD1, TWO_F2, t};
+use super::tableau::{Coef, ETDRK4_WEIGHTS, ExpStage, ExpTableau, HALF_ETD1, t};
 
 /// The coefficients of ETDRK4.
 pub static ETDRK4: ExpTableau = ExpTableau {
@@ -46,23 +46,6 @@ pub static ETDRK4: ExpTableau = ExpTableau {
             ],
         },
     ],
-    b: &[
-        Coef {
-            stage: 0,
-            terms: &F1,
-        },
-        Coef {
-            stage: 1,
-            terms: &TWO_F2,
-        },
-        Coef {
-            stage: 2,
-            terms: &TWO_F2,
-        },
-        Coef {
-            stage: 3,
-            terms: &F3,
-        },
-    ],
+    b: &ETDRK4_WEIGHTS,
     b_err: &[],
 };

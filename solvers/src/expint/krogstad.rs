@@ -17,7 +17,7 @@
 //! [`super::HochbruckOstermann`]. Measured orders: `tests/suite/expint.rs`.
 //! Each stage starts from `y_n`.
 
-use super::tableau::{Coef, ExpStage, ExpTableau, F1, F3, HALF_ETD1, KROGSTAD_STAGE_2, TWO_F2, t};
+use super::tableau::{Coef, ETDRK4_WEIGHTS, ExpStage, ExpTableau, HALF_ETD1, KROGSTAD_STAGE_2, t};
 
 /// The coefficients of Krogstad's method.
 pub static KROGSTAD: ExpTableau = ExpTableau {
@@ -43,23 +43,6 @@ pub static KROGSTAD: ExpTableau = ExpTableau {
             ],
         },
     ],
-    b: &[
-        Coef {
-            stage: 0,
-            terms: &F1,
-        },
-        Coef {
-            stage: 1,
-            terms: &TWO_F2,
-        },
-        Coef {
-            stage: 2,
-            terms: &TWO_F2,
-        },
-        Coef {
-            stage: 3,
-            terms: &F3,
-        },
-    ],
+    b: &ETDRK4_WEIGHTS,
     b_err: &[],
 };

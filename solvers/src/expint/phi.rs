@@ -6,7 +6,7 @@
 //! (`../shared/reference/exponential.md` §1; Hochbruck & Ostermann,
 //! "Exponential integrators", Acta Numerica 19 (2010), §2).
 //!
-//! * Scalar, real `z` ([`phi_all`]): the Taylor series (Horner, 24 terms)
+//! * Scalar, real `z` ([`phi_all`]): the Taylor series (Horner, 30 terms)
 //!   for `|z| < 2`, where the recurrence would cancel catastrophically (the
 //!   direct `φ_3` loses about nine digits at `z = 1e−3`); for `|z| ≥ 2`,
 //!   `φ_0 = exp(z)`, `φ_1 = expm1(z)/z` and the recurrence upwards, which
@@ -40,9 +40,25 @@ use nalgebra::DMatrix;
 /// `2^30/30! ≈ 4e−24` bounds the truncation.
 const TAYLOR_TERMS: usize = 30;
 
-/// `1/k!` for `k = 0..=TAYLOR_TERMS + 8`.
+/// `1/k!` for `k < INV_FACTORIALS.len()`, each by the same divisions
+/// `((1/1)/2)/…/k` as a fold would take, once at compile time (the series
+/// reads `T + m` of them per evaluation).
+const INV_FACTORIALS: [f64; TAYLOR_TERMS + 16] = {
+    let mut t = [1.0; TAYLOR_TERMS + 16];
+    let mut k = 1;
+    while k < t.len() {
+        t[k] = t[k - 1] / k as f64;
+        k += 1;
+    }
+    t
+};
+
+/// `1/k!`.
 fn inv_factorial(k: usize) -> f64 {
-    (1..=k).fold(1.0, |acc, j| acc / j as f64)
+    INV_FACTORIALS
+        .get(k)
+        .copied()
+        .unwrap_or_else(|| (1..=k).fold(1.0, |acc, j| acc / j as f64))
 }
 
 /// Writes `φ_0(z), …, φ_{m−1}(z)` into `out` (`m = out.len()`, any `m`;

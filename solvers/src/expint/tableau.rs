@@ -37,6 +37,27 @@ pub const TWO_F2: [Term; 2] = [t(1.0, 2, 2.0), t(1.0, 3, -4.0)];
 /// `4φ_3 − φ_2` (`f_3`).
 pub const F3: [Term; 2] = [t(1.0, 2, -1.0), t(1.0, 3, 4.0)];
 
+/// The output weights `f_1 N_n + 2f_2 (N(U_1) + N(U_2)) + f_3 N(U_3)` of
+/// ETDRK4 and Krogstad's method (Kassam–Trefethen's form).
+pub const ETDRK4_WEIGHTS: [Coef; 4] = [
+    Coef {
+        stage: 0,
+        terms: &F1,
+    },
+    Coef {
+        stage: 1,
+        terms: &TWO_F2,
+    },
+    Coef {
+        stage: 2,
+        terms: &TWO_F2,
+    },
+    Coef {
+        stage: 3,
+        terms: &F3,
+    },
+];
+
 /// The half step of exponential Euler from `y_n`:
 /// `U = e^{z/2} y_n + (h/2) φ_1(z/2) N_n` at `t_n + h/2` (the first stage
 /// of ETDRK3, ETDRK4, Krogstad's and Hochbruck–Ostermann's methods).
