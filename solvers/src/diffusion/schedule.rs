@@ -96,6 +96,24 @@ pub(crate) fn positive(what: &str, v: f64) -> Result<(), SolveError> {
     }
 }
 
+/// Checks `0 < lo < hi`, both finite, for the parameters named
+/// `{owner} {lo_name}` and `{owner} {hi_name}`.
+fn increasing(
+    owner: &str,
+    (lo_name, lo): (&str, f64),
+    (hi_name, hi): (&str, f64),
+) -> Result<(), SolveError> {
+    positive(&format!("{owner} {lo_name}"), lo)?;
+    positive(&format!("{owner} {hi_name}"), hi)?;
+    if hi <= lo {
+        return Err(SolveError::InvalidInput {
+            what: format!("{owner} {hi_name}"),
+            reason: format!("{hi_name} = {hi} must exceed {lo_name} = {lo}"),
+        });
+    }
+    Ok(())
+}
+
 /// Variance-preserving schedule with linear `β(t) = β0 + (β1 − β0) t` on
 /// `t ∈ (0, 1]` (Song et al. 2021, `VPSDE`): `log α_t = −¼(β1 − β0)t² −
 /// ½β0 t`, `σ_t = sqrt(1 − α_t²)`. The default `β0 = 0.1, β1 = 20` has
@@ -125,14 +143,7 @@ impl Default for VpLinear {
 impl VpLinear {
     /// The schedule with `β(0) = beta0`, `β(1) = beta1` (`0 < beta0 < beta1`).
     pub fn new(beta0: f64, beta1: f64) -> Result<Self, SolveError> {
-        positive("VpLinear beta0", beta0)?;
-        positive("VpLinear beta1", beta1)?;
-        if beta1 <= beta0 {
-            return Err(SolveError::InvalidInput {
-                what: "VpLinear beta1".into(),
-                reason: format!("beta1 = {beta1} must exceed beta0 = {beta0}"),
-            });
-        }
+        increasing("VpLinear", ("beta0", beta0), ("beta1", beta1))?;
         Ok(VpLinear { beta0, beta1 })
     }
 
@@ -259,14 +270,7 @@ impl Default for Ve {
 impl Ve {
     /// The schedule from `sigma_min` to `sigma_max` (`0 < sigma_min < sigma_max`).
     pub fn new(sigma_min: f64, sigma_max: f64) -> Result<Self, SolveError> {
-        positive("Ve sigma_min", sigma_min)?;
-        positive("Ve sigma_max", sigma_max)?;
-        if sigma_max <= sigma_min {
-            return Err(SolveError::InvalidInput {
-                what: "Ve sigma_max".into(),
-                reason: format!("sigma_max = {sigma_max} must exceed sigma_min = {sigma_min}"),
-            });
-        }
+        increasing("Ve", ("sigma_min", sigma_min), ("sigma_max", sigma_max))?;
         Ok(Ve {
             sigma_min,
             sigma_max,
