@@ -111,17 +111,26 @@ impl<B: AsRef<[f64]> + AsMut<[f64]>> Buf for B {}
 
 /// The fixed parts of a solve and its buffers: `W` holds the increment,
 /// `Y` the state and the step's result.
+///
+/// The layout is fixed (`repr(C)`) so that no two of the step's small
+/// buffers (`y`, `y_new`, `dw`) are adjacent: where they are, the
+/// compiler may pair `h·y_new[0]` and `g·dw[0]` into one 16-byte load
+/// over two separate 8-byte stores, a store-to-load forwarding failure
+/// on the step's dependency chain (measured on scalar Euler–Maruyama:
+/// 2.04x the hand-written loop's time with the adjacent layout, 1.57x
+/// without).
+#[repr(C)]
 pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>, Y = Vec<f64>> {
     pub solver: &'a S,
     pub fields: FieldsOf<'a, Pb>,
-    pub cache: S::Cache,
-    pub opts: &'a Options,
     /// The state at the cursor's time, and the last step's result (between
     /// the two steps of a pair, the other way round: see [`StateIn`]).
     pub y: Y,
-    pub y_new: Y,
     pub err: Vec<f64>,
+    pub y_new: Y,
+    pub cache: S::Cache,
     pub dw: W,
+    pub opts: &'a Options,
     pub levy_h: Vec<f64>,
     /// The drift, then the diffusion, where the method restarts after a
     /// discontinuity (empty without discontinuities).
