@@ -12,8 +12,8 @@
 //! and the measured value stated next to it.
 
 use crate::common::{fitted_slope, max_abs_diff};
-use sdeflow::ode::Vern7;
 use sdeflow::diffusion::*;
+use sdeflow::ode::Vern7;
 use sdeflow::prelude::*;
 
 /// A model behind a box, so helpers can name the problem type.
@@ -78,7 +78,6 @@ where
     (slope, errs)
 }
 
-
 const LEVELS: [usize; 5] = [20, 40, 80, 160, 320];
 const LAMBDA: (f64, TimeGrid) = (1.0, TimeGrid::UniformLambda);
 const QUADRATIC: (f64, TimeGrid) = (1.0, TimeGrid::TimeQuadratic);
@@ -95,7 +94,10 @@ fn within(name: &str, slope: f64, order: f64, tol: f64) {
 }
 
 fn at_least(name: &str, slope: f64, bound: f64) {
-    assert!(slope >= bound, "{name}: measured order {slope:.3} < {bound}");
+    assert!(
+        slope >= bound,
+        "{name}: measured order {slope:.3} < {bound}"
+    );
 }
 
 /// tAB-DEIS of degree r is order r + 1 (measured on the logSNR grid:
@@ -133,9 +135,10 @@ fn deis_orders_on_the_single_gaussian() {
 /// with DDIM's transfer (Euler in `ρ = σ/α`), so their multistep part is
 /// AB4 only on a grid uniform in `ρ` (`Karras { rho: 1 }`, from `T = 0.4`,
 /// `ρ_T = 2.0`, so that the steps resolve the data end), fitted over
-/// 80…640 steps: F-PNDM (RK4 warm-up) 4 (measured ≈ 3.8); PLMS ≥ 3 (its
-/// pseudo-Heun first step has local error `O(h³)`; measured ≈ 3.8, that
-/// step's constant is small); iPNDM 2, set by its AB1 first step. On the
+/// 80…640 steps: F-PNDM (RK4 warm-up) 4 (measured 3.93); PLMS ≥ 3 (its
+/// pseudo-Heun first step has local error `O(h³)`; measured 3.93, that
+/// step's constant is small); iPNDM 2 (measured 2.01), set by its AB1
+/// first step. On the
 /// logSNR grid the weights are off by `O(h)` and all three are order 2
 /// (2.04, as diffusion.md §7 measured for F-PNDM).
 #[test]
@@ -149,9 +152,18 @@ fn pseudo_linear_multistep_orders() {
     let (ipndm, _) = order_over("iPNDM", IPndm, rho_uniform, &levels, one_per_step);
     within("iPNDM", ipndm, 2.0, 0.25);
     for (name, slope) in [
-        ("PNDM λ", order_over("PNDM", Pndm, LAMBDA, &LEVELS, |n| n + 9).0),
-        ("PLMS λ", order_over("PLMS", Plms, LAMBDA, &LEVELS, |n| n + 1).0),
-        ("iPNDM λ", order_over("iPNDM", IPndm, LAMBDA, &LEVELS, one_per_step).0),
+        (
+            "PNDM λ",
+            order_over("PNDM", Pndm, LAMBDA, &LEVELS, |n| n + 9).0,
+        ),
+        (
+            "PLMS λ",
+            order_over("PLMS", Plms, LAMBDA, &LEVELS, |n| n + 1).0,
+        ),
+        (
+            "iPNDM λ",
+            order_over("iPNDM", IPndm, LAMBDA, &LEVELS, one_per_step).0,
+        ),
     ] {
         within(name, slope, 2.0, 0.2);
     }
@@ -200,7 +212,9 @@ fn lms_steps_into_zero_noise() {
 /// both `B(h)` variants, data and noise forms, one model evaluation per
 /// step (time-quadratic grid; measured UniPC-2 3.05–3.18 (data), 2.89–2.94
 /// (noise); UniPC-3 4.05 (data), 3.79–3.80 (noise); UniP-2 2.12–2.18,
-/// UniP-3 3.22).
+/// UniP-3 3.22). At order 3 both variants give the same weights (`B(h)`
+/// cancels in `B(h) R⁻¹ b`); they differ through UniP-2's and UniC-1's
+/// fixed `½`.
 #[test]
 fn unipc_orders() {
     for v in [BhVariant::B1, BhVariant::B2] {
@@ -214,12 +228,22 @@ fn unipc_orders() {
                 within(&name, slope, 4.0, 0.3);
             }
             let name = format!("UniPC-{p} {v:?} noise");
-            let (slope, _) =
-                order_over(&name, pc.noise_prediction(), QUADRATIC, &LEVELS, one_per_step);
+            let (slope, _) = order_over(
+                &name,
+                pc.noise_prediction(),
+                QUADRATIC,
+                &LEVELS,
+                one_per_step,
+            );
             within(&name, slope, (p + 1) as f64, 0.3);
             let name = format!("UniP-{p} {v:?}");
-            let (slope, without) =
-                order_over(&name, pc.without_corrector(), QUADRATIC, &LEVELS, one_per_step);
+            let (slope, without) = order_over(
+                &name,
+                pc.without_corrector(),
+                QUADRATIC,
+                &LEVELS,
+                one_per_step,
+            );
             within(&name, slope, p as f64, 0.25);
             // the corrector helps at every level but the coarsest
             assert!(
@@ -289,10 +313,14 @@ fn adaptive_pairs_on_a_grid_are_dpm_solver_2_and_3() {
 #[test]
 fn adaptive_dpm_solver_error_falls_with_rtol() {
     let prob = mixture_problem(MIX_X_T.to_vec());
-    let reference = solve(&prob, Vern7, Options::default().tol(1e-13).save_at(SaveAt::T1))
-        .expect("reference")
-        .last()
-        .to_vec();
+    let reference = solve(
+        &prob,
+        Vern7,
+        Options::default().tol(1e-13).save_at(SaveAt::T1),
+    )
+    .expect("reference")
+    .last()
+    .to_vec();
     for solver in [
         AdaptiveDpmSolver::dpm_solver_12(),
         AdaptiveDpmSolver::dpm_solver_23(),
@@ -318,7 +346,10 @@ fn adaptive_dpm_solver_error_falls_with_rtol() {
             errs.windows(2).all(|w| w[1] < w[0]),
             "{solver:?}: errors {errs:?} must fall with rtol"
         );
-        assert!(nfes.windows(2).all(|w| w[1] > w[0]), "{solver:?}: NFE {nfes:?}");
+        assert!(
+            nfes.windows(2).all(|w| w[1] > w[0]),
+            "{solver:?}: NFE {nfes:?}"
+        );
         assert!(errs[2] < 1e-3, "{solver:?}: error {} at rtol 1e-4", errs[2]);
     }
 }
@@ -351,7 +382,11 @@ fn bad_settings_are_typed_errors() {
         (1.0, 0.0),
     );
     invalid(
-        solve(&zero, AdaptiveDpmSolver::dpm_solver_23(), Options::default()),
+        solve(
+            &zero,
+            AdaptiveDpmSolver::dpm_solver_23(),
+            Options::default(),
+        ),
         "adaptive to t = 0",
     );
     // the paper's norm over samples that do not tile the state

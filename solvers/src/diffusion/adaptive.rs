@@ -147,8 +147,7 @@ impl<M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S, D>> for Ad
                     what: "AdaptiveDpmSolver paper_norm sample_dim".into(),
                     expected: n,
                     found: Some(d),
-                    hint: "give the length of one sample; the state must hold whole samples"
-                        .into(),
+                    hint: "give the length of one sample; the state must hold whole samples".into(),
                 });
             }
         }
@@ -230,7 +229,10 @@ impl<M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S, D>> for Ad
             }
         }
         match self.paper_norm {
-            None => err.iter_mut().zip(y_new.iter()).for_each(|(e, &hi)| *e = hi - *e),
+            None => err
+                .iter_mut()
+                .zip(y_new.iter())
+                .for_each(|(e, &hi)| *e = hi - *e),
             Some(d) => paper_error(d, y, y_new, err, &c.rtol, &c.atol),
         }
         StepStatus::Taken

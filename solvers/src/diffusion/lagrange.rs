@@ -72,7 +72,11 @@ mod tests {
             let mut c = [0.0];
             lagrange_integrals(&[0.0], (-0.3, 1.1), |v| (v, v.powi(p)), &mut c);
             let want = (1.1f64.powi(p + 1) - (-0.3f64).powi(p + 1)) / (p + 1) as f64;
-            assert!((c[0] - want).abs() < 1e-14, "degree {p}: {} vs {want}", c[0]);
+            assert!(
+                (c[0] - want).abs() < 1e-14,
+                "degree {p}: {} vs {want}",
+                c[0]
+            );
         }
     }
 

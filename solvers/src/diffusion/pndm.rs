@@ -55,7 +55,13 @@ const AB: [[f64; 4]; 4] = [
 ];
 
 /// DDIM's transfer `φ(x, e, s → t)` into `out`.
-fn transfer<S: NoiseSchedule>(sched: &S, (s, t): (f64, f64), x: &[f64], e: &[f64], out: &mut [f64]) {
+fn transfer<S: NoiseSchedule>(
+    sched: &S,
+    (s, t): (f64, f64),
+    x: &[f64],
+    e: &[f64],
+    out: &mut [f64],
+) {
     let h = sched.lambda(t) - sched.lambda(s);
     let (r, c) = Form::Noise.first_order(sched, (s, t), h);
     lin2(out, r, x, c, e);
@@ -184,11 +190,16 @@ impl Sampler for Pndm {
         let acc = &mut acc[..n];
         acc.copy_from_slice(m0);
         // e2, e3 at the midpoint, e4 at the end, each from x with the last e
-        for (stage, (to, w)) in [(tm, 2.0), (tm, 2.0), (t_next, 1.0)].into_iter().enumerate() {
+        for (stage, (to, w)) in [(tm, 2.0), (tm, 2.0), (t_next, 1.0)]
+            .into_iter()
+            .enumerate()
+        {
             let from: &[f64] = if stage == 0 { m0 } else { e };
             transfer(sched, (t, to), x, from, u);
             flow.predict_as(Parametrisation::Noise, to, u, p, e, stats);
-            acc.iter_mut().zip(e.iter()).for_each(|(a, &ev)| *a += w * ev);
+            acc.iter_mut()
+                .zip(e.iter())
+                .for_each(|(a, &ev)| *a += w * ev);
         }
         acc.iter_mut().for_each(|a| *a /= 6.0);
         transfer(sched, (t, t_next), x, acc, x_new);
