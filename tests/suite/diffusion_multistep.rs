@@ -12,45 +12,10 @@
 //! and the measured value stated next to it.
 
 use crate::common::{fitted_slope, max_abs_diff};
+use crate::diffusion::{BoxedModel, MIX_X_T, T_END, gaussian_error, mixture_problem};
 use sdeflow::diffusion::*;
 use sdeflow::ode::Vern7;
 use sdeflow::prelude::*;
-
-/// A model behind a box, so helpers can name the problem type.
-type BoxedModel = Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>;
-
-const T_END: f64 = 1e-3;
-
-/// Max error of `sampler` against the exact map of a two-coordinate
-/// Gaussian (four samples in one state) from `t0` to `T_END` in `steps`
-/// steps of `grid`, and the model evaluations; `data` hands the sampler a
-/// data-predicting model (converted from the exact noise prediction).
-fn gaussian_error<X>(sampler: X, t0: f64, grid: TimeGrid, steps: usize) -> (f64, usize)
-where
-    X: Copy + Method<DiffusionOde<BoxedModel, VpLinear>>,
-{
-    let s = VpLinear::default();
-    let g = DiagonalGaussian::new(vec![0.5, -1.0], vec![0.09, 2.0]).expect("valid");
-    let gm = g.clone();
-    let boxed: BoxedModel = Box::new(move |t, x, _p, out| gm.noise(&s, t, x, out));
-    let x_t = vec![-2.0, 1.5, -0.5, -0.3, 1.0, 0.8, 2.5, -1.9];
-    let prob = Problem::ode_field(
-        ProbabilityFlow::new(boxed, Parametrisation::Noise, s),
-        x_t.clone(),
-        (t0, T_END),
-    );
-    let opts = grid.options(&s, t0, T_END, steps).expect("grid");
-    let sol = solve(&prob, sampler, opts).expect("solves");
-    let mut exact = vec![0.0; x_t.len()];
-    g.flow_map(&s, t0, T_END, &x_t, &mut exact);
-    let err = sol
-        .last()
-        .iter()
-        .zip(&exact)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    (err, sol.stats.drift_evals)
-}
 
 /// The fitted order over `levels` steps, and the errors; checks the
 /// model evaluations at each level (`nfe(steps)`).
@@ -253,25 +218,6 @@ fn unipc_orders() {
         }
     }
 }
-
-/// A two-component mixture in two dimensions (as in `diffusion.rs`).
-fn mixture_problem(x_t: Vec<f64>) -> DiffusionOde<BoxedModel, VpLinear> {
-    let s = VpLinear::default();
-    let gmm = GaussianMixture::new(
-        &[0.3, 0.7],
-        &[1.0, -0.5, -0.8, 0.6],
-        &[0.05, 0.2, 0.3, 0.02],
-    )
-    .expect("valid mixture");
-    let model: BoxedModel = Box::new(move |t, x, _p, out| gmm.noise(&s, t, x, out));
-    Problem::ode_field(
-        ProbabilityFlow::new(model, Parametrisation::Noise, s),
-        x_t,
-        (1.0, T_END),
-    )
-}
-
-const MIX_X_T: [f64; 6] = [-1.5, 0.7, 0.2, -0.4, 1.1, 1.9];
 
 /// On a fixed grid the adaptive pairs step exactly as DPM-Solver-2 and -3
 /// (the higher member), with the same model evaluations per step.

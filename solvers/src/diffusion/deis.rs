@@ -17,7 +17,7 @@
 //! there are (degrees 0, 1, …: the lower-order warm-up of DEIS's code). One
 //! model evaluation per step.
 
-use super::lagrange::{MAX_NODES, lagrange_integrals};
+use super::lagrange::{MAX_NODES, combine, gather, lagrange_integrals};
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, Form, Sampler, ratios};
 use super::schedule::NoiseSchedule;
@@ -96,14 +96,7 @@ impl Sampler for Deis {
         } = st;
         let sched = &flow.schedule;
         let k = self.degree.min(history.len()) + 1;
-        let mut nodes = [0.0; MAX_NODES];
-        let mut outs: [&[f64]; MAX_NODES] = [m0; MAX_NODES];
-        nodes[0] = t;
-        for j in 1..k {
-            let (m, lam) = history.get(j - 1);
-            nodes[j] = sched.t_of_lambda(lam);
-            outs[j] = m;
-        }
+        let (nodes, outs) = gather((m0, t), history, k, |lam| sched.t_of_lambda(lam));
         let (ra, rs, _) = ratios(sched, t, t_next);
         let (lam_s, lam_t) = (sched.lambda(t), sched.lambda(t_next));
         let (ratio, scale, sign) = match self.form {
@@ -118,12 +111,6 @@ impl Sampler for Deis {
             &mut c,
         );
         c[..k].iter_mut().for_each(|cj| *cj *= scale);
-        for i in 0..x.len() {
-            let mut acc = ratio * x[i];
-            for j in 0..k {
-                acc += c[j] * outs[j][i];
-            }
-            x_new[i] = acc;
-        }
+        combine(x_new, ratio, x, &c[..k], &outs[..k]);
     }
 }

@@ -13,6 +13,8 @@
 //! steps up to `h = 2` in `λ` (DEIS's own code takes a 10,000-point left
 //! Riemann sum in `t`, Zhang & Chen, `jax_deis/multistep.py`).
 
+use super::sampler::History;
+
 /// The nodes (positive half) of 8-point Gauss–Legendre on `[−1, 1]`.
 const GL8_X: [f64; 4] = [
     0.183_434_642_495_649_8,
@@ -41,7 +43,7 @@ pub(crate) fn lagrange_integrals(
     out: &mut [f64],
 ) {
     let k = nodes.len();
-    debug_assert!(k >= 1 && k <= MAX_NODES && out.len() >= k);
+    debug_assert!((1..=MAX_NODES).contains(&k) && out.len() >= k);
     out[..k].iter_mut().for_each(|o| *o = 0.0);
     let (mid, half) = (0.5 * (a + b), 0.5 * (b - a));
     for (&x, &wq) in GL8_X.iter().zip(&GL8_W) {
@@ -58,6 +60,36 @@ pub(crate) fn lagrange_integrals(
                 *o += scale * l;
             }
         }
+    }
+}
+
+/// The nodes and predictions of a `k`-point Adams–Bashforth step: the
+/// current prediction `m0` at `node0`, then the `k − 1` most recent past
+/// ones of `history` at `node(λ)` of their `λ`s.
+pub(crate) fn gather<'a>(
+    (m0, node0): (&'a [f64], f64),
+    history: History<'a>,
+    k: usize,
+    node: impl Fn(f64) -> f64,
+) -> ([f64; MAX_NODES], [&'a [f64]; MAX_NODES]) {
+    let mut nodes = [node0; MAX_NODES];
+    let mut outs = [m0; MAX_NODES];
+    for j in 1..k {
+        let (m, lam) = history.get(j - 1);
+        nodes[j] = node(lam);
+        outs[j] = m;
+    }
+    (nodes, outs)
+}
+
+/// `x_new = ratio x + Σ_j c_j outs_j` over the `c.len()` points.
+pub(crate) fn combine(x_new: &mut [f64], ratio: f64, x: &[f64], c: &[f64], outs: &[&[f64]]) {
+    for i in 0..x.len() {
+        let mut acc = ratio * x[i];
+        for (cj, m) in c.iter().zip(outs) {
+            acc += cj * m[i];
+        }
+        x_new[i] = acc;
     }
 }
 

@@ -12,7 +12,7 @@
 //! Order `k` (default 4), lower-order warm-up on the first `k − 1` steps,
 //! one model evaluation per step; it can step to `σ = 0` (`ρ_t = 0`).
 
-use super::lagrange::{MAX_NODES, lagrange_integrals};
+use super::lagrange::{MAX_NODES, combine, gather, lagrange_integrals};
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, Sampler};
 use super::schedule::NoiseSchedule;
@@ -79,22 +79,11 @@ impl Sampler for Lms {
         let k = self.order.min(history.len() + 1);
         let (a_s, a_t) = (sched.alpha(t), sched.alpha(t_next));
         let (rho_s, rho_t) = (sched.sigma(t) / a_s, sched.sigma(t_next) / a_t);
-        let mut nodes = [0.0; MAX_NODES];
-        let mut outs: [&[f64]; MAX_NODES] = [m0; MAX_NODES];
-        nodes[0] = rho_s;
-        for j in 1..k {
-            let (m, lam) = history.get(j - 1);
-            nodes[j] = (-lam).exp();
-            outs[j] = m;
-        }
+        let (nodes, outs) = gather((m0, rho_s), history, k, |lam| (-lam).exp());
         let mut c = [0.0; MAX_NODES];
         lagrange_integrals(&nodes[..k], (rho_s, rho_t), |r| (r, 1.0), &mut c);
-        for i in 0..x.len() {
-            let mut acc = x[i] / a_s;
-            for j in 0..k {
-                acc += c[j] * outs[j][i];
-            }
-            x_new[i] = a_t * acc;
-        }
+        // x_t = α_t (x_s/α_s + Σ c_j ε_j)
+        c[..k].iter_mut().for_each(|cj| *cj *= a_t);
+        combine(x_new, a_t / a_s, x, &c[..k], &outs[..k]);
     }
 }
