@@ -259,10 +259,7 @@ impl Sampler for UniPc {
             0.0
         };
         let cb = coef * bh;
-        let past: [&[f64]; 2] = [
-            history.get(0.min(q.saturating_sub(2))).0,
-            history.get(1.min(q.saturating_sub(2))).0,
-        ];
+        let past: [&[f64]; 2] = [history.get(0).0, history.get(1.min(q.saturating_sub(2))).0];
         for i in 0..n {
             let mut res = 0.0;
             for j in 0..q - 1 {
