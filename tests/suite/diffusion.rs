@@ -10,10 +10,10 @@ use sdeflow::ode::{Tsit5, Vern7};
 use sdeflow::prelude::*;
 
 /// A model behind a box, so helpers can name the problem type.
-type BoxedModel = Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>;
+pub(crate) type BoxedModel = Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>;
 
 const T: f64 = 1.0;
-const T_END: f64 = 1e-3;
+pub(crate) const T_END: f64 = 1e-3;
 
 /// The schedules under test, as trait objects for the table tests.
 fn schedules() -> Vec<(&'static str, Box<dyn NoiseSchedule>, f64, f64)> {
@@ -233,9 +233,10 @@ fn grids_are_spaced_as_named_and_drive_the_loop() {
     }
 }
 
-/// Max error of `sampler` against the exact map at `steps` steps of `grid`,
-/// and the model evaluations.
-fn gaussian_error<X>(sampler: X, grid: TimeGrid, steps: usize) -> (f64, usize)
+/// Max error of `sampler` against the exact map of a two-coordinate
+/// Gaussian (four samples in one state) from `t0` to `T_END` in `steps`
+/// steps of `grid`, and the model evaluations.
+pub(crate) fn gaussian_error<X>(sampler: X, t0: f64, grid: TimeGrid, steps: usize) -> (f64, usize)
 where
     X: Copy + Method<DiffusionOde<BoxedModel, VpLinear>>,
 {
@@ -248,12 +249,12 @@ where
     let prob = Problem::ode_field(
         ProbabilityFlow::new(boxed, Parametrisation::Noise, s),
         x_t.clone(),
-        (T, T_END),
+        (t0, T_END),
     );
-    let opts = grid.options(&s, T, T_END, steps).expect("grid");
+    let opts = grid.options(&s, t0, T_END, steps).expect("grid");
     let sol = solve(&prob, sampler, opts).expect("solves");
     let mut exact = vec![0.0; x_t.len()];
-    g.flow_map(&s, T, T_END, &x_t, &mut exact);
+    g.flow_map(&s, t0, T_END, &x_t, &mut exact);
     let err = sol
         .last()
         .iter()
@@ -274,7 +275,7 @@ where
     let mut hs = Vec::new();
     let mut errs = Vec::new();
     for n in LEVELS {
-        let (e, nfe) = gaussian_error(sampler, grid, n);
+        let (e, nfe) = gaussian_error(sampler, T, grid, n);
         assert_eq!(nfe, per_step * n, "{name}: model evaluations at {n} steps");
         hs.push(1.0 / n as f64);
         errs.push(e);
@@ -415,7 +416,8 @@ fn mixture_noise_prediction_is_minus_sigma_times_the_score() {
     }
 }
 
-fn mixture_problem(x_t: Vec<f64>) -> DiffusionOde<BoxedModel, VpLinear> {
+/// The mixture's probability-flow problem from `x_t` at `T` to `T_END`.
+pub(crate) fn mixture_problem(x_t: Vec<f64>) -> DiffusionOde<BoxedModel, VpLinear> {
     let s = VpLinear::default();
     let gmm = mixture();
     let model: BoxedModel = Box::new(move |t, x, _p, out| gmm.noise(&s, t, x, out));
@@ -426,7 +428,8 @@ fn mixture_problem(x_t: Vec<f64>) -> DiffusionOde<BoxedModel, VpLinear> {
     )
 }
 
-const MIX_X_T: [f64; 6] = [-1.5, 0.7, 0.2, -0.4, 1.1, 1.9];
+/// Three initial noises of the mixture tests.
+pub(crate) const MIX_X_T: [f64; 6] = [-1.5, 0.7, 0.2, -0.4, 1.1, 1.9];
 
 #[test]
 fn measured_orders_on_the_mixture_against_vern7() {

@@ -17,10 +17,15 @@
 //! - grids: [`TimeGrid`];
 //! - samplers ([`Sampler`]): [`Ddim`] (= [`DpmSolver1`]), [`PfEuler`],
 //!   [`EdmHeun`], [`DpmSolver2`], [`DpmSolver3`], [`DpmSolverPP2S`],
-//!   [`DpmSolverPP2M`], [`DpmSolverPP3M`];
+//!   [`DpmSolverPP2M`], [`DpmSolverPP3M`], [`Deis`] (tAB), [`Pndm`],
+//!   [`Plms`], [`IPndm`], [`Lms`], [`UniPc`];
+//! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
+//!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`].
 
+mod adaptive;
 mod ddim;
+mod deis;
 mod discrete;
 mod dpm_solver2;
 mod dpm_solver3;
@@ -28,13 +33,19 @@ mod dpmpp_2s;
 mod dpmpp_multistep;
 mod edm_heun;
 mod grid;
+mod lagrange;
+mod lms;
 mod model;
 mod pf_euler;
+mod pndm;
 mod sampler;
 mod schedule;
 mod testbed;
+mod unipc;
 
+pub use adaptive::{AdaptiveCache, AdaptiveDpmSolver, AdaptivePair};
 pub use ddim::{Ddim, DpmSolver1};
+pub use deis::Deis;
 pub use discrete::DiscreteVp;
 pub use dpm_solver2::DpmSolver2;
 pub use dpm_solver3::DpmSolver3;
@@ -42,8 +53,11 @@ pub use dpmpp_2s::DpmSolverPP2S;
 pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
 pub use edm_heun::EdmHeun;
 pub use grid::TimeGrid;
+pub use lms::Lms;
 pub use model::{DiffusionOde, Model, Parametrisation, ProbabilityFlow, probability_flow};
 pub use pf_euler::PfEuler;
+pub use pndm::{IPndm, Plms, Pndm};
 pub use sampler::{Advance, History, Sampler, SamplerCache};
 pub use schedule::{Edm, NoiseSchedule, RectifiedFlow, Ve, VpCosine, VpLinear};
 pub use testbed::{DiagonalGaussian, GaussianMixture};
+pub use unipc::{BhVariant, UniPc};

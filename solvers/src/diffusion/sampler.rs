@@ -73,6 +73,12 @@ pub struct Advance<'a, M, S> {
     pub x_new: &'a mut [f64],
     /// Steps taken before this one since the (re)start.
     pub index: usize,
+    /// The state the sampler carried out of its previous step
+    /// (`Sampler::carried() · n` entries; unset before the first step).
+    pub carried: &'a [f64],
+    /// Where this step writes the state it carries into the next
+    /// (`Sampler::carried() · n` entries, kept when the step is accepted).
+    pub carried_new: &'a mut [f64],
 }
 
 impl<M: Model, S: NoiseSchedule> Advance<'_, M, S> {
@@ -100,6 +106,12 @@ pub trait Sampler: Copy + Debug {
     fn scratch(&self) -> usize {
         0
     }
+    /// How many state-sized vectors it carries from step to step besides
+    /// its past predictions ([`Advance::carried`], e.g. UniPC's corrected
+    /// state); part of the solver's carried state.
+    fn carried(&self) -> usize {
+        0
+    }
     /// Whether it can step to a time where `σ = 0` (the data end of an
     /// `α = 1` schedule, as EDM's Heun sampler does).
     fn reaches_zero_noise(&self) -> bool {
@@ -124,8 +136,10 @@ pub struct SamplerCache {
     m0_valid: bool,
     lambda0: f64,
     scratch: Vec<f64>,
-    /// Past predictions, most recent first, and their `λ`s.
+    /// Past predictions, most recent first, then the carried vectors.
     hist: Vec<f64>,
+    /// The carried vectors the step being taken writes.
+    carried_new: Vec<f64>,
     hist_lambda: Vec<f64>,
     hist_len: usize,
     index: usize,
@@ -151,31 +165,14 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
     }
 
     fn check(&self, problem: &DiffusionOde<M, S, D>) -> Result<(), SolveError> {
-        let name = Sampler::name(self);
-        problem.ode_only(name)?;
-        self.check_settings()?;
-        let (t0, t1) = problem.tspan;
-        let sched = &problem.drift.schedule;
-        sched.check_time("tspan.0 (the noise end)", t0)?;
-        let zero_ok = self.reaches_zero_noise() && sched.sigma(t1) == 0.0;
-        if !zero_ok {
-            sched.check_time("tspan.1 (the data end)", t1)?;
-        }
-        if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Less) {
-            return Err(SolveError::InvalidInput {
-                what: "tspan".into(),
-                reason: format!(
-                    "{name} runs from noise to data, from a larger to a smaller time, but the \
-                     span is ({t0}, {t1})"
-                ),
-            });
-        }
-        Ok(())
+        check_span(Sampler::name(self), problem, self.reaches_zero_noise())?;
+        self.check_settings()
     }
 
     fn init(&self, problem: &DiffusionOde<M, S, D>) -> SamplerCache {
         let n = problem.dim();
         let k = self.history();
+        let carried = self.carried() * n;
         SamplerCache {
             n,
             m0: vec![0.0; n],
@@ -183,7 +180,8 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
             m0_valid: false,
             lambda0: 0.0,
             scratch: vec![0.0; self.scratch() * n],
-            hist: vec![0.0; k * n],
+            hist: vec![0.0; k * n + carried],
+            carried_new: vec![0.0; carried],
             hist_lambda: vec![0.0; k],
             hist_len: 0,
             index: 0,
@@ -215,6 +213,7 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
         }
         c.m0_valid = true;
         c.lambda0 = flow.schedule.lambda(t);
+        let hist_end = c.hist_lambda.len() * c.n;
         self.advance(Advance {
             flow,
             p,
@@ -224,7 +223,7 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
             x: y,
             m0: &c.m0,
             history: History {
-                outputs: &c.hist,
+                outputs: &c.hist[..hist_end],
                 lambdas: &c.hist_lambda,
                 len: c.hist_len,
                 n: c.n,
@@ -232,6 +231,8 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
             scratch: &mut c.scratch,
             x_new: args.out.y_new,
             index: c.index,
+            carried: &c.hist[hist_end..],
+            carried_new: &mut c.carried_new,
         });
         StepStatus::Taken
     }
@@ -245,6 +246,7 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
             c.hist_lambda[0] = c.lambda0;
             c.hist_len = (c.hist_len + 1).min(k);
         }
+        c.hist[k * n..].copy_from_slice(&c.carried_new);
         c.index += 1;
         c.m0_valid = false;
     }
@@ -265,6 +267,35 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
         crate::sde::linear_stage(step.at.h, step.at.y, step.y_new, &mut c.lin);
         &c.lin
     }
+}
+
+/// Checks what every sampler of the probability-flow family needs of
+/// `problem`: an ODE, a span from the noise end down to the data end inside
+/// the schedule's times (the data end may have `σ = 0` when
+/// `reaches_zero_noise`).
+pub(crate) fn check_span<M: Model, S: NoiseSchedule, D: Driver>(
+    name: &'static str,
+    problem: &DiffusionOde<M, S, D>,
+    reaches_zero_noise: bool,
+) -> Result<(), SolveError> {
+    problem.ode_only(name)?;
+    let (t0, t1) = problem.tspan;
+    let sched = &problem.drift.schedule;
+    sched.check_time("tspan.0 (the noise end)", t0)?;
+    let zero_ok = reaches_zero_noise && sched.sigma(t1) == 0.0;
+    if !zero_ok {
+        sched.check_time("tspan.1 (the data end)", t1)?;
+    }
+    if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Less) {
+        return Err(SolveError::InvalidInput {
+            what: "tspan".into(),
+            reason: format!(
+                "{name} runs from noise to data, from a larger to a smaller time, but the \
+                 span is ({t0}, {t1})"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `x_new = a x + b m`, elementwise.
