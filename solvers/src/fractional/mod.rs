@@ -30,22 +30,30 @@
 mod cholesky;
 mod covariance;
 mod davies_harte;
+mod driven;
 mod error;
+mod euler;
+mod heun;
 mod markov;
 mod ou_bridge;
 mod ou_tree;
 mod special;
+mod weights;
 
 pub use cholesky::CholeskyFbm;
 pub use covariance::{
     FbmType, covariance, fbm_covariance, mvn_variance_constant, riemann_liouville_covariance,
 };
 pub use davies_harte::{DaviesHarte, fgn_autocovariance};
+pub use driven::{DrivenCache, DrivenVjpWork};
 pub use error::FbmError;
+pub use euler::FractionalEuler;
+pub use heun::FractionalHeun;
 pub use markov::{
     MarkovApprox, gamma_grid, gamma_grid_by_gamma_max, gamma_grid_by_r, stationary_covariance,
 };
 pub use ou_tree::{FractionalNoise, OuTree};
+pub use weights::{Hurst, ModeWeights};
 
 #[cfg(test)]
 mod tests;

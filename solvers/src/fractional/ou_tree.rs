@@ -151,6 +151,12 @@ impl FractionalNoise {
         &self.gammas
     }
 
+    /// The type of the modes' start (stationary for type I, zero for
+    /// type II).
+    pub fn kind(&self) -> FbmType {
+        self.kind
+    }
+
     /// The levels' bridges for `span`, from the cache or computed.
     fn levels(&self, span: f64) -> Levels {
         let key = span.to_bits();
