@@ -172,12 +172,14 @@ fn nonlinear(
 
 #[test]
 fn adaptive_heun_converges_to_the_fine_fixed_step_solve_on_the_same_path() {
-    // Scalar noise is commutative: Heun converges at strong order 1, and
-    // with the error estimate ~ h² per step the error falls about linearly
-    // in the tolerance. Mean absolute error over 8 seeds against Heun at
-    // h = 2^-14 on the same path; the fitted slope of log error vs log tol
-    // must exceed 0.6, the errors fall at each tenfold tightening, and
-    // rejected steps occur (the path is re-queried after them).
+    // Mean absolute error of X(1) over 8 seeds against Heun at h = 2^-14
+    // on the same path. Above the fastest mode's time scale 1/γ_max the
+    // driving path is as rough as fBM with H = 0.3, so the local error
+    // estimate scales like h^{2H} there, not h^2: the error falls more
+    // slowly than the tolerance (measured slope 0.57 on log–log). Asserted:
+    // the errors fall at each tenfold tightening, the fitted slope exceeds
+    // 0.4, the tightest is below 1e-3, and rejected steps occur (the path
+    // is re-queried after them).
     let gammas = gamma_grid(5, 0.3, 1.0).expect("grid");
     let mw = ModeWeights::new(FbmType::RiemannLiouville, Hurst::Fixed(0.3), 1.0, &gammas)
         .expect("weights");
@@ -205,7 +207,8 @@ fn adaptive_heun_converges_to_the_fine_fixed_step_solve_on_the_same_path() {
         "adaptive FractionalHeun: errors {errs:?} at tol {tols:?}, slope {slope:.3}, {rejected} rejections"
     );
     assert!(errs.windows(2).all(|e| e[1] < e[0]), "{errs:?}");
-    assert!(slope > 0.6, "slope {slope}: {errs:?}");
+    assert!(slope > 0.4, "slope {slope}: {errs:?}");
+    assert!(errs[tols.len() - 1] < 1e-3, "{errs:?}");
     assert!(rejected > 0);
 }
 
@@ -214,15 +217,16 @@ fn hurst_one_half_is_the_brownian_case() {
     // At H = ½ (type II, K = 16: relative mean-square error of B̂ below
     // 1e-3) the fBM path is the driver's own Brownian motion up to that
     // error, and the fractional Euler solve is Euler–Maruyama on it. Over
-    // 100 seeds at h = 0.01: RMS of B̂(t) − W(t) at the saved times below
-    // 0.1 (√1e-3 ≈ 0.03 on average over [0, 1]), and the RMS difference of
-    // X(1) below 10% of X(1)'s spread.
+    // 20 seeds at h = 0.01: RMS of B̂(t) − W(t) at the saved times below
+    // 1e-5, and the RMS difference of
+    // X(1) below 1e-5 of X(1)'s spread (measured: about 3e-8 and 6e-8 — the
+    // slowest mode, γ_1 ≪ 1, carries nearly all the weight).
     let gammas = gamma_grid(16, 0.5, 1.0).expect("grid");
     let mw = ModeWeights::new(FbmType::RiemannLiouville, Hurst::Fixed(0.5), 1.0, &gammas)
         .expect("weights");
     let prob = fou(mw.noise(), &[1.0, 0.8], 1.0);
     let (mut db2, mut dx2, mut sx2, mut cnt) = (0.0, 0.0, 0.0, 0.0);
-    for seed in 0..100 {
+    for seed in 0..20 {
         let opts = Options::default().fixed_step(0.01).seed(seed);
         let frac = solve(&prob, FractionalEuler::new(mw.clone()), opts.clone()).expect("frac");
         let bm = solve(&prob, EulerMaruyama, opts).expect("em");
@@ -237,8 +241,8 @@ fn hurst_one_half_is_the_brownian_case() {
         sx2 += (xb - (-1.0f64).exp()).powi(2);
     }
     let (rms_b, rel_x) = ((db2 / cnt).sqrt(), (dx2 / sx2).sqrt());
-    println!("H = ½: RMS(B̂ − W) = {rms_b:.4}, RMS ΔX(1) / spread = {rel_x:.4}");
-    assert!(rms_b < 0.1 && rel_x < 0.1, "{rms_b} {rel_x}");
+    println!("H = ½: RMS(B̂ − W) = {rms_b:.2e}, RMS ΔX(1) / spread = {rel_x:.2e}");
+    assert!(rms_b < 1e-5 && rel_x < 1e-5, "{rms_b} {rel_x}");
 }
 
 #[test]

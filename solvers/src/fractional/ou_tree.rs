@@ -30,10 +30,12 @@
 //! As a [`Driver`], [`FractionalNoise`] serves every existing SDE solver
 //! unchanged: its path answers `ΔW` and the space–time Lévy area like any
 //! Brownian path. The OU convolutions are read with
-//! [`OuTree::increment_with_convolutions`]. The integration loop does not
-//! yet hand them to solvers: the planned hook is an additive
-//! `Increment` variant (say `DwConvolutions`) whose steps receive `ξ` in
-//! the step's noise, drawn by the loop from a path that offers them. A
+//! [`OuTree::increment_with_convolutions`]. A method that declares
+//! [`crate::solver::Increment::DwModes`] (the fBM-driven methods,
+//! [`super::FractionalEuler`], [`super::FractionalHeun`]) receives the
+//! modes' increments `Y_k(t + h) − Y_k(t)` of each step in
+//! [`crate::solver::StepNoise::modes`], drawn by the loop through
+//! [`crate::brownian::BrownianPath::increment_with_modes`]. A
 //! stochastic exponential-Euler method with its own rates (one rate per
 //! Brownian motion for a diagonal linear part and diagonal or additive
 //! noise) would build this driver with those rates
