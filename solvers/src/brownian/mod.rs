@@ -67,9 +67,10 @@ pub trait BrownianPath {
 
 /// Implements [`BrownianPath`] for a path type `$ty` with a field `m` (its
 /// dimension) and a method `query(s, t, dw, h)` answering both the
-/// increment (`h = None`) and the increment with its Lévy area.
+/// increment (`h = None`) and the increment with its Lévy area; `$extra`:
+/// further methods of the trait (the OU modes of a fractional path).
 macro_rules! path_by_query {
-    ($ty:ty) => {
+    ($ty:ty $(, { $($extra:tt)* })?) => {
         impl $crate::brownian::BrownianPath for $ty {
             fn dim(&self) -> usize {
                 self.m
@@ -83,6 +84,8 @@ macro_rules! path_by_query {
                 // H is a property of the interval, whatever the direction of travel
                 self.query(s, t, dw, Some(h));
             }
+
+            $($($extra)*)?
         }
     };
 }

@@ -76,6 +76,26 @@ impl DrivenCache {
     }
 }
 
+impl DrivenCache {
+    /// Evaluates `f` and `g` at the step's start `(t, y)` unless they are
+    /// there already, and the step's fBM increments from the modes' `dy`.
+    #[inline]
+    pub(super) fn begin<F: Drift, G: Diffusion>(
+        &mut self,
+        fields: &crate::solver::Fields<'_, F, G>,
+        (t, y): (f64, &[f64]),
+        dy: &[f64],
+        stats: &mut crate::solution::Stats,
+    ) {
+        if !self.valid {
+            fields.f(t, y, &mut self.f, stats);
+            fields.g(t, y, &mut self.g, stats);
+            self.valid = true;
+        }
+        weigh(&self.w, dy, &mut self.db);
+    }
+}
+
 /// `out_j = Σ_k w_k dy_{jk}` for each of the `out.len()` fBMs: the fBM
 /// increments from the modes' (`K = w.len()` per fBM).
 #[inline]
@@ -186,6 +206,40 @@ macro_rules! driven_solver {
     };
 }
 pub(super) use driven_solver;
+
+/// Implements [`crate::step_vjp::StepVjp`] for the fBM-driven method
+/// `$name` by its inherent `vjp(work, args)`, with a [`DrivenVjpWork`]
+/// for its weights.
+macro_rules! driven_step_vjp {
+    ($name:ty) => {
+        impl<F: crate::field::Drift, G: crate::field::Diffusion>
+            crate::step_vjp::StepVjp<crate::problem::Problem<F, G, super::ou_tree::FractionalNoise>>
+            for $name
+        {
+            type VjpWork = super::driven::DrivenVjpWork;
+
+            fn vjp_workspace<
+                F2: crate::field::DriftVjp,
+                G2: crate::field::DiffusionVjp,
+                D: crate::brownian::Driver,
+            >(
+                &self,
+                problem: &crate::problem::Problem<F2, G2, D>,
+            ) -> super::driven::DrivenVjpWork {
+                super::driven::DrivenVjpWork::new(problem, &self.weights)
+            }
+
+            fn step_vjp<F2: crate::field::DriftVjp, G2: crate::field::DiffusionVjp>(
+                &self,
+                work: &mut super::driven::DrivenVjpWork,
+                args: crate::step_vjp::VjpArgs<'_, F2, G2>,
+            ) -> Result<usize, crate::error::SolveError> {
+                self.vjp(work, args)
+            }
+        }
+    };
+}
+pub(super) use driven_step_vjp;
 
 /// The workspace of the fBM-driven methods' step VJPs.
 #[derive(Debug, Clone)]

@@ -9,19 +9,16 @@
 //! additive noise); fixed steps; one drift and one diffusion evaluation per
 //! step; any `γ_max · h` (the modes are not stepped by the method).
 
-use super::driven::{DrivenCache, DrivenVjpWork, contract, driven_solver, weigh};
-use super::ou_tree::FractionalNoise;
+use super::driven::{DrivenCache, DrivenVjpWork, contract, driven_solver, driven_step_vjp};
 use super::weights::ModeWeights;
-use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
-use crate::problem::Problem;
 use crate::sde::{Integrates, add_noise, noise_outer};
 use crate::solver::{StepArgs, StepAt, StepStatus};
-use crate::step_vjp::{StepVjp, VjpArgs, refuse_err_cotangent};
+use crate::step_vjp::{VjpArgs, refuse_err_cotangent};
 
 /// The Euler method for fBM-driven SDEs (Itô), on the problems driven by
-/// [`FractionalNoise`] with the modes of its [`ModeWeights`].
+/// [`FractionalNoise`](super::FractionalNoise) with the modes of its [`ModeWeights`].
 ///
 /// ```
 /// use sdeflow_solvers::fractional::{FbmType, FractionalEuler, Hurst, ModeWeights, gamma_grid};
@@ -61,12 +58,7 @@ impl FractionalEuler {
         a: StepArgs<'_, F, G>,
     ) -> StepStatus {
         let (StepAt { t, h, y }, y_new) = (a.at, a.out.y_new);
-        if !c.valid {
-            a.fields.f(t, y, &mut c.f, a.stats);
-            a.fields.g(t, y, &mut c.g, a.stats);
-            c.valid = true;
-        }
-        weigh(&c.w, a.noise.modes, &mut c.db);
+        c.begin(a.fields, (t, y), a.noise.modes, a.stats);
         for i in 0..y.len() {
             y_new[i] = y[i] + h * c.f[i];
         }
@@ -80,23 +72,16 @@ driven_solver!(
     integrates: Integrates::Ito, two_stage: false,
 );
 
-impl<F: Drift, G: Diffusion> StepVjp<Problem<F, G, FractionalNoise>> for FractionalEuler {
-    type VjpWork = DrivenVjpWork;
+driven_step_vjp!(FractionalEuler);
 
-    fn vjp_workspace<F2: DriftVjp, G2: DiffusionVjp, D: Driver>(
-        &self,
-        problem: &Problem<F2, G2, D>,
-    ) -> DrivenVjpWork {
-        DrivenVjpWork::new(problem, &self.weights)
-    }
-
+impl FractionalEuler {
     /// `y' = y + h b(y) + s(y) ΔB̂(H)`: the drift's VJP with `h ȳ'`, the
     /// diffusion's with `ȳ' ⊗ ΔB̂`, and `∂L/∂H += ȳ'ᵀ s(y) ∂ΔB̂/∂H` when
     /// `H` is a parameter.
-    fn step_vjp<F2: DriftVjp, G2: DiffusionVjp>(
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut DrivenVjpWork,
-        a: VjpArgs<'_, F2, G2>,
+        a: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
         refuse_err_cotangent("FractionalEuler", a.bars.err)?;
         crate::step_vjp::refuse_interp_cotangents("FractionalEuler", a.bars.interp)?;

@@ -15,20 +15,17 @@
 //! order 0.5 in general, 1.0 for commutative noise; adaptive; two drift
 //! and two diffusion evaluations per step.
 
-use super::driven::{DrivenCache, DrivenVjpWork, contract, driven_solver, weigh};
-use super::ou_tree::FractionalNoise;
+use super::driven::{DrivenCache, DrivenVjpWork, contract, driven_solver, driven_step_vjp};
 use super::weights::ModeWeights;
-use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
-use crate::problem::Problem;
 use crate::sde::{Integrates, add_noise, noise_outer};
 use crate::solver::{StepArgs, StepAt, StepStatus};
-use crate::step_vjp::{StepVjp, VjpArgs};
+use crate::step_vjp::VjpArgs;
 
 /// The stochastic Heun method with an embedded Euler estimate for
 /// fBM-driven SDEs (Stratonovich), on the problems driven by
-/// [`FractionalNoise`] with the modes of its [`ModeWeights`]. Adaptive.
+/// [`FractionalNoise`](super::FractionalNoise) with the modes of its [`ModeWeights`]. Adaptive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FractionalHeun {
     /// The modes' weights.
@@ -49,12 +46,7 @@ impl FractionalHeun {
     ) -> StepStatus {
         let (StepAt { t, h, y }, out) = (a.at, a.out);
         let n = y.len();
-        if !c.valid {
-            a.fields.f(t, y, &mut c.f, a.stats);
-            a.fields.g(t, y, &mut c.g, a.stats);
-            c.valid = true;
-        }
-        weigh(&c.w, a.noise.modes, &mut c.db);
+        c.begin(a.fields, (t, y), a.noise.modes, a.stats);
         // the Euler predictor
         for i in 0..n {
             c.y_pred[i] = y[i] + h * c.f[i];
@@ -80,16 +72,9 @@ driven_solver!(
     integrates: Integrates::Stratonovich, two_stage: true,
 );
 
-impl<F: Drift, G: Diffusion> StepVjp<Problem<F, G, FractionalNoise>> for FractionalHeun {
-    type VjpWork = DrivenVjpWork;
+driven_step_vjp!(FractionalHeun);
 
-    fn vjp_workspace<F2: DriftVjp, G2: DiffusionVjp, D: Driver>(
-        &self,
-        problem: &Problem<F2, G2, D>,
-    ) -> DrivenVjpWork {
-        DrivenVjpWork::new(problem, &self.weights)
-    }
-
+impl FractionalHeun {
     /// With `A = h b(t, X) + s(t, X) ΔB̂` and `B = h b(t + h, X̄) + s(t + h,
     /// X̄) ΔB̂`: `X̄ = X + A`, `X' = X + ½A + ½B`, `err = ½B − ½A`. The
     /// cotangent of `B` is `β = ½(X̄' + ē)`; its VJP at `X̄` gives `x̄`, that
@@ -97,10 +82,10 @@ impl<F: Drift, G: Diffusion> StepVjp<Problem<F, G, FractionalNoise>> for Fractio
     /// `X̄_in = X̄' + x̄ + VJP_A(α)`; `∂L/∂H += (αᵀ s(X) + βᵀ s(X̄)) ∂ΔB̂/∂H`
     /// when `H` is a parameter. The predictor is recomputed (one drift and
     /// two diffusion evaluations).
-    fn step_vjp<F2: DriftVjp, G2: DiffusionVjp>(
+    fn vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut DrivenVjpWork,
-        a: VjpArgs<'_, F2, G2>,
+        a: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
         crate::step_vjp::refuse_interp_cotangents("FractionalHeun", a.bars.interp)?;
         let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);

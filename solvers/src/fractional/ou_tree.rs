@@ -646,20 +646,7 @@ impl OuTree {
     }
 }
 
-impl crate::brownian::BrownianPath for OuTree {
-    fn dim(&self) -> usize {
-        self.m
-    }
-
-    fn increment(&mut self, s: f64, t: f64, dw: &mut [f64]) {
-        self.query(s, t, dw, None);
-    }
-
-    fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]) {
-        // H is a property of the interval, whatever the direction of travel
-        self.query(s, t, dw, Some(h));
-    }
-
+crate::brownian::path_by_query!(OuTree, {
     fn modes_len(&self) -> usize {
         self.d - 2
     }
@@ -681,7 +668,7 @@ impl crate::brownian::BrownianPath for OuTree {
         }
         self.ends = ends;
     }
-}
+});
 
 /// `y = a x` for a row-major `n × n` matrix.
 fn matvec(a: &[f64], x: &[f64], y: &mut [f64], n: usize) {
