@@ -1028,6 +1028,7 @@ fn one_step<F: Drift, G: Diffusion, S: Solver<Problem<F, G>>>(
         } else {
             &[]
         },
+        modes: &[],
     };
     let (mut y_new, mut err) = ([0.0], [0.0]);
     let args = StepArgs {

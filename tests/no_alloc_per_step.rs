@@ -327,6 +327,7 @@ where
         let noise = StepNoise {
             dw: &dw,
             levy_h: &levy,
+            modes: &[],
         };
         let args = VjpArgs {
             fields: &fields,

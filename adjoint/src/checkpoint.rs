@@ -111,9 +111,14 @@ impl StepObserver for Records {
         let noise = &report.noise;
         let m = noise.dw.len().min(self.noise.len());
         self.noise[..m].copy_from_slice(&noise.dw[..m]);
+        let mut at = m;
         if self.with_levy && !noise.levy_h.is_empty() {
             self.noise[m..m + noise.levy_h.len()].copy_from_slice(noise.levy_h);
+            at += noise.levy_h.len();
         }
+        // the OU modes' increments, for a method that reads them
+        let k = noise.modes.len().min(self.noise.len().saturating_sub(at));
+        self.noise[at..at + k].copy_from_slice(&noise.modes[..k]);
     }
 
     fn accepted(&mut self, _m: usize, t: f64, t_next: f64, y: &[f64], _y_next: &[f64]) {

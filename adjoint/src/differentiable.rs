@@ -19,6 +19,7 @@ use sdeflow_solvers::expint::{
     Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler, LinearPartVjp,
     Semilinear,
 };
+use sdeflow_solvers::fractional::{FractionalEuler, FractionalHeun, FractionalNoise};
 use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
 };
@@ -222,6 +223,27 @@ differentiable!(
     for EulerMaruyama, EulerHeun, Milstein, Sriw1, Sosri, Sra1, Sra3 => sde
 );
 differentiable!(impl[G: DiffusionVjp] Differentiable<F, G, D> for ReversibleHeun => reversible_heun);
+
+/// Implements [`Differentiable`] for the fBM-driven methods on the problems
+/// driven by fractional noise (the only ones they take): the discrete
+/// adjoint through their step VJP, which differentiates in `H` too when the
+/// weights read it from the parameters.
+macro_rules! differentiable_fractional {
+    ($($name:ty),*) => {$(
+        impl<F: DriftVjp, G: DiffusionVjp> Differentiable<F, G, FractionalNoise> for $name {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<F, G, FractionalNoise>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                Request { problem, options, loss }.sde(self, adjoint)
+            }
+        }
+    )*};
+}
+differentiable_fractional!(FractionalEuler, FractionalHeun);
 
 /// Implements [`Differentiable`] for the exponential methods on semilinear
 /// ODEs (drift [`Semilinear`] with a linear part that has a parameter

@@ -67,10 +67,13 @@ struct Backward<'a, Pb: Family, S: StepVjp<Pb>> {
     /// The cotangents of the values saved inside the step being reversed.
     interp: Vec<InterpCotangent<'a>>,
     dir: f64,
-    /// Brownian motions per increment (0 for an ODE), and whether the
-    /// records carry the Lévy area after `ΔW`.
+    /// Brownian motions per increment (0 for an ODE), whether the
+    /// records carry the Lévy area after `ΔW` (else what follows `ΔW` is
+    /// the OU modes' increments, for a method that reads them), and the
+    /// length of a record's increments.
     m: usize,
     levy: bool,
+    noise_len: usize,
     /// Where the method restarted, its carried state made afresh
     /// ([`sdeflow_solvers::solver::Solver::RESTARTS_CARRIED_STATE`]): the first
     /// float after each discontinuity (empty when it carries nothing).
@@ -88,7 +91,7 @@ where
     /// the values saved inside it or at its end.
     fn reverse(&mut self, _m: usize, rec: &[f64]) {
         let (n, m) = (self.y_bar.len(), self.m);
-        let noise_len = if self.levy { 2 * m } else { m };
+        let noise_len = self.noise_len;
         let Record {
             t,
             h,
@@ -116,9 +119,11 @@ where
         if self.error.is_some() {
             return;
         }
+        let (dw, rest) = noise.split_at(m);
         let noise = StepNoise {
-            dw: &noise[..m],
-            levy_h: if self.levy { &noise[m..] } else { &[] },
+            dw,
+            levy_h: if self.levy { rest } else { &[] },
+            modes: if self.levy { &[] } else { rest },
         };
         let bars = StepBars {
             y: &mut self.y_bar,
@@ -334,7 +339,8 @@ where
             problem.driver.name()
         )));
     }
-    let fwd = forward(run, solver, budget, (if levy { 2 * m } else { m }, levy))?;
+    let noise_len = if m == 0 { 0 } else { run.increments_len() };
+    let fwd = forward(run, solver, budget, (noise_len, levy))?;
     let sol = &fwd.solution;
     let (value, gy) = crate::loss::evaluate(loss, sol)?;
     // steps between checkpoints are replayed (for an SDE, on the forward
@@ -381,6 +387,7 @@ where
         dir,
         m,
         levy,
+        noise_len,
         restarts,
     };
     let peak = reverse_all(&fwd, solver, replay.as_mut(), budget, &mut bw)?;

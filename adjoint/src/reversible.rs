@@ -141,6 +141,7 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G
                 StepNoise {
                     dw: &dw,
                     levy_h: &[],
+                    modes: &[],
                 },
             );
             let c = Solver::<Problem<F, G, D>>::carried_state(solver, &cache);

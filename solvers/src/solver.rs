@@ -67,6 +67,13 @@ pub enum Increment {
     /// `ΔW` and the space–time Lévy area `H` over each step (the SRI
     /// methods).
     DwLevyArea,
+    /// `ΔW` and the increments `Y_k(t + h) − Y_k(t)` of the `K`
+    /// Ornstein–Uhlenbeck modes each Brownian motion drives, over each step
+    /// (the fBM-driven methods of [`crate::fractional`]). Only a path that
+    /// serves modes ([`crate::brownian::BrownianPath::modes_len`] `> 0`,
+    /// e.g. that of [`crate::fractional::FractionalNoise`]) can drive such
+    /// a method; the loop refuses any other with a typed error.
+    DwModes,
 }
 
 /// The fields of a problem bound to its parameters, counting evaluations.
@@ -115,6 +122,10 @@ pub struct StepNoise<'a> {
     pub dw: &'a [f64],
     /// Space–time Lévy area `H` over the step, where the solver asks for it.
     pub levy_h: &'a [f64],
+    /// The increments `Y_k(t + h) − Y_k(t)` of the OU modes over the step,
+    /// `K` per Brownian motion (Brownian-motion-major), where the solver
+    /// asks for them ([`Increment::DwModes`]); empty otherwise.
+    pub modes: &'a [f64],
 }
 
 impl StepNoise<'static> {
@@ -122,6 +133,7 @@ impl StepNoise<'static> {
     pub const NONE: StepNoise<'static> = StepNoise {
         dw: &[],
         levy_h: &[],
+        modes: &[],
     };
 }
 
@@ -264,7 +276,8 @@ pub trait Solver<P: Family> {
     }
 
     /// The increments the steps read (`StepNoise::levy_h` is drawn only
-    /// for [`Increment::DwLevyArea`]).
+    /// for [`Increment::DwLevyArea`], `StepNoise::modes` only for
+    /// [`Increment::DwModes`]).
     const INCREMENT: Increment;
 
     /// Whether a method that carries state ([`Solver::carried_state`]) may

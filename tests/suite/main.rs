@@ -23,6 +23,7 @@ mod extension;
 mod extension_sde;
 mod faults;
 mod fractional;
+mod fractional_sde;
 mod gradients;
 mod ode_adaptive;
 mod ode_convergence;

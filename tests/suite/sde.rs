@@ -73,6 +73,7 @@ fn reversible_heun_reverses_to_round_off() {
         let noise = StepNoise {
             dw: &dw,
             levy_h: &[],
+            modes: &[],
         };
         let args = StepArgs {
             fields: &fields,

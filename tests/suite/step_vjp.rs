@@ -144,6 +144,7 @@ impl Input {
         StepNoise {
             dw: &self.dw,
             levy_h: &self.levy_h,
+            modes: &[],
         }
     }
 }

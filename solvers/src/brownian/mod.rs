@@ -44,13 +44,33 @@ pub trait BrownianPath {
     /// interval between `s` and `t` (each length `m`). `H ~ N(0, |t−s|/12)`
     /// is independent of the increment.
     fn increment_with_levy_area(&mut self, s: f64, t: f64, dw: &mut [f64], h: &mut [f64]);
+
+    /// Number `K` of Ornstein–Uhlenbeck modes each Brownian motion drives
+    /// on this path ([`crate::solver::Increment::DwModes`]): 0 for a plain
+    /// Brownian path (the default); the fractional noise path
+    /// ([`crate::fractional::OuTree`]) says how many it serves.
+    fn modes_len(&self) -> usize {
+        0
+    }
+
+    /// Writes `W(t) − W(s)` into `dw` (length `m`) and the increments
+    /// `Y_k(t) − Y_k(s)` of the OU modes into `dy` (length `m · K`,
+    /// Brownian-motion-major, `K =` [`BrownianPath::modes_len`]). A path
+    /// without modes (the default) writes the increment and leaves `dy`
+    /// untouched: the loop never asks it, as it refuses a method that reads
+    /// modes on a path with `modes_len() == 0`.
+    fn increment_with_modes(&mut self, s: f64, t: f64, dw: &mut [f64], dy: &mut [f64]) {
+        let _ = dy;
+        self.increment(s, t, dw);
+    }
 }
 
 /// Implements [`BrownianPath`] for a path type `$ty` with a field `m` (its
 /// dimension) and a method `query(s, t, dw, h)` answering both the
-/// increment (`h = None`) and the increment with its Lévy area.
+/// increment (`h = None`) and the increment with its Lévy area; `$extra`:
+/// further methods of the trait (the OU modes of a fractional path).
 macro_rules! path_by_query {
-    ($ty:ty) => {
+    ($ty:ty $(, { $($extra:tt)* })?) => {
         impl $crate::brownian::BrownianPath for $ty {
             fn dim(&self) -> usize {
                 self.m
@@ -64,6 +84,8 @@ macro_rules! path_by_query {
                 // H is a property of the interval, whatever the direction of travel
                 self.query(s, t, dw, Some(h));
             }
+
+            $($($extra)*)?
         }
     };
 }

@@ -19,6 +19,13 @@
 //!   convolutions `∫_s^t e^{−γ_k (t−u)} dW_u` over any interval, bridged
 //!   exactly, so that queries in any order see one path; and the fBM path
 //!   `B̂_H(t)` read from it.
+//! - fBM-driven SDEs `dX = b dt + s dB̂_H` (`driven.rs`): [`FractionalEuler`]
+//!   (Itô, fixed steps) and [`FractionalHeun`] (Stratonovich, adaptive
+//!   Heun/Euler pair) step `X` with the exact increments of the modes the
+//!   driver serves, so no `γ_max · h` limit; [`ModeWeights`] holds the
+//!   weights `ω(H)` (`H` fixed or a parameter, differentiated by `grad`
+//!   through `dω/dH` with the `γ` grid fixed) and reads the fBM path of a
+//!   solution back ([`ModeWeights::fbm_at_saved`]).
 //!
 //! Two types of fBM ([`FbmType`]): I, Mandelbrot–Van Ness (the standard fBM,
 //! stationary increments), and II, Riemann–Liouville (no past). The
@@ -30,22 +37,30 @@
 mod cholesky;
 mod covariance;
 mod davies_harte;
+mod driven;
 mod error;
+mod euler;
+mod heun;
 mod markov;
 mod ou_bridge;
 mod ou_tree;
 mod special;
+mod weights;
 
 pub use cholesky::CholeskyFbm;
 pub use covariance::{
     FbmType, covariance, fbm_covariance, mvn_variance_constant, riemann_liouville_covariance,
 };
 pub use davies_harte::{DaviesHarte, fgn_autocovariance};
+pub use driven::{DrivenCache, DrivenVjpWork};
 pub use error::FbmError;
+pub use euler::FractionalEuler;
+pub use heun::FractionalHeun;
 pub use markov::{
     MarkovApprox, gamma_grid, gamma_grid_by_gamma_max, gamma_grid_by_r, stationary_covariance,
 };
 pub use ou_tree::{FractionalNoise, OuTree};
+pub use weights::{Hurst, ModeWeights};
 
 #[cfg(test)]
 mod tests;

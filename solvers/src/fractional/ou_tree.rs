@@ -30,10 +30,12 @@
 //! As a [`Driver`], [`FractionalNoise`] serves every existing SDE solver
 //! unchanged: its path answers `ΔW` and the space–time Lévy area like any
 //! Brownian path. The OU convolutions are read with
-//! [`OuTree::increment_with_convolutions`]. The integration loop does not
-//! yet hand them to solvers: the planned hook is an additive
-//! `Increment` variant (say `DwConvolutions`) whose steps receive `ξ` in
-//! the step's noise, drawn by the loop from a path that offers them. A
+//! [`OuTree::increment_with_convolutions`]. A method that declares
+//! [`crate::solver::Increment::DwModes`] (the fBM-driven methods,
+//! [`super::FractionalEuler`], [`super::FractionalHeun`]) receives the
+//! modes' increments `Y_k(t + h) − Y_k(t)` of each step in
+//! [`crate::solver::StepNoise::modes`], drawn by the loop through
+//! [`crate::brownian::BrownianPath::increment_with_modes`]. A
 //! stochastic exponential-Euler method with its own rates (one rate per
 //! Brownian motion for a diagonal linear part and diagonal or additive
 //! noise) would build this driver with those rates
@@ -151,6 +153,12 @@ impl FractionalNoise {
         &self.gammas
     }
 
+    /// The type of the modes' start (stationary for type I, zero for
+    /// type II).
+    pub fn kind(&self) -> FbmType {
+        self.kind
+    }
+
     /// The levels' bridges for `span`, from the cache or computed.
     fn levels(&self, span: f64) -> Levels {
         let key = span.to_bits();
@@ -242,6 +250,8 @@ pub struct OuTree {
     saved: Vec<f64>,
     stack: Vec<f64>,
     out: Vec<f64>,
+    /// `W` and the modes at the first end of a mode query (`m × (K + 1)`).
+    ends: Vec<f64>,
 }
 
 impl OuTree {
@@ -301,6 +311,7 @@ impl OuTree {
             saved: vec![0.0; md],
             stack: vec![0.0; noise.depth * md],
             out: vec![0.0; md],
+            ends: vec![0.0; m * (k + 1)],
         }
     }
 
@@ -619,7 +630,45 @@ impl OuTree {
     }
 }
 
-crate::brownian::path_by_query!(OuTree);
+impl OuTree {
+    /// `W(t) − W(t0)` and the modes `Y(t)` into `w` (`m`) and `y`
+    /// (`m × K`).
+    fn w_and_modes(&mut self, t: f64, w: &mut [f64], y: &mut [f64]) {
+        let tau = self.tau(t);
+        self.interval(0.0, tau);
+        let (d, k) = (self.d, self.d - 2);
+        for j in 0..self.m {
+            w[j] = self.out[j * d];
+            for (i, &g) in self.gammas.iter().enumerate() {
+                y[j * k + i] = (-g * tau).exp() * self.y0[j * k + i] + self.out[j * d + 2 + i];
+            }
+        }
+    }
+}
+
+crate::brownian::path_by_query!(OuTree, {
+    fn modes_len(&self) -> usize {
+        self.d - 2
+    }
+
+    /// `W(t) − W(s)` and `Y_k(t) − Y_k(s)`, each end read from the root
+    /// (`Y(t) = e^{−γ (t − t0)} Y(t0) + ξ(t0, t)`), so that the increments of
+    /// consecutive steps telescope to `Y(t) − Y(t0)` whatever the steps.
+    fn increment_with_modes(&mut self, s: f64, t: f64, dw: &mut [f64], dy: &mut [f64]) {
+        let (m, k) = (self.m, self.d - 2);
+        let mut ends = std::mem::take(&mut self.ends);
+        let (ws, ys) = ends.split_at_mut(m);
+        self.w_and_modes(s, ws, ys);
+        self.w_and_modes(t, dw, dy);
+        for j in 0..m {
+            dw[j] -= ws[j];
+        }
+        for (d, y) in dy[..m * k].iter_mut().zip(ys.iter()) {
+            *d -= y;
+        }
+        self.ends = ends;
+    }
+});
 
 /// `y = a x` for a row-major `n × n` matrix.
 fn matvec(a: &[f64], x: &[f64], y: &mut [f64], n: usize) {

@@ -90,25 +90,49 @@ enum Path<'p, P> {
 
 /// Where a solve's Brownian increments come from.
 pub(crate) trait Draw {
-    /// Writes the increment over `[s, t]` into `dw`, and its space–time
-    /// Lévy area into `h` when `levy`.
-    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]);
+    /// Writes the increment over `[s, t]` into `dw`, and what `kind` asks
+    /// besides: its space–time Lévy area into `h`
+    /// ([`Increment::DwLevyArea`]), or the OU modes' increments into
+    /// `modes` ([`Increment::DwModes`]).
+    fn draw(
+        &mut self,
+        s: f64,
+        t: f64,
+        kind: Increment,
+        dw: &mut [f64],
+        h: &mut [f64],
+        modes: &mut [f64],
+    );
 }
 
 impl<P: BrownianPath> Draw for Path<'_, P> {
     #[inline]
-    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
+    fn draw(
+        &mut self,
+        s: f64,
+        t: f64,
+        kind: Increment,
+        dw: &mut [f64],
+        h: &mut [f64],
+        modes: &mut [f64],
+    ) {
         // static dispatch for the driver's own path: this runs once per step
         match self {
             Path::None => {}
-            Path::Own(p) => draw_from(p, s, t, levy, dw, h),
-            Path::Given(p) => {
-                if levy {
-                    p.increment_with_levy_area(s, t, dw, h);
-                } else {
-                    p.increment(s, t, dw);
-                }
-            }
+            Path::Own(p) => draw_from(p, s, t, kind, dw, h, modes),
+            Path::Given(p) => draw_from(&mut **p, s, t, kind, dw, h, modes),
+        }
+    }
+}
+
+impl<P: BrownianPath> Path<'_, P> {
+    /// The number of OU modes per Brownian motion the path serves (0 for
+    /// none, and for an ODE).
+    fn modes_len(&self) -> usize {
+        match self {
+            Path::None => 0,
+            Path::Own(p) => p.modes_len(),
+            Path::Given(p) => p.modes_len(),
         }
     }
 }
@@ -130,8 +154,16 @@ struct Owned<P>(P);
 
 impl<P: BrownianPath> Draw for Owned<P> {
     #[inline(always)]
-    fn draw(&mut self, s: f64, t: f64, levy: bool, dw: &mut [f64], h: &mut [f64]) {
-        draw_from(&mut self.0, s, t, levy, dw, h);
+    fn draw(
+        &mut self,
+        s: f64,
+        t: f64,
+        kind: Increment,
+        dw: &mut [f64],
+        h: &mut [f64],
+        modes: &mut [f64],
+    ) {
+        draw_from(&mut self.0, s, t, kind, dw, h, modes);
     }
 }
 
@@ -348,6 +380,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
     // SDEs: check the diffusion's shape once, and set up the Brownian path
     let levy = S::INCREMENT == Increment::DwLevyArea;
     let mut path = Path::None;
+    let mut modes_len = 0;
     let mut g0 = Vec::new();
     if let Some(noise) = problem.noise {
         g0 = vec![0.0; noise.diffusion_len(n)];
@@ -374,6 +407,21 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             }
             None => Path::Own(problem.driver.path(problem.tspan, m, opts.seed)?),
         };
+        if S::INCREMENT == Increment::DwModes {
+            modes_len = m * path.modes_len();
+            if modes_len == 0 {
+                return Err(SolveError::invalid(
+                    "driver",
+                    format!(
+                        "{} reads the increments of the Ornstein–Uhlenbeck modes of a \
+                         fractional noise, which the {} driver's path does not serve; drive \
+                         the problem with fractional::FractionalNoise",
+                        solver.name(),
+                        problem.driver.name()
+                    ),
+                ));
+            }
+        }
     }
 
     let mut cache = solver.init(problem);
@@ -430,6 +478,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             err: vec![0.0; n],
             dw: (),
             levy_h: vec![0.0; if levy { m } else { 0 }],
+            modes: vec![0.0; modes_len],
             restart,
             stats,
         },
@@ -513,6 +562,7 @@ impl<'a, Pb: Family, S: Solver<Pb>, W, Y> Stepper<'a, Pb, S, W, Y> {
             err: self.err,
             dw: fw(self.dw),
             levy_h: self.levy_h,
+            modes: self.modes,
             restart: self.restart,
             stats: self.stats,
         }
@@ -683,20 +733,22 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
     (Ok(sol), path)
 }
 
-/// Draws the increment over `[s, t]` (with the Lévy area when `levy`).
+/// Draws the increment over `[s, t]` (with the Lévy area or the modes'
+/// increments, as `kind` asks).
 #[inline(always)]
-fn draw_from<P: BrownianPath>(
+fn draw_from<P: BrownianPath + ?Sized>(
     p: &mut P,
     s: f64,
     t: f64,
-    levy: bool,
+    kind: Increment,
     dw: &mut [f64],
     h: &mut [f64],
+    modes: &mut [f64],
 ) {
-    if levy {
-        p.increment_with_levy_area(s, t, dw, h);
-    } else {
-        p.increment(s, t, dw);
+    match kind {
+        Increment::DwLevyArea => p.increment_with_levy_area(s, t, dw, h),
+        Increment::DwModes => p.increment_with_modes(s, t, dw, modes),
+        Increment::None | Increment::Dw => p.increment(s, t, dw),
     }
 }
 
@@ -787,14 +839,27 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
     }
 
     /// Writes the increments of the run's path over `[s, t]` into `out`:
-    /// `ΔW`, then the space–time Lévy area when the solver uses it (nothing
-    /// for an ODE). What a step over `[s, t]` would draw.
+    /// `ΔW`, then the space–time Lévy area or the OU modes' increments when
+    /// the solver uses them (nothing for an ODE). What a step over `[s, t]`
+    /// would draw; [`Run::increments_len`] entries.
     pub fn increments(&mut self, s: f64, t: f64, out: &mut [f64]) {
-        let levy = S::INCREMENT == Increment::DwLevyArea;
+        let kind = S::INCREMENT;
         let m = self.stepper.dw.len();
-        let (dw, h) = out.split_at_mut(m.min(out.len()));
-        let h_len = if levy { m.min(h.len()) } else { 0 };
-        self.path.draw(s, t, levy, dw, &mut h[..h_len]);
+        let (dw, rest) = out.split_at_mut(m.min(out.len()));
+        let (h_len, y_len) = match kind {
+            Increment::DwLevyArea => (m.min(rest.len()), 0),
+            Increment::DwModes => (0, self.stepper.modes.len().min(rest.len())),
+            Increment::None | Increment::Dw => (0, 0),
+        };
+        let (h, modes) = rest.split_at_mut(h_len);
+        self.path.draw(s, t, kind, dw, h, &mut modes[..y_len]);
+    }
+
+    /// The number of values [`Run::increments`] writes: `m` Brownian
+    /// increments, then `m` Lévy areas or `m · K` mode increments when the
+    /// solver reads them.
+    pub fn increments_len(&self) -> usize {
+        self.stepper.dw.len() + self.stepper.levy_h.len() + self.stepper.modes.len()
     }
 
     /// The current state.

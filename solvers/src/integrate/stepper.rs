@@ -9,9 +9,7 @@ use super::{Draw, StepObserver, StepReport};
 use crate::norm::scaled_rms;
 use crate::options::Options;
 use crate::solution::Stats;
-use crate::solver::{
-    Family, FieldsOf, Increment, Solver, StepArgs, StepAt, StepNoise, StepOut, StepStatus,
-};
+use crate::solver::{Family, FieldsOf, Solver, StepArgs, StepAt, StepNoise, StepOut, StepStatus};
 
 /// Why the loop stopped before `t1`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -132,6 +130,9 @@ pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>, Y = Vec<f
     pub dw: W,
     pub opts: &'a Options,
     pub levy_h: Vec<f64>,
+    /// The OU modes' increments, for a method that reads them
+    /// ([`Increment::DwModes`]; empty otherwise).
+    pub modes: Vec<f64>,
     /// The drift, then the diffusion, where the method restarts after a
     /// discontinuity (empty without discontinuities).
     pub restart: Vec<f64>,
@@ -194,7 +195,7 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
     ) -> Result<Accepted, Stop> {
         let adaptive = cur.control.adaptive();
         // the solver's constant for a concrete solver: no test per step
-        let levy = S::INCREMENT == Increment::DwLevyArea;
+        let kind = S::INCREMENT;
         loop {
             // split afresh for each attempt (the report in between reads
             // the stepper), first in the body: split after the draw, the
@@ -211,13 +212,15 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
                 .propose(t)
                 .map_err(|dt| Stop::Underflow { dt })?;
             let h = t_next - t;
-            path.draw(t, t_next, levy, self.dw.as_mut(), &mut self.levy_h);
+            let (dw, levy_h, modes) = (self.dw.as_mut(), &mut self.levy_h, &mut self.modes);
+            path.draw(t, t_next, kind, dw, levy_h, modes);
             let args = StepArgs {
                 fields: &self.fields,
                 at: StepAt { t, h, y },
                 noise: &StepNoise {
                     dw: self.dw.as_ref(),
                     levy_h: &self.levy_h,
+                    modes: &self.modes,
                 },
                 out: StepOut {
                     y_new: &mut *y_new,
@@ -290,6 +293,7 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
             noise: StepNoise {
                 dw: self.dw.as_ref(),
                 levy_h: &self.levy_h,
+                modes: &self.modes,
             },
             accepted,
         }
