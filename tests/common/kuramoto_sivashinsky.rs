@@ -16,6 +16,8 @@
 //! truncated). The nonlinear term runs through rustfft with its plans and
 //! buffers made once: an evaluation allocates nothing.
 
+#![allow(dead_code)]
+
 use std::cell::RefCell;
 use std::f64::consts::PI;
 use std::sync::Arc;
