@@ -128,20 +128,22 @@ impl Drift for KsNonlinear {
     fn drift(&self, _t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]) {
         let mut guard = self.buf.borrow_mut();
         let (c, scratch) = &mut *guard;
-        for (z, p) in c.iter_mut().zip(y.chunks_exact(2)) {
+        let n = self.spectral.n;
+        let (pairs, _) = y.as_chunks::<2>();
+        for (z, p) in c.iter_mut().zip(pairs) {
             *z = Complex64::new(p[0], p[1]);
         }
         self.spectral.inv.process_with_scratch(c, scratch);
         // u = real(ifft(v)) (rustfft does not normalise): u² with 1/n²
-        let s = 1.0 / (self.spectral.n as f64 * self.spectral.n as f64);
+        let s = 1.0 / (n as f64 * n as f64);
         for z in c.iter_mut() {
             *z = Complex64::new(z.re * z.re * s, 0.0);
         }
         self.spectral.fwd.process_with_scratch(c, scratch);
         // i·(−k/2)·(a + ib) = (k/2) b − i (k/2) a
-        for ((o, z), &g) in dy.chunks_exact_mut(2).zip(c.iter()).zip(&self.half_k) {
-            o[0] = -g * z.im;
-            o[1] = g * z.re;
+        let (out, _) = dy.as_chunks_mut::<2>();
+        for ((o, z), &g) in out.iter_mut().zip(c.iter()).zip(&self.half_k) {
+            *o = [-g * z.im, g * z.re];
         }
     }
 }

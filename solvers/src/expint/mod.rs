@@ -62,6 +62,7 @@ mod krogstad;
 mod lawson_euler;
 mod ops;
 pub mod phi;
+pub mod phi_complex;
 mod semilinear;
 pub mod tableau;
 
