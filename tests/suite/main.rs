@@ -23,6 +23,7 @@ mod extension_sde;
 mod faults;
 mod fractional;
 mod gradients;
+mod kuramoto_sivashinsky;
 mod ode_adaptive;
 mod ode_convergence;
 mod properties;

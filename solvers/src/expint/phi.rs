@@ -30,9 +30,8 @@
 //!   adjoint of `E ↦ Dφ_k(X)[E]` applied to `W`, which the step VJPs of a
 //!   parameter-dependent dense `L` need.
 //!
-//! Complex arguments (a Fourier operator's complex diagonal) are not
-//! implemented: use a real operator (a real-Fourier or finite-difference
-//! form, diagonal or dense).
+//! Complex arguments (a Fourier operator's complex diagonal): see
+//! `phi_complex.rs`.
 
 use nalgebra::DMatrix;
 
