@@ -42,6 +42,7 @@
 //! fastest exponential method's at that target.
 
 use std::hint::black_box;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -333,7 +334,7 @@ struct Point {
 /// Every method's runs on `problem` (`err_of` maps a final state to the
 /// error).
 fn points<F: Drift + 'static>(
-    problem: &Arc<Problem<Semilinear<Diagonal, F>>>,
+    problem: &Rc<Problem<Semilinear<Diagonal, F>>>,
     span: f64,
     err_of: &dyn Fn(&[f64]) -> f64,
 ) -> Vec<Point>
@@ -343,7 +344,7 @@ where
     let tols = [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9];
     let mut out = Vec::new();
     let mut add = |method: &'static str, setting: String, opts: Options, which: u8| {
-        let p = Arc::clone(problem);
+        let p = Rc::clone(problem);
         let run = move || -> Result<Solution, SolveError> {
             match which {
                 0 => solve(&*p, Etdrk4, &opts),
@@ -461,7 +462,7 @@ fn main() {
 
     // KS at N = 128
     let n = 128;
-    let ks = Arc::new(kuramoto_sivashinsky(n, KS_T));
+    let ks = Rc::new(kuramoto_sivashinsky(n, KS_T));
     let spectral = Spectral::new(n);
     let grid = move |y: &[f64]| {
         let mut u = vec![0.0; n];
@@ -485,7 +486,7 @@ fn main() {
     );
 
     // the stiff semilinear ODE
-    let stiff = Arc::new(stiff_problem());
+    let stiff = Rc::new(stiff_problem());
     let reference = solve(
         &*stiff,
         Krogstad,

@@ -153,7 +153,7 @@ mod tests {
     /// `2π` in double-double.
     fn two_pi() -> Dd {
         Dd {
-            hi: 6.283185307179586,
+            hi: std::f64::consts::TAU,
             lo: 2.4492935982947064e-16,
         }
     }
