@@ -27,27 +27,7 @@
 
 use nalgebra::Complex;
 
-/// Number of Taylor terms of the series branch (`|z| < 2`).
-const TAYLOR_TERMS: usize = 30;
-
-/// `1/k!` for `k < TAYLOR_TERMS + 16`, computed once at compile time.
-const INV_FACTORIALS: [f64; TAYLOR_TERMS + 16] = {
-    let mut t = [1.0; TAYLOR_TERMS + 16];
-    let mut k = 1;
-    while k < t.len() {
-        t[k] = t[k - 1] / k as f64;
-        k += 1;
-    }
-    t
-};
-
-/// `1/k!`.
-fn inv_factorial(k: usize) -> f64 {
-    INV_FACTORIALS
-        .get(k)
-        .copied()
-        .unwrap_or_else(|| (1..=k).fold(1.0, |acc, j| acc / j as f64))
-}
+use super::phi::{TAYLOR_TERMS, inv_factorial};
 
 /// `e^z − 1` without cancellation near the zeros of `e^z − 1`.
 fn exp_m1(z: Complex<f64>) -> Complex<f64> {
