@@ -121,6 +121,7 @@ pub mod stiff {
 /// Krogstad's and Hochbruck–Ostermann's methods, their tables and the φ-functions.
 pub mod expint {
     pub use sdeflow_solvers::expint::phi::{phi, phi_all, phi_derivatives, phi_matrices};
+    pub use sdeflow_solvers::expint::phi_complex::{phi_all_complex, phi_complex};
     pub use sdeflow_solvers::expint::{
         Dense, Diagonal, ETD1, ETDRK2, ETDRK4, ETDRK32, Etd1, Etdrk2, Etdrk4, Etdrk32, ExpRk,
         ExpTableau, HOCHBRUCK_OSTERMANN, HochbruckOstermann, KROGSTAD, Krogstad, LAWSON_EULER,

@@ -2,6 +2,8 @@
 //! examples (sources in `../shared/reference/test_problems.md`).
 #![allow(dead_code)]
 
+pub mod kuramoto_sivashinsky;
+
 use sdeflow::prelude::*;
 
 /// Lotka–Volterra parameters (α, β, γ, δ).

@@ -25,6 +25,7 @@ mod faults;
 mod fractional;
 mod fractional_sde;
 mod gradients;
+mod kuramoto_sivashinsky;
 mod ode_adaptive;
 mod ode_convergence;
 mod properties;

@@ -14,7 +14,7 @@
 
 mod bridge;
 #[cfg(test)]
-mod dd;
+pub(crate) mod dd;
 mod driver;
 mod interval;
 pub mod rng;

@@ -38,12 +38,12 @@ use crate::solver::{
 };
 use crate::step_vjp::{StepBars, StepVjp, VjpArgs, refuse_err_cotangent};
 
-use super::ops::PhiOps;
+use super::ops::{MAX_TERMS, OpTerm, PhiOps};
 use super::semilinear::{
     LinearPart, Semilinear, SemilinearParts, Structure, check_linear_values, linear_apply_add,
     outer_add,
 };
-use super::tableau::ExpTableau;
+use super::tableau::{Coef, ExpTableau};
 
 /// An exponential Runge–Kutta method defined by a tableau. Every built-in
 /// exponential method ([`super::Etd1`], [`super::LawsonEuler`],
@@ -142,28 +142,66 @@ fn exp_step<S: Nonlinear + ?Sized>(
         let i = i1 + 1;
         let (done, rest) = us.split_at_mut(i * n);
         let u = &mut rest[..n];
-        u.iter_mut().for_each(|v| *v = 0.0);
         let base = &done[stage.base * n..(stage.base + 1) * n];
-        ops.apply_add(ops.index.stage_exp[i1], 1.0, base, u);
-        for (c, cf) in stage.coefs.iter().enumerate() {
-            let nj = &ns[cf.stage * n..(cf.stage + 1) * n];
-            ops.apply_add(ops.index.stage_coefs[i1] + c, h, nj, u);
-        }
+        let (nsd, nrest) = ns.split_at_mut(i * n);
+        combine(
+            ops,
+            (ops.index.stage_exp[i1], base),
+            (ops.index.stage_coefs[i1], h, stage.coefs, nsd),
+            u,
+        );
         stats.drift_evals += 1;
-        let (_, nrest) = ns.split_at_mut(i * n);
         field.eval(t + stage.c * h, u, p, &mut nrest[..n]);
     }
-    y_new.iter_mut().for_each(|v| *v = 0.0);
-    ops.apply_add(ops.index.out_exp, 1.0, y, y_new);
-    for (c, cf) in tab.b.iter().enumerate() {
-        let nj = &ns[cf.stage * n..(cf.stage + 1) * n];
-        ops.apply_add(ops.index.b + c, h, nj, y_new);
-    }
+    combine(
+        ops,
+        (ops.index.out_exp, y),
+        (ops.index.b, h, tab.b, ns),
+        y_new,
+    );
     if let Some(err) = err {
-        err.iter_mut().for_each(|v| *v = 0.0);
-        for (c, cf) in tab.b_err.iter().enumerate() {
-            let nj = &ns[cf.stage * n..(cf.stage + 1) * n];
-            ops.apply_add(ops.index.b_err + c, h, nj, err);
+        combine(ops, (0, &[]), (ops.index.b_err, h, tab.b_err, ns), err);
+    }
+}
+
+/// `out = Op_exp base + h Σ_c Op_{first + c} N_{coefs[c].stage}` (no
+/// exponential term when `base` is empty), through [`PhiOps::combine`].
+fn combine(
+    ops: &PhiOps,
+    (exp_op, base): (usize, &[f64]),
+    (first, h, coefs, ns): (usize, f64, &[Coef], &[f64]),
+    out: &mut [f64],
+) {
+    let n = out.len();
+    let mut terms = [OpTerm {
+        op: 0,
+        f: 0.0,
+        v: &[],
+    }; MAX_TERMS];
+    let mut k = 0;
+    if !base.is_empty() {
+        terms[0] = OpTerm {
+            op: exp_op,
+            f: 1.0,
+            v: base,
+        };
+        k = 1;
+    }
+    if k + coefs.len() <= MAX_TERMS {
+        for (c, cf) in coefs.iter().enumerate() {
+            terms[k] = OpTerm {
+                op: first + c,
+                f: h,
+                v: &ns[cf.stage * n..(cf.stage + 1) * n],
+            };
+            k += 1;
+        }
+        ops.combine(&terms[..k], out);
+    } else {
+        // more terms than the list holds (no built-in method): one by one
+        ops.combine(&terms[..k], out);
+        for (c, cf) in coefs.iter().enumerate() {
+            ops.apply_add(first + c, h, &ns[cf.stage * n..(cf.stage + 1) * n], out);
         }
     }
 }

@@ -48,9 +48,14 @@
 //! # Ok::<(), SolveError>(())
 //! ```
 //!
-//! Not here yet: complex diagonal `L` (Fourier operators in complex form:
-//! use a real form), Krylov φ-products for large sparse `L`, exponential
-//! Rosenbrock methods, and stochastic exponential Euler.
+//! φ-functions of a complex argument are in `phi_complex.rs`
+//! ([`phi_complex::phi_all_complex`]); the solvers take a real `L`, so a
+//! Fourier operator is solved in a real form (a real field's complex
+//! coefficients as interleaved real and imaginary parts with a real
+//! diagonal, `examples/kuramoto_sivashinsky.rs`). Not here yet: a complex
+//! diagonal `L` in the solvers (a dispersive `i c k`), Krylov φ-products
+//! for large sparse `L`, exponential Rosenbrock methods, and stochastic
+//! exponential Euler.
 
 mod etd1;
 mod etdrk2;
@@ -62,6 +67,7 @@ mod krogstad;
 mod lawson_euler;
 mod ops;
 pub mod phi;
+pub mod phi_complex;
 mod semilinear;
 pub mod tableau;
 

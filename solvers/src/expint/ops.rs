@@ -33,6 +33,22 @@ pub(crate) struct OpIndex {
     pub(crate) b_err: usize,
 }
 
+/// One term `f · Op v` of a linear combination ([`PhiOps::combine`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpTerm<'a> {
+    /// The operator.
+    pub(crate) op: usize,
+    /// The scalar factor.
+    pub(crate) f: f64,
+    /// The vector.
+    pub(crate) v: &'a [f64],
+}
+
+/// The most terms a combination of [`PhiOps::combine`] takes at once in
+/// the step (a stage's or the output's: the base or `y_n` and one per
+/// stage; six for Hochbruck–Ostermann's output).
+pub(crate) const MAX_TERMS: usize = 8;
+
 /// The operators of one tableau for one step size.
 #[derive(Debug, Clone)]
 pub struct PhiOps {
@@ -150,6 +166,17 @@ impl PhiOps {
                 let m = self.kmax + 1;
                 self.dvals.iter_mut().for_each(|v| *v = 0.0);
                 for (i, &lam) in self.lin.iter().enumerate() {
+                    // a repeated eigenvalue (a complex mode stored as its
+                    // real and imaginary parts) repeats its operators
+                    if i > 0 && self.lin[i - 1] == lam {
+                        for o in 0..self.terms.len() {
+                            self.vals[o * len + i] = self.vals[o * len + i - 1];
+                            if self.derivatives {
+                                self.dvals[o * len + i] = self.dvals[o * len + i - 1];
+                            }
+                        }
+                        continue;
+                    }
                     for &c in &self.scales {
                         let z = c * h * lam;
                         phi_all(z, &mut self.scratch[..m]);
@@ -211,6 +238,54 @@ impl PhiOps {
                             *o += m * fx;
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// `out = Σ f · Op v` over `terms`: one pass over the components per
+    /// two terms for a diagonal `L` (what the step's stages and output
+    /// are), with no separate clearing of `out`.
+    #[inline]
+    pub(crate) fn combine(&self, terms: &[OpTerm<'_>], out: &mut [f64]) {
+        match self.structure {
+            Structure::Diagonal => {
+                let n = out.len();
+                let mut rest = terms;
+                match rest {
+                    [] => out.iter_mut().for_each(|v| *v = 0.0),
+                    [a] => {
+                        let (da, va) = (&self.op(a.op)[..n], &a.v[..n]);
+                        for j in 0..n {
+                            out[j] = a.f * da[j] * va[j];
+                        }
+                        rest = &[];
+                    }
+                    [a, b, ..] => {
+                        let (da, va) = (&self.op(a.op)[..n], &a.v[..n]);
+                        let (db, vb) = (&self.op(b.op)[..n], &b.v[..n]);
+                        for j in 0..n {
+                            out[j] = a.f * da[j] * va[j] + b.f * db[j] * vb[j];
+                        }
+                        rest = &rest[2..];
+                    }
+                }
+                while let [a, b, tail @ ..] = rest {
+                    let (da, va) = (&self.op(a.op)[..n], &a.v[..n]);
+                    let (db, vb) = (&self.op(b.op)[..n], &b.v[..n]);
+                    for j in 0..n {
+                        out[j] += a.f * da[j] * va[j] + b.f * db[j] * vb[j];
+                    }
+                    rest = tail;
+                }
+                if let [a] = rest {
+                    self.apply_add(a.op, a.f, a.v, out);
+                }
+            }
+            Structure::Dense => {
+                out.iter_mut().for_each(|v| *v = 0.0);
+                for t in terms {
+                    self.apply_add(t.op, t.f, t.v, out);
                 }
             }
         }

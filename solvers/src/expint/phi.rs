@@ -30,15 +30,14 @@
 //!   adjoint of `E ↦ Dφ_k(X)[E]` applied to `W`, which the step VJPs of a
 //!   parameter-dependent dense `L` need.
 //!
-//! Complex arguments (a Fourier operator's complex diagonal) are not
-//! implemented: use a real operator (a real-Fourier or finite-difference
-//! form, diagonal or dense).
+//! Complex arguments (a Fourier operator's complex diagonal): see
+//! `phi_complex.rs`.
 
 use nalgebra::DMatrix;
 
 /// Number of Taylor terms of the series branch (`|z| < 2`):
 /// `2^30/30! ≈ 4e−24` bounds the truncation.
-const TAYLOR_TERMS: usize = 30;
+pub(super) const TAYLOR_TERMS: usize = 30;
 
 /// `1/k!` for `k < INV_FACTORIALS.len()`, each by the same divisions
 /// `((1/1)/2)/…/k` as a fold would take, once at compile time (the series
@@ -54,7 +53,7 @@ const INV_FACTORIALS: [f64; TAYLOR_TERMS + 16] = {
 };
 
 /// `1/k!`.
-fn inv_factorial(k: usize) -> f64 {
+pub(super) fn inv_factorial(k: usize) -> f64 {
     INV_FACTORIALS
         .get(k)
         .copied()
