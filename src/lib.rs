@@ -205,6 +205,9 @@ pub mod adjoint {
         Directions, Explicit, Sensitivities, TangentDiffusion, TangentDiffusionOf, TangentDrift,
         TangentDriftOf, TangentProblem, Wrt, tangent_problem,
     };
+    /// Solver-heuristic regularizers (ERNODE's error-estimate penalty, and
+    /// local regularization) and their exact gradients.
+    pub use sdeflow_adjoint::regularize;
 }
 
 /// Writing your own solver: the [`Solver`](solver::Solver) and
@@ -233,6 +236,7 @@ pub mod nn;
 #[cfg(feature = "mpi")]
 pub use mpi;
 pub mod statistics;
+pub mod train;
 
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.
 ///
