@@ -197,6 +197,9 @@ pub mod observe {
 /// `dy/dp`, `dy/dy0` at the saved times that [`sensitivities`] computes
 /// (the sensitivity system, its fields and options, which solvers run it).
 pub mod adjoint {
+    /// Solver-heuristic regularizers (ERNODE's error-estimate penalty, and
+    /// local regularization) and their exact gradients.
+    pub use sdeflow_adjoint::regularize;
     pub use sdeflow_adjoint::{
         Adjoint, Differentiable, GradError, Gradient, Loss, Plus, SquaredError, Terminal, Weighted,
         discrete_gradient,
@@ -205,9 +208,6 @@ pub mod adjoint {
         Directions, Explicit, Sensitivities, TangentDiffusion, TangentDiffusionOf, TangentDrift,
         TangentDriftOf, TangentProblem, Wrt, tangent_problem,
     };
-    /// Solver-heuristic regularizers (ERNODE's error-estimate penalty, and
-    /// local regularization) and their exact gradients.
-    pub use sdeflow_adjoint::regularize;
 }
 
 /// Writing your own solver: the [`Solver`](solver::Solver) and

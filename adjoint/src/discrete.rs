@@ -125,7 +125,13 @@ where
         };
         if let Some(ps) = self.penalty.as_mut() {
             let at = (StepAt { t, h, y }, &noise);
-            let retaken = ps.before(self.solver, &self.fields, at, &mut self.y_bar, &mut self.stats);
+            let retaken = ps.before(
+                self.solver,
+                &self.fields,
+                at,
+                &mut self.y_bar,
+                &mut self.stats,
+            );
             if let Err(e) = retaken {
                 self.error = Some(e);
                 return;

@@ -108,11 +108,7 @@ where
                 if ex.grad.len() != grad.len() {
                     return Err(TrainError::InvalidInput {
                         what: "an example's gradient".into(),
-                        reason: format!(
-                            "{} entries for {} parameters",
-                            ex.grad.len(),
-                            grad.len()
-                        ),
+                        reason: format!("{} entries for {} parameters", ex.grad.len(), grad.len()),
                     });
                 }
                 loss += ex.loss;

@@ -44,14 +44,32 @@ fn optimizers_schedules_and_batches_refuse_bad_input() {
     common::assert_says(&Sgd::new(0.1, -0.1).expect_err("momentum"), &["momentum"]);
     let mut adam = Adam::new(0.1).expect("adam");
     let mut x = vec![1.0, 2.0];
-    common::assert_says(&adam.step(&mut x, &[1.0]).expect_err("len"), &["1 entries", "2 parameters"]);
-    common::assert_says(&adam.step(&mut x, &[1.0, f64::NAN]).expect_err("nan"), &["gradient[1]"]);
+    common::assert_says(
+        &adam.step(&mut x, &[1.0]).expect_err("len"),
+        &["1 entries", "2 parameters"],
+    );
+    common::assert_says(
+        &adam.step(&mut x, &[1.0, f64::NAN]).expect_err("nan"),
+        &["gradient[1]"],
+    );
     assert_eq!(x, vec![1.0, 2.0], "a refused update leaves the parameters");
-    common::assert_says(&ExpDecay::new(1.0, 0.0, 5).expect_err("end 0"), &["end weight"]);
-    common::assert_says(&ExpDecay::new(1.0, 1.0, 0).expect_err("0 epochs"), &["epochs"]);
+    common::assert_says(
+        &ExpDecay::new(1.0, 0.0, 5).expect_err("end 0"),
+        &["end weight"],
+    );
+    common::assert_says(
+        &ExpDecay::new(1.0, 1.0, 0).expect_err("0 epochs"),
+        &["epochs"],
+    );
     common::assert_says(&ExpDecay::constant(-1.0).expect_err("negative"), &["≥ 0"]);
-    common::assert_says(&Minibatches::new(0, 4, 1).expect_err("empty"), &["minibatches"]);
-    common::assert_says(&Minibatches::new(4, 0, 1).expect_err("batch 0"), &["batch size"]);
+    common::assert_says(
+        &Minibatches::new(0, 4, 1).expect_err("empty"),
+        &["minibatches"],
+    );
+    common::assert_says(
+        &Minibatches::new(4, 0, 1).expect_err("batch 0"),
+        &["batch size"],
+    );
 }
 
 #[test]
@@ -122,20 +140,33 @@ fn train_circles(epochs: usize) -> (Vec<f64>, Vec<sdeflow::train::EpochReport>) 
         progress: true,
     };
     let mut adam = Adam::new(0.05).expect("adam");
-    let reports = train(&mut params, data.len(), &config, &mut adam, |p, i, epoch| {
-        let (x, c) = data[i];
-        let ode = Problem::ode_field(net.clone(), x.to_vec(), (0.0, 1.0)).params(p.to_vec());
-        let reg = Global::error_estimate(weight.at(epoch));
-        let r = regularized_gradient(&ode, &Tsit5, &opts, &cross_entropy(c), Adjoint::STORE_ALL, &reg)?;
-        let z = r.gradient.solution.last();
-        let predicted = usize::from(z[1] > z[0]);
-        Ok::<_, sdeflow::Error>(Example {
-            loss: r.gradient.loss,
-            grad: r.gradient.dp,
-            correct: Some(predicted == c),
-            nfe: r.gradient.solution.stats.drift_evals,
-        })
-    })
+    let reports = train(
+        &mut params,
+        data.len(),
+        &config,
+        &mut adam,
+        |p, i, epoch| {
+            let (x, c) = data[i];
+            let ode = Problem::ode_field(net.clone(), x.to_vec(), (0.0, 1.0)).params(p.to_vec());
+            let reg = Global::error_estimate(weight.at(epoch));
+            let r = regularized_gradient(
+                &ode,
+                &Tsit5,
+                &opts,
+                &cross_entropy(c),
+                Adjoint::STORE_ALL,
+                &reg,
+            )?;
+            let z = r.gradient.solution.last();
+            let predicted = usize::from(z[1] > z[0]);
+            Ok::<_, sdeflow::Error>(Example {
+                loss: r.gradient.loss,
+                grad: r.gradient.dp,
+                correct: Some(predicted == c),
+                nfe: r.gradient.solution.stats.drift_evals,
+            })
+        },
+    )
     .expect("train");
     (params, reports)
 }

@@ -160,7 +160,15 @@ where
                 h: span,
                 y: z_r,
             };
-            let h = initial_step(&fields, at, &f0, solver.order(), opts, &mut scratch, &mut stats);
+            let h = initial_step(
+                &fields,
+                at,
+                &f0,
+                solver.order(),
+                opts,
+                &mut scratch,
+                &mut stats,
+            );
             h * span.signum()
         }
     };

@@ -7,8 +7,8 @@
 use sdeflow_solvers::error::SolveError;
 use sdeflow_solvers::options::Options;
 use sdeflow_solvers::solution::Stats;
-use sdeflow_solvers::solver::{Family, FieldsOf, Solver, StepArgs, StepAt, StepNoise, StepOut};
 use sdeflow_solvers::solver::StepStatus;
+use sdeflow_solvers::solver::{Family, FieldsOf, Solver, StepArgs, StepAt, StepNoise, StepOut};
 
 use super::{Aggregate, PenaltyBars, PenaltyStep, StepPenalty};
 
