@@ -41,7 +41,7 @@ pub enum TrainError {
         /// The example's index in the dataset.
         index: usize,
         /// What failed.
-        error: crate::Error,
+        error: Box<crate::Error>,
     },
     /// A gradient or loss is not finite.
     NonFinite {

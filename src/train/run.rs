@@ -103,7 +103,7 @@ where
                 let ex = out.map_err(|(index, e)| TrainError::Example {
                     epoch,
                     index,
-                    error: e.into(),
+                    error: Box::new(e.into()),
                 })?;
                 if ex.grad.len() != grad.len() {
                     return Err(TrainError::InvalidInput {

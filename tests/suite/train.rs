@@ -20,7 +20,7 @@ fn adam_and_sgd_take_the_updates_of_their_definitions() {
     assert!((x[0] - (1.0 - 0.1 * 2.0 / (2.0 + 1e-8))).abs() < 1e-15);
     let x1 = x[0];
     adam.step(&mut x, &[-1.0]).expect("step");
-    let m = 0.9 * 0.2 + 0.1 * -1.0;
+    let m = 0.9 * 0.2 - 0.1; // β1 m + (1 − β1) g with g = −1
     let v = 0.999 * 0.004 + 0.001 * 1.0;
     let (mh, vh) = (m / (1.0 - 0.81), v / (1.0 - 0.999f64 * 0.999));
     assert!((x[0] - (x1 - 0.1 * mh / (vh.sqrt() + 1e-8))).abs() < 1e-15);

@@ -41,10 +41,13 @@ impl StepPenalty for ErrorEstimate {
         let n = y.len();
         let e_norm = scaled_rms(err, y, y_new, rtol, atol);
         bars.err.iter_mut().for_each(|v| *v = 0.0);
-        if !(e_norm > 0.0) || !e_norm.is_finite() {
-            // E = 0: a minimum of the norm (zero subgradient); non-finite:
+        if !e_norm.is_finite() {
             // the solve would have failed before
-            return if e_norm.is_finite() { 0.0 } else { f64::NAN };
+            return f64::NAN;
+        }
+        if e_norm == 0.0 {
+            // a minimum of the norm: zero subgradient
+            return 0.0;
         }
         let ah = h.abs();
         // ∂E/∂e_i = q_i / (n E sc_i), ∂E/∂sc_i = −q_i² / (n E sc_i)
