@@ -198,6 +198,9 @@ pub mod observe {
 /// `dy/dp`, `dy/dy0` at the saved times that [`sensitivities`] computes
 /// (the sensitivity system, its fields and options, which solvers run it).
 pub mod adjoint {
+    /// Solver-heuristic regularizers (ERNODE's error-estimate penalty, and
+    /// local regularization) and their exact gradients.
+    pub use sdeflow_adjoint::regularize;
     pub use sdeflow_adjoint::{
         Adjoint, Differentiable, GradError, Gradient, Loss, Plus, SquaredError, Terminal, Weighted,
         discrete_gradient,
@@ -234,6 +237,7 @@ pub mod nn;
 #[cfg(feature = "mpi")]
 pub use mpi;
 pub mod statistics;
+pub mod train;
 
 /// Everything a typical program needs: `use sdeflow::prelude::*;`.
 ///

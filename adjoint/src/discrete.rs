@@ -34,6 +34,7 @@ use sdeflow_solvers::{
 
 use crate::checkpoint::{Record, ReverseStep, forward, reverse_all};
 use crate::loss::Loss;
+use crate::regularize::{Aggregate, PenaltySweep, StepPenalty};
 use crate::{Adjoint, GradError, Gradient};
 
 /// The snapshot budget of `checkpoints`: at least 2, and `usize::MAX`
@@ -78,6 +79,8 @@ struct Backward<'a, Pb: Family, S: StepVjp<Pb>> {
     /// ([`sdeflow_solvers::solver::Solver::RESTARTS_CARRIED_STATE`]): the first
     /// float after each discontinuity (empty when it carries nothing).
     restarts: Vec<f64>,
+    /// A global regularizer's per-step part (`None`: the loss alone).
+    penalty: Option<PenaltySweep<'a, Pb, S>>,
 }
 
 impl<F, G, D, S> ReverseStep for Backward<'_, Problem<F, G, D>, S>
@@ -125,10 +128,24 @@ where
             levy_h: if self.levy { rest } else { &[] },
             modes: if self.levy { &[] } else { rest },
         };
+        if let Some(ps) = self.penalty.as_mut() {
+            let at = (StepAt { t, h, y }, &noise);
+            let retaken = ps.before(
+                self.solver,
+                &self.fields,
+                at,
+                &mut self.y_bar,
+                &mut self.stats,
+            );
+            if let Err(e) = retaken {
+                self.error = Some(e);
+                return;
+            }
+        }
         let bars = StepBars {
             y: &mut self.y_bar,
             carried: &mut self.c_bar,
-            err: None,
+            err: self.penalty.as_ref().map(|ps| &ps.err_bar[..]),
             interp: &self.interp,
             p: &mut self.dp,
         };
@@ -143,6 +160,9 @@ where
         match (self.solver).step_vjp(&mut self.work, args) {
             Ok(v) => self.vjps += v,
             Err(e) => self.error = Some(e),
+        }
+        if let Some(ps) = &self.penalty {
+            ps.after(&mut self.y_bar);
         }
         if self.error.is_none() && self.restarts.contains(&t) {
             // the step started from a restart: its carried state was made
@@ -307,6 +327,27 @@ where
     S: StepVjp<Problem<F, G, D>>,
     L: Loss + ?Sized,
 {
+    discrete_gradient_penalized(problem, solver, options, loss, adjoint, None).map(|(g, ..)| g)
+}
+
+/// [`discrete_gradient`] of `L + λR` for a global regularizer `R`
+/// (`penalty`: the per-step penalty, `λ`, the aggregation; `None`: `L`
+/// alone): the gradient (its `loss` is `L + λR`), `L` and `R`.
+pub(crate) fn discrete_gradient_penalized<F, G, D, S, L>(
+    problem: &Problem<F, G, D>,
+    solver: &S,
+    options: &Options,
+    loss: &L,
+    adjoint: Adjoint,
+    penalty: Option<(&dyn StepPenalty, f64, Aggregate)>,
+) -> Result<(Gradient, f64, f64), GradError>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    D: Driver,
+    S: StepVjp<Problem<F, G, D>>,
+    L: Loss + ?Sized,
+{
     let Adjoint::Discrete { checkpoints } = adjoint else {
         return Err(GradError::Unsupported(format!(
             "{adjoint:?} with {}: this is the discrete adjoint (Adjoint::Discrete \
@@ -321,7 +362,7 @@ where
     // this solver) before anything else is evaluated
     let run = Run::new(problem, solver, opts, None, true)?;
     let needs = VjpNeeds {
-        err: false,
+        err: penalty.is_some(),
         interp: !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps),
     };
     let probe = (problem.tspan.0, &problem.y0[..], &problem.params[..]);
@@ -357,6 +398,14 @@ where
         Some(Run::new(problem, solver, opts, given, false)?)
     };
     let c_len = solver.carried_state(&solver.init(problem)).len();
+    if penalty.is_some() && c_len > 0 {
+        return Err(GradError::Unsupported(format!(
+            "a global regularizer retakes each step from its start, which {} cannot (it \
+             carries state from step to step); use a method without carried state (Tsit5, \
+             Sosri, ...)",
+            solver.name()
+        )));
+    }
     let dir = (problem.tspan.1 - problem.tspan.0).signum();
     let restarts = if c_len == 0 {
         Vec::new()
@@ -389,6 +438,10 @@ where
         levy,
         noise_len,
         restarts,
+        penalty: penalty.map(|pen| {
+            let g_len = problem.noise.map_or(0, |nz| nz.diffusion_len(n));
+            PenaltySweep::new(pen, fwd.steps, opts, solver.init(problem), n, g_len)
+        }),
     };
     let peak = reverse_all(&fwd, solver, replay.as_mut(), budget, &mut bw)?;
     if let Some(e) = bw.error {
@@ -405,14 +458,19 @@ where
     let args = VjpArgs::start(&bw.fields, (t0, y0), bars, &mut bw.stats);
     bw.vjps += solver.start_vjp(&mut bw.work, args)?;
     let backward_drift_evals = replay.as_ref().map_or(0, |r| r.stats().drift_evals);
+    let reg = match (&bw.penalty, penalty) {
+        (Some(ps), Some((_, weight, aggregate))) => (weight, ps.value(aggregate, fwd.steps)),
+        _ => (0.0, 0.0),
+    };
     let (dp, dy0, vjps) = (bw.dp, bw.y_bar, bw.vjps);
-    Ok(Gradient {
-        loss: value,
+    let gradient = Gradient {
+        loss: value + reg.0 * reg.1,
         dp,
         dy0,
         solution: fwd.solution,
         vjps,
         backward_drift_evals,
         peak_stored_states: peak,
-    })
+    };
+    Ok((gradient, value, reg.1))
 }

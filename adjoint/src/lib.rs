@@ -26,6 +26,7 @@ mod differentiable;
 mod discrete;
 mod forward;
 mod loss;
+pub mod regularize;
 mod reversible;
 mod stochastic;
 
