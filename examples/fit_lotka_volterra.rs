@@ -5,18 +5,16 @@
 //! Synthetic data: the solution with α=1.5, β=1, γ=3, δ=1 at 20 times in
 //! (0, 10], with 1 % multiplicative noise. The fit starts 20–25 % off, takes
 //! gradients with the discrete adjoint of Tsit5 (`grad`), and runs Adam
-//! (Kingma & Ba 2015, written out in `common/adam.rs`) on log-parameters.
+//! (Kingma & Ba 2015, `sdeflow::train::Adam`) on log-parameters.
 //! Exits with status 1 if a parameter ends more than 2 % from the truth.
 
 use sdeflow::noise::NormalStream;
 use sdeflow::prelude::*;
 
-#[path = "common/adam.rs"]
-mod adam;
 #[path = "../tests/common/mod.rs"]
 mod problems;
-use adam::Adam;
 use problems::{LV_PARAMS, LV_TSPAN, LV_Y0, LotkaVolterra};
+use sdeflow::train::{Adam, Optimizer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let truth = LV_PARAMS;
@@ -47,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let mut theta: Vec<f64> = [1.2f64, 0.8, 2.4, 1.25].iter().map(|p| p.ln()).collect();
-    let mut adam = Adam::new(4, 0.03);
+    let mut adam = Adam::new(0.03)?;
     let mut last = f64::INFINITY;
     for it in 0..600 {
         let p: Vec<f64> = theta.iter().map(|t| t.exp()).collect();
@@ -67,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         last = g.loss;
-        adam.step(&mut theta, &g_theta);
+        adam.step(&mut theta, &g_theta)?;
     }
     let p: Vec<f64> = theta.iter().map(|t| t.exp()).collect();
     println!("final loss {last:.3e}");

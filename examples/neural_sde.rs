@@ -8,7 +8,7 @@
 //! batch mean and variance at 5 times, over 64 Brownian paths. Gradients:
 //! reversible Heun's exact adjoint (`grad`, `Adjoint::Reversible`, memory
 //! independent of the number of steps), per path with the batch-moment
-//! cotangents, summed. Adam (written out in `common/adam.rs`) on the
+//! cotangents, summed. Adam (`sdeflow::train::Adam`) on the
 //! parameters.
 
 use sdeflow::nn::{Activation, Mlp, Offset};
@@ -20,9 +20,7 @@ const SIGMA: f64 = 0.5;
 const PATHS: u64 = 64;
 const TIMES: [f64; 5] = [0.2, 0.4, 0.6, 0.8, 1.0];
 
-#[path = "common/adam.rs"]
-mod adam;
-use adam::Adam;
+use sdeflow::train::{Adam, Optimizer};
 
 /// Exact mean and variance of the target at `t`.
 fn target(t: f64) -> (f64, f64) {
@@ -56,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     params.extend(net.init_params(2, 0.5));
     let opts = Options::default().fixed_step(0.02).save_at(SaveAt::Steps);
     let save_idx: Vec<usize> = TIMES.iter().map(|t| (t / 0.02).round() as usize).collect();
-    let mut adam = Adam::new(2 * k, 0.02);
+    let mut adam = Adam::new(0.02)?;
     // the model with parameters `params`
     let model = |params: Vec<f64>| {
         Problem::sde_field(
@@ -125,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if it % 50 == 0 {
             println!("iteration {it:3}: moment loss {loss:.3e}");
         }
-        adam.step(&mut params, &g);
+        adam.step(&mut params, &g)?;
     }
     let f = first.unwrap_or(last);
     println!(
