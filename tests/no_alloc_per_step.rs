@@ -7,8 +7,8 @@
 //! neural fields (`nn::Mlp`, `nn::BatchedMlp`) — and the SDE step VJPs (the
 //! backward step of every SDE solver's discrete adjoint) allocate nothing
 //! once their workspace exists.
-//! (This file holds a single test, so no other test thread allocates while it
-//! counts.)
+//! (The allocator counts per thread, so the test harness's own
+//! allocations do not enter the counts.)
 
 // A counting global allocator has to implement the unsafe `GlobalAlloc`
 // trait; it only forwards to `System`.
