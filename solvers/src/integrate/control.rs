@@ -83,17 +83,21 @@ impl Control for FixedSteps {
     #[inline(always)]
     fn propose(&mut self, _t: f64) -> Result<(f64, bool), f64> {
         self.next += 1.0;
-        let last = self.next == self.steps;
+        if self.next == self.steps {
+            return Ok((end_of_span(self.t1), true));
+        }
         // `dir·(k+1)·h` as `(k+1)·(dir·h)`: the same product, as `dir = ±1`
-        Ok((
-            if last {
-                self.t1
-            } else {
-                self.t0 + self.next * self.dh
-            },
-            last,
-        ))
+        Ok((self.t0 + self.next * self.dh, false))
     }
+}
+
+/// `t1`, from a function the compiler does not inline: the last fixed
+/// step's end then stays a branch taken once, where the compiler would
+/// otherwise compute both ends at every step and select one.
+#[cold]
+#[inline(never)]
+fn end_of_span(t1: f64) -> f64 {
+    std::hint::black_box(t1)
 }
 
 /// Fixed steps on a given grid: step `k` ends at `grid[k]`, the last grid

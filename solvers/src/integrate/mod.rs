@@ -24,7 +24,7 @@ use crate::problem::Problem;
 use crate::solution::{KeptPath, Solution, Stats, Status};
 use crate::solver::{Family, Fields, Increment, Solver, StepAt, StepNoise};
 use saver::{Saver, Span};
-use stepper::{Buf, Cursor, StateIn, Stepper, Stop};
+use stepper::{Buf, Cursor, StateIn, StepBuffers, Stepper, Stop};
 
 /// A NaN with a payload no arithmetic produces: marks components a field
 /// did not write.
@@ -268,6 +268,7 @@ pub fn integrate_on_path<
 ) -> Result<Solution, SolveError> {
     let Setup {
         stepper,
+        bufs,
         cursor,
         saver,
         path,
@@ -279,7 +280,8 @@ pub fn integrate_on_path<
     macro_rules! drive_on {
         ($c:expr, $path:expr) => {
             drive(
-                stepper.with(vec![0.0; m]),
+                stepper,
+                bufs.map(|()| vec![0.0; m], |y| y),
                 cursor.with($c),
                 $path,
                 saver,
@@ -298,7 +300,7 @@ pub fn integrate_on_path<
             })
         }};
     }
-    let n = stepper.y.len();
+    let n = bufs.y.len();
     match (cursor.control.clone(), path) {
         // With one Brownian motion on the driver's own path of a fixed-step
         // solve, the increment buffer is a one-element array: its length is
@@ -308,12 +310,15 @@ pub fn integrate_on_path<
         (AnyControl::Fixed(c), Path::Own(p)) => kept!({
             let (sol, own) = match (m, n) {
                 (1, 1) => {
-                    let st = stepper.with_scalar_state([0.0; 1]);
-                    drive(st, cursor.with(c), Owned(p), saver, observer)
+                    // the length of the state a constant of the loop: the
+                    // step's slices need no bounds checks and its loops
+                    // over the state collapse to one value in a register
+                    let b = bufs.map(|()| [0.0; 1], |y| [y[0]]);
+                    drive(stepper, b, cursor.with(c), Owned(p), saver, observer)
                 }
                 (1, _) => {
-                    let st = stepper.with([0.0; 1]);
-                    drive(st, cursor.with(c), Owned(p), saver, observer)
+                    let b = bufs.map(|()| [0.0; 1], |y| y);
+                    drive(stepper, b, cursor.with(c), Owned(p), saver, observer)
                 }
                 _ => drive_on!(c, Owned(p)),
             };
@@ -327,7 +332,9 @@ pub fn integrate_on_path<
 
 /// A solve set up and not yet stepped.
 struct Setup<'a, 'p, Pb: Family, S: Solver<Pb>, P> {
-    stepper: Stepper<'a, Pb, S, ()>,
+    stepper: Stepper<'a, Pb, S>,
+    /// The state and the step's result (no increment buffer yet).
+    bufs: StepBuffers<()>,
     cursor: Cursor<AnyControl>,
     saver: Saver<'a>,
     path: Path<'p, P>,
@@ -473,14 +480,16 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             fields,
             cache,
             opts,
-            y,
-            y_new: vec![0.0; n],
             err: vec![0.0; n],
-            dw: (),
             levy_h: vec![0.0; if levy { m } else { 0 }],
             modes: vec![0.0; modes_len],
             restart,
             stats,
+        },
+        bufs: StepBuffers {
+            y,
+            dw: (),
+            y_new: vec![0.0; n],
         },
         cursor: Cursor {
             t: t0,
@@ -488,6 +497,7 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             control,
             accepted: 0,
             attempts: 0,
+            max_steps: opts.max_steps,
         },
         saver,
         path,
@@ -528,47 +538,6 @@ fn restart_buffer<Pb: Family, S: Solver<Pb>>(
     Ok(vec![0.0; len])
 }
 
-impl<'a, Pb: Family, S: Solver<Pb>> Stepper<'a, Pb, S, ()> {
-    /// This stepper with its increment buffer.
-    fn with<W>(self, dw: W) -> Stepper<'a, Pb, S, W> {
-        self.map(|()| dw, |y| y)
-    }
-
-    /// This stepper of a scalar state (`y.len() == 1`) with the increment
-    /// buffer `dw` and its state in one-element arrays: the length is a
-    /// constant of the loop, so the step's slices need no bounds checks and
-    /// its loops over the state collapse to one value kept in a register.
-    fn with_scalar_state<W>(self, dw: W) -> Stepper<'a, Pb, S, W, [f64; 1]> {
-        self.map(|()| dw, |y| [y[0]])
-    }
-}
-
-impl<'a, Pb: Family, S: Solver<Pb>, W, Y> Stepper<'a, Pb, S, W, Y> {
-    /// This stepper, moved field by field, with its increment buffer mapped
-    /// by `fw` and its state buffers by `fy`.
-    #[inline(always)]
-    fn map<W2, Y2>(
-        self,
-        fw: impl FnOnce(W) -> W2,
-        mut fy: impl FnMut(Y) -> Y2,
-    ) -> Stepper<'a, Pb, S, W2, Y2> {
-        Stepper {
-            solver: self.solver,
-            fields: self.fields,
-            cache: self.cache,
-            opts: self.opts,
-            y: fy(self.y),
-            y_new: fy(self.y_new),
-            err: self.err,
-            dw: fw(self.dw),
-            levy_h: self.levy_h,
-            modes: self.modes,
-            restart: self.restart,
-            stats: self.stats,
-        }
-    }
-}
-
 impl<A> Cursor<A> {
     /// This cursor with the control `control`.
     fn with<C>(self, control: C) -> Cursor<C> {
@@ -578,25 +547,30 @@ impl<A> Cursor<A> {
             control,
             accepted: self.accepted,
             attempts: self.attempts,
+            max_steps: self.max_steps,
         }
     }
 }
 
-impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
+impl<Pb: Family, S: Solver<Pb>> Stepper<'_, Pb, S> {
     /// Takes the next accepted step from the state in the buffer `from`,
     /// saving what it covers into `saver` (`None` when nothing is saved:
     /// asked once, not at every step); its result stays in the other buffer.
     #[inline(always)]
-    fn step_and_save<C: Control, P: Draw + ?Sized, O: StepObserver>(
+    fn step_and_save<C: Control, P: Draw + ?Sized, O: StepObserver, W: Buf, Y: Buf>(
         &mut self,
+        b: &mut StepBuffers<W, Y>,
         cur: &mut Cursor<C>,
         path: &mut P,
         (saver, observer): (Option<&mut Saver<'_>>, &mut O),
         from: StateIn,
     ) -> Result<Accepted, Stop> {
-        let a = self.advance(cur, path, observer, from)?;
+        let a = self.advance(b, cur, path, observer, from)?;
         if let Some(saver) = saver {
-            let (y, y_new) = from.split(self.y.as_mut(), self.y_new.as_mut());
+            // copies of a scalar state: the buffers' own addresses never
+            // reach the (not inlined) save
+            let (y, y_new) = (b.y.lend(), b.y_new.lend());
+            let (y, y_new) = from.pick(y.as_ref(), y_new.as_ref());
             saver.save(
                 self.solver,
                 &mut self.cache,
@@ -611,7 +585,7 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
                 &mut self.stats,
             );
         }
-        self.commit(cur, &a, observer, from);
+        self.commit(b, cur, &a, observer, from);
         Ok(a)
     }
 }
@@ -664,7 +638,8 @@ fn stopped(
 /// observing each step; hands the path back.
 #[inline(never)]
 fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: StepObserver>(
-    stepper: Stepper<'_, Pb, S, W, Y>,
+    stepper: Stepper<'_, Pb, S>,
+    bufs: StepBuffers<W, Y>,
     cur: Cursor<C>,
     path: P,
     mut saver: Saver<'_>,
@@ -675,7 +650,10 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
     // locals of this function, which the compiler splits into registers
     // where their fields' addresses do not escape (and the path, moved
     // here, keeps its generator's state in this frame)
-    let mut stepper = stepper.map(|dw| dw, |y| y);
+    let mut stepper = stepper;
+    // the step's buffers in a local of their own, whose address no call
+    // outside the loop's inlined body ever sees (see `StepBuffers`)
+    let mut b = bufs.map(|dw| dw, |y| y);
     let mut path = path;
     let Cursor {
         t,
@@ -683,6 +661,7 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
         control,
         accepted,
         attempts,
+        max_steps,
     } = cur;
     let mut cur = Cursor {
         t,
@@ -690,6 +669,7 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
         control,
         accepted,
         attempts,
+        max_steps,
     };
     // Fixed steps go in pairs, the first from `y` into `y_new` and the
     // second back, so that the buffers never trade places; an adaptive
@@ -700,9 +680,9 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
     let saves = saver.saves();
     let end = loop {
         let io = (saves.then_some(&mut saver), &mut *observer);
-        match stepper.step_and_save(&mut cur, &mut path, io, StateIn::Y) {
+        match stepper.step_and_save(&mut b, &mut cur, &mut path, io, StateIn::Y) {
             Ok(a) if a.last || !pairs => {
-                stepper.swap_states();
+                b.swap_states();
                 if a.last {
                     break Ok(());
                 }
@@ -712,24 +692,25 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
             Err(stop) => break Err(stop),
         }
         let io = (saves.then_some(&mut saver), &mut *observer);
-        match stepper.step_and_save(&mut cur, &mut path, io, StateIn::YNew) {
+        match stepper.step_and_save(&mut b, &mut cur, &mut path, io, StateIn::YNew) {
             Ok(a) if a.last => break Ok(()),
             Ok(_) => {}
             Err(stop) => {
                 // the state the step started from, in `y` as a stop expects
-                stepper.swap_states();
+                b.swap_states();
                 break Err(stop);
             }
         }
     };
     if let Err(stop) = end {
         let what = (stepper.solver.name(), stepper.opts.max_steps, stepper.stats);
-        let err = stopped(what, (cur.t, cur.accepted, stepper.y.as_ref()), stop, saver);
+        let y = b.y.lend();
+        let err = stopped(what, (cur.t, cur.accepted, y.as_ref()), stop, saver);
         return (Err(err), path);
     }
     let name = stepper.solver.name();
-    let y = stepper.y.as_ref();
-    let sol = saver.finish(cur.t, y, stepper.stats, Status::Success, name);
+    let y = b.y.lend();
+    let sol = saver.finish(cur.t, y.as_ref(), stepper.stats, Status::Success, name);
     (Ok(sol), path)
 }
 
@@ -761,6 +742,7 @@ fn draw_from<P: BrownianPath + ?Sized>(
 /// step time.
 pub struct Run<'a, 'p, Pb: Family, S: Solver<Pb>, P> {
     stepper: Stepper<'a, Pb, S>,
+    bufs: StepBuffers,
     cur: Cursor<AnyControl>,
     saver: Saver<'a>,
     /// Whether accepted steps are saved (a replay saves nothing).
@@ -792,13 +774,15 @@ where
     ) -> Result<Self, SolveError> {
         let Setup {
             stepper,
+            bufs,
             cursor,
             saver,
             path,
             m,
         } = setup(problem, solver, opts, given)?;
         Ok(Run {
-            stepper: stepper.with(vec![0.0; m]),
+            stepper,
+            bufs: bufs.map(|()| vec![0.0; m], |y| y),
             cur: cursor,
             saver,
             save,
@@ -813,18 +797,18 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
     /// Takes the next accepted step (retrying rejected attempts), reporting
     /// attempts and the accepted step to `observer`.
     pub fn step<O: StepObserver>(&mut self, observer: &mut O) -> Result<Accepted, SolveError> {
-        let (stepper, cur) = (&mut self.stepper, &mut self.cur);
+        let (stepper, b, cur) = (&mut self.stepper, &mut self.bufs, &mut self.cur);
         let saver = (self.save && self.saver.saves()).then_some(&mut self.saver);
         let res = stepper
-            .step_and_save(cur, &mut self.path, (saver, observer), StateIn::Y)
-            .inspect(|_| stepper.swap_states());
+            .step_and_save(b, cur, &mut self.path, (saver, observer), StateIn::Y)
+            .inspect(|_| b.swap_states());
         res.map_err(|stop| {
             let empty = self.saver.emptied();
             let saver = std::mem::replace(&mut self.saver, empty);
             let cur = &self.cur;
             let st = &self.stepper;
             let what = (st.solver.name(), st.opts.max_steps, st.stats);
-            stopped(what, (cur.t, cur.accepted, &st.y), stop, saver)
+            stopped(what, (cur.t, cur.accepted, &self.bufs.y), stop, saver)
         })
     }
 
@@ -844,7 +828,7 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
     /// would draw; [`Run::increments_len`] entries.
     pub fn increments(&mut self, s: f64, t: f64, out: &mut [f64]) {
         let kind = S::INCREMENT;
-        let m = self.stepper.dw.len();
+        let m = self.bufs.dw.len();
         let (dw, rest) = out.split_at_mut(m.min(out.len()));
         let (h_len, y_len) = match kind {
             Increment::DwLevyArea => (m.min(rest.len()), 0),
@@ -859,12 +843,12 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
     /// increments, then `m` Lévy areas or `m · K` mode increments when the
     /// solver reads them.
     pub fn increments_len(&self) -> usize {
-        self.stepper.dw.len() + self.stepper.levy_h.len() + self.stepper.modes.len()
+        self.bufs.dw.len() + self.stepper.levy_h.len() + self.stepper.modes.len()
     }
 
     /// The current state.
     pub fn y(&self) -> &[f64] {
-        &self.stepper.y
+        &self.bufs.y
     }
 
     /// Number of steps accepted so far.
@@ -879,13 +863,13 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
 
     /// What a replay needs to take the next steps again.
     pub fn snapshot(&self) -> Snapshot<S::Cache, AnyControl> {
-        self.stepper.snapshot(&self.cur)
+        self.stepper.snapshot(&self.bufs.y, &self.cur)
     }
 
     /// Returns to `snap` (taken from a run of the same problem, solver and
     /// options); allocates nothing.
     pub fn restore(&mut self, snap: &Snapshot<S::Cache, AnyControl>) {
-        self.stepper.restore(&mut self.cur, snap)
+        self.stepper.restore(&mut self.bufs.y, &mut self.cur, snap)
     }
 
     /// The solution of a run that reached `t1`, keeping its path when the
@@ -893,6 +877,7 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
     pub fn finish(self) -> Solution {
         let Run {
             stepper,
+            bufs,
             cur,
             saver,
             path,
@@ -901,7 +886,7 @@ impl<'a, 'p, Pb: Family, S: Solver<Pb>, P: DynPath + 'static> Run<'a, 'p, Pb, S,
             ..
         } = self;
         let name = stepper.solver.name();
-        let sol = saver.finish(cur.t, &stepper.y, stepper.stats, Status::Success, name);
+        let sol = saver.finish(cur.t, &bufs.y, stepper.stats, Status::Success, name);
         Solution {
             brownian: path.keep(keep, t0),
             ..sol

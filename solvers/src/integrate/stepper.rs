@@ -99,35 +99,98 @@ pub(crate) struct Cursor<C> {
     pub accepted: usize,
     /// Steps attempted so far (accepted or not).
     pub attempts: usize,
+    /// The step budget (`Options::max_steps`), here rather than read
+    /// through the options at every step.
+    pub max_steps: usize,
 }
 
 /// A buffer of a solve's values: a `Vec`, or an array whose length is a
 /// constant of the monomorphised loop (one Brownian motion, a scalar state).
-pub(crate) trait Buf: AsRef<[f64]> + AsMut<[f64]> {}
+pub(crate) trait Buf: AsRef<[f64]> + AsMut<[f64]> {
+    /// The values, to hand to a call the compiler does not inline: a copy
+    /// for an array (so the array's own address never escapes and the loop
+    /// keeps it in registers), the buffer itself for a `Vec`.
+    type Lent<'b>: AsRef<[f64]>
+    where
+        Self: 'b;
 
-impl<B: AsRef<[f64]> + AsMut<[f64]>> Buf for B {}
+    /// See [`Buf::Lent`].
+    fn lend(&self) -> Self::Lent<'_>;
+}
 
-/// The fixed parts of a solve and its buffers: `W` holds the increment,
-/// `Y` the state and the step's result.
+impl Buf for Vec<f64> {
+    type Lent<'b> = &'b [f64];
+
+    #[inline(always)]
+    fn lend(&self) -> &[f64] {
+        self
+    }
+}
+
+impl<const N: usize> Buf for [f64; N] {
+    type Lent<'b> = [f64; N];
+
+    #[inline(always)]
+    fn lend(&self) -> [f64; N] {
+        *self
+    }
+}
+
+/// The step's small buffers: `W` holds the increment, `Y` the state and the
+/// step's result. Kept apart from the [`Stepper`] (the loop holds them in a
+/// local of their own) and only ever passed to inlined code or [`Buf::lend`]
+/// copies: a buffer whose address reached a call the compiler cannot see
+/// through (the stepper's drop, a save) stays in memory, and scalar
+/// Euler–Maruyama then pays a store and a reload on its dependency chain at
+/// every step.
 ///
-/// The layout is fixed (`repr(C)`) so that no two of the step's small
-/// buffers (`y`, `y_new`, `dw`) are adjacent: where they are, the
-/// compiler may pair `h·y_new[0]` and `g·dw[0]` into one 16-byte load
-/// over two separate 8-byte stores, a store-to-load forwarding failure
-/// on the step's dependency chain (measured on scalar Euler–Maruyama:
-/// 2.04x the hand-written loop's time with the adjacent layout, 1.57x
-/// without).
+/// The layout is fixed (`repr(C)`) so that no two of the buffers are
+/// adjacent where the compiler could pair `h·y_new[0]` and `g·dw[0]` into
+/// one 16-byte load over two separate 8-byte stores, a store-to-load
+/// forwarding failure on the step's dependency chain (measured on scalar
+/// Euler–Maruyama: 2.04x the hand-written loop's time with the adjacent
+/// layout, 1.57x without).
 #[repr(C)]
-pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>, Y = Vec<f64>> {
-    pub solver: &'a S,
-    pub fields: FieldsOf<'a, Pb>,
+pub(crate) struct StepBuffers<W = Vec<f64>, Y = Vec<f64>> {
     /// The state at the cursor's time, and the last step's result (between
     /// the two steps of a pair, the other way round: see [`StateIn`]).
     pub y: Y,
-    pub err: Vec<f64>,
-    pub y_new: Y,
-    pub cache: S::Cache,
     pub dw: W,
+    pub y_new: Y,
+}
+
+impl<W, Y> StepBuffers<W, Y> {
+    /// These buffers, moved, with the increment buffer mapped by `fw` and
+    /// the state buffers by `fy`.
+    #[inline(always)]
+    pub fn map<W2, Y2>(
+        self,
+        fw: impl FnOnce(W) -> W2,
+        mut fy: impl FnMut(Y) -> Y2,
+    ) -> StepBuffers<W2, Y2> {
+        StepBuffers {
+            y: fy(self.y),
+            dw: fw(self.dw),
+            y_new: fy(self.y_new),
+        }
+    }
+}
+
+impl<W: Buf, Y: Buf> StepBuffers<W, Y> {
+    /// Makes the last step's result (in `y_new`) the state.
+    #[inline(always)]
+    pub fn swap_states(&mut self) {
+        std::mem::swap(&mut self.y, &mut self.y_new);
+    }
+}
+
+/// The fixed parts of a solve and its buffers other than the step's small
+/// ones ([`StepBuffers`]).
+pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>> {
+    pub solver: &'a S,
+    pub fields: FieldsOf<'a, Pb>,
+    pub err: Vec<f64>,
+    pub cache: S::Cache,
     pub opts: &'a Options,
     pub levy_h: Vec<f64>,
     /// The OU modes' increments, for a method that reads them
@@ -137,6 +200,18 @@ pub(crate) struct Stepper<'a, Pb: Family, S: Solver<Pb>, W = Vec<f64>, Y = Vec<f
     /// discontinuity (empty without discontinuities).
     pub restart: Vec<f64>,
     pub stats: Stats,
+}
+
+/// The first component of `y` that is not finite: tested as
+/// `|v| <= f64::MAX` (false for ±∞ and NaN), three instructions a value
+/// where `is_finite`'s bit test takes six, at every fixed step.
+#[inline(always)]
+fn first_non_finite(y: &[f64]) -> Option<usize> {
+    let finite = |v: f64| v.abs() <= f64::MAX;
+    if y.iter().all(|&v| finite(v)) {
+        return None;
+    }
+    y.iter().position(|&v| !finite(v))
 }
 
 /// Which of a stepper's two state buffers holds the state a step starts
@@ -180,14 +255,15 @@ impl StateIn {
     }
 }
 
-impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
+impl<Pb: Family, S: Solver<Pb>> Stepper<'_, Pb, S> {
     /// Attempts steps from `(t, y)` (the state in the buffer `from`) until
     /// one is accepted (its result in the other buffer, the loop not yet
     /// moved on: see [`Stepper::commit`]), reporting every attempt to
     /// `observer`.
     #[inline(always)]
-    pub fn advance<C: Control, P: Draw + ?Sized, O: StepObserver>(
+    pub fn advance<C: Control, P: Draw + ?Sized, O: StepObserver, W: Buf, Y: Buf>(
         &mut self,
+        b: &mut StepBuffers<W, Y>,
         cur: &mut Cursor<C>,
         path: &mut P,
         observer: &mut O,
@@ -200,10 +276,10 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
             // split afresh for each attempt (the report in between reads
             // the stepper), first in the body: split after the draw, the
             // fixed-step loop spills more (3 instructions per step)
-            let (y, y_new) = from.split(self.y.as_mut(), self.y_new.as_mut());
+            let (y, y_new) = from.split(b.y.as_mut(), b.y_new.as_mut());
             // one length for both (fewer bounds checks and registers)
             let y_new = &mut y_new[..y.len()];
-            if cur.attempts >= self.opts.max_steps {
+            if cur.attempts >= cur.max_steps {
                 return Err(Stop::MaxSteps);
             }
             let t = cur.t;
@@ -212,13 +288,13 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
                 .propose(t)
                 .map_err(|dt| Stop::Underflow { dt })?;
             let h = t_next - t;
-            let (dw, levy_h, modes) = (self.dw.as_mut(), &mut self.levy_h, &mut self.modes);
+            let (dw, levy_h, modes) = (b.dw.as_mut(), &mut self.levy_h, &mut self.modes);
             path.draw(t, t_next, kind, dw, levy_h, modes);
             let args = StepArgs {
                 fields: &self.fields,
                 at: StepAt { t, h, y },
                 noise: &StepNoise {
-                    dw: self.dw.as_ref(),
+                    dw: b.dw.as_ref(),
                     levy_h: &self.levy_h,
                     modes: &self.modes,
                 },
@@ -234,10 +310,10 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
                 if status == StepStatus::Failed {
                     return Err(Stop::NonlinearSolve { h });
                 }
-                if let Some(component) = y_new.iter().position(|v| !v.is_finite()) {
+                if let Some(component) = first_non_finite(y_new) {
                     return Err(Stop::NonFinite { component });
                 }
-                observer.attempted(&self.report(from, (t, h), None, true));
+                observer.attempted(&self.report(b, from, (t, h), None, true));
                 return Ok(Accepted { t, t_next, last });
             }
             let e = match status {
@@ -249,7 +325,7 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
             let k_err = self.solver.step_error_order(&self.cache);
             let verdict = cur.control.judge(e, k_err);
             let judged = Some((status == StepStatus::Taken, e));
-            observer.attempted(&self.report(from, (t, h), judged, verdict == Ok(true)));
+            observer.attempted(&self.report(b, from, (t, h), judged, verdict == Ok(true)));
             match verdict {
                 Ok(true) => return Ok(Accepted { t, t_next, last }),
                 Ok(false) => self.stats.rejected_steps += 1,
@@ -258,9 +334,9 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
                     if dt.is_nan() {
                         return Err(Stop::Controller);
                     }
-                    let y_new = from.pick(self.y.as_ref(), self.y_new.as_ref()).1;
+                    let y_new = from.pick(b.y.as_ref(), b.y_new.as_ref()).1;
                     if status == StepStatus::Taken
-                        && let Some(component) = y_new.iter().position(|v| !v.is_finite())
+                        && let Some(component) = first_non_finite(y_new)
                     {
                         return Err(Stop::NonFinite { component });
                     }
@@ -275,14 +351,15 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
     /// its error norm, for an attempt the controller judged (`None` for a
     /// fixed step).
     #[inline(always)]
-    fn report(
-        &self,
+    fn report<'b, W: Buf, Y: Buf>(
+        &'b self,
+        b: &'b StepBuffers<W, Y>,
         from: StateIn,
         (t, h): (f64, f64),
         judged: Option<(bool, f64)>,
         accepted: bool,
-    ) -> StepReport<'_> {
-        let (y, y_new) = from.pick(self.y.as_ref(), self.y_new.as_ref());
+    ) -> StepReport<'b> {
+        let (y, y_new) = from.pick(b.y.as_ref(), b.y_new.as_ref());
         StepReport {
             t,
             h,
@@ -291,7 +368,7 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
             err: judged.and_then(|(taken, _)| taken.then_some(&self.err[..])),
             err_norm: judged.map(|(_, e)| e),
             noise: StepNoise {
-                dw: self.dw.as_ref(),
+                dw: b.dw.as_ref(),
                 levy_h: &self.levy_h,
                 modes: &self.modes,
             },
@@ -305,14 +382,15 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
     /// restarting the method there. The step's result stays in the other
     /// buffer.
     #[inline(always)]
-    pub fn commit<C: Control, O: StepObserver>(
+    pub fn commit<C: Control, O: StepObserver, W: Buf, Y: Buf>(
         &mut self,
+        b: &StepBuffers<W, Y>,
         cur: &mut Cursor<C>,
         a: &Accepted,
         observer: &mut O,
         from: StateIn,
     ) {
-        let (y, y_new) = from.pick(self.y.as_ref(), self.y_new.as_ref());
+        let (y, y_new) = from.pick(b.y.as_ref(), b.y_new.as_ref());
         observer.accepted(cur.accepted, a.t, a.t_next, y, y_new);
         self.solver.accept(&mut self.cache);
         cur.accepted += 1;
@@ -321,28 +399,21 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
         cur.t = a.t_next;
         if let Some((_, start)) = cur.control.discontinuity() {
             // the state is the step's result, in the buffer other than `from`
-            self.restart(start, from.other());
+            let y = from.other().pick(b.y.as_ref(), b.y_new.as_ref()).0;
+            self.restart(start, y);
             cur.t = start;
         }
         // what the next step starts from (after a restart, the fresh one)
         observer.accepted_carried(self.solver.carried_state(&self.cache));
     }
 
-    /// Makes the last step's result (in `y_new`) the state.
-    #[inline(always)]
-    pub fn swap_states(&mut self) {
-        std::mem::swap(&mut self.y, &mut self.y_new);
-    }
-
-    /// Restarts the method at `(t, y)`, `y` the state in the buffer `at`,
-    /// just after a discontinuity: the drift (and diffusion) evaluated
+    /// Restarts the method at `(t, y)` just after a discontinuity: the drift (and diffusion) evaluated
     /// afresh there replace whatever the method carried over from the step
     /// before (an FSAL stage, a cached Jacobian), as at the start of a
     /// solve.
     #[cold]
     #[inline(never)]
-    fn restart(&mut self, t: f64, at: StateIn) {
-        let y = at.pick(self.y.as_ref(), self.y_new.as_ref()).0;
+    fn restart(&mut self, t: f64, y: &[f64]) {
         let (f, g) = self.restart.split_at_mut(y.len());
         self.fields.f(t, y, f, &mut self.stats);
         if self.fields.noise.is_some() {
@@ -352,12 +423,12 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
     }
 
     /// What a replay needs to take the next steps again from `cur`.
-    pub fn snapshot<C: Control>(&self, cur: &Cursor<C>) -> Snapshot<S::Cache, C> {
+    pub fn snapshot<C: Control>(&self, y: &[f64], cur: &Cursor<C>) -> Snapshot<S::Cache, C> {
         Snapshot {
             t: cur.t,
             t_end: cur.control.discontinuity().map_or(cur.t, |(end, _)| end),
             t_prev: cur.t_prev,
-            y: self.y.as_ref().to_vec(),
+            y: y.to_vec(),
             cache: self.cache.clone(),
             control: cur.control.clone(),
             accepted: cur.accepted,
@@ -366,10 +437,15 @@ impl<Pb: Family, S: Solver<Pb>, W: Buf, Y: Buf> Stepper<'_, Pb, S, W, Y> {
     }
 
     /// Returns to `snap` (no allocation: buffers are overwritten).
-    pub fn restore<C: Control>(&mut self, cur: &mut Cursor<C>, snap: &Snapshot<S::Cache, C>) {
+    pub fn restore<C: Control>(
+        &mut self,
+        y: &mut [f64],
+        cur: &mut Cursor<C>,
+        snap: &Snapshot<S::Cache, C>,
+    ) {
         cur.t = snap.t;
         cur.t_prev = snap.t_prev;
-        self.y.as_mut().copy_from_slice(&snap.y);
+        y.copy_from_slice(&snap.y);
         self.cache.clone_from(&snap.cache);
         cur.control.clone_from(&snap.control);
         cur.accepted = snap.accepted;

@@ -11,6 +11,10 @@ use crate::problem::Problem;
 use crate::solver::{StepAt, StepStatus};
 use crate::step_vjp::refuse_err_cotangent;
 
+/// The largest diffusion (`G` entries) a step keeps in a local array
+/// rather than in the workspace.
+const SMALL_DIFFUSION: usize = 4;
+
 /// Euler–Maruyama's workspace.
 type EmCache = StartCache<()>;
 
@@ -38,11 +42,24 @@ impl EulerMaruyama {
         // step's dependency chain); at the start the loop's f0 and g0 serve
         if c.valid {
             y_new.copy_from_slice(&c.f);
-        } else {
-            a.fields.f(t, y, y_new, a.stats);
-            a.fields.g(t, y, &mut c.g, a.stats);
+            euler_update(c.noise, y, h, &c.g, a.noise.dw, y_new);
+            return StepStatus::Taken;
         }
-        euler_update(c.noise, y, h, &c.g, a.noise.dw, y_new);
+        a.fields.f(t, y, y_new, a.stats);
+        let len = c.g.len();
+        if len <= SMALL_DIFFUSION {
+            // a small diffusion lives in a local of the step: its values
+            // reach the update without a store to the heap and a reload
+            // (on scalar GBM, 1.2x the hand-written loop's time where the
+            // cache's buffer costs 1.3–1.4x)
+            let mut local = [0.0; SMALL_DIFFUSION];
+            let g = &mut local[..len];
+            a.fields.g(t, y, g, a.stats);
+            euler_update(c.noise, y, h, g, a.noise.dw, y_new);
+        } else {
+            a.fields.g(t, y, &mut c.g, a.stats);
+            euler_update(c.noise, y, h, &c.g, a.noise.dw, y_new);
+        }
         StepStatus::Taken
     }
 

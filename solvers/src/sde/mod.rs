@@ -111,7 +111,12 @@ pub(crate) fn euler_update(
 ) {
     let n = out.len();
     let y = &y[..n];
-    if let Noise::Scalar = noise {
+    if n == 1 && dw.len() == 1 {
+        // one component and one Brownian motion: every noise type is the
+        // same update (a constant of the loop where the state is an array,
+        // so the type is not even read)
+        out[0] = (y[0] + h * out[0]) + dw[0] * g[0];
+    } else if let Noise::Scalar = noise {
         let (s, g) = (dw[0], &g[..n]);
         for i in 0..n {
             out[i] = (y[i] + h * out[i]) + s * g[i];
