@@ -304,4 +304,10 @@ macro_rules! differentiable_sampler {
     )*};
 }
 
-differentiable_sampler!(Ddim, DpmSolver2, DpmSolverPP2S, DpmSolverPP2M, DpmSolverPP3M);
+differentiable_sampler!(
+    Ddim,
+    DpmSolver2,
+    DpmSolverPP2S,
+    DpmSolverPP2M,
+    DpmSolverPP3M
+);

@@ -129,7 +129,11 @@ where
         x, g.dp, g.dy0
     );
     assert!((g.loss - sample_loss(x, &opts, &X_T, &P)).abs() < 1e-14);
-    let fd = Gradient { dp, dy0, ..g.clone() };
+    let fd = Gradient {
+        dp,
+        dy0,
+        ..g.clone()
+    };
     assert_gradients_agree(&g, &fd, 1e-6, 1e-2);
     // every parameter matters here: a gradient of zero would pass nothing
     assert!(g.dp.iter().all(|v| v.abs() > 1e-3), "{:?}", g.dp);
@@ -206,8 +210,8 @@ fn thousand_step_gradient_stays_within_checkpoint_budget() {
 #[test]
 fn step_vjp_without_a_flow_is_refused() {
     use sdeflow::field::WithVjp;
-    use sdeflow_solvers::step_vjp::{StepBars, StepVjp, VjpArgs};
     use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
+    use sdeflow_solvers::step_vjp::{StepBars, StepVjp, VjpArgs};
     let prob = problem(&X_T, &P);
     let other = Problem::ode_field(
         WithVjp {
