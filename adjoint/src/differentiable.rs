@@ -14,6 +14,10 @@
 //! [`GradError::Unsupported`] returned before any work is done.
 
 use sdeflow_solvers::brownian::Driver;
+use sdeflow_solvers::diffusion::{
+    Ddim, DpmSolver2, DpmSolverPP2M, DpmSolverPP2S, DpmSolverPP3M, ModelVjp, NoiseSchedule,
+    ProbabilityFlow,
+};
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
     Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler, LinearPartVjp,
@@ -275,4 +279,35 @@ differentiable_expint!(
     Etdrk4,
     Krogstad,
     HochbruckOstermann
+);
+
+/// Implements [`Differentiable`] for the diffusion samplers with a step VJP
+/// on the probability flow of a model with a VJP: the discrete adjoint
+/// through their step VJPs (the past predictions of the multistep ones as
+/// carried state), with respect to the initial noise `x_T` and the model's
+/// parameters, for losses on step ends.
+macro_rules! differentiable_sampler {
+    ($($name:ty),*) => {$(
+        impl<M: ModelVjp, S: NoiseSchedule, D: Driver>
+            Differentiable<ProbabilityFlow<M, S>, NoDiffusion, D> for $name
+        {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<ProbabilityFlow<M, S>, NoDiffusion, D>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                crate::discrete_gradient(problem, self, options, loss, adjoint)
+            }
+        }
+    )*};
+}
+
+differentiable_sampler!(
+    Ddim,
+    DpmSolver2,
+    DpmSolverPP2S,
+    DpmSolverPP2M,
+    DpmSolverPP3M
 );

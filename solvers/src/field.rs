@@ -200,6 +200,15 @@ pub trait DriftVjp: Drift {
     fn semilinear(&self) -> Option<&dyn crate::expint::SemilinearParts> {
         None
     }
+
+    /// This drift as the probability flow of a diffusion model with a
+    /// model VJP, when it is one ([`crate::diffusion::ProbabilityFlow`]
+    /// says so): what the diffusion samplers' step VJPs read, to evaluate
+    /// and differentiate the model in the prediction they step with.
+    /// `None` (the default) for every other drift.
+    fn probability_flow(&self) -> Option<&dyn crate::diffusion::FlowVjp> {
+        None
+    }
 }
 
 /// A drift with a hand-written VJP closure

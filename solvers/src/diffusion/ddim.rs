@@ -7,6 +7,7 @@
 
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, Form, Sampler, lin2};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp, add_scaled};
 use super::schedule::NoiseSchedule;
 
 /// DDIM (`η = 0`) = DPM-Solver-1: order 1, one model evaluation per step.
@@ -31,5 +32,17 @@ impl Sampler for Ddim {
         let h = sched.lambda(st.t_next) - sched.lambda(st.t);
         let (r, c) = Form::Noise.first_order(sched, (st.t, st.t_next), h);
         lin2(st.x_new, r, st.x, c, st.m0);
+    }
+}
+
+/// `x̄ += r x̄_new`, `m̄0 += c x̄_new`.
+impl SamplerVjp for Ddim {
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let sched = st.schedule();
+        let h = sched.lambda(st.t_next) - sched.lambda(st.t);
+        let (r, c) = Form::Noise.first_order(sched, (st.t, st.t_next), h);
+        add_scaled(st.x_bar, r, st.x_bar_new);
+        add_scaled(st.m0_bar, c, st.x_bar_new);
+        0
     }
 }

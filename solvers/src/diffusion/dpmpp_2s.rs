@@ -9,6 +9,7 @@
 
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, Form, Sampler};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp};
 use super::schedule::NoiseSchedule;
 
 /// DPM-Solver++(2S) (`r1 = ½`): order 2, two evaluations per step.
@@ -30,5 +31,14 @@ impl Sampler for DpmSolverPP2S {
     }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
         Form::Data.singlestep2(0.5, st);
+    }
+}
+
+impl SamplerVjp for DpmSolverPP2S {
+    fn vjp_scratch(&self) -> usize {
+        4
+    }
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        Form::Data.singlestep2_vjp(0.5, st)
     }
 }

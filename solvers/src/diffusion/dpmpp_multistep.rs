@@ -31,6 +31,7 @@
 
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, Sampler, data_phis, ratios};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp, add_scaled};
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -103,6 +104,14 @@ impl DpmSolverPP3M {
         self
     }
 
+    /// The factor of `D2`.
+    fn d2_scale(&self) -> f64 {
+        match self.d2 {
+            SecondDifference::Taylor => 2.0,
+            SecondDifference::AsCommonlyCoded => 1.0,
+        }
+    }
+
     /// Chooses how `D2` is formed (see the module docs).
     pub fn second_difference(mut self, d2: SecondDifference) -> Self {
         self.d2 = d2;
@@ -158,6 +167,71 @@ fn multistep<M: Model, S: NoiseSchedule>(order: usize, d2_scale: f64, st: Advanc
     }
 }
 
+/// The VJP of [`multistep`]: each order is linear in `(x, m0, m1, m2)`,
+/// `x_t = rs x + k0 m0 + k1 m1 + k2 m2`, so the cotangent `x̄_t` goes to
+/// `rs x̄_t`, `k0 x̄_t`, `k1 x̄_t`, `k2 x̄_t`. For order 3, with
+/// `A = α_t (φ2 (1 + c1) − φ3 c2)` and `B = α_t (φ3 c2 − φ2 c1)` the
+/// weights of `D1_0` and `D1_1`: `k0 = −α_t φ1 + A/r0`,
+/// `k1 = −A/r0 + B/r1`, `k2 = −B/r1`.
+fn multistep_vjp(order: usize, d2_scale: f64, st: AdvanceVjp<'_>) -> usize {
+    let AdvanceVjp {
+        flow,
+        t,
+        t_next,
+        history,
+        x_bar_new,
+        x_bar,
+        m0_bar,
+        history_bar,
+        ..
+    } = st;
+    let sched = flow.schedule();
+    let (_, rs, h) = ratios(sched, t, t_next);
+    let a_t = sched.alpha(t_next);
+    let (phi1, phi2, phi3) = data_phis(h);
+    let lam_s = sched.lambda(t);
+    let n = x_bar.len();
+    add_scaled(x_bar, rs, x_bar_new);
+    let (k0, k1, k2) = match order.min(history.len() + 1) {
+        1 => (-a_t * phi1, 0.0, 0.0),
+        2 => {
+            let r0 = (lam_s - history.get(0).1) / h;
+            let w = 1.0 / (2.0 * r0);
+            (-a_t * phi1 * (1.0 + w), a_t * phi1 * w, 0.0)
+        }
+        _ => {
+            let (l1, l2) = (history.get(0).1, history.get(1).1);
+            let (r0, r1) = ((lam_s - l1) / h, (l1 - l2) / h);
+            let (c1, c2) = (r0 / (r0 + r1), d2_scale / (r0 + r1));
+            let a = a_t * (phi2 * (1.0 + c1) - phi3 * c2);
+            let b = a_t * (phi3 * c2 - phi2 * c1);
+            (-a_t * phi1 + a / r0, -a / r0 + b / r1, -b / r1)
+        }
+    };
+    add_scaled(m0_bar, k0, x_bar_new);
+    if k1 != 0.0 {
+        add_scaled(&mut history_bar[..n], k1, x_bar_new);
+    }
+    if k2 != 0.0 {
+        add_scaled(&mut history_bar[n..2 * n], k2, x_bar_new);
+    }
+    0
+}
+
+impl SamplerVjp for DpmSolverPP2M {
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let order = final_order(2, self.lower_order_final, st.index);
+        multistep_vjp(order, 1.0, st)
+    }
+}
+
+impl SamplerVjp for DpmSolverPP3M {
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let order = final_order(3, self.lower_order_final, st.index);
+        multistep_vjp(order, self.d2_scale(), st)
+    }
+}
+
 impl Sampler for DpmSolverPP2M {
     fn name(&self) -> &'static str {
         "DPM-Solver++(2M)"
@@ -201,10 +275,6 @@ impl Sampler for DpmSolverPP3M {
     }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
         let order = final_order(3, self.lower_order_final, st.index);
-        let scale = match self.d2 {
-            SecondDifference::Taylor => 2.0,
-            SecondDifference::AsCommonlyCoded => 1.0,
-        };
-        multistep(order, scale, st);
+        multistep(order, self.d2_scale(), st);
     }
 }

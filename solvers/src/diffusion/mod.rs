@@ -21,6 +21,10 @@
 //!   [`Plms`], [`IPndm`], [`Lms`], [`UniPc`];
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
+//! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
+//!   `Generic` fields) make the flow differentiable; the samplers with
+//!   [`SamplerVjp`] (DDIM, DPM-Solver-2, ++2S, ++2M, ++3M) have step VJPs
+//!   for the discrete adjoint;
 //! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`].
 
 mod adaptive;
@@ -36,9 +40,11 @@ mod grid;
 mod lagrange;
 mod lms;
 mod model;
+mod model_vjp;
 mod pf_euler;
 mod pndm;
 mod sampler;
+mod sampler_vjp;
 mod schedule;
 mod testbed;
 mod unipc;
@@ -55,9 +61,11 @@ pub use edm_heun::EdmHeun;
 pub use grid::TimeGrid;
 pub use lms::Lms;
 pub use model::{DiffusionOde, Model, Parametrisation, ProbabilityFlow, probability_flow};
+pub use model_vjp::{FlowVjp, ModelVjp, ModelWithVjp};
 pub use pf_euler::PfEuler;
 pub use pndm::{IPndm, Plms, Pndm};
 pub use sampler::{Advance, History, Sampler, SamplerCache};
+pub use sampler_vjp::{AdvanceVjp, SamplerVjp, SamplerVjpWork};
 pub use schedule::{Edm, NoiseSchedule, RectifiedFlow, Ve, VpCosine, VpLinear};
 pub use testbed::{DiagonalGaussian, GaussianMixture};
 pub use unipc::{BhVariant, UniPc};

@@ -14,6 +14,7 @@
 use std::fmt::Debug;
 
 use super::model::{DiffusionOde, Model, Parametrisation, ProbabilityFlow};
+use super::sampler_vjp::{AdvanceVjp, add_scaled};
 use super::schedule::NoiseSchedule;
 use crate::brownian::Driver;
 use crate::error::SolveError;
@@ -136,7 +137,11 @@ pub struct SamplerCache {
     m0_valid: bool,
     lambda0: f64,
     scratch: Vec<f64>,
-    /// Past predictions, most recent first, then the carried vectors.
+    /// The carried state ([`Solver::carried_state`]): past predictions,
+    /// most recent first, then the carried vectors, then (when either is
+    /// kept) the past predictions' `λ`, the number of past predictions
+    /// and the step index, so that a step VJP reads from the carried state
+    /// alone what the step read ([`CarriedLayout`]).
     hist: Vec<f64>,
     /// The carried vectors the step being taken writes.
     carried_new: Vec<f64>,
@@ -144,6 +149,77 @@ pub struct SamplerCache {
     hist_len: usize,
     index: usize,
     lin: Vec<f64>,
+}
+
+/// Where a sampler's carried state ([`Solver::carried_state`]) keeps what:
+/// `history · n` past predictions (most recent first), `carried · n`
+/// carried vectors, then — when either count is positive — the `history`
+/// past `λ`, the number of past predictions and the index of the next step
+/// (as floats). Empty for a sampler that keeps neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CarriedLayout {
+    pub(crate) n: usize,
+    pub(crate) history: usize,
+    pub(crate) carried: usize,
+}
+
+impl CarriedLayout {
+    pub(crate) fn of<X: Sampler>(sampler: &X, n: usize) -> Self {
+        CarriedLayout {
+            n,
+            history: sampler.history(),
+            carried: sampler.carried(),
+        }
+    }
+
+    /// Where the `λ`s start.
+    pub(crate) fn meta(&self) -> usize {
+        (self.history + self.carried) * self.n
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        if self.history + self.carried == 0 {
+            0
+        } else {
+            self.meta() + self.history + 2
+        }
+    }
+
+    /// The history, the step index and the carried vectors in `state`, a
+    /// carried state of this layout.
+    pub(crate) fn read<'a>(&self, state: &'a [f64]) -> (History<'a>, usize, &'a [f64]) {
+        let (k, n, m) = (self.history, self.n, self.meta());
+        if self.len() == 0 {
+            let h = History {
+                outputs: &[],
+                lambdas: &[],
+                len: 0,
+                n,
+            };
+            return (h, 0, &[]);
+        }
+        let history = History {
+            outputs: &state[..k * n],
+            lambdas: &state[m..m + k],
+            len: state[m + k] as usize,
+            n,
+        };
+        (history, state[m + k + 1] as usize, &state[k * n..m])
+    }
+}
+
+impl SamplerCache {
+    /// Writes the `λ`s, the history length and the step index into the
+    /// tail of the carried state.
+    fn sync_meta(&mut self) {
+        let k = self.hist_lambda.len();
+        let m = k * self.n + self.carried_new.len();
+        if self.hist.len() > m {
+            self.hist[m..m + k].copy_from_slice(&self.hist_lambda);
+            self.hist[m + k] = self.hist_len as f64;
+            self.hist[m + k + 1] = self.index as f64;
+        }
+    }
 }
 
 impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S, D>> for X {
@@ -173,6 +249,7 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
         let n = problem.dim();
         let k = self.history();
         let carried = self.carried() * n;
+        let layout = CarriedLayout::of(self, n);
         SamplerCache {
             n,
             m0: vec![0.0; n],
@@ -180,7 +257,7 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
             m0_valid: false,
             lambda0: 0.0,
             scratch: vec![0.0; self.scratch() * n],
-            hist: vec![0.0; k * n + carried],
+            hist: vec![0.0; layout.len()],
             carried_new: vec![0.0; carried],
             hist_lambda: vec![0.0; k],
             hist_len: 0,
@@ -195,6 +272,7 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
         c.m0_valid = true;
         c.hist_len = 0;
         c.index = 0;
+        c.sync_meta();
     }
 
     fn step(
@@ -231,7 +309,7 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
             scratch: &mut c.scratch,
             x_new: args.out.y_new,
             index: c.index,
-            carried: &c.hist[hist_end..],
+            carried: &c.hist[hist_end..hist_end + c.carried_new.len()],
             carried_new: &mut c.carried_new,
         });
         StepStatus::Taken
@@ -246,9 +324,11 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
             c.hist_lambda[0] = c.lambda0;
             c.hist_len = (c.hist_len + 1).min(k);
         }
-        c.hist[k * n..].copy_from_slice(&c.carried_new);
+        let cn = c.carried_new.len();
+        c.hist[k * n..k * n + cn].copy_from_slice(&c.carried_new);
         c.index += 1;
         c.m0_valid = false;
+        c.sync_meta();
     }
 
     fn carried_state<'c>(&self, c: &'c SamplerCache) -> &'c [f64] {
@@ -394,5 +474,38 @@ impl Form {
         for i in 0..n {
             x_new[i] = r * x[i] + c * (m0[i] + w * (m1[i] - m0[i]));
         }
+    }
+
+    /// The VJP of [`Form::singlestep2`]: with
+    /// `x_t = r x + c (1 − w) m_s + c w m(u)`, `w = 1/(2 r1)`, the
+    /// cotangent `c w x̄_t` of `m(u)` goes back through the model at
+    /// `(s1, u)` to `ū`, and `u = r_1 x + c_1 m_s` sends `r_1 ū` to `x̄`
+    /// and `c_1 ū` to `m̄_s`. One model VJP; `u` is recomputed from `m_s`
+    /// without a model evaluation. Needs 4 vectors of scratch.
+    pub(crate) fn singlestep2_vjp(self, r1: f64, st: AdvanceVjp<'_>) -> usize {
+        let sched = st.flow.schedule();
+        let (t, t_next) = (st.t, st.t_next);
+        let h = sched.lambda(t_next) - sched.lambda(t);
+        let s1 = sched.t_of_lambda(sched.lambda(t) + r1 * h);
+        let (r_1, c_1) = self.first_order(sched, (t, s1), r1 * h);
+        let (r, c) = self.first_order(sched, (t, t_next), h);
+        let w = 1.0 / (2.0 * r1);
+        let n = st.x.len();
+        let (u, rest) = st.scratch.split_at_mut(n);
+        let (m1_bar, rest) = rest.split_at_mut(n);
+        let (u_bar, scaled) = rest.split_at_mut(n);
+        lin2(u, r_1, st.x, c_1, st.m0);
+        for (mb, &xb) in m1_bar.iter_mut().zip(st.x_bar_new) {
+            *mb = c * w * xb;
+        }
+        u_bar.fill(0.0);
+        let want = self.parametrisation();
+        st.flow
+            .predict_vjp(want, s1, u, st.p, m1_bar, &mut scaled[..n], u_bar, st.p_bar);
+        add_scaled(st.x_bar, r, st.x_bar_new);
+        add_scaled(st.x_bar, r_1, u_bar);
+        add_scaled(st.m0_bar, c * (1.0 - w), st.x_bar_new);
+        add_scaled(st.m0_bar, c_1, u_bar);
+        1
     }
 }
