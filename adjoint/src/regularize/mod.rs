@@ -26,9 +26,12 @@
 
 mod error_estimate;
 pub mod local;
+mod stiffness;
 mod sweep;
 
 pub use error_estimate::{ErrorEstimate, ErrorEstimateObserver};
+pub use local::{Local, RegTime};
+pub use stiffness::{Stiffness, StiffnessObserver};
 pub(crate) use sweep::PenaltySweep;
 
 use sdeflow_solvers::brownian::Driver;
@@ -36,7 +39,7 @@ use sdeflow_solvers::error::SolveError;
 use sdeflow_solvers::field::{DiffusionVjp, DriftVjp};
 use sdeflow_solvers::options::{Options, Tolerance};
 use sdeflow_solvers::problem::Problem;
-use sdeflow_solvers::step_vjp::StepVjp;
+use sdeflow_solvers::step_vjp::{StagePair, StagePairBars, StepVjp};
 
 use crate::loss::Loss;
 use crate::{Adjoint, GradError, Gradient};
@@ -79,6 +82,27 @@ pub trait StepPenalty: Sync {
 
     /// Returns `P` of `step` and writes its derivatives into `bars`.
     fn eval(&self, step: &PenaltyStep<'_>, bars: PenaltyBars<'_>) -> f64;
+
+    /// Whether `P` is a function of the step's stiffness stage pair
+    /// ([`StepPenalty::eval_pair`]) rather than of its result and error
+    /// estimate ([`StepPenalty::eval`]). Default: no.
+    fn reads_stage_pair(&self) -> bool {
+        false
+    }
+
+    /// Returns `P` of the step's stiffness stage pair `pair` for a method
+    /// of stability size `rho`, and adds its derivatives times `scale` to
+    /// `bars`: for a penalty that [`StepPenalty::reads_stage_pair`]. The
+    /// default (a penalty that does not) returns 0 and adds nothing.
+    fn eval_pair(
+        &self,
+        _pair: &StagePair<'_>,
+        _rho: f64,
+        _bars: StagePairBars<'_>,
+        _scale: f64,
+    ) -> f64 {
+        0.0
+    }
 }
 
 /// How the per-step penalties of a solve are combined.
