@@ -26,8 +26,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use plotters::prelude::*;
-use sdeflow::adjoint::regularize::{Global, Local, RegTime, local::local_gradient};
 use sdeflow::adjoint::regularize::regularized_gradient;
+use sdeflow::adjoint::regularize::{Global, Local, RegTime, local::local_gradient};
 use sdeflow::nn::{Activation, BatchedMlp, Mlp};
 use sdeflow::noise::NormalStream;
 use sdeflow::prelude::*;
@@ -131,8 +131,12 @@ impl Task {
     fn problem(&self, y0: &[f64], p: &[f64]) -> Problem<BatchedMlp> {
         let batch = y0.len() / 2;
         let np = self.mlp.num_params();
-        Problem::ode_field(BatchedMlp::new(self.mlp.clone(), batch), y0.to_vec(), self.tspan)
-            .params(p[..np].to_vec())
+        Problem::ode_field(
+            BatchedMlp::new(self.mlp.clone(), batch),
+            y0.to_vec(),
+            self.tspan,
+        )
+        .params(p[..np].to_vec())
     }
 
     /// The task loss of the saved states `ys` against `targets`, its
@@ -216,16 +220,32 @@ fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::err
             1 | 2 => {
                 let w = weights[reg - 1];
                 let r = if reg == 1 {
-                    regularized_gradient(&prob, &Tsit5, &opts, &loss, Adjoint::STORE_ALL, &Global::error_estimate(w))?
+                    regularized_gradient(
+                        &prob,
+                        &Tsit5,
+                        &opts,
+                        &loss,
+                        Adjoint::STORE_ALL,
+                        &Global::error_estimate(w),
+                    )?
                 } else {
-                    regularized_gradient(&prob, &Tsit5, &opts, &loss, Adjoint::STORE_ALL, &Global::stiffness(w))?
+                    regularized_gradient(
+                        &prob,
+                        &Tsit5,
+                        &opts,
+                        &loss,
+                        Adjoint::STORE_ALL,
+                        &Global::stiffness(w),
+                    )?
                 };
                 // the retaken steps: s evaluations each
                 let retake = 7 * r.gradient.solution.stats.accepted_steps;
                 (r.gradient, retake)
             }
             _ => {
-                let time = RegTime::Unbiased { seed: seed * 100_003 + it as u64 };
+                let time = RegTime::Unbiased {
+                    seed: seed * 100_003 + it as u64,
+                };
                 let r = local_gradient(
                     &prob,
                     Tsit5,
@@ -291,8 +311,15 @@ fn stat(xs: &[f64]) -> (f64, f64) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut points: Vec<(&'static str, usize, f64, f64)> = Vec::new();
     for task in [Task::moons(), Task::spiral()] {
-        let score_name = if task.readout > 0 { "test acc %" } else { "MSE" };
-        println!("\n== {} ({} iterations, Tsit5, train tol 1e-4, predict tol 1e-5) ==", task.name, task.iters);
+        let score_name = if task.readout > 0 {
+            "test acc %"
+        } else {
+            "MSE"
+        };
+        println!(
+            "\n== {} ({} iterations, Tsit5, train tol 1e-4, predict tol 1e-5) ==",
+            task.name, task.iters
+        );
         println!(
             "{:<11} | {:>15} | {:>19} | {:>12} | {:>12} | {:>9}",
             "regularizer", "predict NFE", score_name, "ms / iter", "train NFE", "NFE ratio"
@@ -305,14 +332,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .collect::<Result<_, _>>()?;
             let nfe = stat(&runs.iter().map(|o| o.nfe).collect::<Vec<_>>());
             let score = stat(&runs.iter().map(|o| o.score).collect::<Vec<_>>());
-            let ms = stat(&runs.iter().map(|o| 1e3 * o.secs_per_iter).collect::<Vec<_>>());
+            let ms = stat(
+                &runs
+                    .iter()
+                    .map(|o| 1e3 * o.secs_per_iter)
+                    .collect::<Vec<_>>(),
+            );
             let tn = stat(&runs.iter().map(|o| o.train_nfe).collect::<Vec<_>>());
             if r == 0 {
                 base_nfe = nfe.0;
             }
             println!(
                 "{name:<11} | {:>7.1} ± {:<5.1} | {:>9.4} ± {:<7.4} | {:>5.2} ± {:<4.2} | {:>12.0} | {:>9.2}",
-                nfe.0, nfe.1, score.0, score.1, ms.0, ms.1, tn.0, nfe.0 / base_nfe
+                nfe.0,
+                nfe.1,
+                score.0,
+                score.1,
+                ms.0,
+                ms.1,
+                tn.0,
+                nfe.0 / base_nfe
             );
             for o in &runs {
                 points.push((task.name, r, o.nfe, o.score));
@@ -330,26 +369,48 @@ fn plot(points: &[(&str, usize, f64, f64)], path: &str) -> Result<(), Box<dyn st
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, 2));
     let colors = [BLACK, RED, BLUE, GREEN];
-    for (panel, (task, label)) in panels.iter().zip([("moons", "test accuracy %"), ("spiral", "MSE")]) {
+    for (panel, (task, label)) in panels
+        .iter()
+        .zip([("moons", "test accuracy %"), ("spiral", "MSE")])
+    {
         let pts: Vec<_> = points.iter().filter(|p| p.0 == task).collect();
-        let (x0, x1) = pts.iter().fold((f64::INFINITY, 0.0f64), |a, p| (a.0.min(p.2), a.1.max(p.2)));
-        let (y0, y1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| (a.0.min(p.3), a.1.max(p.3)));
+        let (x0, x1) = pts
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |a, p| (a.0.min(p.2), a.1.max(p.2)));
+        let (y0, y1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+            (a.0.min(p.3), a.1.max(p.3))
+        });
         let pad = 0.05 * (y1 - y0).max(1e-9);
         let mut chart = ChartBuilder::on(panel)
-            .caption(format!("{task}: prediction NFE vs {label}"), ("sans-serif", 16))
+            .caption(
+                format!("{task}: prediction NFE vs {label}"),
+                ("sans-serif", 16),
+            )
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(55)
             .build_cartesian_2d(0.9 * x0..1.1 * x1, (y0 - pad)..(y1 + pad))?;
-        chart.configure_mesh().x_desc("prediction NFE").y_desc(label).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("prediction NFE")
+            .y_desc(label)
+            .draw()?;
         for (r, name) in REGS.iter().enumerate() {
             let c = colors[r];
             chart
-                .draw_series(pts.iter().filter(|p| p.1 == r).map(|p| Circle::new((p.2, p.3), 4, c.filled())))?
+                .draw_series(
+                    pts.iter()
+                        .filter(|p| p.1 == r)
+                        .map(|p| Circle::new((p.2, p.3), 4, c.filled())),
+                )?
                 .label(*name)
                 .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
         }
-        chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .draw()?;
     }
     root.present()?;
     Ok(())

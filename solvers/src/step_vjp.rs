@@ -401,10 +401,7 @@ macro_rules! delegate_step_vjp {
                 let $s = self;
                 $crate::step_vjp::StepVjp::<P>::stiffness_stages(&$inner)
             }
-            fn step_vjp_stage_pair<
-                F: $crate::field::DriftVjp,
-                G: $crate::field::DiffusionVjp,
-            >(
+            fn step_vjp_stage_pair<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
                 &self,
                 work: &mut $work,
                 args: $crate::step_vjp::VjpArgs<'_, F, G>,

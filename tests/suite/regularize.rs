@@ -203,7 +203,12 @@ fn stiffness_regularizer_gradient_matches_finite_differences() {
     let reg = Global::stiffness(0.5);
     let r = fd_check("Tsit5 R_S (sum)", lv, (&p, &y0), Tsit5, &opts, &reg);
     // not negligible next to the loss; about |λ_max| h / ρ per step
-    assert!(0.5 * r.regularizer > 1e-2 * r.task, "{} vs {}", r.regularizer, r.task);
+    assert!(
+        0.5 * r.regularizer > 1e-2 * r.task,
+        "{} vs {}",
+        r.regularizer,
+        r.task
+    );
     // the value is the sum the observer of a plain solve gives
     let prob = lv(&p, &y0);
     let mut obs = StiffnessObserver::new(&prob, &Tsit5).expect("Tsit5 has a pair");
@@ -223,7 +228,14 @@ fn stiffness_regularizer_gradient_matches_finite_differences() {
     fd_check("Dopri5 R_S (mean)", lv, (&p, &y0), Dopri5, &opts, &mean);
     // Vern7's pair (stages 9 and 10, both at t + h) differ by O(h⁷): a
     // tolerance loose enough that their difference is far above rounding
-    fd_check("Vern7 R_S", lv, (&p, &y0), Vern7, &opts.clone().tol(1e-3), &reg);
+    fd_check(
+        "Vern7 R_S",
+        lv,
+        (&p, &y0),
+        Vern7,
+        &opts.clone().tol(1e-3),
+        &reg,
+    );
 }
 
 /// On a linear problem `y' = A y` the stiffness estimate of every step is
@@ -492,8 +504,13 @@ mod local {
                 unreachable!("a fixed time")
             };
             let prob = make(p0, y0);
-            // the main solve's grid, t_r a step end as local_gradient makes it
-            let with_tr = opts.clone().step_to(vec![t_r]);
+            // the main solve's grid (an SDE's: t_r a step end, as
+            // local_gradient makes it)
+            let with_tr = if prob.noise.is_some() {
+                opts.clone().step_to(vec![t_r])
+            } else {
+                opts.clone()
+            };
             let grid = opts.clone().grid(inner_step_times(&prob, solver, &with_tr));
             let total = |p: &[f64], y: &[f64], loss: &dyn Loss| {
                 local_gradient(&make(p, y), solver, &grid, loss, Adjoint::STORE_ALL, reg)
@@ -533,9 +550,30 @@ mod local {
                 );
             }
         }
-        check("Sosri local R_E", &ito, (&SDE2_P, &SDE2_Y0), Sosri, &sde_opts, &sde_reg);
-        check("Sriw1 local R_E", &ito, (&SDE2_P, &SDE2_Y0), Sriw1, &sde_opts, &sde_reg);
-        check("Tsit5 local R_S", &lv, (&P, &Y0), Tsit5, &ode_opts, &ode_reg);
+        check(
+            "Sosri local R_E",
+            &ito,
+            (&SDE2_P, &SDE2_Y0),
+            Sosri,
+            &sde_opts,
+            &sde_reg,
+        );
+        check(
+            "Sriw1 local R_E",
+            &ito,
+            (&SDE2_P, &SDE2_Y0),
+            Sriw1,
+            &sde_opts,
+            &sde_reg,
+        );
+        check(
+            "Tsit5 local R_S",
+            &lv,
+            (&P, &Y0),
+            Tsit5,
+            &ode_opts,
+            &ode_reg,
+        );
         let _ = Stiffness;
     }
 
@@ -551,7 +589,12 @@ mod local {
         let r = local_gradient(&prob, Sosri, &opts, &square_loss, Adjoint::STORE_ALL, &reg)
             .expect("sde local");
         // the heuristic's dt, clipped to the span
-        assert!(r.dt > 0.0 && r.t_r + r.dt <= 1.0 + 1e-12, "{} {}", r.t_r, r.dt);
+        assert!(
+            r.dt > 0.0 && r.t_r + r.dt <= 1.0 + 1e-12,
+            "{} {}",
+            r.t_r,
+            r.dt
+        );
         // the same draw with t_r given reproduces it, and the user's solution
         // is saved as asked (t_r removed)
         let given = Local {
@@ -559,8 +602,15 @@ mod local {
             ..reg
         }
         .with_dt(r.dt);
-        let again = local_gradient(&prob, Sosri, &opts, &square_loss, Adjoint::STORE_ALL, &given)
-            .expect("given");
+        let again = local_gradient(
+            &prob,
+            Sosri,
+            &opts,
+            &square_loss,
+            Adjoint::STORE_ALL,
+            &given,
+        )
+        .expect("given");
         assert_eq!(again.regularizer, r.regularizer);
         assert_eq!(r.gradient.solution.ts, vec![1.0]);
         // the same path: the driver's path at the seed is the solution's

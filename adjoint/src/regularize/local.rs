@@ -35,6 +35,7 @@
 
 use std::cell::RefCell;
 
+use sdeflow_solvers::brownian::BrownianPath;
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::error::SolveError;
 use sdeflow_solvers::field::{DiffusionVjp, DriftVjp};
@@ -43,7 +44,6 @@ use sdeflow_solvers::integrate::integrate;
 use sdeflow_solvers::options::{Options, SaveAt};
 use sdeflow_solvers::problem::Problem;
 use sdeflow_solvers::solution::Stats;
-use sdeflow_solvers::brownian::BrownianPath;
 use sdeflow_solvers::solver::{
     Fields, Increment, StepArgs, StepAt, StepNoise, StepOut, StepStatus,
 };
@@ -582,7 +582,11 @@ where
         }
         let mut opts = options.clone().save_at(SaveAt::Steps);
         if (t_r - t0) * dir > 0.0 && !opts.step_to.contains(&t_r) {
-            let j = opts.step_to.iter().take_while(|&&t| (t - t_r) * dir < 0.0).count();
+            let j = opts
+                .step_to
+                .iter()
+                .take_while(|&&t| (t - t_r) * dir < 0.0)
+                .count();
             opts.step_to.insert(j, t_r);
         }
         (opts, None)

@@ -17,12 +17,22 @@
 //!   differentiated; the paper's pass-through AD also differentiates
 //!   `h_j`). The value of `R` for a plain solve, without a gradient, is what
 //!   [`ErrorEstimateObserver`] accumulates from the loop's step reports.
+//! - **Stiffness** (SRNODE, same paper): `P_j = S_j`, the explicit RK
+//!   stiffness estimate from the two stages of the step that share a time,
+//!   over the method's stability size ([`Stiffness`],
+//!   [`Global::stiffness`]); its gradient flows through the stage pair's
+//!   cotangents in the step VJP
+//!   (`sdeflow_solvers::step_vjp::StepVjp::step_vjp_stage_pair`), its
+//!   value over a plain solve is what [`StiffnessObserver`] accumulates.
 //! - **Local** (Pal, Edelman, Rackauckas, ICML 2023, arXiv 2303.02262):
-//!   [`local`] — one step from a random time of the solve.
+//!   [`local`] — one step from a random time of the solve, for ODEs and
+//!   SDEs (error estimate) and ODEs (stiffness).
 //!
-//! Works with every method whose step VJP takes an error cotangent: the
-//! explicit Runge–Kutta pairs (Tsit5, Dopri5, Bs3, Vern7, Heun) and the SDE
-//! methods with an error estimate (SRIW1, SOSRI, SRA1, SRA3).
+//! The error estimate works with every method whose step VJP takes an
+//! error cotangent: the explicit Runge–Kutta pairs (Tsit5, Dopri5, Bs3,
+//! Vern7, Heun) and the SDE methods with an error estimate (SRIW1, SOSRI,
+//! SRA1, SRA3). The stiffness estimate needs two stages at one time:
+//! Tsit5, Dopri5, Vern7.
 
 mod error_estimate;
 pub mod local;

@@ -95,7 +95,13 @@ impl StepPenalty for Stiffness {
         true
     }
 
-    fn eval_pair(&self, pair: &StagePair<'_>, rho: f64, bars: StagePairBars<'_>, scale: f64) -> f64 {
+    fn eval_pair(
+        &self,
+        pair: &StagePair<'_>,
+        rho: f64,
+        bars: StagePairBars<'_>,
+        scale: f64,
+    ) -> f64 {
         stiffness_estimate(pair, rho, Some((bars, scale)))
     }
 }
