@@ -26,8 +26,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use plotters::prelude::*;
-use sdeflow::adjoint::regularize::regularized_gradient;
 use sdeflow::adjoint::regularize::{Global, Local, RegTime, local::local_gradient};
+use sdeflow::adjoint::regularize::{Regularized, StepPenalty, regularized_gradient};
 use sdeflow::nn::{Activation, BatchedMlp, Mlp};
 use sdeflow::noise::NormalStream;
 use sdeflow::prelude::*;
@@ -193,7 +193,6 @@ struct Outcome {
 
 fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
     let weights = weights_of(task);
-    let np = task.mlp.num_params();
     let mut theta = task.mlp.init_params(seed, 1.0);
     theta.extend([1.0, -1.0, 0.0][..task.readout].iter());
     let opts = Options::default().tol(1e-4).save_at(task.save.clone());
@@ -215,28 +214,14 @@ fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::err
         let (dp, extra) = match reg {
             0 => {
                 let g = grad(&prob, Tsit5, &opts, &loss, Adjoint::STORE_ALL)?;
-                (g.clone(), 0)
+                (g, 0)
             }
             1 | 2 => {
                 let w = weights[reg - 1];
                 let r = if reg == 1 {
-                    regularized_gradient(
-                        &prob,
-                        &Tsit5,
-                        &opts,
-                        &loss,
-                        Adjoint::STORE_ALL,
-                        &Global::error_estimate(w),
-                    )?
+                    global(&prob, &opts, &loss, &Global::error_estimate(w))?
                 } else {
-                    regularized_gradient(
-                        &prob,
-                        &Tsit5,
-                        &opts,
-                        &loss,
-                        Adjoint::STORE_ALL,
-                        &Global::stiffness(w),
-                    )?
+                    global(&prob, &opts, &loss, &Global::stiffness(w))?
                 };
                 // the retaken steps: s evaluations each
                 let retake = 7 * r.gradient.solution.stats.accepted_steps;
@@ -277,7 +262,6 @@ fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::err
     } else {
         l
     };
-    let _ = np;
     Ok(Outcome {
         nfe: sol.stats.drift_evals as f64,
         score,
@@ -298,6 +282,23 @@ fn weights_of(task: &Task) -> [f64; 3] {
         Some(w) if w.len() == 3 => [w[0], w[1], w[2]],
         _ => task.weights,
     }
+}
+
+/// The gradient of the task loss plus the global regularizer `reg`.
+fn global<P: StepPenalty>(
+    prob: &Problem<BatchedMlp>,
+    opts: &Options,
+    loss: &dyn Loss,
+    reg: &Global<P>,
+) -> Result<Regularized, Box<dyn std::error::Error>> {
+    Ok(regularized_gradient(
+        prob,
+        &Tsit5,
+        opts,
+        loss,
+        Adjoint::STORE_ALL,
+        reg,
+    )?)
 }
 
 /// Mean and half-range.

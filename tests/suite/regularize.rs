@@ -476,7 +476,7 @@ mod local {
     #[test]
     fn local_regularizer_gradient_matches_finite_differences_sde_and_stiffness() {
         use crate::common::{SDE2_P, SDE2_Y0};
-        use sdeflow::adjoint::regularize::{StepPenalty, Stiffness};
+        use sdeflow::adjoint::regularize::StepPenalty;
         let ito = |p: &[f64], y: &[f64]| common::sde2(p, y).interpretation(Interpretation::Ito);
         let sde_opts = Options::default().tol(1e-3).seed(7).save_at(SaveAt::T1);
         let t_r = 0.37;
@@ -574,7 +574,6 @@ mod local {
             &ode_opts,
             &ode_reg,
         );
-        let _ = Stiffness;
     }
 
     /// The regularized SDE step reads the main solve's Brownian path: its
