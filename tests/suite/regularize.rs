@@ -485,7 +485,7 @@ mod local {
         let ode_reg = Local::stiffness(0.5, RegTime::At(0.8)).with_dt(0.1);
         fn check<F, G, D, S, P>(
             label: &str,
-            make: &dyn Fn(&[f64], &[f64]) -> Problem<F, G, D>,
+            make: &impl Fn(&[f64], &[f64]) -> Problem<F, G, D>,
             (p0, y0): (&[f64], &[f64]),
             solver: S,
             opts: &Options,
