@@ -223,8 +223,14 @@ fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::err
                 } else {
                     global(&prob, &opts, &loss, &Global::stiffness(w))?
                 };
-                // the retaken steps: s evaluations each
-                let retake = 7 * r.gradient.solution.stats.accepted_steps;
+                // R_E retakes each accepted step (s = 7 evaluations); R_S
+                // reads the stages its step VJP recomputes anyway (its
+                // extra reversal of the last stage is not counted)
+                let retake = if reg == 1 {
+                    7 * r.gradient.solution.stats.accepted_steps
+                } else {
+                    0
+                };
                 (r.gradient, retake)
             }
             _ => {
