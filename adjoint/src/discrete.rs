@@ -26,7 +26,9 @@
 use sdeflow_solvers::brownian::{BrownianPath, Driver};
 use sdeflow_solvers::integrate::Run;
 use sdeflow_solvers::solver::{Family, Fields, FieldsOf, Increment, StepAt, StepNoise};
-use sdeflow_solvers::step_vjp::{InterpCotangent, StepBars, StepVjp, VjpArgs, VjpNeeds};
+use sdeflow_solvers::step_vjp::{
+    InterpCotangent, StagePair, StagePairBars, StepBars, StepVjp, VjpArgs, VjpNeeds,
+};
 use sdeflow_solvers::{
     error::SolveError, field::DiffusionVjp, field::DriftVjp, options::Options, options::SaveAt,
     problem::Problem, solution::Stats,
@@ -128,7 +130,9 @@ where
             levy_h: if self.levy { rest } else { &[] },
             modes: if self.levy { &[] } else { rest },
         };
-        if let Some(ps) = self.penalty.as_mut() {
+        let pair_penalty = self.penalty.as_ref().filter(|ps| ps.reads_pair());
+        let pair_parts = pair_penalty.map(|ps| ps.pair_parts());
+        if let Some(ps) = self.penalty.as_mut().filter(|ps| !ps.reads_pair()) {
             let at = (StepAt { t, h, y }, &noise);
             let retaken = ps.before(
                 self.solver,
@@ -142,10 +146,14 @@ where
                 return;
             }
         }
+        let err = match &self.penalty {
+            Some(ps) if !ps.reads_pair() => Some(&ps.err_bar[..]),
+            _ => None,
+        };
         let bars = StepBars {
             y: &mut self.y_bar,
             carried: &mut self.c_bar,
-            err: self.penalty.as_ref().map(|ps| &ps.err_bar[..]),
+            err,
             interp: &self.interp,
             p: &mut self.dp,
         };
@@ -157,12 +165,28 @@ where
             bars,
             stats: &mut self.stats,
         };
-        match (self.solver).step_vjp(&mut self.work, args) {
+        // a penalty of the stiffness stage pair is evaluated and
+        // differentiated inside the step VJP
+        let mut pair_sum = 0.0;
+        let reversed = match pair_parts {
+            Some((penalty, rho, scale)) => {
+                let mut hook = |pair: StagePair<'_>, bars: StagePairBars<'_>| {
+                    pair_sum += penalty.eval_pair(&pair, rho, bars, scale);
+                };
+                (self.solver).step_vjp_stage_pair(&mut self.work, args, Some(&mut hook))
+            }
+            None => (self.solver).step_vjp(&mut self.work, args),
+        };
+        match reversed {
             Ok(v) => self.vjps += v,
             Err(e) => self.error = Some(e),
         }
-        if let Some(ps) = &self.penalty {
-            ps.after(&mut self.y_bar);
+        if let Some(ps) = &mut self.penalty {
+            if ps.reads_pair() {
+                ps.sum += pair_sum;
+            } else {
+                ps.after(&mut self.y_bar);
+            }
         }
         if self.error.is_none() && self.restarts.contains(&t) {
             // the step started from a restart: its carried state was made
@@ -361,8 +385,20 @@ where
     // the run first: it validates the problem (dimensions, noise type for
     // this solver) before anything else is evaluated
     let run = Run::new(problem, solver, opts, None, true)?;
+    let reads_pair = penalty.is_some_and(|(pen, ..)| pen.reads_stage_pair());
+    let rho = match (reads_pair, solver.stiffness_stages()) {
+        (false, _) => 0.0,
+        (true, Some(st)) => st.stability_size,
+        (true, None) => {
+            return Err(GradError::Unsupported(format!(
+                "a stiffness regularizer with {}: no two stages of its step share a time, so \
+                 it has no stiffness estimate; use Tsit5, Dopri5 or Vern7",
+                solver.name()
+            )));
+        }
+    };
     let needs = VjpNeeds {
-        err: penalty.is_some(),
+        err: penalty.is_some() && !reads_pair,
         interp: !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps),
     };
     let probe = (problem.tspan.0, &problem.y0[..], &problem.params[..]);
@@ -440,7 +476,7 @@ where
         restarts,
         penalty: penalty.map(|pen| {
             let g_len = problem.noise.map_or(0, |nz| nz.diffusion_len(n));
-            PenaltySweep::new(pen, fwd.steps, opts, solver.init(problem), n, g_len)
+            PenaltySweep::new(pen, fwd.steps, opts, solver.init(problem), (n, g_len), rho)
         }),
     };
     let peak = reverse_all(&fwd, solver, replay.as_mut(), budget, &mut bw)?;

@@ -23,8 +23,13 @@ use crate::solver::{
     DenseTable, Increment, OdeProblem, Solver, StepArgs, StepAt, StepOut, StepStatus, StepTaken,
     delegate_solver,
 };
-use crate::step_vjp::{StepBars, StepVjp, VjpArgs, delegate_step_vjp, refuse_err_cotangent};
+use crate::step_vjp::{
+    StagePair, StagePairBars, StagePairHook, StepBars, StepVjp, StiffnessStages, VjpArgs,
+    delegate_step_vjp, refuse_err_cotangent,
+};
 use crate::tableau::{BS3, ButcherTableau, DP5, EULER, HEUN, TSIT5, Tableau, VERN7};
+
+mod stiffness;
 
 /// Workspace of an explicit RK solve.
 #[derive(Debug, Clone)]
@@ -310,6 +315,9 @@ pub struct ErkVjpCache {
     /// saved per step, the gradient unchanged).
     first: Vec<f64>,
     first_t: f64,
+    /// Cotangents of the stiffness stage pair's inputs and derivatives
+    /// ([`StepVjp::step_vjp_stage_pair`]), `n` each.
+    pair_bars: Vec<f64>,
 }
 
 impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for ExplicitRk<T> {
@@ -335,6 +343,7 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
             weights: vec![0.0; s_all],
             first: vec![0.0; 2 * n + tape_len],
             first_t: f64::NAN,
+            pair_bars: vec![0.0; 4 * n],
         }
     }
 
@@ -350,6 +359,33 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
         c: &mut ErkVjpCache,
         args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
+        StepVjp::<OdeProblem<Fx, Dx>>::step_vjp_stage_pair(self, c, args, None)
+    }
+
+    fn stiffness_stages(&self) -> Option<StiffnessStages> {
+        stiffness::stiffness_stages(&self.tableau)
+    }
+
+    /// [`StepVjp::step_vjp`] with the cotangents of a function of the
+    /// stiffness stage pair ([`StepVjp::stiffness_stages`]) added: they
+    /// join the stage derivatives' cotangents, and the inputs' join the
+    /// stage's input cotangent in the reversal.
+    fn step_vjp_stage_pair<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        c: &mut ErkVjpCache,
+        args: VjpArgs<'_, F, G>,
+        mut hook: Option<&mut StagePairHook<'_>>,
+    ) -> Result<usize, SolveError> {
+        let pair = match hook {
+            None => None,
+            Some(_) => Some(stiffness::pair_indices(&self.tableau).ok_or_else(|| {
+                SolveError::Unsupported {
+                    solver: self.tableau.name(),
+                    what: "a stiffness estimate (no two stages of its step share a time)".into(),
+                    alternatives: "Tsit5, Dopri5 or Vern7".into(),
+                }
+            })?),
+        };
         let (tab, bars) = (&self.tableau, args.bars);
         if tab.b_err().is_none() {
             refuse_err_cotangent(tab.name(), bars.err)?;
@@ -370,7 +406,7 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
         let err_weights = err_bar.and(tab.b_err());
         let s_all = if interp.is_empty() {
             let last_weight = err_weights.map_or(0.0, |e| e[s - 1]);
-            if tab.fsal() && tab.b()[s - 1] == 0.0 && last_weight == 0.0 {
+            if tab.fsal() && tab.b()[s - 1] == 0.0 && last_weight == 0.0 && pair.is_none() {
                 s - 1
             } else {
                 s
@@ -413,6 +449,31 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
         }
         // cotangents of the stage derivatives from the outputs
         c.kappa[..s_all * n].iter_mut().for_each(|v| *v = 0.0);
+        c.pair_bars.iter_mut().for_each(|v| *v = 0.0);
+        if let (Some(pr), Some(hook)) = (pair, hook.as_mut()) {
+            let (i, j) = pr;
+            let (gb, kb) = c.pair_bars.split_at_mut(2 * n);
+            let (gi, gj) = gb.split_at_mut(n);
+            let (ki, kj) = kb.split_at_mut(n);
+            let view = StagePair {
+                inputs: [&c.inputs[i * n..(i + 1) * n], &c.inputs[j * n..(j + 1) * n]],
+                derivs: [&c.ks[i * n..(i + 1) * n], &c.ks[j * n..(j + 1) * n]],
+                h,
+            };
+            hook(
+                view,
+                StagePairBars {
+                    inputs: [gi, gj],
+                    derivs: [ki, kj],
+                },
+            );
+            for (m, st) in [i, j].into_iter().enumerate() {
+                let kb = &c.pair_bars[(2 + m) * n..(3 + m) * n];
+                for k in 0..n {
+                    c.kappa[st * n + k] += kb[k];
+                }
+            }
+        }
         c.lam.copy_from_slice(lambda);
         for i in 0..s.min(s_all) {
             let hb = h * tab.b()[i];
@@ -458,20 +519,33 @@ impl<T: Tableau, Fx: Drift, Dx: Driver> StepVjp<OdeProblem<Fx, Dx>> for Explicit
         let big_lambda = &mut c.big;
         for i in (0..s_all).rev() {
             let kap = &c.kappa[i * n..(i + 1) * n];
-            if kap.iter().all(|&v| v == 0.0) {
+            // the stage pair's input cotangent, if this is one of its stages
+            let g_bar = pair.and_then(|pr| {
+                let m = [pr.0, pr.1].iter().position(|&st| st == i)?;
+                Some(&c.pair_bars[m * n..(m + 1) * n])
+            });
+            let kap_zero = kap.iter().all(|&v| v == 0.0);
+            if kap_zero && g_bar.is_none() {
                 continue;
             }
             big_lambda.iter_mut().for_each(|v| *v = 0.0);
-            field.drift_vjp_taped(
-                t + node(i) * h,
-                &c.inputs[i * n..(i + 1) * n],
-                p,
-                &c.tapes[i * tl..(i + 1) * tl],
-                kap,
-                big_lambda,
-                p_bar,
-            );
-            vjps += 1;
+            if !kap_zero {
+                field.drift_vjp_taped(
+                    t + node(i) * h,
+                    &c.inputs[i * n..(i + 1) * n],
+                    p,
+                    &c.tapes[i * tl..(i + 1) * tl],
+                    kap,
+                    big_lambda,
+                    p_bar,
+                );
+                vjps += 1;
+            }
+            if let Some(gb) = g_bar {
+                for k in 0..n {
+                    big_lambda[k] += gb[k];
+                }
+            }
             for k in 0..n {
                 c.lam[k] += big_lambda[k];
             }

@@ -82,6 +82,46 @@ impl<'a> StepBars<'a, 'static> {
     }
 }
 
+/// Two stages of an explicit Runge–Kutta step that share a time, which a
+/// stiffness estimate reads ([`StepVjp::stiffness_stages`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StiffnessStages {
+    /// The earlier stage (0-based).
+    pub first: usize,
+    /// The later stage (0-based), at the same time as `first`.
+    pub second: usize,
+    /// The method's stability size along the negative real axis: the
+    /// largest `ρ` with `|R(−x)| ≤ 1` on `[0, ρ]` (Tsit5: 3.5068).
+    pub stability_size: f64,
+}
+
+/// The inputs `g` and derivatives `k = f(t, g)` of the two stages of
+/// [`StiffnessStages`] of one step, recomputed by its VJP.
+#[derive(Debug, Clone, Copy)]
+pub struct StagePair<'a> {
+    /// `g_first`, `g_second`.
+    pub inputs: [&'a [f64]; 2],
+    /// `k_first`, `k_second`.
+    pub derivs: [&'a [f64]; 2],
+    /// The step size.
+    pub h: f64,
+}
+
+/// Where a function of a [`StagePair`] writes its cotangents (zero on
+/// entry).
+#[derive(Debug)]
+pub struct StagePairBars<'a> {
+    /// `∂P/∂g_first`, `∂P/∂g_second`.
+    pub inputs: [&'a mut [f64]; 2],
+    /// `∂P/∂k_first`, `∂P/∂k_second`.
+    pub derivs: [&'a mut [f64]; 2],
+}
+
+/// What [`StepVjp::step_vjp_stage_pair`] calls with the step's stage pair:
+/// it writes the cotangents of a function of the pair (already weighted)
+/// into the bars.
+pub type StagePairHook<'h> = dyn FnMut(StagePair<'_>, StagePairBars<'_>) + 'h;
+
 /// The arguments of one step's VJP ([`StepVjp::step_vjp`]): the step as
 /// the forward solve took it (fields, start, carried state, increments),
 /// the cotangents to map, and the counter of evaluations.
@@ -210,6 +250,36 @@ pub trait StepVjp<P: Family>: Solver<P> {
         args: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError>;
 
+    /// The pair of stages sharing a time that a stiffness estimate reads,
+    /// with the method's stability size; `None` (the default): the method
+    /// has none, and [`StepVjp::step_vjp_stage_pair`] refuses a hook.
+    fn stiffness_stages(&self) -> Option<StiffnessStages> {
+        None
+    }
+
+    /// [`StepVjp::step_vjp`], and, with `hook`, the cotangents of a function
+    /// of the step's [`StagePair`] as well: the VJP recomputes the step,
+    /// calls `hook` with the pair's inputs and derivatives, and adds the
+    /// cotangents it writes to those of the outputs before reversing the
+    /// stages. `bars.y` may be zero (only the hook's function is then
+    /// differentiated). The default refuses a hook (no stage pair) and
+    /// otherwise is `step_vjp`.
+    fn step_vjp_stage_pair<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        work: &mut Self::VjpWork,
+        args: VjpArgs<'_, F, G>,
+        hook: Option<&mut StagePairHook<'_>>,
+    ) -> Result<usize, SolveError> {
+        if hook.is_some() {
+            return Err(SolveError::Unsupported {
+                solver: self.name(),
+                what: "a stiffness estimate (no two stages of its step share a time)".into(),
+                alternatives: "Tsit5, Dopri5 or Vern7".into(),
+            });
+        }
+        self.step_vjp(work, args)
+    }
+
     /// The VJP of the map from the initial state `y0` (at `t0`) to the
     /// carried state [`Solver::start`] makes of it, with `args` as
     /// [`VjpArgs::start`] makes them (`args.at = (t0, 0, y0)`): adds
@@ -326,6 +396,19 @@ macro_rules! delegate_step_vjp {
             ) -> Result<usize, $crate::error::SolveError> {
                 let $s = self;
                 $crate::step_vjp::StepVjp::<P>::step_vjp(&$inner, work, args)
+            }
+            fn stiffness_stages(&self) -> Option<$crate::step_vjp::StiffnessStages> {
+                let $s = self;
+                $crate::step_vjp::StepVjp::<P>::stiffness_stages(&$inner)
+            }
+            fn step_vjp_stage_pair<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
+                &self,
+                work: &mut $work,
+                args: $crate::step_vjp::VjpArgs<'_, F, G>,
+                hook: Option<&mut $crate::step_vjp::StagePairHook<'_>>,
+            ) -> Result<usize, $crate::error::SolveError> {
+                let $s = self;
+                $crate::step_vjp::StepVjp::<P>::step_vjp_stage_pair(&$inner, work, args, hook)
             }
             fn start_vjp<F: $crate::field::DriftVjp, G: $crate::field::DiffusionVjp>(
                 &self,

@@ -9,7 +9,8 @@
 
 use crate::common::{self, LotkaVolterra, SDE2_P, SDE2_Y0};
 use sdeflow::adjoint::regularize::{
-    Aggregate, ErrorEstimateObserver, Global, Regularized, regularized_gradient,
+    Aggregate, ErrorEstimateObserver, Global, Regularized, StepPenalty, StiffnessObserver,
+    regularized_gradient,
 };
 use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::observe::integrate_observed;
@@ -52,19 +53,20 @@ fn inner_step_times<F: Drift, G: Diffusion, D: Driver>(
 /// central differences on the adaptive solve's grid, to 1e-5 relative,
 /// for `L` = [`square_loss`] and for `L = 0` (`R` alone); returns the
 /// regularized gradient of the adaptive solve with `L` = [`square_loss`].
-fn fd_check<F, G, D, S>(
+fn fd_check<F, G, D, S, P>(
     label: &str,
     make: impl Fn(&[f64], &[f64]) -> Problem<F, G, D>,
     (p0, y0): (&[f64], &[f64]),
     solver: S,
     opts: &Options,
-    reg: &Global<sdeflow::adjoint::regularize::ErrorEstimate>,
+    reg: &Global<P>,
 ) -> Regularized
 where
     F: DriftVjp,
     G: DiffusionVjp,
     D: Driver,
     S: StepVjp<Problem<F, G, D>> + Method<Problem<F, G, D>> + Copy,
+    P: StepPenalty,
 {
     fd_check_loss(
         &format!("{label}, R alone"),
@@ -79,13 +81,13 @@ where
 }
 
 /// [`fd_check`] with the task loss `loss`.
-fn fd_check_loss<F, G, D, S>(
+fn fd_check_loss<F, G, D, S, P>(
     label: &str,
     make: &impl Fn(&[f64], &[f64]) -> Problem<F, G, D>,
     (p0, y0): (&[f64], &[f64]),
     solver: S,
     opts: &Options,
-    reg: &Global<sdeflow::adjoint::regularize::ErrorEstimate>,
+    reg: &Global<P>,
     loss: &dyn Loss,
 ) -> Regularized
 where
@@ -93,6 +95,7 @@ where
     G: DiffusionVjp,
     D: Driver,
     S: StepVjp<Problem<F, G, D>> + Method<Problem<F, G, D>> + Copy,
+    P: StepPenalty,
 {
     let prob = make(p0, y0);
     let adaptive = regularized_gradient(&prob, &solver, opts, loss, Adjoint::STORE_ALL, reg)
@@ -189,6 +192,95 @@ fn error_estimate_regularizer_gradient_matches_finite_differences_sde() {
     fd_check("Sriw1 R_E", ito, (&SDE2_P, &SDE2_Y0), Sriw1, &opts, &reg);
 }
 
+/// SRNODE's stiffness regularizer: its exact discrete gradient through the
+/// stage pair's cotangents in the step VJP, against central differences on
+/// the solve's grid (Tsit5 stages 6/7, Dopri5 stages 6/7, Vern7 9/10).
+#[test]
+fn stiffness_regularizer_gradient_matches_finite_differences() {
+    let opts = Options::default().tol(1e-5).save_at(SaveAt::T1);
+    let p = [1.5, 1.0, 3.0, 1.0];
+    let y0 = [1.0, 1.0];
+    let reg = Global::stiffness(0.5);
+    let r = fd_check("Tsit5 R_S (sum)", lv, (&p, &y0), Tsit5, &opts, &reg);
+    // not negligible next to the loss; about |λ_max| h / ρ per step
+    assert!(
+        0.5 * r.regularizer > 1e-2 * r.task,
+        "{} vs {}",
+        r.regularizer,
+        r.task
+    );
+    // the value is the sum the observer of a plain solve gives
+    let prob = lv(&p, &y0);
+    let mut obs = StiffnessObserver::new(&prob, &Tsit5).expect("Tsit5 has a pair");
+    let sol = integrate_observed(&prob, &Tsit5, &opts, &mut obs).expect("solve");
+    assert_eq!(obs.steps, sol.stats.accepted_steps);
+    assert!(
+        (obs.sum - r.regularizer).abs() <= 1e-12 * obs.sum,
+        "{} vs {}",
+        obs.sum,
+        r.regularizer
+    );
+    // the per-step estimate is the Jacobian's size over ρ: at the
+    // Lotka–Volterra orbit |λ| is O(1..5), ρ(Tsit5) = 3.5
+    let per_step = obs.mean();
+    assert!(per_step > 0.05 && per_step < 5.0, "{per_step}");
+    let mean = reg.aggregate(Aggregate::Mean);
+    fd_check("Dopri5 R_S (mean)", lv, (&p, &y0), Dopri5, &opts, &mean);
+    // Vern7's pair (stages 9 and 10, both at t + h) differ by O(h⁷): a
+    // tolerance loose enough that their difference is far above rounding
+    fd_check(
+        "Vern7 R_S",
+        lv,
+        (&p, &y0),
+        Vern7,
+        &opts.clone().tol(1e-3),
+        &reg,
+    );
+}
+
+/// On a linear problem `y' = A y` the stiffness estimate of every step is
+/// `‖A e‖ / ‖e‖ / ρ` for the difference `e` of the two stage inputs: for a
+/// scalar decay `y' = −λ y` exactly `λ / ρ`.
+/// `y' = −p₀ y`.
+struct Decay;
+impl GenericField for Decay {
+    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
+        dy[0] = -p[0] * y[0];
+    }
+}
+
+/// The mean per-step stiffness estimate of the solve of `prob` with `solver`.
+fn mean_stiffness<S>(prob: &Problem<Generic<Decay>>, solver: S, opts: &Options) -> Option<f64>
+where
+    S: StepVjp<Problem<Generic<Decay>>>,
+{
+    let mut obs = StiffnessObserver::new(prob, &solver)?;
+    integrate_observed(prob, &solver, opts, &mut obs).expect("solve");
+    Some(obs.mean())
+}
+
+/// On a scalar decay `y' = −λ y` the stiffness estimate of every step is
+/// exactly `λ / ρ`.
+#[test]
+fn stiffness_estimate_of_a_linear_decay_is_its_rate_over_the_stability_size() {
+    let lambda = 7.0;
+    let prob = Problem::ode_field(Generic(Decay), vec![1.0], (0.0, 1.0)).params(vec![lambda]);
+    let opts = Options::default().tol(1e-6).save_at(SaveAt::T1);
+    for (name, rho, mean) in [
+        ("Tsit5", 3.5068, mean_stiffness(&prob, Tsit5, &opts)),
+        ("Dopri5", 3.3066, mean_stiffness(&prob, Dopri5, &opts)),
+    ] {
+        let mean = mean.expect("pair");
+        assert!(
+            (mean - lambda / rho).abs() < 1e-3 * lambda / rho,
+            "{name}: {mean} vs {}",
+            lambda / rho
+        );
+    }
+    // Bs3 has no two stages at one time
+    assert!(mean_stiffness(&prob, Bs3, &opts).is_none());
+}
+
 #[test]
 fn regularizer_refuses_bad_weights_and_methods_without_an_estimate() {
     let prob = lv(&[1.5, 1.0, 3.0, 1.0], &[1.0, 1.0]);
@@ -217,6 +309,17 @@ fn regularizer_refuses_bad_weights_and_methods_without_an_estimate() {
     )
     .expect_err("no estimate");
     common::assert_says(&e, &["Euler", "no error estimate"]);
+    // Bs3 has an error estimate but no stiffness stage pair
+    let e = regularized_gradient(
+        &prob,
+        &Bs3,
+        &opts,
+        &square_loss,
+        Adjoint::STORE_ALL,
+        &Global::stiffness(1.0),
+    )
+    .expect_err("no pair");
+    common::assert_says(&e, &["Bs3", "stiffness", "Tsit5"]);
     // another adjoint than the discrete one
     let e = regularized_gradient(
         &prob,
@@ -365,6 +468,170 @@ mod local {
         common::assert_gradients_agree(&d.gradient, &c.gradient, 1e-5, 1e-3);
     }
 
+    /// The local regularizer of an SDE (SOSRI's error estimate of one step
+    /// from z(t_r) on the solve's Brownian path) against central
+    /// differences on a fixed seed, with the main solve's steps (t_r among
+    /// them) and the regularized step's dt held fixed; and the local
+    /// stiffness regularizer of an ODE.
+    #[test]
+    fn local_regularizer_gradient_matches_finite_differences_sde_and_stiffness() {
+        use crate::common::{SDE2_P, SDE2_Y0};
+        use sdeflow::adjoint::regularize::StepPenalty;
+        let ito = |p: &[f64], y: &[f64]| common::sde2(p, y).interpretation(Interpretation::Ito);
+        let sde_opts = Options::default().tol(1e-3).seed(7).save_at(SaveAt::T1);
+        let t_r = 0.37;
+        let sde_reg = Local::error_estimate(5.0, RegTime::At(t_r)).with_dt(0.2);
+        let ode_opts = Options::default().tol(1e-5).save_at(SaveAt::T1);
+        let ode_reg = Local::stiffness(0.5, RegTime::At(0.8)).with_dt(0.1);
+        fn check<F, G, D, S, P>(
+            label: &str,
+            make: &impl Fn(&[f64], &[f64]) -> Problem<F, G, D>,
+            (p0, y0): (&[f64], &[f64]),
+            solver: S,
+            opts: &Options,
+            reg: &Local<P>,
+        ) where
+            F: sdeflow::field::DriftVjp,
+            G: sdeflow::field::DiffusionVjp,
+            D: Driver,
+            S: sdeflow::adjoint::Differentiable<F, G, D>
+                + sdeflow::solver::StepVjp<Problem<F, G, D>>
+                + Method<Problem<F, G, D>>
+                + Copy,
+            P: StepPenalty,
+        {
+            let RegTime::At(t_r) = reg.time else {
+                unreachable!("a fixed time")
+            };
+            let prob = make(p0, y0);
+            // the main solve's grid (an SDE's: t_r a step end, as
+            // local_gradient makes it)
+            let with_tr = if prob.noise.is_some() {
+                opts.clone().step_to(vec![t_r])
+            } else {
+                opts.clone()
+            };
+            let grid = opts.clone().grid(inner_step_times(&prob, solver, &with_tr));
+            let total = |p: &[f64], y: &[f64], loss: &dyn Loss| {
+                local_gradient(&make(p, y), solver, &grid, loss, Adjoint::STORE_ALL, reg)
+                    .expect("perturbed")
+                    .gradient
+                    .loss
+            };
+            let mut worst = 0.0f64;
+            for loss in [&square_loss as &dyn Loss, &zero_loss] {
+                let r = local_gradient(&prob, solver, opts, loss, Adjoint::STORE_ALL, reg)
+                    .expect("local");
+                let on_grid = local_gradient(&prob, solver, &grid, loss, Adjoint::STORE_ALL, reg)
+                    .expect("grid");
+                assert_eq!(r.regularizer, on_grid.regularizer, "{label}");
+                common::assert_gradients_agree(&r.gradient, &on_grid.gradient, 1e-10, 1e-6);
+                assert!(r.regularizer > 0.0, "{label}: R = {}", r.regularizer);
+                let g = &r.gradient;
+                for j in 0..p0.len() + y0.len() {
+                    let (adj, fd) = if j < p0.len() {
+                        let e = 1e-5 * p0[j].abs().max(1.0);
+                        let fd = common::central_difference(|q| total(q, y0, loss), p0, j, e);
+                        (g.dp[j], fd)
+                    } else {
+                        let k = j - p0.len();
+                        let e = 1e-5 * y0[k].abs().max(1.0);
+                        let fd = common::central_difference(|q| total(p0, q, loss), y0, k, e);
+                        (g.dy0[k], fd)
+                    };
+                    let rel = (adj - fd).abs() / fd.abs().max(1e-6);
+                    worst = worst.max(rel);
+                    assert!(rel < 1e-5, "{label} θ{j}: {adj} vs FD {fd} (rel {rel:e})");
+                }
+                println!(
+                    "{label}: L = {:.6}, R = {:.4e}; gradient matches central FD (max rel \
+                     {worst:.1e})",
+                    r.task, r.regularizer
+                );
+            }
+        }
+        check(
+            "Sosri local R_E",
+            &ito,
+            (&SDE2_P, &SDE2_Y0),
+            Sosri,
+            &sde_opts,
+            &sde_reg,
+        );
+        check(
+            "Sriw1 local R_E",
+            &ito,
+            (&SDE2_P, &SDE2_Y0),
+            Sriw1,
+            &sde_opts,
+            &sde_reg,
+        );
+        check(
+            "Tsit5 local R_S",
+            &lv,
+            (&P, &Y0),
+            Tsit5,
+            &ode_opts,
+            &ode_reg,
+        );
+    }
+
+    /// The regularized SDE step reads the main solve's Brownian path: its
+    /// increment over [t_r, t_r + dt] is the solution path's.
+    #[test]
+    fn local_sde_step_is_on_the_solve_path() {
+        use crate::common::{SDE2_P, SDE2_Y0};
+        use sdeflow::noise::BrownianPath;
+        let prob = common::sde2(&SDE2_P, &SDE2_Y0).interpretation(Interpretation::Ito);
+        let opts = Options::default().tol(1e-3).seed(7).save_at(SaveAt::T1);
+        let reg = Local::error_estimate(1.0, RegTime::Unbiased { seed: 5 });
+        let r = local_gradient(&prob, Sosri, &opts, &square_loss, Adjoint::STORE_ALL, &reg)
+            .expect("sde local");
+        // the heuristic's dt, clipped to the span
+        assert!(
+            r.dt > 0.0 && r.t_r + r.dt <= 1.0 + 1e-12,
+            "{} {}",
+            r.t_r,
+            r.dt
+        );
+        // the same draw with t_r given reproduces it, and the user's solution
+        // is saved as asked (t_r removed)
+        let given = Local {
+            time: RegTime::At(r.t_r),
+            ..reg
+        }
+        .with_dt(r.dt);
+        let again = local_gradient(
+            &prob,
+            Sosri,
+            &opts,
+            &square_loss,
+            Adjoint::STORE_ALL,
+            &given,
+        )
+        .expect("given");
+        assert_eq!(again.regularizer, r.regularizer);
+        assert_eq!(r.gradient.solution.ts, vec![1.0]);
+        // the same path: the driver's path at the seed is the solution's
+        let mut kept = r.gradient.solution.brownian_path().expect("path");
+        let mut fresh = prob.driver.path(prob.tspan, 2, 7).expect("driver path");
+        let (mut a, mut b) = ([0.0; 2], [0.0; 2]);
+        kept.increment(r.t_r, r.t_r + r.dt, &mut a);
+        fresh.increment(r.t_r, r.t_r + r.dt, &mut b);
+        assert_eq!(a, b);
+        // a stiffness estimate is an ODE step's: refused for an SDE
+        let e = local_gradient(
+            &prob,
+            Sosri,
+            &opts,
+            &square_loss,
+            Adjoint::STORE_ALL,
+            &Local::stiffness(1.0, RegTime::At(0.5)),
+        )
+        .expect_err("sde stiffness");
+        common::assert_says(&e, &["stiffness", "SDE"]);
+    }
+
     #[test]
     fn biased_time_is_an_accepted_step_start() {
         let opts = Options::default().tol(1e-5).save_at(SaveAt::T1);
@@ -403,16 +670,16 @@ mod local {
             &opts.clone().save_at(SaveAt::Steps),
         );
         common::assert_says(&e, &["SaveAt::T1", "SaveAt::Times"]);
-        let sde = common::sde2(&common::SDE2_P, &common::SDE2_Y0);
+        // Bs3 has no stiffness stage pair
         let e = local_gradient(
-            &sde,
-            Sosri,
+            &prob,
+            Bs3,
             &opts,
             &square_loss,
             Adjoint::STORE_ALL,
-            &Local::error_estimate(1.0, RegTime::At(0.5)),
+            &Local::stiffness(1.0, RegTime::At(0.5)),
         )
-        .expect_err("sde");
-        common::assert_says(&e, &["SDEs", "not implemented"]);
+        .expect_err("no pair");
+        common::assert_says(&e, &["Bs3", "stiffness", "Tsit5"]);
     }
 }

@@ -15,15 +15,27 @@
 //! 3. One step of the same method from `(t_r, z(t_r))` with the step size
 //!    `dt` the initial-step heuristic proposes there (Hairer–Nørsett–Wanner
 //!    I §II.4; held constant: the heuristic is not differentiated, as in
-//!    the paper), and `R = P` of that step ([`ErrorEstimate`]: `E · dt`).
-//!    Its gradient is the method's step VJP, with the error cotangent.
+//!    the paper), and `R = P` of that step ([`ErrorEstimate`]: `E · dt`;
+//!    [`super::Stiffness`]: the stiffness estimate of its stage pair). Its
+//!    gradient is the method's step VJP, with the error cotangent (or the
+//!    stage pair's cotangents).
 //!
-//! The loss is `L + λR`. ODEs only for now (an SDE's step from `t_r` would
-//! need its own increments, and the SDE discrete adjoint does not take
-//! interpolated cotangents).
+//! The loss is `L + λR`.
+//!
+//! For an SDE (an SRI or SRA method, whose step VJP takes the error
+//! cotangent; LocalRegNeuralDE.jl's `neural_sde.jl` does the same with
+//! SOSRI; losses on `SaveAt::T1`), `t_r` is instead made a step end of the
+//! main solve (`Options::step_to`), which saves every step, so `z(t_r)` is
+//! a step's result, which the SDE discrete adjoint differentiates (it does
+//! not differentiate interpolated values); the regularized step draws its increments `ΔW` (and the Lévy
+//! area `H`) over `[t_r, t_r + dt]` from the same Brownian path: the
+//! problem's driver with the options' seed, which is the main solve's path
+//! for every driver that regenerates its path from the seed (all built-in
+//! ones). `dt` is clipped to the span.
 
 use std::cell::RefCell;
 
+use sdeflow_solvers::brownian::BrownianPath;
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::error::SolveError;
 use sdeflow_solvers::field::{DiffusionVjp, DriftVjp};
@@ -32,8 +44,10 @@ use sdeflow_solvers::integrate::integrate;
 use sdeflow_solvers::options::{Options, SaveAt};
 use sdeflow_solvers::problem::Problem;
 use sdeflow_solvers::solution::Stats;
-use sdeflow_solvers::solver::{Fields, StepArgs, StepAt, StepNoise, StepOut, StepStatus};
-use sdeflow_solvers::step_vjp::{StepBars, StepVjp, VjpArgs, VjpNeeds};
+use sdeflow_solvers::solver::{
+    Fields, Increment, StepArgs, StepAt, StepNoise, StepOut, StepStatus,
+};
+use sdeflow_solvers::step_vjp::{StagePair, StagePairBars, StepBars, StepVjp, VjpArgs, VjpNeeds};
 
 use super::{ErrorEstimate, PenaltyBars, PenaltyStep, StepPenalty, check_weight};
 use crate::loss::Loss;
@@ -172,18 +186,44 @@ where
             h * span.signum()
         }
     };
-    let mut cache = solver.init(problem);
-    solver.start(&mut cache, &f0, &[]);
-    let (mut y_new, mut err) = (vec![0.0; n], vec![0.0; n]);
     let at = StepAt {
         t: t_r,
         h: dt,
         y: z_r,
     };
+    if reg.penalty.reads_stage_pair() {
+        return stage_pair_step(problem, solver, reg, at, stats);
+    }
+    // an SDE's step: on the main solve's Brownian path (the same driver
+    // and seed), not beyond the span
+    let dt = if problem.noise.is_some() && dt.abs() > span.abs() {
+        span
+    } else {
+        dt
+    };
+    let at = StepAt { h: dt, ..at };
+    let increments = step_increments(problem, solver, opts.seed, (t_r, dt))?;
+    let m = increments.len() / 2;
+    let noise = StepNoise {
+        dw: &increments[..m],
+        levy_h: if S::INCREMENT == Increment::DwLevyArea {
+            &increments[m..]
+        } else {
+            &[]
+        },
+        modes: &[],
+    };
+    let mut g0 = vec![0.0; problem.noise.map_or(0, |nz| nz.diffusion_len(n))];
+    if !g0.is_empty() {
+        fields.g(t_r, z_r, &mut g0, &mut stats);
+    }
+    let mut cache = solver.init(problem);
+    solver.start(&mut cache, &f0, &g0);
+    let (mut y_new, mut err) = (vec![0.0; n], vec![0.0; n]);
     let args = StepArgs {
         fields: &fields,
         at,
-        noise: &StepNoise::NONE,
+        noise: &noise,
         out: StepOut {
             y_new: &mut y_new,
             err: &mut err,
@@ -229,7 +269,7 @@ where
         fields: &fields,
         at,
         carried: &[],
-        noise: &StepNoise::NONE,
+        noise: &noise,
         bars: StepBars {
             y: &mut y_new_bar,
             carried: &mut [],
@@ -252,11 +292,103 @@ where
     })
 }
 
+/// The Brownian increments of the regularized step `(t, dt)` of an SDE on
+/// the path of the problem's driver with `seed` (the main solve's): `ΔW`
+/// then, for a method that reads it, the Lévy area `H` (zeros otherwise),
+/// `m` each; empty for an ODE.
+fn step_increments<F, G, D, S>(
+    problem: &Problem<F, G, D>,
+    solver: &S,
+    seed: u64,
+    (t, dt): (f64, f64),
+) -> Result<Vec<f64>, SolveError>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    D: Driver,
+    S: StepVjp<Problem<F, G, D>>,
+{
+    let Some(noise) = problem.noise else {
+        return Ok(Vec::new());
+    };
+    let m = noise.brownian_dim(problem.dim());
+    let mut path = problem.driver.path(problem.tspan, m, seed)?;
+    let mut out = vec![0.0; 2 * m];
+    let (dw, h) = out.split_at_mut(m);
+    match S::INCREMENT {
+        Increment::DwLevyArea => path.increment_with_levy_area(t, t + dt, dw, h),
+        Increment::None | Increment::Dw => path.increment(t, t + dt, dw),
+        Increment::DwModes => {
+            return Err(SolveError::Unsupported {
+                solver: solver.name(),
+                what: "local regularization of a method driven by OU modes".into(),
+                alternatives: "an SRI method (Sosri, Sriw1) or an SRA method".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The regularized step `at` of a penalty of the stiffness stage pair:
+/// the step VJP recomputes the stages and differentiates `λP` of them.
+fn stage_pair_step<F, G, D, S, P>(
+    problem: &Problem<F, G, D>,
+    solver: &S,
+    reg: &Local<P>,
+    at: StepAt<'_>,
+    mut stats: Stats,
+) -> Result<StepResult, SolveError>
+where
+    F: DriftVjp,
+    G: DiffusionVjp,
+    D: Driver,
+    S: StepVjp<Problem<F, G, D>>,
+    P: StepPenalty,
+{
+    let rho = solver
+        .stiffness_stages()
+        .map_or(f64::NAN, |st| st.stability_size);
+    let fields = Fields::new(problem);
+    let (mut dz, mut dp) = (vec![0.0; at.y.len()], vec![0.0; problem.params.len()]);
+    let mut value = f64::NAN;
+    let mut hook = |pair: StagePair<'_>, bars: StagePairBars<'_>| {
+        value = reg.penalty.eval_pair(&pair, rho, bars, reg.weight);
+    };
+    let mut no_carried: [f64; 0] = [];
+    let args = VjpArgs {
+        fields: &fields,
+        at,
+        carried: &[],
+        noise: &StepNoise::NONE,
+        bars: StepBars::states(&mut dz, &mut no_carried, &mut dp),
+        stats: &mut stats,
+    };
+    solver.step_vjp_stage_pair(&mut solver.vjp_workspace(problem), args, Some(&mut hook))?;
+    if !value.is_finite() {
+        return Err(SolveError::NonFiniteState {
+            t: at.t,
+            component: 0,
+            step: 0,
+        });
+    }
+    Ok(StepResult {
+        value,
+        dt: at.h,
+        dz,
+        dp,
+        evals: stats.drift_evals,
+    })
+}
+
 /// The user's loss with `t_r` inserted at index `k` of the save times
 /// (hidden from the user's loss), plus the regularized step from there.
 struct WithLocal<'a, L: ?Sized, F, G, D, S, P> {
     loss: &'a L,
-    k: usize,
+    /// Where `t_r` is among the saved times (`SaveAt::Times`), or `None`:
+    /// the main solve saves every step (an SDE's), `t_r` is the step end
+    /// at that time and the user's loss sees the last state only.
+    k: Option<usize>,
+    t_r: f64,
     problem: &'a Problem<F, G, D>,
     solver: &'a S,
     opts: &'a Options,
@@ -270,12 +402,16 @@ impl<L, F, G, D, S, P> WithLocal<'_, L, F, G, D, S, P>
 where
     L: Loss + ?Sized,
 {
-    /// The user's times and states (without the inserted `t_r`).
-    fn user_view(&self, ts: &[f64], ys: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-        let (mut t, mut y) = (ts.to_vec(), ys.to_vec());
-        t.remove(self.k);
-        y.drain(self.k * n..(self.k + 1) * n);
-        (t, y)
+    /// The index of `t_r` among the saved times `ts` and the indices of
+    /// the user's saved times.
+    fn indices(&self, ts: &[f64]) -> Option<(usize, Vec<usize>)> {
+        match self.k {
+            Some(k) => Some((k, (0..ts.len()).filter(|&j| j != k).collect())),
+            None => {
+                let k = ts.iter().position(|&t| t == self.t_r)?;
+                Some((k, vec![ts.len().checked_sub(1)?]))
+            }
+        }
     }
 }
 
@@ -290,12 +426,23 @@ where
 {
     fn eval(&self, ts: &[f64], ys: &[f64], grad: &mut [f64]) -> f64 {
         let n = self.problem.dim();
-        let (t, y) = self.user_view(ts, ys, n);
+        grad.iter_mut().for_each(|v| *v = 0.0);
+        let Some((k, user)) = self.indices(ts) else {
+            let missing = SolveError::InvalidInput {
+                what: "local regularizer time t_r".into(),
+                reason: format!("{} is not a step end of the main solve", self.t_r),
+            };
+            *self.out.borrow_mut() = Some((f64::NAN, Err(missing)));
+            return f64::NAN;
+        };
+        let t: Vec<f64> = user.iter().map(|&j| ts[j]).collect();
+        let y: Vec<f64> = user
+            .iter()
+            .flat_map(|&j| ys[j * n..(j + 1) * n].iter().copied())
+            .collect();
         let mut g = vec![0.0; y.len()];
         let task = self.loss.eval(&t, &y, &mut g);
-        let k = self.k;
-        for (j, chunk) in g.chunks(n).enumerate() {
-            let at = if j >= k { j + 1 } else { j };
+        for (&at, chunk) in user.iter().zip(g.chunks(n)) {
             grad[at * n..(at + 1) * n].copy_from_slice(chunk);
         }
         let z_r = &ys[k * n..(k + 1) * n];
@@ -314,11 +461,16 @@ where
     }
 
     fn check(&self, ts: &[f64], n: usize) -> Result<(), String> {
-        let mut t = ts.to_vec();
-        if self.k < t.len() {
-            t.remove(self.k);
+        match self.k {
+            Some(k) => {
+                let mut t = ts.to_vec();
+                if k < t.len() {
+                    t.remove(k);
+                }
+                self.loss.check(&t, n)
+            }
+            None => self.loss.check(&ts[ts.len().saturating_sub(1)..], n),
         }
-        self.loss.check(&t, n)
     }
 }
 
@@ -366,11 +518,11 @@ where
     P: StepPenalty,
 {
     check_weight(reg.weight)?;
-    if problem.noise.is_some() {
+    if problem.noise.is_some() && reg.penalty.reads_stage_pair() {
         return Err(GradError::Unsupported(
-            "local regularization of SDEs is not implemented yet (the regularized step would \
-             need its own increments); use the global regularizer \
-             (regularize::regularized_gradient) with an SRI method"
+            "a local stiffness regularizer of an SDE: the stiffness estimate reads two explicit \
+             Runge–Kutta stages of an ODE step; use the error estimate \
+             (Local::error_estimate) with an SRI method"
                 .into(),
         ));
     }
@@ -382,8 +534,16 @@ where
     }
     let (t0, t1) = problem.tspan;
     let probe = (t0, &problem.y0[..], &problem.params[..]);
+    let reads_pair = reg.penalty.reads_stage_pair();
+    if reads_pair && solver.stiffness_stages().is_none() {
+        return Err(GradError::Unsupported(format!(
+            "a local stiffness regularizer with {}: no two stages of its step share a time, so \
+             it has no stiffness estimate; use Tsit5, Dopri5 or Vern7",
+            solver.name()
+        )));
+    }
     let needs = VjpNeeds {
-        err: true,
+        err: !reads_pair,
         interp: false,
     };
     solver
@@ -408,22 +568,47 @@ where
         }));
     }
     let dir = (t1 - t0).signum();
-    let mut times = match &options.save_at {
-        SaveAt::T1 => vec![t1],
-        SaveAt::Times(ts) => ts.clone(),
-        other => {
+    let sde = problem.noise.is_some();
+    let (opts, k) = if sde {
+        // an SDE's z(t_r) is a step end (its discrete adjoint does not
+        // differentiate interpolated values): every step is saved and the
+        // user's loss sees the last state
+        if options.save_at != SaveAt::T1 {
             return Err(GradError::Unsupported(format!(
-                "local regularization with {other:?}: it adds t_r to the save times; save at \
-                 SaveAt::T1 or SaveAt::Times"
+                "local regularization of an SDE with {:?}: it saves every step to read z(t_r) \
+                 at a step end, and hands the loss the state at t1; save at SaveAt::T1",
+                options.save_at
             )));
         }
+        let mut opts = options.clone().save_at(SaveAt::Steps);
+        if (t_r - t0) * dir > 0.0 && !opts.step_to.contains(&t_r) {
+            let j = opts
+                .step_to
+                .iter()
+                .take_while(|&&t| (t - t_r) * dir < 0.0)
+                .count();
+            opts.step_to.insert(j, t_r);
+        }
+        (opts, None)
+    } else {
+        let mut times = match &options.save_at {
+            SaveAt::T1 => vec![t1],
+            SaveAt::Times(ts) => ts.clone(),
+            other => {
+                return Err(GradError::Unsupported(format!(
+                    "local regularization with {other:?}: it adds t_r to the save times; save \
+                     at SaveAt::T1 or SaveAt::Times"
+                )));
+            }
+        };
+        let k = times.iter().take_while(|&&t| (t - t_r) * dir < 0.0).count();
+        times.insert(k, t_r);
+        (options.clone().save_at(SaveAt::Times(times)), Some(k))
     };
-    let k = times.iter().take_while(|&&t| (t - t_r) * dir < 0.0).count();
-    times.insert(k, t_r);
-    let opts = options.clone().save_at(SaveAt::Times(times));
     let wrapped = WithLocal {
         loss,
         k,
+        t_r,
         problem,
         solver: &solver,
         opts: &opts,
@@ -444,12 +629,20 @@ where
     for (g, d) in gradient.dp.iter_mut().zip(&step.dp) {
         *g += d;
     }
-    // the user's solution: without the inserted t_r
+    // the user's solution: without the inserted t_r (an SDE's: its end)
     let n = problem.dim();
     let sol = &mut gradient.solution;
-    if k < sol.ts.len() {
-        sol.ts.remove(k);
-        sol.ys.drain(k * n..(k + 1) * n);
+    match k {
+        Some(k) if k < sol.ts.len() => {
+            sol.ts.remove(k);
+            sol.ys.drain(k * n..(k + 1) * n);
+        }
+        Some(_) => {}
+        None => {
+            let last = sol.ts.len().saturating_sub(1);
+            sol.ts.drain(..last);
+            sol.ys.drain(..last * n);
+        }
     }
     Ok(LocalRegularized {
         gradient,

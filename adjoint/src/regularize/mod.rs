@@ -17,18 +17,31 @@
 //!   differentiated; the paper's pass-through AD also differentiates
 //!   `h_j`). The value of `R` for a plain solve, without a gradient, is what
 //!   [`ErrorEstimateObserver`] accumulates from the loop's step reports.
+//! - **Stiffness** (SRNODE, same paper): `P_j = S_j`, the explicit RK
+//!   stiffness estimate from the two stages of the step that share a time,
+//!   over the method's stability size ([`Stiffness`],
+//!   [`Global::stiffness`]); its gradient flows through the stage pair's
+//!   cotangents in the step VJP
+//!   (`sdeflow_solvers::step_vjp::StepVjp::step_vjp_stage_pair`), its
+//!   value over a plain solve is what [`StiffnessObserver`] accumulates.
 //! - **Local** (Pal, Edelman, Rackauckas, ICML 2023, arXiv 2303.02262):
-//!   [`local`] — one step from a random time of the solve.
+//!   [`local`] — one step from a random time of the solve, for ODEs and
+//!   SDEs (error estimate) and ODEs (stiffness).
 //!
-//! Works with every method whose step VJP takes an error cotangent: the
-//! explicit Runge–Kutta pairs (Tsit5, Dopri5, Bs3, Vern7, Heun) and the SDE
-//! methods with an error estimate (SRIW1, SOSRI, SRA1, SRA3).
+//! The error estimate works with every method whose step VJP takes an
+//! error cotangent: the explicit Runge–Kutta pairs (Tsit5, Dopri5, Bs3,
+//! Vern7, Heun) and the SDE methods with an error estimate (SRIW1, SOSRI,
+//! SRA1, SRA3). The stiffness estimate needs two stages at one time:
+//! Tsit5, Dopri5, Vern7.
 
 mod error_estimate;
 pub mod local;
+mod stiffness;
 mod sweep;
 
 pub use error_estimate::{ErrorEstimate, ErrorEstimateObserver};
+pub use local::{Local, RegTime};
+pub use stiffness::{Stiffness, StiffnessObserver};
 pub(crate) use sweep::PenaltySweep;
 
 use sdeflow_solvers::brownian::Driver;
@@ -36,7 +49,7 @@ use sdeflow_solvers::error::SolveError;
 use sdeflow_solvers::field::{DiffusionVjp, DriftVjp};
 use sdeflow_solvers::options::{Options, Tolerance};
 use sdeflow_solvers::problem::Problem;
-use sdeflow_solvers::step_vjp::StepVjp;
+use sdeflow_solvers::step_vjp::{StagePair, StagePairBars, StepVjp};
 
 use crate::loss::Loss;
 use crate::{Adjoint, GradError, Gradient};
@@ -79,6 +92,27 @@ pub trait StepPenalty: Sync {
 
     /// Returns `P` of `step` and writes its derivatives into `bars`.
     fn eval(&self, step: &PenaltyStep<'_>, bars: PenaltyBars<'_>) -> f64;
+
+    /// Whether `P` is a function of the step's stiffness stage pair
+    /// ([`StepPenalty::eval_pair`]) rather than of its result and error
+    /// estimate ([`StepPenalty::eval`]). Default: no.
+    fn reads_stage_pair(&self) -> bool {
+        false
+    }
+
+    /// Returns `P` of the step's stiffness stage pair `pair` for a method
+    /// of stability size `rho`, and adds its derivatives times `scale` to
+    /// `bars`: for a penalty that [`StepPenalty::reads_stage_pair`]. The
+    /// default (a penalty that does not) returns 0 and adds nothing.
+    fn eval_pair(
+        &self,
+        _pair: &StagePair<'_>,
+        _rho: f64,
+        _bars: StagePairBars<'_>,
+        _scale: f64,
+    ) -> f64 {
+        0.0
+    }
 }
 
 /// How the per-step penalties of a solve are combined.

@@ -3,6 +3,9 @@
 //! its record to read its result and error estimate; the penalty's
 //! derivatives then enter the step VJP as its error cotangent and as
 //! cotangents of the step's end (before the VJP) and start (after it).
+//! A penalty of the stiffness stage pair ([`StepPenalty::reads_stage_pair`])
+//! retakes nothing: the step VJP recomputes the stages and hands them to
+//! the penalty ([`PenaltySweep::pair_parts`]).
 
 use sdeflow_solvers::error::SolveError;
 use sdeflow_solvers::options::Options;
@@ -30,21 +33,24 @@ pub(crate) struct PenaltySweep<'a, Pb: Family, S: Solver<Pb>> {
     y_bar: Vec<f64>,
     /// `Σ_j P_j` so far.
     pub sum: f64,
+    /// The method's stability size (for a penalty of the stage pair).
+    rho: f64,
 }
 
 impl<'a, Pb: Family, S: Solver<Pb>> PenaltySweep<'a, Pb, S> {
     /// The sweep of `penalty` with weight `weight` aggregated by
     /// `aggregate` over `steps` accepted steps, with a fresh workspace
     /// `cache` of `solver`, for a state of dimension `n` and a diffusion of
-    /// `g_len` entries.
+    /// `g_len` entries; `rho` the method's stability size (read by a
+    /// penalty of the stiffness stage pair).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         (penalty, weight, aggregate): (&'a dyn StepPenalty, f64, Aggregate),
         steps: usize,
         opts: &'a Options,
         cache: S::Cache,
-        n: usize,
-        g_len: usize,
+        (n, g_len): (usize, usize),
+        rho: f64,
     ) -> Self {
         let scale = match aggregate {
             Aggregate::Sum => weight,
@@ -63,7 +69,21 @@ impl<'a, Pb: Family, S: Solver<Pb>> PenaltySweep<'a, Pb, S> {
             y_new_bar: vec![0.0; n],
             y_bar: vec![0.0; n],
             sum: 0.0,
+            rho,
         }
+    }
+
+    /// Whether the penalty reads the stiffness stage pair (then neither
+    /// [`PenaltySweep::before`] nor [`PenaltySweep::after`] applies: the
+    /// step VJP's hook evaluates it).
+    pub fn reads_pair(&self) -> bool {
+        self.penalty.reads_stage_pair()
+    }
+
+    /// The penalty, the method's stability size and the scale `λ` or
+    /// `λ / N`: what the step VJP's stage-pair hook needs.
+    pub fn pair_parts(&self) -> (&'a dyn StepPenalty, f64, f64) {
+        (self.penalty, self.rho, self.scale)
     }
 
     /// The regularizer `R` (unweighted) accumulated over the steps seen.

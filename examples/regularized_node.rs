@@ -1,0 +1,424 @@
+//! Solver-heuristic regularizers cut the prediction cost of neural ODEs
+//! (`../shared/reference/regularizers.md`): `cargo run --release --example
+//! regularized_node`.
+//!
+//! Two tasks, each trained four ways (no regularizer; ERNODE's global
+//! error-estimate regularizer R_E; SRNODE's global stiffness regularizer
+//! R_S; the local error-estimate regularizer of Pal et al. 2023) over three
+//! seeds:
+//!
+//! - **moons**: a neural ODE classifier `z' = MLP(z)` on two interleaved
+//!   half-moons (2-D, 128 training and 512 test points, one batched solve
+//!   per step with `nn::BatchedMlp`), logistic read-out of `z(1)`;
+//! - **spiral**: neural ODE regression of the damped spiral `z' = A z`,
+//!   `A = [[-0.1, 1], [-1, -0.1]]`, from `(2, 0)`: 40 observations on
+//!   (0, 5].
+//!
+//! Prints, per task and regularizer, the mean ± spread (half the range)
+//! over the seeds of the prediction NFE (the drift evaluations of one
+//! solve of the test set with Tsit5 at rtol = atol = 1e-5), the test
+//! accuracy (moons) or the final MSE (spiral), the training time per
+//! iteration and the training NFE (forward, backward and regularizer
+//! drift evaluations and VJPs, over all iterations); writes
+//! `target/regularized_node.svg` (prediction NFE against accuracy / MSE).
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use plotters::prelude::*;
+use sdeflow::adjoint::regularize::{Global, Local, RegTime, local::local_gradient};
+use sdeflow::adjoint::regularize::{Regularized, StepPenalty, regularized_gradient};
+use sdeflow::nn::{Activation, BatchedMlp, Mlp};
+use sdeflow::noise::NormalStream;
+use sdeflow::prelude::*;
+use sdeflow::train::{Adam, Optimizer};
+
+const SEEDS: [u64; 3] = [1, 2, 3];
+const REGS: [&str; 4] = ["none", "global R_E", "global R_S", "local R_E"];
+
+/// One task: its network, data and loss.
+struct Task {
+    name: &'static str,
+    mlp: Mlp,
+    /// Training initial states (batched) and the test set's.
+    y0: Vec<f64>,
+    test_y0: Vec<f64>,
+    tspan: (f64, f64),
+    save: SaveAt,
+    iters: usize,
+    lr: f64,
+    /// Weights of R_E, R_S, local R_E.
+    weights: [f64; 3],
+    /// Read-out parameters after the network's (moons: w, b).
+    readout: usize,
+    /// Labels (moons) or observations (spiral).
+    targets: Vec<f64>,
+    test_targets: Vec<f64>,
+}
+
+/// Two half-moons with Gaussian noise `0.1`, `n` points, labels 0/1.
+fn moons(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = NormalStream::new(seed);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let s = std::f64::consts::PI * (i / 2) as f64 / (n / 2) as f64;
+        let (a, b, l) = if i % 2 == 0 {
+            (s.cos(), s.sin(), 0.0)
+        } else {
+            (1.0 - s.cos(), 0.5 - s.sin(), 1.0)
+        };
+        x.push(a - 0.5 + 0.1 * rng.next_normal());
+        x.push(b - 0.25 + 0.1 * rng.next_normal());
+        y.push(l);
+    }
+    (x, y)
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl Task {
+    fn moons() -> Task {
+        let (y0, targets) = moons(128, 11);
+        let (test_y0, test_targets) = moons(512, 12);
+        Task {
+            name: "moons",
+            mlp: Mlp::new(&[2, 16, 2], Activation::Tanh),
+            y0,
+            test_y0,
+            tspan: (0.0, 1.0),
+            save: SaveAt::T1,
+            iters: 200,
+            lr: 0.03,
+            weights: [0.2, 0.05, 2.0],
+            readout: 3,
+            targets,
+            test_targets,
+        }
+    }
+
+    fn spiral() -> Task {
+        let times: Vec<f64> = (1..=40).map(|i| 0.125 * i as f64).collect();
+        let truth = Problem::ode(
+            |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| {
+                dy[0] = -0.1 * y[0] + y[1];
+                dy[1] = -y[0] - 0.1 * y[1];
+            },
+            vec![2.0, 0.0],
+            (0.0, 5.0),
+        );
+        let opts = Options::default()
+            .tol(1e-10)
+            .save_at(SaveAt::Times(times.clone()));
+        let obs = solve(&truth, Tsit5, &opts).expect("spiral data").ys;
+        Task {
+            name: "spiral",
+            mlp: Mlp::new(&[2, 32, 2], Activation::Tanh),
+            y0: vec![2.0, 0.0],
+            test_y0: vec![2.0, 0.0],
+            tspan: (0.0, 5.0),
+            save: SaveAt::Times(times),
+            iters: 1500,
+            lr: 0.01,
+            weights: [0.1, 0.02, 5.0],
+            readout: 0,
+            targets: obs.clone(),
+            test_targets: obs,
+        }
+    }
+
+    fn problem(&self, y0: &[f64], p: &[f64]) -> Problem<BatchedMlp> {
+        let batch = y0.len() / 2;
+        let np = self.mlp.num_params();
+        Problem::ode_field(
+            BatchedMlp::new(self.mlp.clone(), batch),
+            y0.to_vec(),
+            self.tspan,
+        )
+        .params(p[..np].to_vec())
+    }
+
+    /// The task loss of the saved states `ys` against `targets`, its
+    /// gradient into `g`, the read-out's into `g_read`; and the number
+    /// classified correctly (moons).
+    fn loss(
+        &self,
+        theta: &[f64],
+        ys: &[f64],
+        targets: &[f64],
+        g: &mut [f64],
+        g_read: &mut [f64],
+    ) -> (f64, usize) {
+        if self.readout == 0 {
+            let m = ys.len() as f64;
+            let mut l = 0.0;
+            for i in 0..ys.len() {
+                let d = ys[i] - targets[i];
+                l += d * d / m;
+                g[i] = 2.0 * d / m;
+            }
+            return (l, 0);
+        }
+        let np = self.mlp.num_params();
+        let (w, b) = (&theta[np..np + 2], theta[np + 2]);
+        let nb = targets.len() as f64;
+        let (mut l, mut correct) = (0.0, 0);
+        g_read.iter_mut().for_each(|v| *v = 0.0);
+        for (k, &lab) in targets.iter().enumerate() {
+            let z = &ys[2 * k..2 * k + 2];
+            let logit = w[0] * z[0] + w[1] * z[1] + b;
+            let q = sigmoid(logit);
+            l -= (lab * q.max(1e-12).ln() + (1.0 - lab) * (1.0 - q).max(1e-12).ln()) / nb;
+            correct += usize::from((q > 0.5) == (lab > 0.5));
+            let d = (q - lab) / nb;
+            g[2 * k] = d * w[0];
+            g[2 * k + 1] = d * w[1];
+            g_read[0] += d * z[0];
+            g_read[1] += d * z[1];
+            g_read[2] += d;
+        }
+        (l, correct)
+    }
+}
+
+/// What one training run measured.
+#[derive(Clone, Copy, Default)]
+struct Outcome {
+    nfe: f64,
+    score: f64,
+    secs_per_iter: f64,
+    train_nfe: f64,
+}
+
+fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let weights = weights_of(task);
+    let mut theta = task.mlp.init_params(seed, 1.0);
+    theta.extend([1.0, -1.0, 0.0][..task.readout].iter());
+    let opts = Options::default().tol(1e-4).save_at(task.save.clone());
+    let mut adam = Adam::new(task.lr)?;
+    let g_read = Mutex::new(vec![0.0; task.readout]);
+    let mut train_nfe = 0usize;
+    // the local step's size: the mean accepted step of the last solve
+    // (the initial-step heuristic's dt makes an error estimate too small
+    // to steer anything at these tolerances)
+    let mut mean_step = (task.tspan.1 - task.tspan.0) / 20.0;
+    let start = Instant::now();
+    for it in 0..task.iters {
+        let prob = task.problem(&task.y0, &theta);
+        let th = &theta;
+        let loss = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
+            let mut gr = g_read.lock().expect("lock");
+            task.loss(th, ys, &task.targets, g, &mut gr).0
+        };
+        let (dp, extra) = match reg {
+            0 => {
+                let g = grad(&prob, Tsit5, &opts, &loss, Adjoint::STORE_ALL)?;
+                (g, 0)
+            }
+            1 | 2 => {
+                let w = weights[reg - 1];
+                let r = if reg == 1 {
+                    global(&prob, &opts, &loss, &Global::error_estimate(w))?
+                } else {
+                    global(&prob, &opts, &loss, &Global::stiffness(w))?
+                };
+                // R_E retakes each accepted step (s = 7 evaluations); R_S
+                // reads the stages its step VJP recomputes anyway (its
+                // extra reversal of the last stage is not counted)
+                let retake = if reg == 1 {
+                    7 * r.gradient.solution.stats.accepted_steps
+                } else {
+                    0
+                };
+                (r.gradient, retake)
+            }
+            _ => {
+                let time = RegTime::Unbiased {
+                    seed: seed * 100_003 + it as u64,
+                };
+                let r = local_gradient(
+                    &prob,
+                    Tsit5,
+                    &opts,
+                    &loss,
+                    Adjoint::STORE_ALL,
+                    &Local::error_estimate(weights[2], time).with_dt(mean_step),
+                )?;
+                let e = r.drift_evals;
+                (r.gradient, e)
+            }
+        };
+        let steps = dp.solution.stats.accepted_steps.max(1);
+        mean_step = (task.tspan.1 - task.tspan.0) / steps as f64;
+        train_nfe += dp.solution.stats.drift_evals + dp.backward_drift_evals + dp.vjps + extra;
+        let mut g = dp.dp.clone();
+        g.extend(g_read.lock().expect("lock").iter());
+        adam.step(&mut theta, &g)?;
+    }
+    let secs = start.elapsed().as_secs_f64() / task.iters as f64;
+    // prediction: one solve of the test set at a tighter tolerance
+    let pred_opts = Options::default().tol(1e-5).save_at(task.save.clone());
+    let sol = solve(&task.problem(&task.test_y0, &theta), Tsit5, &pred_opts)?;
+    let mut g = vec![0.0; sol.ys.len()];
+    let mut gr = vec![0.0; task.readout];
+    let (l, correct) = task.loss(&theta, &sol.ys, &task.test_targets, &mut g, &mut gr);
+    let score = if task.readout > 0 {
+        100.0 * correct as f64 / task.test_targets.len() as f64
+    } else {
+        l
+    };
+    Ok(Outcome {
+        nfe: sol.stats.drift_evals as f64,
+        score,
+        secs_per_iter: secs,
+        train_nfe: train_nfe as f64,
+    })
+}
+
+/// The task's regularization weights, or those of the environment
+/// variable `REG_WEIGHTS_<TASK>` ("λ_E,λ_S,λ_local"), for tuning.
+fn weights_of(task: &Task) -> [f64; 3] {
+    let var = format!("REG_WEIGHTS_{}", task.name.to_uppercase());
+    match std::env::var(var).ok().map(|v| {
+        v.split(',')
+            .filter_map(|x| x.trim().parse::<f64>().ok())
+            .collect::<Vec<_>>()
+    }) {
+        Some(w) if w.len() == 3 => [w[0], w[1], w[2]],
+        _ => task.weights,
+    }
+}
+
+/// The gradient of the task loss plus the global regularizer `reg`.
+fn global<P: StepPenalty>(
+    prob: &Problem<BatchedMlp>,
+    opts: &Options,
+    loss: &dyn Loss,
+    reg: &Global<P>,
+) -> Result<Regularized, Box<dyn std::error::Error>> {
+    Ok(regularized_gradient(
+        prob,
+        &Tsit5,
+        opts,
+        loss,
+        Adjoint::STORE_ALL,
+        reg,
+    )?)
+}
+
+/// Mean and half-range.
+fn stat(xs: &[f64]) -> (f64, f64) {
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let lo = xs.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    (mean, 0.5 * (hi - lo))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut points: Vec<(&'static str, usize, f64, f64)> = Vec::new();
+    for task in [Task::moons(), Task::spiral()] {
+        let score_name = if task.readout > 0 {
+            "test acc %"
+        } else {
+            "MSE"
+        };
+        println!(
+            "\n== {} ({} iterations, Tsit5, train tol 1e-4, predict tol 1e-5) ==",
+            task.name, task.iters
+        );
+        println!(
+            "{:<11} | {:>15} | {:>19} | {:>12} | {:>12} | {:>9}",
+            "regularizer", "predict NFE", score_name, "ms / iter", "train NFE", "NFE ratio"
+        );
+        let mut base_nfe = 0.0;
+        for (r, name) in REGS.iter().enumerate() {
+            let runs: Vec<Outcome> = SEEDS
+                .iter()
+                .map(|&s| train(&task, r, s))
+                .collect::<Result<_, _>>()?;
+            let nfe = stat(&runs.iter().map(|o| o.nfe).collect::<Vec<_>>());
+            let score = stat(&runs.iter().map(|o| o.score).collect::<Vec<_>>());
+            let ms = stat(
+                &runs
+                    .iter()
+                    .map(|o| 1e3 * o.secs_per_iter)
+                    .collect::<Vec<_>>(),
+            );
+            let tn = stat(&runs.iter().map(|o| o.train_nfe).collect::<Vec<_>>());
+            if r == 0 {
+                base_nfe = nfe.0;
+            }
+            println!(
+                "{name:<11} | {:>7.1} ± {:<5.1} | {:>9.4} ± {:<7.4} | {:>5.2} ± {:<4.2} | {:>12.0} | {:>9.2}",
+                nfe.0,
+                nfe.1,
+                score.0,
+                score.1,
+                ms.0,
+                ms.1,
+                tn.0,
+                nfe.0 / base_nfe
+            );
+            for o in &runs {
+                points.push((task.name, r, o.nfe, o.score));
+            }
+        }
+    }
+    plot(&points, "target/regularized_node.svg")?;
+    println!("\nwrote target/regularized_node.svg");
+    Ok(())
+}
+
+/// Prediction NFE against the score, one panel per task.
+fn plot(points: &[(&str, usize, f64, f64)], path: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (960, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, 2));
+    let colors = [BLACK, RED, BLUE, GREEN];
+    for (panel, (task, label)) in panels
+        .iter()
+        .zip([("moons", "test accuracy %"), ("spiral", "MSE")])
+    {
+        let pts: Vec<_> = points.iter().filter(|p| p.0 == task).collect();
+        let (x0, x1) = pts
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |a, p| (a.0.min(p.2), a.1.max(p.2)));
+        let (y0, y1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+            (a.0.min(p.3), a.1.max(p.3))
+        });
+        let pad = 0.05 * (y1 - y0).max(1e-9);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                format!("{task}: prediction NFE vs {label}"),
+                ("sans-serif", 16),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.9 * x0..1.1 * x1, (y0 - pad)..(y1 + pad))?;
+        chart
+            .configure_mesh()
+            .x_desc("prediction NFE")
+            .y_desc(label)
+            .draw()?;
+        for (r, name) in REGS.iter().enumerate() {
+            let c = colors[r];
+            chart
+                .draw_series(
+                    pts.iter()
+                        .filter(|p| p.1 == r)
+                        .map(|p| Circle::new((p.2, p.3), 4, c.filled())),
+                )?
+                .label(*name)
+                .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE)
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
