@@ -119,7 +119,7 @@ where
     let s = VpLinear::default();
     let opts = TimeGrid::UniformLambda
         .options(&s, 1.0, 1e-3, steps)
-        .unwrap()
+        .expect("a uniform-λ grid of the VP schedule")
         .save_at(SaveAt::T1);
     let prob = problem(&X_T, &P);
     let g = grad(&prob, x, &opts, &loss, Adjoint::STORE_ALL).expect("gradient");
@@ -175,7 +175,7 @@ fn thousand_step_gradient_stays_within_checkpoint_budget() {
     let steps = 1000;
     let opts = TimeGrid::UniformLambda
         .options(&s, 1.0, 1e-3, steps)
-        .unwrap()
+        .expect("a uniform-λ grid of the VP schedule")
         .save_at(SaveAt::T1);
     let prob = problem(&X_T, &P);
     let x = DpmSolverPP2M::default();
