@@ -199,6 +199,9 @@ impl GenericField for Ctl {
     }
 }
 
+/// The loss of a solve as a function of `(p, X(0))`.
+type LossOf<'a> = Box<dyn Fn(&[f64], &[f64]) -> f64 + 'a>;
+
 #[test]
 fn gradients_of_loss_plus_kl_match_central_differences() {
     // L = X(1)² + KL(1) of the posterior of dX = (−θX + 0.2 sin(X/2)) dt
@@ -241,7 +244,7 @@ fn gradients_of_loss_plus_kl_match_central_differences() {
     for interp in [Interpretation::Ito, Interpretation::Stratonovich] {
         let prob = build(&p, &x0, interp);
         let name;
-        let (g, f): (_, Box<dyn Fn(&[f64], &[f64]) -> f64>) = match interp {
+        let (g, f): (_, LossOf<'_>) = match interp {
             Interpretation::Ito => {
                 name = "FractionalEuler";
                 let g = grad(
