@@ -18,6 +18,14 @@
 //!   network's weights, gradients through the solver (`grad`, discrete
 //!   adjoint; `H` through `dω/dH`).
 //!
+//! Measured (3 data seeds each, release, ~130 s on a loaded 2-core machine):
+//! the exact likelihood recovers H = 0.303 ± 0.006 and 0.703 ± 0.006; the
+//! ELBO 0.337 ± 0.006 for H = 0.3 (within 0.05) but 0.436 ± 0.031 for
+//! H = 0.7 (misses), with σ biased low (0.59, 0.40 for the true 1.0): this
+//! posterior family (one control shared by the modes, the prior's noise
+//! not cancellable) leaves an ELBO gap that favours rough, low-σ priors.
+//! With σ_obs = 0.2 the ELBO gave 0.303 ± 0.019 and 0.347 ± 0.020.
+//!
 //! Run with `cargo run --release --example fractional_ou_hurst`; writes
 //! `target/fractional_ou_hurst.svg` (a data path, the log-likelihood and
 //! the ELBO against `H`).
