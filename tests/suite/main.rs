@@ -24,6 +24,7 @@ mod extension;
 mod extension_sde;
 mod faults;
 mod fractional;
+mod fractional_posterior;
 mod fractional_sde;
 mod gradients;
 mod kuramoto_sivashinsky;

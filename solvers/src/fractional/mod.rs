@@ -26,6 +26,10 @@
 //!   weights `ω(H)` (`H` fixed or a parameter, differentiated by `grad`
 //!   through `dω/dH` with the `γ` grid fixed) and reads the fBM path of a
 //!   solution back ([`ModeWeights::fbm_at_saved`]).
+//! - The variational posterior (`posterior.rs`): a control `u` in the
+//!   modes' drift and the `KL = ½∫|u|² dt` it costs, as the augmented
+//!   fBM-driven problem [`posterior`] on `(X, Z, KL)` that the same solvers
+//!   and step VJPs handle (Daems et al., ICLR 2024).
 //!
 //! Two types of fBM ([`FbmType`]): I, Mandelbrot–Van Ness (the standard fBM,
 //! stationary increments), and II, Riemann–Liouville (no past). The
@@ -44,6 +48,7 @@ mod heun;
 mod markov;
 mod ou_bridge;
 mod ou_tree;
+mod posterior;
 mod special;
 mod weights;
 
@@ -60,6 +65,7 @@ pub use markov::{
     MarkovApprox, gamma_grid, gamma_grid_by_gamma_max, gamma_grid_by_r, stationary_covariance,
 };
 pub use ou_tree::{FractionalNoise, OuTree};
+pub use posterior::{PosteriorDiffusion, PosteriorDrift, PosteriorLayout, posterior};
 pub use weights::{Hurst, ModeWeights};
 
 #[cfg(test)]
