@@ -118,10 +118,13 @@ pub mod stiff {
 /// Exponential integrators for semilinear ODEs `y' = L(p) y + N(t, y, p)`:
 /// the [`expint::Semilinear`] drift and its linear parts, exponential
 /// Euler, Lawson–Euler, ETDRK2, the adaptive ETDRK3(2), ETDRK4,
-/// Krogstad's and Hochbruck–Ostermann's methods, their tables and the φ-functions.
+/// Krogstad's and Hochbruck–Ostermann's methods, their tables and the
+/// φ-functions; stochastic exponential Euler for semilinear SDEs with
+/// additive noise and its driver of exact stochastic convolutions.
 pub mod expint {
     pub use sdeflow_solvers::expint::phi::{phi, phi_all, phi_derivatives, phi_matrices};
     pub use sdeflow_solvers::expint::phi_complex::{phi_all_complex, phi_complex};
+    pub use sdeflow_solvers::expint::{ConvolutionNoise, ConvolutionPath, StochasticExpEuler};
     pub use sdeflow_solvers::expint::{
         Dense, Diagonal, ETD1, ETDRK2, ETDRK4, ETDRK32, Etd1, Etdrk2, Etdrk4, Etdrk32, ExpRk,
         ExpTableau, HOCHBRUCK_OSTERMANN, HochbruckOstermann, KROGSTAD, Krogstad, LAWSON_EULER,

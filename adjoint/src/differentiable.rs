@@ -16,8 +16,8 @@
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
-    Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler, LinearPartVjp,
-    Semilinear,
+    ConvolutionNoise, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler,
+    LinearPartVjp, Semilinear, StochasticExpEuler,
 };
 use sdeflow_solvers::fractional::{FractionalEuler, FractionalHeun, FractionalNoise};
 use sdeflow_solvers::sde::{
@@ -276,3 +276,25 @@ differentiable_expint!(
     Krogstad,
     HochbruckOstermann
 );
+
+/// Stochastic exponential Euler on semilinear SDEs driven by their
+/// convolutions ([`ConvolutionNoise`]): the discrete adjoint through its
+/// step VJP (gradients in `y0` and in the parameters of `N` and `G`).
+impl<Lp: LinearPartVjp, N: DriftVjp, G: DiffusionVjp>
+    Differentiable<Semilinear<Lp, N>, G, ConvolutionNoise> for StochasticExpEuler
+{
+    fn gradient<L: Loss + ?Sized>(
+        &self,
+        problem: &Problem<Semilinear<Lp, N>, G, ConvolutionNoise>,
+        options: &Options,
+        loss: &L,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
+        Request {
+            problem,
+            options,
+            loss,
+        }
+        .sde(self, adjoint)
+    }
+}

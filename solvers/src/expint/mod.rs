@@ -57,6 +57,7 @@
 //! for large sparse `L`, exponential Rosenbrock methods, and stochastic
 //! exponential Euler.
 
+mod convolution_noise;
 mod etd1;
 mod etdrk2;
 mod etdrk32;
@@ -69,8 +70,10 @@ mod ops;
 pub mod phi;
 pub mod phi_complex;
 mod semilinear;
+mod stochastic_euler;
 pub mod tableau;
 
+pub use convolution_noise::{ConvolutionNoise, ConvolutionPath};
 pub use etd1::ETD1;
 pub use etdrk2::ETDRK2;
 pub use etdrk4::ETDRK4;
@@ -84,6 +87,7 @@ pub use semilinear::{
     Dense, Diagonal, LinearPart, LinearPartVjp, ParamDense, ParamDiagonal, Semilinear,
     SemilinearParts, Structure, check_linear_values,
 };
+pub use stochastic_euler::{StochasticExpCache, StochasticExpEuler, StochasticExpVjpWork};
 pub use tableau::ExpTableau;
 
 use crate::solver::delegate_solver;

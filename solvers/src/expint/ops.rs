@@ -215,7 +215,7 @@ impl PhiOps {
 
     /// The values of operator `op`.
     #[inline(always)]
-    fn op(&self, op: usize) -> &[f64] {
+    pub(crate) fn op(&self, op: usize) -> &[f64] {
         let len = self.structure.len(self.n);
         &self.vals[op * len..(op + 1) * len]
     }
