@@ -174,12 +174,13 @@ pub mod fractional {
     pub use sdeflow_solvers::fractional::*;
 }
 
-/// Step-size control: the controllers (constant, PI, PID, your own), the
+/// Step-size control: the controllers (constant, PI, PID, the step ladder,
+/// your own), the
 /// first-step heuristic and the error norms.
 pub mod control {
     pub use sdeflow_solvers::controller::{
         ConstantController, Controller, CustomController, PiController, PiGains, PidController,
-        StepController, StepDecision,
+        StepController, StepDecision, StepLadder,
     };
     pub use sdeflow_solvers::initial_step::initial_step;
     pub use sdeflow_solvers::norm::{scaled_rms, weighted_rms};

@@ -3,6 +3,19 @@
 //! computed when the step size changes and kept in the solver's cache, so a
 //! fixed-step solve computes them once.
 //!
+//! Those of the last few step sizes are kept too (a small LRU keyed by the
+//! step size: [`LRU_DIAGONAL`] sets for a diagonal `L`, [`LRU_DENSE`] for
+//! a dense one): an adaptive solve that returns to a step size it used
+//! recently — a retry after a rejection, a step that grows back, the
+//! step sizes of a geometric ladder ([`crate::controller::StepLadder`]),
+//! a backward sweep of the discrete adjoint visiting the forward steps in
+//! reverse — swaps them back in instead of recomputing. Switching is `O(1)`
+//! (buffers are swapped, not copied) and allocates only while the LRU
+//! fills. A step size within [`SAME_H`] (relative) of the current or a kept
+//! one counts as it: the ladder's steps are products of its factors, which
+//! drift from their rung by round-off, and a relative change of `1e-12` in
+//! `h` changes a step by far less than any tolerance.
+//!
 //! For a diagonal `L` each operator is a vector (scalar φ's element-wise,
 //! [`super::phi::phi_all`]) and applying it allocates nothing; for a dense
 //! `L` each is an `n × n` matrix from the augmented-matrix exponential
@@ -49,6 +62,32 @@ pub(crate) struct OpTerm<'a> {
 /// stage; six for Hochbruck–Ostermann's output).
 pub(crate) const MAX_TERMS: usize = 8;
 
+/// Step sizes closer than this (relative) share their operators (module
+/// docs).
+pub const SAME_H: f64 = 1e-12;
+
+/// Whether the step sizes `a` and `b` share their operators.
+#[inline(always)]
+fn same_h(a: f64, b: f64) -> bool {
+    (a - b).abs() <= SAME_H * a.abs()
+}
+
+/// How many earlier step sizes' operators a diagonal `L` keeps.
+pub const LRU_DIAGONAL: usize = 8;
+/// How many earlier step sizes' operators a dense `L` keeps (each set is
+/// `n²` values per operator).
+pub const LRU_DENSE: usize = 2;
+
+/// The operators of an earlier step size.
+#[derive(Debug, Clone)]
+struct Kept {
+    h: f64,
+    vals: Vec<f64>,
+    dvals: Vec<f64>,
+    /// When it was last current (a tick of [`PhiOps::ensure`]'s misses).
+    used: u64,
+}
+
 /// The operators of one tableau for one step size.
 #[derive(Debug, Clone)]
 pub struct PhiOps {
@@ -70,6 +109,10 @@ pub struct PhiOps {
     derivatives: bool,
     /// How many times the operators were computed.
     computed: usize,
+    /// The operators of earlier step sizes (at most [`LRU_DIAGONAL`] or
+    /// [`LRU_DENSE`]), and a clock for their use.
+    kept: Vec<Kept>,
+    tick: u64,
     scratch: Vec<f64>,
     dscratch: Vec<f64>,
 }
@@ -131,6 +174,8 @@ impl PhiOps {
             },
             derivatives,
             computed: 0,
+            kept: Vec::new(),
+            tick: 0,
             scratch: vec![0.0; (kmax + 2) * 4],
             dscratch: vec![0.0; (kmax + 2) * 4],
             terms,
@@ -147,11 +192,52 @@ impl PhiOps {
         self.structure
     }
 
-    /// Makes the operators those of the step size `h` (nothing to do when
-    /// they already are).
+    /// Makes the operators those of the step size `h`: nothing to do when
+    /// they already are, a swap when `h` is one of the kept earlier step
+    /// sizes, else computed (module docs).
     #[inline]
     pub fn ensure(&mut self, h: f64) {
         if h != self.h {
+            self.switch(h);
+        }
+    }
+
+    /// [`PhiOps::ensure`] for a new `h`: from the LRU or computed, the
+    /// current operators kept.
+    fn switch(&mut self, h: f64) {
+        if same_h(self.h, h) {
+            return;
+        }
+        self.tick += 1;
+        let cap = match self.structure {
+            Structure::Diagonal => LRU_DIAGONAL,
+            Structure::Dense => LRU_DENSE,
+        };
+        let found = self.kept.iter().position(|k| same_h(k.h, h));
+        // the slot the current operators go to: the found one (a swap), an
+        // empty one while the LRU fills, else the least recently used
+        let slot = match found {
+            Some(i) => Some(i),
+            None if self.h.is_nan() => None,
+            None if self.kept.len() < cap => {
+                self.kept.push(Kept {
+                    h: f64::NAN,
+                    vals: vec![0.0; self.vals.len()],
+                    dvals: vec![0.0; self.dvals.len()],
+                    used: 0,
+                });
+                Some(self.kept.len() - 1)
+            }
+            None => (0..self.kept.len()).min_by_key(|&i| self.kept[i].used),
+        };
+        if let Some(i) = slot {
+            let k = &mut self.kept[i];
+            std::mem::swap(&mut k.vals, &mut self.vals);
+            std::mem::swap(&mut k.dvals, &mut self.dvals);
+            std::mem::swap(&mut k.h, &mut self.h);
+            k.used = self.tick;
+        }
+        if found.is_none() {
             self.compute(h);
         }
     }
@@ -334,8 +420,8 @@ impl PhiOps {
         }
     }
 
-    /// How many times the operators have been computed (once per distinct
-    /// step size in a row).
+    /// How many times the operators have been computed (once per step size
+    /// not among the current and the kept ones).
     pub fn computations(&self) -> usize {
         self.computed
     }
@@ -367,5 +453,34 @@ mod tests {
         ops.ensure(0.5);
         ops.ensure(0.5);
         assert_eq!(ops.computations(), 2);
+    }
+
+    #[test]
+    fn earlier_step_sizes_are_swapped_back_in_and_the_least_recent_evicted() {
+        let lam = vec![-5.0, -0.3, -2e3];
+        let mut ops = PhiOps::new(&ETDRK4, Structure::Diagonal, 3, lam.clone(), true);
+        let mut fresh = ops.clone();
+        let hs: Vec<f64> = (0..LRU_DIAGONAL + 1)
+            .map(|i| 0.1 * (i + 1) as f64)
+            .collect();
+        for &h in &hs {
+            ops.ensure(h);
+        }
+        assert_eq!(ops.computations(), hs.len());
+        // every one of them is kept: back in any order, no computation, and
+        // the same values as computed afresh
+        for &h in hs.iter().rev().chain(&hs) {
+            ops.ensure(h);
+            fresh.ensure(h);
+            assert_eq!(ops.vals, fresh.vals, "h = {h}");
+            assert_eq!(ops.dvals, fresh.dvals, "h = {h}");
+        }
+        assert_eq!(ops.computations(), hs.len());
+        // one more evicts the least recently current (hs[0]) only
+        ops.ensure(7.0);
+        ops.ensure(hs[1]);
+        assert_eq!(ops.computations(), hs.len() + 1);
+        ops.ensure(hs[0]);
+        assert_eq!(ops.computations(), hs.len() + 2);
     }
 }
