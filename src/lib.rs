@@ -124,7 +124,9 @@ pub mod stiff {
 pub mod expint {
     pub use sdeflow_solvers::expint::phi::{phi, phi_all, phi_derivatives, phi_matrices};
     pub use sdeflow_solvers::expint::phi_complex::{phi_all_complex, phi_complex};
-    pub use sdeflow_solvers::expint::{ConvolutionNoise, ConvolutionPath, StochasticExpEuler};
+    pub use sdeflow_solvers::expint::{
+        ComplexDiagonal, ConvolutionNoise, ConvolutionPath, StochasticExpEuler,
+    };
     pub use sdeflow_solvers::expint::{
         Dense, Diagonal, ETD1, ETDRK2, ETDRK4, ETDRK32, Etd1, Etdrk2, Etdrk4, Etdrk32, ExpRk,
         ExpTableau, HOCHBRUCK_OSTERMANN, HochbruckOstermann, KROGSTAD, Krogstad, LAWSON_EULER,

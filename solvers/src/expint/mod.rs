@@ -49,12 +49,15 @@
 //! ```
 //!
 //! φ-functions of a complex argument are in `phi_complex.rs`
-//! ([`phi_complex::phi_all_complex`]); the solvers take a real `L`, so a
-//! Fourier operator is solved in a real form (a real field's complex
-//! coefficients as interleaved real and imaginary parts with a real
-//! diagonal, `examples/kuramoto_sivashinsky.rs`). Not here yet: a complex
-//! diagonal `L` in the solvers (a dispersive `i c k`), Krylov φ-products
-//! for large sparse `L`, and exponential Rosenbrock methods.
+//! ([`phi_complex::phi_all_complex`]). A Fourier operator with odd
+//! derivatives (advection `i c k`, KdV's dispersion) is a complex diagonal
+//! [`ComplexDiagonal`] over a state of complex coefficients stored as
+//! `(re, im)` pairs; every method here takes it (constant only: no
+//! parameter gradient inside it), and so do the other ODE solvers through
+//! the drift. A real diagonal over the same pairs (each eigenvalue twice)
+//! serves an even operator (`examples/kuramoto_sivashinsky.rs`). Not here
+//! yet: Krylov φ-products for large sparse `L`, and exponential Rosenbrock
+//! methods.
 //!
 //! An adaptive solve recomputes the operators for every new step size
 //! (the last few are kept, `ops.rs`); under the step ladder
@@ -96,8 +99,8 @@ pub use krogstad::KROGSTAD;
 pub use lawson_euler::LAWSON_EULER;
 pub use ops::PhiOps;
 pub use semilinear::{
-    Dense, Diagonal, LinearPart, LinearPartVjp, ParamDense, ParamDiagonal, Semilinear,
-    SemilinearParts, Structure, check_linear_values,
+    ComplexDiagonal, Dense, Diagonal, LinearPart, LinearPartVjp, ParamDense, ParamDiagonal,
+    Semilinear, SemilinearParts, Structure, check_linear_values,
 };
 pub use stochastic_euler::{StochasticExpCache, StochasticExpEuler, StochasticExpVjpWork};
 pub use tableau::ExpTableau;

@@ -19,7 +19,11 @@
 //! For a diagonal `L` each operator is a vector (scalar φ's element-wise,
 //! [`super::phi::phi_all`]) and applying it allocates nothing; for a dense
 //! `L` each is an `n × n` matrix from the augmented-matrix exponential
-//! ([`super::phi::phi_matrices`], which allocates when `h` changes). With
+//! ([`super::phi::phi_matrices`], which allocates when `h` changes); for a
+//! complex diagonal `L` ([`Structure::ComplexDiagonal`]) each is a vector of
+//! complex values, `(re, im)` interleaved
+//! ([`super::phi_complex::phi_all_complex`]), applied as complex products
+//! on the state's pairs. With
 //! `derivatives`, a diagonal `L`'s operators also keep their derivatives in
 //! `λ` (`Σ w c h φ_k'(c h λ)`), which the step VJPs use for a
 //! parameter-dependent `L`; a dense `L`'s parameter gradient goes through
@@ -27,8 +31,11 @@
 
 use nalgebra::DMatrix;
 
+use nalgebra::Complex;
+
 use super::phi::{phi_all, phi_derivatives, phi_frechet, phi_matrices};
-use super::semilinear::Structure;
+use super::phi_complex::phi_all_complex;
+use super::semilinear::{Structure, complex_mul_add};
 use super::tableau::{ExpTableau, Term};
 
 /// Where each operator of a tableau sits in [`PhiOps`].
@@ -115,6 +122,7 @@ pub struct PhiOps {
     tick: u64,
     scratch: Vec<f64>,
     dscratch: Vec<f64>,
+    cscratch: Vec<Complex<f64>>,
 }
 
 impl PhiOps {
@@ -178,6 +186,7 @@ impl PhiOps {
             tick: 0,
             scratch: vec![0.0; (kmax + 2) * 4],
             dscratch: vec![0.0; (kmax + 2) * 4],
+            cscratch: vec![Complex::new(0.0, 0.0); kmax + 1],
             terms,
         }
     }
@@ -210,7 +219,7 @@ impl PhiOps {
         }
         self.tick += 1;
         let cap = match self.structure {
-            Structure::Diagonal => LRU_DIAGONAL,
+            Structure::Diagonal | Structure::ComplexDiagonal => LRU_DIAGONAL,
             Structure::Dense => LRU_DENSE,
         };
         let found = self.kept.iter().position(|k| same_h(k.h, h));
@@ -282,6 +291,22 @@ impl PhiOps {
                     }
                 }
             }
+            Structure::ComplexDiagonal => {
+                let m = self.kmax + 1;
+                for i in (0..n).step_by(2) {
+                    let lam = Complex::new(self.lin[i], self.lin[i + 1]);
+                    for &c in &self.scales {
+                        phi_all_complex(lam * (c * h), &mut self.cscratch[..m]);
+                        for (o, terms) in self.terms.iter().enumerate() {
+                            for term in terms.iter().filter(|t| t.scale == c) {
+                                let p = self.cscratch[term.k] * term.w;
+                                self.vals[o * len + i] += p.re;
+                                self.vals[o * len + i + 1] += p.im;
+                            }
+                        }
+                    }
+                }
+            }
             Structure::Dense => {
                 let l = DMatrix::from_column_slice(n, n, &self.lin);
                 for &c in &self.scales {
@@ -326,6 +351,7 @@ impl PhiOps {
                     }
                 }
             }
+            Structure::ComplexDiagonal => complex_mul_add(a, f, v, out, false),
         }
     }
 
@@ -368,7 +394,7 @@ impl PhiOps {
                     self.apply_add(a.op, a.f, a.v, out);
                 }
             }
-            Structure::Dense => {
+            Structure::Dense | Structure::ComplexDiagonal => {
                 out.iter_mut().for_each(|v| *v = 0.0);
                 for t in terms {
                     self.apply_add(t.op, t.f, t.v, out);
@@ -389,6 +415,7 @@ impl PhiOps {
                     *o += f * col.iter().zip(v).map(|(m, x)| m * x).sum::<f64>();
                 }
             }
+            Structure::ComplexDiagonal => complex_mul_add(a, f, v, out, true),
         }
     }
 

@@ -181,8 +181,8 @@ impl<L: LinearPart, N: Drift, G: Diffusion> Solver<SexpProblem<L, N, G>> for Sto
         if linear.structure() != Structure::Diagonal {
             return Err(SolveError::Unsupported {
                 solver: NAME,
-                what: "a dense linear part (the convolutions it reads are those of scalar \
-                       rates)"
+                what: "a dense or complex linear part (the convolutions it reads are those \
+                       of real scalar rates)"
                     .into(),
                 alternatives: "diagonalise L (a symmetric L in its eigenbasis), or \
                                EulerMaruyama on the drift L X + N"
