@@ -364,7 +364,7 @@ where
                 1 => solve(&*p, Etdrk32, &opts),
                 2 => solve(&*p, Tsit5, &opts),
                 3 => solve(&*p, Bdf::default(), &opts),
-                5 => solve(&*p, Etdrk32, &ladder(&opts)),
+                5 => solve(&*p, Etdrk32, ladder(&opts)),
                 _ => solve(&*p, Esdirk34::default(), &opts),
             }
         };

@@ -205,6 +205,9 @@ fn complex_diagonal_matches_the_real_block_form() {
     assert!(d < 1e-6, "Etdrk4 vs Tsit5: {d}");
 }
 
+/// The gradient test's problem.
+type ForcedProb = Problem<Semilinear<ComplexDiagonal, Generic<Forcing>>>;
+
 /// `N(t, y, p)_i = p0 sin(y_{i+1}) − p1 y_i³ + cos t`.
 #[derive(Clone, Copy)]
 struct Forcing;
@@ -245,7 +248,7 @@ fn gradients_match_finite_differences() {
     fn check<M>(
         name: &str,
         method: M,
-        prob: &dyn Fn(&[f64], &[f64]) -> Problem<Semilinear<ComplexDiagonal, Generic<Forcing>>>,
+        prob: &dyn Fn(&[f64], &[f64]) -> ForcedProb,
         opts: &Options,
         loss: &dyn Loss,
     ) where

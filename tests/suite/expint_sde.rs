@@ -74,7 +74,7 @@ fn ou(
         x0.to_vec(),
         (0.0, t1),
     )
-    .driver(ConvolutionNoise::for_diagonal(&lam).unwrap())
+    .driver(ConvolutionNoise::for_diagonal(&lam).expect("rates of L"))
 }
 
 /// `G = [[1, 0.5], [0, 0.8]]`, column-major.
@@ -184,7 +184,7 @@ fn nonlinear(
         (0.0, 1.0),
     )
     .params(p.to_vec())
-    .driver(ConvolutionNoise::for_diagonal(&LAM).unwrap())
+    .driver(ConvolutionNoise::for_diagonal(&LAM).expect("rates of L"))
 }
 
 #[test]
