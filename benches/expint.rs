@@ -66,7 +66,9 @@ use sdeflow::prelude::*;
 
 #[path = "../tests/common/kuramoto_sivashinsky.rs"]
 mod kuramoto_sivashinsky;
-use kuramoto_sivashinsky::{KS_H, Spectral, ks_linear, ks_wavenumbers, kuramoto_sivashinsky};
+use kuramoto_sivashinsky::{
+    KS_H, KsField, Spectral, ks_linear, ks_wavenumbers, kuramoto_sivashinsky,
+};
 
 #[path = "common/timing.rs"]
 mod timing;
@@ -536,24 +538,9 @@ fn main() {
     }
 
     // KS at N = 128
-    let n = 128;
-    let ks = Rc::new(kuramoto_sivashinsky(n, KS_T));
-    let spectral = Spectral::new(n);
-    let grid = move |y: &[f64]| {
-        let mut u = vec![0.0; n];
-        spectral.to_grid(y, &mut u);
-        u
-    };
-    let reference = solve(
-        &*ks,
-        Krogstad,
-        Options::default()
-            .fixed_step(1.0 / 256.0)
-            .save_at(SaveAt::T1),
-    )
-    .expect("KS reference");
-    let u_ref = grid(reference.last());
-    let pts = points(&ks, KS_T, &|y| max_abs_diff(&grid(y), &u_ref));
+    let (ks, ks_err) = ks_with_error(128);
+    let ks = Rc::new(ks);
+    let pts = points(&ks, KS_T, &ks_err);
     matched_table(
         "Kuramoto–Sivashinsky, N = 128, t ∈ [0, 30], max-abs error of u(x, 30)",
         &pts,
@@ -592,29 +579,8 @@ fn main() {
 
 /// Section 3 alone (`EXPINT_PHI_ONLY`): the references, then the tables.
 fn phi_only(cfg: &Timer) {
-    let n = 128;
-    let ks = kuramoto_sivashinsky(n, KS_T);
-    let spectral = Spectral::new(n);
-    let grid = move |y: &[f64]| {
-        let mut u = vec![0.0; n];
-        spectral.to_grid(y, &mut u);
-        u
-    };
-    let reference = solve(
-        &ks,
-        Krogstad,
-        Options::default()
-            .fixed_step(1.0 / 256.0)
-            .save_at(SaveAt::T1),
-    )
-    .expect("KS reference");
-    let u_ref = grid(reference.last());
-    phi_cost_table(
-        "Kuramoto–Sivashinsky, N = 128",
-        &ks,
-        &|y| max_abs_diff(&grid(y), &u_ref),
-        cfg,
-    );
+    let (ks, ks_err) = ks_with_error(128);
+    phi_cost_table("Kuramoto–Sivashinsky, N = 128", &ks, &ks_err, cfg);
     let stiff = stiff_problem();
     let reference = solve(
         &stiff,
@@ -631,4 +597,26 @@ fn phi_only(cfg: &Timer) {
         &|y| max_abs_diff(y, &y_ref),
         cfg,
     );
+}
+
+/// Kuramoto–Sivashinsky with `n` modes on `[0, KS_T]`, and the max-abs
+/// error of a final state's `u(x, KS_T)` against `Krogstad` at `h = 1/256`.
+fn ks_with_error(n: usize) -> (Problem<KsField>, impl Fn(&[f64]) -> f64) {
+    let ks = kuramoto_sivashinsky(n, KS_T);
+    let spectral = Spectral::new(n);
+    let grid = move |y: &[f64]| {
+        let mut u = vec![0.0; n];
+        spectral.to_grid(y, &mut u);
+        u
+    };
+    let reference = solve(
+        &ks,
+        Krogstad,
+        Options::default()
+            .fixed_step(1.0 / 256.0)
+            .save_at(SaveAt::T1),
+    )
+    .expect("KS reference");
+    let u_ref = grid(reference.last());
+    (ks, move |y: &[f64]| max_abs_diff(&grid(y), &u_ref))
 }
