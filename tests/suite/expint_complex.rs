@@ -15,6 +15,7 @@
 //! * Bad input: an odd-length state, a non-finite λ — typed errors.
 
 use crate::common;
+use crate::expint::coupling;
 use common::{assert_order, assert_says, central_difference};
 use nalgebra::{Complex, DMatrix};
 use sdeflow::expint::{ComplexDiagonal, Dense, Etd1, Etdrk2, Etdrk4, Semilinear};
@@ -26,11 +27,6 @@ use sdeflow::prelude::*;
 struct Manufactured {
     lam: Vec<Complex<f64>>,
     amp: Vec<f64>,
-}
-
-fn coupling<D: DualNum<Primitive = f64> + Copy>(y: &[D], i: usize) -> D {
-    let n = y.len();
-    y[i].sin() * y[(i + 1) % n]
 }
 
 impl GenericField for Manufactured {
