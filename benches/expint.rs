@@ -39,7 +39,19 @@
 //! (1e-3, 1e-5, 1e-7) each method's cheapest run (by a first untimed run)
 //! whose error is at most the target is timed (median per solve); the
 //! table prints NFE, time, the error reached, and the time relative to the
-//! fastest exponential method's at that target.
+//! fastest exponential method's at that target. `Etdrk32L` is `Etdrk32`
+//! under the step ladder ([`StepLadder`], 4 rungs per octave around the
+//! default PI controller).
+//!
+//! # 3. Etdrk32's per-step-size φ cost
+//!
+//! The adaptive method needs its φ operators for each new step size
+//! (`solvers/src/expint/ops.rs`). For both problems above at rtol = atol
+//! = 1e-4, 1e-6, 1e-8: steps (accepted + rejected), NFE, time per solve
+//! and error of `Etdrk32` under the default PI controller and under the
+//! step ladder, whose step sizes repeat so the operators kept for recent
+//! step sizes (an LRU of 8) are swapped back in instead of recomputed.
+//! With `EXPINT_PHI_ONLY` set, the report runs this section only.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -48,12 +60,15 @@ use std::time::{Duration, Instant};
 
 use rustfft::num_complex::Complex64;
 use rustfft::{Fft, FftPlanner};
+use sdeflow::control::{Controller, StepLadder};
 use sdeflow::expint::{Diagonal, Etdrk4, Etdrk32, Krogstad, Semilinear, phi_all};
 use sdeflow::prelude::*;
 
 #[path = "../tests/common/kuramoto_sivashinsky.rs"]
 mod kuramoto_sivashinsky;
-use kuramoto_sivashinsky::{KS_H, Spectral, ks_linear, ks_wavenumbers, kuramoto_sivashinsky};
+use kuramoto_sivashinsky::{
+    KS_H, KsField, Spectral, ks_linear, ks_wavenumbers, kuramoto_sivashinsky,
+};
 
 #[path = "common/timing.rs"]
 mod timing;
@@ -351,6 +366,7 @@ where
                 1 => solve(&*p, Etdrk32, &opts),
                 2 => solve(&*p, Tsit5, &opts),
                 3 => solve(&*p, Bdf::default(), &opts),
+                5 => solve(&*p, Etdrk32, ladder(&opts)),
                 _ => solve(&*p, Esdirk34::default(), &opts),
             }
         };
@@ -378,7 +394,13 @@ where
             .max_steps(1 << 20);
         add("Etdrk4", format!("h = {span}/{steps}"), opts, 0);
     }
-    for (name, which) in [("Etdrk32", 1), ("Tsit5", 2), ("Bdf", 3), ("Esdirk34", 4)] {
+    for (name, which) in [
+        ("Etdrk32", 1),
+        ("Etdrk32L", 5),
+        ("Tsit5", 2),
+        ("Bdf", 3),
+        ("Esdirk34", 4),
+    ] {
         for &tol in &tols {
             let opts = Options::default()
                 .tol(tol)
@@ -399,7 +421,7 @@ fn matched_table(title: &str, pts: &[Point], cfg: &Timer) {
     );
     for target in [1e-3, 1e-5, 1e-7] {
         let mut rows: Vec<(&Point, f64)> = Vec::new();
-        for m in ["Etdrk4", "Etdrk32", "Tsit5", "Bdf", "Esdirk34"] {
+        for m in ["Etdrk4", "Etdrk32", "Etdrk32L", "Tsit5", "Bdf", "Esdirk34"] {
             let best = pts
                 .iter()
                 .filter(|p| p.method == m && p.err <= target)
@@ -426,10 +448,61 @@ fn matched_table(title: &str, pts: &[Point], cfg: &Timer) {
                 t / exp_best
             );
         }
-        for m in ["Etdrk4", "Etdrk32", "Tsit5", "Bdf", "Esdirk34"] {
+        for m in ["Etdrk4", "Etdrk32", "Etdrk32L", "Tsit5", "Bdf", "Esdirk34"] {
             if !rows.iter().any(|(p, _)| p.method == m) {
                 println!("{target:>8.0e} {m:>10}   (no run reached it)");
             }
+        }
+    }
+}
+
+/// `opts` under the step ladder (4 rungs per octave around the default PI
+/// controller).
+fn ladder(opts: &Options) -> Options {
+    opts.clone()
+        .controller(Controller::custom(StepLadder::default()))
+}
+
+/// Section 3: Etdrk32 under PI and under the ladder on `problem`.
+fn phi_cost_table<F: Drift + 'static>(
+    title: &str,
+    problem: &Problem<Semilinear<Diagonal, F>>,
+    err_of: &dyn Fn(&[f64]) -> f64,
+    cfg: &Timer,
+) where
+    Semilinear<Diagonal, F>: Drift,
+{
+    println!("\n== Etdrk32's φ cost: {title} ==");
+    println!(
+        "{:>7} {:>10} {:>8} {:>8} {:>12} {:>11} {:>9}",
+        "tol", "control", "steps", "NFE", "time [ms]", "error", "vs PI"
+    );
+    for tol in [1e-4, 1e-6, 1e-8] {
+        let base = Options::default()
+            .tol(tol)
+            .save_at(SaveAt::T1)
+            .max_steps(1 << 20);
+        let mut t_pi = f64::NAN;
+        for (name, opts) in [("PI", base.clone()), ("ladder", ladder(&base))] {
+            let sol = solve(problem, Etdrk32, &opts).expect("Etdrk32");
+            let t = measure(
+                || solve(problem, Etdrk32, &opts).map_or(0, |s| s.stats.drift_evals),
+                cfg,
+            )
+            .median;
+            if name == "PI" {
+                t_pi = t;
+            }
+            println!(
+                "{:>7.0e} {:>10} {:>8} {:>8} {:>12.3} {:>11.2e} {:>8.2}x",
+                tol,
+                name,
+                sol.stats.accepted_steps + sol.stats.rejected_steps,
+                sol.stats.drift_evals,
+                t * 1e3,
+                err_of(sol.last()),
+                t / t_pi
+            );
         }
     }
 }
@@ -438,6 +511,10 @@ fn main() {
     let cfg = Timer::from_args(Duration::from_millis(500), 7);
     if cfg.quick {
         println!("expint: test mode (no `--bench`): every case runs once, times are single runs");
+    }
+    if std::env::var_os("EXPINT_PHI_ONLY").is_some() {
+        phi_only(&cfg);
+        return;
     }
     println!(
         "== ETDRK4 on Kuramoto–Sivashinsky, h = 1/4, t ∈ [0, {KS_T}]: solve vs a hand-written loop =="
@@ -461,24 +538,9 @@ fn main() {
     }
 
     // KS at N = 128
-    let n = 128;
-    let ks = Rc::new(kuramoto_sivashinsky(n, KS_T));
-    let spectral = Spectral::new(n);
-    let grid = move |y: &[f64]| {
-        let mut u = vec![0.0; n];
-        spectral.to_grid(y, &mut u);
-        u
-    };
-    let reference = solve(
-        &*ks,
-        Krogstad,
-        Options::default()
-            .fixed_step(1.0 / 256.0)
-            .save_at(SaveAt::T1),
-    )
-    .expect("KS reference");
-    let u_ref = grid(reference.last());
-    let pts = points(&ks, KS_T, &|y| max_abs_diff(&grid(y), &u_ref));
+    let (ks, ks_err) = ks_with_error(128);
+    let ks = Rc::new(ks);
+    let pts = points(&ks, KS_T, &ks_err);
     matched_table(
         "Kuramoto–Sivashinsky, N = 128, t ∈ [0, 30], max-abs error of u(x, 30)",
         &pts,
@@ -512,4 +574,49 @@ fn main() {
         &pts,
         &cfg,
     );
+    phi_only(&cfg);
+}
+
+/// Section 3 alone (`EXPINT_PHI_ONLY`): the references, then the tables.
+fn phi_only(cfg: &Timer) {
+    let (ks, ks_err) = ks_with_error(128);
+    phi_cost_table("Kuramoto–Sivashinsky, N = 128", &ks, &ks_err, cfg);
+    let stiff = stiff_problem();
+    let reference = solve(
+        &stiff,
+        Krogstad,
+        Options::default()
+            .fixed_step(2.0 / 65536.0)
+            .save_at(SaveAt::T1),
+    )
+    .expect("stiff reference");
+    let y_ref = reference.last().to_vec();
+    phi_cost_table(
+        "stiff semilinear, 32 components",
+        &stiff,
+        &|y| max_abs_diff(y, &y_ref),
+        cfg,
+    );
+}
+
+/// Kuramoto–Sivashinsky with `n` modes on `[0, KS_T]`, and the max-abs
+/// error of a final state's `u(x, KS_T)` against `Krogstad` at `h = 1/256`.
+fn ks_with_error(n: usize) -> (Problem<KsField>, impl Fn(&[f64]) -> f64) {
+    let ks = kuramoto_sivashinsky(n, KS_T);
+    let spectral = Spectral::new(n);
+    let grid = move |y: &[f64]| {
+        let mut u = vec![0.0; n];
+        spectral.to_grid(y, &mut u);
+        u
+    };
+    let reference = solve(
+        &ks,
+        Krogstad,
+        Options::default()
+            .fixed_step(1.0 / 256.0)
+            .save_at(SaveAt::T1),
+    )
+    .expect("KS reference");
+    let u_ref = grid(reference.last());
+    (ks, move |y: &[f64]| max_abs_diff(&grid(y), &u_ref))
 }

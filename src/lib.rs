@@ -118,10 +118,15 @@ pub mod stiff {
 /// Exponential integrators for semilinear ODEs `y' = L(p) y + N(t, y, p)`:
 /// the [`expint::Semilinear`] drift and its linear parts, exponential
 /// Euler, Lawson–Euler, ETDRK2, the adaptive ETDRK3(2), ETDRK4,
-/// Krogstad's and Hochbruck–Ostermann's methods, their tables and the φ-functions.
+/// Krogstad's and Hochbruck–Ostermann's methods, their tables and the
+/// φ-functions; stochastic exponential Euler for semilinear SDEs with
+/// additive noise and its driver of exact stochastic convolutions.
 pub mod expint {
     pub use sdeflow_solvers::expint::phi::{phi, phi_all, phi_derivatives, phi_matrices};
     pub use sdeflow_solvers::expint::phi_complex::{phi_all_complex, phi_complex};
+    pub use sdeflow_solvers::expint::{
+        ComplexDiagonal, ConvolutionNoise, ConvolutionPath, StochasticExpEuler,
+    };
     pub use sdeflow_solvers::expint::{
         Dense, Diagonal, ETD1, ETDRK2, ETDRK4, ETDRK32, Etd1, Etdrk2, Etdrk4, Etdrk32, ExpRk,
         ExpTableau, HOCHBRUCK_OSTERMANN, HochbruckOstermann, KROGSTAD, Krogstad, LAWSON_EULER,
@@ -171,12 +176,13 @@ pub mod fractional {
     pub use sdeflow_solvers::fractional::*;
 }
 
-/// Step-size control: the controllers (constant, PI, PID, your own), the
+/// Step-size control: the controllers (constant, PI, PID, the step ladder,
+/// your own), the
 /// first-step heuristic and the error norms.
 pub mod control {
     pub use sdeflow_solvers::controller::{
         ConstantController, Controller, CustomController, PiController, PiGains, PidController,
-        StepController, StepDecision,
+        StepController, StepDecision, StepLadder,
     };
     pub use sdeflow_solvers::initial_step::initial_step;
     pub use sdeflow_solvers::norm::{scaled_rms, weighted_rms};

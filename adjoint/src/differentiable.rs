@@ -20,8 +20,8 @@ use sdeflow_solvers::diffusion::{
 };
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
-    Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler, LinearPartVjp,
-    Semilinear,
+    ConvolutionNoise, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler,
+    LinearPartVjp, Semilinear, StochasticExpEuler,
 };
 use sdeflow_solvers::fractional::{FractionalEuler, FractionalHeun, FractionalNoise};
 use sdeflow_solvers::sde::{
@@ -311,3 +311,25 @@ differentiable_sampler!(
     DpmSolverPP2M,
     DpmSolverPP3M
 );
+
+/// Stochastic exponential Euler on semilinear SDEs driven by their
+/// convolutions ([`ConvolutionNoise`]): the discrete adjoint through its
+/// step VJP (gradients in `y0` and in the parameters of `N` and `G`).
+impl<Lp: LinearPartVjp, N: DriftVjp, G: DiffusionVjp>
+    Differentiable<Semilinear<Lp, N>, G, ConvolutionNoise> for StochasticExpEuler
+{
+    fn gradient<L: Loss + ?Sized>(
+        &self,
+        problem: &Problem<Semilinear<Lp, N>, G, ConvolutionNoise>,
+        options: &Options,
+        loss: &L,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
+        Request {
+            problem,
+            options,
+            loss,
+        }
+        .sde(self, adjoint)
+    }
+}

@@ -36,7 +36,9 @@ struct Manufactured {
     amp: Vec<f64>,
 }
 
-fn coupling<D: DualNum<Primitive = f64> + Copy>(y: &[D], i: usize) -> D {
+/// The coupling `g(y)_i = sin(y_i) y_{i+1}` (cyclic) of the manufactured
+/// problems (also `expint_complex.rs`'s).
+pub(crate) fn coupling<D: DualNum<Primitive = f64> + Copy>(y: &[D], i: usize) -> D {
     let n = y.len();
     y[i].sin() * y[(i + 1) % n]
 }

@@ -20,6 +20,8 @@ mod discontinuities;
 mod drivers;
 mod ensemble;
 mod expint;
+mod expint_complex;
+mod expint_sde;
 mod extension;
 mod extension_sde;
 mod faults;

@@ -15,11 +15,13 @@
 
 mod constant;
 mod custom;
+mod ladder;
 mod pi;
 mod pid;
 
 pub use constant::ConstantController;
 pub use custom::CustomController;
+pub use ladder::StepLadder;
 pub use pi::{PiController, PiGains};
 pub use pid::PidController;
 

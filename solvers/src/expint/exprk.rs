@@ -228,6 +228,17 @@ impl<L: LinearPart, N: Drift, D: Driver> Solver<OdeProblem<Semilinear<L, N>, D>>
         let linear = &problem.drift.linear;
         let structure = linear.structure();
         check_linear_values(structure, n, linear.known_len(), None)?;
+        if structure == Structure::ComplexDiagonal && linear.depends_on_params() {
+            return Err(SolveError::Unsupported {
+                solver: self.tableau.name,
+                what: "a parameter-dependent complex diagonal L (its parameter gradient through \
+                       the complex φ-functions is not implemented)"
+                    .into(),
+                alternatives: "a constant ComplexDiagonal, or the real 2 × 2 blocks as a \
+                               ParamDense L"
+                    .into(),
+            });
+        }
         let mut scratch = Vec::new();
         let vals = linear.values(n, &problem.params, &mut scratch);
         check_linear_values(structure, n, Some(vals.len()), Some(vals))
@@ -342,6 +353,9 @@ impl Lbar<'_> {
     fn add(&mut self, ops: &PhiOps, op: usize, f: f64, ybar: &[f64], v: &[f64]) {
         match ops.structure() {
             Structure::Diagonal => ops.diagonal_lbar_add(op, f, ybar, v, self.lbar),
+            // refused by `check`: a complex diagonal L has no parameter
+            // gradient here
+            Structure::ComplexDiagonal => {}
             Structure::Dense => {
                 let len = v.len() * v.len();
                 let w = &mut self.weights[op * len..(op + 1) * len];

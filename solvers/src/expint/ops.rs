@@ -3,10 +3,27 @@
 //! computed when the step size changes and kept in the solver's cache, so a
 //! fixed-step solve computes them once.
 //!
+//! Those of the last few step sizes are kept too (a small LRU keyed by the
+//! step size: [`LRU_DIAGONAL`] sets for a diagonal `L`, [`LRU_DENSE`] for
+//! a dense one): an adaptive solve that returns to a step size it used
+//! recently — a retry after a rejection, a step that grows back, the
+//! step sizes of a geometric ladder ([`crate::controller::StepLadder`]),
+//! a backward sweep of the discrete adjoint visiting the forward steps in
+//! reverse — swaps them back in instead of recomputing. Switching is `O(1)`
+//! (buffers are swapped, not copied) and allocates only while the LRU
+//! fills. A step size within [`SAME_H`] (relative) of the current or a kept
+//! one counts as it: the ladder's steps are products of its factors, which
+//! drift from their rung by round-off, and a relative change of `1e-12` in
+//! `h` changes a step by far less than any tolerance.
+//!
 //! For a diagonal `L` each operator is a vector (scalar φ's element-wise,
 //! [`super::phi::phi_all`]) and applying it allocates nothing; for a dense
 //! `L` each is an `n × n` matrix from the augmented-matrix exponential
-//! ([`super::phi::phi_matrices`], which allocates when `h` changes). With
+//! ([`super::phi::phi_matrices`], which allocates when `h` changes); for a
+//! complex diagonal `L` ([`Structure::ComplexDiagonal`]) each is a vector of
+//! complex values, `(re, im)` interleaved
+//! ([`super::phi_complex::phi_all_complex`]), applied as complex products
+//! on the state's pairs. With
 //! `derivatives`, a diagonal `L`'s operators also keep their derivatives in
 //! `λ` (`Σ w c h φ_k'(c h λ)`), which the step VJPs use for a
 //! parameter-dependent `L`; a dense `L`'s parameter gradient goes through
@@ -14,8 +31,11 @@
 
 use nalgebra::DMatrix;
 
+use nalgebra::Complex;
+
 use super::phi::{phi_all, phi_derivatives, phi_frechet, phi_matrices};
-use super::semilinear::Structure;
+use super::phi_complex::phi_all_complex;
+use super::semilinear::{Structure, complex_mul_add};
 use super::tableau::{ExpTableau, Term};
 
 /// Where each operator of a tableau sits in [`PhiOps`].
@@ -49,6 +69,32 @@ pub(crate) struct OpTerm<'a> {
 /// stage; six for Hochbruck–Ostermann's output).
 pub(crate) const MAX_TERMS: usize = 8;
 
+/// Step sizes closer than this (relative) share their operators (module
+/// docs).
+pub const SAME_H: f64 = 1e-12;
+
+/// Whether the step sizes `a` and `b` share their operators.
+#[inline(always)]
+fn same_h(a: f64, b: f64) -> bool {
+    (a - b).abs() <= SAME_H * a.abs()
+}
+
+/// How many earlier step sizes' operators a diagonal `L` keeps.
+pub const LRU_DIAGONAL: usize = 8;
+/// How many earlier step sizes' operators a dense `L` keeps (each set is
+/// `n²` values per operator).
+pub const LRU_DENSE: usize = 2;
+
+/// The operators of an earlier step size.
+#[derive(Debug, Clone)]
+struct Kept {
+    h: f64,
+    vals: Vec<f64>,
+    dvals: Vec<f64>,
+    /// When it was last current (a tick of [`PhiOps::ensure`]'s misses).
+    used: u64,
+}
+
 /// The operators of one tableau for one step size.
 #[derive(Debug, Clone)]
 pub struct PhiOps {
@@ -70,8 +116,13 @@ pub struct PhiOps {
     derivatives: bool,
     /// How many times the operators were computed.
     computed: usize,
+    /// The operators of earlier step sizes (at most [`LRU_DIAGONAL`] or
+    /// [`LRU_DENSE`]), and a clock for their use.
+    kept: Vec<Kept>,
+    tick: u64,
     scratch: Vec<f64>,
     dscratch: Vec<f64>,
+    cscratch: Vec<Complex<f64>>,
 }
 
 impl PhiOps {
@@ -131,8 +182,11 @@ impl PhiOps {
             },
             derivatives,
             computed: 0,
+            kept: Vec::new(),
+            tick: 0,
             scratch: vec![0.0; (kmax + 2) * 4],
             dscratch: vec![0.0; (kmax + 2) * 4],
+            cscratch: vec![Complex::new(0.0, 0.0); kmax + 1],
             terms,
         }
     }
@@ -147,11 +201,52 @@ impl PhiOps {
         self.structure
     }
 
-    /// Makes the operators those of the step size `h` (nothing to do when
-    /// they already are).
+    /// Makes the operators those of the step size `h`: nothing to do when
+    /// they already are, a swap when `h` is one of the kept earlier step
+    /// sizes, else computed (module docs).
     #[inline]
     pub fn ensure(&mut self, h: f64) {
         if h != self.h {
+            self.switch(h);
+        }
+    }
+
+    /// [`PhiOps::ensure`] for a new `h`: from the LRU or computed, the
+    /// current operators kept.
+    fn switch(&mut self, h: f64) {
+        if same_h(self.h, h) {
+            return;
+        }
+        self.tick += 1;
+        let cap = match self.structure {
+            Structure::Diagonal | Structure::ComplexDiagonal => LRU_DIAGONAL,
+            Structure::Dense => LRU_DENSE,
+        };
+        let found = self.kept.iter().position(|k| same_h(k.h, h));
+        // the slot the current operators go to: the found one (a swap), an
+        // empty one while the LRU fills, else the least recently used
+        let slot = match found {
+            Some(i) => Some(i),
+            None if self.h.is_nan() => None,
+            None if self.kept.len() < cap => {
+                self.kept.push(Kept {
+                    h: f64::NAN,
+                    vals: vec![0.0; self.vals.len()],
+                    dvals: vec![0.0; self.dvals.len()],
+                    used: 0,
+                });
+                Some(self.kept.len() - 1)
+            }
+            None => (0..self.kept.len()).min_by_key(|&i| self.kept[i].used),
+        };
+        if let Some(i) = slot {
+            let k = &mut self.kept[i];
+            std::mem::swap(&mut k.vals, &mut self.vals);
+            std::mem::swap(&mut k.dvals, &mut self.dvals);
+            std::mem::swap(&mut k.h, &mut self.h);
+            k.used = self.tick;
+        }
+        if found.is_none() {
             self.compute(h);
         }
     }
@@ -196,6 +291,22 @@ impl PhiOps {
                     }
                 }
             }
+            Structure::ComplexDiagonal => {
+                let m = self.kmax + 1;
+                for i in (0..n).step_by(2) {
+                    let lam = Complex::new(self.lin[i], self.lin[i + 1]);
+                    for &c in &self.scales {
+                        phi_all_complex(lam * (c * h), &mut self.cscratch[..m]);
+                        for (o, terms) in self.terms.iter().enumerate() {
+                            for term in terms.iter().filter(|t| t.scale == c) {
+                                let p = self.cscratch[term.k] * term.w;
+                                self.vals[o * len + i] += p.re;
+                                self.vals[o * len + i + 1] += p.im;
+                            }
+                        }
+                    }
+                }
+            }
             Structure::Dense => {
                 let l = DMatrix::from_column_slice(n, n, &self.lin);
                 for &c in &self.scales {
@@ -215,7 +326,7 @@ impl PhiOps {
 
     /// The values of operator `op`.
     #[inline(always)]
-    fn op(&self, op: usize) -> &[f64] {
+    pub(crate) fn op(&self, op: usize) -> &[f64] {
         let len = self.structure.len(self.n);
         &self.vals[op * len..(op + 1) * len]
     }
@@ -240,6 +351,7 @@ impl PhiOps {
                     }
                 }
             }
+            Structure::ComplexDiagonal => complex_mul_add(a, f, v, out, false),
         }
     }
 
@@ -282,7 +394,7 @@ impl PhiOps {
                     self.apply_add(a.op, a.f, a.v, out);
                 }
             }
-            Structure::Dense => {
+            Structure::Dense | Structure::ComplexDiagonal => {
                 out.iter_mut().for_each(|v| *v = 0.0);
                 for t in terms {
                     self.apply_add(t.op, t.f, t.v, out);
@@ -303,6 +415,7 @@ impl PhiOps {
                     *o += f * col.iter().zip(v).map(|(m, x)| m * x).sum::<f64>();
                 }
             }
+            Structure::ComplexDiagonal => complex_mul_add(a, f, v, out, true),
         }
     }
 
@@ -334,8 +447,8 @@ impl PhiOps {
         }
     }
 
-    /// How many times the operators have been computed (once per distinct
-    /// step size in a row).
+    /// How many times the operators have been computed (once per step size
+    /// not among the current and the kept ones).
     pub fn computations(&self) -> usize {
         self.computed
     }
@@ -367,5 +480,34 @@ mod tests {
         ops.ensure(0.5);
         ops.ensure(0.5);
         assert_eq!(ops.computations(), 2);
+    }
+
+    #[test]
+    fn earlier_step_sizes_are_swapped_back_in_and_the_least_recent_evicted() {
+        let lam = vec![-5.0, -0.3, -2e3];
+        let mut ops = PhiOps::new(&ETDRK4, Structure::Diagonal, 3, lam.clone(), true);
+        let mut fresh = ops.clone();
+        let hs: Vec<f64> = (0..LRU_DIAGONAL + 1)
+            .map(|i| 0.1 * (i + 1) as f64)
+            .collect();
+        for &h in &hs {
+            ops.ensure(h);
+        }
+        assert_eq!(ops.computations(), hs.len());
+        // every one of them is kept: back in any order, no computation, and
+        // the same values as computed afresh
+        for &h in hs.iter().rev().chain(&hs) {
+            ops.ensure(h);
+            fresh.ensure(h);
+            assert_eq!(ops.vals, fresh.vals, "h = {h}");
+            assert_eq!(ops.dvals, fresh.dvals, "h = {h}");
+        }
+        assert_eq!(ops.computations(), hs.len());
+        // one more evicts the least recently current (hs[0]) only
+        ops.ensure(7.0);
+        ops.ensure(hs[1]);
+        assert_eq!(ops.computations(), hs.len() + 1);
+        ops.ensure(hs[0]);
+        assert_eq!(ops.computations(), hs.len() + 2);
     }
 }

@@ -2,8 +2,8 @@
 //! of the exponential integrators (`../shared/DESIGN.md`, seam 1).
 //!
 //! [`Semilinear<L, N>`] carries the linear part `L` (a [`LinearPart`]:
-//! [`Diagonal`], [`Dense`], or parameter-dependent [`ParamDiagonal`] /
-//! [`ParamDense`]) and the nonlinearity `N` (any [`Drift`]). It is itself a
+//! [`Diagonal`], [`Dense`], [`ComplexDiagonal`], or parameter-dependent
+//! [`ParamDiagonal`] / [`ParamDense`]) and the nonlinearity `N` (any [`Drift`]). It is itself a
 //! [`Drift`], so every ODE solver (Tsit5, Bdf, Esdirk34, …) solves the same
 //! problem for comparison; the exponential solvers ([`crate::expint`])
 //! implement [`crate::solver::Solver`] only for problems whose drift is a
@@ -24,6 +24,11 @@ pub enum Structure {
     Diagonal,
     /// A dense `n × n` matrix, column-major (`L[i + j n] = L_ij`).
     Dense,
+    /// A complex diagonal acting on a state of `n/2` complex values stored
+    /// as `(re, im)` pairs (`y[2i] = Re u_i`, `y[2i + 1] = Im u_i`): `n`
+    /// values, `(Re λ_i, Im λ_i)` interleaved, `(L y)_i = λ_i u_i`. As a
+    /// real matrix it is block diagonal with blocks `[[a, −b], [b, a]]`.
+    ComplexDiagonal,
 }
 
 impl Structure {
@@ -31,7 +36,7 @@ impl Structure {
     /// length `n`.
     pub fn len(self, n: usize) -> usize {
         match self {
-            Structure::Diagonal => n,
+            Structure::Diagonal | Structure::ComplexDiagonal => n,
             Structure::Dense => n * n,
         }
     }
@@ -111,6 +116,69 @@ impl LinearPartVjp for Dense {
     fn vjp_params(&self, _p: &[f64], _w: &[f64], _out_p: &mut [f64]) {}
 }
 
+/// A constant complex diagonal `L = diag(λ)`, `λ_i ∈ ℂ`, on a state of
+/// complex values stored as `(re, im)` pairs ([`Structure::ComplexDiagonal`]):
+/// a Fourier operator with odd derivatives (advection `−c ∂_x → −i c k`,
+/// KdV's dispersion `−∂_x³ → i k³`) acting on a field's complex
+/// coefficients.
+///
+/// ```
+/// use nalgebra::Complex;
+/// use sdeflow_solvers::expint::{ComplexDiagonal, Etdrk4, Semilinear};
+/// use sdeflow_solvers::prelude::*;
+/// // u' = i u (a rotation), u(0) = 1: u(t) = e^{it}
+/// let l = ComplexDiagonal::new(&[Complex::new(0.0, 1.0)]);
+/// let f = Semilinear::new(l, |_t: f64, _y: &[f64], _p: &[f64], n: &mut [f64]| n.fill(0.0));
+/// let sol = solve(&Problem::ode_field(f, vec![1.0, 0.0], (0.0, 1.0)), Etdrk4, Options::default().fixed_step(0.5))?;
+/// assert!((sol.last()[0] - 1f64.cos()).abs() < 1e-15 && (sol.last()[1] - 1f64.sin()).abs() < 1e-15);
+/// # Ok::<(), SolveError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComplexDiagonal {
+    /// `(Re λ_i, Im λ_i)` interleaved.
+    vals: Vec<f64>,
+}
+
+impl ComplexDiagonal {
+    /// The diagonal `λ`.
+    pub fn new(lambda: &[nalgebra::Complex<f64>]) -> Self {
+        ComplexDiagonal {
+            vals: lambda.iter().flat_map(|z| [z.re, z.im]).collect(),
+        }
+    }
+
+    /// `λ_i`.
+    pub fn get(&self, i: usize) -> nalgebra::Complex<f64> {
+        nalgebra::Complex::new(self.vals[2 * i], self.vals[2 * i + 1])
+    }
+
+    /// Number of complex entries.
+    pub fn len(&self) -> usize {
+        self.vals.len() / 2
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.vals.is_empty()
+    }
+}
+
+impl LinearPart for ComplexDiagonal {
+    fn structure(&self) -> Structure {
+        Structure::ComplexDiagonal
+    }
+    fn values<'a>(&'a self, _n: usize, _p: &[f64], _s: &'a mut Vec<f64>) -> &'a [f64] {
+        &self.vals
+    }
+    fn known_len(&self) -> Option<usize> {
+        Some(self.vals.len())
+    }
+}
+
+impl LinearPartVjp for ComplexDiagonal {
+    fn vjp_params(&self, _p: &[f64], _w: &[f64], _out_p: &mut [f64]) {}
+}
+
 /// A diagonal `L(p)` written generically over the scalar (a
 /// [`GenericField`] whose `eval(t, y, p, out)` ignores `t` and `y`, which
 /// is empty, and writes the `n` diagonal entries): its parameter gradient is
@@ -186,7 +254,20 @@ pub fn check_linear_values(
     let shape = match structure {
         Structure::Diagonal => format!("{n} diagonal entries"),
         Structure::Dense => format!("a {n} × {n} matrix ({want} entries)"),
+        Structure::ComplexDiagonal => format!(
+            "{} complex diagonal entries ({want} values, re and im interleaved)",
+            n / 2
+        ),
     };
+    if structure == Structure::ComplexDiagonal && !n.is_multiple_of(2) {
+        return Err(SolveError::invalid(
+            "state for a complex diagonal L",
+            format!(
+                "{n} components; a complex diagonal L acts on (re, im) pairs, so the state \
+                 needs an even length"
+            ),
+        ));
+    }
     if let Some(found) = found
         && found != want
     {
@@ -204,6 +285,9 @@ pub fn check_linear_values(
     {
         let at = match structure {
             Structure::Diagonal => format!("L[{i}]"),
+            Structure::ComplexDiagonal => {
+                format!("L[{}].{}", i / 2, if i % 2 == 0 { "re" } else { "im" })
+            }
             Structure::Dense => format!("L[({}, {})]", i % n, i / n),
         };
         return Err(SolveError::invalid(
@@ -282,6 +366,24 @@ pub fn linear_apply_add(structure: Structure, vals: &[f64], y: &[f64], out: &mut
                 }
             }
         }
+        Structure::ComplexDiagonal => complex_mul_add(vals, 1.0, y, out, false),
+    }
+}
+
+/// `out += f · d v` pairwise in the `(re, im)` representation (`d v` the
+/// complex product; with `conj`, `conj(d) v`: the transpose of the real
+/// form).
+#[inline]
+pub(crate) fn complex_mul_add(d: &[f64], f: f64, v: &[f64], out: &mut [f64], conj: bool) {
+    let s = if conj { -1.0 } else { 1.0 };
+    for ((o, d), v) in out
+        .chunks_exact_mut(2)
+        .zip(d.chunks_exact(2))
+        .zip(v.chunks_exact(2))
+    {
+        let (a, b) = (d[0], s * d[1]);
+        o[0] += f * (a * v[0] - b * v[1]);
+        o[1] += f * (b * v[0] + a * v[1]);
     }
 }
 
@@ -296,6 +398,7 @@ pub fn linear_apply_t_add(structure: Structure, vals: &[f64], v: &[f64], out: &m
                 *o += col.iter().zip(v).map(|(l, x)| l * x).sum::<f64>();
             }
         }
+        Structure::ComplexDiagonal => complex_mul_add(vals, 1.0, v, out, true),
     }
 }
 
@@ -316,6 +419,17 @@ pub fn outer_add(structure: Structure, a: &[f64], b: &[f64], w: &mut [f64]) {
                         *o += ai * bj;
                     }
                 }
+            }
+        }
+        Structure::ComplexDiagonal => {
+            // (L b) = λ b pairwise: ∂/∂Re λ = (b_re, b_im), ∂/∂Im λ = (−b_im, b_re)
+            for ((o, a), b) in w
+                .chunks_exact_mut(2)
+                .zip(a.chunks_exact(2))
+                .zip(b.chunks_exact(2))
+            {
+                o[0] += a[0] * b[0] + a[1] * b[1];
+                o[1] += a[1] * b[0] - a[0] * b[1];
             }
         }
     }
@@ -366,6 +480,15 @@ impl<L: LinearPart, N: Drift> Drift for Semilinear<L, N> {
                 Structure::Dense => {
                     for (j, &l) in jac.iter_mut().zip(vals) {
                         *j += l;
+                    }
+                }
+                Structure::ComplexDiagonal => {
+                    for i in (0..n).step_by(2) {
+                        let (a, b) = (vals[i], vals[i + 1]);
+                        jac[i + i * n] += a;
+                        jac[i + 1 + (i + 1) * n] += a;
+                        jac[i + 1 + i * n] += b;
+                        jac[i + (i + 1) * n] -= b;
                     }
                 }
             }
