@@ -38,7 +38,7 @@ use crate::error::SolveError;
 /// let problem = Problem::ode_field(f, vec![1.0, 0.0], (0.0, 2.0));
 /// let opts = Options::default().tol(1e-8).controller(Controller::custom(StepLadder::default()));
 /// let sol = solve(&problem, Etdrk32, opts)?;
-/// assert!(sol.stats.accepted > 0);
+/// assert!(sol.stats.accepted_steps > 0);
 /// # Ok::<(), SolveError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
