@@ -249,18 +249,22 @@ macro_rules! differentiable_fractional {
 }
 differentiable_fractional!(FractionalEuler, FractionalHeun);
 
-/// Implements [`Differentiable`] for the exponential methods on semilinear
-/// ODEs (drift [`Semilinear`] with a linear part that has a parameter
-/// gradient and a nonlinearity with a VJP): the discrete adjoint through
-/// their step VJP, for losses on step ends.
-macro_rules! differentiable_expint {
-    ($($name:ty),*) => {$(
-        impl<Lp: LinearPartVjp, N: DriftVjp, D: Driver> Differentiable<Semilinear<Lp, N>, NoDiffusion, D>
-            for $name
-        {
+/// Implements [`Differentiable`] through the discrete adjoint (the step VJPs;
+/// losses on step ends) for ODE solvers of one drift type: the exponential
+/// integrators on semilinear problems (gradients in `y0` and in the
+/// parameters of `N` and of a parameter-dependent `L`) and the diffusion
+/// samplers with a step VJP on the probability flow of a model with a VJP
+/// (gradients in the initial noise `x_T` and the model's parameters; the
+/// past predictions of the multistep ones are carried state).
+macro_rules! differentiable_discrete {
+    ($gen:tt $drift:ty; $($name:ty),*) => {$(
+        differentiable_discrete!(@one $gen $drift; $name);
+    )*};
+    (@one [$($gen:tt)*] $drift:ty; $name:ty) => {
+        impl<$($gen)*, D: Driver> Differentiable<$drift, NoDiffusion, D> for $name {
             fn gradient<L: Loss + ?Sized>(
                 &self,
-                problem: &Problem<Semilinear<Lp, N>, NoDiffusion, D>,
+                problem: &Problem<$drift, NoDiffusion, D>,
                 options: &Options,
                 loss: &L,
                 adjoint: Adjoint,
@@ -268,48 +272,17 @@ macro_rules! differentiable_expint {
                 crate::discrete_gradient(problem, self, options, loss, adjoint)
             }
         }
-    )*};
+    };
 }
 
-differentiable_expint!(
-    Etd1,
-    LawsonEuler,
-    Etdrk2,
-    Etdrk32,
-    Etdrk4,
-    Krogstad,
-    HochbruckOstermann
+differentiable_discrete!(
+    [Lp: LinearPartVjp, N: DriftVjp] Semilinear<Lp, N>;
+    Etd1, LawsonEuler, Etdrk2, Etdrk32, Etdrk4, Krogstad, HochbruckOstermann
 );
 
-/// Implements [`Differentiable`] for the diffusion samplers with a step VJP
-/// on the probability flow of a model with a VJP: the discrete adjoint
-/// through their step VJPs (the past predictions of the multistep ones as
-/// carried state), with respect to the initial noise `x_T` and the model's
-/// parameters, for losses on step ends.
-macro_rules! differentiable_sampler {
-    ($($name:ty),*) => {$(
-        impl<M: ModelVjp, S: NoiseSchedule, D: Driver>
-            Differentiable<ProbabilityFlow<M, S>, NoDiffusion, D> for $name
-        {
-            fn gradient<L: Loss + ?Sized>(
-                &self,
-                problem: &Problem<ProbabilityFlow<M, S>, NoDiffusion, D>,
-                options: &Options,
-                loss: &L,
-                adjoint: Adjoint,
-            ) -> Result<Gradient, GradError> {
-                crate::discrete_gradient(problem, self, options, loss, adjoint)
-            }
-        }
-    )*};
-}
-
-differentiable_sampler!(
-    Ddim,
-    DpmSolver2,
-    DpmSolverPP2S,
-    DpmSolverPP2M,
-    DpmSolverPP3M
+differentiable_discrete!(
+    [M: ModelVjp, S: NoiseSchedule] ProbabilityFlow<M, S>;
+    Ddim, DpmSolver2, DpmSolverPP2S, DpmSolverPP2M, DpmSolverPP3M
 );
 
 /// Stochastic exponential Euler on semilinear SDEs driven by their
