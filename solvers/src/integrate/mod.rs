@@ -638,7 +638,7 @@ fn stopped(
 /// observing each step; hands the path back.
 #[inline(never)]
 fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: StepObserver>(
-    stepper: Stepper<'_, Pb, S>,
+    mut stepper: Stepper<'_, Pb, S>,
     bufs: StepBuffers<W, Y>,
     cur: Cursor<C>,
     path: P,
@@ -646,13 +646,11 @@ fn drive<Pb: Family, S: Solver<Pb>, C: Control, W: Buf, Y: Buf, P: Draw, O: Step
     observer: &mut O,
 ) -> (Result<Solution, SolveError>, P) {
     // a by-value argument this large arrives behind a pointer to the
-    // caller's copy; rebuilt field by field, the stepper and the cursor are
-    // locals of this function, which the compiler splits into registers
-    // where their fields' addresses do not escape (and the path, moved
-    // here, keeps its generator's state in this frame)
-    let mut stepper = stepper;
-    // the step's buffers in a local of their own, whose address no call
-    // outside the loop's inlined body ever sees (see `StepBuffers`)
+    // caller's copy; rebuilt field by field, the step's buffers (see
+    // `StepBuffers`) and the cursor are locals of this function, which the
+    // compiler splits into registers where their fields' addresses do not
+    // escape (and the path, moved here, keeps its generator's state in
+    // this frame); the stepper holds nothing the step's chain reads back
     let mut b = bufs.map(|dw| dw, |y| y);
     let mut path = path;
     let Cursor {
