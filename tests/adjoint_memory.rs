@@ -1,7 +1,7 @@
 //! Memory of the adjoints, measured rather than reported: a global
 //! allocator tracks the peak of live heap bytes during a gradient call, for
 //! 500 and 5000 steps (5000 and 50000 for the checkpointed discrete
-//! adjoints) of a 32-dimensional problem (a state is 256 bytes).
+//! adjoints) of an 8-dimensional problem (a state is 64 bytes).
 //! The checkpointed discrete adjoint stores nothing per step, for every
 //! solver — reversible Heun too, whose carried state `(ŷ, f(ŷ), g(ŷ))` is
 //! in its snapshots and records (the snapshots restart a replay that
@@ -64,7 +64,7 @@ fn peak_bytes<T>(f: impl FnOnce() -> T) -> usize {
     PEAK.load(Ordering::Relaxed) - base
 }
 
-const N: usize = 32;
+const N: usize = 8;
 
 /// Bytes per extra step between `small` and `10 · small` steps.
 fn per_step_from(small: usize, run: impl Fn(usize) -> usize) -> f64 {
@@ -159,9 +159,13 @@ fn adjoint_memory_per_step() {
     ] {
         assert!(b < 1.0, "{name}: {b} bytes per step");
     }
-    // bounded: step times at most, far below a quarter of a state per step
+    // bounded: step times at most — 8 bytes a step, up to twice that while
+    // their vector doubles — far below a state per step
     for (name, b) in [("reversible", rev), ("stochastic", sto)] {
-        assert!(b < state / 4.0, "{name}: {b} bytes per step");
+        assert!(
+            b <= 2.0 * 8.0 && b < state / 4.0,
+            "{name}: {b} bytes per step"
+        );
     }
     // storing everything: at least a state per step
     for (name, b) in [
