@@ -1,0 +1,474 @@
+//! Diffusion samplers on the closed-form Gaussian-mixture test bed (issue
+//! #14): every ODE sampler at NFE 5, 10, 15, 20, 50 and 100 in d = 2, 16
+//! and 64, scored by
+//!
+//! - the per-sample error against Tsit5 at rtol 1e-10 from the same initial
+//!   noise (RMS over coordinates, mean over the batch), and
+//! - the sliced Wasserstein distance (64 random directions, sorted 1-D W2)
+//!   of the samples to as many exact draws from the mixture; the Tsit5
+//!   samples' own distance is the floor that sampling noise sets;
+//!
+//! each on a uniform-λ (log-SNR) grid unless its name says otherwise
+//! ("t²": time-quadratic, DEIS's and DPM-Solver's choice for some data);
+//! then adaptive DPM-Solver-12/23 at rtol 1e-2, 1e-3, 1e-4 with their NFE
+//! and achieved error. Plain `fn main` (no criterion). `cargo bench --bench
+//! diffusion` writes `target/bench-report/diffusion.csv` and
+//! `diffusion.svg` (error against NFE, a panel per dimension).
+//!
+//! The test bed: a VP-linear schedule from T = 1 to 1e-3, data from a
+//! mixture of four Gaussians with diagonal covariances (weights 0.1–0.4,
+//! means and variances drawn once from a fixed seed), whose exact noise
+//! prediction is the model (`GaussianMixture::noise`,
+//! `../shared/reference/diffusion.md` §7); the batch is one state.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use plotters::prelude::*;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use sdeflow::diffusion::*;
+use sdeflow::ode::Tsit5;
+use sdeflow::prelude::*;
+
+const T: f64 = 1.0;
+const T_END: f64 = 1e-3;
+const NFES: [usize; 6] = [5, 10, 15, 20, 50, 100];
+const DIRECTIONS: usize = 64;
+
+type Model = Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>;
+type Prob = DiffusionOde<Model, VpLinear>;
+type Run = fn(&Prob, Options) -> Result<Solution, SolveError>;
+
+/// The samplers compared: name, time grid, and the call.
+fn samplers() -> Vec<(&'static str, TimeGrid, Run)> {
+    let (lam, quad) = (TimeGrid::UniformLambda, TimeGrid::TimeQuadratic);
+    vec![
+        ("PF-Euler (uniform t)", TimeGrid::UniformT, |p, o| {
+            solve(p, PfEuler, o)
+        }),
+        ("PF-Euler (uniform λ)", lam, |p, o| solve(p, PfEuler, o)),
+        ("DDIM", lam, |p, o| solve(p, Ddim, o)),
+        ("DPM-Solver-2", lam, |p, o| solve(p, DpmSolver2, o)),
+        ("DPM-Solver-3", lam, |p, o| solve(p, DpmSolver3, o)),
+        ("DPM-Solver++2S", lam, |p, o| solve(p, DpmSolverPP2S, o)),
+        ("DPM-Solver++2M", lam, |p, o| {
+            solve(p, DpmSolverPP2M::default(), o)
+        }),
+        ("DPM-Solver++3M", lam, |p, o| {
+            solve(p, DpmSolverPP3M::default(), o)
+        }),
+        ("DPM-Solver-3 (t²)", quad, |p, o| solve(p, DpmSolver3, o)),
+        ("DPM-Solver++3M (t²)", quad, |p, o| {
+            solve(p, DpmSolverPP3M::default(), o)
+        }),
+        ("UniPC 3 (t²)", quad, |p, o| solve(p, UniPc::new(3), o)),
+        ("tAB-DEIS 3 (t²)", quad, |p, o| solve(p, Deis::t_ab(3), o)),
+        ("PLMS", lam, |p, o| solve(p, Plms, o)),
+        ("iPNDM", lam, |p, o| solve(p, IPndm, o)),
+        ("LMS 4", lam, |p, o| solve(p, Lms::default(), o)),
+        ("UniPC 3", lam, |p, o| solve(p, UniPc::new(3), o)),
+    ]
+}
+
+/// One dimension's test bed: the mixture, the initial noise, the Tsit5
+/// reference and exact data draws.
+struct Bed {
+    d: usize,
+    batch: usize,
+    gmm: GaussianMixture,
+    x_t: Vec<f64>,
+    reference: Vec<f64>,
+    exact: Vec<f64>,
+    directions: Vec<f64>,
+}
+
+impl Bed {
+    fn new(d: usize, batch: usize) -> Bed {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0xD1F + d as u64);
+        let weights = [0.1, 0.2, 0.3, 0.4];
+        let k = weights.len();
+        let means: Vec<f64> = (0..k * d)
+            .map(|_| 1.5 * rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        let vars: Vec<f64> = (0..k * d)
+            .map(|_| 0.02 + 0.28 * rng.random::<f64>())
+            .collect();
+        let gmm = GaussianMixture::new(&weights, &means, &vars).expect("valid mixture");
+        let x_t: Vec<f64> = (0..batch * d)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        // exact draws: a component by its weight, then its Gaussian
+        let mut exact = Vec::with_capacity(batch * d);
+        for _ in 0..batch {
+            let u: f64 = rng.random();
+            let mut c = 0;
+            let mut acc = weights[0];
+            while u > acc && c + 1 < k {
+                c += 1;
+                acc += weights[c];
+            }
+            for i in 0..d {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                exact.push(means[c * d + i] + vars[c * d + i].sqrt() * z);
+            }
+        }
+        let mut directions = Vec::with_capacity(DIRECTIONS * d);
+        for _ in 0..DIRECTIONS {
+            let v: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            directions.extend(v.iter().map(|x| x / n));
+        }
+        let mut bed = Bed {
+            d,
+            batch,
+            gmm,
+            x_t,
+            reference: Vec::new(),
+            exact,
+            directions,
+        };
+        bed.reference = solve(
+            &bed.problem(),
+            Tsit5,
+            Options::default()
+                .rtol(1e-10)
+                .atol(1e-12)
+                .save_at(SaveAt::T1),
+        )
+        .expect("Tsit5 reference")
+        .last()
+        .to_vec();
+        bed
+    }
+
+    fn problem(&self) -> Prob {
+        let s = VpLinear::default();
+        let gmm = self.gmm.clone();
+        let model: Model = Box::new(move |t, x, _p, out| gmm.noise(&s, t, x, out));
+        probability_flow(
+            model,
+            Parametrisation::Noise,
+            s,
+            self.x_t.clone(),
+            (T, T_END),
+        )
+    }
+
+    /// Mean over the batch of the RMS (over coordinates) difference to the
+    /// reference.
+    fn error(&self, x: &[f64]) -> f64 {
+        let d = self.d;
+        let total: f64 = (0..self.batch)
+            .map(|j| {
+                let r = j * d..(j + 1) * d;
+                let sq: f64 = x[r.clone()]
+                    .iter()
+                    .zip(&self.reference[r])
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum();
+                (sq / d as f64).sqrt()
+            })
+            .sum();
+        total / self.batch as f64
+    }
+
+    /// Sliced W2 between `x` and the exact draws.
+    fn sliced_wasserstein(&self, x: &[f64]) -> f64 {
+        let (d, b) = (self.d, self.batch);
+        let project = |pts: &[f64], dir: &[f64]| -> Vec<f64> {
+            let mut p: Vec<f64> = (0..b)
+                .map(|j| {
+                    pts[j * d..(j + 1) * d]
+                        .iter()
+                        .zip(dir)
+                        .map(|(a, c)| a * c)
+                        .sum()
+                })
+                .collect();
+            p.sort_by(f64::total_cmp);
+            p
+        };
+        let mean_sq: f64 = self
+            .directions
+            .chunks(d)
+            .map(|dir| {
+                let (a, e) = (project(x, dir), project(&self.exact, dir));
+                a.iter().zip(&e).map(|(u, v)| (u - v).powi(2)).sum::<f64>() / b as f64
+            })
+            .sum::<f64>()
+            / DIRECTIONS as f64;
+        mean_sq.sqrt()
+    }
+}
+
+/// One sampler at one NFE budget: the most steps whose evaluations fit it.
+#[derive(Clone)]
+struct Point {
+    nfe: usize,
+    err: f64,
+    sw: f64,
+    us_per_sample: f64,
+}
+
+fn at_budget(bed: &Bed, grid: TimeGrid, run: Run, budget: usize) -> Option<Point> {
+    let s = VpLinear::default();
+    let prob = bed.problem();
+    let attempt = |steps: usize| -> Option<(Solution, f64)> {
+        let opts = grid.options(&s, T, T_END, steps).ok()?;
+        let started = Instant::now();
+        let sol = run(&prob, opts).ok()?;
+        Some((sol, started.elapsed().as_secs_f64()))
+    };
+    let (probe, _) = attempt(10)?;
+    let per_step = probe.stats.drift_evals as f64 / 10.0;
+    let mut steps = ((budget as f64 / per_step).floor() as usize).max(1);
+    loop {
+        let (sol, secs) = attempt(steps)?;
+        if sol.stats.drift_evals <= budget || steps == 1 {
+            if sol.stats.drift_evals > budget {
+                return None;
+            }
+            // time: the best of three runs
+            let secs = (0..2)
+                .filter_map(|_| attempt(steps))
+                .map(|r| r.1)
+                .fold(secs, f64::min);
+            return Some(Point {
+                nfe: sol.stats.drift_evals,
+                err: bed.error(sol.last()),
+                sw: bed.sliced_wasserstein(sol.last()),
+                us_per_sample: secs * 1e6 / bed.batch as f64,
+            });
+        }
+        steps -= 1;
+    }
+}
+
+struct Series {
+    d: usize,
+    name: &'static str,
+    points: Vec<Option<Point>>,
+}
+
+fn print_table(d: usize, series: &[Series], floor: f64, what: &str, cell: fn(&Point) -> f64) {
+    println!("\n-- d = {d}: {what} --");
+    print!("{:<24}", "sampler \\ NFE budget");
+    for n in NFES {
+        print!("{n:>15}");
+    }
+    println!();
+    for s in series.iter().filter(|s| s.d == d) {
+        print!("{:<24}", s.name);
+        for p in &s.points {
+            match p {
+                Some(p) => print!("{:>15}", format!("{:.2e} ({:>3})", cell(p), p.nfe)),
+                None => print!("{:>15}", "—"),
+            }
+        }
+        println!();
+    }
+    if floor > 0.0 {
+        println!("(floor: Tsit5 reference samples {floor:.3e} — exact-sample noise at this batch)");
+    }
+}
+
+/// Is the best of DPM-Solver-3 / ++3M at budget 10–20 below every
+/// PF-Euler error at five times its NFE?
+fn claim_line(d: usize, series: &[Series]) -> String {
+    let of = |name: &str| series.iter().find(|s| s.d == d && s.name == name);
+    let mut best: Option<(f64, usize, &str)> = None;
+    for name in [
+        "DPM-Solver-3",
+        "DPM-Solver++3M",
+        "DPM-Solver-3 (t²)",
+        "DPM-Solver++3M (t²)",
+    ] {
+        if let Some(s) = of(name) {
+            for p in s.points.iter().flatten() {
+                if (10..=20).contains(&p.nfe) && best.is_none_or(|b| p.err < b.0) {
+                    best = Some((p.err, p.nfe, name));
+                }
+            }
+        }
+    }
+    let Some((err, nfe, name)) = best else {
+        return format!("d = {d}: no third-order run at NFE 10–20");
+    };
+    let euler_best = ["PF-Euler (uniform t)", "PF-Euler (uniform λ)"]
+        .iter()
+        .filter_map(|n| of(n))
+        .flat_map(|s| s.points.iter().flatten())
+        .filter(|p| p.nfe <= 5 * nfe)
+        .map(|p| p.err)
+        .fold(f64::INFINITY, f64::min);
+    format!(
+        "d = {d}: {name} at NFE {nfe}: error {err:.2e}; best PF-Euler at NFE ≤ {}: {euler_best:.2e} — {}",
+        5 * nfe,
+        if err < euler_best {
+            "PF-Euler does not reach it with 5x the NFE"
+        } else {
+            "NOT MET"
+        }
+    )
+}
+
+fn plot(path: &Path, dims: &[usize], series: &[Series]) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (520 * dims.len() as u32, 460)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let panels = root.split_evenly((1, dims.len()));
+    for (area, &d) in panels.iter().zip(dims) {
+        let pts = |s: &Series| -> Vec<(f64, f64)> {
+            s.points
+                .iter()
+                .flatten()
+                .filter(|p| p.err > 0.0)
+                .map(|p| (p.nfe as f64, p.err))
+                .collect()
+        };
+        let mine: Vec<&Series> = series.iter().filter(|s| s.d == d).collect();
+        let all: Vec<(f64, f64)> = mine.iter().flat_map(|s| pts(s)).collect();
+        if all.is_empty() {
+            continue;
+        }
+        let e0 = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let e1 = all.iter().map(|p| p.1).fold(0.0, f64::max);
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("Gaussian mixture, d = {d}"), ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(
+                (2.0..150.0f64).log_scale(),
+                (e0 / 2.0..e1 * 2.0).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc("NFE")
+            .y_desc("per-sample error vs Tsit5 1e-10")
+            .y_label_formatter(&|y| format!("{y:.0e}"))
+            .draw()?;
+        for (i, s) in mine.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let p = pts(s);
+            chart
+                .draw_series(LineSeries::new(p.clone(), color.stroke_width(2)))?
+                .label(s.name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+            chart.draw_series(p.into_iter().map(|xy| Circle::new(xy, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn csv(series: &[Series]) -> String {
+    let mut out = String::from("d,sampler,nfe_budget,nfe,error,sliced_w2,us_per_sample\n");
+    for s in series {
+        for (budget, p) in NFES.iter().zip(&s.points) {
+            if let Some(p) = p {
+                out.push_str(&format!(
+                    "{},{},{},{},{:e},{:e},{:.3}\n",
+                    s.d, s.name, budget, p.nfe, p.err, p.sw, p.us_per_sample
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
+    let started = Instant::now();
+    let dims: Vec<(usize, usize)> = if quick {
+        println!("diffusion: test mode (no `--bench`): d = 2 only, a small batch");
+        vec![(2, 64)]
+    } else {
+        vec![(2, 1000), (16, 500), (64, 250)]
+    };
+    let mut series = Vec::new();
+    let mut lines = Vec::new();
+    for &(d, batch) in &dims {
+        let bed = Bed::new(d, batch);
+        let floor = bed.sliced_wasserstein(&bed.reference);
+        for (name, grid, run) in samplers() {
+            let points = NFES
+                .iter()
+                .map(|&n| at_budget(&bed, grid, run, n))
+                .collect();
+            series.push(Series { d, name, points });
+        }
+        print_table(
+            d,
+            &series,
+            0.0,
+            &format!("per-sample error (NFE used) over {batch} samples"),
+            |p| p.err,
+        );
+        print_table(
+            d,
+            &series,
+            floor,
+            "sliced W2 to exact mixture draws (NFE used)",
+            |p| p.sw,
+        );
+        print_table(d, &series, 0.0, "µs per sample (NFE used)", |p| {
+            p.us_per_sample
+        });
+        lines.push(claim_line(d, &series));
+        println!("\n-- d = {d}: adaptive DPM-Solver (atol = rtol / 10) --");
+        let prob = bed.problem();
+        for (name, solver) in [
+            ("DPM-Solver-12", AdaptiveDpmSolver::dpm_solver_12()),
+            ("DPM-Solver-23", AdaptiveDpmSolver::dpm_solver_23()),
+        ] {
+            for rtol in [1e-2, 1e-3, 1e-4] {
+                let opts = Options::default()
+                    .rtol(rtol)
+                    .atol(rtol / 10.0)
+                    .save_at(SaveAt::T1);
+                match solve(&prob, solver, opts) {
+                    Ok(sol) => println!(
+                        "{name:<14} rtol {rtol:.0e}: NFE {:>4} ({} steps, {} rejected), error {:.2e}, sliced W2 {:.3e}",
+                        sol.stats.drift_evals,
+                        sol.stats.accepted_steps,
+                        sol.stats.rejected_steps,
+                        bed.error(sol.last()),
+                        bed.sliced_wasserstein(sol.last())
+                    ),
+                    Err(e) => println!("{name:<14} rtol {rtol:.0e}: failed: {e}"),
+                }
+            }
+        }
+    }
+    println!("\n== Third-order samplers at 10–20 NFE against probability-flow Euler at 5x ==");
+    for l in &lines {
+        println!("{l}");
+    }
+    if !quick {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-report");
+        let (csv_path, svg_path) = (dir.join("diffusion.csv"), dir.join("diffusion.svg"));
+        let ds: Vec<usize> = dims.iter().map(|x| x.0).collect();
+        let written = std::fs::create_dir_all(&dir)
+            .map_err(Into::into)
+            .and_then(|()| std::fs::write(&csv_path, csv(&series)).map_err(Into::into))
+            .and_then(|()| plot(&svg_path, &ds, &series));
+        match written {
+            Ok(()) => println!(
+                "\nwritten: {} and {}",
+                csv_path.display(),
+                svg_path.display()
+            ),
+            Err(e) => eprintln!("\ncould not write the report: {e}"),
+        }
+    }
+    println!("report took {:.1} s", started.elapsed().as_secs_f64());
+}
