@@ -21,6 +21,7 @@
 //! of DPM-Solver++(2M) on a uniform-λ grid — sdeflow's sampler against the
 //! same scheme written as a hand loop over the same batched network
 //! (times paired in alternating batches; results checked equal first).
+//! `cargo bench --bench diffusion -- network` runs this part alone.
 //!
 //! The test bed: a VP-linear schedule from T = 1 to 1e-3, data from a
 //! mixture of four Gaussians with diagonal covariances (weights 0.1–0.4,
@@ -487,6 +488,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
     let started = Instant::now();
+    // `cargo bench --bench diffusion -- network`: the network line only
+    if args.iter().any(|a| a == "network") {
+        println!("{}", batched_network_line(quick));
+        return;
+    }
     let dims: Vec<(usize, usize)> = if quick {
         println!("diffusion: test mode (no `--bench`): d = 2 only, a small batch");
         vec![(2, 64)]
