@@ -20,8 +20,8 @@ use sdeflow_solvers::diffusion::{
 };
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
-    ConvolutionNoise, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler,
-    LinearPartVjp, Semilinear, StochasticExpEuler,
+    ConvolutionNoise, CovarianceNoise, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad,
+    LawsonEuler, LinearPartVjp, Semilinear, StochasticExpEuler,
 };
 use sdeflow_solvers::fractional::{FractionalEuler, FractionalHeun, FractionalNoise};
 use sdeflow_solvers::sde::{
@@ -294,6 +294,29 @@ impl<Lp: LinearPartVjp, N: DriftVjp, G: DiffusionVjp>
     fn gradient<L: Loss + ?Sized>(
         &self,
         problem: &Problem<Semilinear<Lp, N>, G, ConvolutionNoise>,
+        options: &Options,
+        loss: &L,
+        adjoint: Adjoint,
+    ) -> Result<Gradient, GradError> {
+        Request {
+            problem,
+            options,
+            loss,
+        }
+        .sde(self, adjoint)
+    }
+}
+
+/// Stochastic exponential Euler on the exact-covariance route
+/// ([`CovarianceNoise`]): the discrete adjoint through its step VJP
+/// (gradients in `y0`, in the parameters of `N` and `G`, and in those of a
+/// parameter-dependent diagonal `L`).
+impl<Lp: LinearPartVjp, N: DriftVjp, G: DiffusionVjp, Dr: Driver>
+    Differentiable<Semilinear<Lp, N>, G, CovarianceNoise<Dr>> for StochasticExpEuler
+{
+    fn gradient<L: Loss + ?Sized>(
+        &self,
+        problem: &Problem<Semilinear<Lp, N>, G, CovarianceNoise<Dr>>,
         options: &Options,
         loss: &L,
         adjoint: Adjoint,

@@ -303,7 +303,14 @@ fn bad_linear_parts_and_drivers_are_typed_errors() {
     .params(vec![1.0])
     .driver(ConvolutionNoise::for_diagonal(&[-1.0, -2.0]).unwrap());
     let e = solve(&param, StochasticExpEuler, o()).unwrap_err();
-    assert_says(&e, &["StochasticExpEuler", "parameter-dependent"]);
+    assert_says(
+        &e,
+        &[
+            "StochasticExpEuler",
+            "parameter-dependent",
+            "CovarianceNoise",
+        ],
+    );
     let dense = Problem::sde_field(
         Semilinear::new(Dense(DMatrix::from_element(2, 2, -1.0)), n),
         g,

@@ -70,9 +70,13 @@
 //! additive noise: [`StochasticExpEuler`] (`stochastic_euler.rs`), strong
 //! order 1, the exact Ornstein–Uhlenbeck transition when `N = 0`, its
 //! stochastic convolutions read with `ΔW` from a [`ConvolutionNoise`]
-//! driver (`convolution_noise.rs`).
+//! driver (`convolution_noise.rs`); or, driven by a [`CovarianceNoise`]
+//! (`covariance_noise.rs`, `stochastic_euler_covariance.rs`), from
+//! `L`-free increments with the exact covariance of `L(p)` and `h` — the
+//! route that differentiates in a parameter inside `L`.
 
 mod convolution_noise;
+mod covariance_noise;
 mod etd1;
 mod etdrk2;
 mod etdrk32;
@@ -86,9 +90,11 @@ pub mod phi;
 pub mod phi_complex;
 mod semilinear;
 mod stochastic_euler;
+mod stochastic_euler_covariance;
 pub mod tableau;
 
 pub use convolution_noise::{ConvolutionNoise, ConvolutionPath};
+pub use covariance_noise::{CovarianceNoise, CovariancePath};
 pub use etd1::ETD1;
 pub use etdrk2::ETDRK2;
 pub use etdrk4::ETDRK4;
@@ -103,6 +109,7 @@ pub use semilinear::{
     Semilinear, SemilinearParts, Structure, check_linear_values,
 };
 pub use stochastic_euler::{StochasticExpCache, StochasticExpEuler, StochasticExpVjpWork};
+pub use stochastic_euler_covariance::{StochasticExpCovCache, StochasticExpCovVjpWork};
 pub use tableau::ExpTableau;
 
 use crate::solver::delegate_solver;

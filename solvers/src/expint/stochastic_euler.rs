@@ -25,9 +25,13 @@
 //!
 //! Step VJP: `ȳ = e^{hL} ȳ' + (∂N/∂X)ᵀ h φ_1(hL) ȳ' + (∂G/∂X)ᵀ[ȳ' ξᵀ]`,
 //! `p̄ += (∂N/∂p)ᵀ h φ_1 ȳ' + (∂G/∂p)ᵀ[ȳ' ξᵀ]` (gradients in `X_0`, in
-//! the parameters of `N` and of `G`). A parameter-dependent `L` is refused:
-//! the convolutions' rates are the driver's, fixed when it is built, so
-//! `∂ξ/∂λ` along the path is not available.
+//! the parameters of `N` and of `G`). A parameter-dependent `L` is refused
+//! on this route: the convolutions' rates are the driver's, fixed when it
+//! is built, so `∂ξ/∂λ` along the path is not available. The same method on
+//! a problem driven by [`super::CovarianceNoise`] forms each step's
+//! convolution from `L`-free increments with the exact covariance of
+//! `L(p)` instead, and differentiates in `L`
+//! (`stochastic_euler_covariance.rs`).
 
 use super::convolution_noise::ConvolutionNoise;
 use super::etd1::ETD1;
@@ -195,8 +199,9 @@ impl<L: LinearPart, N: Drift, G: Diffusion> Solver<SexpProblem<L, N, G>> for Sto
                 what: "a parameter-dependent linear part (the convolutions' rates are the \
                        driver's, fixed when it is built)"
                     .into(),
-                alternatives: "a constant L (Diagonal) with the parameters in N, or \
-                               EulerMaruyama / Sra1 on the drift L X + N"
+                alternatives: "drive the problem with CovarianceNoise (the exact-covariance \
+                               route, which differentiates in L), or a constant L with the \
+                               parameters in N"
                     .into(),
             });
         }
