@@ -14,7 +14,7 @@
 //! | [`Etdrk32`] (Cox–Matthews ETD3RK + embedded order 2) | 3 | order 3 | `etdrk32.rs` |
 //! | [`Etdrk4`] (Cox–Matthews, Kassam–Trefethen form) | 4 (stiff order 2) | — | `etdrk4.rs` |
 //! | [`Krogstad`] | 4 (stiff order 3) | — | `krogstad.rs` |
-//! | [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4 in theory; about 3 measured) | — | `hochbruck_ostermann.rs` |
+//! | [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4) | — | `hochbruck_ostermann.rs` |
 //!
 //! All are one generic step over a coefficient table ([`ExpRk`],
 //! `exprk.rs`), run in the one integration loop with fixed steps
@@ -61,8 +61,11 @@
 //!
 //! An adaptive solve recomputes the operators for every new step size
 //! (the last few are kept, `ops.rs`); under the step ladder
-//! ([`crate::controller::StepLadder`]) step sizes repeat and the
-//! operators are reused: `Etdrk32` at rtol 1e-8 took 19.5 ms on the stiff
+//! ([`crate::controller::StepLadder`]), which the adaptive methods suggest
+//! in place of the default controller
+//! ([`crate::solver::Solver::suggested_controller`]; a controller chosen in
+//! the options is used as given), step sizes repeat and the operators are
+//! reused: `Etdrk32` at rtol 1e-8 took 19.5 ms on the stiff
 //! problem of `benches/expint.rs` under PI and 1.8 ms under the ladder
 //! (42% more steps; 0.9 s against 69 ms on Kuramoto–Sivashinsky).
 //!

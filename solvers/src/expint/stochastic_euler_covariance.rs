@@ -387,7 +387,7 @@ mod tests {
         assert!((r / (z * z / 12.0 * (1.0 + z)) - 1.0).abs() < 1e-5);
         assert!((dr / (z / 6.0) - 1.0).abs() < 1e-2);
         // derivative against a central difference, both branches
-        for z in [-0.3, -2.5, -40.0] {
+        for z in [-0.3f64, -2.5, -40.0] {
             let d = 1e-6 * z.abs();
             let fd = (residual_variance(z + d).0 - residual_variance(z - d).0) / (2.0 * d);
             let (_, dr) = residual_variance(z);
