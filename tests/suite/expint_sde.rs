@@ -148,7 +148,7 @@ fn the_ou_law_is_exact_at_h_lambda_100() {
 
 /// `N(t, x, p)_i = p0 sin(x_{i+1}) − 0.1 x_i³ + cos t`; `G = (p1, p1 x-free 0.3)`.
 #[derive(Clone, Copy)]
-struct Nl;
+pub(crate) struct Nl;
 impl GenericField for Nl {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, x: &[D], p: &[D], out: &mut [D]) {
         let n = x.len();
@@ -160,7 +160,7 @@ impl GenericField for Nl {
 
 /// Additive diagonal `G = (p1, 0.3 + 0.5 sin t)`.
 #[derive(Clone, Copy)]
-struct Gadd;
+pub(crate) struct Gadd;
 impl GenericField for Gadd {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, _x: &[D], p: &[D], g: &mut [D]) {
         g[0] = p[1];

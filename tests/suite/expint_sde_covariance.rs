@@ -12,6 +12,7 @@
 //!   `L`, a non-finite `λ` — typed errors.
 
 use crate::common;
+use crate::expint_sde::{Gadd, Nl};
 use common::{assert_says, central_difference};
 use nalgebra::DMatrix;
 use sdeflow::expint::{CovarianceNoise, Dense, ParamDiagonal, Semilinear, StochasticExpEuler};
@@ -28,27 +29,7 @@ impl GenericField for Lam {
     }
 }
 
-/// `N(t, x, p)_i = p0 sin(x_{i+1}) − 0.1 x_i³ + cos t`.
-#[derive(Clone, Copy)]
-struct Nl;
-impl GenericField for Nl {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, x: &[D], p: &[D], out: &mut [D]) {
-        let n = x.len();
-        for i in 0..n {
-            out[i] = p[0] * x[(i + 1) % n].sin() - x[i] * x[i] * x[i] * 0.1 + t.cos();
-        }
-    }
-}
-
-/// Additive `G = (p1, 0.3 + 0.5 sin t)`.
-#[derive(Clone, Copy)]
-struct Gadd;
-impl GenericField for Gadd {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, _x: &[D], p: &[D], g: &mut [D]) {
-        g[0] = p[1];
-        g[1] = t.sin() * 0.5 + 0.3;
-    }
-}
+// N and G: those of `expint_sde.rs` (`Nl`, `Gadd`: N's parameter p0, G's p1).
 
 /// `λ = (−1.8, −16.2)` at these parameters.
 const P: [f64; 3] = [0.8, 0.6, 1.8];

@@ -36,7 +36,7 @@
 use super::convolution_noise::ConvolutionNoise;
 use super::etd1::ETD1;
 use super::ops::PhiOps;
-use super::semilinear::{LinearPart, Semilinear, Structure, check_linear_values};
+use super::semilinear::{LinearPart, Semilinear, SemilinearParts, Structure, check_linear_values};
 use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
@@ -337,14 +337,9 @@ impl<L: LinearPart, N: Drift, G: Diffusion> StepVjp<SexpProblem<L, N, G>> for St
         w: &mut StochasticExpVjpWork,
         args: VjpArgs<'_, F, Gv>,
     ) -> Result<usize, SolveError> {
-        refuse_err_cotangent(NAME, args.bars.err)?;
-        refuse_interp_cotangents(NAME, args.bars.interp)?;
-        let (Some(parts), Some(ops)) = (args.fields.drift.semilinear(), w.ops.as_mut()) else {
-            return Err(SolveError::Unsupported {
-                solver: NAME,
-                what: "a drift without a semilinear structure".into(),
-                alternatives: "write the drift as Semilinear::new(L, N)".into(),
-            });
+        let parts = vjp_parts(&args)?;
+        let Some(ops) = w.ops.as_mut() else {
+            return Err(no_semilinear());
         };
         let StepAt { t, h, y } = args.at;
         let (fields, bars) = (args.fields, args.bars);
@@ -367,6 +362,26 @@ impl<L: LinearPart, N: Drift, G: Diffusion> StepVjp<SexpProblem<L, N, G>> for St
             .diffusion
             .diffusion_vjp(t, y, fields.p, &w.gbar, bars.y, bars.p);
         Ok(1)
+    }
+}
+
+/// The semilinear parts of the drift of a step VJP of either route (this
+/// one and `stochastic_euler_covariance.rs`), after refusing the
+/// cotangents the method has no use for.
+pub(super) fn vjp_parts<'a, F: DriftVjp, Gv>(
+    args: &VjpArgs<'a, F, Gv>,
+) -> Result<&'a dyn SemilinearParts, SolveError> {
+    refuse_err_cotangent(NAME, args.bars.err)?;
+    refuse_interp_cotangents(NAME, args.bars.interp)?;
+    let drift: &'a F = args.fields.drift;
+    drift.semilinear().ok_or_else(no_semilinear)
+}
+
+fn no_semilinear() -> SolveError {
+    SolveError::Unsupported {
+        solver: NAME,
+        what: "a drift without a semilinear structure".into(),
+        alternatives: "write the drift as Semilinear::new(L, N)".into(),
     }
 }
 

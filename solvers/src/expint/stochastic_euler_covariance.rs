@@ -52,9 +52,9 @@ use crate::noise::Noise;
 use crate::problem::Problem;
 use crate::sde::{Integrates, Noises, check_support, linear_stage, linear_table};
 use crate::solver::{DenseTable, Increment, Solver, StepArgs, StepAt, StepStatus, StepTaken};
-use crate::step_vjp::{StepVjp, VjpArgs, refuse_err_cotangent, refuse_interp_cotangents};
+use crate::step_vjp::{StepVjp, VjpArgs};
 
-use super::stochastic_euler::StochasticExpEuler;
+use super::stochastic_euler::{StochasticExpEuler, vjp_parts};
 
 const NAME: &str = "StochasticExpEuler";
 
@@ -320,15 +320,7 @@ impl<L: LinearPart, N: Drift, G: Diffusion, D: Driver> StepVjp<CovProblem<L, N, 
         w: &mut StochasticExpCovVjpWork,
         args: VjpArgs<'_, F, Gv>,
     ) -> Result<usize, SolveError> {
-        refuse_err_cotangent(NAME, args.bars.err)?;
-        refuse_interp_cotangents(NAME, args.bars.interp)?;
-        let Some(parts) = args.fields.drift.semilinear() else {
-            return Err(SolveError::Unsupported {
-                solver: NAME,
-                what: "a drift without a semilinear structure".into(),
-                alternatives: "write the drift as Semilinear::new(L, N)".into(),
-            });
-        };
+        let parts = vjp_parts(&args)?;
         let StepAt { t, h, y } = args.at;
         let (fields, bars) = (args.fields, args.bars);
         let (dw, res) = (args.noise.dw, args.noise.modes);
