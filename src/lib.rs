@@ -125,7 +125,8 @@ pub mod expint {
     pub use sdeflow_solvers::expint::phi::{phi, phi_all, phi_derivatives, phi_matrices};
     pub use sdeflow_solvers::expint::phi_complex::{phi_all_complex, phi_complex};
     pub use sdeflow_solvers::expint::{
-        ComplexDiagonal, ConvolutionNoise, ConvolutionPath, StochasticExpEuler,
+        ComplexDiagonal, ConvolutionNoise, ConvolutionPath, CovarianceNoise, CovariancePath,
+        StochasticExpEuler,
     };
     pub use sdeflow_solvers::expint::{
         Dense, Diagonal, ETD1, ETDRK2, ETDRK4, ETDRK32, Etd1, Etdrk2, Etdrk4, Etdrk32, ExpRk,

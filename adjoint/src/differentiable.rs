@@ -20,8 +20,8 @@ use sdeflow_solvers::diffusion::{
 };
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
-    ConvolutionNoise, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad, LawsonEuler,
-    LinearPartVjp, Semilinear, StochasticExpEuler,
+    ConvolutionNoise, CovarianceNoise, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad,
+    LawsonEuler, LinearPartVjp, Semilinear, StochasticExpEuler,
 };
 use sdeflow_solvers::fractional::{FractionalEuler, FractionalHeun, FractionalNoise};
 use sdeflow_solvers::sde::{
@@ -285,24 +285,41 @@ differentiable_discrete!(
     Ddim, DpmSolver2, DpmSolverPP2S, DpmSolverPP2M, DpmSolverPP3M
 );
 
-/// Stochastic exponential Euler on semilinear SDEs driven by their
-/// convolutions ([`ConvolutionNoise`]): the discrete adjoint through its
-/// step VJP (gradients in `y0` and in the parameters of `N` and `G`).
-impl<Lp: LinearPartVjp, N: DriftVjp, G: DiffusionVjp>
-    Differentiable<Semilinear<Lp, N>, G, ConvolutionNoise> for StochasticExpEuler
-{
-    fn gradient<L: Loss + ?Sized>(
-        &self,
-        problem: &Problem<Semilinear<Lp, N>, G, ConvolutionNoise>,
-        options: &Options,
-        loss: &L,
-        adjoint: Adjoint,
-    ) -> Result<Gradient, GradError> {
-        Request {
-            problem,
-            options,
-            loss,
+/// Implements [`Differentiable`] for stochastic exponential Euler on the
+/// semilinear SDEs driven by `$driver`: the discrete adjoint through its
+/// step VJP.
+macro_rules! differentiable_exp_euler {
+    ($(#[$doc:meta])* [$($gen:tt)*] $driver:ty) => {
+        $(#[$doc])*
+        impl<Lp: LinearPartVjp, N: DriftVjp, G: DiffusionVjp, $($gen)*>
+            Differentiable<Semilinear<Lp, N>, G, $driver> for StochasticExpEuler
+        {
+            fn gradient<L: Loss + ?Sized>(
+                &self,
+                problem: &Problem<Semilinear<Lp, N>, G, $driver>,
+                options: &Options,
+                loss: &L,
+                adjoint: Adjoint,
+            ) -> Result<Gradient, GradError> {
+                Request {
+                    problem,
+                    options,
+                    loss,
+                }
+                .sde(self, adjoint)
+            }
         }
-        .sde(self, adjoint)
-    }
+    };
 }
+
+differentiable_exp_euler!(
+    /// Driven by the convolutions ([`ConvolutionNoise`]): gradients in `y0`
+    /// and in the parameters of `N` and `G`.
+    [] ConvolutionNoise
+);
+differentiable_exp_euler!(
+    /// On the exact-covariance route ([`CovarianceNoise`]): gradients in
+    /// `y0`, in the parameters of `N` and `G`, and in those of a
+    /// parameter-dependent diagonal `L`.
+    [Dr: Driver] CovarianceNoise<Dr>
+);

@@ -275,6 +275,18 @@ pub trait Solver<P: Family> {
         None
     }
 
+    /// The controller this method suggests in place of the default one
+    /// (PI with every field unset, `Controller::default()`): `solve` uses
+    /// it only when the options carry that default, so a controller the
+    /// user chose (any other, including `Controller::custom` of a default
+    /// PI) is used as given. `None` by default: the default PI, tuned by
+    /// [`Solver::pi_gains`]. For methods whose set-up per step size is
+    /// costly (the exponential integrators' φ operators), e.g. the step
+    /// ladder ([`crate::controller::StepLadder`]).
+    fn suggested_controller(&self) -> Option<crate::controller::Controller> {
+        None
+    }
+
     /// The increments the steps read (`StepNoise::levy_h` is drawn only
     /// for [`Increment::DwLevyArea`], `StepNoise::modes` only for
     /// [`Increment::DwModes`]).
@@ -402,6 +414,9 @@ macro_rules! delegate_solver_impl {
             }
             fn pi_gains(&self) -> Option<$crate::controller::PiGains> {
                 self.$inner().pi_gains()
+            }
+            fn suggested_controller(&self) -> Option<$crate::controller::Controller> {
+                self.$inner().suggested_controller()
             }
             fn check(&self, problem: &P) -> Result<(), $crate::error::SolveError> {
                 self.$inner().check(problem)

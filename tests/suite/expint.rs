@@ -82,8 +82,10 @@ fn exact_at_1(n: usize) -> Vec<f64> {
 }
 
 /// Max-norm errors at t = 1 of fixed-step solves of the bounded-forcing
-/// stiff problem (amplitudes `1/|λ_i|`), relative to each amplitude.
-fn bounded_errors<M>(method: M, hs: &[f64]) -> Vec<f64>
+/// stiff problem (amplitudes `1/|λ_i|`), relative to each amplitude
+/// (`relative`: the graph norm `‖L e‖` for the stiff components) or
+/// absolute.
+fn bounded_errors<M>(method: M, hs: &[f64], relative: bool) -> Vec<f64>
 where
     M: Method<Problem<Semilinear<Diagonal, Generic<Manufactured>>>> + Copy,
 {
@@ -94,7 +96,10 @@ where
         .map(|&h| {
             let sol = solve(&prob, method, Options::default().fixed_step(h)).expect("solve");
             (0..STIFF.len())
-                .map(|i| (sol.last()[i] / amp[i] - exact[i]).abs())
+                .map(|i| {
+                    let e = (sol.last()[i] / amp[i] - exact[i]).abs();
+                    if relative { e } else { e * amp[i] }
+                })
                 .fold(0.0, f64::max)
         })
         .collect()
@@ -183,9 +188,9 @@ fn orders_in_the_stiff_regime() {
     assert!((ok - 2.8).abs() < 0.35, "Krogstad {ok}");
     assert!((oh - 3.0).abs() < 0.35, "HochbruckOstermann {oh}");
     // bounded forcing (amplitudes 1/|λ_i|, errors relative to them)
-    let b4 = bounded_errors(Etdrk4, &hs4);
-    let bk = bounded_errors(Krogstad, &hs4);
-    let bh = bounded_errors(HochbruckOstermann, &hs4);
+    let b4 = bounded_errors(Etdrk4, &hs4, true);
+    let bk = bounded_errors(Krogstad, &hs4, true);
+    let bh = bounded_errors(HochbruckOstermann, &hs4, true);
     let (p4, pk, ph) = (
         common::fitted_slope(&hs4, &b4),
         common::fitted_slope(&hs4, &bk),
@@ -197,6 +202,19 @@ fn orders_in_the_stiff_regime() {
          HochbruckOstermann order {ph:.2}, errors {bh:?}"
     );
     assert!(p4 > 1.3 && pk > 2.5 && ph > 2.5, "{p4} {pk} {ph}");
+    // the same solves, absolute errors (the norm of the stiff-order theory;
+    // printed only: the stiff-order-4 check is expint_stiff_order.rs)
+    for (name, e) in [
+        ("Etdrk4", bounded_errors(Etdrk4, &hs4, false)),
+        ("Krogstad", bounded_errors(Krogstad, &hs4, false)),
+        (
+            "HochbruckOstermann",
+            bounded_errors(HochbruckOstermann, &hs4, false),
+        ),
+    ] {
+        let o = common::fitted_slope(&hs4, &e);
+        println!("bounded forcing, absolute errors: {name} order {o:.2}, errors {e:?}");
+    }
 }
 
 #[test]
@@ -290,6 +308,46 @@ fn adaptive_etdrk32_follows_its_tolerance_with_few_evaluations() {
     // ETDRK2 with its embedded ETD1 runs adaptively too
     let sol = solve(&prob, Etdrk2, Options::default().tol(1e-6)).expect("etdrk2");
     assert!(common::max_abs_diff(sol.last(), &exact) < 1e-4);
+}
+
+#[test]
+fn etdrk32_runs_the_step_ladder_it_suggests_unless_a_controller_is_chosen() {
+    use sdeflow::control::{Controller, PiController, StepLadder};
+    let prob = manufactured(&STIFF);
+    let run = |o: Options| solve(&prob, Etdrk32, o.tol(1e-8)).expect("etdrk32");
+    let by_default = run(Options::default());
+    let ladder = run(Options::default().controller(Controller::custom(StepLadder::default())));
+    let pi = run(Options::default().controller(Controller::custom(PiController::default())));
+    // the default controller is replaced by the suggested ladder: the same
+    // steps and end state; a plain PI chosen in the options is kept
+    assert_eq!(by_default.ts, ladder.ts);
+    assert_eq!(by_default.last(), ladder.last());
+    assert_ne!(by_default.ts, pi.ts);
+    // on the ladder, consecutive steps differ by powers of 2^{1/4} (the last
+    // step, clipped to t1, aside), so few distinct step sizes (φ set-ups)
+    let distinct = |ts: &[f64], on_ladder: bool| {
+        let mut hs: Vec<f64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+        hs.pop();
+        for w in hs.windows(2).filter(|_| on_ladder) {
+            let rungs = 4.0 * (w[1] / w[0]).log2();
+            assert!(
+                (rungs - rungs.round()).abs() < 1e-6,
+                "step ratio {} is off the ladder",
+                w[1] / w[0]
+            );
+        }
+        hs.sort_by(f64::total_cmp);
+        hs.dedup_by(|a, b| (*a - *b).abs() <= 1e-9 * b.abs());
+        hs.len()
+    };
+    let (d_default, d_pi) = (distinct(&by_default.ts, true), distinct(&pi.ts, false));
+    println!(
+        "Etdrk32 at tol 1e-8: {} steps with {d_default} distinct sizes by default (the \
+         ladder), {} steps with {d_pi} under plain PI",
+        by_default.ts.len() - 1,
+        pi.ts.len() - 1
+    );
+    assert!(4 * d_default < d_pi, "{d_default} vs {d_pi}");
 }
 
 // ---------------------------------------------------------------- gradients

@@ -148,7 +148,7 @@ fn the_ou_law_is_exact_at_h_lambda_100() {
 
 /// `N(t, x, p)_i = p0 sin(x_{i+1}) − 0.1 x_i³ + cos t`; `G = (p1, p1 x-free 0.3)`.
 #[derive(Clone, Copy)]
-struct Nl;
+pub(crate) struct Nl;
 impl GenericField for Nl {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, x: &[D], p: &[D], out: &mut [D]) {
         let n = x.len();
@@ -160,7 +160,7 @@ impl GenericField for Nl {
 
 /// Additive diagonal `G = (p1, 0.3 + 0.5 sin t)`.
 #[derive(Clone, Copy)]
-struct Gadd;
+pub(crate) struct Gadd;
 impl GenericField for Gadd {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, _x: &[D], p: &[D], g: &mut [D]) {
         g[0] = p[1];
@@ -303,7 +303,14 @@ fn bad_linear_parts_and_drivers_are_typed_errors() {
     .params(vec![1.0])
     .driver(ConvolutionNoise::for_diagonal(&[-1.0, -2.0]).unwrap());
     let e = solve(&param, StochasticExpEuler, o()).unwrap_err();
-    assert_says(&e, &["StochasticExpEuler", "parameter-dependent"]);
+    assert_says(
+        &e,
+        &[
+            "StochasticExpEuler",
+            "parameter-dependent",
+            "CovarianceNoise",
+        ],
+    );
     let dense = Problem::sde_field(
         Semilinear::new(Dense(DMatrix::from_element(2, 2, -1.0)), n),
         g,

@@ -22,6 +22,8 @@ mod ensemble;
 mod expint;
 mod expint_complex;
 mod expint_sde;
+mod expint_sde_covariance;
+mod expint_stiff_order;
 mod extension;
 mod extension_sde;
 mod faults;

@@ -165,6 +165,17 @@ impl Controller {
         }
     }
 
+    /// The controller a solve by a method runs: the method's suggestion
+    /// ([`crate::solver::Solver::suggested_controller`]) when this is the
+    /// default controller, else this one tuned by the method's PI `gains`
+    /// ([`Controller::tuned_for`]).
+    pub fn for_method(&self, suggested: Option<Controller>, gains: Option<PiGains>) -> Controller {
+        match suggested {
+            Some(c) if *self == Controller::default() => c,
+            _ => self.tuned_for(gains),
+        }
+    }
+
     /// Whether this controller adapts the step (needs an error estimate).
     pub fn is_adaptive(&self) -> bool {
         !matches!(self, Controller::Constant)

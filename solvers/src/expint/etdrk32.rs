@@ -16,12 +16,15 @@
 //! needed.
 //!
 //! Each new step size costs a set of φ operators (`ops.rs`), several times
-//! a step's arithmetic; under the default PI controller every step has a
-//! new size. Give the solve the step ladder
-//! ([`crate::controller::StepLadder`]: factors rounded down to
-//! `2^{j/4}`) and the step sizes repeat, so the operators are reused:
-//! 8–14x faster at rtol 1e-6–1e-8 on the problems of `benches/expint.rs`
-//! for 25–42% more steps (section 3 of its report).
+//! a step's arithmetic; under a plain PI controller every step has a new
+//! size. So the method suggests the step ladder
+//! ([`crate::controller::StepLadder`]: factors rounded down to `2^{j/4}`)
+//! in place of the options' default controller
+//! ([`crate::solver::Solver::suggested_controller`]): the step sizes
+//! repeat and the operators are reused, 8–14x faster at rtol 1e-6–1e-8 on
+//! the problems of `benches/expint.rs` for 25–42% more steps (section 3 of
+//! its report). A controller chosen in the options is used as given
+//! (`Controller::custom(PiController::default())` for plain PI).
 
 use super::tableau::{Coef, ExpStage, ExpTableau, F1, F3, HALF_ETD1, t};
 

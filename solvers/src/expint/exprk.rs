@@ -222,6 +222,17 @@ impl<L: LinearPart, N: Drift, D: Driver> Solver<OdeProblem<Semilinear<L, N>, D>>
         self.tableau.embedded_order.map(|q| f64::from(q) + 1.0)
     }
 
+    /// The step ladder (4 rungs per octave around the default PI) for a
+    /// method with an error estimate: its steps repeat, so its φ operators
+    /// are reused from the cache instead of computed on every new step size
+    /// (module docs of `mod.rs`). A controller chosen in the options is
+    /// used as given.
+    fn suggested_controller(&self) -> Option<crate::controller::Controller> {
+        self.tableau.embedded_order.map(|_| {
+            crate::controller::Controller::custom(crate::controller::StepLadder::default())
+        })
+    }
+
     fn check(&self, problem: &OdeProblem<Semilinear<L, N>, D>) -> Result<(), SolveError> {
         problem.ode_only(self.tableau.name)?;
         let n = problem.dim();

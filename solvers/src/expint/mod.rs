@@ -14,7 +14,7 @@
 //! | [`Etdrk32`] (Cox–Matthews ETD3RK + embedded order 2) | 3 | order 3 | `etdrk32.rs` |
 //! | [`Etdrk4`] (Cox–Matthews, Kassam–Trefethen form) | 4 (stiff order 2) | — | `etdrk4.rs` |
 //! | [`Krogstad`] | 4 (stiff order 3) | — | `krogstad.rs` |
-//! | [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4 in theory; about 3 measured) | — | `hochbruck_ostermann.rs` |
+//! | [`HochbruckOstermann`] (5 stages) | 4 (stiff order 4) | — | `hochbruck_ostermann.rs` |
 //!
 //! All are one generic step over a coefficient table ([`ExpRk`],
 //! `exprk.rs`), run in the one integration loop with fixed steps
@@ -61,8 +61,11 @@
 //!
 //! An adaptive solve recomputes the operators for every new step size
 //! (the last few are kept, `ops.rs`); under the step ladder
-//! ([`crate::controller::StepLadder`]) step sizes repeat and the
-//! operators are reused: `Etdrk32` at rtol 1e-8 took 19.5 ms on the stiff
+//! ([`crate::controller::StepLadder`]), which the adaptive methods suggest
+//! in place of the default controller
+//! ([`crate::solver::Solver::suggested_controller`]; a controller chosen in
+//! the options is used as given), step sizes repeat and the operators are
+//! reused: `Etdrk32` at rtol 1e-8 took 19.5 ms on the stiff
 //! problem of `benches/expint.rs` under PI and 1.8 ms under the ladder
 //! (42% more steps; 0.9 s against 69 ms on Kuramoto–Sivashinsky).
 //!
@@ -70,9 +73,13 @@
 //! additive noise: [`StochasticExpEuler`] (`stochastic_euler.rs`), strong
 //! order 1, the exact Ornstein–Uhlenbeck transition when `N = 0`, its
 //! stochastic convolutions read with `ΔW` from a [`ConvolutionNoise`]
-//! driver (`convolution_noise.rs`).
+//! driver (`convolution_noise.rs`); or, driven by a [`CovarianceNoise`]
+//! (`covariance_noise.rs`, `stochastic_euler_covariance.rs`), from
+//! `L`-free increments with the exact covariance of `L(p)` and `h` — the
+//! route that differentiates in a parameter inside `L`.
 
 mod convolution_noise;
+mod covariance_noise;
 mod etd1;
 mod etdrk2;
 mod etdrk32;
@@ -86,9 +93,11 @@ pub mod phi;
 pub mod phi_complex;
 mod semilinear;
 mod stochastic_euler;
+mod stochastic_euler_covariance;
 pub mod tableau;
 
 pub use convolution_noise::{ConvolutionNoise, ConvolutionPath};
+pub use covariance_noise::{CovarianceNoise, CovariancePath};
 pub use etd1::ETD1;
 pub use etdrk2::ETDRK2;
 pub use etdrk4::ETDRK4;
@@ -103,6 +112,7 @@ pub use semilinear::{
     Semilinear, SemilinearParts, Structure, check_linear_values,
 };
 pub use stochastic_euler::{StochasticExpCache, StochasticExpEuler, StochasticExpVjpWork};
+pub use stochastic_euler_covariance::{StochasticExpCovCache, StochasticExpCovVjpWork};
 pub use tableau::ExpTableau;
 
 use crate::solver::delegate_solver;

@@ -25,14 +25,18 @@
 //!
 //! Step VJP: `ȳ = e^{hL} ȳ' + (∂N/∂X)ᵀ h φ_1(hL) ȳ' + (∂G/∂X)ᵀ[ȳ' ξᵀ]`,
 //! `p̄ += (∂N/∂p)ᵀ h φ_1 ȳ' + (∂G/∂p)ᵀ[ȳ' ξᵀ]` (gradients in `X_0`, in
-//! the parameters of `N` and of `G`). A parameter-dependent `L` is refused:
-//! the convolutions' rates are the driver's, fixed when it is built, so
-//! `∂ξ/∂λ` along the path is not available.
+//! the parameters of `N` and of `G`). A parameter-dependent `L` is refused
+//! on this route: the convolutions' rates are the driver's, fixed when it
+//! is built, so `∂ξ/∂λ` along the path is not available. The same method on
+//! a problem driven by [`super::CovarianceNoise`] forms each step's
+//! convolution from `L`-free increments with the exact covariance of
+//! `L(p)` instead, and differentiates in `L`
+//! (`stochastic_euler_covariance.rs`).
 
 use super::convolution_noise::ConvolutionNoise;
 use super::etd1::ETD1;
 use super::ops::PhiOps;
-use super::semilinear::{LinearPart, Semilinear, Structure, check_linear_values};
+use super::semilinear::{LinearPart, Semilinear, SemilinearParts, Structure, check_linear_values};
 use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::noise::Noise;
@@ -195,8 +199,9 @@ impl<L: LinearPart, N: Drift, G: Diffusion> Solver<SexpProblem<L, N, G>> for Sto
                 what: "a parameter-dependent linear part (the convolutions' rates are the \
                        driver's, fixed when it is built)"
                     .into(),
-                alternatives: "a constant L (Diagonal) with the parameters in N, or \
-                               EulerMaruyama / Sra1 on the drift L X + N"
+                alternatives: "drive the problem with CovarianceNoise (the exact-covariance \
+                               route, which differentiates in L), or a constant L with the \
+                               parameters in N"
                     .into(),
             });
         }
@@ -332,14 +337,9 @@ impl<L: LinearPart, N: Drift, G: Diffusion> StepVjp<SexpProblem<L, N, G>> for St
         w: &mut StochasticExpVjpWork,
         args: VjpArgs<'_, F, Gv>,
     ) -> Result<usize, SolveError> {
-        refuse_err_cotangent(NAME, args.bars.err)?;
-        refuse_interp_cotangents(NAME, args.bars.interp)?;
-        let (Some(parts), Some(ops)) = (args.fields.drift.semilinear(), w.ops.as_mut()) else {
-            return Err(SolveError::Unsupported {
-                solver: NAME,
-                what: "a drift without a semilinear structure".into(),
-                alternatives: "write the drift as Semilinear::new(L, N)".into(),
-            });
+        let parts = vjp_parts(&args)?;
+        let Some(ops) = w.ops.as_mut() else {
+            return Err(no_semilinear());
         };
         let StepAt { t, h, y } = args.at;
         let (fields, bars) = (args.fields, args.bars);
@@ -362,6 +362,26 @@ impl<L: LinearPart, N: Drift, G: Diffusion> StepVjp<SexpProblem<L, N, G>> for St
             .diffusion
             .diffusion_vjp(t, y, fields.p, &w.gbar, bars.y, bars.p);
         Ok(1)
+    }
+}
+
+/// The semilinear parts of the drift of a step VJP of either route (this
+/// one and `stochastic_euler_covariance.rs`), after refusing the
+/// cotangents the method has no use for.
+pub(super) fn vjp_parts<'a, F: DriftVjp, Gv>(
+    args: &VjpArgs<'a, F, Gv>,
+) -> Result<&'a dyn SemilinearParts, SolveError> {
+    refuse_err_cotangent(NAME, args.bars.err)?;
+    refuse_interp_cotangents(NAME, args.bars.interp)?;
+    let drift: &'a F = args.fields.drift;
+    drift.semilinear().ok_or_else(no_semilinear)
+}
+
+fn no_semilinear() -> SolveError {
+    SolveError::Unsupported {
+        solver: NAME,
+        what: "a drift without a semilinear structure".into(),
+        alternatives: "write the drift as Semilinear::new(L, N)".into(),
     }
 }
 

@@ -461,7 +461,8 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             };
             AnyControl::Adaptive(
                 Adaptive::new(
-                    opts.controller.tuned_for(solver.pi_gains()),
+                    opts.controller
+                        .for_method(solver.suggested_controller(), solver.pi_gains()),
                     k,
                     dir * h_abs,
                     t1,
