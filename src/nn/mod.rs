@@ -15,9 +15,11 @@ use std::cell::RefCell;
 mod batch;
 mod layer;
 mod offset;
+mod stable_sde;
 
 pub use batch::BatchedMlp;
 pub use offset::Offset;
+pub use stable_sde::{StableKind, StableSde};
 
 use layer::Shape;
 
