@@ -75,7 +75,7 @@ fn weights() -> [f64; 2] {
         .collect();
     match parsed[..] {
         [a, b] => [a, b],
-        _ => [0.5, 5.0],
+        _ => [5.0, 50.0],
     }
 }
 
@@ -99,6 +99,10 @@ fn train(reg: usize, seed: u64, obs: &[f64]) -> Result<Outcome, Box<dyn std::err
     let mut adam = Adam::new(0.01)?;
     let mut train_nfe = 0usize;
     let mut g = vec![0.0; theta.len()];
+    // the local step's size: the mean accepted step of the last solve (the
+    // initial-step heuristic's dt is too small for its error estimate to
+    // steer anything, as in `regularized_node`)
+    let mut mean_step = 0.1;
     let start = Instant::now();
     for it in 0..ITERS {
         g.iter_mut().for_each(|v| *v = 0.0);
@@ -130,12 +134,14 @@ fn train(reg: usize, seed: u64, obs: &[f64]) -> Result<Outcome, Box<dyn std::err
                     (r.gradient, retake)
                 }
                 _ => {
-                    let reg = Local::error_estimate(w_local, RegTime::Unbiased { seed: path });
+                    let reg = Local::error_estimate(w_local, RegTime::Unbiased { seed: path })
+                        .with_dt(mean_step);
                     let r = local_gradient(&prob, Sosri, &opts, &sq, Adjoint::STORE_ALL, &reg)?;
                     let e = r.drift_evals;
                     (r.gradient, e)
                 }
             };
+            mean_step = 1.0 / dp.solution.stats.accepted_steps.max(1) as f64;
             train_nfe += dp.solution.stats.drift_evals + dp.backward_drift_evals + dp.vjps + extra;
             for (a, b) in g.iter_mut().zip(&dp.dp) {
                 *a += b / pairs as f64;
