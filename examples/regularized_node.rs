@@ -102,26 +102,47 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 impl Task {
-    fn moons() -> Task {
-        let (y0, targets) = moons(128, 11);
-        let (test_y0, test_targets) = moons(512, 12);
+    /// A classifier task: `sizes` the network's widths (state dimension
+    /// first), 128 training and 512 test points of `data`, logistic
+    /// read-out of `z(1)` starting at `readout_init` (w, then b).
+    fn classifier(
+        name: &'static str,
+        data: fn(usize, u64) -> (Vec<f64>, Vec<f64>),
+        seeds: (u64, u64),
+        sizes: &[usize],
+        weights: [f64; 3],
+        readout_init: Vec<f64>,
+    ) -> Task {
+        let (y0, targets) = data(128, seeds.0);
+        let (test_y0, test_targets) = data(512, seeds.1);
         Task {
-            name: "moons",
-            mlp: Mlp::new(&[2, 16, 2], Activation::Tanh),
-            dim: 2,
+            name,
+            mlp: Mlp::new(sizes, Activation::Tanh),
+            dim: sizes[0],
             y0,
             test_y0,
             tspan: (0.0, 1.0),
             save: SaveAt::T1,
             iters: 200,
             lr: 0.03,
-            weights: [0.2, 0.05, 2.0],
+            weights,
             decay: 1.0,
-            readout: 3,
-            readout_init: vec![1.0, -1.0, 0.0],
+            readout: readout_init.len(),
+            readout_init,
             targets,
             test_targets,
         }
+    }
+
+    fn moons() -> Task {
+        Task::classifier(
+            "moons",
+            moons,
+            (11, 12),
+            &[2, 16, 2],
+            [0.2, 0.05, 2.0],
+            vec![1.0, -1.0, 0.0],
+        )
     }
 
     /// Concentric circles (Dupont, Doucet, Teh, "Augmented Neural ODEs",
@@ -129,25 +150,14 @@ impl Task {
     /// ring, so the state is augmented by one zero coordinate (3-D) and the
     /// read-out is linear in the 3-D `z(1)`.
     fn circles() -> Task {
-        let (y0, targets) = circles(128, 21);
-        let (test_y0, test_targets) = circles(512, 22);
-        Task {
-            name: "circles",
-            mlp: Mlp::new(&[3, 16, 3], Activation::Tanh),
-            dim: 3,
-            y0,
-            test_y0,
-            tspan: (0.0, 1.0),
-            save: SaveAt::T1,
-            iters: 200,
-            lr: 0.03,
-            weights: [0.5, 0.1, 5.0],
-            decay: 1.0,
-            readout: 4,
-            readout_init: vec![0.0, 0.0, 1.0, 0.0],
-            targets,
-            test_targets,
-        }
+        Task::classifier(
+            "circles",
+            circles,
+            (21, 22),
+            &[3, 16, 3],
+            [0.5, 0.1, 5.0],
+            vec![0.0, 0.0, 1.0, 0.0],
+        )
     }
 
     fn spiral() -> Task {

@@ -59,18 +59,14 @@ pub struct StableSde {
 
 thread_local! {
     /// Per-thread scratch: the network input `(t, z)`, its cotangent and a
-    /// product buffer (no allocation per evaluation once grown).
+    /// product buffer (apart from the networks' own scratch, which their
+    /// evaluations borrow meanwhile).
     static SCRATCH: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on `len` zeroed entries of this thread's scratch.
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < len {
-            s.resize(len, 0.0);
-        }
-        let s = &mut s[..len];
+    super::scratch_of(&SCRATCH, len, |s| {
         s.iter_mut().for_each(|x| *x = 0.0);
         f(s)
     })
