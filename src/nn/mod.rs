@@ -15,9 +15,11 @@ use std::cell::RefCell;
 mod batch;
 mod layer;
 mod offset;
+mod stable_sde;
 
 pub use batch::BatchedMlp;
 pub use offset::Offset;
+pub use stable_sde::{StableKind, StableSde};
 
 use layer::Shape;
 
@@ -102,7 +104,17 @@ thread_local! {
 
 /// Runs `f` on `len` entries of this thread's scratch.
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
-    SCRATCH.with(|s| {
+    scratch_of(&SCRATCH, len, f)
+}
+
+/// Runs `f` on `len` entries of the thread-local buffer `key`, grown on
+/// demand (no allocation once it has reached the largest `len`).
+fn scratch_of<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f64>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f64]) -> R,
+) -> R {
+    key.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < len {
             s.resize(len, 0.0);

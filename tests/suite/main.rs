@@ -42,6 +42,7 @@ mod sde_convergence;
 mod sde_gradients;
 mod sde_work;
 mod sensitivities;
+mod stable_sde;
 mod step_control;
 mod step_vjp;
 mod stiff;
