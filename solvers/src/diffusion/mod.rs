@@ -28,7 +28,8 @@
 //!   `Generic` fields) make the flow differentiable; the samplers with
 //!   [`SamplerVjp`] (DDIM, DPM-Solver-2, ++2S, ++2M, ++3M) have step VJPs
 //!   for the discrete adjoint;
-//! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`].
+//! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`],
+//!   [`sliced_wasserstein`].
 
 mod adaptive;
 mod ddim;
@@ -82,5 +83,5 @@ pub use sampler_vjp::{AdvanceVjp, SamplerVjp, SamplerVjpWork};
 pub use schedule::{Edm, NoiseSchedule, RectifiedFlow, Ve, VpCosine, VpLinear};
 pub use sde_dpm_solver1::SdeDpmSolver1;
 pub use sde_dpmpp_2m::{SdeDpmSolverPP2M, SdeSolverType};
-pub use testbed::{DiagonalGaussian, GaussianMixture};
+pub use testbed::{DiagonalGaussian, GaussianMixture, sliced_wasserstein};
 pub use unipc::{BhVariant, UniPc};
