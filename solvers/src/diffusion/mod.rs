@@ -26,8 +26,10 @@
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
 //!   `Generic` fields) make the flow differentiable; the samplers with
-//!   [`SamplerVjp`] (DDIM, DPM-Solver-2, ++2S, ++2M, ++3M) have step VJPs
-//!   for the discrete adjoint;
+//!   [`SamplerVjp`] (DDIM, DPM-Solver-2, ++2S, ++2M, ++3M; on the reverse
+//!   SDE, Euler–Maruyama, DDPM ancestral, SDE-DPM-Solver-1 and ++(2M), whose
+//!   noise the discrete adjoint replays) have step VJPs for the discrete
+//!   adjoint;
 //! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`],
 //!   [`sliced_wasserstein`].
 

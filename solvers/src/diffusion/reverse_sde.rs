@@ -21,7 +21,7 @@
 
 use super::model::{Model, Parametrisation, ProbabilityFlow};
 use super::model_vjp::{FlowVjp, ModelVjp};
-use super::sampler::{Sampler, SamplerCache, check_span};
+use super::sampler::{Sampler, SamplerCache, check_span, sampler_solver};
 use super::schedule::NoiseSchedule;
 use crate::brownian::{Driver, VirtualTree};
 use crate::error::SolveError;
@@ -176,99 +176,42 @@ pub fn reverse_sde_field<M: Model, S: NoiseSchedule + Clone>(
     Problem::sde_field(ReverseSde { flow }, noise, Noise::Additive, x_t, tspan)
 }
 
-impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionSde<M, S, D>> for X {
-    type Cache = SamplerCache;
-    const INCREMENT: Increment = X::INCREMENT;
-    /// The history restarts with the lower-order warm-up.
-    const RESTARTS_CARRIED_STATE: bool = true;
+// The loop's first drift is the reverse drift `f x − 2σλ̇ε̂ = 2u − f x` at
+// `(T, x_T)`: the first step turns it into the prediction without a model
+// evaluation.
+sampler_solver!(
+    DiffusionSde, increment: X::INCREMENT, flow: |drift| &drift.flow,
+    reverse_drift: true, check: check_sde
+);
 
-    fn name(&self) -> &'static str {
-        Sampler::name(self)
+/// What a sampler needs of a reverse-SDE problem: to draw noise, additive
+/// noise, a span it can run, its own settings.
+fn check_sde<X: Sampler, M: Model, S: NoiseSchedule, D: Driver>(
+    sampler: &X,
+    problem: &DiffusionSde<M, S, D>,
+) -> Result<(), SolveError> {
+    let name = Sampler::name(sampler);
+    if X::INCREMENT == Increment::None {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "the reverse SDE (it samples the probability-flow ODE and draws no noise)".into(),
+            alternatives: "ReverseEulerMaruyama, DdpmAncestral, SdeDpmSolver1, \
+                           SdeDpmSolverPP2M, LangevinPc; or build the problem with \
+                           diffusion::probability_flow"
+                .into(),
+        });
     }
-
-    fn order(&self) -> f64 {
-        Sampler::order(self)
+    if problem.noise != Some(Noise::Additive) {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: format!(
+                "{:?} noise (the reverse SDE has additive noise, one Brownian motion per \
+                 entry)",
+                problem.noise
+            ),
+            alternatives: "build the problem with diffusion::reverse_sde".into(),
+        });
     }
-
-    fn error_order(&self) -> Option<f64> {
-        None
-    }
-
-    fn check(&self, problem: &DiffusionSde<M, S, D>) -> Result<(), SolveError> {
-        let name = Sampler::name(self);
-        if X::INCREMENT == Increment::None {
-            return Err(SolveError::Unsupported {
-                solver: name,
-                what: "the reverse SDE (it samples the probability-flow ODE and draws no noise)"
-                    .into(),
-                alternatives: "ReverseEulerMaruyama, DdpmAncestral, SdeDpmSolver1, \
-                               SdeDpmSolverPP2M, LangevinPc; or build the problem with \
-                               diffusion::probability_flow"
-                    .into(),
-            });
-        }
-        if problem.noise != Some(Noise::Additive) {
-            return Err(SolveError::Unsupported {
-                solver: name,
-                what: format!(
-                    "{:?} noise (the reverse SDE has additive noise, one Brownian motion per \
-                     entry)",
-                    problem.noise
-                ),
-                alternatives: "build the problem with diffusion::reverse_sde".into(),
-            });
-        }
-        let sched = &problem.drift.flow.schedule;
-        check_span(name, problem.tspan, sched, false)?;
-        self.check_settings()
-    }
-
-    fn init(&self, problem: &DiffusionSde<M, S, D>) -> SamplerCache {
-        SamplerCache::new(self, problem.dim())
-    }
-
-    /// The loop's `f0` is the reverse drift `f x − 2σλ̇ε̂ = 2u − f x` at
-    /// `(T, x_T)`; the first step turns it into the prediction without a
-    /// model evaluation.
-    fn start(&self, c: &mut SamplerCache, f0: &[f64], _g0: &[f64]) {
-        c.start(f0, true);
-    }
-
-    fn step(
-        &self,
-        c: &mut SamplerCache,
-        args: StepArgsOf<'_, DiffusionSde<M, S, D>>,
-    ) -> StepStatus {
-        let (flow, p) = (&args.fields.drift.flow, args.fields.p);
-        c.take(
-            self,
-            flow,
-            p,
-            args.stats,
-            args.at,
-            args.noise,
-            args.out.y_new,
-        );
-        StepStatus::Taken
-    }
-
-    fn accept(&self, c: &mut SamplerCache) {
-        c.accept();
-    }
-
-    fn carried_state<'c>(&self, c: &'c SamplerCache) -> &'c [f64] {
-        c.carried_state()
-    }
-
-    fn dense_table<'c>(&self, _c: &'c SamplerCache) -> DenseTable<'c> {
-        crate::sde::linear_table()
-    }
-
-    fn dense_stages<'c>(
-        &self,
-        c: &'c mut SamplerCache,
-        step: StepTakenOf<'_, DiffusionSde<M, S, D>>,
-    ) -> &'c [f64] {
-        c.linear_stage(step.at.h, step.at.y, step.y_new)
-    }
+    check_span(name, problem.tspan, &problem.drift.flow.schedule, false)?;
+    sampler.check_settings()
 }

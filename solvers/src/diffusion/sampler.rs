@@ -381,92 +381,116 @@ impl SamplerCache {
     }
 }
 
-impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S, D>> for X {
-    type Cache = SamplerCache;
-    const INCREMENT: Increment = Increment::None;
-    /// The history restarts with the lower-order warm-up.
-    const RESTARTS_CARRIED_STATE: bool = true;
+/// Implements [`Solver`] for every [`Sampler`] on the problem type
+/// `$family<M, S, D>` (the probability-flow ODE, the reverse SDE): the
+/// increments it draws, how the model's flow is read from the drift
+/// (`|drift| flow`), whether the loop's first drift is the reverse-SDE
+/// drift, and the family's check `$check(sampler, problem)`.
+macro_rules! sampler_solver {
+    (
+        $family:ident, increment: $inc:expr, flow: |$d:ident| $flow:expr,
+        reverse_drift: $rev:expr, check: $check:path
+    ) => {
+        impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<$family<M, S, D>> for X {
+            type Cache = SamplerCache;
+            const INCREMENT: Increment = $inc;
+            /// The history restarts with the lower-order warm-up.
+            const RESTARTS_CARRIED_STATE: bool = true;
 
-    fn name(&self) -> &'static str {
-        Sampler::name(self)
-    }
+            fn name(&self) -> &'static str {
+                Sampler::name(self)
+            }
 
-    fn order(&self) -> f64 {
-        Sampler::order(self)
-    }
+            fn order(&self) -> f64 {
+                Sampler::order(self)
+            }
 
-    fn error_order(&self) -> Option<f64> {
-        None
-    }
+            fn error_order(&self) -> Option<f64> {
+                None
+            }
 
-    fn check(&self, problem: &DiffusionOde<M, S, D>) -> Result<(), SolveError> {
-        let name = Sampler::name(self);
-        if X::INCREMENT != Increment::None {
-            return Err(SolveError::Unsupported {
-                solver: name,
-                what: "the probability-flow ODE (it samples the reverse SDE, drawing noise \
-                       from the problem's driver)"
-                    .into(),
-                alternatives: "build the problem with diffusion::reverse_sde, or sample the \
-                               ODE with Ddim, DpmSolverPP2M, ..."
-                    .into(),
-            });
+            fn check(&self, problem: &$family<M, S, D>) -> Result<(), SolveError> {
+                $check(self, problem)
+            }
+
+            fn init(&self, problem: &$family<M, S, D>) -> SamplerCache {
+                SamplerCache::new(self, problem.dim())
+            }
+
+            fn start(&self, c: &mut SamplerCache, f0: &[f64], _g0: &[f64]) {
+                c.start(f0, $rev);
+            }
+
+            fn step(
+                &self,
+                c: &mut SamplerCache,
+                args: StepArgsOf<'_, $family<M, S, D>>,
+            ) -> StepStatus {
+                let $d = args.fields.drift;
+                let (flow, p) = ($flow, args.fields.p);
+                c.take(
+                    self,
+                    flow,
+                    p,
+                    args.stats,
+                    args.at,
+                    args.noise,
+                    args.out.y_new,
+                );
+                StepStatus::Taken
+            }
+
+            fn accept(&self, c: &mut SamplerCache) {
+                c.accept();
+            }
+
+            fn carried_state<'c>(&self, c: &'c SamplerCache) -> &'c [f64] {
+                c.carried_state()
+            }
+
+            fn dense_table<'c>(&self, _c: &'c SamplerCache) -> DenseTable<'c> {
+                crate::sde::linear_table()
+            }
+
+            fn dense_stages<'c>(
+                &self,
+                c: &'c mut SamplerCache,
+                step: StepTakenOf<'_, $family<M, S, D>>,
+            ) -> &'c [f64] {
+                c.linear_stage(step.at.h, step.at.y, step.y_new)
+            }
         }
-        problem.ode_only(name)?;
-        check_span(
-            name,
-            problem.tspan,
-            &problem.drift.schedule,
-            self.reaches_zero_noise(),
-        )?;
-        self.check_settings()
-    }
+    };
+}
+pub(crate) use sampler_solver;
 
-    fn init(&self, problem: &DiffusionOde<M, S, D>) -> SamplerCache {
-        SamplerCache::new(self, problem.dim())
-    }
+sampler_solver!(
+    DiffusionOde, increment: Increment::None, flow: |drift| drift,
+    reverse_drift: false, check: check_ode
+);
 
-    fn start(&self, c: &mut SamplerCache, f0: &[f64], _g0: &[f64]) {
-        c.start(f0, false);
+/// What a sampler needs of a probability-flow problem: to draw no noise,
+/// an ODE, a span it can run, its own settings.
+fn check_ode<X: Sampler, M: Model, S: NoiseSchedule, D: Driver>(
+    sampler: &X,
+    problem: &DiffusionOde<M, S, D>,
+) -> Result<(), SolveError> {
+    let name = Sampler::name(sampler);
+    if X::INCREMENT != Increment::None {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "the probability-flow ODE (it samples the reverse SDE, drawing noise from \
+                   the problem's driver)"
+                .into(),
+            alternatives: "build the problem with diffusion::reverse_sde, or sample the ODE \
+                           with Ddim, DpmSolverPP2M, ..."
+                .into(),
+        });
     }
-
-    fn step(
-        &self,
-        c: &mut SamplerCache,
-        args: StepArgsOf<'_, DiffusionOde<M, S, D>>,
-    ) -> StepStatus {
-        let (flow, p) = (args.fields.drift, args.fields.p);
-        c.take(
-            self,
-            flow,
-            p,
-            args.stats,
-            args.at,
-            args.noise,
-            args.out.y_new,
-        );
-        StepStatus::Taken
-    }
-
-    fn accept(&self, c: &mut SamplerCache) {
-        c.accept();
-    }
-
-    fn carried_state<'c>(&self, c: &'c SamplerCache) -> &'c [f64] {
-        c.carried_state()
-    }
-
-    fn dense_table<'c>(&self, _c: &'c SamplerCache) -> DenseTable<'c> {
-        crate::sde::linear_table()
-    }
-
-    fn dense_stages<'c>(
-        &self,
-        c: &'c mut SamplerCache,
-        step: StepTakenOf<'_, DiffusionOde<M, S, D>>,
-    ) -> &'c [f64] {
-        c.linear_stage(step.at.h, step.at.y, step.y_new)
-    }
+    problem.ode_only(name)?;
+    let sched = &problem.drift.schedule;
+    check_span(name, problem.tspan, sched, sampler.reaches_zero_noise())?;
+    sampler.check_settings()
 }
 
 /// Checks the span `(t0, t1)` a sampler named `name` runs on under

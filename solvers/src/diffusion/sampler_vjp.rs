@@ -175,7 +175,9 @@ fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
             what: "gradients through a sampler that carries vectors besides its past \
                    predictions"
                 .into(),
-            alternatives: "DDIM, DPM-Solver-2, DPM-Solver++(2S), (2M), (3M)".into(),
+            alternatives: "DDIM, DPM-Solver-2, DPM-Solver++(2S), (2M), (3M); on the reverse SDE, \
+                       SDE-DPM-Solver++(2M), SDE-DPM-Solver-1, DDPM ancestral"
+                .into(),
         });
     }
     let p = args.fields.p;
