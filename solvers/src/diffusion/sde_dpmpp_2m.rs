@@ -6,8 +6,8 @@
 //!
 //! In data form the reverse SDE is
 //! `dx = [(f − 2λ̇) x + 2λ̇ α x̂0] dt + g dW̄`; variation of constants over
-//! `h = λ_t − λ_s` gives `x_t = (σ_t/σ_s) e^{−h} x_s
-//! + 2α_t ∫_0^h e^{−2(h−τ)} x̂0(λ_s + τ) dτ + σ_t √(1 − e^{−2h}) z`, the
+//! `h = λ_t − λ_s` gives `x_t = (σ_t/σ_s) e^{−h} x_s +
+//! 2α_t ∫_0^h e^{−2(h−τ)} x̂0(λ_s + τ) dτ + σ_t √(1 − e^{−2h}) z`, the
 //! noise term exact in distribution. With `x̂0 = m0` frozen this is
 //! SDE-DPM-Solver++1 (the first step); with `x̂0 ≈ m0 + τ D1/h`,
 //! `D1 = (m0 − m1)/r0` from the previous prediction `m1` at `λ_s − r0 h`,
