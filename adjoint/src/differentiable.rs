@@ -15,8 +15,9 @@
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::diffusion::{
-    Ddim, DpmSolver2, DpmSolverPP2M, DpmSolverPP2S, DpmSolverPP3M, ModelVjp, NoiseSchedule,
-    ProbabilityFlow,
+    Ddim, DdpmAncestral, DpmSolver2, DpmSolverPP2M, DpmSolverPP2S, DpmSolverPP3M, ModelVjp,
+    NoiseSchedule, ProbabilityFlow, ReverseEulerMaruyama, ReverseNoise, ReverseSde, SdeDpmSolver1,
+    SdeDpmSolverPP2M,
 };
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
@@ -258,13 +259,16 @@ differentiable_fractional!(FractionalEuler, FractionalHeun);
 /// past predictions of the multistep ones are carried state).
 macro_rules! differentiable_discrete {
     ($gen:tt $drift:ty; $($name:ty),*) => {$(
-        differentiable_discrete!(@one $gen $drift; $name);
+        differentiable_discrete!(@one $gen $drift, NoDiffusion; $name);
     )*};
-    (@one [$($gen:tt)*] $drift:ty; $name:ty) => {
-        impl<$($gen)*, D: Driver> Differentiable<$drift, NoDiffusion, D> for $name {
+    ($gen:tt $drift:ty, $diffusion:ty; $($name:ty),*) => {$(
+        differentiable_discrete!(@one $gen $drift, $diffusion; $name);
+    )*};
+    (@one [$($gen:tt)*] $drift:ty, $diffusion:ty; $name:ty) => {
+        impl<$($gen)*, D: Driver> Differentiable<$drift, $diffusion, D> for $name {
             fn gradient<L: Loss + ?Sized>(
                 &self,
-                problem: &Problem<$drift, NoDiffusion, D>,
+                problem: &Problem<$drift, $diffusion, D>,
                 options: &Options,
                 loss: &L,
                 adjoint: Adjoint,
@@ -283,6 +287,13 @@ differentiable_discrete!(
 differentiable_discrete!(
     [M: ModelVjp, S: NoiseSchedule] ProbabilityFlow<M, S>;
     Ddim, DpmSolver2, DpmSolverPP2S, DpmSolverPP2M, DpmSolverPP3M
+);
+
+// the reverse-SDE samplers with a step VJP, on the reverse SDE of a model
+// with a VJP (the noise is replayed from the forward solve's path)
+differentiable_discrete!(
+    [M: ModelVjp, S: NoiseSchedule] ReverseSde<M, S>, ReverseNoise<S>;
+    ReverseEulerMaruyama, DdpmAncestral, SdeDpmSolver1, SdeDpmSolverPP2M
 );
 
 /// Implements [`Differentiable`] for stochastic exponential Euler on the

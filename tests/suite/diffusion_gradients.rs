@@ -24,7 +24,7 @@ use sdeflow::prelude::*;
 /// The exact noise prediction of `½ N(μ1, s²) + ½ N(μ2, s²)` per
 /// coordinate under the VP-linear schedule.
 #[derive(Debug, Clone, Copy)]
-struct MixtureDenoiser;
+pub(crate) struct MixtureDenoiser;
 
 impl GenericField for MixtureDenoiser {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, x: &[D], p: &[D], out: &mut [D]) {
@@ -41,9 +41,9 @@ impl GenericField for MixtureDenoiser {
     }
 }
 
-const P: [f64; 3] = [-0.8, 1.1, -0.9];
+pub(crate) const P: [f64; 3] = [-0.8, 1.1, -0.9];
 /// Three 2-D samples, flattened.
-const X_T: [f64; 6] = [0.7, -1.3, 0.2, 1.9, -0.5, 0.4];
+pub(crate) const X_T: [f64; 6] = [0.7, -1.3, 0.2, 1.9, -0.5, 0.4];
 
 type Flow = ProbabilityFlow<Generic<MixtureDenoiser>, VpLinear>;
 
@@ -61,7 +61,7 @@ fn problem(x_t: &[f64], p: &[f64]) -> Problem<Flow> {
 }
 
 /// `L = Σ_i c_i x_i(t_end)²/2 + Σ_i x_i(t_end)` with fixed weights `c`.
-fn loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
+pub(crate) fn loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
     let n = X_T.len();
     let last = &ys[ys.len() - n..];
     g.iter_mut().for_each(|v| *v = 0.0);

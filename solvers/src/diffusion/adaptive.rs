@@ -139,7 +139,9 @@ impl<M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S, D>> for Ad
     }
 
     fn check(&self, problem: &DiffusionOde<M, S, D>) -> Result<(), SolveError> {
-        check_span(Solver::<DiffusionOde<M, S, D>>::name(self), problem, false)?;
+        let name = Solver::<DiffusionOde<M, S, D>>::name(self);
+        problem.ode_only(name)?;
+        check_span(name, problem.tspan, &problem.drift.schedule, false)?;
         if let Some(d) = self.paper_norm {
             let n = problem.dim();
             if d == 0 || !n.is_multiple_of(d) {

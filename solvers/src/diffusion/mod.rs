@@ -19,16 +19,23 @@
 //!   [`EdmHeun`], [`DpmSolver2`], [`DpmSolver3`], [`DpmSolverPP2S`],
 //!   [`DpmSolverPP2M`], [`DpmSolverPP3M`], [`Deis`] (tAB), [`Pndm`],
 //!   [`Plms`], [`IPndm`], [`Lms`], [`UniPc`];
+//! - reverse-SDE samplers (the family [`DiffusionSde`], noise from the
+//!   problem's driver): [`ReverseEulerMaruyama`], [`DdpmAncestral`],
+//!   [`SdeDpmSolver1`], [`SdeDpmSolverPP2M`], [`LangevinPc`];
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
 //!   `Generic` fields) make the flow differentiable; the samplers with
-//!   [`SamplerVjp`] (DDIM, DPM-Solver-2, ++2S, ++2M, ++3M) have step VJPs
-//!   for the discrete adjoint;
-//! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`].
+//!   [`SamplerVjp`] (DDIM, DPM-Solver-2, ++2S, ++2M, ++3M; on the reverse
+//!   SDE, Euler–Maruyama, DDPM ancestral, SDE-DPM-Solver-1 and ++(2M), whose
+//!   noise the discrete adjoint replays) have step VJPs for the discrete
+//!   adjoint;
+//! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`],
+//!   [`sliced_wasserstein`].
 
 mod adaptive;
 mod ddim;
+mod ddpm;
 mod deis;
 mod discrete;
 mod dpm_solver2;
@@ -38,19 +45,25 @@ mod dpmpp_multistep;
 mod edm_heun;
 mod grid;
 mod lagrange;
+mod langevin_pc;
 mod lms;
 mod model;
 mod model_vjp;
 mod pf_euler;
 mod pndm;
+mod reverse_em;
+mod reverse_sde;
 mod sampler;
 mod sampler_vjp;
 mod schedule;
+mod sde_dpm_solver1;
+mod sde_dpmpp_2m;
 mod testbed;
 mod unipc;
 
 pub use adaptive::{AdaptiveCache, AdaptiveDpmSolver, AdaptivePair};
 pub use ddim::{Ddim, DpmSolver1};
+pub use ddpm::{DdpmAncestral, DdpmVariance};
 pub use deis::Deis;
 pub use discrete::DiscreteVp;
 pub use dpm_solver2::DpmSolver2;
@@ -59,13 +72,18 @@ pub use dpmpp_2s::DpmSolverPP2S;
 pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
 pub use edm_heun::EdmHeun;
 pub use grid::TimeGrid;
+pub use langevin_pc::LangevinPc;
 pub use lms::Lms;
 pub use model::{DiffusionOde, Model, Parametrisation, ProbabilityFlow, probability_flow};
 pub use model_vjp::{FlowVjp, ModelVjp, ModelWithVjp};
 pub use pf_euler::PfEuler;
 pub use pndm::{IPndm, Plms, Pndm};
+pub use reverse_em::ReverseEulerMaruyama;
+pub use reverse_sde::{DiffusionSde, ReverseNoise, ReverseSde, reverse_sde, reverse_sde_field};
 pub use sampler::{Advance, History, Sampler, SamplerCache};
 pub use sampler_vjp::{AdvanceVjp, SamplerVjp, SamplerVjpWork};
 pub use schedule::{Edm, NoiseSchedule, RectifiedFlow, Ve, VpCosine, VpLinear};
-pub use testbed::{DiagonalGaussian, GaussianMixture};
+pub use sde_dpm_solver1::SdeDpmSolver1;
+pub use sde_dpmpp_2m::{SdeDpmSolverPP2M, SdeSolverType};
+pub use testbed::{DiagonalGaussian, GaussianMixture, sliced_wasserstein};
 pub use unipc::{BhVariant, UniPc};

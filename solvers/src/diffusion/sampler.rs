@@ -19,7 +19,9 @@ use super::schedule::NoiseSchedule;
 use crate::brownian::Driver;
 use crate::error::SolveError;
 use crate::solution::Stats;
-use crate::solver::{DenseTable, Increment, Solver, StepArgsOf, StepAt, StepStatus, StepTakenOf};
+use crate::solver::{
+    DenseTable, Increment, Solver, StepArgsOf, StepAt, StepNoise, StepStatus, StepTakenOf,
+};
 
 /// The past model outputs a multistep sampler keeps, most recent first.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +82,12 @@ pub struct Advance<'a, M, S> {
     /// Where this step writes the state it carries into the next
     /// (`Sampler::carried() · n` entries, kept when the step is accepted).
     pub carried_new: &'a mut [f64],
+    /// The step's standard normal draws from the problem's noise driver
+    /// (reverse-SDE samplers, [`Sampler::INCREMENT`]): `ΔW/√|Δt|` (`n`
+    /// entries), then, for [`Increment::DwLevyArea`], the space–time Lévy
+    /// area `H·√(12/|Δt|)` (`n` more, independent of the first). Empty in
+    /// a probability-flow solve.
+    pub noise: &'a [f64],
 }
 
 impl<M: Model, S: NoiseSchedule> Advance<'_, M, S> {
@@ -93,6 +101,12 @@ impl<M: Model, S: NoiseSchedule> Advance<'_, M, S> {
 /// probability-flow family [`DiffusionOde`] (fixed steps on a grid,
 /// e.g. [`super::TimeGrid::options`]).
 pub trait Sampler: Copy + Debug {
+    /// The noise its steps read: [`Increment::None`] for a sampler of the
+    /// probability-flow ODE ([`DiffusionOde`]); [`Increment::Dw`] (or
+    /// [`Increment::DwLevyArea`] for a second independent draw per step)
+    /// for a sampler of the reverse SDE ([`super::DiffusionSde`]). Each
+    /// family's solves refuse the other's samplers with a typed error.
+    const INCREMENT: Increment = Increment::None;
     /// The method's name.
     fn name(&self) -> &'static str;
     /// Its order of convergence.
@@ -134,6 +148,8 @@ pub struct SamplerCache {
     m0: Vec<f64>,
     /// `m0` holds the loop's velocity at the start, still to be converted.
     m0_velocity: bool,
+    /// ... or the reverse-SDE drift `2u − f x` ([`super::DiffusionSde`]).
+    m0_reverse_drift: bool,
     m0_valid: bool,
     lambda0: f64,
     scratch: Vec<f64>,
@@ -149,6 +165,8 @@ pub struct SamplerCache {
     hist_len: usize,
     index: usize,
     lin: Vec<f64>,
+    /// The step's normalised noise ([`Advance::noise`]; empty for ODEs).
+    z: Vec<f64>,
 }
 
 /// Where a sampler's carried state ([`Solver::carried_state`]) keeps what:
@@ -222,68 +240,73 @@ impl SamplerCache {
     }
 }
 
-impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S, D>> for X {
-    type Cache = SamplerCache;
-    const INCREMENT: Increment = Increment::None;
-    /// The history restarts with the lower-order warm-up.
-    const RESTARTS_CARRIED_STATE: bool = true;
-
-    fn name(&self) -> &'static str {
-        Sampler::name(self)
-    }
-
-    fn order(&self) -> f64 {
-        Sampler::order(self)
-    }
-
-    fn error_order(&self) -> Option<f64> {
-        None
-    }
-
-    fn check(&self, problem: &DiffusionOde<M, S, D>) -> Result<(), SolveError> {
-        check_span(Sampler::name(self), problem, self.reaches_zero_noise())?;
-        self.check_settings()
-    }
-
-    fn init(&self, problem: &DiffusionOde<M, S, D>) -> SamplerCache {
-        let n = problem.dim();
-        let k = self.history();
-        let carried = self.carried() * n;
-        let layout = CarriedLayout::of(self, n);
+impl SamplerCache {
+    /// The workspace of `sampler` for a state of `n` entries.
+    pub(crate) fn new<X: Sampler>(sampler: &X, n: usize) -> Self {
+        let k = sampler.history();
+        let carried = sampler.carried() * n;
+        let layout = CarriedLayout::of(sampler, n);
+        let z = match X::INCREMENT {
+            Increment::None => 0,
+            Increment::DwLevyArea => 2 * n,
+            _ => n,
+        };
         SamplerCache {
             n,
             m0: vec![0.0; n],
             m0_velocity: false,
+            m0_reverse_drift: false,
             m0_valid: false,
             lambda0: 0.0,
-            scratch: vec![0.0; self.scratch() * n],
+            scratch: vec![0.0; sampler.scratch() * n],
             hist: vec![0.0; layout.len()],
             carried_new: vec![0.0; carried],
             hist_lambda: vec![0.0; k],
             hist_len: 0,
             index: 0,
             lin: vec![0.0; n],
+            z: vec![0.0; z],
         }
     }
 
-    fn start(&self, c: &mut SamplerCache, f0: &[f64], _g0: &[f64]) {
-        c.m0.copy_from_slice(f0);
-        c.m0_velocity = true;
-        c.m0_valid = true;
-        c.hist_len = 0;
-        c.index = 0;
-        c.sync_meta();
+    /// Starts a solve from the loop's first drift `f0` at `(T, x_T)`: the
+    /// probability-flow velocity `u`, or the reverse-SDE drift `2u − f x`
+    /// when `reverse_drift`; the first step converts it into the sampler's
+    /// prediction without a model evaluation.
+    pub(crate) fn start(&mut self, f0: &[f64], reverse_drift: bool) {
+        self.m0.copy_from_slice(f0);
+        self.m0_velocity = true;
+        self.m0_reverse_drift = reverse_drift;
+        self.m0_valid = true;
+        self.hist_len = 0;
+        self.index = 0;
+        self.sync_meta();
     }
 
-    fn step(
-        &self,
-        c: &mut SamplerCache,
-        args: StepArgsOf<'_, DiffusionOde<M, S, D>>,
-    ) -> StepStatus {
-        let StepAt { t, h, y } = args.at;
-        let (flow, p, stats) = (args.fields.drift, args.fields.p, args.stats);
-        let want = self.prediction();
+    /// Takes one step of `sampler` on `flow` with the loop's `noise`
+    /// (normalised into [`Advance::noise`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn take<X: Sampler, M: Model, S: NoiseSchedule>(
+        &mut self,
+        sampler: &X,
+        flow: &ProbabilityFlow<M, S>,
+        p: &[f64],
+        stats: &mut Stats,
+        at: StepAt<'_>,
+        noise: &StepNoise<'_>,
+        x_new: &mut [f64],
+    ) {
+        let c = self;
+        let StepAt { t, h, y } = at;
+        let want = sampler.prediction();
         if c.m0_velocity {
+            if c.m0_reverse_drift {
+                // u = (r + f x)/2
+                let f = flow.schedule.d_log_alpha(t);
+                for (m, &x) in c.m0.iter_mut().zip(y) {
+                    *m = 0.5 * (*m + f * x);
+                }
+            }
             Parametrisation::Velocity.convert(want, &flow.schedule, t, y, &mut c.m0);
             c.m0_velocity = false;
         } else if !c.m0_valid {
@@ -291,8 +314,21 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
         }
         c.m0_valid = true;
         c.lambda0 = flow.schedule.lambda(t);
+        if !c.z.is_empty() {
+            let n = c.n;
+            let r = 1.0 / h.abs().sqrt();
+            for (z, &w) in c.z[..n].iter_mut().zip(noise.dw) {
+                *z = r * w;
+            }
+            if c.z.len() > n {
+                let r = (12.0 / h.abs()).sqrt();
+                for (z, &w) in c.z[n..].iter_mut().zip(noise.levy_h) {
+                    *z = r * w;
+                }
+            }
+        }
         let hist_end = c.hist_lambda.len() * c.n;
-        self.advance(Advance {
+        sampler.advance(Advance {
             flow,
             p,
             stats,
@@ -307,15 +343,17 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
                 n: c.n,
             },
             scratch: &mut c.scratch,
-            x_new: args.out.y_new,
+            x_new,
             index: c.index,
             carried: &c.hist[hist_end..hist_end + c.carried_new.len()],
             carried_new: &mut c.carried_new,
+            noise: &c.z,
         });
-        StepStatus::Taken
     }
 
-    fn accept(&self, c: &mut SamplerCache) {
+    /// The step just taken is accepted: its prediction joins the history.
+    pub(crate) fn accept(&mut self) {
+        let c = self;
         let (n, k) = (c.n, c.hist_lambda.len());
         if k > 0 {
             c.hist.copy_within(0..(k - 1) * n, n);
@@ -331,36 +369,139 @@ impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S
         c.sync_meta();
     }
 
-    fn carried_state<'c>(&self, c: &'c SamplerCache) -> &'c [f64] {
-        &c.hist
+    /// The carried state ([`Solver::carried_state`]).
+    pub(crate) fn carried_state(&self) -> &[f64] {
+        &self.hist
     }
 
-    fn dense_table<'c>(&self, _c: &'c SamplerCache) -> DenseTable<'c> {
-        crate::sde::linear_table()
-    }
-
-    fn dense_stages<'c>(
-        &self,
-        c: &'c mut SamplerCache,
-        step: StepTakenOf<'_, DiffusionOde<M, S, D>>,
-    ) -> &'c [f64] {
-        crate::sde::linear_stage(step.at.h, step.at.y, step.y_new, &mut c.lin);
-        &c.lin
+    /// The linear interpolant's vector of the step from `y` to `y_new`.
+    pub(crate) fn linear_stage(&mut self, h: f64, y: &[f64], y_new: &[f64]) -> &[f64] {
+        crate::sde::linear_stage(h, y, y_new, &mut self.lin);
+        &self.lin
     }
 }
 
-/// Checks what every sampler of the probability-flow family needs of
-/// `problem`: an ODE, a span from the noise end down to the data end inside
-/// the schedule's times (the data end may have `σ = 0` when
-/// `reaches_zero_noise`).
-pub(crate) fn check_span<M: Model, S: NoiseSchedule, D: Driver>(
-    name: &'static str,
+/// Implements [`Solver`] for every [`Sampler`] on the problem type
+/// `$family<M, S, D>` (the probability-flow ODE, the reverse SDE): the
+/// increments it draws, how the model's flow is read from the drift
+/// (`|drift| flow`), whether the loop's first drift is the reverse-SDE
+/// drift, and the family's check `$check(sampler, problem)`.
+macro_rules! sampler_solver {
+    (
+        $family:ident, increment: $inc:expr, flow: |$d:ident| $flow:expr,
+        reverse_drift: $rev:expr, check: $check:path
+    ) => {
+        impl<X: Sampler, M: Model, S: NoiseSchedule, D: Driver> Solver<$family<M, S, D>> for X {
+            type Cache = SamplerCache;
+            const INCREMENT: Increment = $inc;
+            /// The history restarts with the lower-order warm-up.
+            const RESTARTS_CARRIED_STATE: bool = true;
+
+            fn name(&self) -> &'static str {
+                Sampler::name(self)
+            }
+
+            fn order(&self) -> f64 {
+                Sampler::order(self)
+            }
+
+            fn error_order(&self) -> Option<f64> {
+                None
+            }
+
+            fn check(&self, problem: &$family<M, S, D>) -> Result<(), SolveError> {
+                $check(self, problem)
+            }
+
+            fn init(&self, problem: &$family<M, S, D>) -> SamplerCache {
+                SamplerCache::new(self, problem.dim())
+            }
+
+            fn start(&self, c: &mut SamplerCache, f0: &[f64], _g0: &[f64]) {
+                c.start(f0, $rev);
+            }
+
+            fn step(
+                &self,
+                c: &mut SamplerCache,
+                args: StepArgsOf<'_, $family<M, S, D>>,
+            ) -> StepStatus {
+                let $d = args.fields.drift;
+                let (flow, p) = ($flow, args.fields.p);
+                c.take(
+                    self,
+                    flow,
+                    p,
+                    args.stats,
+                    args.at,
+                    args.noise,
+                    args.out.y_new,
+                );
+                StepStatus::Taken
+            }
+
+            fn accept(&self, c: &mut SamplerCache) {
+                c.accept();
+            }
+
+            fn carried_state<'c>(&self, c: &'c SamplerCache) -> &'c [f64] {
+                c.carried_state()
+            }
+
+            fn dense_table<'c>(&self, _c: &'c SamplerCache) -> DenseTable<'c> {
+                crate::sde::linear_table()
+            }
+
+            fn dense_stages<'c>(
+                &self,
+                c: &'c mut SamplerCache,
+                step: StepTakenOf<'_, $family<M, S, D>>,
+            ) -> &'c [f64] {
+                c.linear_stage(step.at.h, step.at.y, step.y_new)
+            }
+        }
+    };
+}
+pub(crate) use sampler_solver;
+
+sampler_solver!(
+    DiffusionOde, increment: Increment::None, flow: |drift| drift,
+    reverse_drift: false, check: check_ode
+);
+
+/// What a sampler needs of a probability-flow problem: to draw no noise,
+/// an ODE, a span it can run, its own settings.
+fn check_ode<X: Sampler, M: Model, S: NoiseSchedule, D: Driver>(
+    sampler: &X,
     problem: &DiffusionOde<M, S, D>,
+) -> Result<(), SolveError> {
+    let name = Sampler::name(sampler);
+    if X::INCREMENT != Increment::None {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "the probability-flow ODE (it samples the reverse SDE, drawing noise from \
+                   the problem's driver)"
+                .into(),
+            alternatives: "build the problem with diffusion::reverse_sde, or sample the ODE \
+                           with Ddim, DpmSolverPP2M, ..."
+                .into(),
+        });
+    }
+    problem.ode_only(name)?;
+    let sched = &problem.drift.schedule;
+    check_span(name, problem.tspan, sched, sampler.reaches_zero_noise())?;
+    sampler.check_settings()
+}
+
+/// Checks the span `(t0, t1)` a sampler named `name` runs on under
+/// `sched`: from the noise end down to the data end inside the schedule's
+/// times (the data end may have `σ = 0` when `reaches_zero_noise`).
+pub(crate) fn check_span<S: NoiseSchedule + ?Sized>(
+    name: &'static str,
+    (t0, t1): (f64, f64),
+    sched: &S,
     reaches_zero_noise: bool,
 ) -> Result<(), SolveError> {
-    problem.ode_only(name)?;
-    let (t0, t1) = problem.tspan;
-    let sched = &problem.drift.schedule;
     sched.check_time("tspan.0 (the noise end)", t0)?;
     let zero_ok = reaches_zero_noise && sched.sigma(t1) == 0.0;
     if !zero_ok {

@@ -19,6 +19,7 @@
 
 use super::model::{DiffusionOde, Model};
 use super::model_vjp::FlowVjp;
+use super::reverse_sde::DiffusionSde;
 use super::sampler::{CarriedLayout, History, Sampler};
 use super::schedule::NoiseSchedule;
 use crate::brownian::Driver;
@@ -102,106 +103,134 @@ pub struct SamplerVjpWork {
     scratch: Vec<f64>,
 }
 
-impl<X: SamplerVjp, M: Model, S: NoiseSchedule, D: Driver> StepVjp<DiffusionOde<M, S, D>> for X {
-    type VjpWork = SamplerVjpWork;
+/// Implements [`StepVjp`] for every [`SamplerVjp`] on the problem type
+/// `$family` (the probability-flow ODE and the reverse SDE: the noise of a
+/// reverse-SDE step is additive, a constant of its VJP).
+macro_rules! sampler_step_vjp {
+    ($family:ident) => {
+        impl<X: SamplerVjp, M: Model, S: NoiseSchedule, D: Driver> StepVjp<$family<M, S, D>> for X {
+            type VjpWork = SamplerVjpWork;
 
-    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, Dx: Driver>(
-        &self,
-        problem: &Problem<F, G, Dx>,
-    ) -> SamplerVjpWork {
-        let n = problem.dim();
-        let layout = CarriedLayout::of(self, n);
+            fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, Dx: Driver>(
+                &self,
+                problem: &Problem<F, G, Dx>,
+            ) -> SamplerVjpWork {
+                SamplerVjpWork::new(self, problem.dim())
+            }
+
+            fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
+                &self,
+                w: &mut SamplerVjpWork,
+                args: VjpArgs<'_, F, G>,
+            ) -> Result<usize, SolveError> {
+                sampler_vjp(self, w, args)
+            }
+        }
+    };
+}
+
+sampler_step_vjp!(DiffusionOde);
+sampler_step_vjp!(DiffusionSde);
+
+impl SamplerVjpWork {
+    fn new<X: SamplerVjp>(sampler: &X, n: usize) -> Self {
+        let layout = CarriedLayout::of(sampler, n);
         SamplerVjpWork {
             layout,
             m0: vec![0.0; n],
             x_bar_new: vec![0.0; n],
             m0_bar: vec![0.0; n],
-            history_bar: vec![0.0; self.history() * n],
+            history_bar: vec![0.0; sampler.history() * n],
             scaled: vec![0.0; n],
-            scratch: vec![0.0; self.vjp_scratch() * n],
+            scratch: vec![0.0; sampler.vjp_scratch() * n],
         }
     }
+}
 
-    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
-        &self,
-        w: &mut SamplerVjpWork,
-        args: VjpArgs<'_, F, G>,
-    ) -> Result<usize, SolveError> {
-        let name = Sampler::name(self);
-        refuse_err_cotangent(name, args.bars.err)?;
-        refuse_interp_cotangents(name, args.bars.interp)?;
-        let Some(flow) = args.fields.drift.probability_flow() else {
-            return Err(SolveError::Unsupported {
-                solver: name,
-                what: "gradients through a drift that is not the probability flow of a model \
-                       with a VJP"
-                    .into(),
-                alternatives: "build the problem with ProbabilityFlow of a ModelVjp model \
-                               (Generic(...) or ModelWithVjp)"
-                    .into(),
-            });
-        };
-        if w.layout.carried > 0 {
-            return Err(SolveError::Unsupported {
-                solver: name,
-                what: "gradients through a sampler that carries vectors besides its past \
-                       predictions"
-                    .into(),
-                alternatives: "DDIM, DPM-Solver-2, DPM-Solver++(2S), (2M), (3M)".into(),
-            });
-        }
-        let p = args.fields.p;
-        let StepAt { t, h, y } = args.at;
-        let (history, index, _) = w.layout.read(args.carried);
-        let want = self.prediction();
-        args.stats.drift_evals += 1;
-        flow.predict_in(want, t, y, p, &mut w.m0);
-        let StepBars {
-            y: y_bar,
-            carried: c_bar,
-            p: p_bar,
-            ..
-        } = args.bars;
-        w.x_bar_new.copy_from_slice(y_bar);
-        y_bar.iter_mut().for_each(|v| *v = 0.0);
-        w.m0_bar.iter_mut().for_each(|v| *v = 0.0);
-        w.history_bar.iter_mut().for_each(|v| *v = 0.0);
-        let mut vjps = self.advance_vjp(AdvanceVjp {
-            flow,
-            p,
-            stats: args.stats,
-            t,
-            t_next: t + h,
-            x: y,
-            m0: &w.m0,
-            history,
-            index,
-            x_bar_new: &w.x_bar_new,
-            x_bar: y_bar,
-            m0_bar: &mut w.m0_bar,
-            history_bar: &mut w.history_bar,
-            p_bar,
-            scratch: &mut w.scratch,
+/// The step VJP of a sampler: the prediction at the step's start
+/// recomputed, the sampler's own map reversed, then the carried history's
+/// cotangent and the prediction's VJP.
+fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
+    sampler: &X,
+    w: &mut SamplerVjpWork,
+    args: VjpArgs<'_, F, G>,
+) -> Result<usize, SolveError> {
+    let name = Sampler::name(sampler);
+    refuse_err_cotangent(name, args.bars.err)?;
+    refuse_interp_cotangents(name, args.bars.interp)?;
+    let Some(flow) = args.fields.drift.probability_flow() else {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "gradients through a drift that is not the probability flow of a model \
+                   with a VJP"
+                .into(),
+            alternatives: "build the problem with ProbabilityFlow of a ModelVjp model \
+                           (Generic(...) or ModelWithVjp)"
+                .into(),
         });
-        // history_new = (m0, history[..k−1])
-        let (n, k) = (w.m0.len(), w.layout.history);
-        if k > 0 {
-            for (mb, &cb) in w.m0_bar.iter_mut().zip(&c_bar[..n]) {
-                *mb += cb;
-            }
-            for j in 1..k {
-                let (dst, src) = ((j - 1) * n..j * n, j * n..(j + 1) * n);
-                for (hb, &cb) in w.history_bar[dst].iter_mut().zip(&c_bar[src]) {
-                    *hb += cb;
-                }
+    };
+    if w.layout.carried > 0 {
+        return Err(SolveError::Unsupported {
+            solver: name,
+            what: "gradients through a sampler that carries vectors besides its past \
+                   predictions"
+                .into(),
+            alternatives: "DDIM, DPM-Solver-2, DPM-Solver++(2S), (2M), (3M); on the reverse SDE, \
+                       SDE-DPM-Solver++(2M), SDE-DPM-Solver-1, DDPM ancestral"
+                .into(),
+        });
+    }
+    let p = args.fields.p;
+    let StepAt { t, h, y } = args.at;
+    let (history, index, _) = w.layout.read(args.carried);
+    let want = sampler.prediction();
+    args.stats.drift_evals += 1;
+    flow.predict_in(want, t, y, p, &mut w.m0);
+    let StepBars {
+        y: y_bar,
+        carried: c_bar,
+        p: p_bar,
+        ..
+    } = args.bars;
+    w.x_bar_new.copy_from_slice(y_bar);
+    y_bar.iter_mut().for_each(|v| *v = 0.0);
+    w.m0_bar.iter_mut().for_each(|v| *v = 0.0);
+    w.history_bar.iter_mut().for_each(|v| *v = 0.0);
+    let mut vjps = sampler.advance_vjp(AdvanceVjp {
+        flow,
+        p,
+        stats: args.stats,
+        t,
+        t_next: t + h,
+        x: y,
+        m0: &w.m0,
+        history,
+        index,
+        x_bar_new: &w.x_bar_new,
+        x_bar: y_bar,
+        m0_bar: &mut w.m0_bar,
+        history_bar: &mut w.history_bar,
+        p_bar,
+        scratch: &mut w.scratch,
+    });
+    // history_new = (m0, history[..k−1])
+    let (n, k) = (w.m0.len(), w.layout.history);
+    if k > 0 {
+        for (mb, &cb) in w.m0_bar.iter_mut().zip(&c_bar[..n]) {
+            *mb += cb;
+        }
+        for j in 1..k {
+            let (dst, src) = ((j - 1) * n..j * n, j * n..(j + 1) * n);
+            for (hb, &cb) in w.history_bar[dst].iter_mut().zip(&c_bar[src]) {
+                *hb += cb;
             }
         }
-        flow.predict_vjp(want, t, y, p, &w.m0_bar, &mut w.scaled, y_bar, p_bar);
-        vjps += 1;
-        c_bar.iter_mut().for_each(|v| *v = 0.0);
-        c_bar[..k * n].copy_from_slice(&w.history_bar);
-        Ok(vjps)
     }
+    flow.predict_vjp(want, t, y, p, &w.m0_bar, &mut w.scaled, y_bar, p_bar);
+    vjps += 1;
+    c_bar.iter_mut().for_each(|v| *v = 0.0);
+    c_bar[..k * n].copy_from_slice(&w.history_bar);
+    Ok(vjps)
 }
 
 /// `out += a v`, elementwise.

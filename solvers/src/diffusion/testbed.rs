@@ -239,3 +239,150 @@ impl DiagonalGaussian {
         }
     }
 }
+
+impl GaussianMixture {
+    /// The mean (`d`) and covariance (`d × d`, row-major) of the noised
+    /// marginal `p_t`: `m = Σ π_k α_t μ_k`,
+    /// `C = Σ π_k (C_k + α_t² μ_k μ_kᵀ) − m mᵀ` with
+    /// `C_k = α_t² diag v_k + σ_t² I` (`diffusion.md` §7, metric (b)).
+    pub fn marginal_moments<S: NoiseSchedule + ?Sized>(
+        &self,
+        schedule: &S,
+        t: f64,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (a, s) = (schedule.alpha(t), schedule.sigma(t));
+        let d = self.d;
+        let (mut m, mut c) = (vec![0.0; d], vec![0.0; d * d]);
+        for k in 0..self.components() {
+            let w = self.log_weights[k].exp();
+            let (mu, v) = (
+                &self.means[k * d..(k + 1) * d],
+                &self.vars[k * d..(k + 1) * d],
+            );
+            for i in 0..d {
+                m[i] += w * a * mu[i];
+                c[i * d + i] += w * (a * a * v[i] + s * s);
+                for j in 0..d {
+                    c[i * d + j] += w * a * a * mu[i] * mu[j];
+                }
+            }
+        }
+        for i in 0..d {
+            for j in 0..d {
+                c[i * d + j] -= m[i] * m[j];
+            }
+        }
+        (m, c)
+    }
+
+    /// `count` exact samples of the noised marginal `p_t` (sample after
+    /// sample), a pure function of `seed`: a component drawn by its weight,
+    /// then `α_t μ_k + √(α_t² v_k + σ_t²) ξ`, `ξ ~ N(0, I)`.
+    pub fn sample_marginal<S: NoiseSchedule + ?Sized>(
+        &self,
+        schedule: &S,
+        t: f64,
+        count: usize,
+        seed: u64,
+    ) -> Vec<f64> {
+        use rand::SeedableRng;
+        use rand::distr::{Distribution, StandardUniform};
+        use rand::rngs::Xoshiro256PlusPlus;
+        let (a, s) = (schedule.alpha(t), schedule.sigma(t));
+        let d = self.d;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut normals = crate::brownian::rng::NormalStream::new(seed);
+        let mut out = vec![0.0; count * d];
+        for x in out.chunks_exact_mut(d) {
+            let u: f64 = StandardUniform.sample(&mut rng);
+            let mut acc = 0.0;
+            let mut k = self.components() - 1;
+            for (j, lw) in self.log_weights.iter().enumerate() {
+                acc += lw.exp();
+                if u < acc {
+                    k = j;
+                    break;
+                }
+            }
+            let (mu, v) = (
+                &self.means[k * d..(k + 1) * d],
+                &self.vars[k * d..(k + 1) * d],
+            );
+            for i in 0..d {
+                x[i] = a * mu[i] + (a * a * v[i] + s * s).sqrt() * normals.next_normal();
+            }
+        }
+        out
+    }
+}
+
+/// The sliced Wasserstein-2 distance between two sets of `d`-dimensional
+/// samples of equal size (`a`, `b` flattened, sample after sample):
+/// `SW_2 = (mean_θ W_2²(θ·a, θ·b))^{1/2}` over `projections` directions
+/// `θ` uniform on the sphere (normalised Gaussian vectors from `seed`, so
+/// the same seed gives the same directions), each 1-D `W_2` that of the
+/// sorted projections (Bonneel et al., "Sliced and Radon Wasserstein
+/// barycenters of measures", 2015; `diffusion.md` §7, metric (c)).
+///
+/// ```
+/// use sdeflow_solvers::diffusion::sliced_wasserstein;
+/// // one 1-D sample set shifted by 0.5: every direction sees the shift
+/// let a = [0.0, 1.0, 2.0];
+/// let b = [0.5, 1.5, 2.5];
+/// assert!((sliced_wasserstein(&a, &b, 1, 8, 3)? - 0.5).abs() < 1e-15);
+/// # Ok::<(), sdeflow_solvers::error::SolveError>(())
+/// ```
+pub fn sliced_wasserstein(
+    a: &[f64],
+    b: &[f64],
+    d: usize,
+    projections: usize,
+    seed: u64,
+) -> Result<f64, SolveError> {
+    if d == 0 || a.is_empty() || a.len() != b.len() || !a.len().is_multiple_of(d) {
+        return Err(SolveError::DimensionMismatch {
+            what: "sliced_wasserstein samples".into(),
+            expected: a.len(),
+            found: Some(b.len()),
+            hint: format!(
+                "give two non-empty sets of the same number of {d}-dimensional samples \
+                 (d ≥ 1), flattened"
+            ),
+        });
+    }
+    if projections == 0 {
+        return Err(SolveError::InvalidInput {
+            what: "sliced_wasserstein projections".into(),
+            reason: "0 directions; give at least one (POT's default is 50)".into(),
+        });
+    }
+    finite("sliced_wasserstein a", a)?;
+    finite("sliced_wasserstein b", b)?;
+    let count = a.len() / d;
+    let mut normals = crate::brownian::rng::NormalStream::new(seed);
+    let (mut theta, mut pa, mut pb) = (vec![0.0; d], vec![0.0; count], vec![0.0; count]);
+    let mut total = 0.0;
+    for _ in 0..projections {
+        let mut norm = 0.0;
+        while norm == 0.0 {
+            theta.iter_mut().for_each(|v| *v = normals.next_normal());
+            norm = theta.iter().map(|v| v * v).sum::<f64>().sqrt();
+        }
+        theta.iter_mut().for_each(|v| *v /= norm);
+        let project = |x: &[f64], out: &mut [f64]| {
+            for (o, xj) in out.iter_mut().zip(x.chunks_exact(d)) {
+                *o = xj.iter().zip(&theta).map(|(x, t)| x * t).sum();
+            }
+            out.sort_by(f64::total_cmp);
+        };
+        project(a, &mut pa);
+        project(b, &mut pb);
+        total += pa
+            .iter()
+            .zip(&pb)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f64>()
+            / count as f64;
+    }
+    Ok((total / projections as f64).sqrt())
+}
