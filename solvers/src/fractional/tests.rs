@@ -204,6 +204,17 @@ fn samplers_refuse_bad_input() {
             ..
         })
     ));
+    // type II has no circulant embedding: a typed error naming the way out
+    let e = DaviesHarte::for_type(FbmType::RiemannLiouville, 0.3, 8, 0.1)
+        .expect_err("type II is refused");
+    assert!(matches!(e, FbmError::Unsupported { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("not stationary") && msg.contains("CholeskyFbm"),
+        "{msg}"
+    );
+    let dh1 = DaviesHarte::for_type(FbmType::MandelbrotVanNess, 0.3, 8, 0.1).expect("type I");
+    assert_eq!(dh1.circulant_len(), 16);
     let mut dh = DaviesHarte::new(0.3, 8, 0.1).expect("valid");
     assert!(matches!(
         dh.sample_pair(0, &mut [0.0; 8], &mut [0.0; 7]),
