@@ -535,12 +535,19 @@ fn non_dyadic_fixed_steps_reuse_leaf_bridges_and_stay_consistent() {
             "{steps} steps: {} leaf bridges computed",
             p.leaf_builds()
         );
-        let mut bw: Vec<_> = ts.windows(2).rev().map(|w| get(&mut q, w[0], w[1])).collect();
+        let mut bw: Vec<_> = ts
+            .windows(2)
+            .rev()
+            .map(|w| get(&mut q, w[0], w[1]))
+            .collect();
         bw.reverse();
         assert_eq!(fw, bw, "{steps} steps");
         let total: f64 = fw.iter().map(|x| x.0).sum();
         let (whole, _) = get(&mut p, 0.0, 2.0);
-        assert!((total - whole).abs() < 1e-12, "{steps} steps: {total} vs {whole}");
+        assert!(
+            (total - whole).abs() < 1e-12,
+            "{steps} steps: {total} vs {whole}"
+        );
     }
 }
 
