@@ -70,14 +70,8 @@ fn main() {
         let pair_fgn = Fgn::<f64, Unseeded>::new(hurst, n, Some(1.0), Unseeded);
         let mut dh = DaviesHarte::new(hurst, n, dt).expect("the embedding is positive");
         let mut dh_one = dh.clone();
-        let (mut a, mut b, mut c, mut d, mut e, mut f) = (
-            vec![0.0; n],
-            vec![0.0; n],
-            vec![0.0; n],
-            vec![0.0; n],
-            vec![0.0; n],
-            vec![0.0; n],
-        );
+        let [mut a, mut b, mut c, mut d, mut e, mut f]: [Vec<f64>; 6] =
+            std::array::from_fn(|_| vec![0.0; n]);
         let (mut s1, mut s2, mut s3) = (0u64, 0u64, 0u64);
         let mut cases: Vec<Box<dyn FnMut() + '_>> = vec![
             Box::new(|| fbm_sampler.sample_into(&mut fbm_out)),
