@@ -20,13 +20,30 @@
 //! [`DaviesHarte::MAX_PADDING`] doublings), and if that does not help the
 //! constructor returns [`FbmError::NotPositive`].
 //!
-//! Only type I: the Riemann–Liouville process (type II) has non-stationary
-//! increments, so it has no Toeplitz covariance to embed; sample it with
-//! [`super::CholeskyFbm`].
+//! Only type I. The Riemann–Liouville process (type II) has non-stationary
+//! increments: the covariance of its grid values (or of its increments) is
+//! not Toeplitz, so there is nothing to embed in a circulant.
+//! [`DaviesHarte::for_type`] returns [`FbmError::Unsupported`] for it. Its
+//! grid values are a causal convolution of white noise with the kernel
+//! `(t−s)^{H−½}/Γ(H+½)`, but each grid cell contributes a whole vector of
+//! correlated weights `∫_cell (t_k−s)^{H−½} dW_s` (one per later `t_k`), so
+//! a discrete convolution of `N` normals is not exact either: the hybrid
+//! scheme of Bennedsen, Lunde and Pakkanen ("Hybrid scheme for Brownian
+//! semistationary processes", Finance Stoch. 21, 2017) is exactly that
+//! approximation (exact near the diagonal, a step kernel beyond), `O(N log
+//! N)` by FFT but with a covariance error. We know of no exact
+//! FFT-speed sampler of the Riemann–Liouville process; sample it exactly
+//! with [`super::CholeskyFbm`] (any grid, `O(N²)` per path after an
+//! `O(N³)` factorisation), or approximately through
+//! [`super::MarkovApprox`].
 //!
 //! The embedding (eigenvalues and FFT plan) is computed once per grid and
-//! reused by every path; each path costs one complex FFT of length `2M` per
-//! two paths and `4M` normals.
+//! reused by every path, with the FFT's scratch; a pair of paths costs
+//! `4M` normals written straight into the FFT buffer (scaled by `√λ` on the
+//! way), one in-place complex FFT of length `2M`, and the cumulative sums:
+//! no allocation. Per point that is about 2 normals and `O(log N)` FFT work
+//! (`benches/fbm.rs` times it against a minimal hand-written loop, and
+//! `benches/external/fbm_reference` against stochastic-rs).
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,8 +51,9 @@ use std::sync::Arc;
 use rustfft::num_complex::Complex64;
 use rustfft::{Fft, FftPlanner};
 
+use super::covariance::FbmType;
 use super::error::{FbmError, check_hurst};
-use crate::brownian::rng::{derive, normals};
+use crate::brownian::rng::{NormalStream, derive};
 
 /// Key tag of the normals of a Davies–Harte pair.
 const TAG: u64 = 0xDA71;
@@ -63,7 +81,6 @@ pub struct DaviesHarte {
     fft: Arc<dyn Fft<f64>>,
     buf: Vec<Complex64>,
     scratch: Vec<Complex64>,
-    z: Vec<f64>,
 }
 
 impl fmt::Debug for DaviesHarte {
@@ -89,8 +106,33 @@ impl DaviesHarte {
     /// power of two `≥ N`.
     pub const MAX_PADDING: u32 = 6;
 
+    /// The embedding for `kind` (only [`FbmType::MandelbrotVanNess`]; see
+    /// the module docs): [`DaviesHarte::new`] for type I, and
+    /// [`FbmError::Unsupported`] for the Riemann–Liouville process, whose
+    /// increments are not stationary.
+    ///
+    /// ```
+    /// use sdeflow_solvers::fractional::{DaviesHarte, FbmError, FbmType};
+    /// let e = DaviesHarte::for_type(FbmType::RiemannLiouville, 0.3, 64, 0.1);
+    /// assert!(matches!(e, Err(FbmError::Unsupported { .. })));
+    /// ```
+    pub fn for_type(kind: FbmType, hurst: f64, n: usize, dt: f64) -> Result<Self, FbmError> {
+        match kind {
+            FbmType::MandelbrotVanNess => Self::new(hurst, n, dt),
+            FbmType::RiemannLiouville => Err(FbmError::Unsupported {
+                what: "Davies–Harte sampling of the Riemann–Liouville (type II) process".into(),
+                why: "its increments are not stationary, so their covariance is not Toeplitz and \
+                      has no circulant embedding (and no exact FFT-speed sampler is known)"
+                    .into(),
+                instead: "sample it exactly with CholeskyFbm::new(FbmType::RiemannLiouville, …), \
+                          or approximately with the Markov approximation (MarkovApprox)"
+                    .into(),
+            }),
+        }
+    }
+
     /// The embedding for `n` points of spacing `dt` and Hurst index
-    /// `hurst`.
+    /// `hurst` (standard, type I fBM).
     pub fn new(hurst: f64, n: usize, dt: f64) -> Result<Self, FbmError> {
         let hurst = check_hurst(hurst)?;
         if n == 0 || n > 1 << 30 {
@@ -133,7 +175,6 @@ impl DaviesHarte {
                     fft,
                     buf: vec![Complex64::new(0.0, 0.0); len],
                     scratch,
-                    z: vec![0.0; 2 * len],
                 });
             }
             worst = min / max;
@@ -188,9 +229,12 @@ impl DaviesHarte {
     /// `buf = FFT(√(λ/2M) · w)` for the normals `w` of `seed`: two fGn
     /// samples in its real and imaginary parts.
     fn transform(&mut self, seed: u64) {
-        normals(derive(seed, TAG), &mut self.z);
-        for (j, v) in self.buf.iter_mut().enumerate() {
-            *v = Complex64::new(self.z[2 * j], self.z[2 * j + 1]) * self.scale[j];
+        // the normals go straight into the buffer (one pass, no staging)
+        let mut w = NormalStream::new(derive(seed, TAG));
+        for (v, &s) in self.buf.iter_mut().zip(&self.scale) {
+            let re = w.next_normal();
+            let im = w.next_normal();
+            *v = Complex64::new(re * s, im * s);
         }
         self.fft
             .process_with_scratch(&mut self.buf, &mut self.scratch);
@@ -204,11 +248,11 @@ impl DaviesHarte {
         self.transform(seed);
         // cumulative sums of the increments
         let (mut sa, mut sb) = (0.0, 0.0);
-        for k in 0..self.n {
-            sa += self.buf[k].re;
-            sb += self.buf[k].im;
-            a[k] = sa;
-            b[k] = sb;
+        for ((x, y), v) in a.iter_mut().zip(b.iter_mut()).zip(&self.buf[..self.n]) {
+            sa += v.re;
+            sb += v.im;
+            *x = sa;
+            *y = sb;
         }
         Ok(())
     }
@@ -219,9 +263,9 @@ impl DaviesHarte {
         self.check_len(out)?;
         self.transform(seed);
         let mut s = 0.0;
-        for k in 0..self.n {
-            s += self.buf[k].re;
-            out[k] = s;
+        for (x, v) in out.iter_mut().zip(&self.buf[..self.n]) {
+            s += v.re;
+            *x = s;
         }
         Ok(())
     }

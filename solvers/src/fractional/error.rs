@@ -47,6 +47,16 @@ pub enum FbmError {
         /// What to try instead.
         hint: String,
     },
+    /// The method cannot produce what was asked for (exactly), whatever the
+    /// input: e.g. Davies–Harte for the Riemann–Liouville process.
+    Unsupported {
+        /// What was asked for.
+        what: String,
+        /// Why the method cannot do it.
+        why: String,
+        /// What to use instead.
+        instead: String,
+    },
 }
 
 impl fmt::Display for FbmError {
@@ -76,6 +86,9 @@ impl fmt::Display for FbmError {
                 "{what} is not positive semidefinite (most negative eigenvalue or pivot \
                  {min_relative:e} of the largest, at size {size}); {hint}"
             ),
+            FbmError::Unsupported { what, why, instead } => {
+                write!(f, "{what} is not supported: {why}; {instead}")
+            }
         }
     }
 }

@@ -8,6 +8,9 @@
 //! - [`DaviesHarte`] (`davies_harte.rs`): exact on a uniform grid by
 //!   circulant embedding, type I, `O(N log N)` per path, the embedding
 //!   cached; padded automatically, a typed error when it is not positive.
+//!   Type II (Riemann–Liouville) has non-stationary increments and no
+//!   circulant embedding: [`DaviesHarte::for_type`] says so with
+//!   [`FbmError::Unsupported`] and points to [`CholeskyFbm`].
 //! - [`MarkovApprox`] (`markov.rs`): `B̂_H(t) = Σ_k ω_k Y_k(t)`, `K` OU
 //!   processes `dY_k = −γ_k Y_k dt + dW` on a geometric grid of rates, with
 //!   the weights `ω` that minimise the mean-square error on `[0, T]`

@@ -47,7 +47,11 @@
 //! and are computed once per driver and span, then shared by all paths);
 //! a query splits at most about `2 · depth` nodes, `O(m (K+2)²)` each, plus
 //! one leaf bridge per end off the dyadic grid (an `O((K+2)³)` eigen-
-//! decomposition on preallocated buffers). No allocation per query.
+//! decomposition). Times inside a leaf are resolved to `span · 2^-44`
+//! (a few ulps of `t`) and the leaf bridges are kept by offset (up to 64
+//! per path), so fixed steps that do not split the span dyadically (e.g.
+//! `h = T/400`) compute a few of them once instead of one per query. No
+//! allocation per query once those are built.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -66,6 +70,12 @@ const LEAF: u64 = 0x1EAF;
 const START: u64 = 0x57A7;
 /// Default depth of the tree (leaves of `span · 2^-30`).
 const DEPTH: usize = 30;
+/// Times inside a leaf are resolved to `span · 2^-LEAF_BITS` (`5.7e-14` of
+/// the span: a few ulps of `t`), so that a step size that does not split
+/// the span dyadically meets the same few leaf offsets again and again.
+const LEAF_BITS: i32 = 44;
+/// Leaf bridges kept per path, by offset (round robin).
+const LEAF_CACHE: usize = 64;
 
 /// The bridge coefficients of the tree's levels for one span.
 type Levels = Arc<[Split]>;
@@ -237,7 +247,12 @@ pub struct OuTree {
     /// `X` of the whole span, `m × d`.
     root: Vec<f64>,
     ws: Workspace,
-    leaf: Split,
+    /// Leaf bridges by offset in units of `span · 2^-LEAF_BITS` (at most
+    /// [`LEAF_CACHE`], filled on demand, replaced round robin).
+    leaves: Vec<(u64, Split)>,
+    leaf_next: usize,
+    /// Leaf bridges computed so far (cache misses).
+    leaf_builds: usize,
     /// The node being descended, its children, normals, scratch (`m × d`
     /// each) and the siblings kept on the way (`depth × m × d`).
     cur: Vec<f64>,
@@ -300,7 +315,9 @@ impl OuTree {
             y0,
             root,
             ws,
-            leaf: Split::empty(d),
+            leaves: Vec::new(),
+            leaf_next: 0,
+            leaf_builds: 0,
             cur: vec![0.0; md],
             left: vec![0.0; md],
             right: vec![0.0; md],
@@ -330,6 +347,13 @@ impl OuTree {
         &self.y0
     }
 
+    /// Leaf bridges computed so far by this path (the others came from its
+    /// cache).
+    #[cfg(test)]
+    pub(super) fn leaf_builds(&self) -> usize {
+        self.leaf_builds
+    }
+
     /// `τ = t − t0` clamped to the span.
     fn tau(&self, t: f64) -> f64 {
         (t - self.t0).clamp(0.0, self.span)
@@ -351,11 +375,18 @@ impl OuTree {
         }
     }
 
-    /// Bridges the leaf in `cur` (`[lo, hi]`, `id`) at `lo + l`: the
-    /// prefix into `left`, the suffix into `right`.
-    fn split_leaf(&mut self, lo: f64, hi: f64, id: u64, p: f64) {
-        let (l, rho) = ((p - lo).max(0.0), (hi - p).max(0.0));
-        if l == 0.0 || rho == 0.0 {
+    /// Bridges the leaf in `cur` (`[lo, hi]`, `id`) at `p`, resolved to
+    /// `span · 2^-LEAF_BITS`: the prefix into `left`, the suffix into
+    /// `right`; returns the prefix's length. The bridge of each offset is
+    /// computed once (an eigen-decomposition) and kept, so fixed steps
+    /// that do not split the span dyadically reuse a few of them.
+    fn split_leaf(&mut self, lo: f64, hi: f64, id: u64, p: f64) -> f64 {
+        let q = self.span * 2f64.powi(-LEAF_BITS);
+        let len = hi - lo;
+        let units = ((p - lo).max(0.0) / q).round();
+        let l = (units * q).min(len);
+        let rho = len - l;
+        if l == 0.0 || rho <= 0.0 {
             let (zero, whole) = if l == 0.0 {
                 (&mut self.left, &mut self.right)
             } else {
@@ -363,20 +394,39 @@ impl OuTree {
             };
             zero.fill(0.0);
             whole.copy_from_slice(&self.cur);
-            return;
+            return if l == 0.0 { 0.0 } else { len };
         }
-        self.leaf.set(l, rho, &self.gammas, &mut self.ws);
+        let key = units as u64;
+        let slot = match self.leaves.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let i = if self.leaves.len() < LEAF_CACHE {
+                    self.leaves.push((key, Split::empty(self.d)));
+                    self.leaves.len() - 1
+                } else {
+                    let i = self.leaf_next;
+                    self.leaf_next = (i + 1) % LEAF_CACHE;
+                    i
+                };
+                self.leaves[i].0 = key;
+                self.leaf_builds += 1;
+                self.leaves[i].1.set(l, rho, &self.gammas, &mut self.ws);
+                i
+            }
+        };
         normals(derive(derive(self.seed, id), LEAF), &mut self.noise);
         let d = self.d;
+        let leaf = &self.leaves[slot].1;
         for j in 0..self.m {
             let r = j * d..(j + 1) * d;
-            self.leaf.apply(
+            leaf.apply(
                 &self.cur[r.clone()],
                 &self.noise[r.clone()],
                 &mut self.left[r.clone()],
                 &mut self.right[r],
             );
         }
+        l
     }
 
     /// Combines per Brownian motion: `out = X_a (len la) ⊕ X_b (len lb)`.
@@ -413,11 +463,11 @@ impl OuTree {
         let acc_len;
         loop {
             if level == self.depth {
-                self.split_leaf(lo, hi, id, p);
+                let l = self.split_leaf(lo, hi, id, p);
                 let (part, len) = if suffix {
-                    (&self.right, hi - p)
+                    (&self.right, (hi - lo) - l)
                 } else {
-                    (&self.left, p - lo)
+                    (&self.left, l)
                 };
                 self.acc.copy_from_slice(part);
                 acc_len = len;
@@ -524,10 +574,9 @@ impl OuTree {
     /// `X(lo, a)`, `X(lo, b)` drawn from the leaf's key, differenced.
     fn leaf_interval(&mut self, lo: f64, hi: f64, id: u64, a: f64, b: f64) {
         let d = self.d;
-        self.split_leaf(lo, hi, id, a);
+        let la = self.split_leaf(lo, hi, id, a);
         self.acc.copy_from_slice(&self.left);
-        self.split_leaf(lo, hi, id, b);
-        let (la, lab) = (a - lo, b - a);
+        let lab = self.split_leaf(lo, hi, id, b) - la;
         for j in 0..self.m {
             let (pa, pb) = (
                 &self.acc[j * d..(j + 1) * d],

@@ -204,6 +204,17 @@ fn samplers_refuse_bad_input() {
             ..
         })
     ));
+    // type II has no circulant embedding: a typed error naming the way out
+    let e = DaviesHarte::for_type(FbmType::RiemannLiouville, 0.3, 8, 0.1)
+        .expect_err("type II is refused");
+    assert!(matches!(e, FbmError::Unsupported { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("not stationary") && msg.contains("CholeskyFbm"),
+        "{msg}"
+    );
+    let dh1 = DaviesHarte::for_type(FbmType::MandelbrotVanNess, 0.3, 8, 0.1).expect("type I");
+    assert_eq!(dh1.circulant_len(), 16);
     let mut dh = DaviesHarte::new(0.3, 8, 0.1).expect("valid");
     assert!(matches!(
         dh.sample_pair(0, &mut [0.0; 8], &mut [0.0; 7]),
@@ -495,6 +506,48 @@ fn joint_increments_have_the_exact_covariance_and_adjacent_ones_are_independent(
             _ => 0.0,
         };
         assert_moments(&c2, &exact2, 2 * d, n, &format!("adjacent halves of {h}"));
+    }
+}
+
+#[test]
+fn non_dyadic_fixed_steps_reuse_leaf_bridges_and_stay_consistent() {
+    // h = T/400 meets 25 offsets inside the leaves (400 = 16 · 25): the
+    // leaf bridges are computed a few dozen times, not twice per step; a
+    // grid with more offsets than the cache holds (h = T/3001) evicts. In
+    // both, the path queried backwards on a fresh copy equals the forward
+    // one bit for bit, and the increments sum to the whole.
+    let gs = gamma_grid(5, 0.3, 2.0).expect("valid");
+    let noise = FractionalNoise::new(&gs, FbmType::RiemannLiouville).expect("valid");
+    let k = gs.len();
+    for (steps, most) in [(400usize, 60usize), (3001, usize::MAX)] {
+        let h = 2.0 / steps as f64;
+        let ts: Vec<f64> = (0..=steps).map(|i| i as f64 * h).collect();
+        let mut p = noise.path((0.0, 2.0), 1, 5).expect("valid");
+        let mut q = noise.path((0.0, 2.0), 1, 5).expect("valid");
+        let get = |p: &mut OuTree, s: f64, t: f64| {
+            let (mut dw, mut xi) = ([0.0], vec![0.0; k]);
+            p.increment_with_convolutions(s, t, &mut dw, &mut xi);
+            (dw[0], xi)
+        };
+        let fw: Vec<_> = ts.windows(2).map(|w| get(&mut p, w[0], w[1])).collect();
+        assert!(
+            p.leaf_builds() <= most,
+            "{steps} steps: {} leaf bridges computed",
+            p.leaf_builds()
+        );
+        let mut bw: Vec<_> = ts
+            .windows(2)
+            .rev()
+            .map(|w| get(&mut q, w[0], w[1]))
+            .collect();
+        bw.reverse();
+        assert_eq!(fw, bw, "{steps} steps");
+        let total: f64 = fw.iter().map(|x| x.0).sum();
+        let (whole, _) = get(&mut p, 0.0, 2.0);
+        assert!(
+            (total - whole).abs() < 1e-12,
+            "{steps} steps: {total} vs {whole}"
+        );
     }
 }
 
