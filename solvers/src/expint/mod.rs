@@ -65,9 +65,9 @@
 //! in place of the default controller
 //! ([`crate::solver::Solver::suggested_controller`]; a controller chosen in
 //! the options is used as given), step sizes repeat and the operators are
-//! reused: `Etdrk32` at rtol 1e-8 took 19.5 ms on the stiff
-//! problem of `benches/expint.rs` under PI and 1.8 ms under the ladder
-//! (42% more steps; 0.9 s against 69 ms on Kuramoto–Sivashinsky).
+//! reused: `Etdrk32` at rtol 1e-8 took 11.7 ms on the stiff
+//! problem of `benches/expint.rs` under PI and 1.4 ms under the ladder
+//! (same steps; 383 ms against 29 ms on Kuramoto–Sivashinsky).
 //!
 //! Semilinear SDEs `dX = (L X + N) dt + G dW` with a diagonal `L ≤ 0` and
 //! additive noise: [`StochasticExpEuler`] (`stochastic_euler.rs`), strong
