@@ -35,7 +35,7 @@ use std::time::Instant;
 use plotters::prelude::*;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
+use rand_distr::StandardNormal;
 use sdeflow::diffusion::*;
 use sdeflow::nn::{Activation, Mlp};
 use sdeflow::ode::Tsit5;
@@ -94,7 +94,6 @@ struct Bed {
     x_t: Vec<f64>,
     reference: Vec<f64>,
     exact: Vec<f64>,
-    directions: Vec<f64>,
 }
 
 impl Bed {
@@ -123,15 +122,9 @@ impl Bed {
                 acc += weights[c];
             }
             for i in 0..d {
-                let z: f64 = StandardNormal.sample(&mut rng);
+                let z: f64 = rng.sample(StandardNormal);
                 exact.push(means[c * d + i] + vars[c * d + i].sqrt() * z);
             }
-        }
-        let mut directions = Vec::with_capacity(DIRECTIONS * d);
-        for _ in 0..DIRECTIONS {
-            let v: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
-            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            directions.extend(v.iter().map(|x| x / n));
         }
         let mut bed = Bed {
             d,
@@ -140,7 +133,6 @@ impl Bed {
             x_t,
             reference: Vec::new(),
             exact,
-            directions,
         };
         bed.reference = solve(
             &bed.problem(),
@@ -187,32 +179,10 @@ impl Bed {
         total / self.batch as f64
     }
 
-    /// Sliced W2 between `x` and the exact draws.
+    /// Sliced W2 between `x` and the exact draws (the test bed's
+    /// [`sliced_wasserstein`], fixed directions).
     fn sliced_wasserstein(&self, x: &[f64]) -> f64 {
-        let (d, b) = (self.d, self.batch);
-        let project = |pts: &[f64], dir: &[f64]| -> Vec<f64> {
-            let mut p: Vec<f64> = (0..b)
-                .map(|j| {
-                    pts[j * d..(j + 1) * d]
-                        .iter()
-                        .zip(dir)
-                        .map(|(a, c)| a * c)
-                        .sum()
-                })
-                .collect();
-            p.sort_by(f64::total_cmp);
-            p
-        };
-        let mean_sq: f64 = self
-            .directions
-            .chunks(d)
-            .map(|dir| {
-                let (a, e) = (project(x, dir), project(&self.exact, dir));
-                a.iter().zip(&e).map(|(u, v)| (u - v).powi(2)).sum::<f64>() / b as f64
-            })
-            .sum::<f64>()
-            / DIRECTIONS as f64;
-        mean_sq.sqrt()
+        sliced_wasserstein(x, &self.exact, self.d, DIRECTIONS, 0x5EED).expect("equal sample sets")
     }
 }
 

@@ -168,27 +168,13 @@ fn moments(x: &[f64]) -> ([f64; 2], [f64; 2]) {
     (m, [v[0].sqrt(), v[1].sqrt()])
 }
 
-/// Sliced W2 between two equally sized 2-D point sets.
-fn sliced_wasserstein(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() / 2;
-    let mut total = 0.0;
-    for k in 0..DIRECTIONS {
-        let th = std::f64::consts::PI * (k as f64 + 0.5) / DIRECTIONS as f64;
-        let (c, s) = (th.cos(), th.sin());
-        let project = |p: &[f64]| {
-            let mut v: Vec<f64> = p.chunks(2).map(|q| c * q[0] + s * q[1]).collect();
-            v.sort_by(f64::total_cmp);
-            v
-        };
-        let (pa, pb) = (project(a), project(b));
-        total += pa
-            .iter()
-            .zip(&pb)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            / n as f64;
+/// Sliced W2 between two equally sized 2-D point sets (the test bed's
+/// [`sdeflow::diffusion::sliced_wasserstein`], fixed directions).
+fn sliced_w2(a: &[f64], b: &[f64]) -> f64 {
+    match sliced_wasserstein(a, b, 2, DIRECTIONS, 0x5EED) {
+        Ok(w) => w,
+        Err(e) => panic!("sample sets of equal size: {e}"),
     }
-    (total / DIRECTIONS as f64).sqrt()
 }
 
 fn scatter(path: &str, panels: &[(String, &[f64])]) -> ExampleResult<()> {
@@ -246,7 +232,7 @@ fn main() -> ExampleResult<()> {
     let prob = probability_flow(model, Parametrisation::Noise, s, x_t, (T, T_END)).params(params);
     let fresh = moons(samples, &mut rng);
     let other = moons(samples, &mut rng);
-    let floor = sliced_wasserstein(&fresh, &other);
+    let floor = sliced_w2(&fresh, &other);
 
     let t1 = Instant::now();
     let reference = solve(
@@ -275,7 +261,7 @@ fn main() -> ExampleResult<()> {
         reference.stats.drift_evals,
         ref_time,
         "—",
-        sliced_wasserstein(reference.last(), &fresh)
+        sliced_w2(reference.last(), &fresh)
     );
     let mut panels = vec![("data".to_string(), fresh.clone())];
     let runs: [(&str, TimeGrid, usize); 3] = [
@@ -303,7 +289,7 @@ fn main() -> ExampleResult<()> {
             "{name:<28} {:>5} {secs:>9.3} {:>14.3e} {:>12.4}",
             sol.stats.drift_evals,
             per_sample(sol.last()),
-            sliced_wasserstein(sol.last(), &fresh)
+            sliced_w2(sol.last(), &fresh)
         );
         panels.push((
             format!("{name} (NFE {})", sol.stats.drift_evals),
@@ -320,7 +306,7 @@ fn main() -> ExampleResult<()> {
         raw.stats.drift_evals,
         "",
         "",
-        sliced_wasserstein(raw.last(), &fresh)
+        sliced_w2(raw.last(), &fresh)
     );
     println!("(sliced W2 floor: fresh data against another fresh draw {floor:.4})");
     let borrowed: Vec<(String, &[f64])> = panels
