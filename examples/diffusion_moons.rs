@@ -19,10 +19,10 @@
 //! to another fresh draw as the floor). Written: `target/diffusion_moons.svg`,
 //! scatter plots of the data and each sampler's samples.
 //!
-//! Run: `cargo run --release --example diffusion_moons` (108 s on two
-//! loaded cores, most of it training). Measured there: sliced W2 to fresh
-//! data 0.110 (DPM-Solver++(2M), 20 NFE), 0.157 (DDIM, 20), 0.118
-//! (++(3M), 20), 0.112 (Tsit5, 410 NFE); two fresh data draws: 0.057.
+//! Run: `cargo run --release --example diffusion_moons` (51 s on an idle
+//! 2-core machine, most of it training). Measured there: sliced W2 to
+//! fresh data 0.104 (DPM-Solver++(2M), 20 NFE), 0.151 (DDIM, 20), 0.112
+//! (++(3M), 20), 0.107 (Tsit5, 410 NFE); two fresh data draws: 0.054.
 
 use std::cell::RefCell;
 use std::time::Instant;
