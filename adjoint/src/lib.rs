@@ -23,6 +23,8 @@
 mod checkpoint;
 mod continuous;
 mod differentiable;
+/// The continuous (AdjointDPM) adjoint of diffusion samplers.
+pub mod diffusion;
 mod discrete;
 mod forward;
 mod loss;
