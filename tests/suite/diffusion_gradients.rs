@@ -45,9 +45,9 @@ pub(crate) const P: [f64; 3] = [-0.8, 1.1, -0.9];
 /// Three 2-D samples, flattened.
 pub(crate) const X_T: [f64; 6] = [0.7, -1.3, 0.2, 1.9, -0.5, 0.4];
 
-type Flow = ProbabilityFlow<Generic<MixtureDenoiser>, VpLinear>;
+pub(crate) type Flow = ProbabilityFlow<Generic<MixtureDenoiser>, VpLinear>;
 
-fn problem(x_t: &[f64], p: &[f64]) -> Problem<Flow> {
+pub(crate) fn problem(x_t: &[f64], p: &[f64]) -> Problem<Flow> {
     Problem::ode_field(
         ProbabilityFlow::new(
             Generic(MixtureDenoiser),
