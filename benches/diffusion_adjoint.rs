@@ -152,16 +152,16 @@ impl ShiftedMixture {
     }
 }
 
-type Model = ModelWithVjp<
+type BoxedModel = ModelWithVjp<
     Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>,
     Box<dyn Fn(f64, &[f64], &[f64], &[f64], &mut [f64], &mut [f64])>,
 >;
-type Prob = DiffusionOde<Model, VpLinear>;
+type Prob = DiffusionOde<BoxedModel, VpLinear>;
 
 fn problem(d: usize) -> Prob {
     let mix = std::rc::Rc::new(ShiftedMixture::new(d));
     let m2 = mix.clone();
-    let model: Model = ModelWithVjp {
+    let model: BoxedModel = ModelWithVjp {
         model: Box::new(move |t, x, p, out| mix.predict(t, x, p, out)),
         vjp: Box::new(move |t, x, p, v, ox, op| m2.vjp(t, x, p, v, ox, op)),
     };
@@ -193,7 +193,7 @@ fn check_vjp(prob: &Prob) {
         out.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>()
     };
     let h = 1e-6;
-    let mut check = |what: &str, j: usize, got: f64, plus: f64, minus: f64| {
+    let check = |what: &str, j: usize, got: f64, plus: f64, minus: f64| {
         let fd = (plus - minus) / (2.0 * h);
         assert!(
             (got - fd).abs() <= 1e-6 * fd.abs().max(1.0),
