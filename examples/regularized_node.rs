@@ -48,6 +48,9 @@ struct Task {
     mlp: Mlp,
     /// The state's dimension per sample.
     dim: usize,
+    /// The leading coordinates of each sample's state that the regression
+    /// targets observe (`dim`, or fewer for an augmented state).
+    observed: usize,
     /// Training initial states (batched) and the test set's.
     y0: Vec<f64>,
     test_y0: Vec<f64>,
@@ -67,6 +70,9 @@ struct Task {
     /// Labels (moons) or observations (spiral).
     targets: Vec<f64>,
     test_targets: Vec<f64>,
+    /// The noise-free test trajectories (regression with noisy
+    /// observations; empty otherwise).
+    test_truth: Vec<f64>,
 }
 
 /// Two half-moons with Gaussian noise `0.1`, `n` points, labels 0/1.
@@ -125,6 +131,7 @@ impl Task {
             name,
             mlp: Mlp::new(sizes, Activation::Tanh),
             dim: sizes[0],
+            observed: sizes[0],
             y0,
             test_y0,
             tspan: (0.0, 1.0),
@@ -137,6 +144,7 @@ impl Task {
             readout_init,
             targets,
             test_targets,
+            test_truth: Vec::new(),
         }
     }
 
@@ -184,6 +192,7 @@ impl Task {
             name: "spiral",
             mlp: Mlp::new(&[2, 32, 2], Activation::Tanh),
             dim: 2,
+            observed: 2,
             y0: vec![2.0, 0.0],
             test_y0: vec![2.0, 0.0],
             tspan: (0.0, 5.0),
@@ -196,6 +205,49 @@ impl Task {
             readout_init: Vec::new(),
             targets: obs.clone(),
             test_targets: obs,
+            test_truth: Vec::new(),
+        }
+    }
+
+    /// Lotka–Volterra regression from many initial states.
+    fn lotka_volterra() -> Task {
+        let n_train = env_usize("REG_LV_TRAIN", 32);
+        let n_test = env_usize("REG_LV_TEST", 32);
+        let n_obs = env_usize("REG_LV_OBS", 20);
+        let t1 = env_f64("REG_LV_T1", 5.0);
+        let sigma = env_f64("REG_LV_NOISE", 0.05);
+        let width = env_usize("REG_LV_WIDTH", 32);
+        let aug = env_usize("REG_LV_AUG", 0);
+        let dim = 2 + aug;
+        let pad = |y: Vec<f64>| -> Vec<f64> {
+            y.chunks_exact(2)
+                .flat_map(|z| z.iter().copied().chain(std::iter::repeat_n(0.0, aug)))
+                .collect()
+        };
+        let times: Vec<f64> = (1..=n_obs).map(|i| t1 * i as f64 / n_obs as f64).collect();
+        let (y0, clean) = lv_data(n_train, 31, &times);
+        let (test_y0, test_truth) = lv_data(n_test, 32, &times);
+        let mut noise = NormalStream::new(33);
+        let targets = clean.iter().map(|y| y + sigma * noise.next_normal()).collect();
+        let test_targets = test_truth.iter().map(|y| y + sigma * noise.next_normal()).collect();
+        Task {
+            name: "lv",
+            mlp: Mlp::new(&[dim, width, width, dim], Activation::Tanh),
+            dim,
+            observed: 2,
+            y0: pad(y0),
+            test_y0: pad(test_y0),
+            tspan: (0.0, t1),
+            save: SaveAt::Times(times),
+            iters: env_usize("REG_LV_ITERS", 400),
+            lr: env_f64("REG_LV_LR", 0.01),
+            weights: [0.1, 0.02, 5.0],
+            decay: decay_of("LV", 1.0),
+            readout: 0,
+            readout_init: Vec::new(),
+            targets,
+            test_targets,
+            test_truth,
         }
     }
 
@@ -222,10 +274,15 @@ impl Task {
         g_read: &mut [f64],
     ) -> (f64, usize) {
         if self.readout == 0 {
-            let m = ys.len() as f64;
+            let (n, k) = (self.dim, self.observed);
+            let m = targets.len() as f64;
             let mut l = 0.0;
             for i in 0..ys.len() {
-                let d = ys[i] - targets[i];
+                if i % n >= k {
+                    g[i] = 0.0;
+                    continue;
+                }
+                let d = ys[i] - targets[(i / n) * k + i % n];
                 l += d * d / m;
                 g[i] = 2.0 * d / m;
             }
@@ -254,6 +311,51 @@ impl Task {
     }
 }
 
+/// `n` initial states `1 + 0.25 N(0, 1)` per coordinate, clipped to
+/// `[0.4, 1.6]` (seeded), and their
+/// Lotka–Volterra trajectories `x' = x − xy, y' = xy − y` at `times`
+/// (batched: per time, every state's two coordinates), solved at tol 1e-10.
+fn lv_data(n: usize, seed: u64, times: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = NormalStream::new(seed);
+    let y0: Vec<f64> = (0..2 * n)
+        .map(|_| (1.0 + 0.25 * rng.next_normal()).clamp(0.4, 1.6))
+        .collect();
+    let truth = Problem::ode(
+        |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| {
+            for (d, z) in dy.chunks_exact_mut(2).zip(y.chunks_exact(2)) {
+                d[0] = z[0] - z[0] * z[1];
+                d[1] = z[0] * z[1] - z[1];
+            }
+        },
+        y0.clone(),
+        (0.0, *times.last().unwrap_or(&1.0)),
+    );
+    let opts = Options::default()
+        .tol(1e-10)
+        .save_at(SaveAt::Times(times.to_vec()));
+    let ys = solve(&truth, Tsit5, &opts).expect("Lotka-Volterra data").ys;
+    let ref_nfe = solve(&truth, Tsit5, &Options::default().tol(1e-5))
+        .expect("Lotka-Volterra data")
+        .stats
+        .drift_evals;
+    eprintln!("  lv truth: NFE {ref_nfe} at tol 1e-5 ({n} states)");
+    (y0, ys)
+}
+
+fn env_usize(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_f64(var: &str, default: f64) -> f64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 /// What one training run measured.
 #[derive(Clone, Copy, Default)]
 struct Outcome {
@@ -261,6 +363,9 @@ struct Outcome {
     score: f64,
     secs_per_iter: f64,
     train_nfe: f64,
+    /// The prediction's MSE against the noise-free test trajectories
+    /// (regression with noisy observations; NaN otherwise).
+    truth_mse: f64,
 }
 
 fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::error::Error>> {
@@ -343,11 +448,18 @@ fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::err
     } else {
         l
     };
+    let truth_mse = if task.test_truth.is_empty() {
+        f64::NAN
+    } else {
+        let mut g = vec![0.0; sol.ys.len()];
+        task.loss(&theta, &sol.ys, &task.test_truth, &mut g, &mut gr).0
+    };
     Ok(Outcome {
         nfe: sol.stats.drift_evals as f64,
         score,
         secs_per_iter: secs,
         train_nfe: train_nfe as f64,
+        truth_mse,
     })
 }
 
@@ -403,7 +515,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut points: Vec<(&'static str, usize, f64, f64)> = Vec::new();
     // `REG_TASKS=circles,spiral` runs only those tasks
     let wanted = std::env::var("REG_TASKS").unwrap_or_else(|_| "moons,circles,spiral".into());
-    let tasks = [Task::moons(), Task::circles(), Task::spiral()];
+    let tasks = [
+        Task::moons(),
+        Task::circles(),
+        Task::spiral(),
+        Task::lotka_volterra(),
+    ];
     for task in tasks
         .into_iter()
         .filter(|t| wanted.split(',').any(|w| w.trim() == t.name))
@@ -428,10 +545,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "time ratio"
         );
         let (mut base_nfe, mut base_ms) = (0.0, 0.0);
+        // `REG_ONLY=0,1` trains only those regularizers (tuning)
+        let only = std::env::var("REG_ONLY").unwrap_or_else(|_| "0,1,2,3".into());
         for (r, name) in REGS.iter().enumerate() {
+            if !only.split(',').any(|w| w.trim() == r.to_string()) {
+                continue;
+            }
             let runs: Vec<Outcome> = SEEDS
                 .iter()
-                .map(|&s| train(&task, r, s))
+                .map(|&s| {
+                    let o = train(&task, r, s)?;
+                    eprintln!(
+                        "  {} {name} seed {s}: NFE {} score {:.4e} truth {:.3e} {:.1} ms/iter",
+                        task.name,
+                        o.nfe,
+                        o.score,
+                        o.truth_mse,
+                        1e3 * o.secs_per_iter
+                    );
+                    Ok::<_, Box<dyn std::error::Error>>(o)
+                })
                 .collect::<Result<_, _>>()?;
             let nfe = stat(&runs.iter().map(|o| o.nfe).collect::<Vec<_>>());
             let score = stat(&runs.iter().map(|o| o.score).collect::<Vec<_>>());
@@ -445,6 +578,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if r == 0 {
                 base_nfe = nfe.0;
                 base_ms = ms.0;
+            }
+            let truth = stat(&runs.iter().map(|o| o.truth_mse).collect::<Vec<_>>());
+            if !task.test_truth.is_empty() {
+                println!(
+                    "{name:<11} | MSE vs noise-free truth {:.3e} ± {:.1e}",
+                    truth.0, truth.1
+                );
             }
             println!(
                 "{name:<11} | {:>7.1} ± {:<5.1} | {:>19} | {:>5.2} ± {:<4.2} | {:>12.0} | {:>9.2} | {:>10.2}",
@@ -473,14 +613,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Prediction NFE against the score, one panel per task.
 fn plot(points: &[(&str, usize, f64, f64)], path: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1440, 420)).into_drawing_area();
+    let root = SVGBackend::new(path, (1920, 420)).into_drawing_area();
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((1, 3));
+    let panels = root.split_evenly((1, 4));
     let colors = [BLACK, RED, BLUE, GREEN];
     for (panel, (task, label)) in panels.iter().zip([
         ("moons", "test accuracy %"),
         ("circles", "test accuracy %"),
         ("spiral", "MSE"),
+        ("lv", "test MSE"),
     ]) {
         let pts: Vec<_> = points.iter().filter(|p| p.0 == task).collect();
         if pts.is_empty() {
