@@ -2,10 +2,11 @@
 //! (`../shared/reference/regularizers.md`): `cargo run --release --example
 //! regularized_node`.
 //!
-//! Three tasks, each trained four ways (no regularizer; ERNODE's global
+//! Four tasks, each trained four ways (no regularizer; ERNODE's global
 //! error-estimate regularizer R_E; SRNODE's global stiffness regularizer
 //! R_S; the local error-estimate regularizer of Pal et al. 2023) over three
-//! seeds (`REG_TASKS=moons,circles` runs a subset):
+//! seeds, the same iterations, optimiser (Adam) and seeds for every row
+//! (`REG_TASKS=moons,lv` runs a subset; `REG_ONLY=0,3` only those rows):
 //!
 //! - **moons**: a neural ODE classifier `z' = MLP(z)` on two interleaved
 //!   half-moons (2-D, 128 training and 512 test points, one batched solve
@@ -18,15 +19,69 @@
 //!   it is fixed too: measured, every weight that cuts the prediction NFE
 //!   (constant, or decayed by `REG_DECAY_SPIRAL` to 1% or 0.1% of it)
 //!   costs far more than 5% of the MSE.
+//! - **lv**: neural ODE regression of Lotka–Volterra (`x' = x − xy,
+//!   y' = xy − y`) from many initial states (`1 + 0.25 N(0, 1)` per
+//!   coordinate, clipped to [0.4, 1.6]): 8 training and 32 held-out test
+//!   trajectories, each observed at 20 times in (0, 5] with Gaussian noise
+//!   σ = 0.05. The model is an augmented neural ODE (Dupont et al. 2019):
+//!   `(x, y)` plus two coordinates starting at 0, a `4 → 64 → 64 → 4` tanh
+//!   MLP, the loss the MSE of the first two coordinates; 1500 Adam
+//!   iterations (lr 0.01), the weights (R_E 0.01, R_S 0.005, local 0.1)
+//!   decayed exponentially to 10% (`ExpDecay`). The score is the test MSE
+//!   against the held-out noisy observations; the MSE against the
+//!   noise-free test trajectories is printed above each row so the noise
+//!   floor (σ² = 2.5e-3) cannot hide a worse fit. The extra coordinates
+//!   are what the data leave free. Measured while choosing the setting:
+//!   without them (`REG_LV_AUG=0`; 16 trajectories, σ = 0.1, 2000
+//!   iterations) the unregularized model already solves the test set in
+//!   74 NFE (the true system: 80), so there is nothing to cut; with them
+//!   but 32 training trajectories the unregularized model costs 94 NFE
+//!   and the R_E weights tried (0.005 and 0.02 constant, 0.02 decayed to
+//!   1%) gave 0.57–0.77x the NFE at +12% to +150% of the test MSE.
 //!
 //! Prints, per task and regularizer, the mean ± spread (half the range)
 //! over the seeds of the prediction NFE (the drift evaluations of one
 //! solve of the test set with Tsit5 at rtol = atol = 1e-5), the test
-//! accuracy (moons) or the final MSE (spiral), the training time per
-//! iteration and the training NFE (forward, backward and regularizer
+//! accuracy (classifiers) or the test MSE (regression), the training time
+//! per iteration and the training NFE (forward, backward and regularizer
 //! drift evaluations and VJPs, over all iterations), and the prediction
-//! NFE and time per iteration over the unregularized run's; writes
-//! `target/regularized_node.svg` (prediction NFE against accuracy / MSE).
+//! NFE and time per iteration over the unregularized run's; each run's
+//! numbers go to stderr; writes `target/regularized_node.svg` (prediction
+//! NFE against accuracy / MSE, one point per run).
+//!
+//! Measured (release, 3 m 44 s for all four tasks on 2 cores shared with
+//! other builds, load average ≈ 9–10; per-iteration times are inflated
+//! and noisy by that load):
+//!
+//! | task    | regularizer | predict NFE  | test score         | ms/iter      | train NFE | NFE ratio | time ratio |
+//! |---------|-------------|--------------|--------------------|--------------|-----------|-----------|------------|
+//! | moons   | none        | 76.0 ± 3.0   | 99.54 ± 0.10 %     | 11.14 ± 1.81 | 17476     | 1.00      | 1.00       |
+//! | moons   | global R_E  | 46.0 ± 3.0   | 99.80 ± 0.00 %     | 11.16 ± 1.48 | 20553     | 0.61      | 1.00       |
+//! | moons   | global R_S  | 42.0 ± 3.0   | 99.74 ± 0.29 %     |  6.35 ± 1.11 | 10817     | 0.55      | 0.57       |
+//! | moons   | local R_E   | 48.0 ± 3.0   | 99.74 ± 0.10 %     | 10.39 ± 0.69 | 16740     | 0.63      | 0.93       |
+//! | circles | none        | 76.0 ± 9.0   | 99.41 ± 0.39 %     | 12.15 ± 1.51 | 19436     | 1.00      | 1.00       |
+//! | circles | global R_E  | 30.0 ± 6.0   | 99.80 ± 0.00 %     | 11.30 ± 0.99 | 19420     | 0.39      | 0.93       |
+//! | circles | global R_S  | 44.0 ± 6.0   | 99.80 ± 0.00 %     |  8.14 ± 0.73 | 13101     | 0.58      | 0.67       |
+//! | circles | local R_E   | 48.0 ± 3.0   | 99.80 ± 0.00 %     | 12.13 ± 0.33 | 17712     | 0.63      | 1.00       |
+//! | spiral  | none        | 84.0 ± 3.0   | 6.10e-5 ± 3.7e-5   |  0.55 ± 0.01 | 182516    | 1.00      | 1.00       |
+//! | spiral  | global R_E  | 66.0 ± 9.0   | 5.80e-2 ± 2.2e-2   |  0.44 ± 0.04 | 206828    | 0.79      | 0.80       |
+//! | spiral  | global R_S  | 106.0 ± 3.0  | 3.63e-3 ± 9.3e-4   |  0.43 ± 0.01 | 195057    | 1.26      | 0.78       |
+//! | spiral  | local R_E   | 54.0 ± 3.0   | 9.51e-2 ± 1.1e-2   |  0.40 ± 0.01 | 151224    | 0.64      | 0.73       |
+//! | lv      | none        | 120.0 ± 18.0 | 6.93e-3 ± 2.4e-3   |  9.74 ± 1.46 | 248327    | 1.00      | 1.00       |
+//! | lv      | global R_E  | 68.0 ± 0.0   | 6.39e-3 ± 5.2e-4   | 10.94 ± 0.50 | 282053    | 0.57      | 1.12       |
+//! | lv      | global R_S  | 76.0 ± 3.0   | 6.34e-3 ± 1.6e-3   |  7.52 ± 0.65 | 175410    | 0.63      | 0.77       |
+//! | lv      | local R_E   | 68.0 ± 0.0   | 5.81e-3 ± 6.3e-4   |  8.48 ± 1.56 | 190228    | 0.57      | 0.87       |
+//!
+//! lv's MSE against the noise-free test trajectories: none 4.18e-3 ±
+//! 2.3e-3, global R_E 3.73e-3 ± 5.5e-4, global R_S 3.76e-3 ± 1.7e-3, local
+//! R_E 3.17e-3 ± 6.5e-4 (the true system from the test states takes 80
+//! NFE). So on lv every regularizer meets "≤ 0.7x prediction NFE at ≤ 5%
+//! relative loss increase" on the means over the seeds. Seed by seed it is
+//! weaker: the unregularized fits vary (test MSE 4.58e-3, 9.42e-3,
+//! 6.78e-3 for seeds 1–3, NFE 134, 98, 128) and on seed 1, its best fit,
+//! every regularizer's MSE is higher (R_E 5.78e-3, R_S 8.08e-3, local
+//! 4.98e-3: +26%, +76%, +9%); on seeds 2 and 3 all are lower. The NFE cut
+//! holds on every seed (≤ 0.69x).
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -238,8 +293,14 @@ impl Task {
         let (y0, clean, _) = lv_data(n_train, 31, &times);
         let (test_y0, test_truth, truth_nfe) = lv_data(n_test, 32, &times);
         let mut noise = NormalStream::new(33);
-        let targets = clean.iter().map(|y| y + sigma * noise.next_normal()).collect();
-        let test_targets = test_truth.iter().map(|y| y + sigma * noise.next_normal()).collect();
+        let targets = clean
+            .iter()
+            .map(|y| y + sigma * noise.next_normal())
+            .collect();
+        let test_targets = test_truth
+            .iter()
+            .map(|y| y + sigma * noise.next_normal())
+            .collect();
         Task {
             name: "lv",
             mlp: Mlp::new(&[dim, width, width, dim], Activation::Tanh),
@@ -468,7 +529,8 @@ fn train(task: &Task, reg: usize, seed: u64) -> Result<Outcome, Box<dyn std::err
         f64::NAN
     } else {
         let mut g = vec![0.0; sol.ys.len()];
-        task.loss(&theta, &sol.ys, &task.test_truth, &mut g, &mut gr).0
+        task.loss(&theta, &sol.ys, &task.test_truth, &mut g, &mut gr)
+            .0
     };
     Ok(Outcome {
         nfe: sol.stats.drift_evals as f64,
