@@ -95,7 +95,19 @@ use sdeflow::noise::NormalStream;
 use sdeflow::prelude::*;
 use sdeflow::train::{Adam, ExpDecay, Optimizer};
 
-const SEEDS: [u64; 3] = [1, 2, 3];
+/// The seeds of every row, or those of `REG_SEEDS` ("4,5,6").
+fn seeds() -> Vec<u64> {
+    let parsed: Vec<u64> = std::env::var("REG_SEEDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    if parsed.is_empty() {
+        vec![1, 2, 3]
+    } else {
+        parsed
+    }
+}
 const REGS: [&str; 4] = ["none", "global R_E", "global R_S", "local R_E"];
 
 /// One task: its network, data and loss.
@@ -633,7 +645,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if !only.split(',').any(|w| w.trim() == r.to_string()) {
                 continue;
             }
-            let runs: Vec<Outcome> = SEEDS
+            let runs: Vec<Outcome> = seeds()
                 .iter()
                 .map(|&s| {
                     let o = train(&task, r, s)?;
