@@ -149,7 +149,7 @@ sampler_step_vjp!(DiffusionOde);
 sampler_step_vjp!(DiffusionSde);
 
 impl SamplerVjpWork {
-    fn new<X: SamplerVjp>(sampler: &X, n: usize) -> Self {
+    pub(crate) fn new<X: SamplerVjp>(sampler: &X, n: usize) -> Self {
         let layout = CarriedLayout::of(sampler, n);
         SamplerVjpWork {
             layout,
@@ -169,7 +169,7 @@ impl SamplerVjpWork {
 /// The step VJP of a sampler: the prediction at the step's start
 /// recomputed, the sampler's own map reversed, then the carried history's
 /// cotangent and the prediction's VJP.
-fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
+pub(crate) fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
     sampler: &X,
     w: &mut SamplerVjpWork,
     args: VjpArgs<'_, F, G>,
