@@ -17,9 +17,10 @@
 //! there are (degrees 0, 1, …: the lower-order warm-up of DEIS's code). One
 //! model evaluation per step.
 
-use super::lagrange::{MAX_NODES, combine, gather, lagrange_integrals};
+use super::lagrange::{MAX_NODES, combine, lagrange_integrals, nodes, outputs};
 use super::model::{Model, Parametrisation};
-use super::sampler::{Advance, Form, Sampler, ratios};
+use super::sampler::{Advance, Form, History, Sampler, ratios};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp, linear_vjp};
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -94,9 +95,22 @@ impl Sampler for Deis {
             x_new,
             ..
         } = st;
-        let sched = &flow.schedule;
+        let (k, ratio, c) = self.coefficients(&flow.schedule, (t, t_next), history);
+        combine(x_new, ratio, x, &c[..k], &outputs(m0, history, k)[..k]);
+    }
+}
+
+impl Deis {
+    /// The number of points `k` of the step from `t` to `t_next` with
+    /// `history`, and its `x_t = ratio x + Σ_j c_j m_j` (`c[..k]`).
+    fn coefficients<S: NoiseSchedule + ?Sized>(
+        &self,
+        sched: &S,
+        (t, t_next): (f64, f64),
+        history: History<'_>,
+    ) -> (usize, f64, [f64; MAX_NODES]) {
         let k = self.degree.min(history.len()) + 1;
-        let (nodes, outs) = gather((m0, t), history, k, |lam| sched.t_of_lambda(lam));
+        let nodes = nodes(t, history, k, |lam| sched.t_of_lambda(lam));
         let (ra, rs, _) = ratios(sched, t, t_next);
         let (lam_s, lam_t) = (sched.lambda(t), sched.lambda(t_next));
         let (ratio, scale, sign) = match self.form {
@@ -111,6 +125,15 @@ impl Sampler for Deis {
             &mut c,
         );
         c[..k].iter_mut().for_each(|cj| *cj *= scale);
-        combine(x_new, ratio, x, &c[..k], &outs[..k]);
+        (k, ratio, c)
+    }
+}
+
+/// The step is linear in the state and the predictions
+/// ([`linear_vjp`] with the same coefficients).
+impl SamplerVjp for Deis {
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let (k, ratio, c) = self.coefficients(st.schedule(), (st.t, st.t_next), st.history);
+        linear_vjp(st, ratio, &c[..k])
     }
 }

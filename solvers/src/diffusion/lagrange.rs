@@ -63,23 +63,30 @@ pub(crate) fn lagrange_integrals(
     }
 }
 
-/// The nodes and predictions of a `k`-point Adams–Bashforth step: the
-/// current prediction `m0` at `node0`, then the `k − 1` most recent past
-/// ones of `history` at `node(λ)` of their `λ`s.
-pub(crate) fn gather<'a>(
-    (m0, node0): (&'a [f64], f64),
-    history: History<'a>,
+/// The nodes of a `k`-point Adams–Bashforth step: `node0` for the current
+/// prediction, then `node(λ)` of the `λ`s of the `k − 1` most recent past
+/// ones in `history`.
+pub(crate) fn nodes(
+    node0: f64,
+    history: History<'_>,
     k: usize,
     node: impl Fn(f64) -> f64,
-) -> ([f64; MAX_NODES], [&'a [f64]; MAX_NODES]) {
+) -> [f64; MAX_NODES] {
     let mut nodes = [node0; MAX_NODES];
-    let mut outs = [m0; MAX_NODES];
-    for j in 1..k {
-        let (m, lam) = history.get(j - 1);
-        nodes[j] = node(lam);
-        outs[j] = m;
+    for (j, nd) in nodes.iter_mut().enumerate().take(k).skip(1) {
+        *nd = node(history.get(j - 1).1);
     }
-    (nodes, outs)
+    nodes
+}
+
+/// The predictions of a `k`-point Adams–Bashforth step: the current one
+/// `m0`, then the `k − 1` most recent past ones of `history`.
+pub(crate) fn outputs<'a>(m0: &'a [f64], history: History<'a>, k: usize) -> [&'a [f64]; MAX_NODES] {
+    let mut outs = [m0; MAX_NODES];
+    for (j, o) in outs.iter_mut().enumerate().take(k).skip(1) {
+        *o = history.get(j - 1).0;
+    }
+    outs
 }
 
 /// `x_new = ratio x + Σ_j c_j outs_j` over the `c.len()` points.
