@@ -66,7 +66,10 @@ fn compare(what: &str, adjoint_dp: &[f64], sample: impl Fn(&[f64]) -> f64) {
         b[j] -= d;
         let fd = (sample(&a) - sample(&b)) / (2.0 * d);
         let ad = adjoint_dp[j];
-        println!("{what}: dL/dc{} adjoint {ad} central difference {fd}", j - 3);
+        println!(
+            "{what}: dL/dc{} adjoint {ad} central difference {fd}",
+            j - 3
+        );
         assert!(
             (ad - fd).abs() <= 1e-6 * ad.abs().max(1e-2),
             "{what}: dL/dc{}: adjoint {ad} vs central difference {fd}",

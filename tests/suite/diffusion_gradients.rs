@@ -142,7 +142,11 @@ where
 /// failure; and every parameter matters here, so a gradient of zero
 /// would pass nothing.
 pub(crate) fn assert_agree_named(what: &str, adjoint: &Gradient, fd: &Gradient) {
-    let pairs = adjoint.dp.iter().zip(&fd.dp).chain(adjoint.dy0.iter().zip(&fd.dy0));
+    let pairs = adjoint
+        .dp
+        .iter()
+        .zip(&fd.dp)
+        .chain(adjoint.dy0.iter().zip(&fd.dy0));
     for (j, (a, b)) in pairs.enumerate() {
         assert!(
             (a - b).abs() <= 1e-6 * a.abs().max(1e-2),
@@ -245,7 +249,10 @@ fn adaptive_dpm_solver_gradients_match_finite_differences_on_the_accepted_grid()
         let prob = problem(&X_T, &P);
         let sol = solve(&prob, x, adaptive.clone()).expect("adaptive solve");
         let steps = sol.stats.accepted_steps;
-        println!("{x:?}: {steps} accepted, {} rejected", sol.stats.rejected_steps);
+        println!(
+            "{x:?}: {steps} accepted, {} rejected",
+            sol.stats.rejected_steps
+        );
         assert!(steps >= 5, "{x:?}: {steps} steps");
         let adaptive = adaptive.save_at(SaveAt::T1);
         let grid = Options::default()

@@ -32,23 +32,21 @@
 //! ([`super::SamplerVjp`]). The error estimate is not differentiated (its
 //! cotangent is refused).
 
-use super::dpm_solver3::{R1, R2, Stages};
-use super::model::{DiffusionOde, Model, Parametrisation};
 use super::dpm_solver2::DpmSolver2;
 use super::dpm_solver3::DpmSolver3;
+use super::dpm_solver3::{R1, R2, Stages};
+use super::model::{DiffusionOde, Model, Parametrisation};
 use super::model_vjp::ModelVjp;
 use super::sampler::{Form, check_span};
 use super::sampler_vjp::{SamplerVjpWork, sampler_vjp};
 use super::schedule::NoiseSchedule;
 use crate::brownian::Driver;
 use crate::error::SolveError;
-use crate::options::Tolerance;
 use crate::field::{DiffusionVjp, DriftVjp};
+use crate::options::Tolerance;
 use crate::problem::Problem;
 use crate::solver::{DenseTable, Increment, Solver, StepArgsOf, StepAt, StepStatus, StepTakenOf};
-use crate::step_vjp::{
-    Probe, StepVjp, VjpArgs, VjpNeeds, default_check, refuse_err_cotangent,
-};
+use crate::step_vjp::{Probe, StepVjp, VjpArgs, VjpNeeds, default_check, refuse_err_cotangent};
 
 /// Which pair of DPM-Solvers an adaptive step compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,10 +17,10 @@
 //! there are (degrees 0, 1, …: the lower-order warm-up of DEIS's code). One
 //! model evaluation per step.
 
-use super::lagrange::{MAX_NODES, combine, lagrange_integrals, nodes, outputs};
+use super::lagrange::{AdamsBashforth, MAX_NODES, lagrange_integrals, nodes};
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, Form, History, Sampler, ratios};
-use super::sampler_vjp::{AdvanceVjp, SamplerVjp, linear_vjp};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp};
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -85,24 +85,11 @@ impl Sampler for Deis {
         }
     }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
-        let Advance {
-            flow,
-            t,
-            t_next,
-            x,
-            m0,
-            history,
-            x_new,
-            ..
-        } = st;
-        let (k, ratio, c) = self.coefficients(&flow.schedule, (t, t_next), history);
-        combine(x_new, ratio, x, &c[..k], &outputs(m0, history, k)[..k]);
+        self.ab_advance(st);
     }
 }
 
-impl Deis {
-    /// The number of points `k` of the step from `t` to `t_next` with
-    /// `history`, and its `x_t = ratio x + Σ_j c_j m_j` (`c[..k]`).
+impl AdamsBashforth for Deis {
     fn coefficients<S: NoiseSchedule + ?Sized>(
         &self,
         sched: &S,
@@ -129,11 +116,9 @@ impl Deis {
     }
 }
 
-/// The step is linear in the state and the predictions
-/// ([`linear_vjp`] with the same coefficients).
+/// The step is linear in the state and the predictions.
 impl SamplerVjp for Deis {
     fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
-        let (k, ratio, c) = self.coefficients(st.schedule(), (st.t, st.t_next), st.history);
-        linear_vjp(st, ratio, &c[..k])
+        self.ab_vjp(st)
     }
 }

@@ -178,24 +178,10 @@ impl<M: Model, S: NoiseSchedule> Stages<'_, M, S> {
 /// each `D_i = ε̂_i − ε_s` takes `D̄_i` from `ε̄_s`. Two model VJPs. Needs
 /// 5 vectors of scratch.
 pub(crate) fn dpm3_vjp(r1: f64, r2: f64, st: AdvanceVjp<'_>) -> usize {
-    let AdvanceVjp {
-        flow,
-        p,
-        stats,
-        t,
-        t_next,
-        x,
-        m0,
-        x_bar_new,
-        x_bar,
-        m0_bar,
-        p_bar,
-        scratch,
-        ..
-    } = st;
-    let k = Coefs::new(flow.schedule(), (t, t_next), r1, r2);
+    let (flow, p, x, m0, xb) = (st.flow, st.p, st.x, st.m0, st.x_bar_new);
+    let k = Coefs::new(flow.schedule(), (st.t, st.t_next), r1, r2);
     let n = x.len();
-    let (u1, rest) = scratch.split_at_mut(n);
+    let (u1, rest) = st.scratch.split_at_mut(n);
     let (u2, rest) = rest.split_at_mut(n);
     let (m_bar, rest) = rest.split_at_mut(n);
     let (u_bar, scaled) = rest.split_at_mut(n);
@@ -203,29 +189,29 @@ pub(crate) fn dpm3_vjp(r1: f64, r2: f64, st: AdvanceVjp<'_>) -> usize {
     let want = Parametrisation::Noise;
     // forward: u1, D1 (in u2 for now), u2
     lin2(u1, k.ra1, x, k.c1, m0);
-    predict_counted(flow, stats, want, (k.s1, u1), p, u2);
+    predict_counted(flow, st.stats, want, (k.s1, u1), p, u2);
     for i in 0..n {
         let d1 = u2[i] - m0[i];
         u2[i] = k.ra2 * x[i] + k.c20 * m0[i] + k.c21 * d1;
     }
     // x_t = ra x + c0 ε_s + c2 (ε̂(u2) − ε_s)
-    add_scaled(x_bar, k.ra, x_bar_new);
-    add_scaled(m0_bar, k.c0 - k.c2, x_bar_new);
-    for (mb, &xb) in m_bar.iter_mut().zip(x_bar_new) {
-        *mb = k.c2 * xb;
+    add_scaled(st.x_bar, k.ra, xb);
+    add_scaled(st.m0_bar, k.c0 - k.c2, xb);
+    for (mb, &v) in m_bar.iter_mut().zip(xb) {
+        *mb = k.c2 * v;
     }
     u_bar.fill(0.0);
-    flow.predict_vjp(want, k.s2, u2, p, m_bar, scaled, u_bar, p_bar);
+    flow.predict_vjp(want, k.s2, u2, p, m_bar, scaled, u_bar, st.p_bar);
     // u2 = ra2 x + c20 ε_s + c21 (ε̂(u1) − ε_s)
-    add_scaled(x_bar, k.ra2, u_bar);
-    add_scaled(m0_bar, k.c20 - k.c21, u_bar);
+    add_scaled(st.x_bar, k.ra2, u_bar);
+    add_scaled(st.m0_bar, k.c20 - k.c21, u_bar);
     for (mb, &ub) in m_bar.iter_mut().zip(u_bar.iter()) {
         *mb = k.c21 * ub;
     }
     u_bar.fill(0.0);
-    flow.predict_vjp(want, k.s1, u1, p, m_bar, scaled, u_bar, p_bar);
-    add_scaled(x_bar, k.ra1, u_bar);
-    add_scaled(m0_bar, k.c1, u_bar);
+    flow.predict_vjp(want, k.s1, u1, p, m_bar, scaled, u_bar, st.p_bar);
+    add_scaled(st.x_bar, k.ra1, u_bar);
+    add_scaled(st.m0_bar, k.c1, u_bar);
     2
 }
 

@@ -123,8 +123,16 @@ impl SamplerVjp for EdmHeun {
             *pb = k.cp * xb;
         }
         let want = Parametrisation::Data;
-        st.flow
-            .predict_vjp(want, st.t_next, xp, st.p, dp_bar, &mut scaled[..n], xp_bar, st.p_bar);
+        st.flow.predict_vjp(
+            want,
+            st.t_next,
+            xp,
+            st.p,
+            dp_bar,
+            &mut scaled[..n],
+            xp_bar,
+            st.p_bar,
+        );
         add_scaled(st.x_bar, k.cx, st.x_bar_new);
         add_scaled(st.m0_bar, k.cd, st.x_bar_new);
         add_scaled(st.x_bar, k.ex, xp_bar);

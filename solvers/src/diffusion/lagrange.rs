@@ -13,7 +13,10 @@
 //! steps up to `h = 2` in `λ` (DEIS's own code takes a 10,000-point left
 //! Riemann sum in `t`, Zhang & Chen, `jax_deis/multistep.py`).
 
-use super::sampler::History;
+use super::model::Model;
+use super::sampler::{Advance, History};
+use super::sampler_vjp::{AdvanceVjp, linear_vjp};
+use super::schedule::NoiseSchedule;
 
 /// The nodes (positive half) of 8-point Gauss–Legendre on `[−1, 1]`.
 const GL8_X: [f64; 4] = [
@@ -97,6 +100,34 @@ pub(crate) fn combine(x_new: &mut [f64], ratio: f64, x: &[f64], c: &[f64], outs:
             acc += cj * m[i];
         }
         x_new[i] = acc;
+    }
+}
+
+/// A variable-step Adams–Bashforth sampler (DEIS's tAB, LMS): its step
+/// is `x_t = ratio x + Σ_j c_j m_j` over the current and past predictions,
+/// with coefficients from the grid alone.
+pub(crate) trait AdamsBashforth {
+    /// The number of points `k` of the step from `t` to `t_next` with
+    /// `history`, `ratio`, and `c[..k]`.
+    fn coefficients<S: NoiseSchedule + ?Sized>(
+        &self,
+        sched: &S,
+        span: (f64, f64),
+        history: History<'_>,
+    ) -> (usize, f64, [f64; MAX_NODES]);
+
+    /// Takes the step.
+    fn ab_advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
+        let (t, t_next, history) = (st.t, st.t_next, st.history);
+        let (k, ratio, c) = self.coefficients(st.schedule(), (t, t_next), history);
+        let outs = outputs(st.m0, history, k);
+        combine(st.x_new, ratio, st.x, &c[..k], &outs[..k]);
+    }
+
+    /// The step's VJP: linear ([`linear_vjp`] with the same coefficients).
+    fn ab_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let (k, ratio, c) = self.coefficients(st.schedule(), (st.t, st.t_next), st.history);
+        linear_vjp(st, ratio, &c[..k])
     }
 }
 

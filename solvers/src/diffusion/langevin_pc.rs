@@ -180,8 +180,16 @@ impl SamplerVjp for LangevinPc {
             *cb = k.cx * xb;
         }
         let want = Parametrisation::Noise;
-        st.flow
-            .predict_vjp(want, t, xc, st.p, m1_bar, &mut scaled[..n], xc_bar, st.p_bar);
+        st.flow.predict_vjp(
+            want,
+            t,
+            xc,
+            st.p,
+            m1_bar,
+            &mut scaled[..n],
+            xc_bar,
+            st.p_bar,
+        );
         add_scaled(st.x_bar, 1.0, xc_bar);
         add_scaled(st.m0_bar, k.kc, xc_bar);
         if k.eps > 0.0 {

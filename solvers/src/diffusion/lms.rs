@@ -12,10 +12,10 @@
 //! Order `k` (default 4), lower-order warm-up on the first `k − 1` steps,
 //! one model evaluation per step; it can step to `σ = 0` (`ρ_t = 0`).
 
-use super::lagrange::{MAX_NODES, combine, lagrange_integrals, nodes, outputs};
+use super::lagrange::{AdamsBashforth, MAX_NODES, lagrange_integrals, nodes};
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, History, Sampler};
-use super::sampler_vjp::{AdvanceVjp, SamplerVjp, linear_vjp};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp};
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -66,24 +66,11 @@ impl Sampler for Lms {
         }
     }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
-        let Advance {
-            flow,
-            t,
-            t_next,
-            x,
-            m0,
-            history,
-            x_new,
-            ..
-        } = st;
-        let (k, ratio, c) = self.coefficients(&flow.schedule, (t, t_next), history);
-        combine(x_new, ratio, x, &c[..k], &outputs(m0, history, k)[..k]);
+        self.ab_advance(st);
     }
 }
 
-impl Lms {
-    /// The number of points `k` of the step from `t` to `t_next` with
-    /// `history`, and its `x_t = ratio x + Σ_j c_j ε_j` (`c[..k]`).
+impl AdamsBashforth for Lms {
     fn coefficients<S: NoiseSchedule + ?Sized>(
         &self,
         sched: &S,
@@ -102,11 +89,9 @@ impl Lms {
     }
 }
 
-/// The step is linear in the state and the predictions
-/// ([`linear_vjp`] with the same coefficients).
+/// The step is linear in the state and the predictions.
 impl SamplerVjp for Lms {
     fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
-        let (k, ratio, c) = self.coefficients(st.schedule(), (st.t, st.t_next), st.history);
-        linear_vjp(st, ratio, &c[..k])
+        self.ab_vjp(st)
     }
 }

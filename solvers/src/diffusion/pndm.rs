@@ -261,8 +261,16 @@ impl SamplerVjp for Plms {
         }
         u_bar.fill(0.0);
         let want = Parametrisation::Noise;
-        st.flow
-            .predict_vjp(want, st.t_next, u, st.p, e_bar, &mut scaled[..n], u_bar, st.p_bar);
+        st.flow.predict_vjp(
+            want,
+            st.t_next,
+            u,
+            st.p,
+            e_bar,
+            &mut scaled[..n],
+            u_bar,
+            st.p_bar,
+        );
         add_scaled(st.x_bar, r, st.x_bar_new);
         add_scaled(st.m0_bar, 0.5 * c, st.x_bar_new);
         add_scaled(st.x_bar, r, u_bar);

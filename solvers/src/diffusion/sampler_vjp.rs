@@ -17,10 +17,10 @@
 //! Needs a model with a VJP ([`super::ModelVjp`]): the step VJP reads the
 //! flow through [`crate::field::DriftVjp::probability_flow`].
 
+use super::model::Parametrisation;
 use super::model::{DiffusionOde, Model};
 use super::model_vjp::FlowVjp;
 use super::reverse_sde::DiffusionSde;
-use super::model::Parametrisation;
 use super::sampler::{CarriedLayout, History, Sampler, noise_len, normalise_noise};
 use super::schedule::NoiseSchedule;
 use crate::brownian::Driver;
