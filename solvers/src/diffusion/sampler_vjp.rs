@@ -12,7 +12,13 @@
 //! share, then the VJP of the prediction `m0` at `(t, x)`. The
 //! `λ`s, the history length and the step index the step used are read from
 //! the carried state (`CarriedLayout`), as are the past predictions; they
-//! are constants (not differentiated), as step sizes are.
+//! are constants (not differentiated), as step sizes are. Vectors a
+//! sampler carries besides its predictions (UniPC's corrected state) sit
+//! after them in the carried state, and their cotangent is handed to the
+//! sampler ([`AdvanceVjp::carried_bar_new`]) and taken back
+//! ([`AdvanceVjp::carried_bar`]). On the reverse SDE the step's noise is
+//! the forward solve's, replayed, normalised as the forward step saw it
+//! ([`AdvanceVjp::noise`]); it is a constant of the VJP.
 //!
 //! Needs a model with a VJP ([`super::ModelVjp`]): the step VJP reads the
 //! flow through [`crate::field::DriftVjp::probability_flow`].
