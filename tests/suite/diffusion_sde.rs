@@ -621,6 +621,14 @@ mod gradients {
         );
     }
 
+    /// The corrector's step size depends on the state (through `‖ε̂‖`):
+    /// differentiated too; both draws (`ΔW` and the Lévy area) replayed.
+    #[test]
+    fn langevin_pc_gradient_matches_finite_differences() {
+        check(LangevinPc::default(), 10);
+        check(LangevinPc { snr: 0.4 }, 10);
+    }
+
     #[test]
     fn ddpm_and_sde_dpm_solver1_gradients_match_finite_differences() {
         check(DdpmAncestral::default(), 12);

@@ -14,6 +14,7 @@ mod brownian;
 mod closures;
 mod custom_controller;
 mod diffusion;
+mod diffusion_conditioning;
 mod diffusion_gradients;
 mod diffusion_multistep;
 mod diffusion_sde;

@@ -25,13 +25,30 @@
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
-//!   `Generic` fields) make the flow differentiable; the samplers with
-//!   [`SamplerVjp`] (DDIM, DPM-Solver-2, ++2S, ++2M, ++3M; on the reverse
-//!   SDE, Euler–Maruyama, DDPM ancestral, SDE-DPM-Solver-1 and ++(2M), whose
-//!   noise the discrete adjoint replays) have step VJPs for the discrete
-//!   adjoint;
+//!   `Generic` fields) make the flow differentiable; every sampler has a
+//!   step VJP for the discrete adjoint ([`SamplerVjp`]: DDIM,
+//!   probability-flow Euler, EDM Heun, DPM-Solver-2 and -3, ++2S, ++2M,
+//!   ++3M, DEIS, PNDM, PLMS, iPNDM, LMS, UniPC — its corrected state's
+//!   cotangent carried —; on the reverse SDE, Euler–Maruyama, DDPM
+//!   ancestral, SDE-DPM-Solver-1, ++(2M) and the Langevin
+//!   predictor–corrector, whose noise the discrete adjoint replays), and
+//!   so does [`AdaptiveDpmSolver`] on the accepted steps it replays
+//!   (`grad` differentiates with respect to the initial noise `x_T` and
+//!   the parameters `p`);
 //! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`],
 //!   [`sliced_wasserstein`].
+//!
+//! # Conditioning
+//!
+//! There is no separate conditioning input: a conditional model reads its
+//! condition `c` (a class embedding, a prompt vector, …) from a slice of
+//! the problem's parameter vector that it documents, e.g.
+//! `p = [weights…, c…]` with `c = p[w..]`. Sampling for another condition
+//! is a solve with other parameters, and the gradient of a loss of the
+//! samples with respect to `c` is the matching slice of `grad`'s `dp`,
+//! through any sampler with a step VJP, on the probability-flow ODE or the
+//! reverse SDE alike (`tests/suite/diffusion_conditioning.rs` checks it
+//! against central differences).
 
 mod adaptive;
 mod ddim;
