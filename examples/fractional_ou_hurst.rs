@@ -55,9 +55,10 @@ use std::time::Instant;
 
 use plotters::prelude::*;
 use sdeflow::field::{DiffusionVjp, DriftVjp};
+use sdeflow::adjoint::Differentiable;
 use sdeflow::fractional::{
-    FbmType, FractionalEuler, FractionalNoise, Hurst, ModeWeights, gamma_grid_by_gamma_max,
-    posterior,
+    FbmType, FractionalEuler, FractionalModalEuler, FractionalNoise, Hurst, ModeWeights,
+    PosteriorDiffusion, PosteriorDrift, gamma_grid_by_gamma_max, posterior, posterior_with_modes,
 };
 use sdeflow::nn::{Activation, Mlp};
 use sdeflow::prelude::*;
@@ -79,11 +80,19 @@ const ITERS: usize = 300;
 
 const HIDDEN: usize = 16;
 
-/// Whether the control is the plain one (the default): `(X, Z)` and the
-/// next observation only; with `FOU_RICH` set it also reads the history
-/// features and the bridge rate.
+/// Whether the control is the plain one: `(X, Z)` and the next
+/// observation only (with `FOU_RICH` set it also reads the history
+/// features and the bridge rate).
 fn plain() -> bool {
     std::env::var_os("FOU_RICH").is_none()
+}
+
+/// Whether the control reads the prior's modes `Y` (the default; the full
+/// Markov state `(X, Z, Y)` of `posterior_with_modes`, solved by
+/// `FractionalModalEuler`); `FOU_NO_MODES` gives the earlier `(X, Z)`
+/// control of `posterior` and `FractionalEuler`.
+fn with_modes() -> bool {
+    std::env::var_os("FOU_NO_MODES").is_none()
 }
 
 /// An integer setting from the environment (experiments), or `default`.
@@ -297,8 +306,9 @@ struct DataControl {
     bridge: bool,
 }
 
-/// The most features: `X`, `K` history features, `K` shifts, 2 on the data.
-const NF_MAX: usize = 2 * K + 4;
+/// The most features: `X`, `K` history features, `K` shifts, `K` modes, 3
+/// on the data.
+const NF_MAX: usize = 3 * K + 4;
 
 impl DataControl {
     fn nf(&self) -> usize {
@@ -360,10 +370,37 @@ fn neg_elbo_grad(
         net: net.clone(),
         times: times.clone(),
         obs: obs.into(),
-        state: 1 + rates.len() + K,
+        state: 1 + rates.len() + K * (1 + usize::from(with_modes())),
         bridge: !plain(),
     };
-    let prob = posterior(fou(driver.clone(), p.to_vec(), &rates), ctl, mw)?;
+    let prior = fou(driver.clone(), p.to_vec(), &rates);
+    let opts = Options::default()
+        .fixed_step(h())
+        .seed(seed)
+        .save_at(SaveAt::Steps);
+    if with_modes() {
+        let prob = posterior_with_modes(prior, ctl, mw)?;
+        let at = prob.drift.layout().prior_modes().start;
+        let solver = FractionalModalEuler::new(mw.clone(), at);
+        elbo_solve(&prob, solver, obs, &opts, want_grad)
+    } else {
+        let prob = posterior(prior, ctl, mw)?;
+        let solver = FractionalEuler::new(mw.clone());
+        elbo_solve(&prob, solver, obs, &opts, want_grad)
+    }
+}
+
+/// `−ELBO` (and its gradient) of the posterior `prob` solved by `solver`.
+fn elbo_solve<F, G, U, S>(
+    prob: &Problem<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>,
+    solver: S,
+    obs: &[f64],
+    opts: &Options,
+    want_grad: bool,
+) -> ExampleResult<(f64, Vec<f64>)>
+where
+    S: Differentiable<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>,
+{
     let (na, kl) = (prob.drift.layout().dim(), prob.drift.layout().kl());
     let data: Vec<f64> = obs.to_vec();
     let loss = move |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
@@ -381,22 +418,17 @@ fn neg_elbo_grad(
         g[last + kl] = 1.0;
         l + ys[last + kl] + 0.5 * data.len() as f64 * (std::f64::consts::TAU * r2).ln()
     };
-    let opts = Options::default()
-        .fixed_step(h())
-        .seed(seed)
-        .save_at(SaveAt::Steps);
-    let solver = FractionalEuler::new(mw.clone());
     if want_grad {
         let g = grad(
-            &prob,
+            prob,
             solver,
-            &opts,
+            opts,
             &loss,
             Adjoint::Discrete { checkpoints: 4 },
         )?;
         Ok((g.loss, g.dp))
     } else {
-        let sol = solve(&prob, solver, opts)?;
+        let sol = solve(prob, solver, opts)?;
         let mut g = vec![0.0; sol.ys.len()];
         Ok((loss.eval(&sol.ts, &sol.ys, &mut g), Vec::new()))
     }
@@ -524,7 +556,8 @@ fn main() -> ExampleResult<()> {
     let start = Instant::now();
     let gammas = gamma_grid_by_gamma_max(K, GAMMA_MAX, 0.0)?;
     // X, Z, the two data features; and the history and the bridge rate
-    let nf = if plain() { K + 3 } else { 2 * K + 4 };
+    let modes = if with_modes() { K } else { 0 };
+    let nf = modes + if plain() { K + 3 } else { 2 * K + 4 };
     let net = Mlp::new(&[nf, setting("FOU_HIDDEN", HIDDEN), 1], Activation::Tanh);
     let grid: Vec<f64> = (5..=95).map(|i| i as f64 / 100.0).collect();
     let mut curves = Vec::new();

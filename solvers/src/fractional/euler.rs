@@ -52,11 +52,18 @@ impl FractionalEuler {
     }
 
     #[inline]
-    fn take<F: Drift, G: Diffusion>(
-        &self,
-        c: &mut DrivenCache,
-        a: StepArgs<'_, F, G>,
-    ) -> StepStatus {
+    fn take<F: Drift, G: Diffusion>(&self, c: &mut DrivenCache, a: StepArgs<'_, F, G>) -> StepStatus {
+        euler_step(c, a)
+    }
+}
+
+/// The fractional Euler step on the cache `c` (shared with
+/// [`super::FractionalModalEuler`]).
+#[inline]
+pub(super) fn euler_step<F: Drift, G: Diffusion>(
+    c: &mut DrivenCache,
+    a: StepArgs<'_, F, G>,
+) -> StepStatus {
         let (StepAt { t, h, y }, y_new) = (a.at, a.out.y_new);
         c.begin(a.fields, (t, y), a.noise.modes, a.stats);
         for i in 0..y.len() {
@@ -64,7 +71,6 @@ impl FractionalEuler {
         }
         add_noise(c.noise, &c.g, &c.db, 1.0, y_new);
         StepStatus::Taken
-    }
 }
 
 driven_solver!(
@@ -75,16 +81,26 @@ driven_solver!(
 driven_step_vjp!(FractionalEuler);
 
 impl FractionalEuler {
-    /// `y' = y + h b(y) + s(y) ΔB̂(H)`: the drift's VJP with `h ȳ'`, the
-    /// diffusion's with `ȳ' ⊗ ΔB̂`, and `∂L/∂H += ȳ'ᵀ s(y) ∂ΔB̂/∂H` when
-    /// `H` is a parameter.
     fn vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut DrivenVjpWork,
         a: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
-        refuse_err_cotangent("FractionalEuler", a.bars.err)?;
-        crate::step_vjp::refuse_interp_cotangents("FractionalEuler", a.bars.interp)?;
+        euler_step_vjp("FractionalEuler", w, a)
+    }
+}
+
+/// The VJP of [`euler_step`] (for the solver `name`):
+/// `y' = y + h b(y) + s(y) ΔB̂(H)`: the drift's VJP with `h ȳ'`, the
+/// diffusion's with `ȳ' ⊗ ΔB̂`, and `∂L/∂H += ȳ'ᵀ s(y) ∂ΔB̂/∂H` when
+/// `H` is a parameter.
+pub(super) fn euler_step_vjp<F: DriftVjp, G: DiffusionVjp>(
+    name: &'static str,
+    w: &mut DrivenVjpWork,
+    a: VjpArgs<'_, F, G>,
+) -> Result<usize, SolveError> {
+        refuse_err_cotangent(name, a.bars.err)?;
+        crate::step_vjp::refuse_interp_cotangents(name, a.bars.interp)?;
         let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
         let p = fields.p;
         w.increments(a.noise.modes);
@@ -102,5 +118,4 @@ impl FractionalEuler {
             bars.p[i] += contract(w.noise, &w.a, &w.g, &w.ddb, &mut w.tmp);
         }
         Ok(1)
-    }
 }
