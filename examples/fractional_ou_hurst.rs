@@ -54,6 +54,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use plotters::prelude::*;
+use rayon::prelude::*;
 use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::adjoint::Differentiable;
 use sdeflow::fractional::{
@@ -68,31 +69,44 @@ type ExampleResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 const KIND: FbmType = FbmType::RiemannLiouville;
 const T1: f64 = 2.0;
-const STEPS: usize = 256;
+/// Observations per path.
+const OBS: usize = 64;
+/// Solver steps per observation interval (`FOU_EVERY`).
 const EVERY: usize = 4;
 const K: usize = 6;
 const GAMMA_MAX: f64 = 40.0;
 const PATHS: usize = 8;
 const SIGMA_OBS: f64 = 0.05;
+
+/// The observation noise (`FOU_SIGMA_OBS`, default `SIGMA_OBS`).
+fn sigma_obs() -> f64 {
+    std::env::var("FOU_SIGMA_OBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SIGMA_OBS)
+}
 const THETA: f64 = 1.0;
 const SIGMA: f64 = 1.0;
 const ITERS: usize = 300;
 
 const HIDDEN: usize = 16;
 
-/// Whether the control is the plain one: `(X, Z)` and the next
-/// observation only (with `FOU_RICH` set it also reads the history
-/// features and the bridge rate).
-fn plain() -> bool {
-    std::env::var_os("FOU_RICH").is_none()
+/// What the posterior control reads besides `X`, the shift `Z` and the
+/// next observation (`FOU_CONTROL`, a comma list; default `modes,bridge`):
+/// `modes`, the prior's OU modes `Y` (`posterior_with_modes`, solved by
+/// `FractionalModalEuler`; without it `posterior` and `FractionalEuler`);
+/// `bridge`, the rate `(x_next − X)/(t_next − t + h)`; `hist`, exponential
+/// averages of the `X` path at the modes' rates; `next2`, the observation
+/// after the next.
+fn control_has(feature: &str) -> bool {
+    std::env::var("FOU_CONTROL")
+        .unwrap_or_else(|_| "modes,bridge".into())
+        .split(',')
+        .any(|f| f.trim() == feature)
 }
 
-/// Whether the control reads the prior's modes `Y` (the default; the full
-/// Markov state `(X, Z, Y)` of `posterior_with_modes`, solved by
-/// `FractionalModalEuler`); `FOU_NO_MODES` gives the earlier `(X, Z)`
-/// control of `posterior` and `FractionalEuler`.
 fn with_modes() -> bool {
-    std::env::var_os("FOU_NO_MODES").is_none()
+    control_has("modes")
 }
 
 /// An integer setting from the environment (experiments), or `default`.
@@ -103,13 +117,17 @@ fn setting(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Solver steps per observation interval.
+fn every() -> usize {
+    setting("FOU_EVERY", EVERY)
+}
+
 fn h() -> f64 {
-    T1 / STEPS as f64
+    T1 / (OBS * every()) as f64
 }
 
 fn obs_times() -> Vec<f64> {
-    (1..=STEPS / EVERY)
-        .map(|i| (i * EVERY) as f64 * h())
+    (1..=OBS).map(|i| (i * every()) as f64 * h())
         .collect()
 }
 
@@ -220,7 +238,7 @@ fn simulate(gammas: &[f64], hurst: f64, seed: u64) -> ExampleResult<Vec<Vec<f64>
             Ok(sol
                 .ys
                 .iter()
-                .map(|x| x + SIGMA_OBS * noise.next())
+                .map(|x| x + sigma_obs() * noise.next())
                 .collect())
         })
         .collect()
@@ -255,7 +273,7 @@ fn log_likelihood(gammas: &[f64], hurst: f64, data: &[Vec<f64>]) -> ExampleResul
         mean.fill(0.0);
         cov.fill(0.0);
         for &obs in path {
-            for _ in 0..EVERY {
+            for _ in 0..every() {
                 // mean ← M mean, cov ← M cov Mᵀ + B Q Bᵀ
                 for i in 0..d {
                     mp[i] = (0..d).map(|l| m[i * d + l] * mean[l]).sum();
@@ -273,7 +291,7 @@ fn log_likelihood(gammas: &[f64], hurst: f64, data: &[Vec<f64>]) -> ExampleResul
                     }
                 }
             }
-            let s = cov[0] + SIGMA_OBS * SIGMA_OBS;
+            let s = cov[0] + sigma_obs() * sigma_obs();
             let v = obs - mean[0];
             ll -= 0.5 * ((std::f64::consts::TAU * s).ln() + v * v / s);
             let gain: Vec<f64> = (0..d).map(|i| cov[i * d] / s).collect();
@@ -304,53 +322,103 @@ struct DataControl {
     /// Whether the control also reads the bridge rate
     /// `(x_next − X) / (t_next − t + h)`.
     bridge: bool,
+    /// Whether the control also reads the observation after the next
+    /// (`x_next2 − X` and `t_next2 − t`).
+    next2: bool,
+    /// Whether the features are gated by the step's place in its
+    /// observation interval (`every()` copies, all zero but the one of
+    /// the current place): the network then weighs the state and the
+    /// residuals differently at each distance to the next observation.
+    gated: bool,
 }
 
-/// The most features: `X`, `K` history features, `K` shifts, `K` modes, 3
-/// on the data.
-const NF_MAX: usize = 3 * K + 4;
+/// The most features before gating: `X`, `K` history features, `K`
+/// shifts, `K` modes, 5 on the data.
+const NF_BASE: usize = 3 * K + 6;
+/// The most gated copies (steps per observation interval).
+const GATES: usize = 16;
+const NF_MAX: usize = GATES * NF_BASE;
 
 impl DataControl {
-    fn nf(&self) -> usize {
-        self.state + 2 + usize::from(self.bridge)
+    fn nf_base(&self) -> usize {
+        self.state + 2 + usize::from(self.bridge) + 2 * usize::from(self.next2)
     }
 
-    fn features(&self, t: f64, y: &[f64]) -> [f64; NF_MAX] {
-        let (mut f, n) = ([0.0; NF_MAX], self.state);
+    fn nf(&self) -> usize {
+        self.nf_base() * if self.gated { every() } else { 1 }
+    }
+
+    /// The step's place in its observation interval (`0` right after an
+    /// observation), the copy the gated features use.
+    fn gate(&self, t: f64) -> usize {
+        ((t / h()).round() as usize) % every()
+    }
+
+    /// The network's input: the features, gated if asked.
+    fn input(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; 5]) {
+        let (f, dx) = self.features(t, y);
+        if !self.gated {
+            return (f, dx);
+        }
+        let (nb, mut g) = (self.nf_base(), [0.0; NF_MAX]);
+        let at = self.gate(t) * nb;
+        g[at..at + nb].copy_from_slice(&f[..nb]);
+        (g, dx)
+    }
+
+    /// The features, and `∂feature/∂X` of the data features (from index
+    /// `state` on).
+    fn features(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; 5]) {
+        let (mut f, mut dx, n) = ([0.0; NF_MAX], [0.0; 5], self.state);
         f[..n].copy_from_slice(&y[..n]);
         let i = self.times.partition_point(|&s| s <= t + 1e-9);
+        let mut at = n;
         if i < self.times.len() {
-            f[n] = self.obs[i] - y[0];
-            f[n + 1] = self.times[i] - t;
-            if self.bridge {
-                f[n + 2] = f[n] / (f[n + 1] + h());
-            }
+            f[at] = self.obs[i] - y[0];
+            f[at + 1] = self.times[i] - t;
+            dx[0] = -1.0;
         }
-        f
+        at += 2;
+        if self.bridge {
+            if i < self.times.len() {
+                f[at] = f[n] / (f[n + 1] + h());
+                dx[at - n] = -1.0 / (f[n + 1] + h());
+            }
+            at += 1;
+        }
+        if self.next2 && i + 1 < self.times.len() {
+            f[at] = self.obs[i + 1] - y[0];
+            f[at + 1] = self.times[i + 1] - t;
+            dx[at - n] = -1.0;
+        }
+        (f, dx)
     }
 }
 
 impl Drift for DataControl {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], u: &mut [f64]) {
         self.net
-            .forward(&self.features(t, y)[..self.nf()], &p[3..], u);
+            .forward(&self.input(t, y).0[..self.nf()], &p[3..], u);
     }
 }
 
 impl DriftVjp for DataControl {
     fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        let (f, n, nf) = (self.features(t, y), self.state, self.nf());
+        let ((f, dx), n, nf) = (self.input(t, y), self.state, self.nf());
         let mut fb = [0.0; NF_MAX];
         self.net
             .vjp(&f[..nf], &p[3..], v, &mut fb[..nf], &mut op[3..]);
+        if self.gated {
+            // the cotangent of the copy in use is the features'
+            let (nb, at) = (self.nf_base(), self.gate(t) * self.nf_base());
+            fb.copy_within(at..at + nb, 0);
+        }
+        let nf = self.nf_base();
         for i in 0..n {
             oy[i] += fb[i];
         }
-        if self.times.partition_point(|&s| s <= t + 1e-9) < self.times.len() {
-            oy[0] -= fb[n];
-            if self.bridge {
-                oy[0] -= fb[n + 2] / (f[n + 1] + h());
-            }
+        for (d, b) in dx.iter().zip(&fb[n..nf]) {
+            oy[0] += d * b;
         }
     }
 }
@@ -371,7 +439,9 @@ fn neg_elbo_grad(
         times: times.clone(),
         obs: obs.into(),
         state: 1 + rates.len() + K * (1 + usize::from(with_modes())),
-        bridge: !plain(),
+        bridge: control_has("bridge"),
+        next2: control_has("next2"),
+        gated: control_has("gated"),
     };
     let prior = fou(driver.clone(), p.to_vec(), &rates);
     let opts = Options::default()
@@ -405,11 +475,11 @@ where
     let data: Vec<f64> = obs.to_vec();
     let loss = move |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
         g.fill(0.0);
-        let r2 = SIGMA_OBS * SIGMA_OBS;
+        let r2 = sigma_obs() * sigma_obs();
         let mut l = 0.0;
         // saved at every step (t0 first): observation i at step (i + 1) EVERY
         for (i, x) in data.iter().enumerate() {
-            let row = (i + 1) * EVERY * na;
+            let row = (i + 1) * every() * na;
             let v = ys[row] - x;
             l += 0.5 * v * v / r2;
             g[row] = v / r2;
@@ -435,9 +505,9 @@ where
 }
 
 /// The rates of the control's history features: the modes' `γ` when
-/// the control is `FOU_RICH` (none otherwise).
+/// the control reads `hist` (none otherwise).
 fn history_rates(mw: &ModeWeights) -> Arc<[f64]> {
-    if !plain() {
+    if control_has("hist") {
         mw.gammas().into()
     } else {
         Arc::from(Vec::new())
@@ -464,21 +534,36 @@ fn fit_elbo(
     let mw = ModeWeights::new(KIND, Hurst::Param(2), T1, gammas)?;
     // one driver (its bridges cached) for every solve
     let driver = mw.noise();
-    let mut p = hold.map_or(vec![0.7, 0.7, 0.5], |h| vec![THETA, SIGMA, h]);
+    // the start (θ, σ, H): FOU_START="θ,σ,H" for experiments
+    let start: Vec<f64> = std::env::var("FOU_START").map_or(vec![0.7, 0.7, 0.5], |v| {
+        v.split(',').filter_map(|x| x.parse().ok()).collect()
+    });
+    let mut p = hold.map_or(start, |h| vec![THETA, SIGMA, h]);
     p.extend(net.init_params(seed, 0.3));
     let mut adam = Adam::new(0.02)?;
     let mut tail = Vec::new();
     let iters = setting("FOU_ITERS", ITERS);
+    // the first iterations train the control alone (FOU_WARMUP)
+    let warmup = setting("FOU_WARMUP", 0);
     for it in 0..iters {
         let mut g = vec![0.0; p.len()];
-        for (j, obs) in data.iter().enumerate() {
-            let s = 7_000_000 + (seed * iters as u64 + it as u64) * PATHS as u64 + j as u64;
-            let (_, dp) = neg_elbo_grad((&mw, &driver), net, &p, obs, s, true)?;
+        // the paths' gradients in parallel (rayon), summed in path order
+        let grads = data
+            .par_iter()
+            .enumerate()
+            .map(|(j, obs)| {
+                let s = 7_000_000 + (seed * iters as u64 + it as u64) * PATHS as u64 + j as u64;
+                neg_elbo_grad((&mw, &driver), net, &p, obs, s, true)
+                    .map(|r| r.1)
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        for dp in grads {
             for (a, b) in g.iter_mut().zip(dp) {
                 *a += b / (PATHS * data[0].len()) as f64;
             }
         }
-        if hold.is_some() {
+        if hold.is_some() || it < warmup {
             // the control learns alone, the model's θ, σ, H held
             g[..3].fill(0.0);
         }
@@ -519,20 +604,26 @@ fn elbo_at(
     let driver = mw.noise();
     let mut p = fit.params.clone();
     p[2] = hurst;
-    let mut total = 0.0;
-    for s in 0..4u64 {
-        for (j, obs) in data.iter().enumerate() {
-            total -= neg_elbo_grad(
+    let runs: Vec<(u64, usize)> = (0..4u64)
+        .flat_map(|s| (0..data.len()).map(move |j| (s, j)))
+        .collect();
+    let total: f64 = runs
+        .par_iter()
+        .map(|&(s, j)| {
+            neg_elbo_grad(
                 (&mw, &driver),
                 net,
                 &p,
-                obs,
+                &data[j],
                 90_000 + 100 * s + j as u64,
                 false,
-            )?
-            .0;
-        }
-    }
+            )
+            .map(|r| -r.0)
+            .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?
+        .iter()
+        .sum();
     Ok(total / (4 * PATHS * data[0].len()) as f64)
 }
 
@@ -555,16 +646,35 @@ struct Curves {
 fn main() -> ExampleResult<()> {
     let start = Instant::now();
     let gammas = gamma_grid_by_gamma_max(K, GAMMA_MAX, 0.0)?;
-    // X, Z, the two data features; and the history and the bridge rate
-    let modes = if with_modes() { K } else { 0 };
-    let nf = modes + if plain() { K + 3 } else { 2 * K + 4 };
-    let net = Mlp::new(&[nf, setting("FOU_HIDDEN", HIDDEN), 1], Activation::Tanh);
+    // X, (history), Z, (modes), the two data features, (bridge), (next2)
+    let nf = 1
+        + K * (1 + usize::from(with_modes()) + usize::from(control_has("hist")))
+        + 2
+        + usize::from(control_has("bridge"))
+        + 2 * usize::from(control_has("next2"));
+    let nf = if control_has("gated") {
+        if every() > GATES {
+            return Err(format!("gated features need FOU_EVERY ≤ {GATES}").into());
+        }
+        nf * every()
+    } else {
+        nf
+    };
+    let hidden = setting("FOU_HIDDEN", HIDDEN);
+    // a hidden width of 0: a linear control
+    let sizes = if hidden == 0 {
+        vec![nf, 1]
+    } else {
+        vec![nf, hidden, 1]
+    };
+    let net = Mlp::new(&sizes, Activation::Tanh);
     let grid: Vec<f64> = (5..=95).map(|i| i as f64 / 100.0).collect();
     let mut curves = Vec::new();
     println!(
         "fractional OU, type II, K = {K} modes (γ_max = {GAMMA_MAX}), θ = {THETA}, σ = {SIGMA}; \
-         {PATHS} paths × {} observations (σ_obs = {SIGMA_OBS}) on [0, {T1}]",
-        STEPS / EVERY
+         {PATHS} paths × {} observations (σ_obs = {}) on [0, {T1}]",
+        OBS,
+        sigma_obs()
     );
     let truths: Vec<f64> = std::env::var("FOU_TRUTHS").map_or(vec![0.3, 0.7], |v| {
         v.split(',').filter_map(|x| x.parse().ok()).collect()
