@@ -36,7 +36,8 @@ impl GenericField for Df {
 struct Ctl;
 impl GenericField for Ctl {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, t: D, y: &[D], p: &[D], u: &mut [D]) {
-        u[0] = p[3] + p[4] * y[0] + p[5] * y[1] + p[6] * t + p[7] * (y[5] + y[1]).sin() + p[8] * y[7];
+        u[0] =
+            p[3] + p[4] * y[0] + p[5] * y[1] + p[6] * t + p[7] * (y[5] + y[1]).sin() + p[8] * y[7];
     }
 }
 
@@ -54,9 +55,15 @@ fn prior(
     p: &[f64],
     x0: f64,
 ) -> Problem<Generic<Dr>, Generic<Df>, sdeflow::fractional::FractionalNoise> {
-    Problem::sde_field(Generic(Dr), Generic(Df), Noise::Diagonal, vec![x0], (0.0, 1.0))
-        .params(p.to_vec())
-        .driver(mw.noise())
+    Problem::sde_field(
+        Generic(Dr),
+        Generic(Df),
+        Noise::Diagonal,
+        vec![x0],
+        (0.0, 1.0),
+    )
+    .params(p.to_vec())
+    .driver(mw.noise())
 }
 
 #[test]
@@ -74,7 +81,12 @@ fn zero_control_reproduces_the_prior_path_and_its_modes() {
     let post = posterior_with_modes(pr.clone(), Generic(Zero), &mw).expect("posterior");
     let layout = post.drift.layout();
     assert_eq!(
-        (layout.shift(), layout.prior_modes(), layout.kl(), layout.dim()),
+        (
+            layout.shift(),
+            layout.prior_modes(),
+            layout.kl(),
+            layout.dim()
+        ),
         (1..5, 5..9, 9, 10)
     );
     let opts = Options::default().fixed_step(1.0 / 64.0).seed(11);
@@ -128,29 +140,93 @@ fn gradients_through_the_modal_posterior_match_central_differences() {
         .fixed_step(1.0 / 64.0)
         .seed(5)
         .save_at(SaveAt::T1);
-    let solver = FractionalModalEuler::new(mw.clone(), layout.prior_modes().start);
-    let g = grad(
-        &build(&p, &x0),
-        solver.clone(),
-        &opts,
-        &loss,
-        Adjoint::Discrete { checkpoints: 3 },
-    )
-    .expect("grad");
-    let f = |q: &[f64], y: &[f64]| common::loss_of_solve(&build(q, y), solver.clone(), &opts, &loss);
-    assert!(g.loss.is_finite());
-    // the control does read the modes: dL/dp7 and dL/dp8 are not 0
-    assert!(g.dp[7].abs() > 1e-6 && g.dp[8].abs() > 1e-6, "{:?}", g.dp);
-    for j in 0..p.len() {
-        let fd = common::central_difference(|q| f(q, &x0), &p, j, 1e-5);
-        let rel = (g.dp[j] - fd).abs() / fd.abs().max(1e-3);
-        println!("p[{j}]: adjoint {:.10e}, FD {fd:.10e}, rel {rel:.1e}", g.dp[j]);
-        assert!(rel < 1e-6, "p[{j}]: {} vs {fd}", g.dp[j]);
+    let euler = FractionalModalEuler::new(mw.clone(), layout.prior_modes().start);
+    let exact = euler.clone().exact_shift(layout.shift().start);
+    for (name, solver) in [("Euler shift", euler), ("exact shift", exact)] {
+        let g = grad(
+            &build(&p, &x0),
+            solver.clone(),
+            &opts,
+            &loss,
+            Adjoint::Discrete { checkpoints: 3 },
+        )
+        .expect("grad");
+        let f = |q: &[f64], y: &[f64]| {
+            common::loss_of_solve(&build(q, y), solver.clone(), &opts, &loss)
+        };
+        assert!(g.loss.is_finite());
+        // the control does read the modes: dL/dp7 and dL/dp8 are not 0
+        assert!(g.dp[7].abs() > 1e-6 && g.dp[8].abs() > 1e-6, "{:?}", g.dp);
+        for j in 0..p.len() {
+            let fd = common::central_difference(|q| f(q, &x0), &p, j, 1e-5);
+            let rel = (g.dp[j] - fd).abs() / fd.abs().max(1e-3);
+            println!(
+                "{name} p[{j}]: adjoint {:.10e}, FD {fd:.10e}, rel {rel:.1e}",
+                g.dp[j]
+            );
+            assert!(rel < 1e-6, "{name} p[{j}]: {} vs {fd}", g.dp[j]);
+        }
+        let fd = common::central_difference(|y| f(&p, y), &x0, 0, 1e-5);
+        let rel = (g.dy0[0] - fd).abs() / fd.abs().max(1e-3);
+        println!(
+            "{name} x0: adjoint {:.10e}, FD {fd:.10e}, rel {rel:.1e}",
+            g.dy0[0]
+        );
+        assert!(rel < 1e-6, "{name} x0: {} vs {fd}", g.dy0[0]);
     }
-    let fd = common::central_difference(|y| f(&p, y), &x0, 0, 1e-5);
-    let rel = (g.dy0[0] - fd).abs() / fd.abs().max(1e-3);
-    println!("x0: adjoint {:.10e}, FD {fd:.10e}, rel {rel:.1e}", g.dy0[0]);
-    assert!(rel < 1e-6, "x0: {} vs {fd}", g.dy0[0]);
+}
+
+#[test]
+fn exact_shift_steps_the_posterior_modes_exactly_at_any_gamma_h() {
+    // X = σ B̂_H (b = 0, s = σ = 0.8), u ≡ 0.6, type II, K = 4 with
+    // γ_max = 200 and h = 1/16 (γ_max h = 12.5: Euler's shift would blow
+    // up): Z_k(t) = u (1 − e^{−γ_k t})/γ_k and X^post(t) − X^prior(t) =
+    // σ Σ_k ω_k Z_k(t) at every step to 1e-12, KL(t) = ½ u² t.
+    let gammas = gamma_grid_by_gamma_max(4, 200.0, 0.0).expect("grid");
+    let mw = ModeWeights::new(FbmType::RiemannLiouville, Hurst::Fixed(0.3), 1.0, &gammas)
+        .expect("weights");
+    let (w, _) = mw.weights(&[]).expect("weights");
+    let (sigma, u0) = (0.8, 0.6);
+    let pr = Problem::sde(
+        |_t: f64, _y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = 0.0,
+        move |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = sigma,
+        Noise::Diagonal,
+        vec![0.0],
+        (0.0, 1.0),
+    )
+    .driver(mw.noise());
+    let post = posterior_with_modes(
+        pr.clone(),
+        generic_field!([u0: f64] |_t, _y, _p, u| u[0] = _t * 0.0 + u0),
+        &mw,
+    )
+    .expect("posterior");
+    let layout = post.drift.layout();
+    let solver = FractionalModalEuler::new(mw.clone(), layout.prior_modes().start)
+        .exact_shift(layout.shift().start);
+    let opts = Options::default().fixed_step(1.0 / 16.0).seed(2);
+    let a = solve(&pr, FractionalEuler::new(mw.clone()), opts.clone()).expect("prior");
+    let b = solve(&post, solver, opts).expect("posterior");
+    let na = layout.dim();
+    for (i, &t) in b.ts.iter().enumerate() {
+        let row = &b.ys[i * na..(i + 1) * na];
+        let z: Vec<f64> = gammas.iter().map(|g| u0 * -(-g * t).exp_m1() / g).collect();
+        for k in 0..4 {
+            assert!(
+                (row[1 + k] - z[k]).abs() < 1e-12,
+                "Z_{k}({t}): {} vs {}",
+                row[1 + k],
+                z[k]
+            );
+        }
+        let shift: f64 = sigma * (0..4).map(|k| w[k] * z[k]).sum::<f64>();
+        assert!(
+            (row[0] - a.ys[i] - shift).abs() < 1e-12,
+            "X shift at {t}: {} vs {shift}",
+            row[0] - a.ys[i]
+        );
+        assert!((row[layout.kl()] - 0.5 * u0 * u0 * t).abs() < 1e-12);
+    }
 }
 
 #[test]
@@ -161,10 +237,14 @@ fn modal_euler_refuses_a_modes_block_past_the_state() {
     let gammas = gamma_grid(4, 0.3, 1.0).expect("grid");
     let mw = ModeWeights::new(FbmType::RiemannLiouville, Hurst::Fixed(0.3), 1.0, &gammas)
         .expect("weights");
-    let post = posterior_with_modes(prior(&mw, &[0.6, 0.9], 0.0), Generic(Zero), &mw)
-        .expect("posterior");
+    let post =
+        posterior_with_modes(prior(&mw, &[0.6, 0.9], 0.0), Generic(Zero), &mw).expect("posterior");
     let opts = Options::default().fixed_step(1.0 / 16.0);
-    match solve(&post, FractionalModalEuler::new(mw.clone(), 7), opts.clone()) {
+    match solve(
+        &post,
+        FractionalModalEuler::new(mw.clone(), 7),
+        opts.clone(),
+    ) {
         Err(e) => {
             assert!(matches!(e, SolveError::DimensionMismatch { .. }), "{e}");
             common::assert_says(&e, &["FractionalModalEuler", "prior_modes"]);
@@ -182,6 +262,18 @@ fn modal_euler_refuses_a_modes_block_past_the_state() {
     match solve(&post, FractionalModalEuler::new(other, 5), opts.clone()) {
         Err(e) => common::assert_says(&e, &["FractionalModalEuler", "modes"]),
         Ok(_) => panic!("weights of other modes were accepted"),
+    }
+    // an exact-shift block past the state is refused
+    match solve(
+        &post,
+        FractionalModalEuler::new(mw.clone(), 5).exact_shift(8),
+        opts.clone(),
+    ) {
+        Err(e) => {
+            assert!(matches!(e, SolveError::DimensionMismatch { .. }), "{e}");
+            common::assert_says(&e, &["shift", "exact_shift"]);
+        }
+        Ok(_) => panic!("a shift block past the state was accepted"),
     }
     // a non-finite initial state is refused
     let mut bad = post.clone();

@@ -22,13 +22,13 @@
 //! cotangent of `Y` through unchanged.
 
 use super::driven::{DrivenCache, DrivenVjpWork, driven_solver, driven_step_vjp};
-use super::euler::{euler_step, euler_step_vjp};
+use super::euler::{euler_step, euler_step_vjp, exact_shift_excess};
 use super::ou_tree::FractionalNoise;
 use super::weights::ModeWeights;
 use crate::error::SolveError;
 use crate::field::{Diffusion, DiffusionVjp, Drift, DriftVjp};
 use crate::problem::Problem;
-use crate::sde::Integrates;
+use crate::sde::{Integrates, add_noise};
 use crate::solver::{StepArgs, StepOut, StepStatus};
 use crate::step_vjp::VjpArgs;
 
@@ -64,17 +64,42 @@ pub struct FractionalModalEuler {
     pub weights: ModeWeights,
     /// Where the modes' block starts in the state.
     pub modes_at: usize,
+    /// Where the posterior's shift `Z` starts, when it is stepped exactly
+    /// ([`FractionalModalEuler::exact_shift`]).
+    pub shift_at: Option<usize>,
 }
 
 impl FractionalModalEuler {
     /// The method with the modes' weights `weights`, the modes' block of
     /// the state starting at `modes_at`.
     pub fn new(weights: ModeWeights, modes_at: usize) -> Self {
-        FractionalModalEuler { weights, modes_at }
+        FractionalModalEuler {
+            weights,
+            modes_at,
+            shift_at: None,
+        }
+    }
+
+    /// Steps the block of `m K` components at `shift_at` exactly, as the
+    /// shift `Z` of a posterior ([`super::PosteriorLayout::shift`]): its
+    /// drift rows must be `−γ_k Z_jk + u_j` and the drift of the other
+    /// rows must contain `s Σ_k ω_k (u_j − γ_k Z_jk)`, as
+    /// [`super::PosteriorDrift`]'s do. The step then holds `u` over the
+    /// step and integrates `Z` exactly, `Z' = e^{−γh} Z + (1 − e^{−γh}) u/γ`
+    /// (any `γ h`; Euler needs `γ_max h < 2`), and moves `X` by
+    /// `s Σ_k ω_k ΔZ_k` of that exact shift: the posterior is then exactly
+    /// the prior driven by `W` with the drift `u` held over each step,
+    /// whose KL is `½ Σ |u|² h`, the `KL` component's Euler sum.
+    pub fn exact_shift(mut self, shift_at: usize) -> Self {
+        self.shift_at = Some(shift_at);
+        self
     }
 
     /// The modes' block fits in the state.
-    fn check_modes<F, G>(&self, problem: &Problem<F, G, FractionalNoise>) -> Result<(), SolveError> {
+    fn check_modes<F, G>(
+        &self,
+        problem: &Problem<F, G, FractionalNoise>,
+    ) -> Result<(), SolveError> {
         let n = problem.y0.len();
         let m = problem.noise.map_or(n, |noise| noise.brownian_dim(n));
         let len = m * self.weights.gammas().len();
@@ -93,6 +118,19 @@ impl FractionalModalEuler {
                 ),
             });
         }
+        if let Some(at) = self.shift_at {
+            if at + len > n {
+                return Err(SolveError::DimensionMismatch {
+                    what: "FractionalModalEuler shift block".into(),
+                    expected: at + len,
+                    found: Some(n),
+                    hint: format!(
+                        "the posterior's shift Z ({len} components) starts at {at}: give \
+                         PosteriorLayout::shift().start to exact_shift"
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -102,6 +140,7 @@ impl FractionalModalEuler {
         c: &mut DrivenCache,
         a: StepArgs<'_, F, G>,
     ) -> StepStatus {
+        let at_h = a.at.h;
         let StepArgs {
             fields,
             at,
@@ -126,6 +165,22 @@ impl FractionalModalEuler {
         for (v, d) in y_new[self.modes_at..].iter_mut().zip(noise.modes) {
             *v += d;
         }
+        if let Some(at) = self.shift_at {
+            // the exact shift's excess over Euler's, c_k b_Z, on Z and
+            // through s Σ ω_k c_k b_Z on X (`db` is free after the step)
+            let (gammas, k) = (self.weights.gammas(), self.weights.gammas().len());
+            for j in 0..c.db.len() {
+                let mut e = 0.0;
+                for (l, &gamma) in gammas.iter().enumerate() {
+                    let i = at + j * k + l;
+                    let extra = exact_shift_excess(gamma, at_h) * c.f[i];
+                    y_new[i] += extra;
+                    e += c.w[l] * extra;
+                }
+                c.db[j] = e;
+            }
+            add_noise(c.noise, &c.g, &c.db, 1.0, y_new);
+        }
         status
     }
 
@@ -134,7 +189,8 @@ impl FractionalModalEuler {
         w: &mut DrivenVjpWork,
         a: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
-        euler_step_vjp("FractionalModalEuler", w, a)
+        let shift = self.shift_at.map(|at| (at, self.weights.gammas()));
+        euler_step_vjp("FractionalModalEuler", w, a, shift)
     }
 }
 

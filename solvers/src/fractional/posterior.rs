@@ -321,7 +321,7 @@ impl Scratch {
 }
 
 /// `out_j = Σ_i S_ij v_i`: the transpose of [`add_noise`] in the noise.
-fn noise_transpose(noise: Noise, g: &[f64], v: &[f64], out: &mut [f64]) {
+pub(super) fn noise_transpose(noise: Noise, g: &[f64], v: &[f64], out: &mut [f64]) {
     let n = v.len();
     match noise {
         Noise::Scalar => out[0] = g.iter().zip(v).map(|(a, b)| a * b).sum(),
