@@ -36,7 +36,8 @@
 //!   in the state too, [`posterior_with_modes`] on `(X, Z, Y, KL)`, whose
 //!   control sees the full Markov state, stepped by
 //!   [`FractionalModalEuler`] (`modal_euler.rs`: Euler with the driver's
-//!   exact mode increments written into the state).
+//!   exact mode increments written into the state, and optionally the
+//!   shift `Z` stepped exactly).
 //!
 //! Two types of fBM ([`FbmType`]): I, Mandelbrot–Van Ness (the standard fBM,
 //! stationary increments), and II, Riemann–Liouville (no past). The

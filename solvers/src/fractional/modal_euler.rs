@@ -20,6 +20,14 @@
 //! [`super::FractionalEuler`]'s: `ΔY` depends on neither the state nor the
 //! parameters (the `γ` grid is fixed), so the extra term passes the
 //! cotangent of `Y` through unchanged.
+//!
+//! [`FractionalModalEuler::exact_shift`] also steps a posterior's shift
+//! `Z` exactly (`dZ_k = (−γ_k Z_k + u) dt` with `u` held over the step,
+//! the exponential-Euler step `Z' = Z + φ1(−γ_k h) h (−γ_k Z + u)`), and
+//! moves `X` by the matching fBM shift: the Euler step plus
+//! `c_k (−γ_k Z_k + u)` on `Z` and `s Σ_k ω_k c_k (−γ_k Z_k + u)` on `X`,
+//! `c_k = φ1(−γ_k h) h − h`; its VJP adds those terms' (the drift's VJP
+//! on the `Z` rows, the diffusion's, and `dω/dH`).
 
 use super::driven::{DrivenCache, DrivenVjpWork, driven_solver, driven_step_vjp};
 use super::euler::{euler_step, euler_step_vjp, exact_shift_excess};

@@ -35,9 +35,11 @@
 //! `Y` rows stepped by [`super::FractionalModalEuler`] from the driver's
 //! exact increments, and the control `u(t, [X, Z, Y], p)` a function of
 //! the full Markov state. The shift `Z` and the `KL` are stepped by the
-//! solver's own scheme (Euler for [`super::FractionalEuler`] and
+//! solver's own scheme: Euler for [`super::FractionalEuler`] and
 //! [`super::FractionalModalEuler`], so `γ_max · h < 2` for `Z` to be
-//! stable; the prior part keeps its exact modes).
+//! stable (the prior part keeps its exact modes); exactly, with `u` held
+//! over each step, by [`super::FractionalModalEuler::exact_shift`], which
+//! makes `½ Σ |u|² h` the simulated posterior's exact KL.
 
 use std::cell::RefCell;
 
