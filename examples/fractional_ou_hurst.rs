@@ -79,7 +79,8 @@ use sdeflow::adjoint::Differentiable;
 use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::fractional::{
     FbmType, FractionalEuler, FractionalModalEuler, FractionalNoise, Hurst, ModeWeights,
-    PosteriorDiffusion, PosteriorDrift, gamma_grid_by_gamma_max, posterior, posterior_with_modes,
+    PosteriorDiffusion, PosteriorDrift, PosteriorProblem, gamma_grid_by_gamma_max, posterior,
+    posterior_with_modes,
 };
 use sdeflow::nn::{Activation, Mlp};
 use sdeflow::prelude::*;
@@ -486,7 +487,7 @@ fn neg_elbo_grad(
 
 /// `−ELBO` (and its gradient) of the posterior `prob` solved by `solver`.
 fn elbo_solve<F, G, U, S>(
-    prob: &Problem<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>,
+    prob: &PosteriorProblem<F, G, U>,
     solver: S,
     obs: &[f64],
     opts: &Options,

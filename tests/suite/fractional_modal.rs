@@ -13,21 +13,7 @@ use sdeflow::fractional::{
 use sdeflow::prelude::*;
 
 use crate::common;
-
-#[derive(Clone, Copy)]
-struct Dr;
-impl GenericField for Dr {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = -p[0] * y[0] + (y[0] * 0.5).sin() * 0.2;
-    }
-}
-#[derive(Clone, Copy)]
-struct Df;
-impl GenericField for Df {
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
-        g[0] = p[1] * (D::from(1.0) + y[0].cos() * 0.2);
-    }
-}
+use crate::fractional_posterior::{Df, Dr};
 
 /// The control `u = p3 + p4 X + p5 Z_1 + p6 t + p7 sin(Y_1 + Z_1) + p8 Y_3`
 /// for `n = 1`, `K = 4` (`Z` at 1..5, `Y` at 5..9): it reads the prior's

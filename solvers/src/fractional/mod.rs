@@ -76,7 +76,8 @@ pub use markov::{
 pub use modal_euler::FractionalModalEuler;
 pub use ou_tree::{FractionalNoise, OuTree};
 pub use posterior::{
-    PosteriorDiffusion, PosteriorDrift, PosteriorLayout, posterior, posterior_with_modes,
+    PosteriorDiffusion, PosteriorDrift, PosteriorLayout, PosteriorProblem, posterior,
+    posterior_with_modes,
 };
 pub use weights::{Hurst, ModeWeights};
 

@@ -114,6 +114,11 @@ pub struct PosteriorDrift<F, G, U> {
     layout: PosteriorLayout,
 }
 
+/// The posterior problem [`posterior`] and [`posterior_with_modes`] build:
+/// the prior `F`, `G` under the control `U`, on the prior's driver.
+pub type PosteriorProblem<F, G, U> =
+    Problem<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>;
+
 /// The posterior's augmented diffusion: the prior's in the `X` rows of an
 /// `(n + m K + 1) × m` general-noise matrix, zero in the `Z` and `KL` rows.
 #[derive(Debug, Clone)]
@@ -151,12 +156,11 @@ pub struct PosteriorDiffusion<G> {
 /// assert!((sol.last()[kl] - 0.5 * 0.7 * 0.7).abs() < 1e-12); // ½ u² T
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[allow(clippy::type_complexity)]
 pub fn posterior<F, G, U>(
     prior: Problem<F, G, FractionalNoise>,
     control: U,
     weights: &ModeWeights,
-) -> Result<Problem<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>, SolveError>
+) -> Result<PosteriorProblem<F, G, U>, SolveError>
 where
     F: Drift + Clone,
     G: Diffusion + Clone,
@@ -199,12 +203,11 @@ where
 /// assert!(sol.last()[9] > 0.0); // the KL it cost
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[allow(clippy::type_complexity)]
 pub fn posterior_with_modes<F, G, U>(
     prior: Problem<F, G, FractionalNoise>,
     control: U,
     weights: &ModeWeights,
-) -> Result<Problem<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>, SolveError>
+) -> Result<PosteriorProblem<F, G, U>, SolveError>
 where
     F: Drift + Clone,
     G: Diffusion + Clone,
@@ -213,13 +216,12 @@ where
     build(prior, control, weights, true)
 }
 
-#[allow(clippy::type_complexity)]
 fn build<F, G, U>(
     prior: Problem<F, G, FractionalNoise>,
     control: U,
     weights: &ModeWeights,
     modes: bool,
-) -> Result<Problem<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>, SolveError>
+) -> Result<PosteriorProblem<F, G, U>, SolveError>
 where
     F: Drift + Clone,
     G: Diffusion + Clone,
