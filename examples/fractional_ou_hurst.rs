@@ -24,11 +24,12 @@
 //!   and the network's weights, gradients through the solver (`grad`,
 //!   discrete adjoint; `H` through `dω/dH`).
 //!
-//! Measured (3 data seeds each, release, 179 s with the machine's load
-//! near 10 on 2 cores; paths in parallel): the exact likelihood recovers
-//! H = 0.303 ± 0.006 and 0.703 ± 0.006; the ELBO 0.398 ± 0.008
-//! (0.390, 0.407, 0.398) for H = 0.3 and 0.552 ± 0.014 (0.562, 0.559,
-//! 0.536) for H = 0.7, σ biased low (0.79, 0.64 for the true 1.0). **The
+//! Measured (3 data seeds each, release): 170 s wall, 62 s of CPU, with
+//! the machine's load near 9 on 2 cores (paths in parallel; the same
+//! numbers at any thread count). The exact likelihood recovers
+//! H = 0.303 ± 0.006 and 0.703 ± 0.006; the ELBO 0.407 ± 0.015
+//! (0.393, 0.404, 0.423) for H = 0.3 and 0.560 ± 0.022 (0.575, 0.571,
+//! 0.534) for H = 0.7, σ biased low (0.85, 0.64 for the true 1.0). **The
 //! goal, within 0.05 of the truth for both, is not met**: both estimates
 //! are pulled toward ½. With the shift Euler-stepped (`FOU_EULER_SHIFT`):
 //! 0.370 ± 0.009 and 0.537 ± 0.016 (347 s, load ~10).
