@@ -38,7 +38,7 @@
 //! - The control of `(X, Z)` only (`FOU_CONTROL=` empty, the earlier
 //!   default, Euler shift): 0.337 ± 0.006 and 0.436 ± 0.031. Adding the
 //!   modes (`modes`, the default) moves H = 0.7 up by 0.10 and H = 0.3 up
-//!   by 0.03 (Euler shift); the exact shift another 0.015 and 0.03.
+//!   by 0.03 (Euler shift); the exact shift another 0.02 and 0.04.
 //! - The gap of the ELBO to the exact log-likelihood at the truth (`θ, σ`
 //!   held, only the control trained, `FOU_HOLD=0.7 FOU_TRUTHS=0.7`), nats
 //!   per observation (Euler shift unless said): `(X, Z)` + history +

@@ -126,18 +126,16 @@ impl FractionalModalEuler {
                 ),
             });
         }
-        if let Some(at) = self.shift_at {
-            if at + len > n {
-                return Err(SolveError::DimensionMismatch {
-                    what: "FractionalModalEuler shift block".into(),
-                    expected: at + len,
-                    found: Some(n),
-                    hint: format!(
-                        "the posterior's shift Z ({len} components) starts at {at}: give \
-                         PosteriorLayout::shift().start to exact_shift"
-                    ),
-                });
-            }
+        if let Some(at) = self.shift_at.filter(|&at| at + len > n) {
+            return Err(SolveError::DimensionMismatch {
+                what: "FractionalModalEuler shift block".into(),
+                expected: at + len,
+                found: Some(n),
+                hint: format!(
+                    "the posterior's shift Z ({len} components) starts at {at}: give \
+                     PosteriorLayout::shift().start to exact_shift"
+                ),
+            });
         }
         Ok(())
     }
