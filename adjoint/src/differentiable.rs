@@ -25,7 +25,9 @@ use sdeflow_solvers::expint::{
     ConvolutionNoise, CovarianceNoise, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad,
     LawsonEuler, LinearPartVjp, Semilinear, StochasticExpEuler,
 };
-use sdeflow_solvers::fractional::{FractionalEuler, FractionalHeun, FractionalNoise};
+use sdeflow_solvers::fractional::{
+    FractionalEuler, FractionalHeun, FractionalModalEuler, FractionalNoise,
+};
 use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
 };
@@ -249,7 +251,7 @@ macro_rules! differentiable_fractional {
         }
     )*};
 }
-differentiable_fractional!(FractionalEuler, FractionalHeun);
+differentiable_fractional!(FractionalEuler, FractionalHeun, FractionalModalEuler);
 
 /// Implements [`Differentiable`] through the discrete adjoint (the step VJPs;
 /// losses on step ends) for ODE solvers of one drift type: the exponential

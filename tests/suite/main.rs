@@ -30,6 +30,7 @@ mod extension;
 mod extension_sde;
 mod faults;
 mod fractional;
+mod fractional_modal;
 mod fractional_posterior;
 mod fractional_sde;
 mod gradients;
