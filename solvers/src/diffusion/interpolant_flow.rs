@@ -40,6 +40,21 @@ fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
     r
 }
 
+/// `out += c · m(t, y, p)` for a model `m` (its output in a scratch
+/// buffer; `c = 0` evaluates nothing).
+fn add_scaled<M: Drift>(m: &M, c: f64, at: (f64, &[f64], &[f64]), out: &mut [f64]) {
+    if c == 0.0 {
+        return;
+    }
+    let (t, y, p) = at;
+    with_scratch(y.len(), |s| {
+        m.drift(t, y, p, s);
+        for (o, si) in out.iter_mut().zip(s.iter()) {
+            *o += c * si;
+        }
+    });
+}
+
 /// `out += c · (vᵀ ∂m/∂(y, p))` for a model `m` whose VJP adds
 /// `vᵀ ∂m`: the accumulators are divided by `c`, the VJP added, and the
 /// sum multiplied back (no buffer; `c = 0` adds nothing).
@@ -76,14 +91,7 @@ impl<V: Drift, S: Drift, I: Interpolant> Drift for VelocityFromVs<V, S, I> {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         let gg = self.interpolant.coefficients(t).gamma_gamma_dot;
         self.v.drift(t, y, p, dy);
-        if gg != 0.0 {
-            with_scratch(y.len(), |s| {
-                self.s.drift(t, y, p, s);
-                for (o, si) in dy.iter_mut().zip(s.iter()) {
-                    *o -= gg * si;
-                }
-            });
-        }
+        add_scaled(&self.s, -gg, (t, y, p), dy);
     }
 
     fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
@@ -154,14 +162,7 @@ impl<B: Drift, S: Drift, E: Diffusivity> Drift for InterpolantDrift<B, S, E> {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
         self.b.drift(t, y, p, dy);
         let c = self.sign * eps_at(&self.epsilon, t);
-        if c != 0.0 {
-            with_scratch(y.len(), |s| {
-                self.s.drift(t, y, p, s);
-                for (o, si) in dy.iter_mut().zip(s.iter()) {
-                    *o += c * si;
-                }
-            });
-        }
+        add_scaled(&self.s, c, (t, y, p), dy);
     }
 
     fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
@@ -278,9 +279,14 @@ fn check_epsilon<E: Diffusivity>(e: &E, tspan: (f64, f64)) -> Result<(), SolveEr
 /// (`tspan.1 > tspan.0`), [`SdeDirection::Backward`] runs
 /// `dX = (b − ε s) dt + √(2ε) dW̄` down. Additive noise, one Brownian
 /// motion per entry from the problem's driver (the options' seed fixes the
-/// sample). The score of a one-sided interpolant grows like `1/α(t)²`
-/// near the data end, so choose `ε(t)` that vanishes there like `α²`
-/// (e.g. `ε = c (1 − t)²` for the linear one), or stop short of `t = 1`.
+/// sample). The score's Lipschitz constant near the data end is about
+/// `1/(β² v_min + α²)` for data of smallest variance `v_min` (like `1/α²`
+/// for data on a thin set), so an explicit step needs `h ε ≲` its inverse:
+/// take small steps there, an `ε(t)` that vanishes there (e.g.
+/// `ε = c (1 − t)²` for the linear path), or stop short of `t = 1`.
+/// Solvers: any SDE solver for additive Itô noise —
+/// [`crate::sde::EulerMaruyama`] (the repo's EM step), the order-1.5
+/// [`crate::sde::Sra1`] as the higher-order one.
 ///
 /// ```
 /// use sdeflow_solvers::diffusion::{interpolant_sde, SdeDirection};
