@@ -32,12 +32,26 @@ fn flow_of_a_single_gaussian_matches_its_closed_form() {
     let target = GaussianMixture::new(&[1.0], &[0.5, -1.0, 2.0], &[0.04, 0.25, 1.5]).unwrap();
     let z = normals(3 * 5, 1);
     let paths: [(&str, Box<dyn Fn() -> f64>); 4] = [
-        ("linear, γ = 0", Box::new(|| run(&target, Linear::default(), &z))),
+        (
+            "linear, γ = 0",
+            Box::new(|| run(&target, Linear::default(), &z)),
+        ),
         (
             "linear, γ = √(t(1−t))",
-            Box::new(|| run(&target, Linear { gamma: Gamma::Brownian(1.0) }, &z)),
+            Box::new(|| {
+                run(
+                    &target,
+                    Linear {
+                        gamma: Gamma::Brownian(1.0),
+                    },
+                    &z,
+                )
+            }),
         ),
-        ("trig, γ = 0", Box::new(|| run(&target, Trigonometric::default(), &z))),
+        (
+            "trig, γ = 0",
+            Box::new(|| run(&target, Trigonometric::default(), &z)),
+        ),
         (
             "trig, γ = sin²(πt)/2",
             Box::new(|| {
@@ -97,7 +111,10 @@ fn assert_moments(what: &str, x: &[f64], target: &GaussianMixture) {
         .fold(0.0, f64::max);
     println!("{what}: worst entry {worst_m:.2} SE (mean), {worst_c:.2} SE (cov)");
     assert!(worst_m < 4.0, "{what}: a mean entry is {worst_m:.2} SE off");
-    assert!(worst_c < 4.0, "{what}: a covariance entry is {worst_c:.2} SE off");
+    assert!(
+        worst_c < 4.0,
+        "{what}: a covariance entry is {worst_c:.2} SE off"
+    );
 }
 
 const N: usize = 4000;
@@ -140,9 +157,7 @@ fn sde_samples<E: Diffusivity + Clone>(
     )
     .unwrap()
     .driver(Increments);
-    let opts = Options::default()
-        .fixed_step(1.0 / steps as f64)
-        .seed(seed);
+    let opts = Options::default().fixed_step(1.0 / steps as f64).seed(seed);
     let sol = solve(&prob, EulerMaruyama, opts).unwrap();
     assert_eq!(sol.stats.accepted_steps, steps);
     sol.last().to_vec()
@@ -187,8 +202,12 @@ fn backward_sde_returns_data_to_the_base() {
     )
     .unwrap()
     .driver(Increments);
-    let sol = solve(&prob, EulerMaruyama, Options::default().fixed_step(1.0 / 400.0).seed(32))
-        .unwrap();
+    let sol = solve(
+        &prob,
+        EulerMaruyama,
+        Options::default().fixed_step(1.0 / 400.0).seed(32),
+    )
+    .unwrap();
     let base = GaussianMixture::new(&[1.0], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
     assert_moments("backward SDE to the base", sol.last(), &base);
 }
@@ -209,9 +228,7 @@ fn euler_maruyama_has_strong_order_one_on_the_interpolant_sde() {
     )
     .unwrap();
     let at = |steps: usize, sra: bool| {
-        let opts = Options::default()
-            .fixed_step(1.0 / steps as f64)
-            .seed(42);
+        let opts = Options::default().fixed_step(1.0 / steps as f64).seed(42);
         if sra {
             solve(&prob, Sra1, opts).unwrap().last().to_vec()
         } else {
@@ -271,6 +288,16 @@ fn gradients_through_euler_maruyama_match_finite_differences() {
     // sample; a central difference with δ = 1e-5 errs by O(δ²) ≈ 1e-10
     // relative plus rounding ≈ 1e-11, so 1e-6 relative leaves margin and
     // fails for a missed term (the score's share is ε-weighted, ≈ 1e-1).
+    // forward (base to data) and backward (data to base, in τ = 1 − t)
+    for (dir, span) in [
+        (SdeDirection::Forward, (0.0, 1.0)),
+        (SdeDirection::Backward, (1.0, 0.0)),
+    ] {
+        check_gradient(dir, span);
+    }
+}
+
+fn check_gradient(dir: SdeDirection, span: (f64, f64)) {
     let x0 = [0.4, -1.1, 0.9];
     let p = [0.7, 0.3];
     let eps = |t: f64| 0.8 * (1.0 - t * t);
@@ -279,9 +306,9 @@ fn gradients_through_euler_maruyama_match_finite_differences() {
             Generic(Gauss { score: false }),
             Generic(Gauss { score: true }),
             eps,
-            SdeDirection::Forward,
+            dir,
             x0.to_vec(),
-            (0.0, 1.0),
+            span,
         )
         .unwrap()
         .params(p.to_vec())
@@ -290,8 +317,14 @@ fn gradients_through_euler_maruyama_match_finite_differences() {
         .fixed_step(1.0 / 20.0)
         .seed(5)
         .save_at(SaveAt::T1);
-    let g = grad(&problem(&x0, &p), EulerMaruyama, &opts, &cube_loss, Adjoint::STORE_ALL)
-        .expect("gradient");
+    let g = grad(
+        &problem(&x0, &p),
+        EulerMaruyama,
+        &opts,
+        &cube_loss,
+        Adjoint::STORE_ALL,
+    )
+    .expect("gradient");
     let value = |x: &[f64], p: &[f64]| {
         let sol = solve(&problem(x, p), EulerMaruyama, opts.clone()).unwrap();
         let mut gg = vec![0.0; sol.ys.len()];
@@ -314,7 +347,10 @@ fn gradients_through_euler_maruyama_match_finite_differences() {
         dy0: (0..x0.len()).map(|j| fd(j, false)).collect(),
         ..g.clone()
     };
-    println!("adjoint dp {:?} dy0 {:?}; FD dp {:?} dy0 {:?}", g.dp, g.dy0, fd.dp, fd.dy0);
+    println!(
+        "{dir:?}: adjoint dp {:?} dy0 {:?}; FD dp {:?} dy0 {:?}",
+        g.dp, g.dy0, fd.dp, fd.dy0
+    );
     assert!((g.loss - value(&x0, &p)).abs() < 1e-13);
     assert_gradients_agree(&g, &fd, 1e-6, 1e-2);
     assert!(g.dp.iter().all(|v| v.abs() > 1e-2), "{:?}", g.dp);
@@ -354,19 +390,19 @@ fn bad_input_gives_typed_errors() {
     // t outside [0, 1]
     let e = interpolant_ode(bed.clone(), vec![0.0, 0.0], (-0.1, 1.0)).unwrap_err();
     assert_says(&e, &["[0, 1]", "-0.1"]);
-    let e = interpolant_sde(bed.clone(), s.clone(), 1.0, fwd, vec![0.0; 2], (0.0, 1.5))
-        .unwrap_err();
+    let e =
+        interpolant_sde(bed.clone(), s.clone(), 1.0, fwd, vec![0.0; 2], (0.0, 1.5)).unwrap_err();
     assert_says(&e, &["[0, 1]"]);
     // wrong direction for the span
-    let e = interpolant_sde(bed.clone(), s.clone(), 1.0, fwd, vec![0.0; 2], (1.0, 0.0))
-        .unwrap_err();
+    let e =
+        interpolant_sde(bed.clone(), s.clone(), 1.0, fwd, vec![0.0; 2], (1.0, 0.0)).unwrap_err();
     assert_says(&e, &["Forward", "swap"]);
     // non-finite state
     let e = interpolant_ode(bed.clone(), vec![0.0, f64::NAN], (0.0, 1.0)).unwrap_err();
     assert_says(&e, &["[1]", "not finite"]);
     // ε < 0: a constant, and a closure negative inside the span
-    let e = interpolant_sde(bed.clone(), s.clone(), -0.5, fwd, vec![0.0; 2], (0.0, 1.0))
-        .unwrap_err();
+    let e =
+        interpolant_sde(bed.clone(), s.clone(), -0.5, fwd, vec![0.0; 2], (0.0, 1.0)).unwrap_err();
     assert_says(&e, &["ε", "-0.5", "≥ 0"]);
     let Err(e) = interpolant_sde(
         bed.clone(),
@@ -379,8 +415,15 @@ fn bad_input_gives_typed_errors() {
         panic!("a negative ε(t) was accepted")
     };
     assert_says(&e, &["ε", "≥ 0"]);
-    let e = interpolant_sde(bed.clone(), s.clone(), f64::NAN, fwd, vec![0.0; 2], (0.0, 1.0))
-        .unwrap_err();
+    let e = interpolant_sde(
+        bed.clone(),
+        s.clone(),
+        f64::NAN,
+        fwd,
+        vec![0.0; 2],
+        (0.0, 1.0),
+    )
+    .unwrap_err();
     assert_says(&e, &["ε", "NaN"]);
     // dimension mismatch: 3 entries for 2-dimensional samples
     let prob = interpolant_ode(bed.clone(), vec![0.0; 3], (0.0, 1.0)).unwrap();
@@ -408,6 +451,8 @@ fn bad_input_gives_typed_errors() {
     assert_says(&e, &["finite"]);
     // the closed-form map is for one Gaussian only
     let mut out = [0.0; 2];
-    let e = bed.gaussian_flow_map(0.0, 1.0, &[0.0; 2], &mut out).unwrap_err();
+    let e = bed
+        .gaussian_flow_map(0.0, 1.0, &[0.0; 2], &mut out)
+        .unwrap_err();
     assert_says(&e, &["2 components"]);
 }

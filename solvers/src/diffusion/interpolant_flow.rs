@@ -136,16 +136,20 @@ fn eps_at<E: Diffusivity + ?Sized>(e: &E, t: f64) -> f64 {
 
 /// Which SDE of the family: forward in time (`t: 0 → 1`, drift
 /// `b + ε s`, generation from the base) or backward (`t: 1 → 0`, drift
-/// `b − ε s`, from data to the base).
+/// `b − ε s`, from data to the base). The SDE solvers run forward in
+/// time, so the backward SDE is solved in the reversed time `τ = 1 − t`:
+/// `dX = −(b − ε s)(1 − τ) dτ + √(2ε(1 − τ)) dW_τ`, the same law.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SdeDirection {
     /// `dX = (b + ε s) dt + √(2ε) dW`, run from `t0` up to `t1 > t0`.
     Forward,
-    /// `dX = (b − ε s) dt + √(2ε) dW̄`, run from `t0` down to `t1 < t0`.
+    /// `dX = (b − ε s) dt + √(2ε) dW̄`, run from `t0` down to `t1 < t0`
+    /// (the solution's times are `τ = 1 − t`).
     Backward,
 }
 
-/// The drift `b ± ε(t) s` of the interpolant SDE.
+/// The drift `b + ε(t) s` of the forward interpolant SDE, or
+/// `−(b − ε s)(1 − τ)` of the backward one in the reversed time `τ`.
 #[derive(Debug, Clone)]
 pub struct InterpolantDrift<B, S, E> {
     /// The velocity model `b`.
@@ -154,15 +158,25 @@ pub struct InterpolantDrift<B, S, E> {
     pub s: S,
     /// The diffusion coefficient `ε(t)`.
     pub epsilon: E,
-    /// `+1` forward, `−1` backward.
-    sign: f64,
+    /// Backward: the time is `τ = 1 − t`.
+    reversed: bool,
+}
+
+/// The interpolant's time `t` at the problem's time (`1 − τ` reversed).
+#[inline]
+fn time(reversed: bool, tau: f64) -> f64 {
+    if reversed { 1.0 - tau } else { tau }
 }
 
 impl<B: Drift, S: Drift, E: Diffusivity> Drift for InterpolantDrift<B, S, E> {
-    fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
+    fn drift(&self, tau: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
+        // forward b + ε s; reversed −(b − ε s) = −b + ε s
+        let t = time(self.reversed, tau);
         self.b.drift(t, y, p, dy);
-        let c = self.sign * eps_at(&self.epsilon, t);
-        add_scaled(&self.s, c, (t, y, p), dy);
+        if self.reversed {
+            dy.iter_mut().for_each(|v| *v = -*v);
+        }
+        add_scaled(&self.s, eps_at(&self.epsilon, t), (t, y, p), dy);
     }
 
     fn check_dims(&self, n: usize, n_params: usize) -> Result<(), SolveError> {
@@ -172,10 +186,14 @@ impl<B: Drift, S: Drift, E: Diffusivity> Drift for InterpolantDrift<B, S, E> {
 }
 
 impl<B: DriftVjp, S: DriftVjp, E: Diffusivity> DriftVjp for InterpolantDrift<B, S, E> {
-    fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        let c = self.sign * eps_at(&self.epsilon, t);
-        scaled_vjp(&self.s, c, (t, y, p), v, oy, op);
-        self.b.drift_vjp(t, y, p, v, oy, op);
+    fn drift_vjp(&self, tau: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
+        let t = time(self.reversed, tau);
+        scaled_vjp(&self.s, eps_at(&self.epsilon, t), (t, y, p), v, oy, op);
+        if self.reversed {
+            scaled_vjp(&self.b, -1.0, (t, y, p), v, oy, op);
+        } else {
+            self.b.drift_vjp(t, y, p, v, oy, op);
+        }
     }
 }
 
@@ -185,10 +203,13 @@ impl<B: DriftVjp, S: DriftVjp, E: Diffusivity> DriftVjp for InterpolantDrift<B, 
 pub struct InterpolantNoise<E> {
     /// The diffusion coefficient `ε(t)`.
     pub epsilon: E,
+    /// Backward: the time is `τ = 1 − t`.
+    reversed: bool,
 }
 
 impl<E: Diffusivity> Diffusion for InterpolantNoise<E> {
-    fn diffusion(&self, t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]) {
+    fn diffusion(&self, tau: f64, _y: &[f64], _p: &[f64], g: &mut [f64]) {
+        let t = time(self.reversed, tau);
         g.fill((2.0 * eps_at(&self.epsilon, t)).sqrt());
     }
 }
@@ -277,7 +298,8 @@ fn check_epsilon<E: Diffusivity>(e: &E, tspan: (f64, f64)) -> Result<(), SolveEr
 /// `|t| ...`), from `x0` at `tspan.0` to `tspan.1` in `[0, 1]`:
 /// [`SdeDirection::Forward`] runs `dX = (b + ε s) dt + √(2ε) dW` up
 /// (`tspan.1 > tspan.0`), [`SdeDirection::Backward`] runs
-/// `dX = (b − ε s) dt + √(2ε) dW̄` down. Additive noise, one Brownian
+/// `dX = (b − ε s) dt + √(2ε) dW̄` down (as a forward SDE in `τ = 1 − t`:
+/// the problem's span and the solution's times are in `τ`). Additive noise, one Brownian
 /// motion per entry from the problem's driver (the options' seed fixes the
 /// sample). The score's Lipschitz constant near the data end is about
 /// `1/(β² v_min + α²)` for data of smallest variance `v_min` (like `1/α²`
@@ -313,35 +335,28 @@ pub fn interpolant_sde<B: Drift, S: Drift, E: Diffusivity + Clone>(
     check_span(tspan)?;
     let x0 = x0.into();
     check_state(&x0)?;
-    let (sign, forward) = match direction {
-        SdeDirection::Forward => (1.0, tspan.1 > tspan.0),
-        SdeDirection::Backward => (-1.0, tspan.1 < tspan.0),
-    };
-    if !forward {
+    let reversed = direction == SdeDirection::Backward;
+    if (tspan.1 > tspan.0) == reversed {
         return Err(SolveError::InvalidInput {
             what: "interpolant SDE tspan".into(),
             reason: format!(
                 "{direction:?} runs {} in time, but the span is {tspan:?}; swap its ends or \
                  the direction",
-                if sign > 0.0 { "up" } else { "down" }
+                if reversed { "down" } else { "up" }
             ),
         });
     }
     check_epsilon(&epsilon, tspan)?;
     let noise = InterpolantNoise {
         epsilon: epsilon.clone(),
+        reversed,
     };
     let drift = InterpolantDrift {
         b,
         s,
         epsilon,
-        sign,
+        reversed,
     };
-    Ok(Problem::sde_field(
-        drift,
-        noise,
-        Noise::Additive,
-        x0,
-        tspan,
-    ))
+    let span = (time(reversed, tspan.0), time(reversed, tspan.1));
+    Ok(Problem::sde_field(drift, noise, Noise::Additive, x0, span))
 }

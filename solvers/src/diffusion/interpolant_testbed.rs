@@ -188,7 +188,9 @@ impl<I: Interpolant> InterpolantMixture<I> {
                 what: "InterpolantMixture::gaussian_flow_map batch".into(),
                 expected: d,
                 found: Some(x_u.len()),
-                hint: format!("give whole {d}-dimensional samples and an output of the same length"),
+                hint: format!(
+                    "give whole {d}-dimensional samples and an output of the same length"
+                ),
             });
         }
         let (cu, ct) = (
