@@ -29,9 +29,11 @@ use crate::diffusion_sde::{mixture2, moments, normals};
 
 #[test]
 fn flow_of_a_single_gaussian_matches_its_closed_form() {
-    let target = GaussianMixture::new(&[1.0], &[0.5, -1.0, 2.0], &[0.04, 0.25, 1.5]).unwrap();
+    let target = GaussianMixture::new(&[1.0], &[0.5, -1.0, 2.0], &[0.04, 0.25, 1.5])
+        .expect("interpolant test");
     let z = normals(3 * 5, 1);
-    let paths: [(&str, Box<dyn Fn() -> f64>); 4] = [
+    type Case<'a> = (&'a str, Box<dyn Fn() -> f64 + 'a>);
+    let paths: [Case<'_>; 4] = [
         (
             "linear, γ = 0",
             Box::new(|| run(&target, Linear::default(), &z)),
@@ -66,18 +68,20 @@ fn flow_of_a_single_gaussian_matches_its_closed_form() {
         ),
     ];
     fn run<I: Interpolant + Clone>(target: &GaussianMixture, i: I, z: &[f64]) -> f64 {
-        let bed = InterpolantMixture::new(target.clone(), i).unwrap();
+        let bed = InterpolantMixture::new(target.clone(), i).expect("interpolant test");
         let mut worst: f64 = 0.0;
         // 0 → 1 and an inner span backwards
         for (u, t) in [(0.0, 1.0), (0.8, 0.3)] {
             let mut x_u = z.to_vec();
             if u > 0.0 {
-                bed.gaussian_flow_map(0.0, u, z, &mut x_u).unwrap();
+                bed.gaussian_flow_map(0.0, u, z, &mut x_u)
+                    .expect("interpolant test");
             }
-            let prob = interpolant_ode(bed.clone(), x_u.clone(), (u, t)).unwrap();
-            let sol = solve(&prob, Tsit5, Options::default().tol(1e-12)).unwrap();
+            let prob = interpolant_ode(bed.clone(), x_u.clone(), (u, t)).expect("interpolant test");
+            let sol = solve(&prob, Tsit5, Options::default().tol(1e-12)).expect("interpolant test");
             let mut exact = vec![0.0; z.len()];
-            bed.gaussian_flow_map(u, t, &x_u, &mut exact).unwrap();
+            bed.gaussian_flow_map(u, t, &x_u, &mut exact)
+                .expect("interpolant test");
             worst = worst.max(crate::common::max_abs_diff(sol.last(), &exact));
         }
         worst
@@ -88,10 +92,10 @@ fn flow_of_a_single_gaussian_matches_its_closed_form() {
         assert!(err < 1e-8, "{what}: {err:e}");
     }
     // the map 0 → 1 is x_1 = μ + √v z (the base N(0, I) has C_0 = 1)
-    let bed = InterpolantMixture::new(target.clone(), Linear::default()).unwrap();
+    let bed = InterpolantMixture::new(target.clone(), Linear::default()).expect("interpolant test");
     let mut x1 = [0.0; 3];
     bed.gaussian_flow_map(0.0, 1.0, &[1.0, 1.0, 1.0], &mut x1)
-        .unwrap();
+        .expect("interpolant test");
     let want = [0.5 + 0.2, -1.0 + 0.5, 2.0 + 1.5f64.sqrt()];
     assert!(crate::common::max_abs_diff(&x1, &want) < 1e-14, "{x1:?}");
 }
@@ -123,9 +127,9 @@ const N: usize = 4000;
 fn pf_ode_samples_have_the_target_moments() {
     let target = mixture2();
     let z = normals(N * 2, 11);
-    let bed = InterpolantMixture::new(target.clone(), Linear::default()).unwrap();
-    let prob = interpolant_ode(bed, z.clone(), (0.0, 1.0)).unwrap();
-    let sol = solve(&prob, Tsit5, Options::default().tol(1e-8)).unwrap();
+    let bed = InterpolantMixture::new(target.clone(), Linear::default()).expect("interpolant test");
+    let prob = interpolant_ode(bed, z.clone(), (0.0, 1.0)).expect("interpolant test");
+    let sol = solve(&prob, Tsit5, Options::default().tol(1e-8)).expect("interpolant test");
     assert_moments("PF-ODE, linear", sol.last(), &target);
     let bed = InterpolantMixture::new(
         target.clone(),
@@ -133,9 +137,9 @@ fn pf_ode_samples_have_the_target_moments() {
             gamma: Gamma::Brownian(1.0),
         },
     )
-    .unwrap();
-    let prob = interpolant_ode(bed, z, (0.0, 1.0)).unwrap();
-    let sol = solve(&prob, Tsit5, Options::default().tol(1e-8)).unwrap();
+    .expect("interpolant test");
+    let prob = interpolant_ode(bed, z, (0.0, 1.0)).expect("interpolant test");
+    let sol = solve(&prob, Tsit5, Options::default().tol(1e-8)).expect("interpolant test");
     assert_moments("PF-ODE, trig with γ = √(t(1−t))", sol.last(), &target);
 }
 
@@ -155,10 +159,10 @@ fn sde_samples<E: Diffusivity + Clone>(
         normals(N * bed.dim(), seed ^ 0x5EED),
         (0.0, 1.0),
     )
-    .unwrap()
+    .expect("interpolant test")
     .driver(Increments);
     let opts = Options::default().fixed_step(1.0 / steps as f64).seed(seed);
-    let sol = solve(&prob, EulerMaruyama, opts).unwrap();
+    let sol = solve(&prob, EulerMaruyama, opts).expect("interpolant test");
     assert_eq!(sol.stats.accepted_steps, steps);
     sol.last().to_vec()
 }
@@ -166,7 +170,7 @@ fn sde_samples<E: Diffusivity + Clone>(
 #[test]
 fn sde_samples_have_the_target_moments_for_two_epsilons() {
     let target = mixture2();
-    let bed = InterpolantMixture::new(target.clone(), Linear::default()).unwrap();
+    let bed = InterpolantMixture::new(target.clone(), Linear::default()).expect("interpolant test");
     assert_moments(
         "SDE ε = 1, EM 400 steps",
         &sde_samples(&bed, 1.0, 400, 21),
@@ -189,7 +193,7 @@ fn sde_samples_have_the_target_moments_for_two_epsilons() {
 fn backward_sde_returns_data_to_the_base() {
     // from exact data at t = 1 down to t = 0: N(0, I)
     let target = mixture2();
-    let bed = InterpolantMixture::new(target.clone(), Linear::default()).unwrap();
+    let bed = InterpolantMixture::new(target.clone(), Linear::default()).expect("interpolant test");
     let x1 = target.sample_marginal(&VpLinear::default(), 0.0, N, 31);
     let eps = |t: f64| 0.5 + t * (1.0 - t);
     let prob = interpolant_sde(
@@ -200,15 +204,15 @@ fn backward_sde_returns_data_to_the_base() {
         x1,
         (1.0, 0.0),
     )
-    .unwrap()
+    .expect("interpolant test")
     .driver(Increments);
     let sol = solve(
         &prob,
         EulerMaruyama,
         Options::default().fixed_step(1.0 / 400.0).seed(32),
     )
-    .unwrap();
-    let base = GaussianMixture::new(&[1.0], &[0.0, 0.0], &[1.0, 1.0]).unwrap();
+    .expect("interpolant test");
+    let base = GaussianMixture::new(&[1.0], &[0.0, 0.0], &[1.0, 1.0]).expect("interpolant test");
     assert_moments("backward SDE to the base", sol.last(), &base);
 }
 
@@ -216,8 +220,8 @@ fn backward_sde_returns_data_to_the_base() {
 fn euler_maruyama_has_strong_order_one_on_the_interpolant_sde() {
     // single Gaussian N(0.5, 0.09) in 1-D, a batch of 16 paths in one
     // state; ε = 1 constant; errors RMS over the batch, same seed (path)
-    let target = GaussianMixture::new(&[1.0], &[0.5], &[0.09]).unwrap();
-    let bed = InterpolantMixture::new(target, Linear::default()).unwrap();
+    let target = GaussianMixture::new(&[1.0], &[0.5], &[0.09]).expect("interpolant test");
+    let bed = InterpolantMixture::new(target, Linear::default()).expect("interpolant test");
     let prob = interpolant_sde(
         bed.clone(),
         bed.score_field(),
@@ -226,13 +230,19 @@ fn euler_maruyama_has_strong_order_one_on_the_interpolant_sde() {
         normals(16, 41),
         (0.0, 1.0),
     )
-    .unwrap();
+    .expect("interpolant test");
     let at = |steps: usize, sra: bool| {
         let opts = Options::default().fixed_step(1.0 / steps as f64).seed(42);
         if sra {
-            solve(&prob, Sra1, opts).unwrap().last().to_vec()
+            solve(&prob, Sra1, opts)
+                .expect("interpolant test")
+                .last()
+                .to_vec()
         } else {
-            solve(&prob, EulerMaruyama, opts).unwrap().last().to_vec()
+            solve(&prob, EulerMaruyama, opts)
+                .expect("interpolant test")
+                .last()
+                .to_vec()
         }
     };
     let reference = at(4096, true);
@@ -310,7 +320,7 @@ fn check_gradient(dir: SdeDirection, span: (f64, f64)) {
             x0.to_vec(),
             span,
         )
-        .unwrap()
+        .expect("interpolant test")
         .params(p.to_vec())
     };
     let opts = Options::default()
@@ -326,7 +336,7 @@ fn check_gradient(dir: SdeDirection, span: (f64, f64)) {
     )
     .expect("gradient");
     let value = |x: &[f64], p: &[f64]| {
-        let sol = solve(&problem(x, p), EulerMaruyama, opts.clone()).unwrap();
+        let sol = solve(&problem(x, p), EulerMaruyama, opts.clone()).expect("interpolant test");
         let mut gg = vec![0.0; sol.ys.len()];
         cube_loss(&sol.ts, &sol.ys, &mut gg)
     };
@@ -362,7 +372,7 @@ fn velocity_from_v_and_s_matches_the_exact_velocity() {
     let i = Linear {
         gamma: Gamma::Brownian(1.0),
     };
-    let bed = InterpolantMixture::new(mixture2(), i).unwrap();
+    let bed = InterpolantMixture::new(mixture2(), i).expect("interpolant test");
     let x = normals(2 * 6, 9);
     for t in [0.0, 0.2, 0.5, 0.9] {
         let (mut b, mut s) = (vec![0.0; x.len()], vec![0.0; x.len()]);
@@ -384,7 +394,7 @@ fn velocity_from_v_and_s_matches_the_exact_velocity() {
 
 #[test]
 fn bad_input_gives_typed_errors() {
-    let bed = InterpolantMixture::new(mixture2(), Linear::default()).unwrap();
+    let bed = InterpolantMixture::new(mixture2(), Linear::default()).expect("interpolant test");
     let s = bed.score_field();
     let fwd = SdeDirection::Forward;
     // t outside [0, 1]
@@ -426,10 +436,11 @@ fn bad_input_gives_typed_errors() {
     .unwrap_err();
     assert_says(&e, &["ε", "NaN"]);
     // dimension mismatch: 3 entries for 2-dimensional samples
-    let prob = interpolant_ode(bed.clone(), vec![0.0; 3], (0.0, 1.0)).unwrap();
+    let prob = interpolant_ode(bed.clone(), vec![0.0; 3], (0.0, 1.0)).expect("interpolant test");
     let e = solve(&prob, Tsit5, Options::default()).unwrap_err();
     assert!(matches!(e, SolveError::DimensionMismatch { .. }), "{e}");
-    let prob = interpolant_sde(bed.clone(), s, 1.0, fwd, vec![0.0; 3], (0.0, 1.0)).unwrap();
+    let prob = interpolant_sde(bed.clone(), s, 1.0, fwd, vec![0.0; 3], (0.0, 1.0))
+        .expect("interpolant test");
     let e = solve(&prob, EulerMaruyama, Options::default().fixed_step(0.1)).unwrap_err();
     assert!(matches!(e, SolveError::DimensionMismatch { .. }), "{e}");
     // bad γ scales
