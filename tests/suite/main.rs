@@ -34,6 +34,7 @@ mod fractional_modal;
 mod fractional_posterior;
 mod fractional_sde;
 mod gradients;
+mod interpolant;
 mod kuramoto_sivashinsky;
 mod ode_adaptive;
 mod ode_convergence;

@@ -36,7 +36,13 @@
 //!   (`grad` differentiates with respect to the initial noise `x_T` and
 //!   the parameters `p`);
 //! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`],
-//!   [`sliced_wasserstein`].
+//!   [`sliced_wasserstein`];
+//! - stochastic interpolants ([`Interpolant`]: [`Linear`],
+//!   [`Trigonometric`], noise scales [`Gamma`]): the probability-flow ODE
+//!   [`interpolant_ode`] for any ODE solver, the SDE family
+//!   [`interpolant_sde`] (tunable `ε(t)`, noise from the driver) for the SDE
+//!   solvers, `b` from `v` and `s` ([`VelocityFromVs`]), and the closed-form
+//!   bed [`InterpolantMixture`].
 //!
 //! # Conditioning
 //!
@@ -61,6 +67,9 @@ mod dpmpp_2s;
 mod dpmpp_multistep;
 mod edm_heun;
 mod grid;
+mod interpolant;
+mod interpolant_flow;
+mod interpolant_testbed;
 mod lagrange;
 mod langevin_pc;
 mod lms;
@@ -89,6 +98,12 @@ pub use dpmpp_2s::DpmSolverPP2S;
 pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
 pub use edm_heun::EdmHeun;
 pub use grid::TimeGrid;
+pub use interpolant::{Gamma, Interpolant, InterpolantCoefficients, Linear, Trigonometric};
+pub use interpolant_flow::{
+    Diffusivity, InterpolantDrift, InterpolantNoise, InterpolantSde, SdeDirection, VelocityFromVs,
+    interpolant_ode, interpolant_sde,
+};
+pub use interpolant_testbed::{InterpolantMixture, InterpolantMixtureScore};
 pub use langevin_pc::LangevinPc;
 pub use lms::Lms;
 pub use model::{DiffusionOde, Model, Parametrisation, ProbabilityFlow, probability_flow};
