@@ -15,16 +15,19 @@
 
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::diffusion::{
-    Ddim, DdpmAncestral, DpmSolver2, DpmSolverPP2M, DpmSolverPP2S, DpmSolverPP3M, ModelVjp,
-    NoiseSchedule, ProbabilityFlow, ReverseEulerMaruyama, ReverseNoise, ReverseSde, SdeDpmSolver1,
-    SdeDpmSolverPP2M,
+    AdaptiveDpmSolver, Ddim, DdpmAncestral, Deis, DpmSolver2, DpmSolver3, DpmSolverPP2M,
+    DpmSolverPP2S, DpmSolverPP3M, EdmHeun, IPndm, LangevinPc, Lms, ModelVjp, NoiseSchedule,
+    PfEuler, Plms, Pndm, ProbabilityFlow, ReverseEulerMaruyama, ReverseNoise, ReverseSde,
+    SdeDpmSolver1, SdeDpmSolverPP2M, UniPc,
 };
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
     ConvolutionNoise, CovarianceNoise, Etd1, Etdrk2, Etdrk4, Etdrk32, HochbruckOstermann, Krogstad,
     LawsonEuler, LinearPartVjp, Semilinear, StochasticExpEuler,
 };
-use sdeflow_solvers::fractional::{FractionalEuler, FractionalHeun, FractionalNoise};
+use sdeflow_solvers::fractional::{
+    FractionalEuler, FractionalHeun, FractionalModalEuler, FractionalNoise,
+};
 use sdeflow_solvers::sde::{
     EulerHeun, EulerMaruyama, Milstein, ReversibleHeun, Sosri, Sra1, Sra3, Sriw1,
 };
@@ -248,7 +251,7 @@ macro_rules! differentiable_fractional {
         }
     )*};
 }
-differentiable_fractional!(FractionalEuler, FractionalHeun);
+differentiable_fractional!(FractionalEuler, FractionalHeun, FractionalModalEuler);
 
 /// Implements [`Differentiable`] through the discrete adjoint (the step VJPs;
 /// losses on step ends) for ODE solvers of one drift type: the exponential
@@ -286,14 +289,15 @@ differentiable_discrete!(
 
 differentiable_discrete!(
     [M: ModelVjp, S: NoiseSchedule] ProbabilityFlow<M, S>;
-    Ddim, DpmSolver2, DpmSolverPP2S, DpmSolverPP2M, DpmSolverPP3M
+    Ddim, DpmSolver2, DpmSolverPP2S, DpmSolverPP2M, DpmSolverPP3M, PfEuler, EdmHeun, DpmSolver3,
+    Deis, Pndm, Plms, IPndm, Lms, UniPc, AdaptiveDpmSolver
 );
 
 // the reverse-SDE samplers with a step VJP, on the reverse SDE of a model
 // with a VJP (the noise is replayed from the forward solve's path)
 differentiable_discrete!(
     [M: ModelVjp, S: NoiseSchedule] ReverseSde<M, S>, ReverseNoise<S>;
-    ReverseEulerMaruyama, DdpmAncestral, SdeDpmSolver1, SdeDpmSolverPP2M
+    ReverseEulerMaruyama, DdpmAncestral, SdeDpmSolver1, SdeDpmSolverPP2M, LangevinPc
 );
 
 /// Implements [`Differentiable`] for stochastic exponential Euler on the

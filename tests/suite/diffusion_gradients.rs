@@ -134,9 +134,30 @@ where
         dy0,
         ..g.clone()
     };
-    assert_gradients_agree(&g, &fd, 1e-6, 1e-2);
-    // every parameter matters here: a gradient of zero would pass nothing
-    assert!(g.dp.iter().all(|v| v.abs() > 1e-3), "{:?}", g.dp);
+    assert_agree_named(&format!("{x:?}, {steps} steps"), &g, &fd);
+}
+
+/// [`assert_gradients_agree`] at this file's tolerance (1e-6 relative,
+/// entries below 1e-2 to 1e-8 absolute), naming the sampler `what` on
+/// failure; and every parameter matters here, so a gradient of zero
+/// would pass nothing.
+pub(crate) fn assert_agree_named(what: &str, adjoint: &Gradient, fd: &Gradient) {
+    let pairs = adjoint
+        .dp
+        .iter()
+        .zip(&fd.dp)
+        .chain(adjoint.dy0.iter().zip(&fd.dy0));
+    for (j, (a, b)) in pairs.enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(1e-2),
+            "{what}: entry {j} of (dp, dy0): adjoint {a} vs central difference {b}"
+        );
+    }
+    assert!(
+        adjoint.dp.iter().all(|v| v.abs() > 1e-3),
+        "{what}: {:?}",
+        adjoint.dp
+    );
 }
 
 #[test]
@@ -162,6 +183,92 @@ fn dpmpp_3m_gradient_matches_finite_differences() {
 fn singlestep_second_order_gradients_match_finite_differences() {
     check_against_fd(DpmSolver2, 8);
     check_against_fd(DpmSolverPP2S, 8);
+}
+
+#[test]
+fn single_evaluation_samplers_gradients_match_finite_differences() {
+    check_against_fd(PfEuler, 12);
+    // the last step's second evaluation is reversed too
+    check_against_fd(EdmHeun, 8);
+}
+
+#[test]
+fn dpm_solver3_gradient_matches_finite_differences() {
+    // two evaluations inside each step, the second reading the first
+    check_against_fd(DpmSolver3, 6);
+}
+
+#[test]
+fn deis_gradients_match_finite_differences() {
+    for degree in 1..=3 {
+        check_against_fd(Deis::t_ab(degree), 10);
+        check_against_fd(Deis::t_ab(degree).data_prediction(), 10);
+    }
+}
+
+#[test]
+fn pseudo_numerical_samplers_gradients_match_finite_differences() {
+    // three pseudo-RK4 warm-up steps (three evaluations inside each), then AB4
+    check_against_fd(Pndm, 8);
+    // a pseudo-Heun first step, then AB2 to AB4
+    check_against_fd(Plms, 10);
+    check_against_fd(IPndm, 10);
+}
+
+#[test]
+fn lms_gradients_match_finite_differences() {
+    for order in 2..=4 {
+        check_against_fd(Lms::new(order), 10);
+    }
+}
+
+#[test]
+fn unipc_gradients_match_finite_differences() {
+    // the corrector re-uses the next step's evaluation: its state is
+    // carried, and so is its cotangent
+    for order in [2, 3] {
+        for variant in [BhVariant::B1, BhVariant::B2] {
+            check_against_fd(UniPc::new(order).variant(variant), 10);
+        }
+    }
+    check_against_fd(UniPc::new(3).noise_prediction(), 10);
+    check_against_fd(UniPc::new(2).without_corrector(), 10);
+}
+
+/// Adaptive DPM-Solver-12 and -23: the discrete adjoint reverses the
+/// accepted steps (the controller's choices held constant), so its
+/// gradient is that of the sampler on the accepted grid, and agrees with
+/// central differences of that fixed-grid run.
+#[test]
+fn adaptive_dpm_solver_gradients_match_finite_differences_on_the_accepted_grid() {
+    for x in [
+        AdaptiveDpmSolver::dpm_solver_12(),
+        AdaptiveDpmSolver::dpm_solver_23(),
+    ] {
+        let adaptive = Options::default().tol(1e-4).save_at(SaveAt::Steps);
+        let prob = problem(&X_T, &P);
+        let sol = solve(&prob, x, adaptive.clone()).expect("adaptive solve");
+        let steps = sol.stats.accepted_steps;
+        println!(
+            "{x:?}: {steps} accepted, {} rejected",
+            sol.stats.rejected_steps
+        );
+        assert!(steps >= 5, "{x:?}: {steps} steps");
+        let adaptive = adaptive.save_at(SaveAt::T1);
+        let grid = Options::default()
+            .grid(sol.ts[1..sol.ts.len() - 1].to_vec())
+            .save_at(SaveAt::T1);
+        let g = grad(&prob, x, &adaptive, &loss, Adjoint::STORE_ALL).expect("gradient");
+        let on_grid = grad(&prob, x, &grid, &loss, Adjoint::STORE_ALL).expect("gradient");
+        assert_gradients_agree(&g, &on_grid, 1e-12, 1e-2);
+        let (dp, dy0) = finite_differences(x, &grid);
+        let fd = Gradient {
+            dp,
+            dy0,
+            ..g.clone()
+        };
+        assert_agree_named(&format!("{x:?}"), &g, &fd);
+    }
 }
 
 /// A 1000-step DPM-Solver++(2M) run with 8 checkpoints: the peak number of

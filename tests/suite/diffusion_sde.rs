@@ -24,7 +24,7 @@ const T: f64 = 1.0;
 const T_END: f64 = 1e-3;
 
 /// The two-dimensional mixture of the ODE tests (diffusion.md §7's bed).
-fn mixture2() -> GaussianMixture {
+pub(crate) fn mixture2() -> GaussianMixture {
     GaussianMixture::new(
         &[0.3, 0.7],
         &[1.0, -0.5, -0.8, 0.6],
@@ -95,14 +95,14 @@ where
 
 /// The sample mean and covariance of `x` (`d`-dimensional samples) and
 /// their standard errors.
-struct Moments {
-    mean: Vec<f64>,
-    cov: Vec<f64>,
-    se_mean: Vec<f64>,
-    se_cov: Vec<f64>,
+pub(crate) struct Moments {
+    pub(crate) mean: Vec<f64>,
+    pub(crate) cov: Vec<f64>,
+    pub(crate) se_mean: Vec<f64>,
+    pub(crate) se_cov: Vec<f64>,
 }
 
-fn moments(x: &[f64], d: usize) -> Moments {
+pub(crate) fn moments(x: &[f64], d: usize) -> Moments {
     let n = (x.len() / d) as f64;
     let mut mean = vec![0.0; d];
     for xj in x.chunks_exact(d) {
@@ -619,6 +619,14 @@ mod gradients {
             },
             12,
         );
+    }
+
+    /// The corrector's step size depends on the state (through `‖ε̂‖`):
+    /// differentiated too; both draws (`ΔW` and the Lévy area) replayed.
+    #[test]
+    fn langevin_pc_gradient_matches_finite_differences() {
+        check(LangevinPc::default(), 10);
+        check(LangevinPc { snr: 0.4 }, 10);
     }
 
     #[test]

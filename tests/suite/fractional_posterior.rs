@@ -176,15 +176,17 @@ fn a_constant_control_shifts_the_fbm_mean_by_the_closed_form_amount() {
     assert!((mean - closed).abs() < 4.0 * sd / nf.sqrt() + gap);
 }
 
+/// The drift `−p0 X + 0.2 sin(X/2)` (shared with `fractional_modal`).
 #[derive(Clone, Copy)]
-struct Dr;
+pub(crate) struct Dr;
 impl GenericField for Dr {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
         dy[0] = -p[0] * y[0] + (y[0] * 0.5).sin() * 0.2;
     }
 }
+/// The diffusion `p1 (1 + 0.2 cos X)` (shared with `fractional_modal`).
 #[derive(Clone, Copy)]
-struct Df;
+pub(crate) struct Df;
 impl GenericField for Df {
     fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], g: &mut [D]) {
         g[0] = p[1] * (D::from(1.0) + y[0].cos() * 0.2);

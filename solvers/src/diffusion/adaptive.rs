@@ -24,15 +24,29 @@
 //! method writes an error vector whose loop norm is exactly `E`. dpm_solver
 //! compares with the previous step's `x_low` where this uses the state `x_s`
 //! the step starts from.
+//!
+//! **Gradients.** The step VJP reverses the accepted steps the discrete
+//! adjoint replays (the grid the controller chose, held constant as every
+//! step size is): the step's result is DPM-Solver-2 (`r1 = ½`, pair 12) or
+//! DPM-Solver-3 (pair 23), so it is theirs
+//! ([`super::SamplerVjp`]). The error estimate is not differentiated (its
+//! cotangent is refused).
 
+use super::dpm_solver2::DpmSolver2;
+use super::dpm_solver3::DpmSolver3;
 use super::dpm_solver3::{R1, R2, Stages};
 use super::model::{DiffusionOde, Model, Parametrisation};
+use super::model_vjp::ModelVjp;
 use super::sampler::{Form, check_span};
+use super::sampler_vjp::{SamplerVjpWork, sampler_vjp};
 use super::schedule::NoiseSchedule;
 use crate::brownian::Driver;
 use crate::error::SolveError;
+use crate::field::{DiffusionVjp, DriftVjp};
 use crate::options::Tolerance;
+use crate::problem::Problem;
 use crate::solver::{DenseTable, Increment, Solver, StepArgsOf, StepAt, StepStatus, StepTakenOf};
+use crate::step_vjp::{Probe, StepVjp, VjpArgs, VjpNeeds, default_check, refuse_err_cotangent};
 
 /// Which pair of DPM-Solvers an adaptive step compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +269,47 @@ impl<M: Model, S: NoiseSchedule, D: Driver> Solver<DiffusionOde<M, S, D>> for Ad
     ) -> &'c [f64] {
         crate::sde::linear_stage(step.at.h, step.at.y, step.y_new, &mut c.lin);
         &c.lin
+    }
+}
+
+/// The step VJP of the accepted steps: that of the step's higher-order
+/// result, DPM-Solver-2 (`r1 = ½`) or DPM-Solver-3 (see the module docs).
+impl<M: ModelVjp, S: NoiseSchedule, D: Driver> StepVjp<DiffusionOde<M, S, D>>
+    for AdaptiveDpmSolver
+{
+    type VjpWork = SamplerVjpWork;
+
+    fn vjp_workspace<F: DriftVjp, G: DiffusionVjp, Dx: Driver>(
+        &self,
+        problem: &Problem<F, G, Dx>,
+    ) -> SamplerVjpWork {
+        match self.pair {
+            AdaptivePair::Dpm12 => SamplerVjpWork::new(&DpmSolver2, problem.dim()),
+            AdaptivePair::Dpm23 => SamplerVjpWork::new(&DpmSolver3, problem.dim()),
+        }
+    }
+
+    fn check_step_vjp<G: DiffusionVjp>(
+        &self,
+        _diffusion: &G,
+        _at: Probe<'_>,
+        needs: VjpNeeds,
+    ) -> Result<(), String> {
+        let name = Solver::<DiffusionOde<M, S, D>>::name(self);
+        default_check(name, false, false, needs)
+    }
+
+    fn step_vjp<F: DriftVjp, G: DiffusionVjp>(
+        &self,
+        w: &mut SamplerVjpWork,
+        args: VjpArgs<'_, F, G>,
+    ) -> Result<usize, SolveError> {
+        let name = Solver::<DiffusionOde<M, S, D>>::name(self);
+        refuse_err_cotangent(name, args.bars.err)?;
+        match self.pair {
+            AdaptivePair::Dpm12 => sampler_vjp(&DpmSolver2, w, args),
+            AdaptivePair::Dpm23 => sampler_vjp(&DpmSolver3, w, args),
+        }
     }
 }
 

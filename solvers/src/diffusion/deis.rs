@@ -17,9 +17,10 @@
 //! there are (degrees 0, 1, …: the lower-order warm-up of DEIS's code). One
 //! model evaluation per step.
 
-use super::lagrange::{MAX_NODES, combine, gather, lagrange_integrals};
+use super::lagrange::{AdamsBashforth, MAX_NODES, lagrange_integrals, nodes};
 use super::model::{Model, Parametrisation};
-use super::sampler::{Advance, Form, Sampler, ratios};
+use super::sampler::{Advance, Form, History, Sampler, ratios};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp};
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -84,19 +85,19 @@ impl Sampler for Deis {
         }
     }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
-        let Advance {
-            flow,
-            t,
-            t_next,
-            x,
-            m0,
-            history,
-            x_new,
-            ..
-        } = st;
-        let sched = &flow.schedule;
+        self.ab_advance(st);
+    }
+}
+
+impl AdamsBashforth for Deis {
+    fn coefficients<S: NoiseSchedule + ?Sized>(
+        &self,
+        sched: &S,
+        (t, t_next): (f64, f64),
+        history: History<'_>,
+    ) -> (usize, f64, [f64; MAX_NODES]) {
         let k = self.degree.min(history.len()) + 1;
-        let (nodes, outs) = gather((m0, t), history, k, |lam| sched.t_of_lambda(lam));
+        let nodes = nodes(t, history, k, |lam| sched.t_of_lambda(lam));
         let (ra, rs, _) = ratios(sched, t, t_next);
         let (lam_s, lam_t) = (sched.lambda(t), sched.lambda(t_next));
         let (ratio, scale, sign) = match self.form {
@@ -111,6 +112,13 @@ impl Sampler for Deis {
             &mut c,
         );
         c[..k].iter_mut().for_each(|cj| *cj *= scale);
-        combine(x_new, ratio, x, &c[..k], &outs[..k]);
+        (k, ratio, c)
+    }
+}
+
+/// The step is linear in the state and the predictions.
+impl SamplerVjp for Deis {
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        self.ab_vjp(st)
     }
 }

@@ -7,7 +7,8 @@
 //! `../shared/reference/diffusion.md` §4.
 
 use super::model::{Model, Parametrisation};
-use super::sampler::{Advance, Sampler};
+use super::sampler::{Advance, Sampler, lin2};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp, add_scaled};
 use super::schedule::NoiseSchedule;
 
 /// EDM Heun: order 2, two model evaluations per step (one into `σ = 0`).
@@ -43,18 +44,10 @@ impl Sampler for EdmHeun {
             x_new,
             ..
         } = st;
-        let sched = &flow.schedule;
-        let (a_s, a_t) = (sched.alpha(t), sched.alpha(t_next));
-        let rho_s = sched.sigma(t) / a_s;
-        let sig_t = sched.sigma(t_next);
-        let rho_t = sig_t / a_t;
-        let dr = rho_t - rho_s;
+        let k = HeunCoefs::new(&flow.schedule, t, t_next);
         // Euler predictor, in x = α x̃
-        for ((o, &xv), &d0) in x_new.iter_mut().zip(x).zip(m0) {
-            let xt = xv / a_s;
-            *o = a_t * (xt + dr * (xt - d0) / rho_s);
-        }
-        if sig_t == 0.0 {
+        lin2(x_new, k.ex, x, k.ed, m0);
+        if k.euler_only {
             return;
         }
         let n = x.len();
@@ -62,11 +55,88 @@ impl Sampler for EdmHeun {
         xp.copy_from_slice(x_new);
         flow.predict_as(Parametrisation::Data, t_next, xp, p, &mut dp[..n], stats);
         for i in 0..n {
-            let xt = x[i] / a_s;
-            let d = (xt - m0[i]) / rho_s;
-            let xpt = xp[i] / a_t;
-            let d2 = (xpt - dp[i]) / rho_t;
-            x_new[i] = a_t * (xt + 0.5 * dr * (d + d2));
+            x_new[i] = k.cx * x[i] + k.cd * m0[i] + k.cp * xp[i] + k.cdp * dp[i];
         }
+    }
+}
+
+/// The coefficients of an EDM Heun step from `s` to `t` in `x` (with
+/// `x̃ = x/α`, `ρ = σ/α`, `Δρ = ρ_t − ρ_s`): the Euler predictor
+/// `x_p = ex x + ed D_s` and the corrected
+/// `x_t = cx x + cd D_s + cp x_p + cdp D(x_p, t)`.
+struct HeunCoefs {
+    ex: f64,
+    ed: f64,
+    cx: f64,
+    cd: f64,
+    cp: f64,
+    cdp: f64,
+    /// The step ends at `σ = 0`: Euler's step alone.
+    euler_only: bool,
+}
+
+impl HeunCoefs {
+    fn new<S: NoiseSchedule + ?Sized>(sched: &S, s: f64, t: f64) -> Self {
+        let (a_s, a_t) = (sched.alpha(s), sched.alpha(t));
+        let rho_s = sched.sigma(s) / a_s;
+        let sig_t = sched.sigma(t);
+        let rho_t = sig_t / a_t;
+        let dr = rho_t - rho_s;
+        // x_p = α_t (x̃ + Δρ (x̃ − D_s)/ρ_s)
+        let (ex, ed) = (a_t / a_s * (1.0 + dr / rho_s), -a_t * dr / rho_s);
+        // x_t = α_t (x̃ + ½Δρ ((x̃ − D_s)/ρ_s + (x_p/α_t − D_p)/ρ_t))
+        let half = 0.5 * dr;
+        HeunCoefs {
+            ex,
+            ed,
+            cx: a_t / a_s * (1.0 + half / rho_s),
+            cd: -a_t * half / rho_s,
+            cp: half / rho_t,
+            cdp: -a_t * half / rho_t,
+            euler_only: sig_t == 0.0,
+        }
+    }
+}
+
+/// Through the corrector: `x̄_p = cp x̄_t` plus the model's VJP at
+/// `(t, x_p)` of `cdp x̄_t`, then the predictor sends `ex x̄_p` to `x̄` and
+/// `ed x̄_p` to `D̄_s`. One model VJP and no evaluation (`x_p` is linear
+/// in `x` and `D_s`, and `x_t` in `D_p`); the Euler step into `σ = 0` none.
+impl SamplerVjp for EdmHeun {
+    fn vjp_scratch(&self) -> usize {
+        4
+    }
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let k = HeunCoefs::new(st.schedule(), st.t, st.t_next);
+        if k.euler_only {
+            add_scaled(st.x_bar, k.ex, st.x_bar_new);
+            add_scaled(st.m0_bar, k.ed, st.x_bar_new);
+            return 0;
+        }
+        let n = st.x.len();
+        let (xp, rest) = st.scratch.split_at_mut(n);
+        let (dp_bar, rest) = rest.split_at_mut(n);
+        let (xp_bar, scaled) = rest.split_at_mut(n);
+        lin2(xp, k.ex, st.x, k.ed, st.m0);
+        for ((db, pb), &xb) in dp_bar.iter_mut().zip(xp_bar.iter_mut()).zip(st.x_bar_new) {
+            *db = k.cdp * xb;
+            *pb = k.cp * xb;
+        }
+        let want = Parametrisation::Data;
+        st.flow.predict_vjp(
+            want,
+            st.t_next,
+            xp,
+            st.p,
+            dp_bar,
+            &mut scaled[..n],
+            xp_bar,
+            st.p_bar,
+        );
+        add_scaled(st.x_bar, k.cx, st.x_bar_new);
+        add_scaled(st.m0_bar, k.cd, st.x_bar_new);
+        add_scaled(st.x_bar, k.ex, xp_bar);
+        add_scaled(st.m0_bar, k.ed, xp_bar);
+        1
     }
 }

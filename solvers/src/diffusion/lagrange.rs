@@ -13,7 +13,10 @@
 //! steps up to `h = 2` in `λ` (DEIS's own code takes a 10,000-point left
 //! Riemann sum in `t`, Zhang & Chen, `jax_deis/multistep.py`).
 
-use super::sampler::History;
+use super::model::Model;
+use super::sampler::{Advance, History};
+use super::sampler_vjp::{AdvanceVjp, linear_vjp};
+use super::schedule::NoiseSchedule;
 
 /// The nodes (positive half) of 8-point Gauss–Legendre on `[−1, 1]`.
 const GL8_X: [f64; 4] = [
@@ -63,23 +66,30 @@ pub(crate) fn lagrange_integrals(
     }
 }
 
-/// The nodes and predictions of a `k`-point Adams–Bashforth step: the
-/// current prediction `m0` at `node0`, then the `k − 1` most recent past
-/// ones of `history` at `node(λ)` of their `λ`s.
-pub(crate) fn gather<'a>(
-    (m0, node0): (&'a [f64], f64),
-    history: History<'a>,
+/// The nodes of a `k`-point Adams–Bashforth step: `node0` for the current
+/// prediction, then `node(λ)` of the `λ`s of the `k − 1` most recent past
+/// ones in `history`.
+pub(crate) fn nodes(
+    node0: f64,
+    history: History<'_>,
     k: usize,
     node: impl Fn(f64) -> f64,
-) -> ([f64; MAX_NODES], [&'a [f64]; MAX_NODES]) {
+) -> [f64; MAX_NODES] {
     let mut nodes = [node0; MAX_NODES];
-    let mut outs = [m0; MAX_NODES];
-    for j in 1..k {
-        let (m, lam) = history.get(j - 1);
-        nodes[j] = node(lam);
-        outs[j] = m;
+    for (j, nd) in nodes.iter_mut().enumerate().take(k).skip(1) {
+        *nd = node(history.get(j - 1).1);
     }
-    (nodes, outs)
+    nodes
+}
+
+/// The predictions of a `k`-point Adams–Bashforth step: the current one
+/// `m0`, then the `k − 1` most recent past ones of `history`.
+pub(crate) fn outputs<'a>(m0: &'a [f64], history: History<'a>, k: usize) -> [&'a [f64]; MAX_NODES] {
+    let mut outs = [m0; MAX_NODES];
+    for (j, o) in outs.iter_mut().enumerate().take(k).skip(1) {
+        *o = history.get(j - 1).0;
+    }
+    outs
 }
 
 /// `x_new = ratio x + Σ_j c_j outs_j` over the `c.len()` points.
@@ -90,6 +100,34 @@ pub(crate) fn combine(x_new: &mut [f64], ratio: f64, x: &[f64], c: &[f64], outs:
             acc += cj * m[i];
         }
         x_new[i] = acc;
+    }
+}
+
+/// A variable-step Adams–Bashforth sampler (DEIS's tAB, LMS): its step
+/// is `x_t = ratio x + Σ_j c_j m_j` over the current and past predictions,
+/// with coefficients from the grid alone.
+pub(crate) trait AdamsBashforth {
+    /// The number of points `k` of the step from `t` to `t_next` with
+    /// `history`, `ratio`, and `c[..k]`.
+    fn coefficients<S: NoiseSchedule + ?Sized>(
+        &self,
+        sched: &S,
+        span: (f64, f64),
+        history: History<'_>,
+    ) -> (usize, f64, [f64; MAX_NODES]);
+
+    /// Takes the step.
+    fn ab_advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
+        let (t, t_next, history) = (st.t, st.t_next, st.history);
+        let (k, ratio, c) = self.coefficients(st.schedule(), (t, t_next), history);
+        let outs = outputs(st.m0, history, k);
+        combine(st.x_new, ratio, st.x, &c[..k], &outs[..k]);
+    }
+
+    /// The step's VJP: linear ([`linear_vjp`] with the same coefficients).
+    fn ab_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let (k, ratio, c) = self.coefficients(st.schedule(), (st.t, st.t_next), st.history);
+        linear_vjp(st, ratio, &c[..k])
     }
 }
 

@@ -12,9 +12,10 @@
 //! Order `k` (default 4), lower-order warm-up on the first `k − 1` steps,
 //! one model evaluation per step; it can step to `σ = 0` (`ρ_t = 0`).
 
-use super::lagrange::{MAX_NODES, combine, gather, lagrange_integrals};
+use super::lagrange::{AdamsBashforth, MAX_NODES, lagrange_integrals, nodes};
 use super::model::{Model, Parametrisation};
-use super::sampler::{Advance, Sampler};
+use super::sampler::{Advance, History, Sampler};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp};
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -65,25 +66,32 @@ impl Sampler for Lms {
         }
     }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
-        let Advance {
-            flow,
-            t,
-            t_next,
-            x,
-            m0,
-            history,
-            x_new,
-            ..
-        } = st;
-        let sched = &flow.schedule;
+        self.ab_advance(st);
+    }
+}
+
+impl AdamsBashforth for Lms {
+    fn coefficients<S: NoiseSchedule + ?Sized>(
+        &self,
+        sched: &S,
+        (t, t_next): (f64, f64),
+        history: History<'_>,
+    ) -> (usize, f64, [f64; MAX_NODES]) {
         let k = self.order.min(history.len() + 1);
         let (a_s, a_t) = (sched.alpha(t), sched.alpha(t_next));
         let (rho_s, rho_t) = (sched.sigma(t) / a_s, sched.sigma(t_next) / a_t);
-        let (nodes, outs) = gather((m0, rho_s), history, k, |lam| (-lam).exp());
+        let nodes = nodes(rho_s, history, k, |lam| (-lam).exp());
         let mut c = [0.0; MAX_NODES];
         lagrange_integrals(&nodes[..k], (rho_s, rho_t), |r| (r, 1.0), &mut c);
         // x_t = α_t (x_s/α_s + Σ c_j ε_j)
         c[..k].iter_mut().for_each(|cj| *cj *= a_t);
-        combine(x_new, a_t / a_s, x, &c[..k], &outs[..k]);
+        (k, a_t / a_s, c)
+    }
+}
+
+/// The step is linear in the state and the predictions.
+impl SamplerVjp for Lms {
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        self.ab_vjp(st)
     }
 }

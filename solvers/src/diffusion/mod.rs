@@ -25,13 +25,36 @@
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
-//!   `Generic` fields) make the flow differentiable; the samplers with
-//!   [`SamplerVjp`] (DDIM, DPM-Solver-2, ++2S, ++2M, ++3M; on the reverse
-//!   SDE, Euler–Maruyama, DDPM ancestral, SDE-DPM-Solver-1 and ++(2M), whose
-//!   noise the discrete adjoint replays) have step VJPs for the discrete
-//!   adjoint;
+//!   `Generic` fields) make the flow differentiable; every sampler has a
+//!   step VJP for the discrete adjoint ([`SamplerVjp`]: DDIM,
+//!   probability-flow Euler, EDM Heun, DPM-Solver-2 and -3, ++2S, ++2M,
+//!   ++3M, DEIS, PNDM, PLMS, iPNDM, LMS, UniPC — its corrected state's
+//!   cotangent carried —; on the reverse SDE, Euler–Maruyama, DDPM
+//!   ancestral, SDE-DPM-Solver-1, ++(2M) and the Langevin
+//!   predictor–corrector, whose noise the discrete adjoint replays), and
+//!   so does [`AdaptiveDpmSolver`] on the accepted steps it replays
+//!   (`grad` differentiates with respect to the initial noise `x_T` and
+//!   the parameters `p`);
 //! - closed-form test bed: [`GaussianMixture`], [`DiagonalGaussian`],
-//!   [`sliced_wasserstein`].
+//!   [`sliced_wasserstein`];
+//! - stochastic interpolants ([`Interpolant`]: [`Linear`],
+//!   [`Trigonometric`], noise scales [`Gamma`]): the probability-flow ODE
+//!   [`interpolant_ode`] for any ODE solver, the SDE family
+//!   [`interpolant_sde`] (tunable `ε(t)`, noise from the driver) for the SDE
+//!   solvers, `b` from `v` and `s` ([`VelocityFromVs`]), and the closed-form
+//!   bed [`InterpolantMixture`].
+//!
+//! # Conditioning
+//!
+//! There is no separate conditioning input: a conditional model reads its
+//! condition `c` (a class embedding, a prompt vector, …) from a slice of
+//! the problem's parameter vector that it documents, e.g.
+//! `p = [weights…, c…]` with `c = p[w..]`. Sampling for another condition
+//! is a solve with other parameters, and the gradient of a loss of the
+//! samples with respect to `c` is the matching slice of `grad`'s `dp`,
+//! through any sampler with a step VJP, on the probability-flow ODE or the
+//! reverse SDE alike (`tests/suite/diffusion_conditioning.rs` checks it
+//! against central differences).
 
 mod adaptive;
 mod ddim;
@@ -44,6 +67,9 @@ mod dpmpp_2s;
 mod dpmpp_multistep;
 mod edm_heun;
 mod grid;
+mod interpolant;
+mod interpolant_flow;
+mod interpolant_testbed;
 mod lagrange;
 mod langevin_pc;
 mod lms;
@@ -72,6 +98,12 @@ pub use dpmpp_2s::DpmSolverPP2S;
 pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
 pub use edm_heun::EdmHeun;
 pub use grid::TimeGrid;
+pub use interpolant::{Gamma, Interpolant, InterpolantCoefficients, Linear, Trigonometric};
+pub use interpolant_flow::{
+    Diffusivity, InterpolantDrift, InterpolantNoise, InterpolantSde, SdeDirection, VelocityFromVs,
+    interpolant_ode, interpolant_sde,
+};
+pub use interpolant_testbed::{InterpolantMixture, InterpolantMixtureScore};
 pub use langevin_pc::LangevinPc;
 pub use lms::Lms;
 pub use model::{DiffusionOde, Model, Parametrisation, ProbabilityFlow, probability_flow};

@@ -6,6 +6,7 @@
 
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, Sampler, lin2};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp, linear_vjp};
 use super::schedule::NoiseSchedule;
 
 /// Probability-flow Euler: order 1, one model evaluation per step.
@@ -24,5 +25,13 @@ impl Sampler for PfEuler {
     }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
         lin2(st.x_new, 1.0, st.x, st.t_next - st.t, st.m0);
+    }
+}
+
+/// `x̄ += x̄_new`, `ū0 += (t − s) x̄_new`.
+impl SamplerVjp for PfEuler {
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let dt = st.t_next - st.t;
+        linear_vjp(st, 1.0, &[dt])
     }
 }

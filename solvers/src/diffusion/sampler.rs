@@ -246,11 +246,7 @@ impl SamplerCache {
         let k = sampler.history();
         let carried = sampler.carried() * n;
         let layout = CarriedLayout::of(sampler, n);
-        let z = match X::INCREMENT {
-            Increment::None => 0,
-            Increment::DwLevyArea => 2 * n,
-            _ => n,
-        };
+        let z = noise_len(X::INCREMENT, n);
         SamplerCache {
             n,
             m0: vec![0.0; n],
@@ -314,19 +310,7 @@ impl SamplerCache {
         }
         c.m0_valid = true;
         c.lambda0 = flow.schedule.lambda(t);
-        if !c.z.is_empty() {
-            let n = c.n;
-            let r = 1.0 / h.abs().sqrt();
-            for (z, &w) in c.z[..n].iter_mut().zip(noise.dw) {
-                *z = r * w;
-            }
-            if c.z.len() > n {
-                let r = (12.0 / h.abs()).sqrt();
-                for (z, &w) in c.z[n..].iter_mut().zip(noise.levy_h) {
-                    *z = r * w;
-                }
-            }
-        }
+        normalise_noise(h, noise, &mut c.z);
         let hist_end = c.hist_lambda.len() * c.n;
         sampler.advance(Advance {
             flow,
@@ -517,6 +501,36 @@ pub(crate) fn check_span<S: NoiseSchedule + ?Sized>(
         });
     }
     Ok(())
+}
+
+/// Writes the step's normalised noise ([`Advance::noise`]) into `z`:
+/// `ΔW/√|h|` into the first half, then, when `z` has room for it, the
+/// Lévy area `H √(12/|h|)`; nothing for an empty `z` (an ODE sampler).
+pub(crate) fn normalise_noise(h: f64, noise: &StepNoise<'_>, z: &mut [f64]) {
+    if z.is_empty() {
+        return;
+    }
+    let n = noise.dw.len().min(z.len());
+    let r = 1.0 / h.abs().sqrt();
+    for (z, &w) in z[..n].iter_mut().zip(noise.dw) {
+        *z = r * w;
+    }
+    if z.len() > n {
+        let r = (12.0 / h.abs()).sqrt();
+        for (z, &w) in z[n..].iter_mut().zip(noise.levy_h) {
+            *z = r * w;
+        }
+    }
+}
+
+/// The length of a sampler's normalised noise ([`Advance::noise`]) for a
+/// state of `n` entries.
+pub(crate) fn noise_len(increment: Increment, n: usize) -> usize {
+    match increment {
+        Increment::None => 0,
+        Increment::DwLevyArea => 2 * n,
+        _ => n,
+    }
 }
 
 /// `x_new = a x + b m`, elementwise.

@@ -12,15 +12,22 @@
 //! share, then the VJP of the prediction `m0` at `(t, x)`. The
 //! `λ`s, the history length and the step index the step used are read from
 //! the carried state (`CarriedLayout`), as are the past predictions; they
-//! are constants (not differentiated), as step sizes are.
+//! are constants (not differentiated), as step sizes are. Vectors a
+//! sampler carries besides its predictions (UniPC's corrected state) sit
+//! after them in the carried state, and their cotangent is handed to the
+//! sampler ([`AdvanceVjp::carried_bar_new`]) and taken back
+//! ([`AdvanceVjp::carried_bar`]). On the reverse SDE the step's noise is
+//! the forward solve's, replayed, normalised as the forward step saw it
+//! ([`AdvanceVjp::noise`]); it is a constant of the VJP.
 //!
 //! Needs a model with a VJP ([`super::ModelVjp`]): the step VJP reads the
 //! flow through [`crate::field::DriftVjp::probability_flow`].
 
+use super::model::Parametrisation;
 use super::model::{DiffusionOde, Model};
 use super::model_vjp::FlowVjp;
 use super::reverse_sde::DiffusionSde;
-use super::sampler::{CarriedLayout, History, Sampler};
+use super::sampler::{CarriedLayout, History, Sampler, noise_len, normalise_noise};
 use super::schedule::NoiseSchedule;
 use crate::brownian::Driver;
 use crate::error::SolveError;
@@ -64,6 +71,17 @@ pub struct AdvanceVjp<'a> {
     pub history_bar: &'a mut [f64],
     /// `∂L/∂p` (through model evaluations inside the step) is added here.
     pub p_bar: &'a mut [f64],
+    /// The vectors the sampler carried into the step
+    /// ([`Sampler::carried`] `· n` entries, e.g. UniPC's corrected state;
+    /// empty for most samplers).
+    pub carried: &'a [f64],
+    /// `∂L/∂(carried vectors the step wrote)`, laid out as `carried`.
+    pub carried_bar_new: &'a [f64],
+    /// `∂L/∂carried` is added here.
+    pub carried_bar: &'a mut [f64],
+    /// The step's normalised noise, as [`super::Advance::noise`] (empty
+    /// on the probability-flow ODE).
+    pub noise: &'a [f64],
     /// `SamplerVjp::vjp_scratch() · n` entries of workspace.
     pub scratch: &'a mut [f64],
 }
@@ -77,8 +95,9 @@ impl AdvanceVjp<'_> {
 
 /// A sampler whose steps can be reversed: every type implementing it has a
 /// [`StepVjp`] for the probability-flow family, so `grad` differentiates
-/// through it. Samplers that carry vectors besides their past predictions
-/// ([`Sampler::carried`] > 0) do not implement it.
+/// through it. The cotangents of vectors a sampler carries besides its
+/// past predictions ([`Sampler::carried`] > 0) flow through
+/// [`AdvanceVjp::carried_bar_new`] and [`AdvanceVjp::carried_bar`].
 pub trait SamplerVjp: Sampler {
     /// How many state-sized vectors of workspace [`SamplerVjp::advance_vjp`]
     /// needs.
@@ -99,8 +118,11 @@ pub struct SamplerVjpWork {
     x_bar_new: Vec<f64>,
     m0_bar: Vec<f64>,
     history_bar: Vec<f64>,
+    carried_bar_new: Vec<f64>,
+    carried_bar: Vec<f64>,
     scaled: Vec<f64>,
     scratch: Vec<f64>,
+    z: Vec<f64>,
 }
 
 /// Implements [`StepVjp`] for every [`SamplerVjp`] on the problem type
@@ -133,7 +155,7 @@ sampler_step_vjp!(DiffusionOde);
 sampler_step_vjp!(DiffusionSde);
 
 impl SamplerVjpWork {
-    fn new<X: SamplerVjp>(sampler: &X, n: usize) -> Self {
+    pub(crate) fn new<X: SamplerVjp>(sampler: &X, n: usize) -> Self {
         let layout = CarriedLayout::of(sampler, n);
         SamplerVjpWork {
             layout,
@@ -141,8 +163,11 @@ impl SamplerVjpWork {
             x_bar_new: vec![0.0; n],
             m0_bar: vec![0.0; n],
             history_bar: vec![0.0; sampler.history() * n],
+            carried_bar_new: vec![0.0; sampler.carried() * n],
+            carried_bar: vec![0.0; sampler.carried() * n],
             scaled: vec![0.0; n],
             scratch: vec![0.0; sampler.vjp_scratch() * n],
+            z: vec![0.0; noise_len(X::INCREMENT, n)],
         }
     }
 }
@@ -150,7 +175,7 @@ impl SamplerVjpWork {
 /// The step VJP of a sampler: the prediction at the step's start
 /// recomputed, the sampler's own map reversed, then the carried history's
 /// cotangent and the prediction's VJP.
-fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
+pub(crate) fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
     sampler: &X,
     w: &mut SamplerVjpWork,
     args: VjpArgs<'_, F, G>,
@@ -169,20 +194,10 @@ fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
                 .into(),
         });
     };
-    if w.layout.carried > 0 {
-        return Err(SolveError::Unsupported {
-            solver: name,
-            what: "gradients through a sampler that carries vectors besides its past \
-                   predictions"
-                .into(),
-            alternatives: "DDIM, DPM-Solver-2, DPM-Solver++(2S), (2M), (3M); on the reverse SDE, \
-                       SDE-DPM-Solver++(2M), SDE-DPM-Solver-1, DDPM ancestral"
-                .into(),
-        });
-    }
     let p = args.fields.p;
     let StepAt { t, h, y } = args.at;
-    let (history, index, _) = w.layout.read(args.carried);
+    let (history, index, carried) = w.layout.read(args.carried);
+    normalise_noise(h, args.noise, &mut w.z);
     let want = sampler.prediction();
     args.stats.drift_evals += 1;
     flow.predict_in(want, t, y, p, &mut w.m0);
@@ -196,6 +211,11 @@ fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
     y_bar.iter_mut().for_each(|v| *v = 0.0);
     w.m0_bar.iter_mut().for_each(|v| *v = 0.0);
     w.history_bar.iter_mut().for_each(|v| *v = 0.0);
+    let (n, k) = (w.m0.len(), w.layout.history);
+    let carried_len = w.carried_bar.len();
+    w.carried_bar_new
+        .copy_from_slice(&c_bar[k * n..k * n + carried_len]);
+    w.carried_bar.iter_mut().for_each(|v| *v = 0.0);
     let mut vjps = sampler.advance_vjp(AdvanceVjp {
         flow,
         p,
@@ -212,9 +232,12 @@ fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
         history_bar: &mut w.history_bar,
         p_bar,
         scratch: &mut w.scratch,
+        carried,
+        carried_bar_new: &w.carried_bar_new,
+        carried_bar: &mut w.carried_bar,
+        noise: &w.z,
     });
     // history_new = (m0, history[..k−1])
-    let (n, k) = (w.m0.len(), w.layout.history);
     if k > 0 {
         for (mb, &cb) in w.m0_bar.iter_mut().zip(&c_bar[..n]) {
             *mb += cb;
@@ -230,7 +253,37 @@ fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
     vjps += 1;
     c_bar.iter_mut().for_each(|v| *v = 0.0);
     c_bar[..k * n].copy_from_slice(&w.history_bar);
+    c_bar[k * n..k * n + carried_len].copy_from_slice(&w.carried_bar);
     Ok(vjps)
+}
+
+/// The VJP of a step linear in its inputs,
+/// `x_new = ratio x + Σ_j c_j m_j` with `m_0` the prediction at the step's
+/// start and `m_j` (`j ≥ 1`) the `(j − 1)`-th most recent past one: adds
+/// `ratio x̄_new` to `x̄` and `c_j x̄_new` to the predictions' cotangents.
+/// Returns 0 (no model VJP).
+pub(crate) fn linear_vjp(st: AdvanceVjp<'_>, ratio: f64, c: &[f64]) -> usize {
+    let n = st.x.len();
+    add_scaled(st.x_bar, ratio, st.x_bar_new);
+    add_scaled(st.m0_bar, c[0], st.x_bar_new);
+    for (j, &cj) in c.iter().enumerate().skip(1) {
+        add_scaled(&mut st.history_bar[(j - 1) * n..j * n], cj, st.x_bar_new);
+    }
+    0
+}
+
+/// Recomputes one model evaluation inside a step's VJP: the prediction
+/// in `want` at `(s, u)` into `out`, counted in `stats`.
+pub(crate) fn predict_counted(
+    flow: &dyn FlowVjp,
+    stats: &mut Stats,
+    want: Parametrisation,
+    (s, u): (f64, &[f64]),
+    p: &[f64],
+    out: &mut [f64],
+) {
+    stats.drift_evals += 1;
+    flow.predict_in(want, s, u, p, out);
 }
 
 /// `out += a v`, elementwise.

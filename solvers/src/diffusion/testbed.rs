@@ -89,8 +89,14 @@ impl GaussianMixture {
         self.log_weights.len()
     }
 
+    /// The means (`K × d`, a row per component) and per-coordinate
+    /// variances (`K × d`), for the interpolant test bed.
+    pub(crate) fn means_vars(&self) -> (&[f64], &[f64]) {
+        (&self.means, &self.vars)
+    }
+
     /// `log π_k + log N(x; α μ_k, C_k)` up to the constant `−(d/2) log 2π`.
-    fn log_component(&self, k: usize, a: f64, s2: f64, x: &[f64]) -> f64 {
+    pub(crate) fn log_component(&self, k: usize, a: f64, s2: f64, x: &[f64]) -> f64 {
         let (mu, v) = (
             &self.means[k * self.d..(k + 1) * self.d],
             &self.vars[k * self.d..(k + 1) * self.d],

@@ -36,8 +36,10 @@
 //! At order 3 the two variants give the same steps: `B(h)` cancels in
 //! `B(h) R⁻¹ b`; they differ through the fixed `½` of UniP-2 and UniC-1.
 
+use super::lagrange::{MAX_NODES, combine, outputs};
 use super::model::{Model, Parametrisation};
-use super::sampler::{Advance, Form, Sampler};
+use super::sampler::{Advance, Form, History, Sampler};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp, add_scaled};
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -162,7 +164,13 @@ fn weights(
 impl UniPc {
     /// `(ratio, c, coef)` of `x_t = ratio x + c m_0 + coef B(h) res` from `s`
     /// to `t`, and `ĥ`.
-    fn base<S: NoiseSchedule>(&self, sched: &S, s: f64, t: f64, h: f64) -> (f64, f64, f64, f64) {
+    fn base<S: NoiseSchedule + ?Sized>(
+        &self,
+        sched: &S,
+        s: f64,
+        t: f64,
+        h: f64,
+    ) -> (f64, f64, f64, f64) {
         let (ratio, c) = self.form.first_order(sched, (s, t), h);
         match self.form {
             Form::Data => (ratio, c, -sched.alpha(t), -h),
@@ -216,13 +224,57 @@ impl Sampler for UniPc {
             carried_new,
             ..
         } = st;
-        let sched = &flow.schedule;
-        let n = x.len();
-        let lam = sched.lambda(t);
+        let k = self.step(&flow.schedule, (t, t_next), history, index);
+        let outs = outputs(m0, history, self.order + 1);
         // UniC: correct the state at t (predicted by the last step) with m0
+        if k.corrected {
+            combine(carried_new, k.corrector_state, carried, &k.corrector, &outs);
+        } else {
+            carried_new.copy_from_slice(x);
+        }
+        // UniP from the corrected state
+        combine(x_new, k.predictor_state, carried_new, &k.predictor, &outs);
+    }
+}
+
+/// One UniPC step as the two linear maps it is, on the predictions
+/// `m_0` (at the step's start) and `m_j` (`j ≥ 1`, the `(j − 1)`-th most
+/// recent past one): the corrector
+/// `x^c_s = corrector_state x^c_prev + Σ_j corrector_j m_j` (when
+/// `corrected`; otherwise `x^c_s = x_s`), then the predictor
+/// `x_t = predictor_state x^c_s + Σ_j predictor_j m_j`.
+#[derive(Debug, Clone, Copy)]
+struct LinearStep {
+    corrected: bool,
+    corrector_state: f64,
+    corrector: [f64; MAX_NODES],
+    predictor_state: f64,
+    predictor: [f64; MAX_NODES],
+}
+
+impl UniPc {
+    /// The step from `t` to `t_next`, the `index`-th since the start, with
+    /// the past predictions `history` (their `λ`s are read).
+    fn step<S: NoiseSchedule + ?Sized>(
+        &self,
+        sched: &S,
+        (t, t_next): (f64, f64),
+        history: History<'_>,
+        index: usize,
+    ) -> LinearStep {
+        let lam = sched.lambda(t);
+        let mut out = LinearStep {
+            corrected: false,
+            corrector_state: 0.0,
+            corrector: [0.0; MAX_NODES],
+            predictor_state: 0.0,
+            predictor: [0.0; MAX_NODES],
+        };
+        // UniC with m0 on the step from the previous point t_p (m_1):
+        // x^c = ratio x^c_prev + c m_1 + cb (w_last (m0 − m_1) + Σ w_j (m_{j+2} − m_1)/r_j)
         let qc = self.order.min(index);
         if self.corrector && qc > 0 {
-            let (mp, lam_p) = history.get(0);
+            let lam_p = history.get(0).1;
             let tp = sched.t_of_lambda(lam_p);
             let h = lam - lam_p;
             let mut rks = [0.0; 2];
@@ -233,18 +285,17 @@ impl Sampler for UniPc {
             let mut w = [0.0; 3];
             let bh = weights(self.variant, hh, &rks[..qc - 1], true, qc, &mut w);
             let cb = coef * bh;
-            let older: [&[f64]; 2] = [history.get(1.min(qc - 1)).0, history.get(2.min(qc - 1)).0];
-            for i in 0..n {
-                let mut res = w[qc - 1] * (m0[i] - mp[i]);
-                for j in 0..qc - 1 {
-                    res += w[j] * (older[j][i] - mp[i]) / rks[j];
-                }
-                carried_new[i] = ratio * carried[i] + c * mp[i] + cb * res;
+            let k = &mut out.corrector;
+            k[0] = cb * w[qc - 1];
+            k[1] = c - cb * w[qc - 1];
+            for j in 0..qc - 1 {
+                k[j + 2] += cb * w[j] / rks[j];
+                k[1] -= cb * w[j] / rks[j];
             }
-        } else {
-            carried_new.copy_from_slice(x);
+            out.corrected = true;
+            out.corrector_state = ratio;
         }
-        // UniP from the corrected state
+        // UniP: x_t = ratio x^c + c m0 + cb Σ w_j (m_{j+1} − m0)/r_j
         let q = self.order.min(index + 1);
         let h = sched.lambda(t_next) - lam;
         let mut rks = [0.0; 2];
@@ -259,13 +310,49 @@ impl Sampler for UniPc {
             0.0
         };
         let cb = coef * bh;
-        let past: [&[f64]; 2] = [history.get(0).0, history.get(1.min(q.saturating_sub(2))).0];
-        for i in 0..n {
-            let mut res = 0.0;
-            for j in 0..q - 1 {
-                res += w[j] * (past[j][i] - m0[i]) / rks[j];
-            }
-            x_new[i] = ratio * carried_new[i] + c * m0[i] + cb * res;
+        let k = &mut out.predictor;
+        k[0] = c;
+        for j in 0..q - 1 {
+            k[j + 1] += cb * w[j] / rks[j];
+            k[0] -= cb * w[j] / rks[j];
         }
+        out.predictor_state = ratio;
+        out
+    }
+}
+
+/// Both maps are linear: `x̄^c_s = x̄^c_s(carried) + predictor_state x̄_t`
+/// and `m̄_j += predictor_j x̄_t`; the corrector then sends
+/// `corrector_state x̄^c_s` to the carried corrected state of the step
+/// before and `corrector_j x̄^c_s` to the predictions — among them `m_0`,
+/// the prediction at this step's start, evaluated at the predicted state
+/// (the loop's `x`), whose VJP the shared step VJP takes — or, uncorrected,
+/// `x̄^c_s` to `x̄`. No model VJP of its own.
+impl SamplerVjp for UniPc {
+    fn vjp_scratch(&self) -> usize {
+        1
+    }
+    fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
+        let k = self.step(st.schedule(), (st.t, st.t_next), st.history, st.index);
+        let n = st.x.len();
+        let points = self.order + 1;
+        let mut put = |coefs: &[f64; MAX_NODES], v: &[f64]| {
+            add_scaled(st.m0_bar, coefs[0], v);
+            for j in 1..points {
+                add_scaled(&mut st.history_bar[(j - 1) * n..j * n], coefs[j], v);
+            }
+        };
+        put(&k.predictor, st.x_bar_new);
+        // x̄^c_s, in the carried cotangent's place (it is read once more)
+        let cn_bar = &mut *st.scratch;
+        cn_bar.copy_from_slice(st.carried_bar_new);
+        add_scaled(cn_bar, k.predictor_state, st.x_bar_new);
+        if k.corrected {
+            put(&k.corrector, cn_bar);
+            add_scaled(st.carried_bar, k.corrector_state, cn_bar);
+        } else {
+            add_scaled(st.x_bar, 1.0, cn_bar);
+        }
+        0
     }
 }

@@ -137,12 +137,14 @@ pub(super) fn check_driven<F: Drift, G: Diffusion>(
 /// (a struct with a field `weights: ModeWeights`) on every problem driven
 /// by [`FractionalNoise`], from a header — its name, strong order, error
 /// order (`None`: fixed steps), the interpretation it integrates, whether
-/// it has a predictor — and its inherent step `take(cache, StepArgs)`.
-/// Dense output is linear.
+/// it has a predictor, optionally a further check of its own
+/// (`check: method`, a `fn(&self, &Problem) -> Result<(), SolveError>`) —
+/// and its inherent step `take(cache, StepArgs)`. Dense output is linear.
 macro_rules! driven_solver {
     (
         $name:ty, $display:expr, order: $order:expr, error_order: $eo:expr,
-        integrates: $integrates:expr, two_stage: $two:expr $(,)?
+        integrates: $integrates:expr, two_stage: $two:expr
+        $(, check: $extra:ident)? $(,)?
     ) => {
         impl<F: crate::field::Drift, G: crate::field::Diffusion>
             crate::solver::Solver<crate::problem::Problem<F, G, super::ou_tree::FractionalNoise>>
@@ -163,7 +165,9 @@ macro_rules! driven_solver {
                 &self,
                 problem: &crate::problem::Problem<F, G, super::ou_tree::FractionalNoise>,
             ) -> Result<(), crate::error::SolveError> {
-                super::driven::check_driven($display, $integrates, &self.weights, problem)
+                super::driven::check_driven($display, $integrates, &self.weights, problem)?;
+                $( self.$extra(problem)?; )?
+                Ok(())
             }
             fn init(
                 &self,

@@ -57,14 +57,24 @@ impl FractionalEuler {
         c: &mut DrivenCache,
         a: StepArgs<'_, F, G>,
     ) -> StepStatus {
-        let (StepAt { t, h, y }, y_new) = (a.at, a.out.y_new);
-        c.begin(a.fields, (t, y), a.noise.modes, a.stats);
-        for i in 0..y.len() {
-            y_new[i] = y[i] + h * c.f[i];
-        }
-        add_noise(c.noise, &c.g, &c.db, 1.0, y_new);
-        StepStatus::Taken
+        euler_step(c, a)
     }
+}
+
+/// The fractional Euler step on the cache `c` (shared with
+/// [`super::FractionalModalEuler`]).
+#[inline]
+pub(super) fn euler_step<F: Drift, G: Diffusion>(
+    c: &mut DrivenCache,
+    a: StepArgs<'_, F, G>,
+) -> StepStatus {
+    let (StepAt { t, h, y }, y_new) = (a.at, a.out.y_new);
+    c.begin(a.fields, (t, y), a.noise.modes, a.stats);
+    for i in 0..y.len() {
+        y_new[i] = y[i] + h * c.f[i];
+    }
+    add_noise(c.noise, &c.g, &c.db, 1.0, y_new);
+    StepStatus::Taken
 }
 
 driven_solver!(
@@ -75,32 +85,76 @@ driven_solver!(
 driven_step_vjp!(FractionalEuler);
 
 impl FractionalEuler {
-    /// `y' = y + h b(y) + s(y) ΔB̂(H)`: the drift's VJP with `h ȳ'`, the
-    /// diffusion's with `ȳ' ⊗ ΔB̂`, and `∂L/∂H += ȳ'ᵀ s(y) ∂ΔB̂/∂H` when
-    /// `H` is a parameter.
     fn vjp<F: DriftVjp, G: DiffusionVjp>(
         &self,
         w: &mut DrivenVjpWork,
         a: VjpArgs<'_, F, G>,
     ) -> Result<usize, SolveError> {
-        refuse_err_cotangent("FractionalEuler", a.bars.err)?;
-        crate::step_vjp::refuse_interp_cotangents("FractionalEuler", a.bars.interp)?;
-        let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
-        let p = fields.p;
-        w.increments(a.noise.modes);
-        w.a.copy_from_slice(bars.y);
-        for i in 0..w.n {
-            w.b[i] = h * w.a[i];
-        }
-        noise_outer(w.noise, &w.a, &w.db, 1.0, &mut w.vg);
-        fields.drift.drift_vjp(t, y, p, &w.b, bars.y, bars.p);
-        fields
-            .diffusion
-            .diffusion_vjp(t, y, p, &w.vg, bars.y, bars.p);
-        if let Some(i) = w.hurst_index {
-            fields.g(t, y, &mut w.g, a.stats);
-            bars.p[i] += contract(w.noise, &w.a, &w.g, &w.ddb, &mut w.tmp);
-        }
-        Ok(1)
+        euler_step_vjp("FractionalEuler", w, a, None)
     }
+}
+
+/// `(1 − e^{−γh})/γ − h`: what the exact step of `dZ = (−γ Z + u) dt`
+/// (`u` held over the step) adds to its Euler step, per unit of the drift
+/// `−γ Z + u` (`φ1(−γh) h − h`).
+#[inline]
+pub(super) fn exact_shift_excess(gamma: f64, h: f64) -> f64 {
+    if gamma == 0.0 {
+        0.0
+    } else {
+        -(-gamma * h).exp_m1() / gamma - h
+    }
+}
+
+/// The VJP of [`euler_step`] (for the solver `name`):
+/// `y' = y + h b(y) + s(y) ΔB̂(H)`: the drift's VJP with `h ȳ'`, the
+/// diffusion's with `ȳ' ⊗ ΔB̂`, and `∂L/∂H += ȳ'ᵀ s(y) ∂ΔB̂/∂H` when
+/// `H` is a parameter. With `shift = Some((at, γ))` the step also has the
+/// exact-shift terms of [`super::FractionalModalEuler::exact_shift`]:
+/// `y'_{Z_jk} += c_k b_{Z_jk}`, `y' += s(y) e`, `e_j = Σ_k ω_k c_k
+/// b_{Z_jk}`, `c_k` = [`exact_shift_excess`].
+pub(super) fn euler_step_vjp<F: DriftVjp, G: DiffusionVjp>(
+    name: &'static str,
+    w: &mut DrivenVjpWork,
+    a: VjpArgs<'_, F, G>,
+    shift: Option<(usize, &[f64])>,
+) -> Result<usize, SolveError> {
+    refuse_err_cotangent(name, a.bars.err)?;
+    crate::step_vjp::refuse_interp_cotangents(name, a.bars.interp)?;
+    let (StepAt { t, h, y }, fields, bars) = (a.at, a.fields, a.bars);
+    let p = fields.p;
+    w.increments(a.noise.modes);
+    w.a.copy_from_slice(bars.y);
+    for i in 0..w.n {
+        w.b[i] = h * w.a[i];
+    }
+    let mut dh_shift = 0.0;
+    if let Some((at, gammas)) = shift {
+        // b and s at y; sᵀ ȳ' in c, e added to ΔB̂ (the diffusion's
+        // cotangent is then ȳ' ⊗ (ΔB̂ + e))
+        fields.f(t, y, &mut w.f, a.stats);
+        fields.g(t, y, &mut w.g, a.stats);
+        let (m, k) = (w.db.len(), gammas.len());
+        super::posterior::noise_transpose(w.noise, &w.g, &w.a, &mut w.c[..m]);
+        for j in 0..m {
+            let mut e = 0.0;
+            for (l, &gamma) in gammas.iter().enumerate() {
+                let (i, ck) = (at + j * k + l, exact_shift_excess(gamma, h));
+                w.b[i] += ck * (w.a[i] + w.w[l] * w.c[j]);
+                e += w.w[l] * ck * w.f[i];
+                dh_shift += w.c[j] * w.dw_dh[l] * ck * w.f[i];
+            }
+            w.db[j] += e;
+        }
+    }
+    noise_outer(w.noise, &w.a, &w.db, 1.0, &mut w.vg);
+    fields.drift.drift_vjp(t, y, p, &w.b, bars.y, bars.p);
+    fields
+        .diffusion
+        .diffusion_vjp(t, y, p, &w.vg, bars.y, bars.p);
+    if let Some(i) = w.hurst_index {
+        fields.g(t, y, &mut w.g, a.stats);
+        bars.p[i] += contract(w.noise, &w.a, &w.g, &w.ddb, &mut w.tmp) + dh_shift;
+    }
+    Ok(1)
 }

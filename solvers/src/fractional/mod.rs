@@ -32,7 +32,12 @@
 //! - The variational posterior (`posterior.rs`): a control `u` in the
 //!   modes' drift and the `KL = ½∫|u|² dt` it costs, as the augmented
 //!   fBM-driven problem [`posterior`] on `(X, Z, KL)` that the same solvers
-//!   and step VJPs handle (Daems et al., ICLR 2024).
+//!   and step VJPs handle (Daems et al., ICLR 2024); with the prior's modes
+//!   in the state too, [`posterior_with_modes`] on `(X, Z, Y, KL)`, whose
+//!   control sees the full Markov state, stepped by
+//!   [`FractionalModalEuler`] (`modal_euler.rs`: Euler with the driver's
+//!   exact mode increments written into the state, and optionally the
+//!   shift `Z` stepped exactly).
 //!
 //! Two types of fBM ([`FbmType`]): I, Mandelbrot–Van Ness (the standard fBM,
 //! stationary increments), and II, Riemann–Liouville (no past). The
@@ -49,6 +54,7 @@ mod error;
 mod euler;
 mod heun;
 mod markov;
+mod modal_euler;
 mod ou_bridge;
 mod ou_tree;
 mod posterior;
@@ -67,8 +73,12 @@ pub use heun::FractionalHeun;
 pub use markov::{
     MarkovApprox, gamma_grid, gamma_grid_by_gamma_max, gamma_grid_by_r, stationary_covariance,
 };
+pub use modal_euler::FractionalModalEuler;
 pub use ou_tree::{FractionalNoise, OuTree};
-pub use posterior::{PosteriorDiffusion, PosteriorDrift, PosteriorLayout, posterior};
+pub use posterior::{
+    PosteriorDiffusion, PosteriorDrift, PosteriorLayout, PosteriorProblem, posterior,
+    posterior_with_modes,
+};
 pub use weights::{Hurst, ModeWeights};
 
 #[cfg(test)]

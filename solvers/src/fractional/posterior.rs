@@ -26,14 +26,20 @@
 //! is a parameter). With `u ≡ 0` the `X` part of the solve equals the
 //! prior solve bit for bit.
 //!
-//! What the control sees: `u(t, [X, Z], p)`, the state and the control's
-//! own shift of the modes. The prior modes `Y^prior(t)` themselves are not
-//! part of the state (the driver serves their exact increments to the
-//! step, not to the fields), so a control of the full posterior modes
-//! `Y^post = Y^prior + Z` is not expressible here. The shift `Z` and the
-//! `KL` are stepped by the solver's own scheme (Euler for
-//! [`super::FractionalEuler`], so `γ_max · h < 2` for `Z` to be stable;
-//! the prior part keeps its exact modes).
+//! What the control sees: `u(t, [X, Z], p)` with [`posterior`], the
+//! state and the control's own shift of the modes. The prior modes
+//! `Y^prior(t)` are then not part of the state (the driver serves their
+//! exact increments to the step, not to the fields), so a control of the
+//! full posterior modes `Y^post = Y^prior + Z` is not expressible there.
+//! [`posterior_with_modes`] adds them: the state `(X, Z, Y, KL)` with the
+//! `Y` rows stepped by [`super::FractionalModalEuler`] from the driver's
+//! exact increments, and the control `u(t, [X, Z, Y], p)` a function of
+//! the full Markov state. The shift `Z` and the `KL` are stepped by the
+//! solver's own scheme: Euler for [`super::FractionalEuler`] and
+//! [`super::FractionalModalEuler`], so `γ_max · h < 2` for `Z` to be
+//! stable (the prior part keeps its exact modes); exactly, with `u` held
+//! over each step, by [`super::FractionalModalEuler::exact_shift`], which
+//! makes `½ Σ |u|² h` the simulated posterior's exact KL.
 
 use std::cell::RefCell;
 
@@ -47,7 +53,8 @@ use crate::sde::{add_noise, noise_outer};
 
 /// Where the parts of the posterior's augmented state sit: `X` (`n`
 /// components), the modes' shift `Z` (`m · K`, fBM `j`'s `K` modes
-/// contiguous, as the driver orders them), and `KL` (one, last).
+/// contiguous, as the driver orders them), with [`posterior_with_modes`]
+/// the prior's modes `Y` (`m · K`, same order), and `KL` (one, last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PosteriorLayout {
     /// The prior's state dimension `n`.
@@ -56,12 +63,16 @@ pub struct PosteriorLayout {
     pub m: usize,
     /// The number of OU modes per fBM `K`.
     pub k: usize,
+    /// Whether the prior's modes `Y` are part of the state
+    /// ([`posterior_with_modes`]).
+    pub modes: bool,
 }
 
 impl PosteriorLayout {
-    /// The augmented dimension `n + m K + 1`.
+    /// The augmented dimension: `n + m K + 1`, or `n + 2 m K + 1` with the
+    /// modes.
     pub fn dim(&self) -> usize {
-        self.n + self.m * self.k + 1
+        self.kl() + 1
     }
 
     /// The indices of `Z` in the augmented state.
@@ -69,9 +80,17 @@ impl PosteriorLayout {
         self.n..self.n + self.m * self.k
     }
 
-    /// The index of the `KL` component.
+    /// The indices of the prior's modes `Y` in the augmented state (empty
+    /// unless [`PosteriorLayout::modes`]).
+    pub fn prior_modes(&self) -> std::ops::Range<usize> {
+        let start = self.n + self.m * self.k;
+        start..start + if self.modes { self.m * self.k } else { 0 }
+    }
+
+    /// The index of the `KL` component; the control reads the state before
+    /// it, `[X, Z]` or `[X, Z, Y]`.
     pub fn kl(&self) -> usize {
-        self.n + self.m * self.k
+        self.prior_modes().end
     }
 }
 
@@ -79,9 +98,10 @@ impl PosteriorLayout {
 /// (for the term `s Σ_k ω_k (u − γ_k Z_k)`) and the control `u`.
 ///
 /// The control is any [`Drift`] (a [`DriftVjp`] for gradients) read as
-/// `u(t, [X, Z], p)`: its input is the first `n + m K` components of the
-/// augmented state and it writes `m` values (e.g. a network `nn::Mlp` of
-/// input width `n + m K` and output width `m`, or a
+/// `u(t, [X, Z], p)` (or `u(t, [X, Z, Y], p)` with the modes): its input
+/// is the components before [`PosteriorLayout::kl`] and it writes `m`
+/// values (e.g. a network `nn::Mlp` of input width `n + m K` (`n + 2 m K`)
+/// and output width `m`, or a
 /// [`crate::generic_field!`]). Its shape is not checked by the solve:
 /// build it for [`PosteriorLayout`].
 #[derive(Debug, Clone)]
@@ -93,6 +113,11 @@ pub struct PosteriorDrift<F, G, U> {
     noise: Noise,
     layout: PosteriorLayout,
 }
+
+/// The posterior problem [`posterior`] and [`posterior_with_modes`] build:
+/// the prior `F`, `G` under the control `U`, on the prior's driver.
+pub type PosteriorProblem<F, G, U> =
+    Problem<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>;
 
 /// The posterior's augmented diffusion: the prior's in the `X` rows of an
 /// `(n + m K + 1) × m` general-noise matrix, zero in the `Z` and `KL` rows.
@@ -131,12 +156,72 @@ pub struct PosteriorDiffusion<G> {
 /// assert!((sol.last()[kl] - 0.5 * 0.7 * 0.7).abs() < 1e-12); // ½ u² T
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[allow(clippy::type_complexity)]
 pub fn posterior<F, G, U>(
     prior: Problem<F, G, FractionalNoise>,
     control: U,
     weights: &ModeWeights,
-) -> Result<Problem<PosteriorDrift<F, G, U>, PosteriorDiffusion<G>, FractionalNoise>, SolveError>
+) -> Result<PosteriorProblem<F, G, U>, SolveError>
+where
+    F: Drift + Clone,
+    G: Diffusion + Clone,
+    U: Drift,
+{
+    build(prior, control, weights, false)
+}
+
+/// The posterior of [`posterior`] whose state also carries the prior's OU
+/// modes `Y` (after `Z`: `(X, Z, Y, KL)`, [`PosteriorLayout::prior_modes`]),
+/// so that the control reads the full Markov state, `u(t, [X, Z, Y], p)`,
+/// and through `Y + Z` the posterior's modes (Daems et al., ICLR 2024: the
+/// posterior of the Markov-approximated system is a Markov process in
+/// `(X, Y)`). The `Y` rows of the drift and diffusion are zero: solve it
+/// with [`super::FractionalModalEuler`], which writes the driver's exact
+/// mode increments into them. `Y` starts at `0`: for type II that is the
+/// prior's modes exactly; for type I (whose modes start from their
+/// stationary law) it is `Y(t) − Y(t0)`.
+///
+/// ```
+/// use sdeflow_solvers::fractional::{FbmType, FractionalModalEuler, Hurst, ModeWeights, gamma_grid, posterior_with_modes};
+/// use sdeflow_solvers::prelude::*;
+/// use sdeflow_solvers::generic_field;
+/// let mw = ModeWeights::new(FbmType::RiemannLiouville, Hurst::Fixed(0.7), 1.0,
+///                           &gamma_grid(4, 0.3, 1.0)?)?;
+/// let prior = Problem::sde(
+///     |_t: f64, y: &[f64], _p: &[f64], dy: &mut [f64]| dy[0] = -y[0],
+///     |_t: f64, _y: &[f64], _p: &[f64], g: &mut [f64]| g[0] = 0.5,
+///     Noise::Diagonal,
+///     vec![1.0],
+///     (0.0, 1.0),
+/// )
+/// .driver(mw.noise());
+/// // a control that pulls the posterior's first mode back: u = −(Y_1 + Z_1)
+/// let post = posterior_with_modes(prior, generic_field!(|_t, y, _p, u| u[0] = -(y[1] + y[5])), &mw)?;
+/// let layout = post.drift.layout();
+/// assert_eq!((layout.shift(), layout.prior_modes(), layout.kl()), (1..5, 5..9, 9));
+/// let solver = FractionalModalEuler::new(mw, layout.prior_modes().start);
+/// let sol = solve(&post, solver, Options::default().fixed_step(1.0 / 64.0))?;
+/// assert!(sol.last()[9] > 0.0); // the KL it cost
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn posterior_with_modes<F, G, U>(
+    prior: Problem<F, G, FractionalNoise>,
+    control: U,
+    weights: &ModeWeights,
+) -> Result<PosteriorProblem<F, G, U>, SolveError>
+where
+    F: Drift + Clone,
+    G: Diffusion + Clone,
+    U: Drift,
+{
+    build(prior, control, weights, true)
+}
+
+fn build<F, G, U>(
+    prior: Problem<F, G, FractionalNoise>,
+    control: U,
+    weights: &ModeWeights,
+    modes: bool,
+) -> Result<PosteriorProblem<F, G, U>, SolveError>
 where
     F: Drift + Clone,
     G: Diffusion + Clone,
@@ -155,6 +240,7 @@ where
         n,
         m: noise.brownian_dim(n),
         k: weights.gammas().len(),
+        modes,
     };
     let mut y0 = vec![0.0; layout.dim()];
     y0[..n].copy_from_slice(&prior.y0);
@@ -239,7 +325,7 @@ impl Scratch {
 }
 
 /// `out_j = Σ_i S_ij v_i`: the transpose of [`add_noise`] in the noise.
-fn noise_transpose(noise: Noise, g: &[f64], v: &[f64], out: &mut [f64]) {
+pub(super) fn noise_transpose(noise: Noise, g: &[f64], v: &[f64], out: &mut [f64]) {
     let n = v.len();
     match noise {
         Noise::Scalar => out[0] = g.iter().zip(v).map(|(a, b)| a * b).sum(),
@@ -262,7 +348,8 @@ fn noise_transpose(noise: Noise, g: &[f64], v: &[f64], out: &mut [f64]) {
 
 impl<F: Drift, G: Diffusion, U: Drift> Drift for PosteriorDrift<F, G, U> {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], dy: &mut [f64]) {
-        let PosteriorLayout { n, m, k } = self.layout;
+        let PosteriorLayout { n, m, k, .. } = self.layout;
+        let nc = self.layout.kl();
         let len = self.noise.diffusion_len(n);
         let gammas = self.weights.gammas();
         SCRATCH.with(|s| {
@@ -276,7 +363,7 @@ impl<F: Drift, G: Diffusion, U: Drift> Drift for PosteriorDrift<F, G, U> {
             let (v, rest) = rest.split_at_mut(m);
             let g = &mut rest[..len];
             let (x, z) = y[..n + m * k].split_at(n);
-            self.control.drift(t, &y[..n + m * k], p, u);
+            self.control.drift(t, &y[..nc], p, u);
             self.drift.drift(t, x, p, &mut dy[..n]);
             self.diffusion.diffusion(t, x, p, g);
             for j in 0..m {
@@ -287,7 +374,9 @@ impl<F: Drift, G: Diffusion, U: Drift> Drift for PosteriorDrift<F, G, U> {
                 }
             }
             add_noise(self.noise, g, v, 1.0, &mut dy[..n]);
-            dy[n + m * k] = 0.5 * u.iter().map(|a| a * a).sum::<f64>();
+            // the prior's modes (if any) are stepped by the solver
+            dy[self.layout.prior_modes()].fill(0.0);
+            dy[nc] = 0.5 * u.iter().map(|a| a * a).sum::<f64>();
         })
     }
 
@@ -313,7 +402,8 @@ impl<F: DriftVjp, G: DiffusionVjp, U: DriftVjp> DriftVjp for PosteriorDrift<F, G
     /// `u`'s with `ū`; and `∂/∂H += Σ_j w_j Σ_k (dω_k/dH)(u_j − γ_k Z_jk)`
     /// when `H` is a parameter.
     fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        let PosteriorLayout { n, m, k } = self.layout;
+        let PosteriorLayout { n, m, k, .. } = self.layout;
+        let nc = self.layout.kl();
         let len = self.noise.diffusion_len(n);
         let gammas = self.weights.gammas();
         SCRATCH.with(|s| {
@@ -331,8 +421,8 @@ impl<F: DriftVjp, G: DiffusionVjp, U: DriftVjp> DriftVjp for PosteriorDrift<F, G
             let (g, rest) = rest.split_at_mut(len);
             let vg = &mut rest[..len];
             let (x, z) = y[..n + m * k].split_at(n);
-            let (vx, vz, vkl) = (&v[..n], &v[n..n + m * k], v[n + m * k]);
-            self.control.drift(t, &y[..n + m * k], p, u);
+            let (vx, vz, vkl) = (&v[..n], &v[n..n + m * k], v[nc]);
+            self.control.drift(t, &y[..nc], p, u);
             self.diffusion.diffusion(t, x, p, g);
             noise_transpose(self.noise, g, vx, sw);
             let wsum: f64 = w.iter().sum();
@@ -354,7 +444,7 @@ impl<F: DriftVjp, G: DiffusionVjp, U: DriftVjp> DriftVjp for PosteriorDrift<F, G
             noise_outer(self.noise, vx, big_v, 1.0, vg);
             self.diffusion.diffusion_vjp(t, x, p, vg, &mut oy[..n], op);
             self.control
-                .drift_vjp(t, &y[..n + m * k], p, ubar, &mut oy[..n + m * k], op);
+                .drift_vjp(t, &y[..nc], p, ubar, &mut oy[..nc], op);
             if let Some(i) = self.weights.hurst_index() {
                 op[i] += dh;
             }
