@@ -37,6 +37,7 @@ const LEVELS: [usize; 5] = [64, 128, 256, 512, 1024];
 
 /// `ε̂ = σ (x − α μ)/(α² v + σ²)` per coordinate with `p = [μ, v]`, and its
 /// VJP by hand.
+#[allow(clippy::type_complexity)] // two `impl Fn` types cannot be aliased
 fn gaussian_model(
     s: VpLinear,
 ) -> ModelWithVjp<
@@ -262,10 +263,12 @@ where
     for &n in &LEVELS {
         let opts = TimeGrid::UniformLambda
             .options(&s, 1.0, T_END, n)
-            .unwrap()
+            .expect("a uniform-λ grid")
             .save_at(SaveAt::T1);
-        let disc = grad(&prob, sampler, &opts, &loss, Adjoint::STORE_ALL).unwrap();
-        let cont = diffusion_gradient(&prob, sampler, &grid(n), &loss, adjoint).unwrap();
+        let disc =
+            grad(&prob, sampler, &opts, &loss, Adjoint::STORE_ALL).expect("discrete adjoint");
+        let cont = diffusion_gradient(&prob, sampler, &grid(n), &loss, adjoint)
+            .expect("continuous adjoint");
         // the same sample, hence the same loss
         assert!((disc.loss - cont.loss).abs() < 1e-12 * disc.loss.abs());
         let want: Vec<f64> = disc.dy0.iter().chain(&disc.dp).copied().collect();
