@@ -22,6 +22,8 @@
 //! - reverse-SDE samplers (the family [`DiffusionSde`], noise from the
 //!   problem's driver): [`ReverseEulerMaruyama`], [`DdpmAncestral`],
 //!   [`SdeDpmSolver1`], [`SdeDpmSolverPP2M`], [`LangevinPc`];
+//! - stochastic DDIM and EDM on the reverse SDE: [`DdimEta`] (`η ∈ [0, 1]`,
+//!   with a step VJP);
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
@@ -52,6 +54,7 @@
 
 mod adaptive;
 mod ddim;
+mod ddim_eta;
 mod ddpm;
 mod deis;
 mod discrete;
@@ -80,6 +83,7 @@ mod unipc;
 
 pub use adaptive::{AdaptiveCache, AdaptiveDpmSolver, AdaptivePair};
 pub use ddim::{Ddim, DpmSolver1};
+pub use ddim_eta::DdimEta;
 pub use ddpm::{DdpmAncestral, DdpmVariance};
 pub use deis::Deis;
 pub use discrete::DiscreteVp;
