@@ -298,10 +298,10 @@ differentiable_discrete!(
     ReverseEulerMaruyama, DdpmAncestral, SdeDpmSolver1, SdeDpmSolverPP2M, LangevinPc
 );
 
-// stochastic DDIM (η ∈ [0, 1]) on the reverse SDE, as above
+// stochastic DDIM (η ∈ [0, 1]) and EDM's churn on the reverse SDE, as above
 differentiable_discrete!(
     [M: ModelVjp, S: NoiseSchedule] ReverseSde<M, S>, ReverseNoise<S>;
-    sdeflow_solvers::diffusion::DdimEta
+    sdeflow_solvers::diffusion::DdimEta, sdeflow_solvers::diffusion::EdmChurn
 );
 
 /// Implements [`Differentiable`] for stochastic exponential Euler on the

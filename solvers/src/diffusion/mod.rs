@@ -22,8 +22,8 @@
 //! - reverse-SDE samplers (the family [`DiffusionSde`], noise from the
 //!   problem's driver): [`ReverseEulerMaruyama`], [`DdpmAncestral`],
 //!   [`SdeDpmSolver1`], [`SdeDpmSolverPP2M`], [`LangevinPc`];
-//! - stochastic DDIM and EDM on the reverse SDE: [`DdimEta`] (`η ∈ [0, 1]`,
-//!   with a step VJP);
+//! - stochastic DDIM and EDM on the reverse SDE: [`DdimEta`] (`η ∈ [0, 1]`)
+//!   and [`EdmChurn`] (EDM's churn + Heun), both with a step VJP;
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
@@ -62,6 +62,7 @@ mod dpm_solver2;
 mod dpm_solver3;
 mod dpmpp_2s;
 mod dpmpp_multistep;
+mod edm_churn;
 mod edm_heun;
 mod grid;
 mod lagrange;
@@ -91,6 +92,7 @@ pub use dpm_solver2::DpmSolver2;
 pub use dpm_solver3::DpmSolver3;
 pub use dpmpp_2s::DpmSolverPP2S;
 pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
+pub use edm_churn::EdmChurn;
 pub use edm_heun::EdmHeun;
 pub use grid::TimeGrid;
 pub use langevin_pc::LangevinPc;
