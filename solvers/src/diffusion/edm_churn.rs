@@ -197,7 +197,7 @@ mod tests {
     /// at `√2 − 1`.
     #[test]
     fn churn_matches_karras_algorithm_2() {
-        let sched = Edm::default();
+        let sched = Edm;
         let mut x = EdmChurn::new(4.0, 20);
         x.s_noise = 1.003;
         let (t_hat, a, b) = x.churn(&sched, 2.0).expect("churns");
