@@ -300,6 +300,12 @@ differentiable_discrete!(
     ReverseEulerMaruyama, DdpmAncestral, SdeDpmSolver1, SdeDpmSolverPP2M, LangevinPc
 );
 
+// stochastic DDIM (η ∈ [0, 1]) and EDM's churn on the reverse SDE, as above
+differentiable_discrete!(
+    [M: ModelVjp, S: NoiseSchedule] ReverseSde<M, S>, ReverseNoise<S>;
+    sdeflow_solvers::diffusion::DdimEta, sdeflow_solvers::diffusion::EdmChurn
+);
+
 /// Implements [`Differentiable`] for stochastic exponential Euler on the
 /// semilinear SDEs driven by `$driver`: the discrete adjoint through its
 /// step VJP.

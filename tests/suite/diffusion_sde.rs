@@ -135,7 +135,12 @@ pub(crate) fn moments(x: &[f64], d: usize) -> Moments {
 /// Asserts the sample moments of `x` lie within 4 standard errors of
 /// `gmm`'s marginal at `T_END`, entry by entry; returns the distances
 /// `‖m̂ − m‖₂` and `‖Ĉ − C‖_F/‖C‖_F`.
-fn assert_moments(what: &str, x: &[f64], gmm: &GaussianMixture, bound: f64) -> (f64, f64) {
+pub(crate) fn assert_moments(
+    what: &str,
+    x: &[f64],
+    gmm: &GaussianMixture,
+    bound: f64,
+) -> (f64, f64) {
     let d = gmm.dim();
     let (m, c) = gmm.marginal_moments(&VpLinear::default(), T_END);
     let got = moments(x, d);
@@ -533,7 +538,7 @@ fn bad_input_is_a_typed_error() {
 /// same seed (the same path). Tolerance as in `diffusion_gradients.rs`:
 /// 1e-6 relative (entries below 1e-2 to 1e-8 absolute), two orders above
 /// the difference's `O(δ²) + O(ε/δ)` error with `δ = 1e-5`.
-mod gradients {
+pub(crate) mod gradients {
     use super::*;
     use crate::common::assert_gradients_agree;
     use crate::diffusion_gradients::{MixtureDenoiser, P, X_T, loss};
@@ -556,7 +561,7 @@ mod gradients {
         loss(&sol.ts, &sol.ys, &mut g)
     }
 
-    fn check<X>(x: X, steps: usize)
+    pub(crate) fn check<X>(x: X, steps: usize)
     where
         X: Method<Sde>
             + Differentiable<ReverseSde<Model, VpLinear>, ReverseNoise<VpLinear>, VirtualTree>

@@ -19,6 +19,7 @@ mod diffusion_conditioning;
 mod diffusion_gradients;
 mod diffusion_multistep;
 mod diffusion_sde;
+mod diffusion_stochastic;
 mod discontinuities;
 mod drivers;
 mod ensemble;

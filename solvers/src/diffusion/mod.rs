@@ -22,6 +22,8 @@
 //! - reverse-SDE samplers (the family [`DiffusionSde`], noise from the
 //!   problem's driver): [`ReverseEulerMaruyama`], [`DdpmAncestral`],
 //!   [`SdeDpmSolver1`], [`SdeDpmSolverPP2M`], [`LangevinPc`];
+//! - stochastic DDIM and EDM on the reverse SDE: [`DdimEta`] (`η ∈ [0, 1]`)
+//!   and [`EdmChurn`] (EDM's churn + Heun), both with a step VJP;
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
@@ -58,6 +60,7 @@
 
 mod adaptive;
 mod ddim;
+mod ddim_eta;
 mod ddpm;
 mod deis;
 mod discrete;
@@ -65,6 +68,7 @@ mod dpm_solver2;
 mod dpm_solver3;
 mod dpmpp_2s;
 mod dpmpp_multistep;
+mod edm_churn;
 mod edm_heun;
 mod grid;
 mod interpolant;
@@ -89,6 +93,7 @@ mod unipc;
 
 pub use adaptive::{AdaptiveCache, AdaptiveDpmSolver, AdaptivePair};
 pub use ddim::{Ddim, DpmSolver1};
+pub use ddim_eta::DdimEta;
 pub use ddpm::{DdpmAncestral, DdpmVariance};
 pub use deis::Deis;
 pub use discrete::DiscreteVp;
@@ -96,6 +101,7 @@ pub use dpm_solver2::DpmSolver2;
 pub use dpm_solver3::DpmSolver3;
 pub use dpmpp_2s::DpmSolverPP2S;
 pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
+pub use edm_churn::EdmChurn;
 pub use edm_heun::EdmHeun;
 pub use grid::TimeGrid;
 pub use interpolant::{Gamma, Interpolant, InterpolantCoefficients, Linear, Trigonometric};
