@@ -23,7 +23,6 @@
 mod checkpoint;
 mod continuous;
 mod differentiable;
-/// The continuous (AdjointDPM) adjoint of diffusion samplers.
 pub mod diffusion;
 mod discrete;
 mod forward;
