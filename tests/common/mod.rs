@@ -388,6 +388,26 @@ pub fn central_difference(f: impl Fn(&[f64]) -> f64, x: &[f64], j: usize, h: f64
     (f(&a) - f(&b)) / (2.0 * h)
 }
 
+/// The central-difference gradient (step `h`) of `value(x0, p)` in the
+/// shape of `g`: its `dp` and `dy0` replaced, the rest copied.
+pub fn fd_gradient_like(
+    g: &Gradient,
+    x0: &[f64],
+    p: &[f64],
+    h: f64,
+    value: impl Fn(&[f64], &[f64]) -> f64,
+) -> Gradient {
+    Gradient {
+        dp: (0..p.len())
+            .map(|j| central_difference(|q| value(x0, q), p, j, h))
+            .collect(),
+        dy0: (0..x0.len())
+            .map(|j| central_difference(|y| value(y, p), x0, j, h))
+            .collect(),
+        ..g.clone()
+    }
+}
+
 /// Asserts that the errors `errs` of ever finer solves fall strictly and
 /// that the last is below `bound` (`what` names the case in the messages).
 pub fn assert_converges(what: &str, errs: &[f64], bound: f64) {

@@ -575,23 +575,9 @@ pub(crate) mod gradients {
             .seed(17)
             .save_at(SaveAt::T1);
         let g = grad(&problem(&X_T, &P), x, &opts, &loss, Adjoint::STORE_ALL).expect("gradient");
-        let d = 1e-5;
-        let fd = |j: usize, in_p: bool| {
-            let (mut xa, mut xb, mut pa, mut pb) = (X_T, X_T, P, P);
-            if in_p {
-                pa[j] += d;
-                pb[j] -= d;
-            } else {
-                xa[j] += d;
-                xb[j] -= d;
-            }
-            (sample_loss(x, &opts, &xa, &pa) - sample_loss(x, &opts, &xb, &pb)) / (2.0 * d)
-        };
-        let fd = Gradient {
-            dp: (0..P.len()).map(|j| fd(j, true)).collect(),
-            dy0: (0..X_T.len()).map(|j| fd(j, false)).collect(),
-            ..g.clone()
-        };
+        let fd = crate::common::fd_gradient_like(&g, &X_T, &P, 1e-5, |xt, q| {
+            sample_loss(x, &opts, xt, q)
+        });
         println!(
             "{x:?}, {steps} steps: adjoint dp {:?} dy0 {:?}; FD dp {:?} dy0 {:?}",
             g.dp, g.dy0, fd.dp, fd.dy0

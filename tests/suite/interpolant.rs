@@ -21,7 +21,7 @@
 //!   target's mean and variance in both `b` and `s`) against central
 //!   differences; typed errors.
 
-use crate::common::{assert_gradients_agree, assert_order, assert_says};
+use crate::common::{assert_gradients_agree, assert_order, assert_says, fd_gradient_like};
 use sdeflow::diffusion::*;
 use sdeflow::prelude::*;
 
@@ -340,23 +340,7 @@ fn check_gradient(dir: SdeDirection, span: (f64, f64)) {
         let mut gg = vec![0.0; sol.ys.len()];
         cube_loss(&sol.ts, &sol.ys, &mut gg)
     };
-    let d = 1e-5;
-    let fd = |j: usize, in_p: bool| {
-        let (mut xa, mut xb, mut pa, mut pb) = (x0, x0, p, p);
-        if in_p {
-            pa[j] += d;
-            pb[j] -= d;
-        } else {
-            xa[j] += d;
-            xb[j] -= d;
-        }
-        (value(&xa, &pa) - value(&xb, &pb)) / (2.0 * d)
-    };
-    let fd = Gradient {
-        dp: (0..p.len()).map(|j| fd(j, true)).collect(),
-        dy0: (0..x0.len()).map(|j| fd(j, false)).collect(),
-        ..g.clone()
-    };
+    let fd = fd_gradient_like(&g, &x0, &p, 1e-5, value);
     println!(
         "{dir:?}: adjoint dp {:?} dy0 {:?}; FD dp {:?} dy0 {:?}",
         g.dp, g.dy0, fd.dp, fd.dy0
