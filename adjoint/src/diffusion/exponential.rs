@@ -13,7 +13,7 @@
 
 use sdeflow_solvers::diffusion::FlowVjp;
 
-use super::{Backward, ExpOrder, rhs};
+use super::{Backward, ExpOrder, initial_state, rhs};
 
 /// The backward pass on the grid `times` (noise first) from the sample
 /// `x0` with `∂L/∂x_0 = dl_dx0`; the forward states are read from `stored`
@@ -28,15 +28,10 @@ pub(super) fn backward(
     stored: Option<&[f64]>,
 ) -> Backward {
     let sched = flow.schedule();
-    let (n, np) = (x0.len(), p.len());
-    let m = 2 * n + np;
+    let n = x0.len();
     let steps = times.len() - 1;
-    let a_end = sched.alpha(times[steps]);
-    let mut z = vec![0.0; m];
-    for k in 0..n {
-        z[k] = x0[k] / a_end;
-        z[n + k] = a_end * dl_dx0[k];
-    }
+    let mut z = initial_state(flow, times, x0, dl_dx0, p.len());
+    let m = z.len();
     let (mut f, mut f_prev) = (vec![0.0; m], vec![0.0; m]);
     let (mut x, mut scratch) = (vec![0.0; n], vec![0.0; n]);
     let mut lambda_prev: Option<f64> = None;

@@ -316,6 +316,25 @@ fn check_times<S: NoiseSchedule>(
     Ok(())
 }
 
+/// The augmented state `z = (y, a_y, a_θ)` at the sample (`t_end`, the
+/// last grid time): `y = x_0/α`, `a_y = α ∂L/∂x_0`, `a_θ = 0`.
+fn initial_state(
+    flow: &dyn FlowVjp,
+    times: &[f64],
+    x0: &[f64],
+    dl_dx0: &[f64],
+    np: usize,
+) -> Vec<f64> {
+    let n = x0.len();
+    let a_end = flow.schedule().alpha(times[times.len() - 1]);
+    let mut z = vec![0.0; 2 * n + np];
+    for k in 0..n {
+        z[k] = x0[k] / a_end;
+        z[n + k] = a_end * dl_dx0[k];
+    }
+    z
+}
+
 /// One evaluation point of the backward pass: writes
 /// `F = (ε̂, −α Jᵀa_y, −(∂ε̂/∂θ)ᵀa_y)` at `(t, x)` into `f` (the `ε̂` part
 /// only when `with_eps`); `scratch` is the length of `x`.

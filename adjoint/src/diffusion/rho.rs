@@ -9,7 +9,7 @@
 
 use sdeflow_solvers::diffusion::FlowVjp;
 
-use super::{Backward, RhoMethod, rhs};
+use super::{Backward, RhoMethod, initial_state, rhs};
 
 /// `(c, a, b)` of an explicit method: `a` row-major, strictly lower.
 fn tableau(method: RhoMethod) -> (&'static [f64], &'static [&'static [f64]], &'static [f64]) {
@@ -37,15 +37,10 @@ pub(super) fn backward(
     let sched = flow.schedule();
     let (c, a, b) = tableau(method);
     let stages = c.len();
-    let (n, np) = (x0.len(), p.len());
-    let m = 2 * n + np;
+    let n = x0.len();
     let steps = times.len() - 1;
-    let a_end = sched.alpha(times[steps]);
-    let mut z = vec![0.0; m];
-    for k in 0..n {
-        z[k] = x0[k] / a_end;
-        z[n + k] = a_end * dl_dx0[k];
-    }
+    let mut z = initial_state(flow, times, x0, dl_dx0, p.len());
+    let m = z.len();
     let mut ks = vec![0.0; stages * m];
     let (mut zs, mut x, mut scratch) = (vec![0.0; m], vec![0.0; n], vec![0.0; n]);
     for i in (1..=steps).rev() {
