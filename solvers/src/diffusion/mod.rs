@@ -24,6 +24,7 @@
 //!   [`SdeDpmSolver1`], [`SdeDpmSolverPP2M`], [`LangevinPc`];
 //! - stochastic DDIM and EDM on the reverse SDE: [`DdimEta`] (`η ∈ [0, 1]`)
 //!   and [`EdmChurn`] (EDM's churn + Heun), both with a step VJP;
+//! - DPM-Solver-v3's empirical model statistics: [`Ems`];
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
@@ -70,6 +71,7 @@ mod dpmpp_2s;
 mod dpmpp_multistep;
 mod edm_churn;
 mod edm_heun;
+mod ems;
 mod grid;
 mod interpolant;
 mod interpolant_flow;
@@ -103,6 +105,7 @@ pub use dpmpp_2s::DpmSolverPP2S;
 pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
 pub use edm_churn::EdmChurn;
 pub use edm_heun::EdmHeun;
+pub use ems::Ems;
 pub use grid::TimeGrid;
 pub use interpolant::{Gamma, Interpolant, InterpolantCoefficients, Linear, Trigonometric};
 pub use interpolant_flow::{
