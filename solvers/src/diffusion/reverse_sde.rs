@@ -53,7 +53,7 @@ pub struct ReverseNoise<S> {
 /// the noise time `T` down to `t_end` by the reverse-SDE samplers
 /// ([`super::ReverseEulerMaruyama`], [`super::DdpmAncestral`],
 /// [`super::SdeDpmSolver1`], [`super::SdeDpmSolverPP2M`],
-/// [`super::LangevinPc`]).
+/// [`super::LangevinPc`], [`super::DdimEta`], [`super::EdmChurn`]).
 pub type DiffusionSde<M, S, D = VirtualTree> = Problem<ReverseSde<M, S>, ReverseNoise<S>, D>;
 
 /// `g(t)²` of the schedule: `−2 σ_t² dλ/dt`.
@@ -196,8 +196,8 @@ fn check_sde<X: Sampler, M: Model, S: NoiseSchedule, D: Driver>(
             solver: name,
             what: "the reverse SDE (it samples the probability-flow ODE and draws no noise)".into(),
             alternatives: "ReverseEulerMaruyama, DdpmAncestral, SdeDpmSolver1, \
-                           SdeDpmSolverPP2M, LangevinPc; or build the problem with \
-                           diffusion::probability_flow"
+                           SdeDpmSolverPP2M, LangevinPc, DdimEta, EdmChurn; or build the \
+                           problem with diffusion::probability_flow"
                 .into(),
         });
     }
