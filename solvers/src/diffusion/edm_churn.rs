@@ -15,8 +15,9 @@
 //!
 //! `S_churn = 0` (or a step outside `[S_tmin, S_tmax]`) is the
 //! deterministic EDM Heun step exactly. A churned step evaluates the model
-//! at `(t̂, x̂)`, so it costs one model evaluation more than Heun's two (the
-//! loop's prediction at the step's start is not used).
+//! at `(t̂, x̂)` instead of at the step's start (the loop skips that
+//! prediction, [`Sampler::uses_start_prediction`]), so it costs Heun's two
+//! model evaluations.
 
 use super::edm_heun::EdmHeun;
 use super::model::{Model, Parametrisation};
@@ -124,6 +125,9 @@ impl Sampler for EdmChurn {
         }
         Ok(())
     }
+    fn uses_start_prediction(&self, schedule: &dyn NoiseSchedule, t: f64) -> bool {
+        self.churn(schedule, t).is_none()
+    }
     fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
         let Some((t_hat, a, b)) = self.churn(st.schedule(), st.t) else {
             return EdmHeun.advance(st);
@@ -146,8 +150,8 @@ impl Sampler for EdmChurn {
 
 /// Through the Heun step from `(t̂, x̂)` ([`EdmHeun`]'s VJP), then the
 /// model's VJP at `(t̂, x̂)` (recomputed: one evaluation), then
-/// `x̄ += (α_t̂/α_t) x̂̄`; the prediction at the step's start is unused (its
-/// cotangent stays 0). A step that does not churn is EDM Heun's VJP.
+/// `x̄ += (α_t̂/α_t) x̂̄`; the prediction at the step's start is not
+/// evaluated. A step that does not churn is EDM Heun's VJP.
 impl SamplerVjp for EdmChurn {
     fn vjp_scratch(&self) -> usize {
         EdmHeun.vjp_scratch() + 5

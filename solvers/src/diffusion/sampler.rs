@@ -132,6 +132,15 @@ pub trait Sampler: Copy + Debug {
     fn reaches_zero_noise(&self) -> bool {
         false
     }
+    /// Whether its step from `t` reads the prediction at the step's start
+    /// ([`Advance::m0`]). A sampler that moves the state before its first
+    /// model evaluation (EDM's churn) returns `false` for such steps and
+    /// the loop skips that evaluation; only a sampler that keeps no past
+    /// predictions ([`Sampler::history`] = 0) may do so (its `m0` is then
+    /// stale and must not be read, nor its cotangent written).
+    fn uses_start_prediction(&self, _schedule: &dyn NoiseSchedule, _t: f64) -> bool {
+        true
+    }
     /// Checks the sampler's own settings.
     fn check_settings(&self) -> Result<(), SolveError> {
         Ok(())
@@ -305,7 +314,9 @@ impl SamplerCache {
             }
             Parametrisation::Velocity.convert(want, &flow.schedule, t, y, &mut c.m0);
             c.m0_velocity = false;
-        } else if !c.m0_valid {
+        } else if !c.m0_valid
+            && (sampler.history() > 0 || sampler.uses_start_prediction(&flow.schedule, t))
+        {
             flow.predict_as(want, t, y, p, &mut c.m0, stats);
         }
         c.m0_valid = true;

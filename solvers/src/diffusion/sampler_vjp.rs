@@ -199,8 +199,13 @@ pub(crate) fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
     let (history, index, carried) = w.layout.read(args.carried);
     normalise_noise(h, args.noise, &mut w.z);
     let want = sampler.prediction();
-    args.stats.drift_evals += 1;
-    flow.predict_in(want, t, y, p, &mut w.m0);
+    let uses_m0 = w.layout.history > 0 || sampler.uses_start_prediction(flow.schedule(), t);
+    if uses_m0 {
+        args.stats.drift_evals += 1;
+        flow.predict_in(want, t, y, p, &mut w.m0);
+    } else {
+        w.m0.iter_mut().for_each(|v| *v = 0.0);
+    }
     let StepBars {
         y: y_bar,
         carried: c_bar,
@@ -249,8 +254,10 @@ pub(crate) fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
             }
         }
     }
-    flow.predict_vjp(want, t, y, p, &w.m0_bar, &mut w.scaled, y_bar, p_bar);
-    vjps += 1;
+    if uses_m0 {
+        flow.predict_vjp(want, t, y, p, &w.m0_bar, &mut w.scaled, y_bar, p_bar);
+        vjps += 1;
+    }
     c_bar.iter_mut().for_each(|v| *v = 0.0);
     c_bar[..k * n].copy_from_slice(&w.history_bar);
     c_bar[k * n..k * n + carried_len].copy_from_slice(&w.carried_bar);
