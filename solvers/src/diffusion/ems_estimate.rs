@@ -133,40 +133,19 @@ impl EmsOptions {
         }
     }
 
-    /// Sets [`EmsOptions::points`].
-    pub fn points(mut self, points: usize) -> Self {
-        self.points = points;
-        self
-    }
-
-    /// Sets [`EmsOptions::probes`].
-    pub fn probes(mut self, probes: usize) -> Self {
-        self.probes = probes;
-        self
-    }
-
-    /// Sets [`EmsOptions::substeps`].
-    pub fn substeps(mut self, substeps: usize) -> Self {
-        self.substeps = substeps;
-        self
-    }
-
-    /// Sets [`EmsOptions::seed`].
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Sets [`EmsOptions::var_floor`].
-    pub fn var_floor(mut self, var_floor: f64) -> Self {
-        self.var_floor = var_floor;
-        self
-    }
-
-    /// Sets [`EmsOptions::keep_states`].
-    pub fn keep_states(mut self, keep: bool) -> Self {
-        self.keep_states = keep;
-        self
+    crate::options::setters! {
+        /// Sets [`EmsOptions::points`].
+        points: usize;
+        /// Sets [`EmsOptions::probes`].
+        probes: usize;
+        /// Sets [`EmsOptions::substeps`].
+        substeps: usize;
+        /// Sets [`EmsOptions::seed`].
+        seed: u64;
+        /// Sets [`EmsOptions::var_floor`].
+        var_floor: f64;
+        /// Sets [`EmsOptions::keep_states`].
+        keep_states: bool;
     }
 }
 
@@ -1028,6 +1007,15 @@ mod tests {
                 range(s),
                 range(b)
             );
+            for k in [0, 50, 125, 200, 250] {
+                println!(
+                    "    λ = {:>6.2}: l ∈ {:.3?}, s ∈ {:.3?}, b ∈ {:.3?}",
+                    est.ems.lambda(k),
+                    range(est.ems.l_at(k)),
+                    range(est.ems.s_at(k)),
+                    range(est.ems.b_at(k))
+                );
+            }
         }
     }
 }
