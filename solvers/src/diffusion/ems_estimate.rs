@@ -236,6 +236,21 @@ fn grid_derivative(table: &[f64], points: usize, d: usize, h: f64, out: &mut [f6
     }
 }
 
+/// The difference stencil for a derivative at grid point `k` of `points`
+/// in steps of `δ`: `(w0, [(offset, weight); 2])`, the derivative being
+/// `(w0 g(0) + Σ weight · g(offset · δ))/δ` — central inside, one-sided
+/// second order at the two ends (so the offsets stay inside the grid's
+/// span).
+fn derivative_stencil(k: usize, points: usize) -> (f64, [(f64, f64); 2]) {
+    if k == 0 {
+        (-1.5, [(1.0, 2.0), (2.0, -0.5)])
+    } else if k + 1 == points {
+        (1.5, [(-1.0, -2.0), (-2.0, 0.5)])
+    } else {
+        (0.0, [(-1.0, -0.5), (1.0, 0.5)])
+    }
+}
+
 /// Model evaluations in the noise parametrisation, checked finite.
 struct Evaluator<'a, M, S> {
     flow: &'a ProbabilityFlow<M, S>,
@@ -496,13 +511,7 @@ fn estimate<M: Model, S: NoiseSchedule, D: Driver>(
         }
         // g' along the tangent (dx/dλ, 1): central inside, one-sided
         // second-order differences at the ends
-        let (w0, stencil): (f64, [(f64, f64); 2]) = if k == 0 {
-            (-1.5, [(1.0, 2.0), (2.0, -0.5)])
-        } else if k + 1 == points {
-            (1.5, [(-1.0, -2.0), (-2.0, 0.5)])
-        } else {
-            (0.0, [(-1.0, -0.5), (1.0, 0.5)])
-        };
+        let (w0, stencil) = derivative_stencil(k, points);
         for (gpv, &gv) in gp.iter_mut().zip(&g) {
             *gpv = w0 * gv;
         }
@@ -616,6 +625,16 @@ mod tests {
         )
     }
 
+    /// The statistics of the benches' `d`-dimensional mixture from `batch`
+    /// samples on `points` points, states kept.
+    fn estimate_bed(d: usize, batch: usize, points: usize) -> (GaussianMixture, EmsEstimate) {
+        let (gmm, x_t) = bench_bed(d, batch);
+        let problem = mixture_problem(&gmm, x_t);
+        let o = EmsOptions::new(d).points(points).keep_states(true);
+        let est = Ems::estimate(&problem, &o).unwrap();
+        (gmm, est)
+    }
+
     fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
         a.iter()
             .zip(b)
@@ -690,13 +709,7 @@ mod tests {
     #[test]
     fn mixture_l_matches_exact_jacobian_diagonal() {
         let (d, batch, points) = (2, 256, 101);
-        let (gmm, x_t) = bench_bed(d, batch);
-        let problem = mixture_problem(&gmm, x_t);
-        let est = Ems::estimate(
-            &problem,
-            &EmsOptions::new(d).points(points).keep_states(true),
-        )
-        .unwrap();
+        let (gmm, est) = estimate_bed(d, batch, points);
         let states = est.states.as_ref().unwrap();
         let sched = VpLinear::default();
         let (mut xp, mut ep, mut em) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
@@ -767,13 +780,7 @@ mod tests {
         use crate::options::Options;
         let (d, batch, points) = (2, 64, 51);
         let n = d * batch;
-        let (gmm, x_t) = bench_bed(d, batch);
-        let problem = mixture_problem(&gmm, x_t);
-        let est = Ems::estimate(
-            &problem,
-            &EmsOptions::new(d).points(points).keep_states(true),
-        )
-        .unwrap();
+        let (gmm, est) = estimate_bed(d, batch, points);
         let states = est.states.as_ref().unwrap();
         let sched = VpLinear::default();
         let (l, s_est, b_est) = est.ems.tables();
@@ -792,13 +799,7 @@ mod tests {
             let lam = est.ems.lambda(k);
             let t = sched.t_of_lambda(lam);
             g_at(x, t, &mut g0);
-            let (w0, stencil): (f64, [(f64, f64); 2]) = if k == 0 {
-                (-1.5, [(1.0, 2.0), (2.0, -0.5)])
-            } else if k + 1 == points {
-                (1.5, [(-1.0, -2.0), (-2.0, 0.5)])
-            } else {
-                (0.0, [(-1.0, -0.5), (1.0, 0.5)])
-            };
+            let (w0, stencil) = derivative_stencil(k, points);
             // g' by the stencil at step h, Richardson-extrapolated from
             // h = Δ and Δ/2 (the O(Δ²) terms cancel)
             gp.fill(0.0);
