@@ -413,6 +413,7 @@ fn estimate<M: Model, S: NoiseSchedule, D: Driver>(
         .ok_or_else(|| SolveError::invalid("EmsOptions substeps", "points · substeps overflows"))?;
     let opts = grid
         .options(sched, t0, t1, steps)?
+        .max_steps(steps.saturating_add(1))
         .save_at(SaveAt::Times(times.clone()));
     let sol = crate::solve(problem, UniPc::new(3), opts)?;
     if sol.ts.len() != points {
