@@ -24,7 +24,8 @@
 //!   [`SdeDpmSolver1`], [`SdeDpmSolverPP2M`], [`LangevinPc`];
 //! - stochastic DDIM and EDM on the reverse SDE: [`DdimEta`] (`η ∈ [0, 1]`)
 //!   and [`EdmChurn`] (EDM's churn + Heun), both with a step VJP;
-//! - DPM-Solver-v3's empirical model statistics: [`Ems`];
+//! - DPM-Solver-v3's empirical model statistics: [`Ems`], estimated from
+//!   a model by [`Ems::estimate`] ([`EmsOptions`], [`EmsStats`]);
 //! - adaptive (a [`crate::solver::Solver`] of the adaptive loop):
 //!   [`AdaptiveDpmSolver`] (DPM-Solver-12 and -23);
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
@@ -72,6 +73,7 @@ mod dpmpp_multistep;
 mod edm_churn;
 mod edm_heun;
 mod ems;
+mod ems_estimate;
 mod grid;
 mod interpolant;
 mod interpolant_flow;
@@ -106,6 +108,7 @@ pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
 pub use edm_churn::EdmChurn;
 pub use edm_heun::EdmHeun;
 pub use ems::Ems;
+pub use ems_estimate::{EmsEstimate, EmsOptions, EmsStats};
 pub use grid::TimeGrid;
 pub use interpolant::{Gamma, Interpolant, InterpolantCoefficients, Linear, Trigonometric};
 pub use interpolant_flow::{

@@ -12,6 +12,7 @@
 //! `C_t^{−1/2}(x_t − α_t μ)` is constant along the flow, so
 //! `x_t = α_t μ + sqrt(C_t/C_u)(x_u − α_u μ)` per coordinate.
 
+use super::ems::Ems;
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -219,6 +220,57 @@ impl DiagonalGaussian {
             let i = j % d;
             *o = s * (xv - a * self.mean[i]) / (a * a * self.var[i] + s * s);
         }
+    }
+
+    /// DPM-Solver-v3's empirical model statistics of this Gaussian in
+    /// closed form, on `points` uniform-`λ` values from `lambda_min` to
+    /// `lambda_max` (any schedule: they depend on `λ` only). With
+    /// `q = v e^{2λ}` per coordinate, `ε* = σ(x − αμ)/(α²v + σ²)` has the
+    /// constant Jacobian diagonal `σ/(α²v + σ²)`, so
+    /// `l = σ²/(α²v + σ²) = 1/(1 + q)`; then
+    /// `f = (σ ε* − l x)/α = −l μ` does not depend on `x`, and
+    /// `df/dλ = 2 μ q l² = 2 μ l (1 − l)`. Every `(s, b)` with
+    /// `s f + b = f'` fits exactly; these are `s = 0`, `b = f'` (the rule
+    /// [`Ems::estimate`] applies where `f` has no variance).
+    ///
+    /// ```
+    /// use sdeflow_solvers::diffusion::DiagonalGaussian;
+    /// let g = DiagonalGaussian::new(vec![0.5], vec![0.09])?;
+    /// let ems = g.ems(-5.0, 5.0, 11)?;
+    /// // λ = 0: q = 0.09, l = 1/1.09
+    /// assert!((ems.l_at(5)[0] - 1.0 / 1.09).abs() < 1e-15);
+    /// assert!((ems.b_at(5)[0] - 2.0 * 0.5 * 0.09 / 1.09_f64.powi(2)).abs() < 1e-15);
+    /// assert_eq!(ems.s_at(5), &[0.0]);
+    /// # Ok::<(), sdeflow_solvers::error::SolveError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Ems::from_tables`].
+    pub fn ems(&self, lambda_min: f64, lambda_max: f64, points: usize) -> Result<Ems, SolveError> {
+        // validates the grid before the tables are built
+        let grid = Ems::noise_prediction(self.dim(), lambda_min, lambda_max, points)?;
+        let d = self.dim();
+        let (mut l, mut b) = (vec![0.0; points * d], vec![0.0; points * d]);
+        for k in 0..points {
+            let e2 = (2.0 * grid.lambda(k)).exp();
+            for i in 0..d {
+                let q = self.var[i] * e2;
+                let li = 1.0 / (1.0 + q);
+                // 1 − l without cancellation where q is small
+                let one_minus = if q < 1.0 { q * li } else { 1.0 - li };
+                l[k * d + i] = li;
+                b[k * d + i] = 2.0 * self.mean[i] * li * one_minus;
+            }
+        }
+        Ems::from_tables(
+            d,
+            lambda_min,
+            lambda_max,
+            points,
+            l,
+            vec![0.0; points * d],
+            b,
+        )
     }
 
     /// The exact probability-flow map from time `u` to time `t` of a batch:
