@@ -80,8 +80,8 @@ use sdeflow::adjoint::Differentiable;
 use sdeflow::field::{DiffusionVjp, DriftVjp};
 use sdeflow::fractional::{
     FbmType, FractionalEuler, FractionalModalEuler, FractionalNoise, Hurst, ModeWeights,
-    PosteriorDiffusion, PosteriorDrift, PosteriorProblem, gamma_grid_by_gamma_max, posterior,
-    posterior_with_modes,
+    PosteriorDiffusion, PosteriorDrift, PosteriorProblem, future_observation_features,
+    gamma_grid_by_gamma_max, posterior, posterior_with_modes,
 };
 use sdeflow::nn::{Activation, Mlp};
 use sdeflow::prelude::*;
@@ -119,7 +119,8 @@ const HIDDEN: usize = 16;
 /// `FractionalModalEuler`; without it `posterior` and `FractionalEuler`);
 /// `bridge`, the rate `(x_next − X)/(t_next − t + h)`; `hist`, exponential
 /// averages of the `X` path at the modes' rates; `next2`, the observation
-/// after the next.
+/// after the next; `future`, exponential sums of all the observations
+/// after `t` at [`future_rates`] (`future_observation_features`).
 fn control_has(feature: &str) -> bool {
     std::env::var("FOU_CONTROL")
         .unwrap_or_else(|_| "modes,bridge".into())
@@ -347,6 +348,12 @@ struct DataControl {
     /// Whether the control also reads the observation after the next
     /// (`x_next2 − X` and `t_next2 − t`).
     next2: bool,
+    /// The future-observation features by grid step (`future`): per rate
+    /// `r_m` of [`future_rates`], `c_m Σ_{t_j > t} e^{−r_m (t_j − t)}` of
+    /// `y_j` and of `1` (`future_observation_features`), `c_m = 1 −
+    /// e^{−r_m δ}` (δ the observation spacing) to keep them of order one;
+    /// the control reads the residual `c_m (F_m − X N_m)` and `c_m N_m`.
+    future: Option<Arc<[f64]>>,
     /// Whether the features are gated by the step's place in its
     /// observation interval (`every()` copies, all zero but the one of
     /// the current place): the network then weighs the state and the
@@ -354,16 +361,49 @@ struct DataControl {
     gated: bool,
 }
 
+/// The rates of the future-observation features.
+const FUTURE: usize = 6;
+/// The most data features: the next observation (2), the bridge (1), the
+/// observation after it (2), the future observations (`2 FUTURE`).
+const NF_DATA: usize = 5 + 2 * FUTURE;
 /// The most features before gating: `X`, `K` history features, `K`
-/// shifts, `K` modes, 5 on the data.
-const NF_BASE: usize = 3 * K + 6;
+/// shifts, `K` modes, the data features.
+const NF_BASE: usize = 3 * K + 1 + NF_DATA;
+
+/// The future features' rates, geometric from 0.25 to `GAMMA_MAX`,
+/// spanning the horizon, the OU rate `θ ~ 1` and the modes' rates.
+fn future_rates() -> [f64; FUTURE] {
+    std::array::from_fn(|m| 0.25 * (GAMMA_MAX / 0.25).powf(m as f64 / (FUTURE - 1) as f64))
+}
+
+/// The future features of one path on the solver's grid, row by step
+/// (`2 FUTURE` a row, already scaled by `c_m`).
+fn future_table(obs: &[f64]) -> ExampleResult<Arc<[f64]>> {
+    let n = OBS * every();
+    let grid: Vec<f64> = (0..=n).map(|i| i as f64 * h()).collect();
+    let rates = future_rates();
+    let mut f = future_observation_features(&grid, &obs_times(), obs, &rates)?;
+    let delta = T1 / OBS as f64;
+    for row in f.chunks_exact_mut(2 * FUTURE) {
+        for (m, r) in rates.iter().enumerate() {
+            let c = -(-r * delta).exp_m1();
+            row[2 * m] *= c;
+            row[2 * m + 1] *= c;
+        }
+    }
+    Ok(f.into())
+}
 /// The most gated copies (steps per observation interval).
 const GATES: usize = 16;
 const NF_MAX: usize = GATES * NF_BASE;
 
 impl DataControl {
     fn nf_base(&self) -> usize {
-        self.state + 2 + usize::from(self.bridge) + 2 * usize::from(self.next2)
+        self.state
+            + 2
+            + usize::from(self.bridge)
+            + 2 * usize::from(self.next2)
+            + 2 * FUTURE * usize::from(self.future.is_some())
     }
 
     fn nf(&self) -> usize {
@@ -377,7 +417,7 @@ impl DataControl {
     }
 
     /// The network's input: the features, gated if asked.
-    fn input(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; 5]) {
+    fn input(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; NF_DATA]) {
         let (f, dx) = self.features(t, y);
         if !self.gated {
             return (f, dx);
@@ -390,8 +430,8 @@ impl DataControl {
 
     /// The features, and `∂feature/∂X` of the data features (from index
     /// `state` on).
-    fn features(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; 5]) {
-        let (mut f, mut dx, n) = ([0.0; NF_MAX], [0.0; 5], self.state);
+    fn features(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; NF_DATA]) {
+        let (mut f, mut dx, n) = ([0.0; NF_MAX], [0.0; NF_DATA], self.state);
         f[..n].copy_from_slice(&y[..n]);
         let i = self.times.partition_point(|&s| s <= t + 1e-9);
         let mut at = n;
@@ -408,10 +448,23 @@ impl DataControl {
             }
             at += 1;
         }
-        if self.next2 && i + 1 < self.times.len() {
-            f[at] = self.obs[i + 1] - y[0];
-            f[at + 1] = self.times[i + 1] - t;
-            dx[at - n] = -1.0;
+        if self.next2 {
+            if i + 1 < self.times.len() {
+                f[at] = self.obs[i + 1] - y[0];
+                f[at + 1] = self.times[i + 1] - t;
+                dx[at - n] = -1.0;
+            }
+            at += 2;
+        }
+        if let Some(table) = &self.future {
+            let rows = table.len() / (2 * FUTURE);
+            let step = ((t / h()).round() as usize).min(rows - 1);
+            let row = &table[step * 2 * FUTURE..(step + 1) * 2 * FUTURE];
+            for m in 0..FUTURE {
+                f[at + 2 * m] = row[2 * m] - y[0] * row[2 * m + 1];
+                f[at + 2 * m + 1] = row[2 * m + 1];
+                dx[at + 2 * m - n] = -row[2 * m + 1];
+            }
         }
         (f, dx)
     }
@@ -463,6 +516,11 @@ fn neg_elbo_grad(
         state: 1 + rates.len() + K * (1 + usize::from(with_modes())),
         bridge: control_has("bridge"),
         next2: control_has("next2"),
+        future: if control_has("future") {
+            Some(future_table(obs)?)
+        } else {
+            None
+        },
         gated: control_has("gated"),
     };
     let prior = fou(driver.clone(), p.to_vec(), &rates);
@@ -677,7 +735,8 @@ fn main() -> ExampleResult<()> {
         + K * (1 + usize::from(with_modes()) + usize::from(control_has("hist")))
         + 2
         + usize::from(control_has("bridge"))
-        + 2 * usize::from(control_has("next2"));
+        + 2 * usize::from(control_has("next2"))
+        + 2 * FUTURE * usize::from(control_has("future"));
     let nf = if control_has("gated") {
         if every() > GATES {
             return Err(format!("gated features need FOU_EVERY ≤ {GATES}").into());
