@@ -112,6 +112,8 @@ const SIGMA: f64 = 1.0;
 const ITERS: usize = 300;
 
 const HIDDEN: usize = 16;
+/// Halvings of the last step before each observation (`FOU_GRADED`).
+const GRADED: usize = 0;
 
 /// What the posterior control reads besides `X`, the shift `Z` and the
 /// next observation (`FOU_CONTROL`, a comma list; default `modes,bridge`):
@@ -147,6 +149,42 @@ fn every() -> usize {
 
 fn h() -> f64 {
     T1 / (OBS * every()) as f64
+}
+
+/// The posterior's steps in one observation interval, as the offsets of
+/// their starts in units of the interval: `every()` uniform steps, the
+/// last one split `FOU_GRADED` times into halves (`1/2, 1/4, …, 1/2^g,
+/// 1/2^g` of it), so the last step before an observation is `h/2^g`. The
+/// control is held over each step, so the noise of that last step cannot
+/// be steered: its variance, `σ² (Σω)² h` for rough `H`, is what the
+/// posterior cannot condition on the observation (all dyadic: the driver's
+/// bridges stay cached).
+fn interval_offsets() -> Vec<f64> {
+    let (e, g) = (every(), setting("FOU_GRADED", GRADED));
+    let mut o: Vec<f64> = (0..e).map(|i| i as f64 / e as f64).collect();
+    let mut at = (e - 1) as f64 / e as f64;
+    let mut len = 1.0 / e as f64;
+    for _ in 0..g {
+        len /= 2.0;
+        at += len;
+        o.push(at);
+    }
+    o
+}
+
+/// The posterior's steps per observation interval.
+fn steps_per_obs() -> usize {
+    interval_offsets().len()
+}
+
+/// The posterior's step ends strictly inside `(0, T1)` (`Options::grid`).
+fn posterior_grid() -> Vec<f64> {
+    let (off, delta) = (interval_offsets(), T1 / OBS as f64);
+    let mut g: Vec<f64> = (0..OBS)
+        .flat_map(|i| off.iter().map(move |o| (i as f64 + o) * delta))
+        .collect();
+    g.remove(0);
+    g
 }
 
 fn obs_times() -> Vec<f64> {
@@ -354,6 +392,16 @@ struct DataControl {
     /// e^{−r_m δ}` (δ the observation spacing) to keep them of order one;
     /// the control reads the residual `c_m (F_m − X N_m)` and `c_m N_m`.
     future: Option<Arc<[f64]>>,
+    /// The posterior's step offsets in an observation interval
+    /// ([`interval_offsets`]), for the gates.
+    offsets: Arc<[f64]>,
+    /// The posterior's grid with `0` and `T1` (the future table's rows).
+    grid: Arc<[f64]>,
+    /// Whether the control adds a linear map of the features gated by
+    /// the step's place in its observation interval (`skip`; the weights
+    /// after the network's): the exact posterior's control is affine in
+    /// the state with gains that depend on that place.
+    skip: bool,
     /// Whether the features are gated by the step's place in its
     /// observation interval (`every()` copies, all zero but the one of
     /// the current place): the network then weighs the state and the
@@ -378,11 +426,9 @@ fn future_rates() -> [f64; FUTURE] {
 
 /// The future features of one path on the solver's grid, row by step
 /// (`2 FUTURE` a row, already scaled by `c_m`).
-fn future_table(obs: &[f64]) -> ExampleResult<Arc<[f64]>> {
-    let n = OBS * every();
-    let grid: Vec<f64> = (0..=n).map(|i| i as f64 * h()).collect();
+fn future_table(obs: &[f64], grid: &[f64]) -> ExampleResult<Arc<[f64]>> {
     let rates = future_rates();
-    let mut f = future_observation_features(&grid, &obs_times(), obs, &rates)?;
+    let mut f = future_observation_features(grid, &obs_times(), obs, &rates)?;
     let delta = T1 / OBS as f64;
     for row in f.chunks_exact_mut(2 * FUTURE) {
         for (m, r) in rates.iter().enumerate() {
@@ -407,13 +453,17 @@ impl DataControl {
     }
 
     fn nf(&self) -> usize {
-        self.nf_base() * if self.gated { every() } else { 1 }
+        self.nf_base() * if self.gated { steps_per_obs() } else { 1 }
     }
 
     /// The step's place in its observation interval (`0` right after an
     /// observation), the copy the gated features use.
     fn gate(&self, t: f64) -> usize {
-        ((t / h()).round() as usize) % every()
+        let delta = T1 / OBS as f64;
+        let phase = (t / delta - (t / delta + 1e-9).floor()).max(0.0);
+        self.offsets
+            .partition_point(|&o| o <= phase + 1e-9)
+            .saturating_sub(1)
     }
 
     /// The network's input: the features, gated if asked.
@@ -458,7 +508,11 @@ impl DataControl {
         }
         if let Some(table) = &self.future {
             let rows = table.len() / (2 * FUTURE);
-            let step = ((t / h()).round() as usize).min(rows - 1);
+            let step = self
+                .grid
+                .partition_point(|&s| s <= t + 1e-12)
+                .saturating_sub(1)
+                .min(rows - 1);
             let row = &table[step * 2 * FUTURE..(step + 1) * 2 * FUTURE];
             for m in 0..FUTURE {
                 f[at + 2 * m] = row[2 * m] - y[0] * row[2 * m + 1];
@@ -470,10 +524,26 @@ impl DataControl {
     }
 }
 
+impl DataControl {
+    /// Where the skip's weights for the step at `t` start in `p`.
+    fn skip_at(&self, t: f64) -> usize {
+        3 + self.net.num_params() + self.gate(t) * self.nf_base()
+    }
+}
+
 impl Drift for DataControl {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], u: &mut [f64]) {
-        self.net
-            .forward(&self.input(t, y).0[..self.nf()], &p[3..], u);
+        let (f, _) = self.input(t, y);
+        self.net.forward(&f[..self.nf()], &p[3..], u);
+        if self.skip {
+            let (f, _) = self.features(t, y);
+            let at = self.skip_at(t);
+            u[0] += f[..self.nf_base()]
+                .iter()
+                .zip(&p[at..])
+                .map(|(a, b)| a * b)
+                .sum::<f64>();
+        }
     }
 }
 
@@ -489,6 +559,14 @@ impl DriftVjp for DataControl {
             fb.copy_within(at..at + nb, 0);
         }
         let nf = self.nf_base();
+        if self.skip {
+            let (f, _) = self.features(t, y);
+            let at = self.skip_at(t);
+            for i in 0..nf {
+                fb[i] += v[0] * p[at + i];
+                op[at + i] += v[0] * f[i];
+            }
+        }
         for i in 0..n {
             oy[i] += fb[i];
         }
@@ -509,6 +587,10 @@ fn neg_elbo_grad(
 ) -> ExampleResult<(f64, Vec<f64>)> {
     let times: Arc<[f64]> = obs_times().into();
     let rates = history_rates(mw);
+    let inner = posterior_grid();
+    let mut grid = vec![0.0];
+    grid.extend(&inner);
+    grid.push(T1);
     let ctl = DataControl {
         net: net.clone(),
         times: times.clone(),
@@ -517,15 +599,18 @@ fn neg_elbo_grad(
         bridge: control_has("bridge"),
         next2: control_has("next2"),
         future: if control_has("future") {
-            Some(future_table(obs)?)
+            Some(future_table(obs, &grid)?)
         } else {
             None
         },
+        offsets: interval_offsets().into(),
+        grid: grid.clone().into(),
+        skip: control_has("skip"),
         gated: control_has("gated"),
     };
     let prior = fou(driver.clone(), p.to_vec(), &rates);
     let opts = Options::default()
-        .fixed_step(h())
+        .grid(inner)
         .seed(seed)
         .save_at(SaveAt::Steps);
     if with_modes() {
@@ -563,7 +648,7 @@ where
         let mut l = 0.0;
         // saved at every step (t0 first): observation i at step (i + 1) EVERY
         for (i, x) in data.iter().enumerate() {
-            let row = (i + 1) * every() * na;
+            let row = (i + 1) * steps_per_obs() * na;
             let v = ys[row] - x;
             l += 0.5 * v * v / r2;
             g[row] = v / r2;
@@ -624,6 +709,10 @@ fn fit_elbo(
     });
     let mut p = hold.map_or(start, |h| vec![THETA, SIGMA, h]);
     p.extend(net.init_params(seed, 0.3));
+    if control_has("skip") {
+        // the gated linear skip starts at zero
+        p.extend(vec![0.0; steps_per_obs() * base_features()]);
+    }
     let mut adam = Adam::new(0.02)?;
     let mut tail = Vec::new();
     let iters = setting("FOU_ITERS", ITERS);
@@ -727,21 +816,28 @@ struct Curves {
     elbo: Vec<(f64, f64)>,
 }
 
-fn main() -> ExampleResult<()> {
-    let start = Instant::now();
-    let gammas = gamma_grid_by_gamma_max(K, GAMMA_MAX, 0.0)?;
-    // X, (history), Z, (modes), the two data features, (bridge), (next2)
-    let nf = 1
-        + K * (1 + usize::from(with_modes()) + usize::from(control_has("hist")))
+/// The control's features before gating: `X`, (history), `Z`, (modes),
+/// the two data features, (bridge), (next2), (future).
+fn base_features() -> usize {
+    1 + K * (1 + usize::from(with_modes()) + usize::from(control_has("hist")))
         + 2
         + usize::from(control_has("bridge"))
         + 2 * usize::from(control_has("next2"))
-        + 2 * FUTURE * usize::from(control_has("future"));
+        + 2 * FUTURE * usize::from(control_has("future"))
+}
+
+fn main() -> ExampleResult<()> {
+    let start = Instant::now();
+    let gammas = gamma_grid_by_gamma_max(K, GAMMA_MAX, 0.0)?;
+    let nf = base_features();
+    if steps_per_obs() > GATES {
+        return Err(format!(
+            "the gates need FOU_EVERY + FOU_GRADED ≤ {GATES} steps per observation"
+        )
+        .into());
+    }
     let nf = if control_has("gated") {
-        if every() > GATES {
-            return Err(format!("gated features need FOU_EVERY ≤ {GATES}").into());
-        }
-        nf * every()
+        nf * steps_per_obs()
     } else {
         nf
     };
