@@ -119,7 +119,8 @@ const GRADED: usize = 0;
 /// next observation (`FOU_CONTROL`, a comma list; default `modes,bridge`):
 /// `modes`, the prior's OU modes `Y` (`posterior_with_modes`, solved by
 /// `FractionalModalEuler`; without it `posterior` and `FractionalEuler`);
-/// `bridge`, the rate `(x_next − X)/(t_next − t + h)`; `hist`, exponential
+/// `bridge`, the rate `(x_next − X)/(t_next − t + h_min)` (`h_min` the
+/// posterior's last step before an observation); `hist`, exponential
 /// averages of the `X` path at the modes' rates; `next2`, the observation
 /// after the next; `future`, exponential sums of all the observations
 /// after `t` at [`future_rates`] (`future_observation_features`).
@@ -170,6 +171,11 @@ fn interval_offsets() -> Vec<f64> {
         o.push(at);
     }
     o
+}
+
+/// The posterior's last (smallest) step before each observation.
+fn h_min() -> f64 {
+    h() / f64::from(1u32 << setting("FOU_GRADED", GRADED).min(30))
 }
 
 /// The posterior's steps per observation interval.
@@ -381,7 +387,7 @@ struct DataControl {
     /// The state the control reads: `X`, the history features, `Z`.
     state: usize,
     /// Whether the control also reads the bridge rate
-    /// `(x_next − X) / (t_next − t + h)`.
+    /// `(x_next − X) / (t_next − t + h_min)`.
     bridge: bool,
     /// Whether the control also reads the observation after the next
     /// (`x_next2 − X` and `t_next2 − t`).
@@ -493,8 +499,8 @@ impl DataControl {
         at += 2;
         if self.bridge {
             if i < self.times.len() {
-                f[at] = f[n] / (f[n + 1] + h());
-                dx[at - n] = -1.0 / (f[n + 1] + h());
+                f[at] = f[n] / (f[n + 1] + h_min());
+                dx[at - n] = -1.0 / (f[n + 1] + h_min());
             }
             at += 1;
         }
@@ -713,7 +719,11 @@ fn fit_elbo(
         // the gated linear skip starts at zero
         p.extend(vec![0.0; steps_per_obs() * base_features()]);
     }
-    let mut adam = Adam::new(0.02)?;
+    let lr = std::env::var("FOU_LR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.02);
+    let mut adam = Adam::new(lr)?;
     let mut tail = Vec::new();
     let iters = setting("FOU_ITERS", ITERS);
     // the first iterations train the control alone (FOU_WARMUP)
