@@ -112,6 +112,10 @@ const SIGMA: f64 = 1.0;
 const ITERS: usize = 300;
 
 const HIDDEN: usize = 16;
+/// Adam's learning rate for the control (`FOU_LR`).
+const LR: f64 = 0.02;
+/// Adam's learning rate for `θ, σ, H` (`FOU_LR_MODEL`).
+const LR_MODEL: f64 = 0.02;
 /// Halvings of the last step before each observation (`FOU_GRADED`).
 const GRADED: usize = 0;
 
@@ -719,11 +723,17 @@ fn fit_elbo(
         // the gated linear skip starts at zero
         p.extend(vec![0.0; steps_per_obs() * base_features()]);
     }
-    let lr = std::env::var("FOU_LR")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.02);
+    // two Adams: the control's (FOU_LR) and the model's θ, σ, H
+    // (FOU_LR_MODEL), the latter stepped only once the warm-up is over
+    let rate = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let lr = rate("FOU_LR", LR);
     let mut adam = Adam::new(lr)?;
+    let mut adam_model = Adam::new(rate("FOU_LR_MODEL", LR_MODEL))?;
     let mut tail = Vec::new();
     let iters = setting("FOU_ITERS", ITERS);
     // the first iterations train the control alone (FOU_WARMUP)
@@ -746,11 +756,11 @@ fn fit_elbo(
                 *a += b / (PATHS * data[0].len()) as f64;
             }
         }
-        if hold.is_some() || it < warmup {
-            // the control learns alone, the model's θ, σ, H held
-            g[..3].fill(0.0);
+        adam.step(&mut p[3..], &g[3..])?;
+        if hold.is_none() && it >= warmup {
+            // (else the control learns alone, the model's θ, σ, H held)
+            adam_model.step(&mut p[..3], &g[..3])?;
         }
-        adam.step(&mut p, &g)?;
         if it % 50 == 0 {
             eprintln!(
                 "  iteration {it}: θ {:.3} σ {:.3} H {:.3}",
