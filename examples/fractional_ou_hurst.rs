@@ -317,13 +317,22 @@ fn simulate(gammas: &[f64], hurst: f64, seed: u64) -> ExampleResult<Vec<Vec<f64>
 /// The exact log-likelihood of the observations under the scheme's linear
 /// Gaussian recursion for `(X, Y_1..Y_K)` at `hurst` (Kalman filter).
 fn log_likelihood(gammas: &[f64], hurst: f64, data: &[Vec<f64>]) -> ExampleResult<f64> {
+    log_likelihood_at(gammas, (THETA, SIGMA, hurst), data)
+}
+
+/// [`log_likelihood`] at any `(θ, σ, H)`.
+fn log_likelihood_at(
+    gammas: &[f64],
+    (theta, sigma, hurst): (f64, f64, f64),
+    data: &[Vec<f64>],
+) -> ExampleResult<f64> {
     let w = weights_at(gammas, hurst)?;
     let (d, h) = (K + 1, h());
     let e: Vec<f64> = gammas.iter().map(|g| (-g * h).exp()).collect();
     let mut m = vec![0.0; d * d];
-    m[0] = 1.0 - THETA * h;
+    m[0] = 1.0 - theta * h;
     for k in 0..K {
-        m[k + 1] = SIGMA * w[k] * (e[k] - 1.0);
+        m[k + 1] = sigma * w[k] * (e[k] - 1.0);
         m[(k + 1) * d + k + 1] = e[k];
     }
     let q = |i: usize, j: usize| -(-(gammas[i] + gammas[j]) * h).exp_m1() / (gammas[i] + gammas[j]);
@@ -331,9 +340,9 @@ fn log_likelihood(gammas: &[f64], hurst: f64, data: &[Vec<f64>]) -> ExampleResul
     for i in 0..K {
         for j in 0..K {
             bqb[(i + 1) * d + j + 1] = q(i, j);
-            bqb[i + 1] += SIGMA * w[j] * q(j, i);
-            bqb[(i + 1) * d] += SIGMA * w[j] * q(i, j);
-            bqb[0] += SIGMA * SIGMA * w[i] * w[j] * q(i, j);
+            bqb[i + 1] += sigma * w[j] * q(j, i);
+            bqb[(i + 1) * d] += sigma * w[j] * q(i, j);
+            bqb[0] += sigma * sigma * w[i] * w[j] * q(i, j);
         }
     }
     let mut ll = 0.0;
@@ -897,6 +906,27 @@ fn main() -> ExampleResult<()> {
                     (0.0, f64::NEG_INFINITY),
                     |a, b| if b.1 > a.1 { b } else { a },
                 );
+            if std::env::var_os("FOU_PROFILE").is_some() {
+                // the joint maximum of the exact likelihood over (θ, σ, H)
+                let mut best = (f64::NEG_INFINITY, 0.0, 0.0, 0.0);
+                for &hh in grid.iter().step_by(2) {
+                    for i in 0..30 {
+                        let theta = 0.05 * 1.15f64.powi(i);
+                        for j in 0..30 {
+                            let sigma = 0.2 * 1.07f64.powi(j);
+                            let l = log_likelihood_at(&gammas, (theta, sigma, hh), &data)?;
+                            if l > best.0 {
+                                best = (l, theta, sigma, hh);
+                            }
+                        }
+                    }
+                }
+                println!(
+                    "truth {truth}, seed {seed}: joint likelihood argmax θ {:.3}, σ {:.3}, H {:.2}",
+                    best.1, best.2, best.3
+                );
+                continue;
+            }
             if let Ok(holds) = std::env::var("FOU_HOLD") {
                 // the gap diagnostic: the control trained at fixed (θ, σ, H)
                 let nobs = (PATHS * data[0].len()) as f64;
