@@ -747,6 +747,20 @@ fn fit_elbo(
     let iters = setting("FOU_ITERS", ITERS);
     // the first iterations train the control alone (FOU_WARMUP)
     let warmup = setting("FOU_WARMUP", 0);
+    if std::env::var_os("FOU_FDCHECK").is_some() {
+        // the gradient of one path's −ELBO against central differences
+        let (obs, s) = (&data[0], 4242);
+        let g = neg_elbo_grad((&mw, &driver), net, &p, obs, s, true)?.1;
+        for i in [0, 1, 2, 3, 10, p.len() - 1] {
+            let e = 1e-5 * (1.0 + p[i].abs());
+            let (mut a, mut b) = (p.clone(), p.clone());
+            a[i] += e;
+            b[i] -= e;
+            let fa = neg_elbo_grad((&mw, &driver), net, &a, obs, s, false)?.0;
+            let fb = neg_elbo_grad((&mw, &driver), net, &b, obs, s, false)?.0;
+            println!("  dp[{i}]: adjoint {:.6e}, central difference {:.6e}", g[i], (fa - fb) / (2.0 * e));
+        }
+    }
     for it in 0..iters {
         let mut g = vec![0.0; p.len()];
         // the paths' gradients in parallel (rayon), summed in path order
