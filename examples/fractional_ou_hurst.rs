@@ -111,26 +111,30 @@ const THETA: f64 = 1.0;
 const SIGMA: f64 = 1.0;
 const ITERS: usize = 300;
 
-const HIDDEN: usize = 16;
+const HIDDEN: usize = 48;
 /// Adam's learning rate for the control (`FOU_LR`).
-const LR: f64 = 0.02;
+const LR: f64 = 0.05;
 /// Adam's learning rate for `θ, σ, H` (`FOU_LR_MODEL`).
 const LR_MODEL: f64 = 0.02;
 /// Halvings of the last step before each observation (`FOU_GRADED`).
-const GRADED: usize = 0;
+const GRADED: usize = 4;
 
 /// What the posterior control reads besides `X`, the shift `Z` and the
-/// next observation (`FOU_CONTROL`, a comma list; default `modes,bridge`):
+/// next observation (`FOU_CONTROL`, a comma list; default
+/// `modes,bridge,future,skip`):
 /// `modes`, the prior's OU modes `Y` (`posterior_with_modes`, solved by
 /// `FractionalModalEuler`; without it `posterior` and `FractionalEuler`);
 /// `bridge`, the rate `(x_next − X)/(t_next − t + h_min)` (`h_min` the
 /// posterior's last step before an observation); `hist`, exponential
 /// averages of the `X` path at the modes' rates; `next2`, the observation
 /// after the next; `future`, exponential sums of all the observations
-/// after `t` at [`future_rates`] (`future_observation_features`).
+/// after `t` at [`future_rates`] (`future_observation_features`);
+/// `skip`, a linear map of the features added to the network's output,
+/// its weights per step place in the observation interval; `gated`, the
+/// network's input gated the same way.
 fn control_has(feature: &str) -> bool {
     std::env::var("FOU_CONTROL")
-        .unwrap_or_else(|_| "modes,bridge".into())
+        .unwrap_or_else(|_| "modes,bridge,future,skip".into())
         .split(',')
         .any(|f| f.trim() == feature)
 }
