@@ -425,6 +425,11 @@ struct DataControl {
     /// after the network's): the exact posterior's control is affine in
     /// the state with gains that depend on that place.
     skip: bool,
+    /// Whether the bridge rate feeds the skip only, not the network
+    /// (`linbridge`): its scale, up to `|x_next − X| / h_min`, saturates
+    /// the network, while the skip's gains per step place are what the
+    /// bridge's feedback needs.
+    bridge_linear: bool,
     /// Whether the features are gated by the step's place in its
     /// observation interval (`every()` copies, all zero but the one of
     /// the current place): the network then weighs the state and the
@@ -491,7 +496,11 @@ impl DataControl {
 
     /// The network's input: the features, gated if asked.
     fn input(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; NF_DATA]) {
-        let (f, dx) = self.features(t, y);
+        let (mut f, dx) = self.features(t, y);
+        if self.bridge_linear {
+            // the bridge rate feeds the skip only
+            f[self.state + 2] = 0.0;
+        }
         if !self.gated {
             return (f, dx);
         }
@@ -582,6 +591,9 @@ impl DriftVjp for DataControl {
             fb.copy_within(at..at + nb, 0);
         }
         let nf = self.nf_base();
+        if self.bridge_linear {
+            fb[n + 2] = 0.0;
+        }
         if self.skip {
             let (f, _) = self.features(t, y);
             let at = self.skip_at(t);
@@ -629,6 +641,7 @@ fn neg_elbo_grad(
         offsets: interval_offsets().into(),
         grid: grid.clone().into(),
         skip: control_has("skip"),
+        bridge_linear: control_has("skip") && control_has("linbridge"),
         gated: control_has("gated"),
     };
     let prior = fou(driver.clone(), p.to_vec(), &rates);
