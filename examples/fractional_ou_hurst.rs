@@ -203,6 +203,15 @@ fn h_min() -> f64 {
     h() / f64::from(1u32 << setting("FOU_GRADED", GRADED).min(30))
 }
 
+/// The bridge rate's time offset: `h_min`, or `h` with `FOU_BRIDGE_H`.
+fn bridge_offset() -> f64 {
+    if std::env::var_os("FOU_BRIDGE_H").is_some() {
+        h()
+    } else {
+        h_min()
+    }
+}
+
 /// The posterior's steps per observation interval.
 fn steps_per_obs() -> usize {
     interval_offsets().len()
@@ -542,8 +551,8 @@ impl DataControl {
         at += 2;
         if self.bridge {
             if i < self.times.len() {
-                f[at] = f[n] / (f[n + 1] + h_min());
-                dx[at - n] = -1.0 / (f[n + 1] + h_min());
+                f[at] = f[n] / (f[n + 1] + bridge_offset());
+                dx[at - n] = -1.0 / (f[n + 1] + bridge_offset());
             }
             at += 1;
         }
@@ -792,7 +801,11 @@ fn fit_elbo(
             b[i] -= e;
             let fa = neg_elbo_grad((&mw, &driver), net, &a, obs, s, false)?.0;
             let fb = neg_elbo_grad((&mw, &driver), net, &b, obs, s, false)?.0;
-            println!("  dp[{i}]: adjoint {:.6e}, central difference {:.6e}", g[i], (fa - fb) / (2.0 * e));
+            println!(
+                "  dp[{i}]: adjoint {:.6e}, central difference {:.6e}",
+                g[i],
+                (fa - fb) / (2.0 * e)
+            );
         }
     }
     for it in 0..iters {

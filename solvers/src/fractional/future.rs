@@ -137,7 +137,9 @@ mod tests {
     #[test]
     fn future_features_match_direct_sums() {
         let grid: Vec<f64> = (0..=40).map(|i| 0.05 * i as f64).collect();
-        let times: Vec<f64> = (1..=13).map(|j| 0.15 * j as f64 + 0.01 * (j % 3) as f64).collect();
+        let times: Vec<f64> = (1..=13)
+            .map(|j| 0.15 * j as f64 + 0.01 * (j % 3) as f64)
+            .collect();
         let values: Vec<f64> = times.iter().map(|t| (3.0 * t).sin() + 0.2).collect();
         let rates = [0.0, 0.3, 2.0, 40.0];
         let f = future_observation_features(&grid, &times, &values, &rates).unwrap();
@@ -151,8 +153,14 @@ mod tests {
                     }
                 }
                 let row = &f[i * 2 * rates.len()..];
-                assert!((row[2 * m] - fs).abs() < 1e-12 * (1.0 + fs.abs()), "F at {t}, r {r}");
-                assert!((row[2 * m + 1] - ns).abs() < 1e-12 * (1.0 + ns), "N at {t}, r {r}");
+                assert!(
+                    (row[2 * m] - fs).abs() < 1e-12 * (1.0 + fs.abs()),
+                    "F at {t}, r {r}"
+                );
+                assert!(
+                    (row[2 * m + 1] - ns).abs() < 1e-12 * (1.0 + ns),
+                    "N at {t}, r {r}"
+                );
             }
         }
     }
