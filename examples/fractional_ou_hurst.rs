@@ -35,8 +35,9 @@
 //!   through `dω/dH`; `FOU_FDCHECK` compares one path's gradient with
 //!   central differences: agree to ~1e-6 relative).
 //!
-//! Measured (3 data seeds each, release, default settings): 172 s wall,
-//! 179 s of CPU, the machine's load 3–4 on 2 cores. The exact likelihood
+//! Measured (3 data seeds each, release, default settings): 172 s wall
+//! (179 s of CPU) with the machine's load 3–4 on 2 cores, 227 s with load
+//! 5–6; the same numbers in both runs. The exact likelihood
 //! recovers H = 0.303 ± 0.006 and 0.703 ± 0.006 (and jointly over
 //! `(θ, σ, H)` on a grid, `FOU_PROFILE`: H 0.27, 0.29, 0.31 and 0.69,
 //! 0.71, 0.69, σ 0.89–1.01, θ 0.47–1.9, poorly identified). The ELBO:
