@@ -37,7 +37,10 @@
 //!   control sees the full Markov state, stepped by
 //!   [`FractionalModalEuler`] (`modal_euler.rs`: Euler with the driver's
 //!   exact mode increments written into the state, and optionally the
-//!   shift `Z` stepped exactly).
+//!   shift `Z` stepped exactly). A control may also read
+//!   [`future_observation_features`] (`future.rs`): data-only exponential
+//!   sums of the observations after `t`, which the exact posterior's
+//!   control depends on linearly.
 //!
 //! Two types of fBM ([`FbmType`]): I, Mandelbrot–Van Ness (the standard fBM,
 //! stationary increments), and II, Riemann–Liouville (no past). The
@@ -52,6 +55,7 @@ mod davies_harte;
 mod driven;
 mod error;
 mod euler;
+mod future;
 mod heun;
 mod markov;
 mod modal_euler;
@@ -69,6 +73,7 @@ pub use davies_harte::{DaviesHarte, fgn_autocovariance};
 pub use driven::{DrivenCache, DrivenVjpWork};
 pub use error::FbmError;
 pub use euler::FractionalEuler;
+pub use future::future_observation_features;
 pub use heun::FractionalHeun;
 pub use markov::{
     MarkovApprox, gamma_grid, gamma_grid_by_gamma_max, gamma_grid_by_r, stationary_covariance,
