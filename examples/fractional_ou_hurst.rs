@@ -1007,9 +1007,10 @@ fn main() -> ExampleResult<()> {
                 continue;
             }
             let fit = fit_elbo(&gammas, &net, &data, seed, None)?;
+            let elbo_fit = elbo_at(&gammas, &net, &fit, &data, fit.hurst)?;
             println!(
                 "H = {truth}, seed {seed}: likelihood argmax H = {:.2}; ELBO fit H = {:.3}, \
-                 θ = {:.3}, σ = {:.3}  ({:.0} s so far)",
+                 θ = {:.3}, σ = {:.3}, ELBO {elbo_fit:.4} per observation  ({:.0} s so far)",
                 best.0,
                 fit.hurst,
                 fit.theta,
