@@ -10,8 +10,11 @@
 //!
 //! each on a uniform-λ (log-SNR) grid unless its name says otherwise
 //! ("t²": time-quadratic, DEIS's and DPM-Solver's choice for some data);
-//! then adaptive DPM-Solver-12/23 at rtol 1e-2, 1e-3, 1e-4 with their NFE
-//! and achieved error. Plain `fn main` (no criterion). `cargo bench --bench
+//! DPM-Solver-v3 (orders 2, 3) with its empirical model statistics
+//! estimated from the model (`Ems::estimate`, 1024 noise draws independent
+//! of the sampled batch; the estimation's cost is printed, not counted in
+//! the sampler's NFE); then adaptive DPM-Solver-12/23 at rtol 1e-2, 1e-3,
+//! 1e-4 with their NFE and achieved error. Plain `fn main` (no criterion). `cargo bench --bench
 //! diffusion` writes `target/bench-report/diffusion.csv` and
 //! `diffusion.svg` (error against NFE, a panel per dimension).
 //!
@@ -53,6 +56,7 @@ const DIRECTIONS: usize = 64;
 type Model = Box<dyn Fn(f64, &[f64], &[f64], &mut [f64])>;
 type Prob = DiffusionOde<Model, VpLinear>;
 type Run = fn(&Prob, Options) -> Result<Solution, SolveError>;
+type RunRef<'a> = dyn Fn(&Prob, Options) -> Result<Solution, SolveError> + 'a;
 
 /// The samplers compared: name, time grid, and the call.
 fn samplers() -> Vec<(&'static str, TimeGrid, Run)> {
@@ -149,16 +153,43 @@ impl Bed {
     }
 
     fn problem(&self) -> Prob {
+        self.problem_from(self.x_t.clone())
+    }
+
+    /// The probability-flow problem of this bed from the noise `x_t`.
+    fn problem_from(&self, x_t: Vec<f64>) -> Prob {
         let s = VpLinear::default();
         let gmm = self.gmm.clone();
         let model: Model = Box::new(move |t, x, _p, out| gmm.noise(&s, t, x, out));
-        probability_flow(
-            model,
-            Parametrisation::Noise,
-            s,
-            self.x_t.clone(),
-            (T, T_END),
-        )
+        probability_flow(model, Parametrisation::Noise, s, x_t, (T, T_END))
+    }
+
+    /// DPM-Solver-v3's statistics estimated from the model (`Ems::estimate`,
+    /// 251 points) on `samples` noise draws independent of the sampled
+    /// batch, and a line with their cost.
+    fn estimate_ems(&self, samples: usize) -> (Ems, String) {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(0xE35 + self.d as u64);
+        let x_t: Vec<f64> = (0..samples * self.d)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        let est = Ems::estimate(&self.problem_from(x_t), &EmsOptions::new(self.d))
+            .expect("EMS estimation on the test bed");
+        let st = &est.stats;
+        let line = format!(
+            "d = {}: {} samples, {} points: {} batch model evaluations ({} trajectory, \
+             {} Jacobian, {} value, {} derivative), {:.1} s, {} degenerate elements",
+            self.d,
+            st.samples,
+            est.ems.points(),
+            st.model_evals(),
+            st.trajectory_evals,
+            st.jacobian_evals,
+            st.value_evals,
+            st.derivative_evals,
+            st.elapsed.as_secs_f64(),
+            st.degenerate
+        );
+        (est.ems, line)
     }
 
     /// Mean over the batch of the RMS (over coordinates) difference to the
@@ -195,7 +226,7 @@ struct Point {
     us_per_sample: f64,
 }
 
-fn at_budget(bed: &Bed, grid: TimeGrid, run: Run, budget: usize) -> Option<Point> {
+fn at_budget(bed: &Bed, grid: TimeGrid, run: &RunRef<'_>, budget: usize) -> Option<Point> {
     let s = VpLinear::default();
     let prob = bed.problem();
     let attempt = |steps: usize| -> Option<(Solution, f64)> {
@@ -257,17 +288,22 @@ fn print_table(d: usize, series: &[Series], floor: f64, what: &str, cell: fn(&Po
     }
 }
 
-/// Is the best of DPM-Solver-3 / ++3M at budget 10–20 below every
-/// PF-Euler error at five times its NFE?
-fn claim_line(d: usize, series: &[Series]) -> String {
+/// The third-order samplers issue #14's claim names.
+const THIRD_ORDER: [&str; 4] = [
+    "DPM-Solver-3",
+    "DPM-Solver++3M",
+    "DPM-Solver-3 (t²)",
+    "DPM-Solver++3M (t²)",
+];
+/// DPM-Solver-v3 with estimated statistics (reported beside the claim).
+const V3: [&str; 2] = ["DPM-Solver-v3 3 (EMS)", "DPM-Solver-v3 3 (EMS, t²)"];
+
+/// Is the best of `names` at budget 10–20 below every PF-Euler error at
+/// five times its NFE?
+fn claim_line(d: usize, series: &[Series], names: &[&str]) -> String {
     let of = |name: &str| series.iter().find(|s| s.d == d && s.name == name);
     let mut best: Option<(f64, usize, &str)> = None;
-    for name in [
-        "DPM-Solver-3",
-        "DPM-Solver++3M",
-        "DPM-Solver-3 (t²)",
-        "DPM-Solver++3M (t²)",
-    ] {
+    for &name in names {
         if let Some(s) = of(name) {
             for p in s.points.iter().flatten() {
                 if (10..=20).contains(&p.nfe) && best.is_none_or(|b| p.err < b.0) {
@@ -471,13 +507,30 @@ fn main() {
     };
     let mut series = Vec::new();
     let mut lines = Vec::new();
+    let mut ems_lines = Vec::new();
     for &(d, batch) in &dims {
         let bed = Bed::new(d, batch);
         let floor = bed.sliced_wasserstein(&bed.reference);
         for (name, grid, run) in samplers() {
             let points = NFES
                 .iter()
-                .map(|&n| at_budget(&bed, grid, run, n))
+                .map(|&n| at_budget(&bed, grid, &run, n))
+                .collect();
+            series.push(Series { d, name, points });
+        }
+        // DPM-Solver-v3: statistics estimated from the model on its own
+        // batch of noise (not the one sampled), then sampled with them
+        let (ems, ems_line) = bed.estimate_ems(if quick { 128 } else { 1024 });
+        ems_lines.push(ems_line);
+        for (name, grid, order) in [
+            ("DPM-Solver-v3 3 (EMS)", TimeGrid::UniformLambda, 3),
+            ("DPM-Solver-v3 2 (EMS)", TimeGrid::UniformLambda, 2),
+            ("DPM-Solver-v3 3 (EMS, t²)", TimeGrid::TimeQuadratic, 3),
+        ] {
+            let run = |p: &Prob, o: Options| solve(p, DpmSolverV3::new(&ems, order), o);
+            let points = NFES
+                .iter()
+                .map(|&n| at_budget(&bed, grid, &run, n))
                 .collect();
             series.push(Series { d, name, points });
         }
@@ -498,7 +551,8 @@ fn main() {
         print_table(d, &series, 0.0, "µs per sample (NFE used)", |p| {
             p.us_per_sample
         });
-        lines.push(claim_line(d, &series));
+        lines.push(claim_line(d, &series, &THIRD_ORDER));
+        lines.push(claim_line(d, &series, &V3));
         println!("\n-- d = {d}: adaptive DPM-Solver (atol = rtol / 10) --");
         let prob = bed.problem();
         for (name, solver) in [
@@ -524,7 +578,14 @@ fn main() {
             }
         }
     }
-    println!("\n== Third-order samplers at 10–20 NFE against probability-flow Euler at 5x ==");
+    println!("\n== DPM-Solver-v3's statistics, estimated from the model ==");
+    for l in &ems_lines {
+        println!("{l}");
+    }
+    println!(
+        "\n== Third-order samplers (DPM-Solver-3 / ++3M, then DPM-Solver-v3) at 10–20 NFE \
+         against probability-flow Euler at 5x =="
+    );
     for l in &lines {
         println!("{l}");
     }

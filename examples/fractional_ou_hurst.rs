@@ -81,8 +81,16 @@
 //!   modes,future,skip`) H = 0.7 gives 0.652 but H = 0.3 gives 0.420:
 //!   the bridge lets the posterior pin `X` to each observation through
 //!   the fast noise channel, which is cheap for rough `H` and small σ, so
-//!   for smooth data the ELBO trades H and σ down for it. What is left to
-//!   try: a tighter bound (importance weighting over posterior paths,
+//!   for smooth data the ELBO trades H and σ down for it.
+//! - Choosing the control family by the bound (fit both, keep the higher
+//!   ELBO — a maximum over the union of the two families) does not help:
+//!   on the H = 0.7 data (3 seeds, 3 full runs in one session, load ~4)
+//!   the fitted ELBO per observation (held-out posterior seeds) is 0.517,
+//!   0.530, 0.513 with the bridge (H 0.510, 0.507, 0.492) against 0.481,
+//!   0.541, 0.261 without it (H 0.657, 0.642, 0.692; 0.664 ± 0.026), so
+//!   the bound picks the biased fit on two seeds of three; on the H = 0.3
+//!   data it picks the bridge everywhere (−1.14 … −1.08 against −2.70 …
+//!   −2.56). What is left to try: a tighter bound (importance weighting over posterior paths,
 //!   which needs `∫u dW` accumulated by the driver), or training the
 //!   control far longer per model update (two time scales).
 //!
