@@ -48,7 +48,14 @@ fn mixture_model<S: NoiseSchedule + Copy + 'static>(s: S) -> BoxedModel {
 }
 
 /// The sample at `T_END` from `x_t` at `t0 = 1` in `steps` steps of `grid`.
-fn sample<S, X>(x: X, s: S, model: BoxedModel, x_t: &[f64], grid: TimeGrid, steps: usize) -> Vec<f64>
+fn sample<S, X>(
+    x: X,
+    s: S,
+    model: BoxedModel,
+    x_t: &[f64],
+    grid: TimeGrid,
+    steps: usize,
+) -> Vec<f64>
 where
     S: NoiseSchedule + Copy + 'static,
     X: Method<DiffusionOde<BoxedModel, S>>,
@@ -60,7 +67,10 @@ where
     );
     let opts = grid.options(&s, 1.0, T_END, steps).expect("grid");
     let sol = solve(&prob, x, opts).expect("solves");
-    assert_eq!(sol.stats.drift_evals, steps, "one model evaluation per step");
+    assert_eq!(
+        sol.stats.drift_evals, steps,
+        "one model evaluation per step"
+    );
     sol.last().to_vec()
 }
 
@@ -112,7 +122,10 @@ fn first_order_with_data_prediction_statistics_is_ddim() {
                 let a = sample(v3, s, model(), x_t, grid, steps);
                 let b = sample(Ddim, s, model(), x_t, grid, steps);
                 let d = max_abs_diff(&a, &b);
-                assert!(d < 1e-10, "{what}, {grid:?}, {steps} steps: v3-1 vs DDIM {d:e}");
+                assert!(
+                    d < 1e-10,
+                    "{what}, {grid:?}, {steps} steps: v3-1 vs DDIM {d:e}"
+                );
             }
         }
     }
@@ -167,7 +180,21 @@ where
     (slope, errs)
 }
 
-/// Any statistics give a consistent integrator of the same order.
+/// Any statistics give a consistent integrator. Global fits over 20…320
+/// steps (logSNR grid), asserted within 0.2 of theory for orders 1 and 2
+/// (the predictor `p`, with the corrector `p + 1`). Order 3: the warm-up's
+/// first step is order 1 (local `O(h²)`) and the first correction uses two
+/// points (local `O(h³)`), as in the reference code, so the global order
+/// is at most 2 (predictor) and 3 (with the corrector) wherever `f_θ`
+/// varies at the noise end; with the data-prediction statistics it hardly
+/// does and the fits reach 4.3 and 3.3. Asserted: ≥ 1.8 and ≥ 2.8. The
+/// steps themselves are order `p + 1` and `p + 2` locally with non-trivial
+/// statistics (`dpm_solver_v3.rs`' unit test of the local errors).
+/// λ-dependent tables: `l`, `s`, `b` are piecewise linear between the
+/// table's points, so `f_θ = e^{−λ} ε − l x/α` has a jump in its derivative
+/// at each of them (of size `Δl' x/α`, `Δl' ≈ δ l''` for a table spacing
+/// `δ`); a step whose interpolation straddles one errs by `O(Δl' h²)`, and
+/// the global error is `O(h^p) + O(Δl' h²)`: asserted ≥ min(theory, 2) − 0.2.
 #[test]
 fn orders_on_the_single_gaussian_with_any_statistics() {
     let s = VpLinear::default();
@@ -185,8 +212,23 @@ fn orders_on_the_single_gaussian_with_any_statistics() {
             let v3 = DpmSolverV3::new(ems, order);
             let (p, _) = order_of(&format!("v3-{order}, {what}"), v3.without_corrector());
             let (pc, _) = order_of(&format!("v3-{order} + corrector, {what}"), v3);
-            assert!(p >= order as f64 - 0.2, "{what} v3-{order}: {p:.3}");
-            assert!(pc >= order as f64 + 0.8, "{what} v3-{order} + corrector: {pc:.3}");
+            let o = order as f64;
+            if *what == "λ-dependent" {
+                // kinks of the piecewise-linear statistics cap the order at 2
+                let cap = |q: f64| q.min(2.0) - 0.2;
+                assert!(p >= cap(o), "{what} v3-{order}: {p:.3}");
+                assert!(pc >= cap(o + 1.0), "{what} v3-{order} + c: {pc:.3}");
+            } else if order < 3 {
+                assert!((p - o).abs() <= 0.2, "{what} v3-{order}: {p:.3}");
+                assert!(
+                    (pc - o - 1.0).abs() <= 0.2,
+                    "{what} v3-{order} + c: {pc:.3}"
+                );
+            } else {
+                // the warm-up's first (order-1) step caps the global fit
+                assert!(p >= 1.8, "{what} v3-3: {p:.3}");
+                assert!(pc >= 2.8, "{what} v3-3 + corrector: {pc:.3}");
+            }
         }
     }
 }
@@ -216,14 +258,24 @@ fn optimal_statistics_make_the_single_gaussian_nearly_exact() {
     }
     let ems = Ems::from_tables(2, lo, hi, points, l, sv, b).expect("valid");
     for steps in [5, 10, 20] {
-        let (e3, _) = gaussian_error(DpmSolverV3::new(&ems, 3), 1.0, TimeGrid::UniformLambda, steps);
+        let (e3, _) = gaussian_error(
+            DpmSolverV3::new(&ems, 3),
+            1.0,
+            TimeGrid::UniformLambda,
+            steps,
+        );
         let (e1, _) = gaussian_error(
             DpmSolverV3::new(&ems, 1).without_corrector(),
             1.0,
             TimeGrid::UniformLambda,
             steps,
         );
-        let (pp, _) = gaussian_error(DpmSolverPP3M::default(), 1.0, TimeGrid::UniformLambda, steps);
+        let (pp, _) = gaussian_error(
+            DpmSolverPP3M::default(),
+            1.0,
+            TimeGrid::UniformLambda,
+            steps,
+        );
         let (uni, _) = gaussian_error(UniPc::new(3), 1.0, TimeGrid::UniformLambda, steps);
         println!(
             "optimal EMS, NFE {steps}: v3-3+c {e3:.3e}, v3-1 {e1:.3e}; ++3M {pp:.3e}, UniPC-3 {uni:.3e}"
@@ -241,7 +293,10 @@ where
     X: Method<DiffusionOde<BoxedModel, VpLinear>>,
 {
     let s = VpLinear::default();
-    max_abs_diff(&sample(x, s, mixture_model(s), &MIX_X_T, grid, n), reference)
+    max_abs_diff(
+        &sample(x, s, mixture_model(s), &MIX_X_T, grid, n),
+        reference,
+    )
 }
 
 #[test]
@@ -274,8 +329,24 @@ fn errors_at_10_and_20_nfe_against_dpmpp_3m_and_unipc() {
                 mixture_error(pp, grid, n, &reference),
                 mixture_error(uni, grid, n, &reference),
             ];
+            // v3-3 and ++3M (Taylor D2), v3-3 + corrector and UniPC-3, differ only
+            // in the order-2 warm-up step (exact linear interpolant vs the
+            // midpoint ½; UniC-1 likewise)
+            for (errs, what) in [(&g, "Gaussian"), (&m, "mixture")] {
+                let close = |a: f64, b: f64| (a - b).abs() <= 0.02 * b;
+                assert!(
+                    close(errs[1], errs[2]),
+                    "{what}, {grid:?}, {n}: v3-3 vs ++3M {errs:?}"
+                );
+                assert!(
+                    close(errs[0], errs[3]),
+                    "{what}, {grid:?}, {n}: v3-3+c vs UniPC {errs:?}"
+                );
+            }
             let (g, m) = (g.map(|e| format!("{e:.3e}")), m.map(|e| format!("{e:.3e}")));
-            println!("{grid:?}, NFE {n} [v3-3+c, v3-3, ++3M, UniPC-3]: Gaussian {g:?}; mixture {m:?}");
+            println!(
+                "{grid:?}, NFE {n} [v3-3+c, v3-3, ++3M, UniPC-3]: Gaussian {g:?}; mixture {m:?}"
+            );
         }
     }
 }
@@ -317,7 +388,11 @@ fn bad_input_is_a_typed_error() {
         );
     }
     invalid(
-        solve(&prob, DpmSolverV3::new(&ems, 2).lower_order_final(0), opts.clone()),
+        solve(
+            &prob,
+            DpmSolverV3::new(&ems, 2).lower_order_final(0),
+            opts.clone(),
+        ),
         "lower_order_final(0)",
         &["lower_order_final"],
     );
