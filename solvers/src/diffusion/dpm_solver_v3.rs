@@ -530,7 +530,7 @@ impl Sampler for DpmSolverV3<'_> {
         (t0, t1): (f64, f64),
     ) -> Result<(), SolveError> {
         let d = self.ems.dim();
-        if n % d != 0 {
+        if !n.is_multiple_of(d) {
             return Err(SolveError::DimensionMismatch {
                 what: "DpmSolverV3 state (samples of Ems::dim entries)".into(),
                 expected: (n / d + 1) * d,
