@@ -190,11 +190,11 @@ where
 /// does and the fits reach 4.3 and 3.3. Asserted: ≥ 1.8 and ≥ 2.8. The
 /// steps themselves are order `p + 1` and `p + 2` locally with non-trivial
 /// statistics (`dpm_solver_v3.rs`' unit test of the local errors).
-/// λ-dependent tables: `l`, `s`, `b` are piecewise linear between the
-/// table's points, so `f_θ = e^{−λ} ε − l x/α` has a jump in its derivative
-/// at each of them (of size `Δl' x/α`, `Δl' ≈ δ l''` for a table spacing
-/// `δ`); a step whose interpolation straddles one errs by `O(Δl' h²)`, and
-/// the global error is `O(h^p) + O(Δl' h²)`: asserted ≥ min(theory, 2) − 0.2.
+/// λ-dependent table (41 points, splines between them): measured 0.98,
+/// 1.91 (+c), 2.23, 3.62 (+c, falling towards 3), 2.87, 4.41 (+c); bounded
+/// below by the same caps. (With piecewise-linear statistics instead,
+/// `f_θ`'s derivative jumps at the table's points held orders 2 and 3 to
+/// ≈ 2.3: the reason for the splines, `dpm_solver_v3.rs`.)
 #[test]
 fn orders_on_the_single_gaussian_with_any_statistics() {
     let s = VpLinear::default();
@@ -214,10 +214,13 @@ fn orders_on_the_single_gaussian_with_any_statistics() {
             let (pc, _) = order_of(&format!("v3-{order} + corrector, {what}"), v3);
             let o = order as f64;
             if *what == "λ-dependent" {
-                // kinks of the piecewise-linear statistics cap the order at 2
-                let cap = |q: f64| q.min(2.0) - 0.2;
-                assert!(p >= cap(o), "{what} v3-{order}: {p:.3}");
-                assert!(pc >= cap(o + 1.0), "{what} v3-{order} + c: {pc:.3}");
+                // pre-asymptotic from above at order 2 + corrector (3.6):
+                // bounded below by the warm-up caps
+                assert!(p >= o.min(2.0) - 0.2, "{what} v3-{order}: {p:.3}");
+                assert!(
+                    pc >= (o + 1.0).min(3.0) - 0.2,
+                    "{what} v3-{order} + c: {pc:.3}"
+                );
             } else if order < 3 {
                 assert!((p - o).abs() <= 0.2, "{what} v3-{order}: {p:.3}");
                 assert!(
@@ -239,7 +242,10 @@ fn orders_on_the_single_gaussian_with_any_statistics() {
 /// for `l = σ²/(α² v + σ²) = 1/(1 + v e^{2λ})`, and then `f_θ = −l μ`,
 /// `df_θ/dλ = −μ l' = 2 μ l (1 − l) = −2 (1 − l) f_θ`: `s = −2 (1 − l)`,
 /// `b = 0`. With them `g` is constant, and v3 errs only through the
-/// piecewise-linear statistics (`O(δ²)` in the grid spacing `δ`).
+/// splines of the statistics (`O(δ⁴)` in the table spacing `δ = 0.0048`)
+/// and rounding: measured 1.6e-11 at NFE 5, 10 and 20 (orders 1 and 3),
+/// against 1.07, 7.9e-2, 7.5e-3 for ++3M. Asserted: < 1e-9 and < 1e-6
+/// of ++3M's error.
 #[test]
 fn optimal_statistics_make_the_single_gaussian_nearly_exact() {
     let s = VpLinear::default();
@@ -280,7 +286,12 @@ fn optimal_statistics_make_the_single_gaussian_nearly_exact() {
         println!(
             "optimal EMS, NFE {steps}: v3-3+c {e3:.3e}, v3-1 {e1:.3e}; ++3M {pp:.3e}, UniPC-3 {uni:.3e}"
         );
-        assert!(e1 < 1e-3 * pp && e3 < 1e-3 * pp, "NFE {steps}");
+        for e in [e1, e3] {
+            assert!(
+                e < 1e-9 && e < 1e-6 * pp,
+                "NFE {steps}: {e:e} vs ++3M {pp:e}"
+            );
+        }
     }
 }
 

@@ -272,7 +272,10 @@ impl Element<'_> {
     /// Whether `b` vanishes on cell `k`.
     fn b_zero_on(&self, k: usize) -> bool {
         let (b, mb) = (self.ems.tables().2, self.ems.moments().2);
-        let (i0, i1) = (k * self.ems.dim() + self.j, (k + 1) * self.ems.dim() + self.j);
+        let (i0, i1) = (
+            k * self.ems.dim() + self.j,
+            (k + 1) * self.ems.dim() + self.j,
+        );
         [b[i0], b[i1], mb[i0], mb[i1]].iter().all(|&v| v == 0.0)
     }
 

@@ -59,13 +59,21 @@ fn spline_moments(table: &[f64], dim: usize, points: usize, h: f64) -> Vec<f64> 
         for i in 0..inner {
             let k = i + 1;
             let rhs = 6.0 * (y(k + 1) - 2.0 * y(k) + y(k - 1)) / (h * h);
-            let (cp, dp) = if i == 0 { (0.0, 0.0) } else { (c[i - 1], d[i - 1]) };
+            let (cp, dp) = if i == 0 {
+                (0.0, 0.0)
+            } else {
+                (c[i - 1], d[i - 1])
+            };
             let den = 4.0 - cp;
             c[i] = 1.0 / den;
             d[i] = (rhs - dp) / den;
         }
         for i in (0..inner).rev() {
-            let next = if i + 1 < inner { m[(i + 2) * dim + j] } else { 0.0 };
+            let next = if i + 1 < inner {
+                m[(i + 2) * dim + j]
+            } else {
+                0.0
+            };
             m[(i + 1) * dim + j] = d[i] - c[i] * next;
         }
     }
@@ -287,7 +295,11 @@ mod tests {
         }
         // constant and linear data: zero moments
         let lin: Vec<f64> = (0..pts * 2).map(|i| 0.3 + (i / 2) as f64).collect();
-        assert!(spline_moments(&lin, 2, pts, h).iter().all(|v| v.abs() < 1e-12));
+        assert!(
+            spline_moments(&lin, 2, pts, h)
+                .iter()
+                .all(|v| v.abs() < 1e-12)
+        );
     }
 
     #[test]
