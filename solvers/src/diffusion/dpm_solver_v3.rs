@@ -100,14 +100,18 @@ const MAX_POINTS: usize = 4;
 ///     vec![1.0],
 ///     (1.0, 1e-3),
 /// );
-/// // statistics covering the span's λ
-/// let ems = Ems::constant(1, s.lambda(1.0), s.lambda(1e-3), 51, (0.5, 0.3, 0.1))?;
+/// // the data-prediction statistics over the span's λ
+/// let ems = Ems::data_prediction(1, s.lambda(1.0), s.lambda(1e-3), 101)?;
 /// let opts = TimeGrid::UniformLambda.options(&s, 1.0, 1e-3, 20)?;
-/// let sol = solve(&prob, DpmSolverV3::new(&ems, 3), opts)?;
+/// let sol = solve(&prob, DpmSolverV3::new(&ems, 3), opts.clone())?;
 /// let mut exact = [0.0];
 /// g.flow_map(&s, 1.0, 1e-3, &[1.0], &mut exact);
-/// assert!((sol.last()[0] - exact[0]).abs() < 1e-4);
+/// assert!((sol.last()[0] - exact[0]).abs() < 1e-3);
 /// assert_eq!(sol.stats.drift_evals, 20);
+/// // with them, order 1 without the corrector is DDIM
+/// let first = solve(&prob, DpmSolverV3::new(&ems, 1).without_corrector(), opts.clone())?;
+/// let ddim = solve(&prob, Ddim, opts)?;
+/// assert!((first.last()[0] - ddim.last()[0]).abs() < 1e-12);
 /// # Ok::<(), sdeflow_solvers::error::SolveError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq)]
