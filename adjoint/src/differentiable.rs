@@ -293,6 +293,12 @@ differentiable_discrete!(
     Deis, Pndm, Plms, IPndm, Lms, UniPc, AdaptiveDpmSolver
 );
 
+// DPM-Solver-v3 (it borrows its statistics; they are constants of the VJP)
+differentiable_discrete!(
+    [M: ModelVjp, S: NoiseSchedule] ProbabilityFlow<M, S>;
+    sdeflow_solvers::diffusion::DpmSolverV3<'_>
+);
+
 // the reverse-SDE samplers with a step VJP, on the reverse SDE of a model
 // with a VJP (the noise is replayed from the forward solve's path)
 differentiable_discrete!(

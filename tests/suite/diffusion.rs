@@ -348,7 +348,7 @@ fn measured_orders_on_the_single_gaussian() {
 }
 
 /// A two-component mixture in two dimensions (diffusion.md §7's GMM bed).
-fn mixture() -> GaussianMixture {
+pub(crate) fn mixture() -> GaussianMixture {
     GaussianMixture::new(
         &[0.3, 0.7],
         &[1.0, -0.5, -0.8, 0.6],

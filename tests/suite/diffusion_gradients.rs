@@ -109,7 +109,7 @@ where
     (dp, dy0)
 }
 
-fn check_against_fd<X>(x: X, steps: usize)
+pub(crate) fn check_against_fd<X>(x: X, steps: usize)
 where
     X: Method<DiffusionOde<Generic<MixtureDenoiser>, VpLinear>>
         + Differentiable<Flow, NoDiffusion, VirtualTree>

@@ -20,6 +20,7 @@ mod diffusion_gradients;
 mod diffusion_multistep;
 mod diffusion_sde;
 mod diffusion_stochastic;
+mod diffusion_v3;
 mod discontinuities;
 mod drivers;
 mod ensemble;

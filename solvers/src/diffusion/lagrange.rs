@@ -19,14 +19,14 @@ use super::sampler_vjp::{AdvanceVjp, linear_vjp};
 use super::schedule::NoiseSchedule;
 
 /// The nodes (positive half) of 8-point Gauss–Legendre on `[−1, 1]`.
-const GL8_X: [f64; 4] = [
+pub(crate) const GL8_X: [f64; 4] = [
     0.183_434_642_495_649_8,
     0.525_532_409_916_329,
     0.796_666_477_413_626_7,
     0.960_289_856_497_536_3,
 ];
 /// Their weights.
-const GL8_W: [f64; 4] = [
+pub(crate) const GL8_W: [f64; 4] = [
     0.362_683_783_378_362,
     0.313_706_645_877_887_3,
     0.222_381_034_453_374_5,

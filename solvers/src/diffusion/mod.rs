@@ -18,7 +18,8 @@
 //! - samplers ([`Sampler`]): [`Ddim`] (= [`DpmSolver1`]), [`PfEuler`],
 //!   [`EdmHeun`], [`DpmSolver2`], [`DpmSolver3`], [`DpmSolverPP2S`],
 //!   [`DpmSolverPP2M`], [`DpmSolverPP3M`], [`Deis`] (tAB), [`Pndm`],
-//!   [`Plms`], [`IPndm`], [`Lms`], [`UniPc`];
+//!   [`Plms`], [`IPndm`], [`Lms`], [`UniPc`], [`DpmSolverV3`] (with the
+//!   empirical model statistics [`Ems`], any grid);
 //! - reverse-SDE samplers (the family [`DiffusionSde`], noise from the
 //!   problem's driver): [`ReverseEulerMaruyama`], [`DdpmAncestral`],
 //!   [`SdeDpmSolver1`], [`SdeDpmSolverPP2M`], [`LangevinPc`];
@@ -32,8 +33,8 @@
 //!   `Generic` fields) make the flow differentiable; every sampler has a
 //!   step VJP for the discrete adjoint ([`SamplerVjp`]: DDIM,
 //!   probability-flow Euler, EDM Heun, DPM-Solver-2 and -3, ++2S, ++2M,
-//!   ++3M, DEIS, PNDM, PLMS, iPNDM, LMS, UniPC — its corrected state's
-//!   cotangent carried —; on the reverse SDE, Euler–Maruyama, DDPM
+//!   ++3M, DEIS, PNDM, PLMS, iPNDM, LMS, UniPC and DPM-Solver-v3 — their
+//!   corrected states' cotangents carried —; on the reverse SDE, Euler–Maruyama, DDPM
 //!   ancestral, SDE-DPM-Solver-1, ++(2M) and the Langevin
 //!   predictor–corrector, whose noise the discrete adjoint replays), and
 //!   so does [`AdaptiveDpmSolver`] on the accepted steps it replays
@@ -68,6 +69,7 @@ mod deis;
 mod discrete;
 mod dpm_solver2;
 mod dpm_solver3;
+mod dpm_solver_v3;
 mod dpmpp_2s;
 mod dpmpp_multistep;
 mod edm_churn;
@@ -101,6 +103,7 @@ pub use ddim_eta::DdimEta;
 pub use ddpm::{DdpmAncestral, DdpmVariance};
 pub use deis::Deis;
 pub use discrete::DiscreteVp;
+pub use dpm_solver_v3::DpmSolverV3;
 pub use dpm_solver2::DpmSolver2;
 pub use dpm_solver3::DpmSolver3;
 pub use dpmpp_2s::DpmSolverPP2S;

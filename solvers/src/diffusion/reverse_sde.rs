@@ -213,5 +213,6 @@ fn check_sde<X: Sampler, M: Model, S: NoiseSchedule, D: Driver>(
         });
     }
     check_span(name, problem.tspan, &problem.drift.flow.schedule, false)?;
-    sampler.check_settings()
+    sampler.check_settings()?;
+    sampler.check_problem(problem.dim(), &problem.drift.flow.schedule, problem.tspan)
 }

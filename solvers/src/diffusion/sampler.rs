@@ -145,6 +145,19 @@ pub trait Sampler: Copy + Debug {
     fn check_settings(&self) -> Result<(), SolveError> {
         Ok(())
     }
+    /// Checks the sampler against the problem it is about to solve: a
+    /// state of `n` entries, the schedule `sched` and the span `tspan`
+    /// (e.g. per-sample tables that must divide the state, or a range of
+    /// `λ` they cover). Nothing by default.
+    fn check_problem<S: NoiseSchedule + ?Sized>(
+        &self,
+        n: usize,
+        sched: &S,
+        tspan: (f64, f64),
+    ) -> Result<(), SolveError> {
+        let _ = (n, sched, tspan);
+        Ok(())
+    }
     /// Takes one step: writes the state at `step.t_next` into `step.x_new`.
     fn advance<M: Model, S: NoiseSchedule>(&self, step: Advance<'_, M, S>);
 }
@@ -485,7 +498,8 @@ fn check_ode<X: Sampler, M: Model, S: NoiseSchedule, D: Driver>(
     problem.ode_only(name)?;
     let sched = &problem.drift.schedule;
     check_span(name, problem.tspan, sched, sampler.reaches_zero_noise())?;
-    sampler.check_settings()
+    sampler.check_settings()?;
+    sampler.check_problem(problem.dim(), sched, problem.tspan)
 }
 
 /// Checks the span `(t0, t1)` a sampler named `name` runs on under
