@@ -176,21 +176,7 @@ impl Bed {
             .collect();
         let est = Ems::estimate(&self.problem_from(x_t), &EmsOptions::new(self.d))
             .expect("EMS estimation on the test bed");
-        let st = &est.stats;
-        let line = format!(
-            "d = {}: {} samples, {} points: {} batch model evaluations ({} trajectory, \
-             {} Jacobian, {} value, {} derivative), {:.1} s, {} degenerate elements",
-            self.d,
-            st.samples,
-            est.ems.points(),
-            st.model_evals(),
-            st.trajectory_evals,
-            st.jacobian_evals,
-            st.value_evals,
-            st.derivative_evals,
-            st.elapsed.as_secs_f64(),
-            st.degenerate
-        );
+        let line = format!("d = {}, {} points, {}", self.d, est.ems.points(), est.stats);
         (est.ems, line)
     }
 

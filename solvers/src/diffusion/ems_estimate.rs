@@ -179,6 +179,26 @@ impl EmsStats {
     }
 }
 
+/// One line: samples, evaluations by purpose, wall time, degenerate
+/// elements.
+impl std::fmt::Display for EmsStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} samples: {} batch model evaluations ({} trajectory, {} Jacobian, {} value, \
+             {} derivative), {:.3} s, {} degenerate elements",
+            self.samples,
+            self.model_evals(),
+            self.trajectory_evals,
+            self.jacobian_evals,
+            self.value_evals,
+            self.derivative_evals,
+            self.elapsed.as_secs_f64(),
+            self.degenerate
+        )
+    }
+}
+
 /// The result of [`Ems::estimate`].
 #[derive(Debug, Clone)]
 pub struct EmsEstimate {
@@ -1029,18 +1049,9 @@ mod tests {
                     .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
             };
             let (l, s, b) = est.ems.tables();
-            let st = &est.stats;
             println!(
-                "d = {d:>2}, B = {batch:>4}, 251 points: {} model evals on the batch \
-                 (trajectory {}, Jacobian {}, value {}, derivative {}), {:.3} s; \
-                 degenerate {}; l ∈ {:.3?}, s ∈ {:.3?}, b ∈ {:.3?}",
-                st.model_evals(),
-                st.trajectory_evals,
-                st.jacobian_evals,
-                st.value_evals,
-                st.derivative_evals,
-                st.elapsed.as_secs_f64(),
-                st.degenerate,
+                "d = {d:>2}, 251 points, {}; l ∈ {:.3?}, s ∈ {:.3?}, b ∈ {:.3?}",
+                est.stats,
                 range(l),
                 range(s),
                 range(b)
