@@ -531,20 +531,21 @@ impl DataControl {
             .saturating_sub(1)
     }
 
-    /// The network's input: the features, gated if asked.
-    fn input(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; NF_DATA]) {
-        let (mut f, dx) = self.features(t, y);
+    /// The network's input from the features `base` ([`Self::features`],
+    /// which the skip reads as they are): gated if asked.
+    fn input(&self, t: f64, base: &[f64; NF_MAX]) -> [f64; NF_MAX] {
+        let mut f = *base;
         if self.bridge_linear {
             // the bridge rate feeds the skip only
             f[self.state + 2] = 0.0;
         }
         if !self.gated {
-            return (f, dx);
+            return f;
         }
         let (nb, mut g) = (self.nf_base(), [0.0; NF_MAX]);
         let at = self.gate(t) * nb;
         g[at..at + nb].copy_from_slice(&f[..nb]);
-        (g, dx)
+        g
     }
 
     /// The features, and `∂feature/∂X` of the data features (from index
@@ -602,12 +603,12 @@ impl DataControl {
 
 impl Drift for DataControl {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], u: &mut [f64]) {
-        let (f, _) = self.input(t, y);
+        let (base, _) = self.features(t, y);
+        let f = self.input(t, &base);
         self.net.forward(&f[..self.nf()], &p[3..], u);
         if self.skip {
-            let (f, _) = self.features(t, y);
             let at = self.skip_at(t);
-            u[0] += f[..self.nf_base()]
+            u[0] += base[..self.nf_base()]
                 .iter()
                 .zip(&p[at..])
                 .map(|(a, b)| a * b)
@@ -618,7 +619,8 @@ impl Drift for DataControl {
 
 impl DriftVjp for DataControl {
     fn drift_vjp(&self, t: f64, y: &[f64], p: &[f64], v: &[f64], oy: &mut [f64], op: &mut [f64]) {
-        let ((f, dx), n, nf) = (self.input(t, y), self.state, self.nf());
+        let ((base, dx), n, nf) = (self.features(t, y), self.state, self.nf());
+        let f = self.input(t, &base);
         let mut fb = [0.0; NF_MAX];
         self.net
             .vjp(&f[..nf], &p[3..], v, &mut fb[..nf], &mut op[3..]);
@@ -632,11 +634,10 @@ impl DriftVjp for DataControl {
             fb[n + 2] = 0.0;
         }
         if self.skip {
-            let (f, _) = self.features(t, y);
             let at = self.skip_at(t);
             for i in 0..nf {
                 fb[i] += v[0] * p[at + i];
-                op[at + i] += v[0] * f[i];
+                op[at + i] += v[0] * base[i];
             }
         }
         for i in 0..n {
@@ -1054,7 +1055,7 @@ fn main() -> ExampleResult<()> {
         let (ms, ss) = mean_sd(&sigmas);
         println!(
             "H = {truth}: exact likelihood {ml:.3} ± {sl:.3}; ELBO {me:.3} ± {se:.3} \
-             (|error| {:.3}; goal < 0.05); θ {mt:.3} ± {st:.3}, σ {ms:.3} ± {ss:.3}  (mean ± sd over 3 seeds)",
+             (|error| {:.3}; goal < 0.05); θ {mt:.3} ± {st:.3}, σ {ms:.3} ± {ss:.3}  (mean ± sd over {seeds} seeds)",
             (me - truth).abs()
         );
     }
