@@ -408,6 +408,27 @@ pub fn fd_gradient_like(
     }
 }
 
+/// Checks the gradient `g` of a solve's loss against central differences
+/// (step 1e-5) of `value(y0, p)` at `(x0, p)`: prints both under `what`
+/// and asserts agreement to 1e-6 relative above `floor`
+/// ([`assert_gradients_agree`]). Returns the differences.
+pub fn assert_matches_fd(
+    what: &str,
+    g: &Gradient,
+    x0: &[f64],
+    p: &[f64],
+    floor: f64,
+    value: impl Fn(&[f64], &[f64]) -> f64,
+) -> Gradient {
+    let fd = fd_gradient_like(g, x0, p, 1e-5, value);
+    println!(
+        "{what}: adjoint dp {:?} dy0 {:?}; FD dp {:?} dy0 {:?}",
+        g.dp, g.dy0, fd.dp, fd.dy0
+    );
+    assert_gradients_agree(g, &fd, 1e-6, floor);
+    fd
+}
+
 /// Asserts that the errors `errs` of ever finer solves fall strictly and
 /// that the last is below `bound` (`what` names the case in the messages).
 pub fn assert_converges(what: &str, errs: &[f64], bound: f64) {

@@ -21,7 +21,7 @@
 //!   target's mean and variance in both `b` and `s`) against central
 //!   differences; typed errors.
 
-use crate::common::{assert_gradients_agree, assert_order, assert_says, fd_gradient_like};
+use crate::common::{assert_matches_fd, assert_order, assert_says};
 use sdeflow::diffusion::*;
 use sdeflow::prelude::*;
 
@@ -340,13 +340,8 @@ fn check_gradient(dir: SdeDirection, span: (f64, f64)) {
         let mut gg = vec![0.0; sol.ys.len()];
         cube_loss(&sol.ts, &sol.ys, &mut gg)
     };
-    let fd = fd_gradient_like(&g, &x0, &p, 1e-5, value);
-    println!(
-        "{dir:?}: adjoint dp {:?} dy0 {:?}; FD dp {:?} dy0 {:?}",
-        g.dp, g.dy0, fd.dp, fd.dy0
-    );
+    assert_matches_fd(&format!("{dir:?}"), &g, &x0, &p, 1e-2, value);
     assert!((g.loss - value(&x0, &p)).abs() < 1e-13);
-    assert_gradients_agree(&g, &fd, 1e-6, 1e-2);
     assert!(g.dp.iter().all(|v| v.abs() > 1e-2), "{:?}", g.dp);
 }
 
