@@ -182,7 +182,8 @@ where
 /// points (local `O(h³)`), as in the reference code, so the global order
 /// is at most 2 (predictor) and 3 (with the corrector) wherever `f_θ`
 /// varies at the noise end; with the data-prediction statistics it hardly
-/// does and the fits reach 4.3 and 3.3. Asserted: ≥ 1.8 and ≥ 2.8. The
+/// does and the fits reach 4.3 and 3.3 (asserted ≥ 2.8 both); otherwise
+/// asserted ≥ 1.8 and ≥ 2.8. The
 /// steps themselves are order `p + 1` and `p + 2` locally with non-trivial
 /// statistics (`dpm_solver_v3.rs`' unit test of the local errors).
 /// λ-dependent table (41 points, splines between them): measured 0.98,
@@ -222,6 +223,11 @@ fn orders_on_the_single_gaussian_with_any_statistics() {
                     (pc - o - 1.0).abs() <= 0.2,
                     "{what} v3-{order} + c: {pc:.3}"
                 );
+            } else if *what == "data" {
+                // f_θ hardly varies where the warm-up runs: no cap, the
+                // predictor reaches (at least) its order
+                assert!(p >= 2.8, "{what} v3-3: {p:.3}");
+                assert!(pc >= 2.8, "{what} v3-3 + corrector: {pc:.3}");
             } else {
                 // the warm-up's first (order-1) step caps the global fit
                 assert!(p >= 1.8, "{what} v3-3: {p:.3}");
