@@ -180,6 +180,13 @@ fn dpmpp_3m_gradient_matches_finite_differences() {
 }
 
 #[test]
+fn noise_form_multistep_gradients_match_finite_differences() {
+    check_against_fd(DpmSolver2M::default(), 12);
+    check_against_fd(DpmSolver3M::default(), 12);
+    check_against_fd(DpmSolver3M::default().lower_order_final(8), 8);
+}
+
+#[test]
 fn singlestep_second_order_gradients_match_finite_differences() {
     check_against_fd(DpmSolver2, 8);
     check_against_fd(DpmSolverPP2S, 8);

@@ -17,7 +17,8 @@
 //! - grids: [`TimeGrid`];
 //! - samplers ([`Sampler`]): [`Ddim`] (= [`DpmSolver1`]), [`PfEuler`],
 //!   [`EdmHeun`], [`DpmSolver2`], [`DpmSolver3`], [`DpmSolverPP2S`],
-//!   [`DpmSolverPP2M`], [`DpmSolverPP3M`], [`Deis`] (tAB), [`Pndm`],
+//!   [`DpmSolverPP2M`], [`DpmSolverPP3M`], [`DpmSolver2M`] and
+//!   [`DpmSolver3M`] (multistep on the noise prediction), [`Deis`] (tAB), [`Pndm`],
 //!   [`Plms`], [`IPndm`], [`Lms`], [`UniPc`], [`DpmSolverV3`] (with the
 //!   empirical model statistics [`Ems`], any grid);
 //! - reverse-SDE samplers (the family [`DiffusionSde`], noise from the
@@ -33,7 +34,7 @@
 //!   `Generic` fields) make the flow differentiable; every sampler has a
 //!   step VJP for the discrete adjoint ([`SamplerVjp`]: DDIM,
 //!   probability-flow Euler, EDM Heun, DPM-Solver-2 and -3, ++2S, ++2M,
-//!   ++3M, DEIS, PNDM, PLMS, iPNDM, LMS, UniPC and DPM-Solver-v3 — their
+//!   ++3M, 2M, 3M, DEIS, PNDM, PLMS, iPNDM, LMS, UniPC and DPM-Solver-v3 — their
 //!   corrected states' cotangents carried —; on the reverse SDE, Euler–Maruyama, DDPM
 //!   ancestral, SDE-DPM-Solver-1, ++(2M) and the Langevin
 //!   predictor–corrector, whose noise the discrete adjoint replays), and
@@ -69,9 +70,9 @@ mod deis;
 mod discrete;
 mod dpm_solver2;
 mod dpm_solver3;
+mod dpm_solver_multistep;
 mod dpm_solver_v3;
 mod dpmpp_2s;
-mod dpmpp_multistep;
 mod edm_churn;
 mod edm_heun;
 mod ems;
@@ -103,11 +104,13 @@ pub use ddim_eta::DdimEta;
 pub use ddpm::{DdpmAncestral, DdpmVariance};
 pub use deis::Deis;
 pub use discrete::DiscreteVp;
+pub use dpm_solver_multistep::{
+    DpmSolver2M, DpmSolver3M, DpmSolverPP2M, DpmSolverPP3M, SecondDifference,
+};
 pub use dpm_solver_v3::DpmSolverV3;
 pub use dpm_solver2::DpmSolver2;
 pub use dpm_solver3::DpmSolver3;
 pub use dpmpp_2s::DpmSolverPP2S;
-pub use dpmpp_multistep::{DpmSolverPP2M, DpmSolverPP3M, SecondDifference};
 pub use edm_churn::EdmChurn;
 pub use edm_heun::EdmHeun;
 pub use ems::Ems;
