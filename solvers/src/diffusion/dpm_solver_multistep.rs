@@ -218,18 +218,10 @@ fn multistep<M: Model, S: NoiseSchedule>(
     d2_scale: f64,
     st: Advance<'_, M, S>,
 ) {
-    let Advance {
-        flow,
-        t,
-        t_next,
-        x,
-        m0,
-        history,
-        x_new,
-        ..
-    } = st;
+    let sched = &st.flow.schedule;
     let (order, r, [k0, k1, k2]) =
-        plan(form, order, d2_scale, &flow.schedule, (t, t_next), &history);
+        plan(form, order, d2_scale, sched, (st.t, st.t_next), &st.history);
+    let (x, m0, x_new) = (st.x, st.m0, st.x_new);
     match order {
         1 => {
             for i in 0..x.len() {
@@ -237,13 +229,13 @@ fn multistep<M: Model, S: NoiseSchedule>(
             }
         }
         2 => {
-            let m1 = history.get(0).0;
+            let m1 = st.history.get(0).0;
             for i in 0..x.len() {
                 x_new[i] = r * x[i] + k0 * m0[i] + k1 * m1[i];
             }
         }
         _ => {
-            let (m1, m2) = (history.get(0).0, history.get(1).0);
+            let (m1, m2) = (st.history.get(0).0, st.history.get(1).0);
             for i in 0..x.len() {
                 x_new[i] = r * x[i] + k0 * m0[i] + k1 * m1[i] + k2 * m2[i];
             }
@@ -286,17 +278,19 @@ fn multistep_vjp(form: Form, order: usize, d2_scale: f64, st: AdvanceVjp<'_>) ->
     0
 }
 
-/// `lower_order_final`, `Sampler` and `SamplerVjp` of a second-order
-/// multistep type.
-macro_rules! second_order_multistep {
-    ($ty:ident, $form:expr, $name:literal) => {
+/// `lower_order_final`, `Sampler` and `SamplerVjp` of a multistep type of
+/// order `$k` (history `$k − 1`); `$d2` is the factor of `D2` and `$order`
+/// the global order, both read from `$s` (the sampler).
+macro_rules! multistep_sampler {
+    ($ty:ident, $form:expr, $name:literal, $k:literal, |$s:ident| ($d2:expr, $order:expr)) => {
         impl $ty {
-            /// Lowers the order of the last steps of a solve of `steps`
-            /// steps as dpm_solver's `lower_order_final` does: when
-            /// `steps < 10`, step `i` (from 0) after the warm-up has order
-            /// `min(2, steps − i)` (the last one first order), which
-            /// steadies very short runs. `steps` must be the grid's step
-            /// count.
+            #[doc = concat!(
+                        "Lowers the order of the last steps of a solve of `steps` steps as ",
+                        "dpm_solver's `lower_order_final` does: when `steps < 10`, step `i` ",
+                        "(from 0) after the warm-up has order `min(", stringify!($k),
+                        ", steps − i)` (the last one first order), which steadies very short ",
+                        "runs. `steps` must be the grid's step count."
+                    )]
             pub fn lower_order_final(mut self, steps: usize) -> Self {
                 self.lower_order_final = Some(steps);
                 self
@@ -305,8 +299,9 @@ macro_rules! second_order_multistep {
 
         impl SamplerVjp for $ty {
             fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
-                let order = final_order(2, self.lower_order_final, st.index);
-                multistep_vjp($form, order, 1.0, st)
+                let $s = self;
+                let order = final_order($k, $s.lower_order_final, st.index);
+                multistep_vjp($form, order, $d2, st)
             }
         }
 
@@ -315,76 +310,52 @@ macro_rules! second_order_multistep {
                 $name
             }
             fn order(&self) -> f64 {
-                2.0
+                let $s = self;
+                $order
             }
             fn prediction(&self) -> Parametrisation {
                 $form.parametrisation()
             }
             fn history(&self) -> usize {
-                1
+                $k - 1
             }
             fn check_settings(&self) -> Result<(), SolveError> {
                 check_steps(stringify!($ty), self.lower_order_final)
             }
             fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
-                let order = final_order(2, self.lower_order_final, st.index);
-                multistep($form, order, 1.0, st);
+                let $s = self;
+                let order = final_order($k, $s.lower_order_final, st.index);
+                multistep($form, order, $d2, st);
             }
         }
     };
 }
 
-/// The same for a third-order multistep type (with its `D2` choice).
-macro_rules! third_order_multistep {
-    ($ty:ident, $form:expr, $name:literal) => {
-        impl $ty {
-            /// Lowers the order of the last steps as
-            /// `lower_order_final` of the second-order methods does, with
-            /// orders `min(3, steps − i)`.
-            pub fn lower_order_final(mut self, steps: usize) -> Self {
-                self.lower_order_final = Some(steps);
-                self
-            }
+multistep_sampler!(DpmSolverPP2M, Form::Data, "DPM-Solver++(2M)", 2, |_s| (
+    1.0, 2.0
+));
+multistep_sampler!(DpmSolver2M, Form::Noise, "DPM-Solver(2M)", 2, |_s| (
+    1.0, 2.0
+));
+multistep_sampler!(DpmSolverPP3M, Form::Data, "DPM-Solver++(3M)", 3, |s| (
+    s.d2.scale(),
+    s.d2.order()
+));
+multistep_sampler!(DpmSolver3M, Form::Noise, "DPM-Solver(3M)", 3, |s| (
+    s.d2.scale(),
+    s.d2.order()
+));
 
-            /// Chooses how `D2` is formed (see the module docs).
-            pub fn second_difference(mut self, d2: SecondDifference) -> Self {
-                self.d2 = d2;
-                self
-            }
-        }
-
-        impl SamplerVjp for $ty {
-            fn advance_vjp(&self, st: AdvanceVjp<'_>) -> usize {
-                let order = final_order(3, self.lower_order_final, st.index);
-                multistep_vjp($form, order, self.d2.scale(), st)
-            }
-        }
-
-        impl Sampler for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-            fn order(&self) -> f64 {
-                self.d2.order()
-            }
-            fn prediction(&self) -> Parametrisation {
-                $form.parametrisation()
-            }
-            fn history(&self) -> usize {
-                2
-            }
-            fn check_settings(&self) -> Result<(), SolveError> {
-                check_steps(stringify!($ty), self.lower_order_final)
-            }
-            fn advance<M: Model, S: NoiseSchedule>(&self, st: Advance<'_, M, S>) {
-                let order = final_order(3, self.lower_order_final, st.index);
-                multistep($form, order, self.d2.scale(), st);
-            }
-        }
-    };
+impl DpmSolverPP3M {
+    /// Chooses how `D2` is formed (see the module docs).
+    pub fn second_difference(self, d2: SecondDifference) -> Self {
+        Self { d2, ..self }
+    }
 }
 
-second_order_multistep!(DpmSolverPP2M, Form::Data, "DPM-Solver++(2M)");
-second_order_multistep!(DpmSolver2M, Form::Noise, "DPM-Solver(2M)");
-third_order_multistep!(DpmSolverPP3M, Form::Data, "DPM-Solver++(3M)");
-third_order_multistep!(DpmSolver3M, Form::Noise, "DPM-Solver(3M)");
+impl DpmSolver3M {
+    /// Chooses how `D2` is formed (see the module docs).
+    pub fn second_difference(self, d2: SecondDifference) -> Self {
+        Self { d2, ..self }
+    }
+}
