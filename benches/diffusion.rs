@@ -65,8 +65,29 @@ type Prob = DiffusionOde<Model, VpLinear>;
 type Run = fn(&Prob, Options) -> Result<Solution, SolveError>;
 type RunRef<'a> = dyn Fn(&Prob, Options) -> Result<Solution, SolveError> + 'a;
 
-/// The samplers compared: name, time grid, and the call.
-fn samplers() -> Vec<(&'static str, TimeGrid, Run)> {
+/// How a sampler is run at a budget of model evaluations.
+#[derive(Clone, Copy)]
+enum How {
+    /// `run` with the most steps of `grid` whose evaluations fit.
+    Steps(TimeGrid, Run),
+    /// DPM-Solver-fast on `grid`, spending the budget exactly.
+    Fast(TimeGrid),
+}
+
+/// The samplers compared: name and how each is run.
+fn samplers() -> Vec<(&'static str, How)> {
+    let fast = [
+        ("DPM-Solver-fast", How::Fast(TimeGrid::UniformLambda)),
+        ("DPM-Solver-fast (t²)", How::Fast(TimeGrid::TimeQuadratic)),
+    ];
+    let stepped = stepped_samplers()
+        .into_iter()
+        .map(|(name, grid, run)| (name, How::Steps(grid, run)));
+    stepped.chain(fast).collect()
+}
+
+/// The samplers run on a number of steps: name, time grid, and the call.
+fn stepped_samplers() -> Vec<(&'static str, TimeGrid, Run)> {
     let (lam, quad) = (TimeGrid::UniformLambda, TimeGrid::TimeQuadratic);
     vec![
         ("PF-Euler (uniform t)", TimeGrid::UniformT, |p, o| {
@@ -247,24 +268,48 @@ fn at_budget(bed: &Bed, grid: TimeGrid, run: &RunRef<'_>, budget: usize) -> Opti
     let per_step = probe.stats.drift_evals as f64 / 10.0;
     let mut steps = ((budget as f64 / per_step).floor() as usize).max(1);
     loop {
-        let (sol, secs) = attempt(steps)?;
-        if sol.stats.drift_evals <= budget || steps == 1 {
-            if sol.stats.drift_evals > budget {
+        let first = attempt(steps)?;
+        if first.0.stats.drift_evals <= budget || steps == 1 {
+            if first.0.stats.drift_evals > budget {
                 return None;
             }
-            // time: the best of three runs
-            let secs = (0..2)
-                .filter_map(|_| attempt(steps))
-                .map(|r| r.1)
-                .fold(secs, f64::min);
-            return Some(Point {
-                nfe: sol.stats.drift_evals,
-                err: bed.error(sol.last()),
-                sw: bed.sliced_wasserstein(sol.last()),
-                us_per_sample: secs * 1e6 / bed.batch as f64,
-            });
+            return Some(timed(bed, first, &|| attempt(steps)));
         }
         steps -= 1;
+    }
+}
+
+/// The point of a run `first` (solution, seconds), its time the best of
+/// it and two more runs by `again`.
+fn timed(bed: &Bed, first: (Solution, f64), again: &dyn Fn() -> Option<(Solution, f64)>) -> Point {
+    let (sol, secs) = first;
+    let secs = (0..2)
+        .filter_map(|_| again())
+        .map(|r| r.1)
+        .fold(secs, f64::min);
+    Point {
+        nfe: sol.stats.drift_evals,
+        err: bed.error(sol.last()),
+        sw: bed.sliced_wasserstein(sol.last()),
+        us_per_sample: secs * 1e6 / bed.batch as f64,
+    }
+}
+
+/// A sampler of [`samplers`] at `budget`.
+fn point(bed: &Bed, how: How, budget: usize) -> Option<Point> {
+    match how {
+        How::Steps(grid, run) => at_budget(bed, grid, &run, budget),
+        How::Fast(grid) => {
+            let fast = DpmSolverFast::new(budget, grid);
+            let prob = bed.problem();
+            let attempt = || -> Option<(Solution, f64)> {
+                let opts = fast.options(&VpLinear::default(), T, T_END).ok()?;
+                let started = Instant::now();
+                let sol = solve(&prob, fast, opts).ok()?;
+                Some((sol, started.elapsed().as_secs_f64()))
+            };
+            Some(timed(bed, attempt()?, &attempt))
+        }
     }
 }
 
@@ -297,12 +342,15 @@ fn print_table(d: usize, series: &[Series], floor: f64, what: &str, cell: fn(&Po
 }
 
 /// The third-order samplers issue #14's claim names: DPM-Solver-3
-/// singlestep and multistep (noise prediction), DPM-Solver++(3M).
-const THIRD_ORDER: [&str; 6] = [
+/// singlestep (on a number of steps, and as DPM-Solver-fast spending the
+/// budget exactly) and multistep (noise prediction), DPM-Solver++(3M).
+const THIRD_ORDER: [&str; 8] = [
     "DPM-Solver-3",
+    "DPM-Solver-fast",
     "DPM-Solver(3M)",
     "DPM-Solver++3M",
     "DPM-Solver-3 (t²)",
+    "DPM-Solver-fast (t²)",
     "DPM-Solver(3M) (t²)",
     "DPM-Solver++3M (t²)",
 ];
@@ -313,8 +361,8 @@ const V3: [&str; 2] = ["DPM-Solver-v3 3 (EMS)", "DPM-Solver-v3 3 (EMS, t²)"];
 fn euler_at(bed: &Bed, nfe: usize) -> f64 {
     samplers()
         .into_iter()
-        .filter(|(n, _, _)| n.starts_with("PF-Euler"))
-        .filter_map(|(_, grid, run)| at_budget(bed, grid, &run, nfe))
+        .filter(|(n, _)| n.starts_with("PF-Euler"))
+        .filter_map(|(_, how)| point(bed, how, nfe))
         .map(|p| p.err)
         .fold(f64::INFINITY, f64::min)
 }
@@ -379,14 +427,11 @@ fn claim_over_draws(d: usize, batch: usize, draws: u64) -> String {
         let bed = Bed::drawn(d, batch, draw);
         let series: Vec<Series> = samplers()
             .into_iter()
-            .filter(|(n, _, _)| THIRD_ORDER.contains(n))
-            .map(|(name, grid, run)| Series {
+            .filter(|(n, _)| THIRD_ORDER.contains(n))
+            .map(|(name, how)| Series {
                 d,
                 name,
-                points: [10, 15, 20]
-                    .iter()
-                    .map(|&n| at_budget(&bed, grid, &run, n))
-                    .collect(),
+                points: [10, 15, 20].iter().map(|&n| point(&bed, how, n)).collect(),
             })
             .collect();
         match best_margin(&bed, &series, &THIRD_ORDER) {
@@ -584,11 +629,8 @@ fn main() {
     for &(d, batch) in &dims {
         let bed = Bed::new(d, batch);
         let floor = bed.sliced_wasserstein(&bed.reference);
-        for (name, grid, run) in samplers() {
-            let points = NFES
-                .iter()
-                .map(|&n| at_budget(&bed, grid, &run, n))
-                .collect();
+        for (name, how) in samplers() {
+            let points = NFES.iter().map(|&n| point(&bed, how, n)).collect();
             series.push(Series { d, name, points });
         }
         // DPM-Solver-v3: statistics estimated from the model on its own

@@ -16,9 +16,9 @@
 use sdeflow_solvers::brownian::Driver;
 use sdeflow_solvers::diffusion::{
     AdaptiveDpmSolver, Ddim, DdpmAncestral, Deis, DpmSolver2, DpmSolver2M, DpmSolver3, DpmSolver3M,
-    DpmSolverPP2M, DpmSolverPP2S, DpmSolverPP3M, EdmHeun, IPndm, LangevinPc, Lms, ModelVjp,
-    NoiseSchedule, PfEuler, Plms, Pndm, ProbabilityFlow, ReverseEulerMaruyama, ReverseNoise,
-    ReverseSde, SdeDpmSolver1, SdeDpmSolverPP2M, UniPc,
+    DpmSolverFast, DpmSolverPP2M, DpmSolverPP2S, DpmSolverPP3M, EdmHeun, IPndm, LangevinPc, Lms,
+    ModelVjp, NoiseSchedule, PfEuler, Plms, Pndm, ProbabilityFlow, ReverseEulerMaruyama,
+    ReverseNoise, ReverseSde, SdeDpmSolver1, SdeDpmSolverPP2M, UniPc,
 };
 use sdeflow_solvers::erk::{Bs3, Dopri5, Euler, ExplicitRk, Heun, Tsit5, Vern7};
 use sdeflow_solvers::expint::{
@@ -290,7 +290,7 @@ differentiable_discrete!(
 differentiable_discrete!(
     [M: ModelVjp, S: NoiseSchedule] ProbabilityFlow<M, S>;
     Ddim, DpmSolver2, DpmSolverPP2S, DpmSolverPP2M, DpmSolverPP3M, PfEuler, EdmHeun, DpmSolver3,
-    DpmSolver2M, DpmSolver3M, Deis, Pndm, Plms, IPndm, Lms, UniPc, AdaptiveDpmSolver
+    DpmSolver2M, DpmSolver3M, DpmSolverFast, Deis, Pndm, Plms, IPndm, Lms, UniPc, AdaptiveDpmSolver
 );
 
 // DPM-Solver-v3 (it borrows its statistics; they are constants of the VJP)

@@ -16,6 +16,7 @@ mod custom_controller;
 mod diffusion;
 mod diffusion_adjoint;
 mod diffusion_conditioning;
+mod diffusion_fast;
 mod diffusion_gradients;
 mod diffusion_multistep;
 mod diffusion_sde;

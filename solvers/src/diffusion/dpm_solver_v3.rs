@@ -767,6 +767,7 @@ mod tests {
                     n,
                     history: k,
                     carried: 1 + k,
+                    indexed: false,
                 };
                 let (mut pred_err, mut corr_err) = (Vec::new(), Vec::new());
                 for h in hs {

@@ -54,38 +54,9 @@ impl TimeGrid {
     ) -> Result<Vec<f64>, SolveError> {
         self.check(schedule, t_start, t_end, steps)?;
         let n = steps as f64;
-        let frac = |i: usize| i as f64 / n;
-        let mut ts: Vec<f64> = match *self {
-            TimeGrid::UniformT => (0..=steps)
-                .map(|i| t_start + frac(i) * (t_end - t_start))
-                .collect(),
-            TimeGrid::TimeQuadratic => {
-                let (a, b) = (t_start.sqrt(), t_end.sqrt());
-                (0..=steps)
-                    .map(|i| (a + frac(i) * (b - a)).powi(2))
-                    .collect()
-            }
-            TimeGrid::UniformLambda => {
-                let (la, lb) = (schedule.lambda(t_start), schedule.lambda(t_end));
-                (0..=steps)
-                    .map(|i| schedule.t_of_lambda(la + frac(i) * (lb - la)))
-                    .collect()
-            }
-            TimeGrid::Karras { rho } => {
-                let r = |t: f64| (schedule.sigma(t) / schedule.alpha(t)).powf(1.0 / rho);
-                let (a, b) = (r(t_start), r(t_end));
-                (0..=steps)
-                    .map(|i| {
-                        let q = (a + frac(i) * (b - a)).powf(rho);
-                        if q == 0.0 {
-                            t_end
-                        } else {
-                            schedule.t_of_lambda(-q.ln())
-                        }
-                    })
-                    .collect()
-            }
-        };
+        let mut ts: Vec<f64> = (0..=steps)
+            .map(|i| self.point(schedule, (t_start, t_end), i as f64 / n))
+            .collect();
         // the ends exactly (t(λ(t)) is t only to rounding)
         ts[0] = t_start;
         ts[steps] = t_end;
@@ -104,6 +75,40 @@ impl TimeGrid {
             });
         }
         Ok(ts)
+    }
+
+    /// The time a fraction `frac ∈ [0, 1]` of the way from `t_start` to
+    /// `t_end` in this grid's variable (`t`, `√t`, `λ` or `ρ^{1/r}`): the
+    /// point `i` of an `N`-step grid is `frac = i/N`, and the points of
+    /// a sub-grid between two grid times are of the same kind. Unchecked
+    /// (see [`TimeGrid::times`]).
+    pub(crate) fn point<S: NoiseSchedule + ?Sized>(
+        &self,
+        schedule: &S,
+        (t_start, t_end): (f64, f64),
+        frac: f64,
+    ) -> f64 {
+        match *self {
+            TimeGrid::UniformT => t_start + frac * (t_end - t_start),
+            TimeGrid::TimeQuadratic => {
+                let (a, b) = (t_start.sqrt(), t_end.sqrt());
+                (a + frac * (b - a)).powi(2)
+            }
+            TimeGrid::UniformLambda => {
+                let (la, lb) = (schedule.lambda(t_start), schedule.lambda(t_end));
+                schedule.t_of_lambda(la + frac * (lb - la))
+            }
+            TimeGrid::Karras { rho } => {
+                let r = |t: f64| (schedule.sigma(t) / schedule.alpha(t)).powf(1.0 / rho);
+                let (a, b) = (r(t_start), r(t_end));
+                let q = (a + frac * (b - a)).powf(rho);
+                if q == 0.0 {
+                    t_end
+                } else {
+                    schedule.t_of_lambda(-q.ln())
+                }
+            }
+        }
     }
 
     /// Options that step through this grid (fixed steps on

@@ -16,7 +16,8 @@
 //!   [`probability_flow`];
 //! - grids: [`TimeGrid`];
 //! - samplers ([`Sampler`]): [`Ddim`] (= [`DpmSolver1`]), [`PfEuler`],
-//!   [`EdmHeun`], [`DpmSolver2`], [`DpmSolver3`], [`DpmSolverPP2S`],
+//!   [`EdmHeun`], [`DpmSolver2`], [`DpmSolver3`], [`DpmSolverFast`]
+//!   (singlestep, exactly a budget of evaluations), [`DpmSolverPP2S`],
 //!   [`DpmSolverPP2M`], [`DpmSolverPP3M`], [`DpmSolver2M`] and
 //!   [`DpmSolver3M`] (multistep on the noise prediction), [`Deis`] (tAB), [`Pndm`],
 //!   [`Plms`], [`IPndm`], [`Lms`], [`UniPc`], [`DpmSolverV3`] (with the
@@ -33,7 +34,7 @@
 //! - gradients: models with a VJP ([`ModelVjp`], [`ModelWithVjp`], or
 //!   `Generic` fields) make the flow differentiable; every sampler has a
 //!   step VJP for the discrete adjoint ([`SamplerVjp`]: DDIM,
-//!   probability-flow Euler, EDM Heun, DPM-Solver-2 and -3, ++2S, ++2M,
+//!   probability-flow Euler, EDM Heun, DPM-Solver-2, -3 and -fast, ++2S, ++2M,
 //!   ++3M, 2M, 3M, DEIS, PNDM, PLMS, iPNDM, LMS, UniPC and DPM-Solver-v3 — their
 //!   corrected states' cotangents carried —; on the reverse SDE, Euler–Maruyama, DDPM
 //!   ancestral, SDE-DPM-Solver-1, ++(2M) and the Langevin
@@ -70,6 +71,7 @@ mod deis;
 mod discrete;
 mod dpm_solver2;
 mod dpm_solver3;
+mod dpm_solver_fast;
 mod dpm_solver_multistep;
 mod dpm_solver_v3;
 mod dpmpp_2s;
@@ -104,6 +106,7 @@ pub use ddim_eta::DdimEta;
 pub use ddpm::{DdpmAncestral, DdpmVariance};
 pub use deis::Deis;
 pub use discrete::DiscreteVp;
+pub use dpm_solver_fast::DpmSolverFast;
 pub use dpm_solver_multistep::{
     DpmSolver2M, DpmSolver3M, DpmSolverPP2M, DpmSolverPP3M, SecondDifference,
 };

@@ -141,6 +141,14 @@ pub trait Sampler: Copy + Debug {
     fn uses_start_prediction(&self, _schedule: &dyn NoiseSchedule, _t: f64) -> bool {
         true
     }
+    /// Whether its steps read [`Advance::index`] although it keeps no past
+    /// predictions and carries nothing (e.g. DPM-Solver-fast's order per
+    /// step): the index is then kept in the carried state, so checkpoints
+    /// and the step VJP see the step's own index. (A sampler with a
+    /// history or carried vectors has it kept anyway.)
+    fn reads_step_index(&self) -> bool {
+        false
+    }
     /// Checks the sampler's own settings.
     fn check_settings(&self) -> Result<(), SolveError> {
         Ok(())
@@ -193,14 +201,16 @@ pub struct SamplerCache {
 
 /// Where a sampler's carried state ([`Solver::carried_state`]) keeps what:
 /// `history · n` past predictions (most recent first), `carried · n`
-/// carried vectors, then — when either count is positive — the `history`
+/// carried vectors, then — when either count is positive or the sampler
+/// reads the step index ([`Sampler::reads_step_index`]) — the `history`
 /// past `λ`, the number of past predictions and the index of the next step
-/// (as floats). Empty for a sampler that keeps neither.
+/// (as floats). Empty for a sampler that keeps none of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CarriedLayout {
     pub(crate) n: usize,
     pub(crate) history: usize,
     pub(crate) carried: usize,
+    pub(crate) indexed: bool,
 }
 
 impl CarriedLayout {
@@ -209,6 +219,7 @@ impl CarriedLayout {
             n,
             history: sampler.history(),
             carried: sampler.carried(),
+            indexed: sampler.reads_step_index(),
         }
     }
 
@@ -218,7 +229,7 @@ impl CarriedLayout {
     }
 
     pub(crate) fn len(&self) -> usize {
-        if self.history + self.carried == 0 {
+        if self.history + self.carried == 0 && !self.indexed {
             0
         } else {
             self.meta() + self.history + 2
