@@ -26,7 +26,7 @@
 //! is 2 ([`Sampler::order`] says so); otherwise it is the order.
 
 use super::ddim::Ddim;
-use super::dpm_solver3::{Stages, dpm3_vjp};
+use super::dpm_solver3::{dpm3_step, dpm3_vjp};
 use super::grid::TimeGrid;
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, Form, Sampler};
@@ -208,33 +208,7 @@ impl Sampler for DpmSolverFast {
         match k {
             1 => Ddim.advance(st),
             2 => Form::Noise.singlestep2(r1, st),
-            _ => {
-                let Advance {
-                    flow,
-                    p,
-                    stats,
-                    t,
-                    t_next,
-                    x,
-                    m0,
-                    scratch,
-                    x_new,
-                    ..
-                } = st;
-                let n = x.len();
-                let (u, rest) = scratch.split_at_mut(n);
-                let (d1, d2) = rest.split_at_mut(n);
-                let stages = Stages {
-                    flow,
-                    p,
-                    t,
-                    t_next,
-                    x,
-                    m0,
-                };
-                stages.first(r1, u, d1, stats);
-                stages.rest(r1, r2, d1, u, &mut d2[..n], x_new, stats);
-            }
+            _ => dpm3_step(r1, r2, st),
         }
     }
 }
