@@ -856,6 +856,20 @@ impl DataControl {
 }
 
 impl DataControl {
+    /// The factor of the skip at `t` (`skipscale`: `δ / (t_next − t +
+    /// h_min)`, δ the observation spacing, so that the gains the exact
+    /// posterior needs, which grow like `1 / (t_next − t)` towards an
+    /// observation, are of order one in every step place; else one).
+    fn skip_scale(&self, t: f64) -> f64 {
+        if !control_has("skipscale") {
+            return 1.0;
+        }
+        let i = self.times.partition_point(|&s| s <= t + 1e-9);
+        self.times
+            .get(i)
+            .map_or(1.0, |tn| (T1 / OBS as f64) / (tn - t + h_min()))
+    }
+
     /// Where the skip's weights for the step at `t` start in `p`.
     fn skip_at(&self, t: f64) -> usize {
         3 + self.net.num_params() + self.gate(t) * self.nf_base()
@@ -875,11 +889,12 @@ impl Drift for DataControl {
         }
         if self.skip {
             let at = self.skip_at(t);
-            u[0] += base[..self.nf_base()]
-                .iter()
-                .zip(&p[at..])
-                .map(|(a, b)| a * b)
-                .sum::<f64>();
+            u[0] += self.skip_scale(t)
+                * base[..self.nf_base()]
+                    .iter()
+                    .zip(&p[at..])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>();
         }
     }
 }
@@ -901,10 +916,10 @@ impl DriftVjp for DataControl {
             fb[n + 2] = 0.0;
         }
         if self.skip {
-            let at = self.skip_at(t);
+            let (at, c) = (self.skip_at(t), self.skip_scale(t) * v[0]);
             for i in 0..nf {
-                fb[i] += v[0] * p[at + i];
-                op[at + i] += v[0] * base[i];
+                fb[i] += c * p[at + i];
+                op[at + i] += c * base[i];
             }
         }
         for i in 0..n {
@@ -1103,6 +1118,8 @@ fn fit_elbo(
     let skip_at = 3 + net.num_params();
     let mut adam = Adam::new(lr)?;
     let mut adam_model = Adam::new(rate("FOU_LR_MODEL", LR_MODEL))?;
+    // θ's own rate (FOU_LR_THETA, default the model's)
+    let mut adam_theta = Adam::new(rate("FOU_LR_THETA", rate("FOU_LR_MODEL", LR_MODEL)))?;
     let mut tail = Vec::new();
     let iters = setting("FOU_ITERS", ITERS);
     // the first iterations train the control alone (FOU_WARMUP)
@@ -1154,7 +1171,8 @@ fn fit_elbo(
         }
         if hold.is_none() && it >= warmup {
             // (else the control learns alone, the model's θ, σ, H held)
-            adam_model.step(&mut p[..3], &g[..3])?;
+            adam_theta.step(&mut p[..1], &g[..1])?;
+            adam_model.step(&mut p[1..3], &g[1..3])?;
         }
         if it % 50 == 0 {
             eprintln!(
@@ -1318,9 +1336,9 @@ fn main() -> ExampleResult<()> {
                 // of the best held-control ELBO (diagnostic only)
                 let pts: Vec<(f64, f64, f64)> = (1..=18)
                     .flat_map(|i| {
-                        (0..16).flat_map(move |a| {
+                        (0..20).flat_map(move |a| {
                             (0..16).map(move |b| {
-                                (0.1 * 1.2f64.powi(a), 0.4 * 1.07f64.powi(b), i as f64 * 0.05)
+                                (0.05 * 1.2f64.powi(a), 0.4 * 1.07f64.powi(b), i as f64 * 0.05)
                             })
                         })
                     })
@@ -1331,6 +1349,12 @@ fn main() -> ExampleResult<()> {
                     .collect::<Result<Vec<_>, String>>()?;
                 let arg = |f: &dyn Fn(&(f64, f64)) -> f64| {
                     let i = (0..pts.len())
+                        .filter(|&i| {
+                            std::env::var("FOU_LQ_PROFILE")
+                                .ok()
+                                .and_then(|v| v.parse::<f64>().ok())
+                                .is_none_or(|th| (pts[i].0 - th).abs() < 1e-9)
+                        })
                         .max_by(|&a, &b| f(&vals[a]).total_cmp(&f(&vals[b])))
                         .unwrap_or(0);
                     pts[i]
@@ -1346,11 +1370,18 @@ fn main() -> ExampleResult<()> {
             if let Ok(holds) = std::env::var("FOU_LQ") {
                 // the held-control discretisation gap (diagnostic only)
                 let nobs = (PATHS * data[0].len()) as f64;
-                for hh in holds.split(',').filter_map(|x| x.parse::<f64>().ok()) {
-                    let (ll, best) = lq_diagnostic(&gammas, (THETA, SIGMA, hh), &data)?;
-                    let l = log_likelihood(&gammas, hh, &data)? / nobs;
+                // entries `H` (θ, σ at the truth) or `θ:σ:H`
+                for at in holds.split(',') {
+                    let v: Vec<f64> = at.split(':').filter_map(|x| x.parse().ok()).collect();
+                    let (th, sg, hh) = match v[..] {
+                        [hh] => (THETA, SIGMA, hh),
+                        [th, sg, hh] => (th, sg, hh),
+                        _ => continue,
+                    };
+                    let (ll, best) = lq_diagnostic(&gammas, (th, sg, hh), &data)?;
+                    let l = log_likelihood_at(&gammas, (th, sg, hh), &data)? / nobs;
                     println!(
-                        "truth {truth}, seed {seed}, H = {hh}: log-likelihood {l:.4} (uniform h), \
+                        "truth {truth}, seed {seed}, (θ, σ, H) = ({th}, {sg}, {hh}): log-likelihood {l:.4} (uniform h), \
                          {:.4} (posterior grid); best held-control ELBO {:.4}; gap {:.4} per observation",
                         ll / nobs,
                         best / nobs,
