@@ -1367,6 +1367,54 @@ fn main() -> ExampleResult<()> {
                 );
                 continue;
             }
+            if std::env::var_os("FOU_EXACT_ADAM").is_some() {
+                // the optimiser alone (diagnostic): the fit's Adam, start,
+                // rate and iterations on the exact log-likelihood (central
+                // differences), and on the best held-control ELBO
+                let nobs = (PATHS * data[0].len()) as f64;
+                for which in ["exact log-likelihood", "best held-control ELBO"] {
+                    let f = |x: &[f64]| -> ExampleResult<f64> {
+                        let v = if which.starts_with("exact") {
+                            log_likelihood_at(&gammas, (x[0], x[1], x[2]), &data)?
+                        } else {
+                            lq_diagnostic(&gammas, (x[0], x[1], x[2]), &data)?.1
+                        };
+                        Ok(-v / nobs)
+                    };
+                    let mut x = vec![0.7, 0.7, 0.5];
+                    let lr = std::env::var("FOU_LR_MODEL")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(LR_MODEL);
+                    let mut adam = Adam::new(lr)?;
+                    let iters = setting("FOU_ITERS", ITERS);
+                    let mut tail = vec![];
+                    for it in 0..iters {
+                        let mut g = vec![0.0; 3];
+                        for i in 0..3 {
+                            let (mut a, mut b) = (x.clone(), x.clone());
+                            a[i] += 1e-5;
+                            b[i] -= 1e-5;
+                            g[i] = (f(&a)? - f(&b)?) / 2e-5;
+                        }
+                        adam.step(&mut x, &g)?;
+                        x[0] = x[0].clamp(0.05, 10.0);
+                        x[1] = x[1].clamp(0.05, 10.0);
+                        x[2] = x[2].clamp(0.05, 0.95);
+                        if it >= iters * 4 / 5 {
+                            tail.push(x.clone());
+                        }
+                    }
+                    let m: Vec<f64> = (0..3)
+                        .map(|i| tail.iter().map(|v| v[i]).sum::<f64>() / tail.len() as f64)
+                        .collect();
+                    println!(
+                        "truth {truth}, seed {seed}: Adam on the {which}: θ {:.3}, σ {:.3}, H {:.3}",
+                        m[0], m[1], m[2]
+                    );
+                }
+                continue;
+            }
             if let Ok(holds) = std::env::var("FOU_LQ") {
                 // the held-control discretisation gap (diagnostic only)
                 let nobs = (PATHS * data[0].len()) as f64;
