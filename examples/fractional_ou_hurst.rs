@@ -1124,6 +1124,7 @@ fn fit_elbo(
     let iters = setting("FOU_ITERS", ITERS);
     // the first iterations train the control alone (FOU_WARMUP)
     let warmup = setting("FOU_WARMUP", 0);
+    let samples = setting("FOU_SAMPLES", 1).max(1);
     if std::env::var_os("FOU_FDCHECK").is_some() {
         // the gradient of one path's −ELBO against central differences
         let (obs, s) = (&data[0], 4242);
@@ -1145,19 +1146,23 @@ fn fit_elbo(
     for it in 0..iters {
         let mut g = vec![0.0; p.len()];
         // the paths' gradients in parallel (rayon), summed in path order
-        let grads = data
-            .par_iter()
-            .enumerate()
-            .map(|(j, obs)| {
-                let s = 7_000_000 + (seed * iters as u64 + it as u64) * PATHS as u64 + j as u64;
-                neg_elbo_grad((&mw, &driver), net, &p, obs, s, true)
+        // (FOU_SAMPLES posterior paths per data path)
+        let grads = (0..data.len() * samples)
+            .into_par_iter()
+            .map(|js| {
+                let (j, r) = (js % data.len(), (js / data.len()) as u64);
+                let s = 7_000_000
+                    + (seed * iters as u64 + it as u64) * PATHS as u64
+                    + j as u64
+                    + 1_000_000_000 * r;
+                neg_elbo_grad((&mw, &driver), net, &p, &data[j], s, true)
                     .map(|r| r.1)
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, String>>()?;
         for dp in grads {
             for (a, b) in g.iter_mut().zip(dp) {
-                *a += b / (PATHS * data[0].len()) as f64;
+                *a += b / (samples * PATHS * data[0].len()) as f64;
             }
         }
         // the control's step, its size decayed geometrically from FOU_LR
