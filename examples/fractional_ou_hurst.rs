@@ -197,7 +197,10 @@ fn h() -> f64 {
 /// posterior cannot condition on the observation (all dyadic: the driver's
 /// bridges stay cached).
 fn interval_offsets() -> Vec<f64> {
-    let (e, g) = (every(), setting("FOU_GRADED", GRADED));
+    let (e, g) = (
+        every() * setting("FOU_SUB", 1).max(1),
+        setting("FOU_GRADED", GRADED),
+    );
     let mut o: Vec<f64> = (0..e).map(|i| i as f64 / e as f64).collect();
     let mut at = (e - 1) as f64 / e as f64;
     let mut len = 1.0 / e as f64;
@@ -211,7 +214,8 @@ fn interval_offsets() -> Vec<f64> {
 
 /// The posterior's last (smallest) step before each observation.
 fn h_min() -> f64 {
-    h() / f64::from(1u32 << setting("FOU_GRADED", GRADED).min(30))
+    h() / setting("FOU_SUB", 1).max(1) as f64
+        / f64::from(1u32 << setting("FOU_GRADED", GRADED).min(30))
 }
 
 /// The bridge rate's time offset: `h_min`, or `h` with `FOU_BRIDGE_H`.
@@ -764,7 +768,7 @@ fn future_table(obs: &[f64], grid: &[f64]) -> ExampleResult<Arc<[f64]>> {
     Ok(f.into())
 }
 /// The most gated copies (steps per observation interval).
-const GATES: usize = 16;
+const GATES: usize = 32;
 const NF_MAX: usize = GATES * NF_BASE;
 
 impl DataControl {
