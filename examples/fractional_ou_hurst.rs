@@ -1102,7 +1102,14 @@ fn fit_elbo(
         v.split(',').filter_map(|x| x.parse().ok()).collect()
     });
     let mut p = hold.map_or(start, |h| vec![THETA, SIGMA, h]);
-    p.extend(net.init_params(seed, 0.3));
+    let mut init = net.init_params(seed, 0.3);
+    if control_has("zeroout") {
+        // the network's output layer starts at zero: the control starts
+        // as the rest (the guided term, if any) alone
+        let last = init.len() - net.output_dim() * (1 + setting("FOU_HIDDEN", HIDDEN));
+        init[last..].fill(0.0);
+    }
+    p.extend(init);
     if control_has("skip") {
         // the gated linear skip starts at zero
         p.extend(vec![0.0; steps_per_obs() * base_features()]);
@@ -1410,6 +1417,9 @@ fn main() -> ExampleResult<()> {
                         x[0] = x[0].clamp(0.05, 10.0);
                         x[1] = x[1].clamp(0.05, 10.0);
                         x[2] = x[2].clamp(0.05, 0.95);
+                        if it % 50 == 0 {
+                            eprintln!("  {which} iteration {it}: θ {:.3} σ {:.3} H {:.3}", x[0], x[1], x[2]);
+                        }
                         if it >= iters * 4 / 5 {
                             tail.push(x.clone());
                         }
