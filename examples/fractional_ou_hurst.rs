@@ -728,6 +728,8 @@ struct DataControl {
     /// times `√(2 γ_k)`, their stationary scale, so that the exact
     /// posterior's gains on them are of order one; else ones).
     scale: Arc<[f64]>,
+    /// Whether the learned part is divided by σ (`persigma`).
+    per_sigma: bool,
     /// The guided term added to the control (`guided`).
     guided: Option<Guided>,
     /// Whether the features are gated by the step's place in its
@@ -860,6 +862,31 @@ impl DataControl {
 }
 
 impl DataControl {
+    /// The learned part of the control, the network plus the skip, from
+    /// the features `base`.
+    fn learned(&self, t: f64, base: &[f64; NF_MAX], p: &[f64]) -> f64 {
+        let f = self.input(t, base);
+        let mut u = [0.0];
+        self.net.forward(&f[..self.nf()], &p[3..], &mut u);
+        if self.skip {
+            let at = self.skip_at(t);
+            u[0] += self.skip_scale(t)
+                * base[..self.nf_base()]
+                    .iter()
+                    .zip(&p[at..])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>();
+        }
+        u[0]
+    }
+
+    /// The learned part's factor: `1/σ` (`persigma`: the network then
+    /// gives the drift it adds to `X` in units of the model's noise, which
+    /// does not go stale when σ moves), else one.
+    fn per_sigma(&self, p: &[f64]) -> f64 {
+        if self.per_sigma { 1.0 / p[1] } else { 1.0 }
+    }
+
     /// The factor of the skip at `t` (`skipscale`: `δ / (t_next − t +
     /// h_min)`, δ the observation spacing, so that the gains the exact
     /// posterior needs, which grow like `1 / (t_next − t)` towards an
@@ -883,22 +910,12 @@ impl DataControl {
 impl Drift for DataControl {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], u: &mut [f64]) {
         let (base, _) = self.features(t, y);
-        let f = self.input(t, &base);
-        self.net.forward(&f[..self.nf()], &p[3..], u);
+        u[0] = self.learned(t, &base, p) * self.per_sigma(p);
         if let Some(gd) = &self.guided {
             let i = self.times.partition_point(|&s| s <= t + 1e-9);
             if i < self.times.len() {
                 u[0] += gd.u(0, self.gate(t), self.obs[i], y);
             }
-        }
-        if self.skip {
-            let at = self.skip_at(t);
-            u[0] += self.skip_scale(t)
-                * base[..self.nf_base()]
-                    .iter()
-                    .zip(&p[at..])
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>();
         }
     }
 }
@@ -908,8 +925,13 @@ impl DriftVjp for DataControl {
         let ((base, dx), n, nf) = (self.features(t, y), self.state, self.nf());
         let f = self.input(t, &base);
         let mut fb = [0.0; NF_MAX];
+        let c = self.per_sigma(p);
+        if self.per_sigma {
+            // u = learned / σ
+            op[1] -= v[0] * self.learned(t, &base, p) * c * c;
+        }
         self.net
-            .vjp(&f[..nf], &p[3..], v, &mut fb[..nf], &mut op[3..]);
+            .vjp(&f[..nf], &p[3..], &[v[0] * c], &mut fb[..nf], &mut op[3..]);
         if self.gated {
             // the cotangent of the copy in use is the features'
             let (nb, at) = (self.nf_base(), self.gate(t) * self.nf_base());
@@ -920,7 +942,7 @@ impl DriftVjp for DataControl {
             fb[n + 2] = 0.0;
         }
         if self.skip {
-            let (at, c) = (self.skip_at(t), self.skip_scale(t) * v[0]);
+            let (at, c) = (self.skip_at(t), self.skip_scale(t) * v[0] * c);
             for i in 0..nf {
                 fb[i] += c * p[at + i];
                 op[at + i] += c * base[i];
@@ -996,6 +1018,7 @@ fn neg_elbo_grad(
             }
             s.into()
         },
+        per_sigma: control_has("persigma"),
         guided: if control_has("guided") && with_modes() {
             Some(Guided::new(mw.gammas(), p)?)
         } else {
