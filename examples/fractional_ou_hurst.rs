@@ -145,7 +145,9 @@ const LR: f64 = 0.05;
 /// Adam's learning rate for `θ, σ, H` (`FOU_LR_MODEL`).
 const LR_MODEL: f64 = 0.02;
 /// Halvings of the last step before each observation (`FOU_GRADED`).
-const GRADED: usize = 4;
+const GRADED: usize = 5;
+/// Uniform sub-steps of the posterior per solver step `h` (`FOU_SUB`).
+const SUB: usize = 2;
 
 /// What the posterior control reads besides `X`, the shift `Z` and the
 /// next observation (`FOU_CONTROL`, a comma list; default
@@ -162,7 +164,7 @@ const GRADED: usize = 4;
 /// network's input gated the same way.
 fn control_has(feature: &str) -> bool {
     std::env::var("FOU_CONTROL")
-        .unwrap_or_else(|_| "modes,bridge,future,skip".into())
+        .unwrap_or_else(|_| "modes,future,skip,guided,zeroout".into())
         .split(',')
         .any(|f| f.trim() == feature)
 }
@@ -198,7 +200,7 @@ fn h() -> f64 {
 /// bridges stay cached).
 fn interval_offsets() -> Vec<f64> {
     let (e, g) = (
-        every() * setting("FOU_SUB", 1).max(1),
+        every() * setting("FOU_SUB", SUB).max(1),
         setting("FOU_GRADED", GRADED),
     );
     let mut o: Vec<f64> = (0..e).map(|i| i as f64 / e as f64).collect();
@@ -214,7 +216,7 @@ fn interval_offsets() -> Vec<f64> {
 
 /// The posterior's last (smallest) step before each observation.
 fn h_min() -> f64 {
-    h() / setting("FOU_SUB", 1).max(1) as f64
+    h() / setting("FOU_SUB", SUB).max(1) as f64
         / f64::from(1u32 << setting("FOU_GRADED", GRADED).min(30))
 }
 
@@ -1210,8 +1212,17 @@ fn fit_elbo(
         }
         if hold.is_none() && it >= warmup {
             // (else the control learns alone, the model's θ, σ, H held)
-            adam_theta.step(&mut p[..1], &g[..1])?;
-            adam_model.step(&mut p[1..3], &g[1..3])?;
+            if std::env::var_os("FOU_LOG").is_some() {
+                // Adam on (ln θ, ln σ, H): the scales move by factors
+                let mut q = [p[0].ln(), p[1].ln(), p[2]];
+                let gq = [p[0] * g[0], p[1] * g[1], g[2]];
+                adam_theta.step(&mut q[..1], &gq[..1])?;
+                adam_model.step(&mut q[1..3], &gq[1..3])?;
+                p[..3].copy_from_slice(&[q[0].exp(), q[1].exp(), q[2]]);
+            } else {
+                adam_theta.step(&mut p[..1], &g[..1])?;
+                adam_model.step(&mut p[1..3], &g[1..3])?;
+            }
         }
         if it % 50 == 0 {
             eprintln!(
