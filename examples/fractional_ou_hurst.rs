@@ -373,25 +373,24 @@ fn log_likelihood_at(
     (theta, sigma, hurst): (f64, f64, f64),
     data: &[Vec<f64>],
 ) -> ExampleResult<f64> {
+    kalman_log_likelihood(gammas, (theta, sigma, hurst), data, &vec![h(); every()])
+}
+
+/// The exact log-likelihood of the observations under the model's linear
+/// Gaussian recursion ([`step_model`]) over the steps `steps` in each
+/// observation interval (Kalman filter), summed over the paths.
+fn kalman_log_likelihood(
+    gammas: &[f64],
+    (theta, sigma, hurst): (f64, f64, f64),
+    data: &[Vec<f64>],
+    steps: &[f64],
+) -> ExampleResult<f64> {
     let w = weights_at(gammas, hurst)?;
-    let (d, h) = (K + 1, h());
-    let e: Vec<f64> = gammas.iter().map(|g| (-g * h).exp()).collect();
-    let mut m = vec![0.0; d * d];
-    m[0] = 1.0 - theta * h;
-    for k in 0..K {
-        m[k + 1] = sigma * w[k] * (e[k] - 1.0);
-        m[(k + 1) * d + k + 1] = e[k];
-    }
-    let q = |i: usize, j: usize| -(-(gammas[i] + gammas[j]) * h).exp_m1() / (gammas[i] + gammas[j]);
-    let mut bqb = vec![0.0; d * d];
-    for i in 0..K {
-        for j in 0..K {
-            bqb[(i + 1) * d + j + 1] = q(i, j);
-            bqb[i + 1] += sigma * w[j] * q(j, i);
-            bqb[(i + 1) * d] += sigma * w[j] * q(i, j);
-            bqb[0] += sigma * sigma * w[i] * w[j] * q(i, j);
-        }
-    }
+    let d = K + 1;
+    let models: Vec<StepModel> = steps
+        .iter()
+        .map(|&h| step_model(gammas, &w, (theta, sigma), h))
+        .collect();
     let mut ll = 0.0;
     let (mut mean, mut cov) = (vec![0.0; d], vec![0.0; d * d]);
     let (mut mp, mut tmp) = (vec![0.0; d], vec![0.0; d * d]);
@@ -399,7 +398,8 @@ fn log_likelihood_at(
         mean.fill(0.0);
         cov.fill(0.0);
         for &obs in path {
-            for _ in 0..every() {
+            for st in &models {
+                let m = &st.a;
                 // mean ← M mean, cov ← M cov Mᵀ + B Q Bᵀ
                 for i in 0..d {
                     mp[i] = (0..d).map(|l| m[i * d + l] * mean[l]).sum();
@@ -413,7 +413,7 @@ fn log_likelihood_at(
                 for i in 0..d {
                     for j in 0..d {
                         cov[i * d + j] = (0..d).map(|l| tmp[i * d + l] * m[j * d + l]).sum::<f64>()
-                            + bqb[i * d + j];
+                            + st.gqg[i * d + j];
                     }
                 }
             }
@@ -504,50 +504,18 @@ fn lq_diagnostic(
 ) -> ExampleResult<(f64, f64)> {
     let w = weights_at(gammas, hurst)?;
     let d = K + 1;
-    let steps: Vec<StepModel> = interval_steps()
+    let hs = interval_steps();
+    let steps: Vec<StepModel> = hs
         .iter()
         .map(|&h| step_model(gammas, &w, (theta, sigma), h))
         .collect();
-    let hs = interval_steps();
     let r2 = sigma_obs() * sigma_obs();
-    let (mut ll, mut best) = (0.0, 0.0);
-    let matvec = |m: &[f64], v: &[f64]| -> Vec<f64> {
-        (0..d).map(|i| (0..d).map(|l| m[i * d + l] * v[l]).sum()).collect()
-    };
+    let ll = kalman_log_likelihood(gammas, (theta, sigma, hurst), data, &hs)?;
+    let mut best = 0.0;
     for path in data {
-        // (1) Kalman filter
-        let (mut mean, mut cov) = (vec![0.0; d], vec![0.0; d * d]);
-        for &obs in path {
-            for st in &steps {
-                mean = matvec(&st.a, &mean);
-                let mut tmp = vec![0.0; d * d];
-                for i in 0..d {
-                    for j in 0..d {
-                        tmp[i * d + j] = (0..d).map(|l| st.a[i * d + l] * cov[l * d + j]).sum();
-                    }
-                }
-                for i in 0..d {
-                    for j in 0..d {
-                        cov[i * d + j] = (0..d).map(|l| tmp[i * d + l] * st.a[j * d + l]).sum::<f64>()
-                            + st.gqg[i * d + j];
-                    }
-                }
-            }
-            let s = cov[0] + r2;
-            let v = obs - mean[0];
-            ll -= 0.5 * ((std::f64::consts::TAU * s).ln() + v * v / s);
-            let gain: Vec<f64> = (0..d).map(|i| cov[i * d] / s).collect();
-            let row0: Vec<f64> = cov[..d].to_vec();
-            for i in 0..d {
-                mean[i] += gain[i] * v;
-                for j in 0..d {
-                    cov[i * d + j] -= gain[i] * row0[j];
-                }
-            }
-        }
-        // (2) V_n(s) = −½ sᵀ P s + qᵀ s + c, backward from V = 0 at T
+        // V_n(s) = −½ sᵀ P s + qᵀ s + c, backward from V = 0 at T
         let (mut p, mut q, mut c) = (vec![0.0; d * d], vec![0.0; d], 0.0);
-        for (path_at, &obs) in path.iter().enumerate().rev() {
+        for &obs in path.iter().rev() {
             // the observation at the end of this interval
             p[0] += 1.0 / r2;
             q[0] += obs / r2;
@@ -555,44 +523,52 @@ fn lq_diagnostic(
             for (st, &h) in steps.iter().zip(&hs).rev() {
                 // E over ξ: −½ tr(P G Q Gᵀ)
                 c -= 0.5 * (0..d * d).map(|i| p[i] * st.gqg[i]).sum::<f64>();
-                // max over u of −½ h u² + V(A s + d u)
-                let pd = matvec(&p, &st.d);
-                let kappa = h + st.d.iter().zip(&pd).map(|(a, b)| a * b).sum::<f64>();
-                let dq: f64 = st.d.iter().zip(&q).map(|(a, b)| a * b).sum();
-                c += 0.5 * dq * dq / kappa;
-                // P ← Aᵀ (P − P d dᵀ P / κ) A, q ← Aᵀ (q − P d dᵀq / κ)
-                let mut pm = p.clone();
-                for i in 0..d {
-                    for j in 0..d {
-                        pm[i * d + j] -= pd[i] * pd[j] / kappa;
-                    }
-                }
-                if std::env::var_os("FOU_LQ_GAINS").is_some() && (30..31).contains(&path_at) {
-                    let g = (0..d).map(|j| (0..d).map(|l| pd[l] * st.a[l * d + j]).sum::<f64>() / kappa);
-                    eprintln!(
-                        "h {h:.5}: κ {kappa:.3e}, u = {:.3e} − [{}] s",
-                        dq / kappa,
-                        g.map(|x| format!("{x:.3e}")).collect::<Vec<_>>().join(", ")
-                    );
-                }
-                let qm: Vec<f64> = (0..d).map(|i| q[i] - pd[i] * dq / kappa).collect();
-                let mut tmp = vec![0.0; d * d];
-                for i in 0..d {
-                    for j in 0..d {
-                        tmp[i * d + j] = (0..d).map(|l| pm[i * d + l] * st.a[l * d + j]).sum();
-                    }
-                }
-                for i in 0..d {
-                    for j in 0..d {
-                        p[i * d + j] = (0..d).map(|l| st.a[l * d + i] * tmp[l * d + j]).sum();
-                    }
-                    q[i] = (0..d).map(|l| st.a[l * d + i] * qm[l]).sum();
-                }
+                let (offset, _) = riccati_step(st, h, &mut p, &mut q);
+                c += 0.5 * offset.0 * offset.1; // ½ (dᵀq)² / κ
             }
         }
         best += c; // s(0) = 0
     }
     Ok((ll, best))
+}
+
+/// One backward step of the held-control linear-quadratic problem: with
+/// the value `V(s') = −½ s'ᵀ P s' + qᵀ s' + …` at the step's end, the
+/// best `u` held over the step (`max_u −½ h u² + E V(A s + G (ξ + c u))`)
+/// is `u = (dᵀq − dᵀ P A s) / κ`, `κ = h + dᵀ P d`; `P, q` become the
+/// value's at the step's start, `P ← Aᵀ (P − P d dᵀ P / κ) A`,
+/// `q ← Aᵀ (q − P d dᵀq / κ)`. Returns `((dᵀq / κ, dᵀq), Aᵀ P d / κ)`
+/// (the offset and the gain of `u`, before the update).
+fn riccati_step(st: &StepModel, h: f64, p: &mut [f64], q: &mut [f64]) -> ((f64, f64), Vec<f64>) {
+    let d = K + 1;
+    let pd: Vec<f64> = (0..d)
+        .map(|i| (0..d).map(|l| p[i * d + l] * st.d[l]).sum())
+        .collect();
+    let kappa = h + st.d.iter().zip(&pd).map(|(a, b)| a * b).sum::<f64>();
+    let dq: f64 = st.d.iter().zip(q.iter()).map(|(a, b)| a * b).sum();
+    let gain: Vec<f64> = (0..d)
+        .map(|j| (0..d).map(|l| pd[l] * st.a[l * d + j]).sum::<f64>() / kappa)
+        .collect();
+    let mut pm = p.to_vec();
+    for i in 0..d {
+        for j in 0..d {
+            pm[i * d + j] -= pd[i] * pd[j] / kappa;
+        }
+    }
+    let qm: Vec<f64> = (0..d).map(|i| q[i] - pd[i] * dq / kappa).collect();
+    let mut tmp = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            tmp[i * d + j] = (0..d).map(|l| pm[i * d + l] * st.a[l * d + j]).sum();
+        }
+    }
+    for i in 0..d {
+        for j in 0..d {
+            p[i * d + j] = (0..d).map(|l| st.a[l * d + i] * tmp[l * d + j]).sum();
+        }
+        q[i] = (0..d).map(|l| st.a[l * d + i] * qm[l]).sum();
+    }
+    ((dq / kappa, dq), gain)
 }
 
 /// The one-observation guided control's gains, per step place in an
@@ -620,31 +596,9 @@ fn guided_gains(
     let mut out = vec![[0.0; K + 2]; hs.len()];
     for (n, &h) in hs.iter().enumerate().rev() {
         let st = step_model(gammas, &w, (theta, sigma), h);
-        let pd: Vec<f64> = (0..d)
-            .map(|i| (0..d).map(|l| p[i * d + l] * st.d[l]).sum())
-            .collect();
-        let kappa = h + st.d.iter().zip(&pd).map(|(a, b)| a * b).sum::<f64>();
-        let dq: f64 = st.d.iter().zip(&q).map(|(a, b)| a * b).sum();
-        out[n][0] = dq / kappa;
-        for j in 0..d {
-            out[n][1 + j] = (0..d).map(|l| pd[l] * st.a[l * d + j]).sum::<f64>() / kappa;
-        }
-        let mut pm = p.clone();
-        for i in 0..d {
-            for j in 0..d {
-                pm[i * d + j] -= pd[i] * pd[j] / kappa;
-            }
-        }
-        let qm: Vec<f64> = (0..d).map(|i| q[i] - pd[i] * dq / kappa).collect();
-        for i in 0..d {
-            for j in 0..d {
-                p[i * d + j] = (0..d)
-                    .flat_map(|l| (0..d).map(move |m| (l, m)))
-                    .map(|(l, m)| st.a[l * d + i] * pm[l * d + m] * st.a[m * d + j])
-                    .sum();
-            }
-            q[i] = (0..d).map(|l| st.a[l * d + i] * qm[l]).sum();
-        }
+        let ((offset, _), gain) = riccati_step(&st, h, &mut p, &mut q);
+        out[n][0] = offset;
+        out[n][1..].copy_from_slice(&gain);
     }
     Ok(out)
 }
