@@ -10,8 +10,8 @@
 //!
 //! Two estimates of `H` per data set:
 //! - **exact likelihood** (the cross-check): the Markov-approximated model
-//!   is linear Gaussian in `(X, Y_1..Y_K)` (the scheme's recursion
-//!   `s' = M s + B ξ`, `ξ` the exact OU convolutions), so a Kalman filter
+//!   is linear Gaussian in `s = (X, Y_1..Y_K)` (the scheme's recursion
+//!   `s' = A s + G ξ`, `ξ` the exact OU convolutions), so a Kalman filter
 //!   gives its exact likelihood; maximised over `H` on a grid (`θ, σ` at
 //!   the truth);
 //! - **ELBO** (the fit): the variational posterior of
@@ -19,80 +19,119 @@
 //!   `u(t, X, Z, Y)` reads the full Markov state (the prior's modes `Y`
 //!   carried in the state by `FractionalModalEuler`, the control's shift
 //!   `Z` stepped exactly with `u` held over each step, so that `½ Σ u² h`
-//!   is the simulated posterior's exact KL), the next observation, the
-//!   bridge rate to it, and data-only exponential sums of *all* the later
-//!   observations (`future_observation_features`, 6 rates 0.25…40): a
-//!   network (`nn::Mlp`, 48 units) plus a linear map of the same features
-//!   whose weights depend on the step's place in its observation interval
-//!   (`skip`; the exact posterior's control is affine in the state with
-//!   such gains, and linear in all future observations). The posterior is
-//!   solved on a graded grid: 4 steps per observation interval, the last
-//!   one halved 4 times (8 steps, the last `h/16`), because the noise of
-//!   the step that ends at an observation cannot be steered by a control
-//!   held over it. Maximised by Adam (control 0.05, `θ, σ, H` 0.02, 300
-//!   iterations, the mean of the last 60) jointly over `θ, σ, H` and the
-//!   control, gradients through the solver (`grad`, discrete adjoint; `H`
-//!   through `dω/dH`; `FOU_FDCHECK` compares one path's gradient with
-//!   central differences: agree to ~1e-6 relative).
+//!   is the simulated posterior's exact KL). The control is a **guided
+//!   term** plus a learned part. The guided term (`guided_gains`; a
+//!   guided proposal, Schauer, van der Meulen & van Zanten, Bernoulli
+//!   2017) is the best control held over the steps of the current
+//!   observation interval for the *next observation alone* under the
+//!   *current* model `(θ, σ, H)` (a backward Riccati recursion over the
+//!   interval's few steps, `riccati_step`): affine in `s`, it generalises
+//!   the bridge rate `(x_next − X)/(t_next − t)`, which is that control
+//!   for `H = ½`, to any `H`, and is differentiated in `θ, σ, H` (central
+//!   differences of its gains). It reads no truth and none of the later
+//!   observations. The learned part, `nn::Mlp` (48 units, its output
+//!   layer zero at the start) plus a linear map whose weights depend on
+//!   the step's place in its observation interval (`skip`), reads the
+//!   state, the next observation and data-only exponential sums of all
+//!   the later observations (`future_observation_features`, 6 rates
+//!   0.25…40): the later observations' part of the exact posterior's
+//!   control, which is affine in `s` and linear in all future
+//!   observations. The posterior is solved on a graded grid: 2 steps per
+//!   `h`, the last one before each observation halved 5 times (13 steps
+//!   per observation interval, the last `h/64`). Maximised by Adam
+//!   (control 0.05, `θ, σ, H` 0.02, 300 iterations, the mean of the last
+//!   60) jointly over `θ, σ, H` and the control, gradients through the
+//!   solver (`grad`, discrete adjoint; `H` through `dω/dH`; `FOU_FDCHECK`
+//!   compares one path's gradient with central differences: agree to
+//!   ~1e-6 relative, 3e-6 for `H` through the guided gains).
 //!
-//! Measured (3 data seeds each, release, default settings): 172 s wall
-//! (179 s of CPU) with the machine's load 3–4 on 2 cores, 227 s with load
-//! 5–6; the same numbers in both runs. The exact likelihood
-//! recovers H = 0.303 ± 0.006 and 0.703 ± 0.006 (and jointly over
-//! `(θ, σ, H)` on a grid, `FOU_PROFILE`: H 0.27, 0.29, 0.31 and 0.69,
-//! 0.71, 0.69, σ 0.89–1.01, θ 0.47–1.9, poorly identified). The ELBO:
-//! **H = 0.296 ± 0.005** (0.292, 0.295, 0.301) for the truth 0.3, within
-//! 0.05; **H = 0.503 ± 0.009** (0.510, 0.507, 0.492) for the truth 0.7,
-//! **not** within 0.05 (σ 0.74 and 0.57 for the true 1.0, θ 0.80). The
+//! Measured (3 data seeds each, release, default settings): 328 s wall (298 s of CPU) with
+//! the machine's load 4.6–6 on 2 cores (172 s before, 8 steps per
+//! interval instead of 13).
+//! The exact likelihood recovers H = 0.303 ± 0.006 and 0.703 ± 0.006 (and
+//! jointly over `(θ, σ, H)` on a grid, `FOU_PROFILE`: H 0.27, 0.29, 0.31
+//! and 0.69, 0.71, 0.69; θ poorly identified). The ELBO:
+//! **H = 0.317 ± 0.004** (0.312, 0.319, 0.320; σ 0.90) for the truth
+//! 0.3, within 0.05; **H = 0.591 ± 0.015** (0.598, 0.602, 0.574) for the truth 0.7, **not** within 0.05
+//! (σ 0.65 for the true 1.0, θ 0.08–0.60). Before this change: 0.296 ± 0.005 and 0.503 ± 0.009. The
 //! goal is met for H = 0.3 only.
 //!
-//! What was measured (one seed unless said; `FOU_*` settings; the gap is
-//! the exact log-likelihood minus the ELBO per observation at the truth,
-//! only the control trained, `FOU_HOLD`):
-//! - Before this control (network on state + next observation + bridge,
-//!   uniform `h = T/256`, 16 units): 0.407 ± 0.015 and 0.560 ± 0.022
-//!   (3 seeds), σ biased low; started at the truth the fit drifted away.
-//!   Tried then, none reaching 0.05: history features of `X` (`hist`),
-//!   the observation after the next (`next2`), 48 units, a gated linear
-//!   control (`gated`, `FOU_HIDDEN=0`), 16 steps per observation
-//!   (`FOU_EVERY=16`), 1000 iterations, a control warm-up, σ_obs = 0.1.
-//! - Where the gap comes from for H = 0.3: with `u` held over each step,
-//!   the last step's noise before an observation (variance
-//!   `σ² (Σω)² h`, large for rough H) cannot be conditioned on it. Gap
-//!   at the truth 0.3 (held H = 0.3 vs 0.5): uniform grid 9.7 vs 1.9 (so
-//!   the ELBO prefers H = ½ by a wide margin); 16 steps per observation
-//!   3.4 vs 1.0; the graded grid 3.4 vs 1.3; with `skip` 2.5 vs 0.87; with
-//!   the bridge rate offset by `h_min` instead of `h` 1.0 vs 0.68; with
-//!   the control's learning rate 0.05 0.79 vs 0.45 (now the ELBO at 0.3
-//!   is above the one at 0.5). 1000 iterations instead of 300 halved the
-//!   gap (2.5 to 1.2, before the `h_min` change): optimisation-limited.
-//!   The joint fit then gives 0.296. With the offset `h` (`FOU_BRIDGE_H`):
-//!   0.363 (0.3) and 0.548 (0.7).
-//! - For H = 0.7 the gap at the truth is 0.34 (held 0.7) and 0.32 (held
-//!   0.5), nearly flat in H, but smaller for smaller σ: the joint fit
-//!   lowers σ to 0.57 and H to ½. Started at the truth with the control
-//!   trained 100 iterations first (`FOU_START=1,1,0.7 FOU_WARMUP=100`)
-//!   the fit collapses to θ → 0.05, σ 0.51, H 0.48: the ELBO's joint
-//!   maximum itself is biased. Tried without success: `FOU_EVERY=8`
-//!   (0.503), `hist` (0.506), `next2` (0.510), model learning rate 0.01
-//!   or 0.005 (0.526, 0.542 after 500 iterations), the bridge rate in the
-//!   linear skip only (`linbridge`: 0.512; 0.558 after 900 iterations,
-//!   still rising slowly). Without the bridge rate (`FOU_CONTROL=
-//!   modes,future,skip`) H = 0.7 gives 0.652 but H = 0.3 gives 0.420:
-//!   the bridge lets the posterior pin `X` to each observation through
-//!   the fast noise channel, which is cheap for rough `H` and small σ, so
-//!   for smooth data the ELBO trades H and σ down for it.
-//! - Choosing the control family by the bound (fit both, keep the higher
-//!   ELBO — a maximum over the union of the two families) does not help:
-//!   on the H = 0.7 data (3 seeds, 3 full runs in one session, load ~4)
-//!   the fitted ELBO per observation (held-out posterior seeds) is 0.517,
-//!   0.530, 0.513 with the bridge (H 0.510, 0.507, 0.492) against 0.481,
-//!   0.541, 0.261 without it (H 0.657, 0.642, 0.692; 0.664 ± 0.026), so
-//!   the bound picks the biased fit on two seeds of three; on the H = 0.3
-//!   data it picks the bridge everywhere (−1.14 … −1.08 against −2.70 …
-//!   −2.56). What is left to try: a tighter bound (importance weighting over posterior paths,
-//!   which needs `∫u dW` accumulated by the driver), or training the
-//!   control far longer per model update (two time scales).
+//! Diagnosis (`FOU_LQ`, `FOU_LQ_PROFILE`, `FOU_EXACT_ADAM`: diagnostics
+//! only, never the fit). The model being linear Gaussian, the largest
+//! ELBO that *any* control held over the posterior's steps can reach is
+//! the value of a discrete-time linear-quadratic problem
+//! (`lq_diagnostic`: `max E log p(y | X) − ½ Σ u_n² h_n` by the backward
+//! Riccati recursion; no Monte Carlo), so the gap splits into the
+//! discretisation's (exact log-likelihood on the same grid minus that
+//! value) and the control's excess over it. The gap is per observation,
+//! seed 0, `θ = σ = 1`:
+//! - Old grid (4 steps per interval, last halved 4 times) and old control
+//!   (network with the bridge rate): at H = 0.7 the control's gap after
+//!   300 / 1000 / 3000 control iterations is 0.343 / 0.173 / 0.133
+//!   against 0.126 for the best held control: **optimisation-limited**,
+//!   not representation-limited (48 units; 128 units 0.302 / 0.161 at
+//!   300 / 1000; a linear control alone, `FOU_HIDDEN=0`, 2.28; the
+//!   control's step 0.1: 0.376, decayed 0.05→0.005: 0.42, the skip's
+//!   0.2: 0.60; modes scaled by `√(2γ)`, `scaled`: 0.312; `linbridge`
+//!   0.300). The best held control's gap is the same for both data sets
+//!   (it does not depend on the data): 0.126 at H = 0.7, 0.295 at 0.5,
+//!   0.797 at 0.3. It comes from the uniform steps (∝ `h`), not the last
+//!   one: 5 or 6 halvings 0.1254, 2 sub-steps per `h` 0.0707 (0.209 at
+//!   H = 0.5).
+//! - The best held control is unbiased for H = 0.7: the joint argmax of
+//!   its ELBO over a `(θ, σ, H)` grid is H = 0.70 on all 3 seeds (σ 0.84);
+//!   for H = 0.3 it is 0.35 (σ 0.90–0.96). Adam with the fit's start,
+//!   rate and 300 iterations on exact gradients (`FOU_EXACT_ADAM`): the
+//!   exact likelihood gives 0.280, 0.287, 0.290 and 0.683, 0.700, 0.681;
+//!   the best held-control ELBO on the old grid 0.343, 0.352, 0.350 and
+//!   0.680, 0.706, 0.683, on the new grid (2 sub-steps, 5 halvings)
+//!   0.314, 0.323, 0.324 and 0.707, 0.728, 0.711 (4 halvings: 0.33–0.34;
+//!   6: 0.285).
+//! - With the guided term the control's gap at H = 0.7 is 0.139 after
+//!   300 iterations and 0.133 after 1000 (best 0.126); the guided term
+//!   alone (network at zero, new grid) 0.253 (best 0.071).
+//! - Why the joint fit at H = 0.7 is still biased: the ELBO is flat along
+//!   a `(θ, σ, H)` ridge. The best held-control ELBO (old grid) is 0.680
+//!   at its argmax `(0.54, 0.84, 0.70)` and 0.676 at `(0.08, 0.62, 0.59)`
+//!   where the fit ends: 0.004 nats per observation, 2 nats for the 512
+//!   observations (new grid 0.726 against 0.720). At the fitted point the
+//!   fitted ELBO equals that bound within the Monte Carlo error (0.678
+//!   against 0.676), while at the truth the trained control is 0.01 below
+//!   it: the control's excess, smallest at small `θ, σ`, outweighs the
+//!   bound's slope. Started at the truth with the control trained 100
+//!   iterations first, the fit still drifts to θ 0.06, σ 0.61, H 0.58.
+//!   The fit's first 50 iterations take θ to ~0.1 and σ to ~0.6 (where
+//!   the exact-gradient Adam raises σ to 0.8 and H to 0.65), while the
+//!   learned part is still learning the later observations (the guided
+//!   term alone is 0.18 above the best); from there H climbs slowly
+//!   (0.598 after 300 iterations, 0.611 after 600).
+//!
+//! Tried in the joint fit for H = 0.7 (seed 0; guided term unless said):
+//! old grid 0.563 (θ 0.05, σ 0.59); model rate 0.01, 400 iterations
+//! 0.570; control warm-up 150 0.562; 1000 iterations 0.600; θ's rate
+//! 0.002 (`FOU_LR_THETA`) 0.581; 3 posterior paths per data path
+//! (`FOU_SAMPLES=3`) 0.592; new grid 0.582; network output at zero
+//! (`zeroout`) 0.582; the learned part divided by σ (`persigma`) 0.588;
+//! Adam on `ln θ, ln σ` (`FOU_LOG`) 0.601; without the bridge rate (the
+//! default now) 0.598, and 0.611 after 600 iterations. What is left: a
+//! control whose excess is below ~0.003 nats per observation across the
+//! ridge within the budget (e.g. a control varying within each step,
+//! which removes the discretisation's gap, or far longer control
+//! training per model update), or lower-variance gradients along the
+//! ridge.
+//!
+//! Earlier record (the old control, before the guided term): a network on
+//! state, next observation and bridge on the uniform grid gave 0.407 and
+//! 0.560 (history features, `next2`, 48 units, `gated`, 16 steps per
+//! observation, 1000 iterations, warm-up, σ_obs = 0.1: none within 0.05).
+//! For H = 0.3 the gap at the truth went from 9.7 (uniform grid) to 0.79
+//! with the graded grid, `skip`, the bridge offset `h_min` and the
+//! control's rate 0.05, giving 0.296. For H = 0.7: `FOU_EVERY=8` 0.503,
+//! `hist` 0.506, `next2` 0.510, model rate 0.01 / 0.005 0.526 / 0.542,
+//! `linbridge` 0.512 (0.558 after 900 iterations); without the bridge
+//! 0.652 but 0.420 for H = 0.3; keeping whichever of the two families
+//! has the higher ELBO picked the biased one on 2 seeds of 3. Importance
+//! weighting is not a lever: the gap is ~20 nats per path.
 //!
 //! Run with `cargo run --release --example fractional_ou_hurst`; writes
 //! `target/fractional_ou_hurst.svg` (a data path, the log-likelihood and
@@ -151,7 +190,7 @@ const SUB: usize = 2;
 
 /// What the posterior control reads besides `X`, the shift `Z` and the
 /// next observation (`FOU_CONTROL`, a comma list; default
-/// `modes,bridge,future,skip`):
+/// `modes,future,skip,guided,zeroout`):
 /// `modes`, the prior's OU modes `Y` (`posterior_with_modes`, solved by
 /// `FractionalModalEuler`; without it `posterior` and `FractionalEuler`);
 /// `bridge`, the rate `(x_next − X)/(t_next − t + h_min)` (`h_min` the
@@ -161,7 +200,24 @@ const SUB: usize = 2;
 /// after `t` at [`future_rates`] (`future_observation_features`);
 /// `skip`, a linear map of the features added to the network's output,
 /// its weights per step place in the observation interval; `gated`, the
-/// network's input gated the same way.
+/// network's input gated the same way; `guided`, the guided term
+/// ([`guided_gains`], needs `modes`, not `hist`) added to the learned
+/// part; `zeroout`, the network's output layer starting at zero;
+/// `persigma`, the learned part divided by σ; `scaled`, the modes read
+/// times `√(2γ_k)`; `skipscale`, the skip times `δ/(t_next − t + h_min)`;
+/// `linbridge`, the bridge rate in the skip only.
+///
+/// Other experiment settings: `FOU_TRUTHS`, `FOU_SEEDS`, `FOU_ITERS`,
+/// `FOU_START="θ,σ,H"`, `FOU_WARMUP` (control-only iterations first),
+/// `FOU_HOLD=H,…` (the gap diagnostic), `FOU_LR`, `FOU_LR_END` (the
+/// control's rate decayed to it), `FOU_LR_SKIP`, `FOU_LR_MODEL`,
+/// `FOU_LR_THETA`, `FOU_LOG` (Adam on `ln θ, ln σ`), `FOU_SAMPLES`
+/// (posterior paths per data path and iteration), `FOU_HIDDEN`,
+/// `FOU_EVERY`, `FOU_SUB`, `FOU_GRADED`, `FOU_SIGMA_OBS`, `FOU_BRIDGE_H`,
+/// `FOU_EULER_SHIFT`, `FOU_FDCHECK`, `FOU_PROFILE`; diagnostics only:
+/// `FOU_LQ=H,θ:σ:H,…` ([`lq_diagnostic`]), `FOU_LQ_PROFILE=all|θ` (its
+/// joint argmax on a grid, all `θ` or one), `FOU_EXACT_ADAM` (the fit's
+/// Adam on the exact likelihood and on the best held-control ELBO).
 fn control_has(feature: &str) -> bool {
     std::env::var("FOU_CONTROL")
         .unwrap_or_else(|_| "modes,future,skip,guided,zeroout".into())
@@ -1269,7 +1325,7 @@ fn main() -> ExampleResult<()> {
     let nf = base_features();
     if steps_per_obs() > GATES {
         return Err(format!(
-            "the gates need FOU_EVERY + FOU_GRADED ≤ {GATES} steps per observation"
+            "the gates need FOU_EVERY · FOU_SUB + FOU_GRADED ≤ {GATES} steps per observation"
         )
         .into());
     }
@@ -1342,7 +1398,11 @@ fn main() -> ExampleResult<()> {
                     .flat_map(|i| {
                         (0..20).flat_map(move |a| {
                             (0..16).map(move |b| {
-                                (0.05 * 1.2f64.powi(a), 0.4 * 1.07f64.powi(b), i as f64 * 0.05)
+                                (
+                                    0.05 * 1.2f64.powi(a),
+                                    0.4 * 1.07f64.powi(b),
+                                    i as f64 * 0.05,
+                                )
                             })
                         })
                     })
@@ -1406,7 +1466,10 @@ fn main() -> ExampleResult<()> {
                         x[1] = x[1].clamp(0.05, 10.0);
                         x[2] = x[2].clamp(0.05, 0.95);
                         if it % 50 == 0 {
-                            eprintln!("  {which} iteration {it}: θ {:.3} σ {:.3} H {:.3}", x[0], x[1], x[2]);
+                            eprintln!(
+                                "  {which} iteration {it}: θ {:.3} σ {:.3} H {:.3}",
+                                x[0], x[1], x[2]
+                            );
                         }
                         if it >= iters * 4 / 5 {
                             tail.push(x.clone());
