@@ -45,16 +45,17 @@
 //!   compares one path's gradient with central differences: agree to
 //!   ~1e-6 relative, 3e-6 for `H` through the guided gains).
 //!
-//! Measured (3 data seeds each, release, default settings): 328 s wall (298 s of CPU) with
-//! the machine's load 4.6–6 on 2 cores (172 s before, 8 steps per
-//! interval instead of 13).
-//! The exact likelihood recovers H = 0.303 ± 0.006 and 0.703 ± 0.006 (and
-//! jointly over `(θ, σ, H)` on a grid, `FOU_PROFILE`: H 0.27, 0.29, 0.31
-//! and 0.69, 0.71, 0.69; θ poorly identified). The ELBO:
-//! **H = 0.317 ± 0.004** (0.312, 0.319, 0.320; σ 0.90) for the truth
-//! 0.3, within 0.05; **H = 0.591 ± 0.015** (0.598, 0.602, 0.574) for the truth 0.7, **not** within 0.05
-//! (σ 0.65 for the true 1.0, θ 0.08–0.60). Before this change: 0.296 ± 0.005 and 0.503 ± 0.009. The
-//! goal is met for H = 0.3 only.
+//! Measured (3 data seeds each, release, default settings): 328 s wall
+//! (298 s of CPU) with the machine's load 4.6–6 on 2 cores (172 s
+//! before, with 8 steps per interval instead of 13). The exact likelihood
+//! recovers H = 0.303 ± 0.006 and 0.703 ± 0.006 (and jointly over
+//! `(θ, σ, H)` on a grid, `FOU_PROFILE`: H 0.27, 0.29, 0.31 and 0.69,
+//! 0.71, 0.69; θ poorly identified). The ELBO: **H = 0.317 ± 0.004**
+//! (0.312, 0.319, 0.320; σ 0.90) for the truth 0.3, within 0.05;
+//! **H = 0.591 ± 0.015** (0.598, 0.602, 0.574) for the truth 0.7,
+//! **not** within 0.05 (σ 0.65 for the true 1.0, θ 0.08–0.60). Before
+//! this change: 0.296 ± 0.005 and 0.503 ± 0.009. The goal is met for
+//! H = 0.3 only.
 //!
 //! Diagnosis (`FOU_LQ`, `FOU_LQ_PROFILE`, `FOU_EXACT_ADAM`: diagnostics
 //! only, never the fit). The model being linear Gaussian, the largest
