@@ -508,6 +508,7 @@ struct StepModel {
     d: Vec<f64>,
 }
 
+/// The [`StepModel`] of a step `h` at `(θ, σ)`, the modes' weights `w`.
 fn step_model(gammas: &[f64], w: &[f64], (theta, sigma): (f64, f64), h: f64) -> StepModel {
     let d = K + 1;
     let e: Vec<f64> = gammas.iter().map(|g| (-g * h).exp()).collect();
