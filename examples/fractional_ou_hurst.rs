@@ -119,7 +119,11 @@
 //! Adam on `ln θ, ln σ` (`FOU_LOG`) 0.601; without the bridge rate (the
 //! default now) 0.598, and 0.611 after 600 iterations; with the
 //! defaults, the control's rate 0.1 / 0.02: 0.590 / 0.579, a control
-//! warm-up of 100 then 300 joint iterations: 0.603. What is left: a
+//! warm-up of 100 then 300 joint iterations: 0.603. Longer fits keep
+//! climbing along the ridge: 300 / 600 / 1000 / 2000 iterations give
+//! 0.598 / 0.611 / 0.629 / 0.653 (σ 0.67 / 0.71 / 0.74 / 0.79; seed 0,
+//! the mean of the last fifth), the last within 0.05 but 342 s for one
+//! fit, ~6× the budget for the six. What is left: a
 //! control whose excess is below ~0.003 nats per observation across the
 //! ridge within the budget (e.g. a control varying within each step,
 //! which removes the discretisation's gap, or far longer control
