@@ -10,8 +10,8 @@
 //!
 //! Two estimates of `H` per data set:
 //! - **exact likelihood** (the cross-check): the Markov-approximated model
-//!   is linear Gaussian in `(X, Y_1..Y_K)` (the scheme's recursion
-//!   `s' = M s + B ξ`, `ξ` the exact OU convolutions), so a Kalman filter
+//!   is linear Gaussian in `s = (X, Y_1..Y_K)` (the scheme's recursion
+//!   `s' = A s + G ξ`, `ξ` the exact OU convolutions), so a Kalman filter
 //!   gives its exact likelihood; maximised over `H` on a grid (`θ, σ` at
 //!   the truth);
 //! - **ELBO** (the fit): the variational posterior of
@@ -19,80 +19,129 @@
 //!   `u(t, X, Z, Y)` reads the full Markov state (the prior's modes `Y`
 //!   carried in the state by `FractionalModalEuler`, the control's shift
 //!   `Z` stepped exactly with `u` held over each step, so that `½ Σ u² h`
-//!   is the simulated posterior's exact KL), the next observation, the
-//!   bridge rate to it, and data-only exponential sums of *all* the later
-//!   observations (`future_observation_features`, 6 rates 0.25…40): a
-//!   network (`nn::Mlp`, 48 units) plus a linear map of the same features
-//!   whose weights depend on the step's place in its observation interval
-//!   (`skip`; the exact posterior's control is affine in the state with
-//!   such gains, and linear in all future observations). The posterior is
-//!   solved on a graded grid: 4 steps per observation interval, the last
-//!   one halved 4 times (8 steps, the last `h/16`), because the noise of
-//!   the step that ends at an observation cannot be steered by a control
-//!   held over it. Maximised by Adam (control 0.05, `θ, σ, H` 0.02, 300
-//!   iterations, the mean of the last 60) jointly over `θ, σ, H` and the
-//!   control, gradients through the solver (`grad`, discrete adjoint; `H`
-//!   through `dω/dH`; `FOU_FDCHECK` compares one path's gradient with
-//!   central differences: agree to ~1e-6 relative).
+//!   is the simulated posterior's exact KL). The control is a **guided
+//!   term** plus a learned part. The guided term (`guided_gains`; a
+//!   guided proposal, Schauer, van der Meulen & van Zanten, Bernoulli
+//!   2017) is the best control held over the steps of the current
+//!   observation interval for the *next observation alone* under the
+//!   *current* model `(θ, σ, H)` (a backward Riccati recursion over the
+//!   interval's few steps, `riccati_step`): affine in `s`, it generalises
+//!   the bridge rate `(x_next − X)/(t_next − t)`, which is that control
+//!   for `H = ½`, to any `H`, and is differentiated in `θ, σ, H` (central
+//!   differences of its gains). It reads no truth and none of the later
+//!   observations. The learned part, `nn::Mlp` (48 units, its output
+//!   layer zero at the start) plus a linear map whose weights depend on
+//!   the step's place in its observation interval (`skip`), reads the
+//!   state, the next observation and data-only exponential sums of all
+//!   the later observations (`future_observation_features`, 6 rates
+//!   0.25…40): the later observations' part of the exact posterior's
+//!   control, which is affine in `s` and linear in all future
+//!   observations. The posterior is solved on a graded grid: 2 steps per
+//!   `h`, the last one before each observation halved 5 times (13 steps
+//!   per observation interval, the last `h/64`). Maximised by Adam
+//!   (control 0.05, `θ, σ, H` 0.02, 300 iterations, the mean of the last
+//!   60) jointly over `θ, σ, H` and the control, gradients through the
+//!   solver (`grad`, discrete adjoint; `H` through `dω/dH`; `FOU_FDCHECK`
+//!   compares one path's gradient with central differences: agree to
+//!   ~1e-6 relative, 3e-6 for `H` through the guided gains).
 //!
-//! Measured (3 data seeds each, release, default settings): 172 s wall
-//! (179 s of CPU) with the machine's load 3–4 on 2 cores, 227 s with load
-//! 5–6; the same numbers in both runs. The exact likelihood
+//! Measured (3 data seeds each, release, default settings): 328 s wall
+//! (298 s of CPU) with the machine's load 4.6–6 on 2 cores (172 s
+//! before, with 8 steps per interval instead of 13). The exact likelihood
 //! recovers H = 0.303 ± 0.006 and 0.703 ± 0.006 (and jointly over
 //! `(θ, σ, H)` on a grid, `FOU_PROFILE`: H 0.27, 0.29, 0.31 and 0.69,
-//! 0.71, 0.69, σ 0.89–1.01, θ 0.47–1.9, poorly identified). The ELBO:
-//! **H = 0.296 ± 0.005** (0.292, 0.295, 0.301) for the truth 0.3, within
-//! 0.05; **H = 0.503 ± 0.009** (0.510, 0.507, 0.492) for the truth 0.7,
-//! **not** within 0.05 (σ 0.74 and 0.57 for the true 1.0, θ 0.80). The
-//! goal is met for H = 0.3 only.
+//! 0.71, 0.69; θ poorly identified). The ELBO: **H = 0.317 ± 0.004**
+//! (0.312, 0.319, 0.320; σ 0.90) for the truth 0.3, within 0.05;
+//! **H = 0.591 ± 0.015** (0.598, 0.602, 0.574) for the truth 0.7,
+//! **not** within 0.05 (σ 0.65 for the true 1.0, θ 0.08–0.60). Before
+//! this change: 0.296 ± 0.005 and 0.503 ± 0.009. The goal is met for
+//! H = 0.3 only.
 //!
-//! What was measured (one seed unless said; `FOU_*` settings; the gap is
-//! the exact log-likelihood minus the ELBO per observation at the truth,
-//! only the control trained, `FOU_HOLD`):
-//! - Before this control (network on state + next observation + bridge,
-//!   uniform `h = T/256`, 16 units): 0.407 ± 0.015 and 0.560 ± 0.022
-//!   (3 seeds), σ biased low; started at the truth the fit drifted away.
-//!   Tried then, none reaching 0.05: history features of `X` (`hist`),
-//!   the observation after the next (`next2`), 48 units, a gated linear
-//!   control (`gated`, `FOU_HIDDEN=0`), 16 steps per observation
-//!   (`FOU_EVERY=16`), 1000 iterations, a control warm-up, σ_obs = 0.1.
-//! - Where the gap comes from for H = 0.3: with `u` held over each step,
-//!   the last step's noise before an observation (variance
-//!   `σ² (Σω)² h`, large for rough H) cannot be conditioned on it. Gap
-//!   at the truth 0.3 (held H = 0.3 vs 0.5): uniform grid 9.7 vs 1.9 (so
-//!   the ELBO prefers H = ½ by a wide margin); 16 steps per observation
-//!   3.4 vs 1.0; the graded grid 3.4 vs 1.3; with `skip` 2.5 vs 0.87; with
-//!   the bridge rate offset by `h_min` instead of `h` 1.0 vs 0.68; with
-//!   the control's learning rate 0.05 0.79 vs 0.45 (now the ELBO at 0.3
-//!   is above the one at 0.5). 1000 iterations instead of 300 halved the
-//!   gap (2.5 to 1.2, before the `h_min` change): optimisation-limited.
-//!   The joint fit then gives 0.296. With the offset `h` (`FOU_BRIDGE_H`):
-//!   0.363 (0.3) and 0.548 (0.7).
-//! - For H = 0.7 the gap at the truth is 0.34 (held 0.7) and 0.32 (held
-//!   0.5), nearly flat in H, but smaller for smaller σ: the joint fit
-//!   lowers σ to 0.57 and H to ½. Started at the truth with the control
-//!   trained 100 iterations first (`FOU_START=1,1,0.7 FOU_WARMUP=100`)
-//!   the fit collapses to θ → 0.05, σ 0.51, H 0.48: the ELBO's joint
-//!   maximum itself is biased. Tried without success: `FOU_EVERY=8`
-//!   (0.503), `hist` (0.506), `next2` (0.510), model learning rate 0.01
-//!   or 0.005 (0.526, 0.542 after 500 iterations), the bridge rate in the
-//!   linear skip only (`linbridge`: 0.512; 0.558 after 900 iterations,
-//!   still rising slowly). Without the bridge rate (`FOU_CONTROL=
-//!   modes,future,skip`) H = 0.7 gives 0.652 but H = 0.3 gives 0.420:
-//!   the bridge lets the posterior pin `X` to each observation through
-//!   the fast noise channel, which is cheap for rough `H` and small σ, so
-//!   for smooth data the ELBO trades H and σ down for it.
-//! - Choosing the control family by the bound (fit both, keep the higher
-//!   ELBO — a maximum over the union of the two families) does not help:
-//!   on the H = 0.7 data (3 seeds, 3 full runs in one session, load ~4)
-//!   the fitted ELBO per observation (held-out posterior seeds) is 0.517,
-//!   0.530, 0.513 with the bridge (H 0.510, 0.507, 0.492) against 0.481,
-//!   0.541, 0.261 without it (H 0.657, 0.642, 0.692; 0.664 ± 0.026), so
-//!   the bound picks the biased fit on two seeds of three; on the H = 0.3
-//!   data it picks the bridge everywhere (−1.14 … −1.08 against −2.70 …
-//!   −2.56). What is left to try: a tighter bound (importance weighting over posterior paths,
-//!   which needs `∫u dW` accumulated by the driver), or training the
-//!   control far longer per model update (two time scales).
+//! Diagnosis (`FOU_LQ`, `FOU_LQ_PROFILE`, `FOU_EXACT_ADAM`: diagnostics
+//! only, never the fit). The model being linear Gaussian, the largest
+//! ELBO that *any* control held over the posterior's steps can reach is
+//! the value of a discrete-time linear-quadratic problem
+//! (`lq_diagnostic`: `max E log p(y | X) − ½ Σ u_n² h_n` by the backward
+//! Riccati recursion; no Monte Carlo), so the gap splits into the
+//! discretisation's (exact log-likelihood on the same grid minus that
+//! value) and the control's excess over it. The gap is per observation,
+//! seed 0, `θ = σ = 1`:
+//! - Old grid (4 steps per interval, last halved 4 times) and old control
+//!   (network with the bridge rate): at H = 0.7 the control's gap after
+//!   300 / 1000 / 3000 control iterations is 0.343 / 0.173 / 0.133
+//!   against 0.126 for the best held control: **optimisation-limited**,
+//!   not representation-limited (48 units; 128 units 0.302 / 0.161 at
+//!   300 / 1000; a linear control alone, `FOU_HIDDEN=0`, 2.28; the
+//!   control's step 0.1: 0.376, decayed 0.05→0.005: 0.42, the skip's
+//!   0.2: 0.60; modes scaled by `√(2γ)`, `scaled`: 0.312; `linbridge`
+//!   0.300). The best held control's gap is the same for both data sets
+//!   (it does not depend on the data): 0.126 at H = 0.7, 0.295 at 0.5,
+//!   0.797 at 0.3. It comes from the uniform steps (∝ `h`), not the last
+//!   one: 5 or 6 halvings 0.1254, 2 sub-steps per `h` 0.0707 (0.209 at
+//!   H = 0.5).
+//! - The best held control is unbiased for H = 0.7: the joint argmax of
+//!   its ELBO over a `(θ, σ, H)` grid is H = 0.70 on all 3 seeds (σ 0.84);
+//!   for H = 0.3 it is 0.35 (σ 0.90–0.96). Adam with the fit's start,
+//!   rate and 300 iterations on exact gradients (`FOU_EXACT_ADAM`): the
+//!   exact likelihood gives 0.280, 0.287, 0.290 and 0.683, 0.700, 0.681;
+//!   the best held-control ELBO on the old grid 0.343, 0.352, 0.350 and
+//!   0.680, 0.706, 0.683, on the new grid (2 sub-steps, 5 halvings)
+//!   0.314, 0.323, 0.324 and 0.707, 0.728, 0.711 (4 halvings: 0.33–0.34;
+//!   6: 0.285).
+//! - With the guided term the control's gap at H = 0.7 is 0.139 after
+//!   300 iterations and 0.133 after 1000 (best 0.126); the guided term
+//!   alone (network at zero, new grid) 0.253 (best 0.071). With the
+//!   defaults (new grid): 0.089 at H = 0.7 (best 0.071) and 0.191 at
+//!   0.5 (best 0.208: the Monte Carlo ELBO, 32 posterior paths, is good
+//!   to ~0.02), so the control still favours H = ½ relative to the bound.
+//! - Why the joint fit at H = 0.7 is still biased: the ELBO is flat along
+//!   a `(θ, σ, H)` ridge. The best held-control ELBO (old grid) is 0.680
+//!   at its argmax `(0.54, 0.84, 0.70)` and 0.676 at `(0.08, 0.62, 0.59)`
+//!   where the fit ends: 0.004 nats per observation, 2 nats for the 512
+//!   observations (new grid 0.726 against 0.720). At the fitted point the
+//!   fitted ELBO equals that bound within the Monte Carlo error (0.678
+//!   against 0.676), while at the truth the trained control is 0.01 below
+//!   it: the control's excess, smallest at small `θ, σ`, outweighs the
+//!   bound's slope. Started at the truth with the control trained 100
+//!   iterations first, the fit still drifts to θ 0.06, σ 0.61, H 0.58.
+//!   The fit's first 50 iterations take θ to ~0.1 and σ to ~0.6 (where
+//!   the exact-gradient Adam raises σ to 0.8 and H to 0.65), while the
+//!   learned part is still learning the later observations (the guided
+//!   term alone is 0.18 above the best); from there H climbs slowly
+//!   (0.598 after 300 iterations, 0.611 after 600).
+//!
+//! Tried in the joint fit for H = 0.7 (seed 0; guided term unless said):
+//! old grid 0.563 (θ 0.05, σ 0.59); model rate 0.01, 400 iterations
+//! 0.570; control warm-up 150 0.562; 1000 iterations 0.600; θ's rate
+//! 0.002 (`FOU_LR_THETA`) 0.581; 3 posterior paths per data path
+//! (`FOU_SAMPLES=3`) 0.592; new grid 0.582; network output at zero
+//! (`zeroout`) 0.582; the learned part divided by σ (`persigma`) 0.588;
+//! Adam on `ln θ, ln σ` (`FOU_LOG`) 0.601; without the bridge rate (the
+//! default now) 0.598, and 0.611 after 600 iterations; with the
+//! defaults, the control's rate 0.1 / 0.02: 0.590 / 0.579, a control
+//! warm-up of 100 then 300 joint iterations: 0.603. Longer fits keep
+//! climbing along the ridge: 300 / 600 / 1000 / 2000 iterations give
+//! 0.598 / 0.611 / 0.629 / 0.653 (σ 0.67 / 0.71 / 0.74 / 0.79; seed 0,
+//! the mean of the last fifth), the last within 0.05 but 342 s for one
+//! fit, ~6× the budget for the six. What is left: a
+//! control whose excess is below ~0.003 nats per observation across the
+//! ridge within the budget (e.g. a control varying within each step,
+//! which removes the discretisation's gap, or far longer control
+//! training per model update), or lower-variance gradients along the
+//! ridge.
+//!
+//! Earlier record (the old control, before the guided term): a network on
+//! state, next observation and bridge on the uniform grid gave 0.407 and
+//! 0.560 (history features, `next2`, 48 units, `gated`, 16 steps per
+//! observation, 1000 iterations, warm-up, σ_obs = 0.1: none within 0.05).
+//! For H = 0.3 the gap at the truth went from 9.7 (uniform grid) to 0.79
+//! with the graded grid, `skip`, the bridge offset `h_min` and the
+//! control's rate 0.05, giving 0.296. For H = 0.7: `FOU_EVERY=8` 0.503,
+//! `hist` 0.506, `next2` 0.510, model rate 0.01 / 0.005 0.526 / 0.542,
+//! `linbridge` 0.512 (0.558 after 900 iterations); without the bridge
+//! 0.652 but 0.420 for H = 0.3; keeping whichever of the two families
+//! has the higher ELBO picked the biased one on 2 seeds of 3. Importance
+//! weighting is not a lever: the gap is ~20 nats per path.
 //!
 //! Run with `cargo run --release --example fractional_ou_hurst`; writes
 //! `target/fractional_ou_hurst.svg` (a data path, the log-likelihood and
@@ -145,11 +194,13 @@ const LR: f64 = 0.05;
 /// Adam's learning rate for `θ, σ, H` (`FOU_LR_MODEL`).
 const LR_MODEL: f64 = 0.02;
 /// Halvings of the last step before each observation (`FOU_GRADED`).
-const GRADED: usize = 4;
+const GRADED: usize = 5;
+/// Uniform sub-steps of the posterior per solver step `h` (`FOU_SUB`).
+const SUB: usize = 2;
 
 /// What the posterior control reads besides `X`, the shift `Z` and the
 /// next observation (`FOU_CONTROL`, a comma list; default
-/// `modes,bridge,future,skip`):
+/// `modes,future,skip,guided,zeroout`):
 /// `modes`, the prior's OU modes `Y` (`posterior_with_modes`, solved by
 /// `FractionalModalEuler`; without it `posterior` and `FractionalEuler`);
 /// `bridge`, the rate `(x_next − X)/(t_next − t + h_min)` (`h_min` the
@@ -159,10 +210,27 @@ const GRADED: usize = 4;
 /// after `t` at [`future_rates`] (`future_observation_features`);
 /// `skip`, a linear map of the features added to the network's output,
 /// its weights per step place in the observation interval; `gated`, the
-/// network's input gated the same way.
+/// network's input gated the same way; `guided`, the guided term
+/// ([`guided_gains`], needs `modes`, not `hist`) added to the learned
+/// part; `zeroout`, the network's output layer starting at zero;
+/// `persigma`, the learned part divided by σ; `scaled`, the modes read
+/// times `√(2γ_k)`; `skipscale`, the skip times `δ/(t_next − t + h_min)`;
+/// `linbridge`, the bridge rate in the skip only.
+///
+/// Other experiment settings: `FOU_TRUTHS`, `FOU_SEEDS`, `FOU_ITERS`,
+/// `FOU_START="θ,σ,H"`, `FOU_WARMUP` (control-only iterations first),
+/// `FOU_HOLD=H,…` (the gap diagnostic), `FOU_LR`, `FOU_LR_END` (the
+/// control's rate decayed to it), `FOU_LR_SKIP`, `FOU_LR_MODEL`,
+/// `FOU_LR_THETA`, `FOU_LOG` (Adam on `ln θ, ln σ`), `FOU_SAMPLES`
+/// (posterior paths per data path and iteration), `FOU_HIDDEN`,
+/// `FOU_EVERY`, `FOU_SUB`, `FOU_GRADED`, `FOU_SIGMA_OBS`, `FOU_BRIDGE_H`,
+/// `FOU_EULER_SHIFT`, `FOU_FDCHECK`, `FOU_PROFILE`; diagnostics only:
+/// `FOU_LQ=H,θ:σ:H,…` ([`lq_diagnostic`]), `FOU_LQ_PROFILE=all|θ` (its
+/// joint argmax on a grid, all `θ` or one), `FOU_EXACT_ADAM` (the fit's
+/// Adam on the exact likelihood and on the best held-control ELBO).
 fn control_has(feature: &str) -> bool {
     std::env::var("FOU_CONTROL")
-        .unwrap_or_else(|_| "modes,bridge,future,skip".into())
+        .unwrap_or_else(|_| "modes,future,skip,guided,zeroout".into())
         .split(',')
         .any(|f| f.trim() == feature)
 }
@@ -197,7 +265,10 @@ fn h() -> f64 {
 /// posterior cannot condition on the observation (all dyadic: the driver's
 /// bridges stay cached).
 fn interval_offsets() -> Vec<f64> {
-    let (e, g) = (every(), setting("FOU_GRADED", GRADED));
+    let (e, g) = (
+        every() * setting("FOU_SUB", SUB).max(1),
+        setting("FOU_GRADED", GRADED),
+    );
     let mut o: Vec<f64> = (0..e).map(|i| i as f64 / e as f64).collect();
     let mut at = (e - 1) as f64 / e as f64;
     let mut len = 1.0 / e as f64;
@@ -211,7 +282,8 @@ fn interval_offsets() -> Vec<f64> {
 
 /// The posterior's last (smallest) step before each observation.
 fn h_min() -> f64 {
-    h() / f64::from(1u32 << setting("FOU_GRADED", GRADED).min(30))
+    h() / setting("FOU_SUB", SUB).max(1) as f64
+        / f64::from(1u32 << setting("FOU_GRADED", GRADED).min(30))
 }
 
 /// The bridge rate's time offset: `h_min`, or `h` with `FOU_BRIDGE_H`.
@@ -367,25 +439,24 @@ fn log_likelihood_at(
     (theta, sigma, hurst): (f64, f64, f64),
     data: &[Vec<f64>],
 ) -> ExampleResult<f64> {
+    kalman_log_likelihood(gammas, (theta, sigma, hurst), data, &vec![h(); every()])
+}
+
+/// The exact log-likelihood of the observations under the model's linear
+/// Gaussian recursion ([`step_model`]) over the steps `steps` in each
+/// observation interval (Kalman filter), summed over the paths.
+fn kalman_log_likelihood(
+    gammas: &[f64],
+    (theta, sigma, hurst): (f64, f64, f64),
+    data: &[Vec<f64>],
+    steps: &[f64],
+) -> ExampleResult<f64> {
     let w = weights_at(gammas, hurst)?;
-    let (d, h) = (K + 1, h());
-    let e: Vec<f64> = gammas.iter().map(|g| (-g * h).exp()).collect();
-    let mut m = vec![0.0; d * d];
-    m[0] = 1.0 - theta * h;
-    for k in 0..K {
-        m[k + 1] = sigma * w[k] * (e[k] - 1.0);
-        m[(k + 1) * d + k + 1] = e[k];
-    }
-    let q = |i: usize, j: usize| -(-(gammas[i] + gammas[j]) * h).exp_m1() / (gammas[i] + gammas[j]);
-    let mut bqb = vec![0.0; d * d];
-    for i in 0..K {
-        for j in 0..K {
-            bqb[(i + 1) * d + j + 1] = q(i, j);
-            bqb[i + 1] += sigma * w[j] * q(j, i);
-            bqb[(i + 1) * d] += sigma * w[j] * q(i, j);
-            bqb[0] += sigma * sigma * w[i] * w[j] * q(i, j);
-        }
-    }
+    let d = K + 1;
+    let models: Vec<StepModel> = steps
+        .iter()
+        .map(|&h| step_model(gammas, &w, (theta, sigma), h))
+        .collect();
     let mut ll = 0.0;
     let (mut mean, mut cov) = (vec![0.0; d], vec![0.0; d * d]);
     let (mut mp, mut tmp) = (vec![0.0; d], vec![0.0; d * d]);
@@ -393,7 +464,8 @@ fn log_likelihood_at(
         mean.fill(0.0);
         cov.fill(0.0);
         for &obs in path {
-            for _ in 0..every() {
+            for st in &models {
+                let m = &st.a;
                 // mean ← M mean, cov ← M cov Mᵀ + B Q Bᵀ
                 for i in 0..d {
                     mp[i] = (0..d).map(|l| m[i * d + l] * mean[l]).sum();
@@ -407,7 +479,7 @@ fn log_likelihood_at(
                 for i in 0..d {
                     for j in 0..d {
                         cov[i * d + j] = (0..d).map(|l| tmp[i * d + l] * m[j * d + l]).sum::<f64>()
-                            + bqb[i * d + j];
+                            + st.gqg[i * d + j];
                     }
                 }
             }
@@ -427,6 +499,214 @@ fn log_likelihood_at(
         }
     }
     Ok(ll)
+}
+
+/// One step of the Markov-approximated model in `s = (X, Y_1..Y_K)` (the
+/// posterior's modes `Y + Z`), `s' = A s + G (ξ + c u)`, `ξ ~ N(0, Q)` the
+/// exact OU convolutions of `W` over the step and `u` the control held
+/// over it (as `FractionalModalEuler::exact_shift` steps it): `A`,
+/// `G Q Gᵀ` and `d = G c` (all row-major, `d = K + 1`).
+struct StepModel {
+    a: Vec<f64>,
+    gqg: Vec<f64>,
+    d: Vec<f64>,
+}
+
+/// The [`StepModel`] of a step `h` at `(θ, σ)`, the modes' weights `w`.
+fn step_model(gammas: &[f64], w: &[f64], (theta, sigma): (f64, f64), h: f64) -> StepModel {
+    let d = K + 1;
+    let e: Vec<f64> = gammas.iter().map(|g| (-g * h).exp()).collect();
+    let mut a = vec![0.0; d * d];
+    a[0] = 1.0 - theta * h;
+    for k in 0..K {
+        a[k + 1] = sigma * w[k] * (e[k] - 1.0);
+        a[(k + 1) * d + k + 1] = e[k];
+    }
+    // G: X row σ w, Y rows the identity
+    let gm = |i: usize, k: usize| {
+        if i == 0 {
+            sigma * w[k]
+        } else if i == k + 1 {
+            1.0
+        } else {
+            0.0
+        }
+    };
+    let q = |i: usize, j: usize| -(-(gammas[i] + gammas[j]) * h).exp_m1() / (gammas[i] + gammas[j]);
+    let c: Vec<f64> = gammas.iter().map(|g| -(-g * h).exp_m1() / g).collect();
+    let mut gqg = vec![0.0; d * d];
+    let mut dv = vec![0.0; d];
+    for i in 0..d {
+        dv[i] = (0..K).map(|k| gm(i, k) * c[k]).sum();
+        for j in 0..d {
+            gqg[i * d + j] = (0..K)
+                .flat_map(|k| (0..K).map(move |l| (k, l)))
+                .map(|(k, l)| gm(i, k) * q(k, l) * gm(j, l))
+                .sum();
+        }
+    }
+    StepModel { a, gqg, d: dv }
+}
+
+/// The posterior grid's step sizes in one observation interval.
+fn interval_steps() -> Vec<f64> {
+    let (off, delta) = (interval_offsets(), T1 / OBS as f64);
+    (0..off.len())
+        .map(|i| (off.get(i + 1).copied().unwrap_or(1.0) - off[i]) * delta)
+        .collect()
+}
+
+/// DIAGNOSTIC ONLY (`FOU_LQ`; never the fit): on the posterior's grid at
+/// `(θ, σ, H)`, (1) the exact log-likelihood of the discretised model
+/// (Kalman filter over the same steps) and (2) the largest ELBO any
+/// control held over each step can reach, the value of the discrete-time
+/// linear-quadratic problem `max E[log p(y | X)] − ½ Σ u_n² h_n` (backward
+/// Riccati recursion: the optimal held control is affine in `s`), both
+/// summed over the paths. Their difference is the gap the time
+/// discretisation of the control costs, whatever network represents it.
+fn lq_diagnostic(
+    gammas: &[f64],
+    (theta, sigma, hurst): (f64, f64, f64),
+    data: &[Vec<f64>],
+) -> ExampleResult<(f64, f64)> {
+    let w = weights_at(gammas, hurst)?;
+    let d = K + 1;
+    let hs = interval_steps();
+    let steps: Vec<StepModel> = hs
+        .iter()
+        .map(|&h| step_model(gammas, &w, (theta, sigma), h))
+        .collect();
+    let r2 = sigma_obs() * sigma_obs();
+    let ll = kalman_log_likelihood(gammas, (theta, sigma, hurst), data, &hs)?;
+    let mut best = 0.0;
+    for path in data {
+        // V_n(s) = −½ sᵀ P s + qᵀ s + c, backward from V = 0 at T
+        let (mut p, mut q, mut c) = (vec![0.0; d * d], vec![0.0; d], 0.0);
+        for &obs in path.iter().rev() {
+            // the observation at the end of this interval
+            p[0] += 1.0 / r2;
+            q[0] += obs / r2;
+            c -= 0.5 * (obs * obs / r2 + (std::f64::consts::TAU * r2).ln());
+            for (st, &h) in steps.iter().zip(&hs).rev() {
+                // E over ξ: −½ tr(P G Q Gᵀ)
+                c -= 0.5 * (0..d * d).map(|i| p[i] * st.gqg[i]).sum::<f64>();
+                let (offset, _) = riccati_step(st, h, &mut p, &mut q);
+                c += 0.5 * offset.0 * offset.1; // ½ (dᵀq)² / κ
+            }
+        }
+        best += c; // s(0) = 0
+    }
+    Ok((ll, best))
+}
+
+/// One backward step of the held-control linear-quadratic problem: with
+/// the value `V(s') = −½ s'ᵀ P s' + qᵀ s' + …` at the step's end, the
+/// best `u` held over the step (`max_u −½ h u² + E V(A s + G (ξ + c u))`)
+/// is `u = (dᵀq − dᵀ P A s) / κ`, `κ = h + dᵀ P d`; `P, q` become the
+/// value's at the step's start, `P ← Aᵀ (P − P d dᵀ P / κ) A`,
+/// `q ← Aᵀ (q − P d dᵀq / κ)`. Returns `((dᵀq / κ, dᵀq), Aᵀ P d / κ)`
+/// (the offset and the gain of `u`, before the update).
+fn riccati_step(st: &StepModel, h: f64, p: &mut [f64], q: &mut [f64]) -> ((f64, f64), Vec<f64>) {
+    let d = K + 1;
+    let pd: Vec<f64> = (0..d)
+        .map(|i| (0..d).map(|l| p[i * d + l] * st.d[l]).sum())
+        .collect();
+    let kappa = h + st.d.iter().zip(&pd).map(|(a, b)| a * b).sum::<f64>();
+    let dq: f64 = st.d.iter().zip(q.iter()).map(|(a, b)| a * b).sum();
+    let gain: Vec<f64> = (0..d)
+        .map(|j| (0..d).map(|l| pd[l] * st.a[l * d + j]).sum::<f64>() / kappa)
+        .collect();
+    let mut pm = p.to_vec();
+    for i in 0..d {
+        for j in 0..d {
+            pm[i * d + j] -= pd[i] * pd[j] / kappa;
+        }
+    }
+    let qm: Vec<f64> = (0..d).map(|i| q[i] - pd[i] * dq / kappa).collect();
+    let mut tmp = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            tmp[i * d + j] = (0..d).map(|l| pm[i * d + l] * st.a[l * d + j]).sum();
+        }
+    }
+    for i in 0..d {
+        for j in 0..d {
+            p[i * d + j] = (0..d).map(|l| st.a[l * d + i] * tmp[l * d + j]).sum();
+        }
+        q[i] = (0..d).map(|l| st.a[l * d + i] * qm[l]).sum();
+    }
+    ((dq / kappa, dq), gain)
+}
+
+/// The one-observation guided control's gains, per step place in an
+/// observation interval: `[α, g_X, g_1..g_K]` such that
+/// `u = α x_next − g_X X − Σ_k g_k (Y_k + Z_k)` maximises
+/// `E[log N(x_next; X(t_next), σ_obs²)] − ½ Σ u_n² h_n` over the controls
+/// held over the interval's steps, under the model at `(θ, σ, H)` (the
+/// discrete-time linear-quadratic problem of the next observation alone,
+/// a guided proposal, Schauer, van der Meulen & van Zanten, Bernoulli
+/// 2017: the bridge rate's generalisation to the current model). It reads
+/// the current model and the next observation only, not the truth and
+/// not the later observations (those are the network's to learn).
+fn guided_gains(
+    gammas: &[f64],
+    (theta, sigma, hurst): (f64, f64, f64),
+) -> ExampleResult<Vec<[f64; K + 2]>> {
+    let w = weights_at(gammas, hurst)?;
+    let d = K + 1;
+    let hs = interval_steps();
+    let r2 = sigma_obs() * sigma_obs();
+    // V(s) = −½ sᵀ P s + x_next q̂ᵀ s at the interval's end
+    let (mut p, mut q) = (vec![0.0; d * d], vec![0.0; d]);
+    p[0] = 1.0 / r2;
+    q[0] = 1.0 / r2;
+    let mut out = vec![[0.0; K + 2]; hs.len()];
+    for (n, &h) in hs.iter().enumerate().rev() {
+        let st = step_model(gammas, &w, (theta, sigma), h);
+        let ((offset, _), gain) = riccati_step(&st, h, &mut p, &mut q);
+        out[n][0] = offset;
+        out[n][1..].copy_from_slice(&gain);
+    }
+    Ok(out)
+}
+
+/// The guided term of the control (`guided`): [`guided_gains`] at the
+/// current `(θ, σ, H)` and at `p_i ± ε_i` (`i = 0, 1, 2`, for the
+/// gradient through the gains by central differences).
+#[derive(Debug, Clone)]
+struct Guided {
+    /// `[at p, at p + ε_0 e_0, at p − ε_0 e_0, …]`, each per step place.
+    sets: Arc<[Vec<[f64; K + 2]>]>,
+    eps: [f64; 3],
+}
+
+impl Guided {
+    fn new(gammas: &[f64], p: &[f64]) -> ExampleResult<Self> {
+        let eps: [f64; 3] = std::array::from_fn(|i| 1e-5 * (1.0 + p[i].abs()));
+        let mut sets = vec![guided_gains(gammas, (p[0], p[1], p[2]))?];
+        for (i, e) in eps.iter().enumerate() {
+            for sgn in [1.0, -1.0] {
+                let mut q = [p[0], p[1], p[2]];
+                q[i] += sgn * e;
+                sets.push(guided_gains(gammas, (q[0], q[1], q[2]))?);
+            }
+        }
+        Ok(Guided {
+            sets: sets.into(),
+            eps,
+        })
+    }
+
+    /// `u` of the gain set `set` at step place `place`, next observation
+    /// `x_next`, state `y = [X, Z, Y]`.
+    fn u(&self, set: usize, place: usize, x_next: f64, y: &[f64]) -> f64 {
+        let g = &self.sets[set][place];
+        let mut u = g[0] * x_next - g[1] * y[0];
+        for k in 0..K {
+            u -= g[2 + k] * (y[1 + k] + y[1 + K + k]);
+        }
+        u
+    }
 }
 
 /// The posterior control `u = MLP(X, [V], Z, [Y], x_next − X, t_next − t,
@@ -467,6 +747,14 @@ struct DataControl {
     /// the network, while the skip's gains per step place are what the
     /// bridge's feedback needs.
     bridge_linear: bool,
+    /// The factors the state is read with (`scaled`: the modes `Z_k`, `Y_k`
+    /// times `√(2 γ_k)`, their stationary scale, so that the exact
+    /// posterior's gains on them are of order one; else ones).
+    scale: Arc<[f64]>,
+    /// Whether the learned part is divided by σ (`persigma`).
+    per_sigma: bool,
+    /// The guided term added to the control (`guided`).
+    guided: Option<Guided>,
     /// Whether the features are gated by the step's place in its
     /// observation interval (`every()` copies, all zero but the one of
     /// the current place): the network then weighs the state and the
@@ -505,7 +793,7 @@ fn future_table(obs: &[f64], grid: &[f64]) -> ExampleResult<Arc<[f64]>> {
     Ok(f.into())
 }
 /// The most gated copies (steps per observation interval).
-const GATES: usize = 16;
+const GATES: usize = 32;
 const NF_MAX: usize = GATES * NF_BASE;
 
 impl DataControl {
@@ -552,7 +840,9 @@ impl DataControl {
     /// `state` on).
     fn features(&self, t: f64, y: &[f64]) -> ([f64; NF_MAX], [f64; NF_DATA]) {
         let (mut f, mut dx, n) = ([0.0; NF_MAX], [0.0; NF_DATA], self.state);
-        f[..n].copy_from_slice(&y[..n]);
+        for ((a, b), c) in f[..n].iter_mut().zip(&y[..n]).zip(self.scale.iter()) {
+            *a = b * c;
+        }
         let i = self.times.partition_point(|&s| s <= t + 1e-9);
         let mut at = n;
         if i < self.times.len() {
@@ -595,6 +885,45 @@ impl DataControl {
 }
 
 impl DataControl {
+    /// The learned part of the control, the network plus the skip, from
+    /// the features `base`.
+    fn learned(&self, t: f64, base: &[f64; NF_MAX], p: &[f64]) -> f64 {
+        let f = self.input(t, base);
+        let mut u = [0.0];
+        self.net.forward(&f[..self.nf()], &p[3..], &mut u);
+        if self.skip {
+            let at = self.skip_at(t);
+            u[0] += self.skip_scale(t)
+                * base[..self.nf_base()]
+                    .iter()
+                    .zip(&p[at..])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>();
+        }
+        u[0]
+    }
+
+    /// The learned part's factor: `1/σ` (`persigma`: the network then
+    /// gives the drift it adds to `X` in units of the model's noise, which
+    /// does not go stale when σ moves), else one.
+    fn per_sigma(&self, p: &[f64]) -> f64 {
+        if self.per_sigma { 1.0 / p[1] } else { 1.0 }
+    }
+
+    /// The factor of the skip at `t` (`skipscale`: `δ / (t_next − t +
+    /// h_min)`, δ the observation spacing, so that the gains the exact
+    /// posterior needs, which grow like `1 / (t_next − t)` towards an
+    /// observation, are of order one in every step place; else one).
+    fn skip_scale(&self, t: f64) -> f64 {
+        if !control_has("skipscale") {
+            return 1.0;
+        }
+        let i = self.times.partition_point(|&s| s <= t + 1e-9);
+        self.times
+            .get(i)
+            .map_or(1.0, |tn| (T1 / OBS as f64) / (tn - t + h_min()))
+    }
+
     /// Where the skip's weights for the step at `t` start in `p`.
     fn skip_at(&self, t: f64) -> usize {
         3 + self.net.num_params() + self.gate(t) * self.nf_base()
@@ -604,15 +933,12 @@ impl DataControl {
 impl Drift for DataControl {
     fn drift(&self, t: f64, y: &[f64], p: &[f64], u: &mut [f64]) {
         let (base, _) = self.features(t, y);
-        let f = self.input(t, &base);
-        self.net.forward(&f[..self.nf()], &p[3..], u);
-        if self.skip {
-            let at = self.skip_at(t);
-            u[0] += base[..self.nf_base()]
-                .iter()
-                .zip(&p[at..])
-                .map(|(a, b)| a * b)
-                .sum::<f64>();
+        u[0] = self.learned(t, &base, p) * self.per_sigma(p);
+        if let Some(gd) = &self.guided {
+            let i = self.times.partition_point(|&s| s <= t + 1e-9);
+            if i < self.times.len() {
+                u[0] += gd.u(0, self.gate(t), self.obs[i], y);
+            }
         }
     }
 }
@@ -622,8 +948,13 @@ impl DriftVjp for DataControl {
         let ((base, dx), n, nf) = (self.features(t, y), self.state, self.nf());
         let f = self.input(t, &base);
         let mut fb = [0.0; NF_MAX];
+        let c = self.per_sigma(p);
+        if self.per_sigma {
+            // u = learned / σ
+            op[1] -= v[0] * self.learned(t, &base, p) * c * c;
+        }
         self.net
-            .vjp(&f[..nf], &p[3..], v, &mut fb[..nf], &mut op[3..]);
+            .vjp(&f[..nf], &p[3..], &[v[0] * c], &mut fb[..nf], &mut op[3..]);
         if self.gated {
             // the cotangent of the copy in use is the features'
             let (nb, at) = (self.nf_base(), self.gate(t) * self.nf_base());
@@ -634,14 +965,30 @@ impl DriftVjp for DataControl {
             fb[n + 2] = 0.0;
         }
         if self.skip {
-            let at = self.skip_at(t);
+            let (at, c) = (self.skip_at(t), self.skip_scale(t) * v[0] * c);
             for i in 0..nf {
-                fb[i] += v[0] * p[at + i];
-                op[at + i] += v[0] * base[i];
+                fb[i] += c * p[at + i];
+                op[at + i] += c * base[i];
             }
         }
         for i in 0..n {
-            oy[i] += fb[i];
+            oy[i] += fb[i] * self.scale[i];
+        }
+        if let Some(gd) = &self.guided {
+            let i = self.times.partition_point(|&s| s <= t + 1e-9);
+            if i < self.times.len() {
+                let (place, x_next) = (self.gate(t), self.obs[i]);
+                let g = &gd.sets[0][place];
+                oy[0] -= v[0] * g[1];
+                for k in 0..K {
+                    oy[1 + k] -= v[0] * g[2 + k];
+                    oy[1 + K + k] -= v[0] * g[2 + k];
+                }
+                for (j, e) in gd.eps.iter().enumerate() {
+                    let du = gd.u(1 + 2 * j, place, x_next, y) - gd.u(2 + 2 * j, place, x_next, y);
+                    op[j] += v[0] * du / (2.0 * e);
+                }
+            }
         }
         for (d, b) in dx.iter().zip(&fb[n..nf]) {
             oy[0] += d * b;
@@ -681,6 +1028,25 @@ fn neg_elbo_grad(
         skip: control_has("skip"),
         bridge_linear: control_has("skip") && control_has("linbridge"),
         gated: control_has("gated"),
+        scale: {
+            let mut s = vec![1.0; 1 + rates.len()];
+            for _ in 0..1 + usize::from(with_modes()) {
+                s.extend(mw.gammas().iter().map(|g| {
+                    if control_has("scaled") {
+                        (2.0 * g).sqrt()
+                    } else {
+                        1.0
+                    }
+                }));
+            }
+            s.into()
+        },
+        per_sigma: control_has("persigma"),
+        guided: if control_has("guided") && with_modes() {
+            Some(Guided::new(mw.gammas(), p)?)
+        } else {
+            None
+        },
     };
     let prior = fou(driver.clone(), p.to_vec(), &rates);
     let opts = Options::default()
@@ -782,7 +1148,14 @@ fn fit_elbo(
         v.split(',').filter_map(|x| x.parse().ok()).collect()
     });
     let mut p = hold.map_or(start, |h| vec![THETA, SIGMA, h]);
-    p.extend(net.init_params(seed, 0.3));
+    let mut init = net.init_params(seed, 0.3);
+    if control_has("zeroout") {
+        // the network's output layer starts at zero: the control starts
+        // as the rest (the guided term, if any) alone
+        let last = init.len() - net.output_dim() * (1 + setting("FOU_HIDDEN", HIDDEN));
+        init[last..].fill(0.0);
+    }
+    p.extend(init);
     if control_has("skip") {
         // the gated linear skip starts at zero
         p.extend(vec![0.0; steps_per_obs() * base_features()]);
@@ -796,12 +1169,19 @@ fn fit_elbo(
             .unwrap_or(default)
     };
     let lr = rate("FOU_LR", LR);
+    let lr_end = rate("FOU_LR_END", lr);
+    // the skip's own Adam (FOU_LR_SKIP, default the control's rate)
+    let mut adam_skip = Adam::new(rate("FOU_LR_SKIP", lr))?;
+    let skip_at = 3 + net.num_params();
     let mut adam = Adam::new(lr)?;
     let mut adam_model = Adam::new(rate("FOU_LR_MODEL", LR_MODEL))?;
+    // θ's own rate (FOU_LR_THETA, default the model's)
+    let mut adam_theta = Adam::new(rate("FOU_LR_THETA", rate("FOU_LR_MODEL", LR_MODEL)))?;
     let mut tail = Vec::new();
     let iters = setting("FOU_ITERS", ITERS);
     // the first iterations train the control alone (FOU_WARMUP)
     let warmup = setting("FOU_WARMUP", 0);
+    let samples = setting("FOU_SAMPLES", 1).max(1);
     if std::env::var_os("FOU_FDCHECK").is_some() {
         // the gradient of one path's −ELBO against central differences
         let (obs, s) = (&data[0], 4242);
@@ -823,25 +1203,47 @@ fn fit_elbo(
     for it in 0..iters {
         let mut g = vec![0.0; p.len()];
         // the paths' gradients in parallel (rayon), summed in path order
-        let grads = data
-            .par_iter()
-            .enumerate()
-            .map(|(j, obs)| {
-                let s = 7_000_000 + (seed * iters as u64 + it as u64) * PATHS as u64 + j as u64;
-                neg_elbo_grad((&mw, &driver), net, &p, obs, s, true)
+        // (FOU_SAMPLES posterior paths per data path)
+        let grads = (0..data.len() * samples)
+            .into_par_iter()
+            .map(|js| {
+                let (j, r) = (js % data.len(), (js / data.len()) as u64);
+                let s = 7_000_000
+                    + (seed * iters as u64 + it as u64) * PATHS as u64
+                    + j as u64
+                    + 1_000_000_000 * r;
+                neg_elbo_grad((&mw, &driver), net, &p, &data[j], s, true)
                     .map(|r| r.1)
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, String>>()?;
         for dp in grads {
             for (a, b) in g.iter_mut().zip(dp) {
-                *a += b / (PATHS * data[0].len()) as f64;
+                *a += b / (samples * PATHS * data[0].len()) as f64;
             }
         }
-        adam.step(&mut p[3..], &g[3..])?;
+        // the control's step, its size decayed geometrically from FOU_LR
+        // to FOU_LR_END over the iterations
+        let before = p[3..].to_vec();
+        adam.step(&mut p[3..skip_at], &g[3..skip_at])?;
+        adam_skip.step(&mut p[skip_at..], &g[skip_at..])?;
+        let decay = (lr_end / lr).powf(it as f64 / iters.max(2).saturating_sub(1) as f64);
+        for (a, b) in p[3..].iter_mut().zip(&before) {
+            *a = b + decay * (*a - b);
+        }
         if hold.is_none() && it >= warmup {
             // (else the control learns alone, the model's θ, σ, H held)
-            adam_model.step(&mut p[..3], &g[..3])?;
+            if std::env::var_os("FOU_LOG").is_some() {
+                // Adam on (ln θ, ln σ, H): the scales move by factors
+                let mut q = [p[0].ln(), p[1].ln(), p[2]];
+                let gq = [p[0] * g[0], p[1] * g[1], g[2]];
+                adam_theta.step(&mut q[..1], &gq[..1])?;
+                adam_model.step(&mut q[1..3], &gq[1..3])?;
+                p[..3].copy_from_slice(&[q[0].exp(), q[1].exp(), q[2]]);
+            } else {
+                adam_theta.step(&mut p[..1], &g[..1])?;
+                adam_model.step(&mut p[1..3], &g[1..3])?;
+            }
         }
         if it % 50 == 0 {
             eprintln!(
@@ -934,7 +1336,7 @@ fn main() -> ExampleResult<()> {
     let nf = base_features();
     if steps_per_obs() > GATES {
         return Err(format!(
-            "the gates need FOU_EVERY + FOU_GRADED ≤ {GATES} steps per observation"
+            "the gates need FOU_EVERY · FOU_SUB + FOU_GRADED ≤ {GATES} steps per observation"
         )
         .into());
     }
@@ -998,6 +1400,123 @@ fn main() -> ExampleResult<()> {
                     "truth {truth}, seed {seed}: joint likelihood argmax θ {:.3}, σ {:.3}, H {:.2}",
                     best.1, best.2, best.3
                 );
+                continue;
+            }
+            if std::env::var_os("FOU_LQ_PROFILE").is_some() {
+                // the joint argmax over (θ, σ, H) of the exact likelihood and
+                // of the best held-control ELBO (diagnostic only)
+                let pts: Vec<(f64, f64, f64)> = (1..=18)
+                    .flat_map(|i| {
+                        (0..20).flat_map(move |a| {
+                            (0..16).map(move |b| {
+                                (
+                                    0.05 * 1.2f64.powi(a),
+                                    0.4 * 1.07f64.powi(b),
+                                    i as f64 * 0.05,
+                                )
+                            })
+                        })
+                    })
+                    .collect();
+                let vals = pts
+                    .par_iter()
+                    .map(|&x| lq_diagnostic(&gammas, x, &data).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, String>>()?;
+                let arg = |f: &dyn Fn(&(f64, f64)) -> f64| {
+                    let i = (0..pts.len())
+                        .filter(|&i| {
+                            std::env::var("FOU_LQ_PROFILE")
+                                .ok()
+                                .and_then(|v| v.parse::<f64>().ok())
+                                .is_none_or(|th| (pts[i].0 - th).abs() < 1e-9)
+                        })
+                        .max_by(|&a, &b| f(&vals[a]).total_cmp(&f(&vals[b])))
+                        .unwrap_or(0);
+                    pts[i]
+                };
+                let (a, b) = (arg(&|v| v.0), arg(&|v| v.1));
+                println!(
+                    "truth {truth}, seed {seed}: joint argmax (θ, σ, H): likelihood \
+                     ({:.3}, {:.3}, {:.2}); best held-control ELBO ({:.3}, {:.3}, {:.2})",
+                    a.0, a.1, a.2, b.0, b.1, b.2
+                );
+                continue;
+            }
+            if std::env::var_os("FOU_EXACT_ADAM").is_some() {
+                // the optimiser alone (diagnostic): the fit's Adam, start,
+                // rate and iterations on the exact log-likelihood (central
+                // differences), and on the best held-control ELBO
+                let nobs = (PATHS * data[0].len()) as f64;
+                for which in ["exact log-likelihood", "best held-control ELBO"] {
+                    let f = |x: &[f64]| -> ExampleResult<f64> {
+                        let v = if which.starts_with("exact") {
+                            log_likelihood_at(&gammas, (x[0], x[1], x[2]), &data)?
+                        } else {
+                            lq_diagnostic(&gammas, (x[0], x[1], x[2]), &data)?.1
+                        };
+                        Ok(-v / nobs)
+                    };
+                    let mut x = vec![0.7, 0.7, 0.5];
+                    let lr = std::env::var("FOU_LR_MODEL")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(LR_MODEL);
+                    let mut adam = Adam::new(lr)?;
+                    let iters = setting("FOU_ITERS", ITERS);
+                    let mut tail = vec![];
+                    for it in 0..iters {
+                        let mut g = vec![0.0; 3];
+                        for i in 0..3 {
+                            let (mut a, mut b) = (x.clone(), x.clone());
+                            a[i] += 1e-5;
+                            b[i] -= 1e-5;
+                            g[i] = (f(&a)? - f(&b)?) / 2e-5;
+                        }
+                        adam.step(&mut x, &g)?;
+                        x[0] = x[0].clamp(0.05, 10.0);
+                        x[1] = x[1].clamp(0.05, 10.0);
+                        x[2] = x[2].clamp(0.05, 0.95);
+                        if it % 50 == 0 {
+                            eprintln!(
+                                "  {which} iteration {it}: θ {:.3} σ {:.3} H {:.3}",
+                                x[0], x[1], x[2]
+                            );
+                        }
+                        if it >= iters * 4 / 5 {
+                            tail.push(x.clone());
+                        }
+                    }
+                    let m: Vec<f64> = (0..3)
+                        .map(|i| tail.iter().map(|v| v[i]).sum::<f64>() / tail.len() as f64)
+                        .collect();
+                    println!(
+                        "truth {truth}, seed {seed}: Adam on the {which}: θ {:.3}, σ {:.3}, H {:.3}",
+                        m[0], m[1], m[2]
+                    );
+                }
+                continue;
+            }
+            if let Ok(holds) = std::env::var("FOU_LQ") {
+                // the held-control discretisation gap (diagnostic only)
+                let nobs = (PATHS * data[0].len()) as f64;
+                // entries `H` (θ, σ at the truth) or `θ:σ:H`
+                for at in holds.split(',') {
+                    let v: Vec<f64> = at.split(':').filter_map(|x| x.parse().ok()).collect();
+                    let (th, sg, hh) = match v[..] {
+                        [hh] => (THETA, SIGMA, hh),
+                        [th, sg, hh] => (th, sg, hh),
+                        _ => continue,
+                    };
+                    let (ll, best) = lq_diagnostic(&gammas, (th, sg, hh), &data)?;
+                    let l = log_likelihood_at(&gammas, (th, sg, hh), &data)? / nobs;
+                    println!(
+                        "truth {truth}, seed {seed}, (θ, σ, H) = ({th}, {sg}, {hh}): log-likelihood {l:.4} (uniform h), \
+                         {:.4} (posterior grid); best held-control ELBO {:.4}; gap {:.4} per observation",
+                        ll / nobs,
+                        best / nobs,
+                        (ll - best) / nobs
+                    );
+                }
                 continue;
             }
             if let Ok(holds) = std::env::var("FOU_HOLD") {
