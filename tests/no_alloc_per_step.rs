@@ -4,7 +4,8 @@
 //! restarts at discontinuities) and for the native stiff solvers (Newton
 //! iterations, Jacobians by finite differences or dual numbers, LU
 //! factorisations, BDF's history rescaling and order changes) and for
-//! neural fields (`nn::Mlp`, `nn::BatchedMlp`) — and the SDE step VJPs (the
+//! neural fields (`nn::Mlp`, `nn::BatchedMlp`) and every diffusion sampler
+//! on the probability-flow ODE — and the SDE step VJPs (the
 //! backward step of every SDE solver's discrete adjoint) allocate nothing
 //! once their workspace exists.
 //! (The allocator counts per thread, so the test harness's own
@@ -341,4 +342,89 @@ where
     };
     vjp();
     count(|| (0..1000).for_each(|_| vjp())).0
+}
+
+/// The noise prediction of data N(0, ¼) per coordinate under the VP-linear
+/// schedule, in closed form (no allocation of its own).
+fn quarter_normal_noise(t: f64, x: &[f64], _p: &[f64], out: &mut [f64]) {
+    use sdeflow::diffusion::{NoiseSchedule, VpLinear};
+    let s = VpLinear::default();
+    let (a, sg) = (s.alpha(t), s.sigma(t));
+    let k = sg / (0.25 * a * a + sg * sg);
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = k * v;
+    }
+}
+
+/// Every diffusion sampler: a probability-flow solve of 10 and of 100 grid
+/// steps (4 samples of dimension 2 in one state, `SaveAt::T1`) allocates
+/// the same number of times — the samplers' steps (multistep history,
+/// corrector state, DPM-Solver-v3's per-element coefficients,
+/// DPM-Solver-fast's sub-grid fractions) use their workspace only.
+#[test]
+fn diffusion_samplers_do_not_allocate_per_step() {
+    use sdeflow::diffusion::*;
+    type Model = fn(f64, &[f64], &[f64], &mut [f64]);
+    let s = VpLinear::default();
+    let prob = probability_flow(
+        quarter_normal_noise as Model,
+        Parametrisation::Noise,
+        s,
+        vec![0.3, -1.2, 0.8, 0.1, -0.4, 1.5, 2.0, -0.7],
+        (1.0, 1e-3),
+    );
+    let ems = Ems::data_prediction(2, s.lambda(1.0), s.lambda(1e-3), 64).expect("statistics");
+    let grid = |n: usize| {
+        TimeGrid::UniformLambda
+            .options(&s, 1.0, 1e-3, n)
+            .expect("grid")
+            .save_at(SaveAt::T1)
+    };
+    fn per_steps<X: Method<DiffusionOde<Model, VpLinear>> + Copy>(
+        name: &str,
+        prob: &DiffusionOde<Model, VpLinear>,
+        runs: [(X, Options); 2],
+    ) {
+        let [short, long] = runs.map(|(x, opts)| {
+            count(|| {
+                let sol = solve(prob, x, opts);
+                assert!(sol.is_ok(), "{name}: {sol:?}");
+            })
+            .0
+        });
+        assert_eq!(
+            short, long,
+            "{name}: 10 steps {short} allocations, 100 steps {long}"
+        );
+    }
+    macro_rules! check {
+        ($($name:literal => $x:expr),* $(,)?) => {
+            $(per_steps($name, &prob, [($x, grid(10)), ($x, grid(100))]);)*
+        };
+    }
+    check!(
+        "DDIM" => Ddim,
+        "PF-Euler" => PfEuler,
+        "EDM Heun" => EdmHeun,
+        "DPM-Solver-2" => DpmSolver2,
+        "DPM-Solver-3" => DpmSolver3,
+        "++2S" => DpmSolverPP2S,
+        "++2M" => DpmSolverPP2M::default(),
+        "++3M" => DpmSolverPP3M::default(),
+        "2M" => DpmSolver2M::default(),
+        "3M" => DpmSolver3M::default(),
+        "DEIS" => Deis::t_ab(3),
+        "PNDM" => Pndm,
+        "PLMS" => Plms,
+        "iPNDM" => IPndm,
+        "LMS" => Lms::default(),
+        "UniPC" => UniPc::new(3),
+        "DPM-Solver-v3" => DpmSolverV3::new(&ems, 3),
+    );
+    let fast = |nfe: usize| {
+        let x = DpmSolverFast::new(nfe, TimeGrid::TimeQuadratic);
+        let opts = x.options(&s, 1.0, 1e-3).expect("grid").save_at(SaveAt::T1);
+        (x, opts)
+    };
+    per_steps("DPM-Solver-fast", &prob, [fast(30), fast(300)]);
 }
