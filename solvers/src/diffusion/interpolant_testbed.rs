@@ -90,21 +90,20 @@ impl<I: Interpolant> InterpolantMixture<I> {
         InterpolantMixtureScore(self.clone())
     }
 
-    /// For each sample of the batch `x`: `g = Σ w_k (x − β μ_k)/C_k` into
-    /// `g` and, when asked, `m = E[x_1 | x_t = x]` into `m`.
-    fn conditionals(&self, t: f64, x: &[f64], g: &mut [f64], mut m: Option<&mut [f64]>) {
+    /// For each sample of the batch `x`, with the posterior component
+    /// weights `w_k`: `cg · g + cm · m` into `out`, where
+    /// `g = Σ w_k (x − β μ_k)/C_k` and `m = E[x_1 | x_t = x] =
+    /// Σ w_k (μ_k + β v_k (x − β μ_k)/C_k)` (no workspace: one pass per
+    /// sample accumulates the combination).
+    fn conditionals(&self, t: f64, x: &[f64], (cg, cm): (f64, f64), out: &mut [f64]) {
         let c = self.interpolant.coefficients(t);
         let (a2, _) = c.base_variance();
         let beta = c.b;
         let mx = &self.mixture;
         let (d, kk) = (mx.dim(), mx.components());
         let (means, vars) = mx.means_vars();
-        for (j, xj) in x.chunks_exact(d).enumerate() {
-            let gj = &mut g[j * d..(j + 1) * d];
-            gj.fill(0.0);
-            if let Some(m) = m.as_deref_mut() {
-                m[j * d..(j + 1) * d].fill(0.0);
-            }
+        for (xj, oj) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            oj.fill(0.0);
             let lmax = (0..kk)
                 .map(|k| mx.log_component(k, beta, a2, xj))
                 .fold(f64::NEG_INFINITY, f64::max);
@@ -115,16 +114,10 @@ impl<I: Interpolant> InterpolantMixture<I> {
                 let (mu, v) = (&means[k * d..(k + 1) * d], &vars[k * d..(k + 1) * d]);
                 for i in 0..d {
                     let r = (xj[i] - beta * mu[i]) / (beta * beta * v[i] + a2);
-                    gj[i] += w * r;
-                    if let Some(m) = m.as_deref_mut() {
-                        m[j * d + i] += w * (mu[i] + beta * v[i] * r);
-                    }
+                    oj[i] += w * (cg * r + cm * (mu[i] + beta * v[i] * r));
                 }
             }
-            gj.iter_mut().for_each(|v| *v /= total);
-            if let Some(m) = m.as_deref_mut() {
-                m[j * d..(j + 1) * d].iter_mut().for_each(|v| *v /= total);
-            }
+            oj.iter_mut().for_each(|v| *v /= total);
         }
     }
 
@@ -132,30 +125,13 @@ impl<I: Interpolant> InterpolantMixture<I> {
     pub fn velocity(&self, t: f64, x: &[f64], out: &mut [f64]) {
         let c = self.interpolant.coefficients(t);
         let (_, aa_dot) = c.base_variance();
-        // `out` holds g, then b; m goes in a scratch row per sample
-        let d = self.dim();
-        let mut m = [0.0; 64];
-        if d <= m.len() {
-            for (xj, oj) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-                self.conditionals(t, xj, oj, Some(&mut m[..d]));
-                for i in 0..d {
-                    oj[i] = aa_dot * oj[i] + c.b_dot * m[i];
-                }
-            }
-        } else {
-            let mut m = vec![0.0; x.len()];
-            self.conditionals(t, x, out, Some(&mut m));
-            for (o, mi) in out.iter_mut().zip(&m) {
-                *o = aa_dot * *o + c.b_dot * mi;
-            }
-        }
+        self.conditionals(t, x, (aa_dot, c.b_dot), out);
     }
 
     /// The exact score `s(t, x) = −g` of a batch into `out` (infinite at
     /// `t = 1` where `α = 0` and some `v_k → 0`; finite for `t < 1`).
     pub fn score(&self, t: f64, x: &[f64], out: &mut [f64]) {
-        self.conditionals(t, x, out, None);
-        out.iter_mut().for_each(|v| *v = -*v);
+        self.conditionals(t, x, (-1.0, 0.0), out);
     }
 
     /// The exact probability-flow map of a single-Gaussian target from
