@@ -44,31 +44,19 @@ impl Sampler for DpmSolver3 {
 /// A DPM-Solver-3 step with the intermediate fractions `r1, r2` of the
 /// step in `λ` (3 vectors of scratch).
 pub(crate) fn dpm3_step<M: Model, S: NoiseSchedule>(r1: f64, r2: f64, st: Advance<'_, M, S>) {
-    let Advance {
-        flow,
-        p,
-        stats,
-        t,
-        t_next,
-        x,
-        m0,
-        scratch,
-        x_new,
-        ..
-    } = st;
-    let n = x.len();
-    let (u, rest) = scratch.split_at_mut(n);
+    let n = st.x.len();
+    let (u, rest) = st.scratch.split_at_mut(n);
     let (d1, d2) = rest.split_at_mut(n);
     let stages = Stages {
-        flow,
-        p,
-        t,
-        t_next,
-        x,
-        m0,
+        flow: st.flow,
+        p: st.p,
+        t: st.t,
+        t_next: st.t_next,
+        x: st.x,
+        m0: st.m0,
     };
-    stages.first(r1, u, d1, stats);
-    stages.rest(r1, r2, d1, u, &mut d2[..n], x_new, stats);
+    stages.first(r1, u, d1, st.stats);
+    stages.rest(r1, r2, d1, u, &mut d2[..n], st.x_new, st.stats);
 }
 
 /// DPM-Solver-3's intermediate fractions of the step in `λ`.
