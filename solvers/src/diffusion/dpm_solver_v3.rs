@@ -81,7 +81,7 @@ use crate::error::SolveError;
 /// The widest quadrature piece in `λ`.
 const PIECE: f64 = 0.5;
 /// The most points of a step (the order-3 corrector's four).
-const MAX_POINTS: usize = 4;
+const MAX_POINTS: usize = super::lagrange::MAX_NODES;
 
 /// DPM-Solver-v3 of order 1, 2 or 3 with the empirical model statistics
 /// `ems`, with the corrector (order `order + 1`) unless
@@ -221,7 +221,7 @@ impl Integrals {
     }
 }
 
-/// One state element's statistics, piecewise linear in `λ`.
+/// One state element's statistics, natural cubic splines in `λ`.
 #[derive(Debug, Clone, Copy)]
 struct Element<'e> {
     ems: &'e Ems,

@@ -991,7 +991,9 @@ mod tests {
             vec![0.0; 2],
             SPAN,
         );
-        assert!(Ems::estimate(&p, &ok).is_err());
+        // refused by the trajectory solve's first drift, with what and where
+        let e = Ems::estimate(&p, &ok).unwrap_err();
+        assert!(matches!(e, SolveError::NonFiniteDerivative { .. }), "{e}");
     }
 
     #[test]

@@ -170,6 +170,18 @@ pub trait Sampler: Copy + Debug {
     fn advance<M: Model, S: NoiseSchedule>(&self, step: Advance<'_, M, S>);
 }
 
+/// Whether the step of `sampler` from `t` reads the prediction at its
+/// start, so the loop and the step VJP evaluate it: always for a sampler
+/// that keeps past predictions (the prediction joins its history),
+/// otherwise as [`Sampler::uses_start_prediction`] says.
+pub(crate) fn reads_start_prediction<X: Sampler>(
+    sampler: &X,
+    schedule: &dyn NoiseSchedule,
+    t: f64,
+) -> bool {
+    sampler.history() > 0 || sampler.uses_start_prediction(schedule, t)
+}
+
 /// Workspace of a sampler's solve.
 #[derive(Debug, Clone)]
 pub struct SamplerCache {
@@ -338,9 +350,7 @@ impl SamplerCache {
             }
             Parametrisation::Velocity.convert(want, &flow.schedule, t, y, &mut c.m0);
             c.m0_velocity = false;
-        } else if !c.m0_valid
-            && (sampler.history() > 0 || sampler.uses_start_prediction(&flow.schedule, t))
-        {
+        } else if !c.m0_valid && reads_start_prediction(sampler, &flow.schedule, t) {
             flow.predict_as(want, t, y, p, &mut c.m0, stats);
         }
         c.m0_valid = true;

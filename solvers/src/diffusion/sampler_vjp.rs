@@ -27,7 +27,9 @@ use super::model::Parametrisation;
 use super::model::{DiffusionOde, Model};
 use super::model_vjp::FlowVjp;
 use super::reverse_sde::DiffusionSde;
-use super::sampler::{CarriedLayout, History, Sampler, noise_len, normalise_noise};
+use super::sampler::{
+    CarriedLayout, History, Sampler, noise_len, normalise_noise, reads_start_prediction,
+};
 use super::schedule::NoiseSchedule;
 use crate::brownian::Driver;
 use crate::error::SolveError;
@@ -199,7 +201,7 @@ pub(crate) fn sampler_vjp<X: SamplerVjp, F: DriftVjp, G: DiffusionVjp>(
     let (history, index, carried) = w.layout.read(args.carried);
     normalise_noise(h, args.noise, &mut w.z);
     let want = sampler.prediction();
-    let uses_m0 = w.layout.history > 0 || sampler.uses_start_prediction(flow.schedule(), t);
+    let uses_m0 = reads_start_prediction(sampler, flow.schedule(), t);
     if uses_m0 {
         args.stats.drift_evals += 1;
         flow.predict_in(want, t, y, p, &mut w.m0);

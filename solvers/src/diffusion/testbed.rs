@@ -256,10 +256,9 @@ impl DiagonalGaussian {
             for i in 0..d {
                 let q = self.var[i] * e2;
                 let li = 1.0 / (1.0 + q);
-                // 1 − l without cancellation where q is small
-                let one_minus = if q < 1.0 { q * li } else { 1.0 - li };
                 l[k * d + i] = li;
-                b[k * d + i] = 2.0 * self.mean[i] * li * one_minus;
+                // 1 − l = q l, without cancellation at any q
+                b[k * d + i] = 2.0 * self.mean[i] * li * (q * li);
             }
         }
         Ems::from_tables(
