@@ -71,10 +71,10 @@
 //! global order at 2); it is off by default.
 
 use super::ems::Ems;
-use super::lagrange::{GL8_W, GL8_X};
+use super::lagrange::{GL8_W, GL8_X, outputs};
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, History, Sampler};
-use super::sampler_vjp::{AdvanceVjp, SamplerVjp};
+use super::sampler_vjp::{AdvanceVjp, SamplerVjp, add_scaled};
 use super::schedule::NoiseSchedule;
 use crate::error::SolveError;
 
@@ -611,13 +611,15 @@ impl Sampler for DpmSolverV3<'_> {
         let plan = self.plan(&flow.schedule, (t, t_next), history, index);
         let (n, d) = (x.len(), self.ems.dim());
         let e_lam = plan.lams.map(|l| (-l).exp());
+        // the current and past predictions, looked up once per step
+        let outs = outputs(m0, history, plan.past + 1);
         for j in 0..d {
             let (corr, pred, l) = self.element(&plan, j);
             for i in (j..n).step_by(d) {
                 let mut f = [0.0; MAX_POINTS];
                 f[0] = e_lam[0] * m0[i] - l[0] * x[i] / plan.alpha_s;
                 for m in 1..=plan.past {
-                    f[m] = e_lam[m] * history.get(m - 1).0[i] - l[m] * carried[m * n + i];
+                    f[m] = e_lam[m] * outs[m][i] - l[m] * carried[m * n + i];
                 }
                 let xc = if plan.qc > 0 {
                     let mut acc = corr.a * carried[i] + corr.c;
@@ -682,12 +684,20 @@ impl SamplerVjp for DpmSolverV3<'_> {
                     st.history_bar[(m - 1) * n + i] += e_lam[m] * f_bar[m];
                     st.carried_bar[m * n + i] -= l[m] * f_bar[m];
                 }
-                if k > 0 {
-                    st.x_bar[i] += st.carried_bar_new[n + i] / plan.alpha_s;
-                    for m in 1..k {
-                        st.carried_bar[m * n + i] += st.carried_bar_new[(m + 1) * n + i];
-                    }
-                }
+            }
+        }
+        // the carried shift (y_0 = x̃_s/α_s, y_m moved down one place) does
+        // not depend on the element: once per step, after the maps above
+        if k > 0 {
+            for (xb, &cb) in st.x_bar.iter_mut().zip(&st.carried_bar_new[n..2 * n]) {
+                *xb += cb / plan.alpha_s;
+            }
+            for m in 1..k {
+                add_scaled(
+                    &mut st.carried_bar[m * n..(m + 1) * n],
+                    1.0,
+                    &st.carried_bar_new[(m + 1) * n..(m + 2) * n],
+                );
             }
         }
         0
