@@ -60,11 +60,7 @@ where
     S: NoiseSchedule + Copy + 'static,
     X: Method<DiffusionOde<BoxedModel, S>>,
 {
-    let prob = Problem::ode_field(
-        ProbabilityFlow::new(model, Parametrisation::Noise, s),
-        x_t.to_vec(),
-        (1.0, T_END),
-    );
+    let prob = probability_flow(model, Parametrisation::Noise, s, x_t.to_vec(), (1.0, T_END));
     let opts = grid.options(&s, 1.0, T_END, steps).expect("grid");
     let sol = solve(&prob, x, opts).expect("solves");
     assert_eq!(
@@ -379,8 +375,10 @@ fn gradients_match_finite_differences() {
 fn bad_input_is_a_typed_error() {
     let s = VpLinear::default();
     let (lo, hi) = span(&s);
-    let prob = Problem::ode_field(
-        ProbabilityFlow::new(gaussian_model(s), Parametrisation::Noise, s),
+    let prob = probability_flow(
+        gaussian_model(s),
+        Parametrisation::Noise,
+        s,
         X_T.to_vec(),
         (1.0, T_END),
     );
@@ -426,8 +424,10 @@ fn bad_input_is_a_typed_error() {
         );
     }
     // a sub-span inside the statistics is fine, and one sample of 2 too
-    let inside = Problem::ode_field(
-        ProbabilityFlow::new(gaussian_model(s), Parametrisation::Noise, s),
+    let inside = probability_flow(
+        gaussian_model(s),
+        Parametrisation::Noise,
+        s,
         vec![0.3, -0.2],
         (0.5, 0.01),
     );
