@@ -146,15 +146,9 @@ impl Bed {
     /// mixture and another batch of noise from the same recipe.
     fn drawn(d: usize, batch: usize, draw: u64) -> Bed {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(0xD1F + d as u64 + 1000 * draw);
-        let weights = [0.1, 0.2, 0.3, 0.4];
-        let k = weights.len();
-        let means: Vec<f64> = (0..k * d)
-            .map(|_| 1.5 * rng.sample::<f64, _>(StandardNormal))
-            .collect();
-        let vars: Vec<f64> = (0..k * d)
-            .map(|_| 0.02 + 0.28 * rng.random::<f64>())
-            .collect();
-        let gmm = GaussianMixture::new(&weights, &means, &vars).expect("valid mixture");
+        let gmm = GaussianMixture::random(d, &mut rng).expect("valid mixture");
+        let (k, means, vars) = (gmm.components(), gmm.means(), gmm.vars());
+        let weights: Vec<f64> = gmm.log_weights().iter().map(|l| l.exp()).collect();
         let x_t: Vec<f64> = (0..batch * d)
             .map(|_| rng.sample::<f64, _>(StandardNormal))
             .collect();

@@ -57,19 +57,12 @@ struct ShiftedMixture {
 impl ShiftedMixture {
     fn new(d: usize) -> ShiftedMixture {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(0xD1F + d as u64);
-        let weights = [0.1, 0.2, 0.3, 0.4];
-        let k = weights.len();
-        let means = (0..k * d)
-            .map(|_| 1.5 * rng.sample::<f64, _>(StandardNormal))
-            .collect();
-        let vars = (0..k * d)
-            .map(|_| 0.02 + 0.28 * rng.random::<f64>())
-            .collect();
+        let gmm = GaussianMixture::random(d, &mut rng).expect("valid mixture");
         ShiftedMixture {
             d,
-            log_weights: weights.iter().map(|w: &f64| w.ln()).collect(),
-            means,
-            vars,
+            log_weights: gmm.log_weights().to_vec(),
+            means: gmm.means().to_vec(),
+            vars: gmm.vars().to_vec(),
             schedule: VpLinear::default(),
         }
     }

@@ -101,7 +101,7 @@ impl<I: Interpolant> InterpolantMixture<I> {
         let beta = c.b;
         let mx = &self.mixture;
         let (d, kk) = (mx.dim(), mx.components());
-        let (means, vars) = mx.means_vars();
+        let (means, vars) = (mx.means(), mx.vars());
         for (xj, oj) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
             oj.fill(0.0);
             let lmax = (0..kk)
@@ -174,7 +174,7 @@ impl<I: Interpolant> InterpolantMixture<I> {
             self.interpolant.coefficients(t),
         );
         let (au, at) = (cu.base_variance().0, ct.base_variance().0);
-        let (mu, v) = self.mixture.means_vars();
+        let (mu, v) = (self.mixture.means(), self.mixture.vars());
         for (j, (o, &xv)) in out.iter_mut().zip(x_u).enumerate() {
             let (m, v) = (mu[j % d], v[j % d]);
             let k = ((ct.b * ct.b * v + at) / (cu.b * cu.b * v + au)).sqrt();

@@ -80,20 +80,54 @@ impl GaussianMixture {
         })
     }
 
+    /// The benches' and tests' random mixture in `d` dimensions: four
+    /// components of weights 0.1, 0.2, 0.3, 0.4, means `1.5 · N(0, 1)`
+    /// and variances `0.02 + 0.28 · U(0, 1)` per coordinate, drawn from
+    /// `rng` in that order (all the means, then all the variances).
+    ///
+    /// ```
+    /// use rand::SeedableRng;
+    /// use sdeflow_solvers::diffusion::GaussianMixture;
+    /// let mut rng = rand::rngs::Xoshiro256PlusPlus::seed_from_u64(1);
+    /// let gmm = GaussianMixture::random(16, &mut rng).unwrap();
+    /// assert_eq!((gmm.dim(), gmm.components()), (16, 4));
+    /// ```
+    pub fn random<R: rand::Rng + ?Sized>(d: usize, rng: &mut R) -> Result<Self, SolveError> {
+        use rand::RngExt;
+        let weights = [0.1, 0.2, 0.3, 0.4];
+        let k = weights.len();
+        let means: Vec<f64> = (0..k * d)
+            .map(|_| 1.5 * rng.sample::<f64, _>(rand_distr::StandardNormal))
+            .collect();
+        let vars: Vec<f64> = (0..k * d)
+            .map(|_| 0.02 + 0.28 * rng.random::<f64>())
+            .collect();
+        GaussianMixture::new(&weights, &means, &vars)
+    }
+
     /// The dimension `d` of one sample.
     pub fn dim(&self) -> usize {
         self.d
     }
 
+    /// The weights' logarithms `log π_k` (normalised).
+    pub fn log_weights(&self) -> &[f64] {
+        &self.log_weights
+    }
+
+    /// The means, `K × d`, a row per component.
+    pub fn means(&self) -> &[f64] {
+        &self.means
+    }
+
+    /// The per-coordinate variances, `K × d`, a row per component.
+    pub fn vars(&self) -> &[f64] {
+        &self.vars
+    }
+
     /// The number of components `K`.
     pub fn components(&self) -> usize {
         self.log_weights.len()
-    }
-
-    /// The means (`K × d`, a row per component) and per-coordinate
-    /// variances (`K × d`), for the interpolant test bed.
-    pub(crate) fn means_vars(&self) -> (&[f64], &[f64]) {
-        (&self.means, &self.vars)
     }
 
     /// `log π_k + log N(x; α μ_k, C_k)` up to the constant `−(d/2) log 2π`.
