@@ -816,6 +816,9 @@ struct DataControl {
     scale: Arc<[f64]>,
     /// Whether the learned part is divided by σ (`persigma`).
     per_sigma: bool,
+    /// Whether the skip is scaled by `δ / (t_next − t + h_min)`
+    /// (`skipscale`, [`Self::skip_scale`]).
+    skip_scaled: bool,
     /// The guided term added to the control (`guided`).
     guided: Option<Guided>,
     /// Whether the features are gated by the step's place in its
@@ -978,7 +981,7 @@ impl DataControl {
     /// posterior needs, which grow like `1 / (t_next − t)` towards an
     /// observation, are of order one in every step place; else one).
     fn skip_scale(&self, t: f64) -> f64 {
-        if !control_has("skipscale") {
+        if !self.skip_scaled {
             return 1.0;
         }
         let i = self.times.partition_point(|&s| s <= t + 1e-9);
@@ -1105,6 +1108,7 @@ fn neg_elbo_grad(
             s.into()
         },
         per_sigma: control_has("persigma"),
+        skip_scaled: control_has("skipscale"),
         guided: if control_has("guided") && with_modes() {
             Some(Guided::new(mw.gammas(), p, obs)?)
         } else {

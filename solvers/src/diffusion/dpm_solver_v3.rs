@@ -71,7 +71,7 @@
 //! global order at 2); it is off by default.
 
 use super::ems::Ems;
-use super::lagrange::{GL8_W, GL8_X, outputs};
+use super::lagrange::{self, GL8_W, GL8_X, outputs};
 use super::model::{Model, Parametrisation};
 use super::sampler::{Advance, History, Sampler};
 use super::sampler_vjp::{AdvanceVjp, SamplerVjp, add_scaled};
@@ -81,7 +81,7 @@ use crate::error::SolveError;
 /// The widest quadrature piece in `λ`.
 const PIECE: f64 = 0.5;
 /// The most points of a step (the order-3 corrector's four).
-const MAX_POINTS: usize = super::lagrange::MAX_NODES;
+const MAX_POINTS: usize = lagrange::MAX_NODES;
 
 /// DPM-Solver-v3 of order 1, 2 or 3 with the empirical model statistics
 /// `ems`, with the corrector (order `order + 1`) unless
@@ -211,15 +211,14 @@ struct Integrals {
 impl Integrals {
     /// The Lagrange basis polynomial `ℓ_i` at `lam`.
     fn basis(&self, i: usize, lam: f64) -> f64 {
-        let mut l = 1.0;
-        for m in 0..self.q {
-            if m != i {
-                l *= (lam - self.nodes[m]) / (self.nodes[i] - self.nodes[m]);
-            }
-        }
-        l
+        lagrange::basis(&self.nodes[..self.q], i, lam)
     }
 }
+
+/// The tables of [`Element::on_cell`] and [`Element::integral_on_cell`].
+const L: usize = 0;
+const S: usize = 1;
+const B: usize = 2;
 
 /// One state element's statistics, natural cubic splines in `λ`.
 #[derive(Debug, Clone, Copy)]
@@ -239,38 +238,44 @@ impl Element<'_> {
         }
     }
 
-    /// `(l, s, b)` at `lam` on cell `k`'s cubic pieces (natural splines).
-    fn on_cell(&self, k: usize, lam: f64) -> [f64; 3] {
+    /// The spline of table `table` (`L`, `S` or `B`) and its second
+    /// moments, and where element `j` sits at the ends of cell `k`.
+    fn spline(&self, k: usize, table: usize) -> (&[f64], &[f64], usize, usize) {
         let (l, s, b) = self.ems.tables();
         let (ml, ms, mb) = self.ems.moments();
-        let (d, h) = (self.ems.dim(), self.ems.spacing());
-        let th = (lam - self.ems.lambda(k)) / h;
-        let (i0, i1) = (k * d + self.j, (k + 1) * d + self.j);
-        let (u, c) = (1.0 - th, h * h / 6.0);
-        let (w0, w1) = (c * (u * u * u - u), c * (th * th * th - th));
-        let val = |v: &[f64], m: &[f64]| u * v[i0] + th * v[i1] + w0 * m[i0] + w1 * m[i1];
-        [val(l, ml), val(s, ms), val(b, mb)]
+        let d = self.ems.dim();
+        let (v, m) = [(l, ml), (s, ms), (b, mb)][table];
+        (v, m, k * d + self.j, (k + 1) * d + self.j)
     }
 
-    /// `(∫ l, ∫ s)` from `λ_k` to `lam` on cell `k`'s cubic pieces.
-    fn integral_on_cell(&self, k: usize, lam: f64) -> [f64; 2] {
-        let (l, s, _) = self.ems.tables();
-        let (ml, ms, _) = self.ems.moments();
-        let (d, h) = (self.ems.dim(), self.ems.spacing());
+    /// Table `table` (`L`, `S` or `B`) at `lam` on cell `k`'s cubic piece
+    /// (natural splines).
+    fn on_cell(&self, k: usize, lam: f64, table: usize) -> f64 {
+        let (v, m, i0, i1) = self.spline(k, table);
+        let h = self.ems.spacing();
         let th = (lam - self.ems.lambda(k)) / h;
-        let (i0, i1) = (k * d + self.j, (k + 1) * d + self.j);
+        let (u, c) = (1.0 - th, h * h / 6.0);
+        let (w0, w1) = (c * (u * u * u - u), c * (th * th * th - th));
+        u * v[i0] + th * v[i1] + w0 * m[i0] + w1 * m[i1]
+    }
+
+    /// `∫ l` (`L`) or `∫ s` (`S`) from `λ_k` to `lam` on cell `k`'s cubic
+    /// piece.
+    fn integral_on_cell(&self, k: usize, lam: f64, table: usize) -> f64 {
+        let (v, m, i0, i1) = self.spline(k, table);
+        let h = self.ems.spacing();
+        let th = (lam - self.ems.lambda(k)) / h;
         let u = 1.0 - th;
         let (a0, a1) = (th - 0.5 * th * th, 0.5 * th * th);
         let c = h * h / 6.0;
         let w0 = c * (-0.25 * u.powi(4) + 0.5 * u * u - 0.25);
         let w1 = c * (0.25 * th.powi(4) - 0.5 * th * th);
-        let int = |v: &[f64], m: &[f64]| h * (a0 * v[i0] + a1 * v[i1] + w0 * m[i0] + w1 * m[i1]);
-        [int(l, ml), int(s, ms)]
+        h * (a0 * v[i0] + a1 * v[i1] + w0 * m[i0] + w1 * m[i1])
     }
 
     /// `l` at `lam`.
     fn l(&self, lam: f64) -> f64 {
-        self.on_cell(self.cell(lam), lam)[0]
+        self.on_cell(self.cell(lam), lam, L)
     }
 
     /// Whether `b` vanishes on cell `k`.
@@ -340,14 +345,19 @@ impl Element<'_> {
         if w == 0.0 {
             return acc;
         }
-        let [iu_l, iu_s] = self.integral_on_cell(k, u);
-        // τ = λ − u
+        let (iu_l, iu_s) = (
+            self.integral_on_cell(k, u, L),
+            self.integral_on_cell(k, u, S),
+        );
+        // τ = λ − u; the inner quadrature reads one spline at a time
+        let ds = |tau: f64| acc.ds + self.integral_on_cell(k, u + tau, S) - iu_s;
         let dls = |tau: f64| {
-            let [il, is] = self.integral_on_cell(k, u + tau);
-            (acc.dl + il - iu_l, acc.ds + is - iu_s)
+            (
+                acc.dl + self.integral_on_cell(k, u + tau, L) - iu_l,
+                ds(tau),
+            )
         };
-        let ds = |tau: f64| dls(tau).1;
-        let b = |tau: f64| self.on_cell(k, u + tau)[2];
+        let b = |tau: f64| self.on_cell(k, u + tau, B);
         // ∫_0^{τ_end} e^{−ΔS} b dτ
         let inner = |tau_end: f64| {
             if !has_b {
@@ -846,9 +856,9 @@ mod tests {
         let el = Element { ems: &ems, j: 0 };
         for k in 5..pts - 6 {
             let lam = ems.lambda(k) + 0.13;
-            let v = el.on_cell(k, lam)[0];
+            let v = el.on_cell(k, lam, L);
             assert!((v - lam.sin()).abs() < 2e-4, "{k}: {v} vs {}", lam.sin());
-            let int = el.integral_on_cell(k, lam)[0];
+            let int = el.integral_on_cell(k, lam, L);
             let want = ems.lambda(k).cos() - lam.cos();
             assert!((int - want).abs() < 2e-5, "{k}: {int} vs {want}");
             // the sweep sums the cells: ∫ over several cells

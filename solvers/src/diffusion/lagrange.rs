@@ -54,16 +54,21 @@ pub(crate) fn lagrange_integrals(
             let (u, w) = uw(v);
             let scale = half * wq * w;
             for (j, o) in out[..k].iter_mut().enumerate() {
-                let mut l = 1.0;
-                for (m, &um) in nodes.iter().enumerate() {
-                    if m != j {
-                        l *= (u - um) / (nodes[j] - um);
-                    }
-                }
-                *o += scale * l;
+                *o += scale * basis(nodes, j, u);
             }
         }
     }
+}
+
+/// The Lagrange basis polynomial `ℓ_j` of `nodes` (distinct) at `u`.
+pub(crate) fn basis(nodes: &[f64], j: usize, u: f64) -> f64 {
+    let mut l = 1.0;
+    for (m, &um) in nodes.iter().enumerate() {
+        if m != j {
+            l *= (u - um) / (nodes[j] - um);
+        }
+    }
+    l
 }
 
 /// The nodes of a `k`-point Adams–Bashforth step: `node0` for the current
