@@ -1202,6 +1202,17 @@ fn history_rates(mw: &ModeWeights) -> Arc<[f64]> {
     }
 }
 
+/// Where the network's output layer (its weights and bias, the last
+/// parameters) starts in its parameters: the last hidden width, or the
+/// input width for a linear control (`FOU_HIDDEN=0`).
+fn output_layer_start(net: &Mlp) -> usize {
+    let last = match setting("FOU_HIDDEN", HIDDEN) {
+        0 => net.input_dim(),
+        h => h,
+    };
+    net.num_params() - net.output_dim() * (1 + last)
+}
+
 struct Fit {
     hurst: f64,
     theta: f64,
@@ -1231,8 +1242,7 @@ fn fit_elbo(
     if control_has("zeroout") {
         // the network's output layer starts at zero: the control starts
         // as the rest (the guided term, if any) alone
-        let last = init.len() - net.output_dim() * (1 + setting("FOU_HIDDEN", HIDDEN));
-        init[last..].fill(0.0);
+        init[output_layer_start(net)..].fill(0.0);
     }
     p.extend(init);
     if control_has("skip") {
@@ -1621,9 +1631,7 @@ fn main() -> ExampleResult<()> {
             // and skip): what the network adds to the bound at the fit
             let bare = {
                 let mut params = fit.params.clone();
-                let out_layer =
-                    3 + net.num_params() - net.output_dim() * (1 + setting("FOU_HIDDEN", HIDDEN));
-                params[out_layer..].fill(0.0);
+                params[3 + output_layer_start(&net)..].fill(0.0);
                 Fit {
                     params,
                     hurst: fit.hurst,
