@@ -288,6 +288,8 @@ mod guides {
     struct Ensembles;
     #[doc = include_str!("../docs/gradients.md")]
     struct Gradients;
+    #[doc = include_str!("../docs/diffusion-samplers.md")]
+    struct DiffusionSamplers;
     #[doc = include_str!("../README.md")]
     struct Readme;
 }
