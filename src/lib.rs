@@ -290,6 +290,8 @@ mod guides {
     struct Gradients;
     #[doc = include_str!("../docs/diffusion-samplers.md")]
     struct DiffusionSamplers;
+    #[doc = include_str!("../docs/fractional.md")]
+    struct Fractional;
     #[doc = include_str!("../README.md")]
     struct Readme;
 }
