@@ -213,6 +213,27 @@ fn adaptive_heun_converges_to_the_fine_fixed_step_solve_on_the_same_path() {
 }
 
 #[test]
+fn a_solver_of_the_other_calculus_is_refused_naming_the_fractional_ones() {
+    // FractionalHeun integrates Stratonovich: on an Itô problem it is a
+    // typed error naming the fBM-driven solvers (not the Brownian ones,
+    // which do not step B̂_H), and FractionalEuler on a Stratonovich one
+    let gammas = gamma_grid(4, 0.3, 1.0).expect("grid");
+    let mw = ModeWeights::new(FbmType::MandelbrotVanNess, Hurst::Fixed(0.3), 1.0, &gammas)
+        .expect("weights");
+    let ito = fou(mw.noise(), &[1.0, 0.5], 1.0);
+    let opts = Options::default().fixed_step(0.1).seed(1);
+    let e = solve(&ito, FractionalHeun::new(mw.clone()), opts.clone()).expect_err("Itô");
+    assert!(matches!(e, SolveError::Unsupported { .. }), "{e}");
+    common::assert_says(&e, &["FractionalHeun", "Ito SDEs", "FractionalEuler"]);
+    let strat = ito.clone().interpretation(Interpretation::Stratonovich);
+    let e = solve(&strat, FractionalEuler::new(mw.clone()), opts.clone()).expect_err("Str.");
+    common::assert_says(&e, &["Stratonovich SDEs", "FractionalHeun"]);
+    // and each solves its own
+    assert!(solve(&strat, FractionalHeun::new(mw.clone()), opts.clone()).is_ok());
+    assert!(solve(&ito, FractionalEuler::new(mw), opts).is_ok());
+}
+
+#[test]
 fn hurst_one_half_is_the_brownian_case() {
     // At H = ½ (type II, K = 16: relative mean-square error of B̂ below
     // 1e-3) the fBM path is the driver's own Brownian motion up to that

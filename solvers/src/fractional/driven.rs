@@ -128,7 +128,19 @@ pub(super) fn check_driven<F: Drift, G: Diffusion>(
     mw: &ModeWeights,
     problem: &Problem<F, G, FractionalNoise>,
 ) -> Result<(), SolveError> {
-    check_support(name, Noises::ALL, integrates, problem)?;
+    let calculus = format!("{:?} SDEs", problem.interpretation);
+    check_support(name, Noises::ALL, integrates, problem).map_err(|e| match e {
+        // the Brownian solvers the generic check names do not step B̂_H
+        SolveError::Unsupported { solver, what, .. } if what == calculus => {
+            SolveError::Unsupported {
+                solver,
+                what,
+                alternatives: "FractionalEuler or FractionalModalEuler (Itô), FractionalHeun                                (Stratonovich); or set Problem::interpretation to the solver's"
+                    .into(),
+            }
+        }
+        e => e,
+    })?;
     mw.check_driver(name, &problem.driver)?;
     mw.weights(&problem.params).map(|_| ())
 }
