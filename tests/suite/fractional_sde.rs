@@ -225,6 +225,7 @@ fn a_solver_of_the_other_calculus_is_refused_naming_the_fractional_ones() {
     let e = solve(&ito, FractionalHeun::new(mw.clone()), opts.clone()).expect_err("Itô");
     assert!(matches!(e, SolveError::Unsupported { .. }), "{e}");
     common::assert_says(&e, &["FractionalHeun", "Ito SDEs", "FractionalEuler"]);
+    assert!(!e.to_string().contains("  "), "a run of spaces in: {e}");
     let strat = ito.clone().interpretation(Interpretation::Stratonovich);
     let e = solve(&strat, FractionalEuler::new(mw.clone()), opts.clone()).expect_err("Str.");
     common::assert_says(&e, &["Stratonovich SDEs", "FractionalHeun"]);

@@ -135,8 +135,11 @@ pub(super) fn check_driven<F: Drift, G: Diffusion>(
             SolveError::Unsupported {
                 solver,
                 what,
-                alternatives: "FractionalEuler or FractionalModalEuler (Itô), FractionalHeun                                (Stratonovich); or set Problem::interpretation to the solver's"
-                    .into(),
+                alternatives:
+                    "FractionalEuler (Itô; FractionalModalEuler for a posterior with the \
+                               modes in its state), FractionalHeun (Stratonovich); or set \
+                               Problem::interpretation to the solver's"
+                        .into(),
             }
         }
         e => e,
