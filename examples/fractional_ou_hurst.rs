@@ -645,34 +645,39 @@ fn lq_diagnostic(
 /// value's at the step's start, `P ← Aᵀ (P − P d dᵀ P / κ) A`,
 /// `q ← Aᵀ (q − P d dᵀq / κ)`. Returns `((dᵀq / κ, dᵀq), Aᵀ P d / κ)`
 /// (the offset and the gain of `u`, before the update).
-fn riccati_step(st: &StepModel, h: f64, p: &mut [f64], q: &mut [f64]) -> ((f64, f64), Vec<f64>) {
-    let d = K + 1;
-    let pd: Vec<f64> = (0..d)
-        .map(|i| (0..d).map(|l| p[i * d + l] * st.d[l]).sum())
-        .collect();
+fn riccati_step(
+    st: &StepModel,
+    h: f64,
+    p: &mut [f64],
+    q: &mut [f64],
+) -> ((f64, f64), [f64; K + 1]) {
+    // fixed-size buffers: called per step, per gain set and per path at
+    // every iteration (no allocation)
+    const D: usize = K + 1;
+    let pd: [f64; D] = std::array::from_fn(|i| (0..D).map(|l| p[i * D + l] * st.d[l]).sum());
     let kappa = h + st.d.iter().zip(&pd).map(|(a, b)| a * b).sum::<f64>();
     let dq: f64 = st.d.iter().zip(q.iter()).map(|(a, b)| a * b).sum();
-    let gain: Vec<f64> = (0..d)
-        .map(|j| (0..d).map(|l| pd[l] * st.a[l * d + j]).sum::<f64>() / kappa)
-        .collect();
-    let mut pm = p.to_vec();
-    for i in 0..d {
-        for j in 0..d {
-            pm[i * d + j] -= pd[i] * pd[j] / kappa;
+    let gain: [f64; D] =
+        std::array::from_fn(|j| (0..D).map(|l| pd[l] * st.a[l * D + j]).sum::<f64>() / kappa);
+    let mut pm = [0.0; D * D];
+    pm.copy_from_slice(&p[..D * D]);
+    for i in 0..D {
+        for j in 0..D {
+            pm[i * D + j] -= pd[i] * pd[j] / kappa;
         }
     }
-    let qm: Vec<f64> = (0..d).map(|i| q[i] - pd[i] * dq / kappa).collect();
-    let mut tmp = vec![0.0; d * d];
-    for i in 0..d {
-        for j in 0..d {
-            tmp[i * d + j] = (0..d).map(|l| pm[i * d + l] * st.a[l * d + j]).sum();
+    let qm: [f64; D] = std::array::from_fn(|i| q[i] - pd[i] * dq / kappa);
+    let mut tmp = [0.0; D * D];
+    for i in 0..D {
+        for j in 0..D {
+            tmp[i * D + j] = (0..D).map(|l| pm[i * D + l] * st.a[l * D + j]).sum();
         }
     }
-    for i in 0..d {
-        for j in 0..d {
-            p[i * d + j] = (0..d).map(|l| st.a[l * d + i] * tmp[l * d + j]).sum();
+    for i in 0..D {
+        for j in 0..D {
+            p[i * D + j] = (0..D).map(|l| st.a[l * D + i] * tmp[l * D + j]).sum();
         }
-        q[i] = (0..d).map(|l| st.a[l * d + i] * qm[l]).sum();
+        q[i] = (0..D).map(|l| st.a[l * D + i] * qm[l]).sum();
     }
     ((dq / kappa, dq), gain)
 }
