@@ -329,9 +329,11 @@ where
 /// The loss may use any save policy with a solver whose step VJP
 /// differentiates its dense output (the explicit Runge–Kutta methods);
 /// other solvers — the implicit and the SDE ones — take losses on
-/// `SaveAt::T1` or `SaveAt::Steps` (checked up front, with
-/// [`StepVjp::check_step_vjp`]). At most `checkpoints` snapshots (at least
-/// 2; `usize::MAX` stores every step and recomputes nothing) are held per
+/// values at step ends: `SaveAt::T1`, `SaveAt::Steps`, or `SaveAt::Times`
+/// with every time also in `Options::step_to` (the steps then land on
+/// them; checked up front, with [`StepVjp::check_step_vjp`]). At most
+/// `checkpoints` snapshots (at least 2; `usize::MAX` stores every step and
+/// recomputes nothing) are held per
 /// level of recomputation, so memory grows like
 /// `checkpoints · log(steps)`, for solvers with carried state too; the
 /// price is recomputing steps (on the forward solve's path, for SDEs), and
@@ -352,6 +354,20 @@ where
     L: Loss + ?Sized,
 {
     discrete_gradient_penalized(problem, solver, options, loss, adjoint, None).map(|(g, ..)| g)
+}
+
+/// Whether the loss may read values interpolated inside steps: not for
+/// `SaveAt::T1` or `Steps`, nor for `SaveAt::Times` whose every time is a
+/// step end — an end of the span or a time of `Options::step_to`, on
+/// which every step control lands exactly.
+pub(crate) fn saves_inside_steps(opts: &Options, (t0, t1): (f64, f64)) -> bool {
+    match &opts.save_at {
+        SaveAt::T1 | SaveAt::Steps => false,
+        SaveAt::Times(ts) => !ts
+            .iter()
+            .all(|t| *t == t0 || *t == t1 || opts.step_to.contains(t)),
+        SaveAt::Dense => true,
+    }
 }
 
 /// [`discrete_gradient`] of `L + λR` for a global regularizer `R`
@@ -399,7 +415,7 @@ where
     };
     let needs = VjpNeeds {
         err: penalty.is_some() && !reads_pair,
-        interp: !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps),
+        interp: saves_inside_steps(opts, problem.tspan),
     };
     let probe = (problem.tspan.0, &problem.y0[..], &problem.params[..]);
     solver

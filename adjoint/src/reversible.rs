@@ -20,8 +20,7 @@ use sdeflow_solvers::sde::ReversibleHeun;
 use sdeflow_solvers::solver::{Fields, StepAt, StepNoise};
 use sdeflow_solvers::step_vjp::{StepBars, StepVjp, VjpArgs};
 use sdeflow_solvers::{
-    field::DiffusionVjp, field::DriftVjp, options::SaveAt, problem::Problem, solution::Stats,
-    solver::Solver,
+    field::DiffusionVjp, field::DriftVjp, problem::Problem, solution::Stats, solver::Solver,
 };
 
 use crate::differentiable::Request;
@@ -53,7 +52,8 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G
     /// Stratonovich SDE with [`Adjoint::Reversible`] (exact, memory independent
     /// of the number of steps), [`Adjoint::Discrete`] (exact, stored states) or
     /// [`Adjoint::Stochastic`] (Li et al. 2020; converges as the steps shrink;
-    /// loss on `SaveAt::T1`). The loss may use `SaveAt::T1` or `SaveAt::Steps`;
+    /// loss on `SaveAt::T1`). The loss may use `SaveAt::T1`, `SaveAt::Steps`
+    /// or `SaveAt::Times` whose times are step ends (`Options::step_to`);
     /// the Brownian path is the one `solve` sees: the problem's driver with
     /// `options.seed` (the reversible and stochastic adjoints re-query it
     /// backwards, so they refuse drivers that cannot, such as `Increments`).
@@ -67,9 +67,11 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G
         adjoint: Adjoint,
     ) -> Result<Gradient, GradError> {
         let (problem, opts, loss) = (self.problem, self.options, self.loss);
-        if !matches!(opts.save_at, SaveAt::T1 | SaveAt::Steps) {
+        if crate::discrete::saves_inside_steps(opts, problem.tspan) {
             return Err(GradError::Unsupported(
-                "SDE gradients take losses on SaveAt::T1 or SaveAt::Steps".into(),
+                "SDE gradients take losses on values at step ends: SaveAt::T1, SaveAt::Steps, \
+                 or SaveAt::Times with its times inside the span in Options::step_to"
+                    .into(),
             ));
         }
         match adjoint {
@@ -115,18 +117,21 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G
         solver.set_carried(&mut cache, &tape.carried);
         let mut path = sol.brownian_path()?;
         let (mut y, mut y_prev, mut dw) = (sol.last().to_vec(), vec![0.0; n], vec![0.0; m]);
-        let saved_at = |k: usize| -> Option<usize> {
-            match opts.save_at {
-                SaveAt::Steps => Some(k),
-                _ => (k == steps).then_some(0),
+        // the saved values' cotangents join at the step ends they were
+        // saved at (every saved time is one: checked above), latest first
+        let mut unlocated = sol.ts.len();
+        let mut take_saved = |k: usize, y_bar: &mut [f64]| {
+            while unlocated > 0 && sol.ts[unlocated - 1] == ts[k] {
+                unlocated -= 1;
+                for j in 0..n {
+                    y_bar[j] += gy[unlocated * n + j];
+                }
             }
         };
         let mut y_bar = vec![0.0; n];
         let mut c_bar = vec![0.0; tape.carried.len()];
         let mut dp = vec![0.0; problem.params.len()];
-        if let Some(i) = saved_at(steps) {
-            y_bar.copy_from_slice(&gy[i * n..(i + 1) * n]);
-        }
+        take_saved(steps, &mut y_bar);
         let mut work = StepVjp::<Problem<F, G, D>>::vjp_workspace(solver, problem);
         let mut vjps = 0;
         for k in (0..steps).rev() {
@@ -154,11 +159,13 @@ impl<F: DriftVjp, G: DiffusionVjp, D: Driver, L: Loss + ?Sized> Request<'_, F, G
                 stats: &mut vjp_stats,
             };
             vjps += StepVjp::<Problem<F, G, D>>::step_vjp(solver, &mut work, args)?;
-            if let Some(i) = saved_at(k) {
-                for j in 0..n {
-                    y_bar[j] += gy[i * n + j];
-                }
-            }
+            take_saved(k, &mut y_bar);
+        }
+        if unlocated > 0 {
+            return Err(GradError::Unsupported(format!(
+                "the value saved at t = {} is not at a step end of the solve",
+                sol.ts[unlocated - 1]
+            )));
         }
         let bars = StepBars::states(&mut y_bar, &mut c_bar, &mut dp);
         let (t0, y0) = (problem.tspan.0, &problem.y0);

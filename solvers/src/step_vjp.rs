@@ -316,7 +316,9 @@ pub fn default_check(
     if needs.interp && !interpolates {
         return Err(format!(
             "the discrete adjoint of {solver} differentiates step ends only (its dense output \
-             is not differentiated): use SaveAt::Steps or SaveAt::T1"
+             is not differentiated): use SaveAt::Steps or SaveAt::T1, or keep \
+             SaveAt::Times and make its times inside the span step ends with \
+             Options::step_to"
         ));
     }
     Ok(())
@@ -352,7 +354,9 @@ pub fn refuse_interp_cotangents(
         what: "gradients of values interpolated inside a step (its dense output is not \
                differentiated)"
             .into(),
-        alternatives: "save at step ends: SaveAt::Steps or SaveAt::T1".into(),
+        alternatives: "save at step ends: SaveAt::Steps, SaveAt::T1, or SaveAt::Times with \
+                       its times inside the span in Options::step_to"
+            .into(),
     })
 }
 

@@ -344,6 +344,32 @@ pub fn tracking_loss(ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
     l
 }
 
+/// `Σ y²` over all the saved values.
+pub fn sum_of_squares(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {
+    for (g, y) in g.iter_mut().zip(ys) {
+        *g = 2.0 * y;
+    }
+    ys.iter().map(|y| y * y).sum()
+}
+
+/// `Σ y²` over the values saved at the times `obs` only: on
+/// `SaveAt::Steps` of steps that end on `obs`, the same loss as
+/// [`sum_of_squares`] on `SaveAt::Times(obs)`.
+pub fn sum_of_squares_at(obs: &[f64]) -> impl Fn(&[f64], &[f64], &mut [f64]) -> f64 + '_ {
+    move |ts: &[f64], ys: &[f64], g: &mut [f64]| {
+        let n = ys.len() / ts.len();
+        let mut v = 0.0;
+        for (i, t) in ts.iter().enumerate() {
+            let read = f64::from(u8::from(obs.contains(t)));
+            for k in n * i..n * (i + 1) {
+                v += read * ys[k] * ys[k];
+                g[k] = read * 2.0 * ys[k];
+            }
+        }
+        v
+    }
+}
+
 /// The last entry of the saved values (the last component of the last
 /// state) as a loss.
 pub fn last_entry_loss(_ts: &[f64], ys: &[f64], g: &mut [f64]) -> f64 {

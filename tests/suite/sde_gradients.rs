@@ -314,14 +314,7 @@ where
     G: DiffusionVjp + Clone,
     S: Solver<Problem<F, G>> + Differentiable<F, G, VirtualTree> + Copy,
 {
-    let l = |_ts: &[f64], ys: &[f64], g: &mut [f64]| {
-        let mut v = 0.0;
-        for (i, y) in ys.iter().enumerate() {
-            v += y * y;
-            g[i] = 2.0 * y;
-        }
-        v
-    };
+    let l = common::sum_of_squares;
     let g = grad(prob, solver, opts, &l, Adjoint::STORE_ALL).expect(label);
     let tree_opts = opts.clone();
     let loss_at = |p: &[f64], y0: &[f64]| {
@@ -848,5 +841,97 @@ fn adjoints_a_solver_does_not_offer_are_refused() {
                 && e.to_string().contains("EulerHeun"),
             "{adjoint:?}: {e}"
         );
+    }
+}
+
+/// A loss on `SaveAt::Times` goes through the discrete adjoint of an SDE
+/// solver (whose dense output is not differentiated) when the times are
+/// step ends: on a fixed grid holding them (checked against central
+/// differences on the same path), and for adaptive steps with the times in
+/// `Options::step_to` (checked against the same loss read off
+/// `SaveAt::Steps` of the same steps). Times inside steps are refused up
+/// front, naming the remedy.
+#[test]
+fn discrete_adjoint_takes_save_times_that_are_step_ends() {
+    let ito = problem(&P, &Y0).interpretation(Interpretation::Ito);
+    let obs = vec![0.3, 0.5, 0.8, 1.0];
+    // fixed grid of step 0.02 holding the observation times
+    let grid: Vec<f64> = (1..50).map(|k| k as f64 / 50.0).collect();
+    assert!(obs[..3].iter().all(|t| grid.contains(t)));
+    let fixed = Options::default()
+        .grid(grid)
+        .seed(21)
+        .save_at(SaveAt::Times(obs.clone()));
+    fd_check("Sriw1, SaveAt::Times on the grid", &ito, Sriw1, &fixed);
+    fd_check(
+        "EulerMaruyama, SaveAt::Times on the grid",
+        &ito,
+        EulerMaruyama,
+        &fixed,
+    );
+
+    // adaptive steps landing on the times: the same gradient as the loss
+    // on SaveAt::Steps that reads the states at those times
+    let adaptive = Options::default()
+        .rtol(1e-3)
+        .atol(1e-5)
+        .seed(4)
+        .step_to(obs[..3].to_vec());
+    let at_times = adaptive.clone().save_at(SaveAt::Times(obs.clone()));
+    let quadratic = common::sum_of_squares;
+    let g_times = grad(&ito, Sosri, &at_times, &quadratic, Adjoint::STORE_ALL).expect("times");
+    let stepped = adaptive.clone().save_at(SaveAt::Steps);
+    let on_obs = common::sum_of_squares_at(&obs);
+    let g_steps = grad(&ito, Sosri, &stepped, &on_obs, Adjoint::STORE_ALL).expect("steps");
+    let steps = g_steps.solution.ts.len() - 1;
+    assert!(steps > 8, "adaptive run of {steps} steps");
+    assert_eq!(g_times.loss, g_steps.loss);
+    common::assert_gradients_agree(&g_times, &g_steps, 1e-12, 1.0);
+    // checkpointed: the same gradient
+    let g_ck = grad(
+        &ito,
+        Sosri,
+        &at_times,
+        &quadratic,
+        Adjoint::Discrete { checkpoints: 3 },
+    )
+    .expect("checkpointed");
+    common::assert_gradients_agree(&g_ck, &g_times, 1e-12, 1.0);
+
+    // reversible Heun's reversible adjoint (its own backward walk) on the
+    // grid: the discrete adjoint's gradient
+    let strat = problem(&P, &Y0);
+    let rev = grad(
+        &strat,
+        ReversibleHeun,
+        &fixed,
+        &quadratic,
+        Adjoint::Reversible,
+    )
+    .expect("reversible");
+    let dis = grad(
+        &strat,
+        ReversibleHeun,
+        &fixed,
+        &quadratic,
+        Adjoint::STORE_ALL,
+    )
+    .expect("reversible Heun, discrete");
+    assert_eq!(rev.solution.ts, obs);
+    common::assert_gradients_agree(&dis, &rev, 1e-10, 1e-3);
+
+    // a time inside a step: refused before the solve, naming step_to
+    let inside = adaptive.save_at(SaveAt::Times(vec![0.3, 0.55, 1.0]));
+    let e = grad(&ito, Sosri, &inside, &quadratic, Adjoint::STORE_ALL).expect_err("inside");
+    assert!(
+        matches!(e, sdeflow::adjoint::GradError::Unsupported(_))
+            && e.to_string().contains("step_to"),
+        "{e}"
+    );
+    let off_grid = fixed.clone().save_at(SaveAt::Times(vec![0.3, 0.55]));
+    for adjoint in [Adjoint::Reversible, Adjoint::STORE_ALL] {
+        let e =
+            grad(&strat, ReversibleHeun, &off_grid, &quadratic, adjoint).expect_err("off the grid");
+        assert!(e.to_string().contains("step_to"), "{adjoint:?}: {e}");
     }
 }

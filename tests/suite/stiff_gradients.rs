@@ -206,6 +206,42 @@ fn stiff_discrete_adjoint_wants_step_ends() {
     refused(Bdf::default());
 }
 
+/// ... and takes a loss on `SaveAt::Times` whose times are step ends
+/// (`Options::step_to`): on Robertson to t = 100 at rtol 1e-6, the
+/// gradient equals (to 1e-12) that of the same loss read off
+/// `SaveAt::Steps` of the same steps, for each stiff solver, stored and
+/// checkpointed.
+#[test]
+fn stiff_discrete_adjoint_takes_save_times_that_are_step_ends() {
+    let obs = [1e-3, 0.1, 10.0, 100.0];
+    let opts = Options::default()
+        .rtol(1e-6)
+        .atol(1e-10)
+        .step_to(obs[..3].to_vec());
+    fn check<S>(name: &str, solver: S, opts: &Options, obs: &[f64])
+    where
+        S: Differentiable<Generic<RobertsonP>, NoDiffusion, VirtualTree> + Copy,
+    {
+        let prob = robertson(&ROBER_P, 100.0);
+        let at_times = opts.clone().save_at(SaveAt::Times(obs.to_vec()));
+        let stepped = opts.clone().save_at(SaveAt::Steps);
+        let of = |o: &Options, loss: &dyn sdeflow::adjoint::Loss, a| {
+            grad(&prob, solver, o, loss, a).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let times = of(&at_times, &common::sum_of_squares, DISCRETE);
+        let steps = of(&stepped, &common::sum_of_squares_at(obs), DISCRETE);
+        assert!(steps.solution.ts.len() > 10, "{name}");
+        assert_eq!(times.loss, steps.loss, "{name}");
+        common::assert_gradients_agree(&times, &steps, 1e-12, 1.0);
+        let few = Adjoint::Discrete { checkpoints: 3 };
+        let checkpointed = of(&at_times, &common::sum_of_squares, few);
+        common::assert_gradients_agree(&checkpointed, &times, 1e-12, 1.0);
+    }
+    check("Esdirk34", Esdirk34::default(), &opts, &obs);
+    check("TrBdf2", TrBdf2::default(), &opts, &obs);
+    check("Bdf", Bdf::default(), &opts, &obs);
+}
+
 /// `Bdf`'s two adjoints: the discrete one (its history carried, each step
 /// reversed by the implicit-function theorem) and the interpolating one.
 const BDF_ADJOINTS: [(&str, Adjoint); 2] = [
