@@ -359,13 +359,15 @@ where
 /// Whether the loss may read values interpolated inside steps: not for
 /// `SaveAt::T1` or `Steps`, nor for `SaveAt::Times` whose every time is a
 /// step end — an end of the span or a time of `Options::step_to`, on
-/// which every step control lands exactly.
+/// which every step control lands exactly (unless it is also one of
+/// `Options::discontinuities`, whose steps end a float before it).
 pub(crate) fn saves_inside_steps(opts: &Options, (t0, t1): (f64, f64)) -> bool {
+    let step_end = |t: &f64| {
+        *t == t0 || *t == t1 || (opts.step_to.contains(t) && !opts.discontinuities.contains(t))
+    };
     match &opts.save_at {
         SaveAt::T1 | SaveAt::Steps => false,
-        SaveAt::Times(ts) => !ts
-            .iter()
-            .all(|t| *t == t0 || *t == t1 || opts.step_to.contains(t)),
+        SaveAt::Times(ts) => !ts.iter().all(step_end),
         SaveAt::Dense => true,
     }
 }

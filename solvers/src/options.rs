@@ -157,7 +157,8 @@ pub struct Options {
     /// direction of integration (diffrax's `step_ts`): adaptive steps are
     /// clipped to land on them; with the constant controller and no `dt0`
     /// they are the fixed grid itself (`t0`, these times, `t1`), e.g. a
-    /// sampler's time grid.
+    /// sampler's time grid. Fixed steps of `dt0` (a method without an
+    /// error estimate) would step past them and are refused with them.
     #[serde(default)]
     pub step_to: Vec<f64>,
     /// Times inside the span at which the drift or the diffusion jumps

@@ -318,7 +318,7 @@ pub fn default_check(
             "the discrete adjoint of {solver} differentiates step ends only (its dense output \
              is not differentiated): use SaveAt::Steps or SaveAt::T1, or keep \
              SaveAt::Times and make its times inside the span step ends with \
-             Options::step_to"
+             Options::step_to (a time of Options::discontinuities is not one)"
         ));
     }
     Ok(())

@@ -126,6 +126,20 @@ fn bad_step_options() {
         &Options::default().save_at(SaveAt::Times(vec![0.5, 0.2])),
         invalid("save_at"),
     );
+    // fixed steps of dt0 do not land on step_to's times: refused, not
+    // ignored (a method without an error estimate under the adaptive
+    // controller; with the constant controller `validate` refuses it)
+    let e = solve(
+        &decay(),
+        Euler,
+        Options::default().dt0(0.1).step_to(vec![0.25]),
+    )
+    .expect_err("step_to with fixed steps");
+    assert!(
+        matches!(&e, SolveError::InvalidInput { what, .. } if what == "step_to")
+            && e.to_string().contains("Options::grid"),
+        "{e}"
+    );
     let mut pi = PiController::default();
     pi.qmax = 0.5;
     let e = solve(&decay(), Tsit5, Options::default().controller(pi)).expect_err("qmax < 1");

@@ -928,6 +928,12 @@ fn discrete_adjoint_takes_save_times_that_are_step_ends() {
             && e.to_string().contains("step_to"),
         "{e}"
     );
+    // a step_to time that is also a discontinuity is not a step end (the
+    // step stops a float before it): refused too
+    let jump = inside.clone().discontinuities(vec![0.5]);
+    let at_jump = jump.save_at(SaveAt::Times(obs.clone()));
+    let e = grad(&ito, Sosri, &at_jump, &quadratic, Adjoint::STORE_ALL).expect_err("jump");
+    assert!(e.to_string().contains("discontinuities"), "{e}");
     let off_grid = fixed.clone().save_at(SaveAt::Times(vec![0.3, 0.55]));
     for adjoint in [Adjoint::Reversible, Adjoint::STORE_ALL] {
         let e =

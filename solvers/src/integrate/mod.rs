@@ -371,6 +371,19 @@ fn setup<'a, 'p, F: Drift, G: Diffusion, D: Driver, S: Solver<Problem<F, G, D>>>
             });
         }
     };
+    if k_err.is_none() && !grid && !opts.step_to.is_empty() {
+        // fixed steps of dt0 (a method without an error estimate under the
+        // adaptive controller) would step past the times
+        return Err(SolveError::invalid(
+            "step_to",
+            format!(
+                "{} has no error estimate, so it takes fixed steps of dt0, which do not land \
+                 on step_to's times: use Options::grid(times) for a fixed grid that holds \
+                 them",
+                solver.name()
+            ),
+        ));
+    }
     let adaptive = k_err.is_some();
     let dir = (t1 - t0).signum();
 
