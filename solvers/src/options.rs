@@ -374,6 +374,15 @@ fn step_times(name: &str, times: &[f64], (t0, t1): (f64, f64)) -> Result<(), Sol
     let dir = (t1 - t0).signum();
     for (i, &t) in times.iter().enumerate() {
         let prev = if i == 0 { t0 } else { times[i - 1] };
+        if t == t0 || t == t1 {
+            return Err(SolveError::invalid(
+                format!("{name}[{i}]"),
+                format!(
+                    "{t} is an end of the span ({t0}, {t1}); {name} takes the times strictly \
+                     inside it (the ends are step ends anyway): leave it out"
+                ),
+            ));
+        }
         if !(t.is_finite() && (t - prev) * dir > 0.0 && (t1 - t) * dir > 0.0) {
             return Err(SolveError::invalid(
                 format!("{name}[{i}]"),

@@ -140,6 +140,14 @@ fn bad_step_options() {
             && e.to_string().contains("Options::grid"),
         "{e}"
     );
+    // an end of the span in step_to: refused, saying to leave it out
+    let e = solve(&decay(), Tsit5, Options::default().step_to(vec![0.5, 1.0]))
+        .expect_err("t1 in step_to");
+    assert!(
+        matches!(&e, SolveError::InvalidInput { what, .. } if what == "step_to[1]")
+            && e.to_string().contains("leave it out"),
+        "{e}"
+    );
     let mut pi = PiController::default();
     pi.qmax = 0.5;
     let e = solve(&decay(), Tsit5, Options::default().controller(pi)).expect_err("qmax < 1");
