@@ -20,7 +20,7 @@ use crate::error::SolveError;
 use crate::field::{Diffusion, Drift};
 use crate::noise::Noise;
 use crate::problem::Problem;
-use crate::sde::{Integrates, Noises, add_noise, check_support};
+use crate::sde::{CalculusAlternatives, Integrates, Noises, add_noise, check_support_suggesting};
 
 /// The workspace of an fBM-driven method: the weights, the step's fBM
 /// increments, the fields at the step's start (and, for a predictor–
@@ -119,6 +119,16 @@ pub(super) fn contract(noise: Noise, v: &[f64], g: &[f64], u: &[f64], tmp: &mut 
     v.iter().zip(tmp.iter()).map(|(a, b)| a * b).sum()
 }
 
+/// The fBM-driven solvers of each calculus (the Brownian ones do not step
+/// `B̂_H`).
+const FBM_CALCULI: CalculusAlternatives = CalculusAlternatives {
+    ito: FBM_SOLVERS,
+    stratonovich: FBM_SOLVERS,
+};
+const FBM_SOLVERS: &str = "FractionalEuler (Itô; FractionalModalEuler for a posterior with the \
+                           modes in its state), FractionalHeun (Stratonovich); or set \
+                           Problem::interpretation to the solver's";
+
 /// What every fBM-driven method checks: the noise structure and
 /// interpretation (`integrates`), the driver's modes against the weights',
 /// and that the weights can be solved at the problem's parameters.
@@ -128,22 +138,7 @@ pub(super) fn check_driven<F: Drift, G: Diffusion>(
     mw: &ModeWeights,
     problem: &Problem<F, G, FractionalNoise>,
 ) -> Result<(), SolveError> {
-    let calculus = format!("{:?} SDEs", problem.interpretation);
-    check_support(name, Noises::ALL, integrates, problem).map_err(|e| match e {
-        // the Brownian solvers the generic check names do not step B̂_H
-        SolveError::Unsupported { solver, what, .. } if what == calculus => {
-            SolveError::Unsupported {
-                solver,
-                what,
-                alternatives:
-                    "FractionalEuler (Itô; FractionalModalEuler for a posterior with the \
-                               modes in its state), FractionalHeun (Stratonovich); or set \
-                               Problem::interpretation to the solver's"
-                        .into(),
-            }
-        }
-        e => e,
-    })?;
+    check_support_suggesting(name, Noises::ALL, integrates, &FBM_CALCULI, problem)?;
     mw.check_driver(name, &problem.driver)?;
     mw.weights(&problem.params).map(|_| ())
 }

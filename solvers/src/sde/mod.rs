@@ -364,6 +364,33 @@ pub(crate) fn check_support<F: Drift, G: Diffusion, D: Driver>(
     integrates: Integrates,
     problem: &Problem<F, G, D>,
 ) -> Result<(), SolveError> {
+    check_support_suggesting(name, noises, integrates, &BROWNIAN_CALCULI, problem)
+}
+
+/// The solvers to suggest for a problem of a calculus the method does not
+/// integrate, per calculus.
+pub(crate) struct CalculusAlternatives {
+    /// For an Itô problem.
+    pub ito: &'static str,
+    /// For a Stratonovich problem.
+    pub stratonovich: &'static str,
+}
+
+/// The Brownian-driven solvers of each calculus.
+const BROWNIAN_CALCULI: CalculusAlternatives = CalculusAlternatives {
+    ito: "EulerMaruyama, Milstein, Sriw1, Sosri",
+    stratonovich: "EulerHeun, Milstein, ReversibleHeun",
+};
+
+/// [`check_support`] suggesting `calculi` when the problem's calculus is
+/// not the method's (another family of drivers has other solvers).
+pub(crate) fn check_support_suggesting<F: Drift, G: Diffusion, D: Driver>(
+    name: &'static str,
+    noises: Noises,
+    integrates: Integrates,
+    calculi: &CalculusAlternatives,
+    problem: &Problem<F, G, D>,
+) -> Result<(), SolveError> {
     if problem.tspan.1 < problem.tspan.0 {
         return Err(SolveError::Unsupported {
             solver: name,
@@ -408,8 +435,8 @@ pub(crate) fn check_support<F: Drift, G: Diffusion, D: Driver>(
         };
     if !interp_ok {
         let alternatives = match problem.interpretation {
-            Interpretation::Ito => "EulerMaruyama, Milstein, Sriw1, Sosri",
-            Interpretation::Stratonovich => "EulerHeun, Milstein, ReversibleHeun",
+            Interpretation::Ito => calculi.ito,
+            Interpretation::Stratonovich => calculi.stratonovich,
         };
         return Err(SolveError::Unsupported {
             solver: name,
