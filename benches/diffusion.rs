@@ -258,7 +258,17 @@ struct Point {
     us_per_sample: f64,
 }
 
-fn at_budget(bed: &Bed, grid: TimeGrid, run: &RunRef<'_>, budget: usize) -> Option<Point> {
+/// Timed runs after the first (the tables'; none where only errors are
+/// read).
+const TABLE_REPEATS: usize = 2;
+
+fn at_budget(
+    bed: &Bed,
+    grid: TimeGrid,
+    run: &RunRef<'_>,
+    budget: usize,
+    repeats: usize,
+) -> Option<Point> {
     let s = VpLinear::default();
     let prob = bed.problem();
     let attempt = |steps: usize| -> Option<(Solution, f64)> {
@@ -276,17 +286,22 @@ fn at_budget(bed: &Bed, grid: TimeGrid, run: &RunRef<'_>, budget: usize) -> Opti
             if first.0.stats.drift_evals > budget {
                 return None;
             }
-            return Some(timed(bed, first, &|| attempt(steps)));
+            return Some(timed(bed, first, &|| attempt(steps), repeats));
         }
         steps -= 1;
     }
 }
 
 /// The point of a run `first` (solution, seconds), its time the best of
-/// it and two more runs by `again`.
-fn timed(bed: &Bed, first: (Solution, f64), again: &dyn Fn() -> Option<(Solution, f64)>) -> Point {
+/// it and `repeats` more runs by `again`.
+fn timed(
+    bed: &Bed,
+    first: (Solution, f64),
+    again: &dyn Fn() -> Option<(Solution, f64)>,
+    repeats: usize,
+) -> Point {
     let (sol, secs) = first;
-    let secs = (0..2)
+    let secs = (0..repeats)
         .filter_map(|_| again())
         .map(|r| r.1)
         .fold(secs, f64::min);
@@ -300,10 +315,10 @@ fn timed(bed: &Bed, first: (Solution, f64), again: &dyn Fn() -> Option<(Solution
     }
 }
 
-/// A sampler of [`samplers`] at `budget`.
-fn point(bed: &Bed, how: How, budget: usize) -> Option<Point> {
+/// A sampler of [`samplers`] at `budget`, timed over `1 + repeats` runs.
+fn point(bed: &Bed, how: How, budget: usize, repeats: usize) -> Option<Point> {
     match how {
-        How::Steps(grid, run) => at_budget(bed, grid, &run, budget),
+        How::Steps(grid, run) => at_budget(bed, grid, &run, budget, repeats),
         How::Fast(grid) => {
             let fast = DpmSolverFast::new(budget, grid);
             let prob = bed.problem();
@@ -313,7 +328,7 @@ fn point(bed: &Bed, how: How, budget: usize) -> Option<Point> {
                 let sol = solve(&prob, fast, opts).ok()?;
                 Some((sol, started.elapsed().as_secs_f64()))
             };
-            Some(timed(bed, attempt()?, &attempt))
+            Some(timed(bed, attempt()?, &attempt, repeats))
         }
     }
 }
@@ -362,14 +377,34 @@ const THIRD_ORDER: [&str; 8] = [
 /// DPM-Solver-v3 with estimated statistics (reported beside the claim).
 const V3: [&str; 2] = ["DPM-Solver-v3 3 (EMS)", "DPM-Solver-v3 3 (EMS, t²)"];
 
-/// PF-Euler's best run (uniform t or uniform λ, by mean error) at `nfe`
-/// evaluations.
-fn euler_at(bed: &Bed, nfe: usize) -> Option<Point> {
-    samplers()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("PF-Euler"))
-        .filter_map(|(_, how)| point(bed, how, nfe))
-        .min_by(|a, b| a.err.total_cmp(&b.err))
+/// PF-Euler's best run (uniform t or uniform λ, by mean error) on one bed
+/// at each NFE asked for, run once (untimed) and kept.
+struct EulerRuns<'b> {
+    bed: &'b Bed,
+    at: std::collections::BTreeMap<usize, Option<Point>>,
+}
+
+impl<'b> EulerRuns<'b> {
+    fn new(bed: &'b Bed) -> Self {
+        EulerRuns {
+            bed,
+            at: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn at(&mut self, nfe: usize) -> Option<Point> {
+        let bed = self.bed;
+        self.at
+            .entry(nfe)
+            .or_insert_with(|| {
+                samplers()
+                    .into_iter()
+                    .filter(|(n, _)| n.starts_with("PF-Euler"))
+                    .filter_map(|(_, how)| point(bed, how, nfe, 0))
+                    .min_by(|a, b| a.err.total_cmp(&b.err))
+            })
+            .clone()
+    }
 }
 
 fn mean(x: &[f64]) -> f64 {
@@ -430,15 +465,15 @@ impl Claim {
     }
 }
 
-/// Issue #14's claim for the runs of `names` in `series` (dimension
-/// `bed.d`): the run at NFE 10–20 whose error is furthest below PF-Euler's
-/// best at five times its NFE.
-fn best_margin(bed: &Bed, series: &[Series], names: &[&str]) -> Option<Claim> {
-    let mut euler = std::collections::BTreeMap::new();
+/// Issue #14's claim for the runs of `names` in `series` (dimension of
+/// `euler`'s bed): the run at NFE 10–20 whose error is furthest below
+/// PF-Euler's best at five times its NFE.
+fn best_margin(series: &[Series], names: &[&str], euler: &mut EulerRuns<'_>) -> Option<Claim> {
+    let d = euler.bed.d;
     let mut best: Option<Claim> = None;
     for s in series
         .iter()
-        .filter(|s| s.d == bed.d && names.contains(&s.name))
+        .filter(|s| s.d == d && names.contains(&s.name))
     {
         for p in s
             .points
@@ -446,11 +481,7 @@ fn best_margin(bed: &Bed, series: &[Series], names: &[&str]) -> Option<Claim> {
             .flatten()
             .filter(|p| (10..=20).contains(&p.nfe))
         {
-            let Some(e) = euler
-                .entry(p.nfe)
-                .or_insert_with(|| euler_at(bed, 5 * p.nfe))
-                .clone()
-            else {
+            let Some(e) = euler.at(5 * p.nfe) else {
                 continue;
             };
             let claim = Claim {
@@ -474,16 +505,16 @@ fn verdict(margin: f64) -> &'static str {
     }
 }
 
-/// The claim's line for dimension `bed.d`.
-fn claim_line(bed: &Bed, series: &[Series], names: &[&str]) -> String {
-    let d = bed.d;
-    match best_margin(bed, series, names) {
+/// The claim's line for dimension `d`.
+fn claim_line(d: usize, claim: Option<&Claim>) -> String {
+    match claim {
         Some(c) => format!("d = {d}: {} — {}", c.describe(), verdict(c.margin())),
         None => format!("d = {d}: no third-order run at NFE 10–20"),
     }
 }
 
-/// The [`THIRD_ORDER`] samplers on `bed` at budgets 10, 15 and 20.
+/// The [`THIRD_ORDER`] samplers on `bed` at budgets 10, 15 and 20
+/// (untimed).
 fn third_order_series(bed: &Bed) -> Vec<Series> {
     samplers()
         .into_iter()
@@ -491,31 +522,38 @@ fn third_order_series(bed: &Bed) -> Vec<Series> {
         .map(|(name, how)| Series {
             d: bed.d,
             name,
-            points: [10, 15, 20].iter().map(|&n| point(bed, how, n)).collect(),
+            points: [10, 15, 20]
+                .iter()
+                .map(|&n| point(bed, how, n, 0))
+                .collect(),
         })
         .collect()
 }
 
-/// The claim for dimension `bed.d` re-measured on `batch` samples of the
-/// same mixture (the tables' samples are its first ones): the tables'
-/// candidate (sampler and NFE chosen on the tables' batch), and every
-/// third-order sampler at budgets 10–20 again with the best margin on the
-/// larger batch.
-fn claim_on_larger_batch(bed: &Bed, series: &[Series], batch: usize) -> String {
-    let d = bed.d;
+/// The claim for dimension `d` re-measured on `batch` samples of the same
+/// mixture (the tables' samples are its first ones): the tables'
+/// candidate `table` (sampler and NFE chosen on the tables' batch), and
+/// every third-order sampler at budgets 10–20 again with the best margin
+/// on the larger batch.
+fn claim_on_larger_batch(d: usize, table: Option<&Claim>, batch: usize) -> String {
     let large = Bed::new(d, batch);
     let again = third_order_series(&large);
+    let mut euler = EulerRuns::new(&large);
     let mut lines = Vec::new();
-    if let Some(c) = best_margin(bed, series, &THIRD_ORDER) {
+    if let Some(c) = table {
         let third = again
             .iter()
             .filter(|s| s.name == c.name)
             .flat_map(|s| s.points.iter().flatten())
             .find(|p| p.nfe == c.third.nfe)
             .cloned();
-        let line = match (third, euler_at(&large, 5 * c.third.nfe)) {
+        let line = match (third, euler.at(5 * c.third.nfe)) {
             (Some(third), Some(euler)) => {
-                let c = Claim { third, euler, ..c };
+                let c = Claim {
+                    name: c.name,
+                    third,
+                    euler,
+                };
                 format!(
                     "the tables' candidate: {} — {}",
                     c.describe(),
@@ -529,7 +567,7 @@ fn claim_on_larger_batch(bed: &Bed, series: &[Series], batch: usize) -> String {
         };
         lines.push(line);
     }
-    if let Some(c) = best_margin(&large, &again, &THIRD_ORDER) {
+    if let Some(c) = best_margin(&again, &THIRD_ORDER, &mut euler) {
         lines.push(format!(
             "best on this batch: {} — {}",
             c.describe(),
@@ -548,7 +586,7 @@ fn claim_over_draws(d: usize, batch: usize, draws: u64) -> String {
     for draw in 1..=draws {
         let bed = Bed::drawn(d, batch, draw);
         let series = third_order_series(&bed);
-        match best_margin(&bed, &series, &THIRD_ORDER) {
+        match best_margin(&series, &THIRD_ORDER, &mut EulerRuns::new(&bed)) {
             Some(c) => {
                 held += usize::from(c.margin() > 1.0);
                 cells.push(format!("draw {draw}: {}", c.describe()));
@@ -743,7 +781,10 @@ fn main() {
         let bed = Bed::new(d, batch);
         let floor = bed.sliced_wasserstein(&bed.reference);
         for (name, how) in samplers() {
-            let points = NFES.iter().map(|&n| point(&bed, how, n)).collect();
+            let points = NFES
+                .iter()
+                .map(|&n| point(&bed, how, n, TABLE_REPEATS))
+                .collect();
             series.push(Series { d, name, points });
         }
         // DPM-Solver-v3: statistics estimated from the model on its own
@@ -758,7 +799,7 @@ fn main() {
             let run = |p: &Prob, o: Options| solve(p, DpmSolverV3::new(&ems, order), o);
             let points = NFES
                 .iter()
-                .map(|&n| at_budget(&bed, grid, &run, n))
+                .map(|&n| at_budget(&bed, grid, &run, n, TABLE_REPEATS))
                 .collect();
             series.push(Series { d, name, points });
         }
@@ -779,9 +820,14 @@ fn main() {
         print_table(d, &series, 0.0, "µs per sample (NFE used)", |p| {
             p.us_per_sample
         });
-        lines.push(claim_line(&bed, &series, &THIRD_ORDER));
-        lines.push(claim_line(&bed, &series, &V3));
-        larger.push(claim_on_larger_batch(&bed, &series, large));
+        let mut euler = EulerRuns::new(&bed);
+        let third = best_margin(&series, &THIRD_ORDER, &mut euler);
+        lines.push(claim_line(d, third.as_ref()));
+        lines.push(claim_line(
+            d,
+            best_margin(&series, &V3, &mut euler).as_ref(),
+        ));
+        larger.push(claim_on_larger_batch(d, third.as_ref(), large));
         println!("\n-- d = {d}: adaptive DPM-Solver (atol = rtol / 10) --");
         let prob = bed.problem();
         for (name, solver) in [
